@@ -1,0 +1,27 @@
+// Package v1alpha1 is a served, deprecated version of the config.flomesh.io API,
+// kept so FSM clients that still speak it keep working. It converts to and
+// from the v1alpha3 hub without losing data (see ConvertTo/ConvertFrom).
+//
+// +kubebuilder:object:generate=true
+// +groupName=config.flomesh.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this package's types.
+	GroupVersion = schema.GroupVersion{Group: "config.flomesh.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers this package's types with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds this package's types to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
+
+func init() {
+	SchemeBuilder.Register(&MeshConfig{}, &MeshConfigList{})
+}

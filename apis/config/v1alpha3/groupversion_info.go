@@ -1,0 +1,27 @@
+// Package v1alpha3 is the storage version of the config.flomesh.io API: the
+// MeshConfig that configures the mesh. It is the conversion hub; v1alpha1 and
+// v1alpha2 convert to and from it.
+//
+// +kubebuilder:object:generate=true
+// +groupName=config.flomesh.io
+package v1alpha3
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this package's types.
+	GroupVersion = schema.GroupVersion{Group: "config.flomesh.io", Version: "v1alpha3"}
+
+	// SchemeBuilder registers this package's types with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds this package's types to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
+
+func init() {
+	SchemeBuilder.Register(&MeshConfig{}, &MeshConfigList{})
+}
