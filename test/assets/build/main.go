@@ -1,0 +1,53 @@
+// Command build fills the test asset cache ahead of a test run, so that the
+// first test needing kube-apiserver/etcd (or Vault) does not spend minutes
+// building them:
+//
+//	go run ./test/assets/build [--vault]
+//
+// It prints the kube-apiserver/etcd directory (and the vault path with
+// --vault), and exits non-zero with the error if a build fails.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/flomesh-io/fsm-webhooks/test/assets"
+)
+
+func main() {
+	withVault := flag.Bool("vault", false, "also build the vault binary")
+	flag.Parse()
+	if flag.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "usage: %s [--vault]\n", os.Args[0])
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *withVault)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "test assets: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, withVault bool) error {
+	dir, err := assets.Kube(ctx, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(dir)
+	if !withVault {
+		return nil
+	}
+	path, err := assets.Vault(ctx, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(path)
+	return nil
+}
