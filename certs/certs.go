@@ -7,6 +7,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -57,6 +58,31 @@ type Request struct {
 	Organization string
 	Validity     time.Duration
 	Usage        Usage
+	// KeyAlgorithm of the new private key; empty means the provider's default.
+	// Vault ignores it: the Vault role decides the key type.
+	KeyAlgorithm KeyAlgorithm
+}
+
+// Validate checks the request before any provider spends work on it.
+func (r Request) Validate() error {
+	if r.CommonName == "" && len(r.DNSNames) == 0 && len(r.IPAddresses) == 0 {
+		return errors.New("request: CommonName, DNSNames and IPAddresses are all empty")
+	}
+	if r.Validity <= 0 {
+		return fmt.Errorf("request for %q: Validity must be positive, got %s", r.CommonName, r.Validity)
+	}
+	if r.Usage&UsageBoth == 0 || r.Usage&^UsageBoth != 0 {
+		return fmt.Errorf("request for %q: Usage must be server, client or both, got %s", r.CommonName, r.Usage)
+	}
+	for i, n := range r.DNSNames {
+		if n == "" {
+			return fmt.Errorf("request for %q: DNSNames[%d] is empty", r.CommonName, i)
+		}
+	}
+	if err := r.KeyAlgorithm.Validate(); err != nil {
+		return fmt.Errorf("request for %q: KeyAlgorithm: %w", r.CommonName, err)
+	}
+	return nil
 }
 
 // Certificate is an issued certificate with its private key and the bundle of

@@ -1,0 +1,175 @@
+package certs
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Root CA subject: the one FSM documents (its code used C=ZH, L=CN; the
+// documented subject is what users check with openssl).
+const (
+	RootCommonName   = "fsm-ca.flomesh.io"
+	RootOrganization = "Flomesh Service Mesh"
+	RootLocality     = "CA"
+	RootCountry      = "US"
+)
+
+// clockSkew backdates NotBefore so a peer whose clock runs slightly behind
+// does not reject a certificate issued a moment ago.
+const clockSkew = time.Minute
+
+// Authority is a CA certificate with its private key, able to sign leaves.
+// It is immutable and safe for concurrent use.
+type Authority struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+}
+
+// NewAuthority checks that cert is a CA allowed to sign certificates and that
+// key is its private key.
+func NewAuthority(cert *x509.Certificate, key crypto.Signer) (*Authority, error) {
+	if cert == nil || key == nil {
+		return nil, errors.New("CA certificate and key are both required")
+	}
+	if !cert.IsCA || !cert.BasicConstraintsValid {
+		return nil, fmt.Errorf("certificate %q is not a CA (basicConstraints CA:TRUE missing)", cert.Subject.CommonName)
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("CA certificate %q lacks the keyCertSign key usage", cert.Subject.CommonName)
+	}
+	if !KeyMatches(key, cert.PublicKey) {
+		return nil, fmt.Errorf("private key does not match CA certificate %q", cert.Subject.CommonName)
+	}
+	return &Authority{Cert: cert, Key: key}, nil
+}
+
+// NewRootAuthority creates a self-signed root with FSM's subject: IsCA,
+// keyCertSign+cRLSign, 128-bit random serial, valid from now for validity.
+func NewRootAuthority(alg KeyAlgorithm, validity time.Duration, now time.Time) (*Authority, error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("root CA validity must be positive, got %s", validity)
+	}
+	key, err := GenerateKey(alg)
+	if err != nil {
+		return nil, fmt.Errorf("generating root CA key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			CommonName:   RootCommonName,
+			Organization: []string{RootOrganization},
+			Locality:     []string{RootLocality},
+			Country:      []string{RootCountry},
+		},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(validity),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("self-signing root CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing new root CA: %w", err)
+	}
+	return &Authority{Cert: cert, Key: key}, nil
+}
+
+// Sign issues a leaf for req with public key pub, valid from now. A validity
+// that would outlive the CA is cut at the CA's NotAfter: a leaf cannot be
+// verified past its root anyway, and the returned NotAfter stays truthful.
+func (a *Authority) Sign(req Request, pub crypto.PublicKey, now time.Time) (*x509.Certificate, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(req.Validity)
+	if notAfter.After(a.Cert.NotAfter) {
+		notAfter = a.Cert.NotAfter
+	}
+	if !now.Before(notAfter) {
+		return nil, fmt.Errorf("CA %q expired at %s", a.Cert.Subject.CommonName, a.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	keyUsage := x509.KeyUsageDigitalSignature
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		// RSA key exchange (TLS 1.2 non-ECDHE suites) encrypts with the key.
+		keyUsage |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: req.CommonName},
+		DNSNames:              req.DNSNames,
+		IPAddresses:           req.IPAddresses,
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              keyUsage,
+		ExtKeyUsage:           req.Usage.ExtKeyUsages(),
+		BasicConstraintsValid: true,
+	}
+	if req.Organization != "" {
+		tmpl.Subject.Organization = []string{req.Organization}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signing certificate for %q: %w", req.CommonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing certificate for %q: %w", req.CommonName, err)
+	}
+	return cert, nil
+}
+
+var serialLimit = new(big.Int).Lsh(big.NewInt(1), 128)
+
+// randomSerial is a 128-bit random serial, never zero (RFC 5280 wants it
+// positive).
+func randomSerial() (*big.Int, error) {
+	for {
+		n, err := rand.Int(rand.Reader, serialLimit)
+		if err != nil {
+			return nil, fmt.Errorf("generating serial number: %w", err)
+		}
+		if n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// Issue signs req for key (which the caller took from a key pool or
+// generated) and packages the result with caBundle, the PEM of every trusted
+// root. This is the whole hot path of a locally signed certificate: one
+// signature and two PEM encodings.
+func (a *Authority) Issue(req Request, key crypto.Signer, caBundle []byte, now time.Time) (*Certificate, error) {
+	cert, err := a.Sign(req, key.Public(), now)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Certificate{
+		CertPEM:  EncodeCertsPEM(cert),
+		KeyPEM:   keyPEM,
+		CABundle: append([]byte(nil), caBundle...),
+		NotAfter: cert.NotAfter,
+	}, nil
+}

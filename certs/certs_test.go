@@ -1,0 +1,364 @@
+package certs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func mustRoot(t testing.TB, alg KeyAlgorithm, validity time.Duration, now time.Time) *Authority {
+	t.Helper()
+	a, err := NewRootAuthority(alg, validity, now)
+	if err != nil {
+		t.Fatalf("NewRootAuthority: %v", err)
+	}
+	return a
+}
+
+func mustIssue(t testing.TB, ca *Authority, req Request, alg KeyAlgorithm, now time.Time) *Certificate {
+	t.Helper()
+	key, err := GenerateKey(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.Issue(req, key, EncodeCertsPEM(ca.Cert), now)
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	return c
+}
+
+func TestParseKeyAlgorithm(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    KeyAlgorithm
+		wantErr bool
+	}{
+		{"RSA2048", RSA2048, false},
+		{"rsa-4096", RSA4096, false},
+		{" ecdsa_p256 ", ECDSAP256, false},
+		{"ECDSAP384", ECDSAP384, false},
+		{"RSA1024", "", true},
+		{"ed25519", "", true},
+		{"", "", true},
+	} {
+		got, err := ParseKeyAlgorithm(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ParseKeyAlgorithm(%q) = %q, %v; want %q, err=%v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), tc.in) {
+			t.Errorf("error %q does not name the value %q", err, tc.in)
+		}
+	}
+}
+
+func TestGenerateKeyRoundTrip(t *testing.T) {
+	for _, alg := range KeyAlgorithms {
+		if testing.Short() && (alg == RSA3072 || alg == RSA4096) {
+			continue
+		}
+		t.Run(string(alg), func(t *testing.T) {
+			key, err := GenerateKey(alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := AlgorithmOf(key.Public())
+			if err != nil || got != alg {
+				t.Fatalf("AlgorithmOf = %q, %v; want %q", got, err, alg)
+			}
+			p, err := EncodeKeyPEM(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := ParseKeyPEM(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !KeyMatches(back, key.Public()) {
+				t.Fatal("parsed key does not match the generated one")
+			}
+		})
+	}
+	if _, err := GenerateKey("DSA1024"); err == nil {
+		t.Fatal("GenerateKey accepted an unknown algorithm")
+	}
+}
+
+func TestParseKeyPEMFormats(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecDER, _ := x509.MarshalECPrivateKey(ecKey)
+	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)})
+	sec1 := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER})
+	params := pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{6, 8, 42, 134, 72, 206, 61, 3, 1, 7}})
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		wantErr string
+	}{
+		{"pkcs1", pkcs1, ""},
+		{"sec1 after EC PARAMETERS", append(params, sec1...), ""},
+		{"empty", nil, "no PEM private key"},
+		{"not pem", []byte("hello"), "no PEM private key"},
+		{"garbage in block", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}), "parsing PRIVATE KEY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseKeyPEM(tc.in)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRequestValidate(t *testing.T) {
+	ok := Request{CommonName: "a.b", Validity: time.Hour, Usage: UsageServer}
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*Request)
+		wantErr string
+	}{
+		{"ok", func(*Request) {}, ""},
+		{"only SANs", func(r *Request) { r.CommonName = ""; r.DNSNames = []string{"x"} }, ""},
+		{"no names", func(r *Request) { r.CommonName = "" }, "all empty"},
+		{"zero validity", func(r *Request) { r.Validity = 0 }, "Validity must be positive, got 0s"},
+		{"no usage", func(r *Request) { r.Usage = 0 }, "Usage must be server, client or both, got Usage(0)"},
+		{"bad usage bits", func(r *Request) { r.Usage = 8 }, "got Usage(8)"},
+		{"empty SAN", func(r *Request) { r.DNSNames = []string{"x", ""} }, "DNSNames[1] is empty"},
+		{"bad key alg", func(r *Request) { r.KeyAlgorithm = "RSA1024" }, `KeyAlgorithm: unknown key algorithm "RSA1024"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ok
+			tc.mutate(&r)
+			err := r.Validate()
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRootAuthority(t *testing.T) {
+	ca := mustRoot(t, ECDSAP256, RootCAValidity, t0)
+	c := ca.Cert
+	if c.Subject.String() != "CN=fsm-ca.flomesh.io,O=Flomesh Service Mesh,L=CA,C=US" {
+		t.Errorf("subject = %s", c.Subject)
+	}
+	if !c.IsCA || c.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
+		t.Errorf("IsCA=%v KeyUsage=%v", c.IsCA, c.KeyUsage)
+	}
+	if got := c.NotAfter.Sub(t0); got != RootCAValidity {
+		t.Errorf("root lifetime from now = %s, want %s", got, RootCAValidity)
+	}
+	if c.SerialNumber.BitLen() > 128 || c.SerialNumber.Sign() <= 0 {
+		t.Errorf("serial %s is not a positive 128-bit number", c.SerialNumber)
+	}
+	if err := c.CheckSignatureFrom(c); err != nil {
+		t.Errorf("root is not self-signed: %v", err)
+	}
+	if _, err := NewAuthority(c, mustRoot(t, ECDSAP256, time.Hour, t0).Key); err == nil {
+		t.Error("NewAuthority accepted a key that does not match")
+	}
+}
+
+func TestAuthoritySign(t *testing.T) {
+	ca := mustRoot(t, RSA2048, 48*time.Hour, t0)
+	bundle := NewBundle(t0, ca.Cert)
+	for _, tc := range []struct {
+		name         string
+		req          Request
+		alg          KeyAlgorithm
+		wantLifetime time.Duration
+		wantKeyEnc   bool
+	}{
+		{"server rsa", Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc", "fsm-injector"}, Validity: time.Hour, Usage: UsageServer}, RSA2048, time.Hour + clockSkew, true},
+		{"both ecdsa with IP", Request{CommonName: "p.sidecar.sa.ns.cluster.local", DNSNames: []string{"p.sidecar.sa.ns.cluster.local"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Organization: RootOrganization, Validity: 90 * time.Second, Usage: UsageBoth}, ECDSAP256, 90*time.Second + clockSkew, false},
+		{"clamped to CA", Request{CommonName: "long", Validity: ProxyBootstrapCertValidity, Usage: UsageClient}, ECDSAP256, 48*time.Hour + clockSkew, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustIssue(t, ca, tc.req, tc.alg, t0)
+			chain, err := ParseCertsPEM(c.CertPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := chain[0]
+			if err := bundle.VerifyAt(t0, leaf); err != nil {
+				t.Fatal(err)
+			}
+			if got := leaf.NotAfter.Sub(leaf.NotBefore); got != tc.wantLifetime {
+				t.Errorf("lifetime = %s, want %s", got, tc.wantLifetime)
+			}
+			if !c.NotAfter.Equal(leaf.NotAfter) {
+				t.Errorf("Certificate.NotAfter = %s, leaf says %s", c.NotAfter, leaf.NotAfter)
+			}
+			if leaf.Subject.CommonName != tc.req.CommonName || strings.Join(leaf.DNSNames, ",") != strings.Join(tc.req.DNSNames, ",") {
+				t.Errorf("names = %q %q", leaf.Subject.CommonName, leaf.DNSNames)
+			}
+			if len(leaf.IPAddresses) != len(tc.req.IPAddresses) {
+				t.Errorf("IPs = %v", leaf.IPAddresses)
+			}
+			if got := leaf.KeyUsage&x509.KeyUsageKeyEncipherment != 0; got != tc.wantKeyEnc {
+				t.Errorf("keyEncipherment = %v, want %v", got, tc.wantKeyEnc)
+			}
+			if leaf.IsCA {
+				t.Error("leaf is a CA")
+			}
+			if alg, _ := AlgorithmOf(leaf.PublicKey); alg != tc.alg {
+				t.Errorf("leaf key = %s, want %s", alg, tc.alg)
+			}
+			dns := ""
+			if len(tc.req.DNSNames) > 0 {
+				dns = tc.req.DNSNames[0]
+			}
+			if err := ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, dns, tc.req.Usage, t0); err != nil {
+				t.Errorf("ValidCert: %v", err)
+			}
+		})
+	}
+	if _, err := ca.Sign(Request{CommonName: "x", Validity: time.Hour, Usage: UsageServer}, ca.Key.Public(), t0.Add(49*time.Hour)); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("signing with an expired CA: err = %v", err)
+	}
+}
+
+func TestBundle(t *testing.T) {
+	old := mustRoot(t, ECDSAP256, time.Hour, t0.Add(-2*time.Hour)) // expired at t0
+	a := mustRoot(t, ECDSAP256, RootCAValidity, t0.Add(-time.Hour))
+	b := mustRoot(t, ECDSAP256, RootCAValidity, t0)
+
+	b1 := NewBundle(t0, b.Cert, a.Cert, old.Cert, b.Cert)
+	b2 := NewBundle(t0, a.Cert, b.Cert)
+	if b1.Len() != 2 {
+		t.Fatalf("Len = %d, want 2 (duplicate and expired dropped)", b1.Len())
+	}
+	if !b1.Equal(b2) || string(b1.PEM()) != string(b2.PEM()) {
+		t.Fatal("same roots in a different order give different bundles")
+	}
+	if got := b1.Certificates(); got[0] != a.Cert || got[1] != b.Cert {
+		t.Fatal("bundle not ordered oldest first")
+	}
+	if b1.Contains(old.Cert) || !b1.Contains(a.Cert) {
+		t.Fatal("Contains is wrong")
+	}
+	parsed, err := ParseBundle(t0, b.PEMOnly(), EncodeCertsPEM(a.Cert, old.Cert), nil)
+	if err != nil || !parsed.Equal(b1) {
+		t.Fatalf("ParseBundle = %v, %v", parsed, err)
+	}
+	if _, err := ParseBundle(t0, []byte("junk")); err == nil || !strings.Contains(err.Error(), "CA bundle 1: no PEM certificate") {
+		t.Fatalf("ParseBundle(junk) err = %v", err)
+	}
+	merged := NewBundle(t0, a.Cert).Merge(t0, NewBundle(t0, b.Cert))
+	if !merged.Equal(b1) {
+		t.Fatal("Merge lost a root")
+	}
+
+	leafA := mustIssue(t, a, Request{CommonName: "x", Validity: time.Hour, Usage: UsageServer}, ECDSAP256, t0)
+	leafOld := mustIssue(t, old, Request{CommonName: "y", Validity: time.Hour, Usage: UsageServer}, ECDSAP256, t0.Add(-90*time.Minute))
+	ca, _ := ParseCertsPEM(leafA.CertPEM)
+	if err := b1.VerifyAt(t0, ca[0]); err != nil {
+		t.Fatalf("leaf of a root in the bundle: %v", err)
+	}
+	co, _ := ParseCertsPEM(leafOld.CertPEM)
+	if err := NewBundle(t0, b.Cert).VerifyAt(t0.Add(-80*time.Minute), co[0]); err == nil {
+		t.Fatal("leaf of a foreign root verified")
+	}
+	if !ChainsTo(leafA.CertPEM, b1.PEM(), t0) || ChainsTo(leafA.CertPEM, b.PEMOnly(), t0) {
+		t.Fatal("ChainsTo disagrees with the bundle")
+	}
+}
+
+// PEMOnly is a test helper: the authority's certificate as PEM.
+func (a *Authority) PEMOnly() []byte { return EncodeCertsPEM(a.Cert) }
+
+func TestValidCert(t *testing.T) {
+	ca := mustRoot(t, ECDSAP256, RootCAValidity, t0)
+	other := mustRoot(t, ECDSAP256, RootCAValidity, t0)
+	req := Request{CommonName: "svc.ns.svc", DNSNames: []string{"svc.ns.svc"}, Validity: 24 * time.Hour, Usage: UsageServer}
+	c := mustIssue(t, ca, req, ECDSAP256, t0)
+	c2 := mustIssue(t, ca, req, ECDSAP256, t0)
+	for _, tc := range []struct {
+		name      string
+		bundle    []byte
+		cert, key []byte
+		dns       string
+		usage     Usage
+		at        time.Time
+		wantErr   string
+	}{
+		{"valid", c.CABundle, c.CertPEM, c.KeyPEM, "svc.ns.svc", UsageServer, t0, ""},
+		{"valid without name check", c.CABundle, c.CertPEM, c.KeyPEM, "", UsageServer, t0.Add(23 * time.Hour), ""},
+		{"expires before at", c.CABundle, c.CertPEM, c.KeyPEM, "svc.ns.svc", UsageServer, t0.Add(25 * time.Hour), "is not valid at"},
+		{"wrong name", c.CABundle, c.CertPEM, c.KeyPEM, "other.ns.svc", UsageServer, t0, "not other.ns.svc"},
+		{"wrong usage", c.CABundle, c.CertPEM, c.KeyPEM, "", UsageClient, t0, "not valid for client auth"},
+		{"foreign CA", other.PEMOnly(), c.CertPEM, c.KeyPEM, "", UsageServer, t0, "does not chain to the CA bundle"},
+		{"key of another cert", c.CABundle, c.CertPEM, c2.KeyPEM, "", UsageServer, t0, "private key does not match"},
+		{"no cert", c.CABundle, nil, c.KeyPEM, "", UsageServer, t0, "certificate: no PEM certificate"},
+		{"no key", c.CABundle, c.CertPEM, []byte("x"), "", UsageServer, t0, "private key: no PEM private key"},
+		{"bad bundle", []byte("x"), c.CertPEM, c.KeyPEM, "", UsageServer, t0, "CA bundle: CA bundle 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidCert(tc.bundle, tc.cert, tc.key, tc.dns, tc.usage, tc.at)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNeedsRenewal(t *testing.T) {
+	ca := mustRoot(t, ECDSAP256, RootCAValidity, t0)
+	c := mustIssue(t, ca, Request{CommonName: "x", Validity: 3*time.Hour - clockSkew, Usage: UsageServer}, ECDSAP256, t0)
+	leaf, _ := ParseCertsPEM(c.CertPEM)
+	start := leaf[0].NotBefore // lifetime is exactly 3h
+	for _, tc := range []struct {
+		name             string
+		at               time.Duration
+		fraction, jitter float64
+		want             bool
+	}{
+		{"fresh", time.Hour, DefaultRenewFraction, 0, false},
+		{"just before 2/3", 2*time.Hour - time.Second, DefaultRenewFraction, 0, false},
+		{"at 2/3", 2 * time.Hour, DefaultRenewFraction, 0, true},
+		{"half, fraction 0.5", 90 * time.Minute, 0.5, 0, true},
+		{"invalid fraction means default", 119 * time.Minute, 7, 0, false},
+		{"jitter never later than fraction", 2 * time.Hour, DefaultRenewFraction, 0.3, true},
+		{"jitter never earlier than fraction-jitter", 2*time.Hour - 37*time.Minute, DefaultRenewFraction, 0.2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NeedsRenewal(leaf[0], start.Add(tc.at), tc.fraction, tc.jitter); got != tc.want {
+				t.Fatalf("NeedsRenewal at +%s = %v, want %v (renewal at +%s)", tc.at, got, tc.want,
+					RenewalTime(leaf[0], tc.fraction, tc.jitter).Sub(start))
+			}
+		})
+	}
+	// The jitter is stable for one certificate and differs between certificates.
+	if RenewalTime(leaf[0], DefaultRenewFraction, 0.1) != RenewalTime(leaf[0], DefaultRenewFraction, 0.1) {
+		t.Fatal("RenewalTime is not stable")
+	}
+	seen := map[time.Duration]bool{}
+	for range 8 {
+		c := mustIssue(t, ca, Request{CommonName: "x", Validity: 3*time.Hour - clockSkew, Usage: UsageServer}, ECDSAP256, t0)
+		l, _ := ParseCertsPEM(c.CertPEM)
+		seen[RenewalTime(l[0], DefaultRenewFraction, 0.1).Sub(l[0].NotBefore)] = true
+	}
+	if len(seen) < 2 {
+		t.Fatal("jitter gives every certificate the same renewal time")
+	}
+}
