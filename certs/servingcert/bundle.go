@@ -1,0 +1,141 @@
+package servingcert
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// ParseCertificates decodes every CERTIFICATE block of a PEM bundle. Other
+// block types are skipped; an empty bundle or a corrupt certificate is an
+// error.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d of the PEM bundle: %w", len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block found")
+	}
+	return out, nil
+}
+
+// EncodeCertificates renders certificates as a PEM bundle.
+func EncodeCertificates(cs []*x509.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, c := range cs {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return buf.Bytes()
+}
+
+// MergeBundles is the caBundle the apiserver must trust: the union of every
+// CA certificate in bundles, de-duplicated by DER, certificates expired at
+// now pruned, in a canonical order (by NotAfter, then DER) so that every
+// replica computes the same bytes from the same inputs and never flaps.
+// Bundles that fail to parse are an error: a caBundle is never built from
+// guesses.
+func MergeBundles(now time.Time, bundles ...[]byte) ([]byte, error) {
+	seen := map[string]bool{}
+	var all []*x509.Certificate
+	for i, b := range bundles {
+		if len(bytes.TrimSpace(b)) == 0 {
+			continue
+		}
+		cs, err := ParseCertificates(b)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle %d: %w", i+1, err)
+		}
+		for _, c := range cs {
+			if seen[string(c.Raw)] || now.After(c.NotAfter) {
+				continue
+			}
+			seen[string(c.Raw)] = true
+			all = append(all, c)
+		}
+	}
+	if len(all) == 0 {
+		return nil, errors.New("no unexpired CA certificate in any bundle")
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].NotAfter.Equal(all[j].NotAfter) {
+			return all[i].NotAfter.Before(all[j].NotAfter)
+		}
+		return bytes.Compare(all[i].Raw, all[j].Raw) < 0
+	})
+	return EncodeCertificates(all), nil
+}
+
+// IssuingRoots returns the certificates of bundle that chain[0] (the leaf,
+// followed by any intermediates) chains to: the roots the apiserver must
+// keep trusting while the leaf is served, as PEM.
+func IssuingRoots(chain []*x509.Certificate, bundle []byte, now time.Time) ([]byte, error) {
+	leaf := chain[0]
+	cas, err := ParseCertificates(bundle)
+	if err != nil {
+		return nil, err
+	}
+	var roots []*x509.Certificate
+	for _, ca := range cas {
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		opts := x509.VerifyOptions{Roots: pool, Intermediates: intermediates(chain), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+		if _, err := leaf.Verify(opts); err == nil {
+			roots = append(roots, ca)
+		}
+	}
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("certificate %q (issuer %q) chains to none of the %d CA certificates", leaf.Subject.CommonName, leaf.Issuer.CommonName, len(cas))
+	}
+	return EncodeCertificates(roots), nil
+}
+
+// Verifies reports whether bundle (a caBundle) verifies chain (leaf first,
+// then what the server sends along) for serverName at now, as the apiserver
+// will when it calls the webhook.
+func Verifies(bundle []byte, chain []*x509.Certificate, serverName string, now time.Time) error {
+	leaf := chain[0]
+	cas, err := ParseCertificates(bundle)
+	if err != nil {
+		return fmt.Errorf("caBundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         pool,
+		Intermediates: intermediates(chain),
+		DNSName:       serverName,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func intermediates(chain []*x509.Certificate) *x509.CertPool {
+	pool := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		pool.AddCert(c)
+	}
+	return pool
+}

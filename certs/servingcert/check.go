@@ -1,0 +1,122 @@
+package servingcert
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+		"fmt"
+	"time"
+)
+
+// Reason says why a stored serving cert cannot be kept. The empty Reason
+// means the cert is good.
+type Reason string
+
+// Reasons, also used as the "reason" label of the renewal metric.
+const (
+	ReasonNone       Reason = ""
+	ReasonMissing    Reason = "missing"
+	ReasonInvalid    Reason = "invalid"
+	ReasonKeyPair    Reason = "key-mismatch"
+	ReasonNames      Reason = "names-changed"
+	ReasonUntrusted  Reason = "ca-changed"
+	ReasonExpiring   Reason = "expiring"
+	ReasonValidity   Reason = "validity-changed"
+	ReasonRootRotate Reason = "root-rotation"
+)
+
+// Verdict is the outcome of Check.
+type Verdict struct {
+	Reason Reason
+	// Detail is a human sentence for logs and events.
+	Detail string
+	// Leaf is the parsed cert when it could be parsed.
+	Leaf *x509.Certificate
+	// RenewAt is when the cert becomes due (zero when it is due already).
+	RenewAt time.Time
+}
+
+// OK reports whether the cert can be kept.
+func (v Verdict) OK() bool { return v.Reason == ReasonNone }
+
+// RenewAt is the instant fraction of leaf's lifetime has passed.
+func RenewAt(leaf *x509.Certificate, fraction float64) time.Time {
+	if fraction <= 0 || fraction > 1 {
+		fraction = DefaultRenewFraction
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	return leaf.NotBefore.Add(time.Duration(float64(life) * fraction))
+}
+
+// Check decides whether the Secret data holds a serving cert for spec that
+// the trusted CA bundle verifies at now, whose key matches, and that is not
+// yet due for renewal. It never panics on malformed data.
+func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, renewFraction float64) Verdict {
+	certPEM, keyPEM := data[KeyCert], data[KeyKey]
+	if len(certPEM) == 0 || len(keyPEM) == 0 || len(data[KeyCA]) == 0 {
+		return Verdict{Reason: ReasonMissing, Detail: fmt.Sprintf("Secret lacks one of %s, %s, %s", KeyCA, KeyCert, KeyKey)}
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		if _, perr := ParseCertificates(certPEM); perr != nil {
+			return Verdict{Reason: ReasonInvalid, Detail: fmt.Sprintf("%s does not parse: %v", KeyCert, perr)}
+		}
+		return Verdict{Reason: ReasonKeyPair, Detail: fmt.Sprintf("%s and %s do not form a key pair: %v", KeyCert, KeyKey, err)}
+	}
+	chain, err := ParseCertificates(certPEM)
+	if err != nil {
+		return Verdict{Reason: ReasonInvalid, Detail: fmt.Sprintf("%s does not parse: %v", KeyCert, err)}
+	}
+	leaf := chain[0]
+	v := Verdict{Leaf: leaf}
+	if _, err := ParseCertificates(data[KeyCA]); err != nil {
+		v.Reason, v.Detail = ReasonInvalid, fmt.Sprintf("%s does not parse: %v", KeyCA, err)
+		return v
+	}
+	if leaf.Subject.CommonName != spec.CommonName() || !sameNames(leaf, spec) {
+		v.Reason, v.Detail = ReasonNames, fmt.Sprintf("cert names (CN %q, DNS %v, IP %v) differ from the wanted CN %q, DNS %v, IP %v",
+			leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses, spec.CommonName(), spec.DNSNames(), spec.IPAddresses())
+		return v
+	}
+	if !now.Before(leaf.NotAfter) {
+		v.Reason, v.Detail = ReasonExpiring, fmt.Sprintf("cert expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+		return v
+	}
+	if err := Verifies(trusted, chain, spec.CommonName(), now); err != nil {
+		v.Reason, v.Detail = ReasonUntrusted, fmt.Sprintf("the mesh CA bundle no longer verifies the cert (issuer %q): %v", leaf.Issuer.CommonName, err)
+		return v
+	}
+	// A lifetime far longer than wanted (e.g. the validity option was
+	// shortened) would otherwise be kept for years.
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > spec.validity()+spec.validity()/10+time.Minute {
+		v.Reason, v.Detail = ReasonValidity, fmt.Sprintf("cert lifetime %s exceeds the configured validity %s", life, spec.validity())
+		return v
+	}
+	v.RenewAt = RenewAt(leaf, renewFraction)
+	if !now.Before(v.RenewAt) {
+		v.Reason, v.Detail = ReasonExpiring, fmt.Sprintf("cert is due for renewal since %s (expires %s)",
+			v.RenewAt.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+		v.RenewAt = time.Time{}
+	}
+	return v
+}
+
+func sameNames(leaf *x509.Certificate, spec Spec) bool {
+	want := spec.DNSNames()
+	if len(leaf.DNSNames) != len(want) {
+		return false
+	}
+	for _, n := range want {
+		if !contains(leaf.DNSNames, n) {
+			return false
+		}
+	}
+	ips := spec.IPAddresses()
+	if len(leaf.IPAddresses) != len(ips) {
+		return false
+	}
+	for i := range ips {
+		if !leaf.IPAddresses[i].Equal(ips[i]) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,146 @@
+package servingcert
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Loaded is one parsed cert as served.
+type Loaded struct {
+	Cert  *tls.Certificate
+	Chain []*x509.Certificate // leaf first
+	// CA is the Secret's ca.crt: the root(s) the cert chains to.
+	CA []byte
+	// ResourceVersion of the Secret it came from.
+	ResourceVersion string
+}
+
+// Source serves a webhook's cert from memory, fed by an informer that
+// watches only its Secret (field selector on the name). A renewal written by
+// any replica reaches every replica's listener within the watch latency,
+// without a restart and without a handshake served from a half-written
+// state: the pair is swapped atomically and only once it parses.
+type Source struct {
+	client    kubernetes.Interface
+	namespace string
+	name      string
+	log       logr.Logger
+
+	cur      atomic.Pointer[Loaded]
+	mu       sync.Mutex
+	onChange []func(*Loaded)
+	informer cache.SharedIndexInformer
+}
+
+// NewSource watches Secret namespace/name.
+func NewSource(client kubernetes.Interface, namespace, name string, log logr.Logger) *Source {
+	s := &Source{client: client, namespace: namespace, name: name, log: log}
+	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "secrets", namespace,
+		fields.OneTermEqualSelector("metadata.name", name))
+	s.informer = cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})
+	_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.load(obj) },
+		UpdateFunc: func(_, obj any) { s.load(obj) },
+		// On delete the last good cert keeps serving until the Store
+		// writes a new one: dropping it would fail every handshake.
+		DeleteFunc: func(any) { s.notify(s.cur.Load()) },
+	})
+	return s
+}
+
+// OnChange registers f, called after each Secret event (with the current
+// cert, which may be unchanged if the new content did not parse).
+func (s *Source) OnChange(f func(*Loaded)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onChange = append(s.onChange, f)
+}
+
+// Run runs the informer until ctx ends.
+func (s *Source) Run(ctx context.Context) { s.informer.Run(ctx.Done()) }
+
+// HasSynced reports whether the first list arrived.
+func (s *Source) HasSynced() bool { return s.informer.HasSynced() }
+
+// Secret returns the cached Secret, or nil.
+func (s *Source) Secret() *corev1.Secret {
+	obj, ok, err := s.informer.GetStore().GetByKey(s.namespace + "/" + s.name)
+	if err != nil || !ok {
+		return nil
+	}
+	sec, _ := obj.(*corev1.Secret)
+	return sec
+}
+
+// Current returns the cert being served, or nil.
+func (s *Source) Current() *Loaded { return s.cur.Load() }
+
+// GetCertificate is a tls.Config.GetCertificate.
+func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	l := s.cur.Load()
+	if l == nil {
+		return nil, fmt.Errorf("serving cert Secret %s/%s: %w", s.namespace, s.name, ErrNoCert)
+	}
+	return l.Cert, nil
+}
+
+func (s *Source) load(obj any) {
+	sec, ok := obj.(*corev1.Secret)
+	if !ok {
+		return
+	}
+	if cur := s.cur.Load(); cur != nil && cur.ResourceVersion == sec.ResourceVersion {
+		s.notify(cur)
+		return
+	}
+	l, err := Parse(sec)
+	if err != nil {
+		s.log.Error(err, "keeping the previous serving cert", "secret", s.namespace+"/"+s.name)
+		s.notify(s.cur.Load())
+		return
+	}
+	s.cur.Store(l)
+	s.log.Info("serving cert loaded", "secret", s.namespace+"/"+s.name, "resourceVersion", sec.ResourceVersion,
+		"notAfter", l.Chain[0].NotAfter, "issuer", l.Chain[0].Issuer.CommonName)
+	s.notify(l)
+}
+
+func (s *Source) notify(l *Loaded) {
+	s.mu.Lock()
+	fs := append([]func(*Loaded){}, s.onChange...)
+	s.mu.Unlock()
+	for _, f := range fs {
+		f(l)
+	}
+}
+
+// Parse turns a serving-cert Secret into a Loaded cert.
+func Parse(sec *corev1.Secret) (*Loaded, error) {
+	pair, err := tls.X509KeyPair(sec.Data[KeyCert], sec.Data[KeyKey])
+	if err != nil {
+		return nil, fmt.Errorf("serving cert Secret %s/%s: %s/%s: %w", sec.Namespace, sec.Name, KeyCert, KeyKey, err)
+	}
+	chain := make([]*x509.Certificate, 0, len(pair.Certificate))
+	for _, der := range pair.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("serving cert Secret %s/%s: %s: %w", sec.Namespace, sec.Name, KeyCert, err)
+		}
+		chain = append(chain, c)
+	}
+	pair.Leaf = chain[0]
+	if _, err := ParseCertificates(sec.Data[KeyCA]); err != nil {
+		return nil, fmt.Errorf("serving cert Secret %s/%s: %s: %w", sec.Namespace, sec.Name, KeyCA, err)
+	}
+	return &Loaded{Cert: &pair, Chain: chain, CA: sec.Data[KeyCA], ResourceVersion: sec.ResourceVersion}, nil
+}

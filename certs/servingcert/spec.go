@@ -1,0 +1,147 @@
+// Package servingcert manages the TLS serving certificate of one webhook: the
+// request it is issued for, when it must be renewed, its storage in a Secret
+// shared by every replica, and the in-memory copy served by the TLS listener.
+//
+// The decision code (Spec, Check, MergeBundles) is pure; Store and Source do
+// the Kubernetes I/O.
+package servingcert
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// Secret keys, as FSM stores webhook serving certs.
+const (
+	KeyCA   = "ca.crt"
+	KeyCert = "tls.crt"
+	KeyKey  = "tls.key"
+)
+
+const (
+	// DefaultValidity is FSM's webhook serving cert lifetime (87600h).
+	DefaultValidity = 87600 * time.Hour
+	// DefaultRenewFraction renews a cert once two thirds of its lifetime
+	// have passed, leaving a third for retries and for replicas to converge.
+	DefaultRenewFraction = 2.0 / 3.0
+	// DefaultClusterDomain is the Kubernetes default DNS domain.
+	DefaultClusterDomain = "cluster.local"
+	// organization is the subject O of every serving cert.
+	organization = "Flomesh Service Mesh"
+)
+
+// Spec describes one webhook's serving certificate.
+type Spec struct {
+	// SecretName holds the cert in Namespace (e.g. "mutating-webhook-cert-secret").
+	SecretName string
+	// Namespace is the fsm namespace: home of the Secret and the Service.
+	Namespace string
+	// ServiceName is the Service the apiserver calls (e.g. "fsm-injector").
+	ServiceName string
+	// ClusterDomain is the cluster DNS domain (default cluster.local).
+	ClusterDomain string
+	// URLHost is the --webhook-url-host value (DNS name or IP), added as a SAN.
+	URLHost string
+	// Validity of issued certs (default 87600h).
+	Validity time.Duration
+}
+
+// Validate reports the first bad field, naming it and its value.
+func (s Spec) Validate() error {
+	for _, f := range []struct{ name, value string }{
+		{"SecretName", s.SecretName}, {"Namespace", s.Namespace}, {"ServiceName", s.ServiceName},
+	} {
+		if errs := validation.IsDNS1123Subdomain(f.value); len(errs) > 0 {
+			return fmt.Errorf("serving cert: %s %q is invalid: %s", f.name, f.value, strings.Join(errs, "; "))
+		}
+	}
+	if s.ClusterDomain != "" {
+		if errs := validation.IsDNS1123Subdomain(s.ClusterDomain); len(errs) > 0 {
+			return fmt.Errorf("serving cert: ClusterDomain %q is invalid: %s", s.ClusterDomain, strings.Join(errs, "; "))
+		}
+	}
+	if s.URLHost != "" && net.ParseIP(s.URLHost) == nil {
+		if errs := validation.IsDNS1123Subdomain(s.URLHost); len(errs) > 0 {
+			return fmt.Errorf("serving cert: URLHost %q is neither an IP nor a DNS name: %s", s.URLHost, strings.Join(errs, "; "))
+		}
+	}
+	if s.Validity < 0 {
+		return fmt.Errorf("serving cert: Validity %s must not be negative", s.Validity)
+	}
+	return nil
+}
+
+// CommonName is "<service>.<namespace>.svc", the name the apiserver verifies
+// when it calls the Service.
+func (s Spec) CommonName() string {
+	return s.ServiceName + "." + s.Namespace + ".svc"
+}
+
+// ServerName is the TLS server name the apiserver uses: the URL host in URL
+// mode, the Service DNS name otherwise.
+func (s Spec) ServerName() string {
+	if s.URLHost != "" {
+		return s.URLHost
+	}
+	return s.CommonName()
+}
+
+func (s Spec) clusterDomain() string {
+	if s.ClusterDomain == "" {
+		return DefaultClusterDomain
+	}
+	return s.ClusterDomain
+}
+
+func (s Spec) validity() time.Duration {
+	if s.Validity == 0 {
+		return DefaultValidity
+	}
+	return s.Validity
+}
+
+// DNSNames are every name the Service is reachable by, plus URLHost when it
+// is a DNS name.
+func (s Spec) DNSNames() []string {
+	svc, ns := s.ServiceName, s.Namespace
+	names := []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc." + s.clusterDomain()}
+	if s.URLHost != "" && net.ParseIP(s.URLHost) == nil && !contains(names, s.URLHost) {
+		names = append(names, s.URLHost)
+	}
+	return names
+}
+
+// IPAddresses is URLHost when it is an IP.
+func (s Spec) IPAddresses() []net.IP {
+	if ip := net.ParseIP(s.URLHost); ip != nil {
+		return []net.IP{ip}
+	}
+	return nil
+}
+
+// Request is what the issuer is asked for.
+func (s Spec) Request() certs.Request {
+	return certs.Request{
+		CommonName:   s.CommonName(),
+		DNSNames:     s.DNSNames(),
+		IPAddresses:  s.IPAddresses(),
+		Organization: organization,
+		Validity:     s.validity(),
+		Usage:        certs.UsageServer,
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,168 @@
+package servingcert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// maxAttempts bounds the read-decide-write loop when other replicas write
+// the same Secret concurrently; each lost race means another replica wrote a
+// cert that the next read will most likely accept.
+const maxAttempts = 5
+
+// Store keeps a webhook's serving cert in its Secret. Every replica runs the
+// same Store: creation is create-if-absent and updates are guarded by
+// resourceVersion, so concurrent replicas converge on one cert and a replica
+// that loses a race adopts the winner's cert instead of overwriting it.
+type Store struct {
+	Client kubernetes.Interface
+	Issuer certs.Issuer
+	Log    logr.Logger
+	// RenewFraction of the lifetime after which a cert is renewed
+	// (default DefaultRenewFraction).
+	RenewFraction float64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Outcome says what Ensure did.
+type Outcome struct {
+	Secret *corev1.Secret
+	// Written is true when this call created or updated the Secret.
+	Written bool
+	// Reason the previous content was replaced (ReasonMissing on create).
+	Reason Reason
+	Detail string
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Ensure makes the Secret of spec hold a good serving cert: it keeps a good
+// one untouched (restarts reuse it), creates the Secret when absent and
+// replaces the cert when Check rejects it. trusted is the mesh CA bundle the
+// cert must chain to.
+func (s *Store) Ensure(ctx context.Context, spec Spec, trusted []byte) (Outcome, error) {
+	return s.ensure(ctx, spec, trusted, nil)
+}
+
+// Reissue replaces the cert unless the stored one was issued after since
+// (another replica, or an earlier attempt, already did it). Root rotation
+// uses it to move serving certs onto the new root.
+func (s *Store) Reissue(ctx context.Context, spec Spec, trusted []byte, since time.Time) (Outcome, error) {
+	return s.ensure(ctx, spec, trusted, &since)
+}
+
+func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, reissueBefore *time.Time) (Outcome, error) {
+	if err := spec.Validate(); err != nil {
+		return Outcome{}, err
+	}
+	secrets := s.Client.CoreV1().Secrets(spec.Namespace)
+	var lastErr error
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		cur, err := secrets.Get(ctx, spec.SecretName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			cur = nil
+		case err != nil:
+			return Outcome{}, fmt.Errorf("reading Secret %s/%s: %w", spec.Namespace, spec.SecretName, err)
+		}
+		var v Verdict
+		if cur == nil {
+			v = Verdict{Reason: ReasonMissing, Detail: "Secret does not exist"}
+		} else {
+			v = Check(spec, cur.Data, trusted, s.now(), s.RenewFraction)
+			if v.OK() && reissueBefore != nil && v.Leaf.NotBefore.Before(reissueBefore.Add(-time.Minute)) {
+				// NotBefore is backdated by issuers for clock skew; a
+				// minute of slack keeps a fresh cert from being re-issued.
+				v.Reason, v.Detail = ReasonRootRotate, "re-issued from the active root"
+			}
+		}
+		if v.OK() {
+			return Outcome{Secret: cur}, nil
+		}
+		data, err := s.issue(ctx, spec)
+		if err != nil {
+			return Outcome{}, err
+		}
+		var written *corev1.Secret
+		if cur == nil {
+			written, err = secrets.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{
+					Name:      spec.SecretName,
+					Namespace: spec.Namespace,
+					Labels:    map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/component": "webhook-serving-cert"},
+				},
+				Type: corev1.SecretTypeOpaque,
+				Data: data,
+			}, metav1.CreateOptions{})
+		} else {
+			next := cur.DeepCopy()
+			if next.Data == nil {
+				next.Data = map[string][]byte{}
+			}
+			for k, val := range data {
+				next.Data[k] = val
+			}
+			// Update carries cur's resourceVersion: if another replica
+			// wrote first we get a Conflict and re-evaluate its cert.
+			written, err = secrets.Update(ctx, next, metav1.UpdateOptions{})
+		}
+		switch {
+		case err == nil:
+			s.Log.Info("wrote webhook serving cert", "secret", spec.Namespace+"/"+spec.SecretName,
+				"reason", string(v.Reason), "detail", v.Detail, "provider", s.Issuer.Provider())
+			return Outcome{Secret: written, Written: true, Reason: v.Reason, Detail: v.Detail}, nil
+		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
+			lastErr = err
+			// Lost the race; the winner's cert is usually good: loop
+			// and check it. A Reissue counts the winner as done when
+			// it is fresh, which the since check above handles.
+			continue
+		default:
+			return Outcome{}, fmt.Errorf("writing Secret %s/%s: %w", spec.Namespace, spec.SecretName, err)
+		}
+	}
+	return Outcome{}, fmt.Errorf("serving cert Secret %s/%s: still contended after %d attempts: %w", spec.Namespace, spec.SecretName, maxAttempts, lastErr)
+}
+
+// issue asks the issuer for a cert and returns the Secret data: tls.crt,
+// tls.key and, as ca.crt, the root(s) the cert chains to.
+func (s *Store) issue(ctx context.Context, spec Spec) (map[string][]byte, error) {
+	c, err := s.Issuer.Issue(ctx, spec.Request())
+	if err != nil {
+		return nil, fmt.Errorf("issuing serving cert %s for Secret %s/%s: %w", spec.CommonName(), spec.Namespace, spec.SecretName, err)
+	}
+	if c == nil || len(c.CertPEM) == 0 || len(c.KeyPEM) == 0 {
+		return nil, fmt.Errorf("issuing serving cert %s: %s issuer returned an empty certificate", spec.CommonName(), s.Issuer.Provider())
+	}
+	leafs, err := ParseCertificates(c.CertPEM)
+	if err != nil {
+		return nil, fmt.Errorf("issuing serving cert %s: %s issuer returned an unparsable certificate: %w", spec.CommonName(), s.Issuer.Provider(), err)
+	}
+	// ca.crt holds only the issuing root: the trust anchor this cert needs.
+	// Storing the whole bundle would keep a retired root trusted for as
+	// long as this cert lives.
+	ca, err := IssuingRoots(leafs, c.CABundle, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("issuing serving cert %s: the %s issuer's CA bundle does not verify the issued cert: %w", spec.CommonName(), s.Issuer.Provider(), err)
+	}
+	return map[string][]byte{KeyCA: ca, KeyCert: c.CertPEM, KeyKey: c.KeyPEM}, nil
+}
+
+// ErrNoCert is returned by a Source with nothing loaded yet.
+var ErrNoCert = errors.New("serving certificate not loaded yet")

@@ -1,0 +1,466 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	admv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+)
+
+// hook runs one webhook: its listener, its cert Source, the informer on its
+// registration object and the loop that reconciles both.
+type hook struct {
+	s     *Server
+	w     Webhook
+	spec  servingcert.Spec
+	ep    Endpoint
+	log   logr.Logger
+	src   *servingcert.Source
+	store *servingcert.Store
+	obj   cache.SharedIndexInformer
+
+	trigger chan struct{}
+
+	mu sync.Mutex
+	// apiBundle is the caBundle last seen in the API and since when.
+	apiBundle      []byte
+	apiBundleSince time.Time
+	// probeOK is when the probe last passed, for the cert and caBundle
+	// it passed with.
+	probeOK    time.Time
+	probeState string
+	// repairBackoff grows while someone keeps reverting our caBundle.
+	repairBackoff time.Duration
+	lastRepair    time.Time
+}
+
+func newHook(s *Server, w Webhook) *hook {
+	log := s.opts.Log.WithValues("webhook", w.Name)
+	h := &hook{
+		s:       s,
+		w:       w,
+		spec:    w.ServingSpec(s.opts),
+		ep:      w.endpoint(s.opts),
+		log:     log,
+		trigger: make(chan struct{}, 1),
+	}
+	h.src = servingcert.NewSource(s.client, s.opts.Namespace, w.SecretName, log)
+	h.src.OnChange(func(*servingcert.Loaded) { h.kick() })
+	h.store = &servingcert.Store{Client: s.client, Issuer: s.opts.Issuer, Log: log, RenewFraction: s.opts.RenewFraction}
+	byName := fields.OneTermEqualSelector("metadata.name", w.Registration.Name)
+	var lw *cache.ListWatch
+	var example runtime.Object
+	switch w.Registration.Kind {
+	case MutatingConfiguration:
+		lw = cache.NewListWatchFromClient(s.client.AdmissionregistrationV1().RESTClient(), "mutatingwebhookconfigurations", "", byName)
+		example = &admv1.MutatingWebhookConfiguration{}
+	case ValidatingConfiguration:
+		lw = cache.NewListWatchFromClient(s.client.AdmissionregistrationV1().RESTClient(), "validatingwebhookconfigurations", "", byName)
+		example = &admv1.ValidatingWebhookConfiguration{}
+	default:
+		lw = cache.NewListWatchFromClient(s.apiext.ApiextensionsV1().RESTClient(), "customresourcedefinitions", "", byName)
+		example = &apiextv1.CustomResourceDefinition{}
+	}
+	h.obj = cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
+	_, _ = h.obj.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { h.kick() },
+		UpdateFunc: func(any, any) { h.kick() },
+		DeleteFunc: func(any) { h.kick() },
+	})
+	return h
+}
+
+func (h *hook) kick() {
+	select {
+	case h.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (h *hook) start(ctx context.Context, g *errgroup.Group) {
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    h.s.opts.BindHost,
+		Port:    h.w.Port,
+		TLSOpts: []func(*tls.Config){tlsOptions(h.src.GetCertificate)},
+	})
+	for path, handler := range h.w.Handlers {
+		srv.Register(path, handler)
+	}
+	g.Go(func() error {
+		if err := srv.Start(ctx); err != nil {
+			return fmt.Errorf("webhook %s listener on port %d: %w", h.w.Name, h.w.Port, err)
+		}
+		return nil
+	})
+	g.Go(func() error { h.src.Run(ctx); return nil })
+	g.Go(func() error { h.obj.Run(ctx.Done()); return nil })
+	g.Go(func() error {
+		if !cache.WaitForCacheSync(ctx.Done(), h.src.HasSynced, h.obj.HasSynced) {
+			return nil
+		}
+		h.loop(ctx)
+		return nil
+	})
+}
+
+func (h *hook) loop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var backoff time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.trigger:
+		case <-timer.C:
+		}
+		next, err := h.reconcile(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(100*time.Millisecond, backoff*2), 10*time.Second)
+			h.log.Error(err, "reconciling webhook serving cert and registration", "retryIn", backoff)
+			next = backoff
+		} else {
+			backoff = 0
+		}
+		timer.Reset(next)
+	}
+}
+
+// reconcile brings the caBundle and the serving cert in line with the mesh
+// CA bundle. Order matters for zero downtime: a new root goes into the
+// caBundle first and a cert from it is written only once that caBundle has
+// been in the API for SettleDelay.
+func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
+	opts := h.s.opts
+	now := time.Now()
+	trusted, err := opts.Issuer.CABundle(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the %s CA bundle: %w", opts.Issuer.Provider(), err)
+	}
+	if _, err := servingcert.ParseCertificates(trusted); err != nil {
+		return 0, fmt.Errorf("the %s CA bundle: %w", opts.Issuer.Provider(), err)
+	}
+	served := h.src.Current()
+	sec := h.src.Secret()
+	desired, err := h.desiredBundle(now, trusted, served, sec)
+	if err != nil {
+		return 0, err
+	}
+
+	// A registration error must not stop the cert from being written: on
+	// first start there is nothing to register until a cert is served.
+	apiBundle, present, regErr := h.syncRegistration(ctx, desired)
+	h.mu.Lock()
+	if !bytes.Equal(apiBundle, h.apiBundle) || h.apiBundleSince.IsZero() {
+		h.apiBundle, h.apiBundleSince = apiBundle, now
+	}
+	settledFor := now.Sub(h.apiBundleSince)
+	h.mu.Unlock()
+
+	next := opts.ResyncInterval
+	var v servingcert.Verdict
+	if sec == nil {
+		v = servingcert.Verdict{Reason: servingcert.ReasonMissing}
+	} else {
+		v = servingcert.Check(h.spec, sec.Data, trusted, now, opts.RenewFraction)
+	}
+	if !v.OK() {
+		// Nobody can be hurt by a cert from a root the apiserver does not
+		// trust yet if nothing is served or nothing calls us.
+		settled := bytes.Equal(apiBundle, desired) && settledFor >= opts.SettleDelay
+		if served == nil || !present || settled {
+			out, err := h.store.Ensure(ctx, h.spec, trusted)
+			if err != nil {
+				return 0, err
+			}
+			if out.Written {
+				renewals.WithLabelValues(h.w.Name, string(out.Reason)).Inc()
+			}
+			return opts.ResyncInterval, regErr
+		}
+		return max(opts.SettleDelay-settledFor, 50*time.Millisecond), regErr
+	}
+	if regErr != nil {
+		return 0, regErr
+	}
+	if until := time.Until(v.RenewAt); until < next {
+		// A little jitter keeps replicas from renewing in the same
+		// millisecond; the resourceVersion guard settles any overlap.
+		next = until + rand.N(time.Second)
+	}
+	return max(next, 50*time.Millisecond), nil
+}
+
+// desiredBundle is the caBundle to publish: every root the mesh trusts plus
+// the root(s) of the cert being served and of the cert stored (which may be
+// about to be served), so that a CA swap never strands a served cert.
+func (h *hook) desiredBundle(now time.Time, trusted []byte, served *servingcert.Loaded, sec *corev1.Secret) ([]byte, error) {
+	inputs := [][]byte{trusted}
+	if served != nil {
+		inputs = append(inputs, served.CA)
+	}
+	if sec != nil {
+		if ca := sec.Data[servingcert.KeyCA]; len(ca) > 0 {
+			if _, err := servingcert.ParseCertificates(ca); err == nil {
+				inputs = append(inputs, ca)
+			}
+		}
+	}
+	b, err := servingcert.MergeBundles(now, inputs...)
+	if err != nil {
+		return nil, fmt.Errorf("building the caBundle: %w", err)
+	}
+	return b, nil
+}
+
+// syncRegistration writes desired into the registration object when it
+// differs and returns the caBundle now in the API and whether the object
+// exists.
+func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bool, error) {
+	reg := h.w.Registration
+	obj, exists, err := h.obj.GetStore().GetByKey(reg.Name)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s %s from the cache: %w", reg.Kind, reg.Name, err)
+	}
+	if !exists && (reg.Kind == CRDConversion || h.s.opts.WebhookURLHost == "") {
+		// CRDs are installed by the chart, and in Service mode so are the
+		// configurations: recreating one after `helm uninstall` would leave
+		// a failurePolicy=Fail webhook behind with nobody serving it.
+		h.log.Info("registration object not found; waiting for it to be installed", "kind", reg.Kind.String(), "name", reg.Name)
+		return nil, false, nil
+	}
+	var current []byte
+	if exists {
+		current = caBundleOf(obj)
+		if bytes.Equal(current, desired) && (reg.Kind != CRDConversion || conversionComplete(obj.(*apiextv1.CustomResourceDefinition))) {
+			return current, true, nil
+		}
+	}
+	// Publishing a caBundle that does not verify what this very listener
+	// serves would break admission (and, for a CRD, every read of it).
+	if err := h.handshake(ctx, desired); err != nil {
+		return current, exists, fmt.Errorf("not registering %s %s yet: %w", reg.Kind, reg.Name, err)
+	}
+	if wait := h.repairWait(); wait > 0 {
+		return current, exists, fmt.Errorf("%s %s caBundle keeps being changed by someone else; next repair in %s", reg.Kind, reg.Name, wait)
+	}
+	var written runtime.Object
+	what := ""
+	switch reg.Kind {
+	case MutatingConfiguration:
+		if !exists {
+			written, err = h.s.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx,
+				NewMutating(reg.Mutating, h.ep, reg.Path, desired), metav1.CreateOptions{})
+			what = "created the configuration"
+			break
+		}
+		cp := obj.(*admv1.MutatingWebhookConfiguration).DeepCopy()
+		SetMutatingCABundle(cp, desired)
+		written, err = h.s.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, cp, metav1.UpdateOptions{})
+		what = "replaced the caBundle"
+	case ValidatingConfiguration:
+		if !exists {
+			written, err = h.s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx,
+				NewValidating(reg.Validating, h.ep, reg.Path, desired), metav1.CreateOptions{})
+			what = "created the configuration"
+			break
+		}
+		cp := obj.(*admv1.ValidatingWebhookConfiguration).DeepCopy()
+		SetValidatingCABundle(cp, desired)
+		written, err = h.s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, cp, metav1.UpdateOptions{})
+		what = "replaced the caBundle"
+	case CRDConversion:
+		cp := obj.(*apiextv1.CustomResourceDefinition).DeepCopy()
+		what = SetConversion(cp, h.ep, reg.Path, desired)
+		written, err = h.s.apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, cp, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			// Another replica or user wrote first; the informer brings
+			// the new version and the next pass re-evaluates it.
+			return current, exists, fmt.Errorf("%s %s changed while updating it: %w", reg.Kind, reg.Name, err)
+		}
+		return current, exists, fmt.Errorf("updating %s %s: %w", reg.Kind, reg.Name, err)
+	}
+	msg := fmt.Sprintf("%s: %s %s (was %s, now %s)", what, reg.Kind, reg.Name, describeBundle(current), describeBundle(desired))
+	if exists {
+		caBundleRepairs.WithLabelValues(h.w.Name, reg.Kind.String()).Inc()
+		h.s.recorder.Event(written, corev1.EventTypeNormal, "CABundleRepaired", msg)
+		h.noteRepair()
+	}
+	h.log.Info(msg, "kind", reg.Kind.String(), "name", reg.Name)
+	return desired, true, nil
+}
+
+// repairWait is how long to hold off the next repair: nothing for the first
+// few, then doubling while someone keeps reverting us (a GitOps tool that
+// owns the caBundle must not turn into a write storm).
+func (h *hook) repairWait() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.repairBackoff == 0 {
+		return 0
+	}
+	return time.Until(h.lastRepair.Add(h.repairBackoff))
+}
+
+func (h *hook) noteRepair() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	const quiet = 30 * time.Second
+	switch {
+	case now.Sub(h.lastRepair) > quiet:
+		h.repairBackoff = 0
+	case h.repairBackoff == 0:
+		// Tolerate a burst (replicas converging, a Helm upgrade).
+		h.repairBackoff = time.Millisecond
+	default:
+		h.repairBackoff = min(h.repairBackoff*4, quiet)
+	}
+	h.lastRepair = now
+}
+
+func caBundleOf(obj any) []byte {
+	switch o := obj.(type) {
+	case *admv1.MutatingWebhookConfiguration:
+		if len(o.Webhooks) > 0 {
+			// All entries must agree; a differing one counts as drift.
+			for _, w := range o.Webhooks[1:] {
+				if !bytes.Equal(w.ClientConfig.CABundle, o.Webhooks[0].ClientConfig.CABundle) {
+					return nil
+				}
+			}
+			return o.Webhooks[0].ClientConfig.CABundle
+		}
+	case *admv1.ValidatingWebhookConfiguration:
+		if len(o.Webhooks) > 0 {
+			for _, w := range o.Webhooks[1:] {
+				if !bytes.Equal(w.ClientConfig.CABundle, o.Webhooks[0].ClientConfig.CABundle) {
+					return nil
+				}
+			}
+			return o.Webhooks[0].ClientConfig.CABundle
+		}
+	case *apiextv1.CustomResourceDefinition:
+		return ConversionCABundle(o)
+	}
+	return nil
+}
+
+func conversionComplete(crd *apiextv1.CustomResourceDefinition) bool {
+	c := crd.Spec.Conversion
+	return c != nil && c.Strategy == apiextv1.WebhookConverter && c.Webhook != nil && c.Webhook.ClientConfig != nil &&
+		(c.Webhook.ClientConfig.URL != nil || c.Webhook.ClientConfig.Service != nil) && len(c.Webhook.ConversionReviewVersions) > 0
+}
+
+// handshake connects to this webhook's own listener and verifies the cert
+// it serves against caBundle, exactly as the apiserver would.
+func (h *hook) handshake(ctx context.Context, caBundle []byte) error {
+	if h.src.Current() == nil {
+		return servingcert.ErrNoCert
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caBundle) {
+		return errors.New("caBundle holds no certificate")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{RootCAs: pool, ServerName: h.spec.ServerName(), MinVersion: tls.VersionTLS12}}
+	conn, err := d.DialContext(ctx, "tcp", localAddr(h.s.opts.BindHost, h.w.Port))
+	if err != nil {
+		return fmt.Errorf("TLS handshake with the webhook listener using the caBundle: %w", err)
+	}
+	return conn.Close()
+}
+
+// ready is the /readyz check: cert loaded, the API's caBundle verifies it,
+// the listener serves it, and the probe has passed.
+func (h *hook) ready(ctx context.Context) error {
+	served := h.src.Current()
+	if served == nil {
+		return fmt.Errorf("serving cert from Secret %s/%s not loaded", h.s.opts.Namespace, h.w.SecretName)
+	}
+	reg := h.w.Registration
+	obj, exists, err := h.obj.GetStore().GetByKey(reg.Name)
+	if err != nil || !exists {
+		return fmt.Errorf("%s %s not found", reg.Kind, reg.Name)
+	}
+	apiBundle := caBundleOf(obj)
+	if reg.Kind == CRDConversion && !conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) {
+		return fmt.Errorf("%s %s has no conversion webhook yet", reg.Kind, reg.Name)
+	}
+	if err := servingcert.Verifies(apiBundle, served.Chain, h.spec.ServerName(), time.Now()); err != nil {
+		return fmt.Errorf("the caBundle of %s %s does not verify the served cert: %w", reg.Kind, reg.Name, err)
+	}
+	if err := h.handshake(ctx, apiBundle); err != nil {
+		return err
+	}
+	if h.w.Probe == nil {
+		return nil
+	}
+	state := served.ResourceVersion + "/" + string(apiBundle)
+	h.mu.Lock()
+	fresh := h.probeState == state && time.Since(h.probeOK) < probeTTL
+	h.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if err := h.w.Probe(pctx); err != nil {
+		return fmt.Errorf("end-to-end probe: %w", err)
+	}
+	h.mu.Lock()
+	h.probeOK, h.probeState = time.Now(), state
+	h.mu.Unlock()
+	return nil
+}
+
+// describeBundle summarises a caBundle for events and logs.
+func describeBundle(b []byte) string {
+	if len(b) == 0 {
+		return "empty"
+	}
+	cs, err := servingcert.ParseCertificates(b)
+	if err != nil {
+		return fmt.Sprintf("unparsable (%d bytes)", len(b))
+	}
+	names := make([]string, 0, len(cs))
+	for _, c := range cs {
+		names = append(names, fmt.Sprintf("%s serial %s… until %s", c.Subject.CommonName, shortSerial(c), c.NotAfter.UTC().Format(time.RFC3339)))
+	}
+	return fmt.Sprintf("%d CA cert(s): %s", len(cs), strings.Join(names, "; "))
+}
+
+func shortSerial(c *x509.Certificate) string {
+	s := c.SerialNumber.Text(16)
+	if len(s) > 8 {
+		s = s[:8]
+	}
+	return s
+}

@@ -1,0 +1,78 @@
+package webhooks
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// controller-runtime already exports controller_runtime_webhook_requests_total,
+// _latency_seconds and _requests_in_flight per webhook path; these cover
+// what it cannot know.
+var (
+	renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_serving_cert_renewals_total",
+		Help: "Serving certificates written by this process, by webhook and reason (missing, expiring, ca-changed, ...).",
+	}, []string{"webhook", "reason"})
+	caBundleRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_cabundle_repairs_total",
+		Help: "caBundle (or conversion stanza) writes that corrected an existing registration object, by webhook and kind.",
+	}, []string{"webhook", "kind"})
+	expiryDesc = prometheus.NewDesc("fsm_webhooks_serving_cert_expiry_seconds",
+		"Seconds until the served certificate expires.", []string{"webhook", "secret"}, nil)
+	notAfterDesc = prometheus.NewDesc("fsm_webhooks_serving_cert_not_after_timestamp_seconds",
+		"Expiry of the served certificate as a Unix timestamp.", []string{"webhook", "secret"}, nil)
+)
+
+// certCollector reports the certs served by every running Server at scrape
+// time, so expiry seconds are always current.
+type certCollector struct {
+	mu      sync.Mutex
+	servers map[*Server]struct{}
+}
+
+var collector = &certCollector{servers: map[*Server]struct{}{}}
+
+func init() {
+	metrics.Registry.MustRegister(renewals, caBundleRepairs, collector)
+}
+
+func registerCollector(s *Server) {
+	collector.mu.Lock()
+	defer collector.mu.Unlock()
+	collector.servers[s] = struct{}{}
+}
+
+func unregisterCollector(s *Server) {
+	collector.mu.Lock()
+	defer collector.mu.Unlock()
+	delete(collector.servers, s)
+}
+
+func (c *certCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- expiryDesc
+	ch <- notAfterDesc
+}
+
+func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := map[string]bool{}
+	now := time.Now()
+	for s := range c.servers {
+		for _, h := range s.hooks {
+			l := h.src.Current()
+			// Several Servers in one process (tests) may serve the same
+			// webhook; a metric is reported once.
+			if l == nil || seen[h.w.Name] {
+				continue
+			}
+			seen[h.w.Name] = true
+			na := l.Chain[0].NotAfter
+			ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, na.Sub(now).Seconds(), h.w.Name, h.w.SecretName)
+			ch <- prometheus.MustNewConstMetric(notAfterDesc, prometheus.GaugeValue, float64(na.Unix()), h.w.Name, h.w.SecretName)
+		}
+	}
+}

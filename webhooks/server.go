@@ -1,0 +1,364 @@
+// Package webhooks is the serving layer shared by the injector, the
+// validator and the CRD converter: one TLS listener per webhook with a
+// serving cert hot-reloaded from its Secret, registration of the webhook
+// configuration (or CRD conversion stanza) with a caBundle kept equal to the
+// mesh CA bundle and repaired when anyone changes it, and /healthz, /readyz
+// and /metrics.
+package webhooks
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+)
+
+// Defaults.
+const (
+	// DefaultResyncInterval is how often each webhook re-reads the mesh CA
+	// bundle and re-checks its cert and registration without an event.
+	DefaultResyncInterval = 10 * time.Second
+	// DefaultSettleDelay is how long a new caBundle must have been in the
+	// API before a cert from a newly trusted root is served: the apiserver
+	// picks up webhook configuration changes through its own watch.
+	DefaultSettleDelay = 3 * time.Second
+	// probeTTL is how long a passed readiness probe is trusted.
+	probeTTL = 30 * time.Second
+	// probeTimeout bounds one readiness probe.
+	probeTimeout = 10 * time.Second
+)
+
+// Options configure the serving layer.
+type Options struct {
+	// Config reaches the apiserver.
+	Config *rest.Config
+	// Namespace is the fsm namespace (Secrets, Services).
+	Namespace string
+	// MeshName is the mesh (for labels and logs).
+	MeshName string
+	// ClusterDomain for the serving cert SANs (default cluster.local).
+	ClusterDomain string
+	// WebhookURLHost, when set, registers webhooks by URL
+	// (https://host:port/path) and lets the server create its own
+	// configurations; otherwise they are Service references.
+	WebhookURLHost string
+	// BindHost is the host the webhook listeners bind (default: all).
+	BindHost string
+	// Issuer is the mesh CA.
+	Issuer certs.Issuer
+	// MetricsBindAddress / HealthProbeBindAddress: "" or "0" disables.
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	// RenewFraction of a serving cert's lifetime after which it is renewed
+	// (default 2/3).
+	RenewFraction float64
+	// CertValidity overrides the serving cert validity (default 87600h);
+	// tests use seconds.
+	CertValidity time.Duration
+	// ResyncInterval (default DefaultResyncInterval).
+	ResyncInterval time.Duration
+	// SettleDelay (default DefaultSettleDelay).
+	SettleDelay time.Duration
+	// Log (default: discard).
+	Log logr.Logger
+}
+
+// Webhook is one webhook served on its own port with its own cert.
+type Webhook struct {
+	// Name for logs, metrics and /readyz (e.g. "injector").
+	Name string
+	// Port the listener binds and the apiserver calls.
+	Port int
+	// ServiceName the apiserver calls in Service mode (e.g. "fsm-injector").
+	ServiceName string
+	// SecretName holds the serving cert (e.g. "mutating-webhook-cert-secret").
+	SecretName string
+	// Handlers by path (controller-runtime admission or conversion handlers).
+	Handlers map[string]http.Handler
+	// Registration says which API object carries the caBundle.
+	Registration Registration
+	// Probe, when set, proves the whole path end to end (e.g. a dry-run
+	// request the apiserver must send through this webhook); /readyz fails
+	// until it passes.
+	Probe func(ctx context.Context) error
+}
+
+// ServingSpec is the serving cert this webhook uses under opts.
+func (w Webhook) ServingSpec(opts Options) servingcert.Spec {
+	return servingcert.Spec{
+		SecretName:    w.SecretName,
+		Namespace:     opts.Namespace,
+		ServiceName:   w.ServiceName,
+		ClusterDomain: opts.ClusterDomain,
+		URLHost:       opts.WebhookURLHost,
+		Validity:      opts.CertValidity,
+	}
+}
+
+func (w Webhook) endpoint(opts Options) Endpoint {
+	return Endpoint{URLHost: opts.WebhookURLHost, Namespace: opts.Namespace, ServiceName: w.ServiceName, Port: w.Port}
+}
+
+// Server runs a set of webhooks.
+type Server struct {
+	opts        Options
+	hooks       []*hook
+	client      kubernetes.Interface
+	apiext      apiextclient.Interface
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+}
+
+// New validates opts and hooks and prepares a Server; nothing runs until
+// Start.
+func New(opts Options, hooks []Webhook) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if len(hooks) == 0 {
+		return nil, errors.New("webhooks: no webhook to serve")
+	}
+	ports := map[int]string{}
+	for _, w := range hooks {
+		if err := w.validate(opts); err != nil {
+			return nil, err
+		}
+		if other, dup := ports[w.Port]; dup {
+			return nil, fmt.Errorf("webhooks: %s and %s both use port %d", other, w.Name, w.Port)
+		}
+		ports[w.Port] = w.Name
+	}
+	client, err := kubernetes.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: kubernetes client: %w", err)
+	}
+	apiext, err := apiextclient.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: apiextensions client: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("webhooks: scheme: %w", err)
+	}
+	if err := apiextv1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("webhooks: scheme: %w", err)
+	}
+	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster()}
+	s.recorder = s.broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "fsm-webhooks"})
+	for _, w := range hooks {
+		s.hooks = append(s.hooks, newHook(s, w))
+	}
+	return s, nil
+}
+
+// Run serves hooks until ctx ends.
+func Run(ctx context.Context, opts Options, hooks []Webhook) error {
+	s, err := New(opts, hooks)
+	if err != nil {
+		return err
+	}
+	return s.Start(ctx)
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Config == nil:
+		return errors.New("webhooks: Options.Config (rest.Config) is required")
+	case o.Issuer == nil:
+		return errors.New("webhooks: Options.Issuer is required")
+	case o.RenewFraction < 0 || o.RenewFraction >= 1:
+		return fmt.Errorf("webhooks: RenewFraction %v must be in (0, 1)", o.RenewFraction)
+	case o.CertValidity < 0:
+		return fmt.Errorf("webhooks: CertValidity %s must not be negative", o.CertValidity)
+	case o.ResyncInterval < 0:
+		return fmt.Errorf("webhooks: ResyncInterval %s must not be negative", o.ResyncInterval)
+	case o.SettleDelay < 0:
+		return fmt.Errorf("webhooks: SettleDelay %s must not be negative", o.SettleDelay)
+	}
+	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+		return fmt.Errorf("webhooks: fsm namespace %q is invalid: %v", o.Namespace, errs)
+	}
+	if errs := validation.IsDNS1123Label(o.MeshName); len(errs) > 0 {
+		return fmt.Errorf("webhooks: mesh name %q is invalid: %v", o.MeshName, errs)
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.RenewFraction == 0 {
+		o.RenewFraction = servingcert.DefaultRenewFraction
+	}
+	if o.ResyncInterval == 0 {
+		o.ResyncInterval = DefaultResyncInterval
+	}
+	if o.SettleDelay == 0 {
+		o.SettleDelay = DefaultSettleDelay
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	return o
+}
+
+func (w Webhook) validate(opts Options) error {
+	switch {
+	case w.Name == "":
+		return errors.New("webhooks: a webhook has no Name")
+	case w.Port <= 0 || w.Port > 65535:
+		return fmt.Errorf("webhooks: %s: Port %d is not in 1-65535", w.Name, w.Port)
+	case len(w.Handlers) == 0:
+		return fmt.Errorf("webhooks: %s: no handler", w.Name)
+	case w.Registration.Name == "":
+		return fmt.Errorf("webhooks: %s: Registration.Name is empty", w.Name)
+	case w.Registration.Path == "" || w.Handlers[w.Registration.Path] == nil:
+		return fmt.Errorf("webhooks: %s: Registration.Path %q has no handler", w.Name, w.Registration.Path)
+	}
+	switch w.Registration.Kind {
+	case MutatingConfiguration:
+		if w.Registration.Mutating == nil || len(w.Registration.Mutating.Webhooks) == 0 {
+			return fmt.Errorf("webhooks: %s: Registration.Mutating must hold at least one webhook", w.Name)
+		}
+	case ValidatingConfiguration:
+		if w.Registration.Validating == nil || len(w.Registration.Validating.Webhooks) == 0 {
+			return fmt.Errorf("webhooks: %s: Registration.Validating must hold at least one webhook", w.Name)
+		}
+	case CRDConversion:
+	default:
+		return fmt.Errorf("webhooks: %s: unknown Registration.Kind %v", w.Name, w.Registration.Kind)
+	}
+	if err := w.ServingSpec(opts).Validate(); err != nil {
+		return fmt.Errorf("webhooks: %s: %w", w.Name, err)
+	}
+	return nil
+}
+
+// Start runs every webhook, the health and metrics endpoints, until ctx
+// ends or one of them fails.
+func (s *Server) Start(ctx context.Context) error {
+	s.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+	defer s.broadcaster.Shutdown()
+	registerCollector(s)
+	defer unregisterCollector(s)
+
+	g, ctx := errgroup.WithContext(ctx)
+	for _, h := range s.hooks {
+		h.start(ctx, g)
+	}
+	if addr := s.opts.HealthProbeBindAddress; addr != "" && addr != "0" {
+		mux := http.NewServeMux()
+		live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
+		ready := &healthz.Handler{Checks: s.ReadyChecks()}
+		mux.Handle("/healthz", http.StripPrefix("/healthz", live))
+		mux.Handle("/healthz/", http.StripPrefix("/healthz", live))
+		mux.Handle("/readyz", http.StripPrefix("/readyz", ready))
+		mux.Handle("/readyz/", http.StripPrefix("/readyz", ready))
+		serveHTTP(ctx, g, "health probes", addr, mux, s.opts.Log)
+	}
+	if addr := s.opts.MetricsBindAddress; addr != "" && addr != "0" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+		serveHTTP(ctx, g, "metrics", addr, mux, s.opts.Log)
+	}
+	err := g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// ReadyChecks are the /readyz checks, one per webhook.
+func (s *Server) ReadyChecks() map[string]healthz.Checker {
+	out := map[string]healthz.Checker{}
+	for _, h := range s.hooks {
+		out[h.w.Name] = func(r *http.Request) error { return h.ready(r.Context()) }
+	}
+	return out
+}
+
+// Ready is nil once every webhook is ready (see /readyz).
+func (s *Server) Ready(ctx context.Context) error {
+	for _, h := range s.hooks {
+		if err := h.ready(ctx); err != nil {
+			return fmt.Errorf("%s: %w", h.w.Name, err)
+		}
+	}
+	return nil
+}
+
+// Resync makes every webhook re-read the CA bundle and re-check its cert
+// and registration now (e.g. after a root rotation step in this process).
+func (s *Server) Resync() {
+	for _, h := range s.hooks {
+		h.kick()
+	}
+}
+
+func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http.Handler, log logr.Logger) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s endpoint on %s: %w", what, addr, err)
+		}
+		log.Info("serving "+what, "address", ln.Addr().String())
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s endpoint on %s: %w", what, addr, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+		return nil
+	})
+}
+
+// tlsOptions are the listener's TLS settings: the cert from memory, TLS 1.2
+// or later, and for TLS 1.2 only forward-secret AEAD suites.
+func tlsOptions(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.Config) {
+	return func(c *tls.Config) {
+		c.GetCertificate = getCert
+		c.MinVersion = tls.VersionTLS12
+		c.CipherSuites = []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		}
+	}
+}
+
+func localAddr(bindHost string, port int) string {
+	host := bindHost
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
