@@ -1,0 +1,366 @@
+// Package validator is the validating admission webhook of the mesh: MeshConfig
+// (every served version) and FSM's policy kinds. NewHandler returns a
+// controller-runtime admission.Handler; serve it with webhook.Admission at
+// /validate. Rules lists exactly the resources and operations it handles, for
+// the ValidatingWebhookConfiguration.
+package validator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+	"github.com/flomesh-io/fsm-webhooks/validator/policy"
+)
+
+// Defaults for Options.
+const (
+	DefaultMeshConfigName = "fsm-mesh-config"
+	DefaultFSMNamespace   = "fsm-system"
+	DefaultMeshName       = "fsm"
+)
+
+// Options configure the handler.
+type Options struct {
+	// Reader reads the objects some rules compare against: Namespaces (get),
+	// MeshConfigs (get), and IngressBackends, AccessControls,
+	// UpstreamTrafficSettings, EgressGateways (list). A cache-backed
+	// client in production. Required.
+	Reader client.Reader
+	// MeshName names the mesh in messages (default "fsm").
+	MeshName string
+	// FSMNamespace holds the mesh's MeshConfig (default "fsm-system").
+	FSMNamespace string
+	// MeshConfigName is the one MeshConfig the mesh reads (default
+	// "fsm-mesh-config").
+	MeshConfigName string
+	// ValidateTrafficTarget enables the TrafficTarget namespace rule (FSM
+	// flag --validate-traffic-target, on by default there).
+	ValidateTrafficTarget bool
+	// Logger for decisions; requests are logged at V(1), denials at V(0).
+	Logger logr.Logger
+}
+
+// Handler validates admission requests. Build it with NewHandler.
+type Handler struct {
+	opts Options
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// NewHandler returns the validating handler. A nil Reader is a programming
+// error reported on first use as an internal error, never a panic.
+func NewHandler(o Options) *Handler {
+	if o.MeshName == "" {
+		o.MeshName = DefaultMeshName
+	}
+	if o.FSMNamespace == "" {
+		o.FSMNamespace = DefaultFSMNamespace
+	}
+	if o.MeshConfigName == "" {
+		o.MeshConfigName = DefaultMeshConfigName
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	return &Handler{opts: o}
+}
+
+// Handle implements admission.Handler. The response UID is filled in by
+// controller-runtime's webhook (Response.Complete).
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
+	log := h.opts.Logger.WithValues("gvk", gvk.String(), "operation", req.Operation,
+		"namespace", req.Namespace, "name", req.Name, "uid", req.UID)
+	resp := h.handle(ctx, log, gvk, req)
+	observe(gvk.Kind, req.Operation, resp)
+	if !resp.Allowed {
+		log.Info("denied", "code", resp.Result.Code, "message", resp.Result.Message)
+	} else {
+		log.V(1).Info("allowed", "warnings", len(resp.Warnings))
+	}
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupVersionKind, req admission.Request) admission.Response {
+	if gvk.Group == meshconfig.Group && gvk.Kind == meshconfig.Kind && meshconfig.IsServedVersion(gvk.Version) {
+		return h.meshConfig(ctx, gvk.Version, req)
+	}
+	v, ok := policyValidators[gvk]
+	if !ok {
+		return admission.Denied("unknown gvk: " + gvk.String())
+	}
+	switch req.Operation {
+	case admissionv1.Create, admissionv1.Update:
+	default:
+		// Only CREATE and UPDATE are routed for policy kinds (see Rules).
+		return admission.Allowed("")
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("%s %s: no object in the request", req.Operation, gvk.Kind))
+	}
+	msgs, err := v(ctx, h, req.Object.Raw)
+	if err != nil {
+		var bad badObjectError
+		if errors.As(err, &bad) {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		log.Error(err, "validating")
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if len(msgs) > 0 {
+		return admission.Denied(strings.Join(msgs, "\n"))
+	}
+	return admission.Allowed("")
+}
+
+// meshConfig validates MeshConfig CREATE, UPDATE and DELETE.
+func (h *Handler) meshConfig(ctx context.Context, version string, req admission.Request) admission.Response {
+	if req.Operation == admissionv1.Delete {
+		return h.meshConfigDelete(ctx, req)
+	}
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("%s MeshConfig: no object in the request", req.Operation))
+	}
+	var res meshconfig.Result
+	if req.Operation == admissionv1.Update {
+		res = meshconfig.ValidateUpdate(version, req.Object.Raw, req.OldObject.Raw)
+	} else {
+		res = meshconfig.Validate(version, req.Object.Raw)
+	}
+	name, namespace := objectName(req)
+	res.Errors = append(res.Errors, meshconfig.ValidateIdentity(name, namespace, h.opts.FSMNamespace, h.opts.MeshConfigName)...)
+	if len(res.Errors) > 0 {
+		return Invalid(name, res.Errors).WithWarnings(res.Warnings...)
+	}
+	return admission.Allowed("").WithWarnings(res.Warnings...)
+}
+
+// Invalid is the denial for field errors: a 422 Invalid status listing every
+// error with its path, as the apiserver's own validation reports them.
+func Invalid(name string, errs field.ErrorList) admission.Response {
+	st := apierrors.NewInvalid(schema.GroupKind{Group: meshconfig.Group, Kind: meshconfig.Kind}, name, errs).ErrStatus
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
+}
+
+// objectName reads name and namespace from the object (a generated name is
+// only there), falling back to the request.
+func objectName(req admission.Request) (string, string) {
+	name, namespace := req.Name, req.Namespace
+	var m struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	if err := policy.Decode(req.Object.Raw, &m); err == nil {
+		if m.Metadata.Name != "" {
+			name = m.Metadata.Name
+		}
+		if m.Metadata.Namespace != "" {
+			namespace = m.Metadata.Namespace
+		}
+	}
+	return name, namespace
+}
+
+// meshConfigDelete refuses to delete the mesh's own MeshConfig while its
+// namespace lives: every FSM component reads it, and losing it takes the
+// mesh down. Deleting the namespace (or uninstalling) is how a mesh goes.
+func (h *Handler) meshConfigDelete(ctx context.Context, req admission.Request) admission.Response {
+	if req.Namespace != h.opts.FSMNamespace || req.Name != h.opts.MeshConfigName {
+		return admission.Allowed("")
+	}
+	if h.opts.Reader == nil {
+		return admission.Errored(http.StatusInternalServerError, errors.New("validator: no Reader configured"))
+	}
+	var ns corev1.Namespace
+	err := h.opts.Reader.Get(ctx, client.ObjectKey{Name: req.Namespace}, &ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		return admission.Allowed("namespace " + req.Namespace + " is gone")
+	case err != nil:
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", req.Namespace, err))
+	case ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating:
+		return admission.Allowed("namespace " + req.Namespace + " is being deleted")
+	}
+	return admission.Denied(fmt.Sprintf(
+		"MeshConfig %s/%s is the configuration of mesh %q and cannot be deleted while the mesh is installed; "+
+			"to remove the mesh, uninstall it (helm uninstall <release> --namespace %s) or delete namespace %s",
+		req.Namespace, req.Name, h.opts.MeshName, req.Namespace, req.Namespace))
+}
+
+// badObjectError marks an undecodable object: the client's fault (400).
+type badObjectError struct{ error }
+
+func (e badObjectError) Unwrap() error { return e.error }
+
+type policyValidator func(ctx context.Context, h *Handler, raw []byte) ([]string, error)
+
+func gvkOf(groupVersion, kind string) schema.GroupVersionKind {
+	return schema.FromAPIVersionAndKind(groupVersion, kind)
+}
+
+var policyValidators = map[schema.GroupVersionKind]policyValidator{
+	gvkOf(policy.AccessGroupVersion, policy.KindTrafficTarget): func(_ context.Context, h *Handler, raw []byte) ([]string, error) {
+		if !h.opts.ValidateTrafficTarget {
+			return nil, nil
+		}
+		var t policy.TrafficTarget
+		if err := decode(raw, &t); err != nil {
+			return nil, err
+		}
+		return policy.ValidateTrafficTarget(&t), nil
+	},
+	gvkOf(policy.PolicyGroupVersion, policy.KindIngressBackend): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+		return h.backendPolicy(ctx, raw, policy.KindIngressBackend, policy.ValidateIngressBackend)
+	},
+	gvkOf(policy.PolicyGroupVersion, policy.KindAccessControl): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+		return h.backendPolicy(ctx, raw, policy.KindAccessControl, policy.ValidateAccessControl)
+	},
+	gvkOf(policy.PolicyGroupVersion, policy.KindEgress): func(_ context.Context, _ *Handler, raw []byte) ([]string, error) {
+		var e policy.Egress
+		if err := decode(raw, &e); err != nil {
+			return nil, err
+		}
+		return policy.ValidateEgress(&e), nil
+	},
+	gvkOf(policy.PolicyGroupVersion, policy.KindUpstreamTrafficSetting): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+		var u policy.UpstreamTrafficSetting
+		if err := decode(raw, &u); err != nil {
+			return nil, err
+		}
+		others, err := list[policy.UpstreamTrafficSetting](ctx, h, policy.KindUpstreamTrafficSetting, u.Metadata.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		return policy.ValidateUpstreamTrafficSetting(&u, others), nil
+	},
+	gvkOf(policy.PolicyGroupVersion, policy.KindEgressGateway): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+		var g policy.EgressGateway
+		if err := decode(raw, &g); err != nil {
+			return nil, err
+		}
+		if len(g.Spec.Global) == 0 {
+			return nil, nil
+		}
+		others, err := list[policy.EgressGateway](ctx, h, policy.KindEgressGateway, "")
+		if err != nil {
+			return nil, err
+		}
+		return policy.ValidateEgressGateway(&g, others), nil
+	},
+	gvkOf(policy.PolicyGroupVersion, policy.KindAccessCert): func(ctx context.Context, h *Handler, _ []byte) ([]string, error) {
+		on, err := h.featureFlag(ctx, "enableAccessCertPolicy")
+		if err != nil {
+			return nil, err
+		}
+		return policy.ValidateAccessCert(on), nil
+	},
+	gvkOf(policy.PluginGroupVersion, policy.KindPlugin): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+		var p policy.Plugin
+		if err := decode(raw, &p); err != nil {
+			return nil, err
+		}
+		on, err := h.featureFlag(ctx, "enablePluginPolicy")
+		if err != nil {
+			return nil, err
+		}
+		return policy.ValidatePluginKind(on, &p), nil
+	},
+	gvkOf(policy.PluginGroupVersion, policy.KindPluginChain):  pluginFlagOnly,
+	gvkOf(policy.PluginGroupVersion, policy.KindPluginConfig): pluginFlagOnly,
+}
+
+func pluginFlagOnly(ctx context.Context, h *Handler, _ []byte) ([]string, error) {
+	on, err := h.featureFlag(ctx, "enablePluginPolicy")
+	if err != nil {
+		return nil, err
+	}
+	return policy.ValidatePluginKind(on, nil), nil
+}
+
+func decode(raw []byte, into any) error {
+	if err := policy.Decode(raw, into); err != nil {
+		return badObjectError{err}
+	}
+	return nil
+}
+
+func (h *Handler) backendPolicy(ctx context.Context, raw []byte, kind string,
+	validate func(*policy.BackendPolicy, []policy.BackendPolicy) []string) ([]string, error) {
+	var p policy.BackendPolicy
+	if err := decode(raw, &p); err != nil {
+		return nil, err
+	}
+	var others []policy.BackendPolicy
+	if len(p.Spec.Backends) > 0 {
+		var err error
+		if others, err = list[policy.BackendPolicy](ctx, h, kind, p.Metadata.Namespace); err != nil {
+			return nil, err
+		}
+	}
+	return validate(&p, others), nil
+}
+
+// list reads every object of a policy.flomesh.io kind (in namespace, or the
+// whole cluster when empty) into the lenient type T; unknown fields are
+// ignored.
+func list[T any](ctx context.Context, h *Handler, kind, namespace string) ([]T, error) {
+	if h.opts.Reader == nil {
+		return nil, errors.New("validator: no Reader configured")
+	}
+	var ul unstructured.UnstructuredList
+	ul.SetGroupVersionKind(gvkOf(policy.PolicyGroupVersion, kind+"List"))
+	var opts []client.ListOption
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if err := h.opts.Reader.List(ctx, &ul, opts...); err != nil {
+		return nil, fmt.Errorf("listing %s in namespace %q: %w", kind, namespace, err)
+	}
+	out := make([]T, len(ul.Items))
+	for i := range ul.Items {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ul.Items[i].Object, &out[i]); err != nil {
+			return nil, fmt.Errorf("reading %s %s/%s: %w", kind, ul.Items[i].GetNamespace(), ul.Items[i].GetName(), err)
+		}
+	}
+	return out, nil
+}
+
+// featureFlag reads spec.featureFlags.<name> of the mesh's MeshConfig. A
+// missing MeshConfig means every flag is off (FSM's defaults).
+func (h *Handler) featureFlag(ctx context.Context, name string) (bool, error) {
+	if h.opts.Reader == nil {
+		return false, errors.New("validator: no Reader configured")
+	}
+	var mc unstructured.Unstructured
+	mc.SetGroupVersionKind(schema.GroupVersionKind{Group: meshconfig.Group, Version: meshconfig.StorageVersion, Kind: meshconfig.Kind})
+	err := h.opts.Reader.Get(ctx, client.ObjectKey{Namespace: h.opts.FSMNamespace, Name: h.opts.MeshConfigName}, &mc)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading MeshConfig %s/%s: %w", h.opts.FSMNamespace, h.opts.MeshConfigName, err)
+	}
+	on, _, err := unstructured.NestedBool(mc.Object, "spec", "featureFlags", name)
+	if err != nil {
+		return false, fmt.Errorf("MeshConfig %s/%s: spec.featureFlags.%s: %w", h.opts.FSMNamespace, h.opts.MeshConfigName, name, err)
+	}
+	return on, nil
+}

@@ -1,0 +1,162 @@
+// Package check holds the field-level checks shared by the validator's kinds.
+// Each check returns field errors naming the full path, the bad value and what
+// is allowed; none of them panics on any input.
+package check
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+const (
+	// MinPort and MaxPort bound every TCP/UDP port field.
+	MinPort = 1
+	MaxPort = 65535
+)
+
+// Wording shared with the CRD schema: the apiserver reports schema minimum and
+// maximum violations as "... should be greater than or equal to N", so the
+// webhook uses the same words for the versions whose schema cannot say it.
+
+// Range checks lo <= v <= hi.
+func Range(p *field.Path, v, lo, hi int64) field.ErrorList {
+	switch {
+	case v < lo:
+		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("should be greater than or equal to %d", lo))}
+	case v > hi:
+		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("should be less than or equal to %d", hi))}
+	}
+	return nil
+}
+
+// Port checks 1 <= v <= 65535.
+func Port(p *field.Path, v int64) field.ErrorList { return Range(p, v, MinPort, MaxPort) }
+
+// OptionalPort checks a port where 0 means "not set".
+func OptionalPort(p *field.Path, v *int64) field.ErrorList {
+	if v == nil || *v == 0 {
+		return nil
+	}
+	return Port(p, *v)
+}
+
+// Ports checks every element of a port list.
+func Ports(p *field.Path, vs []int64) field.ErrorList {
+	var errs field.ErrorList
+	for i, v := range vs {
+		errs = append(errs, Port(p.Index(i), v)...)
+	}
+	return errs
+}
+
+// Enum checks that v is one of allowed (case-sensitive). Empty is "not set":
+// the CRD schema marks the fields that are required.
+func Enum(p *field.Path, v string, allowed ...string) field.ErrorList {
+	if v == "" {
+		return nil
+	}
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return field.ErrorList{field.NotSupported(p, v, allowed)}
+}
+
+// CIDR parses s as an IPv4 or IPv6 prefix.
+func CIDR(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
+	pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil || strings.TrimSpace(s) != s {
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be a CIDR such as 10.0.0.0/8")}
+	}
+	return pfx.Masked(), nil
+}
+
+// IP checks an IPv4 or IPv6 address; empty is "not set".
+func IP(p *field.Path, s string) field.ErrorList {
+	if s == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(s); err != nil {
+		return field.ErrorList{field.Invalid(p, s, "must be an IP address such as 10.96.0.10 or fd00::a")}
+	}
+	return nil
+}
+
+// Duration parses s with time.ParseDuration; empty is "not set". A negative
+// duration is never meaningful for these fields.
+func Duration(p *field.Path, s string) field.ErrorList {
+	_, errs := duration(p, s)
+	return errs
+}
+
+// PositiveDuration is Duration that also rejects zero.
+func PositiveDuration(p *field.Path, s string) field.ErrorList {
+	d, errs := duration(p, s)
+	if len(errs) == 0 && s != "" && d == 0 {
+		errs = field.ErrorList{field.Invalid(p, s, "must be longer than 0s")}
+	}
+	return errs
+}
+
+func duration(p *field.Path, s string) (time.Duration, field.ErrorList) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, field.ErrorList{field.Invalid(p, s, "must be a duration such as 90s, 1m30s or 24h")}
+	}
+	if d < 0 {
+		return 0, field.ErrorList{field.Invalid(p, s, "must not be negative")}
+	}
+	return d, nil
+}
+
+// Image checks a container image reference ("flomesh/pipy:1.5.14",
+// "registry:5000/ns/name@sha256:..."); empty is "not set".
+func Image(p *field.Path, s string) field.ErrorList {
+	if s == "" {
+		return nil
+	}
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return field.ErrorList{field.Invalid(p, s, "must be a container image reference such as flomesh/pipy:1.5.14: "+err.Error())}
+	}
+	return nil
+}
+
+// Fraction parses s as a number in [0,1]; empty is "not set".
+func Fraction(p *field.Path, s string) field.ErrorList {
+	if s == "" {
+		return nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 1 || f != f {
+		return field.ErrorList{field.Invalid(p, s, "must be a number between 0 and 1, such as 0.5")}
+	}
+	return nil
+}
+
+// NamesUniqueNonEmpty checks a list of names: no empty entry, no duplicate.
+func NamesUniqueNonEmpty(p *field.Path, vs []string) field.ErrorList {
+	var errs field.ErrorList
+	seen := make(map[string]struct{}, len(vs))
+	for i, v := range vs {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, field.Invalid(p.Index(i), v, "must be a non-empty name"))
+			continue
+		}
+		if _, dup := seen[v]; dup {
+			errs = append(errs, field.Duplicate(p.Index(i), v))
+			continue
+		}
+		seen[v] = struct{}{}
+	}
+	return errs
+}

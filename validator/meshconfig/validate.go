@@ -1,0 +1,487 @@
+// Package meshconfig validates config.flomesh.io MeshConfig objects of every
+// served version (v1alpha1, v1alpha2, v1alpha3). It is pure: JSON in, field
+// errors and warnings out, no I/O; the admission handler in package validator
+// wires it to requests.
+package meshconfig
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/flomesh-io/fsm-webhooks/validator/internal/check"
+)
+
+// Group, Kind and the served versions of the MeshConfig API.
+const (
+	Group    = "config.flomesh.io"
+	Kind     = "MeshConfig"
+	Resource = "meshconfigs"
+
+	V1alpha1 = "v1alpha1"
+	V1alpha2 = "v1alpha2"
+	V1alpha3 = "v1alpha3"
+
+	// StorageVersion is the version the other versions convert to.
+	StorageVersion = V1alpha3
+)
+
+// Versions lists the served versions, oldest first.
+var Versions = []string{V1alpha1, V1alpha2, V1alpha3}
+
+// Allowed values. Exported so tests and docs share one list.
+var (
+	// SidecarLogLevels is Pipy's level set (FSM Helm values.schema, OSM CRD).
+	SidecarLogLevels = []string{"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}
+	// ControlPlaneLogLevels is zerolog's set used by FSM components.
+	ControlPlaneLogLevels = []string{"trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"}
+	// TLSVersions in increasing order; TLS_AUTO lets the proxy choose.
+	TLSVersions        = []string{"TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"}
+	InterceptionModes  = []string{"NodeLevel", "PodLevel"}
+	ServiceAccessModes = []string{"ip", "domain", "mixed"}
+	LocalProxyModes    = []string{"Localhost", "PodIP"}
+	IngressTypes       = []string{"LoadBalancer", "NodePort"}
+	FLBUpstreamModes   = []string{"NodePort", "Endpoint"}
+	EgressGatewayModes = []string{"http2tunnel", "sock5"}
+	LBTypes            = []string{"ActiveActive", "FailOver"}
+	PullPolicies       = []string{"Always", "IfNotPresent", "Never"}
+)
+
+// Certificate key sizes the mesh CA providers accept.
+const (
+	MinCertKeyBitSize = 2048
+	MaxCertKeyBitSize = 4096
+)
+
+// IsServedVersion reports whether v is a served MeshConfig version.
+func IsServedVersion(v string) bool { return slices.Contains(Versions, v) }
+
+// DeprecationWarning is the warning for a deprecated served version.
+func DeprecationWarning(version string) string {
+	return fmt.Sprintf("%s/%s %s is deprecated; use %s/%s %s", Group, version, Kind, Group, StorageVersion, Kind)
+}
+
+// IsDeprecatedVersion reports whether v is served but deprecated.
+func IsDeprecatedVersion(v string) bool { return v == V1alpha1 || v == V1alpha2 }
+
+// Result of validating one object.
+type Result struct {
+	// Errors deny the request.
+	Errors field.ErrorList
+	// Warnings are returned to the client; they never deny.
+	Warnings []string
+}
+
+// Validate checks a whole MeshConfig object (JSON as sent in an admission
+// request) of the given served version. Every problem is reported, not just
+// the first.
+func Validate(version string, obj []byte) Result {
+	var r Result
+	if !IsServedVersion(version) {
+		r.Errors = field.ErrorList{field.NotSupported(field.NewPath("apiVersion"), Group+"/"+version, servedAPIVersions())}
+		return r
+	}
+	var v view
+	if err := json.Unmarshal(obj, &v); err != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			r.Errors = field.ErrorList{field.Invalid(field.NewPath("spec"), nil, "the object is not valid JSON: "+err.Error())}
+			return r
+		}
+		// encoding/json decodes the rest after a type mismatch, so the
+		// remaining rules still run and everything is reported at once.
+		r.Errors = append(r.Errors, typeError(te))
+	}
+	r.Errors = append(r.Errors, validateSpec(&v.Spec, field.NewPath("spec"))...)
+	if IsDeprecatedVersion(version) {
+		// Same text as the CRD's deprecationWarning, so kubectl shows it once.
+		r.Warnings = append(r.Warnings, DeprecationWarning(version))
+		r.Warnings = append(r.Warnings, deprecatedFields(&v.Spec)...)
+	}
+	return r
+}
+
+// ValidateUpdate is Validate for an UPDATE: an error the stored object
+// already has, unchanged, becomes a warning instead of a denial (ratcheting,
+// as the apiserver does for CRD schemas), so objects stored before this
+// webhook existed can still be edited and repaired. A new or changed problem
+// still denies.
+func ValidateUpdate(version string, obj, old []byte) Result {
+	r := Validate(version, obj)
+	if len(r.Errors) == 0 || len(old) == 0 {
+		return r
+	}
+	before := Validate(version, old).Errors
+	kept := r.Errors[:0:0]
+	for _, e := range r.Errors {
+		if containsError(before, e) {
+			r.Warnings = append(r.Warnings, e.Error()+" (already stored: allowed unchanged, please fix)")
+			continue
+		}
+		kept = append(kept, e)
+	}
+	r.Errors = kept
+	return r
+}
+
+func containsError(list field.ErrorList, e *field.Error) bool {
+	for _, o := range list {
+		if o.Type == e.Type && o.Field == e.Field && o.Detail == e.Detail && reflect.DeepEqual(o.BadValue, e.BadValue) {
+			return true
+		}
+	}
+	return false
+}
+
+func servedAPIVersions() []string {
+	out := make([]string, len(Versions))
+	for i, v := range Versions {
+		out[i] = Group + "/" + v
+	}
+	return out
+}
+
+func typeError(te *json.UnmarshalTypeError) *field.Error {
+	p := field.NewPath("spec")
+	if te.Field != "" {
+		parts := strings.Split(te.Field, ".")
+		p = field.NewPath(parts[0], parts[1:]...)
+	}
+	want := "a " + te.Type.Kind().String()
+	switch te.Type.Kind() {
+	case reflect.Int64, reflect.Int, reflect.Int32:
+		want = "an integer"
+	case reflect.Slice:
+		want = "a list"
+	case reflect.Struct, reflect.Map:
+		want = "an object"
+	}
+	return field.TypeInvalid(p, te.Value, "must be "+want)
+}
+
+func deprecatedFields(s *spec) []string {
+	var w []string
+	sc := field.NewPath("spec", "sidecar")
+	msg := func(p *field.Path) string {
+		return fmt.Sprintf("%s is deprecated: %s/%s has no such field", p, Group, StorageVersion)
+	}
+	if s.Sidecar.SidecarClass != "" {
+		w = append(w, msg(sc.Child("sidecarClass")))
+	}
+	if s.Sidecar.InitContainerImage != "" {
+		w = append(w, msg(sc.Child("initContainerImage")))
+	}
+	if len(s.Sidecar.SidecarDrivers) > 0 {
+		w = append(w, msg(sc.Child("sidecarDrivers")))
+	}
+	return w
+}
+
+func validateSpec(s *spec, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateSidecar(&s.Sidecar, p.Child("sidecar"))...)
+	errs = append(errs, check.OptionalPort(p.Child("repoServer", "port"), &s.RepoServer.Port)...)
+	errs = append(errs, validateTraffic(&s.Traffic, p.Child("traffic"))...)
+	errs = append(errs, validateWarmup(&s.Warmup, p.Child("warmup"))...)
+	errs = append(errs, validateObservability(&s.Observability, p.Child("observability"))...)
+	errs = append(errs, validateCertificate(&s.Certificate, p.Child("certificate"))...)
+	errs = append(errs, validateIngress(&s.Ingress, p.Child("ingress"))...)
+	errs = append(errs, check.Enum(p.Child("gatewayAPI", "logLevel"), s.GatewayAPI.LogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, check.Image(p.Child("serviceLB", "image"), s.ServiceLB.Image)...)
+	errs = append(errs, check.Enum(p.Child("flb", "upstreamMode"), s.FLB.UpstreamMode, FLBUpstreamModes...)...)
+	errs = append(errs, validateEgressGateway(&s.EgressGateway, p.Child("egressGateway"))...)
+	errs = append(errs, validateImage(&s.Image, p.Child("image"))...)
+	errs = append(errs, check.Image(p.Child("misc", "repoServerImage"), s.Misc.RepoServerImage)...)
+	errs = append(errs, validateConnector(&s.Connector, p.Child("connector"))...)
+	return errs
+}
+
+func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("logLevel"), s.LogLevel, SidecarLogLevels...)...)
+	errs = append(errs, check.Image(p.Child("sidecarImage"), s.SidecarImage)...)
+	errs = append(errs, check.Image(p.Child("initContainerImage"), s.InitContainerImage)...)
+	for i := range s.SidecarDrivers {
+		d := &s.SidecarDrivers[i]
+		dp := p.Child("sidecarDrivers").Index(i)
+		errs = append(errs, check.Image(dp.Child("sidecarImage"), d.SidecarImage)...)
+		errs = append(errs, check.Image(dp.Child("initContainerImage"), d.InitContainerImage)...)
+		errs = append(errs, check.Port(dp.Child("proxyServerPort"), d.ProxyServerPort)...)
+	}
+	errs = append(errs, check.Duration(p.Child("configResyncInterval"), s.ConfigResyncInterval)...)
+	if s.MaxDataPlaneConnections < 0 {
+		errs = append(errs, field.Invalid(p.Child("maxDataPlaneConnections"), s.MaxDataPlaneConnections, "should be greater than or equal to 0"))
+	}
+	minErrs := check.Enum(p.Child("tlsMinProtocolVersion"), s.TLSMinProtocolVersion, TLSVersions...)
+	maxErrs := check.Enum(p.Child("tlsMaxProtocolVersion"), s.TLSMaxProtocolVersion, TLSVersions...)
+	errs = append(errs, minErrs...)
+	errs = append(errs, maxErrs...)
+	if len(minErrs) == 0 && len(maxErrs) == 0 {
+		lo, hi := slices.Index(TLSVersions, s.TLSMinProtocolVersion), slices.Index(TLSVersions, s.TLSMaxProtocolVersion)
+		// TLS_AUTO (index 0) and "not set" (-1) leave the bound to the proxy.
+		if lo > 0 && hi > 0 && lo > hi {
+			errs = append(errs, field.Invalid(p.Child("tlsMinProtocolVersion"), s.TLSMinProtocolVersion,
+				fmt.Sprintf("tlsMinProtocolVersion must be less than or equal to tlsMaxProtocolVersion (%s)", s.TLSMaxProtocolVersion)))
+		}
+	}
+	errs = append(errs, check.NamesUniqueNonEmpty(p.Child("cipherSuites"), s.CipherSuites)...)
+	errs = append(errs, check.NamesUniqueNonEmpty(p.Child("ecdhCurves"), s.ECDHCurves)...)
+	errs = append(errs, check.Enum(p.Child("localProxyMode"), s.LocalProxyMode, LocalProxyModes...)...)
+
+	dns := p.Child("localDNSProxy")
+	errs = append(errs, check.IP(dns.Child("primaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Primary)...)
+	errs = append(errs, check.IP(dns.Child("secondaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Secondary)...)
+	errs = append(errs, resolveAddrs(dns.Child("wildcard", "los"), s.LocalDNSProxy.Wildcard.LOs)...)
+	errs = append(errs, resolveAddrs(dns.Child("wildcard", "ips"), s.LocalDNSProxy.Wildcard.IPs)...)
+	for i, db := range s.LocalDNSProxy.DB {
+		errs = append(errs, resolveAddrs(dns.Child("db").Index(i).Child("ips"), db.IPs)...)
+	}
+	for i, u := range s.XNetDNSProxy.Upstreams {
+		up := p.Child("xnetDNSProxy", "upstreams").Index(i)
+		errs = append(errs, check.IP(up.Child("ip"), u.IP)...)
+		if u.Port != nil {
+			errs = append(errs, check.Port(up.Child("port"), *u.Port)...)
+		}
+	}
+	return errs
+}
+
+func resolveAddrs(p *field.Path, addrs []resolveAddr) field.ErrorList {
+	var errs field.ErrorList
+	for i, a := range addrs {
+		ap := p.Index(i)
+		if a.IPv4 == "" {
+			errs = append(errs, field.Required(ap.Child("ipv4"), "an IPv4 address such as 127.0.0.2"))
+		} else if ip, err := netip.ParseAddr(a.IPv4); err != nil || !ip.Is4() {
+			errs = append(errs, field.Invalid(ap.Child("ipv4"), a.IPv4, "must be an IPv4 address such as 127.0.0.2"))
+		}
+		if a.IPv6 != "" {
+			if ip, err := netip.ParseAddr(a.IPv6); err != nil || !ip.Is6() || ip.Is4In6() {
+				errs = append(errs, field.Invalid(ap.Child("ipv6"), a.IPv6, "must be an IPv6 address such as fd00::2"))
+			}
+		}
+	}
+	return errs
+}
+
+func validateTraffic(t *traffic, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("interceptionMode"), t.InterceptionMode, InterceptionModes...)...)
+	errs = append(errs, check.Enum(p.Child("serviceAccessMode"), t.ServiceAccessMode, ServiceAccessModes...)...)
+
+	exPath, inPath := p.Child("outboundIPRangeExclusionList"), p.Child("outboundIPRangeInclusionList")
+	excluded := make([]netip.Prefix, len(t.OutboundIPRangeExclusionList))
+	for i, s := range t.OutboundIPRangeExclusionList {
+		pfx, e := check.CIDR(exPath.Index(i), s)
+		excluded[i] = pfx
+		errs = append(errs, e...)
+	}
+	for i, s := range t.OutboundIPRangeInclusionList {
+		pfx, e := check.CIDR(inPath.Index(i), s)
+		errs = append(errs, e...)
+		if len(e) > 0 {
+			continue
+		}
+		// An excluded range inside an included one is a deliberate carve-out;
+		// an included range inside an excluded one can never be intercepted.
+		for j, ex := range excluded {
+			if ex.IsValid() && ex.Bits() <= pfx.Bits() && ex.Contains(pfx.Addr()) {
+				errs = append(errs, field.Invalid(inPath.Index(i), s,
+					fmt.Sprintf("overlaps %s (%q): exclusion wins, so this range is never intercepted", exPath.Index(j), t.OutboundIPRangeExclusionList[j])))
+				break
+			}
+		}
+	}
+	errs = append(errs, check.Ports(p.Child("outboundPortExclusionList"), t.OutboundPortExclusionList)...)
+	errs = append(errs, check.Ports(p.Child("inboundPortExclusionList"), t.InboundPortExclusionList)...)
+
+	ea := p.Child("inboundExternalAuthorization")
+	if t.InboundExternalAuthorization.Enable {
+		errs = append(errs, check.Port(ea.Child("port"), t.InboundExternalAuthorization.Port)...)
+	} else {
+		errs = append(errs, check.OptionalPort(ea.Child("port"), &t.InboundExternalAuthorization.Port)...)
+	}
+	errs = append(errs, check.Duration(ea.Child("timeout"), t.InboundExternalAuthorization.Timeout)...)
+	return errs
+}
+
+func validateWarmup(w *warmup, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Duration(p.Child("duration"), w.Duration)...)
+	var minErrs, maxErrs field.ErrorList
+	if w.MinWeight != nil {
+		minErrs = check.Range(p.Child("minWeight"), *w.MinWeight, 0, 100)
+	}
+	if w.MaxWeight != nil {
+		maxErrs = check.Range(p.Child("maxWeight"), *w.MaxWeight, 0, 100)
+	}
+	errs = append(errs, minErrs...)
+	errs = append(errs, maxErrs...)
+	if w.MinWeight != nil && w.MaxWeight != nil && len(minErrs)+len(maxErrs) == 0 && *w.MinWeight > *w.MaxWeight {
+		errs = append(errs, field.Invalid(p.Child("minWeight"), *w.MinWeight,
+			fmt.Sprintf("minWeight must be less than or equal to maxWeight (%d)", *w.MaxWeight)))
+	}
+	if w.Aggression != nil && *w.Aggression < 1 {
+		errs = append(errs, field.Invalid(p.Child("aggression"), *w.Aggression, "should be greater than or equal to 1"))
+	}
+	return errs
+}
+
+func validateObservability(o *observability, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("fsmLogLevel"), o.FSMLogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, validateCollector(&o.Tracing, p.Child("tracing"))...)
+	errs = append(errs, validateCollector(&o.RemoteLogging, p.Child("remoteLogging"))...)
+	return errs
+}
+
+func validateCollector(c *collector, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if c.Enable {
+		errs = append(errs, check.Port(p.Child("port"), c.Port)...)
+	} else {
+		errs = append(errs, check.OptionalPort(p.Child("port"), &c.Port)...)
+	}
+	if c.SampledFraction.Set {
+		errs = append(errs, check.Fraction(p.Child("sampledFraction"), c.SampledFraction.Text)...)
+	}
+	return errs
+}
+
+func validateCertificate(c *certificate, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.PositiveDuration(p.Child("serviceCertValidityDuration"), c.ServiceCertValidityDuration)...)
+	if c.CertKeyBitSize != nil {
+		errs = append(errs, check.Range(p.Child("certKeyBitSize"), *c.CertKeyBitSize, MinCertKeyBitSize, MaxCertKeyBitSize)...)
+	}
+	if c.IngressGateway != nil {
+		errs = append(errs, check.PositiveDuration(p.Child("ingressGateway", "validityDuration"), c.IngressGateway.ValidityDuration)...)
+	}
+	return errs
+}
+
+func validateIngress(in *ingress, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("type"), in.Type, IngressTypes...)...)
+	errs = append(errs, check.Enum(p.Child("logLevel"), in.LogLevel, ControlPlaneLogLevels...)...)
+	ptrPort := func(pp *field.Path, v *int64) {
+		if v != nil {
+			errs = append(errs, check.Port(pp, *v)...)
+		}
+	}
+	if h := in.HTTP; h != nil {
+		hp := p.Child("http")
+		ptrPort(hp.Child("bind"), h.Bind)
+		ptrPort(hp.Child("listen"), h.Listen)
+		ptrPort(hp.Child("nodePort"), h.NodePort)
+	}
+	if t := in.TLS; t != nil {
+		tp := p.Child("tls")
+		ptrPort(tp.Child("bind"), t.Bind)
+		ptrPort(tp.Child("listen"), t.Listen)
+		ptrPort(tp.Child("nodePort"), t.NodePort)
+		if t.SSLPassthrough != nil {
+			ptrPort(tp.Child("sslPassthrough", "upstreamPort"), t.SSLPassthrough.UpstreamPort)
+		}
+	}
+	return errs
+}
+
+func validateEgressGateway(g *egressGateway, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("logLevel"), g.LogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, check.Enum(p.Child("mode"), g.Mode, EgressGatewayModes...)...)
+	if g.Port != nil {
+		errs = append(errs, check.Port(p.Child("port"), *g.Port)...)
+	}
+	if g.AdminPort != nil {
+		errs = append(errs, check.Port(p.Child("adminPort"), *g.AdminPort)...)
+	}
+	if g.Replicas != nil && *g.Replicas < 0 {
+		errs = append(errs, field.Invalid(p.Child("replicas"), *g.Replicas, "should be greater than or equal to 0"))
+	}
+	return errs
+}
+
+func validateImage(im *image, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("pullPolicy"), im.PullPolicy, PullPolicies...)...)
+	registryOK := true
+	if im.Registry != "" {
+		if _, err := reference.ParseNormalizedNamed(im.Registry + "/image"); err != nil {
+			registryOK = false
+			errs = append(errs, field.Invalid(p.Child("registry"), im.Registry, "must be a registry and optional path such as flomesh or ghcr.io/flomesh-io"))
+		}
+	}
+	tagOK := true
+	if im.Tag != "" {
+		if _, err := reference.Parse("image:" + im.Tag); err != nil {
+			tagOK = false
+			errs = append(errs, field.Invalid(p.Child("tag"), im.Tag, "must be an image tag such as v1.5.0 (letters, digits, '_', '.', '-'; at most 128 characters)"))
+		}
+	}
+	// Each component image is registry/name plus the digest if pinned, else the tag.
+	for _, k := range sortedKeys(im.Name) {
+		ref := im.Name[k]
+		if im.Registry != "" {
+			ref = im.Registry + "/" + ref
+		}
+		if !registryOK {
+			continue
+		}
+		d := im.Digest[k]
+		switch {
+		case d != "":
+			if _, err := reference.Parse("image@" + d); err != nil {
+				errs = append(errs, field.Invalid(p.Child("digest").Key(k), d, "must be a digest such as sha256:<64 hex digits>"))
+				continue
+			}
+			ref += "@" + d
+		case im.Tag != "" && tagOK:
+			ref += ":" + im.Tag
+		}
+		if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+			errs = append(errs, field.Invalid(p.Child("name").Key(k), im.Name[k],
+				fmt.Sprintf("must make a container image reference with spec.image.registry, got %q: %v", ref, err)))
+		}
+	}
+	return errs
+}
+
+func validateConnector(c *connector, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Enum(p.Child("lb", "type"), c.LB.Type, LBTypes...)...)
+	vg := p.Child("viaGateway")
+	errs = append(errs, check.Range(vg.Child("ingressHTTPPort"), c.ViaGateway.IngressHTTPPort, 0, check.MaxPort)...)
+	errs = append(errs, check.Range(vg.Child("ingressGRPCPort"), c.ViaGateway.IngressGRPCPort, 0, check.MaxPort)...)
+	errs = append(errs, check.Range(vg.Child("egressHTTPPort"), c.ViaGateway.EgressHTTPPort, 0, check.MaxPort)...)
+	errs = append(errs, check.Range(vg.Child("egressGRPCPort"), c.ViaGateway.EgressGRPCPort, 0, check.MaxPort)...)
+	return errs
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ValidateIdentity enforces one MeshConfig per mesh namespace: in the mesh's
+// namespace the only MeshConfig is the one the mesh reads, meshConfigName.
+// MeshConfigs elsewhere may belong to other meshes and are left alone.
+func ValidateIdentity(name, namespace, meshNamespace, meshConfigName string) field.ErrorList {
+	if namespace != meshNamespace || name == meshConfigName {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(field.NewPath("metadata", "name"), name,
+		fmt.Sprintf("the mesh in namespace %s reads only the MeshConfig named %q; one MeshConfig per mesh namespace", meshNamespace, meshConfigName))}
+}

@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Every function returns all problems found (FSM stops at the first); an
+// empty result means valid.
+
+// ValidateTrafficTarget: the target must live in its destination's namespace.
+func ValidateTrafficTarget(t *TrafficTarget) []string {
+	if t.Spec.Destination.Namespace != t.Metadata.Namespace {
+		return []string{fmt.Sprintf("The traffic target namespace (%s) must match spec.Destination.Namespace (%s)",
+			t.Metadata.Namespace, t.Spec.Destination.Namespace)}
+	}
+	return nil
+}
+
+// backendRules words the shared IngressBackend/AccessControl rules.
+type backendRules struct {
+	conflictNoun  string // "IngressBackend" or "AccessControlBackend"
+	mTLSMessage   string
+	checkProtocol bool
+}
+
+var (
+	ingressBackendRules = backendRules{
+		conflictNoun:  "IngressBackend",
+		mTLSMessage:   "HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source",
+		checkProtocol: true,
+	}
+	accessControlRules = backendRules{
+		conflictNoun: "AccessControlBackend",
+		mTLSMessage:  "HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source",
+	}
+)
+
+// ValidateIngressBackend checks b against FSM's IngressBackend rules. others
+// are the IngressBackends already in b's namespace (b itself, by name, is
+// skipped).
+func ValidateIngressBackend(b *BackendPolicy, others []BackendPolicy) []string {
+	return validateBackendPolicy(b, others, ingressBackendRules)
+}
+
+// ValidateAccessControl checks a with the IngressBackend rules in
+// AccessControl wording, except the protocol set, which FSM leaves open for
+// AccessControl. others are the AccessControls in a's namespace.
+func ValidateAccessControl(a *BackendPolicy, others []BackendPolicy) []string {
+	return validateBackendPolicy(a, others, accessControlRules)
+}
+
+type backendKey struct {
+	name string
+	port int64
+}
+
+func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRules) []string {
+	var msgs []string
+	hasPrincipal := slices.ContainsFunc(p.Spec.Sources, func(s Source) bool { return s.Kind == SourceKindAuthenticatedPrincipal })
+
+	seen := make(map[backendKey]bool, len(p.Spec.Backends))
+	mTLSReported := false
+	for _, b := range p.Spec.Backends {
+		k := backendKey{b.Name, b.Port.Number}
+		if seen[k] {
+			msgs = append(msgs, fmt.Sprintf("Duplicate backends detected with service name: %s and port: %d", b.Name, b.Port.Number))
+		}
+		seen[k] = true
+
+		proto := strings.ToLower(b.Port.Protocol)
+		if r.checkProtocol && proto != "http" && proto != "https" && proto != "grpc" {
+			msgs = append(msgs, fmt.Sprintf("Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: %s", b.Port.Protocol))
+		}
+		// Client certificates are validated unless skipClientCertValidation
+		// says otherwise; then only an AuthenticatedPrincipal can match.
+		if proto == "https" && b.TLS != nil && !b.TLS.SkipClientCertValidation && !hasPrincipal && !mTLSReported {
+			msgs = append(msgs, r.mTLSMessage)
+			mTLSReported = true
+		}
+	}
+
+	if c := conflicts(p, others, seen, r.conflictNoun); c != "" {
+		msgs = append(msgs, "duplicate backends detected\n"+c)
+	}
+	msgs = append(msgs, validateSources(p.Spec.Sources)...)
+	return msgs
+}
+
+// conflicts lists, in FSM's format, every other policy in the namespace that
+// claims one of p's backends (same service name and port).
+func conflicts(p *BackendPolicy, others []BackendPolicy, mine map[backendKey]bool, noun string) string {
+	sorted := slices.Clone(others)
+	slices.SortFunc(sorted, func(a, b BackendPolicy) int { return cmp.Compare(a.Metadata.Name, b.Metadata.Name) })
+	ns := p.Metadata.Namespace
+	var sb strings.Builder
+	for i := range sorted {
+		o := &sorted[i]
+		if o.Metadata.Name == p.Metadata.Name {
+			continue
+		}
+		var shared []backendKey
+		for _, b := range o.Spec.Backends {
+			k := backendKey{b.Name, b.Port.Number}
+			if mine[k] && !slices.Contains(shared, k) {
+				shared = append(shared, k)
+			}
+		}
+		if len(shared) == 0 {
+			continue
+		}
+		slices.SortFunc(shared, func(a, b backendKey) int {
+			return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.port, b.port))
+		})
+		fmt.Fprintf(&sb, "[+] %s %s/%s conflicts with %s/%s:\n", noun, ns, p.Metadata.Name, ns, o.Metadata.Name)
+		for _, k := range shared {
+			fmt.Fprintf(&sb, "Backend %s specified in %s and %s conflicts\n", k.name, p.Metadata.Name, o.Metadata.Name)
+		}
+		sb.WriteString("\n")
+	}
+	return sb.String()
+}
+
+func validateSources(sources []Source) []string {
+	var msgs []string
+	for _, s := range sources {
+		switch s.Kind {
+		case SourceKindService:
+			if s.Name == "" {
+				msgs = append(msgs, "'source.name' not specified for source kind Service")
+			}
+			if s.Namespace == "" {
+				msgs = append(msgs, "'source.namespace' not specified for source kind Service")
+			}
+		case SourceKindAuthenticatedPrincipal:
+			if s.Name == "" {
+				msgs = append(msgs, "'source.name' not specified for source kind AuthenticatedPrincipal")
+			}
+		case SourceKindIPRange:
+			if _, err := netip.ParsePrefix(s.Name); err != nil {
+				msgs = append(msgs, fmt.Sprintf("Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '%s'", s.Name))
+			}
+		default:
+			msgs = append(msgs, "Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange")
+		}
+	}
+	return msgs
+}
+
+// ValidateEgress checks the match references of an Egress policy.
+func ValidateEgress(e *Egress) []string {
+	var msgs []string
+	utsMatches := 0
+	for _, m := range e.Spec.Matches {
+		group := "<unset>"
+		if m.APIGroup != nil {
+			group = *m.APIGroup
+		}
+		switch group {
+		case SpecsGroupVersion:
+			if m.Kind != KindHTTPRouteGroup {
+				msgs = append(msgs, fmt.Sprintf("Expected 'matches.kind' for match '%s' to be 'HTTPRouteGroup', got: %s", m.Name, m.Kind))
+			}
+		case PolicyGroupVersion:
+			if m.Kind != KindUpstreamTrafficSetting {
+				msgs = append(msgs, fmt.Sprintf("Expected 'matches.kind' for match '%s' to be 'UpstreamTrafficSetting', got: %s", m.Name, m.Kind))
+			} else {
+				utsMatches++
+			}
+		default:
+			msgs = append(msgs, fmt.Sprintf("Expected 'matches.apiGroup' to be one of [%s %s], got: %s", SpecsGroupVersion, PolicyGroupVersion, group))
+		}
+	}
+	if utsMatches > 1 {
+		msgs = append(msgs, "Cannot have more than 1 UpstreamTrafficSetting match")
+	}
+	return msgs
+}
+
+// ValidateUpstreamTrafficSetting checks u. others are the
+// UpstreamTrafficSettings in u's namespace (u itself, by name, is skipped).
+func ValidateUpstreamTrafficSetting(u *UpstreamTrafficSetting, others []UpstreamTrafficSetting) []string {
+	var msgs []string
+	host := u.Spec.Host
+	// FSM requires at least two labels; empty labels ("a..b", "svc.") are
+	// never a resolvable host either.
+	labels := strings.Split(host, ".")
+	if len(labels) < 2 || slices.Contains(labels, "") || strings.ContainsAny(host, " \t/:") {
+		msgs = append(msgs, field.Invalid(field.NewPath("spec", "host"), host, "invalid FQDN specified as host").Error())
+	}
+	sorted := slices.Clone(others)
+	slices.SortFunc(sorted, func(a, b UpstreamTrafficSetting) int { return cmp.Compare(a.Metadata.Name, b.Metadata.Name) })
+	for _, o := range sorted {
+		if o.Metadata.Name != u.Metadata.Name && o.Spec.Host == host {
+			ns := u.Metadata.Namespace
+			msgs = append(msgs, fmt.Sprintf("UpstreamTrafficSetting %s/%s conflicts with %s/%s since they have the same host %s",
+				ns, u.Metadata.Name, ns, o.Metadata.Name, host))
+			break
+		}
+	}
+	if rl := u.Spec.RateLimit; rl != nil && rl.Local != nil && rl.Local.HTTP != nil {
+		msgs = append(msgs, statusCode(rl.Local.HTTP.ResponseStatusCode)...)
+	}
+	for _, r := range u.Spec.HTTPRoutes {
+		if r.RateLimit != nil && r.RateLimit.Local != nil {
+			msgs = append(msgs, statusCode(r.RateLimit.Local.ResponseStatusCode)...)
+		}
+	}
+	return msgs
+}
+
+// statusCode accepts 0 (use the default, 429) and registered HTTP statuses.
+func statusCode(code int64) []string {
+	if code == 0 || (code >= 100 && code <= 599 && http.StatusText(int(code)) != "") {
+		return nil
+	}
+	return []string{fmt.Sprintf("invalid responseStatusCode %d", code)}
+}
+
+// ValidateEgressGateway: only one EgressGateway in the cluster may define
+// global gateways. others are all EgressGateways in the cluster.
+func ValidateEgressGateway(g *EgressGateway, others []EgressGateway) []string {
+	if len(g.Spec.Global) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(others)
+	slices.SortFunc(sorted, func(a, b EgressGateway) int {
+		return cmp.Or(cmp.Compare(a.Metadata.Namespace, b.Metadata.Namespace), cmp.Compare(a.Metadata.Name, b.Metadata.Name))
+	})
+	for _, o := range sorted {
+		if strings.EqualFold(o.Metadata.Name, g.Metadata.Name) && strings.EqualFold(o.Metadata.Namespace, g.Metadata.Namespace) {
+			continue
+		}
+		if len(o.Spec.Global) > 0 {
+			return []string{fmt.Sprintf("Redefinition of global egress gateway policy and conflict with %s.%s", o.Metadata.Namespace, o.Metadata.Name)}
+		}
+	}
+	return nil
+}
+
+// Feature-gate messages (FSM).
+const (
+	PluginPolicyDisabled     = "FSM is prohibited to apply plugin policy"
+	AccessCertPolicyDisabled = "FSM is prohibited to issue certificates for external services"
+)
+
+// ValidatePluginKind covers Plugin, PluginChain and PluginConfig: the mesh
+// must enable plugin policy. p is nil for PluginChain and PluginConfig.
+func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin) []string {
+	if !pluginPolicyEnabled {
+		return []string{PluginPolicyDisabled}
+	}
+	if p != nil && strings.TrimSpace(p.Spec.Script) == "" {
+		return []string{fmt.Sprintf("plugin[%s.%s] is missing pipy script", p.Metadata.Name, p.Metadata.Namespace)}
+	}
+	return nil
+}
+
+// ValidateAccessCert: the mesh must enable access-cert policy.
+func ValidateAccessCert(accessCertPolicyEnabled bool) []string {
+	if !accessCertPolicyEnabled {
+		return []string{AccessCertPolicyDisabled}
+	}
+	return nil
+}
