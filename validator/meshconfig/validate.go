@@ -99,7 +99,16 @@ func Validate(version string, obj []byte) Result {
 		// remaining rules still run and everything is reported at once.
 		r.Errors = append(r.Errors, typeError(te))
 	}
-	r.Errors = append(r.Errors, validateSpec(&v.Spec, field.NewPath("spec"))...)
+	specErrs := validateSpec(&v.Spec, field.NewPath("spec"))
+	if len(r.Errors) > 0 {
+		// The mistyped field decoded as a zero value; its rules would only
+		// repeat the type error in other words.
+		bad := r.Errors[0].Field
+		specErrs = slices.DeleteFunc(specErrs, func(e *field.Error) bool {
+			return e.Field == bad || strings.HasPrefix(e.Field, bad+".") || strings.HasPrefix(e.Field, bad+"[")
+		})
+	}
+	r.Errors = append(r.Errors, specErrs...)
 	if IsDeprecatedVersion(version) {
 		// Same text as the CRD's deprecationWarning, so kubectl shows it once.
 		r.Warnings = append(r.Warnings, DeprecationWarning(version))

@@ -1,0 +1,386 @@
+package meshconfig
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+)
+
+// presetPath is the apis engineer's valid v1alpha3 preset; the validator must
+// accept it as written.
+var presetPath = filepath.Join("..", "..", "apis", "config", "v1alpha3", "testdata", "fsm-preset-meshconfig.yaml")
+
+func preset(t testing.TB) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(presetPath)
+	if err != nil {
+		t.Fatalf("reading preset: %v", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("decoding preset: %v", err)
+	}
+	return m
+}
+
+// set writes v at a dotted path ("spec.sidecar.logLevel"), creating objects.
+func set(m map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	if v == nil {
+		delete(m, parts[len(parts)-1])
+		return
+	}
+	m[parts[len(parts)-1]] = v
+}
+
+type kv struct {
+	path string
+	v    any
+}
+
+func build(t testing.TB, base map[string]any, sets ...kv) []byte {
+	t.Helper()
+	for _, s := range sets {
+		set(base, s.path, s.v)
+	}
+	b, err := json.Marshal(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func messages(errs field.ErrorList) []string {
+	out := make([]string, len(errs))
+	for i, e := range errs {
+		out[i] = e.Error()
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPresetIsValid(t *testing.T) {
+	for _, v := range Versions {
+		r := Validate(v, build(t, preset(t)))
+		if len(r.Errors) != 0 {
+			t.Errorf("%s: preset denied: %v", v, r.Errors)
+		}
+		wantWarn := 0
+		if IsDeprecatedVersion(v) {
+			wantWarn = 1
+		}
+		if len(r.Warnings) != wantWarn {
+			t.Errorf("%s: warnings %q, want %d", v, r.Warnings, wantWarn)
+		}
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	cases := []struct {
+		name    string
+		version string
+		sets    []kv
+		want    []string // exact messages, in order; empty = valid
+	}{
+		// sidecar.logLevel
+		{name: "sidecar log level warning ok", sets: []kv{{"spec.sidecar.logLevel", "warning"}}},
+		{name: "sidecar log level off ok", sets: []kv{{"spec.sidecar.logLevel", "off"}}},
+		{name: "sidecar log level unknown", sets: []kv{{"spec.sidecar.logLevel", "verbose"}}, want: []string{
+			`spec.sidecar.logLevel: Unsupported value: "verbose": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
+		// control-plane log levels
+		{name: "fsm log level warning is not zerolog", sets: []kv{{"spec.observability.fsmLogLevel", "warning"}}, want: []string{
+			`spec.observability.fsmLogLevel: Unsupported value: "warning": supported values: "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"`}},
+		{name: "ingress gatewayAPI egressGateway log levels", sets: []kv{
+			{"spec.ingress.logLevel", "loud"}, {"spec.gatewayAPI.logLevel", "Info"}, {"spec.egressGateway.logLevel", "disabled"}}, want: []string{
+			`spec.ingress.logLevel: Unsupported value: "loud": supported values: "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"`,
+			`spec.gatewayAPI.logLevel: Unsupported value: "Info": supported values: "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"`}},
+		// TLS versions
+		{name: "tls min<=max ok", sets: []kv{{"spec.sidecar.tlsMinProtocolVersion", "TLSv1_2"}, {"spec.sidecar.tlsMaxProtocolVersion", "TLSv1_3"}}},
+		{name: "tls equal ok", sets: []kv{{"spec.sidecar.tlsMinProtocolVersion", "TLSv1_2"}, {"spec.sidecar.tlsMaxProtocolVersion", "TLSv1_2"}}},
+		{name: "tls auto ok", sets: []kv{{"spec.sidecar.tlsMinProtocolVersion", "TLSv1_3"}, {"spec.sidecar.tlsMaxProtocolVersion", "TLS_AUTO"}}},
+		{name: "tls min > max", sets: []kv{{"spec.sidecar.tlsMinProtocolVersion", "TLSv1_3"}, {"spec.sidecar.tlsMaxProtocolVersion", "TLSv1_1"}}, want: []string{
+			`spec.sidecar.tlsMinProtocolVersion: Invalid value: "TLSv1_3": tlsMinProtocolVersion must be less than or equal to tlsMaxProtocolVersion (TLSv1_1)`}},
+		{name: "tls unknown version", sets: []kv{{"spec.sidecar.tlsMinProtocolVersion", "TLSv1.2"}, {"spec.sidecar.tlsMaxProtocolVersion", "TLSv1_0"}}, want: []string{
+			`spec.sidecar.tlsMinProtocolVersion: Unsupported value: "TLSv1.2": supported values: "TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"`}},
+		// cipher suites / curves
+		{name: "cipher suites ok", sets: []kv{{"spec.sidecar.cipherSuites", []any{"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"}}, {"spec.sidecar.ecdhCurves", []any{"X25519", "P-256"}}}},
+		{name: "cipher suites empty and duplicate", sets: []kv{
+			{"spec.sidecar.cipherSuites", []any{"ECDHE-RSA-AES128-GCM-SHA256", "", "ECDHE-RSA-AES128-GCM-SHA256"}},
+			{"spec.sidecar.ecdhCurves", []any{"P-256", " ", "P-256"}}}, want: []string{
+			`spec.sidecar.cipherSuites[1]: Invalid value: "": must be a non-empty name`,
+			`spec.sidecar.cipherSuites[2]: Duplicate value: "ECDHE-RSA-AES128-GCM-SHA256"`,
+			`spec.sidecar.ecdhCurves[1]: Invalid value: " ": must be a non-empty name`,
+			`spec.sidecar.ecdhCurves[2]: Duplicate value: "P-256"`}},
+		// ports
+		{name: "port lists ok", sets: []kv{{"spec.traffic.outboundPortExclusionList", []any{1, 65535}}, {"spec.traffic.inboundPortExclusionList", []any{8080}}}},
+		{name: "port lists out of range", sets: []kv{{"spec.traffic.outboundPortExclusionList", []any{0, 443, 65536}}, {"spec.traffic.inboundPortExclusionList", []any{-1}}}, want: []string{
+			`spec.traffic.outboundPortExclusionList[0]: Invalid value: 0: should be greater than or equal to 1`,
+			`spec.traffic.outboundPortExclusionList[2]: Invalid value: 65536: should be less than or equal to 65535`,
+			`spec.traffic.inboundPortExclusionList[0]: Invalid value: -1: should be greater than or equal to 1`}},
+		{name: "ports above int16 are fine", sets: []kv{{"spec.observability.tracing.port", 40000}, {"spec.repoServer.port", 65535}, {"spec.observability.remoteLogging.port", 32768}}},
+		{name: "single ports out of range", sets: []kv{
+			{"spec.observability.tracing.port", 70000}, {"spec.observability.remoteLogging.port", -5}, {"spec.repoServer.port", 65536},
+			{"spec.ingress.http.nodePort", 0}, {"spec.ingress.tls.sslPassthrough.upstreamPort", 70000},
+			{"spec.egressGateway.adminPort", 0}, {"spec.connector.viaGateway.egressGRPCPort", 65536}}, want: []string{
+			`spec.repoServer.port: Invalid value: 65536: should be less than or equal to 65535`,
+			`spec.observability.tracing.port: Invalid value: 70000: should be less than or equal to 65535`,
+			`spec.observability.remoteLogging.port: Invalid value: -5: should be greater than or equal to 1`,
+			`spec.ingress.http.nodePort: Invalid value: 0: should be greater than or equal to 1`,
+			`spec.ingress.tls.sslPassthrough.upstreamPort: Invalid value: 70000: should be less than or equal to 65535`,
+			`spec.egressGateway.adminPort: Invalid value: 0: should be greater than or equal to 1`,
+			`spec.connector.viaGateway.egressGRPCPort: Invalid value: 65536: should be less than or equal to 65535`}},
+		{name: "enabled collector needs a port", sets: []kv{{"spec.observability.tracing.enable", true}, {"spec.observability.tracing.port", nil}}, want: []string{
+			`spec.observability.tracing.port: Invalid value: 0: should be greater than or equal to 1`}},
+		{name: "enabled ext authz needs a port", sets: []kv{{"spec.traffic.inboundExternalAuthorization.enable", true}}, want: []string{
+			`spec.traffic.inboundExternalAuthorization.port: Invalid value: 0: should be greater than or equal to 1`}},
+		// CIDRs
+		{name: "cidrs v4 and v6 ok", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.96.0.0/12", "fd00::/8"}}, {"spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8", "2001:db8::/32"}}}},
+		{name: "cidr without prefix", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "10.0.0.0"}}}, want: []string{
+			`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8`}},
+		{name: "cidr garbage v6 and spaces", sets: []kv{{"spec.traffic.outboundIPRangeInclusionList", []any{"fd00::/129", " 10.0.0.0/8", "x"}}}, want: []string{
+			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8`,
+			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8`,
+			`spec.traffic.outboundIPRangeInclusionList[2]: Invalid value: "x": must be a CIDR such as 10.0.0.0/8`}},
+		{name: "included range inside excluded range", sets: []kv{
+			{"spec.traffic.outboundIPRangeExclusionList", []any{"192.168.0.0/16", "10.0.0.0/8"}},
+			{"spec.traffic.outboundIPRangeInclusionList", []any{"172.16.0.0/12", "10.1.0.0/16", "fd00::/8"}}}, want: []string{
+			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[1] ("10.0.0.0/8"): exclusion wins, so this range is never intercepted`}},
+		{name: "same range included and excluded (v6, host bits)", sets: []kv{
+			{"spec.traffic.outboundIPRangeExclusionList", []any{"fd00::1/8"}},
+			{"spec.traffic.outboundIPRangeInclusionList", []any{"fd00::/8"}}}, want: []string{
+			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/8": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("fd00::1/8"): exclusion wins, so this range is never intercepted`}},
+		// durations
+		{name: "durations ok", sets: []kv{{"spec.sidecar.configResyncInterval", "1m30s"}, {"spec.certificate.serviceCertValidityDuration", "87600h"}, {"spec.traffic.inboundExternalAuthorization.timeout", "1s"}}},
+		{name: "durations bad", sets: []kv{
+			{"spec.sidecar.configResyncInterval", "5 minutes"}, {"spec.certificate.serviceCertValidityDuration", "0s"},
+			{"spec.certificate.ingressGateway", map[string]any{"validityDuration": "1d", "subjectAltNames": []any{"a"}, "secret": map[string]any{"name": "a", "namespace": "b"}}},
+			{"spec.traffic.inboundExternalAuthorization.timeout", "-1s"}, {"spec.warmup.duration", "soon"}}, want: []string{
+			`spec.sidecar.configResyncInterval: Invalid value: "5 minutes": must be a duration such as 90s, 1m30s or 24h`,
+			`spec.traffic.inboundExternalAuthorization.timeout: Invalid value: "-1s": must not be negative`,
+			`spec.warmup.duration: Invalid value: "soon": must be a duration such as 90s, 1m30s or 24h`,
+			`spec.certificate.serviceCertValidityDuration: Invalid value: "0s": must be longer than 0s`,
+			`spec.certificate.ingressGateway.validityDuration: Invalid value: "1d": must be a duration such as 90s, 1m30s or 24h`}},
+		// certKeyBitSize
+		{name: "key size 4096 ok", sets: []kv{{"spec.certificate.certKeyBitSize", 4096}}},
+		{name: "key size 1024", sets: []kv{{"spec.certificate.certKeyBitSize", 1024}}, want: []string{
+			`spec.certificate.certKeyBitSize: Invalid value: 1024: should be greater than or equal to 2048`}},
+		{name: "key size 8192", sets: []kv{{"spec.certificate.certKeyBitSize", 8192}}, want: []string{
+			`spec.certificate.certKeyBitSize: Invalid value: 8192: should be less than or equal to 4096`}},
+		// sampledFraction
+		{name: "fractions ok", sets: []kv{{"spec.observability.tracing.sampledFraction", "0"}, {"spec.observability.remoteLogging.sampledFraction", "1"}}},
+		{name: "fractions bad", sets: []kv{{"spec.observability.tracing.sampledFraction", "1.5"}, {"spec.observability.remoteLogging.sampledFraction", "NaN"}}, want: []string{
+			`spec.observability.tracing.sampledFraction: Invalid value: "1.5": must be a number between 0 and 1, such as 0.5`,
+			`spec.observability.remoteLogging.sampledFraction: Invalid value: "NaN": must be a number between 0 and 1, such as 0.5`}},
+		{name: "v1alpha1 numeric fraction ok", version: V1alpha1, sets: []kv{{"spec.observability.tracing.sampledFraction", 0.25}}},
+		{name: "v1alpha1 numeric fraction bad", version: V1alpha1, sets: []kv{{"spec.observability.tracing.sampledFraction", -0.5}}, want: []string{
+			`spec.observability.tracing.sampledFraction: Invalid value: "-0.5": must be a number between 0 and 1, such as 0.5`}},
+		// enums
+		{name: "enums bad", sets: []kv{
+			{"spec.traffic.interceptionMode", "Sidecar"}, {"spec.traffic.serviceAccessMode", "Mixed"}, {"spec.sidecar.localProxyMode", "podIP"},
+			{"spec.ingress.type", "ClusterIP"}, {"spec.flb.upstreamMode", "Pod"}, {"spec.egressGateway.mode", "socks5"},
+			{"spec.connector.lb.type", "RoundRobin"}, {"spec.image.pullPolicy", "Sometimes"}}, want: []string{
+			`spec.sidecar.localProxyMode: Unsupported value: "podIP": supported values: "Localhost", "PodIP"`,
+			`spec.traffic.interceptionMode: Unsupported value: "Sidecar": supported values: "NodeLevel", "PodLevel"`,
+			`spec.traffic.serviceAccessMode: Unsupported value: "Mixed": supported values: "ip", "domain", "mixed"`,
+			`spec.ingress.type: Unsupported value: "ClusterIP": supported values: "LoadBalancer", "NodePort"`,
+			`spec.flb.upstreamMode: Unsupported value: "Pod": supported values: "NodePort", "Endpoint"`,
+			`spec.egressGateway.mode: Unsupported value: "socks5": supported values: "http2tunnel", "sock5"`,
+			`spec.image.pullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never"`,
+			`spec.connector.lb.type: Unsupported value: "RoundRobin": supported values: "ActiveActive", "FailOver"`}},
+		// images
+		{name: "images ok", sets: []kv{
+			{"spec.sidecar.sidecarImage", "flomesh/pipy:1.5.14"}, {"spec.serviceLB.image", "registry.example.com:5000/lb@sha256:" + strings.Repeat("a", 64)},
+			{"spec.image.name", map[string]any{"controller": "fsm-controller"}}, {"spec.image.digest", map[string]any{"controller": "sha256:" + strings.Repeat("b", 64)}}}},
+		{name: "images bad", sets: []kv{
+			{"spec.sidecar.sidecarImage", "Flomesh/Pipy:1.5.14"}, {"spec.serviceLB.image", "lb:"}, {"spec.misc.repoServerImage", "repo@sha256:xyz"},
+			{"spec.image.tag", "bad tag"}, {"spec.image.name", map[string]any{"controller": "FSM", "injector": "fsm-injector"}},
+			{"spec.image.digest", map[string]any{"injector": "md5:0"}}}, want: []string{
+			`spec.sidecar.sidecarImage: Invalid value: "Flomesh/Pipy:1.5.14": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format: repository name (Pipy) must be lowercase`,
+			`spec.serviceLB.image: Invalid value: "lb:": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`,
+			`spec.image.tag: Invalid value: "bad tag": must be an image tag such as v1.5.0 (letters, digits, '_', '.', '-'; at most 128 characters)`,
+			`spec.image.name[controller]: Invalid value: "FSM": must make a container image reference with spec.image.registry, got "flomesh/FSM": invalid reference format: repository name (flomesh/FSM) must be lowercase`,
+			`spec.image.digest[injector]: Invalid value: "md5:0": must be a digest such as sha256:<64 hex digits>`,
+			`spec.misc.repoServerImage: Invalid value: "repo@sha256:xyz": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`}},
+		{name: "registry bad", sets: []kv{{"spec.image.registry", "Bad Registry"}, {"spec.image.name", map[string]any{"controller": "fsm-controller"}}}, want: []string{
+			`spec.image.registry: Invalid value: "Bad Registry": must be a registry and optional path such as flomesh or ghcr.io/flomesh-io`}},
+		// warmup
+		{name: "warmup bad", sets: []kv{{"spec.warmup.minWeight", 50}, {"spec.warmup.maxWeight", 20}, {"spec.warmup.aggression", 0}}, want: []string{
+			`spec.warmup.minWeight: Invalid value: 50: minWeight must be less than or equal to maxWeight (20)`,
+			`spec.warmup.aggression: Invalid value: 0: should be greater than or equal to 1`}},
+		{name: "warmup range", sets: []kv{{"spec.warmup.maxWeight", 101}}, want: []string{
+			`spec.warmup.maxWeight: Invalid value: 101: should be less than or equal to 100`}},
+		// DNS
+		{name: "dns addresses ok", sets: []kv{
+			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "10.96.0.10"}, {"spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr", "fd00::a"},
+			{"spec.sidecar.localDNSProxy.wildcard.los", []any{map[string]any{"ipv4": "127.0.0.2", "ipv6": "::1"}}},
+			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "10.0.0.10", "port": 53}}}}},
+		{name: "dns addresses bad", sets: []kv{
+			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "8.8.8"},
+			{"spec.sidecar.localDNSProxy.wildcard.ips", []any{map[string]any{"ipv4": "::1", "ipv6": "127.0.0.1"}, map[string]any{"ipv6": "fd00::1"}}},
+			{"spec.sidecar.localDNSProxy.db", []any{map[string]any{"dn": "a.b", "ips": []any{map[string]any{"ipv4": "1.2.3.4.5"}}}}},
+			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "dns.local", "port": 0}}}}, want: []string{
+			`spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr: Invalid value: "8.8.8": must be an IP address such as 10.96.0.10 or fd00::a`,
+			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Invalid value: "::1": must be an IPv4 address such as 127.0.0.2`,
+			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv6: Invalid value: "127.0.0.1": must be an IPv6 address such as fd00::2`,
+			`spec.sidecar.localDNSProxy.wildcard.ips[1].ipv4: Required value: an IPv4 address such as 127.0.0.2`,
+			`spec.sidecar.localDNSProxy.db[0].ips[0].ipv4: Invalid value: "1.2.3.4.5": must be an IPv4 address such as 127.0.0.2`,
+			`spec.sidecar.xnetDNSProxy.upstreams[0].ip: Invalid value: "dns.local": must be an IP address such as 10.96.0.10 or fd00::a`,
+			`spec.sidecar.xnetDNSProxy.upstreams[0].port: Invalid value: 0: should be greater than or equal to 1`}},
+		// counts
+		{name: "negative counts", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", -1}, {"spec.egressGateway.replicas", -1}}, want: []string{
+			`spec.sidecar.maxDataPlaneConnections: Invalid value: -1: should be greater than or equal to 0`,
+			`spec.egressGateway.replicas: Invalid value: -1: should be greater than or equal to 0`}},
+		// v1alpha2-only fields
+		{name: "v1alpha2 sidecar drivers", version: V1alpha2, sets: []kv{
+			{"spec.sidecar.sidecarDrivers", []any{map[string]any{"sidecarName": "pipy", "sidecarImage": "flomesh/pipy:1.5.14", "proxyServerPort": 0, "sidecarDisabledMTLS": false}}},
+			{"spec.sidecar.initContainerImage", "flomesh/fsm-sidecar-init:Latest!"}}, want: []string{
+			`spec.sidecar.initContainerImage: Invalid value: "flomesh/fsm-sidecar-init:Latest!": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`,
+			`spec.sidecar.sidecarDrivers[0].proxyServerPort: Invalid value: 0: should be greater than or equal to 1`}},
+		// wrong JSON types are reported with the rest
+		{name: "type mismatch plus other errors", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", "many"}, {"spec.sidecar.logLevel", "loud"}}, want: []string{
+			`spec.sidecar.maxDataPlaneConnections: Invalid value: "string": must be an integer`,
+			`spec.sidecar.logLevel: Unsupported value: "loud": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
+		{name: "fractional port", sets: []kv{{"spec.traffic.outboundPortExclusionList", []any{80.5}}}, want: []string{
+			`spec.traffic.outboundPortExclusionList: Invalid value: "number 80.5": must be an integer`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := tc.version
+			if v == "" {
+				v = V1alpha3
+			}
+			r := Validate(v, build(t, preset(t), tc.sets...))
+			if got := messages(r.Errors); !equal(got, tc.want) {
+				t.Errorf("errors:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAllErrorsAtOnce(t *testing.T) {
+	obj := build(t, preset(t),
+		kv{"spec.sidecar.logLevel", "verbose"},
+		kv{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0"}},
+		kv{"spec.certificate.certKeyBitSize", 1024},
+		kv{"spec.observability.tracing.sampledFraction", "2"},
+		kv{"spec.sidecar.configResyncInterval", "often"},
+	)
+	r := Validate(V1alpha3, obj)
+	if len(r.Errors) != 5 {
+		t.Fatalf("want 5 errors, got %d: %v", len(r.Errors), r.Errors)
+	}
+	fields := map[string]bool{}
+	for _, e := range r.Errors {
+		fields[e.Field] = true
+	}
+	for _, f := range []string{"spec.sidecar.logLevel", "spec.traffic.outboundIPRangeExclusionList[0]", "spec.certificate.certKeyBitSize",
+		"spec.observability.tracing.sampledFraction", "spec.sidecar.configResyncInterval"} {
+		if !fields[f] {
+			t.Errorf("missing error for %s in %v", f, r.Errors)
+		}
+	}
+}
+
+func TestVersionsAndWarnings(t *testing.T) {
+	r := Validate("v1beta1", []byte(`{}`))
+	if got := messages(r.Errors); !equal(got, []string{`apiVersion: Unsupported value: "config.flomesh.io/v1beta1": supported values: "config.flomesh.io/v1alpha1", "config.flomesh.io/v1alpha2", "config.flomesh.io/v1alpha3"`}) {
+		t.Errorf("unknown version: %q", got)
+	}
+	r = Validate(V1alpha3, []byte(`{"spec":`))
+	if len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0].Error(), "spec: Invalid value: null: the object is not valid JSON") {
+		t.Errorf("truncated JSON: %v", r.Errors)
+	}
+	r = Validate(V1alpha2, []byte(`{"spec":{"sidecar":{"sidecarClass":"pipy","initContainerImage":"flomesh/init:1","sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":6060}]}}}`))
+	want := []string{
+		"config.flomesh.io/v1alpha2 MeshConfig is deprecated; use config.flomesh.io/v1alpha3 MeshConfig",
+		"spec.sidecar.sidecarClass is deprecated: config.flomesh.io/v1alpha3 has no such field",
+		"spec.sidecar.initContainerImage is deprecated: config.flomesh.io/v1alpha3 has no such field",
+		"spec.sidecar.sidecarDrivers is deprecated: config.flomesh.io/v1alpha3 has no such field",
+	}
+	if len(r.Errors) != 0 || !equal(r.Warnings, want) {
+		t.Errorf("v1alpha2 deprecated fields: errors %v warnings %q", r.Errors, r.Warnings)
+	}
+	if r := Validate(V1alpha3, []byte(`{"spec":{}}`)); len(r.Warnings) != 0 || len(r.Errors) != 0 {
+		t.Errorf("v1alpha3 empty spec: %v %q", r.Errors, r.Warnings)
+	}
+}
+
+func TestValidateUpdateRatchets(t *testing.T) {
+	stored := build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"})
+	cases := []struct {
+		name      string
+		obj       []byte
+		wantErrs  []string
+		wantWarns int
+	}{
+		{name: "unchanged bad value, other field edited: allowed with warning",
+			obj: build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"}, kv{"spec.observability.fsmLogLevel", "debug"}), wantWarns: 1},
+		{name: "bad value changed to another bad value: denied",
+			obj: build(t, preset(t), kv{"spec.sidecar.logLevel", "louder"}),
+			wantErrs: []string{`spec.sidecar.logLevel: Unsupported value: "louder": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
+		{name: "new problem elsewhere: denied, old one a warning",
+			obj:       build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"}, kv{"spec.certificate.certKeyBitSize", 512}),
+			wantErrs:  []string{`spec.certificate.certKeyBitSize: Invalid value: 512: should be greater than or equal to 2048`},
+			wantWarns: 1},
+		{name: "fixed: allowed, no warning", obj: build(t, preset(t)), wantWarns: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ValidateUpdate(V1alpha3, tc.obj, stored)
+			if got := messages(r.Errors); !equal(got, tc.wantErrs) {
+				t.Errorf("errors %q, want %q", got, tc.wantErrs)
+			}
+			if len(r.Warnings) != tc.wantWarns {
+				t.Errorf("warnings %q, want %d", r.Warnings, tc.wantWarns)
+			}
+		})
+	}
+
+	// A relation broken by editing the other side is not ratcheted: the old
+	// object had no error at all.
+	old := build(t, preset(t), kv{"spec.sidecar.tlsMinProtocolVersion", "TLSv1_2"}, kv{"spec.sidecar.tlsMaxProtocolVersion", "TLSv1_3"})
+	obj := build(t, preset(t), kv{"spec.sidecar.tlsMinProtocolVersion", "TLSv1_2"}, kv{"spec.sidecar.tlsMaxProtocolVersion", "TLSv1_1"})
+	if r := ValidateUpdate(V1alpha3, obj, old); len(r.Errors) != 1 {
+		t.Errorf("tls relation broken via max: %v", r.Errors)
+	}
+}
+
+func TestValidateIdentity(t *testing.T) {
+	cases := []struct {
+		name, ns string
+		want     []string
+	}{
+		{"fsm-mesh-config", "fsm-system", nil},
+		{"other", "other-ns", nil},
+		{"my-config", "fsm-system", []string{`metadata.name: Invalid value: "my-config": the mesh in namespace fsm-system reads only the MeshConfig named "fsm-mesh-config"; one MeshConfig per mesh namespace`}},
+	}
+	for _, tc := range cases {
+		if got := messages(ValidateIdentity(tc.name, tc.ns, "fsm-system", "fsm-mesh-config")); !equal(got, tc.want) {
+			t.Errorf("%s/%s: %q, want %q", tc.ns, tc.name, got, tc.want)
+		}
+	}
+}
