@@ -1,0 +1,183 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+func decodeT[T any](t *testing.T, js string) *T {
+	t.Helper()
+	var v T
+	if err := Decode([]byte(js), &v); err != nil {
+		t.Fatalf("decode %s: %v", js, err)
+	}
+	return &v
+}
+
+func eq(t *testing.T, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestTrafficTarget(t *testing.T) {
+	eq(t, ValidateTrafficTarget(decodeT[TrafficTarget](t, `{"metadata":{"namespace":"a"},"spec":{"destination":{"namespace":"a"}}}`)), nil)
+	eq(t, ValidateTrafficTarget(decodeT[TrafficTarget](t, `{"metadata":{"namespace":"a"},"spec":{"destination":{"namespace":"b"}}}`)),
+		[]string{"The traffic target namespace (a) must match spec.Destination.Namespace (b)"})
+}
+
+func TestIngressBackend(t *testing.T) {
+	cases := []struct {
+		name   string
+		obj    string
+		others []string
+		want   []string
+	}{
+		{name: "valid http with service source",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"HTTP"}}],"sources":[{"kind":"Service","name":"ingress","namespace":"ingress-ns"}]}}`},
+		{name: "valid https mTLS with principal",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}}],"sources":[{"kind":"AuthenticatedPrincipal","name":"ingress.ns.cluster.local"}]}}`},
+		{name: "https skipping client validation needs no principal",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":true}}],"sources":[{"kind":"IPRange","name":"10.0.0.0/8"}]}}`},
+		{name: "grpc with client validation is not held to the https rule (FSM bug fixed)",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":50051,"protocol":"grpc"},"tls":{"skipClientCertValidation":false}}],"sources":[{"kind":"IPRange","name":"10.0.0.0/8"}]}}`},
+		{name: "https mTLS without principal",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"a","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}},{"name":"b","port":{"number":443,"protocol":"HTTPS"},"tls":{}}],"sources":[{"kind":"Service","name":"s","namespace":"n"}]}}`,
+			want: []string{"HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source"}},
+		{name: "every problem at once",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"web","port":{"number":80,"protocol":"tcp"}}],
+			"sources":[{"kind":"Service"},{"kind":"AuthenticatedPrincipal"},{"kind":"IPRange","name":"10.0.0.1"},{"kind":"Pod","name":"x"}]}}`,
+			want: []string{
+				"Duplicate backends detected with service name: web and port: 80",
+				"Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: tcp",
+				"'source.name' not specified for source kind Service",
+				"'source.namespace' not specified for source kind Service",
+				"'source.name' not specified for source kind AuthenticatedPrincipal",
+				"Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '10.0.0.1'",
+				"Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange",
+			}},
+		{name: "conflicts with other IngressBackends in the namespace",
+			obj: `{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"api","port":{"number":8080,"protocol":"http"}}],"sources":[{"kind":"IPRange","name":"0.0.0.0/0"}]}}`,
+			others: []string{
+				`{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80}}]}}`,
+				`{"metadata":{"name":"c","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80}},{"name":"api","port":{"number":8080}}]}}`,
+				`{"metadata":{"name":"b","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":81}},{"name":"api","port":{"number":8080}}]}}`,
+			},
+			want: []string{"duplicate backends detected\n" +
+				"[+] IngressBackend ns/a conflicts with ns/b:\nBackend api specified in a and b conflicts\n\n" +
+				"[+] IngressBackend ns/a conflicts with ns/c:\nBackend api specified in a and c conflicts\nBackend web specified in a and c conflicts\n\n"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var others []BackendPolicy
+			for _, o := range tc.others {
+				others = append(others, *decodeT[BackendPolicy](t, o))
+			}
+			eq(t, ValidateIngressBackend(decodeT[BackendPolicy](t, tc.obj), others), tc.want)
+		})
+	}
+}
+
+func TestAccessControl(t *testing.T) {
+	obj := decodeT[BackendPolicy](t, `{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}},{"name":"db","port":{"number":5432,"protocol":"tcp"}}],"sources":[{"kind":"Service","name":"x","namespace":"y"}]}}`)
+	other := decodeT[BackendPolicy](t, `{"metadata":{"name":"b","namespace":"ns"},"spec":{"backends":[{"name":"db","port":{"number":5432}}]}}`)
+	eq(t, ValidateAccessControl(obj, []BackendPolicy{*other}), []string{
+		"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source",
+		"duplicate backends detected\n[+] AccessControlBackend ns/a conflicts with ns/b:\nBackend db specified in a and b conflicts\n\n",
+	})
+}
+
+func TestEgress(t *testing.T) {
+	cases := []struct {
+		name string
+		obj  string
+		want []string
+	}{
+		{name: "valid", obj: `{"spec":{"matches":[{"apiGroup":"specs.smi-spec.io/v1alpha4","kind":"HTTPRouteGroup","name":"r"},{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"UpstreamTrafficSetting","name":"u"}]}}`},
+		{name: "wrong kinds, missing and unknown group, two settings",
+			obj: `{"spec":{"matches":[{"apiGroup":"specs.smi-spec.io/v1alpha4","kind":"TCPRoute","name":"r"},{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"Egress","name":"e"},{"kind":"HTTPRouteGroup","name":"nogroup"},{"apiGroup":"x.io/v1","kind":"K","name":"k"},
+			{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"UpstreamTrafficSetting","name":"u1"},{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"UpstreamTrafficSetting","name":"u2"}]}}`,
+			want: []string{
+				"Expected 'matches.kind' for match 'r' to be 'HTTPRouteGroup', got: TCPRoute",
+				"Expected 'matches.kind' for match 'e' to be 'UpstreamTrafficSetting', got: Egress",
+				"Expected 'matches.apiGroup' to be one of [specs.smi-spec.io/v1alpha4 policy.flomesh.io/v1alpha1], got: <unset>",
+				"Expected 'matches.apiGroup' to be one of [specs.smi-spec.io/v1alpha4 policy.flomesh.io/v1alpha1], got: x.io/v1",
+				"Cannot have more than 1 UpstreamTrafficSetting match",
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { eq(t, ValidateEgress(decodeT[Egress](t, tc.obj)), tc.want) })
+	}
+}
+
+func TestUpstreamTrafficSetting(t *testing.T) {
+	others := []UpstreamTrafficSetting{
+		*decodeT[UpstreamTrafficSetting](t, `{"metadata":{"name":"self","namespace":"ns"},"spec":{"host":"web.ns.svc.cluster.local"}}`),
+		*decodeT[UpstreamTrafficSetting](t, `{"metadata":{"name":"other","namespace":"ns"},"spec":{"host":"api.ns.svc.cluster.local"}}`),
+	}
+	cases := []struct {
+		name string
+		obj  string
+		want []string
+	}{
+		{name: "valid, own old version ignored", obj: `{"metadata":{"name":"self","namespace":"ns"},"spec":{"host":"web.ns.svc.cluster.local","rateLimit":{"local":{"http":{"requests":10,"unit":"second","responseStatusCode":429}}},"httpRoutes":[{"path":"/","rateLimit":{"local":{"requests":1,"unit":"minute"}}}]}}`},
+		{name: "not an FQDN", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web"}}`,
+			want: []string{`spec.host: Invalid value: "web": invalid FQDN specified as host`}},
+		{name: "empty label", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web..svc"}}`,
+			want: []string{`spec.host: Invalid value: "web..svc": invalid FQDN specified as host`}},
+		{name: "duplicate host and bad codes", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"api.ns.svc.cluster.local","rateLimit":{"local":{"http":{"responseStatusCode":999}}},"httpRoutes":[{"path":"/a","rateLimit":{"local":{"responseStatusCode":430}}},{"path":"/b"}]}}`,
+			want: []string{
+				"UpstreamTrafficSetting ns/x conflicts with ns/other since they have the same host api.ns.svc.cluster.local",
+				"invalid responseStatusCode 999",
+				"invalid responseStatusCode 430",
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eq(t, ValidateUpstreamTrafficSetting(decodeT[UpstreamTrafficSetting](t, tc.obj), others), tc.want)
+		})
+	}
+}
+
+func TestEgressGateway(t *testing.T) {
+	mk := func(name, ns string, withGlobal bool) EgressGateway {
+		spec := `{}`
+		if withGlobal {
+			spec = `{"global":[{"service":"gw","namespace":"fsm-system"}]}`
+		}
+		return *decodeT[EgressGateway](t, `{"metadata":{"name":"`+name+`","namespace":"`+ns+`"},"spec":`+spec+`}`)
+	}
+	self := mk("gw", "a", true)
+	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "a", true), mk("plain", "b", false)}), nil)
+	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "a", true), mk("other", "b", true)}),
+		[]string{"Redefinition of global egress gateway policy and conflict with b.other"})
+	plain := mk("plain", "a", false)
+	eq(t, ValidateEgressGateway(&plain, []EgressGateway{mk("other", "b", true)}), nil)
+}
+
+func TestFeatureGatedKinds(t *testing.T) {
+	p := decodeT[Plugin](t, `{"metadata":{"name":"p","namespace":"ns"},"spec":{"script":"  "}}`)
+	eq(t, ValidatePluginKind(false, p), []string{"FSM is prohibited to apply plugin policy"})
+	eq(t, ValidatePluginKind(true, p), []string{"plugin[p.ns] is missing pipy script"})
+	p.Spec.Script = "pipy()"
+	eq(t, ValidatePluginKind(true, p), nil)
+	eq(t, ValidatePluginKind(false, nil), []string{"FSM is prohibited to apply plugin policy"})
+	eq(t, ValidatePluginKind(true, nil), nil)
+	eq(t, ValidateAccessCert(false), []string{"FSM is prohibited to issue certificates for external services"})
+	eq(t, ValidateAccessCert(true), nil)
+}
+
+func TestDecodeErrors(t *testing.T) {
+	var e Egress
+	if err := Decode(nil, &e); err == nil {
+		t.Error("empty object decoded")
+	}
+	if err := Decode([]byte(`{"spec":{"matches":"nope"}}`), &e); err == nil || !strings.Contains(err.Error(), "decoding the object") {
+		t.Errorf("mistyped object: %v", err)
+	}
+	// Unknown fields are ignored.
+	if err := Decode([]byte(`{"spec":{"future":1,"matches":[]}}`), &e); err != nil {
+		t.Errorf("unknown field: %v", err)
+	}
+}
