@@ -1,0 +1,93 @@
+package injector
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Annotations read by the injector (FSM names unless noted).
+const (
+	SidecarInjectionAnnotation         = "flomesh.io/sidecar-injection"
+	MetricsAnnotation                  = "flomesh.io/metrics"
+	SidecarImageAnnotation             = "flomesh.io/sidecar-image"
+	OutboundPortExclusionAnnotation    = "flomesh.io/outbound-port-exclusion-list"
+	InboundPortExclusionAnnotation     = "flomesh.io/inbound-port-exclusion-list"
+	OutboundIPRangeExclusionAnnotation = "flomesh.io/outbound-ip-range-exclusion-list"
+	OutboundIPRangeInclusionAnnotation = "flomesh.io/outbound-ip-range-inclusion-list"
+	HoldApplicationAnnotation          = "flomesh.io/hold-application-until-proxy-starts"
+	GracefulExitAnnotation             = "flomesh.io/graceful-exit-until-downstream-ends"
+	SidecarResourceLimitsPrefix        = "flomesh.io/sidecar-resource-limits-"
+	SidecarResourceRequestsPrefix      = "flomesh.io/sidecar-resource-requests-"
+	// SidecarNativeAnnotation ("true"/"false", pod beats namespace) runs the
+	// sidecar as a Kubernetes native sidecar: an init container with
+	// restartPolicy Always, so Jobs complete and app containers start after
+	// the proxy. Not in FSM.
+	SidecarNativeAnnotation = "flomesh.io/sidecar-native"
+	// MonitoredByLabel on a namespace names the mesh that manages it.
+	MonitoredByLabel = "flomesh.io/monitored-by"
+
+	prometheusScrapeAnnotation = "prometheus.io/scrape"
+	prometheusPortAnnotation   = "prometheus.io/port"
+	prometheusPathAnnotation   = "prometheus.io/path"
+)
+
+// sidecarResourceNames are the resources the resource annotations may name.
+var sidecarResourceNames = []string{"cpu", "memory", "storage", "ephemeral-storage"}
+
+// parseBoolAnnotation accepts FSM's spellings, case-insensitively.
+func parseBoolAnnotation(key, value string) (bool, error) {
+	switch strings.ToLower(value) {
+	case "enabled", "yes", "true":
+		return true, nil
+	case "disabled", "no", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("invalid annotation value for key %q: %s", key, value)
+}
+
+// boolOverride returns the pod's, else the namespace's, value of the annotation
+// key, else def.
+func boolOverride(key string, podAnn, nsAnn map[string]string, def bool) (bool, error) {
+	if v, ok := podAnn[key]; ok {
+		return parseBoolAnnotation(key, v)
+	}
+	if v, ok := nsAnn[key]; ok {
+		return parseBoolAnnotation(key, v)
+	}
+	return def, nil
+}
+
+// stringOverride returns the first non-empty value of key on the pod, then the
+// namespace.
+func stringOverride(key string, podAnn, nsAnn map[string]string) string {
+	if v := strings.TrimSpace(podAnn[key]); v != "" {
+		return v
+	}
+	return strings.TrimSpace(nsAnn[key])
+}
+
+// parseQuantityAnnotation parses a resource annotation, naming it on error.
+func parseQuantityAnnotation(key, value string) (resource.Quantity, error) {
+	q, err := resource.ParseQuantity(strings.TrimSpace(value))
+	if err != nil {
+		return resource.Quantity{}, fmt.Errorf("invalid quantity %q specified for annotation %q: %w", value, key, err)
+	}
+	return q, nil
+}
+
+// metricsEnabled reads the namespace's metrics annotation.
+func metricsEnabled(nsAnn map[string]string) (bool, error) {
+	v, ok := nsAnn[MetricsAnnotation]
+	if !ok {
+		return false, nil
+	}
+	switch strings.ToLower(v) {
+	case "enabled", "yes", "true":
+		return true, nil
+	case "disabled", "no", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("Invalid value specified for annotation %q: %s", MetricsAnnotation, v) //nolint:staticcheck // FSM's message, capitalised as users know it
+}

@@ -1,0 +1,117 @@
+package injector
+
+import (
+	corev1 "k8s.io/api/core/v1"
+)
+
+// SkipReason says why a pod is admitted unchanged. The values are the
+// skip_reason label of the admissions metric.
+type SkipReason string
+
+// Reasons a pod is not injected.
+const (
+	SkipNone            SkipReason = ""
+	SkipHostNetwork     SkipReason = "host-network"
+	SkipSystemNamespace SkipReason = "system-namespace"
+	SkipFSMNamespace    SkipReason = "fsm-namespace"
+	SkipNotMonitored    SkipReason = "namespace-not-monitored"
+	SkipNotEnabled      SkipReason = "injection-not-enabled"
+	SkipDisabled        SkipReason = "injection-disabled"
+	SkipAlreadyInjected SkipReason = "already-injected"
+)
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	// Inject is true when the pod gets a sidecar.
+	Inject bool
+	// Reinject is true for a pod that already carries the bootstrap volume
+	// under a different identity (a copy of an injected pod): it keeps its
+	// containers and gets a new proxy uuid and bootstrap Secret.
+	Reinject bool
+	// ExistingUUID is the proxy uuid a reinjected pod already carries when
+	// its bootstrap volume mounts that uuid's Secret.
+	ExistingUUID string
+	// Skip says why a pod is not injected (Inject false, Err nil).
+	Skip SkipReason
+	// Err is set when the pod must be denied; its message is for the user.
+	Err error
+}
+
+// DecideInput is what Decide looks at.
+type DecideInput struct {
+	Pod          *corev1.Pod
+	Namespace    *corev1.Namespace
+	MeshName     string
+	FSMNamespace string
+}
+
+// Decide says whether pod gets a sidecar. hostNetwork is checked first, then
+// the namespace, then the annotations (the pod's beats the namespace's).
+func Decide(in DecideInput) Decision {
+	pod, ns := in.Pod, in.Namespace
+	if pod.Spec.HostNetwork {
+		return Decision{Skip: SkipHostNetwork}
+	}
+	switch ns.Name {
+	case "kube-system", "kube-public":
+		return Decision{Skip: SkipSystemNamespace}
+	case in.FSMNamespace:
+		return Decision{Skip: SkipFSMNamespace}
+	}
+	if ns.Labels[MonitoredByLabel] != in.MeshName {
+		return Decision{Skip: SkipNotMonitored}
+	}
+	enabled := false
+	var found bool
+	for _, ann := range []map[string]string{pod.Annotations, ns.Annotations} {
+		v, ok := ann[SidecarInjectionAnnotation]
+		if !ok {
+			continue
+		}
+		b, err := parseBoolAnnotation(SidecarInjectionAnnotation, v)
+		if err != nil {
+			return Decision{Err: err}
+		}
+		enabled, found = b, true
+		break
+	}
+	if !found {
+		return Decision{Skip: SkipNotEnabled}
+	}
+	if !enabled {
+		return Decision{Skip: SkipDisabled}
+	}
+	if hasBootstrapVolume(pod) {
+		// Either our own reinvocation (reinvocationPolicy IfNeeded) or a copy
+		// of an injected pod (kubectl debug --copy-to). The handler tells them
+		// apart by the Secret: one we created in this admission has no owner.
+		return Decision{Inject: true, Reinject: true, ExistingUUID: existingUUID(pod)}
+	}
+	return Decision{Inject: true}
+}
+
+func hasBootstrapVolume(pod *corev1.Pod) bool {
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == BootstrapVolumeName {
+			return true
+		}
+	}
+	return false
+}
+
+// existingUUID returns the pod's proxy uuid when its bootstrap volume mounts
+// that uuid's Secret, else "". A volume of that name that is not a Secret is
+// tolerated (it is replaced on reinjection).
+func existingUUID(pod *corev1.Pod) string {
+	id := pod.Labels[ProxyUUIDLabel]
+	if id == "" {
+		return ""
+	}
+	for i := range pod.Spec.Volumes {
+		v := &pod.Spec.Volumes[i]
+		if v.Name == BootstrapVolumeName && v.Secret != nil && v.Secret.SecretName == BootstrapSecretPrefix+id {
+			return id
+		}
+	}
+	return ""
+}

@@ -1,0 +1,93 @@
+package injector
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestDecide(t *testing.T) {
+	ns := func(name string, labels, ann map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: ann}}
+	}
+	monitored := map[string]string{MonitoredByLabel: "fsm"}
+	enabled := map[string]string{SidecarInjectionAnnotation: "enabled"}
+	pod := func(ann map[string]string, mutate ...func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: ann}}
+		for _, m := range mutate {
+			m(p)
+		}
+		return p
+	}
+	hostNet := func(p *corev1.Pod) { p.Spec.HostNetwork = true }
+	withVolume := func(src corev1.VolumeSource, label string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: BootstrapVolumeName, VolumeSource: src}}
+			if label != "" {
+				p.Labels = map[string]string{ProxyUUIDLabel: label}
+			}
+		}
+	}
+	secretVol := corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: BootstrapSecretPrefix + "u1"}}
+
+	tests := []struct {
+		name    string
+		pod     *corev1.Pod
+		ns      *corev1.Namespace
+		inject  bool
+		reinj   bool
+		existID string
+		skip    SkipReason
+		err     string
+	}{
+		{name: "namespace enabled", pod: pod(nil), ns: ns("app", monitored, enabled), inject: true},
+		{name: "pod enabled, namespace silent", pod: pod(map[string]string{SidecarInjectionAnnotation: "true"}), ns: ns("app", monitored, nil), inject: true},
+		{name: "pod yes", pod: pod(map[string]string{SidecarInjectionAnnotation: "yes"}), ns: ns("app", monitored, nil), inject: true},
+		{name: "case-insensitive", pod: pod(map[string]string{SidecarInjectionAnnotation: "EnAbLeD"}), ns: ns("app", monitored, nil), inject: true},
+		{name: "pod disabled beats namespace enabled", pod: pod(map[string]string{SidecarInjectionAnnotation: "disabled"}), ns: ns("app", monitored, enabled), skip: SkipDisabled},
+		{name: "pod no", pod: pod(map[string]string{SidecarInjectionAnnotation: "no"}), ns: ns("app", monitored, enabled), skip: SkipDisabled},
+		{name: "pod false", pod: pod(map[string]string{SidecarInjectionAnnotation: "false"}), ns: ns("app", monitored, enabled), skip: SkipDisabled},
+		{name: "pod enabled beats namespace disabled", pod: pod(map[string]string{SidecarInjectionAnnotation: "enabled"}), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "disabled"}), inject: true},
+		{name: "no annotation anywhere", pod: pod(nil), ns: ns("app", monitored, nil), skip: SkipNotEnabled},
+		{name: "pod value on", pod: pod(map[string]string{SidecarInjectionAnnotation: "on"}), ns: ns("app", monitored, nil),
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": on`},
+		{name: "pod value 1", pod: pod(map[string]string{SidecarInjectionAnnotation: "1"}), ns: ns("app", monitored, enabled),
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": 1`},
+		{name: "pod value empty", pod: pod(map[string]string{SidecarInjectionAnnotation: ""}), ns: ns("app", monitored, enabled),
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": `},
+		{name: "namespace value bad", pod: pod(nil), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "maybe"}),
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe`},
+		{name: "valid pod value hides bad namespace value", pod: pod(map[string]string{SidecarInjectionAnnotation: "true"}), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "maybe"}), inject: true},
+		{name: "hostNetwork checked first", pod: pod(map[string]string{SidecarInjectionAnnotation: "bogus"}, hostNet), ns: ns("app", monitored, enabled), skip: SkipHostNetwork},
+		{name: "kube-system", pod: pod(nil), ns: ns("kube-system", monitored, enabled), skip: SkipSystemNamespace},
+		{name: "kube-public", pod: pod(nil), ns: ns("kube-public", monitored, enabled), skip: SkipSystemNamespace},
+		{name: "fsm namespace", pod: pod(nil), ns: ns("fsm-system", monitored, enabled), skip: SkipFSMNamespace},
+		{name: "not monitored", pod: pod(nil), ns: ns("app", nil, enabled), skip: SkipNotMonitored},
+		{name: "monitored by another mesh", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "other"}, enabled), skip: SkipNotMonitored},
+		{name: "already injected (uuid matches Secret)", pod: pod(nil, withVolume(secretVol, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true, existID: "u1"},
+		{name: "copy without uuid label", pod: pod(nil, withVolume(secretVol, "")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
+		{name: "copy with other uuid", pod: pod(nil, withVolume(secretVol, "u2")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
+		{name: "bootstrap volume not a Secret", pod: pod(nil, withVolume(corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(DecideInput{Pod: tc.pod, Namespace: tc.ns, MeshName: "fsm", FSMNamespace: "fsm-system"})
+			if tc.err != "" {
+				if d.Err == nil || d.Err.Error() != tc.err {
+					t.Fatalf("err = %v, want %q", d.Err, tc.err)
+				}
+				if d.Inject {
+					t.Fatal("denied pod must not be injected")
+				}
+				return
+			}
+			if d.Err != nil {
+				t.Fatalf("unexpected error %v", d.Err)
+			}
+			if d.Inject != tc.inject || d.Reinject != tc.reinj || d.Skip != tc.skip || d.ExistingUUID != tc.existID {
+				t.Fatalf("got %+v, want inject=%v reinject=%v skip=%q existing=%q", d, tc.inject, tc.reinj, tc.skip, tc.existID)
+			}
+		})
+	}
+}

@@ -1,0 +1,318 @@
+package injector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// DefaultTimeout bounds one admission; it stays below the webhook
+// configuration's timeoutSeconds (20 s) so the user sees our error, not the
+// apiserver's timeout.
+const DefaultTimeout = 15 * time.Second
+
+// MeshConfigSource yields the current injector settings. Implementations read
+// an informer cache, never the API server, and are safe for concurrent use.
+type MeshConfigSource interface {
+	Settings(ctx context.Context) (Settings, error)
+}
+
+// StaticSettings is a MeshConfigSource that always returns itself.
+type StaticSettings Settings
+
+// Settings implements MeshConfigSource.
+func (s StaticSettings) Settings(context.Context) (Settings, error) { return Settings(s), nil }
+
+// EventRecorder is the subset of k8s.io/client-go/tools/events.EventRecorder
+// the handler uses (controller-runtime's manager.GetEventRecorder provides it).
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
+}
+
+// Options configure the Handler.
+type Options struct {
+	// Client creates bootstrap Secrets (and reads one when a copy of an
+	// injected pod arrives). Use a direct client: a cached one would cache
+	// every Secret of the cluster.
+	Client client.Client
+	// Namespaces reads Namespace objects; use an informer-backed reader.
+	Namespaces client.Reader
+	// MeshConfig yields the settings; nil means DefaultSettings.
+	MeshConfig MeshConfigSource
+	// Issuer issues bootstrap certificates from the mesh CA.
+	Issuer certs.Issuer
+
+	MeshName      string
+	FSMNamespace  string
+	TrustDomain   string // default cluster.local
+	ClusterDomain string // default cluster.local
+
+	// Default images (flags / env FSM_DEFAULT_SIDECAR_IMAGE,
+	// FSM_DEFAULT_INIT_CONTAINER_IMAGE, FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE).
+	SidecarImage     string
+	InitImage        string
+	HealthcheckImage string
+
+	// BootstrapCertValidity defaults to DefaultBootstrapCertValidity.
+	BootstrapCertValidity time.Duration
+	// Timeout per admission; defaults to DefaultTimeout.
+	Timeout time.Duration
+
+	Logger logr.Logger
+	// Recorder, when set, receives a Warning event on the pod's owner (or
+	// namespace) when a pod is refused for a reason the user must fix.
+	Recorder EventRecorder
+	// NewUUID generates proxy uuids; defaults to random v4 uuids. Tests
+	// inject a deterministic one.
+	NewUUID func() string
+}
+
+// Handler is the pod-creation admission handler.
+type Handler struct {
+	opts Options
+	mesh Mesh
+	log  logr.Logger
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// NewHandler checks opts and returns a Handler.
+func NewHandler(opts Options) (*Handler, error) {
+	var missing []string
+	if opts.Client == nil {
+		missing = append(missing, "Client")
+	}
+	if opts.Namespaces == nil {
+		missing = append(missing, "Namespaces")
+	}
+	if opts.Issuer == nil {
+		missing = append(missing, "Issuer")
+	}
+	if opts.MeshName == "" {
+		missing = append(missing, "MeshName")
+	}
+	if opts.FSMNamespace == "" {
+		missing = append(missing, "FSMNamespace")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("injector: options not set: %v", missing)
+	}
+	if opts.BootstrapCertValidity < 0 {
+		return nil, fmt.Errorf("injector: BootstrapCertValidity %s must be positive", opts.BootstrapCertValidity)
+	}
+	if opts.BootstrapCertValidity == 0 {
+		opts.BootstrapCertValidity = DefaultBootstrapCertValidity
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.TrustDomain == "" {
+		opts.TrustDomain = defaultTrustDomain
+	}
+	if opts.ClusterDomain == "" {
+		opts.ClusterDomain = defaultClusterDomain
+	}
+	if opts.MeshConfig == nil {
+		opts.MeshConfig = StaticSettings(DefaultSettings())
+	}
+	if opts.NewUUID == nil {
+		opts.NewUUID = func() string { return uuid.NewString() }
+	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.Discard()
+	}
+	registerMetrics()
+	return &Handler{
+		opts: opts,
+		log:  opts.Logger.WithName("injector"),
+		mesh: Mesh{
+			Name:             opts.MeshName,
+			FSMNamespace:     opts.FSMNamespace,
+			TrustDomain:      opts.TrustDomain,
+			ClusterDomain:    opts.ClusterDomain,
+			SidecarImage:     opts.SidecarImage,
+			InitImage:        opts.InitImage,
+			HealthcheckImage: opts.HealthcheckImage,
+		},
+	}, nil
+}
+
+// outcome is what one admission did, for metrics and logs.
+type outcome struct {
+	result string
+	skip   SkipReason
+}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+	start := time.Now()
+	out := outcome{result: resultError}
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error(fmt.Errorf("panic: %v", r), "injector handler panicked", "uid", req.UID)
+			out = outcome{result: resultError}
+			resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("internal error handling pod admission"))
+		}
+		admissionsTotal.WithLabelValues(out.result, string(out.skip)).Inc()
+		admissionDuration.WithLabelValues(out.result).Observe(time.Since(start).Seconds())
+		resp.UID = req.UID
+	}()
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	resp, out = h.handle(ctx, req)
+	return resp
+}
+
+var podGVK = struct{ group, version, kind string }{"", "v1", "Pod"}
+
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, outcome) {
+	if req.Kind.Group != podGVK.group || req.Kind.Version != podGVK.version || req.Kind.Kind != podGVK.kind {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod, got %q", req.Kind.String())), outcome{result: resultError}
+	}
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("injection happens on CREATE only"), outcome{result: resultSkipped, skip: "not-create"}
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no pod object")), outcome{result: resultError}
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err)), outcome{result: resultError}
+	}
+	nsName := req.Namespace
+	if nsName == "" {
+		nsName = pod.Namespace
+	}
+	if nsName == "" {
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace")), outcome{result: resultError}
+	}
+	log := h.log.WithValues("namespace", nsName, "pod", podName(pod), "uid", req.UID)
+
+	ns := &corev1.Namespace{}
+	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
+		log.Error(err, "reading namespace")
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err)), outcome{result: resultError}
+	}
+	dec := Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
+	if dec.Err != nil {
+		return h.refuse(log, pod, ns, dec.Err)
+	}
+	if !dec.Inject {
+		log.V(1).Info("not injecting", "reason", string(dec.Skip))
+		return admission.Allowed(""), outcome{result: resultSkipped, skip: dec.Skip}
+	}
+	dryRun := req.DryRun != nil && *req.DryRun
+	if dec.Reinject && dec.ExistingUUID != "" {
+		again, err := h.injectedInThisAdmission(ctx, nsName, dec.ExistingUUID, dryRun)
+		if err != nil {
+			log.Error(err, "reading existing bootstrap Secret")
+			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+		}
+		if again {
+			log.V(1).Info("not injecting", "reason", string(SkipAlreadyInjected))
+			return admission.Allowed(""), outcome{result: resultSkipped, skip: SkipAlreadyInjected}
+		}
+	}
+
+	settings, err := h.opts.MeshConfig.Settings(ctx)
+	if err != nil {
+		log.Error(err, "reading MeshConfig")
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshConfig: %w", err)), outcome{result: resultError}
+	}
+	proxyUUID := h.opts.NewUUID()
+	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID, Reinject: dec.Reinject})
+	if err != nil {
+		return h.refuse(log, pod, ns, err)
+	}
+	ops, err := CreatePatch(pod, mut.Pod)
+	if err != nil {
+		log.Error(err, "building patch")
+		return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+	}
+	if mut.NeedsSecret && !dryRun {
+		if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut); err != nil {
+			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
+			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+		}
+	}
+	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
+	return admission.Patched("", ops...), outcome{result: resultInjected}
+}
+
+// injectedInThisAdmission tells our own reinvocation (the Secret we just
+// created exists and no pod owns it yet) from a copy of a running injected
+// pod (its Secret is owned by the source pod, or gone).
+func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyUUID string, dryRun bool) (bool, error) {
+	if dryRun {
+		// Nothing was created for a dry run; leave the pod as it is.
+		return true, nil
+	}
+	s := &corev1.Secret{}
+	err := h.opts.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}, s)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading bootstrap Secret %s/%s: %w", namespace, BootstrapSecretName(proxyUUID), err)
+	}
+	return len(s.OwnerReferences) == 0, nil
+}
+
+func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUID string, mut *Mutation) error {
+	cert, err := h.opts.Issuer.Issue(ctx, certRequest(mut.CommonName, h.opts.BootstrapCertValidity))
+	if err != nil {
+		return fmt.Errorf("issuing bootstrap certificate for %s: %w", mut.CommonName, err)
+	}
+	secret, err := BootstrapSecret(namespace, h.mesh.Name, proxyUUID, cert, mut.Bootstrap)
+	if err != nil {
+		return err
+	}
+	if err := h.opts.Client.Create(ctx, secret); err != nil {
+		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
+	}
+	return nil
+}
+
+// refuse denies a pod for a reason the user must fix, and tells them on the
+// pod's owner (or the namespace) too: a Deployment's pods are created by its
+// ReplicaSet, so the denial is otherwise only visible in its events.
+func (h *Handler) refuse(log logr.Logger, pod *corev1.Pod, ns *corev1.Namespace, err error) (admission.Response, outcome) {
+	log.V(1).Info("refusing pod", "reason", err.Error())
+	if h.opts.Recorder != nil {
+		h.opts.Recorder.Eventf(eventTarget(pod, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
+			"pod %s refused by the sidecar injector: %s", podName(pod), err.Error())
+	}
+	return admission.Denied(err.Error()), outcome{result: resultDenied}
+}
+
+func eventTarget(pod *corev1.Pod, ns *corev1.Namespace) runtime.Object {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Controller != nil && *ref.Controller {
+			return &corev1.ObjectReference{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Namespace: ns.Name}
+		}
+	}
+	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}
+}
+
+func podName(pod *corev1.Pod) string {
+	if pod.Name != "" {
+		return pod.Name
+	}
+	return pod.GenerateName
+}

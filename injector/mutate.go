@@ -1,0 +1,492 @@
+package injector
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/flomesh-io/fsm-webhooks/injector/iptables"
+)
+
+// Mesh is the per-process identity of the mesh the injector serves.
+type Mesh struct {
+	Name          string
+	FSMNamespace  string
+	TrustDomain   string
+	ClusterDomain string
+	// Default images (flags / env FSM_DEFAULT_*_IMAGE).
+	SidecarImage     string
+	InitImage        string
+	HealthcheckImage string
+}
+
+// MutateInput is everything Mutate looks at.
+type MutateInput struct {
+	Pod       *corev1.Pod // not modified
+	Namespace *corev1.Namespace
+	Settings  Settings
+	Mesh      Mesh
+	ProxyUUID string
+	// Reinject handles a copy of an injected pod: containers stay, identity
+	// (uuid, Secret, repo URL) is replaced.
+	Reinject bool
+}
+
+// Mutation is the mutated pod and what its bootstrap Secret must hold.
+type Mutation struct {
+	Pod *corev1.Pod
+	// NeedsSecret is false when only the uuid label is added (NodeLevel
+	// interception).
+	NeedsSecret bool
+	CommonName  string
+	Bootstrap   BootstrapConfig
+}
+
+// BootstrapConfig is the Pipy bootstrap document (bootstrap.yaml, JSON as FSM
+// writes it).
+type BootstrapConfig struct {
+	RepoHost              string
+	RepoPort              int
+	NodeID                string
+	TLSMinProtocolVersion string                 `json:",omitempty"`
+	TLSMaxProtocolVersion string                 `json:",omitempty"`
+	CipherSuites          []string               `json:",omitempty"`
+	ECDHCurves            []string               `json:",omitempty"`
+	OriginalHealthProbes  map[string]HealthProbe `json:",omitempty"`
+	// ContainerHealthProbes holds every container's original probes;
+	// OriginalHealthProbes (FSM's single-container view) keeps the first
+	// container's probe of each kind.
+	ContainerHealthProbes map[string]map[string]HealthProbe `json:",omitempty"`
+}
+
+// CommonName is the sidecar certificate's subject CN.
+func CommonName(proxyUUID, serviceAccount, namespace, trustDomain string) string {
+	if serviceAccount == "" {
+		serviceAccount = "default"
+	}
+	return fmt.Sprintf("%s.sidecar.%s.%s.%s", proxyUUID, serviceAccount, namespace, trustDomain)
+}
+
+// BootstrapSecretName is the name of the pod's bootstrap Secret.
+func BootstrapSecretName(proxyUUID string) string { return BootstrapSecretPrefix + proxyUUID }
+
+// podOptions are the annotation-driven choices, validated up front.
+type podOptions struct {
+	image     string
+	hold      bool
+	graceful  bool
+	native    bool
+	metrics   bool
+	resources corev1.ResourceRequirements
+	traffic   iptables.Config
+}
+
+// Mutate validates the pod's and namespace's annotations against the settings
+// and returns the injected pod. It never modifies in.Pod. Every error is for
+// the user and names the offending annotation or setting.
+func Mutate(in MutateInput) (*Mutation, error) {
+	pod := in.Pod.DeepCopy()
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels[ProxyUUIDLabel] = in.ProxyUUID
+	if in.Settings.InterceptionMode == InterceptionNodeLevel {
+		return &Mutation{Pod: pod}, nil
+	}
+
+	opts, err := readOptions(in)
+	if err != nil {
+		return nil, err
+	}
+	sa := pod.Spec.ServiceAccountName
+	cn := CommonName(in.ProxyUUID, sa, in.Namespace.Name, in.Mesh.TrustDomain)
+	boot := BootstrapConfig{
+		RepoHost:              fmt.Sprintf("%s.%s.svc.%s", controllerServiceName, in.Mesh.FSMNamespace, in.Mesh.ClusterDomain),
+		RepoPort:              in.Settings.RepoServerPort,
+		NodeID:                cn,
+		TLSMinProtocolVersion: in.Settings.TLSMinProtocolVersion,
+		TLSMaxProtocolVersion: in.Settings.TLSMaxProtocolVersion,
+		CipherSuites:          in.Settings.CipherSuites,
+		ECDHCurves:            in.Settings.ECDHCurves,
+	}
+
+	setBootstrapVolume(pod, in.ProxyUUID)
+
+	if in.Reinject {
+		if !reidentifySidecar(pod, repoURL(in.Settings, in.Mesh, cn)) {
+			return nil, errors.New("pod carries volume " + BootstrapVolumeName + " but no " + SidecarContainerName + " container: remove the volume to have the pod injected")
+		}
+		setProbeBootstrap(&boot, recoverOriginalProbes(pod.Spec.Containers), pod.Spec.Containers)
+		return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot}, nil
+	}
+
+	probes, err := rewriteProbes(pod.Spec.Containers)
+	if err != nil {
+		return nil, err
+	}
+	setProbeBootstrap(&boot, probes.original, pod.Spec.Containers)
+	if probes.needHealthcheck && in.Mesh.HealthcheckImage == "" {
+		return nil, errors.New("healthcheck container image not set (flag --healthcheck-container-image, env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE) and the pod has TCP or HTTPS probes")
+	}
+
+	sidecar := sidecarContainer(in, pod, opts, cn, probes.httpKinds)
+	init := initContainer(in, opts)
+	if opts.native {
+		sidecar.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		// fsm-init must set up redirection before the proxy starts; the
+		// app's init containers then already run behind the proxy.
+		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, init, sidecar)
+	} else {
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, init)
+		if opts.hold {
+			pod.Spec.Containers = slices.Insert(pod.Spec.Containers, 0, sidecar)
+		} else {
+			pod.Spec.Containers = append(pod.Spec.Containers, sidecar)
+		}
+	}
+	if probes.needHealthcheck {
+		pod.Spec.Containers = append(pod.Spec.Containers, healthcheckContainer(in))
+	}
+	if opts.metrics {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[prometheusScrapeAnnotation] = "true"
+		pod.Annotations[prometheusPortAnnotation] = fmt.Sprint(ProxyMetricsPort)
+		pod.Annotations[prometheusPathAnnotation] = MetricsPath
+	}
+	if in.Settings.LocalDNSProxy {
+		setLocalDNS(pod, in.Namespace.Name, in.Mesh.ClusterDomain)
+	}
+	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot}, nil
+}
+
+// readOptions validates every annotation and setting the mutation needs, so
+// that nothing is created for a pod that will be denied.
+func readOptions(in MutateInput) (podOptions, error) {
+	podAnn, nsAnn := in.Pod.Annotations, in.Namespace.Annotations
+	var o podOptions
+	var err error
+	o.image = stringOverride(SidecarImageAnnotation, podAnn, nsAnn)
+	if o.image == "" {
+		o.image = in.Settings.SidecarImage
+	}
+	if o.image == "" {
+		o.image = in.Mesh.SidecarImage
+	}
+	if o.image == "" {
+		return o, errors.New("MeshConfig sidecar.sidecarImage not set")
+	}
+	if in.Mesh.InitImage == "" {
+		return o, errors.New("MeshConfig sidecar.initContainerImage not set")
+	}
+	if o.hold, err = boolOverride(HoldApplicationAnnotation, podAnn, nsAnn, in.Settings.HoldApplicationUntilProxyStarts); err != nil {
+		return o, err
+	}
+	if o.graceful, err = boolOverride(GracefulExitAnnotation, podAnn, nsAnn, in.Settings.GracefulExitUntilDownstreamEnds); err != nil {
+		return o, err
+	}
+	if o.native, err = boolOverride(SidecarNativeAnnotation, podAnn, nsAnn, false); err != nil {
+		return o, err
+	}
+	if o.metrics, err = metricsEnabled(nsAnn); err != nil {
+		return o, err
+	}
+	if o.resources, err = sidecarResources(in.Settings.Resources, podAnn, nsAnn); err != nil {
+		return o, err
+	}
+	if o.traffic, err = trafficConfig(in.Settings, podAnn); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func sidecarResources(base corev1.ResourceRequirements, podAnn, nsAnn map[string]string) (corev1.ResourceRequirements, error) {
+	res := *base.DeepCopy()
+	for _, kind := range []struct {
+		prefix string
+		list   *corev1.ResourceList
+	}{{SidecarResourceLimitsPrefix, &res.Limits}, {SidecarResourceRequestsPrefix, &res.Requests}} {
+		for _, name := range sidecarResourceNames {
+			key := kind.prefix + name
+			v, ok := podAnn[key]
+			if !ok {
+				v, ok = nsAnn[key]
+			}
+			if !ok {
+				continue
+			}
+			q, err := parseQuantityAnnotation(key, v)
+			if err != nil {
+				return res, err
+			}
+			if *kind.list == nil {
+				*kind.list = corev1.ResourceList{}
+			}
+			(*kind.list)[corev1.ResourceName(name)] = q
+		}
+	}
+	return res, nil
+}
+
+// trafficConfig merges the pod's exclusion/inclusion annotations with the
+// MeshConfig lists.
+func trafficConfig(s Settings, podAnn map[string]string) (iptables.Config, error) {
+	var c iptables.Config
+	ports := func(key string, mesh []int) ([]int, error) {
+		var own []int
+		if v, ok := podAnn[key]; ok {
+			var err error
+			if own, err = iptables.ParsePorts(key, v); err != nil {
+				return nil, err
+			}
+		}
+		for _, p := range mesh {
+			if p < 1 || p > 65535 {
+				return nil, fmt.Errorf("invalid port %d in MeshConfig spec.traffic for %s", p, key)
+			}
+		}
+		return iptables.Merge(mesh, own), nil
+	}
+	cidrs := func(key, field string, mesh []string) ([]string, error) {
+		var own []string
+		if v, ok := podAnn[key]; ok {
+			var err error
+			if own, err = iptables.ParseCIDRs(key, v); err != nil {
+				return nil, err
+			}
+		}
+		for _, r := range mesh {
+			if err := iptables.CheckCIDR(r); err != nil {
+				return nil, fmt.Errorf("MeshConfig spec.traffic.%s: %w", field, err)
+			}
+		}
+		return iptables.Merge(mesh, own), nil
+	}
+	var err error
+	if c.OutboundPortExclusions, err = ports(OutboundPortExclusionAnnotation, s.OutboundPortExclusionList); err != nil {
+		return c, err
+	}
+	if c.InboundPortExclusions, err = ports(InboundPortExclusionAnnotation, s.InboundPortExclusionList); err != nil {
+		return c, err
+	}
+	if c.OutboundIPRangeExclusions, err = cidrs(OutboundIPRangeExclusionAnnotation, "outboundIPRangeExclusionList", s.OutboundIPRangeExclusionList); err != nil {
+		return c, err
+	}
+	if c.OutboundIPRangeInclusions, err = cidrs(OutboundIPRangeInclusionAnnotation, "outboundIPRangeInclusionList", s.OutboundIPRangeInclusionList); err != nil {
+		return c, err
+	}
+	for _, ifc := range s.NetworkInterfaceExclusionList {
+		if err := iptables.CheckInterface(ifc); err != nil {
+			return c, fmt.Errorf("MeshConfig spec.traffic.networkInterfaceExclusionList: %w", err)
+		}
+	}
+	c.NetworkInterfaceExclusions = iptables.Merge(nil, s.NetworkInterfaceExclusionList)
+	c.LocalProxyPodIP = s.LocalProxyMode == LocalProxyModePodIP
+	return c, nil
+}
+
+func setBootstrapVolume(pod *corev1.Pod, proxyUUID string) {
+	vol := corev1.Volume{
+		Name: BootstrapVolumeName,
+		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: BootstrapSecretName(proxyUUID),
+		}},
+	}
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == BootstrapVolumeName {
+			pod.Spec.Volumes[i] = vol
+			return
+		}
+	}
+	pod.Spec.Volumes = append(pod.Spec.Volumes, vol)
+}
+
+// setProbeBootstrap fills both probe views of the bootstrap config, walking
+// containers in pod order so the FSM view is deterministic.
+func setProbeBootstrap(boot *BootstrapConfig, original map[string]map[string]HealthProbe, containers []corev1.Container) {
+	if len(original) == 0 {
+		return
+	}
+	boot.ContainerHealthProbes = original
+	boot.OriginalHealthProbes = map[string]HealthProbe{}
+	for _, c := range containers {
+		kinds := make([]string, 0, len(original[c.Name]))
+		for k := range original[c.Name] {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			if _, ok := boot.OriginalHealthProbes[k]; !ok {
+				boot.OriginalHealthProbes[k] = original[c.Name][k]
+			}
+		}
+	}
+}
+
+// repoURL is the Pipy repo the sidecar loads its configuration from.
+func repoURL(s Settings, m Mesh, cn string) string {
+	host := fmt.Sprintf("%s.%s", controllerServiceName, m.FSMNamespace)
+	if ip, err := netip.ParseAddr(s.RepoServerIPAddr); err == nil && !ip.IsLoopback() {
+		host = ip.String()
+		if ip.Is6() {
+			host = "[" + host + "]"
+		}
+	}
+	path := "/repo/fsm-sidecar/"
+	if cb := strings.Trim(s.RepoServerCodebase, "/"); cb != "" {
+		path = "/repo/" + cb + "/fsm-sidecar/"
+	}
+	return fmt.Sprintf("http://%s:%d%s%s/", host, s.RepoServerPort, path, cn)
+}
+
+// reidentifySidecar points the existing sidecar at the new identity's repo
+// URL. It reports whether a sidecar container was found.
+func reidentifySidecar(pod *corev1.Pod, url string) bool {
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name != SidecarContainerName {
+				continue
+			}
+			args := list[i].Args
+			replaced := false
+			for j := range args {
+				if strings.Contains(args[j], "/fsm-sidecar/") {
+					args[j], replaced = url, true
+				}
+			}
+			if !replaced {
+				list[i].Args = append(args, url)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func sidecarContainer(in MutateInput, pod *corev1.Pod, o podOptions, cn string, httpKinds map[string]bool) corev1.Container {
+	s := in.Settings
+	logLevel := s.LogLevel
+	if logLevel == "" {
+		logLevel = DefaultSidecarLogLevel
+	}
+	ports := []corev1.ContainerPort{
+		{Name: "proxy-admin", ContainerPort: ProxyAdminPort},
+		{Name: "proxy-inbound", ContainerPort: ProxyInboundPort},
+		{Name: "proxy-metrics", ContainerPort: ProxyMetricsPort},
+	}
+	for _, p := range []struct {
+		kind, name string
+		port       int32
+	}{{probeLiveness, "liveness-port", LivenessProbePort}, {probeReadiness, "readiness-port", ReadinessProbePort}, {probeStartup, "startup-port", StartupProbePort}} {
+		if httpKinds[p.kind] {
+			ports = append(ports, corev1.ContainerPort{Name: p.name, ContainerPort: p.port})
+		}
+	}
+	kind, name := controllerOf(pod)
+	c := corev1.Container{
+		Name:  SidecarContainerName,
+		Image: o.image,
+		Args: []string{
+			"pipy",
+			"--log-level=" + logLevel,
+			fmt.Sprintf("--admin-port=%d", s.RepoServerPort),
+			repoURL(s, in.Mesh, cn),
+		},
+		Ports: ports,
+		Env: []corev1.EnvVar{
+			{Name: "MESH_NAME", Value: in.Mesh.Name},
+			fieldEnv("POD_UID", "metadata.uid"),
+			fieldEnv("POD_NAME", "metadata.name"),
+			fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+			fieldEnv("POD_IP", "status.podIP"),
+			fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+			{Name: "POD_CONTROLLER_KIND", Value: kind},
+			{Name: "POD_CONTROLLER_NAME", Value: name},
+		},
+		Resources: o.resources,
+		VolumeMounts: []corev1.VolumeMount{{
+			Name: BootstrapVolumeName, MountPath: BootstrapMountPath, ReadOnly: true,
+		}},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To(ProxyUID),
+			AllowPrivilegeEscalation: ptr.To(false),
+		},
+	}
+	if o.hold || o.graceful {
+		c.Lifecycle = &corev1.Lifecycle{}
+		if o.hold {
+			c.Lifecycle.PostStart = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{waitPipyCommand}}}
+		}
+		if o.graceful {
+			c.Lifecycle.PreStop = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{gracefulKillCommand}}}
+		}
+	}
+	return c
+}
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path},
+	}}
+}
+
+// controllerOf names the pod's controlling workload; a ReplicaSet named
+// <deployment>-<hash> is reported as its Deployment.
+func controllerOf(pod *corev1.Pod) (kind, name string) {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Controller == nil || !*ref.Controller {
+			continue
+		}
+		if ref.Kind == "ReplicaSet" {
+			if i := strings.LastIndexByte(ref.Name, '-'); i > 0 {
+				return "Deployment", ref.Name[:i]
+			}
+		}
+		return ref.Kind, ref.Name
+	}
+	return "", ""
+}
+
+func initContainer(in MutateInput, o podOptions) corev1.Container {
+	return corev1.Container{
+		Name:      InitContainerName,
+		Image:     in.Mesh.InitImage,
+		Command:   []string{"/bin/sh"},
+		Args:      []string{"-c", iptables.Script(o.traffic)},
+		Env:       []corev1.EnvVar{fieldEnv("POD_IP", "status.podIP")},
+		Resources: *in.Settings.InitResources.DeepCopy(),
+		SecurityContext: &corev1.SecurityContext{
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
+			Privileged:   ptr.To(in.Settings.EnablePrivilegedInitContainer),
+			RunAsUser:    ptr.To(int64(0)),
+			RunAsNonRoot: ptr.To(false),
+		},
+	}
+}
+
+func healthcheckContainer(in MutateInput) corev1.Container {
+	return corev1.Container{
+		Name:      HealthcheckContainerName,
+		Image:     in.Mesh.HealthcheckImage,
+		Args:      []string{"--verbosity", "info"},
+		Ports:     []corev1.ContainerPort{{Name: "healthcheck", ContainerPort: HealthcheckPort}},
+		Resources: *in.Settings.HealthcheckResources.DeepCopy(),
+	}
+}
+
+func setLocalDNS(pod *corev1.Pod, namespace, domain string) {
+	pod.Spec.HostAliases = append(pod.Spec.HostAliases, corev1.HostAlias{IP: localDNSProxyIP, Hostnames: []string{localDNSProxyHostname}})
+	pod.Spec.DNSPolicy = corev1.DNSNone
+	pod.Spec.DNSConfig = &corev1.PodDNSConfig{
+		Nameservers: []string{localDNSProxyIP},
+		Searches:    []string{namespace + ".svc." + domain, "svc." + domain, domain},
+		Options:     []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("5")}},
+	}
+}

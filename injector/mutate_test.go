@@ -1,0 +1,226 @@
+package injector
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+func simplePod(ann map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "app", Annotations: ann},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+}
+
+func mutateWith(t *testing.T, pod *corev1.Pod, nsAnn map[string]string, s Settings, m Mesh) (*Mutation, error) {
+	t.Helper()
+	return Mutate(MutateInput{Pod: pod, Namespace: monitoredNamespace("app", nsAnn), Settings: s, Mesh: m, ProxyUUID: "u-1"})
+}
+
+// TestMutateAnnotationErrors checks every annotation's bad values are denied
+// with the exact message users see.
+func TestMutateAnnotationErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		pod   map[string]string
+		ns    map[string]string
+		mesh  func(*Mesh)
+		set   func(*Settings)
+		probe *corev1.Probe
+		want  string
+	}{
+		{name: "outbound port not a number", pod: map[string]string{OutboundPortExclusionAnnotation: "80,abc"},
+			want: "Invalid port value 'abc' specified for annotation 'flomesh.io/outbound-port-exclusion-list'"},
+		{name: "outbound port zero", pod: map[string]string{OutboundPortExclusionAnnotation: "0"},
+			want: "Invalid port value '0' specified for annotation 'flomesh.io/outbound-port-exclusion-list'"},
+		{name: "inbound port negative", pod: map[string]string{InboundPortExclusionAnnotation: "-1"},
+			want: "Invalid port value '-1' specified for annotation 'flomesh.io/inbound-port-exclusion-list'"},
+		{name: "inbound port too big", pod: map[string]string{InboundPortExclusionAnnotation: "65536"},
+			want: "Invalid port value '65536' specified for annotation 'flomesh.io/inbound-port-exclusion-list'"},
+		{name: "port list empty", pod: map[string]string{InboundPortExclusionAnnotation: ""},
+			want: "Invalid port value '' specified for annotation 'flomesh.io/inbound-port-exclusion-list'"},
+		{name: "port list trailing comma", pod: map[string]string{OutboundPortExclusionAnnotation: "80,"},
+			want: "Invalid port value '' specified for annotation 'flomesh.io/outbound-port-exclusion-list'"},
+		{name: "ip exclusion not a CIDR", pod: map[string]string{OutboundIPRangeExclusionAnnotation: "10.0.0.1"},
+			want: "Invalid IP range '10.0.0.1' specified for annotation 'flomesh.io/outbound-ip-range-exclusion-list'"},
+		{name: "ip inclusion garbage", pod: map[string]string{OutboundIPRangeInclusionAnnotation: "10.0.0.0/8,foo"},
+			want: "Invalid IP range 'foo' specified for annotation 'flomesh.io/outbound-ip-range-inclusion-list'"},
+		{name: "ip exclusion IPv6", pod: map[string]string{OutboundIPRangeExclusionAnnotation: "fd00::/8"},
+			want: "Invalid IP range 'fd00::/8' specified for annotation 'flomesh.io/outbound-ip-range-exclusion-list': IPv6 ranges are not supported"},
+		{name: "hold invalid", pod: map[string]string{HoldApplicationAnnotation: "sometimes"},
+			want: `invalid annotation value for key "flomesh.io/hold-application-until-proxy-starts": sometimes`},
+		{name: "hold invalid on namespace", ns: map[string]string{HoldApplicationAnnotation: "2"},
+			want: `invalid annotation value for key "flomesh.io/hold-application-until-proxy-starts": 2`},
+		{name: "graceful invalid", pod: map[string]string{GracefulExitAnnotation: "x"},
+			want: `invalid annotation value for key "flomesh.io/graceful-exit-until-downstream-ends": x`},
+		{name: "native invalid", pod: map[string]string{SidecarNativeAnnotation: "maybe"},
+			want: `invalid annotation value for key "flomesh.io/sidecar-native": maybe`},
+		{name: "metrics invalid", ns: map[string]string{MetricsAnnotation: "on"},
+			want: `Invalid value specified for annotation "flomesh.io/metrics": on`},
+		{name: "resource limit unparsable", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "lots"},
+			want: `invalid quantity "lots" specified for annotation "flomesh.io/sidecar-resource-limits-cpu"`},
+		{name: "resource request unparsable on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "ephemeral-storage": "1Q"},
+			want: `invalid quantity "1Q" specified for annotation "flomesh.io/sidecar-resource-requests-ephemeral-storage"`},
+		{name: "no sidecar image", mesh: func(m *Mesh) { m.SidecarImage = "" },
+			want: "MeshConfig sidecar.sidecarImage not set"},
+		{name: "no init image", mesh: func(m *Mesh) { m.InitImage = "" },
+			want: "MeshConfig sidecar.initContainerImage not set"},
+		{name: "meshconfig IPv6 exclusion", set: func(s *Settings) { s.OutboundIPRangeExclusionList = []string{"::1/128"} },
+			want: `MeshConfig spec.traffic.outboundIPRangeExclusionList: invalid IP range "::1/128": IPv6 ranges are not supported`},
+		{name: "meshconfig bad interface", set: func(s *Settings) { s.NetworkInterfaceExclusionList = []string{"eth0$(reboot)"} },
+			want: `MeshConfig spec.traffic.networkInterfaceExclusionList: invalid network interface name "eth0$(reboot)": character '$' not allowed`},
+		{name: "meshconfig bad port", set: func(s *Settings) { s.InboundPortExclusionList = []int{70000} },
+			want: "invalid port 70000 in MeshConfig spec.traffic for flomesh.io/inbound-port-exclusion-list"},
+		{name: "named probe port missing", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intOrStr("web")}}},
+			want: `container "app" liveness probe: named port "web" not found in the container's ports`},
+		{name: "tcp probe without healthcheck image", mesh: func(m *Mesh) { m.HealthcheckImage = "" },
+			probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intOrStr("8080")}}},
+			want:  "healthcheck container image not set"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMesh
+			if tc.mesh != nil {
+				tc.mesh(&m)
+			}
+			s := DefaultSettings()
+			if tc.set != nil {
+				tc.set(&s)
+			}
+			pod := simplePod(tc.pod)
+			pod.Spec.Containers[0].LivenessProbe = tc.probe
+			_, err := mutateWith(t, pod, tc.ns, s, m)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func intOrStr(s string) intstr.IntOrString { return intstr.Parse(s) }
+
+func TestSidecarImagePrecedence(t *testing.T) {
+	tests := []struct {
+		name     string
+		pod, ns  map[string]string
+		settings string
+		want     string
+	}{
+		{"pod annotation wins", map[string]string{SidecarImageAnnotation: "pod"}, map[string]string{SidecarImageAnnotation: "ns"}, "mc", "pod"},
+		{"namespace annotation", nil, map[string]string{SidecarImageAnnotation: "ns"}, "mc", "ns"},
+		{"meshconfig", nil, nil, "mc", "mc"},
+		{"default", nil, nil, "", testMesh.SidecarImage},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := DefaultSettings()
+			s.SidecarImage = tc.settings
+			mut, err := mutateWith(t, simplePod(tc.pod), tc.ns, s, testMesh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := mut.Pod.Spec.Containers[0].Image; got != tc.want {
+				t.Fatalf("image %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSidecarResources(t *testing.T) {
+	s := DefaultSettings()
+	s.Resources = corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+	}
+	pod := simplePod(map[string]string{SidecarResourceLimitsPrefix + "cpu": "2"})
+	ns := map[string]string{SidecarResourceLimitsPrefix + "cpu": "3", SidecarResourceRequestsPrefix + "memory": "128Mi"}
+	mut, err := mutateWith(t, pod, ns, s, testMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mut.Pod.Spec.Containers[0].Resources
+	check := func(l corev1.ResourceList, name corev1.ResourceName, want string) {
+		t.Helper()
+		q := l[name]
+		if q.Cmp(resource.MustParse(want)) != 0 {
+			t.Errorf("%s = %s, want %s", name, q.String(), want)
+		}
+	}
+	check(r.Limits, corev1.ResourceCPU, "2")          // pod beats namespace and MeshConfig
+	check(r.Limits, corev1.ResourceMemory, "1Gi")     // MeshConfig kept
+	check(r.Requests, corev1.ResourceMemory, "128Mi") // namespace
+	check(r.Requests, corev1.ResourceCPU, "100m")
+	if q := s.Resources.Limits[corev1.ResourceCPU]; q.Cmp(resource.MustParse("1")) != 0 {
+		t.Error("Mutate changed the settings' resources")
+	}
+}
+
+func TestControllerOf(t *testing.T) {
+	tr := true
+	tests := []struct {
+		refs       []metav1.OwnerReference
+		kind, name string
+	}{
+		{nil, "", ""},
+		{[]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d4f", Controller: &tr}}, "Deployment", "web"},
+		{[]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "standalone", Controller: &tr}}, "ReplicaSet", "standalone"},
+		{[]metav1.OwnerReference{{Kind: "StatefulSet", Name: "db", Controller: &tr}}, "StatefulSet", "db"},
+		{[]metav1.OwnerReference{{Kind: "ConfigMap", Name: "not-controller"}}, "", ""},
+	}
+	for _, tc := range tests {
+		k, n := controllerOf(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: tc.refs}})
+		if k != tc.kind || n != tc.name {
+			t.Errorf("controllerOf(%v) = %s/%s, want %s/%s", tc.refs, k, n, tc.kind, tc.name)
+		}
+	}
+}
+
+func TestRepoURL(t *testing.T) {
+	cn := "u.sidecar.sa.ns.cluster.local"
+	tests := []struct {
+		ip, codebase string
+		port         int
+		want         string
+	}{
+		{"127.0.0.1", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/" + cn + "/"},
+		{"", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/" + cn + "/"},
+		{"10.1.2.3", "", 6061, "http://10.1.2.3:6061/repo/fsm-sidecar/" + cn + "/"},
+		{"127.0.0.1", "/cb/", 6060, "http://fsm-controller.fsm-system:6060/repo/cb/fsm-sidecar/" + cn + "/"},
+		{"fd00::1", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/" + cn + "/"},
+	}
+	for _, tc := range tests {
+		s := DefaultSettings()
+		s.RepoServerIPAddr, s.RepoServerCodebase, s.RepoServerPort = tc.ip, tc.codebase, tc.port
+		if got := repoURL(s, testMesh, cn); got != tc.want {
+			t.Errorf("repoURL(%q,%q,%d) = %s, want %s", tc.ip, tc.codebase, tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestPatchSizeIndependentOfAppContainers(t *testing.T) {
+	small := simplePod(nil)
+	big := simplePod(nil)
+	for i := 0; i < 2000; i++ {
+		big.Spec.Containers[0].Env = append(big.Spec.Containers[0].Env, corev1.EnvVar{Name: "E" + strings.Repeat("x", i%7), Value: "v"})
+	}
+	count := func(p *corev1.Pod) int {
+		mut, err := mutateWith(t, p, nil, DefaultSettings(), testMesh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, err := CreatePatch(p, mut.Pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertPatchApplies(t, p, mut.Pod, ops)
+		return len(ops)
+	}
+	if s, b := count(small), count(big); s != b || s > 14 {
+		t.Fatalf("patch ops: small pod %d, 2000-env pod %d; want equal and <= 14", s, b)
+	}
+}

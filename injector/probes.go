@@ -1,0 +1,199 @@
+package injector
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Probe kinds, as keys of the bootstrap config's OriginalHealthProbes.
+const (
+	probeLiveness  = "liveness"
+	probeReadiness = "readiness"
+	probeStartup   = "startup"
+)
+
+// Headers the sidecar and the healthcheck container read to reach the
+// original probe target.
+const (
+	originalHTTPPortHeader = "Original-Http-Port"
+	originalHTTPPathHeader = "Original-Http-Path"
+	originalTCPPortHeader  = "Original-Tcp-Port"
+)
+
+// HealthProbe is an app probe as it was before rewriting (FSM's bootstrap
+// format).
+type HealthProbe struct {
+	Path        string        `json:"path,omitempty"`
+	Port        int32         `json:"port"`
+	IsHTTP      bool          `json:"isHTTP"`
+	IsTCPSocket bool          `json:"isTCPSocket"`
+	Timeout     time.Duration `json:"timeout"`
+}
+
+// probeResult is what rewriting a pod's probes produced.
+type probeResult struct {
+	// original[container][kind]
+	original map[string]map[string]HealthProbe
+	// httpKinds are the kinds rewritten to a sidecar health port.
+	httpKinds map[string]bool
+	// needHealthcheck is true when a TCP or HTTPS probe needs the
+	// fsm-healthcheck container.
+	needHealthcheck bool
+}
+
+// rewriteProbes points the HTTP, HTTPS and TCP probes of containers at the
+// sidecar's health ports (or the healthcheck container), in place. Every
+// container's probe keeps its own original port and path in headers, so
+// several containers' probes each reach their own target.
+func rewriteProbes(containers []corev1.Container) (probeResult, error) {
+	res := probeResult{original: map[string]map[string]HealthProbe{}, httpKinds: map[string]bool{}}
+	for i := range containers {
+		c := &containers[i]
+		for _, p := range []struct {
+			kind  string
+			probe *corev1.Probe
+			port  int32
+		}{
+			{probeLiveness, c.LivenessProbe, LivenessProbePort},
+			{probeReadiness, c.ReadinessProbe, ReadinessProbePort},
+			{probeStartup, c.StartupProbe, StartupProbePort},
+		} {
+			if p.probe == nil {
+				continue
+			}
+			orig, rewritten, err := rewriteProbe(c, p.kind, p.probe, p.port)
+			if err != nil {
+				return probeResult{}, err
+			}
+			if !rewritten {
+				continue
+			}
+			if res.original[c.Name] == nil {
+				res.original[c.Name] = map[string]HealthProbe{}
+			}
+			res.original[c.Name][p.kind] = orig
+			if orig.IsHTTP {
+				res.httpKinds[p.kind] = true
+			} else {
+				res.needHealthcheck = true
+			}
+		}
+	}
+	return res, nil
+}
+
+func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort int32) (HealthProbe, bool, error) {
+	timeout := time.Duration(p.TimeoutSeconds) * time.Second
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	switch {
+	case p.HTTPGet != nil:
+		port, err := resolvePort(c, p.HTTPGet.Port)
+		if err != nil {
+			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
+		}
+		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
+			p.HTTPGet = tcpHealthcheck(port)
+			return HealthProbe{Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
+		}
+		orig := HealthProbe{Path: p.HTTPGet.Path, Port: port, IsHTTP: true, Timeout: timeout}
+		headers := append([]corev1.HTTPHeader(nil), p.HTTPGet.HTTPHeaders...)
+		headers = append(headers,
+			corev1.HTTPHeader{Name: originalHTTPPortHeader, Value: strconv.Itoa(int(port))},
+			corev1.HTTPHeader{Name: originalHTTPPathHeader, Value: p.HTTPGet.Path},
+		)
+		p.HTTPGet = &corev1.HTTPGetAction{
+			Path:        HealthcheckPath,
+			Port:        intstr.FromInt32(healthPort),
+			Host:        p.HTTPGet.Host,
+			Scheme:      corev1.URISchemeHTTP,
+			HTTPHeaders: headers,
+		}
+		return orig, true, nil
+	case p.TCPSocket != nil:
+		port, err := resolvePort(c, p.TCPSocket.Port)
+		if err != nil {
+			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
+		}
+		p.TCPSocket = nil
+		p.HTTPGet = tcpHealthcheck(port)
+		return HealthProbe{Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
+	}
+	// gRPC and exec probes do not go through the proxy's redirection.
+	return HealthProbe{}, false, nil
+}
+
+func tcpHealthcheck(port int32) *corev1.HTTPGetAction {
+	return &corev1.HTTPGetAction{
+		Path:   HealthcheckPath,
+		Port:   intstr.FromInt32(HealthcheckPort),
+		Scheme: corev1.URISchemeHTTP,
+		HTTPHeaders: []corev1.HTTPHeader{
+			{Name: originalTCPPortHeader, Value: strconv.Itoa(int(port))},
+		},
+	}
+}
+
+// resolvePort turns a probe port (number or container port name) into a
+// number.
+func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
+	if port.Type == intstr.Int {
+		if port.IntVal < 1 || port.IntVal > 65535 {
+			return 0, fmt.Errorf("port %d out of range 1-65535", port.IntVal)
+		}
+		return port.IntVal, nil
+	}
+	if n, err := strconv.Atoi(port.StrVal); err == nil && n >= 1 && n <= 65535 {
+		return int32(n), nil
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == port.StrVal {
+			return cp.ContainerPort, nil
+		}
+	}
+	return 0, fmt.Errorf("named port %q not found in the container's ports", port.StrVal)
+}
+
+// recoverOriginalProbes reads back what rewriteProbes recorded in headers, for
+// a copy of an already injected pod.
+func recoverOriginalProbes(containers []corev1.Container) map[string]map[string]HealthProbe {
+	out := map[string]map[string]HealthProbe{}
+	for i := range containers {
+		c := &containers[i]
+		for kind, p := range map[string]*corev1.Probe{probeLiveness: c.LivenessProbe, probeReadiness: c.ReadinessProbe, probeStartup: c.StartupProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != HealthcheckPath {
+				continue
+			}
+			timeout := time.Duration(p.TimeoutSeconds) * time.Second
+			if timeout == 0 {
+				timeout = time.Second
+			}
+			hp := HealthProbe{Timeout: timeout}
+			for _, h := range p.HTTPGet.HTTPHeaders {
+				switch h.Name {
+				case originalHTTPPortHeader:
+					n, _ := strconv.Atoi(h.Value)
+					hp.Port, hp.IsHTTP = int32(n), true
+				case originalHTTPPathHeader:
+					hp.Path = h.Value
+				case originalTCPPortHeader:
+					n, _ := strconv.Atoi(h.Value)
+					hp.Port, hp.IsTCPSocket = int32(n), true
+				}
+			}
+			if hp.Port == 0 {
+				continue
+			}
+			if out[c.Name] == nil {
+				out[c.Name] = map[string]HealthProbe{}
+			}
+			out[c.Name][kind] = hp
+		}
+	}
+	return out
+}

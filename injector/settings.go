@@ -1,0 +1,115 @@
+// Package injector is the sidecar injector: it decides whether a pod gets a
+// Pipy sidecar, builds the mutated pod and the JSON patch, and creates the
+// per-pod bootstrap Secret. Decision and mutation are pure functions of their
+// inputs; the admission Handler and the Secret controller are the only parts
+// that talk to the API server.
+package injector
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Names and ports FSM users and the Pipy sidecar rely on.
+const (
+	SidecarContainerName     = "sidecar"
+	InitContainerName        = "fsm-init"
+	HealthcheckContainerName = "fsm-healthcheck"
+	BootstrapVolumeName      = "sidecar-bootstrap-config-volume"
+	BootstrapSecretPrefix    = "sidecar-bootstrap-config-"
+	BootstrapMountPath       = "/etc/pipy"
+	ProxyUUIDLabel           = "fsm-proxy-uuid"
+
+	// Bootstrap Secret keys.
+	BootstrapConfigKey = "bootstrap.yaml"
+	CACertKey          = "cacert.pem"
+	RepoCertKey        = "repo_cert.pem"
+	RepoKeyKey         = "repo_key.pem"
+
+	ProxyUID                int64 = 1500
+	ProxyAdminPort          int32 = 15000
+	ProxyOutboundPort       int32 = 15001
+	ProxyInboundPort        int32 = 15003
+	ProxyMetricsPort        int32 = 15010
+	LivenessProbePort       int32 = 15901
+	ReadinessProbePort      int32 = 15902
+	StartupProbePort        int32 = 15903
+	HealthcheckPort         int32 = 15904
+	HealthcheckPath               = "/fsm-healthcheck"
+	MetricsPath                   = "/stats/prometheus"
+	DefaultRepoServerPort         = 6060
+	DefaultSidecarLogLevel        = "error"
+	sidecarCertOrganization       = "Flomesh Service Mesh"
+	localDNSProxyIP               = "127.0.0.153"
+	localDNSProxyHostname         = "fsm.local"
+	waitPipyCommand               = "/usr/local/bin/wait-pipy"
+	gracefulKillCommand           = "/usr/local/bin/gkill"
+	controllerServiceName         = "fsm-controller"
+	defaultClusterDomain          = "cluster.local"
+	defaultTrustDomain            = "cluster.local"
+)
+
+// DefaultBootstrapCertValidity is the validity of a sidecar's bootstrap
+// certificate. Nothing rotates a running pod's bootstrap Secret, so it lives as
+// long as FSM/OSM give it: a decade.
+const DefaultBootstrapCertValidity = 87600 * time.Hour
+
+// Interception modes (MeshConfig spec.traffic.interceptionMode).
+const (
+	InterceptionPodLevel  = "PodLevel"
+	InterceptionNodeLevel = "NodeLevel"
+)
+
+// Local proxy modes (MeshConfig spec.sidecar.localProxyMode).
+const (
+	LocalProxyModeLocalhost = "Localhost"
+	LocalProxyModePodIP     = "PodIP"
+)
+
+// Settings is the part of MeshConfig the injector uses. The zero value is not
+// useful; start from DefaultSettings.
+type Settings struct {
+	// Sidecar (spec.sidecar).
+	SidecarImage                    string
+	LogLevel                        string
+	Resources                       corev1.ResourceRequirements
+	InitResources                   corev1.ResourceRequirements
+	HealthcheckResources            corev1.ResourceRequirements
+	EnablePrivilegedInitContainer   bool
+	LocalProxyMode                  string
+	HoldApplicationUntilProxyStarts bool
+	GracefulExitUntilDownstreamEnds bool
+	LocalDNSProxy                   bool
+	TLSMinProtocolVersion           string
+	TLSMaxProtocolVersion           string
+	CipherSuites                    []string
+	ECDHCurves                      []string
+
+	// Repo server (spec.repoServer).
+	RepoServerIPAddr   string
+	RepoServerCodebase string
+	RepoServerPort     int
+
+	// Traffic (spec.traffic).
+	InterceptionMode              string
+	OutboundIPRangeExclusionList  []string
+	OutboundIPRangeInclusionList  []string
+	OutboundPortExclusionList     []int
+	InboundPortExclusionList      []int
+	NetworkInterfaceExclusionList []string
+}
+
+// DefaultSettings are the values used when the mesh has no MeshConfig; they
+// match the MeshConfig CRD and Helm defaults.
+func DefaultSettings() Settings {
+	return Settings{
+		LogLevel:                        DefaultSidecarLogLevel,
+		LocalProxyMode:                  LocalProxyModeLocalhost,
+		HoldApplicationUntilProxyStarts: true,
+		GracefulExitUntilDownstreamEnds: true,
+		RepoServerIPAddr:                "127.0.0.1",
+		RepoServerPort:                  DefaultRepoServerPort,
+		InterceptionMode:                InterceptionPodLevel,
+	}
+}
