@@ -1,0 +1,161 @@
+package keypool
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"algorithm", Options{Algorithm: "RSA1024"}, `keypool: unknown key algorithm "RSA1024"`},
+		{"size", Options{Size: -1}, "keypool: Size must not be negative, got -1"},
+		{"workers", Options{Workers: -2}, "keypool: Workers must not be negative, got -2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.opts)
+			if err == nil || err.Error()[:len(tc.want)] != tc.want {
+				t.Fatalf("err = %v, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPoolFillsAndCountsHitsAndMisses(t *testing.T) {
+	const alg = certs.ECDSAP384 // a label no other test uses, so counters are ours
+	p, err := New(Options{Algorithm: alg, Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits0 := testutil.ToFloat64(hits.WithLabelValues(string(alg)))
+	misses0 := testutil.ToFloat64(misses.WithLabelValues(string(alg)))
+
+	// Not started: every Get is a miss but still returns a usable key.
+	k, err := p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := certs.AlgorithmOf(k.Public()); a != alg {
+		t.Fatalf("got a %s key, want %s", a, alg)
+	}
+	if got := testutil.ToFloat64(misses.WithLabelValues(string(alg))) - misses0; got != 1 {
+		t.Fatalf("misses = %v, want 1", got)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Start(ctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := p.WaitFull(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(size.WithLabelValues(string(alg))); got != 4 {
+		t.Fatalf("size gauge = %v, want 4", got)
+	}
+	seen := map[string]bool{}
+	for range 4 {
+		k, err := p.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := certs.EncodeKeyPEM(k)
+		if seen[string(der)] {
+			t.Fatal("the pool handed out the same key twice")
+		}
+		seen[string(der)] = true
+	}
+	if got := testutil.ToFloat64(hits.WithLabelValues(string(alg))) - hits0; got != 4 {
+		t.Fatalf("hits = %v, want 4", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(size.WithLabelValues(string(alg))); got != 0 {
+		t.Fatalf("size gauge after stop = %v, want 0", got)
+	}
+}
+
+func TestPoolRetriesGenerationErrors(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	gen := func(a certs.KeyAlgorithm) (crypto.Signer, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return nil, errors.New("entropy exhausted")
+		}
+		return certs.GenerateKey(a)
+	}
+	p, err := New(Options{Algorithm: certs.ECDSAP256, Size: 1, Generate: gen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() { _ = p.Start(ctx) }()
+	if err := p.WaitFull(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMissSurfacesGenerationError(t *testing.T) {
+	p, err := New(Options{Algorithm: certs.ECDSAP256, Generate: func(certs.KeyAlgorithm) (crypto.Signer, error) {
+		return nil, errors.New("boom")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(); err == nil || err.Error() != "keypool: generating ECDSAP256 key: boom" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSetCreatesPoolsOnDemand(t *testing.T) {
+	s, err := NewSet(Options{Algorithm: certs.ECDSAP256, Size: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Default() != certs.ECDSAP256 {
+		t.Fatalf("Default = %s", s.Default())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Start(ctx) }()
+	late, err := s.Pool(certs.RSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	if err := late.WaitFull(wctx); err != nil {
+		t.Fatalf("a pool created after Start is not refilled: %v", err)
+	}
+	k, err := s.Get("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := certs.AlgorithmOf(k.Public()); a != certs.ECDSAP256 {
+		t.Fatalf("default key = %s", a)
+	}
+	if _, err := s.Get("RSA1024"); err == nil {
+		t.Fatal("Get accepted an unknown algorithm")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

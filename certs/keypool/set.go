@@ -1,0 +1,101 @@
+package keypool
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"sync"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// Set holds one Pool per key algorithm. The default algorithm's pool exists
+// from the start; others are created on first use (MeshConfig's certKeyBitSize
+// can change while running) and refilled from then on.
+type Set struct {
+	opts Options
+
+	mu      sync.Mutex
+	pools   map[certs.KeyAlgorithm]*Pool
+	ctx     context.Context // set once Start runs; nil before
+	stopped bool
+	running sync.WaitGroup
+}
+
+// NewSet creates the set and the pool for opts.Algorithm (the default one).
+func NewSet(opts Options) (*Set, error) {
+	p, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{opts: opts, pools: map[certs.KeyAlgorithm]*Pool{p.Algorithm(): p}}
+	s.opts.Algorithm = p.Algorithm()
+	return s, nil
+}
+
+// Default is the algorithm used when a request names none.
+func (s *Set) Default() certs.KeyAlgorithm { return s.opts.Algorithm }
+
+// Pool returns the pool for alg (empty means the default), creating it.
+func (s *Set) Pool(alg certs.KeyAlgorithm) (*Pool, error) {
+	if alg == "" {
+		alg = s.opts.Algorithm
+	}
+	if err := alg.Validate(); err != nil {
+		return nil, fmt.Errorf("keypool: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.pools[alg]; ok {
+		return p, nil
+	}
+	o := s.opts
+	o.Algorithm = alg
+	p, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	s.pools[alg] = p
+	if s.ctx != nil && !s.stopped {
+		s.startLocked(p)
+	}
+	return p, nil
+}
+
+// Get returns a key of alg (empty means the default).
+func (s *Set) Get(alg certs.KeyAlgorithm) (crypto.Signer, error) {
+	p, err := s.Pool(alg)
+	if err != nil {
+		return nil, err
+	}
+	return p.Get()
+}
+
+// Start refills every pool, present and future, until ctx is done.
+func (s *Set) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ctx != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("keypool: set already started")
+	}
+	s.ctx = ctx
+	for _, p := range s.pools {
+		s.startLocked(p)
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	s.stopped = true // no pool may start once Wait begins
+	s.mu.Unlock()
+	s.running.Wait()
+	return nil
+}
+
+func (s *Set) startLocked(p *Pool) {
+	ctx := s.ctx
+	s.running.Go(func() {
+		if err := p.Start(ctx); err != nil {
+			p.log.Error(err, "Key pool stopped")
+		}
+	})
+}
