@@ -1,0 +1,120 @@
+{{/*
+Namespace of the mesh control plane: fsm.fsmNamespace, else the release namespace.
+*/}}
+{{- define "fsm.namespace" -}}
+{{- default .Release.Namespace .Values.fsm.fsmNamespace -}}
+{{- end -}}
+
+{{/* Name of the servers' Deployment, ServiceAccount and RBAC objects. */}}
+{{- define "fsm.webhooks.name" -}}
+fsm-webhooks
+{{- end -}}
+
+{{/* Name of the pre-delete hook's Job, ServiceAccount and RBAC objects. */}}
+{{- define "fsm.uninstallHook.name" -}}
+fsm-webhooks-uninstall
+{{- end -}}
+
+{{- define "fsm.mutatingWebhookName" -}}
+fsm-webhook-{{ .Values.fsm.meshName }}
+{{- end -}}
+
+{{- define "fsm.validatingWebhookName" -}}
+fsm-validator-mesh-{{ .Values.fsm.meshName }}
+{{- end -}}
+
+{{- define "fsm.meshConfigCRDName" -}}
+meshconfigs.config.flomesh.io
+{{- end -}}
+
+{{/* Labels FSM puts on mesh objects, plus Helm's recommended ones. */}}
+{{- define "fsm.labels" -}}
+app.kubernetes.io/name: flomesh.io
+app.kubernetes.io/instance: {{ .Values.fsm.meshName }}
+app.kubernetes.io/part-of: fsm-webhooks
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* Labels that, with fsm.labels, mark the server pods. */}}
+{{- define "fsm.webhooks.componentLabels" -}}
+app: fsm-webhooks
+app.kubernetes.io/component: webhooks
+{{- end -}}
+
+{{/* Selector of the server pods: stable across upgrades (a Deployment selector is immutable). */}}
+{{- define "fsm.webhooks.selectorLabels" -}}
+{{ include "fsm.webhooks.componentLabels" . }}
+app.kubernetes.io/instance: {{ .Values.fsm.meshName }}
+{{- end -}}
+
+{{/* image renders registry/name followed by @digest when set, else :tag (default appVersion). */}}
+{{- define "fsm.image" -}}
+{{- $root := index . 0 -}}
+{{- $key := index . 1 -}}
+{{- $img := $root.Values.fsm.image -}}
+{{- $name := index $img.name $key -}}
+{{- $digest := index $img.digest $key | default "" -}}
+{{- if $digest -}}
+{{- printf "%s/%s@%s" $img.registry $name $digest -}}
+{{- else -}}
+{{- printf "%s/%s:%s" $img.registry $name (default $root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fsm.sidecarImage" -}}
+{{- $s := .Values.fsm.sidecar.image -}}
+{{- printf "%s/%s:%s" $s.registry $s.name (toString $s.tag) -}}
+{{- end -}}
+
+{{/*
+validate fails the render with one clear message per cross-field rule the
+schema cannot word well. Messages match what the binary says for the same
+flags (FSM's wording) so users search one text.
+*/}}
+{{- define "fsm.validate" -}}
+{{- $cp := .Values.fsm.certificateProvider.kind -}}
+{{- if eq $cp "vault" -}}
+{{- if not .Values.fsm.vault.host -}}
+{{- fail "fsm.vault.host: VaultHost not specified in Hashi Vault options (required with fsm.certificateProvider.kind=vault)" -}}
+{{- end -}}
+{{- if not .Values.fsm.vault.role -}}
+{{- fail "fsm.vault.role: VaultRole not specified in Hashi Vault options (required with fsm.certificateProvider.kind=vault)" -}}
+{{- end -}}
+{{- if and (not .Values.fsm.vault.token) (not .Values.fsm.vault.secret.name) -}}
+{{- fail "fsm.vault: set fsm.vault.secret.name and fsm.vault.secret.key (or fsm.vault.token) with fsm.certificateProvider.kind=vault" -}}
+{{- end -}}
+{{- if and .Values.fsm.vault.secret.name (not .Values.fsm.vault.secret.key) -}}
+{{- fail (printf "fsm.vault.secret.key: required when fsm.vault.secret.name is set (%q)" .Values.fsm.vault.secret.name) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $cp "cert-manager" -}}
+{{- $cm := .Values.fsm.certmanager -}}
+{{- if or (not $cm.issuerName) (not $cm.issuerKind) (not $cm.issuerGroup) -}}
+{{- fail "fsm.certmanager: IssuerName/IssuerKind/IssuerGroup not specified in cert-manager.io options (all three are required with fsm.certificateProvider.kind=cert-manager)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod and container security settings shared by the servers and the hook (restricted Pod Security Standard). */}}
+{{- define "fsm.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "fsm.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
