@@ -3,7 +3,7 @@ package servingcert
 import (
 	"crypto/tls"
 	"crypto/x509"
-		"fmt"
+	"fmt"
 	"time"
 )
 

@@ -2,6 +2,7 @@ package servingcert
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -60,14 +61,14 @@ func (s *Store) Ensure(ctx context.Context, spec Spec, trusted []byte) (Outcome,
 	return s.ensure(ctx, spec, trusted, nil)
 }
 
-// Reissue replaces the cert unless the stored one was issued after since
-// (another replica, or an earlier attempt, already did it). Root rotation
-// uses it to move serving certs onto the new root.
-func (s *Store) Reissue(ctx context.Context, spec Spec, trusted []byte, since time.Time) (Outcome, error) {
-	return s.ensure(ctx, spec, trusted, &since)
+// EnsureFrom is Ensure that also replaces a cert which does not chain to
+// root: root rotation uses it to move serving certs onto the new root. A
+// cert another replica already re-issued from root is kept.
+func (s *Store) EnsureFrom(ctx context.Context, spec Spec, trusted []byte, root *x509.Certificate) (Outcome, error) {
+	return s.ensure(ctx, spec, trusted, root)
 }
 
-func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, reissueBefore *time.Time) (Outcome, error) {
+func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x509.Certificate) (Outcome, error) {
 	if err := spec.Validate(); err != nil {
 		return Outcome{}, err
 	}
@@ -86,10 +87,10 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, reissueBe
 			v = Verdict{Reason: ReasonMissing, Detail: "Secret does not exist"}
 		} else {
 			v = Check(spec, cur.Data, trusted, s.now(), s.RenewFraction)
-			if v.OK() && reissueBefore != nil && v.Leaf.NotBefore.Before(reissueBefore.Add(-time.Minute)) {
-				// NotBefore is backdated by issuers for clock skew; a
-				// minute of slack keeps a fresh cert from being re-issued.
-				v.Reason, v.Detail = ReasonRootRotate, "re-issued from the active root"
+			if v.OK() && root != nil {
+				if err := ChainsTo(cur.Data[KeyCert], root, s.now()); err != nil {
+					v.Reason, v.Detail = ReasonRootRotate, err.Error()
+				}
 			}
 		}
 		if v.OK() {
@@ -130,8 +131,7 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, reissueBe
 		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
 			lastErr = err
 			// Lost the race; the winner's cert is usually good: loop
-			// and check it. A Reissue counts the winner as done when
-			// it is fresh, which the since check above handles.
+			// and check it.
 			continue
 		default:
 			return Outcome{}, fmt.Errorf("writing Secret %s/%s: %w", spec.Namespace, spec.SecretName, err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 )
 
 // CA is a certs.Issuer with root rotation primitives.
@@ -29,6 +30,7 @@ type CA struct {
 	previous *root // still trusted after ActivateNextRoot until DropPreviousRoot
 	next     *root // trusted, not yet signing
 	validity time.Duration
+	since    time.Time
 	issued   atomic.Int64
 	failing  atomic.Bool
 }
@@ -167,8 +169,8 @@ func (ca *CA) AddNextRoot(context.Context) error {
 	}
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	if ca.next == nil {
-		ca.next = r
+	if ca.next == nil && ca.previous == nil {
+		ca.next, ca.since = r, time.Now()
 	}
 	return nil
 }
@@ -178,7 +180,7 @@ func (ca *CA) ActivateNextRoot(context.Context) error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	if ca.next != nil {
-		ca.previous, ca.active, ca.next = ca.active, ca.next, nil
+		ca.previous, ca.active, ca.next, ca.since = ca.active, ca.next, nil, time.Now()
 	}
 	return nil
 }
@@ -187,7 +189,9 @@ func (ca *CA) ActivateNextRoot(context.Context) error {
 func (ca *CA) DropPreviousRoot(context.Context) error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	ca.previous = nil
+	if ca.previous != nil {
+		ca.previous, ca.since = nil, time.Now()
+	}
 	return nil
 }
 
@@ -215,4 +219,18 @@ func (ca *CA) Roots() (previous, active, next *x509.Certificate) {
 		return r.cert
 	}
 	return get(ca.previous), get(ca.active), get(ca.next)
+}
+
+// RotationStatus implements rootrotation.CA.
+func (ca *CA) RotationStatus(context.Context) (rootrotation.Status, error) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	st := rootrotation.Status{Since: ca.since, Current: ca.active.cert}
+	switch {
+	case ca.next != nil:
+		st.Phase, st.Next = rootrotation.PhaseNextRootAdded, ca.next.cert
+	case ca.previous != nil:
+		st.Phase, st.Previous = rootrotation.PhaseNextRootActive, ca.previous.cert
+	}
+	return st, nil
 }

@@ -1,0 +1,303 @@
+// Package rootrotation replaces the mesh root CA without a moment in which
+// the apiserver (or a sidecar) stops trusting a cert in use:
+//
+//  1. the next root is added beside the current one in every trust bundle
+//     (the CA Secret's ca.crt, hence every webhook caBundle);
+//  2. once every published caBundle holds it, the next root becomes the
+//     signing root and the webhook serving certs are re-issued from it;
+//  3. after a grace period the previous root is dropped.
+//
+// The provider records the phase and both roots in its own storage (tresor:
+// the fsm-ca-bundle Secret), so a crash or restart at any point resumes from
+// the recorded phase; every step is idempotent.
+//
+// Vault and cert-manager own their roots; for them the operator performs
+// the steps in the provider (see docs/root-rotation.md) and the webhook
+// servers follow, because they publish the union of every root the provider
+// returns and of the root that signed the cert being served.
+package rootrotation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+)
+
+// Phase of a rotation, as recorded by the provider.
+type Phase string
+
+const (
+	// PhaseIdle: one root, no rotation in progress.
+	PhaseIdle Phase = ""
+	// PhaseNextRootAdded: the next root is trusted, the current one signs.
+	PhaseNextRootAdded Phase = "NextRootAdded"
+	// PhaseNextRootActive: the new root signs, the previous one is still
+	// trusted until the grace period ends.
+	PhaseNextRootActive Phase = "NextRootActive"
+)
+
+// Status is the recorded state of a rotation.
+type Status struct {
+	Phase Phase
+	// Since is when Phase was entered.
+	Since time.Time
+	// Current is the signing root.
+	Current *x509.Certificate
+	// Next is the staged root (PhaseNextRootAdded).
+	Next *x509.Certificate
+	// Previous is the retired root still trusted (PhaseNextRootActive).
+	Previous *x509.Certificate
+}
+
+// CA is a provider that owns its root and can rotate it (tresor). Every
+// method is idempotent: calling it again in the phase it leads to is a
+// no-op, so concurrent or resumed rotations converge.
+type CA interface {
+	// AddNextRoot creates the next root and trusts it beside the current.
+	AddNextRoot(ctx context.Context) error
+	// ActivateNextRoot makes the next root sign; the old one stays trusted.
+	ActivateNextRoot(ctx context.Context) error
+	// DropPreviousRoot stops trusting the previous root.
+	DropPreviousRoot(ctx context.Context) error
+	// RotationStatus reads the recorded phase and roots.
+	RotationStatus(ctx context.Context) (Status, error)
+}
+
+// Defaults.
+const (
+	DefaultGrace        = 24 * time.Hour
+	DefaultPollInterval = 2 * time.Second
+	// DefaultSettle is how long a published caBundle must have been in the
+	// API before certs from a newly trusted root are served.
+	DefaultSettle = 3 * time.Second
+)
+
+// Options drive a rotation.
+type Options struct {
+	CA     CA
+	Issuer certs.Issuer
+	Client kubernetes.Interface
+	// Specs are the webhook serving certs to move onto the new root.
+	Specs []servingcert.Spec
+	// Trusted returns nil once every published trust bundle (each webhook
+	// caBundle) holds root; see webhooks.CABundlesTrust.
+	Trusted func(ctx context.Context, root *x509.Certificate) error
+	// Grace between activating the new root and dropping the old one
+	// (default 24h): long enough for every peer to pick up the new bundle.
+	Grace time.Duration
+	// PollInterval for waiting on trust bundles (default 2s).
+	PollInterval time.Duration
+	// Settle (default 3s).
+	Settle time.Duration
+	// RenewFraction for the serving-cert Store (default 2/3).
+	RenewFraction float64
+	Log           logr.Logger
+	// OnPhase, when set, is called after each completed step (CLI
+	// progress; tests use it to interrupt between phases).
+	OnPhase func(Status)
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.CA == nil || o.Issuer == nil || o.Client == nil || o.Trusted == nil {
+		return o, errors.New("root rotation: CA, Issuer, Client and Trusted are required")
+	}
+	if o.Grace < 0 || o.PollInterval < 0 || o.Settle < 0 {
+		return o, fmt.Errorf("root rotation: negative duration (Grace %s, PollInterval %s, Settle %s)", o.Grace, o.PollInterval, o.Settle)
+	}
+	if o.Grace == 0 {
+		o.Grace = DefaultGrace
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Settle == 0 {
+		o.Settle = DefaultSettle
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	for _, s := range o.Specs {
+		if err := s.Validate(); err != nil {
+			return o, fmt.Errorf("root rotation: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// Rotate performs a full rotation: it starts one when none is in progress
+// and otherwise resumes the recorded one, returning once the previous root
+// has been dropped.
+func Rotate(ctx context.Context, opts Options) error {
+	return run(ctx, opts, true)
+}
+
+// Resume completes a rotation in progress and does nothing when idle. Every
+// server calls it on start, so a rotation interrupted by a crash finishes.
+func Resume(ctx context.Context, opts Options) error {
+	return run(ctx, opts, false)
+}
+
+func run(ctx context.Context, opts Options, start bool) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	for {
+		st, err := opts.CA.RotationStatus(ctx)
+		if err != nil {
+			return fmt.Errorf("root rotation: reading status: %w", err)
+		}
+		switch st.Phase {
+		case PhaseIdle:
+			if !start {
+				return nil
+			}
+			start = false
+			opts.Log.Info("root rotation phase 1: adding the next root beside the current one", "current", describe(st.Current))
+			if err := opts.CA.AddNextRoot(ctx); err != nil {
+				return fmt.Errorf("root rotation: adding the next root: %w", err)
+			}
+		case PhaseNextRootAdded:
+			if st.Next == nil {
+				return errors.New("root rotation: phase NextRootAdded recorded without a next root")
+			}
+			if err := waitTrusted(ctx, opts, st.Next); err != nil {
+				return err
+			}
+			opts.Log.Info("root rotation phase 2: activating the next root", "next", describe(st.Next))
+			if err := opts.CA.ActivateNextRoot(ctx); err != nil {
+				return fmt.Errorf("root rotation: activating the next root: %w", err)
+			}
+		case PhaseNextRootActive:
+			if err := reissue(ctx, opts, st); err != nil {
+				return err
+			}
+			if wait := time.Until(st.Since.Add(opts.Grace)); wait > 0 {
+				opts.Log.Info("root rotation: grace period before dropping the previous root", "remaining", wait.Round(time.Second), "previous", describe(st.Previous))
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("root rotation: interrupted during the grace period (resumes on next start): %w", ctx.Err())
+				case <-time.After(wait):
+				}
+			}
+			// Serving certs could have been rewritten from the old root
+			// by a lagging replica during the grace period: check again.
+			if err := reissue(ctx, opts, st); err != nil {
+				return err
+			}
+			opts.Log.Info("root rotation phase 3: dropping the previous root", "previous", describe(st.Previous))
+			if err := opts.CA.DropPreviousRoot(ctx); err != nil {
+				return fmt.Errorf("root rotation: dropping the previous root: %w", err)
+			}
+			if opts.OnPhase != nil {
+				if st, err := opts.CA.RotationStatus(ctx); err == nil {
+					opts.OnPhase(st)
+				}
+			}
+			return nil
+		default:
+			return fmt.Errorf("root rotation: unknown recorded phase %q", st.Phase)
+		}
+		if opts.OnPhase != nil {
+			if st, err := opts.CA.RotationStatus(ctx); err == nil {
+				opts.OnPhase(st)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("root rotation: interrupted (resumes on next start): %w", err)
+		}
+	}
+}
+
+// waitTrusted waits until every published caBundle holds root, then for
+// Settle so the apiserver has seen it.
+func waitTrusted(ctx context.Context, opts Options, root *x509.Certificate) error {
+	var last error
+	for {
+		last = opts.Trusted(ctx, root)
+		if last == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("root rotation: waiting for every caBundle to trust the next root: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(opts.PollInterval):
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("root rotation: %w", ctx.Err())
+	case <-time.After(opts.Settle):
+	}
+	return nil
+}
+
+// reissue moves every serving cert onto the signing root; certs already on
+// it (re-issued by another replica or an earlier attempt) are kept.
+func reissue(ctx context.Context, opts Options, st Status) error {
+	if st.Current == nil {
+		return errors.New("root rotation: phase NextRootActive recorded without a current root")
+	}
+	trusted, err := opts.Issuer.CABundle(ctx)
+	if err != nil {
+		return fmt.Errorf("root rotation: reading the CA bundle: %w", err)
+	}
+	store := &servingcert.Store{Client: opts.Client, Issuer: opts.Issuer, Log: opts.Log, RenewFraction: opts.RenewFraction}
+	for _, spec := range opts.Specs {
+		out, err := store.EnsureFrom(ctx, spec, trusted, st.Current)
+		if err != nil {
+			return fmt.Errorf("root rotation: re-issuing %s/%s: %w", spec.Namespace, spec.SecretName, err)
+		}
+		if err := servingcert.ChainsTo(out.Secret.Data[servingcert.KeyCert], st.Current, time.Now()); err != nil {
+			return fmt.Errorf("root rotation: the %s issuer still signs with the previous root: %w", opts.Issuer.Provider(), err)
+		}
+		if out.Written {
+			opts.Log.Info("root rotation: serving cert re-issued from the new root", "secret", spec.Namespace+"/"+spec.SecretName)
+		}
+	}
+	return nil
+}
+
+// Auto rotates the root whenever it has less than before left, and resumes
+// an interrupted rotation, checking every interval until ctx ends.
+func Auto(ctx context.Context, opts Options, before, interval time.Duration) error {
+	if before <= 0 || interval <= 0 {
+		return fmt.Errorf("root rotation: auto rotation needs positive before (%s) and interval (%s)", before, interval)
+	}
+	for {
+		st, err := opts.CA.RotationStatus(ctx)
+		switch {
+		case err != nil:
+			opts.Log.Error(err, "root rotation: reading status")
+		case st.Phase != PhaseIdle:
+			if err := Resume(ctx, opts); err != nil && ctx.Err() == nil {
+				opts.Log.Error(err, "root rotation: resuming")
+			}
+		case st.Current != nil && time.Until(st.Current.NotAfter) < before:
+			opts.Log.Info("root rotation: root nears expiry; rotating", "root", describe(st.Current))
+			if err := Rotate(ctx, opts); err != nil && ctx.Err() == nil {
+				opts.Log.Error(err, "root rotation")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+func describe(c *x509.Certificate) string {
+	if c == nil {
+		return "<none>"
+	}
+	return fmt.Sprintf("%s (serial %s, until %s)", c.Subject.CommonName, c.SerialNumber.Text(16), c.NotAfter.UTC().Format(time.RFC3339))
+}

@@ -1,0 +1,235 @@
+package servingcert_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
+)
+
+var spec = servingcert.Spec{SecretName: "validating-webhook-cert-secret", Namespace: "fsm-system", ServiceName: "fsm-validator", ClusterDomain: "cluster.local"}
+
+func newCA(t *testing.T) *servingcerttest.CA {
+	t.Helper()
+	ca, err := servingcerttest.New(24 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func issue(t *testing.T, ca *servingcerttest.CA, s servingcert.Spec) map[string][]byte {
+	t.Helper()
+	c, err := ca.Issue(context.Background(), s.Request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := servingcert.ParseCertificates(c.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := servingcert.IssuingRoots(leaf, c.CABundle, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{servingcert.KeyCA: root, servingcert.KeyCert: c.CertPEM, servingcert.KeyKey: c.KeyPEM}
+}
+
+func TestSpecRequest(t *testing.T) {
+	r := spec.Request()
+	if r.CommonName != "fsm-validator.fsm-system.svc" {
+		t.Errorf("CN = %q", r.CommonName)
+	}
+	want := []string{"fsm-validator", "fsm-validator.fsm-system", "fsm-validator.fsm-system.svc", "fsm-validator.fsm-system.svc.cluster.local"}
+	if strings.Join(r.DNSNames, ",") != strings.Join(want, ",") {
+		t.Errorf("DNSNames = %v, want %v", r.DNSNames, want)
+	}
+	if r.Validity != 87600*time.Hour {
+		t.Errorf("Validity = %s", r.Validity)
+	}
+	withIP := spec
+	withIP.URLHost = "127.0.0.1"
+	if r := withIP.Request(); len(r.IPAddresses) != 1 || r.IPAddresses[0].String() != "127.0.0.1" || len(r.DNSNames) != 4 {
+		t.Errorf("URL host IP: DNS %v IP %v", r.DNSNames, r.IPAddresses)
+	}
+	withName := spec
+	withName.URLHost = "webhooks.example.com"
+	if r := withName.Request(); len(r.DNSNames) != 5 || r.DNSNames[4] != "webhooks.example.com" || withName.ServerName() != "webhooks.example.com" {
+		t.Errorf("URL host name: DNS %v", r.DNSNames)
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	cases := []struct {
+		name    string
+		mutate  func(*servingcert.Spec)
+		wantErr string
+	}{
+		{"ok", func(*servingcert.Spec) {}, ""},
+		{"empty secret", func(s *servingcert.Spec) { s.SecretName = "" }, "SecretName"},
+		{"bad namespace", func(s *servingcert.Spec) { s.Namespace = "Bad_NS" }, `Namespace "Bad_NS"`},
+		{"bad url host", func(s *servingcert.Spec) { s.URLHost = "not a host" }, `URLHost "not a host"`},
+		{"ipv6 url host", func(s *servingcert.Spec) { s.URLHost = "::1" }, ""},
+		{"negative validity", func(s *servingcert.Spec) { s.Validity = -time.Second }, "Validity"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spec
+			tc.mutate(&s)
+			err := s.Validate()
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	ca := newCA(t)
+	other := newCA(t)
+	trusted, _ := ca.CABundle(context.Background())
+	good := issue(t, ca, spec)
+	otherSvc := spec
+	otherSvc.ServiceName = "fsm-injector"
+	short := spec
+	short.Validity = time.Hour
+	shortCert := issue(t, ca, short)
+	now := time.Now()
+
+	with := func(m map[string][]byte, k string, v []byte) map[string][]byte {
+		out := map[string][]byte{}
+		for kk, vv := range m {
+			out[kk] = vv
+		}
+		out[k] = v
+		return out
+	}
+	cases := []struct {
+		name    string
+		spec    servingcert.Spec
+		data    map[string][]byte
+		trusted []byte
+		at      time.Time
+		want    servingcert.Reason
+	}{
+		{"good", spec, good, trusted, now, servingcert.ReasonNone},
+		{"nil data", spec, nil, trusted, now, servingcert.ReasonMissing},
+		{"no key", spec, with(good, servingcert.KeyKey, nil), trusted, now, servingcert.ReasonMissing},
+		{"garbage cert", spec, with(good, servingcert.KeyCert, []byte("garbage")), trusted, now, servingcert.ReasonInvalid},
+		{"garbage ca.crt", spec, with(good, servingcert.KeyCA, []byte("garbage")), trusted, now, servingcert.ReasonInvalid},
+		{"key of another cert", spec, with(good, servingcert.KeyKey, shortCert[servingcert.KeyKey]), trusted, now, servingcert.ReasonKeyPair},
+		{"other service", otherSvc, good, trusted, now, servingcert.ReasonNames},
+		{"url host added", func() servingcert.Spec { s := spec; s.URLHost = "127.0.0.1"; return s }(), good, trusted, now, servingcert.ReasonNames},
+		{"CA replaced", spec, good, mustBundle(t, other), now, servingcert.ReasonUntrusted},
+		{"CA added beside", spec, good, append(append([]byte{}, trusted...), mustBundle(t, other)...), now, servingcert.ReasonNone},
+		{"expired", spec, good, trusted, now.Add(25 * time.Hour), servingcert.ReasonExpiring},
+		{"validity shortened", short, good, trusted, now, servingcert.ReasonValidity},
+		{"short cert young", short, shortCert, trusted, now.Add(30 * time.Minute), servingcert.ReasonNone},
+		{"short cert due", short, shortCert, trusted, now.Add(41 * time.Minute), servingcert.ReasonExpiring},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := servingcert.Check(tc.spec, tc.data, tc.trusted, tc.at, 0)
+			if v.Reason != tc.want {
+				t.Fatalf("Check = %q (%s), want %q", v.Reason, v.Detail, tc.want)
+			}
+			if v.OK() && (v.RenewAt.IsZero() || !v.RenewAt.After(tc.at)) {
+				t.Fatalf("good cert with RenewAt %s", v.RenewAt)
+			}
+			if !v.OK() && v.Detail == "" {
+				t.Fatal("rejection without detail")
+			}
+		})
+	}
+}
+
+func mustBundle(t *testing.T, ca *servingcerttest.CA) []byte {
+	t.Helper()
+	b, err := ca.CABundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestMergeBundles(t *testing.T) {
+	a, b := mustBundle(t, newCA(t)), mustBundle(t, newCA(t))
+	now := time.Now()
+	ab, err := servingcert.MergeBundles(now, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, err := servingcert.MergeBundles(now, b, a, a, []byte("\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ab, ba) {
+		t.Error("merge depends on input order or duplicates")
+	}
+	if n := bytes.Count(ab, []byte("BEGIN CERTIFICATE")); n != 2 {
+		t.Errorf("merged %d certs, want 2", n)
+	}
+	// Expired roots are pruned.
+	only, err := servingcert.MergeBundles(now.Add(48*time.Hour), a)
+	if err == nil {
+		t.Errorf("expired-only bundle merged into %q", only)
+	}
+	// A key block among certs is ignored; corrupt certs are an error.
+	withKey := append(append([]byte{}, a...), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...)
+	if _, err := servingcert.MergeBundles(now, withKey); err != nil {
+		t.Errorf("non-cert block: %v", err)
+	}
+	bad := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("nope")})
+	if _, err := servingcert.MergeBundles(now, a, bad); err == nil || !strings.Contains(err.Error(), "CA bundle 2") {
+		t.Errorf("corrupt cert: err %v", err)
+	}
+	if _, err := servingcert.MergeBundles(now); err == nil {
+		t.Error("empty merge succeeded")
+	}
+}
+
+func TestIssuingRoots(t *testing.T) {
+	ca, other := newCA(t), newCA(t)
+	data := issue(t, ca, spec)
+	leaf, _ := servingcert.ParseCertificates(data[servingcert.KeyCert])
+	both := append(mustBundle(t, other), mustBundle(t, ca)...)
+	roots, err := servingcert.IssuingRoots(leaf, both, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(roots, mustBundle(t, ca)) {
+		t.Error("IssuingRoots kept a root the leaf does not chain to")
+	}
+	if _, err := servingcert.IssuingRoots(leaf, mustBundle(t, other), time.Now()); err == nil {
+		t.Error("no error for a bundle that does not verify the leaf")
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	ca, err := servingcerttest.New(time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	c, err := ca.Issue(context.Background(), spec.Request())
+	if err != nil {
+		f.Fatal(err)
+	}
+	trusted, _ := ca.CABundle(context.Background())
+	f.Add(trusted, c.CertPEM, c.KeyPEM)
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), []byte{}, []byte("x"))
+	f.Fuzz(func(t *testing.T, caPEM, certPEM, keyPEM []byte) {
+		v := servingcert.Check(spec, map[string][]byte{servingcert.KeyCA: caPEM, servingcert.KeyCert: certPEM, servingcert.KeyKey: keyPEM}, trusted, time.Now(), 0)
+		if !v.OK() && v.Detail == "" {
+			t.Fatal("rejection without detail")
+		}
+		_, _ = servingcert.MergeBundles(time.Now(), caPEM, certPEM)
+	})
+}
