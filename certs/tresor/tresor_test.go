@@ -1,0 +1,458 @@
+package tresor
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// badSecrets are CA Secrets that must stop start-up with their message and
+// stay byte-identical.
+func badSecrets(t *testing.T) []struct {
+	name    string
+	data    map[string][]byte
+	wantErr string
+} {
+	now := time.Now()
+	good := mustRoot(t, certs.ECDSAP256, time.Hour, now)
+	other := mustRoot(t, certs.ECDSAP256, time.Hour, now)
+	expired := mustRoot(t, certs.ECDSAP256, time.Hour, now.Add(-3*time.Hour))
+	leafKey, _ := certs.GenerateKey(certs.ECDSAP256)
+	leaf, err := good.Sign(certs.Request{CommonName: "leaf", Validity: time.Hour, Usage: certs.UsageServer}, leafKey.Public(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []struct {
+		name    string
+		data    map[string][]byte
+		wantErr string
+	}{
+		{"ca.crt missing", map[string][]byte{KeyPrivateKey: keyPEM(t, good)}, `key "ca.crt" is missing or empty`},
+		{"ca.crt not PEM", map[string][]byte{KeyCABundle: []byte("not a certificate"), KeyPrivateKey: keyPEM(t, good)}, "ca.crt: no PEM certificate found"},
+		{"private.key missing", map[string][]byte{KeyCABundle: certPEM(good)}, `key "private.key" is missing or empty`},
+		{"private.key garbage", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")}, "private.key: parsing PRIVATE KEY PEM block"},
+		{"key of another root", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, other)}, "private.key does not match any of the 1 certificate(s) in ca.crt"},
+		{"expired root", map[string][]byte{KeyCABundle: certPEM(expired), KeyPrivateKey: keyPEM(t, expired)}, `the signing root "fsm-ca.flomesh.io" (serial`},
+		{"not a CA", map[string][]byte{KeyCABundle: certs.EncodeCertsPEM(leaf), KeyPrivateKey: mustKeyPEM(t, leafKey)}, `certificate "leaf" is not a CA`},
+		{"unknown phase", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, good), KeyRotationPhase: []byte("Halfway")}, `rotation.phase: unknown phase "Halfway"`},
+		{"phase without next root", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, good), KeyRotationPhase: []byte(PhaseNextRootAdded)}, "rotation.next.crt: no PEM certificate found"},
+	}
+}
+
+func TestInspectRejectsMalformedSecrets(t *testing.T) {
+	for _, tc := range badSecrets(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: "fsm-ca-bundle"}, Data: tc.data}
+			_, err := Inspect(s, time.Now())
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "CA Secret fsm-system/fsm-ca-bundle is invalid") {
+				t.Fatalf("err = %v, want it to name the Secret and contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewerVersion(t *testing.T) {
+	for _, tc := range []struct {
+		cand, cur string
+		want      bool
+	}{
+		{"10", "9", true}, {"9", "10", false}, {"10", "10", false}, {"abc", "10", true}, {"", "", false},
+	} {
+		if got := newerVersion(tc.cand, tc.cur); got != tc.want {
+			t.Errorf("newerVersion(%q, %q) = %v, want %v", tc.cand, tc.cur, got, tc.want)
+		}
+	}
+}
+
+// TestTresor runs every apiserver case against one envtest apiserver.
+func TestTresor(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	cs := env.Clientset
+
+	t.Run("replicas starting together converge on one CA", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		const replicas = 3
+		issuers := make([]*Issuer, replicas)
+		errs := make([]error, replicas)
+		var start, wg sync.WaitGroup
+		start.Add(1)
+		for n := range replicas {
+			wg.Go(func() {
+				start.Wait()
+				issuers[n], errs[n] = New(ctx, Options{Store: Store{Client: cs, Namespace: ns}, Keys: ecdsaKeys(t, ctx)})
+			})
+		}
+		start.Done()
+		wg.Wait()
+		for n, err := range errs {
+			if err != nil {
+				t.Fatalf("replica %d: %v", n, err)
+			}
+		}
+		list, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) != 1 || list.Items[0].Name != DefaultSecretName {
+			t.Fatalf("want exactly one Secret %s, got %d", DefaultSecretName, len(list.Items))
+		}
+		sec := list.Items[0]
+		if sec.Labels[LabelManagedBy] != ManagedByValue || sec.Type != corev1.SecretTypeOpaque {
+			t.Errorf("labels %v type %s", sec.Labels, sec.Type)
+		}
+		root := issuers[0].State().Authority.Cert
+		for n, i := range issuers {
+			if !i.State().Authority.Cert.Equal(root) {
+				t.Fatalf("replica %d uses a different root", n)
+			}
+		}
+		checkRoot(t, root, sec)
+		for n, i := range issuers {
+			issueAndVerify(t, i, fmt.Sprintf("replica-%d.bookstore.cluster.local", n), certs.UsageBoth, certs.ECDSAP256, root)
+		}
+	})
+
+	t.Run("malformed Secret is reported and left byte-identical", func(t *testing.T) {
+		for _, tc := range badSecrets(t) {
+			t.Run(tc.name, func(t *testing.T) {
+				ns := namespace(t, cs)
+				ctx := testCtx(t)
+				before, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: DefaultSecretName, Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedByValue}},
+					Data:       tc.data,
+				}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = New(ctx, Options{Store: Store{Client: cs, Namespace: ns}, Keys: ecdsaKeys(t, ctx)})
+				want := fmt.Sprintf("CA Secret %s/%s is invalid: ", ns, DefaultSecretName)
+				if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("New err = %v, want %q and %q", err, want, tc.wantErr)
+				}
+				if !strings.HasPrefix(err.Error(), "tresor: load root CA: ") {
+					t.Errorf("error does not name the provider: %v", err)
+				}
+				s := Store{Client: cs, Namespace: ns}
+				if _, err := s.AddNextRoot(ctx); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("AddNextRoot on a malformed Secret: %v", err)
+				}
+				after, err := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if after.ResourceVersion != before.ResourceVersion || !reflect.DeepEqual(after.Data, before.Data) {
+					t.Fatal("the malformed Secret was modified")
+				}
+			})
+		}
+	})
+
+	t.Run("bring-your-own root is used and never rewritten", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		byo := mustRoot(t, certs.ECDSAP384, 48*time.Hour, time.Now())
+		before, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "my-root", Namespace: ns},
+			Data:       map[string][]byte{KeyCABundle: certPEM(byo), KeyPrivateKey: keyPEM(t, byo)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		i, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, Name: "my-root"}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i.State().Rotation.Managed {
+			t.Fatal("a Secret without our label is reported as managed")
+		}
+		bundle, _ := i.CABundle(ctx)
+		if string(bundle) != string(certPEM(byo)) {
+			t.Fatal("CABundle is not the BYO root")
+		}
+		issueAndVerify(t, i, "byo.bookstore.svc", certs.UsageServer, certs.ECDSAP256, byo.Cert)
+		for name, step := range map[string]func(context.Context) (RotationStatus, error){
+			"AddNextRoot": i.AddNextRoot, "ActivateNextRoot": i.ActivateNextRoot, "DropPreviousRoot": i.DropPreviousRoot,
+		} {
+			if _, err := step(ctx); err == nil || !strings.Contains(err.Error(), "is not managed by fsm-webhooks") {
+				t.Errorf("%s on a BYO root: err = %v", name, err)
+			}
+		}
+		after, err := cs.CoreV1().Secrets(ns).Get(ctx, "my-root", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.ResourceVersion != before.ResourceVersion || !reflect.DeepEqual(after.Data, before.Data) || len(after.Labels) != 0 {
+			t.Fatal("the BYO Secret was modified")
+		}
+	})
+
+	t.Run("root rotation is idempotent, resumable and followed by every replica", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		a, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, RootKeyAlgorithm: certs.ECDSAP256}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := make(chan struct{}, 16)
+		defer b.OnBundleChange(func() { changed <- struct{}{} })()
+		oldRoot := a.State().Authority.Cert
+		oldLeaf := issueAndVerify(t, a, "old.bookstore.svc", certs.UsageServer, certs.ECDSAP256, oldRoot)
+		store := Store{Client: cs, Namespace: ns}
+
+		if _, err := store.ActivateNextRoot(ctx); err == nil || !strings.Contains(err.Error(), "no root rotation in progress") {
+			t.Fatalf("ActivateNextRoot before AddNextRoot: %v", err)
+		}
+		if _, err := store.DropPreviousRoot(ctx); err == nil || !strings.Contains(err.Error(), "no root rotation in progress") {
+			t.Fatalf("DropPreviousRoot before AddNextRoot: %v", err)
+		}
+
+		// Phase 1, run by two replicas at once: one update wins, the other is a no-op.
+		var wg sync.WaitGroup
+		var st1, st2 RotationStatus
+		var e1, e2 error
+		wg.Go(func() { st1, e1 = a.AddNextRoot(ctx) })
+		wg.Go(func() { st2, e2 = store.AddNextRoot(ctx) })
+		wg.Wait()
+		if e1 != nil || e2 != nil {
+			t.Fatalf("AddNextRoot: %v, %v", e1, e2)
+		}
+		if st1.Phase != PhaseNextRootAdded || st2.Phase != PhaseNextRootAdded || !st1.Next.Equal(st2.Next) {
+			t.Fatalf("concurrent AddNextRoot disagree: %s/%s", st1.Phase, st2.Phase)
+		}
+		newRoot := st1.Next
+		if alg, _ := certs.AlgorithmOf(newRoot.PublicKey); alg != certs.ECDSAP256 {
+			t.Errorf("next root key = %s, want the configured ECDSAP256", alg)
+		}
+		waitFor(t, changed, func() bool { return b.State().Bundle.Len() == 2 })
+		if !a.State().Authority.Cert.Equal(oldRoot) || !b.State().Authority.Cert.Equal(oldRoot) {
+			t.Fatal("phase 1 must keep signing with the old root")
+		}
+		issueAndVerify(t, b, "p1.bookstore.svc", certs.UsageServer, certs.ECDSAP256, oldRoot)
+		assertNoop(t, cs, ns, func() error { _, err := store.AddNextRoot(ctx); return err })
+		if _, err := store.DropPreviousRoot(ctx); err == nil || !strings.Contains(err.Error(), "not active yet") {
+			t.Fatalf("DropPreviousRoot in phase 1: %v", err)
+		}
+
+		// Phase 2.
+		st, err := store.ActivateNextRoot(ctx)
+		if err != nil || st.Phase != PhaseNextRootActive || !st.Active.Equal(newRoot) || !st.Previous.Equal(oldRoot) {
+			t.Fatalf("ActivateNextRoot = %+v, %v", st.Phase, err)
+		}
+		waitFor(t, changed, func() bool { return b.State().Authority.Cert.Equal(newRoot) })
+		newLeaf := issueAndVerify(t, b, "p2.bookstore.svc", certs.UsageServer, certs.ECDSAP256, newRoot)
+		if err := b.State().Bundle.Verify(oldLeaf); err != nil {
+			t.Fatalf("a leaf of the old root must still verify in phase 2: %v", err)
+		}
+		assertNoop(t, cs, ns, func() error { _, err := store.ActivateNextRoot(ctx); return err })
+		assertNoop(t, cs, ns, func() error { _, err := store.AddNextRoot(ctx); return err })
+		sec, _ := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+		if string(sec.Data[KeyExpiration]) != newRoot.NotAfter.UTC().Format(ExpirationLayout) {
+			t.Errorf("expiration = %s, want the new root's", sec.Data[KeyExpiration])
+		}
+
+		// Phase 3.
+		st, err = store.DropPreviousRoot(ctx)
+		if err != nil || st.Phase != PhaseComplete || len(st.Trusted) != 1 || !st.Trusted[0].Equal(newRoot) {
+			t.Fatalf("DropPreviousRoot = %+v, %v", st, err)
+		}
+		waitFor(t, changed, func() bool { return b.State().Bundle.Len() == 1 })
+		if err := b.State().Bundle.Verify(oldLeaf); err == nil {
+			t.Fatal("a leaf of the dropped root still verifies")
+		}
+		if err := b.State().Bundle.Verify(newLeaf); err != nil {
+			t.Fatal(err)
+		}
+		bundle, _ := a.CABundle(ctx)
+		if string(bundle) != string(certs.EncodeCertsPEM(newRoot)) {
+			t.Fatal("the rotating replica reports a stale bundle")
+		}
+		assertNoop(t, cs, ns, func() error { _, err := store.DropPreviousRoot(ctx); return err })
+		assertNoop(t, cs, ns, func() error { _, err := store.ActivateNextRoot(ctx); return err })
+		status, err := store.RotationStatus(ctx)
+		if err != nil || status.Started.IsZero() || status.Activated.IsZero() || status.Completed.IsZero() {
+			t.Fatalf("RotationStatus = %+v, %v", status, err)
+		}
+		for _, k := range []string{KeyRotationNextCert, KeyRotationNextKey, KeyRotationPreviousCert} {
+			if _, ok := sec.Data[k]; ok && k != KeyRotationPreviousCert {
+				t.Errorf("key %s left behind after activation", k)
+			}
+		}
+	})
+
+	t.Run("an invalid update is ignored and the last good root kept", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		i, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, RootKeyAlgorithm: certs.ECDSAP256}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := i.State().Authority.Cert
+		sec, _ := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+		sec.Data[KeyCABundle] = []byte("broken")
+		if _, err := cs.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// A later valid update proves the watch delivered the broken one first.
+		sec, _ = cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+		sec.Data[KeyCABundle] = certs.EncodeCertsPEM(root)
+		sec.Annotations = map[string]string{"touched": "yes"}
+		updated, err := cs.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for i.State().ResourceVersion != updated.ResourceVersion {
+			if time.Now().After(deadline) {
+				t.Fatal("the issuer did not follow the Secret")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		issueAndVerify(t, i, "still.bookstore.svc", certs.UsageClient, certs.ECDSAP256, root)
+	})
+}
+
+func checkRoot(t *testing.T, root *x509.Certificate, sec corev1.Secret) {
+	t.Helper()
+	if root.Subject.String() != "CN=fsm-ca.flomesh.io,O=Flomesh Service Mesh,L=CA,C=US" {
+		t.Errorf("root subject = %s", root.Subject)
+	}
+	if alg, _ := certs.AlgorithmOf(root.PublicKey); alg != certs.RSA2048 {
+		t.Errorf("root key = %s, want RSA2048 by default", alg)
+	}
+	if got := root.NotAfter.Sub(root.NotBefore); got < certs.RootCAValidity || got > certs.RootCAValidity+2*time.Minute {
+		t.Errorf("root lifetime = %s, want %s", got, certs.RootCAValidity)
+	}
+	if !root.IsCA || root.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || root.SerialNumber.BitLen() > 128 {
+		t.Errorf("root IsCA=%v KeyUsage=%v serial bits=%d", root.IsCA, root.KeyUsage, root.SerialNumber.BitLen())
+	}
+	if string(sec.Data[KeyExpiration]) != root.NotAfter.UTC().Format(ExpirationLayout) {
+		t.Errorf("expiration = %q", sec.Data[KeyExpiration])
+	}
+}
+
+// issueAndVerify issues a certificate and checks it with crypto/x509 against
+// the issuer's bundle: chain to wantRoot, SAN, usage, validity, key type.
+func issueAndVerify(t *testing.T, i *Issuer, name string, usage certs.Usage, alg certs.KeyAlgorithm, wantRoot *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	ctx := context.Background()
+	c, err := i.Issue(ctx, certs.Request{CommonName: name, DNSNames: []string{name}, Validity: time.Hour, Usage: usage, KeyAlgorithm: alg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := i.CABundle(ctx)
+	if string(c.CABundle) != string(bundle) {
+		t.Fatal("Certificate.CABundle differs from CABundle()")
+	}
+	if err := certs.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, name, usage, time.Now().Add(59*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := certs.ParseCertsPEM(c.CertPEM)
+	if err := leaf[0].CheckSignatureFrom(wantRoot); err != nil {
+		t.Fatalf("%s is not signed by the expected root: %v", name, err)
+	}
+	if got, _ := certs.AlgorithmOf(leaf[0].PublicKey); got != alg {
+		t.Fatalf("leaf key = %s, want %s", got, alg)
+	}
+	if d := leaf[0].NotAfter.Sub(time.Now()); d > time.Hour || d < 59*time.Minute {
+		t.Fatalf("leaf expires in %s, want 1h", d)
+	}
+	return leaf[0]
+}
+
+func assertNoop(t *testing.T, cs kubernetes.Interface, ns string, step func() error) {
+	t.Helper()
+	ctx := context.Background()
+	before, err := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := step(); err != nil {
+		t.Fatalf("re-running a finished step: %v", err)
+	}
+	after, err := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != before.ResourceVersion {
+		t.Fatal("re-running a finished step wrote the Secret")
+	}
+}
+
+// waitFor waits for cond, re-checking on every bundle-change notification.
+func waitFor(t *testing.T, changed <-chan struct{}, cond func() bool) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for !cond() {
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatal("the replica did not follow the CA Secret within 30s")
+		}
+	}
+}
+
+func namespace(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	ns, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "tresor-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func ecdsaKeys(t *testing.T, ctx context.Context) *keypool.Set {
+	t.Helper()
+	s, err := keypool.NewSet(keypool.Options{Algorithm: certs.ECDSAP256, Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Start(ctx) }()
+	return s
+}
+
+func mustRoot(t *testing.T, alg certs.KeyAlgorithm, validity time.Duration, now time.Time) *certs.Authority {
+	t.Helper()
+	a, err := certs.NewRootAuthority(alg, validity, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func certPEM(a *certs.Authority) []byte { return certs.EncodeCertsPEM(a.Cert) }
+
+func keyPEM(t *testing.T, a *certs.Authority) []byte { return mustKeyPEM(t, a.Key) }
+
+func mustKeyPEM(t *testing.T, k crypto.Signer) []byte {
+	t.Helper()
+	p, err := certs.EncodeKeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
