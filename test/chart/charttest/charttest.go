@@ -4,6 +4,7 @@
 package charttest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"helm.sh/helm/v4/pkg/action"
@@ -125,20 +127,29 @@ func Render(namespace string, values map[string]any) (*Rendered, error) {
 }
 
 func decodeAll(manifest string) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(manifest), 4096)
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
 	var out []*unstructured.Unstructured
 	for {
-		obj := map[string]any{}
-		if err := dec.Decode(&obj); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
+		doc, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
 			return nil, err
 		}
-		if len(obj) == 0 {
-			continue
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, &unstructured.Unstructured{Object: obj})
+		if string(bytes.TrimSpace(js)) == "null" {
+			continue // a document of comments only
+		}
+		// Unstructured decoding keeps integers as int64, as the API does.
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(js); err != nil {
+			return nil, fmt.Errorf("%w in:\n%s", err, doc)
+		}
+		out = append(out, u)
 	}
 }
 

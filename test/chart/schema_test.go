@@ -1,0 +1,55 @@
+package chart_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+)
+
+// TestValuesRejected: bad values stop `helm install/template` with a message
+// naming the field (and, where the validator reports it, the value).
+func TestValuesRejected(t *testing.T) {
+	tests := []struct {
+		name   string
+		values string
+		want   []string
+	}{
+		{"unknown provider", "fsm: {certificateProvider: {kind: acme}}", []string{"/fsm/certificateProvider/kind", "tresor", "vault", "cert-manager"}},
+		{"bad duration", "fsm: {certificateProvider: {serviceCertValidityDuration: 1day}}", []string{"/fsm/certificateProvider/serviceCertValidityDuration", "1day"}},
+		{"key size too small", "fsm: {certificateProvider: {certKeyBitSize: 1024}}", []string{"/fsm/certificateProvider/certKeyBitSize", "got 1,024, want 2,048"}},
+		{"mesh name not a DNS label", "fsm: {meshName: My_Mesh}", []string{"/fsm/meshName", "My_Mesh"}},
+		{"failure policy", "fsm: {webhook: {failurePolicy: Warn}}", []string{"/fsm/webhook/failurePolicy", "Fail", "Ignore"}},
+		{"webhook timeout above the API maximum", "fsm: {webhook: {timeoutSeconds: 31}}", []string{"/fsm/webhook/timeoutSeconds", "31"}},
+		{"zero replicas", "fsm: {webhooks: {replicaCount: 0}}", []string{"/fsm/webhooks/replicaCount", "0"}},
+		{"replicas as string", `fsm: {webhooks: {replicaCount: "two"}}`, []string{"/fsm/webhooks/replicaCount", "string"}},
+		{"vault protocol", "fsm: {vault: {protocol: ftp}}", []string{"/fsm/vault/protocol", "http", "https"}},
+		{"vault port", "fsm: {vault: {port: 70000}}", []string{"/fsm/vault/port", "got 70,000, want 65,535"}},
+		{"unknown key (typo)", "fsm: {certificateprovider: {kind: vault}}", []string{"/fsm", "certificateprovider"}},
+		{"ca bundle secret name", "fsm: {caBundleSecretName: Bad_Name}", []string{"/fsm/caBundleSecretName", "Bad_Name"}},
+		{"sidecar log level", "fsm: {sidecar: {sidecarLogLevel: verbose}}", []string{"/fsm/sidecar/sidecarLogLevel", "error"}},
+		{"port exclusion out of range", "fsm: {outboundPortExclusionList: [0]}", []string{"/fsm/outboundPortExclusionList/0"}},
+		{"pull policy", "fsm: {image: {pullPolicy: Sometimes}}", []string{"/fsm/image/pullPolicy", "IfNotPresent"}},
+		{"resources quantity", "fsm: {webhooks: {resources: {limits: {memory: lots}}}}", []string{"/fsm/webhooks/resources/limits/memory", "lots"}},
+		// Cross-field rules, worded like the binary (FSM's messages).
+		{"vault without host", "fsm: {certificateProvider: {kind: vault}, vault: {token: t}}", []string{"fsm.vault.host", "VaultHost not specified in Hashi Vault options"}},
+		{"vault without role", "fsm: {certificateProvider: {kind: vault}, vault: {host: v, role: '', token: t}}", []string{"fsm.vault.role", "VaultRole not specified in Hashi Vault options"}},
+		{"vault without token", "fsm: {certificateProvider: {kind: vault}, vault: {host: v}}", []string{"fsm.vault.secret.name", "fsm.vault.token"}},
+		{"vault secret without key", "fsm: {certificateProvider: {kind: vault}, vault: {host: v, secret: {name: tok}}}", []string{"fsm.vault.secret.key", `"tok"`}},
+		{"cert-manager without issuer", "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerName: ''}}", []string{"fsm.certmanager", "IssuerName/IssuerKind/IssuerGroup not specified in cert-manager.io options"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := charttest.Render(ns, mustValues(t, tc.values))
+			if err == nil {
+				t.Fatalf("values accepted:\n%s", tc.values)
+			}
+			t.Log(err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
