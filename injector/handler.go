@@ -307,7 +307,8 @@ func eventTarget(pod *corev1.Pod, ns *corev1.Namespace) runtime.Object {
 			return &corev1.ObjectReference{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Namespace: ns.Name}
 		}
 	}
-	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}
+	// Namespaced so the event shows up with the namespace's other events.
+	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID, Namespace: ns.Name}
 }
 
 func podName(pod *corev1.Pod) string {

@@ -1,0 +1,510 @@
+package injector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+const (
+	meshName     = "fsm"
+	fsmNamespace = "fsm-system"
+	orphanGrace  = 3 * time.Second
+	denyLabel    = "e2e.flomesh.io/deny"
+)
+
+type e2e struct {
+	cl     client.Client
+	issuer *injectortest.Issuer
+}
+
+// TestE2E runs the injector behind a real kube-apiserver: the apiserver calls
+// our webhook over TLS for every pod create.
+func TestE2E(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := configv1alpha3.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()}, Client: client.Options{Scheme: scheme}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+
+	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: certs.ECDSAP256, PoolSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certDir, port := servingCert(t, issuer)
+
+	log := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
+	ctrl.SetLogger(log)
+	byObject := injector.CacheByObject()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:  scheme,
+		Logger:  log,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   cache.Options{ByObject: byObject},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: "127.0.0.1", Port: port, CertDir: certDir,
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := injector.NewHandler(injector.Options{
+		Client:           env.Client,
+		Namespaces:       mgr.GetCache(),
+		MeshConfig:       &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: fsmNamespace, Logger: log},
+		Issuer:           issuer,
+		MeshName:         meshName,
+		FSMNamespace:     fsmNamespace,
+		SidecarImage:     "flomesh/pipy:1.5.14",
+		InitImage:        "flomesh/fsm-sidecar-init:1.5.1",
+		HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
+		Logger:           log,
+		Recorder:         mgr.GetEventRecorder("fsm-injector"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr.GetWebhookServer().Register("/mutate-pod-creation", &webhook.Admission{Handler: h})
+	mgr.GetWebhookServer().Register("/deny", &webhook.Admission{Handler: admission.HandlerFunc(
+		func(context.Context, admission.Request) admission.Response {
+			return admission.Denied("denied by a later webhook")
+		})})
+	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: orphanGrace, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-mgrDone; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+	// Namespaces are read through the cache; make the informer start now.
+	if err := mgr.GetCache().Get(ctx, client.ObjectKey{Name: "default"}, &corev1.Namespace{}); err != nil {
+		t.Fatal(err)
+	}
+
+	e := &e2e{cl: env.Client, issuer: issuer}
+	e.registerWebhooks(t, ctx, issuer, port)
+	e.namespace(t, ctx, fsmNamespace, false)
+
+	t.Run("monitored pod is injected and its Secret verifies", e.testInjected)
+	t.Run("unmonitored pod is untouched", e.testUnmonitored)
+	t.Run("dry run creates no Secret", e.testDryRun)
+	t.Run("bad annotation is denied with an event", e.testDenied)
+	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
+	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
+	t.Run("500 concurrent creates", e.testConcurrent)
+}
+
+// servingCert writes a serving cert for 127.0.0.1 signed by the test CA and
+// returns its directory and a free port.
+func servingCert(t *testing.T, issuer *injectortest.Issuer) (string, int) {
+	t.Helper()
+	key, err := certs.GenerateKey(certs.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := issuer.Authority().Issue(certs.Request{
+		CommonName: "127.0.0.1", IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		Validity: time.Hour, Usage: certs.UsageServer,
+	}, key, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), c.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), c.KeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, port
+}
+
+// registerWebhooks installs the injector as FSM registers it (by URL here)
+// and a validating webhook that refuses pods labelled denyLabel, then waits
+// until the apiserver calls ours.
+func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *injectortest.Issuer, port int) {
+	t.Helper()
+	bundle, _ := issuer.CABundle(ctx)
+	url := func(path string) *string { return ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", port, path)) }
+	sideEffects := admissionregistrationv1.SideEffectClassNoneOnDryRun
+	fail := admissionregistrationv1.Fail
+	podRule := []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+		Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+	}}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-" + meshName},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "fsm-inject.k8s.io",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: url("/mutate-pod-creation"), CABundle: bundle},
+			Rules:                   podRule,
+			FailurePolicy:           &fail,
+			MatchPolicy:             ptr.To(admissionregistrationv1.Exact),
+			SideEffects:             &sideEffects,
+			TimeoutSeconds:          ptr.To(int32(20)),
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
+			NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{injector.MonitoredByLabel: meshName},
+				MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+					{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
+				},
+			},
+		}},
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-deny"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "deny.e2e.flomesh.io",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: url("/deny"), CABundle: bundle},
+			Rules:                   podRule,
+			FailurePolicy:           &fail,
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+			ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{denyLabel: "true"}},
+		}},
+	}
+	for _, o := range []client.Object{mwc, vwc} {
+		if err := e.cl.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Webhook configurations take a moment to reach the apiserver's admission
+	// chain; probe with dry-run creates until a pod comes back injected.
+	ns := e.namespace(t, ctx, "probe", true)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := injector.Probe(ctx, e.cl, ns)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook never became active: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (e *e2e) namespace(t *testing.T, ctx context.Context, name string, monitored bool) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if monitored {
+		ns.Labels = map[string]string{injector.MonitoredByLabel: meshName}
+		ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
+	}
+	if err := e.cl.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func pod(name, ns string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "app",
+			Ports:         []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstrName("http")}}},
+		}}},
+	}
+}
+
+func bootstrapSecrets(t *testing.T, ctx context.Context, cl client.Client, ns string) []corev1.Secret {
+	t.Helper()
+	l := &corev1.SecretList{}
+	if err := cl.List(ctx, l, client.InNamespace(ns), client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (e *e2e) testInjected(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "injected", true)
+	p := pod("web", ns)
+	p.Spec.ServiceAccountName = "default"
+	if err := e.cl.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	id := p.Labels[injector.ProxyUUIDLabel]
+	if id == "" {
+		t.Fatalf("pod has no %s label: %v", injector.ProxyUUIDLabel, p.Labels)
+	}
+	names := func(cs []corev1.Container) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	if got := strings.Join(names(p.Spec.Containers), ","); got != "sidecar,app" {
+		t.Errorf("containers %s, want sidecar,app", got)
+	}
+	if got := strings.Join(names(p.Spec.InitContainers), ","); got != "fsm-init" {
+		t.Errorf("init containers %s, want fsm-init", got)
+	}
+	if hg := p.Spec.Containers[1].LivenessProbe.HTTPGet; hg.Port.IntValue() != 15901 || hg.Path != "/fsm-healthcheck" {
+		t.Errorf("liveness probe not rewritten: %+v", hg)
+	}
+
+	s := &corev1.Secret{}
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(id)}, s); err != nil {
+		t.Fatalf("bootstrap Secret: %v", err)
+	}
+	cn := injector.CommonName(id, "default", ns, "cluster.local")
+	bundle, _ := e.issuer.CABundle(ctx)
+	if err := certs.ValidCert(bundle, s.Data[injector.RepoCertKey], s.Data[injector.RepoKeyKey], cn, certs.UsageBoth, time.Now()); err != nil {
+		t.Errorf("bootstrap cert does not verify against the CA bundle: %v", err)
+	}
+	if string(s.Data[injector.CACertKey]) != string(bundle) {
+		t.Error("cacert.pem is not the CA bundle")
+	}
+	leaf, err := certs.ParseCertsPEM(s.Data[injector.RepoCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := leaf[0].NotAfter.Sub(leaf[0].NotBefore); v < injector.DefaultBootstrapCertValidity {
+		t.Errorf("bootstrap cert validity %s, want >= %s", v, injector.DefaultBootstrapCertValidity)
+	}
+	if !strings.Contains(string(s.Data[injector.BootstrapConfigKey]), `"NodeID":"`+cn+`"`) {
+		t.Errorf("bootstrap.yaml lacks NodeID %s: %s", cn, s.Data[injector.BootstrapConfigKey])
+	}
+	eventually(t, 20*time.Second, "the pod to own its bootstrap Secret", func() (bool, error) {
+		if err := e.cl.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
+			return false, err
+		}
+		return len(s.OwnerReferences) == 1 && s.OwnerReferences[0].UID == p.UID, nil
+	})
+}
+
+func (e *e2e) testUnmonitored(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "plain", false)
+	p := pod("web", ns)
+	if err := e.cl.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.Containers) != 1 || len(p.Spec.InitContainers) != 0 || p.Labels[injector.ProxyUUIDLabel] != "" {
+		t.Fatalf("unmonitored pod was changed: %+v", p.Spec.Containers)
+	}
+	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 0 {
+		t.Fatalf("%d Secrets in an unmonitored namespace", len(s))
+	}
+}
+
+func (e *e2e) testDryRun(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "dry", true)
+	p := pod("web", ns)
+	if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.Containers) != 2 || p.Labels[injector.ProxyUUIDLabel] == "" {
+		t.Fatalf("dry-run pod was not injected: %v", p.Spec.Containers)
+	}
+	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 0 {
+		t.Fatalf("dry run created %d Secrets", len(s))
+	}
+}
+
+func (e *e2e) testDenied(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "denied", true)
+	p := pod("web", ns)
+	p.Annotations = map[string]string{injector.OutboundPortExclusionAnnotation: "80,99999"}
+	err := e.cl.Create(ctx, p)
+	want := "Invalid port value '99999' specified for annotation 'flomesh.io/outbound-port-exclusion-list'"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("create: %v, want denial containing %q", err, want)
+	}
+	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 0 {
+		t.Fatalf("denied pod left %d Secrets", len(s))
+	}
+	eventually(t, 20*time.Second, "a warning event on the namespace", func() (bool, error) {
+		l := &eventsv1.EventList{}
+		if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, ev := range l.Items {
+			if ev.Regarding.Kind == "Namespace" && ev.Type == corev1.EventTypeWarning && strings.Contains(ev.Note, want) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+func (e *e2e) testMeshConfig(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "meshconfig", true)
+	mc := presetMeshConfig(t)
+	mc.Spec.Sidecar.SidecarImage = "example.com/pipy:from-meshconfig"
+	if err := e.cl.Create(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	eventually(t, 20*time.Second, "the MeshConfig image on the next pod", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("web-%d", i), ns)
+		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, err
+		}
+		return p.Spec.Containers[0].Image == "example.com/pipy:from-meshconfig", nil
+	})
+	if err := e.cl.Delete(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the default image after the MeshConfig is gone", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("web-%d", i), ns)
+		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, err
+		}
+		return p.Spec.Containers[0].Image == "flomesh/pipy:1.5.14", nil
+	})
+}
+
+func (e *e2e) testOrphan(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "orphan", true)
+	p := pod("web", ns)
+	p.Labels = map[string]string{denyLabel: "true"}
+	err := e.cl.Create(ctx, p)
+	if err == nil || !strings.Contains(err.Error(), "denied by a later webhook") {
+		t.Fatalf("create: %v, want denial by the validating webhook", err)
+	}
+	// Our webhook ran first and created the Secret; the pod never appears.
+	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 1 {
+		t.Fatalf("%d bootstrap Secrets right after the refused create, want 1", len(s))
+	}
+	// A live pod's Secret in the same namespace must survive the cleanup.
+	live := pod("live", ns)
+	if err := e.cl.Create(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	liveSecret := injector.BootstrapSecretName(live.Labels[injector.ProxyUUIDLabel])
+	eventually(t, orphanGrace+20*time.Second, "the orphaned Secret to be deleted", func() (bool, error) {
+		s := bootstrapSecrets(t, ctx, e.cl, ns)
+		return len(s) == 1 && s[0].Name == liveSecret, nil
+	})
+}
+
+func (e *e2e) testConcurrent(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "load", true)
+	const n, workers = 500, 25
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	jobs := make(chan int)
+	for range workers {
+		wg.Go(func() {
+			for i := range jobs {
+				p := pod(fmt.Sprintf("p-%d", i), ns)
+				if err := e.cl.Create(ctx, p); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d creates failed; first: %v", len(errs), n, errors.Join(errs[0]))
+	}
+	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != n {
+		t.Fatalf("%d bootstrap Secrets for %d pods", len(s), n)
+	}
+}
+
+func presetMeshConfig(t *testing.T) *configv1alpha3.MeshConfig {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "apis", "config", "v1alpha3", "testdata", "fsm-preset-meshconfig.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := &configv1alpha3.MeshConfig{}
+	if err := yamlUnmarshal(raw, mc); err != nil {
+		t.Fatal(err)
+	}
+	mc.Namespace, mc.Name = fsmNamespace, injector.MeshConfigName
+	return mc
+}
+
+func intstrName(name string) intstr.IntOrString { return intstr.FromString(name) }
+
+func yamlUnmarshal(raw []byte, o any) error { return yaml.UnmarshalStrict(raw, o) }
