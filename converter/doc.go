@@ -1,0 +1,2 @@
+// Package converter serves the MeshConfig conversion webhook.
+package converter

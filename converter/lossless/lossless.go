@@ -1,0 +1,117 @@
+// Package lossless keeps the data one MeshConfig version cannot hold in an
+// annotation of the converted object, so converting back restores it and any
+// A → B → A round trip is the identity.
+//
+// The annotation value is JSON shaped like the spec of the version the data
+// belongs to (paths as in that version), so it reads naturally in kubectl.
+// Sections equal to what conversion fills in anyway are left out, so an
+// object that never carried such data gets no annotation at all.
+package lossless
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// AnnotationV1Alpha3Fields is set on v1alpha1 and v1alpha2 objects. It
+	// holds the v1alpha3 data they cannot hold (v1alpha3-only fields, and for
+	// v1alpha1 the v1alpha2 ones and sampledFraction strings that are not
+	// plain numbers).
+	AnnotationV1Alpha3Fields = "conversion.flomesh.io/v1alpha3-fields"
+
+	// AnnotationV1Alpha2Fields is set on v1alpha3 objects. It holds the
+	// v1alpha1/v1alpha2 fields v1alpha3 dropped (sidecar.sidecarClass,
+	// sidecar.initContainerImage, sidecar.sidecarDrivers), which are the same
+	// in both older versions.
+	AnnotationV1Alpha2Fields = "conversion.flomesh.io/v1alpha2-fields"
+)
+
+// Stash writes v as JSON into annotation key of obj. When keep is false it
+// removes the annotation instead, so stale data never outlives a conversion.
+func Stash(obj metav1.Object, key string, v any, keep bool) error {
+	annotations := obj.GetAnnotations()
+	if !keep {
+		if _, ok := annotations[key]; ok {
+			delete(annotations, key)
+			if len(annotations) == 0 {
+				annotations = nil
+			}
+			obj.SetAnnotations(annotations)
+		}
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding annotation %s: %w", key, err)
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[key] = string(raw)
+	obj.SetAnnotations(annotations)
+	return nil
+}
+
+// Unstash decodes annotation key of obj into v and removes it from obj.
+// found is false when obj has no such annotation (v is left untouched).
+// Unknown JSON fields are ignored so a newer converter's annotation stays
+// readable after a rollback.
+func Unstash(obj metav1.Object, key string, v any) (found bool, err error) {
+	annotations := obj.GetAnnotations()
+	raw, ok := annotations[key]
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		return true, fmt.Errorf("annotation %s is not valid: %w", key, err)
+	}
+	delete(annotations, key)
+	if len(annotations) == 0 {
+		annotations = nil
+	}
+	obj.SetAnnotations(annotations)
+	return true, nil
+}
+
+// PruneDefaults sets every pointer field of the struct *v that is
+// semantically equal to the same field of *defaults to nil, leaving only the
+// sections that carry information.
+func PruneDefaults[T any](v, defaults *T) {
+	vv, dv := reflect.ValueOf(v).Elem(), reflect.ValueOf(defaults).Elem()
+	for i := range vv.NumField() {
+		f := vv.Field(i)
+		if f.Kind() != reflect.Pointer || f.IsNil() {
+			continue
+		}
+		if apiequality.Semantic.DeepEqual(f.Interface(), dv.Field(i).Interface()) {
+			f.SetZero()
+		}
+	}
+}
+
+// FillDefaults sets every nil pointer field of the struct *v to the same
+// field of *defaults (which the caller must not reuse).
+func FillDefaults[T any](v, defaults *T) {
+	vv, dv := reflect.ValueOf(v).Elem(), reflect.ValueOf(defaults).Elem()
+	for i := range vv.NumField() {
+		if f := vv.Field(i); f.Kind() == reflect.Pointer && f.IsNil() {
+			f.Set(dv.Field(i))
+		}
+	}
+}
+
+// IsEmpty reports whether every pointer field of the struct *v is nil.
+func IsEmpty[T any](v *T) bool {
+	vv := reflect.ValueOf(v).Elem()
+	for i := range vv.NumField() {
+		if f := vv.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
+			return false
+		}
+	}
+	return true
+}
