@@ -1,0 +1,382 @@
+// Package certmanager issues mesh certificates through cert-manager: each
+// certificate is a cert-manager.io/v1 CertificateRequest signed by the
+// configured [Cluster]Issuer, awaited through a watch and deleted afterwards.
+// The private key never leaves this process.
+package certmanager
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+)
+
+// ProviderName is Provider()'s value and the --certificate-manager flag value.
+const ProviderName = "cert-manager"
+
+// FSM's defaults for the issuer reference.
+const (
+	DefaultIssuerName  = "fsm-ca"
+	DefaultIssuerKind  = "Issuer"
+	DefaultIssuerGroup = "cert-manager.io"
+)
+
+const (
+	// generateName prefixes every CertificateRequest, as FSM's do.
+	generateName = "fsm-"
+	// DefaultTimeout bounds one issuance when the caller's ctx has no
+	// deadline: an Issuer that never answers must not hang an admission.
+	DefaultTimeout = 30 * time.Second
+	// deleteTimeout bounds the clean-up of a CertificateRequest, which runs
+	// even when the caller's ctx has expired.
+	deleteTimeout = 10 * time.Second
+)
+
+// Options configure the cert-manager provider (FSM's --cert-manager-issuer-*
+// flags).
+type Options struct {
+	IssuerName  string
+	IssuerKind  string
+	IssuerGroup string
+	// Namespace where CertificateRequests are created (the fsm namespace;
+	// an Issuer must live there).
+	Namespace string
+	Client    cmclient.Interface
+	// Keys supplies leaf keys; nil means keys generated per request.
+	Keys *keypool.Set
+	// CABundleSecret, when set, is read (key ca.crt) with Secrets and merged
+	// into CABundle: FSM requires the issuer's root there, and it is known
+	// before the first certificate is issued.
+	CABundleSecret string
+	Secrets        kubernetes.Interface
+	Logger         logr.Logger
+}
+
+// Validate checks the options with FSM's wording.
+func (o Options) Validate() error {
+	switch {
+	case o.IssuerName == "":
+		return errors.New("IssuerName not specified in cert-manager.io options")
+	case o.IssuerKind == "":
+		return errors.New("IssuerKind not specified in cert-manager.io options")
+	case o.IssuerGroup == "":
+		return errors.New("IssuerGroup not specified in cert-manager.io options")
+	}
+	// External issuers have their own kinds; cert-manager's own group has two.
+	if o.IssuerGroup == DefaultIssuerGroup && o.IssuerKind != "Issuer" && o.IssuerKind != "ClusterIssuer" {
+		return fmt.Errorf("IssuerKind in cert-manager.io options must be one of [Issuer, ClusterIssuer] for group %s, got %s", o.IssuerGroup, o.IssuerKind)
+	}
+	if o.Namespace == "" {
+		return errors.New("Namespace not specified in cert-manager.io options")
+	}
+	if o.Client == nil {
+		return errors.New("cert-manager client is required")
+	}
+	if o.CABundleSecret != "" && o.Secrets == nil {
+		return errors.New("CABundleSecret is set but no Kubernetes client to read it")
+	}
+	return nil
+}
+
+// Issuer is the cert-manager certs.Issuer. It is safe for concurrent use.
+type Issuer struct {
+	opts Options
+	keys *keypool.Set
+	log  logr.Logger
+
+	mu     sync.Mutex
+	lastCA []byte // status.ca of the latest issued certificate
+}
+
+var _ certs.Issuer = (*Issuer)(nil)
+
+// New validates opts. It makes no API call: the Issuer may not exist yet
+// (cert-manager may be installed after us) and each issuance reports its
+// state.
+func New(opts Options) (*Issuer, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: err}
+	}
+	keys := opts.Keys
+	if keys == nil {
+		var err error
+		if keys, err = keypool.NewSet(keypool.Options{Size: 0}); err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: err}
+		}
+	}
+	return &Issuer{opts: opts, keys: keys, log: opts.Logger}, nil
+}
+
+// Provider implements certs.Issuer.
+func (i *Issuer) Provider() string { return ProviderName }
+
+func (i *Issuer) issuerRef() cmmeta.IssuerReference {
+	return cmmeta.IssuerReference{Name: i.opts.IssuerName, Kind: i.opts.IssuerKind, Group: i.opts.IssuerGroup}
+}
+
+// Issue implements certs.Issuer: create a CertificateRequest, wait for it
+// through a watch, delete it.
+func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	c, err := i.issue(ctx, req)
+	if err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue " + req.CommonName, Err: err}
+	}
+	return c, nil
+}
+
+func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	key, err := i.keys.Get(req.KeyAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	csrPEM, err := csrFor(req, key)
+	if err != nil {
+		return nil, err
+	}
+	crs := i.opts.Client.CertmanagerV1().CertificateRequests(i.opts.Namespace)
+	created, err := crs.Create(ctx, &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: generateName, Namespace: i.opts.Namespace},
+		Spec: cmapi.CertificateRequestSpec{
+			Duration:  &metav1.Duration{Duration: req.Validity},
+			IsCA:      false,
+			Usages:    usagesFor(req.Usage, key.Public()),
+			Request:   csrPEM,
+			IssuerRef: i.issuerRef(),
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating CertificateRequest in %s: %w", i.opts.Namespace, err)
+	}
+	ref := created.Namespace + "/" + created.Name
+	defer i.delete(ctx, created)
+
+	cr, err := i.waitReady(ctx, created)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := certs.ParseCertsPEM(cr.Status.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("CertificateRequest %s: status.certificate: %w", ref, err)
+	}
+	if !certs.KeyMatches(key, chain[0].PublicKey) {
+		return nil, fmt.Errorf("CertificateRequest %s: the issued certificate is not for our key", ref)
+	}
+	keyPEM, err := certs.EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := i.bundle(ctx, cr.Status.CA)
+	if err != nil {
+		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+	}
+	if len(cr.Status.CA) > 0 {
+		i.mu.Lock()
+		i.lastCA = cr.Status.CA
+		i.mu.Unlock()
+	}
+	return &certs.Certificate{CertPEM: cr.Status.Certificate, KeyPEM: keyPEM, CABundle: bundle, NotAfter: chain[0].NotAfter}, nil
+}
+
+// delete removes the CertificateRequest whatever happened, also after the
+// caller's ctx expired, so no request is left behind.
+func (i *Issuer) delete(ctx context.Context, cr *cmapi.CertificateRequest) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
+	err := i.opts.Client.CertmanagerV1().CertificateRequests(cr.Namespace).Delete(dctx, cr.Name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		i.log.Error(err, "Deleting CertificateRequest failed", "certificateRequest", cr.Namespace+"/"+cr.Name)
+	}
+}
+
+// waitReady watches the one CertificateRequest from the version we created
+// until decide says it is done.
+func (i *Issuer) waitReady(ctx context.Context, created *cmapi.CertificateRequest) (*cmapi.CertificateRequest, error) {
+	crs := i.opts.Client.CertmanagerV1().CertificateRequests(created.Namespace)
+	selector := fields.OneTermEqualSelector("metadata.name", created.Name).String()
+	lw := &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = selector
+			return crs.Watch(ctx, o)
+		},
+	}
+	last := created
+	var verdict error
+	_, err := watchtools.Until(ctx, created.ResourceVersion, lw, func(ev watch.Event) (bool, error) {
+		switch ev.Type {
+		case watch.Deleted:
+			return false, fmt.Errorf("CertificateRequest %s/%s was deleted before it was Ready", created.Namespace, created.Name)
+		case watch.Added, watch.Modified:
+		default:
+			return false, nil
+		}
+		cr, ok := ev.Object.(*cmapi.CertificateRequest)
+		if !ok {
+			return false, nil
+		}
+		last = cr
+		done, err := decide(cr)
+		verdict = err
+		return done, err
+	})
+	switch {
+	case err == nil:
+		return last, nil
+	case verdict != nil:
+		return nil, verdict
+	case ctx.Err() != nil || errors.Is(err, watchtools.ErrWatchClosed):
+		return nil, fmt.Errorf("timed out waiting for CertificateRequest %s/%s to be Ready (%s): %w",
+			created.Namespace, created.Name, describe(last), context.DeadlineExceeded)
+	default:
+		return nil, fmt.Errorf("watching CertificateRequest %s/%s: %w", created.Namespace, created.Name, err)
+	}
+}
+
+// decide is the pure verdict on a CertificateRequest: done with a
+// certificate, failed for good (Denied, InvalidRequest, Ready=False with
+// reason Failed or Denied), or not yet.
+func decide(cr *cmapi.CertificateRequest) (bool, error) {
+	ref := cr.Namespace + "/" + cr.Name
+	for _, c := range cr.Status.Conditions {
+		if c.Status != cmmeta.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case cmapi.CertificateRequestConditionDenied:
+			return false, fmt.Errorf("CertificateRequest %s was denied: %s: %s", ref, c.Reason, c.Message)
+		case cmapi.CertificateRequestConditionInvalidRequest:
+			return false, fmt.Errorf("CertificateRequest %s is invalid: %s: %s", ref, c.Reason, c.Message)
+		}
+	}
+	for _, c := range cr.Status.Conditions {
+		if c.Type != cmapi.CertificateRequestConditionReady {
+			continue
+		}
+		if c.Status == cmmeta.ConditionTrue && len(cr.Status.Certificate) > 0 {
+			return true, nil
+		}
+		if c.Status == cmmeta.ConditionFalse && (c.Reason == cmapi.CertificateRequestReasonFailed || c.Reason == cmapi.CertificateRequestReasonDenied) {
+			return false, fmt.Errorf("CertificateRequest %s failed: %s: %s", ref, c.Reason, c.Message)
+		}
+	}
+	return false, nil
+}
+
+// describe summarises where a CertificateRequest got stuck, for timeouts.
+func describe(cr *cmapi.CertificateRequest) string {
+	for _, c := range cr.Status.Conditions {
+		if c.Type == cmapi.CertificateRequestConditionReady {
+			return fmt.Sprintf("last condition Ready=%s reason %s: %s", c.Status, c.Reason, c.Message)
+		}
+	}
+	var parts []string
+	for _, c := range cr.Status.Conditions {
+		parts = append(parts, fmt.Sprintf("%s=%s (%s)", c.Type, c.Status, c.Reason))
+	}
+	if len(parts) == 0 {
+		return "no conditions yet: nobody approved it (is cert-manager's approver running?)"
+	}
+	return "conditions " + strings.Join(parts, ", ")
+}
+
+// usagesFor follows FSM (digital signature, key encipherment) and adds the
+// extended usages the request asks for, so the leaf is usable for mTLS.
+// Key encipherment only applies to RSA keys.
+func usagesFor(u certs.Usage, pub crypto.PublicKey) []cmapi.KeyUsage {
+	out := []cmapi.KeyUsage{cmapi.UsageDigitalSignature}
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		out = append(out, cmapi.UsageKeyEncipherment)
+	}
+	if u&certs.UsageServer != 0 {
+		out = append(out, cmapi.UsageServerAuth)
+	}
+	if u&certs.UsageClient != 0 {
+		out = append(out, cmapi.UsageClientAuth)
+	}
+	return out
+}
+
+func csrFor(req certs.Request, key crypto.Signer) ([]byte, error) {
+	subject := pkix.Name{CommonName: req.CommonName}
+	if req.Organization != "" {
+		subject.Organization = []string{req.Organization}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:     subject,
+		DNSNames:    req.DNSNames,
+		IPAddresses: req.IPAddresses,
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CSR for %q: %w", req.CommonName, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// CABundle implements certs.Issuer: the ca.crt of CABundleSecret (when
+// configured) merged with the CA cert-manager reported last.
+func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
+	b, err := i.bundle(ctx, nil)
+	if err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "CA bundle", Err: err}
+	}
+	return b, nil
+}
+
+func (i *Issuer) bundle(ctx context.Context, fresh []byte) ([]byte, error) {
+	i.mu.Lock()
+	last := i.lastCA
+	i.mu.Unlock()
+	var secretCA []byte
+	if i.opts.CABundleSecret != "" {
+		s, err := i.opts.Secrets.CoreV1().Secrets(i.opts.Namespace).Get(ctx, i.opts.CABundleSecret, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading CA Secret %s/%s: %w", i.opts.Namespace, i.opts.CABundleSecret, err)
+		}
+		secretCA = s.Data["ca.crt"]
+		if len(bytes.TrimSpace(secretCA)) == 0 {
+			return nil, fmt.Errorf("CA Secret %s/%s has no ca.crt", i.opts.Namespace, i.opts.CABundleSecret)
+		}
+	}
+	if fresh != nil {
+		last = fresh // the newest CA supersedes what we saw before
+	}
+	b, err := certs.ParseBundle(time.Now(), secretCA, last)
+	if err != nil {
+		return nil, err
+	}
+	if b.Len() == 0 {
+		return nil, fmt.Errorf("no CA known yet: set a CA bundle Secret or issue a certificate first (the issuer %s %q reports status.ca)", i.opts.IssuerKind, i.opts.IssuerName)
+	}
+	return b.PEM(), nil
+}
