@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+func newCertsCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Inspect and rotate the mesh CA and the webhook serving certificates",
+		Args:  noArgs,
+	}
+	cmd.AddCommand(newCertsStatusCommand(o), newRotateRootCommand(o))
+	return cmd
+}
+
+func newCertsStatusCommand(o *options) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the CA(s) and serving certificates and whether every caBundle verifies its webhook's certificate",
+		Long: `status lists the mesh CA roots and each webhook's serving certificate (subject,
+issuer, not-after, days left, Secret) and whether the caBundle of its webhook
+configuration or CRD verifies it. It only reads. Exit status 1 when anything is
+wrong (missing, expired, due for renewal, not verified).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return usageErrorf("invalid value %q for --output: must be table or json", output)
+			}
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("kubernetes client: %w", err)
+			}
+			ca, err := readOnlyCA(cmd.Context(), o, cs)
+			if err != nil {
+				return err
+			}
+			report, err := webhooks.Status(cmd.Context(), webhooks.Options{
+				Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName, ClusterDomain: o.clusterDomain,
+				WebhookURLHost: o.webhookURLHost, Issuer: ca,
+			}, hookIdentities(o))
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				err = report.WriteJSON(os.Stdout)
+			} else {
+				err = report.WriteTable(os.Stdout)
+			}
+			if err != nil {
+				return err
+			}
+			if !report.Healthy {
+				return errors.New("certificates need attention (see above)")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func newRotateRootCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate-root",
+		Short: "Rotate the tresor root CA without downtime (resumes an interrupted rotation)",
+		Long: `rotate-root moves the mesh onto a new root CA in three recorded phases:
+1. a new root is trusted beside the old one in fsm-ca-bundle and in every caBundle;
+2. once every caBundle holds it, the serving certificates are re-issued from it;
+3. after --root-rotation-grace-period the old root is dropped.
+Each phase is recorded in the CA Secret, so running it again after a crash resumes
+where it stopped. Only for the built-in tresor CA that fsm-webhooks created: with
+Vault or cert-manager the operator rotates the root there and the servers follow
+the bundle they publish.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.certificateManager != tresor.ProviderName {
+				return usageErrorf("--certificate-manager=%s: rotate-root only rotates the built-in tresor CA; rotate the root in %s and the servers follow its bundle", o.certificateManager, o.certificateManager)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("kubernetes client: %w", err)
+			}
+			issuer, err := newIssuer(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"))
+			if err != nil {
+				return err
+			}
+			ca, ok := issuer.(*tresor.Issuer)
+			if !ok {
+				return fmt.Errorf("rotate-root: provider %s cannot rotate its root", issuer.Provider())
+			}
+			hooks := hookIdentities(o)
+			regs := make([]webhooks.Registration, 0, len(hooks))
+			wopts := webhooks.Options{Namespace: o.fsmNamespace, ClusterDomain: o.clusterDomain, WebhookURLHost: o.webhookURLHost}
+			specs := make([]servingcert.Spec, 0, len(hooks))
+			for _, h := range hooks {
+				regs = append(regs, h.Registration)
+				specs = append(specs, h.ServingSpec(wopts))
+			}
+			trusted, err := webhooks.TrustCheck(cfg, regs)
+			if err != nil {
+				return err
+			}
+			return rootrotation.Rotate(ctx, rootrotation.Options{
+				CA: tresorRotation{ca}, Issuer: issuer, Client: cs, Specs: specs, Trusted: trusted,
+				Grace: o.rootRotationGrace, Log: newLogger(o.logLevel).WithName("rotate-root"),
+				OnPhase: func(st rootrotation.Status) {
+					fmt.Fprintf(os.Stdout, "phase %s since %s\n", phaseName(st.Phase), st.Since.UTC().Format("2006-01-02T15:04:05Z"))
+				},
+			})
+		},
+	}
+	return cmd
+}
+
+func phaseName(p rootrotation.Phase) string {
+	if p == "" {
+		return "Done (one root)"
+	}
+	return string(p)
+}
+
+// readOnlyCA reports the mesh CA bundle without creating anything, so
+// `certs status` never writes.
+func readOnlyCA(ctx context.Context, o *options, cs kubernetes.Interface) (certs.Issuer, error) {
+	if o.certificateManager == tresor.ProviderName {
+		st, err := (&tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName}).Check(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return bundleOnly{provider: tresor.ProviderName, bundle: st.BundlePEM}, nil
+	}
+	return newIssuer(ctx, o, nil, cs, newLogger(o.logLevel).WithName("certs"))
+}
+
+// bundleOnly is a certs.Issuer that can only report a bundle.
+type bundleOnly struct {
+	provider string
+	bundle   []byte
+}
+
+func (b bundleOnly) Issue(context.Context, certs.Request) (*certs.Certificate, error) {
+	return nil, &certs.ProviderError{Provider: b.provider, Op: "issue", Err: errors.New("read-only view of the CA")}
+}
+func (b bundleOnly) CABundle(context.Context) ([]byte, error) { return b.bundle, nil }
+func (b bundleOnly) Provider() string                         { return b.provider }
+
+// tresorRotation adapts the tresor provider's rotation steps to the
+// rotation driver.
+type tresorRotation struct{ ca *tresor.Issuer }
+
+func (t tresorRotation) AddNextRoot(ctx context.Context) error {
+	_, err := t.ca.AddNextRoot(ctx)
+	return err
+}
+
+func (t tresorRotation) ActivateNextRoot(ctx context.Context) error {
+	_, err := t.ca.ActivateNextRoot(ctx)
+	return err
+}
+
+func (t tresorRotation) DropPreviousRoot(ctx context.Context) error {
+	_, err := t.ca.DropPreviousRoot(ctx)
+	return err
+}
+
+func (t tresorRotation) RotationStatus(ctx context.Context) (rootrotation.Status, error) {
+	st, err := t.ca.RotationStatus(ctx)
+	if err != nil {
+		return rootrotation.Status{}, err
+	}
+	out := rootrotation.Status{Phase: rootrotation.Phase(st.Phase), Current: st.Active, Next: st.Next, Previous: st.Previous}
+	switch st.Phase {
+	case tresor.PhaseNextRootAdded:
+		out.Since = st.Started
+	case tresor.PhaseNextRootActive:
+		out.Since = st.Activated
+	default:
+		out.Since = st.Completed
+	}
+	return out, nil
+}

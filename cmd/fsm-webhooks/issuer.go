@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+)
+
+// keyAlgorithm maps --ca-key-algorithm to the certs package's names.
+func (o *options) keyAlgorithm() (certs.KeyAlgorithm, error) {
+	alg, err := certs.ParseKeyAlgorithm(o.caKeyAlgorithm)
+	if err != nil {
+		return "", usageErrorf("invalid value %q for --ca-key-algorithm: %v", o.caKeyAlgorithm, err)
+	}
+	return alg, nil
+}
+
+// newKeyPool starts the background key pool leaf keys come from, so issuing
+// a per-pod certificate on the admission path costs one signature.
+func newKeyPool(ctx context.Context, o *options, log logr.Logger) (*keypool.Set, error) {
+	alg, err := o.keyAlgorithm()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := keypool.NewSet(keypool.Options{Algorithm: alg, Size: o.keyPoolSize, Logger: log.WithName("keypool")})
+	if err != nil {
+		return nil, fmt.Errorf("key pool: %w", err)
+	}
+	go func() {
+		if err := keys.Start(ctx); err != nil && ctx.Err() == nil {
+			log.Error(err, "Key pool stopped")
+		}
+	}()
+	return keys, nil
+}
+
+// newIssuer builds the mesh CA provider selected by --certificate-manager.
+func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) (certs.Issuer, error) {
+	keys, err := newKeyPool(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	alg, _ := o.keyAlgorithm()
+	switch o.certificateManager {
+	case tresor.ProviderName:
+		return tresor.New(ctx, tresor.Options{
+			Store: tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName, RootKeyAlgorithm: alg},
+			Keys:  keys, Logger: log.WithName("tresor"),
+		})
+	case certmanager.ProviderName:
+		cm, err := cmclient.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("cert-manager client: %w", err)
+		}
+		return certmanager.New(certmanager.Options{
+			IssuerName: o.certManagerIssuerName, IssuerKind: o.certManagerIssuerKind, IssuerGroup: o.certManagerIssuerGroup,
+			Namespace: o.fsmNamespace, Client: cm, Keys: keys,
+			CABundleSecret: o.caBundleSecretName, Secrets: cs, Logger: log.WithName("cert-manager"),
+		})
+	}
+	return nil, usageErrorf("invalid value %q for --certificate-manager", o.certificateManager)
+}

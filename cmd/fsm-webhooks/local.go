@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
+	"github.com/flomesh-io/fsm-webhooks/local"
+	"github.com/flomesh-io/fsm-webhooks/validator"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+func newLocalCommand(o *options) *cobra.Command {
+	var noDemo bool
+	cmd := &cobra.Command{
+		Use:   "local",
+		Short: "Run a real kube-apiserver + etcd on loopback with every webhook, show what they do, serve until Ctrl-C",
+		Long: `local starts a real kube-apiserver and etcd on loopback (building them once
+into ~/.cache/fsm-webhooks/assets from the Go module proxy, with progress), installs
+the CRDs, runs the injector, validator and converter registered by URL on
+127.0.0.1, demonstrates each, prints a kubeconfig to use with kubectl, and serves
+until interrupted. Ctrl-C stops everything and removes every temporary file.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runLocal(ctx, o, cmd.Flags().Changed, !noDemo)
+		},
+	}
+	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "skip the demonstration; just serve")
+	return cmd
+}
+
+func runLocal(ctx context.Context, o *options, changed func(string) bool, demo bool) (err error) {
+	out := os.Stdout
+	if o.webhookURLHost == "" {
+		o.webhookURLHost = "127.0.0.1"
+	}
+	// Loopback only, unless asked otherwise.
+	if !changed("metrics-bind-address") {
+		o.metricsAddr = "127.0.0.1:8080"
+	}
+	if !changed("health-probe-bind-address") {
+		o.healthProbeAddr = "127.0.0.1:8081"
+	}
+	if o.sidecarImage == "" {
+		o.sidecarImage = "flomesh/pipy:1.5.14"
+	}
+	if o.initImage == "" {
+		o.initImage = "flomesh/fsm-init:1.5.0"
+	}
+	if o.healthcheckImage == "" {
+		o.healthcheckImage = "flomesh/fsm-healthcheck:1.5.0"
+	}
+
+	crds, err := chart.CRDs()
+	if err != nil {
+		return err
+	}
+	env, err := local.Start(ctx, out, crds)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(out, "stopping kube-apiserver and etcd")
+		if stopErr := env.Stop(); stopErr != nil && err == nil {
+			err = fmt.Errorf("stopping the local control plane: %w", stopErr)
+		}
+	}()
+
+	c, err := client.New(env.Config, client.Options{Scheme: newScheme()})
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.fsmNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", o.fsmNamespace, err)
+	}
+	mc, err := validator.BaseMeshConfig(o.fsmNamespace, meshConfigName)
+	if err != nil {
+		return err
+	}
+	if err := c.Create(ctx, mc.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating MeshConfig %s/%s: %w", o.fsmNamespace, meshConfigName, err)
+	}
+	sf := &serveFlags{webhooks: allHooks, injectorProbeNS: o.meshName + "-injector-probe", validateTrafficTgt: true, bindHost: "127.0.0.1"}
+	if err := local.PrepareNamespace(ctx, c, sf.injectorProbeNS, o.meshName); err != nil {
+		return err
+	}
+
+	serveCtx, cancelServe := context.WithCancel(ctx)
+	defer cancelServe()
+	srvCh := make(chan *webhooks.Server, 1)
+	serveErr := make(chan error, 1)
+	go func() {
+		serveErr <- serve(serveCtx, o, sf, env.Config, func(s *webhooks.Server) { srvCh <- s })
+	}()
+	fmt.Fprintln(out, "starting the injector, validator and converter (registered by URL on 127.0.0.1)")
+	var srv *webhooks.Server
+	select {
+	case srv = <-srvCh:
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	}
+	if err := waitReady(ctx, srv, serveErr); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "webhooks ready: serving certs issued by the mesh CA, caBundles verified, every path proven by a dry run")
+
+	if demo {
+		d := &local.Demo{Client: c, Out: out, MeshName: o.meshName, FSMNamespace: o.fsmNamespace, CASecret: o.caBundleSecretName, MeshConfig: mc}
+		if d.InvalidMeshConfig, err = validator.DemoInvalidMeshConfig(o.fsmNamespace, "demo-invalid"); err != nil {
+			return err
+		}
+		if err := d.Run(ctx); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "\nready. In another shell:\n    export KUBECONFIG=%s\n    kubectl get ns\n    go run ./cmd/fsm-webhooks certs status --fsm-namespace=%s\nPress Ctrl-C to stop.\n", env.KubeconfigPath, o.fsmNamespace)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "\ninterrupted: stopping the webhooks")
+		cancelServe()
+		if err := <-serveErr; err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("serving: %w", err)
+		}
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("serving stopped: %w", err)
+	}
+}
+
+// waitReady polls the server's readiness (cert loaded, caBundle verified,
+// probes passed), printing what it is still waiting for.
+func waitReady(ctx context.Context, srv *webhooks.Server, serveErr <-chan error) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for {
+		err := srv.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		if msg := err.Error(); msg != last && time.Since(deadline.Add(-2*time.Minute)) > 5*time.Second {
+			fmt.Fprintf(os.Stdout, "  waiting: %s\n", msg)
+			last = msg
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhooks not ready after 2 minutes: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-serveErr:
+			return fmt.Errorf("serving: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// options are the flags every subcommand shares (env FSM_<FLAG> too).
+type options struct {
+	kubeconfig          string
+	fsmNamespace        string
+	meshName            string
+	trustDomain         string
+	clusterDomain       string
+	caBundleSecretName  string
+	certificateManager  string
+	caKeyAlgorithm      string
+	serviceCertValidity time.Duration
+	bootstrapValidity   time.Duration
+
+	vaultHost            string
+	vaultPort            int
+	vaultProtocol        string
+	vaultToken           string
+	vaultTokenSecretName string
+	vaultTokenSecretKey  string
+	vaultRole            string
+
+	certManagerIssuerName  string
+	certManagerIssuerKind  string
+	certManagerIssuerGroup string
+
+	webhookURLHost    string
+	injectorPort      int
+	validatorPort     int
+	converterPort     int
+	metricsAddr       string
+	healthProbeAddr   string
+	logLevel          string
+	sidecarImage      string
+	initImage         string
+	healthcheckImage  string
+	keyPoolSize       int
+	rootRotationGrace time.Duration
+}
+
+func (o *options) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig; in-cluster config when empty")
+	fs.StringVar(&o.fsmNamespace, "fsm-namespace", "fsm-system", "namespace of the mesh control plane (Secrets, MeshConfig)")
+	fs.StringVar(&o.meshName, "mesh-name", "fsm", "name of the mesh (label flomesh.io/monitored-by, webhook configuration names)")
+	fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "trust domain in sidecar certificate common names")
+	fs.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for service names")
+	fs.StringVar(&o.caBundleSecretName, "ca-bundle-secret-name", "fsm-ca-bundle", "Secret holding the mesh root CA (FSM fsm.caBundleSecretName)")
+	fs.StringVar(&o.certificateManager, "certificate-manager", "tresor", "mesh CA provider: tresor, vault or cert-manager (FSM fsm.certificateProvider.kind)")
+	fs.StringVar(&o.caKeyAlgorithm, "ca-key-algorithm", "rsa2048", "key algorithm of the built-in (tresor) CA and issued keys: rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384")
+	fs.DurationVar(&o.serviceCertValidity, "service-cert-validity-duration", 24*time.Hour, "validity of service certificates (FSM fsm.certificateProvider.serviceCertValidityDuration)")
+	fs.DurationVar(&o.bootstrapValidity, "bootstrap-cert-validity-duration", 87600*time.Hour, "validity of the per-pod sidecar bootstrap certificate")
+
+	fs.StringVar(&o.vaultHost, "vault-host", "", "Vault host (FSM fsm.vault.host)")
+	fs.IntVar(&o.vaultPort, "vault-port", 8200, "Vault port (FSM fsm.vault.port)")
+	fs.StringVar(&o.vaultProtocol, "vault-protocol", "http", "Vault protocol: http or https (FSM fsm.vault.protocol)")
+	fs.StringVar(&o.vaultToken, "vault-token", "", "Vault token (FSM fsm.vault.token); prefer --vault-token-secret-name")
+	fs.StringVar(&o.vaultTokenSecretName, "vault-token-secret-name", "", "Secret in the fsm namespace holding the Vault token (FSM fsm.vault.secret.name)")
+	fs.StringVar(&o.vaultTokenSecretKey, "vault-token-secret-key", "", "key of the Vault token in that Secret (FSM fsm.vault.secret.key)")
+	fs.StringVar(&o.vaultRole, "vault-role", "flomesh", "Vault PKI role (FSM fsm.vault.role)")
+
+	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
+	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer (FSM fsm.certmanager.issuerKind)")
+	fs.StringVar(&o.certManagerIssuerGroup, "cert-manager-issuer-group", "cert-manager.io", "cert-manager issuer group (FSM fsm.certmanager.issuerGroup)")
+
+	fs.StringVar(&o.webhookURLHost, "webhook-url-host", "", "register webhooks by url (https://HOST:PORT/...) instead of service; for out-of-cluster runs and local")
+	fs.IntVar(&o.injectorPort, "injector-port", 9090, "port of the sidecar injector webhook")
+	fs.IntVar(&o.validatorPort, "validator-port", 9093, "port of the validating webhook")
+	fs.IntVar(&o.converterPort, "converter-port", 9443, "port of the MeshConfig conversion webhook")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables")
+	fs.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.sidecarImage, "sidecar-image", os.Getenv("FSM_DEFAULT_SIDECAR_IMAGE"), "default Pipy sidecar image (env FSM_DEFAULT_SIDECAR_IMAGE)")
+	fs.StringVar(&o.initImage, "init-container-image", os.Getenv("FSM_DEFAULT_INIT_CONTAINER_IMAGE"), "default fsm-init image (env FSM_DEFAULT_INIT_CONTAINER_IMAGE)")
+	fs.StringVar(&o.healthcheckImage, "healthcheck-container-image", os.Getenv("FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"), "default fsm-healthcheck image (env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE)")
+	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
+	fs.DurationVar(&o.rootRotationGrace, "root-rotation-grace-period", 24*time.Hour, "how long an old root stays trusted after certificates are re-issued from the new one")
+}
+
+// applyEnv sets every flag the command line did not set from FSM_<FLAG>
+// (dashes become underscores, upper case), so Helm can pass values as env.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := "FSM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if setErr := fs.Set(f.Name, v); setErr != nil {
+				err = usageErrorf("invalid value %q for --%s (from env %s): %v", v, f.Name, name, setErr)
+			}
+		}
+	})
+	return err
+}
+
+// validate checks values pflag cannot: one line naming the flag on error.
+func (o *options) validate() error {
+	oneOf := func(flag, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return usageErrorf("invalid value %q for --%s: must be one of %s", v, flag, strings.Join(allowed, ", "))
+	}
+	port := func(flag string, v int) error {
+		if v < 1 || v > 65535 {
+			return usageErrorf("invalid value %d for --%s: must be a port between 1 and 65535", v, flag)
+		}
+		return nil
+	}
+	positive := func(flag string, d time.Duration) error {
+		if d <= 0 {
+			return usageErrorf("invalid value %s for --%s: must be a positive duration such as 24h", d, flag)
+		}
+		return nil
+	}
+	dns1123 := func(flag, v string) error {
+		if v == "" || len(v) > 63 || strings.Trim(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || strings.HasPrefix(v, "-") || strings.HasSuffix(v, "-") {
+			return usageErrorf("invalid value %q for --%s: must be a DNS label (lower-case letters, digits, '-')", v, flag)
+		}
+		return nil
+	}
+	checks := []error{
+		dns1123("fsm-namespace", o.fsmNamespace),
+		dns1123("mesh-name", o.meshName),
+		oneOf("certificate-manager", o.certificateManager, "tresor", "vault", "cert-manager"),
+		oneOf("ca-key-algorithm", o.caKeyAlgorithm, "rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"),
+		oneOf("vault-protocol", o.vaultProtocol, "http", "https"),
+		oneOf("cert-manager-issuer-kind", o.certManagerIssuerKind, "Issuer", "ClusterIssuer"),
+		oneOf("log-level", o.logLevel, "debug", "info", "warn", "error"),
+		port("vault-port", o.vaultPort),
+		port("injector-port", o.injectorPort),
+		port("validator-port", o.validatorPort),
+		port("converter-port", o.converterPort),
+		positive("service-cert-validity-duration", o.serviceCertValidity),
+		positive("bootstrap-cert-validity-duration", o.bootstrapValidity),
+		positive("root-rotation-grace-period", o.rootRotationGrace),
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	if o.keyPoolSize < 0 {
+		return usageErrorf("invalid value %d for --key-pool-size: must be 0 or more", o.keyPoolSize)
+	}
+	if o.webhookURLHost != "" && strings.ContainsAny(o.webhookURLHost, "/:") && net.ParseIP(o.webhookURLHost) == nil {
+		return usageErrorf("invalid value %q for --webhook-url-host: must be a host name or IP address without scheme or port", o.webhookURLHost)
+	}
+	if o.injectorPort == o.validatorPort || o.injectorPort == o.converterPort || o.validatorPort == o.converterPort {
+		return usageErrorf("--injector-port, --validator-port and --converter-port must differ, got %d, %d, %d", o.injectorPort, o.validatorPort, o.converterPort)
+	}
+	if o.certificateManager == "vault" {
+		if o.vaultHost == "" {
+			return usageErrorf("--vault-host: VaultHost not specified in Hashi Vault options")
+		}
+		if o.vaultRole == "" {
+			return usageErrorf("--vault-role: VaultRole not specified in Hashi Vault options")
+		}
+		if o.vaultToken == "" && (o.vaultTokenSecretName == "" || o.vaultTokenSecretKey == "") {
+			return usageErrorf("--vault-token or --vault-token-secret-name with --vault-token-secret-key must be set for --certificate-manager=vault")
+		}
+	}
+	if o.certificateManager == "cert-manager" {
+		for flag, v := range map[string]string{"cert-manager-issuer-name": o.certManagerIssuerName, "cert-manager-issuer-group": o.certManagerIssuerGroup} {
+			if v == "" {
+				return usageErrorf("--%s: must be set for --certificate-manager=cert-manager", flag)
+			}
+		}
+	}
+	return nil
+}
+
+func (o *options) String() string {
+	return fmt.Sprintf("mesh=%s namespace=%s provider=%s", o.meshName, o.fsmNamespace, o.certificateManager)
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	configv1alpha1 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
+	configv1alpha2 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
+	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/validator"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+// Webhook names accepted by --webhooks.
+const (
+	hookInjector  = "injector"
+	hookValidator = "validator"
+	hookConverter = "converter"
+)
+
+var allHooks = []string{hookInjector, hookValidator, hookConverter}
+
+// Names of the Services and serving-cert Secrets (FSM).
+const (
+	injectorService     = "fsm-injector"
+	validatorService    = "fsm-validator"
+	converterService    = "fsm-bootstrap"
+	injectorCertSecret  = "mutating-webhook-cert-secret"
+	validatorCertSecret = "validating-webhook-cert-secret"
+	converterCertSecret = "crd-converter-cert-secret"
+	meshConfigName      = "fsm-mesh-config"
+)
+
+type serveFlags struct {
+	webhooks           []string
+	injectorProbeNS    string
+	validateTrafficTgt bool
+	bindHost           string
+}
+
+func newServeCommand(o *options) *cobra.Command {
+	sf := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the selected webhooks (all by default) in one process",
+		Long: `serve runs the selected webhooks, each on its own port with its own serving
+certificate kept in a Secret of the fsm namespace. Each keeps the caBundle of its
+webhook configuration (or of the MeshConfig CRD's conversion stanza) equal to the
+mesh CA bundle and repairs it when anyone changes it.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := sf.validate(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			return serve(ctx, o, sf, cfg, nil)
+		},
+	}
+	cmd.Flags().StringSliceVar(&sf.webhooks, "webhooks", allHooks, "webhooks to serve: any of "+strings.Join(allHooks, ", "))
+	cmd.Flags().StringVar(&sf.injectorProbeNS, "injector-probe-namespace", "", "monitored namespace in which /readyz proves injection with a dry-run pod; empty disables that probe")
+	cmd.Flags().BoolVar(&sf.validateTrafficTgt, "validate-traffic-target", true, "require TrafficTarget namespace to match spec.destination.namespace (FSM)")
+	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
+	return cmd
+}
+
+func (sf *serveFlags) validate() error {
+	if len(sf.webhooks) == 0 {
+		return usageErrorf("invalid value \"\" for --webhooks: must name at least one of %s", strings.Join(allHooks, ", "))
+	}
+	for _, h := range sf.webhooks {
+		if !slices.Contains(allHooks, h) {
+			return usageErrorf("invalid value %q for --webhooks: must be one of %s", h, strings.Join(allHooks, ", "))
+		}
+	}
+	return nil
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
+}
+
+// restConfig loads --kubeconfig, or the in-cluster / default config.
+func (o *options) restConfig() (*rest.Config, error) {
+	if o.kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+		if err != nil {
+			return nil, usageErrorf("invalid value %q for --kubeconfig: %v", o.kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no Kubernetes config (set --kubeconfig or run in a cluster): %w", err)
+	}
+	return cfg, nil
+}
+
+// newScheme knows the built-in kinds, CRDs and every MeshConfig version.
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	utilruntime.Must(configv1alpha1.AddToScheme(s))
+	utilruntime.Must(configv1alpha2.AddToScheme(s))
+	utilruntime.Must(configv1alpha3.AddToScheme(s))
+	return s
+}
+
+// serve wires the selected webhooks and runs them until ctx ends. started,
+// when set, is called once the webhook server exists (local uses it to wait
+// for readiness).
+func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, started func(*webhooks.Server)) error {
+	log := ctrl.Log.WithName("serve")
+	scheme := newScheme()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	issuer, err := newIssuer(ctx, o, cfg, cs, log.WithName("certs"))
+	if err != nil {
+		return err
+	}
+
+	byObject := map[client.Object]cache.ByObject{}
+	if slices.Contains(sf.webhooks, hookInjector) {
+		byObject = injector.CacheByObject()
+	}
+	mgr, err := manager.New(cfg, manager.Options{
+		Scheme:                 scheme,
+		Logger:                 log.WithName("manager"),
+		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the webhooks layer
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{ByObject: byObject},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	var hooks []webhooks.Webhook
+	for _, name := range sf.webhooks {
+		h, err := buildWebhook(name, o, sf, mgr, direct, issuer, scheme, log)
+		if err != nil {
+			return err
+		}
+		hooks = append(hooks, h)
+	}
+	srv, err := webhooks.New(webhooks.Options{
+		Config:                 cfg,
+		Namespace:              o.fsmNamespace,
+		MeshName:               o.meshName,
+		ClusterDomain:          o.clusterDomain,
+		WebhookURLHost:         o.webhookURLHost,
+		BindHost:               sf.bindHost,
+		Issuer:                 issuer,
+		MetricsBindAddress:     o.metricsAddr,
+		HealthProbeBindAddress: o.healthProbeAddr,
+		Log:                    log.WithName("webhooks"),
+	}, hooks)
+	if err != nil {
+		return fmt.Errorf("webhook server: %w", err)
+	}
+	if started != nil {
+		started(srv)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := mgr.Start(gctx); err != nil {
+			return fmt.Errorf("controller manager: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return srv.Start(gctx) })
+	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
+	return g.Wait()
+}
+
+// hookIdentity is everything about a webhook but its handlers: ports,
+// Service, serving-cert Secret and the object carrying its caBundle.
+func hookIdentity(o *options, name string) webhooks.Webhook {
+	switch name {
+	case hookInjector:
+		return webhooks.Webhook{Name: hookInjector, Port: o.injectorPort, ServiceName: injectorService, SecretName: injectorCertSecret,
+			Registration: webhooks.InjectorRegistration(o.meshName, o.fsmNamespace)}
+	case hookValidator:
+		return webhooks.Webhook{Name: hookValidator, Port: o.validatorPort, ServiceName: validatorService, SecretName: validatorCertSecret,
+			Registration: webhooks.ValidatorRegistration(o.meshName)}
+	default:
+		return webhooks.Webhook{Name: hookConverter, Port: o.converterPort, ServiceName: converterService, SecretName: converterCertSecret,
+			Registration: webhooks.ConverterRegistration()}
+	}
+}
+
+// hookIdentities are all three webhooks (for certs status and rotate-root).
+func hookIdentities(o *options) []webhooks.Webhook {
+	out := make([]webhooks.Webhook, 0, len(allHooks))
+	for _, name := range allHooks {
+		out = append(out, hookIdentity(o, name))
+	}
+	return out
+}
+
+// buildWebhook adds the handlers and readiness probe to a webhook.
+func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, direct client.Client,
+	issuer certs.Issuer, scheme *runtime.Scheme, log logr.Logger) (webhooks.Webhook, error) {
+	w := hookIdentity(o, name)
+	switch name {
+	case hookInjector:
+		h, err := injector.NewHandler(injector.Options{
+			Client:     direct,
+			Namespaces: mgr.GetClient(),
+			MeshConfig: &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: o.fsmNamespace, Name: meshConfigName,
+				Logger: log.WithName("injector")},
+			Issuer:                issuer,
+			MeshName:              o.meshName,
+			FSMNamespace:          o.fsmNamespace,
+			TrustDomain:           o.trustDomain,
+			ClusterDomain:         o.clusterDomain,
+			SidecarImage:          o.sidecarImage,
+			InitImage:             o.initImage,
+			HealthcheckImage:      o.healthcheckImage,
+			BootstrapCertValidity: o.bootstrapValidity,
+			Logger:                log.WithName("injector"),
+			Recorder:              mgr.GetEventRecorder("fsm-injector"),
+		})
+		if err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
+		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{
+			MeshName: o.meshName, Logger: log.WithName("bootstrap-secrets"),
+		}); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
+		w.Handlers = map[string]http.Handler{webhooks.InjectorPath: &webhook.Admission{Handler: h, RecoverPanic: ptr.To(true)}}
+		if ns := sf.injectorProbeNS; ns != "" {
+			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, ns) }
+		}
+	case hookValidator:
+		h := validator.NewHandler(validator.Options{
+			Reader:                mgr.GetClient(),
+			MeshName:              o.meshName,
+			FSMNamespace:          o.fsmNamespace,
+			MeshConfigName:        meshConfigName,
+			ValidateTrafficTarget: sf.validateTrafficTgt,
+			Logger:                log.WithName("validator"),
+		})
+		w.Handlers = map[string]http.Handler{webhooks.ValidatorPath: &webhook.Admission{Handler: h, RecoverPanic: ptr.To(true)}}
+		w.Probe = func(ctx context.Context) error { return validator.Probe(ctx, direct, o.fsmNamespace, meshConfigName) }
+	case hookConverter:
+		w.Handlers = map[string]http.Handler{webhooks.ConverterPath: converter.NewHandler(scheme, configv1alpha3.GroupVersion.Group, log.WithName("converter"))}
+	}
+	return w, nil
+}
