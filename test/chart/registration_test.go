@@ -1,0 +1,122 @@
+package chart_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+
+	admv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+func typed(t *testing.T, u *unstructured.Unstructured, into any) {
+	t.Helper()
+	js, err := json.Marshal(u.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(js, into); err != nil {
+		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+// TestConfigurationsMatchServers: the configurations the chart installs are
+// the ones the servers register themselves in URL mode (webhooks package),
+// so the servers, which only patch the caBundle of an existing
+// configuration, serve what the chart routes to them.
+func TestConfigurationsMatchServers(t *testing.T) {
+	for _, mesh := range []string{"fsm", "blue"} {
+		r, err := charttest.Render("mesh-system", mustValues(t, "fsm: {meshName: "+mesh+"}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		inj := webhooks.InjectorRegistration(mesh, "mesh-system")
+		var m admv1.MutatingWebhookConfiguration
+		typed(t, mustFind(t, r, "MutatingWebhookConfiguration", inj.Name), &m)
+		want := inj.Mutating.Webhooks[0]
+		got := m.Webhooks[0]
+		compare(t, mesh+" injector", got.Name, want.Name, got.Rules, want.Rules, got.FailurePolicy, want.FailurePolicy,
+			got.MatchPolicy, want.MatchPolicy, got.SideEffects, want.SideEffects, got.TimeoutSeconds, want.TimeoutSeconds,
+			got.AdmissionReviewVersions, want.AdmissionReviewVersions)
+		checkService(t, got.ClientConfig, "mesh-system", "fsm-injector", inj.Path, 9090)
+		checkSelector(t, mesh, got.NamespaceSelector, want.NamespaceSelector)
+		checkLabels(t, m.Labels, inj.Mutating.Labels)
+
+		val := webhooks.ValidatorRegistration(mesh)
+		var v admv1.ValidatingWebhookConfiguration
+		typed(t, mustFind(t, r, "ValidatingWebhookConfiguration", val.Name), &v)
+		wantV := val.Validating.Webhooks[0]
+		gotV := v.Webhooks[0]
+		compare(t, mesh+" validator", gotV.Name, wantV.Name, gotV.Rules, wantV.Rules, gotV.FailurePolicy, wantV.FailurePolicy,
+			gotV.MatchPolicy, wantV.MatchPolicy, gotV.SideEffects, wantV.SideEffects, gotV.TimeoutSeconds, wantV.TimeoutSeconds,
+			gotV.AdmissionReviewVersions, wantV.AdmissionReviewVersions)
+		checkService(t, gotV.ClientConfig, "mesh-system", "fsm-validator", val.Path, 9093)
+		checkLabels(t, v.Labels, val.Validating.Labels)
+
+		if conv := webhooks.ConverterRegistration(); conv.Name != "meshconfigs.config.flomesh.io" {
+			t.Errorf("converter registers on CRD %q; the chart's RBAC names meshconfigs.config.flomesh.io", conv.Name)
+		}
+	}
+}
+
+// compare takes got/want pairs.
+func compare(t *testing.T, what string, pairs ...any) {
+	t.Helper()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !reflect.DeepEqual(pairs[i], pairs[i+1]) {
+			g, _ := json.Marshal(pairs[i])
+			w, _ := json.Marshal(pairs[i+1])
+			t.Errorf("%s: chart has %s, servers register %s", what, g, w)
+		}
+	}
+}
+
+func checkService(t *testing.T, cc admv1.WebhookClientConfig, ns, svc, path string, port int32) {
+	t.Helper()
+	s := cc.Service
+	if s == nil || s.Namespace != ns || s.Name != svc || s.Path == nil || *s.Path != path || s.Port == nil || *s.Port != port {
+		t.Errorf("clientConfig %+v, want %s/%s:%d%s", cc, ns, svc, port, path)
+	}
+	if cc.URL != nil || len(cc.CABundle) != 0 {
+		t.Errorf("clientConfig carries url or caBundle: %+v", cc)
+	}
+}
+
+// checkSelector: the chart selects the same namespaces as the servers would,
+// excluding at least every namespace they exclude.
+func checkSelector(t *testing.T, mesh string, got, want *metav1.LabelSelector) {
+	t.Helper()
+	if got == nil || !reflect.DeepEqual(got.MatchLabels, want.MatchLabels) {
+		t.Errorf("%s: namespaceSelector matchLabels %v, want %v", mesh, got, want.MatchLabels)
+		return
+	}
+	for _, w := range want.MatchExpressions {
+		i := slices.IndexFunc(got.MatchExpressions, func(g metav1.LabelSelectorRequirement) bool {
+			return g.Key == w.Key && g.Operator == w.Operator
+		})
+		if i < 0 {
+			t.Errorf("%s: namespaceSelector lacks %v", mesh, w)
+			continue
+		}
+		for _, v := range w.Values {
+			if !slices.Contains(got.MatchExpressions[i].Values, v) {
+				t.Errorf("%s: namespaceSelector %s %s lacks %q", mesh, w.Key, w.Operator, v)
+			}
+		}
+	}
+}
+
+func checkLabels(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("label %s=%q, want %q", k, got[k], v)
+		}
+	}
+}
