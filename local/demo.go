@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -143,16 +144,22 @@ func (d *Demo) reject(ctx context.Context) error {
 		_ = d.Client.Delete(ctx, bad)
 		return fmt.Errorf("the validator accepted an invalid MeshConfig")
 	}
-	fmt.Fprintf(d.Out, "    refused:\n")
-	for _, line := range strings.Split(err.Error(), ", ") {
-		fmt.Fprintf(d.Out, "      %s\n", line)
+	fmt.Fprintf(d.Out, "    refused, every problem at once:\n")
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Details != nil && len(status.Status().Details.Causes) > 0 {
+		for _, c := range status.Status().Details.Causes {
+			fmt.Fprintf(d.Out, "      %s: %s\n", c.Field, c.Message)
+		}
+		return nil
 	}
+	fmt.Fprintf(d.Out, "      %v\n", err)
 	return nil
 }
 
 func (d *Demo) convert(ctx context.Context) error {
 	v1 := d.MeshConfig.DeepCopy()
 	v1.SetName("converted-demo")
+	v1.SetNamespace(demoNamespace)
 	v1.SetAPIVersion("config.flomesh.io/v1alpha1")
 	// v1alpha1 holds sampledFraction as a number and knows none of the
 	// v1alpha3-only objects; the converter fills them on the way up.
@@ -171,6 +178,11 @@ func (d *Demo) convert(ctx context.Context) error {
 	}
 	for _, k := range []string{"outboundIPRangeInclusionList", "networkInterfaceExclusionList", "serviceAccessNames"} {
 		unstructured.RemoveNestedField(spec, "traffic", k)
+	}
+	for _, k := range []string{"enableTrafficWarmupPolicy", "enableSidecarPrettyConfig", "enableValidateGatewayListenerHostname",
+		"enableValidateHTTPRouteHostnames", "enableValidateGRPCRouteHostnames", "enableValidateTLSRouteHostnames",
+		"useEndpointSlicesForGateway", "dropRouteRuleIfNoAvailableBackends"} {
+		unstructured.RemoveNestedField(spec, "featureFlags", k)
 	}
 	unstructured.RemoveNestedField(spec, "repoServer", "port")
 	unstructured.RemoveNestedField(spec, "observability", "remoteLogging", "secretName")

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
@@ -30,7 +31,8 @@ func newLocalCommand(o *options) *cobra.Command {
 into ~/.cache/fsm-webhooks/assets from the Go module proxy, with progress), installs
 the CRDs, runs the injector, validator and converter registered by URL on
 127.0.0.1, demonstrates each, prints a kubeconfig to use with kubectl, and serves
-until interrupted. Ctrl-C stops everything and removes every temporary file.`,
+until interrupted. Ctrl-C stops everything and removes every temporary file.
+Logs default to --log-level=warn here so the demonstration stays readable.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -79,7 +81,11 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 		}
 	}()
 
-	c, err := client.New(env.Config, client.Options{Scheme: newScheme()})
+	// The demo's client prints the apiserver's warnings (deprecated versions
+	// and fields) where the user reads the demo.
+	demoCfg := rest.CopyConfig(env.Config)
+	demoCfg.WarningHandler = rest.NewWarningWriter(out, rest.WarningWriterOptions{})
+	c, err := client.New(demoCfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}

@@ -27,6 +27,10 @@ FSM_MESH_NAME=fsm.`,
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			// local is a demonstration: keep its output readable.
+			if cmd.Name() == "local" && !cmd.Flags().Changed("log-level") {
+				o.logLevel = "warn"
+			}
 			if err := o.validate(); err != nil {
 				return err
 			}
