@@ -1,0 +1,301 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	admv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// env is the one apiserver of this package's tests.
+var env *testenv.Env
+
+const denyMessage = "denied by the test webhook"
+
+func testLog(name string) logr.Logger {
+	if os.Getenv("WEBHOOKS_TEST_LOG") == "" {
+		return logr.Discard()
+	}
+	return funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, name, prefix, args) }, funcr.Options{})
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// denier is a tiny validating webhook: it denies ConfigMaps labelled
+// deny=true, so a denial with its message proves the apiserver reached it.
+type denier struct{ calls atomic.Int64 }
+
+func (d *denier) handler() http.Handler {
+	return &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+		d.calls.Add(1)
+		var obj metav1.PartialObjectMetadata
+		if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if obj.Labels["deny"] == "true" {
+			return admission.Denied(denyMessage)
+		}
+		return admission.Allowed("")
+	})}
+}
+
+// testCase is one isolated fixture: its own fsm namespace, workload
+// namespace, configuration name and CA.
+type testCase struct {
+	t        *testing.T
+	name     string
+	ns       string // fsm namespace (Secrets)
+	workNS   string // where test ConfigMaps are admitted
+	cs       kubernetes.Interface
+	ca       *servingcerttest.CA
+	denier   *denier
+	urlMode  bool
+	validity time.Duration
+}
+
+func newCase(t *testing.T, name string, urlMode bool) *testCase {
+	t.Helper()
+	ca, err := servingcerttest.New(24 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &testCase{t: t, name: name, ns: name + "-fsm", workNS: name + "-work", cs: env.Clientset, ca: ca, denier: &denier{}, urlMode: urlMode}
+	ctx := context.Background()
+	for _, ns := range []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: tc.ns}},
+		{ObjectMeta: metav1.ObjectMeta{Name: tc.workNS, Labels: map[string]string{"webhook-test": name}}},
+	} {
+		if _, err := tc.cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tc
+}
+
+func (tc *testCase) configName() string { return "deny-" + tc.name }
+
+func (tc *testCase) registration() Registration {
+	none := admv1.SideEffectClassNone
+	return Registration{
+		Kind: ValidatingConfiguration,
+		Name: tc.configName(),
+		Path: "/validate",
+		Validating: &admv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: tc.configName()},
+			Webhooks: []admv1.ValidatingWebhook{{
+				Name: "deny.test.flomesh.io",
+				Rules: []admv1.RuleWithOperations{{
+					Operations: []admv1.OperationType{admv1.Create},
+					Rule:       admv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+				}},
+				NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"webhook-test": tc.name}},
+				FailurePolicy:           ptr.To(admv1.Fail),
+				SideEffects:             &none,
+				TimeoutSeconds:          ptr.To[int32](5),
+				AdmissionReviewVersions: []string{"v1"},
+			}},
+		},
+	}
+}
+
+func (tc *testCase) options() Options {
+	o := Options{
+		Config:         env.Config,
+		Namespace:      tc.ns,
+		MeshName:       "fsm",
+		BindHost:       "127.0.0.1",
+		Issuer:         tc.ca,
+		ResyncInterval: time.Second,
+		SettleDelay:    time.Second,
+		CertValidity:   tc.validity,
+		Log:            testLog(tc.name),
+	}
+	if tc.urlMode {
+		o.WebhookURLHost = "127.0.0.1"
+	}
+	return o
+}
+
+func (tc *testCase) webhook(port int) Webhook {
+	return Webhook{
+		Name:         "deny-" + tc.name,
+		Port:         port,
+		ServiceName:  "fsm-validator",
+		SecretName:   "validating-webhook-cert-secret",
+		Handlers:     map[string]http.Handler{"/validate": tc.denier.handler()},
+		Registration: tc.registration(),
+	}
+}
+
+// running is a started Server.
+type running struct {
+	*Server
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+		if r.err != nil {
+			t.Errorf("server returned %v", r.err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		t.Fatal("server did not stop within 30s")
+	}
+}
+
+func start(t *testing.T, opts Options, hooks ...Webhook) *running {
+	t.Helper()
+	s, err := New(opts, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Server: s, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = s.Start(ctx)
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+func (r *running) waitReady(t *testing.T) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "server ready", func() error { return r.Ready(context.Background()) })
+}
+
+// admitOnce creates a ConfigMap the test webhook must deny: nil means the
+// apiserver reached the webhook over TLS and got its answer.
+func (tc *testCase) admitOnce(ctx context.Context) error {
+	_, err := tc.cs.CoreV1().ConfigMaps(tc.workNS).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{"deny": "true"}},
+	}, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		return errors.New("ConfigMap admitted: the webhook was not called")
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), denyMessage):
+		return nil
+	default:
+		return err
+	}
+}
+
+// loop admits through the webhook every 50 ms and records every failure.
+type loop struct {
+	mu       sync.Mutex
+	errs     []string
+	total    int
+	cancel   context.CancelFunc
+	finished chan struct{}
+}
+
+func (tc *testCase) startLoop() *loop {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loop{cancel: cancel, finished: make(chan struct{})}
+	go func() {
+		defer close(l.finished)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			err := tc.admitOnce(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			l.mu.Lock()
+			l.total++
+			if err != nil {
+				l.errs = append(l.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// finish stops the loop and fails the test on any admission failure.
+func (l *loop) finish(t *testing.T) {
+	t.Helper()
+	l.cancel()
+	<-l.finished
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total < 10 {
+		t.Errorf("admission loop made only %d requests", l.total)
+	}
+	if len(l.errs) > 0 {
+		t.Errorf("%d of %d admissions failed, first ones: %v", len(l.errs), l.total, l.errs[:min(5, len(l.errs))])
+	}
+	t.Logf("admission loop: %d requests, %d failures", l.total, len(l.errs))
+}
+
+func (tc *testCase) config(t *testing.T) *admv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	c, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), tc.configName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (tc *testCase) secret(t *testing.T) *corev1.Secret {
+	t.Helper()
+	s, err := tc.cs.CoreV1().Secrets(tc.ns).Get(context.Background(), "validating-webhook-cert-secret", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

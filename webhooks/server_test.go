@@ -1,0 +1,514 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// TestServing runs every envtest scenario against one apiserver; each
+// subtest isolates itself with its own namespaces, configuration and CA.
+func TestServing(t *testing.T) {
+	ctrllog.SetLogger(testLog("controller-runtime"))
+	env = testenv.Start(t, testenv.Options{})
+	t.Run("RestartReusesCert", testRestartReuse)
+	t.Run("ReadinessGated", testReadinessGated)
+	t.Run("DriftRepair", testDrift)
+	t.Run("Deletion", testDeletion)
+	t.Run("HA", testHA)
+	t.Run("Expiry", testExpiry)
+	t.Run("RootRotation", testRotation)
+	t.Run("Status", testStatus)
+}
+
+func testRestartReuse(t *testing.T) {
+	tc := newCase(t, "restart", true)
+	port := freePort(t)
+	s1 := start(t, tc.options(), tc.webhook(port))
+	s1.waitReady(t)
+	if err := tc.admitOnce(context.Background()); err != nil {
+		t.Fatalf("admission through the webhook: %v", err)
+	}
+	sec1, cfg1 := tc.secret(t), tc.config(t)
+	s1.stop(t)
+
+	s2 := start(t, tc.options(), tc.webhook(port))
+	s2.waitReady(t)
+	if err := tc.admitOnce(context.Background()); err != nil {
+		t.Fatalf("admission after restart: %v", err)
+	}
+	sec2, cfg2 := tc.secret(t), tc.config(t)
+	if sec2.ResourceVersion != sec1.ResourceVersion {
+		t.Errorf("restart rewrote the Secret: resourceVersion %s -> %s", sec1.ResourceVersion, sec2.ResourceVersion)
+	}
+	if cfg2.ResourceVersion != cfg1.ResourceVersion {
+		t.Errorf("restart rewrote the configuration: resourceVersion %s -> %s", cfg1.ResourceVersion, cfg2.ResourceVersion)
+	}
+	if n := tc.ca.Issued(); n != 1 {
+		t.Errorf("issued %d certs across a restart, want 1", n)
+	}
+	// The caBundle is the CA, never the leaf.
+	if !bytes.Equal(cfg2.Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
+		t.Error("caBundle is not the CA bundle")
+	}
+}
+
+func mustBundle(t *testing.T, tc *testCase) []byte {
+	t.Helper()
+	b, err := tc.ca.CABundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := servingcert.MergeBundles(time.Now(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func testReadinessGated(t *testing.T) {
+	// Service mode: the configuration belongs to the chart; the server
+	// only patches its caBundle and is not ready before that.
+	tc := newCase(t, "ready", false)
+	probeOK := make(chan struct{})
+	w := tc.webhook(freePort(t))
+	w.Probe = func(context.Context) error {
+		select {
+		case <-probeOK:
+			return nil
+		default:
+			return errTest("probe not passing yet")
+		}
+	}
+	opts := tc.options()
+	healthPort := freePort(t)
+	opts.HealthProbeBindAddress = "127.0.0.1:" + strconv.Itoa(healthPort)
+	s := start(t, opts, w)
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz?verbose")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// The cert gets written and loaded, but there is no configuration.
+	waitFor(t, 20*time.Second, "serving cert loaded", func() error {
+		if s.hooks[0].src.Current() == nil {
+			return errTest("not loaded")
+		}
+		return nil
+	})
+	if code, body := readyz(); code != http.StatusInternalServerError {
+		t.Fatalf("/readyz without a configuration: %d %s", code, body)
+	}
+	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("Ready without a configuration: %v", err)
+	}
+	if resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// The chart installs the configuration with a stale caBundle.
+	other := newCA(t)
+	cfg := NewValidating(tc.registration().Validating, Endpoint{Namespace: tc.ns, ServiceName: "fsm-validator", Port: 9093}, "/validate", otherBundle(t, other))
+	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "caBundle patched", func() error {
+		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
+			return errTest("caBundle not patched")
+		}
+		return nil
+	})
+	// caBundle matches, the probe still fails: not ready.
+	if code, body := readyz(); code != http.StatusInternalServerError {
+		t.Fatalf("/readyz with a failing probe: %d %s", code, body)
+	}
+	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "probe not passing yet") {
+		t.Fatalf("Ready with a failing probe: %v", err)
+	}
+	// Only the caBundle was touched: the chart's Service reference stays.
+	if svc := tc.config(t).Webhooks[0].ClientConfig.Service; svc == nil || svc.Port == nil || *svc.Port != 9093 {
+		t.Errorf("client config changed: %+v", tc.config(t).Webhooks[0].ClientConfig)
+	}
+	close(probeOK)
+	waitFor(t, 10*time.Second, "/readyz ok", func() error {
+		if code, body := readyz(); code != http.StatusOK {
+			return errTest(body)
+		}
+		return nil
+	})
+}
+
+type errTest string
+
+func (e errTest) Error() string { return string(e) }
+
+func newCA(t *testing.T) interface {
+	CABundle(context.Context) ([]byte, error)
+} {
+	t.Helper()
+	ca, err := servingcerttest.New(24 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func otherBundle(t *testing.T, ca interface {
+	CABundle(context.Context) ([]byte, error)
+}) []byte {
+	t.Helper()
+	b, err := ca.CABundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func testDrift(t *testing.T) {
+	tc := newCase(t, "drift", true)
+	opts := tc.options()
+	metricsPort := freePort(t)
+	opts.MetricsBindAddress = "127.0.0.1:" + strconv.Itoa(metricsPort)
+	s := start(t, opts, tc.webhook(freePort(t)))
+	s.waitReady(t)
+	good := mustBundle(t, tc)
+	for _, bad := range [][]byte{[]byte("garbage"), nil, otherBundle(t, newCA(t))} {
+		cfg := tc.config(t)
+		cfg.Webhooks[0].ClientConfig.CABundle = bad
+		w, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Watch(context.Background(),
+			metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", tc.configName()).String(), ResourceVersion: cfg.ResourceVersion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		broken := time.Now()
+		repaired := false
+		timeout := time.After(5 * time.Second)
+		for !repaired {
+			select {
+			case ev := <-w.ResultChan():
+				if ev.Type == watch.Modified && bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, good) {
+					repaired = true
+				}
+			case <-timeout:
+				t.Fatalf("caBundle %q not repaired within 5s", bad)
+			}
+		}
+		w.Stop()
+		t.Logf("caBundle %.10q repaired in %s", bad, time.Since(broken))
+		waitFor(t, 10*time.Second, "admission after repair", func() error { return tc.admitOnce(context.Background()) })
+	}
+	// An Event says what was fixed.
+	waitFor(t, 10*time.Second, "repair event", func() error {
+		evs, err := tc.cs.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", tc.configName()).String(),
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "CABundleRepaired" && strings.Contains(e.Message, "unparsable") {
+				return nil
+			}
+		}
+		return errTest("no CABundleRepaired event mentioning the unparsable caBundle")
+	})
+	// Metrics: repairs counted, expiry exported.
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`fsm_webhooks_cabundle_repairs_total{kind="ValidatingWebhookConfiguration",webhook="deny-drift"} 3`,
+		`fsm_webhooks_serving_cert_expiry_seconds{secret="validating-webhook-cert-secret",webhook="deny-drift"}`,
+		`controller_runtime_webhook_requests_total{code="200",webhook="/validate"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func testDeletion(t *testing.T) {
+	tc := newCase(t, "deletion", true)
+	s := start(t, tc.options(), tc.webhook(freePort(t)))
+	s.waitReady(t)
+	ctx := context.Background()
+
+	// The serving Secret: recreated; the listener keeps serving the
+	// in-memory cert meanwhile, so admission never fails.
+	l := tc.startLoop()
+	old := tc.secret(t)
+	if err := tc.cs.CoreV1().Secrets(tc.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "Secret recreated", func() error {
+		s, err := tc.cs.CoreV1().Secrets(tc.ns).Get(ctx, old.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if s.UID == old.UID {
+			return errTest("same Secret")
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	l.finish(t)
+
+	// The configuration: recreated (URL mode registers itself).
+	cfg := tc.config(t)
+	if err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "configuration recreated and admitting", func() error { return tc.admitOnce(ctx) })
+	if tc.config(t).UID == cfg.UID {
+		t.Error("configuration was not recreated")
+	}
+
+	// The mesh CA replaced outright (fsm-ca-bundle deleted, the provider
+	// made a new root): caBundle gets old+new, the cert is re-issued from
+	// the new root, then the old root leaves the caBundle. No failed
+	// admission on the way.
+	oldRoot := tc.ca.Active()
+	l = tc.startLoop()
+	time.Sleep(300 * time.Millisecond)
+	if err := tc.ca.Replace(); err != nil {
+		t.Fatal(err)
+	}
+	newRoot := tc.ca.Active()
+	waitFor(t, 20*time.Second, "serving cert on the new root and caBundle = new root only", func() error {
+		if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
+			return err
+		}
+		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
+			return errTest("caBundle still holds the old root")
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond)
+	l.finish(t)
+	if bytes.Contains(tc.config(t).Webhooks[0].ClientConfig.CABundle, servingcert.EncodeCertificates([]*x509.Certificate{oldRoot})) {
+		t.Error("old root still trusted")
+	}
+	s.waitReady(t)
+}
+
+func testHA(t *testing.T) {
+	tc := newCase(t, "ha", true)
+	ctx := context.Background()
+	secWatch, err := tc.cs.CoreV1().Secrets(tc.ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer secWatch.Stop()
+	cfgWatch, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Watch(ctx,
+		metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", tc.configName()).String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cfgWatch.Stop()
+
+	var servers []*running
+	for range 3 {
+		servers = append(servers, start(t, tc.options(), tc.webhook(freePort(t))))
+	}
+	for _, s := range servers {
+		s.waitReady(t)
+	}
+	// Let any late writer show itself.
+	time.Sleep(3 * time.Second)
+	if err := tc.admitOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	count := func(w watch.Interface) map[watch.EventType]int {
+		out := map[watch.EventType]int{}
+		for {
+			select {
+			case ev := <-w.ResultChan():
+				out[ev.Type]++
+			case <-time.After(200 * time.Millisecond):
+				return out
+			}
+		}
+	}
+	if got := count(secWatch); got[watch.Added] != 1 || got[watch.Modified] != 0 {
+		t.Errorf("serving Secret events %v, want exactly one ADDED", got)
+	}
+	if got := count(cfgWatch); got[watch.Added] != 1 || got[watch.Modified] != 0 {
+		t.Errorf("configuration events %v, want exactly one ADDED (no caBundle flapping)", got)
+	}
+	leaf := servers[0].hooks[0].src.Current().Chain[0]
+	for i, s := range servers[1:] {
+		if !s.hooks[0].src.Current().Chain[0].Equal(leaf) {
+			t.Errorf("replica %d serves a different cert", i+2)
+		}
+	}
+}
+
+func testExpiry(t *testing.T) {
+	tc := newCase(t, "expiry", true)
+	tc.validity = 20 * time.Second
+	s := start(t, tc.options(), tc.webhook(freePort(t)))
+	s.waitReady(t)
+	first := tc.secret(t)
+	l := tc.startLoop()
+	serials := map[string]bool{}
+	deadline := time.Now().Add(32 * time.Second)
+	for time.Now().Before(deadline) {
+		if c := s.hooks[0].src.Current(); c != nil {
+			serials[c.Chain[0].SerialNumber.String()] = true
+			if !time.Now().Before(c.Chain[0].NotAfter) {
+				t.Errorf("serving an expired cert (notAfter %s)", c.Chain[0].NotAfter)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l.finish(t)
+	if len(serials) < 2 {
+		t.Errorf("served %d distinct certs over 32s of 20s certs, want renewals", len(serials))
+	}
+	if tc.secret(t).ResourceVersion == first.ResourceVersion {
+		t.Error("Secret never renewed")
+	}
+}
+
+func testRotation(t *testing.T) {
+	tc := newCase(t, "rotation", true)
+	w := tc.webhook(freePort(t))
+	s := start(t, tc.options(), w)
+	s.waitReady(t)
+	oldRoot := tc.ca.Active()
+	trusted, err := TrustCheck(env.Config, []Registration{w.Registration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phases []rootrotation.Phase
+	opts := rootrotation.Options{
+		CA: tc.ca, Issuer: tc.ca, Client: tc.cs,
+		Specs:        []servingcert.Spec{w.ServingSpec(tc.options())},
+		Trusted:      trusted,
+		Grace:        3 * time.Second,
+		PollInterval: 200 * time.Millisecond,
+		Settle:       time.Second,
+		Log:          testLog("rotation"),
+	}
+	l := tc.startLoop()
+	time.Sleep(300 * time.Millisecond)
+
+	// Crash after phase 1 and again after phase 2; resume each time.
+	ctx, cancel := context.WithCancel(context.Background())
+	opts.OnPhase = func(st rootrotation.Status) { phases = append(phases, st.Phase); cancel() }
+	if err := rootrotation.Rotate(ctx, opts); err == nil {
+		t.Fatal("interrupted rotation reported success")
+	}
+	if st, _ := tc.ca.RotationStatus(context.Background()); st.Phase != rootrotation.PhaseNextRootAdded {
+		t.Fatalf("after the first crash: phase %q", st.Phase)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	if err := rootrotation.Resume(ctx, opts); err == nil {
+		t.Fatal("interrupted rotation reported success")
+	}
+	if st, _ := tc.ca.RotationStatus(context.Background()); st.Phase != rootrotation.PhaseNextRootActive {
+		t.Fatalf("after the second crash: phase %q", st.Phase)
+	}
+	opts.OnPhase = func(st rootrotation.Status) { phases = append(phases, st.Phase) }
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rootrotation.Resume(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	newRoot := tc.ca.Active()
+	if newRoot.Equal(oldRoot) {
+		t.Fatal("root did not change")
+	}
+	waitFor(t, 10*time.Second, "caBundle = new root only", func() error {
+		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
+			return errTest("old root still in the caBundle")
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	l.finish(t)
+	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
+		t.Error(err)
+	}
+	want := []rootrotation.Phase{rootrotation.PhaseNextRootAdded, rootrotation.PhaseNextRootActive, rootrotation.PhaseIdle}
+	if len(phases) != len(want) {
+		t.Fatalf("phases %v, want %v", phases, want)
+	}
+	for i := range want {
+		if phases[i] != want[i] {
+			t.Fatalf("phases %v, want %v", phases, want)
+		}
+	}
+	// Resume with nothing in progress is a no-op.
+	if err := rootrotation.Resume(ctx, opts); err != nil || !tc.ca.Active().Equal(newRoot) {
+		t.Fatalf("idle resume: %v", err)
+	}
+}
+
+func testStatus(t *testing.T) {
+	tc := newCase(t, "status", true)
+	w := tc.webhook(freePort(t))
+	s := start(t, tc.options(), w)
+	s.waitReady(t)
+	rep, err := Status(context.Background(), tc.options(), []Webhook{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Healthy || len(rep.CAs) != 1 || len(rep.Webhooks) != 1 || !rep.Webhooks[0].CABundleVerifies || rep.Webhooks[0].Cert == nil {
+		t.Fatalf("healthy setup reported %+v", rep)
+	}
+	var table, js bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "healthy: yes") || !strings.Contains(table.String(), "fsm-validator.status-fsm.svc") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if !strings.Contains(js.String(), `"healthy": true`) {
+		t.Errorf("json:\n%s", js.String())
+	}
+	// Stop the server and break the caBundle: unhealthy, naming why.
+	s.stop(t)
+	cfg := tc.config(t)
+	cfg.Webhooks[0].ClientConfig.CABundle = otherBundle(t, newCA(t))
+	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Status(context.Background(), tc.options(), []Webhook{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Healthy || rep.Webhooks[0].CABundleVerifies || len(rep.Problems) == 0 {
+		t.Fatalf("broken caBundle reported %+v", rep)
+	}
+}
