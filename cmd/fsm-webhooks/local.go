@@ -132,7 +132,7 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "\nready. In another shell:\n    export KUBECONFIG=%s\n    kubectl get ns\n    go run ./cmd/fsm-webhooks certs status --fsm-namespace=%s\nPress Ctrl-C to stop.\n", env.KubeconfigPath, o.fsmNamespace)
+	fmt.Fprintf(out, "\nready. In another shell:\n    export KUBECONFIG=%s\n    kubectl get ns\n    go run ./cmd/fsm-webhooks certs status --fsm-namespace=%s --webhook-url-host=%s\nPress Ctrl-C to stop.\n", env.KubeconfigPath, o.fsmNamespace, o.webhookURLHost)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(out, "\ninterrupted: stopping the webhooks")
