@@ -340,7 +340,7 @@ func TestValidateUpdateRatchets(t *testing.T) {
 		{name: "unchanged bad value, other field edited: allowed with warning",
 			obj: build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"}, kv{"spec.observability.fsmLogLevel", "debug"}), wantWarns: 1},
 		{name: "bad value changed to another bad value: denied",
-			obj: build(t, preset(t), kv{"spec.sidecar.logLevel", "louder"}),
+			obj:      build(t, preset(t), kv{"spec.sidecar.logLevel", "louder"}),
 			wantErrs: []string{`spec.sidecar.logLevel: Unsupported value: "louder": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
 		{name: "new problem elsewhere: denied, old one a warning",
 			obj:       build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"}, kv{"spec.certificate.certKeyBitSize", 512}),

@@ -43,7 +43,7 @@ func TestIngressBackend(t *testing.T) {
 		{name: "grpc with client validation is not held to the https rule (FSM bug fixed)",
 			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":50051,"protocol":"grpc"},"tls":{"skipClientCertValidation":false}}],"sources":[{"kind":"IPRange","name":"10.0.0.0/8"}]}}`},
 		{name: "https mTLS without principal",
-			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"a","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}},{"name":"b","port":{"number":443,"protocol":"HTTPS"},"tls":{}}],"sources":[{"kind":"Service","name":"s","namespace":"n"}]}}`,
+			obj:  `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"a","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}},{"name":"b","port":{"number":443,"protocol":"HTTPS"},"tls":{}}],"sources":[{"kind":"Service","name":"s","namespace":"n"}]}}`,
 			want: []string{"HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source"}},
 		{name: "every problem at once",
 			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"web","port":{"number":80,"protocol":"tcp"}}],

@@ -1,0 +1,486 @@
+package validator_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/validator"
+)
+
+const (
+	fsmNS      = "fsm-system"
+	meshConfig = "fsm-mesh-config"
+)
+
+// TestE2E runs every end-to-end case against one real apiserver that calls
+// the validator over TLS through a ValidatingWebhookConfiguration built from
+// validator.Rules().
+func TestE2E(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{
+		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs(), filepath.Join("testdata", "crds")},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := env.Client
+
+	url := serveValidator(ctx, t, validator.Options{
+		Reader:                c,
+		MeshName:              "fsm",
+		FSMNamespace:          fsmNS,
+		MeshConfigName:        meshConfig,
+		ValidateTrafficTarget: true,
+		Logger:                testr.New(t),
+	})
+	register(ctx, t, c, url)
+
+	for _, ns := range []string{fsmNS, "apps", "v1alpha1", "v1alpha2", "v1alpha3"} {
+		mustCreate(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+
+	t.Run("preset accepted", func(t *testing.T) {
+		obj := presetMeshConfig(t)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatalf("creating the FSM preset MeshConfig: %v", err)
+		}
+		// The validator's own embedded base must be the same valid object.
+		base, err := validator.BaseMeshConfig("apps", "base")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Create(ctx, base, client.DryRunAll); err != nil {
+			t.Fatalf("dry-run create of BaseMeshConfig: %v", err)
+		}
+	})
+
+	t.Run("bad create refused in every version", func(t *testing.T) {
+		for _, v := range []string{"v1alpha1", "v1alpha2", "v1alpha3"} {
+			obj := presetMeshConfig(t)
+			obj.SetAPIVersion("config.flomesh.io/" + v)
+			obj.SetNamespace(v)
+			setField(t, obj, []any{"10.0.0.0/8", "10.0.0.0"}, "spec", "traffic", "outboundIPRangeExclusionList")
+			setField(t, obj, "warning-ish", "spec", "sidecar", "logLevel")
+			err := c.Create(ctx, obj)
+			wantDenied(t, err,
+				`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8`,
+				`spec.sidecar.logLevel: Unsupported value: "warning-ish"`)
+			if !apierrors.IsInvalid(err) {
+				t.Errorf("%s: want a 422 Invalid status, got %v", v, err)
+			}
+		}
+	})
+
+	t.Run("deprecated versions warn", func(t *testing.T) {
+		var mu sync.Mutex
+		var warnings []string
+		cfg := rest.CopyConfig(env.Config)
+		cfg.WarningHandler = warningFunc(func(msg string) { mu.Lock(); warnings = append(warnings, msg); mu.Unlock() })
+		wc, err := client.New(cfg, client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := presetMeshConfig(t)
+		obj.SetAPIVersion("config.flomesh.io/v1alpha2")
+		obj.SetNamespace("v1alpha2")
+		setField(t, obj, "pipy", "spec", "sidecar", "sidecarClass")
+		if err := wc.Create(ctx, obj, client.DryRunAll); err != nil {
+			t.Fatalf("v1alpha2 dry-run create: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		joined := strings.Join(warnings, "\n")
+		for _, w := range []string{
+			"config.flomesh.io/v1alpha2 MeshConfig is deprecated; use config.flomesh.io/v1alpha3 MeshConfig",
+			"spec.sidecar.sidecarClass is deprecated: config.flomesh.io/v1alpha3 has no such field",
+		} {
+			if !strings.Contains(joined, w) {
+				t.Errorf("missing warning %q in %q", w, warnings)
+			}
+		}
+	})
+
+	t.Run("demo object refused with every error and probe passes", func(t *testing.T) {
+		obj, err := validator.DemoInvalidMeshConfig("apps", "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Create(ctx, obj)
+		wantDenied(t, err,
+			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("10.0.0.0/8")`,
+			`spec.sidecar.logLevel: Unsupported value: "verbose"`,
+			`spec.sidecar.sidecarImage: Invalid value: "Flomesh/Pipy:1.5.14"`,
+			`spec.sidecar.configResyncInterval: Invalid value: "5 minutes"`,
+			`spec.observability.tracing.sampledFraction: Invalid value: "1.5"`)
+		if !validator.IsWebhookDenial(err) {
+			t.Errorf("IsWebhookDenial(%v) = false", err)
+		}
+		if err := validator.Probe(ctx, c, fsmNS, meshConfig); err != nil {
+			t.Errorf("Probe: %v", err)
+		}
+	})
+
+	t.Run("second MeshConfig in the mesh namespace refused", func(t *testing.T) {
+		obj := presetMeshConfig(t)
+		obj.SetName("another-config")
+		wantDenied(t, c.Create(ctx, obj),
+			`metadata.name: Invalid value: "another-config": the mesh in namespace fsm-system reads only the MeshConfig named "fsm-mesh-config"`)
+	})
+
+	t.Run("update breaking a field refused, valid update accepted", func(t *testing.T) {
+		obj := &unstructured.Unstructured{}
+		obj.SetGroupVersionKind(presetMeshConfig(t).GroupVersionKind())
+		if err := c.Get(ctx, client.ObjectKey{Namespace: fsmNS, Name: meshConfig}, obj); err != nil {
+			t.Fatal(err)
+		}
+		bad := obj.DeepCopy()
+		setField(t, bad, int64(1024), "spec", "certificate", "certKeyBitSize") // schema: min 2048
+		setField(t, bad, "forever", "spec", "certificate", "serviceCertValidityDuration")
+		err := c.Update(ctx, bad)
+		if err == nil {
+			t.Fatal("update with a bad key size and duration was accepted")
+		}
+		bad = obj.DeepCopy()
+		setField(t, bad, "forever", "spec", "certificate", "serviceCertValidityDuration")
+		wantDenied(t, c.Update(ctx, bad),
+			`spec.certificate.serviceCertValidityDuration: Invalid value: "forever": must be a duration such as 90s, 1m30s or 24h`)
+		good := obj.DeepCopy()
+		setField(t, good, "48h", "spec", "certificate", "serviceCertValidityDuration")
+		if err := c.Update(ctx, good); err != nil {
+			t.Fatalf("valid update: %v", err)
+		}
+	})
+
+	t.Run("dry run", func(t *testing.T) {
+		obj := presetMeshConfig(t)
+		obj.SetNamespace("apps")
+		obj.SetName("dry")
+		if err := c.Create(ctx, obj, client.DryRunAll); err != nil {
+			t.Fatalf("dry-run create: %v", err)
+		}
+		got := obj.DeepCopy()
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); !apierrors.IsNotFound(err) {
+			t.Errorf("dry-run object stored: %v", err)
+		}
+		setField(t, obj, "1.5", "spec", "observability", "tracing", "sampledFraction")
+		wantDenied(t, c.Create(ctx, obj, client.DryRunAll),
+			`spec.observability.tracing.sampledFraction: Invalid value: "1.5": must be a number between 0 and 1`)
+	})
+
+	t.Run("policy kinds", func(t *testing.T) {
+		policyCases(ctx, t, c)
+	})
+
+	t.Run("delete of the mesh MeshConfig", func(t *testing.T) {
+		other := presetMeshConfig(t)
+		other.SetNamespace("apps")
+		mustCreate(ctx, t, c, other)
+		if err := c.Delete(ctx, other); err != nil {
+			t.Errorf("deleting a MeshConfig outside the mesh namespace: %v", err)
+		}
+
+		mesh := presetMeshConfig(t)
+		wantDenied(t, c.Delete(ctx, mesh),
+			`MeshConfig fsm-system/fsm-mesh-config is the configuration of mesh "fsm" and cannot be deleted while the mesh is installed; to remove the mesh, uninstall it`)
+
+		// Deleting the namespace is how a mesh goes away: then the delete
+		// is allowed (envtest has no namespace controller, so the
+		// namespace stays Terminating and we delete the MeshConfig
+		// ourselves, as the controller would).
+		if err := c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNS}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Delete(ctx, mesh); err != nil {
+			t.Errorf("delete during namespace termination: %v", err)
+		}
+	})
+}
+
+func policyCases(ctx context.Context, t *testing.T, c client.Client) {
+	obj := func(apiVersion, kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+		u.SetNamespace(ns)
+		u.SetName(name)
+		return u
+	}
+	const pol = "policy.flomesh.io/v1alpha1"
+	const plug = "plugin.flomesh.io/v1alpha1"
+	backend := func(name string, port int64) map[string]any {
+		return map[string]any{"name": name, "port": map[string]any{"number": port, "protocol": "http"}}
+	}
+	ipSource := []any{map[string]any{"kind": "IPRange", "name": "10.0.0.0/8"}}
+
+	t.Run("IngressBackend conflicts read through the Reader", func(t *testing.T) {
+		mustCreate(ctx, t, c, obj(pol, "IngressBackend", "apps", "first", map[string]any{"backends": []any{backend("web", 80)}, "sources": ipSource}))
+		wantDenied(t, c.Create(ctx, obj(pol, "IngressBackend", "apps", "second", map[string]any{"backends": []any{backend("web", 80)}, "sources": ipSource})),
+			"duplicate backends detected\n[+] IngressBackend apps/second conflicts with apps/first:\nBackend web specified in second and first conflicts")
+		// Same backend on another port is fine; updating "first" itself is fine.
+		mustCreate(ctx, t, c, obj(pol, "IngressBackend", "apps", "third", map[string]any{"backends": []any{backend("web", 81)}, "sources": ipSource}))
+		wantDenied(t, c.Create(ctx, obj(pol, "IngressBackend", "apps", "bad", map[string]any{
+			"backends": []any{map[string]any{"name": "x", "port": map[string]any{"number": int64(1), "protocol": "udp"}}},
+			"sources":  []any{map[string]any{"kind": "Service", "name": "s"}}})),
+			"Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: udp",
+			"'source.namespace' not specified for source kind Service")
+	})
+
+	t.Run("AccessControl", func(t *testing.T) {
+		wantDenied(t, c.Create(ctx, obj(pol, "AccessControl", "apps", "acl", map[string]any{
+			"backends": []any{map[string]any{"name": "web", "port": map[string]any{"number": int64(443), "protocol": "https"}, "tls": map[string]any{"skipClientCertValidation": false}}},
+			"sources":  ipSource})),
+			"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source")
+	})
+
+	t.Run("Egress", func(t *testing.T) {
+		wantDenied(t, c.Create(ctx, obj(pol, "Egress", "apps", "eg", map[string]any{
+			"matches": []any{map[string]any{"kind": "HTTPRouteGroup", "name": "r"}}})),
+			"Expected 'matches.apiGroup' to be one of [specs.smi-spec.io/v1alpha4 policy.flomesh.io/v1alpha1], got: <unset>")
+	})
+
+	t.Run("UpstreamTrafficSetting host unique in namespace", func(t *testing.T) {
+		mustCreate(ctx, t, c, obj(pol, "UpstreamTrafficSetting", "apps", "u1", map[string]any{"host": "web.apps.svc.cluster.local"}))
+		wantDenied(t, c.Create(ctx, obj(pol, "UpstreamTrafficSetting", "apps", "u2", map[string]any{"host": "web.apps.svc.cluster.local"})),
+			"UpstreamTrafficSetting apps/u2 conflicts with apps/u1 since they have the same host web.apps.svc.cluster.local")
+		mustCreate(ctx, t, c, obj(pol, "UpstreamTrafficSetting", "v1alpha1", "u2", map[string]any{"host": "web.apps.svc.cluster.local"}))
+		wantDenied(t, c.Create(ctx, obj(pol, "UpstreamTrafficSetting", "apps", "u3", map[string]any{"host": "web"})),
+			`spec.host: Invalid value: "web": invalid FQDN specified as host`)
+	})
+
+	t.Run("EgressGateway global defined once in the cluster", func(t *testing.T) {
+		global := map[string]any{"global": []any{map[string]any{"service": "fsm-egress-gateway", "namespace": fsmNS}}}
+		mustCreate(ctx, t, c, obj(pol, "EgressGateway", "apps", "gw", global))
+		wantDenied(t, c.Create(ctx, obj(pol, "EgressGateway", "v1alpha2", "gw2", global)),
+			"Redefinition of global egress gateway policy and conflict with apps.gw")
+	})
+
+	t.Run("TrafficTarget namespace", func(t *testing.T) {
+		wantDenied(t, c.Create(ctx, obj("access.smi-spec.io/v1alpha3", "TrafficTarget", "apps", "tt", map[string]any{
+			"destination": map[string]any{"kind": "ServiceAccount", "name": "sa", "namespace": "other"}})),
+			"The traffic target namespace (apps) must match spec.Destination.Namespace (other)")
+	})
+
+	t.Run("feature flags read from the MeshConfig", func(t *testing.T) {
+		wantDenied(t, c.Create(ctx, obj(plug, "Plugin", "apps", "p", map[string]any{"script": "pipy()"})), "FSM is prohibited to apply plugin policy")
+		wantDenied(t, c.Create(ctx, obj(plug, "PluginChain", "apps", "pc", map[string]any{})), "FSM is prohibited to apply plugin policy")
+		wantDenied(t, c.Create(ctx, obj(plug, "PluginConfig", "apps", "pcfg", map[string]any{})), "FSM is prohibited to apply plugin policy")
+		wantDenied(t, c.Create(ctx, obj(pol, "AccessCert", "apps", "ac", map[string]any{})), "FSM is prohibited to issue certificates for external services")
+
+		mc := presetMeshConfig(t)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(mc), mc); err != nil {
+			t.Fatal(err)
+		}
+		setField(t, mc, true, "spec", "featureFlags", "enablePluginPolicy")
+		setField(t, mc, true, "spec", "featureFlags", "enableAccessCertPolicy")
+		if err := c.Update(ctx, mc); err != nil {
+			t.Fatal(err)
+		}
+		wantDenied(t, c.Create(ctx, obj(plug, "Plugin", "apps", "p", map[string]any{"script": ""})), "plugin[p.apps] is missing pipy script")
+		mustCreate(ctx, t, c, obj(plug, "Plugin", "apps", "p", map[string]any{"script": "pipy()"}))
+		mustCreate(ctx, t, c, obj(pol, "AccessCert", "apps", "ac", map[string]any{}))
+	})
+}
+
+type warningFunc func(string)
+
+func (f warningFunc) HandleWarningHeader(_ int, _ string, msg string) { f(msg) }
+
+func presetMeshConfig(t *testing.T) *unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "apis", "config", "v1alpha3", "testdata", "fsm-preset-meshconfig.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &unstructured.Unstructured{Object: m}
+}
+
+func setField(t *testing.T, u *unstructured.Unstructured, v any, path ...string) {
+	t.Helper()
+	if err := unstructured.SetNestedField(u.Object, v, path...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustCreate(ctx context.Context, t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, client.ObjectKeyFromObject(obj), err)
+	}
+}
+
+// wantDenied checks err is an admission denial by our webhook containing
+// every fragment.
+func wantDenied(t *testing.T, err error, fragments ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted; want denial containing %q", fragments)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `admission webhook "validate.flomesh.io" denied the request`) {
+		t.Errorf("not denied by the validator: %v", err)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(msg, f) {
+			t.Errorf("denial lacks %q:\n%s", f, msg)
+		}
+	}
+}
+
+// serveValidator runs controller-runtime's webhook server with the handler at
+// /validate on a loopback port with a fresh self-signed serving cert; it
+// returns the URL and leaves the CA in caPEM.
+func serveValidator(ctx context.Context, t *testing.T, o validator.Options) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := writeServingCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM = ca
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir})
+	srv.Register("/validate", &webhook.Admission{Handler: validator.NewHandler(o)})
+	ctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("webhook server: %v", err)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook server did not listen: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d/validate", port)
+}
+
+var caPEM []byte
+
+func register(ctx context.Context, t *testing.T, c client.Client, url string) {
+	t.Helper()
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	timeout := int32(20)
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "fsm-validator-mesh-fsm"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "validate.flomesh.io",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
+			Rules:                   validator.Rules(),
+			FailurePolicy:           &fail,
+			SideEffects:             &none,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	mustCreate(ctx, t, c, cfg)
+	// The apiserver picks up new webhook configurations asynchronously:
+	// wait until a MeshConfig that only the webhook refuses is refused.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		obj, err := validator.DemoInvalidMeshConfig("default", "readiness")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Create(ctx, obj, client.DryRunAll)
+		if validator.IsWebhookDenial(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook not active after 30s: last result %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeServingCert(dir string) ([]byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "validator-test-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	write := func(name, typ string, der []byte) error {
+		return os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+	}
+	if err := write("tls.crt", "CERTIFICATE", leafDER); err != nil {
+		return nil, err
+	}
+	if err := write("tls.key", "PRIVATE KEY", keyDER); err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}

@@ -1,0 +1,204 @@
+package validator
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+)
+
+// These tests go through controller-runtime's HTTP wrapper exactly as served
+// (webhook.Admission is admission.Webhook), without an apiserver; the rules
+// that read other objects are covered by the envtest suite.
+
+func server(t testing.TB) *admission.Webhook {
+	t.Helper()
+	return &admission.Webhook{Handler: NewHandler(Options{FSMNamespace: "fsm-system"})}
+}
+
+func presetJSON(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "apis", "config", "v1alpha3", "testdata", "fsm-preset-meshconfig.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func review(t testing.TB, uid, group, version, kind string, op admissionv1.Operation, obj []byte) []byte {
+	t.Helper()
+	ar := admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{
+		UID:       "",
+		Operation: op,
+		Namespace: "fsm-system",
+		Name:      "fsm-mesh-config",
+	}}
+	ar.APIVersion, ar.Kind = "admission.k8s.io/v1", "AdmissionReview"
+	ar.Request.UID = typesUID(uid)
+	ar.Request.Kind.Group, ar.Request.Kind.Version, ar.Request.Kind.Kind = group, version, kind
+	ar.Request.Object.Raw = obj
+	b, err := json.Marshal(ar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(t testing.TB, h http.Handler, contentType string, body []byte) admissionv1.AdmissionReview {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	var r io.Reader = http.NoBody
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/validate", r)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	h.ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatalf("response is not an AdmissionReview: %v: %s", err, rec.Body.String())
+	}
+	if out.Response == nil {
+		t.Fatalf("no response in %s", rec.Body.String())
+	}
+	return out
+}
+
+func TestHTTP(t *testing.T) {
+	h := server(t)
+	preset := presetJSON(t)
+	bad := bytes.Replace(preset, []byte(`"logLevel":"error"`), []byte(`"logLevel":"loud"`), 1)
+	if bytes.Equal(bad, preset) {
+		t.Fatal("test setup: sidecar logLevel not found in preset")
+	}
+	cases := []struct {
+		name        string
+		contentType string
+		body        []byte
+		wantUID     string
+		wantAllowed bool
+		wantCode    int32
+		wantMsg     string
+		wantWarn    int
+	}{
+		{name: "valid v1alpha3 create", body: review(t, "u1", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, preset),
+			wantUID: "u1", wantAllowed: true, wantCode: 200},
+		{name: "valid v1alpha1 create warns", body: review(t, "u2", meshconfig.Group, "v1alpha1", "MeshConfig", admissionv1.Create, preset),
+			wantUID: "u2", wantAllowed: true, wantCode: 200, wantWarn: 1},
+		{name: "invalid create is 422 with the field", body: review(t, "u3", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, bad),
+			wantUID: "u3", wantCode: 422, wantMsg: `MeshConfig.config.flomesh.io "fsm-mesh-config" is invalid: spec.sidecar.logLevel: Unsupported value: "loud"`},
+		{name: "unknown kind", body: review(t, "u4", "apps", "v1", "Deployment", admissionv1.Create, []byte(`{}`)),
+			wantUID: "u4", wantCode: 403, wantMsg: "unknown gvk: apps/v1, Kind=Deployment"},
+		{name: "unknown MeshConfig version", body: review(t, "u5", meshconfig.Group, "v2", "MeshConfig", admissionv1.Create, preset),
+			wantUID: "u5", wantCode: 403, wantMsg: "unknown gvk: config.flomesh.io/v2, Kind=MeshConfig"},
+		{name: "no object", body: review(t, "u6", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Update, nil),
+			wantUID: "u6", wantCode: 400, wantMsg: "UPDATE MeshConfig: no object in the request"},
+		{name: "policy object not JSON object", body: review(t, "u7", "policy.flomesh.io", "v1alpha1", "Egress", admissionv1.Create, []byte(`[1]`)),
+			wantUID: "u7", wantCode: 400, wantMsg: "decoding the object"},
+		{name: "missing request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`),
+			wantCode: 403, wantMsg: "unknown gvk: /, Kind="},
+		{name: "wrong content type", contentType: "text/plain", body: review(t, "u8", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, preset),
+			wantCode: 400, wantMsg: "contentType=text/plain, expected application/json"},
+		{name: "empty body", body: nil, wantCode: 400, wantMsg: "request body is empty"},
+		{name: "garbage body", body: []byte("{not json"), wantCode: 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := tc.contentType
+			if ct == "" {
+				ct = "application/json"
+			}
+			out := post(t, h, ct, tc.body).Response
+			if string(out.UID) != tc.wantUID {
+				t.Errorf("uid %q, want %q", out.UID, tc.wantUID)
+			}
+			if out.Allowed != tc.wantAllowed {
+				t.Errorf("allowed %v, want %v (%+v)", out.Allowed, tc.wantAllowed, out.Result)
+			}
+			if out.Result == nil || out.Result.Code != tc.wantCode {
+				t.Errorf("result %+v, want code %d", out.Result, tc.wantCode)
+			}
+			if tc.wantMsg != "" && (out.Result == nil || !strings.Contains(out.Result.Message, tc.wantMsg)) {
+				t.Errorf("message %q lacks %q", out.Result.Message, tc.wantMsg)
+			}
+			if len(out.Warnings) != tc.wantWarn {
+				t.Errorf("warnings %q, want %d", out.Warnings, tc.wantWarn)
+			}
+		})
+	}
+}
+
+func TestDeniedCarriesCauses(t *testing.T) {
+	h := server(t)
+	obj, err := DemoInvalidMeshConfig("fsm-system", "fsm-mesh-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(obj.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := post(t, h, "application/json", review(t, "u", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, raw)).Response
+	if out.Allowed || out.Result.Details == nil || len(out.Result.Details.Causes) != 5 {
+		t.Fatalf("want 5 causes, got %+v", out.Result)
+	}
+	fields := []string{}
+	for _, c := range out.Result.Details.Causes {
+		fields = append(fields, c.Field)
+	}
+	want := "spec.sidecar.logLevel spec.sidecar.sidecarImage spec.sidecar.configResyncInterval spec.traffic.outboundIPRangeInclusionList[0] spec.observability.tracing.sampledFraction"
+	if strings.Join(fields, " ") != want {
+		t.Errorf("cause fields %q, want %q", strings.Join(fields, " "), want)
+	}
+}
+
+func TestRulesMatchHandledKinds(t *testing.T) {
+	// Every resource in Rules must reach a validator, never "unknown gvk";
+	// plural -> kind as the CRDs define them.
+	kinds := map[string]string{
+		"meshconfigs": "MeshConfig", "traffictargets": "TrafficTarget", "ingressbackends": "IngressBackend",
+		"accesscontrols": "AccessControl", "egresses": "Egress", "upstreamtrafficsettings": "UpstreamTrafficSetting",
+		"egressgateways": "EgressGateway", "accesscerts": "AccessCert", "plugins": "Plugin", "pluginchains": "PluginChain",
+		"pluginconfigs": "PluginConfig",
+	}
+	h := server(t)
+	n := 0
+	for _, r := range Rules() {
+		for _, g := range r.APIGroups {
+			for _, v := range r.APIVersions {
+				for _, res := range r.Resources {
+					kind, ok := kinds[res]
+					if !ok {
+						t.Errorf("rule resource %s has no known kind", res)
+						continue
+					}
+					n++
+					out := post(t, h, "application/json", review(t, "x", g, v, kind, admissionv1.Create, []byte(`{"metadata":{"name":"x","namespace":"y"}}`))).Response
+					if out.Result != nil && strings.Contains(out.Result.Message, "unknown gvk") {
+						t.Errorf("%s/%s %s routed but not handled: %s", g, v, kind, out.Result.Message)
+					}
+				}
+			}
+		}
+	}
+	if n != 3+1+6+3 {
+		t.Errorf("Rules covers %d group-version-resources, want 13", n)
+	}
+}
