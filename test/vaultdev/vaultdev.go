@@ -1,0 +1,289 @@
+// Package vaultdev runs a real Vault dev server (`vault server -dev`) as a
+// child process for tests: in-memory storage, unsealed, with a random root
+// token, listening on a free loopback port. The binary comes from
+// test/assets (built once into the per-user cache, or VAULT_BINARY).
+package vaultdev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/flomesh-io/fsm-webhooks/test/assets"
+)
+
+const (
+	// readyTimeout bounds the wait for /v1/sys/health once the process runs;
+	// the dev server is ready in about a second, much longer only under load.
+	readyTimeout = 2 * time.Minute
+	pollInterval = 100 * time.Millisecond
+	stopGrace    = 10 * time.Second
+	// startAttempts covers losing the free port to another process between
+	// picking it and Vault binding it.
+	startAttempts = 3
+	logLimit      = 16 << 10
+)
+
+// Server is a running Vault dev server.
+type Server struct {
+	// Addr is the API address, e.g. http://127.0.0.1:41234.
+	Addr string
+	// Token is the root token.
+	Token string
+
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when the process has been reaped
+	waitErr  error         // valid once exited is closed
+	log      *tailBuffer
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start builds (if needed) and starts a Vault dev server and waits until it
+// serves requests. Call Stop when done. ctx bounds the build and the start-up,
+// not the server's lifetime. Build progress goes to progress (may be nil).
+func Start(ctx context.Context, progress io.Writer) (*Server, error) {
+	bin, err := assets.Vault(ctx, progress)
+	if err != nil {
+		return nil, fmt.Errorf("vault dev server: %w", err)
+	}
+	token, err := randomToken()
+	if err != nil {
+		return nil, fmt.Errorf("vault dev server: root token: %w", err)
+	}
+	var lastErr error
+	for range startAttempts {
+		s, err := start(ctx, bin, token)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || !errors.Is(err, errAddrInUse) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("vault dev server: %w", lastErr)
+}
+
+// New starts a Vault dev server for a test and stops it when the test ends.
+// The test fails (never skips) if Vault cannot be built or started.
+func New(t testing.TB) *Server {
+	t.Helper()
+	// A cold build of vault takes about 8 minutes on 2 cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, os.Stderr)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stopping vault dev server: %v", err)
+		}
+	})
+	return s
+}
+
+var errAddrInUse = errors.New("listen address already in use")
+
+func start(ctx context.Context, bin, token string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := &Server{
+		Addr:   "http://" + hostPort,
+		Token:  token,
+		exited: make(chan struct{}),
+		log:    &tailBuffer{},
+	}
+	// Not CommandContext: the server outlives ctx, which bounds only Start.
+	s.cmd = exec.Command(bin, "server", "-dev",
+		"-dev-root-token-id="+token,
+		"-dev-listen-address="+hostPort,
+		// Keep the token out of the user's ~/.vault-token.
+		"-dev-no-store-token",
+	)
+	s.cmd.Env = serverEnv(os.Environ())
+	s.cmd.Stdout = s.log
+	s.cmd.Stderr = s.log
+	// Own process group, so Stop can take down anything Vault spawned.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(ctx); err != nil {
+		stopErr := s.Stop()
+		return nil, errors.Join(err, stopErr)
+	}
+	return s, nil
+}
+
+// waitReady polls the health endpoint, which answers 200 once the dev server
+// is initialised, unsealed and active.
+func (s *Server) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	url := s.Addr + "/v1/sys/health"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("health request: %w", err)
+		}
+		if resp, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-s.exited:
+			out := s.log.String()
+			err := fmt.Errorf("vault exited before becoming ready (%v):\n%s", s.waitErr, out)
+			if strings.Contains(out, "address already in use") {
+				err = fmt.Errorf("%w: %w", errAddrInUse, err)
+			}
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to answer 200: %w; vault output:\n%s", url, ctx.Err(), s.log.String())
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// Client returns a Vault API client for the server, authenticated with the
+// root token.
+func (s *Server) Client() (*vaultapi.Client, error) {
+	cfg := vaultapi.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, fmt.Errorf("vault client config: %w", cfg.Error)
+	}
+	cfg.Address = s.Addr
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	c.SetToken(s.Token)
+	return c, nil
+}
+
+// Pid is the process id of the vault server (also its process group id).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// Output is the tail of the server's log, for diagnosing test failures.
+func (s *Server) Output() string { return s.log.String() }
+
+// Stop terminates the server and every process in its group, waiting until
+// the server has been reaped. It is safe to call more than once.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop() })
+	return s.stopErr
+}
+
+func (s *Server) stop() error {
+	pgid := s.cmd.Process.Pid
+	if err := signalGroup(pgid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(stopGrace):
+		if err := signalGroup(pgid, syscall.SIGKILL); err != nil {
+			return err
+		}
+		<-s.exited
+	}
+	// Children that ignored SIGTERM must not outlive the test.
+	if err := signalGroup(pgid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	var exitErr *exec.ExitError
+	if s.waitErr != nil && !errors.As(s.waitErr, &exitErr) {
+		return fmt.Errorf("waiting for vault: %w", s.waitErr)
+	}
+	return nil
+}
+
+// signalGroup signals a process group; a group that is already gone is fine.
+func signalGroup(pgid int, sig syscall.Signal) error {
+	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signalling vault process group %d with %v: %w", pgid, sig, err)
+	}
+	return nil
+}
+
+// serverEnv drops VAULT_* variables of the caller's shell (VAULT_ADDR,
+// VAULT_TOKEN, VAULT_DEV_*, ...) that would reconfigure the dev server.
+func serverEnv(environ []string) []string {
+	env := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "VAULT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	return port, nil
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "root-" + hex.EncodeToString(b), nil
+}
+
+// tailBuffer keeps the last logLimit bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > logLimit {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-logLimit:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
