@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -200,7 +201,8 @@ func TestGoEnv(t *testing.T) {
 	got := goEnv(in)
 	want := []string{
 		"PATH=/usr/bin", "GOPROXY=https://proxy.example", "HOME=/root", "GOFLAGSX=kept",
-		"GOFLAGS=-mod=mod", "GOWORK=off",
+		"GOFLAGS=-mod=mod", "GOWORK=off", "GO111MODULE=on",
+		"GOOS=" + runtime.GOOS, "GOARCH=" + runtime.GOARCH,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("goEnv = %q, want %q", got, want)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -217,23 +218,26 @@ func runGo(ctx context.Context, gobin, work string, log io.Writer, logPath strin
 	return nil
 }
 
-// goEnv is the environment for the child go command: the caller's settings
+// goEnv is the environment for the child go command. The caller's settings
 // that would change what or how it builds (GOFLAGS=-race from a test run, a
-// go.work, cross-compilation targets) are dropped, and the module is resolved
-// freely, since the throwaway module exists only to be resolved.
+// go.work, cross-compilation targets) are replaced, also when they come from
+// `go env -w`, because an environment variable wins over that file: the
+// binaries must run on this machine, and the throwaway module exists only to
+// be resolved, so it is resolved freely.
 func goEnv(environ []string) []string {
 	drop := map[string]bool{
 		"GOFLAGS": true, "GOWORK": true, "GOOS": true, "GOARCH": true,
 		"GO111MODULE": true, "GOARM": true, "GOAMD64": true, "GO386": true,
 	}
-	env := make([]string, 0, len(environ)+2)
+	env := make([]string, 0, len(environ)+5)
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
 		if !drop[k] {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "GOFLAGS=-mod=mod", "GOWORK=off")
+	return append(env, "GOFLAGS=-mod=mod", "GOWORK=off", "GO111MODULE=on",
+		"GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
 }
 
 // ticker writes "<msg> (<elapsed>)" to progress every progressEvery until the
