@@ -20,6 +20,7 @@ import (
 	admv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -299,3 +300,9 @@ func (tc *testCase) secret(t *testing.T) *corev1.Secret {
 	}
 	return s
 }
+
+func runtimeRaw(b []byte) runtime.RawExtension { return runtime.RawExtension{Raw: b} }
+
+func ptrTrue() *bool { return ptr.To(true) }
+
+func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }

@@ -53,6 +53,8 @@ type hook struct {
 	// repairBackoff grows while someone keeps reverting our caBundle.
 	repairBackoff time.Duration
 	lastRepair    time.Time
+	// missingLogged keeps a missing registration object to one log line.
+	missingLogged bool
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -250,9 +252,18 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		// CRDs are installed by the chart, and in Service mode so are the
 		// configurations: recreating one after `helm uninstall` would leave
 		// a failurePolicy=Fail webhook behind with nobody serving it.
-		h.log.Info("registration object not found; waiting for it to be installed", "kind", reg.Kind.String(), "name", reg.Name)
+		h.mu.Lock()
+		first := !h.missingLogged
+		h.missingLogged = true
+		h.mu.Unlock()
+		if first {
+			h.log.Info("registration object not found; waiting for it to be installed", "kind", reg.Kind.String(), "name", reg.Name)
+		}
 		return nil, false, nil
 	}
+	h.mu.Lock()
+	h.missingLogged = false
+	h.mu.Unlock()
 	var current []byte
 	if exists {
 		current = caBundleOf(obj)

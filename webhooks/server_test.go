@@ -35,6 +35,7 @@ func TestServing(t *testing.T) {
 	t.Run("Expiry", testExpiry)
 	t.Run("RootRotation", testRotation)
 	t.Run("Status", testStatus)
+	t.Run("CRDConversion", testConversion)
 }
 
 func testRestartReuse(t *testing.T) {

@@ -1,0 +1,222 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	admv1 "k8s.io/api/admissionregistration/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+func TestInjectorRegistration(t *testing.T) {
+	r := InjectorRegistration("fsm", "fsm-system")
+	if r.Kind != MutatingConfiguration || r.Name != "fsm-webhook-fsm" || r.Path != "/mutate-pod-creation" {
+		t.Fatalf("registration %+v", r)
+	}
+	w := r.Mutating.Webhooks[0]
+	if w.Name != "fsm-inject.k8s.io" || *w.FailurePolicy != admv1.Fail || *w.MatchPolicy != admv1.Exact ||
+		*w.SideEffects != admv1.SideEffectClassNoneOnDryRun || *w.TimeoutSeconds != 20 || w.AdmissionReviewVersions[0] != "v1" {
+		t.Errorf("webhook %+v", w)
+	}
+	if len(w.Rules) != 1 || w.Rules[0].Operations[0] != admv1.Create || w.Rules[0].Resources[0] != "pods" || w.Rules[0].APIVersions[0] != "v1" {
+		t.Errorf("rules %+v", w.Rules)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app"}, true},
+		{map[string]string{"flomesh.io/monitored-by": "other", "kubernetes.io/metadata.name": "app"}, false},
+		{map[string]string{"kubernetes.io/metadata.name": "app"}, false},
+		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "fsm-system"}, false},
+		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "flomesh.io/ignore": "true"}, false},
+		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "control-plane": "x"}, false},
+	}
+	for _, c := range cases {
+		if got := sel.Matches(labels.Set(c.labels)); got != c.want {
+			t.Errorf("namespace %v selected = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if r.Mutating.Labels["app.kubernetes.io/instance"] != "fsm" || r.Mutating.Labels["app.kubernetes.io/name"] != "flomesh.io" {
+		t.Errorf("labels %v", r.Mutating.Labels)
+	}
+}
+
+func TestValidatorRegistration(t *testing.T) {
+	r := ValidatorRegistration("fsm")
+	if r.Name != "fsm-validator-mesh-fsm" || r.Path != "/validate" || r.Kind != ValidatingConfiguration {
+		t.Fatalf("registration %+v", r)
+	}
+	w := r.Validating.Webhooks[0]
+	if w.Name != "fsm-validator.k8s.io" || *w.FailurePolicy != admv1.Fail || *w.SideEffects != admv1.SideEffectClassNoneOnDryRun {
+		t.Errorf("webhook %+v", w)
+	}
+	covered := map[string]bool{}
+	for _, rule := range w.Rules {
+		if len(rule.Operations) != 2 || rule.Operations[0] != admv1.Create || rule.Operations[1] != admv1.Update {
+			t.Errorf("operations %v", rule.Operations)
+		}
+		for _, g := range rule.APIGroups {
+			for _, res := range rule.Resources {
+				covered[g+"/"+res] = true
+			}
+		}
+	}
+	for _, want := range []string{
+		"config.flomesh.io/meshconfigs", "access.smi-spec.io/traffictargets", "policy.flomesh.io/ingressbackends",
+		"policy.flomesh.io/accesscontrols", "policy.flomesh.io/egresses", "policy.flomesh.io/upstreamtrafficsettings",
+		"policy.flomesh.io/egressgateways", "policy.flomesh.io/accesscerts", "plugin.flomesh.io/plugins",
+		"plugin.flomesh.io/pluginchains", "plugin.flomesh.io/pluginconfigs",
+	} {
+		if !covered[want] {
+			t.Errorf("validator does not cover %s", want)
+		}
+	}
+	// Builders hand out copies: mutating one must not leak into the next.
+	r.Validating.Webhooks[0].Rules[0].Resources[0] = "changed"
+	if ValidatorRegistration("fsm").Validating.Webhooks[0].Rules[0].Resources[0] != "meshconfigs" {
+		t.Error("ValidatorRegistration shares state between calls")
+	}
+}
+
+func TestClientConfigs(t *testing.T) {
+	svc := Endpoint{Namespace: "fsm-system", ServiceName: "fsm-injector", Port: 9090}
+	cc := svc.AdmissionClientConfig("/mutate-pod-creation", []byte("ca"))
+	if cc.URL != nil || cc.Service.Name != "fsm-injector" || *cc.Service.Port != 9090 || *cc.Service.Path != "/mutate-pod-creation" || string(cc.CABundle) != "ca" {
+		t.Errorf("service client config %+v", cc)
+	}
+	url := Endpoint{URLHost: "::1", Port: 9443}
+	if c := url.ConversionClientConfig("/convert", nil); c.Service != nil || *c.URL != "https://[::1]:9443/convert" {
+		t.Errorf("url client config %+v", c)
+	}
+}
+
+func TestSetCABundle(t *testing.T) {
+	cfg := NewMutating(InjectorRegistration("fsm", "fsm-system").Mutating, Endpoint{URLHost: "127.0.0.1", Port: 1}, "/p", []byte("old"))
+	cfg.Webhooks = append(cfg.Webhooks, *cfg.Webhooks[0].DeepCopy())
+	cfg.Webhooks[1].ClientConfig.CABundle = []byte("other")
+	old, changed := SetMutatingCABundle(cfg, []byte("new"))
+	if !changed || string(old) != "old" {
+		t.Errorf("changed %v old %q", changed, old)
+	}
+	for _, w := range cfg.Webhooks {
+		if string(w.ClientConfig.CABundle) != "new" {
+			t.Errorf("webhook %s caBundle %q", w.Name, w.ClientConfig.CABundle)
+		}
+	}
+	if _, changed := SetMutatingCABundle(cfg, []byte("new")); changed {
+		t.Error("unchanged caBundle reported as changed")
+	}
+	// A configuration whose entries disagree counts as drifted.
+	cfg.Webhooks[1].ClientConfig.CABundle = []byte("x")
+	if caBundleOf(cfg) != nil {
+		t.Error("disagreeing entries not reported as drift")
+	}
+}
+
+func TestSetConversion(t *testing.T) {
+	ep := Endpoint{Namespace: "fsm-system", ServiceName: "fsm-bootstrap", Port: 9443}
+	cases := []struct {
+		name     string
+		conv     *apiextv1.CustomResourceConversion
+		wantWhat string
+	}{
+		{"none", nil, "set spec.conversion"},
+		{"strategy None", &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}, "set spec.conversion"},
+		{"webhook without target", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ClientConfig: &apiextv1.WebhookClientConfig{}}}, "set spec.conversion"},
+		{"stale caBundle", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("old")}, ConversionReviewVersions: []string{"v1"}}}, "replaced the conversion caBundle"},
+		{"up to date", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1"}}}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			crd := &apiextv1.CustomResourceDefinition{Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: c.conv}}
+			what := SetConversion(crd, ep, "/convert", []byte("ca"))
+			if !strings.HasPrefix(what, c.wantWhat) || (c.wantWhat == "") != (what == "") {
+				t.Errorf("SetConversion = %q, want %q", what, c.wantWhat)
+			}
+			if !conversionComplete(crd) || !bytes.Equal(ConversionCABundle(crd), []byte("ca")) {
+				t.Errorf("conversion after SetConversion: %+v", crd.Spec.Conversion)
+			}
+			if c.conv != nil && c.conv.Webhook != nil && c.conv.Webhook.ClientConfig.URL != nil && *crd.Spec.Conversion.Webhook.ClientConfig.URL != "https://elsewhere:1/convert" {
+				t.Error("existing conversion target replaced")
+			}
+		})
+	}
+}
+
+func TestDescribeBundle(t *testing.T) {
+	for in, want := range map[string]string{"": "empty", "garbage": "unparsable (7 bytes)"} {
+		if got := describeBundle([]byte(in)); got != want {
+			t.Errorf("describeBundle(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	good := Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Namespace: "fsm-system", MeshName: "fsm", Issuer: nopIssuer{}}
+	hook := Webhook{Name: "validator", Port: 9093, ServiceName: "fsm-validator", SecretName: "validating-webhook-cert-secret",
+		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: ValidatorRegistration("fsm")}
+	cases := []struct {
+		name    string
+		opts    func(*Options)
+		hook    func(*Webhook)
+		wantErr string
+	}{
+		{"ok", nil, nil, ""},
+		{"no config", func(o *Options) { o.Config = nil }, nil, "Config"},
+		{"no issuer", func(o *Options) { o.Issuer = nil }, nil, "Issuer"},
+		{"bad namespace", func(o *Options) { o.Namespace = "FSM" }, nil, `namespace "FSM"`},
+		{"bad fraction", func(o *Options) { o.RenewFraction = 1.5 }, nil, "RenewFraction 1.5"},
+		{"bad url host", func(o *Options) { o.WebhookURLHost = "a b" }, nil, `URLHost "a b"`},
+		{"bad port", nil, func(w *Webhook) { w.Port = 70000 }, "Port 70000"},
+		{"path without handler", nil, func(w *Webhook) { w.Registration.Path = "/other" }, `"/other" has no handler`},
+		{"no webhooks in template", nil, func(w *Webhook) { w.Registration.Validating.Webhooks = nil }, "at least one webhook"},
+		{"bad secret name", nil, func(w *Webhook) { w.SecretName = "Bad" }, `SecretName "Bad"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o, w := good, hook
+			w.Registration = ValidatorRegistration("fsm")
+			if c.opts != nil {
+				c.opts(&o)
+			}
+			if c.hook != nil {
+				c.hook(&w)
+			}
+			_, err := New(o, []Webhook{w})
+			if c.wantErr == "" && err != nil {
+				t.Fatalf("unexpected %v", err)
+			}
+			if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("error %v, want %q", err, c.wantErr)
+			}
+		})
+	}
+	if _, err := New(good, []Webhook{hook, hook}); err == nil || !strings.Contains(err.Error(), "both use port 9093") {
+		t.Errorf("duplicate port: %v", err)
+	}
+}
+
+type nopIssuer struct{}
+
+func (nopIssuer) Issue(context.Context, certs.Request) (*certs.Certificate, error) {
+	return nil, errors.New("nop issuer")
+}
+func (nopIssuer) CABundle(context.Context) ([]byte, error) { return nil, errors.New("nop issuer") }
+func (nopIssuer) Provider() string                         { return "nop" }
