@@ -36,6 +36,7 @@ func TestServing(t *testing.T) {
 	t.Run("RootRotation", testRotation)
 	t.Run("Status", testStatus)
 	t.Run("CRDConversion", testConversion)
+	t.Run("AutoRotation", testAutoRotation)
 }
 
 func testRestartReuse(t *testing.T) {
@@ -511,5 +512,47 @@ func testStatus(t *testing.T) {
 	}
 	if rep.Healthy || rep.Webhooks[0].CABundleVerifies || len(rep.Problems) == 0 {
 		t.Fatalf("broken caBundle reported %+v", rep)
+	}
+}
+
+func testAutoRotation(t *testing.T) {
+	tc := newCase(t, "autorotate", true)
+	w := tc.webhook(freePort(t))
+	s := start(t, tc.options(), w)
+	s.waitReady(t)
+	trusted, err := TrustCheck(env.Config, []Registration{w.Registration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRoot := tc.ca.Active()
+	l := tc.startLoop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		// The 24h root is within 25h of expiry: Auto rotates it.
+		done <- rootrotation.Auto(ctx, rootrotation.Options{
+			CA: tc.ca, Issuer: tc.ca, Client: tc.cs, Specs: []servingcert.Spec{w.ServingSpec(tc.options())},
+			Trusted: trusted, Grace: time.Second, PollInterval: 100 * time.Millisecond, Settle: time.Second,
+			Log: testLog("auto"),
+		}, 25*time.Hour, 200*time.Millisecond)
+	}()
+	waitFor(t, 30*time.Second, "automatic rotation completed", func() error {
+		st, err := tc.ca.RotationStatus(context.Background())
+		if err != nil {
+			return err
+		}
+		if st.Current.Equal(oldRoot) || st.Phase != rootrotation.PhaseIdle {
+			return errTest("phase " + string(st.Phase))
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	l.finish(t)
+	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], tc.ca.Active(), time.Now()); err != nil {
+		t.Error(err)
 	}
 }

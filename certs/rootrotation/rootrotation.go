@@ -12,7 +12,7 @@
 // the recorded phase; every step is idempotent.
 //
 // Vault and cert-manager own their roots; for them the operator performs
-// the steps in the provider (see docs/root-rotation.md) and the webhook
+// the steps in the provider (see README.md beside this file) and the webhook
 // servers follow, because they publish the union of every root the provider
 // returns and of the root that signed the cert being served.
 package rootrotation
