@@ -37,6 +37,7 @@ func TestServing(t *testing.T) {
 	t.Run("Status", testStatus)
 	t.Run("CRDConversion", testConversion)
 	t.Run("AutoRotation", testAutoRotation)
+	t.Run("RenewServingCerts", testRenewServingCerts)
 }
 
 func testRestartReuse(t *testing.T) {
@@ -555,4 +556,29 @@ func testAutoRotation(t *testing.T) {
 	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], tc.ca.Active(), time.Now()); err != nil {
 		t.Error(err)
 	}
+}
+
+func testRenewServingCerts(t *testing.T) {
+	tc := newCase(t, "renew", true)
+	w := tc.webhook(freePort(t))
+	s := start(t, tc.options(), w)
+	s.waitReady(t)
+	before := tc.secret(t)
+	l := tc.startLoop()
+	time.Sleep(300 * time.Millisecond)
+	if err := rootrotation.RenewServingCerts(context.Background(), tc.ca, tc.cs, []servingcert.Spec{w.ServingSpec(tc.options())}, testLog("renew")); err != nil {
+		t.Fatal(err)
+	}
+	after := tc.secret(t)
+	if after.ResourceVersion == before.ResourceVersion || bytes.Equal(after.Data[servingcert.KeyCert], before.Data[servingcert.KeyCert]) {
+		t.Fatal("cert not renewed")
+	}
+	waitFor(t, 10*time.Second, "renewed cert served", func() error {
+		if s.hooks[0].src.Current().ResourceVersion != after.ResourceVersion {
+			return errTest("old cert still served")
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	l.finish(t)
 }

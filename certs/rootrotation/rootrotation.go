@@ -266,6 +266,24 @@ func reissue(ctx context.Context, opts Options, st Status) error {
 	return nil
 }
 
+// RenewServingCerts re-issues every serving cert from the issuer's current
+// signing root. It is the step fsm-webhooks performs for providers that
+// rotate their root themselves (Vault, cert-manager): run it after the
+// provider switched its signing root, while the old root is still trusted.
+func RenewServingCerts(ctx context.Context, issuer certs.Issuer, client kubernetes.Interface, specs []servingcert.Spec, log logr.Logger) error {
+	trusted, err := issuer.CABundle(ctx)
+	if err != nil {
+		return fmt.Errorf("renewing serving certs: reading the %s CA bundle: %w", issuer.Provider(), err)
+	}
+	store := &servingcert.Store{Client: client, Issuer: issuer, Log: log}
+	for _, spec := range specs {
+		if _, err := store.Renew(ctx, spec, trusted); err != nil {
+			return fmt.Errorf("renewing serving cert %s/%s: %w", spec.Namespace, spec.SecretName, err)
+		}
+	}
+	return nil
+}
+
 // Auto rotates the root whenever it has less than before left, and resumes
 // an interrupted rotation, checking every interval until ctx ends.
 func Auto(ctx context.Context, opts Options, before, interval time.Duration) error {

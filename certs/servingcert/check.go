@@ -22,6 +22,7 @@ const (
 	ReasonExpiring   Reason = "expiring"
 	ReasonValidity   Reason = "validity-changed"
 	ReasonRootRotate Reason = "root-rotation"
+	ReasonForced     Reason = "forced"
 )
 
 // Verdict is the outcome of Check.

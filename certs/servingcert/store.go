@@ -58,17 +58,25 @@ func (s *Store) now() time.Time {
 // replaces the cert when Check rejects it. trusted is the mesh CA bundle the
 // cert must chain to.
 func (s *Store) Ensure(ctx context.Context, spec Spec, trusted []byte) (Outcome, error) {
-	return s.ensure(ctx, spec, trusted, nil)
+	return s.ensure(ctx, spec, trusted, nil, false)
 }
 
 // EnsureFrom is Ensure that also replaces a cert which does not chain to
 // root: root rotation uses it to move serving certs onto the new root. A
 // cert another replica already re-issued from root is kept.
 func (s *Store) EnsureFrom(ctx context.Context, spec Spec, trusted []byte, root *x509.Certificate) (Outcome, error) {
-	return s.ensure(ctx, spec, trusted, root)
+	return s.ensure(ctx, spec, trusted, root, false)
 }
 
-func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x509.Certificate) (Outcome, error) {
+// Renew replaces the stored cert with a new one from the issuer's current
+// signing root, whatever its state (operators use it after switching the
+// signing root of a provider that rotates outside fsm-webhooks). If another
+// writer replaces the Secret concurrently, its cert is kept when good.
+func (s *Store) Renew(ctx context.Context, spec Spec, trusted []byte) (Outcome, error) {
+	return s.ensure(ctx, spec, trusted, nil, true)
+}
+
+func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x509.Certificate, force bool) (Outcome, error) {
 	if err := spec.Validate(); err != nil {
 		return Outcome{}, err
 	}
@@ -87,6 +95,9 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 			v = Verdict{Reason: ReasonMissing, Detail: "Secret does not exist"}
 		} else {
 			v = Check(spec, cur.Data, trusted, s.now(), s.RenewFraction)
+			if v.OK() && force && attempt == 0 {
+				v.Reason, v.Detail = ReasonForced, "renewal requested"
+			}
 			if v.OK() && root != nil {
 				if err := ChainsTo(cur.Data[KeyCert], root, s.now()); err != nil {
 					v.Reason, v.Detail = ReasonRootRotate, err.Error()
