@@ -220,6 +220,10 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("the servers adopt the chart's objects with the chart's RBAC", func(t *testing.T) {
+		serverAdoptsChart(t, env)
+	})
+
 	t.Run("uninstall removes the release's objects", func(t *testing.T) {
 		// No kubelet runs the pre-delete Job here; its behaviour belongs to
 		// `fsm-webhooks uninstall-hook`.

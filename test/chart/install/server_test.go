@@ -1,0 +1,344 @@
+package install_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// impersonatingKubeconfig is the envtest admin kubeconfig acting as user.
+func impersonatingKubeconfig(t *testing.T, admin []byte, user string, groups []string) string {
+	t.Helper()
+	cfg, err := clientcmd.Load(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range cfg.AuthInfos {
+		ai.Impersonate = user
+		ai.ImpersonateGroups = groups
+	}
+	path := filepath.Join(t.TempDir(), "sa.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// serverAdoptsChart runs the real `fsm-webhooks serve` out of cluster with the
+// Deployment's own arguments, as the chart's ServiceAccount (impersonated),
+// and checks that it adopts the chart's objects: only caBundles and the CRD's
+// conversion change, its Secrets appear, nothing it does is forbidden, and
+// the injector and converter become ready. (The validator's readiness probe
+// needs the apiserver to reach it through its Service, which envtest cannot
+// route, so it is not asserted here.)
+func serverAdoptsChart(t *testing.T, env *testenv.Env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := env.Client
+
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-webhooks"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	var mwcBefore admv1.MutatingWebhookConfiguration
+	var vwcBefore admv1.ValidatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: mwcName}, &mwcBefore); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Name: vwcName}, &vwcBefore); err != nil {
+		t.Fatal(err)
+	}
+
+	bin := filepath.Join(t.TempDir(), "fsm-webhooks")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
+	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
+	}
+
+	kubeconfig := impersonatingKubeconfig(t, env.KubeConfig, saUser,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"})
+	health, injPort, valPort := freePort(t), freePort(t), freePort(t)
+	// The Deployment's arguments as rendered, then what differs out of
+	// cluster: the kubeconfig and free local ports (later flags win).
+	args := append([]string{}, dep.Spec.Template.Spec.Containers[0].Args...)
+	args = append(args,
+		"--kubeconfig="+kubeconfig,
+		fmt.Sprintf("--injector-port=%d", injPort),
+		fmt.Sprintf("--validator-port=%d", valPort),
+		fmt.Sprintf("--converter-port=%d", freePort(t)),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health),
+		"--key-pool-size=2",
+		"--webhook-bind-host=127.0.0.1",
+	)
+	logs := &syncBuffer{}
+	srv := exec.Command(bin, args...)
+	srv.Stdout, srv.Stderr = logs, logs
+	srv.Env = os.Environ()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = srv.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("fsm-webhooks output:\n%s", logs.String())
+		}
+	}()
+
+	ready := func(check string) bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz/%s", health, check))
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var mwc admv1.MutatingWebhookConfiguration
+	var vwc admv1.ValidatingWebhookConfiguration
+	var crd apiextv1.CustomResourceDefinition
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("fsm-webhooks exited: %v\n%s", err, logs.String())
+		default:
+		}
+		errs := []error{
+			c.Get(ctx, types.NamespacedName{Name: mwcName}, &mwc),
+			c.Get(ctx, types.NamespacedName{Name: vwcName}, &vwc),
+			c.Get(ctx, types.NamespacedName{Name: crdName}, &crd),
+		}
+		done := errs[0] == nil && errs[1] == nil && errs[2] == nil &&
+			validPEM(mwc.Webhooks[0].ClientConfig.CABundle) && len(vwc.Webhooks[0].ClientConfig.CABundle) > 0 &&
+			crd.Spec.Conversion != nil && crd.Spec.Conversion.Webhook != nil && crd.Spec.Conversion.Webhook.ClientConfig != nil &&
+			len(crd.Spec.Conversion.Webhook.ClientConfig.CABundle) > 0 &&
+			ready("injector") && ready("converter")
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fsm-webhooks did not adopt the chart's configurations within 90s (errors %v)", errs)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// Only the caBundle changed.
+	wantM := mwcBefore.DeepCopy()
+	gotM := mwc.DeepCopy()
+	for i := range gotM.Webhooks {
+		gotM.Webhooks[i].ClientConfig.CABundle = nil
+		wantM.Webhooks[i].ClientConfig.CABundle = nil
+	}
+	if !equality.Semantic.DeepEqual(gotM.Webhooks, wantM.Webhooks) {
+		t.Errorf("the server changed more than the caBundle of %s:\n got %+v\nwant %+v", mwcName, gotM.Webhooks, wantM.Webhooks)
+	}
+	wantV := vwcBefore.DeepCopy()
+	gotV := vwc.DeepCopy()
+	for i := range gotV.Webhooks {
+		gotV.Webhooks[i].ClientConfig.CABundle = nil
+		wantV.Webhooks[i].ClientConfig.CABundle = nil
+	}
+	if !equality.Semantic.DeepEqual(gotV.Webhooks, wantV.Webhooks) {
+		t.Errorf("the server changed more than the caBundle of %s:\n got %+v\nwant %+v", vwcName, gotV.Webhooks, wantV.Webhooks)
+	}
+	if s := crd.Spec.Conversion.Webhook.ClientConfig.Service; s == nil || s.Name != "fsm-bootstrap" || s.Namespace != ns {
+		t.Errorf("conversion webhook service %+v, want %s/fsm-bootstrap", s, ns)
+	}
+
+	for _, name := range []string{"fsm-ca-bundle", "mutating-webhook-cert-secret", "validating-webhook-cert-secret", "crd-converter-cert-secret"} {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &corev1.Secret{}); err != nil {
+			t.Errorf("Secret %s/%s: %v", ns, name, err)
+		}
+	}
+
+	// Admissions as the apiserver would send them (envtest cannot route to
+	// the Services): the handlers read namespaces and the MeshConfig through
+	// informers and write a bootstrap Secret, all as the chart's ServiceAccount.
+	appNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        "app",
+		Labels:      map[string]string{"flomesh.io/monitored-by": mesh},
+		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
+	}}
+	if err := c.Create(ctx, appNS); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+	}
+	resp := admit(t, mwc.Webhooks[0].ClientConfig.CABundle, "fsm-injector."+ns+".svc", injPort, "/mutate-pod-creation",
+		pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
+	if !resp.Allowed || len(resp.Patch) == 0 {
+		t.Errorf("injector response: allowed=%v patch=%d bytes result=%+v", resp.Allowed, len(resp.Patch), resp.Result)
+	}
+	var secrets corev1.SecretList
+	if err := c.List(ctx, &secrets, client.InNamespace("app"), client.HasLabels{"fsm-proxy-uuid"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets.Items) != 1 || !strings.HasPrefix(secrets.Items[0].Name, "sidecar-bootstrap-config-") {
+		t.Errorf("bootstrap Secrets in app: %d", len(secrets.Items))
+	}
+	var live v1alpha3.MeshConfig
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}, &live); err != nil {
+		t.Fatal(err)
+	}
+	live.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha3.GroupVersion.String(), Kind: "MeshConfig"}
+	resp = admit(t, vwc.Webhooks[0].ClientConfig.CABundle, "fsm-validator."+ns+".svc", valPort, "/validate",
+		&live, metav1.GroupVersionResource{Group: v1alpha3.GroupVersion.Group, Version: v1alpha3.GroupVersion.Version, Resource: "meshconfigs"}, admissionv1.Update)
+	if !resp.Allowed {
+		t.Errorf("validator denied the chart's MeshConfig: %+v", resp.Result)
+	}
+
+	// Let informers of every kind start and report before reading the logs.
+	time.Sleep(3 * time.Second)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if l := strings.ToLower(line); strings.Contains(l, "forbidden") || strings.Contains(l, "cannot list") || strings.Contains(l, "cannot get") {
+			if len(line) > 400 {
+				line = line[:400] + "..."
+			}
+			t.Errorf("the chart's RBAC refused the server: %s", line)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// The configurations stay adopted: nothing was created beside them.
+	var all admv1.MutatingWebhookConfigurationList
+	if err := c.List(ctx, &all, client.MatchingLabels{"app.kubernetes.io/instance": mesh}); err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Items) != 1 {
+		t.Errorf("%d mutating configurations for mesh %s, want the chart's one", len(all.Items), mesh)
+	}
+}
+
+// admit posts an AdmissionReview for obj to a webhook listener, trusting
+// caBundle for serverName, and returns the response.
+func admit(t *testing.T, caBundle []byte, serverName string, port int, path string, obj runtime.Object,
+	gvr metav1.GroupVersionResource, op admissionv1.Operation) *admissionv1.AdmissionResponse {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &admissionv1.AdmissionRequest{
+		UID:       types.UID("chart-test-" + acc.GetName()),
+		Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
+		Resource:  gvr,
+		Namespace: acc.GetNamespace(),
+		Name:      acc.GetName(),
+		Operation: op,
+		Object:    runtime.RawExtension{Raw: raw},
+		UserInfo:  authnv1.UserInfo{Username: "chart-test"},
+	}
+	if op == admissionv1.Update {
+		req.OldObject = runtime.RawExtension{Raw: raw}
+	}
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  req,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caBundle) {
+		t.Fatalf("caBundle holds no certificate")
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12},
+	}}
+	res, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", port, path), "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(res.Body).Decode(&review); err != nil {
+		t.Fatalf("POST %s: HTTP %d, decoding: %v", path, res.StatusCode, err)
+	}
+	if review.Response == nil || review.Response.UID != req.UID {
+		t.Fatalf("POST %s: response %+v does not echo uid %s", path, review.Response, req.UID)
+	}
+	return review.Response
+}
+
+func validPEM(b []byte) bool {
+	return bytes.Contains(b, []byte("-----BEGIN CERTIFICATE-----")) && len(b) > 200
+}
