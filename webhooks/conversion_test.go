@@ -68,7 +68,9 @@ func testConversion(t *testing.T) {
 	if _, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{})
+	})
 	w := Webhook{
 		Name: "converter-test", Port: freePort(t), ServiceName: "fsm-bootstrap", SecretName: "crd-converter-cert-secret",
 		Handlers:     map[string]http.Handler{"/convert": convertHandler()},
