@@ -5,6 +5,8 @@
 #
 #   docker build -t flomesh/fsm-webhooks:dev .
 #   docker buildx build --platform linux/amd64,linux/arm64 -t ... .
+#
+# The module version is stamped by the Go toolchain (debug.ReadBuildInfo).
 
 ARG GO_VERSION=1.26
 
@@ -19,14 +21,13 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 
 COPY . .
 
+# Set by buildx for each --platform; plain `docker build` gets these defaults.
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
-ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/fsm-webhooks ./cmd/fsm-webhooks
+    go build -trimpath -ldflags "-s -w" -o /out/fsm-webhooks ./cmd/fsm-webhooks
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=builder /out/fsm-webhooks /usr/local/bin/fsm-webhooks
