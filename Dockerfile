@@ -5,8 +5,6 @@
 #
 #   docker build -t flomesh/fsm-webhooks:dev .
 #   docker buildx build --platform linux/amd64,linux/arm64 -t ... .
-#
-# The module version is stamped by the Go toolchain (debug.ReadBuildInfo).
 
 ARG GO_VERSION=1.26
 
@@ -21,9 +19,9 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 
 COPY . .
 
-# Set by buildx for each --platform; plain `docker build` gets these defaults.
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
+# BuildKit (required for the cache mounts) sets these for the target platform.
+ARG TARGETOS
+ARG TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
