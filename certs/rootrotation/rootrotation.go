@@ -42,7 +42,13 @@ const (
 	// PhaseNextRootActive: the new root signs, the previous one is still
 	// trusted until the grace period ends.
 	PhaseNextRootActive Phase = "NextRootActive"
+	// PhaseComplete: a rotation finished; one root, like PhaseIdle.
+	// Providers may record it to keep the completion time.
+	PhaseComplete Phase = "Complete"
 )
+
+// InProgress reports whether p is a rotation that has not finished.
+func (p Phase) InProgress() bool { return p == PhaseNextRootAdded || p == PhaseNextRootActive }
 
 // Status is the recorded state of a rotation.
 type Status struct {
@@ -156,7 +162,7 @@ func run(ctx context.Context, opts Options, start bool) error {
 			return fmt.Errorf("root rotation: reading status: %w", err)
 		}
 		switch st.Phase {
-		case PhaseIdle:
+		case PhaseIdle, PhaseComplete:
 			if !start {
 				return nil
 			}
@@ -295,7 +301,7 @@ func Auto(ctx context.Context, opts Options, before, interval time.Duration) err
 		switch {
 		case err != nil:
 			opts.Log.Error(err, "root rotation: reading status")
-		case st.Phase != PhaseIdle:
+		case st.Phase.InProgress():
 			if err := Resume(ctx, opts); err != nil && ctx.Err() == nil {
 				opts.Log.Error(err, "root rotation: resuming")
 			}

@@ -1,0 +1,108 @@
+package rootrotation
+
+import (
+	"context"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+)
+
+func TestPhaseInProgress(t *testing.T) {
+	for p, want := range map[Phase]bool{PhaseIdle: false, PhaseComplete: false, PhaseNextRootAdded: true, PhaseNextRootActive: true} {
+		if p.InProgress() != want {
+			t.Errorf("%q.InProgress() = %v", p, !want)
+		}
+	}
+}
+
+// recorder is a CA whose recorded phase the test sets; it records the
+// steps the driver takes.
+type recorder struct {
+	status Status
+	steps  []string
+}
+
+func (r *recorder) AddNextRoot(context.Context) error {
+	r.steps = append(r.steps, "add")
+	return context.Canceled
+}
+func (r *recorder) ActivateNextRoot(context.Context) error {
+	r.steps = append(r.steps, "activate")
+	return nil
+}
+func (r *recorder) DropPreviousRoot(context.Context) error {
+	r.steps = append(r.steps, "drop")
+	return nil
+}
+func (r *recorder) RotationStatus(context.Context) (Status, error) {
+	return r.status, nil
+}
+
+type nopIssuer struct{}
+
+func (nopIssuer) Issue(context.Context, certs.Request) (*certs.Certificate, error) { return nil, nil }
+func (nopIssuer) CABundle(context.Context) ([]byte, error)                         { return nil, nil }
+func (nopIssuer) Provider() string                                                 { return "nop" }
+
+func TestDriverDecisions(t *testing.T) {
+	var client kubernetes.Interface = &kubernetesStub{}
+	trusted := func(context.Context, *x509Cert) error { return nil }
+	cases := []struct {
+		name    string
+		phase   Phase
+		start   bool
+		want    string
+		wantErr string
+	}{
+		{"resume idle does nothing", PhaseIdle, false, "", ""},
+		{"resume complete does nothing", PhaseComplete, false, "", ""},
+		{"rotate from complete starts", PhaseComplete, true, "add", "adding the next root"},
+		{"rotate from idle starts", PhaseIdle, true, "add", "adding the next root"},
+		{"added without next root", PhaseNextRootAdded, false, "", "without a next root"},
+		{"active without current root", PhaseNextRootActive, false, "", "without a current root"},
+		{"unknown phase", Phase("Weird"), false, "", `unknown recorded phase "Weird"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ca := &recorder{status: Status{Phase: c.phase}}
+			err := run(context.Background(), Options{CA: ca, Issuer: nopIssuer{}, Client: client, Trusted: trusted, Specs: []servingcert.Spec{}}, c.start)
+			if got := strings.Join(ca.steps, ","); got != c.want {
+				t.Errorf("steps %q, want %q", got, c.want)
+			}
+			if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+				t.Errorf("error %v, want %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	if _, err := (Options{}).withDefaults(); err == nil {
+		t.Error("empty options accepted")
+	}
+	o := Options{CA: &recorder{}, Issuer: nopIssuer{}, Client: &kubernetesStub{}, Trusted: func(context.Context, *x509Cert) error { return nil }, Grace: -time.Second}
+	if _, err := o.withDefaults(); err == nil || !strings.Contains(err.Error(), "Grace -1s") {
+		t.Errorf("negative grace: %v", err)
+	}
+	o.Grace = 0
+	o.Specs = []servingcert.Spec{{SecretName: "Bad"}}
+	if _, err := o.withDefaults(); err == nil || !strings.Contains(err.Error(), "SecretName") {
+		t.Errorf("bad spec: %v", err)
+	}
+	if err := Auto(context.Background(), o, 0, time.Second); err == nil {
+		t.Error("Auto accepted a zero threshold")
+	}
+}
+
+type x509Cert = x509.Certificate
+
+// kubernetesStub satisfies kubernetes.Interface for decisions that never
+// reach the API; any call would panic on the nil embedded interface and
+// fail the test.
+type kubernetesStub struct{ kubernetes.Interface }
