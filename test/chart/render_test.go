@@ -177,6 +177,11 @@ func TestRenderDefaults(t *testing.T) {
 			if len(ports) != 1 || ports[0].(map[string]any)["port"] != port {
 				t.Errorf("Service %s ports %v, want %d", name, ports, port)
 			}
+			// Only the validator publishes unready pods (its readiness probe
+			// routes through its own Service).
+			if got, _, _ := unstructured.NestedBool(s.Object, "spec", "publishNotReadyAddresses"); got != (name == "fsm-validator") {
+				t.Errorf("Service %s publishNotReadyAddresses = %v", name, got)
+			}
 			sel := nested(t, s, "spec", "selector").(map[string]any)
 			d := mustFind(t, r, "Deployment", "fsm-webhooks")
 			podLabels := nested(t, d, "spec", "template", "metadata", "labels").(map[string]any)
