@@ -3,83 +3,125 @@ package injector
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// CreatePatch returns the JSON patch from original to mutated. Both are
-// marshalled from the Go types, so fields the types do not know are never
-// removed. Containers the mutation inserted become single "add" ops at their
-// index (a positional diff would instead rewrite every following container
-// field by field, growing with the app containers' size); what changed inside
-// existing containers (rewritten probes) is diffed as usual.
+// CreatePatch returns the JSON patch from original to mutated.
+//
+// Both sides are marshalled from the Go types, so fields the types do not
+// know are never removed. Containers the mutation inserted become single
+// "add" ops at their index: a positional diff would instead rewrite every
+// following container field by field, growing with the app containers' size.
+// The pod is diffed part by part (metadata, the spec without its container
+// lists, each changed container, status) and parts that are equal as Go
+// values are skipped, so an app container with thousands of env vars costs a
+// typed comparison, not two JSON encodings and a tree diff.
 func CreatePatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
-	orig := original.DeepCopy()
-	orig.ManagedFields = nil
-	mut := mutated.DeepCopy()
-	mut.ManagedFields = nil
-
 	var ops []jsonpatch.Operation
-	// mid is the original with the new containers already in place.
-	mid := orig.DeepCopy()
-	for _, l := range []struct {
-		path     string
-		orig     []corev1.Container
-		mutated  []corev1.Container
-		midField *[]corev1.Container
-	}{
-		{"/spec/initContainers", orig.Spec.InitContainers, mut.Spec.InitContainers, &mid.Spec.InitContainers},
-		{"/spec/containers", orig.Spec.Containers, mut.Spec.Containers, &mid.Spec.Containers},
-	} {
-		if len(l.orig) == 0 {
-			// Nothing to shift: the diff adds the whole list in one op.
-			continue
-		}
-		merged, inserted, ok := alignInsertions(l.orig, l.mutated)
-		if !ok {
-			continue
-		}
-		for _, i := range inserted {
-			ops = append(ops, jsonpatch.NewOperation("add", l.path+"/"+strconv.Itoa(i), &l.mutated[i]))
-		}
-		*l.midField = merged
+	var err error
+
+	om, mm := original.ObjectMeta, mutated.ObjectMeta // shallow copies
+	om.ManagedFields, mm.ManagedFields = nil, nil
+	if ops, err = diffPart(ops, "/metadata", &om, &mm); err != nil {
+		return nil, err
 	}
 
-	a, err := json.Marshal(mid)
-	if err != nil {
-		return nil, fmt.Errorf("marshalling original pod: %w", err)
+	os, ms := original.Spec, mutated.Spec // shallow copies
+	os.InitContainers, os.Containers, ms.InitContainers, ms.Containers = nil, nil, nil, nil
+	if ops, err = diffPart(ops, "/spec", &os, &ms); err != nil {
+		return nil, err
 	}
-	b, err := json.Marshal(mut)
-	if err != nil {
-		return nil, fmt.Errorf("marshalling mutated pod: %w", err)
+	if ops, err = diffContainers(ops, "/spec/initContainers", original.Spec.InitContainers, mutated.Spec.InitContainers); err != nil {
+		return nil, err
 	}
-	rest, err := jsonpatch.CreatePatch(a, b)
-	if err != nil {
-		return nil, fmt.Errorf("diffing pods: %w", err)
+	if ops, err = diffContainers(ops, "/spec/containers", original.Spec.Containers, mutated.Spec.Containers); err != nil {
+		return nil, err
 	}
-	return append(ops, rest...), nil
+	if ops, err = diffPart(ops, "/status", &original.Status, &mutated.Status); err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+// diffPart appends the ops turning a into b (both marshalled at path).
+// reflect.DeepEqual may call equal values different (e.g. a Quantity's cached
+// string) but never the reverse, so skipping on equality is always safe.
+func diffPart(ops []jsonpatch.Operation, path string, a, b any) ([]jsonpatch.Operation, error) {
+	if reflect.DeepEqual(a, b) {
+		return ops, nil
+	}
+	ja, err := json.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("marshalling original %s: %w", path, err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("marshalling mutated %s: %w", path, err)
+	}
+	part, err := jsonpatch.CreatePatch(ja, jb)
+	if err != nil {
+		return nil, fmt.Errorf("diffing %s: %w", path, err)
+	}
+	for i := range part {
+		if part[i].Path == "" && part[i].Operation == "replace" {
+			// A whole part appeared or vanished ({} vs null): add/replace it.
+			part[i].Operation = "add"
+		}
+		part[i].Path = path + part[i].Path
+	}
+	return append(ops, part...), nil
+}
+
+// diffContainers appends the ops turning the container list orig into mut.
+func diffContainers(ops []jsonpatch.Operation, path string, orig, mut []corev1.Container) ([]jsonpatch.Operation, error) {
+	if len(orig) == 0 {
+		if len(mut) == 0 {
+			return ops, nil
+		}
+		return append(ops, jsonpatch.NewOperation("add", path, mut)), nil
+	}
+	merged, inserted, ok := alignInsertions(orig, mut)
+	if !ok {
+		// Not a pure insertion (never produced by Mutate): diff the lists.
+		return diffPart(ops, path, orig, mut)
+	}
+	for _, i := range inserted {
+		ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(i), &mut[i]))
+	}
+	// After the adds, orig's containers sit at their final indices.
+	var err error
+	for i := range merged {
+		if merged[i] == nil {
+			continue
+		}
+		if ops, err = diffPart(ops, path+"/"+strconv.Itoa(i), merged[i], &mut[i]); err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
 }
 
 // alignInsertions checks that mutated is orig with containers inserted
-// (matched by name, order kept). It returns orig's containers at their final
-// indices with the inserted ones in between, and the inserted indices in
-// ascending order, so applying "add" ops in that order is valid.
-func alignInsertions(orig, mutated []corev1.Container) ([]corev1.Container, []int, bool) {
+// (matched by name, order kept). It returns, per index of mutated, the
+// original container there (nil where one was inserted), and the inserted
+// indices in ascending order, so applying "add" ops in that order is valid.
+func alignInsertions(orig, mutated []corev1.Container) ([]*corev1.Container, []int, bool) {
 	if len(mutated) < len(orig) {
 		return nil, nil, false
 	}
-	merged := make([]corev1.Container, 0, len(mutated))
+	merged := make([]*corev1.Container, len(mutated))
 	var inserted []int
 	j := 0
 	for i := range mutated {
 		if j < len(orig) && mutated[i].Name == orig[j].Name {
-			merged = append(merged, orig[j])
+			merged[i] = &orig[j]
 			j++
 			continue
 		}
-		merged = append(merged, mutated[i])
 		inserted = append(inserted, i)
 	}
 	if j != len(orig) {

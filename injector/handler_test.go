@@ -1,0 +1,356 @@
+package injector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// stubIssuer is a pure-logic stand-in for the mesh CA; the real CA is used
+// in the envtest suite.
+type stubIssuer struct{ err error }
+
+func (s stubIssuer) Issue(_ context.Context, req certs.Request) (*certs.Certificate, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	return &certs.Certificate{CertPEM: []byte("cert " + req.CommonName), KeyPEM: []byte("key"), CABundle: []byte("ca")}, nil
+}
+func (stubIssuer) CABundle(context.Context) ([]byte, error) { return []byte("ca"), nil }
+func (stubIssuer) Provider() string                         { return "stub" }
+
+type recordedEvent struct {
+	regarding runtime.Object
+	note      string
+}
+
+type fakeRecorder struct {
+	mu     sync.Mutex
+	events []recordedEvent
+}
+
+func (r *fakeRecorder) Eventf(regarding, _ runtime.Object, _, _, _, note string, args ...interface{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, recordedEvent{regarding: regarding, note: note})
+	_ = args
+}
+
+type handlerFixture struct {
+	h        *Handler
+	server   http.Handler
+	secrets  []*corev1.Secret
+	mu       sync.Mutex
+	recorder *fakeRecorder
+}
+
+func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error) *handlerFixture {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
+		monitoredNamespace("app", nil),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
+	).Build()
+	f := &handlerFixture{recorder: &fakeRecorder{}}
+	writer := interceptor.NewClient(reader, interceptor.Funcs{
+		Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+			if createErr != nil {
+				return createErr
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.secrets = append(f.secrets, obj.(*corev1.Secret))
+			return nil
+		},
+	})
+	h, err := NewHandler(Options{
+		Client: writer, Namespaces: reader, Issuer: issuer,
+		MeshName: "fsm", FSMNamespace: "fsm-system",
+		SidecarImage: testMesh.SidecarImage, InitImage: testMesh.InitImage, HealthcheckImage: testMesh.HealthcheckImage,
+		Recorder: f.recorder, NewUUID: seqUUID(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.h = h
+	f.server = &webhook.Admission{Handler: h}
+	return f
+}
+
+func reviewBody(t *testing.T, mutate func(*admissionv1.AdmissionRequest)) []byte {
+	t.Helper()
+	pod := simplePod(nil)
+	raw, _ := json.Marshal(pod)
+	req := &admissionv1.AdmissionRequest{
+		UID:       types.UID("uid-1"),
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Namespace: "app",
+		Operation: admissionv1.Create,
+		Object:    runtime.RawExtension{Raw: raw},
+	}
+	if mutate != nil {
+		mutate(req)
+	}
+	b, _ := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  req,
+	})
+	return b
+}
+
+func (f *handlerFixture) post(t *testing.T, body []byte, contentType string) (int, *admissionv1.AdmissionResponse) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	f.server.ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatalf("response is not an AdmissionReview: %v: %s", err, rec.Body.String())
+	}
+	if out.Response == nil {
+		t.Fatalf("no response in %s", rec.Body.String())
+	}
+	return rec.Code, out.Response
+}
+
+// TestHandlerHTTP drives the handler through controller-runtime's webhook
+// wrapper as the apiserver would, including malformed requests.
+func TestHandlerHTTP(t *testing.T) {
+	podJSON := func(p *corev1.Pod) []byte { b, _ := json.Marshal(p); return b }
+	tests := []struct {
+		name        string
+		body        []byte
+		contentType string
+		allowed     bool
+		patched     bool
+		code        int32
+		message     string
+		uid         types.UID
+		secrets     int
+		events      int
+	}{
+		{name: "injected", body: reviewBody(t, nil), allowed: true, patched: true, uid: "uid-1", secrets: 1},
+		{name: "dry run: patched, no Secret", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.DryRun = ptrBool(true) }), allowed: true, patched: true, uid: "uid-1"},
+		{name: "unmonitored namespace", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Namespace = "other" }), allowed: true, uid: "uid-1"},
+		{name: "update is not touched", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Update }), allowed: true, uid: "uid-1"},
+		{name: "bad annotation denied with uid and event", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			p := simplePod(map[string]string{SidecarInjectionAnnotation: "on"})
+			r.Object.Raw = podJSON(p)
+		}), code: http.StatusForbidden, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`, uid: "uid-1", events: 1},
+		{name: "wrong kind", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Service" }),
+			code: http.StatusBadRequest, message: `expected a v1 Pod, got "/v1, Kind=Service"`, uid: "uid-1"},
+		{name: "missing object", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }),
+			code: http.StatusBadRequest, message: "admission request has no pod object", uid: "uid-1"},
+		{name: "object not a pod", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = []byte(`{"spec":{"containers":"nope"}}`) }),
+			code: http.StatusBadRequest, message: "decoding pod", uid: "uid-1"},
+		{name: "no namespace", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			r.Namespace = ""
+			p := simplePod(nil)
+			p.Namespace = ""
+			r.Object.Raw = podJSON(p)
+		}),
+			code: http.StatusBadRequest, message: "admission request names no namespace", uid: "uid-1"},
+		{name: "unknown namespace", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Namespace = "ghost" }),
+			code: http.StatusInternalServerError, message: "reading namespace ghost", uid: "uid-1"},
+		{name: "missing request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), code: http.StatusBadRequest},
+		{name: "malformed JSON", body: []byte(`{"request":`), code: http.StatusBadRequest},
+		{name: "empty body", body: nil, code: http.StatusBadRequest},
+		{name: "wrong content type", body: reviewBody(t, nil), contentType: "text/plain", code: http.StatusBadRequest, message: "contentType=text/plain"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newHandlerFixture(t, stubIssuer{}, nil)
+			ct := tc.contentType
+			if ct == "" {
+				ct = "application/json"
+			}
+			_, resp := f.post(t, tc.body, ct)
+			if resp.Allowed != tc.allowed || (len(resp.Patch) > 0) != tc.patched {
+				t.Fatalf("allowed=%v patch=%d bytes, want allowed=%v patched=%v; result %+v", resp.Allowed, len(resp.Patch), tc.allowed, tc.patched, resp.Result)
+			}
+			if resp.UID != tc.uid {
+				t.Errorf("uid %q, want %q", resp.UID, tc.uid)
+			}
+			if !tc.allowed {
+				if resp.Result == nil || resp.Result.Code != tc.code || !strings.Contains(resp.Result.Message, tc.message) {
+					t.Errorf("result %+v, want code %d message containing %q", resp.Result, tc.code, tc.message)
+				}
+			}
+			if len(f.secrets) != tc.secrets {
+				t.Errorf("%d Secrets created, want %d", len(f.secrets), tc.secrets)
+			}
+			if len(f.recorder.events) != tc.events {
+				t.Errorf("%d events, want %d", len(f.recorder.events), tc.events)
+			}
+		})
+	}
+}
+
+func ptrBool(b bool) *bool { return &b }
+
+func TestHandlerSecretFailuresDeny(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		issuerErr error
+		createErr error
+		want      string
+	}{
+		{"issuer fails", &certs.ProviderError{Provider: "vault", Op: "issue", Err: errors.New("permission denied")}, nil,
+			"issuing bootstrap certificate for 00000000-0000-4000-8000-000000000001.sidecar.default.app.cluster.local: vault: issue: permission denied"},
+		{"create fails", nil, errors.New("quota exceeded"), "creating bootstrap Secret app/sidecar-bootstrap-config-00000000-0000-4000-8000-000000000001: quota exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newHandlerFixture(t, stubIssuer{err: tc.issuerErr}, tc.createErr)
+			_, resp := f.post(t, reviewBody(t, nil), "application/json")
+			if resp.Allowed || len(resp.Patch) > 0 || resp.Result.Message != tc.want || resp.UID != "uid-1" {
+				t.Fatalf("got allowed=%v uid=%q message %q, want denial %q", resp.Allowed, resp.UID, resp.Result.Message, tc.want)
+			}
+		})
+	}
+}
+
+func TestHandlerMetrics(t *testing.T) {
+	f := newHandlerFixture(t, stubIssuer{}, nil)
+	injected := testutil.ToFloat64(admissionsTotal.WithLabelValues(resultInjected, ""))
+	notMonitored := testutil.ToFloat64(admissionsTotal.WithLabelValues(resultSkipped, string(SkipNotMonitored)))
+	denied := testutil.ToFloat64(admissionsTotal.WithLabelValues(resultDenied, ""))
+	f.post(t, reviewBody(t, nil), "application/json")
+	f.post(t, reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Namespace = "other" }), "application/json")
+	f.post(t, reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+		r.Object.Raw, _ = json.Marshal(simplePod(map[string]string{InboundPortExclusionAnnotation: "x"}))
+	}), "application/json")
+	for _, c := range []struct {
+		name        string
+		before, now float64
+	}{
+		{"injected", injected, testutil.ToFloat64(admissionsTotal.WithLabelValues(resultInjected, ""))},
+		{"not monitored", notMonitored, testutil.ToFloat64(admissionsTotal.WithLabelValues(resultSkipped, string(SkipNotMonitored)))},
+		{"denied", denied, testutil.ToFloat64(admissionsTotal.WithLabelValues(resultDenied, ""))},
+	} {
+		if c.now != c.before+1 {
+			t.Errorf("%s counter went %v -> %v, want +1", c.name, c.before, c.now)
+		}
+	}
+	if n := testutil.CollectAndCount(admissionDuration); n == 0 {
+		t.Error("no latency observations")
+	}
+}
+
+// TestHandlerConcurrent admits many pods at once; every one gets its own uuid
+// and Secret (run with -race).
+func TestHandlerConcurrent(t *testing.T) {
+	f := newHandlerFixture(t, stubIssuer{}, nil)
+	var mu sync.Mutex
+	n := 0
+	f.h.opts.NewUUID = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return strings.Repeat("0", 8) + "-" + string(rune('a'+n%26)) + strings.Repeat("0", 3) + "-" + itoa(n)
+	}
+	body := reviewBody(t, nil)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			_, resp := f.post(t, body, "application/json")
+			if !resp.Allowed || len(resp.Patch) == 0 {
+				t.Errorf("not injected: %+v", resp.Result)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, s := range f.secrets {
+		seen[s.Name] = true
+	}
+	if len(seen) != 64 {
+		t.Fatalf("%d distinct Secrets for 64 admissions", len(seen))
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestPatchKeepsUnknownFields applies the patch to the raw pod as the
+// apiserver does: fields our Go types do not know must survive.
+func TestPatchKeepsUnknownFields(t *testing.T) {
+	raw := []byte(`{"metadata":{"name":"p","namespace":"app","futureMeta":1},"spec":{"futureSpec":{"a":1},"containers":[{"name":"app","image":"app","futureContainerField":"x"}]}}`)
+	var pod corev1.Pod
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		t.Fatal(err)
+	}
+	mut, err := mutateWith(t, &pod, nil, DefaultSettings(), testMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := CreatePatch(&pod, mut.Pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if op.Operation == "remove" {
+			t.Errorf("unexpected remove op %s", op.Path)
+		}
+	}
+	pb, _ := json.Marshal(ops)
+	p, err := jsonpatchapply.DecodePatch(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("patch does not apply to the raw pod: %v\n%s", err, pb)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	spec := got["spec"].(map[string]any)
+	containers := spec["containers"].([]any)
+	if spec["futureSpec"] == nil || got["metadata"].(map[string]any)["futureMeta"] == nil {
+		t.Errorf("unknown pod fields lost: %s", out)
+	}
+	if containers[0].(map[string]any)["name"] != "sidecar" || containers[1].(map[string]any)["futureContainerField"] != "x" {
+		t.Errorf("containers wrong after patch: %s", out)
+	}
+}
+
+// TestCreatePatchFallback covers container lists that are not pure
+// insertions (Mutate never makes them, but CreatePatch must stay correct).
+func TestCreatePatchFallback(t *testing.T) {
+	orig := simplePod(nil)
+	orig.Spec.Containers = append(orig.Spec.Containers, corev1.Container{Name: "b", Image: "b"})
+	mut := orig.DeepCopy()
+	mut.Spec.Containers = []corev1.Container{{Name: "b", Image: "b2"}}
+	ops, err := CreatePatch(orig, mut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPatchApplies(t, orig, mut, ops)
+}

@@ -1,0 +1,209 @@
+// Package bench holds the injector's benchmarks (JSON AdmissionReview in,
+// JSON AdmissionReview out, through controller-runtime's webhook wrapper) and,
+// in ./load, a load tool against a real apiserver.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
+)
+
+const benchNamespace = "bench"
+
+// created counts bootstrap Secrets the handler created.
+var created atomic.Int64
+
+var pods = []struct{ name, file string }{
+	{"small", "pod-small.json"},
+	{"env2000", "pod-2000-env.json"},
+}
+
+// review wraps a pod in an AdmissionReview as the apiserver sends it.
+func review(tb testing.TB, file string) []byte {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", file))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ar := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       types.UID("705ab4f5-6393-11e8-b7cc-42010a800002"),
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: benchNamespace,
+			Operation: admissionv1.Create,
+			Object:    runtime.RawExtension{Raw: raw},
+		},
+	}
+	b, err := json.Marshal(ar)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// newInjector is the handler with a warm key pool and a fake client.
+func newInjector(tb testing.TB, alg certs.KeyAlgorithm) http.Handler {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: alg, PoolSize: 256, RecycledKeys: 32})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        benchNamespace,
+		Labels:      map[string]string{injector.MonitoredByLabel: "fsm"},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"},
+	}}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		tb.Fatal(err)
+	}
+	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
+	// controller-runtime's fake client rebuilds a REST mapper on every
+	// Create (about 2 ms); the benchmark measures the injector, so Secret
+	// creation goes to a fake that only checks and counts what it gets.
+	writer := interceptor.NewClient(reader, interceptor.Funcs{
+		Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+			s, ok := obj.(*corev1.Secret)
+			if !ok || s.Namespace != benchNamespace || len(s.Data[injector.RepoCertKey]) == 0 {
+				return fmt.Errorf("unexpected object created: %T %s/%s", obj, obj.GetNamespace(), obj.GetName())
+			}
+			created.Add(1)
+			return nil
+		},
+	})
+	h, err := injector.NewHandler(injector.Options{
+		Client: writer, Namespaces: reader, Issuer: issuer,
+		MeshName: "fsm", FSMNamespace: "fsm-system",
+		SidecarImage: "flomesh/pipy:1.5.14", InitImage: "flomesh/fsm-sidecar-init:1.5.1", HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &webhook.Admission{Handler: h}
+}
+
+// floor decodes the pod and admits it unchanged: the cost of the webhook
+// plumbing alone.
+func floor() http.Handler {
+	return &webhook.Admission{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		return admission.Allowed("")
+	})}
+}
+
+// serve posts body to h and returns the decoded response.
+func serve(tb testing.TB, h http.Handler, body []byte) *admissionv1.AdmissionResponse {
+	req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		tb.Fatalf("decoding response: %v", err)
+	}
+	return out.Response
+}
+
+func runBench(b *testing.B, h http.Handler, body []byte, wantPatch bool) {
+	resp := serve(b, h, body)
+	if !resp.Allowed || (len(resp.Patch) > 0) != wantPatch {
+		b.Fatalf("unexpected response: allowed=%v patch=%d bytes result=%v", resp.Allowed, len(resp.Patch), resp.Result)
+	}
+	var ops []json.RawMessage
+	if wantPatch {
+		if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(ops)), "patch-ops")
+	b.ReportMetric(float64(len(resp.Patch)), "patch-bytes")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("HTTP %d", rec.Code)
+		}
+	}
+}
+
+// BenchmarkInjectHandler is the whole admission: decode, decide, mutate,
+// patch, issue the bootstrap cert (warm key pool), create the Secret (fake
+// client), encode.
+func BenchmarkInjectHandler(b *testing.B) {
+	for _, ca := range []certs.KeyAlgorithm{certs.RSA2048, certs.ECDSAP256} {
+		h := newInjector(b, ca)
+		for _, p := range pods {
+			body := review(b, p.file)
+			b.Run(p.name+"/"+string(ca), func(b *testing.B) { runBench(b, h, body, true) })
+		}
+	}
+}
+
+// BenchmarkFloor is decode + encode with an empty patch on the same pods.
+func BenchmarkFloor(b *testing.B) {
+	h := floor()
+	for _, p := range pods {
+		body := review(b, p.file)
+		b.Run(p.name, func(b *testing.B) { runBench(b, h, body, false) })
+	}
+}
+
+// TestBenchPodsInjected checks the benchmark inputs take the injection path
+// and produce a patch whose size does not depend on the app container's.
+func TestBenchPodsInjected(t *testing.T) {
+	h := newInjector(t, certs.ECDSAP256)
+	var counts []int
+	before := created.Load()
+	for _, p := range pods {
+		resp := serve(t, h, review(t, p.file))
+		if !resp.Allowed || len(resp.Patch) == 0 {
+			t.Fatalf("%s: not injected: %+v", p.name, resp.Result)
+		}
+		var ops []map[string]any
+		if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, len(ops))
+	}
+	if n := created.Load() - before; n != int64(len(pods)) {
+		t.Fatalf("%d Secrets created for %d admissions", n, len(pods))
+	}
+	if counts[0] != counts[1] || counts[0] > 14 {
+		t.Fatalf("patch ops small=%d env2000=%d, want equal and <= 14", counts[0], counts[1])
+	}
+}
