@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -280,6 +281,26 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	}
 	if len(all.Items) != 1 {
 		t.Errorf("%d mutating configurations for mesh %s, want the chart's one", len(all.Items), mesh)
+	}
+
+	// What the pre-delete hook does first: delete the configurations while
+	// the servers still run. They must not come back (a failurePolicy=Fail
+	// webhook recreated after uninstall would block the cluster).
+	if err := c.Delete(ctx, &mwc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, &vwc); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	for _, o := range []client.Object{&admv1.MutatingWebhookConfiguration{}, &admv1.ValidatingWebhookConfiguration{}} {
+		name := mwcName
+		if _, ok := o.(*admv1.ValidatingWebhookConfiguration); ok {
+			name = vwcName
+		}
+		if err := c.Get(ctx, types.NamespacedName{Name: name}, o); !apierrors.IsNotFound(err) {
+			t.Errorf("%s came back after deletion while the server runs (err %v)", name, err)
+		}
 	}
 }
 
