@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
@@ -43,15 +46,14 @@ func presetJSON(t testing.TB) []byte {
 func review(t testing.TB, uid, group, version, kind string, op admissionv1.Operation, obj []byte) []byte {
 	t.Helper()
 	ar := admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{
-		UID:       "",
+		UID:       types.UID(uid),
+		Kind:      metav1.GroupVersionKind{Group: group, Version: version, Kind: kind},
 		Operation: op,
 		Namespace: "fsm-system",
 		Name:      "fsm-mesh-config",
+		Object:    runtime.RawExtension{Raw: obj},
 	}}
 	ar.APIVersion, ar.Kind = "admission.k8s.io/v1", "AdmissionReview"
-	ar.Request.UID = typesUID(uid)
-	ar.Request.Kind.Group, ar.Request.Kind.Version, ar.Request.Kind.Kind = group, version, kind
-	ar.Request.Object.Raw = obj
 	b, err := json.Marshal(ar)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,90 @@
+package validator
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+)
+
+// Seeds live in testdata/fuzz/<FuzzName>; plain `go test` runs them.
+
+// FuzzValidateAdmissionReview posts arbitrary bodies through the served HTTP
+// wrapper with panic recovery OFF, so a panic in the handler fails the fuzz
+// run instead of becoming a 500. Every answer must be an AdmissionReview
+// echoing the request uid.
+func FuzzValidateAdmissionReview(f *testing.F) {
+	preset := presetJSON(f)
+	for _, k := range []struct{ g, v, k string }{
+		{meshconfig.Group, "v1alpha1", "MeshConfig"}, {meshconfig.Group, "v1alpha3", "MeshConfig"},
+		{"policy.flomesh.io", "v1alpha1", "IngressBackend"}, {"policy.flomesh.io", "v1alpha1", "Egress"},
+		{"policy.flomesh.io", "v1alpha1", "UpstreamTrafficSetting"}, {"plugin.flomesh.io", "v1alpha1", "Plugin"},
+	} {
+		f.Add(review(f, "seed", k.g, k.v, k.k, admissionv1.Create, preset))
+	}
+	f.Add(review(f, "seed", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Delete, nil))
+
+	h := &admission.Webhook{Handler: NewHandler(Options{
+		Reader:                fake.NewClientBuilder().Build(),
+		ValidateTrafficTarget: true,
+	})}
+	h.WithRecoverPanic(false)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+			t.Fatalf("not an AdmissionReview response (%v): %q", err, rec.Body.String())
+		}
+		var in admissionv1.AdmissionReview
+		if json.Unmarshal(body, &in) == nil && in.Request != nil && out.Response.Result != nil && out.Response.Result.Code != http.StatusBadRequest {
+			if out.Response.UID != in.Request.UID {
+				t.Fatalf("uid %q not echoed (got %q)", in.Request.UID, out.Response.UID)
+			}
+		}
+		if !out.Response.Allowed && (out.Response.Result == nil || out.Response.Result.Message == "") {
+			t.Fatalf("denial without a message: %+v", out.Response)
+		}
+	})
+}
+
+// FuzzValidateMeshConfigSpec validates arbitrary specs in every version.
+// Invariants: no panic, deterministic, every error names a field under spec
+// (or apiVersion), and an UPDATE that changes nothing is never denied
+// (ratcheting keeps stored objects editable).
+func FuzzValidateMeshConfigSpec(f *testing.F) {
+	f.Add("v1alpha3", []byte(`{"sidecar":{"logLevel":"error"}}`))
+	f.Add("v1alpha1", []byte(`{"observability":{"tracing":{"sampledFraction":0.5,"port":40000}}}`))
+	f.Add("v1alpha2", []byte(`{"traffic":{"outboundIPRangeExclusionList":["10.0.0.0/8"],"outboundIPRangeInclusionList":["10.1.0.0/16"]}}`))
+	f.Add("v1alpha3", []byte(`{"image":{"registry":"flomesh","tag":"v1","name":{"a":"b"},"digest":{"a":"sha256:x"}}}`))
+	f.Fuzz(func(t *testing.T, version string, spec []byte) {
+		obj := append(append([]byte(`{"spec":`), spec...), '}')
+		r1 := meshconfig.Validate(version, obj)
+		r2 := meshconfig.Validate(version, obj)
+		if !reflect.DeepEqual(r1, r2) {
+			t.Fatalf("not deterministic:\n%v\n%v", r1, r2)
+		}
+		for _, e := range r1.Errors {
+			if !strings.HasPrefix(e.Field, "spec") && e.Field != "apiVersion" {
+				t.Fatalf("error outside spec: %v", e)
+			}
+			if e.Error() == "" {
+				t.Fatal("empty error message")
+			}
+		}
+		if u := meshconfig.ValidateUpdate(version, obj, obj); len(u.Errors) != 0 {
+			t.Fatalf("unchanged update denied: %v", u.Errors)
+		}
+	})
+}
