@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
@@ -180,8 +181,9 @@ type hubFeatureFlags struct {
 }
 
 // hubDefaults is what a v1alpha1 object without the annotation becomes in
-// v1alpha3: the required objects with their schema defaults, optional
-// sections absent. Built fresh on each call because FillDefaults hands its
+// v1alpha3: what the v1alpha3 schema defaults (the apiserver applies those
+// defaults to the stored object anyway), required objects with their
+// defaults, optional sections absent. Built fresh on each call because FillDefaults hands its
 // sections to the converted object.
 func hubDefaults() *hubFields {
 	image, misc, connector := v1alpha3.DefaultImage(), v1alpha3.DefaultMisc(), v1alpha3.DefaultConnector()
@@ -189,10 +191,15 @@ func hubDefaults() *hubFields {
 		ClusterSet: &hubClusterSet{
 			Region: v1alpha3.DefaultClusterSetValue, Zone: v1alpha3.DefaultClusterSetValue, Group: v1alpha3.DefaultClusterSetValue,
 		},
-		Sidecar:    &hubSidecar{},
+		Sidecar: &hubSidecar{
+			CompressConfig: ptr.To(true), HoldApplicationUntilProxyStarts: ptr.To(true), GracefulExitUntilDownstreamEnds: ptr.To(true),
+		},
 		RepoServer: &hubRepoServer{},
-		// Required in v1alpha3: an empty list, never null.
-		Traffic:       &hubTraffic{OutboundIPRangeInclusionList: []string{}, NetworkInterfaceExclusionList: []string{}},
+		Traffic: &hubTraffic{
+			// Required in v1alpha3: an empty list, never null.
+			OutboundIPRangeInclusionList: []string{}, NetworkInterfaceExclusionList: []string{},
+			ServiceAccessNames: v1alpha3.DefaultServiceAccessNames(),
+		},
 		Observability: &hubObservability{},
 		FeatureFlags:  &hubFeatureFlags{},
 		Image:         &image,

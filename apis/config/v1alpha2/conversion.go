@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
@@ -165,8 +166,9 @@ type hubFeatureFlags struct {
 }
 
 // hubDefaults is what a v1alpha2 object without the annotation becomes in
-// v1alpha3: the required objects with their schema defaults, optional
-// sections absent. Built fresh on each call because FillDefaults hands its
+// v1alpha3: what the v1alpha3 schema defaults (the apiserver applies those
+// defaults to the stored object anyway), required objects with their
+// defaults, optional sections absent. Built fresh on each call because FillDefaults hands its
 // sections to the converted object.
 func hubDefaults() *hubFields {
 	image, misc, connector := v1alpha3.DefaultImage(), v1alpha3.DefaultMisc(), v1alpha3.DefaultConnector()
@@ -174,9 +176,11 @@ func hubDefaults() *hubFields {
 		ClusterSet: &hubClusterSet{
 			Region: v1alpha3.DefaultClusterSetValue, Zone: v1alpha3.DefaultClusterSetValue, Group: v1alpha3.DefaultClusterSetValue,
 		},
-		Sidecar:       &hubSidecar{},
+		Sidecar: &hubSidecar{
+			CompressConfig: ptr.To(true), HoldApplicationUntilProxyStarts: ptr.To(true), GracefulExitUntilDownstreamEnds: ptr.To(true),
+		},
 		RepoServer:    &hubRepoServer{},
-		Traffic:       &hubTraffic{},
+		Traffic:       &hubTraffic{ServiceAccessNames: v1alpha3.DefaultServiceAccessNames()},
 		Observability: &hubObservability{},
 		FeatureFlags:  &hubFeatureFlags{},
 		Image:         &image,

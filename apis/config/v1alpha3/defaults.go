@@ -1,6 +1,9 @@
 package v1alpha3
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
 
 // Defaults of the objects v1alpha3 requires (spec.image, spec.misc,
 // spec.connector), equal to the CRD schema defaults. Conversion from older
@@ -27,4 +30,14 @@ func DefaultMisc() MiscSpec {
 // DefaultConnector is spec.connector as the schema defaults it.
 func DefaultConnector() ConnectorSpec {
 	return ConnectorSpec{Lb: ConnectorLoadBalancer{Type: ActiveActiveLbType}, Notice: DefaultConnectorNotice}
+}
+
+// DefaultServiceAccessNames is traffic.serviceAccessNames as the schema
+// defaults it when traffic is present.
+func DefaultServiceAccessNames() *ServiceAccessNames {
+	return &ServiceAccessNames{
+		WithTrustDomain:         ptr.To(true),
+		MustWithNamespace:       ptr.To(true),
+		CloudServiceAccessNames: &CloudServiceAccessNames{WithNamespace: ptr.To(true)},
+	}
 }
