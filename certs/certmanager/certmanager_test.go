@@ -1,0 +1,367 @@
+package certmanager
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cmutil "github.com/cert-manager/cert-manager/pkg/api/util"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
+	"github.com/cert-manager/cert-manager/pkg/controller"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca" // registers the CA issuer; without it Issuers never get a condition
+	"github.com/cert-manager/cert-manager/pkg/logs"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	ok := Options{IssuerName: DefaultIssuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup, Namespace: "fsm-system", Client: cmclient.New(nil)}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Options)
+		want   string
+	}{
+		{"ok", func(*Options) {}, ""},
+		{"cluster issuer", func(o *Options) { o.IssuerKind = "ClusterIssuer" }, ""},
+		{"external issuer kind", func(o *Options) { o.IssuerGroup = "awspca.cert-manager.io"; o.IssuerKind = "AWSPCAIssuer" }, ""},
+		{"name", func(o *Options) { o.IssuerName = "" }, "IssuerName not specified in cert-manager.io options"},
+		{"kind", func(o *Options) { o.IssuerKind = "" }, "IssuerKind not specified in cert-manager.io options"},
+		{"group", func(o *Options) { o.IssuerGroup = "" }, "IssuerGroup not specified in cert-manager.io options"},
+		{"bad kind", func(o *Options) { o.IssuerKind = "Isuer" }, "IssuerKind in cert-manager.io options must be one of [Issuer, ClusterIssuer] for group cert-manager.io, got Isuer"},
+		{"secret without client", func(o *Options) { o.CABundleSecret = "fsm-ca-bundle" }, "CABundleSecret is set but no Kubernetes client to read it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ok
+			tc.mutate(&o)
+			_, err := New(o)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != "cert-manager: options: "+tc.want {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	cond := func(typ cmapi.CertificateRequestConditionType, st cmmeta.ConditionStatus, reason string) cmapi.CertificateRequestCondition {
+		return cmapi.CertificateRequestCondition{Type: typ, Status: st, Reason: reason, Message: "msg"}
+	}
+	for _, tc := range []struct {
+		name     string
+		conds    []cmapi.CertificateRequestCondition
+		cert     []byte
+		wantDone bool
+		wantErr  string
+	}{
+		{"no conditions", nil, nil, false, ""},
+		{"approved, pending", []cmapi.CertificateRequestCondition{cond("Approved", "True", "ok"), cond("Ready", "False", "Pending")}, nil, false, ""},
+		{"ready", []cmapi.CertificateRequestCondition{cond("Ready", "True", "Issued")}, []byte("x"), true, ""},
+		{"ready without certificate yet", []cmapi.CertificateRequestCondition{cond("Ready", "True", "Issued")}, nil, false, ""},
+		{"denied", []cmapi.CertificateRequestCondition{cond("Denied", "True", "PolicyDenied")}, nil, false, "was denied: PolicyDenied: msg"},
+		{"invalid", []cmapi.CertificateRequestCondition{cond("InvalidRequest", "True", "BadCSR")}, nil, false, "is invalid: BadCSR: msg"},
+		{"failed", []cmapi.CertificateRequestCondition{cond("Ready", "False", "Failed")}, nil, false, "failed: Failed: msg"},
+		{"ready false denied", []cmapi.CertificateRequestCondition{cond("Ready", "False", "Denied")}, nil, false, "failed: Denied: msg"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cr := &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "fsm-x"}}
+			cr.Status.Conditions = tc.conds
+			cr.Status.Certificate = tc.cert
+			done, err := decide(cr)
+			if done != tc.wantDone {
+				t.Errorf("done = %v, want %v", done, tc.wantDone)
+			}
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestCertManager runs cert-manager's own issuers, approver and CA issuer
+// controllers in this process against one envtest apiserver. The controllers
+// only serve namespace `auto`; in `manual` nobody approves, so the test
+// decides (denial, timeout).
+func TestCertManager(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false") // informers sync in ms instead of 1 s
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{certManagerCRDs(t)}})
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	ctx := context.Background()
+	auto := namespace(t, env.Clientset, "auto-")
+	manual := namespace(t, env.Clientset, "manual-")
+	startCertManager(t, env.KubeConfig, auto)
+
+	ca, err := certs.NewRootAuthority(certs.RSA2048, 24*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := certs.EncodeKeyPEM(ca.Key)
+	caPEM := certs.EncodeCertsPEM(ca.Cert)
+	for _, ns := range []string{auto, manual} {
+		if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "fsm-ca-bundle"},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{"tls.crt": caPEM, "tls.key": caKey, "ca.crt": caPEM},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cm.CertmanagerV1().Issuers(auto).Create(ctx, &cmapi.Issuer{
+		ObjectMeta: metav1.ObjectMeta{Name: DefaultIssuerName},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "fsm-ca-bundle"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitIssuerReady(t, cm, auto, DefaultIssuerName)
+
+	newIssuer := func(t *testing.T, ns, issuerName string) *Issuer {
+		t.Helper()
+		i, err := New(Options{IssuerName: issuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup,
+			Namespace: ns, Client: cm, CABundleSecret: "fsm-ca-bundle", Secrets: env.Clientset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+
+	t.Run("issued", func(t *testing.T) {
+		i := newIssuer(t, auto, DefaultIssuerName)
+		for _, tc := range []struct {
+			name  string
+			alg   certs.KeyAlgorithm
+			usage certs.Usage
+			valid time.Duration
+		}{
+			{"fsm-injector.fsm-system.svc", certs.RSA2048, certs.UsageServer, 90 * time.Minute},
+			{"p1.sidecar.sa.bookstore.cluster.local", certs.ECDSAP256, certs.UsageBoth, 24 * time.Hour},
+		} {
+			ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			c, err := i.Issue(ictx, certs.Request{CommonName: tc.name, DNSNames: []string{tc.name}, Validity: tc.valid, Usage: tc.usage, KeyAlgorithm: tc.alg})
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := certs.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, tc.name, tc.usage, time.Now().Add(tc.valid-time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			leaf, _ := certs.ParseCertsPEM(c.CertPEM)
+			if err := leaf[0].CheckSignatureFrom(ca.Cert); err != nil {
+				t.Fatal(err)
+			}
+			if got := leaf[0].NotAfter.Sub(leaf[0].NotBefore); got != tc.valid {
+				t.Errorf("lifetime = %s, want exactly %s", got, tc.valid)
+			}
+			if alg, _ := certs.AlgorithmOf(leaf[0].PublicKey); alg != tc.alg {
+				t.Errorf("key = %s, want %s", alg, tc.alg)
+			}
+			if leaf[0].KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+				t.Errorf("KeyUsage = %v, want digital signature", leaf[0].KeyUsage)
+			}
+			if !c.NotAfter.Equal(leaf[0].NotAfter) {
+				t.Errorf("NotAfter = %s, leaf %s", c.NotAfter, leaf[0].NotAfter)
+			}
+		}
+		b, err := i.CABundle(ctx)
+		if err != nil || string(b) != string(caPEM) {
+			t.Fatalf("CABundle = %q, %v", b, err)
+		}
+		assertNoRequests(t, cm, auto)
+	})
+
+	t.Run("denied", func(t *testing.T) {
+		i := newIssuer(t, manual, DefaultIssuerName)
+		w, err := cm.CertmanagerV1().CertificateRequests(manual).Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		denied := make(chan error, 1)
+		go func() {
+			for ev := range w.ResultChan() {
+				cr, ok := ev.Object.(*cmapi.CertificateRequest)
+				if ev.Type != watch.Added || !ok {
+					continue
+				}
+				cmutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionDenied, cmmeta.ConditionTrue, "PolicyDenied", "fsm-injector may not ask for this name")
+				_, err := cm.CertmanagerV1().CertificateRequests(manual).UpdateStatus(ctx, cr, metav1.UpdateOptions{})
+				denied <- err
+				return
+			}
+		}()
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err = i.Issue(ictx, certs.Request{CommonName: "evil.svc", DNSNames: []string{"evil.svc"}, Validity: time.Hour, Usage: certs.UsageServer, KeyAlgorithm: certs.ECDSAP256})
+		if derr := <-denied; derr != nil {
+			t.Fatalf("denying: %v", derr)
+		}
+		if err == nil || !strings.Contains(err.Error(), "was denied: PolicyDenied: fsm-injector may not ask for this name") || !strings.HasPrefix(err.Error(), "cert-manager: issue evil.svc: ") {
+			t.Fatalf("err = %v", err)
+		}
+		assertNoRequests(t, cm, manual)
+	})
+
+	t.Run("issuer missing times out with the Pending reason", func(t *testing.T) {
+		i := newIssuer(t, auto, "no-such-issuer")
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := i.Issue(ictx, certs.Request{CommonName: "x.svc", Validity: time.Hour, Usage: certs.UsageServer, KeyAlgorithm: certs.ECDSAP256})
+		if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "reason Pending") || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("err = %v", err)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err does not wrap context.DeadlineExceeded: %v", err)
+		}
+		assertNoRequests(t, cm, auto)
+	})
+
+	t.Run("timeout without approval", func(t *testing.T) {
+		i := newIssuer(t, manual, DefaultIssuerName)
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := i.Issue(ictx, certs.Request{CommonName: "y.svc", Validity: time.Hour, Usage: certs.UsageClient, KeyAlgorithm: certs.ECDSAP256})
+		if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "nobody approved it") {
+			t.Fatalf("err = %v", err)
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Errorf("Issue ignored its ctx deadline: returned after %s", time.Since(start))
+		}
+		assertNoRequests(t, cm, manual)
+	})
+}
+
+func certManagerCRDs(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	if err != nil {
+		t.Fatalf("locating the cert-manager module: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+}
+
+// startCertManager follows cert-manager-inprocess.md: factory, constructors,
+// then informers, then Run, then sync.
+func startCertManager(t *testing.T, kubeconfig []byte, ns string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Not testr: controller goroutines outlive the test.
+	ctx, cancel := context.WithCancel(logs.NewContext(context.Background(), logr.Discard()))
+	factory, err := controller.NewContextFactory(ctx, controller.ContextOptions{
+		Kubeconfig: path, KubernetesAPIQPS: 100, KubernetesAPIBurst: 200, Namespace: ns,
+		IssuerOptions: controller.IssuerOptions{ClusterResourceNamespace: ns},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctrls []controller.Interface
+	for _, name := range []string{"issuers", "certificaterequests-approver", "certificaterequests-issuer-ca"} {
+		ctor, ok := controller.Known()[name]
+		if !ok {
+			t.Fatalf("cert-manager controller %q not registered", name)
+		}
+		c, err := ctor(factory)
+		if err != nil {
+			t.Fatalf("constructing %s: %v", name, err)
+		}
+		ctrls = append(ctrls, c)
+	}
+	base, err := factory.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.SharedInformerFactory.Start(ctx.Done())
+	base.KubeSharedInformerFactory.Start(ctx.Done())
+	var wg sync.WaitGroup
+	for _, c := range ctrls {
+		wg.Go(func() { _ = c.Run(1, ctx) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		base.SharedInformerFactory.Shutdown()
+		base.KubeSharedInformerFactory.Shutdown()
+	})
+	for typ, ok := range base.SharedInformerFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("cert-manager informer %v did not sync", typ)
+		}
+	}
+	for typ, ok := range base.KubeSharedInformerFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("kube informer %v did not sync", typ)
+		}
+	}
+}
+
+func waitIssuerReady(t *testing.T, cm cmclient.Interface, ns, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := cm.CertmanagerV1().Issuers(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("issuer watch closed")
+			}
+			if iss, ok := ev.Object.(*cmapi.Issuer); ok && iss.Name == name {
+				for _, c := range iss.Status.Conditions {
+					if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionTrue {
+						return
+					}
+				}
+			}
+		case <-ctx.Done():
+			t.Fatalf("Issuer %s/%s not Ready", ns, name)
+		}
+	}
+}
+
+func assertNoRequests(t *testing.T, cm cmclient.Interface, ns string) {
+	t.Helper()
+	list, err := cm.CertmanagerV1().CertificateRequests(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Fatalf("%d CertificateRequest(s) left behind in %s", len(list.Items), ns)
+	}
+}
+
+func namespace(t *testing.T, cs kubernetes.Interface, prefix string) string {
+	t.Helper()
+	ns, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}

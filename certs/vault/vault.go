@@ -1,0 +1,309 @@
+// Package vault issues mesh certificates from a HashiCorp Vault PKI secrets
+// engine (pki/issue/<role>) through the official API client. The root key
+// stays in Vault; FSM's options and their error wording are kept.
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"k8s.io/client-go/kubernetes"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// ProviderName is Provider()'s value and the --certificate-manager flag value.
+const ProviderName = "vault"
+
+// FSM's defaults.
+const (
+	DefaultPort     = 8200
+	DefaultProtocol = "http"
+	DefaultRole     = "flomesh"
+	// DefaultMount is the PKI secrets engine's mount path.
+	DefaultMount = "pki"
+	// DefaultTimeout bounds one Vault call.
+	DefaultTimeout = 30 * time.Second
+)
+
+// Options are FSM's --vault-* settings.
+type Options struct {
+	Host     string
+	Port     int
+	Protocol string // http or https
+	Role     string
+	// Token authenticates to Vault. When empty it is read from the Secret
+	// TokenSecretName (key TokenSecretKey) in TokenSecretNamespace.
+	Token                string
+	TokenSecretName      string
+	TokenSecretKey       string
+	TokenSecretNamespace string
+	// Secrets reads the token Secret.
+	Secrets kubernetes.Interface
+	// Mount of the PKI engine; empty means DefaultMount.
+	Mount string
+	// Timeout of one Vault call; zero means DefaultTimeout.
+	Timeout time.Duration
+	// MaxRetries on 5xx and connection errors; nil means the client's
+	// default (2). Set it to 0 to fail fast.
+	MaxRetries *int
+}
+
+// Validate checks the options with FSM's wording.
+func (o Options) Validate() error {
+	if o.Host == "" {
+		return errors.New("VaultHost not specified in Hashi Vault options")
+	}
+	if o.Role == "" {
+		return errors.New("VaultRole not specified in Hashi Vault options")
+	}
+	if o.Protocol != "http" && o.Protocol != "https" {
+		return fmt.Errorf("VaultProtocol in Hashi Vault options must be one of [http, https], got %s", o.Protocol)
+	}
+	if o.Port < 1 || o.Port > 65535 {
+		return fmt.Errorf("VaultPort in Hashi Vault options must be between 1 and 65535, got %d", o.Port)
+	}
+	if o.Token == "" {
+		if o.TokenSecretName == "" || o.TokenSecretKey == "" {
+			return errors.New("VaultToken not specified in Hashi Vault options: set the token, or the name and key of the Secret holding it")
+		}
+		if o.Secrets == nil || o.TokenSecretNamespace == "" {
+			return errors.New("VaultToken Secret set in Hashi Vault options but no Kubernetes client or namespace to read it")
+		}
+	}
+	return nil
+}
+
+// Address is the Vault URL the options point at.
+func (o Options) Address() string {
+	return (&url.URL{Scheme: o.Protocol, Host: net.JoinHostPort(o.Host, strconv.Itoa(o.Port))}).String()
+}
+
+// Issuer is the Vault certs.Issuer. It is safe for concurrent use.
+type Issuer struct {
+	opts   Options
+	client *vaultapi.Client
+	mount  string
+
+	mu        sync.Mutex
+	issuingCA []byte // CA that signed the latest certificate
+}
+
+var _ certs.Issuer = (*Issuer)(nil)
+
+// New validates opts, resolves the token (reading its Secret if needed) and
+// builds the client. It does not call Vault: the first Issue reports whether
+// Vault is reachable and the token accepted.
+func New(ctx context.Context, opts Options) (*Issuer, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: err}
+	}
+	token := opts.Token
+	if token == "" {
+		s, err := opts.Secrets.CoreV1().Secrets(opts.TokenSecretNamespace).Get(ctx, opts.TokenSecretName, metav1.GetOptions{})
+		if err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: fmt.Errorf("reading Secret %s/%s: %w", opts.TokenSecretNamespace, opts.TokenSecretName, err)}
+		}
+		token = strings.TrimSpace(string(s.Data[opts.TokenSecretKey]))
+		if token == "" {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: fmt.Errorf("Secret %s/%s has no key %q (or it is empty)", opts.TokenSecretNamespace, opts.TokenSecretName, opts.TokenSecretKey)}
+		}
+	}
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = opts.Address()
+	cfg.Timeout = opts.Timeout
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if opts.MaxRetries != nil {
+		cfg.MaxRetries = *opts.MaxRetries
+	}
+	if cfg.Error != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: cfg.Error}
+	}
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: err}
+	}
+	c.SetToken(token)
+	mount := opts.Mount
+	if mount == "" {
+		mount = DefaultMount
+	}
+	return &Issuer{opts: opts, client: c, mount: strings.Trim(mount, "/")}, nil
+}
+
+// Provider implements certs.Issuer.
+func (i *Issuer) Provider() string { return ProviderName }
+
+// Issue implements certs.Issuer through pki/issue/<role>. The TTL is sent in
+// whole seconds, exactly as asked (FSM rounded it to hours). The role decides
+// the key type, so req.KeyAlgorithm and req.Organization are not used.
+//
+// When the TTL is above what the role (or mount) allows, Vault does not fail:
+// it issues a shorter certificate and adds a warning. A certificate shorter
+// than asked breaks the caller's rotation schedule, so that is an error
+// naming both durations.
+func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	c, err := i.issue(ctx, req)
+	if err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue " + req.CommonName, Err: err}
+	}
+	return c, nil
+}
+
+func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	secs := int64(req.Validity / time.Second)
+	if secs < 1 || time.Duration(secs)*time.Second != req.Validity {
+		return nil, fmt.Errorf("validity %s is not a whole number of seconds (Vault's TTL resolution)", req.Validity)
+	}
+	data := map[string]any{
+		"common_name": req.CommonName,
+		"ttl":         strconv.FormatInt(secs, 10) + "s",
+		"format":      "pem",
+	}
+	if len(req.DNSNames) > 0 {
+		data["alt_names"] = strings.Join(req.DNSNames, ",")
+	}
+	if len(req.IPAddresses) > 0 {
+		ips := make([]string, len(req.IPAddresses))
+		for n, ip := range req.IPAddresses {
+			ips[n] = ip.String()
+		}
+		data["ip_sans"] = strings.Join(ips, ",")
+	}
+	path := i.mount + "/issue/" + i.opts.Role
+	start := time.Now()
+	resp, err := i.client.Logical().WriteWithContext(ctx, path, data)
+	if err != nil {
+		return nil, i.explain(path, err)
+	}
+	if resp == nil || resp.Data == nil {
+		return nil, fmt.Errorf("%s returned no data", path)
+	}
+	certPEM, _ := resp.Data["certificate"].(string)
+	keyPEM, _ := resp.Data["private_key"].(string)
+	issuingCA, _ := resp.Data["issuing_ca"].(string)
+	chain, err := certs.ParseCertsPEM([]byte(certPEM))
+	if err != nil {
+		return nil, fmt.Errorf("%s: certificate: %w", path, err)
+	}
+	leaf := chain[0]
+	key, err := certs.ParseKeyPEM([]byte(keyPEM))
+	if err != nil {
+		return nil, fmt.Errorf("%s: private_key: %w", path, err)
+	}
+	if !certs.KeyMatches(key, leaf.PublicKey) {
+		return nil, fmt.Errorf("%s: private_key does not match the certificate", path)
+	}
+	if got := leaf.NotAfter.Sub(start); got < req.Validity-time.Second || ttlWarning(resp.Warnings) != "" {
+		msg := fmt.Sprintf("requested validity %s is above what Vault role %q allows: Vault issued a certificate valid for only %s",
+			req.Validity, i.opts.Role, got.Round(time.Second))
+		if w := ttlWarning(resp.Warnings); w != "" {
+			msg += " (Vault: " + w + ")"
+		}
+		return nil, errors.New(msg + "; raise the role's max_ttl or lower the requested validity")
+	}
+	if issuingCA != "" {
+		i.mu.Lock()
+		i.issuingCA = []byte(issuingCA)
+		i.mu.Unlock()
+	}
+	bundle, err := i.caBundle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keyOut, err := certs.EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &certs.Certificate{CertPEM: []byte(certPEM), KeyPEM: keyOut, CABundle: bundle, NotAfter: leaf.NotAfter}, nil
+}
+
+func ttlWarning(ws []string) string {
+	for _, w := range ws {
+		lw := strings.ToLower(w)
+		if strings.Contains(lw, "ttl") && (strings.Contains(lw, "max") || strings.Contains(lw, "longer") || strings.Contains(lw, "greater")) {
+			return w
+		}
+	}
+	return ""
+}
+
+// explain turns client errors into the cases an operator can act on.
+func (i *Issuer) explain(path string, err error) error {
+	var re *vaultapi.ResponseError
+	if errors.As(err, &re) {
+		joined := strings.Join(re.Errors, "; ")
+		switch {
+		case re.StatusCode == 403:
+			return fmt.Errorf("Vault at %s denied the token for %s (403 %s): check the token and its policy", i.opts.Address(), path, joined)
+		case strings.Contains(joined, "unknown role"):
+			return fmt.Errorf("Vault role %q does not exist on mount %s (%d %s)", i.opts.Role, i.mount, re.StatusCode, joined)
+		case re.StatusCode == 404:
+			return fmt.Errorf("Vault at %s has no PKI engine at %s (404 %s)", i.opts.Address(), path, joined)
+		default:
+			return fmt.Errorf("Vault at %s refused %s (%d %s)", i.opts.Address(), path, re.StatusCode, joined)
+		}
+	}
+	var ue *url.Error
+	var ne net.Error
+	if errors.As(err, &ue) || errors.As(err, &ne) {
+		return fmt.Errorf("Vault at %s is unreachable: %w", i.opts.Address(), err)
+	}
+	return fmt.Errorf("calling Vault at %s (%s): %w", i.opts.Address(), path, err)
+}
+
+// CABundle implements certs.Issuer.
+//
+// The CA comes from <mount>/cert/ca, the mount's default issuer: it exists on
+// every Vault version (the multi-issuer pki/issuer/default/json only since
+// 1.11), costs no signature, and leaves nothing in Vault's storage. FSM
+// instead issued a throwaway "localhost" certificate and kept its issuing_ca,
+// which needs the role to allow localhost and stores a certificate per
+// start. A role pinned to a non-default issuer signs with another CA, so the
+// issuing_ca of the latest certificate is merged in.
+func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
+	b, err := i.caBundle(ctx)
+	if err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "CA bundle", Err: err}
+	}
+	return b, nil
+}
+
+func (i *Issuer) caBundle(ctx context.Context) ([]byte, error) {
+	path := i.mount + "/cert/ca"
+	resp, err := i.client.Logical().ReadWithContext(ctx, path)
+	if err != nil {
+		return nil, i.explain(path, err)
+	}
+	var def []byte
+	if resp != nil && resp.Data != nil {
+		s, _ := resp.Data["certificate"].(string)
+		def = []byte(s)
+	}
+	i.mu.Lock()
+	issuing := i.issuingCA
+	i.mu.Unlock()
+	b, err := certs.ParseBundle(time.Now(), def, issuing)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if b.Len() == 0 {
+		return nil, fmt.Errorf("Vault at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
+	}
+	return b.PEM(), nil
+}
