@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
@@ -50,6 +51,9 @@ func e2eScheme(t testing.TB) *runtime.Scheme {
 // serving layer does: probe first, then EnableWebhook.
 func startConverter(t testing.TB, log logr.Logger) *testenv.Env {
 	t.Helper()
+	// The client reports the apiserver's deprecation warnings for v1alpha1/2
+	// through controller-runtime's logger.
+	ctrllog.SetLogger(log)
 	scheme := e2eScheme(t)
 	env := testenv.Start(t, testenv.Options{
 		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
