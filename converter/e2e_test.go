@@ -51,9 +51,9 @@ func e2eScheme(t testing.TB) *runtime.Scheme {
 // serving layer does: probe first, then EnableWebhook.
 func startConverter(t testing.TB, log logr.Logger) *testenv.Env {
 	t.Helper()
-	// The client reports the apiserver's deprecation warnings for v1alpha1/2
-	// through controller-runtime's logger.
-	ctrllog.SetLogger(log)
+	// The client logs the apiserver's deprecation warnings for v1alpha1/2
+	// through controller-runtime's global logger, which outlives a test.
+	ctrllog.SetLogger(logr.Discard())
 	scheme := e2eScheme(t)
 	env := testenv.Start(t, testenv.Options{
 		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
