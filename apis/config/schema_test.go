@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
@@ -123,6 +125,7 @@ func validV1alpha2(name string) *v1alpha2.MeshConfig {
 
 // TestSchema runs every case against one real apiserver with the generated CRD.
 func TestSchema(t *testing.T) {
+	ctrllog.SetLogger(logr.Discard()) // deprecation warnings of v1alpha1/2 requests
 	scheme := newScheme(t)
 	env := testenv.Start(t, testenv.Options{
 		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
