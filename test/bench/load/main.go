@@ -126,6 +126,9 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 	timed := &timedHandler{Handler: h}
 	mgr.GetWebhookServer().Register("/mutate-pod-creation", &webhook.Admission{Handler: timed})
 	go func() { _ = mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("manager cache did not sync")
+	}
 	if err := mgr.GetCache().Get(ctx, client.ObjectKey{Name: "default"}, &corev1.Namespace{}); err != nil {
 		return err
 	}
