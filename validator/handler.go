@@ -6,6 +6,7 @@
 package validator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +17,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -146,7 +146,8 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 	} else {
 		res = meshconfig.Validate(version, req.Object.Raw)
 	}
-	name, namespace := objectName(req)
+	// The object carries the name (a generated one is only there).
+	name, namespace := cmp.Or(res.Name, req.Name), cmp.Or(res.Namespace, req.Namespace)
 	res.Errors = append(res.Errors, meshconfig.ValidateIdentity(name, namespace, h.opts.FSMNamespace, h.opts.MeshConfigName)...)
 	if len(res.Errors) > 0 {
 		return Invalid(name, res.Errors).WithWarnings(res.Warnings...)
@@ -159,24 +160,6 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 func Invalid(name string, errs field.ErrorList) admission.Response {
 	st := apierrors.NewInvalid(schema.GroupKind{Group: meshconfig.Group, Kind: meshconfig.Kind}, name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
-}
-
-// objectName reads name and namespace from the object (a generated name is
-// only there), falling back to the request.
-func objectName(req admission.Request) (string, string) {
-	name, namespace := req.Name, req.Namespace
-	var m struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
-	}
-	if err := policy.Decode(req.Object.Raw, &m); err == nil {
-		if m.Metadata.Name != "" {
-			name = m.Metadata.Name
-		}
-		if m.Metadata.Namespace != "" {
-			namespace = m.Metadata.Namespace
-		}
-	}
-	return name, namespace
 }
 
 // meshConfigDelete refuses to delete the mesh's own MeshConfig while its

@@ -77,6 +77,8 @@ type Result struct {
 	Errors field.ErrorList
 	// Warnings are returned to the client; they never deny.
 	Warnings []string
+	// Name and Namespace from the object's metadata (empty if unreadable).
+	Name, Namespace string
 }
 
 // Validate checks a whole MeshConfig object (JSON as sent in an admission
@@ -109,6 +111,7 @@ func Validate(version string, obj []byte) Result {
 		})
 	}
 	r.Errors = append(r.Errors, specErrs...)
+	r.Name, r.Namespace = v.Metadata.Name, v.Metadata.Namespace
 	if IsDeprecatedVersion(version) {
 		// Same text as the CRD's deprecationWarning, so kubectl shows it once.
 		r.Warnings = append(r.Warnings, DeprecationWarning(version))
