@@ -1,6 +1,7 @@
 package converter
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,10 +9,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 )
 
@@ -109,5 +114,40 @@ func TestConversionEqual(t *testing.T) {
 				t.Errorf("conversionEqual = %v, want %v", got, tc.equal)
 			}
 		})
+	}
+}
+
+func TestProbe(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		NewHandler(meshScheme(t), group, logr.Discard()).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servingCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	ctx := context.Background()
+
+	if err := Probe(ctx, u.Host, "127.0.0.1", servingCA); err != nil {
+		t.Errorf("probe against a good converter: %v", err)
+	}
+	if err := Probe(ctx, u.Host, "127.0.0.1", testCA(t)); err == nil || !strings.Contains(err.Error(), "not reachable with the caBundle") {
+		t.Errorf("probe with a caBundle that does not sign the serving cert: %v", err)
+	}
+	if err := Probe(ctx, u.Host, "fsm-bootstrap.fsm-system.svc", servingCA); err == nil {
+		t.Error("probe accepted a serving cert without the Service name")
+	}
+	broken := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer broken.Close()
+	bu, err := url.Parse(broken.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokenCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: broken.Certificate().Raw})
+	if err := Probe(ctx, bu.Host, "127.0.0.1", brokenCA); err == nil || !strings.Contains(err.Error(), "HTTP 500") {
+		t.Errorf("probe against a failing converter: %v", err)
 	}
 }
