@@ -224,3 +224,21 @@ func TestPatchSizeIndependentOfAppContainers(t *testing.T) {
 		t.Fatalf("patch ops: small pod %d, 2000-env pod %d; want equal and <= 14", s, b)
 	}
 }
+
+func TestDescribeInjection(t *testing.T) {
+	pod := simplePod(map[string]string{SidecarNativeAnnotation: "true"})
+	if got := DescribeInjection(pod); got != "pod app/p: not injected\n" {
+		t.Errorf("uninjected: %q", got)
+	}
+	mut, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pod app/p: proxy uuid u-1, bootstrap Secret sidecar-bootstrap-config-u-1\n" +
+		"  init container  fsm-init         flomesh/fsm-sidecar-init:1.5.1\n" +
+		"  init container  sidecar          flomesh/pipy:1.5.14 (native sidecar)\n" +
+		"  container       app              app\n"
+	if got := DescribeInjection(mut.Pod); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
