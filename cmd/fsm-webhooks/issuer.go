@@ -13,6 +13,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/certs/vault"
 )
 
 // keyAlgorithm maps --ca-key-algorithm to the certs package's names.
@@ -55,6 +56,12 @@ func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.
 		return tresor.New(ctx, tresor.Options{
 			Store: tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName, RootKeyAlgorithm: alg},
 			Keys:  keys, Logger: log.WithName("tresor"),
+		})
+	case vault.ProviderName:
+		return vault.New(ctx, vault.Options{
+			Host: o.vaultHost, Port: o.vaultPort, Protocol: o.vaultProtocol, Role: o.vaultRole,
+			Token: o.vaultToken, TokenSecretName: o.vaultTokenSecretName, TokenSecretKey: o.vaultTokenSecretKey,
+			TokenSecretNamespace: o.fsmNamespace, Secrets: cs,
 		})
 	case certmanager.ProviderName:
 		cm, err := cmclient.NewForConfig(cfg)
