@@ -46,9 +46,14 @@ func newKeyPool(ctx context.Context, o *options, log logr.Logger) (*keypool.Set,
 
 // newIssuer builds the mesh CA provider selected by --certificate-manager.
 func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) (certs.Issuer, error) {
-	keys, err := newKeyPool(ctx, o, log)
-	if err != nil {
-		return nil, err
+	// Vault generates keys itself; the other providers sign keys we make,
+	// which come from the pool.
+	var keys *keypool.Set
+	if o.certificateManager != vault.ProviderName {
+		var err error
+		if keys, err = newKeyPool(ctx, o, log); err != nil {
+			return nil, err
+		}
 	}
 	alg, _ := o.keyAlgorithm()
 	switch o.certificateManager {
