@@ -1,0 +1,67 @@
+package check
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func TestChecks(t *testing.T) {
+	p := field.NewPath("f")
+	cases := []struct {
+		name string
+		errs field.ErrorList
+		want string // "" = valid
+	}{
+		{"port low", Port(p, 0), "f: Invalid value: 0: should be greater than or equal to 1"},
+		{"port high", Port(p, 65536), "f: Invalid value: 65536: should be less than or equal to 65535"},
+		{"port ok", Port(p, 65535), ""},
+		{"optional port unset", OptionalPort(p, new(int64)), ""},
+		{"optional port nil", OptionalPort(p, nil), ""},
+		{"range extreme", Range(p, math.MinInt64, 0, 1), "f: Invalid value: " + strconv.FormatInt(math.MinInt64, 10) + ": should be greater than or equal to 0"},
+		{"enum empty is unset", Enum(p, "", "a"), ""},
+		{"enum case-sensitive", Enum(p, "A", "a"), `f: Unsupported value: "A": supported values: "a"`},
+		{"cidr v4", cidr(p, "10.0.0.0/8"), ""},
+		{"cidr v6", cidr(p, "::/0"), ""},
+		{"cidr bare ip", cidr(p, "10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8`},
+		{"cidr zone", cidr(p, "fe80::1%eth0/64"), `f: Invalid value: "fe80::1%eth0/64": must be a CIDR such as 10.0.0.0/8`},
+		{"ip ok", IP(p, "fd00::a"), ""},
+		{"ip bad", IP(p, "10.0.0.256"), `f: Invalid value: "10.0.0.256": must be an IP address such as 10.96.0.10 or fd00::a`},
+		{"duration ok", Duration(p, "1h2m3s"), ""},
+		{"duration unitless", Duration(p, "10"), `f: Invalid value: "10": must be a duration such as 90s, 1m30s or 24h`},
+		{"duration zero allowed", Duration(p, "0s"), ""},
+		{"positive duration zero", PositiveDuration(p, "0h"), `f: Invalid value: "0h": must be longer than 0s`},
+		{"positive duration negative", PositiveDuration(p, "-1m"), `f: Invalid value: "-1m": must not be negative`},
+		{"image short", Image(p, "busybox"), ""},
+		{"image digest", Image(p, "ghcr.io/a/b@sha256:"+strings.Repeat("0", 64)), ""},
+		{"image bad", Image(p, "a b"), `f: Invalid value: "a b": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`},
+		{"fraction bounds", Fraction(p, "1"), ""},
+		{"fraction inf", Fraction(p, "+Inf"), `f: Invalid value: "+Inf": must be a number between 0 and 1, such as 0.5`},
+		{"fraction nan", Fraction(p, "nan"), `f: Invalid value: "nan": must be a number between 0 and 1, such as 0.5`},
+		{"names", NamesUniqueNonEmpty(p, []string{"a", "b"}), ""},
+	}
+	for _, tc := range cases {
+		got := ""
+		if len(tc.errs) > 0 {
+			got = tc.errs.ToAggregate().Error()
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func cidr(p *field.Path, s string) field.ErrorList {
+	_, errs := CIDR(p, s)
+	return errs
+}
+
+func TestCIDRMasks(t *testing.T) {
+	pfx, errs := CIDR(field.NewPath("f"), "10.1.2.3/8")
+	if len(errs) != 0 || pfx.String() != "10.0.0.0/8" {
+		t.Errorf("got %v %v, want 10.0.0.0/8", pfx, errs)
+	}
+}
