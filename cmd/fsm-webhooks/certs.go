@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
@@ -50,7 +51,7 @@ wrong (missing, expired, due for renewal, not verified).`,
 			if err != nil {
 				return fmt.Errorf("kubernetes client: %w", err)
 			}
-			ca, err := readOnlyCA(cmd.Context(), o, cs)
+			ca, err := readOnlyCA(cmd.Context(), o, cfg, cs)
 			if err != nil {
 				return err
 			}
@@ -147,7 +148,7 @@ func phaseName(p rootrotation.Phase) string {
 
 // readOnlyCA reports the mesh CA bundle without creating anything, so
 // `certs status` never writes.
-func readOnlyCA(ctx context.Context, o *options, cs kubernetes.Interface) (certs.Issuer, error) {
+func readOnlyCA(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface) (certs.Issuer, error) {
 	if o.certificateManager == tresor.ProviderName {
 		st, err := (&tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName}).Check(ctx)
 		if err != nil {
@@ -155,7 +156,7 @@ func readOnlyCA(ctx context.Context, o *options, cs kubernetes.Interface) (certs
 		}
 		return bundleOnly{provider: tresor.ProviderName, bundle: st.BundlePEM}, nil
 	}
-	return newIssuer(ctx, o, nil, cs, newLogger(o.logLevel).WithName("certs"))
+	return newIssuer(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"))
 }
 
 // bundleOnly is a certs.Issuer that can only report a bundle.
