@@ -18,6 +18,7 @@ const (
 	SkipNotEnabled      SkipReason = "injection-not-enabled"
 	SkipDisabled        SkipReason = "injection-disabled"
 	SkipAlreadyInjected SkipReason = "already-injected"
+	SkipNotCreate       SkipReason = "not-create"
 )
 
 // Decision is the outcome of Decide.

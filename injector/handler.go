@@ -186,7 +186,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod, got %q", req.Kind.String())), outcome{result: resultError}
 	}
 	if req.Operation != admissionv1.Create {
-		return admission.Allowed("injection happens on CREATE only"), outcome{result: resultSkipped, skip: "not-create"}
+		return admission.Allowed("injection happens on CREATE only"), outcome{result: resultSkipped, skip: SkipNotCreate}
 	}
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no pod object")), outcome{result: resultError}

@@ -65,7 +65,7 @@ type handlerFixture struct {
 	recorder *fakeRecorder
 }
 
-func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error) *handlerFixture {
+func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error, objs ...client.Object) *handlerFixture {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -74,7 +74,7 @@ func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error) *hand
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
 		monitoredNamespace("app", nil),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
-	).Build()
+	).WithObjects(objs...).Build()
 	f := &handlerFixture{recorder: &fakeRecorder{}}
 	writer := interceptor.NewClient(reader, interceptor.Funcs{
 		Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
@@ -353,4 +353,64 @@ func TestCreatePatchFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertPatchApplies(t, orig, mut, ops)
+}
+
+// TestHandlerAlreadyInjected tells our own reinvocation (Secret not yet owned)
+// from a copy of a running injected pod (Secret owned by the source pod).
+func TestHandlerAlreadyInjected(t *testing.T) {
+	const oldID = "0a0a0a0a-0000-4000-8000-000000000000"
+	injectedPod := func() *corev1.Pod {
+		mut, err := Mutate(MutateInput{Pod: simplePod(nil), Namespace: monitoredNamespace("app", nil), Settings: DefaultSettings(), Mesh: testMesh, ProxyUUID: oldID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mut.Pod
+	}
+	secret := func(owned bool) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app"}}
+		if owned {
+			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "source", UID: "source-uid"}}
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		objs     []client.Object
+		dryRun   bool
+		reinject bool
+	}{
+		{name: "reinvocation: Secret exists, no owner", objs: []client.Object{secret(false)}},
+		{name: "dry-run reinvocation", dryRun: true},
+		{name: "copy of a running pod: Secret owned", objs: []client.Object{secret(true)}, reinject: true},
+		{name: "copy whose Secret is gone", reinject: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newHandlerFixture(t, stubIssuer{}, nil, tc.objs...)
+			_, resp := f.post(t, reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+				r.Object.Raw, _ = json.Marshal(injectedPod())
+				r.DryRun = &tc.dryRun
+			}), "application/json")
+			if !resp.Allowed {
+				t.Fatalf("denied: %+v", resp.Result)
+			}
+			if !tc.reinject {
+				if len(resp.Patch) != 0 || len(f.secrets) != 0 {
+					t.Fatalf("reinvocation changed the pod (%s) or created %d Secrets", resp.Patch, len(f.secrets))
+				}
+				return
+			}
+			if len(f.secrets) != 1 || f.secrets[0].Name == BootstrapSecretName(oldID) {
+				t.Fatalf("copy did not get a new Secret: %v", f.secrets)
+			}
+			newID := f.secrets[0].Labels[ProxyUUIDLabel]
+			for _, want := range []string{`"value":"` + newID + `"`, BootstrapSecretName(newID), newID + ".sidecar.default.app.cluster.local"} {
+				if !strings.Contains(string(resp.Patch), want) {
+					t.Errorf("patch lacks %s: %s", want, resp.Patch)
+				}
+			}
+			if strings.Contains(string(resp.Patch), `"op":"add","path":"/spec/containers/`) {
+				t.Errorf("copy got a second sidecar: %s", resp.Patch)
+			}
+		})
+	}
 }
