@@ -89,7 +89,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		"namespace", req.Namespace, "name", req.Name, "uid", req.UID)
 	resp := h.handle(ctx, log, gvk, req)
 	observe(gvk.Kind, req.Operation, resp)
-	if !resp.Allowed {
+	if !resp.Allowed && resp.Result != nil {
 		log.Info("denied", "code", resp.Result.Code, "message", resp.Result.Message)
 	} else {
 		log.V(1).Info("allowed", "warnings", len(resp.Warnings))
@@ -150,14 +150,14 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 	name, namespace := cmp.Or(res.Name, req.Name), cmp.Or(res.Namespace, req.Namespace)
 	res.Errors = append(res.Errors, meshconfig.ValidateIdentity(name, namespace, h.opts.FSMNamespace, h.opts.MeshConfigName)...)
 	if len(res.Errors) > 0 {
-		return Invalid(name, res.Errors).WithWarnings(res.Warnings...)
+		return invalidMeshConfig(name, res.Errors).WithWarnings(res.Warnings...)
 	}
 	return admission.Allowed("").WithWarnings(res.Warnings...)
 }
 
-// Invalid is the denial for field errors: a 422 Invalid status listing every
+// invalidMeshConfig is the denial for field errors: a 422 Invalid status listing every
 // error with its path, as the apiserver's own validation reports them.
-func Invalid(name string, errs field.ErrorList) admission.Response {
+func invalidMeshConfig(name string, errs field.ErrorList) admission.Response {
 	st := apierrors.NewInvalid(schema.GroupKind{Group: meshconfig.Group, Kind: meshconfig.Kind}, name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
 }
