@@ -3,6 +3,7 @@ package webhooks
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net/http"
@@ -196,6 +197,7 @@ func testDrift(t *testing.T) {
 	s := start(t, opts, tc.webhook(freePort(t)))
 	s.waitReady(t)
 	good := mustBundle(t, tc)
+	checkTLSPolicy(t, s.hooks[0])
 	for _, bad := range [][]byte{[]byte("garbage"), nil, otherBundle(t, newCA(t))} {
 		cfg := tc.config(t)
 		cfg.Webhooks[0].ClientConfig.CABundle = bad
@@ -581,4 +583,30 @@ func testRenewServingCerts(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond)
 	l.finish(t)
+}
+
+// checkTLSPolicy: TLS below 1.2 and weak TLS 1.2 suites are refused; a
+// modern client is served.
+func checkTLSPolicy(t *testing.T, h *hook) {
+	t.Helper()
+	addr := localAddr("127.0.0.1", h.w.Port)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(h.src.Current().CA)
+	dial := func(cfg *tls.Config) error {
+		cfg.RootCAs, cfg.ServerName = pool, h.spec.ServerName()
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(&tls.Config{MinVersion: tls.VersionTLS12}); err != nil {
+		t.Fatalf("modern client refused: %v", err)
+	}
+	if err := dial(&tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("TLS 1.1 accepted")
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil {
+		t.Error("weak TLS 1.2 cipher suite accepted")
+	}
 }
