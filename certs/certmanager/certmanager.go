@@ -91,7 +91,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("IssuerKind in cert-manager.io options must be one of [Issuer, ClusterIssuer] for group %s, got %s", o.IssuerGroup, o.IssuerKind)
 	}
 	if o.Namespace == "" {
-		return errors.New("Namespace not specified in cert-manager.io options")
+		return errors.New("namespace for CertificateRequests not specified in cert-manager.io options")
 	}
 	if o.Client == nil {
 		return errors.New("cert-manager client is required")

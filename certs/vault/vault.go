@@ -116,7 +116,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 		}
 		token = strings.TrimSpace(string(s.Data[opts.TokenSecretKey]))
 		if token == "" {
-			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: fmt.Errorf("Secret %s/%s has no key %q (or it is empty)", opts.TokenSecretNamespace, opts.TokenSecretName, opts.TokenSecretKey)}
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: fmt.Errorf("token Secret %s/%s has no key %q (or it is empty)", opts.TokenSecretNamespace, opts.TokenSecretName, opts.TokenSecretKey)}
 		}
 	}
 	cfg := vaultapi.DefaultConfig()
@@ -250,21 +250,21 @@ func (i *Issuer) explain(path string, err error) error {
 		joined := strings.Join(re.Errors, "; ")
 		switch {
 		case re.StatusCode == 403:
-			return fmt.Errorf("Vault at %s denied the token for %s (403 %s): check the token and its policy", i.opts.Address(), path, joined)
+			return fmt.Errorf("the Vault server at %s denied the token for %s (403 %s): check the token and its policy", i.opts.Address(), path, joined)
 		case strings.Contains(joined, "unknown role"):
-			return fmt.Errorf("Vault role %q does not exist on mount %s (%d %s)", i.opts.Role, i.mount, re.StatusCode, joined)
+			return fmt.Errorf("role %q does not exist on Vault mount %s (%d %s)", i.opts.Role, i.mount, re.StatusCode, joined)
 		case re.StatusCode == 404:
-			return fmt.Errorf("Vault at %s has no PKI engine at %s (404 %s)", i.opts.Address(), path, joined)
+			return fmt.Errorf("the Vault server at %s has no PKI engine at %s (404 %s)", i.opts.Address(), path, joined)
 		default:
-			return fmt.Errorf("Vault at %s refused %s (%d %s)", i.opts.Address(), path, re.StatusCode, joined)
+			return fmt.Errorf("the Vault server at %s refused %s (%d %s)", i.opts.Address(), path, re.StatusCode, joined)
 		}
 	}
 	var ue *url.Error
 	var ne net.Error
 	if errors.As(err, &ue) || errors.As(err, &ne) {
-		return fmt.Errorf("Vault at %s is unreachable: %w", i.opts.Address(), err)
+		return fmt.Errorf("the Vault server at %s is unreachable: %w", i.opts.Address(), err)
 	}
-	return fmt.Errorf("calling Vault at %s (%s): %w", i.opts.Address(), path, err)
+	return fmt.Errorf("calling the Vault server at %s (%s): %w", i.opts.Address(), path, err)
 }
 
 // CABundle implements certs.Issuer.
@@ -303,7 +303,7 @@ func (i *Issuer) caBundle(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if b.Len() == 0 {
-		return nil, fmt.Errorf("Vault at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
+		return nil, fmt.Errorf("the Vault server at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
 	}
 	return b.PEM(), nil
 }

@@ -122,7 +122,7 @@ func TestVault(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = i.Issue(ctx, certs.Request{CommonName: "x", Validity: time.Hour, Usage: certs.UsageServer})
-		want := fmt.Sprintf("vault: issue x: Vault at http://127.0.0.1:%d is unreachable: ", o.Port)
+		want := fmt.Sprintf("vault: issue x: the Vault server at http://127.0.0.1:%d is unreachable: ", o.Port)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Fatalf("err = %v, want prefix %q", err, want)
 		}
@@ -151,7 +151,7 @@ func TestVault(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = i.Issue(ctx, certs.Request{CommonName: "x", Validity: time.Hour, Usage: certs.UsageServer})
-		if err == nil || !strings.Contains(err.Error(), `Vault role "no-such-role" does not exist on mount pki`) {
+		if err == nil || !strings.Contains(err.Error(), `role "no-such-role" does not exist on Vault mount pki`) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -187,7 +187,7 @@ func TestVault(t *testing.T) {
 			t.Fatal(err)
 		}
 		o.TokenSecretKey = "missing"
-		if _, err := New(ctx, o); err == nil || !strings.Contains(err.Error(), `Secret default/vault-token has no key "missing"`) {
+		if _, err := New(ctx, o); err == nil || !strings.Contains(err.Error(), `token Secret default/vault-token has no key "missing"`) {
 			t.Fatalf("err = %v", err)
 		}
 	})
