@@ -1,14 +1,54 @@
+# fsm-webhooks. `make test` is what CI runs (.ci/run).
+#
 # Real-apiserver tests need kube-apiserver and etcd (and Vault for the Vault
-# issuer tests). `make assets` builds them once into the per-user cache
-# (${XDG_CACHE_HOME:-$HOME/.cache}/fsm-webhooks/assets); later runs reuse them.
+# issuer tests). `make assets` builds them once from the Go module proxy into
+# the per-user cache (${XDG_CACHE_HOME:-$HOME/.cache}/fsm-webhooks/assets),
+# printing progress; later runs reuse them. KUBEBUILDER_ASSETS / VAULT_BINARY
+# override.
 
 GO ?= go
+# Bounded fuzzing in CI: each target runs this long after its seed corpus.
+FUZZTIME ?= 20s
+TEST_TIMEOUT ?= 40m
+GOLANGCI_LINT_VERSION ?= v2.15.0
+IMAGE ?= flomesh/fsm-webhooks:dev
 
-.PHONY: assets test
+.PHONY: all build assets test vet verify-generated unit fuzz generate lint image
+
+all: build
+
+build:
+	$(GO) build -o bin/fsm-webhooks ./cmd/fsm-webhooks
 
 assets:
 	$(GO) run ./test/assets/build --vault
 
-test: assets
+generate:
+	hack/generate.sh
+
+verify-generated:
+	hack/verify-generated.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	$(GO) test -count=1 -race ./...
+
+# Every package: unit tests and the envtest suites (a real kube-apiserver and
+# etcd), all under the race detector.
+unit:
+	$(GO) tool gotestsum --format testname -- -count=1 -race -timeout $(TEST_TIMEOUT) ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateAdmissionReview$$' -fuzztime $(FUZZTIME) ./validator
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateMeshConfigSpec$$' -fuzztime $(FUZZTIME) ./validator/meshconfig
+	$(GO) test -run '^$$' -fuzz '^FuzzConvertReview$$' -fuzztime $(FUZZTIME) ./converter
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./certs/servingcert
+
+test: assets vet verify-generated unit fuzz
+
+lint:
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+# Needs a container engine (none on the development machines): see Dockerfile.
+image:
+	docker build -t $(IMAGE) .
