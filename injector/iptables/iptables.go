@@ -197,9 +197,17 @@ func CheckInterface(name string) error {
 		return fmt.Errorf("invalid network interface name %q: must be 1-15 characters", name)
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' || r == '@') {
+		if !interfaceRune(r) {
 			return fmt.Errorf("invalid network interface name %q: character %q not allowed", name, r)
 		}
 	}
 	return nil
+}
+
+func interfaceRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	}
+	return strings.ContainsRune("._-@", r)
 }
