@@ -31,6 +31,8 @@ import (
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
@@ -44,8 +46,7 @@ const (
 )
 
 type e2e struct {
-	cl     client.Client
-	issuer *injectortest.Issuer
+	cl client.Client
 }
 
 // TestE2E runs the injector behind a real kube-apiserver: the apiserver calls
@@ -62,11 +63,28 @@ func TestE2E(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
-	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: certs.ECDSAP256, PoolSize: 64})
+	// The webhook's serving cert comes from its own throwaway CA; pods'
+	// bootstrap certs from the real Tresor provider (fsm-ca-bundle).
+	servingCA, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: certs.ECDSAP256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	certDir, port := servingCert(t, issuer)
+	certDir, port := servingCert(t, servingCA)
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keypool.NewSet(keypool.Options{Algorithm: certs.ECDSAP256, Size: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = keys.Start(ctx) }()
+	issuer, err := tresor.New(ctx, tresor.Options{
+		Store: tresor.Store{Client: env.Clientset, Namespace: fsmNamespace, RootKeyAlgorithm: certs.ECDSAP256},
+		Keys:  keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
 	ctrl.SetLogger(log)
@@ -123,9 +141,8 @@ func TestE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := &e2e{cl: env.Client, issuer: issuer}
-	e.registerWebhooks(t, ctx, issuer, port)
-	e.namespace(t, ctx, fsmNamespace, false)
+	e := &e2e{cl: env.Client}
+	e.registerWebhooks(t, ctx, servingCA, port)
 
 	t.Run("monitored pod is injected and its Secret verifies", e.testInjected)
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
@@ -321,9 +338,13 @@ func (e *e2e) testInjected(t *testing.T) {
 		t.Fatalf("bootstrap Secret: %v", err)
 	}
 	cn := injector.CommonName(id, "default", ns, "cluster.local")
-	bundle, _ := e.issuer.CABundle(ctx)
+	caSecret := &corev1.Secret{}
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: fsmNamespace, Name: "fsm-ca-bundle"}, caSecret); err != nil {
+		t.Fatalf("mesh CA Secret: %v", err)
+	}
+	bundle := caSecret.Data["ca.crt"]
 	if err := certs.ValidCert(bundle, s.Data[injector.RepoCertKey], s.Data[injector.RepoKeyKey], cn, certs.UsageBoth, time.Now()); err != nil {
-		t.Errorf("bootstrap cert does not verify against the CA bundle: %v", err)
+		t.Errorf("bootstrap cert does not verify against fsm-ca-bundle: %v", err)
 	}
 	if string(s.Data[injector.CACertKey]) != string(bundle) {
 		t.Error("cacert.pem is not the CA bundle")
