@@ -40,7 +40,7 @@ FSM_MESH_NAME=fsm.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	o.addFlags(root.PersistentFlags())
-	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o))
+	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

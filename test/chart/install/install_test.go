@@ -224,6 +224,10 @@ func TestChartOnAPIServer(t *testing.T) {
 		serverAdoptsChart(t, env)
 	})
 
+	t.Run("the pre-delete hook unhooks the mesh and is idempotent", func(t *testing.T) {
+		preDeleteHook(t, env)
+	})
+
 	t.Run("uninstall removes the release's objects", func(t *testing.T) {
 		// No kubelet runs the pre-delete Job here; its behaviour belongs to
 		// `fsm-webhooks uninstall-hook`.

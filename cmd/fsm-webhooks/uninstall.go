@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+func newUninstallHookCommand(o *options) *cobra.Command {
+	u := webhooks.UninstallOptions{}
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "uninstall-hook",
+		Short: "Remove the webhook configurations, stop the servers and unhook the converter (the chart's pre-delete hook)",
+		Long: `uninstall-hook is what the Helm chart's pre-delete Job runs, in this order:
+delete the MutatingWebhookConfiguration and ValidatingWebhookConfiguration of the
+mesh (so no failurePolicy=Fail webhook outlives its server), scale the servers'
+Deployment to zero and wait for its pods, set the MeshConfig CRD's conversion
+strategy back to None, and delete the mesh's MeshConfig. Every step is
+idempotent; NotFound counts as done.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout <= 0 {
+				return usageErrorf("invalid value %s for --timeout: must be positive", timeout)
+			}
+			cfg, err := o.restConfig()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			u.Namespace, u.MeshName, u.Log = o.fsmNamespace, o.meshName, ctrl.Log.WithName("uninstall")
+			return webhooks.Uninstall(ctx, cfg, u)
+		},
+	}
+	cmd.Flags().StringVar(&u.Deployment, "deployment", "fsm-webhooks", "Deployment of the servers to scale to zero; empty skips")
+	cmd.Flags().StringVar(&u.MeshConfigName, "mesh-config-name", "", "MeshConfig to delete last; empty skips")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	return cmd
+}
