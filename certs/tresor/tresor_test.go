@@ -212,8 +212,10 @@ func TestTresor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		changed := make(chan struct{}, 16)
-		defer b.OnBundleChange(func() { changed <- struct{}{} })()
+		changed := make(chan struct{}, 1)
+		defer b.OnBundleChange(notify(changed))()
+		aChanged := make(chan struct{}, 1)
+		defer a.OnBundleChange(notify(aChanged))()
 		oldRoot := a.State().Authority.Cert
 		oldLeaf := issueAndVerify(t, a, "old.bookstore.svc", certs.UsageServer, certs.ECDSAP256, oldRoot)
 		store := Store{Client: cs, Namespace: ns}
@@ -281,10 +283,11 @@ func TestTresor(t *testing.T) {
 		if err := b.State().Bundle.Verify(newLeaf); err != nil {
 			t.Fatal(err)
 		}
-		bundle, _ := a.CABundle(ctx)
-		if string(bundle) != string(certs.EncodeCertsPEM(newRoot)) {
-			t.Fatal("the rotating replica reports a stale bundle")
-		}
+		// Replica a did not run phase 3 itself: it follows through its watch.
+		waitFor(t, aChanged, func() bool {
+			bundle, _ := a.CABundle(ctx)
+			return string(bundle) == string(certs.EncodeCertsPEM(newRoot))
+		})
 		assertNoop(t, cs, ns, func() error { _, err := store.DropPreviousRoot(ctx); return err })
 		assertNoop(t, cs, ns, func() error { _, err := store.ActivateNextRoot(ctx); return err })
 		status, err := store.RotationStatus(ctx)
@@ -394,6 +397,17 @@ func assertNoop(t *testing.T, cs kubernetes.Interface, ns string, step func() er
 	}
 	if after.ResourceVersion != before.ResourceVersion {
 		t.Fatal("re-running a finished step wrote the Secret")
+	}
+}
+
+// notify never blocks the watch goroutine: one pending signal is enough,
+// waitFor re-checks its condition after each.
+func notify(ch chan struct{}) func() {
+	return func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
