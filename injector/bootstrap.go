@@ -46,12 +46,13 @@ func BootstrapSecret(namespace, meshName, proxyUUID string, cert *certs.Certific
 }
 
 // certRequest is the bootstrap certificate request for cn.
-func certRequest(cn string, validity time.Duration) certs.Request {
+func certRequest(cn string, alg certs.KeyAlgorithm, validity time.Duration) certs.Request {
 	return certs.Request{
 		CommonName:   cn,
 		DNSNames:     []string{cn},
 		Organization: sidecarCertOrganization,
 		Validity:     validity,
 		Usage:        certs.UsageBoth,
+		KeyAlgorithm: alg,
 	}
 }

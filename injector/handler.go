@@ -275,7 +275,7 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 }
 
 func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUID string, mut *Mutation) error {
-	cert, err := h.opts.Issuer.Issue(ctx, certRequest(mut.CommonName, h.opts.BootstrapCertValidity))
+	cert, err := h.opts.Issuer.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, h.opts.BootstrapCertValidity))
 	if err != nil {
 		return fmt.Errorf("issuing bootstrap certificate for %s: %w", mut.CommonName, err)
 	}

@@ -66,6 +66,7 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 	for _, p := range tr.InboundPortExclusionList {
 		s.InboundPortExclusionList = append(s.InboundPortExclusionList, int(p))
 	}
+	s.CertKeyBitSize = mc.Spec.Certificate.CertKeyBitSize
 	return s
 }
 

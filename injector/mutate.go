@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/injector/iptables"
 )
 
@@ -46,6 +47,8 @@ type Mutation struct {
 	NeedsSecret bool
 	CommonName  string
 	Bootstrap   BootstrapConfig
+	// KeyAlgorithm of the bootstrap key; empty means the provider's default.
+	KeyAlgorithm certs.KeyAlgorithm
 }
 
 // BootstrapConfig is the Pipy bootstrap document (bootstrap.yaml, JSON as FSM
@@ -104,6 +107,12 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if err != nil {
 		return nil, err
 	}
+	var keyAlg certs.KeyAlgorithm
+	if bits := in.Settings.CertKeyBitSize; bits != 0 {
+		if keyAlg, err = certs.RSAKeyAlgorithm(bits); err != nil {
+			return nil, fmt.Errorf("MeshConfig spec.certificate.certKeyBitSize: %w", err)
+		}
+	}
 	sa := pod.Spec.ServiceAccountName
 	cn := CommonName(in.ProxyUUID, sa, in.Namespace.Name, in.Mesh.TrustDomain)
 	boot := BootstrapConfig{
@@ -123,7 +132,7 @@ func Mutate(in MutateInput) (*Mutation, error) {
 			return nil, errors.New("pod carries volume " + BootstrapVolumeName + " but no " + SidecarContainerName + " container: remove the volume to have the pod injected")
 		}
 		setProbeBootstrap(&boot, recoverOriginalProbes(pod.Spec.Containers), pod.Spec.Containers)
-		return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot}, nil
+		return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
 	}
 
 	probes, err := rewriteProbes(pod.Spec.Containers)
@@ -164,7 +173,7 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if in.Settings.LocalDNSProxy {
 		setLocalDNS(pod, in.Namespace.Name, in.Mesh.ClusterDomain)
 	}
-	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot}, nil
+	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
 }
 
 // readOptions validates every annotation and setting the mutation needs, so

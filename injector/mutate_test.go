@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
 func simplePod(ann map[string]string) *corev1.Pod {
@@ -76,6 +78,8 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: `MeshConfig spec.traffic.networkInterfaceExclusionList: invalid network interface name "eth0$(reboot)": character '$' not allowed`},
 		{name: "meshconfig bad port", set: func(s *Settings) { s.InboundPortExclusionList = []int{70000} },
 			want: "invalid port 70000 in MeshConfig spec.traffic for flomesh.io/inbound-port-exclusion-list"},
+		{name: "meshconfig bad key size", set: func(s *Settings) { s.CertKeyBitSize = 1024 },
+			want: "MeshConfig spec.certificate.certKeyBitSize: unsupported RSA key size 1024: must be 2048, 3072 or 4096"},
 		{name: "named probe port missing", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intOrStr("web")}}},
 			want: `container "app" liveness probe: named port "web" not found in the container's ports`},
 		{name: "tcp probe without healthcheck image", mesh: func(m *Mesh) { m.HealthcheckImage = "" },
@@ -240,5 +244,19 @@ func TestDescribeInjection(t *testing.T) {
 		"  container       app              app\n"
 	if got := DescribeInjection(mut.Pod); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestBootstrapKeyAlgorithm(t *testing.T) {
+	for bits, want := range map[int]certs.KeyAlgorithm{0: "", 2048: certs.RSA2048, 4096: certs.RSA4096} {
+		s := DefaultSettings()
+		s.CertKeyBitSize = bits
+		mut, err := mutateWith(t, simplePod(nil), nil, s, testMesh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mut.KeyAlgorithm != want {
+			t.Errorf("certKeyBitSize %d: key algorithm %q, want %q", bits, mut.KeyAlgorithm, want)
+		}
 	}
 }

@@ -98,6 +98,11 @@ type Settings struct {
 	OutboundPortExclusionList     []int
 	InboundPortExclusionList      []int
 	NetworkInterfaceExclusionList []string
+
+	// CertKeyBitSize is the RSA key size of bootstrap certificates
+	// (spec.certificate.certKeyBitSize); 0 leaves the key algorithm to the
+	// certificate provider.
+	CertKeyBitSize int
 }
 
 // DefaultSettings are the values used when the mesh has no MeshConfig; they
