@@ -110,26 +110,15 @@ func InjectorRegistration(mesh, fsmNamespace string) Registration {
 	}
 }
 
-// validatedResources are the kinds FSM's validator checks, by group/version.
-var validatedResources = []admv1.Rule{
-	{APIGroups: []string{"config.flomesh.io"}, APIVersions: []string{"*"}, Resources: []string{"meshconfigs"}},
-	{APIGroups: []string{"access.smi-spec.io"}, APIVersions: []string{"v1alpha3"}, Resources: []string{"traffictargets"}},
-	{APIGroups: []string{"policy.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{
-		"ingressbackends", "accesscontrols", "egresses", "upstreamtrafficsettings", "egressgateways", "accesscerts",
-	}},
-	{APIGroups: []string{"plugin.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"plugins", "pluginchains", "pluginconfigs"}},
-}
-
-// ValidatorRegistration is the validator's ValidatingWebhookConfiguration.
-func ValidatorRegistration(mesh string) Registration {
+// ValidatorRegistration is the validator's ValidatingWebhookConfiguration
+// routing rules (validator.Rules(): exactly what the handler validates) to it.
+func ValidatorRegistration(mesh string, rules []admv1.RuleWithOperations) Registration {
 	sideEffects := admv1.SideEffectClassNoneOnDryRun
-	rules := make([]admv1.RuleWithOperations, 0, len(validatedResources))
-	for _, r := range validatedResources {
-		rules = append(rules, admv1.RuleWithOperations{
-			Operations: []admv1.OperationType{admv1.Create, admv1.Update},
-			Rule:       *r.DeepCopy(),
-		})
+	copied := make([]admv1.RuleWithOperations, 0, len(rules))
+	for _, r := range rules {
+		copied = append(copied, *r.DeepCopy())
 	}
+	rules = copied
 	return Registration{
 		Kind: ValidatingConfiguration,
 		Name: ValidatingConfigurationName(mesh),

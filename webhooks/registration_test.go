@@ -56,8 +56,18 @@ func TestInjectorRegistration(t *testing.T) {
 	}
 }
 
+// testValidatorRules stand for validator.Rules() (webhooks does not import
+// the validator).
+var testValidatorRules = []admv1.RuleWithOperations{{
+	Operations: []admv1.OperationType{admv1.Create, admv1.Update},
+	Rule:       admv1.Rule{APIGroups: []string{"config.flomesh.io"}, APIVersions: []string{"*"}, Resources: []string{"meshconfigs"}},
+}, {
+	Operations: []admv1.OperationType{admv1.Create, admv1.Update},
+	Rule:       admv1.Rule{APIGroups: []string{"access.smi-spec.io"}, APIVersions: []string{"v1alpha3"}, Resources: []string{"traffictargets"}},
+}}
+
 func TestValidatorRegistration(t *testing.T) {
-	r := ValidatorRegistration("fsm")
+	r := ValidatorRegistration("fsm", testValidatorRules)
 	if r.Name != "fsm-validator-mesh-fsm" || r.Path != "/validate" || r.Kind != ValidatingConfiguration {
 		t.Fatalf("registration %+v", r)
 	}
@@ -76,19 +86,14 @@ func TestValidatorRegistration(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{
-		"config.flomesh.io/meshconfigs", "access.smi-spec.io/traffictargets", "policy.flomesh.io/ingressbackends",
-		"policy.flomesh.io/accesscontrols", "policy.flomesh.io/egresses", "policy.flomesh.io/upstreamtrafficsettings",
-		"policy.flomesh.io/egressgateways", "policy.flomesh.io/accesscerts", "plugin.flomesh.io/plugins",
-		"plugin.flomesh.io/pluginchains", "plugin.flomesh.io/pluginconfigs",
-	} {
+	for _, want := range []string{"config.flomesh.io/meshconfigs", "access.smi-spec.io/traffictargets"} {
 		if !covered[want] {
 			t.Errorf("validator does not cover %s", want)
 		}
 	}
 	// Builders hand out copies: mutating one must not leak into the next.
 	r.Validating.Webhooks[0].Rules[0].Resources[0] = "changed"
-	if ValidatorRegistration("fsm").Validating.Webhooks[0].Rules[0].Resources[0] != "meshconfigs" {
+	if ValidatorRegistration("fsm", testValidatorRules).Validating.Webhooks[0].Rules[0].Resources[0] != "meshconfigs" {
 		t.Error("ValidatorRegistration shares state between calls")
 	}
 }
@@ -171,7 +176,7 @@ func TestDescribeBundle(t *testing.T) {
 func TestNewRejectsBadOptions(t *testing.T) {
 	good := Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Namespace: "fsm-system", MeshName: "fsm", Issuer: nopIssuer{}}
 	hook := Webhook{Name: "validator", Port: 9093, ServiceName: "fsm-validator", SecretName: "validating-webhook-cert-secret",
-		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: ValidatorRegistration("fsm")}
+		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: ValidatorRegistration("fsm", testValidatorRules)}
 	cases := []struct {
 		name    string
 		opts    func(*Options)
@@ -192,7 +197,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o, w := good, hook
-			w.Registration = ValidatorRegistration("fsm")
+			w.Registration = ValidatorRegistration("fsm", testValidatorRules)
 			if c.opts != nil {
 				c.opts(&o)
 			}

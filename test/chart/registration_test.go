@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
@@ -48,7 +49,7 @@ func TestConfigurationsMatchServers(t *testing.T) {
 		checkSelector(t, mesh, got.NamespaceSelector, want.NamespaceSelector)
 		checkLabels(t, m.Labels, inj.Mutating.Labels)
 
-		val := webhooks.ValidatorRegistration(mesh)
+		val := webhooks.ValidatorRegistration(mesh, validator.Rules())
 		var v admv1.ValidatingWebhookConfiguration
 		typed(t, mustFind(t, r, "ValidatingWebhookConfiguration", val.Name), &v)
 		wantV := val.Validating.Webhooks[0]
