@@ -349,8 +349,9 @@ func TestNeedsRenewal(t *testing.T) {
 		})
 	}
 	// The jitter is stable for one certificate and differs between certificates.
-	if RenewalTime(leaf[0], DefaultRenewFraction, 0.1) != RenewalTime(leaf[0], DefaultRenewFraction, 0.1) {
-		t.Fatal("RenewalTime is not stable")
+	first := RenewalTime(leaf[0], DefaultRenewFraction, 0.1)
+	if again := RenewalTime(leaf[0], DefaultRenewFraction, 0.1); !again.Equal(first) {
+		t.Fatalf("RenewalTime is not stable: %s then %s", first, again)
 	}
 	seen := map[time.Duration]bool{}
 	for range 8 {

@@ -107,7 +107,7 @@ func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 	}
 	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return fmt.Errorf("Deployment %s/%s selector: %w", ns, name, err)
+		return fmt.Errorf("selector of Deployment %s/%s: %w", ns, name, err)
 	}
 	patch := []byte(`{"spec":{"replicas":0}}`)
 	if _, err := deployments.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {

@@ -280,7 +280,7 @@ var _ certs.Issuer = (*Issuer)(nil)
 // New ensures the CA Secret exists and is valid, then follows it until ctx
 // ends. A malformed Secret is an error and is left as it is.
 func New(ctx context.Context, opts Options) (*Issuer, error) {
-	st, err := opts.Store.Ensure(ctx)
+	st, err := opts.Ensure(ctx)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "load root CA", Err: err}
 	}

@@ -375,7 +375,7 @@ func issueAndVerify(t *testing.T, i *Issuer, name string, usage certs.Usage, alg
 	if got, _ := certs.AlgorithmOf(leaf[0].PublicKey); got != alg {
 		t.Fatalf("leaf key = %s, want %s", got, alg)
 	}
-	if d := leaf[0].NotAfter.Sub(time.Now()); d > time.Hour || d < 59*time.Minute {
+	if d := time.Until(leaf[0].NotAfter); d > time.Hour || d < 59*time.Minute {
 		t.Fatalf("leaf expires in %s, want 1h", d)
 	}
 	return leaf[0]
