@@ -107,7 +107,7 @@ func (h *hook) start(ctx context.Context, g *errgroup.Group) {
 		TLSOpts: []func(*tls.Config){tlsOptions(h.src.GetCertificate)},
 	})
 	for path, handler := range h.w.Handlers {
-		srv.Register(path, handler)
+		srv.Register(path, guard(handler))
 	}
 	g.Go(func() error {
 		if err := srv.Start(ctx); err != nil {
