@@ -55,7 +55,7 @@ func Start(t testing.TB, opts Options) *Env {
 	defer cancel()
 	dir, err := assets.Kube(ctx, os.Stderr)
 	if err != nil {
-		t.Fatalf("testenv: kube-apiserver/etcd not available (run `go run ./test/assets`): %v", err)
+		t.Fatalf("testenv: kube-apiserver/etcd not available (run `go run ./test/assets/build`): %v", err)
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: dir,
