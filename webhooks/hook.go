@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
+
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	admv1 "k8s.io/api/admissionregistration/v1"
@@ -163,7 +165,7 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the %s CA bundle: %w", opts.Issuer.Provider(), err)
 	}
-	if _, err := servingcert.ParseCertificates(trusted); err != nil {
+	if _, err := certs.ParseCertsPEM(trusted); err != nil {
 		return 0, fmt.Errorf("the %s CA bundle: %w", opts.Issuer.Provider(), err)
 	}
 	served := h.src.Current()
@@ -227,7 +229,7 @@ func (h *hook) desiredBundle(now time.Time, trusted []byte, served *servingcert.
 	}
 	if sec != nil {
 		if ca := sec.Data[servingcert.KeyCA]; len(ca) > 0 {
-			if _, err := servingcert.ParseCertificates(ca); err == nil {
+			if _, err := certs.ParseCertsPEM(ca); err == nil {
 				inputs = append(inputs, ca)
 			}
 		}
@@ -457,7 +459,7 @@ func describeBundle(b []byte) string {
 	if len(b) == 0 {
 		return "empty"
 	}
-	cs, err := servingcert.ParseCertificates(b)
+	cs, err := certs.ParseCertsPEM(b)
 	if err != nil {
 		return fmt.Sprintf("unparsable (%d bytes)", len(b))
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
@@ -317,7 +318,7 @@ func testDeletion(t *testing.T) {
 	})
 	time.Sleep(500 * time.Millisecond)
 	l.finish(t)
-	if bytes.Contains(tc.config(t).Webhooks[0].ClientConfig.CABundle, servingcert.EncodeCertificates([]*x509.Certificate{oldRoot})) {
+	if bytes.Contains(tc.config(t).Webhooks[0].ClientConfig.CABundle, certs.EncodeCertsPEM(oldRoot)) {
 		t.Error("old root still trusted")
 	}
 	s.waitReady(t)

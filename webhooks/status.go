@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
+
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,7 +94,7 @@ func Status(ctx context.Context, opts Options, hooks []Webhook) (*Report, error)
 	if err != nil {
 		return nil, fmt.Errorf("certs status: reading the %s CA bundle: %w", opts.Issuer.Provider(), err)
 	}
-	cas, err := servingcert.ParseCertificates(trusted)
+	cas, err := certs.ParseCertsPEM(trusted)
 	if err != nil {
 		problem("mesh CA bundle: %v", err)
 	}
@@ -117,7 +119,7 @@ func Status(ctx context.Context, opts Options, hooks []Webhook) (*Report, error)
 			if v := servingcert.Check(spec, sec.Data, trusted, now, opts.RenewFraction); !v.OK() {
 				ws.CertProblem = v.Detail
 			}
-			if chain, err = servingcert.ParseCertificates(sec.Data[servingcert.KeyCert]); err == nil {
+			if chain, err = certs.ParseCertsPEM(sec.Data[servingcert.KeyCert]); err == nil {
 				info := certInfo(chain[0], now)
 				ws.Cert = &info
 			}
@@ -190,7 +192,7 @@ func TrustCheck(cfg *rest.Config, regs []Registration) (func(context.Context, *x
 			if !found {
 				continue
 			}
-			cs, err := servingcert.ParseCertificates(bundle)
+			cs, err := certs.ParseCertsPEM(bundle)
 			if err != nil {
 				return fmt.Errorf("caBundle of %s %s: %w", reg.Kind, reg.Name, err)
 			}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
 )
@@ -60,7 +61,7 @@ func newBenchCA() (*benchCA, error) {
 		return nil, err
 	}
 	trusted, _ := ca.CABundle(context.Background())
-	leaf, err := servingcert.ParseCertificates(c.CertPEM)
+	leaf, err := certs.ParseCertsPEM(c.CertPEM)
 	if err != nil {
 		return nil, err
 	}

@@ -1,86 +1,29 @@
 package servingcert
 
 import (
-	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
-
-// ParseCertificates decodes every CERTIFICATE block of a PEM bundle. Other
-// block types are skipped; an empty bundle or a corrupt certificate is an
-// error.
-func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := data
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d of the PEM bundle: %w", len(out)+1, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return out, nil
-}
-
-// EncodeCertificates renders certificates as a PEM bundle.
-func EncodeCertificates(cs []*x509.Certificate) []byte {
-	var buf bytes.Buffer
-	for _, c := range cs {
-		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return buf.Bytes()
-}
 
 // MergeBundles is the caBundle the apiserver must trust: the union of every
 // CA certificate in bundles, de-duplicated by DER, certificates expired at
-// now pruned, in a canonical order (by NotAfter, then DER) so that every
+// now pruned, in the canonical order of certs.Bundle so that every
 // replica computes the same bytes from the same inputs and never flaps.
 // Bundles that fail to parse are an error: a caBundle is never built from
 // guesses.
 func MergeBundles(now time.Time, bundles ...[]byte) ([]byte, error) {
-	seen := map[string]bool{}
-	var all []*x509.Certificate
-	for i, b := range bundles {
-		if len(bytes.TrimSpace(b)) == 0 {
-			continue
-		}
-		cs, err := ParseCertificates(b)
-		if err != nil {
-			return nil, fmt.Errorf("CA bundle %d: %w", i+1, err)
-		}
-		for _, c := range cs {
-			if seen[string(c.Raw)] || now.After(c.NotAfter) {
-				continue
-			}
-			seen[string(c.Raw)] = true
-			all = append(all, c)
-		}
+	b, err := certs.ParseBundle(now, bundles...)
+	if err != nil {
+		return nil, err
 	}
-	if len(all) == 0 {
+	if b.Len() == 0 {
 		return nil, errors.New("no unexpired CA certificate in any bundle")
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if !all[i].NotAfter.Equal(all[j].NotAfter) {
-			return all[i].NotAfter.Before(all[j].NotAfter)
-		}
-		return bytes.Compare(all[i].Raw, all[j].Raw) < 0
-	})
-	return EncodeCertificates(all), nil
+	return b.PEM(), nil
 }
 
 // IssuingRoots returns the certificates of bundle that chain[0] (the leaf,
@@ -88,7 +31,7 @@ func MergeBundles(now time.Time, bundles ...[]byte) ([]byte, error) {
 // keep trusting while the leaf is served, as PEM.
 func IssuingRoots(chain []*x509.Certificate, bundle []byte, now time.Time) ([]byte, error) {
 	leaf := chain[0]
-	cas, err := ParseCertificates(bundle)
+	cas, err := certs.ParseCertsPEM(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +47,7 @@ func IssuingRoots(chain []*x509.Certificate, bundle []byte, now time.Time) ([]by
 	if len(roots) == 0 {
 		return nil, fmt.Errorf("certificate %q (issuer %q) chains to none of the %d CA certificates", leaf.Subject.CommonName, leaf.Issuer.CommonName, len(cas))
 	}
-	return EncodeCertificates(roots), nil
+	return certs.EncodeCertsPEM(roots...), nil
 }
 
 // Verifies reports whether bundle (a caBundle) verifies chain (leaf first,
@@ -112,7 +55,7 @@ func IssuingRoots(chain []*x509.Certificate, bundle []byte, now time.Time) ([]by
 // will when it calls the webhook.
 func Verifies(bundle []byte, chain []*x509.Certificate, serverName string, now time.Time) error {
 	leaf := chain[0]
-	cas, err := ParseCertificates(bundle)
+	cas, err := certs.ParseCertsPEM(bundle)
 	if err != nil {
 		return fmt.Errorf("caBundle: %w", err)
 	}
@@ -142,7 +85,7 @@ func intermediates(chain []*x509.Certificate) *x509.CertPool {
 
 // ChainsTo reports whether the leaf of certPEM chains to root at now.
 func ChainsTo(certPEM []byte, root *x509.Certificate, now time.Time) error {
-	chain, err := ParseCertificates(certPEM)
+	chain, err := certs.ParseCertsPEM(certPEM)
 	if err != nil {
 		return err
 	}

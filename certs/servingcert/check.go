@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
 // Reason says why a stored serving cert cannot be kept. The empty Reason
@@ -57,18 +59,18 @@ func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 		return Verdict{Reason: ReasonMissing, Detail: fmt.Sprintf("Secret lacks one of %s, %s, %s", KeyCA, KeyCert, KeyKey)}
 	}
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		if _, perr := ParseCertificates(certPEM); perr != nil {
+		if _, perr := certs.ParseCertsPEM(certPEM); perr != nil {
 			return Verdict{Reason: ReasonInvalid, Detail: fmt.Sprintf("%s does not parse: %v", KeyCert, perr)}
 		}
 		return Verdict{Reason: ReasonKeyPair, Detail: fmt.Sprintf("%s and %s do not form a key pair: %v", KeyCert, KeyKey, err)}
 	}
-	chain, err := ParseCertificates(certPEM)
+	chain, err := certs.ParseCertsPEM(certPEM)
 	if err != nil {
 		return Verdict{Reason: ReasonInvalid, Detail: fmt.Sprintf("%s does not parse: %v", KeyCert, err)}
 	}
 	leaf := chain[0]
 	v := Verdict{Leaf: leaf}
-	if _, err := ParseCertificates(data[KeyCA]); err != nil {
+	if _, err := certs.ParseCertsPEM(data[KeyCA]); err != nil {
 		v.Reason, v.Detail = ReasonInvalid, fmt.Sprintf("%s does not parse: %v", KeyCA, err)
 		return v
 	}

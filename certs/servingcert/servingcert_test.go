@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
 )
@@ -29,7 +30,7 @@ func issue(t *testing.T, ca *servingcerttest.CA, s servingcert.Spec) map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := servingcert.ParseCertificates(c.CertPEM)
+	leaf, err := certs.ParseCertsPEM(c.CertPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestMergeBundles(t *testing.T) {
 func TestIssuingRoots(t *testing.T) {
 	ca, other := newCA(t), newCA(t)
 	data := issue(t, ca, spec)
-	leaf, _ := servingcert.ParseCertificates(data[servingcert.KeyCert])
+	leaf, _ := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	both := append(mustBundle(t, other), mustBundle(t, ca)...)
 	roots, err := servingcert.IssuingRoots(leaf, both, time.Now())
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
+
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -139,7 +141,7 @@ func Parse(sec *corev1.Secret) (*Loaded, error) {
 		chain = append(chain, c)
 	}
 	pair.Leaf = chain[0]
-	if _, err := ParseCertificates(sec.Data[KeyCA]); err != nil {
+	if _, err := certs.ParseCertsPEM(sec.Data[KeyCA]); err != nil {
 		return nil, fmt.Errorf("serving cert Secret %s/%s: %s: %w", sec.Namespace, sec.Name, KeyCA, err)
 	}
 	return &Loaded{Cert: &pair, Chain: chain, CA: sec.Data[KeyCA], ResourceVersion: sec.ResourceVersion}, nil

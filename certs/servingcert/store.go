@@ -161,7 +161,7 @@ func (s *Store) issue(ctx context.Context, spec Spec) (map[string][]byte, error)
 	if c == nil || len(c.CertPEM) == 0 || len(c.KeyPEM) == 0 {
 		return nil, fmt.Errorf("issuing serving cert %s: %s issuer returned an empty certificate", spec.CommonName(), s.Issuer.Provider())
 	}
-	leafs, err := ParseCertificates(c.CertPEM)
+	leafs, err := certs.ParseCertsPEM(c.CertPEM)
 	if err != nil {
 		return nil, fmt.Errorf("issuing serving cert %s: %s issuer returned an unparsable certificate: %w", spec.CommonName(), s.Issuer.Provider(), err)
 	}
