@@ -211,7 +211,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	if got := leaf.NotAfter.Sub(start); got < req.Validity-time.Second || ttlWarning(resp.Warnings) != "" {
 		msg := fmt.Sprintf("requested validity %s is above what Vault role %q allows: Vault issued a certificate valid for only %s",
-			req.Validity, i.opts.Role, got.Round(time.Second))
+			req.Validity, i.opts.Role, got.Truncate(time.Second)+roundUp(got%time.Second))
 		if w := ttlWarning(resp.Warnings); w != "" {
 			msg += " (Vault: " + w + ")"
 		}
@@ -231,6 +231,15 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		return nil, err
 	}
 	return &certs.Certificate{CertPEM: []byte(certPEM), KeyPEM: keyOut, CABundle: bundle, NotAfter: leaf.NotAfter}, nil
+}
+
+// roundUp turns a fraction of a second (time spent on the wire) into a whole
+// second, so a role cap of 2h reads "2h0m0s", not "1h59m59s".
+func roundUp(frac time.Duration) time.Duration {
+	if frac > 0 {
+		return time.Second
+	}
+	return 0
 }
 
 func ttlWarning(ws []string) string {
