@@ -61,6 +61,10 @@ func Start(t testing.TB, opts Options) *Env {
 		BinaryAssetsDirectory: dir,
 		CRDDirectoryPaths:     opts.CRDDirectoryPaths,
 		ErrorIfCRDPathMissing: len(opts.CRDDirectoryPaths) > 0,
+		// envtest's 20 s default is too short on a busy 2-core CI machine
+		// running several suites at once.
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
 	}
 	cfg, err := env.Start()
 	if err != nil {
