@@ -211,7 +211,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	if got := leaf.NotAfter.Sub(start); got < req.Validity-time.Second || ttlWarning(resp.Warnings) != "" {
 		msg := fmt.Sprintf("requested validity %s is above what Vault role %q allows: Vault issued a certificate valid for only %s",
-			req.Validity, i.opts.Role, got.Truncate(time.Second)+roundUp(got%time.Second))
+			req.Validity, i.opts.Role, displayValidity(got))
 		if w := ttlWarning(resp.Warnings); w != "" {
 			msg += " (Vault: " + w + ")"
 		}
@@ -231,15 +231,6 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		return nil, err
 	}
 	return &certs.Certificate{CertPEM: []byte(certPEM), KeyPEM: keyOut, CABundle: bundle, NotAfter: leaf.NotAfter}, nil
-}
-
-// roundUp turns a fraction of a second (time spent on the wire) into a whole
-// second, so a role cap of 2h reads "2h0m0s", not "1h59m59s".
-func roundUp(frac time.Duration) time.Duration {
-	if frac > 0 {
-		return time.Second
-	}
-	return 0
 }
 
 func ttlWarning(ws []string) string {
@@ -315,4 +306,14 @@ func (i *Issuer) caBundle(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("the Vault server at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
 	}
 	return b.PEM(), nil
+}
+
+// displayValidity rounds what Vault granted for a message: x509 times have
+// second precision and Vault's clock is read a moment after ours, so the raw
+// difference is a second or so short of the role's limit (1h59m59s for 2h).
+func displayValidity(d time.Duration) time.Duration {
+	if d >= time.Minute {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
 }
