@@ -115,25 +115,15 @@ the bundle they publish.`,
 			if !ok {
 				return fmt.Errorf("rotate-root: provider %s cannot rotate its root", issuer.Provider())
 			}
-			hooks := hookIdentities(o)
-			regs := make([]webhooks.Registration, 0, len(hooks))
-			wopts := webhooks.Options{Namespace: o.fsmNamespace, ClusterDomain: o.clusterDomain, WebhookURLHost: o.webhookURLHost}
-			specs := make([]servingcert.Spec, 0, len(hooks))
-			for _, h := range hooks {
-				regs = append(regs, h.Registration)
-				specs = append(specs, h.ServingSpec(wopts))
-			}
-			trusted, err := webhooks.TrustCheck(cfg, regs)
+			ropts, err := rotationOptions(o, cfg, cs, ca)
 			if err != nil {
 				return err
 			}
-			return rootrotation.Rotate(ctx, rootrotation.Options{
-				CA: tresorRotation{ca}, Issuer: issuer, Client: cs, Specs: specs, Trusted: trusted,
-				Grace: o.rootRotationGrace, Log: newLogger(o.logLevel).WithName("rotate-root"),
-				OnPhase: func(st rootrotation.Status) {
-					fmt.Fprintf(os.Stdout, "phase %s since %s\n", phaseName(st.Phase), st.Since.UTC().Format("2006-01-02T15:04:05Z"))
-				},
-			})
+			ropts.Log = newLogger(o.logLevel).WithName("rotate-root")
+			ropts.OnPhase = func(st rootrotation.Status) {
+				fmt.Fprintf(os.Stdout, "phase %s since %s\n", phaseName(st.Phase), st.Since.UTC().Format("2006-01-02T15:04:05Z"))
+			}
+			return rootrotation.Rotate(ctx, ropts)
 		},
 	}
 	return cmd
@@ -205,4 +195,25 @@ func (t tresorRotation) RotationStatus(ctx context.Context) (rootrotation.Status
 		out.Since = st.Completed
 	}
 	return out, nil
+}
+
+// rotationOptions drive a root rotation of the tresor CA: every webhook's
+// serving cert moves to the new root, and trust is checked in every
+// webhook configuration's caBundle.
+func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *tresor.Issuer) (rootrotation.Options, error) {
+	hooks := hookIdentities(o)
+	wopts := webhooks.Options{Namespace: o.fsmNamespace, ClusterDomain: o.clusterDomain, WebhookURLHost: o.webhookURLHost}
+	regs := make([]webhooks.Registration, 0, len(hooks))
+	specs := make([]servingcert.Spec, 0, len(hooks))
+	for _, h := range hooks {
+		regs = append(regs, h.Registration)
+		specs = append(specs, h.ServingSpec(wopts))
+	}
+	trusted, err := webhooks.TrustCheck(cfg, regs)
+	if err != nil {
+		return rootrotation.Options{}, err
+	}
+	return rootrotation.Options{
+		CA: tresorRotation{ca}, Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
+	}, nil
 }

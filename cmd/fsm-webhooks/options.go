@@ -47,6 +47,9 @@ type options struct {
 	healthcheckImage  string
 	keyPoolSize       int
 	rootRotationGrace time.Duration
+	// rootAutoRotateBefore: serve rotates the tresor root when it has less
+	// than this left (0 disables).
+	rootAutoRotateBefore time.Duration
 }
 
 func (o *options) addFlags(fs *pflag.FlagSet) {
@@ -85,6 +88,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.healthcheckImage, "healthcheck-container-image", os.Getenv("FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"), "default fsm-healthcheck image (env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE)")
 	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
 	fs.DurationVar(&o.rootRotationGrace, "root-rotation-grace-period", 24*time.Hour, "how long an old root stays trusted after certificates are re-issued from the new one")
+	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
 }
 
 // applyEnv sets every flag the command line did not set from FSM_<FLAG>
@@ -153,6 +157,9 @@ func (o *options) validate() error {
 		if err != nil {
 			return err
 		}
+	}
+	if o.rootAutoRotateBefore < 0 {
+		return usageErrorf("invalid value %s for --root-auto-rotate-before: must be 0 (off) or a positive duration", o.rootAutoRotateBefore)
 	}
 	if o.keyPoolSize < 0 {
 		return usageErrorf("invalid value %d for --key-pool-size: must be 0 or more", o.keyPoolSize)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -31,6 +32,8 @@ import (
 	configv1alpha2 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/converter"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/validator"
@@ -208,6 +211,18 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		return nil
 	})
 	g.Go(func() error { return srv.Start(gctx) })
+	if ca, ok := issuer.(*tresor.Issuer); ok && o.rootAutoRotateBefore > 0 && ca.State().Rotation.Managed {
+		// Only roots we created (never a bring-your-own root). Every replica
+		// runs it: each rotation step is idempotent and
+		// guarded by the CA Secret's resourceVersion, and an interrupted
+		// rotation (crash, restart) is resumed here.
+		ropts, err := rotationOptions(o, cfg, cs, ca)
+		if err != nil {
+			return err
+		}
+		ropts.Log = log.WithName("root-rotation")
+		g.Go(func() error { return rootrotation.Auto(gctx, ropts, o.rootAutoRotateBefore, time.Hour) })
+	}
 	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
 	return g.Wait()
 }

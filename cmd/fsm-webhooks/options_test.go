@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// TestFlagErrors runs the real command tree: every bad value is a usage
+// error (exit 2) whose one line names the flag and the value.
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"not an int", []string{"serve", "--injector-port=abc"}, nil, `invalid argument "abc" for "--injector-port"`},
+		{"port range", []string{"serve", "--validator-port=70000"}, nil, "invalid value 70000 for --validator-port: must be a port between 1 and 65535"},
+		{"provider", []string{"serve", "--certificate-manager=foo"}, nil, `invalid value "foo" for --certificate-manager: must be one of tresor, vault, cert-manager`},
+		{"key algorithm", []string{"serve", "--ca-key-algorithm=dsa"}, nil, `invalid value "dsa" for --ca-key-algorithm`},
+		{"vault without host", []string{"serve", "--certificate-manager=vault", "--vault-token=t"}, nil, "--vault-host: VaultHost not specified in Hashi Vault options"},
+		{"vault protocol", []string{"serve", "--vault-protocol=ftp"}, nil, `invalid value "ftp" for --vault-protocol: must be one of http, https`},
+		{"same ports", []string{"serve", "--injector-port=9093"}, nil, "must differ"},
+		{"negative duration", []string{"serve", "--service-cert-validity-duration=-1h"}, nil, "--service-cert-validity-duration: must be a positive duration"},
+		{"webhooks list", []string{"serve", "--webhooks=injector,mutator"}, nil, `invalid value "mutator" for --webhooks`},
+		{"url host with scheme", []string{"serve", "--webhook-url-host=https://x"}, nil, "--webhook-url-host: must be a host name or IP address"},
+		{"extra argument", []string{"serve", "now"}, nil, "takes no arguments"},
+		{"bad env", []string{"serve"}, map[string]string{"FSM_INJECTOR_PORT": "x"}, `invalid value "x" for --injector-port (from env FSM_INJECTOR_PORT)`},
+		{"env validated too", []string{"serve"}, map[string]string{"FSM_MESH_NAME": "Bad"}, `invalid value "Bad" for --mesh-name`},
+		{"status output", []string{"certs", "status", "-o", "yaml"}, nil, `invalid value "yaml" for --output`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			cmd := newRootCommand()
+			cmd.SetArgs(tc.args)
+			err := cmd.Execute()
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("error %v (%T) is not a usage error (exit 2)", err, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q: want one line containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestEnvFillsUnsetFlags: FSM_<FLAG> sets what the command line did not,
+// and the command line wins.
+func TestEnvFillsUnsetFlags(t *testing.T) {
+	t.Setenv("FSM_MESH_NAME", "blue")
+	t.Setenv("FSM_FSM_NAMESPACE", "from-env")
+	o := &options{}
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.addFlags(fs)
+	if err := fs.Parse([]string{"--fsm-namespace=from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if o.meshName != "blue" || o.fsmNamespace != "from-flag" {
+		t.Fatalf("mesh %q namespace %q; want blue, from-flag", o.meshName, o.fsmNamespace)
+	}
+}
