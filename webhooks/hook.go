@@ -145,7 +145,13 @@ func (h *hook) loop(ctx context.Context) {
 				return
 			}
 			backoff = min(max(100*time.Millisecond, backoff*2), 10*time.Second)
-			h.log.Error(err, "reconciling webhook serving cert and registration", "retryIn", backoff)
+			if errors.Is(err, servingcert.ErrNoCert) {
+				// Normal at start: the informer has not delivered the
+				// Secret this very loop just wrote.
+				h.log.V(1).Info("waiting for the serving cert to load before registering", "retryIn", backoff)
+			} else {
+				h.log.Error(err, "reconciling webhook serving cert and registration", "retryIn", backoff)
+			}
 			next = backoff
 		} else {
 			backoff = 0
