@@ -149,14 +149,16 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 // waitReady polls the server's readiness (cert loaded, caBundle verified,
 // probes passed), printing what it is still waiting for.
 func waitReady(ctx context.Context, srv *webhooks.Server, serveErr <-chan error) error {
-	deadline := time.Now().Add(2 * time.Minute)
+	start := time.Now()
+	deadline := start.Add(2 * time.Minute)
 	var last string
 	for {
 		err := srv.Ready(ctx)
 		if err == nil {
 			return nil
 		}
-		if msg := err.Error(); msg != last && time.Since(deadline.Add(-2*time.Minute)) > 5*time.Second {
+		// Say what is awaited only when it takes a while.
+		if msg := err.Error(); msg != last && time.Since(start) > 5*time.Second {
 			fmt.Fprintf(os.Stdout, "  waiting: %s\n", msg)
 			last = msg
 		}
