@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 )
 
 // FuzzConvertReview sends arbitrary bodies to the handler. Seeds are in
@@ -39,7 +40,9 @@ func FuzzConvertReview(f *testing.F) {
 		if w.Code != http.StatusOK {
 			return
 		}
-		if err := json.Unmarshal(body, &req); err != nil || req.Request == nil {
+		// Decode as the handler (and the apiserver) do: field names are
+		// case-sensitive, so "oBjeCts" is not "objects".
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &req); err != nil || req.Request == nil {
 			t.Fatalf("HTTP 200 for a body that is not a ConversionReview request: %q", body)
 		}
 		if resp.Response.UID != req.Request.UID {
