@@ -41,6 +41,8 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateAdmissionReview$$' -fuzztime $(FUZZTIME) ./validator
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateMeshConfigSpec$$' -fuzztime $(FUZZTIME) ./validator/meshconfig
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeViewParity$$' -fuzztime $(FUZZTIME) ./validator/meshconfig
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./webhooks/reviewhttp
 	$(GO) test -run '^$$' -fuzz '^FuzzConvertReview$$' -fuzztime $(FUZZTIME) ./converter
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./certs/servingcert
 

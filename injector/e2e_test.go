@@ -36,6 +36,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 const (
@@ -117,7 +118,7 @@ func TestE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr.GetWebhookServer().Register("/mutate-pod-creation", &webhook.Admission{Handler: h})
+	mgr.GetWebhookServer().Register("/mutate-pod-creation", reviewhttp.NewAdmission(h))
 	mgr.GetWebhookServer().Register("/deny", &webhook.Admission{Handler: admission.HandlerFunc(
 		func(context.Context, admission.Request) admission.Response {
 			return admission.Denied("denied by a later webhook")

@@ -22,9 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // stubIssuer is a pure-logic stand-in for the mesh CA; the real CA is used
@@ -97,7 +97,7 @@ func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error, objs 
 		t.Fatal(err)
 	}
 	f.h = h
-	f.server = &webhook.Admission{Handler: h}
+	f.server = reviewhttp.NewAdmission(h)
 	return f
 }
 
@@ -140,7 +140,7 @@ func (f *handlerFixture) post(t *testing.T, body []byte, contentType string) (in
 	return rec.Code, out.Response
 }
 
-// TestHandlerHTTP drives the handler through controller-runtime's webhook
+// TestHandlerHTTP drives the handler through the served reviewhttp
 // wrapper as the apiserver would, including malformed requests.
 func TestHandlerHTTP(t *testing.T) {
 	podJSON := func(p *corev1.Pod) []byte { b, _ := json.Marshal(p); return b }
@@ -182,7 +182,7 @@ func TestHandlerHTTP(t *testing.T) {
 		{name: "missing request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), code: http.StatusBadRequest},
 		{name: "malformed JSON", body: []byte(`{"request":`), code: http.StatusBadRequest},
 		{name: "empty body", body: nil, code: http.StatusBadRequest},
-		{name: "wrong content type", body: reviewBody(t, nil), contentType: "text/plain", code: http.StatusBadRequest, message: "contentType=text/plain"},
+		{name: "wrong content type", body: reviewBody(t, nil), contentType: "text/plain", code: http.StatusBadRequest, message: `Content-Type must be application/json, got "text/plain"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // fullMeshConfig is the preset with every list and optional block filled, so
@@ -62,7 +62,7 @@ func BenchmarkHandleMeshConfig(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &admission.Webhook{Handler: NewHandler(Options{})}
+	h := reviewhttp.NewAdmission(NewHandler(Options{}))
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {

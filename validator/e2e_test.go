@@ -31,6 +31,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 const (
@@ -372,7 +373,7 @@ func serveValidator(ctx context.Context, t *testing.T, o validator.Options) stri
 		t.Fatal(err)
 	}
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir})
-	srv.Register("/validate", &webhook.Admission{Handler: validator.NewHandler(o)})
+	srv.Register("/validate", reviewhttp.NewAdmission(validator.NewHandler(o)))
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Start(ctx) }()

@@ -9,9 +9,9 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // Seeds live in testdata/fuzz/<FuzzName>; plain `go test` runs them.
@@ -31,11 +31,10 @@ func FuzzValidateAdmissionReview(f *testing.F) {
 	}
 	f.Add(review(f, "seed", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Delete, nil))
 
-	h := &admission.Webhook{Handler: NewHandler(Options{
+	h := reviewhttp.NewAdmission(NewHandler(Options{
 		Reader:                fake.NewClientBuilder().Build(),
 		ValidateTrafficTarget: true,
-	})}
-	h.WithRecoverPanic(false)
+	})).WithRecoverPanic(false)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))

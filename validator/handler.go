@@ -1,6 +1,6 @@
 // Package validator is the validating admission webhook of the mesh: MeshConfig
 // (every served version) and FSM's policy kinds. NewHandler returns a
-// controller-runtime admission.Handler; serve it with webhook.Admission at
+// controller-runtime admission.Handler; serve it with reviewhttp.NewAdmission at
 // /validate. Rules lists exactly the resources and operations it handles, for
 // the ValidatingWebhookConfiguration.
 package validator

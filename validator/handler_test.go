@@ -15,19 +15,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
-// These tests go through controller-runtime's HTTP wrapper exactly as served
-// (webhook.Admission is admission.Webhook), without an apiserver; the rules
+// These tests go through the HTTP wrapper exactly as served (reviewhttp, then
+// controller-runtime's admission.Webhook.Handle), without an apiserver; the rules
 // that read other objects are covered by the envtest suite.
 
-func server(t testing.TB) *admission.Webhook {
+func server(t testing.TB) *reviewhttp.Admission {
 	t.Helper()
-	return &admission.Webhook{Handler: NewHandler(Options{FSMNamespace: "fsm-system"})}
+	return reviewhttp.NewAdmission(NewHandler(Options{FSMNamespace: "fsm-system"}))
 }
 
 func presetJSON(t testing.TB) []byte {
@@ -115,11 +115,13 @@ func TestHTTP(t *testing.T) {
 		{name: "policy object not JSON object", body: review(t, "u7", "policy.flomesh.io", "v1alpha1", "Egress", admissionv1.Create, []byte(`[1]`)),
 			wantUID: "u7", wantCode: 400, wantMsg: "decoding the object"},
 		{name: "missing request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`),
-			wantCode: 403, wantMsg: "unknown gvk: /, Kind="},
+			wantCode: 400, wantMsg: "the AdmissionReview has no request"},
+		{name: "not an AdmissionReview", body: []byte(`{"apiVersion":"v1","kind":"Pod","request":{"uid":"x"}}`),
+			wantCode: 400, wantMsg: `expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion "v1" kind "Pod"`},
 		{name: "wrong content type", contentType: "text/plain", body: review(t, "u8", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, preset),
-			wantCode: 400, wantMsg: "contentType=text/plain, expected application/json"},
+			wantCode: 400, wantMsg: `Content-Type must be application/json, got "text/plain"`},
 		{name: "empty body", body: nil, wantCode: 400, wantMsg: "request body is empty"},
-		{name: "garbage body", body: []byte("{not json"), wantCode: 400},
+		{name: "garbage body", body: []byte("{not json"), wantCode: 400, wantMsg: "the body is not an AdmissionReview: jsontext: invalid character"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

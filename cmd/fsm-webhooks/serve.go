@@ -20,13 +20,11 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	configv1alpha1 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	configv1alpha2 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
@@ -38,6 +36,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // Webhook names accepted by --webhooks.
@@ -283,7 +282,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		}); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
-		w.Handlers = map[string]http.Handler{webhooks.InjectorPath: &webhook.Admission{Handler: h, RecoverPanic: ptr.To(true)}}
+		w.Handlers = map[string]http.Handler{webhooks.InjectorPath: reviewhttp.NewAdmission(h)}
 		if ns := sf.injectorProbeNS; ns != "" {
 			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, ns) }
 		}
@@ -296,7 +295,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			ValidateTrafficTarget: sf.validateTrafficTgt,
 			Logger:                log.WithName("validator"),
 		})
-		w.Handlers = map[string]http.Handler{webhooks.ValidatorPath: &webhook.Admission{Handler: h, RecoverPanic: ptr.To(true)}}
+		w.Handlers = map[string]http.Handler{webhooks.ValidatorPath: reviewhttp.NewAdmission(h)}
 		w.Probe = func(ctx context.Context) error { return validator.Probe(ctx, direct, o.fsmNamespace, meshConfigName) }
 	case hookConverter:
 		w.Handlers = map[string]http.Handler{webhooks.ConverterPath: converter.NewHandler(scheme, configv1alpha3.GroupVersion.Group, log.WithName("converter"))}

@@ -1,5 +1,5 @@
 // Package bench holds the injector's benchmarks (JSON AdmissionReview in,
-// JSON AdmissionReview out, through controller-runtime's webhook wrapper) and,
+// JSON AdmissionReview out, through the served webhooks/reviewhttp wrapper) and,
 // in ./load, a load tool against a real apiserver.
 package bench
 
@@ -24,12 +24,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 const benchNamespace = "bench"
@@ -107,19 +107,19 @@ func newInjector(tb testing.TB, alg certs.KeyAlgorithm) http.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &webhook.Admission{Handler: h}
+	return reviewhttp.NewAdmission(h)
 }
 
 // floor decodes the pod and admits it unchanged: the cost of the webhook
 // plumbing alone.
 func floor() http.Handler {
-	return &webhook.Admission{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+	return reviewhttp.NewAdmission(admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
 		pod := &corev1.Pod{}
 		if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 		return admission.Allowed("")
-	})}
+	}))
 }
 
 // serve posts body to h and returns the decoded response.

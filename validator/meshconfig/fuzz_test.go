@@ -1,9 +1,12 @@
 package meshconfig
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Seeds live in testdata/fuzz/FuzzValidateMeshConfigSpec; plain `go test`
@@ -36,6 +39,28 @@ func FuzzValidateMeshConfigSpec(f *testing.F) {
 		}
 		if u := ValidateUpdate(version, obj, obj); len(u.Errors) != 0 {
 			t.Fatalf("unchanged update denied: %v", u.Errors)
+		}
+	})
+}
+
+// FuzzDecodeViewParity: whenever the fast decoder accepts an object, it must
+// read exactly what encoding/json reads, so the rules see the same view.
+func FuzzDecodeViewParity(f *testing.F) {
+	f.Add([]byte(`{"spec":{"sidecar":{"logLevel":"error","SidecarImage":"a"}}}`))
+	f.Add([]byte(`{"spec":{"traffic":{"inboundPortExclusionList":[80,"x"]}}}`))
+	f.Add([]byte(`{"spec":{"sidecar":{"logLevel":"a","logLevel":"b"}}}`))
+	f.Add([]byte(`{"spec":{"observability":{"tracing":{"sampledFraction":1e-1}}}}`))
+	f.Add([]byte(`{"metadata":{"name":"\xff"},"spec":null}`))
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		var fast, slow view
+		if jsonv2.Unmarshal(obj, &fast, fastDecode) != nil {
+			return
+		}
+		if err := json.Unmarshal(obj, &slow); err != nil {
+			t.Fatalf("fast decoder accepted what encoding/json refuses (%v): %q", err, obj)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("decoders disagree on %q:\nfast %+v\nslow %+v", obj, fast, slow)
 		}
 	})
 }

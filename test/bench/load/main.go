@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -22,7 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,12 +39,17 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
+
+var apiserverProfile, selfProfile string
 
 func main() {
 	pods := flag.Int("pods", 500, "pods to create per run")
 	conc := flag.Int("concurrency", 16, "concurrent creates")
 	alg := flag.String("key-algorithm", string(certs.RSA2048), "mesh CA and bootstrap key algorithm")
+	flag.StringVar(&apiserverProfile, "apiserver-profile", "", "write a CPU profile of kube-apiserver during the run with the injector to this file")
+	flag.StringVar(&selfProfile, "profile", "", "write a CPU profile of this process (client and webhook) during the run with the injector to this file")
 	flag.Parse()
 	keyAlg, err := certs.ParseKeyAlgorithm(*alg)
 	if err != nil || *pods < 1 || *conc < 1 {
@@ -124,7 +132,7 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 		return err
 	}
 	timed := &timedHandler{Handler: h}
-	mgr.GetWebhookServer().Register("/mutate-pod-creation", &webhook.Admission{Handler: timed})
+	mgr.GetWebhookServer().Register("/mutate-pod-creation", reviewhttp.NewAdmission(timed))
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return fmt.Errorf("manager cache did not sync")
@@ -159,7 +167,29 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 
 	fmt.Printf("pods=%d concurrency=%d key=%s GOMAXPROCS=%d\n", pods, conc, alg, goruntime.GOMAXPROCS(0))
 	for _, ns := range []string{"plain", "meshed"} {
+		var profiled chan error
+		if ns == "meshed" && apiserverProfile != "" {
+			profiled = make(chan error, 1)
+			go func() { profiled <- profileAPIServer(ctx, cfg, apiserverProfile) }()
+		}
+		if ns == "meshed" && selfProfile != "" {
+			f, err := os.Create(selfProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
 		lat, elapsed, errs := createPods(ctx, cl, ns, pods, conc)
+		if ns == "meshed" && selfProfile != "" {
+			pprof.StopCPUProfile()
+		}
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				return err
+			}
+		}
 		label := "without webhook"
 		if ns == "meshed" {
 			label = "with injector   "
@@ -266,4 +296,18 @@ func register(ctx context.Context, cl client.Client, port int, bundle []byte) er
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{injector.MonitoredByLabel: "fsm"}},
 		}},
 	})
+}
+
+// profileAPIServer saves a 5-second CPU profile of kube-apiserver (its
+// /debug/pprof endpoint; envtest's admin user may read it).
+func profileAPIServer(ctx context.Context, cfg *rest.Config, path string) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "5").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("apiserver profile: %w", err)
+	}
+	return os.WriteFile(path, raw, 0o600)
 }
