@@ -1,9 +1,12 @@
 // Command load measures pod creation through a real kube-apiserver (envtest
 // binaries from test/assets) with and without the sidecar injector webhook:
 // pods created per second and p50/p99 latency of the create call, plus the
-// injector handler's own p50/p99.
+// injector handler's own p50/p99. Closed loop (-concurrency workers, as fast
+// as the apiserver goes) measures throughput; open loop (-rate) measures
+// latency at a given arrival rate, free of the queueing a saturated closed
+// loop adds to every request.
 //
-//	go run ./test/bench/load [-pods 500] [-concurrency 16] [-key-algorithm RSA2048]
+//	go run ./test/bench/load [-pods 500] [-concurrency 16 | -rate 100] [-key-algorithm RSA2048]
 package main
 
 import (
@@ -28,7 +31,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -42,43 +47,97 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
-var apiserverProfile, selfProfile string
+// config is the command line.
+type config struct {
+	pods, conc       int
+	rate             float64
+	alg              certs.KeyAlgorithm
+	apiserverProfile string
+	selfProfile      string
+}
 
 func main() {
-	pods := flag.Int("pods", 500, "pods to create per run")
-	conc := flag.Int("concurrency", 16, "concurrent creates")
+	var c config
+	flag.IntVar(&c.pods, "pods", 500, "pods to create per phase")
+	flag.IntVar(&c.conc, "concurrency", 16, "concurrent creates (closed loop: as fast as the apiserver takes them)")
+	flag.Float64Var(&c.rate, "rate", 0, "open loop instead: start this many creates per second whatever the latency (0: closed loop)")
 	alg := flag.String("key-algorithm", string(certs.RSA2048), "mesh CA and bootstrap key algorithm")
-	flag.StringVar(&apiserverProfile, "apiserver-profile", "", "write a CPU profile of kube-apiserver during the run with the injector to this file")
-	flag.StringVar(&selfProfile, "profile", "", "write a CPU profile of this process (client and webhook) during the run with the injector to this file")
+	flag.StringVar(&c.apiserverProfile, "apiserver-profile", "", "write a CPU profile of kube-apiserver during the phase with the injector to this file")
+	flag.StringVar(&c.selfProfile, "profile", "", "write a CPU profile of this process (client and webhook) during the phase with the injector to this file")
 	flag.Parse()
 	keyAlg, err := certs.ParseKeyAlgorithm(*alg)
-	if err != nil || *pods < 1 || *conc < 1 {
-		fmt.Fprintf(os.Stderr, "load: bad flags: key-algorithm %q (%v), pods %d, concurrency %d\n", *alg, err, *pods, *conc)
+	if err != nil || c.pods < 1 || c.conc < 1 || c.rate < 0 {
+		fmt.Fprintf(os.Stderr, "load: bad flags: key-algorithm %q (%v), pods %d, concurrency %d, rate %g\n", *alg, err, c.pods, c.conc, c.rate)
 		os.Exit(2)
 	}
-	if err := run(*pods, *conc, keyAlg); err != nil {
+	c.alg = keyAlg
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
 }
 
-// timedHandler records how long the injector itself takes per admission.
+// timedHandler records how long the injector takes per admission, and how
+// much of that was the bootstrap Secret's write to the apiserver (writeTimer
+// adds it up through the request context).
 type timedHandler struct {
 	admission.Handler
-	mu   sync.Mutex
-	durs []time.Duration
+	mu     sync.Mutex
+	total  []time.Duration
+	writes []time.Duration
 }
 
+type writeTimeKey struct{}
+
 func (t *timedHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var write time.Duration
 	start := time.Now()
-	resp := t.Handler.Handle(ctx, req)
+	resp := t.Handler.Handle(context.WithValue(ctx, writeTimeKey{}, &write), req)
+	d := time.Since(start)
 	t.mu.Lock()
-	t.durs = append(t.durs, time.Since(start))
+	t.total = append(t.total, d)
+	t.writes = append(t.writes, write)
 	t.mu.Unlock()
 	return resp
 }
 
-func run(pods, conc int, alg certs.KeyAlgorithm) error {
+func (t *timedHandler) take() (total, withoutWrite []time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	total = t.total
+	for i, d := range t.total {
+		withoutWrite = append(withoutWrite, d-t.writes[i])
+	}
+	t.total, t.writes = nil, nil
+	return total, withoutWrite
+}
+
+// writeTimer wraps the injector's client so each create's duration is added
+// to the admission it belongs to.
+func writeTimer(c client.WithWatch) client.Client {
+	return interceptor.NewClient(c, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			start := time.Now()
+			err := c.Create(ctx, obj, opts...)
+			if d, ok := ctx.Value(writeTimeKey{}).(*time.Duration); ok {
+				*d += time.Since(start)
+			}
+			return err
+		},
+	})
+}
+
+// The phases, each in its own namespace: pods alone; a pod plus a Secret of
+// a bootstrap Secret's size created by the client (the apiserver work any
+// injector that writes a Secret per pod cannot avoid); pods through the
+// injector, which writes the Secret itself and adopts it afterwards.
+const (
+	nsPlain  = "plain"
+	nsSecret = "plain-secret"
+	nsMeshed = "meshed"
+)
+
+func run(c config) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Info and quieter: per-admission debug lines would dominate.
@@ -106,7 +165,7 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 	if err != nil {
 		return err
 	}
-	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: alg, PoolSize: pods + 64})
+	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: c.alg, PoolSize: c.pods + 64})
 	if err != nil {
 		return err
 	}
@@ -115,16 +174,29 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(certDir) }()
+	// As serve runs it: caches restricted to meshed pods and bootstrap
+	// Secrets, and the controller that adopts each Secret once its pod exists.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:        scheme,
+		Cache:         cache.Options{ByObject: injector.CacheByObject()},
 		Metrics:       metricsserver.Options{BindAddress: "0"},
 		WebhookServer: webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir}),
 	})
 	if err != nil {
 		return err
 	}
+	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: "fsm"}); err != nil {
+		return err
+	}
+	// The webhook gets its own client, as in a cluster where it is another
+	// process: its Secret writes must not queue behind the load generator's
+	// pod creates on one HTTP/2 connection.
+	webhookClient, err := client.NewWithWatch(rest.CopyConfig(cfg), client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
 	h, err := injector.NewHandler(injector.Options{
-		Client: cl, Namespaces: mgr.GetCache(), Issuer: issuer,
+		Client: writeTimer(webhookClient), Namespaces: mgr.GetCache(), Issuer: issuer,
 		MeshName: "fsm", FSMNamespace: "fsm-system",
 		SidecarImage: "flomesh/pipy:1.5.14", InitImage: "flomesh/fsm-sidecar-init:1.5.1", HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
 	})
@@ -144,9 +216,9 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 	if err := register(ctx, cl, port, bundle); err != nil {
 		return err
 	}
-	for _, name := range []string{"plain", "meshed"} {
+	for _, name := range []string{nsPlain, nsSecret, nsMeshed} {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		if name == "meshed" {
+		if name == nsMeshed {
 			ns.Labels = map[string]string{injector.MonitoredByLabel: "fsm"}
 			ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
 		}
@@ -154,87 +226,150 @@ func run(pods, conc int, alg certs.KeyAlgorithm) error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for injector.Probe(ctx, cl, "meshed") != nil {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("webhook never became active: %w", injector.Probe(ctx, cl, "meshed"))
-		}
-		time.Sleep(200 * time.Millisecond)
+	template, err := warmUp(ctx, cl)
+	if err != nil {
+		return err
 	}
-	timed.mu.Lock()
-	timed.durs = nil
-	timed.mu.Unlock()
+	timed.take()
 
-	fmt.Printf("pods=%d concurrency=%d key=%s GOMAXPROCS=%d\n", pods, conc, alg, goruntime.GOMAXPROCS(0))
-	for _, ns := range []string{"plain", "meshed"} {
-		var profiled chan error
-		if ns == "meshed" && apiserverProfile != "" {
-			profiled = make(chan error, 1)
-			go func() { profiled <- profileAPIServer(ctx, cfg, apiserverProfile) }()
-		}
-		if ns == "meshed" && selfProfile != "" {
-			f, err := os.Create(selfProfile)
-			if err != nil {
-				return err
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-		}
-		lat, elapsed, errs := createPods(ctx, cl, ns, pods, conc)
-		if ns == "meshed" && selfProfile != "" {
-			pprof.StopCPUProfile()
-		}
-		if profiled != nil {
-			if err := <-profiled; err != nil {
-				return err
-			}
-		}
-		label := "without webhook"
-		if ns == "meshed" {
-			label = "with injector   "
-		}
-		fmt.Printf("%s: %7.1f pods/s  create p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
-			label, float64(pods)/elapsed.Seconds(), ms(pct(lat, 50)), ms(pct(lat, 99)), errs)
+	mode := fmt.Sprintf("closed loop, %d concurrent", c.conc)
+	if c.rate > 0 {
+		mode = fmt.Sprintf("open loop, %.0f creates/s started", c.rate)
 	}
-	timed.mu.Lock()
-	defer timed.mu.Unlock()
-	fmt.Printf("injector handler: p50 %.2f ms  p99 %.2f ms over %d admissions\n", ms(pct(timed.durs, 50)), ms(pct(timed.durs, 99)), len(timed.durs))
+	fmt.Printf("pods=%d per phase, %s, key=%s, GOMAXPROCS=%d\n", c.pods, mode, c.alg, goruntime.GOMAXPROCS(0))
+	for _, ns := range []string{nsPlain, nsSecret, nsMeshed} {
+		stop, err := startProfiles(ctx, c, cfg, ns == nsMeshed)
+		if err != nil {
+			return err
+		}
+		res := createPods(ctx, cl, ns, c, template)
+		if err := stop(); err != nil {
+			return err
+		}
+		label := map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsMeshed: "pods through the injector  "}[ns]
+		fmt.Printf("%s: %7.1f pods/s  create p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
+			label, float64(c.pods)/res.elapsed.Seconds(), ms(pct(res.lat, 50)), ms(pct(res.lat, 99)), res.errs)
+	}
+	total, own := timed.take()
+	fmt.Printf("injector handler: p50 %.2f ms  p99 %.2f ms over %d admissions; without its Secret write: p50 %.2f ms  p99 %.2f ms\n",
+		ms(pct(total, 50)), ms(pct(total, 99)), len(total), ms(pct(own, 50)), ms(pct(own, 99)))
 	return nil
 }
 
-func createPods(ctx context.Context, cl client.Client, ns string, n, conc int) ([]time.Duration, time.Duration, int) {
+// warmUp creates one pod through the injector, proving the webhook is
+// active, and returns its bootstrap Secret's data as the template for the
+// client-created Secrets.
+func warmUp(ctx context.Context, cl client.Client) (map[string][]byte, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for injector.Probe(ctx, cl, nsMeshed) != nil {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("webhook never became active: %w", injector.Probe(ctx, cl, nsMeshed))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "warm-up", Namespace: nsMeshed},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	if err := cl.Create(ctx, pod); err != nil {
+		return nil, fmt.Errorf("warm-up pod: %w", err)
+	}
+	var secrets corev1.SecretList
+	if err := cl.List(ctx, &secrets, client.InNamespace(nsMeshed), client.MatchingLabels{injector.ProxyUUIDLabel: pod.Labels[injector.ProxyUUIDLabel]}); err != nil {
+		return nil, err
+	}
+	if len(secrets.Items) != 1 {
+		return nil, fmt.Errorf("warm-up pod has %d bootstrap Secrets, want 1", len(secrets.Items))
+	}
+	return secrets.Items[0].Data, nil
+}
+
+// startProfiles starts the CPU profiles asked for when on is set; stop waits
+// for them.
+func startProfiles(ctx context.Context, c config, cfg *rest.Config, on bool) (stop func() error, err error) {
+	var apiserver chan error
+	if on && c.apiserverProfile != "" {
+		apiserver = make(chan error, 1)
+		go func() { apiserver <- profileAPIServer(ctx, cfg, c.apiserverProfile) }()
+	}
+	self := on && c.selfProfile != ""
+	if self {
+		f, err := os.Create(c.selfProfile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	return func() error {
+		if self {
+			pprof.StopCPUProfile()
+		}
+		if apiserver != nil {
+			return <-apiserver
+		}
+		return nil
+	}, nil
+}
+
+type result struct {
+	lat     []time.Duration
+	elapsed time.Duration
+	errs    int
+}
+
+// createPods creates c.pods pods in ns, closed loop (c.conc workers) or open
+// loop (c.rate starts per second). In ns nsSecret each pod's Secret is
+// created first, as the injector does.
+func createPods(ctx context.Context, cl client.Client, ns string, c config, secretData map[string][]byte) result {
 	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
-	jobs := make(chan int)
+	var res result
+	one := func(i int) {
+		t := time.Now()
+		var err error
+		if ns == nsSecret {
+			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s-%d", i), Namespace: ns}, Data: secretData})
+		}
+		if err == nil {
+			err = cl.Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Namespace: ns},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+			})
+		}
+		d := time.Since(t)
+		mu.Lock()
+		res.lat = append(res.lat, d)
+		if err != nil {
+			res.errs++
+		}
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range conc {
-		wg.Go(func() {
-			for i := range jobs {
-				p := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Namespace: ns},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	if c.rate > 0 {
+		interval := time.Duration(float64(time.Second) / c.rate)
+		for i := range c.pods {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+			wg.Go(func() { one(i) })
+		}
+	} else {
+		jobs := make(chan int)
+		for range c.conc {
+			wg.Go(func() {
+				for i := range jobs {
+					one(i)
 				}
-				t := time.Now()
-				err := cl.Create(ctx, p)
-				d := time.Since(t)
-				mu.Lock()
-				lat = append(lat, d)
-				if err != nil {
-					errs++
-				}
-				mu.Unlock()
-			}
-		})
+			})
+		}
+		for i := range c.pods {
+			jobs <- i
+		}
+		close(jobs)
 	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
 	wg.Wait()
-	return lat, time.Since(start), errs
+	res.elapsed = time.Since(start)
+	return res
 }
 
 func pct(d []time.Duration, p int) time.Duration {
