@@ -21,10 +21,12 @@ import (
 	"net/http"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -34,13 +36,14 @@ const MaxBodyBytes = 7 << 20
 
 // Admission is an http.Handler for AdmissionReview requests.
 type Admission struct {
-	wh *admission.Webhook
+	wh  *admission.Webhook
+	log logr.Logger
 }
 
 // NewAdmission serves h. A panic in h becomes an HTTP 200 review with a 500
 // result, never a crashed server.
 func NewAdmission(h admission.Handler) *Admission {
-	return &Admission{wh: &admission.Webhook{Handler: h, RecoverPanic: ptr.To(true)}}
+	return &Admission{wh: &admission.Webhook{Handler: h, RecoverPanic: ptr.To(true)}, log: logf.Log.WithName("admission")}
 }
 
 // WithRecoverPanic turns panic recovery off for fuzzing, so a panic fails
@@ -57,6 +60,8 @@ var v1TypeMeta = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.Stri
 func (a *Admission) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ar, status, err := Decode(r)
 	if err != nil {
+		// No apiserver sends these: worth an error line, as controller-runtime logs them.
+		a.log.Error(err, "refusing a malformed admission request", "path", r.URL.Path, "status", status)
 		a.write(w, v1TypeMeta, admission.Errored(status, err))
 		return
 	}
@@ -111,6 +116,6 @@ func (a *Admission) write(w http.ResponseWriter, tm metav1.TypeMeta, resp admiss
 	// rules are the ones the k8s.io/api struct tags were written for.
 	if err := json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: tm, Response: &resp.AdmissionResponse}); err != nil {
 		// The connection is gone; nothing more can be written to it.
-		return
+		a.log.V(1).Info("could not write the admission response", "uid", resp.UID, "error", err.Error())
 	}
 }
