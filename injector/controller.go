@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -66,7 +67,7 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	}
 	// Looking a pod up by its proxy uuid must not scan every cached pod of
 	// the namespace: with N meshed pods that made adopting N Secrets O(N²).
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, podUUIDIndex, func(o client.Object) []string {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), metadataOf(podKind), podUUIDIndex, func(o client.Object) []string {
 		if id := o.GetLabels()[ProxyUUIDLabel]; id != "" {
 			return []string{id}
 		}
@@ -93,8 +94,10 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	})
 	err := builder.ControllerManagedBy(mgr).
 		Named("injector-bootstrap-secrets").
-		For(&corev1.Secret{}, builder.WithPredicates(ours)).
-		Watches(&corev1.Pod{}, podToSecret, builder.WithPredicates(predicate.Funcs{
+		// Metadata only: everything the controller reads is in metadata, and
+		// the webhook's memory never holds every meshed pod's private key.
+		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(ours)).
+		Watches(&corev1.Pod{}, podToSecret, builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{
 			// A pod's appearance is what the Secret waits for.
 			CreateFunc:  func(event.CreateEvent) bool { return true },
 			UpdateFunc:  func(event.UpdateEvent) bool { return false },
@@ -106,6 +109,19 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		return fmt.Errorf("injector: setting up bootstrap Secret controller: %w", err)
 	}
 	return nil
+}
+
+var (
+	podKind    = corev1.SchemeGroupVersion.WithKind("Pod")
+	secretKind = corev1.SchemeGroupVersion.WithKind("Secret")
+)
+
+// metadataOf is an empty metadata-only object of kind gvk, the form the
+// controller caches pods and Secrets in.
+func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	return m
 }
 
 // podUUIDIndex is the cache index of pods by their proxy uuid label.
@@ -123,7 +139,7 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		return reconcile.Result{}, nil
 	}
 	log := r.opts.Logger.WithValues("secret", req.NamespacedName)
-	secret := &corev1.Secret{}
+	secret := metadataOf(secretKind)
 	if err := r.client.Get(ctx, req.NamespacedName, secret); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
@@ -167,8 +183,9 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 
 // findPod returns the pod of proxy uuid id in namespace, or nil; byUUID
 // selects it in rd.
-func (r *secretReconciler) findPod(ctx context.Context, rd client.Reader, namespace, id string, byUUID client.ListOption) (*corev1.Pod, error) {
-	pods := &corev1.PodList{}
+func (r *secretReconciler) findPod(ctx context.Context, rd client.Reader, namespace, id string, byUUID client.ListOption) (*metav1.PartialObjectMetadata, error) {
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := rd.List(ctx, pods, client.InNamespace(namespace), byUUID); err != nil {
 		return nil, fmt.Errorf("listing pods with %s=%s: %w", ProxyUUIDLabel, id, err)
 	}
@@ -180,7 +197,7 @@ func (r *secretReconciler) findPod(ctx context.Context, rd client.Reader, namesp
 
 // adopt makes pod the owner of secret. The patch carries the resourceVersion
 // so a concurrent change makes it fail and retry instead of overwriting.
-func (r *secretReconciler) adopt(ctx context.Context, log logr.Logger, secret *corev1.Secret, pod *corev1.Pod) error {
+func (r *secretReconciler) adopt(ctx context.Context, log logr.Logger, secret, pod *metav1.PartialObjectMetadata) error {
 	orig := secret.DeepCopy()
 	secret.OwnerReferences = append(secret.OwnerReferences, metav1.OwnerReference{
 		APIVersion: "v1",
