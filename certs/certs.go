@@ -107,6 +107,14 @@ type Issuer interface {
 	Provider() string
 }
 
+// BundleNotifier is implemented by issuers that learn when their trusted
+// bundle or signing root changes (tresor watches fsm-ca-bundle, so a
+// rotation step taken by another process is seen at once). Consumers react
+// on the call instead of at their next periodic re-read; f must not block.
+type BundleNotifier interface {
+	OnBundleChange(f func()) (cancel func())
+}
+
 // ProviderError is returned by every provider so callers and users see which
 // provider failed and why.
 type ProviderError struct {

@@ -263,6 +263,11 @@ func (s *Server) Start(ctx context.Context) error {
 	registerCollector(s)
 	defer unregisterCollector(s)
 
+	if n, ok := s.opts.Issuer.(certs.BundleNotifier); ok {
+		// A root rotation step taken elsewhere (certs rotate-root) reaches
+		// the caBundles now, not at the next resync.
+		defer n.OnBundleChange(s.Resync)()
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, h := range s.hooks {
 		h.start(ctx, g)

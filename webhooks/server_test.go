@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"strconv"
@@ -36,6 +37,7 @@ func TestServing(t *testing.T) {
 	t.Run("HA", testHA)
 	t.Run("Expiry", testExpiry)
 	t.Run("RootRotation", testRotation)
+	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("Status", testStatus)
 	t.Run("CRDConversion", testConversion)
 	t.Run("AutoRotation", testAutoRotation)
@@ -401,6 +403,32 @@ func testExpiry(t *testing.T) {
 	if tc.secret(t).ResourceVersion == first.ResourceVersion {
 		t.Error("Secret never renewed")
 	}
+}
+
+// testBundleChangeNotified: an issuer that reports bundle changes (tresor,
+// watching fsm-ca-bundle) gets a new root into the caBundle at once, long
+// before the periodic resync.
+func testBundleChangeNotified(t *testing.T) {
+	tc := newCase(t, "notified", true)
+	w := tc.webhook(freePort(t))
+	opts := tc.options()
+	opts.ResyncInterval = time.Hour
+	s := start(t, opts, w)
+	s.waitReady(t)
+	if err := tc.ca.AddNextRoot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, next := tc.ca.Roots()
+	waitFor(t, 10*time.Second, "the next root in the caBundle", func() error {
+		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
+			return errTest("caBundle does not match the CA's bundle yet")
+		}
+		return nil
+	})
+	if !bytes.Contains(tc.config(t).Webhooks[0].ClientConfig.CABundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: next.Raw})) {
+		t.Error("the next root is not in the caBundle")
+	}
+	s.stop(t)
 }
 
 func testRotation(t *testing.T) {

@@ -275,7 +275,10 @@ type Issuer struct {
 	nextSub     int
 }
 
-var _ certs.Issuer = (*Issuer)(nil)
+var (
+	_ certs.Issuer         = (*Issuer)(nil)
+	_ certs.BundleNotifier = (*Issuer)(nil)
+)
 
 // New ensures the CA Secret exists and is valid, then follows it until ctx
 // ends. A malformed Secret is an error and is left as it is.

@@ -33,6 +33,41 @@ type CA struct {
 	since    time.Time
 	issued   atomic.Int64
 	failing  atomic.Bool
+	subs     map[int]func()
+	nextSub  int
+}
+
+var _ certs.BundleNotifier = (*CA)(nil)
+
+// OnBundleChange runs f after every change of the trusted roots or the
+// signing root, as tresor does.
+func (ca *CA) OnBundleChange(f func()) (cancel func()) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if ca.subs == nil {
+		ca.subs = map[int]func(){}
+	}
+	id := ca.nextSub
+	ca.nextSub++
+	ca.subs[id] = f
+	return func() {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		delete(ca.subs, id)
+	}
+}
+
+// changed calls the subscribers; ca.mu must not be held.
+func (ca *CA) changed() {
+	ca.mu.Lock()
+	subs := make([]func(), 0, len(ca.subs))
+	for _, f := range ca.subs {
+		subs = append(subs, f)
+	}
+	ca.mu.Unlock()
+	for _, f := range subs {
+		f()
+	}
 }
 
 type root struct {
@@ -167,6 +202,7 @@ func (ca *CA) AddNextRoot(context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer ca.changed()
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	if ca.next == nil && ca.previous == nil {
@@ -177,6 +213,7 @@ func (ca *CA) AddNextRoot(context.Context) error {
 
 // ActivateNextRoot makes the next root sign; the old one stays trusted.
 func (ca *CA) ActivateNextRoot(context.Context) error {
+	defer ca.changed()
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	if ca.next != nil {
@@ -187,6 +224,7 @@ func (ca *CA) ActivateNextRoot(context.Context) error {
 
 // DropPreviousRoot stops trusting the old root.
 func (ca *CA) DropPreviousRoot(context.Context) error {
+	defer ca.changed()
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	if ca.previous != nil {
@@ -202,6 +240,7 @@ func (ca *CA) Replace() error {
 	if err != nil {
 		return err
 	}
+	defer ca.changed()
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	ca.active, ca.previous, ca.next = r, nil, nil
