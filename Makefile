@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeViewParity$$' -fuzztime $(FUZZTIME) ./validator/meshconfig
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./webhooks/reviewhttp
 	$(GO) test -run '^$$' -fuzz '^FuzzConvertReview$$' -fuzztime $(FUZZTIME) ./converter
+	$(GO) test -run '^$$' -fuzz '^FuzzInjectPod$$' -fuzztime $(FUZZTIME) ./injector
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./certs/servingcert
 
 test: assets vet verify-generated unit fuzz

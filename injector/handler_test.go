@@ -65,13 +65,28 @@ type handlerFixture struct {
 	recorder *fakeRecorder
 }
 
-func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error, objs ...client.Object) *handlerFixture {
+var (
+	schemeOnce sync.Once
+	scheme     *runtime.Scheme
+	schemeErr  error
+)
+
+// testScheme is built once: the fuzz target makes a fixture per input.
+func testScheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
+	schemeOnce.Do(func() {
+		scheme = runtime.NewScheme()
+		schemeErr = clientgoscheme.AddToScheme(scheme)
+	})
+	if schemeErr != nil {
+		t.Fatal(schemeErr)
 	}
-	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
+	return scheme
+}
+
+func newHandlerFixture(t testing.TB, issuer certs.Issuer, createErr error, objs ...client.Object) *handlerFixture {
+	t.Helper()
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(
 		monitoredNamespace("app", nil),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
 	).WithObjects(objs...).Build()
@@ -101,7 +116,7 @@ func newHandlerFixture(t *testing.T, issuer certs.Issuer, createErr error, objs 
 	return f
 }
 
-func reviewBody(t *testing.T, mutate func(*admissionv1.AdmissionRequest)) []byte {
+func reviewBody(t testing.TB, mutate func(*admissionv1.AdmissionRequest)) []byte {
 	t.Helper()
 	pod := simplePod(nil)
 	raw, _ := json.Marshal(pod)
@@ -122,7 +137,7 @@ func reviewBody(t *testing.T, mutate func(*admissionv1.AdmissionRequest)) []byte
 	return b
 }
 
-func (f *handlerFixture) post(t *testing.T, body []byte, contentType string) (int, *admissionv1.AdmissionResponse) {
+func (f *handlerFixture) post(t testing.TB, body []byte, contentType string) (int, *admissionv1.AdmissionResponse) {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
 	if contentType != "" {
