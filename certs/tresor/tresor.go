@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -270,9 +269,7 @@ type Issuer struct {
 	log   logr.Logger
 	state atomic.Pointer[State]
 
-	mu          sync.Mutex
-	subscribers map[int]func()
-	nextSub     int
+	subs certs.Subscribers
 }
 
 var (
@@ -287,7 +284,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "load root CA", Err: err}
 	}
-	i := &Issuer{store: opts.Store, keys: opts.Keys, log: opts.Logger, subscribers: map[int]func(){}}
+	i := &Issuer{store: opts.Store, keys: opts.Keys, log: opts.Logger}
 	if i.keys == nil {
 		i.keys, err = keypool.NewSet(keypool.Options{Size: keypool.DefaultSize, Logger: opts.Logger})
 		if err != nil {
@@ -354,15 +351,7 @@ func (i *Issuer) apply(sec *corev1.Secret) {
 	}
 	i.log.Info("Root CA changed", "phase", st.Rotation.Phase, "trustedRoots", st.Bundle.Len(),
 		"signingRootNotAfter", st.Authority.Cert.NotAfter)
-	i.mu.Lock()
-	subs := make([]func(), 0, len(i.subscribers))
-	for _, f := range i.subscribers {
-		subs = append(subs, f)
-	}
-	i.mu.Unlock()
-	for _, f := range subs {
-		f()
-	}
+	i.subs.Notify()
 }
 
 // newerVersion orders resourceVersions. They are opaque in general, but the
@@ -384,18 +373,7 @@ func newerVersion(candidate, current string) bool {
 // OnBundleChange registers f to run (on the watch goroutine; it must not
 // block) whenever the trusted bundle or the signing root changes. The
 // returned func unregisters it.
-func (i *Issuer) OnBundleChange(f func()) (cancel func()) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	id := i.nextSub
-	i.nextSub++
-	i.subscribers[id] = f
-	return func() {
-		i.mu.Lock()
-		defer i.mu.Unlock()
-		delete(i.subscribers, id)
-	}
-}
+func (i *Issuer) OnBundleChange(f func()) (cancel func()) { return i.subs.OnBundleChange(f) }
 
 // State is the CA currently in use.
 func (i *Issuer) State() *State { return i.state.Load() }

@@ -33,42 +33,17 @@ type CA struct {
 	since    time.Time
 	issued   atomic.Int64
 	failing  atomic.Bool
-	subs     map[int]func()
-	nextSub  int
+	subs     certs.Subscribers
 }
 
 var _ certs.BundleNotifier = (*CA)(nil)
 
 // OnBundleChange runs f after every change of the trusted roots or the
 // signing root, as tresor does.
-func (ca *CA) OnBundleChange(f func()) (cancel func()) {
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	if ca.subs == nil {
-		ca.subs = map[int]func(){}
-	}
-	id := ca.nextSub
-	ca.nextSub++
-	ca.subs[id] = f
-	return func() {
-		ca.mu.Lock()
-		defer ca.mu.Unlock()
-		delete(ca.subs, id)
-	}
-}
+func (ca *CA) OnBundleChange(f func()) (cancel func()) { return ca.subs.OnBundleChange(f) }
 
-// changed calls the subscribers; ca.mu must not be held.
-func (ca *CA) changed() {
-	ca.mu.Lock()
-	subs := make([]func(), 0, len(ca.subs))
-	for _, f := range ca.subs {
-		subs = append(subs, f)
-	}
-	ca.mu.Unlock()
-	for _, f := range subs {
-		f()
-	}
-}
+// changed tells the subscribers; ca.mu must not be held.
+func (ca *CA) changed() { ca.subs.Notify() }
 
 type root struct {
 	cert *x509.Certificate
