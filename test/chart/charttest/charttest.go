@@ -185,17 +185,33 @@ func (c *Cluster) Install(ctx context.Context, values map[string]any) (*release.
 	if err != nil {
 		return nil, err
 	}
-	in := action.NewInstall(c.cfg)
-	in.ReleaseName = ReleaseName
-	in.Namespace = c.namespace
-	in.CreateNamespace = true
-	in.WaitStrategy = kube.HookOnlyStrategy
-	in.Timeout = 2 * time.Minute
-	rel, err := in.RunWithContext(ctx, ch, values)
-	if err != nil {
-		return nil, fmt.Errorf("helm install: %w", err)
+	for attempt := 1; ; attempt++ {
+		in := action.NewInstall(c.cfg)
+		in.ReleaseName = ReleaseName
+		in.Namespace = c.namespace
+		in.CreateNamespace = true
+		in.WaitStrategy = kube.HookOnlyStrategy
+		in.Timeout = 2 * time.Minute
+		// A retry replaces the release the failed attempt recorded.
+		in.Replace = attempt > 1
+		rel, err := in.RunWithContext(ctx, ch, values)
+		if err == nil {
+			return asRelease(rel)
+		}
+		// Helm waits for the chart's CRDs to be Established and resets its
+		// REST mapper, but the apiserver may not list the new kind in
+		// discovery yet; the pre-install MeshConfig hook then fails with
+		// "no matches for kind". helm CLI users can hit the same race and
+		// re-run; so do we, a few times.
+		if attempt == 3 || !strings.Contains(err.Error(), "ensure CRDs are installed first") {
+			return nil, fmt.Errorf("helm install (attempt %d): %w", attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("helm install: %w", err)
+		case <-time.After(time.Second):
+		}
 	}
-	return asRelease(rel)
 }
 
 // Upgrade upgrades the release to values.

@@ -79,6 +79,8 @@ func TestChartOnAPIServer(t *testing.T) {
 			&admv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mwcName}},
 			&admv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: vwcName}},
 			&apiextv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: crdName}},
+			&admv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-secret-writes"}},
+			&admv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-secret-writes"}},
 			&v1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "fsm-mesh-config", Namespace: ns}},
 		} {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
@@ -218,6 +220,10 @@ func TestChartOnAPIServer(t *testing.T) {
 		if after.ResourceVersion != before.ResourceVersion {
 			t.Error("helm upgrade rewrote the live MeshConfig")
 		}
+	})
+
+	t.Run("the servers' Secret writes outside the fsm namespace are confined to bootstrap Secrets", func(t *testing.T) {
+		secretWritesConfined(t, env)
 	})
 
 	t.Run("the servers adopt the chart's objects with the chart's RBAC", func(t *testing.T) {
