@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -321,31 +320,12 @@ func createMany(t testing.TB, c client.Client, ns string, n int) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	next := make(chan int)
-	for range 8 {
-		wg.Go(func() {
-			for i := range next {
-				mc := preset(t, fmt.Sprintf("mc-%04d", i))
-				mc.Namespace = ns
-				mc.Spec.Misc.RepoServerImage = fmt.Sprintf("%s:%d", ns, i)
-				if err := c.Create(ctx, mc); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	errs := testenv.Concurrently(n, 8, func(i int) error {
+		mc := preset(t, fmt.Sprintf("mc-%04d", i))
+		mc.Namespace = ns
+		mc.Spec.Misc.RepoServerImage = fmt.Sprintf("%s:%d", ns, i)
+		return c.Create(ctx, mc)
+	})
 	if len(errs) > 0 {
 		t.Fatalf("%d creates failed, first: %v", len(errs), errs[0])
 	}

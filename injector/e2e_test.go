@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -484,27 +483,9 @@ func (e *e2e) testConcurrent(t *testing.T) {
 	ctx := context.Background()
 	ns := e.namespace(t, ctx, "load", true)
 	const n, workers = 500, 25
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	jobs := make(chan int)
-	for range workers {
-		wg.Go(func() {
-			for i := range jobs {
-				p := pod(fmt.Sprintf("p-%d", i), ns)
-				if err := e.cl.Create(ctx, p); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
+	errs := testenv.Concurrently(n, workers, func(i int) error {
+		return e.cl.Create(ctx, pod(fmt.Sprintf("p-%d", i), ns))
+	})
 	if len(errs) > 0 {
 		t.Fatalf("%d of %d creates failed; first: %v", len(errs), n, errors.Join(errs[0]))
 	}
