@@ -39,13 +39,13 @@ unit:
 	$(GO) tool gotestsum --format testname -- -count=1 -race -timeout $(TEST_TIMEOUT) ./...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateAdmissionReview$$' -fuzztime $(FUZZTIME) ./validator
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateMeshConfigSpec$$' -fuzztime $(FUZZTIME) ./validator/meshconfig
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeViewParity$$' -fuzztime $(FUZZTIME) ./validator/meshconfig
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./webhooks/reviewhttp
-	$(GO) test -run '^$$' -fuzz '^FuzzConvertReview$$' -fuzztime $(FUZZTIME) ./converter
-	$(GO) test -run '^$$' -fuzz '^FuzzInjectPod$$' -fuzztime $(FUZZTIME) ./injector
-	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./certs/servingcert
+	GO=$(GO) hack/fuzz.sh FuzzValidateAdmissionReview ./validator $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzValidateMeshConfigSpec ./validator/meshconfig $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzDecodeViewParity ./validator/meshconfig $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzUnmarshal ./webhooks/reviewhttp $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzConvertReview ./converter $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzInjectPod ./injector $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzCheck ./certs/servingcert $(FUZZTIME)
 
 test: assets vet verify-generated unit fuzz
 
