@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/check"
+	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 )
 
 // Group, Kind and the served versions of the MeshConfig API.
@@ -131,26 +132,16 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 	if len(r.Errors) == 0 || len(old) == 0 {
 		return r
 	}
-	before := Validate(version, old).Errors
-	kept := r.Errors[:0:0]
-	for _, e := range r.Errors {
-		if containsError(before, e) {
-			r.Warnings = append(r.Warnings, e.Error()+" (already stored: allowed unchanged, please fix)")
-			continue
-		}
-		kept = append(kept, e)
+	fresh, stored := ratchet.Split(r.Errors, Validate(version, old).Errors, sameError)
+	for _, e := range stored {
+		r.Warnings = append(r.Warnings, ratchet.Warning(e.Error()))
 	}
-	r.Errors = kept
+	r.Errors = fresh
 	return r
 }
 
-func containsError(list field.ErrorList, e *field.Error) bool {
-	for _, o := range list {
-		if o.Type == e.Type && o.Field == e.Field && o.Detail == e.Detail && reflect.DeepEqual(o.BadValue, e.BadValue) {
-			return true
-		}
-	}
-	return false
+func sameError(o, e *field.Error) bool {
+	return o.Type == e.Type && o.Field == e.Field && o.Detail == e.Detail && reflect.DeepEqual(o.BadValue, e.BadValue)
 }
 
 func servedAPIVersions() []string {

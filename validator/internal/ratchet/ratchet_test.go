@@ -1,0 +1,36 @@
+package ratchet
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestSplit(t *testing.T) {
+	same := func(a, b string) bool { return a == b }
+	cases := []struct {
+		name               string
+		found, old         []string
+		wantFresh, wantOld []string
+	}{
+		{name: "create: no old problems", found: []string{"a", "b"}, wantFresh: []string{"a", "b"}},
+		{name: "all stored", found: []string{"a", "b"}, old: []string{"b", "a"}, wantOld: []string{"a", "b"}},
+		{name: "new problem next to a stored one", found: []string{"a", "c", "b"}, old: []string{"b"},
+			wantFresh: []string{"a", "c"}, wantOld: []string{"b"}},
+		{name: "fixed problems are not reported", found: nil, old: []string{"a"}},
+		{name: "a changed problem is new", found: []string{"x: 2"}, old: []string{"x: 1"}, wantFresh: []string{"x: 2"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh, stored := Split(tc.found, tc.old, same)
+			if !slices.Equal(fresh, tc.wantFresh) || !slices.Equal(stored, tc.wantOld) {
+				t.Errorf("Split(%q, %q) = %q, %q; want %q, %q", tc.found, tc.old, fresh, stored, tc.wantFresh, tc.wantOld)
+			}
+		})
+	}
+}
+
+func TestWarning(t *testing.T) {
+	if got, want := Warning("spec.x: Invalid value"), "spec.x: Invalid value (already stored: allowed unchanged, please fix)"; got != want {
+		t.Errorf("Warning = %q, want %q", got, want)
+	}
+}
