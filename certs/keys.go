@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -31,7 +32,15 @@ const (
 	DefaultKeyAlgorithm = RSA2048
 )
 
-// KeyAlgorithms lists every supported algorithm, in the order flags show them.
+// RSA key sizes the mesh issues leaf keys in: every size MeshConfig's
+// certificate.certKeyBitSize allows (FSM's CRD bounds), not only the named
+// ones above. KeyAlgorithm "RSA<bits>" names each of them.
+const (
+	MinRSAKeyBits = 2048
+	MaxRSAKeyBits = 4096
+)
+
+// KeyAlgorithms lists every named algorithm, in the order flags show them.
 var KeyAlgorithms = []KeyAlgorithm{RSA2048, RSA3072, RSA4096, ECDSAP256, ECDSAP384}
 
 // ParseKeyAlgorithm accepts the names above case-insensitively, with or
@@ -47,18 +56,26 @@ func ParseKeyAlgorithm(s string) (KeyAlgorithm, error) {
 }
 
 // RSAKeyAlgorithm maps an RSA key size (MeshConfig certKeyBitSize) to its
-// algorithm.
+// algorithm: RSA2048 for 2048, "RSA2560" for 2560.
 func RSAKeyAlgorithm(bits int) (KeyAlgorithm, error) {
-	switch bits {
-	case 2048:
-		return RSA2048, nil
-	case 3072:
-		return RSA3072, nil
-	case 4096:
-		return RSA4096, nil
-	default:
-		return "", fmt.Errorf("unsupported RSA key size %d: must be 2048, 3072 or 4096", bits)
+	if bits < MinRSAKeyBits || bits > MaxRSAKeyBits {
+		return "", fmt.Errorf("unsupported RSA key size %d: must be %d to %d bits", bits, MinRSAKeyBits, MaxRSAKeyBits)
 	}
+	return KeyAlgorithm("RSA" + strconv.Itoa(bits)), nil
+}
+
+// RSABits is the key size of an RSA algorithm, 0 for any other (or for a
+// size outside MinRSAKeyBits-MaxRSAKeyBits).
+func (a KeyAlgorithm) RSABits() int {
+	digits, ok := strings.CutPrefix(string(a), "RSA")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < MinRSAKeyBits || n > MaxRSAKeyBits || strconv.Itoa(n) != digits {
+		return 0
+	}
+	return n
 }
 
 // OrDefault returns a, or DefaultKeyAlgorithm when a is empty.
@@ -72,28 +89,25 @@ func (a KeyAlgorithm) OrDefault() KeyAlgorithm {
 // Validate reports whether a is a supported algorithm (empty is allowed and
 // means the default).
 func (a KeyAlgorithm) Validate() error {
-	if a == "" || slices.Contains(KeyAlgorithms, a) {
+	if a == "" || slices.Contains(KeyAlgorithms, a) || a.RSABits() != 0 {
 		return nil
 	}
-	return fmt.Errorf("unknown key algorithm %q: must be one of %v", string(a), KeyAlgorithms)
+	return fmt.Errorf("unknown key algorithm %q: must be one of %v or RSA<%d-%d>", string(a), KeyAlgorithms, MinRSAKeyBits, MaxRSAKeyBits)
 }
 
 // GenerateKey creates a new private key of algorithm a (the default when a is
 // empty).
 func GenerateKey(a KeyAlgorithm) (crypto.Signer, error) {
-	switch a.OrDefault() {
-	case RSA2048:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case RSA3072:
-		return rsa.GenerateKey(rand.Reader, 3072)
-	case RSA4096:
-		return rsa.GenerateKey(rand.Reader, 4096)
+	if bits := a.OrDefault().RSABits(); bits != 0 {
+		return rsa.GenerateKey(rand.Reader, bits)
+	}
+	switch a {
 	case ECDSAP256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	case ECDSAP384:
 		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	default:
-		return nil, fmt.Errorf("unknown key algorithm %q: must be one of %v", string(a), KeyAlgorithms)
+		return nil, fmt.Errorf("unknown key algorithm %q: must be one of %v or RSA<%d-%d>", string(a), KeyAlgorithms, MinRSAKeyBits, MaxRSAKeyBits)
 	}
 }
 

@@ -44,10 +44,14 @@ var (
 		Name: "fsm_webhooks_keypool_size",
 		Help: "Pre-generated private keys currently in the pool.",
 	}, []string{"algorithm"})
+	unpooled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_keypool_unpooled_total",
+		Help: "Private keys generated inline because their algorithm is not pooled (RSA sizes other than 2048, 3072 and 4096).",
+	}, []string{"algorithm"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(hits, misses, size)
+	metrics.Registry.MustRegister(hits, misses, size, unpooled)
 }
 
 // GenerateFunc makes one private key.

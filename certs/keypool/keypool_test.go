@@ -159,3 +159,104 @@ func TestSetCreatesPoolsOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// countingGenerator hands out one fixed key and counts requests per
+// algorithm, so a test sees exactly which sizes the Set spends CPU on.
+type countingGenerator struct {
+	key crypto.Signer
+	mu  sync.Mutex
+	n   map[certs.KeyAlgorithm]int
+}
+
+func (g *countingGenerator) generate(alg certs.KeyAlgorithm) (crypto.Signer, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n[alg]++
+	return g.key, nil
+}
+
+func (g *countingGenerator) count(alg certs.KeyAlgorithm) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n[alg]
+}
+
+func TestSetPoolsOnlyNamedSizesAndOnlyOnceAsked(t *testing.T) {
+	key, err := certs.GenerateKey(certs.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := &countingGenerator{key: key, n: map[certs.KeyAlgorithm]int{}}
+	s, err := NewSet(Options{Algorithm: certs.ECDSAP256, Size: 3, Generate: gen.generate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Start(ctx) }()
+	def, err := s.Pool("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := def.WaitFull(wctx); err != nil {
+		t.Fatal(err)
+	}
+	// Only the default algorithm is generated until another one is asked for.
+	for _, alg := range []certs.KeyAlgorithm{certs.RSA2048, certs.RSA3072, certs.RSA4096, certs.ECDSAP384, "RSA2560"} {
+		if n := gen.count(alg); n != 0 {
+			t.Errorf("%d %s keys generated before any was asked for", n, alg)
+		}
+	}
+
+	// A common size gets a pool on first use, filled in the background.
+	if _, err := s.Get(certs.RSA3072); err != nil {
+		t.Fatal(err)
+	}
+	p3072, err := s.Pool(certs.RSA3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p3072.WaitFull(wctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Any other size the CRD allows is generated per request, never stocked.
+	unpooled0 := testutil.ToFloat64(unpooled.WithLabelValues("RSA2560"))
+	for range 3 {
+		if _, err := s.Get("RSA2560"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gen.count("RSA2560"); n != 3 {
+		t.Errorf("RSA2560 generated %d times for 3 requests, want 3 (no pool)", n)
+	}
+	if got := testutil.ToFloat64(unpooled.WithLabelValues("RSA2560")) - unpooled0; got != 3 {
+		t.Errorf("unpooled counter rose by %v, want 3", got)
+	}
+	if _, err := s.Pool("RSA2560"); err == nil {
+		t.Error("Pool(RSA2560) created a pool")
+	}
+	if _, err := s.Get("RSA8192"); err == nil {
+		t.Error("Get accepted RSA8192")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnpooledSizeIsRealKey(t *testing.T) {
+	s, err := NewSet(Options{Algorithm: certs.ECDSAP256, Size: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.Get("RSA2560")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := certs.AlgorithmOf(k.Public()); err != nil || a != "RSA2560" {
+		t.Fatalf("got a %s key (%v), want RSA2560", a, err)
+	}
+}

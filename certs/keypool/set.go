@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
-// Set holds one Pool per key algorithm. The default algorithm's pool exists
-// from the start; others are created on first use (MeshConfig's certKeyBitSize
-// can change while running) and refilled from then on.
+// Set holds one Pool per pooled key algorithm. The default algorithm's pool
+// exists from the start; other pooled algorithms get theirs on first use
+// (MeshConfig's certKeyBitSize can change while running) and are refilled
+// from then on, so no CPU goes into sizes nobody asked for. Algorithms that
+// are not pooled (see Pooled) are generated on each request.
 type Set struct {
 	opts Options
 
@@ -36,13 +39,25 @@ func NewSet(opts Options) (*Set, error) {
 // Default is the algorithm used when a request names none.
 func (s *Set) Default() certs.KeyAlgorithm { return s.opts.Algorithm }
 
-// Pool returns the pool for alg (empty means the default), creating it.
+// Pooled reports whether a Set keeps a pool for alg: the named algorithms
+// (RSA 2048, 3072 and 4096, ECDSA P-256 and P-384). The other RSA sizes
+// MeshConfig's certKeyBitSize allows (2048-4096) are rare; a pool per size
+// would keep up to 2049 stocks of keys alive for sizes asked for once.
+func Pooled(alg certs.KeyAlgorithm) bool {
+	return slices.Contains(certs.KeyAlgorithms, alg.OrDefault())
+}
+
+// Pool returns the pool for alg (empty means the default), creating it. An
+// algorithm that is not Pooled is an error: use Get.
 func (s *Set) Pool(alg certs.KeyAlgorithm) (*Pool, error) {
 	if alg == "" {
 		alg = s.opts.Algorithm
 	}
 	if err := alg.Validate(); err != nil {
 		return nil, fmt.Errorf("keypool: %w", err)
+	}
+	if !Pooled(alg) && alg != s.opts.Algorithm {
+		return nil, fmt.Errorf("keypool: %s keys are not pooled", alg)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -62,8 +77,24 @@ func (s *Set) Pool(alg certs.KeyAlgorithm) (*Pool, error) {
 	return p, nil
 }
 
-// Get returns a key of alg (empty means the default).
+// Get returns a key of alg (empty means the default): from its pool, or
+// generated inline when alg is not pooled.
 func (s *Set) Get(alg certs.KeyAlgorithm) (crypto.Signer, error) {
+	if alg != "" && alg != s.opts.Algorithm && !Pooled(alg) {
+		if err := alg.Validate(); err != nil {
+			return nil, fmt.Errorf("keypool: %w", err)
+		}
+		generate := s.opts.Generate
+		if generate == nil {
+			generate = certs.GenerateKey
+		}
+		unpooled.WithLabelValues(string(alg)).Inc()
+		k, err := generate(alg)
+		if err != nil {
+			return nil, fmt.Errorf("keypool: generating %s key: %w", alg, err)
+		}
+		return k, nil
+	}
 	p, err := s.Pool(alg)
 	if err != nil {
 		return nil, err
