@@ -61,7 +61,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.caBundleSecretName, "ca-bundle-secret-name", "fsm-ca-bundle", "Secret holding the mesh root CA (FSM fsm.caBundleSecretName)")
 	fs.StringVar(&o.certificateManager, "certificate-manager", "tresor", "mesh CA provider: tresor, vault or cert-manager (FSM fsm.certificateProvider.kind)")
 	fs.StringVar(&o.caKeyAlgorithm, "ca-key-algorithm", "rsa2048", "key algorithm of the built-in (tresor) CA and issued keys: rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384")
-	fs.DurationVar(&o.serviceCertValidity, "service-cert-validity-duration", 24*time.Hour, "validity of service certificates (FSM fsm.certificateProvider.serviceCertValidityDuration)")
+	fs.DurationVar(&o.serviceCertValidity, "service-cert-validity-duration", 24*time.Hour, "validated but unused, for FSM compatibility (fsm.certificateProvider.serviceCertValidityDuration): it sets the service certificates FSM's controller issues; the webhooks issue none (bootstrap certificates last --bootstrap-cert-validity-duration)")
 	fs.DurationVar(&o.bootstrapValidity, "bootstrap-cert-validity-duration", 87600*time.Hour, "validity of the per-pod sidecar bootstrap certificate")
 
 	fs.StringVar(&o.vaultHost, "vault-host", "", "Vault host (FSM fsm.vault.host)")
