@@ -1,0 +1,158 @@
+// Package rules holds the MeshConfig rules the sidecar injector depends on:
+// every value the injector turns into part of a pod (iptables ranges, ports
+// and interfaces, the bootstrap key size, sidecar log level and modes,
+// container resources) is checked here, once. The validator denies a
+// MeshConfig that breaks a rule; the injector checks its settings with the
+// same functions before it mutates a pod. So a MeshConfig the validator
+// admits never makes injection fail, and the two cannot drift apart.
+//
+// Each rule takes the field path the value came from and returns field errors
+// naming the path, the value and what is allowed. It is pure and never panics.
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+)
+
+// Allowed values of the enum fields the injector reads.
+var (
+	// SidecarLogLevels is Pipy's level set (FSM Helm values.schema, OSM CRD).
+	SidecarLogLevels = []string{"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}
+	// InterceptionModes of spec.traffic.interceptionMode.
+	InterceptionModes = []string{"NodeLevel", "PodLevel"}
+	// LocalProxyModes of spec.sidecar.localProxyMode.
+	LocalProxyModes = []string{"Localhost", "PodIP"}
+)
+
+// Bounds of spec.certificate.certKeyBitSize: the RSA sizes the mesh CA
+// providers issue bootstrap keys in (FSM's CRD bounds).
+const (
+	MinCertKeyBitSize = certs.MinRSAKeyBits
+	MaxCertKeyBitSize = certs.MaxRSAKeyBits
+)
+
+// Ports bound every TCP port the rules check.
+const (
+	MinPort = 1
+	MaxPort = 65535
+)
+
+// Enum checks that v is one of allowed (case-sensitive). Empty is "not set".
+func Enum(p *field.Path, v string, allowed ...string) field.ErrorList {
+	if v == "" {
+		return nil
+	}
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return field.ErrorList{field.NotSupported(p, v, allowed)}
+}
+
+// Range checks lo <= v <= hi, in the apiserver's schema wording.
+func Range(p *field.Path, v, lo, hi int64) field.ErrorList {
+	switch {
+	case v < lo:
+		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("should be greater than or equal to %d", lo))}
+	case v > hi:
+		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("should be less than or equal to %d", hi))}
+	}
+	return nil
+}
+
+// Ports checks every element of a port list (1-65535).
+func Ports(p *field.Path, vs []int64) field.ErrorList {
+	var errs field.ErrorList
+	for i, v := range vs {
+		errs = append(errs, Range(p.Index(i), v, MinPort, MaxPort)...)
+	}
+	return errs
+}
+
+// IPRange parses one outbound IP range: an IPv4 or IPv6 CIDR such as
+// 10.0.0.0/8 or fd00::/8, without a zone or surrounding spaces. The prefix is
+// returned masked. IPv4 ranges go to the pod's iptables rules, IPv6 ranges to
+// its ip6tables rules.
+func IPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil || strings.TrimSpace(s) != s {
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be a CIDR such as 10.0.0.0/8 or fd00::/8")}
+	}
+	return pfx.Masked(), nil
+}
+
+// IPRanges checks every element of a CIDR list and returns the prefixes
+// (an invalid element leaves the zero Prefix in its place).
+func IPRanges(p *field.Path, list []string) ([]netip.Prefix, field.ErrorList) {
+	var errs field.ErrorList
+	out := make([]netip.Prefix, len(list))
+	for i, s := range list {
+		pfx, e := IPRange(p.Index(i), s)
+		out[i] = pfx
+		errs = append(errs, e...)
+	}
+	return out, errs
+}
+
+// ifNameSize is Linux's IFNAMSIZ: a name and its terminating NUL.
+const ifNameSize = 16
+
+// InterfaceName checks a network interface name as Linux does
+// (dev_valid_name: 1-15 bytes, not "." or "..", no '/', ':' or whitespace).
+// It also refuses the characters the fsm-init script cannot carry verbatim:
+// the rules reach iptables-restore through a shell here-document, where '$',
+// '`' and '\' would be expanded and quotes would be parsed, and control
+// characters. iptables' trailing '+' wildcard ("veth+") is allowed.
+func InterfaceName(p *field.Path, name string) field.ErrorList {
+	invalid := func(why string) field.ErrorList {
+		return field.ErrorList{field.Invalid(p, name, "must be a Linux network interface name (1-15 bytes, not '.' or '..', no '/', ':', whitespace, quotes, '$', '`' or '\\'): "+why)}
+	}
+	switch {
+	case name == "":
+		return invalid("empty")
+	case len(name) >= ifNameSize:
+		return invalid(fmt.Sprintf("%d bytes", len(name)))
+	case name == "." || name == "..":
+		return invalid("reserved name")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '/' || c == ':':
+			return invalid(fmt.Sprintf("contains %q", c))
+		case c <= ' ' || c == 0x7f:
+			return invalid(fmt.Sprintf("contains the whitespace or control byte %#x", c))
+		case strings.IndexByte("$`\\\"'", c) >= 0:
+			return invalid(fmt.Sprintf("contains %q", c))
+		}
+	}
+	return nil
+}
+
+// InterfaceNames checks every element of an interface list.
+func InterfaceNames(p *field.Path, names []string) field.ErrorList {
+	var errs field.ErrorList
+	for i, n := range names {
+		errs = append(errs, InterfaceName(p.Index(i), n)...)
+	}
+	return errs
+}
+
+// CertKeyBitSize checks an explicitly set certKeyBitSize: every RSA size
+// from 2048 to 4096 bits is issued (the common ones from a key pool).
+func CertKeyBitSize(p *field.Path, bits int64) field.ErrorList {
+	if bits < MinCertKeyBitSize || bits > MaxCertKeyBitSize {
+		return Range(p, bits, MinCertKeyBitSize, MaxCertKeyBitSize)
+	}
+	if _, err := certs.RSAKeyAlgorithm(int(bits)); err != nil {
+		return field.ErrorList{field.Invalid(p, bits, err.Error())}
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package rules
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+)
+
+func errText(errs field.ErrorList) string {
+	if len(errs) == 0 {
+		return ""
+	}
+	return errs.ToAggregate().Error()
+}
+
+func TestRules(t *testing.T) {
+	p := field.NewPath("f")
+	iprange := func(s string) field.ErrorList { _, e := IPRange(p, s); return e }
+	const ifWant = `f: Invalid value: %q: must be a Linux network interface name (1-15 bytes, not '.' or '..', no '/', ':', whitespace, quotes, '$', '` + "`" + `' or '\'): `
+	for _, tc := range []struct {
+		name string
+		errs field.ErrorList
+		want string // "" = valid
+	}{
+		{"ipv4", iprange("10.0.0.0/8"), ""},
+		{"ipv6", iprange("fd00::/8"), ""},
+		{"ipv6 host", iprange("2001:db8::1/128"), ""},
+		{"unmasked", iprange("10.1.2.3/8"), ""},
+		{"bare ip", iprange("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"v4 bits", iprange("10.0.0.0/33"), `f: Invalid value: "10.0.0.0/33": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"v6 bits", iprange("fd00::/129"), `f: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"zone", iprange("fe80::1%eth0/64"), `f: Invalid value: "fe80::1%eth0/64": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"space", iprange(" 10.0.0.0/8"), `f: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"empty", iprange(""), `f: Invalid value: "": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+
+		{"ports", Ports(p, []int64{1, 65535}), ""},
+		{"port 0", Ports(p, []int64{80, 0}), "f[1]: Invalid value: 0: should be greater than or equal to 1"},
+		{"port high", Ports(p, []int64{65536}), "f[0]: Invalid value: 65536: should be less than or equal to 65535"},
+
+		{"if eth0", InterfaceName(p, "eth0"), ""},
+		{"if vlan", InterfaceName(p, "eth0.100"), ""},
+		{"if wildcard", InterfaceName(p, "veth+"), ""},
+		{"if 15 bytes", InterfaceName(p, strings.Repeat("a", 15)), ""},
+		{"if utf-8", InterfaceName(p, "née0"), ""},
+		{"if 16 bytes", InterfaceName(p, strings.Repeat("a", 16)), strings.Replace(ifWant, "%q", `"`+strings.Repeat("a", 16)+`"`, 1) + "16 bytes"},
+		{"if empty", InterfaceName(p, ""), strings.Replace(ifWant, "%q", `""`, 1) + "empty"},
+		{"if dot", InterfaceName(p, "."), strings.Replace(ifWant, "%q", `"."`, 1) + "reserved name"},
+		{"if dotdot", InterfaceName(p, ".."), strings.Replace(ifWant, "%q", `".."`, 1) + "reserved name"},
+		{"if slash", InterfaceName(p, "a/b"), strings.Replace(ifWant, "%q", `"a/b"`, 1) + "contains '/'"},
+		{"if colon", InterfaceName(p, "eth0:1"), strings.Replace(ifWant, "%q", `"eth0:1"`, 1) + "contains ':'"},
+		{"if space", InterfaceName(p, "eth0 -j"), strings.Replace(ifWant, "%q", `"eth0 -j"`, 1) + "contains the whitespace or control byte 0x20"},
+		{"if newline", InterfaceName(p, "eth0\n-A"), strings.Replace(ifWant, "%q", `"eth0\n-A"`, 1) + "contains the whitespace or control byte 0xa"},
+		{"if shell", InterfaceName(p, "e$(reboot)"), strings.Replace(ifWant, "%q", `"e$(reboot)"`, 1) + "contains '$'"},
+		{"if backtick", InterfaceName(p, "e`id`"), strings.Replace(ifWant, "%q", "\"e`id`\"", 1) + "contains '`'"},
+		{"if list", InterfaceNames(p, []string{"eth1", ""}), strings.Replace(strings.Replace(ifWant, "f:", "f[1]:", 1), "%q", `""`, 1) + "empty"},
+
+		{"key 2048", CertKeyBitSize(p, 2048), ""},
+		{"key 2560", CertKeyBitSize(p, 2560), ""},
+		{"key 4096", CertKeyBitSize(p, 4096), ""},
+		{"key 1024", CertKeyBitSize(p, 1024), "f: Invalid value: 1024: should be greater than or equal to 2048"},
+		{"key 8192", CertKeyBitSize(p, 8192), "f: Invalid value: 8192: should be less than or equal to 4096"},
+
+		{"enum", Enum(p, "warn", SidecarLogLevels...), ""},
+		{"enum unset", Enum(p, "", LocalProxyModes...), ""},
+		{"enum bad", Enum(p, "podip", LocalProxyModes...), `f: Unsupported value: "podip": supported values: "Localhost", "PodIP"`},
+	} {
+		if got := errText(tc.errs); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestIPRangeMasks(t *testing.T) {
+	pfx, errs := IPRange(field.NewPath("f"), "fd12:3456::1/16")
+	if len(errs) != 0 || pfx.String() != "fd12::/16" {
+		t.Errorf("got %v %v, want fd12::/16", pfx, errs)
+	}
+}
+
+func TestResources(t *testing.T) {
+	p := field.NewPath("r")
+	q := resource.MustParse
+	for _, tc := range []struct {
+		name string
+		r    corev1.ResourceRequirements
+		want string
+	}{
+		{"empty", corev1.ResourceRequirements{}, ""},
+		{"typical", corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{"cpu": q("2"), "memory": q("1Gi"), "ephemeral-storage": q("1Gi")},
+			Requests: corev1.ResourceList{"cpu": q("100m"), "memory": q("64Mi")},
+		}, ""},
+		{"requests only", corev1.ResourceRequirements{Requests: corev1.ResourceList{"cpu": q("4")}}, ""},
+		{"request above limit", corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{"cpu": q("100m")}, Requests: corev1.ResourceList{"cpu": q("200m")},
+		}, `r.requests[cpu]: Invalid value: "200m": must be less than or equal to the cpu limit (100m)`},
+		{"negative", corev1.ResourceRequirements{Limits: corev1.ResourceList{"memory": q("-1Mi")}},
+			`r.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0`},
+		{"unknown name", corev1.ResourceRequirements{Limits: corev1.ResourceList{"gpu": q("1")}},
+			`r.limits[gpu]: Invalid value: "gpu": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`},
+		{"kubernetes.io name", corev1.ResourceRequirements{Limits: corev1.ResourceList{"kubernetes.io/foo": q("1")}},
+			`r.limits[kubernetes.io/foo]: Invalid value: "kubernetes.io/foo": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`},
+		{"extended ok", corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{"example.com/dev": q("1")}, Requests: corev1.ResourceList{"example.com/dev": q("1")},
+		}, ""},
+		{"extended overcommit", corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{"example.com/dev": q("2")}, Requests: corev1.ResourceList{"example.com/dev": q("1")},
+		}, `r.requests[example.com/dev]: Invalid value: "1": must equal the limit (2): extended resources cannot be overcommitted`},
+		{"extended request only", corev1.ResourceRequirements{Requests: corev1.ResourceList{"example.com/dev": q("1")}},
+			`r.limits[example.com/dev]: Required value: extended resource example.com/dev cannot be overcommitted: set a limit equal to the request (1)`},
+		{"extended fraction", corev1.ResourceRequirements{Limits: corev1.ResourceList{"example.com/dev": q("500m")}},
+			`r.limits[example.com/dev]: Invalid value: "500m": must be a whole number: extended resources cannot be fractional`},
+		{"hugepages with memory", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-2Mi": q("4Mi"), "memory": q("1Gi")}}, ""},
+		{"hugepages alone", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-2Mi": q("4Mi")}},
+			`r: Forbidden: hugepages require a cpu or memory request or limit`},
+		{"hugepages bad size", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-big": q("1"), "memory": q("1Gi")}},
+			`r.limits[hugepages-big]: Unsupported value: "hugepages-big": supported values: "hugepages-<size> such as hugepages-2Mi"`},
+		{"claims", corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}},
+			`r.claims[0]: Forbidden: claim "gpu": the injected container would need it in every pod's spec.resourceClaims, and pods without it would be refused`},
+	} {
+		if got := errText(Resources(p, tc.r)); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// The CRD's certKeyBitSize bounds (every served version) and the sizes the
+// CA providers issue are the same range: a size the apiserver admits is one
+// the injector can issue.
+func TestCertKeyBitSizeMatchesCRD(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "charts", "fsm-webhooks", "crds", "config.flomesh.io_meshconfigs.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.Unmarshal(raw, crd); err != nil {
+		t.Fatal(err)
+	}
+	if len(crd.Spec.Versions) == 0 {
+		t.Fatal("CRD has no versions")
+	}
+	for _, v := range crd.Spec.Versions {
+		s := v.Schema.OpenAPIV3Schema.Properties["spec"].Properties["certificate"].Properties["certKeyBitSize"]
+		if s.Minimum == nil || s.Maximum == nil || *s.Minimum != MinCertKeyBitSize || *s.Maximum != MaxCertKeyBitSize {
+			t.Errorf("%s certKeyBitSize bounds %v-%v, want %d-%d", v.Name, s.Minimum, s.Maximum, MinCertKeyBitSize, MaxCertKeyBitSize)
+		}
+	}
+}
