@@ -152,6 +152,61 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckGrantedLifetime: the renewal schedule follows the lifetime the CA
+// granted (NotBefore to NotAfter), not the validity asked for. FSM's
+// documented Vault role grants 24h (max_ttl) to a serving cert asked for
+// 87600h and backdates NotBefore by 30s.
+func TestCheckGrantedLifetime(t *testing.T) {
+	ca, err := servingcerttest.New(87600 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.Limit(24*time.Hour, 30*time.Second)
+	trusted := mustBundle(t, ca)
+	data := issue(t, ca, spec)
+	chain, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := chain[0]
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 24*time.Hour+29*time.Second || life > 24*time.Hour+31*time.Second {
+		t.Fatalf("granted lifetime %s, want 24h30s", life)
+	}
+	// 2/3 of 24h30s after NotBefore: 16h0m20s, i.e. 15h59m50s after issuance.
+	due := leaf.NotBefore.Add(16*time.Hour + 20*time.Second)
+	if got := servingcert.RenewAt(leaf, servingcert.DefaultRenewFraction); got.Sub(due).Abs() > time.Second {
+		t.Fatalf("RenewAt = %s, want %s", got, due)
+	}
+	issued := leaf.NotBefore.Add(30 * time.Second)
+	for _, tc := range []struct {
+		name     string
+		at       time.Time
+		fraction float64
+		want     servingcert.Reason
+		renewAt  time.Time
+	}{
+		{"just issued", issued, 0, servingcert.ReasonNone, due},
+		{"a minute before 2/3", due.Add(-time.Minute), 0, servingcert.ReasonNone, due},
+		{"at 2/3", due, 0, servingcert.ReasonExpiring, time.Time{}},
+		{"an hour before expiry", leaf.NotAfter.Add(-time.Hour), 0, servingcert.ReasonExpiring, time.Time{}},
+		{"expired", leaf.NotAfter, 0, servingcert.ReasonExpiring, time.Time{}},
+		{"half, not yet", leaf.NotBefore.Add(12 * time.Hour), 0.5, servingcert.ReasonNone, leaf.NotBefore.Add(12*time.Hour + 15*time.Second)},
+		{"half, due", leaf.NotBefore.Add(12*time.Hour + 15*time.Second), 0.5, servingcert.ReasonExpiring, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// spec asks for 87600h: a cert shorter than asked is not
+			// "validity-changed", only a longer one is.
+			v := servingcert.Check(spec, data, trusted, tc.at, tc.fraction)
+			if v.Reason != tc.want {
+				t.Fatalf("Check at %s = %q (%s), want %q", tc.at.Sub(issued), v.Reason, v.Detail, tc.want)
+			}
+			if v.RenewAt.Sub(tc.renewAt).Abs() > time.Second {
+				t.Fatalf("RenewAt = %s, want %s", v.RenewAt, tc.renewAt)
+			}
+		})
+	}
+}
+
 func mustBundle(t *testing.T, ca *servingcerttest.CA) []byte {
 	t.Helper()
 	b, err := ca.CABundle(context.Background())

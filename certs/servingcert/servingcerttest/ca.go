@@ -34,6 +34,8 @@ type CA struct {
 	issued   atomic.Int64
 	failing  atomic.Bool
 	subs     certs.Subscribers
+	// maxTTL and backdate make Issue behave like a Vault role (see Limit).
+	maxTTL, backdate time.Duration
 }
 
 var _ certs.BundleNotifier = (*CA)(nil)
@@ -123,13 +125,23 @@ func (ca *CA) Active() *x509.Certificate {
 	return ca.active.cert
 }
 
+// Limit makes the CA grant at most maxTTL (zero: no limit) and backdate
+// NotBefore by backdate, as a Vault role with max_ttl and
+// not_before_duration does: a request above the limit gets a shorter
+// certificate, not an error. Call it before issuing.
+func (ca *CA) Limit(maxTTL, backdate time.Duration) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	ca.maxTTL, ca.backdate = maxTTL, backdate
+}
+
 // Issue implements certs.Issuer.
 func (ca *CA) Issue(_ context.Context, req certs.Request) (*certs.Certificate, error) {
 	if ca.failing.Load() {
 		return nil, &certs.ProviderError{Provider: "test", Op: "issue", Err: errors.New("issuance disabled by the test")}
 	}
 	ca.mu.Lock()
-	signer, bundle := ca.active, ca.bundleLocked()
+	signer, bundle, maxTTL, backdate := ca.active, ca.bundleLocked(), ca.maxTTL, ca.backdate
 	ca.mu.Unlock()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -140,16 +152,23 @@ func (ca *CA) Issue(_ context.Context, req certs.Request) (*certs.Certificate, e
 		return nil, err
 	}
 	now := time.Now()
-	notAfter := now.Add(req.Validity)
+	validity := req.Validity
+	if maxTTL > 0 {
+		validity = min(validity, maxTTL)
+	}
+	notAfter := now.Add(validity)
 	if notAfter.After(signer.cert.NotAfter) {
 		notAfter = signer.cert.NotAfter
+	}
+	if backdate == 0 {
+		backdate = time.Second
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: req.CommonName, Organization: []string{req.Organization}},
 		DNSNames:     req.DNSNames,
 		IPAddresses:  req.IPAddresses,
-		NotBefore:    now.Add(-time.Second),
+		NotBefore:    now.Add(-backdate),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  req.Usage.ExtKeyUsages(),
