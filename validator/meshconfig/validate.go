@@ -268,9 +268,8 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	for i, u := range s.XNetDNSProxy.Upstreams {
 		up := p.Child("xnetDNSProxy", "upstreams").Index(i)
 		errs = append(errs, check.IP(up.Child("ip"), u.IP)...)
-		if u.Port != nil {
-			errs = append(errs, check.Port(up.Child("port"), *u.Port)...)
-		}
+		// 0 is what FSM's own install writes: FSM's sidecar then uses 53.
+		errs = append(errs, check.OptionalPort(up.Child("port"), u.Port)...)
 	}
 	return errs
 }

@@ -99,6 +99,22 @@ func TestPresetIsValid(t *testing.T) {
 	}
 }
 
+// TestFSMPresetIsValid: the MeshConfig FSM's own install stores, unchanged
+// (../shared/fsm-reference beside the checkout; missing is a failure).
+func TestFSMPresetIsValid(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fsm-reference", "meshconfig-preset-v1alpha3.yaml"))
+	if err != nil {
+		t.Fatalf("FSM reference corpus (<repo root>/../shared/fsm-reference): %v", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if r := Validate(V1alpha3, build(t, m)); len(r.Errors) != 0 || len(r.Warnings) != 0 {
+		t.Errorf("FSM's preset: errors %v, warnings %q; want neither", r.Errors, r.Warnings)
+	}
+}
+
 func TestValidateRules(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -231,6 +247,11 @@ func TestValidateRules(t *testing.T) {
 		{name: "warmup bad", sets: []kv{{"spec.warmup.minWeight", 50}, {"spec.warmup.maxWeight", 20}, {"spec.warmup.aggression", 0}}, want: []string{
 			`spec.warmup.minWeight: Invalid value: 50: minWeight must be less than or equal to maxWeight (20)`,
 			`spec.warmup.aggression: Invalid value: 0: should be greater than or equal to 1`}},
+		{name: "warmup aggression is a number", sets: []kv{{"spec.warmup.aggression", 1.5}}},
+		{name: "warmup aggression below 1", sets: []kv{{"spec.warmup.aggression", 0.5}}, want: []string{
+			`spec.warmup.aggression: Invalid value: 0.5: should be greater than or equal to 1`}},
+		{name: "xnet dns upstream port 0 means 53, as FSM writes it", sets: []kv{
+			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "fsm-controller", "port": 0}}}}},
 		{name: "warmup range", sets: []kv{{"spec.warmup.maxWeight", 101}}, want: []string{
 			`spec.warmup.maxWeight: Invalid value: 101: should be less than or equal to 100`}},
 		// DNS
@@ -242,14 +263,14 @@ func TestValidateRules(t *testing.T) {
 			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "8.8.8"},
 			{"spec.sidecar.localDNSProxy.wildcard.ips", []any{map[string]any{"ipv4": "::1", "ipv6": "127.0.0.1"}, map[string]any{"ipv6": "fd00::1"}}},
 			{"spec.sidecar.localDNSProxy.db", []any{map[string]any{"dn": "a.b", "ips": []any{map[string]any{"ipv4": "1.2.3.4.5"}}}}},
-			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "dns.local", "port": 0}}}}, want: []string{
+			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "dns.local", "port": 65536}}}}, want: []string{
 			`spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr: Invalid value: "8.8.8": must be an IP address such as 10.96.0.10 or fd00::a`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Invalid value: "::1": must be an IPv4 address such as 127.0.0.2`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv6: Invalid value: "127.0.0.1": must be an IPv6 address such as fd00::2`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[1].ipv4: Required value: an IPv4 address such as 127.0.0.2`,
 			`spec.sidecar.localDNSProxy.db[0].ips[0].ipv4: Invalid value: "1.2.3.4.5": must be an IPv4 address such as 127.0.0.2`,
 			`spec.sidecar.xnetDNSProxy.upstreams[0].ip: Invalid value: "dns.local": must be an IP address such as 10.96.0.10 or fd00::a`,
-			`spec.sidecar.xnetDNSProxy.upstreams[0].port: Invalid value: 0: should be greater than or equal to 1`}},
+			`spec.sidecar.xnetDNSProxy.upstreams[0].port: Invalid value: 65536: should be less than or equal to 65535`}},
 		// counts
 		{name: "negative counts", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", -1}, {"spec.egressGateway.replicas", -1}}, want: []string{
 			`spec.sidecar.maxDataPlaneConnections: Invalid value: -1: should be greater than or equal to 0`,

@@ -109,10 +109,10 @@ type externalAuthz struct {
 }
 
 type warmup struct {
-	Duration   string `json:"duration"`
-	MinWeight  *int64 `json:"minWeight"`
-	MaxWeight  *int64 `json:"maxWeight"`
-	Aggression *int64 `json:"aggression"`
+	Duration   string   `json:"duration"`
+	MinWeight  *int64   `json:"minWeight"`
+	MaxWeight  *int64   `json:"maxWeight"`
+	Aggression *float64 `json:"aggression"` // a number (1.5) in FSM's schema
 }
 
 type observability struct {
