@@ -8,9 +8,11 @@ import (
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
 
 // MeshConfigName is the name of the mesh's MeshConfig in the fsm namespace.
@@ -68,6 +70,47 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 	}
 	s.CertKeyBitSize = mc.Spec.Certificate.CertKeyBitSize
 	return s
+}
+
+// Validate applies the MeshConfig rules the injection depends on (package
+// meshconfig/rules, the same functions the validator denies a MeshConfig
+// with) to the settings, naming the MeshConfig field each value came from.
+// Mutate calls it first, so a MeshConfig the validator admitted never fails
+// here, and one stored before a rule existed is reported field by field.
+func (s Settings) Validate() error {
+	var errs field.ErrorList
+	sc := field.NewPath("spec", "sidecar")
+	errs = append(errs, rules.Enum(sc.Child("logLevel"), s.LogLevel, rules.SidecarLogLevels...)...)
+	errs = append(errs, rules.Enum(sc.Child("localProxyMode"), s.LocalProxyMode, rules.LocalProxyModes...)...)
+	errs = append(errs, rules.Resources(sc.Child("resources"), s.Resources)...)
+	errs = append(errs, rules.Resources(sc.Child("initResources"), s.InitResources)...)
+	errs = append(errs, rules.Resources(sc.Child("healthcheckResources"), s.HealthcheckResources)...)
+
+	tr := field.NewPath("spec", "traffic")
+	errs = append(errs, rules.Enum(tr.Child("interceptionMode"), s.InterceptionMode, rules.InterceptionModes...)...)
+	_, e := rules.IPRanges(tr.Child("outboundIPRangeExclusionList"), s.OutboundIPRangeExclusionList)
+	errs = append(errs, e...)
+	_, e = rules.IPRanges(tr.Child("outboundIPRangeInclusionList"), s.OutboundIPRangeInclusionList)
+	errs = append(errs, e...)
+	errs = append(errs, rules.Ports(tr.Child("outboundPortExclusionList"), int64s(s.OutboundPortExclusionList))...)
+	errs = append(errs, rules.Ports(tr.Child("inboundPortExclusionList"), int64s(s.InboundPortExclusionList))...)
+	errs = append(errs, rules.InterfaceNames(tr.Child("networkInterfaceExclusionList"), s.NetworkInterfaceExclusionList)...)
+
+	if s.CertKeyBitSize != 0 {
+		errs = append(errs, rules.CertKeyBitSize(field.NewPath("spec", "certificate", "certKeyBitSize"), int64(s.CertKeyBitSize))...)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("MeshConfig %w", errs.ToAggregate())
+}
+
+func int64s(vs []int) []int64 {
+	out := make([]int64, len(vs))
+	for i, v := range vs {
+		out[i] = int64(v)
+	}
+	return out
 }
 
 // CachedMeshConfig is a MeshConfigSource reading the mesh's MeshConfig from an

@@ -4,8 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -55,5 +57,79 @@ func TestSettingsFromMeshConfig(t *testing.T) {
 		!got.LocalDNSProxy || !got.EnablePrivilegedInitContainer || got.RepoServerPort != 6070 || got.InterceptionMode != InterceptionNodeLevel ||
 		!reflect.DeepEqual(got.OutboundPortExclusionList, []int{6379}) || !reflect.DeepEqual(got.InboundPortExclusionList, []int{9090}) {
 		t.Errorf("fields not mapped: %+v", got)
+	}
+}
+
+// An IPv6 range from the MeshConfig or from a pod annotation reaches the
+// ip6tables rule set of the pod's fsm-init script, and only that set.
+func TestMutateIPv6Ranges(t *testing.T) {
+	s := DefaultSettings()
+	s.OutboundIPRangeExclusionList = []string{"10.1.0.0/16", "fd00::/8"}
+	pod := simplePod(map[string]string{OutboundIPRangeExclusionAnnotation: "2001:db8::/32,172.16.0.0/12"})
+	mut, err := mutateWith(t, pod, nil, s, testMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var script string
+	for _, c := range mut.Pod.Spec.InitContainers {
+		if c.Name == InitContainerName {
+			script = c.Args[len(c.Args)-1]
+		}
+	}
+	v4, v6, ok := strings.Cut(script, "ip6tables-restore --noflush <<EOF\n")
+	if !ok {
+		t.Fatalf("no ip6tables rule set in the fsm-init script:\n%s", script)
+	}
+	for _, r := range []string{"-d 10.1.0.0/16 -j RETURN", "-d 172.16.0.0/12 -j RETURN"} {
+		if !strings.Contains(v4, r) || strings.Contains(v6, r) {
+			t.Errorf("%q must be in the IPv4 set only:\n%s", r, script)
+		}
+	}
+	for _, r := range []string{"-d fd00::/8 -j RETURN", "-d 2001:db8::/32 -j RETURN", "-d ::1/128 -j RETURN"} {
+		if !strings.Contains(v6, r) || strings.Contains(v4, r) {
+			t.Errorf("%q must be in the IPv6 set only:\n%s", r, script)
+		}
+	}
+}
+
+func TestSettingsValidate(t *testing.T) {
+	if err := DefaultSettings().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(*Settings)
+		want string // "" = valid
+	}{
+		{"IPv6 ranges", func(s *Settings) {
+			s.OutboundIPRangeExclusionList = []string{"fd00::/8"}
+			s.OutboundIPRangeInclusionList = []string{"10.96.0.0/12", "fd00:10:96::/112"}
+		}, ""},
+		{"any RSA size from 2048 to 4096", func(s *Settings) { s.CertKeyBitSize = 2560 }, ""},
+		{"log level", func(s *Settings) { s.LogLevel = "verbose" },
+			`MeshConfig spec.sidecar.logLevel: Unsupported value: "verbose": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`},
+		{"local proxy mode", func(s *Settings) { s.LocalProxyMode = "podip" },
+			`MeshConfig spec.sidecar.localProxyMode: Unsupported value: "podip": supported values: "Localhost", "PodIP"`},
+		{"interception mode", func(s *Settings) { s.InterceptionMode = "Pod" },
+			`MeshConfig spec.traffic.interceptionMode: Unsupported value: "Pod": supported values: "NodeLevel", "PodLevel"`},
+		{"interface name too long", func(s *Settings) { s.NetworkInterfaceExclusionList = []string{"eth0", "sixteen-bytes-xx"} },
+			`MeshConfig spec.traffic.networkInterfaceExclusionList[1]: Invalid value: "sixteen-bytes-xx": must be a Linux network interface name`},
+		{"init resources claim", func(s *Settings) { s.InitResources.Claims = []corev1.ResourceClaim{{Name: "gpu"}} },
+			`MeshConfig spec.sidecar.initResources.claims[0]: Forbidden: claim "gpu"`},
+		{"every problem at once", func(s *Settings) { s.OutboundPortExclusionList = []int{0}; s.CertKeyBitSize = 8192 },
+			"MeshConfig [spec.traffic.outboundPortExclusionList[0]: Invalid value: 0: should be greater than or equal to 1, spec.certificate.certKeyBitSize: Invalid value: 8192: should be less than or equal to 4096]"},
+	} {
+		s := DefaultSettings()
+		tc.set(&s)
+		err := s.Validate()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want prefix %q", tc.name, err, tc.want)
+		}
 	}
 }

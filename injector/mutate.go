@@ -102,6 +102,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if in.Settings.InterceptionMode == InterceptionNodeLevel {
 		return &Mutation{Pod: pod}, nil
 	}
+	if err := in.Settings.Validate(); err != nil {
+		return nil, err
+	}
 
 	opts, err := readOptions(in)
 	if err != nil {
@@ -256,24 +259,14 @@ func trafficConfig(s Settings, podAnn map[string]string) (iptables.Config, error
 				return nil, err
 			}
 		}
-		for _, p := range mesh {
-			if p < 1 || p > 65535 {
-				return nil, fmt.Errorf("invalid port %d in MeshConfig spec.traffic for %s", p, key)
-			}
-		}
 		return iptables.Merge(mesh, own), nil
 	}
-	cidrs := func(key, field string, mesh []string) ([]string, error) {
+	cidrs := func(key string, mesh []string) ([]string, error) {
 		var own []string
 		if v, ok := podAnn[key]; ok {
 			var err error
 			if own, err = iptables.ParseCIDRs(key, v); err != nil {
 				return nil, err
-			}
-		}
-		for _, r := range mesh {
-			if err := iptables.CheckCIDR(r); err != nil {
-				return nil, fmt.Errorf("MeshConfig spec.traffic.%s: %w", field, err)
 			}
 		}
 		return iptables.Merge(mesh, own), nil
@@ -285,16 +278,11 @@ func trafficConfig(s Settings, podAnn map[string]string) (iptables.Config, error
 	if c.InboundPortExclusions, err = ports(InboundPortExclusionAnnotation, s.InboundPortExclusionList); err != nil {
 		return c, err
 	}
-	if c.OutboundIPRangeExclusions, err = cidrs(OutboundIPRangeExclusionAnnotation, "outboundIPRangeExclusionList", s.OutboundIPRangeExclusionList); err != nil {
+	if c.OutboundIPRangeExclusions, err = cidrs(OutboundIPRangeExclusionAnnotation, s.OutboundIPRangeExclusionList); err != nil {
 		return c, err
 	}
-	if c.OutboundIPRangeInclusions, err = cidrs(OutboundIPRangeInclusionAnnotation, "outboundIPRangeInclusionList", s.OutboundIPRangeInclusionList); err != nil {
+	if c.OutboundIPRangeInclusions, err = cidrs(OutboundIPRangeInclusionAnnotation, s.OutboundIPRangeInclusionList); err != nil {
 		return c, err
-	}
-	for _, ifc := range s.NetworkInterfaceExclusionList {
-		if err := iptables.CheckInterface(ifc); err != nil {
-			return c, fmt.Errorf("MeshConfig spec.traffic.networkInterfaceExclusionList: %w", err)
-		}
 	}
 	c.NetworkInterfaceExclusions = iptables.Merge(nil, s.NetworkInterfaceExclusionList)
 	c.LocalProxyPodIP = s.LocalProxyMode == LocalProxyModePodIP

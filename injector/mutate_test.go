@@ -52,8 +52,8 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: "Invalid IP range '10.0.0.1' specified for annotation 'flomesh.io/outbound-ip-range-exclusion-list'"},
 		{name: "ip inclusion garbage", pod: map[string]string{OutboundIPRangeInclusionAnnotation: "10.0.0.0/8,foo"},
 			want: "Invalid IP range 'foo' specified for annotation 'flomesh.io/outbound-ip-range-inclusion-list'"},
-		{name: "ip exclusion IPv6", pod: map[string]string{OutboundIPRangeExclusionAnnotation: "fd00::/8"},
-			want: "Invalid IP range 'fd00::/8' specified for annotation 'flomesh.io/outbound-ip-range-exclusion-list': IPv6 ranges are not supported"},
+		{name: "ip exclusion IPv6 prefix too long", pod: map[string]string{OutboundIPRangeExclusionAnnotation: "fd00::/129"},
+			want: "Invalid IP range 'fd00::/129' specified for annotation 'flomesh.io/outbound-ip-range-exclusion-list'"},
 		{name: "hold invalid", pod: map[string]string{HoldApplicationAnnotation: "sometimes"},
 			want: `invalid annotation value for key "flomesh.io/hold-application-until-proxy-starts": sometimes`},
 		{name: "hold invalid on namespace", ns: map[string]string{HoldApplicationAnnotation: "2"},
@@ -72,14 +72,17 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: "MeshConfig sidecar.sidecarImage not set"},
 		{name: "no init image", mesh: func(m *Mesh) { m.InitImage = "" },
 			want: "MeshConfig sidecar.initContainerImage not set"},
-		{name: "meshconfig IPv6 exclusion", set: func(s *Settings) { s.OutboundIPRangeExclusionList = []string{"::1/128"} },
-			want: `MeshConfig spec.traffic.outboundIPRangeExclusionList: invalid IP range "::1/128": IPv6 ranges are not supported`},
+		{name: "meshconfig bad IP range", set: func(s *Settings) { s.OutboundIPRangeExclusionList = []string{"10.0.0.0/8", "fd00::/129"} },
+			want: `MeshConfig spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{name: "meshconfig bad interface", set: func(s *Settings) { s.NetworkInterfaceExclusionList = []string{"eth0$(reboot)"} },
-			want: `MeshConfig spec.traffic.networkInterfaceExclusionList: invalid network interface name "eth0$(reboot)": character '$' not allowed`},
+			want: `MeshConfig spec.traffic.networkInterfaceExclusionList[0]: Invalid value: "eth0$(reboot)": must be a Linux network interface name`},
 		{name: "meshconfig bad port", set: func(s *Settings) { s.InboundPortExclusionList = []int{70000} },
-			want: "invalid port 70000 in MeshConfig spec.traffic for flomesh.io/inbound-port-exclusion-list"},
+			want: "MeshConfig spec.traffic.inboundPortExclusionList[0]: Invalid value: 70000: should be less than or equal to 65535"},
+		{name: "meshconfig request above limit", set: func(s *Settings) {
+			s.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{"cpu": resource.MustParse("1")}, Requests: corev1.ResourceList{"cpu": resource.MustParse("2")}}
+		}, want: `MeshConfig spec.sidecar.resources.requests[cpu]: Invalid value: "2": must be less than or equal to the cpu limit (1)`},
 		{name: "meshconfig bad key size", set: func(s *Settings) { s.CertKeyBitSize = 1024 },
-			want: "MeshConfig spec.certificate.certKeyBitSize: unsupported RSA key size 1024: must be 2048, 3072 or 4096"},
+			want: "MeshConfig spec.certificate.certKeyBitSize: Invalid value: 1024: should be greater than or equal to 2048"},
 		{name: "named probe port missing", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intOrStr("web")}}},
 			want: `container "app" liveness probe: named port "web" not found in the container's ports`},
 		{name: "tcp probe without healthcheck image", mesh: func(m *Mesh) { m.HealthcheckImage = "" },
@@ -248,7 +251,7 @@ func TestDescribeInjection(t *testing.T) {
 }
 
 func TestBootstrapKeyAlgorithm(t *testing.T) {
-	for bits, want := range map[int]certs.KeyAlgorithm{0: "", 2048: certs.RSA2048, 4096: certs.RSA4096} {
+	for bits, want := range map[int]certs.KeyAlgorithm{0: "", 2048: certs.RSA2048, 2560: "RSA2560", 4096: certs.RSA4096} {
 		s := DefaultSettings()
 		s.CertKeyBitSize = bits
 		mut, err := mutateWith(t, simplePod(nil), nil, s, testMesh)
