@@ -17,6 +17,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/check"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 )
@@ -38,17 +39,18 @@ const (
 // Versions lists the served versions, oldest first.
 var Versions = []string{V1alpha1, V1alpha2, V1alpha3}
 
-// Allowed values. Exported so tests and docs share one list.
+// Allowed values. Exported so tests and docs share one list. The ones the
+// injector depends on come from package meshconfig/rules.
 var (
 	// SidecarLogLevels is Pipy's level set (FSM Helm values.schema, OSM CRD).
-	SidecarLogLevels = []string{"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}
+	SidecarLogLevels = rules.SidecarLogLevels
 	// ControlPlaneLogLevels is zerolog's set used by FSM components.
 	ControlPlaneLogLevels = []string{"trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"}
 	// TLSVersions in increasing order; TLS_AUTO lets the proxy choose.
 	TLSVersions        = []string{"TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"}
-	InterceptionModes  = []string{"NodeLevel", "PodLevel"}
+	InterceptionModes  = rules.InterceptionModes
 	ServiceAccessModes = []string{"ip", "domain", "mixed"}
-	LocalProxyModes    = []string{"Localhost", "PodIP"}
+	LocalProxyModes    = rules.LocalProxyModes
 	IngressTypes       = []string{"LoadBalancer", "NodePort"}
 	FLBUpstreamModes   = []string{"NodePort", "Endpoint"}
 	EgressGatewayModes = []string{"http2tunnel", "sock5"}
@@ -56,10 +58,11 @@ var (
 	PullPolicies       = []string{"Always", "IfNotPresent", "Never"}
 )
 
-// Certificate key sizes the mesh CA providers accept.
+// Certificate key sizes the mesh CA providers issue (every size in between
+// too, not only 2048, 3072 and 4096).
 const (
-	MinCertKeyBitSize = 2048
-	MaxCertKeyBitSize = 4096
+	MinCertKeyBitSize = rules.MinCertKeyBitSize
+	MaxCertKeyBitSize = rules.MaxCertKeyBitSize
 )
 
 // IsServedVersion reports whether v is a served MeshConfig version.
@@ -227,7 +230,7 @@ func validateSpec(s *spec, p *field.Path) field.ErrorList {
 
 func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("logLevel"), s.LogLevel, SidecarLogLevels...)...)
+	errs = append(errs, rules.Enum(p.Child("logLevel"), s.LogLevel, SidecarLogLevels...)...)
 	errs = append(errs, check.Image(p.Child("sidecarImage"), s.SidecarImage)...)
 	errs = append(errs, check.Image(p.Child("initContainerImage"), s.InitContainerImage)...)
 	for i := range s.SidecarDrivers {
@@ -255,7 +258,10 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, check.NamesUniqueNonEmpty(p.Child("cipherSuites"), s.CipherSuites)...)
 	errs = append(errs, check.NamesUniqueNonEmpty(p.Child("ecdhCurves"), s.ECDHCurves)...)
-	errs = append(errs, check.Enum(p.Child("localProxyMode"), s.LocalProxyMode, LocalProxyModes...)...)
+	errs = append(errs, rules.Enum(p.Child("localProxyMode"), s.LocalProxyMode, LocalProxyModes...)...)
+	errs = append(errs, s.Resources.validate(p.Child("resources"))...)
+	errs = append(errs, s.InitResources.validate(p.Child("initResources"))...)
+	errs = append(errs, s.HealthcheckResources.validate(p.Child("healthcheckResources"))...)
 
 	dns := p.Child("localDNSProxy")
 	errs = append(errs, check.IP(dns.Child("primaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Primary)...)
@@ -294,18 +300,16 @@ func resolveAddrs(p *field.Path, addrs []resolveAddr) field.ErrorList {
 
 func validateTraffic(t *traffic, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("interceptionMode"), t.InterceptionMode, InterceptionModes...)...)
+	errs = append(errs, rules.Enum(p.Child("interceptionMode"), t.InterceptionMode, InterceptionModes...)...)
 	errs = append(errs, check.Enum(p.Child("serviceAccessMode"), t.ServiceAccessMode, ServiceAccessModes...)...)
 
+	// IPv4 and IPv6 ranges alike: the injector puts each in the pod's
+	// iptables or ip6tables rules.
 	exPath, inPath := p.Child("outboundIPRangeExclusionList"), p.Child("outboundIPRangeInclusionList")
-	excluded := make([]netip.Prefix, len(t.OutboundIPRangeExclusionList))
-	for i, s := range t.OutboundIPRangeExclusionList {
-		pfx, e := check.CIDR(exPath.Index(i), s)
-		excluded[i] = pfx
-		errs = append(errs, e...)
-	}
+	excluded, exErrs := rules.IPRanges(exPath, t.OutboundIPRangeExclusionList)
+	errs = append(errs, exErrs...)
 	for i, s := range t.OutboundIPRangeInclusionList {
-		pfx, e := check.CIDR(inPath.Index(i), s)
+		pfx, e := rules.IPRange(inPath.Index(i), s)
 		errs = append(errs, e...)
 		if len(e) > 0 {
 			continue
@@ -320,8 +324,9 @@ func validateTraffic(t *traffic, p *field.Path) field.ErrorList {
 			}
 		}
 	}
-	errs = append(errs, check.Ports(p.Child("outboundPortExclusionList"), t.OutboundPortExclusionList)...)
-	errs = append(errs, check.Ports(p.Child("inboundPortExclusionList"), t.InboundPortExclusionList)...)
+	errs = append(errs, rules.Ports(p.Child("outboundPortExclusionList"), t.OutboundPortExclusionList)...)
+	errs = append(errs, rules.Ports(p.Child("inboundPortExclusionList"), t.InboundPortExclusionList)...)
+	errs = append(errs, rules.InterfaceNames(p.Child("networkInterfaceExclusionList"), t.NetworkInterfaceExclusionList)...)
 
 	ea := p.Child("inboundExternalAuthorization")
 	if t.InboundExternalAuthorization.Enable {
@@ -380,7 +385,7 @@ func validateCertificate(c *certificate, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, check.PositiveDuration(p.Child("serviceCertValidityDuration"), c.ServiceCertValidityDuration)...)
 	if c.CertKeyBitSize != nil {
-		errs = append(errs, check.Range(p.Child("certKeyBitSize"), *c.CertKeyBitSize, MinCertKeyBitSize, MaxCertKeyBitSize)...)
+		errs = append(errs, rules.CertKeyBitSize(p.Child("certKeyBitSize"), *c.CertKeyBitSize)...)
 	}
 	if c.IngressGateway != nil {
 		errs = append(errs, check.PositiveDuration(p.Child("ingressGateway", "validityDuration"), c.IngressGateway.ValidityDuration)...)

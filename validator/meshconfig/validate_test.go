@@ -115,6 +115,9 @@ func TestFSMPresetIsValid(t *testing.T) {
 	}
 }
 
+// ifNameRule is the start of rules.InterfaceName's message.
+const ifNameRule = "must be a Linux network interface name (1-15 bytes, not '.' or '..', no '/', ':', whitespace, quotes, '$', '`' or '\\'): "
+
 func TestValidateRules(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -176,11 +179,11 @@ func TestValidateRules(t *testing.T) {
 		// CIDRs
 		{name: "cidrs v4 and v6 ok", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.96.0.0/12", "fd00::/8"}}, {"spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8", "2001:db8::/32"}}}},
 		{name: "cidr without prefix", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "10.0.0.0"}}}, want: []string{
-			`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8`}},
+			`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8 or fd00::/8`}},
 		{name: "cidr garbage v6 and spaces", sets: []kv{{"spec.traffic.outboundIPRangeInclusionList", []any{"fd00::/129", " 10.0.0.0/8", "x"}}}, want: []string{
-			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8`,
-			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8`,
-			`spec.traffic.outboundIPRangeInclusionList[2]: Invalid value: "x": must be a CIDR such as 10.0.0.0/8`}},
+			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
+			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
+			`spec.traffic.outboundIPRangeInclusionList[2]: Invalid value: "x": must be a CIDR such as 10.0.0.0/8 or fd00::/8`}},
 		{name: "included range inside excluded range", sets: []kv{
 			{"spec.traffic.outboundIPRangeExclusionList", []any{"192.168.0.0/16", "10.0.0.0/8"}},
 			{"spec.traffic.outboundIPRangeInclusionList", []any{"172.16.0.0/12", "10.1.0.0/16", "fd00::/8"}}}, want: []string{
@@ -206,6 +209,28 @@ func TestValidateRules(t *testing.T) {
 			`spec.certificate.certKeyBitSize: Invalid value: 1024: should be greater than or equal to 2048`}},
 		{name: "key size 8192", sets: []kv{{"spec.certificate.certKeyBitSize", 8192}}, want: []string{
 			`spec.certificate.certKeyBitSize: Invalid value: 8192: should be less than or equal to 4096`}},
+		{name: "key size 2560 ok (issued inline)", sets: []kv{{"spec.certificate.certKeyBitSize", 2560}}},
+		// networkInterfaceExclusionList (Linux interface names the fsm-init script can carry)
+		{name: "interfaces ok", sets: []kv{{"spec.traffic.networkInterfaceExclusionList", []any{"eth1", "net1.100", "veth+", "fifteen-bytes-x"}}}},
+		{name: "interfaces bad", sets: []kv{{"spec.traffic.networkInterfaceExclusionList", []any{"sixteen-bytes-xx", "", "..", "a/b", "eth0 -j ACCEPT", "e$(id)"}}}, want: []string{
+			`spec.traffic.networkInterfaceExclusionList[0]: Invalid value: "sixteen-bytes-xx": ` + ifNameRule + `16 bytes`,
+			`spec.traffic.networkInterfaceExclusionList[1]: Invalid value: "": ` + ifNameRule + `empty`,
+			`spec.traffic.networkInterfaceExclusionList[2]: Invalid value: "..": ` + ifNameRule + `reserved name`,
+			`spec.traffic.networkInterfaceExclusionList[3]: Invalid value: "a/b": ` + ifNameRule + `contains '/'`,
+			`spec.traffic.networkInterfaceExclusionList[4]: Invalid value: "eth0 -j ACCEPT": ` + ifNameRule + `contains the whitespace or control byte 0x20`,
+			`spec.traffic.networkInterfaceExclusionList[5]: Invalid value: "e$(id)": ` + ifNameRule + `contains '$'`}},
+		// resources of the injected containers
+		{name: "resources ok", sets: []kv{
+			{"spec.sidecar.resources", map[string]any{"limits": map[string]any{"cpu": "2", "memory": "1Gi"}, "requests": map[string]any{"cpu": 0.5, "memory": "64Mi"}}},
+			{"spec.sidecar.initResources", map[string]any{"limits": map[string]any{"example.com/dev": 1}, "requests": map[string]any{"example.com/dev": "1"}}}}},
+		{name: "resources bad", sets: []kv{
+			{"spec.sidecar.resources", map[string]any{"limits": map[string]any{"cpu": "100m"}, "requests": map[string]any{"cpu": "1"}}},
+			{"spec.sidecar.initResources", map[string]any{"limits": map[string]any{"memory": "lots"}}},
+			{"spec.sidecar.healthcheckResources", map[string]any{"limits": map[string]any{"gpu": "1"}, "claims": []any{map[string]any{"name": "c"}}}}}, want: []string{
+			`spec.sidecar.resources.requests[cpu]: Invalid value: "1": must be less than or equal to the cpu limit (100m)`,
+			`spec.sidecar.initResources.limits[memory]: Invalid value: "lots": must be a quantity such as 500m, 2 or 64Mi`,
+			`spec.sidecar.healthcheckResources.claims[0]: Forbidden: claim "c": the injected container would need it in every pod's spec.resourceClaims, and pods without it would be refused`,
+			`spec.sidecar.healthcheckResources.limits[gpu]: Invalid value: "gpu": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`}},
 		// sampledFraction
 		{name: "fractions ok", sets: []kv{{"spec.observability.tracing.sampledFraction", "0"}, {"spec.observability.remoteLogging.sampledFraction", "1"}}},
 		{name: "fractions bad", sets: []kv{{"spec.observability.tracing.sampledFraction", "1.5"}, {"spec.observability.remoteLogging.sampledFraction", "NaN"}}, want: []string{

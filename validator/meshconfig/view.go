@@ -52,6 +52,9 @@ type sidecar struct {
 	LocalProxyMode          string          `json:"localProxyMode"`
 	LocalDNSProxy           localDNSProxy   `json:"localDNSProxy"`
 	XNetDNSProxy            xnetDNSProxy    `json:"xnetDNSProxy"`
+	Resources               resources       `json:"resources"`
+	InitResources           resources       `json:"initResources"`
+	HealthcheckResources    resources       `json:"healthcheckResources"`
 }
 
 type sidecarDriver struct {
@@ -93,13 +96,14 @@ type repoServer struct {
 }
 
 type traffic struct {
-	InterceptionMode             string        `json:"interceptionMode"`
-	ServiceAccessMode            string        `json:"serviceAccessMode"`
-	OutboundIPRangeExclusionList []string      `json:"outboundIPRangeExclusionList"`
-	OutboundIPRangeInclusionList []string      `json:"outboundIPRangeInclusionList"`
-	OutboundPortExclusionList    []int64       `json:"outboundPortExclusionList"`
-	InboundPortExclusionList     []int64       `json:"inboundPortExclusionList"`
-	InboundExternalAuthorization externalAuthz `json:"inboundExternalAuthorization"`
+	InterceptionMode              string        `json:"interceptionMode"`
+	ServiceAccessMode             string        `json:"serviceAccessMode"`
+	OutboundIPRangeExclusionList  []string      `json:"outboundIPRangeExclusionList"`
+	OutboundIPRangeInclusionList  []string      `json:"outboundIPRangeInclusionList"`
+	OutboundPortExclusionList     []int64       `json:"outboundPortExclusionList"`
+	InboundPortExclusionList      []int64       `json:"inboundPortExclusionList"`
+	NetworkInterfaceExclusionList []string      `json:"networkInterfaceExclusionList"`
+	InboundExternalAuthorization  externalAuthz `json:"inboundExternalAuthorization"`
 }
 
 type externalAuthz struct {
@@ -222,5 +226,37 @@ func (f *fraction) UnmarshalJSON(b []byte) error {
 		}
 		*f = fraction{Set: true, Text: n.String()}
 	}
+	return nil
+}
+
+// resources is a container's corev1.ResourceRequirements with quantities kept
+// as text, so an unparsable one is reported with its path instead of failing
+// the whole decode.
+type resources struct {
+	Limits   map[string]quantity `json:"limits"`
+	Requests map[string]quantity `json:"requests"`
+	Claims   []struct {
+		Name string `json:"name"`
+	} `json:"claims"`
+}
+
+// quantity holds a resource quantity, a JSON string or number, as its text.
+type quantity string
+
+func (q *quantity) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*q = quantity(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("quantity: want a string or a number, got %s", strconv.Quote(string(b)))
+	}
+	*q = quantity(n.String())
 	return nil
 }
