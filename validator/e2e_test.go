@@ -88,7 +88,7 @@ func TestE2E(t *testing.T) {
 			setField(t, obj, "warning-ish", "spec", "sidecar", "logLevel")
 			err := c.Create(ctx, obj)
 			wantDenied(t, err,
-				`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8`,
+				`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
 				`spec.sidecar.logLevel: Unsupported value: "warning-ish"`)
 			if !apierrors.IsInvalid(err) {
 				t.Errorf("%s: want a 422 Invalid status, got %v", v, err)
