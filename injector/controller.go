@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
@@ -48,6 +49,20 @@ func CacheByObject() map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.Pod{}:    {Label: labels.NewSelector().Add(*hasUUID)},
 		&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasUUID, *isOurs)},
+	}
+}
+
+// ControllerServiceCacheByObject restricts the manager's Service cache to
+// FSM's controller Service in the fsm namespace, which the handler reads while
+// MeshConfig spec.sidecar.localDNSProxy.enable is on (the informer starts with
+// the first such read). Merge it into cache.Options.ByObject beside
+// CacheByObject.
+func ControllerServiceCacheByObject(fsmNamespace string) map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{
+		&corev1.Service{}: {
+			Namespaces: map[string]cache.Config{fsmNamespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", ControllerServiceName),
+		},
 	}
 }
 

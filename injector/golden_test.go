@@ -35,9 +35,18 @@ var testMesh = Mesh{
 	FSMNamespace:     "fsm-system",
 	TrustDomain:      "cluster.local",
 	ClusterDomain:    "cluster.local",
-	SidecarImage:     "flomesh/pipy:1.5.14",
-	InitImage:        "flomesh/fsm-sidecar-init:1.5.1",
-	HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
+	SidecarImage:     DefaultSidecarImage,
+	InitImage:        DefaultInitImage,
+	HealthcheckImage: DefaultHealthcheckImage,
+}
+
+// testControllerService is FSM's controller Service as the reference
+// corpus records it.
+func testControllerService() *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: ControllerServiceName},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.200.10", Ports: []corev1.ServicePort{{Name: "pipy-admin-port", Port: 6060}}},
+	}
 }
 
 // seqUUID returns a deterministic uuid generator for tests.
@@ -129,7 +138,8 @@ func runGoldenCase(t *testing.T, path string) []byte {
 		t.Fatalf("decision: %+v", dec)
 	}
 	before := c.Pod.DeepCopy()
-	mut, err := Mutate(MutateInput{Pod: &c.Pod, Namespace: ns, Settings: settings, Mesh: testMesh, ProxyUUID: seqUUID()(), Reinject: dec.Reinject})
+	mut, err := Mutate(MutateInput{Pod: &c.Pod, Namespace: ns, Settings: settings, Mesh: testMesh, ProxyUUID: seqUUID()(),
+		ControllerService: testControllerService(), Reinject: dec.Reinject})
 	if err != nil {
 		t.Fatalf("Mutate: %v", err)
 	}

@@ -53,6 +53,12 @@ type Options struct {
 	Client client.Client
 	// Namespaces reads Namespace objects; use an informer-backed reader.
 	Namespaces client.Reader
+	// Services reads FSM's controller Service (ControllerServiceName in
+	// FSMNamespace), only while the MeshConfig enables
+	// spec.sidecar.localDNSProxy; use an informer-backed reader restricted
+	// to that Service (ControllerServiceCacheByObject). Defaults to
+	// Namespaces.
+	Services client.Reader
 	// MeshConfig yields the settings; nil means DefaultSettings.
 	MeshConfig MeshConfigSource
 	// Issuer issues bootstrap certificates from the mesh CA.
@@ -64,7 +70,9 @@ type Options struct {
 	ClusterDomain string // default cluster.local
 
 	// Default images (flags / env FSM_DEFAULT_SIDECAR_IMAGE,
-	// FSM_DEFAULT_INIT_CONTAINER_IMAGE, FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE).
+	// FSM_DEFAULT_INIT_CONTAINER_IMAGE, FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE);
+	// empty means FSM v1.5.1's (DefaultSidecarImage, DefaultInitImage,
+	// DefaultHealthcheckImage).
 	SidecarImage     string
 	InitImage        string
 	HealthcheckImage string
@@ -130,6 +138,21 @@ func NewHandler(opts Options) (*Handler, error) {
 	}
 	if opts.MeshConfig == nil {
 		opts.MeshConfig = StaticSettings(DefaultSettings())
+	}
+	if opts.Services == nil {
+		opts.Services = opts.Namespaces
+	}
+	for _, img := range []struct {
+		v   *string
+		def string
+	}{
+		{&opts.SidecarImage, DefaultSidecarImage},
+		{&opts.InitImage, DefaultInitImage},
+		{&opts.HealthcheckImage, DefaultHealthcheckImage},
+	} {
+		if *img.v == "" {
+			*img.v = img.def
+		}
 	}
 	if opts.NewUUID == nil {
 		opts.NewUUID = func() string { return uuid.NewString() }
@@ -235,8 +258,16 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		log.Error(err, "reading MeshConfig")
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshConfig: %w", err)), outcome{result: resultError}
 	}
+	var controllerSvc *corev1.Service
+	if settings.LocalDNSProxy && !dec.Reinject {
+		if controllerSvc, err = h.controllerService(ctx); err != nil {
+			log.Error(err, "reading the controller Service")
+			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+		}
+	}
 	proxyUUID := h.opts.NewUUID()
-	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID, Reinject: dec.Reinject})
+	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID,
+		ControllerService: controllerSvc, Reinject: dec.Reinject})
 	if err != nil {
 		return h.refuse(log, pod, ns, err)
 	}
@@ -253,6 +284,21 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
 	return admission.Patched("", ops...), outcome{result: resultInjected}
+}
+
+// controllerService reads FSM's controller Service; nil when it does not
+// exist (Mutate then refuses the pod, naming it).
+func (h *Handler) controllerService(ctx context.Context) (*corev1.Service, error) {
+	svc := &corev1.Service{}
+	key := types.NamespacedName{Namespace: h.mesh.FSMNamespace, Name: ControllerServiceName}
+	err := h.opts.Services.Get(ctx, key, svc)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Service %s: %w", key, err)
+	}
+	return svc, nil
 }
 
 // injectedInThisAdmission tells our own reinvocation (the Secret we just

@@ -418,13 +418,50 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 				t.Fatalf("copy did not get a new Secret: %v", f.secrets)
 			}
 			newID := f.secrets[0].Labels[ProxyUUIDLabel]
-			for _, want := range []string{`"value":"` + newID + `"`, BootstrapSecretName(newID), newID + ".sidecar.default.app.cluster.local"} {
+			for _, want := range []string{`"value":"` + newID + `"`, BootstrapSecretName(newID), "/repo/fsm-sidecar/" + newID + ".sidecar.default.app/"} {
 				if !strings.Contains(string(resp.Patch), want) {
 					t.Errorf("patch lacks %s: %s", want, resp.Patch)
 				}
 			}
 			if strings.Contains(string(resp.Patch), `"op":"add","path":"/spec/containers/`) {
 				t.Errorf("copy got a second sidecar: %s", resp.Patch)
+			}
+		})
+	}
+}
+
+// TestHandlerLocalDNS: with spec.sidecar.localDNSProxy the pod's DNS server
+// is the controller Service's ClusterIP, read through Options.Services;
+// without the Service the pod is refused naming it, and no Secret is created.
+func TestHandlerLocalDNS(t *testing.T) {
+	s := DefaultSettings()
+	s.LocalDNSProxy = true
+	for _, tc := range []struct {
+		name    string
+		objs    []client.Object
+		allowed bool
+		want    string
+	}{
+		{"Service exists", []client.Object{testControllerService()}, true, `"nameservers":["10.96.200.10"]`},
+		{"Service missing", nil, false,
+			"MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newHandlerFixture(t, stubIssuer{}, nil, tc.objs...)
+			f.h.opts.MeshConfig = StaticSettings(s)
+			_, resp := f.post(t, reviewBody(t, nil), "application/json")
+			if resp.Allowed != tc.allowed {
+				t.Fatalf("allowed = %v, want %v: %+v", resp.Allowed, tc.allowed, resp.Result)
+			}
+			got := string(resp.Patch)
+			if !tc.allowed {
+				if resp.Result.Code != http.StatusForbidden || len(f.secrets) != 0 {
+					t.Errorf("code %d, %d Secrets; want 403 and none", resp.Result.Code, len(f.secrets))
+				}
+				got = resp.Result.Message
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("%s lacks %s", got, tc.want)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -34,6 +35,10 @@ type MutateInput struct {
 	Settings  Settings
 	Mesh      Mesh
 	ProxyUUID string
+	// ControllerService is FSM's controller Service (ControllerServiceName
+	// in the fsm namespace), nil when it does not exist. Only read when
+	// Settings.LocalDNSProxy is on: its ClusterIP is the pod's DNS server.
+	ControllerService *corev1.Service
 	// Reinject handles a copy of an injected pod: containers stay, identity
 	// (uuid, Secret, repo URL) is replaced.
 	Reinject bool
@@ -68,12 +73,19 @@ type BootstrapConfig struct {
 	ContainerHealthProbes map[string]map[string]HealthProbe `json:",omitempty"`
 }
 
-// CommonName is the sidecar certificate's subject CN.
-func CommonName(proxyUUID, serviceAccount, namespace, trustDomain string) string {
+// CNPrefix is the sidecar certificate's CN without the trust domain:
+// <uuid>.sidecar.<serviceaccount>.<namespace>. FSM's controller publishes
+// each sidecar's configuration under /repo/fsm-sidecar/<CN prefix>/.
+func CNPrefix(proxyUUID, serviceAccount, namespace string) string {
 	if serviceAccount == "" {
 		serviceAccount = "default"
 	}
-	return fmt.Sprintf("%s.sidecar.%s.%s.%s", proxyUUID, serviceAccount, namespace, trustDomain)
+	return fmt.Sprintf("%s.sidecar.%s.%s", proxyUUID, serviceAccount, namespace)
+}
+
+// CommonName is the sidecar certificate's subject CN.
+func CommonName(proxyUUID, serviceAccount, namespace, trustDomain string) string {
+	return CNPrefix(proxyUUID, serviceAccount, namespace) + "." + trustDomain
 }
 
 // BootstrapSecretName is the name of the pod's bootstrap Secret.
@@ -82,6 +94,8 @@ func BootstrapSecretName(proxyUUID string) string { return BootstrapSecretPrefix
 // podOptions are the annotation-driven choices, validated up front.
 type podOptions struct {
 	image     string
+	repoURL   string
+	dnsServer string // the controller Service's ClusterIP; empty without localDNSProxy
 	hold      bool
 	graceful  bool
 	native    bool
@@ -106,7 +120,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		return nil, err
 	}
 
-	opts, err := readOptions(in)
+	sa := pod.Spec.ServiceAccountName
+	cn := CommonName(in.ProxyUUID, sa, in.Namespace.Name, in.Mesh.TrustDomain)
+	opts, err := readOptions(in, CNPrefix(in.ProxyUUID, sa, in.Namespace.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +132,8 @@ func Mutate(in MutateInput) (*Mutation, error) {
 			return nil, fmt.Errorf("MeshConfig spec.certificate.certKeyBitSize: %w", err)
 		}
 	}
-	sa := pod.Spec.ServiceAccountName
-	cn := CommonName(in.ProxyUUID, sa, in.Namespace.Name, in.Mesh.TrustDomain)
 	boot := BootstrapConfig{
-		RepoHost:              fmt.Sprintf("%s.%s.svc.%s", controllerServiceName, in.Mesh.FSMNamespace, in.Mesh.ClusterDomain),
+		RepoHost:              fmt.Sprintf("%s.%s.svc.%s", ControllerServiceName, in.Mesh.FSMNamespace, in.Mesh.ClusterDomain),
 		RepoPort:              in.Settings.RepoServerPort,
 		NodeID:                cn,
 		TLSMinProtocolVersion: in.Settings.TLSMinProtocolVersion,
@@ -131,7 +145,7 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	setBootstrapVolume(pod, in.ProxyUUID)
 
 	if in.Reinject {
-		if !reidentifySidecar(pod, repoURL(in.Settings, in.Mesh, cn)) {
+		if !reidentifySidecar(pod, opts.repoURL) {
 			return nil, errors.New("pod carries volume " + BootstrapVolumeName + " but no " + SidecarContainerName + " container: remove the volume to have the pod injected")
 		}
 		setProbeBootstrap(&boot, recoverOriginalProbes(pod.Spec.Containers), pod.Spec.Containers)
@@ -144,10 +158,10 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	}
 	setProbeBootstrap(&boot, probes.original, pod.Spec.Containers)
 	if probes.needHealthcheck && in.Mesh.HealthcheckImage == "" {
-		return nil, errors.New("healthcheck container image not set (flag --healthcheck-container-image, env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE) and the pod has TCP or HTTPS probes")
+		return nil, errors.New("the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE (no MeshConfig field holds it)")
 	}
 
-	sidecar := sidecarContainer(in, pod, opts, cn, probes.httpKinds)
+	sidecar := sidecarContainer(in, pod, opts, probes.httpKinds)
 	init := initContainer(in, opts)
 	if opts.native {
 		sidecar.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
@@ -173,15 +187,15 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		pod.Annotations[prometheusPortAnnotation] = fmt.Sprint(ProxyMetricsPort)
 		pod.Annotations[prometheusPathAnnotation] = MetricsPath
 	}
-	if in.Settings.LocalDNSProxy {
-		setLocalDNS(pod, in.Namespace.Name, in.Mesh.ClusterDomain)
+	if opts.dnsServer != "" {
+		setLocalDNS(pod, opts.dnsServer, in.Mesh, in.Namespace.Name)
 	}
 	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
 }
 
 // readOptions validates every annotation and setting the mutation needs, so
 // that nothing is created for a pod that will be denied.
-func readOptions(in MutateInput) (podOptions, error) {
+func readOptions(in MutateInput, cnPrefix string) (podOptions, error) {
 	podAnn, nsAnn := in.Pod.Annotations, in.Namespace.Annotations
 	var o podOptions
 	var err error
@@ -193,10 +207,19 @@ func readOptions(in MutateInput) (podOptions, error) {
 		o.image = in.Mesh.SidecarImage
 	}
 	if o.image == "" {
-		return o, errors.New("MeshConfig sidecar.sidecarImage not set")
+		return o, errors.New("sidecar image not set: set MeshConfig spec.sidecar.sidecarImage, flag --sidecar-image or env FSM_DEFAULT_SIDECAR_IMAGE (or annotation " + SidecarImageAnnotation + ")")
 	}
 	if in.Mesh.InitImage == "" {
-		return o, errors.New("MeshConfig sidecar.initContainerImage not set")
+		return o, errors.New("fsm-init container image not set: set flag --init-container-image or env FSM_DEFAULT_INIT_CONTAINER_IMAGE (no MeshConfig v1alpha3 field holds it)")
+	}
+	if o.repoURL, err = repoURL(in.Settings, in.Mesh, cnPrefix); err != nil {
+		return o, err
+	}
+	// A copy of an injected pod keeps the DNS settings it was copied with.
+	if in.Settings.LocalDNSProxy && !in.Reinject {
+		if o.dnsServer, err = LocalDNSServer(in.ControllerService, in.Mesh.FSMNamespace); err != nil {
+			return o, err
+		}
 	}
 	if o.hold, err = boolOverride(HoldApplicationAnnotation, podAnn, nsAnn, in.Settings.HoldApplicationUntilProxyStarts); err != nil {
 		return o, err
@@ -327,20 +350,69 @@ func setProbeBootstrap(boot *BootstrapConfig, original map[string]map[string]Hea
 	}
 }
 
-// repoURL is the Pipy repo the sidecar loads its configuration from.
-func repoURL(s Settings, m Mesh, cn string) string {
-	host := fmt.Sprintf("%s.%s", controllerServiceName, m.FSMNamespace)
-	if ip, err := netip.ParseAddr(s.RepoServerIPAddr); err == nil && !ip.IsLoopback() {
-		host = ip.String()
-		if ip.Is6() {
-			host = "[" + host + "]"
-		}
+// repoURL is the Pipy repo the sidecar loads its configuration from: FSM's
+// controller serves it at /repo/[<codebase>/]fsm-sidecar/<CN prefix>/ (the CN
+// without the trust domain; any other path leaves the sidecar without
+// configuration). spec.repoServer.ipaddr replaces the controller Service's
+// name unless it is a loopback address or localhost (FSM's defaults mean
+// "the controller"; the sidecar's own loopback has no repo).
+func repoURL(s Settings, m Mesh, cnPrefix string) (string, error) {
+	host, err := repoHost(s.RepoServerIPAddr)
+	if err != nil {
+		return "", err
+	}
+	if host == "" {
+		host = ControllerServiceName + "." + m.FSMNamespace
 	}
 	path := "/repo/fsm-sidecar/"
 	if cb := strings.Trim(s.RepoServerCodebase, "/"); cb != "" {
 		path = "/repo/" + cb + "/fsm-sidecar/"
 	}
-	return fmt.Sprintf("http://%s:%d%s%s/", host, s.RepoServerPort, path, cn)
+	return fmt.Sprintf("http://%s:%d%s%s/", host, s.RepoServerPort, path, cnPrefix), nil
+}
+
+// repoHost is the URL host for spec.repoServer.ipaddr (an IP address or a
+// host name), or "" for the controller Service (empty, 127.*, ::1,
+// localhost).
+func repoHost(v string) (string, error) {
+	if v == "" || strings.EqualFold(v, "localhost") {
+		return "", nil
+	}
+	if ip, err := netip.ParseAddr(v); err == nil {
+		switch {
+		case ip.IsLoopback():
+			return "", nil
+		case ip.Is6():
+			return "[" + ip.String() + "]", nil
+		default:
+			return ip.String(), nil
+		}
+	}
+	// Also matches FSM for malformed 127.x values.
+	if strings.HasPrefix(v, "127.") {
+		return "", nil
+	}
+	if errs := validation.IsDNS1123Subdomain(strings.ToLower(v)); len(errs) > 0 {
+		return "", fmt.Errorf("MeshConfig spec.repoServer.ipaddr %q is neither an IP address nor a host name: %s", v, strings.Join(errs, "; "))
+	}
+	return v, nil
+}
+
+// LocalDNSServer is the DNS server of a pod when MeshConfig
+// spec.sidecar.localDNSProxy.enable is on: the ClusterIP of FSM's controller
+// Service (svc, nil when it does not exist), which answers DNS on port 53.
+// Without it the pod would have no working resolver, so the pod is refused
+// with what to fix (FSM silently injects without the DNS settings).
+func LocalDNSServer(svc *corev1.Service, fsmNamespace string) (string, error) {
+	const field = "MeshConfig spec.sidecar.localDNSProxy.enable is true"
+	if svc == nil {
+		return "", fmt.Errorf("%s, but Service %s/%s does not exist: its ClusterIP is the DNS server of meshed pods; install FSM's controller or disable the local DNS proxy", field, fsmNamespace, ControllerServiceName)
+	}
+	ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
+	if err != nil {
+		return "", fmt.Errorf("%s, but Service %s/%s has no ClusterIP (clusterIP %q): its ClusterIP is the DNS server of meshed pods", field, svc.Namespace, svc.Name, svc.Spec.ClusterIP)
+	}
+	return ip.String(), nil
 }
 
 // reidentifySidecar points the existing sidecar at the new identity's repo
@@ -367,7 +439,7 @@ func reidentifySidecar(pod *corev1.Pod, url string) bool {
 	return false
 }
 
-func sidecarContainer(in MutateInput, pod *corev1.Pod, o podOptions, cn string, httpKinds map[string]bool) corev1.Container {
+func sidecarContainer(in MutateInput, pod *corev1.Pod, o podOptions, httpKinds map[string]bool) corev1.Container {
 	s := in.Settings
 	logLevel := s.LogLevel
 	if logLevel == "" {
@@ -394,7 +466,7 @@ func sidecarContainer(in MutateInput, pod *corev1.Pod, o podOptions, cn string, 
 			"pipy",
 			"--log-level=" + logLevel,
 			fmt.Sprintf("--admin-port=%d", s.RepoServerPort),
-			repoURL(s, in.Mesh, cn),
+			o.repoURL,
 		},
 		Ports: ports,
 		Env: []corev1.EnvVar{
@@ -472,17 +544,21 @@ func healthcheckContainer(in MutateInput) corev1.Container {
 	return corev1.Container{
 		Name:      HealthcheckContainerName,
 		Image:     in.Mesh.HealthcheckImage,
+		Command:   []string{healthcheckCommand},
 		Args:      []string{"--verbosity", "info"},
 		Ports:     []corev1.ContainerPort{{Name: "healthcheck", ContainerPort: HealthcheckPort}},
 		Resources: *in.Settings.HealthcheckResources.DeepCopy(),
 	}
 }
 
-func setLocalDNS(pod *corev1.Pod, namespace, domain string) {
-	pod.Spec.HostAliases = append(pod.Spec.HostAliases, corev1.HostAlias{IP: localDNSProxyIP, Hostnames: []string{localDNSProxyHostname}})
+// setLocalDNS makes the controller Service (server) the pod's only DNS
+// server, with the search list and ndots of ClusterFirst.
+func setLocalDNS(pod *corev1.Pod, server string, m Mesh, namespace string) {
+	pod.Spec.HostAliases = append(pod.Spec.HostAliases, corev1.HostAlias{IP: server, Hostnames: []string{ControllerServiceName + "." + m.FSMNamespace}})
 	pod.Spec.DNSPolicy = corev1.DNSNone
+	domain := m.ClusterDomain
 	pod.Spec.DNSConfig = &corev1.PodDNSConfig{
-		Nameservers: []string{localDNSProxyIP},
+		Nameservers: []string{server},
 		Searches:    []string{namespace + ".svc." + domain, "svc." + domain, domain},
 		Options:     []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("5")}},
 	}

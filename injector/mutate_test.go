@@ -69,9 +69,9 @@ func TestMutateAnnotationErrors(t *testing.T) {
 		{name: "resource request unparsable on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "ephemeral-storage": "1Q"},
 			want: `invalid quantity "1Q" specified for annotation "flomesh.io/sidecar-resource-requests-ephemeral-storage"`},
 		{name: "no sidecar image", mesh: func(m *Mesh) { m.SidecarImage = "" },
-			want: "MeshConfig sidecar.sidecarImage not set"},
+			want: "sidecar image not set: set MeshConfig spec.sidecar.sidecarImage, flag --sidecar-image or env FSM_DEFAULT_SIDECAR_IMAGE"},
 		{name: "no init image", mesh: func(m *Mesh) { m.InitImage = "" },
-			want: "MeshConfig sidecar.initContainerImage not set"},
+			want: "fsm-init container image not set: set flag --init-container-image or env FSM_DEFAULT_INIT_CONTAINER_IMAGE"},
 		{name: "meshconfig bad IP range", set: func(s *Settings) { s.OutboundIPRangeExclusionList = []string{"10.0.0.0/8", "fd00::/129"} },
 			want: `MeshConfig spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{name: "meshconfig bad interface", set: func(s *Settings) { s.NetworkInterfaceExclusionList = []string{"eth0$(reboot)"} },
@@ -87,7 +87,11 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: `container "app" liveness probe: named port "web" not found in the container's ports`},
 		{name: "tcp probe without healthcheck image", mesh: func(m *Mesh) { m.HealthcheckImage = "" },
 			probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intOrStr("8080")}}},
-			want:  "healthcheck container image not set"},
+			want:  "the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"},
+		{name: "repo server host name invalid", set: func(s *Settings) { s.RepoServerIPAddr = "repo server" },
+			want: `MeshConfig spec.repoServer.ipaddr "repo server" is neither an IP address nor a host name`},
+		{name: "local DNS proxy without the controller Service", set: func(s *Settings) { s.LocalDNSProxy = true },
+			want: "MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller does not exist: its ClusterIP is the DNS server of meshed pods; install FSM's controller or disable the local DNS proxy"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,24 +192,85 @@ func TestControllerOf(t *testing.T) {
 }
 
 func TestRepoURL(t *testing.T) {
-	cn := "u.sidecar.sa.ns.cluster.local"
+	// FSM's controller serves each sidecar's configuration under the
+	// certificate CN without the trust domain.
+	prefix := CNPrefix("u", "sa", "ns")
+	if prefix != "u.sidecar.sa.ns" {
+		t.Fatalf("CNPrefix = %s", prefix)
+	}
 	tests := []struct {
 		ip, codebase string
 		port         int
 		want         string
 	}{
-		{"127.0.0.1", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/" + cn + "/"},
-		{"", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/" + cn + "/"},
-		{"10.1.2.3", "", 6061, "http://10.1.2.3:6061/repo/fsm-sidecar/" + cn + "/"},
-		{"127.0.0.1", "/cb/", 6060, "http://fsm-controller.fsm-system:6060/repo/cb/fsm-sidecar/" + cn + "/"},
-		{"fd00::1", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/" + cn + "/"},
+		{"127.0.0.1", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"127.1.2.3", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"localhost", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"LocalHost", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"::1", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"10.1.2.3", "", 6061, "http://10.1.2.3:6061/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"repo.example.com", "", 6060, "http://repo.example.com:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"fsm-controller.other-ns", "", 6060, "http://fsm-controller.other-ns:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"127.0.0.1", "mesh-a", 6060, "http://fsm-controller.fsm-system:6060/repo/mesh-a/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"127.0.0.1", "/cb/", 6060, "http://fsm-controller.fsm-system:6060/repo/cb/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"fd00::1", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 	}
 	for _, tc := range tests {
 		s := DefaultSettings()
 		s.RepoServerIPAddr, s.RepoServerCodebase, s.RepoServerPort = tc.ip, tc.codebase, tc.port
-		if got := repoURL(s, testMesh, cn); got != tc.want {
-			t.Errorf("repoURL(%q,%q,%d) = %s, want %s", tc.ip, tc.codebase, tc.port, got, tc.want)
+		got, err := repoURL(s, testMesh, prefix)
+		if err != nil || got != tc.want {
+			t.Errorf("repoURL(%q,%q,%d) = %s, %v; want %s", tc.ip, tc.codebase, tc.port, got, err, tc.want)
 		}
+	}
+}
+
+func TestLocalDNS(t *testing.T) {
+	svc := func(ip string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: ControllerServiceName}, Spec: corev1.ServiceSpec{ClusterIP: ip}}
+	}
+	tests := []struct {
+		name    string
+		svc     *corev1.Service
+		want    string
+		wantErr string
+	}{
+		{"cluster IP", svc("10.96.200.10"), "10.96.200.10", ""},
+		{"IPv6 cluster IP", svc("fd00:10:96::a"), "fd00:10:96::a", ""},
+		{"missing", nil, "", "MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller does not exist"},
+		{"headless", svc("None"), "", `MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller has no ClusterIP (clusterIP "None")`},
+		{"no IP yet", svc(""), "", `MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller has no ClusterIP (clusterIP "")`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := DefaultSettings()
+			s.LocalDNSProxy = true
+			mut, err := Mutate(MutateInput{Pod: simplePod(nil), Namespace: monitoredNamespace("app", nil), Settings: s, Mesh: testMesh,
+				ProxyUUID: "u-1", ControllerService: tc.svc})
+			if tc.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want prefix %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := mut.Pod.Spec
+			if spec.DNSPolicy != corev1.DNSNone || spec.DNSConfig == nil || len(spec.DNSConfig.Nameservers) != 1 || spec.DNSConfig.Nameservers[0] != tc.want {
+				t.Fatalf("dnsPolicy %s, dnsConfig %+v; want None with nameserver %s", spec.DNSPolicy, spec.DNSConfig, tc.want)
+			}
+			if got := strings.Join(spec.DNSConfig.Searches, " "); got != "app.svc.cluster.local svc.cluster.local cluster.local" {
+				t.Errorf("searches %q", got)
+			}
+			if o := spec.DNSConfig.Options; len(o) != 1 || o[0].Name != "ndots" || o[0].Value == nil || *o[0].Value != "5" {
+				t.Errorf("options %+v, want ndots 5", o)
+			}
+			if len(spec.HostAliases) != 1 || spec.HostAliases[0].IP != tc.want || strings.Join(spec.HostAliases[0].Hostnames, ",") != "fsm-controller.fsm-system" {
+				t.Errorf("hostAliases %+v, want %s fsm-controller.fsm-system", spec.HostAliases, tc.want)
+			}
+		})
 	}
 }
 
@@ -243,7 +308,7 @@ func TestDescribeInjection(t *testing.T) {
 	}
 	want := "pod app/p: proxy uuid u-1, bootstrap Secret sidecar-bootstrap-config-u-1\n" +
 		"  init container  fsm-init         flomesh/fsm-sidecar-init:1.5.1\n" +
-		"  init container  sidecar          flomesh/pipy:1.5.14 (native sidecar)\n" +
+		"  init container  sidecar          flomesh/pipy:1.5.12 (native sidecar)\n" +
 		"  container       app              app\n"
 	if got := DescribeInjection(mut.Pod); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

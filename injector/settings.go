@@ -41,13 +41,26 @@ const (
 	DefaultRepoServerPort         = 6060
 	DefaultSidecarLogLevel        = "error"
 	sidecarCertOrganization       = "Flomesh Service Mesh"
-	localDNSProxyIP               = "127.0.0.153"
-	localDNSProxyHostname         = "fsm.local"
 	waitPipyCommand               = "/usr/local/bin/wait-pipy"
 	gracefulKillCommand           = "/usr/local/bin/gkill"
-	controllerServiceName         = "fsm-controller"
-	defaultClusterDomain          = "cluster.local"
-	defaultTrustDomain            = "cluster.local"
+	// healthcheckCommand: the fsm-healthcheck image has no entrypoint.
+	healthcheckCommand   = "/fsm-healthcheck"
+	defaultClusterDomain = "cluster.local"
+	defaultTrustDomain   = "cluster.local"
+)
+
+// ControllerServiceName is FSM's controller Service in the fsm namespace
+// (FSM's CONTROLLER_SVC_NAME). Sidecars fetch their configuration from it
+// (the repo URL), and with spec.sidecar.localDNSProxy.enable its ClusterIP is
+// the pod's DNS server.
+const ControllerServiceName = "fsm-controller"
+
+// The images FSM v1.5.1 injects by default, used when neither a MeshConfig,
+// a namespace or pod annotation, nor a flag / FSM_DEFAULT_*_IMAGE names one.
+const (
+	DefaultSidecarImage     = "flomesh/pipy:1.5.12"
+	DefaultInitImage        = "flomesh/fsm-sidecar-init:1.5.1"
+	DefaultHealthcheckImage = "flomesh/fsm-healthcheck:1.5.1"
 )
 
 // DefaultBootstrapCertValidity is the validity of a sidecar's bootstrap

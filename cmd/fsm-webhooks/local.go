@@ -56,15 +56,6 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 	if !changed("health-probe-bind-address") {
 		o.healthProbeAddr = "127.0.0.1:8081"
 	}
-	if o.sidecarImage == "" {
-		o.sidecarImage = "flomesh/pipy:1.5.14"
-	}
-	if o.initImage == "" {
-		o.initImage = "flomesh/fsm-init:1.5.0"
-	}
-	if o.healthcheckImage == "" {
-		o.healthcheckImage = "flomesh/fsm-healthcheck:1.5.0"
-	}
 
 	crds, err := chart.CRDs()
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 // options are the flags every subcommand shares (env FSM_<FLAG> too).
@@ -83,12 +85,41 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables")
 	fs.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.sidecarImage, "sidecar-image", os.Getenv("FSM_DEFAULT_SIDECAR_IMAGE"), "default Pipy sidecar image (env FSM_DEFAULT_SIDECAR_IMAGE)")
-	fs.StringVar(&o.initImage, "init-container-image", os.Getenv("FSM_DEFAULT_INIT_CONTAINER_IMAGE"), "default fsm-init image (env FSM_DEFAULT_INIT_CONTAINER_IMAGE)")
-	fs.StringVar(&o.healthcheckImage, "healthcheck-container-image", os.Getenv("FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"), "default fsm-healthcheck image (env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE)")
+	for _, img := range imageFlags(o) {
+		fs.StringVar(img.value, img.flag, envOr(img.env, img.builtIn), img.usage)
+	}
 	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
 	fs.DurationVar(&o.rootRotationGrace, "root-rotation-grace-period", 24*time.Hour, "how long an old root stays trusted after certificates are re-issued from the new one")
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
+}
+
+// imageFlag is a default image injected into meshed pods: flag, FSM's env
+// variable (FSM_DEFAULT_*_IMAGE), FSM v1.5.1's image, and the MeshConfig
+// field that overrides it (if any).
+type imageFlag struct {
+	value                       *string
+	flag, env, builtIn, mcField string
+	usage                       string
+}
+
+func imageFlags(o *options) []imageFlag {
+	return []imageFlag{
+		{&o.sidecarImage, "sidecar-image", "FSM_DEFAULT_SIDECAR_IMAGE", injector.DefaultSidecarImage, "spec.sidecar.sidecarImage",
+			"default Pipy sidecar image (env FSM_DEFAULT_SIDECAR_IMAGE); MeshConfig spec.sidecar.sidecarImage and annotation flomesh.io/sidecar-image override it"},
+		{&o.initImage, "init-container-image", "FSM_DEFAULT_INIT_CONTAINER_IMAGE", injector.DefaultInitImage, "",
+			"fsm-init (iptables) init container image (env FSM_DEFAULT_INIT_CONTAINER_IMAGE)"},
+		{&o.healthcheckImage, "healthcheck-container-image", "FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE", injector.DefaultHealthcheckImage, "",
+			"fsm-healthcheck container image, added for TCP and HTTPS probes (env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE)"},
+	}
+}
+
+// envOr is env name's value, or def when it is unset or empty (a chart
+// rendering an empty value means "the default").
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // applyEnv sets every flag the command line did not set from FSM_<FLAG>
@@ -156,6 +187,15 @@ func (o *options) validate() error {
 	for _, err := range checks {
 		if err != nil {
 			return err
+		}
+	}
+	for _, img := range imageFlags(o) {
+		if strings.TrimSpace(*img.value) == "" {
+			where := "flag --" + img.flag + " or env " + img.env
+			if img.mcField != "" {
+				where += " (MeshConfig " + img.mcField + " overrides it per mesh)"
+			}
+			return usageErrorf("invalid value %q for --%s: an image must be set; leave %s unset for %s", *img.value, img.flag, where, img.builtIn)
 		}
 	}
 	if o.rootAutoRotateBefore < 0 {

@@ -30,6 +30,10 @@ func TestFlagErrors(t *testing.T) {
 		{"extra argument", []string{"serve", "now"}, nil, "takes no arguments"},
 		{"bad env", []string{"serve"}, map[string]string{"FSM_INJECTOR_PORT": "x"}, `invalid value "x" for --injector-port (from env FSM_INJECTOR_PORT)`},
 		{"env validated too", []string{"serve"}, map[string]string{"FSM_MESH_NAME": "Bad"}, `invalid value "Bad" for --mesh-name`},
+		{"empty sidecar image", []string{"serve", "--sidecar-image="}, nil,
+			`invalid value "" for --sidecar-image: an image must be set; leave flag --sidecar-image or env FSM_DEFAULT_SIDECAR_IMAGE (MeshConfig spec.sidecar.sidecarImage overrides it per mesh) unset for flomesh/pipy:1.5.12`},
+		{"empty init image from env", []string{"serve"}, map[string]string{"FSM_INIT_CONTAINER_IMAGE": " "},
+			`invalid value " " for --init-container-image: an image must be set; leave flag --init-container-image or env FSM_DEFAULT_INIT_CONTAINER_IMAGE unset for flomesh/fsm-sidecar-init:1.5.1`},
 		{"status output", []string{"certs", "status", "-o", "yaml"}, nil, `invalid value "yaml" for --output`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,5 +70,42 @@ func TestEnvFillsUnsetFlags(t *testing.T) {
 	}
 	if o.meshName != "blue" || o.fsmNamespace != "from-flag" {
 		t.Fatalf("mesh %q namespace %q; want blue, from-flag", o.meshName, o.fsmNamespace)
+	}
+}
+
+// TestImageDefaults: flag > FSM_DEFAULT_*_IMAGE (FSM's names) > FSM v1.5.1's
+// images; an empty FSM_DEFAULT_* (a chart rendering an empty value) means the
+// default.
+func TestImageDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		args                       []string
+		env                        map[string]string
+		sidecar, init, healthcheck string
+	}{
+		{"built-in", nil, nil, "flomesh/pipy:1.5.12", "flomesh/fsm-sidecar-init:1.5.1", "flomesh/fsm-healthcheck:1.5.1"},
+		{"FSM env", nil, map[string]string{"FSM_DEFAULT_SIDECAR_IMAGE": "r/pipy:1", "FSM_DEFAULT_INIT_CONTAINER_IMAGE": "r/init:1",
+			"FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE": "r/hc:1"}, "r/pipy:1", "r/init:1", "r/hc:1"},
+		{"empty FSM env", nil, map[string]string{"FSM_DEFAULT_SIDECAR_IMAGE": ""}, "flomesh/pipy:1.5.12", "flomesh/fsm-sidecar-init:1.5.1", "flomesh/fsm-healthcheck:1.5.1"},
+		{"flag beats env", []string{"--sidecar-image=f/pipy:2"}, map[string]string{"FSM_DEFAULT_SIDECAR_IMAGE": "r/pipy:1"},
+			"f/pipy:2", "flomesh/fsm-sidecar-init:1.5.1", "flomesh/fsm-healthcheck:1.5.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			o := &options{}
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			o.addFlags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyEnv(fs); err != nil {
+				t.Fatal(err)
+			}
+			if o.sidecarImage != tc.sidecar || o.initImage != tc.init || o.healthcheckImage != tc.healthcheck {
+				t.Fatalf("images %q %q %q; want %q %q %q", o.sidecarImage, o.initImage, o.healthcheckImage, tc.sidecar, tc.init, tc.healthcheck)
+			}
+		})
 	}
 }

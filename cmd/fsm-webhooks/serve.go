@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os/signal"
 	"slices"
@@ -160,6 +161,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	byObject := map[client.Object]cache.ByObject{}
 	if slices.Contains(sf.webhooks, hookInjector) {
 		byObject = injector.CacheByObject()
+		maps.Copy(byObject, injector.ControllerServiceCacheByObject(o.fsmNamespace))
 	}
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme:                 scheme,
@@ -260,6 +262,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		h, err := injector.NewHandler(injector.Options{
 			Client:     direct,
 			Namespaces: mgr.GetClient(),
+			Services:   mgr.GetClient(),
 			MeshConfig: &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: o.fsmNamespace, Name: meshConfigName,
 				Logger: log.WithName("injector")},
 			Issuer:                issuer,
