@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	vaultapi "github.com/hashicorp/vault/api"
 	"k8s.io/client-go/kubernetes"
 
@@ -57,6 +58,9 @@ type Options struct {
 	// MaxRetries on 5xx and connection errors; nil means the client's
 	// default (2). Set it to 0 to fail fast.
 	MaxRetries *int
+	// Logger receives the warning when Vault grants a shorter validity
+	// than requested; the zero value discards it.
+	Logger logr.Logger
 }
 
 // Validate checks the options with FSM's wording.
@@ -97,6 +101,8 @@ type Issuer struct {
 
 	mu        sync.Mutex
 	issuingCA []byte // CA that signed the latest certificate
+
+	clamps clampLog
 }
 
 var _ certs.Issuer = (*Issuer)(nil)
@@ -140,6 +146,9 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	if mount == "" {
 		mount = DefaultMount
 	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.Discard()
+	}
 	return &Issuer{opts: opts, client: c, mount: strings.Trim(mount, "/")}, nil
 }
 
@@ -151,9 +160,13 @@ func (i *Issuer) Provider() string { return ProviderName }
 // the key type, so req.KeyAlgorithm and req.Organization are not used.
 //
 // When the TTL is above what the role (or mount) allows, Vault does not fail:
-// it issues a shorter certificate and adds a warning. A certificate shorter
-// than asked breaks the caller's rotation schedule, so that is an error
-// naming both durations.
+// it issues a shorter certificate and adds a warning. That certificate is
+// returned as it is, as FSM does: FSM's documented role has max_ttl 24h while
+// serving and bootstrap certificates are asked for a decade, and callers
+// schedule renewal from the certificate's own NotBefore/NotAfter. Each
+// shortening counts in fsm_webhooks_vault_ttl_clamped_total and is logged
+// once per distinct (requested, granted) pair: nothing renews a sidecar's
+// bootstrap certificate, so the operator must raise the role's max_ttl.
 func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
 	c, err := i.issue(ctx, req)
 	if err != nil {
@@ -209,14 +222,6 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if !certs.KeyMatches(key, leaf.PublicKey) {
 		return nil, fmt.Errorf("%s: private_key does not match the certificate", path)
 	}
-	if got := leaf.NotAfter.Sub(start); got < req.Validity-time.Second || ttlWarning(resp.Warnings) != "" {
-		msg := fmt.Sprintf("requested validity %s is above what Vault role %q allows: Vault issued a certificate valid for only %s",
-			req.Validity, i.opts.Role, displayValidity(got))
-		if w := ttlWarning(resp.Warnings); w != "" {
-			msg += " (Vault: " + w + ")"
-		}
-		return nil, errors.New(msg + "; raise the role's max_ttl or lower the requested validity")
-	}
 	if issuingCA != "" {
 		i.mu.Lock()
 		i.issuingCA = []byte(issuingCA)
@@ -229,6 +234,9 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	keyOut, err := certs.EncodeKeyPEM(key)
 	if err != nil {
 		return nil, err
+	}
+	if granted, w := leaf.NotAfter.Sub(start), ttlWarning(resp.Warnings); w != "" || shortened(req.Validity, granted) {
+		i.reportClamp(req, granted, w)
 	}
 	return &certs.Certificate{CertPEM: []byte(certPEM), KeyPEM: keyOut, CABundle: bundle, NotAfter: leaf.NotAfter}, nil
 }

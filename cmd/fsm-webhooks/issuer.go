@@ -66,7 +66,7 @@ func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.
 		return vault.New(ctx, vault.Options{
 			Host: o.vaultHost, Port: o.vaultPort, Protocol: o.vaultProtocol, Role: o.vaultRole,
 			Token: o.vaultToken, TokenSecretName: o.vaultTokenSecretName, TokenSecretKey: o.vaultTokenSecretKey,
-			TokenSecretNamespace: o.fsmNamespace, Secrets: cs,
+			TokenSecretNamespace: o.fsmNamespace, Secrets: cs, Logger: log.WithName("vault"),
 		})
 	case certmanager.ProviderName:
 		cm, err := cmclient.NewForConfig(cfg)
