@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -193,7 +194,16 @@ func TestE2E(t *testing.T) {
 	})
 
 	t.Run("policy kinds", func(t *testing.T) {
-		policyCases(ctx, t, c)
+		policyCases(ctx, t, c, env.Config)
+	})
+
+	t.Run("policy kinds, strict", func(t *testing.T) {
+		strictURL := serveValidator(ctx, t, validator.Options{
+			Reader: c, MeshName: "fsm", FSMNamespace: fsmNS, MeshConfigName: meshConfig,
+			ValidateTrafficTarget: true, StrictPolicyValidation: true, Logger: testr.New(t),
+		})
+		reroute(ctx, t, c, strictURL)
+		strictPolicyCases(ctx, t, c, env.Config)
 	})
 
 	t.Run("delete of the mesh MeshConfig", func(t *testing.T) {
@@ -221,24 +231,39 @@ func TestE2E(t *testing.T) {
 	})
 }
 
-func policyCases(ctx context.Context, t *testing.T, c client.Client) {
-	obj := func(apiVersion, kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
-		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
-		u.SetNamespace(ns)
-		u.SetName(name)
-		return u
-	}
-	const pol = "policy.flomesh.io/v1alpha1"
-	const plug = "plugin.flomesh.io/v1alpha1"
-	backend := func(name string, port int64) map[string]any {
-		return map[string]any{"name": name, "port": map[string]any{"number": port, "protocol": "http"}}
-	}
-	ipSource := []any{map[string]any{"kind": "IPRange", "name": "10.0.0.0/8"}}
+func obj(apiVersion, kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "spec": spec}}
+	u.SetNamespace(ns)
+	u.SetName(name)
+	return u
+}
 
+const (
+	pol  = "policy.flomesh.io/v1alpha1"
+	plug = "plugin.flomesh.io/v1alpha1"
+)
+
+func backend(name string, port int64) map[string]any {
+	return map[string]any{"name": name, "port": map[string]any{"number": port, "protocol": "http"}}
+}
+
+var (
+	ipSource             = []any{map[string]any{"kind": "IPRange", "name": "10.0.0.0/8"}}
+	httpsNoMTLSPrincipal = map[string]any{
+		"backends": []any{map[string]any{"name": "web", "port": map[string]any{"number": int64(443), "protocol": "https"}, "tls": map[string]any{"skipClientCertValidation": false}}},
+		"sources":  ipSource}
+)
+
+const notEnforced = "(warning only: FSM v1.5.1 did not enforce this; strict policy validation denies it)"
+
+// policyCases run in the default mode: FSM's rules deny, the ones FSM never
+// applied warn.
+func policyCases(ctx context.Context, t *testing.T, c client.Client, cfg *rest.Config) {
 	t.Run("IngressBackend conflicts read through the Reader", func(t *testing.T) {
 		mustCreate(ctx, t, c, obj(pol, "IngressBackend", "apps", "first", map[string]any{"backends": []any{backend("web", 80)}, "sources": ipSource}))
-		wantDenied(t, c.Create(ctx, obj(pol, "IngressBackend", "apps", "second", map[string]any{"backends": []any{backend("web", 80)}, "sources": ipSource})),
-			"duplicate backends detected\n[+] IngressBackend apps/second conflicts with apps/first:\nBackend web specified in second and first conflicts")
+		// FSM's conflict lookup never matched: a warning, on one line.
+		wantWarned(ctx, t, cfg, obj(pol, "IngressBackend", "apps", "second", map[string]any{"backends": []any{backend("web", 80)}, "sources": ipSource}),
+			"duplicate backends detected [+] IngressBackend apps/second conflicts with apps/first: Backend web specified in second and first conflicts "+notEnforced)
 		// Same backend on another port is fine; updating "first" itself is fine.
 		mustCreate(ctx, t, c, obj(pol, "IngressBackend", "apps", "third", map[string]any{"backends": []any{backend("web", 81)}, "sources": ipSource}))
 		wantDenied(t, c.Create(ctx, obj(pol, "IngressBackend", "apps", "bad", map[string]any{
@@ -248,11 +273,10 @@ func policyCases(ctx context.Context, t *testing.T, c client.Client) {
 			"'source.namespace' not specified for source kind Service")
 	})
 
-	t.Run("AccessControl", func(t *testing.T) {
-		wantDenied(t, c.Create(ctx, obj(pol, "AccessControl", "apps", "acl", map[string]any{
-			"backends": []any{map[string]any{"name": "web", "port": map[string]any{"number": int64(443), "protocol": "https"}, "tls": map[string]any{"skipClientCertValidation": false}}},
-			"sources":  ipSource})),
-			"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source")
+	t.Run("AccessControl, a kind FSM never routes", func(t *testing.T) {
+		wantWarned(ctx, t, cfg, obj(pol, "AccessControl", "apps", "acl", httpsNoMTLSPrincipal),
+			"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source "+notEnforced)
+		mustCreate(ctx, t, c, obj(pol, "AccessControl", "apps", "acl", httpsNoMTLSPrincipal)) // stored for the strict cases
 	})
 
 	t.Run("Egress", func(t *testing.T) {
@@ -261,13 +285,13 @@ func policyCases(ctx context.Context, t *testing.T, c client.Client) {
 			"Expected 'matches.apiGroup' to be one of [specs.smi-spec.io/v1alpha4 policy.flomesh.io/v1alpha1], got: <unset>")
 	})
 
-	t.Run("UpstreamTrafficSetting host unique in namespace", func(t *testing.T) {
+	t.Run("UpstreamTrafficSetting, a kind FSM never routes", func(t *testing.T) {
 		mustCreate(ctx, t, c, obj(pol, "UpstreamTrafficSetting", "apps", "u1", map[string]any{"host": "web.apps.svc.cluster.local"}))
-		wantDenied(t, c.Create(ctx, obj(pol, "UpstreamTrafficSetting", "apps", "u2", map[string]any{"host": "web.apps.svc.cluster.local"})),
-			"UpstreamTrafficSetting apps/u2 conflicts with apps/u1 since they have the same host web.apps.svc.cluster.local")
+		wantWarned(ctx, t, cfg, obj(pol, "UpstreamTrafficSetting", "apps", "u2", map[string]any{"host": "web.apps.svc.cluster.local"}),
+			"UpstreamTrafficSetting apps/u2 conflicts with apps/u1 since they have the same host web.apps.svc.cluster.local "+notEnforced)
 		mustCreate(ctx, t, c, obj(pol, "UpstreamTrafficSetting", "v1alpha1", "u2", map[string]any{"host": "web.apps.svc.cluster.local"}))
-		wantDenied(t, c.Create(ctx, obj(pol, "UpstreamTrafficSetting", "apps", "u3", map[string]any{"host": "web"})),
-			`spec.host: Invalid value: "web": invalid FQDN specified as host`)
+		wantWarned(ctx, t, cfg, obj(pol, "UpstreamTrafficSetting", "apps", "u3", map[string]any{"host": "web"}),
+			`spec.host: Invalid value: "web": invalid FQDN specified as host `+notEnforced)
 	})
 
 	t.Run("EgressGateway global defined once in the cluster", func(t *testing.T) {
@@ -284,10 +308,12 @@ func policyCases(ctx context.Context, t *testing.T, c client.Client) {
 	})
 
 	t.Run("feature flags read from the MeshConfig", func(t *testing.T) {
-		wantDenied(t, c.Create(ctx, obj(plug, "Plugin", "apps", "p", map[string]any{"script": "pipy()"})), "FSM is prohibited to apply plugin policy")
+		// Plugin is cluster-scoped (FSM's CRD): the rule must still reach it.
+		wantDenied(t, c.Create(ctx, obj(plug, "Plugin", "", "p", map[string]any{"pipyscript": "pipy()"})), "FSM is prohibited to apply plugin policy")
 		wantDenied(t, c.Create(ctx, obj(plug, "PluginChain", "apps", "pc", map[string]any{})), "FSM is prohibited to apply plugin policy")
 		wantDenied(t, c.Create(ctx, obj(plug, "PluginConfig", "apps", "pcfg", map[string]any{})), "FSM is prohibited to apply plugin policy")
-		wantDenied(t, c.Create(ctx, obj(pol, "AccessCert", "apps", "ac", map[string]any{})), "FSM is prohibited to issue certificates for external services")
+		wantWarned(ctx, t, cfg, obj(pol, "AccessCert", "apps", "ac", map[string]any{}),
+			"FSM is prohibited to issue certificates for external services "+notEnforced)
 
 		mc := presetMeshConfig(t)
 		if err := c.Get(ctx, client.ObjectKeyFromObject(mc), mc); err != nil {
@@ -298,10 +324,65 @@ func policyCases(ctx context.Context, t *testing.T, c client.Client) {
 		if err := c.Update(ctx, mc); err != nil {
 			t.Fatal(err)
 		}
-		wantDenied(t, c.Create(ctx, obj(plug, "Plugin", "apps", "p", map[string]any{"script": ""})), "plugin[p.apps] is missing pipy script")
-		mustCreate(ctx, t, c, obj(plug, "Plugin", "apps", "p", map[string]any{"script": "pipy()"}))
+		wantDenied(t, c.Create(ctx, obj(plug, "Plugin", "", "p", map[string]any{"script": "pipy()"})), "plugin[p.] is missing pipy script")
+		mustCreate(ctx, t, c, obj(plug, "Plugin", "", "p", map[string]any{"pipyscript": "pipy()"}))
 		mustCreate(ctx, t, c, obj(pol, "AccessCert", "apps", "ac", map[string]any{}))
 	})
+}
+
+// strictPolicyCases run with StrictPolicyValidation: what FSM never applied
+// is denied with FSM's message; a problem already stored still only warns.
+func strictPolicyCases(ctx context.Context, t *testing.T, c client.Client, cfg *rest.Config) {
+	t.Run("what FSM never applied is denied", func(t *testing.T) {
+		wantDenied(t, c.Create(ctx, obj(pol, "IngressBackend", "apps", "second", map[string]any{"backends": []any{backend("web", 80)}, "sources": ipSource})),
+			"duplicate backends detected\n[+] IngressBackend apps/second conflicts with apps/first:\nBackend web specified in second and first conflicts")
+		wantDenied(t, c.Create(ctx, obj(pol, "AccessControl", "apps", "acl2", httpsNoMTLSPrincipal)),
+			"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source")
+		wantDenied(t, c.Create(ctx, obj(pol, "UpstreamTrafficSetting", "apps", "u3", map[string]any{"host": "web"})),
+			`spec.host: Invalid value: "web": invalid FQDN specified as host`)
+	})
+
+	t.Run("update ratchets: stored problems warn, new ones deny", func(t *testing.T) {
+		acl := &unstructured.Unstructured{}
+		acl.SetAPIVersion(pol)
+		acl.SetKind("AccessControl")
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "acl"}, acl); err != nil {
+			t.Fatal(err)
+		}
+		acl.SetLabels(map[string]string{"edited": "yes"})
+		wantWarned(ctx, t, cfg, acl,
+			"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source (already stored: allowed unchanged, please fix)")
+		setField(t, acl, []any{map[string]any{"kind": "IPRange", "name": "10.0.0.0"}}, "spec", "sources")
+		wantDenied(t, c.Update(ctx, acl), "Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '10.0.0.0'")
+	})
+}
+
+// wantWarned creates (or, when it has a resourceVersion, updates) o as a
+// dry run and checks it is allowed with a warning equal to want.
+func wantWarned(ctx context.Context, t *testing.T, cfg *rest.Config, o *unstructured.Unstructured, want string) {
+	t.Helper()
+	var mu sync.Mutex
+	var warnings []string
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.WarningHandler = warningFunc(func(msg string) { mu.Lock(); warnings = append(warnings, msg); mu.Unlock() })
+	wc, err := client.New(wcfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = o.DeepCopy()
+	if o.GetResourceVersion() != "" {
+		err = wc.Update(ctx, o, client.DryRunAll)
+	} else {
+		err = wc.Create(ctx, o, client.DryRunAll)
+	}
+	if err != nil {
+		t.Fatalf("%s %s: want allowed with warning %q, got %v", o.GetKind(), o.GetName(), want, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(warnings, want) {
+		t.Errorf("%s %s: warnings %q lack %q", o.GetKind(), o.GetName(), warnings, want)
+	}
 }
 
 type warningFunc func(string)
@@ -432,6 +513,32 @@ func register(ctx context.Context, t *testing.T, c client.Client, url string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("webhook not active after 30s: last result %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// reroute points the registered configuration at url (served with the CA
+// now in caPEM) and waits until an UpstreamTrafficSetting that only the
+// strict validator denies is denied.
+func reroute(ctx context.Context, t *testing.T, c client.Client, url string) {
+	t.Helper()
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Get(ctx, client.ObjectKey{Name: "fsm-validator-mesh-fsm"}, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+	if err := c.Update(ctx, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Create(ctx, obj(pol, "UpstreamTrafficSetting", "apps", "probe", map[string]any{"host": "probe"}), client.DryRunAll)
+		if err != nil && strings.Contains(err.Error(), "invalid FQDN specified as host") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strict validator not active after 30s: last result %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

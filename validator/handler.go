@@ -52,6 +52,12 @@ type Options struct {
 	// ValidateTrafficTarget enables the TrafficTarget namespace rule (FSM
 	// flag --validate-traffic-target, on by default there).
 	ValidateTrafficTarget bool
+	// StrictPolicyValidation denies what FSM v1.5.1 as deployed never
+	// enforced (policy.Finding.BeyondFSM: the kinds its registration skips,
+	// the rules its bugs skip). Off, those are warnings, so manifests FSM
+	// accepted keep applying after the switch (flag
+	// --strict-policy-validation).
+	StrictPolicyValidation bool
 	// Logger for decisions; requests are logged at V(1), denials at V(0).
 	Logger logr.Logger
 }
@@ -114,7 +120,7 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("%s %s: no object in the request", req.Operation, gvk.Kind))
 	}
-	msgs, err := v(ctx, h, req.Object.Raw)
+	found, err := v(ctx, h, req, req.Object.Raw)
 	if err != nil {
 		var bad badObjectError
 		if errors.As(err, &bad) {
@@ -123,10 +129,24 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 		log.Error(err, "validating")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	if len(msgs) > 0 {
-		return admission.Denied(strings.Join(msgs, "\n"))
+	var stored []policy.Finding
+	if req.Operation == admissionv1.Update && len(found) > 0 && len(req.OldObject.Raw) > 0 {
+		// Ratchet: the stored object's own findings only warn.
+		stored, err = v(ctx, h, req, req.OldObject.Raw)
+		var bad badObjectError
+		switch {
+		case errors.As(err, &bad):
+			stored = nil // an unreadable stored object excuses nothing
+		case err != nil:
+			log.Error(err, "validating the stored object")
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
 	}
-	return admission.Allowed("")
+	verdict := policy.Decide(found, stored, h.opts.StrictPolicyValidation)
+	if len(verdict.Denials) > 0 {
+		return admission.Denied(strings.Join(verdict.Denials, "\n")).WithWarnings(verdict.Warnings...)
+	}
+	return admission.Allowed("").WithWarnings(verdict.Warnings...)
 }
 
 // meshConfig validates MeshConfig CREATE, UPDATE and DELETE.
@@ -193,39 +213,42 @@ type badObjectError struct{ error }
 
 func (e badObjectError) Unwrap() error { return e.error }
 
-type policyValidator func(ctx context.Context, h *Handler, raw []byte) ([]string, error)
+// policyValidator finds the problems of one object (raw: the request's
+// object or, for ratcheting, its old object); req supplies the name and
+// namespace an object without metadata lacks.
+type policyValidator func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error)
 
 func gvkOf(groupVersion, kind string) schema.GroupVersionKind {
 	return schema.FromAPIVersionAndKind(groupVersion, kind)
 }
 
 var policyValidators = map[schema.GroupVersionKind]policyValidator{
-	gvkOf(policy.AccessGroupVersion, policy.KindTrafficTarget): func(_ context.Context, h *Handler, raw []byte) ([]string, error) {
+	gvkOf(policy.AccessGroupVersion, policy.KindTrafficTarget): func(_ context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
 		if !h.opts.ValidateTrafficTarget {
 			return nil, nil
 		}
 		var t policy.TrafficTarget
-		if err := decode(raw, &t); err != nil {
+		if err := decode(raw, req, &t, &t.Metadata); err != nil {
 			return nil, err
 		}
 		return policy.ValidateTrafficTarget(&t), nil
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindIngressBackend): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
-		return h.backendPolicy(ctx, raw, policy.KindIngressBackend, policy.ValidateIngressBackend)
+	gvkOf(policy.PolicyGroupVersion, policy.KindIngressBackend): func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
+		return h.backendPolicy(ctx, req, raw, policy.KindIngressBackend, policy.ValidateIngressBackend)
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindAccessControl): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
-		return h.backendPolicy(ctx, raw, policy.KindAccessControl, policy.ValidateAccessControl)
+	gvkOf(policy.PolicyGroupVersion, policy.KindAccessControl): func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
+		return h.backendPolicy(ctx, req, raw, policy.KindAccessControl, policy.ValidateAccessControl)
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindEgress): func(_ context.Context, _ *Handler, raw []byte) ([]string, error) {
+	gvkOf(policy.PolicyGroupVersion, policy.KindEgress): func(_ context.Context, _ *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
 		var e policy.Egress
-		if err := decode(raw, &e); err != nil {
+		if err := decode(raw, req, &e, &e.Metadata); err != nil {
 			return nil, err
 		}
 		return policy.ValidateEgress(&e), nil
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindUpstreamTrafficSetting): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+	gvkOf(policy.PolicyGroupVersion, policy.KindUpstreamTrafficSetting): func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
 		var u policy.UpstreamTrafficSetting
-		if err := decode(raw, &u); err != nil {
+		if err := decode(raw, req, &u, &u.Metadata); err != nil {
 			return nil, err
 		}
 		others, err := list[policy.UpstreamTrafficSetting](ctx, h, policy.KindUpstreamTrafficSetting, u.Metadata.Namespace)
@@ -234,9 +257,9 @@ var policyValidators = map[schema.GroupVersionKind]policyValidator{
 		}
 		return policy.ValidateUpstreamTrafficSetting(&u, others), nil
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindEgressGateway): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+	gvkOf(policy.PolicyGroupVersion, policy.KindEgressGateway): func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
 		var g policy.EgressGateway
-		if err := decode(raw, &g); err != nil {
+		if err := decode(raw, req, &g, &g.Metadata); err != nil {
 			return nil, err
 		}
 		if len(g.Spec.Global) == 0 {
@@ -248,16 +271,16 @@ var policyValidators = map[schema.GroupVersionKind]policyValidator{
 		}
 		return policy.ValidateEgressGateway(&g, others), nil
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindAccessCert): func(ctx context.Context, h *Handler, _ []byte) ([]string, error) {
+	gvkOf(policy.PolicyGroupVersion, policy.KindAccessCert): func(ctx context.Context, h *Handler, _ admission.Request, _ []byte) ([]policy.Finding, error) {
 		on, err := h.featureFlag(ctx, "enableAccessCertPolicy")
 		if err != nil {
 			return nil, err
 		}
 		return policy.ValidateAccessCert(on), nil
 	},
-	gvkOf(policy.PluginGroupVersion, policy.KindPlugin): func(ctx context.Context, h *Handler, raw []byte) ([]string, error) {
+	gvkOf(policy.PluginGroupVersion, policy.KindPlugin): func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
 		var p policy.Plugin
-		if err := decode(raw, &p); err != nil {
+		if err := decode(raw, req, &p, &p.Metadata); err != nil {
 			return nil, err
 		}
 		on, err := h.featureFlag(ctx, "enablePluginPolicy")
@@ -270,7 +293,7 @@ var policyValidators = map[schema.GroupVersionKind]policyValidator{
 	gvkOf(policy.PluginGroupVersion, policy.KindPluginConfig): pluginFlagOnly,
 }
 
-func pluginFlagOnly(ctx context.Context, h *Handler, _ []byte) ([]string, error) {
+func pluginFlagOnly(ctx context.Context, h *Handler, _ admission.Request, _ []byte) ([]policy.Finding, error) {
 	on, err := h.featureFlag(ctx, "enablePluginPolicy")
 	if err != nil {
 		return nil, err
@@ -278,17 +301,20 @@ func pluginFlagOnly(ctx context.Context, h *Handler, _ []byte) ([]string, error)
 	return policy.ValidatePluginKind(on, nil), nil
 }
 
-func decode(raw []byte, into any) error {
+// decode reads raw into the lenient type and fills its missing name and
+// namespace (meta points into it) from the request.
+func decode(raw []byte, req admission.Request, into any, meta *policy.Meta) error {
 	if err := policy.Decode(raw, into); err != nil {
 		return badObjectError{err}
 	}
+	meta.Fill(req.Name, req.Namespace)
 	return nil
 }
 
-func (h *Handler) backendPolicy(ctx context.Context, raw []byte, kind string,
-	validate func(*policy.BackendPolicy, []policy.BackendPolicy) []string) ([]string, error) {
+func (h *Handler) backendPolicy(ctx context.Context, req admission.Request, raw []byte, kind string,
+	validate func(*policy.BackendPolicy, []policy.BackendPolicy) []policy.Finding) ([]policy.Finding, error) {
 	var p policy.BackendPolicy
-	if err := decode(raw, &p); err != nil {
+	if err := decode(raw, req, &p, &p.Metadata); err != nil {
 		return nil, err
 	}
 	var others []policy.BackendPolicy

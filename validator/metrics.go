@@ -11,7 +11,7 @@ import (
 // already measures request counts and latency per path.
 var decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "fsm_validator_decisions_total",
-	Help: "Validating webhook decisions by resource kind, operation and result (allowed, denied, error).",
+	Help: "Validating webhook decisions by resource kind, operation and result (allowed, warned, denied, error).",
 }, []string{"kind", "operation", "result"})
 
 func init() {
@@ -21,6 +21,10 @@ func init() {
 func observe(kind string, op admissionv1.Operation, resp admission.Response) {
 	result := "allowed"
 	switch {
+	case resp.Allowed && len(resp.Warnings) > 0:
+		// Allowed with warnings: what strict policy validation would deny
+		// (or a stored problem); watch it before turning strict on.
+		result = "warned"
 	case resp.Allowed:
 	case resp.Result != nil && resp.Result.Code >= 500:
 		result = "error"

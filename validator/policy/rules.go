@@ -14,11 +14,43 @@ import (
 // Every function returns all problems found (FSM stops at the first); an
 // empty result means valid.
 
+// Finding is one problem a rule found.
+type Finding struct {
+	// Message is FSM's wording (users search for it); it may span lines.
+	Message string
+	// BeyondFSM marks a rule FSM v1.5.1 as deployed never applied: its
+	// registration does not route the kind (AccessControl,
+	// UpstreamTrafficSetting, AccessCert) or a bug skips the rule. Manifests
+	// FSM accepted can break such a rule, so the handler only warns about it
+	// unless strict policy validation is on.
+	BeyondFSM bool
+}
+
+// SameFinding reports whether two findings are the same problem (for
+// ratcheting an UPDATE against the stored object).
+func SameFinding(a, b Finding) bool { return a == b }
+
+func fsmEnforced(msgs ...string) []Finding {
+	out := make([]Finding, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, Finding{Message: m})
+	}
+	return out
+}
+
+// beyondFSM marks every finding of a kind FSM never routes to its webhook.
+func beyondFSM(fs []Finding) []Finding {
+	for i := range fs {
+		fs[i].BeyondFSM = true
+	}
+	return fs
+}
+
 // ValidateTrafficTarget: the target must live in its destination's namespace.
-func ValidateTrafficTarget(t *TrafficTarget) []string {
+func ValidateTrafficTarget(t *TrafficTarget) []Finding {
 	if t.Spec.Destination.Namespace != t.Metadata.Namespace {
-		return []string{fmt.Sprintf("The traffic target namespace (%s) must match spec.Destination.Namespace (%s)",
-			t.Metadata.Namespace, t.Spec.Destination.Namespace)}
+		return fsmEnforced(fmt.Sprintf("The traffic target namespace (%s) must match spec.Destination.Namespace (%s)",
+			t.Metadata.Namespace, t.Spec.Destination.Namespace))
 	}
 	return nil
 }
@@ -28,6 +60,9 @@ type backendRules struct {
 	conflictNoun  string // "IngressBackend" or "AccessControlBackend"
 	mTLSMessage   string
 	checkProtocol bool
+	// routedByFSM: FSM's registration sends the kind to its webhook
+	// (IngressBackend yes, AccessControl no).
+	routedByFSM bool
 }
 
 var (
@@ -35,6 +70,7 @@ var (
 		conflictNoun:  "IngressBackend",
 		mTLSMessage:   "HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source",
 		checkProtocol: true,
+		routedByFSM:   true,
 	}
 	accessControlRules = backendRules{
 		conflictNoun: "AccessControlBackend",
@@ -44,15 +80,18 @@ var (
 
 // ValidateIngressBackend checks b against FSM's IngressBackend rules. others
 // are the IngressBackends already in b's namespace (b itself, by name, is
-// skipped).
-func ValidateIngressBackend(b *BackendPolicy, others []BackendPolicy) []string {
+// skipped). The conflict check and the https client-certificate rule are
+// BeyondFSM: FSM's conflict lookup never matches and it applied the
+// certificate rule to grpc with the flag inverted, never to https.
+func ValidateIngressBackend(b *BackendPolicy, others []BackendPolicy) []Finding {
 	return validateBackendPolicy(b, others, ingressBackendRules)
 }
 
 // ValidateAccessControl checks a with the IngressBackend rules in
 // AccessControl wording, except the protocol set, which FSM leaves open for
-// AccessControl. others are the AccessControls in a's namespace.
-func ValidateAccessControl(a *BackendPolicy, others []BackendPolicy) []string {
+// AccessControl. others are the AccessControls in a's namespace. Every
+// finding is BeyondFSM: FSM never routes AccessControl to its webhook.
+func ValidateAccessControl(a *BackendPolicy, others []BackendPolicy) []Finding {
 	return validateBackendPolicy(a, others, accessControlRules)
 }
 
@@ -61,8 +100,8 @@ type backendKey struct {
 	port int64
 }
 
-func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRules) []string {
-	var msgs []string
+func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRules) []Finding {
+	var fs []Finding
 	hasPrincipal := slices.ContainsFunc(p.Spec.Sources, func(s Source) bool { return s.Kind == SourceKindAuthenticatedPrincipal })
 
 	seen := make(map[backendKey]bool, len(p.Spec.Backends))
@@ -70,27 +109,30 @@ func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRu
 	for _, b := range p.Spec.Backends {
 		k := backendKey{b.Name, b.Port.Number}
 		if seen[k] {
-			msgs = append(msgs, fmt.Sprintf("Duplicate backends detected with service name: %s and port: %d", b.Name, b.Port.Number))
+			fs = append(fs, Finding{Message: fmt.Sprintf("Duplicate backends detected with service name: %s and port: %d", b.Name, b.Port.Number)})
 		}
 		seen[k] = true
 
 		proto := strings.ToLower(b.Port.Protocol)
 		if r.checkProtocol && proto != "http" && proto != "https" && proto != "grpc" {
-			msgs = append(msgs, fmt.Sprintf("Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: %s", b.Port.Protocol))
+			fs = append(fs, Finding{Message: fmt.Sprintf("Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: %s", b.Port.Protocol)})
 		}
 		// Client certificates are validated unless skipClientCertValidation
 		// says otherwise; then only an AuthenticatedPrincipal can match.
 		if proto == "https" && b.TLS != nil && !b.TLS.SkipClientCertValidation && !hasPrincipal && !mTLSReported {
-			msgs = append(msgs, r.mTLSMessage)
+			fs = append(fs, Finding{Message: r.mTLSMessage, BeyondFSM: true})
 			mTLSReported = true
 		}
 	}
 
 	if c := conflicts(p, others, seen, r.conflictNoun); c != "" {
-		msgs = append(msgs, "duplicate backends detected\n"+c)
+		fs = append(fs, Finding{Message: "duplicate backends detected\n" + c, BeyondFSM: true})
 	}
-	msgs = append(msgs, validateSources(p.Spec.Sources)...)
-	return msgs
+	fs = append(fs, fsmEnforced(validateSources(p.Spec.Sources)...)...)
+	if !r.routedByFSM {
+		return beyondFSM(fs)
+	}
+	return fs
 }
 
 // conflicts lists, in FSM's format, every other policy in the namespace that
@@ -154,7 +196,7 @@ func validateSources(sources []Source) []string {
 }
 
 // ValidateEgress checks the match references of an Egress policy.
-func ValidateEgress(e *Egress) []string {
+func ValidateEgress(e *Egress) []Finding {
 	var msgs []string
 	utsMatches := 0
 	for _, m := range e.Spec.Matches {
@@ -180,12 +222,15 @@ func ValidateEgress(e *Egress) []string {
 	if utsMatches > 1 {
 		msgs = append(msgs, "Cannot have more than 1 UpstreamTrafficSetting match")
 	}
-	return msgs
+	// A match without apiGroup crashes FSM's handler, so FSM as deployed
+	// refuses it too (failurePolicy Fail): every finding is enforced.
+	return fsmEnforced(msgs...)
 }
 
 // ValidateUpstreamTrafficSetting checks u. others are the
 // UpstreamTrafficSettings in u's namespace (u itself, by name, is skipped).
-func ValidateUpstreamTrafficSetting(u *UpstreamTrafficSetting, others []UpstreamTrafficSetting) []string {
+// Every finding is BeyondFSM: FSM never routes the kind to its webhook.
+func ValidateUpstreamTrafficSetting(u *UpstreamTrafficSetting, others []UpstreamTrafficSetting) []Finding {
 	var msgs []string
 	host := u.Spec.Host
 	// FSM requires at least two labels; empty labels ("a..b", "svc.") are
@@ -212,7 +257,7 @@ func ValidateUpstreamTrafficSetting(u *UpstreamTrafficSetting, others []Upstream
 			msgs = append(msgs, statusCode(r.RateLimit.Local.ResponseStatusCode)...)
 		}
 	}
-	return msgs
+	return beyondFSM(fsmEnforced(msgs...))
 }
 
 // statusCode accepts 0 (use the default, 429) and registered HTTP statuses.
@@ -225,7 +270,7 @@ func statusCode(code int64) []string {
 
 // ValidateEgressGateway: only one EgressGateway in the cluster may define
 // global gateways. others are all EgressGateways in the cluster.
-func ValidateEgressGateway(g *EgressGateway, others []EgressGateway) []string {
+func ValidateEgressGateway(g *EgressGateway, others []EgressGateway) []Finding {
 	if len(g.Spec.Global) == 0 {
 		return nil
 	}
@@ -238,7 +283,7 @@ func ValidateEgressGateway(g *EgressGateway, others []EgressGateway) []string {
 			continue
 		}
 		if len(o.Spec.Global) > 0 {
-			return []string{fmt.Sprintf("Redefinition of global egress gateway policy and conflict with %s.%s", o.Metadata.Namespace, o.Metadata.Name)}
+			return fsmEnforced(fmt.Sprintf("Redefinition of global egress gateway policy and conflict with %s.%s", o.Metadata.Namespace, o.Metadata.Name))
 		}
 	}
 	return nil
@@ -251,21 +296,33 @@ const (
 )
 
 // ValidatePluginKind covers Plugin, PluginChain and PluginConfig: the mesh
-// must enable plugin policy. p is nil for PluginChain and PluginConfig.
-func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin) []string {
+// must enable plugin policy, and a Plugin needs spec.pipyscript. p is nil for
+// PluginChain and PluginConfig. Plugin is cluster-scoped, so its namespace is
+// empty and the message reads plugin[<name>.], as FSM's does.
+func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin) []Finding {
 	if !pluginPolicyEnabled {
-		return []string{PluginPolicyDisabled}
+		return fsmEnforced(PluginPolicyDisabled)
 	}
-	if p != nil && strings.TrimSpace(p.Spec.Script) == "" {
-		return []string{fmt.Sprintf("plugin[%s.%s] is missing pipy script", p.Metadata.Name, p.Metadata.Namespace)}
+	if p == nil {
+		return nil
+	}
+	missing := Finding{Message: fmt.Sprintf("plugin[%s.%s] is missing pipy script", p.Metadata.Name, p.Metadata.Namespace)}
+	switch {
+	case p.Spec.PipyScript == "":
+		return []Finding{missing}
+	case strings.TrimSpace(p.Spec.PipyScript) == "":
+		// FSM only refuses an empty script; blank is as useless.
+		missing.BeyondFSM = true
+		return []Finding{missing}
 	}
 	return nil
 }
 
-// ValidateAccessCert: the mesh must enable access-cert policy.
-func ValidateAccessCert(accessCertPolicyEnabled bool) []string {
+// ValidateAccessCert: the mesh must enable access-cert policy. BeyondFSM:
+// FSM never routes AccessCert to its webhook.
+func ValidateAccessCert(accessCertPolicyEnabled bool) []Finding {
 	if !accessCertPolicyEnabled {
-		return []string{AccessCertPolicyDisabled}
+		return beyondFSM(fsmEnforced(AccessCertPolicyDisabled))
 	}
 	return nil
 }

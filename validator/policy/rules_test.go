@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -14,17 +15,22 @@ func decodeT[T any](t *testing.T, js string) *T {
 	return &v
 }
 
-func eq(t *testing.T, got, want []string) {
+// enforced and beyond build the expected findings: rules FSM as deployed
+// enforces, and rules it never applied.
+func enforced(msgs ...string) []Finding { return fsmEnforced(msgs...) }
+func beyond(msgs ...string) []Finding   { return beyondFSM(fsmEnforced(msgs...)) }
+
+func eq(t *testing.T, got, want []Finding) {
 	t.Helper()
-	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
-		t.Errorf("\n got %q\nwant %q", got, want)
+	if !slices.Equal(got, want) && (len(got) != 0 || len(want) != 0) {
+		t.Errorf("\n got %+v\nwant %+v", got, want)
 	}
 }
 
 func TestTrafficTarget(t *testing.T) {
 	eq(t, ValidateTrafficTarget(decodeT[TrafficTarget](t, `{"metadata":{"namespace":"a"},"spec":{"destination":{"namespace":"a"}}}`)), nil)
 	eq(t, ValidateTrafficTarget(decodeT[TrafficTarget](t, `{"metadata":{"namespace":"a"},"spec":{"destination":{"namespace":"b"}}}`)),
-		[]string{"The traffic target namespace (a) must match spec.Destination.Namespace (b)"})
+		enforced("The traffic target namespace (a) must match spec.Destination.Namespace (b)"))
 }
 
 func TestIngressBackend(t *testing.T) {
@@ -32,7 +38,7 @@ func TestIngressBackend(t *testing.T) {
 		name   string
 		obj    string
 		others []string
-		want   []string
+		want   []Finding
 	}{
 		{name: "valid http with service source",
 			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"HTTP"}}],"sources":[{"kind":"Service","name":"ingress","namespace":"ingress-ns"}]}}`},
@@ -44,11 +50,18 @@ func TestIngressBackend(t *testing.T) {
 			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":50051,"protocol":"grpc"},"tls":{"skipClientCertValidation":false}}],"sources":[{"kind":"IPRange","name":"10.0.0.0/8"}]}}`},
 		{name: "https mTLS without principal",
 			obj:  `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"a","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}},{"name":"b","port":{"number":443,"protocol":"HTTPS"},"tls":{}}],"sources":[{"kind":"Service","name":"s","namespace":"n"}]}}`,
-			want: []string{"HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source"}},
+			want: beyond("HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source")},
+		{name: "FSM's enforced rules deny next to a rule FSM skipped",
+			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"a","port":{"number":443,"protocol":"https"},"tls":{}},{"name":"b","port":{"number":1,"protocol":"tcp"}}],"sources":[{"kind":"Pod"}]}}`,
+			want: []Finding{
+				{Message: "HTTPS ingress with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source", BeyondFSM: true},
+				{Message: "Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: tcp"},
+				{Message: "Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange"},
+			}},
 		{name: "every problem at once",
 			obj: `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"web","port":{"number":80,"protocol":"tcp"}}],
 			"sources":[{"kind":"Service"},{"kind":"AuthenticatedPrincipal"},{"kind":"IPRange","name":"10.0.0.1"},{"kind":"Pod","name":"x"}]}}`,
-			want: []string{
+			want: enforced(
 				"Duplicate backends detected with service name: web and port: 80",
 				"Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: tcp",
 				"'source.name' not specified for source kind Service",
@@ -56,7 +69,7 @@ func TestIngressBackend(t *testing.T) {
 				"'source.name' not specified for source kind AuthenticatedPrincipal",
 				"Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '10.0.0.1'",
 				"Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange",
-			}},
+			)},
 		{name: "conflicts with other IngressBackends in the namespace",
 			obj: `{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"api","port":{"number":8080,"protocol":"http"}}],"sources":[{"kind":"IPRange","name":"0.0.0.0/0"}]}}`,
 			others: []string{
@@ -64,9 +77,9 @@ func TestIngressBackend(t *testing.T) {
 				`{"metadata":{"name":"c","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80}},{"name":"api","port":{"number":8080}}]}}`,
 				`{"metadata":{"name":"b","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":81}},{"name":"api","port":{"number":8080}}]}}`,
 			},
-			want: []string{"duplicate backends detected\n" +
+			want: beyond("duplicate backends detected\n" +
 				"[+] IngressBackend ns/a conflicts with ns/b:\nBackend api specified in a and b conflicts\n\n" +
-				"[+] IngressBackend ns/a conflicts with ns/c:\nBackend api specified in a and c conflicts\nBackend web specified in a and c conflicts\n\n"}},
+				"[+] IngressBackend ns/a conflicts with ns/c:\nBackend api specified in a and c conflicts\nBackend web specified in a and c conflicts\n\n")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,29 +95,33 @@ func TestIngressBackend(t *testing.T) {
 func TestAccessControl(t *testing.T) {
 	obj := decodeT[BackendPolicy](t, `{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}},{"name":"db","port":{"number":5432,"protocol":"tcp"}}],"sources":[{"kind":"Service","name":"x","namespace":"y"}]}}`)
 	other := decodeT[BackendPolicy](t, `{"metadata":{"name":"b","namespace":"ns"},"spec":{"backends":[{"name":"db","port":{"number":5432}}]}}`)
-	eq(t, ValidateAccessControl(obj, []BackendPolicy{*other}), []string{
+	// FSM never routes AccessControl: every finding is beyond FSM, even
+	// those IngressBackend enforces.
+	eq(t, ValidateAccessControl(obj, []BackendPolicy{*other}), beyond(
 		"HTTPS acl with client certificate validation enabled must specify at least one 'AuthenticatedPrincipal' source",
 		"duplicate backends detected\n[+] AccessControlBackend ns/a conflicts with ns/b:\nBackend db specified in a and b conflicts\n\n",
-	})
+	))
+	bad := decodeT[BackendPolicy](t, `{"metadata":{"name":"a","namespace":"ns"},"spec":{"sources":[{"kind":"IPRange","name":"x"}]}}`)
+	eq(t, ValidateAccessControl(bad, nil), beyond("Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got 'x'"))
 }
 
 func TestEgress(t *testing.T) {
 	cases := []struct {
 		name string
 		obj  string
-		want []string
+		want []Finding
 	}{
 		{name: "valid", obj: `{"spec":{"matches":[{"apiGroup":"specs.smi-spec.io/v1alpha4","kind":"HTTPRouteGroup","name":"r"},{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"UpstreamTrafficSetting","name":"u"}]}}`},
 		{name: "wrong kinds, missing and unknown group, two settings",
 			obj: `{"spec":{"matches":[{"apiGroup":"specs.smi-spec.io/v1alpha4","kind":"TCPRoute","name":"r"},{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"Egress","name":"e"},{"kind":"HTTPRouteGroup","name":"nogroup"},{"apiGroup":"x.io/v1","kind":"K","name":"k"},
 			{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"UpstreamTrafficSetting","name":"u1"},{"apiGroup":"policy.flomesh.io/v1alpha1","kind":"UpstreamTrafficSetting","name":"u2"}]}}`,
-			want: []string{
+			want: enforced(
 				"Expected 'matches.kind' for match 'r' to be 'HTTPRouteGroup', got: TCPRoute",
 				"Expected 'matches.kind' for match 'e' to be 'UpstreamTrafficSetting', got: Egress",
 				"Expected 'matches.apiGroup' to be one of [specs.smi-spec.io/v1alpha4 policy.flomesh.io/v1alpha1], got: <unset>",
 				"Expected 'matches.apiGroup' to be one of [specs.smi-spec.io/v1alpha4 policy.flomesh.io/v1alpha1], got: x.io/v1",
 				"Cannot have more than 1 UpstreamTrafficSetting match",
-			}},
+			)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { eq(t, ValidateEgress(decodeT[Egress](t, tc.obj)), tc.want) })
@@ -119,19 +136,19 @@ func TestUpstreamTrafficSetting(t *testing.T) {
 	cases := []struct {
 		name string
 		obj  string
-		want []string
+		want []Finding
 	}{
 		{name: "valid, own old version ignored", obj: `{"metadata":{"name":"self","namespace":"ns"},"spec":{"host":"web.ns.svc.cluster.local","rateLimit":{"local":{"http":{"requests":10,"unit":"second","responseStatusCode":429}}},"httpRoutes":[{"path":"/","rateLimit":{"local":{"requests":1,"unit":"minute"}}}]}}`},
 		{name: "not an FQDN", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web"}}`,
-			want: []string{`spec.host: Invalid value: "web": invalid FQDN specified as host`}},
+			want: beyond(`spec.host: Invalid value: "web": invalid FQDN specified as host`)},
 		{name: "empty label", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web..svc"}}`,
-			want: []string{`spec.host: Invalid value: "web..svc": invalid FQDN specified as host`}},
+			want: beyond(`spec.host: Invalid value: "web..svc": invalid FQDN specified as host`)},
 		{name: "duplicate host and bad codes", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"api.ns.svc.cluster.local","rateLimit":{"local":{"http":{"responseStatusCode":999}}},"httpRoutes":[{"path":"/a","rateLimit":{"local":{"responseStatusCode":430}}},{"path":"/b"}]}}`,
-			want: []string{
+			want: beyond(
 				"UpstreamTrafficSetting ns/x conflicts with ns/other since they have the same host api.ns.svc.cluster.local",
 				"invalid responseStatusCode 999",
 				"invalid responseStatusCode 430",
-			}},
+			)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,20 +168,42 @@ func TestEgressGateway(t *testing.T) {
 	self := mk("gw", "a", true)
 	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "a", true), mk("plain", "b", false)}), nil)
 	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "a", true), mk("other", "b", true)}),
-		[]string{"Redefinition of global egress gateway policy and conflict with b.other"})
+		enforced("Redefinition of global egress gateway policy and conflict with b.other"))
 	plain := mk("plain", "a", false)
 	eq(t, ValidateEgressGateway(&plain, []EgressGateway{mk("other", "b", true)}), nil)
 }
 
 func TestFeatureGatedKinds(t *testing.T) {
-	p := decodeT[Plugin](t, `{"metadata":{"name":"p","namespace":"ns"},"spec":{"script":"  "}}`)
-	eq(t, ValidatePluginKind(false, p), []string{"FSM is prohibited to apply plugin policy"})
-	eq(t, ValidatePluginKind(true, p), []string{"plugin[p.ns] is missing pipy script"})
-	p.Spec.Script = "pipy()"
-	eq(t, ValidatePluginKind(true, p), nil)
-	eq(t, ValidatePluginKind(false, nil), []string{"FSM is prohibited to apply plugin policy"})
-	eq(t, ValidatePluginKind(true, nil), nil)
-	eq(t, ValidateAccessCert(false), []string{"FSM is prohibited to issue certificates for external services"})
+	const missing = "plugin[p.] is missing pipy script"
+	cases := []struct {
+		name    string
+		enabled bool
+		plugin  string // "" for PluginChain and PluginConfig
+		want    []Finding
+	}{
+		{name: "plugin policy off", plugin: `{"metadata":{"name":"p"},"spec":{"pipyscript":"pipy()"}}`, want: enforced(PluginPolicyDisabled)},
+		{name: "chain or config, policy off", want: enforced(PluginPolicyDisabled)},
+		{name: "chain or config, policy on", enabled: true},
+		{name: "pipyscript set", enabled: true, plugin: `{"metadata":{"name":"p"},"spec":{"pipyscript":"pipy()"}}`},
+		// Plugin is cluster-scoped: FSM prints the empty namespace as is.
+		{name: "pipyscript missing", enabled: true, plugin: `{"metadata":{"name":"p"},"spec":{}}`, want: enforced(missing)},
+		{name: "only the field name our earlier version read", enabled: true,
+			plugin: `{"metadata":{"name":"p"},"spec":{"script":"pipy()"}}`, want: enforced(missing)},
+		{name: "blank pipyscript: FSM accepted it", enabled: true,
+			plugin: `{"metadata":{"name":"p"},"spec":{"pipyscript":" \n"}}`, want: beyond(missing)},
+		{name: "namespace printed when there is one", enabled: true,
+			plugin: `{"metadata":{"name":"p","namespace":"ns"},"spec":{}}`, want: enforced("plugin[p.ns] is missing pipy script")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var p *Plugin
+			if tc.plugin != "" {
+				p = decodeT[Plugin](t, tc.plugin)
+			}
+			eq(t, ValidatePluginKind(tc.enabled, p), tc.want)
+		})
+	}
+	eq(t, ValidateAccessCert(false), beyond(AccessCertPolicyDisabled))
 	eq(t, ValidateAccessCert(true), nil)
 }
 

@@ -41,6 +41,18 @@ type Meta struct {
 	Namespace string `json:"namespace"`
 }
 
+// Fill sets the name and namespace the object lacks from the admission
+// request's (an object sent without metadata, as FSM's own tables do, still
+// names its namespace in the request).
+func (m *Meta) Fill(name, namespace string) {
+	if m.Name == "" {
+		m.Name = name
+	}
+	if m.Namespace == "" {
+		m.Namespace = namespace
+	}
+}
+
 // TrafficTarget (access.smi-spec.io/v1alpha3).
 type TrafficTarget struct {
 	Metadata Meta `json:"metadata"`
@@ -124,11 +136,12 @@ type EgressGateway struct {
 	} `json:"spec"`
 }
 
-// Plugin (plugin.flomesh.io/v1alpha1).
+// Plugin (plugin.flomesh.io/v1alpha1, cluster-scoped).
 type Plugin struct {
 	Metadata Meta `json:"metadata"`
 	Spec     struct {
-		Script string `json:"script"`
+		// PipyScript is FSM's field name (required by its CRD).
+		PipyScript string `json:"pipyscript"`
 	} `json:"spec"`
 }
 

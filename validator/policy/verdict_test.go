@@ -1,0 +1,44 @@
+package policy
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestDecide(t *testing.T) {
+	fsm := Finding{Message: "Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: tcp"}
+	conflict := Finding{Message: "duplicate backends detected\n[+] IngressBackend ns/a conflicts with ns/b:\nBackend web specified in a and b conflicts\n\n", BeyondFSM: true}
+	const conflictLine = "duplicate backends detected [+] IngressBackend ns/a conflicts with ns/b: Backend web specified in a and b conflicts"
+	cases := []struct {
+		name          string
+		found, stored []Finding
+		strict        bool
+		wantDenials   []string
+		wantWarnings  []string
+	}{
+		{name: "valid"},
+		{name: "FSM's rule denies in either mode", found: []Finding{fsm}, wantDenials: []string{fsm.Message}},
+		{name: "FSM's rule denies, strict", found: []Finding{fsm}, strict: true, wantDenials: []string{fsm.Message}},
+		{name: "a rule FSM skipped only warns, on one line", found: []Finding{conflict},
+			wantWarnings: []string{conflictLine + NotEnforcedSuffix}},
+		{name: "strict denies it with FSM's multi-line message", found: []Finding{conflict}, strict: true,
+			wantDenials: []string{conflict.Message}},
+		{name: "both: the denial carries the warning", found: []Finding{conflict, fsm},
+			wantDenials: []string{fsm.Message}, wantWarnings: []string{conflictLine + NotEnforcedSuffix}},
+		{name: "update: stored problems warn, in either mode", found: []Finding{fsm, conflict}, stored: []Finding{conflict, fsm}, strict: true,
+			wantWarnings: []string{fsm.Message + " (already stored: allowed unchanged, please fix)",
+				conflictLine + " (already stored: allowed unchanged, please fix)"}},
+		{name: "update: a new problem still denies", found: []Finding{fsm, conflict}, stored: []Finding{conflict},
+			wantDenials: []string{fsm.Message}, wantWarnings: []string{conflictLine + " (already stored: allowed unchanged, please fix)"}},
+		{name: "update: same text, other severity is a new problem",
+			found: []Finding{{Message: "m"}}, stored: []Finding{{Message: "m", BeyondFSM: true}}, wantDenials: []string{"m"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Decide(tc.found, tc.stored, tc.strict)
+			if !slices.Equal(v.Denials, tc.wantDenials) || !slices.Equal(v.Warnings, tc.wantWarnings) {
+				t.Errorf("Decide:\n denials  %q\n warnings %q\nwant\n denials  %q\n warnings %q", v.Denials, v.Warnings, tc.wantDenials, tc.wantWarnings)
+			}
+		})
+	}
+}
