@@ -64,6 +64,7 @@ type serveFlags struct {
 	webhooks           []string
 	injectorProbeNS    string
 	validateTrafficTgt bool
+	strictPolicy       bool
 	bindHost           string
 }
 
@@ -93,6 +94,7 @@ mesh CA bundle and repairs it when anyone changes it.`,
 	cmd.Flags().StringSliceVar(&sf.webhooks, "webhooks", allHooks, "webhooks to serve: any of "+strings.Join(allHooks, ", "))
 	cmd.Flags().StringVar(&sf.injectorProbeNS, "injector-probe-namespace", "", "monitored namespace in which /readyz proves injection with a dry-run pod; empty disables that probe")
 	cmd.Flags().BoolVar(&sf.validateTrafficTgt, "validate-traffic-target", true, "require TrafficTarget namespace to match spec.destination.namespace (FSM)")
+	cmd.Flags().BoolVar(&sf.strictPolicy, "strict-policy-validation", false, "deny policy objects that break rules FSM v1.5.1 never enforced (AccessControl, UpstreamTrafficSetting, AccessCert, IngressBackend conflicts and https client-certificate sources); off, they are admitted with a warning")
 	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
 	return cmd
 }
@@ -291,12 +293,13 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		}
 	case hookValidator:
 		h := validator.NewHandler(validator.Options{
-			Reader:                mgr.GetClient(),
-			MeshName:              o.meshName,
-			FSMNamespace:          o.fsmNamespace,
-			MeshConfigName:        meshConfigName,
-			ValidateTrafficTarget: sf.validateTrafficTgt,
-			Logger:                log.WithName("validator"),
+			Reader:                 mgr.GetClient(),
+			MeshName:               o.meshName,
+			FSMNamespace:           o.fsmNamespace,
+			MeshConfigName:         meshConfigName,
+			ValidateTrafficTarget:  sf.validateTrafficTgt,
+			StrictPolicyValidation: sf.strictPolicy,
+			Logger:                 log.WithName("validator"),
 		})
 		w.Handlers = map[string]http.Handler{webhooks.ValidatorPath: reviewhttp.NewAdmission(h)}
 		w.Probe = func(ctx context.Context) error { return validator.Probe(ctx, direct, o.fsmNamespace, meshConfigName) }
