@@ -420,6 +420,15 @@ func TestRenderReplicas(t *testing.T) {
 	}
 }
 
+func TestRenderStrictPolicyValidation(t *testing.T) {
+	// Off by default (TestRenderDefaults lists every argument); on, serve
+	// gets the flag.
+	d := mustFind(t, mustRender(t, "fsm: {webhooks: {strictPolicyValidation: true}}"), "Deployment", "fsm-webhooks")
+	if got := args(t, d); !slices.Contains(got, "--strict-policy-validation") {
+		t.Errorf("args %q lack --strict-policy-validation", got)
+	}
+}
+
 func TestRenderMeshNameAndNamespace(t *testing.T) {
 	r := mustRender(t, "fsm: {meshName: blue, webhook: {failurePolicy: Ignore}}")
 	m := mustFind(t, r, "MutatingWebhookConfiguration", "fsm-webhook-blue")
