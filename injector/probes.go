@@ -25,9 +25,10 @@ const (
 )
 
 // HealthProbe is an app probe as it was before rewriting (FSM's bootstrap
-// format).
+// format: every field present, Timeout the probe's timeoutSeconds as given,
+// which the apiserver has defaulted to 1 s before admission).
 type HealthProbe struct {
-	Path        string        `json:"path,omitempty"`
+	Path        string        `json:"path"`
 	Port        int32         `json:"port"`
 	IsHTTP      bool          `json:"isHTTP"`
 	IsTCPSocket bool          `json:"isTCPSocket"`
@@ -88,9 +89,6 @@ func rewriteProbes(containers []corev1.Container) (probeResult, error) {
 
 func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort int32) (HealthProbe, bool, error) {
 	timeout := time.Duration(p.TimeoutSeconds) * time.Second
-	if timeout == 0 {
-		timeout = time.Second
-	}
 	switch {
 	case p.HTTPGet != nil:
 		port, err := resolvePort(c, p.HTTPGet.Port)
@@ -98,8 +96,9 @@ func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort 
 			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
 		}
 		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
+			path := p.HTTPGet.Path
 			p.HTTPGet = tcpHealthcheck(port)
-			return HealthProbe{Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
+			return HealthProbe{Path: path, Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
 		}
 		orig := HealthProbe{Path: p.HTTPGet.Path, Port: port, IsHTTP: true, Timeout: timeout}
 		headers := append([]corev1.HTTPHeader(nil), p.HTTPGet.HTTPHeaders...)
@@ -169,11 +168,7 @@ func recoverOriginalProbes(containers []corev1.Container) map[string]map[string]
 			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != HealthcheckPath {
 				continue
 			}
-			timeout := time.Duration(p.TimeoutSeconds) * time.Second
-			if timeout == 0 {
-				timeout = time.Second
-			}
-			hp := HealthProbe{Timeout: timeout}
+			hp := HealthProbe{Timeout: time.Duration(p.TimeoutSeconds) * time.Second}
 			for _, h := range p.HTTPGet.HTTPHeaders {
 				switch h.Name {
 				case originalHTTPPortHeader:
