@@ -383,7 +383,10 @@ func withUUIDPlaceholder[T any](t *testing.T, v T, proxyUUID string) T {
 
 // defaultPod applies the apiserver's defaulting (k8s.io/kubernetes
 // pkg/apis/core/v1 defaults.go) of exactly the fields the corpus README lists
-// as erased by it, to FSM's pod and ours alike.
+// as erased by it, to FSM's pod and ours alike. Not a server-side dry run on
+// envtest: the comparison stays hermetic and fast, any other difference still
+// fails, and injector's e2e suite already sends injected pods through a real
+// apiserver.
 func defaultPod(p *corev1.Pod) {
 	each := func(c *corev1.Container) {
 		// SetDefaults_Container: imagePullPolicy Always for :latest (or no
