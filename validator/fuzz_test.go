@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
@@ -52,6 +53,12 @@ func FuzzValidateAdmissionReview(f *testing.F) {
 		}
 		if !out.Response.Allowed && (out.Response.Result == nil || out.Response.Result.Message == "") {
 			t.Fatalf("denial without a message: %+v", out.Response)
+		}
+		for _, w := range out.Response.Warnings {
+			// The apiserver silently drops a warning it cannot put in a header.
+			if _, err := utilnet.NewWarningHeader(299, "-", w); err != nil {
+				t.Fatalf("warning %q would be dropped by the apiserver: %v", w, err)
+			}
 		}
 	})
 }

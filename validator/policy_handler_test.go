@@ -59,7 +59,7 @@ func TestPolicyModesAndRatchet(t *testing.T) {
 		{name: "FSM's rule denies by default, the skipped one warns", kind: "IngressBackend", obj: ib("second", "80", "tcp"),
 			wantDenied: protoMsg, wantWarnings: []string{conflictLine + policy.NotEnforcedSuffix}},
 		{name: "namespace from the request when the object has none", kind: "IngressBackend", strict: true,
-			obj: `{"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}}]}}`,
+			obj:        `{"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}}]}}`,
 			wantDenied: strings.ReplaceAll(conflictMsg, "second", "x")},
 		{name: "kind FSM never routes: warning", kind: "UpstreamTrafficSetting", obj: uts,
 			wantWarnings: []string{utsMsg + policy.NotEnforcedSuffix}},

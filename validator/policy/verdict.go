@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"unicode"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 )
@@ -42,5 +43,13 @@ func Decide(found, old []Finding, strict bool) Verdict {
 
 // oneLine joins a multi-line message (FSM's conflict report) with single
 // spaces: the apiserver silently drops a warning that contains a control
-// character such as a newline.
-func oneLine(msg string) string { return strings.Join(strings.Fields(msg), " ") }
+// character such as a newline (messages quote user values unescaped, so
+// any control character is replaced).
+func oneLine(msg string) string {
+	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, msg)), " ")
+}

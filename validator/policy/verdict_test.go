@@ -30,6 +30,8 @@ func TestDecide(t *testing.T) {
 				conflictLine + " (already stored: allowed unchanged, please fix)"}},
 		{name: "update: a new problem still denies", found: []Finding{fsm, conflict}, stored: []Finding{conflict},
 			wantDenials: []string{fsm.Message}, wantWarnings: []string{conflictLine + " (already stored: allowed unchanged, please fix)"}},
+		{name: "control characters from user values never reach a warning",
+			found: []Finding{{Message: "got '\x07a\tb\r'", BeyondFSM: true}}, wantWarnings: []string{"got ' a b '" + NotEnforcedSuffix}},
 		{name: "update: same text, other severity is a new problem",
 			found: []Finding{{Message: "m"}}, stored: []Finding{{Message: "m", BeyondFSM: true}}, wantDenials: []string{"m"}},
 	}
