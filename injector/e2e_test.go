@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -89,6 +90,7 @@ func TestE2E(t *testing.T) {
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
 	ctrl.SetLogger(log)
 	byObject := injector.CacheByObject()
+	maps.Copy(byObject, injector.ControllerServiceCacheByObject(fsmNamespace))
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:  scheme,
 		Logger:  log,
@@ -102,17 +104,15 @@ func TestE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, err := injector.NewHandler(injector.Options{
-		Client:           env.Client,
-		Namespaces:       mgr.GetCache(),
-		MeshConfig:       &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: fsmNamespace, Logger: log},
-		Issuer:           issuer,
-		MeshName:         meshName,
-		FSMNamespace:     fsmNamespace,
-		SidecarImage:     "flomesh/pipy:1.5.14",
-		InitImage:        "flomesh/fsm-sidecar-init:1.5.1",
-		HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
-		Logger:           log,
-		Recorder:         mgr.GetEventRecorder("fsm-injector"),
+		Client:       env.Client,
+		Namespaces:   mgr.GetCache(),
+		Services:     mgr.GetCache(),
+		MeshConfig:   &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: fsmNamespace, Logger: log},
+		Issuer:       issuer,
+		MeshName:     meshName,
+		FSMNamespace: fsmNamespace,
+		Logger:       log,
+		Recorder:     mgr.GetEventRecorder("fsm-injector"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +149,7 @@ func TestE2E(t *testing.T) {
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("bad annotation is denied with an event", e.testDenied)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
+	t.Run("localDNSProxy: the controller Service's ClusterIP, read through the restricted cache", e.testLocalDNS)
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
 	t.Run("500 concurrent creates", e.testConcurrent)
 }
@@ -450,8 +451,65 @@ func (e *e2e) testMeshConfig(t *testing.T) {
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
 			return false, err
 		}
-		return p.Spec.Containers[0].Image == "flomesh/pipy:1.5.14", nil
+		return p.Spec.Containers[0].Image == injector.DefaultSidecarImage, nil
 	})
+}
+
+// testLocalDNS: with spec.sidecar.localDNSProxy the pod is refused, naming
+// the Service, until fsm-controller exists; then its ClusterIP is the pod's
+// DNS server. The Service reaches the handler through the manager's cache
+// restricted to that one Service, as serve wires it.
+func (e *e2e) testLocalDNS(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "localdns", true)
+	mc := presetMeshConfig(t)
+	mc.Spec.Sidecar.LocalDNSProxy.Enable = true
+	if err := e.cl.Create(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.cl.Delete(ctx, mc); err != nil {
+			t.Error(err)
+		}
+	}()
+	i := 0
+	eventually(t, 20*time.Second, "a denial naming the missing Service", func() (bool, error) {
+		i++
+		err := e.cl.Create(ctx, pod(fmt.Sprintf("dns-%d", i), ns), client.DryRunAll)
+		if err == nil {
+			return false, nil
+		}
+		return true, expectContains(err, "Service "+fsmNamespace+"/fsm-controller does not exist")
+	})
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: fsmNamespace, Name: injector.ControllerServiceName},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "pipy-admin-port", Port: 6060}}},
+	}
+	if err := e.cl.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.cl.Delete(ctx, svc); err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, 20*time.Second, "the controller Service's ClusterIP as the pod's DNS server", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("dns-%d", i), ns)
+		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, nil
+		}
+		dns, aliases := p.Spec.DNSConfig, p.Spec.HostAliases
+		return dns != nil && len(dns.Nameservers) == 1 && dns.Nameservers[0] == svc.Spec.ClusterIP && p.Spec.DNSPolicy == corev1.DNSNone &&
+			len(aliases) == 1 && aliases[0].IP == svc.Spec.ClusterIP && aliases[0].Hostnames[0] == "fsm-controller."+fsmNamespace, nil
+	})
+}
+
+func expectContains(err error, want string) error {
+	if !strings.Contains(err.Error(), want) {
+		return fmt.Errorf("error %q lacks %q", err, want)
+	}
+	return nil
 }
 
 func (e *e2e) testOrphan(t *testing.T) {
