@@ -45,6 +45,7 @@ fuzz:
 	GO=$(GO) hack/fuzz.sh FuzzUnmarshal ./webhooks/reviewhttp $(FUZZTIME)
 	GO=$(GO) hack/fuzz.sh FuzzConvertReview ./converter $(FUZZTIME)
 	GO=$(GO) hack/fuzz.sh FuzzInjectPod ./injector $(FUZZTIME)
+	GO=$(GO) hack/fuzz.sh FuzzMeshConfigAcceptedInjects ./injector $(FUZZTIME)
 	GO=$(GO) hack/fuzz.sh FuzzCheck ./certs/servingcert $(FUZZTIME)
 
 test: assets vet verify-generated unit fuzz

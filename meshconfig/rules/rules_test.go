@@ -1,16 +1,12 @@
 package rules
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/yaml"
 )
 
 func errText(errs field.ErrorList) string {
@@ -127,29 +123,6 @@ func TestResources(t *testing.T) {
 	} {
 		if got := errText(Resources(p, tc.r)); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
-		}
-	}
-}
-
-// The CRD's certKeyBitSize bounds (every served version) and the sizes the
-// CA providers issue are the same range: a size the apiserver admits is one
-// the injector can issue.
-func TestCertKeyBitSizeMatchesCRD(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "charts", "fsm-webhooks", "crds", "config.flomesh.io_meshconfigs.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crd := &apiextensionsv1.CustomResourceDefinition{}
-	if err := yaml.Unmarshal(raw, crd); err != nil {
-		t.Fatal(err)
-	}
-	if len(crd.Spec.Versions) == 0 {
-		t.Fatal("CRD has no versions")
-	}
-	for _, v := range crd.Spec.Versions {
-		s := v.Schema.OpenAPIV3Schema.Properties["spec"].Properties["certificate"].Properties["certKeyBitSize"]
-		if s.Minimum == nil || s.Maximum == nil || *s.Minimum != MinCertKeyBitSize || *s.Maximum != MaxCertKeyBitSize {
-			t.Errorf("%s certKeyBitSize bounds %v-%v, want %d-%d", v.Name, s.Minimum, s.Maximum, MinCertKeyBitSize, MaxCertKeyBitSize)
 		}
 	}
 }
