@@ -33,8 +33,8 @@ const (
 )
 
 // RSA key sizes the mesh issues leaf keys in: every size MeshConfig's
-// certificate.certKeyBitSize allows (FSM's CRD bounds), not only the named
-// ones above. KeyAlgorithm "RSA<bits>" names each of them.
+// certificate.certKeyBitSize allows (FSM documents 2048-4096), not only the
+// named ones above. KeyAlgorithm "RSA<bits>" names each of them.
 const (
 	MinRSAKeyBits = 2048
 	MaxRSAKeyBits = 4096

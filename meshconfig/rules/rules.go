@@ -31,7 +31,8 @@ var (
 )
 
 // Bounds of spec.certificate.certKeyBitSize: the RSA sizes the mesh CA
-// providers issue bootstrap keys in (FSM's CRD bounds).
+// providers issue bootstrap keys in. FSM documents 2048-4096 but its CRD
+// sets no bound, so this rule is the only one.
 const (
 	MinCertKeyBitSize = certs.MinRSAKeyBits
 	MaxCertKeyBitSize = certs.MaxRSAKeyBits
