@@ -197,11 +197,13 @@ func TestE2E(t *testing.T) {
 		policyCases(ctx, t, c, env.Config)
 	})
 
+	// The strict validator serves until the end of TestE2E: the later cases
+	// run against it.
+	strictURL := serveValidator(ctx, t, validator.Options{
+		Reader: c, MeshName: "fsm", FSMNamespace: fsmNS, MeshConfigName: meshConfig,
+		ValidateTrafficTarget: true, StrictPolicyValidation: true, Logger: testr.New(t),
+	})
 	t.Run("policy kinds, strict", func(t *testing.T) {
-		strictURL := serveValidator(ctx, t, validator.Options{
-			Reader: c, MeshName: "fsm", FSMNamespace: fsmNS, MeshConfigName: meshConfig,
-			ValidateTrafficTarget: true, StrictPolicyValidation: true, Logger: testr.New(t),
-		})
 		reroute(ctx, t, c, strictURL)
 		strictPolicyCases(ctx, t, c, env.Config)
 	})
