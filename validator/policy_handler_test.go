@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
@@ -145,4 +147,32 @@ func fakeReader(t *testing.T, pluginsOn bool, objs ...string) client.Reader {
 		b = b.WithObjects(u)
 	}
 	return b.Build()
+}
+
+// TestWarnedDecisionsCounted: an allow with warnings counts as "warned", the
+// number operators watch before turning strict policy validation on.
+func TestWarnedDecisionsCounted(t *testing.T) {
+	h := NewHandler(Options{Reader: fakeReader(t, false)})
+	uts := []byte(`{"metadata":{"name":"u","namespace":"apps"},"spec":{"host":"web"}}`)
+	cases := []struct {
+		obj        []byte
+		wantResult string
+	}{
+		{obj: uts, wantResult: "warned"},
+		{obj: []byte(`{"metadata":{"name":"u","namespace":"apps"},"spec":{"host":"web.apps.svc"}}`), wantResult: "allowed"},
+	}
+	for _, tc := range cases {
+		c := decisions.WithLabelValues("UpstreamTrafficSetting", "CREATE", tc.wantResult)
+		before := testutil.ToFloat64(c)
+		req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Kind:      metav1.GroupVersionKind{Group: "policy.flomesh.io", Version: "v1alpha1", Kind: "UpstreamTrafficSetting"},
+			Operation: admissionv1.Create, Namespace: "apps", Name: "u", Object: runtime.RawExtension{Raw: tc.obj},
+		}}
+		if resp := h.Handle(t.Context(), req); !resp.Allowed {
+			t.Fatalf("denied: %+v", resp.Result)
+		}
+		if got := testutil.ToFloat64(c) - before; got != 1 {
+			t.Errorf("%s: fsm_validator_decisions_total{result=%q} grew by %v, want 1", tc.obj, tc.wantResult, got)
+		}
+	}
 }
