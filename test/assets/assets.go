@@ -43,7 +43,15 @@ const (
 	// cache.
 	envKubebuilderAssets = "KUBEBUILDER_ASSETS"
 	envVaultBinary       = "VAULT_BINARY"
+	envNodeAssets        = "FSM_NODE_ASSETS"
+
+	// CrictlVersion is the cri-tools release whose crictl the node harness
+	// uses to list and remove pod sandboxes (Debian 12 does not package it).
+	CrictlVersion = "v1.37.0"
 )
+
+// NodeBinaries are the files in the directory Node returns.
+var NodeBinaries = []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "crictl"}
 
 // kubeStaging lists the staging modules of k8s.io/kubernetes. The kubernetes
 // module requires them at v0.0.0 and replaces them with its staging
@@ -58,6 +66,10 @@ var kubeStaging = []string{
 	"kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl",
 	"kubelet", "metrics", "mount-utils", "pod-security-admission",
 	"sample-apiserver", "sample-cli-plugin", "sample-controller", "streaming",
+	// Not a staging directory of k8s.io/kubernetes but required by it at
+	// v0.0.0 all the same (the kubelet's CRI streaming server): without the
+	// replace, `go mod tidy` asks the proxy for v0.0.0 and fails with 403.
+	"cri-streaming",
 }
 
 // KubeVersion is the Kubernetes release whose kube-apiserver the tests use:
@@ -126,6 +138,43 @@ func Kube(ctx context.Context, progress io.Writer) (string, error) {
 	return dir, nil
 }
 
+// Node returns a directory holding the binaries of a node and the rest of a
+// control plane (NodeBinaries): kube-controller-manager, kube-scheduler,
+// kubelet and kube-proxy of KubeVersion, built from the same k8s.io/kubernetes
+// module as kube-apiserver, and crictl.
+//
+// If FSM_NODE_ASSETS is set, that directory is used as is after checking that
+// every binary is present. Otherwise they come from the per-user cache and are
+// built there first if missing or broken (about 6 minutes after
+// kube-apiserver, whose module and build caches they share).
+func Node(ctx context.Context, progress io.Writer) (string, error) {
+	if dir := os.Getenv(envNodeAssets); dir != "" {
+		for _, name := range NodeBinaries {
+			if err := checkExecutable(filepath.Join(dir, name)); err != nil {
+				return "", fmt.Errorf("%s=%s: %w", envNodeAssets, dir, err)
+			}
+		}
+		return dir, nil
+	}
+	root, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	kv := KubeVersion()
+	dir := filepath.Join(root, "node-"+kv+"-crictl-"+CrictlVersion)
+	bins := []binary{
+		kubeComponent("kube-controller-manager", kv, "about 2 min after kube-apiserver"),
+		kubeComponent("kube-scheduler", kv, "about 1 min after kube-apiserver"),
+		kubeComponent("kubelet", kv, "about 2 min after kube-apiserver"),
+		kubeComponent("kube-proxy", kv, "about 1 min after kube-apiserver"),
+		crictl(),
+	}
+	if err := ensure(ctx, progressWriter(progress), dir, bins); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
 // Vault returns the path of a vault binary.
 //
 // If VAULT_BINARY is set, that file is used after checking it is executable.
@@ -161,6 +210,13 @@ func CacheDir() (string, error) {
 }
 
 func kubeAPIServer(version string) binary {
+	return kubeComponent("kube-apiserver", version, "5-8 min cold on 2 cores")
+}
+
+// kubeComponent builds k8s.io/kubernetes/cmd/<name> at version. Each
+// component gets its own throwaway module with the same requirements, so they
+// share the module and build caches and differ only in the main package.
+func kubeComponent(name, version, estimate string) binary {
 	replaces := make([]string, 0, len(kubeStaging))
 	apiVersion := "v0." + strings.TrimPrefix(version, "v1.")
 	for _, m := range kubeStaging {
@@ -169,13 +225,14 @@ func kubeAPIServer(version string) binary {
 	major, minor := "1", strings.SplitN(strings.TrimPrefix(version, "v1."), ".", 2)[0]
 	const pkg = "k8s.io/component-base/version"
 	return binary{
-		name:     "kube-apiserver",
-		module:   "fsm-webhooks-assets/kube-apiserver",
+		name:     name,
+		module:   "fsm-webhooks-assets/" + name,
 		require:  "k8s.io/kubernetes@" + version,
 		replaces: replaces,
-		main:     "k8s.io/kubernetes/cmd/kube-apiserver",
-		// The apiserver reports (and checks compatibility against) the
-		// version stamped here; an unstamped build calls itself v0.0.0.
+		main:     "k8s.io/kubernetes/cmd/" + name,
+		// Components report (and the apiserver checks compatibility
+		// against) the version stamped here; an unstamped build calls
+		// itself v0.0.0.
 		ldflags: strings.Join([]string{
 			"-s", "-w",
 			"-X", pkg + ".gitVersion=" + version,
@@ -185,7 +242,22 @@ func kubeAPIServer(version string) binary {
 		}, " "),
 		versionArgs: []string{"--version"},
 		versionWant: "Kubernetes " + version,
-		estimate:    "5-8 min cold on 2 cores",
+		estimate:    estimate,
+	}
+}
+
+func crictl() binary {
+	return binary{
+		name:    "crictl",
+		module:  "fsm-webhooks-assets/crictl",
+		require: "sigs.k8s.io/cri-tools@" + CrictlVersion,
+		main:    "sigs.k8s.io/cri-tools/cmd/crictl",
+		// As cri-tools' Makefile stamps it; unstamped, crictl calls itself
+		// "<unknown>".
+		ldflags:     "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=" + CrictlVersion,
+		versionArgs: []string{"--version"},
+		versionWant: "crictl version " + CrictlVersion,
+		estimate:    "about 1 min",
 	}
 }
 

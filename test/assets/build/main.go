@@ -2,10 +2,12 @@
 // first test needing kube-apiserver/etcd (or Vault) does not spend minutes
 // building them:
 //
-//	go run ./test/assets/build [--vault]
+//	go run ./test/assets/build [--vault] [--node]
 //
 // It prints the kube-apiserver/etcd directory (and the vault path with
-// --vault), and exits non-zero with the error if a build fails.
+// --vault, the directory of kube-controller-manager, kube-scheduler, kubelet,
+// kube-proxy and crictl with --node), and exits non-zero with the error if a
+// build fails.
 package main
 
 import (
@@ -21,13 +23,14 @@ import (
 
 func main() {
 	withVault := flag.Bool("vault", false, "also build the vault binary")
+	withNode := flag.Bool("node", false, "also build the node binaries (test/node)")
 	flag.Parse()
 	if flag.NArg() != 0 {
-		fmt.Fprintf(os.Stderr, "usage: %s [--vault]\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s [--vault] [--node]\n", os.Args[0])
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *withVault)
+	err := run(ctx, *withVault, *withNode)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "test assets: %v\n", err)
@@ -35,19 +38,25 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, withVault bool) error {
+func run(ctx context.Context, withVault, withNode bool) error {
 	dir, err := assets.Kube(ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
 	fmt.Println(dir)
-	if !withVault {
-		return nil
+	if withVault {
+		path, err := assets.Vault(ctx, os.Stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Println(path)
 	}
-	path, err := assets.Vault(ctx, os.Stderr)
-	if err != nil {
-		return err
+	if withNode {
+		dir, err := assets.Node(ctx, os.Stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Println(dir)
 	}
-	fmt.Println(path)
 	return nil
 }
