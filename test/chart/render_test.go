@@ -140,8 +140,8 @@ func TestRenderDefaults(t *testing.T) {
 			"--bootstrap-cert-validity-duration=87600h", "--injector-port=9090", "--validator-port=9093",
 			"--converter-port=9443", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 			"--log-level=info", "--key-pool-size=32", "--sidecar-image=flomesh/pipy:1.5.12",
-			"--init-container-image=flomesh/fsm-sidecar-init:0.1.0",
-			"--healthcheck-container-image=flomesh/fsm-healthcheck:0.1.0",
+			"--init-container-image=flomesh/fsm-sidecar-init:1.5.1",
+			"--healthcheck-container-image=flomesh/fsm-healthcheck:1.5.1",
 		}
 		if got := args(t, d); !slices.Equal(got, want) {
 			t.Errorf("args\n got %q\nwant %q", got, want)

@@ -59,7 +59,9 @@ app.kubernetes.io/instance: {{ .Values.fsm.meshName }}
 {{- if $digest -}}
 {{- printf "%s/%s@%s" $img.registry $name $digest -}}
 {{- else -}}
-{{- printf "%s/%s:%s" $img.registry $name (default $root.Chart.AppVersion $img.tag) -}}
+{{- $tag := default $root.Chart.AppVersion $img.tag -}}
+{{- if and (ne $key "fsmWebhooks") $img.fsmTag -}}{{- $tag = $img.fsmTag -}}{{- end -}}
+{{- printf "%s/%s:%s" $img.registry $name (toString $tag) -}}
 {{- end -}}
 {{- end -}}
 

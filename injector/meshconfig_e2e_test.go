@@ -1,0 +1,192 @@
+package injector_test
+
+import (
+	"context"
+	"crypto/rsa"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
+	"github.com/flomesh-io/fsm-webhooks/validator"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
+)
+
+// testValidatedMeshConfigInjects reproduces the report "accepted by the
+// validator, then every pod create denied by the injector" through the real
+// apiserver, with the validator webhook in front of fsm-mesh-config: patching
+// outboundIPRangeExclusionList [fd00::/8] and certKeyBitSize 2560 is
+// admitted, and pods are still injected, with the range in their ip6tables
+// rules and a 2560-bit bootstrap key.
+func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *injectortest.Issuer) {
+	ctx := context.Background()
+	mc := presetMeshConfig(t)
+	// Cleanups run last in, first out: the validator (which refuses to
+	// delete the mesh's MeshConfig) goes first, then the MeshConfig.
+	t.Cleanup(func() { e.deleteMeshConfig(t, mc) })
+	e.serveValidator(t, ctx, servingCA)
+	ns := e.namespace(t, ctx, "validated", true)
+	if err := e.cl.Create(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	patch := func(p string) error {
+		return e.cl.Patch(ctx, &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: mc.Namespace, Name: mc.Name}},
+			client.RawPatch(types.MergePatchType, []byte(p)))
+	}
+
+	// What injection cannot carry is still refused, with the field and why.
+	err := patch(`{"spec":{"traffic":{"outboundIPRangeExclusionList":["fd00::/129"],"networkInterfaceExclusionList":["eth0 -j ACCEPT"]}}}`)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), `admission webhook "fsm-validator.k8s.io" denied the request`) {
+		t.Fatalf("bad range and interface: got %v, want a denial by the validator", err)
+	}
+	for _, want := range []string{
+		`spec.traffic.outboundIPRangeExclusionList[0]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
+		`spec.traffic.networkInterfaceExclusionList[0]: Invalid value: "eth0 -j ACCEPT": must be a Linux network interface name`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("denial %q lacks %q", err, want)
+		}
+	}
+
+	// The report's first value: an IPv6 exclusion.
+	if err := patch(`{"spec":{"traffic":{"outboundIPRangeExclusionList":["fd00::/8"]}}}`); err != nil {
+		t.Fatalf("kubectl patch outboundIPRangeExclusionList [fd00::/8]: %v", err)
+	}
+	i := 0
+	var script string
+	eventually(t, 20*time.Second, "a pod injected with the IPv6 exclusion", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("v6-%d", i), ns)
+		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, fmt.Errorf("pod create after the patch: %w", err)
+		}
+		script = initScript(p)
+		return strings.Contains(script, "ip6tables-restore"), nil
+	})
+	v4, v6, _ := strings.Cut(script, "ip6tables-restore --noflush <<EOF\n")
+	if !strings.Contains(v6, "-A FSM_PROXY_OUTBOUND -d fd00::/8 -j RETURN\n") || !strings.Contains(v6, "-A FSM_PROXY_OUTBOUND -d ::1/128 -j RETURN\n") {
+		t.Errorf("IPv6 rule set lacks the exclusion or ::1/128:\n%s", script)
+	}
+	if strings.Contains(v4, "fd00::/8") {
+		t.Errorf("IPv6 range in the IPv4 rule set:\n%s", script)
+	}
+
+	// The report's second value: a key size between the common ones.
+	if err := patch(`{"spec":{"certificate":{"certKeyBitSize":2560}}}`); err != nil {
+		t.Fatalf("kubectl patch certKeyBitSize 2560: %v", err)
+	}
+	eventually(t, 30*time.Second, "a pod whose bootstrap key has 2560 bits", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("key-%d", i), ns)
+		if err := e.cl.Create(ctx, p); err != nil {
+			return false, fmt.Errorf("pod create after the patch: %w", err)
+		}
+		s := &corev1.Secret{}
+		if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}, s); err != nil {
+			return false, err
+		}
+		leaf, err := certs.ParseCertsPEM(s.Data[injector.RepoCertKey])
+		if err != nil {
+			return false, err
+		}
+		key, err := certs.ParseKeyPEM(s.Data[injector.RepoKeyKey])
+		if err != nil {
+			return false, err
+		}
+		if !certs.KeyMatches(key, leaf[0].PublicKey) {
+			return false, fmt.Errorf("bootstrap key does not match its certificate")
+		}
+		pub, ok := leaf[0].PublicKey.(*rsa.PublicKey)
+		return ok && pub.N.BitLen() == 2560, nil
+	})
+}
+
+func initScript(p *corev1.Pod) string {
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == injector.InitContainerName && len(c.Args) > 0 {
+			return c.Args[len(c.Args)-1]
+		}
+	}
+	return ""
+}
+
+// serveValidator runs the validator webhook (as serve does) on its own
+// loopback listener and registers it for the mesh's resources until the
+// test ends.
+func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *injectortest.Issuer) {
+	t.Helper()
+	certDir, port := servingCert(t, servingCA)
+	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
+	srv.Register("/validate", reviewhttp.NewAdmission(validator.NewHandler(validator.Options{
+		Reader: e.cl, MeshName: meshName, FSMNamespace: fsmNamespace, MeshConfigName: injector.MeshConfigName, Logger: testr.New(t),
+	})))
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(sctx) }()
+	bundle, _ := servingCA.CABundle(ctx)
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "fsm-validator-mesh-" + meshName},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "fsm-validator.k8s.io",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d/validate", port)), CABundle: bundle},
+			Rules:                   validator.Rules(),
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:          ptr.To(int32(20)),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	if err := e.cl.Create(ctx, vwc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.cl.Delete(context.Background(), vwc); err != nil {
+			t.Errorf("deleting the validator's configuration: %v", err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("validator server: %v", err)
+		}
+	})
+	eventually(t, 30*time.Second, "the validator webhook to be called", func() (bool, error) {
+		obj, err := validator.DemoInvalidMeshConfig("default", "readiness")
+		if err != nil {
+			return false, err
+		}
+		return validator.IsWebhookDenial(e.cl.Create(ctx, obj, client.DryRunAll)), nil
+	})
+}
+
+// deleteMeshConfig removes mc once the validator's configuration is gone
+// (the apiserver may still call it for a moment) and waits until pods are
+// injected without it again, so later subtests see the defaults.
+func (e *e2e) deleteMeshConfig(t *testing.T, mc *configv1alpha3.MeshConfig) {
+	ctx := context.Background()
+	eventually(t, 20*time.Second, "the MeshConfig to be deleted", func() (bool, error) {
+		return client.IgnoreNotFound(e.cl.Delete(ctx, mc)) == nil, nil
+	})
+	ns := e.namespace(t, ctx, "validated-after", true)
+	i := 0
+	eventually(t, 20*time.Second, "pods injected without the MeshConfig", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("after-%d", i), ns)
+		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, err
+		}
+		return !strings.Contains(initScript(p), "ip6tables-restore"), nil
+	})
+}
