@@ -40,15 +40,18 @@ import (
 // injectorAllowed is every difference from FSM v1.5.1 we keep: the corpus
 // README's "Deliberate differences we keep" and "Tolerated" sections, nothing
 // else. Paths: pod fields, `secret.<fact>` for the bootstrap Secret,
-// `…args[1].nat.<chain>[i|last]` for fsm-init's iptables rules.
+// `…args[1].nat.<chain>[i|last]` for fsm-init's iptables rules. The README's
+// two normalisations apply to both sides before the diff: the apiserver's
+// defaulting (defaultPod, Secret type) and OriginalHealthProbes' key case and
+// null kinds (normaliseSecretFacts).
 var injectorAllowed = []allowance{
 	// Deliberate: the documented CA subject (FSM's code says L=CN, C=ZH).
 	{re(`^secret\.(cacert\.pem\.subject|cacert\.pem\.issuer|repo_cert\.pem\.issuer)$`),
 		"CN=fsm-ca.flomesh.io,O=Flomesh Service Mesh,L=CN,C=ZH", "CN=fsm-ca.flomesh.io,O=Flomesh Service Mesh,L=CA,C=US", "documented CA subject"},
-	// Deliberate: notBefore backdated a minute for node clock skew, the
-	// root's too; a leaf never outlives its root, so against the fresh root
-	// of this test the leaf ends with the root, less than a minute after
-	// 87600h.
+	// Deliberate: notBefore backdated a minute for node clock skew. The
+	// README names the leaf; the root is backdated the same way. A leaf never
+	// outlives its root, so against this test's fresh root it ends with the
+	// root: less than a minute over 87600h.
 	{re(`^secret\.cacert\.pem\.validity$`), "87600h0m0s", "87600h1m0s", "clock-skew backdating"},
 	{re(`^secret\.repo_cert\.pem\.validity$`), "87600h0m0s", durationIn(87600*time.Hour, 87600*time.Hour+time.Minute), "clock-skew backdating"},
 	// Deliberate: every container's probes (FSM keeps the last container's).
@@ -561,8 +564,7 @@ func secretFacts(t *testing.T, s *corev1.Secret) map[string]any {
 // normaliseSecretFacts applies, to FSM's facts and ours alike:
 //   - SetDefaults_Secret: type "" is Opaque;
 //   - the corpus README's tolerance for bootstrap.yaml OriginalHealthProbes:
-//     keys compared case-insensitively, absent (null) probe kinds omitted;
-//   - key ids (hasSubjectKeyId, hasAuthorityKeyId) are kept as recorded.
+//     keys compared case-insensitively, absent (null) probe kinds omitted.
 func normaliseSecretFacts(f map[string]any) {
 	if f["type"] == "" {
 		f["type"] = string(corev1.SecretTypeOpaque)
