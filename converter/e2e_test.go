@@ -219,7 +219,7 @@ func TestConversionThroughAPIServer(t *testing.T) {
 
 	t.Run("update through v1alpha2 keeps the v1alpha3-only fields", func(t *testing.T) {
 		orig := preset(t, "updated-via-v1alpha2")
-		orig.Spec.Warmup.MinWeight = ptr.To[int32](0)
+		orig.Spec.Warmup.MinWeight = ptr.To[int64](0)
 		orig.Spec.Sidecar.CompressConfig = ptr.To(false)
 		orig.Spec.Misc.RepoServerImage = "flomesh/pipy-repo:custom"
 		orig.Spec.Image.Name = map[string]string{"sidecar": "pipy-nightly"}

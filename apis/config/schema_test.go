@@ -1,18 +1,33 @@
 package config_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
+	structuralpruning "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -21,7 +36,10 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 )
 
 const presetPath = "v1alpha3/testdata/fsm-preset-meshconfig.yaml"
@@ -54,8 +72,10 @@ func loadPreset(t testing.TB) *v1alpha3.MeshConfig {
 
 func TestPresetDecodesStrictly(t *testing.T) {
 	mc := loadPreset(t)
-	if mc.Spec.Image.Registry != v1alpha3.DefaultImageRegistry || mc.Spec.Misc.RepoServerImage != v1alpha3.DefaultRepoServerImage {
-		t.Errorf("preset image/misc differ from the schema defaults: %+v %+v", mc.Spec.Image, mc.Spec.Misc)
+	// misc.repoServerImage is written explicitly (pipy-repo 1.5.14, as FSM's
+	// current chart writes it); the schema default is FSM v1.5.1's.
+	if mc.Spec.Image.Registry != v1alpha3.DefaultImageRegistry || mc.Spec.Misc.RepoServerImage == "" {
+		t.Errorf("preset image/misc: %+v %+v", mc.Spec.Image, mc.Spec.Misc)
 	}
 	// The preset writes the default-true booleans explicitly so that it reads
 	// the same with or without schema defaulting.
@@ -154,7 +174,7 @@ func TestSchema(t *testing.T) {
 		mc.Name, mc.Namespace = "false-bools", "default"
 		mc.Spec.Sidecar.CompressConfig = ptr.To(false)
 		mc.Spec.Traffic.ServiceAccessNames.WithTrustDomain = ptr.To(false)
-		mc.Spec.Warmup.MinWeight = ptr.To[int32](0)
+		mc.Spec.Warmup.MinWeight = ptr.To[int64](0)
 		if err := c.Create(ctx, mc); err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +240,41 @@ func TestSchema(t *testing.T) {
 		obj     func() client.Object
 		wantMsg []string
 	}{
+		{"v1alpha3 interceptionMode outside the enum", func() client.Object {
+			mc := loadPreset(t)
+			mc.Name, mc.Namespace = "bad-mode", "default"
+			mc.Spec.Traffic.InterceptionMode = "Sidecar"
+			return mc
+		}, []string{"spec.traffic.interceptionMode", "Unsupported value"}},
+		{"v1alpha3 warmup weight above 100", func() client.Object {
+			mc := loadPreset(t)
+			mc.Name, mc.Namespace = "bad-weight", "default"
+			mc.Spec.Warmup.MaxWeight = ptr.To[int64](101)
+			return mc
+		}, []string{"spec.warmup.maxWeight", "100"}},
+		{"v1alpha3 egress gateway port 0", func() client.Object {
+			mc := loadPreset(t)
+			mc.Name, mc.Namespace = "bad-egress-port", "default"
+			mc.Spec.EgressGateway.Port = ptr.To[int32](0)
+			return mc
+		}, []string{"spec.egressGateway.port"}},
+		{"v1alpha3 missing image, misc and connector", func() client.Object {
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion(v1alpha3.GroupVersion.String())
+			u.SetKind("MeshConfig")
+			u.SetName("missing-required")
+			u.SetNamespace("default")
+			u.Object["spec"] = map[string]any{}
+			return u
+		}, []string{"spec.image: Required value", "spec.misc: Required value", "spec.connector: Required value"}},
+	}
+	// Rules FSM's schema does not have: the schema accepts what FSM's does, the
+	// validator webhook denies it with the same words.
+	webhookOnly := []struct {
+		name    string
+		obj     func() client.Object
+		wantMsg []string
+	}{
 		{"v1alpha1 tracing port above 65535", func() client.Object {
 			mc := validV1alpha1("bad-port")
 			mc.Spec.Observability.Tracing.Port = 65536
@@ -250,40 +305,32 @@ func TestSchema(t *testing.T) {
 			mc.Spec.Certificate.CertKeyBitSize = 1024
 			return mc
 		}, []string{"spec.certificate.certKeyBitSize", "2048"}},
-		{"v1alpha3 interceptionMode outside the enum", func() client.Object {
-			mc := loadPreset(t)
-			mc.Name, mc.Namespace = "bad-mode", "default"
-			mc.Spec.Traffic.InterceptionMode = "Sidecar"
-			return mc
-		}, []string{"spec.traffic.interceptionMode", "Unsupported value"}},
 		{"v1alpha3 warmup minWeight above maxWeight", func() client.Object {
 			mc := loadPreset(t)
 			mc.Name, mc.Namespace = "bad-warmup", "default"
-			mc.Spec.Warmup.MinWeight, mc.Spec.Warmup.MaxWeight = ptr.To[int32](90), ptr.To[int32](50)
+			mc.Spec.Warmup.MinWeight, mc.Spec.Warmup.MaxWeight = ptr.To[int64](90), ptr.To[int64](50)
 			return mc
 		}, []string{"spec.warmup.minWeight", "minWeight must be less than or equal to maxWeight"}},
-		{"v1alpha3 warmup weight above 100", func() client.Object {
-			mc := loadPreset(t)
-			mc.Name, mc.Namespace = "bad-weight", "default"
-			mc.Spec.Warmup.MaxWeight = ptr.To[int32](101)
-			return mc
-		}, []string{"spec.warmup.maxWeight", "100"}},
-		{"v1alpha3 egress gateway port 0", func() client.Object {
-			mc := loadPreset(t)
-			mc.Name, mc.Namespace = "bad-egress-port", "default"
-			mc.Spec.EgressGateway.Port = ptr.To[int32](0)
-			return mc
-		}, []string{"spec.egressGateway.port"}},
-		{"v1alpha3 missing image, misc and connector", func() client.Object {
-			u := &unstructured.Unstructured{}
-			u.SetAPIVersion(v1alpha3.GroupVersion.String())
-			u.SetKind("MeshConfig")
-			u.SetName("missing-required")
-			u.SetNamespace("default")
-			u.Object["spec"] = map[string]any{}
-			return u
-		}, []string{"spec.image: Required value", "spec.misc: Required value", "spec.connector: Required value"}},
 	}
+	for _, tc := range webhookOnly {
+		t.Run("accepts as FSM does, the validator denies: "+tc.name, func(t *testing.T) {
+			obj := tc.obj()
+			raw := mustJSON(t, obj)
+			if err := c.Create(ctx, obj); err != nil {
+				t.Fatalf("the schema refuses what FSM's accepts: %v", err)
+			}
+			r := meshconfig.Validate(versionOf(t, obj), []byte(raw))
+			if len(r.Errors) == 0 {
+				t.Fatal("the validator accepts it")
+			}
+			for _, m := range tc.wantMsg {
+				if !strings.Contains(r.Errors.ToAggregate().Error(), m) {
+					t.Errorf("validator errors %q do not mention %q", r.Errors.ToAggregate(), m)
+				}
+			}
+		})
+	}
+
 	for _, tc := range invalid {
 		t.Run("rejects "+tc.name, func(t *testing.T) {
 			err := c.Create(ctx, tc.obj())
@@ -297,6 +344,20 @@ func TestSchema(t *testing.T) {
 			}
 		})
 	}
+}
+
+func versionOf(t testing.TB, obj client.Object) string {
+	t.Helper()
+	switch obj.(type) {
+	case *v1alpha1.MeshConfig:
+		return v1alpha1.GroupVersion.Version
+	case *v1alpha2.MeshConfig:
+		return v1alpha2.GroupVersion.Version
+	case *v1alpha3.MeshConfig:
+		return v1alpha3.GroupVersion.Version
+	}
+	t.Fatalf("unexpected type %T", obj)
+	return ""
 }
 
 func specOf(t testing.TB, obj client.Object) string {
@@ -318,6 +379,289 @@ func mustJSON(t testing.TB, v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestFSMObjects creates the MeshConfigs FSM itself writes, unchanged,
+// through a real apiserver serving our CRD and converter, reads each back in
+// every served version and writes it back unchanged through each. Every
+// read must equal, byte for byte, what FSM's own CRD makes of the object
+// (its pruning and defaulting for that version, computed in-process from
+// fsm-reference/crds).
+func TestFSMObjects(t *testing.T) {
+	ref := fsmReferenceDir(t)
+	fsmCRD := loadCRD(t, filepath.Join(ref, "crds", "config.flomesh.io_meshconfigs.yaml"))
+
+	objects := map[string]map[string]any{"preset": readObject(t, filepath.Join(ref, "meshconfig-preset-v1alpha3.yaml"))}
+	variants, err := filepath.Glob(filepath.Join(ref, "injector", "meshconfigs", "*.json"))
+	if err != nil || len(variants) == 0 {
+		t.Fatalf("no MeshConfig variants in %s/injector/meshconfigs: %v", ref, err)
+	}
+	for _, f := range variants {
+		// Every variant is fsm-system/fsm-mesh-config; only the name changes.
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		obj := readObject(t, f)
+		setField(t, obj, name, "metadata", "name")
+		objects["injector-"+name] = obj
+	}
+	aggression := readObject(t, filepath.Join(ref, "meshconfig-preset-v1alpha3.yaml"))
+	setField(t, aggression, "aggression-1-5", "metadata", "name")
+	setField(t, aggression, 1.5, "spec", "warmup", "aggression")
+	objects["warmup.aggression 1.5"] = aggression
+
+	env := startWithConverter(t)
+	c, ctx := env.Client, context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fsm-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range sortedKeys(objects) {
+		obj := objects[name]
+		t.Run(name, func(t *testing.T) {
+			want := map[string][]byte{}
+			for _, v := range meshconfig.Versions {
+				want[v] = specBytes(t, fsmStored(t, fsmCRD, v, obj))
+			}
+			if err := c.Create(ctx, &unstructured.Unstructured{Object: runtime.DeepCopyJSON(obj)}); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			u := &unstructured.Unstructured{Object: obj}
+			// exact: the stored object has only been through the apiserver,
+			// never through the converter's Go types.
+			exact := true
+			read := func(how, version string) *unstructured.Unstructured {
+				t.Helper()
+				got := &unstructured.Unstructured{}
+				got.SetAPIVersion(v1alpha3.GroupVersion.Group + "/" + version)
+				got.SetKind("MeshConfig")
+				if err := c.Get(ctx, client.ObjectKeyFromObject(u), got); err != nil {
+					t.Fatalf("%s, read as %s: %v", how, version, err)
+				}
+				wantSpec, gotSpec := want[version], specBytes(t, got.Object)
+				if !exact || version != v1alpha3.GroupVersion.Version {
+					// Through the converter a zero value's presence is not
+					// kept (omitempty, nil ≡ empty): "maxDataPlaneConnections: 0",
+					// "los: []" and "resources: {}" may come or go.
+					wantSpec, gotSpec = canonical(t, withoutZeros(decodeJSON(t, wantSpec))), canonical(t, withoutZeros(got.Object["spec"]))
+				}
+				if !bytes.Equal(gotSpec, wantSpec) {
+					t.Errorf("%s, read as %s: spec differs from what FSM's CRD stores:\n%s", how, version,
+						strings.Join(jsonDiff("spec", decodeJSON(t, wantSpec), decodeJSON(t, gotSpec)), "\n"))
+				}
+				return got
+			}
+			for _, v := range meshconfig.Versions {
+				read("created as v1alpha3", v)
+			}
+			// Written back unchanged through each version (the converter's
+			// round trip), the stored object reads the same in every version;
+			// through v1alpha3 (no conversion) byte for byte.
+			for _, through := range []string{v1alpha3.GroupVersion.Version, v1alpha2.GroupVersion.Version, v1alpha1.GroupVersion.Version} {
+				if err := c.Update(ctx, read("before the write through "+through, through)); err != nil {
+					t.Fatalf("written back unchanged as %s: %v", through, err)
+				}
+				exact = exact && through == v1alpha3.GroupVersion.Version
+				for _, v := range meshconfig.Versions {
+					read("written back as "+through, v)
+				}
+			}
+		})
+	}
+}
+
+// withoutZeros is a JSON value without its zero values (0, false, "", empty
+// lists and objects, recursively), the presence Go types do not keep.
+func withoutZeros(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			if e = withoutZeros(e); e != nil {
+				out[k] = e
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	case []any:
+		if len(x) == 0 {
+			return nil
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			// Keep list positions: a zero element still counts.
+			if out[i] = withoutZeros(e); out[i] == nil {
+				out[i] = map[string]any{}
+			}
+		}
+		return out
+	case bool, string, float64, int64, json.Number:
+		if reflect.ValueOf(x).IsZero() {
+			return nil
+		}
+	}
+	return v
+}
+
+// startWithConverter starts the apiserver with our CRD and points its
+// conversion at the converter on loopback, as `serve` does.
+func startWithConverter(t *testing.T) *testenv.Env {
+	t.Helper()
+	ctrllog.SetLogger(logr.Discard()) // deprecation warnings of v1alpha1/2 requests
+	scheme := newScheme(t)
+	for _, add := range []func(*runtime.Scheme) error{apiextensionsv1.AddToScheme, corev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := testenv.Start(t, testenv.Options{
+		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
+		Client:            client.Options{Scheme: scheme},
+	})
+	mux := http.NewServeMux()
+	mux.Handle(converter.Path, converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, logr.Discard()))
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	desired, err := converter.DesiredConversion(converter.Endpoint{URL: srv.URL + converter.Path, CABundle: caBundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := converter.EnableWebhook(ctx, env.Client, desired); err != nil {
+		t.Fatal(err)
+	}
+	// The CRD change reaches the request path asynchronously: wait until a
+	// v1alpha3 object read as v1alpha2 carries the converter's annotation.
+	probe := loadPreset(t)
+	probe.Name, probe.Namespace = "conversion-ready", "default"
+	if err := env.Client.Create(ctx, probe); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got := &v1alpha2.MeshConfig{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(probe), got); err != nil {
+			return false, nil
+		}
+		_, ok := got.Annotations[lossless.AnnotationV1Alpha3Fields]
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("the apiserver never used the converter: %v", err)
+	}
+	return env
+}
+
+// fsmStored is obj as FSM's apiserver would serve it in version: pruned and
+// defaulted by FSM's schema for that version, in the apiserver's order.
+func fsmStored(t testing.TB, crd *apiextensionsv1.CustomResourceDefinition, version string, obj map[string]any) map[string]any {
+	t.Helper()
+	i := slices.IndexFunc(crd.Spec.Versions, func(v apiextensionsv1.CustomResourceDefinitionVersion) bool { return v.Name == version })
+	if i < 0 {
+		t.Fatalf("FSM's CRD has no version %s", version)
+	}
+	internal := &apiextensions.JSONSchemaProps{}
+	if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(crd.Spec.Versions[i].Schema.OpenAPIV3Schema, internal, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := structuralschema.NewStructural(internal)
+	if err != nil {
+		t.Fatalf("FSM's %s schema is not structural: %v", version, err)
+	}
+	out := runtime.DeepCopyJSON(obj)
+	out["apiVersion"] = v1alpha3.GroupVersion.Group + "/" + version
+	structuralpruning.Prune(out, s, true)
+	structuraldefaulting.PruneNonNullableNullsWithoutDefaults(out, s)
+	structuraldefaulting.Default(out, s)
+	return out
+}
+
+// readObject reads a YAML or JSON object as the generic JSON a client sends.
+func readObject(t testing.TB, path string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return decodeJSON(t, j)
+}
+
+func decodeJSON(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func setField(t testing.TB, obj map[string]any, v any, path ...string) {
+	t.Helper()
+	if err := unstructured.SetNestedField(obj, v, path...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// specBytes is the canonical JSON of obj's spec (encoding/json sorts keys
+// and prints 130 the same whether it decoded as int64 or float64).
+func specBytes(t testing.TB, obj map[string]any) []byte {
+	t.Helper()
+	return canonical(t, obj["spec"])
+}
+
+func canonical(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// jsonDiff lists the paths where two decoded JSON values differ.
+func jsonDiff(path string, want, got any) []string {
+	wm, wok := want.(map[string]any)
+	gm, gok := got.(map[string]any)
+	if wok && gok {
+		var out []string
+		keys := sortedKeys(wm)
+		for _, k := range sortedKeys(gm) {
+			if _, ok := wm[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			out = append(out, jsonDiff(path+"."+k, wm[k], gm[k])...)
+		}
+		return out
+	}
+	wl, wok := want.([]any)
+	gl, gok := got.([]any)
+	if wok && gok && len(wl) == len(gl) {
+		var out []string
+		for i := range wl {
+			out = append(out, jsonDiff(fmt.Sprintf("%s[%d]", path, i), wl[i], gl[i])...)
+		}
+		return out
+	}
+	if w, g := mustMarshal(want), mustMarshal(got); w != g {
+		return []string{fmt.Sprintf("  %s: FSM %s, ours %s", path, w, g)}
+	}
+	return nil
+}
+
+func mustMarshal(v any) string {
+	if v == nil {
+		return "absent"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
 	}
 	return string(b)
 }

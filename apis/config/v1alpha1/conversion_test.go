@@ -103,7 +103,7 @@ func TestDeltas(t *testing.T) {
 				LocalProxyMode: v1alpha3.LocalProxyModePodIP, LocalDNSProxy: v1alpha3.LocalDNSProxy{Enable: true, PrimaryUpstreamDNSServerIPAddr: "10.0.0.10"},
 			},
 			Traffic: v1alpha3.TrafficSpec{OutboundIPRangeInclusionList: []string{"10.0.0.0/8"}, NetworkInterfaceExclusionList: []string{"eth1"}},
-			Warmup:  &v1alpha3.WarmupSpec{MinWeight: ptr.To[int32](0)},
+			Warmup:  &v1alpha3.WarmupSpec{MinWeight: ptr.To[int64](0)},
 			Image:   v1alpha3.ImageSpec{Registry: "example.com", Tag: "v1", PullPolicy: "Always"},
 			Misc:    v1alpha3.DefaultMisc(), Connector: v1alpha3.DefaultConnector(),
 		}

@@ -97,8 +97,6 @@ type SidecarDriverSpec struct {
 	// +optional
 	InitContainerImage string `json:"initContainerImage,omitempty"`
 	// ProxyServerPort is where the driver's discovery service listens.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
 	ProxyServerPort     int32 `json:"proxyServerPort"`
 	SidecarDisabledMTLS bool  `json:"sidecarDisabledMTLS"`
 }
@@ -114,11 +112,9 @@ type TrafficSpec struct {
 	InterceptionMode             string   `json:"interceptionMode"`
 	EnableEgress                 bool     `json:"enableEgress"`
 	OutboundIPRangeExclusionList []string `json:"outboundIPRangeExclusionList"`
-	// +kubebuilder:validation:items:Minimum=1
-	// +kubebuilder:validation:items:Maximum=65535
+	// +kubebuilder:validation:items:Format=""
 	OutboundPortExclusionList []int32 `json:"outboundPortExclusionList"`
-	// +kubebuilder:validation:items:Minimum=1
-	// +kubebuilder:validation:items:Maximum=65535
+	// +kubebuilder:validation:items:Format=""
 	InboundPortExclusionList          []int32 `json:"inboundPortExclusionList"`
 	EnablePermissiveTrafficPolicyMode bool    `json:"enablePermissiveTrafficPolicyMode"`
 	// +optional
@@ -141,8 +137,7 @@ type ObservabilitySpec struct {
 // TracingSpec configures tracing.
 type TracingSpec struct {
 	Enable bool `json:"enable"`
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// +optional
@@ -150,8 +145,6 @@ type TracingSpec struct {
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 	// SampledFraction is a number in [0,1] (a string from v1alpha2 on).
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=1
 	// +optional
 	SampledFraction *float64 `json:"sampledFraction,omitempty"`
 }
@@ -159,12 +152,10 @@ type TracingSpec struct {
 // RemoteLoggingSpec configures remote logging.
 type RemoteLoggingSpec struct {
 	Enable bool `json:"enable"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Level int32 `json:"level,omitempty"`
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// +optional
@@ -173,8 +164,6 @@ type RemoteLoggingSpec struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	// +optional
 	Authorization string `json:"authorization,omitempty"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=1
 	// +optional
 	SampledFraction *float64 `json:"sampledFraction,omitempty"`
 }
@@ -184,8 +173,7 @@ type ExternalAuthzSpec struct {
 	Enable bool `json:"enable"`
 	// +optional
 	Address string `json:"address,omitempty"`
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// +optional
@@ -199,8 +187,6 @@ type ExternalAuthzSpec struct {
 type CertificateSpec struct {
 	// +optional
 	ServiceCertValidityDuration string `json:"serviceCertValidityDuration,omitempty"`
-	// +kubebuilder:validation:Minimum=2048
-	// +kubebuilder:validation:Maximum=4096
 	// +optional
 	CertKeyBitSize int `json:"certKeyBitSize,omitempty"`
 	// +optional

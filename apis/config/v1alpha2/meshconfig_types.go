@@ -61,9 +61,8 @@ type ClusterSetSpec struct {
 	Properties []ClusterPropertySpec `json:"properties"`
 }
 
-// SidecarSpec configures the proxy sidecar.
-//
-// +kubebuilder:validation:XValidation:rule="!has(self.tlsMinProtocolVersion) || !has(self.tlsMaxProtocolVersion) || self.tlsMinProtocolVersion == 'TLS_AUTO' || self.tlsMaxProtocolVersion == 'TLS_AUTO' || self.tlsMinProtocolVersion <= self.tlsMaxProtocolVersion",message="tlsMinProtocolVersion must be less than or equal to tlsMaxProtocolVersion",fieldPath=".tlsMinProtocolVersion"
+// SidecarSpec configures the proxy sidecar. tlsMinProtocolVersion <= tlsMaxProtocolVersion
+// is checked by the validator webhook, not the schema (FSM's has no such rule).
 type SidecarSpec struct {
 	EnablePrivilegedInitContainer bool `json:"enablePrivilegedInitContainer"`
 	// +optional
@@ -88,10 +87,8 @@ type SidecarSpec struct {
 	SidecarTimeout int `json:"sidecarTimeout,omitempty"`
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
-	// +kubebuilder:validation:Enum=TLS_AUTO;TLSv1_0;TLSv1_1;TLSv1_2;TLSv1_3
 	// +optional
 	TLSMinProtocolVersion string `json:"tlsMinProtocolVersion,omitempty"`
-	// +kubebuilder:validation:Enum=TLS_AUTO;TLSv1_0;TLSv1_1;TLSv1_2;TLSv1_3
 	// +optional
 	TLSMaxProtocolVersion string `json:"tlsMaxProtocolVersion,omitempty"`
 	// +optional
@@ -114,8 +111,6 @@ type SidecarDriverSpec struct {
 	// +optional
 	InitContainerImage string `json:"initContainerImage,omitempty"`
 	// ProxyServerPort is where the driver's discovery service listens.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
 	ProxyServerPort     int32 `json:"proxyServerPort"`
 	SidecarDisabledMTLS bool  `json:"sidecarDisabledMTLS"`
 }
@@ -141,11 +136,9 @@ type TrafficSpec struct {
 	EnableEgress                 bool     `json:"enableEgress"`
 	OutboundIPRangeExclusionList []string `json:"outboundIPRangeExclusionList"`
 	OutboundIPRangeInclusionList []string `json:"outboundIPRangeInclusionList"`
-	// +kubebuilder:validation:items:Minimum=1
-	// +kubebuilder:validation:items:Maximum=65535
+	// +kubebuilder:validation:items:Format=""
 	OutboundPortExclusionList []int32 `json:"outboundPortExclusionList"`
-	// +kubebuilder:validation:items:Minimum=1
-	// +kubebuilder:validation:items:Maximum=65535
+	// +kubebuilder:validation:items:Format=""
 	InboundPortExclusionList          []int32 `json:"inboundPortExclusionList"`
 	EnablePermissiveTrafficPolicyMode bool    `json:"enablePermissiveTrafficPolicyMode"`
 	// +optional
@@ -169,8 +162,7 @@ type ObservabilitySpec struct {
 // TracingSpec configures tracing.
 type TracingSpec struct {
 	Enable bool `json:"enable"`
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// +optional
@@ -185,12 +177,10 @@ type TracingSpec struct {
 // RemoteLoggingSpec configures remote logging.
 type RemoteLoggingSpec struct {
 	Enable bool `json:"enable"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Level int32 `json:"level,omitempty"`
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// +optional
@@ -208,8 +198,7 @@ type ExternalAuthzSpec struct {
 	Enable bool `json:"enable"`
 	// +optional
 	Address string `json:"address,omitempty"`
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// +optional
@@ -223,8 +212,6 @@ type ExternalAuthzSpec struct {
 type CertificateSpec struct {
 	// +optional
 	ServiceCertValidityDuration string `json:"serviceCertValidityDuration,omitempty"`
-	// +kubebuilder:validation:Minimum=2048
-	// +kubebuilder:validation:Maximum=4096
 	// +optional
 	CertKeyBitSize int `json:"certKeyBitSize,omitempty"`
 	// +optional

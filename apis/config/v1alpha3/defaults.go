@@ -12,7 +12,7 @@ const (
 	DefaultImageRegistry   = "flomesh"
 	DefaultImageTag        = "latest"
 	DefaultImagePullPolicy = corev1.PullIfNotPresent
-	DefaultRepoServerImage = "flomesh/pipy-repo:1.5.14"
+	DefaultRepoServerImage = "flomesh/pipy-repo:1.5.12" // FSM v1.5.1's CRD default and chart value
 	DefaultConnectorNotice = "viaGateway Managed by fsm-connector-gateway."
 	DefaultClusterSetValue = "default" // region, zone and group
 )

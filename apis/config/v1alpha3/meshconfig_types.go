@@ -155,9 +155,8 @@ const (
 	LocalProxyModePodIP LocalProxyMode = "PodIP"
 )
 
-// SidecarSpec configures the proxy sidecar.
-//
-// +kubebuilder:validation:XValidation:rule="!has(self.tlsMinProtocolVersion) || !has(self.tlsMaxProtocolVersion) || self.tlsMinProtocolVersion == 'TLS_AUTO' || self.tlsMaxProtocolVersion == 'TLS_AUTO' || self.tlsMinProtocolVersion <= self.tlsMaxProtocolVersion",message="tlsMinProtocolVersion must be less than or equal to tlsMaxProtocolVersion",fieldPath=".tlsMinProtocolVersion"
+// SidecarSpec configures the proxy sidecar. tlsMinProtocolVersion <= tlsMaxProtocolVersion
+// is checked by the validator webhook, not the schema (FSM's has no such rule).
 type SidecarSpec struct {
 	// EnablePrivilegedInitContainer runs the init container privileged.
 	EnablePrivilegedInitContainer bool `json:"enablePrivilegedInitContainer"`
@@ -216,12 +215,10 @@ type SidecarSpec struct {
 	HealthcheckResources corev1.ResourceRequirements `json:"healthcheckResources,omitempty"`
 
 	// TLSMinProtocolVersion is the minimum TLS version the sidecar accepts.
-	// +kubebuilder:validation:Enum=TLS_AUTO;TLSv1_0;TLSv1_1;TLSv1_2;TLSv1_3
 	// +optional
 	TLSMinProtocolVersion string `json:"tlsMinProtocolVersion,omitempty"`
 
 	// TLSMaxProtocolVersion is the maximum TLS version the sidecar accepts.
-	// +kubebuilder:validation:Enum=TLS_AUTO;TLSv1_0;TLSv1_1;TLSv1_2;TLSv1_3
 	// +optional
 	TLSMaxProtocolVersion string `json:"tlsMaxProtocolVersion,omitempty"`
 
@@ -319,8 +316,6 @@ type XNetDNSProxyUpstream struct {
 	IP string `json:"ip,omitempty"`
 	// Port of the upstream.
 	// +kubebuilder:default=53
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
 }
 
@@ -329,8 +324,7 @@ type RepoServerSpec struct {
 	// IPAddr of the repo server.
 	IPAddr string `json:"ipaddr"`
 	// Port of the repo server (6060 when unset).
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 	// Codebase is the folder the controller uses.
@@ -366,13 +360,11 @@ type TrafficSpec struct {
 	OutboundIPRangeInclusionList []string `json:"outboundIPRangeInclusionList"`
 
 	// OutboundPortExclusionList are outbound ports the sidecar does not intercept.
-	// +kubebuilder:validation:items:Minimum=1
-	// +kubebuilder:validation:items:Maximum=65535
+	// +kubebuilder:validation:items:Format=""
 	OutboundPortExclusionList []int32 `json:"outboundPortExclusionList"`
 
 	// InboundPortExclusionList are inbound ports the sidecar does not intercept.
-	// +kubebuilder:validation:items:Minimum=1
-	// +kubebuilder:validation:items:Maximum=65535
+	// +kubebuilder:validation:items:Format=""
 	InboundPortExclusionList []int32 `json:"inboundPortExclusionList"`
 
 	// EnablePermissiveTrafficPolicyMode allows all traffic without SMI policies.
@@ -432,9 +424,8 @@ type CloudServiceAccessNames struct {
 	WithNamespace *bool `json:"withNamespace,omitempty"`
 }
 
-// WarmupSpec configures slow start of new endpoints.
-//
-// +kubebuilder:validation:XValidation:rule="!has(self.minWeight) || !has(self.maxWeight) || self.minWeight <= self.maxWeight",message="minWeight must be less than or equal to maxWeight",fieldPath=".minWeight"
+// WarmupSpec configures slow start of new endpoints. minWeight <= maxWeight is
+// checked by the validator webhook, not the schema (FSM's has no such rule).
 type WarmupSpec struct {
 	// Enable warmup.
 	// +kubebuilder:default=true
@@ -452,20 +443,21 @@ type WarmupSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	// +optional
-	MinWeight *int32 `json:"minWeight,omitempty"`
+	MinWeight *int64 `json:"minWeight,omitempty"`
 
 	// MaxWeight is the final weight, 0-100.
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	// +optional
-	MaxWeight *int32 `json:"maxWeight,omitempty"`
+	MaxWeight *int64 `json:"maxWeight,omitempty"`
 
-	// Aggression shapes the weight curve (1 = linear).
+	// Aggression shapes the weight curve: 1 is linear, larger values ramp up
+	// faster. A number such as 1.5, as in FSM.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
 	// +optional
-	Aggression *int32 `json:"aggression,omitempty"`
+	Aggression *float64 `json:"aggression,omitempty"`
 }
 
 // ObservabilitySpec configures logging and tracing.
@@ -491,8 +483,7 @@ type TracingSpec struct {
 
 	// Port of the collector. FSM types this int16 (1-32767); this API holds
 	// every TCP port.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 
@@ -515,14 +506,12 @@ type RemoteLoggingSpec struct {
 	Enable bool `json:"enable"`
 
 	// Level of remote logging.
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Level int32 `json:"level,omitempty"`
 
 	// Port of the collector.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 
@@ -557,8 +546,7 @@ type ExternalAuthzSpec struct {
 	Address string `json:"address,omitempty"`
 
 	// Port of the authorizer.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	// +optional
 	Port int32 `json:"port,omitempty"`
 
@@ -581,8 +569,6 @@ type CertificateSpec struct {
 	ServiceCertValidityDuration string `json:"serviceCertValidityDuration,omitempty"`
 
 	// CertKeyBitSize is the RSA key size of issued certificates.
-	// +kubebuilder:validation:Minimum=2048
-	// +kubebuilder:validation:Maximum=4096
 	// +optional
 	CertKeyBitSize int `json:"certKeyBitSize,omitempty"`
 
@@ -784,7 +770,6 @@ type EgressGatewaySpec struct {
 	// +optional
 	AdminPort *int32 `json:"adminPort,omitempty"`
 	// +kubebuilder:default=1
-	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 }
@@ -805,14 +790,13 @@ type ImageSpec struct {
 	Digest map[string]string `json:"digest,omitempty"`
 	// PullPolicy of the images.
 	// +kubebuilder:default=IfNotPresent
-	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	PullPolicy corev1.PullPolicy `json:"pullPolicy"`
 }
 
 // MiscSpec holds images that fit nowhere else.
 type MiscSpec struct {
 	// RepoServerImage is the Pipy repo server image.
-	// +kubebuilder:default="flomesh/pipy-repo:1.5.14"
+	// +kubebuilder:default="flomesh/pipy-repo:1.5.12"
 	RepoServerImage string `json:"repoServerImage"`
 }
 
@@ -857,17 +841,13 @@ type ConnectorGatewaySpec struct {
 	ClusterIP   string `json:"clusterIP"`
 	ExternalIP  string `json:"externalIP"`
 	IngressAddr string `json:"ingressAddr"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	IngressHTTPPort int32 `json:"ingressHTTPPort"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	IngressGRPCPort int32  `json:"ingressGRPCPort"`
 	EgressAddr      string `json:"egressAddr"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	EgressHTTPPort int32 `json:"egressHTTPPort"`
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:Format=""
 	EgressGRPCPort int32 `json:"egressGRPCPort"`
 }

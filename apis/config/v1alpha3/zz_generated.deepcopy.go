@@ -805,17 +805,17 @@ func (in *WarmupSpec) DeepCopyInto(out *WarmupSpec) {
 	}
 	if in.MinWeight != nil {
 		in, out := &in.MinWeight, &out.MinWeight
-		*out = new(int32)
+		*out = new(int64)
 		**out = **in
 	}
 	if in.MaxWeight != nil {
 		in, out := &in.MaxWeight, &out.MaxWeight
-		*out = new(int32)
+		*out = new(int64)
 		**out = **in
 	}
 	if in.Aggression != nil {
 		in, out := &in.Aggression, &out.Aggression
-		*out = new(int32)
+		*out = new(float64)
 		**out = **in
 	}
 }
