@@ -86,6 +86,8 @@ func (s Settings) Validate() error {
 	errs = append(errs, rules.Resources(sc.Child("initResources"), s.InitResources)...)
 	errs = append(errs, rules.Resources(sc.Child("healthcheckResources"), s.HealthcheckResources)...)
 
+	errs = append(errs, rules.RepoServerAddr(field.NewPath("spec", "repoServer", "ipaddr"), s.RepoServerIPAddr)...)
+
 	tr := field.NewPath("spec", "traffic")
 	errs = append(errs, rules.Enum(tr.Child("interceptionMode"), s.InterceptionMode, rules.InterceptionModes...)...)
 	_, e := rules.IPRanges(tr.Child("outboundIPRangeExclusionList"), s.OutboundIPRangeExclusionList)

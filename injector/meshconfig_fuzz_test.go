@@ -25,11 +25,11 @@ import (
 func FuzzMeshConfigAcceptedInjects(f *testing.F) {
 	preset := loadPreset(f)
 	for _, s := range append(acceptedSpecs, refusedSpecs...) {
-		f.Add(s.exclusions, s.inclusions, s.outPorts, s.inPorts, s.ifaces, s.keyBits, s.logLevel, s.proxyMode, s.interception, s.cpuLimit, s.cpuRequest, s.extName)
+		f.Add(s.exclusions, s.inclusions, s.outPorts, s.inPorts, s.ifaces, s.keyBits, s.logLevel, s.proxyMode, s.interception, s.cpuLimit, s.cpuRequest, s.extName, s.repoAddr)
 	}
 	f.Fuzz(func(t *testing.T, exclusions, inclusions, outPorts, inPorts, ifaces string, keyBits int,
-		logLevel, proxyMode, interception, cpuLimit, cpuRequest, extName string) {
-		acceptedInjects(t, preset, specInput{exclusions, inclusions, outPorts, inPorts, ifaces, keyBits, logLevel, proxyMode, interception, cpuLimit, cpuRequest, extName})
+		logLevel, proxyMode, interception, cpuLimit, cpuRequest, extName, repoAddr string) {
+		acceptedInjects(t, preset, specInput{exclusions, inclusions, outPorts, inPorts, ifaces, keyBits, logLevel, proxyMode, interception, cpuLimit, cpuRequest, extName, repoAddr})
 	})
 }
 
@@ -39,7 +39,7 @@ type specInput struct {
 	exclusions, inclusions, outPorts, inPorts, ifaces string
 	keyBits                                           int
 	logLevel, proxyMode, interception                 string
-	cpuLimit, cpuRequest, extName                     string
+	cpuLimit, cpuRequest, extName, repoAddr           string
 }
 
 var (
@@ -50,12 +50,15 @@ var (
 		{exclusions: "10.0.0.0/8,fd00::/8", inclusions: "192.168.0.0/16,2001:db8::/32", outPorts: "6379,65535", inPorts: "9090", ifaces: "eth1,veth+", keyBits: 4096,
 			logLevel: "debug", proxyMode: "PodIP", interception: "PodLevel", cpuLimit: "2", cpuRequest: "100m", extName: "example.com/dev"},
 		{inclusions: "::ffff:10.0.0.0/104", keyBits: 3333, interception: "NodeLevel"},
+		{repoAddr: "Repo.Example.com"},
+		{repoAddr: "fd00::10"},
 	}
 	// refusedSpecs must be refused by the validator.
 	refusedSpecs = []specInput{
 		{exclusions: "fd00::/129", ifaces: "eth0 -j ACCEPT", keyBits: 1024, cpuLimit: "100m", cpuRequest: "1"},
 		{ifaces: "sixteen-bytes-xx,..,e$x", outPorts: "0,70000", logLevel: "verbose", proxyMode: "podip", extName: "gpu"},
 		{keyBits: 4097, cpuLimit: "-1", extName: "kubernetes.io/x"},
+		{repoAddr: "repo server"},
 	}
 )
 
@@ -111,6 +114,7 @@ func acceptedInjects(t *testing.T, preset []byte, in specInput) bool {
 	setIf(sidecar, "logLevel", in.logLevel)
 	setIf(sidecar, "localProxyMode", in.proxyMode)
 	setIf(traffic, "interceptionMode", in.interception)
+	setIf(spec["repoServer"].(map[string]any), "ipaddr", in.repoAddr)
 	res := map[string]any{}
 	limits, requests := map[string]any{}, map[string]any{}
 	setIf(limits, "cpu", in.cpuLimit)

@@ -9,11 +9,12 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/injector/iptables"
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
 
 // Mesh is the per-process identity of the mesh the injector serves.
@@ -392,8 +393,8 @@ func repoHost(v string) (string, error) {
 	if strings.HasPrefix(v, "127.") {
 		return "", nil
 	}
-	if errs := validation.IsDNS1123Subdomain(strings.ToLower(v)); len(errs) > 0 {
-		return "", fmt.Errorf("MeshConfig spec.repoServer.ipaddr %q is neither an IP address nor a host name: %s", v, strings.Join(errs, "; "))
+	if errs := rules.RepoServerAddr(field.NewPath("spec", "repoServer", "ipaddr"), v); len(errs) > 0 {
+		return "", fmt.Errorf("MeshConfig %w", errs.ToAggregate())
 	}
 	return v, nil
 }

@@ -89,7 +89,7 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intOrStr("8080")}}},
 			want:  "the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"},
 		{name: "repo server host name invalid", set: func(s *Settings) { s.RepoServerIPAddr = "repo server" },
-			want: `MeshConfig spec.repoServer.ipaddr "repo server" is neither an IP address nor a host name`},
+			want: `MeshConfig spec.repoServer.ipaddr: Invalid value: "repo server": must be an IP address or a host name`},
 		{name: "local DNS proxy without the controller Service", set: func(s *Settings) { s.LocalDNSProxy = true },
 			want: "MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller does not exist: its ClusterIP is the DNS server of meshed pods; install FSM's controller or disable the local DNS proxy"},
 	}

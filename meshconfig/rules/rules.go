@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -154,6 +155,23 @@ func CertKeyBitSize(p *field.Path, bits int64) field.ErrorList {
 	}
 	if _, err := certs.RSAKeyAlgorithm(int(bits)); err != nil {
 		return field.ErrorList{field.Invalid(p, bits, err.Error())}
+	}
+	return nil
+}
+
+// RepoServerAddr checks spec.repoServer.ipaddr, the host in every sidecar's
+// repo URL: empty, "localhost" (any case) or a 127.* value mean FSM's
+// controller Service (as FSM reads them); otherwise an IP address or a host
+// name (a DNS-1123 subdomain, any case).
+func RepoServerAddr(p *field.Path, v string) field.ErrorList {
+	if v == "" || strings.EqualFold(v, "localhost") || strings.HasPrefix(v, "127.") {
+		return nil
+	}
+	if _, err := netip.ParseAddr(v); err == nil {
+		return nil
+	}
+	if len(validation.IsDNS1123Subdomain(strings.ToLower(v))) > 0 {
+		return field.ErrorList{field.Invalid(p, v, "must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system")}
 	}
 	return nil
 }

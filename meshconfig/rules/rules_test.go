@@ -63,6 +63,12 @@ func TestRules(t *testing.T) {
 		{"key 1024", CertKeyBitSize(p, 1024), "f: Invalid value: 1024: should be greater than or equal to 2048"},
 		{"key 8192", CertKeyBitSize(p, 8192), "f: Invalid value: 8192: should be less than or equal to 4096"},
 
+		{"repo unset", RepoServerAddr(p, ""), ""},
+		{"repo localhost", RepoServerAddr(p, "LocalHost"), ""},
+		{"repo loopback typo", RepoServerAddr(p, "127.0.0"), ""},
+		{"repo ipv6", RepoServerAddr(p, "fd00::1"), ""},
+		{"repo host", RepoServerAddr(p, "Repo.Example.com"), ""},
+		{"repo space", RepoServerAddr(p, "repo server"), `f: Invalid value: "repo server": must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system`},
 		{"enum", Enum(p, "warn", SidecarLogLevels...), ""},
 		{"enum unset", Enum(p, "", LocalProxyModes...), ""},
 		{"enum bad", Enum(p, "podip", LocalProxyModes...), `f: Unsupported value: "podip": supported values: "Localhost", "PodIP"`},

@@ -212,6 +212,7 @@ func deprecatedFields(s *spec) []string {
 func validateSpec(s *spec, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, validateSidecar(&s.Sidecar, p.Child("sidecar"))...)
+	errs = append(errs, rules.RepoServerAddr(p.Child("repoServer", "ipaddr"), s.RepoServer.IPAddr)...)
 	errs = append(errs, check.OptionalPort(p.Child("repoServer", "port"), &s.RepoServer.Port)...)
 	errs = append(errs, validateTraffic(&s.Traffic, p.Child("traffic"))...)
 	errs = append(errs, validateWarmup(&s.Warmup, p.Child("warmup"))...)

@@ -210,6 +210,10 @@ func TestValidateRules(t *testing.T) {
 		{name: "key size 8192", sets: []kv{{"spec.certificate.certKeyBitSize", 8192}}, want: []string{
 			`spec.certificate.certKeyBitSize: Invalid value: 8192: should be less than or equal to 4096`}},
 		{name: "key size 2560 ok (issued inline)", sets: []kv{{"spec.certificate.certKeyBitSize", 2560}}},
+		// repoServer.ipaddr (the host of every sidecar's repo URL)
+		{name: "repo server host name ok", sets: []kv{{"spec.repoServer.ipaddr", "Repo.Example.com"}}},
+		{name: "repo server address bad", sets: []kv{{"spec.repoServer.ipaddr", "repo server"}}, want: []string{
+			`spec.repoServer.ipaddr: Invalid value: "repo server": must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system`}},
 		// networkInterfaceExclusionList (Linux interface names the fsm-init script can carry)
 		{name: "interfaces ok", sets: []kv{{"spec.traffic.networkInterfaceExclusionList", []any{"eth1", "net1.100", "veth+", "fifteen-bytes-x"}}}},
 		{name: "interfaces bad", sets: []kv{{"spec.traffic.networkInterfaceExclusionList", []any{"sixteen-bytes-xx", "", "..", "a/b", "eth0 -j ACCEPT", "e$(id)"}}}, want: []string{

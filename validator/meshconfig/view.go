@@ -92,7 +92,8 @@ type xnetDNSProxy struct {
 }
 
 type repoServer struct {
-	Port int64 `json:"port"`
+	IPAddr string `json:"ipaddr"`
+	Port   int64  `json:"port"`
 }
 
 type traffic struct {
