@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 40m
 GOLANGCI_LINT_VERSION ?= v2.15.0
 IMAGE ?= flomesh/fsm-webhooks:dev
 
-.PHONY: all build assets test vet verify-generated unit fuzz generate lint image
+.PHONY: all build assets test vet verify-generated unit fuzz generate lint image e2e-node
 
 all: build
 
@@ -52,6 +52,18 @@ test: assets vet verify-generated unit fuzz
 
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+# The single-node cluster suite (test/node): kubelet, containerd, kube-proxy,
+# kube-controller-manager and kube-scheduler on this machine. Needs root; it
+# installs Debian's containerd, CNI plugins and iptables if missing, builds
+# the node binaries into the asset cache (FSM_NODE_ASSETS overrides) and
+# undoes every host change when it ends. The suite's tests carry the e2enode
+# build tag so that `make test` (go test ./...) does not run them.
+E2E_NODE_TIMEOUT ?= 60m
+e2e-node:
+	$(GO) vet -tags e2enode ./test/node/
+	$(GO) run ./test/assets/build --node
+	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/images/... ./test/node/...
 
 # Needs a container engine (none on the development machines): see Dockerfile.
 image:
