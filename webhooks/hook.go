@@ -364,31 +364,43 @@ func (h *hook) noteRepair() {
 	h.lastRepair = now
 }
 
+// caBundleOf returns the caBundle of obj's client configs: nil when its
+// webhook entries disagree, which counts as drift (every entry calls the
+// same server, so each must trust the same roots).
 func caBundleOf(obj any) []byte {
+	b, _ := sharedCABundle(obj)
+	return b
+}
+
+// sharedCABundle is caBundleOf and, when two webhook entries of a
+// configuration carry different caBundles, which two.
+func sharedCABundle(obj any) (bundle []byte, split string) {
+	type entry struct {
+		name   string
+		bundle []byte
+	}
+	var entries []entry
 	switch o := obj.(type) {
 	case *admv1.MutatingWebhookConfiguration:
-		if len(o.Webhooks) > 0 {
-			// All entries must agree; a differing one counts as drift.
-			for _, w := range o.Webhooks[1:] {
-				if !bytes.Equal(w.ClientConfig.CABundle, o.Webhooks[0].ClientConfig.CABundle) {
-					return nil
-				}
-			}
-			return o.Webhooks[0].ClientConfig.CABundle
+		for _, w := range o.Webhooks {
+			entries = append(entries, entry{w.Name, w.ClientConfig.CABundle})
 		}
 	case *admv1.ValidatingWebhookConfiguration:
-		if len(o.Webhooks) > 0 {
-			for _, w := range o.Webhooks[1:] {
-				if !bytes.Equal(w.ClientConfig.CABundle, o.Webhooks[0].ClientConfig.CABundle) {
-					return nil
-				}
-			}
-			return o.Webhooks[0].ClientConfig.CABundle
+		for _, w := range o.Webhooks {
+			entries = append(entries, entry{w.Name, w.ClientConfig.CABundle})
 		}
 	case *apiextv1.CustomResourceDefinition:
-		return ConversionCABundle(o)
+		return ConversionCABundle(o), ""
 	}
-	return nil
+	if len(entries) == 0 {
+		return nil, ""
+	}
+	for _, e := range entries[1:] {
+		if !bytes.Equal(e.bundle, entries[0].bundle) {
+			return nil, fmt.Sprintf("webhooks %s and %s carry different caBundles", entries[0].name, e.name)
+		}
+	}
+	return entries[0].bundle, ""
 }
 
 func conversionComplete(crd *apiextv1.CustomResourceDefinition) bool {
@@ -429,7 +441,10 @@ func (h *hook) ready(ctx context.Context) error {
 	if err != nil || !exists {
 		return fmt.Errorf("%s %s not found", reg.Kind, reg.Name)
 	}
-	apiBundle := caBundleOf(obj)
+	apiBundle, split := sharedCABundle(obj)
+	if split != "" {
+		return fmt.Errorf("%s %s: %s", reg.Kind, reg.Name, split)
+	}
 	if reg.Kind == CRDConversion && !conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) {
 		return fmt.Errorf("%s %s has no conversion webhook yet", reg.Kind, reg.Name)
 	}

@@ -54,12 +54,11 @@ type Registration struct {
 
 // Object names and paths (FSM names).
 const (
-	InjectorWebhookName  = "fsm-inject.k8s.io"
-	ValidatorWebhookName = "fsm-validator.k8s.io"
-	InjectorPath         = "/mutate-pod-creation"
-	ValidatorPath        = "/validate"
-	ConverterPath        = "/convert"
-	MeshConfigCRDName    = "meshconfigs.config.flomesh.io"
+	InjectorWebhookName = "fsm-inject.k8s.io"
+	InjectorPath        = "/mutate-pod-creation"
+	ValidatorPath       = "/validate"
+	ConverterPath       = "/convert"
+	MeshConfigCRDName   = "meshconfigs.config.flomesh.io"
 	// webhookTimeoutSeconds is FSM's timeoutSeconds for its webhooks.
 	webhookTimeoutSeconds = 20
 )
@@ -110,32 +109,45 @@ func InjectorRegistration(mesh, fsmNamespace string) Registration {
 	}
 }
 
-// ValidatorRegistration is the validator's ValidatingWebhookConfiguration
-// routing rules (validator.Rules(): exactly what the handler validates) to it.
-func ValidatorRegistration(mesh string, rules []admv1.RuleWithOperations) Registration {
+// ValidatorRegistration is the validator's ValidatingWebhookConfiguration:
+// one entry per element of entries (validator.Webhooks(): names, rules and
+// namespaceSelectors, exactly what the handler validates), each given the
+// same transport settings. Every entry calls the same server at
+// ValidatorPath, so the caBundle, its repair and readiness are the
+// configuration's, whatever the number of entries.
+func ValidatorRegistration(mesh string, entries []admv1.ValidatingWebhook) Registration {
 	sideEffects := admv1.SideEffectClassNoneOnDryRun
-	copied := make([]admv1.RuleWithOperations, 0, len(rules))
-	for _, r := range rules {
-		copied = append(copied, *r.DeepCopy())
+	hooks := make([]admv1.ValidatingWebhook, 0, len(entries))
+	for _, e := range entries {
+		hooks = append(hooks, admv1.ValidatingWebhook{
+			Name:                    e.Name,
+			Rules:                   deepCopyRules(e.Rules),
+			NamespaceSelector:       e.NamespaceSelector.DeepCopy(),
+			ObjectSelector:          e.ObjectSelector.DeepCopy(),
+			FailurePolicy:           ptr.To(admv1.Fail),
+			MatchPolicy:             ptr.To(admv1.Exact),
+			SideEffects:             &sideEffects,
+			TimeoutSeconds:          ptr.To[int32](webhookTimeoutSeconds),
+			AdmissionReviewVersions: []string{"v1"},
+		})
 	}
-	rules = copied
 	return Registration{
 		Kind: ValidatingConfiguration,
 		Name: ValidatingConfigurationName(mesh),
 		Path: ValidatorPath,
 		Validating: &admv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: ValidatingConfigurationName(mesh), Labels: meshLabels(mesh)},
-			Webhooks: []admv1.ValidatingWebhook{{
-				Name:                    ValidatorWebhookName,
-				Rules:                   rules,
-				FailurePolicy:           ptr.To(admv1.Fail),
-				MatchPolicy:             ptr.To(admv1.Exact),
-				SideEffects:             &sideEffects,
-				TimeoutSeconds:          ptr.To[int32](webhookTimeoutSeconds),
-				AdmissionReviewVersions: []string{"v1"},
-			}},
+			Webhooks:   hooks,
 		},
 	}
+}
+
+func deepCopyRules(rules []admv1.RuleWithOperations) []admv1.RuleWithOperations {
+	out := make([]admv1.RuleWithOperations, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, *r.DeepCopy())
+	}
+	return out
 }
 
 // ConverterRegistration is the MeshConfig CRD's conversion webhook.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -56,45 +57,77 @@ func TestInjectorRegistration(t *testing.T) {
 	}
 }
 
-// testValidatorRules stand for validator.Rules() (webhooks does not import
-// the validator).
-var testValidatorRules = []admv1.RuleWithOperations{{
-	Operations: []admv1.OperationType{admv1.Create, admv1.Update},
-	Rule:       admv1.Rule{APIGroups: []string{"config.flomesh.io"}, APIVersions: []string{"*"}, Resources: []string{"meshconfigs"}},
-}, {
-	Operations: []admv1.OperationType{admv1.Create, admv1.Update},
-	Rule:       admv1.Rule{APIGroups: []string{"access.smi-spec.io"}, APIVersions: []string{"v1alpha3"}, Resources: []string{"traffictargets"}},
-}}
+// testValidatorWebhooks stand for validator.Webhooks() (webhooks does not
+// import the validator): two entries with their own rules and selectors.
+func testValidatorWebhooks() []admv1.ValidatingWebhook {
+	return []admv1.ValidatingWebhook{{
+		Name: "policy.test.flomesh.io",
+		Rules: []admv1.RuleWithOperations{{
+			Operations: []admv1.OperationType{admv1.Create, admv1.Update},
+			Rule:       admv1.Rule{APIGroups: []string{"access.smi-spec.io"}, APIVersions: []string{"v1alpha3"}, Resources: []string{"traffictargets"}},
+		}},
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": "fsm"}},
+	}, {
+		Name: "meshconfig.test.flomesh.io",
+		Rules: []admv1.RuleWithOperations{{
+			Operations: []admv1.OperationType{admv1.Create, admv1.Update, admv1.Delete},
+			Rule:       admv1.Rule{APIGroups: []string{"config.flomesh.io"}, APIVersions: []string{"*"}, Resources: []string{"meshconfigs"}},
+		}},
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{"fsm-system"}},
+		}},
+	}}
+}
 
 func TestValidatorRegistration(t *testing.T) {
-	r := ValidatorRegistration("fsm", testValidatorRules)
+	entries := testValidatorWebhooks()
+	r := ValidatorRegistration("fsm", entries)
 	if r.Name != "fsm-validator-mesh-fsm" || r.Path != "/validate" || r.Kind != ValidatingConfiguration {
 		t.Fatalf("registration %+v", r)
 	}
-	w := r.Validating.Webhooks[0]
-	if w.Name != "fsm-validator.k8s.io" || *w.FailurePolicy != admv1.Fail || *w.SideEffects != admv1.SideEffectClassNoneOnDryRun {
-		t.Errorf("webhook %+v", w)
+	if r.Validating.Labels["app.kubernetes.io/instance"] != "fsm" || r.Validating.Labels["app.kubernetes.io/name"] != "flomesh.io" {
+		t.Errorf("labels %v", r.Validating.Labels)
 	}
-	covered := map[string]bool{}
-	for _, rule := range w.Rules {
-		if len(rule.Operations) != 2 || rule.Operations[0] != admv1.Create || rule.Operations[1] != admv1.Update {
-			t.Errorf("operations %v", rule.Operations)
-		}
-		for _, g := range rule.APIGroups {
-			for _, res := range rule.Resources {
-				covered[g+"/"+res] = true
-			}
-		}
+	if len(r.Validating.Webhooks) != len(entries) {
+		t.Fatalf("%d webhooks, want %d", len(r.Validating.Webhooks), len(entries))
 	}
-	for _, want := range []string{"config.flomesh.io/meshconfigs", "access.smi-spec.io/traffictargets"} {
-		if !covered[want] {
-			t.Errorf("validator does not cover %s", want)
+	for i, w := range r.Validating.Webhooks {
+		// The entry's own name, rules and selector; the same transport
+		// settings for every entry.
+		if w.Name != entries[i].Name || !reflect.DeepEqual(w.Rules, entries[i].Rules) || !reflect.DeepEqual(w.NamespaceSelector, entries[i].NamespaceSelector) {
+			t.Errorf("webhook %d is %s %+v %+v, want the entry %+v", i, w.Name, w.Rules, w.NamespaceSelector, entries[i])
+		}
+		if *w.FailurePolicy != admv1.Fail || *w.MatchPolicy != admv1.Exact || *w.SideEffects != admv1.SideEffectClassNoneOnDryRun ||
+			*w.TimeoutSeconds != 20 || !reflect.DeepEqual(w.AdmissionReviewVersions, []string{"v1"}) {
+			t.Errorf("webhook %s settings %+v", w.Name, w)
 		}
 	}
-	// Builders hand out copies: mutating one must not leak into the next.
+	// Every entry calls the same server and trusts the same caBundle.
+	cfg := NewValidating(r.Validating, Endpoint{Namespace: "fsm-system", ServiceName: "fsm-validator", Port: 9093}, r.Path, []byte("ca"))
+	for _, w := range cfg.Webhooks {
+		if s := w.ClientConfig.Service; s == nil || s.Name != "fsm-validator" || *s.Port != 9093 || *s.Path != "/validate" || string(w.ClientConfig.CABundle) != "ca" {
+			t.Errorf("webhook %s client config %+v", w.Name, w.ClientConfig)
+		}
+	}
+	// One entry reverted by someone else is drift of the whole
+	// configuration, named in status and readiness, and repaired on every
+	// entry.
+	cfg.Webhooks[1].ClientConfig.CABundle = []byte("other")
+	if b, split := sharedCABundle(cfg); b != nil || split != "webhooks policy.test.flomesh.io and meshconfig.test.flomesh.io carry different caBundles" {
+		t.Errorf("sharedCABundle of disagreeing entries = %q, %q", b, split)
+	}
+	if old, changed := SetValidatingCABundle(cfg, []byte("ca")); !changed || string(old) != "other" {
+		t.Errorf("SetValidatingCABundle: changed %v, old %q", changed, old)
+	}
+	if b, split := sharedCABundle(cfg); string(b) != "ca" || split != "" {
+		t.Errorf("after repair: %q, %q", b, split)
+	}
+	// Builders hand out copies: mutating one must not leak into the
+	// caller's entries or the next registration.
 	r.Validating.Webhooks[0].Rules[0].Resources[0] = "changed"
-	if ValidatorRegistration("fsm", testValidatorRules).Validating.Webhooks[0].Rules[0].Resources[0] != "meshconfigs" {
-		t.Error("ValidatorRegistration shares state between calls")
+	r.Validating.Webhooks[1].NamespaceSelector.MatchExpressions[0].Values[0] = "changed"
+	if !reflect.DeepEqual(entries, testValidatorWebhooks()) {
+		t.Error("ValidatorRegistration shares state with its entries")
 	}
 }
 
@@ -176,7 +209,7 @@ func TestDescribeBundle(t *testing.T) {
 func TestNewRejectsBadOptions(t *testing.T) {
 	good := Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Namespace: "fsm-system", MeshName: "fsm", Issuer: nopIssuer{}}
 	hook := Webhook{Name: "validator", Port: 9093, ServiceName: "fsm-validator", SecretName: "validating-webhook-cert-secret",
-		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: ValidatorRegistration("fsm", testValidatorRules)}
+		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: ValidatorRegistration("fsm", testValidatorWebhooks())}
 	cases := []struct {
 		name    string
 		opts    func(*Options)
@@ -197,7 +230,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o, w := good, hook
-			w.Registration = ValidatorRegistration("fsm", testValidatorRules)
+			w.Registration = ValidatorRegistration("fsm", testValidatorWebhooks())
 			if c.opts != nil {
 				c.opts(&o)
 			}

@@ -127,12 +127,14 @@ func Status(ctx context.Context, opts Options, hooks []Webhook) (*Report, error)
 		if ws.CertProblem != "" {
 			problem("%s: serving cert in %s: %s", w.Name, ws.Secret, ws.CertProblem)
 		}
-		bundle, found, err := registrationCABundle(ctx, client, apiext, w.Registration)
+		bundle, found, split, err := registrationCABundle(ctx, client, apiext, w.Registration)
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("certs status: %w", err)
 		case !found:
 			ws.CABundleProblem = "not found"
+		case split != "":
+			ws.CABundleProblem = split
 		case chain == nil:
 			ws.CABundleProblem = "no serving cert to verify"
 		default:
@@ -150,9 +152,10 @@ func Status(ctx context.Context, opts Options, hooks []Webhook) (*Report, error)
 	return r, nil
 }
 
-func registrationCABundle(ctx context.Context, client kubernetes.Interface, apiext apiextclient.Interface, reg Registration) ([]byte, bool, error) {
+// registrationCABundle reads reg's object and returns its caBundle, whether
+// it exists and, when its webhook entries disagree, which two (bundle nil).
+func registrationCABundle(ctx context.Context, client kubernetes.Interface, apiext apiextclient.Interface, reg Registration) (bundle []byte, found bool, split string, err error) {
 	var obj any
-	var err error
 	switch reg.Kind {
 	case MutatingConfiguration:
 		obj, err = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, reg.Name, metav1.GetOptions{})
@@ -161,15 +164,16 @@ func registrationCABundle(ctx context.Context, client kubernetes.Interface, apie
 	case CRDConversion:
 		obj, err = apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, reg.Name, metav1.GetOptions{})
 	default:
-		return nil, false, fmt.Errorf("unknown registration kind %v", reg.Kind)
+		return nil, false, "", fmt.Errorf("unknown registration kind %v", reg.Kind)
 	}
 	if apierrors.IsNotFound(err) {
-		return nil, false, nil
+		return nil, false, "", nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reading %s %s: %w", reg.Kind, reg.Name, err)
+		return nil, false, "", fmt.Errorf("reading %s %s: %w", reg.Kind, reg.Name, err)
 	}
-	return caBundleOf(obj), true, nil
+	bundle, split = sharedCABundle(obj)
+	return bundle, true, split, nil
 }
 
 // TrustCheck returns a rootrotation.Options.Trusted func: nil once the
@@ -185,12 +189,15 @@ func TrustCheck(cfg *rest.Config, regs []Registration) (func(context.Context, *x
 	}
 	return func(ctx context.Context, root *x509.Certificate) error {
 		for _, reg := range regs {
-			bundle, found, err := registrationCABundle(ctx, client, apiext, reg)
+			bundle, found, split, err := registrationCABundle(ctx, client, apiext, reg)
 			if err != nil {
 				return err
 			}
 			if !found {
 				continue
+			}
+			if split != "" {
+				return fmt.Errorf("%s %s: %s", reg.Kind, reg.Name, split)
 			}
 			cs, err := certs.ParseCertsPEM(bundle)
 			if err != nil {

@@ -239,7 +239,7 @@ func hookIdentity(o *options, name string) webhooks.Webhook {
 			Registration: webhooks.InjectorRegistration(o.meshName, o.fsmNamespace)}
 	case hookValidator:
 		return webhooks.Webhook{Name: hookValidator, Port: o.validatorPort, ServiceName: validatorService, SecretName: validatorCertSecret,
-			Registration: webhooks.ValidatorRegistration(o.meshName, validator.Rules())}
+			Registration: webhooks.ValidatorRegistration(o.meshName, validator.Webhooks(o.meshName, o.fsmNamespace))}
 	default:
 		return webhooks.Webhook{Name: hookConverter, Port: o.converterPort, ServiceName: converterService, SecretName: converterCertSecret,
 			Registration: webhooks.ConverterRegistration()}

@@ -49,21 +49,41 @@ func TestConfigurationsMatchServers(t *testing.T) {
 		checkSelector(t, mesh, got.NamespaceSelector, want.NamespaceSelector)
 		checkLabels(t, m.Labels, inj.Mutating.Labels)
 
-		val := webhooks.ValidatorRegistration(mesh, validator.Rules())
+		val := webhooks.ValidatorRegistration(mesh, validator.Webhooks(mesh, "mesh-system"))
 		var v admv1.ValidatingWebhookConfiguration
 		typed(t, mustFind(t, r, "ValidatingWebhookConfiguration", val.Name), &v)
-		wantV := val.Validating.Webhooks[0]
-		gotV := v.Webhooks[0]
-		compare(t, mesh+" validator", gotV.Name, wantV.Name, gotV.Rules, wantV.Rules, gotV.FailurePolicy, wantV.FailurePolicy,
-			gotV.MatchPolicy, wantV.MatchPolicy, gotV.SideEffects, wantV.SideEffects, gotV.TimeoutSeconds, wantV.TimeoutSeconds,
-			gotV.AdmissionReviewVersions, wantV.AdmissionReviewVersions)
-		checkService(t, gotV.ClientConfig, "mesh-system", "fsm-validator", val.Path, 9093)
 		checkLabels(t, v.Labels, val.Validating.Labels)
+		if got, want := webhookNames(v.Webhooks), webhookNames(val.Validating.Webhooks); !slices.Equal(got, want) {
+			t.Errorf("%s validator: chart has webhooks %q, servers register %q", mesh, got, want)
+		}
+		for _, wantV := range val.Validating.Webhooks {
+			i := slices.IndexFunc(v.Webhooks, func(w admv1.ValidatingWebhook) bool { return w.Name == wantV.Name })
+			if i < 0 {
+				continue
+			}
+			gotV := v.Webhooks[i]
+			// The selector exactly: selecting fewer namespaces would
+			// validate less than the servers claim, more would refuse
+			// what FSM admitted.
+			compare(t, mesh+" validator "+wantV.Name, gotV.Rules, wantV.Rules, gotV.NamespaceSelector, wantV.NamespaceSelector,
+				gotV.ObjectSelector, wantV.ObjectSelector, gotV.FailurePolicy, wantV.FailurePolicy,
+				gotV.MatchPolicy, wantV.MatchPolicy, gotV.SideEffects, wantV.SideEffects, gotV.TimeoutSeconds, wantV.TimeoutSeconds,
+				gotV.AdmissionReviewVersions, wantV.AdmissionReviewVersions)
+			checkService(t, gotV.ClientConfig, "mesh-system", "fsm-validator", val.Path, 9093)
+		}
 
 		if conv := webhooks.ConverterRegistration(); conv.Name != "meshconfigs.config.flomesh.io" {
 			t.Errorf("converter registers on CRD %q; the chart's RBAC names meshconfigs.config.flomesh.io", conv.Name)
 		}
 	}
+}
+
+func webhookNames(hooks []admv1.ValidatingWebhook) []string {
+	names := make([]string, 0, len(hooks))
+	for _, h := range hooks {
+		names = append(names, h.Name)
+	}
+	return names
 }
 
 // compare takes got/want pairs.

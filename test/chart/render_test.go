@@ -225,12 +225,32 @@ func TestRenderDefaults(t *testing.T) {
 
 	t.Run("validating webhook", func(t *testing.T) {
 		v := mustFind(t, r, "ValidatingWebhookConfiguration", "fsm-validator-mesh-fsm")
-		wh := nested(t, v, "webhooks").([]any)[0].(map[string]any)
-		checkWebhook(t, wh, "fsm-validator.k8s.io", "fsm-validator", "/validate", 9093)
-		rules, _ := yaml.Marshal(wh["rules"])
-		for _, want := range []string{"meshconfigs", "ingressbackends", "accesscontrols", "egresses", "upstreamtrafficsettings", "egressgateways", "accesscerts", "plugins", "traffictargets"} {
-			if !strings.Contains(string(rules), want) {
-				t.Errorf("validator rules lack %s", want)
+		whs := nested(t, v, "webhooks").([]any)
+		if len(whs) != 2 {
+			t.Fatalf("%d webhooks, want the policy and the MeshConfig webhook", len(whs))
+		}
+		for i, c := range []struct {
+			name      string
+			resources []string
+			selector  []string
+		}{
+			{"fsm-validator.k8s.io", []string{"ingressbackends", "accesscontrols", "egresses", "upstreamtrafficsettings", "egressgateways", "accesscerts", "plugins", "traffictargets"},
+				[]string{"flomesh.io/monitored-by: fsm", "flomesh.io/ignore", "control-plane", "operator: NotIn", "- fsm-system"}},
+			{"meshconfig-validator.flomesh.io", []string{"meshconfigs", "DELETE"}, []string{"kubernetes.io/metadata.name", "operator: In", "- fsm-system"}},
+		} {
+			wh := whs[i].(map[string]any)
+			checkWebhook(t, wh, c.name, "fsm-validator", "/validate", 9093)
+			rules, _ := yaml.Marshal(wh["rules"])
+			for _, want := range c.resources {
+				if !strings.Contains(string(rules), want) {
+					t.Errorf("%s rules lack %s", c.name, want)
+				}
+			}
+			sel, _ := yaml.Marshal(wh["namespaceSelector"])
+			for _, want := range c.selector {
+				if !strings.Contains(string(sel), want) {
+					t.Errorf("%s namespaceSelector lacks %q:\n%s", c.name, want, sel)
+				}
 			}
 		}
 	})
@@ -436,7 +456,13 @@ func TestRenderMeshNameAndNamespace(t *testing.T) {
 	if wh["failurePolicy"] != "Ignore" {
 		t.Errorf("failurePolicy %v", wh["failurePolicy"])
 	}
-	mustFind(t, r, "ValidatingWebhookConfiguration", "fsm-validator-mesh-blue")
+	// Both validator entries take the same values.
+	for _, vwh := range nested(t, mustFind(t, r, "ValidatingWebhookConfiguration", "fsm-validator-mesh-blue"), "webhooks").([]any) {
+		vwh := vwh.(map[string]any)
+		if vwh["failurePolicy"] != "Ignore" {
+			t.Errorf("%s failurePolicy %v", vwh["name"], vwh["failurePolicy"])
+		}
+	}
 	cr := mustFind(t, r, "ClusterRole", "fsm-webhooks-blue")
 	rules, _ := yaml.Marshal(nested(t, cr, "rules"))
 	for _, want := range []string{"fsm-webhook-blue", "fsm-validator-mesh-blue", "meshconfigs.config.flomesh.io"} {
