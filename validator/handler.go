@@ -184,7 +184,11 @@ func invalidMeshConfig(name string, errs field.ErrorList) admission.Response {
 
 // meshConfigDelete refuses to delete the mesh's own MeshConfig while its
 // namespace lives: every FSM component reads it, and losing it takes the
-// mesh down. Deleting the namespace (or uninstalling) is how a mesh goes.
+// mesh down. The advice is the chart's uninstall, whose pre-delete hook
+// removes the webhook configurations, then the servers, then this
+// MeshConfig; never deleting the namespace, which also deletes the mesh CA
+// Secret and leaves the cluster-scoped webhooks calling a server that is
+// gone. A namespace being deleted anyway lets its MeshConfig go.
 func (h *Handler) meshConfigDelete(ctx context.Context, req admission.Request) admission.Response {
 	if req.Namespace != h.opts.FSMNamespace || req.Name != h.opts.MeshConfigName {
 		return admission.Allowed("")
@@ -204,8 +208,9 @@ func (h *Handler) meshConfigDelete(ctx context.Context, req admission.Request) a
 	}
 	return admission.Denied(fmt.Sprintf(
 		"MeshConfig %s/%s is the configuration of mesh %q and cannot be deleted while the mesh is installed; "+
-			"to remove the mesh, uninstall it (helm uninstall <release> --namespace %s) or delete namespace %s",
-		req.Namespace, req.Name, h.opts.MeshName, req.Namespace, req.Namespace))
+			"to remove the mesh, uninstall it (helm uninstall <release> --namespace %s): its pre-delete hook "+
+			"takes the webhooks down first and then this MeshConfig",
+		req.Namespace, req.Name, h.opts.MeshName, req.Namespace))
 }
 
 // badObjectError marks an undecodable object: the client's fault (400).
