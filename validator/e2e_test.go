@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +34,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -133,7 +136,7 @@ func TestE2E(t *testing.T) {
 		}
 		err = c.Create(ctx, obj)
 		wantDenied(t, err,
-			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("10.0.0.0/8")`,
+			demoCIDRDenial,
 			`spec.sidecar.logLevel: Unsupported value: "verbose"`,
 			`spec.sidecar.sidecarImage: Invalid value: "Flomesh/Pipy:1.5.14"`,
 			`spec.sidecar.configResyncInterval: Invalid value: "5 minutes"`,
@@ -208,6 +211,12 @@ func TestE2E(t *testing.T) {
 		strictPolicyCases(ctx, t, c, env.Config)
 	})
 
+	// From here on the configuration is the servers' own (Webhooks): the
+	// apiserver sends what FSM validated, plus the mesh's MeshConfig.
+	t.Run("registration: FSM's namespaces for policies, the fsm namespace for MeshConfig", func(t *testing.T) {
+		registrationCases(ctx, t, c, strictURL)
+	})
+
 	t.Run("delete of the mesh MeshConfig", func(t *testing.T) {
 		other := presetMeshConfig(t)
 		other.SetNamespace("apps")
@@ -217,11 +226,11 @@ func TestE2E(t *testing.T) {
 		}
 
 		mesh := presetMeshConfig(t)
-		wantDenied(t, c.Delete(ctx, mesh),
+		wantDeniedBy(t, validator.MeshConfigWebhookName, c.Delete(ctx, mesh),
 			`MeshConfig fsm-system/fsm-mesh-config is the configuration of mesh "fsm" and cannot be deleted while the mesh is installed; to remove the mesh, uninstall it`)
 
-		// Deleting the namespace is how a mesh goes away: then the delete
-		// is allowed (envtest has no namespace controller, so the
+		// A namespace being deleted takes its MeshConfig with it: then the
+		// delete is allowed (envtest has no namespace controller, so the
 		// namespace stays Terminating and we delete the MeshConfig
 		// ourselves, as the controller would).
 		if err := c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNS}}); err != nil {
@@ -239,6 +248,9 @@ func obj(apiVersion, kind, ns, name string, spec map[string]any) *unstructured.U
 	u.SetName(name)
 	return u
 }
+
+// demoCIDRDenial is one of DemoInvalidMeshConfig's denials.
+const demoCIDRDenial = `spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("10.0.0.0/8")`
 
 const (
 	pol  = "policy.flomesh.io/v1alpha1"
@@ -418,16 +430,26 @@ func mustCreate(ctx context.Context, t *testing.T, c client.Client, obj client.O
 	}
 }
 
-// wantDenied checks err is an admission denial by our webhook containing
-// every fragment.
+// testWebhookName is the entry register creates.
+const testWebhookName = "validate.flomesh.io"
+
+// wantDenied checks err is an admission denial by the entry register
+// creates, containing every fragment.
 func wantDenied(t *testing.T, err error, fragments ...string) {
 	t.Helper()
+	wantDeniedBy(t, testWebhookName, err, fragments...)
+}
+
+// wantDeniedBy checks err is an admission denial by webhook containing
+// every fragment.
+func wantDeniedBy(t *testing.T, webhook string, err error, fragments ...string) {
+	t.Helper()
 	if err == nil {
-		t.Fatalf("accepted; want denial containing %q", fragments)
+		t.Fatalf("accepted; want denial by %s containing %q", webhook, fragments)
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, `admission webhook "validate.flomesh.io" denied the request`) {
-		t.Errorf("not denied by the validator: %v", err)
+	if !strings.Contains(msg, `admission webhook "`+webhook+`" denied the request`) {
+		t.Errorf("not denied by %s: %v", webhook, err)
 	}
 	for _, f := range fragments {
 		if !strings.Contains(msg, f) {
@@ -491,7 +513,7 @@ func register(ctx context.Context, t *testing.T, c client.Client, url string) {
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "fsm-validator-mesh-fsm"},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:                    "validate.flomesh.io",
+			Name:                    testWebhookName,
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
 			Rules:                   validator.Rules(),
 			FailurePolicy:           &fail,
@@ -517,6 +539,98 @@ func register(ctx context.Context, t *testing.T, c client.Client, url string) {
 			t.Fatalf("webhook not active after 30s: last result %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// registrationCases replace the test's catch-all entry with the servers'
+// own entries (validator.Webhooks through webhooks.ValidatorRegistration)
+// calling url, and check through the apiserver which requests reach the
+// validator: a policy breaking a rule FSM enforced is denied where FSM
+// validated and admitted where it did not; the MeshConfig webhook covers the
+// fsm namespace only.
+func registrationCases(ctx context.Context, t *testing.T, c client.Client, validateURL string) {
+	for name, labels := range map[string]map[string]string{
+		"monitored":     {validator.MonitoredByLabel: "fsm"},
+		"unmonitored":   nil,
+		"ignored":       {validator.MonitoredByLabel: "fsm", validator.IgnoreLabel: "true"},
+		"control-plane": {validator.MonitoredByLabel: "fsm", validator.ControlPlaneLabel: "fsm"},
+	} {
+		mustCreate(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
+	}
+	// Monitored or not, the fsm namespace is never the policy webhook's.
+	var fsm corev1.Namespace
+	if err := c.Get(ctx, client.ObjectKey{Name: fsmNS}, &fsm); err != nil {
+		t.Fatal(err)
+	}
+	fsm.Labels[validator.MonitoredByLabel] = "fsm"
+	if err := c.Update(ctx, &fsm); err != nil {
+		t.Fatal(err)
+	}
+
+	u, err := neturl.Parse(validateURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := webhooks.ValidatorRegistration("fsm", validator.Webhooks("fsm", fsmNS))
+	want := webhooks.NewValidating(reg.Validating, webhooks.Endpoint{URLHost: u.Hostname(), Port: port}, reg.Path, caPEM)
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Get(ctx, client.ObjectKey{Name: reg.Name}, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Webhooks = want.Webhooks
+	if err := c.Update(ctx, &cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	// FSM enforced this TrafficTarget rule.
+	badTarget := func(ns string) *unstructured.Unstructured {
+		return obj("access.smi-spec.io/v1alpha3", "TrafficTarget", ns, "tt", map[string]any{
+			"destination": map[string]any{"kind": "ServiceAccount", "name": "sa", "namespace": "other"}})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Create(ctx, badTarget("unmonitored"), client.DryRunAll)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the servers' registration not active after 30s: last result %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	wantDeniedBy(t, validator.PolicyWebhookName, c.Create(ctx, badTarget("monitored"), client.DryRunAll),
+		"The traffic target namespace (monitored) must match spec.Destination.Namespace (other)")
+	for _, ns := range []string{"unmonitored", "ignored", "control-plane", fsmNS} {
+		if err := c.Create(ctx, badTarget(ns), client.DryRunAll); err != nil {
+			t.Errorf("TrafficTarget in namespace %s, which FSM never validated: %v", ns, err)
+		}
+	}
+	// A namespaceSelector never skips a cluster-scoped object.
+	wantDeniedBy(t, validator.PolicyWebhookName, c.Create(ctx, obj(plug, "Plugin", "", "p2", map[string]any{}), client.DryRunAll),
+		"plugin[p2.] is missing pipy script")
+
+	bad, err := validator.DemoInvalidMeshConfig(fsmNS, meshConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDeniedBy(t, validator.MeshConfigWebhookName, c.Create(ctx, bad, client.DryRunAll), demoCIDRDenial)
+	if err := validator.Probe(ctx, c, fsmNS, meshConfig); err != nil {
+		t.Errorf("readiness probe under the servers' registration: %v", err)
+	}
+	// No component of this mesh reads a MeshConfig outside its namespace.
+	for _, ns := range []string{"monitored", "unmonitored"} {
+		elsewhere, err := validator.DemoInvalidMeshConfig(ns, "elsewhere")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Create(ctx, elsewhere, client.DryRunAll); err != nil {
+			t.Errorf("MeshConfig in namespace %s: %v", ns, err)
+		}
 	}
 }
 
