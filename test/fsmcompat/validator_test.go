@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	goruntime "runtime"
 	"slices"
 	"sort"
@@ -402,4 +403,50 @@ func vReadCRDs(t *testing.T, dir string) map[string]*apiextv1.CustomResourceDefi
 		}
 	}
 	return out
+}
+
+// TestValidatorRegistrationMatchesFSM: our policy webhook has FSM v1.5.1's
+// name and namespaceSelector (FSM's pkg/validator/patch.go), with the one
+// documented fix: the fsm namespace is excluded by kubernetes.io/metadata.name,
+// which the apiserver sets, not by label "name", which nothing sets. It
+// routes every kind FSM routes (the MeshConfig webhook, with its own
+// selector, routes none of them).
+func TestValidatorRegistrationMatchesFSM(t *testing.T) {
+	const mesh, fsmNamespace = "fsm", "fsm-system"
+	fsmSelector := metav1.LabelSelector{
+		MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh},
+		MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+			{Key: "name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
+			{Key: "control-plane", Operator: metav1.LabelSelectorOpDoesNotExist},
+		},
+	}
+	fsmRouted := []string{"ingressbackends.policy.flomesh.io", "egresses.policy.flomesh.io", "egressgateways.policy.flomesh.io",
+		"plugins.plugin.flomesh.io", "pluginchains.plugin.flomesh.io", "pluginconfigs.plugin.flomesh.io", "traffictargets.access.smi-spec.io"}
+
+	want := fsmSelector.DeepCopy()
+	want.MatchExpressions[1].Key = "kubernetes.io/metadata.name" // the fix
+	hooks := validator.Webhooks(mesh, fsmNamespace)
+	i := slices.IndexFunc(hooks, func(h admv1.ValidatingWebhook) bool { return h.Name == "fsm-validator.k8s.io" })
+	if i < 0 {
+		t.Fatalf("no webhook named fsm-validator.k8s.io (FSM's) among %d", len(hooks))
+	}
+	if got := hooks[i].NamespaceSelector; !reflect.DeepEqual(got, want) {
+		t.Errorf("policy webhook namespaceSelector %+v, want FSM's with the label fix %+v", got, want)
+	}
+	routedBy := map[string]string{}
+	for _, h := range hooks {
+		for _, r := range h.Rules {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					routedBy[res+"."+g] = h.Name
+				}
+			}
+		}
+	}
+	for _, k := range fsmRouted {
+		if routedBy[k] != hooks[i].Name {
+			t.Errorf("FSM routes %s through its webhook; ours routes it through %q", k, routedBy[k])
+		}
+	}
 }
