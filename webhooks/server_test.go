@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -39,6 +41,7 @@ func TestServing(t *testing.T) {
 	t.Run("RootRotation", testRotation)
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("Status", testStatus)
+	t.Run("TwoEntries", testTwoEntries)
 	t.Run("CRDConversion", testConversion)
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)
@@ -544,6 +547,68 @@ func testStatus(t *testing.T) {
 	}
 	if rep.Healthy || rep.Webhooks[0].CABundleVerifies || len(rep.Problems) == 0 {
 		t.Fatalf("broken caBundle reported %+v", rep)
+	}
+}
+
+// testTwoEntries: a configuration with two webhooks calling one server (the
+// validator's): the caBundle, its repair and status are the whole
+// configuration's, whichever entry drifts.
+func testTwoEntries(t *testing.T) {
+	tc := newCase(t, "two", true)
+	w := tc.webhook(freePort(t))
+	second := *w.Registration.Validating.Webhooks[0].DeepCopy()
+	second.Name = "deny-secrets.test.flomesh.io"
+	second.Rules[0].Resources = []string{"secrets"}
+	w.Registration.Validating.Webhooks = append(w.Registration.Validating.Webhooks, second)
+	admitSecret := func() error {
+		_, err := tc.cs.CoreV1().Secrets(tc.workNS).Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{"deny": "true"}},
+		}, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), denyMessage) {
+			return fmt.Errorf("Secret through the second entry: %v", err)
+		}
+		return nil
+	}
+	bothGood := func(good []byte) error {
+		for _, e := range tc.config(t).Webhooks {
+			if !bytes.Equal(e.ClientConfig.CABundle, good) {
+				return fmt.Errorf("entry %s has caBundle %s", e.Name, describeBundle(e.ClientConfig.CABundle))
+			}
+		}
+		return nil
+	}
+	s := start(t, tc.options(), w)
+	s.waitReady(t)
+	good := mustBundle(t, tc)
+	if err := bothGood(good); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "admission through the first entry", func() error { return tc.admitOnce(context.Background()) })
+	waitFor(t, 10*time.Second, "admission through the second entry", admitSecret)
+
+	// Someone reverts the second entry only: it is repaired.
+	cfg := tc.config(t)
+	cfg.Webhooks[1].ClientConfig.CABundle = otherBundle(t, newCA(t))
+	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "second entry repaired", func() error { return bothGood(good) })
+	waitFor(t, 10*time.Second, "admission through the second entry after repair", admitSecret)
+
+	// With the server stopped and the entries split, status names both.
+	s.stop(t)
+	cfg = tc.config(t)
+	cfg.Webhooks[1].ClientConfig.CABundle = otherBundle(t, newCA(t))
+	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Status(context.Background(), tc.options(), []Webhook{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const split = "webhooks deny.test.flomesh.io and deny-secrets.test.flomesh.io carry different caBundles"
+	if rep.Healthy || rep.Webhooks[0].CABundleVerifies || rep.Webhooks[0].CABundleProblem != split {
+		t.Fatalf("split caBundles reported %+v", rep)
 	}
 }
 
