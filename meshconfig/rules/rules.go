@@ -78,25 +78,59 @@ func Ports(p *field.Path, vs []int64) field.ErrorList {
 	return errs
 }
 
+// IPv6NotIntercepted is why an outbound inclusion list refuses IPv6 ranges.
+// The mesh intercepts IPv4 only, as FSM does: the fsm-init script programs no
+// ip6tables rules because Pipy's listen(port) binds 0.0.0.0, so the sidecar
+// has no IPv6 socket to redirect to.
+const IPv6NotIntercepted = "the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted"
+
 // IPRange parses one outbound IP range: an IPv4 or IPv6 CIDR such as
 // 10.0.0.0/8 or fd00::/8, without a zone or surrounding spaces. The prefix is
-// returned masked. IPv4 ranges go to the pod's iptables rules, IPv6 ranges to
-// its ip6tables rules.
+// returned masked. An IPv6 range only matters in an exclusion list, where it
+// is accepted and changes nothing: IPv6 traffic always bypasses the sidecar.
+// An IPv4-mapped range (::ffff:10.0.0.0/104) is refused: that traffic leaves
+// the pod as IPv4, so the range must be written as IPv4 to mean anything.
 func IPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
 	pfx, err := netip.ParsePrefix(s)
 	if err != nil || strings.TrimSpace(s) != s {
 		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be a CIDR such as 10.0.0.0/8 or fd00::/8")}
 	}
+	if pfx.Addr().Is4In6() && pfx.Bits() >= 96 {
+		v4 := netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96).Masked()
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s,
+			fmt.Sprintf("is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as %s", v4))}
+	}
 	return pfx.Masked(), nil
 }
 
-// IPRanges checks every element of a CIDR list and returns the prefixes
-// (an invalid element leaves the zero Prefix in its place).
+// IPRanges checks every element of an exclusion CIDR list with IPRange and
+// returns the prefixes (an invalid element leaves the zero Prefix in its
+// place).
 func IPRanges(p *field.Path, list []string) ([]netip.Prefix, field.ErrorList) {
+	return each(p, list, IPRange)
+}
+
+// InterceptedIPRange is IPRange for a range the sidecar must intercept (an
+// inclusion list): IPv4 only, see IPv6NotIntercepted.
+func InterceptedIPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
+	pfx, errs := IPRange(p, s)
+	if len(errs) == 0 && pfx.Addr().Is6() {
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, IPv6NotIntercepted)}
+	}
+	return pfx, errs
+}
+
+// InterceptedIPRanges checks every element of an inclusion CIDR list with
+// InterceptedIPRange, returning the prefixes as IPRanges does.
+func InterceptedIPRanges(p *field.Path, list []string) ([]netip.Prefix, field.ErrorList) {
+	return each(p, list, InterceptedIPRange)
+}
+
+func each(p *field.Path, list []string, rule func(*field.Path, string) (netip.Prefix, field.ErrorList)) ([]netip.Prefix, field.ErrorList) {
 	var errs field.ErrorList
 	out := make([]netip.Prefix, len(list))
 	for i, s := range list {
-		pfx, e := IPRange(p.Index(i), s)
+		pfx, e := rule(p.Index(i), s)
 		out[i] = pfx
 		errs = append(errs, e...)
 	}

@@ -19,6 +19,7 @@ func errText(errs field.ErrorList) string {
 func TestRules(t *testing.T) {
 	p := field.NewPath("f")
 	iprange := func(s string) field.ErrorList { _, e := IPRange(p, s); return e }
+	intercepted := func(s string) field.ErrorList { _, e := InterceptedIPRange(p, s); return e }
 	const ifWant = `f: Invalid value: %q: must be a Linux network interface name (1-15 bytes, not '.' or '..', no '/', ':', whitespace, quotes, '$', '` + "`" + `' or '\'): `
 	for _, tc := range []struct {
 		name string
@@ -35,6 +36,24 @@ func TestRules(t *testing.T) {
 		{"zone", iprange("fe80::1%eth0/64"), `f: Invalid value: "fe80::1%eth0/64": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{"space", iprange(" 10.0.0.0/8"), `f: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{"empty", iprange(""), `f: Invalid value: "": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"ipv4-mapped", iprange("::ffff:10.0.0.0/104"), `f: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`},
+		{"ipv4-mapped host", iprange("::ffff:10.1.2.3/128"), `f: Invalid value: "::ffff:10.1.2.3/128": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.1.2.3/32`},
+		{"ipv4-mapped all", iprange("::ffff:0.0.0.0/96"), `f: Invalid value: "::ffff:0.0.0.0/96": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 0.0.0.0/0`},
+		{"ipv6 all", iprange("::/0"), ""},
+		{"exclusion list", func() field.ErrorList { _, e := IPRanges(p, []string{"10.0.0.0/8", "fd00::/8", "x"}); return e }(),
+			`f[2]: Invalid value: "x": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+
+		// Inclusion lists: IPv4 only, one reason for the validator and the injector.
+		{"intercepted ipv4", intercepted("10.96.0.0/12"), ""},
+		{"intercepted ipv4 all", intercepted("0.0.0.0/0"), ""},
+		{"intercepted ipv6", intercepted("fd00::/8"), `f: Invalid value: "fd00::/8": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
+		{"intercepted ipv6 all", intercepted("::/0"), `f: Invalid value: "::/0": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
+		{"intercepted unparsable", intercepted("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"intercepted ipv4-mapped", intercepted("::ffff:10.0.0.0/104"), `f: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`},
+		{"inclusion list", func() field.ErrorList {
+			_, e := InterceptedIPRanges(p, []string{"10.0.0.0/8", "2001:db8::/32", "192.168.0.0/16"})
+			return e
+		}(), `f[1]: Invalid value: "2001:db8::/32": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
 
 		{"ports", Ports(p, []int64{1, 65535}), ""},
 		{"port 0", Ports(p, []int64{80, 0}), "f[1]: Invalid value: 0: should be greater than or equal to 1"},
@@ -83,6 +102,10 @@ func TestIPRangeMasks(t *testing.T) {
 	pfx, errs := IPRange(field.NewPath("f"), "fd12:3456::1/16")
 	if len(errs) != 0 || pfx.String() != "fd12::/16" {
 		t.Errorf("got %v %v, want fd12::/16", pfx, errs)
+	}
+	pfxs, errs := InterceptedIPRanges(field.NewPath("f"), []string{"10.1.2.3/8", "fd00::/8"})
+	if len(errs) != 1 || pfxs[0].String() != "10.0.0.0/8" || pfxs[1].IsValid() {
+		t.Errorf("got %v %v, want [10.0.0.0/8 invalid] and one error", pfxs, errs)
 	}
 }
 
