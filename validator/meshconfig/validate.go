@@ -122,6 +122,7 @@ func Validate(version string, obj []byte) Result {
 		r.Warnings = append(r.Warnings, DeprecationWarning(version))
 		r.Warnings = append(r.Warnings, deprecatedFields(&v.Spec)...)
 	}
+	r.Warnings = append(r.Warnings, ipv6ExclusionWarnings(&v.Spec.Traffic, field.NewPath("spec", "traffic", "outboundIPRangeExclusionList"))...)
 	return r
 }
 
@@ -189,6 +190,20 @@ func typeError(te *json.UnmarshalTypeError) *field.Error {
 		want = "an object"
 	}
 	return field.TypeInvalid(p, te.Value, "must be "+want)
+}
+
+// ipv6ExclusionWarnings tells the user an IPv6 exclusion range changes
+// nothing: the sidecar never intercepts IPv6, so that traffic already
+// bypasses it. Admitted all the same, as FSM admits it.
+func ipv6ExclusionWarnings(t *traffic, p *field.Path) []string {
+	var w []string
+	for i, s := range t.OutboundIPRangeExclusionList {
+		if pfx, errs := rules.IPRange(p.Index(i), s); len(errs) == 0 && pfx.Addr().Is6() {
+			w = append(w, fmt.Sprintf("%s: %q changes nothing: the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic is never intercepted and already bypasses it",
+				p.Index(i), s))
+		}
+	}
+	return w
 }
 
 func deprecatedFields(s *spec) []string {
@@ -304,13 +319,13 @@ func validateTraffic(t *traffic, p *field.Path) field.ErrorList {
 	errs = append(errs, rules.Enum(p.Child("interceptionMode"), t.InterceptionMode, InterceptionModes...)...)
 	errs = append(errs, check.Enum(p.Child("serviceAccessMode"), t.ServiceAccessMode, ServiceAccessModes...)...)
 
-	// IPv4 and IPv6 ranges alike: the injector puts each in the pod's
-	// iptables or ip6tables rules.
+	// The mesh intercepts IPv4 only: an IPv6 exclusion is accepted (a no-op,
+	// see ipv6ExclusionWarnings), an IPv6 inclusion refused.
 	exPath, inPath := p.Child("outboundIPRangeExclusionList"), p.Child("outboundIPRangeInclusionList")
 	excluded, exErrs := rules.IPRanges(exPath, t.OutboundIPRangeExclusionList)
 	errs = append(errs, exErrs...)
 	for i, s := range t.OutboundIPRangeInclusionList {
-		pfx, e := rules.IPRange(inPath.Index(i), s)
+		pfx, e := rules.InterceptedIPRange(inPath.Index(i), s)
 		errs = append(errs, e...)
 		if len(e) > 0 {
 			continue

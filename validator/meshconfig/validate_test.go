@@ -177,7 +177,14 @@ func TestValidateRules(t *testing.T) {
 		{name: "enabled ext authz needs a port", sets: []kv{{"spec.traffic.inboundExternalAuthorization.enable", true}}, want: []string{
 			`spec.traffic.inboundExternalAuthorization.port: Invalid value: 0: should be greater than or equal to 1`}},
 		// CIDRs
-		{name: "cidrs v4 and v6 ok", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.96.0.0/12", "fd00::/8"}}, {"spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8", "2001:db8::/32"}}}},
+		{name: "cidrs ok: v4 and v6 excluded, v4 included", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.96.0.0/12", "fd00::/8", "::/0"}}, {"spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8", "192.168.0.0/16"}}}},
+		{name: "v6 inclusion refused", sets: []kv{{"spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8", "2001:db8::/32", "::/0"}}}, want: []string{
+			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "2001:db8::/32": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`,
+			`spec.traffic.outboundIPRangeInclusionList[2]: Invalid value: "::/0": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`}},
+		{name: "v4-mapped ranges refused in both lists", sets: []kv{
+			{"spec.traffic.outboundIPRangeExclusionList", []any{"::ffff:10.0.0.0/104"}}, {"spec.traffic.outboundIPRangeInclusionList", []any{"::ffff:192.168.1.1/128"}}}, want: []string{
+			`spec.traffic.outboundIPRangeExclusionList[0]: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`,
+			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "::ffff:192.168.1.1/128": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 192.168.1.1/32`}},
 		{name: "cidr without prefix", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "10.0.0.0"}}}, want: []string{
 			`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8 or fd00::/8`}},
 		{name: "cidr garbage v6 and spaces", sets: []kv{{"spec.traffic.outboundIPRangeInclusionList", []any{"fd00::/129", " 10.0.0.0/8", "x"}}}, want: []string{
@@ -187,11 +194,12 @@ func TestValidateRules(t *testing.T) {
 		{name: "included range inside excluded range", sets: []kv{
 			{"spec.traffic.outboundIPRangeExclusionList", []any{"192.168.0.0/16", "10.0.0.0/8"}},
 			{"spec.traffic.outboundIPRangeInclusionList", []any{"172.16.0.0/12", "10.1.0.0/16", "fd00::/8"}}}, want: []string{
-			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[1] ("10.0.0.0/8"): exclusion wins, so this range is never intercepted`}},
-		{name: "same range included and excluded (v6, host bits)", sets: []kv{
-			{"spec.traffic.outboundIPRangeExclusionList", []any{"fd00::1/8"}},
-			{"spec.traffic.outboundIPRangeInclusionList", []any{"fd00::/8"}}}, want: []string{
-			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/8": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("fd00::1/8"): exclusion wins, so this range is never intercepted`}},
+			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[1] ("10.0.0.0/8"): exclusion wins, so this range is never intercepted`,
+			`spec.traffic.outboundIPRangeInclusionList[2]: Invalid value: "fd00::/8": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`}},
+		{name: "same range included and excluded (host bits)", sets: []kv{
+			{"spec.traffic.outboundIPRangeExclusionList", []any{"10.1.2.3/8", "fd00::/8"}},
+			{"spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8"}}}, want: []string{
+			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "10.0.0.0/8": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("10.1.2.3/8"): exclusion wins, so this range is never intercepted`}},
 		// durations
 		{name: "durations ok", sets: []kv{{"spec.sidecar.configResyncInterval", "1m30s"}, {"spec.certificate.serviceCertValidityDuration", "87600h"}, {"spec.traffic.inboundExternalAuthorization.timeout", "1s"}}},
 		{name: "durations bad", sets: []kv{
@@ -328,6 +336,32 @@ func TestValidateRules(t *testing.T) {
 				t.Errorf("errors:\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// An IPv6 exclusion is admitted with a warning that it changes nothing, in
+// every served version; IPv4 ones and invalid ones get no such warning.
+func TestIPv6ExclusionWarnings(t *testing.T) {
+	const noOp = ` changes nothing: the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic is never intercepted and already bypasses it`
+	for _, v := range Versions {
+		r := Validate(v, build(t, preset(t), kv{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "fd00::/8", "2001:db8::1/128"}}))
+		if len(r.Errors) != 0 {
+			t.Errorf("%s: errors %v", v, r.Errors)
+		}
+		var want []string
+		if IsDeprecatedVersion(v) {
+			want = append(want, DeprecationWarning(v))
+		}
+		want = append(want,
+			`spec.traffic.outboundIPRangeExclusionList[1]: "fd00::/8"`+noOp,
+			`spec.traffic.outboundIPRangeExclusionList[2]: "2001:db8::1/128"`+noOp)
+		if !equal(r.Warnings, want) {
+			t.Errorf("%s: warnings\n got %q\nwant %q", v, r.Warnings, want)
+		}
+	}
+	r := Validate(V1alpha3, build(t, preset(t), kv{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "fd00::/129"}}))
+	if len(r.Warnings) != 0 || len(r.Errors) != 1 {
+		t.Errorf("IPv4 and invalid ranges: errors %v, warnings %q; want 1 error, no warning", r.Errors, r.Warnings)
 	}
 }
 
