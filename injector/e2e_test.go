@@ -149,7 +149,7 @@ func TestE2E(t *testing.T) {
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("bad annotation is denied with an event", e.testDenied)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
-	t.Run("MeshConfig the validator admits still injects (IPv6 range, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
+	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
 	t.Run("localDNSProxy: the controller Service's ClusterIP, read through the restricted cache", e.testLocalDNS)
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
 	t.Run("500 concurrent creates", e.testConcurrent)

@@ -92,7 +92,7 @@ func (s Settings) Validate() error {
 	errs = append(errs, rules.Enum(tr.Child("interceptionMode"), s.InterceptionMode, rules.InterceptionModes...)...)
 	_, e := rules.IPRanges(tr.Child("outboundIPRangeExclusionList"), s.OutboundIPRangeExclusionList)
 	errs = append(errs, e...)
-	_, e = rules.IPRanges(tr.Child("outboundIPRangeInclusionList"), s.OutboundIPRangeInclusionList)
+	_, e = rules.InterceptedIPRanges(tr.Child("outboundIPRangeInclusionList"), s.OutboundIPRangeInclusionList)
 	errs = append(errs, e...)
 	errs = append(errs, rules.Ports(tr.Child("outboundPortExclusionList"), int64s(s.OutboundPortExclusionList))...)
 	errs = append(errs, rules.Ports(tr.Child("inboundPortExclusionList"), int64s(s.InboundPortExclusionList))...)

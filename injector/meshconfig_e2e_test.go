@@ -30,8 +30,11 @@ import (
 // validator, then every pod create denied by the injector" through the real
 // apiserver, with the validator webhook in front of fsm-mesh-config: patching
 // outboundIPRangeExclusionList [fd00::/8] and certKeyBitSize 2560 is
-// admitted, and pods are still injected, with the range in their ip6tables
-// rules and a 2560-bit bootstrap key.
+// admitted, and pods are still injected: the IPv6 range is a no-op (the mesh
+// never intercepts IPv6, so the fsm-init script is FSM's IPv4 rule set and
+// nothing else) and the bootstrap key has 2560 bits. An IPv6 inclusion is
+// refused, in the MeshConfig by the validator and in a pod annotation by
+// the injector, with the reason.
 func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *injectortest.Issuer) {
 	ctx := context.Background()
 	mc := presetMeshConfig(t)
@@ -49,12 +52,14 @@ func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *injectorte
 	}
 
 	// What injection cannot carry is still refused, with the field and why.
-	err := patch(`{"spec":{"traffic":{"outboundIPRangeExclusionList":["fd00::/129"],"networkInterfaceExclusionList":["eth0 -j ACCEPT"]}}}`)
+	err := patch(`{"spec":{"traffic":{"outboundIPRangeExclusionList":["fd00::/129"],"outboundIPRangeInclusionList":["10.96.0.0/12","fd00::/8"],` +
+		`"networkInterfaceExclusionList":["eth0 -j ACCEPT"]}}}`)
 	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), `admission webhook "fsm-validator.k8s.io" denied the request`) {
-		t.Fatalf("bad range and interface: got %v, want a denial by the validator", err)
+		t.Fatalf("bad ranges and interface: got %v, want a denial by the validator", err)
 	}
 	for _, want := range []string{
 		`spec.traffic.outboundIPRangeExclusionList[0]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
+		`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "fd00::/8": ` + noV6Reason,
 		`spec.traffic.networkInterfaceExclusionList[0]: Invalid value: "eth0 -j ACCEPT": must be a Linux network interface name`,
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -62,27 +67,33 @@ func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *injectorte
 		}
 	}
 
-	// The report's first value: an IPv6 exclusion.
-	if err := patch(`{"spec":{"traffic":{"outboundIPRangeExclusionList":["fd00::/8"]}}}`); err != nil {
-		t.Fatalf("kubectl patch outboundIPRangeExclusionList [fd00::/8]: %v", err)
+	// The report's first value: an IPv6 exclusion, beside an IPv4 one that
+	// shows when the injector's cache has the patched MeshConfig.
+	if err := patch(`{"spec":{"traffic":{"outboundIPRangeExclusionList":["` + v4Excluded + `","fd00::/8"]}}}`); err != nil {
+		t.Fatalf("kubectl patch outboundIPRangeExclusionList [%s fd00::/8]: %v", v4Excluded, err)
 	}
 	i := 0
 	var script string
-	eventually(t, 20*time.Second, "a pod injected with the IPv6 exclusion", func() (bool, error) {
+	eventually(t, 20*time.Second, "a pod injected with the patched exclusions", func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("v6-%d", i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
 			return false, fmt.Errorf("pod create after the patch: %w", err)
 		}
 		script = initScript(p)
-		return strings.Contains(script, "ip6tables-restore"), nil
+		return strings.Contains(script, "-A FSM_PROXY_OUTBOUND -d "+v4Excluded+" -j RETURN\n"), nil
 	})
-	v4, v6, _ := strings.Cut(script, "ip6tables-restore --noflush <<EOF\n")
-	if !strings.Contains(v6, "-A FSM_PROXY_OUTBOUND -d fd00::/8 -j RETURN\n") || !strings.Contains(v6, "-A FSM_PROXY_OUTBOUND -d ::1/128 -j RETURN\n") {
-		t.Errorf("IPv6 rule set lacks the exclusion or ::1/128:\n%s", script)
+	if !strings.HasPrefix(script, "iptables-restore --noflush <<EOF\n*nat\n") || strings.Count(script, "<<EOF") != 1 ||
+		strings.Contains(script, "ip6tables") || strings.Contains(script, "fd00") {
+		t.Errorf("fsm-init script is not FSM's IPv4 rule set alone:\n%s", script)
 	}
-	if strings.Contains(v4, "fd00::/8") {
-		t.Errorf("IPv6 range in the IPv4 rule set:\n%s", script)
+
+	// An IPv6 inclusion in a pod annotation is denied by the injector.
+	p := pod("v6-inclusion", ns)
+	p.Annotations = map[string]string{injector.OutboundIPRangeInclusionAnnotation: "10.96.0.0/12,fd00::/8"}
+	err = e.cl.Create(ctx, p, client.DryRunAll)
+	if want := "Invalid IP range 'fd00::/8' specified for annotation 'flomesh.io/outbound-ip-range-inclusion-list': " + noV6Reason; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("pod with an IPv6 inclusion annotation: %v, want a denial containing %q", err, want)
 	}
 
 	// The report's second value: a key size between the common ones.
@@ -187,6 +198,13 @@ func (e *e2e) deleteMeshConfig(t *testing.T, mc *configv1alpha3.MeshConfig) {
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
 			return false, err
 		}
-		return !strings.Contains(initScript(p), "ip6tables-restore"), nil
+		return !strings.Contains(initScript(p), v4Excluded), nil
 	})
 }
+
+// v4Excluded is the IPv4 exclusion testValidatedMeshConfigInjects patches
+// in: pods injected with it saw the patched MeshConfig.
+const v4Excluded = "10.9.0.0/16"
+
+// noV6Reason is why an IPv6 range cannot be intercepted (rules.IPv6NotIntercepted).
+const noV6Reason = "the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted"

@@ -2,6 +2,7 @@ package injector
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,7 +22,9 @@ import (
 // Mutate inject a pod with it, never refusing it with a MeshConfig error.
 // The fuzzer varies every field the injector turns into part of the pod,
 // starting from FSM's preset; it is seeded with the two values of the report
-// that broke injection ([fd00::/8] and certKeyBitSize 2560).
+// that broke injection ([fd00::/8] and certKeyBitSize 2560). An admitted
+// MeshConfig also yields FSM's IPv4-only fsm-init script: IPv6 exclusions
+// are no-ops and IPv6 inclusions are refused, so no IPv6 range reaches it.
 func FuzzMeshConfigAcceptedInjects(f *testing.F) {
 	preset := loadPreset(f)
 	for _, s := range append(acceptedSpecs, refusedSpecs...) {
@@ -47,9 +50,10 @@ var (
 	acceptedSpecs = []specInput{
 		{exclusions: "fd00::/8"}, // the report, first value
 		{keyBits: 2560},          // the report, second value
-		{exclusions: "10.0.0.0/8,fd00::/8", inclusions: "192.168.0.0/16,2001:db8::/32", outPorts: "6379,65535", inPorts: "9090", ifaces: "eth1,veth+", keyBits: 4096,
+		{exclusions: "10.0.0.0/8,fd00::/8", inclusions: "192.168.0.0/16,172.16.0.0/12", outPorts: "6379,65535", inPorts: "9090", ifaces: "eth1,veth+", keyBits: 4096,
 			logLevel: "debug", proxyMode: "PodIP", interception: "PodLevel", cpuLimit: "2", cpuRequest: "100m", extName: "example.com/dev"},
-		{inclusions: "::ffff:10.0.0.0/104", keyBits: 3333, interception: "NodeLevel"},
+		{exclusions: "::/0,2001:db8::/32", inclusions: "10.96.0.0/12"},
+		{exclusions: "fd00::/8", keyBits: 3333, interception: "NodeLevel"},
 		{repoAddr: "Repo.Example.com"},
 		{repoAddr: "fd00::10"},
 	}
@@ -59,6 +63,11 @@ var (
 		{ifaces: "sixteen-bytes-xx,..,e$x", outPorts: "0,70000", logLevel: "verbose", proxyMode: "podip", extName: "gpu"},
 		{keyBits: 4097, cpuLimit: "-1", extName: "kubernetes.io/x"},
 		{repoAddr: "repo server"},
+		// The sidecar listens on IPv4 only: IPv6 cannot be intercepted.
+		{inclusions: "10.96.0.0/12,fd00:10:96::/112"},
+		{inclusions: "::/0", interception: "NodeLevel"},
+		// IPv4-mapped ranges travel as IPv4: written as IPv6 they would mislead.
+		{exclusions: "::ffff:10.0.0.0/104"},
 	}
 )
 
@@ -153,9 +162,21 @@ func acceptedInjects(t *testing.T, preset []byte, in specInput) bool {
 			script = c.Args[len(c.Args)-1]
 		}
 	}
-	v6 := iptables.HasIPv6(iptables.Config{OutboundIPRangeExclusions: s.OutboundIPRangeExclusionList, OutboundIPRangeInclusions: s.OutboundIPRangeInclusionList})
-	if got := strings.Contains(script, "ip6tables-restore --noflush <<EOF\n"); got != v6 {
-		t.Errorf("IPv6 range configured: %v, ip6tables rule set in fsm-init: %v\n%s", v6, got, script)
+	// FSM's script: one IPv4 rule set, holding every IPv4 range and no IPv6
+	// one (interface names cannot hold ':').
+	if !strings.HasPrefix(script, "iptables-restore --noflush <<EOF\n*nat\n") || strings.Count(script, "<<EOF") != 1 ||
+		strings.Contains(script, "ip6tables") || strings.Contains(script, "::") {
+		t.Errorf("fsm-init script is not FSM's IPv4 rule set:\n%s", script)
+	}
+	for _, r := range s.OutboundIPRangeExclusionList {
+		if pfx, err := netip.ParsePrefix(r); err == nil && pfx.Addr().Is4() && !strings.Contains(script, "-d "+r+" -j RETURN\n") {
+			t.Errorf("IPv4 exclusion %s not in the fsm-init script:\n%s", r, script)
+		}
+	}
+	for _, r := range s.OutboundIPRangeInclusionList {
+		if !strings.Contains(script, "-d "+r+" -j "+iptables.OutboundRedirectChain+"\n") {
+			t.Errorf("inclusion %s not in the fsm-init script:\n%s", r, script)
+		}
 	}
 	return true
 }

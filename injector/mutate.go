@@ -285,11 +285,11 @@ func trafficConfig(s Settings, podAnn map[string]string) (iptables.Config, error
 		}
 		return iptables.Merge(mesh, own), nil
 	}
-	cidrs := func(key string, mesh []string) ([]string, error) {
+	cidrs := func(key string, parse func(key, value string) ([]string, error), mesh []string) ([]string, error) {
 		var own []string
 		if v, ok := podAnn[key]; ok {
 			var err error
-			if own, err = iptables.ParseCIDRs(key, v); err != nil {
+			if own, err = parse(key, v); err != nil {
 				return nil, err
 			}
 		}
@@ -302,10 +302,10 @@ func trafficConfig(s Settings, podAnn map[string]string) (iptables.Config, error
 	if c.InboundPortExclusions, err = ports(InboundPortExclusionAnnotation, s.InboundPortExclusionList); err != nil {
 		return c, err
 	}
-	if c.OutboundIPRangeExclusions, err = cidrs(OutboundIPRangeExclusionAnnotation, s.OutboundIPRangeExclusionList); err != nil {
+	if c.OutboundIPRangeExclusions, err = cidrs(OutboundIPRangeExclusionAnnotation, iptables.ParseExclusionCIDRs, s.OutboundIPRangeExclusionList); err != nil {
 		return c, err
 	}
-	if c.OutboundIPRangeInclusions, err = cidrs(OutboundIPRangeInclusionAnnotation, s.OutboundIPRangeInclusionList); err != nil {
+	if c.OutboundIPRangeInclusions, err = cidrs(OutboundIPRangeInclusionAnnotation, iptables.ParseInclusionCIDRs, s.OutboundIPRangeInclusionList); err != nil {
 		return c, err
 	}
 	c.NetworkInterfaceExclusions = iptables.Merge(nil, s.NetworkInterfaceExclusionList)

@@ -1,7 +1,7 @@
-// Package iptables builds the iptables-restore (and, when an IPv6 range is
-// configured, ip6tables-restore) rule sets the fsm-init container applies to
-// redirect a pod's traffic through the Pipy sidecar, and parses the
-// exclusion/inclusion annotations that shape them. Everything here is pure.
+// Package iptables builds the iptables-restore rule set the fsm-init container
+// applies to redirect a pod's IPv4 traffic through the Pipy sidecar, and
+// parses the exclusion/inclusion annotations that shape it. IPv6 traffic is
+// never intercepted (see rules.IPv6NotIntercepted). Everything here is pure.
 package iptables
 
 import (
@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
@@ -33,14 +35,17 @@ const (
 // metrics and the health probe ports.
 var inboundReturnPorts = []int{15010, 15901, 15902, 15903, 15904}
 
-// Config is the rule set's input. Lists are already validated (see ParsePorts
-// and ParseCIDRs, and package meshconfig/rules for MeshConfig's).
+// Config is the rule set's input. Lists are already validated (see ParsePorts,
+// ParseExclusionCIDRs and ParseInclusionCIDRs, and package meshconfig/rules
+// for MeshConfig's).
 type Config struct {
 	OutboundPortExclusions []int
 	InboundPortExclusions  []int
-	// OutboundIPRangeExclusions and OutboundIPRangeInclusions are IPv4 and
-	// IPv6 CIDRs; each goes to the rule set of its family.
-	OutboundIPRangeExclusions  []string
+	// OutboundIPRangeExclusions are IPv4 and IPv6 CIDRs. Only the IPv4 ones
+	// reach the rules: IPv6 traffic is never intercepted, so an IPv6
+	// exclusion is already true and changes nothing.
+	OutboundIPRangeExclusions []string
+	// OutboundIPRangeInclusions are IPv4 CIDRs (rules.InterceptedIPRange).
 	OutboundIPRangeInclusions  []string
 	NetworkInterfaceExclusions []string
 	// LocalProxyPodIP DNATs the proxy's loopback traffic to $POD_IP
@@ -48,53 +53,22 @@ type Config struct {
 	LocalProxyPodIP bool
 }
 
-// family is what differs between the iptables and ip6tables rule sets.
-type family struct {
-	ipv6     bool
-	loopback string
-}
-
-var (
-	ipv4 = family{ipv6: false, loopback: "127.0.0.1/32"}
-	ipv6 = family{ipv6: true, loopback: "::1/128"}
-)
-
-// of keeps the ranges of f's family, in order.
-func (f family) of(cidrs []string) []string {
+// ipv4 keeps the IPv4 CIDRs of cidrs, in order. Anything unparsable is kept
+// too, for iptables-restore to report: the lists are validated before.
+func ipv4(cidrs []string) []string {
 	var out []string
 	for _, c := range cidrs {
-		if isIPv6(c) == f.ipv6 {
+		if p, err := netip.ParsePrefix(c); err != nil || p.Addr().Is4() {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-// isIPv6 tells an IPv6 CIDR (IPv4-mapped ones included: ip6tables matches
-// them) from an IPv4 one; anything unparsable counts as IPv4, where
-// iptables-restore reports it.
-func isIPv6(cidr string) bool {
-	p, err := netip.ParsePrefix(cidr)
-	return err == nil && p.Addr().Is6()
-}
-
-// HasIPv6 reports whether c names an IPv6 range, so the pod needs the
-// ip6tables rule set too.
-func HasIPv6(c Config) bool {
-	return slices.ContainsFunc(c.OutboundIPRangeExclusions, isIPv6) || slices.ContainsFunc(c.OutboundIPRangeInclusions, isIPv6)
-}
-
-// Rules returns the IPv4 nat-table rule set in iptables-restore format. It
-// holds the IPv4 ranges only.
-func Rules(c Config) string { return ruleSet(c, ipv4) }
-
-// Rules6 returns the IPv6 nat-table rule set in ip6tables-restore format:
-// the same chains and rules as Rules, with ::1/128 as the loopback range and
-// the IPv6 ranges only. The PodIP-mode DNAT stays IPv4-only: $POD_IP is the
-// pod's primary address.
-func Rules6(c Config) string { return ruleSet(c, ipv6) }
-
-func ruleSet(c Config, f family) string {
+// Rules returns the nat-table rule set in iptables-restore format. The mesh
+// intercepts IPv4 only, as FSM does (the sidecar listens on IPv4 only, see
+// rules.IPv6NotIntercepted), so there is no ip6tables counterpart.
+func Rules(c Config) string {
 	var b strings.Builder
 	w := func(format string, args ...any) {
 		fmt.Fprintf(&b, format, args...)
@@ -122,27 +96,25 @@ func ruleSet(c Config, f family) string {
 	// Outbound.
 	w("-A %s -p tcp -j REDIRECT --to-port %d", OutboundRedirectChain, OutboundProxyPort)
 	w("-A OUTPUT -p tcp -j %s", OutboundChain)
-	if c.LocalProxyPodIP && !f.ipv6 {
-		w("-A OUTPUT -p tcp -o lo -d %s -m owner --uid-owner %d -j DNAT --to-destination $POD_IP", f.loopback, ProxyUID)
+	if c.LocalProxyPodIP {
+		w("-A OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner %d -j DNAT --to-destination $POD_IP", ProxyUID)
 	}
 	for _, ifc := range c.NetworkInterfaceExclusions {
 		w("-A %s -o %s -j RETURN", OutboundChain, ifc)
 	}
 	// The proxy talking to the app on the pod's own address goes inbound.
-	w("-A %s -o lo ! -d %s -m owner --uid-owner %d -j %s", OutboundChain, f.loopback, ProxyUID, InboundRedirectChain)
+	w("-A %s -o lo ! -d 127.0.0.1/32 -m owner --uid-owner %d -j %s", OutboundChain, ProxyUID, InboundRedirectChain)
 	w("-A %s -o lo -m owner ! --uid-owner %d -j RETURN", OutboundChain, ProxyUID)
 	w("-A %s -m owner --uid-owner %d -j RETURN", OutboundChain, ProxyUID)
-	w("-A %s -d %s -j RETURN", OutboundChain, f.loopback)
+	w("-A %s -d 127.0.0.1/32 -j RETURN", OutboundChain)
 	for _, group := range multiport(c.OutboundPortExclusions) {
 		w("-A %s -p tcp --match multiport --dports %s -j RETURN", OutboundChain, group)
 	}
-	for _, cidr := range f.of(c.OutboundIPRangeExclusions) {
+	for _, cidr := range ipv4(c.OutboundIPRangeExclusions) {
 		w("-A %s -d %s -j RETURN", OutboundChain, cidr)
 	}
-	// An inclusion list in either family means "only these ranges": a family
-	// without an entry of its own then intercepts nothing.
 	if len(c.OutboundIPRangeInclusions) > 0 {
-		for _, cidr := range f.of(c.OutboundIPRangeInclusions) {
+		for _, cidr := range c.OutboundIPRangeInclusions {
 			w("-A %s -d %s -j %s", OutboundChain, cidr, OutboundRedirectChain)
 		}
 	} else {
@@ -152,17 +124,10 @@ func ruleSet(c Config, f family) string {
 	return b.String()
 }
 
-// Script is the fsm-init shell argument that applies the rules. Without an
-// IPv6 range it is the IPv4 rule set alone, as FSM applies it. With one, the
-// ip6tables rule set follows and the script stops at the first failure, so
-// the init container fails (and the pod does not start unprotected) if
-// either family cannot be set up.
+// Script is the fsm-init shell argument that applies the rules, as FSM
+// applies them.
 func Script(c Config) string {
-	v4 := "iptables-restore --noflush <<EOF\n" + Rules(c) + "EOF\n"
-	if !HasIPv6(c) {
-		return v4
-	}
-	return "set -e\n" + v4 + "ip6tables-restore --noflush <<EOF\n" + Rules6(c) + "EOF\n"
+	return "iptables-restore --noflush <<EOF\n" + Rules(c) + "EOF\n"
 }
 
 // multiport splits ports into comma lists of at most maxMultiport.
@@ -193,15 +158,31 @@ func ParsePorts(key, value string) ([]int, error) {
 	return out, nil
 }
 
-// ParseCIDRs parses a comma-separated list of IPv4 and IPv6 CIDRs from the
-// annotation key, with the rule MeshConfig's lists follow
-// (rules.IPRange); each range goes to the rule set of its family.
-func ParseCIDRs(key, value string) ([]string, error) {
+// ParseExclusionCIDRs parses the comma-separated IPv4 and IPv6 CIDRs of the
+// exclusion annotation key with MeshConfig's rule (rules.IPRange). IPv6
+// ranges are accepted and change nothing: see Config.
+func ParseExclusionCIDRs(key, value string) ([]string, error) {
+	return parseCIDRs(key, value, rules.IPRange)
+}
+
+// ParseInclusionCIDRs parses the comma-separated IPv4 CIDRs of the inclusion
+// annotation key with MeshConfig's rule (rules.InterceptedIPRange): an IPv6
+// range is refused with the reason.
+func ParseInclusionCIDRs(key, value string) ([]string, error) {
+	return parseCIDRs(key, value, rules.InterceptedIPRange)
+}
+
+// parseCIDRs reports an unparsable entry as FSM does, and a CIDR the rule
+// refuses with FSM's words followed by the rule's reason.
+func parseCIDRs(key, value string, rule func(*field.Path, string) (netip.Prefix, field.ErrorList)) ([]string, error) {
 	var out []string
 	for _, raw := range strings.Split(value, ",") {
 		v := strings.TrimSpace(raw)
-		if _, errs := rules.IPRange(nil, v); len(errs) > 0 {
-			return nil, fmt.Errorf("Invalid IP range '%s' specified for annotation '%s'", v, key) //nolint:staticcheck // FSM's message
+		if _, errs := rule(nil, v); len(errs) > 0 {
+			if _, err := netip.ParsePrefix(v); err != nil {
+				return nil, fmt.Errorf("Invalid IP range '%s' specified for annotation '%s'", v, key) //nolint:staticcheck // FSM's message
+			}
+			return nil, fmt.Errorf("Invalid IP range '%s' specified for annotation '%s': %s", v, key, errs[0].Detail) //nolint:staticcheck // FSM's message
 		}
 		out = append(out, v)
 	}

@@ -37,25 +37,44 @@ func TestParsePorts(t *testing.T) {
 }
 
 func TestParseCIDRs(t *testing.T) {
-	const key = "flomesh.io/outbound-ip-range-exclusion-list"
+	const (
+		ex     = "flomesh.io/outbound-ip-range-exclusion-list"
+		in     = "flomesh.io/outbound-ip-range-inclusion-list"
+		noIPv6 = ": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted"
+	)
+	invalid := func(v, key string) string {
+		return "Invalid IP range '" + v + "' specified for annotation '" + key + "'"
+	}
 	for _, tc := range []struct {
-		in   string
-		want []string
-		err  string
+		key, in string
+		want    []string
+		err     string
 	}{
-		{"10.0.0.0/8", []string{"10.0.0.0/8"}, ""},
-		{"10.0.0.0/8, 192.168.1.1/32", []string{"10.0.0.0/8", "192.168.1.1/32"}, ""},
-		{"fd00::/8", []string{"fd00::/8"}, ""},
-		{"10.0.0.0/8,fd00::/8", []string{"10.0.0.0/8", "fd00::/8"}, ""},
-		{"10.0.0.1", nil, "Invalid IP range '10.0.0.1' specified for annotation '" + key + "'"},
-		{"10.0.0.0/33", nil, "Invalid IP range '10.0.0.0/33' specified for annotation '" + key + "'"},
-		{"fd00::/129", nil, "Invalid IP range 'fd00::/129' specified for annotation '" + key + "'"},
-		{"fe80::1%eth0/64", nil, "Invalid IP range 'fe80::1%eth0/64' specified for annotation '" + key + "'"},
-		{"", nil, "Invalid IP range '' specified for annotation '" + key + "'"},
+		{ex, "10.0.0.0/8", []string{"10.0.0.0/8"}, ""},
+		{ex, "10.0.0.0/8, 192.168.1.1/32", []string{"10.0.0.0/8", "192.168.1.1/32"}, ""},
+		// IPv6 exclusions are accepted (and are no-ops, see TestRulesIPv4Only).
+		{ex, "fd00::/8", []string{"fd00::/8"}, ""},
+		{ex, "10.0.0.0/8,fd00::/8", []string{"10.0.0.0/8", "fd00::/8"}, ""},
+		{ex, "10.0.0.1", nil, invalid("10.0.0.1", ex)},
+		{ex, "10.0.0.0/33", nil, invalid("10.0.0.0/33", ex)},
+		{ex, "fd00::/129", nil, invalid("fd00::/129", ex)},
+		{ex, "fe80::1%eth0/64", nil, invalid("fe80::1%eth0/64", ex)},
+		{ex, "", nil, invalid("", ex)},
+		{ex, "::ffff:10.0.0.0/104", nil, invalid("::ffff:10.0.0.0/104", ex) + ": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8"},
+
+		{in, "10.96.0.0/12, 10.0.0.0/8", []string{"10.96.0.0/12", "10.0.0.0/8"}, ""},
+		{in, "10.96.0.0/12,fd00::/8", nil, invalid("fd00::/8", in) + noIPv6},
+		{in, "::/0", nil, invalid("::/0", in) + noIPv6},
+		{in, "10.0.0.0/8,foo", nil, invalid("foo", in)},
+		{in, "fd00::/129", nil, invalid("fd00::/129", in)},
 	} {
-		got, err := ParseCIDRs(key, tc.in)
+		parse := ParseExclusionCIDRs
+		if tc.key == in {
+			parse = ParseInclusionCIDRs
+		}
+		got, err := parse(tc.key, tc.in)
 		if (tc.err == "") != (err == nil) || (err != nil && err.Error() != tc.err) || !slices.Equal(got, tc.want) {
-			t.Errorf("ParseCIDRs(%q) = %q, %v; want %q, %q", tc.in, got, err, tc.want, tc.err)
+			t.Errorf("%s %q = %q, %v; want %q, %q", tc.key, tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }
@@ -147,118 +166,50 @@ func TestScriptIPv4OnlyUnchanged(t *testing.T) {
 		OutboundIPRangeExclusions:  []string{"169.254.169.254/32", "10.1.0.0/16"},
 		NetworkInterfaceExclusions: []string{"eth1"},
 	}
-	if HasIPv6(c) {
-		t.Fatal("HasIPv6 on IPv4-only ranges")
-	}
 	if got := Script(c); got != ipv4Only {
 		t.Errorf("IPv4-only script changed:\n%s", got)
 	}
 }
 
-// ruleLines returns the lines of the rule set cmd applies in script, nil
-// when the script does not run cmd.
-func ruleLines(t *testing.T, script, cmd string) []string {
-	t.Helper()
-	_, body, ok := strings.Cut(script, "\n"+cmd+" --noflush <<EOF\n")
-	if !ok {
-		return nil
-	}
-	body, _, ok = strings.Cut(body, "EOF\n")
-	if !ok {
-		t.Fatalf("%s here-document not closed:\n%s", cmd, script)
-	}
-	return strings.Split(strings.TrimSuffix(body, "\n"), "\n")
-}
-
-func TestScriptDualStack(t *testing.T) {
-	const podIPDNAT = "-m owner --uid-owner 1500 -j DNAT --to-destination $POD_IP"
+// The mesh never intercepts IPv6, so an IPv6 exclusion changes nothing: the
+// script is exactly the one without it, IPv4 rules only, and no ip6tables.
+func TestScriptIgnoresIPv6Exclusions(t *testing.T) {
 	for _, tc := range []struct {
-		name       string
-		c          Config
-		v4, v6     []string // rules each set must hold
-		not4, not6 []string // rules each set must not hold
+		name      string
+		with, not Config
 	}{
 		{
-			name: "IPv6 exclusion",
-			c:    Config{OutboundIPRangeExclusions: []string{"10.0.0.0/8", "fd00::/8"}},
-			v4:   []string{"-A FSM_PROXY_OUTBOUND -d 10.0.0.0/8 -j RETURN", "-A FSM_PROXY_OUTBOUND -d 127.0.0.1/32 -j RETURN", "-A FSM_PROXY_OUTBOUND -j FSM_PROXY_OUT_REDIRECT"},
-			v6: []string{"-A FSM_PROXY_OUTBOUND -d fd00::/8 -j RETURN", "-A FSM_PROXY_OUTBOUND -d ::1/128 -j RETURN",
-				"-A FSM_PROXY_OUTBOUND -o lo ! -d ::1/128 -m owner --uid-owner 1500 -j FSM_PROXY_IN_REDIRECT", "-A FSM_PROXY_OUTBOUND -j FSM_PROXY_OUT_REDIRECT"},
-			not4: []string{"-A FSM_PROXY_OUTBOUND -d fd00::/8 -j RETURN"},
-			not6: []string{"-A FSM_PROXY_OUTBOUND -d 10.0.0.0/8 -j RETURN"},
-		},
-		{
-			name: "IPv6 inclusion only: IPv4 intercepts nothing",
-			c:    Config{OutboundIPRangeInclusions: []string{"fd00:10:96::/112"}},
-			v6:   []string{"-A FSM_PROXY_OUTBOUND -d fd00:10:96::/112 -j FSM_PROXY_OUT_REDIRECT"},
-			not4: []string{"-A FSM_PROXY_OUTBOUND -j FSM_PROXY_OUT_REDIRECT", "-A FSM_PROXY_OUTBOUND -d fd00:10:96::/112 -j FSM_PROXY_OUT_REDIRECT"},
-			not6: []string{"-A FSM_PROXY_OUTBOUND -j FSM_PROXY_OUT_REDIRECT"},
-		},
-		{
-			name: "both families included, ports and interfaces in both",
-			c: Config{
-				OutboundIPRangeInclusions:  []string{"10.96.0.0/12", "fd00:10:96::/112"},
-				OutboundPortExclusions:     []int{6379},
-				InboundPortExclusions:      []int{9090},
-				NetworkInterfaceExclusions: []string{"net1"},
-				LocalProxyPodIP:            true,
+			name: "IPv6 ranges among IPv4 ones",
+			with: Config{
+				OutboundPortExclusions:     []int{6379, 8443, 5432},
+				InboundPortExclusions:      []int{9901, 8081},
+				OutboundIPRangeExclusions:  []string{"fd00::/8", "169.254.169.254/32", "2001:db8::/32", "10.1.0.0/16", "::/0"},
+				NetworkInterfaceExclusions: []string{"eth1"},
 			},
-			v4: []string{"-A FSM_PROXY_OUTBOUND -d 10.96.0.0/12 -j FSM_PROXY_OUT_REDIRECT", "-A OUTPUT -p tcp -o lo -d 127.0.0.1/32 " + podIPDNAT},
-			v6: []string{"-A FSM_PROXY_OUTBOUND -d fd00:10:96::/112 -j FSM_PROXY_OUT_REDIRECT",
-				"-A FSM_PROXY_OUTBOUND -p tcp --match multiport --dports 6379 -j RETURN", "-A FSM_PROXY_INBOUND -p tcp --match multiport --dports 9090 -j RETURN",
-				"-A FSM_PROXY_INBOUND -i net1 -j RETURN", "-A FSM_PROXY_OUTBOUND -o net1 -j RETURN"},
-			// $POD_IP is the primary (IPv4) address: no DNAT in the IPv6 set.
-			not6: []string{"-A OUTPUT -p tcp -o lo -d ::1/128 " + podIPDNAT, "-A FSM_PROXY_OUTBOUND -j FSM_PROXY_OUT_REDIRECT"},
-			not4: []string{"-A FSM_PROXY_OUTBOUND -j FSM_PROXY_OUT_REDIRECT"},
+			not: Config{
+				OutboundPortExclusions:     []int{6379, 8443, 5432},
+				InboundPortExclusions:      []int{9901, 8081},
+				OutboundIPRangeExclusions:  []string{"169.254.169.254/32", "10.1.0.0/16"},
+				NetworkInterfaceExclusions: []string{"eth1"},
+			},
 		},
 		{
-			name: "IPv4-mapped range goes to ip6tables",
-			c:    Config{OutboundIPRangeExclusions: []string{"::ffff:10.0.0.0/104"}},
-			v6:   []string{"-A FSM_PROXY_OUTBOUND -d ::ffff:10.0.0.0/104 -j RETURN"},
-			not4: []string{"-A FSM_PROXY_OUTBOUND -d ::ffff:10.0.0.0/104 -j RETURN"},
+			name: "only an IPv6 range, with an IPv4 inclusion",
+			with: Config{OutboundIPRangeExclusions: []string{"fd00::/8"}, OutboundIPRangeInclusions: []string{"10.96.0.0/12"}, LocalProxyPodIP: true},
+			not:  Config{OutboundIPRangeInclusions: []string{"10.96.0.0/12"}, LocalProxyPodIP: true},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !HasIPv6(tc.c) {
-				t.Fatal("HasIPv6 = false")
+			got, want := Script(tc.with), Script(tc.not)
+			if got != want {
+				t.Errorf("script with IPv6 exclusions:\n%s\nwant (as without them):\n%s", got, want)
 			}
-			s := Script(tc.c)
-			if !strings.HasPrefix(s, "set -e\niptables-restore --noflush <<EOF\n*nat\n") {
-				t.Errorf("script does not stop at the first failure or lacks the IPv4 set:\n%s", s)
-			}
-			v4, v6 := ruleLines(t, s, "iptables-restore"), ruleLines(t, s, "ip6tables-restore")
-			if v4 == nil || v6 == nil {
-				t.Fatalf("a rule set is missing:\n%s", s)
-			}
-			for _, set := range [][]string{v4, v6} {
-				if set[0] != "*nat" || set[len(set)-1] != "COMMIT" || !slices.Contains(set, ":FSM_PROXY_OUT_REDIRECT - [0:0]") {
-					t.Errorf("not a nat table with FSM's chains: %q", set)
-				}
-			}
-			check := func(set []string, family string, want, not []string) {
-				for _, r := range want {
-					if !slices.Contains(set, r) {
-						t.Errorf("%s set lacks %q:\n%s", family, r, strings.Join(set, "\n"))
-					}
-				}
-				for _, r := range not {
-					if slices.Contains(set, r) {
-						t.Errorf("%s set holds %q:\n%s", family, r, strings.Join(set, "\n"))
-					}
-				}
-			}
-			check(v4, "IPv4", tc.v4, tc.not4)
-			check(v6, "IPv6", tc.v6, tc.not6)
-			for _, r := range v6 {
-				if strings.Contains(r, "127.0.0.1") {
-					t.Errorf("IPv6 set names an IPv4 address: %q", r)
-				}
-			}
-			for _, r := range v4 {
-				if strings.Contains(r, "::") {
-					t.Errorf("IPv4 set names an IPv6 address: %q", r)
-				}
+			if strings.Contains(got, "ip6tables") || strings.Contains(got, "::") || strings.Contains(got, "set -e") {
+				t.Errorf("script goes beyond FSM's IPv4 rule set:\n%s", got)
 			}
 		})
+	}
+	if got := Script(Config{OutboundIPRangeExclusions: []string{"fd00::/8"}}); got != Script(Config{}) {
+		t.Errorf("an IPv6-only exclusion list changed the default script:\n%s", got)
 	}
 }
