@@ -1,8 +1,9 @@
 // Package validator is the validating admission webhook of the mesh: MeshConfig
 // (every served version) and FSM's policy kinds. NewHandler returns a
 // controller-runtime admission.Handler; serve it with reviewhttp.NewAdmission at
-// /validate. Rules lists exactly the resources and operations it handles, for
-// the ValidatingWebhookConfiguration.
+// /validate. Webhooks are its ValidatingWebhookConfiguration entries (what
+// the apiserver sends, and from which namespaces); Rules lists every resource
+// and operation it handles.
 package validator
 
 import (
