@@ -129,6 +129,37 @@ func TestE2E(t *testing.T) {
 		}
 	})
 
+	// The mesh intercepts IPv4 only (the sidecar listens on 0.0.0.0): an
+	// IPv6 inclusion is refused, an IPv6 exclusion admitted as a no-op.
+	t.Run("IPv6 inclusion refused, IPv6 exclusion warns", func(t *testing.T) {
+		var mu sync.Mutex
+		var warnings []string
+		cfg := rest.CopyConfig(env.Config)
+		cfg.WarningHandler = warningFunc(func(msg string) { mu.Lock(); warnings = append(warnings, msg); mu.Unlock() })
+		wc, err := client.New(cfg, client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := presetMeshConfig(t)
+		obj.SetNamespace("v1alpha3")
+		setField(t, obj, []any{"10.96.0.0/12", "fd00::/8"}, "spec", "traffic", "outboundIPRangeInclusionList")
+		err = wc.Create(ctx, obj, client.DryRunAll)
+		wantDenied(t, err, `spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "fd00::/8": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`)
+
+		obj = presetMeshConfig(t)
+		obj.SetNamespace("v1alpha3")
+		setField(t, obj, []any{"10.96.0.0/12", "fd00::/8"}, "spec", "traffic", "outboundIPRangeExclusionList")
+		if err := wc.Create(ctx, obj, client.DryRunAll); err != nil {
+			t.Fatalf("IPv6 exclusion: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := `spec.traffic.outboundIPRangeExclusionList[1]: "fd00::/8" changes nothing: the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic is never intercepted and already bypasses it`
+		if !slices.Contains(warnings, want) {
+			t.Errorf("warnings %q lack %q", warnings, want)
+		}
+	})
+
 	t.Run("demo object refused with every error and probe passes", func(t *testing.T) {
 		obj, err := validator.DemoInvalidMeshConfig("apps", "demo")
 		if err != nil {
