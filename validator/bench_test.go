@@ -30,7 +30,7 @@ func fullMeshConfig(b testing.TB) []byte {
 		"wildcard": map[string]any{"enable": true, "los": []any{map[string]any{"ipv4": "127.0.0.2", "ipv6": "::1"}}}}
 	tr := spec["traffic"].(map[string]any)
 	tr["outboundIPRangeExclusionList"] = []any{"10.96.0.0/12", "169.254.169.254/32", "fd00:10:96::/112"}
-	tr["outboundIPRangeInclusionList"] = []any{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"}
+	tr["outboundIPRangeInclusionList"] = []any{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"}
 	tr["outboundPortExclusionList"] = []any{22, 53, 443, 3306, 6379}
 	tr["inboundPortExclusionList"] = []any{15000, 15001, 9091}
 	tr["inboundExternalAuthorization"] = map[string]any{"enable": true, "address": "authz", "port": 9000, "timeout": "1s", "failureModeAllow": false}
