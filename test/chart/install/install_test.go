@@ -105,8 +105,14 @@ func TestChartOnAPIServer(t *testing.T) {
 		if err := c.Get(ctx, types.NamespacedName{Name: vwcName}, &v); err != nil {
 			t.Fatal(err)
 		}
-		if len(v.Webhooks) != 1 || len(v.Webhooks[0].ClientConfig.CABundle) != 0 {
+		// The policy webhook and the MeshConfig webhook, one server.
+		if len(v.Webhooks) != 2 || v.Webhooks[0].Name != "fsm-validator.k8s.io" || v.Webhooks[1].Name != "meshconfig-validator.flomesh.io" {
 			t.Errorf("validating webhooks %+v", v.Webhooks)
+		}
+		for _, w := range v.Webhooks {
+			if len(w.ClientConfig.CABundle) != 0 {
+				t.Errorf("validating webhook %s has a caBundle", w.Name)
+			}
 		}
 	})
 

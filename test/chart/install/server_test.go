@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -168,6 +169,8 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	var mwc admv1.MutatingWebhookConfiguration
 	var vwc admv1.ValidatingWebhookConfiguration
 	var crd apiextv1.CustomResourceDefinition
+	// Every validating entry (policy and MeshConfig webhook, one server).
+	noCABundle := func(w admv1.ValidatingWebhook) bool { return len(w.ClientConfig.CABundle) == 0 }
 	for {
 		select {
 		case err := <-exited:
@@ -180,7 +183,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 			c.Get(ctx, types.NamespacedName{Name: crdName}, &crd),
 		}
 		done := errs[0] == nil && errs[1] == nil && errs[2] == nil &&
-			validPEM(mwc.Webhooks[0].ClientConfig.CABundle) && len(vwc.Webhooks[0].ClientConfig.CABundle) > 0 &&
+			validPEM(mwc.Webhooks[0].ClientConfig.CABundle) && !slices.ContainsFunc(vwc.Webhooks, noCABundle) &&
 			crd.Spec.Conversion != nil && crd.Spec.Conversion.Webhook != nil && crd.Spec.Conversion.Webhook.ClientConfig != nil &&
 			len(crd.Spec.Conversion.Webhook.ClientConfig.CABundle) > 0 &&
 			ready("injector") && ready("converter")
