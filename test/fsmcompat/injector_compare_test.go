@@ -375,9 +375,9 @@ func natChains(script string) (map[string][]string, error) {
 		f := strings.Fields(line)
 		switch {
 		case strings.HasPrefix(f[0], ":"):
-			chains[f[0][1:]] = chains[f[0][1:]]
+			declare(chains, f[0][1:])
 		case f[0] == "-N" && len(f) == 2:
-			chains[f[1]] = chains[f[1]]
+			declare(chains, f[1])
 		case (f[0] == "-A" || f[0] == "-I") && len(f) > 2:
 			rule := normaliseRule(f[2:])
 			if f[0] == "-A" {
@@ -523,5 +523,13 @@ func TestNatChainComparison(t *testing.T) {
 		if got := sameChain(tc.fsm["X"], tc.ours["X"]); got != tc.same {
 			t.Errorf("%s: sameChain(%q, %q) = %v, want %v", tc.name, tc.fsm["X"], tc.ours["X"], got, tc.same)
 		}
+	}
+}
+
+// declare records that a chain exists (an empty chain is part of the result)
+// without touching rules already appended to it.
+func declare(chains map[string][]string, name string) {
+	if _, ok := chains[name]; !ok {
+		chains[name] = nil
 	}
 }
