@@ -514,14 +514,14 @@ func (c *Cluster) waitFor(ctx context.Context, what string, timeout time.Duratio
 		}
 		select {
 		case <-ctx.Done():
-			var logs []string
+			logs := ""
 			for _, p := range watch {
 				if p != nil {
-					logs = append(logs, p.logPath)
+					logs += p.logPath + ", "
 				}
 			}
-			return fmt.Errorf("node: %s did not happen within %s: last error: %v (logs: %s; all logs in %s)",
-				what, timeout, last, strings.Join(logs, ", "), c.LogDir)
+			return fmt.Errorf("node: %s did not happen within %s: last error: %v (logs: %sall in %s)",
+				what, timeout, last, logs, c.LogDir)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
