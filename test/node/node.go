@@ -35,7 +35,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -626,6 +625,3 @@ func (c *Cluster) StopComponent(name string) error {
 	}
 	return p.stop(stopTimeout)
 }
-
-// IsNotFound is apierrors.IsNotFound, for tests polling a deletion.
-func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -158,7 +159,7 @@ func TestNode(t *testing.T) {
 		start := time.Now()
 		c.WaitFor(t, "the owned Secret to be garbage-collected", 60*time.Second, func(ctx context.Context) error {
 			_, err := cs.CoreV1().Secrets(ns).Get(ctx, owned.Name, metav1.GetOptions{})
-			if node.IsNotFound(err) {
+			if apierrors.IsNotFound(err) {
 				return nil
 			}
 			if err != nil {
