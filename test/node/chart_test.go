@@ -13,6 +13,7 @@ import (
 
 	admv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -124,7 +125,7 @@ func TestChartOnNode(t *testing.T) {
 		}
 	})
 
-	t.Run("bootstrap Secrets of a Deployment's pods are garbage-collected", func(t *testing.T) {
+	t.Run("bootstrap Secrets follow a Deployment's pods through scale-down and delete", func(t *testing.T) {
 		const ns, replicas = "meshed", 50
 		c.CreateNamespace(t, ns, map[string]string{"flomesh.io/monitored-by": "fsm"})
 		labels := map[string]string{"app": "meshed"}
@@ -177,28 +178,64 @@ func TestChartOnNode(t *testing.T) {
 			}
 			return nil
 		})
+		// Scale down: the removed pods' Secrets go with them, the kept
+		// pods' Secrets stay (Secrets = pods).
+		const down = 10
+		if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, "meshed", &autoscalingv1.Scale{
+			ObjectMeta: metav1.ObjectMeta{Name: "meshed", Namespace: ns},
+			Spec:       autoscalingv1.ScaleSpec{Replicas: down},
+		}, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.WaitFor(t, fmt.Sprintf("%d pods and their %d bootstrap Secrets after scaling down", down, down), time.Minute, func(ctx context.Context) error {
+			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			want := map[string]bool{}
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp == nil {
+					want[injector.BootstrapSecretPrefix+p.Labels[injector.ProxyUUIDLabel]] = true
+				}
+			}
+			got := bootstrapSecretNames(ctx, t, cs, ns)
+			if len(pods.Items) != down || len(got) != down {
+				return fmt.Errorf("%d pods, %d bootstrap Secrets", len(pods.Items), len(got))
+			}
+			for _, n := range got {
+				if !want[n] {
+					return fmt.Errorf("secret %s belongs to no live pod", n)
+				}
+			}
+			return nil
+		})
 		if err := cs.AppsV1().Deployments(ns).Delete(ctx, "meshed", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
 		c.WaitFor(t, "every bootstrap Secret to be garbage-collected", 30*time.Second, func(ctx context.Context) error {
-			secrets, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return err
-			}
-			var left []string
-			for _, s := range secrets.Items {
-				if strings.HasPrefix(s.Name, injector.BootstrapSecretPrefix) {
-					left = append(left, s.Name)
-				}
-			}
-			if len(left) > 0 {
+			if left := bootstrapSecretNames(ctx, t, cs, ns); len(left) > 0 {
 				return fmt.Errorf("%d bootstrap Secrets left: %v", len(left), left)
 			}
 			return nil
 		})
-		t.Logf("%d bootstrap Secrets collected %s after the Deployment delete", replicas, time.Since(start).Round(100*time.Millisecond))
+		t.Logf("the last %d bootstrap Secrets collected %s after the Deployment delete", down, time.Since(start).Round(100*time.Millisecond))
 	})
+}
+
+func bootstrapSecretNames(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string) []string {
+	t.Helper()
+	secrets, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing Secrets in %s: %v", ns, err)
+	}
+	var names []string
+	for _, s := range secrets.Items {
+		if strings.HasPrefix(s.Name, injector.BootstrapSecretPrefix) {
+			names = append(names, s.Name)
+		}
+	}
+	return names
 }
 
 // podsSummary lists a namespace's pods with their phase and reasons, for
