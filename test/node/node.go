@@ -291,9 +291,9 @@ func (c *Cluster) startAPIServer(kubeDir string, scheme *runtime.Scheme) error {
 	api := env.ControlPlane.GetAPIServer()
 	api.Out, api.Err = apiLog, apiLog
 	api.CertDir = certDir
-	api.SecureServing.Address = NodeIP
-	api.SecureServing.Port = strconv.Itoa(port)
-	api.SecureServing.CA = caPEM
+	api.Address = NodeIP
+	api.Port = strconv.Itoa(port)
+	api.CA = caPEM
 	api.Configure().
 		Set("advertise-address", NodeIP).
 		Set("service-cluster-ip-range", ServiceCIDR).
@@ -412,7 +412,7 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 				if cond.Status == corev1.ConditionTrue {
 					return nil
 				}
-				return fmt.Errorf("Ready=%s: %s", cond.Status, cond.Message)
+				return fmt.Errorf("condition Ready=%s: %s", cond.Status, cond.Message)
 			}
 		}
 		return errors.New("no Ready condition yet")
