@@ -43,6 +43,9 @@ const (
 type Server struct {
 	// Addr is the API address, e.g. http://127.0.0.1:41234.
 	Addr string
+	// Host and Port of Addr, as certs/vault.Options take them.
+	Host string
+	Port int
 	// Token is the root token.
 	Token string
 
@@ -109,6 +112,8 @@ func start(ctx context.Context, bin, token string) (*Server, error) {
 	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &Server{
 		Addr:   "http://" + hostPort,
+		Host:   "127.0.0.1",
+		Port:   port,
 		Token:  token,
 		exited: make(chan struct{}),
 		log:    &tailBuffer{},
@@ -188,6 +193,50 @@ func (s *Server) Client() (*vaultapi.Client, error) {
 	c.SetToken(s.Token)
 	return c, nil
 }
+
+// Role is a PKI role SetupPKI creates.
+type Role struct {
+	Name string
+	// MaxTTL is the role's max_ttl; FSM's documented set-up uses 24h.
+	MaxTTL time.Duration
+	// NotBefore is how far Vault backdates a certificate's NotBefore (the
+	// role's not_before_duration); zero keeps Vault's default of 30s.
+	NotBefore time.Duration
+}
+
+// RootCommonName is the common name of the root SetupPKI generates.
+const RootCommonName = "fsm.root"
+
+// SetupPKI configures Vault the way FSM's documentation tells its users to:
+// a PKI secrets engine at mount with a decade max lease TTL, an internal root
+// RootCommonName valid for a decade, and roles that allow any name.
+func (s *Server) SetupPKI(ctx context.Context, mount string, roles ...Role) error {
+	c, err := s.Client()
+	if err != nil {
+		return err
+	}
+	if err := c.Sys().MountWithContext(ctx, mount, &vaultapi.MountInput{Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"}}); err != nil {
+		return fmt.Errorf("enabling the PKI engine at %s: %w", mount, err)
+	}
+	if _, err := c.Logical().WriteWithContext(ctx, mount+"/root/generate/internal", map[string]any{"common_name": RootCommonName, "ttl": "87600h"}); err != nil {
+		return fmt.Errorf("generating the root on %s: %w", mount, err)
+	}
+	for _, r := range roles {
+		data := map[string]any{
+			"allow_any_name": true, "allow_subdomains": true, "allow_bare_domains": true, "allow_localhost": true,
+			"max_ttl": seconds(r.MaxTTL),
+		}
+		if r.NotBefore > 0 {
+			data["not_before_duration"] = seconds(r.NotBefore)
+		}
+		if _, err := c.Logical().WriteWithContext(ctx, mount+"/roles/"+r.Name, data); err != nil {
+			return fmt.Errorf("writing role %s/roles/%s: %w", mount, r.Name, err)
+		}
+	}
+	return nil
+}
+
+func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) + "s" }
 
 // Pid is the process id of the vault server (also its process group id).
 func (s *Server) Pid() int { return s.cmd.Process.Pid }
