@@ -48,7 +48,7 @@ fuzz:
 	GO=$(GO) hack/fuzz.sh FuzzMeshConfigAcceptedInjects ./injector $(FUZZTIME)
 	GO=$(GO) hack/fuzz.sh FuzzCheck ./certs/servingcert $(FUZZTIME)
 
-test: assets vet verify-generated unit fuzz
+test: assets vet verify-generated unit fuzz e2e-node
 
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
@@ -57,8 +57,9 @@ lint:
 # kube-controller-manager and kube-scheduler on this machine. Needs root; it
 # installs Debian's containerd, CNI plugins and iptables if missing, builds
 # the node binaries into the asset cache (FSM_NODE_ASSETS overrides) and
-# undoes every host change when it ends. The suite's tests carry the e2enode
-# build tag so that `make test` (go test ./...) does not run them.
+# undoes every host change when it ends. Its tests carry the e2enode build
+# tag so that `unit` (go test ./...) leaves them to this step, the last of
+# `make test`.
 E2E_NODE_TIMEOUT ?= 60m
 e2e-node:
 	$(GO) vet -tags e2enode ./test/node/
