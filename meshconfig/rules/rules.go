@@ -39,7 +39,7 @@ const (
 	MaxCertKeyBitSize = certs.MaxRSAKeyBits
 )
 
-// Ports bound every TCP port the rules check.
+// MinPort and MaxPort bound every TCP/UDP port field.
 const (
 	MinPort = 1
 	MaxPort = 65535
@@ -69,11 +69,14 @@ func Range(p *field.Path, v, lo, hi int64) field.ErrorList {
 	return nil
 }
 
+// Port checks one port (1-65535).
+func Port(p *field.Path, v int64) field.ErrorList { return Range(p, v, MinPort, MaxPort) }
+
 // Ports checks every element of a port list (1-65535).
 func Ports(p *field.Path, vs []int64) field.ErrorList {
 	var errs field.ErrorList
 	for i, v := range vs {
-		errs = append(errs, Range(p.Index(i), v, MinPort, MaxPort)...)
+		errs = append(errs, Port(p.Index(i), v)...)
 	}
 	return errs
 }

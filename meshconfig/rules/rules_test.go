@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,6 +60,10 @@ func TestRules(t *testing.T) {
 		{"ports", Ports(p, []int64{1, 65535}), ""},
 		{"port 0", Ports(p, []int64{80, 0}), "f[1]: Invalid value: 0: should be greater than or equal to 1"},
 		{"port high", Ports(p, []int64{65536}), "f[0]: Invalid value: 65536: should be less than or equal to 65535"},
+		{"one port low", Port(p, 0), "f: Invalid value: 0: should be greater than or equal to 1"},
+		{"one port ok", Port(p, 65535), ""},
+		{"range extreme", Range(p, math.MinInt64, 0, 1), "f: Invalid value: " + strconv.FormatInt(math.MinInt64, 10) + ": should be greater than or equal to 0"},
+		{"range high", Range(p, 101, 0, 100), "f: Invalid value: 101: should be less than or equal to 100"},
 
 		{"if eth0", InterfaceName(p, "eth0"), ""},
 		{"if vlan", InterfaceName(p, "eth0.100"), ""},
@@ -91,6 +97,7 @@ func TestRules(t *testing.T) {
 		{"enum", Enum(p, "warn", SidecarLogLevels...), ""},
 		{"enum unset", Enum(p, "", LocalProxyModes...), ""},
 		{"enum bad", Enum(p, "podip", LocalProxyModes...), `f: Unsupported value: "podip": supported values: "Localhost", "PodIP"`},
+		{"enum case-sensitive", Enum(p, "A", "a"), `f: Unsupported value: "A": supported values: "a"`},
 	} {
 		if got := errText(tc.errs); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)

@@ -234,9 +234,9 @@ func validateSpec(s *spec, p *field.Path) field.ErrorList {
 	errs = append(errs, validateObservability(&s.Observability, p.Child("observability"))...)
 	errs = append(errs, validateCertificate(&s.Certificate, p.Child("certificate"))...)
 	errs = append(errs, validateIngress(&s.Ingress, p.Child("ingress"))...)
-	errs = append(errs, check.Enum(p.Child("gatewayAPI", "logLevel"), s.GatewayAPI.LogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, rules.Enum(p.Child("gatewayAPI", "logLevel"), s.GatewayAPI.LogLevel, ControlPlaneLogLevels...)...)
 	errs = append(errs, check.Image(p.Child("serviceLB", "image"), s.ServiceLB.Image)...)
-	errs = append(errs, check.Enum(p.Child("flb", "upstreamMode"), s.FLB.UpstreamMode, FLBUpstreamModes...)...)
+	errs = append(errs, rules.Enum(p.Child("flb", "upstreamMode"), s.FLB.UpstreamMode, FLBUpstreamModes...)...)
 	errs = append(errs, validateEgressGateway(&s.EgressGateway, p.Child("egressGateway"))...)
 	errs = append(errs, validateImage(&s.Image, p.Child("image"))...)
 	errs = append(errs, check.Image(p.Child("misc", "repoServerImage"), s.Misc.RepoServerImage)...)
@@ -254,14 +254,14 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 		dp := p.Child("sidecarDrivers").Index(i)
 		errs = append(errs, check.Image(dp.Child("sidecarImage"), d.SidecarImage)...)
 		errs = append(errs, check.Image(dp.Child("initContainerImage"), d.InitContainerImage)...)
-		errs = append(errs, check.Port(dp.Child("proxyServerPort"), d.ProxyServerPort)...)
+		errs = append(errs, rules.Port(dp.Child("proxyServerPort"), d.ProxyServerPort)...)
 	}
 	errs = append(errs, check.Duration(p.Child("configResyncInterval"), s.ConfigResyncInterval)...)
 	if s.MaxDataPlaneConnections < 0 {
 		errs = append(errs, field.Invalid(p.Child("maxDataPlaneConnections"), s.MaxDataPlaneConnections, "should be greater than or equal to 0"))
 	}
-	minErrs := check.Enum(p.Child("tlsMinProtocolVersion"), s.TLSMinProtocolVersion, TLSVersions...)
-	maxErrs := check.Enum(p.Child("tlsMaxProtocolVersion"), s.TLSMaxProtocolVersion, TLSVersions...)
+	minErrs := rules.Enum(p.Child("tlsMinProtocolVersion"), s.TLSMinProtocolVersion, TLSVersions...)
+	maxErrs := rules.Enum(p.Child("tlsMaxProtocolVersion"), s.TLSMaxProtocolVersion, TLSVersions...)
 	errs = append(errs, minErrs...)
 	errs = append(errs, maxErrs...)
 	if len(minErrs) == 0 && len(maxErrs) == 0 {
@@ -317,7 +317,7 @@ func resolveAddrs(p *field.Path, addrs []resolveAddr) field.ErrorList {
 func validateTraffic(t *traffic, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, rules.Enum(p.Child("interceptionMode"), t.InterceptionMode, InterceptionModes...)...)
-	errs = append(errs, check.Enum(p.Child("serviceAccessMode"), t.ServiceAccessMode, ServiceAccessModes...)...)
+	errs = append(errs, rules.Enum(p.Child("serviceAccessMode"), t.ServiceAccessMode, ServiceAccessModes...)...)
 
 	// The mesh intercepts IPv4 only: an IPv6 exclusion is accepted (a no-op,
 	// see ipv6ExclusionWarnings), an IPv6 inclusion refused.
@@ -346,7 +346,7 @@ func validateTraffic(t *traffic, p *field.Path) field.ErrorList {
 
 	ea := p.Child("inboundExternalAuthorization")
 	if t.InboundExternalAuthorization.Enable {
-		errs = append(errs, check.Port(ea.Child("port"), t.InboundExternalAuthorization.Port)...)
+		errs = append(errs, rules.Port(ea.Child("port"), t.InboundExternalAuthorization.Port)...)
 	} else {
 		errs = append(errs, check.OptionalPort(ea.Child("port"), &t.InboundExternalAuthorization.Port)...)
 	}
@@ -359,10 +359,10 @@ func validateWarmup(w *warmup, p *field.Path) field.ErrorList {
 	errs = append(errs, check.Duration(p.Child("duration"), w.Duration)...)
 	var minErrs, maxErrs field.ErrorList
 	if w.MinWeight != nil {
-		minErrs = check.Range(p.Child("minWeight"), *w.MinWeight, 0, 100)
+		minErrs = rules.Range(p.Child("minWeight"), *w.MinWeight, 0, 100)
 	}
 	if w.MaxWeight != nil {
-		maxErrs = check.Range(p.Child("maxWeight"), *w.MaxWeight, 0, 100)
+		maxErrs = rules.Range(p.Child("maxWeight"), *w.MaxWeight, 0, 100)
 	}
 	errs = append(errs, minErrs...)
 	errs = append(errs, maxErrs...)
@@ -378,7 +378,7 @@ func validateWarmup(w *warmup, p *field.Path) field.ErrorList {
 
 func validateObservability(o *observability, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("fsmLogLevel"), o.FSMLogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, rules.Enum(p.Child("fsmLogLevel"), o.FSMLogLevel, ControlPlaneLogLevels...)...)
 	errs = append(errs, validateCollector(&o.Tracing, p.Child("tracing"))...)
 	errs = append(errs, validateCollector(&o.RemoteLogging, p.Child("remoteLogging"))...)
 	return errs
@@ -387,7 +387,7 @@ func validateObservability(o *observability, p *field.Path) field.ErrorList {
 func validateCollector(c *collector, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if c.Enable {
-		errs = append(errs, check.Port(p.Child("port"), c.Port)...)
+		errs = append(errs, rules.Port(p.Child("port"), c.Port)...)
 	} else {
 		errs = append(errs, check.OptionalPort(p.Child("port"), &c.Port)...)
 	}
@@ -411,11 +411,11 @@ func validateCertificate(c *certificate, p *field.Path) field.ErrorList {
 
 func validateIngress(in *ingress, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("type"), in.Type, IngressTypes...)...)
-	errs = append(errs, check.Enum(p.Child("logLevel"), in.LogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, rules.Enum(p.Child("type"), in.Type, IngressTypes...)...)
+	errs = append(errs, rules.Enum(p.Child("logLevel"), in.LogLevel, ControlPlaneLogLevels...)...)
 	ptrPort := func(pp *field.Path, v *int64) {
 		if v != nil {
-			errs = append(errs, check.Port(pp, *v)...)
+			errs = append(errs, rules.Port(pp, *v)...)
 		}
 	}
 	if h := in.HTTP; h != nil {
@@ -438,13 +438,13 @@ func validateIngress(in *ingress, p *field.Path) field.ErrorList {
 
 func validateEgressGateway(g *egressGateway, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("logLevel"), g.LogLevel, ControlPlaneLogLevels...)...)
-	errs = append(errs, check.Enum(p.Child("mode"), g.Mode, EgressGatewayModes...)...)
+	errs = append(errs, rules.Enum(p.Child("logLevel"), g.LogLevel, ControlPlaneLogLevels...)...)
+	errs = append(errs, rules.Enum(p.Child("mode"), g.Mode, EgressGatewayModes...)...)
 	if g.Port != nil {
-		errs = append(errs, check.Port(p.Child("port"), *g.Port)...)
+		errs = append(errs, rules.Port(p.Child("port"), *g.Port)...)
 	}
 	if g.AdminPort != nil {
-		errs = append(errs, check.Port(p.Child("adminPort"), *g.AdminPort)...)
+		errs = append(errs, rules.Port(p.Child("adminPort"), *g.AdminPort)...)
 	}
 	if g.Replicas != nil && *g.Replicas < 0 {
 		errs = append(errs, field.Invalid(p.Child("replicas"), *g.Replicas, "should be greater than or equal to 0"))
@@ -454,7 +454,7 @@ func validateEgressGateway(g *egressGateway, p *field.Path) field.ErrorList {
 
 func validateImage(im *image, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("pullPolicy"), im.PullPolicy, PullPolicies...)...)
+	errs = append(errs, rules.Enum(p.Child("pullPolicy"), im.PullPolicy, PullPolicies...)...)
 	registryOK := true
 	if im.Registry != "" {
 		if _, err := reference.ParseNormalizedNamed(im.Registry + "/image"); err != nil {
@@ -499,12 +499,12 @@ func validateImage(im *image, p *field.Path) field.ErrorList {
 
 func validateConnector(c *connector, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Enum(p.Child("lb", "type"), c.LB.Type, LBTypes...)...)
+	errs = append(errs, rules.Enum(p.Child("lb", "type"), c.LB.Type, LBTypes...)...)
 	vg := p.Child("viaGateway")
-	errs = append(errs, check.Range(vg.Child("ingressHTTPPort"), c.ViaGateway.IngressHTTPPort, 0, check.MaxPort)...)
-	errs = append(errs, check.Range(vg.Child("ingressGRPCPort"), c.ViaGateway.IngressGRPCPort, 0, check.MaxPort)...)
-	errs = append(errs, check.Range(vg.Child("egressHTTPPort"), c.ViaGateway.EgressHTTPPort, 0, check.MaxPort)...)
-	errs = append(errs, check.Range(vg.Child("egressGRPCPort"), c.ViaGateway.EgressGRPCPort, 0, check.MaxPort)...)
+	errs = append(errs, rules.Range(vg.Child("ingressHTTPPort"), c.ViaGateway.IngressHTTPPort, 0, rules.MaxPort)...)
+	errs = append(errs, rules.Range(vg.Child("ingressGRPCPort"), c.ViaGateway.IngressGRPCPort, 0, rules.MaxPort)...)
+	errs = append(errs, rules.Range(vg.Child("egressHTTPPort"), c.ViaGateway.EgressHTTPPort, 0, rules.MaxPort)...)
+	errs = append(errs, rules.Range(vg.Child("egressGRPCPort"), c.ViaGateway.EgressGRPCPort, 0, rules.MaxPort)...)
 	return errs
 }
 

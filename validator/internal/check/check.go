@@ -1,10 +1,11 @@
-// Package check holds the field-level checks shared by the validator's kinds.
+// Package check holds the field-level checks shared by the validator's kinds
+// that the injector does not need; ports, ranges and enums are in
+// meshconfig/rules, shared with the injector.
 // Each check returns field errors naming the full path, the bad value and what
 // is allowed; none of them panics on any input.
 package check
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -12,70 +13,16 @@ import (
 
 	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
-
-const (
-	// MinPort and MaxPort bound every TCP/UDP port field.
-	MinPort = 1
-	MaxPort = 65535
-)
-
-// Wording shared with the CRD schema: the apiserver reports schema minimum and
-// maximum violations as "... should be greater than or equal to N", so the
-// webhook uses the same words for the versions whose schema cannot say it.
-
-// Range checks lo <= v <= hi.
-func Range(p *field.Path, v, lo, hi int64) field.ErrorList {
-	switch {
-	case v < lo:
-		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("should be greater than or equal to %d", lo))}
-	case v > hi:
-		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("should be less than or equal to %d", hi))}
-	}
-	return nil
-}
-
-// Port checks 1 <= v <= 65535.
-func Port(p *field.Path, v int64) field.ErrorList { return Range(p, v, MinPort, MaxPort) }
 
 // OptionalPort checks a port where 0 means "not set".
 func OptionalPort(p *field.Path, v *int64) field.ErrorList {
 	if v == nil || *v == 0 {
 		return nil
 	}
-	return Port(p, *v)
-}
-
-// Ports checks every element of a port list.
-func Ports(p *field.Path, vs []int64) field.ErrorList {
-	var errs field.ErrorList
-	for i, v := range vs {
-		errs = append(errs, Port(p.Index(i), v)...)
-	}
-	return errs
-}
-
-// Enum checks that v is one of allowed (case-sensitive). Empty is "not set":
-// the CRD schema marks the fields that are required.
-func Enum(p *field.Path, v string, allowed ...string) field.ErrorList {
-	if v == "" {
-		return nil
-	}
-	for _, a := range allowed {
-		if v == a {
-			return nil
-		}
-	}
-	return field.ErrorList{field.NotSupported(p, v, allowed)}
-}
-
-// CIDR parses s as an IPv4 or IPv6 prefix.
-func CIDR(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
-	pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
-	if err != nil || strings.TrimSpace(s) != s {
-		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be a CIDR such as 10.0.0.0/8")}
-	}
-	return pfx.Masked(), nil
+	return rules.Port(p, *v)
 }
 
 // IP checks an IPv4 or IPv6 address; empty is "not set".
