@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,57 +229,10 @@ func (tc *testCase) admitOnce(ctx context.Context) error {
 	}
 }
 
-// loop admits through the webhook every 50 ms and records every failure.
-type loop struct {
-	mu       sync.Mutex
-	errs     []string
-	total    int
-	cancel   context.CancelFunc
-	finished chan struct{}
-}
-
-func (tc *testCase) startLoop() *loop {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &loop{cancel: cancel, finished: make(chan struct{})}
-	go func() {
-		defer close(l.finished)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			err := tc.admitOnce(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			l.mu.Lock()
-			l.total++
-			if err != nil {
-				l.errs = append(l.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
-			}
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-// finish stops the loop and fails the test on any admission failure.
-func (l *loop) finish(t *testing.T) {
-	t.Helper()
-	l.cancel()
-	<-l.finished
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.total < 10 {
-		t.Errorf("admission loop made only %d requests", l.total)
-	}
-	if len(l.errs) > 0 {
-		t.Errorf("%d of %d admissions failed, first ones: %v", len(l.errs), l.total, l.errs[:min(5, len(l.errs))])
-	}
-	t.Logf("admission loop: %d requests, %d failures", l.total, len(l.errs))
+// startLoop admits through the webhook every 50 ms until Finish, which fails
+// the test on any failure.
+func (tc *testCase) startLoop() *testenv.Loop {
+	return testenv.StartLoop(50*time.Millisecond, tc.admitOnce)
 }
 
 func (tc *testCase) config(t *testing.T) *admv1.ValidatingWebhookConfiguration {

@@ -289,7 +289,7 @@ func testDeletion(t *testing.T) {
 		return nil
 	})
 	time.Sleep(time.Second)
-	l.finish(t)
+	l.Finish(t)
 
 	// The configuration: recreated (URL mode registers itself).
 	cfg := tc.config(t)
@@ -322,7 +322,7 @@ func testDeletion(t *testing.T) {
 		return nil
 	})
 	time.Sleep(500 * time.Millisecond)
-	l.finish(t)
+	l.Finish(t)
 	if bytes.Contains(tc.config(t).Webhooks[0].ClientConfig.CABundle, certs.EncodeCertsPEM(oldRoot)) {
 		t.Error("old root still trusted")
 	}
@@ -399,7 +399,7 @@ func testExpiry(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	l.finish(t)
+	l.Finish(t)
 	if len(serials) < 2 {
 		t.Errorf("served %d distinct certs over 32s of 20s certs, want renewals", len(serials))
 	}
@@ -490,7 +490,7 @@ func testRotation(t *testing.T) {
 		return nil
 	})
 	time.Sleep(time.Second)
-	l.finish(t)
+	l.Finish(t)
 	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
 		t.Error(err)
 	}
@@ -648,7 +648,7 @@ func testAutoRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	l.finish(t)
+	l.Finish(t)
 	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], tc.ca.Active(), time.Now()); err != nil {
 		t.Error(err)
 	}
@@ -676,7 +676,7 @@ func testRenewServingCerts(t *testing.T) {
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond)
-	l.finish(t)
+	l.Finish(t)
 }
 
 // checkTLSPolicy: TLS below 1.2 and weak TLS 1.2 suites are refused; a

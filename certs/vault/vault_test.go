@@ -4,14 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
@@ -123,7 +119,7 @@ func TestVault(t *testing.T) {
 
 	t.Run("unreachable", func(t *testing.T) {
 		o := opts(DefaultRole, srv.Token)
-		o.Port = freePort(t)
+		o.Port = vaultdev.FreePort(t)
 		i, err := New(ctx, o)
 		if err != nil {
 			t.Fatal(err)
@@ -175,8 +171,8 @@ func TestVault(t *testing.T) {
 		} {
 			t.Run(tc.role, func(t *testing.T) {
 				o := opts(tc.role, srv.Token)
-				logs := &logLines{}
-				o.Logger = logs.logger()
+				logs := &vaultdev.LogLines{}
+				o.Logger = logs.Logger()
 				i, err := New(ctx, o)
 				if err != nil {
 					t.Fatal(err)
@@ -211,7 +207,7 @@ func TestVault(t *testing.T) {
 				if got := testutil.ToFloat64(grantedValidity.WithLabelValues(tc.role)); got < (tc.granted-5*time.Second).Seconds() || got > tc.granted.Seconds() {
 					t.Errorf("fsm_webhooks_vault_ttl_granted_seconds{role=%q} = %v, want about %v", tc.role, got, tc.granted.Seconds())
 				}
-				lines := logs.get()
+				lines := logs.Lines()
 				if len(lines) != 1 {
 					t.Fatalf("logged %d lines, want 1 for one (role, requested, granted): %q", len(lines), lines)
 				}
@@ -260,34 +256,4 @@ func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {
 		}
 	}
 	return false
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// logLines records what a logger writes, one string per call.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) logger() logr.Logger {
-	return funcr.New(func(prefix, args string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, prefix+" "+args)
-	}, funcr.Options{})
-}
-
-func (l *logLines) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
 }

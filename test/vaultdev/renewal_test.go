@@ -11,12 +11,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	admv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,10 +61,10 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := testenv.Start(t, testenv.Options{})
-	logs := &logLines{}
+	logs := &vaultdev.LogLines{}
 	zero := 0
 	issuer, err := vault.New(ctx, vault.Options{
-		Host: vs.Host, Port: vs.Port, Protocol: "http", Role: role, Token: vs.Token, MaxRetries: &zero, Logger: logs.logger(),
+		Host: vs.Host, Port: vs.Port, Protocol: "http", Role: role, Token: vs.Token, MaxRetries: &zero, Logger: logs.Logger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +80,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	port := freePort(t)
+	port := vaultdev.FreePort(t)
 	srv, err := webhooks.New(webhooks.Options{
 		Config: env.Config, Namespace: ns, MeshName: "fsm", WebhookURLHost: "127.0.0.1", BindHost: "127.0.0.1",
 		Issuer: issuer, ResyncInterval: time.Second, SettleDelay: time.Second,
@@ -119,7 +117,8 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 	if life := cur.NotAfter.Sub(cur.NotBefore); life > maxTTL+2*time.Second {
 		t.Fatalf("served cert lives %s, want what Vault granted (max_ttl %s + 1s backdate)", life, maxTTL)
 	}
-	admissions := startAdmissions(env.Clientset, workNS)
+	// A ConfigMap the webhook must deny every 250 ms, all through the renewals.
+	admissions := testenv.StartLoop(250*time.Millisecond, admitDenied(env.Clientset, workNS))
 	for n := 1; n <= renewals; n++ {
 		renewAt := servingcert.RenewAt(cur, servingcert.DefaultRenewFraction)
 		var next *x509.Certificate
@@ -151,7 +150,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 		}
 		cur = next
 	}
-	admissions.finish(t)
+	admissions.Finish(t)
 
 	if got := metricValue(t, "fsm_webhooks_vault_ttl_clamped_total", role) - clampedBefore; got < 1+renewals {
 		t.Errorf("fsm_webhooks_vault_ttl_clamped_total{role=%q} grew by %v over %d issuances", role, got, 1+renewals)
@@ -160,7 +159,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 		t.Errorf("fsm_webhooks_vault_ttl_granted_seconds{role=%q} = %v, want about %v", role, got, maxTTL.Seconds())
 	}
 	var warned []string
-	for _, l := range logs.get() {
+	for _, l := range logs.Lines() {
 		if strings.Contains(l, clampLog) {
 			warned = append(warned, l)
 		}
@@ -252,62 +251,21 @@ func registration(name string) webhooks.Registration {
 	}
 }
 
-// admissions creates a ConfigMap the webhook must deny every 250 ms and
-// records every request that did not reach it.
-type admissions struct {
-	mu       sync.Mutex
-	total    int
-	errs     []string
-	cancel   context.CancelFunc
-	finished chan struct{}
-}
-
-func startAdmissions(cs kubernetes.Interface, namespace string) *admissions {
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &admissions{cancel: cancel, finished: make(chan struct{})}
-	go func() {
-		defer close(a.finished)
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			_, err := cs.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{"deny": "true"}},
-			}, metav1.CreateOptions{})
-			if ctx.Err() != nil {
-				return
-			}
-			a.mu.Lock()
-			a.total++
-			switch {
-			case err == nil:
-				a.errs = append(a.errs, time.Now().Format(time.TimeOnly)+" admitted: the webhook was not called")
-			case !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), denyMessage):
-				a.errs = append(a.errs, time.Now().Format(time.TimeOnly)+" "+err.Error())
-			}
-			a.mu.Unlock()
+// admitDenied creates a ConfigMap the webhook must deny: nil means the
+// apiserver reached the webhook and got its answer.
+func admitDenied(cs kubernetes.Interface, namespace string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := cs.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{"deny": "true"}},
+		}, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			return errors.New("admitted: the webhook was not called")
+		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), denyMessage):
+			return nil
 		}
-	}()
-	return a
-}
-
-func (a *admissions) finish(t *testing.T) {
-	t.Helper()
-	a.cancel()
-	<-a.finished
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.total < 10 {
-		t.Errorf("only %d admissions made", a.total)
+		return err
 	}
-	if len(a.errs) > 0 {
-		t.Errorf("%d of %d admissions did not reach the webhook, first ones: %q", len(a.errs), a.total, a.errs[:min(5, len(a.errs))])
-	}
-	t.Logf("admissions through the webhook during renewals: %d, failures: %d", a.total, len(a.errs))
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
@@ -321,34 +279,4 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s: not within %s: %v", what, timeout.Round(time.Second), err)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// logLines records what a logger writes, one string per call.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) logger() logr.Logger {
-	return funcr.New(func(prefix, args string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, prefix+" "+args)
-	}, funcr.Options{})
-}
-
-func (l *logLines) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
 }
