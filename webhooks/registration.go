@@ -59,7 +59,8 @@ const (
 	ValidatorPath       = "/validate"
 	ConverterPath       = "/convert"
 	MeshConfigCRDName   = "meshconfigs.config.flomesh.io"
-	// webhookTimeoutSeconds is FSM's timeoutSeconds for its webhooks.
+	// webhookTimeoutSeconds is FSM's injector timeoutSeconds; FSM's validator
+	// sets none (the API default, 10 s). One value for all of ours.
 	webhookTimeoutSeconds = 20
 )
 
