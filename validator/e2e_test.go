@@ -101,14 +101,7 @@ func TestE2E(t *testing.T) {
 	})
 
 	t.Run("deprecated versions warn", func(t *testing.T) {
-		var mu sync.Mutex
-		var warnings []string
-		cfg := rest.CopyConfig(env.Config)
-		cfg.WarningHandler = warningFunc(func(msg string) { mu.Lock(); warnings = append(warnings, msg); mu.Unlock() })
-		wc, err := client.New(cfg, client.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		wc, rec := warningClient(t, env.Config)
 		obj := presetMeshConfig(t)
 		obj.SetAPIVersion("config.flomesh.io/v1alpha2")
 		obj.SetNamespace("v1alpha2")
@@ -116,8 +109,7 @@ func TestE2E(t *testing.T) {
 		if err := wc.Create(ctx, obj, client.DryRunAll); err != nil {
 			t.Fatalf("v1alpha2 dry-run create: %v", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		warnings := rec.all()
 		joined := strings.Join(warnings, "\n")
 		for _, w := range []string{
 			"config.flomesh.io/v1alpha2 MeshConfig is deprecated; use config.flomesh.io/v1alpha3 MeshConfig",
@@ -132,18 +124,11 @@ func TestE2E(t *testing.T) {
 	// The mesh intercepts IPv4 only (the sidecar listens on 0.0.0.0): an
 	// IPv6 inclusion is refused, an IPv6 exclusion admitted as a no-op.
 	t.Run("IPv6 inclusion refused, IPv6 exclusion warns", func(t *testing.T) {
-		var mu sync.Mutex
-		var warnings []string
-		cfg := rest.CopyConfig(env.Config)
-		cfg.WarningHandler = warningFunc(func(msg string) { mu.Lock(); warnings = append(warnings, msg); mu.Unlock() })
-		wc, err := client.New(cfg, client.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		wc, rec := warningClient(t, env.Config)
 		obj := presetMeshConfig(t)
 		obj.SetNamespace("v1alpha3")
 		setField(t, obj, []any{"10.96.0.0/12", "fd00::/8"}, "spec", "traffic", "outboundIPRangeInclusionList")
-		err = wc.Create(ctx, obj, client.DryRunAll)
+		err := wc.Create(ctx, obj, client.DryRunAll)
 		wantDenied(t, err, `spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "fd00::/8": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`)
 
 		obj = presetMeshConfig(t)
@@ -152,8 +137,7 @@ func TestE2E(t *testing.T) {
 		if err := wc.Create(ctx, obj, client.DryRunAll); err != nil {
 			t.Fatalf("IPv6 exclusion: %v", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		warnings := rec.all()
 		want := `spec.traffic.outboundIPRangeExclusionList[1]: "fd00::/8" changes nothing: the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic is never intercepted and already bypasses it`
 		if !slices.Contains(warnings, want) {
 			t.Errorf("warnings %q lack %q", warnings, want)
@@ -406,15 +390,9 @@ func strictPolicyCases(ctx context.Context, t *testing.T, c client.Client, cfg *
 // dry run and checks it is allowed with a warning equal to want.
 func wantWarned(ctx context.Context, t *testing.T, cfg *rest.Config, o *unstructured.Unstructured, want string) {
 	t.Helper()
-	var mu sync.Mutex
-	var warnings []string
-	wcfg := rest.CopyConfig(cfg)
-	wcfg.WarningHandler = warningFunc(func(msg string) { mu.Lock(); warnings = append(warnings, msg); mu.Unlock() })
-	wc, err := client.New(wcfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wc, rec := warningClient(t, cfg)
 	o = o.DeepCopy()
+	var err error
 	if o.GetResourceVersion() != "" {
 		err = wc.Update(ctx, o, client.DryRunAll)
 	} else {
@@ -423,16 +401,41 @@ func wantWarned(ctx context.Context, t *testing.T, cfg *rest.Config, o *unstruct
 	if err != nil {
 		t.Fatalf("%s %s: want allowed with warning %q, got %v", o.GetKind(), o.GetName(), want, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Contains(warnings, want) {
+	if warnings := rec.all(); !slices.Contains(warnings, want) {
 		t.Errorf("%s %s: warnings %q lack %q", o.GetKind(), o.GetName(), warnings, want)
 	}
 }
 
-type warningFunc func(string)
+// warningRecorder keeps every admission warning a client receives.
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
 
-func (f warningFunc) HandleWarningHeader(_ int, _ string, msg string) { f(msg) }
+func (r *warningRecorder) HandleWarningHeader(_ int, _ string, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.warnings = append(r.warnings, msg)
+}
+
+func (r *warningRecorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.warnings)
+}
+
+// warningClient is a client on cfg whose warnings the recorder keeps.
+func warningClient(t *testing.T, cfg *rest.Config) (client.Client, *warningRecorder) {
+	t.Helper()
+	rec := &warningRecorder{}
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.WarningHandler = rec
+	wc, err := client.New(wcfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wc, rec
+}
 
 func presetMeshConfig(t *testing.T) *unstructured.Unstructured {
 	t.Helper()
