@@ -21,7 +21,7 @@ build:
 	$(GO) build -o bin/fsm-webhooks ./cmd/fsm-webhooks
 
 assets:
-	$(GO) run ./test/assets/build --vault
+	$(GO) run ./internal/kubeassets/build --vault
 
 generate:
 	hack/generate.sh
@@ -63,7 +63,7 @@ lint:
 E2E_NODE_TIMEOUT ?= 60m
 e2e-node:
 	$(GO) vet -tags e2enode ./test/node/
-	$(GO) run ./test/assets/build --node
+	$(GO) run ./internal/kubeassets/build --node
 	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/images/... ./test/node/...
 
 # Needs a container engine (none on the development machines): see Dockerfile.

@@ -1,7 +1,7 @@
 // Package local runs the embedded demonstration environment of `fsm-webhooks
 // local`: a real kube-apiserver and etcd on loopback (the binaries built once
-// into the per-user cache by test/assets), the repo's CRDs, and a kubeconfig a
-// user can point kubectl at.
+// into the per-user cache by internal/kubeassets), the repo's CRDs, and a
+// kubeconfig a user can point kubectl at.
 package local
 
 import (
@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 )
 
 // Env is a running local control plane.
@@ -31,7 +31,7 @@ type Env struct {
 // Start builds (once, with progress on out) and starts kube-apiserver and etcd,
 // installs crds and writes a kubeconfig into a fresh temporary directory.
 func Start(ctx context.Context, out io.Writer, crds []*apiextensionsv1.CustomResourceDefinition) (*Env, error) {
-	bin, err := assets.Kube(ctx, out)
+	bin, err := kubeassets.Kube(ctx, out)
 	if err != nil {
 		return nil, fmt.Errorf("getting kube-apiserver and etcd: %w", err)
 	}

@@ -1,8 +1,12 @@
-// Package assets provides the real third-party binaries the tests run against:
-// kube-apiserver and etcd for envtest, and a Vault server. Nothing is mocked and
-// nothing is downloaded as a prebuilt binary: each binary is built once from its
-// published Go module (through the ordinary Go module proxy) into a per-user
-// cache and reused by every later test run.
+// Package kubeassets provides the real third-party binaries that the tests and
+// the `local` demonstration run against: kube-apiserver and etcd (envtest), the
+// node and control-plane components of test/node, and a Vault server. Nothing is
+// mocked and nothing is downloaded as a prebuilt binary: each binary is built
+// once from its published Go module (through the ordinary Go module proxy) into
+// a per-user cache and reused by every later run.
+//
+// It is not test code: the fsm-webhooks binary links it for `local`, which is
+// why it lives here and not under test/.
 //
 // Builds are serialised across processes with a file lock, because `go test
 // ./...` runs several test binaries at once and all of them may ask for the
@@ -10,7 +14,7 @@
 //
 // The package uses process groups and flock(2) and therefore supports Unix
 // only.
-package assets
+package kubeassets
 
 import (
 	"context"
@@ -204,7 +208,7 @@ func Vault(ctx context.Context, progress io.Writer) (string, error) {
 func CacheDir() (string, error) {
 	base, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("locating the user cache directory for test assets: %w", err)
+		return "", fmt.Errorf("locating the user cache directory for assets: %w", err)
 	}
 	return filepath.Join(base, "fsm-webhooks", "assets"), nil
 }

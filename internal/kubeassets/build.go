@@ -1,4 +1,4 @@
-package assets
+package kubeassets
 
 import (
 	"bytes"
@@ -192,7 +192,7 @@ func goCommand() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("building test assets needs the go command: not found on PATH or in $GOROOT/bin")
+	return "", errors.New("building assets needs the go command: not found on PATH or in $GOROOT/bin")
 }
 
 // runGo runs one go command in the throwaway module, appending its output to

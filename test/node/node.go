@@ -3,7 +3,7 @@
 // plus kube-controller-manager and kube-scheduler, a kubelet on Debian's
 // containerd 1.6 and runc, Debian's CNI plugins on a host bridge, and
 // kube-proxy in iptables mode. Every Kubernetes binary is built from the
-// k8s.io/kubernetes module by test/assets; every image is built on the
+// k8s.io/kubernetes module by internal/kubeassets; every image is built on the
 // machine by test/images and imported into containerd. Nothing is pulled.
 //
 // The node changes the host (bridge, iptables chains, cgroups, sysctls, the
@@ -42,7 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
@@ -116,12 +116,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	mark("packages")
-	kubeDir, err := assets.Kube(ctx, os.Stderr)
+	kubeDir, err := kubeassets.Kube(ctx, os.Stderr)
 	if err != nil {
-		t.Fatalf("node: kube-apiserver/etcd not available (run `go run ./test/assets/build --node`): %v", err)
+		t.Fatalf("node: kube-apiserver/etcd not available (run `go run ./internal/kubeassets/build --node`): %v", err)
 	}
-	if c.assetDir, err = assets.Node(ctx, os.Stderr); err != nil {
-		t.Fatalf("node: node binaries not available (run `go run ./test/assets/build --node`): %v", err)
+	if c.assetDir, err = kubeassets.Node(ctx, os.Stderr); err != nil {
+		t.Fatalf("node: node binaries not available (run `go run ./internal/kubeassets/build --node`): %v", err)
 	}
 	mark("assets")
 

@@ -1,7 +1,7 @@
 // Package testenv starts a real kube-apiserver and etcd (controller-runtime
-// envtest) for tests. The binaries come from test/assets (built once from the
-// Go module proxy into a per-user cache, or KUBEBUILDER_ASSETS when set). A
-// test that needs the apiserver and cannot get it fails; it never skips.
+// envtest) for tests. The binaries come from internal/kubeassets (built once
+// from the Go module proxy into a per-user cache, or KUBEBUILDER_ASSETS when
+// set). A test that needs the apiserver and cannot get it fails; it never skips.
 package testenv
 
 import (
@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 )
 
 // Env is a running apiserver with clients for it.
@@ -53,9 +53,9 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	dir, err := assets.Kube(ctx, os.Stderr)
+	dir, err := kubeassets.Kube(ctx, os.Stderr)
 	if err != nil {
-		t.Fatalf("testenv: kube-apiserver/etcd not available (run `go run ./test/assets/build`): %v", err)
+		t.Fatalf("testenv: kube-apiserver/etcd not available (run `go run ./internal/kubeassets/build`): %v", err)
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: dir,

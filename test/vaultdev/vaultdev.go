@@ -1,7 +1,7 @@
 // Package vaultdev runs a real Vault dev server (`vault server -dev`) as a
 // child process for tests: in-memory storage, unsealed, with a random root
 // token, listening on a free loopback port. The binary comes from
-// test/assets (built once into the per-user cache, or VAULT_BINARY).
+// internal/kubeassets (built once into the per-user cache, or VAULT_BINARY).
 package vaultdev
 
 import (
@@ -24,7 +24,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
-	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 )
 
 const (
@@ -61,7 +61,7 @@ type Server struct {
 // serves requests. Call Stop when done. ctx bounds the build and the start-up,
 // not the server's lifetime. Build progress goes to progress (may be nil).
 func Start(ctx context.Context, progress io.Writer) (*Server, error) {
-	bin, err := assets.Vault(ctx, progress)
+	bin, err := kubeassets.Vault(ctx, progress)
 	if err != nil {
 		return nil, fmt.Errorf("vault dev server: %w", err)
 	}

@@ -1,8 +1,8 @@
-// Command build fills the test asset cache ahead of a test run, so that the
-// first test needing kube-apiserver/etcd (or Vault) does not spend minutes
-// building them:
+// Command build fills the asset cache ahead of a test run (or `local`), so
+// that the first test needing kube-apiserver/etcd (or Vault) does not spend
+// minutes building them:
 //
-//	go run ./test/assets/build [--vault] [--node]
+//	go run ./internal/kubeassets/build [--vault] [--node]
 //
 // It prints the kube-apiserver/etcd directory (and the vault path with
 // --vault, the directory of kube-controller-manager, kube-scheduler, kubelet,
@@ -18,7 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 )
 
 func main() {
@@ -33,26 +33,26 @@ func main() {
 	err := run(ctx, *withVault, *withNode)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "test assets: %v\n", err)
+		fmt.Fprintf(os.Stderr, "assets: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, withVault, withNode bool) error {
-	dir, err := assets.Kube(ctx, os.Stderr)
+	dir, err := kubeassets.Kube(ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
 	fmt.Println(dir)
 	if withVault {
-		path, err := assets.Vault(ctx, os.Stderr)
+		path, err := kubeassets.Vault(ctx, os.Stderr)
 		if err != nil {
 			return err
 		}
 		fmt.Println(path)
 	}
 	if withNode {
-		dir, err := assets.Node(ctx, os.Stderr)
+		dir, err := kubeassets.Node(ctx, os.Stderr)
 		if err != nil {
 			return err
 		}

@@ -1,5 +1,5 @@
 // Command load measures pod creation through a real kube-apiserver (envtest
-// binaries from test/assets) with and without the sidecar injector webhook:
+// binaries from internal/kubeassets) with and without the sidecar injector webhook:
 // pods created per second and p50/p99 latency of the create call, plus the
 // injector handler's own p50/p99. Closed loop (-concurrency workers, as fast
 // as the apiserver goes) measures throughput; open loop (-rate) measures
@@ -43,7 +43,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
-	"github.com/flomesh-io/fsm-webhooks/test/assets"
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -143,7 +143,7 @@ func run(c config) error {
 	// Info and quieter: per-admission debug lines would dominate.
 	ctrl.SetLogger(zap.New())
 
-	dir, err := assets.Kube(ctx, os.Stderr)
+	dir, err := kubeassets.Kube(ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
