@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 )
 
 // TestFlagErrors runs the real command tree: every bad value is a usage
@@ -35,6 +36,12 @@ func TestFlagErrors(t *testing.T) {
 		{"empty init image from env", []string{"serve"}, map[string]string{"FSM_INIT_CONTAINER_IMAGE": " "},
 			`invalid value " " for --init-container-image: an image must be set; leave flag --init-container-image or env FSM_DEFAULT_INIT_CONTAINER_IMAGE unset for flomesh/fsm-sidecar-init:1.5.1`},
 		{"status output", []string{"certs", "status", "-o", "yaml"}, nil, `invalid value "yaml" for --output`},
+		{"qps not a number", []string{"serve", "--kube-api-qps=fast"}, nil, `invalid argument "fast" for "--kube-api-qps"`},
+		{"qps zero", []string{"serve", "--kube-api-qps=0"}, nil, "invalid value 0 for --kube-api-qps: must be a positive number of requests per second"},
+		{"burst zero", []string{"serve", "--kube-api-burst=0"}, nil, "invalid value 0 for --kube-api-burst: must be 1 or more"},
+		{"controller qps negative from env", []string{"serve"}, map[string]string{"FSM_CONTROLLER_KUBE_API_QPS": "-1"},
+			"invalid value -1 for --controller-kube-api-qps: must be a positive number of requests per second"},
+		{"controller burst", []string{"serve", "--controller-kube-api-burst=-5"}, nil, "invalid value -5 for --controller-kube-api-burst: must be 1 or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -105,6 +112,55 @@ func TestImageDefaults(t *testing.T) {
 			}
 			if o.sidecarImage != tc.sidecar || o.initImage != tc.init || o.healthcheckImage != tc.healthcheck {
 				t.Fatalf("images %q %q %q; want %q %q %q", o.sidecarImage, o.initImage, o.healthcheckImage, tc.sidecar, tc.init, tc.healthcheck)
+			}
+		})
+	}
+}
+
+// TestClientConfigs: serve's admission and controller clients get their own
+// limits from the flags (env too), on copies that keep everything else of
+// the loaded config and leave it untouched.
+func TestClientConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		args               []string
+		env                map[string]string
+		admQPS, ctlQPS     float32
+		admBurst, ctlBurst int
+	}{
+		{"defaults", nil, nil, 500, 100, 1000, 200},
+		{"flags", []string{"--kube-api-qps=50.5", "--kube-api-burst=60", "--controller-kube-api-qps=7", "--controller-kube-api-burst=9"}, nil, 50.5, 7, 60, 9},
+		{"env", nil, map[string]string{"FSM_KUBE_API_QPS": "300", "FSM_CONTROLLER_KUBE_API_BURST": "40"}, 300, 100, 1000, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			o := &options{}
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			o.addFlags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyEnv(fs); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.validate(); err != nil {
+				t.Fatal(err)
+			}
+			base := &rest.Config{Host: "https://10.0.0.1:6443", BearerToken: "t", QPS: 5, Burst: 10}
+			adm, ctl := o.clientConfigs(base)
+			if adm.QPS != tc.admQPS || adm.Burst != tc.admBurst || ctl.QPS != tc.ctlQPS || ctl.Burst != tc.ctlBurst {
+				t.Errorf("admission %g/%d, controllers %g/%d; want %g/%d, %g/%d",
+					adm.QPS, adm.Burst, ctl.QPS, ctl.Burst, tc.admQPS, tc.admBurst, tc.ctlQPS, tc.ctlBurst)
+			}
+			for _, c := range []*rest.Config{adm, ctl} {
+				if c == base || c.Host != base.Host || c.BearerToken != base.BearerToken {
+					t.Errorf("config %+v is not a copy of the loaded one", c)
+				}
+			}
+			if base.QPS != 5 || base.Burst != 10 {
+				t.Errorf("loaded config changed to %g/%d", base.QPS, base.Burst)
 			}
 		})
 	}

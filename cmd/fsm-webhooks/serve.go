@@ -151,11 +151,15 @@ func newScheme() *runtime.Scheme {
 func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, started func(*webhooks.Server)) error {
 	log := ctrl.Log.WithName("serve")
 	scheme := newScheme()
-	cs, err := kubernetes.NewForConfig(cfg)
+	// Per-pod work (bootstrap Secret, certificate issuance) on one rate
+	// limit, controllers and caches on another (--kube-api-qps and
+	// --controller-kube-api-qps).
+	admissionCfg, controllerCfg := o.clientConfigs(cfg)
+	cs, err := kubernetes.NewForConfig(admissionCfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	issuer, err := newIssuer(ctx, o, cfg, cs, log.WithName("certs"))
+	issuer, err := newIssuer(ctx, o, admissionCfg, cs, log.WithName("certs"))
 	if err != nil {
 		return err
 	}
@@ -165,7 +169,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		byObject = injector.CacheByObject()
 		maps.Copy(byObject, injector.ControllerServiceCacheByObject(o.fsmNamespace))
 	}
-	mgr, err := manager.New(cfg, manager.Options{
+	mgr, err := manager.New(controllerCfg, manager.Options{
 		Scheme:                 scheme,
 		Logger:                 log.WithName("manager"),
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the webhooks layer
@@ -175,7 +179,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
-	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	direct, err := client.New(admissionCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -189,7 +193,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		hooks = append(hooks, h)
 	}
 	srv, err := webhooks.New(webhooks.Options{
-		Config:                 cfg,
+		Config:                 controllerCfg,
 		Namespace:              o.fsmNamespace,
 		MeshName:               o.meshName,
 		ClusterDomain:          o.clusterDomain,
@@ -219,7 +223,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		// runs it: each rotation step is idempotent and
 		// guarded by the CA Secret's resourceVersion, and an interrupted
 		// rotation (crash, restart) is resumed here.
-		ropts, err := rotationOptions(o, cfg, cs, ca)
+		ropts, err := rotationOptions(o, controllerCfg, cs, ca)
 		if err != nil {
 			return err
 		}
