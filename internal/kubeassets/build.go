@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/tailbuf"
 )
 
 // binary describes how to build one executable from a published Go module: a
@@ -199,11 +201,11 @@ func goCommand() (string, error) {
 // log. The error carries the tail of that output.
 func runGo(ctx context.Context, gobin, work string, log io.Writer, logPath string, args []string) error {
 	fmt.Fprintf(log, "$ go %s\n", strings.Join(args, " "))
-	var buf tailBuffer
+	buf := tailbuf.New(logTail)
 	cmd := exec.CommandContext(ctx, gobin, args...)
 	cmd.Dir = work
 	cmd.Env = goEnv(os.Environ())
-	cmd.Stdout = io.MultiWriter(log, &buf)
+	cmd.Stdout = io.MultiWriter(log, buf)
 	cmd.Stderr = cmd.Stdout
 	// go build starts compilers and linkers; on cancellation kill them all.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -315,28 +317,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// tailBuffer keeps the last logTail bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > logTail {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-logTail:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }
 
 func tail(b []byte) string {

@@ -25,6 +25,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
+	"github.com/flomesh-io/fsm-webhooks/internal/tailbuf"
 )
 
 const (
@@ -52,7 +53,7 @@ type Server struct {
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has been reaped
 	waitErr  error         // valid once exited is closed
-	log      *tailBuffer
+	log      *tailbuf.Buffer
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -116,7 +117,7 @@ func start(ctx context.Context, bin, token string) (*Server, error) {
 		Port:   port,
 		Token:  token,
 		exited: make(chan struct{}),
-		log:    &tailBuffer{},
+		log:    tailbuf.New(logLimit),
 	}
 	// Not CommandContext: the server outlives ctx, which bounds only Start.
 	s.cmd = exec.Command(bin, "server", "-dev",
@@ -313,26 +314,4 @@ func randomToken() (string, error) {
 		return "", err
 	}
 	return "root-" + hex.EncodeToString(b), nil
-}
-
-// tailBuffer keeps the last logLimit bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > logLimit {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-logLimit:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }
