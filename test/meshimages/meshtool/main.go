@@ -1,0 +1,238 @@
+// Command meshtool is the one static binary of the meshed-pod images of the
+// node suite (test/node, TestMeshed). It runs as the name it is called by,
+// like busybox, because the injector names some of them by path:
+//
+//	fsm-healthcheck [--verbosity L]  the healthcheck container: GET
+//	                                 /fsm-healthcheck on :15904 dials
+//	                                 127.0.0.1:<Original-Tcp-Port>
+//	wait-pipy                        the sidecar's postStart: wait until the
+//	                                 proxy's inbound listener (15003) accepts
+//	gkill                            the sidecar's preStop: tell the codebase
+//	                                 (15010 /prestop) and return
+//	meshtool app                     the app: HTTP :8080, HTTPS :8443, TCP
+//	                                 :9000, gRPC health :9090
+//	meshtool get URL TIMEOUT         GET URL until 200 or TIMEOUT; print it
+//	meshtool dial ADDR TIMEOUT       TCP connect to ADDR once; exit 1 on error
+//
+// FSM's own healthcheck, wait-pipy and gkill are not on any registry this
+// machine reaches; these stand-ins do what the injected pod needs of them.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func main() {
+	args := os.Args
+	cmd := filepath.Base(args[0])
+	if cmd == "meshtool" && len(args) > 1 {
+		cmd, args = args[1], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "fsm-healthcheck":
+		err = healthcheck()
+	case "wait-pipy":
+		err = waitTCP("127.0.0.1:15003", 60*time.Second)
+	case "gkill":
+		err = prestop()
+	case "app":
+		err = app()
+	case "get":
+		if len(args) != 3 {
+			usage()
+		}
+		err = get(args[1], args[2])
+	case "dial":
+		if len(args) != 3 {
+			usage()
+		}
+		err = dial(args[1], args[2])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: fsm-healthcheck | wait-pipy | gkill | meshtool app | meshtool get URL TIMEOUT | meshtool dial ADDR TIMEOUT")
+	os.Exit(2)
+}
+
+// healthcheck answers the injector's rewritten TCP and HTTPS probes: a TCP
+// connect to the original port on loopback (the healthcheck container
+// shares the pod's network namespace).
+func healthcheck() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /fsm-healthcheck", func(w http.ResponseWriter, r *http.Request) {
+		port := r.Header.Get("Original-Tcp-Port")
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", port), 5*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_ = c.Close()
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return serveUntilSignal(&http.Server{Addr: ":15904", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+}
+
+func waitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting within %s: %w", addr, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func prestop() error {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Post("http://127.0.0.1:15010/prestop", "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// app serves the endpoints the meshed test probes and calls: HTTP, HTTPS
+// (self-signed), plain TCP and the gRPC health service.
+func app() error {
+	host, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s to %s\n", host, r.RemoteAddr)
+	})
+	cert, err := selfSigned(host)
+	if err != nil {
+		return err
+	}
+	tcp, err := net.Listen("tcp", ":9000")
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "tcp ok\n")
+			_ = c.Close()
+		}
+	}()
+	g := grpc.NewServer()
+	healthpb.RegisterHealthServer(g, health.NewServer()) // "" is SERVING
+	gl, err := net.Listen("tcp", ":9090")
+	if err != nil {
+		return err
+	}
+	go func() { _ = g.Serve(gl) }()
+	defer g.Stop()
+	tlsSrv := &http.Server{Addr: ":8443", Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	go func() { _ = tlsSrv.ListenAndServeTLS("", "") }()
+	defer func() { _ = tlsSrv.Close() }()
+	fmt.Println("app: HTTP :8080, HTTPS :8443, TCP :9000, gRPC health :9090")
+	return serveUntilSignal(&http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+}
+
+func selfSigned(host string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+func serveUntilSignal(srv *http.Server) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func get(url, timeout string) error {
+	d, err := time.ParseDuration(timeout)
+	if err != nil {
+		return fmt.Errorf("timeout %q: %w", timeout, err)
+	}
+	deadline := time.Now().Add(d)
+	client := &http.Client{Timeout: 5 * time.Second}
+	var last error
+	for attempt := 1; time.Now().Before(deadline); attempt++ {
+		resp, err := client.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				fmt.Print(string(b))
+				return nil
+			}
+			err = fmt.Errorf("status %s: %s", resp.Status, b)
+		}
+		last = err
+		fmt.Fprintf(os.Stderr, "attempt %d: %v\n", attempt, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("GET %s: no 200 within %s: %w", url, d, last)
+}
+
+func dial(addr, timeout string) error {
+	d, err := time.ParseDuration(timeout)
+	if err != nil {
+		return fmt.Errorf("timeout %q: %w", timeout, err)
+	}
+	c, err := net.DialTimeout("tcp", addr, d)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(io.LimitReader(c, 1024))
+	fmt.Printf("connected to %s: %s", addr, b)
+	return c.Close()
+}
