@@ -301,24 +301,6 @@ func TestPatchSizeIndependentOfAppContainers(t *testing.T) {
 	}
 }
 
-func TestDescribeInjection(t *testing.T) {
-	pod := simplePod(map[string]string{SidecarNativeAnnotation: "true"})
-	if got := DescribeInjection(pod); got != "pod app/p: not injected\n" {
-		t.Errorf("uninjected: %q", got)
-	}
-	mut, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "pod app/p: proxy uuid u-1, bootstrap Secret sidecar-bootstrap-config-u-1\n" +
-		"  init container  fsm-init         flomesh/fsm-sidecar-init:1.5.1\n" +
-		"  init container  sidecar          flomesh/pipy:1.5.12 (native sidecar)\n" +
-		"  container       app              app\n"
-	if got := DescribeInjection(mut.Pod); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-}
-
 func TestBootstrapKeyAlgorithm(t *testing.T) {
 	for bits, want := range map[int]certs.KeyAlgorithm{0: "", 2048: certs.RSA2048, 2560: "RSA2560", 4096: certs.RSA4096} {
 		s := DefaultSettings()

@@ -21,6 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 // Demo says what the demonstration needs to know about the running mesh.
@@ -36,20 +39,16 @@ type Demo struct {
 	MeshConfig *unstructured.Unstructured
 }
 
-// Labels and annotations users put on namespaces (FSM names).
-const (
-	monitoredByLabel    = "flomesh.io/monitored-by"
-	injectionAnnotation = "flomesh.io/sidecar-injection"
-	demoNamespace       = "demo"
-)
+// demoNamespace holds what the demonstration creates.
+const demoNamespace = "demo"
 
 // PrepareNamespace creates (or keeps) a namespace monitored by the mesh with
 // injection enabled.
 func PrepareNamespace(ctx context.Context, c client.Client, name, mesh string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        name,
-		Labels:      map[string]string{monitoredByLabel: mesh},
-		Annotations: map[string]string{injectionAnnotation: "enabled"},
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"},
 	}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", name, err)
@@ -79,7 +78,7 @@ func (d *Demo) inject(ctx context.Context) error {
 	if err := PrepareNamespace(ctx, d.Client, demoNamespace, d.MeshName); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.Out, "    kubectl create namespace %s; label %s=%s; annotate %s=enabled\n", demoNamespace, monitoredByLabel, d.MeshName, injectionAnnotation)
+	fmt.Fprintf(d.Out, "    kubectl create namespace %s; label %s=%s; annotate %s=enabled\n", demoNamespace, fsmnames.MonitoredByLabel, d.MeshName, injector.SidecarInjectionAnnotation)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Namespace: demoNamespace},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
@@ -94,22 +93,15 @@ func (d *Demo) inject(ctx context.Context) error {
 		return fmt.Errorf("creating a pod: %w", err)
 	}
 	fmt.Fprintf(d.Out, "    created pod %s/%s with one container \"web\"; the apiserver stored:\n", pod.Namespace, pod.Name)
-	uuid := pod.Labels["fsm-proxy-uuid"]
-	fmt.Fprintf(d.Out, "      label fsm-proxy-uuid=%s\n", uuid)
-	for _, c := range pod.Spec.InitContainers {
-		fmt.Fprintf(d.Out, "      init container %-16s image %s\n", c.Name, c.Image)
+	for _, line := range describeInjection(pod) {
+		fmt.Fprintf(d.Out, "      %s\n", line)
 	}
-	for _, c := range pod.Spec.Containers {
-		fmt.Fprintf(d.Out, "      container      %-16s image %s\n", c.Name, c.Image)
-		if p := c.ReadinessProbe; p != nil && p.HTTPGet != nil {
-			fmt.Fprintf(d.Out, "        readiness probe now via the proxy: port %s path %s\n", p.HTTPGet.Port.String(), p.HTTPGet.Path)
-		}
-	}
+	uuid := pod.Labels[injector.ProxyUUIDLabel]
 	if uuid == "" {
 		return fmt.Errorf("pod %s was not injected", pod.Name)
 	}
 	sec := &corev1.Secret{}
-	key := types.NamespacedName{Namespace: demoNamespace, Name: "sidecar-bootstrap-config-" + uuid}
+	key := types.NamespacedName{Namespace: demoNamespace, Name: injector.BootstrapSecretName(uuid)}
 	if err := d.Client.Get(ctx, key, sec); err != nil {
 		return fmt.Errorf("reading the bootstrap Secret: %w", err)
 	}
@@ -160,7 +152,7 @@ func (d *Demo) convert(ctx context.Context) error {
 	v1 := d.MeshConfig.DeepCopy()
 	v1.SetName("converted-demo")
 	v1.SetNamespace(demoNamespace)
-	v1.SetAPIVersion("config.flomesh.io/v1alpha1")
+	v1.SetAPIVersion(fsmnames.ConfigGroup + "/v1alpha1")
 	// v1alpha1 holds sampledFraction as a number and knows none of the
 	// v1alpha3-only objects; the converter fills them on the way up.
 	spec, _, _ := unstructured.NestedMap(v1.Object, "spec")
@@ -198,7 +190,7 @@ func (d *Demo) convert(ctx context.Context) error {
 	fmt.Fprintf(d.Out, "    created %s/%s as config.flomesh.io/v1alpha1 with tracing.sampledFraction: 0.25 (a number) and sidecar.sidecarClass (gone in v1alpha3)\n", v1.GetNamespace(), v1.GetName())
 	for _, version := range []string{"v1alpha1", "v1alpha2", "v1alpha3"} {
 		got := &unstructured.Unstructured{}
-		got.SetGroupVersionKind(schema.GroupVersionKind{Group: "config.flomesh.io", Version: version, Kind: "MeshConfig"})
+		got.SetGroupVersionKind(schema.GroupVersionKind{Group: fsmnames.ConfigGroup, Version: version, Kind: "MeshConfig"})
 		if err := d.Client.Get(ctx, client.ObjectKeyFromObject(v1), got); err != nil {
 			return fmt.Errorf("reading it back as %s: %w", version, err)
 		}
@@ -216,6 +208,32 @@ func (d *Demo) convert(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.Out, "    try: kubectl get meshconfigs.v1alpha2.config.flomesh.io -n %s converted-demo -o yaml\n", v1.GetNamespace())
 	return nil
+}
+
+// describeInjection is what the injector did to pod, one line each: its
+// proxy uuid and bootstrap Secret, then every container, marking the native
+// sidecar and readiness probes the injector now routes through the proxy.
+func describeInjection(pod *corev1.Pod) []string {
+	id := pod.Labels[injector.ProxyUUIDLabel]
+	if id == "" {
+		return []string{"not injected (no " + injector.ProxyUUIDLabel + " label)"}
+	}
+	lines := []string{fmt.Sprintf("label %s=%s, bootstrap Secret %s", injector.ProxyUUIDLabel, id, injector.BootstrapSecretName(id))}
+	list := func(kind string, cs []corev1.Container) {
+		for _, c := range cs {
+			extra := ""
+			if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+				extra = " (native sidecar)"
+			}
+			lines = append(lines, strings.TrimRight(fmt.Sprintf("%-15s %-16s %s%s", kind, c.Name, c.Image, extra), " "))
+			if p := c.ReadinessProbe; p != nil && p.HTTPGet != nil {
+				lines = append(lines, fmt.Sprintf("  readiness probe via the proxy: port %s path %s", p.HTTPGet.Port.String(), p.HTTPGet.Path))
+			}
+		}
+	}
+	list("init container", pod.Spec.InitContainers)
+	list("container", pod.Spec.Containers)
+	return lines
 }
 
 func render(v any) string {

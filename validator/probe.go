@@ -16,12 +16,13 @@ import (
 //go:embed base_meshconfig.yaml
 var baseMeshConfigYAML []byte
 
-// demoMarker is a detail only this webhook produces (the CRD schema cannot
+// denialMarker is a detail only this webhook produces (the CRD schema cannot
 // compare two lists), so finding it in an error proves the webhook ran.
-const demoMarker = "exclusion wins, so this range is never intercepted"
+const denialMarker = "exclusion wins, so this range is never intercepted"
 
 // BaseMeshConfig returns a valid config.flomesh.io/v1alpha3 MeshConfig (FSM's
-// Helm preset) named name in namespace.
+// Helm preset) named name in namespace: the base of the probe object, and
+// the MeshConfig `local` installs.
 func BaseMeshConfig(namespace, name string) (*unstructured.Unstructured, error) {
 	var obj map[string]any
 	if err := yaml.Unmarshal(baseMeshConfigYAML, &obj); err != nil {
@@ -37,6 +38,7 @@ func BaseMeshConfig(namespace, name string) (*unstructured.Unstructured, error) 
 // accepts and this webhook denies, with several errors reported at once:
 // an included range inside an excluded one, an unknown sidecar log level, an
 // unparseable image reference, a sampled fraction above 1 and a bad duration.
+// Probe sends it; the `local` demonstration shows its denial.
 func DemoInvalidMeshConfig(namespace, name string) (*unstructured.Unstructured, error) {
 	u, err := BaseMeshConfig(namespace, name)
 	if err != nil {
@@ -62,7 +64,7 @@ func DemoInvalidMeshConfig(namespace, name string) (*unstructured.Unstructured, 
 // IsWebhookDenial reports whether err is this webhook's denial of a
 // DemoInvalidMeshConfig.
 func IsWebhookDenial(err error) bool {
-	return err != nil && apierrors.IsInvalid(err) && strings.Contains(err.Error(), demoMarker)
+	return err != nil && apierrors.IsInvalid(err) && strings.Contains(err.Error(), denialMarker)
 }
 
 // Probe is a readiness check through the apiserver: a server-side dry-run
