@@ -26,10 +26,14 @@ const (
 const clockSkew = time.Minute
 
 // Authority is a CA certificate with its private key, able to sign leaves.
-// It is immutable and safe for concurrent use.
+// It is immutable once shared and safe for concurrent use.
 type Authority struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
+	// Backdate moves the NotBefore of signed leaves earlier; zero (or less)
+	// means a minute. Tests of certificates living seconds set less, as a Vault
+	// role's not_before_duration does.
+	Backdate time.Duration
 }
 
 // NewAuthority checks that cert is a CA allowed to sign certificates and that
@@ -117,7 +121,7 @@ func (a *Authority) Sign(req Request, pub crypto.PublicKey, now time.Time) (*x50
 		Subject:               pkix.Name{CommonName: req.CommonName},
 		DNSNames:              req.DNSNames,
 		IPAddresses:           req.IPAddresses,
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-a.backdate()),
 		NotAfter:              notAfter,
 		KeyUsage:              keyUsage,
 		ExtKeyUsage:           req.Usage.ExtKeyUsages(),
@@ -135,6 +139,13 @@ func (a *Authority) Sign(req Request, pub crypto.PublicKey, now time.Time) (*x50
 		return nil, fmt.Errorf("parsing certificate for %q: %w", req.CommonName, err)
 	}
 	return cert, nil
+}
+
+func (a *Authority) backdate() time.Duration {
+	if a.Backdate <= 0 {
+		return clockSkew
+	}
+	return a.Backdate
 }
 
 var serialLimit = new(big.Int).Lsh(big.NewInt(1), 128)

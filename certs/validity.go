@@ -1,134 +1,124 @@
 package certs
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
-	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"time"
 )
 
-// Validity defaults. FSM users rely on these values.
 const (
-	// RootCAValidity is the lifetime of the mesh root CA Tresor creates.
+	// RootCAValidity is the lifetime of the mesh root CA Tresor creates
+	// (FSM's: a decade).
 	RootCAValidity = 87600 * time.Hour
-	// ProxyBootstrapCertValidity is the lifetime of a sidecar's bootstrap
-	// client certificate: nothing rotates a pod's bootstrap Secret, so it
-	// lasts as long as the root (FSM/OSM give it a decade too).
-	ProxyBootstrapCertValidity = 87600 * time.Hour
-	// WebhookServingCertValidity is the lifetime of the webhook serving certs.
-	WebhookServingCertValidity = 87600 * time.Hour
-	// DefaultServiceCertValidity is --service-cert-validity-duration's default
-	// (MeshConfig certificate.serviceCertValidityDuration).
-	DefaultServiceCertValidity = 24 * time.Hour
 
 	// DefaultRenewFraction renews a certificate once two thirds of its
-	// lifetime have passed, leaving a third to retry in.
+	// lifetime have passed, leaving a third for retries and for replicas to
+	// converge.
 	DefaultRenewFraction = 2.0 / 3.0
-	// DefaultRenewJitter moves each certificate's renewal up to 5% of its
-	// lifetime earlier, so certificates issued together are not renewed in
-	// one burst.
-	DefaultRenewJitter = 0.05
+	// DefaultRenewJitter moves each renewal up to a tenth of the lifetime
+	// earlier (a year of a decade-long certificate, 2.4 h of a 24 h one).
+	DefaultRenewJitter = 0.1
 )
 
-// RenewalTime is when cert should be renewed: after fraction of its lifetime
-// (NotBefore to NotAfter), minus a jitter of up to jitter×lifetime. The jitter
-// is derived from the certificate's signature, so it is stable for one
-// certificate (repeated checks agree) and spread across certificates.
-// A fraction outside (0,1] means DefaultRenewFraction; jitter is clamped to
-// [0, fraction].
-func RenewalTime(cert *x509.Certificate, fraction, jitter float64) time.Time {
+// Renewal says when an issued certificate is renewed: once Fraction of its
+// lifetime has passed, NotBefore to NotAfter (what the CA granted, not what
+// was asked: Vault may grant less), moved earlier by a jitter of up to Jitter
+// of the lifetime. The jitter keeps the replicas that watch one Secret, and
+// the certificates issued together, from all renewing in the same instant.
+// The zero Renewal is the default policy.
+type Renewal struct {
+	// Fraction of the lifetime after which a certificate is due, in (0, 1];
+	// anything else means DefaultRenewFraction.
+	Fraction float64
+	// Jitter is the most a renewal moves earlier, as a fraction of the
+	// lifetime; 0 means DefaultRenewJitter, a negative value none. It is
+	// clamped to [0, Fraction/4], so a certificate is never due before three quarters
+	// of the way to Fraction (half its lifetime at the default 2/3), and
+	// never after Fraction, so never after it expires.
+	Jitter float64
+	// Spread places a certificate in the jitter window: 0 is due at
+	// Fraction, 1 at Fraction-Jitter; values outside [0, 1] are clamped. It
+	// must return the same value for the same certificate, so that repeated
+	// checks agree. nil means processSpread; tests inject a constant.
+	Spread func(*x509.Certificate) float64
+}
+
+// Window is the earliest and latest instant cert can be due under r:
+// Fraction-Jitter and Fraction of its lifetime after NotBefore. A
+// certificate without a positive lifetime is due at NotBefore.
+func (r Renewal) Window(cert *x509.Certificate) (earliest, latest time.Time) {
+	fraction, jitter := r.bounds()
+	return r.point(cert, fraction-jitter), r.point(cert, fraction)
+}
+
+// At is when cert is due: Spread's place for it in the Window.
+func (r Renewal) At(cert *x509.Certificate) time.Time {
+	fraction, jitter := r.bounds()
+	spread := processSpread
+	if r.Spread != nil {
+		spread = r.Spread
+	}
+	u := spread(cert)
+	if !(u >= 0) { // also NaN
+		u = 0
+	}
+	return r.point(cert, fraction-jitter*min(u, 1))
+}
+
+func (r Renewal) bounds() (fraction, jitter float64) {
+	fraction, jitter = r.Fraction, r.Jitter
 	if !(fraction > 0 && fraction <= 1) {
 		fraction = DefaultRenewFraction
 	}
-	if !(jitter >= 0) {
-		jitter = 0
+	if jitter == 0 || math.IsNaN(jitter) {
+		jitter = DefaultRenewJitter
 	}
-	jitter = min(jitter, fraction)
-	lifetime := cert.NotAfter.Sub(cert.NotBefore)
-	if lifetime <= 0 {
+	return fraction, max(0, min(jitter, fraction/4))
+}
+
+func (Renewal) point(cert *x509.Certificate, fraction float64) time.Time {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	if life <= 0 {
 		return cert.NotBefore
 	}
-	sum := sha256.Sum256(cert.Signature)
-	u := float64(binary.BigEndian.Uint64(sum[:8])>>11) / float64(1<<53) // uniform in [0,1)
-	at := fraction - jitter*u
-	return cert.NotBefore.Add(time.Duration(float64(lifetime) * at))
+	// min: float rounding must not push a decade-long lifetime past NotAfter.
+	return cert.NotBefore.Add(min(time.Duration(math.Round(float64(life)*fraction)), life))
 }
 
-// NeedsRenewal reports whether cert is due for renewal at now (see
-// RenewalTime).
-func NeedsRenewal(cert *x509.Certificate, now time.Time, fraction, jitter float64) bool {
-	return !now.Before(RenewalTime(cert, fraction, jitter))
+// spreadSeed is drawn once per process (maphash seeds are random).
+var spreadSeed = maphash.MakeSeed()
+
+// processSpread is the default Spread: a hash of the certificate under a
+// per-process seed, uniform in [0, 1). One process always places a
+// certificate at the same point; different certificates, and other replicas
+// looking at the same certificate, land elsewhere, so the first replica due
+// renews it and the others find the new certificate good.
+func processSpread(cert *x509.Certificate) float64 {
+	return float64(maphash.Bytes(spreadSeed, cert.Raw)>>11) / (1 << 53)
 }
 
-// ChainsTo reports whether the first certificate in certPEM chains to a root
-// in caBundlePEM at the given instant (the rest of certPEM are intermediates).
-// A serving layer uses it to notice that the CA changed under a certificate.
-func ChainsTo(certPEM, caBundlePEM []byte, at time.Time) bool {
+// ChainsTo reports whether the first certificate of certPEM (the rest are
+// its intermediates) chains to root at the given instant, for any key usage.
+// Root rotation uses it to tell certificates of the old root from those of
+// the new one.
+func ChainsTo(certPEM []byte, root *x509.Certificate, at time.Time) error {
 	chain, err := ParseCertsPEM(certPEM)
 	if err != nil {
-		return false
-	}
-	bundle, err := ParseBundle(at, caBundlePEM)
-	if err != nil || bundle.Len() == 0 {
-		return false
-	}
-	return bundle.VerifyAt(at, chain[0], chain[1:]...) == nil
-}
-
-// ValidCert is the one validity predicate for an issued certificate: the
-// certificate chains to caBundlePEM, is valid at `at` (pass now plus a
-// lookahead to demand that it does not expire before then), names dnsName
-// (when not empty), allows every usage in usages, and keyPEM is its private
-// key. The error says which check failed.
-func ValidCert(caBundlePEM, certPEM, keyPEM []byte, dnsName string, usages Usage, at time.Time) error {
-	bundle, err := ParseBundle(at, caBundlePEM)
-	if err != nil {
-		return fmt.Errorf("CA bundle: %w", err)
-	}
-	if bundle.Len() == 0 {
-		return errors.New("CA bundle: no root valid at " + at.UTC().Format(time.RFC3339))
-	}
-	chain, err := ParseCertsPEM(certPEM)
-	if err != nil {
-		return fmt.Errorf("certificate: %w", err)
-	}
-	leaf := chain[0]
-	key, err := ParseKeyPEM(keyPEM)
-	if err != nil {
-		return fmt.Errorf("private key: %w", err)
-	}
-	if !KeyMatches(key, leaf.PublicKey) {
-		return fmt.Errorf("private key does not match certificate %q", leaf.Subject.CommonName)
-	}
-	if at.Before(leaf.NotBefore) || at.After(leaf.NotAfter) {
-		return fmt.Errorf("certificate %q is not valid at %s (valid %s to %s)", leaf.Subject.CommonName,
-			at.UTC().Format(time.RFC3339), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
-	}
-	if dnsName != "" {
-		if err := leaf.VerifyHostname(dnsName); err != nil {
-			return fmt.Errorf("certificate %q: %w", leaf.Subject.CommonName, err)
-		}
-	}
-	if err := bundle.VerifyAt(at, leaf, chain[1:]...); err != nil {
 		return err
 	}
-	for _, u := range usages.ExtKeyUsages() {
-		if _, err := leaf.Verify(bundle.verifyOptions(at, "", []x509.ExtKeyUsage{u}, chain[1:])); err != nil {
-			return fmt.Errorf("certificate %q not valid for %s: %w", leaf.Subject.CommonName, extKeyUsageName(u), err)
-		}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return fmt.Errorf("certificate %q does not chain to root %q (serial %s): %w",
+			chain[0].Subject.CommonName, root.Subject.CommonName, root.SerialNumber.Text(16), err)
 	}
 	return nil
-}
-
-func extKeyUsageName(u x509.ExtKeyUsage) string {
-	switch u {
-	case x509.ExtKeyUsageServerAuth:
-		return "server auth"
-	case x509.ExtKeyUsageClientAuth:
-		return "client auth"
-	default:
-		return fmt.Sprintf("ext key usage %d", int(u))
-	}
 }

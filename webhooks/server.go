@@ -209,7 +209,7 @@ func (o Options) validate() error {
 
 func (o Options) withDefaults() Options {
 	if o.RenewFraction == 0 {
-		o.RenewFraction = servingcert.DefaultRenewFraction
+		o.RenewFraction = certs.DefaultRenewFraction
 	}
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = DefaultResyncInterval

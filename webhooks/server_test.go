@@ -313,7 +313,7 @@ func testDeletion(t *testing.T) {
 	}
 	newRoot := tc.ca.Active()
 	waitFor(t, 20*time.Second, "serving cert on the new root and caBundle = new root only", func() error {
-		if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
+		if err := certs.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
 			return err
 		}
 		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
@@ -491,7 +491,7 @@ func testRotation(t *testing.T) {
 	})
 	time.Sleep(time.Second)
 	l.Finish(t)
-	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
+	if err := certs.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
 		t.Error(err)
 	}
 	want := []rootrotation.Phase{rootrotation.PhaseNextRootAdded, rootrotation.PhaseNextRootActive, rootrotation.PhaseIdle}
@@ -649,7 +649,7 @@ func testAutoRotation(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	l.Finish(t)
-	if err := servingcert.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], tc.ca.Active(), time.Now()); err != nil {
+	if err := certs.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], tc.ca.Active(), time.Now()); err != nil {
 		t.Error(err)
 	}
 }

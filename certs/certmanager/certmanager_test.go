@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -163,7 +164,7 @@ func TestCertManager(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := certs.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, tc.name, tc.usage, time.Now().Add(tc.valid-time.Minute)); err != nil {
+			if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, tc.name, tc.usage, time.Now().Add(tc.valid-time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 			leaf, _ := certs.ParseCertsPEM(c.CertPEM)

@@ -30,7 +30,7 @@ func BenchmarkIssuePodCert(b *testing.B) {
 		CommonName:   "0f6c1a9e-5b0e-4b8e-9d8f-1f5e2f8a7c11.sidecar.bookbuyer.bookstore.cluster.local",
 		DNSNames:     []string{"0f6c1a9e-5b0e-4b8e-9d8f-1f5e2f8a7c11.sidecar.bookbuyer.bookstore.cluster.local"},
 		Organization: certs.RootOrganization,
-		Validity:     certs.ProxyBootstrapCertValidity,
+		Validity:     87600 * time.Hour, // --bootstrap-cert-validity-duration
 		Usage:        certs.UsageBoth,
 	}
 	for _, alg := range []certs.KeyAlgorithm{certs.RSA2048, certs.ECDSAP256} {

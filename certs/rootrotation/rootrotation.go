@@ -262,7 +262,7 @@ func reissue(ctx context.Context, opts Options, st Status) error {
 		if err != nil {
 			return fmt.Errorf("root rotation: re-issuing %s/%s: %w", spec.Namespace, spec.SecretName, err)
 		}
-		if err := servingcert.ChainsTo(out.Secret.Data[servingcert.KeyCert], st.Current, time.Now()); err != nil {
+		if err := certs.ChainsTo(out.Secret.Data[servingcert.KeyCert], st.Current, time.Now()); err != nil {
 			return fmt.Errorf("root rotation: the %s issuer still signs with the previous root: %w", opts.Issuer.Provider(), err)
 		}
 		if out.Written {

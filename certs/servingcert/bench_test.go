@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
-	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
 )
 
 // BenchmarkCheck is the per-reconcile cost of deciding a stored cert is good.
@@ -52,7 +52,7 @@ type benchCA struct {
 }
 
 func newBenchCA() (*benchCA, error) {
-	ca, err := servingcerttest.New(24 * time.Hour)
+	ca, err := certstest.New(context.Background(), certstest.Options{RootValidity: 24 * time.Hour})
 	if err != nil {
 		return nil, err
 	}

@@ -82,17 +82,3 @@ func intermediates(chain []*x509.Certificate) *x509.CertPool {
 	}
 	return pool
 }
-
-// ChainsTo reports whether the leaf of certPEM chains to root at now.
-func ChainsTo(certPEM []byte, root *x509.Certificate, now time.Time) error {
-	chain, err := certs.ParseCertsPEM(certPEM)
-	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: intermediates(chain), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return fmt.Errorf("cert %q does not chain to root %q (serial %s): %w", chain[0].Subject.CommonName, root.Subject.CommonName, root.SerialNumber.Text(16), err)
-	}
-	return nil
-}

@@ -41,18 +41,10 @@ type Verdict struct {
 // OK reports whether the cert can be kept.
 func (v Verdict) OK() bool { return v.Reason == ReasonNone }
 
-// RenewAt is the instant fraction of leaf's lifetime has passed.
-func RenewAt(leaf *x509.Certificate, fraction float64) time.Time {
-	if fraction <= 0 || fraction > 1 {
-		fraction = DefaultRenewFraction
-	}
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	return leaf.NotBefore.Add(time.Duration(float64(life) * fraction))
-}
-
 // Check decides whether the Secret data holds a serving cert for spec that
 // the trusted CA bundle verifies at now, whose key matches, and that is not
-// yet due for renewal. It never panics on malformed data.
+// yet due for renewal: at renewFraction of its lifetime minus the jitter of
+// certs.Renewal. It never panics on malformed data.
 func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, renewFraction float64) Verdict {
 	certPEM, keyPEM := data[KeyCert], data[KeyKey]
 	if len(certPEM) == 0 || len(keyPEM) == 0 || len(data[KeyCA]) == 0 {
@@ -93,7 +85,7 @@ func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 		v.Reason, v.Detail = ReasonValidity, fmt.Sprintf("cert lifetime %s exceeds the configured validity %s", life, spec.validity())
 		return v
 	}
-	v.RenewAt = RenewAt(leaf, renewFraction)
+	v.RenewAt = certs.Renewal{Fraction: renewFraction}.At(leaf)
 	if !now.Before(v.RenewAt) {
 		v.Reason, v.Detail = ReasonExpiring, fmt.Sprintf("cert is due for renewal since %s (expires %s)",
 			v.RenewAt.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))

@@ -9,22 +9,22 @@ import (
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
-	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
 )
 
 var spec = servingcert.Spec{SecretName: "validating-webhook-cert-secret", Namespace: "fsm-system", ServiceName: "fsm-validator", ClusterDomain: "cluster.local"}
 
-func newCA(t *testing.T) *servingcerttest.CA {
+func newCA(t *testing.T, opts certstest.Options) *certstest.CA {
 	t.Helper()
-	ca, err := servingcerttest.New(24 * time.Hour)
+	ca, err := certstest.New(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ca
 }
 
-func issue(t *testing.T, ca *servingcerttest.CA, s servingcert.Spec) map[string][]byte {
+func issue(t *testing.T, ca *certstest.CA, s servingcert.Spec) map[string][]byte {
 	t.Helper()
 	c, err := ca.Issue(context.Background(), s.Request())
 	if err != nil {
@@ -94,8 +94,8 @@ func TestSpecValidate(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	ca := newCA(t)
-	other := newCA(t)
+	ca := newCA(t, certstest.Options{RootValidity: 24 * time.Hour})
+	other := newCA(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted, _ := ca.CABundle(context.Background())
 	good := issue(t, ca, spec)
 	otherSvc := spec
@@ -153,15 +153,12 @@ func TestCheck(t *testing.T) {
 }
 
 // TestCheckGrantedLifetime: the renewal schedule follows the lifetime the CA
-// granted (NotBefore to NotAfter), not the validity asked for. FSM's
-// documented Vault role grants 24h (max_ttl) to a serving cert asked for
-// 87600h and backdates NotBefore by 30s.
+// granted (NotBefore to NotAfter), not the validity asked for, and the
+// jitter moves it at most a tenth of that lifetime earlier. FSM's documented
+// Vault role grants 24h (max_ttl) to a serving cert asked for 87600h and
+// backdates NotBefore by 30s.
 func TestCheckGrantedLifetime(t *testing.T) {
-	ca, err := servingcerttest.New(87600 * time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca.Limit(24*time.Hour, 30*time.Second)
+	ca := newCA(t, certstest.Options{RootValidity: 87600 * time.Hour, MaxTTL: 24 * time.Hour, Backdate: 30 * time.Second})
 	trusted := mustBundle(t, ca)
 	data := issue(t, ca, spec)
 	chain, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
@@ -172,11 +169,13 @@ func TestCheckGrantedLifetime(t *testing.T) {
 	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 24*time.Hour+29*time.Second || life > 24*time.Hour+31*time.Second {
 		t.Fatalf("granted lifetime %s, want 24h30s", life)
 	}
-	// 2/3 of 24h30s after NotBefore: 16h0m20s, i.e. 15h59m50s after issuance.
-	due := leaf.NotBefore.Add(16*time.Hour + 20*time.Second)
-	if got := servingcert.RenewAt(leaf, servingcert.DefaultRenewFraction); got.Sub(due).Abs() > time.Second {
-		t.Fatalf("RenewAt = %s, want %s", got, due)
+	// 2/3 of 24h30s after NotBefore is 16h0m20s; a tenth of it earlier,
+	// 13h36m17s, is the earliest the jitter may choose.
+	due := certs.Renewal{}.At(leaf)
+	if d := due.Sub(leaf.NotBefore); d < 13*time.Hour+36*time.Minute+16*time.Second || d > 16*time.Hour+20*time.Second+time.Second {
+		t.Fatalf("due %s after NotBefore, want within [13h36m17s, 16h0m20s]", d)
 	}
+	dueHalf := certs.Renewal{Fraction: 0.5}.At(leaf)
 	issued := leaf.NotBefore.Add(30 * time.Second)
 	for _, tc := range []struct {
 		name     string
@@ -186,12 +185,12 @@ func TestCheckGrantedLifetime(t *testing.T) {
 		renewAt  time.Time
 	}{
 		{"just issued", issued, 0, servingcert.ReasonNone, due},
-		{"a minute before 2/3", due.Add(-time.Minute), 0, servingcert.ReasonNone, due},
-		{"at 2/3", due, 0, servingcert.ReasonExpiring, time.Time{}},
+		{"a minute before due", due.Add(-time.Minute), 0, servingcert.ReasonNone, due},
+		{"due", due, 0, servingcert.ReasonExpiring, time.Time{}},
 		{"an hour before expiry", leaf.NotAfter.Add(-time.Hour), 0, servingcert.ReasonExpiring, time.Time{}},
 		{"expired", leaf.NotAfter, 0, servingcert.ReasonExpiring, time.Time{}},
-		{"half, not yet", leaf.NotBefore.Add(12 * time.Hour), 0.5, servingcert.ReasonNone, leaf.NotBefore.Add(12*time.Hour + 15*time.Second)},
-		{"half, due", leaf.NotBefore.Add(12*time.Hour + 15*time.Second), 0.5, servingcert.ReasonExpiring, time.Time{}},
+		{"half, not yet", dueHalf.Add(-time.Second), 0.5, servingcert.ReasonNone, dueHalf},
+		{"half, due", dueHalf, 0.5, servingcert.ReasonExpiring, time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// spec asks for 87600h: a cert shorter than asked is not
@@ -200,14 +199,14 @@ func TestCheckGrantedLifetime(t *testing.T) {
 			if v.Reason != tc.want {
 				t.Fatalf("Check at %s = %q (%s), want %q", tc.at.Sub(issued), v.Reason, v.Detail, tc.want)
 			}
-			if v.RenewAt.Sub(tc.renewAt).Abs() > time.Second {
+			if !v.RenewAt.Equal(tc.renewAt) {
 				t.Fatalf("RenewAt = %s, want %s", v.RenewAt, tc.renewAt)
 			}
 		})
 	}
 }
 
-func mustBundle(t *testing.T, ca *servingcerttest.CA) []byte {
+func mustBundle(t *testing.T, ca *certstest.CA) []byte {
 	t.Helper()
 	b, err := ca.CABundle(context.Background())
 	if err != nil {
@@ -217,7 +216,8 @@ func mustBundle(t *testing.T, ca *servingcerttest.CA) []byte {
 }
 
 func TestMergeBundles(t *testing.T) {
-	a, b := mustBundle(t, newCA(t)), mustBundle(t, newCA(t))
+	day := certstest.Options{RootValidity: 24 * time.Hour}
+	a, b := mustBundle(t, newCA(t, day)), mustBundle(t, newCA(t, day))
 	now := time.Now()
 	ab, err := servingcert.MergeBundles(now, a, b)
 	if err != nil {
@@ -253,7 +253,7 @@ func TestMergeBundles(t *testing.T) {
 }
 
 func TestIssuingRoots(t *testing.T) {
-	ca, other := newCA(t), newCA(t)
+	ca, other := newCA(t, certstest.Options{}), newCA(t, certstest.Options{})
 	data := issue(t, ca, spec)
 	leaf, _ := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	both := append(mustBundle(t, other), mustBundle(t, ca)...)
@@ -270,7 +270,7 @@ func TestIssuingRoots(t *testing.T) {
 }
 
 func FuzzCheck(f *testing.F) {
-	ca, err := servingcerttest.New(time.Hour)
+	ca, err := certstest.New(context.Background(), certstest.Options{RootValidity: time.Hour})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -27,9 +27,6 @@ const (
 const (
 	// DefaultValidity is FSM's webhook serving cert lifetime (87600h).
 	DefaultValidity = 87600 * time.Hour
-	// DefaultRenewFraction renews a cert once two thirds of its lifetime
-	// have passed, leaving a third for retries and for replicas to converge.
-	DefaultRenewFraction = 2.0 / 3.0
 	// DefaultClusterDomain is the Kubernetes default DNS domain.
 	DefaultClusterDomain = "cluster.local"
 	// organization is the subject O of every serving cert.

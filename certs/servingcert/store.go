@@ -29,8 +29,8 @@ type Store struct {
 	Client kubernetes.Interface
 	Issuer certs.Issuer
 	Log    logr.Logger
-	// RenewFraction of the lifetime after which a cert is renewed
-	// (default DefaultRenewFraction).
+	// RenewFraction of the lifetime after which a cert is renewed (default
+	// certs.DefaultRenewFraction), less the jitter of certs.Renewal.
 	RenewFraction float64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -99,7 +99,7 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 				v.Reason, v.Detail = ReasonForced, "renewal requested"
 			}
 			if v.OK() && root != nil {
-				if err := ChainsTo(cur.Data[KeyCert], root, s.now()); err != nil {
+				if err := certs.ChainsTo(cur.Data[KeyCert], root, s.now()); err != nil {
 					v.Reason, v.Detail = ReasonRootRotate, err.Error()
 				}
 			}

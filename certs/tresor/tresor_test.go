@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
@@ -365,7 +366,7 @@ func issueAndVerify(t *testing.T, i *Issuer, name string, usage certs.Usage, alg
 	if string(c.CABundle) != string(bundle) {
 		t.Fatal("Certificate.CABundle differs from CABundle()")
 	}
-	if err := certs.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, name, usage, time.Now().Add(59*time.Minute)); err != nil {
+	if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, name, usage, time.Now().Add(59*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	leaf, _ := certs.ParseCertsPEM(c.CertPEM)

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
 )
@@ -92,7 +93,7 @@ func TestVault(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := certs.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, tc.name, tc.usage, start.Add(tc.validity-2*time.Second)); err != nil {
+			if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, tc.name, tc.usage, start.Add(tc.validity-2*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			leaf, _ := certs.ParseCertsPEM(c.CertPEM)
@@ -197,7 +198,7 @@ func TestVault(t *testing.T) {
 					if !c.NotAfter.Equal(leaf[0].NotAfter) {
 						t.Errorf("%s: Certificate.NotAfter = %s, the certificate says %s", req.CommonName, c.NotAfter, leaf[0].NotAfter)
 					}
-					if err := certs.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, req.CommonName, req.Usage, time.Now()); err != nil {
+					if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, req.CommonName, req.Usage, time.Now()); err != nil {
 						t.Errorf("%s: %v", req.CommonName, err)
 					}
 				}

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/vault"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
@@ -41,7 +41,7 @@ const (
 // real Vault whose role grants less than the decade asked for: FSM's
 // documented set-up (max_ttl 24h) compressed to max_ttl 30s so that real
 // renewals happen within the test. Every certificate is accepted as Vault
-// grants it, renewed at 2/3 of that granted lifetime before it expires,
+// grants it, renewed at 2/3 of that granted lifetime less the jitter,
 // hot-reloaded by the listener, and the caBundle keeps verifying it: the
 // apiserver reaches the webhook throughout. The shortening is counted on
 // every issuance and logged once.
@@ -120,11 +120,11 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 	// A ConfigMap the webhook must deny every 250 ms, all through the renewals.
 	admissions := testenv.StartLoop(250*time.Millisecond, admitDenied(env.Clientset, workNS))
 	for n := 1; n <= renewals; n++ {
-		renewAt := servingcert.RenewAt(cur, servingcert.DefaultRenewFraction)
+		earliest, latest := certs.Renewal{}.Window(cur)
 		var next *x509.Certificate
 		// Bounded by the old cert's expiry: renewal must come before it.
-		waitFor(t, time.Until(cur.NotAfter)+5*time.Second, fmt.Sprintf("renewal %d of the served cert (due %s, expires %s)",
-			n, renewAt.Format(time.TimeOnly), cur.NotAfter.Format(time.TimeOnly)), func() error {
+		waitFor(t, time.Until(cur.NotAfter)+5*time.Second, fmt.Sprintf("renewal %d of the served cert (due %s-%s, expires %s)",
+			n, earliest.Format(time.TimeOnly), latest.Format(time.TimeOnly), cur.NotAfter.Format(time.TimeOnly)), func() error {
 			c, err := served()
 			if err != nil {
 				return err
@@ -136,14 +136,14 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 			return nil
 		})
 		seen := time.Now()
-		t.Logf("renewal %d: new cert served %s after the old one's NotBefore (due at %s, expiry at %s)", n,
-			seen.Sub(cur.NotBefore).Round(100*time.Millisecond), renewAt.Sub(cur.NotBefore), cur.NotAfter.Sub(cur.NotBefore))
+		t.Logf("renewal %d: new cert served %s after the old one's NotBefore (due %s-%s, expiry at %s)", n,
+			seen.Sub(cur.NotBefore).Round(100*time.Millisecond), earliest.Sub(cur.NotBefore), latest.Sub(cur.NotBefore), cur.NotAfter.Sub(cur.NotBefore))
 		if !seen.Before(cur.NotAfter) {
 			t.Errorf("renewal %d: new cert served at %s, after the old one expired at %s", n, seen, cur.NotAfter)
 		}
 		// x509 times are whole seconds and Vault backdates NotBefore by 1s.
-		if issued := next.NotBefore.Add(time.Second); issued.Before(renewAt.Add(-time.Second)) {
-			t.Errorf("renewal %d: new cert issued at %s, before 2/3 of the old one's lifetime (%s)", n, issued, renewAt)
+		if issued := next.NotBefore.Add(time.Second); issued.Before(earliest.Add(-time.Second)) {
+			t.Errorf("renewal %d: new cert issued at %s, before 2/3 of the old one's lifetime less the largest jitter (%s)", n, issued, earliest)
 		}
 		if life := next.NotAfter.Sub(next.NotBefore); life > maxTTL+2*time.Second {
 			t.Errorf("renewal %d: new cert lives %s, want what Vault granted", n, life)
