@@ -104,11 +104,17 @@ func TestE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Added to the manager as serve does: a rejected MeshConfig is reported
+	// when stored.
+	meshConfig := &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: fsmNamespace, Logger: log, Recorder: mgr.GetEventRecorder("fsm-injector")}
+	if err := mgr.Add(meshConfig); err != nil {
+		t.Fatal(err)
+	}
 	h, err := injector.NewHandler(injector.Options{
 		Client:       env.Client,
 		Namespaces:   mgr.GetCache(),
 		Services:     mgr.GetCache(),
-		MeshConfig:   &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: fsmNamespace, Logger: log},
+		MeshConfig:   meshConfig,
 		Issuer:       issuer,
 		MeshName:     meshName,
 		FSMNamespace: fsmNamespace,
@@ -150,6 +156,7 @@ func TestE2E(t *testing.T) {
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("bad annotation is denied with an event", e.testDenied)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
+	t.Run("MeshConfig the injector cannot apply: last valid settings, Event, metric", e.testRejectedMeshConfig)
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
 	t.Run("localDNSProxy: the controller Service's ClusterIP, read through the restricted cache", e.testLocalDNS)
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)

@@ -3,13 +3,22 @@ package injector
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
@@ -74,10 +83,34 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 
 // Validate applies the MeshConfig rules the injection depends on (package
 // meshconfig/rules, the same functions the validator denies a MeshConfig
-// with) to the settings, naming the MeshConfig field each value came from.
-// Mutate calls it first, so a MeshConfig the validator admitted never fails
-// here, and one stored before a rule existed is reported field by field.
+// with) to the settings, naming the MeshConfig field each value came from, so
+// a MeshConfig the validator admitted never fails here, and one stored before
+// a rule existed (or while the validator was down) is reported field by
+// field. Under NodeLevel interception a pod gets only its uuid label, so
+// nothing else is checked: none of it is used.
 func (s Settings) Validate() error {
+	errs := s.fieldErrors()
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("MeshConfig %w", errs.ToAggregate())
+}
+
+// Checked validates s (Validate) and returns it marked as validated, so
+// Mutate does not validate it again on every admission: CachedMeshConfig
+// checks once per MeshConfig resourceVersion.
+func (s Settings) Checked() (Settings, error) {
+	if err := s.Validate(); err != nil {
+		return Settings{}, err
+	}
+	s.validated = true
+	return s, nil
+}
+
+func (s Settings) fieldErrors() field.ErrorList {
+	if s.InterceptionMode == InterceptionNodeLevel {
+		return nil
+	}
 	var errs field.ErrorList
 	sc := field.NewPath("spec", "sidecar")
 	errs = append(errs, rules.Enum(sc.Child("logLevel"), s.LogLevel, rules.SidecarLogLevels...)...)
@@ -101,10 +134,7 @@ func (s Settings) Validate() error {
 	if s.CertKeyBitSize != 0 {
 		errs = append(errs, rules.CertKeyBitSize(field.NewPath("spec", "certificate", "certKeyBitSize"), int64(s.CertKeyBitSize))...)
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("MeshConfig %w", errs.ToAggregate())
+	return errs
 }
 
 func int64s(vs []int) []int64 {
@@ -119,43 +149,209 @@ func int64s(vs []int) []int64 {
 // informer-backed reader (a controller-runtime cache): no API call per
 // admission, and a change applies to the next pod. Without a MeshConfig it
 // returns DefaultSettings and logs that once (until one appears again).
+//
+// Each resourceVersion is converted and validated once. One the injector
+// cannot apply (stored while the validator was down, or before a rule
+// existed) never blocks pod creation: the last valid settings stay in use
+// (the built-in defaults if none was ever valid), and the rejection is logged
+// once, set in fsm_webhooks_injector_meshconfig_rejected{field} and recorded
+// as a Warning Event on the MeshConfig. Added to the manager (Start), it
+// reports a rejected MeshConfig when it is stored, not at the next pod.
 type CachedMeshConfig struct {
 	Reader    client.Reader
 	Namespace string
 	Name      string // default MeshConfigName
 	Logger    logr.Logger
+	// Recorder, when set, receives the Warning Event on a rejected
+	// MeshConfig.
+	Recorder EventRecorder
 
 	mu         sync.Mutex
-	version    string
+	version    string // resourceVersion last looked at, valid or not
 	settings   Settings
+	validFrom  string // resourceVersion settings came from; "" = built-in defaults
 	loggedGone bool
 }
 
-// Settings implements MeshConfigSource.
+var _ manager.Runnable = (*CachedMeshConfig)(nil)
+
+// Reasons and actions of the Events on a MeshConfig.
+const (
+	EventMeshConfigRejected = "MeshConfigRejected"
+	eventActionApply        = "ApplyMeshConfig"
+)
+
+// Settings implements MeshConfigSource. The settings it returns passed
+// Validate (Checked), so Mutate does not check them again per admission.
 func (c *CachedMeshConfig) Settings(ctx context.Context) (Settings, error) {
-	name := c.Name
-	if name == "" {
-		name = MeshConfigName
-	}
+	name := c.name()
 	mc := &configv1alpha3.MeshConfig{}
 	err := c.Reader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, mc)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if apierrors.IsNotFound(err) {
-		if !c.loggedGone && c.Logger.GetSink() != nil {
-			c.Logger.Info("no MeshConfig, injecting with built-in defaults", "namespace", c.Namespace, "name", name)
+		if !c.loggedGone {
+			if c.Logger.GetSink() != nil {
+				c.Logger.Info("no MeshConfig, injecting with built-in defaults", "namespace", c.Namespace, "name", name)
+			}
+			// Deleting the MeshConfig asks for the defaults: they become
+			// the settings a later invalid MeshConfig falls back to.
+			c.loggedGone, c.version, c.validFrom = true, "", ""
+			c.settings = checkedDefaults()
+			meshConfigRejected.Reset()
 		}
-		c.loggedGone, c.version = true, ""
-		return DefaultSettings(), nil
+		return c.settings, nil
 	}
 	if err != nil {
 		return Settings{}, fmt.Errorf("reading MeshConfig %s/%s: %w", c.Namespace, name, err)
 	}
 	c.loggedGone = false
-	// The cache hands out the same object until it changes; convert once
-	// per resourceVersion.
+	// The cache hands out the same object until it changes; convert and
+	// validate once per resourceVersion.
 	if mc.ResourceVersion == "" || mc.ResourceVersion != c.version {
-		c.settings, c.version = SettingsFromMeshConfig(mc), mc.ResourceVersion
+		c.apply(mc)
 	}
 	return c.settings, nil
+}
+
+// apply converts and validates a new resourceVersion of the MeshConfig;
+// c.mu is held.
+func (c *CachedMeshConfig) apply(mc *configv1alpha3.MeshConfig) {
+	if !c.settings.validated {
+		c.settings = checkedDefaults() // nothing valid seen yet
+	}
+	c.version = mc.ResourceVersion
+	s := SettingsFromMeshConfig(mc)
+	errs := s.fieldErrors()
+	if len(errs) == 0 {
+		s.validated = true
+		c.settings, c.validFrom = s, mc.ResourceVersion
+		meshConfigRejected.Reset()
+		return
+	}
+	meshConfigRejections.Inc()
+	meshConfigRejected.Reset()
+	for _, f := range rejectedFields(errs) {
+		meshConfigRejected.WithLabelValues(f).Set(1)
+	}
+	kept := "the built-in defaults (no valid MeshConfig seen yet)"
+	if c.validFrom != "" {
+		kept = "the last valid MeshConfig (resourceVersion " + c.validFrom + ")"
+	}
+	err := fmt.Errorf("MeshConfig %w", errs.ToAggregate())
+	if c.Logger.GetSink() != nil {
+		c.Logger.Error(err, "MeshConfig rejected: pods are injected with "+kept+" until it is fixed",
+			"namespace", mc.Namespace, "name", mc.Name, "resourceVersion", mc.ResourceVersion)
+	}
+	if c.Recorder != nil {
+		c.Recorder.Eventf(mc, nil, corev1.EventTypeWarning, EventMeshConfigRejected, eventActionApply, "%s",
+			truncateNote(fmt.Sprintf("the sidecar injector cannot apply resourceVersion %s and injects pods with %s: %v",
+				mc.ResourceVersion, kept, err)))
+	}
+}
+
+func (c *CachedMeshConfig) name() string {
+	if c.Name == "" {
+		return MeshConfigName
+	}
+	return c.Name
+}
+
+// Start implements manager.Runnable: every MeshConfig change stored is
+// checked when the informer delivers it, so a rejection is reported (log,
+// metric, Event) right away rather than at the next pod. c.Reader must be a
+// cache (cache.Informers).
+func (c *CachedMeshConfig) Start(ctx context.Context) error {
+	informers, ok := c.Reader.(cache.Informers)
+	if !ok {
+		return fmt.Errorf("injector: CachedMeshConfig.Reader %T is not a cache: cannot watch MeshConfig %s/%s", c.Reader, c.Namespace, c.name())
+	}
+	inf, err := informers.GetInformer(ctx, &configv1alpha3.MeshConfig{})
+	if err != nil {
+		return fmt.Errorf("injector: watching MeshConfig %s/%s: %w", c.Namespace, c.name(), err)
+	}
+	check := func(obj any) {
+		if o, ok := obj.(client.Object); ok && (o.GetNamespace() != c.Namespace || o.GetName() != c.name()) {
+			return
+		}
+		if _, err := c.Settings(ctx); err != nil && ctx.Err() == nil && c.Logger.GetSink() != nil {
+			c.Logger.Error(err, "checking the MeshConfig")
+		}
+	}
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    check,
+		UpdateFunc: func(_, o any) { check(o) },
+		DeleteFunc: check,
+	})
+	if err != nil {
+		return fmt.Errorf("injector: watching MeshConfig %s/%s: %w", c.Namespace, c.name(), err)
+	}
+	<-ctx.Done()
+	return inf.RemoveEventHandler(reg)
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: every
+// replica injects, so every replica checks its own settings.
+func (c *CachedMeshConfig) NeedLeaderElection() bool { return false }
+
+// checkedDefaults are DefaultSettings, which always pass Validate.
+func checkedDefaults() Settings {
+	s, err := DefaultSettings().Checked()
+	if err != nil {
+		panic(fmt.Sprintf("injector: built-in default settings are invalid: %v", err))
+	}
+	return s
+}
+
+// rejectedFields are the MeshConfig fields errs name, without list indexes
+// or map keys (spec.traffic.outboundIPRangeInclusionList[1] ->
+// spec.traffic.outboundIPRangeInclusionList), so the metric's field label
+// takes only as many values as the MeshConfig has fields. Sorted, unique.
+func rejectedFields(errs field.ErrorList) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range errs {
+		f := e.Field
+		if i := strings.IndexByte(f, '['); i >= 0 {
+			f = f[:i]
+		}
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// maxEventNote is the apiserver's limit on an Event's note (events.k8s.io/v1).
+const maxEventNote = 1024
+
+// truncateNote cuts note to maxEventNote bytes on a rune boundary: a longer
+// note makes the apiserver refuse the whole Event.
+func truncateNote(note string) string {
+	if len(note) <= maxEventNote {
+		return note
+	}
+	const ellipsis = "..."
+	cut := maxEventNote - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(note[cut]) {
+		cut--
+	}
+	return note[:cut] + ellipsis
+}
+
+var (
+	meshConfigRejected = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fsm_webhooks_injector_meshconfig_rejected",
+		Help: "1 for each field of the stored MeshConfig the sidecar injector cannot apply; while any is set, pods are injected with the last valid MeshConfig (or the built-in defaults).",
+	}, []string{"field"})
+	meshConfigRejections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fsm_webhooks_injector_meshconfig_rejections_total",
+		Help: "MeshConfig resourceVersions the sidecar injector rejected.",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(meshConfigRejected, meshConfigRejections)
 }

@@ -117,8 +117,10 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if in.Settings.InterceptionMode == InterceptionNodeLevel {
 		return &Mutation{Pod: pod}, nil
 	}
-	if err := in.Settings.Validate(); err != nil {
-		return nil, err
+	if !in.Settings.validated {
+		if err := in.Settings.Validate(); err != nil {
+			return nil, err
+		}
 	}
 
 	sa := pod.Spec.ServiceAccountName

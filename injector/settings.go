@@ -116,6 +116,10 @@ type Settings struct {
 	// (spec.certificate.certKeyBitSize); 0 leaves the key algorithm to the
 	// certificate provider.
 	CertKeyBitSize int
+
+	// validated is set by Checked: these settings passed Validate, and
+	// Mutate need not check them again on every admission.
+	validated bool
 }
 
 // DefaultSettings are the values used when the mesh has no MeshConfig; they
