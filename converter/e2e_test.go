@@ -26,11 +26,11 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/converter"
-	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 

@@ -17,10 +17,10 @@ import (
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 )
 
 const group = "config.flomesh.io"

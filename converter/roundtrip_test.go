@@ -17,10 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	"sigs.k8s.io/randfill"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 )
 
 // roundTripIterations per spoke and direction, as the issue asks for CI.

@@ -9,8 +9,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 )
 
 var _ conversion.Convertible = &MeshConfig{}

@@ -7,8 +7,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 )
 
 func TestSampledFraction(t *testing.T) {

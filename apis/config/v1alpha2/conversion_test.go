@@ -7,8 +7,8 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter/lossless"
 )
 
 func TestDeltas(t *testing.T) {
