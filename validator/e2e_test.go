@@ -577,7 +577,7 @@ func register(ctx context.Context, t *testing.T, c client.Client, url string) {
 }
 
 // registrationCases replace the test's catch-all entry with the servers'
-// own entries (validator.Webhooks through webhooks.ValidatorRegistration)
+// own entries (validator.Registration)
 // calling url, and check through the apiserver which requests reach the
 // validator: a policy breaking a rule FSM enforced is denied where FSM
 // validated and admitted where it did not; the MeshConfig webhook covers the
@@ -609,7 +609,7 @@ func registrationCases(ctx context.Context, t *testing.T, c client.Client, valid
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := webhooks.ValidatorRegistration("fsm", validator.Webhooks("fsm", fsmNS))
+	reg := validator.Registration("fsm", fsmNS)
 	want := webhooks.NewValidating(reg.Validating, webhooks.Endpoint{URLHost: u.Hostname(), Port: port}, reg.Path, caPEM)
 	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
 	if err := c.Get(ctx, client.ObjectKey{Name: reg.Name}, &cfg); err != nil {

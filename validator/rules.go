@@ -28,9 +28,8 @@ const (
 
 // Webhooks are the validator's entries in its ValidatingWebhookConfiguration,
 // both served at /validate: name, rules and namespaceSelector, which decide
-// what the apiserver sends here (webhooks.ValidatorRegistration adds the
-// transport settings; the chart renders the same). Each call returns fresh
-// values.
+// what the apiserver sends here (Registration adds the transport settings;
+// the chart renders the same). Each call returns fresh values.
 //
 //   - PolicyWebhookName: the policy kinds in FSM v1.5.1's namespaces, so a
 //     policy FSM never validated (unmonitored, flomesh.io/ignore,

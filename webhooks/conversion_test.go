@@ -73,8 +73,10 @@ func testConversion(t *testing.T) {
 	})
 	w := Webhook{
 		Name: "converter-test", Port: freePort(t), ServiceName: "fsm-bootstrap", SecretName: "crd-converter-cert-secret",
-		Handlers:     map[string]http.Handler{"/convert": convertHandler()},
-		Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: "/convert"},
+		Handlers: map[string]http.Handler{"/convert": convertHandler()},
+		Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: "/convert", Conversion: &apiextv1.CustomResourceConversion{
+			Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
+		}},
 	}
 	s := start(t, tc.options(), w)
 	s.waitReady(t)

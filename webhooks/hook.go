@@ -314,7 +314,7 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		what = "replaced the caBundle"
 	case CRDConversion:
 		cp := obj.(*apiextv1.CustomResourceDefinition).DeepCopy()
-		what = SetConversion(cp, h.ep, reg.Path, desired)
+		what = SetConversion(cp, reg.Conversion, h.ep, reg.Path, desired)
 		written, err = h.s.apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, cp, metav1.UpdateOptions{})
 	}
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	admv1 "k8s.io/api/admissionregistration/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
 
@@ -37,7 +36,11 @@ func (k Kind) String() string {
 	}
 }
 
-// Registration says which API object carries a webhook's caBundle.
+// Registration says which API object carries a webhook's caBundle and, for
+// objects the server may create or complete, what they hold. The package
+// that serves the webhook builds it (injector.Registration,
+// validator.Registration, converter.Registration); this package only points
+// it at the server and keeps its caBundle.
 type Registration struct {
 	Kind Kind
 	// Name of the configuration or the CRD.
@@ -50,110 +53,10 @@ type Registration struct {
 	// patched.
 	Mutating   *admv1.MutatingWebhookConfiguration
 	Validating *admv1.ValidatingWebhookConfiguration
-}
-
-// Object names and paths (FSM names).
-const (
-	InjectorWebhookName = "fsm-inject.k8s.io"
-	InjectorPath        = "/mutate-pod-creation"
-	ValidatorPath       = "/validate"
-	ConverterPath       = "/convert"
-	MeshConfigCRDName   = "meshconfigs.config.flomesh.io"
-	// webhookTimeoutSeconds is FSM's injector timeoutSeconds; FSM's validator
-	// sets none (the API default, 10 s). One value for all of ours.
-	webhookTimeoutSeconds = 20
-)
-
-// MutatingConfigurationName is FSM's injector configuration name.
-func MutatingConfigurationName(mesh string) string { return "fsm-webhook-" + mesh }
-
-// ValidatingConfigurationName is FSM's validator configuration name.
-func ValidatingConfigurationName(mesh string) string { return "fsm-validator-mesh-" + mesh }
-
-func meshLabels(mesh string) map[string]string {
-	return map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": mesh}
-}
-
-// InjectorRegistration is the sidecar injector's MutatingWebhookConfiguration:
-// pods created in namespaces monitored by mesh, never the fsm namespace, nor
-// namespaces labelled flomesh.io/ignore or control-plane.
-func InjectorRegistration(mesh, fsmNamespace string) Registration {
-	sideEffects := admv1.SideEffectClassNoneOnDryRun
-	return Registration{
-		Kind: MutatingConfiguration,
-		Name: MutatingConfigurationName(mesh),
-		Path: InjectorPath,
-		Mutating: &admv1.MutatingWebhookConfiguration{
-			ObjectMeta: metav1.ObjectMeta{Name: MutatingConfigurationName(mesh), Labels: meshLabels(mesh)},
-			Webhooks: []admv1.MutatingWebhook{{
-				Name: InjectorWebhookName,
-				Rules: []admv1.RuleWithOperations{{
-					Operations: []admv1.OperationType{admv1.Create},
-					Rule:       admv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-				}},
-				NamespaceSelector: &metav1.LabelSelector{
-					MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh},
-					MatchExpressions: []metav1.LabelSelectorRequirement{
-						{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
-						{Key: "control-plane", Operator: metav1.LabelSelectorOpDoesNotExist},
-						// FSM used label "name", which namespaces need not carry.
-						{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
-					},
-				},
-				FailurePolicy:           ptr.To(admv1.Fail),
-				MatchPolicy:             ptr.To(admv1.Exact),
-				SideEffects:             &sideEffects,
-				TimeoutSeconds:          ptr.To[int32](webhookTimeoutSeconds),
-				AdmissionReviewVersions: []string{"v1"},
-			}},
-		},
-	}
-}
-
-// ValidatorRegistration is the validator's ValidatingWebhookConfiguration:
-// one entry per element of entries (validator.Webhooks(): names, rules and
-// namespaceSelectors, exactly what the handler validates), each given the
-// same transport settings. Every entry calls the same server at
-// ValidatorPath, so the caBundle, its repair and readiness are the
-// configuration's, whatever the number of entries.
-func ValidatorRegistration(mesh string, entries []admv1.ValidatingWebhook) Registration {
-	sideEffects := admv1.SideEffectClassNoneOnDryRun
-	hooks := make([]admv1.ValidatingWebhook, 0, len(entries))
-	for _, e := range entries {
-		hooks = append(hooks, admv1.ValidatingWebhook{
-			Name:                    e.Name,
-			Rules:                   deepCopyRules(e.Rules),
-			NamespaceSelector:       e.NamespaceSelector.DeepCopy(),
-			ObjectSelector:          e.ObjectSelector.DeepCopy(),
-			FailurePolicy:           ptr.To(admv1.Fail),
-			MatchPolicy:             ptr.To(admv1.Exact),
-			SideEffects:             &sideEffects,
-			TimeoutSeconds:          ptr.To[int32](webhookTimeoutSeconds),
-			AdmissionReviewVersions: []string{"v1"},
-		})
-	}
-	return Registration{
-		Kind: ValidatingConfiguration,
-		Name: ValidatingConfigurationName(mesh),
-		Path: ValidatorPath,
-		Validating: &admv1.ValidatingWebhookConfiguration{
-			ObjectMeta: metav1.ObjectMeta{Name: ValidatingConfigurationName(mesh), Labels: meshLabels(mesh)},
-			Webhooks:   hooks,
-		},
-	}
-}
-
-func deepCopyRules(rules []admv1.RuleWithOperations) []admv1.RuleWithOperations {
-	out := make([]admv1.RuleWithOperations, 0, len(rules))
-	for _, r := range rules {
-		out = append(out, *r.DeepCopy())
-	}
-	return out
-}
-
-// ConverterRegistration is the MeshConfig CRD's conversion webhook.
-func ConverterRegistration() Registration {
-	return Registration{Kind: CRDConversion, Name: MeshConfigCRDName, Path: ConverterPath}
+	// Conversion is the CRD's conversion stanza (strategy Webhook and the
+	// review versions the handler speaks), written when the CRD has none
+	// or an incomplete one; its client config is filled in by the server.
+	Conversion *apiextv1.CustomResourceConversion
 }
 
 // Endpoint is where the apiserver reaches a webhook.
@@ -238,25 +141,23 @@ func SetValidatingCABundle(cfg *admv1.ValidatingWebhookConfiguration, caBundle [
 }
 
 // SetConversion makes crd convert through the webhook at ep/path trusting
-// caBundle. An existing webhook client config keeps its target (the chart
-// may point it elsewhere) and only has its caBundle replaced. It reports
-// what changed, for the event, or "" when nothing did.
-func SetConversion(crd *apiextv1.CustomResourceDefinition, ep Endpoint, path string, caBundle []byte) string {
+// caBundle, as tmpl (Registration.Conversion, a Webhook stanza, checked by
+// New) says. An existing webhook
+// client config keeps its target (the chart may point it elsewhere) and only
+// has its caBundle replaced. It reports what changed, for the event, or ""
+// when nothing did.
+func SetConversion(crd *apiextv1.CustomResourceDefinition, tmpl *apiextv1.CustomResourceConversion, ep Endpoint, path string, caBundle []byte) string {
 	conv := crd.Spec.Conversion
 	if conv == nil || conv.Strategy != apiextv1.WebhookConverter || conv.Webhook == nil || conv.Webhook.ClientConfig == nil ||
 		(conv.Webhook.ClientConfig.URL == nil && conv.Webhook.ClientConfig.Service == nil) {
-		crd.Spec.Conversion = &apiextv1.CustomResourceConversion{
-			Strategy: apiextv1.WebhookConverter,
-			Webhook: &apiextv1.WebhookConversion{
-				ClientConfig:             ep.ConversionClientConfig(path, caBundle),
-				ConversionReviewVersions: []string{"v1"},
-			},
-		}
+		conv = tmpl.DeepCopy()
+		conv.Webhook.ClientConfig = ep.ConversionClientConfig(path, caBundle)
+		crd.Spec.Conversion = conv
 		return "set spec.conversion to the conversion webhook"
 	}
 	changed := ""
 	if len(conv.Webhook.ConversionReviewVersions) == 0 {
-		conv.Webhook.ConversionReviewVersions = []string{"v1"}
+		conv.Webhook.ConversionReviewVersions = append([]string(nil), tmpl.Webhook.ConversionReviewVersions...)
 		changed = "set conversionReviewVersions"
 	}
 	if !bytes.Equal(conv.Webhook.ClientConfig.CABundle, caBundle) {

@@ -12,53 +12,15 @@ import (
 	admv1 "k8s.io/api/admissionregistration/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
-func TestInjectorRegistration(t *testing.T) {
-	r := InjectorRegistration("fsm", "fsm-system")
-	if r.Kind != MutatingConfiguration || r.Name != "fsm-webhook-fsm" || r.Path != "/mutate-pod-creation" {
-		t.Fatalf("registration %+v", r)
-	}
-	w := r.Mutating.Webhooks[0]
-	if w.Name != "fsm-inject.k8s.io" || *w.FailurePolicy != admv1.Fail || *w.MatchPolicy != admv1.Exact ||
-		*w.SideEffects != admv1.SideEffectClassNoneOnDryRun || *w.TimeoutSeconds != 20 || w.AdmissionReviewVersions[0] != "v1" {
-		t.Errorf("webhook %+v", w)
-	}
-	if len(w.Rules) != 1 || w.Rules[0].Operations[0] != admv1.Create || w.Rules[0].Resources[0] != "pods" || w.Rules[0].APIVersions[0] != "v1" {
-		t.Errorf("rules %+v", w.Rules)
-	}
-	sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		labels map[string]string
-		want   bool
-	}{
-		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app"}, true},
-		{map[string]string{"flomesh.io/monitored-by": "other", "kubernetes.io/metadata.name": "app"}, false},
-		{map[string]string{"kubernetes.io/metadata.name": "app"}, false},
-		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "fsm-system"}, false},
-		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "flomesh.io/ignore": "true"}, false},
-		{map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "control-plane": "x"}, false},
-	}
-	for _, c := range cases {
-		if got := sel.Matches(labels.Set(c.labels)); got != c.want {
-			t.Errorf("namespace %v selected = %v, want %v", c.labels, got, c.want)
-		}
-	}
-	if r.Mutating.Labels["app.kubernetes.io/instance"] != "fsm" || r.Mutating.Labels["app.kubernetes.io/name"] != "flomesh.io" {
-		t.Errorf("labels %v", r.Mutating.Labels)
-	}
-}
-
-// testValidatorWebhooks stand for validator.Webhooks() (webhooks does not
-// import the validator): two entries with their own rules and selectors.
+// testValidatorWebhooks stand for a validating configuration's entries
+// (webhooks serves whatever registration it is handed): two entries with
+// their own rules and selectors, calling one server.
 func testValidatorWebhooks() []admv1.ValidatingWebhook {
 	return []admv1.ValidatingWebhook{{
 		Name: "policy.test.flomesh.io",
@@ -79,35 +41,31 @@ func testValidatorWebhooks() []admv1.ValidatingWebhook {
 	}}
 }
 
-func TestValidatorRegistration(t *testing.T) {
-	entries := testValidatorWebhooks()
-	r := ValidatorRegistration("fsm", entries)
-	if r.Name != "fsm-validator-mesh-fsm" || r.Path != "/validate" || r.Kind != ValidatingConfiguration {
-		t.Fatalf("registration %+v", r)
+// testValidatorRegistration is a configuration of the two entries.
+func testValidatorRegistration() Registration {
+	return Registration{
+		Kind: ValidatingConfiguration,
+		Name: "test-validator",
+		Path: "/validate",
+		Validating: &admv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "test-validator"},
+			Webhooks:   testValidatorWebhooks(),
+		},
 	}
-	if r.Validating.Labels["app.kubernetes.io/instance"] != "fsm" || r.Validating.Labels["app.kubernetes.io/name"] != "flomesh.io" {
-		t.Errorf("labels %v", r.Validating.Labels)
-	}
-	if len(r.Validating.Webhooks) != len(entries) {
-		t.Fatalf("%d webhooks, want %d", len(r.Validating.Webhooks), len(entries))
-	}
-	for i, w := range r.Validating.Webhooks {
-		// The entry's own name, rules and selector; the same transport
-		// settings for every entry.
-		if w.Name != entries[i].Name || !reflect.DeepEqual(w.Rules, entries[i].Rules) || !reflect.DeepEqual(w.NamespaceSelector, entries[i].NamespaceSelector) {
-			t.Errorf("webhook %d is %s %+v %+v, want the entry %+v", i, w.Name, w.Rules, w.NamespaceSelector, entries[i])
-		}
-		if *w.FailurePolicy != admv1.Fail || *w.MatchPolicy != admv1.Exact || *w.SideEffects != admv1.SideEffectClassNoneOnDryRun ||
-			*w.TimeoutSeconds != 20 || !reflect.DeepEqual(w.AdmissionReviewVersions, []string{"v1"}) {
-			t.Errorf("webhook %s settings %+v", w.Name, w)
-		}
-	}
+}
+
+func TestValidatingEntries(t *testing.T) {
+	r := testValidatorRegistration()
 	// Every entry calls the same server and trusts the same caBundle.
 	cfg := NewValidating(r.Validating, Endpoint{Namespace: "fsm-system", ServiceName: "fsm-validator", Port: 9093}, r.Path, []byte("ca"))
 	for _, w := range cfg.Webhooks {
 		if s := w.ClientConfig.Service; s == nil || s.Name != "fsm-validator" || *s.Port != 9093 || *s.Path != "/validate" || string(w.ClientConfig.CABundle) != "ca" {
 			t.Errorf("webhook %s client config %+v", w.Name, w.ClientConfig)
 		}
+	}
+	// The template is copied, not filled in.
+	if r.Validating.Webhooks[0].ClientConfig.Service != nil || r.Validating.Webhooks[0].ClientConfig.CABundle != nil {
+		t.Errorf("NewValidating changed its template: %+v", r.Validating.Webhooks[0].ClientConfig)
 	}
 	// One entry reverted by someone else is drift of the whole
 	// configuration, named in status and readiness, and repaired on every
@@ -121,13 +79,6 @@ func TestValidatorRegistration(t *testing.T) {
 	}
 	if b, split := sharedCABundle(cfg); string(b) != "ca" || split != "" {
 		t.Errorf("after repair: %q, %q", b, split)
-	}
-	// Builders hand out copies: mutating one must not leak into the
-	// caller's entries or the next registration.
-	r.Validating.Webhooks[0].Rules[0].Resources[0] = "changed"
-	r.Validating.Webhooks[1].NamespaceSelector.MatchExpressions[0].Values[0] = "changed"
-	if !reflect.DeepEqual(entries, testValidatorWebhooks()) {
-		t.Error("ValidatorRegistration shares state with its entries")
 	}
 }
 
@@ -144,7 +95,8 @@ func TestClientConfigs(t *testing.T) {
 }
 
 func TestSetCABundle(t *testing.T) {
-	cfg := NewMutating(InjectorRegistration("fsm", "fsm-system").Mutating, Endpoint{URLHost: "127.0.0.1", Port: 1}, "/p", []byte("old"))
+	tmpl := &admv1.MutatingWebhookConfiguration{Webhooks: []admv1.MutatingWebhook{{Name: "inject.test.flomesh.io"}}}
+	cfg := NewMutating(tmpl, Endpoint{URLHost: "127.0.0.1", Port: 1}, "/p", []byte("old"))
 	cfg.Webhooks = append(cfg.Webhooks, *cfg.Webhooks[0].DeepCopy())
 	cfg.Webhooks[1].ClientConfig.CABundle = []byte("other")
 	old, changed := SetMutatingCABundle(cfg, []byte("new"))
@@ -168,6 +120,7 @@ func TestSetCABundle(t *testing.T) {
 
 func TestSetConversion(t *testing.T) {
 	ep := Endpoint{Namespace: "fsm-system", ServiceName: "fsm-bootstrap", Port: 9443}
+	tmpl := &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}}}
 	cases := []struct {
 		name     string
 		conv     *apiextv1.CustomResourceConversion
@@ -176,6 +129,8 @@ func TestSetConversion(t *testing.T) {
 		{"none", nil, "set spec.conversion"},
 		{"strategy None", &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}, "set spec.conversion"},
 		{"webhook without target", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ClientConfig: &apiextv1.WebhookClientConfig{}}}, "set spec.conversion"},
+		{"no review versions", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}}}, "set conversionReviewVersions"},
 		{"stale caBundle", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
 			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("old")}, ConversionReviewVersions: []string{"v1"}}}, "replaced the conversion caBundle"},
 		{"up to date", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
@@ -184,7 +139,7 @@ func TestSetConversion(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			crd := &apiextv1.CustomResourceDefinition{Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: c.conv}}
-			what := SetConversion(crd, ep, "/convert", []byte("ca"))
+			what := SetConversion(crd, tmpl, ep, "/convert", []byte("ca"))
 			if !strings.HasPrefix(what, c.wantWhat) || (c.wantWhat == "") != (what == "") {
 				t.Errorf("SetConversion = %q, want %q", what, c.wantWhat)
 			}
@@ -193,6 +148,12 @@ func TestSetConversion(t *testing.T) {
 			}
 			if c.conv != nil && c.conv.Webhook != nil && c.conv.Webhook.ClientConfig.URL != nil && *crd.Spec.Conversion.Webhook.ClientConfig.URL != "https://elsewhere:1/convert" {
 				t.Error("existing conversion target replaced")
+			}
+			if got := crd.Spec.Conversion.Webhook.ConversionReviewVersions; !reflect.DeepEqual(got, []string{"v1"}) {
+				t.Errorf("conversionReviewVersions %q, want the template's [v1]", got)
+			}
+			if tmpl.Webhook.ClientConfig != nil {
+				t.Error("SetConversion filled in its template")
 			}
 		})
 	}
@@ -209,7 +170,7 @@ func TestDescribeBundle(t *testing.T) {
 func TestNewRejectsBadOptions(t *testing.T) {
 	good := Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Namespace: "fsm-system", MeshName: "fsm", Issuer: nopIssuer{}}
 	hook := Webhook{Name: "validator", Port: 9093, ServiceName: "fsm-validator", SecretName: "validating-webhook-cert-secret",
-		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: ValidatorRegistration("fsm", testValidatorWebhooks())}
+		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: testValidatorRegistration()}
 	cases := []struct {
 		name    string
 		opts    func(*Options)
@@ -225,12 +186,19 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"bad port", nil, func(w *Webhook) { w.Port = 70000 }, "Port 70000"},
 		{"path without handler", nil, func(w *Webhook) { w.Registration.Path = "/other" }, `"/other" has no handler`},
 		{"no webhooks in template", nil, func(w *Webhook) { w.Registration.Validating.Webhooks = nil }, "at least one webhook"},
+		{"conversion without template", nil, func(w *Webhook) {
+			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: "/validate"}
+		}, "Registration.Conversion must be a Webhook strategy"},
+		{"conversion strategy None", nil, func(w *Webhook) {
+			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: "/validate",
+				Conversion: &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}}
+		}, "Registration.Conversion must be a Webhook strategy"},
 		{"bad secret name", nil, func(w *Webhook) { w.SecretName = "Bad" }, `SecretName "Bad"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o, w := good, hook
-			w.Registration = ValidatorRegistration("fsm", testValidatorWebhooks())
+			w.Registration = testValidatorRegistration()
 			if c.opts != nil {
 				c.opts(&o)
 			}

@@ -246,6 +246,9 @@ func (w Webhook) validate(opts Options) error {
 			return fmt.Errorf("webhooks: %s: Registration.Validating must hold at least one webhook", w.Name)
 		}
 	case CRDConversion:
+		if c := w.Registration.Conversion; c == nil || c.Strategy != apiextv1.WebhookConverter || c.Webhook == nil || len(c.Webhook.ConversionReviewVersions) == 0 {
+			return fmt.Errorf("webhooks: %s: Registration.Conversion must be a Webhook strategy with conversionReviewVersions", w.Name)
+		}
 	default:
 		return fmt.Errorf("webhooks: %s: unknown Registration.Kind %v", w.Name, w.Registration.Kind)
 	}

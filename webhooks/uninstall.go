@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // UninstallOptions say what the chart's pre-delete hook removes.
@@ -30,7 +32,7 @@ type UninstallOptions struct {
 	Log            logr.Logger
 }
 
-var meshConfigGVR = schema.GroupVersionResource{Group: "config.flomesh.io", Version: "v1alpha3", Resource: "meshconfigs"}
+var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Version: "v1alpha3", Resource: fsmnames.MeshConfigResource}
 
 // Uninstall removes, in an order that cannot deadlock the cluster, what would
 // otherwise outlive the servers: the webhook configurations first (a
@@ -63,13 +65,13 @@ func Uninstall(ctx context.Context, cfg *rest.Config, o UninstallOptions) error 
 		return err
 	}
 	adm := cs.AdmissionregistrationV1()
-	if err := ignoreNotFound(adm.MutatingWebhookConfigurations().Delete(ctx, MutatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
-		return fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", MutatingConfigurationName(o.MeshName), err)
+	if err := ignoreNotFound(adm.MutatingWebhookConfigurations().Delete(ctx, fsmnames.MutatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
+		return fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", fsmnames.MutatingConfigurationName(o.MeshName), err)
 	}
-	if err := ignoreNotFound(adm.ValidatingWebhookConfigurations().Delete(ctx, ValidatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
-		return fmt.Errorf("deleting ValidatingWebhookConfiguration %s: %w", ValidatingConfigurationName(o.MeshName), err)
+	if err := ignoreNotFound(adm.ValidatingWebhookConfigurations().Delete(ctx, fsmnames.ValidatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
+		return fmt.Errorf("deleting ValidatingWebhookConfiguration %s: %w", fsmnames.ValidatingConfigurationName(o.MeshName), err)
 	}
-	log.Info("Deleted the webhook configurations", "mutating", MutatingConfigurationName(o.MeshName), "validating", ValidatingConfigurationName(o.MeshName))
+	log.Info("Deleted the webhook configurations", "mutating", fsmnames.MutatingConfigurationName(o.MeshName), "validating", fsmnames.ValidatingConfigurationName(o.MeshName))
 
 	if o.Deployment != "" {
 		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, log); err != nil {
@@ -78,11 +80,11 @@ func Uninstall(ctx context.Context, cfg *rest.Config, o UninstallOptions) error 
 	}
 
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}})
-	_, err = apiext.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, MeshConfigCRDName, types.MergePatchType, patch, metav1.PatchOptions{})
+	_, err = apiext.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, fsmnames.MeshConfigCRDName, types.MergePatchType, patch, metav1.PatchOptions{})
 	if err := ignoreNotFound(err); err != nil {
-		return fmt.Errorf("setting conversion strategy None on CRD %s: %w", MeshConfigCRDName, err)
+		return fmt.Errorf("setting conversion strategy None on CRD %s: %w", fsmnames.MeshConfigCRDName, err)
 	}
-	log.Info("Conversion strategy set to None", "crd", MeshConfigCRDName)
+	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName)
 
 	if o.MeshConfigName != "" {
 		err := dyn.Resource(meshConfigGVR).Namespace(o.Namespace).Delete(ctx, o.MeshConfigName, metav1.DeleteOptions{})

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/local"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
@@ -83,12 +84,12 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.fsmNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", o.fsmNamespace, err)
 	}
-	mc, err := validator.BaseMeshConfig(o.fsmNamespace, meshConfigName)
+	mc, err := validator.BaseMeshConfig(o.fsmNamespace, fsmnames.MeshConfigName)
 	if err != nil {
 		return err
 	}
 	if err := c.Create(ctx, mc.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating MeshConfig %s/%s: %w", o.fsmNamespace, meshConfigName, err)
+		return fmt.Errorf("creating MeshConfig %s/%s: %w", o.fsmNamespace, fsmnames.MeshConfigName, err)
 	}
 	sf := &serveFlags{webhooks: allHooks, injectorProbeNS: o.meshName + "-injector-probe", validateTrafficTgt: true, bindHost: "127.0.0.1"}
 	if err := local.PrepareNamespace(ctx, c, sf.injectorProbeNS, o.meshName); err != nil {

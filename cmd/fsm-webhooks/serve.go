@@ -34,6 +34,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
@@ -48,17 +49,6 @@ const (
 )
 
 var allHooks = []string{hookInjector, hookValidator, hookConverter}
-
-// Names of the Services and serving-cert Secrets (FSM).
-const (
-	injectorService     = "fsm-injector"
-	validatorService    = "fsm-validator"
-	converterService    = "fsm-bootstrap"
-	injectorCertSecret  = "mutating-webhook-cert-secret"
-	validatorCertSecret = "validating-webhook-cert-secret"
-	converterCertSecret = "crd-converter-cert-secret"
-	meshConfigName      = "fsm-mesh-config"
-)
 
 type serveFlags struct {
 	webhooks           []string
@@ -239,14 +229,14 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 func hookIdentity(o *options, name string) webhooks.Webhook {
 	switch name {
 	case hookInjector:
-		return webhooks.Webhook{Name: hookInjector, Port: o.injectorPort, ServiceName: injectorService, SecretName: injectorCertSecret,
-			Registration: webhooks.InjectorRegistration(o.meshName, o.fsmNamespace)}
+		return webhooks.Webhook{Name: hookInjector, Port: o.injectorPort, ServiceName: fsmnames.InjectorService, SecretName: fsmnames.InjectorCertSecret,
+			Registration: injector.Registration(o.meshName, o.fsmNamespace)}
 	case hookValidator:
-		return webhooks.Webhook{Name: hookValidator, Port: o.validatorPort, ServiceName: validatorService, SecretName: validatorCertSecret,
-			Registration: webhooks.ValidatorRegistration(o.meshName, validator.Webhooks(o.meshName, o.fsmNamespace))}
+		return webhooks.Webhook{Name: hookValidator, Port: o.validatorPort, ServiceName: fsmnames.ValidatorService, SecretName: fsmnames.ValidatorCertSecret,
+			Registration: validator.Registration(o.meshName, o.fsmNamespace)}
 	default:
-		return webhooks.Webhook{Name: hookConverter, Port: o.converterPort, ServiceName: converterService, SecretName: converterCertSecret,
-			Registration: webhooks.ConverterRegistration()}
+		return webhooks.Webhook{Name: hookConverter, Port: o.converterPort, ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+			Registration: converter.Registration()}
 	}
 }
 
@@ -269,7 +259,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			Client:     direct,
 			Namespaces: mgr.GetClient(),
 			Services:   mgr.GetClient(),
-			MeshConfig: &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: o.fsmNamespace, Name: meshConfigName,
+			MeshConfig: &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: o.fsmNamespace, Name: fsmnames.MeshConfigName,
 				Logger: log.WithName("injector")},
 			Issuer:                issuer,
 			MeshName:              o.meshName,
@@ -291,7 +281,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		}); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
-		w.Handlers = map[string]http.Handler{webhooks.InjectorPath: reviewhttp.NewAdmission(h)}
+		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h)}
 		if ns := sf.injectorProbeNS; ns != "" {
 			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, ns) }
 		}
@@ -300,15 +290,17 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			Reader:                 mgr.GetClient(),
 			MeshName:               o.meshName,
 			FSMNamespace:           o.fsmNamespace,
-			MeshConfigName:         meshConfigName,
+			MeshConfigName:         fsmnames.MeshConfigName,
 			ValidateTrafficTarget:  sf.validateTrafficTgt,
 			StrictPolicyValidation: sf.strictPolicy,
 			Logger:                 log.WithName("validator"),
 		})
-		w.Handlers = map[string]http.Handler{webhooks.ValidatorPath: reviewhttp.NewAdmission(h)}
-		w.Probe = func(ctx context.Context) error { return validator.Probe(ctx, direct, o.fsmNamespace, meshConfigName) }
+		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h)}
+		w.Probe = func(ctx context.Context) error {
+			return validator.Probe(ctx, direct, o.fsmNamespace, fsmnames.MeshConfigName)
+		}
 	case hookConverter:
-		w.Handlers = map[string]http.Handler{webhooks.ConverterPath: converter.NewHandler(scheme, configv1alpha3.GroupVersion.Group, log.WithName("converter"))}
+		w.Handlers = map[string]http.Handler{w.Registration.Path: converter.NewHandler(scheme, configv1alpha3.GroupVersion.Group, log.WithName("converter"))}
 	}
 	return w, nil
 }

@@ -10,9 +10,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/validator"
-	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 func typed(t *testing.T, u *unstructured.Unstructured, into any) {
@@ -27,9 +29,10 @@ func typed(t *testing.T, u *unstructured.Unstructured, into any) {
 }
 
 // TestConfigurationsMatchServers: the configurations the chart installs are
-// the ones the servers register themselves in URL mode (webhooks package),
-// so the servers, which only patch the caBundle of an existing
-// configuration, serve what the chart routes to them.
+// the ones the servers register themselves in URL mode
+// (injector.Registration, validator.Registration), so the servers, which
+// only patch the caBundle of an existing configuration, serve what the
+// chart routes to them.
 func TestConfigurationsMatchServers(t *testing.T) {
 	for _, mesh := range []string{"fsm", "blue"} {
 		r, err := charttest.Render("mesh-system", mustValues(t, "fsm: {meshName: "+mesh+"}"))
@@ -37,7 +40,7 @@ func TestConfigurationsMatchServers(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		inj := webhooks.InjectorRegistration(mesh, "mesh-system")
+		inj := injector.Registration(mesh, "mesh-system")
 		var m admv1.MutatingWebhookConfiguration
 		typed(t, mustFind(t, r, "MutatingWebhookConfiguration", inj.Name), &m)
 		want := inj.Mutating.Webhooks[0]
@@ -45,11 +48,11 @@ func TestConfigurationsMatchServers(t *testing.T) {
 		compare(t, mesh+" injector", got.Name, want.Name, got.Rules, want.Rules, got.FailurePolicy, want.FailurePolicy,
 			got.MatchPolicy, want.MatchPolicy, got.SideEffects, want.SideEffects, got.TimeoutSeconds, want.TimeoutSeconds,
 			got.AdmissionReviewVersions, want.AdmissionReviewVersions)
-		checkService(t, got.ClientConfig, "mesh-system", "fsm-injector", inj.Path, 9090)
+		checkService(t, got.ClientConfig, "mesh-system", fsmnames.InjectorService, inj.Path, 9090)
 		checkSelector(t, mesh, got.NamespaceSelector, want.NamespaceSelector)
 		checkLabels(t, m.Labels, inj.Mutating.Labels)
 
-		val := webhooks.ValidatorRegistration(mesh, validator.Webhooks(mesh, "mesh-system"))
+		val := validator.Registration(mesh, "mesh-system")
 		var v admv1.ValidatingWebhookConfiguration
 		typed(t, mustFind(t, r, "ValidatingWebhookConfiguration", val.Name), &v)
 		checkLabels(t, v.Labels, val.Validating.Labels)
@@ -69,10 +72,10 @@ func TestConfigurationsMatchServers(t *testing.T) {
 				gotV.ObjectSelector, wantV.ObjectSelector, gotV.FailurePolicy, wantV.FailurePolicy,
 				gotV.MatchPolicy, wantV.MatchPolicy, gotV.SideEffects, wantV.SideEffects, gotV.TimeoutSeconds, wantV.TimeoutSeconds,
 				gotV.AdmissionReviewVersions, wantV.AdmissionReviewVersions)
-			checkService(t, gotV.ClientConfig, "mesh-system", "fsm-validator", val.Path, 9093)
+			checkService(t, gotV.ClientConfig, "mesh-system", fsmnames.ValidatorService, val.Path, 9093)
 		}
 
-		if conv := webhooks.ConverterRegistration(); conv.Name != "meshconfigs.config.flomesh.io" {
+		if conv := converter.Registration(); conv.Name != "meshconfigs.config.flomesh.io" {
 			t.Errorf("converter registers on CRD %q; the chart's RBAC names meshconfigs.config.flomesh.io", conv.Name)
 		}
 	}

@@ -1,0 +1,63 @@
+package injector_test
+
+import (
+	"testing"
+
+	admv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+func TestRegistration(t *testing.T) {
+	r := injector.Registration("fsm", "fsm-system")
+	if r.Kind != webhooks.MutatingConfiguration || r.Name != "fsm-webhook-fsm" || r.Path != "/mutate-pod-creation" || r.Mutating.Name != r.Name {
+		t.Fatalf("registration %+v", r)
+	}
+	if len(r.Mutating.Webhooks) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(r.Mutating.Webhooks))
+	}
+	w := r.Mutating.Webhooks[0]
+	if w.Name != "fsm-inject.k8s.io" || *w.FailurePolicy != admv1.Fail || *w.MatchPolicy != admv1.Exact ||
+		*w.SideEffects != admv1.SideEffectClassNoneOnDryRun || *w.TimeoutSeconds != 20 || w.AdmissionReviewVersions[0] != "v1" ||
+		w.ReinvocationPolicy != nil {
+		t.Errorf("webhook %+v", w)
+	}
+	if len(w.Rules) != 1 || len(w.Rules[0].Operations) != 1 || w.Rules[0].Operations[0] != admv1.Create ||
+		w.Rules[0].Resources[0] != "pods" || w.Rules[0].APIGroups[0] != "" || w.Rules[0].APIVersions[0] != "v1" {
+		t.Errorf("rules %+v", w.Rules)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		labels map[string]string
+		want   bool
+	}{
+		{"monitored", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app"}, true},
+		{"other mesh", map[string]string{"flomesh.io/monitored-by": "other", "kubernetes.io/metadata.name": "app"}, false},
+		{"unmonitored", map[string]string{"kubernetes.io/metadata.name": "app"}, false},
+		{"fsm namespace", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "fsm-system"}, false},
+		{"ignored", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "flomesh.io/ignore": "true"}, false},
+		{"control plane", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "control-plane": "x"}, false},
+	}
+	for _, c := range cases {
+		if got := sel.Matches(labels.Set(c.labels)); got != c.want {
+			t.Errorf("%s namespace %v selected = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if r.Mutating.Labels["app.kubernetes.io/instance"] != "fsm" || r.Mutating.Labels["app.kubernetes.io/name"] != "flomesh.io" {
+		t.Errorf("labels %v", r.Mutating.Labels)
+	}
+	// Each call hands out its own objects.
+	r.Mutating.Webhooks[0].NamespaceSelector.MatchLabels["flomesh.io/monitored-by"] = "changed"
+	r.Mutating.Labels["app.kubernetes.io/instance"] = "changed"
+	if again := injector.Registration("fsm", "fsm-system"); again.Mutating.Webhooks[0].NamespaceSelector.MatchLabels["flomesh.io/monitored-by"] != "fsm" ||
+		again.Mutating.Labels["app.kubernetes.io/instance"] != "fsm" {
+		t.Error("Registration shares state between calls")
+	}
+}
