@@ -1,15 +1,28 @@
-// Package reviewhttp serves a controller-runtime admission.Handler over HTTP,
-// decoding each AdmissionReview exactly once.
+// Package reviewhttp is the one request path of every webhook of this
+// repository: Admission serves a controller-runtime admission.Handler,
+// Conversion serves a Converter. Handlers keep only their decision; here,
+// for every request and in this order:
 //
-// controller-runtime's admission.Webhook.ServeHTTP decodes the body through
+//   - POST only (405), Content-Type application/json (415), a body (400):
+//     answered with a plain HTTP status, since no apiserver sends these and
+//     curl users and load balancers should see the mistake;
+//   - at most MaxBodyBytes (413), decoded once and strictly (400), answered
+//     in the review's own form (an AdmissionReview result, a
+//     ConversionReview Failure);
+//   - the handler, with panic recovery (controller-runtime's
+//     admission.Webhook.Handle for admission, which also completes the
+//     response; the same recovery here for conversion);
+//   - the response echoes the request's uid and review version;
+//   - fsm_webhooks_requests_total, fsm_webhooks_request_duration_seconds and
+//     fsm_webhooks_requests_in_flight count it by webhook and result.
+//
+// Decoding: controller-runtime's admission.Webhook.ServeHTTP decodes through
 // the apimachinery universal deserializer: one full encoding/json pass to
 // find apiVersion/kind, then a second validating pass and a decode. For a
 // 9 KB MeshConfig UPDATE that is 155 µs before any handler runs, more than
 // the validator's whole 100 µs budget. Here the body is read once by
-// go-json-experiment/json (single pass, validates as it decodes) and the
-// request is then handed to controller-runtime's own Webhook.Handle, which
-// keeps panic recovery, the request logger and Response.Complete (UID, JSON
-// patch encoding). Only the byte-level decode and encode are ours.
+// go-json-experiment/json, whose defaults are what the apiserver's own
+// decoder enforces: case-sensitive names, no duplicate names, valid UTF-8.
 package reviewhttp
 
 import (
@@ -19,103 +32,129 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-logr/logr"
-	admissionv1 "k8s.io/api/admission/v1"
-	admissionv1beta1 "k8s.io/api/admission/v1beta1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
-// MaxBodyBytes bounds a request body, as controller-runtime does. The
-// apiserver's own limit on an object is 3 MiB; a review carries two.
+// MaxBodyBytes bounds every review body, admission and conversion alike.
+// The apiserver refuses a request body over 3 MiB (its MaxRequestBodyBytes),
+// so an AdmissionReview, which carries the object and the old object, stays
+// below 2 × 3 MiB plus its envelope: controller-runtime's admission limit,
+// for the same reason. A ConversionReview carries the objects of one read:
+// one object for a get, a write or a watch event, the items of one list page
+// for a list; at a few KB per MeshConfig (one per mesh) that is thousands of
+// them.
 const MaxBodyBytes = 7 << 20
 
-// Admission is an http.Handler for AdmissionReview requests.
-type Admission struct {
-	wh  *admission.Webhook
-	log logr.Logger
+// endpoint is what both review types share: the webhook's name (the metrics'
+// webhook label) and the logger for refused requests.
+type endpoint struct {
+	webhook string
+	log     logr.Logger
 }
 
-// NewAdmission serves h. A panic in h becomes an HTTP 200 review with a 500
-// result, never a crashed server.
-func NewAdmission(h admission.Handler) *Admission {
-	return &Admission{wh: &admission.Webhook{Handler: h, RecoverPanic: ptr.To(true)}, log: logf.Log.WithName("admission")}
+func newEndpoint(kind string) endpoint {
+	return endpoint{log: logf.Log.WithName(kind)}
 }
 
-// WithRecoverPanic turns panic recovery off for fuzzing, so a panic fails
-// the fuzz run instead of becoming a 500 result.
-func (a *Admission) WithRecoverPanic(on bool) *Admission {
-	a.wh.WithRecoverPanic(on)
-	return a
+func (e *endpoint) name(webhook string) {
+	e.webhook = webhook
+	e.log = e.log.WithValues("webhook", webhook)
 }
 
-var v1TypeMeta = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
+// begin counts a request in flight; the returned func records its result
+// and latency.
+func (e *endpoint) begin() func(result *string) {
+	start := time.Now()
+	inFlight.WithLabelValues(e.webhook).Inc()
+	return func(result *string) {
+		inFlight.WithLabelValues(e.webhook).Dec()
+		requests.WithLabelValues(e.webhook, *result).Inc()
+		duration.WithLabelValues(e.webhook, *result).Observe(time.Since(start).Seconds())
+	}
+}
 
-// ServeHTTP answers every request with an AdmissionReview, as the apiserver
-// expects; problems with the request itself are results with a 4xx code.
-func (a *Admission) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ar, status, err := Decode(r)
+// read checks what every review request must be and returns its body. On
+// failure it has answered: transport mistakes with a plain HTTP status, body
+// problems through refuse, in the review's own form.
+func (e *endpoint) read(w http.ResponseWriter, r *http.Request, refuse func(http.ResponseWriter, int, error)) ([]byte, bool) {
+	if status, err := checkTransport(r); err != nil {
+		e.log.V(1).Info("refusing a request no apiserver sends", "path", r.URL.Path, "status", status, "reason", err.Error())
+		if status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", http.MethodPost)
+		}
+		http.Error(w, err.Error(), status)
+		return nil, false
+	}
+	body, status, err := readBody(w, r)
 	if err != nil {
-		// No apiserver sends these: worth an error line, as controller-runtime logs them.
-		a.log.Error(err, "refusing a malformed admission request", "path", r.URL.Path, "status", status)
-		a.write(w, v1TypeMeta, admission.Errored(status, err))
-		return
+		e.refused(r, status, err)
+		refuse(w, status, err)
+		return nil, false
 	}
-	a.write(w, ar.TypeMeta, a.wh.Handle(r.Context(), admission.Request{AdmissionRequest: *ar.Request}))
+	return body, true
 }
 
-// Decode reads an AdmissionReview request from r. On error it also returns
-// the HTTP status that describes the problem.
-func Decode(r *http.Request) (*admissionv1.AdmissionReview, int32, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, http.StatusBadRequest, errors.New("request body is empty: expected an AdmissionReview")
+// refused logs a request refused for its body: no apiserver sends one, so it
+// is worth an error line, as controller-runtime logs them.
+func (e *endpoint) refused(r *http.Request, status int, err error) {
+	e.log.Error(err, "refusing a malformed review request", "path", r.URL.Path, "status", status)
+}
+
+// checkTransport refuses what no apiserver sends: another method, another
+// content type, no body.
+func checkTransport(r *http.Request) (int, error) {
+	if r.Method != http.MethodPost {
+		return http.StatusMethodNotAllowed, fmt.Errorf("webhook requests must be POST, got %s", r.Method)
 	}
-	defer func() { _ = r.Body.Close() }()
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return nil, http.StatusBadRequest, fmt.Errorf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type"))
+		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type must be application/json, got %s", quoteOrNone(r.Header.Get("Content-Type")))
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return http.StatusBadRequest, errors.New("empty request body: expected an AdmissionReview or ConversionReview")
+	}
+	return 0, nil
+}
+
+func quoteOrNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+var errTooLarge = fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+
+// readBody reads at most MaxBodyBytes. http.MaxBytesReader also makes the
+// server close the connection after the answer instead of draining the rest.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	defer func() { _ = r.Body.Close() }()
+	if r.ContentLength > MaxBodyBytes {
+		return nil, http.StatusRequestEntityTooLarge, errTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, http.StatusRequestEntityTooLarge, errTooLarge
+	case err != nil:
 		return nil, http.StatusBadRequest, fmt.Errorf("reading the request body: %w", err)
+	case len(body) == 0:
+		return nil, http.StatusBadRequest, errors.New("request body is empty")
 	}
-	if len(body) > MaxBodyBytes {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
-	}
-	return Unmarshal(body)
+	return body, 0, nil
 }
 
-// Unmarshal decodes an AdmissionReview request body. admission.k8s.io/v1beta1
-// has the same shape as v1 and is accepted for old apiservers; the response
-// echoes whichever version came in.
-func Unmarshal(body []byte) (*admissionv1.AdmissionReview, int32, error) {
-	ar := &admissionv1.AdmissionReview{}
-	// Defaults of go-json-experiment/json are what the apiserver's own
-	// decoder enforces: case-sensitive names, no duplicate names, valid UTF-8.
-	if err := jsonv2.Unmarshal(body, ar); err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("the body is not an AdmissionReview: %w", err)
-	}
-	switch ar.TypeMeta {
-	case v1TypeMeta, metav1.TypeMeta{APIVersion: admissionv1beta1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}:
-	default:
-		return nil, http.StatusBadRequest, fmt.Errorf("expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion %q kind %q",
-			ar.APIVersion, ar.Kind)
-	}
-	if ar.Request == nil {
-		return nil, http.StatusBadRequest, errors.New("the AdmissionReview has no request")
-	}
-	return ar, 0, nil
-}
-
-func (a *Admission) write(w http.ResponseWriter, tm metav1.TypeMeta, resp admission.Response) {
+// writeJSON writes a response review. encoding/json on purpose: responses
+// are small, and its omitempty rules are the ones the k8s.io/api struct tags
+// were written for.
+func writeJSON(w http.ResponseWriter, status int, v any, log logr.Logger) {
 	w.Header().Set("Content-Type", "application/json")
-	// encoding/json on purpose: the response is small, and v1's omitempty
-	// rules are the ones the k8s.io/api struct tags were written for.
-	if err := json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: tm, Response: &resp.AdmissionResponse}); err != nil {
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
 		// The connection is gone; nothing more can be written to it.
-		a.log.V(1).Info("could not write the admission response", "uid", resp.UID, "error", err.Error())
+		log.V(1).Info("could not write the response", "error", err.Error())
 	}
 }

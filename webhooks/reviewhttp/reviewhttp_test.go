@@ -9,18 +9,96 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	conversionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/conversion/metrics"
 )
 
 const request = `"request":{"uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},` +
 	`"operation":"CREATE","namespace":"ns","userInfo":{"username":"alice","extra":{"k":["v"]}},"dryRun":true,"object":{"kind":"Pod","metadata":{"name":"p"}}}`
 
-func TestServeHTTP(t *testing.T) {
+// post sends body; chunked hides its length, as a streaming client does.
+func post(h http.Handler, method, contentType string, body []byte, chunked bool) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, "/x", bytes.NewReader(body))
+	if len(body) == 0 {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	if chunked {
+		req.ContentLength = -1
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func count(webhook, result string) float64 {
+	return testutil.ToFloat64(requests.WithLabelValues(webhook, result))
+}
+
+// TestTransport: what no apiserver sends is answered with a plain HTTP
+// status by both review types, before any handler runs, and counted.
+func TestTransport(t *testing.T) {
+	reached := false
+	handlers := map[string]http.Handler{
+		"admission": NewAdmission(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+			reached = true
+			return admission.Allowed("")
+		})).Named("transport-admission"),
+		"conversion": NewConversion(converterFunc(func(*apixv1.ConversionRequest) *apixv1.ConversionResponse {
+			reached = true
+			return &apixv1.ConversionResponse{Result: metav1.Status{Status: metav1.StatusSuccess}}
+		})).Named("transport-conversion"),
+	}
+	for kind, h := range handlers {
+		review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`
+		if kind == "conversion" {
+			review = `{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview","request":{"uid":"u-1","desiredAPIVersion":"x/v1","objects":[]}}`
+		}
+		for _, tc := range []struct {
+			name, method, contentType, body string
+			want                            int
+			wantInMessage                   string
+		}{
+			{"review", http.MethodPost, "application/json", review, http.StatusOK, ""},
+			{"json with charset", http.MethodPost, "application/json; charset=utf-8", review, http.StatusOK, ""},
+			{"GET", http.MethodGet, "application/json", review, http.StatusMethodNotAllowed, "must be POST, got GET"},
+			{"yaml body", http.MethodPost, "application/yaml", `a: b`, http.StatusUnsupportedMediaType, `got "application/yaml"`},
+			{"no content type", http.MethodPost, "", review, http.StatusUnsupportedMediaType, "got none"},
+			{"empty body", http.MethodPost, "application/json", ``, http.StatusBadRequest, "empty request body"},
+		} {
+			t.Run(kind+"/"+tc.name, func(t *testing.T) {
+				reached = false
+				webhook := "transport-" + kind
+				before := count(webhook, ResultBadRequest)
+				rec := post(h, tc.method, tc.contentType, []byte(tc.body), false)
+				ok := tc.want == http.StatusOK
+				if rec.Code != tc.want || reached != ok || !strings.Contains(rec.Body.String(), tc.wantInMessage) {
+					t.Fatalf("status %d body %q reached %v; want %d containing %q reached %v",
+						rec.Code, rec.Body.String(), reached, tc.want, tc.wantInMessage, ok)
+				}
+				if tc.want == http.StatusMethodNotAllowed && rec.Header().Get("Allow") != http.MethodPost {
+					t.Errorf("Allow header %q, want POST", rec.Header().Get("Allow"))
+				}
+				if got, want := count(webhook, ResultBadRequest)-before, map[bool]float64{true: 0, false: 1}[ok]; got != want {
+					t.Errorf("bad_request counted %v times, want %v", got, want)
+				}
+			})
+		}
+	}
+}
+
+func TestAdmission(t *testing.T) {
 	tests := []struct {
 		name        string
 		body        string
-		contentType string
+		chunked     bool
 		wantVersion string
 		wantUID     string
 		wantCode    int32
@@ -30,8 +108,6 @@ func TestServeHTTP(t *testing.T) {
 			wantVersion: "admission.k8s.io/v1", wantUID: "u-1", wantCode: 200, wantMsg: "alice CREATE ns/pods dry-run object={\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}"},
 		{name: "v1beta1 is answered as v1beta1", body: `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview",` + request + `}`,
 			wantVersion: "admission.k8s.io/v1beta1", wantUID: "u-1", wantCode: 200, wantMsg: "alice CREATE"},
-		{name: "content type with parameters", contentType: "application/json; charset=utf-8", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`,
-			wantVersion: "admission.k8s.io/v1", wantUID: "u-1", wantCode: 200},
 		{name: "no request", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
 			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: "the AdmissionReview has no request"},
 		{name: "names are case-sensitive like the apiserver's", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","Request":{"uid":"u-1"}}`,
@@ -46,12 +122,11 @@ func TestServeHTTP(t *testing.T) {
 			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: "/request/uid"},
 		{name: "truncated", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{`,
 			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: "unexpected EOF"},
-		{name: "empty body", body: "", wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: "request body is empty"},
-		{name: "wrong content type", contentType: "text/yaml", body: `{}`,
-			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: `Content-Type must be application/json, got "text/yaml"`},
-		{name: "too large", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","x":"` + strings.Repeat("a", MaxBodyBytes) + `"}`,
+		{name: "too large by its length", body: tooLarge("admission.k8s.io/v1", "AdmissionReview"),
 			wantVersion: "admission.k8s.io/v1", wantCode: 413, wantMsg: "larger than 7340032 bytes"},
-		{name: "handler panic is a 500 result", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"boom"}}`,
+		{name: "too large while streamed", body: tooLarge("admission.k8s.io/v1", "AdmissionReview"), chunked: true,
+			wantVersion: "admission.k8s.io/v1", wantCode: 413, wantMsg: "larger than 7340032 bytes"},
+		{name: "handler panic is a 500 result with the uid", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"boom"}}`,
 			wantVersion: "admission.k8s.io/v1", wantUID: "boom", wantCode: 500, wantMsg: "panic: boom"},
 	}
 	h := NewAdmission(admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
@@ -66,21 +141,7 @@ func TestServeHTTP(t *testing.T) {
 	}))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var body *bytes.Reader
-			if tc.body != "" {
-				body = bytes.NewReader([]byte(tc.body))
-			}
-			req := httptest.NewRequest(http.MethodPost, "/x", nil)
-			if body != nil {
-				req = httptest.NewRequest(http.MethodPost, "/x", body)
-			}
-			ct := tc.contentType
-			if ct == "" {
-				ct = "application/json"
-			}
-			req.Header.Set("Content-Type", ct)
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			rec := post(h, http.MethodPost, "application/json", []byte(tc.body), tc.chunked)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("HTTP %d, want 200 (the apiserver reads the result code from the review)", rec.Code)
 			}
@@ -106,6 +167,140 @@ func TestServeHTTP(t *testing.T) {
 			}
 		})
 	}
+}
+
+func tooLarge(apiVersion, kind string) string {
+	return `{"apiVersion":"` + apiVersion + `","kind":"` + kind + `","x":"` + strings.Repeat("a", MaxBodyBytes) + `"}`
+}
+
+// TestAdmissionResults: every kind of response is counted under its result,
+// with its latency, and nothing stays in flight.
+func TestAdmissionResults(t *testing.T) {
+	body := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`)
+	for _, tc := range []struct {
+		resp admission.Response
+		want string
+	}{
+		{admission.Allowed(""), ResultAllowed},
+		{admission.Patched("", jsonpatch.NewOperation("add", "/metadata/labels", map[string]string{"a": "b"})), ResultPatched},
+		{admission.Allowed("").WithWarnings("careful"), ResultWarned},
+		{admission.Denied("no"), ResultDenied},
+		{admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid}}}, ResultDenied},
+		{admission.Errored(http.StatusBadRequest, errTooLarge), ResultError},
+		{admission.Errored(http.StatusInternalServerError, errTooLarge), ResultError},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			h := NewAdmission(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return tc.resp })).Named("results")
+			before := count("results", tc.want)
+			beforeLatency := testutil.CollectAndCount(duration)
+			post(h, http.MethodPost, "application/json", body, false)
+			if got := count("results", tc.want) - before; got != 1 {
+				t.Errorf("%s counted %v times, want 1", tc.want, got)
+			}
+			if testutil.CollectAndCount(duration) < beforeLatency || testutil.ToFloat64(inFlight.WithLabelValues("results")) != 0 {
+				t.Errorf("latency series %d (was %d), in flight %v", testutil.CollectAndCount(duration), beforeLatency,
+					testutil.ToFloat64(inFlight.WithLabelValues("results")))
+			}
+		})
+	}
+}
+
+type converterFunc func(*apixv1.ConversionRequest) *apixv1.ConversionResponse
+
+func (f converterFunc) Convert(r *apixv1.ConversionRequest) *apixv1.ConversionResponse { return f(r) }
+
+func TestConversion(t *testing.T) {
+	const obj = `{"apiVersion":"x/v1","kind":"K","metadata":{"name":"o"}}`
+	review := func(uid, desired string) string {
+		return `{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview","request":{"uid":"` + uid +
+			`","desiredAPIVersion":"` + desired + `","objects":[` + obj + `]}}`
+	}
+	h := NewConversion(converterFunc(func(r *apixv1.ConversionRequest) *apixv1.ConversionResponse {
+		switch r.DesiredAPIVersion {
+		case "x/panic":
+			panic("boom")
+		case "x/nil":
+			return nil
+		case "x/fail":
+			return &apixv1.ConversionResponse{Result: metav1.Status{Status: metav1.StatusFailure, Message: "cannot"}}
+		}
+		// The objects as received, the uid left to the wrapper.
+		return &apixv1.ConversionResponse{ConvertedObjects: r.Objects, Result: metav1.Status{Status: metav1.StatusSuccess}}
+	})).Named("conversion-test")
+	for _, tc := range []struct {
+		name       string
+		body       string
+		chunked    bool
+		wantHTTP   int
+		wantUID    string
+		wantStatus string
+		wantMsg    string
+		wantResult string
+		wantObject string
+	}{
+		{name: "success echoes uid and objects byte for byte", body: review("u-1", "x/v2"),
+			wantHTTP: 200, wantUID: "u-1", wantStatus: metav1.StatusSuccess, wantResult: ResultConverted, wantObject: obj},
+		{name: "failure is HTTP 200", body: review("u-2", "x/fail"),
+			wantHTTP: 200, wantUID: "u-2", wantStatus: metav1.StatusFailure, wantMsg: "cannot", wantResult: ResultError},
+		{name: "panic is a failure with the uid", body: review("u-3", "x/panic"),
+			wantHTTP: 200, wantUID: "u-3", wantStatus: metav1.StatusFailure, wantMsg: "internal error converting to x/panic", wantResult: ResultError},
+		{name: "no response is a failure", body: review("u-4", "x/nil"),
+			wantHTTP: 200, wantUID: "u-4", wantStatus: metav1.StatusFailure, wantMsg: "no response", wantResult: ResultError},
+		{name: "no request", body: `{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview"}`,
+			wantHTTP: 400, wantStatus: metav1.StatusFailure, wantMsg: "has no request", wantResult: ResultBadRequest},
+		{name: "no type meta", body: `{"request":{"uid":"u"}}`,
+			wantHTTP: 400, wantStatus: metav1.StatusFailure, wantMsg: `got apiVersion "" kind ""`, wantResult: ResultBadRequest},
+		{name: "v1beta1 is not what the CRD registers", body: strings.Replace(review("u", "x/v2"), "apiextensions.k8s.io/v1", "apiextensions.k8s.io/v1beta1", 1),
+			wantHTTP: 400, wantStatus: metav1.StatusFailure, wantMsg: `got apiVersion "apiextensions.k8s.io/v1beta1"`, wantResult: ResultBadRequest},
+		{name: "duplicate names", body: strings.Replace(review("u", "x/v2"), `"uid":"u"`, `"uid":"u","uid":"v"`, 1),
+			wantHTTP: 400, wantStatus: metav1.StatusFailure, wantMsg: "duplicate object member name", wantResult: ResultBadRequest},
+		{name: "not JSON", body: `{`,
+			wantHTTP: 400, wantStatus: metav1.StatusFailure, wantMsg: "not a ConversionReview", wantResult: ResultBadRequest},
+		{name: "too large by its length", body: tooLarge("apiextensions.k8s.io/v1", "ConversionReview"),
+			wantHTTP: 413, wantStatus: metav1.StatusFailure, wantMsg: "larger than 7340032 bytes", wantResult: ResultBadRequest},
+		{name: "too large while streamed", body: tooLarge("apiextensions.k8s.io/v1", "ConversionReview"), chunked: true,
+			wantHTTP: 413, wantStatus: metav1.StatusFailure, wantMsg: "larger than 7340032 bytes", wantResult: ResultBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := count("conversion-test", tc.wantResult)
+			panics := testutil.ToFloat64(conversionmetrics.WebhookPanics.WithLabelValues())
+			rec := post(h, http.MethodPost, "application/json", []byte(tc.body), tc.chunked)
+			var out apixv1.ConversionReview
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+				t.Fatalf("HTTP %d, not a ConversionReview (%v): %s", rec.Code, err, rec.Body.String())
+			}
+			if rec.Code != tc.wantHTTP || out.APIVersion != "apiextensions.k8s.io/v1" || out.Kind != "ConversionReview" {
+				t.Errorf("HTTP %d %s %s, want %d apiextensions.k8s.io/v1 ConversionReview", rec.Code, out.APIVersion, out.Kind, tc.wantHTTP)
+			}
+			r := out.Response
+			if string(r.UID) != tc.wantUID || r.Result.Status != tc.wantStatus || !strings.Contains(r.Result.Message, tc.wantMsg) {
+				t.Errorf("uid %q status %q message %q; want %q %q containing %q", r.UID, r.Result.Status, r.Result.Message, tc.wantUID, tc.wantStatus, tc.wantMsg)
+			}
+			if tc.wantObject != "" && (len(r.ConvertedObjects) != 1 || string(r.ConvertedObjects[0].Raw) != tc.wantObject) {
+				t.Errorf("objects %v, want [%s]", r.ConvertedObjects, tc.wantObject)
+			}
+			if got := count("conversion-test", tc.wantResult) - before; got != 1 {
+				t.Errorf("%s counted %v times, want 1", tc.wantResult, got)
+			}
+			wantPanics := map[bool]float64{true: 1, false: 0}[strings.Contains(tc.name, "panic")]
+			if got := testutil.ToFloat64(conversionmetrics.WebhookPanics.WithLabelValues()) - panics; got != wantPanics {
+				t.Errorf("controller_runtime_conversion_webhook_panics_total grew by %v, want %v", got, wantPanics)
+			}
+		})
+	}
+}
+
+// TestConversionPanicNotRecovered: fuzzing turns recovery off so a panic
+// fails the run.
+func TestConversionPanicNotRecovered(t *testing.T) {
+	h := NewConversion(converterFunc(func(*apixv1.ConversionRequest) *apixv1.ConversionResponse { panic("boom") })).WithRecoverPanic(false)
+	defer func() {
+		if recover() == nil {
+			t.Error("the panic was recovered")
+		}
+	}()
+	post(h, http.MethodPost, "application/json",
+		[]byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview","request":{"uid":"u","objects":[]}}`), false)
 }
 
 // FuzzUnmarshal: any body either decodes to a review with a request or is

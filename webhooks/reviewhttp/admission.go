@@ -1,0 +1,113 @@
+package reviewhttp
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionv1beta1 "k8s.io/api/admission/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// Admission is an http.Handler for AdmissionReview requests. The handler is
+// run by controller-runtime's admission.Webhook.Handle: panic recovery (a
+// 500 result, counted in controller_runtime_webhook_panics_total), the
+// request logger, and Response.Complete (uid, JSON patch encoding).
+type Admission struct {
+	wh *admission.Webhook
+	ep endpoint
+}
+
+// NewAdmission serves h. A panic in h becomes an HTTP 200 review with a 500
+// result, never a crashed server.
+func NewAdmission(h admission.Handler) *Admission {
+	return &Admission{wh: &admission.Webhook{Handler: h, RecoverPanic: ptr.To(true)}, ep: newEndpoint("admission")}
+}
+
+// Named sets the webhook label of the request metrics (e.g. "injector").
+func (a *Admission) Named(webhook string) *Admission {
+	a.ep.name(webhook)
+	return a
+}
+
+// WithRecoverPanic turns panic recovery off for fuzzing, so a panic fails
+// the fuzz run instead of becoming a 500 result.
+func (a *Admission) WithRecoverPanic(on bool) *Admission {
+	a.wh.WithRecoverPanic(on)
+	return a
+}
+
+var (
+	v1TypeMeta      = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
+	v1beta1TypeMeta = metav1.TypeMeta{APIVersion: admissionv1beta1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
+)
+
+// ServeHTTP answers a well-formed request with an AdmissionReview in the
+// version it came in; a body that is too large or not a review gets a v1
+// review with a 4xx result, as controller-runtime answers them.
+func (a *Admission) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	result := ResultBadRequest
+	defer a.ep.begin()(&result)
+	body, ok := a.ep.read(w, r, a.refuse)
+	if !ok {
+		return
+	}
+	ar, status, err := Unmarshal(body)
+	if err != nil {
+		a.ep.refused(r, int(status), err)
+		a.refuse(w, int(status), err)
+		return
+	}
+	resp := a.wh.Handle(r.Context(), admission.Request{AdmissionRequest: *ar.Request})
+	result = admissionResult(resp)
+	a.write(w, ar.TypeMeta, resp)
+}
+
+func (a *Admission) refuse(w http.ResponseWriter, status int, err error) {
+	a.write(w, v1TypeMeta, admission.Errored(int32(status), err))
+}
+
+func (a *Admission) write(w http.ResponseWriter, tm metav1.TypeMeta, resp admission.Response) {
+	writeJSON(w, http.StatusOK, admissionv1.AdmissionReview{TypeMeta: tm, Response: &resp.AdmissionResponse}, a.ep.log)
+}
+
+// admissionResult classifies a completed response: a 400 or 5xx result is
+// the handler's failure, any other refusal a rule's denial (403 Forbidden,
+// 422 Invalid).
+func admissionResult(resp admission.Response) string {
+	switch {
+	case resp.Allowed && (len(resp.Patches) > 0 || len(resp.Patch) > 0):
+		return ResultPatched
+	case resp.Allowed && len(resp.Warnings) > 0:
+		return ResultWarned
+	case resp.Allowed:
+		return ResultAllowed
+	case resp.Result != nil && (resp.Result.Code == http.StatusBadRequest || resp.Result.Code >= http.StatusInternalServerError):
+		return ResultError
+	default:
+		return ResultDenied
+	}
+}
+
+// Unmarshal decodes an AdmissionReview request body. admission.k8s.io/v1beta1
+// has the same shape as v1 and is accepted for old apiservers; the response
+// echoes whichever version came in. On error it also returns the status
+// that describes the problem.
+func Unmarshal(body []byte) (*admissionv1.AdmissionReview, int32, error) {
+	ar := &admissionv1.AdmissionReview{}
+	if err := jsonv2.Unmarshal(body, ar); err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("the body is not an AdmissionReview: %w", err)
+	}
+	if ar.TypeMeta != v1TypeMeta && ar.TypeMeta != v1beta1TypeMeta {
+		return nil, http.StatusBadRequest, fmt.Errorf("expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion %q kind %q",
+			ar.APIVersion, ar.Kind)
+	}
+	if ar.Request == nil {
+		return nil, http.StatusBadRequest, errors.New("the AdmissionReview has no request")
+	}
+	return ar, 0, nil
+}
