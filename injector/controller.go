@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,14 +22,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // DefaultOrphanGracePeriod is how long a bootstrap Secret may wait for its
 // pod. A pod refused after our webhook (a later webhook, quota, a dry run of
-// the whole chain) never appears; its Secret is deleted after this.
-const DefaultOrphanGracePeriod = 5 * time.Minute
+// the whole chain), or one that never existed (an AdmissionReview posted by a
+// caller that is not the apiserver), never appears; its Secret is deleted
+// once this has passed and the API server lists no pod with its uuid label.
+// The apiserver gives a create request at most 34 s (requestTimeoutUpperBound
+// in k8s.io/apiserver's handlers, admission and storage included), and the
+// Secret is written inside that request, so a pod stored later than 34 s
+// after its Secret does not exist; the rest is slack for clock skew between
+// the apiserver (creationTimestamp) and this process.
+const DefaultOrphanGracePeriod = time.Minute
 
 // SecretControllerOptions configure the bootstrap Secret controller.
 type SecretControllerOptions struct {
@@ -139,6 +148,13 @@ func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
 	return m
 }
 
+var orphansDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "fsm_webhooks_injector_orphan_secrets_deleted_total",
+	Help: "Bootstrap Secrets deleted because their pod never appeared within the grace period.",
+})
+
+func init() { metrics.Registry.MustRegister(orphansDeleted) }
+
 // podUUIDIndex is the cache index of pods by their proxy uuid label.
 const podUUIDIndex = "injector.flomesh.io/proxy-uuid"
 
@@ -192,6 +208,7 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("deleting orphaned bootstrap Secret: %w", err)
 	}
+	orphansDeleted.Inc()
 	log.Info("deleted orphaned bootstrap Secret: no pod appeared", "proxyUUID", id, "gracePeriod", r.opts.GracePeriod)
 	return reconcile.Result{}, nil
 }

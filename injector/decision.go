@@ -15,10 +15,18 @@ const (
 	SkipSystemNamespace SkipReason = "system-namespace"
 	SkipFSMNamespace    SkipReason = "fsm-namespace"
 	SkipNotMonitored    SkipReason = "namespace-not-monitored"
+	SkipIgnored         SkipReason = "namespace-ignored"
 	SkipNotEnabled      SkipReason = "injection-not-enabled"
 	SkipDisabled        SkipReason = "injection-disabled"
 	SkipAlreadyInjected SkipReason = "already-injected"
 	SkipNotCreate       SkipReason = "not-create"
+)
+
+// Namespace labels that exclude a monitored namespace from injection, as the
+// webhook configuration's namespaceSelector does (FSM's): any value.
+const (
+	IgnoreLabel       = "flomesh.io/ignore"
+	ControlPlaneLabel = "control-plane"
 )
 
 // Decision is the outcome of Decide.
@@ -59,8 +67,17 @@ func Decide(in DecideInput) Decision {
 	case in.FSMNamespace:
 		return Decision{Skip: SkipFSMNamespace}
 	}
+	// The namespace is the one read from the cache, never the request's
+	// claim, and is held to the webhook configuration's namespaceSelector:
+	// a caller that is not the apiserver cannot have a Secret written (and a
+	// certificate issued) for a namespace this mesh does not inject.
 	if ns.Labels[MonitoredByLabel] != in.MeshName {
 		return Decision{Skip: SkipNotMonitored}
+	}
+	for _, l := range []string{IgnoreLabel, ControlPlaneLabel} {
+		if _, ok := ns.Labels[l]; ok {
+			return Decision{Skip: SkipIgnored}
+		}
 	}
 	enabled := false
 	var found bool

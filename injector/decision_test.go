@@ -65,6 +65,8 @@ func TestDecide(t *testing.T) {
 		{name: "fsm namespace", pod: pod(nil), ns: ns("fsm-system", monitored, enabled), skip: SkipFSMNamespace},
 		{name: "not monitored", pod: pod(nil), ns: ns("app", nil, enabled), skip: SkipNotMonitored},
 		{name: "monitored by another mesh", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "other"}, enabled), skip: SkipNotMonitored},
+		{name: "monitored but flomesh.io/ignore", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "fsm", IgnoreLabel: ""}, enabled), skip: SkipIgnored},
+		{name: "monitored but control-plane", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "fsm", ControlPlaneLabel: "true"}, enabled), skip: SkipIgnored},
 		{name: "already injected (uuid matches Secret)", pod: pod(nil, withVolume(secretVol, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true, existID: "u1"},
 		{name: "copy without uuid label", pod: pod(nil, withVolume(secretVol, "")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
 		{name: "copy with other uuid", pod: pod(nil, withVolume(secretVol, "u2")), ns: ns("app", monitored, enabled), inject: true, reinj: true},

@@ -77,6 +77,9 @@ type Options struct {
 	InitImage        string
 	HealthcheckImage string
 
+	// NamespaceLimit bounds certificate issuance and bootstrap Secret
+	// writes per namespace; the zero value is no limit.
+	NamespaceLimit NamespaceLimit
 	// BootstrapCertValidity defaults to DefaultBootstrapCertValidity.
 	BootstrapCertValidity time.Duration
 	// Timeout per admission; defaults to DefaultTimeout.
@@ -93,9 +96,10 @@ type Options struct {
 
 // Handler is the pod-creation admission handler.
 type Handler struct {
-	opts Options
-	mesh Mesh
-	log  logr.Logger
+	opts    Options
+	mesh    Mesh
+	log     logr.Logger
+	limiter *namespaceLimiter
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -160,10 +164,15 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
+	limiter, err := newNamespaceLimiter(opts.NamespaceLimit)
+	if err != nil {
+		return nil, err
+	}
 	registerMetrics()
 	return &Handler{
-		opts: opts,
-		log:  opts.Logger.WithName("injector"),
+		opts:    opts,
+		limiter: limiter,
+		log:     opts.Logger.WithName("injector"),
 		mesh: Mesh{
 			Name:             opts.MeshName,
 			FSMNamespace:     opts.FSMNamespace,
@@ -277,6 +286,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
 	}
 	if mut.NeedsSecret && !dryRun {
+		if resp, over := h.overLimit(log, nsName); over {
+			return resp, outcome{result: resultDenied}
+		}
 		if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut); err != nil {
 			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
 			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}

@@ -1,0 +1,148 @@
+package injector
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// Defaults of serve's --injector-namespace-rate and --injector-namespace-burst.
+// kube-controller-manager creates pods at most at its client QPS (20/s by
+// default, burst 30), so a ReplicaSet or Job never waits; a caller posting
+// AdmissionReviews itself gets at most this many certificates and Secrets a
+// second per namespace and replica.
+const (
+	DefaultNamespaceRate  = 20
+	DefaultNamespaceBurst = 100
+)
+
+// NamespaceLimit bounds bootstrap certificate issuance and Secret writes per
+// namespace (one token per injected pod that gets a Secret; dry runs and
+// NodeLevel pods take none), per injector replica. The zero value is no
+// limit.
+type NamespaceLimit struct {
+	// PerSecond is the sustained rate; 0 disables the limit.
+	PerSecond float64
+	// Burst is how many may be taken at once; at least 1 when PerSecond is
+	// set.
+	Burst int
+}
+
+func (l NamespaceLimit) validate() error {
+	switch {
+	case l.PerSecond < 0 || math.IsNaN(l.PerSecond) || math.IsInf(l.PerSecond, 0):
+		return fmt.Errorf("injector: NamespaceLimit.PerSecond %v must be 0 (no limit) or a positive rate", l.PerSecond)
+	case l.PerSecond > 0 && l.Burst < 1:
+		return fmt.Errorf("injector: NamespaceLimit.Burst %d must be at least 1", l.Burst)
+	}
+	return nil
+}
+
+// namespaceLimiter is a token bucket per namespace. A nil *namespaceLimiter
+// allows everything.
+type namespaceLimiter struct {
+	limit NamespaceLimit
+	now   func() time.Time
+
+	mu        sync.Mutex
+	buckets   map[string]*rate.Limiter
+	lastPrune time.Time
+}
+
+func newNamespaceLimiter(l NamespaceLimit) (*namespaceLimiter, error) {
+	if err := l.validate(); err != nil {
+		return nil, err
+	}
+	if l.PerSecond == 0 {
+		return nil, nil
+	}
+	return &namespaceLimiter{limit: l, now: time.Now, buckets: map[string]*rate.Limiter{}}, nil
+}
+
+// allow takes a token of namespace's bucket; when there is none it returns
+// how long until one is there.
+func (l *namespaceLimiter) allow(namespace string) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.prune(now)
+	b := l.buckets[namespace]
+	if b == nil {
+		b = rate.NewLimiter(rate.Limit(l.limit.PerSecond), l.limit.Burst)
+		l.buckets[namespace] = b
+	}
+	r := b.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// prune drops full buckets, at most once per refill time: a full bucket is
+// the same as a new one, and deleted namespaces would otherwise stay forever.
+// l.mu is held.
+func (l *namespaceLimiter) prune(now time.Time) {
+	refill := time.Duration(float64(l.limit.Burst) / l.limit.PerSecond * float64(time.Second))
+	if now.Sub(l.lastPrune) < max(refill, time.Minute) {
+		return
+	}
+	l.lastPrune = now
+	for ns, b := range l.buckets {
+		if b.TokensAt(now) >= float64(l.limit.Burst) {
+			delete(l.buckets, ns)
+		}
+	}
+}
+
+// rateLimitedResponse refuses an admission over namespace's limit with 429
+// and Retry-After: client-go (the ReplicaSet and Job controllers, kubectl)
+// retries it by itself after the delay.
+func rateLimitedResponse(namespace string, l NamespaceLimit, retryAfter time.Duration) admission.Response {
+	secs := int32(math.Ceil(retryAfter.Seconds()))
+	msg := fmt.Sprintf("namespace %q is over the sidecar injector's limit of %g bootstrap certificates and Secrets per second (burst %d); "+
+		"retry in %ds (the limit is per injector replica: flags --injector-namespace-rate and --injector-namespace-burst)",
+		namespace, l.PerSecond, l.Burst, secs)
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result: &metav1.Status{
+			Status:  metav1.StatusFailure,
+			Code:    http.StatusTooManyRequests,
+			Reason:  metav1.StatusReasonTooManyRequests,
+			Message: msg,
+			Details: &metav1.StatusDetails{RetryAfterSeconds: secs},
+		},
+	}}
+}
+
+var rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "fsm_webhooks_injector_rate_limited_total",
+	Help: "Pod admissions refused because their namespace was over the bootstrap certificate and Secret rate limit, by namespace.",
+}, []string{"namespace"})
+
+func init() { metrics.Registry.MustRegister(rateLimited) }
+
+// overLimit takes a token of namespace's bucket before a certificate is
+// issued and a Secret written; without one it returns the refusal.
+func (h *Handler) overLimit(log logr.Logger, namespace string) (admission.Response, bool) {
+	ok, wait := h.limiter.allow(namespace)
+	if ok {
+		return admission.Response{}, false
+	}
+	rateLimited.WithLabelValues(namespace).Inc()
+	log.V(1).Info("refusing pod: namespace over its bootstrap Secret rate limit", "retryAfter", wait)
+	return rateLimitedResponse(namespace, h.opts.NamespaceLimit, wait), true
+}
