@@ -12,7 +12,8 @@
 //	meshtool app                     the app: HTTP :8080, HTTPS :8443, TCP
 //	                                 :9000, gRPC health :9090
 //	meshtool get URL TIMEOUT         GET URL until 200 or TIMEOUT; print it
-//	meshtool dial ADDR TIMEOUT       TCP connect to ADDR once; exit 1 on error
+//	meshtool dial ADDR TIMEOUT       TCP connect to ADDR once and close; exit 1
+//	                                 on error
 //
 // FSM's own healthcheck, wait-pipy and gkill are not on any registry this
 // machine reaches; these stand-ins do what the injected pod needs of them.
@@ -232,7 +233,6 @@ func dial(addr, timeout string) error {
 	if err != nil {
 		return err
 	}
-	b, _ := io.ReadAll(io.LimitReader(c, 1024))
-	fmt.Printf("connected to %s: %s", addr, b)
+	fmt.Printf("connected to %s from %s\n", addr, c.LocalAddr())
 	return c.Close()
 }
