@@ -35,7 +35,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -67,7 +66,7 @@ func TestE2E(t *testing.T) {
 
 	// The webhook's serving cert comes from its own throwaway CA; pods'
 	// bootstrap certs from the real Tresor provider (fsm-ca-bundle).
-	servingCA, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: certs.ECDSAP256})
+	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +164,7 @@ func TestE2E(t *testing.T) {
 
 // servingCert writes a serving cert for 127.0.0.1 signed by the test CA and
 // returns its directory and a free port.
-func servingCert(t *testing.T, issuer *injectortest.Issuer) (string, int) {
+func servingCert(t *testing.T, issuer *certstest.CA) (string, int) {
 	t.Helper()
 	key, err := certs.GenerateKey(certs.ECDSAP256)
 	if err != nil {
@@ -199,7 +198,7 @@ func servingCert(t *testing.T, issuer *injectortest.Issuer) (string, int) {
 // registerWebhooks installs the injector as FSM registers it (by URL here)
 // and a validating webhook that refuses pods labelled denyLabel, then waits
 // until the apiserver calls ours.
-func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *injectortest.Issuer, port int) {
+func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *certstest.CA, port int) {
 	t.Helper()
 	bundle, _ := issuer.CABundle(ctx)
 	url := func(path string) *string { return ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", port, path)) }

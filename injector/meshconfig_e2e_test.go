@@ -20,8 +20,8 @@ import (
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -35,7 +35,7 @@ import (
 // nothing else) and the bootstrap key has 2560 bits. An IPv6 inclusion is
 // refused, in the MeshConfig by the validator and in a pod annotation by
 // the injector, with the reason.
-func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *injectortest.Issuer) {
+func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *certstest.CA) {
 	ctx := context.Background()
 	mc := presetMeshConfig(t)
 	// Cleanups run last in, first out: the validator (which refuses to
@@ -138,7 +138,7 @@ func initScript(p *corev1.Pod) string {
 // serveValidator runs the validator webhook (as serve does) on its own
 // loopback listener and registers it for the mesh's resources until the
 // test ends.
-func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *injectortest.Issuer) {
+func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *certstest.CA) {
 	t.Helper()
 	certDir, port := servingCert(t, servingCA)
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})

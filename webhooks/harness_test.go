@@ -25,7 +25,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -77,7 +77,7 @@ type testCase struct {
 	ns       string // fsm namespace (Secrets)
 	workNS   string // where test ConfigMaps are admitted
 	cs       kubernetes.Interface
-	ca       *servingcerttest.CA
+	ca       *certstest.CA
 	denier   *denier
 	urlMode  bool
 	validity time.Duration
@@ -85,7 +85,7 @@ type testCase struct {
 
 func newCase(t *testing.T, name string, urlMode bool) *testCase {
 	t.Helper()
-	ca, err := servingcerttest.New(24 * time.Hour)
+	ca, err := certstest.New(context.Background(), certstest.Options{RootValidity: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

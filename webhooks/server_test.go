@@ -21,9 +21,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
-	"github.com/flomesh-io/fsm-webhooks/certs/servingcert/servingcerttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -177,7 +177,7 @@ func newCA(t *testing.T) interface {
 	CABundle(context.Context) ([]byte, error)
 } {
 	t.Helper()
-	ca, err := servingcerttest.New(24 * time.Hour)
+	ca, err := certstest.New(context.Background(), certstest.Options{RootValidity: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,8 +74,7 @@ func TestTestOnly(t *testing.T) {
 		{modulePath + "/internal/kubeassets", []string{"os/exec"}, ""},
 		{modulePath + "/test/testenv", nil, "under test/"},
 		{modulePath + "/test", nil, "under test/"},
-		{modulePath + "/injector/injectortest", nil, "a *test helper package"},
-		{modulePath + "/certs/servingcert/servingcerttest", nil, "a *test helper package"},
+		{modulePath + "/certs/certstest", nil, "a *test helper package"},
 		{modulePath + "/webhooks", []string{"net/http", "testing"}, `imports "testing"`},
 		{modulePath + "/testdata", nil, ""},                   // not under test/: only the exact segment counts
 		{"k8s.io/client-go/testing", []string{"testing"}, ""}, // not ours

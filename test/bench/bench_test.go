@@ -27,8 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -72,7 +72,7 @@ func newInjector(tb testing.TB, alg certs.KeyAlgorithm) http.Handler {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
-	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: alg, PoolSize: 256, RecycledKeys: 32})
+	issuer, err := certstest.New(ctx, certstest.Options{Algorithm: alg, PoolSize: 256, RecycledKeys: 32})
 	if err != nil {
 		tb.Fatal(err)
 	}
