@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -60,6 +61,11 @@ type options struct {
 	admissionBurst  int
 	controllerQPS   float32
 	controllerBurst int
+
+	// Per-namespace limit of the injector's certificate issuance and
+	// bootstrap Secret writes (0 rate: none).
+	injectorNamespaceRate  float64
+	injectorNamespaceBurst int
 }
 
 // Default client-side rate limits. The admission path makes one apiserver
@@ -120,6 +126,8 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.admissionBurst, "kube-api-burst", defaultAdmissionBurst, "serve: burst of the admission path's Kubernetes client")
 	fs.Float32Var(&o.controllerQPS, "controller-kube-api-qps", defaultControllerQPS, "serve: sustained requests/s of the controllers' Kubernetes client (caches, bootstrap Secret adoption, serving certificates and caBundle repair)")
 	fs.IntVar(&o.controllerBurst, "controller-kube-api-burst", defaultControllerBurst, "serve: burst of the controllers' Kubernetes client")
+	fs.Float64Var(&o.injectorNamespaceRate, "injector-namespace-rate", injector.DefaultNamespaceRate, "serve: bootstrap certificates and Secrets the injector issues per second per namespace (per replica); a pod over it is refused with 429 and retried by its client; 0 disables")
+	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
 }
 
 // imageFlag is a default image injected into meshed pods: flag, FSM's env
@@ -249,6 +257,12 @@ func (o *options) validate() error {
 	}
 	if o.keyPoolSize < 0 {
 		return usageErrorf("invalid value %d for --key-pool-size: must be 0 or more", o.keyPoolSize)
+	}
+	if !(o.injectorNamespaceRate >= 0) || math.IsInf(o.injectorNamespaceRate, 1) {
+		return usageErrorf("invalid value %g for --injector-namespace-rate: must be 0 (no limit) or a positive number per second", o.injectorNamespaceRate)
+	}
+	if o.injectorNamespaceRate > 0 && o.injectorNamespaceBurst < 1 {
+		return usageErrorf("invalid value %d for --injector-namespace-burst: must be 1 or more", o.injectorNamespaceBurst)
 	}
 	if o.webhookURLHost != "" && strings.ContainsAny(o.webhookURLHost, "/:") && net.ParseIP(o.webhookURLHost) == nil {
 		return usageErrorf("invalid value %q for --webhook-url-host: must be a host name or IP address without scheme or port", o.webhookURLHost)

@@ -42,6 +42,10 @@ func TestFlagErrors(t *testing.T) {
 		{"controller qps negative from env", []string{"serve"}, map[string]string{"FSM_CONTROLLER_KUBE_API_QPS": "-1"},
 			"invalid value -1 for --controller-kube-api-qps: must be a positive number of requests per second"},
 		{"controller burst", []string{"serve", "--controller-kube-api-burst=-5"}, nil, "invalid value -5 for --controller-kube-api-burst: must be 1 or more"},
+		{"injector namespace rate negative", []string{"serve", "--injector-namespace-rate=-1"}, nil,
+			"invalid value -1 for --injector-namespace-rate: must be 0 (no limit) or a positive number per second"},
+		{"injector namespace burst from env", []string{"serve"}, map[string]string{"FSM_INJECTOR_NAMESPACE_BURST": "0"},
+			"invalid value 0 for --injector-namespace-burst: must be 1 or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

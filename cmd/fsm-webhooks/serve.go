@@ -255,12 +255,19 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 	w := hookIdentity(o, name)
 	switch name {
 	case hookInjector:
+		// A Runnable too: a MeshConfig the injector cannot apply is reported
+		// (log, metric, Event) when stored, not at the next pod.
+		meshConfig := &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: o.fsmNamespace, Name: fsmnames.MeshConfigName,
+			Logger: log.WithName("injector"), Recorder: mgr.GetEventRecorder("fsm-injector")}
+		if err := mgr.Add(meshConfig); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
 		h, err := injector.NewHandler(injector.Options{
-			Client:     direct,
-			Namespaces: mgr.GetClient(),
-			Services:   mgr.GetClient(),
-			MeshConfig: &injector.CachedMeshConfig{Reader: mgr.GetCache(), Namespace: o.fsmNamespace, Name: fsmnames.MeshConfigName,
-				Logger: log.WithName("injector")},
+			Client:                direct,
+			Namespaces:            mgr.GetClient(),
+			Services:              mgr.GetClient(),
+			MeshConfig:            meshConfig,
+			NamespaceLimit:        injector.NamespaceLimit{PerSecond: o.injectorNamespaceRate, Burst: o.injectorNamespaceBurst},
 			Issuer:                issuer,
 			MeshName:              o.meshName,
 			FSMNamespace:          o.fsmNamespace,
