@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -17,13 +18,14 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // BenchmarkHandlerPerObject is one ConversionReview with one preset-sized
-// MeshConfig through the HTTP handler (decode, convert, encode).
+// MeshConfig through the HTTP handler as served (decode, convert, encode).
 func BenchmarkHandlerPerObject(b *testing.B) {
 	scheme := e2eScheme(b)
-	h := converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, logr.Discard())
+	h := reviewhttp.NewConversion(converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, logr.Discard()))
 	hub := preset(b, "bench")
 	hub.Spec.Misc.RepoServerImage = "custom:1" // some v1alpha3-only data to keep
 	hub.SetGroupVersionKind(v1alpha3.GroupVersion.WithKind("MeshConfig"))
@@ -51,7 +53,8 @@ func BenchmarkHandlerPerObject(b *testing.B) {
 		{"v1alpha1-to-v1alpha2", v1alpha2.GroupVersion.String(), oldJSON},
 	} {
 		body, err := json.Marshal(apixv1.ConversionReview{
-			Request: &apixv1.ConversionRequest{UID: "bench", DesiredAPIVersion: bc.desired, Objects: []runtime.RawExtension{{Raw: bc.obj}}},
+			TypeMeta: metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "ConversionReview"},
+			Request:  &apixv1.ConversionRequest{UID: "bench", DesiredAPIVersion: bc.desired, Objects: []runtime.RawExtension{{Raw: bc.obj}}},
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // Names of the conversion webhook (FSM).
@@ -189,7 +191,7 @@ func Probe(ctx context.Context, addr, serverName string, caBundle []byte) error 
 	}
 	defer httpClient.CloseIdleConnections()
 	review := apixv1.ConversionReview{
-		TypeMeta: reviewTypeMeta,
+		TypeMeta: metav1.TypeMeta{APIVersion: apixv1.SchemeGroupVersion.String(), Kind: "ConversionReview"},
 		Request: &apixv1.ConversionRequest{
 			UID:               "converter-probe",
 			DesiredAPIVersion: "config.flomesh.io/v1alpha2",
@@ -210,7 +212,7 @@ func Probe(ctx context.Context, addr, serverName string, caBundle []byte) error 
 		return fmt.Errorf("probe: converter at %s (as %s) not reachable with the caBundle: %w", addr, serverName, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxRequestBytes))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, reviewhttp.MaxBodyBytes))
 	if err != nil {
 		return fmt.Errorf("probe: reading response: %w", err)
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-logr/logr"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 func testCA(t *testing.T) []byte {
@@ -119,7 +121,7 @@ func TestConversionEqual(t *testing.T) {
 
 func TestProbe(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		NewHandler(meshScheme(t), group, logr.Discard()).ServeHTTP(w, r)
+		reviewhttp.NewConversion(NewHandler(meshScheme(t), group, logr.Discard())).ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 	u, err := url.Parse(srv.URL)

@@ -32,6 +32,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/converter"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 func e2eScheme(t testing.TB) *runtime.Scheme {
@@ -59,7 +60,7 @@ func startConverter(t testing.TB, log logr.Logger) *testenv.Env {
 		Client:            client.Options{Scheme: scheme},
 	})
 	mux := http.NewServeMux()
-	mux.Handle(converter.Path, converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, log))
+	mux.Handle(converter.Path, reviewhttp.NewConversion(converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, log)))
 	srv := httptest.NewTLSServer(mux)
 	t.Cleanup(srv.Close)
 	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})

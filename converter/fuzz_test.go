@@ -8,42 +8,44 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kjson "sigs.k8s.io/json"
+
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
-// FuzzConvertReview sends arbitrary bodies to the handler. Seeds are in
+// FuzzConvertReview sends arbitrary bodies to the handler as served
+// (reviewhttp.NewConversion, panic recovery off). Seeds are in
 // testdata/fuzz/FuzzConvertReview (plain `go test` runs them). Whatever the
-// body, the handler must answer with a ConversionReview, never panic (not
-// even a recovered one), echo the uid, and on success return one object in
-// the desired version per object sent.
+// body, the answer must be a ConversionReview, nothing may panic, the uid is
+// echoed, and on success there is one object in the desired version per
+// object sent.
 func FuzzConvertReview(f *testing.F) {
 	f.Add(reviewBody(f, "seed-up", "config.flomesh.io/v1alpha3", v1alpha1Obj))
 	f.Add(reviewBody(f, "seed-down", "config.flomesh.io/v1alpha1", v1alpha3Obj))
-	h := NewHandler(meshScheme(f), group, logr.Discard())
+	h := reviewhttp.NewConversion(NewHandler(meshScheme(f), group, logr.Discard())).WithRecoverPanic(false)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		before := testutil.ToFloat64(panics)
 		r := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		if testutil.ToFloat64(panics) != before {
-			t.Fatalf("conversion panicked on %q", body)
+		if len(body) == 0 {
+			// Refused before decoding, as a plain HTTP error.
+			if w.Code != http.StatusBadRequest {
+				t.Fatalf("empty body: HTTP %d, want 400", w.Code)
+			}
+			return
 		}
 		var resp apixv1.ConversionReview
 		if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || resp.Response == nil {
 			t.Fatalf("HTTP %d: not a ConversionReview: %q", w.Code, w.Body.String())
 		}
-		var req apixv1.ConversionReview
 		if w.Code != http.StatusOK {
 			return
 		}
-		// Decode as the handler (and the apiserver) do: field names are
-		// case-sensitive, so "oBjeCts" is not "objects".
-		if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &req); err != nil || req.Request == nil {
-			t.Fatalf("HTTP 200 for a body that is not a ConversionReview request: %q", body)
+		req, err := reviewhttp.UnmarshalConversion(body)
+		if err != nil {
+			t.Fatalf("HTTP 200 for a body that is not a ConversionReview request (%v): %q", err, body)
 		}
 		if resp.Response.UID != req.Request.UID {
 			t.Fatalf("uid %q not echoed (got %q)", req.Request.UID, resp.Response.UID)

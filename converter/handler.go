@@ -4,40 +4,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net/http"
-	"runtime/debug"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/go-logr/logr"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // Path is where the apiserver sends ConversionReviews.
 const Path = "/convert"
 
-// MaxRequestBytes bounds a ConversionReview body. A list of a few thousand
-// MeshConfigs in one review stays well below it.
-const MaxRequestBytes = 64 << 20
-
-// Handler serves ConversionReview (apiextensions.k8s.io/v1) requests for the
+// Handler decides ConversionReview (apiextensions.k8s.io/v1) requests for the
 // kinds of one API group whose versions implement controller-runtime's
-// conversion.Hub/Convertible.
+// conversion.Hub/Convertible. Serve it with reviewhttp.NewConversion, which
+// owns the request path (limits, decoding, uid, panic recovery, metrics).
 //
-// It is written here rather than taken from controller-runtime's
-// pkg/webhook/conversion because that handler refuses objects that are
-// already in the desired version, stops at the first bad object instead of
-// reporting all of them, and answers malformed requests with an empty body.
+// The decision is written here rather than taken from controller-runtime's
+// pkg/webhook/conversion because that one refuses objects that are already
+// in the desired version and stops at the first bad object instead of
+// reporting all of them.
 type Handler struct {
 	scheme *runtime.Scheme
 	group  string
@@ -51,87 +44,18 @@ func NewHandler(scheme *runtime.Scheme, group string, log logr.Logger) *Handler 
 	return &Handler{scheme: scheme, group: group, log: log.WithName("converter")}
 }
 
-var _ http.Handler = &Handler{}
-
-// ServeHTTP decodes a ConversionReview, converts it and writes the review
-// back with the request's uid. Conversion failures are reported in the
-// response (HTTP 200, status Failure), as the apiserver expects; only an
-// unusable HTTP request gets a 4xx status.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	review, status, err := h.readReview(w, r)
-	if err != nil {
-		h.log.Error(err, "rejecting conversion request", "remote", r.RemoteAddr)
-		observe(resultBadRequest, start)
-		writeReview(w, status, &apixv1.ConversionReview{
-			TypeMeta: reviewTypeMeta,
-			Response: failure("", err),
-		}, h.log)
-		return
-	}
-	resp := h.Convert(review.Request)
-	result := resultSuccess
-	if resp.Result.Status != metav1.StatusSuccess {
-		result = resultFailure
-		h.log.Info("conversion failed", "uid", review.Request.UID, "desiredAPIVersion", review.Request.DesiredAPIVersion, "reason", resp.Result.Message)
-	} else {
-		h.log.V(1).Info("converted", "uid", review.Request.UID, "desiredAPIVersion", review.Request.DesiredAPIVersion, "objects", len(resp.ConvertedObjects))
-	}
-	observe(result, start)
-	writeReview(w, http.StatusOK, &apixv1.ConversionReview{TypeMeta: reviewTypeMeta, Response: resp}, h.log)
-}
-
-var reviewTypeMeta = metav1.TypeMeta{APIVersion: apixv1.SchemeGroupVersion.String(), Kind: "ConversionReview"}
-
-func (h *Handler) readReview(w http.ResponseWriter, r *http.Request) (*apixv1.ConversionReview, int, error) {
-	if r.Method != http.MethodPost {
-		return nil, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed, use POST", r.Method)
-	}
-	if ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || ct != "application/json" {
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported, use application/json", r.Header.Get("Content-Type"))
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", MaxRequestBytes)
-		}
-		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %w", err)
-	}
-	review := &apixv1.ConversionReview{}
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(body, review); err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("decoding ConversionReview: %w", err)
-	}
-	if review.Request == nil {
-		return nil, http.StatusBadRequest, errors.New("ConversionReview has no request")
-	}
-	return review, http.StatusOK, nil
-}
-
-func writeReview(w http.ResponseWriter, status int, review *apixv1.ConversionReview, log logr.Logger) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(review); err != nil {
-		log.Error(err, "writing ConversionReview response")
-	}
-}
+var _ reviewhttp.Converter = &Handler{}
 
 // Convert answers one ConversionRequest. Every object is converted to
 // req.DesiredAPIVersion; objects already in that version are returned as
 // sent. If any object fails, the whole response fails with every object's
 // error in the message, since the apiserver cannot use a partial answer.
-// Convert never panics: a panic in a conversion function becomes a Failure.
-func (h *Handler) Convert(req *apixv1.ConversionRequest) (resp *apixv1.ConversionResponse) {
-	defer func() {
-		if r := recover(); r != nil {
-			panics.Inc()
-			h.log.Error(fmt.Errorf("panic: %v", r), "conversion panicked", "uid", req.UID, "stack", string(debug.Stack()))
-			resp = failure(req.UID, fmt.Errorf("internal error converting to %s", req.DesiredAPIVersion))
-		}
-	}()
+func (h *Handler) Convert(req *apixv1.ConversionRequest) *apixv1.ConversionResponse {
+	log := h.log.WithValues("uid", req.UID, "desiredAPIVersion", req.DesiredAPIVersion)
 	desired, err := h.desiredVersion(req.DesiredAPIVersion)
 	if err != nil {
-		return failure(req.UID, err)
+		log.Info("conversion failed", "reason", err.Error())
+		return failure(err)
 	}
 	out := make([]runtime.RawExtension, len(req.Objects))
 	var errs []error
@@ -144,13 +68,12 @@ func (h *Handler) Convert(req *apixv1.ConversionRequest) (resp *apixv1.Conversio
 		out[i] = runtime.RawExtension{Raw: raw}
 	}
 	if len(errs) > 0 {
-		return failure(req.UID, utilerrors.NewAggregate(errs))
+		err := utilerrors.NewAggregate(errs)
+		log.Info("conversion failed", "reason", err.Error())
+		return failure(err)
 	}
-	return &apixv1.ConversionResponse{
-		UID:              req.UID,
-		ConvertedObjects: out,
-		Result:           metav1.Status{Status: metav1.StatusSuccess},
-	}
+	log.V(1).Info("converted", "objects", len(out))
+	return &apixv1.ConversionResponse{ConvertedObjects: out, Result: metav1.Status{Status: metav1.StatusSuccess}}
 }
 
 func (h *Handler) desiredVersion(apiVersion string) (schema.GroupVersion, error) {
@@ -274,9 +197,6 @@ func describe(raw []byte) string {
 	return fmt.Sprintf(" (%s %s/%s)", o.APIVersion, o.Metadata.Namespace, o.Metadata.Name)
 }
 
-func failure(uid types.UID, err error) *apixv1.ConversionResponse {
-	return &apixv1.ConversionResponse{
-		UID:    uid,
-		Result: metav1.Status{Status: metav1.StatusFailure, Message: err.Error()},
-	}
+func failure(err error) *apixv1.ConversionResponse {
+	return &apixv1.ConversionResponse{Result: metav1.Status{Status: metav1.StatusFailure, Message: err.Error()}}
 }

@@ -9,18 +9,16 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stypes "k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 const group = "config.flomesh.io"
@@ -39,7 +37,7 @@ func meshScheme(t testing.TB) *runtime.Scheme {
 func reviewBody(t testing.TB, uid, desired string, objects ...string) []byte {
 	t.Helper()
 	req := apixv1.ConversionReview{
-		TypeMeta: reviewTypeMeta,
+		TypeMeta: metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "ConversionReview"},
 		Request:  &apixv1.ConversionRequest{UID: k8stypes.UID("uid-" + uid), DesiredAPIVersion: desired},
 	}
 	for _, o := range objects {
@@ -76,8 +74,11 @@ const (
 		`"image":{"registry":"flomesh","tag":"latest","pullPolicy":"IfNotPresent"},"connector":{"lb":{},"DO_NOT_EDIT_viaGateway":"","viaGateway":{}}}}`
 )
 
+// TestServeHTTP converts through the production request path
+// (reviewhttp.NewConversion); its checks and failures of the request itself
+// are tested in reviewhttp.
 func TestServeHTTP(t *testing.T) {
-	h := NewHandler(meshScheme(t), group, logr.Discard())
+	h := reviewhttp.NewConversion(NewHandler(meshScheme(t), group, logr.Discard()))
 
 	t.Run("object already in the desired version comes back byte for byte", func(t *testing.T) {
 		w, review := serve(t, h, http.MethodPost, "application/json", reviewBody(t, "same", "config.flomesh.io/v1alpha3", v1alpha3Obj))
@@ -159,61 +160,15 @@ func TestServeHTTP(t *testing.T) {
 			t.Errorf("message blames the good object: %q", msg)
 		}
 	})
-
-	for _, tc := range []struct {
-		name, method, contentType string
-		body                      []byte
-		wantCode                  int
-	}{
-		{"GET", http.MethodGet, "application/json", nil, http.StatusMethodNotAllowed},
-		{"wrong content type", http.MethodPost, "text/plain", reviewBody(t, "x", "config.flomesh.io/v1alpha3"), http.StatusUnsupportedMediaType},
-		{"no content type", http.MethodPost, "", reviewBody(t, "x", "config.flomesh.io/v1alpha3"), http.StatusUnsupportedMediaType},
-		{"not JSON", http.MethodPost, "application/json", []byte("{"), http.StatusBadRequest},
-		{"no request", http.MethodPost, "application/json", []byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview"}`), http.StatusBadRequest},
-		{"too large", http.MethodPost, "application/json", bytes.Repeat([]byte(" "), MaxRequestBytes+1), http.StatusRequestEntityTooLarge},
-	} {
-		t.Run("rejects "+tc.name, func(t *testing.T) {
-			before := testutil.ToFloat64(requests.WithLabelValues(resultBadRequest))
-			w, review := serve(t, h, tc.method, tc.contentType, tc.body)
-			if w.Code != tc.wantCode {
-				t.Errorf("HTTP %d, want %d", w.Code, tc.wantCode)
-			}
-			if review.Response == nil || review.Response.Result.Status != metav1.StatusFailure || review.Response.Result.Message == "" {
-				t.Errorf("no Failure with a message: %+v", review.Response)
-			}
-			if got := testutil.ToFloat64(requests.WithLabelValues(resultBadRequest)); got != before+1 {
-				t.Errorf("bad_request counter %v → %v", before, got)
-			}
-		})
-	}
 }
 
-func TestConvertRecoversFromPanics(t *testing.T) {
-	s := runtime.NewScheme()
-	gv := schema.GroupVersion{Group: "test.flomesh.io", Version: "v1"}
-	hubGV := schema.GroupVersion{Group: "test.flomesh.io", Version: "v2"}
-	s.AddKnownTypeWithName(gv.WithKind("Thing"), &panicSpoke{})
-	s.AddKnownTypeWithName(hubGV.WithKind("Thing"), &testHub{})
-	h := NewHandler(s, "test.flomesh.io", logr.Discard())
-	before := testutil.ToFloat64(panics)
-	resp := h.Convert(&apixv1.ConversionRequest{
-		UID: "p", DesiredAPIVersion: hubGV.String(),
-		Objects: []runtime.RawExtension{{Raw: []byte(`{"apiVersion":"test.flomesh.io/v1","kind":"Thing"}`)}},
-	})
-	if resp.Result.Status != metav1.StatusFailure || !strings.Contains(resp.Result.Message, "internal error") || resp.UID != "p" {
-		t.Errorf("panic not turned into a Failure: %+v", resp)
-	}
-	if got := testutil.ToFloat64(panics); got != before+1 {
-		t.Errorf("panics counter %v → %v", before, got)
+// TestConvertLeavesTheUIDToTheWrapper: Convert is the decision only.
+func TestConvertLeavesTheUIDToTheWrapper(t *testing.T) {
+	h := NewHandler(meshScheme(t), group, logr.Discard())
+	for _, desired := range []string{"config.flomesh.io/v1alpha3", "config.flomesh.io/v9"} {
+		resp := h.Convert(&apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: []byte(v1alpha1Obj)}}})
+		if resp == nil || resp.UID != "" {
+			t.Errorf("%s: response %+v, want one without a uid", desired, resp)
+		}
 	}
 }
-
-type testHub struct{ metav1.TypeMeta }
-
-func (*testHub) Hub()                                {}
-func (h *testHub) DeepCopyObject() runtime.Object    { c := *h; return &c }
-func (p *panicSpoke) DeepCopyObject() runtime.Object { c := *p; return &c }
-func (*panicSpoke) ConvertTo(conversion.Hub) error   { panic("boom") }
-func (*panicSpoke) ConvertFrom(conversion.Hub) error { panic("boom") }
-
-type panicSpoke struct{ metav1.TypeMeta }

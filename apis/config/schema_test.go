@@ -40,6 +40,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/converter"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 const presetPath = "v1alpha3/testdata/fsm-preset-meshconfig.yaml"
@@ -520,7 +521,7 @@ func startWithConverter(t *testing.T) *testenv.Env {
 		Client:            client.Options{Scheme: scheme},
 	})
 	mux := http.NewServeMux()
-	mux.Handle(converter.Path, converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, logr.Discard()))
+	mux.Handle(converter.Path, reviewhttp.NewConversion(converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, logr.Discard())))
 	srv := httptest.NewTLSServer(mux)
 	t.Cleanup(srv.Close)
 	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})

@@ -288,7 +288,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		}); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
-		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h)}
+		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
 		if ns := sf.injectorProbeNS; ns != "" {
 			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, ns) }
 		}
@@ -302,12 +302,13 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			StrictPolicyValidation: sf.strictPolicy,
 			Logger:                 log.WithName("validator"),
 		})
-		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h)}
+		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
 		w.Probe = func(ctx context.Context) error {
 			return validator.Probe(ctx, direct, o.fsmNamespace, fsmnames.MeshConfigName)
 		}
 	case hookConverter:
-		w.Handlers = map[string]http.Handler{w.Registration.Path: converter.NewHandler(scheme, configv1alpha3.GroupVersion.Group, log.WithName("converter"))}
+		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewConversion(
+			converter.NewHandler(scheme, configv1alpha3.GroupVersion.Group, log.WithName("converter"))).Named(w.Name)}
 	}
 	return w, nil
 }
