@@ -80,38 +80,49 @@ func Unstash(obj metav1.Object, key string, v any) (found bool, err error) {
 
 // PruneDefaults sets every pointer field of the struct *v that is
 // semantically equal to the same field of *defaults to nil, leaving only the
-// sections that carry information.
+// sections that carry information. Embedded structs count as part of *v:
+// their pointer fields are sections too.
 func PruneDefaults[T any](v, defaults *T) {
-	vv, dv := reflect.ValueOf(v).Elem(), reflect.ValueOf(defaults).Elem()
-	for i := range vv.NumField() {
-		f := vv.Field(i)
-		if f.Kind() != reflect.Pointer || f.IsNil() {
-			continue
-		}
-		if apiequality.Semantic.DeepEqual(f.Interface(), dv.Field(i).Interface()) {
+	eachSection(reflect.ValueOf(v).Elem(), reflect.ValueOf(defaults).Elem(), func(f, d reflect.Value) {
+		if !f.IsNil() && apiequality.Semantic.DeepEqual(f.Interface(), d.Interface()) {
 			f.SetZero()
 		}
-	}
+	})
 }
 
-// FillDefaults sets every nil pointer field of the struct *v to the same
-// field of *defaults (which the caller must not reuse).
+// FillDefaults sets every nil pointer field of the struct *v (embedded
+// structs included) to the same field of *defaults, which the caller must not
+// reuse.
 func FillDefaults[T any](v, defaults *T) {
-	vv, dv := reflect.ValueOf(v).Elem(), reflect.ValueOf(defaults).Elem()
-	for i := range vv.NumField() {
-		if f := vv.Field(i); f.Kind() == reflect.Pointer && f.IsNil() {
-			f.Set(dv.Field(i))
+	eachSection(reflect.ValueOf(v).Elem(), reflect.ValueOf(defaults).Elem(), func(f, d reflect.Value) {
+		if f.IsNil() {
+			f.Set(d)
 		}
-	}
+	})
 }
 
-// IsEmpty reports whether every pointer field of the struct *v is nil.
+// IsEmpty reports whether every pointer field of the struct *v (embedded
+// structs included) is nil.
 func IsEmpty[T any](v *T) bool {
+	empty := true
 	vv := reflect.ValueOf(v).Elem()
-	for i := range vv.NumField() {
-		if f := vv.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
-			return false
+	eachSection(vv, vv, func(f, _ reflect.Value) {
+		empty = empty && f.IsNil()
+	})
+	return empty
+}
+
+// eachSection calls fn with every pointer field of the struct v and the same
+// field of d (a value of the same type), descending into embedded structs.
+func eachSection(v, d reflect.Value, fn func(f, d reflect.Value)) {
+	t := v.Type()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch {
+		case f.Kind() == reflect.Pointer:
+			fn(f, d.Field(i))
+		case t.Field(i).Anonymous && f.Kind() == reflect.Struct:
+			eachSection(f, d.Field(i), fn)
 		}
 	}
-	return true
 }

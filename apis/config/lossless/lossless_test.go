@@ -75,3 +75,37 @@ func TestPruneFill(t *testing.T) {
 		t.Error("IsEmpty must ignore non-pointer fields")
 	}
 }
+
+// embedding is how the spoke versions share sections: the embedded struct's
+// pointers are sections of the outer struct.
+type embedding struct {
+	section
+	D *string `json:"d,omitempty"`
+}
+
+func TestEmbeddedSections(t *testing.T) {
+	defaults := func() *embedding { return &embedding{section: section{A: ptr.To("d")}, D: ptr.To("d")} }
+	v := &embedding{section: section{A: ptr.To("d"), B: &[]int{1}}, D: ptr.To("d")}
+	PruneDefaults(v, defaults())
+	if v.A != nil || v.B == nil || v.D != nil {
+		t.Errorf("after prune: A=%v B=%v D=%v; want A and D pruned, B kept", v.A, v.B, v.D)
+	}
+	if IsEmpty(v) {
+		t.Error("IsEmpty with the embedded B set")
+	}
+	v.B = nil
+	if !IsEmpty(v) {
+		t.Errorf("IsEmpty = false with every section nil: %+v", v)
+	}
+	FillDefaults(v, defaults())
+	if v.A == nil || *v.A != "d" || v.D == nil || *v.D != "d" || v.B != nil {
+		t.Errorf("after fill: A=%v B=%v D=%v; want A and D filled, B nil as in defaults", v.A, v.B, v.D)
+	}
+	obj := &metav1.ObjectMeta{}
+	if err := Stash(obj, "k", &embedding{section: section{A: ptr.To("x")}, D: ptr.To("y")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.Annotations["k"]; got != `{"a":"x","d":"y"}` {
+		t.Errorf("embedded sections are not flattened into the JSON: %s", got)
+	}
+}

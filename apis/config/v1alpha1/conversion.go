@@ -5,11 +5,9 @@ import (
 	"math"
 	"strconv"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
-	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/internal/spoke"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 )
 
@@ -30,22 +28,21 @@ func (src *MeshConfig) ConvertTo(dstRaw conversion.Hub) error {
 	dst.ObjectMeta = in.ObjectMeta
 
 	kept := &hubFields{}
-	if _, err := lossless.Unstash(&dst.ObjectMeta, lossless.AnnotationV1Alpha3Fields, kept); err != nil {
+	if err := spoke.RestoreHub(&dst.ObjectMeta, kept, hubDefaults()); err != nil {
 		return fmt.Errorf("converting %s/%s to v1alpha3: %w", src.Namespace, src.Name, err)
 	}
-	lossless.FillDefaults(kept, hubDefaults())
 
 	dst.Spec = specToHub(&in.Spec)
 	kept.applyTo(&dst.Spec)
 	dst.Spec.Observability.Tracing.SampledFraction = fractionToHub(in.Spec.Observability.Tracing.SampledFraction, kept.Observability.Tracing.SampledFraction)
 	dst.Spec.Observability.RemoteLogging.SampledFraction = fractionToHub(in.Spec.Observability.RemoteLogging.SampledFraction, kept.Observability.RemoteLogging.SampledFraction)
 
-	legacy := legacyFields{Sidecar: legacySidecar{
+	legacy := spoke.Legacy[SidecarDriverSpec]{Sidecar: spoke.LegacySidecar[SidecarDriverSpec]{
 		SidecarClass:       in.Spec.Sidecar.SidecarClass,
 		InitContainerImage: in.Spec.Sidecar.InitContainerImage,
 		SidecarDrivers:     in.Spec.Sidecar.SidecarDrivers,
 	}}
-	if err := lossless.Stash(&dst.ObjectMeta, lossless.AnnotationV1Alpha2Fields, legacy, !legacy.empty()); err != nil {
+	if err := spoke.KeepLegacy(&dst.ObjectMeta, legacy); err != nil {
 		return fmt.Errorf("converting %s/%s to v1alpha3: %w", src.Namespace, src.Name, err)
 	}
 	return nil
@@ -64,8 +61,8 @@ func (dst *MeshConfig) ConvertFrom(srcRaw conversion.Hub) error {
 	dst.ObjectMeta = in.ObjectMeta
 	dst.Spec = specFromHub(&in.Spec)
 
-	var legacy legacyFields
-	if _, err := lossless.Unstash(&dst.ObjectMeta, lossless.AnnotationV1Alpha2Fields, &legacy); err != nil {
+	legacy, err := spoke.RestoreLegacy[SidecarDriverSpec](&dst.ObjectMeta)
+	if err != nil {
 		return fmt.Errorf("converting %s/%s to v1alpha1: %w", src.Namespace, src.Name, err)
 	}
 	dst.Spec.Sidecar.SidecarClass = legacy.Sidecar.SidecarClass
@@ -75,76 +72,32 @@ func (dst *MeshConfig) ConvertFrom(srcRaw conversion.Hub) error {
 	kept := hubFieldsOf(&in.Spec)
 	dst.Spec.Observability.Tracing.SampledFraction, kept.Observability.Tracing.SampledFraction = fractionFromHub(in.Spec.Observability.Tracing.SampledFraction)
 	dst.Spec.Observability.RemoteLogging.SampledFraction, kept.Observability.RemoteLogging.SampledFraction = fractionFromHub(in.Spec.Observability.RemoteLogging.SampledFraction)
-	lossless.PruneDefaults(kept, hubDefaults())
-	if err := lossless.Stash(&dst.ObjectMeta, lossless.AnnotationV1Alpha3Fields, kept, !lossless.IsEmpty(kept)); err != nil {
+	if err := spoke.KeepHub(&dst.ObjectMeta, kept, hubDefaults()); err != nil {
 		return fmt.Errorf("converting %s/%s to v1alpha1: %w", src.Namespace, src.Name, err)
 	}
 	return nil
 }
 
-// legacyFields is the JSON of lossless.AnnotationV1Alpha2Fields.
-type legacyFields struct {
-	Sidecar legacySidecar `json:"sidecar"`
-}
-
-type legacySidecar struct {
-	SidecarClass       string              `json:"sidecarClass,omitempty"`
-	InitContainerImage string              `json:"initContainerImage,omitempty"`
-	SidecarDrivers     []SidecarDriverSpec `json:"sidecarDrivers,omitempty"`
-}
-
-func (l legacyFields) empty() bool {
-	return l.Sidecar.SidecarClass == "" && l.Sidecar.InitContainerImage == "" && len(l.Sidecar.SidecarDrivers) == 0
-}
-
 // hubFields is the JSON of lossless.AnnotationV1Alpha3Fields: every v1alpha3
-// field v1alpha1 lacks, at its v1alpha3 path. Each pointer is one section;
-// nil means "the default" (hubDefaults).
+// field v1alpha1 lacks, at its v1alpha3 path. Each pointer (those of
+// spoke.HubOnly included) is one section; nil means "the default"
+// (hubDefaults).
 type hubFields struct {
-	ClusterSet    *hubClusterSet              `json:"clusterSet,omitempty"`
-	Sidecar       *hubSidecar                 `json:"sidecar,omitempty"`
-	RepoServer    *hubRepoServer              `json:"repoServer,omitempty"`
-	Traffic       *hubTraffic                 `json:"traffic,omitempty"`
-	Observability *hubObservability           `json:"observability,omitempty"`
-	FeatureFlags  *hubFeatureFlags            `json:"featureFlags,omitempty"`
-	Warmup        *v1alpha3.WarmupSpec        `json:"warmup,omitempty"`
-	Ingress       *v1alpha3.IngressSpec       `json:"ingress,omitempty"`
-	GatewayAPI    *v1alpha3.GatewayAPISpec    `json:"gatewayAPI,omitempty"`
-	ServiceLB     *v1alpha3.ServiceLBSpec     `json:"serviceLB,omitempty"`
-	FLB           *v1alpha3.FLBSpec           `json:"flb,omitempty"`
-	EgressGateway *v1alpha3.EgressGatewaySpec `json:"egressGateway,omitempty"`
-	Image         *v1alpha3.ImageSpec         `json:"image,omitempty"`
-	Misc          *v1alpha3.MiscSpec          `json:"misc,omitempty"`
-	Connector     *v1alpha3.ConnectorSpec     `json:"connector,omitempty"`
+	spoke.HubOnly
+	Sidecar       *hubSidecar       `json:"sidecar,omitempty"`
+	Traffic       *hubTraffic       `json:"traffic,omitempty"`
+	Observability *hubObservability `json:"observability,omitempty"`
 }
 
-type hubClusterSet struct {
-	IsManaged       bool   `json:"isManaged"`
-	UID             string `json:"uid"`
-	Region          string `json:"region"`
-	Zone            string `json:"zone"`
-	Group           string `json:"group"`
-	Name            string `json:"name"`
-	ControlPlaneUID string `json:"controlPlaneUID"`
-}
-
+// hubSidecar adds what v1alpha2 has and v1alpha1 lacks to spoke.Sidecar.
 type hubSidecar struct {
-	TLSMinProtocolVersion           string                      `json:"tlsMinProtocolVersion,omitempty"`
-	TLSMaxProtocolVersion           string                      `json:"tlsMaxProtocolVersion,omitempty"`
-	CipherSuites                    []string                    `json:"cipherSuites,omitempty"`
-	ECDHCurves                      []string                    `json:"ecdhCurves,omitempty"`
-	LocalProxyMode                  v1alpha3.LocalProxyMode     `json:"localProxyMode,omitempty"`
-	CompressConfig                  *bool                       `json:"compressConfig,omitempty"`
-	HoldApplicationUntilProxyStarts *bool                       `json:"holdApplicationUntilProxyStarts,omitempty"`
-	GracefulExitUntilDownstreamEnds *bool                       `json:"gracefulExitUntilDownstreamEnds,omitempty"`
-	InitResources                   corev1.ResourceRequirements `json:"initResources"`
-	HealthcheckResources            corev1.ResourceRequirements `json:"healthcheckResources"`
-	LocalDNSProxy                   v1alpha3.LocalDNSProxy      `json:"localDNSProxy"`
-	XNetDNSProxy                    v1alpha3.XNetDNSProxy       `json:"xnetDNSProxy"`
-}
-
-type hubRepoServer struct {
-	Port int32 `json:"port"`
+	spoke.Sidecar
+	TLSMinProtocolVersion string                  `json:"tlsMinProtocolVersion,omitempty"`
+	TLSMaxProtocolVersion string                  `json:"tlsMaxProtocolVersion,omitempty"`
+	CipherSuites          []string                `json:"cipherSuites,omitempty"`
+	ECDHCurves            []string                `json:"ecdhCurves,omitempty"`
+	LocalProxyMode        v1alpha3.LocalProxyMode `json:"localProxyMode,omitempty"`
+	LocalDNSProxy         v1alpha3.LocalDNSProxy  `json:"localDNSProxy"`
 }
 
 type hubTraffic struct {
@@ -169,123 +122,62 @@ type hubRemoteLogging struct {
 	SampledFraction *string `json:"sampledFraction,omitempty"`
 }
 
-type hubFeatureFlags struct {
-	EnableTrafficWarmupPolicy             bool `json:"enableTrafficWarmupPolicy"`
-	EnableSidecarPrettyConfig             bool `json:"enableSidecarPrettyConfig"`
-	EnableValidateGatewayListenerHostname bool `json:"enableValidateGatewayListenerHostname"`
-	EnableValidateHTTPRouteHostnames      bool `json:"enableValidateHTTPRouteHostnames"`
-	EnableValidateGRPCRouteHostnames      bool `json:"enableValidateGRPCRouteHostnames"`
-	EnableValidateTLSRouteHostnames       bool `json:"enableValidateTLSRouteHostnames"`
-	UseEndpointSlicesForGateway           bool `json:"useEndpointSlicesForGateway"`
-	DropRouteRuleIfNoAvailableBackends    bool `json:"dropRouteRuleIfNoAvailableBackends"`
-}
-
 // hubDefaults is what a v1alpha1 object without the annotation becomes in
-// v1alpha3: what the v1alpha3 schema defaults (the apiserver applies those
-// defaults to the stored object anyway), required objects with their
-// defaults, optional sections absent. Built fresh on each call because FillDefaults hands its
-// sections to the converted object.
+// v1alpha3 (see spoke.DefaultHubOnly); fresh on each call.
 func hubDefaults() *hubFields {
-	image, misc, connector := v1alpha3.DefaultImage(), v1alpha3.DefaultMisc(), v1alpha3.DefaultConnector()
 	return &hubFields{
-		ClusterSet: &hubClusterSet{
-			Region: v1alpha3.DefaultClusterSetValue, Zone: v1alpha3.DefaultClusterSetValue, Group: v1alpha3.DefaultClusterSetValue,
-		},
-		Sidecar: &hubSidecar{
-			CompressConfig: ptr.To(true), HoldApplicationUntilProxyStarts: ptr.To(true), GracefulExitUntilDownstreamEnds: ptr.To(true),
-		},
-		RepoServer: &hubRepoServer{},
+		HubOnly: spoke.DefaultHubOnly(),
+		Sidecar: &hubSidecar{Sidecar: spoke.DefaultSidecar()},
 		Traffic: &hubTraffic{
 			// Required in v1alpha3: an empty list, never null.
 			OutboundIPRangeInclusionList: []string{}, NetworkInterfaceExclusionList: []string{},
 			ServiceAccessNames: v1alpha3.DefaultServiceAccessNames(),
 		},
 		Observability: &hubObservability{},
-		FeatureFlags:  &hubFeatureFlags{},
-		Image:         &image,
-		Misc:          &misc,
-		Connector:     &connector,
 	}
 }
 
 // hubFieldsOf extracts every v1alpha1-less section of s (nothing pruned yet).
 func hubFieldsOf(s *v1alpha3.MeshConfigSpec) *hubFields {
-	c, sc, ff := s.ClusterSet, s.Sidecar, s.FeatureFlags
+	sc := s.Sidecar
 	return &hubFields{
-		ClusterSet: &hubClusterSet{
-			IsManaged: c.IsManaged, UID: c.UID, Region: c.Region, Zone: c.Zone, Group: c.Group, Name: c.Name, ControlPlaneUID: c.ControlPlaneUID,
-		},
+		HubOnly: spoke.HubOnlyOf(s),
 		Sidecar: &hubSidecar{
+			Sidecar:               spoke.SidecarOf(&s.Sidecar),
 			TLSMinProtocolVersion: sc.TLSMinProtocolVersion, TLSMaxProtocolVersion: sc.TLSMaxProtocolVersion,
 			CipherSuites: sc.CipherSuites, ECDHCurves: sc.ECDHCurves, LocalProxyMode: sc.LocalProxyMode,
-			CompressConfig: sc.CompressConfig, HoldApplicationUntilProxyStarts: sc.HoldApplicationUntilProxyStarts,
-			GracefulExitUntilDownstreamEnds: sc.GracefulExitUntilDownstreamEnds,
-			InitResources:                   sc.InitResources, HealthcheckResources: sc.HealthcheckResources,
 			LocalDNSProxy: sc.LocalDNSProxy,
-			XNetDNSProxy:  sc.XNetDNSProxy,
 		},
-		RepoServer: &hubRepoServer{Port: s.RepoServer.Port},
 		Traffic: &hubTraffic{
 			OutboundIPRangeInclusionList:  s.Traffic.OutboundIPRangeInclusionList,
 			NetworkInterfaceExclusionList: s.Traffic.NetworkInterfaceExclusionList,
 			ServiceAccessNames:            s.Traffic.ServiceAccessNames,
 		},
 		Observability: &hubObservability{RemoteLogging: hubRemoteLogging{SecretName: s.Observability.RemoteLogging.SecretName}},
-		FeatureFlags: &hubFeatureFlags{
-			EnableTrafficWarmupPolicy: ff.EnableTrafficWarmupPolicy, EnableSidecarPrettyConfig: ff.EnableSidecarPrettyConfig,
-			EnableValidateGatewayListenerHostname: ff.EnableValidateGatewayListenerHostname,
-			EnableValidateHTTPRouteHostnames:      ff.EnableValidateHTTPRouteHostnames,
-			EnableValidateGRPCRouteHostnames:      ff.EnableValidateGRPCRouteHostnames,
-			EnableValidateTLSRouteHostnames:       ff.EnableValidateTLSRouteHostnames,
-			UseEndpointSlicesForGateway:           ff.UseEndpointSlicesForGateway,
-			DropRouteRuleIfNoAvailableBackends:    ff.DropRouteRuleIfNoAvailableBackends,
-		},
-		Warmup: s.Warmup, Ingress: s.Ingress, GatewayAPI: s.GatewayAPI, ServiceLB: s.ServiceLB, FLB: s.FLB, EgressGateway: s.EgressGateway,
-		Image: &s.Image, Misc: &s.Misc, Connector: &s.Connector,
 	}
 }
 
-// applyTo writes the sections into s; every section must be set (FillDefaults).
+// applyTo writes the sections into s; every section must be set (RestoreHub
+// fills them).
 func (h *hubFields) applyTo(s *v1alpha3.MeshConfigSpec) {
-	c := h.ClusterSet
-	s.ClusterSet.IsManaged, s.ClusterSet.UID, s.ClusterSet.Region, s.ClusterSet.Zone = c.IsManaged, c.UID, c.Region, c.Zone
-	s.ClusterSet.Group, s.ClusterSet.Name, s.ClusterSet.ControlPlaneUID = c.Group, c.Name, c.ControlPlaneUID
-
+	h.HubOnly.ApplyTo(s)
 	sc := h.Sidecar
-	s.Sidecar.CompressConfig = sc.CompressConfig
-	s.Sidecar.HoldApplicationUntilProxyStarts = sc.HoldApplicationUntilProxyStarts
-	s.Sidecar.GracefulExitUntilDownstreamEnds = sc.GracefulExitUntilDownstreamEnds
-	s.Sidecar.InitResources, s.Sidecar.HealthcheckResources = sc.InitResources, sc.HealthcheckResources
+	sc.Sidecar.ApplyTo(&s.Sidecar)
 	s.Sidecar.TLSMinProtocolVersion, s.Sidecar.TLSMaxProtocolVersion = sc.TLSMinProtocolVersion, sc.TLSMaxProtocolVersion
 	s.Sidecar.CipherSuites, s.Sidecar.ECDHCurves, s.Sidecar.LocalProxyMode = sc.CipherSuites, sc.ECDHCurves, sc.LocalProxyMode
 	s.Sidecar.LocalDNSProxy = sc.LocalDNSProxy
-	s.Sidecar.XNetDNSProxy = sc.XNetDNSProxy
 
-	s.RepoServer.Port = h.RepoServer.Port
 	s.Traffic.OutboundIPRangeInclusionList = nonNil(h.Traffic.OutboundIPRangeInclusionList)
 	s.Traffic.NetworkInterfaceExclusionList = nonNil(h.Traffic.NetworkInterfaceExclusionList)
 	s.Traffic.ServiceAccessNames = h.Traffic.ServiceAccessNames
 	s.Observability.RemoteLogging.SecretName = h.Observability.RemoteLogging.SecretName
-
-	ff := h.FeatureFlags
-	s.FeatureFlags.EnableTrafficWarmupPolicy = ff.EnableTrafficWarmupPolicy
-	s.FeatureFlags.EnableSidecarPrettyConfig = ff.EnableSidecarPrettyConfig
-	s.FeatureFlags.EnableValidateGatewayListenerHostname = ff.EnableValidateGatewayListenerHostname
-	s.FeatureFlags.EnableValidateHTTPRouteHostnames = ff.EnableValidateHTTPRouteHostnames
-	s.FeatureFlags.EnableValidateGRPCRouteHostnames = ff.EnableValidateGRPCRouteHostnames
-	s.FeatureFlags.EnableValidateTLSRouteHostnames = ff.EnableValidateTLSRouteHostnames
-	s.FeatureFlags.UseEndpointSlicesForGateway = ff.UseEndpointSlicesForGateway
-	s.FeatureFlags.DropRouteRuleIfNoAvailableBackends = ff.DropRouteRuleIfNoAvailableBackends
-
-	s.Warmup, s.Ingress, s.GatewayAPI, s.ServiceLB, s.FLB, s.EgressGateway = h.Warmup, h.Ingress, h.GatewayAPI, h.ServiceLB, h.FLB, h.EgressGateway
-	s.Image, s.Misc, s.Connector = *h.Image, *h.Misc, *h.Connector
 }
 
 // specToHub converts the fields v1alpha1 and v1alpha3 share.
 func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 	sc, tr, ob, ff := in.Sidecar, in.Traffic, in.Observability, in.FeatureFlags
 	return v1alpha3.MeshConfigSpec{
-		ClusterSet: v1alpha3.ClusterSetSpec{Properties: convertSlice(in.ClusterSet.Properties, func(p ClusterPropertySpec) v1alpha3.ClusterPropertySpec {
+		ClusterSet: v1alpha3.ClusterSetSpec{Properties: spoke.ConvertSlice(in.ClusterSet.Properties, func(p ClusterPropertySpec) v1alpha3.ClusterPropertySpec {
 			return v1alpha3.ClusterPropertySpec(p)
 		})},
 		Sidecar: v1alpha3.SidecarSpec{
@@ -340,10 +232,10 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 			EnableAutoDefaultRoute:          ff.EnableAutoDefaultRoute,
 		},
 		PluginChains: v1alpha3.PluginChainsSpec{
-			InboundTCPChains:   convertSlice(in.PluginChains.InboundTCPChains, pluginToHub),
-			InboundHTTPChains:  convertSlice(in.PluginChains.InboundHTTPChains, pluginToHub),
-			OutboundTCPChains:  convertSlice(in.PluginChains.OutboundTCPChains, pluginToHub),
-			OutboundHTTPChains: convertSlice(in.PluginChains.OutboundHTTPChains, pluginToHub),
+			InboundTCPChains:   spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginToHub),
+			InboundHTTPChains:  spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginToHub),
+			OutboundTCPChains:  spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginToHub),
+			OutboundHTTPChains: spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginToHub),
 		},
 	}
 }
@@ -352,7 +244,7 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 	sc, tr, ob, ff := in.Sidecar, in.Traffic, in.Observability, in.FeatureFlags
 	return MeshConfigSpec{
-		ClusterSet: ClusterSetSpec{Properties: convertSlice(in.ClusterSet.Properties, func(p v1alpha3.ClusterPropertySpec) ClusterPropertySpec {
+		ClusterSet: ClusterSetSpec{Properties: spoke.ConvertSlice(in.ClusterSet.Properties, func(p v1alpha3.ClusterPropertySpec) ClusterPropertySpec {
 			return ClusterPropertySpec(p)
 		})},
 		Sidecar: SidecarSpec{
@@ -407,28 +299,16 @@ func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 			EnableAutoDefaultRoute:          ff.EnableAutoDefaultRoute,
 		},
 		PluginChains: PluginChainsSpec{
-			InboundTCPChains:   convertSlice(in.PluginChains.InboundTCPChains, pluginFromHub),
-			InboundHTTPChains:  convertSlice(in.PluginChains.InboundHTTPChains, pluginFromHub),
-			OutboundTCPChains:  convertSlice(in.PluginChains.OutboundTCPChains, pluginFromHub),
-			OutboundHTTPChains: convertSlice(in.PluginChains.OutboundHTTPChains, pluginFromHub),
+			InboundTCPChains:   spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginFromHub),
+			InboundHTTPChains:  spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginFromHub),
+			OutboundTCPChains:  spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginFromHub),
+			OutboundHTTPChains: spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginFromHub),
 		},
 	}
 }
 
 func pluginToHub(p PluginChainSpec) v1alpha3.PluginChainSpec   { return v1alpha3.PluginChainSpec(p) }
 func pluginFromHub(p v1alpha3.PluginChainSpec) PluginChainSpec { return PluginChainSpec(p) }
-
-// convertSlice maps in with f, keeping nil as nil.
-func convertSlice[A, B any](in []A, f func(A) B) []B {
-	if in == nil {
-		return nil
-	}
-	out := make([]B, len(in))
-	for i := range in {
-		out[i] = f(in[i])
-	}
-	return out
-}
 
 // fractionFromHub turns the v1alpha3 sampledFraction string into the
 // v1alpha1 number. raw is the string to keep in the annotation when the
