@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/injector/injectortest"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -61,7 +61,7 @@ func (p *inProcess) stop() error { return nil }
 // this process, serving on a loopback port registered by URL.
 func startInProcess(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, cl client.Client, c config) (*inProcess, error) {
 	pool := c.meshedPods + 64
-	issuer, err := injectortest.NewIssuer(ctx, injectortest.Options{Algorithm: c.alg, PoolSize: pool})
+	issuer, err := certstest.New(ctx, certstest.Options{Algorithm: c.alg, PoolSize: pool})
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func writeTimer(c client.WithWatch) client.Client {
 	})
 }
 
-func servingCert(issuer *injectortest.Issuer) (string, int, error) {
+func servingCert(issuer *certstest.CA) (string, int, error) {
 	key, err := certs.GenerateKey(certs.ECDSAP256)
 	if err != nil {
 		return "", 0, err
