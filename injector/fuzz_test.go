@@ -21,7 +21,7 @@ import (
 // fuzzed and as the apiserver would send them (marshalled from the Go types,
 // so every structural parent such as metadata and spec is present). Every
 // answer must be a review for the request's uid; nothing may end in a 500
-// (the handler turns a panic into one); a refusal writes no Secret; an
+// (the served wrapper turns a panic into one); a refusal writes no Secret; an
 // injection of an apiserver-shaped pod carries a patch that applies to it and
 // yields an injected pod with exactly its one Secret written.
 func FuzzInjectPod(f *testing.F) {

@@ -168,7 +168,6 @@ func NewHandler(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	registerMetrics()
 	return &Handler{
 		opts:    opts,
 		limiter: limiter,
@@ -185,61 +184,44 @@ func NewHandler(opts Options) (*Handler, error) {
 	}, nil
 }
 
-// outcome is what one admission did, for metrics and logs.
-type outcome struct {
-	result string
-	skip   SkipReason
-}
-
-// Handle implements admission.Handler.
-func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
-	start := time.Now()
-	out := outcome{result: resultError}
-	defer func() {
-		if r := recover(); r != nil {
-			h.log.Error(fmt.Errorf("panic: %v", r), "injector handler panicked", "uid", req.UID)
-			out = outcome{result: resultError}
-			resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("internal error handling pod admission"))
-		}
-		admissionsTotal.WithLabelValues(out.result, string(out.skip)).Inc()
-		admissionDuration.WithLabelValues(out.result).Observe(time.Since(start).Seconds())
-		resp.UID = req.UID
-	}()
+// Handle implements admission.Handler. Serve it with reviewhttp.NewAdmission:
+// controller-runtime's Webhook.Handle recovers a panic and echoes the uid,
+// and the shared request path counts the result.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
-	resp, out = h.handle(ctx, req)
-	return resp
+	return h.handle(ctx, req)
 }
 
 var podGVK = struct{ group, version, kind string }{"", "v1", "Pod"}
 
-func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, outcome) {
+func (h *Handler) handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.Kind.Group != podGVK.group || req.Kind.Version != podGVK.version || req.Kind.Kind != podGVK.kind {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod, got %q", req.Kind.String())), outcome{result: resultError}
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod, got %q", req.Kind.String()))
 	}
 	if req.Operation != admissionv1.Create {
-		return admission.Allowed("injection happens on CREATE only"), outcome{result: resultSkipped, skip: SkipNotCreate}
+		return admission.Allowed("injection happens on CREATE only")
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no pod object")), outcome{result: resultError}
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no pod object"))
 	}
 	pod := &corev1.Pod{}
 	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err)), outcome{result: resultError}
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
 	}
 	nsName := req.Namespace
 	if nsName == "" {
 		nsName = pod.Namespace
 	}
 	if nsName == "" {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace")), outcome{result: resultError}
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace"))
 	}
 	log := h.log.WithValues("namespace", nsName, "pod", podName(pod), "uid", req.UID)
 
 	ns := &corev1.Namespace{}
 	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
 		log.Error(err, "reading namespace")
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err)), outcome{result: resultError}
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err))
 	}
 	dec := Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
@@ -247,31 +229,31 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	}
 	if !dec.Inject {
 		log.V(1).Info("not injecting", "reason", string(dec.Skip))
-		return admission.Allowed(""), outcome{result: resultSkipped, skip: dec.Skip}
+		return admission.Allowed("")
 	}
 	dryRun := req.DryRun != nil && *req.DryRun
 	if dec.Reinject && dec.ExistingUUID != "" {
 		again, err := h.injectedInThisAdmission(ctx, nsName, dec.ExistingUUID, dryRun)
 		if err != nil {
 			log.Error(err, "reading existing bootstrap Secret")
-			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+			return admission.Errored(http.StatusInternalServerError, err)
 		}
 		if again {
 			log.V(1).Info("not injecting", "reason", string(SkipAlreadyInjected))
-			return admission.Allowed(""), outcome{result: resultSkipped, skip: SkipAlreadyInjected}
+			return admission.Allowed("")
 		}
 	}
 
 	settings, err := h.opts.MeshConfig.Settings(ctx)
 	if err != nil {
 		log.Error(err, "reading MeshConfig")
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshConfig: %w", err)), outcome{result: resultError}
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading MeshConfig: %w", err))
 	}
 	var controllerSvc *corev1.Service
 	if settings.LocalDNSProxy && !dec.Reinject {
 		if controllerSvc, err = h.controllerService(ctx); err != nil {
 			log.Error(err, "reading the controller Service")
-			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+			return admission.Errored(http.StatusInternalServerError, err)
 		}
 	}
 	proxyUUID := h.opts.NewUUID()
@@ -283,19 +265,19 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	ops, err := CreatePatch(pod, mut.Pod)
 	if err != nil {
 		log.Error(err, "building patch")
-		return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if mut.NeedsSecret && !dryRun {
 		if resp, over := h.overLimit(log, nsName); over {
-			return resp, outcome{result: resultDenied}
+			return resp
 		}
 		if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut); err != nil {
 			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
-			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultError}
+			return admission.Errored(http.StatusInternalServerError, err)
 		}
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
-	return admission.Patched("", ops...), outcome{result: resultInjected}
+	return admission.Patched("", ops...)
 }
 
 // controllerService reads FSM's controller Service; nil when it does not
@@ -350,13 +332,13 @@ func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUI
 // refuse denies a pod for a reason the user must fix, and tells them on the
 // pod's owner (or the namespace) too: a Deployment's pods are created by its
 // ReplicaSet, so the denial is otherwise only visible in its events.
-func (h *Handler) refuse(log logr.Logger, pod *corev1.Pod, ns *corev1.Namespace, err error) (admission.Response, outcome) {
+func (h *Handler) refuse(log logr.Logger, pod *corev1.Pod, ns *corev1.Namespace, err error) admission.Response {
 	log.V(1).Info("refusing pod", "reason", err.Error())
 	if h.opts.Recorder != nil {
 		h.opts.Recorder.Eventf(eventTarget(pod, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
 			"pod %s refused by the sidecar injector: %s", podName(pod), err.Error())
 	}
-	return admission.Denied(err.Error()), outcome{result: resultDenied}
+	return admission.Denied(err.Error())
 }
 
 func eventTarget(pod *corev1.Pod, ns *corev1.Namespace) runtime.Object {
