@@ -526,32 +526,3 @@ func TestCRDHasNoConversionWebhook(t *testing.T) {
 		}
 	}
 }
-
-// TestRenderSecretWritePolicy: the policy confining the servers' Secret writes
-// names their ServiceAccount and namespace, is bound with Deny, and can be
-// turned off.
-func TestRenderSecretWritePolicy(t *testing.T) {
-	r := mustRender(t, "fsm: {meshName: blue, fsmNamespace: mesh-blue}")
-	p := mustFind(t, r, "ValidatingAdmissionPolicy", "fsm-webhooks-blue-secret-writes")
-	conds, _ := yaml.Marshal(nested(t, p, "spec", "matchConditions"))
-	for _, want := range []string{"'system:serviceaccount:mesh-blue:fsm-webhooks'", "request.namespace != 'mesh-blue'"} {
-		if !strings.Contains(string(conds), want) {
-			t.Errorf("matchConditions lack %s:\n%s", want, conds)
-		}
-	}
-	if got := nested(t, p, "spec", "failurePolicy"); got != "Fail" {
-		t.Errorf("failurePolicy %v", got)
-	}
-	b := mustFind(t, r, "ValidatingAdmissionPolicyBinding", "fsm-webhooks-blue-secret-writes")
-	if got := nested(t, b, "spec", "policyName"); got != "fsm-webhooks-blue-secret-writes" {
-		t.Errorf("binding names policy %v", got)
-	}
-	if got := nested(t, b, "spec", "validationActions"); len(got.([]any)) != 1 || got.([]any)[0] != "Deny" {
-		t.Errorf("validationActions %v", got)
-	}
-
-	off := mustRender(t, "fsm: {webhooks: {restrictSecretWrites: false}}")
-	if off.Find("ValidatingAdmissionPolicy", "fsm-webhooks-fsm-secret-writes") != nil || off.Find("ValidatingAdmissionPolicyBinding", "fsm-webhooks-fsm-secret-writes") != nil {
-		t.Error("policy rendered with restrictSecretWrites: false")
-	}
-}

@@ -88,6 +88,12 @@ func (r *Rendered) All() []*unstructured.Unstructured {
 // Render renders the chart into namespace like `helm template`, schema
 // validation included.
 func Render(namespace string, values map[string]any) (*Rendered, error) {
+	return RenderFor(KubeVersion, namespace, values)
+}
+
+// RenderFor is Render for a cluster of kubeVersion (`helm template
+// --kube-version`).
+func RenderFor(kubeVersion, namespace string, values map[string]any) (*Rendered, error) {
 	ch, err := Load()
 	if err != nil {
 		return nil, err
@@ -99,9 +105,9 @@ func Render(namespace string, values map[string]any) (*Rendered, error) {
 	install.Namespace = namespace
 	install.Replace = true
 	install.ServerSideApply = false
-	kv, err := common.ParseKubeVersion(KubeVersion)
+	kv, err := common.ParseKubeVersion(kubeVersion)
 	if err != nil {
-		return nil, fmt.Errorf("kube version %q: %w", KubeVersion, err)
+		return nil, fmt.Errorf("kube version %q: %w", kubeVersion, err)
 	}
 	install.KubeVersion = kv
 	rel, err := install.Run(ch, values)

@@ -81,6 +81,8 @@ func TestChartOnAPIServer(t *testing.T) {
 			&apiextv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: crdName}},
 			&admv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-secret-writes"}},
 			&admv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-secret-writes"}},
+			&admv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-registration"}},
+			&admv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-registration"}},
 			&v1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "fsm-mesh-config", Namespace: ns}},
 		} {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
@@ -133,7 +135,8 @@ func TestChartOnAPIServer(t *testing.T) {
 			allowed bool
 		}{
 			{"create bootstrap Secret in an app namespace", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "secrets"}, true},
-			{"get a bootstrap Secret to copy it", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
+			{"get a bootstrap Secret (reinvocation or a copy of the pod)", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
+			{"update a Secret outside the fsm namespace (nothing does)", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, false},
 			{"delete an orphaned bootstrap Secret", authzv1.ResourceAttributes{Namespace: "app", Verb: "delete", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
 			{"list Secrets for orphan cleanup", authzv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, true},
 			{"make a bootstrap Secret owned by its pod", authzv1.ResourceAttributes{Namespace: "app", Verb: "patch", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
@@ -228,8 +231,12 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("the servers' Secret writes outside the fsm namespace are confined to bootstrap Secrets", func(t *testing.T) {
+	t.Run("the servers' Secret writes are confined to what they write", func(t *testing.T) {
 		secretWritesConfined(t, env)
+	})
+
+	t.Run("the servers may change only the caBundle and conversion of their registrations", func(t *testing.T) {
+		registrationWritesConfined(t, env)
 	})
 
 	t.Run("the servers adopt the chart's objects with the chart's RBAC", func(t *testing.T) {

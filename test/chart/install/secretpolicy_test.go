@@ -13,94 +13,216 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
-// secretWritesConfined: with the chart's ValidatingAdmissionPolicy the
-// servers' ServiceAccount (impersonated) can still write bootstrap Secrets in
-// app namespaces and any Secret in the fsm namespace, but no other Secret:
-// RBAC alone would let it overwrite or delete every Secret in the cluster.
-func secretWritesConfined(t *testing.T, env *testenv.Env) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	const app = "vap-app"
-	admin := env.Clientset
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app-credentials", Namespace: app}, StringData: map[string]string{"password": "x"}}
-	if _, err := admin.CoreV1().Secrets(app).Create(ctx, theirs, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+// saGroups are the groups the apiserver gives the servers' ServiceAccount.
+var saGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+
+// serviceAccountClient acts as the servers' ServiceAccount (impersonated), so
+// the chart's RBAC and admission policies apply as they would in the pod.
+func serviceAccountClient(t *testing.T, env *testenv.Env) kubernetes.Interface {
+	t.Helper()
 	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: saUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
-	sa, err := kubernetes.NewForConfig(cfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: saUser, Groups: saGroups}
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := func(namespace, name string) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, StringData: map[string]string{"k": "v"}}
-	}
-	const denied = "the fsm-webhooks ServiceAccount may only write Secrets named sidecar-bootstrap-config-* outside fsm-system, not vap-app/"
+	return cs
+}
 
-	// The apiserver loads a new policy asynchronously: wait until it denies.
+// awaitPolicy retries a write the named policy refuses until it is refused
+// with want: the apiserver loads new policies asynchronously.
+func awaitPolicy(ctx context.Context, t *testing.T, write func() error, undo func(), want string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := sa.CoreV1().Secrets(app).Create(ctx, secret(app, "app-tls"), metav1.CreateOptions{})
-		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), denied+"app-tls") {
-			break
+		err := write()
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), want) {
+			return
 		}
 		if err == nil {
-			_ = admin.CoreV1().Secrets(app).Delete(ctx, "app-tls", metav1.DeleteOptions{})
+			undo()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("creating app-tls as the ServiceAccount: %v, want Forbidden %q", err, denied+"app-tls")
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("write as the ServiceAccount: %v, want Forbidden %q", err, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// Refusal texts of the Secret write policy (fsm-webhooks-fsm-secret-writes).
+const (
+	denyNamespaceKind = "never writes Secrets in "
+	denyTokenType     = "never writes Secrets of type kubernetes.io/service-account-token"
+	denyNotOurs       = "may only change or delete its own bootstrap Secrets outside fsm-system"
+	denyShape         = "may only write bootstrap Secrets outside fsm-system: an Opaque sidecar-bootstrap-config-<uuid>"
+	denyNotInjected   = "writes bootstrap Secrets only in namespaces it injects"
+)
+
+// bootstrapSecret is the Secret the injector writes for proxy uuid id
+// (injector.BootstrapSecret itself), so the allowed cases follow its labels.
+func bootstrapSecret(t *testing.T, namespace, meshName, id string) *corev1.Secret {
+	t.Helper()
+	s, err := injector.BootstrapSecret(namespace, meshName, id,
+		&certs.Certificate{CertPEM: []byte("cert"), KeyPEM: []byte("key"), CABundle: []byte("ca")}, injector.BootstrapConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// secretWritesConfined: with the chart's ValidatingAdmissionPolicy the
+// servers' ServiceAccount (impersonated, with the chart's RBAC, which lets it
+// write every Secret) can still make every write the injector and the
+// serving-cert store make, and nothing else: no service-account-token Secret
+// (a stolen webhook token would mint any ServiceAccount's token and read it
+// back), nothing in kube-system/kube-public, nothing in a namespace the
+// injector does not inject, nothing but the injector's labelled Opaque
+// bootstrap Secret outside the fsm namespace, and no change to or deletion of
+// a Secret that is not one.
+func secretWritesConfined(t *testing.T, env *testenv.Env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := env.Clientset
+	sa := serviceAccountClient(t, env)
+
+	namespaces := map[string]map[string]string{
+		"vap-app":     {"flomesh.io/monitored-by": mesh},
+		"vap-left":    nil, // once monitored, then left the mesh
+		"vap-blue":    {"flomesh.io/monitored-by": "blue"},
+		"vap-ignored": {"flomesh.io/monitored-by": mesh, "flomesh.io/ignore": "true"},
+		"vap-cp":      {"flomesh.io/monitored-by": mesh, "control-plane": "true"},
+	}
+	for name, labels := range namespaces {
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Even labelled as monitored, kube-system and kube-public stay closed.
+	for _, name := range []string{"kube-system", "kube-public"} {
+		patch := []byte(`{"metadata":{"labels":{"flomesh.io/monitored-by":"` + mesh + `"}}}`)
+		if _, err := admin.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What already exists: an app's Secret, an unlabelled one named like a
+	// bootstrap Secret, and bootstrap Secrets the injector wrote earlier.
+	existing := []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "app-credentials", Namespace: "vap-app"}, StringData: map[string]string{"password": "x"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "sidecar-bootstrap-config-impostor", Namespace: "vap-app"}, StringData: map[string]string{"k": "v"}},
+		bootstrapSecret(t, "vap-app", mesh, "earlier"),
+		bootstrapSecret(t, "vap-left", mesh, "left"),
+	}
+	for _, s := range existing {
+		if _, err := admin.CoreV1().Secrets(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	create := func(s *corev1.Secret) func() error {
+		return func() error {
+			_, err := sa.CoreV1().Secrets(s.Namespace).Create(ctx, s, metav1.CreateOptions{})
+			return err
+		}
+	}
+	patch := func(namespace, name, doc string) func() error {
+		return func() error {
+			_, err := sa.CoreV1().Secrets(namespace).Patch(ctx, name, types.MergePatchType, []byte(doc), metav1.PatchOptions{})
+			return err
+		}
+	}
+	del := func(namespace, name string) func() error {
+		return func() error { return sa.CoreV1().Secrets(namespace).Delete(ctx, name, metav1.DeleteOptions{}) }
+	}
+	withType := func(s *corev1.Secret, typ corev1.SecretType) *corev1.Secret {
+		s.Type = typ
+		switch typ {
+		case corev1.SecretTypeServiceAccountToken:
+			s.Annotations = map[string]string{corev1.ServiceAccountNameKey: "default"}
+			s.Data = nil
+		case corev1.SecretTypeTLS:
+			// What the API requires of the type, so that only the policy refuses it.
+			s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey] = []byte("cert"), []byte("key")
+		}
+		return s
+	}
+	relabel := func(s *corev1.Secret, key, value string) *corev1.Secret {
+		if value == "" {
+			delete(s.Labels, key)
+		} else {
+			s.Labels[key] = value
+		}
+		return s
+	}
+
+	token := withType(bootstrapSecret(t, "vap-app", mesh, "token"), corev1.SecretTypeServiceAccountToken)
+	awaitPolicy(ctx, t, create(token), func() { _ = admin.CoreV1().Secrets("vap-app").Delete(ctx, token.Name, metav1.DeleteOptions{}) }, denyTokenType)
 
 	tests := []struct {
-		name    string
-		write   func() error
-		allowed bool
+		name  string
+		write func() error
+		want  string // refusal text; "" when allowed
 	}{
-		{"create a bootstrap Secret in an app namespace", func() error {
-			_, err := sa.CoreV1().Secrets(app).Create(ctx, secret(app, "sidecar-bootstrap-config-vap"), metav1.CreateOptions{})
-			return err
-		}, true},
-		{"make it owned by its pod (merge patch)", func() error {
-			_, err := sa.CoreV1().Secrets(app).Patch(ctx, "sidecar-bootstrap-config-vap", types.MergePatchType, []byte(`{"metadata":{"labels":{"adopted":"yes"}}}`), metav1.PatchOptions{})
-			return err
-		}, true},
-		{"delete it as an orphan", func() error {
-			return sa.CoreV1().Secrets(app).Delete(ctx, "sidecar-bootstrap-config-vap", metav1.DeleteOptions{})
-		}, true},
-		{"overwrite the app's own Secret", func() error {
-			_, err := sa.CoreV1().Secrets(app).Patch(ctx, "app-credentials", types.MergePatchType, []byte(`{"stringData":{"password":"stolen"}}`), metav1.PatchOptions{})
-			return err
-		}, false},
-		{"delete the app's own Secret", func() error {
-			return sa.CoreV1().Secrets(app).Delete(ctx, "app-credentials", metav1.DeleteOptions{})
-		}, false},
-		{"create any Secret in the fsm namespace (serving certs, CA)", func() error {
-			_, err := sa.CoreV1().Secrets(ns).Create(ctx, secret(ns, "vap-serving-cert"), metav1.CreateOptions{})
-			return err
-		}, true},
+		// Refused.
+		{"a service-account-token Secret shaped like a bootstrap Secret in an injected namespace", create(token), denyTokenType},
+		{"a service-account-token Secret in the fsm namespace", create(withType(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fsm-token", Namespace: ns}}, corev1.SecretTypeServiceAccountToken)), denyTokenType},
+		{"a bootstrap Secret in kube-system", create(bootstrapSecret(t, "kube-system", mesh, "sys")), denyNamespaceKind + "kube-system"},
+		{"a bootstrap Secret in kube-public", create(bootstrapSecret(t, "kube-public", mesh, "pub")), denyNamespaceKind + "kube-public"},
+		{"a bootstrap Secret in a namespace no mesh monitors", create(bootstrapSecret(t, "vap-left", mesh, "new")), denyNotInjected},
+		{"a bootstrap Secret in a namespace of another mesh", create(bootstrapSecret(t, "vap-blue", mesh, "blue")), denyNotInjected},
+		{"a bootstrap Secret in a namespace labelled flomesh.io/ignore", create(bootstrapSecret(t, "vap-ignored", mesh, "ign")), denyNotInjected},
+		{"a bootstrap Secret in a namespace labelled control-plane", create(bootstrapSecret(t, "vap-cp", mesh, "cp")), denyNotInjected},
+		{"an unlabelled Opaque Secret named sidecar-bootstrap-config-*", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sidecar-bootstrap-config-bare", Namespace: "vap-app"}}), denyShape},
+		{"a bootstrap Secret of another mesh", create(bootstrapSecret(t, "vap-app", "blue", "othermesh")), denyShape},
+		{"a bootstrap Secret whose name is not its uuid label's", create(relabel(bootstrapSecret(t, "vap-app", mesh, "named"), injector.ProxyUUIDLabel, "other")), denyShape},
+		{"a kubernetes.io/tls Secret shaped like a bootstrap Secret", create(withType(bootstrapSecret(t, "vap-app", mesh, "tls"), corev1.SecretTypeTLS)), denyShape},
+		{"a Secret of any other name in an injected namespace", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app-tls", Namespace: "vap-app"}}), denyShape},
+		{"overwrite the app's Secret", patch("vap-app", "app-credentials", `{"stringData":{"password":"stolen"}}`), denyNotOurs},
+		{"relabel the app's Secret as a bootstrap Secret", patch("vap-app", "app-credentials",
+			`{"metadata":{"labels":{"app.kubernetes.io/name":"flomesh.io","app.kubernetes.io/instance":"fsm","fsm-proxy-uuid":"x"}}}`), denyNotOurs},
+		{"delete the app's Secret", del("vap-app", "app-credentials"), denyNotOurs},
+		{"delete an unlabelled Secret named like a bootstrap Secret", del("vap-app", "sidecar-bootstrap-config-impostor"), denyNotOurs},
+		{"strip a bootstrap Secret's labels", patch("vap-app", "sidecar-bootstrap-config-earlier", `{"metadata":{"labels":{"app.kubernetes.io/instance":null}}}`), denyShape},
+		{"hand a bootstrap Secret to another mesh", patch("vap-app", "sidecar-bootstrap-config-earlier", `{"metadata":{"labels":{"app.kubernetes.io/instance":"blue"}}}`), denyShape},
+		{"change a bootstrap Secret in a namespace that left the mesh", patch("vap-left", "sidecar-bootstrap-config-left", `{"data":{"cacert.pem":"bmV3"}}`), denyNotInjected},
+
+		// Allowed: every write the injector and the certificate store make.
+		{"create the injector's bootstrap Secret in an injected namespace", create(bootstrapSecret(t, "vap-app", mesh, "now")), ""},
+		{"make it owned by its pod (the controller's merge patch)", patch("vap-app", "sidecar-bootstrap-config-now",
+			`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"web","uid":"0b3c7d2a-1111-4a5e-9c11-000000000001"}]}}`), ""},
+		{"replace its cacert.pem (root rotation)", patch("vap-app", "sidecar-bootstrap-config-now", `{"data":{"cacert.pem":"bmV3"}}`), ""},
+		{"delete it (orphan sweep)", del("vap-app", "sidecar-bootstrap-config-now"), ""},
+		{"delete a bootstrap Secret in a namespace that left the mesh", del("vap-left", "sidecar-bootstrap-config-left"), ""},
+		{"create an Opaque Secret in the fsm namespace (serving certificate, CA)", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-serving-cert", Namespace: ns}}), ""},
+		{"update it", patch(ns, "vap-serving-cert", `{"data":{"tls.crt":"bmV3"}}`), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.write()
-			if tc.allowed && err != nil {
+			switch {
+			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			}
-			if !tc.allowed && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), denied)) {
-				t.Fatalf("got %v, want Forbidden by the policy (%q)", err, denied)
+			case tc.want != "" && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want Forbidden by the policy (%q)", err, tc.want)
 			}
 		})
 	}
-	got, err := admin.CoreV1().Secrets(app).Get(ctx, "app-credentials", metav1.GetOptions{})
-	if err != nil || string(got.Data["password"]) != "x" {
-		t.Errorf("the app's Secret changed: %v %q", err, got.Data["password"])
+
+	// Nothing refused took effect; others than the ServiceAccount are not
+	// concerned.
+	got, err := admin.CoreV1().Secrets("vap-app").Get(ctx, "app-credentials", metav1.GetOptions{})
+	if err != nil || string(got.Data["password"]) != "x" || len(got.Labels) != 0 {
+		t.Errorf("the app's Secret changed: %v %q %v", err, got.Data["password"], got.Labels)
+	}
+	if _, err := admin.CoreV1().Secrets("vap-app").Get(ctx, token.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the token Secret exists (err %v)", err)
+	}
+	if _, err := admin.CoreV1().Secrets("vap-app").Patch(ctx, "app-credentials", types.MergePatchType, []byte(`{"stringData":{"password":"y"}}`), metav1.PatchOptions{}); err != nil {
+		t.Errorf("the policy refused an administrator: %v", err)
 	}
 	_ = admin.CoreV1().Secrets(ns).Delete(ctx, "vap-serving-cert", metav1.DeleteOptions{})
 }

@@ -88,9 +88,10 @@ func impersonatingKubeconfig(t *testing.T, admin []byte, user string, groups []s
 
 // serverAdoptsChart runs the real `fsm-webhooks serve` out of cluster with the
 // Deployment's own arguments, as the chart's ServiceAccount (impersonated),
-// and checks that it adopts the chart's objects: only caBundles and the CRD's
-// conversion change, its Secrets appear, nothing it does is forbidden, and
-// the injector and converter become ready. (The validator's readiness probe
+// under the chart's RBAC and admission policies, and checks that it adopts
+// the chart's objects: only caBundles and the CRD's conversion change, its
+// Secrets appear, a bootstrap Secret is written and adopted by its pod,
+// nothing it does is forbidden, and the injector and converter become ready. (The validator's readiness probe
 // needs the apiserver to reach it through its Service, which envtest cannot
 // route, so it is not asserted here.)
 func serverAdoptsChart(t *testing.T, env *testenv.Env) {
@@ -303,6 +304,38 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 		}
 		if err := c.Get(ctx, types.NamespacedName{Name: name}, o); !apierrors.IsNotFound(err) {
 			t.Errorf("%s came back after deletion while the server runs (err %v)", name, err)
+		}
+	}
+
+	// The pod of the bootstrap Secret appears (no injector is registered any
+	// more, so nothing intercepts it): the server makes it the Secret's
+	// owner with a patch as the ServiceAccount, through the Secret policy.
+	if len(secrets.Items) != 1 {
+		return
+	}
+	boot := secrets.Items[0]
+	owner := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app", Labels: map[string]string{"fsm-proxy-uuid": boot.Labels["fsm-proxy-uuid"]}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+	}
+	if err := c.Create(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var s corev1.Secret
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&boot), &s); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.OwnerReferences) == 1 && s.OwnerReferences[0].UID == owner.UID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bootstrap Secret %s not owned by pod %s (uid %s) within 30s: %+v", s.Name, owner.Name, owner.UID, s.OwnerReferences)
+		}
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "denied request") {
+			t.Errorf("an admission policy refused the server: %s", line)
 		}
 	}
 }
