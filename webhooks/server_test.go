@@ -40,7 +40,6 @@ func TestServing(t *testing.T) {
 	t.Run("Expiry", testExpiry)
 	t.Run("RootRotation", testRotation)
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
-	t.Run("Status", testStatus)
 	t.Run("TwoEntries", testTwoEntries)
 	t.Run("CRDConversion", testConversion)
 	t.Run("AutoRotation", testAutoRotation)
@@ -509,47 +508,6 @@ func testRotation(t *testing.T) {
 	}
 }
 
-func testStatus(t *testing.T) {
-	tc := newCase(t, "status", true)
-	w := tc.webhook(freePort(t))
-	s := start(t, tc.options(), w)
-	s.waitReady(t)
-	rep, err := Status(context.Background(), tc.options(), []Webhook{w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.Healthy || len(rep.CAs) != 1 || len(rep.Webhooks) != 1 || !rep.Webhooks[0].CABundleVerifies || rep.Webhooks[0].Cert == nil {
-		t.Fatalf("healthy setup reported %+v", rep)
-	}
-	var table, js bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.WriteJSON(&js); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(table.String(), "healthy: yes") || !strings.Contains(table.String(), "fsm-validator.status-fsm.svc") {
-		t.Errorf("table:\n%s", table.String())
-	}
-	if !strings.Contains(js.String(), `"healthy": true`) {
-		t.Errorf("json:\n%s", js.String())
-	}
-	// Stop the server and break the caBundle: unhealthy, naming why.
-	s.stop(t)
-	cfg := tc.config(t)
-	cfg.Webhooks[0].ClientConfig.CABundle = otherBundle(t, newCA(t))
-	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rep, err = Status(context.Background(), tc.options(), []Webhook{w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Healthy || rep.Webhooks[0].CABundleVerifies || len(rep.Problems) == 0 {
-		t.Fatalf("broken caBundle reported %+v", rep)
-	}
-}
-
 // testTwoEntries: a configuration with two webhooks calling one server (the
 // validator's): the caBundle, its repair and status are the whole
 // configuration's, whichever entry drifts.
@@ -595,20 +553,28 @@ func testTwoEntries(t *testing.T) {
 	waitFor(t, 10*time.Second, "second entry repaired", func() error { return bothGood(good) })
 	waitFor(t, 10*time.Second, "admission through the second entry after repair", admitSecret)
 
-	// With the server stopped and the entries split, status names both.
+	// With the server stopped and the entries split, readers outside the
+	// server (certs status, root rotation) are told which two differ.
 	s.stop(t)
 	cfg = tc.config(t)
 	cfg.Webhooks[1].ClientConfig.CABundle = otherBundle(t, newCA(t))
 	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Status(context.Background(), tc.options(), []Webhook{w})
+	bundle, found, split, err := NewCABundleReader(tc.cs, nil).Read(context.Background(), w.Registration)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const split = "webhooks deny.test.flomesh.io and deny-secrets.test.flomesh.io carry different caBundles"
-	if rep.Healthy || rep.Webhooks[0].CABundleVerifies || rep.Webhooks[0].CABundleProblem != split {
-		t.Fatalf("split caBundles reported %+v", rep)
+	const wantSplit = "webhooks deny.test.flomesh.io and deny-secrets.test.flomesh.io carry different caBundles"
+	if !found || bundle != nil || split != wantSplit {
+		t.Fatalf("split caBundles read as found %v, bundle %d bytes, split %q", found, len(bundle), split)
+	}
+	trusted, err := TrustCheck(env.Config, []Registration{w.Registration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trusted(context.Background(), tc.ca.Active()); err == nil || !strings.Contains(err.Error(), wantSplit) {
+		t.Errorf("TrustCheck of split caBundles: %v, want %q", err, wantSplit)
 	}
 }
 

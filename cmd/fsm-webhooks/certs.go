@@ -15,6 +15,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/certs/status"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
@@ -55,7 +56,7 @@ wrong (missing, expired, due for renewal, not verified).`,
 			if err != nil {
 				return err
 			}
-			report, err := webhooks.Status(cmd.Context(), webhooks.Options{
+			report, err := status.Check(cmd.Context(), webhooks.Options{
 				Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName, ClusterDomain: o.clusterDomain,
 				WebhookURLHost: o.webhookURLHost, Issuer: ca,
 			}, hookIdentities(o))

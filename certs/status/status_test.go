@@ -1,0 +1,203 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	admv1 "k8s.io/api/admissionregistration/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
+)
+
+const ns = "fsm-system"
+
+var (
+	validatorHook = webhooks.Webhook{
+		Name: "validator", Port: 9093, ServiceName: fsmnames.ValidatorService, SecretName: fsmnames.ValidatorCertSecret,
+		Registration: webhooks.Registration{Kind: webhooks.ValidatingConfiguration, Name: fsmnames.ValidatingConfigurationName("fsm"), Path: fsmnames.ValidatorPath},
+	}
+	converterHook = webhooks.Webhook{
+		Name: "converter", Port: 9443, ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+		Registration: webhooks.Registration{Kind: webhooks.CRDConversion, Name: fsmnames.MeshConfigCRDName, Path: fsmnames.ConverterPath},
+	}
+)
+
+func validatingConfig(bundles ...[]byte) *admv1.ValidatingWebhookConfiguration {
+	cfg := &admv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validatorHook.Registration.Name}}
+	for i, b := range bundles {
+		cfg.Webhooks = append(cfg.Webhooks, admv1.ValidatingWebhook{
+			Name:         []string{"fsm-validator.k8s.io", "meshconfig-validator.flomesh.io"}[i],
+			ClientConfig: admv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:9093/validate"), CABundle: b},
+		})
+	}
+	return cfg
+}
+
+func crd(bundle []byte) *apiextv1.CustomResourceDefinition {
+	return &apiextv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MeshConfigCRDName},
+		Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: &apiextv1.CustomResourceConversion{
+			Strategy: apiextv1.WebhookConverter,
+			Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"},
+				ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:9443/convert"), CABundle: bundle}},
+		}},
+	}
+}
+
+func newCA(t *testing.T) *certstest.CA {
+	t.Helper()
+	ca, err := certstest.New(context.Background(), certstest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func bundleOf(t *testing.T, ca *certstest.CA) []byte {
+	t.Helper()
+	b, err := ca.CABundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCheck: the report of what the cluster holds, one scenario per row;
+// the mesh CA is the same in every row, the objects differ.
+func TestCheck(t *testing.T) {
+	ca := newCA(t)
+	good := bundleOf(t, ca)
+	other := bundleOf(t, newCA(t))
+	opts := webhooks.Options{Namespace: ns, MeshName: "fsm", Issuer: ca}
+
+	cases := []struct {
+		name string
+		// secrets: which webhooks get a serving cert from ca.
+		secrets []webhooks.Webhook
+		objects []runtime.Object
+		crds    []runtime.Object
+		hooks   []webhooks.Webhook
+		healthy bool
+		// want: per webhook, the CABundleProblem ("" = verifies) and the
+		// CertProblem.
+		wantCABundle, wantCert []string
+	}{{
+		name:    "healthy",
+		secrets: []webhooks.Webhook{validatorHook, converterHook},
+		objects: []runtime.Object{validatingConfig(good, good)},
+		crds:    []runtime.Object{crd(good)},
+		hooks:   []webhooks.Webhook{validatorHook, converterHook},
+		healthy: true, wantCABundle: []string{"", ""}, wantCert: []string{"", ""},
+	}, {
+		name:         "caBundle of another CA",
+		secrets:      []webhooks.Webhook{validatorHook},
+		objects:      []runtime.Object{validatingConfig(other, other)},
+		hooks:        []webhooks.Webhook{validatorHook},
+		wantCABundle: []string{"x509: certificate signed by unknown authority"}, wantCert: []string{""},
+	}, {
+		name:         "entries disagree",
+		secrets:      []webhooks.Webhook{validatorHook},
+		objects:      []runtime.Object{validatingConfig(good, other)},
+		hooks:        []webhooks.Webhook{validatorHook},
+		wantCABundle: []string{"webhooks fsm-validator.k8s.io and meshconfig-validator.flomesh.io carry different caBundles"}, wantCert: []string{""},
+	}, {
+		name:         "no Secret",
+		objects:      []runtime.Object{validatingConfig(good)},
+		hooks:        []webhooks.Webhook{validatorHook},
+		wantCABundle: []string{"no serving cert to verify"}, wantCert: []string{"Secret not found"},
+	}, {
+		name:         "no configuration, no CRD",
+		secrets:      []webhooks.Webhook{validatorHook, converterHook},
+		hooks:        []webhooks.Webhook{validatorHook, converterHook},
+		wantCABundle: []string{"not found", "not found"}, wantCert: []string{"", ""},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			client := fake.NewClientset(c.objects...)
+			for _, w := range c.secrets {
+				store := &servingcert.Store{Client: client, Issuer: ca}
+				if _, err := store.Ensure(ctx, w.ServingSpec(opts), good); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reader := webhooks.NewCABundleReader(client, apiextfake.NewClientset(c.crds...))
+			rep, err := check(ctx, opts, c.hooks, client, reader, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Healthy != c.healthy || (len(rep.Problems) == 0) != c.healthy {
+				t.Errorf("healthy %v with problems %q, want %v", rep.Healthy, rep.Problems, c.healthy)
+			}
+			if rep.Provider != certstest.ProviderName || len(rep.CAs) != 1 || rep.CAs[0].Subject != ca.Active().Subject.String() {
+				t.Errorf("CAs %+v from %s", rep.CAs, rep.Provider)
+			}
+			if len(rep.Webhooks) != len(c.hooks) {
+				t.Fatalf("%d webhooks reported, want %d", len(rep.Webhooks), len(c.hooks))
+			}
+			for i, ws := range rep.Webhooks {
+				w := c.hooks[i]
+				if ws.Name != w.Name || ws.Secret != ns+"/"+w.SecretName || ws.Registration != w.Registration.Kind.String()+"/"+w.Registration.Name {
+					t.Errorf("webhook %d identified as %s %s %s", i, ws.Name, ws.Secret, ws.Registration)
+				}
+				if ws.CABundleVerifies != (c.wantCABundle[i] == "") || !strings.Contains(ws.CABundleProblem, c.wantCABundle[i]) {
+					t.Errorf("%s: caBundle verifies %v, problem %q, want problem %q", ws.Name, ws.CABundleVerifies, ws.CABundleProblem, c.wantCABundle[i])
+				}
+				if ws.CertProblem != c.wantCert[i] {
+					t.Errorf("%s: cert problem %q, want %q", ws.Name, ws.CertProblem, c.wantCert[i])
+				}
+				if hasSecret := ws.Cert != nil; hasSecret != (c.wantCert[i] == "") {
+					t.Errorf("%s: cert %+v", ws.Name, ws.Cert)
+				}
+				if ws.Cert != nil && !strings.Contains(ws.Cert.Subject, w.ServiceName+"."+ns+".svc") {
+					t.Errorf("%s: cert subject %s", ws.Name, ws.Cert.Subject)
+				}
+			}
+		})
+	}
+}
+
+// TestWrite: the table names the verdicts for humans, the JSON round-trips.
+func TestWrite(t *testing.T) {
+	rep := &Report{Healthy: false, Problems: []string{"validator: caBundle of X: not found"}, Provider: "tresor",
+		CAs: []CertInfo{{Subject: "CN=fsm-ca", NotAfter: time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC), DaysLeft: 3650}},
+		Webhooks: []WebhookStatus{
+			{Name: "injector", Secret: "fsm-system/s", Registration: "MutatingWebhookConfiguration/m", CABundleVerifies: true,
+				Cert: &CertInfo{Subject: "CN=fsm-injector.fsm-system.svc", Issuer: "CN=fsm-ca", DaysLeft: 3650}},
+			{Name: "validator", Secret: "fsm-system/v", Registration: "ValidatingWebhookConfiguration/v", CABundleProblem: "not found"},
+		}}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CA (tresor)", "root 1", "CN=fsm-ca", "CN=fsm-injector.fsm-system.svc", "verifies", "FAILS: not found",
+		"healthy: no", "  - validator: caBundle of X: not found"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Healthy || back.Webhooks[1].CABundleProblem != "not found" || back.Webhooks[0].Cert.Subject != rep.Webhooks[0].Cert.Subject {
+		t.Errorf("JSON round trip: %+v", back)
+	}
+}
