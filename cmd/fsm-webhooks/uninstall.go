@@ -7,11 +7,11 @@ import (
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/flomesh-io/fsm-webhooks/webhooks"
+	"github.com/flomesh-io/fsm-webhooks/uninstall"
 )
 
 func newUninstallHookCommand(o *options) *cobra.Command {
-	u := webhooks.UninstallOptions{}
+	u := uninstall.Options{}
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "uninstall-hook",
@@ -34,7 +34,7 @@ idempotent; NotFound counts as done.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			u.Namespace, u.MeshName, u.Log = o.fsmNamespace, o.meshName, ctrl.Log.WithName("uninstall")
-			return webhooks.Uninstall(ctx, cfg, u)
+			return uninstall.Run(ctx, cfg, u)
 		},
 	}
 	cmd.Flags().StringVar(&u.Deployment, "deployment", "fsm-webhooks", "Deployment of the servers to scale to zero; empty skips")

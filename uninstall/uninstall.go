@@ -1,0 +1,138 @@
+// Package uninstall is `fsm-webhooks uninstall-hook`, the chart's pre-delete
+// step: it removes what would otherwise outlive the servers, in an order that
+// cannot deadlock the cluster.
+package uninstall
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+)
+
+// Options say what the chart's pre-delete hook removes.
+type Options struct {
+	Namespace, MeshName string
+	// Deployment running the servers; scaled to zero and awaited so no
+	// server re-creates or re-patches anything afterwards. Empty skips it.
+	Deployment string
+	// MeshConfigName is deleted last (the validator refuses that delete
+	// while its configuration exists). Empty skips it.
+	MeshConfigName string
+	Log            logr.Logger
+}
+
+var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Version: "v1alpha3", Resource: fsmnames.MeshConfigResource}
+
+// Run removes, in an order that cannot deadlock the cluster, what would
+// otherwise outlive the servers: the webhook configurations first (a
+// failurePolicy Fail webhook without a server blocks pod creation), then the
+// servers themselves, then the CRD's conversion stanza (reads of old
+// versions must not depend on a converter that is gone), then the mesh's
+// MeshConfig. Every step is idempotent and treats NotFound as done, so a
+// retried hook converges.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	apiext, err := apiextclient.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("apiextensions client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	return run(ctx, cs, apiext, dyn, o)
+}
+
+// run is Run through the given clients.
+func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Interface, dyn dynamic.Interface, o Options) error {
+	log := o.Log
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	ignoreNotFound := func(err error) error {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	adm := cs.AdmissionregistrationV1()
+	if err := ignoreNotFound(adm.MutatingWebhookConfigurations().Delete(ctx, fsmnames.MutatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
+		return fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", fsmnames.MutatingConfigurationName(o.MeshName), err)
+	}
+	if err := ignoreNotFound(adm.ValidatingWebhookConfigurations().Delete(ctx, fsmnames.ValidatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
+		return fmt.Errorf("deleting ValidatingWebhookConfiguration %s: %w", fsmnames.ValidatingConfigurationName(o.MeshName), err)
+	}
+	log.Info("Deleted the webhook configurations", "mutating", fsmnames.MutatingConfigurationName(o.MeshName), "validating", fsmnames.ValidatingConfigurationName(o.MeshName))
+
+	if o.Deployment != "" {
+		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, log); err != nil {
+			return err
+		}
+	}
+
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}})
+	_, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, fsmnames.MeshConfigCRDName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err := ignoreNotFound(err); err != nil {
+		return fmt.Errorf("setting conversion strategy None on CRD %s: %w", fsmnames.MeshConfigCRDName, err)
+	}
+	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName)
+
+	if o.MeshConfigName != "" {
+		err := dyn.Resource(meshConfigGVR).Namespace(o.Namespace).Delete(ctx, o.MeshConfigName, metav1.DeleteOptions{})
+		if err := ignoreNotFound(err); err != nil {
+			return fmt.Errorf("deleting MeshConfig %s/%s: %w", o.Namespace, o.MeshConfigName, err)
+		}
+		log.Info("Deleted the MeshConfig", "namespace", o.Namespace, "name", o.MeshConfigName)
+	}
+	return nil
+}
+
+// scaleToZero scales the servers' Deployment to zero and waits until none of
+// its pods is left.
+func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, log logr.Logger) error {
+	deployments := cs.AppsV1().Deployments(ns)
+	d, err := deployments.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading Deployment %s/%s: %w", ns, name, err)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("selector of Deployment %s/%s: %w", ns, name, err)
+	}
+	patch := []byte(`{"spec":{"replicas":0}}`)
+	if _, err := deployments.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("scaling Deployment %s/%s to zero: %w", ns, name, err)
+	}
+	log.Info("Scaled the servers to zero; waiting for their pods to go", "deployment", ns+"/"+name)
+	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+		if err != nil {
+			return false, nil //nolint:nilerr // transient: retry until ctx ends
+		}
+		return len(pods.Items) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the pods of Deployment %s/%s to stop: %w", ns, name, err)
+	}
+	return nil
+}

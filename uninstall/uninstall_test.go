@@ -1,0 +1,169 @@
+package uninstall
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	admv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+)
+
+const ns = "fsm-system"
+
+// recorder logs every write across the three fake clients, in order.
+type recorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (r *recorder) watch(f interface {
+	PrependReactor(verb, resource string, reaction k8stesting.ReactionFunc)
+}) {
+	f.PrependReactor("*", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		switch a.GetVerb() {
+		case "get", "list", "watch":
+		default:
+			r.mu.Lock()
+			r.writes = append(r.writes, a.GetVerb()+" "+a.GetResource().Resource)
+			r.mu.Unlock()
+		}
+		return false, nil, nil
+	})
+}
+
+type cluster struct {
+	cs     *fake.Clientset
+	apiext *apiextfake.Clientset
+	dyn    *dynamicfake.FakeDynamicClient
+	rec    *recorder
+}
+
+func newCluster() *cluster {
+	meshConfig := &unstructured.Unstructured{}
+	meshConfig.SetAPIVersion(meshConfigGVR.GroupVersion().String())
+	meshConfig.SetKind("MeshConfig")
+	meshConfig.SetNamespace(ns)
+	meshConfig.SetName(fsmnames.MeshConfigName)
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "fsm-webhooks"}}
+	c := &cluster{
+		cs: fake.NewClientset(
+			&admv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MutatingConfigurationName("fsm")}},
+			&admv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.ValidatingConfigurationName("fsm")}},
+			// Another mesh's configuration stays.
+			&admv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MutatingConfigurationName("blue")}},
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks"},
+				Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: selector}},
+		),
+		apiext: apiextfake.NewClientset(&apiextv1.CustomResourceDefinition{
+			ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MeshConfigCRDName},
+			Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: &apiextv1.CustomResourceConversion{
+				Strategy: apiextv1.WebhookConverter,
+				Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"},
+					ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:9443/convert"), CABundle: []byte("ca")}},
+			}},
+		}),
+		dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+			map[schema.GroupVersionResource]string{meshConfigGVR: "MeshConfigList"}, meshConfig),
+		rec: &recorder{},
+	}
+	c.rec.watch(c.cs)
+	c.rec.watch(c.apiext)
+	c.rec.watch(c.dyn)
+	return c
+}
+
+// TestRun: the order that cannot deadlock the cluster, what is left, and a
+// second run (a retried hook) that finds everything done.
+func TestRun(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster()
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName}
+	if err := run(ctx, c.cs, c.apiext, c.dyn, o); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"delete mutatingwebhookconfigurations",
+		"delete validatingwebhookconfigurations",
+		"patch deployments",
+		"patch customresourcedefinitions",
+		"delete meshconfigs",
+	}
+	if !reflect.DeepEqual(c.rec.writes, want) {
+		t.Errorf("writes %q, want %q", c.rec.writes, want)
+	}
+	adm := c.cs.AdmissionregistrationV1()
+	if _, err := adm.MutatingWebhookConfigurations().Get(ctx, fsmnames.MutatingConfigurationName("fsm"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the mesh's MutatingWebhookConfiguration is left (err %v)", err)
+	}
+	if _, err := adm.ValidatingWebhookConfigurations().Get(ctx, fsmnames.ValidatingConfigurationName("fsm"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the mesh's ValidatingWebhookConfiguration is left (err %v)", err)
+	}
+	if _, err := adm.MutatingWebhookConfigurations().Get(ctx, fsmnames.MutatingConfigurationName("blue"), metav1.GetOptions{}); err != nil {
+		t.Errorf("another mesh's configuration: %v", err)
+	}
+	d, err := c.cs.AppsV1().Deployments(ns).Get(ctx, "fsm-webhooks", metav1.GetOptions{})
+	if err != nil || *d.Spec.Replicas != 0 {
+		t.Errorf("Deployment %v, err %v; want 0 replicas", d.Spec.Replicas, err)
+	}
+	crd, err := c.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+	if err != nil || crd.Spec.Conversion == nil || crd.Spec.Conversion.Strategy != apiextv1.NoneConverter || crd.Spec.Conversion.Webhook != nil {
+		t.Errorf("CRD conversion %+v, err %v; want strategy None without webhook", crd.Spec.Conversion, err)
+	}
+	if _, err := c.dyn.Resource(meshConfigGVR).Namespace(ns).Get(ctx, fsmnames.MeshConfigName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("MeshConfig left (err %v)", err)
+	}
+
+	// Retried: NotFound everywhere is done.
+	if err := run(ctx, c.cs, c.apiext, c.dyn, o); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+}
+
+// TestRunSkips: empty Deployment and MeshConfigName leave both alone.
+func TestRunSkips(t *testing.T) {
+	c := newCluster()
+	if err := run(context.Background(), c.cs, c.apiext, c.dyn, Options{Namespace: ns, MeshName: "fsm"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"delete mutatingwebhookconfigurations", "delete validatingwebhookconfigurations", "patch customresourcedefinitions"}
+	if !reflect.DeepEqual(c.rec.writes, want) {
+		t.Errorf("writes %q, want %q", c.rec.writes, want)
+	}
+}
+
+// TestRunStopsAtFirstFailure: a failed step is reported naming the object,
+// and nothing after it runs (the servers must not be stopped while their
+// configurations still route to them).
+func TestRunStopsAtFirstFailure(t *testing.T) {
+	c := newCluster()
+	c.cs.PrependReactor("delete", "validatingwebhookconfigurations", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(admv1.Resource("validatingwebhookconfigurations"), "x", fmt.Errorf("denied"))
+	})
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName}
+	err := run(context.Background(), c.cs, c.apiext, c.dyn, o)
+	if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "deleting ValidatingWebhookConfiguration fsm-validator-mesh-fsm") {
+		t.Fatalf("error %v", err)
+	}
+	for _, w := range c.rec.writes {
+		if w == "patch deployments" || w == "patch customresourcedefinitions" || w == "delete meshconfigs" {
+			t.Errorf("%s ran after the failed step", w)
+		}
+	}
+}
