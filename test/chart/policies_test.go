@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,5 +133,116 @@ func TestRegistrationPolicyComparesEveryField(t *testing.T) {
 			!strings.Contains(validations, "object.spec.?"+f+" == oldObject.spec.?"+f) {
 			t.Errorf("the CRD's spec.%s is not compared", f)
 		}
+	}
+}
+
+// TestRenderNetworkPolicy: off by default; on, it admits the webhook ports of
+// exactly the Deployment's pods from the apiserver's sources only, and
+// metrics from the given peers.
+func TestRenderNetworkPolicy(t *testing.T) {
+	if o := mustRender(t, "").Find("NetworkPolicy", "fsm-webhooks"); o != nil {
+		t.Fatal("NetworkPolicy rendered by default")
+	}
+	r := mustRender(t, `
+fsm:
+  webhooks:
+    networkPolicy:
+      enabled: true
+      apiServerCIDRs: [10.0.0.10/32, "fd00::/64"]
+      apiServerPeers:
+        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+          podSelector: {matchLabels: {k8s-app: konnectivity-agent}}
+      metricsFrom:
+        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
+`)
+	np := mustFind(t, r, "NetworkPolicy", "fsm-webhooks")
+	dep := mustFind(t, r, "Deployment", "fsm-webhooks")
+	if np.GetNamespace() != ns {
+		t.Errorf("namespace %q", np.GetNamespace())
+	}
+	if got, want := nested(t, np, "spec", "podSelector", "matchLabels"), nested(t, dep, "spec", "selector", "matchLabels"); !reflect.DeepEqual(got, want) {
+		t.Errorf("podSelector %v, want the Deployment's selector %v", got, want)
+	}
+	if got := nested(t, np, "spec", "policyTypes"); !reflect.DeepEqual(got, []any{"Ingress"}) {
+		t.Errorf("policyTypes %v", got)
+	}
+	ingress := nested(t, np, "spec", "ingress").([]any)
+	if len(ingress) != 2 {
+		t.Fatalf("%d ingress rules, want webhooks and metrics", len(ingress))
+	}
+	ports := func(rule any) []int64 {
+		var out []int64
+		for _, p := range rule.(map[string]any)["ports"].([]any) {
+			if p.(map[string]any)["protocol"] != "TCP" {
+				t.Errorf("port %v not TCP", p)
+			}
+			out = append(out, p.(map[string]any)["port"].(int64))
+		}
+		return out
+	}
+	// The webhook ports are the Deployment's.
+	var webhookPorts []int64
+	for _, p := range container(t, dep)["ports"].([]any) {
+		if n := p.(map[string]any)["name"]; n == "sidecar-inject" || n == "validator" || n == "crdconversion" {
+			webhookPorts = append(webhookPorts, p.(map[string]any)["containerPort"].(int64))
+		}
+	}
+	if got := ports(ingress[0]); len(webhookPorts) != 3 || !slices.Equal(got, webhookPorts) {
+		t.Errorf("webhook rule ports %v, want the Deployment's %v", got, webhookPorts)
+	}
+	wantFrom := []any{
+		map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.10/32"}},
+		map[string]any{"ipBlock": map[string]any{"cidr": "fd00::/64"}},
+		map[string]any{
+			"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "kube-system"}},
+			"podSelector":       map[string]any{"matchLabels": map[string]any{"k8s-app": "konnectivity-agent"}},
+		},
+	}
+	if got := ingress[0].(map[string]any)["from"]; !reflect.DeepEqual(got, wantFrom) {
+		t.Errorf("webhook rule from %v, want %v", got, wantFrom)
+	}
+	if got := ports(ingress[1]); !slices.Equal(got, []int64{8080}) {
+		t.Errorf("metrics rule ports %v", got)
+	}
+	wantMetrics := []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}}}}
+	if got := ingress[1].(map[string]any)["from"]; !reflect.DeepEqual(got, wantMetrics) {
+		t.Errorf("metrics rule from %v, want %v", got, wantMetrics)
+	}
+
+	// Without metricsFrom anyone may scrape; the webhook rule is unchanged.
+	open := mustFind(t, mustRender(t, "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [192.168.0.0/16]}}}"), "NetworkPolicy", "fsm-webhooks")
+	rules := nested(t, open, "spec", "ingress").([]any)
+	if _, has := rules[1].(map[string]any)["from"]; has || len(rules[0].(map[string]any)["from"].([]any)) != 1 {
+		t.Errorf("ingress %v", rules)
+	}
+}
+
+// TestNetworkPolicyValuesRejected: values that would lock the apiserver out
+// or are not CIDRs stop the render, naming the field.
+func TestNetworkPolicyValuesRejected(t *testing.T) {
+	tests := []struct {
+		name   string
+		values string
+		want   []string
+	}{
+		{"enabled without any source", "fsm: {webhooks: {networkPolicy: {enabled: true}}}", []string{"fsm.webhooks.networkPolicy", "apiServerCIDRs or apiServerPeers"}},
+		{"not a CIDR", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.1]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerCIDRs/0", "10.0.0.1"}},
+		{"prefix too long", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.0/33]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerCIDRs/0", "10.0.0.0/33"}},
+		{"empty peer (would admit everyone)", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerPeers: [{}]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerPeers/0"}},
+		{"unknown peer key", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerPeers: [{cidr: 10.0.0.0/8}]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerPeers/0", "cidr"}},
+		{"unknown key", "fsm: {webhooks: {networkPolicy: {enable: true}}}", []string{"/fsm/webhooks/networkPolicy", "enable"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := charttest.Render(ns, mustValues(t, tc.values))
+			if err == nil {
+				t.Fatalf("values accepted:\n%s", tc.values)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
 	}
 }
