@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -47,7 +48,8 @@ const (
 )
 
 type e2e struct {
-	cl client.Client
+	cl  client.Client
+	cfg *rest.Config
 }
 
 // TestE2E runs the injector behind a real kube-apiserver: the apiserver calls
@@ -147,7 +149,7 @@ func TestE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := &e2e{cl: env.Client}
+	e := &e2e{cl: env.Client, cfg: env.Config}
 	e.registerWebhooks(t, ctx, servingCA, port)
 
 	t.Run("monitored pod is injected and its Secret verifies", e.testInjected)
@@ -159,6 +161,7 @@ func TestE2E(t *testing.T) {
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
 	t.Run("localDNSProxy: the controller Service's ClusterIP, read through the restricted cache", e.testLocalDNS)
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
+	t.Run("namespace over its issuance limit: 429, nothing issued, retried by client-go", func(t *testing.T) { e.testNamespaceLimit(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)
 }
 

@@ -1,0 +1,154 @@
+package injector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
+)
+
+// testNamespaceLimit runs a second injector, for mesh "limited", whose
+// namespaces get 2 certificates at once and then one every 5 s, behind the
+// real apiserver: a pod over the limit is refused with 429, the namespace and
+// the limit named, with no certificate issued nor Secret written; a client
+// that retries (client-go does, after Retry-After) gets its pod injected.
+func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
+	ctx := context.Background()
+	const mesh = "limited"
+	limit := injector.NamespaceLimit{PerSecond: 0.2, Burst: 2}
+	ca, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := injector.NewHandler(injector.Options{
+		Client: e.cl, Namespaces: e.cl, Issuer: ca, MeshName: mesh, FSMNamespace: fsmNamespace,
+		NamespaceLimit: limit, Logger: testr.New(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certDir, port := servingCert(t, servingCA)
+	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
+	srv.Register("/mutate-pod-creation", reviewhttp.NewAdmission(h))
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(sctx) }()
+	bundle, _ := servingCA.CABundle(ctx)
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-" + mesh},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         "fsm-inject.k8s.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d/mutate-pod-creation", port)), CABundle: bundle},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{injector.MonitoredByLabel: mesh}},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+			TimeoutSeconds:          ptr.To(int32(20)),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	if err := e.cl.Create(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.cl.Delete(context.Background(), mwc); err != nil {
+			t.Errorf("deleting the limited mesh's configuration: %v", err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("limited mesh's injector: %v", err)
+		}
+	})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "limited",
+		Labels:      map[string]string{injector.MonitoredByLabel: mesh},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
+	if err := e.cl.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	// Dry runs issue nothing and take no token.
+	eventually(t, 30*time.Second, "the limited mesh's injector to be called", func() (bool, error) {
+		return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
+	})
+
+	for i := range limit.Burst {
+		if err := e.cl.Create(ctx, pod(fmt.Sprintf("burst-%d", i), ns.Name)); err != nil {
+			t.Fatalf("pod %d of the burst: %v", i, err)
+		}
+	}
+	// Over the limit, seen without client-go's retries.
+	cs, err := kubernetes.NewForConfig(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cs.CoreV1().RESTClient().Post().Namespace(ns.Name).Resource("pods").Body(pod("over", ns.Name)).MaxRetries(0).Do(ctx).Error()
+	want := `namespace "limited" is over the sidecar injector's limit of 0.2 bootstrap certificates and Secrets per second (burst 2); retry in `
+	var status *apierrors.StatusError
+	if !errors.As(err, &status) || !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("pod over the limit: %v, want 429 containing %q", err, want)
+	}
+	if d := status.ErrStatus.Details; d == nil || d.RetryAfterSeconds < 1 || d.RetryAfterSeconds > 5 {
+		t.Errorf("details %+v, want retryAfterSeconds in 1..5", d)
+	}
+	if n := rateLimitedMetric(t, ns.Name); n != 1 {
+		t.Errorf(`fsm_webhooks_injector_rate_limited_total{namespace=%q} = %v, want 1`, ns.Name, n)
+	}
+	if got := ca.Issued(); got != int64(limit.Burst) {
+		t.Errorf("%d certificates issued, want %d: the refused pod got one", got, limit.Burst)
+	}
+
+	// client-go waits Retry-After and tries again: the pod is created.
+	start := time.Now()
+	p := pod("retried", ns.Name)
+	if err := e.cl.Create(ctx, p); err != nil {
+		t.Fatalf("pod created by a retrying client: %v", err)
+	}
+	if p.Labels[injector.ProxyUUIDLabel] == "" || time.Since(start) < time.Second {
+		t.Errorf("retried pod injected=%v after %s; want injected after waiting for a token", p.Labels[injector.ProxyUUIDLabel] != "", time.Since(start))
+	}
+	if s := bootstrapSecrets(t, ctx, e.cl, ns.Name); len(s) != limit.Burst+1 {
+		t.Errorf("%d bootstrap Secrets, want %d: one per created pod, none for refusals", len(s), limit.Burst+1)
+	}
+	if got := ca.Issued(); got != int64(limit.Burst+1) {
+		t.Errorf("%d certificates issued, want %d", got, limit.Burst+1)
+	}
+}
+
+// rateLimitedMetric is fsm_webhooks_injector_rate_limited_total{namespace}.
+func rateLimitedMetric(t *testing.T, namespace string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "fsm_webhooks_injector_rate_limited_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == namespace {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
