@@ -78,7 +78,7 @@ func BenchmarkHandlerPerObject(b *testing.B) {
 // version: v1alpha3 is the storage version (no webhook call), the others go
 // through the converter in one ConversionReview.
 func BenchmarkList1000(b *testing.B) {
-	env := startConverter(b, logr.Discard())
+	env, _ := startConverter(b, logr.Discard())
 	createMany(b, env.Client, "bench", 1000)
 	ctx := context.Background()
 	for _, bc := range []struct {

@@ -1,14 +1,13 @@
 package converter_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/pem"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,9 +30,9 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/converter/convertertest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
-	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 func e2eScheme(t testing.TB) *runtime.Scheme {
@@ -46,10 +46,11 @@ func e2eScheme(t testing.TB) *runtime.Scheme {
 	return s
 }
 
-// startConverter starts the apiserver with the generated CRD, serves the
-// converter over TLS on loopback and switches the CRD to it the way the
-// serving layer does: probe first, then EnableWebhook.
-func startConverter(t testing.TB, log logr.Logger) *testenv.Env {
+// startConverter starts the apiserver with the generated CRD and serves the
+// converter the way `fsm-webhooks serve` does (convertertest): the serving
+// layer issues the cert, checks its own listener and writes the CRD's
+// conversion stanza; the test never touches the CRD.
+func startConverter(t testing.TB, log logr.Logger) (*testenv.Env, *convertertest.Converter) {
 	t.Helper()
 	// The client logs the apiserver's deprecation warnings for v1alpha1/2
 	// through controller-runtime's global logger, which outlives a test.
@@ -59,60 +60,7 @@ func startConverter(t testing.TB, log logr.Logger) *testenv.Env {
 		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
 		Client:            client.Options{Scheme: scheme},
 	})
-	mux := http.NewServeMux()
-	mux.Handle(converter.Path, reviewhttp.NewConversion(converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, log)))
-	srv := httptest.NewTLSServer(mux)
-	t.Cleanup(srv.Close)
-	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-
-	ctx := context.Background()
-	u, err := url.Parse(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := converter.Probe(ctx, u.Host, u.Hostname(), caBundle); err != nil {
-		t.Fatalf("probe: %v", err)
-	}
-	desired, err := converter.DesiredConversion(converter.Endpoint{URL: srv.URL + converter.Path, CABundle: caBundle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed, err := converter.EnableWebhook(ctx, env.Client, desired)
-	if err != nil || !changed {
-		t.Fatalf("EnableWebhook: changed=%v err=%v", changed, err)
-	}
-	if changed, err := converter.EnableWebhook(ctx, env.Client, desired); err != nil || changed {
-		t.Fatalf("EnableWebhook again must be a no-op: changed=%v err=%v", changed, err)
-	}
-	waitForConversion(t, env.Client)
-	return env
-}
-
-// waitForConversion waits until the apiserver uses the webhook (CRD changes
-// reach the request path asynchronously): a v1alpha3 object read as
-// v1alpha2 then carries the v1alpha3-fields annotation.
-func waitForConversion(t testing.TB, c client.Client) {
-	t.Helper()
-	ctx := context.Background()
-	probe := preset(t, "conversion-ready")
-	probe.Spec.Misc.RepoServerImage = "not-the-default:1"
-	if err := c.Create(ctx, probe); err != nil {
-		t.Fatal(err)
-	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		got := &v1alpha2.MeshConfig{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(probe), got); err != nil {
-			return false, nil
-		}
-		_, ok := got.Annotations[lossless.AnnotationV1Alpha3Fields]
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("the apiserver never used the conversion webhook: %v", err)
-	}
-	if err := c.Delete(ctx, probe); err != nil {
-		t.Fatal(err)
-	}
+	return env, convertertest.Start(t, env, scheme, log)
 }
 
 func preset(t testing.TB, name string) *v1alpha3.MeshConfig {
@@ -160,9 +108,40 @@ func oldObject(name string) *v1alpha1.MeshConfig {
 // TestConversionThroughAPIServer runs all end-to-end cases against one
 // apiserver whose CRD points at the converter.
 func TestConversionThroughAPIServer(t *testing.T) {
-	env := startConverter(t, testr.New(t))
+	env, conv := startConverter(t, testr.New(t))
 	c := env.Client
 	ctx := context.Background()
+
+	t.Run("the server wrote the stanza once: URL, v1 reviews, the mesh CA", func(t *testing.T) {
+		crd := &apixv1.CustomResourceDefinition{}
+		if err := c.Get(ctx, client.ObjectKey{Name: fsmnames.MeshConfigCRDName}, crd); err != nil {
+			t.Fatal(err)
+		}
+		wh := crd.Spec.Conversion.Webhook
+		if crd.Spec.Conversion.Strategy != apixv1.WebhookConverter || wh == nil || wh.ClientConfig == nil || wh.ClientConfig.URL == nil {
+			t.Fatalf("spec.conversion = %+v, want a Webhook by URL", crd.Spec.Conversion)
+		}
+		if u := *wh.ClientConfig.URL; !strings.HasPrefix(u, "https://127.0.0.1:") || !strings.HasSuffix(u, fsmnames.ConverterPath) {
+			t.Errorf("url = %s, want https://127.0.0.1:<port>%s", u, fsmnames.ConverterPath)
+		}
+		if !slices.Equal(wh.ConversionReviewVersions, []string{"v1"}) {
+			t.Errorf("conversionReviewVersions = %q, want [v1]", wh.ConversionReviewVersions)
+		}
+		root := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: conv.CA.Active().Raw})
+		if !bytes.Contains(wh.ClientConfig.CABundle, root) {
+			t.Errorf("caBundle does not hold the mesh CA's root:\n%s", wh.ClientConfig.CABundle)
+		}
+		// Nothing changes on later resyncs (1 s here): the server writes only
+		// when the CRD differs from what it wants.
+		rv := crd.ResourceVersion
+		time.Sleep(3 * time.Second)
+		if err := c.Get(ctx, client.ObjectKey{Name: fsmnames.MeshConfigCRDName}, crd); err != nil {
+			t.Fatal(err)
+		}
+		if crd.ResourceVersion != rv {
+			t.Errorf("the CRD was rewritten without a change (resourceVersion %s -> %s): %+v", rv, crd.ResourceVersion, crd.Spec.Conversion)
+		}
+	})
 
 	t.Run("created as v1alpha1, read as v1alpha2 and v1alpha3, nothing lost", func(t *testing.T) {
 		created := oldObject("from-v1alpha1")
@@ -295,23 +274,57 @@ func TestConversionThroughAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("rollback to strategy None keeps storage-version reads working", func(t *testing.T) {
-		changed, err := converter.DisableWebhook(ctx, c)
-		if err != nil || !changed {
-			t.Fatalf("DisableWebhook: changed=%v err=%v", changed, err)
+	t.Run("a CRD re-applied without the stanza is repaired", func(t *testing.T) {
+		// What a Helm upgrade does: the chart's CRD has strategy None.
+		setStrategyNone(ctx, t, c)
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			crd := &apixv1.CustomResourceDefinition{}
+			if err := c.Get(ctx, client.ObjectKey{Name: fsmnames.MeshConfigCRDName}, crd); err != nil {
+				return false, err
+			}
+			return crd.Spec.Conversion != nil && crd.Spec.Conversion.Strategy == apixv1.WebhookConverter, nil
+		})
+		if err != nil {
+			t.Fatalf("the server did not restore the conversion stanza: %v", err)
 		}
-		crd := &apixv1.CustomResourceDefinition{}
-		if err := c.Get(ctx, client.ObjectKey{Name: converter.CRDName}, crd); err != nil {
+		// Ready reads the server's informer cache, which sees the repair a
+		// moment after the apiserver does.
+		var notReady error
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			notReady = conv.Server.Ready(ctx)
+			return notReady == nil, nil
+		})
+		if err != nil {
+			t.Errorf("not ready after the repair: %v", notReady)
+		}
+	})
+
+	t.Run("rollback to strategy None keeps storage-version reads working", func(t *testing.T) {
+		// The documented rollback: stop the converter (it would repair the
+		// stanza), then set the strategy back to None.
+		if err := conv.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		if converter.ConversionEnabled(crd) {
-			t.Fatalf("conversion still enabled: %+v", crd.Spec.Conversion)
-		}
+		setStrategyNone(ctx, t, c)
 		got := &v1alpha3.MeshConfig{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "updated-via-v1alpha2"}, got); err != nil {
 			t.Fatalf("storage-version read after rollback: %v", err)
 		}
+		if got.Spec.Sidecar.LogLevel != "info" {
+			t.Errorf("storage-version read after rollback: sidecar.logLevel = %q, want the last write's \"info\"", got.Spec.Sidecar.LogLevel)
+		}
 	})
+}
+
+// setStrategyNone patches the MeshConfig CRD as the chart ships it and as
+// the uninstall leaves it: strategy None, no webhook.
+func setStrategyNone(ctx context.Context, t *testing.T, c client.Client) {
+	t.Helper()
+	crd := &apixv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MeshConfigCRDName}}
+	patch := []byte(`{"spec":{"conversion":{"strategy":"None","webhook":null}}}`)
+	if err := c.Patch(ctx, crd, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatalf("setting strategy None on CRD %s: %v", fsmnames.MeshConfigCRDName, err)
+	}
 }
 
 // createMany creates n v1alpha3 objects in namespace ns with a few writers.

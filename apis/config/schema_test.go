@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -27,20 +23,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
-	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/converter/convertertest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
-	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 const presetPath = "v1alpha3/testdata/fsm-preset-meshconfig.yaml"
@@ -411,11 +404,8 @@ func TestFSMObjects(t *testing.T) {
 	setField(t, aggression, 1.5, "spec", "warmup", "aggression")
 	objects["warmup.aggression 1.5"] = aggression
 
-	env := startWithConverter(t)
+	env := startWithConverter(t) // creates convertertest.Namespace, fsm-system
 	c, ctx := env.Client, context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fsm-system"}}); err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range sortedKeys(objects) {
 		obj := objects[name]
 		t.Run(name, func(t *testing.T) {
@@ -505,8 +495,9 @@ func withoutZeros(v any) any {
 	return v
 }
 
-// startWithConverter starts the apiserver with our CRD and points its
-// conversion at the converter on loopback, as `serve` does.
+// startWithConverter starts the apiserver with our CRD and serves the
+// converter to it as `serve` does (the serving layer writes the CRD's
+// conversion stanza).
 func startWithConverter(t *testing.T) *testenv.Env {
 	t.Helper()
 	ctrllog.SetLogger(logr.Discard()) // deprecation warnings of v1alpha1/2 requests
@@ -520,37 +511,7 @@ func startWithConverter(t *testing.T) *testenv.Env {
 		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
 		Client:            client.Options{Scheme: scheme},
 	})
-	mux := http.NewServeMux()
-	mux.Handle(converter.Path, reviewhttp.NewConversion(converter.NewHandler(scheme, v1alpha3.GroupVersion.Group, logr.Discard())))
-	srv := httptest.NewTLSServer(mux)
-	t.Cleanup(srv.Close)
-	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	desired, err := converter.DesiredConversion(converter.Endpoint{URL: srv.URL + converter.Path, CABundle: caBundle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := converter.EnableWebhook(ctx, env.Client, desired); err != nil {
-		t.Fatal(err)
-	}
-	// The CRD change reaches the request path asynchronously: wait until a
-	// v1alpha3 object read as v1alpha2 carries the converter's annotation.
-	probe := loadPreset(t)
-	probe.Name, probe.Namespace = "conversion-ready", "default"
-	if err := env.Client.Create(ctx, probe); err != nil {
-		t.Fatal(err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		got := &v1alpha2.MeshConfig{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(probe), got); err != nil {
-			return false, nil
-		}
-		_, ok := got.Annotations[lossless.AnnotationV1Alpha3Fields]
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("the apiserver never used the converter: %v", err)
-	}
+	convertertest.Start(t, env, scheme, logr.Discard())
 	return env
 }
 
