@@ -29,7 +29,7 @@ func TestCRDStanza(t *testing.T) {
 			name: "in-cluster Service",
 			ep:   webhooks.Endpoint{Namespace: "fsm-system", ServiceName: fsmnames.ConverterService, Port: 9443},
 			want: &apixv1.WebhookClientConfig{
-				Service: &apixv1.ServiceReference{Namespace: "fsm-system", Name: "fsm-bootstrap", Port: ptr.To[int32](9443), Path: ptr.To("/convert")},
+				Service:  &apixv1.ServiceReference{Namespace: "fsm-system", Name: "fsm-bootstrap", Port: ptr.To[int32](9443), Path: ptr.To("/convert")},
 				CABundle: ca,
 			},
 		},
