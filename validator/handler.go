@@ -88,14 +88,14 @@ func NewHandler(o Options) *Handler {
 	return &Handler{opts: o}
 }
 
-// Handle implements admission.Handler. The response UID is filled in by
-// controller-runtime's webhook (Response.Complete).
+// Handle implements admission.Handler. Serve it with reviewhttp.NewAdmission:
+// the uid, panic recovery and request metrics (result allowed, warned,
+// denied, error) are the shared request path's.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	log := h.opts.Logger.WithValues("gvk", gvk.String(), "operation", req.Operation,
 		"namespace", req.Namespace, "name", req.Name, "uid", req.UID)
 	resp := h.handle(ctx, log, gvk, req)
-	observe(gvk.Kind, req.Operation, resp)
 	if !resp.Allowed && resp.Result != nil {
 		log.Info("denied", "code", resp.Result.Code, "message", resp.Result.Message)
 	} else {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -14,10 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp/reviewhttptest"
 )
 
 // TestPolicyModesAndRatchet drives the policy kinds through the served HTTP
@@ -149,30 +148,34 @@ func fakeReader(t *testing.T, pluginsOn bool, objs ...string) client.Reader {
 	return b.Build()
 }
 
-// TestWarnedDecisionsCounted: an allow with warnings counts as "warned", the
-// number operators watch before turning strict policy validation on.
+// TestWarnedDecisionsCounted: served as serve does, an allow with warnings
+// counts as "warned", the number operators watch before turning strict
+// policy validation on.
 func TestWarnedDecisionsCounted(t *testing.T) {
-	h := NewHandler(Options{Reader: fakeReader(t, false)})
-	uts := []byte(`{"metadata":{"name":"u","namespace":"apps"},"spec":{"host":"web"}}`)
-	cases := []struct {
-		obj        []byte
+	h := reviewhttp.NewAdmission(NewHandler(Options{Reader: fakeReader(t, false)})).Named("validator-warned-test")
+	for _, tc := range []struct {
+		obj        string
 		wantResult string
 	}{
-		{obj: uts, wantResult: "warned"},
-		{obj: []byte(`{"metadata":{"name":"u","namespace":"apps"},"spec":{"host":"web.apps.svc"}}`), wantResult: "allowed"},
-	}
-	for _, tc := range cases {
-		c := decisions.WithLabelValues("UpstreamTrafficSetting", "CREATE", tc.wantResult)
-		before := testutil.ToFloat64(c)
-		req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		{obj: `{"metadata":{"name":"u","namespace":"apps"},"spec":{"host":"web"}}`, wantResult: reviewhttp.ResultWarned},
+		{obj: `{"metadata":{"name":"u","namespace":"apps"},"spec":{"host":"web.apps.svc"}}`, wantResult: reviewhttp.ResultAllowed},
+	} {
+		before := reviewhttptest.Requests(t, "validator-warned-test", tc.wantResult)
+		ar := admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{
+			UID:       "uid",
 			Kind:      metav1.GroupVersionKind{Group: "policy.flomesh.io", Version: "v1alpha1", Kind: "UpstreamTrafficSetting"},
-			Operation: admissionv1.Create, Namespace: "apps", Name: "u", Object: runtime.RawExtension{Raw: tc.obj},
+			Operation: admissionv1.Create, Namespace: "apps", Name: "u", Object: runtime.RawExtension{Raw: []byte(tc.obj)},
 		}}
-		if resp := h.Handle(t.Context(), req); !resp.Allowed {
-			t.Fatalf("denied: %+v", resp.Result)
+		ar.APIVersion, ar.Kind = "admission.k8s.io/v1", "AdmissionReview"
+		body, err := json.Marshal(ar)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := testutil.ToFloat64(c) - before; got != 1 {
-			t.Errorf("%s: fsm_validator_decisions_total{result=%q} grew by %v, want 1", tc.obj, tc.wantResult, got)
+		if out := post(t, h, "application/json", body).Response; !out.Allowed {
+			t.Fatalf("denied: %+v", out.Result)
+		}
+		if got := reviewhttptest.Requests(t, "validator-warned-test", tc.wantResult) - before; got != 1 {
+			t.Errorf("%s: fsm_webhooks_requests_total{result=%q} grew by %v, want 1", tc.obj, tc.wantResult, got)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
-	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 )
 
 // Names of the validator's two entries in its ValidatingWebhookConfiguration.
@@ -109,14 +108,4 @@ func policyRules() []admissionregistrationv1.RuleWithOperations {
 		rule(createUpdate, namespaced, "plugin.flomesh.io", []string{"v1alpha1"}, "pluginchains", "pluginconfigs"),
 		rule(createUpdate, cluster, "plugin.flomesh.io", []string{"v1alpha1"}, "plugins"),
 	}
-}
-
-func knownKind(kind string) bool {
-	switch kind {
-	case meshconfig.Kind, policy.KindTrafficTarget, policy.KindIngressBackend, policy.KindAccessControl,
-		policy.KindEgress, policy.KindUpstreamTrafficSetting, policy.KindEgressGateway, policy.KindAccessCert,
-		policy.KindPlugin, policy.KindPluginChain, policy.KindPluginConfig:
-		return true
-	}
-	return false
 }
