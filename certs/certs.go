@@ -1,7 +1,7 @@
 // Package certs holds everything about keys, certificate authorities and issued
-// certificates: the provider-neutral Issuer contract, PEM helpers, trust bundles
-// and rotation predicates. Providers live in sub-packages (tresor, vault,
-// certmanager); nothing here knows about webhooks.
+// certificates: the provider-neutral Issuer contract, PEM helpers, trust
+// bundles and when a certificate is due for renewal. Providers live in
+// sub-packages (tresor, vault, certmanager); nothing here knows about webhooks.
 package certs
 
 import (

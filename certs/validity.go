@@ -34,9 +34,9 @@ type Renewal struct {
 	Fraction float64
 	// Jitter is the most a renewal moves earlier, as a fraction of the
 	// lifetime; 0 means DefaultRenewJitter, a negative value none. It is
-	// clamped to [0, Fraction/4], so a certificate is never due before three quarters
-	// of the way to Fraction (half its lifetime at the default 2/3), and
-	// never after Fraction, so never after it expires.
+	// clamped to [0, Fraction/4]: a certificate is never due before three
+	// quarters of the way to Fraction (half its lifetime at the default
+	// 2/3), and never after Fraction, so never after it expires.
 	Jitter float64
 	// Spread places a certificate in the jitter window: 0 is due at
 	// Fraction, 1 at Fraction-Jitter; values outside [0, 1] are clamped. It
@@ -55,7 +55,7 @@ func (r Renewal) Window(cert *x509.Certificate) (earliest, latest time.Time) {
 
 // At is when cert is due: Spread's place for it in the Window.
 func (r Renewal) At(cert *x509.Certificate) time.Time {
-	fraction, jitter := r.bounds()
+	earliest, latest := r.Window(cert)
 	spread := processSpread
 	if r.Spread != nil {
 		spread = r.Spread
@@ -64,7 +64,7 @@ func (r Renewal) At(cert *x509.Certificate) time.Time {
 	if !(u >= 0) { // also NaN
 		u = 0
 	}
-	return r.point(cert, fraction-jitter*min(u, 1))
+	return latest.Add(-time.Duration(math.Round(min(u, 1) * float64(latest.Sub(earliest)))))
 }
 
 func (r Renewal) bounds() (fraction, jitter float64) {
