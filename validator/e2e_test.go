@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
@@ -584,10 +585,10 @@ func register(ctx context.Context, t *testing.T, c client.Client, url string) {
 // fsm namespace only.
 func registrationCases(ctx context.Context, t *testing.T, c client.Client, validateURL string) {
 	for name, labels := range map[string]map[string]string{
-		"monitored":     {validator.MonitoredByLabel: "fsm"},
+		"monitored":     {fsmnames.MonitoredByLabel: "fsm"},
 		"unmonitored":   nil,
-		"ignored":       {validator.MonitoredByLabel: "fsm", validator.IgnoreLabel: "true"},
-		"control-plane": {validator.MonitoredByLabel: "fsm", validator.ControlPlaneLabel: "fsm"},
+		"ignored":       {fsmnames.MonitoredByLabel: "fsm", fsmnames.IgnoreLabel: "true"},
+		"control-plane": {fsmnames.MonitoredByLabel: "fsm", fsmnames.ControlPlaneLabel: "fsm"},
 	} {
 		mustCreate(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
 	}
@@ -596,7 +597,7 @@ func registrationCases(ctx context.Context, t *testing.T, c client.Client, valid
 	if err := c.Get(ctx, client.ObjectKey{Name: fsmNS}, &fsm); err != nil {
 		t.Fatal(err)
 	}
-	fsm.Labels[validator.MonitoredByLabel] = "fsm"
+	fsm.Labels[fsmnames.MonitoredByLabel] = "fsm"
 	if err := c.Update(ctx, &fsm); err != nil {
 		t.Fatal(err)
 	}

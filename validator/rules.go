@@ -5,6 +5,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 )
 
@@ -16,13 +17,6 @@ const (
 	// MeshConfigWebhookName validates the mesh's MeshConfig (FSM has no
 	// MeshConfig validation).
 	MeshConfigWebhookName = "meshconfig-validator.flomesh.io"
-)
-
-// Namespace labels the policy webhook's selector reads (FSM's names).
-const (
-	MonitoredByLabel  = "flomesh.io/monitored-by"
-	IgnoreLabel       = "flomesh.io/ignore"
-	ControlPlaneLabel = "control-plane"
 )
 
 // Webhooks are the validator's entries in its ValidatingWebhookConfiguration,
@@ -48,11 +42,11 @@ func Webhooks(mesh, fsmNamespace string) []admissionregistrationv1.ValidatingWeb
 		Name:  PolicyWebhookName,
 		Rules: policyRules(),
 		NamespaceSelector: &metav1.LabelSelector{
-			MatchLabels: map[string]string{MonitoredByLabel: mesh},
+			MatchLabels: map[string]string{fsmnames.MonitoredByLabel: mesh},
 			MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: IgnoreLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+				{Key: fsmnames.IgnoreLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
 				{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
-				{Key: ControlPlaneLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+				{Key: fsmnames.ControlPlaneLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
 			},
 		},
 	}, {

@@ -9,6 +9,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // TestWebhooksSelectNamespaces: which namespaces each webhook sees, with the
@@ -30,17 +32,17 @@ func TestWebhooksSelectNamespaces(t *testing.T) {
 		labels               labels.Set
 		policies, meshConfig bool
 	}{
-		{"monitored", ns("apps", MonitoredByLabel, "fsm"), true, false},
+		{"monitored", ns("apps", fsmnames.MonitoredByLabel, "fsm"), true, false},
 		{"unmonitored", ns("apps"), false, false},
-		{"monitored by another mesh", ns("apps", MonitoredByLabel, "blue"), false, false},
-		{"monitored and ignored", ns("apps", MonitoredByLabel, "fsm", IgnoreLabel, "true"), false, false},
-		{"monitored and ignored with an empty value", ns("apps", MonitoredByLabel, "fsm", IgnoreLabel, ""), false, false},
-		{"monitored control plane", ns("apps", MonitoredByLabel, "fsm", ControlPlaneLabel, "x"), false, false},
+		{"monitored by another mesh", ns("apps", fsmnames.MonitoredByLabel, "blue"), false, false},
+		{"monitored and ignored", ns("apps", fsmnames.MonitoredByLabel, "fsm", fsmnames.IgnoreLabel, "true"), false, false},
+		{"monitored and ignored with an empty value", ns("apps", fsmnames.MonitoredByLabel, "fsm", fsmnames.IgnoreLabel, ""), false, false},
+		{"monitored control plane", ns("apps", fsmnames.MonitoredByLabel, "fsm", fsmnames.ControlPlaneLabel, "x"), false, false},
 		{"fsm namespace", ns("fsm-system"), false, true},
-		{"fsm namespace even if labelled monitored", ns("fsm-system", MonitoredByLabel, "fsm"), false, true},
-		{"fsm namespace labelled ignore", ns("fsm-system", IgnoreLabel, "true"), false, true},
+		{"fsm namespace even if labelled monitored", ns("fsm-system", fsmnames.MonitoredByLabel, "fsm"), false, true},
+		{"fsm namespace labelled ignore", ns("fsm-system", fsmnames.IgnoreLabel, "true"), false, true},
 		// FSM's own selector read label "name": it must not matter.
-		{"labelled name=fsm-system", ns("apps", MonitoredByLabel, "fsm", "name", "fsm-system"), true, false},
+		{"labelled name=fsm-system", ns("apps", fsmnames.MonitoredByLabel, "fsm", "name", "fsm-system"), true, false},
 		{"another mesh's fsm namespace", ns("blue-system"), false, false},
 	}
 	for _, c := range cases {

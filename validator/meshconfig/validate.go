@@ -17,16 +17,18 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/check"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 )
 
-// Group, Kind and the served versions of the MeshConfig API.
+// Group, Kind and the served versions of the MeshConfig API (the group and
+// resource are FSM's names, spelled in fsmnames).
 const (
-	Group    = "config.flomesh.io"
+	Group    = fsmnames.ConfigGroup
 	Kind     = "MeshConfig"
-	Resource = "meshconfigs"
+	Resource = fsmnames.MeshConfigResource
 
 	V1alpha1 = "v1alpha1"
 	V1alpha2 = "v1alpha2"
