@@ -27,6 +27,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // env is the one apiserver of this package's tests.
@@ -55,8 +56,8 @@ func freePort(t *testing.T) int {
 // deny=true, so a denial with its message proves the apiserver reached it.
 type denier struct{ calls atomic.Int64 }
 
-func (d *denier) handler() http.Handler {
-	return &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+func (d *denier) handler() admission.Handler {
+	return admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
 		d.calls.Add(1)
 		var obj metav1.PartialObjectMetadata
 		if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
@@ -66,7 +67,7 @@ func (d *denier) handler() http.Handler {
 			return admission.Denied(denyMessage)
 		}
 		return admission.Allowed("")
-	})}
+	})
 }
 
 // testCase is one isolated fixture: its own fsm namespace, workload
@@ -152,7 +153,7 @@ func (tc *testCase) webhook(port int) Webhook {
 		Port:         port,
 		ServiceName:  "fsm-validator",
 		SecretName:   "validating-webhook-cert-secret",
-		Handlers:     map[string]http.Handler{"/validate": tc.denier.handler()},
+		Handlers:     map[string]http.Handler{"/validate": reviewhttp.NewAdmission(tc.denier.handler()).Named("deny-" + tc.name)},
 		Registration: tc.registration(),
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 )
@@ -103,20 +102,7 @@ func (h *hook) kick() {
 }
 
 func (h *hook) start(ctx context.Context, g *errgroup.Group) {
-	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
-		Host:    h.s.opts.BindHost,
-		Port:    h.w.Port,
-		TLSOpts: []func(*tls.Config){tlsOptions(h.src.GetCertificate)},
-	})
-	for path, handler := range h.w.Handlers {
-		srv.Register(path, guard(handler))
-	}
-	g.Go(func() error {
-		if err := srv.Start(ctx); err != nil {
-			return fmt.Errorf("webhook %s listener on port %d: %w", h.w.Name, h.w.Port, err)
-		}
-		return nil
-	})
+	h.s.serveWebhook(ctx, g, h.w, h.src.GetCertificate, h.log)
 	g.Go(func() error { h.src.Run(ctx); return nil })
 	g.Go(func() error { h.obj.Run(ctx.Done()); return nil })
 	g.Go(func() error {

@@ -8,9 +8,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// controller-runtime already exports controller_runtime_webhook_requests_total,
-// _latency_seconds and _requests_in_flight per webhook path; these cover
-// what it cannot know.
+// The serving cert and registration metrics, by webhook; request counts and
+// latency are reviewhttp's (fsm_webhooks_requests_total and friends), with
+// the same webhook label.
 var (
 	renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_serving_cert_renewals_total",

@@ -130,6 +130,7 @@ type Server struct {
 	apiext      apiextclient.Interface
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
+	timeouts    timeouts
 }
 
 // New validates opts and hooks and prepares a Server; nothing runs until
@@ -166,7 +167,7 @@ func New(opts Options, hooks []Webhook) (*Server, error) {
 	if err := apiextv1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("webhooks: scheme: %w", err)
 	}
-	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster()}
+	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster(), timeouts: defaultTimeouts}
 	s.recorder = s.broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "fsm-webhooks"})
 	for _, w := range hooks {
 		s.hooks = append(s.hooks, newHook(s, w))
@@ -283,12 +284,12 @@ func (s *Server) Start(ctx context.Context) error {
 		mux.Handle("/healthz/", http.StripPrefix("/healthz", live))
 		mux.Handle("/readyz", http.StripPrefix("/readyz", ready))
 		mux.Handle("/readyz/", http.StripPrefix("/readyz", ready))
-		serveHTTP(ctx, g, "health probes", addr, mux, s.opts.Log)
+		serveHTTP(ctx, g, "health probes", addr, mux, nil, s.timeouts, s.opts.Log)
 	}
 	if addr := s.opts.MetricsBindAddress; addr != "" && addr != "0" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-		serveHTTP(ctx, g, "metrics", addr, mux, s.opts.Log)
+		serveHTTP(ctx, g, "metrics", addr, mux, nil, s.timeouts, s.opts.Log)
 	}
 	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -324,12 +325,65 @@ func (s *Server) Resync() {
 	}
 }
 
-func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http.Handler, log logr.Logger) {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// timeouts bound every connection of every listener (each webhook's, the
+// health probes', the metrics'), so a client that trickles its headers or
+// body, or never reads its answer, is cut off instead of holding a
+// connection: a slow-loris client cannot hold a server.
+type timeouts struct {
+	// readHeader bounds the request headers, and with them the TLS
+	// handshake (net/http bounds it by the smallest of these).
+	readHeader time.Duration
+	// read bounds the headers and the body together.
+	read time.Duration
+	// write bounds the handler and the answer.
+	write time.Duration
+	// idle bounds a keep-alive connection between requests.
+	idle time.Duration
+}
+
+// defaultTimeouts: the apiserver writes a request at once and waits at most
+// 30 s for the answer (a webhook's largest timeoutSeconds).
+var defaultTimeouts = timeouts{
+	readHeader: 5 * time.Second,
+	// A reviewhttp.MaxBodyBytes body at well under 1 MB/s.
+	read: 15 * time.Second,
+	// The apiserver's 30 s, plus a margin: never cuts an answer it still
+	// waits for (the injector gives up after 15 s).
+	write: 35 * time.Second,
+	// Not below the idle timeout of the apiserver's client (90 s, client-go's
+	// transport defaults): the client closes first, so it never reuses a
+	// connection the server is closing.
+	idle: 90 * time.Second,
+}
+
+// shutdownTimeout bounds a listener's graceful shutdown: requests in flight
+// are answered (the apiserver waits at most 30 s for one), then it closes.
+const shutdownTimeout = 30 * time.Second
+
+// newHTTPServer is how every listener of this package serves.
+func newHTTPServer(h http.Handler, t timeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.readHeader,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
+		MaxHeaderBytes:    1 << 20,
+		// No BaseContext tied to the server's context: a request in flight
+		// at shutdown is answered, not cancelled, while Shutdown waits.
+	}
+}
+
+// serveHTTP serves h on addr until ctx ends; over TLS when tlsConf is set.
+func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http.Handler, tlsConf *tls.Config, t timeouts, log logr.Logger) {
+	srv := newHTTPServer(h, t)
 	g.Go(func() error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("%s endpoint on %s: %w", what, addr, err)
+		}
+		if tlsConf != nil {
+			ln = tls.NewListener(ln, tlsConf)
 		}
 		log.Info("serving "+what, "address", ln.Addr().String())
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -339,11 +393,25 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http
 	})
 	g.Go(func() error {
 		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 		return nil
 	})
+}
+
+// serveWebhook serves one webhook's handlers over TLS on its port, with the
+// cert from memory. HTTP/1.1 only (as kubebuilder scaffolds webhooks since
+// CVE-2023-44487): every timeout then applies per request, and the
+// apiserver negotiates it through ALPN.
+func (s *Server) serveWebhook(ctx context.Context, g *errgroup.Group, w Webhook, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), log logr.Logger) {
+	mux := http.NewServeMux()
+	for path, handler := range w.Handlers {
+		mux.Handle(path, handler)
+	}
+	conf := &tls.Config{NextProtos: []string{"http/1.1"}}
+	tlsOptions(getCert)(conf)
+	serveHTTP(ctx, g, "webhook "+w.Name, net.JoinHostPort(s.opts.BindHost, strconv.Itoa(w.Port)), mux, conf, s.timeouts, log)
 }
 
 // tlsOptions are the listener's TLS settings: the cert from memory, TLS 1.2

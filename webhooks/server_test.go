@@ -256,7 +256,7 @@ func testDrift(t *testing.T) {
 	for _, want := range []string{
 		`fsm_webhooks_cabundle_repairs_total{kind="ValidatingWebhookConfiguration",webhook="deny-drift"} 3`,
 		`fsm_webhooks_serving_cert_expiry_seconds{secret="validating-webhook-cert-secret",webhook="deny-drift"}`,
-		`controller_runtime_webhook_requests_total{code="200",webhook="/validate"}`,
+		`fsm_webhooks_requests_total{result="denied",webhook="deny-drift"}`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
