@@ -16,7 +16,7 @@ import (
 // TestRenderAdmissionPolicies: each policy confining the servers' writes
 // names their ServiceAccount, mesh and namespace, fails closed, is bound with
 // Deny, can be turned off, and is left out before Kubernetes 1.30 (no
-// ValidatingAdmissionPolicy v1). What they refuse is tested on a real
+// ValidatingAdmissionPolicy v1), where NOTES.txt warns. What they refuse is tested on a real
 // apiserver in test/chart/install.
 func TestRenderAdmissionPolicies(t *testing.T) {
 	tests := []struct {
@@ -59,6 +59,12 @@ func TestRenderAdmissionPolicies(t *testing.T) {
 			}
 			if old.Find("ValidatingAdmissionPolicy", tc.policy) != nil || old.Find("ValidatingAdmissionPolicyBinding", tc.policy) != nil {
 				t.Error("rendered for Kubernetes 1.29")
+			}
+			if !strings.Contains(old.Notes, "WARNING: Kubernetes v1.29.9 has no ValidatingAdmissionPolicy v1") {
+				t.Errorf("NOTES for Kubernetes 1.29 do not warn:\n%s", old.Notes)
+			}
+			if strings.Contains(r.Notes, "WARNING") || r.Notes == "" {
+				t.Errorf("NOTES for Kubernetes %s:\n%s", charttest.KubeVersion, r.Notes)
 			}
 			off := mustRender(t, "fsm: {meshName: blue, webhooks: {"+tc.off+": false}}")
 			if off.Find("ValidatingAdmissionPolicy", tc.policy) != nil || off.Find("ValidatingAdmissionPolicyBinding", tc.policy) != nil {

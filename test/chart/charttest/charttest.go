@@ -66,6 +66,8 @@ type Rendered struct {
 	Hooks   []*unstructured.Unstructured
 	// Manifest is the raw manifest text (hooks excluded).
 	Manifest string
+	// Notes is the rendered NOTES.txt.
+	Notes string
 }
 
 // Find returns the object of that kind and name among Objects, then Hooks.
@@ -119,6 +121,9 @@ func RenderFor(kubeVersion, namespace string, values map[string]any) (*Rendered,
 		return nil, fmt.Errorf("unexpected release type %T", rel)
 	}
 	out := &Rendered{Manifest: r.Manifest}
+	if r.Info != nil {
+		out.Notes = r.Info.Notes
+	}
 	if out.Objects, err = decodeAll(r.Manifest); err != nil {
 		return nil, fmt.Errorf("decoding manifest: %w", err)
 	}
