@@ -96,6 +96,13 @@ type Options struct {
 	// Trusted returns nil once every published trust bundle (each webhook
 	// caBundle) holds root; see webhooks.CABundlesTrust.
 	Trusted func(ctx context.Context, root *x509.Certificate) error
+	// Dependents, when set, returns nil once nothing outside the serving
+	// certs still holds a certificate signed by root (the retiring one):
+	// the previous root is dropped only then, polled every PollInterval
+	// after the grace period. It must read the truth each time (a resumed
+	// rotation calls it again); injector.RetiringRootCheck checks the
+	// bootstrap Secrets.
+	Dependents func(ctx context.Context, root *x509.Certificate) error
 	// Grace between activating the new root and dropping the old one
 	// (default 24h): long enough for every peer to pick up the new bundle.
 	Grace time.Duration
@@ -194,6 +201,9 @@ func run(ctx context.Context, opts Options, start bool) error {
 				case <-time.After(wait):
 				}
 			}
+			if err := waitDependents(ctx, opts, st.Previous); err != nil {
+				return err
+			}
 			// Serving certs could have been rewritten from the old root
 			// by a lagging replica during the grace period: check again.
 			if err := reissue(ctx, opts, st); err != nil {
@@ -244,6 +254,30 @@ func waitTrusted(ctx context.Context, opts Options, root *x509.Certificate) erro
 	case <-time.After(opts.Settle):
 	}
 	return nil
+}
+
+// waitDependents waits until opts.Dependents finds nothing signed by the
+// retiring root; a nil check or root passes at once.
+func waitDependents(ctx context.Context, opts Options, root *x509.Certificate) error {
+	if opts.Dependents == nil || root == nil {
+		return nil
+	}
+	logged := false
+	for {
+		err := opts.Dependents(ctx, root)
+		if err == nil {
+			return nil
+		}
+		if !logged {
+			opts.Log.Info("root rotation: waiting before dropping the previous root", "reason", err.Error())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("root rotation: waiting for certificates of the previous root to be re-issued (resumes on next start): %w (last: %v)", ctx.Err(), err)
+		case <-time.After(opts.PollInterval):
+		}
+	}
 }
 
 // reissue moves every serving cert onto the signing root; certs already on

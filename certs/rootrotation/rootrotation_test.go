@@ -3,6 +3,7 @@ package rootrotation
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -106,3 +107,48 @@ type x509Cert = x509.Certificate
 // reach the API; any call would panic on the nil embedded interface and
 // fail the test.
 type kubernetesStub struct{ kubernetes.Interface }
+
+// TestDropWaitsForDependents: the previous root is dropped only once
+// Dependents finds nothing it signed; interrupted while waiting, nothing is
+// dropped and the error says what it waited for.
+func TestDropWaitsForDependents(t *testing.T) {
+	root := &x509.Certificate{Raw: []byte("current")}
+	previous := &x509.Certificate{Raw: []byte("previous")}
+	active := Status{Phase: PhaseNextRootActive, Since: time.Now().Add(-time.Hour), Current: root, Previous: previous}
+	opts := func(ca CA, dependents func(context.Context, *x509.Certificate) error) Options {
+		return Options{CA: ca, Issuer: nopIssuer{}, Client: &kubernetesStub{}, Specs: []servingcert.Spec{},
+			Trusted: func(context.Context, *x509Cert) error { return nil }, Grace: time.Millisecond, PollInterval: time.Millisecond,
+			Dependents: dependents}
+	}
+
+	ca := &recorder{status: active}
+	var asked []*x509.Certificate
+	pending := 3
+	err := Resume(context.Background(), opts(ca, func(_ context.Context, r *x509.Certificate) error {
+		asked = append(asked, r)
+		if len(ca.steps) != 0 {
+			t.Errorf("steps %v taken while certificates of the previous root remain", ca.steps)
+		}
+		if pending--; pending >= 0 {
+			return errors.New("2 bootstrap Secrets still hold a certificate signed by it")
+		}
+		return nil
+	}))
+	if err != nil || strings.Join(ca.steps, ",") != "drop" {
+		t.Fatalf("err %v, steps %v; want the drop once nothing depends on the previous root", err, ca.steps)
+	}
+	if len(asked) != 4 || asked[0] != previous {
+		t.Errorf("Dependents asked %d times about %v, want 4 times about the previous root", len(asked), asked)
+	}
+
+	ca = &recorder{status: active}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = Resume(ctx, opts(ca, func(context.Context, *x509.Certificate) error { return errors.New("1 bootstrap Secret left") }))
+	if err == nil || !strings.Contains(err.Error(), "waiting for certificates of the previous root to be re-issued") || !strings.Contains(err.Error(), "1 bootstrap Secret left") {
+		t.Errorf("interrupted wait: %v", err)
+	}
+	if len(ca.steps) != 0 {
+		t.Errorf("steps %v taken by an interrupted wait", ca.steps)
+	}
+}
