@@ -81,7 +81,7 @@ func windows(calls []call, width time.Duration) []window {
 }
 
 // varying are the parts of an error message that differ between pods.
-var varying = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[ps]-[0-9]+\b|[0-9]+(\.[0-9]+)?(ns|µs|ms|s)\b`)
+var varying = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[ps]-[0-9]+\b|\b[0-9]+(\.[0-9]+)?(ns|µs|ms|s)\b`)
 
 // errorSummary groups failed calls by their message (pod names, uuids and
 // durations masked) and returns the top n, most frequent first, as

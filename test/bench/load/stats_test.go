@@ -88,7 +88,7 @@ func TestErrorSummary(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("got %d groups, want 2: %q", len(got), got)
 	}
-	if !strings.HasPrefix(got[0], "3× ") || !strings.Contains(got[0], "client rate limiter Wait") ||
+	if !strings.HasPrefix(got[0], "3× ") || !strings.Contains(got[0], `"fsm-inject.k8s.io" denied`) || !strings.Contains(got[0], "client rate limiter Wait") ||
 		strings.Contains(got[0], "p-1") || strings.Contains(got[0], "0f6e7d2a") || strings.Contains(got[0], "1.5s") {
 		t.Errorf("first group %q: want the 3 rate-limiter refusals, pod names, uuids and durations masked", got[0])
 	}
