@@ -32,8 +32,8 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/webhooks"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -269,7 +269,7 @@ func runInjectorCase(t *testing.T, env injectorEnvironment, caseDir string, issu
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(webhooks.InjectorPath, reviewhttp.NewAdmission(h))
+	mux.Handle(fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
 
 	req := &admissionv1.AdmissionRequest{}
 	if err := json.Unmarshal(env.AdmissionRequest, req); err != nil {
@@ -284,7 +284,7 @@ func runInjectorCase(t *testing.T, env injectorEnvironment, caseDir string, issu
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpReq := httptest.NewRequest(http.MethodPost, webhooks.InjectorPath, bytes.NewReader(body))
+	httpReq := httptest.NewRequest(http.MethodPost, fsmnames.InjectorPath, bytes.NewReader(body))
 	httpReq.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httpReq)
