@@ -1,0 +1,395 @@
+package injector_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// TestTrustFollowsRootRotation runs a whole tresor root rotation
+// (fsm-ca-bundle's rotation.* phases, rootrotation.Rotate with a short grace
+// period) over bootstrap Secrets that exist before it: in NextRootAdded every
+// cacert.pem holds both roots and the certificates stay; in NextRootActive
+// every certificate is re-issued from the new root (same CN, new key, owner
+// references appended meanwhile kept), including one a lagging replica
+// writes from the old root after activation; the old root is dropped only
+// once none is left (the drop is held back while re-issuance is blocked);
+// after the drop every cacert.pem holds the new root only.
+func TestTrustFollowsRootRotation(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, ns := range []string{fsmNamespace, "app"} {
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := keypool.NewSet(keypool.Options{Algorithm: certs.ECDSAP256, Size: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = keys.Start(ctx) }()
+	issuer, err := tresor.New(ctx, tresor.Options{
+		Store: tresor.Store{Client: env.Clientset, Namespace: fsmNamespace, RootKeyAlgorithm: certs.ECDSAP256},
+		Keys:  keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRoot := issuer.State().Authority
+
+	// Six pods' Secrets from before the rotation; three pods exist already,
+	// three are created while certificates are re-issued (their Secrets'
+	// owner references are appended concurrently with our Updates).
+	const n = 6
+	uuid := func(i int) string { return fmt.Sprintf("00000000-0000-0000-0000-00000000000%d", i) }
+	original := map[string]*x509.Certificate{}
+	for i := range n {
+		s := bootstrapSecret(ctx, t, issuer, uuid(i))
+		if err := env.Client.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		original[s.Name] = leafOf(t, s)
+		if i < n/2 {
+			createPod(ctx, t, env.Client, uuid(i))
+		}
+	}
+
+	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+	ctrl.SetLogger(log)
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme: scheme, Logger: log, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: injector.CacheByObject()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	// Re-issuance waits until the rotation has been seen holding the drop
+	// back, so the test proves the gate rather than racing it.
+	release := make(chan struct{})
+	trust, err := injector.NewTrustController(injector.TrustControllerOptions{
+		Client: env.Clientset, Issuer: gatedIssuer{issuer, release}, Rotation: tresorRotation{issuer}, MeshName: meshName,
+		Resync: 200 * time.Millisecond, RetryInterval: 200 * time.Millisecond, Workers: 3, Logger: log.WithName("trust"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Add(trust); err != nil {
+		t.Fatal(err)
+	}
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-mgrDone; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	reissuedBefore := counter(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total")
+
+	var (
+		mu     sync.Mutex
+		phases []rootrotation.Phase
+		held   []string
+		once   sync.Once
+	)
+	check := injector.RetiringRootCheck(env.Clientset, meshName)
+	opts := rootrotation.Options{
+		CA: tresorRotation{issuer}, Issuer: issuer, Client: env.Clientset,
+		Trusted: func(context.Context, *x509.Certificate) error { return nil }, // no webhook configurations here
+		Grace:   500 * time.Millisecond, PollInterval: 100 * time.Millisecond, Settle: time.Millisecond,
+		Log: log.WithName("rotation"),
+		Dependents: func(ctx context.Context, root *x509.Certificate) error {
+			err := check(ctx, root)
+			if err != nil {
+				mu.Lock()
+				held = append(held, err.Error())
+				mu.Unlock()
+				once.Do(func() { close(release) })
+			}
+			return err
+		},
+	}
+	opts.OnPhase = func(st rootrotation.Status) {
+		mu.Lock()
+		phases = append(phases, st.Phase)
+		mu.Unlock()
+		switch st.Phase {
+		case rootrotation.PhaseNextRootAdded:
+			// Every pod's trust holds both roots; certificates stay on the
+			// old root, which still signs.
+			waitFor(t, 20*time.Second, func() error {
+				return eachSecret(ctx, env.Client, func(s *corev1.Secret) error {
+					if err := holdsRoots(s, oldRoot.Cert, st.Next); err != nil {
+						return err
+					}
+					return certs.ChainsTo(s.Data[injector.RepoCertKey], oldRoot.Cert, time.Now())
+				})
+			})
+		case rootrotation.PhaseNextRootActive:
+			for i := n / 2; i < n; i++ {
+				createPod(ctx, t, env.Client, uuid(i))
+			}
+			// A replica that has not seen the activation yet writes one
+			// more Secret from the old root.
+			late := lateSecret(t, oldRoot, issuer, uuid(n))
+			if err := env.Client.Create(ctx, late); err != nil {
+				t.Error(err)
+			}
+			createPod(ctx, t, env.Client, uuid(n))
+			mu.Lock()
+			original[late.Name] = leafOf(t, late)
+			mu.Unlock()
+		}
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer rcancel()
+	if err := rootrotation.Rotate(rctx, opts); err != nil {
+		t.Fatal(err)
+	}
+
+	if want := []rootrotation.Phase{rootrotation.PhaseNextRootAdded, rootrotation.PhaseNextRootActive, rootrotation.PhaseComplete}; fmt.Sprint(phases) != fmt.Sprint(want) {
+		t.Fatalf("phases %v, want %v", phases, want)
+	}
+	if len(held) == 0 || !strings.Contains(held[0], "still hold a certificate signed by the retiring root") {
+		t.Fatalf("the drop was never held back by the Secrets of the old root (%q)", held)
+	}
+	t.Logf("the drop of the old root waited for %d check(s); first: %s", len(held), held[0])
+	newRoot := issuer.State().Authority.Cert
+	if bytes.Equal(newRoot.Raw, oldRoot.Cert.Raw) {
+		t.Fatal("the signing root did not change")
+	}
+	// After the drop: the new root only, every certificate from it, same
+	// CN, a new key, the pod as owner.
+	waitFor(t, 20*time.Second, func() error {
+		return eachSecret(ctx, env.Client, func(s *corev1.Secret) error {
+			if err := holdsRoots(s, newRoot); err != nil {
+				return err
+			}
+			if err := certs.ChainsTo(s.Data[injector.RepoCertKey], newRoot, time.Now()); err != nil {
+				return err
+			}
+			if len(s.OwnerReferences) == 0 {
+				return fmt.Errorf("%s: no owner reference (adoption overwritten?)", s.Name)
+			}
+			return nil
+		})
+	})
+	var count int
+	if err := eachSecret(ctx, env.Client, func(s *corev1.Secret) error {
+		count++
+		leaf, was := leafOf(t, s), original[s.Name]
+		if leaf.Subject.CommonName != was.Subject.CommonName || !strings.HasPrefix(leaf.Subject.CommonName, s.Labels[injector.ProxyUUIDLabel]+".sidecar.") {
+			return fmt.Errorf("%s: CN %q, was %q", s.Name, leaf.Subject.CommonName, was.Subject.CommonName)
+		}
+		if bytes.Equal(leaf.RawSubjectPublicKeyInfo, was.RawSubjectPublicKeyInfo) {
+			return fmt.Errorf("%s: re-issued with the old key", s.Name)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if count != n+1 {
+		t.Errorf("%d bootstrap Secrets, want %d", count, n+1)
+	}
+	if d := counter(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total") - reissuedBefore; d != n+1 {
+		t.Errorf("fsm_webhooks_injector_bootstrap_certs_reissued_total went up by %v, want %d", d, n+1)
+	}
+	if err := check(ctx, oldRoot.Cert); err != nil {
+		t.Errorf("after the rotation: %v", err)
+	}
+}
+
+// gatedIssuer holds every Issue until release is closed.
+type gatedIssuer struct {
+	*tresor.Issuer
+	release chan struct{}
+}
+
+func (g gatedIssuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Issuer.Issue(ctx, req)
+}
+
+// tresorRotation adapts tresor's rotation steps to rootrotation.CA, as
+// `certs rotate-root` does.
+type tresorRotation struct{ ca *tresor.Issuer }
+
+func (r tresorRotation) AddNextRoot(ctx context.Context) error {
+	_, err := r.ca.AddNextRoot(ctx)
+	return err
+}
+
+func (r tresorRotation) ActivateNextRoot(ctx context.Context) error {
+	_, err := r.ca.ActivateNextRoot(ctx)
+	return err
+}
+
+func (r tresorRotation) DropPreviousRoot(ctx context.Context) error {
+	_, err := r.ca.DropPreviousRoot(ctx)
+	return err
+}
+
+func (r tresorRotation) RotationStatus(ctx context.Context) (rootrotation.Status, error) {
+	st, err := r.ca.RotationStatus(ctx)
+	if err != nil {
+		return rootrotation.Status{}, err
+	}
+	out := rootrotation.Status{Phase: rootrotation.Phase(st.Phase), Current: st.Active, Next: st.Next, Previous: st.Previous, Since: st.Completed}
+	switch st.Phase {
+	case tresor.PhaseNextRootAdded:
+		out.Since = st.Started
+	case tresor.PhaseNextRootActive:
+		out.Since = st.Activated
+	}
+	return out, nil
+}
+
+func bootstrapSecret(ctx context.Context, t *testing.T, issuer certs.Issuer, id string) *corev1.Secret {
+	t.Helper()
+	cn := injector.CommonName(id, "web", "app", "cluster.local")
+	cert, err := issuer.Issue(ctx, certs.Request{CommonName: cn, DNSNames: []string{cn}, Organization: "Flomesh Service Mesh",
+		Validity: time.Hour, Usage: certs.UsageBoth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := injector.BootstrapSecret("app", meshName, id, cert, injector.BootstrapConfig{NodeID: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// lateSecret is a Secret whose certificate the old root signed after the
+// new one became active (a replica that has not followed yet).
+func lateSecret(t *testing.T, old *certs.Authority, issuer *tresor.Issuer, id string) *corev1.Secret {
+	t.Helper()
+	cn := injector.CommonName(id, "web", "app", "cluster.local")
+	key, err := certs.GenerateKey(certs.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := issuer.State().BundlePEM
+	cert, err := old.Issue(certs.Request{CommonName: cn, DNSNames: []string{cn}, Organization: "Flomesh Service Mesh",
+		Validity: time.Hour, Usage: certs.UsageBoth}, key, bundle, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := injector.BootstrapSecret("app", meshName, id, cert, injector.BootstrapConfig{NodeID: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func createPod(ctx context.Context, t *testing.T, cl client.Client, id string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-" + id[len(id)-1:], Labels: map[string]string{injector.ProxyUUIDLabel: id}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	if err := cl.Create(ctx, pod); err != nil {
+		t.Error(err)
+	}
+}
+
+func leafOf(t *testing.T, s *corev1.Secret) *x509.Certificate {
+	t.Helper()
+	chain, err := certs.ParseCertsPEM(s.Data[injector.RepoCertKey])
+	if err != nil {
+		t.Fatalf("%s: %v", s.Name, err)
+	}
+	return chain[0]
+}
+
+// holdsRoots: cacert.pem is exactly roots.
+func holdsRoots(s *corev1.Secret, roots ...*x509.Certificate) error {
+	have, err := certs.ParseBundle(time.Now(), s.Data[injector.CACertKey])
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", s.Name, injector.CACertKey, err)
+	}
+	if want := certs.NewBundle(time.Now(), roots...); !have.Equal(want) {
+		return fmt.Errorf("%s: %s holds %d root(s), want %d", s.Name, injector.CACertKey, have.Len(), want.Len())
+	}
+	return nil
+}
+
+func eachSecret(ctx context.Context, cl client.Client, fn func(*corev1.Secret) error) error {
+	list := &corev1.SecretList{}
+	if err := cl.List(ctx, list, client.InNamespace("app"), client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		if err := fn(&list.Items[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func counter(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			var sum float64
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	return 0
+}
