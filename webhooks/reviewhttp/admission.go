@@ -76,8 +76,8 @@ func (a *Admission) write(w http.ResponseWriter, tm metav1.TypeMeta, resp admiss
 }
 
 // admissionResult classifies a completed response: a 400 or 5xx result is
-// the handler's failure, any other refusal a rule's denial (403 Forbidden,
-// 422 Invalid).
+// the handler's failure, any other refusal a denial (403 Forbidden, 422
+// Invalid, 429 Too Many Requests).
 func admissionResult(resp admission.Response) string {
 	switch {
 	case resp.Allowed && (len(resp.Patches) > 0 || len(resp.Patch) > 0):

@@ -15,7 +15,8 @@ const (
 	// ResultWarned: admitted with warnings (what strict policy validation
 	// would deny).
 	ResultWarned = "warned"
-	// ResultDenied: refused by a rule.
+	// ResultDenied: refused with any other code: a rule's denial (403
+	// Forbidden, 422 Invalid), the injector's rate limit (429).
 	ResultDenied = "denied"
 	// ResultConverted: a ConversionReview answered with Success.
 	ResultConverted = "converted"

@@ -186,6 +186,7 @@ func TestAdmissionResults(t *testing.T) {
 		{admission.Allowed("").WithWarnings("careful"), ResultWarned},
 		{admission.Denied("no"), ResultDenied},
 		{admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid}}}, ResultDenied},
+		{admission.Errored(http.StatusTooManyRequests, errTooLarge), ResultDenied},
 		{admission.Errored(http.StatusBadRequest, errTooLarge), ResultError},
 		{admission.Errored(http.StatusInternalServerError, errTooLarge), ResultError},
 	} {
