@@ -80,19 +80,27 @@ func Specs(ctx context.Context, repoRoot, pipyBin, work string) ([]images.Spec, 
 // Debian 12): one binary that acts as the name it is called by.
 const xtablesMulti = "/usr/sbin/xtables-nft-multi"
 
+const xtablesDir = "/usr/lib/x86_64-linux-gnu/xtables"
+
+var xtablesExtensions = []string{
+	"libxt_standard", "libxt_tcp", "libxt_udp", "libxt_multiport", "libxt_owner",
+	"libxt_REDIRECT", "libxt_DNAT", "libxt_comment", "libxt_mark",
+}
+
 func initImageFiles(ctx context.Context) ([]images.File, error) {
 	bins := map[string]string{"/bin/sh": "/usr/bin/dash"}
 	for _, name := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
 		bins["/usr/bin/"+name] = xtablesMulti
 	}
-	// Matches and targets (-m owner, -j REDIRECT, ...) are loaded from the
-	// xtables directory at run time.
-	exts, err := filepath.Glob("/usr/lib/x86_64-linux-gnu/xtables/*.so")
-	if err != nil || len(exts) == 0 {
-		return nil, fmt.Errorf("meshimages: no iptables extensions in /usr/lib/x86_64-linux-gnu/xtables (apt-get install iptables): %v", err)
-	}
-	for _, e := range exts {
-		bins[e] = e
+	// Matches and targets are loaded from the xtables directory at run
+	// time: those the injector's rules use (-p tcp, multiport, owner,
+	// REDIRECT, DNAT, RETURN).
+	for _, ext := range xtablesExtensions {
+		p := filepath.Join(xtablesDir, ext+".so")
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("meshimages: iptables extension %s (apt-get install iptables): %w", ext, err)
+		}
+		bins[p] = p
 	}
 	files, err := withLibraries(ctx, bins)
 	if err != nil {
@@ -106,36 +114,42 @@ func initImageFiles(ctx context.Context) ([]images.File, error) {
 
 // withLibraries returns files (image path → host path) plus every shared
 // library ldd lists for them, each at the path ldd prints and with the
-// content of the file it resolves to.
+// content of the file it resolves to. One ldd call covers all the files: it
+// is slow on a busy machine.
 func withLibraries(ctx context.Context, files map[string]string) ([]images.File, error) {
 	byPath := map[string]images.File{}
+	var sources []string
 	for dst, src := range files {
 		byPath[dst] = images.File{Path: dst, Source: src, Mode: 0o755}
-		out, err := exec.CommandContext(ctx, "ldd", src).CombinedOutput()
-		if err != nil {
-			if bytes.Contains(out, []byte("not a dynamic executable")) {
-				continue
-			}
-			return nil, fmt.Errorf("meshimages: ldd %s: %w: %s", src, err, out)
-		}
-		libs, err := parseLdd(out)
-		if err != nil {
-			return nil, fmt.Errorf("meshimages: ldd %s: %w", src, err)
-		}
-		for _, l := range libs {
-			real, err := filepath.EvalSymlinks(l)
-			if err != nil {
-				return nil, fmt.Errorf("meshimages: library of %s: %w", src, err)
-			}
-			byPath[l] = images.File{Path: l, Source: real, Mode: 0o755}
+		if !slices.Contains(sources, src) {
+			sources = append(sources, src)
 		}
 	}
-	out := make([]images.File, 0, len(byPath))
+	slices.Sort(sources)
+	out, err := exec.CommandContext(ctx, "ldd", sources...).CombinedOutput()
+	if err != nil && !bytes.Contains(out, []byte("not a dynamic executable")) {
+		return nil, fmt.Errorf("meshimages: ldd %s: %w: %s", strings.Join(sources, " "), err, out)
+	}
+	libs, err := parseLdd(out)
+	if err != nil {
+		return nil, fmt.Errorf("meshimages: ldd %s: %w", strings.Join(sources, " "), err)
+	}
+	for _, l := range libs {
+		if _, ok := byPath[l]; ok {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(l)
+		if err != nil {
+			return nil, fmt.Errorf("meshimages: library %s: %w", l, err)
+		}
+		byPath[l] = images.File{Path: l, Source: real, Mode: 0o755}
+	}
+	list := make([]images.File, 0, len(byPath))
 	for _, f := range byPath {
-		out = append(out, f)
+		list = append(list, f)
 	}
-	slices.SortFunc(out, func(a, b images.File) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	slices.SortFunc(list, func(a, b images.File) int { return strings.Compare(a.Path, b.Path) })
+	return list, nil
 }
 
 // parseLdd extracts the library paths from ldd's output:
@@ -143,12 +157,15 @@ func withLibraries(ctx context.Context, files map[string]string) ([]images.File,
 //	linux-vdso.so.1 (0x...)                          (no file: skipped)
 //	libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)
 //	/lib64/ld-linux-x86-64.so.2 (0x...)
+//
+// With several files ldd heads each one's list with "path:"; a library
+// listed twice is returned once.
 func parseLdd(out []byte) ([]string, error) {
 	var libs []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if line == "" || line == "statically linked" {
+		if line == "" || line == "statically linked" || line == "not a dynamic executable" || strings.HasSuffix(line, ":") {
 			continue
 		}
 		if strings.Contains(line, "=> not found") {
@@ -158,7 +175,7 @@ func parseLdd(out []byte) ([]string, error) {
 			line = after
 		}
 		p, _, _ := strings.Cut(line, " ")
-		if filepath.IsAbs(p) {
+		if filepath.IsAbs(p) && !slices.Contains(libs, p) {
 			libs = append(libs, p)
 		}
 	}

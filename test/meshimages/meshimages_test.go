@@ -1,6 +1,10 @@
 package meshimages
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +27,13 @@ func TestParseLdd(t *testing.T) {
 		},
 		{name: "static", out: "\tstatically linked\n"},
 		{
+			name: "several files, a library shared",
+			out: "/usr/bin/dash:\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n" +
+				"/usr/sbin/xtables-nft-multi:\n\tlibxtables.so.12 => /lib/x86_64-linux-gnu/libxtables.so.12 (0x2)\n" +
+				"\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n",
+			want: []string{"/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libxtables.so.12"},
+		},
+		{
 			name:    "missing library",
 			out:     "\tlibnftnl.so.11 => not found\n",
 			wantErr: "libnftnl.so.11 => not found",
@@ -43,5 +54,51 @@ func TestParseLdd(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestInitImageAppliesRules lays the fsm-sidecar-init image's files out as a
+// root file system and runs the injector's kind of command in it, in a new
+// network namespace: the image has everything iptables-restore (nft) needs.
+func TestInitImageAppliesRules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chroot, a network namespace)")
+	}
+	if _, err := os.Stat(xtablesMulti); err != nil {
+		t.Skipf("no %s on this host (apt-get install iptables): %v", xtablesMulti, err)
+	}
+	files, err := initImageFiles(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, f := range files {
+		b, err := os.ReadFile(f.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(root, f.Path)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, os.FileMode(f.Mode)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := "iptables-restore --noflush <<EOF\n*nat\n:FSM_PROXY_INBOUND - [0:0]\n" +
+		"-A PREROUTING -p tcp -j FSM_PROXY_INBOUND\n" +
+		"-A FSM_PROXY_INBOUND -p tcp --match multiport --dports 9000,9001 -j RETURN\n" +
+		"-A OUTPUT -p tcp -m owner --uid-owner 1500 -j RETURN\n" +
+		"-A OUTPUT -p tcp -j REDIRECT --to-port 15001\nCOMMIT\nEOF\niptables-save -t nat\n"
+	cmd := exec.Command("unshare", "--net", "/usr/sbin/chroot", root, "/bin/sh", "-c", script)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"} // the image's
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the rules in the image: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--dports 9000,9001 -j RETURN", "--uid-owner 1500 -j RETURN", "-j REDIRECT --to-ports 15001"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("iptables-save in the image lacks %q:\n%s", want, out)
+		}
 	}
 }
