@@ -60,12 +60,44 @@ func TestNamesAreValid(t *testing.T) {
 			t.Errorf("configuration label %s=%s: %v", k, v, errs)
 		}
 	}
-	if fsmnames.MutatingConfigurationName("fsm") != "fsm-webhook-fsm" || fsmnames.ValidatingConfigurationName("fsm") != "fsm-validator-mesh-fsm" {
-		t.Errorf("configuration names for mesh fsm: %s, %s", fsmnames.MutatingConfigurationName("fsm"), fsmnames.ValidatingConfigurationName("fsm"))
-	}
 	for _, p := range []string{fsmnames.InjectorPath, fsmnames.ValidatorPath, fsmnames.ConverterPath} {
 		if p == "" || p[0] != '/' {
 			t.Errorf("path %q does not start with /", p)
 		}
+	}
+}
+
+// TestFSMContract pins every name to FSM v1.5.1's spelling: users' labels,
+// charts, RBAC and scripts rely on them, so a change here must be deliberate.
+// The other tests use the constants.
+func TestFSMContract(t *testing.T) {
+	for got, want := range map[string]string{
+		fsmnames.MonitoredByLabel:                   "flomesh.io/monitored-by",
+		fsmnames.IgnoreLabel:                        "flomesh.io/ignore",
+		fsmnames.ControlPlaneLabel:                  "control-plane",
+		fsmnames.ConfigGroup:                        "config.flomesh.io",
+		fsmnames.MeshConfigCRDName:                  "meshconfigs.config.flomesh.io",
+		fsmnames.MeshConfigName:                     "fsm-mesh-config",
+		fsmnames.CABundleSecretName:                 "fsm-ca-bundle",
+		fsmnames.InjectorPath:                       "/mutate-pod-creation",
+		fsmnames.ValidatorPath:                      "/validate",
+		fsmnames.ConverterPath:                      "/convert",
+		fsmnames.InjectorService:                    "fsm-injector",
+		fsmnames.ValidatorService:                   "fsm-validator",
+		fsmnames.ConverterService:                   "fsm-bootstrap",
+		fsmnames.InjectorCertSecret:                 "mutating-webhook-cert-secret",
+		fsmnames.ValidatorCertSecret:                "validating-webhook-cert-secret",
+		fsmnames.ConverterCertSecret:                "crd-converter-cert-secret",
+		fsmnames.BootstrapSecretName("u1"):          "sidecar-bootstrap-config-u1",
+		fsmnames.MutatingConfigurationName("fsm"):   "fsm-webhook-fsm",
+		fsmnames.ValidatingConfigurationName("fsm"): "fsm-validator-mesh-fsm",
+	} {
+		if got != want {
+			t.Errorf("%q, FSM's name is %q", got, want)
+		}
+	}
+	labels := fsmnames.ConfigurationLabels("fsm")
+	if len(labels) != 2 || labels["app.kubernetes.io/name"] != "flomesh.io" || labels["app.kubernetes.io/instance"] != "fsm" {
+		t.Errorf("configuration labels %v", labels)
 	}
 }
