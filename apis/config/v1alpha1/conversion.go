@@ -160,9 +160,9 @@ func hubFieldsOf(s *v1alpha3.MeshConfigSpec) *hubFields {
 // applyTo writes the sections into s; every section must be set (RestoreHub
 // fills them).
 func (h *hubFields) applyTo(s *v1alpha3.MeshConfigSpec) {
-	h.HubOnly.ApplyTo(s)
+	h.ApplyTo(s) // spoke.HubOnly's sections
 	sc := h.Sidecar
-	sc.Sidecar.ApplyTo(&s.Sidecar)
+	sc.ApplyTo(&s.Sidecar) // spoke.Sidecar's fields
 	s.Sidecar.TLSMinProtocolVersion, s.Sidecar.TLSMaxProtocolVersion = sc.TLSMinProtocolVersion, sc.TLSMaxProtocolVersion
 	s.Sidecar.CipherSuites, s.Sidecar.ECDHCurves, s.Sidecar.LocalProxyMode = sc.CipherSuites, sc.ECDHCurves, sc.LocalProxyMode
 	s.Sidecar.LocalDNSProxy = sc.LocalDNSProxy

@@ -134,8 +134,8 @@ func hubFieldsOf(s *v1alpha3.MeshConfigSpec) *hubFields {
 // applyTo writes the sections into s; every section must be set (RestoreHub
 // fills them).
 func (h *hubFields) applyTo(s *v1alpha3.MeshConfigSpec) {
-	h.HubOnly.ApplyTo(s)
-	h.Sidecar.Sidecar.ApplyTo(&s.Sidecar)
+	h.ApplyTo(s)                  // spoke.HubOnly's sections
+	h.Sidecar.ApplyTo(&s.Sidecar) // spoke.Sidecar's fields
 	dns := h.Sidecar.LocalDNSProxy
 	s.Sidecar.LocalDNSProxy.GenerateIPv6BasedOnIPv4 = dns.GenerateIPv6BasedOnIPv4
 	s.Sidecar.LocalDNSProxy.Wildcard, s.Sidecar.LocalDNSProxy.DB = dns.Wildcard, dns.DB
