@@ -3,6 +3,7 @@ package injector
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -101,9 +102,9 @@ func PlanTrust(s *corev1.Secret, ts TrustState, trustDomain string, validity tim
 	return plan, nil
 }
 
-// ApplyTrust returns a copy of s with plan applied; cert is the re-issued
-// certificate when plan.Reissue. Metadata (resourceVersion, owners) is kept,
-// so an Update fails rather than overwrite a concurrent change.
+// ApplyTrust returns a copy of s with plan applied (what TrustPatch makes
+// of s on the apiserver); cert is the re-issued certificate when
+// plan.Reissue. Metadata (resourceVersion, owners) is kept.
 func ApplyTrust(s *corev1.Secret, plan TrustPlan, cert *certs.Certificate) *corev1.Secret {
 	out := s.DeepCopy()
 	out.Data = maps.Clone(s.Data)
@@ -118,6 +119,31 @@ func ApplyTrust(s *corev1.Secret, plan TrustPlan, cert *certs.Certificate) *core
 		out.Data[RepoKeyKey] = cert.KeyPEM
 	}
 	return out
+}
+
+// TrustPatch is the JSON merge patch that applies plan to s: only the keys
+// that change, and s's resourceVersion, so the apiserver refuses it with a
+// conflict when anyone (another replica, FSM's controller appending an
+// owner) wrote s since it was read: an Update's precondition, with the patch
+// verb the chart already grants.
+func TrustPatch(s *corev1.Secret, plan TrustPlan, cert *certs.Certificate) ([]byte, error) {
+	if s.ResourceVersion == "" {
+		return nil, fmt.Errorf("bootstrap Secret %s/%s: no resourceVersion to guard the write with", s.Namespace, s.Name)
+	}
+	data := map[string][]byte{}
+	if plan.CACert != nil {
+		data[CACertKey] = plan.CACert
+	}
+	if plan.Reissue {
+		if cert == nil {
+			return nil, fmt.Errorf("bootstrap Secret %s/%s: re-issue planned without a certificate", s.Namespace, s.Name)
+		}
+		data[RepoCertKey], data[RepoKeyKey] = cert.CertPEM, cert.KeyPEM
+	}
+	return json.Marshal(map[string]any{
+		"metadata": map[string]string{"resourceVersion": s.ResourceVersion},
+		"data":     data, // []byte encodes as base64, as Secret data does
+	})
 }
 
 // checkBootstrapCN: cn is <uuid>.sidecar.<serviceaccount>.<namespace>.<trust

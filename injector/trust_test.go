@@ -190,3 +190,32 @@ func TestSignedBy(t *testing.T) {
 		t.Error("leaf without its intermediate found signed by a")
 	}
 }
+
+// TestTrustPatch: only the planned keys, guarded by the resourceVersion read.
+func TestTrustPatch(t *testing.T) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s", ResourceVersion: "7"}}
+	cert := &certs.Certificate{CertPEM: []byte("cert"), KeyPEM: []byte("key")}
+	for _, tc := range []struct {
+		name string
+		s    *corev1.Secret
+		plan TrustPlan
+		cert *certs.Certificate
+		want string
+	}{
+		{"cacert.pem only", s, TrustPlan{CACert: []byte("ca")}, nil, `{"data":{"cacert.pem":"Y2E="},"metadata":{"resourceVersion":"7"}}`},
+		{"re-issued", s, TrustPlan{CACert: []byte("ca"), Reissue: true}, cert,
+			`{"data":{"cacert.pem":"Y2E=","repo_cert.pem":"Y2VydA==","repo_key.pem":"a2V5"},"metadata":{"resourceVersion":"7"}}`},
+		{"no resourceVersion", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s"}}, TrustPlan{CACert: []byte("ca")}, nil, "error: bootstrap Secret app/s: no resourceVersion"},
+		{"re-issue without a certificate", s, TrustPlan{Reissue: true}, nil, "error: bootstrap Secret app/s: re-issue planned without a certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := TrustPatch(tc.s, tc.plan, tc.cert)
+			if err != nil {
+				got = []byte("error: " + err.Error())
+			}
+			if !strings.HasPrefix(string(got), tc.want) {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

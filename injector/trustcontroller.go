@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -319,12 +320,18 @@ func (c *TrustController) follow(ctx context.Context, s *corev1.Secret, ts Trust
 		}
 		var cert *certs.Certificate
 		if plan.Reissue {
+			var err error
 			if cert, err = c.opts.Issuer.Issue(ctx, plan.Request); err != nil {
 				step = "issue"
 				return fmt.Errorf("re-issuing %s: %w", plan.Request.CommonName, err)
 			}
 		}
-		_, err := c.opts.Client.CoreV1().Secrets(cur.Namespace).Update(ctx, ApplyTrust(cur, plan, cert), metav1.UpdateOptions{})
+		patch, err := TrustPatch(cur, plan, cert)
+		if err != nil {
+			step = "invalid"
+			return err
+		}
+		_, err = c.opts.Client.CoreV1().Secrets(cur.Namespace).Patch(ctx, cur.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 		if err != nil {
 			step = "update"
 			cur = nil // re-read on conflict

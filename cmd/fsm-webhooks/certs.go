@@ -17,6 +17,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/certs/status"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
@@ -216,5 +217,8 @@ func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *
 	}
 	return rootrotation.Options{
 		CA: tresorRotation{ca}, Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
+		// The injector's trust controller re-issues bootstrap certificates
+		// of the old root; the drop waits for it.
+		Dependents: injector.RetiringRootCheck(cs, o.meshName),
 	}, nil
 }

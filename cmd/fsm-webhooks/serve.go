@@ -224,6 +224,25 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	return g.Wait()
 }
 
+// addTrustController keeps the bootstrap Secrets on the mesh's roots
+// through a root rotation (tresor's recorded phases name the retiring root).
+func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, log logr.Logger) error {
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	topts := injector.TrustControllerOptions{Client: cs, Issuer: issuer, MeshName: o.meshName, TrustDomain: o.trustDomain,
+		BootstrapCertValidity: o.bootstrapValidity, Logger: log.WithName("bootstrap-trust")}
+	if ca, ok := issuer.(*tresor.Issuer); ok {
+		topts.Rotation = tresorRotation{ca}
+	}
+	tc, err := injector.NewTrustController(topts)
+	if err != nil {
+		return err
+	}
+	return mgr.Add(tc)
+}
+
 // hookIdentity is everything about a webhook but its handlers: ports,
 // Service, serving-cert Secret and the object carrying its caBundle.
 func hookIdentity(o *options, name string) webhooks.Webhook {
@@ -286,6 +305,9 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{
 			MeshName: o.meshName, Logger: log.WithName("bootstrap-secrets"),
 		}); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
+		if err := addTrustController(o, mgr, issuer, log); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
 		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
