@@ -18,12 +18,15 @@ import (
 
 // Defaults of serve's --injector-namespace-rate and --injector-namespace-burst.
 // kube-controller-manager creates pods at most at its client QPS (20/s by
-// default, burst 30), so a ReplicaSet or Job never waits; a caller posting
-// AdmissionReviews itself gets at most this many certificates and Secrets a
-// second per namespace and replica.
+// default, rarely raised above a few hundred), and a first default of 20/s
+// capped the load tool's closed loop at 20 pods/s in one namespace: the
+// limit sits well above what controllers create, so a ReplicaSet or Job
+// does not wait, while a caller posting AdmissionReviews itself still gets
+// at most this many certificates and Secrets a second per namespace and
+// replica (each swept a minute later when no pod appears).
 const (
-	DefaultNamespaceRate  = 20
-	DefaultNamespaceBurst = 100
+	DefaultNamespaceRate  = 200
+	DefaultNamespaceBurst = 400
 )
 
 // NamespaceLimit bounds bootstrap certificate issuance and Secret writes per
