@@ -25,8 +25,6 @@ const (
 	// restartPolicy Always, so Jobs complete and app containers start after
 	// the proxy. Not in FSM.
 	SidecarNativeAnnotation = "flomesh.io/sidecar-native"
-	// MonitoredByLabel on a namespace names the mesh that manages it.
-	MonitoredByLabel = "flomesh.io/monitored-by"
 
 	prometheusScrapeAnnotation = "prometheus.io/scrape"
 	prometheusPortAnnotation   = "prometheus.io/port"

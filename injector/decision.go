@@ -2,6 +2,8 @@ package injector
 
 import (
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // SkipReason says why a pod is admitted unchanged. The values are the
@@ -20,13 +22,6 @@ const (
 	SkipDisabled        SkipReason = "injection-disabled"
 	SkipAlreadyInjected SkipReason = "already-injected"
 	SkipNotCreate       SkipReason = "not-create"
-)
-
-// Namespace labels that exclude a monitored namespace from injection, as the
-// webhook configuration's namespaceSelector does (FSM's): any value.
-const (
-	IgnoreLabel       = "flomesh.io/ignore"
-	ControlPlaneLabel = "control-plane"
 )
 
 // Decision is the outcome of Decide.
@@ -71,10 +66,12 @@ func Decide(in DecideInput) Decision {
 	// claim, and is held to the webhook configuration's namespaceSelector:
 	// a caller that is not the apiserver cannot have a Secret written (and a
 	// certificate issued) for a namespace this mesh does not inject.
-	if ns.Labels[MonitoredByLabel] != in.MeshName {
+	if ns.Labels[fsmnames.MonitoredByLabel] != in.MeshName {
 		return Decision{Skip: SkipNotMonitored}
 	}
-	for _, l := range []string{IgnoreLabel, ControlPlaneLabel} {
+	// Either label excludes a monitored namespace, whatever its value, as
+	// the configuration's namespaceSelector does (FSM's).
+	for _, l := range []string{fsmnames.IgnoreLabel, fsmnames.ControlPlaneLabel} {
 		if _, ok := ns.Labels[l]; ok {
 			return Decision{Skip: SkipIgnored}
 		}

@@ -5,13 +5,15 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 func TestDecide(t *testing.T) {
 	ns := func(name string, labels, ann map[string]string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: ann}}
 	}
-	monitored := map[string]string{MonitoredByLabel: "fsm"}
+	monitored := map[string]string{fsmnames.MonitoredByLabel: "fsm"}
 	enabled := map[string]string{SidecarInjectionAnnotation: "enabled"}
 	pod := func(ann map[string]string, mutate ...func(*corev1.Pod)) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: ann}}
@@ -64,9 +66,9 @@ func TestDecide(t *testing.T) {
 		{name: "kube-public", pod: pod(nil), ns: ns("kube-public", monitored, enabled), skip: SkipSystemNamespace},
 		{name: "fsm namespace", pod: pod(nil), ns: ns("fsm-system", monitored, enabled), skip: SkipFSMNamespace},
 		{name: "not monitored", pod: pod(nil), ns: ns("app", nil, enabled), skip: SkipNotMonitored},
-		{name: "monitored by another mesh", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "other"}, enabled), skip: SkipNotMonitored},
-		{name: "monitored but flomesh.io/ignore", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "fsm", IgnoreLabel: ""}, enabled), skip: SkipIgnored},
-		{name: "monitored but control-plane", pod: pod(nil), ns: ns("app", map[string]string{MonitoredByLabel: "fsm", ControlPlaneLabel: "true"}, enabled), skip: SkipIgnored},
+		{name: "monitored by another mesh", pod: pod(nil), ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "other"}, enabled), skip: SkipNotMonitored},
+		{name: "monitored but flomesh.io/ignore", pod: pod(nil), ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm", fsmnames.IgnoreLabel: ""}, enabled), skip: SkipIgnored},
+		{name: "monitored but control-plane", pod: pod(nil), ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm", fsmnames.ControlPlaneLabel: "true"}, enabled), skip: SkipIgnored},
 		{name: "already injected (uuid matches Secret)", pod: pod(nil, withVolume(secretVol, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true, existID: "u1"},
 		{name: "copy without uuid label", pod: pod(nil, withVolume(secretVol, "")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
 		{name: "copy with other uuid", pod: pod(nil, withVolume(secretVol, "u2")), ns: ns("app", monitored, enabled), inject: true, reinj: true},

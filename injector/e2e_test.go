@@ -35,6 +35,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
@@ -224,7 +225,7 @@ func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *certst
 			AdmissionReviewVersions: []string{"v1"},
 			ReinvocationPolicy:      ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
 			NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{injector.MonitoredByLabel: meshName},
+				MatchLabels: map[string]string{fsmnames.MonitoredByLabel: meshName},
 				MatchExpressions: []metav1.LabelSelectorRequirement{
 					{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
 					{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
@@ -269,7 +270,7 @@ func (e *e2e) namespace(t *testing.T, ctx context.Context, name string, monitore
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if monitored {
-		ns.Labels = map[string]string{injector.MonitoredByLabel: meshName}
+		ns.Labels = map[string]string{fsmnames.MonitoredByLabel: meshName}
 		ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
 	}
 	if err := e.cl.Create(ctx, ns); err != nil {
@@ -573,7 +574,7 @@ func presetMeshConfig(t *testing.T) *configv1alpha3.MeshConfig {
 	if err := yamlUnmarshal(raw, mc); err != nil {
 		t.Fatal(err)
 	}
-	mc.Namespace, mc.Name = fsmNamespace, injector.MeshConfigName
+	mc.Namespace, mc.Name = fsmNamespace, fsmnames.MeshConfigName
 	return mc
 }
 

@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // goldenCase is one input in testdata/golden/*.in.yaml.
@@ -65,7 +67,7 @@ func monitoredNamespace(name string, ann map[string]string) *corev1.Namespace {
 	}
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        name,
-		Labels:      map[string]string{MonitoredByLabel: "fsm"},
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: "fsm"},
 		Annotations: a,
 	}}
 }

@@ -21,11 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
-
-// MeshConfigName is the name of the mesh's MeshConfig in the fsm namespace.
-const MeshConfigName = "fsm-mesh-config"
 
 // SettingsFromMeshConfig maps a MeshConfig onto the injector's settings;
 // fields left empty keep their defaults.
@@ -160,7 +158,7 @@ func int64s(vs []int) []int64 {
 type CachedMeshConfig struct {
 	Reader    client.Reader
 	Namespace string
-	Name      string // default MeshConfigName
+	Name      string // default fsmnames.MeshConfigName
 	Logger    logr.Logger
 	// Recorder, when set, receives the Warning Event on a rejected
 	// MeshConfig.
@@ -252,7 +250,7 @@ func (c *CachedMeshConfig) apply(mc *configv1alpha3.MeshConfig) {
 
 func (c *CachedMeshConfig) name() string {
 	if c.Name == "" {
-		return MeshConfigName
+		return fsmnames.MeshConfigName
 	}
 	return c.Name
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // noteRecorder keeps each Event's type, reason and formatted note.
@@ -73,7 +74,7 @@ func TestCachedMeshConfigRejects(t *testing.T) {
 	rec := &noteRecorder{}
 	src := &CachedMeshConfig{Reader: cl, Namespace: "fsm-system", Logger: testr.New(t), Recorder: rec}
 	ctx := context.Background()
-	mc := &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: MeshConfigName}}
+	mc := &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.MeshConfigName}}
 
 	const badFields = "spec.sidecar.logLevel,spec.traffic.outboundIPRangeInclusionList"
 	invalid := func(exclusion string) func(*configv1alpha3.MeshConfig) {
@@ -120,7 +121,7 @@ func TestCachedMeshConfigRejects(t *testing.T) {
 			if err := cl.Delete(ctx, mc); err != nil {
 				t.Fatal(err)
 			}
-			mc = &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: MeshConfigName}}
+			mc = &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.MeshConfigName}}
 		case st.change != nil:
 			st.change(mc)
 			var err error
@@ -169,7 +170,7 @@ func TestHandlerInjectsDespiteRejectedMeshConfig(t *testing.T) {
 	if err := configv1alpha3.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	mc := &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: MeshConfigName}}
+	mc := &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.MeshConfigName}}
 	mc.Spec.Traffic.NetworkInterfaceExclusionList = []string{"eth0 -j ACCEPT"}
 	rec := &noteRecorder{}
 	f := newHandlerFixture(t, stubIssuer{}, nil)

@@ -21,6 +21,7 @@ import (
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
@@ -143,7 +144,7 @@ func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *certs
 	certDir, port := servingCert(t, servingCA)
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
 	srv.Register("/validate", reviewhttp.NewAdmission(validator.NewHandler(validator.Options{
-		Reader: e.cl, MeshName: meshName, FSMNamespace: fsmNamespace, MeshConfigName: injector.MeshConfigName, Logger: testr.New(t),
+		Reader: e.cl, MeshName: meshName, FSMNamespace: fsmNamespace, MeshConfigName: fsmnames.MeshConfigName, Logger: testr.New(t),
 	})))
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

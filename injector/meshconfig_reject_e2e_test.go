@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
@@ -50,7 +51,7 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 			return false, err
 		}
 		for _, ev := range l.Items {
-			if ev.Regarding.Kind == "MeshConfig" && ev.Regarding.Name == injector.MeshConfigName && ev.Regarding.UID == mc.UID &&
+			if ev.Regarding.Kind == "MeshConfig" && ev.Regarding.Name == fsmnames.MeshConfigName && ev.Regarding.UID == mc.UID &&
 				ev.Type == corev1.EventTypeWarning && ev.Reason == injector.EventMeshConfigRejected {
 				for _, want := range []string{
 					"cannot apply resourceVersion " + mc.ResourceVersion,

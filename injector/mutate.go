@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector/iptables"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
@@ -90,7 +91,7 @@ func CommonName(proxyUUID, serviceAccount, namespace, trustDomain string) string
 }
 
 // BootstrapSecretName is the name of the pod's bootstrap Secret.
-func BootstrapSecretName(proxyUUID string) string { return BootstrapSecretPrefix + proxyUUID }
+func BootstrapSecretName(proxyUUID string) string { return fsmnames.BootstrapSecretName(proxyUUID) }
 
 // podOptions are the annotation-driven choices, validated up front.
 type podOptions struct {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -60,7 +61,7 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 			}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{injector.MonitoredByLabel: mesh}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{fsmnames.MonitoredByLabel: mesh}},
 			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
 			TimeoutSeconds:          ptr.To(int32(20)),
@@ -80,7 +81,7 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 		}
 	})
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "limited",
-		Labels:      map[string]string{injector.MonitoredByLabel: mesh},
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
 		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
 	if err := e.cl.Create(ctx, ns); err != nil {
 		t.Fatal(err)

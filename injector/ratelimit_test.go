@@ -11,6 +11,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 type fakeClock struct{ t time.Time }
@@ -114,7 +116,7 @@ func errString(err error) string {
 // namespace over its limit is refused with 429, counted, and writes nothing.
 func TestHandlerUntrustedCaller(t *testing.T) {
 	ignored := monitoredNamespace("ignored", nil)
-	ignored.Labels[IgnoreLabel] = "true"
+	ignored.Labels[fsmnames.IgnoreLabel] = "true"
 	f := newHandlerFixture(t, stubIssuer{}, nil, ignored, monitoredNamespace("app2", nil))
 	limit := NamespaceLimit{PerSecond: 0.5, Burst: 2}
 	var err error

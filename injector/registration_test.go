@@ -7,13 +7,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 func TestRegistration(t *testing.T) {
 	r := injector.Registration("fsm", "fsm-system")
-	if r.Kind != webhooks.MutatingConfiguration || r.Name != "fsm-webhook-fsm" || r.Path != "/mutate-pod-creation" || r.Mutating.Name != r.Name {
+	if r.Kind != webhooks.MutatingConfiguration || r.Name != fsmnames.MutatingConfigurationName("fsm") || r.Path != fsmnames.InjectorPath || r.Mutating.Name != r.Name {
 		t.Fatalf("registration %+v", r)
 	}
 	if len(r.Mutating.Webhooks) != 1 {
@@ -38,12 +39,12 @@ func TestRegistration(t *testing.T) {
 		labels map[string]string
 		want   bool
 	}{
-		{"monitored", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app"}, true},
-		{"other mesh", map[string]string{"flomesh.io/monitored-by": "other", "kubernetes.io/metadata.name": "app"}, false},
+		{"monitored", map[string]string{fsmnames.MonitoredByLabel: "fsm", "kubernetes.io/metadata.name": "app"}, true},
+		{"other mesh", map[string]string{fsmnames.MonitoredByLabel: "other", "kubernetes.io/metadata.name": "app"}, false},
 		{"unmonitored", map[string]string{"kubernetes.io/metadata.name": "app"}, false},
-		{"fsm namespace", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "fsm-system"}, false},
-		{"ignored", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "flomesh.io/ignore": "true"}, false},
-		{"control plane", map[string]string{"flomesh.io/monitored-by": "fsm", "kubernetes.io/metadata.name": "app", "control-plane": "x"}, false},
+		{"fsm namespace", map[string]string{fsmnames.MonitoredByLabel: "fsm", "kubernetes.io/metadata.name": "fsm-system"}, false},
+		{"ignored", map[string]string{fsmnames.MonitoredByLabel: "fsm", "kubernetes.io/metadata.name": "app", fsmnames.IgnoreLabel: "true"}, false},
+		{"control plane", map[string]string{fsmnames.MonitoredByLabel: "fsm", "kubernetes.io/metadata.name": "app", fsmnames.ControlPlaneLabel: "x"}, false},
 	}
 	for _, c := range cases {
 		if got := sel.Matches(labels.Set(c.labels)); got != c.want {
@@ -54,9 +55,9 @@ func TestRegistration(t *testing.T) {
 		t.Errorf("labels %v", r.Mutating.Labels)
 	}
 	// Each call hands out its own objects.
-	r.Mutating.Webhooks[0].NamespaceSelector.MatchLabels["flomesh.io/monitored-by"] = "changed"
+	r.Mutating.Webhooks[0].NamespaceSelector.MatchLabels[fsmnames.MonitoredByLabel] = "changed"
 	r.Mutating.Labels["app.kubernetes.io/instance"] = "changed"
-	if again := injector.Registration("fsm", "fsm-system"); again.Mutating.Webhooks[0].NamespaceSelector.MatchLabels["flomesh.io/monitored-by"] != "fsm" ||
+	if again := injector.Registration("fsm", "fsm-system"); again.Mutating.Webhooks[0].NamespaceSelector.MatchLabels[fsmnames.MonitoredByLabel] != "fsm" ||
 		again.Mutating.Labels["app.kubernetes.io/instance"] != "fsm" {
 		t.Error("Registration shares state between calls")
 	}

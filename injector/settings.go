@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // Names and ports FSM users and the Pipy sidecar rely on.
@@ -17,7 +19,7 @@ const (
 	InitContainerName        = "fsm-init"
 	HealthcheckContainerName = "fsm-healthcheck"
 	BootstrapVolumeName      = "sidecar-bootstrap-config-volume"
-	BootstrapSecretPrefix    = "sidecar-bootstrap-config-"
+	BootstrapSecretPrefix    = fsmnames.BootstrapSecretPrefix
 	BootstrapMountPath       = "/etc/pipy"
 	ProxyUUIDLabel           = "fsm-proxy-uuid"
 

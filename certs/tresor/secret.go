@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // Keys of the CA Secret. The first three are FSM's; the rotation.* keys are
@@ -48,7 +49,7 @@ const (
 	ManagedByValue = "fsm-webhooks"
 
 	// DefaultSecretName is FSM's --ca-bundle-secret-name default.
-	DefaultSecretName = "fsm-ca-bundle"
+	DefaultSecretName = fsmnames.CABundleSecretName
 )
 
 var rotationKeys = []string{

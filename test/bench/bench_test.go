@@ -28,6 +28,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -78,7 +79,7 @@ func newInjector(tb testing.TB, alg certs.KeyAlgorithm) http.Handler {
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        benchNamespace,
-		Labels:      map[string]string{injector.MonitoredByLabel: "fsm"},
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: "fsm"},
 		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"},
 	}}
 	scheme := runtime.NewScheme()
@@ -124,7 +125,7 @@ func floor() http.Handler {
 
 // serve posts body to h and returns the decoded response.
 func serve(tb testing.TB, h http.Handler, body []byte) *admissionv1.AdmissionResponse {
-	req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, fsmnames.InjectorPath, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -151,7 +152,7 @@ func runBench(b *testing.B, h http.Handler, body []byte, wantPatch bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, fsmnames.InjectorPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

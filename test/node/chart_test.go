@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
@@ -168,7 +169,7 @@ func TestChartOnNode(t *testing.T) {
 				if id == "" {
 					return fmt.Errorf("pod %s not injected (no %s label)", p.Name, injector.ProxyUUIDLabel)
 				}
-				s, err := cs.CoreV1().Secrets(ns).Get(ctx, injector.BootstrapSecretPrefix+id, metav1.GetOptions{})
+				s, err := cs.CoreV1().Secrets(ns).Get(ctx, fsmnames.BootstrapSecretPrefix+id, metav1.GetOptions{})
 				if err != nil {
 					return fmt.Errorf("pod %s: %w", p.Name, err)
 				}
@@ -195,7 +196,7 @@ func TestChartOnNode(t *testing.T) {
 			want := map[string]bool{}
 			for _, p := range pods.Items {
 				if p.DeletionTimestamp == nil {
-					want[injector.BootstrapSecretPrefix+p.Labels[injector.ProxyUUIDLabel]] = true
+					want[fsmnames.BootstrapSecretPrefix+p.Labels[injector.ProxyUUIDLabel]] = true
 				}
 			}
 			got := bootstrapSecretNames(ctx, t, cs, ns)
@@ -231,7 +232,7 @@ func bootstrapSecretNames(ctx context.Context, t *testing.T, cs kubernetes.Inter
 	}
 	var names []string
 	for _, s := range secrets.Items {
-		if strings.HasPrefix(s.Name, injector.BootstrapSecretPrefix) {
+		if strings.HasPrefix(s.Name, fsmnames.BootstrapSecretPrefix) {
 			names = append(names, s.Name)
 		}
 	}

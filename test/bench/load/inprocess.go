@@ -9,12 +9,9 @@ import (
 	"sync"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,7 +22,9 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -100,7 +99,7 @@ func startInProcess(ctx context.Context, cfg *rest.Config, scheme *runtime.Schem
 		return nil, err
 	}
 	timed := &timedHandler{Handler: h}
-	mgr.GetWebhookServer().Register("/mutate-pod-creation", reviewhttp.NewAdmission(timed))
+	mgr.GetWebhookServer().Register(fsmnames.InjectorPath, reviewhttp.NewAdmission(timed))
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return nil, fmt.Errorf("manager cache did not sync")
@@ -194,22 +193,7 @@ func servingCert(issuer *certstest.CA) (string, int, error) {
 }
 
 func register(ctx context.Context, cl client.Client, port int, bundle []byte) error {
-	return cl.Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-fsm"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: "fsm-inject.k8s.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{
-				URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d/mutate-pod-creation", port)), CABundle: bundle,
-			},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
-			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
-			TimeoutSeconds:          ptr.To(int32(20)),
-			AdmissionReviewVersions: []string{"v1"},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{injector.MonitoredByLabel: "fsm"}},
-		}},
-	})
+	// The injector's own configuration, as serve registers it by URL.
+	reg := injector.Registration("fsm", fsmNamespace)
+	return cl.Create(ctx, webhooks.NewMutating(reg.Mutating, webhooks.Endpoint{URLHost: "127.0.0.1", Port: port}, reg.Path, bundle))
 }

@@ -49,6 +49,7 @@ import (
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 	"github.com/flomesh-io/fsm-webhooks/validator"
@@ -69,7 +70,6 @@ var phaseNames = map[string]string{"plain": nsPlain, "secret": nsSecret, "meshed
 // The mesh as the chart installs it.
 const (
 	fsmNamespace     = "fsm-system"
-	meshConfigName   = "fsm-mesh-config"
 	chartCertKeyBits = 2048 // fsm.certificateProvider.certKeyBitSize
 )
 
@@ -232,7 +232,7 @@ func run(c config) error {
 	for _, name := range []string{nsPlain, nsSecret, nsMeshed} {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		if name == nsMeshed {
-			ns.Labels = map[string]string{injector.MonitoredByLabel: "fsm"}
+			ns.Labels = map[string]string{fsmnames.MonitoredByLabel: "fsm"}
 			ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
 		}
 		if err := cl.Create(ctx, ns); err != nil {
@@ -300,7 +300,7 @@ func installMesh(ctx context.Context, cl client.Client, certKeyBits int) error {
 	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	mc, err := validator.BaseMeshConfig(fsmNamespace, meshConfigName)
+	mc, err := validator.BaseMeshConfig(fsmNamespace, fsmnames.MeshConfigName)
 	if err != nil {
 		return err
 	}
