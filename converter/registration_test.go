@@ -7,12 +7,13 @@ import (
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 func TestRegistration(t *testing.T) {
 	r := converter.Registration()
-	if r.Kind != webhooks.CRDConversion || r.Name != "meshconfigs.config.flomesh.io" || r.Path != "/convert" {
+	if r.Kind != webhooks.CRDConversion || r.Name != fsmnames.MeshConfigCRDName || r.Path != fsmnames.ConverterPath {
 		t.Fatalf("registration %+v", r)
 	}
 	// The stanza the server completes: strategy Webhook, and only the review

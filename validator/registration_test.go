@@ -6,6 +6,7 @@ import (
 
 	admv1 "k8s.io/api/admissionregistration/v1"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
@@ -13,7 +14,7 @@ import (
 func TestRegistration(t *testing.T) {
 	entries := validator.Webhooks("fsm", "fsm-system")
 	r := validator.Registration("fsm", "fsm-system")
-	if r.Kind != webhooks.ValidatingConfiguration || r.Name != "fsm-validator-mesh-fsm" || r.Path != "/validate" || r.Validating.Name != r.Name {
+	if r.Kind != webhooks.ValidatingConfiguration || r.Name != fsmnames.ValidatingConfigurationName("fsm") || r.Path != fsmnames.ValidatorPath || r.Validating.Name != r.Name {
 		t.Fatalf("registration %+v", r)
 	}
 	if r.Validating.Labels["app.kubernetes.io/instance"] != "fsm" || r.Validating.Labels["app.kubernetes.io/name"] != "flomesh.io" {

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // convertHandler is a minimal conversion webhook: it rewrites apiVersion
@@ -72,9 +74,9 @@ func testConversion(t *testing.T) {
 		_ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{})
 	})
 	w := Webhook{
-		Name: "converter-test", Port: freePort(t), ServiceName: "fsm-bootstrap", SecretName: "crd-converter-cert-secret",
-		Handlers: map[string]http.Handler{"/convert": convertHandler()},
-		Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: "/convert", Conversion: &apiextv1.CustomResourceConversion{
+		Name: "converter-test", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+		Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
+		Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
 			Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
 		}},
 	}

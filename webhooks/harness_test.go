@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -110,7 +111,7 @@ func (tc *testCase) registration() Registration {
 	return Registration{
 		Kind: ValidatingConfiguration,
 		Name: tc.configName(),
-		Path: "/validate",
+		Path: fsmnames.ValidatorPath,
 		Validating: &admv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: tc.configName()},
 			Webhooks: []admv1.ValidatingWebhook{{
@@ -151,9 +152,9 @@ func (tc *testCase) webhook(port int) Webhook {
 	return Webhook{
 		Name:         "deny-" + tc.name,
 		Port:         port,
-		ServiceName:  "fsm-validator",
-		SecretName:   "validating-webhook-cert-secret",
-		Handlers:     map[string]http.Handler{"/validate": reviewhttp.NewAdmission(tc.denier.handler()).Named("deny-" + tc.name)},
+		ServiceName:  fsmnames.ValidatorService,
+		SecretName:   fsmnames.ValidatorCertSecret,
+		Handlers:     map[string]http.Handler{fsmnames.ValidatorPath: reviewhttp.NewAdmission(tc.denier.handler()).Named("deny-" + tc.name)},
 		Registration: tc.registration(),
 	}
 }
@@ -247,7 +248,7 @@ func (tc *testCase) config(t *testing.T) *admv1.ValidatingWebhookConfiguration {
 
 func (tc *testCase) secret(t *testing.T) *corev1.Secret {
 	t.Helper()
-	s, err := tc.cs.CoreV1().Secrets(tc.ns).Get(context.Background(), "validating-webhook-cert-secret", metav1.GetOptions{})
+	s, err := tc.cs.CoreV1().Secrets(tc.ns).Get(context.Background(), fsmnames.ValidatorCertSecret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

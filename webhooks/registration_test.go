@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // testValidatorWebhooks stand for a validating configuration's entries
@@ -28,12 +29,12 @@ func testValidatorWebhooks() []admv1.ValidatingWebhook {
 			Operations: []admv1.OperationType{admv1.Create, admv1.Update},
 			Rule:       admv1.Rule{APIGroups: []string{"access.smi-spec.io"}, APIVersions: []string{"v1alpha3"}, Resources: []string{"traffictargets"}},
 		}},
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": "fsm"}},
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{fsmnames.MonitoredByLabel: "fsm"}},
 	}, {
 		Name: "meshconfig.test.flomesh.io",
 		Rules: []admv1.RuleWithOperations{{
 			Operations: []admv1.OperationType{admv1.Create, admv1.Update, admv1.Delete},
-			Rule:       admv1.Rule{APIGroups: []string{"config.flomesh.io"}, APIVersions: []string{"*"}, Resources: []string{"meshconfigs"}},
+			Rule:       admv1.Rule{APIGroups: []string{fsmnames.ConfigGroup}, APIVersions: []string{"*"}, Resources: []string{"meshconfigs"}},
 		}},
 		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{"fsm-system"}},
@@ -46,7 +47,7 @@ func testValidatorRegistration() Registration {
 	return Registration{
 		Kind: ValidatingConfiguration,
 		Name: "test-validator",
-		Path: "/validate",
+		Path: fsmnames.ValidatorPath,
 		Validating: &admv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: "test-validator"},
 			Webhooks:   testValidatorWebhooks(),
@@ -57,9 +58,9 @@ func testValidatorRegistration() Registration {
 func TestValidatingEntries(t *testing.T) {
 	r := testValidatorRegistration()
 	// Every entry calls the same server and trusts the same caBundle.
-	cfg := NewValidating(r.Validating, Endpoint{Namespace: "fsm-system", ServiceName: "fsm-validator", Port: 9093}, r.Path, []byte("ca"))
+	cfg := NewValidating(r.Validating, Endpoint{Namespace: "fsm-system", ServiceName: fsmnames.ValidatorService, Port: 9093}, r.Path, []byte("ca"))
 	for _, w := range cfg.Webhooks {
-		if s := w.ClientConfig.Service; s == nil || s.Name != "fsm-validator" || *s.Port != 9093 || *s.Path != "/validate" || string(w.ClientConfig.CABundle) != "ca" {
+		if s := w.ClientConfig.Service; s == nil || s.Name != fsmnames.ValidatorService || *s.Port != 9093 || *s.Path != fsmnames.ValidatorPath || string(w.ClientConfig.CABundle) != "ca" {
 			t.Errorf("webhook %s client config %+v", w.Name, w.ClientConfig)
 		}
 	}
@@ -83,13 +84,13 @@ func TestValidatingEntries(t *testing.T) {
 }
 
 func TestClientConfigs(t *testing.T) {
-	svc := Endpoint{Namespace: "fsm-system", ServiceName: "fsm-injector", Port: 9090}
-	cc := svc.AdmissionClientConfig("/mutate-pod-creation", []byte("ca"))
-	if cc.URL != nil || cc.Service.Name != "fsm-injector" || *cc.Service.Port != 9090 || *cc.Service.Path != "/mutate-pod-creation" || string(cc.CABundle) != "ca" {
+	svc := Endpoint{Namespace: "fsm-system", ServiceName: fsmnames.InjectorService, Port: 9090}
+	cc := svc.AdmissionClientConfig(fsmnames.InjectorPath, []byte("ca"))
+	if cc.URL != nil || cc.Service.Name != fsmnames.InjectorService || *cc.Service.Port != 9090 || *cc.Service.Path != fsmnames.InjectorPath || string(cc.CABundle) != "ca" {
 		t.Errorf("service client config %+v", cc)
 	}
 	url := Endpoint{URLHost: "::1", Port: 9443}
-	if c := url.ConversionClientConfig("/convert", nil); c.Service != nil || *c.URL != "https://[::1]:9443/convert" {
+	if c := url.ConversionClientConfig(fsmnames.ConverterPath, nil); c.Service != nil || *c.URL != "https://[::1]:9443/convert" {
 		t.Errorf("url client config %+v", c)
 	}
 }
@@ -119,7 +120,7 @@ func TestSetCABundle(t *testing.T) {
 }
 
 func TestSetConversion(t *testing.T) {
-	ep := Endpoint{Namespace: "fsm-system", ServiceName: "fsm-bootstrap", Port: 9443}
+	ep := Endpoint{Namespace: "fsm-system", ServiceName: fsmnames.ConverterService, Port: 9443}
 	tmpl := &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}}}
 	cases := []struct {
 		name     string
@@ -139,7 +140,7 @@ func TestSetConversion(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			crd := &apiextv1.CustomResourceDefinition{Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: c.conv}}
-			what := SetConversion(crd, tmpl, ep, "/convert", []byte("ca"))
+			what := SetConversion(crd, tmpl, ep, fsmnames.ConverterPath, []byte("ca"))
 			if !strings.HasPrefix(what, c.wantWhat) || (c.wantWhat == "") != (what == "") {
 				t.Errorf("SetConversion = %q, want %q", what, c.wantWhat)
 			}
@@ -169,8 +170,8 @@ func TestDescribeBundle(t *testing.T) {
 
 func TestNewRejectsBadOptions(t *testing.T) {
 	good := Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Namespace: "fsm-system", MeshName: "fsm", Issuer: nopIssuer{}}
-	hook := Webhook{Name: "validator", Port: 9093, ServiceName: "fsm-validator", SecretName: "validating-webhook-cert-secret",
-		Handlers: map[string]http.Handler{"/validate": http.NotFoundHandler()}, Registration: testValidatorRegistration()}
+	hook := Webhook{Name: "validator", Port: 9093, ServiceName: fsmnames.ValidatorService, SecretName: fsmnames.ValidatorCertSecret,
+		Handlers: map[string]http.Handler{fsmnames.ValidatorPath: http.NotFoundHandler()}, Registration: testValidatorRegistration()}
 	cases := []struct {
 		name    string
 		opts    func(*Options)
@@ -187,10 +188,10 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"path without handler", nil, func(w *Webhook) { w.Registration.Path = "/other" }, `"/other" has no handler`},
 		{"no webhooks in template", nil, func(w *Webhook) { w.Registration.Validating.Webhooks = nil }, "at least one webhook"},
 		{"conversion without template", nil, func(w *Webhook) {
-			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: "/validate"}
+			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: fsmnames.ValidatorPath}
 		}, "Registration.Conversion must be a Webhook strategy"},
 		{"conversion strategy None", nil, func(w *Webhook) {
-			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: "/validate",
+			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: fsmnames.ValidatorPath,
 				Conversion: &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}}
 		}, "Registration.Conversion must be a Webhook strategy"},
 		{"bad secret name", nil, func(w *Webhook) { w.SecretName = "Bad" }, `SecretName "Bad"`},

@@ -24,6 +24,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -138,7 +139,7 @@ func testReadinessGated(t *testing.T) {
 	}
 	// The chart installs the configuration with a stale caBundle.
 	other := newCA(t)
-	cfg := NewValidating(tc.registration().Validating, Endpoint{Namespace: tc.ns, ServiceName: "fsm-validator", Port: 9093}, "/validate", otherBundle(t, other))
+	cfg := NewValidating(tc.registration().Validating, Endpoint{Namespace: tc.ns, ServiceName: fsmnames.ValidatorService, Port: 9093}, fsmnames.ValidatorPath, otherBundle(t, other))
 	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
