@@ -1,0 +1,124 @@
+package injector
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+)
+
+// TestTrustControllerConflict: a write that loses to a concurrent one (FSM's
+// controller appending the pod as owner) is re-read and re-decided: the
+// owner stays, the certificate is re-issued once, nothing is counted as a
+// failure. A Secret of another mesh is never listed.
+func TestTrustControllerConflict(t *testing.T) {
+	ctx := context.Background()
+	ca, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := CommonName("u1", "web", "app", "cluster.local")
+	cert, err := ca.Issue(ctx, certRequest(cn, "", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := BootstrapSecret("app", "fsm", "u1", cert, BootstrapConfig{NodeID: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine.ResourceVersion = "1"
+	other := mine.DeepCopy()
+	other.Name, other.Labels = BootstrapSecretName("u2"), map[string]string{appNameLabel: appNameValue, appInstanceLabel: "other", ProxyUUIDLabel: "u2"}
+	old := ca.Active()
+	if err := ca.AddNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.ActivateNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cs := fake.NewClientset(mine, other)
+	patches := 0
+	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	cs.PrependReactor("patch", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		patches++
+		if patches > 1 {
+			if p := string(a.(k8stesting.PatchAction).GetPatch()); !strings.Contains(p, `"resourceVersion":"2"`) {
+				t.Errorf("retry not decided on the Secret read again: %s", p)
+			}
+			return false, nil, nil
+		}
+		// FSM's controller wins the race: it appends the owner first.
+		cur, err := cs.Tracker().Get(secrets, "app", mine.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := cur.(*corev1.Secret).DeepCopy()
+		s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: "web", UID: "pod-uid"})
+		s.ResourceVersion = "2"
+		if err := cs.Tracker().Update(secrets, s, "app"); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), `"resourceVersion":"1"`) {
+			t.Errorf("patch not guarded by the resourceVersion read: %s", a.(k8stesting.PatchAction).GetPatch())
+		}
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "secrets"}, mine.Name, nil)
+	})
+	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: ca, Rotation: ca, MeshName: "fsm", Logger: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Retiring == nil || !ts.Retiring.Equal(old) || ts.Bundle.Len() != 2 {
+		t.Fatalf("trust state: retiring %v, %d roots; want the old root retiring, 2 roots", ts.Retiring, ts.Bundle.Len())
+	}
+	reissued, failed := testutil.ToFloat64(trustReissued), testutil.ToFloat64(trustFailures.WithLabelValues("update"))
+	res, err := c.Sync(ctx, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (SyncResult{Scanned: 1, Updated: 1, Reissued: 1}) || patches != 2 {
+		t.Errorf("result %+v after %d patches, want 1 scanned, updated and re-issued after 2 patches", res, patches)
+	}
+	if d := testutil.ToFloat64(trustReissued) - reissued; d != 1 {
+		t.Errorf("re-issued counter went up by %v", d)
+	}
+	if d := testutil.ToFloat64(trustFailures.WithLabelValues("update")) - failed; d != 0 {
+		t.Errorf("a conflict resolved by a re-read was counted as %v failure(s)", d)
+	}
+	got, err := cs.CoreV1().Secrets("app").Get(ctx, mine.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.OwnerReferences) != 1 || got.OwnerReferences[0].UID != "pod-uid" {
+		t.Errorf("owners %+v, want the one FSM's controller appended", got.OwnerReferences)
+	}
+	if err := certs.ChainsTo(got.Data[RepoCertKey], ca.Active(), time.Now()); err != nil {
+		t.Error(err)
+	}
+	if plan, err := PlanTrust(got, ts, "", time.Hour, time.Now()); err != nil || plan.Changes() {
+		t.Errorf("after the pass the Secret still needs %+v (%v)", plan, err)
+	}
+	if err := RetiringRootCheck(cs, "fsm")(ctx, old); err != nil {
+		t.Errorf("retiring root check after the pass: %v", err)
+	}
+	if err := RetiringRootCheck(cs, "other")(ctx, old); err == nil || !strings.Contains(err.Error(), "1 of 1 bootstrap Secret(s) still hold a certificate signed by the retiring root") {
+		t.Errorf("retiring root check of the other mesh: %v", err)
+	}
+}
