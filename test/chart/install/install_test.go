@@ -136,7 +136,7 @@ func TestChartOnAPIServer(t *testing.T) {
 		}{
 			{"create bootstrap Secret in an app namespace", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "secrets"}, true},
 			{"get a bootstrap Secret (reinvocation or a copy of the pod)", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
-			{"update a Secret outside the fsm namespace (nothing does)", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, false},
+			{"update a bootstrap Secret after a root rotation", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
 			{"delete an orphaned bootstrap Secret", authzv1.ResourceAttributes{Namespace: "app", Verb: "delete", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
 			{"list Secrets for orphan cleanup", authzv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, true},
 			{"make a bootstrap Secret owned by its pod", authzv1.ResourceAttributes{Namespace: "app", Verb: "patch", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},

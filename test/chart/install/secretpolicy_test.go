@@ -60,7 +60,7 @@ const (
 	denyTokenType     = "never writes Secrets of type kubernetes.io/service-account-token"
 	denyNotOurs       = "may only change or delete its own bootstrap Secrets outside fsm-system"
 	denyShape         = "may only write bootstrap Secrets outside fsm-system: an Opaque sidecar-bootstrap-config-<uuid>"
-	denyNotInjected   = "writes bootstrap Secrets only in namespaces it injects"
+	denyNotInjected   = "creates bootstrap Secrets only in namespaces it injects"
 )
 
 // bootstrapSecret is the Secret the injector writes for proxy uuid id
@@ -188,14 +188,31 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		{"delete an unlabelled Secret named like a bootstrap Secret", del("vap-app", "sidecar-bootstrap-config-impostor"), denyNotOurs},
 		{"strip a bootstrap Secret's labels", patch("vap-app", "sidecar-bootstrap-config-earlier", `{"metadata":{"labels":{"app.kubernetes.io/instance":null}}}`), denyShape},
 		{"hand a bootstrap Secret to another mesh", patch("vap-app", "sidecar-bootstrap-config-earlier", `{"metadata":{"labels":{"app.kubernetes.io/instance":"blue"}}}`), denyShape},
-		{"change a bootstrap Secret in a namespace that left the mesh", patch("vap-left", "sidecar-bootstrap-config-left", `{"data":{"cacert.pem":"bmV3"}}`), denyNotInjected},
 
 		// Allowed: every write the injector and the certificate store make.
 		{"create the injector's bootstrap Secret in an injected namespace", create(bootstrapSecret(t, "vap-app", mesh, "now")), ""},
 		{"make it owned by its pod (the controller's merge patch)", patch("vap-app", "sidecar-bootstrap-config-now",
 			`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"web","uid":"0b3c7d2a-1111-4a5e-9c11-000000000001"}]}}`), ""},
 		{"replace its cacert.pem (root rotation)", patch("vap-app", "sidecar-bootstrap-config-now", `{"data":{"cacert.pem":"bmV3"}}`), ""},
+		{"re-issue its certificate with an update (root rotation)", func() error {
+			s, err := sa.CoreV1().Secrets("vap-app").Get(ctx, "sidecar-bootstrap-config-now", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Data[injector.RepoCertKey], s.Data[injector.RepoKeyKey] = []byte("new cert"), []byte("new key")
+			_, err = sa.CoreV1().Secrets("vap-app").Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}, ""},
 		{"delete it (orphan sweep)", del("vap-app", "sidecar-bootstrap-config-now"), ""},
+		{"update a bootstrap Secret in a namespace that left the mesh (its pod still runs a sidecar)", func() error {
+			s, err := sa.CoreV1().Secrets("vap-left").Get(ctx, "sidecar-bootstrap-config-left", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Data[injector.CACertKey] = []byte("new root")
+			_, err = sa.CoreV1().Secrets("vap-left").Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}, ""},
 		{"delete a bootstrap Secret in a namespace that left the mesh", del("vap-left", "sidecar-bootstrap-config-left"), ""},
 		{"create an Opaque Secret in the fsm namespace (serving certificate, CA)", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-serving-cert", Namespace: ns}}), ""},
 		{"update it", patch(ns, "vap-serving-cert", `{"data":{"tls.crt":"bmV3"}}`), ""},
