@@ -89,7 +89,7 @@ func cniConfig(ipamDir string) ([]byte, error) {
 
 // kubeletConfig is the kubelet's configuration for this machine (see
 // /work/shared/node-recipe.md for why each setting is needed).
-func kubeletConfig(containerdSock, podLogsDir string) ([]byte, error) {
+func kubeletConfig(containerdSock, podLogsDir string, clusterDNS bool) ([]byte, error) {
 	c := kubeletv1beta1.KubeletConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
 		// The machine is cgroup v1, which the kubelet refuses by default.
@@ -124,6 +124,9 @@ func kubeletConfig(containerdSock, podLogsDir string) ([]byte, error) {
 		ImageGCLowThresholdPercent:  ptr.To[int32](99),
 		ResolverConfig:              ptr.To("/etc/resolv.conf"),
 		PodLogsDir:                  podLogsDir,
+	}
+	if clusterDNS {
+		c.ClusterDNS, c.ClusterDomain = []string{ClusterDNSIP}, ClusterDomain
 	}
 	return yaml.Marshal(c)
 }

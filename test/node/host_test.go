@@ -98,7 +98,7 @@ func TestLinkNames(t *testing.T) {
 // rendering (an unset pointer is omitted and then defaulted: failCgroupV1
 // would become true and the kubelet would refuse cgroup v1).
 func TestComponentConfigs(t *testing.T) {
-	kb, err := kubeletConfig("/tmp/x/containerd.sock", "/tmp/x/pod-logs")
+	kb, err := kubeletConfig("/tmp/x/containerd.sock", "/tmp/x/pod-logs", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,8 @@ func TestComponentConfigs(t *testing.T) {
 		t.Fatalf("kubelet configuration: %v\n%s", err, kb)
 	}
 	if kc.Kind != "KubeletConfiguration" || kc.ContainerRuntimeEndpoint != "unix:///tmp/x/containerd.sock" ||
-		kc.FailCgroupV1 == nil || *kc.FailCgroupV1 || kc.CgroupDriver != "cgroupfs" || kc.Address != NodeIP {
+		kc.FailCgroupV1 == nil || *kc.FailCgroupV1 || kc.CgroupDriver != "cgroupfs" || kc.Address != NodeIP ||
+		!slices.Equal(kc.ClusterDNS, []string{ClusterDNSIP}) || kc.ClusterDomain != ClusterDomain {
 		t.Errorf("kubelet configuration lost a setting:\n%s", kb)
 	}
 	pb, err := kubeProxyConfig("/tmp/x/admin.kubeconfig")

@@ -2,7 +2,8 @@
 // tests that need workloads to really run: envtest's kube-apiserver and etcd
 // plus kube-controller-manager and kube-scheduler, a kubelet on Debian's
 // containerd 1.6 and runc, Debian's CNI plugins on a host bridge, and
-// kube-proxy in iptables mode. Every Kubernetes binary is built from the
+// kube-proxy in iptables mode (and, on request, CoreDNS behind the kube-dns
+// Service: dns.go). Every Kubernetes binary is built from the
 // k8s.io/kubernetes module by internal/kubeassets; every image is built on the
 // machine by test/images and imported into containerd. Nothing is pulled.
 //
@@ -44,6 +45,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
+	"github.com/flomesh-io/fsm-webhooks/test/meshassets"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -54,6 +56,10 @@ type Options struct {
 	Images []images.Spec
 	// Scheme decodes objects for Client (client-go's scheme if nil).
 	Scheme *runtime.Scheme
+	// ClusterDNS runs CoreDNS behind kube-system/kube-dns (ClusterDNSIP)
+	// and makes it the pods' nameserver; without it pods get the host's
+	// resolv.conf.
+	ClusterDNS bool
 }
 
 // Cluster is a running single-node cluster.
@@ -79,6 +85,7 @@ type Cluster struct {
 	logs       []*os.File // of envtest's processes, closed at teardown
 	host       *hostState
 	teardownOK bool
+	clusterDNS bool
 }
 
 // Timing is how long one phase of Start took.
@@ -123,6 +130,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if c.assetDir, err = kubeassets.Node(ctx, os.Stderr); err != nil {
 		t.Fatalf("node: node binaries not available (run `go run ./internal/kubeassets/build --node`): %v", err)
 	}
+	var corednsBin string
+	if opts.ClusterDNS {
+		if corednsBin, err = meshassets.CoreDNS(ctx, os.Stderr); err != nil {
+			t.Fatalf("node: CoreDNS not available (run `go run ./test/meshassets/build`): %v", err)
+		}
+		c.clusterDNS = true
+	}
 	mark("assets")
 
 	if c.dir, err = os.MkdirTemp("", "fsm-node-"); err != nil {
@@ -155,6 +169,11 @@ func Start(t testing.TB, opts Options) *Cluster {
 	mark("apiserver")
 	if err := c.startComponents(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if c.clusterDNS {
+		if err := c.startDNS(ctx, corednsBin); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mark("node ready")
 	var total time.Duration
@@ -356,7 +375,7 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 	}
 
 	kubeletDir := filepath.Join(c.dir, "kubelet")
-	kcfg, err := kubeletConfig(c.containerdSock(), filepath.Join(c.dir, "pod-logs"))
+	kcfg, err := kubeletConfig(c.containerdSock(), filepath.Join(c.dir, "pod-logs"), c.clusterDNS)
 	if err != nil {
 		return err
 	}

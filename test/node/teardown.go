@@ -111,7 +111,7 @@ func (c *Cluster) teardown() {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	for _, name := range []string{"kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet"} {
+	for _, name := range []string{"coredns", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet"} {
 		if p := c.proc(name); p != nil {
 			step("stopping "+name, p.stop(stopTimeout))
 		}
