@@ -126,7 +126,7 @@ func TestE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr.GetWebhookServer().Register("/mutate-pod-creation", reviewhttp.NewAdmission(h))
+	mgr.GetWebhookServer().Register(fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
 	mgr.GetWebhookServer().Register("/deny", &webhook.Admission{Handler: admission.HandlerFunc(
 		func(context.Context, admission.Request) admission.Response {
 			return admission.Denied("denied by a later webhook")
@@ -216,7 +216,7 @@ func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *certst
 		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-" + meshName},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "fsm-inject.k8s.io",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: url("/mutate-pod-creation"), CABundle: bundle},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: url(fsmnames.InjectorPath), CABundle: bundle},
 			Rules:                   podRule,
 			FailurePolicy:           &fail,
 			MatchPolicy:             ptr.To(admissionregistrationv1.Exact),
@@ -227,7 +227,7 @@ func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *certst
 			NamespaceSelector: &metav1.LabelSelector{
 				MatchLabels: map[string]string{fsmnames.MonitoredByLabel: meshName},
 				MatchExpressions: []metav1.LabelSelectorRequirement{
-					{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+					{Key: fsmnames.IgnoreLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
 					{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
 				},
 			},
@@ -352,7 +352,7 @@ func (e *e2e) testInjected(t *testing.T) {
 	}
 	cn := injector.CommonName(id, "default", ns, "cluster.local")
 	caSecret := &corev1.Secret{}
-	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: fsmNamespace, Name: "fsm-ca-bundle"}, caSecret); err != nil {
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: fsmNamespace, Name: fsmnames.CABundleSecretName}, caSecret); err != nil {
 		t.Fatalf("mesh CA Secret: %v", err)
 	}
 	bundle := caSecret.Data["ca.crt"]

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp/reviewhttptest"
 )
@@ -139,7 +140,7 @@ func reviewBody(t testing.TB, mutate func(*admissionv1.AdmissionRequest)) []byte
 
 func (f *handlerFixture) post(t testing.TB, body []byte, contentType string) (int, *admissionv1.AdmissionResponse) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, "/mutate-pod-creation", bytes.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, fsmnames.InjectorPath, bytes.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

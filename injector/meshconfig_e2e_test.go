@@ -143,7 +143,7 @@ func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *certs
 	t.Helper()
 	certDir, port := servingCert(t, servingCA)
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
-	srv.Register("/validate", reviewhttp.NewAdmission(validator.NewHandler(validator.Options{
+	srv.Register(fsmnames.ValidatorPath, reviewhttp.NewAdmission(validator.NewHandler(validator.Options{
 		Reader: e.cl, MeshName: meshName, FSMNamespace: fsmNamespace, MeshConfigName: fsmnames.MeshConfigName, Logger: testr.New(t),
 	})))
 	sctx, cancel := context.WithCancel(ctx)

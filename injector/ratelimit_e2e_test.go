@@ -47,7 +47,7 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 	}
 	certDir, port := servingCert(t, servingCA)
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
-	srv.Register("/mutate-pod-creation", reviewhttp.NewAdmission(h))
+	srv.Register(fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(sctx) }()

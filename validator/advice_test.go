@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // unsafeAdvice matches advice to delete what the mesh cannot lose while its
@@ -74,7 +76,7 @@ func TestNoUnsafeAdvice(t *testing.T) {
 	}
 	h := NewHandler(Options{Reader: fake.NewClientBuilder().WithObjects(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultFSMNamespace}}).Build()})
 	resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		Kind: metav1.GroupVersionKind{Group: "config.flomesh.io", Version: "v1alpha3", Kind: "MeshConfig"}, Operation: admissionv1.Delete,
+		Kind: metav1.GroupVersionKind{Group: fsmnames.ConfigGroup, Version: "v1alpha3", Kind: "MeshConfig"}, Operation: admissionv1.Delete,
 		Namespace: DefaultFSMNamespace, Name: DefaultMeshConfigName,
 	}})
 	if resp.Allowed || resp.Result == nil {

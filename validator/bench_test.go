@@ -9,6 +9,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -67,7 +68,7 @@ func BenchmarkHandleMeshConfig(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, fsmnames.ValidatorPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {

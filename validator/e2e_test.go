@@ -41,7 +41,7 @@ import (
 
 const (
 	fsmNS      = "fsm-system"
-	meshConfig = "fsm-mesh-config"
+	meshConfig = fsmnames.MeshConfigName
 )
 
 // TestE2E runs every end-to-end case against one real apiserver that calls
@@ -513,7 +513,7 @@ func serveValidator(ctx context.Context, t *testing.T, o validator.Options) stri
 		t.Fatal(err)
 	}
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir})
-	srv.Register("/validate", reviewhttp.NewAdmission(validator.NewHandler(o)))
+	srv.Register(fsmnames.ValidatorPath, reviewhttp.NewAdmission(validator.NewHandler(o)))
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Start(ctx) }()
@@ -546,7 +546,7 @@ func register(ctx context.Context, t *testing.T, c client.Client, url string) {
 	none := admissionregistrationv1.SideEffectClassNone
 	timeout := int32(20)
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "fsm-validator-mesh-fsm"},
+		ObjectMeta: metav1.ObjectMeta{Name: fsmnames.ValidatingConfigurationName("fsm")},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name:                    testWebhookName,
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
@@ -675,7 +675,7 @@ func registrationCases(ctx context.Context, t *testing.T, c client.Client, valid
 func reroute(ctx context.Context, t *testing.T, c client.Client, url string) {
 	t.Helper()
 	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := c.Get(ctx, client.ObjectKey{Name: "fsm-validator-mesh-fsm"}, &cfg); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Name: fsmnames.ValidatingConfigurationName("fsm")}, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}

@@ -11,6 +11,7 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -38,7 +39,7 @@ func FuzzValidateAdmissionReview(f *testing.F) {
 	})).WithRecoverPanic(false)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, fsmnames.ValidatorPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		h.ServeHTTP(rec, req)
 		var out admissionv1.AdmissionReview

@@ -175,7 +175,7 @@ func TestInjectorMatchesFSM(t *testing.T) {
 // clientset cannot serve, so tresorRoot signs as tresor.Issuer.Issue does.
 func newTresor(t *testing.T, fsmNamespace string) certs.Issuer {
 	t.Helper()
-	st, err := (&tresor.Store{Client: k8sfake.NewClientset(), Namespace: fsmNamespace, Name: "fsm-ca-bundle",
+	st, err := (&tresor.Store{Client: k8sfake.NewClientset(), Namespace: fsmNamespace, Name: fsmnames.CABundleSecretName,
 		RootKeyAlgorithm: certs.RSA2048}).Ensure(context.Background())
 	if err != nil {
 		t.Fatalf("tresor root: %v", err)

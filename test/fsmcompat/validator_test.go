@@ -26,6 +26,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
@@ -181,7 +182,7 @@ func vAsk(t *testing.T, r *vRow, strict bool) vAnswer {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	hr := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+	hr := httptest.NewRequest(http.MethodPost, fsmnames.ValidatorPath, bytes.NewReader(body))
 	hr.Header.Set("Content-Type", "application/json")
 	h.ServeHTTP(rec, hr)
 	var out admissionv1.AdmissionReview
@@ -414,9 +415,9 @@ func vReadCRDs(t *testing.T, dir string) map[string]*apiextv1.CustomResourceDefi
 func TestValidatorRegistrationMatchesFSM(t *testing.T) {
 	const mesh, fsmNamespace = "fsm", "fsm-system"
 	fsmSelector := metav1.LabelSelector{
-		MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh},
+		MatchLabels: map[string]string{fsmnames.MonitoredByLabel: mesh},
 		MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+			{Key: fsmnames.IgnoreLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
 			{Key: "name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{fsmNamespace}},
 			{Key: "control-plane", Operator: metav1.LabelSelectorOpDoesNotExist},
 		},

@@ -27,6 +27,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/vault"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
@@ -86,7 +87,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 		Issuer: issuer, ResyncInterval: time.Second, SettleDelay: time.Second,
 		// CertValidity unset: the serving cert is asked for 87600h.
 	}, []webhooks.Webhook{{
-		Name: "deny", Port: port, ServiceName: "fsm-validator", SecretName: "validating-webhook-cert-secret",
+		Name: "deny", Port: port, ServiceName: fsmnames.ValidatorService, SecretName: fsmnames.ValidatorCertSecret,
 		Handlers:     map[string]http.Handler{"/validate": denier()},
 		Registration: registration(config),
 	}})
@@ -232,7 +233,7 @@ func registration(name string) webhooks.Registration {
 	return webhooks.Registration{
 		Kind: webhooks.ValidatingConfiguration,
 		Name: name,
-		Path: "/validate",
+		Path: fsmnames.ValidatorPath,
 		Validating: &admv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Webhooks: []admv1.ValidatingWebhook{{
