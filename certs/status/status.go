@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
@@ -62,11 +63,43 @@ type WebhookStatus struct {
 
 // Report is the `fsm-webhooks certs status` result.
 type Report struct {
-	Healthy  bool            `json:"healthy"`
-	Problems []string        `json:"problems,omitempty"`
-	Provider string          `json:"provider"`
-	CAs      []CertInfo      `json:"cas"`
-	Webhooks []WebhookStatus `json:"webhooks"`
+	Healthy       bool           `json:"healthy"`
+	Problems      []string       `json:"problems,omitempty"`
+	Configuration *Configuration `json:"configuration,omitempty"`
+	Provider      string         `json:"provider"`
+	CAs           []CertInfo     `json:"cas"`
+	// RootRotation is the built-in (tresor) CA's root rotation; nil for
+	// providers whose root is rotated elsewhere.
+	RootRotation *RootRotation   `json:"rootRotation,omitempty"`
+	Webhooks     []WebhookStatus `json:"webhooks"`
+}
+
+// Configuration is what the report was made with and where it came from.
+type Configuration struct {
+	// Source is "Deployment <namespace>/<name>" when read from the servers'
+	// Deployment, else "flags".
+	Source       string `json:"source"`
+	MeshName     string `json:"meshName"`
+	FSMNamespace string `json:"fsmNamespace"`
+	Provider     string `json:"provider"`
+	// VaultAddress and VaultRole are set with the vault provider.
+	VaultAddress string `json:"vaultAddress,omitempty"`
+	VaultRole    string `json:"vaultRole,omitempty"`
+	// CertManagerIssuer is "<kind>/<name> (<group>)" with cert-manager.
+	CertManagerIssuer string `json:"certManagerIssuer,omitempty"`
+}
+
+// RootRotation is where a root rotation stands and the signing root.
+type RootRotation struct {
+	// Phase is None (never rotated), NextRootAdded, NextRootActive or
+	// Complete.
+	Phase string    `json:"phase"`
+	Since time.Time `json:"since,omitempty"`
+	// Managed is false for a bring-your-own root, which is never rotated
+	// automatically.
+	Managed bool `json:"managed"`
+	// Root is the root that signs new certificates.
+	Root *CertInfo `json:"root,omitempty"`
 }
 
 // Check inspects the mesh CA bundle (from opts.Issuer), each webhook's
@@ -167,9 +200,58 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
+// WriteYAML renders r as YAML (`-o yaml`), with the JSON field names.
+func (r *Report) WriteYAML(w io.Writer) error {
+	b, err := yaml.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// Write renders r in format: table, json or yaml.
+func (r *Report) Write(w io.Writer, format string) error {
+	switch format {
+	case "table":
+		return r.WriteTable(w)
+	case "json":
+		return r.WriteJSON(w)
+	case "yaml":
+		return r.WriteYAML(w)
+	}
+	return fmt.Errorf("output format %q: must be table, json or yaml", format)
+}
+
 // WriteTable renders r for humans.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if c := r.Configuration; c != nil {
+		fmt.Fprintf(tw, "CONFIGURATION\t%s\n", c.Source)
+		fmt.Fprintf(tw, "mesh\t%s (namespace %s)\n", c.MeshName, c.FSMNamespace)
+		fmt.Fprintf(tw, "provider\t%s\n", c.Provider)
+		if c.VaultAddress != "" {
+			fmt.Fprintf(tw, "vault\t%s role %s\n", c.VaultAddress, c.VaultRole)
+		}
+		if c.CertManagerIssuer != "" {
+			fmt.Fprintf(tw, "issuer\t%s\n", c.CertManagerIssuer)
+		}
+		fmt.Fprintln(tw)
+	}
+	if rr := r.RootRotation; rr != nil {
+		since := ""
+		if !rr.Since.IsZero() {
+			since = " since " + rr.Since.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "ROOT ROTATION\t%s%s\n", rr.Phase, since)
+		if rr.Root != nil {
+			fmt.Fprintf(tw, "signing root\t%s, expires %s (%d days)\n", rr.Root.Subject, rr.Root.NotAfter.Format(time.RFC3339), rr.Root.DaysLeft)
+		}
+		if !rr.Managed {
+			fmt.Fprintln(tw, "managed\tno: a root brought by the operator is never rotated automatically")
+		}
+		fmt.Fprintln(tw)
+	}
 	fmt.Fprintf(tw, "CA (%s)\tSUBJECT\tNOT AFTER\tDAYS LEFT\n", r.Provider)
 	for i, c := range r.CAs {
 		fmt.Fprintf(tw, "root %d\t%s\t%s\t%d\n", i+1, c.Subject, c.NotAfter.Format(time.RFC3339), c.DaysLeft)

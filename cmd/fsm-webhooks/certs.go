@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
@@ -32,18 +34,25 @@ func newCertsCommand(o *options) *cobra.Command {
 }
 
 func newCertsStatusCommand(o *options) *cobra.Command {
-	var output string
+	var output, deployment string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the CA(s) and serving certificates and whether every caBundle verifies its webhook's certificate",
-		Long: `status lists the mesh CA roots and each webhook's serving certificate (subject,
-issuer, not-after, days left, Secret) and whether the caBundle of its webhook
-configuration or CRD verifies it. It only reads. Exit status 1 when anything is
-wrong (missing, expired, due for renewal, not verified).`,
+		Short: "Show the CA(s), the root rotation and serving certificates and whether every caBundle verifies its webhook's certificate",
+		Long: `status lists the configuration it checks, the mesh CA roots (with the built-in
+CA: the root rotation phase and the signing root's expiry) and each webhook's
+serving certificate (subject, issuer, not-after, days left, Secret) and whether
+the caBundle of its webhook configuration or CRD verifies it. It only reads.
+Exit status 1 when anything is wrong (missing, expired, due for renewal, not
+verified).
+
+Settings not given on the command line (or as FSM_<FLAG>) are read from the
+running servers' Deployment (--deployment, else the one the chart labels, in
+--fsm-namespace when given, of --mesh-name when given): certificate provider,
+Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return usageErrorf("invalid value %q for --output: must be table or json", output)
+			if !slices.Contains([]string{"table", "json", "yaml"}, output) {
+				return usageErrorf("invalid value %q for --output: must be table, json or yaml", output)
 			}
 			cfg, err := o.restConfig()
 			if err != nil {
@@ -53,7 +62,13 @@ wrong (missing, expired, due for renewal, not verified).`,
 			if err != nil {
 				return fmt.Errorf("kubernetes client: %w", err)
 			}
-			ca, err := readOnlyCA(cmd.Context(), o, cfg, cs)
+			source, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
+			if err != nil {
+				return err
+			}
+			// Reading the CA needs no key pool: nothing is issued.
+			o.keyPoolSize = 0
+			ca, tresorState, err := readOnlyCA(cmd.Context(), o, cfg, cs)
 			if err != nil {
 				return err
 			}
@@ -64,12 +79,11 @@ wrong (missing, expired, due for renewal, not verified).`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				err = report.WriteJSON(os.Stdout)
-			} else {
-				err = report.WriteTable(os.Stdout)
+			report.Configuration = o.statusConfiguration(source)
+			if tresorState != nil {
+				report.RootRotation = status.TresorRotation(tresorState.Rotation, time.Now())
 			}
-			if err != nil {
+			if err := report.Write(cmd.OutOrStdout(), output); err != nil {
 				return err
 			}
 			if !report.Healthy {
@@ -78,7 +92,8 @@ wrong (missing, expired, due for renewal, not verified).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addOutputFlag(cmd, &output, "table")
+	cmd.Flags().StringVar(&deployment, "deployment", "", "the servers' Deployment to read the configuration from (in --fsm-namespace); empty: the one labelled app=fsm-webhooks")
 	return cmd
 }
 
@@ -139,16 +154,18 @@ func phaseName(p rootrotation.Phase) string {
 }
 
 // readOnlyCA reports the mesh CA bundle without creating anything, so
-// `certs status` never writes.
-func readOnlyCA(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface) (certs.Issuer, error) {
+// `certs status` never writes; with tresor also the CA Secret's state (its
+// root rotation).
+func readOnlyCA(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface) (certs.Issuer, *tresor.State, error) {
 	if o.certificateManager == tresor.ProviderName {
 		st, err := (&tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName}).Check(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return bundleOnly{provider: tresor.ProviderName, bundle: st.BundlePEM}, nil
+		return bundleOnly{provider: tresor.ProviderName, bundle: st.BundlePEM}, st, nil
 	}
-	return newIssuer(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"))
+	issuer, err := newIssuer(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"))
+	return issuer, nil, err
 }
 
 // bundleOnly is a certs.Issuer that can only report a bundle.

@@ -17,6 +17,7 @@ import (
 // options are the flags every subcommand shares (env FSM_<FLAG> too).
 type options struct {
 	kubeconfig          string
+	kubeContext         string
 	fsmNamespace        string
 	meshName            string
 	trustDomain         string
@@ -85,17 +86,30 @@ const (
 	defaultControllerBurst = 200
 )
 
+// addFlags registers every option's flag on fs (tests; the commands get
+// only their groups, see flagScopes in root.go).
 func (o *options) addFlags(fs *pflag.FlagSet) {
+	for _, g := range allFlagGroups {
+		g.add(o, fs)
+	}
+}
+
+// addClusterFlags: how to reach the cluster.
+func (o *options) addClusterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig; in-cluster config when empty")
+	fs.StringVar(&o.kubeContext, "context", "", "kubeconfig context to use; the kubeconfig's current context when empty")
+}
+
+// addMeshFlags: which mesh.
+func (o *options) addMeshFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.fsmNamespace, "fsm-namespace", "fsm-system", "namespace of the mesh control plane (Secrets, MeshConfig)")
 	fs.StringVar(&o.meshName, "mesh-name", "fsm", "name of the mesh (label flomesh.io/monitored-by, webhook configuration names)")
-	fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "trust domain in sidecar certificate common names")
-	fs.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for service names")
+}
+
+// addCAFlags: the mesh CA provider and where it lives.
+func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.caBundleSecretName, "ca-bundle-secret-name", "fsm-ca-bundle", "Secret holding the mesh root CA (FSM fsm.caBundleSecretName)")
 	fs.StringVar(&o.certificateManager, "certificate-manager", "tresor", "mesh CA provider: tresor, vault or cert-manager (FSM fsm.certificateProvider.kind)")
-	fs.StringVar(&o.caKeyAlgorithm, "ca-key-algorithm", "rsa2048", "key algorithm of the built-in (tresor) CA and issued keys: rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384")
-	fs.DurationVar(&o.serviceCertValidity, "service-cert-validity-duration", 24*time.Hour, "validated but unused, for FSM compatibility (fsm.certificateProvider.serviceCertValidityDuration): it sets the service certificates FSM's controller issues; the webhooks issue none (bootstrap certificates last --bootstrap-cert-validity-duration)")
-	fs.DurationVar(&o.bootstrapValidity, "bootstrap-cert-validity-duration", 87600*time.Hour, "validity of the per-pod sidecar bootstrap certificate")
 
 	fs.StringVar(&o.vaultHost, "vault-host", "", "Vault host (FSM fsm.vault.host)")
 	fs.IntVar(&o.vaultPort, "vault-port", 8200, "Vault port (FSM fsm.vault.port)")
@@ -108,19 +122,35 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
 	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer (FSM fsm.certmanager.issuerKind)")
 	fs.StringVar(&o.certManagerIssuerGroup, "cert-manager-issuer-group", "cert-manager.io", "cert-manager issuer group (FSM fsm.certmanager.issuerGroup)")
+}
 
+// addWebhookFlags: how each webhook is registered and named, which the
+// serving certificates and caBundles are checked against.
+func (o *options) addWebhookFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain for service names")
 	fs.StringVar(&o.webhookURLHost, "webhook-url-host", "", "register webhooks by url (https://HOST:PORT/...) instead of service; for out-of-cluster runs and local")
 	fs.IntVar(&o.injectorPort, "injector-port", 9090, "port of the sidecar injector webhook")
 	fs.IntVar(&o.validatorPort, "validator-port", 9093, "port of the validating webhook")
 	fs.IntVar(&o.converterPort, "converter-port", 9443, "port of the MeshConfig conversion webhook")
+}
+
+// addRotationFlags: the built-in CA's keys and root rotation.
+func (o *options) addRotationFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.caKeyAlgorithm, "ca-key-algorithm", "rsa2048", "key algorithm of the built-in (tresor) CA and issued keys: rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384")
+	fs.DurationVar(&o.rootRotationGrace, "root-rotation-grace-period", 24*time.Hour, "how long an old root stays trusted after certificates are re-issued from the new one")
+}
+
+// addServeFlags: what only the running servers use.
+func (o *options) addServeFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "trust domain in sidecar certificate common names")
+	fs.DurationVar(&o.serviceCertValidity, "service-cert-validity-duration", 24*time.Hour, "validated but unused, for FSM compatibility (fsm.certificateProvider.serviceCertValidityDuration): it sets the service certificates FSM's controller issues; the webhooks issue none (bootstrap certificates last --bootstrap-cert-validity-duration)")
+	fs.DurationVar(&o.bootstrapValidity, "bootstrap-cert-validity-duration", 87600*time.Hour, "validity of the per-pod sidecar bootstrap certificate")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables")
 	fs.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	for _, img := range imageFlags(o) {
 		fs.StringVar(img.value, img.flag, envOr(img.env, img.builtIn), img.usage)
 	}
 	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
-	fs.DurationVar(&o.rootRotationGrace, "root-rotation-grace-period", 24*time.Hour, "how long an old root stays trusted after certificates are re-issued from the new one")
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
 	fs.Float32Var(&o.admissionQPS, "kube-api-qps", defaultAdmissionQPS, "serve: sustained requests/s of the admission path's Kubernetes client (bootstrap Secrets, certificate issuance); a request held past the admission's deadline refuses the pod")
 	fs.IntVar(&o.admissionBurst, "kube-api-burst", defaultAdmissionBurst, "serve: burst of the admission path's Kubernetes client")
@@ -128,6 +158,11 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.controllerBurst, "controller-kube-api-burst", defaultControllerBurst, "serve: burst of the controllers' Kubernetes client")
 	fs.Float64Var(&o.injectorNamespaceRate, "injector-namespace-rate", injector.DefaultNamespaceRate, "serve: bootstrap certificates and Secrets the injector issues per second per namespace (per replica); a pod over it is refused with 429 and retried by its client; 0 disables")
 	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
+}
+
+// addLogFlags: every command logs.
+func (o *options) addLogFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 // imageFlag is a default image injected into meshed pods: flag, FSM's env

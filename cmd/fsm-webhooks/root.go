@@ -1,15 +1,60 @@
 package main
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/version"
 )
 
-func newRootCommand() *cobra.Command {
-	o := &options{}
+// flagGroup is a set of options' flags a command takes as a whole.
+type flagGroup struct {
+	name string
+	add  func(*options, *pflag.FlagSet)
+}
+
+var (
+	clusterFlags  = flagGroup{"cluster", (*options).addClusterFlags}
+	meshFlags     = flagGroup{"mesh", (*options).addMeshFlags}
+	caFlags       = flagGroup{"ca", (*options).addCAFlags}
+	webhookFlags  = flagGroup{"webhook", (*options).addWebhookFlags}
+	rotationFlags = flagGroup{"rotation", (*options).addRotationFlags}
+	serveOnly     = flagGroup{"serve", (*options).addServeFlags}
+	logFlags      = flagGroup{"log", (*options).addLogFlags}
+
+	allFlagGroups = []flagGroup{clusterFlags, meshFlags, caFlags, webhookFlags, rotationFlags, serveOnly, logFlags}
+)
+
+// flagScopes are the option groups each command takes (its own flags aside),
+// so `<command> --help` lists only what that command uses. --log-level is
+// on every command (persistent on the root). A command talking to a
+// cluster takes clusterFlags (--kubeconfig, --context); local starts its own.
+var flagScopes = map[string][]flagGroup{
+	"serve":             {clusterFlags, meshFlags, caFlags, webhookFlags, rotationFlags, serveOnly},
+	"local":             {meshFlags, caFlags, webhookFlags, rotationFlags, serveOnly},
+	"certs status":      {clusterFlags, meshFlags, caFlags, webhookFlags},
+	"certs rotate-root": {clusterFlags, meshFlags, caFlags, webhookFlags, rotationFlags},
+	"uninstall-hook":    {clusterFlags, meshFlags},
+}
+
+// noOptions are commands that read no options: no env, no validation.
+var noOptions = []string{"version", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd}
+
+func newRootCommand() *cobra.Command { return buildRoot(&options{}) }
+
+// buildRoot is the command tree on o.
+func buildRoot(o *options) *cobra.Command {
+	// Every option holds its default whether or not the running command
+	// takes its flag, so validate and the shared wiring see sane values.
+	o.addFlags(pflag.NewFlagSet("defaults", pflag.ContinueOnError))
 	root := &cobra.Command{
 		Use:   "fsm-webhooks",
 		Short: "Admission webhooks of a Pipy-based, FSM-compatible service mesh",
@@ -20,10 +65,16 @@ bootstrap certificates, and self-provisioned serving certificates whose CA it
 keeps in every webhook configuration's caBundle.
 
 Every flag can also be set by environment variable FSM_<FLAG>, e.g.
-FSM_MESH_NAME=fsm.`,
+FSM_MESH_NAME=fsm.
+
+Version: ` + version.Get().String(),
+		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if slices.Contains(noOptions, cmd.Name()) || (cmd.HasParent() && cmd.Parent().Name() == "completion") {
+				return nil
+			}
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
@@ -38,11 +89,39 @@ FSM_MESH_NAME=fsm.`,
 			return nil
 		},
 	}
+	root.SetVersionTemplate("fsm-webhooks {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
-	o.addFlags(root.PersistentFlags())
-	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o))
-	root.CompletionOptions.DisableDefaultCmd = true
+	logFlags.add(o, root.PersistentFlags())
+	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o), newVersionCommand())
+	scopeFlags(root, o)
 	return root
+}
+
+// scopeFlags gives every runnable command its flagScopes groups. A runnable
+// command without an entry is a programming error caught by the tests.
+func scopeFlags(root *cobra.Command, o *options) {
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		if c == root || !c.Runnable() || slices.Contains(noOptions, c.Name()) {
+			return
+		}
+		groups, ok := flagScopes[commandKey(c)]
+		if !ok {
+			panic(fmt.Sprintf("fsm-webhooks: command %q has no flag scope", commandKey(c)))
+		}
+		for _, g := range groups {
+			g.add(o, c.Flags())
+		}
+	}
+	walk(root)
+}
+
+// commandKey is the command path without the binary's name ("certs status").
+func commandKey(c *cobra.Command) string {
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
 // newLogger builds the structured logger (zap behind logr).

@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,6 +30,7 @@ import (
 	configv1alpha2 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certmetrics"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/converter"
@@ -108,20 +108,10 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// restConfig loads --kubeconfig, or the in-cluster / default config.
+// restConfig loads --kubeconfig and --context, or the in-cluster / default
+// config (loadRESTConfig).
 func (o *options) restConfig() (*rest.Config, error) {
-	if o.kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-		if err != nil {
-			return nil, usageErrorf("invalid value %q for --kubeconfig: %v", o.kubeconfig, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return nil, fmt.Errorf("no Kubernetes config (set --kubeconfig or run in a cluster): %w", err)
-	}
-	return cfg, nil
+	return loadRESTConfig(o.kubeconfig, o.kubeContext)
 }
 
 // newScheme knows the built-in kinds, CRDs and every MeshConfig version.
@@ -153,6 +143,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	if err != nil {
 		return err
 	}
+	defer watchCAMetrics(issuer)()
 
 	byObject := map[client.Object]cache.ByObject{}
 	if slices.Contains(sf.webhooks, hookInjector) {
@@ -189,7 +180,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		ClusterDomain:          o.clusterDomain,
 		WebhookURLHost:         o.webhookURLHost,
 		BindHost:               sf.bindHost,
-		Issuer:                 issuer,
+		Issuer:                 certmetrics.Instrument(issuer),
 		MetricsBindAddress:     o.metricsAddr,
 		HealthProbeBindAddress: o.healthProbeAddr,
 		Log:                    log.WithName("webhooks"),
@@ -287,7 +278,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			Services:              mgr.GetClient(),
 			MeshConfig:            meshConfig,
 			NamespaceLimit:        injector.NamespaceLimit{PerSecond: o.injectorNamespaceRate, Burst: o.injectorNamespaceBurst},
-			Issuer:                issuer,
+			Issuer:                certmetrics.Instrument(issuer),
 			MeshName:              o.meshName,
 			FSMNamespace:          o.fsmNamespace,
 			TrustDomain:           o.trustDomain,

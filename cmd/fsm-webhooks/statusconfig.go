@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
+	"github.com/flomesh-io/fsm-webhooks/certs/status"
+	"github.com/flomesh-io/fsm-webhooks/certs/vault"
+)
+
+// notFromDeployment are flags a command reads from the operator only: how to
+// reach the cluster, how to print, what to read.
+var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output", "deployment", "help"}
+
+// runningConfig fills the flags the operator did not give from the servers'
+// Deployment and says where the configuration came from. --fsm-namespace
+// and --mesh-name, when given, narrow the search.
+func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (string, error) {
+	namespace, mesh := "", ""
+	if fs.Changed("fsm-namespace") || deployment != "" {
+		namespace = o.fsmNamespace
+	}
+	if fs.Changed("mesh-name") {
+		mesh = o.meshName
+	}
+	d, err := status.FindDeployment(ctx, cs, namespace, deployment, mesh)
+	if err != nil {
+		return "", err
+	}
+	if d == nil {
+		return "flags (no fsm-webhooks Deployment found)", nil
+	}
+	flags, err := status.DeploymentFlags(d)
+	if err != nil {
+		return "", err
+	}
+	// The chart always names it; a hand-written Deployment may rely on the
+	// namespace it runs in.
+	if _, ok := flags["fsm-namespace"]; !ok {
+		flags["fsm-namespace"] = d.Namespace
+	}
+	source := "Deployment " + d.Namespace + "/" + d.Name
+	if err := applyDeploymentFlags(fs, flags, source); err != nil {
+		return "", err
+	}
+	if err := o.validate(); err != nil {
+		return "", fmt.Errorf("configuration read from %s: %w", source, err)
+	}
+	return source, nil
+}
+
+// applyDeploymentFlags sets every flag of fs the operator left unset to the
+// Deployment's value; flags fs does not have (serve's own) are ignored.
+func applyDeploymentFlags(fs *pflag.FlagSet, flags map[string]string, source string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		v, ok := flags[f.Name]
+		if err != nil || !ok || f.Changed || slices.Contains(notFromDeployment, f.Name) {
+			return
+		}
+		if setErr := fs.Set(f.Name, v); setErr != nil {
+			err = fmt.Errorf("invalid value %q for --%s in %s: %v", v, f.Name, source, setErr)
+		}
+	})
+	return err
+}
+
+// statusConfiguration is what `certs status` reports it checked.
+func (o *options) statusConfiguration(source string) *status.Configuration {
+	c := &status.Configuration{Source: source, MeshName: o.meshName, FSMNamespace: o.fsmNamespace, Provider: o.certificateManager}
+	switch o.certificateManager {
+	case vault.ProviderName:
+		c.VaultAddress = o.vaultProtocol + "://" + net.JoinHostPort(o.vaultHost, strconv.Itoa(o.vaultPort))
+		c.VaultRole = o.vaultRole
+	case certmanager.ProviderName:
+		c.CertManagerIssuer = o.certManagerIssuerKind + "/" + o.certManagerIssuerName + " (" + o.certManagerIssuerGroup + ")"
+	}
+	return c
+}
