@@ -95,12 +95,43 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName)
 
 	if o.MeshConfigName != "" {
-		err := dyn.Resource(meshConfigGVR).Namespace(o.Namespace).Delete(ctx, o.MeshConfigName, metav1.DeleteOptions{})
-		if err := ignoreNotFound(err); err != nil {
-			return fmt.Errorf("deleting MeshConfig %s/%s: %w", o.Namespace, o.MeshConfigName, err)
-		}
-		log.Info("Deleted the MeshConfig", "namespace", o.Namespace, "name", o.MeshConfigName)
+		return deleteOwnMeshConfig(ctx, dyn, o.Namespace, o.MeshConfigName, log)
 	}
+	return nil
+}
+
+// CreatedByAnnotation marks the MeshConfig the chart created (value
+// CreatedByValue); a MeshConfig without it existed before the install (FSM's,
+// or the operator's) and outlives the uninstall.
+const (
+	CreatedByAnnotation = "fsm-webhooks.flomesh.io/created-by"
+	CreatedByValue      = "fsm-webhooks"
+)
+
+// deleteOwnMeshConfig deletes the MeshConfig only when the chart created it,
+// guarded by the UID read so that a MeshConfig replaced in between is kept.
+func deleteOwnMeshConfig(ctx context.Context, dyn dynamic.Interface, ns, name string, log logr.Logger) error {
+	mcs := dyn.Resource(meshConfigGVR).Namespace(ns)
+	mc, err := mcs.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading MeshConfig %s/%s: %w", ns, name, err)
+	}
+	if mc.GetAnnotations()[CreatedByAnnotation] != CreatedByValue {
+		log.Info("Kept the MeshConfig: the chart did not create it", "namespace", ns, "name", name, "annotation", CreatedByAnnotation)
+		return nil
+	}
+	uid := mc.GetUID()
+	err = mcs.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or replaced by another object since the read
+	}
+	if err != nil {
+		return fmt.Errorf("deleting MeshConfig %s/%s: %w", ns, name, err)
+	}
+	log.Info("Deleted the MeshConfig", "namespace", ns, "name", name)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +62,7 @@ func newCluster() *cluster {
 	meshConfig.SetKind("MeshConfig")
 	meshConfig.SetNamespace(ns)
 	meshConfig.SetName(fsmnames.MeshConfigName)
+	meshConfig.SetAnnotations(map[string]string{CreatedByAnnotation: CreatedByValue})
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "fsm-webhooks"}}
 	c := &cluster{
 		cs: fake.NewClientset(
@@ -145,6 +147,42 @@ func TestRunSkips(t *testing.T) {
 	want := []string{"delete mutatingwebhookconfigurations", "delete validatingwebhookconfigurations", "patch customresourcedefinitions"}
 	if !reflect.DeepEqual(c.rec.writes, want) {
 		t.Errorf("writes %q, want %q", c.rec.writes, want)
+	}
+}
+
+// TestRunKeepsMeshConfigItDidNotCreate: a MeshConfig without the chart's
+// mark (FSM's, or the operator's, found at install) outlives the uninstall;
+// so does one whose mark has another value.
+func TestRunKeepsMeshConfigItDidNotCreate(t *testing.T) {
+	for name, annotations := range map[string]map[string]string{
+		"no annotation":    nil,
+		"other creator":    {CreatedByAnnotation: "fsm"},
+		"other annotation": {"meta.helm.sh/release-name": "fsm-webhooks"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newCluster()
+			mcs := c.dyn.Resource(meshConfigGVR).Namespace(ns)
+			mc, err := mcs.Get(ctx, fsmnames.MeshConfigName, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc.SetAnnotations(annotations)
+			if _, err := mcs.Update(ctx, mc, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.rec.writes = nil
+			o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName}
+			if err := run(ctx, c.cs, c.apiext, c.dyn, o); err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(c.rec.writes, "delete meshconfigs") {
+				t.Errorf("writes %q delete the MeshConfig", c.rec.writes)
+			}
+			if _, err := mcs.Get(ctx, fsmnames.MeshConfigName, metav1.GetOptions{}); err != nil {
+				t.Errorf("MeshConfig gone: %v", err)
+			}
+		})
 	}
 }
 

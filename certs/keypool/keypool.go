@@ -1,15 +1,22 @@
 // Package keypool keeps a bounded stock of freshly generated private keys so
 // that issuing a certificate on a request path (a pod admission) costs one
 // signature instead of an RSA key generation (~50 ms for RSA-2048 on one
-// core). Refill runs in the background; an empty pool falls back to
-// generating inline, so a burst only slows down, never fails.
+// core). Refill runs in the background on up to GOMAXPROCS workers, each
+// starting a key only while no goroutine of the process waits for a CPU
+// (admissions first); the stock grows to the bursts it sees, within a memory
+// cap, and shrinks back when idle. An empty pool generates inline but hands
+// out a refilled key if one lands first, so a burst only slows down, never
+// fails, and no admission waits longer than one key generation.
 package keypool
 
 import (
 	"context"
 	"crypto"
 	"fmt"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -21,14 +28,23 @@ import (
 
 // Defaults for Options.
 const (
-	// DefaultSize keeps enough keys for a burst of pod creations (a
-	// Deployment scaled by 30) while costing ~50 KB of memory for RSA-2048.
+	// DefaultSize is the floor of the stock: keys kept ready when idle,
+	// enough for a Deployment scaled by 30 (~140 KB for RSA-2048).
 	DefaultSize = 32
-	// DefaultWorkers refills with one goroutine, so refill takes at most one
-	// core from admissions after a burst.
-	DefaultWorkers = 1
+	// DefaultMaxBytes caps the stock a pool may grow to after bursts:
+	// about 900 RSA-2048 or 4,000 ECDSA P-256 keys (see KeyBytes).
+	DefaultMaxBytes = 4 << 20
+	// DefaultWindow is how often the target is re-decided from the keys
+	// taken since.
+	DefaultWindow = 10 * time.Second
 	// retryDelay spaces out refill attempts after a generation error.
 	retryDelay = time.Second
+	// idlePoll bounds how long a worker sleeps while the pool is at its
+	// target (a Get wakes it sooner).
+	idlePoll = 250 * time.Millisecond
+	// deferMin and deferMax bound the back-off of a worker that found the
+	// process busy.
+	deferMin, deferMax = time.Millisecond, 50 * time.Millisecond
 )
 
 var (
@@ -38,11 +54,23 @@ var (
 	}, []string{"algorithm"})
 	misses = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_keypool_misses_total",
-		Help: "Private keys generated inline because the pool was empty.",
+		Help: "Private keys asked for while the pool was empty (an inline generation started; see _inline_used_total).",
+	}, []string{"algorithm"})
+	inlineUsed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_keypool_inline_used_total",
+		Help: "Misses served by their own inline generation rather than by a refilled key that landed first.",
 	}, []string{"algorithm"})
 	size = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fsm_webhooks_keypool_size",
 		Help: "Pre-generated private keys currently in the pool.",
+	}, []string{"algorithm"})
+	target = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fsm_webhooks_keypool_target",
+		Help: "Keys the pool currently refills to (between --key-pool-size and the memory cap).",
+	}, []string{"algorithm"})
+	deferred = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_keypool_refill_deferred_total",
+		Help: "Times a refill worker held back because other goroutines waited for a CPU.",
 	}, []string{"algorithm"})
 	unpooled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_keypool_unpooled_total",
@@ -51,7 +79,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(hits, misses, size, unpooled)
+	metrics.Registry.MustRegister(hits, misses, inlineUsed, size, target, deferred, unpooled)
 }
 
 // GenerateFunc makes one private key.
@@ -61,27 +89,84 @@ type GenerateFunc func(certs.KeyAlgorithm) (crypto.Signer, error)
 type Options struct {
 	// Algorithm of the pooled keys; empty means certs.DefaultKeyAlgorithm.
 	Algorithm certs.KeyAlgorithm
-	// Size is the number of keys kept ready. Zero disables pooling: every
-	// Get generates inline (and counts as a miss).
+	// Size is the floor of the stock (keys kept ready when idle). Zero
+	// disables pooling: every Get generates inline (and counts as a miss).
 	Size int
-	// Workers refilling concurrently; zero means DefaultWorkers.
+	// MaxBytes caps the stock after bursts, in estimated key memory
+	// (KeyBytes); zero means DefaultMaxBytes. The cap is never below Size.
+	MaxBytes int
+	// Workers refilling concurrently; zero means GOMAXPROCS.
 	Workers int
+	// Window between target decisions; zero means DefaultWindow.
+	Window time.Duration
+	// Busy reports whether refill should hold back; nil means "a goroutine
+	// of this process is runnable but not running" (runtime/metrics
+	// /sched/goroutines/runnable).
+	Busy func() bool
 	// Generate makes keys; nil means certs.GenerateKey.
 	Generate GenerateFunc
 	Logger   logr.Logger
 }
 
+// KeyBytes estimates the heap one key of alg holds (measured on Go 1.26:
+// RSA-2048 4.4 KB, 3072 5.5 KB, 4096 6.6 KB, ECDSA P-384 2.9 KB; rounded up).
+func KeyBytes(alg certs.KeyAlgorithm) int {
+	switch alg = alg.OrDefault(); {
+	case alg == certs.ECDSAP256:
+		return 1 << 10
+	case alg == certs.ECDSAP384:
+		return 3 << 10
+	case alg.RSABits() != 0:
+		return alg.RSABits()*2 + 512
+	}
+	return 8 << 10
+}
+
+// Sizing is what NextTarget decides from.
+type Sizing struct {
+	Floor, Max int // bounds of the target (Floor <= Max)
+	Target     int // the current target
+	Taken      int // keys handed out (hits and misses) in the last window
+}
+
+// NextTarget is the stock to refill to for the next window. A window that
+// took more than half the target was a burst: hold twice that burst, so the
+// next one is served from stock while refill (which only uses idle CPU)
+// catches up. A window that took less than a quarter lets the target decay by
+// an eighth, back to the floor after a few minutes idle. Always within
+// [Floor, Max].
+func NextTarget(s Sizing) int {
+	t := s.Target
+	switch {
+	case s.Taken*2 > t:
+		t = max(t, 2*s.Taken)
+	case s.Taken*4 < t:
+		t -= max(1, t/8)
+	}
+	return min(max(t, s.Floor), s.Max)
+}
+
 // Pool is a bounded stock of private keys of one algorithm. Get is safe for
 // concurrent use; Start runs the refill.
 type Pool struct {
-	alg      certs.KeyAlgorithm
-	keys     chan crypto.Signer
-	workers  int
-	generate GenerateFunc
-	log      logr.Logger
-
-	hits, misses prometheus.Counter
-	size         prometheus.Gauge
+	alg        certs.KeyAlgorithm
+	keys       chan crypto.Signer
+	floor      int
+	target     atomic.Int64
+	taken      atomic.Int64 // in the current window
+	refilling  atomic.Int64 // keys workers are generating now
+	wake       chan struct{}
+	workers    int
+	window     time.Duration
+	busy       func() bool
+	generate   GenerateFunc
+	log        logr.Logger
+	hits       prometheus.Counter
+	misses     prometheus.Counter
+	inlineUsed prometheus.Counter
+	deferred   prometheus.Counter
+	size       prometheus.Gauge
+	targetG    prometheus.Gauge
 }
 
 // New validates opts and returns an empty pool; call Start to fill it.
@@ -96,18 +181,42 @@ func New(opts Options) (*Pool, error) {
 	if opts.Workers < 0 {
 		return nil, fmt.Errorf("keypool: Workers must not be negative, got %d", opts.Workers)
 	}
-	p := &Pool{
-		alg:      alg,
-		keys:     make(chan crypto.Signer, opts.Size),
-		workers:  opts.Workers,
-		generate: opts.Generate,
-		log:      opts.Logger.WithValues("algorithm", string(alg)),
-		hits:     hits.WithLabelValues(string(alg)),
-		misses:   misses.WithLabelValues(string(alg)),
-		size:     size.WithLabelValues(string(alg)),
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("keypool: MaxBytes must not be negative, got %d", opts.MaxBytes)
 	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	capacity := 0
+	if opts.Size > 0 {
+		capacity = max(opts.Size, opts.MaxBytes/KeyBytes(alg))
+	}
+	p := &Pool{
+		alg:        alg,
+		keys:       make(chan crypto.Signer, capacity),
+		floor:      opts.Size,
+		wake:       make(chan struct{}, 1),
+		workers:    opts.Workers,
+		window:     opts.Window,
+		busy:       opts.Busy,
+		generate:   opts.Generate,
+		log:        opts.Logger.WithValues("algorithm", string(alg)),
+		hits:       hits.WithLabelValues(string(alg)),
+		misses:     misses.WithLabelValues(string(alg)),
+		inlineUsed: inlineUsed.WithLabelValues(string(alg)),
+		deferred:   deferred.WithLabelValues(string(alg)),
+		size:       size.WithLabelValues(string(alg)),
+		targetG:    target.WithLabelValues(string(alg)),
+	}
+	p.target.Store(int64(opts.Size))
 	if p.workers == 0 {
-		p.workers = DefaultWorkers
+		p.workers = runtime.GOMAXPROCS(0)
+	}
+	if p.window == 0 {
+		p.window = DefaultWindow
+	}
+	if p.busy == nil {
+		p.busy = newSchedulerBusy()
 	}
 	if p.generate == nil {
 		p.generate = certs.GenerateKey
@@ -121,20 +230,56 @@ func (p *Pool) Algorithm() certs.KeyAlgorithm { return p.alg }
 // Len is the number of keys ready now.
 func (p *Pool) Len() int { return len(p.keys) }
 
-// Cap is the configured size.
+// Cap is the most keys the pool may hold (the memory cap).
 func (p *Pool) Cap() int { return cap(p.keys) }
 
-// Get returns a pooled key, or generates one inline when the pool is empty.
-// A key is handed out once.
+// Target is the stock the pool currently refills to.
+func (p *Pool) Target() int { return int(p.target.Load()) }
+
+type generated struct {
+	key crypto.Signer
+	err error
+}
+
+// Get returns a pooled key. When the pool is empty it generates one inline,
+// but takes a refilled key if one lands first and puts its own into the
+// pool when done: the wait is at most one generation, no CPU is wasted. A
+// key is handed out once.
 func (p *Pool) Get() (crypto.Signer, error) {
+	p.taken.Add(1)
 	select {
 	case k := <-p.keys:
-		p.size.Dec()
+		p.took()
 		p.hits.Inc()
 		return k, nil
 	default:
 	}
 	p.misses.Inc()
+	p.signal()
+	if cap(p.keys) == 0 {
+		return p.inline()
+	}
+	res := make(chan generated, 1)
+	go func() {
+		k, err := p.inline()
+		res <- generated{k, err}
+	}()
+	select {
+	case r := <-res:
+		p.inlineUsed.Inc()
+		return r.key, r.err
+	case k := <-p.keys:
+		p.took()
+		go func() {
+			if r := <-res; r.err == nil {
+				p.put(r.key)
+			}
+		}()
+		return k, nil
+	}
+}
+
+func (p *Pool) inline() (crypto.Signer, error) {
 	k, err := p.generate(p.alg)
 	if err != nil {
 		return nil, fmt.Errorf("keypool: generating %s key: %w", p.alg, err)
@@ -142,14 +287,40 @@ func (p *Pool) Get() (crypto.Signer, error) {
 	return k, nil
 }
 
+// took accounts for a key leaving the pool and wakes a worker.
+func (p *Pool) took() {
+	p.size.Dec()
+	p.signal()
+}
+
+func (p *Pool) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// put adds k unless the pool is at its cap.
+func (p *Pool) put(k crypto.Signer) bool {
+	select {
+	case p.keys <- k:
+		p.size.Inc()
+		return true
+	default:
+		return false
+	}
+}
+
 // Start refills the pool until ctx is done (controller-runtime's
 // manager.Runnable). Keys left in the pool are dropped on return.
 func (p *Pool) Start(ctx context.Context) error {
+	p.targetG.Set(float64(p.Target()))
 	if cap(p.keys) == 0 {
 		<-ctx.Done()
 		return nil
 	}
 	var wg sync.WaitGroup
+	wg.Go(func() { p.resize(ctx) })
 	for range p.workers {
 		wg.Go(func() { p.refill(ctx) })
 	}
@@ -164,34 +335,93 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 }
 
+// resize re-decides the target every window.
+func (p *Pool) resize(ctx context.Context) {
+	t := time.NewTicker(p.window)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		next := NextTarget(Sizing{Floor: p.floor, Max: cap(p.keys), Target: p.Target(), Taken: int(p.taken.Swap(0))})
+		p.target.Store(int64(next))
+		p.targetG.Set(float64(next))
+		p.signal()
+	}
+}
+
 func (p *Pool) refill(ctx context.Context) {
+	backoff := deferMin
 	for ctx.Err() == nil {
-		k, err := p.generate(p.alg)
-		if err != nil {
-			p.log.Error(err, "Generating a pooled key failed; retrying")
-			select {
-			case <-ctx.Done():
-			case <-time.After(retryDelay):
-			}
+		// Reserve the key before generating it, so workers together never
+		// overshoot the target.
+		if int(p.refilling.Add(1))+len(p.keys) > p.Target() {
+			p.refilling.Add(-1)
+			p.sleep(ctx, idlePoll, true)
 			continue
 		}
-		select {
-		case p.keys <- k:
-			p.size.Inc()
-		case <-ctx.Done():
+		// Admissions first: start a key only while nothing else of this
+		// process waits for a CPU. A key already started runs to its end
+		// (Go preempts it every 10 ms for waiting goroutines).
+		if p.busy() {
+			p.refilling.Add(-1)
+			p.deferred.Inc()
+			p.sleep(ctx, backoff, false)
+			backoff = min(2*backoff, deferMax)
+			continue
+		}
+		backoff = deferMin
+		k, err := p.generate(p.alg)
+		if err == nil {
+			p.put(k)
+		}
+		p.refilling.Add(-1)
+		if err != nil {
+			p.log.Error(err, "Generating a pooled key failed; retrying")
+			p.sleep(ctx, retryDelay, false)
 		}
 	}
 }
 
-// WaitFull blocks until the pool holds Cap keys or ctx is done. Meant for
-// start-up (be warm before serving) and tests.
+// sleep waits d, or less when ctx ends or (wakeable) a Get signals.
+func (p *Pool) sleep(ctx context.Context, d time.Duration, wakeable bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var wake chan struct{}
+	if wakeable {
+		wake = p.wake
+	}
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+// newSchedulerBusy reports whether a goroutine of this process is runnable
+// but not running: someone (an admission, a controller) waits for a CPU.
+func newSchedulerBusy() func() bool {
+	var mu sync.Mutex
+	sample := []rtmetrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	return func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		rtmetrics.Read(sample)
+		return sample[0].Value.Kind() == rtmetrics.KindUint64 && sample[0].Value.Uint64() > 0
+	}
+}
+
+// WaitFull blocks until the pool holds its current target or ctx is done.
+// Meant for start-up (be warm before serving) and tests.
 func (p *Pool) WaitFull(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for len(p.keys) < cap(p.keys) {
+	for len(p.keys) < p.Target() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("keypool: waiting for %d %s keys (have %d): %w", cap(p.keys), p.alg, len(p.keys), ctx.Err())
+			return fmt.Errorf("keypool: waiting for %d %s keys (have %d): %w", p.Target(), p.alg, len(p.keys), ctx.Err())
 		case <-t.C:
 		}
 	}
