@@ -27,6 +27,14 @@ fsm-validator-mesh-{{ .Values.fsm.meshName }}
 meshconfigs.config.flomesh.io
 {{- end -}}
 
+{{/*
+Annotation marking a MeshConfig this chart created (uninstall.CreatedByAnnotation):
+the uninstall hook deletes no other.
+*/}}
+{{- define "fsm.createdByAnnotation" -}}
+fsm-webhooks.flomesh.io/created-by
+{{- end -}}
+
 {{/* Labels FSM puts on mesh objects, plus Helm's recommended ones. */}}
 {{- define "fsm.labels" -}}
 app.kubernetes.io/name: flomesh.io

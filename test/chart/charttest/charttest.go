@@ -242,6 +242,18 @@ func (c *Cluster) Upgrade(ctx context.Context, values map[string]any) (*release.
 	return asRelease(rel)
 }
 
+// Rollback rolls the release back to revision (0: the previous one).
+func (c *Cluster) Rollback(revision int) error {
+	rb := action.NewRollback(c.cfg)
+	rb.Version = revision
+	rb.WaitStrategy = kube.HookOnlyStrategy
+	rb.Timeout = 2 * time.Minute
+	if err := rb.Run(ReleaseName); err != nil {
+		return fmt.Errorf("helm rollback to revision %d: %w", revision, err)
+	}
+	return nil
+}
+
 // Uninstall removes the release. withHooks=false skips the pre-delete hook
 // (its Job needs a kubelet to run).
 func (c *Cluster) Uninstall(withHooks bool) error {
