@@ -22,10 +22,13 @@ COPY . .
 # BuildKit (required for the cache mounts) sets these for the target platform.
 ARG TARGETOS
 ARG TARGETARCH
+# `fsm-webhooks version` and fsm_webhooks_build_info (internal/version);
+# e.g. --build-arg VERSION=v0.2.0 --build-arg COMMIT=$(git rev-parse HEAD).
+ARG VERSION="" COMMIT="" DATE=""
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w" -o /out/fsm-webhooks ./cmd/fsm-webhooks
+    go build -trimpath -ldflags "-s -w -X github.com/flomesh-io/fsm-webhooks/internal/version.version=${VERSION} -X github.com/flomesh-io/fsm-webhooks/internal/version.commit=${COMMIT} -X github.com/flomesh-io/fsm-webhooks/internal/version.date=${DATE}" -o /out/fsm-webhooks ./cmd/fsm-webhooks
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=builder /out/fsm-webhooks /usr/local/bin/fsm-webhooks

@@ -17,8 +17,15 @@ IMAGE ?= flomesh/fsm-webhooks:dev
 
 all: build
 
+# Build identity for `fsm-webhooks version` and fsm_webhooks_build_info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VERSION_PKG := github.com/flomesh-io/fsm-webhooks/internal/version
+LDFLAGS := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT) -X $(VERSION_PKG).date=$(DATE)
+
 build:
-	$(GO) build -o bin/fsm-webhooks ./cmd/fsm-webhooks
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fsm-webhooks ./cmd/fsm-webhooks
 
 assets:
 	$(GO) run ./internal/kubeassets/build --vault
@@ -68,4 +75,4 @@ e2e-node:
 
 # Needs a container engine (none on the development machines): see Dockerfile.
 image:
-	docker build -t $(IMAGE) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
