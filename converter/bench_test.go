@@ -18,6 +18,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/converter"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -62,7 +63,7 @@ func BenchmarkHandlerPerObject(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				r := httptest.NewRequest(http.MethodPost, converter.Path, bytes.NewReader(body))
+				r := httptest.NewRequest(http.MethodPost, fsmnames.ConverterPath, bytes.NewReader(body))
 				r.Header.Set("Content-Type", "application/json")
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, r)

@@ -11,6 +11,7 @@ import (
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -25,7 +26,7 @@ func FuzzConvertReview(f *testing.F) {
 	f.Add(reviewBody(f, "seed-down", "config.flomesh.io/v1alpha1", v1alpha3Obj))
 	h := reviewhttp.NewConversion(NewHandler(meshScheme(f), group, logr.Discard())).WithRecoverPanic(false)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+		r := httptest.NewRequest(http.MethodPost, fsmnames.ConverterPath, bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)

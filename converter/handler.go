@@ -19,9 +19,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
-// Path is where the apiserver sends ConversionReviews.
-const Path = "/convert"
-
 // Handler decides ConversionReview (apiextensions.k8s.io/v1) requests for the
 // kinds of one API group whose versions implement controller-runtime's
 // conversion.Hub/Convertible. Serve it with reviewhttp.NewConversion, which

@@ -18,10 +18,11 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
-const group = "config.flomesh.io"
+const group = fsmnames.ConfigGroup
 
 func meshScheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
@@ -52,7 +53,7 @@ func reviewBody(t testing.TB, uid, desired string, objects ...string) []byte {
 
 func serve(t testing.TB, h http.Handler, method, contentType string, body []byte) (*httptest.ResponseRecorder, *apixv1.ConversionReview) {
 	t.Helper()
-	r := httptest.NewRequest(method, Path, bytes.NewReader(body))
+	r := httptest.NewRequest(method, fsmnames.ConverterPath, bytes.NewReader(body))
 	if contentType != "" {
 		r.Header.Set("Content-Type", contentType)
 	}

@@ -25,13 +25,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 )
 
 // Defaults for Options.
 const (
-	DefaultMeshConfigName = "fsm-mesh-config"
+	DefaultMeshConfigName = fsmnames.MeshConfigName
 	DefaultFSMNamespace   = "fsm-system"
 	DefaultMeshName       = "fsm"
 )
