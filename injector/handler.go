@@ -76,6 +76,9 @@ type Options struct {
 	SidecarImage     string
 	InitImage        string
 	HealthcheckImage string
+	// BootstrapKeyAlgorithm: empty means DefaultBootstrapKeyAlgorithm,
+	// BootstrapKeyFromMeshConfig means FSM's choice (certKeyBitSize).
+	BootstrapKeyAlgorithm certs.KeyAlgorithm
 
 	// NamespaceLimit bounds certificate issuance and bootstrap Secret
 	// writes per namespace; the zero value is no limit.
@@ -168,6 +171,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := BootstrapKeyAlgorithm(opts.BootstrapKeyAlgorithm, 0); err != nil {
+		return nil, fmt.Errorf("injector: Options.BootstrapKeyAlgorithm: %w", err)
+	}
 	return &Handler{
 		opts:    opts,
 		limiter: limiter,
@@ -180,6 +186,8 @@ func NewHandler(opts Options) (*Handler, error) {
 			SidecarImage:     opts.SidecarImage,
 			InitImage:        opts.InitImage,
 			HealthcheckImage: opts.HealthcheckImage,
+
+			BootstrapKeyAlgorithm: opts.BootstrapKeyAlgorithm,
 		},
 	}, nil
 }

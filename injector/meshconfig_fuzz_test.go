@@ -146,7 +146,10 @@ func acceptedInjects(t *testing.T, preset []byte, in specInput) bool {
 		t.Fatalf("the validator admitted a MeshConfig the API type cannot hold (%v):\n%s", err, doc)
 	}
 	s := SettingsFromMeshConfig(mc)
-	mut, err := mutateWith(t, simplePod(nil), nil, s, testMesh)
+	// FSM's key choice, so certKeyBitSize reaches the certificate request.
+	mesh := testMesh
+	mesh.BootstrapKeyAlgorithm = BootstrapKeyFromMeshConfig
+	mut, err := mutateWith(t, simplePod(nil), nil, s, mesh)
 	if err != nil {
 		t.Fatalf("the validator admitted a MeshConfig the injector refuses: %v\n%s", err, doc)
 	}

@@ -28,6 +28,48 @@ type Mesh struct {
 	SidecarImage     string
 	InitImage        string
 	HealthcheckImage string
+	// BootstrapKeyAlgorithm chooses bootstrap keys (BootstrapKeyAlgorithm
+	// the function); empty means DefaultBootstrapKeyAlgorithm.
+	BootstrapKeyAlgorithm certs.KeyAlgorithm
+}
+
+// DefaultBootstrapKeyAlgorithm is the bootstrap key unless the operator asks
+// otherwise. ECDSA P-256 whatever the CA's algorithm and certKeyBitSize:
+// nothing reads the bootstrap key (the sidecar fetches its repo over plain
+// HTTP and gets its mesh mTLS certificate from FSM's controller; see
+// docs/design.md), and an RSA-2048 key costs ~50 ms of a core where P-256
+// costs ~0.05 ms.
+const DefaultBootstrapKeyAlgorithm = certs.ECDSAP256
+
+// BootstrapKeyFromMeshConfig restores FSM v1.5.1's choice: RSA of MeshConfig
+// spec.certificate.certKeyBitSize bits when set, else the provider's
+// default (the CA's algorithm).
+const BootstrapKeyFromMeshConfig certs.KeyAlgorithm = "MeshConfig"
+
+// BootstrapKeyAlgorithm is the key algorithm of a bootstrap certificate for
+// the operator's choice (empty: DefaultBootstrapKeyAlgorithm;
+// BootstrapKeyFromMeshConfig; or a named algorithm) and MeshConfig's
+// certKeyBitSize (0: unset). An empty result means the provider's default.
+// certKeyBitSize is checked whatever the choice, so a bad MeshConfig is
+// refused the same way under every choice.
+func BootstrapKeyAlgorithm(choice certs.KeyAlgorithm, certKeyBitSize int) (certs.KeyAlgorithm, error) {
+	var fromMeshConfig certs.KeyAlgorithm
+	if certKeyBitSize != 0 {
+		var err error
+		if fromMeshConfig, err = certs.RSAKeyAlgorithm(certKeyBitSize); err != nil {
+			return "", fmt.Errorf("MeshConfig spec.certificate.certKeyBitSize: %w", err)
+		}
+	}
+	switch choice {
+	case "":
+		return DefaultBootstrapKeyAlgorithm, nil
+	case BootstrapKeyFromMeshConfig:
+		return fromMeshConfig, nil
+	}
+	if err := choice.Validate(); err != nil {
+		return "", fmt.Errorf("bootstrap key algorithm: %w", err)
+	}
+	return choice, nil
 }
 
 // MutateInput is everything Mutate looks at.
@@ -130,11 +172,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keyAlg certs.KeyAlgorithm
-	if bits := in.Settings.CertKeyBitSize; bits != 0 {
-		if keyAlg, err = certs.RSAKeyAlgorithm(bits); err != nil {
-			return nil, fmt.Errorf("MeshConfig spec.certificate.certKeyBitSize: %w", err)
-		}
+	keyAlg, err := BootstrapKeyAlgorithm(in.Mesh.BootstrapKeyAlgorithm, in.Settings.CertKeyBitSize)
+	if err != nil {
+		return nil, err
 	}
 	boot := BootstrapConfig{
 		RepoHost:              fmt.Sprintf("%s.%s.svc.%s", ControllerServiceName, in.Mesh.FSMNamespace, in.Mesh.ClusterDomain),

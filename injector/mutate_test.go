@@ -302,15 +302,54 @@ func TestPatchSizeIndependentOfAppContainers(t *testing.T) {
 }
 
 func TestBootstrapKeyAlgorithm(t *testing.T) {
-	for bits, want := range map[int]certs.KeyAlgorithm{0: "", 2048: certs.RSA2048, 2560: "RSA2560", 4096: certs.RSA4096} {
+	for _, tc := range []struct {
+		choice  certs.KeyAlgorithm
+		bits    int
+		want    certs.KeyAlgorithm
+		wantErr string
+	}{
+		// Default: ECDSA P-256 whatever MeshConfig says.
+		{choice: "", bits: 0, want: certs.ECDSAP256},
+		{choice: "", bits: 2048, want: certs.ECDSAP256},
+		{choice: "", bits: 4096, want: certs.ECDSAP256},
+		// FSM's choice: RSA of certKeyBitSize, else the provider's default.
+		{choice: BootstrapKeyFromMeshConfig, bits: 0, want: ""},
+		{choice: BootstrapKeyFromMeshConfig, bits: 2048, want: certs.RSA2048},
+		{choice: BootstrapKeyFromMeshConfig, bits: 2560, want: "RSA2560"},
+		{choice: BootstrapKeyFromMeshConfig, bits: 4096, want: certs.RSA4096},
+		// A named algorithm wins over MeshConfig.
+		{choice: certs.RSA3072, bits: 2048, want: certs.RSA3072},
+		{choice: certs.ECDSAP384, bits: 0, want: certs.ECDSAP384},
+		// A bad certKeyBitSize is refused under every choice.
+		{choice: "", bits: 1024, wantErr: "MeshConfig spec.certificate.certKeyBitSize: unsupported RSA key size 1024: must be 2048 to 4096 bits"},
+		{choice: BootstrapKeyFromMeshConfig, bits: 8192, wantErr: "MeshConfig spec.certificate.certKeyBitSize: unsupported RSA key size 8192: must be 2048 to 4096 bits"},
+		{choice: "RSA1024", bits: 0, wantErr: `bootstrap key algorithm: unknown key algorithm "RSA1024"`},
+	} {
+		got, err := BootstrapKeyAlgorithm(tc.choice, tc.bits)
+		if tc.wantErr != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+				t.Errorf("(%q, %d): err = %v, want prefix %q", tc.choice, tc.bits, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("(%q, %d) = %q, %v; want %q", tc.choice, tc.bits, got, err, tc.want)
+		}
+	}
+
+	// Mutate carries the choice to the certificate request.
+	for _, choice := range []certs.KeyAlgorithm{"", BootstrapKeyFromMeshConfig} {
 		s := DefaultSettings()
-		s.CertKeyBitSize = bits
-		mut, err := mutateWith(t, simplePod(nil), nil, s, testMesh)
+		s.CertKeyBitSize = 2048
+		m := testMesh
+		m.BootstrapKeyAlgorithm = choice
+		mut, err := mutateWith(t, simplePod(nil), nil, s, m)
 		if err != nil {
 			t.Fatal(err)
 		}
+		want, _ := BootstrapKeyAlgorithm(choice, 2048)
 		if mut.KeyAlgorithm != want {
-			t.Errorf("certKeyBitSize %d: key algorithm %q, want %q", bits, mut.KeyAlgorithm, want)
+			t.Errorf("choice %q: Mutation.KeyAlgorithm %q, want %q", choice, mut.KeyAlgorithm, want)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/certs/vault"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 // keyAlgorithm maps --ca-key-algorithm to the certs package's names.
@@ -23,6 +24,16 @@ func (o *options) keyAlgorithm() (certs.KeyAlgorithm, error) {
 		return "", usageErrorf("invalid value %q for --ca-key-algorithm: %v", o.caKeyAlgorithm, err)
 	}
 	return alg, nil
+}
+
+// bootstrapKeyAlgorithm maps --bootstrap-key-algorithm (checked by validate)
+// to the injector's choice.
+func (o *options) bootstrapKeyAlgorithm() certs.KeyAlgorithm {
+	if o.bootstrapKeyAlg == "meshconfig" {
+		return injector.BootstrapKeyFromMeshConfig
+	}
+	alg, _ := certs.ParseKeyAlgorithm(o.bootstrapKeyAlg)
+	return alg
 }
 
 // newKeyPool starts the background key pool leaf keys come from, so issuing

@@ -51,6 +51,7 @@ type options struct {
 	initImage         string
 	healthcheckImage  string
 	keyPoolSize       int
+	bootstrapKeyAlg   string
 	rootRotationGrace time.Duration
 	// rootAutoRotateBefore: serve rotates the tresor root when it has less
 	// than this left (0 disables).
@@ -151,6 +152,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 		fs.StringVar(img.value, img.flag, envOr(img.env, img.builtIn), img.usage)
 	}
 	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
+	fs.StringVar(&o.bootstrapKeyAlg, "bootstrap-key-algorithm", "ecdsa-p256", "key algorithm of per-pod bootstrap certificates (tresor, cert-manager; Vault's role decides): ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096, or meshconfig for FSM's choice (RSA of MeshConfig certKeyBitSize, else --ca-key-algorithm)")
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
 	fs.Float32Var(&o.admissionQPS, "kube-api-qps", defaultAdmissionQPS, "serve: sustained requests/s of the admission path's Kubernetes client (bootstrap Secrets, certificate issuance); a request held past the admission's deadline refuses the pod")
 	fs.IntVar(&o.admissionBurst, "kube-api-burst", defaultAdmissionBurst, "serve: burst of the admission path's Kubernetes client")
@@ -245,6 +247,7 @@ func (o *options) validate() error {
 		dns1123("mesh-name", o.meshName),
 		oneOf("certificate-manager", o.certificateManager, "tresor", "vault", "cert-manager"),
 		oneOf("ca-key-algorithm", o.caKeyAlgorithm, "rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"),
+		oneOf("bootstrap-key-algorithm", o.bootstrapKeyAlg, "ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096", "meshconfig"),
 		oneOf("vault-protocol", o.vaultProtocol, "http", "https"),
 		oneOf("cert-manager-issuer-kind", o.certManagerIssuerKind, "Issuer", "ClusterIssuer"),
 		oneOf("log-level", o.logLevel, "debug", "info", "warn", "error"),

@@ -43,6 +43,7 @@ var flagScopes = map[string][]flagGroup{
 	"certs status":      {clusterFlags, meshFlags, caFlags, webhookFlags},
 	"certs rotate-root": {clusterFlags, meshFlags, caFlags, webhookFlags, rotationFlags},
 	"uninstall-hook":    {clusterFlags, meshFlags},
+	"install-crds":      {clusterFlags},
 }
 
 // noOptions are commands that read no options: no env, no validation.
@@ -92,7 +93,7 @@ Version: ` + version.Get().String(),
 	root.SetVersionTemplate("fsm-webhooks {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	logFlags.add(o, root.PersistentFlags())
-	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o), newVersionCommand())
+	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o), newInstallCRDsCommand(o), newVersionCommand())
 	scopeFlags(root, o)
 	return root
 }

@@ -287,6 +287,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			InitImage:             o.initImage,
 			HealthcheckImage:      o.healthcheckImage,
 			BootstrapCertValidity: o.bootstrapValidity,
+			BootstrapKeyAlgorithm: o.bootstrapKeyAlgorithm(),
 			Logger:                log.WithName("injector"),
 			Recorder:              mgr.GetEventRecorder("fsm-injector"),
 		})

@@ -38,8 +38,8 @@ import (
 )
 
 // injectorAllowed is every difference from FSM v1.5.1 we keep: the corpus
-// README's "Deliberate differences we keep" and "Tolerated" sections, nothing
-// else. Paths: pod fields, `secret.<fact>` for the bootstrap Secret,
+// README's "Deliberate differences we keep" and "Tolerated" sections, and the
+// ECDSA P-256 bootstrap key (docs/design.md), nothing else. Paths: pod fields, `secret.<fact>` for the bootstrap Secret,
 // `…args[1].nat.<chain>[i|last]` for fsm-init's iptables rules. The README's
 // two normalisations apply to both sides before the diff: the apiserver's
 // defaulting (defaultPod, Secret type) and OriginalHealthProbes' key case and
@@ -54,6 +54,12 @@ var injectorAllowed = []allowance{
 	// root: less than a minute over 87600h.
 	{re(`^secret\.cacert\.pem\.validity$`), "87600h0m0s", "87600h1m0s", "clock-skew backdating"},
 	{re(`^secret\.repo_cert\.pem\.validity$`), "87600h0m0s", durationIn(87600*time.Hour, 87600*time.Hour+time.Minute), "clock-skew backdating"},
+	// Deliberate: ECDSA P-256 bootstrap keys whatever certKeyBitSize says
+	// (docs/design.md: nothing reads the key; --bootstrap-key-algorithm=
+	// meshconfig restores FSM's RSA). An ECDSA key cannot encipher.
+	{re(`^secret\.repo_cert\.pem\.publicKey$`), "RSA-2048", "ECDSA-P256", "ECDSA P-256 bootstrap key"},
+	{re(`^secret\.repo_key\.pem\.key$`), "PKCS#8 RSA-2048", "PKCS#8 ECDSA-P256", "ECDSA P-256 bootstrap key"},
+	{re(`^secret\.repo_cert\.pem\.keyUsage\[1\]$`), "keyEncipherment", absent, "ECDSA P-256 bootstrap key"},
 	// Deliberate: every container's probes (FSM keeps the last container's).
 	{re(`^secret\.bootstrap\.yaml\.ContainerHealthProbes$`), absent, anyValue, "per-container probes"},
 	// Deliberate: the Secret names its pod's uuid, to find the owning pod.

@@ -1,0 +1,56 @@
+package chart
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// CRDFieldManager is the server-side apply manager of `fsm-webhooks install-crds`.
+const CRDFieldManager = "fsm-webhooks-install-crds"
+
+// ApplyCRDs brings the cluster's CRDs to the chart's, which Helm never does
+// for crds/ on upgrade. Server-side apply with forced ownership takes over
+// the fields Helm or FSM's bootstrap set, and leaves alone what the chart's
+// CRDs do not set: spec.conversion, which the converter keeps (its caBundle).
+// It returns once every CRD is Established.
+func ApplyCRDs(ctx context.Context, c client.Client) error {
+	crds, err := CRDs()
+	if err != nil {
+		return err
+	}
+	for _, crd := range crds {
+		crd.SetGroupVersionKind(metaCRD)
+		if crd.Spec.Conversion != nil {
+			return fmt.Errorf("embedded CRD %s sets spec.conversion: the converter owns that field", crd.Name)
+		}
+		if err := c.Patch(ctx, crd, client.Apply, client.FieldOwner(CRDFieldManager), client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying CRD %s: %w", crd.Name, err)
+		}
+	}
+	for _, crd := range crds {
+		name := crd.Name
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			var got apiextensionsv1.CustomResourceDefinition
+			if err := c.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
+				return false, err
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not Established: %w", name, err)
+		}
+	}
+	return nil
+}
+
+var metaCRD = apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition")
