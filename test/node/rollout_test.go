@@ -64,7 +64,7 @@ func TestRollout(t *testing.T) {
 		l := startLoad(ctx, cs, ns, "upgrade")
 		time.Sleep(5 * time.Second) // steady state, for the latency baseline
 		rollStart := time.Now()
-		if _, err := helm.Upgrade(ctx, map[string]any{"fsm": map[string]any{"image": map[string]any{"tag": rolloutTag}}}); err != nil {
+		if _, err := helm.Upgrade(ctx, map[string]any{"fsm": map[string]any{"webhooks": map[string]any{"imageTag": rolloutTag}}}); err != nil {
 			l.stop()
 			t.Fatal(err)
 		}

@@ -57,19 +57,25 @@ app.kubernetes.io/component: webhooks
 app.kubernetes.io/instance: {{ .Values.fsm.meshName }}
 {{- end -}}
 
-{{/* image renders registry/name followed by @digest when set, else :tag (default appVersion). */}}
+{{/*
+image renders fsm.image.registry/fsm.image.name.<key>, then @fsm.image.digest.<key>
+when set, else :tag. As in FSM's chart, fsm.image.tag is the tag of FSM's
+images (fsmSidecarInit, fsmHealthcheck), FSM v1.5.1's by default; our own
+image's tag is fsm.webhooks.imageTag, else the chart's appVersion, so an FSM
+values file (tag "1.5.1") never names an fsm-webhooks tag that does not exist.
+*/}}
 {{- define "fsm.image" -}}
 {{- $root := index . 0 -}}
 {{- $key := index . 1 -}}
 {{- $img := $root.Values.fsm.image -}}
 {{- $name := index $img.name $key -}}
-{{- $digest := index $img.digest $key | default "" -}}
+{{- $digest := index ($img.digest | default dict) $key | default "" -}}
 {{- if $digest -}}
 {{- printf "%s/%s@%s" $img.registry $name $digest -}}
+{{- else if eq $key "fsmWebhooks" -}}
+{{- printf "%s/%s:%s" $img.registry $name (toString (default $root.Chart.AppVersion $root.Values.fsm.webhooks.imageTag)) -}}
 {{- else -}}
-{{- $tag := default $root.Chart.AppVersion $img.tag -}}
-{{- if and (ne $key "fsmWebhooks") $img.fsmTag -}}{{- $tag = $img.fsmTag -}}{{- end -}}
-{{- printf "%s/%s:%s" $img.registry $name (toString $tag) -}}
+{{- printf "%s/%s:%s" $img.registry $name (toString (default "1.5.1" $img.tag)) -}}
 {{- end -}}
 {{- end -}}
 
