@@ -41,7 +41,10 @@ pipy({
     _target = `127.0.0.1:${msg.head.headers['original-http-port']}`,
     msg.head.path = msg.head.headers['original-http-path'] || '/'
   ))
-  .muxHTTP().to($ => $.connect(() => _target))
+  // One upstream session per target: muxHTTP's default key is the
+  // inbound connection, which would send a kept-alive client's next
+  // request to the port of its first.
+  .muxHTTP(() => _target).to($ => $.connect(() => _target))
 
 .listen(15010)
   .serveHTTP(() => new Message({ headers: { 'content-type': 'application/json' } }, JSON.stringify(counts)))
