@@ -77,8 +77,17 @@ func TestRollout(t *testing.T) {
 	})
 
 	t.Run("one replica's container stopped", func(t *testing.T) {
-		pods := webhookPods(ctx, t, cs)
-		victim := pods[0]
+		// Not a pod of the old ReplicaSet still in its preStop sleep.
+		var victim corev1.Pod
+		for _, p := range webhookPods(ctx, t, cs) {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				victim = p
+				break
+			}
+		}
+		if victim.Name == "" {
+			t.Fatal("no Ready webhook pod that is not terminating")
+		}
 		restarts := victim.Status.ContainerStatuses[0].RestartCount
 		l := startLoad(ctx, cs, ns, "kill")
 		time.Sleep(5 * time.Second)
