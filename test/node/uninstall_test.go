@@ -1,0 +1,195 @@
+//go:build e2enode
+
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/test/images"
+	"github.com/flomesh-io/fsm-webhooks/test/node"
+)
+
+// TestUninstallOnNode runs `helm uninstall` with its pre-delete hook: the
+// hook's Job runs as a real pod under the kubelet and does what only it does
+// (the MeshConfig CRD's conversion back to None, fsm-mesh-config deleted),
+// and what the release leaves behind is exactly the chart README's list.
+func TestUninstallOnNode(t *testing.T) {
+	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	kubeconfig, err := os.ReadFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm, err := charttest.NewCluster(kubeconfig, t.TempDir(), chartNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := helm.Install(ctx, nil); err != nil {
+		t.Fatalf("%v (logs in %s)", err, c.LogDir)
+	}
+	waitWebhooksReady(t, c, chartImage)
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crdGVR := apiextv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
+	crd, err := dyn.Resource(crdGVR).Get(ctx, "meshconfigs.config.flomesh.io", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _, _ := unstructured.NestedString(crd.Object, "spec", "conversion", "strategy"); s != string(apiextv1.WebhookConverter) {
+		t.Fatalf("before uninstall: CRD conversion strategy %q, want Webhook (the servers register it)", s)
+	}
+
+	// Watch the hook's pod through its life: hook-succeeded deletes the Job
+	// once it is done, so its pod is seen only while helm waits.
+	var mu sync.Mutex
+	hookPhases := map[string]string{}
+	wctx, wcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for wctx.Err() == nil {
+			pods, err := c.Clientset.CoreV1().Pods(chartNS).List(wctx, metav1.ListOptions{LabelSelector: "app=fsm-webhooks-uninstall"})
+			if err == nil {
+				mu.Lock()
+				for _, p := range pods.Items {
+					hookPhases[p.Name] = string(p.Status.Phase)
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-wctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	err = helm.Uninstall(true)
+	wcancel()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("%v (logs in %s)", err, c.LogDir)
+	}
+	t.Logf("helm uninstall with its hook took %s; hook pods seen: %v", time.Since(start).Round(100*time.Millisecond), hookPhases)
+	succeeded := false
+	for _, phase := range hookPhases {
+		succeeded = succeeded || phase == "Succeeded"
+	}
+	if !succeeded {
+		t.Errorf("no uninstall hook pod seen Succeeded: %v", hookPhases)
+	}
+
+	t.Run("the hook's own work is done", func(t *testing.T) {
+		crd, err := dyn.Resource(crdGVR).Get(ctx, "meshconfigs.config.flomesh.io", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the CRD outlives the release: %v", err)
+		}
+		if s, _, _ := unstructured.NestedString(crd.Object, "spec", "conversion", "strategy"); s != string(apiextv1.NoneConverter) {
+			t.Errorf("CRD conversion strategy %q, want None", s)
+		}
+		mcGVR := schema.GroupVersionResource{Group: "config.flomesh.io", Version: "v1alpha3", Resource: "meshconfigs"}
+		if _, err := dyn.Resource(mcGVR).Namespace(chartNS).Get(ctx, "fsm-mesh-config", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("meshconfig fsm-mesh-config: %v, want NotFound", err)
+		}
+	})
+
+	t.Run("only what the chart README lists is left", func(t *testing.T) {
+		// The chart README's "Left behind on purpose" Secrets; the
+		// namespace's default ServiceAccount and kube-root-ca.crt are
+		// Kubernetes'.
+		wantSecrets := []string{"crd-converter-cert-secret", "fsm-ca-bundle", "mutating-webhook-cert-secret", "validating-webhook-cert-secret"}
+		c.WaitFor(t, "the release's namespaced objects to be gone", 2*time.Minute, func(ctx context.Context) error {
+			left, err := leftInNamespace(ctx, dyn, chartNS)
+			if err != nil {
+				return err
+			}
+			want := map[string][]string{
+				"secrets":         wantSecrets,
+				"serviceaccounts": {"default"},
+				"configmaps":      {"kube-root-ca.crt"},
+			}
+			for res, names := range left {
+				if !slices.Equal(names, want[res]) {
+					return fmt.Errorf("%s left in %s: %v, want %v (all left: %v)", res, chartNS, names, want[res], left)
+				}
+			}
+			for res, names := range want {
+				if !slices.Equal(left[res], names) {
+					return fmt.Errorf("%s left in %s: %v, want %v", res, chartNS, left[res], names)
+				}
+			}
+			return nil
+		})
+		// Cluster-scoped: everything labelled as this mesh's is gone, the
+		// CRD excepted (Helm never deletes crds/).
+		for _, gvr := range []schema.GroupVersionResource{
+			{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
+			{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
+			{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"},
+			{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"},
+			{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+			{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+		} {
+			list, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/part-of=fsm-webhooks"})
+			if err != nil {
+				t.Fatalf("listing %s: %v", gvr.Resource, err)
+			}
+			for _, o := range list.Items {
+				t.Errorf("%s %s left after uninstall", gvr.Resource, o.GetName())
+			}
+		}
+	})
+}
+
+// namespacedKinds are the kinds the chart, its hooks and its servers create
+// in the fsm namespace, plus the ones Kubernetes adds.
+var namespacedKinds = []schema.GroupVersionResource{
+	{Version: "v1", Resource: "secrets"},
+	{Version: "v1", Resource: "configmaps"},
+	{Version: "v1", Resource: "serviceaccounts"},
+	{Version: "v1", Resource: "services"},
+	{Version: "v1", Resource: "pods"},
+	{Group: "apps", Version: "v1", Resource: "deployments"},
+	{Group: "apps", Version: "v1", Resource: "replicasets"},
+	{Group: "batch", Version: "v1", Resource: "jobs"},
+	{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+	{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"},
+	{Group: "config.flomesh.io", Version: "v1alpha3", Resource: "meshconfigs"},
+}
+
+// leftInNamespace lists the sorted names of every namespacedKinds object in
+// ns, by resource; resources with none are absent.
+func leftInNamespace(ctx context.Context, dyn dynamic.Interface, ns string) (map[string][]string, error) {
+	left := map[string][]string{}
+	for _, gvr := range namespacedKinds {
+		list, err := dyn.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing %s in %s: %w", gvr.Resource, ns, err)
+		}
+		for _, o := range list.Items {
+			left[gvr.Resource] = append(left[gvr.Resource], o.GetName())
+		}
+		slices.Sort(left[gvr.Resource])
+	}
+	return left, nil
+}
