@@ -47,10 +47,10 @@ type hook struct {
 	// apiBundle is the caBundle last seen in the API and since when.
 	apiBundle      []byte
 	apiBundleSince time.Time
-	// probeOK is when the probe last passed, for the cert and caBundle
-	// it passed with.
-	probeOK    time.Time
-	probeState string
+	// handshakeProof and probeProof are the background checks' last
+	// results (readiness.go); proveNow and probeNow run them at once.
+	handshakeProof, probeProof proof
+	proveNow, probeNow         chan struct{}
 	// repairBackoff grows while someone keeps reverting our caBundle.
 	repairBackoff time.Duration
 	lastRepair    time.Time
@@ -67,6 +67,9 @@ func newHook(s *Server, w Webhook) *hook {
 		ep:      w.endpoint(s.opts),
 		log:     log,
 		trigger: make(chan struct{}, 1),
+
+		proveNow: make(chan struct{}, 1),
+		probeNow: make(chan struct{}, 1),
 	}
 	h.src = servingcert.NewSource(s.client, s.opts.Namespace, w.SecretName, log)
 	h.src.OnChange(func(*servingcert.Loaded) { h.kick() })
@@ -99,6 +102,7 @@ func (h *hook) kick() {
 	case h.trigger <- struct{}{}:
 	default:
 	}
+	h.kickProofs()
 }
 
 func (h *hook) start(ctx context.Context, g *errgroup.Group) {
@@ -110,6 +114,13 @@ func (h *hook) start(ctx context.Context, g *errgroup.Group) {
 			return nil
 		}
 		h.loop(ctx)
+		return nil
+	})
+	g.Go(func() error {
+		if !cache.WaitForCacheSync(ctx.Done(), h.src.HasSynced, h.obj.HasSynced) {
+			return nil
+		}
+		h.runProofs(ctx)
 		return nil
 	})
 }
@@ -413,52 +424,6 @@ func (h *hook) handshake(ctx context.Context, caBundle []byte) error {
 		return fmt.Errorf("TLS handshake with the webhook listener using the caBundle: %w", err)
 	}
 	return conn.Close()
-}
-
-// ready is the /readyz check: cert loaded, the API's caBundle verifies it,
-// the listener serves it, and the probe has passed.
-func (h *hook) ready(ctx context.Context) error {
-	served := h.src.Current()
-	if served == nil {
-		return fmt.Errorf("serving cert from Secret %s/%s not loaded", h.s.opts.Namespace, h.w.SecretName)
-	}
-	reg := h.w.Registration
-	obj, exists, err := h.obj.GetStore().GetByKey(reg.Name)
-	if err != nil || !exists {
-		return fmt.Errorf("%s %s not found", reg.Kind, reg.Name)
-	}
-	apiBundle, split := sharedCABundle(obj)
-	if split != "" {
-		return fmt.Errorf("%s %s: %s", reg.Kind, reg.Name, split)
-	}
-	if reg.Kind == CRDConversion && !conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) {
-		return fmt.Errorf("%s %s has no conversion webhook yet", reg.Kind, reg.Name)
-	}
-	if err := servingcert.Verifies(apiBundle, served.Chain, h.spec.ServerName(), time.Now()); err != nil {
-		return fmt.Errorf("the caBundle of %s %s does not verify the served cert: %w", reg.Kind, reg.Name, err)
-	}
-	if err := h.handshake(ctx, apiBundle); err != nil {
-		return err
-	}
-	if h.w.Probe == nil {
-		return nil
-	}
-	state := served.ResourceVersion + "/" + string(apiBundle)
-	h.mu.Lock()
-	fresh := h.probeState == state && time.Since(h.probeOK) < probeTTL
-	h.mu.Unlock()
-	if fresh {
-		return nil
-	}
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	if err := h.w.Probe(pctx); err != nil {
-		return fmt.Errorf("end-to-end probe: %w", err)
-	}
-	h.mu.Lock()
-	h.probeOK, h.probeState = time.Now(), state
-	h.mu.Unlock()
-	return nil
 }
 
 // describeBundle summarises a caBundle for events and logs.

@@ -24,6 +24,8 @@ var (
 		"Seconds until the served certificate expires.", []string{"webhook", "secret"}, nil)
 	notAfterDesc = prometheus.NewDesc("fsm_webhooks_serving_cert_not_after_timestamp_seconds",
 		"Expiry of the served certificate as a Unix timestamp.", []string{"webhook", "secret"}, nil)
+	readyDesc = prometheus.NewDesc("fsm_webhooks_ready",
+		"1 when the webhook is ready in full (/readyz/<webhook>: serving, registered with a caBundle that verifies its cert, end-to-end probe passed), else 0.", []string{"webhook"}, nil)
 )
 
 // certCollector reports the certs served by every running Server at scrape
@@ -54,6 +56,7 @@ func unregisterCollector(s *Server) {
 func (c *certCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- expiryDesc
 	ch <- notAfterDesc
+	ch <- readyDesc
 }
 
 func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
@@ -63,13 +66,21 @@ func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	for s := range c.servers {
 		for _, h := range s.hooks {
-			l := h.src.Current()
 			// Several Servers in one process (tests) may serve the same
 			// webhook; a metric is reported once.
-			if l == nil || seen[h.w.Name] {
+			if seen[h.w.Name] {
 				continue
 			}
 			seen[h.w.Name] = true
+			ready := 0.0
+			if h.ready(now) == nil {
+				ready = 1
+			}
+			ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready, h.w.Name)
+			l := h.src.Current()
+			if l == nil {
+				continue
+			}
 			na := l.Chain[0].NotAfter
 			ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, na.Sub(now).Seconds(), h.w.Name, h.w.SecretName)
 			ch <- prometheus.MustNewConstMetric(notAfterDesc, prometheus.GaugeValue, float64(na.Unix()), h.w.Name, h.w.SecretName)

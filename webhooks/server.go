@@ -45,9 +45,9 @@ const (
 	// API before a cert from a newly trusted root is served: the apiserver
 	// picks up webhook configuration changes through its own watch.
 	DefaultSettleDelay = 3 * time.Second
-	// probeTTL is how long a passed readiness probe is trusted.
+	// probeTTL is how long a passed end-to-end probe is trusted.
 	probeTTL = 30 * time.Second
-	// probeTimeout bounds one readiness probe.
+	// probeTimeout bounds one end-to-end probe.
 	probeTimeout = 10 * time.Second
 )
 
@@ -101,9 +101,15 @@ type Webhook struct {
 	// Registration says which API object carries the caBundle.
 	Registration Registration
 	// Probe, when set, proves the whole path end to end (e.g. a dry-run
-	// request the apiserver must send through this webhook); /readyz fails
-	// until it passes.
+	// request the apiserver must send through this webhook). It runs in the
+	// background (readiness.go); /readyz/<name> reports it, /readyz never
+	// waits for it.
 	Probe func(ctx context.Context) error
+	// ReportOnly keeps this webhook out of the pod's readiness (/readyz):
+	// its problems are reported at /readyz/<name> and by
+	// fsm_webhooks_ready, but never remove the endpoints of the Services
+	// that select the pod for another webhook.
+	ReportOnly bool
 }
 
 // ServingSpec is the serving cert this webhook uses under opts.
@@ -279,11 +285,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if addr := s.opts.HealthProbeBindAddress; addr != "" && addr != "0" {
 		mux := http.NewServeMux()
 		live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
-		ready := &healthz.Handler{Checks: s.ReadyChecks()}
 		mux.Handle("/healthz", http.StripPrefix("/healthz", live))
 		mux.Handle("/healthz/", http.StripPrefix("/healthz", live))
-		mux.Handle("/readyz", http.StripPrefix("/readyz", ready))
-		mux.Handle("/readyz/", http.StripPrefix("/readyz", ready))
+		s.readyzMux(mux)
 		serveHTTP(ctx, g, "health probes", addr, mux, nil, s.timeouts, s.opts.Log)
 	}
 	if addr := s.opts.MetricsBindAddress; addr != "" && addr != "0" {
@@ -294,25 +298,6 @@ func (s *Server) Start(ctx context.Context) error {
 	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
-	}
-	return nil
-}
-
-// ReadyChecks are the /readyz checks, one per webhook.
-func (s *Server) ReadyChecks() map[string]healthz.Checker {
-	out := map[string]healthz.Checker{}
-	for _, h := range s.hooks {
-		out[h.w.Name] = func(r *http.Request) error { return h.ready(r.Context()) }
-	}
-	return out
-}
-
-// Ready is nil once every webhook is ready (see /readyz).
-func (s *Server) Ready(ctx context.Context) error {
-	for _, h := range s.hooks {
-		if err := h.ready(ctx); err != nil {
-			return fmt.Errorf("%s: %w", h.w.Name, err)
-		}
 	}
 	return nil
 }

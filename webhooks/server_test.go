@@ -35,6 +35,8 @@ func TestServing(t *testing.T) {
 	env = testenv.Start(t, testenv.Options{})
 	t.Run("RestartReusesCert", testRestartReuse)
 	t.Run("ReadinessGated", testReadinessGated)
+	t.Run("ReadinessPerWebhook", testReadinessPerWebhook)
+	t.Run("ReportOnlyProbe", testReportOnlyProbe)
 	t.Run("DriftRepair", testDrift)
 	t.Run("Deletion", testDeletion)
 	t.Run("HA", testHA)
@@ -94,7 +96,9 @@ func mustBundle(t *testing.T, tc *testCase) []byte {
 
 func testReadinessGated(t *testing.T) {
 	// Service mode: the configuration belongs to the chart; the server
-	// only patches its caBundle and is not ready before that.
+	// only patches its caBundle. The pod is ready as soon as it serves
+	// (/readyz); the webhook's whole state (/readyz/<name>) is not ready
+	// before the caBundle is patched and the probe passes.
 	tc := newCase(t, "ready", false)
 	probeOK := make(chan struct{})
 	w := tc.webhook(freePort(t))
@@ -111,7 +115,7 @@ func testReadinessGated(t *testing.T) {
 	opts.HealthProbeBindAddress = "127.0.0.1:" + strconv.Itoa(healthPort)
 	s := start(t, opts, w)
 	readyz := func() (int, string) {
-		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz?verbose")
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz/" + w.Name + "?verbose")
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -126,8 +130,19 @@ func testReadinessGated(t *testing.T) {
 		}
 		return nil
 	})
-	if code, body := readyz(); code != http.StatusInternalServerError {
-		t.Fatalf("/readyz without a configuration: %d %s", code, body)
+	waitFor(t, 10*time.Second, "/readyz (the pod serves) without a configuration", func() error {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errTest(resp.Status)
+		}
+		return nil
+	})
+	if code, body := readyz(); code != http.StatusInternalServerError || !strings.Contains(body, "not found") {
+		t.Fatalf("/readyz/%s without a configuration: %d %s", w.Name, code, body)
 	}
 	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("Ready without a configuration: %v", err)
@@ -149,19 +164,22 @@ func testReadinessGated(t *testing.T) {
 		}
 		return nil
 	})
-	// caBundle matches, the probe still fails: not ready.
-	if code, body := readyz(); code != http.StatusInternalServerError {
-		t.Fatalf("/readyz with a failing probe: %d %s", code, body)
-	}
-	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "probe not passing yet") {
-		t.Fatalf("Ready with a failing probe: %v", err)
+	// caBundle matches, the probe (run in the background) still fails.
+	waitFor(t, 10*time.Second, "the failing probe reported", func() error {
+		if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "probe not passing yet") {
+			return fmt.Errorf("Ready = %v", err)
+		}
+		return nil
+	})
+	if code, body := readyz(); code != http.StatusInternalServerError || !strings.Contains(body, "probe not passing yet") {
+		t.Fatalf("/readyz/%s with a failing probe: %d %s", w.Name, code, body)
 	}
 	// Only the caBundle was touched: the chart's Service reference stays.
 	if svc := tc.config(t).Webhooks[0].ClientConfig.Service; svc == nil || svc.Port == nil || *svc.Port != 9093 {
 		t.Errorf("client config changed: %+v", tc.config(t).Webhooks[0].ClientConfig)
 	}
 	close(probeOK)
-	waitFor(t, 10*time.Second, "/readyz ok", func() error {
+	waitFor(t, 10*time.Second, "/readyz/<name> ok", func() error {
 		if code, body := readyz(); code != http.StatusOK {
 			return errTest(body)
 		}

@@ -82,7 +82,7 @@ mesh CA bundle and repairs it when anyone changes it.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&sf.webhooks, "webhooks", allHooks, "webhooks to serve: any of "+strings.Join(allHooks, ", "))
-	cmd.Flags().StringVar(&sf.injectorProbeNS, "injector-probe-namespace", "", "monitored namespace in which /readyz proves injection with a dry-run pod; empty disables that probe")
+	cmd.Flags().StringVar(&sf.injectorProbeNS, "injector-probe-namespace", "", "monitored namespace in which /readyz/injector proves injection with a dry-run pod (in the background, never gating the pod); empty disables that probe")
 	cmd.Flags().BoolVar(&sf.validateTrafficTgt, "validate-traffic-target", true, "require TrafficTarget namespace to match spec.destination.namespace (FSM)")
 	cmd.Flags().BoolVar(&sf.strictPolicy, "strict-policy-validation", false, "deny policy objects that break rules FSM v1.5.1 never enforced (AccessControl, UpstreamTrafficSetting, AccessCert, IngressBackend conflicts and https client-certificate sources); off, they are admitted with a warning")
 	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
@@ -173,6 +173,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		}
 		hooks = append(hooks, h)
 	}
+	gatePodReadiness(hooks)
 	srv, err := webhooks.New(webhooks.Options{
 		Config:                 controllerCfg,
 		Namespace:              o.fsmNamespace,
@@ -247,6 +248,20 @@ func hookIdentity(o *options, name string) webhooks.Webhook {
 	default:
 		return webhooks.Webhook{Name: hookConverter, Port: o.converterPort, ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
 			Registration: converter.Registration()}
+	}
+}
+
+// gatePodReadiness makes the injector alone decide the pod's readiness when
+// it is served: its Service losing its endpoints fails every pod create in
+// monitored namespaces, so a validator or converter problem (a deleted
+// configuration, a failing probe) is reported, never turned into that.
+// Without the injector every served webhook gates the pod.
+func gatePodReadiness(hooks []webhooks.Webhook) {
+	if !slices.ContainsFunc(hooks, func(w webhooks.Webhook) bool { return w.Name == hookInjector }) {
+		return
+	}
+	for i := range hooks {
+		hooks[i].ReportOnly = hooks[i].Name != hookInjector
 	}
 }
 
