@@ -475,6 +475,52 @@ func (c *Cluster) LogPath(component string) string {
 	return filepath.Join(c.LogDir, component+".log")
 }
 
+// dumpPods writes, for every pod in every namespace, its phase and the log
+// of each container (the previous instance's too after a restart), then
+// every event, to LogDir/pods.log and returns that path. Teardown calls it
+// on failure while the kubelet still serves logs: pods that failed (a hook
+// Job's, say) are otherwise gone with the node.
+func (c *Cluster) dumpPods(ctx context.Context) (string, error) {
+	path := c.LogPath("pods")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	pods, err := c.Clientset.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return path, fmt.Errorf("listing pods: %w", err)
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(f, "=== pod %s/%s phase=%s reason=%q message=%q\n", p.Namespace, p.Name, p.Status.Phase, p.Status.Reason, p.Status.Message)
+		statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+		for _, s := range statuses {
+			fmt.Fprintf(f, "--- container %s restarts=%d state=%+v lastState=%+v\n", s.Name, s.RestartCount, s.State, s.LastTerminationState)
+			for _, previous := range []bool{true, false} {
+				if previous && s.RestartCount == 0 {
+					continue
+				}
+				logs, err := c.Clientset.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: s.Name, Previous: previous}).DoRaw(ctx)
+				if err != nil {
+					fmt.Fprintf(f, "(logs, previous=%t: %v)\n", previous, err)
+					continue
+				}
+				fmt.Fprintf(f, "--- logs previous=%t\n%s\n", previous, logs)
+			}
+		}
+	}
+	events, err := c.Clientset.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return path, fmt.Errorf("listing events: %w", err)
+	}
+	fmt.Fprintf(f, "=== events\n")
+	for _, e := range events.Items {
+		fmt.Fprintf(f, "%s %s %s/%s %s x%d: %s\n", e.LastTimestamp.UTC().Format(time.RFC3339), e.Type,
+			e.InvolvedObject.Kind, e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name, e.Reason, e.Count, e.Message)
+	}
+	return path, nil
+}
+
 func (c *Cluster) logFile(name string) (*os.File, error) {
 	return os.OpenFile(c.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 }

@@ -111,6 +111,10 @@ func (c *Cluster) teardown() {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
+	if t.Failed() && c.Clientset != nil && c.proc("kubelet") != nil {
+		path, err := c.dumpPods(ctx)
+		t.Logf("node: test failed: pod logs and events in %s (dump error: %v)", path, err)
+	}
 	for _, name := range []string{"coredns", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet"} {
 		if p := c.proc(name); p != nil {
 			step("stopping "+name, p.stop(stopTimeout))
