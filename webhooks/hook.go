@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -51,6 +52,12 @@ type hook struct {
 	// results (readiness.go); proveNow and probeNow run them at once.
 	handshakeProof, probeProof proof
 	proveNow, probeNow         chan struct{}
+	// owner says whether this process owns the CRD's conversion stanza
+	// (CRDConversion only; conversionlease.go).
+	owner conversionOwner
+	// takeover is set when this process newly owns the stanza, until it
+	// targets this converter (mustRepoint).
+	takeover atomic.Bool
 	// repairBackoff grows while someone keeps reverting our caBundle.
 	repairBackoff time.Duration
 	lastRepair    time.Time
@@ -109,6 +116,9 @@ func (h *hook) start(ctx context.Context, g *errgroup.Group) {
 	h.s.serveWebhook(ctx, g, h.w, h.src.GetCertificate, h.log)
 	g.Go(func() error { h.src.Run(ctx); return nil })
 	g.Go(func() error { h.obj.Run(ctx.Done()); return nil })
+	if h.w.Registration.Kind == CRDConversion {
+		g.Go(func() error { return h.runConversionLease(ctx, h.kick) })
+	}
 	g.Go(func() error {
 		if !cache.WaitForCacheSync(ctx.Done(), h.src.HasSynced, h.obj.HasSynced) {
 			return nil
@@ -269,10 +279,20 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 	h.mu.Lock()
 	h.missingLogged = false
 	h.mu.Unlock()
+	if reg.Kind == CRDConversion && !h.ownsConversion() {
+		if h.otherMeshConverts() {
+			// Nobody calls this mesh's converter: it writes nothing and its
+			// certs need not wait for a caBundle it does not publish.
+			return nil, false, nil
+		}
+		// Another replica of this mesh writes; its certs still wait for it.
+		return caBundleOf(obj), exists, nil
+	}
 	var current []byte
 	if exists {
 		current = caBundleOf(obj)
-		if bytes.Equal(current, desired) && (reg.Kind != CRDConversion || conversionComplete(obj.(*apiextv1.CustomResourceDefinition))) {
+		if bytes.Equal(current, desired) && (reg.Kind != CRDConversion ||
+			conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) && !h.mustRepoint(obj.(*apiextv1.CustomResourceDefinition))) {
 			return current, true, nil
 		}
 	}
@@ -311,7 +331,16 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		what = "replaced the caBundle"
 	case CRDConversion:
 		cp := obj.(*apiextv1.CustomResourceDefinition).DeepCopy()
+		repoint := h.mustRepoint(cp)
+		if repoint {
+			// Taken over from another converter: the stanza is rewritten
+			// to target this one.
+			cp.Spec.Conversion = nil
+		}
 		what = SetConversion(cp, reg.Conversion, h.ep, reg.Path, desired)
+		if repoint {
+			what = "took over spec.conversion (previous owner's Lease expired or released)"
+		}
 		written, err = h.s.apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, cp, metav1.UpdateOptions{})
 	}
 	if err != nil {
@@ -321,6 +350,9 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 			return current, exists, fmt.Errorf("%s %s changed while updating it: %w", reg.Kind, reg.Name, err)
 		}
 		return current, exists, fmt.Errorf("updating %s %s: %w", reg.Kind, reg.Name, err)
+	}
+	if reg.Kind == CRDConversion {
+		h.takeover.Store(false)
 	}
 	msg := fmt.Sprintf("%s: %s %s (was %s, now %s)", what, reg.Kind, reg.Name, describeBundle(current), describeBundle(desired))
 	if exists {

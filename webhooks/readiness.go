@@ -212,6 +212,11 @@ func (h *hook) ready(now time.Time) error {
 	}
 	served := h.src.Current()
 	reg := h.w.Registration
+	if reg.Kind == CRDConversion && h.otherMeshConverts() {
+		// Serving is all a converter does while another mesh's owns the
+		// stanza.
+		return nil
+	}
 	obj, exists, err := h.obj.GetStore().GetByKey(reg.Name)
 	if err != nil || !exists {
 		return fmt.Errorf("%s %s not found", reg.Kind, reg.Name)

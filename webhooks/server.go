@@ -82,6 +82,10 @@ type Options struct {
 	ResyncInterval time.Duration
 	// SettleDelay (default DefaultSettleDelay).
 	SettleDelay time.Duration
+	// ConversionLeaseNamespace holds the Lease naming the one converter
+	// (of every mesh in the cluster) that writes a CRD's conversion stanza
+	// (default DefaultConversionLeaseNamespace; conversionlease.go).
+	ConversionLeaseNamespace string
 	// Log (default: discard).
 	Log logr.Logger
 }
@@ -137,6 +141,7 @@ type Server struct {
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 	timeouts    timeouts
+	leaseTiming leaseTiming
 }
 
 // New validates opts and hooks and prepares a Server; nothing runs until
@@ -173,7 +178,7 @@ func New(opts Options, hooks []Webhook) (*Server, error) {
 	if err := apiextv1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("webhooks: scheme: %w", err)
 	}
-	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster(), timeouts: defaultTimeouts}
+	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster(), timeouts: defaultTimeouts, leaseTiming: defaultLeaseTiming}
 	s.recorder = s.broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "fsm-webhooks"})
 	for _, w := range hooks {
 		s.hooks = append(s.hooks, newHook(s, w))
@@ -208,6 +213,9 @@ func (o Options) validate() error {
 	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
 		return fmt.Errorf("webhooks: fsm namespace %q is invalid: %v", o.Namespace, errs)
 	}
+	if errs := validation.IsDNS1123Label(o.ConversionLeaseNamespace); o.ConversionLeaseNamespace != "" && len(errs) > 0 {
+		return fmt.Errorf("webhooks: conversion Lease namespace %q is invalid: %v", o.ConversionLeaseNamespace, errs)
+	}
 	if errs := validation.IsDNS1123Label(o.MeshName); len(errs) > 0 {
 		return fmt.Errorf("webhooks: mesh name %q is invalid: %v", o.MeshName, errs)
 	}
@@ -223,6 +231,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SettleDelay == 0 {
 		o.SettleDelay = DefaultSettleDelay
+	}
+	if o.ConversionLeaseNamespace == "" {
+		o.ConversionLeaseNamespace = DefaultConversionLeaseNamespace
 	}
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()

@@ -45,6 +45,7 @@ func TestServing(t *testing.T) {
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("TwoEntries", testTwoEntries)
 	t.Run("CRDConversion", testConversion)
+	t.Run("TwoMeshesOneConverter", testTwoMeshesOneConverter)
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)
 }

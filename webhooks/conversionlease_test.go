@@ -1,0 +1,160 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+)
+
+func TestConversionOwnerMesh(t *testing.T) {
+	for holder, want := range map[string]string{
+		"fsm-system/fsm|fsm-webhooks-7d9f-abcde": "fsm-system/fsm",
+		"other-system/other|host-x":              "other-system/other",
+		"":                                       "",
+	} {
+		if got := ConversionOwnerMesh(holder); got != want {
+			t.Errorf("ConversionOwnerMesh(%q) = %q, want %q", holder, got, want)
+		}
+	}
+}
+
+// testTwoMeshesOneConverter: two meshes' servers convert the same CRD on one
+// apiserver. One owns the stanza and it stays put (no caBundle flip-flop);
+// when the owner stops, the other takes it over within the lease duration.
+func testTwoMeshesOneConverter(t *testing.T) {
+	ctx := context.Background()
+	apiext := apiextclient.NewForConfigOrDie(env.Config)
+	schemaAny := &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptrTrue()}}
+	crd := &apiextv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "gadgets.test.flomesh.io"},
+		Spec: apiextv1.CustomResourceDefinitionSpec{
+			Group: "test.flomesh.io",
+			Names: apiextv1.CustomResourceDefinitionNames{Plural: "gadgets", Singular: "gadget", Kind: "Gadget", ListKind: "GadgetList"},
+			Scope: apiextv1.NamespaceScoped,
+			Versions: []apiextv1.CustomResourceDefinitionVersion{
+				{Name: "v1", Served: true, Storage: true, Schema: schemaAny},
+				{Name: "v2", Served: true, Schema: schemaAny},
+			},
+		},
+	}
+	if _, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{})
+	})
+	lease := leaseTiming{duration: 4 * time.Second, renew: 3 * time.Second, retry: 500 * time.Millisecond}
+
+	type mesh struct {
+		tc  *testCase
+		w   Webhook
+		run *running
+	}
+	var meshes []*mesh
+	for _, name := range []string{"mesha", "meshb"} {
+		tc := newCase(t, name, true)
+		opts := tc.options()
+		opts.MeshName = name
+		w := Webhook{
+			Name: "converter", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+			Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
+			Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
+				Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
+			}},
+		}
+		s, err := New(opts, []Webhook{w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.leaseTiming = lease
+		runCtx, cancel := context.WithCancel(ctx)
+		r := &running{Server: s, cancel: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(r.done)
+			r.err = s.Start(runCtx)
+		}()
+		t.Cleanup(func() {
+			if r.cancel != nil {
+				r.stop(t)
+			}
+		})
+		meshes = append(meshes, &mesh{tc: tc, w: w, run: r})
+	}
+	// targets says which mesh the stanza points at: its URL port and caBundle.
+	targets := func() (*mesh, error) {
+		c, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		if !conversionComplete(c) || c.Spec.Conversion.Webhook.ClientConfig.URL == nil {
+			return nil, errTest("no conversion webhook yet")
+		}
+		for _, m := range meshes {
+			if *c.Spec.Conversion.Webhook.ClientConfig.URL == m.w.endpoint(m.run.opts).url(fsmnames.ConverterPath) &&
+				bytes.Equal(ConversionCABundle(c), mustBundle(t, m.tc)) {
+				return m, nil
+			}
+		}
+		return nil, errTest("the stanza targets one mesh with another's caBundle: " + *c.Spec.Conversion.Webhook.ClientConfig.URL)
+	}
+	var owner *mesh
+	waitFor(t, 30*time.Second, "one mesh owns the stanza", func() error {
+		m, err := targets()
+		owner = m
+		return err
+	})
+	crdRV := func() string {
+		c, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.ResourceVersion
+	}
+	// Stable: over three lease durations nobody rewrites the CRD.
+	rv := crdRV()
+	for end := time.Now().Add(3 * lease.duration); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if m, err := targets(); err != nil || m != owner {
+			t.Fatalf("the stanza moved away from %s: %v", owner.run.opts.MeshName, err)
+		}
+	}
+	if got := crdRV(); got != rv {
+		t.Errorf("the CRD was rewritten while both meshes ran (resourceVersion %s -> %s): converters are fighting", rv, got)
+	}
+	var other *mesh
+	for _, m := range meshes {
+		if m != owner {
+			other = m
+		}
+		if owns := m.run.hooks[0].ownsConversion(); owns != (m == owner) {
+			t.Errorf("mesh %s ownsConversion = %v", m.run.opts.MeshName, owns)
+		}
+	}
+	if err := other.run.Ready(ctx); err != nil {
+		t.Errorf("the non-owner is not ready although it serves: %v", err)
+	}
+	// The owner stops: the other takes over within the lease duration
+	// (a clean stop releases the Lease; a crash waits for it to expire).
+	stopped := time.Now()
+	owner.run.stop(t)
+	owner.run.cancel = nil
+	waitFor(t, lease.duration+2*time.Second, "the other mesh took over", func() error {
+		m, err := targets()
+		if err != nil {
+			return err
+		}
+		if m != other {
+			return errTest("still the stopped owner's")
+		}
+		return nil
+	})
+	t.Logf("took over %s after the owner stopped", time.Since(stopped).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, "the new owner ready", func() error { return other.run.Ready(ctx) })
+}
