@@ -134,3 +134,118 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/*
+FSM's chart values the servers honour (charts/fsm-webhooks/README.md, "FSM
+values"). Precedence everywhere: our fsm.webhooks.* when set, else FSM's
+fsm.injector.* (the component whose pods these replace), else our default.
+*/}}
+{{- define "fsm.webhooks.replicas" -}}
+{{- $w := .Values.fsm.webhooks -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- if not (kindIs "invalid" $w.replicaCount) -}}
+{{- int $w.replicaCount -}}
+{{- else if not (kindIs "invalid" $inj.replicaCount) -}}
+{{- int $inj.replicaCount -}}
+{{- else -}}
+2
+{{- end -}}
+{{- end -}}
+
+{{/* Container resources: fsm.webhooks.resources, else FSM's fsm.injector.resource, else the default. */}}
+{{- define "fsm.webhooks.resources" -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- if .Values.fsm.webhooks.resources -}}
+{{- toYaml .Values.fsm.webhooks.resources -}}
+{{- else if $inj.resource -}}
+{{- toYaml $inj.resource -}}
+{{- else -}}
+requests:
+  cpu: 100m
+  memory: 128Mi
+limits:
+  memory: 512Mi
+{{- end -}}
+{{- end -}}
+
+{{/*
+--log-level: fsm.webhooks.logLevel, else FSM's fsm.controllerLogLevel mapped
+onto our four levels (trace→debug; fatal, panic, disabled→error), else info.
+*/}}
+{{- define "fsm.webhooks.logLevel" -}}
+{{- $map := dict "trace" "debug" "debug" "debug" "info" "info" "warn" "warn" "error" "error" "fatal" "error" "panic" "error" "disabled" "error" -}}
+{{- if .Values.fsm.webhooks.logLevel -}}
+{{- .Values.fsm.webhooks.logLevel -}}
+{{- else if .Values.fsm.controllerLogLevel -}}
+{{- get $map .Values.fsm.controllerLogLevel | default "info" -}}
+{{- else -}}
+info
+{{- end -}}
+{{- end -}}
+
+{{/*
+PodDisruptionBudget wanted: FSM's fsm.injector.enablePodDisruptionBudget when
+set (FSM's meaning: minAvailable, here fsm.webhooks.pdbMinAvailable), else
+whenever more than one replica runs. Renders "true" or nothing.
+*/}}
+{{- define "fsm.webhooks.pdbEnabled" -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- if not (kindIs "invalid" $inj.enablePodDisruptionBudget) -}}
+{{- if $inj.enablePodDisruptionBudget }}true{{ end -}}
+{{- else if gt (int (include "fsm.webhooks.replicas" .)) 1 -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Pod labels: FSM's fsm.injector.podLabels, then fsm.webhooks.podLabels (ours win a conflict). */}}
+{{- define "fsm.webhooks.podLabels" -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- $l := merge (deepCopy (.Values.fsm.webhooks.podLabels | default dict)) ($inj.podLabels | default dict) -}}
+{{- with $l }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* nodeSelector: fsm.webhooks.nodeSelector plus FSM's fsm.injector.nodeSelector (ours win a conflict). */}}
+{{- define "fsm.webhooks.nodeSelector" -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- $s := merge (deepCopy (.Values.fsm.webhooks.nodeSelector | default dict)) ($inj.nodeSelector | default dict) -}}
+{{- with $s }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* tolerations: fsm.webhooks.tolerations, then FSM's fsm.injector.tolerations. */}}
+{{- define "fsm.webhooks.tolerations" -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- $t := concat (.Values.fsm.webhooks.tolerations | default list) ($inj.tolerations | default list) -}}
+{{- with $t }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/*
+The injector registration's timeoutSeconds: FSM's
+fsm.injector.webhookTimeoutSeconds when set, else fsm.webhook.timeoutSeconds.
+*/}}
+{{- define "fsm.injector.timeoutSeconds" -}}
+{{- $inj := .Values.fsm.injector | default dict -}}
+{{- if not (kindIs "invalid" $inj.webhookTimeoutSeconds) -}}
+{{- int $inj.webhookTimeoutSeconds -}}
+{{- else -}}
+{{- int .Values.fsm.webhook.timeoutSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+FSM's configuration names: the servers register, guard (RBAC, admission
+policies) and repair only the names fsmnames builds, so an FSM values file is
+accepted when it names those (FSM's defaults) and refused otherwise, never
+silently registered under another name.
+*/}}
+{{- define "fsm.validateFSMNames" -}}
+{{- with .Values.fsm.webhookConfigNamePrefix -}}
+{{- if ne . "fsm-webhook" -}}
+{{- fail (printf "fsm.webhookConfigNamePrefix: %q is not supported: the injector's MutatingWebhookConfiguration is always %s (FSM's default prefix fsm-webhook)" . (include "fsm.mutatingWebhookName" $)) -}}
+{{- end -}}
+{{- end -}}
+{{- with (.Values.fsm.validatorWebhook | default dict).webhookConfigurationName -}}
+{{- if ne . (include "fsm.validatingWebhookName" $) -}}
+{{- fail (printf "fsm.validatorWebhook.webhookConfigurationName: %q is not supported: the validator's ValidatingWebhookConfiguration is always %s (FSM's default)" . (include "fsm.validatingWebhookName" $)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
