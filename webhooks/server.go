@@ -82,6 +82,10 @@ type Options struct {
 	ResyncInterval time.Duration
 	// SettleDelay (default DefaultSettleDelay).
 	SettleDelay time.Duration
+	// ShutdownDrain is how long every listener keeps serving once ctx ends,
+	// failing /readyz and closing each connection after its answer, before
+	// its graceful shutdown (drain.go). 0: none.
+	ShutdownDrain time.Duration
 	// ConversionLeaseNamespace holds the Lease naming the one converter
 	// (of every mesh in the cluster) that writes a CRD's conversion stanza
 	// (default DefaultConversionLeaseNamespace; conversionlease.go).
@@ -179,6 +183,7 @@ func New(opts Options, hooks []Webhook) (*Server, error) {
 		return nil, fmt.Errorf("webhooks: scheme: %w", err)
 	}
 	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster(), timeouts: defaultTimeouts, leaseTiming: defaultLeaseTiming}
+	s.timeouts.drain = opts.ShutdownDrain
 	s.recorder = s.broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "fsm-webhooks"})
 	for _, w := range hooks {
 		s.hooks = append(s.hooks, newHook(s, w))
@@ -209,6 +214,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("webhooks: ResyncInterval %s must not be negative", o.ResyncInterval)
 	case o.SettleDelay < 0:
 		return fmt.Errorf("webhooks: SettleDelay %s must not be negative", o.SettleDelay)
+	case o.ShutdownDrain < 0:
+		return fmt.Errorf("webhooks: ShutdownDrain %s must not be negative", o.ShutdownDrain)
 	}
 	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
 		return fmt.Errorf("webhooks: fsm namespace %q is invalid: %v", o.Namespace, errs)
@@ -299,7 +306,7 @@ func (s *Server) Start(ctx context.Context) error {
 		mux.Handle("/healthz", http.StripPrefix("/healthz", live))
 		mux.Handle("/healthz/", http.StripPrefix("/healthz", live))
 		s.readyzMux(mux)
-		serveHTTP(ctx, g, "health probes", addr, mux, nil, s.timeouts, s.opts.Log)
+		serveHTTP(ctx, g, "health probes", addr, unreadyWhenDraining(ctx, mux), nil, s.timeouts, s.opts.Log)
 	}
 	if addr := s.opts.MetricsBindAddress; addr != "" && addr != "0" {
 		mux := http.NewServeMux()
@@ -335,6 +342,9 @@ type timeouts struct {
 	write time.Duration
 	// idle bounds a keep-alive connection between requests.
 	idle time.Duration
+	// drain is how long the listener serves on once its context ends
+	// (drain.go).
+	drain time.Duration
 }
 
 // defaultTimeouts: the apiserver writes a request at once and waits at most
@@ -372,7 +382,7 @@ func newHTTPServer(h http.Handler, t timeouts) *http.Server {
 
 // serveHTTP serves h on addr until ctx ends; over TLS when tlsConf is set.
 func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http.Handler, tlsConf *tls.Config, t timeouts, log logr.Logger) {
-	srv := newHTTPServer(h, t)
+	srv := newHTTPServer(closeWhenDraining(ctx, h), t)
 	g.Go(func() error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -388,7 +398,7 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http
 		return nil
 	})
 	g.Go(func() error {
-		<-ctx.Done()
+		awaitDrain(ctx, t.drain, what, log)
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)

@@ -56,6 +56,7 @@ type serveFlags struct {
 	validateTrafficTgt bool
 	strictPolicy       bool
 	bindHost           string
+	shutdownDrain      time.Duration
 }
 
 func newServeCommand(o *options) *cobra.Command {
@@ -86,6 +87,7 @@ mesh CA bundle and repairs it when anyone changes it.`,
 	cmd.Flags().BoolVar(&sf.validateTrafficTgt, "validate-traffic-target", true, "require TrafficTarget namespace to match spec.destination.namespace (FSM)")
 	cmd.Flags().BoolVar(&sf.strictPolicy, "strict-policy-validation", false, "deny policy objects that break rules FSM v1.5.1 never enforced (AccessControl, UpstreamTrafficSetting, AccessCert, IngressBackend conflicts and https client-certificate sources); off, they are admitted with a warning")
 	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
+	cmd.Flags().DurationVar(&sf.shutdownDrain, "shutdown-drain", webhooks.DefaultShutdownDrain, "after SIGTERM, how long every listener keeps serving (failing /readyz, closing each connection after its answer) before its graceful shutdown")
 	return cmd
 }
 
@@ -97,6 +99,9 @@ func (sf *serveFlags) validate() error {
 		if !slices.Contains(allHooks, h) {
 			return usageErrorf("invalid value %q for --webhooks: must be one of %s", h, strings.Join(allHooks, ", "))
 		}
+	}
+	if sf.shutdownDrain < 0 {
+		return usageErrorf("invalid value %s for --shutdown-drain: must not be negative", sf.shutdownDrain)
 	}
 	return nil
 }
@@ -184,6 +189,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		Issuer:                 certmetrics.Instrument(issuer),
 		MetricsBindAddress:     o.metricsAddr,
 		HealthProbeBindAddress: o.healthProbeAddr,
+		ShutdownDrain:          sf.shutdownDrain,
 		Log:                    log.WithName("webhooks"),
 	}, hooks)
 	if err != nil {
