@@ -59,6 +59,10 @@ type WebhookStatus struct {
 	// the stored serving cert for the name the apiserver uses.
 	CABundleVerifies bool   `json:"caBundleVerifies"`
 	CABundleProblem  string `json:"caBundleProblem,omitempty"`
+	// ConversionOwner (a CRD conversion only) is the mesh
+	// ("<fsm namespace>/<mesh>") whose converter holds the Lease that lets
+	// it alone write the stanza; "" when no Lease is held.
+	ConversionOwner string `json:"conversionOwner,omitempty"`
 }
 
 // Report is the `fsm-webhooks certs status` result.
@@ -168,6 +172,11 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 		if ws.CertProblem != "" {
 			problem("%s: serving cert in %s: %s", w.Name, ws.Secret, ws.CertProblem)
 		}
+		if w.Registration.Kind == webhooks.CRDConversion {
+			if ws.ConversionOwner, err = conversionOwner(ctx, client, opts, w.Registration.Name, now); err != nil {
+				return nil, err
+			}
+		}
 		bundle, found, split, err := reg.Read(ctx, w.Registration)
 		switch {
 		case err != nil:
@@ -185,12 +194,36 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 				ws.CABundleVerifies = true
 			}
 		}
-		if !ws.CABundleVerifies {
+		otherMesh := ws.ConversionOwner != "" && ws.ConversionOwner != opts.Namespace+"/"+opts.MeshName
+		if !ws.CABundleVerifies && !otherMesh {
 			problem("%s: caBundle of %s: %s", w.Name, ws.Registration, ws.CABundleProblem)
 		}
 		r.Webhooks = append(r.Webhooks, ws)
 	}
 	return r, nil
+}
+
+// conversionOwner reads which mesh holds the conversion-owner Lease of crd
+// (webhooks/conversionlease.go); "" when none holds a live one.
+func conversionOwner(ctx context.Context, client kubernetes.Interface, opts webhooks.Options, crd string, now time.Time) (string, error) {
+	ns := opts.ConversionLeaseNamespace
+	if ns == "" {
+		ns = webhooks.DefaultConversionLeaseNamespace
+	}
+	name := webhooks.ConversionLeaseName(crd)
+	l, err := client.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("certs status: reading Lease %s/%s: %w", ns, name, err)
+	}
+	sp := l.Spec
+	if sp.HolderIdentity == nil || sp.RenewTime == nil || sp.LeaseDurationSeconds == nil ||
+		now.After(sp.RenewTime.Add(time.Duration(*sp.LeaseDurationSeconds)*time.Second)) {
+		return "", nil
+	}
+	return webhooks.ConversionOwnerMesh(*sp.HolderIdentity), nil
 }
 
 // WriteJSON renders r as indented JSON (`-o json`).
@@ -267,6 +300,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		verdict := "verifies"
 		if !ws.CABundleVerifies {
 			verdict = "FAILS: " + ws.CABundleProblem
+		}
+		if ws.ConversionOwner != "" {
+			verdict += " (conversion owned by mesh " + ws.ConversionOwner + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ws.Name, ws.Secret, subject, issuer, notAfter, days, ws.Registration, verdict)
 	}

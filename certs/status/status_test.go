@@ -9,6 +9,7 @@ import (
 	"time"
 
 	admv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,6 +58,16 @@ func crd(bundle []byte) *apiextv1.CustomResourceDefinition {
 	}
 }
 
+// conversionLease is the MeshConfig CRD's conversion-owner Lease held by
+// holder, last renewed at renewed for 15 s.
+func conversionLease(holder string, renewed time.Time) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: webhooks.DefaultConversionLeaseNamespace, Name: webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To[int32](15),
+			RenewTime: &metav1.MicroTime{Time: renewed}},
+	}
+}
+
 func newCA(t *testing.T) *certstest.CA {
 	t.Helper()
 	ca, err := certstest.New(context.Background(), certstest.Options{})
@@ -94,6 +105,8 @@ func TestCheck(t *testing.T) {
 		// want: per webhook, the CABundleProblem ("" = verifies) and the
 		// CertProblem.
 		wantCABundle, wantCert []string
+		// wantOwner is the converter's ConversionOwner.
+		wantOwner string
 	}{{
 		name:    "healthy",
 		secrets: []webhooks.Webhook{validatorHook, converterHook},
@@ -123,6 +136,31 @@ func TestCheck(t *testing.T) {
 		secrets:      []webhooks.Webhook{validatorHook, converterHook},
 		hooks:        []webhooks.Webhook{validatorHook, converterHook},
 		wantCABundle: []string{"not found", "not found"}, wantCert: []string{"", ""},
+	}, {
+		name:         "conversion owned by this mesh",
+		secrets:      []webhooks.Webhook{converterHook},
+		objects:      []runtime.Object{conversionLease("fsm-system/fsm|fsm-webhooks-1-abcde", time.Now())},
+		crds:         []runtime.Object{crd(good)},
+		hooks:        []webhooks.Webhook{converterHook},
+		healthy:      true,
+		wantCABundle: []string{""}, wantCert: []string{""}, wantOwner: "fsm-system/fsm",
+	}, {
+		// Another mesh's converter writes the stanza with its CA: expected.
+		name:         "conversion owned by another mesh",
+		secrets:      []webhooks.Webhook{converterHook},
+		objects:      []runtime.Object{conversionLease("other-system/other|host-1-fghij", time.Now())},
+		crds:         []runtime.Object{crd(other)},
+		hooks:        []webhooks.Webhook{converterHook},
+		healthy:      true,
+		wantCABundle: []string{"x509: certificate signed by unknown authority"}, wantCert: []string{""}, wantOwner: "other-system/other",
+	}, {
+		// Its owner is gone: the stanza must now be this mesh's.
+		name:         "another mesh's Lease expired",
+		secrets:      []webhooks.Webhook{converterHook},
+		objects:      []runtime.Object{conversionLease("other-system/other|host-1-fghij", time.Now().Add(-time.Minute))},
+		crds:         []runtime.Object{crd(other)},
+		hooks:        []webhooks.Webhook{converterHook},
+		wantCABundle: []string{"x509: certificate signed by unknown authority"}, wantCert: []string{""},
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -155,6 +193,9 @@ func TestCheck(t *testing.T) {
 				}
 				if ws.CABundleVerifies != (c.wantCABundle[i] == "") || !strings.Contains(ws.CABundleProblem, c.wantCABundle[i]) {
 					t.Errorf("%s: caBundle verifies %v, problem %q, want problem %q", ws.Name, ws.CABundleVerifies, ws.CABundleProblem, c.wantCABundle[i])
+				}
+				if w.Registration.Kind == webhooks.CRDConversion && ws.ConversionOwner != c.wantOwner {
+					t.Errorf("%s: conversion owner %q, want %q", ws.Name, ws.ConversionOwner, c.wantOwner)
 				}
 				if ws.CertProblem != c.wantCert[i] {
 					t.Errorf("%s: cert problem %q, want %q", ws.Name, ws.CertProblem, c.wantCert[i])
