@@ -106,6 +106,7 @@ func TestFSMValuesTypos(t *testing.T) {
 		{"fsm: {fsmIngres: {enabled: true}}", "fsmIngres"},
 		{"fsm: {fsmController: {autoScale: {enabel: true}}}", "enabel"},
 		{"smii: {validateTrafficTarget: true}", "smii"},
+		{"fsm: {featureFlags: {enableRetryPolicyy: true}}", "enableRetryPolicyy"},
 		{"fsm: {injector: {replicaCount: 0}}", "/fsm/injector/replicaCount"},
 		{"fsm: {injector: {webhookTimeoutSeconds: 31}}", "/fsm/injector/webhookTimeoutSeconds"},
 		{"fsm: {controllerLogLevel: loud}", "/fsm/controllerLogLevel"},
