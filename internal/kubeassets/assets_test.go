@@ -211,7 +211,7 @@ func TestGoEnv(t *testing.T) {
 
 func TestLockIsExclusive(t *testing.T) {
 	path := filepath.Join(t.TempDir(), ".lock")
-	unlock, err := lock(context.Background(), path, nil)
+	unlock, err := Lock(context.Background(), path, nil)
 	if err != nil {
 		t.Fatalf("first lock: %v", err)
 	}
@@ -221,7 +221,7 @@ func TestLockIsExclusive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	var progress bytes.Buffer
-	if _, err := lock(ctx, path, &progress); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Lock(ctx, path, &progress); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second lock while held: err = %v, want deadline exceeded", err)
 	}
 	if !strings.Contains(progress.String(), "waiting for another process") {
@@ -229,7 +229,7 @@ func TestLockIsExclusive(t *testing.T) {
 	}
 
 	unlock()
-	unlock2, err := lock(context.Background(), path, nil)
+	unlock2, err := Lock(context.Background(), path, nil)
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}

@@ -52,7 +52,7 @@ func ensure(ctx context.Context, progress io.Writer, dir string, bins []binary) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating asset directory: %w", err)
 	}
-	unlock, err := lock(ctx, filepath.Join(dir, ".lock"), progress)
+	unlock, err := Lock(ctx, filepath.Join(dir, ".lock"), progress)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func ready(ctx context.Context, dir string, b binary) error {
 func build(ctx context.Context, progress io.Writer, dir string, b binary) (err error) {
 	start := time.Now()
 	fmt.Fprintf(progress, "assets: building %s from %s into %s (%s)\n", b.name, b.require, dir, b.estimate)
-	stop := ticker(progress, start, "assets: still building "+b.name)
+	stop := Ticker(progress, start, "assets: still building "+b.name)
 	defer stop()
 
 	gobin, err := goCommand()
@@ -242,9 +242,10 @@ func goEnv(environ []string) []string {
 		"GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
 }
 
-// ticker writes "<msg> (<elapsed>)" to progress every progressEvery until the
-// returned stop function is called.
-func ticker(progress io.Writer, start time.Time, msg string) (stop func()) {
+// Ticker writes "<msg> (<elapsed>)" to progress every 30 s until the returned
+// stop function is called, so a long build shows it is alive. test/meshassets
+// uses it for the binaries it adds to the same cache.
+func Ticker(progress io.Writer, start time.Time, msg string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -265,10 +266,12 @@ func ticker(progress io.Writer, start time.Time, msg string) (stop func()) {
 	}
 }
 
-// lock takes an exclusive flock on path, waiting (and saying so) while another
-// process holds it. Closing the file releases the lock, also when the holder
-// dies, so a crashed build never wedges later runs.
-func lock(ctx context.Context, path string, progress io.Writer) (unlock func(), err error) {
+// Lock takes an exclusive flock(2) on path, polling so that ctx can cancel the
+// wait, and saying every 30 s that it waits while another process holds it.
+// Closing the file releases the lock, also when the holder dies, so a crashed
+// build never wedges later runs. test/meshassets serialises its builds into
+// the same cache directory with it.
+func Lock(ctx context.Context, path string, progress io.Writer) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening asset lock: %w", err)

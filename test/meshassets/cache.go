@@ -18,21 +18,18 @@ package meshassets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 )
 
 const (
-	progressEvery = 30 * time.Second
-	lockPoll      = 500 * time.Millisecond
-	buildTimeout  = 45 * time.Minute
+	buildTimeout = 45 * time.Minute
 )
 
 // asset is one cached binary.
@@ -64,7 +61,7 @@ func ensure(ctx context.Context, a asset, progress io.Writer) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("%s: %w", a.name, err)
 	}
-	unlock, err := lock(ctx, filepath.Join(dir, ".lock"), progress)
+	unlock, err := kubeassets.Lock(ctx, filepath.Join(dir, ".lock"), progress)
 	if err != nil {
 		return "", err
 	}
@@ -77,7 +74,7 @@ func ensure(ctx context.Context, a asset, progress io.Writer) (string, error) {
 	defer cancel()
 	start := time.Now()
 	fmt.Fprintf(progress, "assets: building %s %s into %s (%s)\n", a.name, a.version, dir, a.estimate)
-	stop := ticker(progress, start, fmt.Sprintf("assets: still building %s %s", a.name, a.version))
+	stop := kubeassets.Ticker(progress, start, fmt.Sprintf("assets: still building %s %s", a.name, a.version))
 	logPath := filepath.Join(dir, a.name+".build.log")
 	err = buildInto(ctx, a, dir, logPath)
 	stop()
@@ -105,59 +102,6 @@ func buildInto(ctx context.Context, a asset, dir, logPath string) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, a.name))
-}
-
-// lock takes an exclusive flock(2) on path, polling so that ctx can cancel
-// the wait, and says every 30 s that it is waiting.
-func lock(ctx context.Context, path string, progress io.Writer) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening asset lock: %w", err)
-	}
-	start := time.Now()
-	var lastNote time.Time
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = f.Close() }, nil // close releases the lock
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			_ = f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		if time.Since(lastNote) >= progressEvery {
-			fmt.Fprintf(progress, "assets: waiting for another process building into %s (%s elapsed)\n",
-				filepath.Dir(path), time.Since(start).Round(time.Second))
-			lastNote = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
-		case <-time.After(lockPoll):
-		}
-	}
-}
-
-func ticker(progress io.Writer, start time.Time, msg string) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintf(progress, "%s (%s elapsed)\n", msg, time.Since(start).Round(time.Second))
-			}
-		}
-	})
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
 
 func lastLines(b []byte, n int) string {

@@ -85,26 +85,3 @@ func TestEnsureFailureLeavesNoBinary(t *testing.T) {
 		t.Errorf("after a failed build %s holds %v, want only .lock and the log", dir, names)
 	}
 }
-
-func TestLockIsExclusive(t *testing.T) {
-	path := filepath.Join(t.TempDir(), ".lock")
-	unlock, err := lock(context.Background(), path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var progress bytes.Buffer
-	if _, err := lock(ctx, path, &progress); !errors.Is(err, context.Canceled) {
-		t.Fatalf("second lock while held: err = %v, want canceled", err)
-	}
-	if !strings.Contains(progress.String(), "waiting for another process") {
-		t.Errorf("waiting lock said %q", progress.String())
-	}
-	unlock()
-	unlock2, err := lock(context.Background(), path, nil)
-	if err != nil {
-		t.Fatalf("lock after release: %v", err)
-	}
-	unlock2()
-}
