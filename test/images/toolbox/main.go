@@ -9,15 +9,14 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/test/internal/toolcmd"
 )
 
 func main() {
@@ -31,7 +30,7 @@ func main() {
 	case cmd == "serve" && len(args) == 2:
 		err = serve(args[0], args[1])
 	case cmd == "get" && len(args) == 2:
-		err = get(args[0], args[1])
+		err = toolcmd.Get(args[0], args[1])
 	default:
 		usage()
 	}
@@ -63,54 +62,6 @@ func serve(addr, file string) error {
 		_, _ = w.Write(b)
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
 	fmt.Printf("serving %s on %s\n", file, addr)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func get(url, timeout string) error {
-	d, err := time.ParseDuration(timeout)
-	if err != nil {
-		return fmt.Errorf("timeout %q: %w", timeout, err)
-	}
-	deadline := time.Now().Add(d)
-	client := &http.Client{Timeout: 5 * time.Second}
-	var last error
-	for attempt := 1; time.Now().Before(deadline); attempt++ {
-		body, err := fetch(client, url)
-		if err == nil {
-			fmt.Print(body)
-			return nil
-		}
-		last = err
-		fmt.Fprintf(os.Stderr, "attempt %d: %v\n", attempt, err)
-		time.Sleep(500 * time.Millisecond)
-	}
-	return fmt.Errorf("GET %s: no 200 within %s: %w", url, d, last)
-}
-
-func fetch(client *http.Client, url string) (string, error) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s: %s", resp.Status, b)
-	}
-	return string(b), nil
+	return toolcmd.ServeUntilSignal(srv)
 }

@@ -20,28 +20,26 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/flomesh-io/fsm-webhooks/test/internal/toolcmd"
 )
 
 func main() {
@@ -64,7 +62,7 @@ func main() {
 		if len(args) != 3 {
 			usage()
 		}
-		err = get(args[1], args[2])
+		err = toolcmd.Get(args[1], args[2])
 	case "dial":
 		if len(args) != 3 {
 			usage()
@@ -99,7 +97,7 @@ func healthcheck() error {
 		_ = c.Close()
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	return serveUntilSignal(&http.Server{Addr: ":15904", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+	return toolcmd.ServeUntilSignal(&http.Server{Addr: ":15904", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 }
 
 func waitTCP(addr string, timeout time.Duration) error {
@@ -164,7 +162,7 @@ func app() error {
 	go func() { _ = tlsSrv.ListenAndServeTLS("", "") }()
 	defer func() { _ = tlsSrv.Close() }()
 	fmt.Println("app: HTTP :8080, HTTPS :8443, TCP :9000, gRPC health :9090")
-	return serveUntilSignal(&http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+	return toolcmd.ServeUntilSignal(&http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 }
 
 func selfSigned(host string) (tls.Certificate, error) {
@@ -181,47 +179,6 @@ func selfSigned(host string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
-}
-
-func serveUntilSignal(srv *http.Server) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func get(url, timeout string) error {
-	d, err := time.ParseDuration(timeout)
-	if err != nil {
-		return fmt.Errorf("timeout %q: %w", timeout, err)
-	}
-	deadline := time.Now().Add(d)
-	client := &http.Client{Timeout: 5 * time.Second}
-	var last error
-	for attempt := 1; time.Now().Before(deadline); attempt++ {
-		resp, err := client.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				fmt.Print(string(b))
-				return nil
-			}
-			err = fmt.Errorf("status %s: %s", resp.Status, b)
-		}
-		last = err
-		fmt.Fprintf(os.Stderr, "attempt %d: %v\n", attempt, err)
-		time.Sleep(500 * time.Millisecond)
-	}
-	return fmt.Errorf("GET %s: no 200 within %s: %w", url, d, last)
 }
 
 func dial(addr, timeout string) error {
