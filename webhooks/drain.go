@@ -26,10 +26,12 @@ import (
 // one answer at a time first. http.Server.SetKeepAlivesEnabled(false) is
 // not used: it closes every idle connection at once, the same race.
 
-// DefaultShutdownDrain fits the chart's terminationGracePeriodSeconds (30):
-// the 5 s preStop sleep, this drain, and up to 20 s (the webhooks'
-// timeoutSeconds) for the answers still in flight at Shutdown.
-const DefaultShutdownDrain = 5 * time.Second
+// DefaultShutdownDrain outlasts the chart's readiness probe (every 2 s, one
+// failure marks the pod NotReady) plus endpoint propagation, for a SIGTERM
+// no pod deletion preceded (a container stopped under the kubelet), and fits
+// the chart's terminationGracePeriodSeconds (35) with the 5 s preStop sleep
+// and up to 20 s (the webhooks' timeoutSeconds) for answers in flight.
+const DefaultShutdownDrain = 8 * time.Second
 
 // drainingBody is what /readyz answers while the listener drains.
 const drainingBody = "shutting down: draining connections\n"

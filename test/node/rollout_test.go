@@ -77,55 +77,76 @@ func TestRollout(t *testing.T) {
 		time.Sleep(3 * time.Second) // the old pods' endpoints are gone
 		res := l.stop()
 		t.Logf("rollout took %s", rollEnd.Sub(rollStart).Round(100*time.Millisecond))
-		checkLoad(ctx, t, cs, ns, "upgrade", res, l.skipped, rollStart, rollEnd)
+		checkLoad(ctx, t, cs, ns, "upgrade", res, l.skipped, rollStart, rollEnd, true)
 	})
 
-	t.Run("one replica's container stopped", func(t *testing.T) {
-		// Not a pod of the old ReplicaSet still in its preStop sleep.
-		var victim corev1.Pod
-		for _, p := range webhookPods(ctx, t, cs) {
-			if p.DeletionTimestamp == nil && podReady(&p) {
-				victim = p
-				break
-			}
-		}
-		if victim.Name == "" {
-			t.Fatal("no Ready webhook pod that is not terminating")
-		}
-		restarts := victim.Status.ContainerStatuses[0].RestartCount
-		l := startLoad(ctx, cs, ns, "kill")
-		time.Sleep(5 * time.Second)
-		killStart := time.Now()
-		out, err := c.Crictl(ctx, "ps", "-q", "--label", "io.kubernetes.pod.name="+victim.Name, "--name", "fsm-webhooks")
-		if err != nil {
-			l.stop()
-			t.Fatalf("crictl ps: %v: %s", err, out)
-		}
-		id := strings.TrimSpace(string(out))
-		if id == "" || strings.Contains(id, "\n") {
-			l.stop()
-			t.Fatalf("crictl ps for pod %s: want one container id, got %q", victim.Name, id)
-		}
-		if out, err := c.Crictl(ctx, "stop", id); err != nil {
-			l.stop()
-			t.Fatalf("crictl stop %s: %v: %s", id, err, out)
-		}
-		c.WaitFor(t, "the stopped replica restarted and both Ready again", 3*time.Minute, func(ctx context.Context) error {
-			p, err := cs.CoreV1().Pods(chartNS).Get(ctx, victim.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if rc := p.Status.ContainerStatuses[0].RestartCount; rc <= restarts || !podReady(p) {
-				return fmt.Errorf("pod %s restarts %d, ready %v", p.Name, rc, podReady(p))
-			}
-			return deploymentReady(ctx, cs, second.Tag)
+	// A graceful stop (SIGTERM, as when a runtime or node agent stops a
+	// container without deleting its pod) must lose nothing: the replica
+	// drains, fails readiness, and kube-proxy routes around it. A SIGKILL
+	// cannot: what was in flight on the killed connections fails with the
+	// apiserver's webhook call (it does not retry), so that case is measured
+	// and must heal with every created pod injected, not count zero failures.
+	for _, tc := range []struct {
+		name, prefix string
+		stopArgs     []string
+		mustNotFail  bool
+	}{
+		{"one replica's container stopped (SIGTERM)", "stop", []string{"stop", "--timeout", "30"}, true},
+		{"one replica's container killed (SIGKILL)", "kill", []string{"stop"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stopReplica(ctx, t, c, cs, ns, tc.prefix, tc.stopArgs, second.Tag, tc.mustNotFail)
 		})
-		killEnd := time.Now()
-		time.Sleep(3 * time.Second)
-		res := l.stop()
-		t.Logf("replica %s healed %s after crictl stop", victim.Name, killEnd.Sub(killStart).Round(100*time.Millisecond))
-		checkLoad(ctx, t, cs, ns, "kill", res, l.skipped, killStart, killEnd)
+	}
+}
+
+// stopReplica runs the load while one Ready webhook replica's container is
+// stopped with crictl stopArgs, until the Deployment is whole again.
+func stopReplica(ctx context.Context, t *testing.T, c *node.Cluster, cs kubernetes.Interface, ns, prefix string, stopArgs []string, image string, mustNotFail bool) {
+	// Not a pod of the old ReplicaSet still in its preStop sleep.
+	var victim corev1.Pod
+	for _, p := range webhookPods(ctx, t, cs) {
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			victim = p
+			break
+		}
+	}
+	if victim.Name == "" {
+		t.Fatal("no Ready webhook pod that is not terminating")
+	}
+	restarts := victim.Status.ContainerStatuses[0].RestartCount
+	l := startLoad(ctx, cs, ns, prefix)
+	time.Sleep(5 * time.Second)
+	killStart := time.Now()
+	out, err := c.Crictl(ctx, "ps", "-q", "--label", "io.kubernetes.pod.name="+victim.Name, "--name", "fsm-webhooks")
+	if err != nil {
+		l.stop()
+		t.Fatalf("crictl ps: %v: %s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	if id == "" || strings.Contains(id, "\n") {
+		l.stop()
+		t.Fatalf("crictl ps for pod %s: want one container id, got %q", victim.Name, id)
+	}
+	if out, err := c.Crictl(ctx, append(stopArgs, id)...); err != nil {
+		l.stop()
+		t.Fatalf("crictl %s %s: %v: %s", strings.Join(stopArgs, " "), id, err, out)
+	}
+	c.WaitFor(t, "the stopped replica restarted and both Ready again", 3*time.Minute, func(ctx context.Context) error {
+		p, err := cs.CoreV1().Pods(chartNS).Get(ctx, victim.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if rc := p.Status.ContainerStatuses[0].RestartCount; rc <= restarts || !podReady(p) {
+			return fmt.Errorf("pod %s restarts %d, ready %v", p.Name, rc, podReady(p))
+		}
+		return deploymentReady(ctx, cs, image)
 	})
+	killEnd := time.Now()
+	time.Sleep(3 * time.Second)
+	res := l.stop()
+	t.Logf("replica %s healed %s after crictl %s", victim.Name, killEnd.Sub(killStart).Round(100*time.Millisecond), strings.Join(stopArgs, " "))
+	checkLoad(ctx, t, cs, ns, prefix, res, l.skipped, killStart, killEnd, mustNotFail)
 }
 
 // waitWebhooksReady waits for the webhook Deployment to run 2 Ready replicas
@@ -259,10 +280,10 @@ func loadPod(prefix string) *corev1.Pod {
 	}
 }
 
-// checkLoad fails the test for every failed create and every created pod
-// without its bootstrap Secret, and logs the create rate and p99 latency
+// checkLoad fails the test for every failed create (when mustNotFail) and
+// every created pod without its bootstrap Secret, and logs the create rate and p99 latency
 // inside [from, to) against outside it.
-func checkLoad(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, prefix string, res []create, skipped int, from, to time.Time) {
+func checkLoad(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, prefix string, res []create, skipped int, from, to time.Time, mustNotFail bool) {
 	t.Helper()
 	var failed []string
 	var during, steady []time.Duration
@@ -278,7 +299,7 @@ func checkLoad(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, p
 	}
 	t.Logf("%s: %d creates, %d failed, %d ticks skipped (%d in flight); p99 %s during the disruption (%d creates), %s outside it (%d)",
 		prefix, len(res), len(failed), skipped, maxInFlight, p99(during), len(during), p99(steady), len(steady))
-	if len(failed) > 0 {
+	if len(failed) > 0 && mustNotFail {
 		t.Errorf("%d of %d pod creates failed:\n%s", len(failed), len(res), strings.Join(failed, "\n"))
 	}
 	if n := (to.Sub(from).Seconds() * loadRate) / 2; float64(len(during)) < n {
