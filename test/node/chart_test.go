@@ -5,7 +5,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
@@ -63,18 +61,8 @@ func TestChartOnNode(t *testing.T) {
 	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	helm, err := charttest.NewCluster(kubeconfig, t.TempDir(), chartNS)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	if _, err := helm.Install(ctx, nil); err != nil {
-		t.Fatalf("%v (logs in %s)", err, c.LogDir)
-	}
+	installChart(ctx, t, c)
 	cs := c.Clientset
 
 	t.Run("both replicas Ready through the kubelet's probes", func(t *testing.T) {

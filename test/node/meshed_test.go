@@ -32,7 +32,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/meshassets"
 	"github.com/flomesh-io/fsm-webhooks/test/meshimages"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
@@ -486,17 +485,7 @@ func sidecarUsage(ctx context.Context, t *testing.T, c *node.Cluster) (n int, me
 // for the webhooks to serve.
 func installChartReady(ctx context.Context, t *testing.T, c *node.Cluster) {
 	t.Helper()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	helm, err := charttest.NewCluster(kubeconfig, t.TempDir(), chartNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := helm.Install(ctx, nil); err != nil {
-		t.Fatalf("%v (logs in %s)", err, c.LogDir)
-	}
+	installChart(ctx, t, c)
 	c.WaitFor(t, "deployment fsm-webhooks to be Ready", 4*time.Minute, func(ctx context.Context) error {
 		d, err := c.Clientset.AppsV1().Deployments(chartNS).Get(ctx, "fsm-webhooks", metav1.GetOptions{})
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
@@ -42,17 +40,7 @@ func TestOrphanSweepOnNode(t *testing.T) {
 	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	helm, err := charttest.NewCluster(kubeconfig, t.TempDir(), chartNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := helm.Install(ctx, nil); err != nil {
-		t.Fatalf("%v (logs in %s)", err, c.LogDir)
-	}
+	installChart(ctx, t, c)
 	waitWebhooksReady(t, c, chartImage)
 	cs := c.Clientset
 

@@ -5,7 +5,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
 )
@@ -31,17 +29,7 @@ func TestUninstallOnNode(t *testing.T) {
 	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	helm, err := charttest.NewCluster(kubeconfig, t.TempDir(), chartNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := helm.Install(ctx, nil); err != nil {
-		t.Fatalf("%v (logs in %s)", err, c.LogDir)
-	}
+	helm := installChart(ctx, t, c)
 	waitWebhooksReady(t, c, chartImage)
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
