@@ -63,6 +63,7 @@ func TestRollout(t *testing.T) {
 	waitWebhooksReady(t, c, chartImage)
 	const ns = "rollout"
 	c.CreateNamespace(t, ns, map[string]string{"flomesh.io/monitored-by": "fsm"})
+	waitAdmitting(t, c, ns)
 
 	t.Run("helm upgrade rolls both replicas without a failed admission", func(t *testing.T) {
 		l := startLoad(ctx, cs, ns, "upgrade")
@@ -155,6 +156,30 @@ func waitWebhooksReady(t *testing.T, c *node.Cluster, image string) {
 	t.Helper()
 	c.WaitFor(t, "deployment fsm-webhooks to run 2 ready replicas of "+image, 4*time.Minute, func(ctx context.Context) error {
 		return deploymentReady(ctx, c.Clientset, image)
+	})
+}
+
+// waitAdmitting waits until three dry-run pod creates in a row are injected
+// through the Service: Ready replicas are not yet routed to until kube-proxy
+// has synced their endpoints (one run lost its first create to "connection
+// refused" before any disruption began).
+func waitAdmitting(t *testing.T, c *node.Cluster, ns string) {
+	t.Helper()
+	ok := 0
+	c.WaitFor(t, "three dry-run pod creates in a row injected in "+ns, 2*time.Minute, func(ctx context.Context) error {
+		p, err := c.Clientset.CoreV1().Pods(ns).Create(ctx, loadPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			ok = 0
+			return err
+		}
+		if p.Labels[injector.ProxyUUIDLabel] == "" {
+			ok = 0
+			return fmt.Errorf("dry-run pod not injected: labels %v", p.Labels)
+		}
+		if ok++; ok < 3 {
+			return fmt.Errorf("%d dry-run creates injected in a row", ok)
+		}
+		return nil
 	})
 }
 
