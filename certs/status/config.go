@@ -80,7 +80,7 @@ func orAll(namespace string) string {
 func DeploymentFlags(d *appsv1.Deployment) (map[string]string, error) {
 	c := serveContainer(d.Spec.Template.Spec.Containers)
 	if c == nil {
-		return nil, fmt.Errorf("Deployment %s/%s: no container runs `fsm-webhooks serve`", d.Namespace, d.Name)
+		return nil, fmt.Errorf("deployment %s/%s: no container runs `fsm-webhooks serve`", d.Namespace, d.Name)
 	}
 	flags := map[string]string{}
 	args := append(slices.Clone(c.Command), c.Args...)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -28,7 +30,12 @@ func ApplyCRDs(ctx context.Context, c client.Client) error {
 		if crd.Spec.Conversion != nil {
 			return fmt.Errorf("embedded CRD %s sets spec.conversion: the converter owns that field", crd.Name)
 		}
-		if err := c.Patch(ctx, crd, client.Apply, client.FieldOwner(CRDFieldManager), client.ForceOwnership); err != nil {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(crd)
+		if err != nil {
+			return fmt.Errorf("embedded CRD %s: %w", crd.Name, err)
+		}
+		ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+		if err := c.Apply(ctx, ac, client.FieldOwner(CRDFieldManager), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying CRD %s: %w", crd.Name, err)
 		}
 	}

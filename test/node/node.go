@@ -486,7 +486,7 @@ func (c *Cluster) dumpPods(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // best effort: a failed test's evidence
 	pods, err := c.Clientset.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return path, fmt.Errorf("listing pods: %w", err)
