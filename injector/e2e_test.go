@@ -33,8 +33,6 @@ import (
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
-	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
-	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
@@ -77,18 +75,7 @@ func TestE2E(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := keypool.NewSet(keypool.Options{Algorithm: certs.ECDSAP256, Size: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = keys.Start(ctx) }()
-	issuer, err := tresor.New(ctx, tresor.Options{
-		Store: tresor.Store{Client: env.Clientset, Namespace: fsmNamespace, RootKeyAlgorithm: certs.ECDSAP256},
-		Keys:  keys,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	issuer := newTresor(ctx, t, env.Clientset, 64)
 
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
 	ctrl.SetLogger(log)

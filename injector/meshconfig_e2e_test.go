@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -141,38 +140,20 @@ func initScript(p *corev1.Pod) string {
 // test ends.
 func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *certstest.CA) {
 	t.Helper()
-	certDir, port := servingCert(t, servingCA)
-	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
-	srv.Register(fsmnames.ValidatorPath, reviewhttp.NewAdmission(validator.NewHandler(validator.Options{
+	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.ValidatorPath, reviewhttp.NewAdmission(validator.NewHandler(validator.Options{
 		Reader: e.cl, MeshName: meshName, FSMNamespace: fsmNamespace, MeshConfigName: fsmnames.MeshConfigName, Logger: testr.New(t),
 	})))
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(sctx) }()
-	bundle, _ := servingCA.CABundle(ctx)
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
+	createForTest(ctx, t, e.cl, &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "fsm-validator-mesh-" + meshName},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name:                    "fsm-validator.k8s.io",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d/validate", port)), CABundle: bundle},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: bundle},
 			Rules:                   validator.Rules(),
 			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 			TimeoutSeconds:          ptr.To(int32(20)),
 			AdmissionReviewVersions: []string{"v1"},
 		}},
-	}
-	if err := e.cl.Create(ctx, vwc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.cl.Delete(context.Background(), vwc); err != nil {
-			t.Errorf("deleting the validator's configuration: %v", err)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("validator server: %v", err)
-		}
 	})
 	eventually(t, 30*time.Second, "the validator webhook to be called", func() (bool, error) {
 		obj, err := validator.DemoInvalidMeshConfig("default", "readiness")

@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -45,18 +44,12 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certDir, port := servingCert(t, servingCA)
-	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
-	srv.Register(fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(sctx) }()
-	bundle, _ := servingCA.CABundle(ctx)
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
+	createForTest(ctx, t, e.cl, &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-" + mesh},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:         "fsm-inject.k8s.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d/mutate-pod-creation", port)), CABundle: bundle},
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: bundle},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
@@ -67,18 +60,6 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 			TimeoutSeconds:          ptr.To(int32(20)),
 			AdmissionReviewVersions: []string{"v1"},
 		}},
-	}
-	if err := e.cl.Create(ctx, mwc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.cl.Delete(context.Background(), mwc); err != nil {
-			t.Errorf("deleting the limited mesh's configuration: %v", err)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("limited mesh's injector: %v", err)
-		}
 	})
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "limited",
 		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},

@@ -24,7 +24,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/injector"
@@ -53,18 +52,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	keys, err := keypool.NewSet(keypool.Options{Algorithm: certs.ECDSAP256, Size: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = keys.Start(ctx) }()
-	issuer, err := tresor.New(ctx, tresor.Options{
-		Store: tresor.Store{Client: env.Clientset, Namespace: fsmNamespace, RootKeyAlgorithm: certs.ECDSAP256},
-		Keys:  keys,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	issuer := newTresor(ctx, t, env.Clientset, 16)
 	oldRoot := issuer.State().Authority
 
 	// Six pods' Secrets from before the rotation; three pods exist already,

@@ -1,0 +1,79 @@
+package injector_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+)
+
+// The envtest suites' shared set-up: an extra webhook server behind the
+// apiserver, its configuration, and a Tresor issuer.
+
+// serveWebhook serves h at path on 127.0.0.1 with a fresh serving cert from
+// servingCA and returns the URL for the webhook configuration and the CA
+// bundle that trusts it. The server stops, and the test waits for it, when
+// the test ends; a configuration created afterwards with createForTest is
+// deleted before that, so the apiserver never calls a stopped server.
+func serveWebhook(ctx context.Context, t *testing.T, servingCA *certstest.CA, path string, h http.Handler) (url string, caBundle []byte) {
+	t.Helper()
+	certDir, port := servingCert(t, servingCA)
+	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
+	srv.Register(path, h)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(sctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("webhook server for %s: %v", path, err)
+		}
+	})
+	bundle, err := servingCA.CABundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d%s", port, path), bundle
+}
+
+// createForTest creates obj and deletes it when the test ends.
+func createForTest(ctx context.Context, t *testing.T, cl client.Client, obj client.Object) {
+	t.Helper()
+	if err := cl.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Delete(context.Background(), obj); err != nil {
+			t.Errorf("deleting %T %s: %v", obj, obj.GetName(), err)
+		}
+	})
+}
+
+// newTresor returns FSM's Tresor issuer with its root in fsmNamespace
+// (fsm-ca-bundle) over a started ECDSA P-256 key pool of size keys; both live
+// as long as ctx.
+func newTresor(ctx context.Context, t *testing.T, cs kubernetes.Interface, size int) *tresor.Issuer {
+	t.Helper()
+	keys, err := keypool.NewSet(keypool.Options{Algorithm: certs.ECDSAP256, Size: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = keys.Start(ctx) }()
+	issuer, err := tresor.New(ctx, tresor.Options{
+		Store: tresor.Store{Client: cs, Namespace: fsmNamespace, RootKeyAlgorithm: certs.ECDSAP256},
+		Keys:  keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issuer
+}
