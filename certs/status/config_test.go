@@ -38,7 +38,7 @@ func TestDeploymentFlags(t *testing.T) {
 			map[string]string{"mesh-name": "blue", "vault-role": "r"}, ""},
 		{"sidecar containers skipped", []corev1.Container{{Name: "proxy", Args: []string{"--mesh-name=no"}}, {Name: "s", Args: []string{"serve", "--mesh-name=yes"}}},
 			map[string]string{"mesh-name": "yes"}, ""},
-		{"no serve container", []corev1.Container{{Args: []string{"local"}}}, nil, "Deployment fsm-system/fsm-webhooks: no container runs `fsm-webhooks serve`"},
+		{"no serve container", []corev1.Container{{Args: []string{"local"}}}, nil, "deployment fsm-system/fsm-webhooks: no container runs `fsm-webhooks serve`"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := DeploymentFlags(deployment("fsm-system", "fsm-webhooks", "fsm", tc.containers...))
