@@ -50,16 +50,18 @@ func convertHandler() http.Handler {
 	})
 }
 
-func testConversion(t *testing.T) {
-	ctx := context.Background()
-	tc := newCase(t, "conversion", true)
+// createTwoVersionCRD creates the namespaced CRD <singular>s.test.flomesh.io
+// serving v1 (storage) and v2 with any content, deleted when the test ends,
+// for a conversion webhook to own; it returns the client that manages CRDs.
+func createTwoVersionCRD(ctx context.Context, t *testing.T, singular, kind string) (apiextclient.Interface, *apiextv1.CustomResourceDefinition) {
+	t.Helper()
 	apiext := apiextclient.NewForConfigOrDie(env.Config)
 	schemaAny := &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptrTrue()}}
 	crd := &apiextv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "widgets.test.flomesh.io"},
+		ObjectMeta: metav1.ObjectMeta{Name: singular + "s.test.flomesh.io"},
 		Spec: apiextv1.CustomResourceDefinitionSpec{
 			Group: "test.flomesh.io",
-			Names: apiextv1.CustomResourceDefinitionNames{Plural: "widgets", Singular: "widget", Kind: "Widget", ListKind: "WidgetList"},
+			Names: apiextv1.CustomResourceDefinitionNames{Plural: singular + "s", Singular: singular, Kind: kind, ListKind: kind + "List"},
 			Scope: apiextv1.NamespaceScoped,
 			Versions: []apiextv1.CustomResourceDefinitionVersion{
 				{Name: "v1", Served: true, Storage: true, Schema: schemaAny},
@@ -71,8 +73,15 @@ func testConversion(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{})
+		_ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(context.Background(), crd.Name, metav1.DeleteOptions{})
 	})
+	return apiext, crd
+}
+
+func testConversion(t *testing.T) {
+	ctx := context.Background()
+	tc := newCase(t, "conversion", true)
+	apiext, crd := createTwoVersionCRD(ctx, t, "widget", "Widget")
 	w := Webhook{
 		Name: "converter-test", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
 		Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},

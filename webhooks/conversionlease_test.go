@@ -8,7 +8,6 @@ import (
 	"time"
 
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -31,26 +30,7 @@ func TestConversionOwnerMesh(t *testing.T) {
 // when the owner stops, the other takes it over within the lease duration.
 func testTwoMeshesOneConverter(t *testing.T) {
 	ctx := context.Background()
-	apiext := apiextclient.NewForConfigOrDie(env.Config)
-	schemaAny := &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptrTrue()}}
-	crd := &apiextv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "gadgets.test.flomesh.io"},
-		Spec: apiextv1.CustomResourceDefinitionSpec{
-			Group: "test.flomesh.io",
-			Names: apiextv1.CustomResourceDefinitionNames{Plural: "gadgets", Singular: "gadget", Kind: "Gadget", ListKind: "GadgetList"},
-			Scope: apiextv1.NamespaceScoped,
-			Versions: []apiextv1.CustomResourceDefinitionVersion{
-				{Name: "v1", Served: true, Storage: true, Schema: schemaAny},
-				{Name: "v2", Served: true, Schema: schemaAny},
-			},
-		},
-	}
-	if _, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = apiext.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{})
-	})
+	apiext, crd := createTwoVersionCRD(ctx, t, "gadget", "Gadget")
 	lease := leaseTiming{duration: 4 * time.Second, renew: 3 * time.Second, retry: 500 * time.Millisecond}
 
 	type mesh struct {
