@@ -2,7 +2,6 @@ package injector_test
 
 import (
 	"context"
-	"crypto/rsa"
 	"fmt"
 	"strings"
 	"testing"
@@ -32,7 +31,9 @@ import (
 // outboundIPRangeExclusionList [fd00::/8] and certKeyBitSize 2560 is
 // admitted, and pods are still injected: the IPv6 range is a no-op (the mesh
 // never intercepts IPv6, so the fsm-init script is FSM's IPv4 rule set and
-// nothing else) and the bootstrap key has 2560 bits. An IPv6 inclusion is
+// nothing else) and the bootstrap key is what the shipped choice makes of
+// certKeyBitSize 2560 (ECDSA P-256 by default; RSA-2560 under
+// BootstrapKeyFromMeshConfig, table-tested in mutate_test.go). An IPv6 inclusion is
 // refused, in the MeshConfig by the validator and in a pod annotation by
 // the injector, with the reason.
 func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *certstest.CA) {
@@ -100,7 +101,11 @@ func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *certstest.
 	if err := patch(`{"spec":{"certificate":{"certKeyBitSize":2560}}}`); err != nil {
 		t.Fatalf("kubectl patch certKeyBitSize 2560: %v", err)
 	}
-	eventually(t, 30*time.Second, "a pod whose bootstrap key has 2560 bits", func() (bool, error) {
+	want, err := injector.BootstrapKeyAlgorithm("", 2560)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a pod injected after the patch, its bootstrap key "+string(want), func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("key-%d", i), ns)
 		if err := e.cl.Create(ctx, p); err != nil {
@@ -121,8 +126,8 @@ func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *certstest.
 		if !certs.KeyMatches(key, leaf[0].PublicKey) {
 			return false, fmt.Errorf("bootstrap key does not match its certificate")
 		}
-		pub, ok := leaf[0].PublicKey.(*rsa.PublicKey)
-		return ok && pub.N.BitLen() == 2560, nil
+		got, err := certs.AlgorithmOf(leaf[0].PublicKey)
+		return err == nil && got == want, err
 	})
 }
 
