@@ -71,6 +71,7 @@ E2E_NODE_TIMEOUT ?= 60m
 e2e-node:
 	$(GO) vet -tags e2enode ./test/node/
 	$(GO) run ./internal/kubeassets/build --node
+	$(GO) run ./test/meshassets/build
 	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/images/... ./test/node/...
 
 # Needs a container engine (none on the development machines): see Dockerfile.
