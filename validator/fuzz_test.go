@@ -20,8 +20,9 @@ import (
 
 // FuzzValidateAdmissionReview posts arbitrary bodies through the served HTTP
 // wrapper with panic recovery OFF, so a panic in the handler fails the fuzz
-// run instead of becoming a 500. Every answer must be an AdmissionReview
-// echoing the request uid.
+// run instead of becoming a 500. Every answer to a non-empty body must be an
+// AdmissionReview echoing the request uid; an empty body (which no
+// apiserver sends) gets the shared request path's plain 400.
 func FuzzValidateAdmissionReview(f *testing.F) {
 	preset := presetJSON(f)
 	for _, k := range []struct{ g, v, k string }{
@@ -42,6 +43,12 @@ func FuzzValidateAdmissionReview(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, fsmnames.ValidatorPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		h.ServeHTTP(rec, req)
+		if len(body) == 0 {
+			if rec.Code != http.StatusBadRequest {
+				t.Fatalf("empty body: status %d, want 400: %q", rec.Code, rec.Body.String())
+			}
+			return
+		}
 		var out admissionv1.AdmissionReview
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
 			t.Fatalf("not an AdmissionReview response (%v): %q", err, rec.Body.String())
