@@ -45,10 +45,14 @@ import (
 // defaulting (defaultPod, Secret type) and OriginalHealthProbes' key case and
 // null kinds (normaliseSecretFacts).
 var injectorAllowed = []allowance{
-	// Deliberate: the documented CA subject (FSM's code says L=CN, C=ZH).
+	// Deliberate, fixing an FSM defect: FSM's code writes L=CN, C=ZH, which
+	// contradicts its own documented CA subject (L=CA, C=US); we follow the
+	// documentation users were given.
 	{re(`^secret\.(cacert\.pem\.subject|cacert\.pem\.issuer|repo_cert\.pem\.issuer)$`),
 		"CN=fsm-ca.flomesh.io,O=Flomesh Service Mesh,L=CN,C=ZH", "CN=fsm-ca.flomesh.io,O=Flomesh Service Mesh,L=CA,C=US", "documented CA subject"},
-	// Deliberate: notBefore backdated a minute for node clock skew. The
+	// Deliberate, fixing an FSM defect: FSM's notBefore is the issuing
+	// instant, so a node whose clock is a few seconds behind rejects a fresh
+	// certificate; we backdate a minute. The
 	// README names the leaf; the root is backdated the same way. A leaf never
 	// outlives its root, so against this test's fresh root it ends with the
 	// root: less than a minute over 87600h.
@@ -63,9 +67,14 @@ var injectorAllowed = []allowance{
 	{re(`^secret\.repo_cert\.pem\.publicKey$`), "RSA-2048", "ECDSA-P256", "ECDSA P-256 bootstrap key"},
 	{re(`^secret\.repo_key\.pem\.key$`), "PKCS#8 RSA-2048", "PKCS#8 ECDSA-P256", "ECDSA P-256 bootstrap key"},
 	{re(`^secret\.repo_cert\.pem\.keyUsage\[1\]$`), "keyEncipherment", absent, "ECDSA P-256 bootstrap key"},
-	// Deliberate: every container's probes (FSM keeps the last container's).
+	// Deliberate, fixing an FSM defect: FSM overwrites the map per container
+	// and keeps only the last container's probes, so the others' probes are
+	// lost; we record every container's.
 	{re(`^secret\.bootstrap\.yaml\.ContainerHealthProbes$`), absent, anyValue, "per-container probes"},
-	// Deliberate: the Secret names its pod's uuid, to find the owning pod.
+	// Deliberate, fixing an FSM defect: FSM's Secret carries no link back to
+	// its pod before the pod exists, so an orphan (pod refused by a later
+	// webhook) can never be matched and lives forever; the uuid label finds
+	// the owning pod.
 	{re(`^secret\.labels\.fsm-proxy-uuid$`), absent, "<UUID>", "finds the owning pod"},
 	// Tolerated: FSM's build version label (empty in the recording).
 	{re(`^secret\.labels\.app\.kubernetes\.io/version$`), "", absent, "build version label"},
