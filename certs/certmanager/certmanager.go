@@ -141,17 +141,10 @@ func (i *Issuer) issuerRef() cmmeta.IssuerReference {
 // Issue implements certs.Issuer: create a CertificateRequest, wait for it
 // through a watch, delete it.
 func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
-	c, err := i.issue(ctx, req)
-	if err != nil {
-		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue " + req.CommonName, Err: err}
-	}
-	return c, nil
+	return certs.IssueRemote(ctx, ProviderName, req, i.issue)
 }
 
 func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
-	if err := req.Validate(); err != nil {
-		return nil, err
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
@@ -186,19 +179,11 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, err
 	}
-	chain, err := certs.ParseCertsPEM(cr.Status.Certificate)
+	c, err := certs.IssuedCertificate(cr.Status.Certificate, key)
 	if err != nil {
 		return nil, fmt.Errorf("CertificateRequest %s: status.certificate: %w", ref, err)
 	}
-	if !certs.KeyMatches(key, chain[0].PublicKey) {
-		return nil, fmt.Errorf("CertificateRequest %s: the issued certificate is not for our key", ref)
-	}
-	keyPEM, err := certs.EncodeKeyPEM(key)
-	if err != nil {
-		return nil, err
-	}
-	bundle, err := i.bundle(ctx, cr.Status.CA)
-	if err != nil {
+	if c.CABundle, err = i.bundle(ctx, cr.Status.CA); err != nil {
 		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
 	if len(cr.Status.CA) > 0 {
@@ -206,7 +191,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		i.lastCA = cr.Status.CA
 		i.mu.Unlock()
 	}
-	return &certs.Certificate{CertPEM: cr.Status.Certificate, KeyPEM: keyPEM, CABundle: bundle, NotAfter: chain[0].NotAfter}, nil
+	return c, nil
 }
 
 // delete removes the CertificateRequest whatever happened, also after the

@@ -168,17 +168,10 @@ func (i *Issuer) Provider() string { return ProviderName }
 // once per distinct (requested, granted) pair: nothing renews a sidecar's
 // bootstrap certificate, so the operator must raise the role's max_ttl.
 func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
-	c, err := i.issue(ctx, req)
-	if err != nil {
-		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue " + req.CommonName, Err: err}
-	}
-	return c, nil
+	return certs.IssueRemote(ctx, ProviderName, req, i.issue)
 }
 
 func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
-	if err := req.Validate(); err != nil {
-		return nil, err
-	}
 	secs := int64(req.Validity / time.Second)
 	if secs < 1 || time.Duration(secs)*time.Second != req.Validity {
 		return nil, fmt.Errorf("validity %s is not a whole number of seconds (Vault's TTL resolution)", req.Validity)
@@ -210,35 +203,26 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	certPEM, _ := resp.Data["certificate"].(string)
 	keyPEM, _ := resp.Data["private_key"].(string)
 	issuingCA, _ := resp.Data["issuing_ca"].(string)
-	chain, err := certs.ParseCertsPEM([]byte(certPEM))
-	if err != nil {
-		return nil, fmt.Errorf("%s: certificate: %w", path, err)
-	}
-	leaf := chain[0]
 	key, err := certs.ParseKeyPEM([]byte(keyPEM))
 	if err != nil {
 		return nil, fmt.Errorf("%s: private_key: %w", path, err)
 	}
-	if !certs.KeyMatches(key, leaf.PublicKey) {
-		return nil, fmt.Errorf("%s: private_key does not match the certificate", path)
+	c, err := certs.IssuedCertificate([]byte(certPEM), key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: certificate: %w", path, err)
 	}
 	if issuingCA != "" {
 		i.mu.Lock()
 		i.issuingCA = []byte(issuingCA)
 		i.mu.Unlock()
 	}
-	bundle, err := i.caBundle(ctx)
-	if err != nil {
+	if c.CABundle, err = i.caBundle(ctx); err != nil {
 		return nil, err
 	}
-	keyOut, err := certs.EncodeKeyPEM(key)
-	if err != nil {
-		return nil, err
-	}
-	if granted, w := leaf.NotAfter.Sub(start), ttlWarning(resp.Warnings); w != "" || shortened(req.Validity, granted) {
+	if granted, w := c.NotAfter.Sub(start), ttlWarning(resp.Warnings); w != "" || shortened(req.Validity, granted) {
 		i.reportClamp(req, granted, w)
 	}
-	return &certs.Certificate{CertPEM: []byte(certPEM), KeyPEM: keyOut, CABundle: bundle, NotAfter: leaf.NotAfter}, nil
+	return c, nil
 }
 
 func ttlWarning(ws []string) string {
