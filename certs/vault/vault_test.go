@@ -15,6 +15,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
 )
@@ -120,7 +121,7 @@ func TestVault(t *testing.T) {
 
 	t.Run("unreachable", func(t *testing.T) {
 		o := opts(DefaultRole, srv.Token)
-		o.Port = vaultdev.FreePort(t)
+		o.Port = freeport.Must(t)
 		i, err := New(ctx, o)
 		if err != nil {
 			t.Fatal(err)

@@ -2,22 +2,10 @@ package vaultdev
 
 import (
 	"sync"
-	"testing"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 )
-
-// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment
-// ago: for a server the test starts, or a Vault address that must not answer.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
 
 // LogLines records what a logger writes, one string per call, so that a test
 // can assert what the Vault issuer logged. Safe for concurrent use.

@@ -28,6 +28,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/vault"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/poll"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
@@ -82,7 +83,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	port := vaultdev.FreePort(t)
+	port := freeport.Must(t)
 	srv, err := webhooks.New(webhooks.Options{
 		Config: env.Config, Namespace: ns, MeshName: "fsm", WebhookURLHost: "127.0.0.1", BindHost: "127.0.0.1",
 		Issuer: issuer, ResyncInterval: time.Second, SettleDelay: time.Second,

@@ -26,6 +26,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 	"github.com/flomesh-io/fsm-webhooks/internal/tailbuf"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 )
 
 const (
@@ -106,7 +107,7 @@ func New(t testing.TB) *Server {
 var errAddrInUse = errors.New("listen address already in use")
 
 func start(ctx context.Context, bin, token string) (*Server, error) {
-	port, err := freePort()
+	port, err := freeport.Loopback()
 	if err != nil {
 		return nil, err
 	}
@@ -294,18 +295,6 @@ func serverEnv(environ []string) []string {
 		}
 	}
 	return env
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	return port, nil
 }
 
 func randomToken() (string, error) {
