@@ -14,8 +14,18 @@
 // unthrottled client: not what ships, but it splits the handler's time into
 // its Secret write and its own work.
 //
-//	go run ./test/bench/load [-pods 500] [-concurrency 16 | -rate 100] [-key-algorithm RSA2048]
+// Modes (-mode): throughput (the default: closed or open loop, phase by
+// phase; with -rate and -duration, the steady state), writes (the
+// apiserver's writes per pod over its life: create, then delete and wait for
+// the bootstrap Secret to go), memory (serve's RSS with -prefill meshed pods
+// cached, under open-loop admissions; -soak for the curve over a long run),
+// startup (serve's start to ready from nothing, then restarted against the
+// same apiserver).
+//
+//	go run ./test/bench/load [-mode throughput|writes|memory|startup] [-pods 500]
+//	    [-concurrency 16 | -rate 100 [-duration 10m]] [-key-algorithm RSA2048]
 //	    [-phases plain,secret,meshed] [-serve-args '--key-pool-size=2064'] [-in-process]
+//	    [-prefill 5000] [-soak 10m] [-restarts 3]
 package main
 
 import (
@@ -24,6 +34,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
@@ -73,9 +84,23 @@ const (
 	chartCertKeyBits = 2048 // fsm.certificateProvider.certKeyBitSize
 )
 
+// Modes.
+const (
+	modeThroughput = "throughput"
+	modeWrites     = "writes"
+	modeMemory     = "memory"
+	modeStartup    = "startup"
+)
+
 // config is the command line.
 type config struct {
+	mode             string
 	pods, conc       int
+	duration         time.Duration
+	prefill          int
+	churn            bool
+	writesWait, idle time.Duration
+	restarts         int
 	meshedPods       int
 	certKeyBits      int
 	rate             float64
@@ -93,8 +118,11 @@ type config struct {
 // injectorUnderTest is serve or the in-process handler.
 type injectorUnderTest interface {
 	label() string
+	// regime tags every figure: shipped settings, or what differs (a
+	// pre-filled pool is a burst).
+	regime() string
 	// measure starts measuring a phase; the function it returns reports it.
-	measure(ctx context.Context) (func(elapsed time.Duration) string, error)
+	measure(ctx context.Context) (func(result) []string, error)
 	stop() error
 }
 
@@ -113,7 +141,15 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.StringVar(&c.mode, "mode", modeThroughput, "throughput (phases side by side), writes (apiserver writes per pod over its life), memory (serve's RSS with -prefill pods cached, open loop at -rate for -duration), startup (serve's start to ready, from nothing and restarted)")
 	fs.IntVar(&c.pods, "pods", 500, "pods to create per phase")
+	fs.DurationVar(&c.duration, "duration", 0, "open loop: run each phase this long (-rate × duration pods, overrides -pods and -meshed-pods); memory mode: default 60s")
+	fs.IntVar(&c.prefill, "prefill", 5000, "memory mode: meshed pods created through the injector (closed loop) before the measured load, so serve's caches hold them")
+	fs.BoolVar(&c.churn, "churn", false, "memory mode: delete the oldest meshed pod after each create, so the cached pods stay at -prefill (default: they grow by the load's pods)")
+	soak := fs.Duration("soak", 0, "memory mode: soak this long (sets -duration and -churn) and judge growth over the second half")
+	fs.DurationVar(&c.writesWait, "writes-wait", 2*time.Minute, "writes mode: how long to wait after the deletes for the pods and their bootstrap Secrets to be gone")
+	fs.DurationVar(&c.idle, "idle", 10*time.Second, "writes mode: idle period measuring the apiserver's background writes, subtracted from each phase")
+	fs.IntVar(&c.restarts, "restarts", 3, "startup mode: restarts against the existing Secrets, after the start from nothing")
 	fs.IntVar(&c.meshedPods, "meshed-pods", 0, "pods to create in the phase through the injector (default: -pods)")
 	fs.IntVar(&c.certKeyBits, "cert-key-bit-size", chartCertKeyBits, "MeshConfig spec.certificate.certKeyBitSize, the RSA size of bootstrap keys whatever the CA's algorithm (the chart's and FSM's default); 0 leaves it unset, so bootstrap keys follow -key-algorithm")
 	fs.IntVar(&c.conc, "concurrency", 16, "concurrent creates (closed loop: as fast as the apiserver takes them)")
@@ -137,10 +173,29 @@ func parseFlags(args []string) (config, error) {
 	if c.alg, err = certs.ParseKeyAlgorithm(*alg); err != nil {
 		return c, fmt.Errorf("-key-algorithm: %w", err)
 	}
+	switch c.mode {
+	case modeThroughput, modeWrites, modeStartup:
+	case modeMemory:
+		c.rate = cmp.Or(c.rate, 200)
+		c.duration = cmp.Or(*soak, c.duration, time.Minute)
+		c.churn = c.churn || *soak > 0
+	default:
+		return c, fmt.Errorf("-mode %q: want one of throughput, writes, memory, startup", c.mode)
+	}
+	if *soak != 0 && c.mode != modeMemory {
+		return c, fmt.Errorf("-soak %s: only with -mode memory", *soak)
+	}
+	if c.duration != 0 {
+		if c.rate <= 0 || c.duration < 0 {
+			return c, fmt.Errorf("-duration %s: needs -rate (open loop) and must be positive", c.duration)
+		}
+		c.pods = int(math.Ceil(c.rate * c.duration.Seconds()))
+		c.meshedPods = c.pods
+	}
 	c.meshedPods = cmp.Or(c.meshedPods, c.pods)
-	if c.pods < 1 || c.meshedPods < 1 || c.conc < 1 || c.rate < 0 || c.certKeyBits < 0 {
-		return c, fmt.Errorf("bad flags: pods %d, meshed-pods %d and concurrency %d must be positive, rate %g and cert-key-bit-size %d must not be negative",
-			c.pods, c.meshedPods, c.conc, c.rate, c.certKeyBits)
+	if c.pods < 1 || c.meshedPods < 1 || c.conc < 1 || c.rate < 0 || c.certKeyBits < 0 || c.prefill < 0 || c.restarts < 0 {
+		return c, fmt.Errorf("bad flags: pods %d, meshed-pods %d and concurrency %d must be positive, rate %g, cert-key-bit-size %d, prefill %d and restarts %d must not be negative",
+			c.pods, c.meshedPods, c.conc, c.rate, c.certKeyBits, c.prefill, c.restarts)
 	}
 	for _, p := range strings.Split(*phases, ",") {
 		ns, ok := phaseNames[strings.TrimSpace(p)]
@@ -155,6 +210,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if !c.inProcess && c.selfProfile != "" {
 		return c, errors.New("-profile profiles this process, which only holds the injector with -in-process (serve exposes no pprof)")
+	}
+	if c.inProcess && (c.mode == modeMemory || c.mode == modeStartup) {
+		return c, fmt.Errorf("-mode %s measures the serve process; -in-process runs none", c.mode)
 	}
 	return c, nil
 }
@@ -244,6 +302,42 @@ func run(c config) error {
 		return err
 	}
 
+	keys, err := bootstrapKeys(c.inProcess, c.serveArgs, c.certKeyBits, c.alg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("mode %s, CA key=%s, %s, MeshConfig certKeyBitSize %s, load generator GOMAXPROCS=%d\n%s\nfigures: %s\n",
+		c.mode, c.alg, keys, certKeyBitsText(c.certKeyBits), goruntime.GOMAXPROCS(0), hook.label(), hook.regime())
+	switch c.mode {
+	case modeWrites:
+		err = runWrites(ctx, c, cfg, cl, hook, template)
+	case modeMemory:
+		err = runMemory(ctx, c, cfg, cl, hook.(*serveProcess))
+	case modeStartup:
+		err = runStartup(ctx, c, cl, hook.(*serveProcess))
+	default:
+		err = runThroughput(ctx, c, cfg, cl, hook, template)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println(loadAverage("at the end"))
+	return nil
+}
+
+func certKeyBitsText(bits int) string {
+	switch bits {
+	case 0:
+		return "unset (NON-DEFAULT)"
+	case chartCertKeyBits:
+		return strconv.Itoa(bits) + " (the chart's)"
+	}
+	return strconv.Itoa(bits) + " (NON-DEFAULT)"
+}
+
+// runThroughput runs the phases side by side: closed loop (throughput) or
+// open loop (latency at a rate; with -duration, the steady state).
+func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte) error {
 	mode := fmt.Sprintf("closed loop, %d concurrent", c.conc)
 	if c.rate > 0 {
 		mode = fmt.Sprintf("open loop, %g creates/s started (%.0f s per phase)", c.rate, float64(c.pods)/c.rate)
@@ -252,23 +346,14 @@ func run(c config) error {
 	if c.meshedPods != c.pods {
 		pods += fmt.Sprintf(" (%d through the injector)", c.meshedPods)
 	}
-	keyBits := "bootstrap keys RSA-" + strconv.Itoa(c.certKeyBits) + " (MeshConfig certKeyBitSize, as the chart sets it)"
-	switch {
-	case c.inProcess:
-		keyBits = "bootstrap keys follow the CA (the in-process handler reads no MeshConfig)"
-	case c.certKeyBits == 0:
-		keyBits = "NON-DEFAULT: MeshConfig certKeyBitSize unset, so bootstrap keys follow the CA"
-	case c.certKeyBits != chartCertKeyBits:
-		keyBits = "NON-DEFAULT: " + keyBits
-	}
-	fmt.Printf("pods=%s per phase, %s, CA key=%s, %s, load generator GOMAXPROCS=%d\n%s\n", pods, mode, c.alg, keyBits, goruntime.GOMAXPROCS(0), hook.label())
+	fmt.Printf("pods=%s per phase, %s\n", pods, mode)
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
 		if err != nil {
 			return err
 		}
-		var report func(time.Duration) string
+		var report func(result) []string
 		if meshed {
 			if report, err = hook.measure(ctx); err != nil {
 				return err
@@ -278,18 +363,23 @@ func run(c config) error {
 		if meshed {
 			n = c.meshedPods
 		}
-		res := createPods(ctx, cl, ns, n, c, template)
+		res := createPods(ctx, cl, load{ns: ns, prefix: "p-", n: n, rate: c.rate, conc: c.conc, secretData: template})
 		end := time.Now()
 		if err := stopProfiles(); err != nil {
 			return err
 		}
-		printPhase(ns, c, res)
+		tag := "[no webhook involved]"
 		if meshed {
-			fmt.Println("  " + report(res.elapsed))
+			tag = "[" + hook.regime() + "]"
+		}
+		printPhase(phaseLabels[ns], tag, c, res)
+		if meshed {
+			for _, line := range report(res) {
+				fmt.Println("  " + line)
+			}
 			fmt.Println("  " + adoption(ctx, cl, end))
 		}
 	}
-	fmt.Println(loadAverage("at the end"))
 	return nil
 }
 
@@ -328,8 +418,11 @@ func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
 	return path, os.WriteFile(path, kc, 0o600)
 }
 
-func printPhase(ns string, c config, res result) {
-	label := map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsMeshed: "pods through the injector  "}[ns]
+var phaseLabels = map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsMeshed: "pods through the injector  "}
+
+// printPhase prints a phase's figures, tagged with the regime they were
+// taken in.
+func printPhase(label, tag string, c config, res result) {
 	lat := latencies(res.calls)
 	errs := 0
 	for _, cl := range res.calls {
@@ -337,12 +430,22 @@ func printPhase(ns string, c config, res result) {
 			errs++
 		}
 	}
-	fmt.Printf("%s: %7.1f pods/s  create p50 %6.2f ms  p99 %6.2f ms  errors %d (%.1f%%)\n",
-		label, float64(len(res.calls))/res.elapsed.Seconds(), ms(pct(lat, 50)), ms(pct(lat, 99)), errs, 100*float64(errs)/float64(len(res.calls)))
+	fmt.Printf("%s: %7.1f pods/s created (%d of %d in %.1f s)  create p50 %6.2f ms  p99 %6.2f ms  errors %d (%.1f%%)  %s\n",
+		label, float64(len(res.calls)-errs)/res.elapsed.Seconds(), len(res.calls)-errs, len(res.calls), res.elapsed.Seconds(),
+		ms(pct(lat, 50)), ms(pct(lat, 99)), errs, 100*float64(errs)/float64(len(res.calls)), tag)
 	for _, e := range errorSummary(res.calls, 3) {
 		fmt.Println("  error: " + e)
 	}
-	if ws := windows(res.calls, c.window); c.rate > 0 && len(ws) > 1 {
+	if c.rate <= 0 {
+		return
+	}
+	late := make([]time.Duration, len(res.calls))
+	for i, cl := range res.calls {
+		late[i] = cl.late
+	}
+	fmt.Printf("  load generator: creates started p50 %.2f ms, p99 %.2f ms, max %.2f ms behind schedule (one goroutine per create: a lag here means this process, not the apiserver, limited the rate)\n",
+		ms(pct(late, 50)), ms(pct(late, 99)), ms(slices.Max(late)))
+	if ws := windows(res.calls, c.window); len(ws) > 1 {
 		for _, w := range ws {
 			fmt.Printf("  started %4.0f-%4.0f s: %5d creates  p50 %6.2f ms  p99 %7.2f ms  errors %d\n",
 				w.from.Seconds(), (w.from + c.window).Seconds(), w.n, ms(w.p50), ms(w.p99), w.errs)
@@ -379,30 +482,40 @@ func warmUp(ctx context.Context, cl client.Client) (map[string][]byte, error) {
 }
 
 // adoption reports how long after the last create every bootstrap Secret of
-// the meshed phase is owned by its pod (the controllers' share of the work,
-// done outside the admissions).
+// the meshed phase is owned by its pod, when something writes owner
+// references (the injector's controller before issue 20's design, FSM's
+// controller where it runs). It stops waiting when no Secret was adopted for
+// 5 s: a design without owner-reference writes leaves all of them unowned.
 func adoption(ctx context.Context, cl client.Client, lastCreate time.Time) string {
-	const limit = time.Minute
-	var owned, total int
+	const limit, quiet = time.Minute, 5 * time.Second
+	owned, total := -1, 0
+	lastChange := time.Now()
 	for {
 		var list metav1.PartialObjectMetadataList
 		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
 		if err := cl.List(ctx, &list, client.InNamespace(nsMeshed), client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
 			return fmt.Sprintf("bootstrap Secret adoption: listing failed: %v", err)
 		}
-		owned, total = 0, len(list.Items)
+		n := 0
 		for _, s := range list.Items {
 			if len(s.OwnerReferences) > 0 {
-				owned++
+				n++
 			}
 		}
-		if owned == total || time.Since(lastCreate) > limit {
+		if n != owned {
+			owned, lastChange = n, time.Now()
+		}
+		total = len(list.Items)
+		if owned == total || time.Since(lastCreate) > limit || time.Since(lastChange) > quiet {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if owned < total {
-		return fmt.Sprintf("bootstrap Secrets owned by their pod: %d of %d after %s", owned, total, limit)
+	switch {
+	case owned == 0:
+		return fmt.Sprintf("bootstrap Secrets owned by their pod: none of %d (no owner-reference writes)", total)
+	case owned < total:
+		return fmt.Sprintf("bootstrap Secrets owned by their pod: %d of %d, %.1f s after the last create returned", owned, total, time.Since(lastCreate).Seconds())
 	}
 	return fmt.Sprintf("bootstrap Secrets owned by their pod: all %d, %.1f s after the last create returned", total, time.Since(lastCreate).Seconds())
 }
@@ -438,56 +551,75 @@ func startProfiles(ctx context.Context, c config, cfg *rest.Config, on bool) (st
 
 type result struct {
 	calls   []call
+	start   time.Time
 	elapsed time.Duration
 }
 
-// createPods creates n pods in ns, closed loop (c.conc workers) or open
-// loop (c.rate starts per second). In ns nsSecret each pod's Secret is
-// created first, as the injector does.
-func createPods(ctx context.Context, cl client.Client, ns string, n int, c config, secretData map[string][]byte) result {
+// load is one phase's creates.
+type load struct {
+	ns, prefix string // pods are named prefix + index
+	n          int
+	rate       float64 // creates started per second; 0: closed loop
+	conc       int     // closed loop: concurrent creates
+	// secretData, in ns nsSecret, is the Secret created before each pod,
+	// as the injector does.
+	secretData map[string][]byte
+	// after, if set, runs after each create, off the clock (memory mode's
+	// churn).
+	after func(name string, err error)
+}
+
+// createPods creates l.n pods, closed loop (l.conc workers) or open loop
+// (l.rate starts per second, each create on its own goroutine so a slow
+// create never delays the next start).
+func createPods(ctx context.Context, cl client.Client, l load) result {
 	var mu sync.Mutex
-	var res result
-	start := time.Now()
-	one := func(i int) {
+	res := result{start: time.Now()}
+	one := func(i int, due time.Time) {
 		t := time.Now()
+		name := l.prefix + strconv.Itoa(i)
 		var err error
-		if ns == nsSecret {
-			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s-%d", i), Namespace: ns}, Data: secretData})
+		if l.ns == nsSecret {
+			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: l.ns}, Data: l.secretData})
 		}
 		if err == nil {
 			err = cl.Create(ctx, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Namespace: ns},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: l.ns},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 			})
 		}
 		d := time.Since(t)
 		mu.Lock()
-		res.calls = append(res.calls, call{at: t.Sub(start), took: d, err: err})
+		res.calls = append(res.calls, call{at: t.Sub(res.start), took: d, late: max(0, t.Sub(due)), err: err})
 		mu.Unlock()
+		if l.after != nil {
+			l.after(name, err)
+		}
 	}
 	var wg sync.WaitGroup
-	if c.rate > 0 {
-		interval := time.Duration(float64(time.Second) / c.rate)
-		for i := range n {
-			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
-			wg.Go(func() { one(i) })
+	if l.rate > 0 {
+		interval := time.Duration(float64(time.Second) / l.rate)
+		for i := range l.n {
+			due := res.start.Add(time.Duration(i) * interval)
+			time.Sleep(time.Until(due))
+			wg.Go(func() { one(i, due) })
 		}
 	} else {
 		jobs := make(chan int)
-		for range c.conc {
+		for range l.conc {
 			wg.Go(func() {
 				for i := range jobs {
-					one(i)
+					one(i, time.Now())
 				}
 			})
 		}
-		for i := range n {
+		for i := range l.n {
 			jobs <- i
 		}
 		close(jobs)
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed = time.Since(res.start)
 	return res
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,14 +24,16 @@ import (
 type serveProcess struct {
 	cmd        *exec.Cmd
 	bin        string
+	args       []string
 	logPath    string
 	ports      servePorts
 	nonDefault []string
 	// ready is how long serve took from exec to /readyz answering 200 with
 	// nothing in the apiserver yet (it creates the CA, the serving certs and
 	// the registrations).
-	ready time.Duration
-	done  chan error
+	ready   time.Duration
+	done    chan error
+	stopped bool
 }
 
 // buildServe builds cmd/fsm-webhooks from the checkout the tool runs in.
@@ -78,42 +81,55 @@ func startServe(ctx context.Context, bin, kubeconfig, dir string, c config) (*se
 	}
 	p := servePorts{injector: free[0], validator: free[1], converter: free[2], metrics: free[3], health: free[4]}
 	args, nonDefault := serveArgs(kubeconfig, p, c.alg, c.serveArgs)
-	s := &serveProcess{bin: bin, logPath: cmp.Or(c.serveLog, filepath.Join(dir, "serve.log")), ports: p, nonDefault: nonDefault, done: make(chan error, 1)}
-	logFile, err := os.Create(s.logPath)
-	if err != nil {
+	s := &serveProcess{bin: bin, args: args, logPath: cmp.Or(c.serveLog, filepath.Join(dir, "serve.log")), ports: p, nonDefault: nonDefault}
+	if err := os.WriteFile(s.logPath, nil, 0o600); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, args...)
+	if s.ready, err = s.launch(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts serve (appending to its log) and returns how long it took
+// from exec to /readyz answering 200.
+func (s *serveProcess) launch(ctx context.Context) (time.Duration, error) {
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	s.cmd = exec.Command(s.bin, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	s.done, s.stopped = make(chan error, 1), false
 	start := time.Now()
 	if err := s.cmd.Start(); err != nil {
 		_ = logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
+		return 0, fmt.Errorf("starting %s: %w", s.bin, err)
 	}
 	go func() {
 		s.done <- s.cmd.Wait()
 		_ = logFile.Close()
 	}()
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", p.health)
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", s.ports.health)
 	// From nothing on a busy machine: the CA (an RSA key unless ECDSA) and
-	// three serving certificates are created first.
+	// three serving certificates are created first. Polled every 10 ms:
+	// start to ready is a target of 1 s.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if err := get(ctx, readyz); err == nil {
-			s.ready = time.Since(start)
-			return s, nil
+			return time.Since(start), nil
 		} else if time.Now().After(deadline) {
 			_ = s.stop()
-			return nil, fmt.Errorf("serve not ready after 3 minutes (%v); log:\n%s", err, s.logTail(20))
+			return 0, fmt.Errorf("serve not ready after 3 minutes (%v); log:\n%s", err, s.logTail(20))
 		}
 		select {
 		case err := <-s.done:
 			s.done <- err
-			return nil, fmt.Errorf("serve exited before it was ready (%v); log:\n%s", err, s.logTail(20))
+			return 0, fmt.Errorf("serve exited before it was ready (%v); log:\n%s", err, s.logTail(20))
 		case <-ctx.Done():
 			_ = s.stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
@@ -163,16 +179,28 @@ func (s *serveProcess) label() string {
 		binaryVersion(s.bin), settings, s.ready.Seconds())
 }
 
-// usage is serve's CPU time so far and its resident memory.
+// usage is one sample of serve: its CPU time so far, resident memory and the
+// metrics the figures need.
 type usage struct {
+	at            time.Time
 	cpu           time.Duration
 	rssKiB, hwKiB int64
-	injector      histogram
-	hasHistogram  bool
+	// injector is the injector's requests as serve times them (reviewhttp:
+	// headers to answer, the bootstrap Secret's write included).
+	injector     histogram
+	hasHistogram bool
+	// issuance is the mesh CA's per-certificate time (certmetrics: waiting
+	// for a key from the pool, or generating it inline, and signing).
+	issuance    histogram
+	hasIssuance bool
+	// Key pools, summed over algorithms (keypool): keys asked of an empty
+	// pool, misses served by their own inline generation, keys in stock.
+	misses, inline, poolSize float64
+	hasPool                  bool
 }
 
 func (s *serveProcess) sample(ctx context.Context) (usage, error) {
-	var u usage
+	u := usage{at: time.Now()}
 	pid := s.cmd.Process.Pid
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -200,39 +228,155 @@ func (s *serveProcess) sample(ctx context.Context) (usage, error) {
 		return u, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	u.injector, u.hasHistogram, err = scrapeHistogram(resp.Body, "fsm_webhooks_request_duration_seconds", map[string]string{"webhook": "injector"})
-	return u, err
+	fams, err := parseMetrics(resp.Body)
+	if err != nil {
+		return u, err
+	}
+	if u.injector, u.hasHistogram, err = fams.histogramOf("fsm_webhooks_request_duration_seconds", map[string]string{"webhook": "injector"}); err != nil {
+		return u, err
+	}
+	if u.issuance, u.hasIssuance, err = fams.histogramOf("fsm_webhooks_cert_issuance_duration_seconds", nil); err != nil {
+		return u, err
+	}
+	u.misses, u.hasPool = fams.sum("fsm_webhooks_keypool_misses_total")
+	u.inline, _ = fams.sum("fsm_webhooks_keypool_inline_used_total")
+	u.poolSize, _ = fams.sum("fsm_webhooks_keypool_size")
+	return u, nil
 }
 
-// measure returns a function reporting serve's share of the phase it
-// brackets: CPU, memory and, when serve exports it, the injector's request
-// latency as its own histogram shows it.
-func (s *serveProcess) measure(ctx context.Context) (func(elapsed time.Duration) string, error) {
-	before, err := s.sample(ctx)
+// sampler samples serve every period until stop, which returns the samples
+// (the first taken at once) and the first sampling error.
+func (s *serveProcess) sampler(ctx context.Context, period time.Duration) (stop func() ([]usage, error), err error) {
+	first, err := s.sample(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sampling serve: %w", err)
 	}
-	return func(elapsed time.Duration) string {
-		after, err := s.sample(ctx)
-		if err != nil {
-			return fmt.Sprintf("serve: sampling failed: %v", err)
+	samples := []usage{first}
+	var firstErr error
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			u, err := s.sample(ctx)
+			if err != nil {
+				firstErr = cmp.Or(firstErr, err)
+				continue
+			}
+			samples = append(samples, u)
 		}
-		out := fmt.Sprintf("serve process: %.2f cores, RSS %.0f MiB (peak %.0f MiB)",
-			(after.cpu-before.cpu).Seconds()/elapsed.Seconds(), float64(after.rssKiB)/1024, float64(after.hwKiB)/1024)
-		if !after.hasHistogram {
-			return out + "; its handler latency is not exported by this build (use -in-process for the handler's own figures)"
+	}()
+	return func() ([]usage, error) {
+		close(done)
+		<-finished
+		if u, err := s.sample(ctx); err == nil {
+			samples = append(samples, u)
 		}
-		h := after.injector.since(before.injector)
-		return out + fmt.Sprintf("; injector requests as serve timed them (histogram, interpolated): p50 %.2f ms  p99 %.2f ms over %d",
-			h.quantile(.50)*1000, h.quantile(.99)*1000, h.total())
+		return samples, firstErr
 	}, nil
+}
+
+// measure samples serve every second over the phase it brackets and reports
+// its share: CPU, memory, the injector's latency as serve's histogram shows
+// it, the CA's issuance time and the key pools' dry spells.
+func (s *serveProcess) measure(ctx context.Context) (func(result) []string, error) {
+	stop, err := s.sampler(ctx, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return func(res result) []string {
+		samples, err := stop()
+		if err != nil {
+			return []string{fmt.Sprintf("serve: sampling failed: %v", err)}
+		}
+		return serveReport(samples, res)
+	}, nil
+}
+
+// serveReport is what the samples of one phase say about serve.
+func serveReport(samples []usage, res result) []string {
+	first, last := samples[0], samples[len(samples)-1]
+	rss := rssSeries(samples, res.start)
+	lo, hi := rss[0].v, rss[0].v
+	for _, p := range rss {
+		lo, hi = min(lo, p.v), max(hi, p.v)
+	}
+	out := []string{fmt.Sprintf("serve process: %.2f cores, RSS %.0f-%.0f MiB over the phase (sampled every second; last %.0f, peak since start %.0f MiB)",
+		(last.cpu-first.cpu).Seconds()/last.at.Sub(first.at).Seconds(), lo, hi, rss[len(rss)-1].v, float64(last.hwKiB)/1024)}
+	if !last.hasHistogram {
+		out = append(out, "serve's injector latency is not exported by this build (use -in-process for the handler's own figures)")
+	} else {
+		h := last.injector.since(first.injector)
+		out = append(out, fmt.Sprintf("injector requests as serve timed them (histogram, interpolated; its Secret write included): p50 %.2f ms  p99 %.2f ms over %d",
+			h.quantile(.50)*1000, h.quantile(.99)*1000, h.total()))
+	}
+	if last.hasIssuance {
+		h := last.issuance.since(first.issuance)
+		out = append(out, fmt.Sprintf("certificate issuance as serve timed it (key from the pool or inline, and signing; the only part of the handler's own work serve exports): p50 %.3f ms  p99 %.3f ms over %d",
+			h.quantile(.50)*1000, h.quantile(.99)*1000, h.total()))
+	}
+	if last.hasPool {
+		out = append(out, dryReport(samples, res)...)
+	}
+	return out
+}
+
+// rssSeries is serve's RSS in MiB by time since start.
+func rssSeries(samples []usage, start time.Time) []point {
+	ps := make([]point, len(samples))
+	for i, u := range samples {
+		ps[i] = point{at: u.at.Sub(start), v: float64(u.rssKiB) / 1024}
+	}
+	return ps
+}
+
+// dryReport says when the key pools ran dry and what admissions that
+// started then took.
+func dryReport(samples []usage, res result) []string {
+	ats := make([]time.Duration, len(samples))
+	misses := make([]float64, len(samples))
+	for i, u := range samples {
+		ats[i], misses[i] = u.at.Sub(res.start), u.misses
+	}
+	first, last := samples[0], samples[len(samples)-1]
+	dry, sustained := dryIntervals(ats, misses)
+	out := []string{fmt.Sprintf("key pools: %.0f keys asked of an empty pool (%.0f generated inline, the rest served by a refill that landed first); dry in %d of %d one-second samples, %d of them after a dry second",
+		last.misses-first.misses, last.inline-first.inline, len(dry), len(samples)-1, len(sustained))}
+	for _, d := range []struct {
+		name string
+		ivs  []interval
+	}{{"during dry seconds", dry}, {"during dry seconds after a dry second (pool empty longer than one key's refill)", sustained}} {
+		calls := callsWithin(res.calls, d.ivs)
+		if len(calls) == 0 {
+			continue
+		}
+		var h histogram
+		for i := 1; i < len(samples); i++ {
+			iv := interval{ats[i-1], ats[i]}
+			if slices.Contains(d.ivs, iv) {
+				h = h.plus(samples[i].injector.since(samples[i-1].injector))
+			}
+		}
+		lat := latencies(calls)
+		out = append(out, fmt.Sprintf("  %s: create p99 %.2f ms over %d creates; serve's injector p99 %.2f ms over %d",
+			d.name, ms(pct(lat, 99)), len(calls), h.quantile(.99)*1000, h.total()))
+	}
+	return out
 }
 
 // stop ends serve with SIGTERM, as the kubelet does, then SIGKILL.
 func (s *serveProcess) stop() error {
-	if s.cmd.Process == nil {
+	if s.cmd.Process == nil || s.stopped {
 		return nil
 	}
+	s.stopped = true
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-s.done:
@@ -256,3 +400,5 @@ func (s *serveProcess) logTail(n int) string {
 	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
 	return string(bytes.Join(lines[max(0, len(lines)-n):], []byte("\n")))
 }
+
+func (s *serveProcess) regime() string { return regime(false, s.nonDefault) }

@@ -16,13 +16,16 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 // call is one create: when it started (from the phase's start), how long it
-// took and how it failed.
+// took, how late it started and how it failed.
 type call struct {
 	at, took time.Duration
-	err      error
+	// late is how far behind its schedule an open-loop create started.
+	late time.Duration
+	err  error
 }
 
 func latencies(calls []call) []time.Duration {
@@ -191,16 +194,46 @@ type histogram struct {
 	counts []uint64
 }
 
-// scrapeHistogram sums, over every series of family name whose labels
-// include match, the cumulative buckets. ok is false when the family is not
-// exported at all.
-func scrapeHistogram(r io.Reader, name string, match map[string]string) (h histogram, ok bool, err error) {
+// families is one scrape of a Prometheus text endpoint, by family name.
+type families map[string]*dto.MetricFamily
+
+func parseMetrics(r io.Reader) (families, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(r)
+	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return h, false, fmt.Errorf("parsing metrics: %w", err)
+		return nil, fmt.Errorf("parsing metrics: %w", err)
 	}
-	fam, ok := families[name]
+	return fams, nil
+}
+
+// scrapeHistogram parses r and returns histogramOf name.
+func scrapeHistogram(r io.Reader, name string, match map[string]string) (h histogram, ok bool, err error) {
+	fams, err := parseMetrics(r)
+	if err != nil {
+		return h, false, err
+	}
+	return fams.histogramOf(name, match)
+}
+
+// sum adds up the values of every counter or gauge series of family name
+// (all label sets: e.g. every key pool algorithm). ok is false when the
+// family is not exported.
+func (fams families) sum(name string) (v float64, ok bool) {
+	fam, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+	for _, m := range fam.GetMetric() {
+		v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return v, true
+}
+
+// histogramOf sums, over every series of family name whose labels include
+// match, the cumulative buckets. ok is false when the family is not exported
+// at all.
+func (fams families) histogramOf(name string, match map[string]string) (h histogram, ok bool, err error) {
+	fam, ok := fams[name]
 	if !ok {
 		return h, false, nil
 	}
@@ -252,6 +285,21 @@ func (h histogram) since(before histogram) histogram {
 	return out
 }
 
+// plus is h and o added bucket by bucket (o may be empty): the requests of
+// several disjoint intervals.
+func (h histogram) plus(o histogram) histogram {
+	if len(h.counts) == 0 {
+		return histogram{bounds: o.bounds, counts: slices.Clone(o.counts)}
+	}
+	out := histogram{bounds: h.bounds, counts: slices.Clone(h.counts)}
+	if len(o.counts) == len(h.counts) {
+		for i := range out.counts {
+			out.counts[i] += o.counts[i]
+		}
+	}
+	return out
+}
+
 func (h histogram) total() uint64 {
 	if len(h.counts) == 0 {
 		return 0
@@ -287,4 +335,282 @@ func (h histogram) quantile(q float64) float64 {
 		return lo + (h.bounds[i]-lo)*(rank-float64(below))/float64(in)
 	}
 	return h.bounds[len(h.bounds)-1]
+}
+
+// point is one sample of a series (serve's RSS in MiB) at a time since the
+// phase started.
+type point struct {
+	at time.Duration
+	v  float64
+}
+
+// slope is the least-squares slope of ps per second, 0 for fewer than two
+// distinct times.
+func slope(ps []point) float64 {
+	if len(ps) < 2 {
+		return 0
+	}
+	var mx, my float64
+	for _, p := range ps {
+		mx += p.at.Seconds()
+		my += p.v
+	}
+	n := float64(len(ps))
+	mx, my = mx/n, my/n
+	var sxy, sxx float64
+	for _, p := range ps {
+		dx := p.at.Seconds() - mx
+		sxy += dx * (p.v - my)
+		sxx += dx * dx
+	}
+	if sxx == 0 {
+		return 0
+	}
+	return sxy / sxx
+}
+
+// growth judges a memory curve by its second half, after caches and pools
+// have reached their working size: the least-squares growth over that half
+// (MiB), and whether it is growth rather than the garbage collector's
+// sawtooth: more than 1 MiB and more than 2% of the half's mean.
+func growth(ps []point) (overHalf float64, grows bool) {
+	if len(ps) < 4 {
+		return 0, false
+	}
+	mid := ps[0].at + (ps[len(ps)-1].at-ps[0].at)/2
+	i, _ := slices.BinarySearchFunc(ps, mid, func(p point, t time.Duration) int { return cmp.Compare(p.at, t) })
+	half := ps[i:]
+	if len(half) < 2 {
+		return 0, false
+	}
+	overHalf = slope(half) * (half[len(half)-1].at - half[0].at).Seconds()
+	var mean float64
+	for _, p := range half {
+		mean += p.v
+	}
+	mean /= float64(len(half))
+	return overHalf, overHalf > 1 && overHalf > 0.02*mean
+}
+
+// span is the samples of a series taken within [from, from+width).
+type span struct {
+	from           time.Duration
+	n              int
+	min, max, last float64
+}
+
+// spans cuts a series into consecutive spans of width by sample time (the
+// curve a soak prints), skipping empty ones.
+func spans(ps []point, width time.Duration) []span {
+	var out []span
+	for _, p := range ps {
+		from := p.at.Truncate(width)
+		if len(out) == 0 || out[len(out)-1].from != from {
+			out = append(out, span{from: from, min: p.v, max: p.v})
+		}
+		s := &out[len(out)-1]
+		s.n++
+		s.min, s.max, s.last = min(s.min, p.v), max(s.max, p.v), p.v
+	}
+	return out
+}
+
+// interval is [from, to) since the phase started.
+type interval struct{ from, to time.Duration }
+
+// dryIntervals finds, between consecutive samples of the key pools' miss
+// counter (ats ascending), the intervals in which a key was asked of an
+// empty pool. sustained are the dry intervals whose previous interval was dry
+// too: the pool had been empty for longer than a sampling period, longer than
+// a refill of one key takes, when the handler should no longer wait for keys.
+func dryIntervals(ats []time.Duration, misses []float64) (dry, sustained []interval) {
+	for i := 1; i < len(ats) && i < len(misses); i++ {
+		if misses[i] <= misses[i-1] {
+			continue
+		}
+		iv := interval{ats[i-1], ats[i]}
+		if len(dry) > 0 && dry[len(dry)-1].to == iv.from {
+			sustained = append(sustained, iv)
+		}
+		dry = append(dry, iv)
+	}
+	return dry, sustained
+}
+
+// callsWithin is the calls that started within one of ivs.
+func callsWithin(calls []call, ivs []interval) []call {
+	var out []call
+	for _, c := range calls {
+		for _, iv := range ivs {
+			if c.at >= iv.from && c.at < iv.to {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// writeKey is one kind of apiserver write: resource[/subresource] and verb.
+type writeKey struct{ resource, verb string }
+
+// writeVerbs are the apiserver_request_total verbs that write, as
+// Kubernetes' RBAC spells them.
+var writeVerbs = map[string]string{"POST": "create", "PUT": "update", "PATCH": "patch", "APPLY": "apply", "DELETE": "delete", "DELETECOLLECTION": "deletecollection"}
+
+// apiserverWrites counts kube-apiserver's mutating requests by resource and
+// verb from its apiserver_request_total (every client, every response code;
+// dry runs excluded: they write nothing).
+func (fams families) apiserverWrites() map[writeKey]float64 {
+	out := map[writeKey]float64{}
+	fam, ok := fams["apiserver_request_total"]
+	if !ok {
+		return out
+	}
+	for _, m := range fam.GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		verb, ok := writeVerbs[l["verb"]]
+		if !ok || l["dry_run"] != "" {
+			continue
+		}
+		res := l["resource"]
+		if l["subresource"] != "" {
+			res += "/" + l["subresource"]
+		}
+		out[writeKey{res, verb}] += m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// writeRow is one kind of write of a phase: per pod, after subtracting the
+// background the apiserver sees with no load.
+type writeRow struct {
+	key               writeKey
+	total, background float64
+	perPod            float64
+}
+
+// alwaysShown are the writes a meshed pod's life may cost, printed even when
+// none happened (a 0 is the finding).
+var alwaysShown = []writeKey{{"pods", "create"}, {"pods", "delete"}, {"secrets", "create"}, {"secrets", "delete"}, {"secrets", "patch"}, {"secrets", "update"}}
+
+// writesPerPod is the writes between before and after (a phase of length
+// took over pods pods) minus the idle rate (idle writes over idleTook)
+// scaled to the phase, per pod; rows of alwaysShown first, then every other
+// kind that wrote at least once per 100 pods.
+func writesPerPod(before, after, idle map[writeKey]float64, idleTook, took time.Duration, pods int) []writeRow {
+	row := func(k writeKey) writeRow {
+		r := writeRow{key: k, total: after[k] - before[k]}
+		if idleTook > 0 {
+			r.background = idle[k] * took.Seconds() / idleTook.Seconds()
+		}
+		r.perPod = max(0, r.total-r.background) / float64(pods)
+		return r
+	}
+	var out []writeRow
+	for _, k := range alwaysShown {
+		out = append(out, row(k))
+	}
+	var others []writeRow
+	for k := range after {
+		if slices.Contains(alwaysShown, k) {
+			continue
+		}
+		if r := row(k); r.perPod >= 0.01 {
+			others = append(others, r)
+		}
+	}
+	slices.SortFunc(others, func(a, b writeRow) int {
+		return cmp.Or(cmp.Compare(b.perPod, a.perPod), strings.Compare(a.key.resource, b.key.resource), strings.Compare(a.key.verb, b.key.verb))
+	})
+	return append(out, others...)
+}
+
+// diffWrites is after minus before, kind by kind.
+func diffWrites(before, after map[writeKey]float64) map[writeKey]float64 {
+	out := map[writeKey]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// flagValue is the last value given to a flag in a command line (both
+// --name=value and --name value, one or two dashes), and whether it was.
+func flagValue(args []string, name string) (string, bool) {
+	var v string
+	var found bool
+	for i, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if rest, ok := strings.CutPrefix(a, name+"="); ok {
+			v, found = rest, true
+		} else if a == name && i+1 < len(args) {
+			v, found = args[i+1], true
+		}
+	}
+	return v, found
+}
+
+// serveBootstrapDefault is serve's --bootstrap-key-algorithm default
+// (cmd/fsm-webhooks options.go).
+const serveBootstrapDefault = "ecdsa-p256"
+
+// bootstrapKeys says which key the injector puts in each bootstrap Secret,
+// decided by the injector's own rule (injector.BootstrapKeyAlgorithm) from
+// serve's --bootstrap-key-algorithm (in extra serve arguments, else its
+// default), MeshConfig's certKeyBitSize (0: unset) and the CA's algorithm
+// (what an empty choice falls back to). The in-process handler is built
+// with no choice, which is the injector's default.
+func bootstrapKeys(inProcess bool, serveArgs []string, certKeyBits int, ca certs.KeyAlgorithm) (string, error) {
+	flagText := serveBootstrapDefault
+	if v, ok := flagValue(serveArgs, "bootstrap-key-algorithm"); ok {
+		flagText = v
+	}
+	var choice certs.KeyAlgorithm
+	source := "--bootstrap-key-algorithm=" + flagText
+	switch {
+	case inProcess:
+		source = "the injector's default"
+	case flagText == "meshconfig":
+		choice = injector.BootstrapKeyFromMeshConfig
+	default:
+		var err error
+		if choice, err = certs.ParseKeyAlgorithm(flagText); err != nil {
+			return "", fmt.Errorf("--bootstrap-key-algorithm %q: %w", flagText, err)
+		}
+	}
+	alg, err := injector.BootstrapKeyAlgorithm(choice, certKeyBits)
+	if err != nil {
+		return "", err
+	}
+	if alg == "" {
+		alg = ca
+		source += ", MeshConfig certKeyBitSize unset: the CA's algorithm"
+	} else if choice == injector.BootstrapKeyFromMeshConfig {
+		source += fmt.Sprintf(", MeshConfig certKeyBitSize %d", certKeyBits)
+	}
+	if !inProcess && flagText == serveBootstrapDefault {
+		source += ", serve's default"
+	}
+	return fmt.Sprintf("bootstrap keys %s (%s)", alg, source), nil
+}
+
+// regime is the tag every figure carries: shipped settings, or the settings
+// that differ; a pre-filled or enlarged key pool makes the figures a burst.
+func regime(inProcess bool, nonDefault []string) string {
+	switch {
+	case inProcess:
+		return "BURST: in-process handler, pre-filled key pool, NOT what ships"
+	case len(nonDefault) == 0:
+		return "shipped settings"
+	}
+	if _, ok := flagValue(nonDefault, "key-pool-size"); ok {
+		return "BURST-sized key pool, NON-DEFAULT: " + strings.Join(nonDefault, " ")
+	}
+	return "NON-DEFAULT: " + strings.Join(nonDefault, " ")
 }

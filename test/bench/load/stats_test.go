@@ -255,10 +255,29 @@ func TestParseFlags(t *testing.T) {
 		c.meshedPods != 30 || c.certKeyBits != 0 {
 		t.Errorf("parsed %+v", c)
 	}
+	c, err = parseFlags([]string{"-mode=memory", "-soak=10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.rate != 200 || c.duration != 10*time.Minute || !c.churn || c.pods != 120000 || c.prefill != 5000 {
+		t.Errorf("memory soak: %+v, want 200/s for 10 min (120000 pods) with churn over 5000 pre-filled", c)
+	}
+	c, err = parseFlags([]string{"-mode=memory"})
+	if err != nil || c.duration != time.Minute || c.churn || c.pods != 12000 {
+		t.Errorf("memory: %+v, %v; want 60 s at 200/s without churn", c, err)
+	}
+	c, err = parseFlags([]string{"-phases=meshed", "-rate=4", "-duration=10m"})
+	if err != nil || c.pods != 2400 || c.meshedPods != 2400 {
+		t.Errorf("steady state: %+v, %v; want 2400 pods", c, err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"-mode=soak"}, "-mode"},
+		{[]string{"-soak=1m"}, "only with -mode memory"},
+		{[]string{"-duration=1m"}, "needs -rate"},
+		{[]string{"-mode=startup", "-in-process"}, "-in-process runs none"},
 		{[]string{"-key-algorithm=dsa"}, "-key-algorithm"},
 		{[]string{"-pods=0"}, "must be positive"},
 		{[]string{"-cert-key-bit-size=-1"}, "must not be negative"},
@@ -271,5 +290,201 @@ func TestParseFlags(t *testing.T) {
 		if _, err := parseFlags(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parseFlags(%q) = %v, want an error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+func TestGrowth(t *testing.T) {
+	series := func(n int, f func(i int) float64) []point {
+		ps := make([]point, n)
+		for i := range ps {
+			ps[i] = point{at: time.Duration(i) * time.Second, v: f(i)}
+		}
+		return ps
+	}
+	for _, tc := range []struct {
+		name      string
+		ps        []point
+		wantHalf  float64
+		wantGrows bool
+	}{
+		{"flat", series(600, func(int) float64 { return 50 }), 0, false},
+		// A GC sawtooth between 48 and 52 MiB: no trend.
+		{"sawtooth", series(600, func(i int) float64 { return 48 + float64(i%20)/5 }), 0.265, false},
+		// Warm-up growth in the first half only is not growth.
+		{"grows then settles", series(600, func(i int) float64 { return 30 + min(float64(i), 200)/10 }), 0, false},
+		// 10 MiB per 10 minutes: 5 MiB over the second half (299 s).
+		{"leak", series(600, func(i int) float64 { return 50 + float64(i)/60 }), 299.0 / 60, true},
+		// 0.5 MiB over the half: below 1 MiB.
+		{"tiny slope", series(600, func(i int) float64 { return 50 + float64(i)/600 }), 299.0 / 600, false},
+		{"too short", series(3, func(i int) float64 { return float64(i) * 100 }), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			half, grows := growth(tc.ps)
+			if math.Abs(half-tc.wantHalf) > 0.05 || grows != tc.wantGrows {
+				t.Errorf("growth = %.3f MiB, grows %v; want %.3f, %v", half, grows, tc.wantHalf, tc.wantGrows)
+			}
+		})
+	}
+}
+
+func TestSpans(t *testing.T) {
+	ps := []point{{0, 10}, {10 * time.Second, 30}, {29 * time.Second, 20}, {30 * time.Second, 25}, {95 * time.Second, 5}}
+	want := []span{
+		{from: 0, n: 3, min: 10, max: 30, last: 20},
+		{from: 30 * time.Second, n: 1, min: 25, max: 25, last: 25},
+		{from: 90 * time.Second, n: 1, min: 5, max: 5, last: 5},
+	}
+	if got := spans(ps, 30*time.Second); !slices.Equal(got, want) {
+		t.Errorf("spans\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestDryIntervals(t *testing.T) {
+	s := time.Second
+	ats := []time.Duration{0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s}
+	// Misses rise in (1,2], (2,3], (3,4] and (5,6].
+	misses := []float64{0, 0, 5, 9, 10, 10, 12}
+	dry, sustained := dryIntervals(ats, misses)
+	wantDry := []interval{{s, 2 * s}, {2 * s, 3 * s}, {3 * s, 4 * s}, {5 * s, 6 * s}}
+	wantSustained := []interval{{2 * s, 3 * s}, {3 * s, 4 * s}}
+	if !slices.Equal(dry, wantDry) || !slices.Equal(sustained, wantSustained) {
+		t.Errorf("dry %v sustained %v; want %v, %v", dry, sustained, wantDry, wantSustained)
+	}
+	calls := []call{{at: 500 * time.Millisecond}, {at: s}, {at: 2500 * time.Millisecond}, {at: 4 * s}, {at: 5900 * time.Millisecond}}
+	got := callsWithin(calls, sustained)
+	if len(got) != 1 || got[0].at != 2500*time.Millisecond {
+		t.Errorf("calls within sustained dry intervals: %+v, want the one at 2.5 s", got)
+	}
+	if got := callsWithin(calls, dry); len(got) != 3 {
+		t.Errorf("calls within dry intervals: %+v, want those at 1, 2.5 and 5.9 s", got)
+	}
+}
+
+// apiserverMetrics is a kube-apiserver apiserver_request_total excerpt.
+func apiserverMetrics(podCreates, secretPatches, leaseUpdates int) string {
+	line := func(verb, resource, sub, code, dryRun string, v int) string {
+		return `apiserver_request_total{code="` + code + `",component="apiserver",dry_run="` + dryRun + `",group="",resource="` + resource +
+			`",scope="resource",subresource="` + sub + `",verb="` + verb + `",version="v1"} ` + strconv.Itoa(v) + "\n"
+	}
+	return "# TYPE apiserver_request_total counter\n" +
+		line("POST", "pods", "", "201", "", podCreates) +
+		line("POST", "pods", "", "201", "All", 1000) + // dry runs write nothing
+		line("GET", "pods", "", "200", "", 5000) + // reads are not writes
+		line("PATCH", "secrets", "", "200", "", secretPatches) +
+		line("PATCH", "secrets", "", "409", "", secretPatches/100) + // a conflict is still a request
+		line("PUT", "leases", "", "200", "", leaseUpdates) +
+		line("PUT", "pods", "status", "200", "", 0)
+}
+
+func TestWritesPerPod(t *testing.T) {
+	parse := func(s string) map[writeKey]float64 {
+		fams, err := parseMetrics(strings.NewReader(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams.apiserverWrites()
+	}
+	idle := diffWrites(parse(apiserverMetrics(0, 0, 10)), parse(apiserverMetrics(0, 0, 12))) // 2 lease updates in 10 s
+	if want := map[writeKey]float64{{"leases", "update"}: 2}; len(idle) != 1 || idle[writeKey{"leases", "update"}] != 2 {
+		t.Fatalf("idle writes %v, want %v", idle, want)
+	}
+	// 100 pods over 50 s: 100 creates, 101 patches (one a conflict), 40 lease updates (10 background).
+	rows := writesPerPod(parse(apiserverMetrics(1, 0, 12)), parse(apiserverMetrics(101, 100, 52)), idle, 10*time.Second, 50*time.Second, 100)
+	got := map[writeKey]float64{}
+	var order []writeKey
+	for _, r := range rows {
+		got[r.key] = r.perPod
+		order = append(order, r.key)
+	}
+	want := map[writeKey]float64{
+		{"pods", "create"}: 1, {"pods", "delete"}: 0, {"secrets", "create"}: 0, {"secrets", "delete"}: 0,
+		{"secrets", "patch"}: 1.01, {"secrets", "update"}: 0, {"leases", "update"}: 0.3,
+	}
+	for k, w := range want {
+		if math.Abs(got[k]-w) > 1e-9 {
+			t.Errorf("%v: %.3f per pod, want %.3f", k, got[k], w)
+		}
+	}
+	if len(rows) != len(want) {
+		t.Errorf("rows %v: want the six always shown and the lease updates (pod status writes none)", order)
+	}
+	if !slices.Equal(order[:len(alwaysShown)], alwaysShown) {
+		t.Errorf("order %v: the always-shown rows come first", order)
+	}
+}
+
+func TestFlagValue(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		want   string
+		wantOK bool
+	}{
+		{nil, "", false},
+		{[]string{"--bootstrap-key-algorithm=rsa2048"}, "rsa2048", true},
+		{[]string{"-bootstrap-key-algorithm", "meshconfig"}, "meshconfig", true},
+		{[]string{"--bootstrap-key-algorithm=rsa2048", "--bootstrap-key-algorithm=ecdsa-p384"}, "ecdsa-p384", true},
+		{[]string{"--bootstrap-key-algorithm-x=1"}, "", false},
+		{[]string{"--bootstrap-key-algorithm"}, "", false},
+	} {
+		got, ok := flagValue(tc.args, "bootstrap-key-algorithm")
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("flagValue(%q) = %q, %v; want %q, %v", tc.args, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
+
+func TestBootstrapKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		inProcess bool
+		args      []string
+		bits      int
+		ca        certs.KeyAlgorithm
+		want      string
+	}{
+		// The banner once said RSA-2048 here: serve's default ignores certKeyBitSize.
+		{"serve's default, chart MeshConfig, RSA CA", false, nil, 2048, certs.RSA2048, "bootstrap keys ECDSAP256 (--bootstrap-key-algorithm=ecdsa-p256, serve's default)"},
+		{"FSM's choice", false, []string{"--bootstrap-key-algorithm=meshconfig"}, 2048, certs.ECDSAP256, "bootstrap keys RSA2048 (--bootstrap-key-algorithm=meshconfig, MeshConfig certKeyBitSize 2048)"},
+		{"FSM's choice without certKeyBitSize", false, []string{"--bootstrap-key-algorithm=meshconfig"}, 0, certs.ECDSAP384, "bootstrap keys ECDSAP384 (--bootstrap-key-algorithm=meshconfig, MeshConfig certKeyBitSize unset: the CA's algorithm)"},
+		{"named", false, []string{"--bootstrap-key-algorithm", "rsa3072"}, 2048, certs.RSA2048, "bootstrap keys RSA3072 (--bootstrap-key-algorithm=rsa3072)"},
+		{"in-process", true, nil, 2048, certs.RSA2048, "bootstrap keys ECDSAP256 (the injector's default)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := bootstrapKeys(tc.inProcess, tc.args, tc.bits, tc.ca)
+			if err != nil || got != tc.want {
+				t.Errorf("bootstrapKeys = %q, %v\nwant %q", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := bootstrapKeys(false, []string{"--bootstrap-key-algorithm=dsa"}, 2048, certs.RSA2048); err == nil || !strings.Contains(err.Error(), `"dsa"`) {
+		t.Errorf("bad --bootstrap-key-algorithm: %v, want an error naming the value", err)
+	}
+}
+
+func TestRegime(t *testing.T) {
+	for _, tc := range []struct {
+		inProcess  bool
+		nonDefault []string
+		want       string
+	}{
+		{false, nil, "shipped settings"},
+		{false, []string{"--ca-key-algorithm=ecdsa-p256"}, "NON-DEFAULT: --ca-key-algorithm=ecdsa-p256"},
+		{false, []string{"--key-pool-size=2064"}, "BURST-sized key pool, NON-DEFAULT: --key-pool-size=2064"},
+		{true, nil, "BURST: in-process handler, pre-filled key pool, NOT what ships"},
+	} {
+		if got := regime(tc.inProcess, tc.nonDefault); got != tc.want {
+			t.Errorf("regime(%v, %q) = %q, want %q", tc.inProcess, tc.nonDefault, got, tc.want)
+		}
+	}
+}
+
+func TestHistogramPlus(t *testing.T) {
+	a := histogram{bounds: []float64{.001, math.Inf(1)}, counts: []uint64{1, 2}}
+	b := histogram{bounds: []float64{.001, math.Inf(1)}, counts: []uint64{3, 3}}
+	if got := (histogram{}).plus(a).plus(b); !slices.Equal(got.counts, []uint64{4, 5}) || got.total() != 5 {
+		t.Errorf("plus: %+v, want counts [4 5]", got)
+	}
+	if !slices.Equal(a.counts, []uint64{1, 2}) {
+		t.Error("plus modified its receiver")
 	}
 }
