@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,9 +26,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -304,15 +307,24 @@ func TestMeshed(t *testing.T) {
 		}
 	})
 
-	t.Run("deleting a meshed pod removes it in its grace period and collects its Secret", func(t *testing.T) {
+	t.Run("deleting a meshed pod: every container stops on its signal, pod and Secret gone in seconds", func(t *testing.T) {
 		secret := "sidecar-bootstrap-config-" + app.Labels[proxyUUIDLabel]
 		if _, err := cs.CoreV1().Secrets(meshNS).Get(ctx, secret, metav1.GetOptions{}); err != nil {
 			t.Fatalf("bootstrap Secret of the live pod: %v", err)
+		}
+		// MeshConfig's gracefulExitUntilDownstreamEnds (true by default, as
+		// FSM's recorded pods show) gives the sidecar Pipy's gkill preStop:
+		// Pipy ignores SIGTERM as PID 1, so this hook is what stops it.
+		sc := findContainer(app.Spec.Containers, "sidecar")
+		if sc == nil || sc.Lifecycle == nil || sc.Lifecycle.PreStop == nil || sc.Lifecycle.PreStop.Exec == nil ||
+			!slices.Equal(sc.Lifecycle.PreStop.Exec.Command, []string{"/usr/local/bin/gkill"}) {
+			t.Fatalf("sidecar has no preStop exec /usr/local/bin/gkill: %+v", sc)
 		}
 		grace := int64(30)
 		if app.Spec.TerminationGracePeriodSeconds != nil {
 			grace = *app.Spec.TerminationGracePeriodSeconds
 		}
+		stops := watchStops(ctx, t, cs, app)
 		// Scale to 0 so that no replacement takes the name's place.
 		if _, err := cs.AppsV1().Deployments(meshNS).Patch(ctx, "app", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
@@ -326,11 +338,31 @@ func TestMeshed(t *testing.T) {
 			}
 			return fmt.Errorf("pod: %v, secret: %v", perr, serr)
 		})
-		// The kubelet kills what outlives the grace period, and the API
-		// object goes once it has; the garbage collector then deletes the
-		// Secret. Allow that bookkeeping a few seconds beyond the grace.
-		if took := time.Since(start); took > time.Duration(grace+10)*time.Second {
-			t.Errorf("pod and Secret gone after %s, beyond the grace period of %ds (+10 s for the kubelet's status and the garbage collector)", took, grace)
+		took := time.Since(start)
+		// Every container must stop on its own signal, none be killed at the
+		// end of the grace period (exit 137): the app and fsm-healthcheck on
+		// SIGTERM, Pipy on gkill's SIGINT.
+		got := stops()
+		for _, name := range containerNames(app.Spec.Containers) {
+			tm, ok := got[name]
+			if !ok {
+				t.Errorf("container %s: no terminated state seen before the pod went", name)
+				continue
+			}
+			t.Logf("container %s exited %d (%s) %s after the scale-down", name, tm.ExitCode, tm.Reason, tm.FinishedAt.Sub(start).Round(100*time.Millisecond))
+			if tm.ExitCode == 137 {
+				t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period: it ignored its stop signal", name, tm.Reason)
+			}
+		}
+		// A well-behaved pod: the app drains for at most 5 s
+		// (toolcmd.ServeUntilSignal), Pipy stops once its connections close,
+		// then the kubelet's status update, the API object's removal and the
+		// garbage collector's Secret delete take a second or two. 15 s leaves
+		// room for a loaded machine and is half the grace period, so a
+		// container left to the kubelet's SIGKILL fails here.
+		const wellBehaved = 15 * time.Second
+		if took > wellBehaved {
+			t.Errorf("pod and Secret gone after %s, want within %s (grace period %ds)", took, wellBehaved, grace)
 		} else {
 			t.Logf("pod and Secret gone %s after the scale-down (grace period %ds)", took.Round(100*time.Millisecond), grace)
 		}
@@ -397,6 +429,52 @@ func TestMeshed(t *testing.T) {
 				percentile(f.d, 0.50).Round(10*time.Millisecond), percentile(f.d, 0.99).Round(10*time.Millisecond))
 		}
 	})
+}
+
+// watchStops watches pod p from now on and returns a function that reports
+// the terminated state last seen for each of its containers. A watch sees
+// every status the kubelet writes, including the last one before the API
+// object goes, which polling may miss.
+func watchStops(ctx context.Context, t *testing.T, cs kubernetes.Interface, p *corev1.Pod) func() map[string]corev1.ContainerStateTerminated {
+	t.Helper()
+	w, err := cs.CoreV1().Pods(p.Namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", p.Name).String(), ResourceVersion: p.ResourceVersion,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]corev1.ContainerStateTerminated{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			for _, st := range pod.Status.ContainerStatuses {
+				if st.State.Terminated != nil {
+					seen[st.Name] = *st.State.Terminated
+				}
+			}
+			mu.Unlock()
+			if ev.Type == watch.Deleted {
+				return
+			}
+		}
+	}()
+	return func() map[string]corev1.ContainerStateTerminated {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second): // the Deleted event is late or lost
+		}
+		w.Stop()
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
 }
 
 // readyTimes creates n pods from template in ns at once and returns how

@@ -7,8 +7,9 @@
 //	                                 127.0.0.1:<Original-Tcp-Port>
 //	wait-pipy                        the sidecar's postStart: wait until the
 //	                                 proxy's inbound listener (15003) accepts
-//	gkill                            the sidecar's preStop: tell the codebase
-//	                                 (15010 /prestop) and return
+//	gkill                            the sidecar's preStop: SIGINT to PID 1,
+//	                                 Pipy's graceful stop (Pipy's own
+//	                                 tools/gkill does `kill -SIGINT 1`)
 //	meshtool app                     the app: HTTP :8080, HTTPS :8443, TCP
 //	                                 :9000, gRPC health :9090
 //	meshtool get URL TIMEOUT         GET URL until 200 or TIMEOUT; print it
@@ -33,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -114,12 +116,17 @@ func waitTCP(addr string, timeout time.Duration) error {
 	}
 }
 
+// prestop asks Pipy, the container's PID 1, to stop: it stops listening and
+// exits once its connections close. SIGINT is the only stop signal Pipy
+// 1.5.12 handles on Linux (main.cpp: SIGINT stop, SIGHUP reload, SIGTSTP
+// admin port); the SIGTERM the kubelet sends next, and the published image's
+// STOPSIGNAL SIGQUIT, are ignored by a PID 1 without a handler, so without
+// this hook the pod would last its whole termination grace period.
 func prestop() error {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Post("http://127.0.0.1:15010/prestop", "text/plain", nil)
-	if err != nil {
-		return err
+	if err := syscall.Kill(1, syscall.SIGINT); err != nil {
+		return fmt.Errorf("SIGINT to PID 1: %w", err)
 	}
-	return resp.Body.Close()
+	return nil
 }
 
 // app serves the endpoints the meshed test probes and calls: HTTP, HTTPS
