@@ -30,6 +30,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -47,7 +48,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"kind", func(o *Options) { o.IssuerKind = "" }, "IssuerKind not specified in cert-manager.io options"},
 		{"group", func(o *Options) { o.IssuerGroup = "" }, "IssuerGroup not specified in cert-manager.io options"},
 		{"bad kind", func(o *Options) { o.IssuerKind = "Isuer" }, "IssuerKind in cert-manager.io options must be one of [Issuer, ClusterIssuer] for group cert-manager.io, got Isuer"},
-		{"secret without client", func(o *Options) { o.CABundleSecret = "fsm-ca-bundle" }, "CABundleSecret is set but no Kubernetes client to read it"},
+		{"secret without client", func(o *Options) { o.CABundleSecret = fsmnames.CABundleSecretName }, "CABundleSecret is set but no Kubernetes client to read it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ok
@@ -122,7 +123,7 @@ func TestCertManager(t *testing.T) {
 	caPEM := certs.EncodeCertsPEM(ca.Cert)
 	for _, ns := range []string{auto, manual} {
 		if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "fsm-ca-bundle"},
+			ObjectMeta: metav1.ObjectMeta{Name: fsmnames.CABundleSecretName},
 			Type:       corev1.SecretTypeTLS,
 			Data:       map[string][]byte{"tls.crt": caPEM, "tls.key": caKey, "ca.crt": caPEM},
 		}, metav1.CreateOptions{}); err != nil {
@@ -131,7 +132,7 @@ func TestCertManager(t *testing.T) {
 	}
 	if _, err := cm.CertmanagerV1().Issuers(auto).Create(ctx, &cmapi.Issuer{
 		ObjectMeta: metav1.ObjectMeta{Name: DefaultIssuerName},
-		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "fsm-ca-bundle"}}},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: fsmnames.CABundleSecretName}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestCertManager(t *testing.T) {
 	newIssuer := func(t *testing.T, ns, issuerName string) *Issuer {
 		t.Helper()
 		i, err := New(Options{IssuerName: issuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup,
-			Namespace: ns, Client: cm, CABundleSecret: "fsm-ca-bundle", Secrets: env.Clientset})
+			Namespace: ns, Client: cm, CABundleSecret: fsmnames.CABundleSecretName, Secrets: env.Clientset})
 		if err != nil {
 			t.Fatal(err)
 		}

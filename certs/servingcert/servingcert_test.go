@@ -11,9 +11,10 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
-var spec = servingcert.Spec{SecretName: "validating-webhook-cert-secret", Namespace: "fsm-system", ServiceName: "fsm-validator", ClusterDomain: "cluster.local"}
+var spec = servingcert.Spec{SecretName: fsmnames.ValidatorCertSecret, Namespace: "fsm-system", ServiceName: fsmnames.ValidatorService, ClusterDomain: "cluster.local"}
 
 func newCA(t *testing.T, opts certstest.Options) *certstest.CA {
 	t.Helper()
@@ -43,10 +44,11 @@ func issue(t *testing.T, ca *certstest.CA, s servingcert.Spec) map[string][]byte
 
 func TestSpecRequest(t *testing.T) {
 	r := spec.Request()
-	if r.CommonName != "fsm-validator.fsm-system.svc" {
+	svc := fsmnames.ValidatorService
+	if r.CommonName != svc+".fsm-system.svc" {
 		t.Errorf("CN = %q", r.CommonName)
 	}
-	want := []string{"fsm-validator", "fsm-validator.fsm-system", "fsm-validator.fsm-system.svc", "fsm-validator.fsm-system.svc.cluster.local"}
+	want := []string{svc, svc + ".fsm-system", svc + ".fsm-system.svc", svc + ".fsm-system.svc.cluster.local"}
 	if strings.Join(r.DNSNames, ",") != strings.Join(want, ",") {
 		t.Errorf("DNSNames = %v, want %v", r.DNSNames, want)
 	}
@@ -99,7 +101,7 @@ func TestCheck(t *testing.T) {
 	trusted, _ := ca.CABundle(context.Background())
 	good := issue(t, ca, spec)
 	otherSvc := spec
-	otherSvc.ServiceName = "fsm-injector"
+	otherSvc.ServiceName = fsmnames.InjectorService
 	short := spec
 	short.Validity = time.Hour
 	shortCert := issue(t, ca, short)

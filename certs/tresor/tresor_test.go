@@ -18,6 +18,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -57,9 +58,9 @@ func badSecrets(t *testing.T) []struct {
 func TestInspectRejectsMalformedSecrets(t *testing.T) {
 	for _, tc := range badSecrets(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: "fsm-ca-bundle"}, Data: tc.data}
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.CABundleSecretName}, Data: tc.data}
 			_, err := Inspect(s, time.Now())
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "CA Secret fsm-system/fsm-ca-bundle is invalid") {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "CA Secret fsm-system/"+fsmnames.CABundleSecretName+" is invalid") {
 				t.Fatalf("err = %v, want it to name the Secret and contain %q", err, tc.wantErr)
 			}
 		})
