@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +34,8 @@ import (
 // the whole chain), or one that never existed (an AdmissionReview posted by a
 // caller that is not the apiserver), never appears; its Secret is deleted
 // once this has passed and the API server lists no pod with its uuid label.
+// So is the Secret of a pod deleted while no replica of the controller
+// watched; one whose pod the controller saw deleted does not wait.
 // The apiserver gives a create request at most 34 s (requestTimeoutUpperBound
 // in k8s.io/apiserver's handlers, admission and storage included), and the
 // Secret is written inside that request, so a pod stored later than 34 s
@@ -75,10 +79,14 @@ func ControllerServiceCacheByObject(fsmNamespace string) map[client.Object]cache
 	}
 }
 
-// SetupSecretController registers the controller that makes each bootstrap
-// Secret owned by its pod once the pod exists (garbage collection then
-// deletes it with the pod) and deletes Secrets whose pod never appeared within
-// the grace period. Secrets of live pods are never deleted.
+// SetupSecretController registers the controller that deletes bootstrap
+// Secrets nobody needs any more: a Secret whose pod this process saw deleted
+// is deleted at once; a Secret whose pod is not there once the grace period
+// has passed (the pod never appeared, or it was deleted while no replica
+// watched) is deleted then. Both only after the API server confirms that no
+// pod carries the Secret's uuid. The controller never writes to a Secret
+// (no owner reference: design (a) in docs/design.md), so each meshed pod
+// costs the pod and Secret creates and their deletes, nothing more.
 func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) error {
 	if opts.MeshName == "" {
 		return fmt.Errorf("injector: SecretControllerOptions.MeshName not set")
@@ -90,7 +98,7 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		opts.Logger = mgr.GetLogger()
 	}
 	// Looking a pod up by its proxy uuid must not scan every cached pod of
-	// the namespace: with N meshed pods that made adopting N Secrets O(N²).
+	// the namespace: with N meshed pods that made N Secret reconciles O(N²).
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), metadataOf(podKind), podUUIDIndex, func(o client.Object) []string {
 		if id := o.GetLabels()[ProxyUUIDLabel]; id != "" {
 			return []string{id}
@@ -99,40 +107,47 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	}); err != nil {
 		return fmt.Errorf("injector: indexing pods by %s: %w", ProxyUUIDLabel, err)
 	}
-	r := &secretReconciler{
-		client: mgr.GetClient(),
-		live:   mgr.GetAPIReader(),
-		opts:   opts,
-		now:    time.Now,
-	}
-	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		l := o.GetLabels()
-		return l[ProxyUUIDLabel] != "" && l[appNameLabel] == appNameValue && l[appInstanceLabel] == opts.MeshName && len(o.GetOwnerReferences()) == 0
-	})
-	podToSecret := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		id := o.GetLabels()[ProxyUUIDLabel]
-		if id == "" {
-			return nil
-		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: BootstrapSecretName(id)}}}
-	})
+	r := newSecretReconciler(mgr.GetClient(), mgr.GetAPIReader(), opts)
+	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return isBootstrapSecret(o, opts.MeshName) })
 	err := builder.ControllerManagedBy(mgr).
 		Named("injector-bootstrap-secrets").
 		// Metadata only: everything the controller reads is in metadata, and
 		// the webhook's memory never holds every meshed pod's private key.
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(ours)).
-		Watches(&corev1.Pod{}, podToSecret, builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{
-			// A pod's appearance is what the Secret waits for.
-			CreateFunc:  func(event.CreateEvent) bool { return true },
-			UpdateFunc:  func(event.UpdateEvent) bool { return false },
-			DeleteFunc:  func(event.DeleteEvent) bool { return false },
-			GenericFunc: func(event.GenericEvent) bool { return false },
-		})).
+		// Only a pod's removal matters: a live pod's Secret is kept whether
+		// or not the pod is cached yet (the grace period and the API server
+		// cover the cache's lag). The informer reports the removal once the
+		// object is gone from storage, after the kubelet has stopped the
+		// containers, not when deletionTimestamp is set.
+		WatchesMetadata(&corev1.Pod{}, handler.Funcs{DeleteFunc: r.podDeleted}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("injector: setting up bootstrap Secret controller: %w", err)
 	}
 	return nil
+}
+
+// BootstrapSecretSelector selects mesh's bootstrap Secrets by label; the
+// name sidecar-bootstrap-config-<uuid> is checked apart (isBootstrapSecret).
+func BootstrapSecretSelector(mesh string) labels.Selector {
+	return labels.SelectorFromSet(labels.Set{appNameLabel: appNameValue, appInstanceLabel: mesh}).Add(mustRequirement(ProxyUUIDLabel, selection.Exists))
+}
+
+func mustRequirement(key string, op selection.Operator, vals ...string) labels.Requirement {
+	r, err := labels.NewRequirement(key, op, vals)
+	if err != nil {
+		panic(fmt.Sprintf("label requirement %s %s %v: %v", key, op, vals, err))
+	}
+	return *r
+}
+
+// isBootstrapSecret tells whether o is mesh's bootstrap Secret as the
+// injector writes it: labelled with the mesh and a uuid, and named after
+// that uuid.
+func isBootstrapSecret(o metav1.Object, mesh string) bool {
+	l := o.GetLabels()
+	id := l[ProxyUUIDLabel]
+	return id != "" && l[appNameLabel] == appNameValue && l[appInstanceLabel] == mesh && o.GetName() == BootstrapSecretName(id)
 }
 
 var (
@@ -148,101 +163,222 @@ func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
 	return m
 }
 
-var orphansDeleted = prometheus.NewCounter(prometheus.CounterOpts{
-	Name: "fsm_webhooks_injector_orphan_secrets_deleted_total",
-	Help: "Bootstrap Secrets deleted because their pod never appeared within the grace period.",
-})
+// Reasons a bootstrap Secret is deleted: the reason label of
+// fsm_webhooks_injector_orphan_secrets_deleted_total.
+const (
+	// ReasonPodDeleted: this process saw the pod deleted.
+	ReasonPodDeleted = "pod-deleted"
+	// ReasonNoPod: no pod carried the Secret's uuid once the grace period
+	// had passed: the pod never appeared (refused after our webhook), or
+	// it was deleted while no replica of the controller watched.
+	ReasonNoPod = "no-pod-after-grace"
+)
 
-func init() { metrics.Registry.MustRegister(orphansDeleted) }
+var orphansDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "fsm_webhooks_injector_orphan_secrets_deleted_total",
+	Help: "Bootstrap Secrets the injector deleted, by reason: " + ReasonPodDeleted + " (the controller saw the pod deleted), " +
+		ReasonNoPod + " (no pod with the Secret's uuid once the grace period had passed: the pod never appeared, or was deleted while no replica ran). " +
+		"Secrets the garbage collector deleted (owned by their pod, e.g. by FSM's controller) are not counted.",
+}, []string{"reason"})
+
+func init() {
+	// Both series exist from the start, so a rate over them is defined.
+	orphansDeleted.WithLabelValues(ReasonPodDeleted)
+	orphansDeleted.WithLabelValues(ReasonNoPod)
+	metrics.Registry.MustRegister(orphansDeleted)
+}
 
 // podUUIDIndex is the cache index of pods by their proxy uuid label.
 const podUUIDIndex = "injector.flomesh.io/proxy-uuid"
+
+// podState is what the controller knows of the pod a bootstrap Secret
+// belongs to.
+type podState int
+
+const (
+	// podNotSeen: the pod is neither cached nor seen deleted (not stored
+	// yet, never stored, or deleted while this process did not watch).
+	podNotSeen podState = iota
+	// podExists: a pod carries the Secret's uuid.
+	podExists
+	// podDeleted: this process saw the pod with the Secret's uuid deleted.
+	// A uuid is made per admission, so no pod carries it again.
+	podDeleted
+)
+
+func (s podState) String() string {
+	switch s {
+	case podNotSeen:
+		return "not seen"
+	case podExists:
+		return "exists"
+	case podDeleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("podState(%d)", int(s))
+}
+
+// secretVerdict is what to do with a bootstrap Secret.
+type secretVerdict int
+
+const (
+	// ignoreSecret: not mesh's bootstrap Secret, or being deleted already.
+	ignoreSecret secretVerdict = iota
+	// keepSecret: its pod exists.
+	keepSecret
+	// waitForPod: its pod may still be stored; look again after Wait.
+	waitForPod
+	// deleteSecret: its pod is gone or never came (Reason says which).
+	deleteSecret
+)
+
+// secretAction is decideSecret's answer.
+type secretAction struct {
+	Verdict secretVerdict
+	Wait    time.Duration // waitForPod: until the grace period ends
+	Reason  string        // deleteSecret: ReasonPodDeleted or ReasonNoPod
+}
+
+// decideSecret decides, from the Secret's metadata and what is known of its
+// pod at now, whether a bootstrap Secret of mesh is kept, looked at again
+// later, or deleted. Owner references play no part: whoever wrote them (FSM's
+// controller, older versions of ours), the garbage collector and this
+// controller agree on the outcome, and the first delete wins.
+func decideSecret(secret metav1.Object, mesh string, pod podState, grace time.Duration, now time.Time) secretAction {
+	if !isBootstrapSecret(secret, mesh) || secret.GetDeletionTimestamp() != nil {
+		return secretAction{Verdict: ignoreSecret}
+	}
+	switch pod {
+	case podExists:
+		return secretAction{Verdict: keepSecret}
+	case podDeleted:
+		return secretAction{Verdict: deleteSecret, Reason: ReasonPodDeleted}
+	}
+	if wait := secret.GetCreationTimestamp().Add(grace).Sub(now); wait > 0 {
+		return secretAction{Verdict: waitForPod, Wait: wait}
+	}
+	return secretAction{Verdict: deleteSecret, Reason: ReasonNoPod}
+}
 
 type secretReconciler struct {
 	client client.Client
 	live   client.Reader
 	opts   SecretControllerOptions
 	now    func() time.Time
+
+	// deleted holds the Secrets (namespace/name) whose pod this process saw
+	// deleted and that have not been reconciled since. Every entry is added
+	// together with a reconcile request for the same key, and that
+	// reconcile removes it, so the set stays as small as the queue.
+	mu      sync.Mutex
+	deleted map[types.NamespacedName]struct{}
+}
+
+func newSecretReconciler(c client.Client, live client.Reader, opts SecretControllerOptions) *secretReconciler {
+	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]struct{}{}}
+}
+
+// podDeleted records that the pod of a bootstrap Secret is gone and queues
+// that Secret. Tombstones (a delete missed during a relist) count: the pod is
+// gone either way.
+func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	id := e.Object.GetLabels()[ProxyUUIDLabel]
+	if id == "" {
+		return
+	}
+	key := types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}
+	r.mu.Lock()
+	r.deleted[key] = struct{}{}
+	r.mu.Unlock()
+	q.Add(reconcile.Request{NamespacedName: key})
+}
+
+func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.deleted[key]
+	return ok
+}
+
+func (r *secretReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	delete(r.deleted, key)
+	r.mu.Unlock()
 }
 
 func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	if !strings.HasPrefix(req.Name, BootstrapSecretPrefix) {
 		return reconcile.Result{}, nil
 	}
-	log := r.opts.Logger.WithValues("secret", req.NamespacedName)
+	res, done, err := r.reconcile(ctx, req.NamespacedName)
+	if done {
+		r.forget(req.NamespacedName)
+	}
+	return res, err
+}
+
+// reconcile acts on one Secret; done says the Secret needs no memory of its
+// pod's deletion any more (it is gone, kept, or not ours).
+func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedName) (res reconcile.Result, done bool, err error) {
+	log := r.opts.Logger.WithValues("secret", key)
 	secret := metadataOf(secretKind)
-	if err := r.client.Get(ctx, req.NamespacedName, secret); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+	if err := r.client.Get(ctx, key, secret); err != nil {
+		return reconcile.Result{}, apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	}
 	id := secret.Labels[ProxyUUIDLabel]
-	if id == "" || secret.Labels[appInstanceLabel] != r.opts.MeshName || len(secret.OwnerReferences) > 0 {
-		return reconcile.Result{}, nil
+	pod := podNotSeen
+	if r.sawPodDeleted(key) {
+		pod = podDeleted
+	} else if found, err := r.podExists(ctx, r.client, secret.Namespace, id, client.MatchingFields{podUUIDIndex: id}); err != nil {
+		return reconcile.Result{}, false, err
+	} else if found {
+		pod = podExists
 	}
-	pod, err := r.findPod(ctx, r.client, secret.Namespace, id, client.MatchingFields{podUUIDIndex: id})
+	act := decideSecret(secret, r.opts.MeshName, pod, r.opts.GracePeriod, r.now())
+	switch act.Verdict {
+	case ignoreSecret, keepSecret:
+		return reconcile.Result{}, true, nil
+	case waitForPod:
+		return reconcile.Result{RequeueAfter: act.Wait + time.Second}, false, nil
+	}
+	// The cache may lag a pod created a moment ago; and nothing is deleted
+	// on an event alone: the API server has the last word. It has no custom
+	// index: select by label.
+	found, err := r.podExists(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
 	if err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, false, err
 	}
-	if pod != nil {
-		return reconcile.Result{}, r.adopt(ctx, log, secret, pod)
-	}
-	wait := secret.CreationTimestamp.Add(r.opts.GracePeriod).Sub(r.now())
-	if wait > 0 {
-		return reconcile.Result{RequeueAfter: wait + time.Second}, nil
-	}
-	// The cache may lag a pod created a moment ago: ask the API server
-	// before deleting anything.
-	// The API server has no custom index: it selects by label.
-	if pod, err = r.findPod(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id}); err != nil {
-		return reconcile.Result{}, err
-	}
-	if pod != nil {
-		return reconcile.Result{}, r.adopt(ctx, log, secret, pod)
+	if found {
+		log.V(1).Info("kept bootstrap Secret: the API server has its pod", "proxyUUID", id, "podState", pod)
+		return reconcile.Result{}, true, nil
 	}
 	uid, rv := secret.UID, secret.ResourceVersion
 	err = r.client.Delete(ctx, secret, client.Preconditions{UID: &uid, ResourceVersion: &rv})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		// Gone already, or changed (e.g. adopted) since we read it; a
-		// changed one comes back through the watch.
-		return reconcile.Result{}, nil
+	switch {
+	case apierrors.IsNotFound(err):
+		// The garbage collector (the pod was its owner) or another replica
+		// was first.
+		return reconcile.Result{}, true, nil
+	case apierrors.IsConflict(err):
+		// Changed since the cache had it (FSM's controller appending an
+		// owner, a trust rotation): the change comes back through the watch,
+		// and the pod's deletion is still remembered.
+		return reconcile.Result{}, false, nil
+	case err != nil:
+		return reconcile.Result{}, false, fmt.Errorf("deleting bootstrap Secret %s (pod %s): %w", key, pod, err)
 	}
-	if err != nil {
-		return reconcile.Result{}, fmt.Errorf("deleting orphaned bootstrap Secret: %w", err)
-	}
-	orphansDeleted.Inc()
-	log.Info("deleted orphaned bootstrap Secret: no pod appeared", "proxyUUID", id, "gracePeriod", r.opts.GracePeriod)
-	return reconcile.Result{}, nil
+	orphansDeleted.WithLabelValues(act.Reason).Inc()
+	log.Info("deleted bootstrap Secret", "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
+	return reconcile.Result{}, true, nil
 }
 
-// findPod returns the pod of proxy uuid id in namespace, or nil; byUUID
-// selects it in rd.
-func (r *secretReconciler) findPod(ctx context.Context, rd client.Reader, namespace, id string, byUUID client.ListOption) (*metav1.PartialObjectMetadata, error) {
+// podExists tells whether rd has a pod of proxy uuid id in namespace;
+// byUUID selects it in rd.
+func (r *secretReconciler) podExists(ctx context.Context, rd client.Reader, namespace, id string, byUUID client.ListOption) (bool, error) {
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := rd.List(ctx, pods, client.InNamespace(namespace), byUUID); err != nil {
-		return nil, fmt.Errorf("listing pods with %s=%s: %w", ProxyUUIDLabel, id, err)
+	if err := rd.List(ctx, pods, client.InNamespace(namespace), byUUID, client.Limit(1)); err != nil {
+		return false, fmt.Errorf("listing pods with %s=%s in %s: %w", ProxyUUIDLabel, id, namespace, err)
 	}
-	if len(pods.Items) == 0 {
-		return nil, nil
-	}
-	return &pods.Items[0], nil
-}
-
-// adopt makes pod the owner of secret. The patch carries the resourceVersion
-// so a concurrent change makes it fail and retry instead of overwriting.
-func (r *secretReconciler) adopt(ctx context.Context, log logr.Logger, secret, pod *metav1.PartialObjectMetadata) error {
-	orig := secret.DeepCopy()
-	secret.OwnerReferences = append(secret.OwnerReferences, metav1.OwnerReference{
-		APIVersion: "v1",
-		Kind:       "Pod",
-		Name:       pod.Name,
-		UID:        pod.UID,
-	})
-	if err := r.client.Patch(ctx, secret, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("setting pod %s as owner of bootstrap Secret: %w", pod.Name, err)
-	}
-	log.V(1).Info("bootstrap Secret now owned by its pod", "pod", pod.Name)
-	return nil
+	return len(pods.Items) > 0, nil
 }

@@ -10,72 +10,162 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// TestSecretReconciler: a bootstrap Secret is owned by its pod as soon as
-// either the cache or the API server has the pod, and deleted only once the
-// default grace period (1 min) has passed and the API server has no pod with
-// its uuid; Secrets already owned, or another mesh's, are left alone.
-func TestSecretReconciler(t *testing.T) {
-	created := time.Unix(1e9, 0)
-	secret := func(mutate ...func(*corev1.Secret)) *corev1.Secret {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-			Namespace: "app", Name: BootstrapSecretName("u1"), UID: "secret-uid",
-			CreationTimestamp: metav1.NewTime(created),
-			Labels:            map[string]string{appNameLabel: appNameValue, appInstanceLabel: "fsm", ProxyUUIDLabel: "u1"},
-		}}
-		for _, m := range mutate {
-			m(s)
-		}
-		return s
-	}
-	livePod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-x1", UID: "pod-uid", Labels: map[string]string{ProxyUUIDLabel: "u1"}}}
-	owned := func(s *corev1.Secret) {
-		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "gone", UID: "gone-uid"}}
-	}
-	otherMesh := func(s *corev1.Secret) { s.Labels[appInstanceLabel] = "other" }
+var secretCreated = time.Unix(1e9, 0)
 
+// bootstrapSecret is mesh fsm's bootstrap Secret of uuid u1, created at
+// secretCreated, changed by mutate.
+func bootstrapSecret(mutate ...func(*corev1.Secret)) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "app", Name: BootstrapSecretName("u1"), UID: "secret-uid",
+		CreationTimestamp: metav1.NewTime(secretCreated),
+		Labels:            map[string]string{appNameLabel: appNameValue, appInstanceLabel: "fsm", ProxyUUIDLabel: "u1"},
+	}}
+	for _, m := range mutate {
+		m(s)
+	}
+	return s
+}
+
+// ownedByPod is how FSM's controller (and older versions of ours) left a
+// Secret: the pod appended as owner.
+func ownedByPod(s *corev1.Secret) {
+	s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "web-x1", UID: "pod-uid"}}
+}
+
+// TestDecideSecret: the whole decision, from a Secret's metadata, what is
+// known of its pod, and the time.
+func TestDecideSecret(t *testing.T) {
+	const grace = DefaultOrphanGracePeriod
+	deleting := func(s *corev1.Secret) { s.DeletionTimestamp = &metav1.Time{Time: secretCreated.Add(time.Hour)} }
+	for _, tc := range []struct {
+		name   string
+		secret *corev1.Secret
+		pod    podState
+		age    time.Duration
+		want   secretAction
+	}{
+		{"pod exists: kept", bootstrapSecret(), podExists, time.Hour, secretAction{Verdict: keepSecret}},
+		{"pod exists, young: kept without waiting", bootstrapSecret(), podExists, 0, secretAction{Verdict: keepSecret}},
+		{"pod seen deleted, young: deleted at once", bootstrapSecret(), podDeleted, time.Second, secretAction{Verdict: deleteSecret, Reason: ReasonPodDeleted}},
+		{"pod seen deleted, old", bootstrapSecret(), podDeleted, time.Hour, secretAction{Verdict: deleteSecret, Reason: ReasonPodDeleted}},
+		{"pod seen deleted, Secret owned by it (FSM's controller): still ours to delete", bootstrapSecret(ownedByPod), podDeleted, time.Second, secretAction{Verdict: deleteSecret, Reason: ReasonPodDeleted}},
+		{"no pod, young: wait for the rest of the grace period", bootstrapSecret(), podNotSeen, 20 * time.Second, secretAction{Verdict: waitForPod, Wait: 40 * time.Second}},
+		{"no pod, one second left", bootstrapSecret(), podNotSeen, grace - time.Second, secretAction{Verdict: waitForPod, Wait: time.Second}},
+		{"no pod, grace over", bootstrapSecret(), podNotSeen, grace, secretAction{Verdict: deleteSecret, Reason: ReasonNoPod}},
+		{"no pod, owned by a pod gone while we were down", bootstrapSecret(ownedByPod), podNotSeen, time.Hour, secretAction{Verdict: deleteSecret, Reason: ReasonNoPod}},
+		{"creationTimestamp ahead of our clock (skew): wait", bootstrapSecret(), podNotSeen, -10 * time.Second, secretAction{Verdict: waitForPod, Wait: grace + 10*time.Second}},
+		{"being deleted already", bootstrapSecret(deleting), podDeleted, time.Hour, secretAction{Verdict: ignoreSecret}},
+		{"another mesh's", bootstrapSecret(func(s *corev1.Secret) { s.Labels[appInstanceLabel] = "other" }), podDeleted, time.Hour, secretAction{Verdict: ignoreSecret}},
+		{"not labelled flomesh.io", bootstrapSecret(func(s *corev1.Secret) { delete(s.Labels, appNameLabel) }), podNotSeen, time.Hour, secretAction{Verdict: ignoreSecret}},
+		{"no uuid label", bootstrapSecret(func(s *corev1.Secret) { delete(s.Labels, ProxyUUIDLabel) }), podNotSeen, time.Hour, secretAction{Verdict: ignoreSecret}},
+		{"name is not its uuid's", bootstrapSecret(func(s *corev1.Secret) { s.Name = BootstrapSecretName("u2") }), podDeleted, time.Hour, secretAction{Verdict: ignoreSecret}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := decideSecret(tc.secret, "fsm", tc.pod, grace, secretCreated.Add(tc.age))
+			if got != tc.want {
+				t.Errorf("decideSecret(pod %s, age %s) = %+v, want %+v", tc.pod, tc.age, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSecretReconciler: the decision applied through a cache and the API
+// server. A Secret is deleted (with UID and resourceVersion preconditions)
+// only when the API server has no pod with its uuid; a delete the garbage
+// collector won is fine; nothing but deletes is ever written, owner
+// references least of all.
+func TestSecretReconciler(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-x1", UID: "pod-uid", Labels: map[string]string{ProxyUUIDLabel: "u1"}}}
+	notFound := apierrors.NewNotFound(corev1.Resource("secrets"), BootstrapSecretName("u1"))
 	for _, tc := range []struct {
 		name       string
 		secret     *corev1.Secret
-		cachedPod  bool // the pod is in the cache
-		livePod    bool // the pod is on the API server
+		cachedPod  bool  // the pod is in the cache
+		livePod    bool  // the pod is on the API server
+		sawDeleted bool  // a pod DELETE event for uuid u1 arrived
+		deleteErr  error // the API server's answer to the delete
 		age        time.Duration
-		wantOwner  types.UID // "" = no owner added
 		wantGone   bool
+		wantReason string // the metric's reason label that went up
 		wantRequeu time.Duration
+		wantMemory bool // the pod's deletion is still remembered
 	}{
-		{name: "young, no pod yet: wait for the rest of the grace period", secret: secret(), age: 20 * time.Second, wantRequeu: 41 * time.Second},
-		{name: "pod in the cache: owned at once", secret: secret(), cachedPod: true, livePod: true, wantOwner: "pod-uid"},
-		{name: "grace over, pod only on the API server (cache lags): owned", secret: secret(), livePod: true, age: 2 * time.Minute, wantOwner: "pod-uid"},
-		{name: "grace over, no pod: deleted", secret: secret(), age: DefaultOrphanGracePeriod, wantGone: true},
-		{name: "just inside the grace period: kept", secret: secret(), age: DefaultOrphanGracePeriod - time.Second, wantRequeu: 2 * time.Second},
-		{name: "owned (by us or FSM's controller): the garbage collector's", secret: secret(owned), age: time.Hour},
-		{name: "another mesh's Secret", secret: secret(otherMesh), age: time.Hour},
+		{name: "young, no pod yet: wait for the rest of the grace period", secret: bootstrapSecret(), age: 20 * time.Second, wantRequeu: 41 * time.Second},
+		{name: "pod in the cache: kept, nothing written", secret: bootstrapSecret(), cachedPod: true, livePod: true, age: time.Hour},
+		{name: "grace over, pod only on the API server (cache lags): kept", secret: bootstrapSecret(), livePod: true, age: 2 * time.Minute},
+		{name: "grace over, no pod: deleted", secret: bootstrapSecret(), age: DefaultOrphanGracePeriod, wantGone: true, wantReason: ReasonNoPod},
+		{name: "pod seen deleted, 2 s old: deleted at once", secret: bootstrapSecret(), sawDeleted: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
+		{name: "pod seen deleted, owned by it (FSM's controller): deleted", secret: bootstrapSecret(ownedByPod), sawDeleted: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
+		{name: "pod seen deleted but the API server has it: kept", secret: bootstrapSecret(), sawDeleted: true, livePod: true, age: 2 * time.Second},
+		{name: "pod seen deleted, the garbage collector was first (NotFound)", secret: bootstrapSecret(ownedByPod), sawDeleted: true, deleteErr: notFound, age: time.Second},
+		{name: "pod seen deleted, Secret changed since cached (Conflict): retried on its update", secret: bootstrapSecret(), sawDeleted: true,
+			deleteErr: apierrors.NewConflict(corev1.Resource("secrets"), BootstrapSecretName("u1"), nil), age: time.Second, wantMemory: true},
+		{name: "grace over, owned by a pod gone while we were down: deleted", secret: bootstrapSecret(ownedByPod), age: time.Hour, wantGone: true, wantReason: ReasonNoPod},
+		{name: "another mesh's Secret, its pod seen deleted: left", secret: bootstrapSecret(func(s *corev1.Secret) { s.Labels[appInstanceLabel] = "other" }), sawDeleted: true, age: time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := testScheme(t)
 			objs := []client.Object{tc.secret}
-			cached := fake.NewClientBuilder().WithScheme(s).WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string {
-				return []string{o.GetLabels()[ProxyUUIDLabel]}
-			})
-			live := fake.NewClientBuilder().WithScheme(s)
 			if tc.cachedPod {
-				objs = append(objs, livePod.DeepCopy())
+				objs = append(objs, pod.DeepCopy())
 			}
-			cl := cached.WithObjects(objs...).Build()
+			var writes []string
+			var preconditions *metav1.Preconditions
+			cl := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
+				WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
+				WithInterceptorFuncs(interceptor.Funcs{
+					Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+						writes = append(writes, "create")
+						return c.Create(ctx, o, opts...)
+					},
+					Update: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.UpdateOption) error {
+						writes = append(writes, "update")
+						return c.Update(ctx, o, opts...)
+					},
+					Patch: func(ctx context.Context, c client.WithWatch, o client.Object, p client.Patch, opts ...client.PatchOption) error {
+						writes = append(writes, "patch")
+						return c.Patch(ctx, o, p, opts...)
+					},
+					Delete: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.DeleteOption) error {
+						writes = append(writes, "delete")
+						do := &client.DeleteOptions{}
+						do.ApplyOptions(opts)
+						preconditions = do.Preconditions
+						if tc.deleteErr != nil {
+							return tc.deleteErr
+						}
+						return c.Delete(ctx, o, opts...)
+					},
+				}).Build()
+			live := fake.NewClientBuilder().WithScheme(s)
 			if tc.livePod {
-				live = live.WithObjects(livePod.DeepCopy())
+				live = live.WithObjects(pod.DeepCopy())
 			}
-			r := &secretReconciler{client: cl, live: live.Build(), now: func() time.Time { return created.Add(tc.age) },
-				opts: SecretControllerOptions{MeshName: "fsm", GracePeriod: DefaultOrphanGracePeriod, Logger: testr.New(t)}}
-			deletedBefore := testutil.ToFloat64(orphansDeleted)
+			r := newSecretReconciler(cl, live.Build(), SecretControllerOptions{MeshName: "fsm", GracePeriod: DefaultOrphanGracePeriod, Logger: testr.New(t)})
+			r.now = func() time.Time { return secretCreated.Add(tc.age) }
+			key := client.ObjectKeyFromObject(tc.secret)
+			if tc.sawDeleted {
+				q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+				defer q.ShutDown()
+				r.podDeleted(context.Background(), event.DeleteEvent{Object: pod.DeepCopy()}, q)
+				if item, _ := q.Get(); item.NamespacedName != key {
+					t.Fatalf("pod deletion queued %v, want %v", item, key)
+				}
+			}
+			before := map[string]float64{}
+			for _, reason := range []string{ReasonPodDeleted, ReasonNoPod} {
+				before[reason] = testutil.ToFloat64(orphansDeleted.WithLabelValues(reason))
+			}
 
-			res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(tc.secret)})
+			res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: key})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,25 +173,57 @@ func TestSecretReconciler(t *testing.T) {
 				t.Errorf("requeue after %s, want %s", res.RequeueAfter, tc.wantRequeu)
 			}
 			got := &corev1.Secret{}
-			err = cl.Get(context.Background(), client.ObjectKeyFromObject(tc.secret), got)
+			err = cl.Get(context.Background(), key, got)
 			if gone := apierrors.IsNotFound(err); gone != tc.wantGone {
 				t.Fatalf("Secret deleted = %v (%v), want %v", gone, err, tc.wantGone)
 			}
-			if d := testutil.ToFloat64(orphansDeleted) - deletedBefore; (d == 1) != tc.wantGone {
-				t.Errorf("fsm_webhooks_injector_orphan_secrets_deleted_total went up by %v", d)
-			}
-			if tc.wantGone {
-				return
-			}
-			var added types.UID
-			for _, o := range got.OwnerReferences {
-				if o.UID != "gone-uid" {
-					added = o.UID
+			for _, reason := range []string{ReasonPodDeleted, ReasonNoPod} {
+				d := testutil.ToFloat64(orphansDeleted.WithLabelValues(reason)) - before[reason]
+				if want := map[bool]float64{true: 1}[reason == tc.wantReason]; d != want {
+					t.Errorf("fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q} went up by %v, want %v", reason, d, want)
 				}
 			}
-			if added != tc.wantOwner {
-				t.Errorf("owner added %q, want %q (owners %+v)", added, tc.wantOwner, got.OwnerReferences)
+			for _, w := range writes {
+				if w != "delete" {
+					t.Errorf("wrote %q; the controller only ever deletes (writes %q)", w, writes)
+				}
+			}
+			if len(writes) > 0 && (preconditions == nil || preconditions.UID == nil || *preconditions.UID != tc.secret.UID || preconditions.ResourceVersion == nil || *preconditions.ResourceVersion == "") {
+				t.Errorf("delete preconditions %+v, want the Secret's UID and resourceVersion", preconditions)
+			}
+			if !tc.wantGone && !apierrors.IsNotFound(err) && len(got.OwnerReferences) != len(tc.secret.OwnerReferences) {
+				t.Errorf("owner references %+v, want %+v", got.OwnerReferences, tc.secret.OwnerReferences)
+			}
+			if m := r.sawPodDeleted(key); m != tc.wantMemory {
+				t.Errorf("pod deletion remembered after the reconcile = %v, want %v", m, tc.wantMemory)
 			}
 		})
+	}
+}
+
+// TestSecretReconcilerForgetsPodsWithoutSecret: a deleted pod whose Secret
+// is already gone (or was never ours) leaves nothing behind in memory.
+func TestSecretReconcilerForgetsPodsWithoutSecret(t *testing.T) {
+	r := newSecretReconciler(fake.NewClientBuilder().WithScheme(testScheme(t)).Build(), fake.NewClientBuilder().WithScheme(testScheme(t)).Build(),
+		SecretControllerOptions{MeshName: "fsm", GracePeriod: DefaultOrphanGracePeriod, Logger: testr.New(t)})
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	defer q.ShutDown()
+	for _, id := range []string{"a", "b", "c"} {
+		r.podDeleted(context.Background(), event.DeleteEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: id, Labels: map[string]string{ProxyUUIDLabel: id}}}}, q)
+	}
+	// A pod without a uuid (not meshed) is not remembered or queued.
+	r.podDeleted(context.Background(), event.DeleteEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "plain"}}}, q)
+	if q.Len() != 3 {
+		t.Fatalf("%d requests queued, want 3", q.Len())
+	}
+	for q.Len() > 0 {
+		req, _ := q.Get()
+		if _, err := r.Reconcile(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		q.Done(req)
+	}
+	if n := len(r.deleted); n != 0 {
+		t.Errorf("%d pod deletions still remembered: %v", n, r.deleted)
 	}
 }

@@ -149,6 +149,7 @@ func TestE2E(t *testing.T) {
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
 	t.Run("localDNSProxy: the controller Service's ClusterIP, read through the restricted cache", e.testLocalDNS)
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
+	t.Run("a deleted pod's Secret goes at once; the controller writes no owner reference", e.testSecretFollowsPod)
 	t.Run("namespace over its issuance limit: 429, nothing issued, retried by client-go", func(t *testing.T) { e.testNamespaceLimit(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)
 }
@@ -359,12 +360,6 @@ func (e *e2e) testInjected(t *testing.T) {
 	if !strings.Contains(string(s.Data[injector.BootstrapConfigKey]), `"NodeID":"`+cn+`"`) {
 		t.Errorf("bootstrap.yaml lacks NodeID %s: %s", cn, s.Data[injector.BootstrapConfigKey])
 	}
-	eventually(t, 20*time.Second, "the pod to own its bootstrap Secret", func() (bool, error) {
-		if err := e.cl.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
-			return false, err
-		}
-		return len(s.OwnerReferences) == 1 && s.OwnerReferences[0].UID == p.UID, nil
-	})
 }
 
 func (e *e2e) testUnmonitored(t *testing.T) {

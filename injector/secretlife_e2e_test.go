@@ -1,0 +1,103 @@
+package injector_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
+)
+
+// testSecretFollowsPod: through the real apiserver (no garbage collector
+// runs in envtest, so every delete seen here is the controller's), a meshed
+// pod's Secret lives as long as the pod without ever getting an owner
+// reference from us, and goes within seconds of the pod's deletion, long
+// after its grace period ended (so only the pod's DELETE event can have
+// triggered it). A Secret FSM's controller made owned by its pod (a plain
+// Update appending the owner) goes the same way.
+func (e *e2e) testSecretFollowsPod(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "secretlife", true)
+	plain, fsmOwned := pod("plain", ns), pod("fsm-owned", ns)
+	for _, p := range []*corev1.Pod{plain, fsmOwned} {
+		if err := e.cl.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secretOf := func(p *corev1.Pod) client.ObjectKey {
+		return client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
+	}
+	// What FSM's WatchAndUpdateProxyBootstrapSecret does when the pod appears.
+	s := &corev1.Secret{}
+	if err := e.cl.Get(ctx, secretOf(fsmOwned), s); err != nil {
+		t.Fatal(err)
+	}
+	s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: fsmOwned.Name, UID: fsmOwned.UID})
+	if err := e.cl.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+
+	// Past the grace period the controller has looked at both Secrets, found
+	// their pods, and written nothing.
+	time.Sleep(orphanGrace + 2*time.Second)
+	for p, wantOwners := range map[*corev1.Pod]int{plain: 0, fsmOwned: 1} {
+		s := &corev1.Secret{}
+		if err := e.cl.Get(ctx, secretOf(p), s); err != nil {
+			t.Fatalf("Secret of live pod %s: %v", p.Name, err)
+		}
+		if len(s.OwnerReferences) != wantOwners {
+			t.Errorf("Secret of pod %s has owners %+v, want %d (the controller writes none)", p.Name, s.OwnerReferences, wantOwners)
+		}
+	}
+
+	before := deletedTotal(t, injector.ReasonPodDeleted)
+	for _, p := range []*corev1.Pod{plain, fsmOwned} {
+		// Unscheduled: the apiserver removes it at once.
+		start := time.Now()
+		if err := e.cl.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: ptr.To(p.UID)}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the Secret of deleted pod "+p.Name+" to go", func() (bool, error) {
+			err := e.cl.Get(ctx, secretOf(p), &corev1.Secret{})
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			return false, err
+		})
+		t.Logf("pod %s deleted -> its Secret gone in %s", p.Name, time.Since(start).Round(time.Millisecond))
+	}
+	if d := deletedTotal(t, injector.ReasonPodDeleted) - before; d != 2 {
+		t.Errorf("fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q} went up by %v, want 2", injector.ReasonPodDeleted, d)
+	}
+}
+
+// deletedTotal reads fsm_webhooks_injector_orphan_secrets_deleted_total of
+// reason from the registry the manager serves.
+func deletedTotal(t *testing.T, reason string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "fsm_webhooks_injector_orphan_secrets_deleted_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q}", reason)
+	return 0
+}
