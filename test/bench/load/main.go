@@ -101,6 +101,7 @@ type config struct {
 	churn            bool
 	writesWait, idle time.Duration
 	restarts         int
+	spread           int
 	meshedPods       int
 	certKeyBits      int
 	rate             float64
@@ -149,6 +150,7 @@ func parseFlags(args []string) (config, error) {
 	soak := fs.Duration("soak", 0, "memory mode: soak this long (sets -duration and -churn) and judge growth over the second half")
 	fs.DurationVar(&c.writesWait, "writes-wait", 2*time.Minute, "writes mode: how long to wait after the deletes for the pods and their bootstrap Secrets to be gone")
 	fs.DurationVar(&c.idle, "idle", 10*time.Second, "writes mode: idle period measuring the apiserver's background writes, subtracted from each phase")
+	fs.IntVar(&c.spread, "namespaces", 1, "spread each phase's pods round-robin over this many namespaces (serve limits admissions per namespace: --injector-namespace-rate 200/s, burst 400)")
 	fs.IntVar(&c.restarts, "restarts", 3, "startup mode: restarts against the existing Secrets, after the start from nothing")
 	fs.IntVar(&c.meshedPods, "meshed-pods", 0, "pods to create in the phase through the injector (default: -pods)")
 	fs.IntVar(&c.certKeyBits, "cert-key-bit-size", chartCertKeyBits, "MeshConfig spec.certificate.certKeyBitSize, the RSA size of bootstrap keys whatever the CA's algorithm (the chart's and FSM's default); 0 leaves it unset, so bootstrap keys follow -key-algorithm")
@@ -193,6 +195,9 @@ func parseFlags(args []string) (config, error) {
 		c.meshedPods = c.pods
 	}
 	c.meshedPods = cmp.Or(c.meshedPods, c.pods)
+	if c.spread < 1 {
+		return c, fmt.Errorf("-namespaces %d: must be positive", c.spread)
+	}
 	if c.pods < 1 || c.meshedPods < 1 || c.conc < 1 || c.rate < 0 || c.certKeyBits < 0 || c.prefill < 0 || c.restarts < 0 {
 		return c, fmt.Errorf("bad flags: pods %d, meshed-pods %d and concurrency %d must be positive, rate %g, cert-key-bit-size %d, prefill %d and restarts %d must not be negative",
 			c.pods, c.meshedPods, c.conc, c.rate, c.certKeyBits, c.prefill, c.restarts)
@@ -287,9 +292,9 @@ func run(c config) error {
 		}
 	}()
 
-	for _, name := range []string{nsPlain, nsSecret, nsMeshed} {
+	for _, name := range namespacesOf(c.spread, nsPlain, nsSecret, nsMeshed) {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		if name == nsMeshed {
+		if strings.HasPrefix(name, nsMeshed) {
 			ns.Labels = map[string]string{fsmnames.MonitoredByLabel: "fsm"}
 			ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
 		}
@@ -346,7 +351,7 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 	if c.meshedPods != c.pods {
 		pods += fmt.Sprintf(" (%d through the injector)", c.meshedPods)
 	}
-	fmt.Printf("pods=%s per phase, %s\n", pods, mode)
+	fmt.Printf("pods=%s per phase over %d namespace(s), %s\n", pods, c.spread, mode)
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
@@ -363,7 +368,7 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if meshed {
 			n = c.meshedPods
 		}
-		res := createPods(ctx, cl, load{ns: ns, prefix: "p-", n: n, rate: c.rate, conc: c.conc, secretData: template})
+		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: n, rate: c.rate, conc: c.conc, secretData: template})
 		end := time.Now()
 		if err := stopProfiles(); err != nil {
 			return err
@@ -493,7 +498,7 @@ func adoption(ctx context.Context, cl client.Client, lastCreate time.Time) strin
 	for {
 		var list metav1.PartialObjectMetadataList
 		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-		if err := cl.List(ctx, &list, client.InNamespace(nsMeshed), client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
+		if err := cl.List(ctx, &list, client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
 			return fmt.Sprintf("bootstrap Secret adoption: listing failed: %v", err)
 		}
 		n := 0
@@ -558,6 +563,7 @@ type result struct {
 // load is one phase's creates.
 type load struct {
 	ns, prefix string // pods are named prefix + index
+	spread     int    // namespaces: see podNamespace
 	n          int
 	rate       float64 // creates started per second; 0: closed loop
 	conc       int     // closed loop: concurrent creates
@@ -566,7 +572,7 @@ type load struct {
 	secretData map[string][]byte
 	// after, if set, runs after each create, off the clock (memory mode's
 	// churn).
-	after func(name string, err error)
+	after func(pod client.ObjectKey, err error)
 }
 
 // createPods creates l.n pods, closed loop (l.conc workers) or open loop
@@ -577,14 +583,14 @@ func createPods(ctx context.Context, cl client.Client, l load) result {
 	res := result{start: time.Now()}
 	one := func(i int, due time.Time) {
 		t := time.Now()
-		name := l.prefix + strconv.Itoa(i)
+		key := client.ObjectKey{Namespace: podNamespace(l.ns, i, l.spread), Name: l.prefix + strconv.Itoa(i)}
 		var err error
 		if l.ns == nsSecret {
-			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: l.ns}, Data: l.secretData})
+			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: key.Namespace}, Data: l.secretData})
 		}
 		if err == nil {
 			err = cl.Create(ctx, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: l.ns},
+				ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 			})
 		}
@@ -593,7 +599,7 @@ func createPods(ctx context.Context, cl client.Client, l load) result {
 		res.calls = append(res.calls, call{at: t.Sub(res.start), took: d, late: max(0, t.Sub(due)), err: err})
 		mu.Unlock()
 		if l.after != nil {
-			l.after(name, err)
+			l.after(key, err)
 		}
 	}
 	var wg sync.WaitGroup

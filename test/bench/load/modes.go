@@ -63,8 +63,8 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		return err
 	}
 	idle, idleTook := diffWrites(i0, i1), time.Since(idleStart)
-	fmt.Printf("writes per pod over its life: create %d pods (closed loop, %d concurrent), delete them one by one, wait until they and their bootstrap Secrets are gone (at most %s); kube-apiserver's apiserver_request_total, all clients, dry runs excluded, minus the background of a %.0f s idle period (%s)\n",
-		c.pods, c.conc, c.writesWait, idleTook.Seconds(), writesText(idle))
+	fmt.Printf("writes per pod over its life: create %d pods over %d namespace(s) (closed loop, %d concurrent), delete them one by one, wait until they and their bootstrap Secrets are gone (at most %s); kube-apiserver's apiserver_request_total, all clients, dry runs excluded, minus the background of a %.0f s idle period (%s)\n",
+		c.pods, c.spread, c.conc, c.writesWait, idleTook.Seconds(), writesText(idle))
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
@@ -76,17 +76,17 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 			return err
 		}
 		start := time.Now()
-		res := createPods(ctx, cl, load{ns: ns, prefix: "p-", n: c.pods, conc: c.conc, secretData: template})
+		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: c.pods, conc: c.conc, secretData: template})
 		created := len(res.calls) - countErrors(res.calls)
 		if meshed {
 			// Whatever adopts Secrets does it while the pods live.
 			fmt.Println("  " + adoption(ctx, cl, time.Now()))
 		}
 		delStart := time.Now()
-		if err := deleteAll(ctx, cl, ns, c.pods, c.conc); err != nil {
+		if err := deleteAll(ctx, cl, ns, c.spread, c.pods, c.conc); err != nil {
 			return err
 		}
-		gone, left := waitGone(ctx, cl, ns, warmUpUUID, c.writesWait)
+		gone, left := waitGone(ctx, cl, namespacesOf(c.spread, ns), warmUpUUID, c.writesWait)
 		// Writes that trail the last observed deletion (a controller's
 		// requeue) land within a few seconds.
 		time.Sleep(2 * time.Second)
@@ -146,7 +146,7 @@ func podUUID(ctx context.Context, cl client.Client, ns, name string) (string, er
 
 // deleteAll deletes pods p-0…p-(n-1) (and, in nsSecret, the client's
 // Secrets) one request each, as controllers delete pods, conc at a time.
-func deleteAll(ctx context.Context, cl client.Client, ns string, n, conc int) error {
+func deleteAll(ctx context.Context, cl client.Client, base string, spread, n, conc int) error {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	var firstErr error
@@ -155,8 +155,9 @@ func deleteAll(ctx context.Context, cl client.Client, ns string, n, conc int) er
 	for range conc {
 		wg.Go(func() {
 			for i := range jobs {
+				ns := podNamespace(base, i, spread)
 				objs := []client.Object{&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p-" + strconv.Itoa(i), Namespace: ns}}}
-				if ns == nsSecret {
+				if base == nsSecret {
 					objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: ns}})
 				}
 				for _, o := range objs {
@@ -176,48 +177,46 @@ func deleteAll(ctx context.Context, cl client.Client, ns string, n, conc int) er
 	close(jobs)
 	wg.Wait()
 	if firstErr != nil {
-		return fmt.Errorf("%d deletes in %s failed, the first: %w", failed.Load(), ns, firstErr)
+		return fmt.Errorf("%d deletes in %s failed, the first: %w", failed.Load(), base, firstErr)
 	}
 	return nil
 }
 
-// waitGone waits until ns holds no pod but the warm-up and, in the meshed
-// namespace, no bootstrap Secret but the warm-up pod's, at most bound. It
-// says what went and, if something stayed, what.
-func waitGone(ctx context.Context, cl client.Client, ns, warmUpUUID string, bound time.Duration) (gone, left string) {
+// waitGone waits until the namespaces hold no pod but the warm-up and no
+// bootstrap Secret but the warm-up pod's, at most bound. It says what went
+// and, if something stayed, what.
+func waitGone(ctx context.Context, cl client.Client, nss []string, warmUpUUID string, bound time.Duration) (gone, left string) {
 	deadline := time.Now().Add(bound)
 	for {
 		var pods metav1.PartialObjectMetadataList
 		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 		var secrets metav1.PartialObjectMetadataList
 		secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-		if err := cl.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+		if err := cl.List(ctx, &pods); err != nil {
 			return "listing pods failed", err.Error()
 		}
-		podsLeft := slices.DeleteFunc(pods.Items, func(p metav1.PartialObjectMetadata) bool { return p.Name == "warm-up" })
-		var secretsLeft, owned int
-		if ns == nsMeshed {
-			if err := cl.List(ctx, &secrets, client.InNamespace(ns), client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
-				return "listing Secrets failed", err.Error()
+		if err := cl.List(ctx, &secrets, client.HasLabels{injector.ProxyUUIDLabel}); err != nil {
+			return "listing Secrets failed", err.Error()
+		}
+		var podsLeft, secretsLeft, owned int
+		for _, p := range pods.Items {
+			if slices.Contains(nss, p.Namespace) && p.Name != "warm-up" {
+				podsLeft++
 			}
-			for _, s := range secrets.Items {
-				if s.Labels[injector.ProxyUUIDLabel] != warmUpUUID {
-					secretsLeft++
-					if len(s.OwnerReferences) > 0 {
-						owned++
-					}
+		}
+		for _, s := range secrets.Items {
+			if slices.Contains(nss, s.Namespace) && s.Labels[injector.ProxyUUIDLabel] != warmUpUUID {
+				secretsLeft++
+				if len(s.OwnerReferences) > 0 {
+					owned++
 				}
 			}
 		}
-		what := "pods gone"
-		if ns == nsMeshed {
-			what = "pods and their bootstrap Secrets gone"
-		}
-		if len(podsLeft) == 0 && secretsLeft == 0 {
-			return what, ""
+		if podsLeft == 0 && secretsLeft == 0 {
+			return "pods and their bootstrap Secrets gone", ""
 		}
 		if time.Now().After(deadline) {
-			left = fmt.Sprintf("NOT GONE after %s: %d pods, %d bootstrap Secrets", bound, len(podsLeft), secretsLeft)
+			left = fmt.Sprintf("NOT GONE after %s: %d pods, %d bootstrap Secrets", bound, podsLeft, secretsLeft)
 			if owned > 0 {
 				left += fmt.Sprintf(" (%d owned by their deleted pod: envtest runs no garbage collector; in a cluster kube-controller-manager's would delete each, one more secrets delete per pod than counted here)", owned)
 			}
@@ -235,28 +234,28 @@ func waitGone(ctx context.Context, cl client.Client, ns, warmUpUUID string, boun
 // (a long soak must not measure a growing cache).
 func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client, s *serveProcess) error {
 	tag := "[" + s.regime() + "]"
-	pre := createPods(ctx, cl, load{ns: nsMeshed, prefix: "pre-", n: c.prefill, conc: c.conc})
-	fmt.Printf("pre-fill: %d meshed pods through the injector, closed loop %d concurrent: %.1f pods/s, %d errors  %s\n",
-		c.prefill, c.conc, float64(len(pre.calls))/pre.elapsed.Seconds(), countErrors(pre.calls), tag)
+	pre := createPods(ctx, cl, load{ns: nsMeshed, spread: c.spread, prefix: "pre-", n: c.prefill, conc: c.conc})
+	fmt.Printf("pre-fill: %d meshed pods through the injector over %d namespace(s), closed loop %d concurrent: %.1f pods/s, %d errors  %s\n",
+		c.prefill, c.spread, c.conc, float64(len(pre.calls))/pre.elapsed.Seconds(), countErrors(pre.calls), tag)
 	fmt.Println("  " + adoption(ctx, cl, time.Now()))
 	var mu sync.Mutex
-	var live []string
+	var live []client.ObjectKey
 	// Oldest first; a pre-fill create that failed is deleted as NotFound
 	// and not counted.
 	for i := range pre.calls {
-		live = append(live, "pre-"+strconv.Itoa(i))
+		live = append(live, client.ObjectKey{Namespace: podNamespace(nsMeshed, i, c.spread), Name: "pre-" + strconv.Itoa(i)})
 	}
 	var deleted, deleteErrs atomic.Int64
-	after := func(name string, err error) {
+	after := func(pod client.ObjectKey, err error) {
 		if !c.churn || err != nil {
 			return
 		}
 		mu.Lock()
-		live = append(live, name)
+		live = append(live, pod)
 		oldest := live[0]
 		live = live[1:]
 		mu.Unlock()
-		switch err := cl.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: oldest, Namespace: nsMeshed}}); {
+		switch err := cl.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: oldest.Name, Namespace: oldest.Namespace}}); {
 		case err == nil:
 			deleted.Add(1)
 		case !apierrors.IsNotFound(err):
@@ -275,8 +274,8 @@ func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 	if c.churn {
 		churn = "churn: each create is followed by the deletion of the oldest meshed pod, so the cache holds the pre-fill's count"
 	}
-	fmt.Printf("load: open loop, %g admissions/s for %s (%d pods), %s\n", c.rate, c.duration, c.pods, churn)
-	res := createPods(ctx, cl, load{ns: nsMeshed, prefix: "p-", n: c.pods, rate: c.rate, after: after})
+	fmt.Printf("load: open loop, %g admissions/s for %s (%d pods over %d namespace(s)), %s\n", c.rate, c.duration, c.pods, c.spread, churn)
+	res := createPods(ctx, cl, load{ns: nsMeshed, spread: c.spread, prefix: "p-", n: c.pods, rate: c.rate, after: after})
 	samples, err := stop()
 	if err := stopProfiles(); err != nil {
 		return err

@@ -39,7 +39,9 @@ type serveProcess struct {
 // buildServe builds cmd/fsm-webhooks from the checkout the tool runs in.
 func buildServe(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "fsm-webhooks")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/flomesh-io/fsm-webhooks/cmd/fsm-webhooks")
+	// -buildvcs=auto stamps the commit (binaryVersion prints it) even where
+	// GOFLAGS turns stamping off.
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=auto", "-o", bin, "github.com/flomesh-io/fsm-webhooks/cmd/fsm-webhooks")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building fsm-webhooks: %w", err)

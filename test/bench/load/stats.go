@@ -614,3 +614,23 @@ func regime(inProcess bool, nonDefault []string) string {
 	}
 	return "NON-DEFAULT: " + strings.Join(nonDefault, " ")
 }
+
+// podNamespace is where pod i of a phase goes when its pods are spread over
+// spread namespaces: the phase's own namespace, then base-1, base-2, ….
+func podNamespace(base string, i, spread int) string {
+	if spread <= 1 || i%spread == 0 {
+		return base
+	}
+	return base + "-" + strconv.Itoa(i%spread)
+}
+
+// namespacesOf is every namespace of the phases bases spread over spread.
+func namespacesOf(spread int, bases ...string) []string {
+	var out []string
+	for _, b := range bases {
+		for i := range max(1, spread) {
+			out = append(out, podNamespace(b, i, spread))
+		}
+	}
+	return out
+}

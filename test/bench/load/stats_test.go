@@ -488,3 +488,19 @@ func TestHistogramPlus(t *testing.T) {
 		t.Error("plus modified its receiver")
 	}
 }
+
+func TestPodNamespace(t *testing.T) {
+	var got []string
+	for i := range 5 {
+		got = append(got, podNamespace("meshed", i, 3))
+	}
+	if want := []string{"meshed", "meshed-1", "meshed-2", "meshed", "meshed-1"}; !slices.Equal(got, want) {
+		t.Errorf("spread over 3: %q, want %q", got, want)
+	}
+	if got := podNamespace("plain", 7, 1); got != "plain" {
+		t.Errorf("spread over 1: %q, want plain", got)
+	}
+	if got, want := namespacesOf(2, "plain", "meshed"), []string{"plain", "plain-1", "meshed", "meshed-1"}; !slices.Equal(got, want) {
+		t.Errorf("namespacesOf: %q, want %q", got, want)
+	}
+}
