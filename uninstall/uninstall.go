@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -40,9 +41,11 @@ var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Ver
 // Run removes, in an order that cannot deadlock the cluster, what would
 // otherwise outlive the servers: the webhook configurations first (a
 // failurePolicy Fail webhook without a server blocks pod creation), then the
-// servers themselves, then the CRD's conversion stanza (reads of old
-// versions must not depend on a converter that is gone), then the mesh's
-// MeshConfig. Every step is idempotent and treats NotFound as done, so a
+// servers themselves, then hands the mesh's bootstrap Secrets to the garbage
+// collector (the injector's controller deleted each with its pod; with the
+// servers stopped and no webhook left, nothing creates or deletes one
+// meanwhile), then the CRD's conversion stanza (reads of old versions must
+// not depend on a converter that is gone), then the mesh's MeshConfig. Every step is idempotent and treats NotFound as done, so a
 // retried hook converges.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -57,11 +60,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("dynamic client: %w", err)
 	}
-	return run(ctx, cs, apiext, dyn, o)
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("metadata client: %w", err)
+	}
+	return run(ctx, cs, apiext, dyn, meta, o)
 }
 
 // run is Run through the given clients.
-func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Interface, dyn dynamic.Interface, o Options) error {
+func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Interface, dyn dynamic.Interface, meta metadata.Interface, o Options) error {
 	log := o.Log
 	if log.GetSink() == nil {
 		log = logr.Discard()
@@ -85,6 +92,10 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, log); err != nil {
 			return err
 		}
+	}
+
+	if err := handOverBootstrapSecrets(ctx, meta, o.MeshName, log); err != nil {
+		return fmt.Errorf("handing the bootstrap Secrets of mesh %s to the garbage collector: %w", o.MeshName, err)
 	}
 
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}})

@@ -18,12 +18,15 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	metadatafake "k8s.io/client-go/metadata/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 const ns = "fsm-system"
@@ -53,7 +56,30 @@ type cluster struct {
 	cs     *fake.Clientset
 	apiext *apiextfake.Clientset
 	dyn    *dynamicfake.FakeDynamicClient
+	meta   *metadatafake.FakeMetadataClient
 	rec    *recorder
+}
+
+func metaScheme() *runtime.Scheme {
+	s := metadatafake.NewTestScheme()
+	metav1.AddMetaToScheme(s)
+	return s
+}
+
+// partial is a metadata-only object of kind in namespace ns.
+func partial(kind, name string, labels map[string]string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: kind},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: name, UID: types.UID(name + "-uid"), Labels: labels},
+	}
+}
+
+// bootstrapSecretOf is mesh's bootstrap Secret of uuid id, as the injector
+// labels it.
+func bootstrapSecretOf(mesh, id string) *metav1.PartialObjectMetadata {
+	return partial("Secret", fsmnames.BootstrapSecretName(id), map[string]string{
+		"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": mesh, injector.ProxyUUIDLabel: id,
+	})
 }
 
 func newCluster() *cluster {
@@ -83,11 +109,16 @@ func newCluster() *cluster {
 		}),
 		dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 			map[schema.GroupVersionResource]string{meshConfigGVR: "MeshConfigList"}, meshConfig),
+		// A running meshed pod's Secret and one whose pod is gone.
+		meta: metadatafake.NewSimpleMetadataClient(metaScheme(),
+			partial("Pod", "web", map[string]string{injector.ProxyUUIDLabel: "running"}),
+			bootstrapSecretOf("fsm", "running"), bootstrapSecretOf("fsm", "gone")),
 		rec: &recorder{},
 	}
 	c.rec.watch(c.cs)
 	c.rec.watch(c.apiext)
 	c.rec.watch(c.dyn)
+	c.rec.watch(c.meta)
 	return c
 }
 
@@ -97,13 +128,15 @@ func TestRun(t *testing.T) {
 	ctx := context.Background()
 	c := newCluster()
 	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName}
-	if err := run(ctx, c.cs, c.apiext, c.dyn, o); err != nil {
+	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		"delete mutatingwebhookconfigurations",
 		"delete validatingwebhookconfigurations",
 		"patch deployments",
+		"delete secrets", // the Secret whose pod is gone
+		"patch secrets",  // the running pod's Secret to the garbage collector
 		"patch customresourcedefinitions",
 		"delete meshconfigs",
 	}
@@ -133,7 +166,7 @@ func TestRun(t *testing.T) {
 	}
 
 	// Retried: NotFound everywhere is done.
-	if err := run(ctx, c.cs, c.apiext, c.dyn, o); err != nil {
+	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 }
@@ -141,10 +174,10 @@ func TestRun(t *testing.T) {
 // TestRunSkips: empty Deployment and MeshConfigName leave both alone.
 func TestRunSkips(t *testing.T) {
 	c := newCluster()
-	if err := run(context.Background(), c.cs, c.apiext, c.dyn, Options{Namespace: ns, MeshName: "fsm"}); err != nil {
+	if err := run(context.Background(), c.cs, c.apiext, c.dyn, c.meta, Options{Namespace: ns, MeshName: "fsm"}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"delete mutatingwebhookconfigurations", "delete validatingwebhookconfigurations", "patch customresourcedefinitions"}
+	want := []string{"delete mutatingwebhookconfigurations", "delete validatingwebhookconfigurations", "delete secrets", "patch secrets", "patch customresourcedefinitions"}
 	if !reflect.DeepEqual(c.rec.writes, want) {
 		t.Errorf("writes %q, want %q", c.rec.writes, want)
 	}
@@ -173,7 +206,7 @@ func TestRunKeepsMeshConfigItDidNotCreate(t *testing.T) {
 			}
 			c.rec.writes = nil
 			o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName}
-			if err := run(ctx, c.cs, c.apiext, c.dyn, o); err != nil {
+			if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
 				t.Fatal(err)
 			}
 			if slices.Contains(c.rec.writes, "delete meshconfigs") {
@@ -195,13 +228,51 @@ func TestRunStopsAtFirstFailure(t *testing.T) {
 		return true, nil, apierrors.NewForbidden(admv1.Resource("validatingwebhookconfigurations"), "x", fmt.Errorf("denied"))
 	})
 	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName}
-	err := run(context.Background(), c.cs, c.apiext, c.dyn, o)
+	err := run(context.Background(), c.cs, c.apiext, c.dyn, c.meta, o)
 	if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "deleting ValidatingWebhookConfiguration fsm-validator-mesh-fsm") {
 		t.Fatalf("error %v", err)
 	}
 	for _, w := range c.rec.writes {
-		if w == "patch deployments" || w == "patch customresourcedefinitions" || w == "delete meshconfigs" {
+		if w == "patch deployments" || w == "patch secrets" || w == "delete secrets" || w == "patch customresourcedefinitions" || w == "delete meshconfigs" {
 			t.Errorf("%s ran after the failed step", w)
 		}
+	}
+}
+
+// TestDecideHandOver: what the uninstall does with each bootstrap Secret.
+func TestDecideHandOver(t *testing.T) {
+	pod := partial("Pod", "web", map[string]string{injector.ProxyUUIDLabel: "u1"})
+	secret := func(mutate ...func(*metav1.PartialObjectMetadata)) *metav1.PartialObjectMetadata {
+		s := bootstrapSecretOf("fsm", "u1")
+		for _, m := range mutate {
+			m(s)
+		}
+		return s
+	}
+	owner := func(uid types.UID) func(*metav1.PartialObjectMetadata) {
+		return func(s *metav1.PartialObjectMetadata) {
+			s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: "x", UID: uid})
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		secret *metav1.PartialObjectMetadata
+		pod    *metav1.PartialObjectMetadata
+		want   handOver
+	}{
+		{"pod runs: owned by it", secret(), pod, ownByPod},
+		{"pod runs, owned by another (stale) pod: the running pod added", secret(owner("old-uid")), pod, ownByPod},
+		{"already owned by its pod (FSM's controller)", secret(owner(pod.UID)), pod, leaveSecret},
+		{"no pod: deleted", secret(), nil, deleteOrphan},
+		{"no pod, owned by a pod that is gone: deleted", secret(owner("old-uid")), nil, deleteOrphan},
+		{"another mesh's", secret(func(s *metav1.PartialObjectMetadata) { s.Labels["app.kubernetes.io/instance"] = "blue" }), nil, leaveSecret},
+		{"name is not its uuid's", secret(func(s *metav1.PartialObjectMetadata) { s.Name = "sidecar-bootstrap-config-u2" }), nil, leaveSecret},
+		{"being deleted", secret(func(s *metav1.PartialObjectMetadata) { s.DeletionTimestamp = &metav1.Time{} }), nil, leaveSecret},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decideHandOver(tc.secret, "fsm", tc.pod); got != tc.want {
+				t.Errorf("decideHandOver = %s, want %s", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,194 @@
+package uninstall
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+)
+
+var (
+	secretsGVR = corev1.SchemeGroupVersion.WithResource("secrets")
+	podsGVR    = corev1.SchemeGroupVersion.WithResource("pods")
+)
+
+// handOver is what the uninstall does with one bootstrap Secret.
+type handOver int
+
+const (
+	// leaveSecret: not the mesh's bootstrap Secret, being deleted already,
+	// or already owned by its pod (FSM's controller, older versions of ours).
+	leaveSecret handOver = iota
+	// ownByPod: its pod runs; the garbage collector deletes the Secret
+	// with it once the pod is owner, since no injector is left to.
+	ownByPod
+	// deleteOrphan: its pod is gone; nothing will ever read it.
+	deleteOrphan
+)
+
+func (h handOver) String() string {
+	switch h {
+	case leaveSecret:
+		return "leave"
+	case ownByPod:
+		return "own by pod"
+	case deleteOrphan:
+		return "delete"
+	}
+	return fmt.Sprintf("handOver(%d)", int(h))
+}
+
+// decideHandOver decides what becomes of mesh's bootstrap Secret now that
+// the injector's controller (which deletes it when its pod goes) is gone;
+// pod is the pod carrying its uuid, nil when there is none.
+func decideHandOver(secret metav1.Object, mesh string, pod *metav1.PartialObjectMetadata) handOver {
+	l := secret.GetLabels()
+	id := l[injector.ProxyUUIDLabel]
+	if !injector.BootstrapSecretSelector(mesh).Matches(labels.Set(l)) || secret.GetName() != fsmnames.BootstrapSecretName(id) || secret.GetDeletionTimestamp() != nil {
+		return leaveSecret
+	}
+	if pod == nil {
+		return deleteOrphan
+	}
+	for _, o := range secret.GetOwnerReferences() {
+		if o.UID == pod.UID {
+			return leaveSecret
+		}
+	}
+	return ownByPod
+}
+
+// handOverBootstrapSecrets gives every bootstrap Secret of mesh left in the
+// cluster to the garbage collector (its pod as owner: one write per running
+// meshed pod, at uninstall only) or deletes it when its pod is gone. It runs
+// once the servers are stopped, so no controller deletes and no admission
+// creates Secrets meanwhile. Every write carries the resourceVersion (patch)
+// or UID and resourceVersion (delete) it was decided on; a conflict re-reads
+// and re-decides. Reads are metadata only: the hook never holds a private
+// key. It goes through every Secret and reports all failures.
+func handOverBootstrapSecrets(ctx context.Context, meta metadata.Interface, mesh string, log logr.Logger) error {
+	pods := map[types.NamespacedName]*metav1.PartialObjectMetadata{} // by namespace and uuid
+	err := listAll(ctx, meta, podsGVR, injector.ProxyUUIDLabel, func(p *metav1.PartialObjectMetadata) {
+		pods[types.NamespacedName{Namespace: p.Namespace, Name: p.Labels[injector.ProxyUUIDLabel]}] = p
+	})
+	if err != nil {
+		return err
+	}
+	var secrets []*metav1.PartialObjectMetadata
+	if err := listAll(ctx, meta, secretsGVR, injector.BootstrapSecretSelector(mesh).String(), func(s *metav1.PartialObjectMetadata) {
+		secrets = append(secrets, s)
+	}); err != nil {
+		return err
+	}
+	counts := map[handOver]int{}
+	var errs []error
+	for _, s := range secrets {
+		pod := pods[types.NamespacedName{Namespace: s.Namespace, Name: s.Labels[injector.ProxyUUIDLabel]}]
+		done, err := settleSecret(ctx, meta, mesh, s, pod)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		counts[done]++
+	}
+	log.Info("Bootstrap Secrets handed over", "ownedByTheirPod", counts[ownByPod], "deleted", counts[deleteOrphan], "leftAlone", counts[leaveSecret], "failed", len(errs))
+	return errors.Join(errs...)
+}
+
+// settleSecret applies decideHandOver to one Secret, re-reading it after a
+// conflict, and returns what it did.
+func settleSecret(ctx context.Context, meta metadata.Interface, mesh string, s, pod *metav1.PartialObjectMetadata) (handOver, error) {
+	secrets := meta.Resource(secretsGVR).Namespace(s.Namespace)
+	id := s.Labels[injector.ProxyUUIDLabel]
+	var done handOver
+	first := true
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !first {
+			var err error
+			if s, err = secrets.Get(ctx, s.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		first = false
+		done = decideHandOver(s, mesh, pod)
+		if done == deleteOrphan {
+			// The list of pods is older than this Secret's read: ask again.
+			live, err := podWithUUID(ctx, meta, s.Namespace, id)
+			if err != nil {
+				return err
+			}
+			if live != nil {
+				pod = live
+				done = decideHandOver(s, mesh, pod)
+			}
+		}
+		switch done {
+		case ownByPod:
+			owners := append(append([]metav1.OwnerReference(nil), s.OwnerReferences...),
+				metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID})
+			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": s.ResourceVersion, "ownerReferences": owners}})
+			if err != nil {
+				return err
+			}
+			_, err = secrets.Patch(ctx, s.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+			return err
+		case deleteOrphan:
+			uid, rv := s.UID, s.ResourceVersion
+			return secrets.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		}
+		return nil
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		return leaveSecret, nil // gone meanwhile (the garbage collector, an earlier try of this hook)
+	case err != nil && done == ownByPod:
+		return done, fmt.Errorf("setting pod %s/%s as owner of bootstrap Secret %s: %w", s.Namespace, pod.Name, s.Name, err)
+	case err != nil:
+		return done, fmt.Errorf("bootstrap Secret %s/%s (%s): %w", s.Namespace, s.Name, done, err)
+	}
+	return done, nil
+}
+
+// podWithUUID is the pod of namespace labelled with proxy uuid id, or nil.
+func podWithUUID(ctx context.Context, meta metadata.Interface, namespace, id string) (*metav1.PartialObjectMetadata, error) {
+	l, err := meta.Resource(podsGVR).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: injector.ProxyUUIDLabel + "=" + id, Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods with %s=%s in %s: %w", injector.ProxyUUIDLabel, id, namespace, err)
+	}
+	if len(l.Items) == 0 {
+		return nil, nil
+	}
+	return &l.Items[0], nil
+}
+
+// listAll lists gvr's objects of every namespace matching selector, 500 per
+// page, and hands each to f.
+func listAll(ctx context.Context, meta metadata.Interface, gvr schema.GroupVersionResource, selector string, f func(*metav1.PartialObjectMetadata)) error {
+	opts := metav1.ListOptions{LabelSelector: selector, Limit: 500}
+	for {
+		l, err := meta.Resource(gvr).List(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("listing %s with %s: %w", gvr.Resource, selector, err)
+		}
+		for i := range l.Items {
+			f(&l.Items[i])
+		}
+		if l.Continue == "" {
+			return nil
+		}
+		opts.Continue = l.Continue
+	}
+}

@@ -1,0 +1,138 @@
+package uninstall
+
+import (
+	"context"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// TestHandOverBootstrapSecretsEnvtest: through a real apiserver, the
+// uninstall makes each running meshed pod the owner of its Secret (one
+// patch, existing owners kept), leaves a Secret its pod already owns
+// untouched (same resourceVersion), deletes the Secret whose pod is gone,
+// and leaves another mesh's Secret alone. A second run writes nothing.
+func TestHandOverBootstrapSecretsEnvtest(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	cs := env.Clientset
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	newPod := func(id string) *corev1.Pod {
+		p, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Labels: map[string]string{injector.ProxyUUIDLabel: id}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	newSecret := func(mesh, id string, owners ...metav1.OwnerReference) *corev1.Secret {
+		s, err := cs.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Name:            fsmnames.BootstrapSecretName(id),
+			Labels:          map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": mesh, injector.ProxyUUIDLabel: id},
+			OwnerReferences: owners,
+		}, Data: map[string][]byte{"key.pem": []byte("private")}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ownerOf := func(p *corev1.Pod) metav1.OwnerReference {
+		return metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: p.Name, UID: p.UID}
+	}
+	running := newPod("running")
+	fsmOwned := newPod("fsm-owned")
+	twoOwners := newPod("two-owners")
+	stale := metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: "replaced", UID: "replaced-uid"}
+	newSecret("fsm", "running")
+	keptRV := newSecret("fsm", "fsm-owned", ownerOf(fsmOwned)).ResourceVersion
+	newSecret("fsm", "two-owners", stale)
+	newSecret("fsm", "gone")
+	otherRV := newSecret("blue", "other").ResourceVersion
+
+	meta := metadataFor(t, env.Config)
+	if err := handOverBootstrapSecrets(ctx, meta, "fsm", testr.New(t)); err != nil {
+		t.Fatal(err)
+	}
+	get := func(id string) (*corev1.Secret, error) {
+		return cs.CoreV1().Secrets("app").Get(ctx, fsmnames.BootstrapSecretName(id), metav1.GetOptions{})
+	}
+	for id, want := range map[string][]metav1.OwnerReference{
+		"running":    {ownerOf(running)},
+		"fsm-owned":  {ownerOf(fsmOwned)},
+		"two-owners": {stale, ownerOf(twoOwners)},
+		"other":      nil,
+	} {
+		s, err := get(id)
+		if err != nil {
+			t.Fatalf("Secret of %s: %v", id, err)
+		}
+		if len(s.OwnerReferences) != len(want) {
+			t.Errorf("Secret of %s: owners %+v, want %+v", id, s.OwnerReferences, want)
+			continue
+		}
+		for i := range want {
+			if s.OwnerReferences[i].UID != want[i].UID || s.OwnerReferences[i].Kind != "Pod" || s.OwnerReferences[i].Name != want[i].Name {
+				t.Errorf("Secret of %s: owner %d is %+v, want %+v", id, i, s.OwnerReferences[i], want[i])
+			}
+		}
+		if string(s.Data["key.pem"]) != "private" {
+			t.Errorf("Secret of %s lost its data: %q", id, s.Data)
+		}
+	}
+	if s, _ := get("fsm-owned"); s.ResourceVersion != keptRV {
+		t.Errorf("the Secret its pod owned already was written (resourceVersion %s, was %s)", s.ResourceVersion, keptRV)
+	}
+	if s, _ := get("other"); s.ResourceVersion != otherRV {
+		t.Errorf("another mesh's Secret was written (resourceVersion %s, was %s)", s.ResourceVersion, otherRV)
+	}
+	if _, err := get("gone"); !apierrors.IsNotFound(err) {
+		t.Errorf("the Secret whose pod is gone: %v, want NotFound", err)
+	}
+
+	// A retried hook: everything is settled, nothing is written.
+	before, err := cs.CoreV1().Secrets("app").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handOverBootstrapSecrets(ctx, meta, "fsm", testr.New(t)); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	after, err := cs.CoreV1().Secrets("app").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rvs := map[string]string{}
+	for _, s := range before.Items {
+		rvs[s.Name] = s.ResourceVersion
+	}
+	for _, s := range after.Items {
+		if rvs[s.Name] != s.ResourceVersion {
+			t.Errorf("second run wrote %s (resourceVersion %s, was %s)", s.Name, s.ResourceVersion, rvs[s.Name])
+		}
+	}
+	if len(after.Items) != len(before.Items) {
+		t.Errorf("second run changed the Secrets: %d, was %d", len(after.Items), len(before.Items))
+	}
+}
+
+func metadataFor(t *testing.T, cfg *rest.Config) metadata.Interface {
+	t.Helper()
+	m, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
