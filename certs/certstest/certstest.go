@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -73,6 +74,17 @@ var (
 	_ rootrotation.CA      = (*CA)(nil)
 )
 
+// MustNew is New for one test: the key pool refills until t ends, and a
+// failure fails t.
+func MustNew(t testing.TB, opts Options) *CA {
+	t.Helper()
+	ca, err := New(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
 // New creates the CA with one root. A key pool (PoolSize > 0) is filled
 // before New returns and refills until ctx is done.
 func New(ctx context.Context, opts Options) (*CA, error) {
@@ -90,6 +102,10 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 		recycled := make([]crypto.Signer, opts.RecycledKeys)
 		for i := range recycled {
 			k, err := certs.GenerateKey(opts.Algorithm)
+			if err == nil {
+				// Once here, as a pool's refill does for each new key.
+				k, err = certs.WithEncodedPEM(k)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("test CA: generating recycled keys: %w", err)
 			}

@@ -16,15 +16,6 @@ import (
 
 var server = certs.Request{CommonName: "svc.ns.svc", DNSNames: []string{"svc.ns.svc"}, Validity: 24 * time.Hour, Usage: certs.UsageServer}
 
-func newCA(t *testing.T, opts certstest.Options) *certstest.CA {
-	t.Helper()
-	ca, err := certstest.New(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
 func leafOf(t *testing.T, c *certs.Certificate) *x509.Certificate {
 	t.Helper()
 	chain, err := certs.ParseCertsPEM(c.CertPEM)
@@ -51,7 +42,7 @@ func TestIssue(t *testing.T) {
 		{"recycled keys", certstest.Options{PoolSize: 2, RecycledKeys: 1}, server, 24*time.Hour + time.Second, certs.ECDSAP256},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca := newCA(t, tc.opts)
+			ca := certstest.MustNew(t, tc.opts)
 			c, err := ca.Issue(t.Context(), tc.req)
 			if err != nil {
 				t.Fatal(err)
@@ -75,7 +66,7 @@ func TestIssue(t *testing.T) {
 }
 
 func TestFailIssuance(t *testing.T) {
-	ca := newCA(t, certstest.Options{})
+	ca := certstest.MustNew(t, certstest.Options{})
 	ca.FailIssuance(true)
 	var perr *certs.ProviderError
 	if _, err := ca.Issue(t.Context(), server); !errors.As(err, &perr) || perr.Provider != certstest.ProviderName {
@@ -91,7 +82,7 @@ func TestFailIssuance(t *testing.T) {
 // trusted, what rootrotation reads and that subscribers hear each change
 // (and only changes).
 func TestRotation(t *testing.T) {
-	ca := newCA(t, certstest.Options{})
+	ca := certstest.MustNew(t, certstest.Options{})
 	notified := 0
 	defer ca.OnBundleChange(func() { notified++ })()
 	_, first, _ := ca.Roots()
@@ -144,7 +135,7 @@ func TestRotation(t *testing.T) {
 }
 
 func TestReplace(t *testing.T) {
-	ca := newCA(t, certstest.Options{})
+	ca := certstest.MustNew(t, certstest.Options{})
 	if err := ca.AddNextRoot(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +151,8 @@ func TestReplace(t *testing.T) {
 }
 
 func TestValidCert(t *testing.T) {
-	ca := newCA(t, certstest.Options{})
-	other := newCA(t, certstest.Options{})
+	ca := certstest.MustNew(t, certstest.Options{})
+	other := certstest.MustNew(t, certstest.Options{})
 	otherBundle, _ := other.CABundle(t.Context())
 	c, err := ca.Issue(t.Context(), server)
 	if err != nil {

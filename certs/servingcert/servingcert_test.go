@@ -16,15 +16,6 @@ import (
 
 var spec = servingcert.Spec{SecretName: fsmnames.ValidatorCertSecret, Namespace: "fsm-system", ServiceName: fsmnames.ValidatorService, ClusterDomain: "cluster.local"}
 
-func newCA(t *testing.T, opts certstest.Options) *certstest.CA {
-	t.Helper()
-	ca, err := certstest.New(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
 func issue(t *testing.T, ca *certstest.CA, s servingcert.Spec) map[string][]byte {
 	t.Helper()
 	c, err := ca.Issue(context.Background(), s.Request())
@@ -96,8 +87,8 @@ func TestSpecValidate(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	ca := newCA(t, certstest.Options{RootValidity: 24 * time.Hour})
-	other := newCA(t, certstest.Options{RootValidity: 24 * time.Hour})
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted, _ := ca.CABundle(context.Background())
 	good := issue(t, ca, spec)
 	otherSvc := spec
@@ -160,7 +151,7 @@ func TestCheck(t *testing.T) {
 // Vault role grants 24h (max_ttl) to a serving cert asked for 87600h and
 // backdates NotBefore by 30s.
 func TestCheckGrantedLifetime(t *testing.T) {
-	ca := newCA(t, certstest.Options{RootValidity: 87600 * time.Hour, MaxTTL: 24 * time.Hour, Backdate: 30 * time.Second})
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 87600 * time.Hour, MaxTTL: 24 * time.Hour, Backdate: 30 * time.Second})
 	trusted := mustBundle(t, ca)
 	data := issue(t, ca, spec)
 	chain, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
@@ -219,7 +210,7 @@ func mustBundle(t *testing.T, ca *certstest.CA) []byte {
 
 func TestMergeBundles(t *testing.T) {
 	day := certstest.Options{RootValidity: 24 * time.Hour}
-	a, b := mustBundle(t, newCA(t, day)), mustBundle(t, newCA(t, day))
+	a, b := mustBundle(t, certstest.MustNew(t, day)), mustBundle(t, certstest.MustNew(t, day))
 	now := time.Now()
 	ab, err := servingcert.MergeBundles(now, a, b)
 	if err != nil {
@@ -255,7 +246,7 @@ func TestMergeBundles(t *testing.T) {
 }
 
 func TestIssuingRoots(t *testing.T) {
-	ca, other := newCA(t, certstest.Options{}), newCA(t, certstest.Options{})
+	ca, other := certstest.MustNew(t, certstest.Options{}), certstest.MustNew(t, certstest.Options{})
 	data := issue(t, ca, spec)
 	leaf, _ := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	both := append(mustBundle(t, other), mustBundle(t, ca)...)

@@ -369,14 +369,7 @@ func TestMeshed(t *testing.T) {
 	})
 
 	t.Run("a MeshConfig change reaches the next pod", func(t *testing.T) {
-		mc := &unstructured.Unstructured{}
-		mc.SetGroupVersionKind(schema.GroupVersionKind{Group: "config.flomesh.io", Version: "v1alpha3", Kind: "MeshConfig"})
-		patch := []byte(`{"spec":{"sidecar":{"logLevel":"debug"},"traffic":{"outboundPortExclusionList":[6379]}}}`)
-		mc.SetNamespace(chartNS)
-		mc.SetName("fsm-mesh-config")
-		if err := c.Client.Patch(ctx, mc, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			t.Fatalf("patching MeshConfig: %v", err)
-		}
+		patchMeshConfig(ctx, t, c, `{"spec":{"sidecar":{"logLevel":"debug"},"traffic":{"outboundPortExclusionList":[6379]}}}`)
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "after-meshconfig", Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{appContainer(
@@ -399,6 +392,65 @@ func TestMeshed(t *testing.T) {
 		p := createPod(ctx, t, cs, pod)
 		if !strings.Contains(initScript(t, p), "6379") {
 			t.Errorf("fsm-init script lacks the MeshConfig's outbound port exclusion 6379:\n%s", initScript(t, p))
+		}
+		waitPodReady(t, c, p.Name)
+	})
+
+	t.Run("enablePrivilegedInitContainer: a privileged fsm-init on this node", func(t *testing.T) {
+		patchMeshConfig(ctx, t, c, `{"spec":{"sidecar":{"enablePrivilegedInitContainer":true}}}`)
+		defer patchMeshConfig(ctx, t, c, `{"spec":{"sidecar":{"enablePrivilegedInitContainer":false}}}`)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "privileged-init", Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{appContainer(
+				&corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+				nil, nil)}},
+		}
+		c.WaitFor(t, "the injector to see enablePrivilegedInitContainer", time.Minute, func(ctx context.Context) error {
+			p, err := cs.CoreV1().Pods(meshNS).Create(ctx, pod.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				return err
+			}
+			if ic := findContainer(p.Spec.InitContainers, "fsm-init"); ic == nil || ic.SecurityContext == nil || !ptr.Deref(ic.SecurityContext.Privileged, false) {
+				return fmt.Errorf("fsm-init %v", ic)
+			}
+			return nil
+		})
+		p := createPod(ctx, t, cs, pod)
+		var st *corev1.ContainerStatus
+		c.WaitFor(t, "the privileged fsm-init to end or fail", 2*time.Minute, func(ctx context.Context) error {
+			got, err := cs.CoreV1().Pods(meshNS).Get(ctx, p.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			p = got
+			st = initStatus(p, "fsm-init")
+			switch {
+			case st == nil:
+				return fmt.Errorf("no fsm-init status: %s", podReasons(p))
+			case st.State.Terminated != nil:
+				return nil
+			case st.State.Waiting != nil && st.State.Waiting.Reason != "PodInitializing" && st.State.Waiting.Reason != "ContainerCreating":
+				return nil
+			}
+			return fmt.Errorf("fsm-init %+v", st.State)
+		})
+		t.Logf("privileged fsm-init: state %+v; pod: %s; events: %s", st.State, podReasons(p), podEvents(ctx, cs, p))
+		if tm := st.State.Terminated; tm == nil || tm.ExitCode != 0 {
+			t.Fatalf("privileged fsm-init did not exit 0: %+v", st.State)
+		}
+		// containerd gives a privileged container the capabilities it holds
+		// itself, not every capability there is: on this machine that set
+		// lacks CAP_SYS_RESOURCE (node-recipe.md), and runc starts it.
+		bounding := containerBounding(ctx, t, c, st.ContainerID)
+		hostHas := hostBoundingHas(t, capSysResource)
+		t.Logf("privileged fsm-init's bounding set (%d capabilities): %v; host bounding set has CAP_SYS_RESOURCE: %v", len(bounding), bounding, hostHas)
+		for _, want := range []string{"CAP_NET_ADMIN", "CAP_SYS_ADMIN"} {
+			if !slices.Contains(bounding, want) {
+				t.Errorf("privileged fsm-init lacks %s: %v", want, bounding)
+			}
+		}
+		if got := slices.Contains(bounding, "CAP_SYS_RESOURCE"); got != hostHas {
+			t.Errorf("privileged fsm-init has CAP_SYS_RESOURCE %v, the host's bounding set %v: want the same", got, hostHas)
 		}
 		waitPodReady(t, c, p.Name)
 	})
@@ -429,6 +481,84 @@ func TestMeshed(t *testing.T) {
 				percentile(f.d, 0.50).Round(10*time.Millisecond), percentile(f.d, 0.99).Round(10*time.Millisecond))
 		}
 	})
+}
+
+// capSysResource is CAP_SYS_RESOURCE's number (linux/capability.h).
+const capSysResource = 24
+
+// containerBounding is the bounding capability set containerd gave a
+// container (its OCI spec, from crictl inspect; exited containers too).
+func containerBounding(ctx context.Context, t *testing.T, c *node.Cluster, containerID string) []string {
+	t.Helper()
+	_, id, _ := strings.Cut(containerID, "://")
+	out, err := c.Crictl(ctx, "inspect", id)
+	if err != nil {
+		t.Fatalf("crictl inspect %s: %v: %s", id, err, out)
+	}
+	var info struct {
+		Info struct {
+			RuntimeSpec struct {
+				Process struct {
+					Capabilities struct {
+						Bounding []string `json:"bounding"`
+					} `json:"capabilities"`
+				} `json:"process"`
+			} `json:"runtimeSpec"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatalf("crictl inspect %s: %v", id, err)
+	}
+	return info.Info.RuntimeSpec.Process.Capabilities.Bounding
+}
+
+// hostBoundingHas says whether this process's bounding set (CapBnd in
+// /proc/self/status) holds capability number capNum; the test runs as root
+// beside containerd, with the same set.
+func hostBoundingHas(t *testing.T, capNum uint) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatalf("CapBnd %q: %v", v, err)
+			}
+			return mask&(1<<capNum) != 0
+		}
+	}
+	t.Fatal("no CapBnd in /proc/self/status")
+	return false
+}
+
+// patchMeshConfig merge-patches the chart's MeshConfig.
+func patchMeshConfig(ctx context.Context, t *testing.T, c *node.Cluster, patch string) {
+	t.Helper()
+	mc := &unstructured.Unstructured{}
+	mc.SetGroupVersionKind(schema.GroupVersionKind{Group: "config.flomesh.io", Version: "v1alpha3", Kind: "MeshConfig"})
+	mc.SetNamespace(chartNS)
+	mc.SetName("fsm-mesh-config")
+	if err := c.Client.Patch(ctx, mc, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		t.Fatalf("patching MeshConfig with %s: %v", patch, err)
+	}
+}
+
+// podEvents lists the events of pod p, oldest first, one per line.
+func podEvents(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) string {
+	evs, err := cs.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.name", p.Name).String(),
+	})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range evs.Items {
+		fmt.Fprintf(&b, "\n  %s %s x%d: %s", e.Type, e.Reason, e.Count, e.Message)
+	}
+	return b.String()
 }
 
 // watchStops watches pod p from now on and returns a function that reports
