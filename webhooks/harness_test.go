@@ -2,15 +2,10 @@ package webhooks
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"runtime/pprof"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,11 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/poll"
+	"github.com/flomesh-io/fsm-webhooks/test/probehook"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -35,7 +31,7 @@ import (
 // env is the one apiserver of this package's tests.
 var env *testenv.Env
 
-const denyMessage = "denied by the test webhook"
+const denyMessage = probehook.Message
 
 func testLog(name string) logr.Logger {
 	if os.Getenv("WEBHOOKS_TEST_LOG") == "" {
@@ -44,33 +40,7 @@ func testLog(name string) logr.Logger {
 	return funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, name, prefix, args) }, funcr.Options{})
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// denier is a tiny validating webhook: it denies ConfigMaps labelled
-// deny=true, so a denial with its message proves the apiserver reached it.
-type denier struct{ calls atomic.Int64 }
-
-func (d *denier) handler() admission.Handler {
-	return admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
-		d.calls.Add(1)
-		var obj metav1.PartialObjectMetadata
-		if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
-			return admission.Errored(http.StatusBadRequest, err)
-		}
-		if obj.Labels["deny"] == "true" {
-			return admission.Denied(denyMessage)
-		}
-		return admission.Allowed("")
-	})
-}
+func freePort(t *testing.T) int { return freeport.Must(t) }
 
 // testCase is one isolated fixture: its own fsm namespace, workload
 // namespace, configuration name and CA.
@@ -81,7 +51,6 @@ type testCase struct {
 	workNS   string // where test ConfigMaps are admitted
 	cs       kubernetes.Interface
 	ca       *certstest.CA
-	denier   *denier
 	urlMode  bool
 	validity time.Duration
 }
@@ -92,7 +61,7 @@ func newCase(t *testing.T, name string, urlMode bool) *testCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCase{t: t, name: name, ns: name + "-fsm", workNS: name + "-work", cs: env.Clientset, ca: ca, denier: &denier{}, urlMode: urlMode}
+	tc := &testCase{t: t, name: name, ns: name + "-fsm", workNS: name + "-work", cs: env.Clientset, ca: ca, urlMode: urlMode}
 	ctx := context.Background()
 	for _, ns := range []*corev1.Namespace{
 		{ObjectMeta: metav1.ObjectMeta{Name: tc.ns}},
@@ -155,7 +124,7 @@ func (tc *testCase) webhook(port int) Webhook {
 		Port:         port,
 		ServiceName:  fsmnames.ValidatorService,
 		SecretName:   fsmnames.ValidatorCertSecret,
-		Handlers:     map[string]http.Handler{fsmnames.ValidatorPath: reviewhttp.NewAdmission(tc.denier.handler()).Named("deny-" + tc.name)},
+		Handlers:     map[string]http.Handler{fsmnames.ValidatorPath: reviewhttp.NewAdmission(probehook.Handler()).Named("deny-" + tc.name)},
 		Registration: tc.registration(),
 	}
 }
@@ -211,17 +180,7 @@ func (r *running) waitReady(t *testing.T) {
 // admitOnce creates a ConfigMap the test webhook must deny: nil means the
 // apiserver reached the webhook over TLS and got its answer.
 func (tc *testCase) admitOnce(ctx context.Context) error {
-	_, err := tc.cs.CoreV1().ConfigMaps(tc.workNS).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{"deny": "true"}},
-	}, metav1.CreateOptions{})
-	switch {
-	case err == nil:
-		return errors.New("ConfigMap admitted: the webhook was not called")
-	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), denyMessage):
-		return nil
-	default:
-		return err
-	}
+	return probehook.Admit(ctx, tc.cs, tc.workNS)
 }
 
 // startLoop admits through the webhook every 50 ms until Finish, which fails

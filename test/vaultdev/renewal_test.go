@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"github.com/go-logr/logr"
 	admv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -30,15 +28,13 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/poll"
+	"github.com/flomesh-io/fsm-webhooks/test/probehook"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
-const (
-	denyMessage = "denied by the vault e2e webhook"
-	clampLog    = "Vault issues certificates valid for less than requested"
-)
+const clampLog = "Vault issues certificates valid for less than requested"
 
 // TestServingCertRenewalThroughVault serves a webhook on certificates from a
 // real Vault whose role grants less than the decade asked for: FSM's
@@ -90,7 +86,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 		// CertValidity unset: the serving cert is asked for 87600h.
 	}, []webhooks.Webhook{{
 		Name: "deny", Port: port, ServiceName: fsmnames.ValidatorService, SecretName: fsmnames.ValidatorCertSecret,
-		Handlers:     map[string]http.Handler{"/validate": denier()},
+		Handlers:     map[string]http.Handler{fsmnames.ValidatorPath: &admission.Webhook{Handler: probehook.Handler()}},
 		Registration: registration(config),
 	}})
 	if err != nil {
@@ -121,7 +117,7 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 		t.Fatalf("served cert lives %s, want what Vault granted (max_ttl %s + 1s backdate)", life, maxTTL)
 	}
 	// A ConfigMap the webhook must deny every 250 ms, all through the renewals.
-	admissions := testenv.StartLoop(250*time.Millisecond, admitDenied(env.Clientset, workNS))
+	admissions := testenv.StartLoop(250*time.Millisecond, func(ctx context.Context) error { return probehook.Admit(ctx, env.Clientset, workNS) })
 	for n := 1; n <= renewals; n++ {
 		earliest, latest := certs.Renewal{}.Window(cur)
 		var next *x509.Certificate
@@ -215,21 +211,6 @@ func metricValue(t *testing.T, name, role string) float64 {
 	return 0
 }
 
-// denier denies ConfigMaps labelled deny=true: a denial with its message
-// proves the apiserver reached the webhook over TLS.
-func denier() http.Handler {
-	return &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
-		var obj metav1.PartialObjectMetadata
-		if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
-			return admission.Errored(http.StatusBadRequest, err)
-		}
-		if obj.Labels["deny"] == "true" {
-			return admission.Denied(denyMessage)
-		}
-		return admission.Allowed("")
-	})}
-}
-
 func registration(name string) webhooks.Registration {
 	none := admv1.SideEffectClassNone
 	return webhooks.Registration{
@@ -251,23 +232,6 @@ func registration(name string) webhooks.Registration {
 				AdmissionReviewVersions: []string{"v1"},
 			}},
 		},
-	}
-}
-
-// admitDenied creates a ConfigMap the webhook must deny: nil means the
-// apiserver reached the webhook and got its answer.
-func admitDenied(cs kubernetes.Interface, namespace string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		_, err := cs.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{"deny": "true"}},
-		}, metav1.CreateOptions{})
-		switch {
-		case err == nil:
-			return errors.New("admitted: the webhook was not called")
-		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), denyMessage):
-			return nil
-		}
-		return err
 	}
 }
 

@@ -1,6 +1,8 @@
-// Package charttest renders and installs the fsm-webhooks Helm chart with the
-// Helm v4 SDK, for the chart's tests. Render works without a cluster (like
-// `helm template`); Install/Upgrade/Uninstall talk to a real apiserver.
+// Package charttest renders and installs the fsm-webhooks Helm chart for the
+// chart's tests, with the Helm 4 SDK (Render, Cluster) or with either SDK
+// through Helm (Helms: Helm 3 and Helm 4). Rendering works without a cluster
+// (like `helm template`); install, upgrade and uninstall talk to a real
+// apiserver.
 package charttest
 
 import (
@@ -164,10 +166,11 @@ func decodeAll(manifest string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// Cluster drives Helm actions against one apiserver.
+// Cluster drives Helm 4 actions against one apiserver.
 type Cluster struct {
 	cfg       *action.Configuration
 	namespace string
+	kubelet   *hookKubelet
 }
 
 // NewCluster returns Helm actions for the apiserver in kubeconfig (bytes of a
@@ -186,7 +189,11 @@ func NewCluster(kubeconfig []byte, dir, namespace string) (*Cluster, error) {
 	if err := cfg.Init(flags, namespace, "secret"); err != nil {
 		return nil, fmt.Errorf("helm configuration: %w", err)
 	}
-	return &Cluster{cfg: cfg, namespace: namespace}, nil
+	kubelet, err := newHookKubelet(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{cfg: cfg, namespace: namespace, kubelet: kubelet}, nil
 }
 
 // Install installs the chart (CRDs from crds/ first, then pre-install hooks,
@@ -196,33 +203,25 @@ func (c *Cluster) Install(ctx context.Context, values map[string]any) (*release.
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; ; attempt++ {
-		in := action.NewInstall(c.cfg)
-		in.ReleaseName = ReleaseName
-		in.Namespace = c.namespace
-		in.CreateNamespace = true
-		in.WaitStrategy = kube.HookOnlyStrategy
-		in.Timeout = 2 * time.Minute
-		// A retry replaces the release the failed attempt recorded.
-		in.Replace = attempt > 1
-		rel, err := in.RunWithContext(ctx, ch, values)
-		if err == nil {
-			return asRelease(rel)
-		}
-		// Helm waits for the chart's CRDs to be Established and resets its
-		// REST mapper, but the apiserver may not list the new kind in
-		// discovery yet; the pre-install MeshConfig hook then fails with
-		// "no matches for kind". helm CLI users can hit the same race and
-		// re-run; so do we, a few times.
-		if attempt == 3 || !strings.Contains(err.Error(), "ensure CRDs are installed first") {
-			return nil, fmt.Errorf("helm install (attempt %d): %w", attempt, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("helm install: %w", err)
-		case <-time.After(time.Second):
-		}
-	}
+	var out *release.Release
+	err = c.kubelet.during(ctx, func() error {
+		return retryInstall(ctx, func(attempt int) error {
+			in := action.NewInstall(c.cfg)
+			in.ReleaseName = ReleaseName
+			in.Namespace = c.namespace
+			in.CreateNamespace = true
+			in.WaitStrategy = kube.HookOnlyStrategy
+			in.Timeout = 2 * time.Minute
+			in.Replace = attempt > 1
+			rel, err := in.RunWithContext(ctx, ch, values)
+			if err != nil {
+				return err
+			}
+			out, err = asRelease(rel)
+			return err
+		})
+	})
+	return out, err
 }
 
 // Upgrade upgrades the release to values.
@@ -235,11 +234,16 @@ func (c *Cluster) Upgrade(ctx context.Context, values map[string]any) (*release.
 	up.Namespace = c.namespace
 	up.WaitStrategy = kube.HookOnlyStrategy
 	up.Timeout = 2 * time.Minute
-	rel, err := up.RunWithContext(ctx, ReleaseName, ch, values)
-	if err != nil {
-		return nil, fmt.Errorf("helm upgrade: %w", err)
-	}
-	return asRelease(rel)
+	var out *release.Release
+	err = c.kubelet.during(ctx, func() error {
+		rel, err := up.RunWithContext(ctx, ReleaseName, ch, values)
+		if err != nil {
+			return fmt.Errorf("helm upgrade: %w", err)
+		}
+		out, err = asRelease(rel)
+		return err
+	})
+	return out, err
 }
 
 // Rollback rolls the release back to revision (0: the previous one).
@@ -248,10 +252,12 @@ func (c *Cluster) Rollback(revision int) error {
 	rb.Version = revision
 	rb.WaitStrategy = kube.HookOnlyStrategy
 	rb.Timeout = 2 * time.Minute
-	if err := rb.Run(ReleaseName); err != nil {
-		return fmt.Errorf("helm rollback to revision %d: %w", revision, err)
-	}
-	return nil
+	return c.kubelet.during(context.Background(), func() error {
+		if err := rb.Run(ReleaseName); err != nil {
+			return fmt.Errorf("helm rollback to revision %d: %w", revision, err)
+		}
+		return nil
+	})
 }
 
 // Uninstall removes the release. withHooks=false skips the pre-delete hook
