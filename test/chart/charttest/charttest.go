@@ -166,7 +166,9 @@ func decodeAll(manifest string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// Cluster drives Helm 4 actions against one apiserver.
+// Cluster drives Helm 4 actions against one apiserver. Where the apiserver has
+// no Node (envtest), Install, Upgrade and Rollback run the chart's crd-upgrade
+// hook Job in the kubelet's place (hookKubelet).
 type Cluster struct {
 	cfg       *action.Configuration
 	namespace string
