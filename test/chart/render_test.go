@@ -15,7 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/validator"
 )
 
 const ns = "fsm-system"
@@ -135,7 +138,7 @@ func TestRenderDefaults(t *testing.T) {
 		}
 		want := []string{
 			"serve", "--webhooks=injector,validator,converter", "--fsm-namespace=fsm-system", "--mesh-name=fsm",
-			"--trust-domain=cluster.local", "--cluster-domain=cluster.local", "--ca-bundle-secret-name=fsm-ca-bundle",
+			"--trust-domain=cluster.local", "--cluster-domain=cluster.local", "--ca-bundle-secret-name=" + fsmnames.CABundleSecretName,
 			"--certificate-manager=tresor", "--service-cert-validity-duration=24h",
 			"--bootstrap-cert-validity-duration=87600h", "--injector-port=9090", "--validator-port=9093",
 			"--converter-port=9443", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
@@ -174,7 +177,7 @@ func TestRenderDefaults(t *testing.T) {
 	})
 
 	t.Run("services", func(t *testing.T) {
-		for name, port := range map[string]int64{"fsm-injector": 9090, "fsm-validator": 9093, "fsm-bootstrap": 9443} {
+		for name, port := range map[string]int64{fsmnames.InjectorService: 9090, fsmnames.ValidatorService: 9093, fsmnames.ConverterService: 9443} {
 			s := mustFind(t, r, "Service", name)
 			ports := nested(t, s, "spec", "ports").([]any)
 			if len(ports) != 1 || ports[0].(map[string]any)["port"] != port {
@@ -182,7 +185,7 @@ func TestRenderDefaults(t *testing.T) {
 			}
 			// Only the validator publishes unready pods (its readiness probe
 			// routes through its own Service).
-			if got, _, _ := unstructured.NestedBool(s.Object, "spec", "publishNotReadyAddresses"); got != (name == "fsm-validator") {
+			if got, _, _ := unstructured.NestedBool(s.Object, "spec", "publishNotReadyAddresses"); got != (name == fsmnames.ValidatorService) {
 				t.Errorf("Service %s publishNotReadyAddresses = %v", name, got)
 			}
 			sel := nested(t, s, "spec", "selector").(map[string]any)
@@ -204,19 +207,19 @@ func TestRenderDefaults(t *testing.T) {
 	})
 
 	t.Run("mutating webhook", func(t *testing.T) {
-		m := mustFind(t, r, "MutatingWebhookConfiguration", "fsm-webhook-fsm")
+		m := mustFind(t, r, "MutatingWebhookConfiguration", fsmnames.MutatingConfigurationName("fsm"))
 		whs := nested(t, m, "webhooks").([]any)
 		if len(whs) != 1 {
 			t.Fatalf("%d webhooks", len(whs))
 		}
 		wh := whs[0].(map[string]any)
-		checkWebhook(t, wh, "fsm-inject.k8s.io", "fsm-injector", "/mutate-pod-creation", 9090)
+		checkWebhook(t, wh, injector.WebhookName, fsmnames.InjectorService, fsmnames.InjectorPath, 9090)
 		sel := wh["namespaceSelector"].(map[string]any)
-		if got := sel["matchLabels"].(map[string]any)["flomesh.io/monitored-by"]; got != "fsm" {
+		if got := sel["matchLabels"].(map[string]any)[fsmnames.MonitoredByLabel]; got != "fsm" {
 			t.Errorf("monitored-by selector %v", got)
 		}
 		exprs, _ := yaml.Marshal(sel["matchExpressions"])
-		for _, want := range []string{"flomesh.io/ignore", "control-plane", "kubernetes.io/metadata.name", "- fsm-system"} {
+		for _, want := range []string{fsmnames.IgnoreLabel, fsmnames.ControlPlaneLabel, "kubernetes.io/metadata.name", "- fsm-system"} {
 			if !strings.Contains(string(exprs), want) {
 				t.Errorf("namespaceSelector lacks %q:\n%s", want, exprs)
 			}
@@ -227,7 +230,7 @@ func TestRenderDefaults(t *testing.T) {
 	})
 
 	t.Run("validating webhook", func(t *testing.T) {
-		v := mustFind(t, r, "ValidatingWebhookConfiguration", "fsm-validator-mesh-fsm")
+		v := mustFind(t, r, "ValidatingWebhookConfiguration", fsmnames.ValidatingConfigurationName("fsm"))
 		whs := nested(t, v, "webhooks").([]any)
 		if len(whs) != 2 {
 			t.Fatalf("%d webhooks, want the policy and the MeshConfig webhook", len(whs))
@@ -237,12 +240,12 @@ func TestRenderDefaults(t *testing.T) {
 			resources []string
 			selector  []string
 		}{
-			{"fsm-validator.k8s.io", []string{"ingressbackends", "accesscontrols", "egresses", "upstreamtrafficsettings", "egressgateways", "accesscerts", "plugins", "traffictargets"},
-				[]string{"flomesh.io/monitored-by: fsm", "flomesh.io/ignore", "control-plane", "operator: NotIn", "- fsm-system"}},
-			{"meshconfig-validator.flomesh.io", []string{"meshconfigs", "DELETE"}, []string{"kubernetes.io/metadata.name", "operator: In", "- fsm-system"}},
+			{validator.PolicyWebhookName, []string{"ingressbackends", "accesscontrols", "egresses", "upstreamtrafficsettings", "egressgateways", "accesscerts", "plugins", "traffictargets"},
+				[]string{fsmnames.MonitoredByLabel + ": fsm", fsmnames.IgnoreLabel, fsmnames.ControlPlaneLabel, "operator: NotIn", "- fsm-system"}},
+			{validator.MeshConfigWebhookName, []string{fsmnames.MeshConfigResource, "DELETE"}, []string{"kubernetes.io/metadata.name", "operator: In", "- fsm-system"}},
 		} {
 			wh := whs[i].(map[string]any)
-			checkWebhook(t, wh, c.name, "fsm-validator", "/validate", 9093)
+			checkWebhook(t, wh, c.name, fsmnames.ValidatorService, fsmnames.ValidatorPath, 9093)
 			rules, _ := yaml.Marshal(wh["rules"])
 			for _, want := range c.resources {
 				if !strings.Contains(string(rules), want) {
@@ -259,7 +262,7 @@ func TestRenderDefaults(t *testing.T) {
 	})
 
 	t.Run("meshconfig is a pre-install hook", func(t *testing.T) {
-		mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
+		mc := mustFind(t, r, "MeshConfig", fsmnames.MeshConfigName)
 		if slices.ContainsFunc(r.Objects, func(o *unstructured.Unstructured) bool { return o.GetKind() == "MeshConfig" }) {
 			t.Error("MeshConfig in the manifest: it would be created after the validating webhook, which cannot answer yet")
 		}
@@ -277,7 +280,7 @@ func TestRenderDefaults(t *testing.T) {
 			t.Errorf("Job hook %q", got)
 		}
 		a := args(t, j)
-		for _, want := range []string{"uninstall-hook", "--fsm-namespace=fsm-system", "--mesh-name=fsm", "--deployment=fsm-webhooks", "--mesh-config-name=fsm-mesh-config"} {
+		for _, want := range []string{"uninstall-hook", "--fsm-namespace=fsm-system", "--mesh-name=fsm", "--deployment=fsm-webhooks", "--mesh-config-name=" + fsmnames.MeshConfigName} {
 			if !slices.Contains(a, want) {
 				t.Errorf("hook args %q lack %q", a, want)
 			}
@@ -455,13 +458,13 @@ func TestRenderStrictPolicyValidation(t *testing.T) {
 
 func TestRenderMeshNameAndNamespace(t *testing.T) {
 	r := mustRender(t, "fsm: {meshName: blue, webhook: {failurePolicy: Ignore}}")
-	m := mustFind(t, r, "MutatingWebhookConfiguration", "fsm-webhook-blue")
+	m := mustFind(t, r, "MutatingWebhookConfiguration", fsmnames.MutatingConfigurationName("blue"))
 	wh := nested(t, m, "webhooks").([]any)[0].(map[string]any)
 	if wh["failurePolicy"] != "Ignore" {
 		t.Errorf("failurePolicy %v", wh["failurePolicy"])
 	}
 	// Both validator entries take the same values.
-	for _, vwh := range nested(t, mustFind(t, r, "ValidatingWebhookConfiguration", "fsm-validator-mesh-blue"), "webhooks").([]any) {
+	for _, vwh := range nested(t, mustFind(t, r, "ValidatingWebhookConfiguration", fsmnames.ValidatingConfigurationName("blue")), "webhooks").([]any) {
 		vwh := vwh.(map[string]any)
 		if vwh["failurePolicy"] != "Ignore" {
 			t.Errorf("%s failurePolicy %v", vwh["name"], vwh["failurePolicy"])
@@ -469,7 +472,7 @@ func TestRenderMeshNameAndNamespace(t *testing.T) {
 	}
 	cr := mustFind(t, r, "ClusterRole", "fsm-webhooks-blue")
 	rules, _ := yaml.Marshal(nested(t, cr, "rules"))
-	for _, want := range []string{"fsm-webhook-blue", "fsm-validator-mesh-blue", "meshconfigs.config.flomesh.io"} {
+	for _, want := range []string{fsmnames.MutatingConfigurationName("blue"), fsmnames.ValidatingConfigurationName("blue"), fsmnames.MeshConfigCRDName} {
 		if !strings.Contains(string(rules), want) {
 			t.Errorf("ClusterRole lacks resourceName %s", want)
 		}
