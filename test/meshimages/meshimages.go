@@ -12,6 +12,11 @@
 //	flomesh/fsm-healthcheck:1.5.1     /fsm-healthcheck, no entrypoint (as FSM's)
 //	AppImage                          meshtool app: HTTP, HTTPS, TCP, gRPC health
 //
+// Where a registry is reachable, FSM_WEBHOOKS_PIPY_IMAGE,
+// FSM_WEBHOOKS_PIPY_REPO_IMAGE, FSM_WEBHOOKS_INIT_IMAGE and
+// FSM_WEBHOOKS_HEALTHCHECK_IMAGE replace the first four with published images
+// (published.go); the node harness pulls those instead.
+//
 // Dynamic binaries are copied from the host with every library ldd lists, at
 // the paths ldd prints, so the host must be the Debian release the images
 // claim (Debian 12 on the development machines and CI).
@@ -44,36 +49,51 @@ const (
 	RepoPort = 6060
 )
 
-// Specs returns the specs of every image above. pipyBin is a Pipy binary
-// (meshassets.Pipy); work is a scratch directory for the built meshtool.
-func Specs(ctx context.Context, repoRoot, pipyBin, work string) ([]images.Spec, error) {
+// Specs returns the specs of every image above that pulls (Published's
+// result) does not replace. pipyBin is a Pipy binary (meshassets.Pipy),
+// needed only when NeedsPipy(pulls); work is a scratch directory for the
+// built meshtool.
+func Specs(ctx context.Context, repoRoot, pipyBin, work string, pulls map[string]string) ([]images.Spec, error) {
 	tool := filepath.Join(work, "meshtool")
 	if err := images.GoBinary(ctx, repoRoot, "./test/meshimages/meshtool", tool); err != nil {
 		return nil, fmt.Errorf("meshimages: %w", err)
 	}
-	pipyFiles, err := withLibraries(ctx, map[string]string{"/usr/local/bin/pipy": pipyBin})
-	if err != nil {
-		return nil, err
-	}
-	sidecarFiles := append(slices.Clone(pipyFiles),
-		images.File{Path: "/usr/local/bin/wait-pipy", Source: tool, Mode: 0o755},
-		images.File{Path: "/usr/local/bin/gkill", Source: tool, Mode: 0o755})
-	initFiles, err := initImageFiles(ctx)
-	if err != nil {
-		return nil, err
-	}
 	tmp := map[string]int64{"/tmp": 0o1777}
-	return []images.Spec{
-		// The injector's args begin with "pipy": no entrypoint, PATH finds it.
-		{Tag: SidecarImage, Files: sidecarFiles, Dirs: tmp},
-		{Tag: RepoImage, Files: pipyFiles, Dirs: tmp,
-			Entrypoint: []string{"/usr/local/bin/pipy"}, Cmd: []string{fmt.Sprintf("--admin-port=%d", RepoPort)}},
+	var specs []images.Spec
+	if NeedsPipy(pulls) {
+		if pipyBin == "" {
+			return nil, fmt.Errorf("meshimages: %s or %s is built here but no Pipy binary was given", SidecarImage, RepoImage)
+		}
+		pipyFiles, err := withLibraries(ctx, map[string]string{"/usr/local/bin/pipy": pipyBin})
+		if err != nil {
+			return nil, err
+		}
+		sidecarFiles := append(slices.Clone(pipyFiles),
+			images.File{Path: "/usr/local/bin/wait-pipy", Source: tool, Mode: 0o755},
+			images.File{Path: "/usr/local/bin/gkill", Source: tool, Mode: 0o755})
+		specs = append(specs,
+			// The injector's args begin with "pipy": no entrypoint, PATH finds it.
+			images.Spec{Tag: SidecarImage, Files: sidecarFiles, Dirs: tmp},
+			images.Spec{Tag: RepoImage, Files: pipyFiles, Dirs: tmp,
+				Entrypoint: []string{"/usr/local/bin/pipy"}, Cmd: []string{fmt.Sprintf("--admin-port=%d", RepoPort)}})
+	}
+	if NeedsBuild(InitImage, pulls) {
+		initFiles, err := initImageFiles(ctx)
+		if err != nil {
+			return nil, err
+		}
 		// The injector runs `/bin/sh -c "iptables-restore --noflush <<EOF"`.
-		{Tag: InitImage, Files: initFiles, Dirs: map[string]int64{"/tmp": 0o1777, "/run": 0o755}},
-		{Tag: HealthcheckImage, Files: []images.File{{Path: "/fsm-healthcheck", Source: tool, Mode: 0o755}}},
-		{Tag: AppImage, Files: []images.File{{Path: "/meshtool", Source: tool, Mode: 0o755}},
-			Entrypoint: []string{"/meshtool"}, Cmd: []string{"app"}},
-	}, nil
+		specs = append(specs, images.Spec{Tag: InitImage, Files: initFiles, Dirs: map[string]int64{"/tmp": 0o1777, "/run": 0o755}})
+	}
+	if NeedsBuild(HealthcheckImage, pulls) {
+		specs = append(specs, images.Spec{Tag: HealthcheckImage, Files: []images.File{{Path: "/fsm-healthcheck", Source: tool, Mode: 0o755}}})
+	}
+	// The app is the test's own: never pulled.
+	specs = append(specs, images.Spec{Tag: AppImage, Files: []images.File{{Path: "/meshtool", Source: tool, Mode: 0o755}},
+		Entrypoint: []string{"/meshtool"}, Cmd: []string{"app"}})
+	// Both Pipy images are made when either is still built: drop the one
+	// pulled instead.
+	return slices.DeleteFunc(specs, func(s images.Spec) bool { return !NeedsBuild(s.Tag, pulls) }), nil
 }
 
 // xtablesMulti is Debian's iptables-nft (the default alternative of

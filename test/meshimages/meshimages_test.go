@@ -2,6 +2,7 @@ package meshimages
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,5 +101,106 @@ func TestInitImageAppliesRules(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("iptables-save in the image lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestPublished(t *testing.T) {
+	const (
+		sidecar = "docker.io/flomesh/pipy:1.5.12"
+		repo    = "docker.io/flomesh/pipy-repo:1.5.12"
+		init    = "docker.io/flomesh/fsm-sidecar-init:1.5.1"
+		health  = "docker.io/flomesh/fsm-healthcheck:1.5.1"
+	)
+	for _, tc := range []struct {
+		name      string
+		env       map[string]string
+		want      map[string]string
+		wantErr   string
+		wantBuild []string // of SidecarImage, RepoImage, InitImage, HealthcheckImage
+		wantPipy  bool
+	}{
+		{
+			name:      "nothing set: everything built",
+			want:      map[string]string{},
+			wantBuild: []string{SidecarImage, RepoImage, InitImage, HealthcheckImage},
+			wantPipy:  true,
+		},
+		{
+			name:      "blank is unset",
+			env:       map[string]string{EnvSidecarImage: "  "},
+			want:      map[string]string{},
+			wantBuild: []string{SidecarImage, RepoImage, InitImage, HealthcheckImage},
+			wantPipy:  true,
+		},
+		{
+			name: "short Docker Hub names are completed for ctr",
+			env:  map[string]string{EnvSidecarImage: "flomesh/pipy:1.5.12", EnvRepoImage: "flomesh/pipy-repo:1.5.12"},
+			want: map[string]string{sidecar: sidecar, repo: repo},
+			// Pipy is not compiled when neither of its images is built.
+			wantBuild: []string{InitImage, HealthcheckImage},
+		},
+		{
+			name: "a mirror is pulled and tagged as the pods' name; no tag means latest",
+			env: map[string]string{
+				EnvInitImage:        "mirror.example:5000/fsm/fsm-sidecar-init:1.5.1",
+				EnvHealthcheckImage: "mirror.example:5000/fsm/fsm-healthcheck",
+			},
+			want: map[string]string{
+				init:   "mirror.example:5000/fsm/fsm-sidecar-init:1.5.1",
+				health: "mirror.example:5000/fsm/fsm-healthcheck:latest",
+			},
+			wantBuild: []string{SidecarImage, RepoImage},
+			wantPipy:  true,
+		},
+		{
+			name:      "only the sidecar pulled: Pipy still built for the repo",
+			env:       map[string]string{EnvSidecarImage: "flomesh/pipy:1.5.12"},
+			want:      map[string]string{sidecar: sidecar},
+			wantBuild: []string{RepoImage, InitImage, HealthcheckImage},
+			wantPipy:  true,
+		},
+		{
+			name:      "a digest is kept",
+			env:       map[string]string{EnvSidecarImage: "flomesh/pipy@sha256:" + strings.Repeat("a", 64)},
+			want:      map[string]string{sidecar: "docker.io/flomesh/pipy@sha256:" + strings.Repeat("a", 64)},
+			wantBuild: []string{RepoImage, InitImage, HealthcheckImage},
+			wantPipy:  true,
+		},
+		{
+			name:    "an invalid reference names the variable and the value",
+			env:     map[string]string{EnvInitImage: "Flomesh/Init:1.5.1"},
+			wantErr: `FSM_WEBHOOKS_INIT_IMAGE="Flomesh/Init:1.5.1": invalid reference format: repository name (Init) must be lowercase`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Published(func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("pulls %v, want %v", got, tc.want)
+			}
+			var build []string
+			for _, img := range []string{SidecarImage, RepoImage, InitImage, HealthcheckImage} {
+				if NeedsBuild(img, got) {
+					build = append(build, img)
+				}
+			}
+			if !slices.Equal(build, tc.wantBuild) {
+				t.Errorf("built %v, want %v", build, tc.wantBuild)
+			}
+			if NeedsPipy(got) != tc.wantPipy {
+				t.Errorf("NeedsPipy %v, want %v", NeedsPipy(got), tc.wantPipy)
+			}
+			if !NeedsBuild(AppImage, got) {
+				t.Errorf("the test app %s must always be built", AppImage)
+			}
+		})
 	}
 }

@@ -127,3 +127,40 @@ func TestComponentConfigs(t *testing.T) {
 		t.Errorf("containerd configuration:\n%s", got)
 	}
 }
+
+func TestPullCommands(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pulls map[string]string
+		want  []string
+	}{
+		{name: "nothing to pull"},
+		{
+			name:  "the published name is the pods' name: pulled, not tagged",
+			pulls: map[string]string{"docker.io/flomesh/pipy:1.5.12": "docker.io/flomesh/pipy:1.5.12"},
+			want:  []string{"-n k8s.io images pull docker.io/flomesh/pipy:1.5.12"},
+		},
+		{
+			name: "a mirror is tagged with the pods' name; sorted by that name",
+			pulls: map[string]string{
+				"docker.io/flomesh/pipy:1.5.12":            "docker.io/flomesh/pipy:1.5.12",
+				"docker.io/flomesh/fsm-sidecar-init:1.5.1": "mirror.example/fsm-sidecar-init:1.5.1",
+			},
+			want: []string{
+				"-n k8s.io images pull mirror.example/fsm-sidecar-init:1.5.1",
+				"-n k8s.io images tag --force mirror.example/fsm-sidecar-init:1.5.1 docker.io/flomesh/fsm-sidecar-init:1.5.1",
+				"-n k8s.io images pull docker.io/flomesh/pipy:1.5.12",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, args := range pullCommands(tc.pulls) {
+				got = append(got, strings.Join(args, " "))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("ctr commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}

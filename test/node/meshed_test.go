@@ -85,19 +85,29 @@ func codebasePath(p *corev1.Pod) string {
 func TestMeshed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	pipyBin, err := meshassets.Pipy(ctx, meshassets.PipySource(testenv.RepoRoot()), os.Stderr)
-	if err != nil {
-		t.Fatalf("Pipy %s is needed for meshed pods: %v", meshassets.PipyVersion, err)
-	}
-	specs, err := meshimages.Specs(ctx, testenv.RepoRoot(), pipyBin, t.TempDir())
+	// FSM_WEBHOOKS_*_IMAGE: published images pulled instead of built.
+	pulls, err := meshimages.Published(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var pipyBin string
+	if meshimages.NeedsPipy(pulls) {
+		if pipyBin, err = meshassets.Pipy(ctx, meshassets.PipySource(testenv.RepoRoot()), os.Stderr); err != nil {
+			t.Fatalf("Pipy %s is needed for meshed pods: %v", meshassets.PipyVersion, err)
+		}
+	}
+	specs, err := meshimages.Specs(ctx, testenv.RepoRoot(), pipyBin, t.TempDir(), pulls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pulls) > 0 {
+		t.Logf("published images pulled instead of built (name the pods use: reference pulled): %v", pulls)
 	}
 	mainJS, err := os.ReadFile("testdata/sidecar/main.js")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := node.Start(t, node.Options{Images: append(specs, fsmWebhooksImage(t)), ClusterDNS: true})
+	c := node.Start(t, node.Options{Images: append(specs, fsmWebhooksImage(t)), Pulls: pulls, ClusterDNS: true})
 	cs := c.Clientset
 	installChartReady(ctx, t, c)
 	repoURL := startRepo(ctx, t, c)

@@ -24,11 +24,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +56,10 @@ type Options struct {
 	// Images are built and imported into containerd before the kubelet
 	// starts, besides PauseImage and ToolboxImage.
 	Images []images.Spec
+	// Pulls are published images pulled with `ctr images pull` instead of
+	// built (e.g. meshimages.Published): the fully qualified name pods use
+	// → the fully qualified reference to pull, tagged with that name.
+	Pulls map[string]string
 	// Scheme decodes objects for Client (client-go's scheme if nil).
 	Scheme *runtime.Scheme
 	// ClusterDNS runs CoreDNS behind kube-system/kube-dns (ClusterDNSIP)
@@ -159,7 +165,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := c.network(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.startContainerd(ctx, tarballs); err != nil {
+	if err := c.startContainerd(ctx, tarballs, opts.Pulls); err != nil {
 		t.Fatal(err)
 	}
 	mark("containerd+import")
@@ -229,7 +235,7 @@ func (c *Cluster) network(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) startContainerd(ctx context.Context, tarballs []string) error {
+func (c *Cluster) startContainerd(ctx context.Context, tarballs []string, pulls map[string]string) error {
 	c.ctrdDir = filepath.Join(c.dir, "containerd")
 	for _, d := range []string{c.ctrdDir + "/net.d", c.ctrdDir + "/ipam"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -262,7 +268,27 @@ func (c *Cluster) startContainerd(ctx context.Context, tarballs []string) error 
 			return fmt.Errorf("node: importing %s: %w (containerd log: %s)", tb, err, p.logPath)
 		}
 	}
+	for _, args := range pullCommands(pulls) {
+		if _, err := c.ctr(ctx, args...); err != nil {
+			return fmt.Errorf("node: ctr %s: %w (containerd log: %s)", strings.Join(args, " "), err, p.logPath)
+		}
+	}
 	return nil
+}
+
+// pullCommands are the ctr arguments that pull each published image and,
+// when its reference is not the name the pods use, tag it with that name,
+// in a stable order.
+func pullCommands(pulls map[string]string) [][]string {
+	var out [][]string
+	for _, name := range slices.Sorted(maps.Keys(pulls)) {
+		ref := pulls[name]
+		out = append(out, []string{"-n", "k8s.io", "images", "pull", ref})
+		if ref != name {
+			out = append(out, []string{"-n", "k8s.io", "images", "tag", "--force", ref, name})
+		}
+	}
+	return out
 }
 
 func (c *Cluster) containerdSock() string { return filepath.Join(c.ctrdDir, "containerd.sock") }

@@ -5,8 +5,9 @@
 //	fsm-healthcheck [--verbosity L]  the healthcheck container: GET
 //	                                 /fsm-healthcheck on :15904 dials
 //	                                 127.0.0.1:<Original-Tcp-Port>
-//	wait-pipy                        the sidecar's postStart: wait until the
-//	                                 proxy's inbound listener (15003) accepts
+//	wait-pipy                        the sidecar's postStart: wait up to 60 s
+//	                                 for a 200 from 127.0.0.1:15000/config_dump,
+//	                                 as Pipy's tools/wait-pipy does
 //	gkill                            the sidecar's preStop: SIGINT to PID 1,
 //	                                 Pipy's graceful stop (Pipy's own
 //	                                 tools/gkill does `kill -SIGINT 1`)
@@ -55,7 +56,7 @@ func main() {
 	case "fsm-healthcheck":
 		err = healthcheck()
 	case "wait-pipy":
-		err = waitTCP("127.0.0.1:15003", 60*time.Second)
+		err = waitHTTP("http://127.0.0.1:15000/config_dump", 60*time.Second)
 	case "gkill":
 		err = prestop()
 	case "app":
@@ -102,17 +103,24 @@ func healthcheck() error {
 	return toolcmd.ServeUntilSignal(&http.Server{Addr: ":15904", Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 }
 
-func waitTCP(addr string, timeout time.Duration) error {
+// waitHTTP polls url every second until it answers 200: the codebase
+// serves the proxy-admin port once Pipy has fetched and started it.
+func waitHTTP(url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		resp, err := client.Get(url)
 		if err == nil {
-			return c.Close()
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not accepting within %s: %w", addr, timeout, err)
+			return fmt.Errorf("%s: no 200 within %s: %w", url, timeout, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
 }
 

@@ -48,3 +48,11 @@ pipy({
 
 .listen(15010)
   .serveHTTP(() => new Message({ headers: { 'content-type': 'application/json' } }, JSON.stringify(counts)))
+
+// Proxy admin (15000): the image's wait-pipy postStart (Pipy's
+// tools/wait-pipy, and meshtool's stand-in) waits for a 200 on
+// /config_dump, i.e. for the codebase to be running.
+.listen(15000)
+  .serveHTTP(msg => msg.head.path === '/config_dump'
+    ? new Message({ headers: { 'content-type': 'application/json' } }, JSON.stringify({ codebase: counts.codebase }))
+    : new Message({ status: 404 }, 'not found\n'))
