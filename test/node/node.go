@@ -716,3 +716,54 @@ func (c *Cluster) StopComponent(name string) error {
 	}
 	return p.stop(stopTimeout)
 }
+
+// RestartContainerd stops containerd with SIGTERM, as `systemctl restart
+// containerd` does, starts it again with the same configuration and waits
+// until it serves; it returns how long containerd was away. The containers
+// keep running under their shims (each in its own process group, so the
+// stop does not reach them) and the kubelet reconnects to the socket.
+func (c *Cluster) RestartContainerd(ctx context.Context) (time.Duration, error) {
+	old := c.proc("containerd")
+	if old == nil {
+		return 0, errors.New("node: containerd is not running")
+	}
+	start := time.Now()
+	if err := old.stop(stopTimeout); err != nil {
+		return 0, fmt.Errorf("node: stopping containerd: %w", err)
+	}
+	// The teardown stops the running one: forget the stopped one.
+	c.procs = slices.DeleteFunc(c.procs, func(p *proc) bool { return p == old })
+	p, err := c.spawn("containerd", "/usr/bin/containerd", "--config", filepath.Join(c.ctrdDir, "config.toml"))
+	if err != nil {
+		return 0, err
+	}
+	if err := c.waitFor(ctx, "containerd to serve again", readyTimeout, func(ctx context.Context) error {
+		_, err := c.ctr(ctx, "version")
+		return err
+	}, p); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// Leftovers lists the processes whose command line names this node's state
+// directory: every component's flags and every containerd shim's socket
+// address do. Called from a t.Cleanup registered before Start (so it runs
+// after the teardown), it finds what the teardown left running.
+func (c *Cluster) Leftovers() []string {
+	if c.dir == "" {
+		return nil
+	}
+	var out []string
+	for _, e := range readDirNames("/proc") {
+		if _, err := strconv.Atoi(e); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e, "cmdline"))
+		if err != nil || !strings.Contains(string(b), c.dir) {
+			continue
+		}
+		out = append(out, e+": "+strings.Join(strings.Fields(strings.ReplaceAll(string(b), "\x00", " ")), " "))
+	}
+	return out
+}

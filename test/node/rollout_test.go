@@ -45,7 +45,18 @@ func TestRollout(t *testing.T) {
 	img := fsmWebhooksImage(t)
 	second := img
 	second.Tag = "flomesh/fsm-webhooks:" + rolloutTag
-	c := node.Start(t, node.Options{Images: []images.Spec{img, second}})
+	// Registered before Start, so it runs after the node's teardown: the
+	// containerd restart below must not leave a process behind.
+	var c *node.Cluster
+	t.Cleanup(func() {
+		if c == nil {
+			return
+		}
+		if left := c.Leftovers(); len(left) > 0 {
+			t.Errorf("node processes left after the teardown:\n%s", strings.Join(left, "\n"))
+		}
+	})
+	c = node.Start(t, node.Options{Images: []images.Spec{img, second}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	kubeconfig, err := os.ReadFile(c.Kubeconfig)
@@ -98,6 +109,74 @@ func TestRollout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			stopReplica(ctx, t, c, cs, ns, tc.prefix, tc.stopArgs, second.Tag, tc.mustNotFail)
 		})
+	}
+
+	t.Run("containerd restarted: replicas keep running, no admission fails, a new pod starts", func(t *testing.T) {
+		restartContainerd(ctx, t, c, cs, ns)
+	})
+}
+
+// restartContainerd runs the load through a node-level restart of
+// containerd (SIGTERM and start, as after an upgrade or `systemctl restart`).
+// The webhook containers run on under their shims and serve throughout, so
+// no create may fail; the kubelet must reconnect: the same pods stay Ready
+// and a pod created after the restart starts within restartBound.
+func restartContainerd(ctx context.Context, t *testing.T, c *node.Cluster, cs kubernetes.Interface, ns string) {
+	// Bound on the kubelet's reconnection: it polls the runtime every few
+	// seconds (PLEG relist 1 s, runtime status 5 s) and restarts nothing.
+	const restartBound = time.Minute
+	d, err := cs.AppsV1().Deployments(chartNS).Get(ctx, "fsm-webhooks", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := d.Spec.Template.Spec.Containers[0].Image
+	waitWebhooksReady(t, c, image)
+	before := map[string]int32{} // pod UID -> restarts
+	for _, p := range webhookPods(ctx, t, cs) {
+		before[string(p.UID)] = p.Status.ContainerStatuses[0].RestartCount
+	}
+	l := startLoad(ctx, cs, ns, "containerd")
+	time.Sleep(5 * time.Second)
+	from := time.Now()
+	away, err := c.RestartContainerd(ctx)
+	if err != nil {
+		l.stop()
+		t.Fatal(err)
+	}
+	probe, err := cs.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "after-containerd-restart"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "pause", Image: node.ToolboxImage, ImagePullPolicy: corev1.PullNever, Args: []string{"pause"},
+		}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		l.stop()
+		t.Fatal(err)
+	}
+	c.WaitFor(t, "a pod created after the restart Running and the webhooks whole", restartBound, func(ctx context.Context) error {
+		p, err := cs.CoreV1().Pods(probe.Namespace).Get(ctx, probe.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !podReady(p) {
+			return fmt.Errorf("pod %s: %s", p.Name, podReasons(p))
+		}
+		return deploymentReady(ctx, cs, image)
+	})
+	to := time.Now()
+	time.Sleep(3 * time.Second)
+	res := l.stop()
+	t.Logf("containerd away %s; new pod Running and webhooks Ready %s after the restart began",
+		away.Round(10*time.Millisecond), to.Sub(from).Round(100*time.Millisecond))
+	checkLoad(ctx, t, cs, ns, "containerd", res, l.skipped, from, to, true)
+	for _, p := range webhookPods(ctx, t, cs) {
+		restarts, ok := before[string(p.UID)]
+		switch {
+		case !ok:
+			t.Errorf("webhook pod %s is new: the restart replaced a replica", p.Name)
+		case p.Status.ContainerStatuses[0].RestartCount != restarts:
+			t.Errorf("webhook pod %s restarted its container (%d -> %d): the containerd restart reached it", p.Name, restarts, p.Status.ContainerStatuses[0].RestartCount)
+		}
 	}
 }
 
