@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -230,6 +231,7 @@ func TestMeshed(t *testing.T) {
 			t.Logf("figures: %d running sidecars (CRI stats): working set %.1f MiB, CPU %d millicores on average",
 				n, float64(mem)/float64(n)/(1<<20), cpu/uint64(n)/1e6)
 		}
+		logPodUsage(ctx, t, c, app)
 		appTarget := net2(svc.Spec.ClusterIP, 8080)
 		if n := cc.OutboundTargets[appTarget]; n < 1 || n > 3 {
 			// More than the client's attempts would mean the sidecar's own
@@ -667,6 +669,50 @@ func readyTimes(ctx context.Context, t *testing.T, c *node.Cluster, ns, prefix s
 		d = append(d, v)
 	}
 	return d
+}
+
+// logPodUsage logs what the kubelet's stats summary (/stats/summary through
+// the apiserver's node proxy) says pod p uses: each running container's
+// working set, RSS and CPU since it started, and the pod cgroup's CPU beyond
+// them -- the exited init container fsm-init (and the pause sandbox, which
+// uses next to nothing): its own cgroup is gone with it, so this is the
+// only trace of its CPU, and its memory is not recoverable.
+func logPodUsage(ctx context.Context, t *testing.T, c *node.Cluster, p *corev1.Pod) {
+	t.Helper()
+	raw, err := c.Clientset.CoreV1().RESTClient().Get().Resource("nodes").Name(node.NodeName).
+		SubResource("proxy").Suffix("stats/summary").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("kubelet stats summary: %v", err)
+	}
+	var sum statsv1alpha1.Summary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		t.Fatalf("kubelet stats summary: %v", err)
+	}
+	deref := func(v *uint64) uint64 { return ptr.Deref(v, 0) }
+	for _, ps := range sum.Pods {
+		if ps.PodRef.Namespace != p.Namespace || ps.PodRef.Name != p.Name {
+			continue
+		}
+		var containersCPU uint64
+		for _, cs := range ps.Containers {
+			var cpu, ws, rss uint64
+			if cs.CPU != nil {
+				cpu = deref(cs.CPU.UsageCoreNanoSeconds)
+			}
+			if cs.Memory != nil {
+				ws, rss = deref(cs.Memory.WorkingSetBytes), deref(cs.Memory.RSSBytes)
+			}
+			containersCPU += cpu
+			t.Logf("figures: pod %s container %s (stats summary): working set %.1f MiB, RSS %.1f MiB, CPU %.3f s since start",
+				p.Name, cs.Name, float64(ws)/(1<<20), float64(rss)/(1<<20), float64(cpu)/1e9)
+		}
+		if ps.CPU != nil && deref(ps.CPU.UsageCoreNanoSeconds) >= containersCPU {
+			t.Logf("figures: pod %s CPU beyond its running containers (fsm-init and the sandbox): %.3f s",
+				p.Name, float64(deref(ps.CPU.UsageCoreNanoSeconds)-containersCPU)/1e9)
+		}
+		return
+	}
+	t.Errorf("kubelet stats summary has no pod %s/%s", p.Namespace, p.Name)
 }
 
 // sidecarUsage is the kubelet's view (CRI stats) of the running sidecar
