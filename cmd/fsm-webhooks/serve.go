@@ -57,6 +57,7 @@ type serveFlags struct {
 	strictPolicy       bool
 	bindHost           string
 	shutdownDrain      time.Duration
+	pprofAddr          string
 }
 
 func newServeCommand(o *options) *cobra.Command {
@@ -87,6 +88,7 @@ mesh CA bundle and repairs it when anyone changes it.`,
 	cmd.Flags().BoolVar(&sf.validateTrafficTgt, "validate-traffic-target", true, "require TrafficTarget namespace to match spec.destination.namespace (FSM)")
 	cmd.Flags().BoolVar(&sf.strictPolicy, "strict-policy-validation", false, "deny policy objects that break rules FSM v1.5.1 never enforced (AccessControl, UpstreamTrafficSetting, AccessCert, IngressBackend conflicts and https client-certificate sources); off, they are admitted with a warning")
 	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
+	cmd.Flags().StringVar(&sf.pprofAddr, "pprof-bind-address", "", "address of net/http/pprof's /debug/pprof/ (heap, goroutine, CPU profiles); empty disables. Unauthenticated: bind it to loopback")
 	cmd.Flags().DurationVar(&sf.shutdownDrain, "shutdown-drain", webhooks.DefaultShutdownDrain, "after SIGTERM, how long every listener keeps serving (failing /readyz, closing each connection after its answer) before its graceful shutdown")
 	return cmd
 }
@@ -160,6 +162,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		Logger:                 log.WithName("manager"),
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the webhooks layer
 		HealthProbeBindAddress: "0",
+		PprofBindAddress:       sf.pprofAddr,
 		Cache:                  cache.Options{ByObject: byObject},
 	})
 	if err != nil {
