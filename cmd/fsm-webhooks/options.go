@@ -77,7 +77,7 @@ type options struct {
 // the admission's deadline refuses the pod: client-go's 5/10 refused 91% of
 // meshed pods at 100 creates/s. So the limit is a runaway guard far above
 // any pod create rate, not a throttle. The controllers (caches, bootstrap
-// Secret adoption: one patch per meshed pod, caBundle repair) only fall
+// Secret cleanup: one delete per meshed pod, caBundle repair) only fall
 // behind when limited, so they get less, leaving the apiserver to admissions
 // during bursts.
 const (
@@ -156,7 +156,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
 	fs.Float32Var(&o.admissionQPS, "kube-api-qps", defaultAdmissionQPS, "serve: sustained requests/s of the admission path's Kubernetes client (bootstrap Secrets, certificate issuance); a request held past the admission's deadline refuses the pod")
 	fs.IntVar(&o.admissionBurst, "kube-api-burst", defaultAdmissionBurst, "serve: burst of the admission path's Kubernetes client")
-	fs.Float32Var(&o.controllerQPS, "controller-kube-api-qps", defaultControllerQPS, "serve: sustained requests/s of the controllers' Kubernetes client (caches, bootstrap Secret adoption, serving certificates and caBundle repair)")
+	fs.Float32Var(&o.controllerQPS, "controller-kube-api-qps", defaultControllerQPS, "serve: sustained requests/s of the controllers' Kubernetes client (caches, bootstrap Secret cleanup, serving certificates and caBundle repair)")
 	fs.IntVar(&o.controllerBurst, "controller-kube-api-burst", defaultControllerBurst, "serve: burst of the controllers' Kubernetes client")
 	fs.Float64Var(&o.injectorNamespaceRate, "injector-namespace-rate", injector.DefaultNamespaceRate, "serve: bootstrap certificates and Secrets the injector issues per second per namespace (per replica); a pod over it is refused with 429 and retried by its client; 0 disables")
 	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
