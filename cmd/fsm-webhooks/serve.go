@@ -152,18 +152,13 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	}
 	defer watchCAMetrics(issuer)()
 
-	byObject := map[client.Object]cache.ByObject{}
-	if slices.Contains(sf.webhooks, hookInjector) {
-		byObject = injector.CacheByObject()
-		maps.Copy(byObject, injector.ControllerServiceCacheByObject(o.fsmNamespace))
-	}
 	mgr, err := manager.New(controllerCfg, manager.Options{
 		Scheme:                 scheme,
 		Logger:                 log.WithName("manager"),
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the webhooks layer
 		HealthProbeBindAddress: "0",
 		PprofBindAddress:       sf.pprofAddr,
-		Cache:                  cache.Options{ByObject: byObject},
+		Cache:                  cacheOptions(sf.webhooks, o.fsmNamespace),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
@@ -223,6 +218,21 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	}
 	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
 	return g.Wait()
+}
+
+// cacheOptions restrict the manager's informers: the injector's pods and
+// bootstrap Secrets (metadata only, by label) and FSM's controller Service,
+// when the injector is served. Every cached object drops its managedFields:
+// nothing here reads them, and with 5000 meshed pods they were 14 MiB of the
+// 37 MiB live heap (a pod's and a Secret's metadata each carry one entry
+// per writer, larger than the rest of the metadata).
+func cacheOptions(served []string, fsmNamespace string) cache.Options {
+	byObject := map[client.Object]cache.ByObject{}
+	if slices.Contains(served, hookInjector) {
+		byObject = injector.CacheByObject()
+		maps.Copy(byObject, injector.ControllerServiceCacheByObject(fsmNamespace))
+	}
+	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
 }
 
 // addTrustController keeps the bootstrap Secrets on the mesh's roots
