@@ -26,10 +26,7 @@ func TestFSMValuesOnAPIServer(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	helm, err := charttest.NewCluster(env.KubeConfig, t.TempDir(), ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	helm := newHelm(t, env)
 	c := env.Client
 
 	if _, err := helm.Install(ctx, valuesFile(t, "../../../../shared/fsm-reference/fsm-values-v1.5.1.yaml")); err != nil {
@@ -46,7 +43,7 @@ func TestFSMValuesOnAPIServer(t *testing.T) {
 	if got := dep.Spec.Template.Spec.Containers[0].Resources.Limits.Memory(); got.Cmp(resource.MustParse("512M")) != 0 {
 		t.Errorf("memory limit %s, want FSM's fsm.injector.resource 512M", got)
 	}
-	err = c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-webhooks"}, &policyv1.PodDisruptionBudget{})
+	err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-webhooks"}, &policyv1.PodDisruptionBudget{})
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("PodDisruptionBudget with FSM's enablePodDisruptionBudget false: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -29,19 +29,14 @@ func preDeleteHook(t *testing.T, env *testenv.Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "fsm-webhooks")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
-	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
-	}
+	bin := buildServer(ctx, t, dir)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := env.Client
 	crd := &apiextv1.CustomResourceDefinition{}
-	if err := c.Get(ctx, types.NamespacedName{Name: "meshconfigs.config.flomesh.io"}, crd); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Name: crdName}, crd); err != nil {
 		t.Fatal(err)
 	}
 	if crd.Spec.Conversion == nil || crd.Spec.Conversion.Strategy != apiextv1.WebhookConverter {
@@ -49,7 +44,7 @@ func preDeleteHook(t *testing.T, env *testenv.Env) {
 	}
 	for run := 1; run <= 2; run++ {
 		cmd := exec.CommandContext(ctx, bin, "uninstall-hook", "--kubeconfig="+kubeconfig, "--fsm-namespace="+ns,
-			"--mesh-name=fsm", "--deployment=fsm-webhooks", "--mesh-config-name=fsm-mesh-config", "--timeout=60s")
+			"--mesh-name="+mesh, "--deployment=fsm-webhooks", "--mesh-config-name="+fsmnames.MeshConfigName, "--timeout=60s")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("uninstall-hook run %d: %v\n%s", run, err, out)
 		}
@@ -59,13 +54,13 @@ func preDeleteHook(t *testing.T, env *testenv.Env) {
 		}{
 			{&admv1.MutatingWebhookConfiguration{}, types.NamespacedName{Name: mwcName}},
 			{&admv1.ValidatingWebhookConfiguration{}, types.NamespacedName{Name: vwcName}},
-			{&v1alpha3.MeshConfig{}, types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}},
+			{&v1alpha3.MeshConfig{}, types.NamespacedName{Namespace: ns, Name: fsmnames.MeshConfigName}},
 		} {
 			if err := c.Get(ctx, gone.key, gone.obj); !apierrors.IsNotFound(err) {
 				t.Errorf("run %d: %T %s still present (err %v)", run, gone.obj, gone.key, err)
 			}
 		}
-		if err := c.Get(ctx, types.NamespacedName{Name: "meshconfigs.config.flomesh.io"}, crd); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Name: crdName}, crd); err != nil {
 			t.Fatal(err)
 		}
 		if crd.Spec.Conversion == nil || crd.Spec.Conversion.Strategy != apiextv1.NoneConverter || crd.Spec.Conversion.Webhook != nil {

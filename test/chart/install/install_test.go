@@ -25,17 +25,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/validator"
 )
 
 const (
 	ns      = "fsm-system"
 	mesh    = "fsm"
 	saUser  = "system:serviceaccount:fsm-system:fsm-webhooks"
-	mwcName = "fsm-webhook-fsm"
-	vwcName = "fsm-validator-mesh-fsm"
-	crdName = "meshconfigs.config.flomesh.io"
+	crdName = fsmnames.MeshConfigCRDName
+)
+
+var (
+	mwcName = fsmnames.MutatingConfigurationName(mesh)
+	vwcName = fsmnames.ValidatingConfigurationName(mesh)
 )
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -55,10 +61,7 @@ func TestChartOnAPIServer(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	helm, err := charttest.NewCluster(env.KubeConfig, t.TempDir(), ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	helm := newHelm(t, env)
 	if _, err := helm.Install(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +70,9 @@ func TestChartOnAPIServer(t *testing.T) {
 	t.Run("objects exist", func(t *testing.T) {
 		for _, o := range []client.Object{
 			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks", Namespace: ns}},
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "fsm-injector", Namespace: ns}},
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "fsm-validator", Namespace: ns}},
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "fsm-bootstrap", Namespace: ns}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.InjectorService, Namespace: ns}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.ValidatorService, Namespace: ns}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.ConverterService, Namespace: ns}},
 			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks", Namespace: ns}},
 			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm"}},
 			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm"}},
@@ -83,7 +86,7 @@ func TestChartOnAPIServer(t *testing.T) {
 			&admv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-secret-writes"}},
 			&admv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-registration"}},
 			&admv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm-registration"}},
-			&v1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Name: "fsm-mesh-config", Namespace: ns}},
+			&v1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MeshConfigName, Namespace: ns}},
 		} {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
 				t.Errorf("%T %s: %v", o, o.GetName(), err)
@@ -108,7 +111,7 @@ func TestChartOnAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The policy webhook and the MeshConfig webhook, one server.
-		if len(v.Webhooks) != 2 || v.Webhooks[0].Name != "fsm-validator.k8s.io" || v.Webhooks[1].Name != "meshconfig-validator.flomesh.io" {
+		if len(v.Webhooks) != 2 || v.Webhooks[0].Name != validator.PolicyWebhookName || v.Webhooks[1].Name != validator.MeshConfigWebhookName {
 			t.Errorf("validating webhooks %+v", v.Webhooks)
 		}
 		for _, w := range v.Webhooks {
@@ -135,13 +138,13 @@ func TestChartOnAPIServer(t *testing.T) {
 			allowed bool
 		}{
 			{"create bootstrap Secret in an app namespace", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "secrets"}, true},
-			{"get a bootstrap Secret (reinvocation or a copy of the pod)", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
-			{"update a bootstrap Secret after a root rotation", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
-			{"delete an orphaned bootstrap Secret", authzv1.ResourceAttributes{Namespace: "app", Verb: "delete", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
+			{"get a bootstrap Secret (reinvocation or a copy of the pod)", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
+			{"update a bootstrap Secret after a root rotation", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
+			{"delete an orphaned bootstrap Secret", authzv1.ResourceAttributes{Namespace: "app", Verb: "delete", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
 			{"list Secrets for orphan cleanup", authzv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, true},
-			{"make a bootstrap Secret owned by its pod", authzv1.ResourceAttributes{Namespace: "app", Verb: "patch", Resource: "secrets", Name: "sidecar-bootstrap-config-x"}, true},
+			{"make a bootstrap Secret owned by its pod", authzv1.ResourceAttributes{Namespace: "app", Verb: "patch", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
 			{"deletecollection of Secrets", authzv1.ResourceAttributes{Namespace: "app", Verb: "deletecollection", Resource: "secrets"}, false},
-			{"patch the CA Secret in the fsm namespace", authzv1.ResourceAttributes{Namespace: ns, Verb: "patch", Resource: "secrets", Name: "fsm-ca-bundle"}, true},
+			{"patch the CA Secret in the fsm namespace", authzv1.ResourceAttributes{Namespace: ns, Verb: "patch", Resource: "secrets", Name: fsmnames.CABundleSecretName}, true},
 			{"watch pods", authzv1.ResourceAttributes{Verb: "watch", Resource: "pods"}, true},
 			{"create pods", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "pods"}, false},
 			{"get namespaces", authzv1.ResourceAttributes{Verb: "get", Resource: "namespaces", Name: "app"}, true},
@@ -156,10 +159,10 @@ func TestChartOnAPIServer(t *testing.T) {
 			{"patch the MeshConfig CRD", authzv1.ResourceAttributes{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: crdName}, true},
 			{"patch another CRD", authzv1.ResourceAttributes{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "certificates.cert-manager.io"}, false},
 			{"delete the MeshConfig CRD", authzv1.ResourceAttributes{Verb: "delete", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: crdName}, false},
-			{"get the MeshConfig", authzv1.ResourceAttributes{Namespace: ns, Verb: "get", Group: "config.flomesh.io", Resource: "meshconfigs", Name: "fsm-mesh-config"}, true},
-			{"update the MeshConfig", authzv1.ResourceAttributes{Namespace: ns, Verb: "update", Group: "config.flomesh.io", Resource: "meshconfigs", Name: "fsm-mesh-config"}, false},
-			{"dry-run create a MeshConfig in the fsm namespace (validator probe)", authzv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "config.flomesh.io", Resource: "meshconfigs"}, true},
-			{"create a MeshConfig elsewhere", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Group: "config.flomesh.io", Resource: "meshconfigs"}, false},
+			{"get the MeshConfig", authzv1.ResourceAttributes{Namespace: ns, Verb: "get", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource, Name: fsmnames.MeshConfigName}, true},
+			{"update the MeshConfig", authzv1.ResourceAttributes{Namespace: ns, Verb: "update", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource, Name: fsmnames.MeshConfigName}, false},
+			{"dry-run create a MeshConfig in the fsm namespace (validator probe)", authzv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource}, true},
+			{"create a MeshConfig elsewhere", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource}, false},
 			{"list IngressBackends", authzv1.ResourceAttributes{Verb: "list", Group: "policy.flomesh.io", Resource: "ingressbackends"}, true},
 			{"list EgressGateways", authzv1.ResourceAttributes{Verb: "list", Group: "policy.flomesh.io", Resource: "egressgateways"}, true},
 			{"cert-manager requests with tresor", authzv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "cert-manager.io", Resource: "certificaterequests"}, false},
@@ -189,13 +192,13 @@ func TestChartOnAPIServer(t *testing.T) {
 		// What the injector does once it serves: patch only the caBundle,
 		// under its own field manager.
 		bundle := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-		patch := []byte(`{"webhooks":[{"name":"fsm-inject.k8s.io","clientConfig":{"caBundle":"` + b64(bundle) + `"}}]}`)
+		patch := []byte(`{"webhooks":[{"name":"` + injector.WebhookName + `","clientConfig":{"caBundle":"` + b64(bundle) + `"}}]}`)
 		if err := c.Patch(ctx, &admv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mwcName}},
 			client.RawPatch(types.StrategicMergePatchType, patch), client.FieldOwner("fsm-webhooks")); err != nil {
 			t.Fatal(err)
 		}
 		var before v1alpha3.MeshConfig
-		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}, &before); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: fsmnames.MeshConfigName}, &before); err != nil {
 			t.Fatal(err)
 		}
 		vals, err := charttest.Values("fsm: {webhooks: {replicaCount: 3}, webhook: {timeoutSeconds: 10}}")
@@ -223,7 +226,7 @@ func TestChartOnAPIServer(t *testing.T) {
 			t.Errorf("replicas %v after upgrade", d.Spec.Replicas)
 		}
 		var after v1alpha3.MeshConfig
-		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}, &after); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: fsmnames.MeshConfigName}, &after); err != nil {
 			t.Fatal(err)
 		}
 		if after.ResourceVersion != before.ResourceVersion {
@@ -255,7 +258,7 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 		for _, o := range []client.Object{
 			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks", Namespace: ns}},
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "fsm-injector", Namespace: ns}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.InjectorService, Namespace: ns}},
 			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm"}},
 			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhooks-fsm"}},
 			&admv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mwcName}},

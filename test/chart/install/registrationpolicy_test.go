@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -112,7 +113,7 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 		}
 	}
 	converterService := func(namespace, name string, port int32) *apiextv1.ServiceReference {
-		return &apiextv1.ServiceReference{Namespace: namespace, Name: name, Path: ptr.To("/convert"), Port: ptr.To(port)}
+		return &apiextv1.ServiceReference{Namespace: namespace, Name: name, Path: ptr.To(fsmnames.ConverterPath), Port: ptr.To(port)}
 	}
 
 	awaitPolicy(ctx, t, mutating(func(m *admv1.MutatingWebhookConfiguration) { m.Webhooks[0].FailurePolicy = ptr.To(admv1.Ignore) }),
@@ -120,11 +121,7 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 			_ = mutating(func(m *admv1.MutatingWebhookConfiguration) { m.Webhooks[0].FailurePolicy = ptr.To(admv1.Fail) })()
 		}, denyWebhookField)
 
-	tests := []struct {
-		name  string
-		write func() error
-		want  string // refusal text; "" when allowed
-	}{
+	tests := []policyWrite{
 		// Allowed: what the servers write.
 		{"replace the injector configuration's caBundle", mutating(caBundle(testCABundle)), ""},
 		{"replace the caBundle of every validating webhook", validating(func(v *admv1.ValidatingWebhookConfiguration) {
@@ -132,7 +129,7 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 				v.Webhooks[i].ClientConfig.CABundle = testCABundle
 			}
 		}), ""},
-		{"point the CRD's conversion at the converter Service", crd(conversion(converterService(ns, "fsm-bootstrap", 9443), nil)), ""},
+		{"point the CRD's conversion at the converter Service", crd(conversion(converterService(ns, fsmnames.ConverterService, 9443), nil)), ""},
 		{"replace the conversion caBundle, keeping its target", crd(func(c *apiextv1.CustomResourceDefinition) {
 			if c.Spec.Conversion != nil && c.Spec.Conversion.Webhook != nil && c.Spec.Conversion.Webhook.ClientConfig != nil {
 				c.Spec.Conversion.Webhook.ClientConfig.CABundle = selfSignedPEM(t)
@@ -179,7 +176,7 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 		{"stop serving a MeshConfig version", crd(func(c *apiextv1.CustomResourceDefinition) { c.Spec.Versions[0].Served = false }), denyCRDSpec},
 		{"annotate the CRD", crd(func(c *apiextv1.CustomResourceDefinition) { c.Annotations = map[string]string{"evil": "true"} }), denyMetadata},
 		{"point the conversion at another Service", crd(conversion(converterService(ns, "evil", 9443), nil)), denyConversion},
-		{"point the conversion at the converter name in another namespace", crd(conversion(converterService("default", "fsm-bootstrap", 9443), nil)), denyConversion},
+		{"point the conversion at the converter name in another namespace", crd(conversion(converterService("default", fsmnames.ConverterService, 9443), nil)), denyConversion},
 		{"point the conversion at a URL", crd(conversion(nil, ptr.To("https://evil.example/convert"))), denyConversion},
 		{"set the conversion strategy to None (unconverted reads)", crd(func(c *apiextv1.CustomResourceDefinition) {
 			c.Spec.Conversion = &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}
@@ -193,17 +190,7 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 			return sa.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, vwcName, metav1.DeleteOptions{})
 		}, "cannot delete resource"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.write()
-			switch {
-			case tc.want == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			case tc.want != "" && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want)):
-				t.Fatalf("got %v, want Forbidden (%q)", err, tc.want)
-			}
-		})
-	}
+	checkWrites(t, tests)
 
 	t.Run("with RBAC widened by mistake", func(t *testing.T) {
 		widened := &rbacv1.ClusterRole{
@@ -284,7 +271,7 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 				if err != nil {
 					return err
 				}
-				conversion(converterService(ns, "fsm-bootstrap", 9443), nil)(c)
+				conversion(converterService(ns, fsmnames.ConverterService, 9443), nil)(c)
 				_, err = saExt.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, c, metav1.UpdateOptions{})
 				return err
 			}, denyOtherObject + crdName},
@@ -306,14 +293,14 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 		t.Fatal(err)
 	}
 	if len(m.Webhooks) != 1 || *m.Webhooks[0].FailurePolicy != admv1.Fail || m.Webhooks[0].ClientConfig.Service == nil ||
-		m.Webhooks[0].ClientConfig.Service.Name != "fsm-injector" || m.Labels["evil"] != "" {
+		m.Webhooks[0].ClientConfig.Service.Name != fsmnames.InjectorService || m.Labels["evil"] != "" {
 		t.Errorf("the injector configuration changed: %+v", m)
 	}
 	c, err := adminExt.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crdName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := c.Spec.Conversion.Webhook.ClientConfig.Service; s == nil || s.Name != "fsm-bootstrap" || !c.Spec.Versions[0].Served {
+	if s := c.Spec.Conversion.Webhook.ClientConfig.Service; s == nil || s.Name != fsmnames.ConverterService || !c.Spec.Versions[0].Served {
 		t.Errorf("the CRD changed: conversion %+v", c.Spec.Conversion)
 	}
 	// Leave the CRD as the chart installed it for the server test.

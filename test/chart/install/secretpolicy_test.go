@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
@@ -54,7 +55,8 @@ func awaitPolicy(ctx context.Context, t *testing.T, write func() error, undo fun
 	}
 }
 
-// Refusal texts of the Secret write policy (fsm-webhooks-fsm-secret-writes).
+// Refusal texts of the Secret write policy (fsm-webhooks-fsm-secret-writes),
+// literal: they pin the chart's messages as an operator reads them.
 const (
 	denyNamespaceKind = "never writes Secrets in "
 	denyTokenType     = "never writes Secrets of type kubernetes.io/service-account-token"
@@ -91,11 +93,11 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 	sa := serviceAccountClient(t, env)
 
 	namespaces := map[string]map[string]string{
-		"vap-app":     {"flomesh.io/monitored-by": mesh},
+		"vap-app":     {fsmnames.MonitoredByLabel: mesh},
 		"vap-left":    nil, // once monitored, then left the mesh
-		"vap-blue":    {"flomesh.io/monitored-by": "blue"},
-		"vap-ignored": {"flomesh.io/monitored-by": mesh, "flomesh.io/ignore": "true"},
-		"vap-cp":      {"flomesh.io/monitored-by": mesh, "control-plane": "true"},
+		"vap-blue":    {fsmnames.MonitoredByLabel: "blue"},
+		"vap-ignored": {fsmnames.MonitoredByLabel: mesh, fsmnames.IgnoreLabel: "true"},
+		"vap-cp":      {fsmnames.MonitoredByLabel: mesh, fsmnames.ControlPlaneLabel: "true"},
 	}
 	for name, labels := range namespaces {
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
@@ -104,7 +106,7 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 	}
 	// Even labelled as monitored, kube-system and kube-public stay closed.
 	for _, name := range []string{"kube-system", "kube-public"} {
-		patch := []byte(`{"metadata":{"labels":{"flomesh.io/monitored-by":"` + mesh + `"}}}`)
+		patch := []byte(`{"metadata":{"labels":{"` + fsmnames.MonitoredByLabel + `":"` + mesh + `"}}}`)
 		if _, err := admin.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +115,7 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 	// bootstrap Secret, and bootstrap Secrets the injector wrote earlier.
 	existing := []*corev1.Secret{
 		{ObjectMeta: metav1.ObjectMeta{Name: "app-credentials", Namespace: "vap-app"}, StringData: map[string]string{"password": "x"}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "sidecar-bootstrap-config-impostor", Namespace: "vap-app"}, StringData: map[string]string{"k": "v"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.BootstrapSecretName("impostor"), Namespace: "vap-app"}, StringData: map[string]string{"k": "v"}},
 		bootstrapSecret(t, "vap-app", mesh, "earlier"),
 		bootstrapSecret(t, "vap-left", mesh, "left"),
 	}
@@ -162,11 +164,7 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 	token := withType(bootstrapSecret(t, "vap-app", mesh, "token"), corev1.SecretTypeServiceAccountToken)
 	awaitPolicy(ctx, t, create(token), func() { _ = admin.CoreV1().Secrets("vap-app").Delete(ctx, token.Name, metav1.DeleteOptions{}) }, denyTokenType)
 
-	tests := []struct {
-		name  string
-		write func() error
-		want  string // refusal text; "" when allowed
-	}{
+	tests := []policyWrite{
 		// Refused.
 		{"a service-account-token Secret shaped like a bootstrap Secret in an injected namespace", create(token), denyTokenType},
 		{"a service-account-token Secret in the fsm namespace", create(withType(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fsm-token", Namespace: ns}}, corev1.SecretTypeServiceAccountToken)), denyTokenType},
@@ -176,7 +174,7 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		{"a bootstrap Secret in a namespace of another mesh", create(bootstrapSecret(t, "vap-blue", mesh, "blue")), denyNotInjected},
 		{"a bootstrap Secret in a namespace labelled flomesh.io/ignore", create(bootstrapSecret(t, "vap-ignored", mesh, "ign")), denyNotInjected},
 		{"a bootstrap Secret in a namespace labelled control-plane", create(bootstrapSecret(t, "vap-cp", mesh, "cp")), denyNotInjected},
-		{"an unlabelled Opaque Secret named sidecar-bootstrap-config-*", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sidecar-bootstrap-config-bare", Namespace: "vap-app"}}), denyShape},
+		{"an unlabelled Opaque Secret named sidecar-bootstrap-config-*", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.BootstrapSecretName("bare"), Namespace: "vap-app"}}), denyShape},
 		{"a bootstrap Secret of another mesh", create(bootstrapSecret(t, "vap-app", "blue", "othermesh")), denyShape},
 		{"a bootstrap Secret whose name is not its uuid label's", create(relabel(bootstrapSecret(t, "vap-app", mesh, "named"), injector.ProxyUUIDLabel, "other")), denyShape},
 		{"a kubernetes.io/tls Secret shaped like a bootstrap Secret", create(withType(bootstrapSecret(t, "vap-app", mesh, "tls"), corev1.SecretTypeTLS)), denyShape},
@@ -185,17 +183,17 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		{"relabel the app's Secret as a bootstrap Secret", patch("vap-app", "app-credentials",
 			`{"metadata":{"labels":{"app.kubernetes.io/name":"flomesh.io","app.kubernetes.io/instance":"fsm","fsm-proxy-uuid":"x"}}}`), denyNotOurs},
 		{"delete the app's Secret", del("vap-app", "app-credentials"), denyNotOurs},
-		{"delete an unlabelled Secret named like a bootstrap Secret", del("vap-app", "sidecar-bootstrap-config-impostor"), denyNotOurs},
-		{"strip a bootstrap Secret's labels", patch("vap-app", "sidecar-bootstrap-config-earlier", `{"metadata":{"labels":{"app.kubernetes.io/instance":null}}}`), denyShape},
-		{"hand a bootstrap Secret to another mesh", patch("vap-app", "sidecar-bootstrap-config-earlier", `{"metadata":{"labels":{"app.kubernetes.io/instance":"blue"}}}`), denyShape},
+		{"delete an unlabelled Secret named like a bootstrap Secret", del("vap-app", fsmnames.BootstrapSecretName("impostor")), denyNotOurs},
+		{"strip a bootstrap Secret's labels", patch("vap-app", fsmnames.BootstrapSecretName("earlier"), `{"metadata":{"labels":{"app.kubernetes.io/instance":null}}}`), denyShape},
+		{"hand a bootstrap Secret to another mesh", patch("vap-app", fsmnames.BootstrapSecretName("earlier"), `{"metadata":{"labels":{"app.kubernetes.io/instance":"blue"}}}`), denyShape},
 
 		// Allowed: every write the injector and the certificate store make.
 		{"create the injector's bootstrap Secret in an injected namespace", create(bootstrapSecret(t, "vap-app", mesh, "now")), ""},
-		{"make it owned by its pod (the controller's merge patch)", patch("vap-app", "sidecar-bootstrap-config-now",
+		{"make it owned by its pod (the controller's merge patch)", patch("vap-app", fsmnames.BootstrapSecretName("now"),
 			`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"web","uid":"0b3c7d2a-1111-4a5e-9c11-000000000001"}]}}`), ""},
-		{"replace its cacert.pem (root rotation)", patch("vap-app", "sidecar-bootstrap-config-now", `{"data":{"cacert.pem":"bmV3"}}`), ""},
+		{"replace its cacert.pem (root rotation)", patch("vap-app", fsmnames.BootstrapSecretName("now"), `{"data":{"cacert.pem":"bmV3"}}`), ""},
 		{"re-issue its certificate with an update (root rotation)", func() error {
-			s, err := sa.CoreV1().Secrets("vap-app").Get(ctx, "sidecar-bootstrap-config-now", metav1.GetOptions{})
+			s, err := sa.CoreV1().Secrets("vap-app").Get(ctx, fsmnames.BootstrapSecretName("now"), metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
@@ -203,9 +201,9 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 			_, err = sa.CoreV1().Secrets("vap-app").Update(ctx, s, metav1.UpdateOptions{})
 			return err
 		}, ""},
-		{"delete it (orphan sweep)", del("vap-app", "sidecar-bootstrap-config-now"), ""},
+		{"delete it (orphan sweep)", del("vap-app", fsmnames.BootstrapSecretName("now")), ""},
 		{"update a bootstrap Secret in a namespace that left the mesh (its pod still runs a sidecar)", func() error {
-			s, err := sa.CoreV1().Secrets("vap-left").Get(ctx, "sidecar-bootstrap-config-left", metav1.GetOptions{})
+			s, err := sa.CoreV1().Secrets("vap-left").Get(ctx, fsmnames.BootstrapSecretName("left"), metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
@@ -213,21 +211,11 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 			_, err = sa.CoreV1().Secrets("vap-left").Update(ctx, s, metav1.UpdateOptions{})
 			return err
 		}, ""},
-		{"delete a bootstrap Secret in a namespace that left the mesh", del("vap-left", "sidecar-bootstrap-config-left"), ""},
+		{"delete a bootstrap Secret in a namespace that left the mesh", del("vap-left", fsmnames.BootstrapSecretName("left")), ""},
 		{"create an Opaque Secret in the fsm namespace (serving certificate, CA)", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-serving-cert", Namespace: ns}}), ""},
 		{"update it", patch(ns, "vap-serving-cert", `{"data":{"tls.crt":"bmV3"}}`), ""},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.write()
-			switch {
-			case tc.want == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			case tc.want != "" && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want)):
-				t.Fatalf("got %v, want Forbidden by the policy (%q)", err, tc.want)
-			}
-		})
-	}
+	checkWrites(t, tests)
 
 	// Nothing refused took effect; others than the ServiceAccount are not
 	// concerned.

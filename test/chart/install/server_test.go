@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,8 +35,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 // syncBuffer collects a process's output while the test reads it.
@@ -58,15 +59,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a loopback port for a server the test starts.
+func freePort(t *testing.T) int { return freeport.Must(t) }
 
 // impersonatingKubeconfig is the envtest admin kubeconfig acting as user.
 func impersonatingKubeconfig(t *testing.T, admin []byte, user string, groups []string) string {
@@ -112,12 +106,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 		t.Fatal(err)
 	}
 
-	bin := filepath.Join(t.TempDir(), "fsm-webhooks")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
-	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
-	}
+	bin := buildServer(ctx, t, t.TempDir())
 
 	kubeconfig := impersonatingKubeconfig(t, env.KubeConfig, saUser,
 		[]string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"})
@@ -198,29 +187,23 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	}
 
 	// Only the caBundle changed.
-	wantM := mwcBefore.DeepCopy()
-	gotM := mwc.DeepCopy()
-	for i := range gotM.Webhooks {
-		gotM.Webhooks[i].ClientConfig.CABundle = nil
-		wantM.Webhooks[i].ClientConfig.CABundle = nil
-	}
+	wantM, gotM := mwcBefore.DeepCopy(), mwc.DeepCopy()
+	webhooks.SetMutatingCABundle(wantM, nil)
+	webhooks.SetMutatingCABundle(gotM, nil)
 	if !equality.Semantic.DeepEqual(gotM.Webhooks, wantM.Webhooks) {
 		t.Errorf("the server changed more than the caBundle of %s:\n got %+v\nwant %+v", mwcName, gotM.Webhooks, wantM.Webhooks)
 	}
-	wantV := vwcBefore.DeepCopy()
-	gotV := vwc.DeepCopy()
-	for i := range gotV.Webhooks {
-		gotV.Webhooks[i].ClientConfig.CABundle = nil
-		wantV.Webhooks[i].ClientConfig.CABundle = nil
-	}
+	wantV, gotV := vwcBefore.DeepCopy(), vwc.DeepCopy()
+	webhooks.SetValidatingCABundle(wantV, nil)
+	webhooks.SetValidatingCABundle(gotV, nil)
 	if !equality.Semantic.DeepEqual(gotV.Webhooks, wantV.Webhooks) {
 		t.Errorf("the server changed more than the caBundle of %s:\n got %+v\nwant %+v", vwcName, gotV.Webhooks, wantV.Webhooks)
 	}
-	if s := crd.Spec.Conversion.Webhook.ClientConfig.Service; s == nil || s.Name != "fsm-bootstrap" || s.Namespace != ns {
-		t.Errorf("conversion webhook service %+v, want %s/fsm-bootstrap", s, ns)
+	if s := crd.Spec.Conversion.Webhook.ClientConfig.Service; s == nil || s.Name != fsmnames.ConverterService || s.Namespace != ns {
+		t.Errorf("conversion webhook service %+v, want %s/%s", s, ns, fsmnames.ConverterService)
 	}
 
-	for _, name := range []string{"fsm-ca-bundle", "mutating-webhook-cert-secret", "validating-webhook-cert-secret", "crd-converter-cert-secret"} {
+	for _, name := range []string{fsmnames.CABundleSecretName, fsmnames.InjectorCertSecret, fsmnames.ValidatorCertSecret, fsmnames.ConverterCertSecret} {
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &corev1.Secret{}); err != nil {
 			t.Errorf("Secret %s/%s: %v", ns, name, err)
 		}
@@ -231,7 +214,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	// informers and write a bootstrap Secret, all as the chart's ServiceAccount.
 	appNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        "app",
-		Labels:      map[string]string{"flomesh.io/monitored-by": mesh},
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
 		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
 	}}
 	if err := c.Create(ctx, appNS); err != nil {
@@ -242,7 +225,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
 	}
-	resp := admit(t, mwc.Webhooks[0].ClientConfig.CABundle, "fsm-injector."+ns+".svc", injPort, "/mutate-pod-creation",
+	resp := admit(t, mwc.Webhooks[0].ClientConfig.CABundle, fsmnames.InjectorService+"."+ns+".svc", injPort, fsmnames.InjectorPath,
 		pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Errorf("injector response: allowed=%v patch=%d bytes result=%+v", resp.Allowed, len(resp.Patch), resp.Result)
@@ -251,16 +234,16 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	if err := c.List(ctx, &secrets, client.InNamespace("app"), client.HasLabels{"fsm-proxy-uuid"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(secrets.Items) != 1 || !strings.HasPrefix(secrets.Items[0].Name, "sidecar-bootstrap-config-") {
+	if len(secrets.Items) != 1 || !strings.HasPrefix(secrets.Items[0].Name, fsmnames.BootstrapSecretPrefix) {
 		t.Errorf("bootstrap Secrets in app: %d", len(secrets.Items))
 	}
 	var live v1alpha3.MeshConfig
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}, &live); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: fsmnames.MeshConfigName}, &live); err != nil {
 		t.Fatal(err)
 	}
 	live.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha3.GroupVersion.String(), Kind: "MeshConfig"}
-	resp = admit(t, vwc.Webhooks[0].ClientConfig.CABundle, "fsm-validator."+ns+".svc", valPort, "/validate",
-		&live, metav1.GroupVersionResource{Group: v1alpha3.GroupVersion.Group, Version: v1alpha3.GroupVersion.Version, Resource: "meshconfigs"}, admissionv1.Update)
+	resp = admit(t, vwc.Webhooks[0].ClientConfig.CABundle, fsmnames.ValidatorService+"."+ns+".svc", valPort, fsmnames.ValidatorPath,
+		&live, metav1.GroupVersionResource{Group: v1alpha3.GroupVersion.Group, Version: v1alpha3.GroupVersion.Version, Resource: fsmnames.MeshConfigResource}, admissionv1.Update)
 	if !resp.Allowed {
 		t.Errorf("validator denied the chart's MeshConfig: %+v", resp.Result)
 	}

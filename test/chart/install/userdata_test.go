@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/uninstall"
@@ -35,7 +36,7 @@ func TestUserDataSurvivesTheRelease(t *testing.T) {
 	c := env.Client
 
 	// What FSM left: its CRD, its MeshConfig, its CA.
-	crdYAML, err := os.ReadFile(filepath.Join(charttest.Dir(), "crds", "config.flomesh.io_meshconfigs.yaml"))
+	crdYAML, err := os.ReadFile(filepath.Join(charttest.Dir(), "crds", fsmnames.ConfigGroup+"_"+fsmnames.MeshConfigResource+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestUserDataSurvivesTheRelease(t *testing.T) {
 	if err := yaml.Unmarshal(preset, mc); err != nil {
 		t.Fatal(err)
 	}
-	mc.Name, mc.Namespace, mc.ResourceVersion = "fsm-mesh-config", ns, ""
+	mc.Name, mc.Namespace, mc.ResourceVersion = fsmnames.MeshConfigName, ns, ""
 	mc.Spec.Sidecar.LogLevel = "debug"
 	mc.Spec.Traffic.EnableEgress = false
 	mc.Spec.ClusterSet.UID = "8c8ef0a4-4a65-4a34-9a7e-2f3c2f0f1b55"
@@ -74,17 +75,14 @@ func TestUserDataSurvivesTheRelease(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fsm-ca-bundle", Namespace: ns},
+	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.CABundleSecretName, Namespace: ns},
 		Data: map[string][]byte{"ca.crt": []byte("FSM's root"), "private.key": []byte("FSM's key"), "expiration": []byte("2036-01-01 00:00:00.000000000 +0000 UTC")}}
 	if err := c.Create(ctx, ca); err != nil {
 		t.Fatal(err)
 	}
 	want := snapshot(ctx, t, c)
 
-	helm, err := charttest.NewCluster(env.KubeConfig, t.TempDir(), ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	helm := newHelm(t, env)
 	rel, err := helm.Install(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +135,10 @@ type userData struct {
 func snapshot(ctx context.Context, t *testing.T, c client.Client) userData {
 	t.Helper()
 	var d userData
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}, &d.meshConfig); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: fsmnames.MeshConfigName}, &d.meshConfig); err != nil {
 		t.Fatalf("MeshConfig fsm-mesh-config: %v", err)
 	}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-ca-bundle"}, &d.caBundle); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: fsmnames.CABundleSecretName}, &d.caBundle); err != nil {
 		t.Fatalf("Secret fsm-ca-bundle: %v", err)
 	}
 	return d
@@ -196,12 +194,7 @@ func jobArgs(t *testing.T, job *unstructured.Unstructured) []string {
 func runBinary(ctx context.Context, t *testing.T, env *testenv.Env, args []string) {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "fsm-webhooks")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
-	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
-	}
+	bin := buildServer(ctx, t, dir)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		t.Fatal(err)

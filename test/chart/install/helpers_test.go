@@ -1,0 +1,62 @@
+package install_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// buildServer builds the fsm-webhooks binary of this checkout into dir: the
+// hook and server tests run the real binary against the apiserver.
+func buildServer(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "fsm-webhooks")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
+	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// newHelm is a Helm client that installs the chart in ns on env's apiserver.
+func newHelm(t *testing.T, env *testenv.Env) *charttest.Cluster {
+	t.Helper()
+	helm, err := charttest.NewCluster(env.KubeConfig, t.TempDir(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return helm
+}
+
+// policyWrite is one write made as the servers' ServiceAccount and what the
+// chart's admission policies must make of it.
+type policyWrite struct {
+	name  string
+	write func() error
+	want  string // refusal text; "" when allowed
+}
+
+// checkWrites runs each write as a subtest: an allowed one must succeed, a
+// refused one must fail Forbidden with its refusal text.
+func checkWrites(t *testing.T, writes []policyWrite) {
+	t.Helper()
+	for _, tc := range writes {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.write()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want Forbidden by the policy (%q)", err, tc.want)
+			}
+		})
+	}
+}
