@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -97,19 +98,33 @@ func NewRootAuthority(alg KeyAlgorithm, validity time.Duration, now time.Time) (
 // that would outlive the CA is cut at the CA's NotAfter: a leaf cannot be
 // verified past its root anyway, and the returned NotAfter stays truthful.
 func (a *Authority) Sign(req Request, pub crypto.PublicKey, now time.Time) (*x509.Certificate, error) {
-	if err := req.Validate(); err != nil {
+	der, _, err := a.signDER(req, pub, now)
+	if err != nil {
 		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing certificate for %q: %w", req.CommonName, err)
+	}
+	return cert, nil
+}
+
+// signDER is Sign without parsing the result: the DER and its NotAfter as
+// the certificate encodes it (whole seconds, UTC).
+func (a *Authority) signDER(req Request, pub crypto.PublicKey, now time.Time) ([]byte, time.Time, error) {
+	if err := req.Validate(); err != nil {
+		return nil, time.Time{}, err
 	}
 	serial, err := randomSerial()
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	notAfter := now.Add(req.Validity)
 	if notAfter.After(a.Cert.NotAfter) {
 		notAfter = a.Cert.NotAfter
 	}
 	if !now.Before(notAfter) {
-		return nil, fmt.Errorf("CA %q expired at %s", a.Cert.Subject.CommonName, a.Cert.NotAfter.UTC().Format(time.RFC3339))
+		return nil, time.Time{}, fmt.Errorf("CA %q expired at %s", a.Cert.Subject.CommonName, a.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	keyUsage := x509.KeyUsageDigitalSignature
 	if _, ok := pub.(*rsa.PublicKey); ok {
@@ -132,13 +147,11 @@ func (a *Authority) Sign(req Request, pub crypto.PublicKey, now time.Time) (*x50
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Key)
 	if err != nil {
-		return nil, fmt.Errorf("signing certificate for %q: %w", req.CommonName, err)
+		return nil, time.Time{}, fmt.Errorf("signing certificate for %q: %w", req.CommonName, err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parsing certificate for %q: %w", req.CommonName, err)
-	}
-	return cert, nil
+	// x509 encodes validity in whole seconds (UTCTime/GeneralizedTime, Z),
+	// which is what parsing der would return.
+	return der, notAfter.Truncate(time.Second).UTC(), nil
 }
 
 func (a *Authority) backdate() time.Duration {
@@ -167,9 +180,10 @@ func randomSerial() (*big.Int, error) {
 // Issue signs req for key (which the caller took from a key pool or
 // generated) and packages the result with caBundle, the PEM of every trusted
 // root. This is the whole hot path of a locally signed certificate: one
-// signature and two PEM encodings.
+// signature and two PEM encodings; the certificate just made is not parsed
+// back (x509.CreateCertificate already verified its signature).
 func (a *Authority) Issue(req Request, key crypto.Signer, caBundle []byte, now time.Time) (*Certificate, error) {
-	cert, err := a.Sign(req, key.Public(), now)
+	der, notAfter, err := a.signDER(req, key.Public(), now)
 	if err != nil {
 		return nil, err
 	}
@@ -178,9 +192,9 @@ func (a *Authority) Issue(req Request, key crypto.Signer, caBundle []byte, now t
 		return nil, err
 	}
 	return &Certificate{
-		CertPEM:  EncodeCertsPEM(cert),
+		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:   keyPEM,
 		CABundle: append([]byte(nil), caBundle...),
-		NotAfter: cert.NotAfter,
+		NotAfter: notAfter,
 	}, nil
 }

@@ -176,6 +176,25 @@ func TestRootAuthority(t *testing.T) {
 	}
 }
 
+// TestIssueNotAfterIsTheCertificates: Issue does not parse what it signed,
+// so its NotAfter must be exactly what parsing the certificate gives (whole
+// seconds, UTC), from a clock with nanoseconds, a monotonic reading and a
+// zone, and when cut at the CA's NotAfter.
+func TestIssueNotAfterIsTheCertificates(t *testing.T) {
+	now := time.Now().In(time.FixedZone("UTC+5:30", 5*3600+1800)).Add(123456789 * time.Nanosecond)
+	ca := mustRoot(t, ECDSAP256, 2*time.Hour, now)
+	for _, validity := range []time.Duration{time.Hour + 999*time.Millisecond, 3 * time.Hour} {
+		c := mustIssue(t, ca, Request{CommonName: "leaf", Validity: validity, Usage: UsageBoth}, ECDSAP256, now)
+		chain, err := ParseCertsPEM(c.CertPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NotAfter != chain[0].NotAfter {
+			t.Errorf("validity %s: Certificate.NotAfter = %#v, the certificate says %#v", validity, c.NotAfter, chain[0].NotAfter)
+		}
+	}
+}
+
 func TestAuthoritySign(t *testing.T) {
 	ca := mustRoot(t, RSA2048, 48*time.Hour, t0)
 	bundle := NewBundle(t0, ca.Cert)
