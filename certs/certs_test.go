@@ -1,10 +1,12 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"net"
@@ -90,6 +92,50 @@ func TestGenerateKeyRoundTrip(t *testing.T) {
 	}
 	if _, err := GenerateKey("DSA1024"); err == nil {
 		t.Fatal("GenerateKey accepted an unknown algorithm")
+	}
+}
+
+// TestWithEncodedPEM: a key carrying its PEM encodes, signs and certifies as
+// the plain key does, and a caller modifying one encoding does not change the
+// next.
+func TestWithEncodedPEM(t *testing.T) {
+	ca := mustRoot(t, ECDSAP256, time.Hour, t0)
+	for _, alg := range []KeyAlgorithm{ECDSAP256, RSA2048} {
+		t.Run(string(alg), func(t *testing.T) {
+			plain, err := GenerateKey(alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := EncodeKeyPEM(plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := WithEncodedPEM(plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := WithEncodedPEM(key); again != key {
+				t.Error("WithEncodedPEM re-encoded a key that carries its PEM")
+			}
+			if !KeyMatches(key, plain.Public()) {
+				t.Fatal("the wrapped key has another public key")
+			}
+			got, err := EncodeKeyPEM(key)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("EncodeKeyPEM = %q, %v; want the plain key's %q", got, err, want)
+			}
+			got[len(got)/2] ^= 0xff
+			if again, _ := EncodeKeyPEM(key); !bytes.Equal(again, want) {
+				t.Fatal("modifying one encoding changed the next")
+			}
+			c, err := ca.Issue(Request{CommonName: "leaf", Validity: time.Hour, Usage: UsageBoth}, key, EncodeCertsPEM(ca.Cert), t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM); err != nil {
+				t.Fatalf("issued certificate and key do not pair: %v", err)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -130,13 +131,39 @@ func AlgorithmOf(pub crypto.PublicKey) (KeyAlgorithm, error) {
 	}
 }
 
-// EncodeKeyPEM marshals key as a PKCS#8 "PRIVATE KEY" PEM block.
+// EncodeKeyPEM marshals key as a PKCS#8 "PRIVATE KEY" PEM block (a copy of
+// the encoding WithEncodedPEM made, if it made one).
 func EncodeKeyPEM(key crypto.Signer) ([]byte, error) {
+	if k, ok := key.(*encodedKey); ok {
+		return bytes.Clone(k.pem), nil
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("marshalling private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// encodedKey is a private key with its PKCS#8 PEM encoded ahead of use.
+type encodedKey struct {
+	crypto.Signer
+	pem []byte
+}
+
+// WithEncodedPEM returns key carrying its PKCS#8 PEM, so that EncodeKeyPEM
+// on a request path copies bytes instead of marshalling (for an ECDSA P-256
+// key, marshalling re-derives the public point: about a tenth of issuing a
+// certificate). Key pools call it while idle. The result signs and has the
+// public key of key; a key already carrying its PEM is returned as is.
+func WithEncodedPEM(key crypto.Signer) (crypto.Signer, error) {
+	if _, ok := key.(*encodedKey); ok {
+		return key, nil
+	}
+	pem, err := EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &encodedKey{Signer: key, pem: pem}, nil
 }
 
 // ParseKeyPEM reads the first private key in data: PKCS#8, PKCS#1 ("RSA

@@ -7,6 +7,7 @@
 package certstest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -62,6 +63,7 @@ type CA struct {
 	previous *certs.Authority // still trusted after ActivateNextRoot until DropPreviousRoot
 	next     *certs.Authority // trusted, not yet signing
 	since    time.Time        // of the last rotation step
+	bundle   []byte           // PEM of the trusted roots, as tresor keeps it
 
 	issued  atomic.Int64
 	failing atomic.Bool
@@ -127,6 +129,7 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 	if ca.active, err = ca.newRoot(); err != nil {
 		return nil, err
 	}
+	ca.bundle = ca.encodeBundleLocked()
 	if opts.PoolSize > 0 {
 		go func() { _ = keys.Start(ctx) }()
 		pool, err := keys.Pool("")
@@ -180,10 +183,13 @@ func (ca *CA) Issue(_ context.Context, req certs.Request) (*certs.Certificate, e
 func (ca *CA) CABundle(context.Context) ([]byte, error) {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	return ca.bundleLocked(), nil
+	return bytes.Clone(ca.bundle), nil
 }
 
-func (ca *CA) bundleLocked() []byte {
+// bundleLocked is the PEM of every trusted root; callers must not modify it.
+func (ca *CA) bundleLocked() []byte { return ca.bundle }
+
+func (ca *CA) encodeBundleLocked() []byte {
 	var roots []*x509.Certificate
 	for _, a := range []*certs.Authority{ca.previous, ca.active, ca.next} {
 		if a != nil {
@@ -285,6 +291,7 @@ func (ca *CA) step(change func() bool) error {
 	changed := change()
 	if changed {
 		ca.since = time.Now()
+		ca.bundle = ca.encodeBundleLocked()
 	}
 	ca.mu.Unlock()
 	if changed {

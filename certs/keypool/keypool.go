@@ -375,6 +375,10 @@ func (p *Pool) refill(ctx context.Context) {
 		backoff = deferMin
 		k, err := p.generate(p.alg)
 		if err == nil {
+			// Encoded now, on idle CPU, rather than by the admission.
+			k, err = certs.WithEncodedPEM(k)
+		}
+		if err == nil {
 			p.put(k)
 		}
 		p.refilling.Add(-1)

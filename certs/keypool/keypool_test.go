@@ -70,6 +70,9 @@ func TestPoolFillsAndCountsHitsAndMisses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if again, _ := certs.WithEncodedPEM(k); again != k {
+			t.Fatal("a refilled key does not carry its PEM: the admission would encode it")
+		}
 		der, _ := certs.EncodeKeyPEM(k)
 		if seen[string(der)] {
 			t.Fatal("the pool handed out the same key twice")
