@@ -102,6 +102,7 @@ type config struct {
 	writesWait, idle time.Duration
 	restarts         int
 	spread           int
+	keep             int
 	meshedPods       int
 	certKeyBits      int
 	rate             float64
@@ -146,7 +147,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.pods, "pods", 500, "pods to create per phase")
 	fs.DurationVar(&c.duration, "duration", 0, "open loop: run each phase this long (-rate × duration pods, overrides -pods and -meshed-pods); memory mode: default 60s")
 	fs.IntVar(&c.prefill, "prefill", 5000, "memory mode: meshed pods created through the injector (closed loop) before the measured load, so serve's caches hold them")
-	fs.BoolVar(&c.churn, "churn", false, "memory mode: delete the oldest meshed pod after each create, so the cached pods stay at -prefill (default: they grow by the load's pods)")
+	fs.BoolVar(&c.churn, "churn", false, "delete the oldest pod after each create once a phase holds -keep pods (memory mode: -prefill), so a long run measures a steady population, not a growing cache and etcd")
+	fs.IntVar(&c.keep, "keep", 5000, "with -churn in throughput mode: pods each phase keeps")
 	soak := fs.Duration("soak", 0, "memory mode: soak this long (sets -duration and -churn) and judge growth over the second half")
 	fs.DurationVar(&c.writesWait, "writes-wait", 2*time.Minute, "writes mode: how long to wait after the deletes for the pods and their bootstrap Secrets to be gone")
 	fs.DurationVar(&c.idle, "idle", 10*time.Second, "writes mode: idle period measuring the apiserver's background writes, subtracted from each phase")
@@ -197,6 +199,9 @@ func parseFlags(args []string) (config, error) {
 	c.meshedPods = cmp.Or(c.meshedPods, c.pods)
 	if c.spread < 1 {
 		return c, fmt.Errorf("-namespaces %d: must be positive", c.spread)
+	}
+	if c.keep < 1 {
+		return c, fmt.Errorf("-keep %d: must be positive", c.keep)
 	}
 	if c.pods < 1 || c.meshedPods < 1 || c.conc < 1 || c.rate < 0 || c.certKeyBits < 0 || c.prefill < 0 || c.restarts < 0 {
 		return c, fmt.Errorf("bad flags: pods %d, meshed-pods %d and concurrency %d must be positive, rate %g, cert-key-bit-size %d, prefill %d and restarts %d must not be negative",
@@ -373,7 +378,12 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if meshed {
 			n = c.meshedPods
 		}
-		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: n, rate: c.rate, conc: c.conc, secretData: template})
+		ch := &churner{cl: cl, keep: c.keep, secrets: ns == nsSecret}
+		var after func(client.ObjectKey, error)
+		if c.churn {
+			after = ch.created(ctx)
+		}
+		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: n, rate: c.rate, conc: c.conc, secretData: template, after: after})
 		end := time.Now()
 		if err := stopProfiles(); err != nil {
 			return err
@@ -383,6 +393,9 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 			tag = "[" + hook.regime() + "]"
 		}
 		printPhase(phaseLabels[ns], tag, c, res)
+		if c.churn {
+			fmt.Printf("  churn: %d oldest pods deleted as new ones were created (%d deletes failed), keeping %d\n", ch.deleted.Load(), ch.failed.Load(), c.keep)
+		}
 		if meshed {
 			for _, line := range report(res) {
 				fmt.Println("  " + line)

@@ -238,29 +238,15 @@ func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 	fmt.Printf("pre-fill: %d meshed pods through the injector over %d namespace(s), closed loop %d concurrent: %.1f pods/s, %d errors  %s\n",
 		c.prefill, c.spread, c.conc, float64(len(pre.calls))/pre.elapsed.Seconds(), countErrors(pre.calls), tag)
 	fmt.Println("  " + adoption(ctx, cl, time.Now()))
-	var mu sync.Mutex
-	var live []client.ObjectKey
 	// Oldest first; a pre-fill create that failed is deleted as NotFound
 	// and not counted.
+	ch := &churner{cl: cl, keep: c.prefill}
 	for i := range pre.calls {
-		live = append(live, client.ObjectKey{Namespace: podNamespace(nsMeshed, i, c.spread), Name: "pre-" + strconv.Itoa(i)})
+		ch.live = append(ch.live, client.ObjectKey{Namespace: podNamespace(nsMeshed, i, c.spread), Name: "pre-" + strconv.Itoa(i)})
 	}
-	var deleted, deleteErrs atomic.Int64
-	after := func(pod client.ObjectKey, err error) {
-		if !c.churn || err != nil {
-			return
-		}
-		mu.Lock()
-		live = append(live, pod)
-		oldest := live[0]
-		live = live[1:]
-		mu.Unlock()
-		switch err := cl.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: oldest.Name, Namespace: oldest.Namespace}}); {
-		case err == nil:
-			deleted.Add(1)
-		case !apierrors.IsNotFound(err):
-			deleteErrs.Add(1)
-		}
+	var after func(client.ObjectKey, error)
+	if c.churn {
+		after = ch.created(ctx)
 	}
 	stopProfiles, err := startProfiles(ctx, c, cfg, true)
 	if err != nil {
@@ -276,6 +262,7 @@ func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 	}
 	fmt.Printf("load: open loop, %g admissions/s for %s (%d pods over %d namespace(s)), %s\n", c.rate, c.duration, c.pods, c.spread, churn)
 	res := createPods(ctx, cl, load{ns: nsMeshed, spread: c.spread, prefix: "p-", n: c.pods, rate: c.rate, after: after})
+	deleted, deleteErrs := ch.deleted.Load(), ch.failed.Load()
 	samples, err := stop()
 	if err := stopProfiles(); err != nil {
 		return err
@@ -286,7 +273,7 @@ func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 	printPhase(phaseLabels[nsMeshed], tag, c, res)
 	created := len(res.calls) - countErrors(res.calls)
 	fmt.Printf("  meshed pods in serve's cache: %d at the start, %d at the end (%d created, %d deleted, %d deletes failed; plus the warm-up pod)\n",
-		countSuccesses(pre.calls), countSuccesses(pre.calls)+created-int(deleted.Load()), created, deleted.Load(), deleteErrs.Load())
+		countSuccesses(pre.calls), countSuccesses(pre.calls)+created-int(deleted), created, deleted, deleteErrs)
 	rss := rssSeries(samples, res.start)
 	hi := slices.MaxFunc(rss, func(a, b point) int { return cmp.Compare(a.v, b.v) })
 	fmt.Printf("  serve RSS (VmRSS, every second): max %.1f MiB at %.0f s, last %.1f MiB  %s\n", hi.v, hi.at.Seconds(), rss[len(rss)-1].v, tag)
@@ -333,4 +320,51 @@ func runStartup(ctx context.Context, c config, cl client.Client, s *serveProcess
 		fmt.Printf("  (b) over %d restarts: median %.3f s, max %.3f s\n", len(restarts), pct(restarts, 50).Seconds(), slices.Max(restarts).Seconds())
 	}
 	return nil
+}
+
+// churner keeps a phase's population of pods at keep: once more live, each
+// create is followed by the deletion of the oldest pod, as rollouts replace
+// pods, so a long run measures a steady state rather than a growing cache
+// and etcd.
+type churner struct {
+	cl   client.Client
+	keep int
+	// secrets: the phase's client also created Secret s-<i> for pod p-<i>
+	// (nsSecret); it goes with its pod.
+	secrets bool
+	mu      sync.Mutex
+	live    []client.ObjectKey // oldest first
+
+	deleted, failed atomic.Int64
+}
+
+// created is the load's after hook: record a created pod, delete the
+// oldest past keep (NotFound, a pod whose create failed, is not counted).
+func (ch *churner) created(ctx context.Context) func(client.ObjectKey, error) {
+	return func(pod client.ObjectKey, err error) {
+		if err != nil {
+			return
+		}
+		ch.mu.Lock()
+		ch.live = append(ch.live, pod)
+		if len(ch.live) <= ch.keep {
+			ch.mu.Unlock()
+			return
+		}
+		oldest := ch.live[0]
+		ch.live = ch.live[1:]
+		ch.mu.Unlock()
+		objs := []client.Object{&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: oldest.Name, Namespace: oldest.Namespace}}}
+		if ch.secrets {
+			objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strings.TrimPrefix(oldest.Name, "p-"), Namespace: oldest.Namespace}})
+		}
+		for i, o := range objs {
+			switch err := ch.cl.Delete(ctx, o); {
+			case err == nil && i == 0:
+				ch.deleted.Add(1)
+			case err != nil && !apierrors.IsNotFound(err):
+				ch.failed.Add(1)
+			}
+		}
+	}
 }
