@@ -1,0 +1,120 @@
+package injector_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// TestSecretOfPodDeletedWhileDown: a pod deleted while no controller runs
+// sends no event anyone sees; the next controller to start reconciles every
+// Secret, finds no pod for that one (its grace period long over) and deletes
+// it, while the Secret of a running pod stays. Through the real apiserver,
+// with no garbage collector.
+func TestSecretOfPodDeletedWhileDown(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme}})
+	ctx := context.Background()
+	const ns, grace = "restart", 2 * time.Second
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	pods := map[string]*corev1.Pod{}
+	for _, id := range []string{"kept", "gone"} {
+		// What the injector leaves: the Secret, then the pod labelled with
+		// its uuid.
+		if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: injector.BootstrapSecretName(id),
+			Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": meshName, injector.ProxyUUIDLabel: id},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		p := pod(id, ns)
+		p.Labels = map[string]string{injector.ProxyUUIDLabel: id}
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		pods[id] = p
+	}
+	exists := func(id string) bool {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(id)}, &corev1.Secret{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+	run := func(d time.Duration, until func() bool) {
+		t.Helper()
+		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+			Scheme: scheme, Logger: log, Metrics: metricsserver.Options{BindAddress: "0"},
+			Cache: cache.Options{ByObject: injector.CacheByObject()},
+			// Other tests in this process register the same controller name.
+			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: log}); err != nil {
+			t.Fatal(err)
+		}
+		mctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(mctx) }()
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) && (until == nil || !until()) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("manager: %v", err)
+		}
+	}
+
+	// First life: past the grace period, both pods exist, both Secrets stay.
+	run(grace+2*time.Second, nil)
+	if !exists("kept") || !exists("gone") {
+		t.Fatalf("a Secret of a running pod was deleted (kept %v, gone %v)", exists("kept"), exists("gone"))
+	}
+	// Down: the pod goes (unscheduled, so at once) and nobody sees it.
+	if err := env.Client.Delete(ctx, pods["gone"], client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if !exists("gone") {
+		t.Fatal("the Secret went with no controller running (a garbage collector?)")
+	}
+	before := deletedTotal(t, injector.ReasonNoPod)
+	// Second life: the start's reconcile of every Secret sweeps it.
+	start := time.Now()
+	run(10*time.Second, func() bool { return !exists("gone") })
+	if exists("gone") {
+		t.Fatal("the Secret of the pod deleted while down is still there 10 s after the restart")
+	}
+	t.Logf("Secret of the pod deleted while down swept %s after the restart", time.Since(start).Round(10*time.Millisecond))
+	if !exists("kept") {
+		t.Error("the Secret of the running pod was deleted")
+	}
+	if d := deletedTotal(t, injector.ReasonNoPod) - before; d != 1 {
+		t.Errorf("fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q} went up by %v, want 1", injector.ReasonNoPod, d)
+	}
+}
