@@ -25,7 +25,7 @@
 //	go run ./test/bench/load [-mode throughput|writes|memory|startup] [-pods 500]
 //	    [-concurrency 16 | -rate 100 [-duration 10m]] [-key-algorithm RSA2048]
 //	    [-phases plain,secret,meshed] [-serve-args '--key-pool-size=2064'] [-in-process]
-//	    [-prefill 5000] [-soak 10m] [-restarts 3]
+//	    [-namespaces 4] [-churn [-keep 5000]] [-prefill 5000] [-soak 10m] [-restarts 3]
 package main
 
 import (
@@ -155,10 +155,10 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.spread, "namespaces", 1, "spread each phase's pods round-robin over this many namespaces (serve limits admissions per namespace: --injector-namespace-rate 200/s, burst 400)")
 	fs.IntVar(&c.restarts, "restarts", 3, "startup mode: restarts against the existing Secrets, after the start from nothing")
 	fs.IntVar(&c.meshedPods, "meshed-pods", 0, "pods to create in the phase through the injector (default: -pods)")
-	fs.IntVar(&c.certKeyBits, "cert-key-bit-size", chartCertKeyBits, "MeshConfig spec.certificate.certKeyBitSize, the RSA size of bootstrap keys whatever the CA's algorithm (the chart's and FSM's default); 0 leaves it unset, so bootstrap keys follow -key-algorithm")
+	fs.IntVar(&c.certKeyBits, "cert-key-bit-size", chartCertKeyBits, "MeshConfig spec.certificate.certKeyBitSize (the chart's and FSM's default; 0 leaves it unset); bootstrap keys follow it only under serve's --bootstrap-key-algorithm=meshconfig (FSM's choice), not by default")
 	fs.IntVar(&c.conc, "concurrency", 16, "concurrent creates (closed loop: as fast as the apiserver takes them)")
 	fs.Float64Var(&c.rate, "rate", 0, "open loop instead: start this many creates per second whatever the latency (0: closed loop)")
-	alg := fs.String("key-algorithm", string(certs.DefaultKeyAlgorithm), "mesh CA and bootstrap key algorithm (serve's --ca-key-algorithm; the default is serve's)")
+	alg := fs.String("key-algorithm", string(certs.DefaultKeyAlgorithm), "mesh CA key algorithm (serve's --ca-key-algorithm; the default is serve's); bootstrap keys are serve's --bootstrap-key-algorithm, ECDSA P-256 by default, whatever the CA")
 	phases := fs.String("phases", "plain,secret,meshed", "phases to run, in order: plain (pods only), secret (pod + Secret by the client), meshed (through the injector)")
 	fs.BoolVar(&c.inProcess, "in-process", false, "run the injector handler in this process (pre-filled key pool, unthrottled client: NOT what ships) instead of `fsm-webhooks serve`")
 	fs.StringVar(&c.binary, "binary", "", "fsm-webhooks binary to run (default: build cmd/fsm-webhooks from this checkout)")
