@@ -36,7 +36,7 @@ type hookKubelet struct {
 	cs  kubernetes.Interface
 
 	mu   sync.Mutex
-	errs error // failures of the emulation itself (not of the Job)
+	errs error // why an emulated Job failed, or its outcome went unrecorded
 }
 
 func newHookKubelet(kubeconfig []byte) (*hookKubelet, error) {
@@ -61,6 +61,9 @@ func (k *hookKubelet) during(ctx context.Context, action func() error) error {
 	if len(nodes.Items) > 0 {
 		return action()
 	}
+	k.mu.Lock()
+	k.errs = nil // this action's only
+	k.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -127,10 +130,14 @@ func (k *hookKubelet) run(ctx context.Context, job *batchv1.Job) {
 		}
 	}
 	_, err := k.cs.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if err != nil {
-		k.mu.Lock()
-		defer k.mu.Unlock()
 		k.errs = errors.Join(k.errs, fmt.Errorf("recording Job %s/%s finished (run error: %v): %w", job.Namespace, job.Name, runErr, err))
+	}
+	// Helm reports only the Job's failure reason; the cause goes with it.
+	if runErr != nil {
+		k.errs = errors.Join(k.errs, fmt.Errorf("job %s/%s, run in the kubelet's place: %w", job.Namespace, job.Name, runErr))
 	}
 }
 
