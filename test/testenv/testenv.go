@@ -35,6 +35,8 @@ type Options struct {
 	CRDDirectoryPaths []string
 	// Client options (set Scheme to decode the repo's and other APIs).
 	Client client.Options
+	// APIServerFlags are extra kube-apiserver flags (name without dashes).
+	APIServerFlags map[string]string
 }
 
 // RepoRoot returns the repository root, found from this source file.
@@ -65,6 +67,9 @@ func Start(t testing.TB, opts Options) *Env {
 		// running several suites at once.
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	for k, v := range opts.APIServerFlags {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
 	cfg, err := env.Start()
 	if err != nil {

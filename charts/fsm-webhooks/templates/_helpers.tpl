@@ -249,3 +249,18 @@ silently registered under another name.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{- /*
+fsm.liveCABundle (list KIND NAME): the caBundle of the live webhook
+configuration's first entry that has one, empty when there is none (fresh
+install, `helm template`). Every entry calls the same server and carries the
+same bundle.
+*/ -}}
+{{- define "fsm.liveCABundle" -}}
+{{- $live := lookup "admissionregistration.k8s.io/v1" (index . 0) "" (index . 1) -}}
+{{- $bundle := "" -}}
+{{- range (dig "webhooks" (list) $live) -}}
+{{- if not $bundle -}}{{- $bundle = dig "clientConfig" "caBundle" "" . -}}{{- end -}}
+{{- end -}}
+{{- $bundle -}}
+{{- end -}}

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -50,7 +51,7 @@ func fsmHelmOwned(o client.Object) {
 // webhook configurations its injector and controller create at run time
 // (not Helm-owned), the CA Secret in FSM's key layout, its MeshConfig CRD and
 // a MeshConfig an operator has changed.
-func installFSM(ctx context.Context, t *testing.T, c client.Client) (caCrt []byte) {
+func installFSM(ctx context.Context, t *testing.T, c client.Client, root fsmRoot) {
 	t.Helper()
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
@@ -80,35 +81,23 @@ func installFSM(ctx context.Context, t *testing.T, c client.Client) (caCrt []byt
 		}
 	}
 
-	caCrt = selfSignedPEM(t)
+	caCrt := root.certPEM
 	if err := c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "fsm-ca-bundle", Namespace: ns},
-		Data:       map[string][]byte{"ca.crt": caCrt, "private.key": []byte("FSM's key"), "expiration": []byte("2036-01-01 00:00:00 +0000 UTC")},
+		Data:       root.secretData(),
 	}); err != nil {
 		t.Fatal(err)
 	}
 
 	// FSM's injector and controller create these at run time, so Helm's
 	// release "fsm" does not own them.
-	svc := func(name string, port int32, path string) admv1.WebhookClientConfig {
-		return admv1.WebhookClientConfig{Service: &admv1.ServiceReference{Namespace: ns, Name: name, Port: ptr.To(port), Path: ptr.To(path)}, CABundle: caCrt}
-	}
-	if err := c.Create(ctx, &admv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: mwcName, Labels: map[string]string{"app": "fsm-injector"}},
-		Webhooks: []admv1.MutatingWebhook{{
-			Name: "fsm-inject.k8s.io", ClientConfig: svc("fsm-injector", 9090, "/mutate-pod-creation"),
-			Rules:                   []admv1.RuleWithOperations{{Operations: []admv1.OperationType{admv1.Create}, Rule: admv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh}},
-			SideEffects:             ptr.To(admv1.SideEffectClassNoneOnDryRun),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	}); err != nil {
+	if err := c.Create(ctx, fsmMutatingConfiguration(caCrt)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Create(ctx, &admv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: vwcName, Labels: map[string]string{"app": "fsm-controller"}},
+		ObjectMeta: metav1.ObjectMeta{Name: vwcName, Labels: fsmRuntimeLabels("fsm-controller")},
 		Webhooks: []admv1.ValidatingWebhook{{
-			Name: "fsm-validator.k8s.io", ClientConfig: svc("fsm-validator", 9093, "/validate"),
+			Name: "fsm-validator.k8s.io", ClientConfig: fsmClientConfig("fsm-validator", 9093, "/validate", caCrt),
 			Rules:                   []admv1.RuleWithOperations{{Operations: []admv1.OperationType{admv1.Create, admv1.Update}, Rule: admv1.Rule{APIGroups: []string{"policy.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"*"}}}},
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh}},
 			SideEffects:             ptr.To(admv1.SideEffectClassNoneOnDryRun),
@@ -125,7 +114,34 @@ func installFSM(ctx context.Context, t *testing.T, c client.Client) (caCrt []byt
 		t.Fatal(err)
 	}
 	createEventually(ctx, t, c, mc)
-	return caCrt
+}
+
+// fsmRuntimeLabels are the labels FSM's servers set on the configurations
+// they create (pkg/injector/webhook.go), which FSM's post-delete cleanup Job
+// selects.
+func fsmRuntimeLabels(app string) map[string]string {
+	return map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": mesh, "app.kubernetes.io/version": "v1.5.1", "app": app}
+}
+
+func fsmClientConfig(service string, port int32, path string, caBundle []byte) admv1.WebhookClientConfig {
+	return admv1.WebhookClientConfig{Service: &admv1.ServiceReference{Namespace: ns, Name: service, Port: ptr.To(port), Path: ptr.To(path)}, CABundle: caBundle}
+}
+
+// fsmMutatingConfiguration is what FSM v1.5.1's injector registers when it
+// starts (createOrUpdateMutatingWebhook): its Service, and the mesh root as
+// caBundle.
+func fsmMutatingConfiguration(caCrt []byte) *admv1.MutatingWebhookConfiguration {
+	return &admv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: mwcName, Labels: fsmRuntimeLabels("fsm-injector")},
+		Webhooks: []admv1.MutatingWebhook{{
+			Name: "fsm-inject.k8s.io", ClientConfig: fsmClientConfig("fsm-injector", 9090, "/mutate-pod-creation", caCrt),
+			Rules:                   []admv1.RuleWithOperations{{Operations: []admv1.OperationType{admv1.Create}, Rule: admv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh}},
+			FailurePolicy:           ptr.To(admv1.Fail),
+			SideEffects:             ptr.To(admv1.SideEffectClassNoneOnDryRun),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
 }
 
 // createEventually retries while the CRD just created is not served yet.
@@ -163,8 +179,8 @@ func decodeFile(t *testing.T, path string) []*unstructured.Unstructured {
 	}
 }
 
-// helmInstall installs the chart as `helm install [--take-ownership]` does.
-func helmInstall(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any, takeOwnership bool) error {
+// helmConfig is the Helm action configuration `helm -n fsm-system` uses.
+func helmConfig(t *testing.T, kubeconfig []byte) *action.Configuration {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "kubeconfig")
@@ -181,11 +197,17 @@ func helmInstall(ctx context.Context, t *testing.T, kubeconfig []byte, values ma
 	if err := cfg.Init(flags, ns, "secret"); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// helmInstall installs the chart as `helm install [--take-ownership]` does.
+func helmInstall(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any, takeOwnership bool) error {
+	t.Helper()
 	ch, err := charttest.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := action.NewInstall(cfg)
+	in := action.NewInstall(helmConfig(t, kubeconfig))
 	in.ReleaseName = charttest.ReleaseName
 	in.Namespace = ns
 	in.WaitStrategy = kube.HookOnlyStrategy
@@ -199,17 +221,36 @@ func helmInstall(ctx context.Context, t *testing.T, kubeconfig []byte, values ma
 	return err
 }
 
+// helmUpgradeTakeover is step 2 of the takeover: `helm upgrade
+// --take-ownership --force-conflicts` with values.
+func helmUpgradeTakeover(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any) error {
+	t.Helper()
+	ch, err := charttest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := action.NewUpgrade(helmConfig(t, kubeconfig))
+	up.Namespace = ns
+	up.WaitStrategy = kube.HookOnlyStrategy
+	up.Timeout = 2 * time.Minute
+	up.TakeOwnership = true
+	up.ForceConflicts = true
+	_, err = up.RunWithContext(ctx, charttest.ReleaseName, ch, values)
+	return err
+}
+
 // TestTakeoverFromFSM installs the chart next to FSM v1.5.1's objects as
 // docs/migrate-from-fsm.md says: a plain install stops on Helm ownership,
 // --take-ownership adopts FSM's Services and run-time webhook
 // configurations, and FSM's CA and MeshConfig stay byte for byte.
-// Not yet measured here: pod creates during the switch (see the doc).
 func TestTakeoverFromFSM(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := env.Client
-	caCrt := installFSM(ctx, t, c)
+	root := newFSMRoot(t)
+	installFSM(ctx, t, c, root)
+	caCrt := root.certPEM
 
 	mcKey := types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}
 	before := &unstructured.Unstructured{}
@@ -236,7 +277,7 @@ func TestTakeoverFromFSM(t *testing.T) {
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-ca-bundle"}, &ca); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(ca.Data["ca.crt"], caCrt) || string(ca.Data["private.key"]) != "FSM's key" {
+		if !bytes.Equal(ca.Data["ca.crt"], caCrt) || !bytes.Equal(ca.Data["private.key"], root.keyPEM) {
 			t.Errorf("fsm-ca-bundle changed: %v", ca.Data)
 		}
 		after := before.DeepCopy()
@@ -263,16 +304,34 @@ func TestTakeoverFromFSM(t *testing.T) {
 		if m.Annotations["meta.helm.sh/release-name"] != charttest.ReleaseName {
 			t.Errorf("%s not adopted: %v", mwcName, m.Annotations)
 		}
-		// Helm 4 adopts with server-side apply as the sole manager
-		// (--force-conflicts): the caBundle FSM's injector wrote is removed,
-		// and pod creates in meshed namespaces fail until our injector
-		// writes its own. docs/migrate-from-fsm.md states this window; this
-		// pins the fact so a fix (carrying the bundle over) shows up here.
+		// The chart renders the live caBundle (lookup), so the adoption's
+		// server-side apply keeps the root FSM's injector wrote: pod
+		// creates keep being admitted (TestTakeoverWithoutWindow measures it).
 		if len(m.Webhooks) != 1 {
 			t.Fatalf("%s has %d webhooks after adoption, want 1", mwcName, len(m.Webhooks))
 		}
-		if got := m.Webhooks[0].ClientConfig.CABundle; len(got) != 0 {
-			t.Errorf("%s after adoption: want FSM's caBundle removed by the apply, got %q", mwcName, got)
+		if got := m.Webhooks[0].ClientConfig.CABundle; !bytes.Equal(got, caCrt) {
+			t.Errorf("%s after adoption: caBundle %q, want FSM's root kept", mwcName, got)
+		}
+		var v admv1.ValidatingWebhookConfiguration
+		if err := c.Get(ctx, types.NamespacedName{Name: vwcName}, &v); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range v.Webhooks {
+			if !bytes.Equal(w.ClientConfig.CABundle, caCrt) {
+				t.Errorf("%s webhook %s after adoption: caBundle %q, want FSM's root", vwcName, w.Name, w.ClientConfig.CABundle)
+			}
+		}
+		// FSM's post-delete cleanup Job (fsm-install-v1.5.1.yaml) deletes
+		// the configurations with FSM's labels: the adoption's forced apply
+		// gives ours the chart's labels, so that Job no longer selects it
+		// (it still deletes fsm-mesh-config and fsm-ca-bundle).
+		var labelled admv1.MutatingWebhookConfigurationList
+		if err := c.List(ctx, &labelled, client.MatchingLabels(fsmRuntimeLabels("fsm-injector"))); err != nil {
+			t.Fatal(err)
+		}
+		if len(labelled.Items) != 0 {
+			t.Errorf("FSM's cleanup selector matches %s after the takeover, want none", labelled.Items[0].Name)
 		}
 		// FSM's controller Service and Deployments stay FSM's.
 		var ctl corev1.Service
@@ -283,4 +342,50 @@ func TestTakeoverFromFSM(t *testing.T) {
 			t.Errorf("fsm-controller Service changed owner: %v", ctl.Annotations)
 		}
 	})
+}
+
+// TestFSMCleanupHookDeletesUserData pins the fact docs/migrate-from-fsm.md
+// builds on: FSM v1.5.1's chart has a post-delete hook Job that deletes the
+// mesh's MeshConfig, its CA Secret and the webhook configurations carrying
+// FSM's labels, so FSM's release is uninstalled with --no-hooks.
+func TestFSMCleanupHookDeletesUserData(t *testing.T) {
+	var job *unstructured.Unstructured
+	for _, u := range decodeFile(t, fsmReference("fsm-install-v1.5.1.yaml")) {
+		if u.GetKind() == "Job" && u.GetName() == "fsm-cleanup" {
+			job = u
+		}
+	}
+	if job == nil {
+		t.Fatal("FSM's install reference has no Job fsm-cleanup")
+	}
+	if got := job.GetAnnotations()["helm.sh/hook"]; got != "post-delete" {
+		t.Errorf("fsm-cleanup hook %q, want post-delete", got)
+	}
+	containers, _, _ := unstructured.NestedSlice(job.Object, "spec", "template", "spec", "containers")
+	var script strings.Builder
+	for _, c := range containers {
+		for _, field := range []string{"command", "args"} {
+			words, _, _ := unstructured.NestedStringSlice(c.(map[string]any), field)
+			script.WriteString(strings.Join(words, " "))
+		}
+	}
+	for _, want := range []string{
+		"kubectl delete --ignore-not-found meshconfig -n 'fsm-system' fsm-mesh-config",
+		"kubectl delete --ignore-not-found secret -n 'fsm-system' fsm-ca-bundle",
+		"kubectl delete mutatingwebhookconfiguration -l app.kubernetes.io/name=flomesh.io,app.kubernetes.io/instance=fsm,app.kubernetes.io/version=v1.5.1,app=fsm-injector",
+		"kubectl delete validatingwebhookconfiguration -l app.kubernetes.io/name=flomesh.io,app.kubernetes.io/instance=fsm,app.kubernetes.io/version=v1.5.1,app=fsm-controller",
+	} {
+		if !strings.Contains(script.String(), want) {
+			t.Errorf("fsm-cleanup does not run %q", want)
+		}
+	}
+	// The labels the takeover tests give FSM's run-time configurations are
+	// the ones this Job selects.
+	sel, err := labels.Parse("app.kubernetes.io/name=flomesh.io,app.kubernetes.io/instance=fsm,app.kubernetes.io/version=v1.5.1,app=fsm-injector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.Matches(labels.Set(fsmRuntimeLabels("fsm-injector"))) {
+		t.Errorf("FSM's cleanup selector %q does not match the test's FSM labels %v", sel, fsmRuntimeLabels("fsm-injector"))
+	}
 }

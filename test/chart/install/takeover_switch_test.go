@@ -1,0 +1,537 @@
+package install_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+const servedByFSM = "takeover-test.flomesh.io/served-by-fsm"
+
+// startFSMInjector stands in for FSM's injector pod: TLS with a cert issued
+// from the mesh root for fsm-injector.<ns>.svc, answering every pod create
+// with an annotation (so the test sees who admitted the pod). It stops as a
+// scaled-down pod does: a graceful Shutdown (HTTP/2 GOAWAY, in-flight
+// requests answered).
+func startFSMInjector(t *testing.T, root fsmRoot) (addr string, stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mutate-pod-creation", func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+			http.Error(w, "bad AdmissionReview", http.StatusBadRequest)
+			return
+		}
+		patch := `[{"op":"add","path":"/metadata/annotations","value":{"` + servedByFSM + `":"true"}}]`
+		pt := admissionv1.PatchTypeJSONPatch
+		review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true, Patch: []byte(patch), PatchType: &pt}
+		review.Request = nil
+		_ = json.NewEncoder(w).Encode(review)
+	})
+	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{root.serving(t, "fsm-injector."+ns+".svc")}}, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.ServeTLS(l, "", "") }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		})
+	}
+	t.Cleanup(stop)
+	return l.Addr().String(), stop
+}
+
+// serveProc is `fsm-webhooks serve` run out of cluster as the chart's
+// Deployment runs it (its arguments, its ServiceAccount impersonated).
+type serveProc struct {
+	health, injector, validator, converter int
+	// stop ends the process as the kubelet does (SIGTERM, then KILL).
+	stop func()
+}
+
+func (p *serveProc) ready() bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.health))
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func buildServe(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fsm-webhooks")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
+	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string) *serveProc {
+	t.Helper()
+	var dep appsv1.Deployment
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-webhooks"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := impersonatingKubeconfig(t, env.KubeConfig, saUser,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"})
+	p := &serveProc{health: freePort(t), injector: freePort(t), validator: freePort(t), converter: freePort(t)}
+	args := append([]string{}, dep.Spec.Template.Spec.Containers[0].Args...)
+	args = append(args,
+		"--kubeconfig="+kubeconfig,
+		fmt.Sprintf("--injector-port=%d", p.injector),
+		fmt.Sprintf("--validator-port=%d", p.validator),
+		fmt.Sprintf("--converter-port=%d", p.converter),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", p.health),
+		"--key-pool-size=4",
+		"--webhook-bind-host=127.0.0.1",
+	)
+	logs := &syncBuffer{}
+	srv := exec.Command(bin, args...)
+	srv.Stdout, srv.Stderr = logs, logs
+	srv.Env = os.Environ()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			_ = srv.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				_ = srv.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("fsm-webhooks output:\n%s", logs.String())
+		}
+	})
+	return p
+}
+
+// podLoad creates a pod in namespace every interval until stopped and
+// records who admitted each: FSM's injector (its annotation), ours (the
+// sidecar's uuid label), nobody (admitted uninjected), or an error.
+type podLoad struct {
+	mu                 sync.Mutex
+	fsm, ours, neither int // admitted by FSM's injector, ours, none
+	failures           []string
+	stop               func()
+	done               chan struct{}
+}
+
+func startPodLoad(c client.Client, namespace, prefix string, interval time.Duration) *podLoad {
+	l := &podLoad{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop = func() { cancel(); <-l.done }
+	go func() {
+		defer close(l.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		sem := make(chan struct{}, 64)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				select {
+				case sem <- struct{}{}:
+				default:
+					l.record(now, "", fmt.Errorf("tick %d skipped: 64 creates in flight", i))
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					pod := &corev1.Pod{
+						ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%05d", prefix, i), Namespace: namespace},
+						Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}},
+					}
+					cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+					defer ccancel()
+					err := c.Create(cctx, pod)
+					switch {
+					case err != nil:
+						l.record(now, "", err)
+					case pod.Annotations[servedByFSM] != "":
+						l.record(now, "fsm", nil)
+					case pod.Labels["fsm-proxy-uuid"] != "":
+						l.record(now, "ours", nil)
+					default:
+						l.record(now, "", nil)
+					}
+				}()
+			}
+		}
+	}()
+	return l
+}
+
+func (l *podLoad) record(at time.Time, by string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case err != nil:
+		l.failures = append(l.failures, at.Format("15:04:05.000")+" "+err.Error())
+	case by == "fsm":
+		l.fsm++
+	case by == "ours":
+		l.ours++
+	default:
+		l.neither++
+	}
+}
+
+func (l *podLoad) counts() (fsm, ours int, failures []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fsm, l.ours, append([]string(nil), l.failures...)
+}
+
+// uninjected is how many pods were admitted without a sidecar.
+func (l *podLoad) uninjected() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.neither
+}
+
+// fsmBootstrapOwner reproduces FSM v1.5.1's WatchAndUpdateProxyBootstrapSecret
+// (pkg/k8s/announcement_handlers.go): on every pod add with a proxy uuid
+// label, Get its bootstrap Secret and plain-Update it with the pod appended
+// to ownerReferences, conflicts ignored.
+type fsmBootstrapOwner struct {
+	mu        sync.Mutex
+	updates   map[string]int // Secret name -> successful Updates
+	conflicts int
+	errs      []string
+}
+
+func startFSMBootstrapOwner(t *testing.T, cs kubernetes.Interface) *fsmBootstrapOwner {
+	t.Helper()
+	o := &fsmBootstrapOwner{updates: map[string]int{}}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	f := informers.NewSharedInformerFactory(cs, 0)
+	_, err := f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		pod := obj.(*corev1.Pod)
+		uuid := pod.Labels["fsm-proxy-uuid"]
+		if uuid == "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		name := "sidecar-bootstrap-config-" + uuid
+		s, err := cs.CoreV1().Secrets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			o.fail(fmt.Sprintf("get %s: %v", name, err))
+			return
+		}
+		s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID})
+		_, err = cs.CoreV1().Secrets(pod.Namespace).Update(ctx, s, metav1.UpdateOptions{})
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		switch {
+		case apierrors.IsConflict(err):
+			o.conflicts++
+		case err != nil:
+			o.errs = append(o.errs, fmt.Sprintf("update %s: %v", name, err))
+		default:
+			o.updates[name]++
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Start(stop)
+	return o
+}
+
+func (o *fsmBootstrapOwner) fail(msg string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.errs = append(o.errs, msg)
+}
+
+// secretWrites counts the writes (watch MODIFIED events) to each bootstrap
+// Secret in namespace after its creation.
+func secretWrites(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace string) func() map[string]int {
+	t.Helper()
+	w, err := cs.CoreV1().Secrets(namespace).Watch(ctx, metav1.ListOptions{LabelSelector: "fsm-proxy-uuid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	writes := map[string]int{}
+	go func() {
+		for ev := range w.ResultChan() {
+			if s, ok := ev.Object.(*corev1.Secret); ok && ev.Type == watch.Modified {
+				mu.Lock()
+				writes[s.Name]++
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(w.Stop)
+	return func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string]int, len(writes))
+		for k, v := range writes {
+			out[k] = v
+		}
+		return out
+	}
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestTakeoverWindow performs a takeover while a pod is created every
+// 100 ms in a meshed namespace, the apiserver calling the webhooks through
+// their Services (clusterNet): FSM's injector (a stand-in serving a cert
+// from FSM's root) admits until it is scaled to zero right after the
+// Services switch, ours after. In two steps, as docs/migrate-from-fsm.md
+// prescribes, no create fails; in one step the Services select our pods
+// before they are Ready and every new connection fails until then. FSM's controller's bootstrap Secret owner updates (reproduced) run
+// beside `serve` throughout.
+func TestTakeoverWindow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	bin := buildServe(ctx, t)
+	noHook := map[string]any{"enabled": false} // a hook Job needs a kubelet
+	tests := []struct {
+		name  string
+		steps []map[string]any // the first installs, the others upgrade
+		// rollback: then roll back to FSM (docs/migrate-from-fsm.md).
+		rollback bool
+		// wantWindow: creates fail between the Service switch and our
+		// pod's readiness.
+		wantWindow bool
+	}{
+		{"two steps", []map[string]any{
+			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook, "webhooks": map[string]any{"createServices": false}}},
+			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
+		}, true, false},
+		{"one step", []map[string]any{
+			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
+		}, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			failures := takeoverUnderLoad(ctx, t, bin, tc.steps, tc.rollback)
+			if tc.wantWindow && failures == 0 {
+				t.Errorf("one-step takeover: no pod create failed, want the window before our pod is Ready")
+			}
+			if !tc.wantWindow && failures != 0 {
+				t.Errorf("%d pod creates failed during the takeover, want 0", failures)
+			}
+		})
+	}
+}
+
+// takeoverUnderLoad installs FSM, starts the load, runs the Helm steps,
+// starts `serve` after the first, stops FSM's injector once ours admits,
+// and returns how many creates failed; with rollback, then rolls back.
+func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, steps []map[string]any, rollback bool) int {
+	root := newFSMRoot(t)
+	cn, flags := startClusterNet(t)
+	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}, APIServerFlags: flags})
+	c := env.Client
+	cn.c = c
+	installFSM(ctx, t, c, root)
+
+	// FSM's injector pod, selected by FSM's Service.
+	var fsmDep appsv1.Deployment
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-injector"}, &fsmDep); err != nil {
+		t.Fatal(err)
+	}
+	fsmAddr, stopFSM := startFSMInjector(t, root)
+	cn.set(&backend{name: "fsm-injector-0", labels: fsmDep.Spec.Template.Labels, ports: map[string]string{"9090": fsmAddr}, ready: func() bool { return true }})
+
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        "app",
+		Labels:      map[string]string{"flomesh.io/monitored-by": mesh},
+		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	owner := startFSMBootstrapOwner(t, env.Clientset)
+	writes := secretWrites(ctx, t, env.Clientset, "app")
+
+	load := startPodLoad(c, "app", "takeover", 100*time.Millisecond)
+	stopped := false
+	defer func() {
+		if !stopped {
+			load.stop()
+		}
+	}()
+	mark := func(step string) {
+		f, o, fails := load.counts()
+		t.Logf("%s %s: admitted by FSM %d, by ours %d, failed %d", time.Now().Format("15:04:05.000"), step, f, o, len(fails))
+	}
+	waitFor(t, "FSM's injector admits pods", time.Minute, func() bool { f, _, _ := load.counts(); return f >= 5 })
+	mark("FSM serving")
+
+	// FSM's injector is scaled to zero right after the step that switches
+	// the Services: from then on every new connection of the apiserver goes
+	// where the Services send it (established ones stay with FSM's pod, as
+	// conntrack keeps them, until it stops).
+	fsmDown := func() {
+		cn.remove("fsm-injector-0")
+		stopFSM()
+		mark("FSM's injector stopped")
+	}
+	// The first step adopts the configurations with their live caBundle
+	// (FSM's root, which also signs our serving certs).
+	if err := helmInstall(ctx, t, env.KubeConfig, steps[0], true); err != nil {
+		t.Fatal(err)
+	}
+	mark("installed")
+	if len(steps) == 1 {
+		fsmDown()
+	}
+	var ours appsv1.Deployment
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-webhooks"}, &ours); err != nil {
+		t.Fatal(err)
+	}
+	proc := startServe(ctx, t, env, bin)
+	cn.set(&backend{name: "fsm-webhooks-0", labels: ours.Spec.Template.Labels, ready: proc.ready, ports: map[string]string{
+		"sidecar-inject": fmt.Sprintf("127.0.0.1:%d", proc.injector),
+		"validator":      fmt.Sprintf("127.0.0.1:%d", proc.validator),
+		"crdconversion":  fmt.Sprintf("127.0.0.1:%d", proc.converter),
+	}})
+	waitFor(t, "our pod Ready", 3*time.Minute, proc.ready)
+	mark("our pod Ready")
+
+	// Then the Services change hands: their selectors pick our Ready pods.
+	for _, values := range steps[1:] {
+		if err := helmUpgradeTakeover(ctx, t, env.KubeConfig, values); err != nil {
+			t.Fatal(err)
+		}
+		mark("upgraded")
+	}
+	if len(steps) > 1 {
+		fsmDown()
+	}
+	waitFor(t, "our injector admits pods", time.Minute, func() bool { _, o, _ := load.counts(); return o >= 10 })
+	mark("ours admitting")
+	time.Sleep(3 * time.Second)
+	load.stop()
+	stopped = true
+	fsmN, oursN, failures := load.counts()
+	t.Logf("pod creates every 100 ms across the takeover: %d admitted by FSM, %d by ours, %d failed", fsmN, oursN, len(failures))
+	for i, f := range failures {
+		if i == 5 {
+			t.Logf("... %d more", len(failures)-i)
+			break
+		}
+		t.Logf("failed: %s", f)
+	}
+	if fsmN == 0 || oursN == 0 {
+		t.Errorf("admitted by FSM %d, by ours %d: the load must span the switch", fsmN, oursN)
+	}
+	if n := load.uninjected(); n != 0 {
+		t.Errorf("%d pods admitted without a sidecar during the takeover, want 0", n)
+	}
+
+	t.Run("FSM's bootstrap Secret owner updates beside serve", func(t *testing.T) {
+		// FSM's controller handles pod adds from its informer, behind the
+		// creates on a loaded machine: wait until it has seen every pod
+		// ours admitted.
+		waitFor(t, "FSM's controller handled every meshed pod", 2*time.Minute, func() bool {
+			owner.mu.Lock()
+			defer owner.mu.Unlock()
+			n := owner.conflicts + len(owner.errs)
+			for _, u := range owner.updates {
+				n += u
+			}
+			return n >= oursN
+		})
+		time.Sleep(time.Second) // the watch's last events
+		var secrets corev1.SecretList
+		if err := c.List(ctx, &secrets, client.InNamespace("app"), client.HasLabels{"fsm-proxy-uuid"}); err != nil {
+			t.Fatal(err)
+		}
+		if len(secrets.Items) != oursN {
+			t.Errorf("%d bootstrap Secrets for %d pods our injector admitted", len(secrets.Items), oursN)
+		}
+		owner.mu.Lock()
+		updates, conflicts, errs := owner.updates, owner.conflicts, owner.errs
+		owner.mu.Unlock()
+		got := writes()
+		for _, s := range secrets.Items {
+			if n := len(s.OwnerReferences); n != 1 || s.OwnerReferences[0].Kind != "Pod" {
+				t.Errorf("Secret %s ownerReferences %+v, want exactly its pod once", s.Name, s.OwnerReferences)
+			}
+			// Every write after the create is FSM's one Update: ours
+			// writes nothing to a live pod's Secret.
+			if got[s.Name] != updates[s.Name] || updates[s.Name] != 1 {
+				t.Errorf("Secret %s: %d writes after create, FSM's controller updated it %d times (want 1 and 1: no write of ours)", s.Name, got[s.Name], updates[s.Name])
+			}
+		}
+		if conflicts != 0 || len(errs) != 0 {
+			t.Errorf("FSM's controller: %d conflicts, errors %v", conflicts, errs)
+		}
+		t.Logf("%d bootstrap Secrets, each updated once by FSM's controller, %d conflicts", len(secrets.Items), conflicts)
+	})
+	if rollback {
+		t.Run("rollback to FSM", func(t *testing.T) {
+			rollbackUnderLoad(ctx, t, takenOver{env: env, cn: cn, root: root, bin: bin, ours: proc, fsmPod: fsmDep.Spec.Template.Labels, values: steps[len(steps)-1]})
+		})
+	}
+	return len(failures)
+}
