@@ -342,6 +342,19 @@ func TestMeshed(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
+		// What the pod's sockets look like 5 s into its termination: a
+		// sidecar still up then is held by a connection (Pipy's graceful
+		// stop waits for them all), named here if it gets killed.
+		var sockets string
+		var snap sync.WaitGroup
+		snap.Go(func() {
+			time.Sleep(5 * time.Second)
+			out, err := inPodNetns(ctx, c, app, "ss", "-tanp")
+			if err != nil {
+				out = err.Error()
+			}
+			sockets = out
+		})
 		c.WaitFor(t, "the app pod and its bootstrap Secret to be gone", time.Duration(grace+30)*time.Second, func(ctx context.Context) error {
 			_, perr := cs.CoreV1().Pods(meshNS).Get(ctx, app.Name, metav1.GetOptions{})
 			_, serr := cs.CoreV1().Secrets(meshNS).Get(ctx, secret, metav1.GetOptions{})
@@ -363,7 +376,8 @@ func TestMeshed(t *testing.T) {
 			}
 			t.Logf("container %s exited %d (%s) %s after the scale-down", name, tm.ExitCode, tm.Reason, tm.FinishedAt.Sub(start).Round(100*time.Millisecond))
 			if tm.ExitCode == 137 {
-				t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period: it ignored its stop signal", name, tm.Reason)
+				snap.Wait()
+				t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period; the pod's sockets 5 s into its termination:\n%s", name, tm.Reason, sockets)
 			}
 		}
 		// A well-behaved pod: the app drains for at most 5 s
@@ -579,8 +593,14 @@ func podEvents(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) stri
 // object goes, which polling may miss.
 func watchStops(ctx context.Context, t *testing.T, cs kubernetes.Interface, p *corev1.Pod) func() map[string]corev1.ContainerStateTerminated {
 	t.Helper()
+	// From the pod's current version: p may be older than the apiserver's
+	// watch history (410 Gone).
+	cur, err := cs.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := cs.CoreV1().Pods(p.Namespace).Watch(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("metadata.name", p.Name).String(), ResourceVersion: p.ResourceVersion,
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", p.Name).String(), ResourceVersion: cur.ResourceVersion,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -998,6 +1018,11 @@ func counts(ctx context.Context, t *testing.T, podIP string) sidecarCounts {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No idle keep-alive left behind: Pipy's graceful stop (gkill's
+	// SIGINT) waits for every downstream connection to close, so one held
+	// by the test kept a deleted pod's sidecar up until the kubelet's
+	// SIGKILL at the end of the grace period.
+	req.Close = true
 	resp, err := direct.Do(req)
 	if err != nil {
 		t.Fatalf("sidecar metrics %s: %v", url, err)
@@ -1025,13 +1050,23 @@ func initScript(t *testing.T, p *corev1.Pod) string {
 // read on the host through the sandbox's netns path.
 func podNAT(ctx context.Context, t *testing.T, c *node.Cluster, p *corev1.Pod) string {
 	t.Helper()
-	id, err := c.Crictl(ctx, "pods", "--name", p.Name, "--namespace", p.Namespace, "--state", "ready", "-q")
+	out, err := inPodNetns(ctx, c, p, "iptables-save", "-t", "nat")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// inPodNetns runs a host command in the network namespace of pod p's
+// sandbox (found through crictl inspectp) and returns its output.
+func inPodNetns(ctx context.Context, c *node.Cluster, p *corev1.Pod, cmd ...string) (string, error) {
+	id, err := c.Crictl(ctx, "pods", "--name", p.Name, "--namespace", p.Namespace, "--state", "ready", "-q")
+	if err != nil {
+		return "", err
+	}
 	out, err := c.Crictl(ctx, "inspectp", strings.TrimSpace(string(id)))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	var info struct {
 		Info struct {
@@ -1043,19 +1078,18 @@ func podNAT(ctx context.Context, t *testing.T, c *node.Cluster, p *corev1.Pod) s
 		} `json:"info"`
 	}
 	if err := json.Unmarshal(out, &info); err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("crictl inspectp: %w", err)
 	}
 	for _, ns := range info.Info.RuntimeSpec.Linux.Namespaces {
 		if ns.Type == "network" {
-			b, err := exec.CommandContext(ctx, "nsenter", "--net="+ns.Path, "iptables-save", "-t", "nat").CombinedOutput()
+			b, err := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + ns.Path}, cmd...)...).CombinedOutput()
 			if err != nil {
-				t.Fatalf("iptables-save in %s: %v: %s", ns.Path, err, b)
+				return "", fmt.Errorf("%s in %s: %w: %s", strings.Join(cmd, " "), ns.Path, err, b)
 			}
-			return string(b)
+			return string(b), nil
 		}
 	}
-	t.Fatalf("pod %s: no network namespace in %s", p.Name, out)
-	return ""
+	return "", fmt.Errorf("pod %s: no network namespace in %s", p.Name, out)
 }
 
 // natRuleCounts counts the -A rules per chain of an iptables-restore or
