@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -387,5 +388,49 @@ func TestFSMCleanupHookDeletesUserData(t *testing.T) {
 	}
 	if !sel.Matches(labels.Set(fsmRuntimeLabels("fsm-injector"))) {
 		t.Errorf("FSM's cleanup selector %q does not match the test's FSM labels %v", sel, fsmRuntimeLabels("fsm-injector"))
+	}
+}
+
+// TestTakeoverStepsRender: step 1 of the takeover (createServices=false)
+// renders no Service and step 2 (the default) the three FSM names; a render
+// without a cluster (`helm template`, GitOps) carries no caBundle, since
+// there is no live one to look up.
+func TestTakeoverStepsRender(t *testing.T) {
+	tests := []struct {
+		name         string
+		values       string
+		wantServices []string
+	}{
+		{"step 1", "fsm: {webhooks: {createServices: false}}", nil},
+		{"step 2", "", []string{"fsm-injector", "fsm-validator", "fsm-bootstrap"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			values, err := charttest.Values(tc.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := charttest.Render(ns, values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var services []string
+			for _, u := range r.All() {
+				switch u.GetKind() {
+				case "Service":
+					services = append(services, u.GetName())
+				case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+					hooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
+					for _, h := range hooks {
+						if _, found, _ := unstructured.NestedFieldNoCopy(h.(map[string]any), "clientConfig", "caBundle"); found {
+							t.Errorf("%s %s renders a caBundle without a live one", u.GetKind(), u.GetName())
+						}
+					}
+				}
+			}
+			if !slices.Equal(services, tc.wantServices) {
+				t.Errorf("Services %v, want %v", services, tc.wantServices)
+			}
+		})
 	}
 }
