@@ -144,7 +144,12 @@ func NewHandler(opts Options) (*Handler, error) {
 		opts.ClusterDomain = defaultClusterDomain
 	}
 	if opts.MeshConfig == nil {
-		opts.MeshConfig = StaticSettings(DefaultSettings())
+		// Checked once here rather than by Mutate on every admission.
+		def, err := DefaultSettings().Checked()
+		if err != nil {
+			return nil, fmt.Errorf("injector: default settings: %w", err)
+		}
+		opts.MeshConfig = StaticSettings(def)
 	}
 	if opts.Services == nil {
 		opts.Services = opts.Namespaces

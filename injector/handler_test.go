@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,24 @@ func (f *handlerFixture) post(t testing.TB, body []byte, contentType string) (in
 
 // TestHandlerHTTP drives the handler through the served reviewhttp
 // wrapper as the apiserver would, including malformed requests.
+// TestDefaultMeshConfigCheckedOnce: without a MeshConfig source the handler
+// serves DefaultSettings already validated, so Mutate does not validate them
+// on every admission.
+func TestDefaultMeshConfigCheckedOnce(t *testing.T) {
+	h, err := NewHandler(Options{Client: fake.NewClientBuilder().Build(), Namespaces: fake.NewClientBuilder().Build(), Issuer: stubIssuer{}, MeshName: "fsm", FSMNamespace: "fsm-system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.opts.MeshConfig.Settings(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := DefaultSettings().Checked()
+	if !s.validated || !reflect.DeepEqual(s, want) {
+		t.Fatalf("default settings = %+v (validated %v), want DefaultSettings().Checked()", s, s.validated)
+	}
+}
+
 func TestHandlerHTTP(t *testing.T) {
 	podJSON := func(p *corev1.Pod) []byte { b, _ := json.Marshal(p); return b }
 	tests := []struct {
