@@ -612,7 +612,7 @@ func (s *serveProcess) print(ctx context.Context, label string) {
 		}
 		return "?"
 	}
-	out := fmt.Sprintf("%-28s RSS %s MiB (anon %s, file %s [%s]; peak %s)", label, kib("VmRSS"), kib("RssAnon"), kib("RssFile"), s.binaryRSS(), kib("VmHWM"))
+	out := fmt.Sprintf("%-28s RSS %s MiB (anon %s, file %s [%s]; peak %s), CPU %s", label, kib("VmRSS"), kib("RssAnon"), kib("RssFile"), s.binaryRSS(), kib("VmHWM"), s.cpu())
 	if m, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", s.ports.metrics)); err == nil {
 		g := gauges(m)
 		mib := func(name string) string { return fmt.Sprintf("%.1f", g[name]/(1<<20)) }
@@ -684,4 +684,27 @@ func (s *serveProcess) binaryRSS() string {
 		}
 	}
 	return fmt.Sprintf("binary text %.1f, rodata %.1f, data %.1f", kib["r-xp"]/1024, kib["r--p"]/1024, kib["rw-p"]/1024)
+}
+
+// cpu is serve's user+system CPU time so far (fields 14 and 15 of
+// /proc/<pid>/stat, in USER_HZ = 100 ticks per second).
+func (s *serveProcess) cpu() string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return err.Error()
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return fmt.Sprintf("unreadable /proc stat %q", stat)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return err.Error()
+		}
+		ticks += n
+	}
+	return fmt.Sprintf("%.1f s", float64(ticks)/100)
 }
