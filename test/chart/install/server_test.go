@@ -291,29 +291,44 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	}
 
 	// The pod of the bootstrap Secret appears (no injector is registered any
-	// more, so nothing intercepts it): the server makes it the Secret's
-	// owner with a patch as the ServiceAccount, through the Secret policy.
+	// more, so nothing intercepts it) and is deleted: the server deletes the
+	// Secret as the ServiceAccount, through the Secret policy, and never
+	// writes an owner reference (issue 20, design (a)).
 	if len(secrets.Items) != 1 {
 		return
 	}
 	boot := secrets.Items[0]
-	owner := &corev1.Pod{
+	meshed := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app", Labels: map[string]string{"fsm-proxy-uuid": boot.Labels["fsm-proxy-uuid"]}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
 	}
-	if err := c.Create(ctx, owner); err != nil {
+	if err := c.Create(ctx, meshed); err != nil {
+		t.Fatal(err)
+	}
+	// While the pod exists its Secret stays, untouched.
+	time.Sleep(2 * time.Second)
+	var kept corev1.Secret
+	if err := c.Get(ctx, client.ObjectKeyFromObject(&boot), &kept); err != nil {
+		t.Fatalf("bootstrap Secret %s of a live pod: %v", boot.Name, err)
+	}
+	if len(kept.OwnerReferences) != 0 || kept.ResourceVersion != boot.ResourceVersion {
+		t.Errorf("bootstrap Secret %s written while its pod lives (owners %+v, resourceVersion %s -> %s)", boot.Name, kept.OwnerReferences, boot.ResourceVersion, kept.ResourceVersion)
+	}
+	// An unscheduled pod is deleted at once (no kubelet to wait for).
+	if err := c.Delete(ctx, meshed); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		var s corev1.Secret
-		if err := c.Get(ctx, client.ObjectKeyFromObject(&boot), &s); err != nil {
-			t.Fatal(err)
-		}
-		if len(s.OwnerReferences) == 1 && s.OwnerReferences[0].UID == owner.UID {
+		err := c.Get(ctx, client.ObjectKeyFromObject(&boot), &s)
+		if apierrors.IsNotFound(err) {
 			break
 		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("bootstrap Secret %s not owned by pod %s (uid %s) within 30s: %+v", s.Name, owner.Name, owner.UID, s.OwnerReferences)
+			t.Fatalf("bootstrap Secret %s still there 30s after its pod %s was deleted", s.Name, meshed.Name)
 		}
 	}
 	for _, line := range strings.Split(logs.String(), "\n") {
