@@ -555,8 +555,12 @@ func (s *serveProcess) describe() string {
 func (s *serveProcess) stop() error {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
-		return nil
+	case err := <-s.done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return nil // ended by our signal (or failed earlier: its log says why)
+		}
+		return err
 	case <-time.After(20 * time.Second):
 		_ = s.cmd.Process.Kill()
 		return errors.New("serve did not stop within 20 s of SIGTERM; killed")
