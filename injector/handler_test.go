@@ -11,8 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -474,5 +478,67 @@ func TestHandlerLocalDNS(t *testing.T) {
 				t.Errorf("%s lacks %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestHandlerTimesItsParts: the work histogram excludes the Secret's API
+// write, which has its own histogram; a skipped pod writes nothing.
+func TestHandlerTimesItsParts(t *testing.T) {
+	const write = time.Second // far above any handler's own work
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(
+		monitoredNamespace("app", nil), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}}).Build()
+	writer := interceptor.NewClient(reader, interceptor.Funcs{
+		Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+			time.Sleep(write)
+			return nil
+		},
+	})
+	h, err := NewHandler(Options{
+		Client: writer, Namespaces: reader, Issuer: stubIssuer{},
+		MeshName: "fsm", FSMNamespace: "fsm-system",
+		SidecarImage: testMesh.SidecarImage, InitImage: testMesh.InitImage, HealthcheckImage: testMesh.HealthcheckImage,
+		NewUUID: seqUUID(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(hist prometheus.Histogram) (count uint64, sum float64) {
+		var m dto.Metric
+		if err := hist.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	admit := func(ns string) {
+		raw, _ := json.Marshal(simplePod(nil))
+		resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			UID: "uid", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: ns,
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+		}})
+		if !resp.Allowed {
+			t.Fatalf("pod in %s refused: %v", ns, resp.Result)
+		}
+	}
+
+	workN, workSum := read(handlerWork)
+	writeN, writeSum := read(handlerSecretWrite)
+	admit("app")
+	workN2, workSum2 := read(handlerWork)
+	writeN2, writeSum2 := read(handlerSecretWrite)
+	if workN2 != workN+1 || writeN2 != writeN+1 {
+		t.Fatalf("an injection observed work %d and write %d times, want 1 each", workN2-workN, writeN2-writeN)
+	}
+	if got := writeSum2 - writeSum; got < write.Seconds() {
+		t.Errorf("Secret write observed as %.3f s, the write took at least %v", got, write)
+	}
+	if got := workSum2 - workSum; got >= write.Seconds() {
+		t.Errorf("own work observed as %.3f s: the %v Secret write is counted in it", got, write)
+	}
+
+	admit("other") // not monitored: skipped, nothing written
+	workN3, _ := read(handlerWork)
+	writeN3, _ := read(handlerSecretWrite)
+	if workN3 != workN2+1 || writeN3 != writeN2 {
+		t.Errorf("a skipped pod observed work %d and write %d times, want 1 and 0", workN3-workN2, writeN3-writeN2)
 	}
 }
