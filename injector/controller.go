@@ -266,16 +266,17 @@ type secretReconciler struct {
 	opts   SecretControllerOptions
 	now    func() time.Time
 
-	// deleted holds the Secrets (namespace/name) whose pod this process saw
-	// deleted and that have not been reconciled since. Every entry is added
-	// together with a reconcile request for the same key, and that
-	// reconcile removes it, so the set stays as small as the queue.
+	// deleted maps the Secrets (namespace/name) whose pod this process saw
+	// deleted, and that have not been reconciled since, to that pod's name.
+	// Every entry is added together with a reconcile request for the same
+	// key, and that reconcile removes it, so the map stays as small as the
+	// queue.
 	mu      sync.Mutex
-	deleted map[types.NamespacedName]struct{}
+	deleted map[types.NamespacedName]string
 }
 
 func newSecretReconciler(c client.Client, live client.Reader, opts SecretControllerOptions) *secretReconciler {
-	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]struct{}{}}
+	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]string{}}
 }
 
 // podDeleted records that the pod of a bootstrap Secret is gone and queues
@@ -288,16 +289,18 @@ func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEven
 	}
 	key := types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}
 	r.mu.Lock()
-	r.deleted[key] = struct{}{}
+	r.deleted[key] = e.Object.GetName()
 	r.mu.Unlock()
 	q.Add(reconcile.Request{NamespacedName: key})
 }
 
-func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) bool {
+// sawPodDeleted returns the name of the pod of Secret key that this process
+// saw deleted.
+func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) (pod string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.deleted[key]
-	return ok
+	pod, ok = r.deleted[key]
+	return pod, ok
 }
 
 func (r *secretReconciler) forget(key types.NamespacedName) {
@@ -327,7 +330,8 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	}
 	id := secret.Labels[ProxyUUIDLabel]
 	pod := podNotSeen
-	if r.sawPodDeleted(key) {
+	deletedPod, sawDeleted := r.sawPodDeleted(key)
+	if sawDeleted {
 		pod = podDeleted
 	} else if found, err := r.podExists(ctx, r.client, secret.Namespace, id, client.MatchingFields{podUUIDIndex: id}); err != nil {
 		return reconcile.Result{}, false, err
@@ -342,9 +346,15 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		return reconcile.Result{RequeueAfter: act.Wait + time.Second}, false, nil
 	}
 	// The cache may lag a pod created a moment ago; and nothing is deleted
-	// on an event alone: the API server has the last word. It has no custom
-	// index: select by label.
-	found, err := r.podExists(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
+	// on an event alone: the API server has the last word. A deleted pod is
+	// read by name (one key); otherwise the API server, which has no custom
+	// index, selects by label.
+	var found bool
+	if sawDeleted {
+		found, err = r.livePodHas(ctx, secret.Namespace, deletedPod, id)
+	} else {
+		found, err = r.podExists(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
+	}
 	if err != nil {
 		return reconcile.Result{}, false, err
 	}
@@ -370,6 +380,20 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	orphansDeleted.WithLabelValues(act.Reason).Inc()
 	log.Info("deleted bootstrap Secret", "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, true, nil
+}
+
+// livePodHas tells whether the API server has pod namespace/name with proxy
+// uuid id (a pod of the same name may have been created since with another).
+func (r *secretReconciler) livePodHas(ctx context.Context, namespace, name, id string) (bool, error) {
+	pod := metadataOf(podKind)
+	err := r.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, pod)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading pod %s/%s: %w", namespace, name, err)
+	}
+	return pod.Labels[ProxyUUIDLabel] == id, nil
 }
 
 // podExists tells whether rd has a pod of proxy uuid id in namespace;

@@ -90,6 +90,7 @@ func TestSecretReconciler(t *testing.T) {
 		secret     *corev1.Secret
 		cachedPod  bool  // the pod is in the cache
 		livePod    bool  // the pod is on the API server
+		liveReborn bool  // a pod of the same name with another uuid is on the API server
 		sawDeleted bool  // a pod DELETE event for uuid u1 arrived
 		deleteErr  error // the API server's answer to the delete
 		age        time.Duration
@@ -105,6 +106,7 @@ func TestSecretReconciler(t *testing.T) {
 		{name: "pod seen deleted, 2 s old: deleted at once", secret: bootstrapSecret(), sawDeleted: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
 		{name: "pod seen deleted, owned by it (FSM's controller): deleted", secret: bootstrapSecret(ownedByPod), sawDeleted: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
 		{name: "pod seen deleted but the API server has it: kept", secret: bootstrapSecret(), sawDeleted: true, livePod: true, age: 2 * time.Second},
+		{name: "pod seen deleted, its name reused by a pod with another uuid: deleted", secret: bootstrapSecret(), sawDeleted: true, liveReborn: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
 		{name: "pod seen deleted, the garbage collector was first (NotFound)", secret: bootstrapSecret(ownedByPod), sawDeleted: true, deleteErr: notFound, age: time.Second},
 		{name: "pod seen deleted, Secret changed since cached (Conflict): retried on its update", secret: bootstrapSecret(), sawDeleted: true,
 			deleteErr: apierrors.NewConflict(corev1.Resource("secrets"), BootstrapSecretName("u1"), nil), age: time.Second, wantMemory: true},
@@ -148,6 +150,11 @@ func TestSecretReconciler(t *testing.T) {
 			live := fake.NewClientBuilder().WithScheme(s)
 			if tc.livePod {
 				live = live.WithObjects(pod.DeepCopy())
+			}
+			if tc.liveReborn {
+				reborn := pod.DeepCopy()
+				reborn.UID, reborn.Labels[ProxyUUIDLabel] = "pod-uid-2", "u2"
+				live = live.WithObjects(reborn)
 			}
 			r := newSecretReconciler(cl, live.Build(), SecretControllerOptions{MeshName: "fsm", GracePeriod: DefaultOrphanGracePeriod, Logger: testr.New(t)})
 			r.now = func() time.Time { return secretCreated.Add(tc.age) }
@@ -194,7 +201,7 @@ func TestSecretReconciler(t *testing.T) {
 			if !tc.wantGone && !apierrors.IsNotFound(err) && len(got.OwnerReferences) != len(tc.secret.OwnerReferences) {
 				t.Errorf("owner references %+v, want %+v", got.OwnerReferences, tc.secret.OwnerReferences)
 			}
-			if m := r.sawPodDeleted(key); m != tc.wantMemory {
+			if _, m := r.sawPodDeleted(key); m != tc.wantMemory {
 				t.Errorf("pod deletion remembered after the reconcile = %v, want %v", m, tc.wantMemory)
 			}
 		})
