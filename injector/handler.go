@@ -85,6 +85,12 @@ type Options struct {
 	// NamespaceLimit bounds certificate issuance and bootstrap Secret
 	// writes per namespace; the zero value is no limit.
 	NamespaceLimit NamespaceLimit
+	// MaxInFlight bounds the admissions handled at once; one more is
+	// refused at once with 429 and Retry-After (client-go retries it), so
+	// an apiserver that cannot keep up is not answered by a queue that
+	// grows without bound (memory, and latency past the webhook timeout).
+	// 0 is no bound.
+	MaxInFlight int
 	// BootstrapCertValidity defaults to DefaultBootstrapCertValidity.
 	BootstrapCertValidity time.Duration
 	// Timeout per admission; defaults to DefaultTimeout.
@@ -105,6 +111,8 @@ type Handler struct {
 	mesh    Mesh
 	log     logr.Logger
 	limiter *namespaceLimiter
+	// inFlight holds a token per admission being handled (MaxInFlight).
+	inFlight chan struct{}
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -181,10 +189,18 @@ func NewHandler(opts Options) (*Handler, error) {
 	if _, err := BootstrapKeyAlgorithm(opts.BootstrapKeyAlgorithm, 0); err != nil {
 		return nil, fmt.Errorf("injector: Options.BootstrapKeyAlgorithm: %w", err)
 	}
+	if opts.MaxInFlight < 0 {
+		return nil, fmt.Errorf("injector: Options.MaxInFlight %d: must be 0 (no bound) or more", opts.MaxInFlight)
+	}
+	var inFlight chan struct{}
+	if opts.MaxInFlight > 0 {
+		inFlight = make(chan struct{}, opts.MaxInFlight)
+	}
 	return &Handler{
-		opts:    opts,
-		limiter: limiter,
-		log:     opts.Logger.WithName("injector"),
+		opts:     opts,
+		limiter:  limiter,
+		inFlight: inFlight,
+		log:      opts.Logger.WithName("injector"),
 		mesh: Mesh{
 			Name:             opts.MeshName,
 			FSMNamespace:     opts.FSMNamespace,
@@ -203,6 +219,15 @@ func NewHandler(opts Options) (*Handler, error) {
 // controller-runtime's Webhook.Handle recovers a panic and echoes the uid,
 // and the shared request path counts the result.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if h.inFlight != nil {
+		select {
+		case h.inFlight <- struct{}{}:
+			defer func() { <-h.inFlight }()
+		default:
+			overloaded.Inc()
+			return overloadedResponse(cap(h.inFlight))
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -256,7 +281,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	if nsName == "" {
 		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace"))
 	}
-	log := h.log.WithValues("namespace", nsName, "pod", podName(pod), "uid", req.UID)
+	log := reqLog{base: h.log, namespace: nsName, pod: pod, uid: req.UID}
 
 	ns := &corev1.Namespace{}
 	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
@@ -265,7 +290,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	dec := Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
-		return h.refuse(log, pod, ns, dec.Err)
+		return h.refuse(log.logger(), pod, ns, dec.Err)
 	}
 	if !dec.Inject {
 		log.V(1).Info("not injecting", "reason", string(dec.Skip))
@@ -300,7 +325,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID,
 		ControllerService: controllerSvc, Reinject: dec.Reinject})
 	if err != nil {
-		return h.refuse(log, pod, ns, err)
+		return h.refuse(log.logger(), pod, ns, err)
 	}
 	ops, err := CreatePatch(pod, mut.Pod)
 	if err != nil {
@@ -318,6 +343,30 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
 	return admission.Patched("", ops...)
+}
+
+// reqLog is the handler's logger for one admission. It adds the request's
+// values only when something is logged: with zap, WithValues encodes them at
+// once, and most admissions log nothing.
+type reqLog struct {
+	base      logr.Logger
+	namespace string
+	pod       *corev1.Pod
+	uid       types.UID
+}
+
+func (l reqLog) logger() logr.Logger {
+	return l.base.WithValues("namespace", l.namespace, "pod", podName(l.pod), "uid", l.uid)
+}
+
+func (l reqLog) Error(err error, msg string, kv ...any) { l.logger().Error(err, msg, kv...) }
+
+// V returns a logger that discards unless level is enabled.
+func (l reqLog) V(level int) logr.Logger {
+	if !l.base.V(level).Enabled() {
+		return logr.Discard()
+	}
+	return l.logger().V(level)
 }
 
 // controllerService reads FSM's controller Service; nil when it does not

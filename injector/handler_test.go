@@ -15,6 +15,7 @@ import (
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -540,5 +541,65 @@ func TestHandlerTimesItsParts(t *testing.T) {
 	writeN3, _ := read(handlerSecretWrite)
 	if workN3 != workN2+1 || writeN3 != writeN2 {
 		t.Errorf("a skipped pod observed work %d and write %d times, want 1 and 0", workN3-workN2, writeN3-writeN2)
+	}
+}
+
+// TestHandlerMaxInFlight: with MaxInFlight admissions being handled, one
+// more is refused at once with 429 and Retry-After; once one finishes the
+// next is admitted.
+func TestHandlerMaxInFlight(t *testing.T) {
+	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("app", nil)).Build()
+	entered, release := make(chan struct{}), make(chan struct{})
+	writer := interceptor.NewClient(reader, interceptor.Funcs{
+		Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+			entered <- struct{}{}
+			<-release
+			return nil
+		},
+	})
+	h, err := NewHandler(Options{
+		Client: writer, Namespaces: reader, Issuer: stubIssuer{}, MaxInFlight: 2,
+		MeshName: "fsm", FSMNamespace: "fsm-system",
+		SidecarImage: testMesh.SidecarImage, InitImage: testMesh.InitImage, HealthcheckImage: testMesh.HealthcheckImage,
+		NewUUID: seqUUID(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := func() admission.Response {
+		raw, _ := json.Marshal(simplePod(nil))
+		return h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			UID: "uid", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "app",
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+		}})
+	}
+	results := make(chan admission.Response, 2)
+	for range 2 {
+		go func() { results <- admit() }()
+		<-entered // both hold their token, blocked in the Secret write
+	}
+	before := testutil.ToFloat64(overloaded)
+	resp := admit()
+	if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusTooManyRequests ||
+		resp.Result.Details == nil || resp.Result.Details.RetryAfterSeconds < 1 || !strings.Contains(resp.Result.Message, "--injector-max-in-flight") {
+		t.Fatalf("third admission with 2 in flight: %+v, want 429 with Retry-After naming --injector-max-in-flight", resp.Result)
+	}
+	if got := testutil.ToFloat64(overloaded) - before; got != 1 {
+		t.Errorf("fsm_webhooks_injector_overloaded_total went up by %v, want 1", got)
+	}
+	release <- struct{}{}
+	if r := <-results; !r.Allowed {
+		t.Fatalf("an admission in flight was refused: %+v", r.Result)
+	}
+	go func() { results <- admit() }()
+	<-entered // a token was free again
+	close(release)
+	for range 2 {
+		if r := <-results; !r.Allowed {
+			t.Fatalf("admission refused: %+v", r.Result)
+		}
+	}
+	if _, err := NewHandler(Options{Client: writer, Namespaces: reader, Issuer: stubIssuer{}, MaxInFlight: -1, MeshName: "fsm", FSMNamespace: "fsm-system"}); err == nil || !strings.Contains(err.Error(), "MaxInFlight -1") {
+		t.Errorf("MaxInFlight -1: err %v, want one naming it", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -131,6 +130,36 @@ func rateLimitedResponse(namespace string, l NamespaceLimit, retryAfter time.Dur
 	}}
 }
 
+// DefaultMaxInFlight is serve's --injector-max-in-flight. Admissions take
+// a few milliseconds plus one Secret write, so a replica has a handful in
+// flight at hundreds of pods per second; 128 leaves room for an apiserver
+// slowed to half a second per write, while 128 pods' reviews stay a few MiB.
+const DefaultMaxInFlight = 128
+
+// overloadedResponse refuses an admission while limit admissions are being
+// handled, with 429 and Retry-After like the namespace limit.
+func overloadedResponse(limit int) admission.Response {
+	const retry = 1
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result: &metav1.Status{
+			Status: metav1.StatusFailure,
+			Code:   http.StatusTooManyRequests,
+			Reason: metav1.StatusReasonTooManyRequests,
+			Message: fmt.Sprintf("the sidecar injector is handling its limit of %d admissions at once; retry in %ds "+
+				"(the limit is per injector replica: flag --injector-max-in-flight)", limit, retry),
+			Details: &metav1.StatusDetails{RetryAfterSeconds: retry},
+		},
+	}}
+}
+
+var overloaded = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "fsm_webhooks_injector_overloaded_total",
+	Help: "Pod admissions refused with 429 because --injector-max-in-flight admissions were being handled.",
+})
+
+func init() { metrics.Registry.MustRegister(overloaded) }
+
 var rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "fsm_webhooks_injector_rate_limited_total",
 	Help: "Pod admissions refused because their namespace was over the bootstrap certificate and Secret rate limit, by namespace.",
@@ -140,7 +169,7 @@ func init() { metrics.Registry.MustRegister(rateLimited) }
 
 // overLimit takes a token of namespace's bucket before a certificate is
 // issued and a Secret written; without one it returns the refusal.
-func (h *Handler) overLimit(log logr.Logger, namespace string) (admission.Response, bool) {
+func (h *Handler) overLimit(log reqLog, namespace string) (admission.Response, bool) {
 	ok, wait := h.limiter.allow(namespace)
 	if ok {
 		return admission.Response{}, false

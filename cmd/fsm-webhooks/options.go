@@ -68,6 +68,7 @@ type options struct {
 	// bootstrap Secret writes (0 rate: none).
 	injectorNamespaceRate  float64
 	injectorNamespaceBurst int
+	injectorMaxInFlight    int
 }
 
 // Default client-side rate limits. The admission path makes one apiserver
@@ -160,6 +161,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.controllerBurst, "controller-kube-api-burst", defaultControllerBurst, "serve: burst of the controllers' Kubernetes client")
 	fs.Float64Var(&o.injectorNamespaceRate, "injector-namespace-rate", injector.DefaultNamespaceRate, "serve: bootstrap certificates and Secrets the injector issues per second per namespace (per replica); a pod over it is refused with 429 and retried by its client; 0 disables")
 	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
+	fs.IntVar(&o.injectorMaxInFlight, "injector-max-in-flight", injector.DefaultMaxInFlight, "serve: pod admissions the injector handles at once (per replica); one more is refused with 429 and retried by its client; 0 disables")
 }
 
 // addLogFlags: every command logs.
@@ -301,6 +303,9 @@ func (o *options) validate() error {
 	}
 	if o.injectorNamespaceRate > 0 && o.injectorNamespaceBurst < 1 {
 		return usageErrorf("invalid value %d for --injector-namespace-burst: must be 1 or more", o.injectorNamespaceBurst)
+	}
+	if o.injectorMaxInFlight < 0 {
+		return usageErrorf("invalid value %d for --injector-max-in-flight: must be 0 (no limit) or more", o.injectorMaxInFlight)
 	}
 	if o.webhookURLHost != "" && strings.ContainsAny(o.webhookURLHost, "/:") && net.ParseIP(o.webhookURLHost) == nil {
 		return usageErrorf("invalid value %q for --webhook-url-host: must be a host name or IP address without scheme or port", o.webhookURLHost)

@@ -50,6 +50,8 @@ func TestFlagErrors(t *testing.T) {
 			"invalid value -1 for --injector-namespace-rate: must be 0 (no limit) or a positive number per second"},
 		{"injector namespace burst from env", []string{"serve"}, map[string]string{"FSM_INJECTOR_NAMESPACE_BURST": "0"},
 			"invalid value 0 for --injector-namespace-burst: must be 1 or more"},
+		{"injector max in flight negative", []string{"serve", "--injector-max-in-flight=-1"}, nil,
+			"invalid value -1 for --injector-max-in-flight: must be 0 (no limit) or more"},
 		{"negative shutdown drain", []string{"serve", "--shutdown-drain=-1s"}, nil, "invalid value -1s for --shutdown-drain: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

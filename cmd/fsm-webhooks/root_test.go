@@ -46,7 +46,7 @@ func TestFlagScopes(t *testing.T) {
 	serveOnly := []string{"trust-domain", "service-cert-validity-duration", "bootstrap-cert-validity-duration", "metrics-bind-address",
 		"health-probe-bind-address", "sidecar-image", "init-container-image", "healthcheck-container-image", "key-pool-size",
 		"root-auto-rotate-before", "kube-api-qps", "kube-api-burst", "controller-kube-api-qps", "controller-kube-api-burst",
-		"injector-namespace-rate", "injector-namespace-burst"}
+		"injector-namespace-rate", "injector-namespace-burst", "injector-max-in-flight"}
 	join := func(groups ...[]string) []string {
 		out := slices.Concat(groups...)
 		slices.Sort(out)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,8 +26,15 @@ type Admission struct {
 // NewAdmission serves h. A panic in h becomes an HTTP 200 review with a 500
 // result, never a crashed server.
 func NewAdmission(h admission.Handler) *Admission {
-	return &Admission{wh: &admission.Webhook{Handler: h, RecoverPanic: ptr.To(true)}, ep: newEndpoint("admission")}
+	return &Admission{wh: &admission.Webhook{Handler: h, RecoverPanic: ptr.To(true), LogConstructor: plainLog}, ep: newEndpoint("admission")}
 }
+
+// plainLog replaces controller-runtime's DefaultLogConstructor, which adds
+// six request values with WithValues on every admission: with zap that
+// encodes them at once (about 11 KB and an eighth of the allocations of an
+// injection), for a logger our handlers never take from the context; they
+// log with their own request values when they log.
+func plainLog(base logr.Logger, _ *admission.Request) logr.Logger { return base }
 
 // Named sets the webhook label of the request metrics (e.g. "injector").
 func (a *Admission) Named(webhook string) *Admission {
