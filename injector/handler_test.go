@@ -545,8 +545,8 @@ func TestHandlerTimesItsParts(t *testing.T) {
 }
 
 // TestHandlerMaxInFlight: with MaxInFlight admissions being handled, one
-// more is refused at once with 429 and Retry-After; once one finishes the
-// next is admitted.
+// more waits (maxQueueWait) and is then refused with 429 and Retry-After;
+// one that waits while an admission finishes takes its slot.
 func TestHandlerMaxInFlight(t *testing.T) {
 	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("app", nil)).Build()
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -587,12 +587,14 @@ func TestHandlerMaxInFlight(t *testing.T) {
 	if got := testutil.ToFloat64(overloaded) - before; got != 1 {
 		t.Errorf("fsm_webhooks_injector_overloaded_total went up by %v, want 1", got)
 	}
+	// One that waits gets the slot an admission in flight frees.
+	go func() { results <- admit() }()
+	time.Sleep(100 * time.Millisecond)
 	release <- struct{}{}
+	<-entered
 	if r := <-results; !r.Allowed {
 		t.Fatalf("an admission in flight was refused: %+v", r.Result)
 	}
-	go func() { results <- admit() }()
-	<-entered // a token was free again
 	close(release)
 	for range 2 {
 		if r := <-results; !r.Allowed {

@@ -136,8 +136,9 @@ func rateLimitedResponse(namespace string, l NamespaceLimit, retryAfter time.Dur
 // slowed to half a second per write, while 128 pods' reviews stay a few MiB.
 const DefaultMaxInFlight = 128
 
-// overloadedResponse refuses an admission while limit admissions are being
-// handled, with 429 and Retry-After like the namespace limit.
+// overloadedResponse refuses an admission that found limit admissions being
+// handled for as long as it could wait, with 429 and Retry-After like the
+// namespace limit.
 func overloadedResponse(limit int) admission.Response {
 	const retry = 1
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
@@ -146,8 +147,8 @@ func overloadedResponse(limit int) admission.Response {
 			Status: metav1.StatusFailure,
 			Code:   http.StatusTooManyRequests,
 			Reason: metav1.StatusReasonTooManyRequests,
-			Message: fmt.Sprintf("the sidecar injector is handling its limit of %d admissions at once; retry in %ds "+
-				"(the limit is per injector replica: flag --injector-max-in-flight)", limit, retry),
+			Message: fmt.Sprintf("the sidecar injector has been handling its limit of %d admissions at once for %s; retry in %ds "+
+				"(the limit is per injector replica: flag --injector-max-in-flight)", limit, maxQueueWait, retry),
 			Details: &metav1.StatusDetails{RetryAfterSeconds: retry},
 		},
 	}}
@@ -155,7 +156,7 @@ func overloadedResponse(limit int) admission.Response {
 
 var overloaded = prometheus.NewCounter(prometheus.CounterOpts{
 	Name: "fsm_webhooks_injector_overloaded_total",
-	Help: "Pod admissions refused with 429 because --injector-max-in-flight admissions were being handled.",
+	Help: "Pod admissions refused with 429 because --injector-max-in-flight admissions were being handled for as long as they could wait (1 s).",
 })
 
 func init() { metrics.Registry.MustRegister(overloaded) }
