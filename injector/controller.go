@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -120,6 +121,9 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		// object is gone from storage, after the kubelet has stopped the
 		// containers, not when deletionTimestamp is set.
 		WatchesMetadata(&corev1.Pod{}, handler.Funcs{DeleteFunc: r.podDeleted}).
+		// Pods are deleted as fast as they are created; one worker waiting
+		// on each Delete's round trip fell behind the pods' churn.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("injector: setting up bootstrap Secret controller: %w", err)
@@ -329,14 +333,15 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		return reconcile.Result{}, apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	}
 	id := secret.Labels[ProxyUUIDLabel]
-	pod := podNotSeen
-	deletedPod, sawDeleted := r.sawPodDeleted(key)
-	if sawDeleted {
-		pod = podDeleted
-	} else if found, err := r.podExists(ctx, r.client, secret.Namespace, id, client.MatchingFields{podUUIDIndex: id}); err != nil {
+	cached, err := r.podExists(ctx, r.client, secret.Namespace, id, client.MatchingFields{podUUIDIndex: id})
+	if err != nil {
 		return reconcile.Result{}, false, err
-	} else if found {
+	}
+	pod := podNotSeen
+	if cached {
 		pod = podExists
+	} else if _, saw := r.sawPodDeleted(key); saw {
+		pod = podDeleted
 	}
 	act := decideSecret(secret, r.opts.MeshName, pod, r.opts.GracePeriod, r.now())
 	switch act.Verdict {
@@ -345,22 +350,23 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	case waitForPod:
 		return reconcile.Result{RequeueAfter: act.Wait + time.Second}, false, nil
 	}
-	// The cache may lag a pod created a moment ago; and nothing is deleted
-	// on an event alone: the API server has the last word. A deleted pod is
-	// read by name (one key); otherwise the API server, which has no custom
-	// index, selects by label.
-	var found bool
-	if sawDeleted {
-		found, err = r.livePodHas(ctx, secret.Namespace, deletedPod, id)
-	} else {
-		found, err = r.podExists(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
-	}
-	if err != nil {
-		return reconcile.Result{}, false, err
-	}
-	if found {
-		log.V(1).Info("kept bootstrap Secret: the API server has its pod", "proxyUUID", id, "podState", pod)
-		return reconcile.Result{}, true, nil
+	// A pod seen deleted needs no API call: the informer that delivered its
+	// deletion fills the cache, which holds no other pod with the uuid (one
+	// is made per admission). The API server would cost a read per deleted
+	// pod, and at pod churn the controller's client budget then fell behind
+	// (45,617 of 60,000 Secrets left after 10 min at 100 pods/s). A Secret
+	// whose pod was never seen is deleted only if the API server, asked
+	// then, has no pod with its uuid: the cache may lag a pod created a
+	// moment ago. It has no custom index: select by label.
+	if pod != podDeleted {
+		found, err := r.podExists(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
+		if err != nil {
+			return reconcile.Result{}, false, err
+		}
+		if found {
+			log.V(1).Info("kept bootstrap Secret: the API server has its pod", "proxyUUID", id)
+			return reconcile.Result{}, true, nil
+		}
 	}
 	uid, rv := secret.UID, secret.ResourceVersion
 	err = r.client.Delete(ctx, secret, client.Preconditions{UID: &uid, ResourceVersion: &rv})
@@ -380,20 +386,6 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	orphansDeleted.WithLabelValues(act.Reason).Inc()
 	log.Info("deleted bootstrap Secret", "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, true, nil
-}
-
-// livePodHas tells whether the API server has pod namespace/name with proxy
-// uuid id (a pod of the same name may have been created since with another).
-func (r *secretReconciler) livePodHas(ctx context.Context, namespace, name, id string) (bool, error) {
-	pod := metadataOf(podKind)
-	err := r.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, pod)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("reading pod %s/%s: %w", namespace, name, err)
-	}
-	return pod.Labels[ProxyUUIDLabel] == id, nil
 }
 
 // podExists tells whether rd has a pod of proxy uuid id in namespace;

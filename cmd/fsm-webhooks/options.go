@@ -84,8 +84,8 @@ type options struct {
 const (
 	defaultAdmissionQPS    = 500
 	defaultAdmissionBurst  = 1000
-	defaultControllerQPS   = 100
-	defaultControllerBurst = 200
+	defaultControllerQPS   = 200
+	defaultControllerBurst = 400
 )
 
 // addFlags registers every option's flag on fs (tests; the commands get

@@ -139,9 +139,9 @@ func TestClientConfigs(t *testing.T) {
 		admQPS, ctlQPS     float32
 		admBurst, ctlBurst int
 	}{
-		{"defaults", nil, nil, 500, 100, 1000, 200},
+		{"defaults", nil, nil, 500, 200, 1000, 400},
 		{"flags", []string{"--kube-api-qps=50.5", "--kube-api-burst=60", "--controller-kube-api-qps=7", "--controller-kube-api-burst=9"}, nil, 50.5, 7, 60, 9},
-		{"env", nil, map[string]string{"FSM_KUBE_API_QPS": "300", "FSM_CONTROLLER_KUBE_API_BURST": "40"}, 300, 100, 1000, 40},
+		{"env", nil, map[string]string{"FSM_KUBE_API_QPS": "300", "FSM_CONTROLLER_KUBE_API_BURST": "40"}, 300, 200, 1000, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
