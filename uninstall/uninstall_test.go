@@ -62,7 +62,9 @@ type cluster struct {
 
 func metaScheme() *runtime.Scheme {
 	s := metadatafake.NewTestScheme()
-	metav1.AddMetaToScheme(s)
+	if err := metav1.AddMetaToScheme(s); err != nil {
+		panic(err) // a scheme registration conflict is a bug in this file
+	}
 	return s
 }
 
