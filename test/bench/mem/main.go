@@ -60,6 +60,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 )
 
@@ -266,7 +267,7 @@ func seed(ctx context.Context, cl client.Client, n int) error {
 	if err != nil {
 		return err
 	}
-	errs := concurrently(n, 32, func(i int) error {
+	errs := testenv.Concurrently(n, 32, func(i int) error {
 		nid := string(uuid.NewUUID())
 		var p corev1.Pod
 		var s corev1.Secret
@@ -297,30 +298,6 @@ func clean[T client.Object](o T) T {
 	o.SetManagedFields(nil)
 	o.SetOwnerReferences(nil)
 	return o
-}
-
-func concurrently(n, workers int, fn func(i int) error) []error {
-	jobs := make(chan int)
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range jobs {
-				if err := fn(i); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	return errs
 }
 
 // poster posts pod-create AdmissionReviews to the injector over TLS, HTTP/2
