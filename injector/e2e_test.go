@@ -461,12 +461,22 @@ func (e *e2e) testLocalDNS(t *testing.T) {
 	if err := e.cl.Create(ctx, mc); err != nil {
 		t.Fatal(err)
 	}
+	i := 0
 	defer func() {
 		if err := e.cl.Delete(ctx, mc); err != nil {
 			t.Error(err)
 		}
+		// The next test must not meet this MeshConfig in the injector's
+		// cache: wait until a pod is injected without the local DNS proxy.
+		eventually(t, 20*time.Second, "the injector back on the default MeshConfig", func() (bool, error) {
+			i++
+			p := pod(fmt.Sprintf("dns-%d", i), ns)
+			if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+				return false, nil
+			}
+			return p.Spec.DNSConfig == nil && len(p.Spec.HostAliases) == 0, nil
+		})
 	}()
-	i := 0
 	eventually(t, 20*time.Second, "a denial naming the missing Service", func() (bool, error) {
 		i++
 		err := e.cl.Create(ctx, pod(fmt.Sprintf("dns-%d", i), ns), client.DryRunAll)

@@ -45,8 +45,9 @@ var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Ver
 // collector (the injector's controller deleted each with its pod; with the
 // servers stopped and no webhook left, nothing creates or deletes one
 // meanwhile), then the CRD's conversion stanza (reads of old versions must
-// not depend on a converter that is gone), then the mesh's MeshConfig. Every step is idempotent and treats NotFound as done, so a
-// retried hook converges.
+// not depend on a converter that is gone), then the mesh's MeshConfig.
+// Every step is idempotent and treats NotFound as done, so a retried hook
+// converges.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
