@@ -58,6 +58,8 @@ func TestSecretLife(t *testing.T) {
 	installChartReady(ctx, t, c)
 	const ns = "secretlife"
 	c.CreateNamespace(t, ns, map[string]string{monitoredByLabel: "fsm"})
+	// Ready pods are not yet a routed Service: kube-proxy follows.
+	waitAdmitting(t, c, ns)
 
 	// Every change to a bootstrap Secret and every pod removal in ns, from
 	// before the first pod.
