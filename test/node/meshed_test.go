@@ -36,6 +36,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/meshassets"
 	"github.com/flomesh-io/fsm-webhooks/test/meshimages"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
@@ -86,21 +87,7 @@ func codebasePath(p *corev1.Pod) string {
 func TestMeshed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	// FSM_WEBHOOKS_*_IMAGE: published images pulled instead of built.
-	pulls, err := meshimages.Published(os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pipyBin string
-	if meshimages.NeedsPipy(pulls) {
-		if pipyBin, err = meshassets.Pipy(ctx, meshassets.PipySource(testenv.RepoRoot()), os.Stderr); err != nil {
-			t.Fatalf("Pipy %s is needed for meshed pods: %v", meshassets.PipyVersion, err)
-		}
-	}
-	specs, err := meshimages.Specs(ctx, testenv.RepoRoot(), pipyBin, t.TempDir(), pulls)
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs, pulls := meshedPodImages(ctx, t)
 	if len(pulls) > 0 {
 		t.Logf("published images pulled instead of built (name the pods use: reference pulled): %v", pulls)
 	}
@@ -1159,4 +1146,26 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	i := int(p*float64(len(d))+0.999999) - 1
 	return d[max(0, min(i, len(d)-1))]
+}
+
+// meshedPodImages returns the images meshed pods need, built here or, for
+// those FSM_WEBHOOKS_*_IMAGE names, pulled (the pulls: name the pods use to
+// reference pulled); Pipy is built into the asset cache when an image needs it.
+func meshedPodImages(ctx context.Context, t *testing.T) ([]images.Spec, map[string]string) {
+	t.Helper()
+	pulls, err := meshimages.Published(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pipyBin string
+	if meshimages.NeedsPipy(pulls) {
+		if pipyBin, err = meshassets.Pipy(ctx, meshassets.PipySource(testenv.RepoRoot()), os.Stderr); err != nil {
+			t.Fatalf("Pipy %s is needed for meshed pods: %v", meshassets.PipyVersion, err)
+		}
+	}
+	specs, err := meshimages.Specs(ctx, testenv.RepoRoot(), pipyBin, t.TempDir(), pulls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return specs, pulls
 }

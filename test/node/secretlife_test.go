@@ -5,7 +5,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +16,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/meshassets"
-	"github.com/flomesh-io/fsm-webhooks/test/meshimages"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // secretLifeDeleteBound is how long after its pod is gone a bootstrap Secret
@@ -39,20 +35,7 @@ const secretLifeDeleteBound = 10 * time.Second
 func TestSecretLife(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	pulls, err := meshimages.Published(os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pipyBin string
-	if meshimages.NeedsPipy(pulls) {
-		if pipyBin, err = meshassets.Pipy(ctx, meshassets.PipySource(testenv.RepoRoot()), os.Stderr); err != nil {
-			t.Fatalf("Pipy %s is needed for meshed pods: %v", meshassets.PipyVersion, err)
-		}
-	}
-	specs, err := meshimages.Specs(ctx, testenv.RepoRoot(), pipyBin, t.TempDir(), pulls)
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs, pulls := meshedPodImages(ctx, t)
 	c := node.Start(t, node.Options{Images: append(specs, fsmWebhooksImage(t)), Pulls: pulls})
 	cs := c.Clientset
 	installChartReady(ctx, t, c)
