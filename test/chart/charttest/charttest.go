@@ -122,6 +122,13 @@ func RenderFor(kubeVersion, namespace string, values map[string]any) (*Rendered,
 	if !ok {
 		return nil, fmt.Errorf("unexpected release type %T", rel)
 	}
+	return decodeRendered(r)
+}
+
+// decodeRendered decodes a rendered release: its manifest, NOTES.txt and
+// hooks (Helm 3's through asHelm4).
+func decodeRendered(r *release.Release) (*Rendered, error) {
+	var err error
 	out := &Rendered{Manifest: r.Manifest}
 	if r.Info != nil {
 		out.Notes = r.Info.Notes

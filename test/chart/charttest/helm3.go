@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/release"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 )
 
@@ -56,21 +58,11 @@ func (Helm3) Template(namespace string, values map[string]any) (*Rendered, error
 	if err != nil {
 		return nil, err
 	}
-	out := &Rendered{Manifest: rel.Manifest}
-	if rel.Info != nil {
-		out.Notes = rel.Info.Notes
+	r, err := asHelm4(rel)
+	if err != nil {
+		return nil, err
 	}
-	if out.Objects, err = decodeAll(rel.Manifest); err != nil {
-		return nil, fmt.Errorf("decoding manifest: %w", err)
-	}
-	for _, h := range rel.Hooks {
-		objs, err := decodeAll(h.Manifest)
-		if err != nil {
-			return nil, fmt.Errorf("decoding hook %s: %w", h.Path, err)
-		}
-		out.Hooks = append(out.Hooks, objs...)
-	}
-	return out, nil
+	return decodeRendered(r)
 }
 
 // Connect implements Helm.
@@ -122,8 +114,8 @@ func (r *helm3Releaser) Install(ctx context.Context, values map[string]any) (*Re
 			if err != nil {
 				return err
 			}
-			out = fromHelm3(rel)
-			return nil
+			out, err = fromHelm3(rel)
+			return err
 		})
 	})
 	return out, err
@@ -143,8 +135,8 @@ func (r *helm3Releaser) Upgrade(ctx context.Context, values map[string]any) (*Re
 		if err != nil {
 			return fmt.Errorf("helm upgrade: %w", err)
 		}
-		out = fromHelm3(rel)
-		return nil
+		out, err = fromHelm3(rel)
+		return err
 	})
 	return out, err
 }
@@ -173,20 +165,36 @@ func (r *helm3Releaser) Uninstall(ctx context.Context, withHooks bool) error {
 	})
 }
 
-func fromHelm3(rel *release.Release) *Release {
+func fromHelm3(rel *release.Release) (*Release, error) {
+	r, err := asHelm4(rel)
+	if err != nil {
+		return nil, err
+	}
+	return fromHelm4(r), nil
+}
+
+// asHelm4 is a Helm 3 release as the Helm 4 SDK's type, so that one path
+// reads both SDKs' releases: Helm 4 reads the release records Helm 3
+// stores, which are this JSON. The chart and Info.Resources (interfaces
+// JSON cannot decode into) are left out; nothing here reads them.
+func asHelm4(rel *release.Release) (*releasev1.Release, error) {
 	if rel == nil {
-		return nil
+		return nil, nil
 	}
-	out := &Release{Version: rel.Version, Manifest: rel.Manifest}
-	if rel.Info != nil {
-		out.Status = rel.Info.Status.String()
+	r := *rel
+	r.Chart = nil
+	if r.Info != nil {
+		info := *r.Info
+		info.Resources = nil
+		r.Info = &info
 	}
-	for _, h := range rel.Hooks {
-		hook := Hook{Kind: h.Kind, Name: h.Name, Phase: h.LastRun.Phase.String()}
-		for _, e := range h.Events {
-			hook.Events = append(hook.Events, e.String())
-		}
-		out.Hooks = append(out.Hooks, hook)
+	js, err := json.Marshal(&r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding Helm 3 release %s: %w", rel.Name, err)
 	}
-	return out
+	out := new(releasev1.Release)
+	if err := json.Unmarshal(js, out); err != nil {
+		return nil, fmt.Errorf("decoding Helm 3 release %s as Helm 4's: %w", rel.Name, err)
+	}
+	return out, nil
 }
