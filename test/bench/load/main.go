@@ -54,15 +54,13 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
-	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
+	"github.com/flomesh-io/fsm-webhooks/test/bench/benchenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 )
 
@@ -241,28 +239,15 @@ func run(c config) error {
 	defer func() { _ = os.RemoveAll(dir) }()
 	bin := c.binary
 	if !c.inProcess && bin == "" {
-		if bin, err = buildServe(ctx, dir); err != nil {
+		if bin, err = benchenv.BuildServe(ctx, dir); err != nil {
 			return err
 		}
 	}
-	assets, err := kubeassets.Kube(ctx, os.Stderr)
+	env, cfg, err := benchenv.Start(ctx)
 	if err != nil {
 		return err
-	}
-	crds, err := chart.CRDs()
-	if err != nil {
-		return err
-	}
-	// The machine may be busy: give the control plane time to come up.
-	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDs: crds, ControlPlaneStartTimeout: 3 * time.Minute}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting apiserver: %w", err)
 	}
 	defer func() { _ = env.Stop() }()
-	// The load generator's own client must not be what limits the load.
-	cfg.QPS, cfg.Burst = 5000, 5000
-	cfg.Timeout = time.Minute
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -289,7 +274,7 @@ func run(c config) error {
 		hook, err = startInProcess(ctx, cfg, scheme, cl, c)
 	} else {
 		var kubeconfig string
-		if kubeconfig, err = writeKubeconfig(env, dir); err == nil {
+		if kubeconfig, err = benchenv.WriteKubeconfig(env, dir); err == nil {
 			hook, err = startServe(ctx, bin, kubeconfig, dir, c)
 		}
 	}
@@ -424,21 +409,6 @@ func installMesh(ctx context.Context, cl client.Client, certKeyBits int) error {
 		return err
 	}
 	return cl.Create(ctx, mc)
-}
-
-// writeKubeconfig writes an admin kubeconfig for serve (a user of its own,
-// so its requests are told apart in the apiserver's logs).
-func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	user, err := env.AddUser(envtest.User{Name: "fsm-webhooks", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("creating serve's user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := dir + "/kubeconfig"
-	return path, os.WriteFile(path, kc, 0o600)
 }
 
 var phaseLabels = map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsMeshed: "pods through the injector  "}

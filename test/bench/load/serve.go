@@ -36,19 +36,6 @@ type serveProcess struct {
 	stopped bool
 }
 
-// buildServe builds cmd/fsm-webhooks from the checkout the tool runs in.
-func buildServe(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "fsm-webhooks")
-	// -buildvcs=auto stamps the commit (binaryVersion prints it) even where
-	// GOFLAGS turns stamping off.
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=auto", "-o", bin, "github.com/flomesh-io/fsm-webhooks/cmd/fsm-webhooks")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building fsm-webhooks: %w", err)
-	}
-	return bin, nil
-}
-
 // binaryVersion names the commit a binary was built from, as `go build`
 // stamps it.
 func binaryVersion(bin string) string {

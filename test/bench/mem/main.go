@@ -54,12 +54,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
+	"github.com/flomesh-io/fsm-webhooks/test/bench/benchenv"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 )
@@ -120,28 +118,15 @@ func run(ctx context.Context, c config) error {
 	defer func() { _ = os.RemoveAll(dir) }()
 	bin := c.binary
 	if bin == "" {
-		bin = filepath.Join(dir, "fsm-webhooks")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/flomesh-io/fsm-webhooks/cmd/fsm-webhooks")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("building fsm-webhooks: %w", err)
+		if bin, err = benchenv.BuildServe(ctx, dir); err != nil {
+			return err
 		}
 	}
-	assets, err := kubeassets.Kube(ctx, os.Stderr)
+	env, cfg, err := benchenv.Start(ctx)
 	if err != nil {
 		return err
-	}
-	crds, err := chart.CRDs()
-	if err != nil {
-		return err
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets, CRDs: crds, ControlPlaneStartTimeout: 3 * time.Minute}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting apiserver: %w", err)
 	}
 	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst, cfg.Timeout = 5000, 5000, time.Minute
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -153,7 +138,7 @@ func run(ctx context.Context, c config) error {
 	if err := installMesh(ctx, cl); err != nil {
 		return err
 	}
-	kubeconfig, err := writeKubeconfig(env, dir)
+	kubeconfig, err := benchenv.WriteKubeconfig(env, dir)
 	if err != nil {
 		return err
 	}
@@ -219,19 +204,6 @@ func installMesh(ctx context.Context, cl client.Client) error {
 		return err
 	}
 	return cl.Create(ctx, mc)
-}
-
-func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	user, err := env.AddUser(envtest.User{Name: "fsm-webhooks", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("creating serve's user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, kc, 0o600)
 }
 
 func appPod(name string) *corev1.Pod {
