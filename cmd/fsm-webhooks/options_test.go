@@ -72,20 +72,29 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-// TestEnvFillsUnsetFlags: FSM_<FLAG> sets what the command line did not,
-// and the command line wins.
-func TestEnvFillsUnsetFlags(t *testing.T) {
-	t.Setenv("FSM_MESH_NAME", "blue")
-	t.Setenv("FSM_FSM_NAMESPACE", "from-env")
+// parseOptions is the options from args and env (FSM_<FLAG>, set for the
+// test), as a command reads its flags before validating them.
+func parseOptions(t *testing.T, args []string, env map[string]string) *options {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	o := &options{}
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	o.addFlags(fs)
-	if err := fs.Parse([]string{"--fsm-namespace=from-flag"}); err != nil {
+	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
 	if err := applyEnv(fs); err != nil {
 		t.Fatal(err)
 	}
+	return o
+}
+
+// TestEnvFillsUnsetFlags: FSM_<FLAG> sets what the command line did not,
+// and the command line wins.
+func TestEnvFillsUnsetFlags(t *testing.T) {
+	o := parseOptions(t, []string{"--fsm-namespace=from-flag"}, map[string]string{"FSM_MESH_NAME": "blue", "FSM_FSM_NAMESPACE": "from-env"})
 	if o.meshName != "blue" || o.fsmNamespace != "from-flag" {
 		t.Fatalf("mesh %q namespace %q; want blue, from-flag", o.meshName, o.fsmNamespace)
 	}
@@ -109,18 +118,7 @@ func TestImageDefaults(t *testing.T) {
 			"f/pipy:2", "flomesh/fsm-sidecar-init:1.5.1", "flomesh/fsm-healthcheck:1.5.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			o := &options{}
-			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-			o.addFlags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			if err := applyEnv(fs); err != nil {
-				t.Fatal(err)
-			}
+			o := parseOptions(t, tc.args, tc.env)
 			if o.sidecarImage != tc.sidecar || o.initImage != tc.init || o.healthcheckImage != tc.healthcheck {
 				t.Fatalf("images %q %q %q; want %q %q %q", o.sidecarImage, o.initImage, o.healthcheckImage, tc.sidecar, tc.init, tc.healthcheck)
 			}
@@ -144,18 +142,7 @@ func TestClientConfigs(t *testing.T) {
 		{"env", nil, map[string]string{"FSM_KUBE_API_QPS": "300", "FSM_CONTROLLER_KUBE_API_BURST": "40"}, 300, 200, 1000, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			o := &options{}
-			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-			o.addFlags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			if err := applyEnv(fs); err != nil {
-				t.Fatal(err)
-			}
+			o := parseOptions(t, tc.args, tc.env)
 			if err := o.validate(); err != nil {
 				t.Fatal(err)
 			}
