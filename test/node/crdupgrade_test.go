@@ -3,7 +3,6 @@
 package node_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -17,8 +16,6 @@ import (
 
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
-	"github.com/flomesh-io/fsm-webhooks/test/images"
-	"github.com/flomesh-io/fsm-webhooks/test/node"
 )
 
 // TestCRDUpgradeOnNode: `helm upgrade` runs the chart's crd-upgrade hook Job
@@ -27,10 +24,7 @@ import (
 // applies the MeshConfig CRD, the Job completes, and Helm then deletes it
 // with its RBAC.
 func TestCRDUpgradeOnNode(t *testing.T) {
-	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	helm := installChart(ctx, t, c)
+	ctx, c, helm := startChart(t)
 	if err := apiextv1.AddToScheme(c.Client.Scheme()); err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,24 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
 )
+
+// startChart starts a node that has the fsm-webhooks image and installs the
+// chart with its default values (installChart). The returned context bounds
+// the rest of the test to 10 minutes from then (the image build and the
+// node's start are not counted); it is cancelled when the test ends.
+func startChart(t *testing.T) (context.Context, *node.Cluster, *charttest.Cluster) {
+	t.Helper()
+	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, c, installChart(ctx, t, c)
+}
 
 // installChart runs `helm install` of the chart into chartNS from the host,
 // with the node's kubeconfig, and returns the Helm client for the test's

@@ -24,7 +24,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
-	"github.com/flomesh-io/fsm-webhooks/test/node"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -37,10 +36,7 @@ const deniedLabel = "fsm-node-test/deny"
 // sweep must. And `certs status` from outside the cluster, with the node's
 // kubeconfig, finds the installed chart healthy.
 func TestOrphanSweepOnNode(t *testing.T) {
-	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	installChart(ctx, t, c)
+	ctx, c, _ := startChart(t)
 	waitWebhooksReady(t, c, chartImage)
 	cs := c.Clientset
 

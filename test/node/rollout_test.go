@@ -5,7 +5,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
 )
@@ -59,17 +57,7 @@ func TestRollout(t *testing.T) {
 	c = node.Start(t, node.Options{Images: []images.Spec{img, second}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	helm, err := charttest.NewCluster(kubeconfig, t.TempDir(), chartNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := helm.Install(ctx, nil); err != nil {
-		t.Fatalf("%v (logs in %s)", err, c.LogDir)
-	}
+	helm := installChart(ctx, t, c)
 	cs := c.Clientset
 	waitWebhooksReady(t, c, chartImage)
 	const ns = "rollout"

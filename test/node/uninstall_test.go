@@ -16,9 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-
-	"github.com/flomesh-io/fsm-webhooks/test/images"
-	"github.com/flomesh-io/fsm-webhooks/test/node"
 )
 
 // TestUninstallOnNode runs `helm uninstall` with its pre-delete hook: the
@@ -26,10 +23,7 @@ import (
 // (the MeshConfig CRD's conversion back to None, fsm-mesh-config deleted),
 // and what the release leaves behind is exactly the chart README's list.
 func TestUninstallOnNode(t *testing.T) {
-	c := node.Start(t, node.Options{Images: []images.Spec{fsmWebhooksImage(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	helm := installChart(ctx, t, c)
+	ctx, c, helm := startChart(t)
 	waitWebhooksReady(t, c, chartImage)
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
