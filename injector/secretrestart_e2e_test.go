@@ -9,17 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestSecretOfPodDeletedWhileDown: a pod deleted while no controller runs
@@ -28,16 +20,9 @@ import (
 // it, while the Secret of a running pod stays. Through the real apiserver,
 // with no garbage collector.
 func TestSecretOfPodDeletedWhileDown(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme}})
-	ctx := context.Background()
 	const ns, grace = "restart", 2 * time.Second
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
+	env := startCoreEnv(t, ns)
+	ctx := context.Background()
 	pods := map[string]*corev1.Pod{}
 	for _, id := range []string{"kept", "gone"} {
 		// What the injector leaves: the Secret, then the pod labelled with
@@ -65,18 +50,7 @@ func TestSecretOfPodDeletedWhileDown(t *testing.T) {
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
 	run := func(d time.Duration, until func() bool) {
 		t.Helper()
-		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-			Scheme: scheme, Logger: log, Metrics: metricsserver.Options{BindAddress: "0"},
-			Cache: cache.Options{ByObject: injector.CacheByObject()},
-			// Other tests in this process register the same controller name.
-			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: log}); err != nil {
-			t.Fatal(err)
-		}
+		mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: log})
 		mctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- mgr.Start(mctx) }()

@@ -13,21 +13,14 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestTrustFollowsRootRotation runs a whole tresor root rotation
@@ -40,18 +33,9 @@ import (
 // once none is left (the drop is held back while re-issuance is blocked);
 // after the drop every cacert.pem holds the new root only.
 func TestTrustFollowsRootRotation(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme}})
+	env := startCoreEnv(t, fsmNamespace, "app")
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	for _, ns := range []string{fsmNamespace, "app"} {
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	issuer := newTresor(ctx, t, env.Clientset, 16)
 	oldRoot := issuer.State().Authority
 
@@ -74,18 +58,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
 	ctrl.SetLogger(log)
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: scheme, Logger: log, Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: injector.CacheByObject()},
-		// TestE2E in the same process registers the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, Logger: log}); err != nil {
-		t.Fatal(err)
-	}
+	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, Logger: log})
 	// Re-issuance waits until the rotation has been seen holding the drop
 	// back, so the test proves the gate rather than racing it.
 	release := make(chan struct{})

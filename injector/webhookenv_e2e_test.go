@@ -6,18 +6,69 @@ import (
 	"net/http"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
-// The envtest suites' shared set-up: an extra webhook server behind the
-// apiserver, its configuration, and a Tresor issuer.
+// The envtest suites' shared set-up: an apiserver for the controllers'
+// suites and their manager, an extra webhook server behind the apiserver,
+// its configuration, and a Tresor issuer.
+
+// startCoreEnv starts an apiserver whose client knows the core API types
+// only and creates namespaces in it: the controllers' suites, which run no
+// webhook and need no CRD.
+func startCoreEnv(t *testing.T, namespaces ...string) *testenv.Env {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme}})
+	for _, ns := range namespaces {
+		if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
+}
+
+// secretControllerManager is a manager, not started, that runs the
+// bootstrap Secret controller with opts over the injector's restricted
+// cache as serve does, logging to opts.Logger.
+func secretControllerManager(t *testing.T, env *testenv.Env, opts injector.SecretControllerOptions) manager.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme: env.Client.Scheme(), Logger: opts.Logger, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: injector.CacheByObject()},
+		// Other tests in this process register the same controller name.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := injector.SetupSecretController(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	return mgr
+}
 
 // serveWebhook serves h at path on 127.0.0.1 with a fresh serving cert from
 // servingCA and returns the URL for the webhook configuration and the CA
