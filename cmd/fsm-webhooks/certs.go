@@ -54,13 +54,9 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 			if !slices.Contains([]string{"table", "json", "yaml"}, output) {
 				return usageErrorf("invalid value %q for --output: must be table, json or yaml", output)
 			}
-			cfg, err := o.restConfig()
+			cfg, cs, err := o.clients()
 			if err != nil {
 				return err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return fmt.Errorf("kubernetes client: %w", err)
 			}
 			source, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
 			if err != nil {
@@ -116,13 +112,9 @@ the bundle they publish.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			cfg, err := o.restConfig()
+			cfg, cs, err := o.clients()
 			if err != nil {
 				return err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return fmt.Errorf("kubernetes client: %w", err)
 			}
 			issuer, err := newIssuer(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"))
 			if err != nil {

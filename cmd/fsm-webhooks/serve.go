@@ -121,6 +121,20 @@ func (o *options) restConfig() (*rest.Config, error) {
 	return loadRESTConfig(o.kubeconfig, o.kubeContext)
 }
 
+// clients is the loaded config and a clientset on it, as the one-shot
+// certs commands use them.
+func (o *options) clients() (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cfg, cs, nil
+}
+
 // newScheme knows the built-in kinds, CRDs and every MeshConfig version.
 func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
