@@ -33,14 +33,20 @@ type Options struct {
 	// MeshConfigName is deleted last (the validator refuses that delete
 	// while its configuration exists). Empty skips it.
 	MeshConfigName string
-	Log            logr.Logger
+	// KeepConfigurations leaves the mesh's webhook configurations in place:
+	// a hand-back to FSM, whose servers the Services already select and
+	// which own them from now on (docs/migrate-from-fsm.md). Deleting them
+	// would admit pods without a sidecar until FSM's injector re-registers.
+	KeepConfigurations bool
+	Log                logr.Logger
 }
 
 var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Version: "v1alpha3", Resource: fsmnames.MeshConfigResource}
 
 // Run removes, in an order that cannot deadlock the cluster, what would
 // otherwise outlive the servers: the webhook configurations first (a
-// failurePolicy Fail webhook without a server blocks pod creation), then the
+// failurePolicy Fail webhook without a server blocks pod creation; kept when
+// handed back to FSM, whose servers then answer them), then the
 // servers themselves, then hands the mesh's bootstrap Secrets to the garbage
 // collector (the injector's controller deleted each with its pod; with the
 // servers stopped and no webhook left, nothing creates or deletes one
@@ -80,14 +86,19 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 		}
 		return err
 	}
-	adm := cs.AdmissionregistrationV1()
-	if err := ignoreNotFound(adm.MutatingWebhookConfigurations().Delete(ctx, fsmnames.MutatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
-		return fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", fsmnames.MutatingConfigurationName(o.MeshName), err)
+	mutating, validating := fsmnames.MutatingConfigurationName(o.MeshName), fsmnames.ValidatingConfigurationName(o.MeshName)
+	if o.KeepConfigurations {
+		log.Info("Kept the webhook configurations: handed back to FSM", "mutating", mutating, "validating", validating)
+	} else {
+		adm := cs.AdmissionregistrationV1()
+		if err := ignoreNotFound(adm.MutatingWebhookConfigurations().Delete(ctx, mutating, metav1.DeleteOptions{})); err != nil {
+			return fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", mutating, err)
+		}
+		if err := ignoreNotFound(adm.ValidatingWebhookConfigurations().Delete(ctx, validating, metav1.DeleteOptions{})); err != nil {
+			return fmt.Errorf("deleting ValidatingWebhookConfiguration %s: %w", validating, err)
+		}
+		log.Info("Deleted the webhook configurations", "mutating", mutating, "validating", validating)
 	}
-	if err := ignoreNotFound(adm.ValidatingWebhookConfigurations().Delete(ctx, fsmnames.ValidatingConfigurationName(o.MeshName), metav1.DeleteOptions{})); err != nil {
-		return fmt.Errorf("deleting ValidatingWebhookConfiguration %s: %w", fsmnames.ValidatingConfigurationName(o.MeshName), err)
-	}
-	log.Info("Deleted the webhook configurations", "mutating", fsmnames.MutatingConfigurationName(o.MeshName), "validating", fsmnames.ValidatingConfigurationName(o.MeshName))
 
 	if o.Deployment != "" {
 		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, log); err != nil {

@@ -185,6 +185,30 @@ func TestRunSkips(t *testing.T) {
 	}
 }
 
+// TestRunHandBack: handed back to FSM, the mesh's webhook configurations
+// stay (FSM's servers answer them through the Services): the servers still
+// stop, their Secrets still go to the garbage collector and the CRD's
+// conversion is still None, which is what FSM's bootstrap sets.
+func TestRunHandBack(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster()
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", KeepConfigurations: true}
+	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"patch deployments", "delete secrets", "patch secrets", "patch customresourcedefinitions"}
+	if !reflect.DeepEqual(c.rec.writes, want) {
+		t.Errorf("writes %q, want %q", c.rec.writes, want)
+	}
+	adm := c.cs.AdmissionregistrationV1()
+	if _, err := adm.MutatingWebhookConfigurations().Get(ctx, fsmnames.MutatingConfigurationName("fsm"), metav1.GetOptions{}); err != nil {
+		t.Errorf("MutatingWebhookConfiguration: %v, want kept", err)
+	}
+	if _, err := adm.ValidatingWebhookConfigurations().Get(ctx, fsmnames.ValidatingConfigurationName("fsm"), metav1.GetOptions{}); err != nil {
+		t.Errorf("ValidatingWebhookConfiguration: %v, want kept", err)
+	}
+}
+
 // TestRunKeepsMeshConfigItDidNotCreate: a MeshConfig without the chart's
 // mark (FSM's, or the operator's, found at install) outlives the uninstall;
 // so does one whose mark has another value.

@@ -18,7 +18,8 @@ func newUninstallHookCommand(o *options) *cobra.Command {
 		Short: "Remove the webhook configurations, stop the servers and unhook the converter (the chart's pre-delete hook)",
 		Long: `uninstall-hook is what the Helm chart's pre-delete Job runs, in this order:
 delete the MutatingWebhookConfiguration and ValidatingWebhookConfiguration of the
-mesh (so no failurePolicy=Fail webhook outlives its server), scale the servers'
+mesh (so no failurePolicy=Fail webhook outlives its server; kept with
+--keep-webhook-configurations, a hand-back to FSM), scale the servers'
 Deployment to zero and wait for its pods, set the MeshConfig CRD's conversion
 strategy back to None, and delete the mesh's MeshConfig. Every step is
 idempotent; NotFound counts as done.`,
@@ -39,6 +40,7 @@ idempotent; NotFound counts as done.`,
 	}
 	cmd.Flags().StringVar(&u.Deployment, "deployment", "fsm-webhooks", "Deployment of the servers to scale to zero; empty skips")
 	cmd.Flags().StringVar(&u.MeshConfigName, "mesh-config-name", "", "MeshConfig to delete last; empty skips")
+	cmd.Flags().BoolVar(&u.KeepConfigurations, "keep-webhook-configurations", false, "leave the webhook configurations (a hand-back to FSM, whose servers the Services select)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
 }
