@@ -1,7 +1,6 @@
 package install_test
 
 import (
-	"context"
 	"os"
 	"testing"
 	"time"
@@ -12,10 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestFSMValuesOnAPIServer: FSM v1.5.1's own values file installs unchanged on
@@ -23,9 +20,7 @@ import (
 // lands the honoured keys in the live objects (test/chart's
 // TestFSMValuesHonoured covers every key as rendered).
 func TestFSMValuesOnAPIServer(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, env := startAPIServer(t, 5*time.Minute)
 	helm := newHelm(t, env)
 	c := env.Client
 

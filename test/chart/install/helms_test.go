@@ -24,7 +24,6 @@ import (
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestHelmsOnAPIServer is an FSM user's release lifecycle with each Helm
@@ -40,9 +39,7 @@ func TestHelmsOnAPIServer(t *testing.T) {
 }
 
 func releaseLifecycle(t *testing.T, h charttest.Helm) {
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
+	ctx, env := startAPIServer(t, 6*time.Minute)
 	c := env.Client
 	helm, err := h.Connect(env.KubeConfig, t.TempDir(), ns)
 	if err != nil {

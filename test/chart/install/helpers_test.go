@@ -6,12 +6,25 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
+
+// startAPIServer starts an apiserver whose client knows the chart's kinds
+// (scheme) and returns a context that bounds the test to timeout from then,
+// cancelled when the test ends.
+func startAPIServer(t *testing.T, timeout time.Duration) (context.Context, *testenv.Env) {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx, env
+}
 
 // buildServer builds the fsm-webhooks binary of this checkout into dir: the
 // hook and server tests run the real binary against the apiserver.

@@ -5,7 +5,6 @@
 package install_test
 
 import (
-	"context"
 	"encoding/base64"
 	"testing"
 	"time"
@@ -28,7 +27,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 )
 
@@ -58,9 +56,7 @@ func scheme(t *testing.T) *runtime.Scheme {
 // TestChartOnAPIServer shares one apiserver across the install, RBAC,
 // upgrade and uninstall steps, which depend on one another in that order.
 func TestChartOnAPIServer(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, env := startAPIServer(t, 5*time.Minute)
 	helm := newHelm(t, env)
 	if _, err := helm.Install(ctx, nil); err != nil {
 		t.Fatal(err)

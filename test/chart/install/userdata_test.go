@@ -30,9 +30,7 @@ import (
 // install, upgrade, rollback and uninstall (the pre-delete hook's command
 // run with the Job's arguments as rendered, then Helm's uninstall).
 func TestUserDataSurvivesTheRelease(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, env := startAPIServer(t, 5*time.Minute)
 	c := env.Client
 
 	// What FSM left: its CRD, its MeshConfig, its CA.
