@@ -63,7 +63,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	// back, so the test proves the gate rather than racing it.
 	release := make(chan struct{})
 	trust, err := injector.NewTrustController(injector.TrustControllerOptions{
-		Client: env.Clientset, Issuer: gatedIssuer{issuer, release}, Rotation: tresorRotation{issuer}, MeshName: meshName,
+		Client: env.Clientset, Issuer: gatedIssuer{issuer, release}, Rotation: rootrotation.Tresor(issuer), MeshName: meshName,
 		Resync: 200 * time.Millisecond, RetryInterval: 200 * time.Millisecond, Workers: 3, Logger: log.WithName("trust"),
 	})
 	if err != nil {
@@ -72,14 +72,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	if err := mgr.Add(trust); err != nil {
 		t.Fatal(err)
 	}
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-mgrDone; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startManager(ctx, t, mgr, cancel)
 	reissuedBefore := counter(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total")
 
 	var (
@@ -90,7 +83,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	)
 	check := injector.RetiringRootCheck(env.Clientset, meshName)
 	opts := rootrotation.Options{
-		CA: tresorRotation{issuer}, Issuer: issuer, Client: env.Clientset,
+		CA: rootrotation.Tresor(issuer), Issuer: issuer, Client: env.Clientset,
 		Trusted: func(context.Context, *x509.Certificate) error { return nil }, // no webhook configurations here
 		Grace:   500 * time.Millisecond, PollInterval: 100 * time.Millisecond, Settle: time.Millisecond,
 		Log: log.WithName("rotation"),
@@ -207,71 +200,42 @@ func (g gatedIssuer) Issue(ctx context.Context, req certs.Request) (*certs.Certi
 	return g.Issuer.Issue(ctx, req)
 }
 
-// tresorRotation adapts tresor's rotation steps to rootrotation.CA, as
-// `certs rotate-root` does.
-type tresorRotation struct{ ca *tresor.Issuer }
-
-func (r tresorRotation) AddNextRoot(ctx context.Context) error {
-	_, err := r.ca.AddNextRoot(ctx)
-	return err
-}
-
-func (r tresorRotation) ActivateNextRoot(ctx context.Context) error {
-	_, err := r.ca.ActivateNextRoot(ctx)
-	return err
-}
-
-func (r tresorRotation) DropPreviousRoot(ctx context.Context) error {
-	_, err := r.ca.DropPreviousRoot(ctx)
-	return err
-}
-
-func (r tresorRotation) RotationStatus(ctx context.Context) (rootrotation.Status, error) {
-	st, err := r.ca.RotationStatus(ctx)
-	if err != nil {
-		return rootrotation.Status{}, err
-	}
-	out := rootrotation.Status{Phase: rootrotation.Phase(st.Phase), Current: st.Active, Next: st.Next, Previous: st.Previous, Since: st.Completed}
-	switch st.Phase {
-	case tresor.PhaseNextRootAdded:
-		out.Since = st.Started
-	case tresor.PhaseNextRootActive:
-		out.Since = st.Activated
-	}
-	return out, nil
+// bootstrapRequest is the certificate request the injector makes for the
+// pod "web" with proxy uuid id in namespace app.
+func bootstrapRequest(id string) certs.Request {
+	cn := injector.CommonName(id, "web", "app", "cluster.local")
+	return certs.Request{CommonName: cn, DNSNames: []string{cn}, Organization: "Flomesh Service Mesh",
+		Validity: time.Hour, Usage: certs.UsageBoth}
 }
 
 func bootstrapSecret(ctx context.Context, t *testing.T, issuer certs.Issuer, id string) *corev1.Secret {
 	t.Helper()
-	cn := injector.CommonName(id, "web", "app", "cluster.local")
-	cert, err := issuer.Issue(ctx, certs.Request{CommonName: cn, DNSNames: []string{cn}, Organization: "Flomesh Service Mesh",
-		Validity: time.Hour, Usage: certs.UsageBoth})
+	cert, err := issuer.Issue(ctx, bootstrapRequest(id))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := injector.BootstrapSecret("app", meshName, id, cert, injector.BootstrapConfig{NodeID: cn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return secretWith(t, id, cert)
 }
 
 // lateSecret is a Secret whose certificate the old root signed after the
 // new one became active (a replica that has not followed yet).
 func lateSecret(t *testing.T, old *certs.Authority, issuer *tresor.Issuer, id string) *corev1.Secret {
 	t.Helper()
-	cn := injector.CommonName(id, "web", "app", "cluster.local")
 	key, err := certs.GenerateKey(certs.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := issuer.State().BundlePEM
-	cert, err := old.Issue(certs.Request{CommonName: cn, DNSNames: []string{cn}, Organization: "Flomesh Service Mesh",
-		Validity: time.Hour, Usage: certs.UsageBoth}, key, bundle, time.Now())
+	cert, err := old.Issue(bootstrapRequest(id), key, issuer.State().BundlePEM, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := injector.BootstrapSecret("app", meshName, id, cert, injector.BootstrapConfig{NodeID: cn})
+	return secretWith(t, id, cert)
+}
+
+// secretWith is the bootstrap Secret the injector writes for id with cert.
+func secretWith(t *testing.T, id string, cert *certs.Certificate) *corev1.Secret {
+	t.Helper()
+	s, err := injector.BootstrapSecret("app", meshName, id, cert, injector.BootstrapConfig{NodeID: bootstrapRequest(id).CommonName})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,42 +172,6 @@ func (b bundleOnly) Issue(context.Context, certs.Request) (*certs.Certificate, e
 func (b bundleOnly) CABundle(context.Context) ([]byte, error) { return b.bundle, nil }
 func (b bundleOnly) Provider() string                         { return b.provider }
 
-// tresorRotation adapts the tresor provider's rotation steps to the
-// rotation driver.
-type tresorRotation struct{ ca *tresor.Issuer }
-
-func (t tresorRotation) AddNextRoot(ctx context.Context) error {
-	_, err := t.ca.AddNextRoot(ctx)
-	return err
-}
-
-func (t tresorRotation) ActivateNextRoot(ctx context.Context) error {
-	_, err := t.ca.ActivateNextRoot(ctx)
-	return err
-}
-
-func (t tresorRotation) DropPreviousRoot(ctx context.Context) error {
-	_, err := t.ca.DropPreviousRoot(ctx)
-	return err
-}
-
-func (t tresorRotation) RotationStatus(ctx context.Context) (rootrotation.Status, error) {
-	st, err := t.ca.RotationStatus(ctx)
-	if err != nil {
-		return rootrotation.Status{}, err
-	}
-	out := rootrotation.Status{Phase: rootrotation.Phase(st.Phase), Current: st.Active, Next: st.Next, Previous: st.Previous}
-	switch st.Phase {
-	case tresor.PhaseNextRootAdded:
-		out.Since = st.Started
-	case tresor.PhaseNextRootActive:
-		out.Since = st.Activated
-	default:
-		out.Since = st.Completed
-	}
-	return out, nil
-}
-
 // rotationOptions drive a root rotation of the tresor CA: every webhook's
 // serving cert moves to the new root, and trust is checked in every
 // webhook configuration's caBundle.
@@ -225,7 +189,7 @@ func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *
 		return rootrotation.Options{}, err
 	}
 	return rootrotation.Options{
-		CA: tresorRotation{ca}, Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
+		CA: rootrotation.Tresor(ca), Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
 		// The injector's trust controller re-issues bootstrap certificates
 		// of the old root; the drop waits for it.
 		Dependents: injector.RetiringRootCheck(cs, o.meshName),

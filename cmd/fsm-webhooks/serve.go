@@ -259,7 +259,7 @@ func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, lo
 	topts := injector.TrustControllerOptions{Client: cs, Issuer: issuer, MeshName: o.meshName, TrustDomain: o.trustDomain,
 		BootstrapCertValidity: o.bootstrapValidity, Logger: log.WithName("bootstrap-trust")}
 	if ca, ok := issuer.(*tresor.Issuer); ok {
-		topts.Rotation = tresorRotation{ca}
+		topts.Rotation = rootrotation.Tresor(ca)
 	}
 	tc, err := injector.NewTrustController(topts)
 	if err != nil {
