@@ -118,6 +118,12 @@ func rateLimitedResponse(namespace string, l NamespaceLimit, retryAfter time.Dur
 	msg := fmt.Sprintf("namespace %q is over the sidecar injector's limit of %g bootstrap certificates and Secrets per second (burst %d); "+
 		"retry in %ds (the limit is per injector replica: flags --injector-namespace-rate and --injector-namespace-burst)",
 		namespace, l.PerSecond, l.Burst, secs)
+	return tooManyRequests(msg, secs)
+}
+
+// tooManyRequests is an admission refused with 429 and a Retry-After of
+// retrySeconds: what the apiserver hands back to its client for it to retry.
+func tooManyRequests(msg string, retrySeconds int32) admission.Response {
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
 		Allowed: false,
 		Result: &metav1.Status{
@@ -125,7 +131,7 @@ func rateLimitedResponse(namespace string, l NamespaceLimit, retryAfter time.Dur
 			Code:    http.StatusTooManyRequests,
 			Reason:  metav1.StatusReasonTooManyRequests,
 			Message: msg,
-			Details: &metav1.StatusDetails{RetryAfterSeconds: secs},
+			Details: &metav1.StatusDetails{RetryAfterSeconds: retrySeconds},
 		},
 	}}
 }
@@ -141,17 +147,8 @@ const DefaultMaxInFlight = 128
 // namespace limit.
 func overloadedResponse(limit int) admission.Response {
 	const retry = 1
-	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: false,
-		Result: &metav1.Status{
-			Status: metav1.StatusFailure,
-			Code:   http.StatusTooManyRequests,
-			Reason: metav1.StatusReasonTooManyRequests,
-			Message: fmt.Sprintf("the sidecar injector has been handling its limit of %d admissions at once for %s; retry in %ds "+
-				"(the limit is per injector replica: flag --injector-max-in-flight)", limit, maxQueueWait, retry),
-			Details: &metav1.StatusDetails{RetryAfterSeconds: retry},
-		},
-	}}
+	return tooManyRequests(fmt.Sprintf("the sidecar injector has been handling its limit of %d admissions at once for %s; retry in %ds "+
+		"(the limit is per injector replica: flag --injector-max-in-flight)", limit, maxQueueWait, retry), retry)
 }
 
 var overloaded = prometheus.NewCounter(prometheus.CounterOpts{

@@ -70,6 +70,20 @@ func secretControllerManager(t *testing.T, env *testenv.Env, opts injector.Secre
 	return mgr
 }
 
+// startManager runs mgr on ctx until the test ends; then cancel (ctx's)
+// stops it and the test waits for it and fails on its error.
+func startManager(ctx context.Context, t *testing.T, mgr manager.Manager, cancel context.CancelFunc) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+}
+
 // serveWebhook serves h at path on 127.0.0.1 with a fresh serving cert from
 // servingCA and returns the URL for the webhook configuration and the CA
 // bundle that trusts it. The server stops, and the test waits for it, when
