@@ -122,24 +122,8 @@ func kubeVersionFromAPI(v string) (string, bool) {
 // build of kube-apiserver takes several minutes, and progress lines are written
 // to progress (which may be nil).
 func Kube(ctx context.Context, progress io.Writer) (string, error) {
-	if dir := os.Getenv(envKubebuilderAssets); dir != "" {
-		for _, name := range []string{"kube-apiserver", "etcd"} {
-			if err := checkExecutable(filepath.Join(dir, name)); err != nil {
-				return "", fmt.Errorf("%s=%s: %w", envKubebuilderAssets, dir, err)
-			}
-		}
-		return dir, nil
-	}
-	root, err := CacheDir()
-	if err != nil {
-		return "", err
-	}
 	kv := KubeVersion()
-	dir := filepath.Join(root, "kube-"+kv+"-etcd-"+EtcdVersion)
-	if err := ensure(ctx, progressWriter(progress), dir, []binary{kubeAPIServer(kv), etcd()}); err != nil {
-		return "", err
-	}
-	return dir, nil
+	return assetDir(ctx, progress, envKubebuilderAssets, "kube-"+kv+"-etcd-"+EtcdVersion, []binary{kubeAPIServer(kv), etcd()})
 }
 
 // Node returns a directory holding the binaries of a node and the rest of a
@@ -152,10 +136,24 @@ func Kube(ctx context.Context, progress io.Writer) (string, error) {
 // built there first if missing or broken (about 6 minutes after
 // kube-apiserver, whose module and build caches they share).
 func Node(ctx context.Context, progress io.Writer) (string, error) {
-	if dir := os.Getenv(envNodeAssets); dir != "" {
-		for _, name := range NodeBinaries {
-			if err := checkExecutable(filepath.Join(dir, name)); err != nil {
-				return "", fmt.Errorf("%s=%s: %w", envNodeAssets, dir, err)
+	kv := KubeVersion()
+	return assetDir(ctx, progress, envNodeAssets, "node-"+kv+"-crictl-"+CrictlVersion, []binary{
+		kubeComponent("kube-controller-manager", kv, "about 2 min after kube-apiserver"),
+		kubeComponent("kube-scheduler", kv, "about 1 min after kube-apiserver"),
+		kubeComponent("kubelet", kv, "about 2 min after kube-apiserver"),
+		kubeComponent("kube-proxy", kv, "about 1 min after kube-apiserver"),
+		crictl(),
+	})
+}
+
+// assetDir is the directory holding bins: the one env names, used as is
+// once every binary is found executable there, else cacheName under
+// CacheDir, where missing or broken binaries are built first.
+func assetDir(ctx context.Context, progress io.Writer, env, cacheName string, bins []binary) (string, error) {
+	if dir := os.Getenv(env); dir != "" {
+		for _, b := range bins {
+			if err := checkExecutable(filepath.Join(dir, b.name)); err != nil {
+				return "", fmt.Errorf("%s=%s: %w", env, dir, err)
 			}
 		}
 		return dir, nil
@@ -164,15 +162,7 @@ func Node(ctx context.Context, progress io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	kv := KubeVersion()
-	dir := filepath.Join(root, "node-"+kv+"-crictl-"+CrictlVersion)
-	bins := []binary{
-		kubeComponent("kube-controller-manager", kv, "about 2 min after kube-apiserver"),
-		kubeComponent("kube-scheduler", kv, "about 1 min after kube-apiserver"),
-		kubeComponent("kubelet", kv, "about 2 min after kube-apiserver"),
-		kubeComponent("kube-proxy", kv, "about 1 min after kube-apiserver"),
-		crictl(),
-	}
+	dir := filepath.Join(root, cacheName)
 	if err := ensure(ctx, progressWriter(progress), dir, bins); err != nil {
 		return "", err
 	}

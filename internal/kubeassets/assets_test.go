@@ -236,20 +236,26 @@ func TestLockIsExclusive(t *testing.T) {
 	unlock2()
 }
 
+// gosumcheck is the small binary the build tests build (its module is
+// already in the module cache via go.mod); each test sets how it is linked
+// and checked.
+func gosumcheck() binary {
+	return binary{
+		name:     "gosumcheck",
+		module:   "fsm-webhooks-assets/test",
+		require:  "golang.org/x/mod@v0.41.0",
+		main:     "golang.org/x/mod/gosumcheck",
+		estimate: "seconds",
+	}
+}
+
 // A failing build reports the go command and its log, and leaves nothing in
 // the asset directory that could be mistaken for a binary.
 func TestBuildFailureLeavesNoBinary(t *testing.T) {
 	dir := t.TempDir()
-	b := binary{
-		name:        "gosumcheck",
-		module:      "fsm-webhooks-assets/test",
-		require:     "golang.org/x/mod@v0.41.0", // already in the module cache via go.mod
-		main:        "golang.org/x/mod/gosumcheck",
-		ldflags:     "-X", // invalid: the link step fails
-		versionArgs: []string{"-h"},
-		versionWant: "usage",
-		estimate:    "seconds",
-	}
+	b := gosumcheck()
+	b.ldflags = "-X" // invalid: the link step fails
+	b.versionArgs, b.versionWant = []string{"-h"}, "usage"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	err := ensure(ctx, progressWriter(testWriter{t}), dir, []binary{b})
@@ -281,16 +287,9 @@ func TestBuildFailureLeavesNoBinary(t *testing.T) {
 // replaced; a working one is left alone.
 func TestEnsureRebuildsBrokenBinary(t *testing.T) {
 	dir := t.TempDir()
-	b := binary{
-		name:    "gosumcheck",
-		module:  "fsm-webhooks-assets/test",
-		require: "golang.org/x/mod@v0.41.0", // already in the module cache via go.mod
-		main:    "golang.org/x/mod/gosumcheck",
-		ldflags: "-s -w",
-		// Checking an empty go.sum succeeds silently.
-		versionArgs: []string{os.DevNull},
-		estimate:    "seconds",
-	}
+	b := gosumcheck()
+	b.ldflags = "-s -w"
+	b.versionArgs = []string{os.DevNull} // checking an empty go.sum succeeds silently
 	broken := filepath.Join(dir, b.name)
 	if err := os.WriteFile(broken, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
