@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -118,19 +117,6 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 // rateLimitedMetric is fsm_webhooks_injector_rate_limited_total{namespace}.
 func rateLimitedMetric(t *testing.T, namespace string) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "fsm_webhooks_injector_rate_limited_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if m.GetLabel()[0].GetValue() == namespace {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	n, _ := counterSum(t, "fsm_webhooks_injector_rate_limited_total", map[string]string{"namespace": namespace})
+	return n
 }

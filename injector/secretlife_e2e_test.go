@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
@@ -82,22 +81,9 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 // reason from the registry the manager serves.
 func deletedTotal(t *testing.T, reason string) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
+	n, ok := counterSum(t, "fsm_webhooks_injector_orphan_secrets_deleted_total", map[string]string{"reason": reason})
+	if !ok {
+		t.Fatalf("no fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q}", reason)
 	}
-	for _, f := range families {
-		if f.GetName() != "fsm_webhooks_injector_orphan_secrets_deleted_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q}", reason)
-	return 0
+	return n
 }

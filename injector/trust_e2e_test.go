@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
@@ -73,7 +72,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	startManager(ctx, t, mgr, cancel)
-	reissuedBefore := counter(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total")
+	reissuedBefore := reissued(t)
 
 	var (
 		mu     sync.Mutex
@@ -177,7 +176,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	if count != n+1 {
 		t.Errorf("%d bootstrap Secrets, want %d", count, n+1)
 	}
-	if d := counter(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total") - reissuedBefore; d != n+1 {
+	if d := reissued(t) - reissuedBefore; d != n+1 {
 		t.Errorf("fsm_webhooks_injector_bootstrap_certs_reissued_total went up by %v, want %d", d, n+1)
 	}
 	if err := check(ctx, oldRoot.Cert); err != nil {
@@ -302,20 +301,9 @@ func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
 	}
 }
 
-func counter(t *testing.T, name string) float64 {
+// reissued is fsm_webhooks_injector_bootstrap_certs_reissued_total.
+func reissued(t *testing.T) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name {
-			var sum float64
-			for _, m := range f.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	return 0
+	n, _ := counterSum(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total", nil)
+	return n
 }

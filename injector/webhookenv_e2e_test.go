@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -82,6 +83,37 @@ func startManager(ctx context.Context, t *testing.T, mgr manager.Manager, cancel
 			t.Errorf("manager: %v", err)
 		}
 	})
+}
+
+// counterSum is the sum of the samples of counter name in
+// controller-runtime's registry (where the injector's metrics are) whose
+// labels include match; found is false when none does.
+func counterSum(t *testing.T, name string, match map[string]string) (sum float64, found bool) {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	samples:
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range match {
+				if labels[k] != v {
+					continue samples
+				}
+			}
+			sum += m.GetCounter().GetValue()
+			found = true
+		}
+	}
+	return sum, found
 }
 
 // serveWebhook serves h at path on 127.0.0.1 with a fresh serving cert from
