@@ -3,19 +3,29 @@ package install_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	admv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
 
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
@@ -23,6 +33,7 @@ import (
 // takenOver is a cluster after a completed takeover.
 type takenOver struct {
 	env    *testenv.Env
+	helm   takeoverHelm
 	cn     *clusterNet
 	root   fsmRoot
 	bin    string
@@ -54,13 +65,83 @@ func uninstallHookArgs(t *testing.T, values map[string]any) []string {
 	return nil
 }
 
-// rollbackUnderLoad rolls back as docs/migrate-from-fsm.md says while a pod
-// is created every 100 ms: our pre-delete hook (its command, with the
-// Job's arguments), `helm uninstall`, then FSM's release recreates its
-// Services and FSM's injector, scaled back up, registers again. No create
-// fails; pods created between the hook and FSM's registration are admitted
-// without a sidecar (counted, the documented window); FSM's MeshConfig and
-// CA Secret are the same objects, byte for byte.
+// handBackValues are the release's values with fsm.webhooks.handBack set, as
+// `helm upgrade --reuse-values --set fsm.webhooks.handBack=true` makes them.
+func handBackValues(t *testing.T, values map[string]any) map[string]any {
+	t.Helper()
+	out := runtime.DeepCopyJSON(values)
+	if err := unstructured.SetNestedField(out, true, "fsm", "webhooks", "handBack"); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fsmInjectorRegisters is FSM v1.5.1's injector starting
+// (createOrUpdateMutatingWebhook): its configuration is there already, so it
+// replaces the webhooks with its own and keeps the object's metadata.
+func fsmInjectorRegisters(ctx context.Context, t *testing.T, c client.Client, caCrt []byte) {
+	t.Helper()
+	var cfg admv1.MutatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: mwcName}, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Webhooks = fsmInjectorWebhooks(caCrt)
+	if err := c.Update(ctx, &cfg); err != nil {
+		t.Fatalf("FSM's injector updating %s: %v", mwcName, err)
+	}
+}
+
+// fsmBootstrapStarts is FSM v1.5.1's bootstrap starting (applyOrUpdateCRDs):
+// it updates the MeshConfig CRD with conversion strategy None.
+func fsmBootstrapStarts(ctx context.Context, t *testing.T, c client.Client) {
+	t.Helper()
+	var crd apiextv1.CustomResourceDefinition
+	if err := c.Get(ctx, types.NamespacedName{Name: crdName}, &crd); err != nil {
+		t.Fatal(err)
+	}
+	crd.Spec.Conversion = &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}
+	if err := c.Update(ctx, &crd); err != nil {
+		t.Fatalf("FSM's bootstrap updating %s: %v", crdName, err)
+	}
+}
+
+// scopeDefaulted are rules as the apiserver stores them: scope "*" when unset.
+func scopeDefaulted(rules []admv1.RuleWithOperations) []admv1.RuleWithOperations {
+	out := slices.Clone(rules)
+	for i := range out {
+		if out[i].Scope == nil {
+			out[i].Scope = ptr.To(admv1.AllScopes)
+		}
+	}
+	return out
+}
+
+// helmUpgradeHandBack is step 2 of the rollback: a plain `helm upgrade`, no
+// --take-ownership (the objects are the release's) nor --force-conflicts.
+func helmUpgradeHandBack(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any) error {
+	t.Helper()
+	ch, err := charttest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := action.NewUpgrade(helmConfig(t, kubeconfig))
+	up.Namespace = ns
+	up.WaitStrategy = kube.HookOnlyStrategy
+	up.Timeout = 2 * time.Minute
+	_, err = up.RunWithContext(ctx, charttest.ReleaseName, ch, values)
+	return err
+}
+
+// rollbackUnderLoad hands the mesh back to FSM as docs/migrate-from-fsm.md
+// says while a pod is created every 100 ms: (1) FSM's injector and bootstrap
+// start again -- the injector registers its webhooks over the configuration
+// our Services still route to ours, the bootstrap sets the CRD's conversion
+// to None; (2) `helm upgrade --set fsm.webhooks.handBack=true` points the
+// Services at FSM's pods; (3) `helm uninstall` (the pre-delete hook's
+// command with the Job's arguments, then the release) leaves the Services
+// and configurations to FSM. No create fails, every pod gets exactly one
+// sidecar (one configuration, one injector behind it at a time), and FSM's
+// MeshConfig and CA Secret are the same objects, byte for byte.
 func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 	c := to.env.Client
 	caKey := types.NamespacedName{Namespace: ns, Name: "fsm-ca-bundle"}
@@ -83,56 +164,101 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 			load.stop()
 		}
 	}()
+	mark := func(step string) (fsm, ours int) {
+		f, o, fails := load.counts()
+		t.Logf("%s %s: admitted by FSM %d, by ours %d, failed %d, without sidecar %d", time.Now().Format("15:04:05.000"), step, f, o, len(fails), load.uninjected())
+		return f, o
+	}
 	waitFor(t, "our injector admits pods", time.Minute, func() bool { _, o, _ := load.counts(); return o >= 3 })
+	mark("ours serving")
 
-	// helm uninstall: the pre-delete hook first (no kubelet runs its Job
-	// here), then the release's objects.
+	// 1. `kubectl scale deploy/fsm-injector deploy/fsm-bootstrap
+	// --replicas=1`: FSM's injector pod runs, selected by no Service yet.
+	addr, _ := startFSMInjector(t, to.root)
+	to.cn.set(&backend{name: "fsm-injector-1", labels: to.fsmPod, ports: map[string]string{"9090": addr}, ready: func() bool { return true }})
+	fsmInjectorRegisters(ctx, t, c, to.root.certPEM)
+	fsmBootstrapStarts(ctx, t, c)
+	_, oursAt := mark("FSM's injector and bootstrap started")
+	// FSM's webhooks still reach ours through the Service: same path, and a
+	// caBundle (FSM's root) that our serving cert chains to.
+	waitFor(t, "our injector admits through FSM's webhooks", time.Minute, func() bool { _, o, _ := load.counts(); return o >= oursAt+5 })
+
+	// 2. The Services change hands back: their selectors pick FSM's pods.
+	values := handBackValues(t, to.values)
+	if err := to.helm.upgrade(ctx, t, to.env.KubeConfig, values, false); err != nil {
+		t.Fatal(err)
+	}
+	// New connections of the apiserver now go to FSM's pod; the ones it
+	// holds stay with ours until it stops (step 3), as conntrack keeps them.
+	fsmAt, oursAt := mark("handed back")
+	waitFor(t, "pods admitted after the switch", time.Minute, func() bool { f, o, _ := load.counts(); return f+o >= fsmAt+oursAt+10 })
+
+	// 3. helm uninstall: the pre-delete hook first (no kubelet runs its Job
+	// here), then the release's objects. Handed back, the hook's first
+	// write scales our Deployment to zero and it waits for our pod to go
+	// before it touches a bootstrap Secret: the pod stops here, since the
+	// apiserver's established connections still reach it until then.
+	to.cn.remove("fsm-webhooks-0")
+	to.ours.stop()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, to.env.KubeConfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hook := exec.CommandContext(ctx, to.bin, append(uninstallHookArgs(t, to.values), "--kubeconfig="+kubeconfig)...)
+	hook := exec.CommandContext(ctx, to.bin, append(uninstallHookArgs(t, values), "--kubeconfig="+kubeconfig)...)
 	if out, err := hook.CombinedOutput(); err != nil {
 		t.Fatalf("uninstall-hook: %v\n%s", err, out)
 	}
-	// The hook scaled our Deployment to zero: our pod stops.
-	to.cn.remove("fsm-webhooks-0")
-	to.ours.stop()
-	un := action.NewUninstall(helmConfig(t, to.env.KubeConfig))
-	un.DisableHooks = true
-	un.WaitStrategy = kube.HookOnlyStrategy
-	if _, err := un.Run(charttest.ReleaseName); err != nil {
+	if err := to.helm.uninstall(t, to.env.KubeConfig); err != nil {
 		t.Fatal(err)
 	}
-	_, _, fails := load.counts()
-	t.Logf("%s uninstalled: %d uninjected so far, %d failed", time.Now().Format("15:04:05.000"), load.uninjected(), len(fails))
-
-	// `helm upgrade fsm …`: FSM's release recreates the Services the
-	// uninstall deleted.
-	for _, u := range decodeFile(t, fsmReference("fsm-install-v1.5.1.yaml")) {
-		if u.GetKind() != "Service" || (u.GetName() != "fsm-injector" && u.GetName() != "fsm-validator" && u.GetName() != "fsm-bootstrap") {
-			continue
-		}
-		fsmHelmOwned(u)
-		if err := c.Create(ctx, u); err != nil {
-			t.Fatalf("Service %s: %v", u.GetName(), err)
-		}
+	fsmAt, _ = mark("uninstalled")
+	if fsmAt == 0 {
+		t.Log("FSM's injector admitted nothing before our pod stopped: the apiserver kept its connection to ours")
 	}
-	// `kubectl scale deploy/fsm-injector --replicas=1`: FSM's injector
-	// serves and registers its configuration again.
-	addr, _ := startFSMInjector(t, to.root)
-	to.cn.set(&backend{name: "fsm-injector-1", labels: to.fsmPod, ports: map[string]string{"9090": addr}, ready: func() bool { return true }})
-	if err := c.Create(ctx, fsmMutatingConfiguration(to.root.certPEM)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "FSM's injector admits pods again", time.Minute, func() bool { f, _, _ := load.counts(); return f >= 5 })
+	waitFor(t, "FSM's injector admits pods after the uninstall", time.Minute, func() bool { f, _, _ := load.counts(); return f >= fsmAt+30 })
 	load.stop()
 	stopped = true
 	fsmN, oursN, failures := load.counts()
-	t.Logf("pod creates every 100 ms across the rollback: %d admitted by ours, %d without a sidecar (no configuration registered), %d by FSM, %d failed",
-		oursN, load.uninjected(), fsmN, len(failures))
+	t.Logf("pod creates every 100 ms across the rollback: %d admitted by ours, %d by FSM, %d without a sidecar, %d failed",
+		oursN, fsmN, load.uninjected(), len(failures))
+	for i, f := range failures {
+		if i == 5 {
+			t.Logf("... %d more", len(failures)-i)
+			break
+		}
+		t.Logf("failed: %s", f)
+	}
 	if len(failures) != 0 {
-		t.Errorf("%d pod creates failed during the rollback, want 0: %v", len(failures), failures)
+		t.Errorf("%d pod creates failed during the rollback, want 0", len(failures))
+	}
+	if n := load.uninjected(); n != 0 {
+		t.Errorf("%d pods admitted without a sidecar during the rollback, want 0", n)
+	}
+
+	checkHandedBack(ctx, t, c, to.root.certPEM)
+
+	// Every pod ours injected still has its bootstrap Secret: the hook's
+	// hand-over deleted none of a live pod.
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace("app"), client.HasLabels{"fsm-proxy-uuid"}); err != nil {
+		t.Fatal(err)
+	}
+	var secrets corev1.SecretList
+	if err := c.List(ctx, &secrets, client.InNamespace("app"), client.HasLabels{"fsm-proxy-uuid"}); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, s := range secrets.Items {
+		have[s.Name] = true
+	}
+	missing := 0
+	for _, p := range pods.Items {
+		if !have[fsmnames.BootstrapSecretName(p.Labels["fsm-proxy-uuid"])] {
+			missing++
+		}
+	}
+	if missing != 0 {
+		t.Errorf("%d of %d pods our injector admitted lost their bootstrap Secret in the rollback", missing, len(pods.Items))
 	}
 
 	var caAfter corev1.Secret
@@ -157,5 +283,132 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 	if mcAfter.GetResourceVersion() != mcBefore.GetResourceVersion() {
 		t.Errorf("fsm-mesh-config written by the rollback: resourceVersion %s -> %s", mcBefore.GetResourceVersion(), mcAfter.GetResourceVersion())
 	}
+}
 
+// checkHandedBack: what the uninstall left is FSM's to serve -- the
+// injector's configuration as FSM's injector wrote it (its Service and path,
+// FSM's root as caBundle), the validating configuration with FSM's webhook
+// only, the Services selecting FSM's pods, the CRD's conversion None (as
+// FSM's bootstrap sets it); fsm-bootstrap, which FSM's servers do not use,
+// went with the release.
+func checkHandedBack(ctx context.Context, t *testing.T, c client.Client, root []byte) {
+	t.Helper()
+	var mwc admv1.MutatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: mwcName}, &mwc); err != nil {
+		t.Fatalf("%s after the rollback: %v", mwcName, err)
+	}
+	want := fsmInjectorWebhooks(root)[0]
+	want.Rules = scopeDefaulted(want.Rules)
+	if len(mwc.Webhooks) != 1 {
+		t.Fatalf("%s has %d webhooks, want FSM's one", mwcName, len(mwc.Webhooks))
+	}
+	got := mwc.Webhooks[0]
+	if !equality.Semantic.DeepEqual(got.ClientConfig, want.ClientConfig) || !equality.Semantic.DeepEqual(got.Rules, want.Rules) ||
+		!equality.Semantic.DeepEqual(got.NamespaceSelector, want.NamespaceSelector) || *got.TimeoutSeconds != *want.TimeoutSeconds || *got.FailurePolicy != *want.FailurePolicy {
+		t.Errorf("%s webhook %+v, want FSM's %+v", mwcName, got, want)
+	}
+	var vwc admv1.ValidatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: vwcName}, &vwc); err != nil {
+		t.Fatalf("%s after the rollback: %v", vwcName, err)
+	}
+	if len(vwc.Webhooks) != 1 || vwc.Webhooks[0].Name != "fsm-validator.k8s.io" || !bytes.Equal(vwc.Webhooks[0].ClientConfig.CABundle, root) {
+		t.Errorf("%s webhooks %+v, want FSM's fsm-validator.k8s.io with FSM's root", vwcName, vwc.Webhooks)
+	}
+	for svc, app := range map[string]string{"fsm-injector": "fsm-injector", "fsm-validator": "fsm-controller"} {
+		var s corev1.Service
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: svc}, &s); err != nil {
+			t.Errorf("Service %s after the rollback: %v", svc, err)
+			continue
+		}
+		if !maps.Equal(s.Spec.Selector, map[string]string{"app": app}) {
+			t.Errorf("Service %s selector %v, want FSM's app=%s", svc, s.Spec.Selector, app)
+		}
+	}
+	var s corev1.Service
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-bootstrap"}, &s); !apierrors.IsNotFound(err) {
+		t.Errorf("Service fsm-bootstrap after the rollback: %v, want deleted with the release", err)
+	}
+	var crd apiextv1.CustomResourceDefinition
+	if err := c.Get(ctx, types.NamespacedName{Name: crdName}, &crd); err != nil {
+		t.Fatal(err)
+	}
+	if crd.Spec.Conversion == nil || crd.Spec.Conversion.Strategy != apiextv1.NoneConverter {
+		t.Errorf("CRD %s conversion %+v, want None", crdName, crd.Spec.Conversion)
+	}
+}
+
+// TestHandBackRender: step 2 of the rollback (fsm.webhooks.handBack) renders
+// the Services fsm-injector and fsm-validator as FSM's chart has them and
+// the injector's webhook as FSM's injector writes it, marks what FSM keeps
+// for `helm uninstall`, keeps the configurations in the hook's arguments and
+// runs no crd-upgrade hook; the default render marks nothing.
+func TestHandBackRender(t *testing.T) {
+	tests := []struct {
+		name     string
+		values   string
+		handBack bool
+	}{
+		{"default", "fsm: {meshConfig: {create: false}}", false},
+		{"hand back", "fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			values, err := charttest.Values(tc.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := charttest.Render(ns, values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantKept := map[string]bool{}
+			if tc.handBack {
+				wantKept = map[string]bool{"Service/fsm-injector": true, "Service/fsm-validator": true,
+					"MutatingWebhookConfiguration/" + mwcName: true, "ValidatingWebhookConfiguration/" + vwcName: true}
+			}
+			kept := map[string]bool{}
+			for _, u := range r.All() {
+				id := u.GetKind() + "/" + u.GetName()
+				if u.GetAnnotations()["helm.sh/resource-policy"] == "keep" {
+					kept[id] = true
+				}
+				if u.GetAnnotations()["helm.sh/hook"] == "pre-upgrade" && tc.handBack {
+					t.Errorf("%s: a pre-upgrade hook in a hand-back (FSM's bootstrap owns the CRD again)", id)
+				}
+				switch id {
+				case "Service/fsm-injector", "Service/fsm-validator", "Service/fsm-bootstrap":
+					sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector")
+					fsmApp := map[string]string{"Service/fsm-injector": "fsm-injector", "Service/fsm-validator": "fsm-controller"}[id]
+					if toFSM := tc.handBack && fsmApp != ""; toFSM != maps.Equal(sel, map[string]string{"app": fsmApp}) {
+						t.Errorf("%s selector %v (selecting FSM's pods: want %v)", id, sel, toFSM)
+					}
+				case "MutatingWebhookConfiguration/" + mwcName:
+					var mwc admv1.MutatingWebhookConfiguration
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &mwc); err != nil {
+						t.Fatal(err)
+					}
+					want := fsmInjectorWebhooks(nil)[0]
+					want.Rules = scopeDefaulted(want.Rules)
+					got := mwc.Webhooks[0]
+					same := equality.Semantic.DeepEqual(got.Rules, want.Rules) && equality.Semantic.DeepEqual(got.NamespaceSelector, want.NamespaceSelector) &&
+						equality.Semantic.DeepEqual(got.ClientConfig.Service, want.ClientConfig.Service) && *got.TimeoutSeconds == *want.TimeoutSeconds
+					if same != tc.handBack {
+						t.Errorf("%s webhook as FSM's injector writes it: %v, want %v\n got %+v", id, same, tc.handBack, got)
+					}
+				case "ValidatingWebhookConfiguration/" + vwcName:
+					hooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
+					if want := map[bool]int{false: 2, true: 1}[tc.handBack]; len(hooks) != want {
+						t.Errorf("%s has %d webhooks, want %d", id, len(hooks), want)
+					}
+				}
+			}
+			if !maps.Equal(kept, wantKept) {
+				t.Errorf("kept by helm uninstall: %v, want %v", kept, wantKept)
+			}
+			args := uninstallHookArgs(t, values)
+			if slices.Contains(args, "--keep-webhook-configurations") != tc.handBack || !slices.Contains(args, "--mesh-config-name=") {
+				t.Errorf("uninstall hook arguments %q", args)
+			}
+		})
+	}
 }

@@ -154,7 +154,8 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 
 // podLoad creates a pod in namespace every interval until stopped and
 // records who admitted each: FSM's injector (its annotation), ours (the
-// sidecar's uuid label), nobody (admitted uninjected), or an error.
+// sidecar's uuid label), nobody (admitted uninjected), or an error (both
+// injected it counts as one).
 type podLoad struct {
 	mu                 sync.Mutex
 	fsm, ours, neither int // admitted by FSM's injector, ours, none
@@ -199,6 +200,9 @@ func startPodLoad(c client.Client, namespace, prefix string, interval time.Durat
 					switch {
 					case err != nil:
 						l.record(now, "", err)
+					case pod.Annotations[servedByFSM] != "" && pod.Labels["fsm-proxy-uuid"] != "":
+						// Both injectors' configurations matched it.
+						l.record(now, "", fmt.Errorf("pod %s injected by FSM's injector and by ours", pod.Name))
 					case pod.Annotations[servedByFSM] != "":
 						l.record(now, "fsm", nil)
 					case pod.Labels["fsm-proxy-uuid"] != "":
@@ -355,6 +359,7 @@ func TestTakeoverWindow(t *testing.T) {
 	noHook := map[string]any{"enabled": false} // a hook Job needs a kubelet
 	tests := []struct {
 		name  string
+		helm  takeoverHelm
 		steps []map[string]any // the first installs, the others upgrade
 		// rollback: then roll back to FSM (docs/migrate-from-fsm.md).
 		rollback bool
@@ -362,17 +367,15 @@ func TestTakeoverWindow(t *testing.T) {
 		// pod's readiness.
 		wantWindow bool
 	}{
-		{"two steps", []map[string]any{
-			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook, "webhooks": map[string]any{"createServices": false}}},
-			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
-		}, true, false},
-		{"one step", []map[string]any{
+		{"two steps", helm4, twoSteps(), true, false},
+		{"two steps, helm3", helm3, twoSteps(), true, false},
+		{"one step", helm4, []map[string]any{
 			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
 		}, false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			failures := takeoverUnderLoad(ctx, t, bin, tc.steps, tc.rollback)
+			failures := takeoverUnderLoad(ctx, t, bin, tc.helm, tc.steps, tc.rollback)
 			if tc.wantWindow && failures == 0 {
 				t.Errorf("one-step takeover: no pod create failed, want the window before our pod is Ready")
 			}
@@ -383,10 +386,19 @@ func TestTakeoverWindow(t *testing.T) {
 	}
 }
 
+// twoSteps are the values of the two-step takeover (docs/migrate-from-fsm.md).
+func twoSteps() []map[string]any {
+	noHook := map[string]any{"enabled": false} // a hook Job needs a kubelet
+	return []map[string]any{
+		{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook, "webhooks": map[string]any{"createServices": false}}},
+		{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
+	}
+}
+
 // takeoverUnderLoad installs FSM, starts the load, runs the Helm steps,
 // starts `serve` after the first, stops FSM's injector once ours admits,
 // and returns how many creates failed; with rollback, then rolls back.
-func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, steps []map[string]any, rollback bool) int {
+func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeoverHelm, steps []map[string]any, rollback bool) int {
 	root := newFSMRoot(t)
 	cn, flags := startClusterNet(t)
 	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}, APIServerFlags: flags})
@@ -437,7 +449,7 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, steps []ma
 	}
 	// The first step adopts the configurations with their live caBundle
 	// (FSM's root, which also signs our serving certs).
-	if err := helmInstall(ctx, t, env.KubeConfig, steps[0], true); err != nil {
+	if err := h.install(ctx, t, env.KubeConfig, steps[0], true); err != nil {
 		t.Fatal(err)
 	}
 	mark("installed")
@@ -459,7 +471,7 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, steps []ma
 
 	// Then the Services change hands: their selectors pick our Ready pods.
 	for _, values := range steps[1:] {
-		if err := helmUpgradeTakeover(ctx, t, env.KubeConfig, values); err != nil {
+		if err := h.upgrade(ctx, t, env.KubeConfig, values, true); err != nil {
 			t.Fatal(err)
 		}
 		mark("upgraded")
@@ -530,7 +542,7 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, steps []ma
 	})
 	if rollback {
 		t.Run("rollback to FSM", func(t *testing.T) {
-			rollbackUnderLoad(ctx, t, takenOver{env: env, cn: cn, root: root, bin: bin, ours: proc, fsmPod: fsmDep.Spec.Template.Labels, values: steps[len(steps)-1]})
+			rollbackUnderLoad(ctx, t, takenOver{env: env, helm: h, cn: cn, root: root, bin: bin, ours: proc, fsmPod: fsmDep.Spec.Template.Labels, values: steps[len(steps)-1]})
 		})
 	}
 	return len(failures)

@@ -134,15 +134,36 @@ func fsmClientConfig(service string, port int32, path string, caBundle []byte) a
 func fsmMutatingConfiguration(caCrt []byte) *admv1.MutatingWebhookConfiguration {
 	return &admv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: mwcName, Labels: fsmRuntimeLabels("fsm-injector")},
-		Webhooks: []admv1.MutatingWebhook{{
-			Name: "fsm-inject.k8s.io", ClientConfig: fsmClientConfig("fsm-injector", 9090, "/mutate-pod-creation", caCrt),
-			Rules:                   []admv1.RuleWithOperations{{Operations: []admv1.OperationType{admv1.Create}, Rule: admv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh}},
-			FailurePolicy:           ptr.To(admv1.Fail),
-			SideEffects:             ptr.To(admv1.SideEffectClassNoneOnDryRun),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
+		Webhooks:   fsmInjectorWebhooks(caCrt),
 	}
+}
+
+// fsmInjectorWebhooks are the webhooks FSM v1.5.1's injector writes on start
+// (pkg/injector/webhook.go, webhook timeout 20 s from its Deployment's
+// --webhook-timeout): over an existing configuration it replaces them
+// wholesale and keeps the object's metadata.
+func fsmInjectorWebhooks(caCrt []byte) []admv1.MutatingWebhook {
+	create := []admv1.OperationType{admv1.Create}
+	return []admv1.MutatingWebhook{{
+		Name: "fsm-inject.k8s.io", ClientConfig: fsmClientConfig("fsm-injector", 9090, "/mutate-pod-creation", caCrt),
+		Rules: []admv1.RuleWithOperations{
+			{Operations: create, Rule: admv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
+			{Operations: create, Rule: admv1.Rule{APIGroups: []string{"machine.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"virtualmachines"}}},
+		},
+		NamespaceSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{"flomesh.io/monitored-by": mesh},
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "flomesh.io/ignore", Operator: metav1.LabelSelectorOpDoesNotExist},
+				{Key: "name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{ns}},
+				{Key: "control-plane", Operator: metav1.LabelSelectorOpDoesNotExist},
+			},
+		},
+		FailurePolicy:           ptr.To(admv1.Fail),
+		MatchPolicy:             ptr.To(admv1.Exact),
+		SideEffects:             ptr.To(admv1.SideEffectClassNoneOnDryRun),
+		TimeoutSeconds:          ptr.To[int32](20),
+		AdmissionReviewVersions: []string{"v1"},
+	}}
 }
 
 // createEventually retries while the CRD just created is not served yet.
