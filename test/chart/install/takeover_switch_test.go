@@ -350,8 +350,11 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // from FSM's root) admits until it is scaled to zero right after the
 // Services switch, ours after. In two steps, as docs/migrate-from-fsm.md
 // prescribes, no create fails; in one step the Services select our pods
-// before they are Ready and every new connection fails until then. FSM's controller's bootstrap Secret owner updates (reproduced) run
-// beside `serve` throughout.
+// before they are Ready and every new connection fails until then. FSM's
+// controller's bootstrap Secret owner updates (reproduced) run beside
+// `serve` throughout. After the two-step takeover, with Helm 4 and with
+// Helm 3, the mesh is handed back to FSM under the same load
+// (rollbackUnderLoad).
 func TestTakeoverWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
