@@ -105,6 +105,39 @@ func fsmBootstrapStarts(ctx context.Context, t *testing.T, c client.Client) {
 	}
 }
 
+// fsmValidatorWebhooks are the webhooks FSM v1.5.1's controller writes on
+// start (createOrUpdateValidatingWebhook, pkg/validator/patch.go), with
+// TrafficTargets when smi.validateTrafficTarget.
+func fsmValidatorWebhooks(caCrt []byte, trafficTargets bool) []admv1.ValidatingWebhook {
+	cu := []admv1.OperationType{admv1.Create, admv1.Update}
+	rules := []admv1.RuleWithOperations{
+		{Operations: cu, Rule: admv1.Rule{APIGroups: []string{"policy.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"ingressbackends", "egresses", "egressgateways"}}},
+		{Operations: cu, Rule: admv1.Rule{APIGroups: []string{"plugin.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"plugins", "pluginchains", "pluginconfigs"}}},
+	}
+	if trafficTargets {
+		rules = append(rules, admv1.RuleWithOperations{Operations: cu, Rule: admv1.Rule{APIGroups: []string{"access.smi-spec.io"}, APIVersions: []string{"v1alpha3"}, Resources: []string{"traffictargets"}}})
+	}
+	return []admv1.ValidatingWebhook{{
+		Name: "fsm-validator.k8s.io", ClientConfig: fsmClientConfig("fsm-validator", 9093, "/validate", caCrt),
+		Rules:             rules,
+		NamespaceSelector: fsmInjectorWebhooks(nil)[0].NamespaceSelector,
+		FailurePolicy:     ptr.To(admv1.Fail),
+		MatchPolicy:       ptr.To(admv1.Exact),
+		SideEffects:       ptr.To(admv1.SideEffectClassNoneOnDryRun),
+		// Unset by FSM: the apiserver's default.
+		TimeoutSeconds:          ptr.To[int32](10),
+		AdmissionReviewVersions: []string{"v1"},
+	}}
+}
+
+// sameValidatingWebhook: got is want as the apiserver stores it (rule scope
+// defaulted).
+func sameValidatingWebhook(got, want admv1.ValidatingWebhook) bool {
+	want.Rules = scopeDefaulted(want.Rules)
+	return got.Name == want.Name && equality.Semantic.DeepEqual(got.ClientConfig, want.ClientConfig) && equality.Semantic.DeepEqual(got.Rules, want.Rules) &&
+		equality.Semantic.DeepEqual(got.NamespaceSelector, want.NamespaceSelector) && *got.TimeoutSeconds == *want.TimeoutSeconds && *got.FailurePolicy == *want.FailurePolicy
+}
+
 // scopeDefaulted are rules as the apiserver stores them: scope "*" when unset.
 func scopeDefaulted(rules []admv1.RuleWithOperations) []admv1.RuleWithOperations {
 	out := slices.Clone(rules)
@@ -311,7 +344,7 @@ func checkHandedBack(ctx context.Context, t *testing.T, c client.Client, root []
 	if err := c.Get(ctx, types.NamespacedName{Name: vwcName}, &vwc); err != nil {
 		t.Fatalf("%s after the rollback: %v", vwcName, err)
 	}
-	if len(vwc.Webhooks) != 1 || vwc.Webhooks[0].Name != "fsm-validator.k8s.io" || !bytes.Equal(vwc.Webhooks[0].ClientConfig.CABundle, root) {
+	if len(vwc.Webhooks) != 1 || !sameValidatingWebhook(vwc.Webhooks[0], fsmValidatorWebhooks(root, true)[0]) {
 		t.Errorf("%s webhooks %+v, want FSM's fsm-validator.k8s.io with FSM's root", vwcName, vwc.Webhooks)
 	}
 	for svc, app := range map[string]string{"fsm-injector": "fsm-injector", "fsm-validator": "fsm-controller"} {
@@ -338,18 +371,21 @@ func checkHandedBack(ctx context.Context, t *testing.T, c client.Client, root []
 }
 
 // TestHandBackRender: step 2 of the rollback (fsm.webhooks.handBack) renders
-// the Services fsm-injector and fsm-validator as FSM's chart has them and
-// the injector's webhook as FSM's injector writes it, marks what FSM keeps
+// the Services fsm-injector and fsm-validator as FSM's chart has them, the
+// injector's webhook as FSM's injector writes it and the validator's as FSM's
+// controller does (per smi.validateTrafficTarget), marks what FSM keeps
 // for `helm uninstall`, keeps the configurations in the hook's arguments and
 // runs no crd-upgrade hook; the default render marks nothing.
 func TestHandBackRender(t *testing.T) {
 	tests := []struct {
-		name     string
-		values   string
-		handBack bool
+		name           string
+		values         string
+		handBack       bool
+		trafficTargets bool // FSM's validator is sent TrafficTargets
 	}{
-		{"default", "fsm: {meshConfig: {create: false}}", false},
-		{"hand back", "fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}", true},
+		{"default", "fsm: {meshConfig: {create: false}}", false, false},
+		{"hand back", "fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}", true, true},
+		{"hand back, smi.validateTrafficTarget false", "{fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}, smi: {validateTrafficTarget: false}}", true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -396,9 +432,15 @@ func TestHandBackRender(t *testing.T) {
 						t.Errorf("%s webhook as FSM's injector writes it: %v, want %v\n got %+v", id, same, tc.handBack, got)
 					}
 				case "ValidatingWebhookConfiguration/" + vwcName:
-					hooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
-					if want := map[bool]int{false: 2, true: 1}[tc.handBack]; len(hooks) != want {
-						t.Errorf("%s has %d webhooks, want %d", id, len(hooks), want)
+					var vwc admv1.ValidatingWebhookConfiguration
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &vwc); err != nil {
+						t.Fatal(err)
+					}
+					if want := map[bool]int{false: 2, true: 1}[tc.handBack]; len(vwc.Webhooks) != want {
+						t.Fatalf("%s has %d webhooks, want %d", id, len(vwc.Webhooks), want)
+					}
+					if same := sameValidatingWebhook(vwc.Webhooks[0], fsmValidatorWebhooks(nil, tc.trafficTargets)[0]); same != tc.handBack {
+						t.Errorf("%s webhook as FSM's controller writes it: %v, want %v\n got %+v", id, same, tc.handBack, vwc.Webhooks[0])
 					}
 				}
 			}
