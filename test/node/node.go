@@ -19,8 +19,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -374,29 +376,22 @@ func (c *Cluster) startAPIServer(kubeDir string, scheme *runtime.Scheme) error {
 func (c *Cluster) startComponents(ctx context.Context) error {
 	certDir := filepath.Join(c.dir, "apiserver")
 	kc := c.Kubeconfig
-	kcmPort, err := freePort("127.0.0.1")
+	kcm, err := c.startSecure(ctx, "kube-controller-manager", filepath.Join(c.dir, "kcm"), func(port int) []string {
+		return []string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
+			"--leader-elect=false", "--controllers=*", "--use-service-account-credentials=false",
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port), "--cert-dir=" + filepath.Join(c.dir, "kcm"),
+			"--service-account-private-key-file=" + filepath.Join(certDir, "sa-signer.key"),
+			"--root-ca-file=" + filepath.Join(certDir, "ca.crt"),
+			"--cluster-name=fsm-node", "--service-cluster-ip-range=" + ServiceCIDR}
+	})
 	if err != nil {
 		return err
 	}
-	kcm, err := c.spawn("kube-controller-manager", filepath.Join(c.assetDir, "kube-controller-manager"),
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
-		"--leader-elect=false", "--controllers=*", "--use-service-account-credentials=false",
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(kcmPort), "--cert-dir="+filepath.Join(c.dir, "kcm"),
-		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
-		"--root-ca-file="+filepath.Join(certDir, "ca.crt"),
-		"--cluster-name=fsm-node", "--service-cluster-ip-range="+ServiceCIDR)
-	if err != nil {
-		return err
-	}
-	schedPort, err := freePort("127.0.0.1")
-	if err != nil {
-		return err
-	}
-	sched, err := c.spawn("kube-scheduler", filepath.Join(c.assetDir, "kube-scheduler"),
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
-		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(schedPort),
-		"--cert-dir="+filepath.Join(c.dir, "scheduler"))
-	if err != nil {
+	if _, err := c.startSecure(ctx, "kube-scheduler", filepath.Join(c.dir, "scheduler"), func(port int) []string {
+		return []string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
+			"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+			"--cert-dir=" + filepath.Join(c.dir, "scheduler")}
+	}); err != nil {
 		return err
 	}
 
@@ -436,8 +431,6 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 		p   *proc
 		url string
 	}{
-		{kcm, fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort)},
-		{sched, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedPort)},
 		{kubelet, "http://127.0.0.1:10248/healthz"},
 		{proxy, "http://127.0.0.1:10256/healthz"},
 	} {
@@ -551,15 +544,77 @@ func (c *Cluster) logFile(name string) (*os.File, error) {
 	return os.OpenFile(c.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
+// startSecure starts the component name with args(port) on a free loopback
+// port and waits until it answers /healthz there with the self-signed
+// certificate it wrote to certDir. The certificate check matters: a free
+// port is only free when asked, other tests on the machine start apiservers
+// on random ports, and one of those once answered the health check for a
+// kube-scheduler that had failed to bind ("address already in use"), leaving
+// every pod Pending. A start that lost its port that way is retried on
+// another.
+func (c *Cluster) startSecure(ctx context.Context, name, certDir string, args func(port int) []string) (*proc, error) {
+	const attempts = 3
+	for i := 1; ; i++ {
+		port, err := freePort("127.0.0.1")
+		if err != nil {
+			return nil, err
+		}
+		p, err := c.spawn(name, filepath.Join(c.assetDir, name), args(port)...)
+		if err != nil {
+			return nil, err
+		}
+		url := fmt.Sprintf("https://127.0.0.1:%d/healthz", port)
+		certFile := filepath.Join(certDir, name+".crt")
+		err = c.waitFor(ctx, name+" to be healthy at "+url, readyTimeout, func(ctx context.Context) error {
+			return healthzFrom(ctx, url, certFile)
+		}, p)
+		if err == nil {
+			return p, nil
+		}
+		if exited, _ := p.exited(); !exited || i == attempts || !strings.Contains(tailFile(p.logPath, 5), "address already in use") {
+			return nil, err
+		}
+		// The teardown stops the running one: forget the one that exited.
+		c.procs = slices.DeleteFunc(c.procs, func(q *proc) bool { return q == p })
+	}
+}
+
+// healthzFrom is healthz for a server that must present the certificate in
+// certFile (a component's self-signed serving certificate).
+func healthzFrom(ctx context.Context, url, certFile string) error {
+	want, err := os.ReadFile(certFile)
+	if err != nil {
+		return fmt.Errorf("no serving certificate yet: %w", err)
+	}
+	block, _ := pem.Decode(want)
+	if block == nil {
+		return fmt.Errorf("%s: no PEM block", certFile)
+	}
+	return get(ctx, url, &tls.Config{
+		InsecureSkipVerify: true, //nolint:gosec // verified below against the component's own certificate
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, block.Bytes) {
+				return fmt.Errorf("the server on %s is not the one that wrote %s", url, certFile)
+			}
+			return nil
+		},
+	})
+}
+
 func healthz(ctx context.Context, url string) error {
+	// The components' loopback health ports serve self-signed certificates.
+	return get(ctx, url, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback health check
+}
+
+// get wants 200 from url within 5 s.
+func get(ctx context.Context, url string, tlsConfig *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	// The components' loopback health ports serve self-signed certificates.
-	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback health check
+	tr := &http.Transport{TLSClientConfig: tlsConfig}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
