@@ -2,6 +2,7 @@ package install_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
@@ -37,6 +39,24 @@ func buildServer(ctx context.Context, t *testing.T, dir string) string {
 		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// helmFlags are `helm -n fsm-system --kubeconfig <kubeconfig>`'s flags, for
+// the Helm 4 and Helm 3 SDKs alike.
+func helmFlags(t *testing.T, kubeconfig []byte) *genericclioptions.ConfigFlags {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.KubeConfig = &path
+	namespace := ns
+	flags.Namespace = &namespace
+	cacheDir := filepath.Join(dir, "cache")
+	flags.CacheDir = &cacheDir
+	return flags
 }
 
 // newHelm is a Helm client that installs the chart in ns on env's apiserver.

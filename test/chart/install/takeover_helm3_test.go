@@ -2,8 +2,6 @@ package install_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 )
@@ -35,12 +32,7 @@ type takeoverHelm struct {
 var helm4 = takeoverHelm{
 	name:    "helm4",
 	install: helmInstall,
-	upgrade: func(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any, takeOwnership bool) error {
-		if takeOwnership {
-			return helmUpgradeTakeover(ctx, t, kubeconfig, values)
-		}
-		return helmUpgradeHandBack(ctx, t, kubeconfig, values)
-	},
+	upgrade: helmUpgrade,
 	uninstall: func(t *testing.T, kubeconfig []byte) error {
 		un := action.NewUninstall(helmConfig(t, kubeconfig))
 		un.DisableHooks = true
@@ -93,19 +85,8 @@ func loadHelm3(t *testing.T) *chartv3.Chart {
 // helm3Config is `helm -n fsm-system` of Helm 3.
 func helm3Config(t *testing.T, kubeconfig []byte) *action3.Configuration {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	flags := genericclioptions.NewConfigFlags(true)
-	flags.KubeConfig = &path
-	namespace := ns
-	flags.Namespace = &namespace
-	cacheDir := filepath.Join(dir, "cache")
-	flags.CacheDir = &cacheDir
 	cfg := new(action3.Configuration)
-	if err := cfg.Init(flags, ns, "secret", func(string, ...any) {}); err != nil {
+	if err := cfg.Init(helmFlags(t, kubeconfig), ns, "secret", func(string, ...any) {}); err != nil {
 		t.Fatal(err)
 	}
 	return cfg

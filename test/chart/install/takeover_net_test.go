@@ -27,6 +27,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// meshCA is FSM's mesh CA as the takeover tests need it: tresor (fsmRoot)
+// or Vault (vaultCA).
+type meshCA interface {
+	// bundle is the root FSM's servers write into their configurations'
+	// caBundle (PEM).
+	bundle() []byte
+	// secretData is fsm-ca-bundle as FSM leaves it; nil: FSM leaves none.
+	secretData() map[string][]byte
+	// serving is what FSM's webhook servers serve: a cert for dnsName that
+	// chains to bundle.
+	serving(t *testing.T, dnsName string) tls.Certificate
+	// values are the chart's fsm.* values for this provider, as the user
+	// carries them over from FSM's release; nil for the chart's default.
+	values() map[string]any
+}
+
 // fsmRoot is a mesh root as FSM v1.5.1's Tresor makes it: RSA 2048, the key
 // PKCS#8 "PRIVATE KEY" PEM (pkg/certificate/encode.go), stored in
 // fsm-ca-bundle as ca.crt / private.key / expiration.
@@ -64,6 +80,11 @@ func newFSMRoot(t *testing.T) fsmRoot {
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})}
 }
+
+func (r fsmRoot) bundle() []byte { return r.certPEM }
+
+// values: tresor is the chart's default provider.
+func (fsmRoot) values() map[string]any { return nil }
 
 // secretData is fsm-ca-bundle in FSM's key layout.
 func (r fsmRoot) secretData() map[string][]byte {

@@ -22,9 +22,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"helm.sh/helm/v4/pkg/action"
-	"helm.sh/helm/v4/pkg/kube"
-
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
@@ -35,7 +32,7 @@ type takenOver struct {
 	env    *testenv.Env
 	helm   takeoverHelm
 	cn     *clusterNet
-	root   fsmRoot
+	root   meshCA
 	bin    string
 	ours   *serveProc
 	fsmPod map[string]string // FSM's injector pod labels
@@ -149,22 +146,6 @@ func scopeDefaulted(rules []admv1.RuleWithOperations) []admv1.RuleWithOperations
 	return out
 }
 
-// helmUpgradeHandBack is step 2 of the rollback: a plain `helm upgrade`, no
-// --take-ownership (the objects are the release's) nor --force-conflicts.
-func helmUpgradeHandBack(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any) error {
-	t.Helper()
-	ch, err := charttest.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := action.NewUpgrade(helmConfig(t, kubeconfig))
-	up.Namespace = ns
-	up.WaitStrategy = kube.HookOnlyStrategy
-	up.Timeout = 2 * time.Minute
-	_, err = up.RunWithContext(ctx, charttest.ReleaseName, ch, values)
-	return err
-}
-
 // rollbackUnderLoad hands the mesh back to FSM as docs/migrate-from-fsm.md
 // says while a pod is created every 100 ms: (1) FSM's injector and bootstrap
 // start again -- the injector registers its webhooks over the configuration
@@ -177,11 +158,7 @@ func helmUpgradeHandBack(ctx context.Context, t *testing.T, kubeconfig []byte, v
 // MeshConfig and CA Secret are the same objects, byte for byte.
 func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 	c := to.env.Client
-	caKey := types.NamespacedName{Namespace: ns, Name: "fsm-ca-bundle"}
-	var caBefore corev1.Secret
-	if err := c.Get(ctx, caKey, &caBefore); err != nil {
-		t.Fatal(err)
-	}
+	caBefore := fsmCASecret(ctx, t, c)
 	mcKey := types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}
 	mcBefore := &unstructured.Unstructured{}
 	mcBefore.SetAPIVersion("config.flomesh.io/v1alpha3")
@@ -209,7 +186,7 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 	// --replicas=1`: FSM's injector pod runs, selected by no Service yet.
 	addr, _ := startFSMInjector(t, to.root)
 	to.cn.set(&backend{name: "fsm-injector-1", labels: to.fsmPod, ports: map[string]string{"9090": addr}, ready: func() bool { return true }})
-	fsmInjectorRegisters(ctx, t, c, to.root.certPEM)
+	fsmInjectorRegisters(ctx, t, c, to.root.bundle())
 	fsmBootstrapStarts(ctx, t, c)
 	_, oursAt := mark("FSM's injector and bootstrap started")
 	// FSM's webhooks still reach ours through the Service: same path, and a
@@ -268,7 +245,7 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 		t.Errorf("%d pods admitted without a sidecar during the rollback, want 0", n)
 	}
 
-	checkHandedBack(ctx, t, c, to.root.certPEM)
+	checkHandedBack(ctx, t, c, to.root.bundle())
 
 	// Every pod ours injected still has its bootstrap Secret: the hook's
 	// hand-over deleted none of a live pod.
@@ -294,20 +271,22 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 		t.Errorf("%d of %d pods our injector admitted lost their bootstrap Secret in the rollback", missing, len(pods.Items))
 	}
 
-	var caAfter corev1.Secret
-	if err := c.Get(ctx, caKey, &caAfter); err != nil {
-		t.Fatalf("fsm-ca-bundle after the rollback: %v", err)
-	}
-	if caAfter.ResourceVersion != caBefore.ResourceVersion || len(caAfter.Data) != len(caBefore.Data) {
+	// FSM's CA Secret (none with Vault) is the same object, byte for byte.
+	caAfter := fsmCASecret(ctx, t, c)
+	switch {
+	case caBefore == nil || caAfter == nil:
+		if caBefore != caAfter {
+			t.Errorf("fsm-ca-bundle before the rollback %v, after %v", caBefore != nil, caAfter != nil)
+		}
+	case caAfter.ResourceVersion != caBefore.ResourceVersion:
 		t.Errorf("fsm-ca-bundle written by the rollback: resourceVersion %s -> %s", caBefore.ResourceVersion, caAfter.ResourceVersion)
 	}
-	for k, v := range caBefore.Data {
-		if !bytes.Equal(caAfter.Data[k], v) {
-			t.Errorf("fsm-ca-bundle %s changed by the rollback", k)
-		}
+	var got map[string][]byte
+	if caAfter != nil {
+		got = caAfter.Data
 	}
-	if !bytes.Equal(caAfter.Data["ca.crt"], to.root.certPEM) || !bytes.Equal(caAfter.Data["private.key"], to.root.keyPEM) {
-		t.Error("fsm-ca-bundle no longer holds FSM's root and key")
+	if want := to.root.secretData(); !maps.EqualFunc(got, want, bytes.Equal) {
+		t.Errorf("fsm-ca-bundle after the rollback has keys %v, want FSM's %v, byte for byte", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 	}
 	mcAfter := mcBefore.DeepCopy()
 	if err := c.Get(ctx, mcKey, mcAfter); err != nil {
@@ -316,6 +295,20 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 	if mcAfter.GetResourceVersion() != mcBefore.GetResourceVersion() {
 		t.Errorf("fsm-mesh-config written by the rollback: resourceVersion %s -> %s", mcBefore.GetResourceVersion(), mcAfter.GetResourceVersion())
 	}
+}
+
+// fsmCASecret is fsm-ca-bundle, or nil when there is none.
+func fsmCASecret(ctx context.Context, t *testing.T, c client.Client) *corev1.Secret {
+	t.Helper()
+	var s corev1.Secret
+	err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-ca-bundle"}, &s)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		t.Fatal(err)
+	}
+	return &s
 }
 
 // checkHandedBack: what the uninstall left is FSM's to serve -- the

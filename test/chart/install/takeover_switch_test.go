@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,7 +27,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -39,7 +37,7 @@ const servedByFSM = "takeover-test.flomesh.io/served-by-fsm"
 // with an annotation (so the test sees who admitted the pod). It stops as a
 // scaled-down pod does: a graceful Shutdown (HTTP/2 GOAWAY, in-flight
 // requests answered).
-func startFSMInjector(t *testing.T, root fsmRoot) (addr string, stop func()) {
+func startFSMInjector(t *testing.T, root meshCA) (addr string, stop func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,17 +87,6 @@ func (p *serveProc) ready() bool {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-func buildServe(ctx context.Context, t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fsm-webhooks")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/fsm-webhooks")
-	build.Dir = filepath.Join(charttest.Dir(), "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building fsm-webhooks: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string) *serveProc {
@@ -347,7 +334,9 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // TestTakeoverWindow performs a takeover while a pod is created every
 // 100 ms in a meshed namespace, the apiserver calling the webhooks through
 // their Services (clusterNet): FSM's injector (a stand-in serving a cert
-// from FSM's root) admits until it is scaled to zero right after the
+// from FSM's root: tresor's, or issued by a real Vault's PKI role with
+// fsm.certificateProvider.kind=vault, serve then run with the chart's Vault
+// settings) admits until it is scaled to zero right after the
 // Services switch, ours after. In two steps, as docs/migrate-from-fsm.md
 // prescribes, no create fails; in one step the Services select our pods
 // before they are Ready and every new connection fails until then. FSM's
@@ -358,27 +347,31 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 func TestTakeoverWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	bin := buildServe(ctx, t)
+	bin := buildServer(ctx, t, t.TempDir())
 	noHook := map[string]any{"enabled": false} // a hook Job needs a kubelet
+	tresor := func(_ context.Context, t *testing.T) meshCA { return newFSMRoot(t) }
+	vault := func(ctx context.Context, t *testing.T) meshCA { return newVaultCA(ctx, t) }
 	tests := []struct {
 		name  string
 		helm  takeoverHelm
-		steps []map[string]any // the first installs, the others upgrade
+		ca    func(context.Context, *testing.T) meshCA // FSM's certificateProvider.kind
+		steps []map[string]any                         // the first installs, the others upgrade
 		// rollback: then roll back to FSM (docs/migrate-from-fsm.md).
 		rollback bool
 		// wantWindow: creates fail between the Service switch and our
 		// pod's readiness.
 		wantWindow bool
 	}{
-		{"two steps", helm4, twoSteps(), true, false},
-		{"two steps, helm3", helm3, twoSteps(), true, false},
-		{"one step", helm4, []map[string]any{
+		{"two steps", helm4, tresor, twoSteps(), true, false},
+		{"two steps, helm3", helm3, tresor, twoSteps(), true, false},
+		{"two steps, vault", helm4, vault, twoSteps(), true, false},
+		{"one step", helm4, tresor, []map[string]any{
 			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
 		}, false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			failures := takeoverUnderLoad(ctx, t, bin, tc.helm, tc.steps, tc.rollback)
+			failures := takeoverUnderLoad(ctx, t, bin, tc.helm, tc.ca(ctx, t), tc.steps, tc.rollback)
 			if tc.wantWindow && failures == 0 {
 				t.Errorf("one-step takeover: no pod create failed, want the window before our pod is Ready")
 			}
@@ -401,8 +394,8 @@ func twoSteps() []map[string]any {
 // takeoverUnderLoad installs FSM, starts the load, runs the Helm steps,
 // starts `serve` after the first, stops FSM's injector once ours admits,
 // and returns how many creates failed; with rollback, then rolls back.
-func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeoverHelm, steps []map[string]any, rollback bool) int {
-	root := newFSMRoot(t)
+func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeoverHelm, root meshCA, steps []map[string]any, rollback bool) int {
+	steps = withCA(steps, root)
 	cn, flags := startClusterNet(t)
 	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}, APIServerFlags: flags})
 	c := env.Client
@@ -451,7 +444,8 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		mark("FSM's injector stopped")
 	}
 	// The first step adopts the configurations with their live caBundle
-	// (FSM's root, which also signs our serving certs).
+	// (FSM's root, which also signs our serving certs: the same tresor root,
+	// or Vault's CA).
 	if err := h.install(ctx, t, env.KubeConfig, steps[0], true); err != nil {
 		t.Fatal(err)
 	}
@@ -502,6 +496,7 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 	if n := load.uninjected(); n != 0 {
 		t.Errorf("%d pods admitted without a sidecar during the takeover, want 0", n)
 	}
+	checkServesFSMRoot(ctx, t, c, root, proc)
 
 	t.Run("FSM's bootstrap Secret owner updates beside serve", func(t *testing.T) {
 		// FSM's controller handles pod adds from its informer, behind the

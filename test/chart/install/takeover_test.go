@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -51,8 +50,8 @@ func fsmHelmOwned(o client.Object) {
 // (Services, Deployments, the chart's empty webhook configurations), the
 // webhook configurations its injector and controller create at run time
 // (not Helm-owned), the CA Secret in FSM's key layout, its MeshConfig CRD and
-// a MeshConfig an operator has changed.
-func installFSM(ctx context.Context, t *testing.T, c client.Client, root fsmRoot) {
+// a MeshConfig an operator has changed. With Vault FSM keeps no CA Secret.
+func installFSM(ctx context.Context, t *testing.T, c client.Client, root meshCA) {
 	t.Helper()
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
@@ -82,12 +81,14 @@ func installFSM(ctx context.Context, t *testing.T, c client.Client, root fsmRoot
 		}
 	}
 
-	caCrt := root.certPEM
-	if err := c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "fsm-ca-bundle", Namespace: ns},
-		Data:       root.secretData(),
-	}); err != nil {
-		t.Fatal(err)
+	caCrt := root.bundle()
+	if data := root.secretData(); data != nil {
+		if err := c.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "fsm-ca-bundle", Namespace: ns},
+			Data:       data,
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// FSM's injector and controller create these at run time, so Helm's
@@ -204,19 +205,8 @@ func decodeFile(t *testing.T, path string) []*unstructured.Unstructured {
 // helmConfig is the Helm action configuration `helm -n fsm-system` uses.
 func helmConfig(t *testing.T, kubeconfig []byte) *action.Configuration {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	flags := genericclioptions.NewConfigFlags(true)
-	flags.KubeConfig = &path
-	namespace := ns
-	flags.Namespace = &namespace
-	cacheDir := filepath.Join(dir, "cache")
-	flags.CacheDir = &cacheDir
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
-	if err := cfg.Init(flags, ns, "secret"); err != nil {
+	if err := cfg.Init(helmFlags(t, kubeconfig), ns, "secret"); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
@@ -243,9 +233,10 @@ func helmInstall(ctx context.Context, t *testing.T, kubeconfig []byte, values ma
 	return err
 }
 
-// helmUpgradeTakeover is step 2 of the takeover: `helm upgrade
-// --take-ownership --force-conflicts` with values.
-func helmUpgradeTakeover(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any) error {
+// helmUpgrade is `helm upgrade` with values: with --take-ownership
+// --force-conflicts in step 2 of the takeover, plain in the hand-back (the
+// objects are the release's).
+func helmUpgrade(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any, takeOwnership bool) error {
 	t.Helper()
 	ch, err := charttest.Load()
 	if err != nil {
@@ -255,8 +246,8 @@ func helmUpgradeTakeover(ctx context.Context, t *testing.T, kubeconfig []byte, v
 	up.Namespace = ns
 	up.WaitStrategy = kube.HookOnlyStrategy
 	up.Timeout = 2 * time.Minute
-	up.TakeOwnership = true
-	up.ForceConflicts = true
+	up.TakeOwnership = takeOwnership
+	up.ForceConflicts = takeOwnership
 	_, err = up.RunWithContext(ctx, charttest.ReleaseName, ch, values)
 	return err
 }
