@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
@@ -178,16 +177,7 @@ func convertedCRD(ctx context.Context, t *testing.T, c client.Client) *apiextv1.
 	if len(old.Spec.Versions) == 0 {
 		t.Fatal("FSM's MeshConfig CRD not found in the reference")
 	}
-	conversion := &apiextv1.CustomResourceConversion{
-		Strategy: apiextv1.WebhookConverter,
-		Webhook: &apiextv1.WebhookConversion{
-			ClientConfig: &apiextv1.WebhookClientConfig{
-				Service:  &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap", Path: ptr.To("/convert"), Port: ptr.To[int32](9443)},
-				CABundle: selfSignedPEM(t),
-			},
-			ConversionReviewVersions: []string{"v1"},
-		},
-	}
+	conversion := converterConversion(t)
 	var crd apiextv1.CustomResourceDefinition
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Get(ctx, types.NamespacedName{Name: crdName}, &crd); err != nil {

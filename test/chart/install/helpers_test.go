@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
@@ -57,6 +59,22 @@ func helmFlags(t *testing.T, kubeconfig []byte) *genericclioptions.ConfigFlags {
 	cacheDir := filepath.Join(dir, "cache")
 	flags.CacheDir = &cacheDir
 	return flags
+}
+
+// converterConversion is the MeshConfig CRD's conversion stanza as the
+// converter writes it: webhook on fsm-bootstrap, a caBundle.
+func converterConversion(t *testing.T) *apiextv1.CustomResourceConversion {
+	t.Helper()
+	return &apiextv1.CustomResourceConversion{
+		Strategy: apiextv1.WebhookConverter,
+		Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{
+				Service:  &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap", Path: ptr.To("/convert"), Port: ptr.To[int32](9443)},
+				CABundle: selfSignedPEM(t),
+			},
+			ConversionReviewVersions: []string{"v1"},
+		},
+	}
 }
 
 // newHelm is a Helm client that installs the chart in ns on env's apiserver.

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
@@ -32,16 +31,7 @@ func TestInstallCRDsReplacesFSMCRD(t *testing.T) {
 		}
 	}
 	var crd apiextv1.CustomResourceDefinition
-	conversion := &apiextv1.CustomResourceConversion{
-		Strategy: apiextv1.WebhookConverter,
-		Webhook: &apiextv1.WebhookConversion{
-			ClientConfig: &apiextv1.WebhookClientConfig{
-				Service:  &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap", Path: ptr.To("/convert"), Port: ptr.To[int32](9443)},
-				CABundle: selfSignedPEM(t),
-			},
-			ConversionReviewVersions: []string{"v1"},
-		},
-	}
+	conversion := converterConversion(t)
 	// The apiserver writes the CRD's status meanwhile: re-read on conflict.
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Get(ctx, types.NamespacedName{Name: crdName}, &crd); err != nil {
