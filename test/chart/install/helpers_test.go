@@ -77,6 +77,21 @@ func converterConversion(t *testing.T) *apiextv1.CustomResourceConversion {
 	}
 }
 
+// renderYAML renders the chart in ns with the values document doc; it
+// returns the values too.
+func renderYAML(t *testing.T, doc string) (map[string]any, *charttest.Rendered) {
+	t.Helper()
+	values, err := charttest.Values(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := charttest.Render(ns, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return values, r
+}
+
 // newHelm is a Helm client that installs the chart in ns on env's apiserver.
 func newHelm(t *testing.T, env *testenv.Env) *charttest.Cluster {
 	t.Helper()

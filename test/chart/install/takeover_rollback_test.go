@@ -382,14 +382,7 @@ func TestHandBackRender(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			values, err := charttest.Values(tc.values)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := charttest.Render(ns, values)
-			if err != nil {
-				t.Fatal(err)
-			}
+			values, r := renderYAML(t, tc.values)
 			wantKept := map[string]bool{}
 			if tc.handBack {
 				wantKept = map[string]bool{"Service/fsm-injector": true, "Service/fsm-validator": true,

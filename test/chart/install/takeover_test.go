@@ -418,14 +418,7 @@ func TestTakeoverStepsRender(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			values, err := charttest.Values(tc.values)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := charttest.Render(ns, values)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, r := renderYAML(t, tc.values)
 			var services []string
 			for _, u := range r.All() {
 				switch u.GetKind() {
