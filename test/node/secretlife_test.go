@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -45,9 +47,17 @@ func TestSecretLife(t *testing.T) {
 	waitAdmitting(t, c, ns)
 
 	// Every change to a bootstrap Secret and every pod removal in ns, from
-	// before the first pod.
-	secrets := watchEvents(ctx, t, cs.CoreV1().Secrets(ns).Watch, injector.ProxyUUIDLabel)
-	pods := watchEvents(ctx, t, cs.CoreV1().Pods(ns).Watch, injector.ProxyUUIDLabel)
+	// before the first pod. Not through cs: its one-minute client timeout
+	// also ends a watch (http.Client.Timeout covers reading the body), and on
+	// a loaded machine the pods take longer than that to start.
+	wcfg := rest.CopyConfig(c.Config)
+	wcfg.Timeout = 0
+	wcs, err := kubernetes.NewForConfig(wcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := watchEvents(ctx, t, wcs.CoreV1().Secrets(ns).Watch, injector.ProxyUUIDLabel)
+	pods := watchEvents(ctx, t, wcs.CoreV1().Pods(ns).Watch, injector.ProxyUUIDLabel)
 
 	const n = 3
 	var created []*corev1.Pod
@@ -126,6 +136,11 @@ func TestSecretLife(t *testing.T) {
 		var podGone, secretGone time.Time
 		c.WaitFor(t, "pod "+p.Name+" and its Secret to be deleted", 2*time.Minute, func(context.Context) error {
 			podGone, secretGone = pods.deletedAt(p.Name), secrets.deletedAt(secret)
+			for what, l := range map[string]*eventLog{"pods": pods, "Secrets": secrets} {
+				if at := l.endedAt(); !at.IsZero() {
+					t.Fatalf("the watch of %s ended at %s: its events are incomplete", what, at.Format(time.RFC3339Nano))
+				}
+			}
 			if podGone.IsZero() || secretGone.IsZero() {
 				return fmt.Errorf("pod deleted at %v, Secret at %v (%s)", podGone, secretGone, podsSummary(ctx, cs, ns))
 			}
@@ -159,6 +174,14 @@ type recordedEvent struct {
 type eventLog struct {
 	mu     sync.Mutex
 	events map[string][]recordedEvent
+	ended  time.Time // when the watch ended, if it did
+}
+
+// endedAt is when the watch ended, or zero while it runs.
+func (l *eventLog) endedAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ended
 }
 
 // watchEvents starts a watch through w on the objects carrying label and
@@ -172,6 +195,11 @@ func watchEvents(ctx context.Context, t *testing.T, w func(context.Context, meta
 	l := &eventLog{events: map[string][]recordedEvent{}}
 	go func() {
 		defer wi.Stop()
+		defer func() {
+			l.mu.Lock()
+			l.ended = time.Now()
+			l.mu.Unlock()
+		}()
 		for ev := range wi.ResultChan() {
 			o, ok := ev.Object.(metav1.Object)
 			if !ok {
