@@ -7,15 +7,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,53 +104,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 
 	bin := buildServer(ctx, t, t.TempDir())
 
-	kubeconfig := impersonatingKubeconfig(t, env.KubeConfig, saUser,
-		[]string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"})
-	health, injPort, valPort := freePort(t), freePort(t), freePort(t)
-	// The Deployment's arguments as rendered, then what differs out of
-	// cluster: the kubeconfig and free local ports (later flags win).
-	args := append([]string{}, dep.Spec.Template.Spec.Containers[0].Args...)
-	args = append(args,
-		"--kubeconfig="+kubeconfig,
-		fmt.Sprintf("--injector-port=%d", injPort),
-		fmt.Sprintf("--validator-port=%d", valPort),
-		fmt.Sprintf("--converter-port=%d", freePort(t)),
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", freePort(t)),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health),
-		"--key-pool-size=2",
-		"--webhook-bind-host=127.0.0.1",
-	)
-	logs := &syncBuffer{}
-	srv := exec.Command(bin, args...)
-	srv.Stdout, srv.Stderr = logs, logs
-	srv.Env = os.Environ()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = srv.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("fsm-webhooks output:\n%s", logs.String())
-		}
-	}()
-
-	ready := func(check string) bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz/%s", health, check))
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
+	proc := startServe(ctx, t, env, bin)
 	deadline := time.Now().Add(90 * time.Second)
 	var mwc admv1.MutatingWebhookConfiguration
 	var vwc admv1.ValidatingWebhookConfiguration
@@ -163,8 +113,8 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	noCABundle := func(w admv1.ValidatingWebhook) bool { return len(w.ClientConfig.CABundle) == 0 }
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("fsm-webhooks exited: %v\n%s", err, logs.String())
+		case err := <-proc.exited:
+			t.Fatalf("fsm-webhooks exited: %v\n%s", err, proc.logs.String())
 		default:
 		}
 		errs := []error{
@@ -176,7 +126,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 			validPEM(mwc.Webhooks[0].ClientConfig.CABundle) && !slices.ContainsFunc(vwc.Webhooks, noCABundle) &&
 			crd.Spec.Conversion != nil && crd.Spec.Conversion.Webhook != nil && crd.Spec.Conversion.Webhook.ClientConfig != nil &&
 			len(crd.Spec.Conversion.Webhook.ClientConfig.CABundle) > 0 &&
-			ready("injector") && ready("converter")
+			proc.readyz("injector") && proc.readyz("converter")
 		if done {
 			break
 		}
@@ -225,7 +175,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
 	}
-	resp := admit(t, mwc.Webhooks[0].ClientConfig.CABundle, fsmnames.InjectorService+"."+ns+".svc", injPort, fsmnames.InjectorPath,
+	resp := admit(t, mwc.Webhooks[0].ClientConfig.CABundle, fsmnames.InjectorService+"."+ns+".svc", proc.injector, fsmnames.InjectorPath,
 		pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Errorf("injector response: allowed=%v patch=%d bytes result=%+v", resp.Allowed, len(resp.Patch), resp.Result)
@@ -242,7 +192,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 		t.Fatal(err)
 	}
 	live.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha3.GroupVersion.String(), Kind: "MeshConfig"}
-	resp = admit(t, vwc.Webhooks[0].ClientConfig.CABundle, fsmnames.ValidatorService+"."+ns+".svc", valPort, fsmnames.ValidatorPath,
+	resp = admit(t, vwc.Webhooks[0].ClientConfig.CABundle, fsmnames.ValidatorService+"."+ns+".svc", proc.validator, fsmnames.ValidatorPath,
 		&live, metav1.GroupVersionResource{Group: v1alpha3.GroupVersion.Group, Version: v1alpha3.GroupVersion.Version, Resource: fsmnames.MeshConfigResource}, admissionv1.Update)
 	if !resp.Allowed {
 		t.Errorf("validator denied the chart's MeshConfig: %+v", resp.Result)
@@ -250,7 +200,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 
 	// Let informers of every kind start and report before reading the logs.
 	time.Sleep(3 * time.Second)
-	for _, line := range strings.Split(logs.String(), "\n") {
+	for _, line := range strings.Split(proc.logs.String(), "\n") {
 		if l := strings.ToLower(line); strings.Contains(l, "forbidden") || strings.Contains(l, "cannot list") || strings.Contains(l, "cannot get") {
 			if len(line) > 400 {
 				line = line[:400] + "..."
@@ -331,7 +281,7 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 			t.Fatalf("bootstrap Secret %s still there 30s after its pod %s was deleted", s.Name, meshed.Name)
 		}
 	}
-	for _, line := range strings.Split(logs.String(), "\n") {
+	for _, line := range strings.Split(proc.logs.String(), "\n") {
 		if strings.Contains(line, "denied request") {
 			t.Errorf("an admission policy refused the server: %s", line)
 		}

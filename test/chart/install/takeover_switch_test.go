@@ -78,11 +78,22 @@ type serveProc struct {
 	health, injector, validator, converter int
 	// stop ends the process as the kubelet does (SIGTERM, then KILL).
 	stop func()
+	// exited receives the process's exit once it ends by itself.
+	exited <-chan error
+	logs   *syncBuffer
 }
 
-func (p *serveProc) ready() bool {
+// ready is the pod's readiness: /readyz answers 200.
+func (p *serveProc) ready() bool { return p.readyz("") }
+
+// readyz is whether /readyz/<check> (/readyz when check is empty) answers 200.
+func (p *serveProc) readyz(check string) bool {
 	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.health))
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", p.health)
+	if check != "" {
+		url += "/" + check
+	}
+	resp, err := c.Get(url)
 	if err != nil {
 		return false
 	}
@@ -120,6 +131,7 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- srv.Wait() }()
+	p.exited, p.logs = exited, logs
 	var once sync.Once
 	p.stop = func() {
 		once.Do(func() {
