@@ -62,7 +62,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	// back, so the test proves the gate rather than racing it.
 	release := make(chan struct{})
 	trust, err := injector.NewTrustController(injector.TrustControllerOptions{
-		Client: env.Clientset, Issuer: gatedIssuer{issuer, release}, Rotation: rootrotation.Tresor(issuer), MeshName: meshName,
+		Client: env.Clientset, Issuer: gatedIssuer{issuer, release}, Rotation: tresor.RotationCA(issuer), MeshName: meshName,
 		Resync: 200 * time.Millisecond, RetryInterval: 200 * time.Millisecond, Workers: 3, Logger: log.WithName("trust"),
 	})
 	if err != nil {
@@ -82,7 +82,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	)
 	check := injector.RetiringRootCheck(env.Clientset, meshName)
 	opts := rootrotation.Options{
-		CA: rootrotation.Tresor(issuer), Issuer: issuer, Client: env.Clientset,
+		CA: tresor.RotationCA(issuer), Issuer: issuer, Client: env.Clientset,
 		Trusted: func(context.Context, *x509.Certificate) error { return nil }, // no webhook configurations here
 		Grace:   500 * time.Millisecond, PollInterval: 100 * time.Millisecond, Settle: time.Millisecond,
 		Log: log.WithName("rotation"),

@@ -189,7 +189,7 @@ func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *
 		return rootrotation.Options{}, err
 	}
 	return rootrotation.Options{
-		CA: rootrotation.Tresor(ca), Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
+		CA: tresor.RotationCA(ca), Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
 		// The injector's trust controller re-issues bootstrap certificates
 		// of the old root; the drop waits for it.
 		Dependents: injector.RetiringRootCheck(cs, o.meshName),

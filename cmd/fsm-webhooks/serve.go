@@ -259,7 +259,7 @@ func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, lo
 	topts := injector.TrustControllerOptions{Client: cs, Issuer: issuer, MeshName: o.meshName, TrustDomain: o.trustDomain,
 		BootstrapCertValidity: o.bootstrapValidity, Logger: log.WithName("bootstrap-trust")}
 	if ca, ok := issuer.(*tresor.Issuer); ok {
-		topts.Rotation = rootrotation.Tresor(ca)
+		topts.Rotation = tresor.RotationCA(ca)
 	}
 	tc, err := injector.NewTrustController(topts)
 	if err != nil {
