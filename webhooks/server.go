@@ -356,10 +356,13 @@ var defaultTimeouts = timeouts{
 	// The apiserver's 30 s, plus a margin: never cuts an answer it still
 	// waits for (the injector gives up after 15 s).
 	write: 35 * time.Second,
-	// Not below the idle timeout of the apiserver's client (90 s, client-go's
-	// transport defaults): the client closes first, so it never reuses a
-	// connection the server is closing.
-	idle: 90 * time.Second,
+	// Above the idle timeout of the apiserver's client (90 s: client-go
+	// takes http.DefaultTransport's), so the client always closes first and
+	// never writes to a connection the server is closing. Equal, they raced:
+	// the server's clock starts when it has written an answer, the client's
+	// when it has read it, so the server closed first, and a 10-min load at
+	// 100 pods/s saw 2 creates fail with "write: broken pipe".
+	idle: 120 * time.Second,
 }
 
 // shutdownTimeout bounds a listener's graceful shutdown: requests in flight
