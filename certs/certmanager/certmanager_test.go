@@ -4,11 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,13 +12,6 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
-	"github.com/cert-manager/cert-manager/pkg/controller"
-	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
-	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
-	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
-	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca" // registers the CA issuer; without it Issuers never get a condition
-	"github.com/cert-manager/cert-manager/pkg/logs"
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -31,6 +20,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -108,12 +98,12 @@ func TestDecide(t *testing.T) {
 // decides (denial, timeout).
 func TestCertManager(t *testing.T) {
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false") // informers sync in ms instead of 1 s
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{certManagerCRDs(t)}})
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
 	cm := cmclient.NewForConfigOrDie(env.Config)
 	ctx := context.Background()
 	auto := namespace(t, env.Clientset, "auto-")
 	manual := namespace(t, env.Clientset, "manual-")
-	startCertManager(t, env.KubeConfig, auto)
+	cmdev.Start(t, env.KubeConfig, auto)
 
 	ca, err := certs.NewRootAuthority(certs.RSA2048, 24*time.Hour, time.Now())
 	if err != nil {
@@ -136,7 +126,7 @@ func TestCertManager(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitIssuerReady(t, cm, auto, DefaultIssuerName)
+	cmdev.WaitIssuerReady(t, cm, auto, DefaultIssuerName, 30*time.Second)
 
 	newIssuer := func(t *testing.T, ns, issuerName string) *Issuer {
 		t.Helper()
@@ -252,100 +242,6 @@ func TestCertManager(t *testing.T) {
 		}
 		assertNoRequests(t, cm, manual)
 	})
-}
-
-func certManagerCRDs(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
-	if err != nil {
-		t.Fatalf("locating the cert-manager module: %v", err)
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-}
-
-// startCertManager follows cert-manager-inprocess.md: factory, constructors,
-// then informers, then Run, then sync.
-func startCertManager(t *testing.T, kubeconfig []byte, ns string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Not testr: controller goroutines outlive the test.
-	ctx, cancel := context.WithCancel(logs.NewContext(context.Background(), logr.Discard()))
-	factory, err := controller.NewContextFactory(ctx, controller.ContextOptions{
-		Kubeconfig: path, KubernetesAPIQPS: 100, KubernetesAPIBurst: 200, Namespace: ns,
-		IssuerOptions: controller.IssuerOptions{ClusterResourceNamespace: ns},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ctrls []controller.Interface
-	for _, name := range []string{"issuers", "certificaterequests-approver", "certificaterequests-issuer-ca"} {
-		ctor, ok := controller.Known()[name]
-		if !ok {
-			t.Fatalf("cert-manager controller %q not registered", name)
-		}
-		c, err := ctor(factory)
-		if err != nil {
-			t.Fatalf("constructing %s: %v", name, err)
-		}
-		ctrls = append(ctrls, c)
-	}
-	base, err := factory.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base.SharedInformerFactory.Start(ctx.Done())
-	base.KubeSharedInformerFactory.Start(ctx.Done())
-	var wg sync.WaitGroup
-	for _, c := range ctrls {
-		wg.Go(func() { _ = c.Run(1, ctx) })
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		base.SharedInformerFactory.Shutdown()
-		base.KubeSharedInformerFactory.Shutdown()
-	})
-	for typ, ok := range base.SharedInformerFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			t.Fatalf("cert-manager informer %v did not sync", typ)
-		}
-	}
-	for typ, ok := range base.KubeSharedInformerFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			t.Fatalf("kube informer %v did not sync", typ)
-		}
-	}
-}
-
-func waitIssuerReady(t *testing.T, cm cmclient.Interface, ns, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w, err := cm.CertmanagerV1().Issuers(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatal("issuer watch closed")
-			}
-			if iss, ok := ev.Object.(*cmapi.Issuer); ok && iss.Name == name {
-				for _, c := range iss.Status.Conditions {
-					if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionTrue {
-						return
-					}
-				}
-			}
-		case <-ctx.Done():
-			t.Fatalf("Issuer %s/%s not Ready", ns, name)
-		}
-	}
 }
 
 func assertNoRequests(t *testing.T, cm cmclient.Interface, ns string) {

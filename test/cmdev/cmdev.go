@@ -1,0 +1,150 @@
+// Package cmdev runs cert-manager's real controllers in the test process
+// against an envtest apiserver: the issuers controller (an Issuer becomes
+// Ready once its CA Secret verifies), the CertificateRequest approver and
+// the CA issuer that signs CertificateRequests. It follows the recipe in
+// /work/shared/cert-manager-inprocess.md. Tests never sign with a hand-made
+// signer: what they get is what cert-manager's CA issuer returns.
+package cmdev
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
+	"github.com/cert-manager/cert-manager/pkg/controller"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca" // registers the CA issuer; without it Issuers never get a condition
+	"github.com/cert-manager/cert-manager/pkg/logs"
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Workers per controller: cert-manager's own default (--concurrent-workers).
+const Workers = 5
+
+// controllers are the ones a namespaced CA Issuer needs, by the names they
+// register under.
+var controllers = []string{"issuers", "certificaterequests-approver", "certificaterequests-issuer-ca"}
+
+// CRDs is the directory of cert-manager's CRDs in the module cache (plain
+// v1 YAML, no conversion webhook), for testenv.Options.CRDDirectoryPaths or
+// envtest.InstallCRDs.
+func CRDs(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	if err != nil {
+		t.Fatalf("locating the cert-manager module: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+}
+
+// Start runs cert-manager's issuers, approver and CA issuer controllers for
+// namespace ns until the test ends. Order matters: the factory, then the
+// constructors (they request the informers), then the informers, then Run,
+// then the cache sync.
+func Start(t testing.TB, kubeconfig []byte, ns string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Not testr: controller goroutines outlive the test.
+	ctx, cancel := context.WithCancel(logs.NewContext(context.Background(), logr.Discard()))
+	factory, err := controller.NewContextFactory(ctx, controller.ContextOptions{
+		Kubeconfig: path, KubernetesAPIQPS: 100, KubernetesAPIBurst: 200, Namespace: ns,
+		IssuerOptions: controller.IssuerOptions{ClusterResourceNamespace: ns},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var ctrls []controller.Interface
+	for _, name := range controllers {
+		ctor, ok := controller.Known()[name]
+		if !ok {
+			cancel()
+			t.Fatalf("cert-manager controller %q not registered", name)
+		}
+		c, err := ctor(factory)
+		if err != nil {
+			cancel()
+			t.Fatalf("constructing cert-manager controller %s: %v", name, err)
+		}
+		ctrls = append(ctrls, c)
+	}
+	base, err := factory.Build()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	base.SharedInformerFactory.Start(ctx.Done())
+	base.KubeSharedInformerFactory.Start(ctx.Done())
+	var wg sync.WaitGroup
+	for _, c := range ctrls {
+		wg.Go(func() { _ = c.Run(Workers, ctx) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		base.SharedInformerFactory.Shutdown()
+		base.KubeSharedInformerFactory.Shutdown()
+	})
+	for typ, ok := range base.SharedInformerFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("cert-manager informer %v did not sync", typ)
+		}
+	}
+	for typ, ok := range base.KubeSharedInformerFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			t.Fatalf("kube informer %v did not sync", typ)
+		}
+	}
+}
+
+// WaitIssuerReady waits (up to timeout) until Issuer ns/name is Ready, as
+// the issuers controller sets it once the CA Secret verifies, and fails t
+// with the Issuer's last condition otherwise.
+func WaitIssuerReady(t testing.TB, cm cmclient.Interface, ns, name string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	w, err := cm.CertmanagerV1().Issuers(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var last []cmapi.IssuerCondition
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok && ctx.Err() == nil {
+				t.Fatalf("Issuer %s/%s: watch closed before Ready; conditions %+v", ns, name, last)
+			}
+			if !ok {
+				t.Fatalf("Issuer %s/%s not Ready within %s; conditions %+v", ns, name, timeout, last)
+			}
+			iss, ok := ev.Object.(*cmapi.Issuer)
+			if !ok {
+				continue
+			}
+			last = iss.Status.Conditions
+			for _, c := range last {
+				if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionTrue {
+					return
+				}
+			}
+		case <-ctx.Done():
+			t.Fatalf("Issuer %s/%s not Ready within %s; conditions %+v", ns, name, timeout, last)
+		}
+	}
+}
