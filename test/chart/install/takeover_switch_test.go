@@ -407,6 +407,7 @@ func TestTakeoverWindow(t *testing.T) {
 		{"two steps", helm4, tresor, twoSteps(), true, false},
 		{"two steps, helm3", helm3, tresor, twoSteps(), true, false},
 		{"two steps, vault", helm4, vault, twoSteps(), true, false},
+		{"two steps, cert-manager", helm4, newCertManagerCA, twoSteps(), true, false},
 		{"one step", helm4, tresor, []map[string]any{
 			{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}, "crdUpgrade": noHook}},
 		}, false, true},
@@ -443,6 +444,9 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 	c := env.Client
 	cn.c = c
 	installFSM(ctx, t, c, root)
+	if in, ok := root.(clusterCA); ok {
+		in.start(ctx, t, env) // cert-manager: its controllers and FSM's Issuer
+	}
 
 	// FSM's injector pod, selected by FSM's Service.
 	var fsmDep appsv1.Deployment
