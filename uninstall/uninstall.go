@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,11 +49,12 @@ var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Ver
 // otherwise outlive the servers: the webhook configurations first (a
 // failurePolicy Fail webhook without a server blocks pod creation; kept when
 // handed back to FSM, whose servers then answer them), then the
-// servers themselves, then hands the mesh's bootstrap Secrets to the garbage
-// collector (the injector's controller deleted each with its pod; with the
-// servers stopped and no webhook left, nothing creates or deletes one
-// meanwhile), then the CRD's conversion stanza (reads of old versions must
-// not depend on a converter that is gone), then the mesh's MeshConfig.
+// servers themselves, releasing the CRD's conversion stanza while they drain
+// (reads of old versions must not depend on a converter that is gone, nor
+// find it gone before the stanza), then hands the mesh's bootstrap Secrets to
+// the garbage collector (the injector's controller deleted each with its pod;
+// with the servers stopped and no webhook left, nothing creates or deletes
+// one meanwhile), then the mesh's MeshConfig.
 // Every step is idempotent and treats NotFound as done, so a retried hook
 // converges.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
@@ -100,22 +103,23 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 		log.Info("Deleted the webhook configurations", "mutating", mutating, "validating", validating)
 	}
 
+	release := func(ctx context.Context) error { return releaseConversion(ctx, apiext, o.Namespace, log) }
 	if o.Deployment != "" {
-		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, log); err != nil {
+		// The conversion stanza is released while the servers drain: on
+		// SIGTERM their controllers stop at once (nothing re-points the
+		// stanza) but the converter keeps serving for the drain, so reads
+		// of the old MeshConfig versions never find it gone.
+		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, release, log); err != nil {
 			return err
 		}
+	}
+	if err := release(ctx); err != nil {
+		return err
 	}
 
 	if err := handOverBootstrapSecrets(ctx, meta, o.MeshName, log); err != nil {
 		return fmt.Errorf("handing the bootstrap Secrets of mesh %s to the garbage collector: %w", o.MeshName, err)
 	}
-
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}})
-	_, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, fsmnames.MeshConfigCRDName, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err := ignoreNotFound(err); err != nil {
-		return fmt.Errorf("setting conversion strategy None on CRD %s: %w", fsmnames.MeshConfigCRDName, err)
-	}
-	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName)
 
 	if o.MeshConfigName != "" {
 		return deleteOwnMeshConfig(ctx, dyn, o.Namespace, o.MeshConfigName, log)
@@ -158,9 +162,47 @@ func deleteOwnMeshConfig(ctx context.Context, dyn dynamic.Interface, ns, name st
 	return nil
 }
 
+// conversionReleased says whether the hook has nothing to undo in the CRD's
+// conversion stanza: no webhook, or another mesh's converter's Service (that
+// mesh's converter took the stanza over and keeps serving it). A URL stanza
+// (out-of-cluster servers) names no namespace and is the mesh's own.
+func conversionReleased(c *apiextv1.CustomResourceConversion, ns string) bool {
+	if c == nil || c.Strategy != apiextv1.WebhookConverter {
+		return true
+	}
+	if c.Webhook == nil || c.Webhook.ClientConfig == nil || c.Webhook.ClientConfig.Service == nil {
+		return false
+	}
+	return c.Webhook.ClientConfig.Service.Namespace != ns
+}
+
+// releaseConversion sets the MeshConfig CRD's conversion strategy to None,
+// as FSM's bootstrap does, unless conversionReleased; NotFound is done.
+func releaseConversion(ctx context.Context, apiext apiextclient.Interface, ns string, log logr.Logger) error {
+	crds := apiext.ApiextensionsV1().CustomResourceDefinitions()
+	crd, err := crds.Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading CRD %s: %w", fsmnames.MeshConfigCRDName, err)
+	}
+	if conversionReleased(crd.Spec.Conversion, ns) {
+		return nil
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}})
+	_, err = crds.Patch(ctx, fsmnames.MeshConfigCRDName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("setting conversion strategy None on CRD %s: %w", fsmnames.MeshConfigCRDName, err)
+	}
+	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName)
+	return nil
+}
+
 // scaleToZero scales the servers' Deployment to zero and waits until none of
-// its pods is left.
-func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, log logr.Logger) error {
+// its pods is left. Once every pod left is terminating it calls draining at
+// each poll (their controllers have stopped; their listeners still serve).
+func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, draining func(context.Context) error, log logr.Logger) error {
 	deployments := cs.AppsV1().Deployments(ns)
 	d, err := deployments.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -178,15 +220,36 @@ func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 		return fmt.Errorf("scaling Deployment %s/%s to zero: %w", ns, name, err)
 	}
 	log.Info("Scaled the servers to zero; waiting for their pods to go", "deployment", ns+"/"+name)
-	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+	// Polled often: the stanza must be released before kube-proxy stops
+	// routing to the terminating converter (its iptables sync runs at most
+	// once a second), and one hook's List a tenth of a second is cheap.
+	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 		if err != nil {
 			return false, nil //nolint:nilerr // transient: retry until ctx ends
 		}
-		return len(pods.Items) == 0, nil
+		if len(pods.Items) == 0 {
+			return true, nil
+		}
+		if allTerminating(pods.Items) {
+			if err := draining(ctx); err != nil {
+				log.Error(err, "While the servers drain; retrying")
+			}
+		}
+		return false, nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the pods of Deployment %s/%s to stop: %w", ns, name, err)
 	}
 	return nil
+}
+
+// allTerminating: every pod has been asked to stop.
+func allTerminating(pods []corev1.Pod) bool {
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil {
+			return false
+		}
+	}
+	return true
 }

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	admv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -137,9 +139,9 @@ func TestRun(t *testing.T) {
 		"delete mutatingwebhookconfigurations",
 		"delete validatingwebhookconfigurations",
 		"patch deployments",
+		"patch customresourcedefinitions",
 		"delete secrets", // the Secret whose pod is gone
 		"patch secrets",  // the running pod's Secret to the garbage collector
-		"patch customresourcedefinitions",
 		"delete meshconfigs",
 	}
 	if !reflect.DeepEqual(c.rec.writes, want) {
@@ -179,7 +181,7 @@ func TestRunSkips(t *testing.T) {
 	if err := run(context.Background(), c.cs, c.apiext, c.dyn, c.meta, Options{Namespace: ns, MeshName: "fsm"}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"delete mutatingwebhookconfigurations", "delete validatingwebhookconfigurations", "delete secrets", "patch secrets", "patch customresourcedefinitions"}
+	want := []string{"delete mutatingwebhookconfigurations", "delete validatingwebhookconfigurations", "patch customresourcedefinitions", "delete secrets", "patch secrets"}
 	if !reflect.DeepEqual(c.rec.writes, want) {
 		t.Errorf("writes %q, want %q", c.rec.writes, want)
 	}
@@ -196,7 +198,7 @@ func TestRunHandBack(t *testing.T) {
 	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"patch deployments", "delete secrets", "patch secrets", "patch customresourcedefinitions"}
+	want := []string{"patch deployments", "patch customresourcedefinitions", "delete secrets", "patch secrets"}
 	if !reflect.DeepEqual(c.rec.writes, want) {
 		t.Errorf("writes %q, want %q", c.rec.writes, want)
 	}
@@ -300,5 +302,118 @@ func TestDecideHandOver(t *testing.T) {
 				t.Errorf("decideHandOver = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestConversionReleased(t *testing.T) {
+	webhook := func(cc *apiextv1.WebhookClientConfig) *apiextv1.CustomResourceConversion {
+		return &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter,
+			Webhook: &apiextv1.WebhookConversion{ClientConfig: cc, ConversionReviewVersions: []string{"v1"}}}
+	}
+	service := func(namespace string) *apiextv1.WebhookClientConfig {
+		return &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: namespace, Name: "fsm-bootstrap"}}
+	}
+	for _, tc := range []struct {
+		name string
+		c    *apiextv1.CustomResourceConversion
+		want bool
+	}{
+		{"no stanza", nil, true},
+		{"None", &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}, true},
+		{"our Service", webhook(service(ns)), false},
+		{"another mesh's Service: its converter took it over", webhook(service("other-mesh")), true},
+		{"URL: out-of-cluster servers, ours", webhook(&apiextv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:9443/convert")}), false},
+		{"Webhook without a client config", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := conversionReleased(tc.c, ns); got != tc.want {
+				t.Errorf("conversionReleased = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunReleasesConversionWhileDraining: the stanza goes to None while the
+// servers' pods are terminating (their converter still serves), not only
+// after they are gone; a converter that re-points it before its controllers
+// stop is undone at the next poll; nothing is released while a pod runs.
+func TestRunReleasesConversionWhileDraining(t *testing.T) {
+	// Bounded: releasing only after the pods are gone never ends here.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newCluster()
+	podGVR := corev1.SchemeGroupVersion.WithResource("pods")
+	crdGVR := apiextv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
+	server := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks-0", Labels: map[string]string{"app": "fsm-webhooks"}}}
+	if err := c.cs.Tracker().Add(server); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu          sync.Mutex
+		events      []string
+		terminating bool
+		releases    int
+	)
+	record := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	// The ReplicaSet controller and the kubelet: scaled to zero, the pod
+	// terminates; it is gone once the stanza was released twice.
+	c.cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		p := server.DeepCopy()
+		p.DeletionTimestamp = ptr.To(metav1.Now())
+		mu.Lock()
+		terminating = true
+		mu.Unlock()
+		record("pod terminating")
+		return false, nil, c.cs.Tracker().Update(podGVR, p, ns)
+	})
+	c.apiext.PrependReactor("patch", "customresourcedefinitions", func(k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		if !terminating {
+			mu.Unlock()
+			t.Error("conversion released while a server pod was running")
+			return false, nil, nil
+		}
+		releases++
+		n := releases
+		mu.Unlock()
+		record(fmt.Sprintf("release %d", n))
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			switch n {
+			case 1: // the converter's controller, not yet stopped, re-points it
+				crd, err := c.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				crd.Spec.Conversion = &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter,
+					Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"},
+						ClientConfig: &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap"}}}}
+				if err := c.apiext.Tracker().Update(crdGVR, crd, ""); err != nil {
+					t.Error(err)
+				}
+				record("converter re-pointed")
+			case 2:
+				if err := c.cs.Tracker().Delete(podGVR, ns, server.Name); err != nil {
+					t.Error(err)
+				}
+				record("pod gone")
+			}
+		}()
+		return false, nil, nil
+	})
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", KeepConfigurations: true}
+	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"pod terminating", "release 1", "converter re-pointed", "release 2", "pod gone"}
+	if !reflect.DeepEqual(events, want) {
+		t.Errorf("events %q, want %q", events, want)
+	}
+	crd, err := c.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+	if err != nil || !conversionReleased(crd.Spec.Conversion, ns) {
+		t.Errorf("CRD conversion %+v, err %v; want released", crd.Spec.Conversion, err)
 	}
 }

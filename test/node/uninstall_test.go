@@ -21,7 +21,9 @@ import (
 // TestUninstallOnNode runs `helm uninstall` with its pre-delete hook: the
 // hook's Job runs as a real pod under the kubelet and does what only it does
 // (the MeshConfig CRD's conversion back to None, fsm-mesh-config deleted),
-// and what the release leaves behind is exactly the chart README's list.
+// and what the release leaves behind is exactly the chart README's list;
+// reads of the MeshConfig in an old version (through the converter) never
+// fail while it runs.
 func TestUninstallOnNode(t *testing.T) {
 	ctx, c, helm := startChart(t)
 	waitWebhooksReady(t, c, chartImage)
@@ -62,10 +64,40 @@ func TestUninstallOnNode(t *testing.T) {
 			}
 		}
 	}()
+	// A reader of an old MeshConfig version through the uninstall: each
+	// read needs the converter until the hook sets the conversion to None,
+	// which it does while the servers drain, so no read may fail.
+	v1alpha1 := schema.GroupVersionResource{Group: "config.flomesh.io", Version: "v1alpha1", Resource: "meshconfigs"}
+	var reads, readFailures int
+	var firstReadFailure error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for wctx.Err() == nil {
+			_, err := dyn.Resource(v1alpha1).Namespace(chartNS).Get(wctx, "fsm-mesh-config", metav1.GetOptions{})
+			mu.Lock()
+			reads++
+			if err != nil && !apierrors.IsNotFound(err) && wctx.Err() == nil {
+				readFailures++
+				if firstReadFailure == nil {
+					firstReadFailure = err
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-wctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
 	start := time.Now()
 	err = helm.Uninstall(true)
 	wcancel()
 	wg.Wait()
+	t.Logf("v1alpha1 reads of fsm-mesh-config during the uninstall: %d, failed %d", reads, readFailures)
+	if readFailures != 0 {
+		t.Errorf("%d of %d v1alpha1 reads failed during the uninstall, want 0; first: %v", readFailures, reads, firstReadFailure)
+	}
 	if err != nil {
 		t.Fatalf("%v (logs in %s)", err, c.LogDir)
 	}

@@ -27,12 +27,16 @@ type takeoverHelm struct {
 	// uninstall: `helm uninstall` without hooks (the test runs the
 	// pre-delete Job's command in the kubelet's place).
 	uninstall func(t *testing.T, kubeconfig []byte) error
+	// ownershipConflict is in the error of an install without
+	// --take-ownership next to FSM's release.
+	ownershipConflict string
 }
 
 var helm4 = takeoverHelm{
-	name:    "helm4",
-	install: helmInstall,
-	upgrade: helmUpgrade,
+	name:              "helm4",
+	install:           helmInstall,
+	upgrade:           helmUpgrade,
+	ownershipConflict: "conflict",
 	uninstall: func(t *testing.T, kubeconfig []byte) error {
 		un := action.NewUninstall(helmConfig(t, kubeconfig))
 		un.DisableHooks = true
@@ -45,7 +49,8 @@ var helm4 = takeoverHelm{
 // helm3 is the Helm 3 SDK (v3.22): --take-ownership, no --force-conflicts
 // (client-side apply; it skips a crds/ CRD that exists, FSM's here).
 var helm3 = takeoverHelm{
-	name: "helm3",
+	name:              "helm3",
+	ownershipConflict: "invalid ownership metadata",
 	install: func(ctx context.Context, t *testing.T, kubeconfig []byte, values map[string]any, takeOwnership bool) error {
 		t.Helper()
 		in := action3.NewInstall(helm3Config(t, kubeconfig))

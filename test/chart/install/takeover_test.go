@@ -253,10 +253,17 @@ func helmUpgrade(ctx context.Context, t *testing.T, kubeconfig []byte, values ma
 }
 
 // TestTakeoverFromFSM installs the chart next to FSM v1.5.1's objects as
-// docs/migrate-from-fsm.md says: a plain install stops on Helm ownership,
-// --take-ownership adopts FSM's Services and run-time webhook
-// configurations, and FSM's CA and MeshConfig stay byte for byte.
+// docs/migrate-from-fsm.md says, with Helm 4 and with Helm 3: a plain install
+// stops on Helm ownership, --take-ownership adopts FSM's Services and
+// run-time webhook configurations, and FSM's CA and MeshConfig stay byte for
+// byte.
 func TestTakeoverFromFSM(t *testing.T) {
+	for _, h := range []takeoverHelm{helm4, helm3} {
+		t.Run(h.name, func(t *testing.T) { takeoverFromFSM(t, h) })
+	}
+}
+
+func takeoverFromFSM(t *testing.T, h takeoverHelm) {
 	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -275,15 +282,15 @@ func TestTakeoverFromFSM(t *testing.T) {
 	values := map[string]any{"fsm": map[string]any{"meshConfig": map[string]any{"create": false}}}
 
 	t.Run("plain install stops on FSM's ownership", func(t *testing.T) {
-		err := helmInstall(ctx, t, env.KubeConfig, values, false)
-		if err == nil || !strings.Contains(err.Error(), "conflict") {
+		err := h.install(ctx, t, env.KubeConfig, values, false)
+		if err == nil || !strings.Contains(err.Error(), h.ownershipConflict) {
 			t.Fatalf("install next to FSM without --take-ownership: %v", err)
 		}
 	})
 
 	t.Run("take-ownership adopts and keeps FSM's data", func(t *testing.T) {
 		// The refused install stopped at crds/, before recording a release.
-		if err := helmInstall(ctx, t, env.KubeConfig, values, true); err != nil {
+		if err := h.install(ctx, t, env.KubeConfig, values, true); err != nil {
 			t.Fatal(err)
 		}
 		var ca corev1.Secret
