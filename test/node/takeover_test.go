@@ -176,8 +176,8 @@ func TestTakeoverOnNode(t *testing.T) {
 	oursAt := load.counts(phaseTakeover).ours
 	load.waitFor(t, "our injector admits pods", time.Minute, func(n switchCounts) bool { return n.ours >= oursAt+10 })
 	time.Sleep(3 * time.Second)
-	load.setPhase(phaseHandBack)
 	mark("taken over")
+	load.setPhase(phaseHandBack)
 
 	// Hand-back, step 1: FSM's injector back; on start it rewrites its
 	// configuration, which still reaches our pods through the Service.
@@ -524,11 +524,15 @@ func runFSMDeploymentOnNode(d *appsv1.Deployment) error {
 }
 
 // fsmInjectorRBAC is what the stand-in needs, no more: read the CA Secret,
-// create its configuration, get and update it (FSM's ServiceAccount "fsm"
-// can do far more, for FSM's informers).
+// create its configuration, get and update it (FSM's ServiceAccount "fsm",
+// which FSM's chart binds to far more for FSM's informers, is created
+// without a binding).
 func fsmInjectorRBAC() []client.Object {
 	const name = "fsm-injector-standin"
 	return []client.Object{
+		// FSM's ServiceAccount, which its other Deployments name; bound
+		// to nothing here (the repo container needs no API access).
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "fsm", Namespace: chartNS}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: chartNS}},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: chartNS}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{fsmCASecret}, Verbs: []string{"get"}},
@@ -933,7 +937,7 @@ func checkSamplesRun(t *testing.T, c *node.Cluster) {
 		}
 		return nil
 	})
-	t.Logf("sample pods running under the kubelet: %d admitted by FSM (app only), %d by ours (fsm-init, Pipy sidecar, app); all Running %s after the load ended",
+	t.Logf("sample pods running under the kubelet: %d admitted by FSM (app only), %d by ours (fsm-init, Pipy sidecar, app); all Running %s after this check began",
 		byFSM, byOurs, time.Since(start).Round(100*time.Millisecond))
 	if byFSM == 0 || byOurs == 0 {
 		t.Errorf("sample pods: %d by FSM, %d by ours running; want both injectors' pods", byFSM, byOurs)
