@@ -27,8 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// meshCA is FSM's mesh CA as the takeover tests need it: tresor (fsmRoot)
-// or Vault (vaultCA).
+// meshCA is FSM's mesh CA as the takeover tests need it: tresor (fsmRoot),
+// Vault (vaultCA) or cert-manager (takeover_certmanager_test.go).
 type meshCA interface {
 	// bundle is the root FSM's servers write into their configurations'
 	// caBundle (PEM).

@@ -376,9 +376,10 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // TestTakeoverWindow performs a takeover while a pod is created every
 // 100 ms in a meshed namespace, the apiserver calling the webhooks through
 // their Services (clusterNet): FSM's injector (a stand-in serving a cert
-// from FSM's root: tresor's, or issued by a real Vault's PKI role with
-// fsm.certificateProvider.kind=vault, serve then run with the chart's Vault
-// settings) admits until it is scaled to zero right after the
+// from FSM's root: tresor's, issued by a real Vault's PKI role with
+// fsm.certificateProvider.kind=vault, or by cert-manager's real CA issuer
+// with kind=cert-manager; serve then runs with the chart's settings for that
+// provider) admits until it is scaled to zero right after the
 // Services switch, ours after. In two steps, as docs/migrate-from-fsm.md
 // prescribes, no create fails; in one step the Services select our pods
 // before they are Ready and every new connection fails until then. FSM's
