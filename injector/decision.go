@@ -50,23 +50,41 @@ type DecideInput struct {
 }
 
 // Decide says whether pod gets a sidecar. hostNetwork is checked first, then
-// the namespace, then the annotations (the pod's beats the namespace's).
+// the namespace and the annotations (decideAnnotated), then whether the pod
+// is a copy or reinvocation of an injected one.
 func Decide(in DecideInput) Decision {
-	pod, ns := in.Pod, in.Namespace
+	pod := in.Pod
 	if pod.Spec.HostNetwork {
 		return Decision{Skip: SkipHostNetwork}
 	}
+	dec := decideAnnotated(in.Namespace, pod.Annotations, in.MeshName, in.FSMNamespace)
+	if !dec.Inject {
+		return dec
+	}
+	if hasBootstrapVolume(pod) {
+		// Either our own reinvocation (reinvocationPolicy IfNeeded) or a copy
+		// of an injected pod (kubectl debug --copy-to). The handler tells them
+		// apart by the Secret: one we created in this admission has no owner.
+		return Decision{Inject: true, Reinject: true, ExistingUUID: existingUUID(pod)}
+	}
+	return dec
+}
+
+// decideAnnotated is the decision pods and VirtualMachines share (FSM's
+// isNamespaceInjectable and isAnnotatedForInjection): the namespace, then
+// the object's annotations, which beat the namespace's.
+func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshName, fsmNamespace string) Decision {
 	switch ns.Name {
 	case "kube-system", "kube-public":
 		return Decision{Skip: SkipSystemNamespace}
-	case in.FSMNamespace:
+	case fsmNamespace:
 		return Decision{Skip: SkipFSMNamespace}
 	}
 	// The namespace is the one read from the cache, never the request's
 	// claim, and is held to the webhook configuration's namespaceSelector:
 	// a caller that is not the apiserver cannot have a Secret written (and a
 	// certificate issued) for a namespace this mesh does not inject.
-	if ns.Labels[fsmnames.MonitoredByLabel] != in.MeshName {
+	if ns.Labels[fsmnames.MonitoredByLabel] != meshName {
 		return Decision{Skip: SkipNotMonitored}
 	}
 	// Either label excludes a monitored namespace, whatever its value, as
@@ -78,7 +96,7 @@ func Decide(in DecideInput) Decision {
 	}
 	enabled := false
 	var found bool
-	for _, ann := range []map[string]string{pod.Annotations, ns.Annotations} {
+	for _, ann := range []map[string]string{annotations, ns.Annotations} {
 		v, ok := ann[SidecarInjectionAnnotation]
 		if !ok {
 			continue
@@ -95,12 +113,6 @@ func Decide(in DecideInput) Decision {
 	}
 	if !enabled {
 		return Decision{Skip: SkipDisabled}
-	}
-	if hasBootstrapVolume(pod) {
-		// Either our own reinvocation (reinvocationPolicy IfNeeded) or a copy
-		// of an injected pod (kubectl debug --copy-to). The handler tells them
-		// apart by the Secret: one we created in this admission has no owner.
-		return Decision{Inject: true, Reinject: true, ExistingUUID: existingUUID(pod)}
 	}
 	return Decision{Inject: true}
 }

@@ -62,7 +62,8 @@ func TestE2E(t *testing.T) {
 	if err := configv1alpha3.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()}, Client: client.Options{Scheme: scheme}})
+	// FSM's VirtualMachine CRD too: testVirtualMachines.
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{testenv.MeshConfigCRDs(), filepath.Join("testdata", "crds")}, Client: client.Options{Scheme: scheme}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
@@ -145,6 +146,7 @@ func TestE2E(t *testing.T) {
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
 	t.Run("a deleted pod's Secret goes at once; the controller writes no owner reference", e.testSecretFollowsPod)
 	t.Run("namespace over its issuance limit: 429, nothing issued, retried by client-go", func(t *testing.T) { e.testNamespaceLimit(t, servingCA) })
+	t.Run("VirtualMachines get fsm-proxy-uuid in monitored namespaces only", func(t *testing.T) { e.testVirtualMachines(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -105,7 +106,8 @@ type Options struct {
 	NewUUID func() string
 }
 
-// Handler is the pod-creation admission handler.
+// Handler is the injector's admission handler: pod creates, and FSM's
+// VirtualMachine creates (handleVirtualMachine).
 type Handler struct {
 	opts    Options
 	mesh    Mesh
@@ -282,14 +284,22 @@ var (
 
 func init() { metrics.Registry.MustRegister(handlerWork, handlerSecretWrite) }
 
-var podGVK = struct{ group, version, kind string }{"", "v1", "Pod"}
+var podGVK = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
 
+// handle dispatches on the request's kind, which the configuration's rules
+// (matchPolicy Exact) decide: pods, and FSM's VirtualMachines as FSM's
+// injector admits them.
 func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite *time.Duration) admission.Response {
-	if req.Kind.Group != podGVK.group || req.Kind.Version != podGVK.version || req.Kind.Kind != podGVK.kind {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod, got %q", req.Kind.String()))
+	isPod := req.Kind == podGVK
+	if !isPod && req.Kind != VirtualMachineGVK {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod or a %s/%s %s, got %q",
+			VirtualMachineGroup, VirtualMachineVersion, VirtualMachineKind, req.Kind.String()))
 	}
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("injection happens on CREATE only")
+	}
+	if !isPod {
+		return h.handleVirtualMachine(ctx, req)
 	}
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no pod object"))
@@ -305,7 +315,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	if nsName == "" {
 		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace"))
 	}
-	log := reqLog{base: h.log, namespace: nsName, pod: pod, uid: req.UID}
+	log := reqLog{base: h.log, namespace: nsName, kind: "pod", name: podName(pod), uid: req.UID}
 
 	ns := &corev1.Namespace{}
 	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
@@ -314,7 +324,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	dec := Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
-		return h.refuse(log.logger(), pod, ns, dec.Err)
+		return h.refuse(log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, dec.Err)
 	}
 	if !dec.Inject {
 		log.V(1).Info("not injecting", "reason", string(dec.Skip))
@@ -349,7 +359,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID,
 		ControllerService: controllerSvc, Reinject: dec.Reinject})
 	if err != nil {
-		return h.refuse(log.logger(), pod, ns, err)
+		return h.refuse(log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, err)
 	}
 	ops, err := CreatePatch(pod, mut.Pod)
 	if err != nil {
@@ -369,18 +379,59 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	return admission.Patched("", ops...)
 }
 
+// handleVirtualMachine admits a VirtualMachine create as FSM's injector
+// does: in a namespace and with annotations that inject a pod, it gets a
+// fresh fsm-proxy-uuid label and nothing else (no certificate, no Secret,
+// so a dry run needs no special case and no namespace limit applies).
+func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Request) admission.Response {
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no VirtualMachine object"))
+	}
+	vm, err := DecodeVirtualMachine(req.Object.Raw)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding VirtualMachine: %w", err))
+	}
+	nsName := req.Namespace
+	if nsName == "" {
+		nsName = vm.namespace()
+	}
+	if nsName == "" {
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace"))
+	}
+	log := reqLog{base: h.log, namespace: nsName, kind: "virtualMachine", name: vm.Name(), uid: req.UID}
+
+	ns := &corev1.Namespace{}
+	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
+		log.Error(err, "reading namespace")
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err))
+	}
+	dec := DecideVirtualMachine(DecideVirtualMachineInput{VM: vm, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
+	if dec.Err != nil {
+		return h.refuse(log.logger(), VirtualMachineKind, vm.Name(), vm.ownerReferences(), ns, dec.Err)
+	}
+	if !dec.Inject {
+		log.V(1).Info("not injecting", "reason", string(dec.Skip))
+		return admission.Allowed("")
+	}
+	proxyUUID := h.opts.NewUUID()
+	ops := VirtualMachinePatch(vm, proxyUUID)
+	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "dryRun", req.DryRun != nil && *req.DryRun, "ops", len(ops))
+	return admission.Patched("", ops...)
+}
+
 // reqLog is the handler's logger for one admission. It adds the request's
 // values only when something is logged: with zap, WithValues encodes them at
 // once, and most admissions log nothing.
 type reqLog struct {
 	base      logr.Logger
 	namespace string
-	pod       *corev1.Pod
+	kind      string // the key naming the object: "pod", "virtualMachine"
+	name      string
 	uid       types.UID
 }
 
 func (l reqLog) logger() logr.Logger {
-	return l.base.WithValues("namespace", l.namespace, "pod", podName(l.pod), "uid", l.uid)
+	return l.base.WithValues("namespace", l.namespace, l.kind, l.name, "uid", l.uid)
 }
 
 func (l reqLog) Error(err error, msg string, kv ...any) { l.logger().Error(err, msg, kv...) }
@@ -447,20 +498,21 @@ func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUI
 	return nil
 }
 
-// refuse denies a pod for a reason the user must fix, and tells them on the
-// pod's owner (or the namespace) too: a Deployment's pods are created by its
-// ReplicaSet, so the denial is otherwise only visible in its events.
-func (h *Handler) refuse(log logr.Logger, pod *corev1.Pod, ns *corev1.Namespace, err error) admission.Response {
-	log.V(1).Info("refusing pod", "reason", err.Error())
+// refuse denies an object (kind "pod" or "VirtualMachine") for a reason the
+// user must fix, and tells them on its owner (or the namespace) too: a
+// Deployment's pods are created by its ReplicaSet, so the denial is
+// otherwise only visible in its events.
+func (h *Handler) refuse(log logr.Logger, kind, name string, owners []metav1.OwnerReference, ns *corev1.Namespace, err error) admission.Response {
+	log.V(1).Info("refusing "+kind, "reason", err.Error())
 	if h.opts.Recorder != nil {
-		h.opts.Recorder.Eventf(eventTarget(pod, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
-			"pod %s refused by the sidecar injector: %s", podName(pod), err.Error())
+		h.opts.Recorder.Eventf(eventTarget(owners, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
+			"%s %s refused by the sidecar injector: %s", kind, name, err.Error())
 	}
 	return admission.Denied(err.Error())
 }
 
-func eventTarget(pod *corev1.Pod, ns *corev1.Namespace) runtime.Object {
-	for _, ref := range pod.OwnerReferences {
+func eventTarget(owners []metav1.OwnerReference, ns *corev1.Namespace) runtime.Object {
+	for _, ref := range owners {
 		if ref.Controller != nil && *ref.Controller {
 			return &corev1.ObjectReference{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Namespace: ns.Name}
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -60,8 +61,7 @@ type fakeRecorder struct {
 func (r *fakeRecorder) Eventf(regarding, _ runtime.Object, _, _, _, note string, args ...interface{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, recordedEvent{regarding: regarding, note: note})
-	_ = args
+	r.events = append(r.events, recordedEvent{regarding: regarding, note: fmt.Sprintf(note, args...)})
 }
 
 type handlerFixture struct {
@@ -204,7 +204,7 @@ func TestHandlerHTTP(t *testing.T) {
 			r.Object.Raw = podJSON(p)
 		}), code: http.StatusForbidden, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`, uid: "uid-1", events: 1},
 		{name: "wrong kind", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Service" }),
-			code: http.StatusBadRequest, message: `expected a v1 Pod, got "/v1, Kind=Service"`, uid: "uid-1"},
+			code: http.StatusBadRequest, message: `expected a v1 Pod or a machine.flomesh.io/v1alpha1 VirtualMachine, got "/v1, Kind=Service"`, uid: "uid-1"},
 		{name: "missing object", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }),
 			code: http.StatusBadRequest, message: "admission request has no pod object", uid: "uid-1"},
 		{name: "object not a pod", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = []byte(`{"spec":{"containers":"nope"}}`) }),

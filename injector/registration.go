@@ -21,9 +21,10 @@ const webhookTimeoutSeconds = 20
 
 // Registration is the injector's MutatingWebhookConfiguration
 // (fsmnames.MutatingConfigurationName), served at fsmnames.InjectorPath:
-// pods created in namespaces monitored by mesh, never in the fsm namespace
-// nor in namespaces labelled flomesh.io/ignore or control-plane. The chart
-// renders the same (test/chart checks it).
+// pods and FSM's VirtualMachines (machine.flomesh.io/v1alpha1, as FSM v1.5.1
+// registers them) created in namespaces monitored by mesh, never in the fsm
+// namespace nor in namespaces labelled flomesh.io/ignore or control-plane.
+// The chart renders the same (test/chart checks it).
 //
 // failurePolicy Fail: a pod admitted without its sidecar escapes the mesh.
 // sideEffects NoneOnDryRun: the bootstrap Secret is written only for real
@@ -42,6 +43,10 @@ func Registration(mesh, fsmNamespace string) webhooks.Registration {
 				Rules: []admv1.RuleWithOperations{{
 					Operations: []admv1.OperationType{admv1.Create},
 					Rule:       admv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				}, {
+					Operations: []admv1.OperationType{admv1.Create},
+					Rule: admv1.Rule{APIGroups: []string{VirtualMachineGroup}, APIVersions: []string{VirtualMachineVersion},
+						Resources: []string{VirtualMachineResource}},
 				}},
 				NamespaceSelector: &metav1.LabelSelector{
 					MatchLabels: map[string]string{fsmnames.MonitoredByLabel: mesh},

@@ -1,6 +1,7 @@
 package injector_test
 
 import (
+	"reflect"
 	"testing"
 
 	admv1 "k8s.io/api/admissionregistration/v1"
@@ -26,9 +27,15 @@ func TestRegistration(t *testing.T) {
 		w.ReinvocationPolicy != nil {
 		t.Errorf("webhook %+v", w)
 	}
-	if len(w.Rules) != 1 || len(w.Rules[0].Operations) != 1 || w.Rules[0].Operations[0] != admv1.Create ||
-		w.Rules[0].Resources[0] != "pods" || w.Rules[0].APIGroups[0] != "" || w.Rules[0].APIVersions[0] != "v1" {
-		t.Errorf("rules %+v", w.Rules)
+	// Pods, and FSM's VirtualMachines as FSM v1.5.1 routes them (CREATE,
+	// machine.flomesh.io/v1alpha1 virtualmachines).
+	create := []admv1.OperationType{admv1.Create}
+	wantRules := []admv1.RuleWithOperations{
+		{Operations: create, Rule: admv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
+		{Operations: create, Rule: admv1.Rule{APIGroups: []string{"machine.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"virtualmachines"}}},
+	}
+	if !reflect.DeepEqual(w.Rules, wantRules) {
+		t.Errorf("rules %+v, want %+v", w.Rules, wantRules)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
 	if err != nil {

@@ -6,6 +6,7 @@ package chart_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -226,6 +227,18 @@ func TestRenderDefaults(t *testing.T) {
 		}
 		if got := m.GetLabels()["app.kubernetes.io/instance"]; got != "fsm" {
 			t.Errorf("instance label %q", got)
+		}
+		// Pods and FSM's VirtualMachines, as FSM v1.5.1 routes them to its
+		// injector (TestConfigurationsMatchServers compares them exactly).
+		wantRules := []any{
+			map[string]any{"operations": []any{"CREATE"}, "apiGroups": []any{""}, "apiVersions": []any{"v1"}, "resources": []any{"pods"}},
+			map[string]any{"operations": []any{"CREATE"}, "apiGroups": []any{"machine.flomesh.io"}, "apiVersions": []any{"v1alpha1"}, "resources": []any{"virtualmachines"}},
+		}
+		if got := wh["rules"]; !reflect.DeepEqual(got, wantRules) {
+			t.Errorf("rules %v, want %v", got, wantRules)
+		}
+		if got := wh["matchPolicy"]; got != "Exact" {
+			t.Errorf("matchPolicy %v, want Exact", got)
 		}
 	})
 
