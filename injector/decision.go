@@ -6,8 +6,8 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
-// SkipReason says why a pod is admitted unchanged. The values are the
-// skip_reason label of the admissions metric.
+// SkipReason says why a pod or VirtualMachine is admitted unchanged; the
+// handler logs it as "reason" (verbosity 1).
 type SkipReason string
 
 // Reasons a pod is not injected.
