@@ -18,3 +18,16 @@ func TestLoopbackCanBeListenedOn(t *testing.T) {
 	}
 	_ = l.Close()
 }
+
+// No port is handed out twice in a process, although the kernel may give a
+// closed one again at once.
+func TestLoopbackNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 2000 {
+		port := Must(t)
+		if seen[port] {
+			t.Fatalf("port %d handed out twice", port)
+		}
+		seen[port] = true
+	}
+}

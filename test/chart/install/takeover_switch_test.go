@@ -80,6 +80,8 @@ type serveProc struct {
 	stop func()
 	// exited receives the process's exit once it ends by itself.
 	exited <-chan error
+	// gone is closed once the process has ended, however.
+	gone <-chan struct{}
 	logs   *syncBuffer
 }
 
@@ -129,9 +131,13 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	p.exited, p.logs = exited, logs
+	exited, gone := make(chan error, 1), make(chan struct{})
+	go func() {
+		err := srv.Wait()
+		close(gone)
+		exited <- err
+	}()
+	p.exited, p.gone, p.logs = exited, gone, logs
 	var once sync.Once
 	p.stop = func() {
 		once.Do(func() {
@@ -513,7 +519,14 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		"validator":      fmt.Sprintf("127.0.0.1:%d", proc.validator),
 		"crdconversion":  fmt.Sprintf("127.0.0.1:%d", proc.converter),
 	}})
-	waitFor(t, "our pod Ready", 3*time.Minute, proc.ready)
+	waitFor(t, "our pod Ready", 3*time.Minute, func() bool {
+		select {
+		case <-proc.gone: // a refused flag: fail now, not in 3 minutes
+			t.Fatalf("fsm-webhooks exited before it was Ready:\n%s", proc.logs.String())
+		default:
+		}
+		return proc.ready()
+	})
 	mark("our pod Ready")
 
 	// Then the Services change hands: their selectors pick our Ready pods.
