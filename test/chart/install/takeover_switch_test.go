@@ -82,7 +82,7 @@ type serveProc struct {
 	exited <-chan error
 	// gone is closed once the process has ended, however.
 	gone <-chan struct{}
-	logs   *syncBuffer
+	logs *syncBuffer
 }
 
 // ready is the pod's readiness: /readyz answers 200.
