@@ -126,6 +126,10 @@ func TestTakeoverOnNode(t *testing.T) {
 	repoURL := installFSMOnNode(ctx, t, c, root)
 	caBefore, mcBefore := fsmData(ctx, t, c)
 	c.CreateNamespace(t, switchNS, map[string]string{"flomesh.io/monitored-by": fsmMesh})
+	// A Ready pod is routed to once kube-proxy has synced its endpoint: the
+	// load must not begin before (one run lost its first 3 creates to
+	// "connection refused" on FSM's Service).
+	waitFSMAdmitting(t, c)
 	t.Logf("FSM's objects installed, its injector Ready and registered %s after the node", time.Since(start).Round(100*time.Millisecond))
 
 	// What FSM's controller does for a proxy: publish its codebase. Only
@@ -243,6 +247,28 @@ func TestTakeoverOnNode(t *testing.T) {
 	})
 	t.Run("handed back: FSM's configuration and Services", func(t *testing.T) {
 		checkNodeHandedBack(ctx, t, cs, root.certPEM)
+	})
+}
+
+// waitFSMAdmitting waits until three dry-run pod creates in a row in
+// switchNS are admitted by FSM's injector through its Service.
+func waitFSMAdmitting(t *testing.T, c *node.Cluster) {
+	t.Helper()
+	ok := 0
+	c.WaitFor(t, "three dry-run pod creates in a row admitted by FSM's injector", 2*time.Minute, func(ctx context.Context) error {
+		p, err := c.Clientset.CoreV1().Pods(switchNS).Create(ctx, switchPod("probe", false), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			ok = 0
+			return err
+		}
+		if by := admittedBy(p); by != "fsm" {
+			ok = 0
+			return fmt.Errorf("dry-run pod admitted by %s", by)
+		}
+		if ok++; ok < 3 {
+			return fmt.Errorf("%d dry-run creates admitted by FSM in a row", ok)
+		}
+		return nil
 	})
 }
 
