@@ -40,7 +40,11 @@ type Options struct {
 	// which own them from now on (docs/migrate-from-fsm.md). Deleting them
 	// would admit pods without a sidecar until FSM's injector re-registers.
 	KeepConfigurations bool
-	Log                logr.Logger
+	// ConversionLeaseNamespace holds the converters' conversion-owner Lease
+	// (serve's --conversion-lease-namespace); empty: the hook does not take
+	// it and only re-releases the stanza while the servers stop.
+	ConversionLeaseNamespace string
+	Log                      logr.Logger
 }
 
 var meshConfigGVR = schema.GroupVersionResource{Group: fsmnames.ConfigGroup, Version: "v1alpha3", Resource: fsmnames.MeshConfigResource}
@@ -103,17 +107,47 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 		log.Info("Deleted the webhook configurations", "mutating", mutating, "validating", validating)
 	}
 
+	// The conversion stanza goes to None while the converters still serve,
+	// so that reads of old MeshConfig versions never find it pointing at a
+	// converter that is gone: first the hook holds the conversion-owner
+	// Lease (no converter re-points the stanza any more), then None, then
+	// the servers stop. If a converter still re-points it (a Lease the hook
+	// could not take), it is released again at every poll while the
+	// servers' pods terminate.
 	release := func(ctx context.Context) error { return releaseConversion(ctx, apiext, o.Namespace, log) }
+	var hold *leaseHold
 	if o.Deployment != "" {
-		// The conversion stanza is released while the servers drain: on
-		// SIGTERM their controllers stop at once (nothing re-points the
-		// stanza) but the converter keeps serving for the drain, so reads
-		// of the old MeshConfig versions never find it gone.
-		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, release, log); err != nil {
+		ours, err := conversionOurs(ctx, apiext, o.Namespace)
+		if err != nil {
 			return err
+		}
+		if ours && o.ConversionLeaseNamespace != "" {
+			if hold, err = holdConversionLease(ctx, cs, o.ConversionLeaseNamespace, o.Namespace+"/"+o.MeshName, log); err != nil {
+				return err
+			}
+			if hold != nil {
+				defer func() { _ = hold.release(context.WithoutCancel(ctx)) }()
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(ownerSeesHolder):
+				}
+			}
 		}
 	}
 	if err := release(ctx); err != nil {
+		return err
+	}
+	if o.Deployment != "" {
+		if err := scaleToZero(ctx, cs, o.Namespace, o.Deployment, release, log); err != nil {
+			return err
+		}
+		if err := release(ctx); err != nil {
+			return err
+		}
+	}
+	// Another mesh's converter may own the stanza from now on.
+	if err := hold.release(ctx); err != nil {
 		return err
 	}
 
@@ -174,6 +208,18 @@ func conversionReleased(c *apiextv1.CustomResourceConversion, ns string) bool {
 		return false
 	}
 	return c.Webhook.ClientConfig.Service.Namespace != ns
+}
+
+// conversionOurs: the CRD's stanza is this mesh's to release.
+func conversionOurs(ctx context.Context, apiext apiextclient.Interface, ns string) (bool, error) {
+	crd, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading CRD %s: %w", fsmnames.MeshConfigCRDName, err)
+	}
+	return !conversionReleased(crd.Spec.Conversion, ns), nil
 }
 
 // releaseConversion sets the MeshConfig CRD's conversion strategy to None,

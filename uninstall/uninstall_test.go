@@ -12,6 +12,7 @@ import (
 
 	admv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 const ns = "fsm-system"
@@ -138,8 +140,8 @@ func TestRun(t *testing.T) {
 	want := []string{
 		"delete mutatingwebhookconfigurations",
 		"delete validatingwebhookconfigurations",
-		"patch deployments",
 		"patch customresourcedefinitions",
+		"patch deployments",
 		"delete secrets", // the Secret whose pod is gone
 		"patch secrets",  // the running pod's Secret to the garbage collector
 		"delete meshconfigs",
@@ -198,7 +200,7 @@ func TestRunHandBack(t *testing.T) {
 	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"patch deployments", "patch customresourcedefinitions", "delete secrets", "patch secrets"}
+	want := []string{"patch customresourcedefinitions", "patch deployments", "delete secrets", "patch secrets"}
 	if !reflect.DeepEqual(c.rec.writes, want) {
 		t.Errorf("writes %q, want %q", c.rec.writes, want)
 	}
@@ -333,87 +335,141 @@ func TestConversionReleased(t *testing.T) {
 	}
 }
 
-// TestRunReleasesConversionWhileDraining: the stanza goes to None while the
-// servers' pods are terminating (their converter still serves), not only
-// after they are gone; a converter that re-points it before its controllers
-// stop is undone at the next poll; nothing is released while a pod runs.
+// TestRunReleasesConversionWhileDraining: the hook takes the
+// conversion-owner Lease from the converter, sets the stanza to None while
+// the servers still run, then stops them; a converter that re-points the
+// stanza anyway (one that has not seen the new holder) is undone at the
+// next poll while its pod terminates; the Lease is freed at the end.
 func TestRunReleasesConversionWhileDraining(t *testing.T) {
-	// Bounded: releasing only after the pods are gone never ends here.
+	// Bounded: a hook that never releases while the pod terminates never
+	// sees it go here.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	defer func(d time.Duration) { ownerSeesHolder = d }(ownerSeesHolder)
+	ownerSeesHolder = 10 * time.Millisecond
 	c := newCluster()
 	podGVR := corev1.SchemeGroupVersion.WithResource("pods")
 	crdGVR := apiextv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
 	server := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks-0", Labels: map[string]string{"app": "fsm-webhooks"}}}
-	if err := c.cs.Tracker().Add(server); err != nil {
-		t.Fatal(err)
+	leaseName := webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)
+	for _, o := range []runtime.Object{server, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: leaseName},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("fsm-system/fsm|replica-a"), LeaseDurationSeconds: ptr.To[int32](15)},
+	}} {
+		if err := c.cs.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var (
-		mu          sync.Mutex
-		events      []string
-		terminating bool
-		releases    int
+		mu       sync.Mutex
+		events   []string
+		releases int
 	)
-	record := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	record := func(e string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) == 0 || events[len(events)-1] != e { // renewals repeat
+			events = append(events, e)
+		}
+	}
+	c.cs.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		l := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		record("Lease held by " + ptr.Deref(l.Spec.HolderIdentity, "<nil>"))
+		return false, nil, nil
+	})
 	// The ReplicaSet controller and the kubelet: scaled to zero, the pod
-	// terminates; it is gone once the stanza was released twice.
+	// terminates, and a converter that missed the Lease re-points the
+	// stanza; the pod is gone once the stanza was released again.
 	c.cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
 		p := server.DeepCopy()
 		p.DeletionTimestamp = ptr.To(metav1.Now())
-		mu.Lock()
-		terminating = true
-		mu.Unlock()
 		record("pod terminating")
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			crd, err := c.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			crd.Spec.Conversion = &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter,
+				Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"},
+					ClientConfig: &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap"}}}}
+			if err := c.apiext.Tracker().Update(crdGVR, crd, ""); err != nil {
+				t.Error(err)
+			}
+			record("converter re-pointed")
+		}()
 		return false, nil, c.cs.Tracker().Update(podGVR, p, ns)
 	})
 	c.apiext.PrependReactor("patch", "customresourcedefinitions", func(k8stesting.Action) (bool, runtime.Object, error) {
 		mu.Lock()
-		if !terminating {
-			mu.Unlock()
-			t.Error("conversion released while a server pod was running")
-			return false, nil, nil
-		}
 		releases++
 		n := releases
 		mu.Unlock()
-		record(fmt.Sprintf("release %d", n))
-		go func() {
-			time.Sleep(100 * time.Millisecond)
-			switch n {
-			case 1: // the converter's controller, not yet stopped, re-points it
-				crd, err := c.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				crd.Spec.Conversion = &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter,
-					Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"},
-						ClientConfig: &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap"}}}}
-				if err := c.apiext.Tracker().Update(crdGVR, crd, ""); err != nil {
-					t.Error(err)
-				}
-				record("converter re-pointed")
-			case 2:
+		record(fmt.Sprintf("stanza None %d", n))
+		if n == 2 {
+			go func() {
+				time.Sleep(100 * time.Millisecond)
 				if err := c.cs.Tracker().Delete(podGVR, ns, server.Name); err != nil {
 					t.Error(err)
 				}
 				record("pod gone")
-			}
-		}()
+			}()
+		}
 		return false, nil, nil
 	})
-	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", KeepConfigurations: true}
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", KeepConfigurations: true, ConversionLeaseNamespace: "kube-system"}
 	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{"pod terminating", "release 1", "converter re-pointed", "release 2", "pod gone"}
+	want := []string{
+		"Lease held by fsm-system/fsm|uninstall-hook",
+		"stanza None 1", // before the servers stop
+		"pod terminating",
+		"converter re-pointed",
+		"stanza None 2",
+		"pod gone",
+		"Lease held by ", // freed: another mesh's converter may take it
+	}
 	if !reflect.DeepEqual(events, want) {
 		t.Errorf("events %q, want %q", events, want)
 	}
 	crd, err := c.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
 	if err != nil || !conversionReleased(crd.Spec.Conversion, ns) {
 		t.Errorf("CRD conversion %+v, err %v; want released", crd.Spec.Conversion, err)
+	}
+}
+
+// TestRunLeavesAnotherMeshsStanza: the stanza points at another mesh's
+// converter (it took the Lease over): the hook neither takes the Lease nor
+// touches the CRD.
+func TestRunLeavesAnotherMeshsStanza(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster()
+	crds := c.apiext.ApiextensionsV1().CustomResourceDefinitions()
+	crd, err := crds.Get(ctx, fsmnames.MeshConfigCRDName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd.Spec.Conversion.Webhook.ClientConfig = &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: "other-mesh", Name: "fsm-bootstrap"}}
+	if _, err := crds.Update(ctx, crd, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cs.Tracker().Add(&coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("other-mesh/fsm|replica-a")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.rec.writes = nil
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", KeepConfigurations: true, ConversionLeaseNamespace: "kube-system"}
+	if err := run(ctx, c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"patch deployments", "delete secrets", "patch secrets"}
+	if !reflect.DeepEqual(c.rec.writes, want) {
+		t.Errorf("writes %q, want %q", c.rec.writes, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/flomesh-io/fsm-webhooks/uninstall"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 func newUninstallHookCommand(o *options) *cobra.Command {
@@ -20,8 +21,9 @@ func newUninstallHookCommand(o *options) *cobra.Command {
 delete the MutatingWebhookConfiguration and ValidatingWebhookConfiguration of the
 mesh (so no failurePolicy=Fail webhook outlives its server; kept with
 --keep-webhook-configurations, a hand-back to FSM), scale the servers'
-Deployment to zero and wait for its pods, set the MeshConfig CRD's conversion
-strategy back to None, and delete the mesh's MeshConfig. Every step is
+Deployment to zero and wait for its pods (the MeshConfig CRD's conversion
+strategy set back to None before they stop, holding the converters'
+conversion-owner Lease so none re-points it), and delete the mesh's MeshConfig. Every step is
 idempotent; NotFound counts as done.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,6 +43,7 @@ idempotent; NotFound counts as done.`,
 	cmd.Flags().StringVar(&u.Deployment, "deployment", "fsm-webhooks", "Deployment of the servers to scale to zero; empty skips")
 	cmd.Flags().StringVar(&u.MeshConfigName, "mesh-config-name", "", "MeshConfig to delete last; empty skips")
 	cmd.Flags().BoolVar(&u.KeepConfigurations, "keep-webhook-configurations", false, "leave the webhook configurations (a hand-back to FSM, whose servers the Services select)")
+	cmd.Flags().StringVar(&u.ConversionLeaseNamespace, "conversion-lease-namespace", webhooks.DefaultConversionLeaseNamespace, "namespace of the converters' conversion-owner Lease, held by the hook while the servers stop; empty: not held")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,12 +65,54 @@ func TestUninstallOnNode(t *testing.T) {
 			}
 		}
 	}()
+	// Before the uninstall, the install has settled: an old version reads
+	// through the converter (right after the servers are Ready, the
+	// apiserver may not have the CRD's new caBundle yet).
+	v1alpha1 := schema.GroupVersionResource{Group: "config.flomesh.io", Version: "v1alpha1", Resource: "meshconfigs"}
+	c.WaitFor(t, "fsm-mesh-config to read at v1alpha1 through the converter", time.Minute, func(ctx context.Context) error {
+		_, err := dyn.Resource(v1alpha1).Namespace(chartNS).Get(ctx, "fsm-mesh-config", metav1.GetOptions{})
+		return err
+	})
+
 	// A reader of an old MeshConfig version through the uninstall: each
 	// read needs the converter until the hook sets the conversion to None,
 	// which it does while the servers drain, so no read may fail.
-	v1alpha1 := schema.GroupVersionResource{Group: "config.flomesh.io", Version: "v1alpha1", Resource: "meshconfigs"}
 	var reads, readFailures int
 	var firstReadFailure error
+	// timeline: the failed reads among the changes of the stanza and of the
+	// servers' pods, printed when a read failed.
+	var timeline []string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := ""
+		for wctx.Err() == nil {
+			now := ""
+			if crd, err := dyn.Resource(crdGVR).Get(wctx, "meshconfigs.config.flomesh.io", metav1.GetOptions{}); err == nil {
+				st, _, _ := unstructured.NestedString(crd.Object, "spec", "conversion", "strategy")
+				now = "conversion " + st
+			}
+			if pods, err := c.Clientset.CoreV1().Pods(chartNS).List(wctx, metav1.ListOptions{LabelSelector: "app=fsm-webhooks"}); err == nil {
+				terminating := 0
+				for _, p := range pods.Items {
+					if p.DeletionTimestamp != nil {
+						terminating++
+					}
+				}
+				now += fmt.Sprintf(", %d server pods (%d terminating)", len(pods.Items), terminating)
+			}
+			if now != last {
+				mu.Lock()
+				timeline = append(timeline, time.Now().Format("15:04:05.000")+" "+now)
+				mu.Unlock()
+				last = now
+			}
+			select {
+			case <-wctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -79,6 +122,7 @@ func TestUninstallOnNode(t *testing.T) {
 			reads++
 			if err != nil && !apierrors.IsNotFound(err) && wctx.Err() == nil {
 				readFailures++
+				timeline = append(timeline, fmt.Sprintf("%s read failed: %v", time.Now().Format("15:04:05.000"), err))
 				if firstReadFailure == nil {
 					firstReadFailure = err
 				}
@@ -96,7 +140,7 @@ func TestUninstallOnNode(t *testing.T) {
 	wg.Wait()
 	t.Logf("v1alpha1 reads of fsm-mesh-config during the uninstall: %d, failed %d", reads, readFailures)
 	if readFailures != 0 {
-		t.Errorf("%d of %d v1alpha1 reads failed during the uninstall, want 0; first: %v", readFailures, reads, firstReadFailure)
+		t.Errorf("%d of %d v1alpha1 reads failed during the uninstall, want 0; first: %v\n%s", readFailures, reads, firstReadFailure, strings.Join(timeline, "\n"))
 	}
 	if err != nil {
 		t.Fatalf("%v (logs in %s)", err, c.LogDir)
