@@ -64,7 +64,7 @@ func TestFlagScopes(t *testing.T) {
 		{"local", join(mesh, ca, hooks, rotation, serveOnly, []string{"no-demo"}), true},
 		{"certs status", join(cluster, mesh, ca, hooks, []string{"output", "deployment"}), false},
 		{"certs rotate-root", join(cluster, mesh, ca, hooks, rotation), false},
-		{"uninstall-hook", join(cluster, mesh, []string{"deployment", "mesh-config-name", "keep-webhook-configurations", "timeout"}), false},
+		{"uninstall-hook", join(cluster, mesh, []string{"deployment", "mesh-config-name", "keep-webhook-configurations", "conversion-lease-namespace", "timeout"}), false},
 		{"version", []string{"output"}, false},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
