@@ -5,17 +5,11 @@ package node_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
+	"github.com/flomesh-io/fsm-webhooks/test/fsmroot"
 	"github.com/flomesh-io/fsm-webhooks/test/images"
 	"github.com/flomesh-io/fsm-webhooks/test/meshimages"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
@@ -122,7 +117,7 @@ func TestTakeoverOnNode(t *testing.T) {
 	cs := c.Clientset
 	start := time.Now()
 
-	root := newMeshRoot(t)
+	root := fsmroot.Must(t)
 	repoURL := installFSMOnNode(ctx, t, c, root)
 	caBefore, mcBefore := fsmData(ctx, t, c)
 	c.CreateNamespace(t, switchNS, map[string]string{"flomesh.io/monitored-by": fsmMesh})
@@ -246,7 +241,7 @@ func TestTakeoverOnNode(t *testing.T) {
 		}
 	})
 	t.Run("handed back: FSM's configuration and Services", func(t *testing.T) {
-		checkNodeHandedBack(ctx, t, cs, root.certPEM)
+		checkNodeHandedBack(ctx, t, cs, root.CertPEM)
 	})
 }
 
@@ -320,46 +315,6 @@ func fsmInjectorPods(ctx context.Context, cs kubernetes.Interface, want int) err
 	return nil
 }
 
-// meshRoot is a mesh root as FSM v1.5.1's tresor makes it (the envtest
-// tests' newFSMRoot, test/chart/install/takeover_net_test.go): RSA 2048, the
-// key PKCS#8 "PRIVATE KEY" PEM, in fsm-ca-bundle as ca.crt / private.key /
-// expiration.
-type meshRoot struct {
-	certPEM, keyPEM []byte
-	notAfter        time.Time
-}
-
-func newMeshRoot(t *testing.T) meshRoot {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fsm-ca.flomesh.io", Organization: []string{"Flomesh Service Mesh"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(87600 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return meshRoot{
-		certPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
-		notAfter: tmpl.NotAfter,
-	}
-}
-
-func (r meshRoot) secretData() map[string][]byte {
-	return map[string][]byte{"ca.crt": r.certPEM, "private.key": r.keyPEM,
-		"expiration": []byte(r.notAfter.UTC().Format("2006-01-02 15:04:05.999999999 -0700 MST"))}
-}
-
 // fsmReference is FSM v1.5.1's recorded install (read-only corpus beside
 // the repository).
 func fsmReference(t *testing.T, name string) []*unstructured.Unstructured {
@@ -397,7 +352,7 @@ func fsmReference(t *testing.T, name string) []*unstructured.Unstructured {
 // changed (the sidecar's log level; its image, to the Pipy this node has).
 // It waits until FSM's injector is Ready and has registered fsm-webhook-fsm,
 // and returns the repo's URL from the host.
-func installFSMOnNode(ctx context.Context, t *testing.T, c *node.Cluster, root meshRoot) string {
+func installFSMOnNode(ctx context.Context, t *testing.T, c *node.Cluster, root fsmroot.Root) string {
 	t.Helper()
 	cl := c.Client
 	c.CreateNamespace(t, chartNS, nil)
@@ -407,7 +362,7 @@ func installFSMOnNode(ctx context.Context, t *testing.T, c *node.Cluster, root m
 			t.Fatalf("%T %s: %v", o, o.GetName(), err)
 		}
 	}
-	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fsmCASecret, Namespace: chartNS}, Data: root.secretData()})
+	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fsmCASecret, Namespace: chartNS}, Data: root.SecretData()})
 	for _, o := range fsmInjectorRBAC() {
 		create(o)
 	}
@@ -458,7 +413,7 @@ func installFSMOnNode(ctx context.Context, t *testing.T, c *node.Cluster, root m
 			Name: "fsm-validator.k8s.io",
 			ClientConfig: admv1.WebhookClientConfig{
 				Service:  &admv1.ServiceReference{Namespace: chartNS, Name: "fsm-validator", Port: ptr.To[int32](9093), Path: ptr.To("/validate")},
-				CABundle: root.certPEM,
+				CABundle: root.CertPEM,
 			},
 			Rules:                   []admv1.RuleWithOperations{{Operations: []admv1.OperationType{admv1.Create, admv1.Update}, Rule: admv1.Rule{APIGroups: []string{"policy.flomesh.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"*"}}}},
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"flomesh.io/monitored-by": fsmMesh}},
@@ -492,7 +447,7 @@ func installFSMOnNode(ctx context.Context, t *testing.T, c *node.Cluster, root m
 		if err != nil {
 			return err
 		}
-		if len(mwc.Webhooks) != 1 || !bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, root.certPEM) {
+		if len(mwc.Webhooks) != 1 || !bytes.Equal(mwc.Webhooks[0].ClientConfig.CABundle, root.CertPEM) {
 			return fmt.Errorf("%s: %d webhooks, want FSM's one with the root as caBundle", fsmWebhookCfg, len(mwc.Webhooks))
 		}
 		pods, err := c.Clientset.CoreV1().Pods(chartNS).List(ctx, metav1.ListOptions{LabelSelector: "app=fsm-controller"})

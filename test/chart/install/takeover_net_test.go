@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -25,6 +24,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/test/fsmroot"
 )
 
 // meshCA is FSM's mesh CA as the takeover tests need it: tresor (fsmRoot),
@@ -43,53 +44,18 @@ type meshCA interface {
 	values() map[string]any
 }
 
-// fsmRoot is a mesh root as FSM v1.5.1's Tresor makes it: RSA 2048, the key
-// PKCS#8 "PRIVATE KEY" PEM (pkg/certificate/encode.go), stored in
-// fsm-ca-bundle as ca.crt / private.key / expiration.
-type fsmRoot struct {
-	cert    *x509.Certificate
-	key     *rsa.PrivateKey
-	certPEM []byte
-	keyPEM  []byte
-}
+// fsmRoot is a mesh root as FSM v1.5.1's Tresor makes it (test/fsmroot).
+type fsmRoot struct{ fsmroot.Root }
 
-func newFSMRoot(t *testing.T) fsmRoot {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fsm-ca.flomesh.io", Organization: []string{"Flomesh Service Mesh"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(87600 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fsmRoot{cert: cert, key: key,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})}
-}
+func newFSMRoot(t *testing.T) fsmRoot { return fsmRoot{fsmroot.Must(t)} }
 
-func (r fsmRoot) bundle() []byte { return r.certPEM }
+func (r fsmRoot) bundle() []byte { return r.CertPEM }
 
 // values: tresor is the chart's default provider.
 func (fsmRoot) values() map[string]any { return nil }
 
 // secretData is fsm-ca-bundle in FSM's key layout.
-func (r fsmRoot) secretData() map[string][]byte {
-	return map[string][]byte{"ca.crt": r.certPEM, "private.key": r.keyPEM, "expiration": []byte(r.cert.NotAfter.UTC().Format("2006-01-02 15:04:05.999999999 -0700 MST"))}
-}
+func (r fsmRoot) secretData() map[string][]byte { return r.SecretData() }
 
 // serving is what FSM's webhook servers serve (pkg/webhook/server.go): a
 // cert for <service>.<namespace>.svc issued from the mesh root, whose
@@ -105,7 +71,7 @@ func (r fsmRoot) serving(t *testing.T, dnsName string) tls.Certificate {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.cert, &key.PublicKey, r.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.Cert, &key.PublicKey, r.Key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -270,7 +270,7 @@ func takeoverFromFSM(t *testing.T, h takeoverHelm) {
 	c := env.Client
 	root := newFSMRoot(t)
 	installFSM(ctx, t, c, root)
-	caCrt := root.certPEM
+	caCrt := root.CertPEM
 
 	mcKey := types.NamespacedName{Namespace: ns, Name: "fsm-mesh-config"}
 	before := &unstructured.Unstructured{}
@@ -297,7 +297,7 @@ func takeoverFromFSM(t *testing.T, h takeoverHelm) {
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-ca-bundle"}, &ca); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(ca.Data["ca.crt"], caCrt) || !bytes.Equal(ca.Data["private.key"], root.keyPEM) {
+		if !bytes.Equal(ca.Data["ca.crt"], caCrt) || !bytes.Equal(ca.Data["private.key"], root.KeyPEM) {
 			t.Errorf("fsm-ca-bundle changed: %v", ca.Data)
 		}
 		after := before.DeepCopy()
