@@ -174,7 +174,8 @@ func run(o options) error {
 	// main returns at the same moment, so the Shutdown may not finish.
 	go func() {
 		<-ctx.Done()
-		if err := srv.Shutdown(context.TODO()); err != nil {
+		// No deadline, as FSM's.
+		if err := srv.Shutdown(context.Background()); err != nil {
 			log.Printf("webhook server shutdown: %v", err)
 		}
 	}()
