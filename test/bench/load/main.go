@@ -14,6 +14,14 @@
 // unthrottled client: not what ships, but it splits the handler's time into
 // its Secret write and its own work.
 //
+// A meshed pod is ready for its kubelet once its bootstrap Secret is stored
+// too: with serve's --bootstrap-secret-writer=controller that is after the
+// create returned, so every meshed phase watches the Secrets and waits for
+// them. A closed loop reports pods with their Secret per second (the clock
+// stops at the last Secret; the figure compared with the pod + Secret
+// phase), an open loop each pod's create return to Secret seen and the pods
+// still without one a few seconds after the phase.
+//
 // Modes (-mode): throughput (the default: closed or open loop, phase by
 // phase; with -rate and -duration, the steady state), writes (the
 // apiserver's writes per pod over its life: create, then delete and wait for
@@ -110,9 +118,12 @@ type config struct {
 	binary           string
 	serveLog         string
 	serveArgs        []string
-	window           time.Duration
-	apiserverProfile string
-	selfProfile      string
+	// writer writes the bootstrap Secrets (serve's
+	// --bootstrap-secret-writer); writerText says so in the banner.
+	writer, writerText string
+	window             time.Duration
+	apiserverProfile   string
+	selfProfile        string
 }
 
 // injectorUnderTest is serve or the in-process handler.
@@ -216,6 +227,9 @@ func parseFlags(args []string) (config, error) {
 	if c.inProcess && (c.binary != "" || c.serveLog != "" || len(c.serveArgs) > 0) {
 		return c, errors.New("-binary, -serve-log and -serve-args configure serve; -in-process runs no serve")
 	}
+	if c.writer, c.writerText, err = secretWriter(c.inProcess, c.serveArgs); err != nil {
+		return c, fmt.Errorf("-serve-args: %w", err)
+	}
 	if !c.inProcess && c.selfProfile != "" {
 		return c, errors.New("-profile profiles this process, which only holds the injector with -in-process (serve exposes no pprof)")
 	}
@@ -306,17 +320,25 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("mode %s, CA key=%s, %s, MeshConfig certKeyBitSize %s, load generator GOMAXPROCS=%d\n%s\nfigures: %s\n",
-		c.mode, c.alg, keys, certKeyBitsText(c.certKeyBits), goruntime.GOMAXPROCS(0), hook.label(), hook.regime())
+	fmt.Printf("mode %s, CA key=%s, %s, %s, MeshConfig certKeyBitSize %s, load generator GOMAXPROCS=%d\n%s\nfigures: %s\n",
+		c.mode, c.alg, keys, c.writerText, certKeyBitsText(c.certKeyBits), goruntime.GOMAXPROCS(0), hook.label(), hook.regime())
+	// Every mode but startup waits for the meshed pods' bootstrap Secrets,
+	// which the controller writer stores after the create returned.
+	var secrets *secretWatch
+	if c.mode != modeStartup {
+		if secrets, err = watchSecrets(ctx, genCfg); err != nil {
+			return err
+		}
+	}
 	switch c.mode {
 	case modeWrites:
-		err = runWrites(ctx, c, cfg, cl, hook, template)
+		err = runWrites(ctx, c, cfg, cl, hook, template, secrets)
 	case modeMemory:
-		err = runMemory(ctx, c, cfg, cl, hook.(*serveProcess))
+		err = runMemory(ctx, c, cfg, cl, hook.(*serveProcess), secrets)
 	case modeStartup:
 		err = runStartup(ctx, c, cl, hook.(*serveProcess))
 	default:
-		err = runThroughput(ctx, c, cfg, cl, hook, template)
+		err = runThroughput(ctx, c, cfg, cl, hook, template, secrets)
 	}
 	if err != nil {
 		return err
@@ -336,8 +358,10 @@ func certKeyBitsText(bits int) string {
 }
 
 // runThroughput runs the phases side by side: closed loop (throughput) or
-// open loop (latency at a rate; with -duration, the steady state).
-func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte) error {
+// open loop (latency at a rate; with -duration, the steady state). A meshed
+// phase lasts until its pods' bootstrap Secrets are stored, serve's samples
+// included: with the controller writer they come after the creates.
+func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte, secrets *secretWatch) error {
 	mode := fmt.Sprintf("closed loop, %d concurrent", c.conc)
 	if c.rate > 0 {
 		mode = fmt.Sprintf("open loop, %g creates/s started (%.0f s per phase)", c.rate, float64(c.pods)/c.rate)
@@ -347,6 +371,9 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		pods += fmt.Sprintf(" (%d through the injector)", c.meshedPods)
 	}
 	fmt.Printf("pods=%s per phase over %d namespace(s), %s\n", pods, c.spread, mode)
+	// The pod + Secret phase's closed-loop rate, to compare the meshed
+	// phase's pods with their Secret against (0: not run).
+	var baseline float64
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
@@ -373,6 +400,17 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if err := stopProfiles(); err != nil {
 			return err
 		}
+		if ns == nsSecret && c.rate <= 0 {
+			baseline = float64(countSuccesses(res.calls)) / res.elapsed.Seconds()
+		}
+		var secretReport []string
+		if meshed {
+			o := awaitSecrets(ctx, secrets, res, c.rate > 0)
+			if c.rate <= 0 {
+				secretReport = append(secretReport, closedLoopSecrets(o, res.elapsed, baseline))
+			}
+			secretReport = append(secretReport, secretLines(o, c.rate > 0)...)
+		}
 		tag := "[no webhook involved]"
 		if meshed {
 			tag = "[" + hook.regime() + "]"
@@ -382,13 +420,25 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 			fmt.Printf("  churn: %d oldest pods deleted as new ones were created (%d deletes failed), keeping %d\n", ch.deleted.Load(), ch.failed.Load(), c.keep)
 		}
 		if meshed {
-			for _, line := range report(res) {
+			for _, line := range append(secretReport, report(res)...) {
 				fmt.Println("  " + line)
 			}
 			fmt.Println("  " + adoption(ctx, cl, end))
 		}
 	}
 	return nil
+}
+
+// awaitSecrets waits for the bootstrap Secrets of a phase's created pods
+// and says how they came: an open loop's must all be there secretGrace after
+// the phase ended; a closed loop's are waited for while they keep coming.
+func awaitSecrets(ctx context.Context, w *secretWatch, res result, openLoop bool) secretOutcome {
+	end := res.start.Add(res.elapsed)
+	notBefore := time.Now()
+	if openLoop {
+		notBefore = end.Add(secretGrace)
+	}
+	return matchSecrets(res.calls, res.start, w.await(ctx, res.calls, notBefore), end.Add(secretGrace))
 }
 
 // installMesh creates what the chart installs before the servers start: the
@@ -576,15 +626,17 @@ func createPods(ctx context.Context, cl client.Client, l load) result {
 		if l.ns == nsSecret {
 			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: key.Namespace}, Data: l.secretData})
 		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}
 		if err == nil {
-			err = cl.Create(ctx, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
-			})
+			// The created pod as stored, the injector's uuid label included.
+			err = cl.Create(ctx, pod)
 		}
 		d := time.Since(t)
 		mu.Lock()
-		res.calls = append(res.calls, call{at: t.Sub(res.start), took: d, late: max(0, t.Sub(due)), err: err})
+		res.calls = append(res.calls, call{at: t.Sub(res.start), took: d, late: max(0, t.Sub(due)), err: err, uuid: pod.Labels[injector.ProxyUUIDLabel]})
 		mu.Unlock()
 		if l.after != nil {
 			l.after(key, err)

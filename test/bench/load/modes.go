@@ -29,7 +29,7 @@ import (
 // the webhook's Secret writes), so the count is the design's cost, not one
 // component's. The idle period before measures the background (leases) to
 // subtract.
-func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte) error {
+func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte, secrets *secretWatch) error {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -79,6 +79,11 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: c.pods, conc: c.conc, secretData: template})
 		created := len(res.calls) - countErrors(res.calls)
 		if meshed {
+			// Deleting a pod before its Secret is written (controller
+			// writer) would save a write no running pod saves.
+			for _, line := range secretLines(awaitSecrets(ctx, secrets, res, false), false) {
+				fmt.Println("  " + line)
+			}
 			// Whatever adopts Secrets does it while the pods live.
 			fmt.Println("  " + adoption(ctx, cl, time.Now()))
 		}
@@ -232,11 +237,14 @@ func waitGone(ctx context.Context, cl client.Client, nss []string, warmUpUUID st
 // sampled every second. With c.churn each create is followed by the
 // deletion of the oldest meshed pod, so the population stays at c.prefill
 // (a long soak must not measure a growing cache).
-func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client, s *serveProcess) error {
+func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client, s *serveProcess, secrets *secretWatch) error {
 	tag := "[" + s.regime() + "]"
 	pre := createPods(ctx, cl, load{ns: nsMeshed, spread: c.spread, prefix: "pre-", n: c.prefill, conc: c.conc})
 	fmt.Printf("pre-fill: %d meshed pods through the injector over %d namespace(s), closed loop %d concurrent: %.1f pods/s, %d errors  %s\n",
 		c.prefill, c.spread, c.conc, float64(len(pre.calls))/pre.elapsed.Seconds(), countErrors(pre.calls), tag)
+	for _, line := range secretLines(awaitSecrets(ctx, secrets, pre, false), false) {
+		fmt.Println("  " + line)
+	}
 	fmt.Println("  " + adoption(ctx, cl, time.Now()))
 	// Oldest first; a pre-fill create that failed is deleted as NotFound
 	// and not counted.
@@ -262,6 +270,7 @@ func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 	}
 	fmt.Printf("load: open loop, %g admissions/s for %s (%d pods over %d namespace(s)), %s\n", c.rate, c.duration, c.pods, c.spread, churn)
 	res := createPods(ctx, cl, load{ns: nsMeshed, spread: c.spread, prefix: "p-", n: c.pods, rate: c.rate, after: after})
+	secretReport := secretLines(awaitSecrets(ctx, secrets, res, true), true)
 	deleted, deleteErrs := ch.deleted.Load(), ch.failed.Load()
 	samples, err := stop()
 	if err := stopProfiles(); err != nil {
@@ -286,7 +295,7 @@ func runMemory(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		verdict = "GROWS"
 	}
 	fmt.Printf("  growth over the second half (least squares): %+.1f MiB: %s (growth: more than 1 MiB and 2%% of the half's mean)\n", overHalf, verdict)
-	for _, line := range serveReport(samples, res) {
+	for _, line := range append(secretReport, serveReport(samples, res, s.writer)...) {
 		fmt.Println("  " + line)
 	}
 	return nil

@@ -26,6 +26,9 @@ type call struct {
 	// late is how far behind its schedule an open-loop create started.
 	late time.Duration
 	err  error
+	// uuid is the proxy uuid the injector gave a created meshed pod, the
+	// label its bootstrap Secret carries ("" when not injected).
+	uuid string
 }
 
 func latencies(calls []call) []time.Duration {
@@ -225,6 +228,26 @@ func (fams families) sum(name string) (v float64, ok bool) {
 	}
 	for _, m := range fam.GetMetric() {
 		v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return v, true
+}
+
+// byLabel is the counter values of family name by the value of label (other
+// labels summed). ok is false when the family is not exported.
+func (fams families) byLabel(name, label string) (v map[string]float64, ok bool) {
+	fam, ok := fams[name]
+	if !ok {
+		return nil, false
+	}
+	v = map[string]float64{}
+	for _, m := range fam.GetMetric() {
+		var key string
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				key = l.GetValue()
+			}
+		}
+		v[key] += m.GetCounter().GetValue()
 	}
 	return v, true
 }

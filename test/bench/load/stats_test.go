@@ -284,6 +284,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-phases=plain,plain"}, "at most once"},
 		{[]string{"-phases=meshy"}, "at most once"},
 		{[]string{"-in-process", "-serve-args=--key-pool-size=1"}, "-in-process runs no serve"},
+		{[]string{"-serve-args=--bootstrap-secret-writer=kubelet"}, `--bootstrap-secret-writer "kubelet"`},
 		{[]string{"-profile=x.pprof"}, "only holds the injector with -in-process"},
 		{[]string{"now"}, "unexpected arguments"},
 	} {
