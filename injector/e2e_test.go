@@ -123,6 +123,9 @@ func TestE2E(t *testing.T) {
 	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: orphanGrace, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
+	if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
 	startManager(ctx, t, mgr, cancel)
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("cache did not sync")
@@ -148,6 +151,7 @@ func TestE2E(t *testing.T) {
 	t.Run("namespace over its issuance limit: 429, nothing issued, retried by client-go", func(t *testing.T) { e.testNamespaceLimit(t, servingCA) })
 	t.Run("VirtualMachines get fsm-proxy-uuid in monitored namespaces only", func(t *testing.T) { e.testVirtualMachines(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)
+	t.Run("controller writer: the Secret follows the stored pod; dry runs, refused and deleted pods leave none; a missing one is rebuilt", func(t *testing.T) { e.testControllerWriter(t, servingCA) })
 }
 
 // servingCert writes a serving cert for 127.0.0.1 signed by the test CA and

@@ -94,6 +94,11 @@ type Options struct {
 	MaxInFlight int
 	// BootstrapCertValidity defaults to DefaultBootstrapCertValidity.
 	BootstrapCertValidity time.Duration
+	// Pending, when set, makes the controller write bootstrap Secrets
+	// (SecretWriterController; share it with SetupSecretWriter): the
+	// admission records what the pod's Secret must hold and writes nothing.
+	// Nil: the admission writes the Secret before the pod is stored.
+	Pending *PendingSecrets
 	// Timeout per admission; defaults to DefaultTimeout.
 	Timeout time.Duration
 
@@ -370,7 +375,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 		if resp, over := h.overLimit(log, nsName); over {
 			return resp
 		}
-		if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
+		if h.opts.Pending != nil {
+			h.opts.Pending.add(nsName, proxyUUID, mut)
+		} else if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
 			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
@@ -467,6 +474,13 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 		// Nothing was created for a dry run; leave the pod as it is.
 		return true, nil
 	}
+	if h.opts.Pending != nil && h.opts.Pending.has(types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}) {
+		// Admitted here a moment ago, its Secret not written yet. A
+		// reinvocation answered by another replica finds neither and
+		// re-identifies the pod: a new uuid, the first one's record expiring
+		// unwritten.
+		return true, nil
+	}
 	s := &corev1.Secret{}
 	err := h.opts.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}, s)
 	if apierrors.IsNotFound(err) {
@@ -495,6 +509,7 @@ func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUI
 	if err != nil {
 		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
 	}
+	secretsWritten.WithLabelValues(writtenByAdmission).Inc()
 	return nil
 }
 

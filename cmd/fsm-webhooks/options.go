@@ -69,6 +69,7 @@ type options struct {
 	injectorNamespaceRate  float64
 	injectorNamespaceBurst int
 	injectorMaxInFlight    int
+	bootstrapSecretWriter  string
 }
 
 // Default client-side rate limits. The admission path makes one apiserver
@@ -161,6 +162,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.controllerBurst, "controller-kube-api-burst", defaultControllerBurst, "serve: burst of the controllers' Kubernetes client")
 	fs.Float64Var(&o.injectorNamespaceRate, "injector-namespace-rate", injector.DefaultNamespaceRate, "serve: bootstrap certificates and Secrets the injector issues per second per namespace (per replica); a pod over it is refused with 429 and retried by its client; 0 disables")
 	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
+	fs.StringVar(&o.bootstrapSecretWriter, "bootstrap-secret-writer", string(injector.SecretWriterAdmission), "serve: who writes a meshed pod's bootstrap Secret: admission (inside the pod's admission, before the pod is stored, as FSM does) or controller (right after the pod is stored; the pod create does not wait for it, the kubelet does)")
 	fs.IntVar(&o.injectorMaxInFlight, "injector-max-in-flight", injector.DefaultMaxInFlight, "serve: pod admissions the injector handles at once (per replica); one more is refused with 429 and retried by its client; 0 disables")
 }
 
@@ -250,6 +252,7 @@ func (o *options) validate() error {
 		oneOf("certificate-manager", o.certificateManager, "tresor", "vault", "cert-manager"),
 		oneOf("ca-key-algorithm", o.caKeyAlgorithm, "rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"),
 		oneOf("bootstrap-key-algorithm", o.bootstrapKeyAlg, "ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096", "meshconfig"),
+		oneOf("bootstrap-secret-writer", o.bootstrapSecretWriter, string(injector.SecretWriterAdmission), string(injector.SecretWriterController)),
 		oneOf("vault-protocol", o.vaultProtocol, "http", "https"),
 		oneOf("cert-manager-issuer-kind", o.certManagerIssuerKind, "Issuer", "ClusterIssuer"),
 		oneOf("log-level", o.logLevel, "debug", "info", "warn", "error"),

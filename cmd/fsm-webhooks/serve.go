@@ -320,8 +320,13 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		if err := mgr.Add(meshConfig); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
+		var pending *injector.PendingSecrets
+		if injector.SecretWriter(o.bootstrapSecretWriter) == injector.SecretWriterController {
+			pending = injector.NewPendingSecrets(0)
+		}
 		h, err := injector.NewHandler(injector.Options{
 			Client:                direct,
+			Pending:               pending,
 			Namespaces:            mgr.GetClient(),
 			Services:              mgr.GetClient(),
 			MeshConfig:            meshConfig,
@@ -346,6 +351,9 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{
 			MeshName: o.meshName, Logger: log.WithName("bootstrap-secrets"),
 		}); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
+		if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, Logger: log.WithName("bootstrap-writer")}); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
 		if err := addTrustController(o, mgr, issuer, log); err != nil {

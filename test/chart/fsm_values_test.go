@@ -113,6 +113,7 @@ func TestFSMValuesTypos(t *testing.T) {
 		{"fsm: {webhookConfigNamePrefix: my-injector}", "fsm.webhookConfigNamePrefix"},
 		{"fsm: {validatorWebhook: {webhookConfigurationName: my-validator}}", "fsm.validatorWebhook.webhookConfigurationName"},
 		{"fsm: {webhooks: {bootstrapKeyAlgorithm: dsa}}", "/fsm/webhooks/bootstrapKeyAlgorithm"},
+		{"fsm: {webhooks: {bootstrapSecretWriter: kubelet}}", "/fsm/webhooks/bootstrapSecretWriter"},
 		{"fsm: {webhooks: {injectorNamespaceBurst: 0}}", "/fsm/webhooks/injectorNamespaceBurst"},
 	} {
 		t.Run(tc.values, func(t *testing.T) {
@@ -187,6 +188,7 @@ fsm:
     podLabels: {team: webhooks}
     tolerations: [{key: a, operator: Exists}]
     bootstrapKeyAlgorithm: rsa2048
+    bootstrapSecretWriter: controller
     injectorNamespaceRate: 0
     injectorNamespaceBurst: 7
   injector: {enablePodDisruptionBudget: false}
@@ -196,7 +198,7 @@ fsm:
 			podLabels:    map[string]string{"team": "webhooks"},
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux", "node-role.example.com/mesh": "true"},
 			tolerations:  2,
-			extraArgs:    []string{"--bootstrap-key-algorithm=rsa2048", "--injector-namespace-rate=0", "--injector-namespace-burst=7"},
+			extraArgs:    []string{"--bootstrap-key-algorithm=rsa2048", "--bootstrap-secret-writer=controller", "--injector-namespace-rate=0", "--injector-namespace-burst=7"},
 		}},
 		{"FSM log level mapped", mustValues(t, "fsm: {controllerLogLevel: trace}"), honoured{
 			replicas: 2, logLevel: "debug", injectorTO: 20, validatorTO: 20, pdb: true,

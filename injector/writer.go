@@ -1,0 +1,414 @@
+package injector
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+)
+
+// SecretWriter names who writes a meshed pod's bootstrap Secret
+// (--bootstrap-secret-writer; docs/design.md, designs (a) and (b)).
+type SecretWriter string
+
+const (
+	// SecretWriterAdmission writes the Secret inside the pod's admission,
+	// before the pod is stored (FSM's way, and the default): the pod create
+	// waits for the Secret write.
+	SecretWriterAdmission SecretWriter = "admission"
+	// SecretWriterController writes it from the controller once the pod is
+	// stored: the admission only patches the pod, and the kubelet, which
+	// does not start a pod whose Secret volume is missing, waits for it.
+	SecretWriterController SecretWriter = "controller"
+)
+
+// Validate reports a writer that is neither.
+func (w SecretWriter) Validate() error {
+	switch w {
+	case SecretWriterAdmission, SecretWriterController:
+		return nil
+	}
+	return fmt.Errorf("must be %q or %q", SecretWriterAdmission, SecretWriterController)
+}
+
+// pendingSecret is what an admission decided for a pod's bootstrap Secret,
+// kept until the controller sees the pod stored and writes it.
+type pendingSecret struct {
+	proxyUUID  string
+	commonName string
+	keyAlg     certs.KeyAlgorithm
+	boot       BootstrapConfig
+	admitted   time.Time
+}
+
+// PendingSecrets holds the bootstrap Secrets admitted pods still need, keyed
+// by the Secret's namespace/name, in the process that admitted them. An
+// entry whose pod never appears (a dry run of the whole chain, a later
+// webhook or quota refusing the pod) expires after DefaultOrphanGracePeriod
+// unwritten: with this writer no Secret is made for a pod that does not
+// exist.
+type PendingSecrets struct {
+	mu      sync.Mutex
+	entries map[types.NamespacedName]pendingSecret
+	ttl     time.Duration
+	now     func() time.Time
+}
+
+// NewPendingSecrets returns an empty store whose entries expire after ttl
+// (0: DefaultOrphanGracePeriod, as long as a bootstrap Secret waits for its
+// pod with the admission writer); SetupSecretWriter runs its sweep.
+func NewPendingSecrets(ttl time.Duration) *PendingSecrets {
+	if ttl <= 0 {
+		ttl = DefaultOrphanGracePeriod
+	}
+	return &PendingSecrets{entries: map[types.NamespacedName]pendingSecret{}, ttl: ttl, now: time.Now}
+}
+
+func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation) {
+	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}
+	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now()}
+	p.mu.Lock()
+	p.entries[key] = e
+	p.mu.Unlock()
+}
+
+// get returns key's entry unless it has expired.
+func (p *PendingSecrets) get(key types.NamespacedName) (pendingSecret, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[key]
+	if ok && p.now().Sub(e.admitted) > p.ttl {
+		return pendingSecret{}, false
+	}
+	return e, ok
+}
+
+func (p *PendingSecrets) has(key types.NamespacedName) bool {
+	_, ok := p.get(key)
+	return ok
+}
+
+func (p *PendingSecrets) remove(key types.NamespacedName) {
+	p.mu.Lock()
+	delete(p.entries, key)
+	p.mu.Unlock()
+}
+
+// expire drops the entries older than the TTL and returns how many.
+func (p *PendingSecrets) expire() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	now := p.now()
+	for k, e := range p.entries {
+		if now.Sub(e.admitted) > p.ttl {
+			delete(p.entries, k)
+			n++
+		}
+	}
+	return n
+}
+
+// Len is the number of entries, expired ones included until the next sweep.
+func (p *PendingSecrets) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.entries)
+}
+
+// Start drops expired entries every 10 s (or every TTL, if shorter) until
+// ctx ends (manager.Runnable).
+func (p *PendingSecrets) Start(ctx context.Context) error {
+	t := time.NewTicker(min(10*time.Second, p.ttl))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			pendingExpired.Add(float64(p.expire()))
+		}
+	}
+}
+
+// Who wrote a bootstrap Secret: the writer label of
+// fsm_webhooks_injector_bootstrap_secrets_written_total.
+const (
+	writtenByAdmission  = "admission"
+	writtenByController = "controller"
+	writtenByRepair     = "repair"
+)
+
+var (
+	secretsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_injector_bootstrap_secrets_written_total",
+		Help: "Bootstrap Secrets the injector created, by writer: admission (inside the pod's admission), controller (after the pod was stored, --bootstrap-secret-writer=controller), repair (a stored injected pod found without its Secret).",
+	}, []string{"writer"})
+	secretDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "fsm_webhooks_injector_secret_delay_seconds",
+		Help:    "With --bootstrap-secret-writer=controller: time from a pod's admission to its bootstrap Secret stored, what the kubelet may wait for before it mounts the volume.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	})
+	pendingExpired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fsm_webhooks_injector_pending_secrets_expired_total",
+		Help: "With --bootstrap-secret-writer=controller: admitted pods whose bootstrap Secret was never written because the pod never appeared (a dry run, a later webhook or quota refused it).",
+	})
+)
+
+func init() {
+	for _, w := range []string{writtenByAdmission, writtenByController, writtenByRepair} {
+		secretsWritten.WithLabelValues(w)
+	}
+	metrics.Registry.MustRegister(secretsWritten, secretDelay, pendingExpired)
+}
+
+// DefaultRepairDelay is how long after seeing an injected pod stored a
+// replica that did not admit it looks for the pod's bootstrap Secret, and
+// writes one if it is missing: the replica that admitted it (controller
+// writer) or the admission itself normally wrote it long before. Only a
+// replica that stopped between the two, or a Secret deleted by hand, leaves
+// a pod without one; the kubelet would never start it.
+const DefaultRepairDelay = 10 * time.Second
+
+// writeAction is what the writer does for one pod's bootstrap Secret.
+type writeAction int
+
+const (
+	// writeNothing: the Secret exists, or the pod is gone or going.
+	writeNothing writeAction = iota
+	// writePending: write it from this process's admission record.
+	writePending
+	// writeRepair: no record here; rebuild it from the stored pod.
+	writeRepair
+)
+
+// decideWrite is the writer's decision for a pod's bootstrap Secret from what
+// the caches hold: whether the Secret exists, the pod's state, and whether
+// this process admitted the pod and still holds what the Secret needs.
+func decideWrite(secretExists bool, pod podState, podDeleting, pending bool) writeAction {
+	switch {
+	case secretExists, pod != podExists, podDeleting:
+		return writeNothing
+	case pending:
+		return writePending
+	}
+	return writeRepair
+}
+
+// SecretWriterOptions configure the bootstrap Secret writer.
+type SecretWriterOptions struct {
+	// Handler is the injector whose pods the writer serves: its client (the
+	// admission path's, sized for one Secret per pod), issuer, settings,
+	// mesh and pending Secrets (Options.Pending) are the writer's.
+	Handler *Handler
+	// RepairDelay defaults to DefaultRepairDelay.
+	RepairDelay time.Duration
+	Logger      logr.Logger
+}
+
+// SetupSecretWriter registers the controller that writes bootstrap Secrets
+// after their pod is stored: at once for the pods this process admitted
+// with the controller writer, and, for any injected pod of the mesh found
+// without its Secret RepairDelay after it was seen, rebuilt from the pod.
+// It shares the pod cache and its uuid index with SetupSecretController,
+// which must be set up first.
+func SetupSecretWriter(mgr manager.Manager, opts SecretWriterOptions) error {
+	if opts.Handler == nil {
+		return fmt.Errorf("injector: SecretWriterOptions.Handler not set")
+	}
+	if opts.RepairDelay <= 0 {
+		opts.RepairDelay = DefaultRepairDelay
+	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = mgr.GetLogger()
+	}
+	h := opts.Handler
+	w := &secretWriter{cache: mgr.GetClient(), h: h, pending: h.opts.Pending, repairDelay: opts.RepairDelay, log: opts.Logger, now: time.Now}
+	if w.pending != nil {
+		if err := mgr.Add(w.pending); err != nil {
+			return fmt.Errorf("injector: running the pending Secret store: %w", err)
+		}
+	}
+	err := builder.ControllerManagedBy(mgr).
+		Named("injector-bootstrap-writer").
+		WatchesMetadata(&corev1.Pod{}, handler.Funcs{CreateFunc: w.podCreated}).
+		// Each worker waits on a certificate and a create round trip; as
+		// many as the cleanup's, so writes keep up with the same churn.
+		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers}).
+		Complete(w)
+	if err != nil {
+		return fmt.Errorf("injector: setting up bootstrap Secret writer: %w", err)
+	}
+	return nil
+}
+
+type secretWriter struct {
+	cache       client.Reader
+	h           *Handler
+	pending     *PendingSecrets // nil: the admission writes
+	repairDelay time.Duration
+	log         logr.Logger
+	now         func() time.Time
+}
+
+// podCreated queues the Secret of a stored injected pod: at once when this
+// process admitted it, after RepairDelay otherwise (the informer's first
+// list reports every existing pod this way, each then a cache lookup).
+func (w *secretWriter) podCreated(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	id := e.Object.GetLabels()[ProxyUUIDLabel]
+	if id == "" {
+		return
+	}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}}
+	if w.pending != nil && w.pending.has(req.NamespacedName) {
+		q.Add(req)
+		return
+	}
+	q.AddAfter(req, w.repairDelay)
+}
+
+func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	key := req.NamespacedName
+	id, ok := uuidOfSecret(key.Name)
+	if !ok {
+		return reconcile.Result{}, nil
+	}
+	secret := metadataOf(secretKind)
+	err := w.cache.Get(ctx, key, secret)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
+	}
+	secretExists := err == nil
+	podMeta, err := w.cachedPod(ctx, key.Namespace, id)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	pod, deleting := podNotSeen, false
+	if podMeta != nil {
+		pod, deleting = podExists, podMeta.DeletionTimestamp != nil
+	}
+	var entry pendingSecret
+	pending := false
+	if w.pending != nil {
+		entry, pending = w.pending.get(key)
+	}
+	switch decideWrite(secretExists, pod, deleting, pending) {
+	case writeNothing:
+		if w.pending != nil {
+			w.pending.remove(key)
+		}
+		return reconcile.Result{}, nil
+	case writePending:
+		if err := w.write(ctx, key.Namespace, entry, writtenByController); err != nil {
+			return reconcile.Result{}, err
+		}
+		secretDelay.Observe(w.now().Sub(entry.admitted).Seconds())
+		w.pending.remove(key)
+		return reconcile.Result{}, nil
+	}
+	return reconcile.Result{}, w.repair(ctx, podMeta, id)
+}
+
+// uuidOfSecret is the proxy uuid a bootstrap Secret's name carries.
+func uuidOfSecret(name string) (string, bool) {
+	if len(name) <= len(BootstrapSecretPrefix) || name[:len(BootstrapSecretPrefix)] != BootstrapSecretPrefix {
+		return "", false
+	}
+	return name[len(BootstrapSecretPrefix):], true
+}
+
+// cachedPod is the cached pod carrying proxy uuid id, nil if none.
+func (w *secretWriter) cachedPod(ctx context.Context, namespace, id string) (*metav1.PartialObjectMetadata, error) {
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := w.cache.List(ctx, pods, client.InNamespace(namespace), client.MatchingFields{podUUIDIndex: id}, client.Limit(1)); err != nil {
+		return nil, fmt.Errorf("listing cached pods with %s=%s in %s: %w", ProxyUUIDLabel, id, namespace, err)
+	}
+	if len(pods.Items) == 0 {
+		return nil, nil
+	}
+	return &pods.Items[0], nil
+}
+
+// repair rebuilds the Secret of a stored pod this mesh injected from the pod
+// as the API server has it now, its namespace and the current settings, the
+// way a copy of an injected pod is re-identified (Mutate with Reinject),
+// keeping its uuid.
+func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMetadata, id string) error {
+	log := w.log.WithValues("namespace", meta.Namespace, "pod", meta.Name, "proxyUUID", id)
+	pod := &corev1.Pod{}
+	if err := w.h.opts.Client.Get(ctx, types.NamespacedName{Namespace: meta.Namespace, Name: meta.Name}, pod); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("reading pod %s/%s: %w", meta.Namespace, meta.Name, err))
+	}
+	if pod.UID != meta.UID || pod.DeletionTimestamp != nil || existingUUID(pod) != id {
+		// Another pod of that name, going, or not mounting this Secret
+		// (FSM's node-level interception labels pods without one).
+		return nil
+	}
+	ns := &corev1.Namespace{}
+	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: pod.Namespace}, ns); err != nil {
+		return fmt.Errorf("reading namespace %s: %w", pod.Namespace, err)
+	}
+	if ns.Labels[fsmnames.MonitoredByLabel] != w.h.mesh.Name {
+		return nil // another mesh's pod: its injector writes its Secrets
+	}
+	settings, err := w.h.opts.MeshConfig.Settings(ctx)
+	if err != nil {
+		return fmt.Errorf("reading MeshConfig: %w", err)
+	}
+	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: w.h.mesh, ProxyUUID: id, Reinject: true})
+	if err != nil {
+		// The pod's annotations no longer pass (edited since); nothing a
+		// retry changes. The kubelet keeps reporting the missing Secret.
+		log.Error(err, "cannot rebuild the bootstrap Secret of an injected pod")
+		return nil
+	}
+	if !mut.NeedsSecret {
+		return nil
+	}
+	log.Info("writing a missing bootstrap Secret")
+	return w.write(ctx, pod.Namespace, pendingSecret{proxyUUID: id, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap}, writtenByRepair)
+}
+
+// write issues the certificate and creates the Secret; one that exists
+// already (another replica, the admission) is success.
+func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSecret, by string) error {
+	cert, err := w.h.opts.Issuer.Issue(ctx, certRequest(e.commonName, e.keyAlg, w.h.opts.BootstrapCertValidity))
+	if err != nil {
+		return fmt.Errorf("issuing bootstrap certificate for %s: %w", e.commonName, err)
+	}
+	secret, err := BootstrapSecret(namespace, w.h.mesh.Name, e.proxyUUID, cert, e.boot)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = w.h.opts.Client.Create(ctx, secret)
+	handlerSecretWrite.Observe(time.Since(start).Seconds())
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
+	}
+	secretsWritten.WithLabelValues(by).Inc()
+	return nil
+}
