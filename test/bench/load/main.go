@@ -407,7 +407,7 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if meshed {
 			o := awaitSecrets(ctx, secrets, res, c.rate > 0)
 			if c.rate <= 0 {
-				secretReport = append(secretReport, closedLoopSecrets(o, res.elapsed, baseline))
+				secretReport = append(secretReport, closedLoopSecrets(o, baseline))
 			}
 			secretReport = append(secretReport, secretLines(o, c.rate > 0)...)
 		}

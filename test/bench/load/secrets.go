@@ -173,6 +173,8 @@ type secretOutcome struct {
 	// (the later of its create's return and its Secret seen), since the
 	// phase started.
 	last time.Duration
+	// lastReturn is when the last successful create returned.
+	lastReturn time.Duration
 	// missingAtGrace is the pods without their Secret at the grace
 	// deadline (seen later, or never).
 	missingAtGrace int
@@ -190,6 +192,7 @@ func matchSecrets(calls []call, start time.Time, seen map[string]time.Time, grac
 			continue
 		}
 		o.pods++
+		o.lastReturn = max(o.lastReturn, c.at+c.took)
 		if c.uuid == "" {
 			o.unlabelled++
 			continue
@@ -217,13 +220,13 @@ func matchSecrets(calls []call, start time.Time, seen map[string]time.Time, grac
 // Secret, the figure the pod + Secret baseline compares with (in that
 // phase a create returns with both stored), and that comparison when the
 // baseline ran (baseline 0: it did not).
-func closedLoopSecrets(o secretOutcome, lastReturn time.Duration, baseline float64) string {
+func closedLoopSecrets(o secretOutcome, baseline float64) string {
 	if o.withSecret == 0 {
 		return "pods with their bootstrap Secret: none"
 	}
 	rate := float64(o.withSecret) / o.last.Seconds()
 	s := fmt.Sprintf("pods with their bootstrap Secret: %.1f pods/s (%d, the last with its Secret %.2f s after the phase started, %.2f s after the last create returned)",
-		rate, o.withSecret, o.last.Seconds(), (o.last - lastReturn).Seconds())
+		rate, o.withSecret, o.last.Seconds(), (o.last - o.lastReturn).Seconds())
 	if baseline > 0 {
 		return s + fmt.Sprintf(": %.0f%% of the pod + Secret phase's %.1f pods/s (this rate, not the creates/s above, is the one compared)", 100*rate/baseline, baseline)
 	}

@@ -64,7 +64,7 @@ func TestMatchSecrets(t *testing.T) {
 	}
 	seen := map[string]time.Time{"a": at(5 * ms), "b": at(50 * ms), "c": at(9 * time.Second), "e": at(60 * ms), "other": at(ms)}
 	o := matchSecrets(calls, start, seen, at(5*time.Second))
-	want := secretOutcome{pods: 5, unlabelled: 1, withSecret: 3, before: 1, delays: []time.Duration{0, 30 * ms, 9*time.Second - 30*ms}, last: 9 * time.Second, missingAtGrace: 2}
+	want := secretOutcome{pods: 5, unlabelled: 1, withSecret: 3, before: 1, delays: []time.Duration{0, 30 * ms, 9*time.Second - 30*ms}, last: 9 * time.Second, lastReturn: 50 * ms, missingAtGrace: 2}
 	if !slices.Equal(o.delays, want.delays) {
 		t.Errorf("delays %v, want %v", o.delays, want.delays)
 	}
@@ -84,7 +84,7 @@ func TestMatchSecrets(t *testing.T) {
 }
 
 func TestClosedLoopSecrets(t *testing.T) {
-	o := secretOutcome{pods: 300, withSecret: 300, last: 2 * time.Second}
+	o := secretOutcome{pods: 300, withSecret: 300, last: 2 * time.Second, lastReturn: 1500 * time.Millisecond}
 	for _, tc := range []struct {
 		name     string
 		o        secretOutcome
@@ -98,7 +98,7 @@ func TestClosedLoopSecrets(t *testing.T) {
 		{"none", secretOutcome{pods: 3}, 200, "pods with their bootstrap Secret: none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := closedLoopSecrets(tc.o, 1500*time.Millisecond, tc.baseline); got != tc.want {
+			if got := closedLoopSecrets(tc.o, tc.baseline); got != tc.want {
 				t.Errorf("\n got %s\nwant %s", got, tc.want)
 			}
 		})
