@@ -120,10 +120,11 @@ type config struct {
 	serveArgs        []string
 	// writer writes the bootstrap Secrets (serve's
 	// --bootstrap-secret-writer); writerText says so in the banner.
-	writer, writerText string
-	window             time.Duration
-	apiserverProfile   string
-	selfProfile        string
+	writer           injector.SecretWriter
+	writerText       string
+	window           time.Duration
+	apiserverProfile string
+	selfProfile      string
 }
 
 // injectorUnderTest is serve or the in-process handler.

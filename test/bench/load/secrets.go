@@ -18,40 +18,32 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
-// Who writes a meshed pod's bootstrap Secret: serve's
-// --bootstrap-secret-writer. With the admission writer the Secret is stored
-// before the pod create returns; with the controller writer after it, so a
-// create returning is not yet a pod the kubelet can start, and the clock
-// runs to the Secret.
-const (
-	writerAdmission  = "admission"
-	writerController = "controller"
-	// serveWriterDefault is serve's default (cmd/fsm-webhooks options.go).
-	serveWriterDefault = writerAdmission
-)
+// serveWriterDefault is serve's --bootstrap-secret-writer default
+// (cmd/fsm-webhooks options.go).
+const serveWriterDefault = injector.SecretWriterAdmission
 
 // secretWriter is who writes the bootstrap Secrets in this run and how the
 // banner says so: serve's --bootstrap-secret-writer from the extra serve
 // arguments, else its default; the in-process handler only writes in the
-// admission.
-func secretWriter(inProcess bool, serveArgs []string) (writer, text string, err error) {
+// admission. With the admission writer a Secret is stored before its pod's
+// create returns; with the controller writer after it, so a returned create
+// is not yet a pod its kubelet can start, and the clock runs to the Secret.
+func secretWriter(inProcess bool, serveArgs []string) (writer injector.SecretWriter, text string, err error) {
 	if inProcess {
-		return writerAdmission, "bootstrap Secrets written in the admission (the in-process handler's only writer)", nil
+		return injector.SecretWriterAdmission, "bootstrap Secrets written in the admission (the in-process handler's only writer)", nil
 	}
 	v, given := flagValue(serveArgs, "bootstrap-secret-writer")
 	if !given {
-		v = serveWriterDefault
+		v = string(serveWriterDefault)
 	}
-	switch v {
-	case writerAdmission, writerController:
-	default:
-		return "", "", fmt.Errorf("--bootstrap-secret-writer %q: want %s or %s", v, writerAdmission, writerController)
+	if err := injector.SecretWriter(v).Validate(); err != nil {
+		return "", "", fmt.Errorf("--bootstrap-secret-writer %q: %w", v, err)
 	}
 	text = fmt.Sprintf("bootstrap Secrets written by the %s (--bootstrap-secret-writer=%s", v, v)
 	if !given {
 		text += ", serve's default"
 	}
-	return v, text + ")", nil
+	return injector.SecretWriter(v), text + ")", nil
 }
 
 // How long the tool waits for bootstrap Secrets after a phase's last create
@@ -267,7 +259,7 @@ func maxOf(d []time.Duration) time.Duration {
 // writtenText is serve's bootstrap Secret writes between two scrapes of its
 // counter by writer: the three writers serve has, in order, then any other.
 func writtenText(before, after map[string]float64) string {
-	writers := []string{writerAdmission, writerController, "repair"}
+	writers := []string{string(injector.SecretWriterAdmission), string(injector.SecretWriterController), "repair"}
 	var others []string
 	for w := range after {
 		if !slices.Contains(writers, w) {

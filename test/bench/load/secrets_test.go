@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 func TestSecretWriter(t *testing.T) {
@@ -15,19 +17,19 @@ func TestSecretWriter(t *testing.T) {
 		name      string
 		inProcess bool
 		args      []string
-		writer    string
+		writer    injector.SecretWriter
 		text      string
 		err       string
 	}{
-		{name: "serve's default", writer: writerAdmission, text: "bootstrap Secrets written by the admission (--bootstrap-secret-writer=admission, serve's default)"},
-		{name: "controller", args: []string{"--key-pool-size=64", "--bootstrap-secret-writer=controller"}, writer: writerController,
+		{name: "serve's default", writer: injector.SecretWriterAdmission, text: "bootstrap Secrets written by the admission (--bootstrap-secret-writer=admission, serve's default)"},
+		{name: "controller", args: []string{"--key-pool-size=64", "--bootstrap-secret-writer=controller"}, writer: injector.SecretWriterController,
 			text: "bootstrap Secrets written by the controller (--bootstrap-secret-writer=controller)"},
-		{name: "admission given", args: []string{"--bootstrap-secret-writer", "admission"}, writer: writerAdmission,
+		{name: "admission given", args: []string{"--bootstrap-secret-writer", "admission"}, writer: injector.SecretWriterAdmission,
 			text: "bootstrap Secrets written by the admission (--bootstrap-secret-writer=admission)"},
-		{name: "the last one wins, as in pflag", args: []string{"--bootstrap-secret-writer=admission", "-bootstrap-secret-writer=controller"}, writer: writerController,
+		{name: "the last one wins, as in pflag", args: []string{"--bootstrap-secret-writer=admission", "-bootstrap-secret-writer=controller"}, writer: injector.SecretWriterController,
 			text: "bootstrap Secrets written by the controller (--bootstrap-secret-writer=controller)"},
-		{name: "in-process", inProcess: true, writer: writerAdmission, text: "bootstrap Secrets written in the admission (the in-process handler's only writer)"},
-		{name: "unknown", args: []string{"--bootstrap-secret-writer=kubelet"}, err: `--bootstrap-secret-writer "kubelet": want admission or controller`},
+		{name: "in-process", inProcess: true, writer: injector.SecretWriterAdmission, text: "bootstrap Secrets written in the admission (the in-process handler's only writer)"},
+		{name: "unknown", args: []string{"--bootstrap-secret-writer=kubelet"}, err: `--bootstrap-secret-writer "kubelet": must be "admission" or "controller"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			writer, text, err := secretWriter(tc.inProcess, tc.args)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 // serveProcess is `fsm-webhooks serve` running against the test apiserver,
@@ -29,7 +31,7 @@ type serveProcess struct {
 	ports      servePorts
 	nonDefault []string
 	// writer is serve's --bootstrap-secret-writer (secretWriter).
-	writer string
+	writer injector.SecretWriter
 	// ready is how long serve took from exec to /readyz answering 200 with
 	// nothing in the apiserver yet (it creates the CA, the serving certs and
 	// the registrations).
@@ -319,7 +321,7 @@ func (s *serveProcess) measure(ctx context.Context) (func(result) []string, erro
 
 // serveReport is what the samples of one phase say about serve, whose
 // bootstrap Secrets writer writes.
-func serveReport(samples []usage, res result, writer string) []string {
+func serveReport(samples []usage, res result, writer injector.SecretWriter) []string {
 	first, last := samples[0], samples[len(samples)-1]
 	rss := rssSeries(samples, res.start)
 	lo, hi := rss[0].v, rss[0].v
@@ -333,7 +335,7 @@ func serveReport(samples []usage, res result, writer string) []string {
 	} else {
 		h := last.injector.since(first.injector)
 		write := "its Secret write included"
-		if writer == writerController {
+		if writer == injector.SecretWriterController {
 			write = "no Secret write: the controller writes it after the pod is stored"
 		}
 		out = append(out, fmt.Sprintf("injector requests as serve timed them (histogram, interpolated; %s): p50 %.2f ms  p99 %.2f ms over %d",
@@ -350,7 +352,7 @@ func serveReport(samples []usage, res result, writer string) []string {
 			h.quantile(.50)*1000, h.quantile(.99)*1000, h.total()))
 	}
 	if last.hasSecretDelay {
-		if h := last.secretDelay.since(first.secretDelay); h.total() > 0 || writer == writerController {
+		if h := last.secretDelay.since(first.secretDelay); h.total() > 0 || writer == injector.SecretWriterController {
 			out = append(out, fmt.Sprintf("admission → bootstrap Secret stored as serve timed it (controller writer; histogram, interpolated): p50 %.2f ms  p99 %.2f ms over %d",
 				h.quantile(.50)*1000, h.quantile(.99)*1000, h.total()))
 		}
