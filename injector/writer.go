@@ -364,6 +364,16 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 		// (FSM's node-level interception labels pods without one).
 		return nil
 	}
+	// The cache may lag a Secret written a moment ago (by the admission,
+	// another replica, FSM's injector): ask before signing a certificate.
+	key := types.NamespacedName{Namespace: pod.Namespace, Name: BootstrapSecretName(id)}
+	err := w.h.opts.Client.Get(ctx, key, metadataOf(secretKind))
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
+	}
 	ns := &corev1.Namespace{}
 	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: pod.Namespace}, ns); err != nil {
 		return fmt.Errorf("reading namespace %s: %w", pod.Namespace, err)
