@@ -375,11 +375,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 		if resp, over := h.overLimit(log, nsName); over {
 			return resp
 		}
-		if h.opts.Pending != nil {
-			h.opts.Pending.add(nsName, proxyUUID, mut)
-		} else if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
-			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
-			return admission.Errored(http.StatusInternalServerError, err)
+		// Recorded for the writer controller; written here without one, or
+		// once it has stopped (the server drains after the controllers).
+		if h.opts.Pending == nil || !h.opts.Pending.add(nsName, proxyUUID, mut) {
+			if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
+				log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
+				return admission.Errored(http.StatusInternalServerError, err)
+			}
 		}
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))

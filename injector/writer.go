@@ -69,6 +69,7 @@ type pendingSecret struct {
 type PendingSecrets struct {
 	mu      sync.Mutex
 	entries map[types.NamespacedName]pendingSecret
+	closed  bool // the writer stopped: admissions write their Secrets
 	ttl     time.Duration
 	now     func() time.Time
 }
@@ -83,12 +84,18 @@ func NewPendingSecrets(ttl time.Duration) *PendingSecrets {
 	return &PendingSecrets{entries: map[types.NamespacedName]pendingSecret{}, ttl: ttl, now: time.Now}
 }
 
-func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation) {
+// add records mut's Secret; false once the writer has stopped, and then the
+// admission must write the Secret itself.
+func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation) bool {
 	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}
 	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now()}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
 	p.entries[key] = e
-	p.mu.Unlock()
+	return true
 }
 
 // get returns key's entry unless it has expired.
@@ -128,26 +135,28 @@ func (p *PendingSecrets) expire() int {
 	return n
 }
 
+// close makes every later add fail and returns the unexpired entries, which
+// the caller now owns.
+func (p *PendingSecrets) close() map[types.NamespacedName]pendingSecret {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	out := p.entries
+	p.entries = map[types.NamespacedName]pendingSecret{}
+	now := p.now()
+	for k, e := range out {
+		if now.Sub(e.admitted) > p.ttl {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
 // Len is the number of entries, expired ones included until the next sweep.
 func (p *PendingSecrets) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.entries)
-}
-
-// Start drops expired entries every 10 s (or every TTL, if shorter) until
-// ctx ends (manager.Runnable).
-func (p *PendingSecrets) Start(ctx context.Context) error {
-	t := time.NewTicker(min(10*time.Second, p.ttl))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			pendingExpired.Add(float64(p.expire()))
-		}
-	}
 }
 
 // Who wrote a bootstrap Secret: the writer label of
@@ -244,7 +253,7 @@ func SetupSecretWriter(mgr manager.Manager, opts SecretWriterOptions) error {
 	h := opts.Handler
 	w := &secretWriter{cache: mgr.GetClient(), h: h, pending: h.opts.Pending, repairDelay: opts.RepairDelay, log: opts.Logger, now: time.Now}
 	if w.pending != nil {
-		if err := mgr.Add(w.pending); err != nil {
+		if err := mgr.Add(manager.RunnableFunc(w.runPending)); err != nil {
 			return fmt.Errorf("injector: running the pending Secret store: %w", err)
 		}
 	}
@@ -268,6 +277,42 @@ type secretWriter struct {
 	repairDelay time.Duration
 	log         logr.Logger
 	now         func() time.Time
+}
+
+// flushTimeout bounds the writes of the records left when the writer stops.
+const flushTimeout = 10 * time.Second
+
+// runPending drops expired records every 10 s (or every TTL, if shorter)
+// until ctx ends. Then, as the process stops (its webhook server still
+// drains admissions), it closes the store, so the admissions still answered
+// write their Secrets themselves, and writes the Secrets still recorded:
+// their pods may be stored after this replica's informer stops, and no
+// other replica holds their record (one would rebuild them after
+// DefaultRepairDelay; after `helm uninstall` none is left). A flushed Secret
+// whose pod never appears goes with any replica's sweep.
+func (w *secretWriter) runPending(ctx context.Context) error {
+	t := time.NewTicker(min(10*time.Second, w.pending.ttl))
+	defer t.Stop()
+	for stopping := false; !stopping; {
+		select {
+		case <-t.C:
+			pendingExpired.Add(float64(w.pending.expire()))
+		case <-ctx.Done():
+			stopping = true
+		}
+	}
+	left := w.pending.close()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+	defer cancel()
+	for key, e := range left {
+		if err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
+			w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key)
+		}
+	}
+	if len(left) > 0 {
+		w.log.Info("wrote the recorded bootstrap Secrets at shutdown", "count", len(left))
+	}
+	return nil
 }
 
 // podCreated queues the Secret of a stored injected pod: at once when this

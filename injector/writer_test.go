@@ -60,9 +60,14 @@ func TestPendingSecretsExpire(t *testing.T) {
 	if n := p.expire(); n != 1 || p.Len() != 1 {
 		t.Errorf("expire dropped %d, %d left; want 1, 1", n, p.Len())
 	}
-	p.remove(keyB)
-	if p.Len() != 0 {
-		t.Errorf("%d entries after remove", p.Len())
+	p.add("app", "c", &Mutation{CommonName: "cn-c"})
+	now = now.Add(50 * time.Second) // b is 81 s old, c 50 s
+	left := p.close()
+	if len(left) != 1 || left[types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("c")}].commonName != "cn-c" || p.Len() != 0 {
+		t.Errorf("close returned %+v and kept %d; want only c's record, none kept", left, p.Len())
+	}
+	if p.add("app", "d", &Mutation{}) || p.Len() != 0 {
+		t.Error("a closed store took a record")
 	}
 	if d := NewPendingSecrets(0).ttl; d != DefaultOrphanGracePeriod {
 		t.Errorf("default TTL %s, want %s", d, DefaultOrphanGracePeriod)
@@ -133,5 +138,13 @@ func TestHandlerControllerWriter(t *testing.T) {
 	_, resp = f.post(t, reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw, _ = json.Marshal(mut.Pod) }), "application/json")
 	if !resp.Allowed || len(resp.Patch) != 0 || f.h.opts.Pending.Len() != 1 || len(f.secrets) != 0 {
 		t.Fatalf("reinvocation: allowed %v, patch %s, %d pending, %d Secrets; want no change", resp.Allowed, resp.Patch, f.h.opts.Pending.Len(), len(f.secrets))
+	}
+
+	// Once the writer has stopped (the server still drains), the admission
+	// writes the Secret itself.
+	f.h.opts.Pending.close()
+	_, resp = f.post(t, reviewBody(t, nil), "application/json")
+	if !resp.Allowed || len(resp.Patch) == 0 || len(f.secrets) != 1 {
+		t.Fatalf("after the writer stopped: allowed %v, patch %d bytes, %d Secrets written; want the admission to write 1", resp.Allowed, len(resp.Patch), len(f.secrets))
 	}
 }
