@@ -54,9 +54,11 @@ const (
 // Secret volume is missing, retries the mount with back-off meanwhile).
 // With either, every pod must run with its sidecar, its Secret must exist
 // with the injector's labels and no owner, the replicas' counters must say
-// that writer wrote every Secret, and the Secrets must go with the pods. The
+// that writer wrote every Secret, and the Secrets must go with the pods;
+// with the admission writer no mount may find the Secret missing. The
 // figures (create→Running, FailedMount events) are logged, one line per
-// writer, not asserted: they depend on the machine's load.
+// writer, not asserted: they depend on the machine's load (under load the
+// kubelet's secret cache fails some mounts with either writer).
 func TestBootstrapSecretWriterOnNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
