@@ -32,7 +32,7 @@
 //
 //	go run ./test/bench/load [-mode throughput|writes|memory|startup] [-pods 500]
 //	    [-concurrency 16 | -rate 100 [-duration 10m]] [-key-algorithm RSA2048]
-//	    [-phases plain,secret,meshed] [-serve-args '--key-pool-size=2064'] [-in-process]
+//	    [-phases plain,secret,noop,meshed] [-serve-args '--key-pool-size=2064'] [-in-process]
 //	    [-namespaces 4] [-churn [-keep 5000]] [-prefill 5000] [-soak 10m] [-restarts 3]
 package main
 
@@ -74,15 +74,18 @@ import (
 
 // The phases, each in its own namespace: pods alone; a pod plus a Secret of
 // a bootstrap Secret's size created by the client (the apiserver work any
-// injector that writes a Secret per pod cannot avoid); pods through the
-// injector, which writes the Secret itself and adopts it afterwards.
+// injector that writes a Secret per pod cannot avoid); the same through a
+// no-op mutating webhook (what any webhook costs the apiserver); pods
+// through the injector, which writes the Secret itself and adopts it
+// afterwards.
 const (
 	nsPlain  = "plain"
 	nsSecret = "plain-secret"
+	nsNoop   = "noop-secret"
 	nsMeshed = "meshed"
 )
 
-var phaseNames = map[string]string{"plain": nsPlain, "secret": nsSecret, "meshed": nsMeshed}
+var phaseNames = map[string]string{"plain": nsPlain, "secret": nsSecret, "noop": nsNoop, "meshed": nsMeshed}
 
 // The mesh as the chart installs it.
 const (
@@ -169,7 +172,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.conc, "concurrency", 16, "concurrent creates (closed loop: as fast as the apiserver takes them)")
 	fs.Float64Var(&c.rate, "rate", 0, "open loop instead: start this many creates per second whatever the latency (0: closed loop)")
 	alg := fs.String("key-algorithm", string(certs.DefaultKeyAlgorithm), "mesh CA key algorithm (serve's --ca-key-algorithm; the default is serve's); bootstrap keys are serve's --bootstrap-key-algorithm, ECDSA P-256 by default, whatever the CA")
-	phases := fs.String("phases", "plain,secret,meshed", "phases to run, in order: plain (pods only), secret (pod + Secret by the client), meshed (through the injector)")
+	phases := fs.String("phases", "plain,secret,noop,meshed", "phases to run, in order: plain (pods only), secret (pod + Secret by the client), noop (pod + Secret by the client, through a no-op mutating webhook in this process), meshed (through the injector)")
 	fs.BoolVar(&c.inProcess, "in-process", false, "run the injector handler in this process (pre-filled key pool, unthrottled client: NOT what ships) instead of `fsm-webhooks serve`")
 	fs.StringVar(&c.binary, "binary", "", "fsm-webhooks binary to run (default: build cmd/fsm-webhooks from this checkout)")
 	fs.StringVar(&c.serveLog, "serve-log", "", "write serve's log to this file (default: a temporary file removed at the end)")
@@ -220,7 +223,7 @@ func parseFlags(args []string) (config, error) {
 	for _, p := range strings.Split(*phases, ",") {
 		ns, ok := phaseNames[strings.TrimSpace(p)]
 		if !ok || slices.Contains(c.phases, ns) {
-			return c, fmt.Errorf("-phases %q: each of plain, secret, meshed at most once", *phases)
+			return c, fmt.Errorf("-phases %q: each of plain, secret, noop, meshed at most once", *phases)
 		}
 		c.phases = append(c.phases, ns)
 	}
@@ -302,10 +305,9 @@ func run(c config) error {
 		}
 	}()
 
-	for _, name := range namespacesOf(c.spread, nsPlain, nsSecret, nsMeshed) {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	for _, name := range namespacesOf(c.spread, nsPlain, nsSecret, nsNoop, nsMeshed) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: namespaceLabels(name)}}
 		if strings.HasPrefix(name, nsMeshed) {
-			ns.Labels = map[string]string{fsmnames.MonitoredByLabel: "fsm"}
 			ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
 		}
 		if err := cl.Create(ctx, ns); err != nil {
@@ -372,11 +374,19 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		pods += fmt.Sprintf(" (%d through the injector)", c.meshedPods)
 	}
 	fmt.Printf("pods=%s per phase over %d namespace(s), %s\n", pods, c.spread, mode)
-	// The pod + Secret phase's closed-loop rate, to compare the meshed
-	// phase's pods with their Secret against (0: not run).
-	var baseline float64
+	// The pod + Secret and noop phases' closed-loop rates, to compare the
+	// meshed phase's pods with their Secret against (0: not run).
+	var baseline, noopBaseline float64
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
+		// Started off the clock, and proven to be called.
+		var stopNoop func() error
+		if ns == nsNoop {
+			var err error
+			if stopNoop, err = startNoop(ctx, cl); err != nil {
+				return err
+			}
+		}
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
 		if err != nil {
 			return err
@@ -391,7 +401,7 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if meshed {
 			n = c.meshedPods
 		}
-		ch := &churner{cl: cl, keep: c.keep, secrets: ns == nsSecret}
+		ch := &churner{cl: cl, keep: c.keep, secrets: clientWritesSecret(ns)}
 		var after func(client.ObjectKey, error)
 		if c.churn {
 			after = ch.created(ctx)
@@ -401,21 +411,28 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if err := stopProfiles(); err != nil {
 			return err
 		}
-		if ns == nsSecret && c.rate <= 0 {
-			baseline = float64(countSuccesses(res.calls)) / res.elapsed.Seconds()
+		if stopNoop != nil {
+			if err := stopNoop(); err != nil {
+				return fmt.Errorf("removing the no-op webhook: %w", err)
+			}
+		}
+		if c.rate <= 0 {
+			switch rate := float64(countSuccesses(res.calls)) / res.elapsed.Seconds(); ns {
+			case nsSecret:
+				baseline = rate
+			case nsNoop:
+				noopBaseline = rate
+			}
 		}
 		var secretReport []string
 		if meshed {
 			o := awaitSecrets(ctx, secrets, res, c.rate > 0)
 			if c.rate <= 0 {
-				secretReport = append(secretReport, closedLoopSecrets(o, baseline))
+				secretReport = append(secretReport, closedLoopSecrets(o, baseline, noopBaseline))
 			}
 			secretReport = append(secretReport, secretLines(o, c.rate > 0)...)
 		}
-		tag := "[no webhook involved]"
-		if meshed {
-			tag = "[" + hook.regime() + "]"
-		}
+		tag := phaseTag(ns, hook)
 		printPhase(phaseLabels[ns], tag, c, res)
 		if c.churn {
 			fmt.Printf("  churn: %d oldest pods deleted as new ones were created (%d deletes failed), keeping %d\n", ch.deleted.Load(), ch.failed.Load(), c.keep)
@@ -462,7 +479,19 @@ func installMesh(ctx context.Context, cl client.Client, certKeyBits int) error {
 	return cl.Create(ctx, mc)
 }
 
-var phaseLabels = map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsMeshed: "pods through the injector  "}
+var phaseLabels = map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsNoop: "pod + Secret, no-op webhook", nsMeshed: "pods through the injector  "}
+
+// phaseTag tags a phase's figures with the webhook its creates went
+// through.
+func phaseTag(ns string, hook injectorUnderTest) string {
+	switch ns {
+	case nsMeshed:
+		return "[" + hook.regime() + "]"
+	case nsNoop:
+		return noopTag
+	}
+	return "[no webhook involved]"
+}
 
 // printPhase prints a phase's figures, tagged with the regime they were
 // taken in.
@@ -515,9 +544,15 @@ func warmUp(ctx context.Context, cl client.Client) (map[string][]byte, error) {
 	if err := cl.Create(ctx, pod); err != nil {
 		return nil, fmt.Errorf("warm-up pod: %w", err)
 	}
+	// With --bootstrap-secret-writer=controller the Secret follows the pod.
 	var secrets corev1.SecretList
-	if err := cl.List(ctx, &secrets, client.InNamespace(nsMeshed), client.MatchingLabels{injector.ProxyUUIDLabel: pod.Labels[injector.ProxyUUIDLabel]}); err != nil {
-		return nil, err
+	for wait := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err := cl.List(ctx, &secrets, client.InNamespace(nsMeshed), client.MatchingLabels{injector.ProxyUUIDLabel: pod.Labels[injector.ProxyUUIDLabel]}); err != nil {
+			return nil, err
+		}
+		if len(secrets.Items) > 0 || time.Now().After(wait) {
+			break
+		}
 	}
 	if len(secrets.Items) != 1 {
 		return nil, fmt.Errorf("warm-up pod has %d bootstrap Secrets, want 1", len(secrets.Items))
@@ -606,8 +641,9 @@ type load struct {
 	n          int
 	rate       float64 // creates started per second; 0: closed loop
 	conc       int     // closed loop: concurrent creates
-	// secretData, in ns nsSecret, is the Secret created before each pod,
-	// as the injector does.
+	// secretData, in the phases whose client writes a Secret
+	// (clientWritesSecret), is the Secret created before each pod, as the
+	// injector does.
 	secretData map[string][]byte
 	// after, if set, runs after each create, off the clock (memory mode's
 	// churn).
@@ -624,7 +660,7 @@ func createPods(ctx context.Context, cl client.Client, l load) result {
 		t := time.Now()
 		key := client.ObjectKey{Namespace: podNamespace(l.ns, i, l.spread), Name: l.prefix + strconv.Itoa(i)}
 		var err error
-		if l.ns == nsSecret {
+		if clientWritesSecret(l.ns) {
 			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: key.Namespace}, Data: l.secretData})
 		}
 		pod := &corev1.Pod{
