@@ -67,6 +67,12 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		c.pods, c.spread, c.conc, c.writesWait, idleTook.Seconds(), writesText(idle))
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
+		var stopNoop func() error
+		if ns == nsNoop {
+			if stopNoop, err = startNoop(ctx, cl); err != nil {
+				return err
+			}
+		}
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
 		if err != nil {
 			return err
@@ -78,6 +84,13 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		start := time.Now()
 		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: c.pods, conc: c.conc, secretData: template})
 		created := len(res.calls) - countErrors(res.calls)
+		if stopNoop != nil {
+			// The configuration's delete is counted: one write per phase,
+			// not per pod.
+			if err := stopNoop(); err != nil {
+				return fmt.Errorf("removing the no-op webhook: %w", err)
+			}
+		}
 		if meshed {
 			// Deleting a pod before its Secret is written (controller
 			// writer) would save a write no running pod saves.
@@ -103,10 +116,7 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		if err := stopProfiles(); err != nil {
 			return err
 		}
-		tag := "[no webhook involved]"
-		if meshed {
-			tag = "[" + hook.regime() + "]"
-		}
+		tag := phaseTag(ns, hook)
 		fmt.Printf("%s: %d pods created (%d errors), deleted, %s %.1f s after the deletes started; phase %.1f s  %s\n",
 			phaseLabels[ns], created, len(res.calls)-created, gone, time.Since(delStart).Seconds()-2, took.Seconds(), tag)
 		if left != "" {
@@ -149,8 +159,8 @@ func podUUID(ctx context.Context, cl client.Client, ns, name string) (string, er
 	return pod.Labels[injector.ProxyUUIDLabel], nil
 }
 
-// deleteAll deletes pods p-0…p-(n-1) (and, in nsSecret, the client's
-// Secrets) one request each, as controllers delete pods, conc at a time.
+// deleteAll deletes pods p-0…p-(n-1) (and, where the client wrote them,
+// its Secrets) one request each, as controllers delete pods, conc at a time.
 func deleteAll(ctx context.Context, cl client.Client, base string, spread, n, conc int) error {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -162,7 +172,7 @@ func deleteAll(ctx context.Context, cl client.Client, base string, spread, n, co
 			for i := range jobs {
 				ns := podNamespace(base, i, spread)
 				objs := []client.Object{&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p-" + strconv.Itoa(i), Namespace: ns}}}
-				if base == nsSecret {
+				if clientWritesSecret(base) {
 					objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: ns}})
 				}
 				for _, o := range objs {
@@ -339,7 +349,7 @@ type churner struct {
 	cl   client.Client
 	keep int
 	// secrets: the phase's client also created Secret s-<i> for pod p-<i>
-	// (nsSecret); it goes with its pod.
+	// (clientWritesSecret); it goes with its pod.
 	secrets bool
 	mu      sync.Mutex
 	live    []client.ObjectKey // oldest first

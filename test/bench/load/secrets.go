@@ -209,20 +209,28 @@ func matchSecrets(calls []call, start time.Time, seen map[string]time.Time, grac
 }
 
 // closedLoopSecrets is a closed-loop phase's rate measured to its last
-// Secret, the figure the pod + Secret baseline compares with (in that
-// phase a create returns with both stored), and that comparison when the
-// baseline ran (baseline 0: it did not).
-func closedLoopSecrets(o secretOutcome, baseline float64) string {
+// Secret, the figure the baselines compare with (in their phases a create
+// returns with both stored), and those comparisons for the baselines that
+// ran (0: it did not): the pod + Secret phase (no webhook), the noop phase
+// (the same through a no-op webhook: what any webhook costs).
+func closedLoopSecrets(o secretOutcome, baseline, noop float64) string {
 	if o.withSecret == 0 {
 		return "pods with their bootstrap Secret: none"
 	}
 	rate := float64(o.withSecret) / o.last.Seconds()
 	s := fmt.Sprintf("pods with their bootstrap Secret: %.1f pods/s (%d, the last with its Secret %.2f s after the phase started, %.2f s after the last create returned)",
 		rate, o.withSecret, o.last.Seconds(), (o.last - o.lastReturn).Seconds())
+	var against []string
 	if baseline > 0 {
-		return s + fmt.Sprintf(": %.0f%% of the pod + Secret phase's %.1f pods/s (this rate, not the creates/s above, is the one compared)", 100*rate/baseline, baseline)
+		against = append(against, fmt.Sprintf("%.0f%% of the pod + Secret phase's %.1f pods/s", 100*rate/baseline, baseline))
 	}
-	return s + " (no pod + Secret phase in this run to compare with)"
+	if noop > 0 {
+		against = append(against, fmt.Sprintf("%.0f%% of the no-op webhook phase's %.1f pods/s", 100*rate/noop, noop))
+	}
+	if len(against) == 0 {
+		return s + " (no pod + Secret or no-op webhook phase in this run to compare with)"
+	}
+	return s + ": " + strings.Join(against, ", ") + " (this rate, not the creates/s above, is the one compared)"
 }
 
 // secretLines report when the phase's pods got their Secrets, as this

@@ -87,20 +87,23 @@ func TestMatchSecrets(t *testing.T) {
 
 func TestClosedLoopSecrets(t *testing.T) {
 	o := secretOutcome{pods: 300, withSecret: 300, last: 2 * time.Second, lastReturn: 1500 * time.Millisecond}
+	const head = "pods with their bootstrap Secret: 150.0 pods/s (300, the last with its Secret 2.00 s after the phase started, 0.50 s after the last create returned)"
+	const tail = " (this rate, not the creates/s above, is the one compared)"
 	for _, tc := range []struct {
-		name     string
-		o        secretOutcome
-		baseline float64
-		want     string
+		name           string
+		o              secretOutcome
+		baseline, noop float64
+		want           string
 	}{
-		{"against the baseline", o, 200,
-			"pods with their bootstrap Secret: 150.0 pods/s (300, the last with its Secret 2.00 s after the phase started, 0.50 s after the last create returned): 75% of the pod + Secret phase's 200.0 pods/s (this rate, not the creates/s above, is the one compared)"},
-		{"no baseline", o, 0,
-			"pods with their bootstrap Secret: 150.0 pods/s (300, the last with its Secret 2.00 s after the phase started, 0.50 s after the last create returned) (no pod + Secret phase in this run to compare with)"},
-		{"none", secretOutcome{pods: 3}, 200, "pods with their bootstrap Secret: none"},
+		{"against both baselines", o, 200, 160,
+			head + ": 75% of the pod + Secret phase's 200.0 pods/s, 94% of the no-op webhook phase's 160.0 pods/s" + tail},
+		{"against the pod + Secret phase", o, 200, 0, head + ": 75% of the pod + Secret phase's 200.0 pods/s" + tail},
+		{"against the no-op webhook phase", o, 0, 300, head + ": 50% of the no-op webhook phase's 300.0 pods/s" + tail},
+		{"no baseline", o, 0, 0, head + " (no pod + Secret or no-op webhook phase in this run to compare with)"},
+		{"none", secretOutcome{pods: 3}, 200, 160, "pods with their bootstrap Secret: none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := closedLoopSecrets(tc.o, tc.baseline); got != tc.want {
+			if got := closedLoopSecrets(tc.o, tc.baseline, tc.noop); got != tc.want {
 				t.Errorf("\n got %s\nwant %s", got, tc.want)
 			}
 		})
