@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -44,22 +42,7 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal(err)
 	}
 	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
-	createForTest(ctx, t, e.cl, &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-" + mesh},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "fsm-inject.k8s.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: bundle},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{fsmnames.MonitoredByLabel: mesh}},
-			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
-			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
-			TimeoutSeconds:          ptr.To(int32(20)),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	})
+	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "limited",
 		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
 		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}

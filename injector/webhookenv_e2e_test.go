@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -25,6 +26,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
@@ -140,6 +142,28 @@ func serveWebhook(ctx context.Context, t *testing.T, servingCA *certstest.CA, pa
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("https://127.0.0.1:%d%s", port, path), bundle
+}
+
+// meshInjectorConfig registers an injector of mesh at url (serveWebhook's)
+// for pod creates in the namespaces mesh monitors, as the chart does.
+func meshInjectorConfig(mesh, url string, caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "fsm-webhook-" + mesh},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         "fsm-inject.k8s.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{fsmnames.MonitoredByLabel: mesh}},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+			TimeoutSeconds:          ptr.To(int32(20)),
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
+		}},
+	}
 }
 
 // createForTest creates obj and deletes it when the test ends.
