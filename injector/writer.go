@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -375,10 +376,11 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 
 // uuidOfSecret is the proxy uuid a bootstrap Secret's name carries.
 func uuidOfSecret(name string) (string, bool) {
-	if len(name) <= len(BootstrapSecretPrefix) || name[:len(BootstrapSecretPrefix)] != BootstrapSecretPrefix {
+	id, ok := strings.CutPrefix(name, BootstrapSecretPrefix)
+	if !ok || id == "" {
 		return "", false
 	}
-	return name[len(BootstrapSecretPrefix):], true
+	return id, true
 }
 
 // cachedPod is the cached pod carrying proxy uuid id, nil if none.
