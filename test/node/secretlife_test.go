@@ -194,20 +194,38 @@ func watchEvents(ctx context.Context, t *testing.T, w func(context.Context, meta
 	}
 	l := &eventLog{events: map[string][]recordedEvent{}}
 	go func() {
-		defer wi.Stop()
 		defer func() {
 			l.mu.Lock()
 			l.ended = time.Now()
 			l.mu.Unlock()
 		}()
-		for ev := range wi.ResultChan() {
-			o, ok := ev.Object.(metav1.Object)
-			if !ok {
-				continue
+		// A watch can end before ctx does (a connection reset on a loaded
+		// node): it resumes from the last event's resourceVersion, so no
+		// event is missed; one the apiserver no longer has ends the log.
+		rv := ""
+		for {
+			for ev := range wi.ResultChan() {
+				if ev.Type == watch.Error {
+					wi.Stop()
+					return
+				}
+				o, ok := ev.Object.(metav1.Object)
+				if !ok {
+					continue
+				}
+				rv = o.GetResourceVersion()
+				l.mu.Lock()
+				l.events[o.GetName()] = append(l.events[o.GetName()], recordedEvent{typ: ev.Type, at: time.Now(), owners: o.GetOwnerReferences()})
+				l.mu.Unlock()
 			}
-			l.mu.Lock()
-			l.events[o.GetName()] = append(l.events[o.GetName()], recordedEvent{typ: ev.Type, at: time.Now(), owners: o.GetOwnerReferences()})
-			l.mu.Unlock()
+			wi.Stop()
+			if ctx.Err() != nil || rv == "" {
+				return
+			}
+			var err error
+			if wi, err = w(ctx, metav1.ListOptions{LabelSelector: label, ResourceVersion: rv}); err != nil {
+				return
+			}
 		}
 	}()
 	return l

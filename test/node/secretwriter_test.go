@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -413,22 +414,43 @@ func watchRunning(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns
 	}
 	l := &runningLog{first: map[string]time.Time{}}
 	go func() {
-		defer w.Stop()
-		for ev := range w.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok || notRunning(p) != "" {
-				continue
-			}
-			at := time.Now()
+		defer func() {
 			l.mu.Lock()
-			if _, seen := l.first[p.Name]; !seen {
-				l.first[p.Name] = at
-			}
+			l.ended = time.Now()
 			l.mu.Unlock()
+		}()
+		// Resumed from the last event when it ends early (watchEvents).
+		rv := ""
+		for {
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					w.Stop()
+					return
+				}
+				p, ok := ev.Object.(*corev1.Pod)
+				if !ok {
+					continue
+				}
+				rv = p.ResourceVersion
+				if notRunning(p) != "" {
+					continue
+				}
+				at := time.Now()
+				l.mu.Lock()
+				if _, seen := l.first[p.Name]; !seen {
+					l.first[p.Name] = at
+				}
+				l.mu.Unlock()
+			}
+			w.Stop()
+			if ctx.Err() != nil || rv == "" {
+				return
+			}
+			var err error
+			if w, err = cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv}); err != nil {
+				return
+			}
 		}
-		l.mu.Lock()
-		l.ended = time.Now()
-		l.mu.Unlock()
 	}()
 	return l
 }
