@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -56,8 +57,8 @@ func TestSecretLife(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := watchEvents(ctx, t, wcs.CoreV1().Secrets(ns).Watch, injector.ProxyUUIDLabel)
-	pods := watchEvents(ctx, t, wcs.CoreV1().Pods(ns).Watch, injector.ProxyUUIDLabel)
+	secrets := watchEvents(ctx, t, "Secrets", wcs.CoreV1().Secrets(ns), injector.ProxyUUIDLabel)
+	pods := watchEvents(ctx, t, "pods", wcs.CoreV1().Pods(ns), injector.ProxyUUIDLabel)
 
 	const n = 3
 	var created []*corev1.Pod
@@ -136,9 +137,9 @@ func TestSecretLife(t *testing.T) {
 		var podGone, secretGone time.Time
 		c.WaitFor(t, "pod "+p.Name+" and its Secret to be deleted", 2*time.Minute, func(context.Context) error {
 			podGone, secretGone = pods.deletedAt(p.Name), secrets.deletedAt(secret)
-			for what, l := range map[string]*eventLog{"pods": pods, "Secrets": secrets} {
-				if at := l.endedAt(); !at.IsZero() {
-					t.Fatalf("the watch of %s ended at %s: its events are incomplete", what, at.Format(time.RFC3339Nano))
+			for _, l := range []*eventLog{pods, secrets} {
+				if err := l.ended(); err != nil {
+					t.Fatal(err)
 				}
 			}
 			if podGone.IsZero() || secretGone.IsZero() {
@@ -172,62 +173,25 @@ type recordedEvent struct {
 
 // eventLog records, by object name, the events of one watch.
 type eventLog struct {
+	*watchEnd
 	mu     sync.Mutex
 	events map[string][]recordedEvent
-	ended  time.Time // when the watch ended, if it did
 }
 
-// endedAt is when the watch ended, or zero while it runs.
-func (l *eventLog) endedAt() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ended
-}
-
-// watchEvents starts a watch through w on the objects carrying label and
-// records their events until ctx ends.
-func watchEvents(ctx context.Context, t *testing.T, w func(context.Context, metav1.ListOptions) (watch.Interface, error), label string) *eventLog {
+// watchEvents records the events of the objects c lists and watches
+// carrying label (watchLabelled), named what in failures, until ctx ends.
+func watchEvents[L runtime.Object](ctx context.Context, t *testing.T, what string, c listWatcher[L], label string) *eventLog {
 	t.Helper()
-	wi, err := w(ctx, metav1.ListOptions{LabelSelector: label})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &eventLog{events: map[string][]recordedEvent{}}
-	go func() {
-		defer func() {
-			l.mu.Lock()
-			l.ended = time.Now()
-			l.mu.Unlock()
-		}()
-		// A watch can end before ctx does (a connection reset on a loaded
-		// node): it resumes from the last event's resourceVersion, so no
-		// event is missed; one the apiserver no longer has ends the log.
-		rv := ""
-		for {
-			for ev := range wi.ResultChan() {
-				if ev.Type == watch.Error {
-					wi.Stop()
-					return
-				}
-				o, ok := ev.Object.(metav1.Object)
-				if !ok {
-					continue
-				}
-				rv = o.GetResourceVersion()
-				l.mu.Lock()
-				l.events[o.GetName()] = append(l.events[o.GetName()], recordedEvent{typ: ev.Type, at: time.Now(), owners: o.GetOwnerReferences()})
-				l.mu.Unlock()
-			}
-			wi.Stop()
-			if ctx.Err() != nil || rv == "" {
-				return
-			}
-			var err error
-			if wi, err = w(ctx, metav1.ListOptions{LabelSelector: label, ResourceVersion: rv}); err != nil {
-				return
-			}
+	l.watchEnd = watchLabelled(ctx, t, what, c, label, func(ev watch.Event) {
+		o, ok := ev.Object.(metav1.Object)
+		if !ok {
+			return
 		}
-	}()
+		l.mu.Lock()
+		l.events[o.GetName()] = append(l.events[o.GetName()], recordedEvent{typ: ev.Type, at: time.Now(), owners: o.GetOwnerReferences()})
+		l.mu.Unlock()
+	})
 	return l
 }
 

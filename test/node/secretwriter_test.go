@@ -170,8 +170,8 @@ func runWriterRound(ctx context.Context, t *testing.T, c *node.Cluster, wcs kube
 	before := scrapeWebhooks(ctx, t, cs)
 	sel := writerLabel + "=" + string(writer)
 	running := watchRunning(ctx, t, wcs, ns, sel)
-	secrets := watchEvents(ctx, t, wcs.CoreV1().Secrets(ns).Watch, injector.ProxyUUIDLabel)
-	podEvs := watchEvents(ctx, t, wcs.CoreV1().Pods(ns).Watch, sel)
+	secrets := watchEvents(ctx, t, "Secrets", wcs.CoreV1().Secrets(ns), injector.ProxyUUIDLabel)
+	podEvs := watchEvents(ctx, t, "pods", wcs.CoreV1().Pods(ns), sel)
 
 	pods := make([]writerPod, n)
 	errs := make([]error, n)
@@ -210,8 +210,8 @@ func runWriterRound(ctx context.Context, t *testing.T, c *node.Cluster, wcs kube
 	}
 
 	c.WaitFor(t, fmt.Sprintf("%d %s pods to run every container", n, writer), 6*time.Minute, func(ctx context.Context) error {
-		if at := running.endedAt(); !at.IsZero() {
-			t.Fatalf("the pod watch ended at %s: its times are incomplete", at.Format(time.RFC3339Nano))
+		if err := running.ended(); err != nil {
+			t.Fatal(err)
 		}
 		if got := running.count(); got < n {
 			return fmt.Errorf("%d of %d running: %s", got, n, notRunningSummary(ctx, cs, ns, sel, 5))
@@ -307,9 +307,9 @@ func runWriterRound(ctx context.Context, t *testing.T, c *node.Cluster, wcs kube
 		t.Fatal(err)
 	}
 	c.WaitFor(t, fmt.Sprintf("the %d %s pods and their Secrets to be deleted", n, writer), 3*time.Minute, func(ctx context.Context) error {
-		for what, l := range map[string]*eventLog{"pods": podEvs, "Secrets": secrets} {
-			if at := l.endedAt(); !at.IsZero() {
-				t.Fatalf("the watch of %s ended at %s: its events are incomplete", what, at.Format(time.RFC3339Nano))
+		for _, l := range []*eventLog{podEvs, secrets} {
+			if err := l.ended(); err != nil {
+				t.Fatal(err)
 			}
 		}
 		left := 0
@@ -400,58 +400,27 @@ func writerOf(p *corev1.Pod) injector.SecretWriter {
 // runningLog records, by pod name, when a watch first saw each pod with
 // every container started and running (notRunning empty).
 type runningLog struct {
+	*watchEnd
 	mu    sync.Mutex
 	first map[string]time.Time
-	ended time.Time
 }
 
-// watchRunning watches the pods of ns matching selector from now on.
+// watchRunning watches the pods of ns matching selector (watchLabelled).
 func watchRunning(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, selector string) *runningLog {
 	t.Helper()
-	w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &runningLog{first: map[string]time.Time{}}
-	go func() {
-		defer func() {
-			l.mu.Lock()
-			l.ended = time.Now()
-			l.mu.Unlock()
-		}()
-		// Resumed from the last event when it ends early (watchEvents).
-		rv := ""
-		for {
-			for ev := range w.ResultChan() {
-				if ev.Type == watch.Error {
-					w.Stop()
-					return
-				}
-				p, ok := ev.Object.(*corev1.Pod)
-				if !ok {
-					continue
-				}
-				rv = p.ResourceVersion
-				if notRunning(p) != "" {
-					continue
-				}
-				at := time.Now()
-				l.mu.Lock()
-				if _, seen := l.first[p.Name]; !seen {
-					l.first[p.Name] = at
-				}
-				l.mu.Unlock()
-			}
-			w.Stop()
-			if ctx.Err() != nil || rv == "" {
-				return
-			}
-			var err error
-			if w, err = cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv}); err != nil {
-				return
-			}
+	l.watchEnd = watchLabelled(ctx, t, "pods", cs.CoreV1().Pods(ns), selector, func(ev watch.Event) {
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok || notRunning(p) != "" {
+			return
 		}
-	}()
+		at := time.Now()
+		l.mu.Lock()
+		if _, seen := l.first[p.Name]; !seen {
+			l.first[p.Name] = at
+		}
+		l.mu.Unlock()
+	})
 	return l
 }
 
@@ -465,12 +434,6 @@ func (l *runningLog) firstAt(name string) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.first[name]
-}
-
-func (l *runningLog) endedAt() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ended
 }
 
 // firstAt is when name's first event arrived, or zero.
