@@ -342,12 +342,12 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		return reconcile.Result{}, apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	}
 	id := secret.Labels[ProxyUUIDLabel]
-	cached, err := r.podExists(ctx, r.client, secret.Namespace, id, client.MatchingFields{podUUIDIndex: id})
+	cachedPod, err := cachedPodWithUUID(ctx, r.client, secret.Namespace, id)
 	if err != nil {
 		return reconcile.Result{}, false, err
 	}
 	pod := podNotSeen
-	if cached {
+	if cachedPod != nil {
 		pod = podExists
 	} else if _, saw := r.sawPodDeleted(key); saw {
 		pod = podDeleted
@@ -368,11 +368,11 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	// then, has no pod with its uuid: the cache may lag a pod created a
 	// moment ago. It has no custom index: select by label.
 	if pod != podDeleted {
-		found, err := r.podExists(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
+		livePod, err := podWithUUID(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
 		if err != nil {
 			return reconcile.Result{}, false, err
 		}
-		if found {
+		if livePod != nil {
 			log.V(1).Info("kept bootstrap Secret: the API server has its pod", "proxyUUID", id)
 			return reconcile.Result{}, true, nil
 		}
@@ -397,13 +397,23 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	return reconcile.Result{}, true, nil
 }
 
-// podExists tells whether rd has a pod of proxy uuid id in namespace;
-// byUUID selects it in rd.
-func (r *secretReconciler) podExists(ctx context.Context, rd client.Reader, namespace, id string, byUUID client.ListOption) (bool, error) {
+// podWithUUID is a pod of proxy uuid id in namespace as rd has it, nil if
+// none; byUUID selects it in rd (the cache's podUUIDIndex, or the label
+// for the API server).
+func podWithUUID(ctx context.Context, rd client.Reader, namespace, id string, byUUID client.ListOption) (*metav1.PartialObjectMetadata, error) {
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := rd.List(ctx, pods, client.InNamespace(namespace), byUUID, client.Limit(1)); err != nil {
-		return false, fmt.Errorf("listing pods with %s=%s in %s: %w", ProxyUUIDLabel, id, namespace, err)
+		return nil, fmt.Errorf("listing pods with %s=%s in %s: %w", ProxyUUIDLabel, id, namespace, err)
 	}
-	return len(pods.Items) > 0, nil
+	if len(pods.Items) == 0 {
+		return nil, nil
+	}
+	return &pods.Items[0], nil
+}
+
+// cachedPodWithUUID is podWithUUID in a cache with SetupSecretController's
+// index.
+func cachedPodWithUUID(ctx context.Context, cache client.Reader, namespace, id string) (*metav1.PartialObjectMetadata, error) {
+	return podWithUUID(ctx, cache, namespace, id, client.MatchingFields{podUUIDIndex: id})
 }

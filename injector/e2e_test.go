@@ -50,6 +50,8 @@ const (
 type e2e struct {
 	cl  client.Client
 	cfg *rest.Config
+	// cache is the manager's, which the handler reads pods from.
+	cache client.Reader
 }
 
 // TestE2E runs the injector behind a real kube-apiserver: the apiserver calls
@@ -103,6 +105,7 @@ func TestE2E(t *testing.T) {
 	}
 	h, err := injector.NewHandler(injector.Options{
 		Client:       env.Client,
+		Pods:         mgr.GetCache(),
 		Namespaces:   mgr.GetCache(),
 		Services:     mgr.GetCache(),
 		MeshConfig:   meshConfig,
@@ -135,10 +138,11 @@ func TestE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := &e2e{cl: env.Client, cfg: env.Config}
+	e := &e2e{cl: env.Client, cfg: env.Config, cache: mgr.GetCache()}
 	e.registerWebhooks(t, ctx, servingCA, port)
 
 	t.Run("monitored pod is injected and its Secret verifies", e.testInjected)
+	t.Run("a copy of an injected pod gets its own identity and Secret", e.testCopy)
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("bad annotation is denied with an event", e.testDenied)
@@ -352,6 +356,72 @@ func (e *e2e) testInjected(t *testing.T) {
 	}
 	if !strings.Contains(string(s.Data[injector.BootstrapConfigKey]), `"NodeID":"`+cn+`"`) {
 		t.Errorf("bootstrap.yaml lacks NodeID %s: %s", cn, s.Data[injector.BootstrapConfigKey])
+	}
+}
+
+// testCopy creates a pod copied from a stored injected one, labels and
+// volumes included (kubectl get -o yaml, renamed, created): this injector
+// writes no owner reference, so only the stored source tells the copy from
+// the injector's own reinvocation; sharing the source's uuid would give two
+// pods one identity.
+func (e *e2e) testCopy(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "copy", true)
+	src := pod("source", ns)
+	if err := e.cl.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	srcID := src.Labels[injector.ProxyUUIDLabel]
+	// The source has run a while before anyone copies it: the cache has it.
+	eventually(t, 30*time.Second, "the source pod in the manager's cache", func() (bool, error) {
+		pods := &metav1.PartialObjectMetadataList{}
+		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		err := e.cache.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{injector.ProxyUUIDLabel: srcID})
+		return len(pods.Items) == 1, err
+	})
+	cp := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "copy", Namespace: ns, Labels: src.Labels, Annotations: src.Annotations},
+		Spec:       *src.Spec.DeepCopy(),
+	}
+	if err := e.cl.Create(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	id := cp.Labels[injector.ProxyUUIDLabel]
+	if id == "" || id == srcID {
+		t.Fatalf("copy's %s = %q, source's %q: want a new uuid", injector.ProxyUUIDLabel, id, srcID)
+	}
+	sidecars, secretName := 0, ""
+	for _, c := range cp.Spec.Containers {
+		if c.Name == "sidecar" {
+			sidecars++
+		}
+	}
+	for _, v := range cp.Spec.Volumes {
+		if v.Name == injector.BootstrapVolumeName && v.Secret != nil {
+			secretName = v.Secret.SecretName
+		}
+	}
+	if sidecars != 1 || secretName != injector.BootstrapSecretName(id) {
+		t.Fatalf("copy has %d sidecars and mounts Secret %q, want 1 and %s", sidecars, secretName, injector.BootstrapSecretName(id))
+	}
+	s := &corev1.Secret{}
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: secretName}, s); err != nil {
+		t.Fatalf("copy's bootstrap Secret: %v", err)
+	}
+	sa := cp.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	cn := injector.CommonName(id, sa, ns, "cluster.local")
+	leaf, err := certs.ParseCertsPEM(s.Data[injector.RepoCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf[0].Subject.CommonName != cn {
+		t.Errorf("copy's certificate names %q, want %q", leaf[0].Subject.CommonName, cn)
+	}
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(srcID)}, &corev1.Secret{}); err != nil {
+		t.Errorf("source's bootstrap Secret: %v", err)
 	}
 }
 

@@ -54,6 +54,12 @@ type Options struct {
 	// injected pod arrives). Use a direct client: a cached one would cache
 	// every Secret of the cluster.
 	Client client.Client
+	// Pods reads stored pods' metadata by proxy uuid: the manager's cache
+	// with SetupSecretController's index. A pod that arrives injected while
+	// a stored pod carries its uuid is a copy (its bootstrap Secret owned by
+	// no pod, as this injector writes it, cannot say so) and gets its own
+	// identity. Nil: the Secret alone tells a copy from a reinvocation.
+	Pods client.Reader
 	// Namespaces reads Namespace objects; use an informer-backed reader.
 	Namespaces client.Reader
 	// Services reads FSM's controller Service (ControllerServiceName in
@@ -468,13 +474,25 @@ func (h *Handler) controllerService(ctx context.Context) (*corev1.Service, error
 	return svc, nil
 }
 
-// injectedInThisAdmission tells our own reinvocation (the Secret we just
-// created exists and no pod owns it yet) from a copy of a running injected
-// pod (its Secret is owned by the source pod, or gone).
+// injectedInThisAdmission tells our own reinvocation (the pod is not stored
+// yet, and the Secret we just created exists, owned by no pod) from a copy of
+// an injected pod (a stored pod carries the uuid, or the Secret is owned by
+// the source pod, or gone): a copy must not share the source's identity.
 func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyUUID string, dryRun bool) (bool, error) {
 	if dryRun {
 		// Nothing was created for a dry run; leave the pod as it is.
 		return true, nil
+	}
+	if h.opts.Pods != nil {
+		// The pod being admitted is not stored before its admission ends,
+		// so a stored pod with its uuid is another pod: the source.
+		source, err := cachedPodWithUUID(ctx, h.opts.Pods, namespace, proxyUUID)
+		if err != nil {
+			return false, err
+		}
+		if source != nil {
+			return false, nil
+		}
 	}
 	if h.opts.Pending != nil && h.opts.Pending.has(types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}) {
 		// Admitted here a moment ago, its Secret not written yet. A

@@ -96,7 +96,12 @@ func newHandlerFixture(t testing.TB, issuer certs.Issuer, createErr error, objs 
 	reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(
 		monitoredNamespace("app", nil),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
-	).WithObjects(objs...).Build()
+	).WithObjects(objs...).WithIndex(&corev1.Pod{}, podUUIDIndex, func(o client.Object) []string {
+		if id := o.GetLabels()[ProxyUUIDLabel]; id != "" {
+			return []string{id}
+		}
+		return nil
+	}).Build()
 	f := &handlerFixture{recorder: &fakeRecorder{}}
 	writer := interceptor.NewClient(reader, interceptor.Funcs{
 		Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
@@ -110,7 +115,7 @@ func newHandlerFixture(t testing.TB, issuer certs.Issuer, createErr error, objs 
 		},
 	})
 	h, err := NewHandler(Options{
-		Client: writer, Namespaces: reader, Issuer: issuer,
+		Client: writer, Namespaces: reader, Pods: reader, Issuer: issuer,
 		MeshName: "fsm", FSMNamespace: "fsm-system",
 		SidecarImage: testMesh.SidecarImage, InitImage: testMesh.InitImage, HealthcheckImage: testMesh.HealthcheckImage,
 		Recorder: f.recorder, NewUUID: seqUUID(),
@@ -385,8 +390,9 @@ func TestCreatePatchFallback(t *testing.T) {
 	assertPatchApplies(t, orig, mut, ops)
 }
 
-// TestHandlerAlreadyInjected tells our own reinvocation (Secret not yet owned)
-// from a copy of a running injected pod (Secret owned by the source pod).
+// TestHandlerAlreadyInjected tells our own reinvocation (pod not stored, its
+// Secret owned by no pod) from a copy of an injected pod (the source stored,
+// or its Secret owned by the source pod, or gone).
 func TestHandlerAlreadyInjected(t *testing.T) {
 	const oldID = "0a0a0a0a-0000-4000-8000-000000000000"
 	injectedPod := func() *corev1.Pod {
@@ -403,6 +409,11 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 		}
 		return s
 	}
+	source := func(ns string) *corev1.Pod {
+		p := injectedPod()
+		p.Name, p.Namespace = "source", ns
+		return p
+	}
 	for _, tc := range []struct {
 		name     string
 		objs     []client.Object
@@ -413,6 +424,11 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 		{name: "dry-run reinvocation", dryRun: true},
 		{name: "copy of a running pod: Secret owned", objs: []client.Object{secret(true)}, reinject: true},
 		{name: "copy whose Secret is gone", reinject: true},
+		// This injector writes no owner reference: only the stored source
+		// tells the copy apart.
+		{name: "copy of a stored pod: Secret owned by no pod", objs: []client.Object{secret(false), source("app")}, reinject: true},
+		{name: "copy of a stored pod, Secret owned", objs: []client.Object{secret(true), source("app")}, reinject: true},
+		{name: "a pod with the uuid in another namespace is not the source", objs: []client.Object{secret(false), source("other")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newHandlerFixture(t, stubIssuer{}, nil, tc.objs...)

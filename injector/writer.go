@@ -344,7 +344,7 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 		return reconcile.Result{}, fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
 	}
 	secretExists := err == nil
-	podMeta, err := w.cachedPod(ctx, key.Namespace, id)
+	podMeta, err := cachedPodWithUUID(ctx, w.cache, key.Namespace, id)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -381,19 +381,6 @@ func uuidOfSecret(name string) (string, bool) {
 		return "", false
 	}
 	return id, true
-}
-
-// cachedPod is the cached pod carrying proxy uuid id, nil if none.
-func (w *secretWriter) cachedPod(ctx context.Context, namespace, id string) (*metav1.PartialObjectMetadata, error) {
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := w.cache.List(ctx, pods, client.InNamespace(namespace), client.MatchingFields{podUUIDIndex: id}, client.Limit(1)); err != nil {
-		return nil, fmt.Errorf("listing cached pods with %s=%s in %s: %w", ProxyUUIDLabel, id, namespace, err)
-	}
-	if len(pods.Items) == 0 {
-		return nil, nil
-	}
-	return &pods.Items[0], nil
 }
 
 // repair rebuilds the Secret of a stored pod this mesh injected from the pod

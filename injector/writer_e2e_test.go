@@ -44,7 +44,7 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, pend
 		t.Fatal(err)
 	}
 	h, err := injector.NewHandler(injector.Options{
-		Client: e.cl, Namespaces: mgr.GetClient(), Issuer: issuer, MeshName: mesh, FSMNamespace: fsmNamespace,
+		Client: e.cl, Pods: mgr.GetCache(), Namespaces: mgr.GetClient(), Issuer: issuer, MeshName: mesh, FSMNamespace: fsmNamespace,
 		Pending: pending, Logger: log,
 	})
 	if err != nil {

@@ -326,6 +326,7 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		}
 		h, err := injector.NewHandler(injector.Options{
 			Client:                direct,
+			Pods:                  mgr.GetCache(),
 			Pending:               pending,
 			Namespaces:            mgr.GetClient(),
 			Services:              mgr.GetClient(),
