@@ -29,6 +29,13 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
+// The in-process handler's images (serve's are the injector's defaults).
+const (
+	inProcessSidecarImage     = "flomesh/pipy:1.5.14"
+	inProcessInitImage        = "flomesh/fsm-sidecar-init:1.5.1"
+	inProcessHealthcheckImage = "flomesh/fsm-healthcheck:1.5.1"
+)
+
 // inProcess is the injector handler run inside this process (-in-process):
 // not what ships. Its key pool holds a key for every pod before the clock
 // starts and its client is not rate limited, so it measures the handler and
@@ -101,7 +108,7 @@ func startInProcess(ctx context.Context, cfg *rest.Config, scheme *runtime.Schem
 	h, err := injector.NewHandler(injector.Options{
 		Client: writeTimer(webhookClient), Namespaces: mgr.GetCache(), Issuer: issuer,
 		MeshName: "fsm", FSMNamespace: "fsm-system",
-		SidecarImage: "flomesh/pipy:1.5.14", InitImage: "flomesh/fsm-sidecar-init:1.5.1", HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
+		SidecarImage: inProcessSidecarImage, InitImage: inProcessInitImage, HealthcheckImage: inProcessHealthcheckImage,
 	})
 	if err != nil {
 		return nil, err

@@ -14,6 +14,14 @@
 // unthrottled client: not what ships, but it splits the handler's time into
 // its Secret write and its own work.
 //
+// Two baselines go through a mutating webhook in this process, each
+// against a pod + bootstrap-sized Secret written by the client: noop answers
+// one label (what any webhook costs), sized answers the injector's own patch
+// for the pod, computed once with the meshed phase's settings (sidecar, init
+// container, bootstrap volume: the floor for any injector on this
+// apiserver, no certificate, nothing cached). Closed-loop rates are compared
+// with the phases before them.
+//
 // A meshed pod is ready for its kubelet once its bootstrap Secret is stored
 // too: with serve's --bootstrap-secret-writer=controller that is after the
 // create returned, so every meshed phase watches the Secrets and waits for
@@ -32,7 +40,7 @@
 //
 //	go run ./test/bench/load [-mode throughput|writes|memory|startup] [-pods 500]
 //	    [-concurrency 16 | -rate 100 [-duration 10m]] [-key-algorithm RSA2048]
-//	    [-phases plain,secret,noop,meshed] [-serve-args '--key-pool-size=2064'] [-in-process]
+//	    [-phases plain,secret,noop,sized,meshed] [-serve-args '--key-pool-size=2064'] [-in-process]
 //	    [-namespaces 4] [-churn [-keep 5000]] [-prefill 5000] [-soak 10m] [-restarts 3]
 package main
 
@@ -75,17 +83,19 @@ import (
 // The phases, each in its own namespace: pods alone; a pod plus a Secret of
 // a bootstrap Secret's size created by the client (the apiserver work any
 // injector that writes a Secret per pod cannot avoid); the same through a
-// no-op mutating webhook (what any webhook costs the apiserver); pods
-// through the injector, which writes the Secret itself and adopts it
-// afterwards.
+// no-op mutating webhook (what any webhook costs the apiserver); the same
+// through a webhook answering the injector's patch (what any injector costs
+// it: the injected pod's size too); pods through the injector, which writes
+// the Secret itself.
 const (
 	nsPlain  = "plain"
 	nsSecret = "plain-secret"
 	nsNoop   = "noop-secret"
+	nsSized  = "sized-secret"
 	nsMeshed = "meshed"
 )
 
-var phaseNames = map[string]string{"plain": nsPlain, "secret": nsSecret, "noop": nsNoop, "meshed": nsMeshed}
+var phaseNames = map[string]string{"plain": nsPlain, "secret": nsSecret, "noop": nsNoop, "sized": nsSized, "meshed": nsMeshed}
 
 // The mesh as the chart installs it.
 const (
@@ -172,7 +182,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.conc, "concurrency", 16, "concurrent creates (closed loop: as fast as the apiserver takes them)")
 	fs.Float64Var(&c.rate, "rate", 0, "open loop instead: start this many creates per second whatever the latency (0: closed loop)")
 	alg := fs.String("key-algorithm", string(certs.DefaultKeyAlgorithm), "mesh CA key algorithm (serve's --ca-key-algorithm; the default is serve's); bootstrap keys are serve's --bootstrap-key-algorithm, ECDSA P-256 by default, whatever the CA")
-	phases := fs.String("phases", "plain,secret,noop,meshed", "phases to run, in order: plain (pods only), secret (pod + Secret by the client), noop (pod + Secret by the client, through a no-op mutating webhook in this process), meshed (through the injector)")
+	phases := fs.String("phases", "plain,secret,noop,sized,meshed", "phases to run, in order: plain (pods only), secret (pod + Secret by the client), noop (pod + Secret by the client, through a no-op mutating webhook in this process), sized (the same through a webhook in this process answering the injector's patch for the pod: no certificate, nothing cached), meshed (through the injector)")
 	fs.BoolVar(&c.inProcess, "in-process", false, "run the injector handler in this process (pre-filled key pool, unthrottled client: NOT what ships) instead of `fsm-webhooks serve`")
 	fs.StringVar(&c.binary, "binary", "", "fsm-webhooks binary to run (default: build cmd/fsm-webhooks from this checkout)")
 	fs.StringVar(&c.serveLog, "serve-log", "", "write serve's log to this file (default: a temporary file removed at the end)")
@@ -223,7 +233,7 @@ func parseFlags(args []string) (config, error) {
 	for _, p := range strings.Split(*phases, ",") {
 		ns, ok := phaseNames[strings.TrimSpace(p)]
 		if !ok || slices.Contains(c.phases, ns) {
-			return c, fmt.Errorf("-phases %q: each of plain, secret, noop, meshed at most once", *phases)
+			return c, fmt.Errorf("-phases %q: each of plain, secret, noop, sized, meshed at most once", *phases)
 		}
 		c.phases = append(c.phases, ns)
 	}
@@ -305,7 +315,7 @@ func run(c config) error {
 		}
 	}()
 
-	for _, name := range namespacesOf(c.spread, nsPlain, nsSecret, nsNoop, nsMeshed) {
+	for _, name := range namespacesOf(c.spread, nsPlain, nsSecret, nsNoop, nsSized, nsMeshed) {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: namespaceLabels(name)}}
 		if strings.HasPrefix(name, nsMeshed) {
 			ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
@@ -317,6 +327,16 @@ func run(c config) error {
 	template, err := warmUp(ctx, cl)
 	if err != nil {
 		return err
+	}
+	toolHooks := phaseWebhooks{cl: cl}
+	if slices.Contains(c.phases, nsSized) && (c.mode == modeThroughput || c.mode == modeWrites) {
+		settings, err := meshedSettings(ctx, cl, c.inProcess)
+		if err != nil {
+			return err
+		}
+		if toolHooks.sized, err = newSizedAnswer(settings, meshedMesh(c.inProcess), namespacesOf(c.spread, nsSized)); err != nil {
+			return err
+		}
 	}
 
 	keys, err := bootstrapKeys(c.inProcess, c.serveArgs, c.certKeyBits, c.alg)
@@ -335,13 +355,13 @@ func run(c config) error {
 	}
 	switch c.mode {
 	case modeWrites:
-		err = runWrites(ctx, c, cfg, cl, hook, template, secrets)
+		err = runWrites(ctx, c, cfg, cl, hook, toolHooks, template, secrets)
 	case modeMemory:
 		err = runMemory(ctx, c, cfg, cl, hook.(*serveProcess), secrets)
 	case modeStartup:
 		err = runStartup(ctx, c, cl, hook.(*serveProcess))
 	default:
-		err = runThroughput(ctx, c, cfg, cl, hook, template, secrets)
+		err = runThroughput(ctx, c, cfg, cl, hook, toolHooks, template, secrets)
 	}
 	if err != nil {
 		return err
@@ -364,7 +384,7 @@ func certKeyBitsText(bits int) string {
 // open loop (latency at a rate; with -duration, the steady state). A meshed
 // phase lasts until its pods' bootstrap Secrets are stored, serve's samples
 // included: with the controller writer they come after the creates.
-func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte, secrets *secretWatch) error {
+func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, toolHooks phaseWebhooks, template map[string][]byte, secrets *secretWatch) error {
 	mode := fmt.Sprintf("closed loop, %d concurrent", c.conc)
 	if c.rate > 0 {
 		mode = fmt.Sprintf("open loop, %g creates/s started (%.0f s per phase)", c.rate, float64(c.pods)/c.rate)
@@ -374,18 +394,14 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		pods += fmt.Sprintf(" (%d through the injector)", c.meshedPods)
 	}
 	fmt.Printf("pods=%s per phase over %d namespace(s), %s\n", pods, c.spread, mode)
-	// The pod + Secret and noop phases' closed-loop rates, to compare the
-	// meshed phase's pods with their Secret against (0: not run).
-	var baseline, noopBaseline float64
+	// The baselines' closed-loop rates, to compare the later phases with.
+	var base baselines
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
 		// Started off the clock, and proven to be called.
-		var stopNoop func() error
-		if ns == nsNoop {
-			var err error
-			if stopNoop, err = startNoop(ctx, cl); err != nil {
-				return err
-			}
+		stopWebhook, err := toolHooks.start(ctx, ns)
+		if err != nil {
+			return err
 		}
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
 		if err != nil {
@@ -411,29 +427,32 @@ func runThroughput(ctx context.Context, c config, cfg *rest.Config, cl client.Cl
 		if err := stopProfiles(); err != nil {
 			return err
 		}
-		if stopNoop != nil {
-			if err := stopNoop(); err != nil {
-				return fmt.Errorf("removing the no-op webhook: %w", err)
-			}
+		if err := stopWebhook(); err != nil {
+			return fmt.Errorf("removing the %s phase's webhook: %w", ns, err)
 		}
-		if c.rate <= 0 {
-			switch rate := float64(countSuccesses(res.calls)) / res.elapsed.Seconds(); ns {
-			case nsSecret:
-				baseline = rate
-			case nsNoop:
-				noopBaseline = rate
-			}
+		// A baseline is compared with the ones before it.
+		var against []string
+		if c.rate <= 0 && !meshed {
+			rate := float64(countSuccesses(res.calls)) / res.elapsed.Seconds()
+			against = base.against(rate)
+			base.set(ns, rate)
 		}
 		var secretReport []string
 		if meshed {
 			o := awaitSecrets(ctx, secrets, res, c.rate > 0)
 			if c.rate <= 0 {
-				secretReport = append(secretReport, closedLoopSecrets(o, baseline, noopBaseline))
+				secretReport = append(secretReport, closedLoopSecrets(o, base))
 			}
 			secretReport = append(secretReport, secretLines(o, c.rate > 0)...)
 		}
 		tag := phaseTag(ns, hook)
 		printPhase(phaseLabels[ns], tag, c, res)
+		if len(against) > 0 {
+			fmt.Println("  pods/s: " + strings.Join(against, ", "))
+		}
+		if ns == nsSized {
+			fmt.Println("  " + sizedStored(ctx, cl, client.ObjectKey{Namespace: podNamespace(ns, 0, c.spread), Name: "p-0"}))
+		}
 		if c.churn {
 			fmt.Printf("  churn: %d oldest pods deleted as new ones were created (%d deletes failed), keeping %d\n", ch.deleted.Load(), ch.failed.Load(), c.keep)
 		}
@@ -479,7 +498,7 @@ func installMesh(ctx context.Context, cl client.Client, certKeyBits int) error {
 	return cl.Create(ctx, mc)
 }
 
-var phaseLabels = map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsNoop: "pod + Secret, no-op webhook", nsMeshed: "pods through the injector  "}
+var phaseLabels = map[string]string{nsPlain: "pods only, no webhook      ", nsSecret: "pod + Secret by the client ", nsNoop: "pod + Secret, no-op webhook", nsSized: "pod + Secret, sized webhook", nsMeshed: "pods through the injector  "}
 
 // phaseTag tags a phase's figures with the webhook its creates went
 // through.
@@ -489,6 +508,8 @@ func phaseTag(ns string, hook injectorUnderTest) string {
 		return "[" + hook.regime() + "]"
 	case nsNoop:
 		return noopTag
+	case nsSized:
+		return sizedTag
 	}
 	return "[no webhook involved]"
 }
@@ -661,12 +682,9 @@ func createPods(ctx context.Context, cl client.Client, l load) result {
 		key := client.ObjectKey{Namespace: podNamespace(l.ns, i, l.spread), Name: l.prefix + strconv.Itoa(i)}
 		var err error
 		if clientWritesSecret(l.ns) {
-			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: key.Namespace}, Data: l.secretData})
+			err = cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: clientSecretName(key.Name), Namespace: key.Namespace}, Data: l.secretData})
 		}
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
-		}
+		pod := clientPod(key)
 		if err == nil {
 			// The created pod as stored, the injector's uuid label included.
 			err = cl.Create(ctx, pod)

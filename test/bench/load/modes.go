@@ -29,7 +29,7 @@ import (
 // the webhook's Secret writes), so the count is the design's cost, not one
 // component's. The idle period before measures the background (leases) to
 // subtract.
-func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, template map[string][]byte, secrets *secretWatch) error {
+func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client, hook injectorUnderTest, toolHooks phaseWebhooks, template map[string][]byte, secrets *secretWatch) error {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -67,11 +67,9 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		c.pods, c.spread, c.conc, c.writesWait, idleTook.Seconds(), writesText(idle))
 	for _, ns := range c.phases {
 		meshed := ns == nsMeshed
-		var stopNoop func() error
-		if ns == nsNoop {
-			if stopNoop, err = startNoop(ctx, cl); err != nil {
-				return err
-			}
+		stopWebhook, err := toolHooks.start(ctx, ns)
+		if err != nil {
+			return err
 		}
 		stopProfiles, err := startProfiles(ctx, c, cfg, meshed)
 		if err != nil {
@@ -84,12 +82,10 @@ func runWrites(ctx context.Context, c config, cfg *rest.Config, cl client.Client
 		start := time.Now()
 		res := createPods(ctx, cl, load{ns: ns, spread: c.spread, prefix: "p-", n: c.pods, conc: c.conc, secretData: template})
 		created := len(res.calls) - countErrors(res.calls)
-		if stopNoop != nil {
-			// The configuration's delete is counted: one write per phase,
-			// not per pod.
-			if err := stopNoop(); err != nil {
-				return fmt.Errorf("removing the no-op webhook: %w", err)
-			}
+		// The configuration's delete is counted: one write per phase, not
+		// per pod.
+		if err := stopWebhook(); err != nil {
+			return fmt.Errorf("removing the %s phase's webhook: %w", ns, err)
 		}
 		if meshed {
 			// Deleting a pod before its Secret is written (controller
@@ -171,9 +167,10 @@ func deleteAll(ctx context.Context, cl client.Client, base string, spread, n, co
 		wg.Go(func() {
 			for i := range jobs {
 				ns := podNamespace(base, i, spread)
-				objs := []client.Object{&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p-" + strconv.Itoa(i), Namespace: ns}}}
+				name := "p-" + strconv.Itoa(i)
+				objs := []client.Object{&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}}
 				if clientWritesSecret(base) {
-					objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strconv.Itoa(i), Namespace: ns}})
+					objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: clientSecretName(name), Namespace: ns}})
 				}
 				for _, o := range objs {
 					if err := cl.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
@@ -375,7 +372,7 @@ func (ch *churner) created(ctx context.Context) func(client.ObjectKey, error) {
 		ch.mu.Unlock()
 		objs := []client.Object{&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: oldest.Name, Namespace: oldest.Namespace}}}
 		if ch.secrets {
-			objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s-" + strings.TrimPrefix(oldest.Name, "p-"), Namespace: oldest.Namespace}})
+			objs = append(objs, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: clientSecretName(oldest.Name), Namespace: oldest.Namespace}})
 		}
 		for i, o := range objs {
 			switch err := ch.cl.Delete(ctx, o); {

@@ -208,27 +208,52 @@ func matchSecrets(calls []call, start time.Time, seen map[string]time.Time, grac
 	return o
 }
 
+// baselines are the closed-loop rates (pods/s) of the phases the later ones
+// are compared with: pod + Secret (no webhook), noop (the same through a
+// no-op webhook: what any webhook costs) and sized (through a webhook
+// answering the injector's patch: what any injector costs); 0: not run.
+type baselines struct{ secret, noop, sized float64 }
+
+// set records ns's rate, if ns is a baseline.
+func (b *baselines) set(ns string, rate float64) {
+	switch ns {
+	case nsSecret:
+		b.secret = rate
+	case nsNoop:
+		b.noop = rate
+	case nsSized:
+		b.sized = rate
+	}
+}
+
+// against is rate as a share of each baseline that ran.
+func (b baselines) against(rate float64) []string {
+	var out []string
+	for _, x := range []struct {
+		phase string
+		rate  float64
+	}{{"pod + Secret", b.secret}, {"no-op webhook", b.noop}, {"sized webhook", b.sized}} {
+		if x.rate > 0 {
+			out = append(out, fmt.Sprintf("%.0f%% of the %s phase's %.1f pods/s", 100*rate/x.rate, x.phase, x.rate))
+		}
+	}
+	return out
+}
+
 // closedLoopSecrets is a closed-loop phase's rate measured to its last
 // Secret, the figure the baselines compare with (in their phases a create
-// returns with both stored), and those comparisons for the baselines that
-// ran (0: it did not): the pod + Secret phase (no webhook), the noop phase
-// (the same through a no-op webhook: what any webhook costs).
-func closedLoopSecrets(o secretOutcome, baseline, noop float64) string {
+// returns with both stored), and its comparison with the baselines that
+// ran.
+func closedLoopSecrets(o secretOutcome, b baselines) string {
 	if o.withSecret == 0 {
 		return "pods with their bootstrap Secret: none"
 	}
 	rate := float64(o.withSecret) / o.last.Seconds()
 	s := fmt.Sprintf("pods with their bootstrap Secret: %.1f pods/s (%d, the last with its Secret %.2f s after the phase started, %.2f s after the last create returned)",
 		rate, o.withSecret, o.last.Seconds(), (o.last - o.lastReturn).Seconds())
-	var against []string
-	if baseline > 0 {
-		against = append(against, fmt.Sprintf("%.0f%% of the pod + Secret phase's %.1f pods/s", 100*rate/baseline, baseline))
-	}
-	if noop > 0 {
-		against = append(against, fmt.Sprintf("%.0f%% of the no-op webhook phase's %.1f pods/s", 100*rate/noop, noop))
-	}
+	against := b.against(rate)
 	if len(against) == 0 {
-		return s + " (no pod + Secret or no-op webhook phase in this run to compare with)"
+		return s + " (no pod + Secret, no-op or sized webhook phase in this run to compare with)"
 	}
 	return s + ": " + strings.Join(against, ", ") + " (this rate, not the creates/s above, is the one compared)"
 }

@@ -90,23 +90,50 @@ func TestClosedLoopSecrets(t *testing.T) {
 	const head = "pods with their bootstrap Secret: 150.0 pods/s (300, the last with its Secret 2.00 s after the phase started, 0.50 s after the last create returned)"
 	const tail = " (this rate, not the creates/s above, is the one compared)"
 	for _, tc := range []struct {
-		name           string
-		o              secretOutcome
-		baseline, noop float64
-		want           string
+		name string
+		o    secretOutcome
+		b    baselines
+		want string
 	}{
-		{"against both baselines", o, 200, 160,
-			head + ": 75% of the pod + Secret phase's 200.0 pods/s, 94% of the no-op webhook phase's 160.0 pods/s" + tail},
-		{"against the pod + Secret phase", o, 200, 0, head + ": 75% of the pod + Secret phase's 200.0 pods/s" + tail},
-		{"against the no-op webhook phase", o, 0, 300, head + ": 50% of the no-op webhook phase's 300.0 pods/s" + tail},
-		{"no baseline", o, 0, 0, head + " (no pod + Secret or no-op webhook phase in this run to compare with)"},
-		{"none", secretOutcome{pods: 3}, 200, 160, "pods with their bootstrap Secret: none"},
+		{"against every baseline", o, baselines{secret: 200, noop: 160, sized: 150},
+			head + ": 75% of the pod + Secret phase's 200.0 pods/s, 94% of the no-op webhook phase's 160.0 pods/s, 100% of the sized webhook phase's 150.0 pods/s" + tail},
+		{"against the pod + Secret phase", o, baselines{secret: 200}, head + ": 75% of the pod + Secret phase's 200.0 pods/s" + tail},
+		{"against the no-op webhook phase", o, baselines{noop: 300}, head + ": 50% of the no-op webhook phase's 300.0 pods/s" + tail},
+		{"against the sized webhook phase", o, baselines{sized: 250}, head + ": 60% of the sized webhook phase's 250.0 pods/s" + tail},
+		{"no baseline", o, baselines{}, head + " (no pod + Secret, no-op or sized webhook phase in this run to compare with)"},
+		{"none", secretOutcome{pods: 3}, baselines{secret: 200, noop: 160}, "pods with their bootstrap Secret: none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := closedLoopSecrets(tc.o, tc.baseline, tc.noop); got != tc.want {
+			if got := closedLoopSecrets(tc.o, tc.b); got != tc.want {
 				t.Errorf("\n got %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// Each baseline is compared with those before it, not itself, and only the
+// baseline phases set one.
+func TestBaselinesInPhaseOrder(t *testing.T) {
+	var b baselines
+	steps := []struct {
+		ns   string
+		rate float64
+		want []string
+	}{
+		{nsPlain, 900, nil},
+		{nsSecret, 400, nil},
+		{nsNoop, 300, []string{"75% of the pod + Secret phase's 400.0 pods/s"}},
+		{nsSized, 240, []string{"60% of the pod + Secret phase's 400.0 pods/s", "80% of the no-op webhook phase's 300.0 pods/s"}},
+		{nsMeshed, 120, []string{"30% of the pod + Secret phase's 400.0 pods/s", "40% of the no-op webhook phase's 300.0 pods/s", "50% of the sized webhook phase's 240.0 pods/s"}},
+	}
+	for _, st := range steps {
+		if got := b.against(st.rate); !slices.Equal(got, st.want) {
+			t.Errorf("%s at %.0f pods/s: %q, want %q", st.ns, st.rate, got, st.want)
+		}
+		b.set(st.ns, st.rate)
+	}
+	if b != (baselines{secret: 400, noop: 300, sized: 240}) {
+		t.Errorf("baselines %+v: want the pod + Secret, noop and sized phases' rates only", b)
 	}
 }
 

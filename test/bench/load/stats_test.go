@@ -243,7 +243,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.inProcess || c.alg != certs.DefaultKeyAlgorithm || len(c.serveArgs) != 0 || !slices.Equal(c.phases, []string{nsPlain, nsSecret, nsNoop, nsMeshed}) ||
+	if c.inProcess || c.alg != certs.DefaultKeyAlgorithm || len(c.serveArgs) != 0 || !slices.Equal(c.phases, []string{nsPlain, nsSecret, nsNoop, nsSized, nsMeshed}) ||
 		c.meshedPods != c.pods || c.certKeyBits != 2048 {
 		t.Errorf("defaults %+v: want serve with its own key algorithm, no extra args, all phases, as many meshed pods as the others, the chart's certKeyBitSize", c)
 	}
