@@ -106,7 +106,7 @@ func startInProcess(ctx context.Context, cfg *rest.Config, scheme *runtime.Schem
 		return nil, err
 	}
 	h, err := injector.NewHandler(injector.Options{
-		Client: writeTimer(webhookClient), Namespaces: mgr.GetCache(), Issuer: issuer,
+		Client: writeTimer(webhookClient), Pods: mgr.GetCache(), Namespaces: mgr.GetCache(), Issuer: issuer,
 		MeshName: "fsm", FSMNamespace: "fsm-system",
 		SidecarImage: inProcessSidecarImage, InitImage: inProcessInitImage, HealthcheckImage: inProcessHealthcheckImage,
 	})
