@@ -25,11 +25,14 @@ import (
 
 // TestListenersCutSlowClients: every listener (a webhook's over TLS as
 // serveWebhook builds it, a health or metrics one over plain HTTP) cuts off
-// a client that says nothing, trickles its headers or its body, or idles
-// after a request, once the timeout is up and not before; a prompt client is
-// answered. Short timeouts; production uses defaultTimeouts.
+// a client that stalls its TLS handshake, trickles its headers or its body,
+// or says nothing before its first request or after one, once the timeout
+// is up and not before; a prompt client is answered, and so is a client
+// that sends its first request after longer than the header and request
+// timeouts but within the idle one (a connection an HTTP client dialed and
+// keeps in its pool). Short timeouts; production uses defaultTimeouts.
 func TestListenersCutSlowClients(t *testing.T) {
-	tm := timeouts{readHeader: 400 * time.Millisecond, read: time.Second, write: 5 * time.Second, idle: 700 * time.Millisecond}
+	tm := timeouts{readHeader: 400 * time.Millisecond, read: time.Second, write: 5 * time.Second, idle: 2 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() {
@@ -71,15 +74,12 @@ func TestListenersCutSlowClients(t *testing.T) {
 		strconv.Itoa(len(review)) + "\r\n\r\n" + review
 	for _, l := range listeners {
 		waitListening(t, l.dial)
-		t.Run(l.name+"/prompt request answered", func(t *testing.T) {
-			c, err := l.dial()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+		answered := func(t *testing.T, c net.Conn) {
+			t.Helper()
 			if _, err := io.WriteString(c, request); err != nil {
 				t.Fatal(err)
 			}
+			_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -88,13 +88,30 @@ func TestListenersCutSlowClients(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || (strings.HasPrefix(l.name, "webhook") && !strings.Contains(string(body), `"allowed":true`)) {
 				t.Fatalf("HTTP %d %s", resp.StatusCode, body)
 			}
+		}
+		t.Run(l.name+"/prompt request answered", func(t *testing.T) {
+			c, err := l.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			answered(t, c)
+		})
+		t.Run(l.name+"/first request after the header and request timeouts answered", func(t *testing.T) {
+			c, err := l.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			time.Sleep(tm.read + (tm.idle-tm.read)/2)
+			answered(t, c)
 		})
 		for _, tc := range []struct {
 			name    string
 			trickle func(w io.Writer, stop <-chan struct{}) error
 			timeout time.Duration
 		}{
-			{"silent client", func(io.Writer, <-chan struct{}) error { return nil }, tm.readHeader},
+			{"silent client", func(io.Writer, <-chan struct{}) error { return nil }, tm.idle},
 			{"headers trickled", func(w io.Writer, stop <-chan struct{}) error {
 				if _, err := io.WriteString(w, "POST /validate HTTP/1.1\r\nHost: x\r\n"); err != nil {
 					return err
@@ -131,6 +148,75 @@ func TestListenersCutSlowClients(t *testing.T) {
 			})
 		}
 	}
+
+	webhookAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(webhookPort))
+	t.Run("webhook (TLS)/no handshake", func(t *testing.T) {
+		c, err := net.Dial("tcp", webhookAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		took, closed := timeToClose(c, func(io.Writer, <-chan struct{}) error { return nil }, tm.readHeader+3*time.Second)
+		if !closed || took < tm.readHeader-100*time.Millisecond || took > tm.readHeader+2*time.Second {
+			t.Fatalf("closed %v after %s, want after the %s header timeout", closed, took, tm.readHeader)
+		}
+	})
+	// The server may read the client's last handshake record and the
+	// request in one read: the request must still be seen at once.
+	t.Run("webhook (TLS)/request sent with the handshake's last record answered", func(t *testing.T) {
+		raw, err := net.Dial("tcp", webhookAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &holdConn{Conn: raw}
+		c := tls.Client(hc, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+		defer c.Close()
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, request); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := hc.flush(); err != nil || n <= len(request) {
+			t.Fatalf("flushed %d bytes (%v), want the client's Finished and the request in one write", n, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP %d", resp.StatusCode)
+		}
+	})
+}
+
+// holdConn passes its writes through until its first read (the server's
+// handshake flight) and holds them from then on until flush writes them at
+// once.
+type holdConn struct {
+	net.Conn
+	hold bool
+	held []byte
+}
+
+func (c *holdConn) Read(b []byte) (int, error) {
+	c.hold = true
+	return c.Conn.Read(b)
+}
+
+func (c *holdConn) Write(b []byte) (int, error) {
+	if c.hold {
+		c.held = append(c.held, b...)
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *holdConn) flush() (int, error) {
+	c.hold = false
+	return c.Conn.Write(c.held)
 }
 
 // timeToClose runs trickle against c and reads whatever the server sends

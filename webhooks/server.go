@@ -7,13 +7,17 @@
 package webhooks
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -333,14 +337,16 @@ func (s *Server) Resync() {
 // body, or never reads its answer, is cut off instead of holding a
 // connection: a slow-loris client cannot hold a server.
 type timeouts struct {
-	// readHeader bounds the request headers, and with them the TLS
-	// handshake (net/http bounds it by the smallest of these).
+	// readHeader bounds the TLS handshake, and the request headers from
+	// their first byte.
 	readHeader time.Duration
-	// read bounds the headers and the body together.
+	// read bounds the headers and the body together, from their first byte.
 	read time.Duration
 	// write bounds the handler and the answer.
 	write time.Duration
-	// idle bounds a keep-alive connection between requests.
+	// idle bounds the wait for a connection's next request, its first
+	// included (firstRequestListener). Must be positive: net/http takes 0
+	// as "read".
 	idle time.Duration
 	// drain is how long the listener serves on once its context ends
 	// (drain.go).
@@ -356,12 +362,13 @@ var defaultTimeouts = timeouts{
 	// The apiserver's 30 s, plus a margin: never cuts an answer it still
 	// waits for (the injector gives up after 15 s).
 	write: 35 * time.Second,
-	// Above the idle timeout of the apiserver's client (90 s: client-go
-	// takes http.DefaultTransport's), so the client always closes first and
-	// never writes to a connection the server is closing. Equal, they raced:
-	// the server's clock starts when it has written an answer, the client's
-	// when it has read it, so the server closed first, and a 10-min load at
-	// 100 pods/s saw 2 creates fail with "write: broken pipe".
+	// Above the idle timeout of the apiserver's webhook client, so the
+	// client always closes an idle connection first and never writes to one
+	// the server is closing: 90 s, http.DefaultTransport's, which client-go
+	// gives every transport it builds (SetTransportDefaults); the apiserver
+	// closed idle connections 90.0 s after their last answer against this
+	// server in envtest. No bound at all would let any in-cluster client
+	// hold connections forever.
 	idle: 120 * time.Second,
 }
 
@@ -387,13 +394,11 @@ func newHTTPServer(h http.Handler, t timeouts) *http.Server {
 func serveHTTP(ctx context.Context, g *errgroup.Group, what, addr string, h http.Handler, tlsConf *tls.Config, t timeouts, log logr.Logger) {
 	srv := newHTTPServer(closeWhenDraining(ctx, h), t)
 	g.Go(func() error {
-		ln, err := net.Listen("tcp", addr)
+		raw, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("%s endpoint on %s: %w", what, addr, err)
 		}
-		if tlsConf != nil {
-			ln = tls.NewListener(ln, tlsConf)
-		}
+		ln := newListener(raw, tlsConf, t, log.WithValues("listener", what))
 		log.Info("serving "+what, "address", ln.Addr().String())
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("%s endpoint on %s: %w", what, addr, err)
@@ -447,3 +452,206 @@ func localAddr(bindHost string, port int) string {
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
+
+// firstRequestListener accepts for an http.Server, over TLS when tlsConf is
+// set, and hands it a connection only once its first request has begun to
+// arrive: the TLS handshake is bounded by readHeader, the wait for the
+// first request by idle, as net/http bounds the wait for every later one.
+// net/http alone starts the first request's header timeout when the
+// handshake ends, and so closed after 5 s a connection the apiserver had
+// dialed but not used: Go's http.Transport pools a dial that lost the race
+// to a connection freed meanwhile, for 90 s like any idle connection, and a
+// POST it sends on one the server is closing fails ("write: broken pipe",
+// EOF; a POST is never retried).
+type firstRequestListener struct {
+	raw     net.Listener
+	tlsConf *tls.Config
+	t       timeouts
+	log     logr.Logger
+	ready   chan net.Conn
+	errs    chan error
+	done    chan struct{}
+	once    sync.Once
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // accepted, not yet handed over
+}
+
+func newListener(raw net.Listener, tlsConf *tls.Config, t timeouts, log logr.Logger) net.Listener {
+	l := &firstRequestListener{
+		raw: raw, tlsConf: tlsConf, t: t, log: log,
+		ready: make(chan net.Conn), errs: make(chan error), done: make(chan struct{}),
+		pending: map[net.Conn]struct{}{},
+	}
+	go l.acceptLoop()
+	return l
+}
+
+// acceptLoop accepts raw connections and prepares each in its own
+// goroutine. An Accept error goes to the http.Server, which backs off on a
+// temporary one and asks again, and stops on any other (closing l).
+func (l *firstRequestListener) acceptLoop() {
+	for {
+		c, err := l.raw.Accept()
+		if err != nil {
+			select {
+			case l.errs <- err:
+			case <-l.done:
+				return
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if !l.track(c) {
+			_ = c.Close()
+			return
+		}
+		go l.prepare(c)
+	}
+}
+
+func (l *firstRequestListener) prepare(raw net.Conn) {
+	c, err := awaitFirstRequest(raw, l.tlsConf, l.t)
+	if err != nil {
+		// As net/http logs them; a connection closed before its handshake
+		// (a TCP probe, a port scan) is not worth a line.
+		var he handshakeError
+		if errors.As(err, &he) && !errors.Is(err, io.EOF) {
+			l.log.Info("TLS handshake failed", "remote", raw.RemoteAddr().String(), "error", he.err.Error())
+		}
+		l.untrack(raw)
+		_ = raw.Close()
+		return
+	}
+	// From here c is the http.Server's or closed here, never by Close.
+	l.untrack(raw)
+	select {
+	case l.ready <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+// Accept returns the next connection whose first request has begun.
+func (l *firstRequestListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	default:
+	}
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.errs:
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and closes every connection not handed over yet.
+func (l *firstRequestListener) Close() error {
+	err := net.ErrClosed
+	l.once.Do(func() {
+		l.mu.Lock()
+		close(l.done)
+		for c := range l.pending {
+			_ = c.Close()
+		}
+		l.pending = nil
+		l.mu.Unlock()
+		err = l.raw.Close()
+	})
+	return err
+}
+
+func (l *firstRequestListener) Addr() net.Addr { return l.raw.Addr() }
+
+func (l *firstRequestListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending == nil {
+		return false
+	}
+	l.pending[c] = struct{}{}
+	return true
+}
+
+func (l *firstRequestListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.pending, c)
+}
+
+// awaitFirstRequest completes raw's TLS handshake (tlsConf set) within
+// t.readHeader, then waits up to t.idle for the first byte of its first
+// request, and returns the connection to serve it on (a *tls.Conn over TLS,
+// so net/http sees the TLS state; its own Handshake is then a no-op).
+func awaitFirstRequest(raw net.Conn, tlsConf *tls.Config, t timeouts) (net.Conn, error) {
+	pc := &peekConn{Conn: raw, r: bufio.NewReader(raw), tlsRecords: tlsConf != nil}
+	var c net.Conn = pc
+	if tlsConf != nil {
+		tc := tls.Server(pc, tlsConf)
+		if t.readHeader > 0 {
+			_ = raw.SetDeadline(time.Now().Add(t.readHeader))
+		}
+		if err := tc.Handshake(); err != nil {
+			return nil, handshakeError{err}
+		}
+		_ = raw.SetDeadline(time.Time{})
+		c = tc
+	}
+	if t.idle > 0 {
+		_ = raw.SetReadDeadline(time.Now().Add(t.idle))
+	}
+	if _, err := pc.r.Peek(1); err != nil {
+		return nil, err
+	}
+	_ = raw.SetReadDeadline(time.Time{})
+	return c, nil
+}
+
+// peekConn reads raw through a buffer, so the first byte of a request can
+// be awaited without consuming it. Under TLS (tlsRecords) each Read stops
+// at the end of the TLS record being read: tls.Conn then never buffers a
+// byte past the handshake's last record, and a request that arrived with
+// it is seen by Peek.
+type peekConn struct {
+	net.Conn
+	r          *bufio.Reader
+	tlsRecords bool
+	left       int // bytes of the current TLS record not yet read
+}
+
+// tlsRecordHeaderLen: content type, version, length (RFC 8446 5.1).
+const tlsRecordHeaderLen = 5
+
+func (c *peekConn) Read(b []byte) (int, error) {
+	if !c.tlsRecords {
+		return c.r.Read(b)
+	}
+	if c.left == 0 {
+		hdr, err := c.r.Peek(tlsRecordHeaderLen)
+		switch {
+		case err == nil:
+			c.left = tlsRecordHeaderLen + int(binary.BigEndian.Uint16(hdr[3:]))
+		case len(hdr) == 0:
+			return 0, err
+		default: // a truncated header: tls.Conn reports it
+			c.left = len(hdr)
+		}
+	}
+	if len(b) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.r.Read(b)
+	c.left -= n
+	return n, err
+}
+
+type handshakeError struct{ err error }
+
+func (e handshakeError) Error() string { return "TLS handshake: " + e.err.Error() }
+func (e handshakeError) Unwrap() error { return e.err }
