@@ -156,6 +156,7 @@ func TestE2E(t *testing.T) {
 	t.Run("VirtualMachines get fsm-proxy-uuid in monitored namespaces only", func(t *testing.T) { e.testVirtualMachines(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)
 	t.Run("controller writer: the Secret follows the stored pod; dry runs, refused and deleted pods leave none; a missing one is rebuilt", func(t *testing.T) { e.testControllerWriter(t, servingCA) })
+	t.Run("admission writer: a Secret over budget or over the in-flight bound is written by the controller, with the admission's certificate", func(t *testing.T) { e.testAdmissionHandoff(t, servingCA) })
 }
 
 // servingCert writes a serving cert for 127.0.0.1 signed by the test CA and

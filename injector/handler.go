@@ -100,11 +100,16 @@ type Options struct {
 	MaxInFlight int
 	// BootstrapCertValidity defaults to DefaultBootstrapCertValidity.
 	BootstrapCertValidity time.Duration
-	// Pending, when set, makes the controller write bootstrap Secrets
-	// (SecretWriterController; share it with SetupSecretWriter): the
-	// admission records what the pod's Secret must hold and writes nothing.
-	// Nil: the admission writes the Secret before the pod is stored.
+	// Pending is what the writer controller (SetupSecretWriter, sharing
+	// it) writes bootstrap Secrets from once their pod is stored. Nil: the
+	// admission writes every Secret before the pod is stored.
 	Pending *PendingSecrets
+	// SecretWriter, with Pending set: SecretWriterController records every
+	// Secret and writes none; SecretWriterAdmission (the default) writes it
+	// in the admission within Handoff's bounds and records it beyond them.
+	SecretWriter SecretWriter
+	// Handoff bounds the admission writer; the zero value is the defaults.
+	Handoff SecretHandoff
 	// Timeout per admission; defaults to DefaultTimeout.
 	Timeout time.Duration
 
@@ -126,6 +131,9 @@ type Handler struct {
 	limiter *namespaceLimiter
 	// inFlight holds a token per admission being handled (MaxInFlight).
 	inFlight chan struct{}
+	// inline holds a token per Secret create an admission waits for
+	// (Handoff.InFlight); nil: no hand-off.
+	inline chan struct{}
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -209,10 +217,24 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.MaxInFlight > 0 {
 		inFlight = make(chan struct{}, opts.MaxInFlight)
 	}
+	if opts.SecretWriter == "" {
+		opts.SecretWriter = SecretWriterAdmission
+	}
+	if err := opts.SecretWriter.Validate(); err != nil {
+		return nil, fmt.Errorf("injector: Options.SecretWriter %q: %w", opts.SecretWriter, err)
+	}
+	if opts.Handoff, err = opts.Handoff.withDefaults(); err != nil {
+		return nil, fmt.Errorf("injector: Options.Handoff: %w", err)
+	}
+	var inline chan struct{}
+	if opts.Pending != nil && opts.SecretWriter == SecretWriterAdmission {
+		inline = make(chan struct{}, opts.Handoff.InFlight)
+	}
 	return &Handler{
 		opts:     opts,
 		limiter:  limiter,
 		inFlight: inFlight,
+		inline:   inline,
 		log:      opts.Logger.WithName("injector"),
 		mesh: Mesh{
 			Name:             opts.MeshName,
@@ -381,13 +403,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 		if resp, over := h.overLimit(log, nsName); over {
 			return resp
 		}
-		// Recorded for the writer controller; written here without one, or
-		// once it has stopped (the server drains after the controllers).
-		if h.opts.Pending == nil || !h.opts.Pending.add(nsName, proxyUUID, mut) {
-			if err := h.createBootstrapSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
-				log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
-				return admission.Errored(http.StatusInternalServerError, err)
-			}
+		if err := h.placeSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
+			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
+			return admission.Errored(http.StatusInternalServerError, err)
 		}
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
@@ -512,22 +530,87 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 	return len(s.OwnerReferences) == 0, nil
 }
 
-// createBootstrapSecret issues the pod's certificate and writes its Secret;
-// the write's duration is added to *write.
-func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUID string, mut *Mutation, write *time.Duration) error {
-	cert, err := h.opts.Issuer.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, h.opts.BootstrapCertValidity))
-	if err != nil {
-		return fmt.Errorf("issuing bootstrap certificate for %s: %w", mut.CommonName, err)
+// placeSecret sees to the pod's bootstrap Secret as Options say: written
+// here, recorded for the writer controller, or written here unless the
+// apiserver is too slow or busy for it (SecretHandoff). A record the writer
+// no longer takes (it stopped; the server drains after the controllers) is
+// written here.
+func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, mut *Mutation, write *time.Duration) error {
+	p := h.opts.Pending
+	switch {
+	case p == nil:
+		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
+	case h.inline == nil: // SecretWriterController
+		if p.add(namespace, proxyUUID, mut, nil) {
+			return nil
+		}
+		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
 	}
-	secret, err := BootstrapSecret(namespace, h.mesh.Name, proxyUUID, cert, mut.Bootstrap)
+	select {
+	case h.inline <- struct{}{}:
+		defer func() { <-h.inline }()
+	default:
+		// As many creates as Handoff.InFlight already wait on the
+		// apiserver: one more would only queue behind them.
+		if p.add(namespace, proxyUUID, mut, nil) {
+			handoffs.WithLabelValues(handoffBusy).Inc()
+			return nil
+		}
+		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
+	}
+	secret, err := h.buildBootstrapSecret(ctx, namespace, proxyUUID, mut)
 	if err != nil {
 		return err
 	}
+	cctx, cancel := context.WithTimeout(ctx, h.opts.Handoff.Budget)
+	defer cancel()
+	// A copy: the client fills in what it creates, and secret may yet go
+	// to the controller as it was built.
+	err = h.createBuilt(cctx, secret.DeepCopy(), write)
+	if err == nil || cctx.Err() == nil || ctx.Err() != nil {
+		return err
+	}
+	// Over budget: the create may still land, which the controller's own
+	// create (of this same Secret: no second certificate) takes as done.
+	if p.add(namespace, proxyUUID, mut, secret) {
+		handoffs.WithLabelValues(handoffSlow).Inc()
+		return nil
+	}
+	// The uuid is this admission's own: the Secret exists only if the
+	// abandoned create landed.
+	if err := h.createBuilt(ctx, secret, write); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// createBootstrapSecret issues the pod's certificate and writes its Secret;
+// the write's duration is added to *write.
+func (h *Handler) createBootstrapSecret(ctx context.Context, namespace, proxyUUID string, mut *Mutation, write *time.Duration) error {
+	secret, err := h.buildBootstrapSecret(ctx, namespace, proxyUUID, mut)
+	if err != nil {
+		return err
+	}
+	return h.createBuilt(ctx, secret, write)
+}
+
+// buildBootstrapSecret issues the pod's certificate and builds its Secret.
+func (h *Handler) buildBootstrapSecret(ctx context.Context, namespace, proxyUUID string, mut *Mutation) (*corev1.Secret, error) {
+	cert, err := h.opts.Issuer.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, h.opts.BootstrapCertValidity))
+	if err != nil {
+		return nil, fmt.Errorf("issuing bootstrap certificate for %s: %w", mut.CommonName, err)
+	}
+	return BootstrapSecret(namespace, h.mesh.Name, proxyUUID, cert, mut.Bootstrap)
+}
+
+// createBuilt creates secret from the admission; the write's duration is
+// added to *write.
+func (h *Handler) createBuilt(ctx context.Context, secret *corev1.Secret, write *time.Duration) error {
 	start := time.Now()
-	err = h.opts.Client.Create(ctx, secret)
+	err := h.opts.Client.Create(ctx, secret)
 	*write += time.Since(start)
 	if err != nil {
-		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
+		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
 	secretsWritten.WithLabelValues(writtenByAdmission).Inc()
 	return nil

@@ -51,6 +51,52 @@ func (w SecretWriter) Validate() error {
 	return fmt.Errorf("must be %q or %q", SecretWriterAdmission, SecretWriterController)
 }
 
+// SecretHandoff bounds the admission writer (SecretWriterAdmission with
+// Options.Pending set): an admission writes its pod's Secret itself while
+// fewer than InFlight of those creates are under way and its create answers
+// within Budget, and otherwise hands the Secret to the writer controller,
+// which writes it once the pod is stored (SecretWriterController's way). A
+// healthy apiserver answers a Secret create in milliseconds, so this changes
+// nothing until it falls behind; then a pod create no longer waits on a
+// Secret create queued behind hundreds of others. Offered 300 pods/s, more
+// than the apiserver here could store, the admission writer without it
+// collapsed to 19 pods/s with 81% of creates timed out, each holding its
+// Secret's create (README, docs/design.md).
+type SecretHandoff struct {
+	// InFlight is how many admissions may wait on their Secret create at
+	// once; 0 means DefaultHandoffInFlight.
+	InFlight int
+	// Budget is how long an admission waits for its Secret create; 0 means
+	// DefaultHandoffBudget.
+	Budget time.Duration
+}
+
+const (
+	// DefaultHandoffInFlight: at 100 pods/s a replica has one or two
+	// Secret creates under way (a few milliseconds each); 16 is an
+	// apiserver answering them 100 times slower, or a burst.
+	DefaultHandoffInFlight = 16
+	// DefaultHandoffBudget: a second is far beyond a healthy create and
+	// far inside the webhook's timeout.
+	DefaultHandoffBudget = time.Second
+)
+
+func (o SecretHandoff) withDefaults() (SecretHandoff, error) {
+	if o.InFlight < 0 {
+		return o, fmt.Errorf("InFlight %d: must be 0 (the default, %d) or more", o.InFlight, DefaultHandoffInFlight)
+	}
+	if o.Budget < 0 {
+		return o, fmt.Errorf("Budget %s: must be 0 (the default, %s) or more", o.Budget, DefaultHandoffBudget)
+	}
+	if o.InFlight == 0 {
+		o.InFlight = DefaultHandoffInFlight
+	}
+	if o.Budget == 0 {
+		o.Budget = DefaultHandoffBudget
+	}
+	return o, nil
+}
+
 // pendingSecret is what an admission decided for a pod's bootstrap Secret,
 // kept until the controller sees the pod stored and writes it.
 type pendingSecret struct {
@@ -59,6 +105,10 @@ type pendingSecret struct {
 	keyAlg     certs.KeyAlgorithm
 	boot       BootstrapConfig
 	admitted   time.Time
+	// built is the Secret an admission already issued a certificate for
+	// and could not create in time (SecretHandoff): the controller creates
+	// it as it is rather than sign a second certificate. Nil: build it.
+	built *corev1.Secret
 }
 
 // PendingSecrets holds the bootstrap Secrets admitted pods still need, keyed
@@ -85,11 +135,12 @@ func NewPendingSecrets(ttl time.Duration) *PendingSecrets {
 	return &PendingSecrets{entries: map[types.NamespacedName]pendingSecret{}, ttl: ttl, now: time.Now}
 }
 
-// add records mut's Secret; false once the writer has stopped, and then the
-// admission must write the Secret itself.
-func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation) bool {
+// add records mut's Secret (built, when not nil, is it with its certificate);
+// false once the writer has stopped, and then the admission must write the
+// Secret itself.
+func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation, built *corev1.Secret) bool {
 	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}
-	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now()}
+	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now(), built: built}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -166,6 +217,10 @@ const (
 	writtenByAdmission  = "admission"
 	writtenByController = "controller"
 	writtenByRepair     = "repair"
+
+	// Why an admission handed its Secret to the controller.
+	handoffBusy = "busy"
+	handoffSlow = "slow"
 )
 
 var (
@@ -175,12 +230,16 @@ var (
 	}, []string{"writer"})
 	secretDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "fsm_webhooks_injector_secret_delay_seconds",
-		Help:    "With --bootstrap-secret-writer=controller: time from a pod's admission to its bootstrap Secret stored, what the kubelet may wait for before it mounts the volume.",
+		Help:    "With --bootstrap-secret-writer=controller, and for Secrets the admission writer handed off: time from a pod's admission to its bootstrap Secret stored, what the kubelet may wait for before it mounts the volume.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	})
+	handoffs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_injector_bootstrap_secret_handoffs_total",
+		Help: "With --bootstrap-secret-writer=admission: bootstrap Secrets an admission handed to the writer controller instead of writing them, by reason: busy (--injector-secret-handoff-in-flight creates already under way), slow (the create outlasted --injector-secret-handoff-budget).",
+	}, []string{"reason"})
 	pendingExpired = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fsm_webhooks_injector_pending_secrets_expired_total",
-		Help: "With --bootstrap-secret-writer=controller: admitted pods whose bootstrap Secret was never written because the pod never appeared (a dry run, a later webhook or quota refused it).",
+		Help: "With --bootstrap-secret-writer=controller, and for Secrets the admission writer handed off: admitted pods whose bootstrap Secret was never written because the pod never appeared (a dry run, a later webhook or quota refused it).",
 	})
 )
 
@@ -188,7 +247,10 @@ func init() {
 	for _, w := range []string{writtenByAdmission, writtenByController, writtenByRepair} {
 		secretsWritten.WithLabelValues(w)
 	}
-	metrics.Registry.MustRegister(secretsWritten, secretDelay, pendingExpired)
+	for _, r := range []string{handoffBusy, handoffSlow} {
+		handoffs.WithLabelValues(r)
+	}
+	metrics.Registry.MustRegister(secretsWritten, secretDelay, handoffs, pendingExpired)
 }
 
 // DefaultRepairDelay is how long after seeing an injected pod stored a
@@ -433,19 +495,25 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 	return w.write(ctx, pod.Namespace, pendingSecret{proxyUUID: id, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap}, writtenByRepair)
 }
 
-// write issues the certificate and creates the Secret; one that exists
-// already (another replica, the admission) is success.
+// write issues the certificate and creates the Secret (or creates the one
+// an admission built); one that exists already (another replica, the
+// admission, a create the admission gave up waiting for) is success.
 func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSecret, by string) error {
-	cert, err := w.h.opts.Issuer.Issue(ctx, certRequest(e.commonName, e.keyAlg, w.h.opts.BootstrapCertValidity))
-	if err != nil {
-		return fmt.Errorf("issuing bootstrap certificate for %s: %w", e.commonName, err)
-	}
-	secret, err := BootstrapSecret(namespace, w.h.mesh.Name, e.proxyUUID, cert, e.boot)
-	if err != nil {
-		return err
+	secret := e.built
+	if secret == nil {
+		cert, err := w.h.opts.Issuer.Issue(ctx, certRequest(e.commonName, e.keyAlg, w.h.opts.BootstrapCertValidity))
+		if err != nil {
+			return fmt.Errorf("issuing bootstrap certificate for %s: %w", e.commonName, err)
+		}
+		if secret, err = BootstrapSecret(namespace, w.h.mesh.Name, e.proxyUUID, cert, e.boot); err != nil {
+			return err
+		}
+	} else {
+		// The store's copy stays as recorded if this create fails.
+		secret = secret.DeepCopy()
 	}
 	start := time.Now()
-	err = w.h.opts.Client.Create(ctx, secret)
+	err := w.h.opts.Client.Create(ctx, secret)
 	handlerSecretWrite.Observe(time.Since(start).Seconds())
 	if apierrors.IsAlreadyExists(err) {
 		return nil

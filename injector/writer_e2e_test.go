@@ -27,12 +27,21 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
+// replicaWriter is how a writerReplica's handler places bootstrap Secrets:
+// Options.Pending, SecretWriter and Handoff (Pending nil: the admission
+// writes every one), and the writer's repair delay.
+type replicaWriter struct {
+	pending     *injector.PendingSecrets
+	writer      injector.SecretWriter
+	handoff     injector.SecretHandoff
+	repairDelay time.Duration
+}
+
 // writerReplica starts, until the test ends, what serve runs for the
 // injector of mesh: a manager with the bootstrap Secret cleanup and writer
-// over the injector's restricted cache, and the handler (pending set: the
-// controller writes the Secrets; nil: the admission does). It returns the
+// over the injector's restricted cache, and the handler. It returns the
 // handler, not served.
-func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, pending *injector.PendingSecrets, repairDelay time.Duration) *injector.Handler {
+func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, rw replicaWriter) *injector.Handler {
 	t.Helper()
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
 	mgr, err := ctrl.NewManager(e.cfg, ctrl.Options{
@@ -45,7 +54,7 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, pend
 	}
 	h, err := injector.NewHandler(injector.Options{
 		Client: e.cl, Pods: mgr.GetCache(), Namespaces: mgr.GetClient(), Issuer: issuer, MeshName: mesh, FSMNamespace: fsmNamespace,
-		Pending: pending, Logger: log,
+		Pending: rw.pending, SecretWriter: rw.writer, Handoff: rw.handoff, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +62,7 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, pend
 	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: mesh, GracePeriod: orphanGrace, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, RepairDelay: repairDelay, Logger: log}); err != nil {
+	if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, RepairDelay: rw.repairDelay, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,6 +82,46 @@ func writtenTotal(t *testing.T, writer string) float64 {
 	return n
 }
 
+// bootstrapSecretKey names p's bootstrap Secret.
+func bootstrapSecretKey(p *corev1.Pod) client.ObjectKey {
+	return client.ObjectKey{Namespace: p.Namespace, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
+}
+
+// waitBootstrapSecret waits up to 10 s for p's bootstrap Secret.
+func (e *e2e) waitBootstrapSecret(ctx context.Context, t *testing.T, p *corev1.Pod) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{}
+	eventually(t, 10*time.Second, "the bootstrap Secret of pod "+p.Name, func() (bool, error) {
+		err := e.cl.Get(ctx, bootstrapSecretKey(p), s)
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	return s
+}
+
+// checkBootstrapSecret checks that s is what mesh's injector writes for p:
+// a certificate from ca for p's identity, its bootstrap config, the mesh's
+// labels and no owner.
+func checkBootstrapSecret(ctx context.Context, t *testing.T, ca *certstest.CA, mesh string, p *corev1.Pod, s *corev1.Secret) {
+	t.Helper()
+	caBundle, err := ca.CABundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := injector.CommonName(p.Labels[injector.ProxyUUIDLabel], p.Spec.ServiceAccountName, p.Namespace, "cluster.local")
+	if err := certstest.ValidCert(caBundle, s.Data[injector.RepoCertKey], s.Data[injector.RepoKeyKey], cn, certs.UsageBoth, time.Now()); err != nil {
+		t.Errorf("Secret %s: %v", s.Name, err)
+	}
+	if !strings.Contains(string(s.Data[injector.BootstrapConfigKey]), `"NodeID":"`+cn+`"`) {
+		t.Errorf("Secret %s: bootstrap.yaml lacks NodeID %s: %s", s.Name, cn, s.Data[injector.BootstrapConfigKey])
+	}
+	if s.Labels["app.kubernetes.io/instance"] != mesh || len(s.OwnerReferences) != 0 {
+		t.Errorf("Secret %s: labels %v, owners %v; want instance %s, no owner", s.Name, s.Labels, s.OwnerReferences, mesh)
+	}
+}
+
 // testControllerWriter: design (b) through the real apiserver. The
 // admission issues nothing and writes nothing; the Secret follows the stored
 // pod; a dry run and a pod a later webhook refuses leave no Secret and no
@@ -87,7 +136,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal(err)
 	}
 	pending := injector.NewPendingSecrets(3 * time.Second)
-	h := e.writerReplica(t, ca, mesh, pending, 0)
+	h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterController})
 	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
 	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "writer",
@@ -99,38 +148,8 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	eventually(t, 30*time.Second, "the writer mesh's injector to be called", func() (bool, error) {
 		return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
 	})
-	secretKey := func(p *corev1.Pod) client.ObjectKey {
-		return client.ObjectKey{Namespace: ns.Name, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
-	}
-	waitSecret := func(p *corev1.Pod) *corev1.Secret {
-		t.Helper()
-		s := &corev1.Secret{}
-		eventually(t, 10*time.Second, "the bootstrap Secret of pod "+p.Name, func() (bool, error) {
-			err := e.cl.Get(ctx, secretKey(p), s)
-			if apierrors.IsNotFound(err) {
-				return false, nil
-			}
-			return err == nil, err
-		})
-		return s
-	}
-	caBundle, err := ca.CABundle(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkSecret := func(p *corev1.Pod, s *corev1.Secret) {
-		t.Helper()
-		cn := injector.CommonName(p.Labels[injector.ProxyUUIDLabel], p.Spec.ServiceAccountName, ns.Name, "cluster.local")
-		if err := certstest.ValidCert(caBundle, s.Data[injector.RepoCertKey], s.Data[injector.RepoKeyKey], cn, certs.UsageBoth, time.Now()); err != nil {
-			t.Errorf("Secret %s: %v", s.Name, err)
-		}
-		if !strings.Contains(string(s.Data[injector.BootstrapConfigKey]), `"NodeID":"`+cn+`"`) {
-			t.Errorf("Secret %s: bootstrap.yaml lacks NodeID %s: %s", s.Name, cn, s.Data[injector.BootstrapConfigKey])
-		}
-		if s.Labels["app.kubernetes.io/instance"] != mesh || len(s.OwnerReferences) != 0 {
-			t.Errorf("Secret %s: labels %v, owners %v; want instance %s, no owner", s.Name, s.Labels, s.OwnerReferences, mesh)
-		}
-	}
+	waitSecret := func(p *corev1.Pod) *corev1.Secret { t.Helper(); return e.waitBootstrapSecret(ctx, t, p) }
+	checkSecret := func(p *corev1.Pod, s *corev1.Secret) { t.Helper(); checkBootstrapSecret(ctx, t, ca, mesh, p, s) }
 
 	byController := writtenTotal(t, "controller")
 	p := pod("web", ns.Name)
@@ -187,7 +206,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	}
 	eventually(t, orphanGrace+20*time.Second, "the deleted pods' Secrets to be gone", func() (bool, error) {
 		for _, q := range gone {
-			err := e.cl.Get(ctx, secretKey(q), &corev1.Secret{})
+			err := e.cl.Get(ctx, bootstrapSecretKey(q), &corev1.Secret{})
 			if err == nil {
 				return false, nil
 			}
@@ -206,7 +225,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal(err)
 	}
 	repaired := writtenTotal(t, "repair")
-	e.writerReplica(t, ca, mesh, nil, 500*time.Millisecond)
+	e.writerReplica(t, ca, mesh, replicaWriter{repairDelay: 500 * time.Millisecond})
 	s := waitSecret(p)
 	if s.UID == first.UID {
 		t.Fatal("the deleted Secret came back with its old uid")
@@ -229,4 +248,88 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	for _, q := range pods {
 		waitSecret(q)
 	}
+}
+
+// testAdmissionHandoff: the admission writer through the real apiserver.
+// With a budget no create meets, every pod is admitted at once and its
+// Secret, built in the admission, is written by the controller once the pod
+// is stored, with the admission's certificate (none signed twice). With one
+// inline slot and a burst, each pod gets one Secret, written by whichever
+// side the counters say.
+func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
+	ctx := context.Background()
+	ca, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handoffs := func(reason string) float64 {
+		n, _ := counterSum(t, "fsm_webhooks_injector_bootstrap_secret_handoffs_total", map[string]string{"reason": reason})
+		return n
+	}
+	// replica serves a mesh of that name injecting the namespace of that
+	// name, and waits until the apiserver calls it.
+	replica := func(mesh string, pending *injector.PendingSecrets, handoff injector.SecretHandoff) {
+		h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterAdmission, handoff: handoff})
+		url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
+		createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mesh,
+			Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+			Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
+		if err := e.cl.Create(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
+			return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
+		})
+	}
+
+	pending := injector.NewPendingSecrets(3 * time.Second)
+	replica("handoff-slow", pending, injector.SecretHandoff{InFlight: 16, Budget: time.Nanosecond})
+	slow, byController, byAdmission, issued := handoffs("slow"), writtenTotal(t, "controller"), writtenTotal(t, "admission"), ca.Issued()
+	p := pod("slow", "handoff-slow")
+	if err := e.cl.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	checkBootstrapSecret(ctx, t, ca, "handoff-slow", p, e.waitBootstrapSecret(ctx, t, p))
+	eventually(t, 5*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
+		return writtenTotal(t, "controller")-byController == 1, nil
+	})
+	if d := handoffs("slow") - slow; d != 1 {
+		t.Errorf("handoffs{reason=slow} rose by %v, want 1", d)
+	}
+	if d := writtenTotal(t, "admission") - byAdmission; d != 0 {
+		t.Errorf("written{writer=admission} rose by %v, want 0 (no create meets a 1 ns budget)", d)
+	}
+	if d := ca.Issued() - issued; d != 1 {
+		t.Errorf("%d certificates issued for one pod, want 1: the controller must create the Secret the admission built", d)
+	}
+	eventually(t, 5*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
+
+	// One slot and a budget any create meets here: the pods over the slot
+	// go to the controller as busy.
+	replica("handoff-busy", injector.NewPendingSecrets(0), injector.SecretHandoff{InFlight: 1, Budget: 10 * time.Second})
+	busy, slow, byController, byAdmission := handoffs("busy"), handoffs("slow"), writtenTotal(t, "controller"), writtenTotal(t, "admission")
+	const n = 40
+	pods := make([]*corev1.Pod, n)
+	errs := testenv.Concurrently(n, 20, func(i int) error {
+		pods[i] = pod(fmt.Sprintf("burst-%d", i), "handoff-busy")
+		return e.cl.Create(ctx, pods[i])
+	})
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d creates failed; first: %v", len(errs), n, errors.Join(errs[0]))
+	}
+	for _, q := range pods {
+		checkBootstrapSecret(ctx, t, ca, "handoff-busy", q, e.waitBootstrapSecret(ctx, t, q))
+	}
+	handed := handoffs("busy") - busy
+	eventually(t, 5*time.Second, "written{admission} + written{controller} to reach the burst", func() (bool, error) {
+		return writtenTotal(t, "admission")-byAdmission+writtenTotal(t, "controller")-byController == n, nil
+	})
+	if d := writtenTotal(t, "controller") - byController; d != handed {
+		t.Errorf("written{writer=controller} rose by %v, handoffs{reason=busy} by %v: the controller writes the Secrets handed off, and only those", d, handed)
+	}
+	if d := handoffs("slow") - slow; d != 0 {
+		t.Errorf("handoffs{reason=slow} rose by %v with a 10 s budget", d)
+	}
+	t.Logf("burst of %d, 20 at once, one inline slot: %v handed to the controller", n, handed)
 }

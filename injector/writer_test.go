@@ -1,13 +1,27 @@
 package injector
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
 func TestDecideWrite(t *testing.T) {
@@ -41,9 +55,9 @@ func TestPendingSecretsExpire(t *testing.T) {
 	p := NewPendingSecrets(time.Minute)
 	p.now = func() time.Time { return now }
 	mut := &Mutation{CommonName: "cn-a"}
-	p.add("app", "a", mut)
+	p.add("app", "a", mut, nil)
 	now = now.Add(30 * time.Second)
-	p.add("app", "b", &Mutation{CommonName: "cn-b"})
+	p.add("app", "b", &Mutation{CommonName: "cn-b"}, nil)
 	keyA := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("a")}
 	keyB := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("b")}
 
@@ -60,13 +74,13 @@ func TestPendingSecretsExpire(t *testing.T) {
 	if n := p.expire(); n != 1 || p.Len() != 1 {
 		t.Errorf("expire dropped %d, %d left; want 1, 1", n, p.Len())
 	}
-	p.add("app", "c", &Mutation{CommonName: "cn-c"})
+	p.add("app", "c", &Mutation{CommonName: "cn-c"}, nil)
 	now = now.Add(50 * time.Second) // b is 81 s old, c 50 s
 	left := p.close()
 	if len(left) != 1 || left[types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("c")}].commonName != "cn-c" || p.Len() != 0 {
 		t.Errorf("close returned %+v and kept %d; want only c's record, none kept", left, p.Len())
 	}
-	if p.add("app", "d", &Mutation{}) || p.Len() != 0 {
+	if p.add("app", "d", &Mutation{}, nil) || p.Len() != 0 {
 		t.Error("a closed store took a record")
 	}
 	if d := NewPendingSecrets(0).ttl; d != DefaultOrphanGracePeriod {
@@ -100,6 +114,7 @@ func TestSecretWriterValidate(t *testing.T) {
 func TestHandlerControllerWriter(t *testing.T) {
 	f := newHandlerFixture(t, stubIssuer{}, nil)
 	f.h.opts.Pending = NewPendingSecrets(0)
+	f.h.opts.SecretWriter = SecretWriterController
 
 	_, resp := f.post(t, reviewBody(t, nil), "application/json")
 	if !resp.Allowed || len(resp.Patch) == 0 {
@@ -146,5 +161,156 @@ func TestHandlerControllerWriter(t *testing.T) {
 	_, resp = f.post(t, reviewBody(t, nil), "application/json")
 	if !resp.Allowed || len(resp.Patch) == 0 || len(f.secrets) != 1 {
 		t.Fatalf("after the writer stopped: allowed %v, patch %d bytes, %d Secrets written; want the admission to write 1", resp.Allowed, len(resp.Patch), len(f.secrets))
+	}
+}
+
+// countingIssuer is stubIssuer counting what it issues.
+type countingIssuer struct {
+	stubIssuer
+	issued atomic.Int32
+}
+
+func (c *countingIssuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	c.issued.Add(1)
+	return c.stubIssuer.Issue(ctx, req)
+}
+
+// TestAdmissionWriterHandoff: the admission writer writes a pod's Secret
+// itself unless its create outlasts the budget or as many creates are under
+// way as it allows; then the Secret is recorded for the writer controller
+// (with the certificate already issued, so none is signed twice) and the pod
+// is admitted. An error the apiserver answers is not a hand-off.
+func TestAdmissionWriterHandoff(t *testing.T) {
+	const budget = 50 * time.Millisecond
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "x", errors.New("quota"))
+	for _, tc := range []struct {
+		name        string
+		writer      SecretWriter
+		createDelay time.Duration // how long a create takes (it honours its context)
+		createErr   error
+		slotsTaken  int  // inline slots held by other admissions
+		stopped     bool // the writer controller has stopped: its store is closed
+		noPending   bool // Options.Pending nil: the admission always writes
+
+		wantAllowed  bool
+		wantWritten  int    // Secrets the admission's creates stored
+		wantPending  bool   // recorded for the controller
+		wantBuilt    bool   // ... with the Secret already built
+		wantHandoff  string // reason counted, "" for none
+		wantIssued   int32
+		wantAttempts int // creates the admission sent
+	}{
+		{name: "a quick create is written in the admission", writer: SecretWriterAdmission,
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+		{name: "a create over budget goes to the controller with its Secret built", writer: SecretWriterAdmission, createDelay: 10 * budget,
+			wantAllowed: true, wantPending: true, wantBuilt: true, wantHandoff: handoffSlow, wantIssued: 1, wantAttempts: 1},
+		{name: "all slots busy: recorded at once, nothing issued or sent", writer: SecretWriterAdmission, slotsTaken: 2,
+			wantAllowed: true, wantPending: true, wantHandoff: handoffBusy},
+		{name: "one slot of two taken: written in the admission", writer: SecretWriterAdmission, slotsTaken: 1,
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+		{name: "an apiserver error is the admission's error, not a hand-off", writer: SecretWriterAdmission, createErr: forbidden,
+			wantIssued: 1, wantAttempts: 1},
+		{name: "over budget once the writer stopped: the admission waits for it after all", writer: SecretWriterAdmission, createDelay: 3 * budget, stopped: true,
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 2},
+		{name: "busy once the writer stopped: written in the admission", writer: SecretWriterAdmission, slotsTaken: 2, stopped: true,
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+		{name: "controller writer: recorded, nothing issued or sent", writer: SecretWriterController, createDelay: 10 * budget,
+			wantAllowed: true, wantPending: true},
+		{name: "no store: the admission writes however long it takes", writer: SecretWriterAdmission, createDelay: 3 * budget, noPending: true,
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("app", nil)).Build()
+			var mu sync.Mutex
+			var written []*corev1.Secret
+			attempts := 0
+			cl := interceptor.NewClient(reader, interceptor.Funcs{
+				Create: func(ctx context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+					mu.Lock()
+					attempts++
+					mu.Unlock()
+					select {
+					case <-time.After(tc.createDelay):
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					if tc.createErr != nil {
+						return tc.createErr
+					}
+					s := obj.(*corev1.Secret)
+					s.ResourceVersion = "1" // what the apiserver fills in
+					mu.Lock()
+					written = append(written, s)
+					mu.Unlock()
+					return nil
+				},
+			})
+			issuer := &countingIssuer{}
+			var pending *PendingSecrets
+			if !tc.noPending {
+				pending = NewPendingSecrets(0)
+			}
+			h, err := NewHandler(Options{Client: cl, Namespaces: reader, Issuer: issuer, MeshName: "fsm", FSMNamespace: "fsm-system",
+				Pending: pending, SecretWriter: tc.writer, Handoff: SecretHandoff{InFlight: 2, Budget: budget}, NewUUID: seqUUID()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range tc.slotsTaken {
+				h.inline <- struct{}{}
+			}
+			if tc.stopped {
+				pending.close()
+			}
+			before := map[string]float64{}
+			for _, r := range []string{handoffBusy, handoffSlow} {
+				before[r] = testutil.ToFloat64(handoffs.WithLabelValues(r))
+			}
+
+			var review admissionv1.AdmissionReview
+			if err := json.Unmarshal(reviewBody(t, nil), &review); err != nil {
+				t.Fatal(err)
+			}
+			resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: *review.Request})
+
+			if resp.Allowed != tc.wantAllowed || (tc.wantAllowed && len(resp.Patches) == 0) {
+				t.Fatalf("allowed %v with %d patches (%v), want allowed %v and a patch", resp.Allowed, len(resp.Patches), resp.Result, tc.wantAllowed)
+			}
+			if len(written) != tc.wantWritten || attempts != tc.wantAttempts || issuer.issued.Load() != tc.wantIssued {
+				t.Errorf("%d Secrets written in %d creates, %d certificates issued; want %d, %d, %d",
+					len(written), attempts, issuer.issued.Load(), tc.wantWritten, tc.wantAttempts, tc.wantIssued)
+			}
+			for r, b := range before {
+				got := testutil.ToFloat64(handoffs.WithLabelValues(r)) - b
+				want := 0.0
+				if r == tc.wantHandoff {
+					want = 1
+				}
+				if got != want {
+					t.Errorf("handoffs{reason=%q} rose by %v, want %v", r, got, want)
+				}
+			}
+			if pending == nil {
+				return
+			}
+			var entry pendingSecret
+			for _, e := range pending.entries {
+				entry = e
+			}
+			if (pending.Len() == 1) != tc.wantPending || pending.Len() > 1 {
+				t.Fatalf("%d pending records, want recorded %v", pending.Len(), tc.wantPending)
+			}
+			if (entry.built != nil) != tc.wantBuilt {
+				t.Fatalf("recorded with a built Secret: %v, want %v", entry.built != nil, tc.wantBuilt)
+			}
+			if entry.built != nil {
+				// What the controller will create: the Secret as built, not
+				// the object the abandoned create filled in.
+				if entry.built.ResourceVersion != "" || entry.built.Name != BootstrapSecretName(entry.proxyUUID) ||
+					!strings.Contains(string(entry.built.Data[RepoCertKey]), entry.commonName) {
+					t.Errorf("recorded Secret %s (resourceVersion %q) does not hold %s's certificate: %q",
+						entry.built.Name, entry.built.ResourceVersion, entry.commonName, entry.built.Data[RepoCertKey])
+				}
+			}
+		})
 	}
 }

@@ -70,6 +70,8 @@ type options struct {
 	injectorNamespaceBurst int
 	injectorMaxInFlight    int
 	bootstrapSecretWriter  string
+	handoffInFlight        int
+	handoffBudget          time.Duration
 }
 
 // Default client-side rate limits. The admission path makes one apiserver
@@ -163,6 +165,8 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.injectorNamespaceRate, "injector-namespace-rate", injector.DefaultNamespaceRate, "serve: bootstrap certificates and Secrets the injector issues per second per namespace (per replica); a pod over it is refused with 429 and retried by its client; 0 disables")
 	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
 	fs.StringVar(&o.bootstrapSecretWriter, "bootstrap-secret-writer", string(injector.SecretWriterAdmission), "serve: who writes a meshed pod's bootstrap Secret: admission (inside the pod's admission, before the pod is stored, as FSM does) or controller (right after the pod is stored; the pod create does not wait for it, the kubelet does)")
+	fs.IntVar(&o.handoffInFlight, "injector-secret-handoff-in-flight", injector.DefaultHandoffInFlight, "serve, admission writer: bootstrap Secret creates the injector's admissions wait for at once (per replica); the Secret of one more admission is written by the controller once its pod is stored")
+	fs.DurationVar(&o.handoffBudget, "injector-secret-handoff-budget", injector.DefaultHandoffBudget, "serve, admission writer: how long an admission waits for its bootstrap Secret create before the controller writes the Secret once the pod is stored")
 	fs.IntVar(&o.injectorMaxInFlight, "injector-max-in-flight", injector.DefaultMaxInFlight, "serve: pod admissions the injector handles at once (per replica); one more is refused with 429 and retried by its client; 0 disables")
 }
 
@@ -306,6 +310,12 @@ func (o *options) validate() error {
 	}
 	if o.injectorNamespaceRate > 0 && o.injectorNamespaceBurst < 1 {
 		return usageErrorf("invalid value %d for --injector-namespace-burst: must be 1 or more", o.injectorNamespaceBurst)
+	}
+	if o.handoffInFlight < 1 {
+		return usageErrorf("invalid value %d for --injector-secret-handoff-in-flight: must be 1 or more", o.handoffInFlight)
+	}
+	if o.handoffBudget <= 0 {
+		return usageErrorf("invalid value %s for --injector-secret-handoff-budget: must be positive", o.handoffBudget)
 	}
 	if o.injectorMaxInFlight < 0 {
 		return usageErrorf("invalid value %d for --injector-max-in-flight: must be 0 (no limit) or more", o.injectorMaxInFlight)

@@ -52,6 +52,10 @@ func TestFlagErrors(t *testing.T) {
 			"invalid value 0 for --injector-namespace-burst: must be 1 or more"},
 		{"injector max in flight negative", []string{"serve", "--injector-max-in-flight=-1"}, nil,
 			"invalid value -1 for --injector-max-in-flight: must be 0 (no limit) or more"},
+		{"handoff in flight zero", []string{"serve", "--injector-secret-handoff-in-flight=0"}, nil,
+			"invalid value 0 for --injector-secret-handoff-in-flight: must be 1 or more"},
+		{"handoff budget zero from env", []string{"serve"}, map[string]string{"FSM_INJECTOR_SECRET_HANDOFF_BUDGET": "0s"},
+			"invalid value 0s for --injector-secret-handoff-budget: must be positive"},
 		{"negative shutdown drain", []string{"serve", "--shutdown-drain=-1s"}, nil, "invalid value -1s for --shutdown-drain: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -320,14 +320,15 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 		if err := mgr.Add(meshConfig); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
-		var pending *injector.PendingSecrets
-		if injector.SecretWriter(o.bootstrapSecretWriter) == injector.SecretWriterController {
-			pending = injector.NewPendingSecrets(0)
-		}
+		// Both writers hand Secrets to the writer controller: every one
+		// (controller), or those the apiserver is too busy for (admission).
+		pending := injector.NewPendingSecrets(0)
 		h, err := injector.NewHandler(injector.Options{
 			Client:                direct,
 			Pods:                  mgr.GetCache(),
 			Pending:               pending,
+			SecretWriter:          injector.SecretWriter(o.bootstrapSecretWriter),
+			Handoff:               injector.SecretHandoff{InFlight: o.handoffInFlight, Budget: o.handoffBudget},
 			Namespaces:            mgr.GetClient(),
 			Services:              mgr.GetClient(),
 			MeshConfig:            meshConfig,

@@ -109,7 +109,7 @@ func newInjectorWriting(tb testing.TB, ctx context.Context, alg certs.KeyAlgorit
 	})
 	h, err := injector.NewHandler(injector.Options{
 		Client: writer, Namespaces: reader, Issuer: issuer,
-		MeshName: "fsm", FSMNamespace: "fsm-system", Pending: pending,
+		MeshName: "fsm", FSMNamespace: "fsm-system", Pending: pending, SecretWriter: injector.SecretWriterController,
 		SidecarImage: "flomesh/pipy:1.5.14", InitImage: "flomesh/fsm-sidecar-init:1.5.1", HealthcheckImage: "flomesh/fsm-healthcheck:1.5.1",
 	})
 	if err != nil {
