@@ -329,18 +329,22 @@ func TestMeshed(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		// What the pod's sockets look like 5 s into its termination: a
-		// sidecar still up then is held by a connection (Pipy's graceful
-		// stop waits for them all), named here if it gets killed.
-		var sockets string
+		// What the pod's sockets and the sidecar's log look like 3, 10 and
+		// 20 s into its termination: a sidecar still up then is held by a
+		// connection (Pipy's graceful stop waits for them all), named here
+		// if it gets killed.
+		var sockets []string
 		var snap sync.WaitGroup
 		snap.Go(func() {
-			time.Sleep(5 * time.Second)
-			out, err := inPodNetns(ctx, c, app, "ss", "-tanp")
-			if err != nil {
-				out = err.Error()
+			for _, at := range []time.Duration{3 * time.Second, 10 * time.Second, 20 * time.Second} {
+				time.Sleep(time.Until(start.Add(at)))
+				out, err := inPodNetns(ctx, c, app, "ss", "-tanpoi")
+				if err != nil {
+					out = err.Error()
+				}
+				sockets = append(sockets, fmt.Sprintf("--- %s after the scale-down: ss -tanpoi in the pod's network namespace:\n%s--- the sidecar's log:\n%s",
+					at, out, containerLog(ctx, cs, app, "sidecar")))
 			}
-			sockets = out
 		})
 		c.WaitFor(t, "the app pod and its bootstrap Secret to be gone", time.Duration(grace+30)*time.Second, func(ctx context.Context) error {
 			_, perr := cs.CoreV1().Pods(meshNS).Get(ctx, app.Name, metav1.GetOptions{})
@@ -364,7 +368,7 @@ func TestMeshed(t *testing.T) {
 			t.Logf("container %s exited %d (%s) %s after the scale-down", name, tm.ExitCode, tm.Reason, tm.FinishedAt.Sub(start).Round(100*time.Millisecond))
 			if tm.ExitCode == 137 {
 				snap.Wait()
-				t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period; the pod's sockets 5 s into its termination:\n%s", name, tm.Reason, sockets)
+				t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period; what held it:\n%s", name, tm.Reason, strings.Join(sockets, "\n"))
 			}
 		}
 		// A well-behaved pod: the app drains for at most 5 s
@@ -375,7 +379,8 @@ func TestMeshed(t *testing.T) {
 		// container left to the kubelet's SIGKILL fails here.
 		const wellBehaved = 15 * time.Second
 		if took > wellBehaved {
-			t.Errorf("pod and Secret gone after %s, want within %s (grace period %ds)", took, wellBehaved, grace)
+			snap.Wait()
+			t.Errorf("pod and Secret gone after %s, want within %s (grace period %ds); the pod meanwhile:\n%s", took, wellBehaved, grace, strings.Join(sockets, "\n"))
 		} else {
 			t.Logf("pod and Secret gone %s after the scale-down (grace period %ds)", took.Round(100*time.Millisecond), grace)
 		}

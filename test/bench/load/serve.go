@@ -202,6 +202,10 @@ type usage struct {
 	// controller, repair (fsm_webhooks_injector_bootstrap_secrets_written_total).
 	written    map[string]float64
 	hasWritten bool
+	// handoffs is the Secrets the admission writer left to the controller,
+	// by reason (busy, slow).
+	handoffs    map[string]float64
+	hasHandoffs bool
 	// Key pools, summed over algorithms (keypool): keys asked of an empty
 	// pool, misses served by their own inline generation, keys in stock.
 	misses, inline, poolSize float64
@@ -257,6 +261,7 @@ func (s *serveProcess) sample(ctx context.Context) (usage, error) {
 		return u, err
 	}
 	u.written, u.hasWritten = fams.byLabel("fsm_webhooks_injector_bootstrap_secrets_written_total", "writer")
+	u.handoffs, u.hasHandoffs = fams.byLabel("fsm_webhooks_injector_bootstrap_secret_handoffs_total", "reason")
 	u.misses, u.hasPool = fams.sum("fsm_webhooks_keypool_misses_total")
 	u.inline, _ = fams.sum("fsm_webhooks_keypool_inline_used_total")
 	u.poolSize, _ = fams.sum("fsm_webhooks_keypool_size")
@@ -353,12 +358,16 @@ func serveReport(samples []usage, res result, writer injector.SecretWriter) []st
 	}
 	if last.hasSecretDelay {
 		if h := last.secretDelay.since(first.secretDelay); h.total() > 0 || writer == injector.SecretWriterController {
-			out = append(out, fmt.Sprintf("admission → bootstrap Secret stored as serve timed it (controller writer; histogram, interpolated): p50 %.2f ms  p99 %.2f ms over %d",
+			out = append(out, fmt.Sprintf("admission → bootstrap Secret stored as serve timed it (controller writer, or Secrets handed off; histogram, interpolated): p50 %.2f ms  p99 %.2f ms over %d",
 				h.quantile(.50)*1000, h.quantile(.99)*1000, h.total()))
 		}
 	}
 	if last.hasWritten {
 		out = append(out, "bootstrap Secrets serve wrote over the phase, by writer: "+writtenText(first.written, last.written))
+	}
+	if last.hasHandoffs && writer == injector.SecretWriterAdmission {
+		out = append(out, fmt.Sprintf("bootstrap Secrets the admission writer handed to the controller (--injector-secret-handoff-*): busy %.0f, slow %.0f",
+			last.handoffs["busy"]-first.handoffs["busy"], last.handoffs["slow"]-first.handoffs["slow"]))
 	}
 	if last.hasIssuance {
 		h := last.issuance.since(first.issuance)
