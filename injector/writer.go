@@ -83,10 +83,10 @@ const (
 
 func (o SecretHandoff) withDefaults() (SecretHandoff, error) {
 	if o.InFlight < 0 {
-		return o, fmt.Errorf("InFlight %d: must be 0 (the default, %d) or more", o.InFlight, DefaultHandoffInFlight)
+		return o, fmt.Errorf("in-flight bound %d: must be 0 (the default, %d) or more", o.InFlight, DefaultHandoffInFlight)
 	}
 	if o.Budget < 0 {
-		return o, fmt.Errorf("Budget %s: must be 0 (the default, %s) or more", o.Budget, DefaultHandoffBudget)
+		return o, fmt.Errorf("budget %s: must be 0 (the default, %s) or more", o.Budget, DefaultHandoffBudget)
 	}
 	if o.InFlight == 0 {
 		o.InFlight = DefaultHandoffInFlight
