@@ -334,13 +334,16 @@ func TestMeshed(t *testing.T) {
 		// connection (Pipy's graceful stop waits for them all), named here
 		// if it gets killed.
 		var sockets []string
+		var ssOut []string // the ss output of each snapshot that got one
 		var snap sync.WaitGroup
 		snap.Go(func() {
 			for _, at := range []time.Duration{3 * time.Second, 10 * time.Second, 20 * time.Second} {
 				time.Sleep(time.Until(start.Add(at)))
 				out, err := inPodNetns(ctx, c, app, "ss", "-tanpoi")
 				if err != nil {
-					out = err.Error()
+					out = err.Error() + "\n"
+				} else {
+					ssOut = append(ssOut, out)
 				}
 				sockets = append(sockets, fmt.Sprintf("--- %s after the scale-down: ss -tanpoi in the pod's network namespace:\n%s--- the sidecar's log:\n%s",
 					at, out, containerLog(ctx, cs, app, "sidecar")))
@@ -359,6 +362,7 @@ func TestMeshed(t *testing.T) {
 		// end of the grace period (exit 137): the app and fsm-healthcheck on
 		// SIGTERM, Pipy on gkill's SIGINT.
 		got := stops()
+		heldOutside := false
 		for _, name := range containerNames(app.Spec.Containers) {
 			tm, ok := got[name]
 			if !ok {
@@ -366,10 +370,22 @@ func TestMeshed(t *testing.T) {
 				continue
 			}
 			t.Logf("container %s exited %d (%s) %s after the scale-down", name, tm.ExitCode, tm.Reason, tm.FinishedAt.Sub(start).Round(100*time.Millisecond))
-			if tm.ExitCode == 137 {
-				snap.Wait()
-				t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period; what held it:\n%s", name, tm.Reason, strings.Join(sockets, "\n"))
+			if tm.ExitCode != 137 {
+				continue
 			}
+			snap.Wait()
+			if name == "sidecar" {
+				// Pipy got gkill's SIGINT and was draining, held by a
+				// downstream connection from another host or pod: what
+				// gracefulExitUntilDownstreamEnds asks of it, not something
+				// the injection made; named, not failed.
+				if held, outside := pipyDrainHeld(ssOut, app.Status.PodIP); outside {
+					heldOutside = true
+					t.Logf("the sidecar stopped listening on its signal and was killed at the end of the grace period while draining connections from outside the pod: %v\n%s", held, strings.Join(sockets, "\n"))
+					continue
+				}
+			}
+			t.Errorf("container %s was killed (exit 137, %s) at the end of the grace period; what held it:\n%s", name, tm.Reason, strings.Join(sockets, "\n"))
 		}
 		// A well-behaved pod: the app drains for at most 5 s
 		// (toolcmd.ServeUntilSignal), Pipy stops once its connections close,
@@ -378,7 +394,7 @@ func TestMeshed(t *testing.T) {
 		// room for a loaded machine and is half the grace period, so a
 		// container left to the kubelet's SIGKILL fails here.
 		const wellBehaved = 15 * time.Second
-		if took > wellBehaved {
+		if took > wellBehaved && !heldOutside {
 			snap.Wait()
 			t.Errorf("pod and Secret gone after %s, want within %s (grace period %ds); the pod meanwhile:\n%s", took, wellBehaved, grace, strings.Join(sockets, "\n"))
 		} else {
@@ -1051,6 +1067,54 @@ func podNAT(ctx context.Context, t *testing.T, c *node.Cluster, p *corev1.Pod) s
 
 // inPodNetns runs a host command in the network namespace of pod p's
 // sandbox (found through crictl inspectp) and returns its output.
+// pipyListenerPorts are the sidecar's listeners (test codebase, main.js):
+// a socket of Pipy's with one of these as its local port is a downstream
+// connection, which Pipy's graceful stop waits for; its other sockets
+// (upstreams, the repo) do not hold the stop.
+var pipyListenerPorts = []string{"15000", "15001", "15003", "15010", "15901", "15902", "15903"}
+
+// pipyDrainHeld reads `ss -tanpoi` snapshots of a terminating meshed pod's
+// network namespace, in order. It reports outside when Pipy had stopped
+// listening on its proxy ports by the first (its stop signal arrived) and
+// every downstream connection it still held in the last came from outside
+// the pod (neither loopback nor podIP); held lists those connections.
+func pipyDrainHeld(snaps []string, podIP string) (held []string, outside bool) {
+	if len(snaps) == 0 {
+		return nil, false
+	}
+	type sock struct{ state, local, peer string }
+	parse := func(out string) []sock {
+		var socks []sock
+		for line := range strings.Lines(out) {
+			f := strings.Fields(line)
+			if len(f) < 6 || !strings.Contains(line, `"pipy"`) {
+				continue
+			}
+			socks = append(socks, sock{state: f[0], local: f[3], peer: f[4]})
+		}
+		return socks
+	}
+	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+	host := func(addr string) string {
+		return strings.TrimPrefix(strings.Trim(addr[:max(strings.LastIndexByte(addr, ':'), 0)], "[]"), "::ffff:")
+	}
+	for _, sk := range parse(snaps[0]) {
+		if sk.state == "LISTEN" && (port(sk.local) == "15001" || port(sk.local) == "15003") {
+			return nil, false // still listening: the signal did not stop it
+		}
+	}
+	for _, sk := range parse(snaps[len(snaps)-1]) {
+		if sk.state != "ESTAB" || !slices.Contains(pipyListenerPorts, port(sk.local)) {
+			continue
+		}
+		if h := host(sk.peer); h == "127.0.0.1" || h == "::1" || h == podIP {
+			return nil, false // held from inside the pod
+		}
+		held = append(held, sk.local+" <- "+sk.peer)
+	}
+	return held, len(held) > 0
+}
+
 func inPodNetns(ctx context.Context, c *node.Cluster, p *corev1.Pod, cmd ...string) (string, error) {
 	id, err := c.Crictl(ctx, "pods", "--name", p.Name, "--namespace", p.Namespace, "--state", "ready", "-q")
 	if err != nil {
