@@ -540,7 +540,7 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	switch {
 	case p == nil:
 		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
-	case h.inline == nil: // SecretWriterController
+	case h.opts.SecretWriter == SecretWriterController:
 		if p.add(namespace, proxyUUID, mut, nil) {
 			return nil
 		}

@@ -299,7 +299,8 @@ type SecretWriterOptions struct {
 
 // SetupSecretWriter registers the controller that writes bootstrap Secrets
 // after their pod is stored: at once for the pods this process admitted
-// with the controller writer, and, for any injected pod of the mesh found
+// and recorded (the controller writer, or the admission writer's hand-offs),
+// and, for any injected pod of the mesh found
 // without its Secret RepairDelay after it was seen, rebuilt from the pod.
 // It shares the pod cache and its uuid index with SetupSecretController,
 // which must be set up first.
