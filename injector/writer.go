@@ -226,7 +226,7 @@ const (
 var (
 	secretsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_injector_bootstrap_secrets_written_total",
-		Help: "Bootstrap Secrets the injector created, by writer: admission (inside the pod's admission), controller (after the pod was stored, --bootstrap-secret-writer=controller), repair (a stored injected pod found without its Secret).",
+		Help: "Bootstrap Secrets the injector created, by writer: admission (inside the pod's admission), controller (after the pod was stored, --bootstrap-secret-writer=controller), repair (a stored injected pod found without its Secret). A create an admission stopped waiting for (handed off as slow) that landed after all is counted by neither.",
 	}, []string{"writer"})
 	secretDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "fsm_webhooks_injector_secret_delay_seconds",

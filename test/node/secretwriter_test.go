@@ -268,15 +268,22 @@ func runWriterRound(ctx context.Context, t *testing.T, c *node.Cluster, wcs kube
 		written[w] = counterDelta(t, before, after, secretsWrittenMetric, "writer", w)
 	}
 	handed := counterDelta(t, before, after, handoffsMetric, "reason", "busy") + counterDelta(t, before, after, handoffsMetric, "reason", "slow")
-	want := map[string]float64{"admission": 0, "controller": float64(n), "repair": 0}
-	if writer == injector.SecretWriterAdmission {
-		want["admission"], want["controller"] = float64(n)-handed, handed
-	} else if handed != 0 {
-		t.Errorf("%s rose by %v with the controller writer, want 0", handoffsMetric, handed)
+	if written["repair"] != 0 {
+		t.Errorf("%s{writer=\"repair\"} rose by %v during the %s round, want 0", secretsWrittenMetric, written["repair"], writer)
 	}
-	for w, v := range want {
-		if written[w] != v {
-			t.Errorf("%s{writer=%q} rose by %v over the replicas during the %s round, want %v (%v handed off)", secretsWrittenMetric, w, written[w], writer, v, handed)
+	if writer == injector.SecretWriterController {
+		if written["controller"] != float64(n) || written["admission"] != 0 || handed != 0 {
+			t.Errorf("%s rose by admission %v, controller %v, handed off %v during the controller round, want 0, %d, 0",
+				secretsWrittenMetric, written["admission"], written["controller"], handed, n)
+		}
+	} else {
+		// The admission writes all but those it handed off; the controller
+		// those, or fewer: an admission's create abandoned over budget may
+		// land after all, and then neither counts it (the controller's own
+		// create finds it there).
+		if written["admission"] < float64(n)-handed || written["controller"] > handed || written["admission"]+written["controller"] > float64(n) {
+			t.Errorf("%s rose by admission %v, controller %v during the admission round with %v handed off, want admission >= %v, controller <= %v, together <= %d",
+				secretsWrittenMetric, written["admission"], written["controller"], handed, float64(n)-handed, handed, n)
 		}
 	}
 	if writer == injector.SecretWriterAdmission {
