@@ -32,7 +32,7 @@ import (
 // timeouts but within the idle one (a connection an HTTP client dialed and
 // keeps in its pool). Short timeouts; production uses defaultTimeouts.
 func TestListenersCutSlowClients(t *testing.T) {
-	tm := timeouts{readHeader: 400 * time.Millisecond, read: time.Second, write: 5 * time.Second, idle: 2 * time.Second}
+	tm := timeouts{handshake: 1200 * time.Millisecond, readHeader: 400 * time.Millisecond, read: time.Second, write: 5 * time.Second, idle: 2 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() {
@@ -156,9 +156,44 @@ func TestListenersCutSlowClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		took, closed := timeToClose(c, func(io.Writer, <-chan struct{}) error { return nil }, tm.readHeader+3*time.Second)
-		if !closed || took < tm.readHeader-100*time.Millisecond || took > tm.readHeader+2*time.Second {
-			t.Fatalf("closed %v after %s, want after the %s header timeout", closed, took, tm.readHeader)
+		took, closed := timeToClose(c, func(io.Writer, <-chan struct{}) error { return nil }, tm.handshake+3*time.Second)
+		if !closed || took < tm.handshake-100*time.Millisecond || took > tm.handshake+2*time.Second {
+			t.Fatalf("closed %v after %s, want after the %s handshake timeout", closed, took, tm.handshake)
+		}
+	})
+	// A TLS 1.3 client is done once it has sent its Finished, the server
+	// only once it has read it. A client (a starved apiserver) that sends
+	// its Finished late, within the handshake timeout, uses the connection
+	// as established: the server must not have cut it.
+	t.Run("webhook (TLS)/handshake finished after the header timeout answered", func(t *testing.T) {
+		raw, err := net.Dial("tcp", webhookAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &holdConn{Conn: raw}
+		c := tls.Client(hc, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+		defer c.Close()
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if v := c.ConnectionState().Version; v != tls.VersionTLS13 {
+			t.Fatalf("negotiated TLS version %x, want TLS 1.3", v)
+		}
+		time.Sleep(tm.readHeader + (tm.handshake-tm.readHeader)/2)
+		if _, err := hc.flush(); err != nil {
+			t.Fatalf("sending the client's Finished: %v", err)
+		}
+		if _, err := io.WriteString(c, request); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP %d", resp.StatusCode)
 		}
 	})
 	// The server may read the client's last handshake record and the

@@ -337,8 +337,9 @@ func (s *Server) Resync() {
 // body, or never reads its answer, is cut off instead of holding a
 // connection: a slow-loris client cannot hold a server.
 type timeouts struct {
-	// readHeader bounds the TLS handshake, and the request headers from
-	// their first byte.
+	// handshake bounds the TLS handshake from the accept.
+	handshake time.Duration
+	// readHeader bounds the request headers from their first byte.
 	readHeader time.Duration
 	// read bounds the headers and the body together, from their first byte.
 	read time.Duration
@@ -356,6 +357,17 @@ type timeouts struct {
 // defaultTimeouts: the apiserver writes a request at once and waits at most
 // 30 s for the answer (a webhook's largest timeoutSeconds).
 var defaultTimeouts = timeouts{
+	// Twice the 10 s TLS handshake timeout client-go gives every transport
+	// (SetTransportDefaults), the apiserver's webhook client's included, so
+	// the server cuts only handshakes its client has given up on. A TLS 1.3
+	// client is done one flight before the server: a server cutting first
+	// closes connections its client already holds as established, and the
+	// admission sent on one fails ("EOF", or "server closed idle
+	// connection" from the pool; a POST is never retried). With 5 s, a
+	// 300 pods/s overload on a shared 2-core machine saw 1,253 handshakes
+	// cut in 30 s, each one a redial and a handshake more for a starved
+	// apiserver.
+	handshake:  20 * time.Second,
 	readHeader: 5 * time.Second,
 	// A reviewhttp.MaxBodyBytes body at well under 1 MB/s.
 	read: 15 * time.Second,
@@ -455,7 +467,7 @@ func localAddr(bindHost string, port int) string {
 
 // firstRequestListener accepts for an http.Server, over TLS when tlsConf is
 // set, and hands it a connection only once its first request has begun to
-// arrive: the TLS handshake is bounded by readHeader, the wait for the
+// arrive: the TLS handshake is bounded by handshake, the wait for the
 // first request by idle, as net/http bounds the wait for every later one.
 // net/http alone starts the first request's header timeout when the
 // handshake ends, and so closed after 5 s a connection the apiserver had
@@ -586,7 +598,7 @@ func (l *firstRequestListener) untrack(c net.Conn) {
 }
 
 // awaitFirstRequest completes raw's TLS handshake (tlsConf set) within
-// t.readHeader, then waits up to t.idle for the first byte of its first
+// t.handshake, then waits up to t.idle for the first byte of its first
 // request, and returns the connection to serve it on (a *tls.Conn over TLS,
 // so net/http sees the TLS state; its own Handshake is then a no-op).
 func awaitFirstRequest(raw net.Conn, tlsConf *tls.Config, t timeouts) (net.Conn, error) {
@@ -594,8 +606,8 @@ func awaitFirstRequest(raw net.Conn, tlsConf *tls.Config, t timeouts) (net.Conn,
 	var c net.Conn = pc
 	if tlsConf != nil {
 		tc := tls.Server(pc, tlsConf)
-		if t.readHeader > 0 {
-			_ = raw.SetDeadline(time.Now().Add(t.readHeader))
+		if t.handshake > 0 {
+			_ = raw.SetDeadline(time.Now().Add(t.handshake))
 		}
 		if err := tc.Handshake(); err != nil {
 			return nil, handshakeError{err}
