@@ -115,6 +115,11 @@ func TestFSMValuesTypos(t *testing.T) {
 		{"fsm: {webhooks: {bootstrapKeyAlgorithm: dsa}}", "/fsm/webhooks/bootstrapKeyAlgorithm"},
 		{"fsm: {webhooks: {bootstrapSecretWriter: kubelet}}", "/fsm/webhooks/bootstrapSecretWriter"},
 		{"fsm: {webhooks: {injectorNamespaceBurst: 0}}", "/fsm/webhooks/injectorNamespaceBurst"},
+		{"fsm: {webhooks: {injectorMaxInFlight: -1}}", "/fsm/webhooks/injectorMaxInFlight"},
+		{"fsm: {webhooks: {injectorSecretHandoffInFlight: 0}}", "/fsm/webhooks/injectorSecretHandoffInFlight"},
+		{"fsm: {webhooks: {injectorSecretHandoffBudget: 0s}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
+		{"fsm: {webhooks: {injectorSecretHandoffBudget: 1}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
+		{"fsm: {webhooks: {injectorSecretHandoffBudget: 1 second}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
 	} {
 		t.Run(tc.values, func(t *testing.T) {
 			_, err := charttest.Render(ns, mustValues(t, tc.values))
@@ -164,7 +169,8 @@ func TestFSMValuesHonoured(t *testing.T) {
 			replicas: 2, logLevel: "info", injectorTO: 20, validatorTO: 20, pdb: true,
 			resources:    map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux"},
-			extraArgs:    []string{"--bootstrap-key-algorithm=ecdsa-p256", "--injector-namespace-rate=200", "--injector-namespace-burst=400"},
+			extraArgs: []string{"--bootstrap-key-algorithm=ecdsa-p256", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
+				"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s"},
 		}},
 		{"FSM's values file", readValuesFile(t, fsmValuesFile), honoured{
 			replicas: 1, logLevel: "info", injectorTO: 20, validatorTO: 20, pdb: false,
@@ -191,6 +197,9 @@ fsm:
     bootstrapSecretWriter: controller
     injectorNamespaceRate: 0
     injectorNamespaceBurst: 7
+    injectorMaxInFlight: 0
+    injectorSecretHandoffInFlight: 4
+    injectorSecretHandoffBudget: 250ms
   injector: {enablePodDisruptionBudget: false}
 `), honoured{
 			replicas: 4, logLevel: "warn", injectorTO: 25, validatorTO: 20, pdb: false,
@@ -198,7 +207,8 @@ fsm:
 			podLabels:    map[string]string{"team": "webhooks"},
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux", "node-role.example.com/mesh": "true"},
 			tolerations:  2,
-			extraArgs:    []string{"--bootstrap-key-algorithm=rsa2048", "--bootstrap-secret-writer=controller", "--injector-namespace-rate=0", "--injector-namespace-burst=7"},
+			extraArgs: []string{"--bootstrap-key-algorithm=rsa2048", "--bootstrap-secret-writer=controller", "--injector-namespace-rate=0", "--injector-namespace-burst=7",
+				"--injector-max-in-flight=0", "--injector-secret-handoff-in-flight=4", "--injector-secret-handoff-budget=250ms"},
 		}},
 		{"FSM log level mapped", mustValues(t, "fsm: {controllerLogLevel: trace}"), honoured{
 			replicas: 2, logLevel: "debug", injectorTO: 20, validatorTO: 20, pdb: true,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -146,6 +147,7 @@ func TestRenderDefaults(t *testing.T) {
 			"--log-level=info", "--key-pool-size=32", "--kube-api-qps=500", "--kube-api-burst=1000",
 			"--controller-kube-api-qps=200", "--controller-kube-api-burst=400",
 			"--bootstrap-key-algorithm=ecdsa-p256", "--bootstrap-secret-writer=admission", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
+			"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s",
 			"--sidecar-image=flomesh/pipy:1.5.12",
 			"--init-container-image=flomesh/fsm-sidecar-init:1.5.1",
 			"--healthcheck-container-image=flomesh/fsm-healthcheck:1.5.1",
@@ -542,6 +544,38 @@ func TestCRDHasNoConversionWebhook(t *testing.T) {
 		conv, found, _ := unstructured.NestedMap(crd, "spec", "conversion")
 		if found && conv["strategy"] != "None" {
 			t.Errorf("%s: spec.conversion %v rendered by the chart", filepath.Base(f), conv)
+		}
+	}
+}
+
+// TestDefaultsAreTheBinarys: the chart's defaults for the injector's load
+// settings are serve's own flag defaults, so installing with the chart and
+// running the binary bare behave alike (and the README's figures, taken with
+// serve's defaults, are what the chart installs).
+func TestDefaultsAreTheBinarys(t *testing.T) {
+	r, err := charttest.Render(ns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := r.Find("Deployment", "fsm-webhooks")
+	if dep == nil {
+		t.Fatal("no Deployment fsm-webhooks")
+	}
+	got := map[string]string{}
+	for _, a := range args(t, dep) {
+		if k, v, ok := strings.Cut(a, "="); ok {
+			got[k] = v
+		}
+	}
+	for flag, want := range map[string]string{
+		"--injector-max-in-flight":            strconv.Itoa(injector.DefaultMaxInFlight),
+		"--injector-secret-handoff-in-flight": strconv.Itoa(injector.DefaultHandoffInFlight),
+		"--injector-secret-handoff-budget":    injector.DefaultHandoffBudget.String(),
+		"--injector-namespace-rate":           strconv.FormatFloat(injector.DefaultNamespaceRate, 'f', -1, 64),
+		"--injector-namespace-burst":          strconv.Itoa(injector.DefaultNamespaceBurst),
+	} {
+		if got[flag] != want {
+			t.Errorf("chart renders %s=%q, serve's default is %q", flag, got[flag], want)
 		}
 	}
 }
