@@ -578,8 +578,11 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	}
 	// The uuid is this admission's own: the Secret exists only if the
 	// abandoned create landed.
-	if err := h.createBuilt(ctx, secret, write); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
+	if err := h.createBuilt(ctx, secret, write); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		countAbandonedCreateLanded()
 	}
 	return nil
 }

@@ -226,7 +226,7 @@ const (
 var (
 	secretsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_injector_bootstrap_secrets_written_total",
-		Help: "Bootstrap Secrets the injector created, by writer: admission (inside the pod's admission), controller (after the pod was stored, --bootstrap-secret-writer=controller), repair (a stored injected pod found without its Secret). A create an admission stopped waiting for (handed off as slow) that landed after all is counted by neither.",
+		Help: "Bootstrap Secrets the injector created, by writer: admission (inside the pod's admission; also a create the admission stopped waiting for that landed after all, counted when it is found), controller (after the pod was stored: --bootstrap-secret-writer=controller, or handed off by the admission), repair (a stored injected pod found without its Secret).",
 	}, []string{"writer"})
 	secretDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "fsm_webhooks_injector_secret_delay_seconds",
@@ -242,6 +242,13 @@ var (
 		Help: "With --bootstrap-secret-writer=controller, and for Secrets the admission writer handed off: admitted pods whose bootstrap Secret was never written because the pod never appeared (a dry run, a later webhook or quota refused it).",
 	})
 )
+
+// countAbandonedCreateLanded counts, as the admission's, a Secret the
+// admission's create wrote after the admission had stopped waiting for it
+// (handed off as slow): the apiserver finishes a write its client gave up
+// on. Whoever finds it (the writer controller, or the admission's retry once
+// the controller has stopped) counts it, once: its record goes with it.
+func countAbandonedCreateLanded() { secretsWritten.WithLabelValues(writtenByAdmission).Inc() }
 
 func init() {
 	for _, w := range []string{writtenByAdmission, writtenByController, writtenByRepair} {
@@ -422,6 +429,9 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 	}
 	switch decideWrite(secretExists, pod, deleting, pending) {
 	case writeNothing:
+		if pending && secretExists && entry.built != nil {
+			countAbandonedCreateLanded()
+		}
 		if w.pending != nil {
 			w.pending.remove(key)
 		}
@@ -517,6 +527,10 @@ func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSec
 	err := w.h.opts.Client.Create(ctx, secret)
 	handlerSecretWrite.Observe(time.Since(start).Seconds())
 	if apierrors.IsAlreadyExists(err) {
+		if e.built != nil {
+			// Its uuid is the admission's own: the create it abandoned landed.
+			countAbandonedCreateLanded()
+		}
 		return nil
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -191,6 +193,7 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 		slotsTaken  int  // inline slots held by other admissions
 		stopped     bool // the writer controller has stopped: its store is closed
 		noPending   bool // Options.Pending nil: the admission always writes
+		lands       bool // a create the admission stops waiting for lands anyway, as at an apiserver
 
 		wantAllowed  bool
 		wantWritten  int    // Secrets the admission's creates stored
@@ -199,25 +202,28 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 		wantHandoff  string // reason counted, "" for none
 		wantIssued   int32
 		wantAttempts int // creates the admission sent
+		wantCounted  int // rise of written_total{writer="admission"}
 	}{
 		{name: "a quick create is written in the admission", writer: SecretWriterAdmission,
-			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1, wantCounted: 1},
 		{name: "a create over budget goes to the controller with its Secret built", writer: SecretWriterAdmission, createDelay: 10 * budget,
 			wantAllowed: true, wantPending: true, wantBuilt: true, wantHandoff: handoffSlow, wantIssued: 1, wantAttempts: 1},
 		{name: "all slots busy: recorded at once, nothing issued or sent", writer: SecretWriterAdmission, slotsTaken: 2,
 			wantAllowed: true, wantPending: true, wantHandoff: handoffBusy},
 		{name: "one slot of two taken: written in the admission", writer: SecretWriterAdmission, slotsTaken: 1,
-			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1, wantCounted: 1},
 		{name: "an apiserver error is the admission's error, not a hand-off", writer: SecretWriterAdmission, createErr: forbidden,
 			wantIssued: 1, wantAttempts: 1},
 		{name: "over budget once the writer stopped: the admission waits for it after all", writer: SecretWriterAdmission, createDelay: 3 * budget, stopped: true,
-			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 2},
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 2, wantCounted: 1},
+		{name: "over budget once the writer stopped, the abandoned create landed: counted once", writer: SecretWriterAdmission, createDelay: 3 * budget, stopped: true, lands: true,
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 2, wantCounted: 1},
 		{name: "busy once the writer stopped: written in the admission", writer: SecretWriterAdmission, slotsTaken: 2, stopped: true,
-			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1, wantCounted: 1},
 		{name: "controller writer: recorded, nothing issued or sent", writer: SecretWriterController, createDelay: 10 * budget,
 			wantAllowed: true, wantPending: true},
 		{name: "no store: the admission writes however long it takes", writer: SecretWriterAdmission, createDelay: 3 * budget, noPending: true,
-			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1},
+			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1, wantCounted: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("app", nil)).Build()
@@ -228,10 +234,19 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 				Create: func(ctx context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
 					mu.Lock()
 					attempts++
+					landed := len(written) > 0
 					mu.Unlock()
+					if landed {
+						return apierrors.NewAlreadyExists(corev1.Resource("secrets"), obj.GetName())
+					}
 					select {
 					case <-time.After(tc.createDelay):
 					case <-ctx.Done():
+						if tc.lands {
+							mu.Lock()
+							written = append(written, obj.(*corev1.Secret).DeepCopy())
+							mu.Unlock()
+						}
 						return ctx.Err()
 					}
 					if tc.createErr != nil {
@@ -265,6 +280,7 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 			for _, r := range []string{handoffBusy, handoffSlow} {
 				before[r] = testutil.ToFloat64(handoffs.WithLabelValues(r))
 			}
+			countedBefore := testutil.ToFloat64(secretsWritten.WithLabelValues(writtenByAdmission))
 
 			var review admissionv1.AdmissionReview
 			if err := json.Unmarshal(reviewBody(t, nil), &review); err != nil {
@@ -278,6 +294,9 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 			if len(written) != tc.wantWritten || attempts != tc.wantAttempts || issuer.issued.Load() != tc.wantIssued {
 				t.Errorf("%d Secrets written in %d creates, %d certificates issued; want %d, %d, %d",
 					len(written), attempts, issuer.issued.Load(), tc.wantWritten, tc.wantAttempts, tc.wantIssued)
+			}
+			if got := testutil.ToFloat64(secretsWritten.WithLabelValues(writtenByAdmission)) - countedBefore; got != float64(tc.wantCounted) {
+				t.Errorf("written_total{writer=admission} rose by %v, want %d", got, tc.wantCounted)
 			}
 			for r, b := range before {
 				got := testutil.ToFloat64(handoffs.WithLabelValues(r)) - b
@@ -310,6 +329,94 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 					t.Errorf("recorded Secret %s (resourceVersion %q) does not hold %s's certificate: %q",
 						entry.built.Name, entry.built.ResourceVersion, entry.commonName, entry.built.Data[RepoCertKey])
 				}
+			}
+		})
+	}
+}
+
+// TestWriterCountsLandedCreates: a Secret handed off as slow whose abandoned
+// create landed is counted once, as the admission's, whether the writer
+// controller sees it in its cache or learns of it from its own create; one
+// the controller writes itself is the controller's. The certificate is never
+// signed again.
+func TestWriterCountsLandedCreates(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		landed, cached bool
+		wantAdmission  float64
+		wantController float64
+		wantCreates    int
+	}{
+		{name: "landed, in the cache: nothing written", landed: true, cached: true, wantAdmission: 1},
+		{name: "landed, not in the cache yet: the create finds it", landed: true, wantAdmission: 1, wantCreates: 1},
+		{name: "never landed: the controller writes it", wantController: 1, wantCreates: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const id = "u-landed"
+			ctx := context.Background()
+			mut, err := Mutate(MutateInput{Pod: simplePod(nil), Namespace: monitoredNamespace("app", nil), Settings: DefaultSettings(), Mesh: testMesh, ProxyUUID: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := stubIssuer{}.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			built, err := BootstrapSecret("app", "fsm", id, cert, mut.Bootstrap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := mut.Pod.DeepCopy()
+			pod.Namespace, pod.Name = "app", "p"
+			objs := []client.Object{monitoredNamespace("app", nil), pod}
+			if tc.cached {
+				objs = append(objs, built.DeepCopy())
+			}
+			creates := 0
+			cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
+				WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
+				WithInterceptorFuncs(interceptor.Funcs{
+					Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+						creates++
+						if tc.landed {
+							// Stored by the abandoned create; the cache
+							// catches up after this answer.
+							_ = c.Create(ctx, o, opts...)
+							return apierrors.NewAlreadyExists(corev1.Resource("secrets"), o.GetName())
+						}
+						return c.Create(ctx, o, opts...)
+					},
+				}).Build()
+			issuer := &countingIssuer{}
+			pending := NewPendingSecrets(0)
+			h, err := NewHandler(Options{Client: cl, Namespaces: cl, Issuer: issuer, MeshName: "fsm", FSMNamespace: "fsm-system", Pending: pending})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !pending.add("app", id, mut, built) {
+				t.Fatal("store closed")
+			}
+			w := &secretWriter{cache: cl, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
+			before := map[string]float64{}
+			for _, by := range []string{writtenByAdmission, writtenByController, writtenByRepair} {
+				before[by] = testutil.ToFloat64(secretsWritten.WithLabelValues(by))
+			}
+
+			key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName(id)}
+			for range 2 { // a second reconcile of the same key counts nothing more
+				if _, err := w.Reconcile(ctx, reconcile.Request{NamespacedName: key}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			want := map[string]float64{writtenByAdmission: tc.wantAdmission, writtenByController: tc.wantController}
+			for by, b := range before {
+				if got := testutil.ToFloat64(secretsWritten.WithLabelValues(by)) - b; got != want[by] {
+					t.Errorf("written_total{writer=%q} rose by %v, want %v", by, got, want[by])
+				}
+			}
+			if creates != tc.wantCreates || issuer.issued.Load() != 0 || pending.Len() != 0 {
+				t.Errorf("%d creates, %d certificates issued, %d records left; want %d, 0, 0", creates, issuer.issued.Load(), pending.Len(), tc.wantCreates)
 			}
 		})
 	}
