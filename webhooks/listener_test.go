@@ -161,6 +161,26 @@ func TestListenersCutSlowClients(t *testing.T) {
 			t.Fatalf("closed %v after %s, want after the %s handshake timeout", closed, took, tm.handshake)
 		}
 	})
+	// As net/http's own TLS server: plain HTTP gets a 400 saying why.
+	t.Run("webhook (TLS)/plain HTTP answered 400", func(t *testing.T) {
+		c, err := net.Dial("tcp", webhookAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, request); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "HTTP request to an HTTPS server") {
+			t.Fatalf("HTTP %d %q, want 400 naming the mistake", resp.StatusCode, body)
+		}
+	})
 	// A TLS 1.3 client is done once it has sent its Finished, the server
 	// only once it has read it. A client (a starved apiserver) that sends
 	// its Finished late, within the handshake timeout, uses the connection

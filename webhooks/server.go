@@ -527,6 +527,16 @@ func (l *firstRequestListener) acceptLoop() {
 func (l *firstRequestListener) prepare(raw net.Conn) {
 	c, err := awaitFirstRequest(raw, l.tlsConf, l.t)
 	if err != nil {
+		// As net/http's TLS server does: a plain HTTP request (curl
+		// http://…) gets a 400 saying why, not a reset connection.
+		var rhe tls.RecordHeaderError
+		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
+			_ = raw.SetWriteDeadline(time.Now().Add(l.t.readHeader))
+			_, _ = io.WriteString(raw, plainHTTPAnswer)
+			l.untrack(raw)
+			_ = raw.Close()
+			return
+		}
 		// As net/http logs them; a connection closed before its handshake
 		// (a TCP probe, a port scan) is not worth a line.
 		var he handshakeError
@@ -664,6 +674,19 @@ func (c *peekConn) Read(b []byte) (int, error) {
 }
 
 type handshakeError struct{ err error }
+
+// plainHTTPAnswer is net/http's answer to plain HTTP sent to a TLS port.
+const plainHTTPAnswer = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+// looksLikeHTTP: the first five bytes of a connection, read as a TLS record
+// header, begin an HTTP/1 request line.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH":
+		return true
+	}
+	return false
+}
 
 func (e handshakeError) Error() string { return "TLS handshake: " + e.err.Error() }
 func (e handshakeError) Unwrap() error { return e.err }
