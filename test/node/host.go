@@ -57,6 +57,13 @@ var installOnce struct {
 	done bool
 }
 
+// EnsureHostPackages installs what Start needs from Debian, as Start does:
+// for callers that take host files (iptables for fsm-init's image) before
+// a node starts.
+func EnsureHostPackages(ctx context.Context, progress io.Writer) error {
+	return ensurePackages(ctx, progress)
+}
+
 // ensurePackages installs the Debian packages the node needs when any of
 // their files is missing: `apt-get update` once, then `apt-get install`.
 // CI runs on a fresh machine as root; a developer machine usually has them.

@@ -1222,6 +1222,11 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // reference pulled); Pipy is built into the asset cache when an image needs it.
 func meshedPodImages(ctx context.Context, t *testing.T) ([]images.Spec, map[string]string) {
 	t.Helper()
+	// The fsm-init image takes the host's Debian iptables, which Start
+	// installs: these images are built before Start runs.
+	if err := node.EnsureHostPackages(ctx, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
 	pulls, err := meshimages.Published(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
