@@ -186,16 +186,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 	// its Finished late, within the handshake timeout, uses the connection
 	// as established: the server must not have cut it.
 	t.Run("webhook (TLS)/handshake finished after the header timeout answered", func(t *testing.T) {
-		raw, err := net.Dial("tcp", webhookAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hc := &holdConn{Conn: raw}
-		c := tls.Client(hc, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-		defer c.Close()
-		if err := c.Handshake(); err != nil {
-			t.Fatal(err)
-		}
+		c, hc := heldHandshake(t, webhookAddr, roots)
 		if v := c.ConnectionState().Version; v != tls.VersionTLS13 {
 			t.Fatalf("negotiated TLS version %x, want TLS 1.3", v)
 		}
@@ -206,45 +197,51 @@ func TestListenersCutSlowClients(t *testing.T) {
 		if _, err := io.WriteString(c, request); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("no answer: %v", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("HTTP %d", resp.StatusCode)
-		}
+		answeredOK(t, c, tm.readHeader)
 	})
 	// The server may read the client's last handshake record and the
 	// request in one read: the request must still be seen at once.
 	t.Run("webhook (TLS)/request sent with the handshake's last record answered", func(t *testing.T) {
-		raw, err := net.Dial("tcp", webhookAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hc := &holdConn{Conn: raw}
-		c := tls.Client(hc, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-		defer c.Close()
-		if err := c.Handshake(); err != nil {
-			t.Fatal(err)
-		}
+		c, hc := heldHandshake(t, webhookAddr, roots)
 		if _, err := io.WriteString(c, request); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := hc.flush(); err != nil || n <= len(request) {
 			t.Fatalf("flushed %d bytes (%v), want the client's Finished and the request in one write", n, err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("no answer: %v", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("HTTP %d", resp.StatusCode)
-		}
+		answeredOK(t, c, tm.readHeader)
 	})
+}
+
+// heldHandshake completes a TLS handshake with addr from the client's side,
+// its last flight (the client's Finished) held in hc until hc.flush.
+func heldHandshake(t *testing.T, addr string, roots *x509.CertPool) (*tls.Conn, *holdConn) {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &holdConn{Conn: raw}
+	c := tls.Client(hc, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return c, hc
+}
+
+// answeredOK reads an HTTP 200 answer from c within wait.
+func answeredOK(t *testing.T, c net.Conn, wait time.Duration) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
 }
 
 // holdConn passes its writes through until its first read (the server's
