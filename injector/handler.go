@@ -541,10 +541,19 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	case p == nil:
 		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
 	case h.opts.SecretWriter == SecretWriterController:
-		if p.add(namespace, proxyUUID, mut, nil) {
+		if p.add(namespace, proxyUUID, mut, nil, false) {
 			return nil
 		}
 		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
+	}
+	// The certificate first, outside the slots: they bound creates waiting
+	// on the apiserver, and a slow CA (Vault, cert-manager) filling them
+	// would hand off Secrets the controller then issues just as slowly. A
+	// record carries its Secret built, so the controller, and a flush at
+	// shutdown, only create it.
+	secret, err := h.buildBootstrapSecret(ctx, namespace, proxyUUID, mut)
+	if err != nil {
+		return err
 	}
 	select {
 	case h.inline <- struct{}{}:
@@ -552,15 +561,11 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	default:
 		// As many creates as Handoff.InFlight already wait on the
 		// apiserver: one more would only queue behind them.
-		if p.add(namespace, proxyUUID, mut, nil) {
+		if p.add(namespace, proxyUUID, mut, secret, false) {
 			handoffs.WithLabelValues(handoffBusy).Inc()
 			return nil
 		}
-		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
-	}
-	secret, err := h.buildBootstrapSecret(ctx, namespace, proxyUUID, mut)
-	if err != nil {
-		return err
+		return h.createBuilt(ctx, secret, write)
 	}
 	cctx, cancel := context.WithTimeout(ctx, h.opts.Handoff.Budget)
 	defer cancel()
@@ -572,7 +577,7 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	}
 	// Over budget: the create may still land, which the controller's own
 	// create (of this same Secret: no second certificate) takes as done.
-	if p.add(namespace, proxyUUID, mut, secret) {
+	if p.add(namespace, proxyUUID, mut, secret, true) {
 		handoffs.WithLabelValues(handoffSlow).Inc()
 		return nil
 	}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -106,9 +108,12 @@ type pendingSecret struct {
 	boot       BootstrapConfig
 	admitted   time.Time
 	// built is the Secret an admission already issued a certificate for
-	// and could not create in time (SecretHandoff): the controller creates
-	// it as it is rather than sign a second certificate. Nil: build it.
+	// and did not create (SecretHandoff): the controller creates it as it
+	// is rather than sign a second certificate. Nil: build it.
 	built *corev1.Secret
+	// sent: the admission sent built's create and stopped waiting for it
+	// (over budget), so it may land after all.
+	sent bool
 }
 
 // PendingSecrets holds the bootstrap Secrets admitted pods still need, keyed
@@ -135,12 +140,12 @@ func NewPendingSecrets(ttl time.Duration) *PendingSecrets {
 	return &PendingSecrets{entries: map[types.NamespacedName]pendingSecret{}, ttl: ttl, now: time.Now}
 }
 
-// add records mut's Secret (built, when not nil, is it with its certificate);
-// false once the writer has stopped, and then the admission must write the
-// Secret itself.
-func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation, built *corev1.Secret) bool {
+// add records mut's Secret (built, when not nil, is it with its certificate;
+// sent, its create was sent and abandoned); false once the writer has
+// stopped, and then the admission must write the Secret itself.
+func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation, built *corev1.Secret, sent bool) bool {
 	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}
-	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now(), built: built}
+	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now(), built: built, sent: sent}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -373,16 +378,27 @@ func (w *secretWriter) runPending(ctx context.Context) error {
 		}
 	}
 	left := w.pending.close()
+	if len(left) == 0 {
+		return nil
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 	defer cancel()
+	// As many at once as the controller's workers: one after the other, 71
+	// records (a Vault CA on a loaded machine) outlasted flushTimeout.
+	var g errgroup.Group
+	g.SetLimit(secretWorkers)
+	var failed atomic.Int32
 	for key, e := range left {
-		if err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
-			w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key)
-		}
+		g.Go(func() error {
+			if err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
+				failed.Add(1)
+				w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key)
+			}
+			return nil
+		})
 	}
-	if len(left) > 0 {
-		w.log.Info("wrote the recorded bootstrap Secrets at shutdown", "count", len(left))
-	}
+	_ = g.Wait()
+	w.log.Info("wrote the recorded bootstrap Secrets at shutdown", "count", len(left)-int(failed.Load()), "failed", failed.Load())
 	return nil
 }
 
@@ -429,7 +445,7 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 	}
 	switch decideWrite(secretExists, pod, deleting, pending) {
 	case writeNothing:
-		if pending && secretExists && entry.built != nil {
+		if pending && secretExists && entry.sent {
 			countAbandonedCreateLanded()
 		}
 		if w.pending != nil {
@@ -527,7 +543,7 @@ func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSec
 	err := w.h.opts.Client.Create(ctx, secret)
 	handlerSecretWrite.Observe(time.Since(start).Seconds())
 	if apierrors.IsAlreadyExists(err) {
-		if e.built != nil {
+		if e.sent {
 			// Its uuid is the admission's own: the create it abandoned landed.
 			countAbandonedCreateLanded()
 		}
