@@ -541,31 +541,31 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	case p == nil:
 		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
 	case h.opts.SecretWriter == SecretWriterController:
-		if p.add(namespace, proxyUUID, mut, nil, false) {
+		if p.add(namespace, proxyUUID, mut, nil) {
 			return nil
 		}
 		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
 	}
-	// The certificate first, outside the slots: they bound creates waiting
-	// on the apiserver, and a slow CA (Vault, cert-manager) filling them
-	// would hand off Secrets the controller then issues just as slowly. A
-	// record carries its Secret built, so the controller, and a flush at
-	// shutdown, only create it.
-	secret, err := h.buildBootstrapSecret(ctx, namespace, proxyUUID, mut)
-	if err != nil {
-		return err
-	}
+	// A slot covers the certificate too: a slow CA (Vault, cert-manager)
+	// holds pod creates as a slow apiserver does, and a busy hand-off then
+	// leaves the issuing to the controller instead of waiting for it here
+	// (issuing first made every admission wait on a loaded Vault, up to
+	// --injector-max-in-flight at once, and pod creates timed out).
 	select {
 	case h.inline <- struct{}{}:
 		defer func() { <-h.inline }()
 	default:
-		// As many creates as Handoff.InFlight already wait on the
-		// apiserver: one more would only queue behind them.
-		if p.add(namespace, proxyUUID, mut, secret, false) {
+		// As many Secrets as Handoff.InFlight are already being issued and
+		// created: one more would only queue behind them.
+		if p.add(namespace, proxyUUID, mut, nil) {
 			handoffs.WithLabelValues(handoffBusy).Inc()
 			return nil
 		}
-		return h.createBuilt(ctx, secret, write)
+		return h.createBootstrapSecret(ctx, namespace, proxyUUID, mut, write)
+	}
+	secret, err := h.buildBootstrapSecret(ctx, namespace, proxyUUID, mut)
+	if err != nil {
+		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, h.opts.Handoff.Budget)
 	defer cancel()
@@ -577,7 +577,7 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	}
 	// Over budget: the create may still land, which the controller's own
 	// create (of this same Secret: no second certificate) takes as done.
-	if p.add(namespace, proxyUUID, mut, secret, true) {
+	if p.add(namespace, proxyUUID, mut, secret) {
 		handoffs.WithLabelValues(handoffSlow).Inc()
 		return nil
 	}

@@ -108,12 +108,10 @@ type pendingSecret struct {
 	boot       BootstrapConfig
 	admitted   time.Time
 	// built is the Secret an admission already issued a certificate for
-	// and did not create (SecretHandoff): the controller creates it as it
-	// is rather than sign a second certificate. Nil: build it.
+	// and could not create in time (SecretHandoff): the controller creates
+	// it as it is rather than sign a second certificate, and the admission's
+	// abandoned create may land after all. Nil: build it.
 	built *corev1.Secret
-	// sent: the admission sent built's create and stopped waiting for it
-	// (over budget), so it may land after all.
-	sent bool
 }
 
 // PendingSecrets holds the bootstrap Secrets admitted pods still need, keyed
@@ -140,12 +138,12 @@ func NewPendingSecrets(ttl time.Duration) *PendingSecrets {
 	return &PendingSecrets{entries: map[types.NamespacedName]pendingSecret{}, ttl: ttl, now: time.Now}
 }
 
-// add records mut's Secret (built, when not nil, is it with its certificate;
-// sent, its create was sent and abandoned); false once the writer has
-// stopped, and then the admission must write the Secret itself.
-func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation, built *corev1.Secret, sent bool) bool {
+// add records mut's Secret (built, when not nil, is it with its certificate,
+// its create sent and abandoned); false once the writer has stopped, and
+// then the admission must write the Secret itself.
+func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation, built *corev1.Secret) bool {
 	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}
-	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now(), built: built, sent: sent}
+	e := pendingSecret{proxyUUID: proxyUUID, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap, admitted: p.now(), built: built}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -445,7 +443,7 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 	}
 	switch decideWrite(secretExists, pod, deleting, pending) {
 	case writeNothing:
-		if pending && secretExists && entry.sent {
+		if pending && secretExists && entry.built != nil {
 			countAbandonedCreateLanded()
 		}
 		if w.pending != nil {
@@ -543,7 +541,7 @@ func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSec
 	err := w.h.opts.Client.Create(ctx, secret)
 	handlerSecretWrite.Observe(time.Since(start).Seconds())
 	if apierrors.IsAlreadyExists(err) {
-		if e.sent {
+		if e.built != nil {
 			// Its uuid is the admission's own: the create it abandoned landed.
 			countAbandonedCreateLanded()
 		}

@@ -58,9 +58,9 @@ func TestPendingSecretsExpire(t *testing.T) {
 	p := NewPendingSecrets(time.Minute)
 	p.now = func() time.Time { return now }
 	mut := &Mutation{CommonName: "cn-a"}
-	p.add("app", "a", mut, nil, false)
+	p.add("app", "a", mut, nil)
 	now = now.Add(30 * time.Second)
-	p.add("app", "b", &Mutation{CommonName: "cn-b"}, nil, false)
+	p.add("app", "b", &Mutation{CommonName: "cn-b"}, nil)
 	keyA := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("a")}
 	keyB := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("b")}
 
@@ -77,13 +77,13 @@ func TestPendingSecretsExpire(t *testing.T) {
 	if n := p.expire(); n != 1 || p.Len() != 1 {
 		t.Errorf("expire dropped %d, %d left; want 1, 1", n, p.Len())
 	}
-	p.add("app", "c", &Mutation{CommonName: "cn-c"}, nil, false)
+	p.add("app", "c", &Mutation{CommonName: "cn-c"}, nil)
 	now = now.Add(50 * time.Second) // b is 81 s old, c 50 s
 	left := p.close()
 	if len(left) != 1 || left[types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("c")}].commonName != "cn-c" || p.Len() != 0 {
 		t.Errorf("close returned %+v and kept %d; want only c's record, none kept", left, p.Len())
 	}
-	if p.add("app", "d", &Mutation{}, nil, false) || p.Len() != 0 {
+	if p.add("app", "d", &Mutation{}, nil) || p.Len() != 0 {
 		t.Error("a closed store took a record")
 	}
 	if d := NewPendingSecrets(0).ttl; d != DefaultOrphanGracePeriod {
@@ -200,7 +200,6 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 		wantWritten  int    // Secrets the admission's creates stored
 		wantPending  bool   // recorded for the controller
 		wantBuilt    bool   // ... with the Secret already built
-		wantSent     bool   // ... and its create sent and abandoned
 		wantHandoff  string // reason counted, "" for none
 		wantIssued   int32
 		wantAttempts int // creates the admission sent
@@ -209,9 +208,9 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 		{name: "a quick create is written in the admission", writer: SecretWriterAdmission,
 			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1, wantCounted: 1},
 		{name: "a create over budget goes to the controller with its Secret built", writer: SecretWriterAdmission, createDelay: 10 * budget,
-			wantAllowed: true, wantPending: true, wantBuilt: true, wantSent: true, wantHandoff: handoffSlow, wantIssued: 1, wantAttempts: 1},
-		{name: "all slots busy: recorded with its Secret built, nothing sent", writer: SecretWriterAdmission, slotsTaken: 2,
-			wantAllowed: true, wantPending: true, wantBuilt: true, wantHandoff: handoffBusy, wantIssued: 1},
+			wantAllowed: true, wantPending: true, wantBuilt: true, wantHandoff: handoffSlow, wantIssued: 1, wantAttempts: 1},
+		{name: "all slots busy: recorded at once, nothing issued or sent", writer: SecretWriterAdmission, slotsTaken: 2,
+			wantAllowed: true, wantPending: true, wantHandoff: handoffBusy},
 		{name: "one slot of two taken: written in the admission", writer: SecretWriterAdmission, slotsTaken: 1,
 			wantAllowed: true, wantWritten: 1, wantIssued: 1, wantAttempts: 1, wantCounted: 1},
 		{name: "an apiserver error is the admission's error, not a hand-off", writer: SecretWriterAdmission, createErr: forbidden,
@@ -320,8 +319,8 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 			if (pending.Len() == 1) != tc.wantPending || pending.Len() > 1 {
 				t.Fatalf("%d pending records, want recorded %v", pending.Len(), tc.wantPending)
 			}
-			if (entry.built != nil) != tc.wantBuilt || entry.sent != tc.wantSent {
-				t.Fatalf("recorded with a built Secret: %v, its create sent: %v; want %v, %v", entry.built != nil, entry.sent, tc.wantBuilt, tc.wantSent)
+			if (entry.built != nil) != tc.wantBuilt {
+				t.Fatalf("recorded with a built Secret: %v, want %v", entry.built != nil, tc.wantBuilt)
 			}
 			if entry.built != nil {
 				// What the controller will create: the Secret as built, not
@@ -339,24 +338,19 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 // TestWriterCountsLandedCreates: a Secret handed off as slow whose abandoned
 // create landed is counted once, as the admission's, whether the writer
 // controller sees it in its cache or learns of it from its own create; one
-// the controller writes itself is the controller's; one handed off busy was
-// never sent, so finding it written is not the admission's doing. The
-// certificate is never signed again.
+// the controller writes itself is the controller's. The certificate is never
+// signed again.
 func TestWriterCountsLandedCreates(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
-		sent           bool // the admission's create was sent and abandoned
 		landed, cached bool // the Secret exists; the controller's cache shows it
 		wantAdmission  float64
 		wantController float64
 		wantCreates    int
 	}{
-		{name: "landed, in the cache: nothing written", sent: true, landed: true, cached: true, wantAdmission: 1},
-		{name: "landed, not in the cache yet: the create finds it", sent: true, landed: true, wantAdmission: 1, wantCreates: 1},
-		{name: "never landed: the controller writes it", sent: true, wantController: 1, wantCreates: 1},
-		{name: "handed off busy: the controller writes it", wantController: 1, wantCreates: 1},
-		{name: "handed off busy, yet there (another replica's repair): not the admission's", landed: true, cached: true},
-		{name: "handed off busy, yet there, not in the cache: not the admission's", landed: true, wantCreates: 1},
+		{name: "landed, in the cache: nothing written", landed: true, cached: true, wantAdmission: 1},
+		{name: "landed, not in the cache yet: the create finds it", landed: true, wantAdmission: 1, wantCreates: 1},
+		{name: "never landed: the controller writes it", wantController: 1, wantCreates: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const id = "u-landed"
@@ -400,7 +394,7 @@ func TestWriterCountsLandedCreates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !pending.add("app", id, mut, built, tc.sent) {
+			if !pending.add("app", id, mut, built) {
 				t.Fatal("store closed")
 			}
 			w := &secretWriter{cache: cl, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
@@ -482,7 +476,7 @@ func TestWriterFlushesRecordsAtShutdown(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		pending.add("app", id, mut, built, false)
+		pending.add("app", id, mut, built)
 	}
 	w := &secretWriter{cache: cl, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -496,7 +490,7 @@ func TestWriterFlushesRecordsAtShutdown(t *testing.T) {
 	if maxInFlight < 2 || maxInFlight > secretWorkers {
 		t.Errorf("at most %d creates at once, want 2 to %d", maxInFlight, secretWorkers)
 	}
-	if pending.add("app", "late", &Mutation{}, nil, false) {
+	if pending.add("app", "late", &Mutation{}, nil) {
 		t.Error("the store takes records after the writer stopped")
 	}
 }
