@@ -353,8 +353,10 @@ type secretWriter struct {
 	now         func() time.Time
 }
 
-// flushTimeout bounds the writes of the records left when the writer stops.
-const flushTimeout = 10 * time.Second
+// flushTimeout bounds the writes of the records left when the writer stops:
+// within the manager's 30 s graceful shutdown, and the chart's 35 s grace
+// period less its 5 s preStop, which SIGTERM follows.
+const flushTimeout = 20 * time.Second
 
 // runPending drops expired records every 10 s (or every TTL, if shorter)
 // until ctx ends. Then, as the process stops (its webhook server still

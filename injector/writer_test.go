@@ -429,7 +429,7 @@ func TestWriterCountsLandedCreates(t *testing.T) {
 // without their Secret, with no replica of ours left to repair them when the
 // mesh is handed back to FSM.
 func TestWriterFlushesRecordsAtShutdown(t *testing.T) {
-	const records = 64
+	const records = 128
 	var mu sync.Mutex
 	inFlight, maxInFlight := 0, 0
 	created := map[string]bool{}
