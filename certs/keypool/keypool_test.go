@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,6 +113,56 @@ func TestPoolRetriesGenerationErrors(t *testing.T) {
 	go func() { _ = p.Start(ctx) }()
 	if err := p.WaitFull(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRefillWakesBelowHalf: a Get that leaves the pool at half its target
+// or more wakes no worker (the idle poll tops it up; waking costs the
+// admission a futex call), one that leaves it below half does. The idle
+// poll and the sizing window are an hour here, so only a Get's signal can
+// refill the pool within the test.
+func TestRefillWakesBelowHalf(t *testing.T) {
+	key, err := certs.GenerateKey(certs.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generated atomic.Int64
+	p, err := New(Options{Algorithm: certs.ECDSAP256, Size: 8, Workers: 1, Window: time.Hour,
+		Busy: func() bool { return false },
+		Generate: func(certs.KeyAlgorithm) (crypto.Signer, error) {
+			generated.Add(1)
+			return key, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.idle = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() { _ = p.Start(ctx) }()
+	if err := p.WaitFull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	take := func(n int) {
+		for range n {
+			if _, err := p.Get(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	before := generated.Load()
+	take(4) // 4 of 8 left: half, no wake
+	time.Sleep(200 * time.Millisecond)
+	if got := generated.Load() - before; got != 0 || p.Len() != 4 {
+		t.Fatalf("after taking half the pool: %d keys generated, %d pooled; want 0 and 4 (no worker woken)", got, p.Len())
+	}
+	take(1) // 3 left: below half, a worker refills to the target
+	if err := p.WaitFull(ctx); err != nil {
+		t.Fatalf("the pool was not refilled after a Get left it below half: %v (%d of 8 keys)", err, p.Len())
+	}
+	if got := generated.Load() - before; got != 5 {
+		t.Fatalf("refill generated %d keys, want the 5 taken", got)
 	}
 }
 
