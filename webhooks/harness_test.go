@@ -157,6 +157,12 @@ func start(t *testing.T, opts Options, hooks ...Webhook) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return run(t, s)
+}
+
+// run starts a Server built by New (tests may adjust its hooks first).
+func run(t *testing.T, s *Server) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Server: s, cancel: cancel, done: make(chan struct{})}
 	go func() {

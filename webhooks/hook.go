@@ -41,6 +41,9 @@ type hook struct {
 	src   *servingcert.Source
 	store *servingcert.Store
 	obj   cache.SharedIndexInformer
+	// routes watches the converter Service's EndpointSlices when the
+	// stanza waits for the Service to route here (conversionroute.go).
+	routes cache.SharedIndexInformer
 
 	trigger chan struct{}
 
@@ -63,6 +66,16 @@ type hook struct {
 	lastRepair    time.Time
 	// missingLogged keeps a missing registration object to one log line.
 	missingLogged bool
+	// routeWait is why the conversion stanza is held back (nil: it is not);
+	// listedSince is since when the Service lists this pod as ready.
+	routeWait   error
+	listedSince time.Time
+	// routesChanged: the EndpointSlices changed since the loop last
+	// looked (it then retries a waiting stanza soon).
+	routesChanged atomic.Bool
+	// serviceAddr is where the apiserver reaches the Service
+	// (serviceClusterAddr; tests point it elsewhere).
+	serviceAddr func(context.Context) (string, error)
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -101,6 +114,15 @@ func newHook(s *Server, w Webhook) *hook {
 		UpdateFunc: func(any, any) { h.kick() },
 		DeleteFunc: func(any) { h.kick() },
 	})
+	h.serviceAddr = h.serviceClusterAddr
+	if h.routes = newRouteInformer(s, w); h.routes != nil {
+		changed := func() { h.routesChanged.Store(true); h.kick() }
+		_, _ = h.routes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { changed() },
+			UpdateFunc: func(any, any) { changed() },
+			DeleteFunc: func(any) { changed() },
+		})
+	}
 	return h
 }
 
@@ -116,11 +138,16 @@ func (h *hook) start(ctx context.Context, g *errgroup.Group) {
 	h.s.serveWebhook(ctx, g, h.w, h.src.GetCertificate, h.log)
 	g.Go(func() error { h.src.Run(ctx); return nil })
 	g.Go(func() error { h.obj.Run(ctx.Done()); return nil })
+	synced := []cache.InformerSynced{h.src.HasSynced, h.obj.HasSynced}
+	if h.routes != nil {
+		g.Go(func() error { h.routes.Run(ctx.Done()); return nil })
+		synced = append(synced, h.routes.HasSynced)
+	}
 	if h.w.Registration.Kind == CRDConversion {
 		g.Go(func() error { return h.runConversionLease(ctx, h.kick) })
 	}
 	g.Go(func() error {
-		if !cache.WaitForCacheSync(ctx.Done(), h.src.HasSynced, h.obj.HasSynced) {
+		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 			return nil
 		}
 		h.loop(ctx)
@@ -156,6 +183,16 @@ func (h *hook) loop(ctx context.Context) {
 				// Normal at start: the informer has not delivered the
 				// Secret this very loop just wrote.
 				h.log.V(1).Info("waiting for the serving cert to load before registering", "retryIn", backoff)
+			} else if errors.Is(err, errRouteWait) {
+				// A state, not a failure: checked again at least every
+				// resync, and soon after the EndpointSlices changed (once
+				// they list this pod, kube-proxy follows within a second
+				// or so); logged once per reason by noteRouteWait.
+				if h.routesChanged.Swap(false) {
+					backoff = 100 * time.Millisecond
+				}
+				backoff = min(backoff, h.s.opts.ResyncInterval)
+				h.log.V(1).Info("the conversion stanza waits for the Service", "reason", err.Error(), "retryIn", backoff)
 			} else {
 				h.log.Error(err, "reconciling webhook serving cert and registration", "retryIn", backoff)
 			}
@@ -294,6 +331,13 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		if bytes.Equal(current, desired) && (reg.Kind != CRDConversion ||
 			conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) && !h.mustRepoint(obj.(*apiextv1.CustomResourceDefinition))) {
 			return current, true, nil
+		}
+	}
+	if reg.Kind == CRDConversion {
+		if err := h.routeGate(ctx, obj.(*apiextv1.CustomResourceDefinition), desired); err != nil {
+			// Nobody calls this converter through the CRD yet: its certs
+			// need not wait for a caBundle it does not publish.
+			return nil, false, err
 		}
 	}
 	// Publishing a caBundle that does not verify what this very listener

@@ -226,6 +226,9 @@ func (h *hook) ready(now time.Time) error {
 		return fmt.Errorf("%s %s: %s", reg.Kind, reg.Name, split)
 	}
 	if reg.Kind == CRDConversion && !conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) {
+		if why := h.routeWaitReason(); why != nil {
+			return fmt.Errorf("%s %s has no conversion webhook yet: waiting for the Service to route to this converter: %w", reg.Kind, reg.Name, why)
+		}
 		return fmt.Errorf("%s %s has no conversion webhook yet", reg.Kind, reg.Name)
 	}
 	if err := servingcert.Verifies(apiBundle, served.Chain, h.spec.ServerName(), now); err != nil {

@@ -94,6 +94,11 @@ type Options struct {
 	// (of every mesh in the cluster) that writes a CRD's conversion stanza
 	// (default DefaultConversionLeaseNamespace; conversionlease.go).
 	ConversionLeaseNamespace string
+	// PodIP is this server's pod IP. In Service mode the converter then
+	// publishes the CRD's conversion stanza only once its Service lists
+	// this IP as a ready endpoint (conversionroute.go); empty (outside a
+	// pod): at once.
+	PodIP string
 	// Log (default: discard).
 	Log logr.Logger
 }
@@ -150,6 +155,8 @@ type Server struct {
 	recorder    record.EventRecorder
 	timeouts    timeouts
 	leaseTiming leaseTiming
+	// routeProofWait: conversionroute.go (tests shorten it).
+	routeProofWait time.Duration
 }
 
 // New validates opts and hooks and prepares a Server; nothing runs until
@@ -186,7 +193,7 @@ func New(opts Options, hooks []Webhook) (*Server, error) {
 	if err := apiextv1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("webhooks: scheme: %w", err)
 	}
-	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster(), timeouts: defaultTimeouts, leaseTiming: defaultLeaseTiming}
+	s := &Server{opts: opts.withDefaults(), client: client, apiext: apiext, broadcaster: record.NewBroadcaster(), timeouts: defaultTimeouts, leaseTiming: defaultLeaseTiming, routeProofWait: routeProofWait}
 	s.timeouts.drain = opts.ShutdownDrain
 	s.recorder = s.broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "fsm-webhooks"})
 	for _, w := range hooks {
@@ -229,6 +236,9 @@ func (o Options) validate() error {
 	}
 	if errs := validation.IsDNS1123Label(o.MeshName); len(errs) > 0 {
 		return fmt.Errorf("webhooks: mesh name %q is invalid: %v", o.MeshName, errs)
+	}
+	if o.PodIP != "" && net.ParseIP(o.PodIP) == nil {
+		return fmt.Errorf("webhooks: pod IP %q is not an IP address", o.PodIP)
 	}
 	return nil
 }

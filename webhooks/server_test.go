@@ -45,6 +45,8 @@ func TestServing(t *testing.T) {
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("TwoEntries", testTwoEntries)
 	t.Run("CRDConversion", testConversion)
+	t.Run("ConversionWaitsForRoute", testConversionWaitsForRoute)
+	t.Run("ConversionRouteFallback", testConversionRouteFallback)
 	t.Run("TwoMeshesOneConverter", testTwoMeshesOneConverter)
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)

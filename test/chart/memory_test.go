@@ -7,13 +7,17 @@ import (
 
 // TestRenderGoMemLimit: the Go runtime learns the container's memory limit
 // from the downward API, whatever sets the limit (fsm.webhooks.resources,
-// FSM's fsm.injector.resource, the default).
+// FSM's fsm.injector.resource, the default); serve learns its pod IP
+// (--pod-ip, through FSM_POD_IP) the same way.
 func TestRenderGoMemLimit(t *testing.T) {
 	want := []any{map[string]any{
 		"name": "GOMEMLIMIT",
 		"valueFrom": map[string]any{"resourceFieldRef": map[string]any{
 			"containerName": "fsm-webhooks", "resource": "limits.memory",
 		}},
+	}, map[string]any{
+		"name":      "FSM_POD_IP",
+		"valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "status.podIP"}},
 	}}
 	for _, values := range []string{
 		"",

@@ -143,8 +143,9 @@ func TestRegistrationPolicyComparesEveryField(t *testing.T) {
 }
 
 // TestRenderNetworkPolicy: off by default; on, it admits the webhook ports of
-// exactly the Deployment's pods from the apiserver's sources only, and
-// metrics from the given peers.
+// exactly the Deployment's pods from the apiserver's sources only, the
+// converter port from those pods themselves, and metrics from the given
+// peers.
 func TestRenderNetworkPolicy(t *testing.T) {
 	if o := mustRender(t, "").Find("NetworkPolicy", "fsm-webhooks"); o != nil {
 		t.Fatal("NetworkPolicy rendered by default")
@@ -173,8 +174,8 @@ fsm:
 		t.Errorf("policyTypes %v", got)
 	}
 	ingress := nested(t, np, "spec", "ingress").([]any)
-	if len(ingress) != 2 {
-		t.Fatalf("%d ingress rules, want webhooks and metrics", len(ingress))
+	if len(ingress) != 3 {
+		t.Fatalf("%d ingress rules, want webhooks, the converter from the servers themselves, and metrics", len(ingress))
 	}
 	ports := func(rule any) []int64 {
 		var out []int64
@@ -207,18 +208,33 @@ fsm:
 	if got := ingress[0].(map[string]any)["from"]; !reflect.DeepEqual(got, wantFrom) {
 		t.Errorf("webhook rule from %v, want %v", got, wantFrom)
 	}
-	if got := ports(ingress[1]); !slices.Equal(got, []int64{8080}) {
+	// The servers' own handshake through fsm-bootstrap before they publish
+	// the conversion stanza: the converter port, from the Deployment's pods.
+	var converterPort []int64
+	for _, p := range container(t, dep)["ports"].([]any) {
+		if p.(map[string]any)["name"] == "crdconversion" {
+			converterPort = append(converterPort, p.(map[string]any)["containerPort"].(int64))
+		}
+	}
+	if got := ports(ingress[1]); len(converterPort) != 1 || !slices.Equal(got, converterPort) {
+		t.Errorf("servers-to-converter rule ports %v, want the converter's %v", got, converterPort)
+	}
+	wantSelf := []any{map[string]any{"podSelector": map[string]any{"matchLabels": nested(t, dep, "spec", "selector", "matchLabels")}}}
+	if got := ingress[1].(map[string]any)["from"]; !reflect.DeepEqual(got, wantSelf) {
+		t.Errorf("servers-to-converter rule from %v, want %v", got, wantSelf)
+	}
+	if got := ports(ingress[2]); !slices.Equal(got, []int64{8080}) {
 		t.Errorf("metrics rule ports %v", got)
 	}
 	wantMetrics := []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}}}}
-	if got := ingress[1].(map[string]any)["from"]; !reflect.DeepEqual(got, wantMetrics) {
+	if got := ingress[2].(map[string]any)["from"]; !reflect.DeepEqual(got, wantMetrics) {
 		t.Errorf("metrics rule from %v, want %v", got, wantMetrics)
 	}
 
 	// Without metricsFrom anyone may scrape; the webhook rule is unchanged.
 	open := mustFind(t, mustRender(t, "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [192.168.0.0/16]}}}"), "NetworkPolicy", "fsm-webhooks")
 	rules := nested(t, open, "spec", "ingress").([]any)
-	if _, has := rules[1].(map[string]any)["from"]; has || len(rules[0].(map[string]any)["from"].([]any)) != 1 {
+	if _, has := rules[2].(map[string]any)["from"]; has || len(rules[0].(map[string]any)["from"].([]any)) != 1 {
 		t.Errorf("ingress %v", rules)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
 	admv1 "k8s.io/api/admissionregistration/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +44,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/test/meshimages"
 	"github.com/flomesh-io/fsm-webhooks/test/node"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 // FSM's names in the takeover (docs/migrate-from-fsm.md). The envtest
@@ -149,6 +152,15 @@ func TestTakeoverOnNode(t *testing.T) {
 	}
 	load.waitFor(t, "FSM's injector admits pods", time.Minute, func(n switchCounts) bool { return n.fsm >= 5 })
 	mark("FSM serving")
+	// fsm-mesh-config read at an old version throughout: our converter
+	// must not point the CRD at fsm-bootstrap while that Service is still
+	// FSM's (step 1; FSM's bootstrap, here at zero, serves no conversion).
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := startOldVersionReader(t, c.Config, chartNS, fsmMeshConfig)
+	defer reader.stop()
 
 	// Takeover, step 1: everything but the Services.
 	if err := helm.install(ctx, map[string]any{"fsm": map[string]any{
@@ -159,11 +171,24 @@ func TestTakeoverOnNode(t *testing.T) {
 	mark("step 1 installed")
 	waitWebhooksReady(t, c, chartImage) // kubectl rollout status
 	mark("our pods Ready")
+	// Two of the converter's resyncs with its pods Ready: the Service is
+	// still FSM's, so the stanza must still be FSM's None.
+	time.Sleep(2 * webhooks.DefaultResyncInterval)
+	if s, err := conversionStrategy(ctx, dyn); err != nil || s == string(apiextv1.WebhookConverter) {
+		t.Errorf("after step 1, our converter Ready: MeshConfig CRD conversion %q (%v), want it left as FSM set it while fsm-bootstrap routes to FSM's bootstrap", s, err)
+	}
 	// Step 2: the Services change hands (the crd-upgrade hook Job runs).
 	if err := helm.upgrade(ctx, map[string]any{"fsm": map[string]any{"webhooks": map[string]any{"createServices": true}}}, true); err != nil {
 		t.Fatalf("takeover step 2 (helm upgrade --reuse-values --take-ownership --force-conflicts): %v (logs in %s)", err, c.LogDir)
 	}
 	mark("step 2 upgraded")
+	c.WaitFor(t, "our converter to publish the MeshConfig CRD's conversion stanza once fsm-bootstrap routes to it", time.Minute, func(ctx context.Context) error {
+		if s, err := conversionStrategy(ctx, dyn); err != nil || s != string(apiextv1.WebhookConverter) {
+			return fmt.Errorf("conversion %q (%v)", s, err)
+		}
+		return nil
+	})
+	mark("conversion stanza published")
 	// Step 3, at once: FSM's injector and bootstrap to zero.
 	fsmStopBegan := time.Now()
 	scaleFSM(ctx, t, cs, 0, "fsm-injector", "fsm-bootstrap")
@@ -201,7 +226,13 @@ func TestTakeoverOnNode(t *testing.T) {
 	fsmAt := load.counts(phaseHandBack).fsm
 	load.waitFor(t, "FSM's injector admits after the uninstall", time.Minute, func(n switchCounts) bool { return n.fsm >= fsmAt+30 })
 	load.stop()
+	reader.stop()
 	t.Logf("the takeover and hand-back took %s under load", time.Since(start).Round(time.Second))
+	reads, readFailures := reader.results()
+	t.Logf("fsm-mesh-config read at v1alpha1 every 100 ms throughout: %d reads, %d failed", reads, len(readFailures))
+	if len(readFailures) > 0 {
+		t.Errorf("%d of %d v1alpha1 reads of %s failed, want 0:\n%s", len(readFailures), reads, fsmMeshConfig, strings.Join(readFailures[:min(len(readFailures), 10)], "\n"))
+	}
 
 	take, back := load.counts(phaseTakeover), load.counts(phaseHandBack)
 	lost, failed := load.lostInFSMStop(fsmStopBegan, fsmStopped)

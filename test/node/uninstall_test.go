@@ -27,20 +27,25 @@ import (
 // fail while it runs.
 func TestUninstallOnNode(t *testing.T) {
 	ctx, c, helm := startChart(t)
-	waitWebhooksReady(t, c, chartImage)
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	crdGVR := apiextv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
-	crd, err := dyn.Resource(crdGVR).Get(ctx, "meshconfigs.config.flomesh.io", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s, _, _ := unstructured.NestedString(crd.Object, "spec", "conversion", "strategy"); s != string(apiextv1.WebhookConverter) {
-		t.Fatalf("before uninstall: CRD conversion strategy %q, want Webhook (the servers register it)", s)
-	}
-
+	// From right after `helm install` (the CRD and fsm-mesh-config exist,
+	// the servers' pods do not run yet) no read of an old version fails:
+	// the converter publishes its stanza only once fsm-bootstrap lists its
+	// pod as a ready endpoint (before that fix: "connection refused" until
+	// kube-proxy routed to the new pods).
+	installReader := startOldVersionReader(t, c.Config, chartNS, "fsm-mesh-config")
+	defer installReader.stop()
+	waitWebhooksReady(t, c, chartImage)
+	c.WaitFor(t, "the converter to publish the MeshConfig CRD's conversion stanza", time.Minute, func(ctx context.Context) error {
+		if s, err := conversionStrategy(ctx, dyn); err != nil || s != string(apiextv1.WebhookConverter) {
+			return fmt.Errorf("conversion %q (%v)", s, err)
+		}
+		return nil
+	})
+	crdGVR := crdResource
 	// Watch the hook's pod through its life: hook-succeeded deletes the Job
 	// once it is done, so its pod is seen only while helm waits.
 	var mu sync.Mutex
@@ -73,6 +78,12 @@ func TestUninstallOnNode(t *testing.T) {
 		_, err := dyn.Resource(v1alpha1).Namespace(chartNS).Get(ctx, "fsm-mesh-config", metav1.GetOptions{})
 		return err
 	})
+	installReader.stop()
+	installReads, installFailures := installReader.results()
+	t.Logf("v1alpha1 reads of fsm-mesh-config from the install until the servers converted: %d, failed %d", installReads, len(installFailures))
+	if len(installFailures) > 0 {
+		t.Errorf("%d of %d v1alpha1 reads failed after the install, want 0:\n%s", len(installFailures), installReads, strings.Join(installFailures[:min(len(installFailures), 10)], "\n"))
+	}
 
 	// A reader of an old MeshConfig version through the uninstall: each
 	// read needs the converter until the hook sets the conversion to None,
