@@ -78,7 +78,7 @@ func RoutesTo(service string, endpointSlices []*discoveryv1.EndpointSlice, ip st
 				if ready {
 					return nil
 				}
-				return fmt.Errorf("Service %s lists this pod (%s) as an endpoint that is not ready", service, ip)
+				return fmt.Errorf("the Service %s lists this pod (%s) as an endpoint that is not ready", service, ip)
 			}
 			if ready && len(ep.Addresses) > 0 {
 				who := ep.Addresses[0]
@@ -90,13 +90,13 @@ func RoutesTo(service string, endpointSlices []*discoveryv1.EndpointSlice, ip st
 		}
 	}
 	if len(others) == 0 {
-		return fmt.Errorf("Service %s has no ready endpoint; this pod (%s) is not one yet", service, ip)
+		return fmt.Errorf("the Service %s has no ready endpoint; this pod (%s) is not one yet", service, ip)
 	}
 	slices.Sort(others)
 	if len(others) > 3 {
 		others = append(others[:3], fmt.Sprintf("%d more", len(others)-3))
 	}
-	return fmt.Errorf("Service %s routes to %s, not to this pod (%s)", service, strings.Join(others, ", "), ip)
+	return fmt.Errorf("the Service %s routes to %s, not to this pod (%s)", service, strings.Join(others, ", "), ip)
 }
 
 // routeGate is nil when the converter may write crd's stanza, publishing
@@ -158,7 +158,7 @@ func (h *hook) dialThroughService(ctx context.Context, service string, caBundle 
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{RootCAs: pool, ServerName: h.spec.ServerName(), MinVersion: tls.VersionTLS12}}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("Service %s (%s) does not answer as this converter yet: %w", service, addr, err)
+		return fmt.Errorf("the Service %s (%s) does not answer as this converter yet: %w", service, addr, err)
 	}
 	defer func() { _ = conn.Close() }()
 	peer := conn.(*tls.Conn).ConnectionState().PeerCertificates
@@ -167,7 +167,7 @@ func (h *hook) dialThroughService(ctx context.Context, service string, caBundle 
 		if len(peer) > 0 {
 			desc = fmt.Sprintf("serial %s…, issuer %q", shortSerial(peer[0]), peer[0].Issuer.CommonName)
 		}
-		return fmt.Errorf("Service %s (%s) answers with a certificate that is not this converter's (%s)", service, addr, desc)
+		return fmt.Errorf("the Service %s (%s) answers with a certificate that is not this converter's (%s)", service, addr, desc)
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (h *hook) serviceClusterAddr(ctx context.Context) (string, error) {
 	if ip := svc.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
 		return net.JoinHostPort(ip, strconv.Itoa(h.ep.Port)), nil
 	}
-	return "", fmt.Errorf("Service %s/%s has no cluster IP", h.s.opts.Namespace, h.w.ServiceName)
+	return "", fmt.Errorf("the Service %s/%s has no cluster IP", h.s.opts.Namespace, h.w.ServiceName)
 }
 
 // noteRouteWait records why the stanza is held back (nil: it is not) and

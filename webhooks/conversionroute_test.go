@@ -47,18 +47,18 @@ func TestRoutesTo(t *testing.T) {
 			endpointSlice(endpoint("10.244.0.18", yes, "fsm-webhooks-b")),
 			endpointSlice(endpoint(me, yes, "fsm-webhooks-a")),
 		}, ""},
-		{"no slice", nil, "Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
+		{"no slice", nil, "the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
 		{"empty slice", []*discoveryv1.EndpointSlice{endpointSlice()},
-			"Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
+			"the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
 		{"listed, not ready", []*discoveryv1.EndpointSlice{endpointSlice(endpoint(me, no, "fsm-webhooks-a"))},
-			"Service fsm-system/fsm-bootstrap lists this pod (10.244.0.17) as an endpoint that is not ready"},
+			"the Service fsm-system/fsm-bootstrap lists this pod (10.244.0.17) as an endpoint that is not ready"},
 		{"FSM's bootstrap behind the Service", []*discoveryv1.EndpointSlice{endpointSlice(endpoint("10.244.0.9", yes, "fsm-bootstrap-5d8f"))},
-			"Service fsm-system/fsm-bootstrap routes to 10.244.0.9 (pod fsm-bootstrap-5d8f), not to this pod (10.244.0.17)"},
+			"the Service fsm-system/fsm-bootstrap routes to 10.244.0.9 (pod fsm-bootstrap-5d8f), not to this pod (10.244.0.17)"},
 		{"only unready others", []*discoveryv1.EndpointSlice{endpointSlice(endpoint("10.244.0.9", no, "fsm-bootstrap-5d8f"))},
-			"Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
+			"the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
 		{"many others, named in order", []*discoveryv1.EndpointSlice{endpointSlice(
 			endpoint("10.0.0.4", yes, ""), endpoint("10.0.0.2", yes, ""), endpoint("10.0.0.3", yes, ""), endpoint("10.0.0.1", yes, ""), endpoint("10.0.0.5", yes, ""))},
-			"Service fsm-system/fsm-bootstrap routes to 10.0.0.1, 10.0.0.2, 10.0.0.3, 2 more, not to this pod (10.244.0.17)"},
+			"the Service fsm-system/fsm-bootstrap routes to 10.0.0.1, 10.0.0.2, 10.0.0.3, 2 more, not to this pod (10.244.0.17)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := RoutesTo(svc, tc.slices, me)
@@ -107,7 +107,7 @@ func testConversionWaitsForRoute(t *testing.T) {
 		if a := behind.Load(); a != nil {
 			return *a, nil
 		}
-		return "", errTest("Service " + tc.ns + "/" + fsmnames.ConverterService + " has no cluster IP (test)")
+		return "", errTest("the Service " + tc.ns + "/" + fsmnames.ConverterService + " has no cluster IP (test)")
 	}
 	run(t, srv)
 	waitFor(t, 30*time.Second, "converter serving", func() error { return h.serving(time.Now()) })
