@@ -3,8 +3,6 @@ package webhooks
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -149,19 +147,12 @@ func (h *hook) dialThroughService(ctx context.Context, service string, caBundle 
 	if err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caBundle) {
-		return errors.New("caBundle holds no certificate")
-	}
-	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{RootCAs: pool, ServerName: h.spec.ServerName(), MinVersion: tls.VersionTLS12}}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := h.dialAsAPIServer(ctx, addr, caBundle)
 	if err != nil {
 		return fmt.Errorf("the Service %s (%s) does not answer as this converter yet: %w", service, addr, err)
 	}
 	defer func() { _ = conn.Close() }()
-	peer := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	peer := conn.ConnectionState().PeerCertificates
 	if len(peer) == 0 || !h.ownsLeaf(peer[0].Raw) {
 		desc := "none"
 		if len(peer) > 0 {
@@ -210,7 +201,7 @@ func (h *hook) noteRouteWait(err error) {
 	case err != nil && (prev == nil || prev.Error() != err.Error()):
 		h.log.Info("not publishing the CRD's conversion stanza until the Service routes to this converter", "crd", h.w.Registration.Name, "reason", err.Error())
 	case err == nil && prev != nil:
-		h.log.Info("the Service routes to this converter; publishing the CRD's conversion stanza", "crd", h.w.Registration.Name)
+		h.log.Info("the CRD's conversion stanza no longer waits for the Service", "crd", h.w.Registration.Name)
 	}
 }
 

@@ -488,18 +488,29 @@ func (h *hook) handshake(ctx context.Context, caBundle []byte) error {
 	if h.src.Current() == nil {
 		return servingcert.ErrNoCert
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caBundle) {
-		return errors.New("caBundle holds no certificate")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{RootCAs: pool, ServerName: h.spec.ServerName(), MinVersion: tls.VersionTLS12}}
-	conn, err := d.DialContext(ctx, "tcp", localAddr(h.s.opts.BindHost, h.w.Port))
+	conn, err := h.dialAsAPIServer(ctx, localAddr(h.s.opts.BindHost, h.w.Port), caBundle)
 	if err != nil {
 		return fmt.Errorf("TLS handshake with the webhook listener using the caBundle: %w", err)
 	}
 	return conn.Close()
+}
+
+// dialAsAPIServer makes the TLS handshake the apiserver makes with this
+// webhook at addr: the Service's DNS name as server name, caBundle as the
+// only roots, within handshakeTimeout.
+func (h *hook) dialAsAPIServer(ctx context.Context, addr string, caBundle []byte) (*tls.Conn, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caBundle) {
+		return nil, errors.New("caBundle holds no certificate")
+	}
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: &tls.Config{RootCAs: pool, ServerName: h.spec.ServerName(), MinVersion: tls.VersionTLS12}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return conn.(*tls.Conn), nil
 }
 
 // describeBundle summarises a caBundle for events and logs.
