@@ -72,6 +72,28 @@ func TestRoutesTo(t *testing.T) {
 	}
 }
 
+// gatedConverter builds (does not start) a converter for crd in Service
+// mode, in a pod of IP podIP, waiting at most proofWait for a handshake
+// through its Service.
+func gatedConverter(t *testing.T, tc *testCase, name, crd, podIP string, proofWait time.Duration) (*Server, *hook, Webhook, Options) {
+	t.Helper()
+	w := Webhook{
+		Name: name, Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+		Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
+		Registration: Registration{Kind: CRDConversion, Name: crd, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
+			Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
+		}},
+	}
+	opts := tc.options()
+	opts.PodIP = podIP
+	srv, err := New(opts, []Webhook{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.routeProofWait = proofWait
+	return srv, srv.hooks[0], w, opts
+}
+
 // testConversionWaitsForRoute: in Service mode with a pod IP the converter
 // publishes the CRD's conversion stanza only once its Service's
 // EndpointSlices list the pod as ready and a handshake through the Service
@@ -85,21 +107,7 @@ func testConversionWaitsForRoute(t *testing.T) {
 	tc := newCase(t, "convroute", false)
 	apiext, crd := createTwoVersionCRD(ctx, t, "gadget", "Gadget")
 	const podIP = "10.244.0.17"
-	w := Webhook{
-		Name: "converter-route", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
-		Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
-		Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
-			Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
-		}},
-	}
-	opts := tc.options()
-	opts.PodIP = podIP
-	srv, err := New(opts, []Webhook{w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.routeProofWait = time.Hour // the fallback has its own test
-	h := srv.hooks[0]
+	srv, h, w, opts := gatedConverter(t, tc, "converter-route", crd.Name, podIP, time.Hour) // the fallback has its own test
 	// envtest routes no Service: the handshake "through the Service" goes
 	// where the test says (nothing at first).
 	var behind atomic.Pointer[string]
@@ -247,22 +255,8 @@ func testConversionRouteFallback(t *testing.T) {
 	tc := newCase(t, "convfallback", false)
 	apiext, crd := createTwoVersionCRD(ctx, t, "doohickey", "Doohickey")
 	const podIP = "10.244.0.21"
-	w := Webhook{
-		Name: "converter-fallback", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
-		Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
-		Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
-			Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
-		}},
-	}
-	opts := tc.options()
-	opts.PodIP = podIP
-	srv, err := New(opts, []Webhook{w})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wait = 3 * time.Second
-	srv.routeProofWait = wait
-	h := srv.hooks[0]
+	srv, h, w, _ := gatedConverter(t, tc, "converter-fallback", crd.Name, podIP, wait)
 	nobody := localAddr("127.0.0.1", freePort(t)) // nothing listens: refused
 	h.serviceAddr = func(context.Context) (string, error) { return nobody, nil }
 	run(t, srv)
