@@ -30,7 +30,7 @@ import (
 // takeover from FSM the Service of that name is still FSM's, selecting FSM's
 // bootstrap. So in a pod the converter first publishes, or repoints, the
 // stanza only once
-//  1. this pod's IP is a ready endpoint of its Service, as the EndpointSlice
+//  1. one of this pod's IPs is a ready endpoint of its Service, as the EndpointSlice
 //     controller reports it (what kube-proxy routes from), and
 //  2. a TLS handshake through the Service's cluster IP, as the apiserver
 //     dials it, is answered with this converter's own certificate: kube-proxy
@@ -41,7 +41,7 @@ import (
 // requires); if it keeps failing for routeProofWait after step 1 passed, the
 // stanza is published anyway, as before this gate, with a log line. Updates
 // of a stanza that already targets the Service (caBundle rotation, repairs)
-// never wait. Outside a pod (no --pod-ip) or in URL mode there is no Service
+// never wait. Outside a pod (no --pod-ips) or in URL mode there is no Service
 // to wait for.
 
 // routeProofWait bounds how long a converter whose Service lists it as
@@ -55,7 +55,7 @@ var errRouteWait = errors.New("waiting for the converter's Service to route to t
 // newRouteInformer watches the EndpointSlices of w's Service, or returns nil
 // when the stanza is not gated on them.
 func newRouteInformer(s *Server, w Webhook) cache.SharedIndexInformer {
-	if w.Registration.Kind != CRDConversion || s.opts.PodIP == "" || s.opts.WebhookURLHost != "" {
+	if w.Registration.Kind != CRDConversion || len(s.opts.PodIPs) == 0 || s.opts.WebhookURLHost != "" {
 		return nil
 	}
 	sel := labels.Set{discoveryv1.LabelServiceName: w.ServiceName}.AsSelector().String()
@@ -64,15 +64,17 @@ func newRouteInformer(s *Server, w Webhook) cache.SharedIndexInformer {
 	return cache.NewSharedIndexInformer(lw, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
 }
 
-// RoutesTo is nil when one of a Service's EndpointSlices lists ip as a
-// ready endpoint (an unset ready condition counts as ready, as the API
-// documents); otherwise it says what the Service routes to instead.
-func RoutesTo(service string, endpointSlices []*discoveryv1.EndpointSlice, ip string) error {
+// RoutesTo is nil when one of a Service's EndpointSlices lists one of a
+// pod's IPs (one per family) as a ready endpoint (an unset ready condition
+// counts as ready, as the API documents); otherwise it says what the
+// Service routes to instead.
+func RoutesTo(service string, endpointSlices []*discoveryv1.EndpointSlice, podIPs []string) error {
+	ip := strings.Join(podIPs, ", ")
 	var others []string
 	for _, s := range endpointSlices {
 		for _, ep := range s.Endpoints {
 			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-			if slices.Contains(ep.Addresses, ip) {
+			if slices.ContainsFunc(ep.Addresses, func(a string) bool { return slices.Contains(podIPs, a) }) {
 				if ready {
 					return nil
 				}
@@ -112,7 +114,7 @@ func (h *hook) routeGate(ctx context.Context, crd *apiextv1.CustomResourceDefini
 		}
 	}
 	service := h.s.opts.Namespace + "/" + h.w.ServiceName
-	err := RoutesTo(service, endpointSlices, h.s.opts.PodIP)
+	err := RoutesTo(service, endpointSlices, h.s.opts.PodIPs)
 	now := time.Now()
 	h.mu.Lock()
 	if err != nil {

@@ -34,7 +34,7 @@ func endpointSlice(eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
 }
 
 func TestRoutesTo(t *testing.T) {
-	const me, svc = "10.244.0.17", "fsm-system/fsm-bootstrap"
+	const me, meV6, svc = "10.244.0.17", "fd00:10:244::17", "fsm-system/fsm-bootstrap"
 	yes, no := ptr.To(true), ptr.To(false)
 	for _, tc := range []struct {
 		name   string
@@ -43,25 +43,27 @@ func TestRoutesTo(t *testing.T) {
 	}{
 		{"ready", []*discoveryv1.EndpointSlice{endpointSlice(endpoint(me, yes, "fsm-webhooks-a"))}, ""},
 		{"ready unset counts as ready", []*discoveryv1.EndpointSlice{endpointSlice(endpoint(me, nil, ""))}, ""},
+		{"an IPv6 Service, the pod's second family", []*discoveryv1.EndpointSlice{{AddressType: discoveryv1.AddressTypeIPv6,
+			Endpoints: []discoveryv1.Endpoint{endpoint(meV6, yes, "fsm-webhooks-a")}}}, ""},
 		{"in the second slice", []*discoveryv1.EndpointSlice{
 			endpointSlice(endpoint("10.244.0.18", yes, "fsm-webhooks-b")),
 			endpointSlice(endpoint(me, yes, "fsm-webhooks-a")),
 		}, ""},
-		{"no slice", nil, "the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
+		{"no slice", nil, "the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17, fd00:10:244::17) is not one yet"},
 		{"empty slice", []*discoveryv1.EndpointSlice{endpointSlice()},
-			"the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
+			"the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17, fd00:10:244::17) is not one yet"},
 		{"listed, not ready", []*discoveryv1.EndpointSlice{endpointSlice(endpoint(me, no, "fsm-webhooks-a"))},
-			"the Service fsm-system/fsm-bootstrap lists this pod (10.244.0.17) as an endpoint that is not ready"},
+			"the Service fsm-system/fsm-bootstrap lists this pod (10.244.0.17, fd00:10:244::17) as an endpoint that is not ready"},
 		{"FSM's bootstrap behind the Service", []*discoveryv1.EndpointSlice{endpointSlice(endpoint("10.244.0.9", yes, "fsm-bootstrap-5d8f"))},
-			"the Service fsm-system/fsm-bootstrap routes to 10.244.0.9 (pod fsm-bootstrap-5d8f), not to this pod (10.244.0.17)"},
+			"the Service fsm-system/fsm-bootstrap routes to 10.244.0.9 (pod fsm-bootstrap-5d8f), not to this pod (10.244.0.17, fd00:10:244::17)"},
 		{"only unready others", []*discoveryv1.EndpointSlice{endpointSlice(endpoint("10.244.0.9", no, "fsm-bootstrap-5d8f"))},
-			"the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17) is not one yet"},
+			"the Service fsm-system/fsm-bootstrap has no ready endpoint; this pod (10.244.0.17, fd00:10:244::17) is not one yet"},
 		{"many others, named in order", []*discoveryv1.EndpointSlice{endpointSlice(
 			endpoint("10.0.0.4", yes, ""), endpoint("10.0.0.2", yes, ""), endpoint("10.0.0.3", yes, ""), endpoint("10.0.0.1", yes, ""), endpoint("10.0.0.5", yes, ""))},
-			"the Service fsm-system/fsm-bootstrap routes to 10.0.0.1, 10.0.0.2, 10.0.0.3, 2 more, not to this pod (10.244.0.17)"},
+			"the Service fsm-system/fsm-bootstrap routes to 10.0.0.1, 10.0.0.2, 10.0.0.3, 2 more, not to this pod (10.244.0.17, fd00:10:244::17)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := RoutesTo(svc, tc.slices, me)
+			err := RoutesTo(svc, tc.slices, []string{me, meV6})
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("err = %v, want it routed", err)
@@ -85,7 +87,7 @@ func gatedConverter(t *testing.T, tc *testCase, name, crd, podIP string, proofWa
 		}},
 	}
 	opts := tc.options()
-	opts.PodIP = podIP
+	opts.PodIPs = []string{podIP}
 	srv, err := New(opts, []Webhook{w})
 	if err != nil {
 		t.Fatal(err)

@@ -94,11 +94,11 @@ type Options struct {
 	// (of every mesh in the cluster) that writes a CRD's conversion stanza
 	// (default DefaultConversionLeaseNamespace; conversionlease.go).
 	ConversionLeaseNamespace string
-	// PodIP is this server's pod IP. In Service mode the converter then
-	// publishes the CRD's conversion stanza only once its Service lists
-	// this IP as a ready endpoint (conversionroute.go); empty (outside a
-	// pod): at once.
-	PodIP string
+	// PodIPs are this server's pod IPs (one per family). In Service mode
+	// the converter then publishes the CRD's conversion stanza only once
+	// its Service lists one of them as a ready endpoint
+	// (conversionroute.go); none (outside a pod): at once.
+	PodIPs []string
 	// Log (default: discard).
 	Log logr.Logger
 }
@@ -237,8 +237,10 @@ func (o Options) validate() error {
 	if errs := validation.IsDNS1123Label(o.MeshName); len(errs) > 0 {
 		return fmt.Errorf("webhooks: mesh name %q is invalid: %v", o.MeshName, errs)
 	}
-	if o.PodIP != "" && net.ParseIP(o.PodIP) == nil {
-		return fmt.Errorf("webhooks: pod IP %q is not an IP address", o.PodIP)
+	for _, ip := range o.PodIPs {
+		if net.ParseIP(ip) == nil {
+			return fmt.Errorf("webhooks: pod IP %q is not an IP address", ip)
+		}
 	}
 	return nil
 }

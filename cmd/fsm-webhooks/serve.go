@@ -59,7 +59,7 @@ type serveFlags struct {
 	bindHost           string
 	shutdownDrain      time.Duration
 	pprofAddr          string
-	podIP              string
+	podIPs             []string
 }
 
 func newServeCommand(o *options) *cobra.Command {
@@ -91,7 +91,7 @@ mesh CA bundle and repairs it when anyone changes it.`,
 	cmd.Flags().BoolVar(&sf.strictPolicy, "strict-policy-validation", false, "deny policy objects that break rules FSM v1.5.1 never enforced (AccessControl, UpstreamTrafficSetting, AccessCert, IngressBackend conflicts and https client-certificate sources); off, they are admitted with a warning")
 	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
 	cmd.Flags().StringVar(&sf.pprofAddr, "pprof-bind-address", "", "address of net/http/pprof's /debug/pprof/ (heap, goroutine, CPU profiles); empty disables. Unauthenticated: bind it to loopback")
-	cmd.Flags().StringVar(&sf.podIP, "pod-ip", "", "this server's pod IP (the chart passes status.podIP through FSM_POD_IP): in Service mode the converter first publishes the MeshConfig CRD's conversion stanza only once its Service lists this IP as a ready endpoint and a TLS handshake through the Service reaches a converter of ours (at most 30 s more); empty (outside a pod): as soon as the converter serves")
+	cmd.Flags().StringSliceVar(&sf.podIPs, "pod-ips", nil, "this server's pod IPs, comma-separated (the chart passes status.podIPs through FSM_POD_IPS): in Service mode the converter first publishes the MeshConfig CRD's conversion stanza only once its Service lists one of them as a ready endpoint and a TLS handshake through the Service reaches a converter of ours (at most 30 s more); empty (outside a pod): as soon as the converter serves")
 	cmd.Flags().DurationVar(&sf.shutdownDrain, "shutdown-drain", webhooks.DefaultShutdownDrain, "after SIGTERM, how long every listener keeps serving (failing /readyz, closing each connection after its answer) before its graceful shutdown")
 	return cmd
 }
@@ -108,8 +108,10 @@ func (sf *serveFlags) validate() error {
 	if sf.shutdownDrain < 0 {
 		return usageErrorf("invalid value %s for --shutdown-drain: must not be negative", sf.shutdownDrain)
 	}
-	if sf.podIP != "" && net.ParseIP(sf.podIP) == nil {
-		return usageErrorf("invalid value %q for --pod-ip: not an IP address", sf.podIP)
+	for _, ip := range sf.podIPs {
+		if net.ParseIP(ip) == nil {
+			return usageErrorf("invalid value %q for --pod-ips: not an IP address", ip)
+		}
 	}
 	return nil
 }
@@ -208,7 +210,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		MetricsBindAddress:     o.metricsAddr,
 		HealthProbeBindAddress: o.healthProbeAddr,
 		ShutdownDrain:          sf.shutdownDrain,
-		PodIP:                  sf.podIP,
+		PodIPs:                 sf.podIPs,
 		Log:                    log.WithName("webhooks"),
 	}, hooks)
 	if err != nil {

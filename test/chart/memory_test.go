@@ -8,7 +8,7 @@ import (
 // TestRenderGoMemLimit: the Go runtime learns the container's memory limit
 // from the downward API, whatever sets the limit (fsm.webhooks.resources,
 // FSM's fsm.injector.resource, the default); serve learns its pod IP
-// (--pod-ip, through FSM_POD_IP) the same way.
+// (--pod-ips, through FSM_POD_IPS) the same way.
 func TestRenderGoMemLimit(t *testing.T) {
 	want := []any{map[string]any{
 		"name": "GOMEMLIMIT",
@@ -16,8 +16,8 @@ func TestRenderGoMemLimit(t *testing.T) {
 			"containerName": "fsm-webhooks", "resource": "limits.memory",
 		}},
 	}, map[string]any{
-		"name":      "FSM_POD_IP",
-		"valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "status.podIP"}},
+		"name":      "FSM_POD_IPS",
+		"valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "status.podIPs"}},
 	}}
 	for _, values := range []string{
 		"",
