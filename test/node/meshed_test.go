@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -324,17 +326,22 @@ func TestMeshed(t *testing.T) {
 			grace = *app.Spec.TerminationGracePeriodSeconds
 		}
 		stops := watchStops(ctx, t, cs, app)
+		// Pipy's PID on the host, read while it runs.
+		pipyPID, pidErr := containerPID(ctx, c, containerStatus(app, "sidecar"))
+		t.Logf("the sidecar's Pipy: host PID %d (%v), %d threads", pipyPID, pidErr, strings.Count(procThreads(pipyPID), "\n"))
 		// Scale to 0 so that no replacement takes the name's place.
 		if _, err := cs.AppsV1().Deployments(meshNS).Patch(ctx, "app", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		// What the pod's sockets and the sidecar's log look like 3, 10 and
-		// 20 s into its termination: a sidecar still up then is held by a
-		// connection (Pipy's graceful stop waits for them all), named here
-		// if it gets killed.
+		// What the pod's sockets, the sidecar's log and Pipy's threads look
+		// like 3, 10 and 20 s into its termination: a sidecar still up then
+		// is held by a connection (Pipy's graceful stop waits for them all)
+		// or stuck in its own exit (pipyexit_test.go), named here if it gets
+		// killed.
 		var sockets []string
-		var ssOut []string // the ss output of each snapshot that got one
+		var ssOut []string  // the ss output of each snapshot that got one
+		var exitHang string // Pipy stuck in its exit, as a snapshot saw it
 		var snap sync.WaitGroup
 		snap.Go(func() {
 			for _, at := range []time.Duration{3 * time.Second, 10 * time.Second, 20 * time.Second} {
@@ -345,8 +352,18 @@ func TestMeshed(t *testing.T) {
 				} else {
 					ssOut = append(ssOut, out)
 				}
-				sockets = append(sockets, fmt.Sprintf("--- %s after the scale-down: ss -tanpoi in the pod's network namespace:\n%s--- the sidecar's log:\n%s",
-					at, out, containerLog(ctx, cs, app, "sidecar")))
+				threads := fmt.Sprintf("sidecar's PID: %v\n", pidErr)
+				if pidErr == nil {
+					threads = procThreads(pipyPID)
+					if hang, err := pipyStuckInExit(pipyPID); err != nil {
+						threads += fmt.Sprintf("stuck in its exit? %v\n", err)
+					} else if hang != "" {
+						exitHang = hang
+						threads += hang + "\n"
+					}
+				}
+				sockets = append(sockets, fmt.Sprintf("--- %s after the scale-down: ss -tanpoi in the pod's network namespace:\n%s--- the sidecar's log:\n%s--- Pipy's threads:\n%s",
+					at, out, containerLog(ctx, cs, app, "sidecar"), threads))
 			}
 		})
 		c.WaitFor(t, "the app pod and its bootstrap Secret to be gone", time.Duration(grace+30)*time.Second, func(ctx context.Context) error {
@@ -362,7 +379,8 @@ func TestMeshed(t *testing.T) {
 		// end of the grace period (exit 137): the app and fsm-healthcheck on
 		// SIGTERM, Pipy on gkill's SIGINT.
 		got := stops()
-		heldOutside := false
+		// Set when the sidecar was killed for a reason of Pipy's named below.
+		pipyNamed := false
 		for _, name := range containerNames(app.Spec.Containers) {
 			tm, ok := got[name]
 			if !ok {
@@ -380,8 +398,17 @@ func TestMeshed(t *testing.T) {
 				// gracefulExitUntilDownstreamEnds asks of it, not something
 				// the injection made; named, not failed.
 				if held, outside := pipyDrainHeld(ssOut, app.Status.PodIP); outside {
-					heldOutside = true
+					pipyNamed = true
 					t.Logf("the sidecar stopped listening on its signal and was killed at the end of the grace period while draining connections from outside the pod: %v\n%s", held, strings.Join(sockets, "\n"))
+					continue
+				}
+				// Pipy acted on the signal (its main returned: only the
+				// threads of its exit are left) and hung in its own static
+				// destructors: Pipy's bug, whatever injected the pod
+				// (README, "Known Pipy issue"); named, not failed.
+				if exitHang != "" {
+					pipyNamed = true
+					t.Logf("the sidecar stopped on its signal and was killed at the end of the grace period, stuck in Pipy's own exit: %s\n%s", exitHang, strings.Join(sockets, "\n"))
 					continue
 				}
 			}
@@ -394,7 +421,7 @@ func TestMeshed(t *testing.T) {
 		// room for a loaded machine and is half the grace period, so a
 		// container left to the kubelet's SIGKILL fails here.
 		const wellBehaved = 15 * time.Second
-		if took > wellBehaved && !heldOutside {
+		if took > wellBehaved && !pipyNamed {
 			snap.Wait()
 			t.Errorf("pod and Secret gone after %s, want within %s (grace period %ds); the pod meanwhile:\n%s", took, wellBehaved, grace, strings.Join(sockets, "\n"))
 		} else {
@@ -1113,6 +1140,56 @@ func pipyDrainHeld(snaps []string, podIP string) (held []string, outside bool) {
 		held = append(held, sk.local+" <- "+sk.peer)
 	}
 	return held, len(held) > 0
+}
+
+// procThreads lists the threads of process pid (a host PID): each one's
+// name, state, kernel wait channel and /proc syscall line (number, arguments,
+// stack and instruction pointers), what is left to read without a debugger
+// of a sidecar that outlives its stop signal.
+func procThreads(pid int) string {
+	var b strings.Builder
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(tasks) == 0 {
+		return fmt.Sprintf("pid %d: no threads (%v)\n", pid, err)
+	}
+	for _, task := range tasks {
+		comm, _ := os.ReadFile(task + "/comm")
+		wchan, _ := os.ReadFile(task + "/wchan")
+		syscall, _ := os.ReadFile(task + "/syscall")
+		stat, _ := os.ReadFile(task + "/stat")
+		state := ""
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+			state = string(stat[i+2 : i+3])
+		}
+		fmt.Fprintf(&b, "pid %d tid %s %q state %s wchan %s syscall %s\n", pid, filepath.Base(task),
+			strings.TrimSpace(string(comm)), state, wchan, strings.TrimSpace(string(syscall)))
+	}
+	return b.String()
+}
+
+// containerPID is the host PID of a running container's first process
+// (crictl inspect's info.pid).
+func containerPID(ctx context.Context, c *node.Cluster, st *corev1.ContainerStatus) (int, error) {
+	if st == nil || st.ContainerID == "" {
+		return 0, errors.New("no container ID in the pod's status")
+	}
+	_, id, _ := strings.Cut(st.ContainerID, "://")
+	out, err := c.Crictl(ctx, "inspect", id)
+	if err != nil {
+		return 0, fmt.Errorf("crictl inspect %s: %w: %s", id, err, out)
+	}
+	var info struct {
+		Info struct {
+			PID int `json:"pid"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return 0, fmt.Errorf("crictl inspect %s: %w", id, err)
+	}
+	if info.Info.PID == 0 {
+		return 0, fmt.Errorf("crictl inspect %s: no pid", id)
+	}
+	return info.Info.PID, nil
 }
 
 func inPodNetns(ctx context.Context, c *node.Cluster, p *corev1.Pod, cmd ...string) (string, error) {
