@@ -206,6 +206,15 @@ type usage struct {
 	// by reason (busy, slow).
 	handoffs    map[string]float64
 	hasHandoffs bool
+	// sched is how long serve's goroutines waited, runnable, for one of its
+	// GOMAXPROCS processors (the Go runtime's go_sched_latencies_seconds).
+	sched    histogram
+	hasSched bool
+	// ran and waited are serve's threads' time on a CPU and runnable on the
+	// kernel's run queue without one (schedstat): what a starved machine
+	// adds to every request's time, below anything serve can measure of
+	// itself.
+	ran, waited time.Duration
 	// Key pools, summed over algorithms (keypool): keys asked of an empty
 	// pool, misses served by their own inline generation, keys in stock.
 	misses, inline, poolSize float64
@@ -231,6 +240,9 @@ func (s *serveProcess) sample(ctx context.Context) (usage, error) {
 	}
 	if u.hwKiB, err = procStatusKiB(string(status), "VmHWM"); err != nil {
 		return u, err
+	}
+	if u.ran, u.waited, err = procThreadsSchedstat(pid); err != nil {
+		return u, fmt.Errorf("serve's threads' schedstat: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", s.ports.metrics), nil)
 	if err != nil {
@@ -258,6 +270,9 @@ func (s *serveProcess) sample(ctx context.Context) (usage, error) {
 		return u, err
 	}
 	if u.secretDelay, u.hasSecretDelay, err = fams.histogramOf("fsm_webhooks_injector_secret_delay_seconds", nil); err != nil {
+		return u, err
+	}
+	if u.sched, u.hasSched, err = fams.histogramOf("go_sched_latencies_seconds", nil); err != nil {
 		return u, err
 	}
 	u.written, u.hasWritten = fams.byLabel("fsm_webhooks_injector_bootstrap_secrets_written_total", "writer")
@@ -374,8 +389,27 @@ func serveReport(samples []usage, res result, writer injector.SecretWriter) []st
 		out = append(out, fmt.Sprintf("certificate issuance as serve timed it (key from the pool or inline, and signing; part of the own work): p50 %.3f ms  p99 %.3f ms over %d",
 			h.quantile(.50)*1000, h.quantile(.99)*1000, h.total()))
 	}
+	out = append(out, starvationReport(first, last)...)
 	if last.hasPool {
 		out = append(out, dryReport(samples, res)...)
+	}
+	return out
+}
+
+// starvationReport says how long serve waited for a CPU over the phase
+// between first and last: what its own timings (the work histogram above
+// all) include of the machine's load rather than of serve's work.
+func starvationReport(first, last usage) []string {
+	var out []string
+	if ran := last.ran - first.ran; ran > 0 {
+		waited := last.waited - first.waited
+		out = append(out, fmt.Sprintf("serve's threads ran %.1f s and waited %.1f s more on the kernel's run queue for a CPU (%.2f s waited per s run: the machine's load, not serve's work)",
+			ran.Seconds(), waited.Seconds(), waited.Seconds()/ran.Seconds()))
+	}
+	if last.hasSched {
+		h := last.sched.since(first.sched)
+		out = append(out, fmt.Sprintf("serve's goroutines waited, runnable, for a Go processor (go_sched_latencies_seconds; a request waits at several wake-ups): p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms over %d",
+			h.quantile(.50)*1000, h.quantile(.99)*1000, h.quantile(.999)*1000, h.total()))
 	}
 	return out
 }

@@ -2,13 +2,18 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -171,6 +176,49 @@ func procCPU(stat string) (time.Duration, error) {
 		ticks += v
 	}
 	return time.Duration(ticks) * (time.Second / 100), nil
+}
+
+// procSchedstat is one thread's /proc/<pid>/task/<tid>/schedstat: the time
+// it ran on a CPU and the time it waited, runnable, on the kernel's run
+// queue for one (both in nanoseconds, then the number of time slices).
+func procSchedstat(line string) (ran, waited time.Duration, err error) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return 0, 0, fmt.Errorf("schedstat %q: %d fields, want 3", strings.TrimSpace(line), len(f))
+	}
+	var ns [2]int64
+	for i := range ns {
+		if ns[i], err = strconv.ParseInt(f[i], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("schedstat %q: field %d: %w", strings.TrimSpace(line), i+1, err)
+		}
+	}
+	return time.Duration(ns[0]), time.Duration(ns[1]), nil
+}
+
+// procThreadsSchedstat sums procSchedstat over the threads of process pid
+// alive now. A Go process keeps its threads, so one that exited between two
+// samples is rare; one that exits while being read is skipped.
+func procThreadsSchedstat(pid int) (ran, waited time.Duration, err error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		r, w, err := procSchedstat(string(b))
+		if err != nil {
+			return 0, 0, err
+		}
+		ran, waited = ran+r, waited+w
+	}
+	return ran, waited, nil
 }
 
 // procStatusKiB is a "Name:  123 kB" line of /proc/<pid>/status (VmRSS,

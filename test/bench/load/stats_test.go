@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 )
@@ -166,6 +172,53 @@ func TestProcCPU(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestProcSchedstat(t *testing.T) {
+	for _, tc := range []struct {
+		name, line  string
+		ran, waited time.Duration
+		wantErr     string
+	}{
+		{"plain", "6208630 24469731 4\n", 6208630, 24469731, ""},
+		{"never waited", "1000 0 1", 1000, 0, ""},
+		{"two fields", "6208630 24469731", 0, 0, "2 fields"},
+		{"not a number", "6208630 x 4", 0, 0, "field 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ran, waited, err := procSchedstat(tc.line)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || ran != tc.ran || waited != tc.waited {
+				t.Fatalf("procSchedstat = %v, %v, %v; want %v, %v", ran, waited, err, tc.ran, tc.waited)
+			}
+		})
+	}
+}
+
+// TestProcThreadsSchedstat reads this test's own threads: the CPU time they
+// ran grows while it spins (however loaded the machine, within a minute).
+func TestProcThreadsSchedstat(t *testing.T) {
+	before, _, err := procThreadsSchedstat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		for spin := time.Now().Add(5 * time.Millisecond); time.Now().Before(spin); { // CPU time, not sleep
+		}
+		after, _, err := procThreadsSchedstat(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after-before >= 20*time.Millisecond {
+			return
+		}
+	}
+	t.Fatal("threads' run time did not grow by 20 ms in a minute of spinning")
 }
 
 func TestProcStatusKiB(t *testing.T) {
@@ -503,5 +556,57 @@ func TestPodNamespace(t *testing.T) {
 	}
 	if got, want := namespacesOf(2, "plain", "meshed"), []string{"plain", "plain-1", "meshed", "meshed-1"}; !slices.Equal(got, want) {
 		t.Errorf("namespacesOf: %q, want %q", got, want)
+	}
+}
+
+// TestSchedLatenciesAsServeExportsThem reads the Go scheduler's latency
+// histogram from controller-runtime's registry, the one serve's /metrics
+// serves, and reports it with the threads' run-queue time.
+func TestSchedLatenciesAsServeExportsThem(t *testing.T) {
+	scrape := func() usage {
+		t.Helper()
+		var b bytes.Buffer
+		got, err := metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range got {
+			if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fams, err := parseMetrics(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := usage{}
+		if u.sched, u.hasSched, err = fams.histogramOf("go_sched_latencies_seconds", nil); err != nil || !u.hasSched {
+			t.Fatalf("go_sched_latencies_seconds: exported %v, %v", u.hasSched, err)
+		}
+		return u
+	}
+	first := scrape()
+	var wg sync.WaitGroup
+	// The runtime times one goroutine in eight, chosen at random: 1000
+	// started give 125 on average, far above 50.
+	for range 1000 {
+		wg.Go(func() {})
+	}
+	wg.Wait()
+	last := scrape()
+	first.ran, first.waited = time.Second, 100*time.Millisecond
+	last.ran, last.waited = 3*time.Second, 600*time.Millisecond
+	lines := starvationReport(first, last)
+	if len(lines) != 2 {
+		t.Fatalf("starvationReport = %q, want two lines", lines)
+	}
+	if want := "ran 2.0 s and waited 0.5 s more on the kernel's run queue for a CPU (0.25 s waited per s run"; !strings.Contains(lines[0], want) {
+		t.Errorf("run-queue line %q, want it to contain %q", lines[0], want)
+	}
+	if n := last.sched.since(first.sched).total(); n < 50 {
+		t.Errorf("%d scheduling latencies recorded over 1000 goroutines started, want at least 50", n)
+	}
+	if !strings.Contains(lines[1], "go_sched_latencies_seconds") {
+		t.Errorf("scheduler line %q does not name its metric", lines[1])
 	}
 }
