@@ -63,7 +63,7 @@ func (w SecretWriter) Validate() error {
 // Secret create queued behind hundreds of others. Offered 300 pods/s, more
 // than the apiserver here could store, the admission writer without it
 // collapsed to 19 pods/s with 81% of creates timed out, each holding its
-// Secret's create (README, docs/design.md).
+// Secret's create (docs/performance.md, docs/design.md).
 type SecretHandoff struct {
 	// InFlight is how many admissions may wait on their Secret create at
 	// once; 0 means DefaultHandoffInFlight.
