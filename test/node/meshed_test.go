@@ -405,7 +405,7 @@ func TestMeshed(t *testing.T) {
 				// Pipy acted on the signal (its main returned: only the
 				// threads of its exit are left) and hung in its own static
 				// destructors: Pipy's bug, whatever injected the pod
-				// (README, "Known Pipy issue"); named, not failed.
+				// (docs/testing.md, "Known Pipy issue"); named, not failed.
 				if exitHang != "" {
 					pipyNamed = true
 					t.Logf("the sidecar stopped on its signal and was killed at the end of the grace period, stuck in Pipy's own exit: %s\n%s", exitHang, strings.Join(sockets, "\n"))
