@@ -7,8 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/injector"
@@ -178,45 +177,26 @@ func procCPU(stat string) (time.Duration, error) {
 	return time.Duration(ticks) * (time.Second / 100), nil
 }
 
-// procSchedstat is one thread's /proc/<pid>/task/<tid>/schedstat: the time
-// it ran on a CPU and the time it waited, runnable, on the kernel's run
-// queue for one (both in nanoseconds, then the number of time slices).
-func procSchedstat(line string) (ran, waited time.Duration, err error) {
-	f := strings.Fields(line)
-	if len(f) != 3 {
-		return 0, 0, fmt.Errorf("schedstat %q: %d fields, want 3", strings.TrimSpace(line), len(f))
-	}
-	var ns [2]int64
-	for i := range ns {
-		if ns[i], err = strconv.ParseInt(f[i], 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("schedstat %q: field %d: %w", strings.TrimSpace(line), i+1, err)
-		}
-	}
-	return time.Duration(ns[0]), time.Duration(ns[1]), nil
-}
-
-// procThreadsSchedstat sums procSchedstat over the threads of process pid
-// alive now. A Go process keeps its threads, so one that exited between two
-// samples is rare; one that exits while being read is skipped.
+// procThreadsSchedstat sums, over the threads of process pid alive now, the
+// time each ran on a CPU and the time it waited, runnable, on the kernel's
+// run queue for one (/proc/<pid>/task/<tid>/schedstat). A Go process keeps
+// its threads, so one that exited between two samples is rare; one that
+// exits while being read is skipped.
 func procThreadsSchedstat(pid int) (ran, waited time.Duration, err error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
+	threads, err := procfs.AllThreads(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, t := range tasks {
-		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+	for _, t := range threads {
+		st, err := t.Schedstat()
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			continue
 		}
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, fmt.Errorf("thread %d: %w", t.PID, err)
 		}
-		r, w, err := procSchedstat(string(b))
-		if err != nil {
-			return 0, 0, err
-		}
-		ran, waited = ran+r, waited+w
+		ran += time.Duration(st.RunningNanoseconds)
+		waited += time.Duration(st.WaitingNanoseconds)
 	}
 	return ran, waited, nil
 }

@@ -174,32 +174,6 @@ func TestProcCPU(t *testing.T) {
 	}
 }
 
-func TestProcSchedstat(t *testing.T) {
-	for _, tc := range []struct {
-		name, line  string
-		ran, waited time.Duration
-		wantErr     string
-	}{
-		{"plain", "6208630 24469731 4\n", 6208630, 24469731, ""},
-		{"never waited", "1000 0 1", 1000, 0, ""},
-		{"two fields", "6208630 24469731", 0, 0, "2 fields"},
-		{"not a number", "6208630 x 4", 0, 0, "field 2"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ran, waited, err := procSchedstat(tc.line)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || ran != tc.ran || waited != tc.waited {
-				t.Fatalf("procSchedstat = %v, %v, %v; want %v, %v", ran, waited, err, tc.ran, tc.waited)
-			}
-		})
-	}
-}
-
 // TestProcThreadsSchedstat reads this test's own threads: the CPU time they
 // ran grows while it spins (however loaded the machine, within a minute).
 func TestProcThreadsSchedstat(t *testing.T) {
