@@ -10,6 +10,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	kjson "sigs.k8s.io/json"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
@@ -53,8 +54,10 @@ func FuzzValidateAdmissionReview(f *testing.F) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
 			t.Fatalf("not an AdmissionReview response (%v): %q", err, rec.Body.String())
 		}
+		// Case-sensitive, as the apiserver's own decoders: a body keyed
+		// "Uid" carries no uid to echo (encoding/json would read one).
 		var in admissionv1.AdmissionReview
-		if json.Unmarshal(body, &in) == nil && in.Request != nil && out.Response.Result != nil && out.Response.Result.Code != http.StatusBadRequest {
+		if kjson.UnmarshalCaseSensitivePreserveInts(body, &in) == nil && in.Request != nil && out.Response.Result != nil && out.Response.Result.Code != http.StatusBadRequest {
 			if out.Response.UID != in.Request.UID {
 				t.Fatalf("uid %q not echoed (got %q)", in.Request.UID, out.Response.UID)
 			}
