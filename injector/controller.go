@@ -3,6 +3,8 @@ package injector
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -55,15 +58,56 @@ type SecretControllerOptions struct {
 
 // CacheByObject restricts the manager's Pod and Secret caches to the objects
 // this package cares about (meshed pods, bootstrap Secrets); without it the
-// controller would cache every Secret of the cluster. Merge it into
-// cache.Options.ByObject.
+// controller would cache every Secret of the cluster. Each cached pod and
+// Secret keeps only the metadata the controllers read (keepMetadata). Merge
+// it into cache.Options.ByObject; its transforms replace the cache's
+// DefaultTransform for these two kinds.
 func CacheByObject() map[client.Object]cache.ByObject {
 	hasUUID, _ := labels.NewRequirement(ProxyUUIDLabel, selection.Exists, nil)
 	isOurs, _ := labels.NewRequirement(appNameLabel, selection.Equals, []string{appNameValue})
 	return map[client.Object]cache.ByObject{
-		&corev1.Pod{}:    {Label: labels.NewSelector().Add(*hasUUID)},
-		&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasUUID, *isOurs)},
+		&corev1.Pod{}:    {Label: labels.NewSelector().Add(*hasUUID), Transform: keepMetadata(ProxyUUIDLabel)},
+		&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasUUID, *isOurs), Transform: keepMetadata(ProxyUUIDLabel, appNameLabel, appInstanceLabel)},
 	}
+}
+
+// keepMetadata is the cache transform of the controllers' metadata-only pods
+// and Secrets. It keeps what they read (name, namespace, uid; the
+// resourceVersion a delete's precondition names; the creation and deletion
+// timestamps; the labels named) and drops the rest: annotations, owner
+// references, finalizers, managedFields and other labels are the users' and
+// other tools' to size, and a cache of every meshed pod would grow with them
+// (a pod with CNI status annotations carries kilobytes). A full object, which
+// nothing here caches, only loses its managedFields, as under the cache's
+// default transform. Idempotent, as client-go requires of a transform.
+func keepMetadata(labelKeys ...string) toolscache.TransformFunc {
+	return func(obj any) (any, error) {
+		m, ok := obj.(*metav1.PartialObjectMetadata)
+		if !ok {
+			if o, ok := obj.(metav1.Object); ok {
+				o.SetManagedFields(nil)
+			}
+			return obj, nil
+		}
+		m.ObjectMeta = metav1.ObjectMeta{
+			Name:              m.Name,
+			Namespace:         m.Namespace,
+			UID:               m.UID,
+			ResourceVersion:   m.ResourceVersion,
+			CreationTimestamp: m.CreationTimestamp,
+			DeletionTimestamp: m.DeletionTimestamp,
+			Labels:            onlyLabels(m.Labels, labelKeys),
+		}
+		return m, nil
+	}
+}
+
+// onlyLabels is l restricted to keys, in place: the decoded map is the
+// transform's own, and a map of up to eight entries takes the same memory
+// whatever it holds, so a new one would only add to the garbage.
+func onlyLabels(l map[string]string, keys []string) map[string]string {
+	maps.DeleteFunc(l, func(k, _ string) bool { return !slices.Contains(keys, k) })
+	return l
 }
 
 // ControllerServiceCacheByObject restricts the manager's Service cache to

@@ -2,12 +2,15 @@ package injector
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
@@ -73,8 +76,98 @@ func TestDecideSecret(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("decideSecret(pod %s, age %s) = %+v, want %+v", tc.pod, tc.age, got, tc.want)
 			}
+			// The controller decides on the Secret as its cache keeps it.
+			cached := cachedAs(t, &corev1.Secret{}, tc.secret.ObjectMeta)
+			if got := decideSecret(cached, "fsm", tc.pod, grace, secretCreated.Add(tc.age)); got != tc.want {
+				t.Errorf("on the cached metadata %+v: decideSecret(pod %s, age %s) = %+v, want %+v", cached.ObjectMeta, tc.pod, tc.age, got, tc.want)
+			}
 		})
 	}
+}
+
+// cachedAs is the metadata-only object of meta as the manager's cache keeps
+// a kind (CacheByObject's transform), applied twice (client-go may).
+func cachedAs(t *testing.T, kind client.Object, meta metav1.ObjectMeta) *metav1.PartialObjectMetadata {
+	t.Helper()
+	var transform func(any) (any, error)
+	for obj, bo := range CacheByObject() {
+		if fmt.Sprintf("%T", obj) == fmt.Sprintf("%T", kind) {
+			transform = bo.Transform
+		}
+	}
+	if transform == nil {
+		t.Fatalf("CacheByObject sets no transform for %T", kind)
+	}
+	obj := any(&metav1.PartialObjectMetadata{ObjectMeta: *meta.DeepCopy()})
+	for range 2 {
+		var err error
+		if obj, err = transform(obj); err != nil {
+			t.Fatalf("transform: %v", err)
+		}
+	}
+	return obj.(*metav1.PartialObjectMetadata)
+}
+
+// TestCachedMetadata: the cache keeps of a meshed pod and a bootstrap Secret
+// what the controllers and the handler read, and nothing the users and other
+// tools size; a full object only loses its managedFields.
+func TestCachedMetadata(t *testing.T) {
+	deleted := metav1.NewTime(secretCreated.Add(time.Minute))
+	full := metav1.ObjectMeta{
+		Namespace: "app", Name: "web-x1", GenerateName: "web-", UID: "pod-uid", ResourceVersion: "42", Generation: 3,
+		CreationTimestamp: metav1.NewTime(secretCreated), DeletionTimestamp: &deleted,
+		Labels: map[string]string{ProxyUUIDLabel: "u1", appNameLabel: appNameValue, appInstanceLabel: "fsm",
+			"app": "web", "pod-template-hash": "5d8f9c"},
+		Annotations:     map[string]string{"k8s.v1.cni.cncf.io/network-status": strings.Repeat("x", 2048)},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: "rs-uid"}},
+		Finalizers:      []string{"example.com/hold"},
+		ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}},
+	}
+	kept := func(labels map[string]string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: "app", Name: "web-x1", UID: "pod-uid", ResourceVersion: "42",
+			CreationTimestamp: metav1.NewTime(secretCreated), DeletionTimestamp: &deleted, Labels: labels}
+	}
+	for _, tc := range []struct {
+		name string
+		kind client.Object
+		in   metav1.ObjectMeta
+		want metav1.ObjectMeta
+	}{
+		{"pod: its uuid label only", &corev1.Pod{}, full, kept(map[string]string{ProxyUUIDLabel: "u1"})},
+		{"Secret: the labels that select and name it", &corev1.Secret{}, full,
+			kept(map[string]string{ProxyUUIDLabel: "u1", appNameLabel: appNameValue, appInstanceLabel: "fsm"})},
+		{"no labels", &corev1.Pod{}, metav1.ObjectMeta{Name: "p", Annotations: map[string]string{"a": "b"}}, metav1.ObjectMeta{Name: "p"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cachedAs(t, tc.kind, tc.in); !equality.Semantic.DeepEqual(got.ObjectMeta, tc.want) {
+				t.Errorf("cached metadata\n got %+v\nwant %+v", got.ObjectMeta, tc.want)
+			}
+		})
+	}
+	t.Run("full pod: only managedFields go", func(t *testing.T) {
+		pod := &corev1.Pod{ObjectMeta: *full.DeepCopy(), Spec: corev1.PodSpec{NodeName: "n1"}}
+		want := pod.DeepCopy()
+		want.ManagedFields = nil
+		got, err := podTransform(t)(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(got, want) {
+			t.Errorf("transform of a full pod changed more than managedFields: %+v", got)
+		}
+	})
+}
+
+// podTransform is CacheByObject's transform for pods.
+func podTransform(t *testing.T) func(any) (any, error) {
+	t.Helper()
+	for obj, bo := range CacheByObject() {
+		if _, ok := obj.(*corev1.Pod); ok {
+			return bo.Transform
+		}
+	}
+	t.Fatal("CacheByObject has no pod entry")
+	return nil
 }
 
 // TestSecretReconciler: the decision applied through a cache and the API

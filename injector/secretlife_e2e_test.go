@@ -25,6 +25,7 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 	ctx := context.Background()
 	ns := e.namespace(t, ctx, "secretlife", true)
 	plain, fsmOwned := pod("plain", ns), pod("fsm-owned", ns)
+	plain.Labels, plain.Annotations = map[string]string{"app": "web"}, map[string]string{"example.com/note": "not cached"}
 	for _, p := range []*corev1.Pod{plain, fsmOwned} {
 		if err := e.cl.Create(ctx, p); err != nil {
 			t.Fatal(err)
@@ -54,6 +55,34 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 		if len(s.OwnerReferences) != wantOwners {
 			t.Errorf("Secret of pod %s has owners %+v, want %d (the controller writes none)", p.Name, s.OwnerReferences, wantOwners)
 		}
+	}
+
+	// The manager's cache keeps of them only what the controllers read: the
+	// owner FSM's controller appended is stored, not cached, nor are the
+	// pods' annotations and other labels.
+	var cachedSecret *metav1.PartialObjectMetadata
+	eventually(t, 5*time.Second, "the cache to have the Secret FSM's controller updated", func() (bool, error) {
+		cachedSecret = &metav1.PartialObjectMetadata{}
+		cachedSecret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := e.cache.Get(ctx, secretOf(fsmOwned), cachedSecret); err != nil {
+			return false, err
+		}
+		return cachedSecret.ResourceVersion == s.ResourceVersion, nil
+	})
+	if len(cachedSecret.OwnerReferences) != 0 || len(cachedSecret.Annotations) != 0 || len(cachedSecret.Labels) != 3 ||
+		cachedSecret.Labels[injector.ProxyUUIDLabel] != fsmOwned.Labels[injector.ProxyUUIDLabel] || cachedSecret.CreationTimestamp.IsZero() {
+		t.Errorf("cached Secret metadata %+v: want its name, uid, resourceVersion, creationTimestamp and three labels only", cachedSecret.ObjectMeta)
+	}
+	cachedPod := &metav1.PartialObjectMetadata{}
+	cachedPod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	if err := e.cache.Get(ctx, client.ObjectKeyFromObject(plain), cachedPod); err != nil {
+		t.Fatal(err)
+	}
+	if plain.Labels["app"] != "web" || plain.Labels[injector.ProxyUUIDLabel] == "" {
+		t.Fatalf("stored pod %s has labels %v", plain.Name, plain.Labels)
+	}
+	if len(cachedPod.Annotations) != 0 || len(cachedPod.Labels) != 1 || cachedPod.UID != plain.UID {
+		t.Errorf("cached pod metadata %+v: want its name, uid and uuid label only", cachedPod.ObjectMeta)
 	}
 
 	before := deletedTotal(t, injector.ReasonPodDeleted)
