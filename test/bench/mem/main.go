@@ -53,6 +53,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -206,9 +207,13 @@ func installMesh(ctx context.Context, cl client.Client) error {
 	return cl.Create(ctx, mc)
 }
 
+// appPod is a Deployment's pod as the ReplicaSet controller writes it
+// (labels, a rollout's annotation; the owner is set on the seed's clones).
 func appPod(name string) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: nsMeshed, Labels: map[string]string{"app": "bench"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: nsMeshed, GenerateName: "bench-7d9f8c6b5d-",
+			Labels:      map[string]string{"app": "bench", "version": "v1", "pod-template-hash": "7d9f8c6b5d"},
+			Annotations: map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-12-01T10:00:00Z"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1",
 			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
 	}
@@ -217,7 +222,9 @@ func appPod(name string) *corev1.Pod {
 // seed injects one pod through the apiserver, then clones it and its
 // bootstrap Secret n times into the unmonitored namespace, each clone with a
 // uuid of its own (labels, Secret name, volume): what n injected pods leave
-// in serve's Pod and Secret caches, written in a fraction of the time.
+// in serve's Pod and Secret caches, written in a fraction of the time. Each
+// pod is owned by a ReplicaSet, and each Secret by its pod, as FSM's
+// controller leaves it (no garbage collector runs here to act on them).
 func seed(ctx context.Context, cl client.Client, n int) error {
 	pod := appPod("template")
 	if err := cl.Create(ctx, pod); err != nil {
@@ -250,11 +257,14 @@ func seed(ctx context.Context, cl client.Client, n int) error {
 			return err
 		}
 		p.Namespace, s.Namespace = nsSeed, nsSeed
-		p.Name = fmt.Sprintf("p-%d", i)
-		if err := cl.Create(ctx, &s); err != nil {
+		p.Name = fmt.Sprintf("%s%05d", p.GenerateName, i)
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "bench-7d9f8c6b5d",
+			UID: "0b6f3c52-5f54-4c4e-9a43-3d0f6c1d7e21", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+		if err := cl.Create(ctx, &p); err != nil {
 			return err
 		}
-		return cl.Create(ctx, &p)
+		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: p.Name, UID: p.UID}}
+		return cl.Create(ctx, &s)
 	})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("seeding: %w", err)
