@@ -65,7 +65,7 @@ func BenchmarkCachedMetadata(b *testing.B) {
 						m.Name = BootstrapSecretName(id)
 					}
 					m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
-						APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{}}}`)}}}
+						APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{}}}`)}}
 					var err error
 					if wire[i], err = m.Marshal(); err != nil {
 						b.Fatal(err)

@@ -131,6 +131,7 @@ type config struct {
 	binary           string
 	serveLog         string
 	serveArgs        []string
+	serveCPU         int // -1: no pinning
 	// writer writes the bootstrap Secrets (serve's
 	// --bootstrap-secret-writer); writerText says so in the banner.
 	writer           injector.SecretWriter
@@ -187,6 +188,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.binary, "binary", "", "fsm-webhooks binary to run (default: build cmd/fsm-webhooks from this checkout)")
 	fs.StringVar(&c.serveLog, "serve-log", "", "write serve's log to this file (default: a temporary file removed at the end)")
 	serveArgs := fs.String("serve-args", "", "extra serve flags, space-separated (printed next to every figure as non-default settings)")
+	fs.IntVar(&c.serveCPU, "serve-cpu", -1, "run serve alone on this CPU and this tool, with the kube-apiserver and etcd it starts, on the others (a cluster's placement: the webhook on a node of its own; printed next to every figure); -1: no pinning")
 	fs.DurationVar(&c.window, "window", 30*time.Second, "open loop: also report p50/p99 per window of this length (phases of at least two windows)")
 	fs.StringVar(&c.apiserverProfile, "apiserver-profile", "", "write a 5 s CPU profile of kube-apiserver during the phase through the injector to this file")
 	fs.StringVar(&c.selfProfile, "profile", "", "with -in-process: write a CPU profile of this process (client and webhook) during the phase through the injector to this file")
@@ -244,6 +246,16 @@ func parseFlags(args []string) (config, error) {
 	if c.writer, c.writerText, err = secretWriter(c.inProcess, c.serveArgs); err != nil {
 		return c, fmt.Errorf("-serve-args: %w", err)
 	}
+	if c.serveCPU >= 0 {
+		if c.inProcess {
+			return c, errors.New("-serve-cpu places serve; -in-process runs no serve")
+		}
+		if err := checkServeCPU(c.serveCPU); err != nil {
+			return c, fmt.Errorf("-serve-cpu %d: %w", c.serveCPU, err)
+		}
+	} else if c.serveCPU != -1 {
+		return c, fmt.Errorf("-serve-cpu %d: a CPU number, or -1 for no pinning", c.serveCPU)
+	}
 	if !c.inProcess && c.selfProfile != "" {
 		return c, errors.New("-profile profiles this process, which only holds the injector with -in-process (serve exposes no pprof)")
 	}
@@ -268,6 +280,12 @@ func run(c config) error {
 	bin := c.binary
 	if !c.inProcess && bin == "" {
 		if bin, err = benchenv.BuildServe(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if c.serveCPU >= 0 {
+		// Before the apiserver and etcd start: they inherit it.
+		if err := pinAwayFrom(c.serveCPU); err != nil {
 			return err
 		}
 	}

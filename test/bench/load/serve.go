@@ -30,6 +30,7 @@ type serveProcess struct {
 	logPath    string
 	ports      servePorts
 	nonDefault []string
+	cpu        int // serve's own CPU, or -1
 	// writer is serve's --bootstrap-secret-writer (secretWriter).
 	writer injector.SecretWriter
 	// ready is how long serve took from exec to /readyz answering 200 with
@@ -74,7 +75,10 @@ func startServe(ctx context.Context, bin, kubeconfig, dir string, c config) (*se
 	}
 	p := servePorts{injector: free[0], validator: free[1], converter: free[2], metrics: free[3], health: free[4]}
 	args, nonDefault := serveArgs(kubeconfig, p, c.alg, c.serveArgs)
-	s := &serveProcess{bin: bin, args: args, logPath: cmp.Or(c.serveLog, filepath.Join(dir, "serve.log")), ports: p, nonDefault: nonDefault, writer: c.writer}
+	if c.serveCPU >= 0 {
+		nonDefault = append(nonDefault, placementText(c.serveCPU))
+	}
+	s := &serveProcess{bin: bin, args: args, cpu: c.serveCPU, logPath: cmp.Or(c.serveLog, filepath.Join(dir, "serve.log")), ports: p, nonDefault: nonDefault, writer: c.writer}
 	if err := os.WriteFile(s.logPath, nil, 0o600); err != nil {
 		return nil, err
 	}
@@ -91,7 +95,7 @@ func (s *serveProcess) launch(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd = serveCommand(s.cpu, s.bin, s.args)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	s.done, s.stopped = make(chan error, 1), false
 	start := time.Now()
