@@ -6,7 +6,8 @@
 // serve against it with its shipped defaults, injects one pod through the
 // apiserver and clones it (and its bootstrap Secret) -pods times into an
 // unmonitored namespace, so serve's caches hold that many meshed pods and
-// Secrets as the injector wrote them. Then it posts pod-create
+// Secrets as the injector wrote them (pods of a Deployment, each Secret
+// owned by its pod as FSM's controller leaves it). Then it posts pod-create
 // AdmissionReviews straight to the injector's port, open loop at -rate for
 // -duration (and -soak after it), as the apiserver would: the apiserver
 // cannot create 200 meshed pods/s on a small machine, and what is measured
