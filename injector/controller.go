@@ -172,12 +172,22 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		// 5,000 pods at the end, write latency 0.1-0.9 s on a loaded
 		// apiserver); the controllers' client limit (200/s) still bounds the
 		// rate.
-		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers, LogConstructor: plainReconcileLog(opts.Logger, "injector-bootstrap-secrets")}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("injector: setting up bootstrap Secret controller: %w", err)
 	}
 	return nil
+}
+
+// plainReconcileLog replaces controller-runtime's per-reconcile logger,
+// which attaches the request's kind, namespace and name with WithValues on
+// every reconcile: zap encodes them at once, 2.5% of serve's CPU at 100 pods/s
+// for a logger these reconcilers never take from the context. They log with
+// the Secret's key when they log, and their errors name it.
+func plainReconcileLog(base logr.Logger, controllerName string) func(*reconcile.Request) logr.Logger {
+	l := base.WithValues("controller", controllerName)
+	return func(*reconcile.Request) logr.Logger { return l }
 }
 
 // secretWorkers is how many bootstrap Secrets the controller handles at
@@ -380,10 +390,12 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 // reconcile acts on one Secret; done says the Secret needs no memory of its
 // pod's deletion any more (it is gone, kept, or not ours).
 func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedName) (res reconcile.Result, done bool, err error) {
-	log := r.opts.Logger.WithValues("secret", key)
 	secret := metadataOf(secretKind)
 	if err := r.client.Get(ctx, key, secret); err != nil {
-		return reconcile.Result{}, apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, true, nil
+		}
+		return reconcile.Result{}, false, fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
 	}
 	id := secret.Labels[ProxyUUIDLabel]
 	cachedPod, err := cachedPodWithUUID(ctx, r.client, secret.Namespace, id)
@@ -417,7 +429,7 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 			return reconcile.Result{}, false, err
 		}
 		if livePod != nil {
-			log.V(1).Info("kept bootstrap Secret: the API server has its pod", "proxyUUID", id)
+			r.opts.Logger.V(1).Info("kept bootstrap Secret: the API server has its pod", "secret", key, "proxyUUID", id)
 			return reconcile.Result{}, true, nil
 		}
 	}
@@ -437,7 +449,9 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		return reconcile.Result{}, false, fmt.Errorf("deleting bootstrap Secret %s (pod %s): %w", key, pod, err)
 	}
 	orphansDeleted.WithLabelValues(act.Reason).Inc()
-	log.Info("deleted bootstrap Secret", "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
+	// The logger takes the Secret's key here, not per reconcile: zap
+	// encodes values when they are attached, and most reconciles log nothing.
+	r.opts.Logger.Info("deleted bootstrap Secret", "secret", key, "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, true, nil
 }
 

@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -326,5 +328,42 @@ func TestSecretReconcilerForgetsPodsWithoutSecret(t *testing.T) {
 	}
 	if n := len(r.deleted); n != 0 {
 		t.Errorf("%d pod deletions still remembered: %v", n, r.deleted)
+	}
+}
+
+// TestSecretReconcilerErrorsNameTheSecret: a failed read is returned with the
+// Secret's key, as controller-runtime logs it through plainReconcileLog's
+// logger, which carries no request values.
+func TestSecretReconcilerErrorsNameTheSecret(t *testing.T) {
+	cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return apierrors.NewServiceUnavailable("cache stopped")
+		},
+	}).Build()
+	r := newSecretReconciler(cl, cl, SecretControllerOptions{MeshName: "fsm", Logger: testr.New(t)})
+	key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("u1")}
+	_, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: key})
+	if err == nil || !strings.Contains(err.Error(), key.String()) {
+		t.Errorf("Reconcile error %v: want one naming %s", err, key)
+	}
+}
+
+// TestPlainReconcileLog: one logger, built once with the controller's name,
+// whatever the request.
+func TestPlainReconcileLog(t *testing.T) {
+	var lines []string
+	base := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{})
+	construct := plainReconcileLog(base, "injector-bootstrap-secrets")
+	a := construct(&reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "a", Name: "x"}})
+	b := construct(nil)
+	a.Info("one")
+	b.Info("two")
+	for _, l := range lines {
+		if !strings.Contains(l, `"controller"="injector-bootstrap-secrets"`) || strings.Contains(l, `"a"`) {
+			t.Errorf("log line %s: want the controller's name and no request values", l)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("logged %d lines, want 2", len(lines))
 	}
 }

@@ -336,7 +336,7 @@ func SetupSecretWriter(mgr manager.Manager, opts SecretWriterOptions) error {
 		WatchesMetadata(&corev1.Pod{}, handler.Funcs{CreateFunc: w.podCreated}).
 		// Each worker waits on a certificate and a create round trip; as
 		// many as the cleanup's, so writes keep up with the same churn.
-		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers, LogConstructor: plainReconcileLog(opts.Logger, "injector-bootstrap-writer")}).
 		Complete(w)
 	if err != nil {
 		return fmt.Errorf("injector: setting up bootstrap Secret writer: %w", err)
