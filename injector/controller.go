@@ -81,13 +81,11 @@ func CacheByObject() map[client.Object]cache.ByObject {
 // nothing here caches, only loses its managedFields, as under the cache's
 // default transform. Idempotent, as client-go requires of a transform.
 func keepMetadata(labelKeys ...string) toolscache.TransformFunc {
+	stripManagedFields := cache.TransformStripManagedFields()
 	return func(obj any) (any, error) {
 		m, ok := obj.(*metav1.PartialObjectMetadata)
 		if !ok {
-			if o, ok := obj.(metav1.Object); ok {
-				o.SetManagedFields(nil)
-			}
-			return obj, nil
+			return stripManagedFields(obj)
 		}
 		m.ObjectMeta = metav1.ObjectMeta{
 			Name:              m.Name,
