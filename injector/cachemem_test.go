@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // BenchmarkCachedMetadata reports the live heap one cached meshed pod and
@@ -37,18 +38,12 @@ func BenchmarkCachedMetadata(b *testing.B) {
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "bookstore-v1-7d9f8c6b5d-x8k2p",
 			UID: "6a1e0f0e-3b9c-4f77-8d1b-9a9d2c6b4f10"}},
 	}
-	byObject := CacheByObject()
 	for _, kind := range []struct {
 		name string
-		obj  any
+		obj  client.Object
 		meta metav1.ObjectMeta
 	}{{"pod", &corev1.Pod{}, pod}, {"secret", &corev1.Secret{}, secret}} {
-		var ours func(any) (any, error)
-		for o, bo := range byObject {
-			if fmt.Sprintf("%T", o) == fmt.Sprintf("%T", kind.obj) {
-				ours = bo.Transform
-			}
-		}
+		ours := cacheTransform(b, kind.obj)
 		for _, tr := range []struct {
 			name      string
 			transform func(any) (any, error)

@@ -2,7 +2,7 @@ package injector
 
 import (
 	"context"
-	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -87,19 +87,23 @@ func TestDecideSecret(t *testing.T) {
 	}
 }
 
+// cacheTransform is CacheByObject's transform for kind's type.
+func cacheTransform(tb testing.TB, kind client.Object) func(any) (any, error) {
+	tb.Helper()
+	for obj, bo := range CacheByObject() {
+		if reflect.TypeOf(obj) == reflect.TypeOf(kind) && bo.Transform != nil {
+			return bo.Transform
+		}
+	}
+	tb.Fatalf("CacheByObject sets no transform for %T", kind)
+	return nil
+}
+
 // cachedAs is the metadata-only object of meta as the manager's cache keeps
 // a kind (CacheByObject's transform), applied twice (client-go may).
 func cachedAs(t *testing.T, kind client.Object, meta metav1.ObjectMeta) *metav1.PartialObjectMetadata {
 	t.Helper()
-	var transform func(any) (any, error)
-	for obj, bo := range CacheByObject() {
-		if fmt.Sprintf("%T", obj) == fmt.Sprintf("%T", kind) {
-			transform = bo.Transform
-		}
-	}
-	if transform == nil {
-		t.Fatalf("CacheByObject sets no transform for %T", kind)
-	}
+	transform := cacheTransform(t, kind)
 	obj := any(&metav1.PartialObjectMetadata{ObjectMeta: *meta.DeepCopy()})
 	for range 2 {
 		var err error
@@ -150,7 +154,7 @@ func TestCachedMetadata(t *testing.T) {
 		pod := &corev1.Pod{ObjectMeta: *full.DeepCopy(), Spec: corev1.PodSpec{NodeName: "n1"}}
 		want := pod.DeepCopy()
 		want.ManagedFields = nil
-		got, err := podTransform(t)(pod)
+		got, err := cacheTransform(t, &corev1.Pod{})(pod)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,18 +162,6 @@ func TestCachedMetadata(t *testing.T) {
 			t.Errorf("transform of a full pod changed more than managedFields: %+v", got)
 		}
 	})
-}
-
-// podTransform is CacheByObject's transform for pods.
-func podTransform(t *testing.T) func(any) (any, error) {
-	t.Helper()
-	for obj, bo := range CacheByObject() {
-		if _, ok := obj.(*corev1.Pod); ok {
-			return bo.Transform
-		}
-	}
-	t.Fatal("CacheByObject has no pod entry")
-	return nil
 }
 
 // TestSecretReconciler: the decision applied through a cache and the API
