@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -51,7 +52,7 @@ type e2e struct {
 	cl  client.Client
 	cfg *rest.Config
 	// cache is the manager's, which the handler reads pods from.
-	cache client.Reader
+	cache cache.Cache
 }
 
 // TestE2E runs the injector behind a real kube-apiserver: the apiserver calls
@@ -82,7 +83,6 @@ func TestE2E(t *testing.T) {
 	issuer := newTresor(ctx, t, env.Clientset, 64)
 
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
-	ctrl.SetLogger(log)
 	byObject := injector.CacheByObject()
 	maps.Copy(byObject, injector.ControllerServiceCacheByObject(fsmNamespace))
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
@@ -90,6 +90,8 @@ func TestE2E(t *testing.T) {
 		Logger:  log,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache:   cache.Options{ByObject: byObject},
+		// Controller names are unique per process; -count=2 runs it again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: "127.0.0.1", Port: port, CertDir: certDir,
 		}),

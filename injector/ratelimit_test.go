@@ -135,6 +135,8 @@ func TestHandlerUntrustedCaller(t *testing.T) {
 			r.Object = runtime.RawExtension{Raw: mustJSON(t, p)}
 		}
 	}
+	// The counter is the process's (-count runs this again).
+	limitedBefore := testutil.ToFloat64(rateLimited.WithLabelValues("app"))
 	for _, tc := range []struct {
 		name    string
 		req     func(*admissionv1.AdmissionRequest)
@@ -175,8 +177,8 @@ func TestHandlerUntrustedCaller(t *testing.T) {
 			t.Errorf("%s: result %+v, want reason TooManyRequests and retryAfterSeconds 2 (client-go retries on them)", tc.name, resp.Result)
 		}
 	}
-	if got := testutil.ToFloat64(rateLimited.WithLabelValues("app")); got != 1 {
-		t.Errorf(`fsm_webhooks_injector_rate_limited_total{namespace="app"} = %v, want 1`, got)
+	if got := testutil.ToFloat64(rateLimited.WithLabelValues("app")) - limitedBefore; got != 1 {
+		t.Errorf(`fsm_webhooks_injector_rate_limited_total{namespace="app"} went up by %v, want 1`, got)
 	}
 	clock.advance(2 * time.Second)
 	if _, resp := f.post(t, reviewBody(t, inNamespace("app", "")), "application/json"); !resp.Allowed || len(f.secrets) != 4 {

@@ -13,7 +13,6 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -56,7 +55,6 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	}
 
 	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
-	ctrl.SetLogger(log)
 	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, Logger: log})
 	// Re-issuance waits until the rotation has been seen holding the drop
 	// back, so the test proves the gate rather than racing it.
