@@ -3,11 +3,14 @@ package injector
 import (
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,5 +94,76 @@ func BenchmarkCachedMetadata(b *testing.B) {
 				b.ReportMetric(perObject, "B/object")
 			})
 		}
+	}
+}
+
+// BenchmarkPodUUIDIndex reports the live heap the pod cache's uuid index
+// takes per meshed pod in client-go's indexer: indexPodsByUUID's one
+// namespaced key against the two keys controller-runtime's IndexField
+// would store ("<ns>/<id>" and "__all_namespaces/<id>"). Not timed.
+func BenchmarkPodUUIDIndex(b *testing.B) {
+	const n = 5000
+	pods := make([]*metav1.PartialObjectMetadata, n)
+	for i := range pods {
+		pods[i] = &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+			Namespace: fmt.Sprintf("bookstore-%d", i%4), Name: fmt.Sprintf("bookstore-v1-7d9f8c6b5d-%05d", i),
+			Labels: map[string]string{ProxyUUIDLabel: fmt.Sprintf("%08d-aaaa-4bbb-8ccc-%012d", i, i)},
+		}}
+	}
+	bothKeys := func(o any) ([]string, error) {
+		keys, err := podUUIDIndexFunc(o)
+		for _, k := range keys {
+			_, id, _ := strings.Cut(k, "/")
+			keys = append(keys, "__all_namespaces/"+id)
+		}
+		return keys, err
+	}
+	for _, index := range []struct {
+		name string
+		fn   toolscache.IndexFunc
+	}{{"IndexField", bothKeys}, {"indexPodsByUUID", podUUIDIndexFunc}} {
+		b.Run(index.name, func(b *testing.B) {
+			var perPod float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{podUUIDIndexName: index.fn})
+				for _, p := range pods {
+					if err := store.Add(p); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perPod = float64(after.HeapAlloc-before.HeapAlloc) / n
+				runtime.KeepAlive(store)
+			}
+			b.ReportMetric(perPod, "B/pod")
+		})
+	}
+}
+
+func TestPodUUIDIndexFunc(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		obj  any
+		want []string
+	}{
+		{"meshed pod", &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "bookstore", Name: "a", Labels: map[string]string{ProxyUUIDLabel: "u-1", "app": "x"}}}, []string{"bookstore/u-1"}},
+		{"full pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "bookstore", Name: "a", Labels: map[string]string{ProxyUUIDLabel: "u-2"}}}, []string{"bookstore/u-2"}},
+		{"no uuid", &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "bookstore", Name: "a", Labels: map[string]string{"app": "x"}}}, nil},
+		{"empty uuid", &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "bookstore", Name: "a", Labels: map[string]string{ProxyUUIDLabel: ""}}}, nil},
+		{"no namespace", &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: map[string]string{ProxyUUIDLabel: "u-3"}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := podUUIDIndexFunc(tc.obj)
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("podUUIDIndexFunc = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := podUUIDIndexFunc("not an object"); err == nil || !strings.Contains(err.Error(), "string") {
+		t.Errorf("podUUIDIndexFunc(string) error = %v, want one naming the type", err)
 	}
 }

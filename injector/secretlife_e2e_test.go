@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -83,6 +84,27 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 	}
 	if len(cachedPod.Annotations) != 0 || len(cachedPod.Labels) != 1 || cachedPod.UID != plain.UID {
 		t.Errorf("cached pod metadata %+v: want its name, uid and uuid label only", cachedPod.ObjectMeta)
+	}
+	// The uuid index finds it within its namespace, through the cache as
+	// the handler and the controllers look, and holds no cluster-wide key.
+	id := plain.Labels[injector.ProxyUUIDLabel]
+	found := &metav1.PartialObjectMetadataList{}
+	found.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := e.cache.List(ctx, found, client.InNamespace(ns), client.MatchingFields{injector.PodUUIDIndex: id}); err != nil {
+		t.Fatal(err)
+	}
+	if len(found.Items) != 1 || found.Items[0].UID != plain.UID {
+		t.Errorf("pods with uuid %s in %s through the cache's index: %d, want pod %s", id, ns, len(found.Items), plain.Name)
+	}
+	informer, err := e.cache.GetInformer(ctx, cachedPod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexer := informer.(interface{ GetIndexer() toolscache.Indexer }).GetIndexer()
+	for key, want := range map[string]int{ns + "/" + id: 1, "__all_namespaces/" + id: 0} {
+		if keys, err := indexer.IndexKeys(injector.PodUUIDIndexName, key); err != nil || len(keys) != want {
+			t.Errorf("index %s key %s: %q, %v; want %d pod(s)", injector.PodUUIDIndexName, key, keys, err, want)
+		}
 	}
 
 	before := deletedTotal(t, injector.ReasonPodDeleted)
