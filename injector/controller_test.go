@@ -2,11 +2,13 @@ package injector
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -358,4 +360,71 @@ func TestPlainReconcileLog(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("logged %d lines, want 2", len(lines))
 	}
+}
+
+// TestPlainReconcileLogDefersValues: values controller-runtime adds per
+// reconcile (its reconcileID) reach the sink only with a line logged, with
+// the controller's name and the caller as without the deferral.
+func TestPlainReconcileLogDefersValues(t *testing.T) {
+	var lines []string
+	newBase := func() logr.Logger {
+		return funcr.New(func(prefix, args string) { lines = append(lines, prefix+" "+args) }, funcr.Options{LogCaller: funcr.All, Verbosity: 1})
+	}
+	var withValues int
+	counted := &countingSink{LogSink: newBase().GetSink(), withValues: &withValues}
+	for _, tc := range []struct {
+		name string
+		base logr.Logger
+	}{{"funcr", newBase()}, {"counting", logr.New(counted)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines = nil
+			l := plainReconcileLog(tc.base, "injector-bootstrap-writer")(nil)
+			before := withValues
+			r := l.WithValues("reconcileID", "r-1").WithName("sub")
+			if withValues != before {
+				t.Errorf("WithValues reached the sink %d times before anything was logged", withValues-before)
+			}
+			r.V(1).Info("retrying", "secret", "app/x")
+			r.V(2).Info("not enabled")
+			r.Error(errors.New("boom"), "failed")
+			if len(lines) != 2 {
+				t.Fatalf("logged %q, want 2 lines", lines)
+			}
+			for _, want := range []string{"sub ", `"controller"="injector-bootstrap-writer"`, `"reconcileID"="r-1"`, `"file"="controller_test.go"`} {
+				for _, line := range lines {
+					if !strings.Contains(line, want) {
+						t.Errorf("line %s: want %s", line, want)
+					}
+				}
+			}
+			if !strings.Contains(lines[0], `"secret"="app/x"`) || !strings.Contains(lines[1], `"error"="boom"`) {
+				t.Errorf("lines %q: want each line's own values", lines)
+			}
+		})
+	}
+	if l := plainReconcileLog(logr.Discard(), "x")(nil); l.GetSink() != nil {
+		t.Errorf("over logr.Discard(): sink %T, want none", l.GetSink())
+	}
+}
+
+// countingSink counts WithValues calls reaching a sink or one derived from it.
+type countingSink struct {
+	logr.LogSink
+	withValues *int
+}
+
+func (c *countingSink) WithValues(kv ...any) logr.LogSink {
+	*c.withValues++
+	return &countingSink{LogSink: c.LogSink.WithValues(kv...), withValues: c.withValues}
+}
+
+func (c *countingSink) WithName(name string) logr.LogSink {
+	return &countingSink{LogSink: c.LogSink.WithName(name), withValues: c.withValues}
+}
+
+// Init does nothing: funcr.New initialised the wrapped sink.
+func (c *countingSink) Init(logr.RuntimeInfo) {}
+
+func (c *countingSink) WithCallDepth(depth int) logr.LogSink {
+	return &countingSink{LogSink: c.LogSink.(logr.CallDepthLogSink).WithCallDepth(depth), withValues: c.withValues}
 }
