@@ -223,6 +223,10 @@ func testDrift(t *testing.T) {
 	opts.MetricsBindAddress = "127.0.0.1:" + strconv.Itoa(metricsPort)
 	s := start(t, opts, tc.webhook(freePort(t)))
 	s.waitReady(t)
+	// The counter is the process's: another round of this test (-count)
+	// counted before.
+	const repairs = `fsm_webhooks_cabundle_repairs_total{kind="ValidatingWebhookConfiguration",webhook="deny-drift"}`
+	repairs0 := seriesValue(scrape(t, metricsPort), repairs)
 	good := mustBundle(t, tc)
 	checkTLSPolicy(t, s.hooks[0])
 	for _, bad := range [][]byte{[]byte("garbage"), nil, otherBundle(t, newCA(t))} {
@@ -269,21 +273,46 @@ func testDrift(t *testing.T) {
 		return errTest("no CABundleRepaired event mentioning the unparsable caBundle")
 	})
 	// Metrics: repairs counted, expiry exported.
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	body := scrape(t, metricsPort)
+	if got := seriesValue(body, repairs) - repairs0; got != 3 {
+		t.Errorf("%s went up by %v, want 3", repairs, got)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	for _, want := range []string{
-		`fsm_webhooks_cabundle_repairs_total{kind="ValidatingWebhookConfiguration",webhook="deny-drift"} 3`,
 		`fsm_webhooks_serving_cert_expiry_seconds{secret="validating-webhook-cert-secret",webhook="deny-drift"}`,
 		`fsm_webhooks_requests_total{result="denied",webhook="deny-drift"}`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// scrape is the text /metrics serves on port.
+func scrape(t *testing.T, port int) string {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// seriesValue is series' value in a /metrics text, 0 when absent.
+func seriesValue(body, series string) float64 {
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return 0
 }
 
 func testDeletion(t *testing.T) {
