@@ -227,6 +227,15 @@ func (d deferredValues) WithName(name string) logr.LogSink {
 	return deferredValues{base: d.base.WithName(name), kv: d.kv}
 }
 
+// WithCallDepth keeps logr.Logger.WithCallDepth working (helpers that log
+// for their caller) when base supports it.
+func (d deferredValues) WithCallDepth(depth int) logr.LogSink {
+	if cd, ok := d.base.(logr.CallDepthLogSink); ok {
+		return deferredValues{base: cd.WithCallDepth(depth), kv: d.kv}
+	}
+	return d
+}
+
 func (d deferredValues) sink() logr.LogSink {
 	if len(d.kv) == 0 {
 		return d.base
@@ -307,10 +316,10 @@ const podUUIDIndex = "injector.flomesh.io/proxy-uuid"
 // through the cache). controller-runtime's IndexField would store every
 // value twice, as "<ns>/<id>" and "__all_namespaces/<id>": with the store's
 // own entry, 825 B of live heap a pod against 461 B for the namespaced key
-// alone (BenchmarkPodUUIDIndex). No lookup here spans namespaces, so the index holds
-// the namespaced key only, named and formed as controller-runtime's cache
-// reader asks for it ("field:<name>", "<ns>/<value>"); TestE2E looks pods up
-// through a real cache with it.
+// alone (BenchmarkPodUUIDIndex). No lookup here spans namespaces, so the
+// index holds the namespaced key only, named and formed as
+// controller-runtime's cache reader asks for it ("field:<name>",
+// "<ns>/<value>"); TestE2E looks pods up through a real cache with it.
 func indexPodsByUUID(ctx context.Context, c cache.Informers) error {
 	inf, err := c.GetInformer(ctx, metadataOf(podKind))
 	if err != nil {

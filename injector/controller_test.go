@@ -3,7 +3,9 @@ package injector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -400,12 +402,22 @@ func TestPlainReconcileLogDefersValues(t *testing.T) {
 			if !strings.Contains(lines[0], `"secret"="app/x"`) || !strings.Contains(lines[1], `"error"="boom"`) {
 				t.Errorf("lines %q: want each line's own values", lines)
 			}
+			// A helper logging for its caller (logr's WithCallDepth).
+			lines = nil
+			_, _, line, _ := runtime.Caller(0)
+			logForCaller(r)
+			if want := fmt.Sprintf(`"line"=%d`, line+1); len(lines) != 1 || !strings.Contains(lines[0], want) {
+				t.Errorf("a helper's line %q: want the caller's %s", lines, want)
+			}
 		})
 	}
 	if l := plainReconcileLog(logr.Discard(), "x")(nil); l.GetSink() != nil {
 		t.Errorf("over logr.Discard(): sink %T, want none", l.GetSink())
 	}
 }
+
+// logForCaller logs through l as a helper does: the caller is its caller.
+func logForCaller(l logr.Logger) { l.WithCallDepth(1).Info("for the caller") }
 
 // countingSink counts WithValues calls reaching a sink or one derived from it.
 type countingSink struct {
