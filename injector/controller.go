@@ -31,6 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 )
 
 // DefaultOrphanGracePeriod is how long a bootstrap Secret may wait for its
@@ -120,6 +122,15 @@ func ControllerServiceCacheByObject(fsmNamespace string) map[client.Object]cache
 			Field:      fields.OneTermEqualSelector("metadata.name", ControllerServiceName),
 		},
 	}
+}
+
+// HandlerCaches are the kinds the Handler reads through the manager's cache
+// (Options.Namespaces, Services, Pods, and CachedMeshConfig): serve
+// registers their informers before the cache starts and keeps the injector
+// unready until they have synced (webhooks.CachesSynced), so no admission
+// waits on a cache still listing.
+func HandlerCaches() []client.Object {
+	return []client.Object{&corev1.Namespace{}, &corev1.Service{}, &configv1alpha3.MeshConfig{}, metadataOf(podKind)}
 }
 
 // SetupSecretController registers the controller that deletes bootstrap

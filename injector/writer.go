@@ -359,9 +359,10 @@ type secretWriter struct {
 const flushTimeout = 20 * time.Second
 
 // runPending drops expired records every 10 s (or every TTL, if shorter)
-// until ctx ends. Then, as the process stops (its webhook server still
-// drains admissions), it closes the store, so the admissions still answered
-// write their Secrets themselves, and writes the Secrets still recorded:
+// until ctx ends. Then, as the process stops (serve stops the manager once
+// its listeners are down; an embedding that stops it first may still answer
+// admissions), it closes the store, so any admission still answered writes
+// its Secret itself, and writes the Secrets still recorded:
 // their pods may be stored after this replica's informer stops, and no
 // other replica holds their record (one would rebuild them after
 // DefaultRepairDelay; after `helm uninstall` none is left). A flushed Secret

@@ -64,6 +64,19 @@ type Options struct {
 	Logger logr.Logger
 }
 
+// HandlerCaches are the kinds the handler reads through Reader on every
+// request of their kind whatever the cluster holds (Namespaces, the
+// MeshConfig as unstructured): serve registers their informers before the
+// cache starts and waits for them before the validator is ready
+// (webhooks.CachesSynced). The policy.flomesh.io kinds are left to
+// controller-runtime to start at their first read: their CRDs are FSM's and
+// may not be installed, and an informer that cannot list never syncs.
+func HandlerCaches() []client.Object {
+	mc := &unstructured.Unstructured{}
+	mc.SetGroupVersionKind(schema.GroupVersionKind{Group: meshconfig.Group, Version: meshconfig.StorageVersion, Kind: meshconfig.Kind})
+	return []client.Object{&corev1.Namespace{}, mc}
+}
+
 // Handler validates admission requests. Build it with NewHandler.
 type Handler struct {
 	opts Options

@@ -188,12 +188,18 @@ func (h *hook) probeState() (string, bool) {
 	return served.ResourceVersion + "/" + string(caBundleOf(obj)), true
 }
 
-// serving is the pod-readiness part: the cert is loaded and the listener
-// served it in a handshake within the last few intervals.
+// serving is the pod-readiness part: the cert is loaded, the listener
+// served it in a handshake within the last few intervals, and the caches the
+// handlers read have synced.
 func (h *hook) serving(now time.Time) error {
 	served := h.src.Current()
 	if served == nil {
 		return fmt.Errorf("serving cert from Secret %s/%s not loaded", h.s.opts.Namespace, h.w.SecretName)
+	}
+	if h.w.Synced != nil {
+		if err := h.w.Synced(); err != nil {
+			return err
+		}
 	}
 	// A few missed rounds, not one slow handshake, make a listener stale.
 	if err := h.handshakeProof.check(served.ResourceVersion, 3*h.handshakeInterval()+handshakeTimeout, now); err != nil {

@@ -122,6 +122,11 @@ type Webhook struct {
 	// background (readiness.go); /readyz/<name> reports it, /readyz never
 	// waits for it.
 	Probe func(ctx context.Context) error
+	// Synced, when set, is nil once the caches the handlers read have
+	// synced (CachesSynced builds it). Until then the webhook is not
+	// serving: its pod is not Ready, so no admission waits on a cache that
+	// is still listing.
+	Synced func() error
 	// ReportOnly keeps this webhook out of the pod's readiness (/readyz):
 	// its problems are reported at /readyz/<name> and by
 	// fsm_webhooks_ready, but never remove the endpoints of the Services

@@ -37,6 +37,7 @@ func TestServing(t *testing.T) {
 	t.Run("ReadinessGated", testReadinessGated)
 	t.Run("ReadinessPerWebhook", testReadinessPerWebhook)
 	t.Run("ReportOnlyProbe", testReportOnlyProbe)
+	t.Run("CachesGateReadiness", testCachesGateReadiness)
 	t.Run("DriftRepair", testDrift)
 	t.Run("Deletion", testDeletion)
 	t.Run("HA", testHA)

@@ -192,7 +192,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 
 	var hooks []webhooks.Webhook
 	for _, name := range sf.webhooks {
-		h, err := buildWebhook(name, o, sf, mgr, direct, issuer, scheme, log)
+		h, err := buildWebhook(ctx, name, o, sf, mgr, direct, issuer, scheme, log)
 		if err != nil {
 			return err
 		}
@@ -220,13 +220,23 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		started(srv)
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// The manager, and with it the caches the handlers read, stops only
+	// once the listeners are down: they serve on through the shutdown drain,
+	// and a cache stopped under them would answer from a frozen view (a
+	// namespace created since unknown) or, for a kind not read before, make
+	// the admission wait for an informer that never starts.
+	mgrCtx, stopMgr := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopMgr()
 	g.Go(func() error {
-		if err := mgr.Start(gctx); err != nil {
+		defer stopMgr()
+		return srv.Start(gctx)
+	})
+	g.Go(func() error {
+		if err := mgr.Start(mgrCtx); err != nil {
 			return fmt.Errorf("controller manager: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error { return srv.Start(gctx) })
 	if ca, ok := issuer.(*tresor.Issuer); ok && o.rootAutoRotateBefore > 0 && ca.State().Rotation.Managed {
 		// Only roots we created (never a bring-your-own root). Every replica
 		// runs it: each rotation step is idempotent and
@@ -317,7 +327,7 @@ func hookIdentities(o *options) []webhooks.Webhook {
 }
 
 // buildWebhook adds the handlers and readiness probe to a webhook.
-func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, direct client.Client,
+func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, mgr manager.Manager, direct client.Client,
 	issuer certs.Issuer, scheme *runtime.Scheme, log logr.Logger) (webhooks.Webhook, error) {
 	w := hookIdentity(o, name)
 	switch name {
@@ -371,6 +381,9 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			return w, fmt.Errorf("injector: %w", err)
 		}
 		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
+		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), injector.HandlerCaches()...); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
 		if ns := sf.injectorProbeNS; ns != "" {
 			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, ns) }
 		}
@@ -385,6 +398,10 @@ func buildWebhook(name string, o *options, sf *serveFlags, mgr manager.Manager, 
 			Logger:                 log.WithName("validator"),
 		})
 		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
+		var err error
+		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), validator.HandlerCaches()...); err != nil {
+			return w, fmt.Errorf("validator: %w", err)
+		}
 		w.Probe = func(ctx context.Context) error {
 			return validator.Probe(ctx, direct, o.fsmNamespace, fsmnames.MeshConfigName)
 		}

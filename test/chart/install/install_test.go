@@ -238,7 +238,7 @@ func TestChartOnAPIServer(t *testing.T) {
 		registrationWritesConfined(t, env)
 	})
 
-	t.Run("the servers adopt the chart's objects with the chart's RBAC", func(t *testing.T) {
+	t.Run("the servers adopt the chart's objects with the chart's RBAC and drain on live caches", func(t *testing.T) {
 		serverAdoptsChart(t, env)
 	})
 

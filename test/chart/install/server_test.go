@@ -286,6 +286,58 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 			t.Errorf("an admission policy refused the server: %s", line)
 		}
 	}
+	drainsOnLiveCaches(ctx, t, c, proc, mwc.Webhooks[0].ClientConfig.CABundle)
+}
+
+// drainsOnLiveCaches stops the server as the kubelet does (SIGTERM) and
+// admits a pod during its drain (--shutdown-drain, 8 s) in a namespace
+// created after the signal: the caches the handler reads still run until
+// the listeners are down, so the pod is injected (a cache stopped at the
+// signal knows no such namespace), and the process then exits cleanly.
+func drainsOnLiveCaches(ctx context.Context, t *testing.T, c client.Client, proc *serveProc, caBundle []byte) {
+	t.Helper()
+	go proc.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for proc.ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still passes 5s after SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	drainNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        "app-created-in-drain",
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
+	}}
+	if err := c.Create(ctx, drainNS); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "admitted-in-drain", Namespace: drainNS.Name},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+	}
+	// The informer's watch delivers the namespace within milliseconds.
+	var resp *admissionv1.AdmissionResponse
+	for end := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp = admit(t, caBundle, fsmnames.InjectorService+"."+ns+".svc", proc.injector, fsmnames.InjectorPath,
+			pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
+		if resp.Allowed && len(resp.Patch) > 0 || time.Now().After(end) {
+			break
+		}
+	}
+	if !resp.Allowed || len(resp.Patch) == 0 {
+		t.Errorf("a pod admitted during the drain in a namespace created after SIGTERM: allowed=%v patch=%d bytes result=%+v",
+			resp.Allowed, len(resp.Patch), resp.Result)
+	}
+	select {
+	case <-proc.gone:
+	case <-time.After(60 * time.Second):
+		t.Fatal("fsm-webhooks still runs 60s after SIGTERM")
+	}
+	if err := proc.err; err != nil {
+		t.Errorf("fsm-webhooks exited with %v after SIGTERM", err)
+	}
 }
 
 // admit posts an AdmissionReview for obj to a webhook listener, trusting

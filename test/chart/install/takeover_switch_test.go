@@ -80,8 +80,9 @@ type serveProc struct {
 	stop func()
 	// exited receives the process's exit once it ends by itself.
 	exited <-chan error
-	// gone is closed once the process has ended, however.
+	// gone is closed once the process has ended, however; err is then how.
 	gone <-chan struct{}
+	err  error
 	logs *syncBuffer
 }
 
@@ -134,6 +135,7 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 	exited, gone := make(chan error, 1), make(chan struct{})
 	go func() {
 		err := srv.Wait()
+		p.err = err
 		close(gone)
 		exited <- err
 	}()
