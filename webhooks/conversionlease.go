@@ -148,6 +148,13 @@ func (h *hook) runConversionLease(ctx context.Context, onChange func()) error {
 		if err != nil {
 			return fmt.Errorf("conversion owner election: %w", err)
 		}
+		// Set before this elector can lead, not in OnStartedLeading alone:
+		// the elector reports itself the leader (ownsConversion) as soon as
+		// it holds the Lease, and OnNewLeader's reconcile raced
+		// OnStartedLeading. Losing that race wrote the new owner's caBundle
+		// under the old owner's target (every conversion failing TLS) and
+		// held the repoint back as a repeated repair.
+		h.takeover.Store(true)
 		h.owner.use(le)
 		le.Run(ctx)
 		// Lost (or never renewed): not the owner until a new elector
