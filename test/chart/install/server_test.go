@@ -162,21 +162,8 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	// Admissions as the apiserver would send them (envtest cannot route to
 	// the Services): the handlers read namespaces and the MeshConfig through
 	// informers and write a bootstrap Secret, all as the chart's ServiceAccount.
-	appNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:        "app",
-		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
-		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
-	}}
-	if err := c.Create(ctx, appNS); err != nil {
-		t.Fatal(err)
-	}
-	pod := &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
-	}
-	resp := admit(t, mwc.Webhooks[0].ClientConfig.CABundle, fsmnames.InjectorService+"."+ns+".svc", proc.injector, fsmnames.InjectorPath,
-		pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
+	createInjectedNamespace(ctx, t, c, "app")
+	resp := admitPod(t, proc, mwc.Webhooks[0].ClientConfig.CABundle, "app", "web")
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Errorf("injector response: allowed=%v patch=%d bytes result=%+v", resp.Allowed, len(resp.Patch), resp.Result)
 	}
@@ -304,24 +291,11 @@ func drainsOnLiveCaches(ctx context.Context, t *testing.T, c client.Client, proc
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	drainNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:        "app-created-in-drain",
-		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
-		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
-	}}
-	if err := c.Create(ctx, drainNS); err != nil {
-		t.Fatal(err)
-	}
-	pod := &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "admitted-in-drain", Namespace: drainNS.Name},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
-	}
+	createInjectedNamespace(ctx, t, c, "app-created-in-drain")
 	// The informer's watch delivers the namespace within milliseconds.
 	var resp *admissionv1.AdmissionResponse
 	for end := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp = admit(t, caBundle, fsmnames.InjectorService+"."+ns+".svc", proc.injector, fsmnames.InjectorPath,
-			pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
+		resp = admitPod(t, proc, caBundle, "app-created-in-drain", "admitted-in-drain")
 		if resp.Allowed && len(resp.Patch) > 0 || time.Now().After(end) {
 			break
 		}
@@ -338,6 +312,31 @@ func drainsOnLiveCaches(ctx context.Context, t *testing.T, c client.Client, proc
 	if err := proc.err; err != nil {
 		t.Errorf("fsm-webhooks exited with %v after SIGTERM", err)
 	}
+}
+
+// createInjectedNamespace creates a namespace the mesh monitors and injects.
+func createInjectedNamespace(ctx context.Context, t *testing.T, c client.Client, name string) {
+	t.Helper()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        name,
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+		Annotations: map[string]string{"flomesh.io/sidecar-injection": "enabled"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// admitPod posts the create of a one-container pod to the server's injector
+// as the apiserver would.
+func admitPod(t *testing.T, proc *serveProc, caBundle []byte, namespace, name string) *admissionv1.AdmissionResponse {
+	t.Helper()
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+	}
+	return admit(t, caBundle, fsmnames.InjectorService+"."+ns+".svc", proc.injector, fsmnames.InjectorPath,
+		pod, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, admissionv1.Create)
 }
 
 // admit posts an AdmissionReview for obj to a webhook listener, trusting
