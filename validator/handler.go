@@ -64,11 +64,10 @@ type Options struct {
 	Logger logr.Logger
 }
 
-// HandlerCaches are the kinds the handler reads through Reader on every
-// request of their kind whatever the cluster holds (Namespaces, the
-// MeshConfig as unstructured): serve registers their informers before the
-// cache starts and waits for them before the validator is ready
-// (webhooks.CachesSynced). The policy.flomesh.io kinds are left to
+// HandlerCaches are the kinds the handler reads through Reader that every
+// cluster serving it has (Namespaces; the MeshConfig, as unstructured):
+// serve registers their informers before the cache starts and the validator
+// is not ready until they have synced (webhooks.CachesSynced). The policy.flomesh.io kinds are left to
 // controller-runtime to start at their first read: their CRDs are FSM's and
 // may not be installed, and an informer that cannot list never syncs.
 func HandlerCaches() []client.Object {
