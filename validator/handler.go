@@ -67,9 +67,10 @@ type Options struct {
 // HandlerCaches are the kinds the handler reads through Reader that every
 // cluster serving it has (Namespaces; the MeshConfig, as unstructured):
 // serve registers their informers before the cache starts and the validator
-// is not ready until they have synced (webhooks.CachesSynced). The policy.flomesh.io kinds are left to
-// controller-runtime to start at their first read: their CRDs are FSM's and
-// may not be installed, and an informer that cannot list never syncs.
+// is not ready until they have synced (webhooks.CachesSynced). The
+// policy.flomesh.io kinds are left to controller-runtime to start at their
+// first read: their CRDs are FSM's and may not be installed, and an
+// informer that cannot list never syncs.
 func HandlerCaches() []client.Object {
 	mc := &unstructured.Unstructured{}
 	mc.SetGroupVersionKind(schema.GroupVersionKind{Group: meshconfig.Group, Version: meshconfig.StorageVersion, Kind: meshconfig.Kind})
