@@ -204,6 +204,11 @@ type Role struct {
 	// NotBefore is how far Vault backdates a certificate's NotBefore (the
 	// role's not_before_duration); zero keeps Vault's default of 30s.
 	NotBefore time.Duration
+	// KeyType and KeyBits are the role's key_type and key_bits, the keys
+	// Vault generates for pki/issue; empty and zero keep Vault's default,
+	// RSA-2048, as FSM's documented set-up does.
+	KeyType string
+	KeyBits int
 }
 
 // RootCommonName is the common name of the root SetupPKI generates.
@@ -230,6 +235,12 @@ func (s *Server) SetupPKI(ctx context.Context, mount string, roles ...Role) erro
 		}
 		if r.NotBefore > 0 {
 			data["not_before_duration"] = seconds(r.NotBefore)
+		}
+		if r.KeyType != "" {
+			data["key_type"] = r.KeyType
+		}
+		if r.KeyBits != 0 {
+			data["key_bits"] = r.KeyBits
 		}
 		if _, err := c.Logical().WriteWithContext(ctx, mount+"/roles/"+r.Name, data); err != nil {
 			return fmt.Errorf("writing role %s/roles/%s: %w", mount, r.Name, err)
