@@ -99,8 +99,14 @@ type Issuer struct {
 	client *vaultapi.Client
 	mount  string
 
-	mu        sync.Mutex
-	issuingCA []byte // CA that signed the latest certificate
+	mu sync.Mutex
+	// issuerCerts is each mount issuer's certificate PEM by issuer ID, as
+	// last listed (an issuer's certificate is immutable).
+	issuerCerts map[string][]byte
+	// bundle is the mount's CA bundle as last read, at bundleAt; issuance
+	// reuses it for bundleReuse.
+	bundle   *certs.Bundle
+	bundleAt time.Time
 
 	clamps clampLog
 }
@@ -211,12 +217,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("%s: certificate: %w", path, err)
 	}
-	if issuingCA != "" {
-		i.mu.Lock()
-		i.issuingCA = []byte(issuingCA)
-		i.mu.Unlock()
-	}
-	if c.CABundle, err = i.caBundle(ctx); err != nil {
+	if c.CABundle, err = i.bundleFor(ctx, []byte(issuingCA)); err != nil {
 		return nil, err
 	}
 	if granted, w := c.NotAfter.Sub(start), ttlWarning(resp.Warnings); w != "" || shortened(req.Validity, granted) {
@@ -261,22 +262,59 @@ func (i *Issuer) explain(path string, err error) error {
 
 // CABundle implements certs.Issuer.
 //
-// The CA comes from <mount>/cert/ca, the mount's default issuer: it exists on
-// every Vault version (the multi-issuer pki/issuer/default/json only since
-// 1.11), costs no signature, and leaves nothing in Vault's storage. FSM
-// instead issued a throwaway "localhost" certificate and kept its issuing_ca,
-// which needs the role to allow localhost and stores a certificate per
-// start. A role pinned to a non-default issuer signs with another CA, so the
-// issuing_ca of the latest certificate is merged in.
+// The bundle is every issuer of the mount, so that a root added to the
+// mount is trusted before it signs and one still on the mount stays trusted
+// after the default moved on (certs/rootrotation's "Vault and cert-manager"
+// steps 1-3): a server reading only the default issuer would trust the next
+// root only from the moment it signs, and a server restarted after the
+// switch would drop the old root at once.
+//
+// The default issuer comes from <mount>/cert/ca: it exists on every Vault
+// version and costs no signature. The others come from <mount>/issuers and
+// <mount>/issuer/<id>/json (Vault 1.11 and later, where a role can also be
+// pinned to a non-default issuer; both unauthenticated, so no policy
+// change; an older Vault answers 404 and its mount's one issuer is the
+// default). An issuer's certificate never changes, so each is read once.
+// FSM instead issued a throwaway "localhost" certificate and kept its
+// issuing_ca, which needs the role to allow localhost and stores a
+// certificate per start.
 func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
 	b, err := i.caBundle(ctx)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "CA bundle", Err: err}
 	}
-	return b, nil
+	return b.PEM(), nil
 }
 
-func (i *Issuer) caBundle(ctx context.Context) ([]byte, error) {
+// bundleReuse is how long an issuance reuses the bundle last read: the
+// servers re-read it every 10 s anyway, and a pod create then costs Vault
+// one call (pki/issue) instead of three.
+const bundleReuse = 10 * time.Second
+
+// bundleFor is the bundle handed out with a certificate that issuingCA
+// signed: the mount's, reread if older than bundleReuse or missing that CA,
+// and always holding issuingCA (the certificate's own anchor).
+func (i *Issuer) bundleFor(ctx context.Context, issuingCA []byte) ([]byte, error) {
+	signer, err := certs.ParseBundle(time.Now(), issuingCA)
+	if err != nil {
+		return nil, fmt.Errorf("issuing_ca: %w", err)
+	}
+	i.mu.Lock()
+	b, at := i.bundle, i.bundleAt
+	i.mu.Unlock()
+	fresh := b != nil && time.Since(at) < bundleReuse
+	for _, c := range signer.Certificates() {
+		fresh = fresh && b.Contains(c)
+	}
+	if !fresh {
+		if b, err = i.caBundle(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return b.Merge(time.Now(), signer).PEM(), nil
+}
+
+func (i *Issuer) caBundle(ctx context.Context) (*certs.Bundle, error) {
 	path := i.mount + "/cert/ca"
 	resp, err := i.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
@@ -287,17 +325,69 @@ func (i *Issuer) caBundle(ctx context.Context) ([]byte, error) {
 		s, _ := resp.Data["certificate"].(string)
 		def = []byte(s)
 	}
-	i.mu.Lock()
-	issuing := i.issuingCA
-	i.mu.Unlock()
-	b, err := certs.ParseBundle(time.Now(), def, issuing)
+	others, err := i.mountIssuers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := certs.ParseBundle(time.Now(), append([][]byte{def}, others...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if b.Len() == 0 {
 		return nil, fmt.Errorf("the Vault server at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
 	}
-	return b.PEM(), nil
+	i.mu.Lock()
+	i.bundle, i.bundleAt = b, time.Now()
+	i.mu.Unlock()
+	return b, nil
+}
+
+// mountIssuers returns the certificate of every issuer of the mount, in
+// the order Vault lists them, reading only those not read before. nil when
+// this Vault has no multi-issuer API.
+func (i *Issuer) mountIssuers(ctx context.Context) ([][]byte, error) {
+	path := i.mount + "/issuers"
+	resp, err := i.client.Logical().ListWithContext(ctx, path)
+	if err != nil {
+		return nil, i.explain(path, err)
+	}
+	if resp == nil || resp.Data == nil {
+		return nil, nil
+	}
+	ids, _ := resp.Data["keys"].([]any)
+	out := make([][]byte, 0, len(ids))
+	seen := make(map[string][]byte, len(ids))
+	for _, v := range ids {
+		id, _ := v.(string)
+		if id == "" {
+			continue
+		}
+		i.mu.Lock()
+		pem, ok := i.issuerCerts[id]
+		i.mu.Unlock()
+		if !ok {
+			ipath := i.mount + "/issuer/" + url.PathEscape(id) + "/json"
+			r, err := i.client.Logical().ReadWithContext(ctx, ipath)
+			if err != nil {
+				return nil, i.explain(ipath, err)
+			}
+			if r == nil || r.Data == nil {
+				continue // deleted since the list
+			}
+			s, _ := r.Data["certificate"].(string)
+			if _, err := certs.ParseCertsPEM([]byte(s)); err != nil {
+				return nil, fmt.Errorf("%s: %w", ipath, err)
+			}
+			pem = []byte(s)
+		}
+		seen[id] = pem
+		out = append(out, pem)
+	}
+	// Forget issuers deleted from the mount (the cache never outgrows it).
+	i.mu.Lock()
+	i.issuerCerts = seen
+	i.mu.Unlock()
+	return out, nil
 }
 
 // displayValidity rounds what Vault granted for a message: x509 times have
