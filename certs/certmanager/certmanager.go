@@ -150,6 +150,12 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
+	// The CA Secret is read before anything is asked of cert-manager, so
+	// a broken one costs no CertificateRequest.
+	secretCA, err := i.secretBundle(ctx)
+	if err != nil {
+		return nil, err
+	}
 	key, err := i.keys.Get(req.KeyAlgorithm)
 	if err != nil {
 		return nil, err
@@ -183,7 +189,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("CertificateRequest %s: status.certificate: %w", ref, err)
 	}
-	if c.CABundle, err = i.bundle(ctx, cr.Status.CA); err != nil {
+	if c.CABundle, err = i.merge(secretCA, cr.Status.CA); err != nil {
 		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
 	if len(cr.Status.CA) > 0 {
@@ -339,27 +345,50 @@ func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
 }
 
 func (i *Issuer) bundle(ctx context.Context, fresh []byte) ([]byte, error) {
-	i.mu.Lock()
-	last := i.lastCA
-	i.mu.Unlock()
-	var secretCA []byte
-	if i.opts.CABundleSecret != "" {
-		s, err := i.opts.Secrets.CoreV1().Secrets(i.opts.Namespace).Get(ctx, i.opts.CABundleSecret, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading CA Secret %s/%s: %w", i.opts.Namespace, i.opts.CABundleSecret, err)
-		}
-		secretCA = s.Data["ca.crt"]
-		if len(bytes.TrimSpace(secretCA)) == 0 {
-			return nil, fmt.Errorf("CA Secret %s/%s has no ca.crt", i.opts.Namespace, i.opts.CABundleSecret)
-		}
-	}
-	if fresh != nil {
-		last = fresh // the newest CA supersedes what we saw before
-	}
-	b, err := certs.ParseBundle(time.Now(), secretCA, last)
+	secretCA, err := i.secretBundle(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return i.merge(secretCA, fresh)
+}
+
+// secretBundle is the ca.crt of CABundleSecret, parsed (empty when none is
+// configured). The Secret is the user's (FSM's docs have it created by
+// hand), so what is wrong with it names the Secret and the key.
+func (i *Issuer) secretBundle(ctx context.Context) (*certs.Bundle, error) {
+	if i.opts.CABundleSecret == "" {
+		return certs.NewBundle(time.Now()), nil
+	}
+	name := i.opts.Namespace + "/" + i.opts.CABundleSecret
+	s, err := i.opts.Secrets.CoreV1().Secrets(i.opts.Namespace).Get(ctx, i.opts.CABundleSecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading CA Secret %s: %w", name, err)
+	}
+	pem := s.Data["ca.crt"]
+	if len(bytes.TrimSpace(pem)) == 0 {
+		return nil, fmt.Errorf("CA Secret %s has no ca.crt", name)
+	}
+	cas, err := certs.ParseCertsPEM(pem)
+	if err != nil {
+		return nil, fmt.Errorf("CA Secret %s, key ca.crt: %w", name, err)
+	}
+	return certs.NewBundle(time.Now(), cas...), nil
+}
+
+// merge adds the CA cert-manager reported (fresh, else the last one seen)
+// to secretCA.
+func (i *Issuer) merge(secretCA *certs.Bundle, fresh []byte) ([]byte, error) {
+	i.mu.Lock()
+	last := i.lastCA
+	i.mu.Unlock()
+	if fresh != nil {
+		last = fresh // the newest CA supersedes what we saw before
+	}
+	reported, err := certs.ParseBundle(time.Now(), last)
+	if err != nil {
+		return nil, fmt.Errorf("the CA the issuer %s %q reported (status.ca): %w", i.opts.IssuerKind, i.opts.IssuerName, err)
+	}
+	b := secretCA.Merge(time.Now(), reported)
 	if b.Len() == 0 {
 		return nil, fmt.Errorf("no CA known yet: set a CA bundle Secret or issue a certificate first (the issuer %s %q reports status.ca)", i.opts.IssuerKind, i.opts.IssuerName)
 	}

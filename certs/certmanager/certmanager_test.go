@@ -228,6 +228,38 @@ func TestCertManager(t *testing.T) {
 		assertNoRequests(t, cm, auto)
 	})
 
+	// fsm-ca-bundle is the user's (FSM's docs create it by hand): a broken
+	// ca.crt is named with its Secret and key, and costs no request.
+	t.Run("malformed ca.crt", func(t *testing.T) {
+		good := string(caPEM)
+		for _, tc := range []struct{ name, ca, want string }{
+			{"not PEM", "this is not a certificate\n", "no PEM certificate found"},
+			{"broken certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "malformed certificate"},
+			{"good root then broken certificate", good + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "certificate 2"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ns := namespace(t, env.Clientset, "broken-")
+				if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: fsmnames.CABundleSecretName},
+					Data:       map[string][]byte{"ca.crt": []byte(tc.ca)},
+				}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				i := newIssuer(t, ns, DefaultIssuerName)
+				prefix := "CA Secret " + ns + "/" + fsmnames.CABundleSecretName + ", key ca.crt: "
+				_, err := i.CABundle(ctx)
+				if err == nil || !strings.Contains(err.Error(), prefix) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("CABundle: err = %v, want it to name %q and say %q", err, prefix, tc.want)
+				}
+				_, err = i.Issue(ctx, certs.Request{CommonName: "x.svc", Validity: time.Hour, Usage: certs.UsageServer, KeyAlgorithm: certs.ECDSAP256})
+				if err == nil || !strings.Contains(err.Error(), prefix) {
+					t.Errorf("Issue: err = %v, want it to name %q", err, prefix)
+				}
+				assertNoRequests(t, cm, ns)
+			})
+		}
+	})
+
 	t.Run("timeout without approval", func(t *testing.T) {
 		i := newIssuer(t, manual, DefaultIssuerName)
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
