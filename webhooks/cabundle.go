@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,8 +56,13 @@ func (r *CABundleReader) Read(ctx context.Context, reg Registration) (bundle []b
 }
 
 // TrustCheck returns a rootrotation.Options.Trusted func: nil once the
-// caBundle of every registration object that exists holds root.
-func TrustCheck(cfg *rest.Config, regs []Registration) (func(context.Context, *x509.Certificate) error, error) {
+// caBundle of every registration object that exists holds root. A CRD's
+// conversion stanza held by another mesh's converter (its Lease,
+// conversionlease.go) is that mesh's to write, never this one's: waiting for
+// it to hold this mesh's root would stall the rotation for good, so it is
+// skipped while another mesh holds the Lease, as `certs status` does. opts
+// gives this mesh's identity and the Lease's namespace.
+func TrustCheck(cfg *rest.Config, opts Options, regs []Registration) (func(context.Context, *x509.Certificate) error, error) {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -66,8 +72,18 @@ func TrustCheck(cfg *rest.Config, regs []Registration) (func(context.Context, *x
 		return nil, fmt.Errorf("apiextensions client: %w", err)
 	}
 	reader := NewCABundleReader(client, apiext)
+	self := opts.Namespace + "/" + opts.MeshName
 	return func(ctx context.Context, root *x509.Certificate) error {
 		for _, reg := range regs {
+			if reg.Kind == CRDConversion {
+				owner, err := ConversionOwner(ctx, client, opts.ConversionLeaseNamespace, reg.Name, time.Now())
+				if err != nil {
+					return err
+				}
+				if owner != "" && owner != self {
+					continue
+				}
+			}
 			bundle, found, split, err := reader.Read(ctx, reg)
 			if err != nil {
 				return err

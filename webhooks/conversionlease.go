@@ -10,7 +10,10 @@ import (
 
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -48,6 +51,30 @@ func ConversionLeaseName(crd string) string {
 func ConversionOwnerMesh(holder string) string {
 	mesh, _, _ := strings.Cut(holder, leaseHolderSep)
 	return mesh
+}
+
+// ConversionOwner reads which mesh ("<fsm namespace>/<mesh>") holds the
+// conversion-owner Lease of crd in leaseNamespace (empty: the default) at
+// now; "" when nobody holds a live one. For readers outside the serving
+// process (`certs status`, root rotation).
+func ConversionOwner(ctx context.Context, client kubernetes.Interface, leaseNamespace, crd string, now time.Time) (string, error) {
+	if leaseNamespace == "" {
+		leaseNamespace = DefaultConversionLeaseNamespace
+	}
+	name := ConversionLeaseName(crd)
+	l, err := client.CoordinationV1().Leases(leaseNamespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("reading Lease %s/%s: %w", leaseNamespace, name, err)
+	}
+	sp := l.Spec
+	if sp.HolderIdentity == nil || sp.RenewTime == nil || sp.LeaseDurationSeconds == nil ||
+		now.After(sp.RenewTime.Add(time.Duration(*sp.LeaseDurationSeconds)*time.Second)) {
+		return "", nil
+	}
+	return ConversionOwnerMesh(*sp.HolderIdentity), nil
 }
 
 // conversionOwner says whether this process owns a CRD's stanza now, from

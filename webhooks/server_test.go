@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -49,6 +50,7 @@ func TestServing(t *testing.T) {
 	t.Run("ConversionWaitsForRoute", testConversionWaitsForRoute)
 	t.Run("ConversionRouteFallback", testConversionRouteFallback)
 	t.Run("TwoMeshesOneConverter", testTwoMeshesOneConverter)
+	t.Run("RotationBesideAnotherMeshsConverter", testRotationBesideAnotherMeshsConverter)
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)
 }
@@ -491,7 +493,7 @@ func testRotation(t *testing.T) {
 	s := start(t, tc.options(), w)
 	s.waitReady(t)
 	oldRoot := tc.ca.Active()
-	trusted, err := TrustCheck(env.Config, []Registration{w.Registration})
+	trusted, err := TrustCheck(env.Config, Options{}, []Registration{w.Registration})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,7 +623,7 @@ func testTwoEntries(t *testing.T) {
 	if !found || bundle != nil || split != wantSplit {
 		t.Fatalf("split caBundles read as found %v, bundle %d bytes, split %q", found, len(bundle), split)
 	}
-	trusted, err := TrustCheck(env.Config, []Registration{w.Registration})
+	trusted, err := TrustCheck(env.Config, Options{}, []Registration{w.Registration})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +637,7 @@ func testAutoRotation(t *testing.T) {
 	w := tc.webhook(freePort(t))
 	s := start(t, tc.options(), w)
 	s.waitReady(t)
-	trusted, err := TrustCheck(env.Config, []Registration{w.Registration})
+	trusted, err := TrustCheck(env.Config, Options{}, []Registration{w.Registration})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -720,5 +722,85 @@ func checkTLSPolicy(t *testing.T, h *hook) {
 	}
 	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil {
 		t.Error("weak TLS 1.2 cipher suite accepted")
+	}
+}
+
+// testRotationBesideAnotherMeshsConverter: two meshes share a CRD and one
+// owns its conversion stanza (conversionlease.go). The other never writes
+// that caBundle, so its root rotation must not wait for it to hold its next
+// root (it waited forever in phase NextRootAdded, and the root expired
+// unrotated), while the owner's rotation still checks it.
+func testRotationBesideAnotherMeshsConverter(t *testing.T) {
+	ctx := context.Background()
+	apiext, crd := createTwoVersionCRD(ctx, t, "sprocket", "Sprocket")
+	lease := leaseTiming{duration: 4 * time.Second, renew: 3 * time.Second, retry: 500 * time.Millisecond}
+	type mesh struct {
+		tc  *testCase
+		w   Webhook
+		run *running
+	}
+	var meshes []*mesh
+	for _, name := range []string{"rvmesha", "rvmeshb"} {
+		tc := newCase(t, name, true)
+		opts := tc.options()
+		opts.MeshName = name
+		w := Webhook{
+			Name: "converter", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+			Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
+			Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
+				Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
+			}},
+		}
+		s, err := New(opts, []Webhook{w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.leaseTiming = lease
+		meshes = append(meshes, &mesh{tc: tc, w: w, run: run(t, s)})
+	}
+	var owner, other *mesh
+	waitFor(t, 30*time.Second, "one mesh owns the stanza", func() error {
+		c, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i, m := range meshes {
+			if conversionComplete(c) && bytes.Equal(ConversionCABundle(c), mustBundle(t, m.tc)) && m.run.hooks[0].ownsConversion() {
+				owner, other = m, meshes[1-i]
+				return nil
+			}
+		}
+		return errTest("no owner yet")
+	})
+	waitFor(t, 10*time.Second, "the non-owner ready (it only serves)", func() error { return other.run.Ready(ctx) })
+
+	// The non-owning mesh rotates its root, as serve's rootrotation.Auto
+	// (or `certs rotate-root`) does.
+	trusted, err := TrustCheck(env.Config, other.run.opts, []Registration{other.w.Registration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err = rootrotation.Rotate(rctx, rootrotation.Options{
+		CA: other.tc.ca, Issuer: other.tc.ca, Client: other.tc.cs,
+		Specs:   []servingcert.Spec{other.w.ServingSpec(other.run.opts)},
+		Trusted: trusted, Grace: time.Second, PollInterval: 200 * time.Millisecond, Settle: 500 * time.Millisecond,
+		Log: testLog("rotation"),
+	})
+	st, _ := other.tc.ca.RotationStatus(ctx)
+	if err != nil {
+		t.Errorf("mesh %s (stanza owned by mesh %s) could not rotate its root in 20s; stuck in phase %q: %v",
+			other.run.opts.MeshName, owner.run.opts.MeshName, st.Phase, err)
+	}
+
+	// The owner's own check still reads the stanza: it does not hold the
+	// root the other mesh rotated to.
+	ownerCheck, err := TrustCheck(env.Config, owner.run.opts, []Registration{owner.w.Registration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ownerCheck(ctx, other.tc.ca.Active()); err == nil || !strings.Contains(err.Error(), "does not hold root") {
+		t.Errorf("the owner's trust check of a root its stanza does not hold = %v, want it to wait", err)
 	}
 }

@@ -173,8 +173,8 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 			problem("%s: serving cert in %s: %s", w.Name, ws.Secret, ws.CertProblem)
 		}
 		if w.Registration.Kind == webhooks.CRDConversion {
-			if ws.ConversionOwner, err = conversionOwner(ctx, client, opts, w.Registration.Name, now); err != nil {
-				return nil, err
+			if ws.ConversionOwner, err = webhooks.ConversionOwner(ctx, client, opts.ConversionLeaseNamespace, w.Registration.Name, now); err != nil {
+				return nil, fmt.Errorf("certs status: %w", err)
 			}
 		}
 		bundle, found, split, err := reg.Read(ctx, w.Registration)
@@ -201,29 +201,6 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 		r.Webhooks = append(r.Webhooks, ws)
 	}
 	return r, nil
-}
-
-// conversionOwner reads which mesh holds the conversion-owner Lease of crd
-// (webhooks/conversionlease.go); "" when none holds a live one.
-func conversionOwner(ctx context.Context, client kubernetes.Interface, opts webhooks.Options, crd string, now time.Time) (string, error) {
-	ns := opts.ConversionLeaseNamespace
-	if ns == "" {
-		ns = webhooks.DefaultConversionLeaseNamespace
-	}
-	name := webhooks.ConversionLeaseName(crd)
-	l, err := client.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("certs status: reading Lease %s/%s: %w", ns, name, err)
-	}
-	sp := l.Spec
-	if sp.HolderIdentity == nil || sp.RenewTime == nil || sp.LeaseDurationSeconds == nil ||
-		now.After(sp.RenewTime.Add(time.Duration(*sp.LeaseDurationSeconds)*time.Second)) {
-		return "", nil
-	}
-	return webhooks.ConversionOwnerMesh(*sp.HolderIdentity), nil
 }
 
 // WriteJSON renders r as indented JSON (`-o json`).

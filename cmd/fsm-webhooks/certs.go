@@ -177,14 +177,14 @@ func (b bundleOnly) Provider() string                         { return b.provide
 // webhook configuration's caBundle.
 func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *tresor.Issuer) (rootrotation.Options, error) {
 	hooks := hookIdentities(o)
-	wopts := webhooks.Options{Namespace: o.fsmNamespace, ClusterDomain: o.clusterDomain, WebhookURLHost: o.webhookURLHost}
+	wopts := webhooks.Options{Namespace: o.fsmNamespace, MeshName: o.meshName, ClusterDomain: o.clusterDomain, WebhookURLHost: o.webhookURLHost}
 	regs := make([]webhooks.Registration, 0, len(hooks))
 	specs := make([]servingcert.Spec, 0, len(hooks))
 	for _, h := range hooks {
 		regs = append(regs, h.Registration)
 		specs = append(specs, h.ServingSpec(wopts))
 	}
-	trusted, err := webhooks.TrustCheck(cfg, regs)
+	trusted, err := webhooks.TrustCheck(cfg, wopts, regs)
 	if err != nil {
 		return rootrotation.Options{}, err
 	}

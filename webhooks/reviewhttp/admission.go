@@ -117,5 +117,10 @@ func Unmarshal(body []byte) (*admissionv1.AdmissionReview, int32, error) {
 	if ar.Request == nil {
 		return nil, http.StatusBadRequest, errors.New("the AdmissionReview has no request")
 	}
+	if ar.Request.UID == "" {
+		// The apiserver matches the answer by it: a review without one is
+		// not the apiserver's, and no handler work is done for it.
+		return nil, http.StatusBadRequest, errors.New("the AdmissionReview's request has no uid")
+	}
 	return ar, 0, nil
 }

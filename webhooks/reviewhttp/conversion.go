@@ -120,5 +120,8 @@ func UnmarshalConversion(body []byte) (*apixv1.ConversionReview, error) {
 	if review.Request == nil {
 		return nil, errors.New("the ConversionReview has no request")
 	}
+	if review.Request.UID == "" {
+		return nil, errors.New("the ConversionReview's request has no uid")
+	}
 	return review, nil
 }
