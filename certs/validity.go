@@ -99,8 +99,26 @@ func processSpread(cert *x509.Certificate) float64 {
 	return float64(maphash.Bytes(spreadSeed, cert.Raw)>>11) / (1 << 53)
 }
 
+// ClockSkew is how far a CA's clock may run ahead of this server's: a leaf
+// whose NotBefore is at most this far ahead is checked as of its NotBefore.
+// cert-manager's CA issuer does not backdate NotBefore, so with its node's
+// clock a second ahead every serving cert it had just issued was "not yet
+// valid" here, refused, and asked for again with the same result: the
+// webhook never got one. (tresor and Vault backdate their leaves.)
+const ClockSkew = 5 * time.Minute
+
+// VerifyTime is the instant at which to check leaf's chain: now, or leaf's
+// NotBefore when that is ahead of now by at most ClockSkew.
+func VerifyTime(leaf *x509.Certificate, now time.Time) time.Time {
+	if now.Before(leaf.NotBefore) && leaf.NotBefore.Sub(now) <= ClockSkew {
+		return leaf.NotBefore
+	}
+	return now
+}
+
 // ChainsTo reports whether the first certificate of certPEM (the rest are
-// its intermediates) chains to root at the given instant, for any key usage.
+// its intermediates) chains to root at the given instant (VerifyTime), for
+// any key usage.
 // Root rotation uses it to tell certificates of the old root from those of
 // the new one.
 func ChainsTo(certPEM []byte, root *x509.Certificate, at time.Time) error {
@@ -115,7 +133,7 @@ func ChainsTo(certPEM []byte, root *x509.Certificate, at time.Time) error {
 		inter.AddCert(c)
 	}
 	if _, err := chain[0].Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		Roots: roots, Intermediates: inter, CurrentTime: VerifyTime(chain[0], at), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return fmt.Errorf("certificate %q does not chain to root %q (serial %s): %w",
 			chain[0].Subject.CommonName, root.Subject.CommonName, root.SerialNumber.Text(16), err)

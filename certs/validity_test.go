@@ -106,6 +106,10 @@ func TestChainsTo(t *testing.T) {
 		{"another root", leaf.CertPEM, other.Cert, t0, `certificate "svc.ns.svc" does not chain to root "fsm-ca.flomesh.io" (serial ` + other.Cert.SerialNumber.Text(16)},
 		{"after the leaf expired", leaf.CertPEM, root.Cert, t0.Add(2 * time.Hour), "expired"},
 		{"not PEM", []byte("junk"), root.Cert, t0, "no PEM certificate"},
+		// Issued by a CA whose clock runs ahead of ours (cert-manager does
+		// not backdate NotBefore).
+		{"valid ClockSkew from now", leaf.CertPEM, root.Cert, leafNotBefore(t, leaf.CertPEM).Add(-ClockSkew), ""},
+		{"valid an hour from now", leaf.CertPEM, root.Cert, leafNotBefore(t, leaf.CertPEM).Add(-time.Hour), "not yet valid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ChainsTo(tc.certPEM, tc.root, tc.at)
@@ -117,4 +121,13 @@ func TestChainsTo(t *testing.T) {
 			}
 		})
 	}
+}
+
+func leafNotBefore(t *testing.T, certPEM []byte) time.Time {
+	t.Helper()
+	cs, err := ParseCertsPEM(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs[0].NotBefore
 }

@@ -36,16 +36,23 @@ func IssuingRoots(chain []*x509.Certificate, bundle []byte, now time.Time) ([]by
 		return nil, err
 	}
 	var roots []*x509.Certificate
+	var lastErr error
 	for _, ca := range cas {
 		pool := x509.NewCertPool()
 		pool.AddCert(ca)
-		opts := x509.VerifyOptions{Roots: pool, Intermediates: intermediates(chain), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+		opts := x509.VerifyOptions{Roots: pool, Intermediates: intermediates(chain), CurrentTime: certs.VerifyTime(leaf, now), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
 		if _, err := leaf.Verify(opts); err == nil {
 			roots = append(roots, ca)
+		} else {
+			lastErr = err
 		}
 	}
 	if len(roots) == 0 {
-		return nil, fmt.Errorf("certificate %q (issuer %q) chains to none of the %d CA certificates", leaf.Subject.CommonName, leaf.Issuer.CommonName, len(cas))
+		msg := fmt.Sprintf("certificate %q (issuer %q) chains to none of the %d CA certificates", leaf.Subject.CommonName, leaf.Issuer.CommonName, len(cas))
+		if lastErr != nil {
+			return nil, fmt.Errorf("%s: %w", msg, lastErr)
+		}
+		return nil, errors.New(msg)
 	}
 	return certs.EncodeCertsPEM(roots...), nil
 }
@@ -67,7 +74,7 @@ func Verifies(bundle []byte, chain []*x509.Certificate, serverName string, now t
 		Roots:         pool,
 		Intermediates: intermediates(chain),
 		DNSName:       serverName,
-		CurrentTime:   now,
+		CurrentTime:   certs.VerifyTime(leaf, now),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}); err != nil {
 		return err

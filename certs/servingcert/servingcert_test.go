@@ -97,6 +97,11 @@ func TestCheck(t *testing.T) {
 	short.Validity = time.Hour
 	shortCert := issue(t, ca, short)
 	now := time.Now()
+	goodLeaf, err := certs.ParseCertsPEM(good[servingcert.KeyCert])
+	if err != nil {
+		t.Fatal(err)
+	}
+	notBefore := goodLeaf[0].NotBefore
 
 	with := func(m map[string][]byte, k string, v []byte) map[string][]byte {
 		out := map[string][]byte{}
@@ -128,6 +133,10 @@ func TestCheck(t *testing.T) {
 		{"validity shortened", short, good, trusted, now, servingcert.ReasonValidity},
 		{"short cert young", short, shortCert, trusted, now.Add(30 * time.Minute), servingcert.ReasonNone},
 		{"short cert due", short, shortCert, trusted, now.Add(41 * time.Minute), servingcert.ReasonExpiring},
+		// A CA whose clock runs ahead (cert-manager does not backdate).
+		{"issued by a clock 2s ahead", spec, good, trusted, notBefore.Add(-2 * time.Second), servingcert.ReasonNone},
+		{"issued by a clock ClockSkew ahead", spec, good, trusted, notBefore.Add(-certs.ClockSkew), servingcert.ReasonNone},
+		{"not valid for another hour", spec, good, trusted, notBefore.Add(-time.Hour), servingcert.ReasonUntrusted},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,6 +268,15 @@ func TestIssuingRoots(t *testing.T) {
 	}
 	if _, err := servingcert.IssuingRoots(leaf, mustBundle(t, other), time.Now()); err == nil {
 		t.Error("no error for a bundle that does not verify the leaf")
+	}
+	// Issued by a CA whose clock runs ahead of ours (cert-manager does not
+	// backdate): within ClockSkew the root is found, beyond it the error
+	// says why.
+	if roots, err := servingcert.IssuingRoots(leaf, both, leaf[0].NotBefore.Add(-2*time.Second)); err != nil || !bytes.Equal(roots, mustBundle(t, ca)) {
+		t.Errorf("a leaf valid 2s from now: IssuingRoots = %q, %v", roots, err)
+	}
+	if _, err := servingcert.IssuingRoots(leaf, both, leaf[0].NotBefore.Add(-time.Hour)); err == nil || !strings.Contains(err.Error(), "not yet valid") {
+		t.Errorf("a leaf valid an hour from now: err = %v, want it to say the leaf is not yet valid", err)
 	}
 }
 
