@@ -5,10 +5,12 @@ import (
 	"math"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
@@ -320,11 +322,29 @@ func (o *options) validate() error {
 	if o.injectorMaxInFlight < 0 {
 		return usageErrorf("invalid value %d for --injector-max-in-flight: must be 0 (no limit) or more", o.injectorMaxInFlight)
 	}
-	if o.webhookURLHost != "" && strings.ContainsAny(o.webhookURLHost, "/:") && net.ParseIP(o.webhookURLHost) == nil {
-		return usageErrorf("invalid value %q for --webhook-url-host: must be a host name or IP address without scheme or port", o.webhookURLHost)
+	// These would otherwise fail only once serve has reached the cluster,
+	// in a serving-cert or listen error naming no flag.
+	if errs := validation.IsDNS1123Subdomain(o.clusterDomain); o.clusterDomain != "" && len(errs) > 0 {
+		return usageErrorf("invalid value %q for --cluster-domain: must be a DNS name such as cluster.local: %s", o.clusterDomain, strings.Join(errs, "; "))
+	}
+	if err := hostFlag("webhook-url-host", o.webhookURLHost); err != nil {
+		return err
 	}
 	if o.injectorPort == o.validatorPort || o.injectorPort == o.converterPort || o.validatorPort == o.converterPort {
 		return usageErrorf("--injector-port, --validator-port and --converter-port must differ, got %d, %d, %d", o.injectorPort, o.validatorPort, o.converterPort)
+	}
+	taken := map[int]string{o.injectorPort: "--injector-port", o.validatorPort: "--validator-port", o.converterPort: "--converter-port"}
+	for _, a := range []struct{ flag, addr string }{{"metrics-bind-address", o.metricsAddr}, {"health-probe-bind-address", o.healthProbeAddr}} {
+		port, err := bindAddressFlag(a.flag, a.addr, true)
+		if err != nil {
+			return err
+		}
+		if other, ok := taken[port]; ok && port != 0 {
+			return usageErrorf("invalid value %q for --%s: port %d is %s's", a.addr, a.flag, port, other)
+		}
+		if port > 0 {
+			taken[port] = "--" + a.flag
+		}
 	}
 	if o.certificateManager == "vault" {
 		if o.vaultHost == "" {
@@ -360,4 +380,36 @@ func (o *options) clientConfigs(cfg *rest.Config) (admission, controllers *rest.
 
 func (o *options) String() string {
 	return fmt.Sprintf("mesh=%s namespace=%s provider=%s", o.meshName, o.fsmNamespace, o.certificateManager)
+}
+
+// hostFlag checks a flag holding a host: empty, an IP address or a DNS
+// name, without scheme, port or brackets.
+func hostFlag(flag, v string) error {
+	if v == "" || net.ParseIP(v) != nil {
+		return nil
+	}
+	if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
+		return usageErrorf("invalid value %q for --%s: must be a host name or IP address without scheme, port or brackets: %s", v, flag, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// bindAddressFlag checks a host:port flag and returns its port; with
+// disable, "" and "0" turn the listener off (port -1).
+func bindAddressFlag(flag, v string, disable bool) (int, error) {
+	if disable && (v == "" || v == "0") {
+		return -1, nil
+	}
+	host, portStr, err := net.SplitHostPort(v)
+	if err != nil {
+		return 0, usageErrorf("invalid value %q for --%s: must be host:port or :port: %v", v, flag, err)
+	}
+	if err := hostFlag(flag, host); err != nil {
+		return 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return 0, usageErrorf("invalid value %q for --%s: port %q must be a number between 0 and 65535", v, flag, portStr)
+	}
+	return port, nil
 }

@@ -28,6 +28,17 @@ func TestFlagErrors(t *testing.T) {
 		{"negative duration", []string{"serve", "--service-cert-validity-duration=-1h"}, nil, "--service-cert-validity-duration: must be a positive duration"},
 		{"webhooks list", []string{"serve", "--webhooks=injector,mutator"}, nil, `invalid value "mutator" for --webhooks`},
 		{"url host with scheme", []string{"serve", "--webhook-url-host=https://x"}, nil, "--webhook-url-host: must be a host name or IP address"},
+		// Each of these failed only after serve reached the cluster, naming
+		// no flag (a serving-cert, listen or port-clash error).
+		{"url host upper case", []string{"serve", "--webhook-url-host=Webhooks.Example.COM"}, nil, `invalid value "Webhooks.Example.COM" for --webhook-url-host`},
+		{"cluster domain with a trailing dot", []string{"serve", "--cluster-domain=cluster.local."}, nil, `invalid value "cluster.local." for --cluster-domain`},
+		{"metrics address without a colon", []string{"serve", "--metrics-bind-address=8080"}, nil, `invalid value "8080" for --metrics-bind-address: must be host:port`},
+		{"metrics port not a number", []string{"serve", "--metrics-bind-address=:http"}, nil, `invalid value ":http" for --metrics-bind-address: port "http"`},
+		{"health probe on the injector's port", []string{"serve", "--health-probe-bind-address=:9090"}, nil, `invalid value ":9090" for --health-probe-bind-address: port 9090 is --injector-port's`},
+		{"health probe on the metrics port", []string{"serve", "--health-probe-bind-address=127.0.0.1:8080"}, nil, `port 8080 is --metrics-bind-address's`},
+		{"bind host in brackets", []string{"serve", "--webhook-bind-host=[::1]"}, nil, `invalid value "[::1]" for --webhook-bind-host`},
+		{"pprof without a port", []string{"serve", "--pprof-bind-address=localhost"}, nil, `invalid value "localhost" for --pprof-bind-address`},
+		{"webhook listed twice", []string{"serve", "--webhooks=injector,validator,injector"}, nil, `invalid value "injector,validator,injector" for --webhooks: injector is listed twice`},
 		{"extra argument", []string{"serve", "now"}, nil, "takes no arguments"},
 		{"bad env", []string{"serve"}, map[string]string{"FSM_INJECTOR_PORT": "x"}, `invalid value "x" for --injector-port (from env FSM_INJECTOR_PORT)`},
 		{"env validated too", []string{"serve"}, map[string]string{"FSM_MESH_NAME": "Bad"}, `invalid value "Bad" for --mesh-name`},

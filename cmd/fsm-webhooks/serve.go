@@ -100,9 +100,20 @@ func (sf *serveFlags) validate() error {
 	if len(sf.webhooks) == 0 {
 		return usageErrorf("invalid value \"\" for --webhooks: must name at least one of %s", strings.Join(allHooks, ", "))
 	}
-	for _, h := range sf.webhooks {
+	for i, h := range sf.webhooks {
 		if !slices.Contains(allHooks, h) {
 			return usageErrorf("invalid value %q for --webhooks: must be one of %s", h, strings.Join(allHooks, ", "))
+		}
+		if slices.Contains(sf.webhooks[:i], h) {
+			return usageErrorf("invalid value %q for --webhooks: %s is listed twice", strings.Join(sf.webhooks, ","), h)
+		}
+	}
+	if err := hostFlag("webhook-bind-host", sf.bindHost); err != nil {
+		return err
+	}
+	if sf.pprofAddr != "" {
+		if _, err := bindAddressFlag("pprof-bind-address", sf.pprofAddr, false); err != nil {
+			return err
 		}
 	}
 	if sf.shutdownDrain < 0 {
