@@ -269,7 +269,7 @@ func planAddNextRoot(s *corev1.Secret, st *State, next func() (*certs.Authority,
 		return nil, false, err
 	}
 	data := withoutRotation(s.Data)
-	data[KeyCABundle] = st.Bundle.Merge(now, certs.NewBundle(now, n.Cert)).PEM()
+	data[KeyCABundle] = signerFirst(st.Rotation.Active, st.Bundle.Merge(now, certs.NewBundle(now, n.Cert)))
 	data[KeyRotationPhase] = []byte(PhaseNextRootAdded)
 	data[KeyRotationNextCert] = certs.EncodeCertsPEM(n.Cert)
 	data[KeyRotationNextKey] = keyPEM
@@ -285,6 +285,7 @@ func planActivateNextRoot(s *corev1.Secret, st *State, now time.Time) (map[strin
 		return nil, false, fmt.Errorf("no root rotation in progress: add the next root first")
 	}
 	data := maps.Clone(s.Data)
+	data[KeyCABundle] = signerFirst(st.Rotation.Next, st.Bundle)
 	data[KeyPrivateKey] = st.nextKeyPEM
 	data[KeyExpiration] = []byte(st.Rotation.Next.NotAfter.UTC().Format(ExpirationLayout))
 	data[KeyRotationPhase] = []byte(PhaseNextRootActive)
@@ -311,11 +312,27 @@ func planDropPreviousRoot(s *corev1.Secret, st *State, now time.Time) (map[strin
 		}
 	}
 	data := maps.Clone(s.Data)
-	data[KeyCABundle] = certs.NewBundle(now, keep...).PEM()
+	data[KeyCABundle] = signerFirst(st.Rotation.Active, certs.NewBundle(now, keep...))
 	data[KeyRotationPhase] = []byte(PhaseComplete)
 	data[KeyRotationCompleted] = []byte(now.UTC().Format(time.RFC3339))
 	delete(data, KeyRotationPreviousCert)
 	return data, true, nil
+}
+
+// signerFirst is ca.crt's content: signer (the root of private.key) first,
+// then the rest of b. FSM's controller, which keeps running beside us after
+// a switch, signs with private.key under the first certificate of ca.crt
+// (tresor's IssueCertificate decodes the first PEM block): with the roots
+// in age order, a restart in phase NextRootActive paired the old root's
+// certificate with the new key, and every issuance failed.
+func signerFirst(signer *x509.Certificate, b *certs.Bundle) []byte {
+	out := []*x509.Certificate{signer}
+	for _, c := range b.Certificates() {
+		if !bytes.Equal(c.Raw, signer.Raw) {
+			out = append(out, c)
+		}
+	}
+	return certs.EncodeCertsPEM(out...)
 }
 
 func withoutRotation(in map[string][]byte) map[string][]byte {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"reflect"
 	"strings"
@@ -251,6 +252,7 @@ func TestTresor(t *testing.T) {
 			t.Fatal("phase 1 must keep signing with the old root")
 		}
 		issueAndVerify(t, b, "p1.bookstore.svc", certs.UsageServer, certs.ECDSAP256, oldRoot)
+		assertFSMSigner(t, cs, ns, oldRoot)
 		assertNoop(t, cs, ns, func() error { _, err := store.AddNextRoot(ctx); return err })
 		if _, err := store.DropPreviousRoot(ctx); err == nil || !strings.Contains(err.Error(), "not active yet") {
 			t.Fatalf("DropPreviousRoot in phase 1: %v", err)
@@ -263,6 +265,7 @@ func TestTresor(t *testing.T) {
 		}
 		waitFor(t, changed, func() bool { return b.State().Authority.Cert.Equal(newRoot) })
 		newLeaf := issueAndVerify(t, b, "p2.bookstore.svc", certs.UsageServer, certs.ECDSAP256, newRoot)
+		assertFSMSigner(t, cs, ns, newRoot)
 		if err := b.State().Bundle.Verify(oldLeaf); err != nil {
 			t.Fatalf("a leaf of the old root must still verify in phase 2: %v", err)
 		}
@@ -279,6 +282,7 @@ func TestTresor(t *testing.T) {
 			t.Fatalf("DropPreviousRoot = %+v, %v", st, err)
 		}
 		waitFor(t, changed, func() bool { return b.State().Bundle.Len() == 1 })
+		assertFSMSigner(t, cs, ns, newRoot)
 		if err := b.State().Bundle.Verify(oldLeaf); err == nil {
 			t.Fatal("a leaf of the dropped root still verifies")
 		}
@@ -471,4 +475,35 @@ func mustKeyPEM(t *testing.T, k crypto.Signer) []byte {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// assertFSMSigner checks the CA Secret as FSM's controller reads it (it
+// keeps running beside us after a switch): its tresor signs with
+// private.key under the first certificate of ca.crt, so that certificate
+// must be the signing root and private.key its key, in every phase.
+func assertFSMSigner(t *testing.T, cs kubernetes.Interface, ns string, signer *x509.Certificate) {
+	t.Helper()
+	sec, err := cs.CoreV1().Secrets(ns).Get(context.Background(), DefaultSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(sec.Data[KeyCABundle])
+	if block == nil {
+		t.Fatalf("%s has no PEM block", KeyCABundle)
+	}
+	first, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Equal(signer) {
+		t.Errorf("the first certificate of %s is %q (NotBefore %s), want the signing root (NotBefore %s): FSM's controller would sign under it with the signing root's key",
+			KeyCABundle, first.Subject.CommonName, first.NotBefore, signer.NotBefore)
+	}
+	key, err := certs.ParseKeyPEM(sec.Data[KeyPrivateKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(first.PublicKey) {
+		t.Errorf("%s is not the key of the first certificate of %s", KeyPrivateKey, KeyCABundle)
+	}
 }
