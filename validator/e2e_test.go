@@ -64,11 +64,16 @@ func TestE2E(t *testing.T) {
 		ValidateTrafficTarget: true,
 		Logger:                testr.New(t),
 	})
-	register(ctx, t, c, url)
-
 	for _, ns := range []string{fsmNS, "apps", "v1alpha1", "v1alpha2", "v1alpha3"} {
 		mustCreate(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
+	// Stored before the webhook exists, as a copy left over from FSM would be.
+	stray := presetMeshConfig(t)
+	stray.SetName("fsm-mesh-config-backup")
+	stray.SetFinalizers([]string{"example.com/keep"})
+	mustCreate(ctx, t, c, stray)
+
+	register(ctx, t, c, url)
 
 	t.Run("preset accepted", func(t *testing.T) {
 		obj := presetMeshConfig(t)
@@ -171,6 +176,25 @@ func TestE2E(t *testing.T) {
 		obj.SetName("another-config")
 		wantDenied(t, c.Create(ctx, obj),
 			`metadata.name: Invalid value: "another-config": the mesh in namespace fsm-system reads only the MeshConfig named "fsm-mesh-config"`)
+	})
+
+	t.Run("stray MeshConfig in the mesh namespace stays editable", func(t *testing.T) {
+		obj := stray.DeepCopy()
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		bad := obj.DeepCopy()
+		setField(t, bad, "loud", "spec", "sidecar", "logLevel")
+		wantDenied(t, c.Update(ctx, bad), `spec.sidecar.logLevel: Unsupported value: "loud"`)
+		obj.SetFinalizers(nil)
+		wantWarned(ctx, t, env.Config, obj,
+			`metadata.name: Invalid value: "fsm-mesh-config-backup": the mesh in namespace fsm-system reads only the MeshConfig named "fsm-mesh-config"; one MeshConfig per mesh namespace (already stored: allowed unchanged, please fix)`)
+		if err := c.Update(ctx, obj); err != nil {
+			t.Fatalf("removing the finalizer of the stray MeshConfig: %v", err)
+		}
+		if err := c.Delete(ctx, obj); err != nil {
+			t.Errorf("deleting the stray MeshConfig: %v", err)
+		}
 	})
 
 	t.Run("update breaking a field refused, valid update accepted", func(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 )
@@ -183,7 +184,18 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 	}
 	// The object carries the name (a generated one is only there).
 	name, namespace := cmp.Or(res.Name, req.Name), cmp.Or(res.Namespace, req.Namespace)
-	res.Errors = append(res.Errors, meshconfig.ValidateIdentity(name, namespace, h.opts.FSMNamespace, h.opts.MeshConfigName)...)
+	idErrs := meshconfig.ValidateIdentity(name, namespace, h.opts.FSMNamespace, h.opts.MeshConfigName)
+	if req.Operation == admissionv1.Update {
+		// Name and namespace are immutable, so on UPDATE the stored object
+		// already had this error: it ratchets like any other, and a stray
+		// MeshConfig (left over from FSM) can still be edited and have its
+		// finalizers removed instead of staying Terminating forever.
+		for _, e := range idErrs {
+			res.Warnings = append(res.Warnings, ratchet.Warning(e.Error()))
+		}
+	} else {
+		res.Errors = append(res.Errors, idErrs...)
+	}
 	if len(res.Errors) > 0 {
 		return invalidMeshConfig(name, res.Errors).WithWarnings(res.Warnings...)
 	}

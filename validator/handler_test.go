@@ -2,12 +2,14 @@ package validator
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,8 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -198,5 +202,73 @@ func TestRulesMatchHandledKinds(t *testing.T) {
 	}
 	if n != 3+1+6+3 {
 		t.Errorf("Rules covers %d group-version-resources, want 13", n)
+	}
+}
+
+// TestMeshConfigIdentity: in the mesh namespace only MeshConfigName is
+// admitted on CREATE. Name and namespace are immutable, so on UPDATE the
+// error is always the stored object's own: it only warns (ratcheting), and
+// a stray MeshConfig left over from FSM can still be edited, e.g. to remove
+// a finalizer, which would otherwise leave it Terminating forever. A new
+// problem in the same update still denies.
+func TestMeshConfigIdentity(t *testing.T) {
+	preset := presetJSON(t)
+	withName := func(name, extra string) []byte {
+		b := bytes.Replace(preset, []byte(`"name":"fsm-mesh-config"`), []byte(`"name":"`+name+`"`+extra), 1)
+		if bytes.Equal(b, preset) && name != "fsm-mesh-config" {
+			t.Fatal("test setup: metadata.name not found in preset")
+		}
+		return b
+	}
+	const stray = "fsm-mesh-config-backup"
+	identityErr := `metadata.name: Invalid value: "` + stray + `": the mesh in namespace fsm-system reads only the MeshConfig named "fsm-mesh-config"; one MeshConfig per mesh namespace`
+	finalized := withName(stray, `,"finalizers":["example.com/keep"]`)
+	badLevel := bytes.Replace(withName(stray, ""), []byte(`"logLevel":"error"`), []byte(`"logLevel":"loud"`), 1)
+	cases := []struct {
+		name        string
+		op          admissionv1.Operation
+		ns          string
+		obj, old    []byte
+		wantAllowed bool
+		wantMsg     string // in the denial
+		wantWarning string // among the warnings
+	}{
+		{name: "create the mesh's MeshConfig", op: admissionv1.Create, ns: "fsm-system", obj: preset, wantAllowed: true},
+		{name: "create a second MeshConfig in the mesh namespace", op: admissionv1.Create, ns: "fsm-system", obj: withName(stray, ""),
+			wantMsg: identityErr},
+		{name: "create elsewhere under any name", op: admissionv1.Create, ns: "apps", obj: bytes.Replace(withName(stray, ""), []byte(`"namespace":"fsm-system"`), []byte(`"namespace":"apps"`), 1),
+			wantAllowed: true},
+		{name: "update of a stray MeshConfig removing its finalizer", op: admissionv1.Update, ns: "fsm-system", obj: withName(stray, ""), old: finalized,
+			wantAllowed: true, wantWarning: identityErr + ratchet.Suffix},
+		{name: "update of a stray MeshConfig adding a bad field", op: admissionv1.Update, ns: "fsm-system", obj: badLevel, old: finalized,
+			wantMsg: `spec.sidecar.logLevel: Unsupported value: "loud"`, wantWarning: identityErr + ratchet.Suffix},
+	}
+	h := NewHandler(Options{FSMNamespace: "fsm-system"})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+				UID:       "u",
+				Kind:      metav1.GroupVersionKind{Group: meshconfig.Group, Version: "v1alpha3", Kind: "MeshConfig"},
+				Operation: tc.op,
+				Namespace: tc.ns,
+				Object:    runtime.RawExtension{Raw: tc.obj},
+				OldObject: runtime.RawExtension{Raw: tc.old},
+			}})
+			if resp.Allowed != tc.wantAllowed {
+				t.Fatalf("allowed %v, want %v: %+v", resp.Allowed, tc.wantAllowed, resp.Result)
+			}
+			if tc.wantMsg != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tc.wantMsg)) {
+				t.Errorf("denial %+v lacks %q", resp.Result, tc.wantMsg)
+			}
+			if tc.wantMsg != "" && strings.Contains(resp.Result.Message, "metadata.name") && tc.op == admissionv1.Update {
+				t.Errorf("UPDATE denied for the immutable name: %s", resp.Result.Message)
+			}
+			if tc.wantWarning != "" && !slices.Contains(resp.Warnings, tc.wantWarning) {
+				t.Errorf("warnings %q lack %q", resp.Warnings, tc.wantWarning)
+			}
+			if tc.wantWarning == "" && len(resp.Warnings) != 0 {
+				t.Errorf("unexpected warnings %q", resp.Warnings)
+			}
+		})
 	}
 }

@@ -64,3 +64,30 @@ func FuzzDecodeViewParity(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateConversionAnnotations feeds arbitrary conversion annotations
+// to objects of every version. Invariants: no panic, deterministic, and an
+// UPDATE that changes nothing is never denied.
+func FuzzValidateConversionAnnotations(f *testing.F) {
+	f.Add("v1alpha1", "conversion.flomesh.io/v1alpha3-fields", `{"traffic":{"outboundIPRangeInclusionList":["fd00::/8"]}}`)
+	f.Add("v1alpha2", "conversion.flomesh.io/v1alpha3-fields", `{"image":{"pullPolicy":"Sometimes"},"repoServer":{"port":70000}}`)
+	f.Add("v1alpha3", "conversion.flomesh.io/v1alpha2-fields", `{"sidecar":{"sidecarDrivers":[{"proxyServerPort":0}]}}`)
+	f.Add("v1alpha1", "conversion.flomesh.io/v1alpha3-fields", `{"ingress":`)
+	f.Fuzz(func(t *testing.T, version, key, value string) {
+		obj, err := json.Marshal(map[string]any{
+			"apiVersion": Group + "/" + version, "kind": Kind,
+			"metadata": map[string]any{"name": "m", "namespace": "ns", "annotations": map[string]string{key: value}},
+			"spec":     map[string]any{"sidecar": map[string]any{"logLevel": "error"}},
+		})
+		if err != nil {
+			return
+		}
+		r1, r2 := Validate(version, obj), Validate(version, obj)
+		if !reflect.DeepEqual(r1, r2) {
+			t.Fatalf("not deterministic:\n%v\n%v", r1, r2)
+		}
+		if u := ValidateUpdate(version, obj, obj); len(u.Errors) != 0 {
+			t.Fatalf("unchanged UPDATE denied: %v", u.Errors)
+		}
+	})
+}

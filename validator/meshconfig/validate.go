@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/check"
@@ -90,19 +92,38 @@ type Result struct {
 
 // Validate checks a whole MeshConfig object (JSON as sent in an admission
 // request) of the given served version. Every problem is reported, not just
-// the first.
+// the first. A v1alpha1/v1alpha2 object is also checked as the v1alpha3
+// object it is stored as, and the data its conversion annotations carry
+// into other versions is checked by those versions' rules (stored.go).
 func Validate(version string, obj []byte) Result {
+	r, annotations := validateView(version, obj)
+	if annotations == nil {
+		return r
+	}
+	if a, ok := annotations[lossless.AnnotationV1Alpha3Fields]; ok && IsDeprecatedVersion(version) {
+		r.Errors = append(r.Errors, hubFieldErrors(version, obj, a)...)
+	}
+	if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok && version == V1alpha3 {
+		r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
+	}
+	return r
+}
+
+// validateView is Validate for the object's own fields, read through the
+// version-neutral view. It also returns the object's annotations (nil when
+// it has none or is not JSON).
+func validateView(version string, obj []byte) (Result, map[string]string) {
 	var r Result
 	if !IsServedVersion(version) {
 		r.Errors = field.ErrorList{field.NotSupported(field.NewPath("apiVersion"), Group+"/"+version, servedAPIVersions())}
-		return r
+		return r, nil
 	}
 	var v view
 	if err := decodeView(obj, &v); err != nil {
 		var te *json.UnmarshalTypeError
 		if !errors.As(err, &te) {
 			r.Errors = field.ErrorList{field.Invalid(field.NewPath("spec"), nil, "the object is not valid JSON: "+err.Error())}
-			return r
+			return r, nil
 		}
 		// encoding/json decodes the rest after a type mismatch, so the
 		// remaining rules still run and everything is reported at once.
@@ -125,7 +146,7 @@ func Validate(version string, obj []byte) Result {
 		r.Warnings = append(r.Warnings, deprecatedFields(&v.Spec)...)
 	}
 	r.Warnings = append(r.Warnings, ipv6ExclusionWarnings(&v.Spec.Traffic, field.NewPath("spec", "traffic", "outboundIPRangeExclusionList"))...)
-	return r
+	return r, v.Metadata.Annotations
 }
 
 // ValidateUpdate is Validate for an UPDATE: an error the stored object
@@ -250,14 +271,7 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, rules.Enum(p.Child("logLevel"), s.LogLevel, SidecarLogLevels...)...)
 	errs = append(errs, check.Image(p.Child("sidecarImage"), s.SidecarImage)...)
-	errs = append(errs, check.Image(p.Child("initContainerImage"), s.InitContainerImage)...)
-	for i := range s.SidecarDrivers {
-		d := &s.SidecarDrivers[i]
-		dp := p.Child("sidecarDrivers").Index(i)
-		errs = append(errs, check.Image(dp.Child("sidecarImage"), d.SidecarImage)...)
-		errs = append(errs, check.Image(dp.Child("initContainerImage"), d.InitContainerImage)...)
-		errs = append(errs, rules.Port(dp.Child("proxyServerPort"), d.ProxyServerPort)...)
-	}
+	errs = append(errs, validateLegacySidecar(s, p)...)
 	errs = append(errs, check.Duration(p.Child("configResyncInterval"), s.ConfigResyncInterval)...)
 	if s.MaxDataPlaneConnections < 0 {
 		errs = append(errs, field.Invalid(p.Child("maxDataPlaneConnections"), s.MaxDataPlaneConnections, "should be greater than or equal to 0"))
@@ -294,6 +308,22 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 		errs = append(errs, check.IP(up.Child("ip"), u.IP)...)
 		// 0 is what FSM's own install writes: FSM's sidecar then uses 53.
 		errs = append(errs, check.OptionalPort(up.Child("port"), u.Port)...)
+	}
+	return errs
+}
+
+// validateLegacySidecar checks the sidecar fields v1alpha3 dropped, in a
+// v1alpha1/v1alpha2 object or in the annotation that keeps them on a
+// v1alpha3 one.
+func validateLegacySidecar(s *sidecar, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, check.Image(p.Child("initContainerImage"), s.InitContainerImage)...)
+	for i := range s.SidecarDrivers {
+		d := &s.SidecarDrivers[i]
+		dp := p.Child("sidecarDrivers").Index(i)
+		errs = append(errs, check.Image(dp.Child("sidecarImage"), d.SidecarImage)...)
+		errs = append(errs, check.Image(dp.Child("initContainerImage"), d.InitContainerImage)...)
+		errs = append(errs, rules.Port(dp.Child("proxyServerPort"), d.ProxyServerPort)...)
 	}
 	return errs
 }
@@ -383,6 +413,12 @@ func validateObservability(o *observability, p *field.Path) field.ErrorList {
 	errs = append(errs, rules.Enum(p.Child("fsmLogLevel"), o.FSMLogLevel, ControlPlaneLogLevels...)...)
 	errs = append(errs, validateCollector(&o.Tracing, p.Child("tracing"))...)
 	errs = append(errs, validateCollector(&o.RemoteLogging, p.Child("remoteLogging"))...)
+	if l := o.RemoteLogging.Level; l != nil {
+		// FSM's controller, which keeps running after a switch, reads it
+		// as a uint16: any other value makes the whole MeshConfig
+		// undecodable to it (and beyond int32, to our converter).
+		errs = append(errs, rules.Range(p.Child("remoteLogging", "level"), *l, 0, math.MaxUint16)...)
+	}
 	return errs
 }
 
@@ -448,8 +484,9 @@ func validateEgressGateway(g *egressGateway, p *field.Path) field.ErrorList {
 	if g.AdminPort != nil {
 		errs = append(errs, rules.Port(p.Child("adminPort"), *g.AdminPort)...)
 	}
-	if g.Replicas != nil && *g.Replicas < 0 {
-		errs = append(errs, field.Invalid(p.Child("replicas"), *g.Replicas, "should be greater than or equal to 0"))
+	if g.Replicas != nil {
+		// The Go types hold replicas as int32; the schema has no maximum.
+		errs = append(errs, rules.Range(p.Child("replicas"), *g.Replicas, 0, math.MaxInt32)...)
 	}
 	return errs
 }

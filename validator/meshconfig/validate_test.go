@@ -312,6 +312,15 @@ func TestValidateRules(t *testing.T) {
 		{name: "negative counts", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", -1}, {"spec.egressGateway.replicas", -1}}, want: []string{
 			`spec.sidecar.maxDataPlaneConnections: Invalid value: -1: should be greater than or equal to 0`,
 			`spec.egressGateway.replicas: Invalid value: -1: should be greater than or equal to 0`}},
+		// integers the schema leaves unbounded but the Go types hold as int32
+		// (TestIntegerFieldsFitTheirGoTypes walks them all); FSM reads
+		// remoteLogging.level as a uint16
+		{name: "int limits ok", sets: []kv{{"spec.observability.remoteLogging.level", 65535}, {"spec.egressGateway.replicas", 2147483647}}},
+		{name: "beyond the Go types", sets: []kv{{"spec.observability.remoteLogging.level", 65536}, {"spec.egressGateway.replicas", 2147483648}}, want: []string{
+			`spec.observability.remoteLogging.level: Invalid value: 65536: should be less than or equal to 65535`,
+			`spec.egressGateway.replicas: Invalid value: 2147483648: should be less than or equal to 2147483647`}},
+		{name: "remote logging level negative", version: V1alpha1, sets: []kv{{"spec.observability.remoteLogging.level", -1}}, want: []string{
+			`spec.observability.remoteLogging.level: Invalid value: -1: should be greater than or equal to 0`}},
 		// v1alpha2-only fields
 		{name: "v1alpha2 sidecar drivers", version: V1alpha2, sets: []kv{
 			{"spec.sidecar.sidecarDrivers", []any{map[string]any{"sidecarName": "pipy", "sidecarImage": "flomesh/pipy:1.5.14", "proxyServerPort": 0, "sidecarDisabledMTLS": false}}},

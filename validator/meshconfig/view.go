@@ -14,8 +14,9 @@ import (
 // whole decode. Unknown fields are ignored: the CRD schema owns structure.
 type view struct {
 	Metadata struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec spec `json:"spec"`
 }
@@ -130,6 +131,7 @@ type collector struct {
 	Enable          bool     `json:"enable"`
 	Port            int64    `json:"port"`
 	SampledFraction fraction `json:"sampledFraction"`
+	Level           *int64   `json:"level"` // remoteLogging only
 }
 
 type certificate struct {

@@ -3,8 +3,8 @@ package policy
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -185,7 +185,10 @@ func validateSources(sources []Source) []string {
 				msgs = append(msgs, "'source.name' not specified for source kind AuthenticatedPrincipal")
 			}
 		case SourceKindIPRange:
-			if _, err := netip.ParsePrefix(s.Name); err != nil {
+			// net.ParseCIDR, as FSM: it accepts what netip.ParsePrefix
+			// refuses (a prefix length with leading zeros, "10.0.0.0/08"),
+			// and a source FSM admitted must stay admitted.
+			if _, _, err := net.ParseCIDR(s.Name); err != nil {
 				msgs = append(msgs, fmt.Sprintf("Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '%s'", s.Name))
 			}
 		default:

@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -103,6 +106,47 @@ func TestAccessControl(t *testing.T) {
 	))
 	bad := decodeT[BackendPolicy](t, `{"metadata":{"name":"a","namespace":"ns"},"spec":{"sources":[{"kind":"IPRange","name":"x"}]}}`)
 	eq(t, ValidateAccessControl(bad, nil), beyond("Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got 'x'"))
+}
+
+// TestIPRangeSourceParsesAsFSM pins IPRange sources to FSM v1.5.1's check,
+// net.ParseCIDR: a range FSM admitted must not be denied in the default mode.
+// netip.ParsePrefix, stricter, refused the leading-zero prefix length.
+func TestIPRangeSourceParsesAsFSM(t *testing.T) {
+	const msg = "Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '%s'"
+	for _, tc := range []struct {
+		cidr string
+		ok   bool // FSM's answer
+	}{
+		{"10.0.0.0/8", true},
+		{"10.0.0.0/08", true}, // leading zero in the prefix length
+		{"10.0.0.0/008", true},
+		{"10.1.2.3/8", true}, // host bits set
+		{"fd00::/8", true},
+		{"::ffff:10.0.0.0/104", true},
+		{"10.0.0.1", false},
+		{"10.0.0.0/33", false},
+		{"010.0.0.0/8", false}, // leading zero in an octet
+		{"10.0.0.0/-1", false},
+		{" 10.0.0.0/8", false},
+		{"", false},
+	} {
+		t.Run(tc.cidr, func(t *testing.T) {
+			if _, _, err := net.ParseCIDR(tc.cidr); (err == nil) != tc.ok {
+				t.Fatalf("table: net.ParseCIDR(%q) error %v, want ok=%v", tc.cidr, err, tc.ok)
+			}
+			js, _ := json.Marshal(tc.cidr)
+			b := decodeT[BackendPolicy](t, `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"svc","port":{"number":80,"protocol":"http"}}],"sources":[{"kind":"IPRange","name":`+string(js)+`}]}}`)
+			var want []Finding
+			if !tc.ok {
+				want = enforced(fmt.Sprintf(msg, tc.cidr))
+			}
+			eq(t, ValidateIngressBackend(b, nil), want)
+			eq(t, ValidateAccessControl(b, nil), beyondFSM(want))
+			if v := Decide(ValidateIngressBackend(b, nil), nil, false); (len(v.Denials) == 0) != tc.ok {
+				t.Errorf("default mode: denials %q, want allowed=%v", v.Denials, tc.ok)
+			}
+		})
+	}
 }
 
 func TestEgress(t *testing.T) {

@@ -119,20 +119,24 @@ type ClusterSetSpec struct {
 	// UID is the unique ID of the cluster.
 	UID string `json:"uid"`
 
+	// Region, Zone and Group have no omitempty, as in FSM's type: an
+	// explicit "" must survive conversion instead of becoming the schema
+	// default; +optional keeps them out of the schema's required list.
+
 	// Region of the cluster.
 	// +kubebuilder:default=default
 	// +optional
-	Region string `json:"region,omitempty"`
+	Region string `json:"region"`
 
 	// Zone of the cluster.
 	// +kubebuilder:default=default
 	// +optional
-	Zone string `json:"zone,omitempty"`
+	Zone string `json:"zone"`
 
 	// Group of the cluster.
 	// +kubebuilder:default=default
 	// +optional
-	Group string `json:"group,omitempty"`
+	Group string `json:"group"`
 
 	// Name of the cluster.
 	Name string `json:"name"`

@@ -1,0 +1,119 @@
+package validator_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/converter/convertertest"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/validator"
+)
+
+// TestE2EConversionAnnotations: with the converter serving (as in
+// production), a write through v1alpha1/v1alpha2 is judged as the v1alpha3
+// object it is stored as, whose data the conversion annotation carries, and
+// a v1alpha3 write cannot store an annotation that breaks reads in the old
+// versions. The denial names the value's place in the annotation.
+func TestE2EConversionAnnotations(t *testing.T) {
+	// The client logs the apiserver's deprecation warnings through
+	// controller-runtime's global logger, which outlives a test.
+	ctrllog.SetLogger(logr.Discard())
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, v1alpha2.AddToScheme, v1alpha3.AddToScheme, corev1.AddToScheme, admissionregistrationv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := testenv.Start(t, testenv.Options{
+		CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()},
+		Client:            client.Options{Scheme: scheme},
+	})
+	convertertest.Start(t, env, scheme, testr.New(t).WithName("converter"))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := env.Client
+	url := serveValidator(ctx, t, validator.Options{Reader: c, FSMNamespace: fsmNS, MeshConfigName: meshConfig, Logger: testr.New(t)})
+	register(ctx, t, c, url)
+	mustCreate(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}})
+
+	hub := func(name string, annotations map[string]string) *v1alpha3.MeshConfig {
+		var h v1alpha3.MeshConfig
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(presetMeshConfig(t).Object, &h); err != nil {
+			t.Fatal(err)
+		}
+		h.Namespace, h.Name, h.Annotations = "apps", name, annotations
+		return &h
+	}
+	// spoke is the preset in an old version, carrying annotations.
+	spoke := func(version, name string, annotations map[string]string) client.Object {
+		h := hub(name, nil)
+		switch version {
+		case "v1alpha1":
+			var s v1alpha1.MeshConfig
+			if err := s.ConvertFrom(h); err != nil {
+				t.Fatal(err)
+			}
+			s.Annotations = annotations
+			return &s
+		default:
+			var s v1alpha2.MeshConfig
+			if err := s.ConvertFrom(h); err != nil {
+				t.Fatal(err)
+			}
+			s.Annotations = annotations
+			return &s
+		}
+	}
+	const v3 = lossless.AnnotationV1Alpha3Fields
+	const ann = "metadata.annotations[" + v3 + "]"
+
+	t.Run("v1alpha1 write: data only the annotation holds is checked", func(t *testing.T) {
+		obj := spoke("v1alpha1", "old1", map[string]string{v3: `{"traffic":{"outboundIPRangeInclusionList":["fd00::/8"],"networkInterfaceExclusionList":["eth0$(id)"]}}`})
+		wantDenied(t, c.Create(ctx, obj),
+			ann+`.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/8": the sidecar listens on IPv4 only`,
+			ann+`.traffic.networkInterfaceExclusionList[0]: Invalid value: "eth0$(id)": must be a Linux network interface name`,
+			`(stored as spec.traffic.networkInterfaceExclusionList[0] in v1alpha3)`)
+	})
+
+	t.Run("v1alpha2 write: v1alpha3-only sections are checked", func(t *testing.T) {
+		obj := spoke("v1alpha2", "old2", map[string]string{v3: `{"image":{"registry":"flomesh","tag":"latest","pullPolicy":"Sometimes"}}`})
+		wantDenied(t, c.Create(ctx, obj),
+			ann+`.image.pullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never" (stored as spec.image.pullPolicy in v1alpha3)`)
+	})
+
+	t.Run("v1alpha2 write with a valid annotation is stored with it", func(t *testing.T) {
+		obj := spoke("v1alpha2", "ok2", map[string]string{v3: `{"image":{"registry":"flomesh","tag":"latest","pullPolicy":"Always"}}`})
+		mustCreate(ctx, t, c, obj)
+		var got v1alpha3.MeshConfig
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.Image.PullPolicy != "Always" {
+			t.Errorf("stored spec.image.pullPolicy %q, want Always", got.Spec.Image.PullPolicy)
+		}
+	})
+
+	t.Run("v1alpha3 write: legacy fields that would break old-version reads are refused", func(t *testing.T) {
+		obj := hub("new3", map[string]string{lossless.AnnotationV1Alpha2Fields: `{"sidecar":{"sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":2147483648}]}}`})
+		wantDenied(t, c.Create(ctx, obj),
+			`metadata.annotations[`+lossless.AnnotationV1Alpha2Fields+`]: Invalid value:`,
+			`or reads in config.flomesh.io/v1alpha1 fail`)
+		var list v1alpha2.MeshConfigList
+		if err := c.List(ctx, &list, client.InNamespace("apps")); err != nil {
+			t.Errorf("listing MeshConfigs as v1alpha2: %v", err)
+		}
+	})
+}

@@ -1,0 +1,200 @@
+package meshconfig
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/conversion"
+	kjson "sigs.k8s.io/json"
+
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+)
+
+// The conversion annotations carry data of another version that the
+// converter writes into the object it produces. The view only sees the
+// request's own version, so what they carry is checked here, with the
+// converter's own code (apis/config), against the rules of the version the
+// data ends up in.
+var (
+	hubFieldsPath    = field.NewPath("metadata", "annotations").Key(lossless.AnnotationV1Alpha3Fields)
+	legacyFieldsPath = field.NewPath("metadata", "annotations").Key(lossless.AnnotationV1Alpha2Fields)
+)
+
+// spokeObject is a v1alpha1 or v1alpha2 MeshConfig.
+type spokeObject interface {
+	conversion.Convertible
+	metav1.Object
+}
+
+func newSpoke(version string) spokeObject {
+	switch version {
+	case V1alpha1:
+		return &v1alpha1.MeshConfig{}
+	case V1alpha2:
+		return &v1alpha2.MeshConfig{}
+	}
+	return nil
+}
+
+// hubFieldErrors validates a v1alpha1/v1alpha2 write as the v1alpha3 object
+// it is stored as: the converter restores AnnotationV1Alpha3Fields into it,
+// so without this a write through an old version could store anything the
+// v1alpha3 rules refuse. Only the errors the annotation brings are returned
+// (the rest of the object is the view's, already checked); one whose value
+// the annotation holds names it at its place in the annotation.
+func hubFieldErrors(version string, obj []byte, annotation string) field.ErrorList {
+	src := newSpoke(version)
+	// Decoded as the converter decodes it. An object that does not decode
+	// never reaches an admission webhook (the apiserver converts it to the
+	// storage version first); the view's rules report why.
+	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil {
+		return nil
+	}
+	with, err := hubJSON(src)
+	if err != nil {
+		return field.ErrorList{field.Invalid(hubFieldsPath, annotation,
+			"must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {\"ingress\":{\"type\":\"NodePort\"}}): "+err.Error())}
+	}
+	bare := src.DeepCopyObject().(spokeObject)
+	ann := bare.GetAnnotations()
+	delete(ann, lossless.AnnotationV1Alpha3Fields)
+	bare.SetAnnotations(ann)
+	without, err := hubJSON(bare)
+	if err != nil {
+		return nil // not the annotation's doing
+	}
+	base, _ := validateView(V1alpha3, without)
+	stored, _ := validateView(V1alpha3, with)
+	var kept any
+	_ = json.Unmarshal([]byte(annotation), &kept) // hubJSON decoded it already
+	var errs field.ErrorList
+	for _, e := range stored.Errors {
+		if containsError(base.Errors, e) {
+			continue // the object's own fields (or the defaults conversion fills in)
+		}
+		e := *e
+		rest, _ := strings.CutPrefix(e.Field, "spec.")
+		if holds(kept, rest) {
+			e.Detail += fmt.Sprintf(" (stored as %s in v1alpha3)", e.Field)
+			e.Field = hubFieldsPath.String() + "." + rest
+		} else {
+			e.Detail += fmt.Sprintf(" (in the v1alpha3 object this is stored as, with annotation %s applied)", lossless.AnnotationV1Alpha3Fields)
+		}
+		errs = append(errs, &e)
+	}
+	return errs
+}
+
+// hubJSON converts a spoke to the v1alpha3 object the converter stores.
+func hubJSON(src spokeObject) ([]byte, error) {
+	var hub v1alpha3.MeshConfig
+	if err := src.ConvertTo(&hub); err != nil {
+		return nil, err
+	}
+	hub.APIVersion, hub.Kind = Group+"/"+V1alpha3, Kind
+	return json.Marshal(&hub)
+}
+
+// legacyFieldErrors checks AnnotationV1Alpha2Fields on a v1alpha3 write:
+// the sidecar fields v1alpha3 dropped, which reads in v1alpha1/v1alpha2
+// show. It must convert (a value the old Go types cannot hold would fail
+// every read of MeshConfigs in those versions), and what it carries must
+// pass the rules a write through those versions passes.
+func legacyFieldErrors(obj []byte, annotation string) field.ErrorList {
+	var hub v1alpha3.MeshConfig
+	if kjson.UnmarshalCaseSensitivePreserveInts(obj, &hub) != nil {
+		return nil // as in hubFieldErrors
+	}
+	for _, version := range []string{V1alpha1, V1alpha2} {
+		if err := newSpoke(version).ConvertFrom(hub.DeepCopy()); err != nil {
+			return field.ErrorList{field.Invalid(legacyFieldsPath, annotation,
+				fmt.Sprintf("must be the JSON the converter writes, such as {\"sidecar\":{\"sidecarClass\":\"pipy\"}}, or reads in %s/%s fail: %v", Group, version, err))}
+		}
+	}
+	// Read as the converter reads it (encoding/json); it decoded above.
+	var legacy struct {
+		Sidecar sidecar `json:"sidecar"`
+	}
+	_ = json.Unmarshal([]byte(annotation), &legacy)
+	return validateLegacySidecar(&legacy.Sidecar, legacyFieldsPath.Child("sidecar"))
+}
+
+func containsError(list field.ErrorList, e *field.Error) bool {
+	for _, o := range list {
+		if sameError(o, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// holds reports whether the JSON value v has the field path p (as
+// field.Path prints it, without "spec."), or all of it but a missing last
+// object key (a required field the annotation leaves out). Keys match as
+// encoding/json matches them: exactly, else case-insensitively.
+func holds(v any, p string) bool {
+	segs, ok := splitPath(p)
+	if !ok {
+		return false
+	}
+	for i, s := range segs {
+		switch n := v.(type) {
+		case map[string]any:
+			next, found := n[s]
+			if !found {
+				for k, kv := range n {
+					if strings.EqualFold(k, s) {
+						next, found = kv, true
+						break
+					}
+				}
+			}
+			if !found {
+				return i == len(segs)-1
+			}
+			v = next
+		case []any:
+			idx, err := strconv.Atoi(s)
+			if err != nil || idx < 0 || idx >= len(n) {
+				return false
+			}
+			v = n[idx]
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// splitPath splits "a.b[0].c[key.with.dots]" into a, b, 0, c, key.with.dots.
+func splitPath(p string) ([]string, bool) {
+	var segs []string
+	for p != "" {
+		switch p[0] {
+		case '.':
+			p = p[1:]
+		case '[':
+			end := strings.IndexByte(p, ']')
+			if end < 0 {
+				return nil, false
+			}
+			segs = append(segs, p[1:end])
+			p = p[end+1:]
+		default:
+			end := strings.IndexAny(p, ".[")
+			if end < 0 {
+				end = len(p)
+			}
+			segs = append(segs, p[:end])
+			p = p[end:]
+		}
+	}
+	return segs, len(segs) > 0
+}

@@ -1,0 +1,184 @@
+package meshconfig
+
+import (
+	"encoding/json"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/conversion"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+)
+
+const (
+	hubAnn    = "metadata.annotations[" + lossless.AnnotationV1Alpha3Fields + "]"
+	legacyAnn = "metadata.annotations[" + lossless.AnnotationV1Alpha2Fields + "]"
+)
+
+// presetHub reads the preset as a typed v1alpha3 object.
+func presetHub(t testing.TB) *v1alpha3.MeshConfig {
+	t.Helper()
+	var hub v1alpha3.MeshConfig
+	if err := yaml.Unmarshal(build(t, preset(t)), &hub); err != nil {
+		t.Fatal(err)
+	}
+	return &hub
+}
+
+// objectJSON is the preset as the apiserver sends it to the webhook in
+// version: converted from the hub (edited by edit) by the converter's own
+// code, then annotations (key → value) set, as a client may write them.
+func objectJSON(t testing.TB, version string, edit func(*v1alpha3.MeshConfig), annotations map[string]string) []byte {
+	t.Helper()
+	hub := presetHub(t)
+	if edit != nil {
+		edit(hub)
+	}
+	var obj interface {
+		SetAnnotations(map[string]string)
+		GetAnnotations() map[string]string
+	} = hub
+	if version != V1alpha3 {
+		s := newSpoke(version)
+		if err := s.ConvertFrom(conversion.Hub(hub)); err != nil {
+			t.Fatal(err)
+		}
+		obj = s
+	}
+	a := obj.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	for k, v := range annotations {
+		a[k] = v
+	}
+	obj.SetAnnotations(a)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["apiVersion"], m["kind"] = Group+"/"+version, Kind
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestConversionAnnotations: a write through v1alpha1/v1alpha2 is checked as
+// the v1alpha3 object it is stored as (the converter restores
+// conversion.flomesh.io/v1alpha3-fields into it), and a v1alpha3 write's
+// conversion.flomesh.io/v1alpha2-fields (what reads in the old versions show)
+// by the old versions' rules. Errors name the value's place in the
+// annotation.
+func TestConversionAnnotations(t *testing.T) {
+	v3 := func(s string) map[string]string { return map[string]string{lossless.AnnotationV1Alpha3Fields: s} }
+	v2 := func(s string) map[string]string { return map[string]string{lossless.AnnotationV1Alpha2Fields: s} }
+	cases := []struct {
+		name        string
+		version     string
+		edit        func(*v1alpha3.MeshConfig)
+		annotations map[string]string
+		want        []string
+	}{
+		{name: "v1alpha1: converter-written annotation of a valid object", version: V1alpha1, edit: func(h *v1alpha3.MeshConfig) {
+			h.Spec.Traffic.OutboundIPRangeInclusionList = []string{"10.0.0.0/8"}
+			h.Spec.Traffic.NetworkInterfaceExclusionList = []string{"eth1"}
+			h.Spec.Sidecar.TLSMinProtocolVersion = "TLSv1_2"
+		}},
+		{name: "v1alpha2: converter-written annotation of a valid object", version: V1alpha2, edit: func(h *v1alpha3.MeshConfig) {
+			h.Spec.Image.PullPolicy = "Always"
+			h.Spec.RepoServer.Port = 6060
+		}},
+		{name: "v1alpha1: inclusion and interface lists only the annotation holds", version: V1alpha1,
+			annotations: v3(`{"traffic":{"outboundIPRangeInclusionList":["fd00::/8"],"networkInterfaceExclusionList":["eth0$(id)"]}}`), want: []string{
+				hubAnn + `.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/8": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted (stored as spec.traffic.outboundIPRangeInclusionList[0] in v1alpha3)`,
+				hubAnn + `.traffic.networkInterfaceExclusionList[0]: Invalid value: "eth0$(id)": ` + ifNameRule + `contains '$' (stored as spec.traffic.networkInterfaceExclusionList[0] in v1alpha3)`}},
+		{name: "v1alpha2: v1alpha3-only sections", version: V1alpha2,
+			annotations: v3(`{"ingress":{"enabled":true,"namespaced":false,"type":"Bogus","logLevel":"info","http":{"enabled":true,"bind":80,"listen":70000,"nodePort":30508}},"image":{"registry":"flomesh","tag":"latest","pullPolicy":"Sometimes"}}`), want: []string{
+				hubAnn + `.ingress.type: Unsupported value: "Bogus": supported values: "LoadBalancer", "NodePort" (stored as spec.ingress.type in v1alpha3)`,
+				hubAnn + `.ingress.http.listen: Invalid value: 70000: should be less than or equal to 65535 (stored as spec.ingress.http.listen in v1alpha3)`,
+				hubAnn + `.image.pullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never" (stored as spec.image.pullPolicy in v1alpha3)`}},
+		{name: "v1alpha1: a required field the annotation leaves out", version: V1alpha1,
+			annotations: v3(`{"sidecar":{"localDNSProxy":{"enable":true,"wildcard":{"enable":true,"los":[],"ips":[{"ipv6":"fd00::1"}]}}}}`), want: []string{
+				hubAnn + `.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Required value: an IPv4 address such as 127.0.0.2 (stored as spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4 in v1alpha3)`}},
+		{name: "v1alpha1: inclusion in the annotation inside the object's exclusion", version: V1alpha1,
+			edit:        func(h *v1alpha3.MeshConfig) { h.Spec.Traffic.OutboundIPRangeExclusionList = []string{"10.0.0.0/8"} },
+			annotations: v3(`{"traffic":{"outboundIPRangeInclusionList":["10.1.0.0/16"]}}`), want: []string{
+				hubAnn + `.traffic.outboundIPRangeInclusionList[0]: Invalid value: "10.1.0.0/16": overlaps spec.traffic.outboundIPRangeExclusionList[0] ("10.0.0.0/8"): exclusion wins, so this range is never intercepted (stored as spec.traffic.outboundIPRangeInclusionList[0] in v1alpha3)`}},
+		{name: "v1alpha1: a sampledFraction string the number cannot hold", version: V1alpha1,
+			edit:        func(h *v1alpha3.MeshConfig) { h.Spec.Observability.Tracing.SampledFraction = nil },
+			annotations: v3(`{"observability":{"tracing":{"sampledFraction":"high"},"remoteLogging":{}}}`), want: []string{
+				hubAnn + `.observability.tracing.sampledFraction: Invalid value: "high": must be a number between 0 and 1, such as 0.5 (stored as spec.observability.tracing.sampledFraction in v1alpha3)`}},
+		{name: "v1alpha2: a field the object itself has wins over the annotation", version: V1alpha2,
+			annotations: v3(`{"sidecar":{"logLevel":"loud"}}`)},
+		{name: "v1alpha2: a value the Go types cannot hold", version: V1alpha2,
+			annotations: v3(`{"repoServer":{"port":2147483648}}`), want: []string{
+				hubAnn + `: Invalid value: "{\"repoServer\":{\"port\":2147483648}}": must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {"ingress":{"type":"NodePort"}}): converting fsm-system/fsm-mesh-config to v1alpha3: annotation conversion.flomesh.io/v1alpha3-fields is not valid: json: cannot unmarshal number 2147483648 into Go struct field RepoServer.HubOnly.repoServer.port of type int32`}},
+		{name: "v1alpha1: not JSON", version: V1alpha1, annotations: v3(`{"ingress":`), want: []string{
+			hubAnn + `: Invalid value: "{\"ingress\":": must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {"ingress":{"type":"NodePort"}}): converting fsm-system/fsm-mesh-config to v1alpha3: annotation conversion.flomesh.io/v1alpha3-fields is not valid: unexpected end of JSON input`}},
+		{name: "v1alpha2: the other annotation is the converter's to overwrite", version: V1alpha2,
+			annotations: v2(`{"sidecar":{"initContainerImage":"Bad Image"}}`)},
+
+		{name: "v1alpha3: legacy fields valid", version: V1alpha3,
+			annotations: v2(`{"sidecar":{"sidecarClass":"pipy","initContainerImage":"flomesh/init:1","sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":6060}]}}`)},
+		{name: "v1alpha3: legacy fields the old versions refuse", version: V1alpha3,
+			annotations: v2(`{"sidecar":{"initContainerImage":"Bad Image","sidecarDrivers":[{"sidecarName":"pipy","sidecarImage":"flomesh/pipy:1.5.14","proxyServerPort":70000}]}}`), want: []string{
+				legacyAnn + `.sidecar.initContainerImage: Invalid value: "Bad Image": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format: repository name (library/Bad Image) must be lowercase`,
+				legacyAnn + `.sidecar.sidecarDrivers[0].proxyServerPort: Invalid value: 70000: should be less than or equal to 65535`}},
+		{name: "v1alpha3: legacy fields that would break reads in the old versions", version: V1alpha3,
+			annotations: v2(`{"sidecar":{"sidecarDrivers":[{"proxyServerPort":2147483648}]}}`), want: []string{
+				legacyAnn + `: Invalid value: "{\"sidecar\":{\"sidecarDrivers\":[{\"proxyServerPort\":2147483648}]}}": must be the JSON the converter writes, such as {"sidecar":{"sidecarClass":"pipy"}}, or reads in config.flomesh.io/v1alpha1 fail: converting fsm-system/fsm-mesh-config to v1alpha1: annotation conversion.flomesh.io/v1alpha2-fields is not valid: json: cannot unmarshal number 2147483648 into Go struct field SidecarDriverSpec.sidecar.sidecarDrivers.proxyServerPort of type int32`}},
+		{name: "v1alpha3: the other annotation is the converter's to overwrite", version: V1alpha3,
+			annotations: v3(`{"ingress":{"type":"Bogus"}}`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Validate(tc.version, objectJSON(t, tc.version, tc.edit, tc.annotations))
+			if got := messages(r.Errors); !equal(got, tc.want) {
+				t.Errorf("errors:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConversionAnnotationsRatchet: on UPDATE an annotation error the stored
+// object already has only warns, like any other; a changed value denies.
+func TestConversionAnnotationsRatchet(t *testing.T) {
+	bad := map[string]string{lossless.AnnotationV1Alpha3Fields: `{"image":{"registry":"flomesh","tag":"latest","pullPolicy":"Sometimes"}}`}
+	worse := map[string]string{lossless.AnnotationV1Alpha3Fields: `{"image":{"registry":"flomesh","tag":"latest","pullPolicy":"Often"}}`}
+	legacy := map[string]string{lossless.AnnotationV1Alpha2Fields: `{"sidecar":{"initContainerImage":"Bad Image"}}`}
+	edited := func(h *v1alpha3.MeshConfig) { h.Spec.Sidecar.LogLevel = "debug" }
+	cases := []struct {
+		name              string
+		version           string
+		obj, old          []byte
+		wantErrs, wantWrn int
+	}{
+		{name: "v1alpha2: unchanged annotation, other field edited", version: V1alpha2,
+			obj: objectJSON(t, V1alpha2, edited, bad), old: objectJSON(t, V1alpha2, nil, bad), wantWrn: 1},
+		{name: "v1alpha2: annotation value changed", version: V1alpha2,
+			obj: objectJSON(t, V1alpha2, nil, worse), old: objectJSON(t, V1alpha2, nil, bad), wantErrs: 1},
+		{name: "v1alpha2: annotation added", version: V1alpha2,
+			obj: objectJSON(t, V1alpha2, nil, bad), old: objectJSON(t, V1alpha2, nil, nil), wantErrs: 1},
+		{name: "v1alpha3: unchanged legacy annotation", version: V1alpha3,
+			obj: objectJSON(t, V1alpha3, edited, legacy), old: objectJSON(t, V1alpha3, nil, legacy), wantWrn: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ValidateUpdate(tc.version, tc.obj, tc.old)
+			deprecation := 0
+			if IsDeprecatedVersion(tc.version) {
+				deprecation = 1
+			}
+			if len(r.Errors) != tc.wantErrs || len(r.Warnings) != tc.wantWrn+deprecation {
+				t.Errorf("errors %v, warnings %q; want %d errors, %d warnings besides the deprecation", r.Errors, r.Warnings, tc.wantErrs, tc.wantWrn)
+			}
+		})
+	}
+}
