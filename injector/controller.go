@@ -432,21 +432,36 @@ type secretReconciler struct {
 	now    func() time.Time
 
 	// deleted maps the Secrets (namespace/name) whose pod this process saw
-	// deleted, and that have not been reconciled since, to that pod's name.
+	// deleted, and that have not been reconciled since, to that pod.
 	// Every entry is added together with a reconcile request for the same
 	// key, and that reconcile removes it, so the map stays as small as the
 	// queue.
 	mu      sync.Mutex
-	deleted map[types.NamespacedName]string
+	deleted map[types.NamespacedName]deletedPod
+}
+
+// deletedPod is a pod the pod informer reported DELETED.
+type deletedPod struct {
+	name string
+	uid  types.UID
+	// confirmed: the object carried a deletionTimestamp. The API server
+	// sets it on every pod it deletes, so an object without one left the
+	// informer's selection (its fsm-proxy-uuid label was removed or
+	// changed) or is a tombstone of unknown fate: its pod may still run.
+	confirmed bool
 }
 
 func newSecretReconciler(c client.Client, live client.Reader, opts SecretControllerOptions) *secretReconciler {
-	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]string{}}
+	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]deletedPod{}}
 }
 
-// podDeleted records that the pod of a bootstrap Secret is gone and queues
-// that Secret. Tombstones (a delete missed during a relist) count: the pod is
-// gone either way.
+// podDeleted records that the pod of a bootstrap Secret is reported gone and
+// queues that Secret. The informer selects pods by their uuid label, so a
+// live pod whose label is removed or changed is reported DELETED too, with
+// its old labels; such a report (no deletionTimestamp: tombstones of a delete
+// missed during a relist included) is confirmed by the reconcile with the
+// API server before the Secret goes. No API call here: this runs on the
+// informer's delivery goroutine.
 func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	id := e.Object.GetLabels()[ProxyUUIDLabel]
 	if id == "" {
@@ -454,14 +469,14 @@ func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEven
 	}
 	key := types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}
 	r.mu.Lock()
-	r.deleted[key] = e.Object.GetName()
+	r.deleted[key] = deletedPod{name: e.Object.GetName(), uid: e.Object.GetUID(), confirmed: e.Object.GetDeletionTimestamp() != nil}
 	r.mu.Unlock()
 	q.Add(reconcile.Request{NamespacedName: key})
 }
 
-// sawPodDeleted returns the name of the pod of Secret key that this process
-// saw deleted.
-func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) (pod string, ok bool) {
+// sawPodDeleted returns the pod of Secret key that this process saw
+// reported deleted.
+func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) (pod deletedPod, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pod, ok = r.deleted[key]
@@ -503,8 +518,18 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	pod := podNotSeen
 	if cachedPod != nil {
 		pod = podExists
-	} else if _, saw := r.sawPodDeleted(key); saw {
+	} else if gone, saw := r.sawPodDeleted(key); saw {
 		pod = podDeleted
+		if !gone.confirmed {
+			live, err := r.podStillRunning(ctx, secret.Namespace, gone)
+			if err != nil {
+				return reconcile.Result{}, false, err
+			}
+			if live {
+				r.opts.Logger.V(1).Info("kept bootstrap Secret: its pod lost its uuid label but runs on", "secret", key, "pod", gone.name, "proxyUUID", id)
+				return reconcile.Result{}, true, nil
+			}
+		}
 	}
 	act := decideSecret(secret, r.opts.MeshName, pod, r.opts.GracePeriod, r.now())
 	switch act.Verdict {
@@ -513,9 +538,9 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	case waitForPod:
 		return reconcile.Result{RequeueAfter: act.Wait + time.Second}, false, nil
 	}
-	// A pod seen deleted needs no API call: the informer that delivered its
-	// deletion fills the cache, which holds no other pod with the uuid (one
-	// is made per admission). The API server would cost a read per deleted
+	// A pod seen deleted (deletionTimestamp set) needs no API call: the
+	// informer that delivered its deletion fills the cache, which holds no
+	// other pod with the uuid (one is made per admission). The API server would cost a read per deleted
 	// pod, and at pod churn the controller's client budget then fell behind
 	// (45,617 of 60,000 Secrets left after 10 min at 100 pods/s). A Secret
 	// whose pod was never seen is deleted only if the API server, asked
@@ -528,6 +553,14 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		}
 		if livePod != nil {
 			r.opts.Logger.V(1).Info("kept bootstrap Secret: the API server has its pod", "secret", key, "proxyUUID", id)
+			return reconcile.Result{}, true, nil
+		}
+		mounting, err := r.podMounting(ctx, secret.Namespace, secret.Name)
+		if err != nil {
+			return reconcile.Result{}, false, err
+		}
+		if mounting != "" {
+			r.opts.Logger.V(1).Info("kept bootstrap Secret: a pod whose uuid label was removed or changed mounts it", "secret", key, "pod", mounting, "proxyUUID", id)
 			return reconcile.Result{}, true, nil
 		}
 	}
@@ -551,6 +584,91 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	// encodes values when they are attached, and most reconciles log nothing.
 	r.opts.Logger.Info("deleted bootstrap Secret", "secret", key, "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, true, nil
+}
+
+// podStillRunning asks the API server whether the pod reported deleted
+// without a deletionTimestamp is still there: the same name and uid. A pod
+// of that name with another uid is a new pod (a StatefulSet's), and the
+// reported one is gone.
+func (r *secretReconciler) podStillRunning(ctx context.Context, namespace string, p deletedPod) (bool, error) {
+	m := metadataOf(podKind)
+	err := r.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: p.name}, m)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading pod %s/%s: %w", namespace, p.name, err)
+	}
+	return m.UID == p.uid, nil
+}
+
+// podMounting names a pod of namespace, as the API server has it, that
+// mounts Secret secretName as its bootstrap volume without carrying the
+// Secret's uuid label; "" if none. The sweep finds a Secret's pod by that
+// label, and nothing else (no owner reference is written) leads from the
+// Secret to its pod, so a pod whose label was removed or changed would
+// otherwise lose its Secret while it runs. Only reads, and only before a
+// Secret would be deleted: the pods without the label (a page at a time; few
+// in a meshed namespace), and each cached pod whose own uuid has no cached
+// bootstrap Secret (a changed label; normally none, else a pod whose Secret
+// is being written).
+func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretName string) (string, error) {
+	mounts := func(p *corev1.Pod) bool {
+		for _, v := range p.Spec.Volumes {
+			if v.Name == BootstrapVolumeName && v.Secret != nil && v.Secret.SecretName == secretName {
+				return true
+			}
+		}
+		return false
+	}
+	noUUID := labels.NewSelector().Add(mustRequirement(ProxyUUIDLabel, selection.DoesNotExist))
+	pods := &corev1.PodList{}
+	opts := []client.ListOption{client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: noUUID}, client.Limit(100)}
+	for {
+		if err := r.live.List(ctx, pods, opts...); err != nil {
+			return "", fmt.Errorf("listing pods without %s in %s: %w", ProxyUUIDLabel, namespace, err)
+		}
+		for i := range pods.Items {
+			if mounts(&pods.Items[i]) {
+				return pods.Items[i].Name, nil
+			}
+		}
+		if pods.Continue == "" {
+			break
+		}
+		opts = append(opts[:3:3], client.Continue(pods.Continue))
+	}
+
+	cached := &metav1.PartialObjectMetadataList{}
+	cached.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.client.List(ctx, cached, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return "", fmt.Errorf("listing cached pods in %s: %w", namespace, err)
+	}
+	for i := range cached.Items {
+		m := &cached.Items[i]
+		own := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(m.Labels[ProxyUUIDLabel])}
+		if own.Name == secretName {
+			continue
+		}
+		err := r.client.Get(ctx, own, metadataOf(secretKind))
+		if err == nil {
+			continue
+		}
+		if !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("reading bootstrap Secret %s: %w", own, err)
+		}
+		p := &corev1.Pod{}
+		if err := r.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: m.Name}, p); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return "", fmt.Errorf("reading pod %s/%s: %w", namespace, m.Name, err)
+		}
+		if mounts(p) {
+			return p.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // podWithUUID is a pod of proxy uuid id in namespace as rd has it, nil if

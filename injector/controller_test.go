@@ -179,16 +179,21 @@ func TestSecretReconciler(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		secret     *corev1.Secret
-		cachedPod  bool  // the pod is in the cache
-		livePod    bool  // the pod is on the API server
-		liveReborn bool  // a pod of the same name with another uuid is on the API server
-		sawDeleted bool  // a pod DELETE event for uuid u1 arrived
-		deleteErr  error // the API server's answer to the delete
-		age        time.Duration
-		wantGone   bool
-		wantReason string // the metric's reason label that went up
-		wantRequeu time.Duration
-		wantMemory bool // the pod's deletion is still remembered
+		cachedPod  bool // the pod is in the cache
+		livePod    bool // the pod is on the API server
+		liveReborn bool // a pod of the same name with another uuid is on the API server
+		sawDeleted bool // a pod DELETE event for uuid u1 arrived, with a deletionTimestamp
+		// leftSelection: the DELETE event carried no deletionTimestamp (the
+		// pod's uuid label was removed or changed; a tombstone).
+		leftSelection bool
+		liveNoLabel   bool  // a pod without uuid label mounting the Secret is on the API server
+		relabelled    bool  // a pod relabelled u9 (no Secret of its own) mounting the Secret is cached and on the API server
+		deleteErr     error // the API server's answer to the delete
+		age           time.Duration
+		wantGone      bool
+		wantReason    string // the metric's reason label that went up
+		wantRequeu    time.Duration
+		wantMemory    bool // the pod's deletion is still remembered
 	}{
 		{name: "young, no pod yet: wait for the rest of the grace period", secret: bootstrapSecret(), age: 20 * time.Second, wantRequeu: 41 * time.Second},
 		{name: "pod in the cache: kept, nothing written", secret: bootstrapSecret(), cachedPod: true, livePod: true, age: time.Hour},
@@ -203,6 +208,11 @@ func TestSecretReconciler(t *testing.T) {
 		{name: "pod seen deleted, Secret changed since cached (Conflict): retried on its update", secret: bootstrapSecret(), sawDeleted: true,
 			deleteErr: apierrors.NewConflict(corev1.Resource("secrets"), BootstrapSecretName("u1"), nil), age: time.Second, wantMemory: true},
 		{name: "grace over, owned by a pod gone while we were down: deleted", secret: bootstrapSecret(ownedByPod), age: time.Hour, wantGone: true, wantReason: ReasonNoPod},
+		{name: "uuid label removed, the pod runs on: kept", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, livePod: true, age: 2 * time.Second},
+		{name: "reported without deletionTimestamp, the pod gone: deleted", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
+		{name: "reported without deletionTimestamp, its name reused by another pod: deleted", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, liveReborn: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
+		{name: "grace over, a pod without the uuid label mounts it: kept", secret: bootstrapSecret(), liveNoLabel: true, age: time.Hour},
+		{name: "grace over, a pod relabelled to another uuid mounts it: kept", secret: bootstrapSecret(), relabelled: true, age: time.Hour},
 		{name: "another mesh's Secret, its pod seen deleted: left", secret: bootstrapSecret(func(s *corev1.Secret) { s.Labels[appInstanceLabel] = "other" }), sawDeleted: true, age: time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,6 +220,12 @@ func TestSecretReconciler(t *testing.T) {
 			objs := []client.Object{tc.secret}
 			if tc.cachedPod {
 				objs = append(objs, pod.DeepCopy())
+			}
+			mounting := pod.DeepCopy()
+			mounting.Spec.Volumes = []corev1.Volume{{Name: BootstrapVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: BootstrapSecretName("u1")}}}}
+			if tc.relabelled {
+				mounting.Labels[ProxyUUIDLabel] = "u9"
+				objs = append(objs, mounting.DeepCopy())
 			}
 			var writes []string
 			var preconditions *metav1.Preconditions
@@ -243,6 +259,12 @@ func TestSecretReconciler(t *testing.T) {
 			if tc.livePod {
 				live = live.WithObjects(pod.DeepCopy())
 			}
+			if tc.liveNoLabel {
+				delete(mounting.Labels, ProxyUUIDLabel)
+			}
+			if tc.liveNoLabel || tc.relabelled {
+				live = live.WithObjects(mounting)
+			}
 			if tc.liveReborn {
 				reborn := pod.DeepCopy()
 				reborn.UID, reborn.Labels[ProxyUUIDLabel] = "pod-uid-2", "u2"
@@ -254,7 +276,11 @@ func TestSecretReconciler(t *testing.T) {
 			if tc.sawDeleted {
 				q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
 				defer q.ShutDown()
-				r.podDeleted(context.Background(), event.DeleteEvent{Object: pod.DeepCopy()}, q)
+				gone := pod.DeepCopy()
+				if !tc.leftSelection {
+					gone.DeletionTimestamp = &metav1.Time{Time: secretCreated}
+				}
+				r.podDeleted(context.Background(), event.DeleteEvent{Object: gone}, q)
 				if item, _ := q.Get(); item.NamespacedName != key {
 					t.Fatalf("pod deletion queued %v, want %v", item, key)
 				}

@@ -147,18 +147,20 @@ func TestE2E(t *testing.T) {
 	t.Run("a copy of an injected pod gets its own identity and Secret", e.testCopy)
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
 	t.Run("dry run creates no Secret", e.testDryRun)
-	t.Run("bad annotation is denied with an event", e.testDenied)
+	t.Run("a pod the injector cannot inject is denied before any Secret, with an event", e.testDenied)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
 	t.Run("MeshConfig the injector cannot apply: last valid settings, Event, metric", e.testRejectedMeshConfig)
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
 	t.Run("localDNSProxy: the controller Service's ClusterIP, read through the restricted cache", e.testLocalDNS)
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
 	t.Run("a deleted pod's Secret goes at once; the controller writes no owner reference", e.testSecretFollowsPod)
+	t.Run("a pod whose uuid label is removed or changed keeps its Secret while it runs", e.testSecretOfRelabelledPod)
 	t.Run("namespace over its issuance limit: 429, nothing issued, retried by client-go", func(t *testing.T) { e.testNamespaceLimit(t, servingCA) })
 	t.Run("VirtualMachines get fsm-proxy-uuid in monitored namespaces only", func(t *testing.T) { e.testVirtualMachines(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)
 	t.Run("controller writer: the Secret follows the stored pod; dry runs, refused and deleted pods leave none; a missing one is rebuilt", func(t *testing.T) { e.testControllerWriter(t, servingCA) })
 	t.Run("admission writer: a Secret over budget or over the in-flight bound is written by the controller, with the admission's certificate", func(t *testing.T) { e.testAdmissionHandoff(t, servingCA) })
+	t.Run("admission writer: a Secret create refused by client-side throttling is handed off, the pod admitted", e.testHandoffWhenClientThrottled)
 }
 
 // servingCert writes a serving cert for 127.0.0.1 signed by the test CA and
@@ -458,31 +460,56 @@ func (e *e2e) testDryRun(t *testing.T) {
 	}
 }
 
+// testDenied: a pod the injector cannot inject is denied with a message
+// naming what to fix, before any Secret is written (a Secret for a pod the
+// apiserver refuses is never used), and the denial is reported as an Event.
+// The resource annotation and the container name are ones the injector used
+// to take, leaving the apiserver to refuse the pod for a container the user
+// never wrote, after the Secret.
 func (e *e2e) testDenied(t *testing.T) {
 	ctx := context.Background()
-	ns := e.namespace(t, ctx, "denied", true)
-	p := pod("web", ns)
-	p.Annotations = map[string]string{injector.OutboundPortExclusionAnnotation: "80,99999"}
-	err := e.cl.Create(ctx, p)
-	want := "Invalid port value '99999' specified for annotation 'flomesh.io/outbound-port-exclusion-list'"
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("create: %v, want denial containing %q", err, want)
-	}
-	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 0 {
-		t.Fatalf("denied pod left %d Secrets", len(s))
-	}
-	eventually(t, 20*time.Second, "a warning event on the namespace", func() (bool, error) {
-		l := &eventsv1.EventList{}
-		if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {
-			return false, err
-		}
-		for _, ev := range l.Items {
-			if ev.Regarding.Kind == "Namespace" && ev.Type == corev1.EventTypeWarning && strings.Contains(ev.Note, want) {
-				return true, nil
+	// A namespace each: the recorder folds Warnings of one reason on one
+	// namespace into the first Event's series, keeping its note.
+	for _, tc := range []struct {
+		name, ns string
+		edit     func(*corev1.Pod)
+		want     string
+	}{
+		{"port annotation out of range", "denied", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.OutboundPortExclusionAnnotation: "80,99999"}
+		}, "Invalid port value '99999' specified for annotation 'flomesh.io/outbound-port-exclusion-list'"},
+		{"negative sidecar cpu limit", "denied-resources", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarResourceLimitsPrefix + "cpu": "-1"}
+		}, `invalid value "-1" specified for annotation "flomesh.io/sidecar-resource-limits-cpu"`},
+		{"an app container named sidecar", "denied-names", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: injector.SidecarContainerName, Image: "busybox"})
+		}, `spec.containers[1].name: "sidecar" is the injector's; rename it or opt the pod out with annotation flomesh.io/sidecar-injection: disabled`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := e.namespace(t, ctx, tc.ns, true)
+			p := pod("web", ns)
+			tc.edit(p)
+			err := e.cl.Create(ctx, p)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("create: %v, want denial containing %q", err, tc.want)
 			}
-		}
-		return false, nil
-	})
+			if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 0 {
+				t.Fatalf("denied pod left %d Secrets", len(s))
+			}
+			eventually(t, 20*time.Second, "a warning event on the namespace", func() (bool, error) {
+				l := &eventsv1.EventList{}
+				if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {
+					return false, err
+				}
+				for _, ev := range l.Items {
+					if ev.Regarding.Kind == "Namespace" && ev.Type == corev1.EventTypeWarning && strings.Contains(ev.Note, tc.want) {
+						return true, nil
+					}
+				}
+				return false, nil
+			})
+		})
+	}
 }
 
 func (e *e2e) testMeshConfig(t *testing.T) {

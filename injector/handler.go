@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -572,11 +573,13 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	// A copy: the client fills in what it creates, and secret may yet go
 	// to the controller as it was built.
 	err = h.createBuilt(cctx, secret.DeepCopy(), write)
-	if err == nil || cctx.Err() == nil || ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil || (cctx.Err() == nil && !clientThrottled(err)) {
 		return err
 	}
-	// Over budget: the create may still land, which the controller's own
-	// create (of this same Secret: no second certificate) takes as done.
+	// Over budget, or sure to be (client-go's rate limiter refuses at once
+	// a wait longer than the budget left; that create was never sent): the
+	// create may still land, which the controller's own create (of this
+	// same Secret: no second certificate) takes as done.
 	if p.add(namespace, proxyUUID, mut, secret) {
 		handoffs.WithLabelValues(handoffSlow).Inc()
 		return nil
@@ -591,6 +594,18 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	}
 	return nil
 }
+
+// clientThrottled tells client-go's client-side rate limiter refusing a
+// request before sending it (its wait would outlast the context's deadline)
+// from an answer of the API server. client-go wraps it in this text and
+// nothing typed (k8s.io/client-go/rest, Request.tryThrottleWithInfo);
+// TestE2E's client-side throttling subtest fails if that changes.
+func clientThrottled(err error) bool {
+	var status apierrors.APIStatus
+	return !errors.As(err, &status) && strings.Contains(err.Error(), clientRateLimiterError)
+}
+
+const clientRateLimiterError = "client rate limiter Wait returned an error"
 
 // createBootstrapSecret issues the pod's certificate and writes its Secret;
 // the write's duration is added to *write.

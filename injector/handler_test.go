@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -619,5 +620,54 @@ func TestHandlerMaxInFlight(t *testing.T) {
 	}
 	if _, err := NewHandler(Options{Client: writer, Namespaces: reader, Issuer: stubIssuer{}, MaxInFlight: -1, MeshName: "fsm", FSMNamespace: "fsm-system"}); err == nil || !strings.Contains(err.Error(), "MaxInFlight -1") {
 		t.Errorf("MaxInFlight -1: err %v, want one naming it", err)
+	}
+}
+
+// TestHandlerHandoffOnClientThrottling: with the admission writer's
+// hand-off, a Secret create client-go's own rate limiter refuses at once
+// (its wait would outlast the budget, which has not run out yet) is handed
+// to the writer controller like a create over budget, and the pod is
+// admitted; an answer from the API server, or any other failure, is still
+// the admission's error. TestE2E ("…client-side throttling…") shows
+// client-go's real refusal.
+func TestHandlerHandoffOnClientThrottling(t *testing.T) {
+	throttled := fmt.Errorf("client rate limiter Wait returned an error: %w", errors.New("rate: Wait(n=1) would exceed context deadline"))
+	for _, tc := range []struct {
+		name      string
+		createErr error
+		handedOff bool
+	}{
+		{"client-go rate limiter refuses", throttled, true},
+		{"client-go rate limiter refuses, wrapped", fmt.Errorf("creating: %w", throttled), true},
+		{"API server refuses (quota)", apierrors.NewForbidden(corev1.Resource("secrets"), "s", errors.New("exceeded quota")), false},
+		{"API server error quoting the text", apierrors.NewInternalError(throttled), false},
+		{"API server throttles (429)", apierrors.NewTooManyRequests("slow down", 1), false},
+		{"connection refused", errors.New("dial tcp 10.96.0.1:443: connect: connection refused"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reader := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("app", nil)).Build()
+			writer := interceptor.NewClient(reader, interceptor.Funcs{
+				Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+					return tc.createErr
+				},
+			})
+			pending := NewPendingSecrets(0)
+			h, err := NewHandler(Options{
+				Client: writer, Namespaces: reader, Issuer: stubIssuer{}, MeshName: "fsm", FSMNamespace: "fsm-system",
+				SidecarImage: testMesh.SidecarImage, InitImage: testMesh.InitImage, HealthcheckImage: testMesh.HealthcheckImage,
+				Pending: pending, Handoff: SecretHandoff{Budget: time.Hour}, NewUUID: seqUUID(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, resp := (&handlerFixture{server: reviewhttp.NewAdmission(h)}).post(t, reviewBody(t, nil), "application/json")
+			if got := resp.Allowed && len(resp.Patch) > 0 && pending.Len() == 1; got != tc.handedOff {
+				t.Fatalf("allowed=%v patch %d B, records handed off %d, message %q; want handed off = %v",
+					resp.Allowed, len(resp.Patch), pending.Len(), resp.Result.Message, tc.handedOff)
+			}
+			if !tc.handedOff && (resp.Allowed || resp.Result.Code != http.StatusInternalServerError || pending.Len() != 0) {
+				t.Fatalf("allowed=%v code %d, records %d: want the create's error as a 500 and nothing handed off", resp.Allowed, resp.Result.Code, pending.Len())
+			}
+		})
 	}
 }

@@ -58,7 +58,9 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 		s.RepoServerIPAddr = rs.IPAddr
 	}
 	s.RepoServerCodebase = rs.Codebase
-	if rs.Port > 0 {
+	// 0 is "unset"; a negative port is kept for Validate to refuse, as the
+	// validator does, rather than silently replaced by the default.
+	if rs.Port != 0 {
 		s.RepoServerPort = int(rs.Port)
 	}
 
@@ -112,12 +114,16 @@ func (s Settings) fieldErrors() field.ErrorList {
 	var errs field.ErrorList
 	sc := field.NewPath("spec", "sidecar")
 	errs = append(errs, rules.Enum(sc.Child("logLevel"), s.LogLevel, rules.SidecarLogLevels...)...)
+	// The sidecar's image, --admin-port and repo URL go into every pod: a
+	// value the validator denies would make the apiserver refuse them all.
+	errs = append(errs, rules.Image(sc.Child("sidecarImage"), s.SidecarImage)...)
 	errs = append(errs, rules.Enum(sc.Child("localProxyMode"), s.LocalProxyMode, rules.LocalProxyModes...)...)
 	errs = append(errs, rules.Resources(sc.Child("resources"), s.Resources)...)
 	errs = append(errs, rules.Resources(sc.Child("initResources"), s.InitResources)...)
 	errs = append(errs, rules.Resources(sc.Child("healthcheckResources"), s.HealthcheckResources)...)
 
 	errs = append(errs, rules.RepoServerAddr(field.NewPath("spec", "repoServer", "ipaddr"), s.RepoServerIPAddr)...)
+	errs = append(errs, rules.Port(field.NewPath("spec", "repoServer", "port"), int64(s.RepoServerPort))...)
 
 	tr := field.NewPath("spec", "traffic")
 	errs = append(errs, rules.Enum(tr.Child("interceptionMode"), s.InterceptionMode, rules.InterceptionModes...)...)

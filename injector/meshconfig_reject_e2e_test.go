@@ -40,8 +40,12 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 	})
 	e.waitExclusion(t, ns, lastValid, "")
 
-	// The CRD's schema (FSM's) stores both; the injector can apply neither.
-	patch := fmt.Sprintf(`{"spec":{"sidecar":{"logLevel":"verbose"},"traffic":{"outboundIPRangeExclusionList":[%q],"outboundIPRangeInclusionList":["fd00::/8"]}}}`, rejected)
+	// The CRD's schema (FSM's) stores them all; the injector can apply none.
+	// The sidecar image (a YAML slip's trailing space) and the repo port go
+	// into every pod: taken, every meshed pod would be refused by the
+	// apiserver (or get a sidecar on port 70000), each leaving a Secret.
+	patch := fmt.Sprintf(`{"spec":{"sidecar":{"logLevel":"verbose","sidecarImage":"flomesh/pipy:1.5.12 "},"repoServer":{"port":70000},`+
+		`"traffic":{"outboundIPRangeExclusionList":[%q],"outboundIPRangeInclusionList":["fd00::/8"]}}}`, rejected)
 	if err := e.cl.Patch(ctx, mc, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatalf("storing the MeshConfig the injector cannot apply: %v", err)
 	}
@@ -57,6 +61,8 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 					"cannot apply resourceVersion " + mc.ResourceVersion,
 					"injects pods with the last valid MeshConfig (resourceVersion ",
 					`spec.sidecar.logLevel: Unsupported value: "verbose"`,
+					`spec.sidecar.sidecarImage: Invalid value: "flomesh/pipy:1.5.12 "`,
+					`spec.repoServer.port: Invalid value: 70000`,
 					`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/8"`,
 				} {
 					if !strings.Contains(ev.Note, want) {
@@ -68,8 +74,8 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 		}
 		return false, nil
 	})
-	if got := rejectedFieldsMetric(t); got != "spec.sidecar.logLevel,spec.traffic.outboundIPRangeInclusionList" {
-		t.Errorf("fsm_webhooks_injector_meshconfig_rejected fields %q, want the two rejected fields", got)
+	if got, want := rejectedFieldsMetric(t), "spec.repoServer.port,spec.sidecar.logLevel,spec.sidecar.sidecarImage,spec.traffic.outboundIPRangeInclusionList"; got != want {
+		t.Errorf("fsm_webhooks_injector_meshconfig_rejected fields %q, want %q", got, want)
 	}
 
 	// Pod creation goes on, with the last valid settings: a real create (its
@@ -82,8 +88,9 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 	if !strings.Contains(script, "-d "+lastValid+" -j RETURN\n") || strings.Contains(script, rejected) {
 		t.Errorf("fsm-init script is not the last valid MeshConfig's (%s, not %s):\n%s", lastValid, rejected, script)
 	}
-	if args := strings.Join(p.Spec.Containers[0].Args, " "); p.Spec.Containers[0].Name != injector.SidecarContainerName || strings.Contains(args, "verbose") {
-		t.Errorf("sidecar %s args %q carry the rejected log level", p.Spec.Containers[0].Name, args)
+	if args := strings.Join(p.Spec.Containers[0].Args, " "); p.Spec.Containers[0].Name != injector.SidecarContainerName ||
+		strings.Contains(args, "verbose") || strings.Contains(args, "70000") || p.Spec.Containers[0].Image != injector.DefaultSidecarImage {
+		t.Errorf("sidecar %s image %q args %q carry the rejected log level, port or image", p.Spec.Containers[0].Name, p.Spec.Containers[0].Image, args)
 	}
 	s := &corev1.Secret{}
 	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}, s); err != nil {
@@ -91,7 +98,8 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 	}
 
 	// A valid MeshConfig applies again and clears the metric.
-	fix := fmt.Sprintf(`{"spec":{"sidecar":{"logLevel":"error"},"traffic":{"outboundIPRangeExclusionList":[%q],"outboundIPRangeInclusionList":[]}}}`, fixed)
+	fix := fmt.Sprintf(`{"spec":{"sidecar":{"logLevel":"error","sidecarImage":null},"repoServer":{"port":6060},`+
+		`"traffic":{"outboundIPRangeExclusionList":[%q],"outboundIPRangeInclusionList":[]}}}`, fixed)
 	if err := e.cl.Patch(ctx, mc, client.RawPatch(types.MergePatchType, []byte(fix))); err != nil {
 		t.Fatal(err)
 	}

@@ -140,3 +140,46 @@ func TestSettingsValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsValidateFieldsInEveryPod: spec.repoServer.port (the sidecar's
+// --admin-port and repo URL) and spec.sidecar.sidecarImage go into every
+// injected pod, so a stored MeshConfig with a value the validator denies is
+// set aside like any other (CachedMeshConfig keeps the last valid settings)
+// instead of making the apiserver refuse every meshed pod.
+func TestSettingsValidateFieldsInEveryPod(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*configv1alpha3.MeshConfig)
+		want string // "" = valid
+	}{
+		{"repoServer.port unset: the default", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = 0 }, ""},
+		{"repoServer.port 65535", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = 65535 }, ""},
+		{"repoServer.port out of range", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = 70000 },
+			"MeshConfig spec.repoServer.port: Invalid value: 70000: should be less than or equal to 65535"},
+		{"repoServer.port negative, not replaced by the default", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = -1 },
+			"MeshConfig spec.repoServer.port: Invalid value: -1: should be greater than or equal to 1"},
+		{"sidecarImage unset", func(mc *configv1alpha3.MeshConfig) { mc.Spec.Sidecar.SidecarImage = "" }, ""},
+		{"sidecarImage with a registry port and digest", func(mc *configv1alpha3.MeshConfig) {
+			mc.Spec.Sidecar.SidecarImage = "registry:5000/flomesh/pipy@sha256:" + strings.Repeat("a", 64)
+		}, ""},
+		{"sidecarImage with trailing whitespace", func(mc *configv1alpha3.MeshConfig) { mc.Spec.Sidecar.SidecarImage = "flomesh/pipy:1.5.12 " },
+			`MeshConfig spec.sidecar.sidecarImage: Invalid value: "flomesh/pipy:1.5.12 ": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`},
+		{"sidecarImage in capitals", func(mc *configv1alpha3.MeshConfig) { mc.Spec.Sidecar.SidecarImage = "Flomesh/Pipy" },
+			`MeshConfig spec.sidecar.sidecarImage: Invalid value: "Flomesh/Pipy": must be a container image reference`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mc := &configv1alpha3.MeshConfig{}
+			tc.edit(mc)
+			err := SettingsFromMeshConfig(mc).Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}

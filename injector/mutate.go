@@ -204,6 +204,13 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if probes.needHealthcheck && in.Mesh.HealthcheckImage == "" {
 		return nil, errors.New("the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE (no MeshConfig field holds it)")
 	}
+	added := []string{SidecarContainerName, InitContainerName}
+	if probes.needHealthcheck {
+		added = append(added, HealthcheckContainerName)
+	}
+	if err := containerNamesFree(in.Pod, added); err != nil {
+		return nil, err
+	}
 
 	sidecar := sidecarContainer(in, pod, opts, probes.httpKinds)
 	init := initContainer(in, opts)
@@ -221,7 +228,18 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		}
 	}
 	if probes.needHealthcheck {
-		pod.Spec.Containers = append(pod.Spec.Containers, healthcheckContainer(in))
+		hc := healthcheckContainer(in)
+		if opts.native {
+			// A native sidecar too: as an app container it would keep a
+			// Job's pod from ever completing, which is what native mode is
+			// for. It starts before the app containers, whose probes it
+			// answers.
+			hc.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+			at := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == SidecarContainerName }) + 1
+			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, at, hc)
+		} else {
+			pod.Spec.Containers = append(pod.Spec.Containers, hc)
+		}
 	}
 	if opts.metrics {
 		if pod.Annotations == nil {
@@ -286,32 +304,128 @@ func readOptions(in MutateInput, cnPrefix string) (podOptions, error) {
 	return o, nil
 }
 
+// sidecarResources is the MeshConfig's sidecar resources with the resource
+// annotations applied (pod beats namespace), held to the rules the MeshConfig
+// is held to (rules.Resources): the apiserver would otherwise refuse the pod
+// after its Secret is written, naming a container the user did not write.
 func sidecarResources(base corev1.ResourceRequirements, podAnn, nsAnn map[string]string) (corev1.ResourceRequirements, error) {
 	res := *base.DeepCopy()
+	p := field.NewPath("sidecar", "resources")
+	// The annotation behind each entry it set, by resource name.
+	limitsFrom, requestsFrom := map[string]resourceAnnotation{}, map[string]resourceAnnotation{}
 	for _, kind := range []struct {
 		prefix string
 		list   *corev1.ResourceList
-	}{{SidecarResourceLimitsPrefix, &res.Limits}, {SidecarResourceRequestsPrefix, &res.Requests}} {
+		from   map[string]resourceAnnotation
+	}{{SidecarResourceLimitsPrefix, &res.Limits, limitsFrom}, {SidecarResourceRequestsPrefix, &res.Requests, requestsFrom}} {
 		for _, name := range sidecarResourceNames {
 			key := kind.prefix + name
-			v, ok := podAnn[key]
-			if !ok {
-				v, ok = nsAnn[key]
+			a := resourceAnnotation{key: key}
+			var ok bool
+			if a.value, ok = podAnn[key]; !ok {
+				a.value, ok = nsAnn[key]
+				a.onNamespace = true
 			}
 			if !ok {
 				continue
 			}
-			q, err := parseQuantityAnnotation(key, v)
+			q, err := parseQuantityAnnotation(key, a.value)
 			if err != nil {
 				return res, err
+			}
+			// Alone first, so a resource name or quantity no container may
+			// have is reported against its own annotation.
+			one := corev1.ResourceList{corev1.ResourceName(name): q}
+			alone := corev1.ResourceRequirements{Limits: one}
+			if kind.prefix == SidecarResourceRequestsPrefix {
+				alone = corev1.ResourceRequirements{Requests: one}
+			}
+			if errs := rules.Resources(p, alone); len(errs) > 0 {
+				return res, a.invalid(errs.ToAggregate().Error())
 			}
 			if *kind.list == nil {
 				*kind.list = corev1.ResourceList{}
 			}
 			(*kind.list)[corev1.ResourceName(name)] = q
+			kind.from[name] = a
 		}
 	}
+	// What is left is a request above its limit, where either may come from
+	// an annotation (the MeshConfig's own resources passed Validate).
+	for _, name := range sidecarResourceNames {
+		errs := rules.Resources(p, corev1.ResourceRequirements{
+			Limits:   onlyResource(res.Limits, name),
+			Requests: onlyResource(res.Requests, name),
+		})
+		la, limitSet := limitsFrom[name]
+		ra, requestSet := requestsFrom[name]
+		if len(errs) == 0 || (!limitSet && !requestSet) {
+			continue // the MeshConfig's own pair is Validate's to judge
+		}
+		limitFrom := fmt.Sprintf("MeshConfig spec.sidecar.resources.limits[%s]", name)
+		if limitSet {
+			limitFrom = la.String()
+		}
+		if requestSet {
+			return res, ra.invalid(fmt.Sprintf("%s (the limit: %s)", errs.ToAggregate().Error(), limitFrom))
+		}
+		req := res.Requests[corev1.ResourceName(name)]
+		return res, la.invalid(fmt.Sprintf("%s: must be greater than or equal to the %s request (%s, MeshConfig spec.sidecar.resources.requests[%s])",
+			p.Child("limits").Key(name), name, req.String(), name))
+	}
 	return res, nil
+}
+
+// onlyResource is list's entry for name alone; nil without one.
+func onlyResource(list corev1.ResourceList, name string) corev1.ResourceList {
+	q, ok := list[corev1.ResourceName(name)]
+	if !ok {
+		return nil
+	}
+	return corev1.ResourceList{corev1.ResourceName(name): q}
+}
+
+// resourceAnnotation is a sidecar resource annotation in effect.
+type resourceAnnotation struct {
+	key, value  string
+	onNamespace bool
+}
+
+func (a resourceAnnotation) String() string {
+	return fmt.Sprintf("annotation %q: %q%s", a.key, a.value, a.where())
+}
+
+func (a resourceAnnotation) where() string {
+	if a.onNamespace {
+		return " (on the namespace)"
+	}
+	return ""
+}
+
+// invalid is the denial of the annotation's value for reason (what the
+// apiserver would have said of the sidecar container).
+func (a resourceAnnotation) invalid(reason string) error {
+	return fmt.Errorf("invalid value %q specified for annotation %q%s: %s", a.value, a.key, a.where(), reason)
+}
+
+// containerNamesFree refuses a pod that already has a container (or init
+// container) named like one the injector adds: the apiserver would refuse the
+// injected pod for a duplicate name the user never wrote, after its Secret is
+// written. A copy of an injected pod never gets here (Reinject keeps its
+// containers).
+func containerNamesFree(pod *corev1.Pod, names []string) error {
+	for _, list := range []struct {
+		path       *field.Path
+		containers []corev1.Container
+	}{{field.NewPath("spec", "initContainers"), pod.Spec.InitContainers}, {field.NewPath("spec", "containers"), pod.Spec.Containers}} {
+		for i, c := range list.containers {
+			if slices.Contains(names, c.Name) {
+				return fmt.Errorf("%s: %q is the injector's; rename it or opt the pod out with annotation %s: disabled",
+					list.path.Index(i).Child("name"), c.Name, SidecarInjectionAnnotation)
+			}
+		}
+	}
+	return nil
 }
 
 // trafficConfig merges the pod's exclusion/inclusion annotations with the

@@ -72,6 +72,29 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: `invalid quantity "lots" specified for annotation "flomesh.io/sidecar-resource-limits-cpu"`},
 		{name: "resource request unparsable on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "ephemeral-storage": "1Q"},
 			want: `invalid quantity "1Q" specified for annotation "flomesh.io/sidecar-resource-requests-ephemeral-storage"`},
+		// Parsable but refused by the apiserver for the sidecar container:
+		// denied before any Secret, with the rules MeshConfig's are held to.
+		{name: "resource limit negative", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "-1"},
+			want: `invalid value "-1" specified for annotation "flomesh.io/sidecar-resource-limits-cpu": sidecar.resources.limits[cpu]: Invalid value: "-1": must be greater than or equal to 0`},
+		{name: "resource request negative on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "memory": "-64Mi"},
+			want: `invalid value "-64Mi" specified for annotation "flomesh.io/sidecar-resource-requests-memory" (on the namespace): sidecar.resources.requests[memory]: Invalid value: "-64Mi": must be greater than or equal to 0`},
+		{name: "resource storage is not a container's", pod: map[string]string{SidecarResourceLimitsPrefix + "storage": "1Gi"},
+			want: `invalid value "1Gi" specified for annotation "flomesh.io/sidecar-resource-limits-storage": sidecar.resources.limits[storage]: Invalid value: "storage": must be cpu, memory, ephemeral-storage`},
+		{name: "resource request above the limit, both annotations", pod: map[string]string{SidecarResourceLimitsPrefix + "memory": "64Mi", SidecarResourceRequestsPrefix + "memory": "128Mi"},
+			want: `invalid value "128Mi" specified for annotation "flomesh.io/sidecar-resource-requests-memory": sidecar.resources.requests[memory]: Invalid value: "128Mi": must be less than or equal to the memory limit (64Mi) (the limit: annotation "flomesh.io/sidecar-resource-limits-memory": "64Mi")`},
+		{name: "resource request annotation above the MeshConfig limit", pod: map[string]string{SidecarResourceRequestsPrefix + "cpu": "2"},
+			set: func(s *Settings) {
+				s.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{"cpu": resource.MustParse("1")}}
+			},
+			want: `invalid value "2" specified for annotation "flomesh.io/sidecar-resource-requests-cpu": sidecar.resources.requests[cpu]: Invalid value: "2": must be less than or equal to the cpu limit (1) (the limit: MeshConfig spec.sidecar.resources.limits[cpu])`},
+		{name: "resource limit annotation on namespace below the MeshConfig request", ns: map[string]string{SidecarResourceLimitsPrefix + "cpu": "100m"},
+			set: func(s *Settings) {
+				s.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{"cpu": resource.MustParse("500m")}}
+			},
+			want: `invalid value "100m" specified for annotation "flomesh.io/sidecar-resource-limits-cpu" (on the namespace): sidecar.resources.limits[cpu]: must be greater than or equal to the cpu request (500m, MeshConfig spec.sidecar.resources.requests[cpu])`},
+		{name: "resource limit on the pod overrides a bad one on the namespace", pod: map[string]string{SidecarResourceLimitsPrefix + "memory": "64Mi"},
+			ns:   map[string]string{SidecarResourceLimitsPrefix + "memory": "-1", SidecarResourceRequestsPrefix + "memory": "128Mi"},
+			want: `invalid value "128Mi" specified for annotation "flomesh.io/sidecar-resource-requests-memory" (on the namespace): sidecar.resources.requests[memory]: Invalid value: "128Mi": must be less than or equal to the memory limit (64Mi) (the limit: annotation "flomesh.io/sidecar-resource-limits-memory": "64Mi")`},
 		{name: "no sidecar image", mesh: func(m *Mesh) { m.SidecarImage = "" },
 			want: "sidecar image not set: set MeshConfig spec.sidecar.sidecarImage, flag --sidecar-image or env FSM_DEFAULT_SIDECAR_IMAGE"},
 		{name: "no init image", mesh: func(m *Mesh) { m.InitImage = "" },
@@ -172,6 +195,68 @@ func TestSidecarResources(t *testing.T) {
 	check(r.Requests, corev1.ResourceCPU, "100m")
 	if q := s.Resources.Limits[corev1.ResourceCPU]; q.Cmp(resource.MustParse("1")) != 0 {
 		t.Error("Mutate changed the settings' resources")
+	}
+}
+
+// TestInjectedContainerNames: a pod that already has a container named like
+// one the injector adds is denied, naming it, rather than injected into a
+// pod the apiserver refuses for a duplicate name after its Secret is
+// written. A copy of an injected pod (the bootstrap volume: Reinject) keeps
+// its containers as before (golden case debug-copy too).
+func TestInjectedContainerNames(t *testing.T) {
+	tcpProbe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intOrStr("8080")}}}
+	for _, tc := range []struct {
+		name     string
+		init     []string // init container names, before the pod's own
+		extra    []string // container names after "app"
+		probe    *corev1.Probe
+		reinject bool
+		want     string // "" = injected
+	}{
+		{name: "container named sidecar", extra: []string{"db", SidecarContainerName},
+			want: `spec.containers[2].name: "sidecar" is the injector's; rename it or opt the pod out with annotation flomesh.io/sidecar-injection: disabled`},
+		{name: "init container named fsm-init", init: []string{"migrate", InitContainerName},
+			want: `spec.initContainers[1].name: "fsm-init" is the injector's; rename it or opt the pod out with annotation flomesh.io/sidecar-injection: disabled`},
+		{name: "init container named sidecar", init: []string{SidecarContainerName},
+			want: `spec.initContainers[0].name: "sidecar" is the injector's`},
+		{name: "fsm-healthcheck when a TCP probe adds it", extra: []string{HealthcheckContainerName}, probe: tcpProbe,
+			want: `spec.containers[1].name: "fsm-healthcheck" is the injector's`},
+		{name: "fsm-healthcheck when none is added", extra: []string{HealthcheckContainerName}},
+		{name: "other names", init: []string{"sidecar-init"}, extra: []string{"sidecars", "Sidecar"}},
+		{name: "copy of an injected pod", init: []string{InitContainerName}, extra: []string{SidecarContainerName}, reinject: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := simplePod(nil)
+			pod.Spec.Containers[0].LivenessProbe = tc.probe
+			for _, n := range tc.init {
+				pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{Name: n, Image: "busybox"})
+			}
+			for _, n := range tc.extra {
+				pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: n, Image: "busybox"})
+			}
+			mut, err := Mutate(MutateInput{Pod: pod, Namespace: monitoredNamespace("app", nil), Settings: DefaultSettings(), Mesh: testMesh, ProxyUUID: "u-1", Reinject: tc.reinject})
+			if tc.want != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want prefix %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !mut.NeedsSecret {
+				t.Fatal("not injected")
+			}
+			seen := map[string]bool{}
+			for _, list := range [][]corev1.Container{mut.Pod.Spec.InitContainers, mut.Pod.Spec.Containers} {
+				for _, c := range list {
+					if seen[c.Name] {
+						t.Fatalf("injected pod has two containers named %q", c.Name)
+					}
+					seen[c.Name] = true
+				}
+			}
+		})
 	}
 }
 

@@ -2,12 +2,14 @@ package injector_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -144,4 +146,70 @@ func deletedTotal(t *testing.T, reason string) float64 {
 		t.Fatalf("no fsm_webhooks_injector_orphan_secrets_deleted_total{reason=%q}", reason)
 	}
 	return n
+}
+
+// testSecretOfRelabelledPod: the controller's pod watch selects pods with the
+// uuid label, so removing it from a live pod makes the apiserver report the
+// pod DELETED (with its old labels, no deletionTimestamp). The Secret the pod
+// still mounts is kept: at that report (the API server, asked by name, has
+// the same pod), and at later sweeps past the grace period (a Secret's update
+// reconciles it as a restart does), for a removed label and for a changed
+// one alike. Once such a pod is really deleted no DELETE event comes (it had
+// left the watch): the next sweep deletes its Secret.
+func (e *e2e) testSecretOfRelabelledPod(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "relabel", true)
+	removed, changed := pod("removed", ns), pod("changed", ns)
+	keys := map[*corev1.Pod]client.ObjectKey{}
+	for _, p := range []*corev1.Pod{removed, changed} {
+		if err := e.cl.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		keys[p] = client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
+	}
+	// Someone (a tool, kubectl label --overwrite) edits the labels.
+	for p, label := range map[*corev1.Pod]string{removed: "null", changed: `"not-its-uuid"`} {
+		patch := []byte(`{"metadata":{"labels":{"` + injector.ProxyUUIDLabel + `":` + label + `}}}`)
+		if err := e.cl.Patch(ctx, p, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// touch updates both Secrets, which has the controller reconcile them.
+	touch := func(n int) {
+		t.Helper()
+		for _, key := range keys {
+			patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{"example.com/touched":"%d"}}}`, n))
+			if err := e.cl.Patch(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(orphanGrace + 2*time.Second)
+	touch(1)
+	time.Sleep(2 * time.Second)
+	for p, key := range keys {
+		if err := e.cl.Get(ctx, key, &corev1.Secret{}); err != nil {
+			t.Fatalf("bootstrap Secret of running pod %s (uuid label edited), past the grace period and swept: %v", p.Name, err)
+		}
+	}
+
+	before := deletedTotal(t, injector.ReasonNoPod)
+	for p := range keys {
+		if err := e.cl.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch(2)
+	for p, key := range keys {
+		eventually(t, 5*time.Second, "the Secret of deleted pod "+p.Name+" to go at the next sweep", func() (bool, error) {
+			err := e.cl.Get(ctx, key, &corev1.Secret{})
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			return false, err
+		})
+	}
+	eventually(t, 5*time.Second, "both deletes to be counted", func() (bool, error) {
+		return deletedTotal(t, injector.ReasonNoPod)-before >= 2, nil
+	})
 }

@@ -2,6 +2,7 @@ package injector_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,15 +10,19 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -332,4 +337,58 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		t.Errorf("handoffs{reason=slow} rose by %v with a 10 s budget", d)
 	}
 	t.Logf("burst of %d, 20 at once, one inline slot: %v handed to the controller", n, handed)
+}
+
+// testHandoffWhenClientThrottled: the admission writer hands a Secret whose
+// create cannot answer within the budget to the writer controller. A create
+// held by client-go's own rate limiter (serve's --kube-api-qps) fails at
+// once, "rate: Wait(n=1) would exceed context deadline", while the budget
+// has not run out: that is the budget running out too, and the pod is
+// admitted with its Secret handed off, not refused with 500.
+func (e *e2e) testHandoffWhenClientThrottled(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "throttled", true)
+	ca, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.CopyConfig(e.cfg)
+	cfg.QPS, cfg.Burst = 0.2, 1 // a token every 5 s
+	slow, err := client.New(cfg, client.Options{Scheme: e.cl.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := injector.NewPendingSecrets(0)
+	h, err := injector.NewHandler(injector.Options{
+		Client: slow, Namespaces: e.cl, Issuer: ca, MeshName: meshName, FSMNamespace: fsmNamespace,
+		Pending: pending, Handoff: injector.SecretHandoff{Budget: time.Second}, Logger: testr.New(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Warms the client's REST mapper; this read takes the client's only
+	// token, as another admission's create would.
+	if err := slow.Get(ctx, client.ObjectKey{Namespace: ns, Name: "none"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	slowHandoffs, _ := counterSum(t, "fsm_webhooks_injector_bootstrap_secret_handoffs_total", map[string]string{"reason": "slow"})
+	raw, err := json.Marshal(pod("throttled", ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp := h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-throttled", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Namespace: ns, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+	}})
+	if !resp.Allowed || len(resp.Patch) == 0 || pending.Len() != 1 {
+		t.Fatalf("Secret create throttled by the client beyond the 1 s budget: allowed=%v code %d %q, records handed off %d; want the pod patched and its Secret handed off",
+			resp.Allowed, resp.Result.Code, resp.Result.Message, pending.Len())
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("admission took %s with a 1 s budget", took)
+	}
+	if n, _ := counterSum(t, "fsm_webhooks_injector_bootstrap_secret_handoffs_total", map[string]string{"reason": "slow"}); n-slowHandoffs != 1 {
+		t.Errorf("handoffs{reason=slow} rose by %v, want 1", n-slowHandoffs)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -209,6 +210,18 @@ func RepoServerAddr(p *field.Path, v string) field.ErrorList {
 	}
 	if len(validation.IsDNS1123Subdomain(strings.ToLower(v))) > 0 {
 		return field.ErrorList{field.Invalid(p, v, "must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system")}
+	}
+	return nil
+}
+
+// Image checks a container image reference ("flomesh/pipy:1.5.14",
+// "registry:5000/ns/name@sha256:..."); empty is "not set".
+func Image(p *field.Path, s string) field.ErrorList {
+	if s == "" {
+		return nil
+	}
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return field.ErrorList{field.Invalid(p, s, "must be a container image reference such as flomesh/pipy:1.5.14: "+err.Error())}
 	}
 	return nil
 }

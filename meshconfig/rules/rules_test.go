@@ -28,6 +28,10 @@ func TestRules(t *testing.T) {
 		errs field.ErrorList
 		want string // "" = valid
 	}{
+		{"image short", Image(p, "busybox"), ""},
+		{"image digest", Image(p, "ghcr.io/a/b@sha256:"+strings.Repeat("0", 64)), ""},
+		{"image bad", Image(p, "a b"), `f: Invalid value: "a b": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`},
+		{"image trailing space", Image(p, "flomesh/pipy:1.5.12 "), `f: Invalid value: "flomesh/pipy:1.5.12 ": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`},
 		{"ipv4", iprange("10.0.0.0/8"), ""},
 		{"ipv6", iprange("fd00::/8"), ""},
 		{"ipv6 host", iprange("2001:db8::1/128"), ""},

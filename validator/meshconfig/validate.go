@@ -258,11 +258,11 @@ func validateSpec(s *spec, p *field.Path) field.ErrorList {
 	errs = append(errs, validateCertificate(&s.Certificate, p.Child("certificate"))...)
 	errs = append(errs, validateIngress(&s.Ingress, p.Child("ingress"))...)
 	errs = append(errs, rules.Enum(p.Child("gatewayAPI", "logLevel"), s.GatewayAPI.LogLevel, ControlPlaneLogLevels...)...)
-	errs = append(errs, check.Image(p.Child("serviceLB", "image"), s.ServiceLB.Image)...)
+	errs = append(errs, rules.Image(p.Child("serviceLB", "image"), s.ServiceLB.Image)...)
 	errs = append(errs, rules.Enum(p.Child("flb", "upstreamMode"), s.FLB.UpstreamMode, FLBUpstreamModes...)...)
 	errs = append(errs, validateEgressGateway(&s.EgressGateway, p.Child("egressGateway"))...)
 	errs = append(errs, validateImage(&s.Image, p.Child("image"))...)
-	errs = append(errs, check.Image(p.Child("misc", "repoServerImage"), s.Misc.RepoServerImage)...)
+	errs = append(errs, rules.Image(p.Child("misc", "repoServerImage"), s.Misc.RepoServerImage)...)
 	errs = append(errs, validateConnector(&s.Connector, p.Child("connector"))...)
 	return errs
 }
@@ -270,7 +270,7 @@ func validateSpec(s *spec, p *field.Path) field.ErrorList {
 func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, rules.Enum(p.Child("logLevel"), s.LogLevel, SidecarLogLevels...)...)
-	errs = append(errs, check.Image(p.Child("sidecarImage"), s.SidecarImage)...)
+	errs = append(errs, rules.Image(p.Child("sidecarImage"), s.SidecarImage)...)
 	errs = append(errs, validateLegacySidecar(s, p)...)
 	errs = append(errs, check.Duration(p.Child("configResyncInterval"), s.ConfigResyncInterval)...)
 	if s.MaxDataPlaneConnections < 0 {
@@ -317,12 +317,12 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 // v1alpha3 one.
 func validateLegacySidecar(s *sidecar, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, check.Image(p.Child("initContainerImage"), s.InitContainerImage)...)
+	errs = append(errs, rules.Image(p.Child("initContainerImage"), s.InitContainerImage)...)
 	for i := range s.SidecarDrivers {
 		d := &s.SidecarDrivers[i]
 		dp := p.Child("sidecarDrivers").Index(i)
-		errs = append(errs, check.Image(dp.Child("sidecarImage"), d.SidecarImage)...)
-		errs = append(errs, check.Image(dp.Child("initContainerImage"), d.InitContainerImage)...)
+		errs = append(errs, rules.Image(dp.Child("sidecarImage"), d.SidecarImage)...)
+		errs = append(errs, rules.Image(dp.Child("initContainerImage"), d.InitContainerImage)...)
 		errs = append(errs, rules.Port(dp.Child("proxyServerPort"), d.ProxyServerPort)...)
 	}
 	return errs

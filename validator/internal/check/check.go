@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
@@ -64,18 +63,6 @@ func duration(p *field.Path, s string) (time.Duration, field.ErrorList) {
 		return 0, field.ErrorList{field.Invalid(p, s, "must not be negative")}
 	}
 	return d, nil
-}
-
-// Image checks a container image reference ("flomesh/pipy:1.5.14",
-// "registry:5000/ns/name@sha256:..."); empty is "not set".
-func Image(p *field.Path, s string) field.ErrorList {
-	if s == "" {
-		return nil
-	}
-	if _, err := reference.ParseNormalizedNamed(s); err != nil {
-		return field.ErrorList{field.Invalid(p, s, "must be a container image reference such as flomesh/pipy:1.5.14: "+err.Error())}
-	}
-	return nil
 }
 
 // Fraction parses s as a number in [0,1]; empty is "not set".

@@ -1,7 +1,6 @@
 package check
 
 import (
-	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -25,9 +24,6 @@ func TestChecks(t *testing.T) {
 		{"duration zero allowed", Duration(p, "0s"), ""},
 		{"positive duration zero", PositiveDuration(p, "0h"), `f: Invalid value: "0h": must be longer than 0s`},
 		{"positive duration negative", PositiveDuration(p, "-1m"), `f: Invalid value: "-1m": must not be negative`},
-		{"image short", Image(p, "busybox"), ""},
-		{"image digest", Image(p, "ghcr.io/a/b@sha256:"+strings.Repeat("0", 64)), ""},
-		{"image bad", Image(p, "a b"), `f: Invalid value: "a b": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`},
 		{"fraction bounds", Fraction(p, "1"), ""},
 		{"fraction inf", Fraction(p, "+Inf"), `f: Invalid value: "+Inf": must be a number between 0 and 1, such as 0.5`},
 		{"fraction nan", Fraction(p, "nan"), `f: Invalid value: "nan": must be a number between 0 and 1, such as 0.5`},
