@@ -478,8 +478,11 @@ func sharedCABundle(obj any) (bundle []byte, split string) {
 
 func conversionComplete(crd *apiextv1.CustomResourceDefinition) bool {
 	c := crd.Spec.Conversion
+	// v1 first: the apiserver sends the first review version it knows, and
+	// reviewhttp answers v1 ConversionReviews only.
 	return c != nil && c.Strategy == apiextv1.WebhookConverter && c.Webhook != nil && c.Webhook.ClientConfig != nil &&
-		(c.Webhook.ClientConfig.URL != nil || c.Webhook.ClientConfig.Service != nil) && len(c.Webhook.ConversionReviewVersions) > 0
+		(c.Webhook.ClientConfig.URL != nil || c.Webhook.ClientConfig.Service != nil) &&
+		len(c.Webhook.ConversionReviewVersions) > 0 && c.Webhook.ConversionReviewVersions[0] == apiextv1.SchemeGroupVersion.Version
 }
 
 // handshake connects to this webhook's own listener and verifies the cert

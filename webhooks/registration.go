@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 
 	admv1 "k8s.io/api/admissionregistration/v1"
@@ -156,9 +157,16 @@ func SetConversion(crd *apiextv1.CustomResourceDefinition, tmpl *apiextv1.Custom
 		return "set spec.conversion to the conversion webhook"
 	}
 	changed := ""
-	if len(conv.Webhook.ConversionReviewVersions) == 0 {
+	if got := conv.Webhook.ConversionReviewVersions; len(got) == 0 {
 		conv.Webhook.ConversionReviewVersions = append([]string(nil), tmpl.Webhook.ConversionReviewVersions...)
 		changed = "set conversionReviewVersions"
+	} else if want := tmpl.Webhook.ConversionReviewVersions; len(want) > 0 && got[0] != want[0] {
+		// The apiserver sends the first version it knows, and the
+		// converter answers the template's only: the others stay listed
+		// after them, as whoever wrote them may rely on the list.
+		rest := slices.DeleteFunc(slices.Clone(got), func(v string) bool { return slices.Contains(want, v) })
+		conv.Webhook.ConversionReviewVersions = append(slices.Clone(want), rest...)
+		changed = "put " + want[0] + " first in conversionReviewVersions"
 	}
 	if !bytes.Equal(conv.Webhook.ClientConfig.CABundle, caBundle) {
 		conv.Webhook.ClientConfig.CABundle = caBundle

@@ -123,19 +123,30 @@ func TestSetConversion(t *testing.T) {
 	ep := Endpoint{Namespace: "fsm-system", ServiceName: fsmnames.ConverterService, Port: 9443}
 	tmpl := &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}}}
 	cases := []struct {
-		name     string
-		conv     *apiextv1.CustomResourceConversion
-		wantWhat string
+		name         string
+		conv         *apiextv1.CustomResourceConversion
+		wantWhat     string
+		wantVersions []string // nil: the template's [v1]
 	}{
-		{"none", nil, "set spec.conversion"},
-		{"strategy None", &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}, "set spec.conversion"},
-		{"webhook without target", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ClientConfig: &apiextv1.WebhookClientConfig{}}}, "set spec.conversion"},
+		{"none", nil, "set spec.conversion", nil},
+		{"strategy None", &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}, "set spec.conversion", nil},
+		{"webhook without target", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ClientConfig: &apiextv1.WebhookClientConfig{}}}, "set spec.conversion", nil},
 		{"no review versions", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
-			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}}}, "set conversionReviewVersions"},
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}}}, "set conversionReviewVersions", nil},
 		{"stale caBundle", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
-			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("old")}, ConversionReviewVersions: []string{"v1"}}}, "replaced the conversion caBundle"},
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("old")}, ConversionReviewVersions: []string{"v1"}}}, "replaced the conversion caBundle", nil},
 		{"up to date", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
-			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1"}}}, ""},
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1"}}}, "", nil},
+		// The apiserver would send v1beta1 reviews, which the converter refuses.
+		{"v1beta1 only", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1beta1"}}},
+			"put v1 first in conversionReviewVersions", []string{"v1", "v1beta1"}},
+		{"v1beta1 first", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1beta1", "v1"}}},
+			"put v1 first in conversionReviewVersions", []string{"v1", "v1beta1"}},
+		{"v1 first of two", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1", "v1beta1"}}},
+			"", []string{"v1", "v1beta1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -150,8 +161,12 @@ func TestSetConversion(t *testing.T) {
 			if c.conv != nil && c.conv.Webhook != nil && c.conv.Webhook.ClientConfig.URL != nil && *crd.Spec.Conversion.Webhook.ClientConfig.URL != "https://elsewhere:1/convert" {
 				t.Error("existing conversion target replaced")
 			}
-			if got := crd.Spec.Conversion.Webhook.ConversionReviewVersions; !reflect.DeepEqual(got, []string{"v1"}) {
-				t.Errorf("conversionReviewVersions %q, want the template's [v1]", got)
+			want := c.wantVersions
+			if want == nil {
+				want = []string{"v1"}
+			}
+			if got := crd.Spec.Conversion.Webhook.ConversionReviewVersions; !reflect.DeepEqual(got, want) {
+				t.Errorf("conversionReviewVersions %q, want %q", got, want)
 			}
 			if tmpl.Webhook.ClientConfig != nil {
 				t.Error("SetConversion filled in its template")
