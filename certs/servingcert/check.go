@@ -46,6 +46,20 @@ func (v Verdict) OK() bool { return v.Reason == ReasonNone }
 // yet due for renewal: at renewFraction of its lifetime minus the jitter of
 // certs.Renewal. It never panics on malformed data.
 func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, renewFraction float64) Verdict {
+	return check(spec, data, trusted, now, certs.Renewal{Fraction: renewFraction})
+}
+
+// CheckOverdue is Check as an observer outside the servers sees it (`certs
+// status`): a cert is due only at the end of its renewal window, once every
+// server should have renewed it. Each server places a cert at its own point
+// of the window (certs.Renewal's per-process spread), so Check's verdict in
+// another process can say "due" up to a tenth of the cert's lifetime (most
+// of a year for a decade-long cert) before any server renews it.
+func CheckOverdue(spec Spec, data map[string][]byte, trusted []byte, now time.Time, renewFraction float64) Verdict {
+	return check(spec, data, trusted, now, certs.Renewal{Fraction: renewFraction, Spread: func(*x509.Certificate) float64 { return 0 }})
+}
+
+func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, renewal certs.Renewal) Verdict {
 	certPEM, keyPEM := data[KeyCert], data[KeyKey]
 	if len(certPEM) == 0 || len(keyPEM) == 0 || len(data[KeyCA]) == 0 {
 		return Verdict{Reason: ReasonMissing, Detail: fmt.Sprintf("Secret lacks one of %s, %s, %s", KeyCA, KeyCert, KeyKey)}
@@ -85,7 +99,7 @@ func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 		v.Reason, v.Detail = ReasonValidity, fmt.Sprintf("cert lifetime %s exceeds the configured validity %s", life, spec.validity())
 		return v
 	}
-	v.RenewAt = certs.Renewal{Fraction: renewFraction}.At(leaf)
+	v.RenewAt = renewal.At(leaf)
 	if !now.Before(v.RenewAt) {
 		v.Reason, v.Detail = ReasonExpiring, fmt.Sprintf("cert is due for renewal since %s (expires %s)",
 			v.RenewAt.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))

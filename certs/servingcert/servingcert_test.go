@@ -154,6 +154,42 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckOverdue: an observer outside the servers (certs status) calls a
+// cert due only at the end of its renewal window, whatever point of the
+// window its own process would have picked.
+func TestCheckOverdue(t *testing.T) {
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	trusted, _ := ca.CABundle(context.Background())
+	short := spec
+	short.Validity = time.Hour
+	data := issue(t, ca, short)
+	leaf, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
+	if err != nil {
+		t.Fatal(err)
+	}
+	earliest, latest := certs.Renewal{}.Window(leaf[0])
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want servingcert.Reason
+	}{
+		{"before the window", earliest.Add(-time.Second), servingcert.ReasonNone},
+		{"at the start of the window", earliest, servingcert.ReasonNone},
+		{"just before its end", latest.Add(-time.Second), servingcert.ReasonNone},
+		{"at its end", latest, servingcert.ReasonExpiring},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if v := servingcert.CheckOverdue(short, data, trusted, tc.at, 0); v.Reason != tc.want {
+				t.Errorf("CheckOverdue at %s = %q (%s), want %q", tc.at.Sub(leaf[0].NotBefore), v.Reason, v.Detail, tc.want)
+			}
+		})
+	}
+	// A server's own Check is due somewhere in the window.
+	if v := servingcert.Check(short, data, trusted, latest, 0); v.Reason != servingcert.ReasonExpiring {
+		t.Errorf("Check at the end of the window = %q, want due", v.Reason)
+	}
+}
+
 // TestCheckGrantedLifetime: the renewal schedule follows the lifetime the CA
 // granted (NotBefore to NotAfter), not the validity asked for, and the
 // jitter moves it at most a tenth of that lifetime earlier. FSM's documented

@@ -161,7 +161,7 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 		case err != nil:
 			return nil, fmt.Errorf("certs status: reading Secret %s: %w", ws.Secret, err)
 		default:
-			if v := servingcert.Check(spec, sec.Data, trusted, now, opts.RenewFraction); !v.OK() {
+			if v := servingcert.CheckOverdue(spec, sec.Data, trusted, now, opts.RenewFraction); !v.OK() {
 				ws.CertProblem = v.Detail
 			}
 			if chain, err = certs.ParseCertsPEM(sec.Data[servingcert.KeyCert]); err == nil {
