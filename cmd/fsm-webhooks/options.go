@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
+	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
@@ -127,7 +128,7 @@ func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.vaultRole, "vault-role", "flomesh", "Vault PKI role (FSM fsm.vault.role)")
 
 	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
-	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer (FSM fsm.certmanager.issuerKind)")
+	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")
 	fs.StringVar(&o.certManagerIssuerGroup, "cert-manager-issuer-group", "cert-manager.io", "cert-manager issuer group (FSM fsm.certmanager.issuerGroup)")
 }
 
@@ -260,7 +261,6 @@ func (o *options) validate() error {
 		oneOf("bootstrap-key-algorithm", o.bootstrapKeyAlg, "ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096", "meshconfig"),
 		oneOf("bootstrap-secret-writer", o.bootstrapSecretWriter, string(injector.SecretWriterAdmission), string(injector.SecretWriterController)),
 		oneOf("vault-protocol", o.vaultProtocol, "http", "https"),
-		oneOf("cert-manager-issuer-kind", o.certManagerIssuerKind, "Issuer", "ClusterIssuer"),
 		oneOf("log-level", o.logLevel, "debug", "info", "warn", "error"),
 		port("vault-port", o.vaultPort),
 		port("injector-port", o.injectorPort),
@@ -356,6 +356,15 @@ func (o *options) validate() error {
 		if o.vaultToken == "" && (o.vaultTokenSecretName == "" || o.vaultTokenSecretKey == "") {
 			return usageErrorf("--vault-token or --vault-token-secret-name with --vault-token-secret-key must be set for --certificate-manager=vault")
 		}
+	}
+	// External issuers (another group) have kinds of their own;
+	// cert-manager's own group has two.
+	if o.certManagerIssuerGroup == certmanager.DefaultIssuerGroup {
+		if err := oneOf("cert-manager-issuer-kind", o.certManagerIssuerKind, "Issuer", "ClusterIssuer"); err != nil {
+			return usageErrorf("%v (for --cert-manager-issuer-group=%s; an external issuer's kind goes with its own group)", err, o.certManagerIssuerGroup)
+		}
+	} else if o.certManagerIssuerKind == "" {
+		return usageErrorf("invalid value \"\" for --cert-manager-issuer-kind: must name the issuer's kind")
 	}
 	if o.certificateManager == "cert-manager" {
 		for flag, v := range map[string]string{"cert-manager-issuer-name": o.certManagerIssuerName, "cert-manager-issuer-group": o.certManagerIssuerGroup} {

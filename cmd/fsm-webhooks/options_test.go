@@ -38,6 +38,8 @@ func TestFlagErrors(t *testing.T) {
 		{"health probe on the metrics port", []string{"serve", "--health-probe-bind-address=127.0.0.1:8080"}, nil, `port 8080 is --metrics-bind-address's`},
 		{"bind host in brackets", []string{"serve", "--webhook-bind-host=[::1]"}, nil, `invalid value "[::1]" for --webhook-bind-host`},
 		{"pprof without a port", []string{"serve", "--pprof-bind-address=localhost"}, nil, `invalid value "localhost" for --pprof-bind-address`},
+		{"issuer kind typo", []string{"serve", "--cert-manager-issuer-kind=clusterissuer"}, nil,
+			`invalid value "clusterissuer" for --cert-manager-issuer-kind: must be one of Issuer, ClusterIssuer (for --cert-manager-issuer-group=cert-manager.io`},
 		{"webhook listed twice", []string{"serve", "--webhooks=injector,validator,injector"}, nil, `invalid value "injector,validator,injector" for --webhooks: injector is listed twice`},
 		{"extra argument", []string{"serve", "now"}, nil, "takes no arguments"},
 		{"bad env", []string{"serve"}, map[string]string{"FSM_INJECTOR_PORT": "x"}, `invalid value "x" for --injector-port (from env FSM_INJECTOR_PORT)`},

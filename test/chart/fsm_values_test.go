@@ -120,6 +120,11 @@ func TestFSMValuesTypos(t *testing.T) {
 		{"fsm: {webhooks: {injectorSecretHandoffBudget: 0s}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
 		{"fsm: {webhooks: {injectorSecretHandoffBudget: 1}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
 		{"fsm: {webhooks: {injectorSecretHandoffBudget: 1 second}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
+		// No fallback: the servers would inject flomesh/pipy: into every pod.
+		{`fsm: {sidecar: {image: {tag: ""}}}`, "/fsm/sidecar/image/tag"},
+		{"fsm: {bootstrapCertValidityDuration: 0h}", "/fsm/bootstrapCertValidityDuration"},
+		{"fsm: {certificateProvider: {serviceCertValidityDuration: 0h0m}}", "/fsm/certificateProvider/serviceCertValidityDuration"},
+		{"fsm: {certificateProvider: {serviceCertValidityDuration: 1d}}", "/fsm/certificateProvider/serviceCertValidityDuration"},
 	} {
 		t.Run(tc.values, func(t *testing.T) {
 			_, err := charttest.Render(ns, mustValues(t, tc.values))

@@ -64,6 +64,19 @@ images (fsmSidecarInit, fsmHealthcheck), FSM v1.5.1's by default; our own
 image's tag is fsm.webhooks.imageTag, else the chart's appVersion, so an FSM
 values file (tag "1.5.1") never names an fsm-webhooks tag that does not exist.
 */}}
+{{/*
+tag renders an image tag value as written: a values file decodes an unquoted
+number (a date tag such as 20240101) as a float, which toString prints in
+exponent form.
+*/}}
+{{- define "fsm.tag" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "fsm.image" -}}
 {{- $root := index . 0 -}}
 {{- $key := index . 1 -}}
@@ -73,15 +86,15 @@ values file (tag "1.5.1") never names an fsm-webhooks tag that does not exist.
 {{- if $digest -}}
 {{- printf "%s/%s@%s" $img.registry $name $digest -}}
 {{- else if eq $key "fsmWebhooks" -}}
-{{- printf "%s/%s:%s" $img.registry $name (toString (default $root.Chart.AppVersion $root.Values.fsm.webhooks.imageTag)) -}}
+{{- printf "%s/%s:%s" $img.registry $name (include "fsm.tag" (default $root.Chart.AppVersion $root.Values.fsm.webhooks.imageTag)) -}}
 {{- else -}}
-{{- printf "%s/%s:%s" $img.registry $name (toString (default "1.5.1" $img.tag)) -}}
+{{- printf "%s/%s:%s" $img.registry $name (include "fsm.tag" (default "1.5.1" $img.tag)) -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "fsm.sidecarImage" -}}
 {{- $s := .Values.fsm.sidecar.image -}}
-{{- printf "%s/%s:%s" $s.registry $s.name (toString $s.tag) -}}
+{{- printf "%s/%s:%s" $s.registry $s.name (include "fsm.tag" $s.tag) -}}
 {{- end -}}
 
 {{/*
@@ -190,17 +203,50 @@ whenever more than one replica runs. Renders "true" or nothing.
 */}}
 {{- define "fsm.webhooks.pdbEnabled" -}}
 {{- $inj := .Values.fsm.injector | default dict -}}
+{{- $wanted := false -}}
 {{- if not (kindIs "invalid" $inj.enablePodDisruptionBudget) -}}
-{{- if $inj.enablePodDisruptionBudget }}true{{ end -}}
-{{- else if gt (int (include "fsm.webhooks.replicas" .)) 1 -}}
+{{- $wanted = $inj.enablePodDisruptionBudget -}}
+{{- else -}}
+{{- $wanted = gt (int (include "fsm.webhooks.replicas" .)) 1 -}}
+{{- end -}}
+{{- if and $wanted (include "fsm.webhooks.pdbAllowsEviction" .) -}}
 true
 {{- end -}}
 {{- end -}}
 
-{{/* Pod labels: FSM's fsm.injector.podLabels, then fsm.webhooks.podLabels (ours win a conflict). */}}
+{{/*
+pdbAllowsEviction: the budget leaves at least one replica to evict. One
+keeping every replica (minAvailable 1 of FSM's one replica, or 100%) would
+block every node drain for good, so it is not rendered (NOTES say so).
+*/}}
+{{- define "fsm.webhooks.pdbAllowsEviction" -}}
+{{- $replicas := int (include "fsm.webhooks.replicas" .) -}}
+{{- $min := .Values.fsm.webhooks.pdbMinAvailable -}}
+{{- $keep := 0 -}}
+{{- if and (kindIs "string" $min) (hasSuffix "%" $min) -}}
+{{- $pct := int (trimSuffix "%" $min) -}}
+{{- $keep = div (add (mul $replicas $pct) 99) 100 -}}
+{{- else -}}
+{{- $keep = int $min -}}
+{{- end -}}
+{{- if lt (int $keep) $replicas -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod labels: FSM's fsm.injector.podLabels, then fsm.webhooks.podLabels (ours
+win a conflict). A key the chart's own pod labels use is dropped: a later
+duplicate would win in the template, and a changed selector label no longer
+matches the Deployment's selector.
+*/}}
 {{- define "fsm.webhooks.podLabels" -}}
 {{- $inj := .Values.fsm.injector | default dict -}}
 {{- $l := merge (deepCopy (.Values.fsm.webhooks.podLabels | default dict)) ($inj.podLabels | default dict) -}}
+{{- $chart := merge (fromYaml (include "fsm.labels" .)) (fromYaml (include "fsm.webhooks.componentLabels" .)) -}}
+{{- range $k, $_ := $chart -}}
+{{- $_ := unset $l $k -}}
+{{- end -}}
 {{- with $l }}{{ toYaml . }}{{ end -}}
 {{- end -}}
 
