@@ -29,8 +29,9 @@ import (
 // DefaultShutdownDrain outlasts the chart's readiness probe (every 2 s, one
 // failure marks the pod NotReady) plus endpoint propagation, for a SIGTERM
 // no pod deletion preceded (a container stopped under the kubelet), and fits
-// the chart's terminationGracePeriodSeconds (35) with the 5 s preStop sleep
-// and up to 20 s (the webhooks' timeoutSeconds) for answers in flight.
+// the chart's terminationGracePeriodSeconds (65) with the 5 s preStop sleep,
+// up to 30 s (the longest timeoutSeconds) for answers in flight and the
+// bootstrap Secret writer's 20 s flush.
 const DefaultShutdownDrain = 8 * time.Second
 
 // drainingBody is what /readyz answers while the listener drains.
