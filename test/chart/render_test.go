@@ -92,6 +92,11 @@ fsm:
   certificateProvider: {kind: vault}
   vault: {host: vault.example, token: s.inline-token}
 `,
+	"vault-token-and-secret": `
+fsm:
+  certificateProvider: {kind: vault}
+  vault: {host: vault.example, token: s.inline-token, secret: {name: vault-token, key: token}}
+`,
 	"cert-manager": `
 fsm:
   certificateProvider: {kind: cert-manager}
@@ -408,6 +413,14 @@ func TestRenderProviders(t *testing.T) {
 			values:          providerValues["vault-inline-token"],
 			wantArgs:        []string{"--vault-host=vault.example", "--vault-token-secret-name=fsm-vault-token", "--vault-token-secret-key=token"},
 			absentArgs:      []string{"--vault-token="},
+			wantTokenSecret: true,
+		},
+		{
+			// FSM reads the Secret only when no token is given.
+			name:            "vault with a token and a token Secret: the token wins",
+			values:          providerValues["vault-token-and-secret"],
+			wantArgs:        []string{"--vault-token-secret-name=fsm-vault-token", "--vault-token-secret-key=token"},
+			absentArgs:      []string{"--vault-token-secret-name=vault-token"},
 			wantTokenSecret: true,
 		},
 		{
