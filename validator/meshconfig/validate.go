@@ -146,6 +146,7 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 		r.Warnings = append(r.Warnings, deprecatedFields(&v.Spec)...)
 	}
 	r.Warnings = append(r.Warnings, ipv6ExclusionWarnings(&v.Spec.Traffic, field.NewPath("spec", "traffic", "outboundIPRangeExclusionList"))...)
+	r.Warnings = append(r.Warnings, fsmInt16Warnings(&v.Spec, field.NewPath("spec"))...)
 	return r, v.Metadata.Annotations
 }
 
@@ -224,6 +225,29 @@ func ipv6ExclusionWarnings(t *traffic, p *field.Path) []string {
 		if pfx, errs := rules.IPRange(p.Index(i), s); len(errs) == 0 && pfx.Addr().Is6() {
 			w = append(w, fmt.Sprintf("%s: %q changes nothing: the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic is never intercepted and already bypasses it",
 				p.Index(i), s))
+		}
+	}
+	return w
+}
+
+// fsmInt16Warnings warns of a port FSM's controller cannot read: FSM v1.5.1
+// types these as int16, so 32768-65535 (admitted: they are TCP ports, and
+// our types hold them) makes the whole MeshConfig undecodable to it, and it
+// keeps running after a switch. Not a denial: the reference's fix is to
+// hold every port; the operator decides whether FSM's controller still
+// reads this mesh.
+func fsmInt16Warnings(s *spec, p *field.Path) []string {
+	var w []string
+	for _, f := range []struct {
+		path *field.Path
+		v    int64
+	}{
+		{p.Child("repoServer", "port"), s.RepoServer.Port},
+		{p.Child("observability", "tracing", "port"), s.Observability.Tracing.Port},
+		{p.Child("observability", "remoteLogging", "port"), s.Observability.RemoteLogging.Port},
+	} {
+		if f.v > math.MaxInt16 && f.v <= math.MaxUint16 {
+			w = append(w, fmt.Sprintf("%s: %d is above 32767: FSM's controller reads this field as an int16 and cannot decode a MeshConfig holding it", f.path, f.v))
 		}
 	}
 	return w

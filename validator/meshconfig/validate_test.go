@@ -374,6 +374,35 @@ func TestIPv6ExclusionWarnings(t *testing.T) {
 	}
 }
 
+// TestFSMInt16PortWarnings: FSM's controller, which keeps running after a
+// switch, decodes these ports as int16; above 32767 the MeshConfig is
+// admitted (a TCP port) with a warning that FSM cannot read it.
+func TestFSMInt16PortWarnings(t *testing.T) {
+	const cannot = ` is above 32767: FSM's controller reads this field as an int16 and cannot decode a MeshConfig holding it`
+	for _, tc := range []struct {
+		name string
+		sets []kv
+		want []string
+	}{
+		{"32767 everywhere", []kv{{"spec.repoServer.port", 32767}, {"spec.observability.tracing.port", 32767}, {"spec.observability.remoteLogging.port", 32767}}, nil},
+		{"above", []kv{{"spec.repoServer.port", 32768}, {"spec.observability.tracing.port", 65535}, {"spec.observability.remoteLogging.port", 40000}}, []string{
+			"spec.repoServer.port: 32768" + cannot,
+			"spec.observability.tracing.port: 65535" + cannot,
+			"spec.observability.remoteLogging.port: 40000" + cannot}},
+		{"out of range is an error, not a warning", []kv{{"spec.repoServer.port", 70000}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Validate(V1alpha3, build(t, preset(t), tc.sets...))
+			if !equal(r.Warnings, tc.want) {
+				t.Errorf("warnings\n got %q\nwant %q", r.Warnings, tc.want)
+			}
+			if wantErr := tc.name == "out of range is an error, not a warning"; (len(r.Errors) > 0) != wantErr {
+				t.Errorf("errors %v", r.Errors)
+			}
+		})
+	}
+}
+
 func TestAllErrorsAtOnce(t *testing.T) {
 	obj := build(t, preset(t),
 		kv{"spec.sidecar.logLevel", "verbose"},
