@@ -98,7 +98,7 @@ func TestMetricNamesParse(t *testing.T) {
 func TestMonitoringOffByDefault(t *testing.T) {
 	r := mustRender(t, "")
 	for _, o := range r.All() {
-		if o.GetKind() == "ServiceMonitor" || o.GetKind() == "PrometheusRule" || o.GetName() == "fsm-webhooks-metrics" || o.GetName() == "fsm-webhooks-dashboard" {
+		if o.GetKind() == "ServiceMonitor" || o.GetKind() == "PrometheusRule" || o.GetName() == "fsm-webhooks-metrics" || strings.HasPrefix(o.GetName(), "fsm-webhooks-dashboard") {
 			t.Errorf("%s %s rendered by default", o.GetKind(), o.GetName())
 		}
 	}
@@ -180,7 +180,7 @@ func TestAlertsUseExportedMetrics(t *testing.T) {
 // valid JSON, and every panel query selects only exported series.
 func TestDashboardUsesExportedMetrics(t *testing.T) {
 	r := mustRender(t, monitoringOn)
-	cm := r.Find("ConfigMap", "fsm-webhooks-dashboard")
+	cm := r.Find("ConfigMap", "fsm-webhooks-dashboard-fsm")
 	if cm == nil {
 		t.Fatal("no dashboard ConfigMap")
 	}
