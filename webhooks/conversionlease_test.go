@@ -40,21 +40,7 @@ func testTwoMeshesOneConverter(t *testing.T) {
 	}
 	var meshes []*mesh
 	for _, name := range []string{"mesha", "meshb"} {
-		tc := newCase(t, name, true)
-		opts := tc.options()
-		opts.MeshName = name
-		w := Webhook{
-			Name: "converter", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
-			Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
-			Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
-				Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
-			}},
-		}
-		s, err := New(opts, []Webhook{w})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.leaseTiming = lease
+		tc, w, s := meshConverter(t, name, crd.Name, lease)
 		runCtx, cancel := context.WithCancel(ctx)
 		r := &running{Server: s, cancel: cancel, done: make(chan struct{})}
 		go func() {
@@ -141,4 +127,26 @@ func testTwoMeshesOneConverter(t *testing.T) {
 	}
 	t.Logf("took over %s after the owner stopped", time.Since(stopped).Round(time.Millisecond))
 	waitFor(t, 10*time.Second, "the new owner ready", func() error { return other.run.Ready(ctx) })
+}
+
+// meshConverter is mesh name's converter of crd, not started, with lease
+// timing lease.
+func meshConverter(t *testing.T, name, crd string, lease leaseTiming) (*testCase, Webhook, *Server) {
+	t.Helper()
+	tc := newCase(t, name, true)
+	opts := tc.options()
+	opts.MeshName = name
+	w := Webhook{
+		Name: "converter", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
+		Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
+		Registration: Registration{Kind: CRDConversion, Name: crd, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
+			Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
+		}},
+	}
+	s, err := New(opts, []Webhook{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.leaseTiming = lease
+	return tc, w, s
 }

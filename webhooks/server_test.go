@@ -15,7 +15,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -741,21 +740,7 @@ func testRotationBesideAnotherMeshsConverter(t *testing.T) {
 	}
 	var meshes []*mesh
 	for _, name := range []string{"rvmesha", "rvmeshb"} {
-		tc := newCase(t, name, true)
-		opts := tc.options()
-		opts.MeshName = name
-		w := Webhook{
-			Name: "converter", Port: freePort(t), ServiceName: fsmnames.ConverterService, SecretName: fsmnames.ConverterCertSecret,
-			Handlers: map[string]http.Handler{fsmnames.ConverterPath: convertHandler()},
-			Registration: Registration{Kind: CRDConversion, Name: crd.Name, Path: fsmnames.ConverterPath, Conversion: &apiextv1.CustomResourceConversion{
-				Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}},
-			}},
-		}
-		s, err := New(opts, []Webhook{w})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.leaseTiming = lease
+		tc, w, s := meshConverter(t, name, crd.Name, lease)
 		meshes = append(meshes, &mesh{tc: tc, w: w, run: run(t, s)})
 	}
 	var owner, other *mesh
