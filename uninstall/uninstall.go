@@ -269,15 +269,22 @@ func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 	// Polled often: the stanza must be released before kube-proxy stops
 	// routing to the terminating converter (its iptables sync runs at most
 	// once a second), and one hook's List a tenth of a second is cheap.
+	var listErr error
 	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 		if err != nil {
-			return false, nil //nolint:nilerr // transient: retry until ctx ends
+			if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || apierrors.IsNotFound(err) {
+				return false, err // no retry changes these
+			}
+			listErr = err // transient: retry until ctx ends, and say why if it does
+			return false, nil
 		}
-		if len(pods.Items) == 0 {
+		listErr = nil
+		running := stillRunning(pods.Items)
+		if len(running) == 0 {
 			return true, nil
 		}
-		if allTerminating(pods.Items) {
+		if allTerminating(running) {
 			if err := draining(ctx); err != nil {
 				log.Error(err, "While the servers drain; retrying")
 			}
@@ -285,9 +292,28 @@ func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 		return false, nil
 	})
 	if err != nil {
+		if listErr != nil {
+			err = fmt.Errorf("%w (last pod list: %v)", err, listErr)
+		}
 		return fmt.Errorf("waiting for the pods of Deployment %s/%s to stop: %w", ns, name, err)
 	}
 	return nil
+}
+
+// stillRunning drops the pods whose containers have all stopped for good
+// (phase Failed or Succeeded: an evicted pod, one stopped by a node's
+// graceful shutdown). Such a pod stays in the API until the pod garbage
+// collector's threshold, and scaling to zero never deletes it (the
+// ReplicaSet controller deletes active pods only): waiting for it would
+// time the hook out on any cluster with one.
+func stillRunning(pods []corev1.Pod) []corev1.Pod {
+	var out []corev1.Pod
+	for i := range pods {
+		if p := pods[i].Status.Phase; p != corev1.PodFailed && p != corev1.PodSucceeded {
+			out = append(out, pods[i])
+		}
+	}
+	return out
 }
 
 // allTerminating: every pod has been asked to stop.
