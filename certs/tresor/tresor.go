@@ -260,6 +260,11 @@ type Options struct {
 	// keypool.DefaultSize RSA-2048 keys refilled until New's ctx ends.
 	Keys   *keypool.Set
 	Logger logr.Logger
+	// MustExist: a missing CA Secret is an error (NotFound) instead of
+	// being created with a new root. For tools acting on a running mesh's
+	// CA (`certs rotate-root`): a wrong namespace or Secret name must not
+	// mint a stray CA and rotate it.
+	MustExist bool
 }
 
 // Issuer is the Tresor certs.Issuer. It is safe for concurrent use.
@@ -280,7 +285,11 @@ var (
 // New ensures the CA Secret exists and is valid, then follows it until ctx
 // ends. A malformed Secret is an error and is left as it is.
 func New(ctx context.Context, opts Options) (*Issuer, error) {
-	st, err := opts.Ensure(ctx)
+	ensure := opts.Ensure
+	if opts.MustExist {
+		ensure = opts.Check
+	}
+	st, err := ensure(ctx)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "load root CA", Err: err}
 	}

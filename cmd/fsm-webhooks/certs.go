@@ -116,7 +116,10 @@ the bundle they publish.`,
 			if err != nil {
 				return err
 			}
-			issuer, err := newIssuer(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"))
+			// The mesh's CA must exist: a wrong --fsm-namespace or
+			// --ca-bundle-secret-name would otherwise mint a new root and
+			// rotate that.
+			issuer, err := newIssuerWith(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"), true)
 			if err != nil {
 				return err
 			}

@@ -57,6 +57,12 @@ func newKeyPool(ctx context.Context, o *options, log logr.Logger) (*keypool.Set,
 
 // newIssuer builds the mesh CA provider selected by --certificate-manager.
 func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) (certs.Issuer, error) {
+	return newIssuerWith(ctx, o, cfg, cs, log, false)
+}
+
+// newIssuerWith is newIssuer; with existingCA, a missing tresor CA Secret
+// is an error rather than created.
+func newIssuerWith(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger, existingCA bool) (certs.Issuer, error) {
 	// Vault generates keys itself; the other providers sign keys we make,
 	// which come from the pool.
 	var keys *keypool.Set
@@ -71,7 +77,7 @@ func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.
 	case tresor.ProviderName:
 		return tresor.New(ctx, tresor.Options{
 			Store: tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName, RootKeyAlgorithm: alg},
-			Keys:  keys, Logger: log.WithName("tresor"),
+			Keys:  keys, Logger: log.WithName("tresor"), MustExist: existingCA,
 		})
 	case vault.ProviderName:
 		return vault.New(ctx, vault.Options{
