@@ -288,15 +288,6 @@ current-context: x
 	}
 }
 
-// logLines logs the manifest's lines containing s.
-func logLines(t *testing.T, manifest, s string) {
-	t.Helper()
-	for _, l := range strings.Split(manifest, "\n") {
-		if strings.Contains(l, s) {
-			t.Logf("rendered: %s", l)
-		}
-	}
-}
 
 // Hook objects are not part of the release: `helm uninstall` never deletes
 // them. The pre-delete hook's ClusterRole (get/list/patch/delete on every
