@@ -288,7 +288,6 @@ current-context: x
 	}
 }
 
-
 // Hook objects are not part of the release: `helm uninstall` never deletes
 // them. The pre-delete hook's ClusterRole (get/list/patch/delete on every
 // Secret of the cluster) and its binding are deleted only on success
