@@ -3,18 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestRotateRootNeedsTheMeshCA: while fsm-ca-bundle is missing `certs
@@ -23,24 +17,9 @@ import (
 // it minted a new root there, rotated it to NextRootActive and wrote three
 // serving-cert Secrets nobody asked for.
 func TestRotateRootNeedsTheMeshCA(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
-	ctx := context.Background()
-	user, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const ns = "rot-system"
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kubeconfig := adminEnv(t, ns)
+	ctx := context.Background()
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	root := newRootCommand()

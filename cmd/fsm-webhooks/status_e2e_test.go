@@ -24,24 +24,9 @@ import (
 // from, and shows the CA's rotation phase and root expiry; a flag given on
 // the command line wins.
 func TestCertsStatusReadsDeployment(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
-	ctx := context.Background()
-	user, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const ns = "blue-system"
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kubeconfig := adminEnv(t, ns)
+	ctx := context.Background()
 	st, err := (&tresor.Store{Client: env.Clientset, Namespace: ns, Name: "blue-ca"}).Ensure(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -103,4 +88,27 @@ func TestCertsStatusReadsDeployment(t *testing.T) {
 	if err := root.Execute(); err == nil || !bytes.Contains([]byte(err.Error()), []byte(ns+"/other")) {
 		t.Fatalf("error %v; want one naming %s/other", err, ns)
 	}
+}
+
+// adminEnv starts an apiserver with namespace ns and returns it with the
+// path of an admin kubeconfig for it, as a command line would be given.
+func adminEnv(t *testing.T, ns string) (*testenv.Env, string) {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{})
+	user, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return env, kubeconfig
 }
