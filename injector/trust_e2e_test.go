@@ -78,7 +78,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 		held   []string
 		once   sync.Once
 	)
-	check := injector.RetiringRootCheck(env.Clientset, meshName)
+	check := injector.RetiringRootCheck(env.Clientset)
 	opts := rootrotation.Options{
 		CA: tresor.RotationCA(issuer), Issuer: issuer, Client: env.Clientset,
 		Trusted: func(context.Context, *x509.Certificate) error { return nil }, // no webhook configurations here

@@ -358,8 +358,9 @@ func (c *TrustController) follow(ctx context.Context, s *corev1.Secret, ts Trust
 	return updated, reissued, step, err
 }
 
-// listBootstrapSecrets calls fn with each page of the mesh's bootstrap
-// Secrets in every namespace (selected by the injector's labels).
+// listBootstrapSecrets calls fn with each page of the bootstrap Secrets of
+// meshName (of every mesh when empty) in every namespace, selected by the
+// injector's labels.
 func listBootstrapSecrets(ctx context.Context, cs kubernetes.Interface, meshName string, pageSize int64, fn func([]corev1.Secret) error) error {
 	sel := bootstrapSelector(meshName).String()
 	opts := metav1.ListOptions{LabelSelector: sel, Limit: pageSize}
@@ -378,24 +379,33 @@ func listBootstrapSecrets(ctx context.Context, cs kubernetes.Interface, meshName
 	}
 }
 
+// bootstrapSelector selects the bootstrap Secrets of meshName; of every
+// mesh when meshName is empty.
 func bootstrapSelector(meshName string) labels.Selector {
 	hasUUID, _ := labels.NewRequirement(ProxyUUIDLabel, selection.Exists, nil)
 	isOurs, _ := labels.NewRequirement(appNameLabel, selection.Equals, []string{appNameValue})
-	mesh, _ := labels.NewRequirement(appInstanceLabel, selection.Equals, []string{meshName})
-	return labels.NewSelector().Add(*hasUUID, *isOurs, *mesh)
+	sel := labels.NewSelector().Add(*hasUUID, *isOurs)
+	if meshName != "" {
+		mesh, _ := labels.NewRequirement(appInstanceLabel, selection.Equals, []string{meshName})
+		sel = sel.Add(*mesh)
+	}
+	return sel
 }
 
 // RetiringRootCheck returns the check rootrotation.Options.Dependents takes:
-// nil once no bootstrap Secret of the mesh holds a certificate signed by
-// root, otherwise an error counting them and naming a few. It reads the
-// cluster itself each time, so a rotation resumed after a crash checks the
-// truth, and a certificate a lagging replica issued from the old root after
-// an earlier check still holds the drop back.
-func RetiringRootCheck(cs kubernetes.Interface, meshName string) func(ctx context.Context, root *x509.Certificate) error {
+// nil once no bootstrap Secret holds a certificate signed by root, otherwise
+// an error counting them and naming a few. It reads the cluster itself each
+// time, so a rotation resumed after a crash checks the truth, and a
+// certificate a lagging replica issued from the old root after an earlier
+// check still holds the drop back. Every mesh's Secrets are read: what
+// depends on a root is what it signed, whatever the mesh label says, so a
+// rotation run with a wrong mesh name (or two meshes sharing one CA) still
+// waits for every pod the drop would cut off.
+func RetiringRootCheck(cs kubernetes.Interface) func(ctx context.Context, root *x509.Certificate) error {
 	return func(ctx context.Context, root *x509.Certificate) error {
 		var n, total int
 		var examples []string
-		err := listBootstrapSecrets(ctx, cs, meshName, 500, func(page []corev1.Secret) error {
+		err := listBootstrapSecrets(ctx, cs, "", 500, func(page []corev1.Secret) error {
 			for i := range page {
 				total++
 				chain, err := certs.ParseCertsPEM(page[i].Data[RepoCertKey])

@@ -115,10 +115,17 @@ func TestTrustControllerConflict(t *testing.T) {
 	if plan, err := PlanTrust(got, ts, "", time.Hour, time.Now()); err != nil || plan.Changes() {
 		t.Errorf("after the pass the Secret still needs %+v (%v)", plan, err)
 	}
-	if err := RetiringRootCheck(cs, "fsm")(ctx, old); err != nil {
-		t.Errorf("retiring root check after the pass: %v", err)
+	// The pass re-issued only this mesh's Secret; the other mesh's, signed
+	// by the same root, still depends on it and holds the drop back,
+	// whichever mesh name the rotation runs with.
+	if err := RetiringRootCheck(cs)(ctx, old); err == nil || !strings.Contains(err.Error(), "1 of 2 bootstrap Secret(s) still hold a certificate signed by the retiring root") ||
+		!strings.Contains(err.Error(), "app/"+other.Name) {
+		t.Errorf("retiring root check with the other mesh's Secret signed by it: %v", err)
 	}
-	if err := RetiringRootCheck(cs, "other")(ctx, old); err == nil || !strings.Contains(err.Error(), "1 of 1 bootstrap Secret(s) still hold a certificate signed by the retiring root") {
-		t.Errorf("retiring root check of the other mesh: %v", err)
+	if err := cs.CoreV1().Secrets("app").Delete(ctx, other.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RetiringRootCheck(cs)(ctx, old); err != nil {
+		t.Errorf("retiring root check once nothing it signed is left: %v", err)
 	}
 }

@@ -58,7 +58,7 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 			if err != nil {
 				return err
 			}
-			source, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
+			source, _, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
 			if err != nil {
 				return err
 			}
@@ -94,6 +94,7 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 }
 
 func newRotateRootCommand(o *options) *cobra.Command {
+	var deployment string
 	cmd := &cobra.Command{
 		Use:   "rotate-root",
 		Short: "Rotate the tresor root CA without downtime (resumes an interrupted rotation)",
@@ -104,17 +105,34 @@ func newRotateRootCommand(o *options) *cobra.Command {
 Each phase is recorded in the CA Secret, so running it again after a crash resumes
 where it stopped. Only for the built-in tresor CA that fsm-webhooks created: with
 Vault or cert-manager the operator rotates the root there and the servers follow
-the bundle they publish.`,
+the bundle they publish.
+
+The running servers publish each phase (caBundles, the pods' certificates), so
+their Deployment must exist: settings not given on the command line (or as
+FSM_<FLAG>) are read from it (--deployment, else the one the chart labels, in
+--fsm-namespace when given, of --mesh-name when given), as certs status does.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.certificateManager != tresor.ProviderName {
-				return usageErrorf("--certificate-manager=%s: rotate-root only rotates the built-in tresor CA; rotate the root in %s and the servers follow its bundle", o.certificateManager, o.certificateManager)
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg, cs, err := o.clients()
 			if err != nil {
 				return err
+			}
+			// The mesh name, namespace and provider are the servers': a
+			// mistyped --mesh-name would find none of the mesh's webhook
+			// configurations to wait for and re-issue the serving certs
+			// before their caBundles trust the new root.
+			source, found, err := runningConfig(ctx, cmd.Flags(), o, cs, deployment)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("no fsm-webhooks Deployment found (%s): rotate-root needs the running servers, which publish the new root in every caBundle and re-issue the pods' certificates; name theirs with --deployment and --fsm-namespace",
+					deploymentSearch(cmd.Flags(), o, deployment))
+			}
+			if o.certificateManager != tresor.ProviderName {
+				return usageErrorf("--certificate-manager=%s (%s): rotate-root only rotates the built-in tresor CA; rotate the root in %s and the servers follow its bundle", o.certificateManager, source, o.certificateManager)
 			}
 			// The mesh's CA must exist: a wrong --fsm-namespace or
 			// --ca-bundle-secret-name would otherwise mint a new root and
@@ -138,6 +156,7 @@ the bundle they publish.`,
 			return rootrotation.Rotate(ctx, ropts)
 		},
 	}
+	cmd.Flags().StringVar(&deployment, "deployment", "", "the servers' Deployment to read the configuration from (in --fsm-namespace); empty: the one labelled app=fsm-webhooks")
 	return cmd
 }
 
@@ -195,6 +214,6 @@ func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *
 		CA: tresor.RotationCA(ca), Issuer: ca, Client: cs, Specs: specs, Trusted: trusted, Grace: o.rootRotationGrace,
 		// The injector's trust controller re-issues bootstrap certificates
 		// of the old root; the drop waits for it.
-		Dependents: injector.RetiringRootCheck(cs, o.meshName),
+		Dependents: injector.RetiringRootCheck(cs),
 	}, nil
 }

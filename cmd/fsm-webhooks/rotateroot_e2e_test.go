@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 )
 
 // TestRotateRootNeedsTheMeshCA: while fsm-ca-bundle is missing `certs
@@ -19,6 +22,7 @@ import (
 func TestRotateRootNeedsTheMeshCA(t *testing.T) {
 	const ns = "rot-system"
 	env, kubeconfig := adminEnv(t, ns)
+	serversDeployment(t, env, ns, "rot", "--fsm-namespace="+ns, "--mesh-name=rot")
 	ctx := context.Background()
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -34,7 +38,7 @@ func TestRotateRootNeedsTheMeshCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	names := make([]string, 0, len(secrets.Items))
 	for _, s := range secrets.Items {
 		names = append(names, s.Name+" (phase "+string(s.Data["rotation.phase"])+")")
 	}
@@ -46,5 +50,66 @@ func TestRotateRootNeedsTheMeshCA(t *testing.T) {
 	}
 	if len(secrets.Items) != 0 {
 		t.Errorf("rotate-root wrote Secrets in %s: %v", ns, names)
+	}
+}
+
+// TestRotateRootRunsWithTheServersConfiguration: rotate-root takes the mesh
+// and the CA from the servers' Deployment, as certs status does. With a
+// mistyped --mesh-name it found none of the mesh's webhook configurations
+// to wait for, re-issued the serving certs from the new root before any
+// caBundle trusted it, and looked for the pods' certificates under the
+// wrong mesh; now it refuses before writing anything.
+func TestRotateRootRunsWithTheServersConfiguration(t *testing.T) {
+	const ns = "teal-system"
+	env, kubeconfig := adminEnv(t, ns)
+	ctx := context.Background()
+	store := &tresor.Store{Client: env.Clientset, Namespace: ns, Name: "teal-ca"}
+	if _, err := store.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	serversDeployment(t, env, ns, "teal", "--fsm-namespace="+ns, "--mesh-name=teal", "--ca-bundle-secret-name=teal-ca")
+	run := func(timeout time.Duration, args ...string) error {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		root := newRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append([]string{"certs", "rotate-root", "--kubeconfig=" + kubeconfig}, args...))
+		err := root.ExecuteContext(rctx)
+		t.Logf("rotate-root %v: %v", args, err)
+		return err
+	}
+	phase := func() string {
+		st, err := store.Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(st.Rotation.Phase)
+	}
+	secrets := func() int {
+		l, err := env.Clientset.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l.Items)
+	}
+
+	err := run(20*time.Second, "--mesh-name=tael")
+	if err == nil || !strings.Contains(err.Error(), "no fsm-webhooks Deployment found") || !strings.Contains(err.Error(), "app.kubernetes.io/instance=tael") {
+		t.Errorf("error %v; want one saying no Deployment of mesh tael was found", err)
+	}
+	if p, n := phase(), secrets(); p != "" || n != 1 {
+		t.Fatalf("after the refused run: phase %q, %d Secret(s) in %s; want no rotation and only the CA Secret", p, n, ns)
+	}
+
+	// Nothing but the kubeconfig: the Deployment's namespace, mesh and CA
+	// Secret. The run starts the rotation there and waits out the grace
+	// period, which the test does not.
+	if err := run(5 * time.Second); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v; want the deadline while waiting out the grace period", err)
+	}
+	if p := phase(); p != "NextRootActive" {
+		t.Errorf("phase %q in %s/teal-ca; want NextRootActive", p, ns)
 	}
 }

@@ -31,20 +31,7 @@ func TestCertsStatusReadsDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{"app": "fsm-webhooks", "app.kubernetes.io/component": "webhooks", "app.kubernetes.io/instance": "blue"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks", Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
-				Name: "fsm-webhooks", Image: "flomesh/fsm-webhooks:0.1.0",
-				Args: []string{"serve", "--fsm-namespace=" + ns, "--mesh-name=blue", "--ca-bundle-secret-name=blue-ca", "--certificate-manager=tresor"},
-			}}}},
-		},
-	}
-	if _, err := env.Clientset.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	serversDeployment(t, env, ns, "blue", "--fsm-namespace="+ns, "--mesh-name=blue", "--ca-bundle-secret-name=blue-ca", "--certificate-manager=tresor")
 
 	run := func(args ...string) (*status.Report, error) {
 		root := newRootCommand()
@@ -87,6 +74,25 @@ func TestCertsStatusReadsDeployment(t *testing.T) {
 	root.SetArgs([]string{"certs", "status", "--kubeconfig=" + kubeconfig, "--ca-bundle-secret-name=other"})
 	if err := root.Execute(); err == nil || !bytes.Contains([]byte(err.Error()), []byte(ns+"/other")) {
 		t.Fatalf("error %v; want one naming %s/other", err, ns)
+	}
+}
+
+// serversDeployment creates the servers' Deployment of mesh in ns as the
+// chart labels it, running serve with args.
+func serversDeployment(t *testing.T, env *testenv.Env, ns, mesh string, args ...string) {
+	t.Helper()
+	labels := map[string]string{"app": "fsm-webhooks", "app.kubernetes.io/component": "webhooks", "app.kubernetes.io/instance": mesh}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks", Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "fsm-webhooks", Image: "flomesh/fsm-webhooks:0.1.0", Args: append([]string{"serve"}, args...),
+			}}}},
+		},
+	}
+	if _, err := env.Clientset.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
@@ -20,9 +21,10 @@ import (
 var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output", "deployment", "help"}
 
 // runningConfig fills the flags the operator did not give from the servers'
-// Deployment and says where the configuration came from. --fsm-namespace
+// Deployment and says where the configuration came from; found is false
+// when there is no such Deployment (the flags stand alone). --fsm-namespace
 // and --mesh-name, when given, narrow the search.
-func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (string, error) {
+func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (source string, found bool, err error) {
 	namespace, mesh := "", ""
 	if fs.Changed("fsm-namespace") || deployment != "" {
 		namespace = o.fsmNamespace
@@ -32,28 +34,43 @@ func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubern
 	}
 	d, err := status.FindDeployment(ctx, cs, namespace, deployment, mesh)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if d == nil {
-		return "flags (no fsm-webhooks Deployment found)", nil
+		return "flags (no fsm-webhooks Deployment found)", false, nil
 	}
 	flags, err := status.DeploymentFlags(d)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	// The chart always names it; a hand-written Deployment may rely on the
 	// namespace it runs in.
 	if _, ok := flags["fsm-namespace"]; !ok {
 		flags["fsm-namespace"] = d.Namespace
 	}
-	source := "Deployment " + d.Namespace + "/" + d.Name
+	source = "Deployment " + d.Namespace + "/" + d.Name
 	if err := applyDeploymentFlags(fs, flags, source); err != nil {
-		return "", err
+		return "", false, err
 	}
 	if err := o.validate(); err != nil {
-		return "", fmt.Errorf("configuration read from %s: %w", source, err)
+		return "", false, fmt.Errorf("configuration read from %s: %w", source, err)
 	}
-	return source, nil
+	return source, true, nil
+}
+
+// deploymentSearch says where runningConfig looked for the Deployment.
+func deploymentSearch(fs *pflag.FlagSet, o *options, deployment string) string {
+	if deployment != "" {
+		return "Deployment " + o.fsmNamespace + "/" + deployment
+	}
+	where := "labelled " + labels.Set(status.ServerLabels).String()
+	if fs.Changed("mesh-name") {
+		where += "," + status.MeshLabel + "=" + o.meshName
+	}
+	if fs.Changed("fsm-namespace") {
+		return where + " in namespace " + o.fsmNamespace
+	}
+	return where + " in any namespace"
 }
 
 // applyDeploymentFlags sets every flag of fs the operator left unset to the
