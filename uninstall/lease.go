@@ -44,6 +44,10 @@ const (
 // retry period and the same again for a slow apiserver.
 var ownerSeesHolder = 2 * leaseRenew
 
+// releaseTimeout bounds the release of a Lease the hook still holds when
+// it stops early: well inside the 30 s a Job's pod has after SIGTERM.
+const releaseTimeout = 5 * time.Second
+
 // leaseHold is the conversion-owner Lease held by the hook until release.
 type leaseHold struct {
 	cs       kubernetes.Interface

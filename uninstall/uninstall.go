@@ -126,7 +126,16 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 				return err
 			}
 			if hold != nil {
-				defer func() { _ = hold.release(context.WithoutCancel(ctx)) }()
+				// Also when ctx ends (a timeout, the Job's SIGTERM): the
+				// Lease is freed at once instead of expiring leaseSeconds
+				// later, bounded so a gone apiserver cannot hang the exit.
+				defer func() {
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+					defer cancel()
+					if err := hold.release(rctx); err != nil {
+						log.Error(err, "Leaving the conversion-owner Lease to expire")
+					}
+				}()
 				select {
 				case <-ctx.Done():
 					return ctx.Err()

@@ -2,6 +2,7 @@ package uninstall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -471,5 +472,50 @@ func TestRunLeavesAnotherMeshsStanza(t *testing.T) {
 	want := []string{"patch deployments", "delete secrets", "patch secrets"}
 	if !reflect.DeepEqual(c.rec.writes, want) {
 		t.Errorf("writes %q, want %q", c.rec.writes, want)
+	}
+}
+
+// TestRunFreesTheLeaseWhenStopped: a hook stopped while the servers'
+// pods terminate (its timeout, or SIGTERM, which the command turns into
+// the same cancellation) frees the conversion-owner Lease on its way out,
+// so converters are not locked out for its remaining lease time.
+func TestRunFreesTheLeaseWhenStopped(t *testing.T) {
+	defer func(d time.Duration) { ownerSeesHolder = d }(ownerSeesHolder)
+	ownerSeesHolder = 10 * time.Millisecond
+	c := newCluster()
+	server := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks-0", Labels: map[string]string{"app": "fsm-webhooks"}}}
+	leaseName := webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)
+	for _, o := range []runtime.Object{server, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: leaseName},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("fsm-system/fsm|replica-a"), LeaseDurationSeconds: ptr.To[int32](15)},
+	}} {
+		if err := c.cs.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The pod never goes: the hook is stopped while it waits.
+	c.cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		time.AfterFunc(200*time.Millisecond, cancel)
+		return false, nil, nil
+	})
+	o := Options{Namespace: ns, MeshName: "fsm", Deployment: "fsm-webhooks", KeepConfigurations: true, ConversionLeaseNamespace: "kube-system"}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, c.cs, c.apiext, c.dyn, c.meta, o) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("run returned %v; want the cancellation", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+	l, err := c.cs.CoordinationV1().Leases("kube-system").Get(context.Background(), leaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := ptr.Deref(l.Spec.HolderIdentity, "<nil>"); h != "" {
+		t.Errorf("Lease held by %q after the hook stopped; want it freed", h)
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,7 +26,8 @@ mesh (so no failurePolicy=Fail webhook outlives its server; kept with
 Deployment to zero and wait for its pods (the MeshConfig CRD's conversion
 strategy set back to None before they stop, holding the converters'
 conversion-owner Lease so none re-points it), and delete the mesh's MeshConfig. Every step is
-idempotent; NotFound counts as done.`,
+idempotent; NotFound counts as done. On SIGTERM or --timeout it stops between
+requests and frees the Lease it holds; run it again to finish.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if timeout <= 0 {
@@ -34,7 +37,12 @@ idempotent; NotFound counts as done.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			// SIGTERM (helm uninstall interrupted, the Job's pod deleted)
+			// ends the run like the timeout does: the conversion-owner
+			// Lease is released rather than left to expire.
+			sctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithTimeout(sctx, timeout)
 			defer cancel()
 			u.Namespace, u.MeshName, u.Log = o.fsmNamespace, o.meshName, ctrl.Log.WithName("uninstall")
 			return uninstall.Run(ctx, cfg, u)

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUninstallHookStopsOnSIGTERM: the pre-delete Job's pod gets SIGTERM
+// when helm uninstall is interrupted or the Job is deleted; the hook ends
+// its run as on a timeout (releasing the conversion-owner Lease it may
+// hold: TestRunFreesTheLeaseWhenStopped) instead of dying mid-step. The
+// apiserver here accepts connections and never answers, so the only way
+// out before the 1 m --timeout is the signal.
+func TestUninstallHookStopsOnSIGTERM(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer func() { _ = c.Close() }()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://%s"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, ln.Addr())
+	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"uninstall-hook", "--kubeconfig=" + kubeconfig, "--timeout=1m"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(context.Background()) }()
+	select {
+	case <-accepted: // the command runs, its signal handler installed
+	case err := <-done:
+		t.Fatalf("uninstall-hook returned before reaching the apiserver: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("uninstall-hook never reached the apiserver")
+	}
+	start := time.Now()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("uninstall-hook returned %v after SIGTERM; want the cancellation", err)
+		}
+		t.Logf("returned %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatal("uninstall-hook still running 20 s after SIGTERM")
+	}
+}
