@@ -6,8 +6,10 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -19,7 +21,10 @@ const CRDFieldManager = "fsm-webhooks-install-crds"
 // for crds/ on upgrade. Server-side apply with forced ownership takes over
 // the fields Helm or FSM's bootstrap set, and leaves alone what the chart's
 // CRDs do not set: spec.conversion, which the converter keeps (its caBundle).
-// It returns once every CRD is Established.
+// It returns once every CRD is Established. An apiserver that is briefly
+// unavailable (restarting during an upgrade, throttling, a lost
+// connection) is retried until ctx ends, which bounds the whole call;
+// anything else fails at once.
 func ApplyCRDs(ctx context.Context, c client.Client) error {
 	crds, err := CRDs()
 	if err != nil {
@@ -35,13 +40,16 @@ func ApplyCRDs(ctx context.Context, c client.Client) error {
 			return fmt.Errorf("embedded CRD %s: %w", crd.Name, err)
 		}
 		ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
-		if err := c.Apply(ctx, ac, client.FieldOwner(CRDFieldManager), client.ForceOwnership); err != nil {
+		err = retryTransient(ctx, func(ctx context.Context) (bool, error) {
+			return true, c.Apply(ctx, ac, client.FieldOwner(CRDFieldManager), client.ForceOwnership)
+		})
+		if err != nil {
 			return fmt.Errorf("applying CRD %s: %w", crd.Name, err)
 		}
 	}
 	for _, crd := range crds {
 		name := crd.Name
-		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := retryTransient(ctx, func(ctx context.Context) (bool, error) {
 			var got apiextensionsv1.CustomResourceDefinition
 			if err := c.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
 				return false, err
@@ -58,6 +66,32 @@ func ApplyCRDs(ctx context.Context, c client.Client) error {
 		}
 	}
 	return nil
+}
+
+// retryTransient calls step every 200 ms until it is done, fails with an
+// error that is not transient, or ctx ends; then the error names the last
+// transient failure, if any, beside ctx's.
+func retryTransient(ctx context.Context, step func(context.Context) (bool, error)) error {
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		done, err := step(ctx)
+		if err != nil && transient(err) {
+			last = err
+			return false, nil
+		}
+		return done && err == nil, err
+	})
+	if err != nil && last != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (last: %v)", err, last)
+	}
+	return err
+}
+
+// transient: the apiserver may answer differently in a moment.
+func transient(err error) bool {
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
+		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
 }
 
 var metaCRD = apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition")

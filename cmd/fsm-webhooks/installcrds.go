@@ -21,7 +21,8 @@ func newInstallCRDsCommand(o *options) *cobra.Command {
 		Long: `install-crds server-side applies the chart's CustomResourceDefinitions, taking
 over the fields Helm or FSM's bootstrap set, and waits until they are Established.
 spec.conversion is left to the converter. Run it before upgrading the chart (the
-chart's pre-upgrade hook does) or when taking over from FSM.`,
+chart's pre-upgrade hook does) or when taking over from FSM. An apiserver that is
+briefly unavailable (restarting, throttling) is retried until --timeout.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if timeout <= 0 {
