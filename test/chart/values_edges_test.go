@@ -331,3 +331,32 @@ func TestNoServiceLinks(t *testing.T) {
 		t.Errorf("checked %d pod templates, want the Deployment and both hook Jobs", n)
 	}
 }
+
+// helm waits 5m for a hook unless given --timeout; a hook Job allowed
+// longer (its timeoutSeconds + 60 of activeDeadlineSeconds) outlives helm's
+// wait, and helm fails the uninstall or upgrade while the hook still works.
+// NOTES name the --timeout to pass.
+func TestNotesNameHookTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"defaults fit helm's 5m", `{}`, nil},
+		{"uninstall hook 240 s fits", `fsm: {uninstallHook: {timeoutSeconds: 240}}`, nil},
+		{"uninstall hook 600 s", `fsm: {uninstallHook: {timeoutSeconds: 600}}`, []string{"helm uninstall --timeout 660s"}},
+		{"CRD upgrade hook 900 s", `fsm: {crdUpgrade: {timeoutSeconds: 900}}`, []string{"helm upgrade --timeout 960s"}},
+		{"CRD upgrade hook off", `fsm: {crdUpgrade: {enabled: false, timeoutSeconds: 900}}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustRender(t, tc.doc)
+			for _, w := range tc.want {
+				if !strings.Contains(r.Notes, w) {
+					t.Errorf("NOTES do not say %q:\n%s", w, r.Notes)
+				}
+			}
+			if tc.want == nil && strings.Contains(r.Notes, "--timeout") {
+				t.Errorf("NOTES ask for a --timeout the hooks do not need:\n%s", r.Notes)
+			}
+		})
+	}
+}
