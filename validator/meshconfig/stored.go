@@ -3,6 +3,7 @@ package meshconfig
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,24 +44,25 @@ func newSpoke(version string) spokeObject {
 	return nil
 }
 
-// hubFieldErrors validates a v1alpha1/v1alpha2 write as the v1alpha3 object
-// it is stored as: the converter restores AnnotationV1Alpha3Fields into it,
-// so without this a write through an old version could store anything the
-// v1alpha3 rules refuse. Only the errors the annotation brings are returned
+// hubFieldProblems validates a v1alpha1/v1alpha2 write as the v1alpha3
+// object it is stored as: the converter restores AnnotationV1Alpha3Fields
+// into it, so without this a write through an old version could store
+// anything the v1alpha3 rules refuse, or warn of, with neither a denial nor a
+// warning. Only the errors and warnings the annotation brings are returned
 // (the rest of the object is the view's, already checked); one whose value
 // the annotation holds names it at its place in the annotation.
-func hubFieldErrors(version string, obj []byte, annotation string) field.ErrorList {
+func hubFieldProblems(version string, obj []byte, annotation string) (field.ErrorList, []string) {
 	src := newSpoke(version)
 	// Decoded as the converter decodes it. An object that does not decode
 	// never reaches an admission webhook (the apiserver converts it to the
 	// storage version first); the view's rules report why.
 	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil {
-		return nil
+		return nil, nil
 	}
 	with, err := hubJSON(src)
 	if err != nil {
 		return field.ErrorList{field.Invalid(hubFieldsPath, annotation,
-			"must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {\"ingress\":{\"type\":\"NodePort\"}}): "+err.Error())}
+			"must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {\"ingress\":{\"type\":\"NodePort\"}}): "+err.Error())}, nil
 	}
 	bare := src.DeepCopyObject().(spokeObject)
 	ann := bare.GetAnnotations()
@@ -68,28 +70,51 @@ func hubFieldErrors(version string, obj []byte, annotation string) field.ErrorLi
 	bare.SetAnnotations(ann)
 	without, err := hubJSON(bare)
 	if err != nil {
-		return nil // not the annotation's doing
+		return nil, nil // not the annotation's doing
 	}
 	base, _ := validateView(V1alpha3, without)
 	stored, _ := validateView(V1alpha3, with)
 	var kept any
 	_ = json.Unmarshal([]byte(annotation), &kept) // hubJSON decoded it already
+	// rename places a problem with field path f: at its place in the
+	// annotation when the annotation holds the value, else at f in the
+	// stored object. It returns the path and the note to append.
+	rename := func(f string) (string, string) {
+		if rest, _ := strings.CutPrefix(f, "spec."); holds(kept, rest) {
+			return hubFieldsPath.String() + "." + rest, fmt.Sprintf(" (stored as %s in v1alpha3)", f)
+		}
+		return f, fmt.Sprintf(" (in the v1alpha3 object this is stored as, with annotation %s applied)", lossless.AnnotationV1Alpha3Fields)
+	}
 	var errs field.ErrorList
 	for _, e := range stored.Errors {
 		if containsError(base.Errors, e) {
 			continue // the object's own fields (or the defaults conversion fills in)
 		}
 		e := *e
-		rest, _ := strings.CutPrefix(e.Field, "spec.")
-		if holds(kept, rest) {
-			e.Detail += fmt.Sprintf(" (stored as %s in v1alpha3)", e.Field)
-			e.Field = hubFieldsPath.String() + "." + rest
-		} else {
-			e.Detail += fmt.Sprintf(" (in the v1alpha3 object this is stored as, with annotation %s applied)", lossless.AnnotationV1Alpha3Fields)
-		}
+		var note string
+		e.Field, note = rename(e.Field)
+		e.Detail += note
 		errs = append(errs, &e)
 	}
-	return errs
+	var warnings []string
+	for _, w := range stored.Warnings {
+		// Those of the object's own fields (or the defaults) the view
+		// already warned of, once.
+		if slices.Contains(base.Warnings, w) {
+			continue
+		}
+		// A v1alpha3 object's warnings are all "<field path>: <detail>"
+		// (validateView); a field the annotation holds is named by its
+		// place in it, as errors are.
+		if f, detail, ok := strings.Cut(w, ": "); ok {
+			f, note := rename(f)
+			w = f + ": " + detail + note
+		}
+		if !slices.Contains(warnings, w) {
+			warnings = append(warnings, w)
+		}
+	}
+	return errs, warnings
 }
 
 // hubJSON converts a spoke to the v1alpha3 object the converter stores.
@@ -110,7 +135,7 @@ func hubJSON(src spokeObject) ([]byte, error) {
 func legacyFieldErrors(obj []byte, annotation string) field.ErrorList {
 	var hub v1alpha3.MeshConfig
 	if kjson.UnmarshalCaseSensitivePreserveInts(obj, &hub) != nil {
-		return nil // as in hubFieldErrors
+		return nil // as in hubFieldProblems
 	}
 	for _, version := range []string{V1alpha1, V1alpha2} {
 		if err := newSpoke(version).ConvertFrom(hub.DeepCopy()); err != nil {
@@ -118,12 +143,22 @@ func legacyFieldErrors(obj []byte, annotation string) field.ErrorList {
 				fmt.Sprintf("must be the JSON the converter writes, such as {\"sidecar\":{\"sidecarClass\":\"pipy\"}}, or reads in %s/%s fail: %v", Group, version, err))}
 		}
 	}
-	// Read as the converter reads it (encoding/json); it decoded above.
+	// Read as the converter reads it (spoke.Legacy, with encoding/json): only
+	// the keys it restores. Decoding into the view's wider sidecar type would
+	// let a key the converter ignores (resources, say) fail the decode and
+	// hide these. The converter decoded it above, so this decodes too (ports
+	// are wider here).
 	var legacy struct {
-		Sidecar sidecar `json:"sidecar"`
+		Sidecar struct {
+			SidecarClass       string          `json:"sidecarClass"`
+			InitContainerImage string          `json:"initContainerImage"`
+			SidecarDrivers     []sidecarDriver `json:"sidecarDrivers"`
+		} `json:"sidecar"`
 	}
 	_ = json.Unmarshal([]byte(annotation), &legacy)
-	return validateLegacySidecar(&legacy.Sidecar, legacyFieldsPath.Child("sidecar"))
+	l := legacy.Sidecar
+	return validateLegacySidecar(&sidecar{SidecarClass: l.SidecarClass, InitContainerImage: l.InitContainerImage, SidecarDrivers: l.SidecarDrivers},
+		legacyFieldsPath.Child("sidecar"))
 }
 
 func containsError(list field.ErrorList, e *field.Error) bool {

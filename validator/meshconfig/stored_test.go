@@ -14,6 +14,8 @@ import (
 const (
 	hubAnn    = "metadata.annotations[" + lossless.AnnotationV1Alpha3Fields + "]"
 	legacyAnn = "metadata.annotations[" + lossless.AnnotationV1Alpha2Fields + "]"
+
+	badLegacyImage = legacyAnn + `.sidecar.initContainerImage: Invalid value: "Bad Image": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format: repository name (library/Bad Image) must be lowercase`
 )
 
 // presetHub reads the preset as a typed v1alpha3 object.
@@ -129,8 +131,16 @@ func TestConversionAnnotations(t *testing.T) {
 			annotations: v2(`{"sidecar":{"sidecarClass":"pipy","initContainerImage":"flomesh/init:1","sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":6060}]}}`)},
 		{name: "v1alpha3: legacy fields the old versions refuse", version: V1alpha3,
 			annotations: v2(`{"sidecar":{"initContainerImage":"Bad Image","sidecarDrivers":[{"sidecarName":"pipy","sidecarImage":"flomesh/pipy:1.5.14","proxyServerPort":70000}]}}`), want: []string{
-				legacyAnn + `.sidecar.initContainerImage: Invalid value: "Bad Image": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format: repository name (library/Bad Image) must be lowercase`,
+				badLegacyImage,
 				legacyAnn + `.sidecar.sidecarDrivers[0].proxyServerPort: Invalid value: 70000: should be less than or equal to 65535`}},
+		// The converter reads only sidecarClass, initContainerImage and
+		// sidecarDrivers; a key it ignores hides none of them.
+		{name: "v1alpha3: legacy field next to a mistyped key the converter ignores", version: V1alpha3,
+			annotations: v2(`{"sidecar":{"logLevel":5,"initContainerImage":"Bad Image"}}`), want: []string{badLegacyImage}},
+		{name: "v1alpha3: legacy field next to an unparsable quantity the converter ignores", version: V1alpha3,
+			annotations: v2(`{"sidecar":{"resources":{"limits":{"cpu":true}},"initContainerImage":"Bad Image"}}`), want: []string{badLegacyImage}},
+		{name: "v1alpha3: legacy field after a malformed resources key the converter ignores", version: V1alpha3,
+			annotations: v2(`{"sidecar":{"healthcheckResources":{"requests":{"memory":[1]}},"initContainerImage":"Bad Image"}}`), want: []string{badLegacyImage}},
 		{name: "v1alpha3: legacy fields that would break reads in the old versions", version: V1alpha3,
 			annotations: v2(`{"sidecar":{"sidecarDrivers":[{"proxyServerPort":2147483648}]}}`), want: []string{
 				legacyAnn + `: Invalid value: "{\"sidecar\":{\"sidecarDrivers\":[{\"proxyServerPort\":2147483648}]}}": must be the JSON the converter writes, such as {"sidecar":{"sidecarClass":"pipy"}}, or reads in config.flomesh.io/v1alpha1 fail: converting fsm-system/fsm-mesh-config to v1alpha1: annotation conversion.flomesh.io/v1alpha2-fields is not valid: json: cannot unmarshal number 2147483648 into Go struct field SidecarDriverSpec.sidecar.sidecarDrivers.proxyServerPort of type int32`}},
@@ -142,6 +152,50 @@ func TestConversionAnnotations(t *testing.T) {
 			r := Validate(tc.version, objectJSON(t, tc.version, tc.edit, tc.annotations))
 			if got := messages(r.Errors); !equal(got, tc.want) {
 				t.Errorf("errors:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConversionAnnotationWarnings: a v1alpha1/v1alpha2 write gets the
+// warnings of the v1alpha3 object it is stored as, as a v1alpha3 write of
+// that object does ("Old-version writes are judged as stored"): a port above
+// 32767 that only conversion.flomesh.io/v1alpha3-fields carries is named at
+// its place in the annotation; one the object itself has is warned of once,
+// at its spec path.
+func TestConversionAnnotationWarnings(t *testing.T) {
+	const cannot = ` is above 32767: FSM's controller reads this field as an int16 and cannot decode a MeshConfig holding it`
+	repoPort := func(h *v1alpha3.MeshConfig) { h.Spec.RepoServer.Port = 40000 }
+	tracingPort := func(h *v1alpha3.MeshConfig) { h.Spec.Observability.Tracing.Port = 40000 }
+	cases := []struct {
+		name    string
+		version string
+		edit    func(*v1alpha3.MeshConfig)
+		want    []string // besides the deprecation warning
+	}{
+		{name: "v1alpha3: repoServer.port", version: V1alpha3, edit: repoPort, want: []string{
+			"spec.repoServer.port: 40000" + cannot}},
+		{name: "v1alpha2: repoServer.port in the annotation", version: V1alpha2, edit: repoPort, want: []string{
+			hubAnn + ".repoServer.port: 40000" + cannot + " (stored as spec.repoServer.port in v1alpha3)"}},
+		{name: "v1alpha1: repoServer.port in the annotation", version: V1alpha1, edit: repoPort, want: []string{
+			hubAnn + ".repoServer.port: 40000" + cannot + " (stored as spec.repoServer.port in v1alpha3)"}},
+		{name: "v1alpha2: tracing.port in the object, warned once", version: V1alpha2, edit: tracingPort, want: []string{
+			"spec.observability.tracing.port: 40000" + cannot}},
+		{name: "v1alpha1: tracing.port in the object, warned once", version: V1alpha1, edit: tracingPort, want: []string{
+			"spec.observability.tracing.port: 40000" + cannot}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Validate(tc.version, objectJSON(t, tc.version, tc.edit, nil))
+			if len(r.Errors) != 0 {
+				t.Fatalf("unexpected errors: %v", r.Errors)
+			}
+			want := tc.want
+			if IsDeprecatedVersion(tc.version) {
+				want = append([]string{DeprecationWarning(tc.version)}, want...)
+			}
+			if !equal(r.Warnings, want) {
+				t.Errorf("warnings:\n got %q\nwant %q", r.Warnings, want)
 			}
 		})
 	}

@@ -101,7 +101,9 @@ func Validate(version string, obj []byte) Result {
 		return r
 	}
 	if a, ok := annotations[lossless.AnnotationV1Alpha3Fields]; ok && IsDeprecatedVersion(version) {
-		r.Errors = append(r.Errors, hubFieldErrors(version, obj, a)...)
+		errs, warnings := hubFieldProblems(version, obj, a)
+		r.Errors = append(r.Errors, errs...)
+		r.Warnings = append(r.Warnings, warnings...)
 	}
 	if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok && version == V1alpha3 {
 		r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
@@ -145,6 +147,8 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 		r.Warnings = append(r.Warnings, DeprecationWarning(version))
 		r.Warnings = append(r.Warnings, deprecatedFields(&v.Spec)...)
 	}
+	// Field warnings read "<field path>: <detail>" (hubFieldProblems renames
+	// the path of one an annotation brings).
 	r.Warnings = append(r.Warnings, ipv6ExclusionWarnings(&v.Spec.Traffic, field.NewPath("spec", "traffic", "outboundIPRangeExclusionList"))...)
 	r.Warnings = append(r.Warnings, fsmInt16Warnings(&v.Spec, field.NewPath("spec"))...)
 	return r, v.Metadata.Annotations
