@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,9 +69,12 @@ type Options struct {
 	Client    cmclient.Interface
 	// Keys supplies leaf keys; nil means keys generated per request.
 	Keys *keypool.Set
-	// CABundleSecret, when set, is read (key ca.crt) with Secrets and merged
-	// into CABundle: FSM requires the issuer's root there, and it is known
-	// before the first certificate is issued.
+	// CABundleSecret, when set, is read (key ca.crt) with Secrets at every
+	// call and is then all CABundle returns: FSM requires the issuer's root
+	// there, it is known before the first certificate is issued, and every
+	// replica reads the same one (certs/rootrotation). A certificate that
+	// does not chain to it is refused. Unset, CABundle is the status.ca of
+	// the newest certificate this process issued.
 	CABundleSecret string
 	Secrets        kubernetes.Interface
 	Logger         logr.Logger
@@ -108,8 +112,15 @@ type Issuer struct {
 	keys *keypool.Set
 	log  logr.Logger
 
+	// Without CABundleSecret, the status.ca of the newest certificate
+	// issued (by NotBefore, so an issuance that completes late with the
+	// previous signer does not bring its CA back) and that NotBefore. Never
+	// read when a CABundleSecret is set: a replica that has not issued
+	// since the signer changed would keep publishing the old root after
+	// it left the Secret.
 	mu     sync.Mutex
-	lastCA []byte // status.ca of the latest issued certificate
+	lastCA []byte
+	lastAt time.Time
 }
 
 var _ certs.Issuer = (*Issuer)(nil)
@@ -189,15 +200,63 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("CertificateRequest %s: status.certificate: %w", ref, err)
 	}
-	if c.CABundle, err = i.merge(secretCA, cr.Status.CA); err != nil {
+	reported, err := i.parseReported(cr.Status.CA)
+	if err != nil {
 		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
-	if len(cr.Status.CA) > 0 {
-		i.mu.Lock()
-		i.lastCA = cr.Status.CA
-		i.mu.Unlock()
+	chain, _ := certs.ParseCertsPEM(c.CertPEM) // parsed by IssuedCertificate
+	if i.opts.CABundleSecret != "" {
+		if secretCA, err = i.trustedBySecret(ctx, secretCA, chain, reported); err != nil {
+			return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+		}
+	} else if reported.Len() > 0 {
+		i.remember(cr.Status.CA, chain[0].NotBefore)
+	} else if reported, err = i.lastBundle(); err != nil { // no status.ca: the last one known
+		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+	}
+	// The certificate's own bundle also holds the status.ca it came with.
+	if c.CABundle, err = i.nonEmpty(secretCA.Merge(time.Now(), reported)); err != nil {
+		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
 	return c, nil
+}
+
+// remember keeps ca as the trusted bundle (no CABundleSecret) unless a
+// certificate signed later already brought one.
+func (i *Issuer) remember(ca []byte, signedAt time.Time) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !signedAt.Before(i.lastAt) {
+		i.lastCA, i.lastAt = ca, signedAt
+	}
+}
+
+// trustedBySecret checks that the issued chain verifies against the CA
+// bundle Secret and returns the Secret's bundle it verified against. That
+// Secret is all CABundle trusts, so a certificate from a signer outside it
+// would be trusted by no caBundle (a serving cert would be re-issued on
+// every pass, a bootstrap Secret called invalid); the rotation procedure
+// adds the next root to ca.crt before the issuer signs with it. The Secret
+// is re-read once in case that happened while the request was in flight.
+func (i *Issuer) trustedBySecret(ctx context.Context, secretCA *certs.Bundle, chain []*x509.Certificate, reported *certs.Bundle) (*certs.Bundle, error) {
+	leaf := chain[0]
+	// status.ca may be an intermediate of a root in the Secret.
+	inter := slices.Concat(chain[1:], reported.Certificates())
+	verify := func(b *certs.Bundle) error {
+		return b.VerifyAt(certs.VerifyTime(leaf, time.Now()), leaf, inter...)
+	}
+	if verify(secretCA) == nil {
+		return secretCA, nil
+	}
+	reread, err := i.secretBundle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := verify(reread); err != nil {
+		return nil, fmt.Errorf("the issuer %s %q signed under CA %q, which no root in ca.crt of CA Secret %s/%s verifies: add its root to ca.crt before the issuer signs with it (certs/rootrotation): %w",
+			i.opts.IssuerKind, i.opts.IssuerName, leaf.Issuer.CommonName, i.opts.Namespace, i.opts.CABundleSecret, err)
+	}
+	return reread, nil
 }
 
 // delete removes the CertificateRequest whatever happened, also after the
@@ -334,22 +393,37 @@ func csrFor(req certs.Request, key crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// CABundle implements certs.Issuer: the ca.crt of CABundleSecret (when
-// configured) merged with the CA cert-manager reported last.
+// CABundle implements certs.Issuer: the ca.crt of CABundleSecret when one
+// is configured (the same on every replica), else the status.ca of the
+// newest certificate this process issued.
 func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
-	b, err := i.bundle(ctx, nil)
+	b, err := i.bundle(ctx)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "CA bundle", Err: err}
 	}
 	return b, nil
 }
 
-func (i *Issuer) bundle(ctx context.Context, fresh []byte) ([]byte, error) {
-	secretCA, err := i.secretBundle(ctx)
+func (i *Issuer) bundle(ctx context.Context) ([]byte, error) {
+	if i.opts.CABundleSecret != "" {
+		b, err := i.secretBundle(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return b.PEM(), nil
+	}
+	b, err := i.lastBundle()
 	if err != nil {
 		return nil, err
 	}
-	return i.merge(secretCA, fresh)
+	return i.nonEmpty(b)
+}
+
+func (i *Issuer) lastBundle() (*certs.Bundle, error) {
+	i.mu.Lock()
+	last := i.lastCA
+	i.mu.Unlock()
+	return i.parseReported(last)
 }
 
 // secretBundle is the ca.crt of CABundleSecret, parsed (empty when none is
@@ -372,23 +446,23 @@ func (i *Issuer) secretBundle(ctx context.Context) (*certs.Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA Secret %s, key ca.crt: %w", name, err)
 	}
-	return certs.NewBundle(time.Now(), cas...), nil
+	b := certs.NewBundle(time.Now(), cas...)
+	if b.Len() == 0 {
+		return nil, fmt.Errorf("CA Secret %s, key ca.crt: every certificate has expired", name)
+	}
+	return b, nil
 }
 
-// merge adds the CA cert-manager reported (fresh, else the last one seen)
-// to secretCA.
-func (i *Issuer) merge(secretCA *certs.Bundle, fresh []byte) ([]byte, error) {
-	i.mu.Lock()
-	last := i.lastCA
-	i.mu.Unlock()
-	if fresh != nil {
-		last = fresh // the newest CA supersedes what we saw before
-	}
-	reported, err := certs.ParseBundle(time.Now(), last)
+// parseReported parses a status.ca (empty gives an empty bundle).
+func (i *Issuer) parseReported(ca []byte) (*certs.Bundle, error) {
+	b, err := certs.ParseBundle(time.Now(), ca)
 	if err != nil {
 		return nil, fmt.Errorf("the CA the issuer %s %q reported (status.ca): %w", i.opts.IssuerKind, i.opts.IssuerName, err)
 	}
-	b := secretCA.Merge(time.Now(), reported)
+	return b, nil
+}
+
+func (i *Issuer) nonEmpty(b *certs.Bundle) ([]byte, error) {
 	if b.Len() == 0 {
 		return nil, fmt.Errorf("no CA known yet: set a CA bundle Secret or issue a certificate first (the issuer %s %q reports status.ca)", i.opts.IssuerKind, i.opts.IssuerName)
 	}

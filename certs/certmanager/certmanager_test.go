@@ -182,6 +182,43 @@ func TestCertManager(t *testing.T) {
 		assertNoRequests(t, cm, auto)
 	})
 
+	// The operator switched the Issuer to a root before adding it to ca.crt
+	// (certs/rootrotation has it the other way round): CABundle trusts
+	// only ca.crt, so the certificate is refused, not handed out.
+	t.Run("signer outside ca.crt", func(t *testing.T) {
+		other, err := certs.NewRootAuthority(certs.ECDSAP256, 24*time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherKey, _ := certs.EncodeKeyPEM(other.Key)
+		if _, err := env.Clientset.CoreV1().Secrets(auto).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "next-root"},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{"tls.crt": certs.EncodeCertsPEM(other.Cert), "tls.key": otherKey},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cm.CertmanagerV1().Issuers(auto).Create(ctx, &cmapi.Issuer{
+			ObjectMeta: metav1.ObjectMeta{Name: "next-root"},
+			Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "next-root"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cmdev.WaitIssuerReady(t, cm, auto, "next-root", 30*time.Second)
+		i := newIssuer(t, auto, "next-root")
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err = i.Issue(ictx, certs.Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc"}, Validity: time.Hour, Usage: certs.UsageServer, KeyAlgorithm: certs.ECDSAP256})
+		want := "which no root in ca.crt of CA Secret " + auto + "/" + fsmnames.CABundleSecretName + " verifies"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want it to say %q", err, want)
+		}
+		if b, err := i.CABundle(ctx); err != nil || string(b) != string(caPEM) {
+			t.Fatalf("CABundle = %q, %v; want ca.crt only", b, err)
+		}
+		assertNoRequests(t, cm, auto)
+	})
+
 	t.Run("denied", func(t *testing.T) {
 		i := newIssuer(t, manual, DefaultIssuerName)
 		w, err := cm.CertmanagerV1().CertificateRequests(manual).Watch(ctx, metav1.ListOptions{})
@@ -232,7 +269,12 @@ func TestCertManager(t *testing.T) {
 	// ca.crt is named with its Secret and key, and costs no request.
 	t.Run("malformed ca.crt", func(t *testing.T) {
 		good := string(caPEM)
+		expired, err := certs.NewRootAuthority(certs.ECDSAP256, time.Hour, time.Now().Add(-2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, tc := range []struct{ name, ca, want string }{
+			{"every root expired", string(certs.EncodeCertsPEM(expired.Cert)), "every certificate has expired"},
 			{"not PEM", "this is not a certificate\n", "no PEM certificate found"},
 			{"broken certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "malformed certificate"},
 			{"good root then broken certificate", good + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "certificate 2"},
