@@ -52,8 +52,9 @@ type EventRecorder interface {
 // Options configure the Handler.
 type Options struct {
 	// Client creates bootstrap Secrets (and reads one when a copy of an
-	// injected pod arrives). Use a direct client: a cached one would cache
-	// every Secret of the cluster.
+	// injected pod arrives, and a namespace Namespaces does not have yet).
+	// Use a direct client: a cached one would cache every Secret of the
+	// cluster.
 	Client client.Client
 	// Pods reads stored pods' metadata by proxy uuid: the manager's cache
 	// with SetupSecretController's index. A pod that arrives injected while
@@ -351,8 +352,8 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	log := reqLog{base: h.log, namespace: nsName, kind: "pod", name: podName(pod), uid: req.UID}
 
-	ns := &corev1.Namespace{}
-	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
+	ns, err := h.namespace(ctx, log, nsName)
+	if err != nil {
 		log.Error(err, "reading namespace")
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err))
 	}
@@ -434,8 +435,8 @@ func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Reques
 	}
 	log := reqLog{base: h.log, namespace: nsName, kind: "virtualMachine", name: vm.Name(), uid: req.UID}
 
-	ns := &corev1.Namespace{}
-	if err := h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
+	ns, err := h.namespace(ctx, log, nsName)
+	if err != nil {
 		log.Error(err, "reading namespace")
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err))
 	}
@@ -477,6 +478,37 @@ func (l reqLog) V(level int) logr.Logger {
 	}
 	return l.logger().V(level)
 }
+
+// namespace reads the admitted object's namespace from the informer cache.
+// The cache may not have a namespace created a moment before its first pod
+// (kubectl apply of both) while the apiserver does (for its namespaceSelector
+// it reads the namespace live when its lister misses): a cache NotFound is
+// confirmed with one live read, so the common path stays cache-only.
+func (h *Handler) namespace(ctx context.Context, log reqLog, name string) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{}
+	key := types.NamespacedName{Name: name}
+	err := h.opts.Namespaces.Get(ctx, key, ns)
+	if err == nil {
+		return ns, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	namespacesReadLive.Inc()
+	if err := h.opts.Client.Get(ctx, key, ns); err != nil {
+		return nil, fmt.Errorf("not in the informer cache; from the API server: %w", err)
+	}
+	log.V(1).Info("namespace not in the informer cache yet, read from the API server")
+	return ns, nil
+}
+
+// namespacesReadLive counts Handler.namespace's reads from the API server.
+var namespacesReadLive = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "fsm_webhooks_injector_namespace_live_reads_total",
+	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), read from the API server instead.",
+})
+
+func init() { metrics.Registry.MustRegister(namespacesReadLive) }
 
 // controllerService reads FSM's controller Service; nil when it does not
 // exist (Mutate then refuses the pod, naming it).

@@ -671,3 +671,79 @@ func TestHandlerHandoffOnClientThrottling(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlerNamespaceNotYetCached: the apiserver calls the webhook for a
+// namespace its namespaceSelector matched, reading the namespace live when its
+// own lister misses (k8s.io/apiserver .../webhook/predicates/namespace:
+// GetNamespaceLabels); the injector's informer cache may lag it (`kubectl
+// apply` of a Namespace and a Pod). A cache NotFound is confirmed with one
+// live read through Options.Client before the object is refused; a cached
+// namespace is never read live.
+func TestHandlerNamespaceNotYetCached(t *testing.T) {
+	pod := func(t *testing.T) []byte { return reviewBody(t, nil) }
+	vm := func(t *testing.T) []byte { return vmReview(t, nil) }
+	for _, tc := range []struct {
+		name         string
+		cached, live bool // namespace app in the cache, in the API server
+		body         func(*testing.T) []byte
+		secrets      int // 0 and no message: patched without a Secret
+		liveReads    int
+		message      string // a 500 with this message
+	}{
+		{name: "pod, cached: no live read", cached: true, live: true, body: pod, secrets: 1},
+		{name: "pod, not cached yet: read live", live: true, body: pod, secrets: 1, liveReads: 1},
+		{name: "VirtualMachine, not cached yet: read live", live: true, body: vm, liveReads: 1},
+		{name: "pod, namespace nowhere", body: pod, liveReads: 1,
+			message: `reading namespace app: not in the informer cache; from the API server: namespaces "app" not found`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			builder := func(has bool) client.WithWatch {
+				b := fake.NewClientBuilder().WithScheme(testScheme(t))
+				if has {
+					b = b.WithObjects(monitoredNamespace("app", nil))
+				}
+				return b.Build()
+			}
+			var liveReads int
+			var created []*corev1.Secret
+			direct := interceptor.NewClient(builder(tc.live), interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+					if _, ok := obj.(*corev1.Namespace); ok {
+						liveReads++
+					}
+					return c.Get(ctx, key, obj, opts...)
+				},
+				Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+					created = append(created, obj.(*corev1.Secret))
+					return nil
+				},
+			})
+			h, err := NewHandler(Options{
+				Client: direct, Namespaces: builder(tc.cached), Issuer: stubIssuer{},
+				MeshName: "fsm", FSMNamespace: "fsm-system", NewUUID: seqUUID(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := &handlerFixture{h: h, server: reviewhttp.NewAdmission(h), recorder: &fakeRecorder{}}
+			counted := testutil.ToFloat64(namespacesReadLive)
+			_, resp := f.post(t, tc.body(t), "application/json")
+			if tc.message != "" {
+				if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusInternalServerError || resp.Result.Message != tc.message {
+					t.Fatalf("allowed=%v result %+v, want a 500 %q", resp.Allowed, resp.Result, tc.message)
+				}
+			} else if !resp.Allowed || len(resp.Patch) == 0 {
+				t.Fatalf("allowed=%v patch=%d bytes, result %+v; want it injected", resp.Allowed, len(resp.Patch), resp.Result)
+			}
+			if len(created) != tc.secrets {
+				t.Errorf("bootstrap Secrets created: %d, want %d", len(created), tc.secrets)
+			}
+			if liveReads != tc.liveReads {
+				t.Errorf("namespace read from the API server %d times, want %d", liveReads, tc.liveReads)
+			}
+			if got := testutil.ToFloat64(namespacesReadLive) - counted; got != float64(tc.liveReads) {
+				t.Errorf("%s went up by %v, want %d", "fsm_webhooks_injector_namespace_live_reads_total", got, tc.liveReads)
+			}
+		})
+	}
+}

@@ -192,15 +192,17 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		if !reidentifySidecar(pod, opts.repoURL) {
 			return nil, errors.New("pod carries volume " + BootstrapVolumeName + " but no " + SidecarContainerName + " container: remove the volume to have the pod injected")
 		}
-		setProbeBootstrap(&boot, recoverOriginalProbes(pod.Spec.Containers), pod.Spec.Containers)
+		probed := probedContainers(pod, opts.native)
+		setProbeBootstrap(&boot, recoverOriginalProbes(probed), probed)
 		return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
 	}
 
-	probes, err := rewriteProbes(pod.Spec.Containers)
+	probed := probedContainers(pod, opts.native)
+	probes, err := rewriteProbes(probed)
 	if err != nil {
 		return nil, err
 	}
-	setProbeBootstrap(&boot, probes.original, pod.Spec.Containers)
+	setProbeBootstrap(&boot, probes.original, probed)
 	if probes.needHealthcheck && in.Mesh.HealthcheckImage == "" {
 		return nil, errors.New("the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE (no MeshConfig field holds it)")
 	}
@@ -487,8 +489,8 @@ func setBootstrapVolume(pod *corev1.Pod, proxyUUID string) {
 }
 
 // setProbeBootstrap fills both probe views of the bootstrap config, walking
-// containers in pod order so the FSM view is deterministic.
-func setProbeBootstrap(boot *BootstrapConfig, original map[string]map[string]HealthProbe, containers []corev1.Container) {
+// containers in order so the FSM view is deterministic.
+func setProbeBootstrap(boot *BootstrapConfig, original map[string]map[string]HealthProbe, containers []*corev1.Container) {
 	if len(original) == 0 {
 		return
 	}

@@ -1,13 +1,18 @@
 package injector
 
 import (
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 )
@@ -258,6 +263,115 @@ func TestInjectedContainerNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNativeSidecarAppSidecarProbes: in native-sidecar mode fsm-init and
+// the proxy start before the app's init containers, so the app's own native
+// sidecars (init containers with restartPolicy Always) run behind the proxy
+// and the kubelet's probes to them are redirected like an app container's:
+// their probes are rewritten the same way (named ports resolved per
+// container). Not otherwise: they then start before fsm-init and the proxy,
+// and a rewritten startup probe would wait for a proxy that cannot start.
+func TestNativeSidecarAppSidecarProbes(t *testing.T) {
+	authproxy := corev1.Container{
+		Name:          "authproxy",
+		Image:         "authproxy",
+		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Ports:         []corev1.ContainerPort{{Name: "admin", ContainerPort: 9000}},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")},
+		}, TimeoutSeconds: 1},
+		StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("admin")},
+		}, TimeoutSeconds: 2},
+	}
+	web := corev1.Container{
+		Name:  "web",
+		Image: "nginx",
+		Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 8080}},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("admin")},
+		}, TimeoutSeconds: 1},
+	}
+	find := func(list []corev1.Container, name string) *corev1.Container {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+		t.Fatalf("container %q missing", name)
+		return nil
+	}
+	for _, native := range []bool{true, false} {
+		t.Run(fmt.Sprintf("native=%v", native), func(t *testing.T) {
+			pod := simplePod(map[string]string{SidecarNativeAnnotation: fmt.Sprint(native)})
+			pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate"}, *authproxy.DeepCopy()}
+			pod.Spec.Containers = []corev1.Container{*web.DeepCopy()}
+			mut, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The app container's probe is rewritten either way, its named
+			// port resolved in its own ports.
+			if g := find(mut.Pod.Spec.Containers, "web").ReadinessProbe.HTTPGet; g.Path != HealthcheckPath || g.Port.IntValue() != int(ReadinessProbePort) ||
+				!hasHeader(g.HTTPHeaders, originalHTTPPortHeader, "8080") {
+				t.Errorf("app container readiness probe %+v, want %s on %d with %s 8080", g, HealthcheckPath, ReadinessProbePort, originalHTTPPortHeader)
+			}
+			got := find(mut.Pod.Spec.InitContainers, "authproxy")
+			boot := mut.Bootstrap
+			if want := (HealthProbe{Path: "/healthz", Port: 8080, IsHTTP: true, Timeout: time.Second}); boot.OriginalHealthProbes[probeReadiness] != want {
+				t.Errorf("OriginalHealthProbes readiness %+v, want the app container's %+v", boot.OriginalHealthProbes[probeReadiness], want)
+			}
+			if !native {
+				if !reflect.DeepEqual(*got, authproxy) {
+					t.Errorf("restartable init container changed without native mode:\n got %+v\nwant %+v", *got, authproxy)
+				}
+				if _, ok := boot.ContainerHealthProbes["authproxy"]; ok {
+					t.Errorf("ContainerHealthProbes records authproxy without native mode: %+v", boot.ContainerHealthProbes)
+				}
+				for _, c := range append(mut.Pod.Spec.InitContainers, mut.Pod.Spec.Containers...) {
+					if c.Name == HealthcheckContainerName {
+						t.Error("fsm-healthcheck added for an init container's TCP probe without native mode")
+					}
+				}
+				return
+			}
+			if g := got.ReadinessProbe.HTTPGet; g.Path != HealthcheckPath || g.Port.IntValue() != int(ReadinessProbePort) ||
+				!hasHeader(g.HTTPHeaders, originalHTTPPortHeader, "9000") || !hasHeader(g.HTTPHeaders, originalHTTPPathHeader, "/ready") {
+				t.Errorf("restartable init container readiness probe %+v, want %s on %d with %s 9000 and %s /ready",
+					g, HealthcheckPath, ReadinessProbePort, originalHTTPPortHeader, originalHTTPPathHeader)
+			}
+			if g := got.StartupProbe.HTTPGet; got.StartupProbe.TCPSocket != nil || g == nil || g.Port.IntValue() != int(HealthcheckPort) ||
+				!hasHeader(g.HTTPHeaders, originalTCPPortHeader, "9000") {
+				t.Errorf("restartable init container startup probe %+v, want fsm-healthcheck on %d with %s 9000", got.StartupProbe, HealthcheckPort, originalTCPPortHeader)
+			}
+			want := map[string]HealthProbe{
+				probeReadiness: {Path: "/ready", Port: 9000, IsHTTP: true, Timeout: time.Second},
+				probeStartup:   {Port: 9000, IsTCPSocket: true, Timeout: 2 * time.Second},
+			}
+			if !reflect.DeepEqual(boot.ContainerHealthProbes["authproxy"], want) {
+				t.Errorf("ContainerHealthProbes[authproxy] = %+v, want %+v", boot.ContainerHealthProbes["authproxy"], want)
+			}
+			// The proxy listens on the readiness port; fsm-healthcheck, for
+			// the TCP probe, starts before the app's init containers.
+			if !slices.ContainsFunc(find(mut.Pod.Spec.InitContainers, SidecarContainerName).Ports, func(p corev1.ContainerPort) bool {
+				return p.ContainerPort == ReadinessProbePort
+			}) {
+				t.Error("sidecar does not expose the readiness port")
+			}
+			var order []string
+			for _, c := range mut.Pod.Spec.InitContainers {
+				order = append(order, c.Name)
+			}
+			if want := []string{InitContainerName, SidecarContainerName, HealthcheckContainerName, "migrate", "authproxy"}; !slices.Equal(order, want) {
+				t.Errorf("init containers %v, want %v", order, want)
+			}
+		})
+	}
+}
+
+func hasHeader(headers []corev1.HTTPHeader, name, value string) bool {
+	return slices.Contains(headers, corev1.HTTPHeader{Name: name, Value: value})
 }
 
 func TestControllerOf(t *testing.T) {

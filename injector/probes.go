@@ -46,14 +46,36 @@ type probeResult struct {
 	needHealthcheck bool
 }
 
+// probedContainers are the containers whose probes the kubelet sends through
+// the proxy's inbound redirection, app containers first (FSM's
+// single-container view, OriginalHealthProbes, stays theirs). In native mode
+// they include the app's own native sidecars (restartable init containers):
+// placed after the proxy, their probes are redirected like an app
+// container's. Not otherwise: they then start before fsm-init and the proxy,
+// and a rewritten startup probe would wait for a proxy that cannot start.
+// The pointers are into pod's slices: use them before containers are added.
+func probedContainers(pod *corev1.Pod, native bool) []*corev1.Container {
+	out := make([]*corev1.Container, 0, len(pod.Spec.Containers))
+	for i := range pod.Spec.Containers {
+		out = append(out, &pod.Spec.Containers[i])
+	}
+	if native {
+		for i := range pod.Spec.InitContainers {
+			if c := &pod.Spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
 // rewriteProbes points the HTTP, HTTPS and TCP probes of containers at the
 // sidecar's health ports (or the healthcheck container), in place. Every
 // container's probe keeps its own original port and path in headers, so
 // several containers' probes each reach their own target.
-func rewriteProbes(containers []corev1.Container) (probeResult, error) {
+func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 	res := probeResult{original: map[string]map[string]HealthProbe{}, httpKinds: map[string]bool{}}
-	for i := range containers {
-		c := &containers[i]
+	for _, c := range containers {
 		for _, p := range []struct {
 			kind  string
 			probe *corev1.Probe
@@ -160,10 +182,9 @@ func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
 
 // recoverOriginalProbes reads back what rewriteProbes recorded in headers, for
 // a copy of an already injected pod.
-func recoverOriginalProbes(containers []corev1.Container) map[string]map[string]HealthProbe {
+func recoverOriginalProbes(containers []*corev1.Container) map[string]map[string]HealthProbe {
 	out := map[string]map[string]HealthProbe{}
-	for i := range containers {
-		c := &containers[i]
+	for _, c := range containers {
 		for kind, p := range map[string]*corev1.Probe{probeLiveness: c.LivenessProbe, probeReadiness: c.ReadinessProbe, probeStartup: c.StartupProbe} {
 			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != HealthcheckPath {
 				continue
