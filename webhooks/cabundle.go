@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,7 +30,9 @@ func NewCABundleReader(client kubernetes.Interface, apiext apiextclient.Interfac
 	return &CABundleReader{client: client, apiext: apiext}
 }
 
-// Read returns the caBundle of reg's object and whether the object exists.
+// Read returns the caBundle of reg's object and whether the object exists
+// and calls a webhook: a CRD whose conversion is not a webhook conversion
+// (strategy None) calls none, so it has no caBundle and counts as not found.
 // When the webhook entries of a configuration disagree, bundle is nil and
 // split names two of them (every entry calls the same server, so each must
 // trust the same roots).
@@ -41,7 +44,12 @@ func (r *CABundleReader) Read(ctx context.Context, reg Registration) (bundle []b
 	case ValidatingConfiguration:
 		obj, err = r.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, reg.Name, metav1.GetOptions{})
 	case CRDConversion:
-		obj, err = r.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, reg.Name, metav1.GetOptions{})
+		var crd *apiextv1.CustomResourceDefinition
+		crd, err = r.apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, reg.Name, metav1.GetOptions{})
+		if err == nil && (crd.Spec.Conversion == nil || crd.Spec.Conversion.Strategy != apiextv1.WebhookConverter) {
+			return nil, false, "", nil
+		}
+		obj = crd
 	default:
 		return nil, false, "", fmt.Errorf("unknown registration kind %v", reg.Kind)
 	}
@@ -56,7 +64,9 @@ func (r *CABundleReader) Read(ctx context.Context, reg Registration) (bundle []b
 }
 
 // TrustCheck returns a rootrotation.Options.Trusted func: nil once the
-// caBundle of every registration object that exists holds root. A CRD's
+// caBundle of every registration object that exists and calls a webhook
+// holds root (a CRD without a conversion webhook has nothing to trust, e.g.
+// with no converter served: waiting for it would stall the rotation). A CRD's
 // conversion stanza held by another mesh's converter (its Lease,
 // conversionlease.go) is that mesh's to write, never this one's: waiting for
 // it to hold this mesh's root would stall the rotation for good, so it is

@@ -42,6 +42,7 @@ func TestServing(t *testing.T) {
 	t.Run("Deletion", testDeletion)
 	t.Run("HA", testHA)
 	t.Run("Expiry", testExpiry)
+	t.Run("EditedCACrtRepaired", testEditedCACrtRepaired)
 	t.Run("RootRotation", testRotation)
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("TwoEntries", testTwoEntries)
@@ -50,6 +51,7 @@ func TestServing(t *testing.T) {
 	t.Run("ConversionRouteFallback", testConversionRouteFallback)
 	t.Run("TwoMeshesOneConverter", testTwoMeshesOneConverter)
 	t.Run("RotationBesideAnotherMeshsConverter", testRotationBesideAnotherMeshsConverter)
+	t.Run("TrustCheckCRDWithoutConversionWebhook", testTrustCheckCRDWithoutConversionWebhook)
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)
 }
@@ -460,6 +462,48 @@ func testExpiry(t *testing.T) {
 	}
 }
 
+// testEditedCACrtRepaired: someone edits the serving-cert Secret's ca.crt
+// (another valid CA certificate, tls.crt and tls.key untouched). The server
+// proves its listener with that ca.crt, so /readyz fails until the Secret
+// is repaired; it must be, rather than leave every replica unready for good.
+func testEditedCACrtRepaired(t *testing.T) {
+	tc := newCase(t, "cacrt", true)
+	r := start(t, tc.options(), tc.webhook(freePort(t)))
+	r.waitReady(t)
+
+	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	sec := tc.secret(t)
+	sec.Data[servingcert.KeyCA] = certs.EncodeCertsPEM(other.Active())
+	edited, err := tc.cs.CoreV1().Secrets(tc.ns).Update(context.Background(), sec, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.hooks[0]
+	waitFor(t, 18*time.Second, "the edited Secret repaired and /readyz passing again", func() error {
+		cur := tc.secret(t)
+		if cur.ResourceVersion == edited.ResourceVersion {
+			return fmt.Errorf("Secret %s/%s still holds the edited %s", tc.ns, cur.Name, servingcert.KeyCA)
+		}
+		if served := h.src.Current(); served == nil || served.ResourceVersion != cur.ResourceVersion {
+			return errTest("repaired Secret not served yet")
+		}
+		return h.serving(time.Now())
+	})
+	// The edited CA may have been published meanwhile; it must not stay.
+	waitFor(t, 10*time.Second, "the caBundle without the edited CA", func() error {
+		cas, err := certs.ParseCertsPEM(tc.config(t).Webhooks[0].ClientConfig.CABundle)
+		if err != nil {
+			return err
+		}
+		for _, c := range cas {
+			if c.Equal(other.Active()) {
+				return errTest("caBundle still holds the edited CA " + c.Subject.CommonName)
+			}
+		}
+		return nil
+	})
+}
+
 // testBundleChangeNotified: an issuer that reports bundle changes (tresor,
 // watching fsm-ca-bundle) gets a new root into the caBundle at once, long
 // before the periodic resync.
@@ -787,5 +831,24 @@ func testRotationBesideAnotherMeshsConverter(t *testing.T) {
 	}
 	if err := ownerCheck(ctx, other.tc.ca.Active()); err == nil || !strings.Contains(err.Error(), "does not hold root") {
 		t.Errorf("the owner's trust check of a root its stanza does not hold = %v, want it to wait", err)
+	}
+}
+
+// testTrustCheckCRDWithoutConversionWebhook: with no converter served
+// (`serve --webhooks injector,validator`) the MeshConfig CRD calls no
+// conversion webhook (strategy None), yet root rotation checks every hook's
+// registration. Such a CRD has no caBundle that must hold the next root:
+// waiting for one left the rotation in NextRootAdded for good.
+func testTrustCheckCRDWithoutConversionWebhook(t *testing.T) {
+	ctx := context.Background()
+	_, crd := createTwoVersionCRD(ctx, t, "gizmo", "Gizmo")
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	opts := Options{Namespace: "fsm-system", MeshName: "fsm", ConversionLeaseNamespace: DefaultConversionLeaseNamespace}
+	check, err := TrustCheck(env.Config, opts, []Registration{{Kind: CRDConversion, Name: crd.Name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(ctx, ca.Active()); err != nil {
+		t.Errorf("TrustCheck on a CRD with no conversion webhook: %v", err)
 	}
 }

@@ -42,9 +42,10 @@ type Verdict struct {
 func (v Verdict) OK() bool { return v.Reason == ReasonNone }
 
 // Check decides whether the Secret data holds a serving cert for spec that
-// the trusted CA bundle verifies at now, whose key matches, and that is not
-// yet due for renewal: at renewFraction of its lifetime minus the jitter of
-// certs.Renewal. It never panics on malformed data.
+// the trusted CA bundle and the Secret's own ca.crt verify at now, whose key
+// matches, and that is not yet due for renewal: at renewFraction of its
+// lifetime minus the jitter of certs.Renewal. It never panics on malformed
+// data.
 func Check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, renewFraction float64) Verdict {
 	return check(spec, data, trusted, now, certs.Renewal{Fraction: renewFraction})
 }
@@ -91,6 +92,14 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 	}
 	if err := Verifies(trusted, chain, spec.CommonName(), now); err != nil {
 		v.Reason, v.Detail = ReasonUntrusted, fmt.Sprintf("the mesh CA bundle no longer verifies the cert (issuer %q): %v", leaf.Issuer.CommonName, err)
+		return v
+	}
+	// ca.crt is what the server proves its listener with and publishes in
+	// the caBundle: one that parses but does not verify tls.crt (edited,
+	// or another CA's) would fail readiness for good.
+	if err := Verifies(data[KeyCA], chain, spec.ServerName(), now); err != nil {
+		v.Reason, v.Detail = ReasonInvalid, fmt.Sprintf("%s of Secret %s/%s does not verify its %s (issuer %q): %v",
+			KeyCA, spec.Namespace, spec.SecretName, KeyCert, leaf.Issuer.CommonName, err)
 		return v
 	}
 	// A lifetime far longer than wanted (e.g. the validity option was

@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
@@ -124,6 +129,10 @@ func TestCheck(t *testing.T) {
 		{"no key", spec, with(good, servingcert.KeyKey, nil), trusted, now, servingcert.ReasonMissing},
 		{"garbage cert", spec, with(good, servingcert.KeyCert, []byte("garbage")), trusted, now, servingcert.ReasonInvalid},
 		{"garbage ca.crt", spec, with(good, servingcert.KeyCA, []byte("garbage")), trusted, now, servingcert.ReasonInvalid},
+		// ca.crt is what the server proves its listener with and publishes:
+		// one that parses but does not verify tls.crt must be repaired.
+		{"ca.crt of another CA", spec, with(good, servingcert.KeyCA, mustBundle(t, other)), trusted, now, servingcert.ReasonInvalid},
+		{"ca.crt of another CA beside", spec, with(good, servingcert.KeyCA, append(mustBundle(t, other), good[servingcert.KeyCA]...)), trusted, now, servingcert.ReasonNone},
 		{"key of another cert", spec, with(good, servingcert.KeyKey, shortCert[servingcert.KeyKey]), trusted, now, servingcert.ReasonKeyPair},
 		{"other service", otherSvc, good, trusted, now, servingcert.ReasonNames},
 		{"url host added", func() servingcert.Spec { s := spec; s.URLHost = "127.0.0.1"; return s }(), good, trusted, now, servingcert.ReasonNames},
@@ -151,6 +160,33 @@ func TestCheck(t *testing.T) {
 				t.Fatal("rejection without detail")
 			}
 		})
+	}
+}
+
+// TestEnsureRepairsCACrt: a Secret whose ca.crt was replaced by another
+// valid CA (tls.crt and tls.key untouched) is rewritten, with a reason that
+// names the Secret and the key.
+func TestEnsureRepairsCACrt(t *testing.T) {
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	trusted := mustBundle(t, ca)
+	data := issue(t, ca, spec)
+	data[servingcert.KeyCA] = certs.EncodeCertsPEM(other.Active())
+
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName, Namespace: spec.Namespace}, Data: data}
+	store := &servingcert.Store{Client: fake.NewClientset(sec), Issuer: ca, Log: logr.Discard()}
+	out, err := store.Ensure(context.Background(), spec, trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Written || out.Reason != servingcert.ReasonInvalid {
+		t.Fatalf("Ensure: written %v, reason %q (%s); want the Secret rewritten as %q", out.Written, out.Reason, out.Detail, servingcert.ReasonInvalid)
+	}
+	if name := spec.Namespace + "/" + spec.SecretName; !strings.Contains(out.Detail, name) || !strings.Contains(out.Detail, servingcert.KeyCA) {
+		t.Errorf("reason %q names neither Secret %s nor key %s", out.Detail, name, servingcert.KeyCA)
+	}
+	if v := servingcert.Check(spec, out.Secret.Data, trusted, time.Now(), 0); !v.OK() {
+		t.Errorf("rewritten Secret still rejected: %s", v.Detail)
 	}
 }
 

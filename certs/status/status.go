@@ -181,6 +181,11 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("certs status: %w", err)
+		case !found && w.Registration.Kind == webhooks.CRDConversion:
+			// Read counts a CRD that calls no conversion webhook as not
+			// found (no caBundle to trust); here it is still a problem:
+			// nothing calls the converter this report checks.
+			ws.CABundleProblem = "not found or without a conversion webhook"
 		case !found:
 			ws.CABundleProblem = "not found"
 		case split != "":

@@ -58,6 +58,14 @@ func crd(bundle []byte) *apiextv1.CustomResourceDefinition {
 	}
 }
 
+// noConversionCRD is the MeshConfig CRD with conversion strategy None.
+func noConversionCRD() *apiextv1.CustomResourceDefinition {
+	return &apiextv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: fsmnames.MeshConfigCRDName},
+		Spec:       apiextv1.CustomResourceDefinitionSpec{Conversion: &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}},
+	}
+}
+
 // conversionLease is the MeshConfig CRD's conversion-owner Lease held by
 // holder, last renewed at renewed for 15 s.
 func conversionLease(holder string, renewed time.Time) *coordinationv1.Lease {
@@ -136,6 +144,13 @@ func TestCheck(t *testing.T) {
 		secrets:      []webhooks.Webhook{validatorHook, converterHook},
 		hooks:        []webhooks.Webhook{validatorHook, converterHook},
 		wantCABundle: []string{"not found", "not found"}, wantCert: []string{"", ""},
+	}, {
+		// The CRD exists but calls no converter (strategy None).
+		name:         "CRD without a conversion webhook",
+		secrets:      []webhooks.Webhook{converterHook},
+		crds:         []runtime.Object{noConversionCRD()},
+		hooks:        []webhooks.Webhook{converterHook},
+		wantCABundle: []string{"without a conversion webhook"}, wantCert: []string{""},
 	}, {
 		name:         "conversion owned by this mesh",
 		secrets:      []webhooks.Webhook{converterHook},
