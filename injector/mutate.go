@@ -264,6 +264,18 @@ func readOptions(in MutateInput, cnPrefix string) (podOptions, error) {
 	var o podOptions
 	var err error
 	o.image = stringOverride(SidecarImageAnnotation, podAnn, nsAnn)
+	// Checked as the MeshConfig's sidecarImage is: the apiserver admits a
+	// malformed reference and the pod would sit in InvalidImageName with a
+	// Secret written for it.
+	if o.image != "" {
+		if errs := rules.Image(nil, o.image); len(errs) > 0 {
+			where := ""
+			if strings.TrimSpace(podAnn[SidecarImageAnnotation]) == "" {
+				where = " (on the namespace)"
+			}
+			return o, fmt.Errorf("invalid image %q specified for annotation %q%s: %s", o.image, SidecarImageAnnotation, where, errs[0].Detail)
+		}
+	}
 	if o.image == "" {
 		o.image = in.Settings.SidecarImage
 	}
