@@ -313,3 +313,48 @@ func mergeValues(t *testing.T, base, override string) map[string]any {
 	merge(b, o)
 	return b
 }
+
+// TestSchemaAcceptsFSMSchemaOnlyKeys: FSM v1.5.1's values.schema.json
+// declares keys its values.yaml does not carry (so hack/fsmschema, which
+// reads the values file, cannot add them); an FSM values file setting them
+// installs with FSM's chart and must install here. FSM's preset writes
+// fsm.tracing.sampledFraction (tracing enabled) and the whole
+// fsm.localDNSProxy map into the MeshConfig, and so does this chart; the
+// others configure nothing FSM's templates read.
+func TestSchemaAcceptsFSMSchemaOnlyKeys(t *testing.T) {
+	for name, doc := range map[string]string{
+		"fsm.tracing.sampledFraction": `
+fsm:
+  tracing: {enable: true, address: jaeger.fsm-system.svc.cluster.local, port: 9411, endpoint: /api/v2/spans, sampledFraction: "0.2"}
+`,
+		"fsm.localDNSProxy upstreams and db": `
+fsm:
+  localDNSProxy:
+    enable: true
+    primaryUpstreamDNSServerIPAddr: 10.96.0.10
+    secondaryUpstreamDNSServerIPAddr: 10.96.0.11
+    db: [{dn: db.example.com, ips: [{ipv4: 10.0.0.5}]}]
+`,
+		"fsm.sidecar resources and init image": `
+fsm:
+  sidecar:
+    resource: {limits: {cpu: "1", memory: 512M}, requests: {cpu: 100m, memory: 64M}}
+    initResources: {limits: {cpu: 500m, memory: 128M}, requests: {cpu: 100m, memory: 32M}}
+    healthcheckResources: {limits: {cpu: 500m, memory: 128M}, requests: {cpu: 100m, memory: 32M}}
+    initContainerImage: {registry: flomesh, name: fsm-sidecar-init, tag: 1.5.1}
+`,
+		"fsm.pspEnabled": `fsm: {pspEnabled: false}`,
+		"fsm.fsmXnetwork schema-only keys": `
+fsm:
+  fsmXnetwork:
+    podLabels: {team: mesh}
+    xnet: {features: {mesh: {excludeNamespaces: [kube-system]}}}
+`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := charttest.Render(ns, mustValues(t, doc)); err != nil {
+				t.Errorf("FSM v1.5.1's chart schema accepts these values, this chart refuses them:\n%v", err)
+			}
+		})
+	}
+}

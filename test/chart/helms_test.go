@@ -28,10 +28,28 @@ func valuesCases(t *testing.T) map[string]map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fsmFile, err := os.ReadFile(fsmValuesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return map[string]map[string]any{
 		"defaults":                     nil,
 		"fsm-values-v1.5.1":            readValuesFile(t, fsmValuesFile),
 		"fsm-values-typical-overrides": mustValues(t, string(overrides)),
+		// FSM's keys written into the MeshConfig, and keys only FSM's
+		// values.schema.json declares.
+		"fsm-meshconfig-keys": mergeValues(t, string(fsmFile), `
+fsm:
+  enablePrivilegedInitContainer: true
+  trafficInterceptionMode: NodeLevel
+  outboundIPRangeInclusionList: [10.0.0.0/8]
+  networkInterfaceExclusionList: [eth1, "veth+"]
+  localDNSProxy: {enable: true, primaryUpstreamDNSServerIPAddr: 10.96.0.10, wildcard: {enable: true, ips: [{ipv4: 127.0.0.3, ipv6: "fd00::3"}]}}
+  sidecar: {holdApplicationUntilProxyStarts: false, sidecarLogLevel: "off", resource: {limits: {cpu: "1", memory: 512M}, requests: {cpu: 100m, memory: 64M}}}
+  tracing: {enable: true, address: jaeger.fsm-system.svc.cluster.local, sampledFraction: "0.2"}
+  pspEnabled: false
+  controllerLogLevel: warn
+`),
 	}
 }
 
@@ -81,6 +99,11 @@ func TestHelmsRejectBadValues(t *testing.T) {
 		{"fsm: {crdUpgrade: {enabled: yes please}}", "/fsm/crdUpgrade/enabled"},
 		{"fsm: {crdUpgrade: {timeoutSeconds: 5}}", "/fsm/crdUpgrade/timeoutSeconds"},
 		{"fsm: {certificateProvider: {kind: vault}, vault: {host: v}}", "fsm.vault.token"}, // template-side check
+		{"fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerKind: clusterissuer}}", "fsm.certmanager.issuerKind"},
+		{"fsm: {trafficInterceptionMode: HostLevel}", "/fsm/trafficInterceptionMode"},
+		{"fsm: {networkInterfaceExclusionList: ['eth$1']}", "/fsm/networkInterfaceExclusionList/0"},
+		{`fsm: {tracing: {sampledFraction: "2"}}`, "/fsm/tracing/sampledFraction"},
+		{"fsm: {webhooks: {injectorNamespaceBurst: 1000000}}", "/fsm/webhooks/injectorNamespaceBurst"},
 	} {
 		for _, h := range charttest.Helms() {
 			t.Run(h.Name()+"/"+tc.values, func(t *testing.T) {

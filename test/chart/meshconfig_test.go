@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
@@ -111,4 +112,204 @@ func normalize(t *testing.T, v any) any {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// fsmPresetFile is the MeshConfig FSM's install stores with its chart's
+// default values (its header says how it was rendered).
+const fsmPresetFile = "../../../shared/fsm-reference/meshconfig-preset-v1alpha3.yaml"
+
+// strictMeshConfig decodes a rendered MeshConfig into the v1alpha3 types,
+// refusing a field they do not know (the CRD would prune it).
+func strictMeshConfig(t *testing.T, mc *unstructured.Unstructured) *v1alpha3.MeshConfig {
+	t.Helper()
+	js, err := json.Marshal(mc.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var typed v1alpha3.MeshConfig
+	if err := yaml.UnmarshalStrict(js, &typed); err != nil {
+		t.Fatalf("rendered MeshConfig is not valid v1alpha3: %v", err)
+	}
+	return &typed
+}
+
+// TestFSMMeshConfigKeysReachMeshConfig: FSM v1.5.1's chart writes these
+// fsm.* values into the MeshConfig it creates
+// (charts/fsm/templates/preset-mesh-config.yaml), and the injector applies
+// them to every meshed pod (injector.SettingsFromMeshConfig); an FSM values
+// file setting them must inject as FSM would, not get FSM's defaults.
+func TestFSMMeshConfigKeysReachMeshConfig(t *testing.T) {
+	r := mustRender(t, `
+fsm:
+  enablePrivilegedInitContainer: true
+  trafficInterceptionMode: NodeLevel
+  outboundIPRangeInclusionList: [10.0.0.0/8]
+  networkInterfaceExclusionList: [eth1, "veth+"]
+  localDNSProxy: {enable: true, primaryUpstreamDNSServerIPAddr: 10.96.0.10, secondaryUpstreamDNSServerIPAddr: "fd00::a", searchesWithNamespace: false}
+  sidecar: {holdApplicationUntilProxyStarts: false, gracefulExitUntilDownstreamEnds: false}
+  tracing: {enable: true, address: jaeger.fsm-system.svc.cluster.local, port: 9412, endpoint: /api/v2/spans, sampledFraction: "0.2"}
+  controllerLogLevel: warn
+`)
+	mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
+	strictMeshConfig(t, mc)
+	for _, tc := range []struct {
+		value string
+		path  string
+		want  any
+	}{
+		{"fsm.enablePrivilegedInitContainer", "spec.sidecar.enablePrivilegedInitContainer", true},
+		{"fsm.trafficInterceptionMode", "spec.traffic.interceptionMode", "NodeLevel"},
+		{"fsm.outboundIPRangeInclusionList", "spec.traffic.outboundIPRangeInclusionList", []any{"10.0.0.0/8"}},
+		{"fsm.networkInterfaceExclusionList", "spec.traffic.networkInterfaceExclusionList", []any{"eth1", "veth+"}},
+		{"fsm.sidecar.holdApplicationUntilProxyStarts", "spec.sidecar.holdApplicationUntilProxyStarts", false},
+		{"fsm.sidecar.gracefulExitUntilDownstreamEnds", "spec.sidecar.gracefulExitUntilDownstreamEnds", false},
+		// The keys not given keep FSM's defaults, as Helm merges FSM's
+		// values.yaml; searchesWith* are not MeshConfig fields.
+		{"fsm.localDNSProxy", "spec.sidecar.localDNSProxy", map[string]any{
+			"enable": true, "generateIPv6BasedOnIPv4": false,
+			"primaryUpstreamDNSServerIPAddr": "10.96.0.10", "secondaryUpstreamDNSServerIPAddr": "fd00::a",
+			"wildcard": map[string]any{"enable": false, "los": []any{}, "ips": []any{map[string]any{"ipv4": "127.0.0.2"}}},
+		}},
+		{"fsm.tracing", "spec.observability.tracing", map[string]any{
+			"enable": true, "address": "jaeger.fsm-system.svc.cluster.local", "port": int64(9412),
+			"endpoint": "/api/v2/spans", "sampledFraction": "0.2",
+		}},
+		// fsm.meshConfig.fsmLogLevel is not set: FSM's key decides.
+		{"fsm.controllerLogLevel", "spec.observability.fsmLogLevel", "warn"},
+	} {
+		got, _, _ := unstructured.NestedFieldNoCopy(mc.Object, splitPath(tc.path)...)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: MeshConfig %s = %#v, want %#v (FSM's chart writes it there)", tc.value, tc.path, got, tc.want)
+		}
+	}
+}
+
+// TestFSMMeshConfigKeysPrecedence: our fsm.meshConfig.fsmLogLevel wins over
+// FSM's controllerLogLevel when set; tracing writes its collector only when
+// enabled, as FSM's preset does; an empty list or false given replaces
+// FSM's default, as Helm's merge does.
+func TestFSMMeshConfigKeysPrecedence(t *testing.T) {
+	for _, tc := range []struct {
+		values string
+		path   string
+		want   any
+	}{
+		{"fsm: {meshConfig: {fsmLogLevel: error}, controllerLogLevel: trace}", "spec.observability.fsmLogLevel", "error"},
+		{"fsm: {controllerLogLevel: disabled}", "spec.observability.fsmLogLevel", "disabled"},
+		{"{}", "spec.observability.fsmLogLevel", "info"},
+		{"fsm: {tracing: {enable: false, address: jaeger, sampledFraction: '0.5'}}", "spec.observability.tracing", map[string]any{"enable": false, "port": int64(9411)}},
+		{"fsm: {tracing: {enable: true}}", "spec.observability.tracing", map[string]any{"enable": true, "port": int64(9411), "address": "", "endpoint": "/api/v2/spans"}},
+		{"fsm: {localDNSProxy: {enable: true, wildcard: {enable: true, ips: []}}}", "spec.sidecar.localDNSProxy.wildcard", map[string]any{"enable": true, "los": []any{}, "ips": []any{}}},
+		{"fsm: {sidecar: {holdApplicationUntilProxyStarts: null}}", "spec.sidecar.holdApplicationUntilProxyStarts", true},
+	} {
+		t.Run(tc.values, func(t *testing.T) {
+			mc := mustFind(t, mustRender(t, tc.values), "MeshConfig", "fsm-mesh-config")
+			strictMeshConfig(t, mc)
+			got, _, _ := unstructured.NestedFieldNoCopy(mc.Object, splitPath(tc.path)...)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("MeshConfig %s = %#v, want %#v", tc.path, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFSMValuesFileMeshConfigIsFSMs: with FSM's own values file, the fields
+// FSM's values set and the injector reads are what FSM's install stores.
+func TestFSMValuesFileMeshConfigIsFSMs(t *testing.T) {
+	r, err := charttest.Render(ns, readValuesFile(t, fsmValuesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
+	strictMeshConfig(t, mc)
+	data, err := os.ReadFile(fsmPresetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preset := map[string]any{}
+	if err := yaml.Unmarshal(data, &preset); err != nil {
+		t.Fatal(err)
+	}
+	// FSM's typed client drops generateIPv6BasedOnIPv4 false (omitempty);
+	// the CRD's default puts it back.
+	if err := unstructured.SetNestedField(preset, false, "spec", "sidecar", "localDNSProxy", "generateIPv6BasedOnIPv4"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"spec.sidecar.enablePrivilegedInitContainer", "spec.sidecar.logLevel", "spec.sidecar.compressConfig",
+		"spec.sidecar.holdApplicationUntilProxyStarts", "spec.sidecar.gracefulExitUntilDownstreamEnds",
+		"spec.sidecar.sidecarDisabledMTLS", "spec.sidecar.sidecarTimeout", "spec.sidecar.localProxyMode",
+		"spec.sidecar.localDNSProxy", "spec.traffic.interceptionMode", "spec.traffic.enableEgress",
+		"spec.traffic.enablePermissiveTrafficPolicyMode", "spec.traffic.outboundPortExclusionList",
+		"spec.traffic.inboundPortExclusionList", "spec.traffic.outboundIPRangeExclusionList",
+		"spec.traffic.outboundIPRangeInclusionList", "spec.traffic.networkInterfaceExclusionList",
+		"spec.observability.fsmLogLevel", "spec.observability.tracing.enable", "spec.certificate", "spec.repoServer",
+	} {
+		got, _, _ := unstructured.NestedFieldNoCopy(mc.Object, splitPath(p)...)
+		want, found, _ := unstructured.NestedFieldNoCopy(preset, splitPath(p)...)
+		if !found {
+			t.Fatalf("%s: no %s", fsmPresetFile, p)
+		}
+		if !reflect.DeepEqual(normalize(t, got), normalize(t, want)) {
+			t.Errorf("%s = %v, FSM's install stores %v", p, got, want)
+		}
+	}
+}
+
+// TestYAMLStringsStayStrings: YAML 1.1 (sigs.k8s.io/yaml, what Helm and the
+// apiserver clients decode with) reads a bare off, no, on or yes as a
+// boolean and 1 as a number, and a ": " or " #" inside a plain scalar
+// changes the document. Every value the schema accepts as a string must
+// reach the objects as that string: the CRD (spec.sidecar.logLevel is type
+// string) and the typed objects (a namespace, a label value, an argument)
+// refuse anything else, so each object is decoded strictly into its type.
+func TestYAMLStringsStayStrings(t *testing.T) {
+	r := mustRender(t, `
+fsm:
+  meshName: "1"
+  fsmNamespace: "off"
+  sidecar: {sidecarLogLevel: "off"}
+  certificateProvider: {kind: vault}
+  vault: {host: "vault #1", role: "mesh: role", token: "no"}
+  webhooks:
+    priorityClassName: "yes"
+    networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.0/28]}
+    monitoring: {grafanaDashboard: {enabled: true}}
+`)
+	mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
+	if got, _, _ := unstructured.NestedFieldNoCopy(mc.Object, "spec", "sidecar", "logLevel"); got != "off" {
+		t.Errorf("fsm.sidecar.sidecarLogLevel \"off\": MeshConfig spec.sidecar.logLevel = %#v (%T), want the string \"off\"", got, got)
+	}
+	strictMeshConfig(t, mc)
+	for _, o := range r.All() {
+		what := o.GetKind() + " " + o.GetName()
+		// kube-system holds the converters' conversion Lease and its RBAC.
+		if ns, found, _ := unstructured.NestedFieldNoCopy(o.Object, "metadata", "namespace"); found && ns != "off" && ns != "kube-system" {
+			t.Errorf("%s: metadata.namespace = %#v, want \"off\"", what, ns)
+		}
+		if o.GetKind() == "MeshConfig" {
+			continue
+		}
+		into, err := clientgoscheme.Scheme.New(o.GroupVersionKind())
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+			continue
+		}
+		js, err := json.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(js, into); err != nil {
+			t.Errorf("%s does not decode as %s: %v", what, o.GroupVersionKind(), err)
+		}
+	}
+	d := mustFind(t, r, "Deployment", "fsm-webhooks")
+	if got := nested(t, d, "spec", "template", "spec", "priorityClassName"); got != "yes" {
+		t.Errorf("priorityClassName = %#v, want \"yes\"", got)
+	}
+	for flag, want := range map[string]string{"vault-host": "vault #1", "vault-role": "mesh: role", "mesh-name": "1", "fsm-namespace": "off"} {
+		if got, _ := argValue(t, d, flag); got != want {
+			t.Errorf("--%s=%q, want %q", flag, got, want)
+		}
+	}
 }

@@ -36,7 +36,24 @@ func TestValuesRejected(t *testing.T) {
 		{"vault without role", "fsm: {certificateProvider: {kind: vault}, vault: {host: v, role: '', token: t}}", []string{"fsm.vault.role", "VaultRole not specified in Hashi Vault options"}},
 		{"vault without token", "fsm: {certificateProvider: {kind: vault}, vault: {host: v}}", []string{"fsm.vault.secret.name", "fsm.vault.token"}},
 		{"vault secret without key", "fsm: {certificateProvider: {kind: vault}, vault: {host: v, secret: {name: tok}}}", []string{"fsm.vault.secret.key", `"tok"`}},
+		// FSM's MeshConfig keys: what the injector and the validator would
+		// refuse in the MeshConfig is refused here.
+		{"interception mode", "fsm: {trafficInterceptionMode: HostLevel}", []string{"/fsm/trafficInterceptionMode", "PodLevel", "NodeLevel"}},
+		{"IPv6 inclusion range", "fsm: {outboundIPRangeInclusionList: ['fd00::/8']}", []string{"/fsm/outboundIPRangeInclusionList/0"}},
+		{"interface name with a space", "fsm: {networkInterfaceExclusionList: ['eth 1']}", []string{"/fsm/networkInterfaceExclusionList/0"}},
+		{"interface name too long", "fsm: {networkInterfaceExclusionList: [abcdefghijklmnop]}", []string{"/fsm/networkInterfaceExclusionList/0"}},
+		{"interface name ..", "fsm: {networkInterfaceExclusionList: ['..']}", []string{"/fsm/networkInterfaceExclusionList/0"}},
+		{"DNS upstream not an IP", "fsm: {localDNSProxy: {primaryUpstreamDNSServerIPAddr: dns.example.com}}", []string{"/fsm/localDNSProxy/primaryUpstreamDNSServerIPAddr"}},
+		{"wildcard answer not IPv4", "fsm: {localDNSProxy: {wildcard: {ips: [{ipv4: 'fd00::2'}]}}}", []string{"/fsm/localDNSProxy/wildcard/ips/0/ipv4"}},
+		{"sampled fraction above 1", `fsm: {tracing: {enable: true, sampledFraction: "1.5"}}`, []string{"/fsm/tracing/sampledFraction", "1.5"}},
+		{"sampled fraction as a number (FSM's schema: a string)", "fsm: {tracing: {enable: true, sampledFraction: 0.5}}", []string{"/fsm/tracing/sampledFraction"}},
+		{"tracing port", "fsm: {tracing: {port: 0}}", []string{"/fsm/tracing/port"}},
+		{"fsm log level", "fsm: {meshConfig: {fsmLogLevel: loud}}", []string{"/fsm/meshConfig/fsmLogLevel"}},
+		// Integer flags: within what the binary and the client take.
+		{"namespace burst above the maximum", "fsm: {webhooks: {injectorNamespaceBurst: 1000000}}", []string{"/fsm/webhooks/injectorNamespaceBurst", "100,000"}},
 		{"cert-manager without issuer", "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerName: ''}}", []string{"fsm.certmanager", "IssuerName/IssuerKind/IssuerGroup not specified in cert-manager.io options"}},
+		// The binary takes only these two kinds with cert-manager's own group.
+		{"cert-manager issuer kind in lower case", "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerKind: clusterissuer, issuerGroup: cert-manager.io}}", []string{"fsm.certmanager.issuerKind", `"clusterissuer"`, "Issuer, ClusterIssuer"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -253,6 +253,28 @@ fsm:
 `,
 		"the defaults":                    `{}`,
 		"smi.validateTrafficTarget false": `smi: {validateTrafficTarget: false}`,
+		// cert-manager's own group: the two kinds the binary takes (any
+		// other is refused at render time, TestValuesRejected).
+		"cert-manager ClusterIssuer": `
+fsm:
+  certificateProvider: {kind: cert-manager}
+  certmanager: {issuerName: mesh-root, issuerKind: ClusterIssuer, issuerGroup: cert-manager.io}
+`,
+		// A values file decodes every number as a float64, which the
+		// template would print as 1e+06 from a million on: the int flags
+		// are printed with int64, and the float flags parse either form.
+		"numeric flags at their maxima": `
+fsm:
+  webhooks:
+    kubeAPIQPS: 100000
+    kubeAPIBurst: 100000
+    controllerKubeAPIQPS: 100000
+    controllerKubeAPIBurst: 100000
+    injectorNamespaceRate: 1000000
+    injectorNamespaceBurst: 100000
+    injectorMaxInFlight: 100000
+    injectorSecretHandoffInFlight: 100000
+`,
 	}
 	// The flags are checked before the cluster is reached: a kubeconfig
 	// naming a closed port gets past them, and a usage error exits 2.

@@ -38,11 +38,11 @@ fsm-webhooks.flomesh.io/created-by
 {{/* Labels FSM puts on mesh objects, plus Helm's recommended ones. */}}
 {{- define "fsm.labels" -}}
 app.kubernetes.io/name: flomesh.io
-app.kubernetes.io/instance: {{ .Values.fsm.meshName }}
+app.kubernetes.io/instance: {{ .Values.fsm.meshName | quote }}
 app.kubernetes.io/part-of: fsm-webhooks
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | quote }}
 {{- end -}}
 
 {{/* Labels that, with fsm.labels, mark the server pods. */}}
@@ -54,7 +54,7 @@ app.kubernetes.io/component: webhooks
 {{/* Selector of the server pods: stable across upgrades (a Deployment selector is immutable). */}}
 {{- define "fsm.webhooks.selectorLabels" -}}
 {{ include "fsm.webhooks.componentLabels" . }}
-app.kubernetes.io/instance: {{ .Values.fsm.meshName }}
+app.kubernetes.io/instance: {{ .Values.fsm.meshName | quote }}
 {{- end -}}
 
 {{/*
@@ -122,6 +122,11 @@ flags (FSM's wording) so users search one text.
 {{- $cm := .Values.fsm.certmanager -}}
 {{- if or (not $cm.issuerName) (not $cm.issuerKind) (not $cm.issuerGroup) -}}
 {{- fail "fsm.certmanager: IssuerName/IssuerKind/IssuerGroup not specified in cert-manager.io options (all three are required with fsm.certificateProvider.kind=cert-manager)" -}}
+{{- end -}}
+{{- /* cert-manager's own group has two kinds (the binary refuses any other,
+and its pods would crash-loop); an external issuer's group has its own. */ -}}
+{{- if and (eq $cm.issuerGroup "cert-manager.io") (not (has $cm.issuerKind (list "Issuer" "ClusterIssuer"))) -}}
+{{- fail (printf "fsm.certmanager.issuerKind: invalid value %q: must be one of Issuer, ClusterIssuer with fsm.certmanager.issuerGroup=cert-manager.io (an external issuer's kind goes with its own group)" (toString $cm.issuerKind)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -309,4 +314,63 @@ same bundle.
 {{- if not $bundle -}}{{- $bundle = dig "clientConfig" "caBundle" "" . -}}{{- end -}}
 {{- end -}}
 {{- $bundle -}}
+{{- end -}}
+
+
+{{- /*
+fsm.valueJSON (list MAP KEY DEFAULT): MAP's KEY as JSON (valid YAML flow:
+strings quoted, lists and maps inline, integers without an exponent), or
+DEFAULT's when the key is absent or null. For FSM's keys this chart's
+values.yaml does not carry: FSM's chart writes them into its preset
+MeshConfig, with DEFAULT its values.yaml's.
+*/ -}}
+{{- define "fsm.valueJSON" -}}
+{{- $v := index ((index . 0) | default dict) (index . 1) -}}
+{{- if kindIs "invalid" $v -}}
+{{- index . 2 | toJson -}}
+{{- else -}}
+{{- $v | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+fsm.meshConfig.fsmLogLevel: MeshConfig spec.observability.fsmLogLevel:
+fsm.meshConfig.fsmLogLevel when set, else FSM's fsm.controllerLogLevel (which
+FSM's chart writes there), else info.
+*/ -}}
+{{- define "fsm.meshConfig.fsmLogLevel" -}}
+{{- .Values.fsm.meshConfig.fsmLogLevel | default .Values.fsm.controllerLogLevel | default "info" -}}
+{{- end -}}
+
+{{- /*
+fsm.meshConfig.localDNSProxy: MeshConfig spec.sidecar.localDNSProxy as JSON.
+FSM's chart writes its whole fsm.localDNSProxy map there; here each key given
+overrides FSM v1.5.1's default (its values.yaml), as Helm would have merged
+it, and only the fields the MeshConfig CRD has are written
+(searchesWithNamespace and searchesWithTrustDomain are not: FSM's bootstrap
+drops them too). Without fsm.localDNSProxy the chart's own default.
+*/ -}}
+{{- define "fsm.meshConfig.localDNSProxy" -}}
+{{- $in := .Values.fsm.localDNSProxy -}}
+{{- if not (kindIs "map" $in) -}}
+{{- dict "enable" false "generateIPv6BasedOnIPv4" false "wildcard" (dict "enable" false) | toJson -}}
+{{- else -}}
+{{- $out := dict "enable" false "generateIPv6BasedOnIPv4" false -}}
+{{- range $k := list "enable" "generateIPv6BasedOnIPv4" "primaryUpstreamDNSServerIPAddr" "secondaryUpstreamDNSServerIPAddr" "db" -}}
+{{- $v := index $in $k -}}
+{{- if not (or (kindIs "invalid" $v) (and (kindIs "string" $v) (eq $v ""))) -}}
+{{- $_ := set $out $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- $w := dict "enable" false "los" (list) "ips" (list (dict "ipv4" "127.0.0.2")) -}}
+{{- $win := $in.wildcard | default dict -}}
+{{- range $k := list "enable" "los" "ips" -}}
+{{- $v := index $win $k -}}
+{{- if not (kindIs "invalid" $v) -}}
+{{- $_ := set $w $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $out "wildcard" $w -}}
+{{- $out | toJson -}}
+{{- end -}}
 {{- end -}}
