@@ -42,8 +42,10 @@ const (
 type Options struct {
 	// Reader reads the objects some rules compare against: Namespaces (get),
 	// MeshConfigs (get), and IngressBackends, AccessControls,
-	// UpstreamTrafficSettings, EgressGateways (list). A cache-backed
-	// client in production. Required.
+	// UpstreamTrafficSettings, EgressGateways (list), all but Namespaces as
+	// unstructured objects. A cache-backed client in production, one that
+	// caches unstructured objects too (client.CacheOptions.Unstructured).
+	// Required.
 	Reader client.Reader
 	// MeshName names the mesh in messages (default "fsm").
 	MeshName string

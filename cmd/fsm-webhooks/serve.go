@@ -192,6 +192,12 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		HealthProbeBindAddress: "0",
 		PprofBindAddress:       sf.pprofAddr,
 		Cache:                  cacheOptions(sf.webhooks, o.fsmNamespace),
+		// The validator reads the MeshConfig and FSM's policy kinds as
+		// unstructured objects; controller-runtime's client reads those
+		// live unless told otherwise, so every policy admission would GET
+		// or LIST the apiserver (through the controllers' rate limit)
+		// while the MeshConfig informer it waits for went unread.
+		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
