@@ -41,7 +41,7 @@ type Options struct {
 	// would admit pods without a sidecar until FSM's injector re-registers.
 	KeepConfigurations bool
 	// ConversionLeaseNamespace holds the converters' conversion-owner Lease
-	// (serve's --conversion-lease-namespace); empty: the hook does not take
+	// (serve keeps it in webhooks.DefaultConversionLeaseNamespace); empty: the hook does not take
 	// it and only re-releases the stanza while the servers stop.
 	ConversionLeaseNamespace string
 	Log                      logr.Logger
