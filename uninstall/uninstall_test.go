@@ -351,16 +351,7 @@ func TestRunReleasesConversionWhileDraining(t *testing.T) {
 	c := newCluster()
 	podGVR := corev1.SchemeGroupVersion.WithResource("pods")
 	crdGVR := apiextv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
-	server := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks-0", Labels: map[string]string{"app": "fsm-webhooks"}}}
-	leaseName := webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)
-	for _, o := range []runtime.Object{server, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: leaseName},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("fsm-system/fsm|replica-a"), LeaseDurationSeconds: ptr.To[int32](15)},
-	}} {
-		if err := c.cs.Tracker().Add(o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	server, _ := addServerAndLease(t, c)
 	var (
 		mu       sync.Mutex
 		events   []string
@@ -483,16 +474,7 @@ func TestRunFreesTheLeaseWhenStopped(t *testing.T) {
 	defer func(d time.Duration) { ownerSeesHolder = d }(ownerSeesHolder)
 	ownerSeesHolder = 10 * time.Millisecond
 	c := newCluster()
-	server := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks-0", Labels: map[string]string{"app": "fsm-webhooks"}}}
-	leaseName := webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)
-	for _, o := range []runtime.Object{server, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: leaseName},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("fsm-system/fsm|replica-a"), LeaseDurationSeconds: ptr.To[int32](15)},
-	}} {
-		if err := c.cs.Tracker().Add(o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, leaseName := addServerAndLease(t, c)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The pod never goes: the hook is stopped while it waits.
@@ -518,4 +500,21 @@ func TestRunFreesTheLeaseWhenStopped(t *testing.T) {
 	if h := ptr.Deref(l.Spec.HolderIdentity, "<nil>"); h != "" {
 		t.Errorf("Lease held by %q after the hook stopped; want it freed", h)
 	}
+}
+
+// addServerAndLease adds a running server pod of the mesh and the
+// conversion-owner Lease, held by one of its replicas.
+func addServerAndLease(t *testing.T, c *cluster) (*corev1.Pod, string) {
+	t.Helper()
+	server := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fsm-webhooks-0", Labels: map[string]string{"app": "fsm-webhooks"}}}
+	leaseName := webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)
+	for _, o := range []runtime.Object{server, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: leaseName},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("fsm-system/fsm|replica-a"), LeaseDurationSeconds: ptr.To[int32](15)},
+	}} {
+		if err := c.cs.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return server, leaseName
 }

@@ -22,15 +22,7 @@ import (
 func TestMeshConfigMatchesPreset(t *testing.T) {
 	r := mustRender(t, "")
 	mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
-
-	js, err := json.Marshal(mc.Object)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var typed v1alpha3.MeshConfig
-	if err := yaml.UnmarshalStrict(js, &typed); err != nil {
-		t.Fatalf("rendered MeshConfig is not valid v1alpha3: %v", err)
-	}
+	typed := strictMeshConfig(t, mc)
 	if typed.Spec.ClusterSet.UID == "" {
 		t.Error("clusterSet.uid empty")
 	}
