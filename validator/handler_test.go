@@ -15,6 +15,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -45,6 +46,24 @@ func presetJSON(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// withSidecarLogLevel returns the MeshConfig JSON obj with
+// spec.sidecar.logLevel set to level.
+func withSidecarLogLevel(t testing.TB, obj []byte, level string) []byte {
+	t.Helper()
+	var u map[string]any
+	if err := json.Unmarshal(obj, &u); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(u, level, "spec", "sidecar", "logLevel"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func review(t testing.TB, uid, group, version, kind string, op admissionv1.Operation, obj []byte) []byte {
@@ -90,7 +109,7 @@ func post(t testing.TB, h http.Handler, contentType string, body []byte) admissi
 func TestHTTP(t *testing.T) {
 	h := server(t)
 	preset := presetJSON(t)
-	bad := bytes.Replace(preset, []byte(`"logLevel":"error"`), []byte(`"logLevel":"loud"`), 1)
+	bad := withSidecarLogLevel(t, preset, "loud")
 	if bytes.Equal(bad, preset) {
 		t.Fatal("test setup: sidecar logLevel not found in preset")
 	}
@@ -223,7 +242,7 @@ func TestMeshConfigIdentity(t *testing.T) {
 	const stray = "fsm-mesh-config-backup"
 	identityErr := `metadata.name: Invalid value: "` + stray + `": the mesh in namespace fsm-system reads only the MeshConfig named "fsm-mesh-config"; one MeshConfig per mesh namespace`
 	finalized := withName(stray, `,"finalizers":["example.com/keep"]`)
-	badLevel := bytes.Replace(withName(stray, ""), []byte(`"logLevel":"error"`), []byte(`"logLevel":"loud"`), 1)
+	badLevel := withSidecarLogLevel(t, withName(stray, ""), "loud")
 	cases := []struct {
 		name        string
 		op          admissionv1.Operation

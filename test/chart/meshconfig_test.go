@@ -2,10 +2,13 @@ package chart_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -189,10 +192,46 @@ func TestFSMMeshConfigKeysPrecedence(t *testing.T) {
 		{"fsm: {meshConfig: {fsmLogLevel: error}, controllerLogLevel: trace}", "spec.observability.fsmLogLevel", "error"},
 		{"fsm: {controllerLogLevel: disabled}", "spec.observability.fsmLogLevel", "disabled"},
 		{"{}", "spec.observability.fsmLogLevel", "info"},
-		{"fsm: {tracing: {enable: false, address: jaeger, sampledFraction: '0.5'}}", "spec.observability.tracing", map[string]any{"enable": false, "port": int64(9411)}},
+		{"fsm: {tracing: {enable: false, address: jaeger, sampledFraction: '0.5'}}", "spec.observability.tracing", map[string]any{"enable": false}},
 		{"fsm: {tracing: {enable: true}}", "spec.observability.tracing", map[string]any{"enable": true, "port": int64(9411), "address": "", "endpoint": "/api/v2/spans"}},
 		{"fsm: {localDNSProxy: {enable: true, wildcard: {enable: true, ips: []}}}", "spec.sidecar.localDNSProxy.wildcard", map[string]any{"enable": true, "los": []any{}, "ips": []any{}}},
 		{"fsm: {sidecar: {holdApplicationUntilProxyStarts: null}}", "spec.sidecar.holdApplicationUntilProxyStarts", true},
+		// A chain given replaces FSM's whole (Helm's list merge); disable
+		// defaults to false, as FSM's bootstrap decodes it.
+		{"fsm: {pluginChains: {outbound-tcp: [{plugin: modules/outbound-tcp-default, priority: 100}]}}", "spec.pluginChains.outbound-tcp",
+			[]any{map[string]any{"plugin": "modules/outbound-tcp-default", "priority": int64(100), "disable": false}}},
+		{"fsm: {pluginChains: {outbound-tcp: []}}", "spec.pluginChains.outbound-tcp", []any{}},
+		{"fsm: {pluginChains: {inbound-http: [{plugin: modules/inbound-http-default, priority: 100, disable: true}]}}", "spec.pluginChains.inbound-http",
+			[]any{map[string]any{"plugin": "modules/inbound-http-default", "priority": int64(100), "disable": true}}},
+		{"fsm: {remoteLogging: {enable: true, address: logs.example.com, authorization: Basic x}}", "spec.observability.remoteLogging", map[string]any{
+			"enable": true, "secretName": "fsm-remote-logging-secret", "level": int64(2), "port": int64(30514),
+			"address": "logs.example.com", "endpoint": "", "authorization": "Basic x", "sampledFraction": "1.0",
+		}},
+		{"fsm: {xnetDNSProxy: {enable: true, upstreams: [{name: coredns, namespace: kube-system, port: 53}, {ip: 10.96.0.10}]}}", "spec.sidecar.xnetDNSProxy", map[string]any{
+			"enable": true, "upstreams": []any{
+				map[string]any{"name": "coredns", "namespace": "kube-system", "port": int64(53)},
+				map[string]any{"ip": "10.96.0.10", "port": int64(0)},
+			},
+		}},
+		{"fsm: {warmup: {enable: true, duration: 2m}}", "spec.warmup", map[string]any{
+			"enable": true, "duration": "2m", "minWeight": int64(10), "maxWeight": int64(100), "aggression": int64(1),
+		}},
+		{"fsm: {maxDataPlaneConnections: 1000000, configResyncInterval: 90s}", "spec.sidecar.maxDataPlaneConnections", int64(1000000)},
+		{"fsm: {image: {tag: 20240101}}", "spec.image.tag", "20240101"},
+		{"fsm: {image: {registry: reg.example.com, tag: v9, name: {fsmGateway: my-gateway}}}", "spec.image", map[string]any{
+			"registry": "reg.example.com", "tag": "v9", "pullPolicy": "IfNotPresent",
+			"name": map[string]any{
+				"fsmController": "fsm-controller", "fsmInjector": "fsm-injector", "fsmSidecarInit": "fsm-sidecar-init",
+				"fsmBootstrap": "fsm-bootstrap", "fsmCRDs": "fsm-crds", "fsmPreinstall": "fsm-preinstall",
+				"fsmHealthcheck": "fsm-healthcheck", "fsmXnetmgmt": "fsm-xnetmgmt", "fsmConnector": "fsm-connector",
+				"fsmIngress": "fsm-ingress", "fsmGateway": "my-gateway", "fsmCurl": "fsm-curl",
+			},
+			"digest": map[string]any{
+				"fsmController": "", "fsmInjector": "", "fsmSidecarInit": "", "fsmBootstrap": "", "fsmCRDs": "",
+				"fsmPreinstall": "", "fsmHealthcheck": "", "fsmXnetmgmt": "", "fsmConnector": "", "fsmIngress": "",
+				"fsmGateway": "", "fsmCurl": "",
+			},
+		}},
 	} {
 		t.Run(tc.values, func(t *testing.T) {
 			mc := mustFind(t, mustRender(t, tc.values), "MeshConfig", "fsm-mesh-config")
@@ -205,15 +244,12 @@ func TestFSMMeshConfigKeysPrecedence(t *testing.T) {
 	}
 }
 
-// TestFSMValuesFileMeshConfigIsFSMs: with FSM's own values file, the fields
-// FSM's values set and the injector reads are what FSM's install stores.
-func TestFSMValuesFileMeshConfigIsFSMs(t *testing.T) {
-	r, err := charttest.Render(ns, readValuesFile(t, fsmValuesFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
-	strictMeshConfig(t, mc)
+// TestMeshConfigIsFSMs: the MeshConfig the chart creates, with its default
+// values and with FSM v1.5.1's own values file, is the one FSM's install
+// stores, field for field. FSM's control plane reads all of it: empty
+// pluginChains, say, leave every sidecar without a routing plugin. The only
+// differences are listed with their reasons.
+func TestMeshConfigIsFSMs(t *testing.T) {
 	data, err := os.ReadFile(fsmPresetFile)
 	if err != nil {
 		t.Fatal(err)
@@ -222,30 +258,93 @@ func TestFSMValuesFileMeshConfigIsFSMs(t *testing.T) {
 	if err := yaml.Unmarshal(data, &preset); err != nil {
 		t.Fatal(err)
 	}
-	// FSM's typed client drops generateIPv6BasedOnIPv4 false (omitempty);
-	// the CRD's default puts it back.
-	if err := unstructured.SetNestedField(preset, false, "spec", "sidecar", "localDNSProxy", "generateIPv6BasedOnIPv4"); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{
-		"spec.sidecar.enablePrivilegedInitContainer", "spec.sidecar.logLevel", "spec.sidecar.compressConfig",
-		"spec.sidecar.holdApplicationUntilProxyStarts", "spec.sidecar.gracefulExitUntilDownstreamEnds",
-		"spec.sidecar.sidecarDisabledMTLS", "spec.sidecar.sidecarTimeout", "spec.sidecar.localProxyMode",
-		"spec.sidecar.localDNSProxy", "spec.traffic.interceptionMode", "spec.traffic.enableEgress",
-		"spec.traffic.enablePermissiveTrafficPolicyMode", "spec.traffic.outboundPortExclusionList",
-		"spec.traffic.inboundPortExclusionList", "spec.traffic.outboundIPRangeExclusionList",
-		"spec.traffic.outboundIPRangeInclusionList", "spec.traffic.networkInterfaceExclusionList",
-		"spec.observability.fsmLogLevel", "spec.observability.tracing.enable", "spec.certificate", "spec.repoServer",
+	want := normalize(t, preset["spec"]).(map[string]any)
+	// What the apiserver adds to FSM's object on create (the CRD's defaults,
+	// the reference's header lists them) and what FSM's typed client drops
+	// as omitempty zero values: the stored object has them.
+	for path, v := range map[string]any{
+		"connector.lb.type":                             "ActiveActive",
+		"warmup.aggression":                             float64(1),
+		"sidecar.localDNSProxy.generateIPv6BasedOnIPv4": false,
+		"sidecar.maxDataPlaneConnections":               float64(0),
+		"traffic.serviceAccessNames": map[string]any{
+			"mustWithServicePort": false, "withTrustDomain": true, "mustWithNamespace": true,
+			"cloud": map[string]any{"withNamespace": true},
+		},
 	} {
-		got, _, _ := unstructured.NestedFieldNoCopy(mc.Object, splitPath(p)...)
-		want, found, _ := unstructured.NestedFieldNoCopy(preset, splitPath(p)...)
-		if !found {
-			t.Fatalf("%s: no %s", fsmPresetFile, p)
-		}
-		if !reflect.DeepEqual(normalize(t, got), normalize(t, want)) {
-			t.Errorf("%s = %v, FSM's install stores %v", p, got, want)
+		if err := unstructured.SetNestedField(want, v, splitPath(path)...); err != nil {
+			t.Fatal(err)
 		}
 	}
+	// The uid is random per install, on both sides.
+	unstructured.RemoveNestedField(want, "clusterSet", "uid")
+	// The reference was rendered from FSM's chart 1.6.0; FSM v1.5.1's tag is
+	// 1.5.1 (asserted below).
+	unstructured.RemoveNestedField(want, "image", "tag")
+	// Not written on purpose: with it the MeshConfig, which only the first
+	// install writes, would outrank fsm.sidecar.image (--sidecar-image) on
+	// every later upgrade.
+	unstructured.RemoveNestedField(want, "sidecar", "sidecarImage")
+
+	fsmValues := readValuesFile(t, fsmValuesFile)
+	for _, tc := range []struct {
+		name   string
+		render func() (*charttest.Rendered, error)
+	}{
+		{"default values", func() (*charttest.Rendered, error) { return charttest.Render(ns, mustValues(t, "")) }},
+		{"FSM's values file", func() (*charttest.Rendered, error) { return charttest.Render(ns, fsmValues) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := tc.render()
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
+			strictMeshConfig(t, mc)
+			got := normalize(t, mc.Object["spec"]).(map[string]any)
+			if tag, _, _ := unstructured.NestedString(got, "image", "tag"); tag != "1.5.1" {
+				t.Errorf("spec.image.tag = %q, want FSM v1.5.1's 1.5.1", tag)
+			}
+			unstructured.RemoveNestedField(got, "clusterSet", "uid")
+			unstructured.RemoveNestedField(got, "image", "tag")
+			// FSM's bootstrap stores the duration as Go prints it.
+			if d, _, _ := unstructured.NestedString(got, "warmup", "duration"); d != "" {
+				pd, err := time.ParseDuration(d)
+				if err != nil {
+					t.Fatalf("warmup.duration %q: %v", d, err)
+				}
+				_ = unstructured.SetNestedField(got, pd.String(), "warmup", "duration")
+			}
+			for _, d := range specDiff("spec", got, want) {
+				t.Errorf("%s (FSM's install stores the latter)", d)
+			}
+		})
+	}
+}
+
+// specDiff lists the leaf paths where a and b differ.
+func specDiff(path string, a, b any) []string {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if !aok || !bok {
+		if reflect.DeepEqual(a, b) {
+			return nil
+		}
+		return []string{fmt.Sprintf("%s = %v, not %v", path, a, b)}
+	}
+	keys := map[string]bool{}
+	for k := range am {
+		keys[k] = true
+	}
+	for k := range bm {
+		keys[k] = true
+	}
+	var out []string
+	for k := range keys {
+		out = append(out, specDiff(path+"."+k, am[k], bm[k])...)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // TestYAMLStringsStayStrings: YAML 1.1 (sigs.k8s.io/yaml, what Helm and the

@@ -348,13 +348,10 @@ FSM's chart writes its whole fsm.localDNSProxy map there; here each key given
 overrides FSM v1.5.1's default (its values.yaml), as Helm would have merged
 it, and only the fields the MeshConfig CRD has are written
 (searchesWithNamespace and searchesWithTrustDomain are not: FSM's bootstrap
-drops them too). Without fsm.localDNSProxy the chart's own default.
+drops them too). Without fsm.localDNSProxy, FSM's default whole.
 */ -}}
 {{- define "fsm.meshConfig.localDNSProxy" -}}
-{{- $in := .Values.fsm.localDNSProxy -}}
-{{- if not (kindIs "map" $in) -}}
-{{- dict "enable" false "generateIPv6BasedOnIPv4" false "wildcard" (dict "enable" false) | toJson -}}
-{{- else -}}
+{{- $in := .Values.fsm.localDNSProxy | default dict -}}
 {{- $out := dict "enable" false "generateIPv6BasedOnIPv4" false -}}
 {{- range $k := list "enable" "generateIPv6BasedOnIPv4" "primaryUpstreamDNSServerIPAddr" "secondaryUpstreamDNSServerIPAddr" "db" -}}
 {{- $v := index $in $k -}}
@@ -373,4 +370,56 @@ drops them too). Without fsm.localDNSProxy the chart's own default.
 {{- $_ := set $out "wildcard" $w -}}
 {{- $out | toJson -}}
 {{- end -}}
+
+{{- /*
+fsm.meshConfig.pluginChains: MeshConfig spec.pluginChains as JSON, from
+fsm.pluginChains (FSM v1.5.1's defaults in values.yaml). Every chain the CRD
+requires is written, and an entry without `disable` gets false: FSM's values
+omit it and FSM's bootstrap adds it when it decodes the preset.
+*/ -}}
+{{- define "fsm.meshConfig.pluginChains" -}}
+{{- $in := .Values.fsm.pluginChains | default dict -}}
+{{- $out := dict -}}
+{{- range $chain := list "inbound-tcp" "inbound-http" "outbound-tcp" "outbound-http" -}}
+{{- $plugins := list -}}
+{{- range $p := index $in $chain | default list -}}
+{{- $plugins = append $plugins (dict "plugin" $p.plugin "priority" $p.priority "disable" ($p.disable | default false)) -}}
+{{- end -}}
+{{- $_ := set $out $chain $plugins -}}
+{{- end -}}
+{{- $out | toJson -}}
+{{- end -}}
+
+{{- /*
+fsm.meshConfig.xnetDNSProxy: MeshConfig spec.sidecar.xnetDNSProxy as JSON, from
+fsm.xnetDNSProxy. An upstream without a port gets 0, as FSM's bootstrap
+stores FSM's default upstream (its Go type has no omitempty).
+*/ -}}
+{{- define "fsm.meshConfig.xnetDNSProxy" -}}
+{{- $in := .Values.fsm.xnetDNSProxy | default dict -}}
+{{- $ups := list -}}
+{{- range $u := $in.upstreams | default list -}}
+{{- $o := omit $u "port" -}}
+{{- $_ := set $o "port" (int64 ($u.port | default 0)) -}}
+{{- $ups = append $ups $o -}}
+{{- end -}}
+{{- dict "enable" ($in.enable | default false) "upstreams" $ups | toJson -}}
+{{- end -}}
+
+{{- /*
+fsm.meshConfig.imageMaps: MeshConfig spec.image.name and .digest for FSM's
+components, each from fsm.image.name/digest when given, else FSM v1.5.1's
+default (the component's image name; no digest).
+*/ -}}
+{{- define "fsm.meshConfig.imageMaps" -}}
+{{- $names := dict "fsmController" "fsm-controller" "fsmInjector" "fsm-injector" "fsmSidecarInit" "fsm-sidecar-init" "fsmBootstrap" "fsm-bootstrap" "fsmCRDs" "fsm-crds" "fsmPreinstall" "fsm-preinstall" "fsmHealthcheck" "fsm-healthcheck" "fsmXnetmgmt" "fsm-xnetmgmt" "fsmConnector" "fsm-connector" "fsmIngress" "fsm-ingress" "fsmGateway" "fsm-gateway" "fsmCurl" "fsm-curl" -}}
+{{- $inName := .Values.fsm.image.name | default dict -}}
+{{- $inDigest := .Values.fsm.image.digest | default dict -}}
+{{- $name := dict -}}
+{{- $digest := dict -}}
+{{- range $k, $v := $names -}}
+{{- $_ := set $name $k (index $inName $k | default $v) -}}
+{{- $_ := set $digest $k (index $inDigest $k | default "") -}}
+{{- end -}}
+{{- dict "name" $name "digest" $digest | toYaml -}}
 {{- end -}}
