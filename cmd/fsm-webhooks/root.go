@@ -49,6 +49,11 @@ var flagScopes = map[string][]flagGroup{
 // noOptions are commands that read no options: no env, no validation.
 var noOptions = []string{"version", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd}
 
+// fromDeployment are commands that complete their flags from the servers'
+// Deployment (runningConfig): they validate once that is done, since a flag
+// such as --vault-host may come from there.
+var fromDeployment = []string{"certs status", "certs rotate-root"}
+
 func newRootCommand() *cobra.Command { return buildRoot(&options{}) }
 
 // buildRoot is the command tree on o.
@@ -83,8 +88,10 @@ Version: ` + version.Get().String(),
 			if cmd.Name() == "local" && !cmd.Flags().Changed("log-level") {
 				o.logLevel = "warn"
 			}
-			if err := o.validate(); err != nil {
-				return err
+			if !slices.Contains(fromDeployment, commandKey(cmd)) {
+				if err := o.validate(); err != nil {
+					return err
+				}
 			}
 			ctrl.SetLogger(newLogger(o.logLevel))
 			return nil

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -117,4 +119,35 @@ func adminEnv(t *testing.T, ns string) (*testenv.Env, string) {
 		t.Fatal(err)
 	}
 	return env, kubeconfig
+}
+
+// TestCertsStatusVaultSettingsFromDeployment: `certs status
+// --certificate-manager=vault` without --vault-host takes the Vault settings
+// from the servers' Deployment rather than refusing the flags before reading
+// it; with no Deployment the missing flag is named with where it was looked
+// for.
+func TestCertsStatusVaultSettingsFromDeployment(t *testing.T) {
+	const ns = "vault-system"
+	env, kubeconfig := adminEnv(t, ns)
+	status := func() error {
+		root := newRootCommand()
+		root.SetOut(&bytes.Buffer{})
+		root.SetArgs([]string{"certs", "status", "--kubeconfig=" + kubeconfig, "--fsm-namespace=" + ns, "--certificate-manager=vault", "-o", "json"})
+		return root.Execute()
+	}
+
+	err := status()
+	var ue *usageError
+	if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "--vault-host") || !strings.Contains(err.Error(), "no fsm-webhooks Deployment found") {
+		t.Fatalf("without a Deployment: %v; want a usage error naming --vault-host and the missing Deployment", err)
+	}
+
+	// Nothing listens on port 1: the command gets as far as calling the
+	// Deployment's Vault.
+	serversDeployment(t, env, ns, "fsm", "--fsm-namespace="+ns, "--certificate-manager=vault",
+		"--vault-host=127.0.0.1", "--vault-port=1", "--vault-protocol=http", "--vault-role=mesh", "--vault-token=root")
+	err = status()
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("with the Deployment: %v; want the Deployment's Vault (127.0.0.1:1) called", err)
+	}
 }

@@ -21,8 +21,9 @@ import (
 var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output", "deployment", "help"}
 
 // runningConfig fills the flags the operator did not give from the servers'
-// Deployment and says where the configuration came from; found is false
-// when there is no such Deployment (the flags stand alone). --fsm-namespace
+// Deployment, validates the result and says where the configuration came
+// from; found is false when there is no such Deployment (the flags stand
+// alone). --fsm-namespace
 // and --mesh-name, when given, narrow the search.
 func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (source string, found bool, err error) {
 	namespace, mesh := "", ""
@@ -37,6 +38,9 @@ func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubern
 		return "", false, err
 	}
 	if d == nil {
+		if err := o.validate(); err != nil {
+			return "", false, fmt.Errorf("no fsm-webhooks Deployment found (%s) to read settings from: %w", deploymentSearch(fs, o, deployment), err)
+		}
 		return "flags (no fsm-webhooks Deployment found)", false, nil
 	}
 	flags, err := status.DeploymentFlags(d)
