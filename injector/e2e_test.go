@@ -365,7 +365,8 @@ func (e *e2e) testInjected(t *testing.T) {
 }
 
 // testCopy creates a pod copied from a stored injected one, labels and
-// volumes included (kubectl get -o yaml, renamed, created): this injector
+// volumes included (kubectl get -o yaml, renamed, created), first as a dry
+// run: this injector
 // writes no owner reference, so only the stored source tells the copy from
 // the injector's own reinvocation; sharing the source's uuid would give two
 // pods one identity.
@@ -384,10 +385,25 @@ func (e *e2e) testCopy(t *testing.T) {
 		err := e.cache.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{injector.ProxyUUIDLabel: srcID})
 		return len(pods.Items) == 1, err
 	})
-	cp := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "copy", Namespace: ns, Labels: src.Labels, Annotations: src.Annotations},
-		Spec:       *src.Spec.DeepCopy(),
+	copyOf := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: maps.Clone(src.Labels), Annotations: maps.Clone(src.Annotations)},
+			Spec:       *src.Spec.DeepCopy(),
+		}
 	}
+	// A server-side dry run previews what the create gives: a new identity
+	// (and no Secret).
+	dry := copyOf("copy")
+	if err := e.cl.Create(ctx, dry, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	if id := dry.Labels[injector.ProxyUUIDLabel]; id == "" || id == srcID {
+		t.Fatalf("dry run: copy's %s = %q, source's %q: want a new uuid", injector.ProxyUUIDLabel, id, srcID)
+	}
+	if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 1 {
+		t.Fatalf("dry run of the copy: %d bootstrap Secrets, want the source's only", len(s))
+	}
+	cp := copyOf("copy")
 	if err := e.cl.Create(ctx, cp); err != nil {
 		t.Fatal(err)
 	}

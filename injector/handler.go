@@ -528,12 +528,10 @@ func (h *Handler) controllerService(ctx context.Context) (*corev1.Service, error
 // injectedInThisAdmission tells our own reinvocation (the pod is not stored
 // yet, and the Secret we just created exists, owned by no pod) from a copy of
 // an injected pod (a stored pod carries the uuid, or the Secret is owned by
-// the source pod, or gone): a copy must not share the source's identity.
+// the source pod, or gone): a copy must not share the source's identity. A
+// dry run of a copy of a stored pod previews the new identity a real create
+// gives it.
 func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyUUID string, dryRun bool) (bool, error) {
-	if dryRun {
-		// Nothing was created for a dry run; leave the pod as it is.
-		return true, nil
-	}
 	if h.opts.Pods != nil {
 		// The pod being admitted is not stored before its admission ends,
 		// so a stored pod with its uuid is another pod: the source.
@@ -544,6 +542,11 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 		if source != nil {
 			return false, nil
 		}
+	}
+	if dryRun {
+		// A dry run wrote no Secret to tell its reinvocation by, and writes
+		// none: without a stored source, leave the pod as it is.
+		return true, nil
 	}
 	if h.opts.Pending != nil && h.opts.Pending.has(types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(proxyUUID)}) {
 		// Admitted here a moment ago, its Secret not written yet. A

@@ -423,6 +423,8 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 	}{
 		{name: "reinvocation: Secret exists, no owner", objs: []client.Object{secret(false)}},
 		{name: "dry-run reinvocation", dryRun: true},
+		{name: "dry run of a copy of a stored pod: the new identity, no Secret", objs: []client.Object{source("app")}, dryRun: true, reinject: true},
+		{name: "dry run of a copy of a pod stored elsewhere", objs: []client.Object{source("other")}, dryRun: true},
 		{name: "copy of a running pod: Secret owned", objs: []client.Object{secret(true)}, reinject: true},
 		{name: "copy whose Secret is gone", reinject: true},
 		// This injector writes no owner reference: only the stored source
@@ -446,10 +448,21 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 				}
 				return
 			}
-			if len(f.secrets) != 1 || f.secrets[0].Name == BootstrapSecretName(oldID) {
-				t.Fatalf("copy did not get a new Secret: %v", f.secrets)
+			var newID string
+			if tc.dryRun {
+				if len(f.secrets) != 0 {
+					t.Fatalf("dry run created %d Secrets", len(f.secrets))
+				}
+				newID = patchedUUID(t, resp.Patch)
+			} else {
+				if len(f.secrets) != 1 || f.secrets[0].Name == BootstrapSecretName(oldID) {
+					t.Fatalf("copy did not get a new Secret: %v", f.secrets)
+				}
+				newID = f.secrets[0].Labels[ProxyUUIDLabel]
 			}
-			newID := f.secrets[0].Labels[ProxyUUIDLabel]
+			if newID == "" || newID == oldID {
+				t.Fatalf("copy's uuid %q, source's %q: want a new one", newID, oldID)
+			}
 			for _, want := range []string{`"value":"` + newID + `"`, BootstrapSecretName(newID), "/repo/fsm-sidecar/" + newID + ".sidecar.default.app/"} {
 				if !strings.Contains(string(resp.Patch), want) {
 					t.Errorf("patch lacks %s: %s", want, resp.Patch)
@@ -460,6 +473,27 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// patchedUUID is the value the JSON patch gives the proxy uuid label.
+func patchedUUID(t *testing.T, patch []byte) string {
+	t.Helper()
+	var ops []struct {
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		t.Fatalf("patch %s: %v", patch, err)
+	}
+	path := "/metadata/labels/" + strings.ReplaceAll(strings.ReplaceAll(ProxyUUIDLabel, "~", "~0"), "/", "~1")
+	for _, op := range ops {
+		if op.Path == path {
+			s, _ := op.Value.(string)
+			return s
+		}
+	}
+	t.Fatalf("patch sets no %s label: %s", ProxyUUIDLabel, patch)
+	return ""
 }
 
 // TestHandlerLocalDNS: with spec.sidecar.localDNSProxy the pod's DNS server
