@@ -62,7 +62,8 @@ func Decide(in DecideInput) Decision {
 		return dec
 	}
 	if hasBootstrapVolume(pod) {
-		// Either our own reinvocation (reinvocationPolicy IfNeeded) or a copy
+		// Either our own reinvocation (only with a configuration registered
+		// with reinvocationPolicy IfNeeded; ours says Never) or a copy
 		// of an injected pod (kubectl debug --copy-to). The handler tells them
 		// apart by the Secret: one we created in this admission has no owner.
 		return Decision{Inject: true, Reinject: true, ExistingUUID: existingUUID(pod)}

@@ -230,7 +230,12 @@ func testDrift(t *testing.T) {
 	// The counter is the process's: another round of this test (-count)
 	// counted before.
 	const repairs = `fsm_webhooks_cabundle_repairs_total{kind="ValidatingWebhookConfiguration",webhook="deny-drift"}`
-	repairs0 := seriesValue(scrape(t, metricsPort), repairs)
+	body := scrape(t, metricsPort)
+	// Exported from the start, at 0: increase() misses a series' first value.
+	if !strings.Contains(body, repairs+" ") {
+		t.Fatalf("%s not exported before any repair", repairs)
+	}
+	repairs0 := seriesValue(body, repairs)
 	good := mustBundle(t, tc)
 	checkTLSPolicy(t, s.hooks[0])
 	for _, bad := range [][]byte{[]byte("garbage"), nil, otherBundle(t, newCA(t))} {
@@ -277,7 +282,7 @@ func testDrift(t *testing.T) {
 		return errTest("no CABundleRepaired event mentioning the unparsable caBundle")
 	})
 	// Metrics: repairs counted, expiry exported.
-	body := scrape(t, metricsPort)
+	body = scrape(t, metricsPort)
 	if got := seriesValue(body, repairs) - repairs0; got != 3 {
 		t.Errorf("%s went up by %v, want 3", repairs, got)
 	}

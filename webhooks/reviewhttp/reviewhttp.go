@@ -62,6 +62,11 @@ func newEndpoint(kind string) endpoint {
 func (e *endpoint) name(webhook string) {
 	e.webhook = webhook
 	e.log = e.log.WithValues("webhook", webhook)
+	// The failure results start at 0, so that rate() and the error-ratio
+	// alert see the first failure.
+	for _, r := range []string{ResultError, ResultBadRequest} {
+		requests.WithLabelValues(webhook, r)
+	}
 }
 
 // begin counts a request in flight; the returned func records its result

@@ -14,6 +14,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	conversionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/conversion/metrics"
 )
@@ -326,4 +327,37 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("accepted a review without a request (status %d)", code)
 		}
 	})
+}
+
+// TestFailureSeriesStartAtZero: a named webhook exports its error and
+// bad_request counts before any request, so rate() and the chart's
+// error-ratio alert see the first failure.
+func TestFailureSeriesStartAtZero(t *testing.T) {
+	NewAdmission(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		return admission.Allowed("")
+	})).Named("zero-start")
+	fams, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, f := range fams {
+		if f.GetName() != "fsm_webhooks_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["webhook"] == "zero-start" && m.GetCounter().GetValue() == 0 {
+				found[l["result"]] = true
+			}
+		}
+	}
+	for _, r := range []string{ResultError, ResultBadRequest} {
+		if !found[r] {
+			t.Errorf("fsm_webhooks_requests_total{webhook=\"zero-start\",result=%q} not exported at 0", r)
+		}
+	}
 }

@@ -423,3 +423,19 @@ default (the component's image name; no digest).
 {{- end -}}
 {{- dict "name" $name "digest" $digest | toYaml -}}
 {{- end -}}
+
+{{- /*
+fsm.durationSeconds: a Prometheus duration such as 30s, 1m or 1m30s (the
+units h, m, s; ms rounds down) in whole seconds.
+*/ -}}
+{{- define "fsm.durationSeconds" -}}
+{{- $total := 0 -}}
+{{- range $part := regexFindAll "[0-9]+(ms|h|m|s)" (toString .) -1 -}}
+{{- $n := regexFind "^[0-9]+" $part | int -}}
+{{- $unit := regexFind "[a-z]+$" $part -}}
+{{- if eq $unit "h" }}{{ $total = add $total (mul $n 3600) }}{{ end -}}
+{{- if eq $unit "m" }}{{ $total = add $total (mul $n 60) }}{{ end -}}
+{{- if eq $unit "s" }}{{ $total = add $total $n }}{{ end -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
