@@ -216,14 +216,7 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 		t.Errorf("labels %v lack grafana_dashboard", cm.GetLabels())
 	}
 	raw, _, _ := unstructured.NestedString(cm.Object, "data", "fsm-webhooks.json")
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
+	var dash dashboardJSON
 	if err := json.Unmarshal([]byte(raw), &dash); err != nil {
 		t.Fatalf("dashboard JSON: %v", err)
 	}
