@@ -75,10 +75,11 @@ func parseQuantityAnnotation(key, value string) (resource.Quantity, error) {
 	return q, nil
 }
 
-// metricsEnabled reads the namespace's metrics annotation.
+// metricsEnabled reads the namespace's metrics annotation; an empty value
+// is unset, as FSM reads it.
 func metricsEnabled(nsAnn map[string]string) (bool, error) {
 	v, ok := nsAnn[MetricsAnnotation]
-	if !ok {
+	if !ok || v == "" {
 		return false, nil
 	}
 	switch strings.ToLower(v) {

@@ -87,6 +87,10 @@ type Options struct {
 	SidecarImage     string
 	InitImage        string
 	HealthcheckImage string
+	// ContainerPullPolicy is the imagePullPolicy of fsm-init and
+	// fsm-healthcheck (FSM's --fsm-container-pull-policy); empty leaves it to
+	// the apiserver's default. The sidecar's is always IfNotPresent, as FSM's.
+	ContainerPullPolicy corev1.PullPolicy
 	// BootstrapKeyAlgorithm: empty means DefaultBootstrapKeyAlgorithm,
 	// BootstrapKeyFromMeshConfig means FSM's choice (certKeyBitSize).
 	BootstrapKeyAlgorithm certs.KeyAlgorithm
@@ -247,6 +251,7 @@ func NewHandler(opts Options) (*Handler, error) {
 			InitImage:        opts.InitImage,
 			HealthcheckImage: opts.HealthcheckImage,
 
+			ContainerPullPolicy:   opts.ContainerPullPolicy,
 			BootstrapKeyAlgorithm: opts.BootstrapKeyAlgorithm,
 		},
 	}, nil

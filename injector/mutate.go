@@ -28,6 +28,9 @@ type Mesh struct {
 	SidecarImage     string
 	InitImage        string
 	HealthcheckImage string
+	// ContainerPullPolicy of fsm-init and fsm-healthcheck; empty leaves it
+	// to the apiserver.
+	ContainerPullPolicy corev1.PullPolicy
 	// BootstrapKeyAlgorithm chooses bootstrap keys (BootstrapKeyAlgorithm
 	// the function); empty means DefaultBootstrapKeyAlgorithm.
 	BootstrapKeyAlgorithm certs.KeyAlgorithm
@@ -192,12 +195,12 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		if !reidentifySidecar(pod, opts.repoURL) {
 			return nil, errors.New("pod carries volume " + BootstrapVolumeName + " but no " + SidecarContainerName + " container: remove the volume to have the pod injected")
 		}
-		probed := probedContainers(pod, opts.native)
+		probed := probedContainers(pod)
 		setProbeBootstrap(&boot, recoverOriginalProbes(probed), probed)
 		return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
 	}
 
-	probed := probedContainers(pod, opts.native)
+	probed := probedContainers(pod)
 	probes, err := rewriteProbes(probed)
 	if err != nil {
 		return nil, err
@@ -634,6 +637,9 @@ func sidecarContainer(in MutateInput, pod *corev1.Pod, o podOptions, httpKinds m
 	c := corev1.Container{
 		Name:  SidecarContainerName,
 		Image: o.image,
+		// FSM's: a :latest sidecar image would otherwise be pulled at
+		// every start (the apiserver's default for it is Always).
+		ImagePullPolicy: corev1.PullIfNotPresent,
 		Args: []string{
 			"pipy",
 			"--log-level=" + logLevel,
@@ -697,12 +703,13 @@ func controllerOf(pod *corev1.Pod) (kind, name string) {
 
 func initContainer(in MutateInput, o podOptions) corev1.Container {
 	return corev1.Container{
-		Name:      InitContainerName,
-		Image:     in.Mesh.InitImage,
-		Command:   []string{"/bin/sh"},
-		Args:      []string{"-c", iptables.Script(o.traffic)},
-		Env:       []corev1.EnvVar{fieldEnv("POD_IP", "status.podIP")},
-		Resources: *in.Settings.InitResources.DeepCopy(),
+		Name:            InitContainerName,
+		Image:           in.Mesh.InitImage,
+		ImagePullPolicy: in.Mesh.ContainerPullPolicy,
+		Command:         []string{"/bin/sh"},
+		Args:            []string{"-c", iptables.Script(o.traffic)},
+		Env:             []corev1.EnvVar{fieldEnv("POD_IP", "status.podIP")},
+		Resources:       *in.Settings.InitResources.DeepCopy(),
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
 			Privileged:   ptr.To(in.Settings.EnablePrivilegedInitContainer),
@@ -714,12 +721,13 @@ func initContainer(in MutateInput, o podOptions) corev1.Container {
 
 func healthcheckContainer(in MutateInput) corev1.Container {
 	return corev1.Container{
-		Name:      HealthcheckContainerName,
-		Image:     in.Mesh.HealthcheckImage,
-		Command:   []string{healthcheckCommand},
-		Args:      []string{"--verbosity", "info"},
-		Ports:     []corev1.ContainerPort{{Name: "healthcheck", ContainerPort: HealthcheckPort}},
-		Resources: *in.Settings.HealthcheckResources.DeepCopy(),
+		Name:            HealthcheckContainerName,
+		Image:           in.Mesh.HealthcheckImage,
+		ImagePullPolicy: in.Mesh.ContainerPullPolicy,
+		Command:         []string{healthcheckCommand},
+		Args:            []string{"--verbosity", "info"},
+		Ports:           []corev1.ContainerPort{{Name: "healthcheck", ContainerPort: HealthcheckPort}},
+		Resources:       *in.Settings.HealthcheckResources.DeepCopy(),
 	}
 }
 

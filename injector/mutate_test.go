@@ -269,13 +269,13 @@ func TestInjectedContainerNames(t *testing.T) {
 	}
 }
 
-// TestNativeSidecarAppSidecarProbes: in native-sidecar mode fsm-init and
-// the proxy start before the app's init containers, so the app's own native
-// sidecars (init containers with restartPolicy Always) run behind the proxy
-// and the kubelet's probes to them are redirected like an app container's:
-// their probes are rewritten the same way (named ports resolved per
-// container). Not otherwise: they then start before fsm-init and the proxy,
-// and a rewritten startup probe would wait for a proxy that cannot start.
+// TestNativeSidecarAppSidecarProbes: the probes of the app's own native
+// sidecars (init containers with restartPolicy Always) are left as written,
+// in native mode too. The proxy's health ports forward to the target FSM's
+// controller configures, which it takes from the pod's regular containers
+// only (the first probe of each kind; pipy's probes.js ignores the request's
+// headers): rewritten, such a probe would reach an app container's target, or
+// nothing, and a startup probe would never pass.
 func TestNativeSidecarAppSidecarProbes(t *testing.T) {
 	authproxy := corev1.Container{
 		Name:          "authproxy",
@@ -326,49 +326,25 @@ func TestNativeSidecarAppSidecarProbes(t *testing.T) {
 			if want := (HealthProbe{Path: "/healthz", Port: 8080, IsHTTP: true, Timeout: time.Second}); boot.OriginalHealthProbes[probeReadiness] != want {
 				t.Errorf("OriginalHealthProbes readiness %+v, want the app container's %+v", boot.OriginalHealthProbes[probeReadiness], want)
 			}
-			if !native {
-				if !reflect.DeepEqual(*got, authproxy) {
-					t.Errorf("restartable init container changed without native mode:\n got %+v\nwant %+v", *got, authproxy)
+			if !reflect.DeepEqual(*got, authproxy) {
+				t.Errorf("restartable init container changed:\n got %+v\nwant %+v", *got, authproxy)
+			}
+			if _, ok := boot.ContainerHealthProbes["authproxy"]; ok {
+				t.Errorf("ContainerHealthProbes records authproxy: %+v", boot.ContainerHealthProbes)
+			}
+			for _, c := range append(mut.Pod.Spec.InitContainers, mut.Pod.Spec.Containers...) {
+				if c.Name == HealthcheckContainerName {
+					t.Error("fsm-healthcheck added for an init container's TCP probe")
 				}
-				if _, ok := boot.ContainerHealthProbes["authproxy"]; ok {
-					t.Errorf("ContainerHealthProbes records authproxy without native mode: %+v", boot.ContainerHealthProbes)
+			}
+			if native {
+				var order []string
+				for _, c := range mut.Pod.Spec.InitContainers {
+					order = append(order, c.Name)
 				}
-				for _, c := range append(mut.Pod.Spec.InitContainers, mut.Pod.Spec.Containers...) {
-					if c.Name == HealthcheckContainerName {
-						t.Error("fsm-healthcheck added for an init container's TCP probe without native mode")
-					}
+				if want := []string{InitContainerName, SidecarContainerName, "migrate", "authproxy"}; !slices.Equal(order, want) {
+					t.Errorf("init containers %v, want %v", order, want)
 				}
-				return
-			}
-			if g := got.ReadinessProbe.HTTPGet; g.Path != HealthcheckPath || g.Port.IntValue() != int(ReadinessProbePort) ||
-				!hasHeader(g.HTTPHeaders, originalHTTPPortHeader, "9000") || !hasHeader(g.HTTPHeaders, originalHTTPPathHeader, "/ready") {
-				t.Errorf("restartable init container readiness probe %+v, want %s on %d with %s 9000 and %s /ready",
-					g, HealthcheckPath, ReadinessProbePort, originalHTTPPortHeader, originalHTTPPathHeader)
-			}
-			if g := got.StartupProbe.HTTPGet; got.StartupProbe.TCPSocket != nil || g == nil || g.Port.IntValue() != int(HealthcheckPort) ||
-				!hasHeader(g.HTTPHeaders, originalTCPPortHeader, "9000") {
-				t.Errorf("restartable init container startup probe %+v, want fsm-healthcheck on %d with %s 9000", got.StartupProbe, HealthcheckPort, originalTCPPortHeader)
-			}
-			want := map[string]HealthProbe{
-				probeReadiness: {Path: "/ready", Port: 9000, IsHTTP: true, Timeout: time.Second},
-				probeStartup:   {Port: 9000, IsTCPSocket: true, Timeout: 2 * time.Second},
-			}
-			if !reflect.DeepEqual(boot.ContainerHealthProbes["authproxy"], want) {
-				t.Errorf("ContainerHealthProbes[authproxy] = %+v, want %+v", boot.ContainerHealthProbes["authproxy"], want)
-			}
-			// The proxy listens on the readiness port; fsm-healthcheck, for
-			// the TCP probe, starts before the app's init containers.
-			if !slices.ContainsFunc(find(mut.Pod.Spec.InitContainers, SidecarContainerName).Ports, func(p corev1.ContainerPort) bool {
-				return p.ContainerPort == ReadinessProbePort
-			}) {
-				t.Error("sidecar does not expose the readiness port")
-			}
-			var order []string
-			for _, c := range mut.Pod.Spec.InitContainers {
-				order = append(order, c.Name)
-			}
-			if want := []string{InitContainerName, SidecarContainerName, HealthcheckContainerName, "migrate", "authproxy"}; !slices.Equal(order, want) {
-				t.Errorf("init containers %v, want %v", order, want)
 			}
 		})
 	}
@@ -554,5 +530,49 @@ func TestBootstrapKeyAlgorithm(t *testing.T) {
 		if mut.KeyAlgorithm != want {
 			t.Errorf("choice %q: Mutation.KeyAlgorithm %q, want %q", choice, mut.KeyAlgorithm, want)
 		}
+	}
+}
+
+// TestMetricsAnnotationEmpty: an empty flomesh.io/metrics on the namespace
+// is unset, as FSM reads it (pkg/injector/metrics.go): the pod is injected
+// without scrape annotations, not refused.
+func TestMetricsAnnotationEmpty(t *testing.T) {
+	mut, err := mutateWith(t, simplePod(nil), map[string]string{MetricsAnnotation: ""}, DefaultSettings(), testMesh)
+	if err != nil {
+		t.Fatalf("namespace annotation %s: \"\": %v", MetricsAnnotation, err)
+	}
+	if v, ok := mut.Pod.Annotations[prometheusScrapeAnnotation]; ok {
+		t.Errorf("%s=%q added for an empty %s", prometheusScrapeAnnotation, v, MetricsAnnotation)
+	}
+}
+
+// TestPullPolicies: as FSM, the sidecar pulls IfNotPresent whatever its
+// image (a :latest one would otherwise be pulled at every start), and
+// fsm-init and fsm-healthcheck take --fsm-container-pull-policy, or the
+// apiserver's default when it is empty.
+func TestPullPolicies(t *testing.T) {
+	pod := func() *corev1.Pod {
+		p := simplePod(map[string]string{SidecarImageAnnotation: "registry.example.com/flomesh/pipy:latest"})
+		p.Spec.Containers[0].LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}}
+		return p
+	}
+	for _, policy := range []corev1.PullPolicy{"", corev1.PullNever, corev1.PullAlways} {
+		t.Run(string(policy), func(t *testing.T) {
+			m := testMesh
+			m.ContainerPullPolicy = policy
+			mut, err := mutateWith(t, pod(), nil, DefaultSettings(), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]corev1.PullPolicy{}
+			for _, c := range append(mut.Pod.Spec.InitContainers, mut.Pod.Spec.Containers...) {
+				seen[c.Name] = c.ImagePullPolicy
+			}
+			for name, want := range map[string]corev1.PullPolicy{SidecarContainerName: corev1.PullIfNotPresent, InitContainerName: policy, HealthcheckContainerName: policy} {
+				if got, ok := seen[name]; !ok || got != want {
+					t.Errorf("%s imagePullPolicy %q (present %v), want %q", name, got, ok, want)
+				}
+			}
+		})
 	}
 }

@@ -46,25 +46,17 @@ type probeResult struct {
 	needHealthcheck bool
 }
 
-// probedContainers are the containers whose probes the kubelet sends through
-// the proxy's inbound redirection, app containers first (FSM's
-// single-container view, OriginalHealthProbes, stays theirs). In native mode
-// they include the app's own native sidecars (restartable init containers):
-// placed after the proxy, their probes are redirected like an app
-// container's. Not otherwise: they then start before fsm-init and the proxy,
-// and a rewritten startup probe would wait for a proxy that cannot start.
-// The pointers are into pod's slices: use them before containers are added.
-func probedContainers(pod *corev1.Pod, native bool) []*corev1.Container {
+// probedContainers are the containers whose probes are rewritten: the
+// app's regular containers. Not its native sidecars (restartable init
+// containers), in native mode either: the proxy's health ports forward to the
+// target FSM's controller configures from the pod's regular containers only,
+// so a rewritten native sidecar's probe would reach an app container's target
+// or nothing. The pointers are into pod's slices: use them before
+// containers are added.
+func probedContainers(pod *corev1.Pod) []*corev1.Container {
 	out := make([]*corev1.Container, 0, len(pod.Spec.Containers))
 	for i := range pod.Spec.Containers {
 		out = append(out, &pod.Spec.Containers[i])
-	}
-	if native {
-		for i := range pod.Spec.InitContainers {
-			if c := &pod.Spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-				out = append(out, c)
-			}
-		}
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
@@ -43,19 +44,21 @@ type options struct {
 	certManagerIssuerKind  string
 	certManagerIssuerGroup string
 
-	webhookURLHost    string
-	injectorPort      int
-	validatorPort     int
-	converterPort     int
-	metricsAddr       string
-	healthProbeAddr   string
-	logLevel          string
-	sidecarImage      string
-	initImage         string
-	healthcheckImage  string
-	keyPoolSize       int
-	bootstrapKeyAlg   string
-	rootRotationGrace time.Duration
+	webhookURLHost  string
+	injectorPort    int
+	validatorPort   int
+	converterPort   int
+	metricsAddr     string
+	healthProbeAddr string
+	logLevel        string
+	sidecarImage    string
+	initImage       string
+	// containerPullPolicy: --fsm-container-pull-policy.
+	containerPullPolicy string
+	healthcheckImage    string
+	keyPoolSize         int
+	bootstrapKeyAlg     string
+	rootRotationGrace   time.Duration
 	// rootAutoRotateBefore: serve rotates the tresor root when it has less
 	// than this left (0 disables).
 	rootAutoRotateBefore time.Duration
@@ -158,6 +161,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	for _, img := range imageFlags(o) {
 		fs.StringVar(img.value, img.flag, envOr(img.env, img.builtIn), img.usage)
 	}
+	fs.StringVar(&o.containerPullPolicy, "fsm-container-pull-policy", "", "imagePullPolicy of the injected fsm-init and fsm-healthcheck containers: Always, IfNotPresent or Never; empty leaves it to the apiserver (FSM's flag; the sidecar's is always IfNotPresent, as FSM's)")
 	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
 	fs.StringVar(&o.bootstrapKeyAlg, "bootstrap-key-algorithm", "ecdsa-p256", "key algorithm of per-pod bootstrap certificates (tresor, cert-manager; Vault's role decides): ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096, or meshconfig for FSM's choice (RSA of MeshConfig certKeyBitSize, else --ca-key-algorithm)")
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
@@ -259,6 +263,7 @@ func (o *options) validate() error {
 		oneOf("certificate-manager", o.certificateManager, "tresor", "vault", "cert-manager"),
 		oneOf("ca-key-algorithm", o.caKeyAlgorithm, "rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"),
 		oneOf("bootstrap-key-algorithm", o.bootstrapKeyAlg, "ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096", "meshconfig"),
+		oneOf("fsm-container-pull-policy", o.containerPullPolicy, "", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)),
 		oneOf("bootstrap-secret-writer", o.bootstrapSecretWriter, string(injector.SecretWriterAdmission), string(injector.SecretWriterController)),
 		oneOf("vault-protocol", o.vaultProtocol, "http", "https"),
 		oneOf("log-level", o.logLevel, "debug", "info", "warn", "error"),

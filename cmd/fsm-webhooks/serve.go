@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -378,6 +379,7 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 			SidecarImage:          o.sidecarImage,
 			InitImage:             o.initImage,
 			HealthcheckImage:      o.healthcheckImage,
+			ContainerPullPolicy:   corev1.PullPolicy(o.containerPullPolicy),
 			BootstrapCertValidity: o.bootstrapValidity,
 			BootstrapKeyAlgorithm: o.bootstrapKeyAlgorithm(),
 			Logger:                log.WithName("injector"),

@@ -156,6 +156,7 @@ func TestRenderDefaults(t *testing.T) {
 			"--sidecar-image=flomesh/pipy:1.5.12",
 			"--init-container-image=flomesh/fsm-sidecar-init:1.5.1",
 			"--healthcheck-container-image=flomesh/fsm-healthcheck:1.5.1",
+			"--fsm-container-pull-policy=IfNotPresent",
 		}
 		if got := args(t, d); !slices.Equal(got, want) {
 			t.Errorf("args\n got %q\nwant %q", got, want)
