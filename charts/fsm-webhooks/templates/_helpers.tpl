@@ -88,7 +88,20 @@ exponent form.
 {{- else if eq $key "fsmWebhooks" -}}
 {{- printf "%s/%s:%s" $img.registry $name (include "fsm.tag" (default $root.Chart.AppVersion $root.Values.fsm.webhooks.imageTag)) -}}
 {{- else -}}
-{{- printf "%s/%s:%s" $img.registry $name (include "fsm.tag" (default "1.5.1" $img.tag)) -}}
+{{- printf "%s/%s:%s" $img.registry $name (include "fsm.fsmImageTag" $root) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+fsmImageTag: fsm.image.tag as written (an integer such as 0 or 20240101
+included), FSM v1.5.1's tag when it is unset, null or empty.
+*/}}
+{{- define "fsm.fsmImageTag" -}}
+{{- $t := .Values.fsm.image.tag -}}
+{{- if or (kindIs "invalid" $t) (eq (toString $t) "") -}}
+1.5.1
+{{- else -}}
+{{- include "fsm.tag" $t -}}
 {{- end -}}
 {{- end -}}
 
@@ -128,6 +141,23 @@ and its pods would crash-loop); an external issuer's group has its own. */ -}}
 {{- if and (eq $cm.issuerGroup "cert-manager.io") (not (has $cm.issuerKind (list "Issuer" "ClusterIssuer"))) -}}
 {{- fail (printf "fsm.certmanager.issuerKind: invalid value %q: must be one of Issuer, ClusterIssuer with fsm.certmanager.issuerGroup=cert-manager.io (an external issuer's kind goes with its own group)" (toString $cm.issuerKind)) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+validateMeshConfig fails the render of the default MeshConfig for a
+cross-field rule the schema cannot express, with the validator's rule
+(validator/meshconfig) in the values' names: the MeshConfig would be created
+as the pre-install hook, and denied by the validator on its next update.
+*/}}
+{{- define "fsm.validateMeshConfig" -}}
+{{- $w := .Values.fsm.warmup | default dict -}}
+{{- $min := 10 -}}
+{{- if not (kindIs "invalid" $w.minWeight) -}}{{- $min = int64 $w.minWeight -}}{{- end -}}
+{{- $max := 100 -}}
+{{- if not (kindIs "invalid" $w.maxWeight) -}}{{- $max = int64 $w.maxWeight -}}{{- end -}}
+{{- if gt (int64 $min) (int64 $max) -}}
+{{- fail (printf "fsm.warmup.minWeight: %d must be less than or equal to fsm.warmup.maxWeight (%d) (defaults: minWeight 10, maxWeight 100)" (int64 $min) (int64 $max)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -393,13 +423,15 @@ omit it and FSM's bootstrap adds it when it decodes the preset.
 {{- /*
 fsm.meshConfig.xnetDNSProxy: MeshConfig spec.sidecar.xnetDNSProxy as JSON, from
 fsm.xnetDNSProxy. An upstream without a port gets 0, as FSM's bootstrap
-stores FSM's default upstream (its Go type has no omitempty).
+stores FSM's default upstream (its Go type has no omitempty). Only the
+fields the MeshConfig has are written (name, namespace, ip, port): FSM's
+schema accepts other keys, and FSM's install drops them.
 */ -}}
 {{- define "fsm.meshConfig.xnetDNSProxy" -}}
 {{- $in := .Values.fsm.xnetDNSProxy | default dict -}}
 {{- $ups := list -}}
 {{- range $u := $in.upstreams | default list -}}
-{{- $o := omit $u "port" -}}
+{{- $o := pick $u "name" "namespace" "ip" -}}
 {{- $_ := set $o "port" (int64 ($u.port | default 0)) -}}
 {{- $ups = append $ups $o -}}
 {{- end -}}
