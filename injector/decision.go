@@ -95,6 +95,8 @@ func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshNa
 			return Decision{Skip: SkipIgnored}
 		}
 	}
+	// The pod's value wins; as FSM, both are parsed first, so an invalid
+	// namespace value refuses the pod even when the pod's decides.
 	enabled := false
 	var found bool
 	for _, ann := range []map[string]string{annotations, ns.Annotations} {
@@ -106,8 +108,9 @@ func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshNa
 		if err != nil {
 			return Decision{Err: err}
 		}
-		enabled, found = b, true
-		break
+		if !found {
+			enabled, found = b, true
+		}
 	}
 	if !found {
 		return Decision{Skip: SkipNotEnabled}

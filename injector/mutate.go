@@ -197,6 +197,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		}
 		probed := probedContainers(pod)
 		setProbeBootstrap(&boot, recoverOriginalProbes(probed), probed)
+		// A copy (kubectl debug --copy-to drops annotations) is scraped
+		// like its source: FSM adds these before its injected check.
+		setMetricsAnnotations(pod, opts.metrics)
 		return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
 	}
 
@@ -246,14 +249,7 @@ func Mutate(in MutateInput) (*Mutation, error) {
 			pod.Spec.Containers = append(pod.Spec.Containers, hc)
 		}
 	}
-	if opts.metrics {
-		if pod.Annotations == nil {
-			pod.Annotations = map[string]string{}
-		}
-		pod.Annotations[prometheusScrapeAnnotation] = "true"
-		pod.Annotations[prometheusPortAnnotation] = fmt.Sprint(ProxyMetricsPort)
-		pod.Annotations[prometheusPathAnnotation] = MetricsPath
-	}
+	setMetricsAnnotations(pod, opts.metrics)
 	if opts.dnsServer != "" {
 		setLocalDNS(pod, opts.dnsServer, in.Mesh, in.Namespace.Name)
 	}
@@ -699,6 +695,20 @@ func controllerOf(pod *corev1.Pod) (kind, name string) {
 		return ref.Kind, ref.Name
 	}
 	return "", ""
+}
+
+// setMetricsAnnotations adds the scrape annotations of the sidecar's metrics
+// when the namespace enables them.
+func setMetricsAnnotations(pod *corev1.Pod, enabled bool) {
+	if !enabled {
+		return
+	}
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[prometheusScrapeAnnotation] = "true"
+	pod.Annotations[prometheusPortAnnotation] = fmt.Sprint(ProxyMetricsPort)
+	pod.Annotations[prometheusPathAnnotation] = MetricsPath
 }
 
 func initContainer(in MutateInput, o podOptions) corev1.Container {

@@ -576,3 +576,26 @@ func TestPullPolicies(t *testing.T) {
 		})
 	}
 }
+
+// TestReinjectedCopyScraped: a copy of an injected pod (kubectl debug
+// --copy-to drops its annotations) in a namespace with flomesh.io/metrics
+// gets the scrape annotations back when it is re-identified, as FSM adds
+// them before its already-injected check.
+func TestReinjectedCopyScraped(t *testing.T) {
+	metrics := map[string]string{MetricsAnnotation: "enabled"}
+	src, err := mutateWith(t, simplePod(nil), metrics, DefaultSettings(), testMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := src.Pod.DeepCopy()
+	cp.Annotations = nil
+	mut, err := Mutate(MutateInput{Pod: cp, Namespace: monitoredNamespace("app", metrics), Settings: DefaultSettings(), Mesh: testMesh, ProxyUUID: "u-2", Reinject: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{prometheusScrapeAnnotation: "true", prometheusPortAnnotation: fmt.Sprint(ProxyMetricsPort), prometheusPathAnnotation: MetricsPath} {
+		if got := mut.Pod.Annotations[k]; got != want {
+			t.Errorf("copy's %s = %q, want %q", k, got, want)
+		}
+	}
+}
