@@ -44,21 +44,21 @@ type options struct {
 	certManagerIssuerKind  string
 	certManagerIssuerGroup string
 
-	webhookURLHost  string
-	injectorPort    int
-	validatorPort   int
-	converterPort   int
-	metricsAddr     string
-	healthProbeAddr string
-	logLevel        string
-	sidecarImage    string
-	initImage       string
+	webhookURLHost    string
+	injectorPort      int
+	validatorPort     int
+	converterPort     int
+	metricsAddr       string
+	healthProbeAddr   string
+	logLevel          string
+	sidecarImage      string
+	initImage         string
+	healthcheckImage  string
+	keyPoolSize       int
+	bootstrapKeyAlg   string
+	rootRotationGrace time.Duration
 	// containerPullPolicy: --fsm-container-pull-policy.
 	containerPullPolicy string
-	healthcheckImage    string
-	keyPoolSize         int
-	bootstrapKeyAlg     string
-	rootRotationGrace   time.Duration
 	// rootAutoRotateBefore: serve rotates the tresor root when it has less
 	// than this left (0 disables).
 	rootAutoRotateBefore time.Duration

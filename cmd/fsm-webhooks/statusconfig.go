@@ -23,8 +23,7 @@ var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output",
 // runningConfig fills the flags the operator did not give from the servers'
 // Deployment, validates the result and says where the configuration came
 // from; found is false when there is no such Deployment (the flags stand
-// alone). --fsm-namespace
-// and --mesh-name, when given, narrow the search.
+// alone). --fsm-namespace and --mesh-name, when given, narrow the search.
 func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (source string, found bool, err error) {
 	namespace, mesh := "", ""
 	if fs.Changed("fsm-namespace") || deployment != "" {
