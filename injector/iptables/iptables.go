@@ -99,14 +99,16 @@ func Rules(c Config) string {
 	if c.LocalProxyPodIP {
 		w("-A OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner %d -j DNAT --to-destination $POD_IP", ProxyUID)
 	}
-	for _, ifc := range c.NetworkInterfaceExclusions {
-		w("-A %s -o %s -j RETURN", OutboundChain, ifc)
-	}
 	// The proxy talking to the app on the pod's own address goes inbound.
 	w("-A %s -o lo ! -d 127.0.0.1/32 -m owner --uid-owner %d -j %s", OutboundChain, ProxyUID, InboundRedirectChain)
 	w("-A %s -o lo -m owner ! --uid-owner %d -j RETURN", OutboundChain, ProxyUID)
 	w("-A %s -m owner --uid-owner %d -j RETURN", OutboundChain, ProxyUID)
 	w("-A %s -d 127.0.0.1/32 -j RETURN", OutboundChain)
+	// After the loopback rules, as FSM orders them: an excluded lo must not
+	// keep the proxy's own traffic to the pod IP from its inbound listener.
+	for _, ifc := range c.NetworkInterfaceExclusions {
+		w("-A %s -o %s -j RETURN", OutboundChain, ifc)
+	}
 	for _, group := range multiport(c.OutboundPortExclusions) {
 		w("-A %s -p tcp --match multiport --dports %s -j RETURN", OutboundChain, group)
 	}

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -146,11 +147,11 @@ const ipv4Only = `iptables-restore --noflush <<EOF
 -A FSM_PROXY_INBOUND -p tcp -j FSM_PROXY_IN_REDIRECT
 -A FSM_PROXY_OUT_REDIRECT -p tcp -j REDIRECT --to-port 15001
 -A OUTPUT -p tcp -j FSM_PROXY_OUTBOUND
--A FSM_PROXY_OUTBOUND -o eth1 -j RETURN
 -A FSM_PROXY_OUTBOUND -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1500 -j FSM_PROXY_IN_REDIRECT
 -A FSM_PROXY_OUTBOUND -o lo -m owner ! --uid-owner 1500 -j RETURN
 -A FSM_PROXY_OUTBOUND -m owner --uid-owner 1500 -j RETURN
 -A FSM_PROXY_OUTBOUND -d 127.0.0.1/32 -j RETURN
+-A FSM_PROXY_OUTBOUND -o eth1 -j RETURN
 -A FSM_PROXY_OUTBOUND -p tcp --match multiport --dports 6379,8443,5432 -j RETURN
 -A FSM_PROXY_OUTBOUND -d 169.254.169.254/32 -j RETURN
 -A FSM_PROXY_OUTBOUND -d 10.1.0.0/16 -j RETURN
@@ -211,5 +212,78 @@ func TestScriptIgnoresIPv6Exclusions(t *testing.T) {
 	}
 	if got := Script(Config{OutboundIPRangeExclusions: []string{"fd00::/8"}}); got != Script(Config{}) {
 		t.Errorf("an IPv6-only exclusion list changed the default script:\n%s", got)
+	}
+}
+
+// packet is what the outbound chain's rules match on.
+type packet struct {
+	out, dst string
+	uid      int
+}
+
+// outboundFate walks FSM_PROXY_OUTBOUND of rules first-match, as the kernel
+// does, and returns the target of the first rule the packet matches. It
+// knows the matches the rule set uses for outbound TCP: -o, -d, --uid-owner
+// (each possibly negated) and multiport --dports, which never matches here.
+func outboundFate(t *testing.T, rules string, p packet) string {
+	t.Helper()
+	for _, line := range strings.Split(rules, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "-A" || f[1] != OutboundChain {
+			continue
+		}
+		match, target, neg := true, "", false
+		for i := 2; i < len(f); i++ {
+			switch f[i] {
+			case "!":
+				neg = true
+				continue
+			case "-o":
+				i++
+				match = match && (f[i] == p.out) != neg
+			case "-d":
+				i++
+				match = match && (f[i] == p.dst+"/32") != neg
+			case "--uid-owner":
+				i++
+				match = match && (f[i] == strconv.Itoa(p.uid)) != neg
+			case "--dports":
+				i++
+				match = false
+			case "-j":
+				i++
+				target = f[i]
+			}
+			neg = false
+		}
+		if match {
+			return target
+		}
+	}
+	return "end of chain"
+}
+
+// An excluded interface stops interception on it, but lo, excluded, keeps
+// the loopback rules FSM puts first: the proxy reaching its app on the pod
+// IP still goes through the inbound listener.
+func TestInterfaceExclusionKeepsLoopbackRules(t *testing.T) {
+	const podIP = "10.244.0.7"
+	for _, tc := range []struct {
+		name     string
+		excluded []string
+		p        packet
+		want     string
+	}{
+		{"proxy to its pod IP over lo, lo excluded", []string{"lo"}, packet{"lo", podIP, ProxyUID}, InboundRedirectChain},
+		{"proxy to its pod IP over lo", nil, packet{"lo", podIP, ProxyUID}, InboundRedirectChain},
+		{"app to its pod IP over lo, lo excluded", []string{"lo"}, packet{"lo", podIP, 1000}, "RETURN"},
+		{"proxy to localhost, lo excluded", []string{"lo"}, packet{"lo", "127.0.0.1", ProxyUID}, "RETURN"},
+		{"app out of an excluded eth1", []string{"eth1"}, packet{"eth1", "10.96.0.10", 1000}, "RETURN"},
+		{"app out of eth0, eth1 excluded", []string{"eth1"}, packet{"eth0", "10.96.0.10", 1000}, OutboundRedirectChain},
+	} {
+		r := Rules(Config{NetworkInterfaceExclusions: tc.excluded})
+		if got := outboundFate(t, r, tc.p); got != tc.want {
+			t.Errorf("%s: %+v goes to %s, want %s\n%s", tc.name, tc.p, got, tc.want, r)
+		}
 	}
 }
