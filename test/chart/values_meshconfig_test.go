@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -469,4 +470,37 @@ func TestMeshConfigEmptyPullPolicyIsIfNotPresent(t *testing.T) {
 		t.Errorf("spec.image.pullPolicy = %q, want IfNotPresent", got)
 	}
 	mustRefuseValues(t, `fsm: {image: {pullPolicy: Sometimes}}`, "/fsm/image/pullPolicy")
+}
+
+// fsm.webhooks.imageTag and fsm.sidecar.image.tag follow fsm.image.tag's
+// rule: a decimal (YAML turns 1.10 into 1.1) is refused, an integer is
+// written as given, 0 included; an empty webhooks tag is the appVersion.
+func TestOtherImageTagsAsWritten(t *testing.T) {
+	for _, tc := range []struct{ key, values string }{
+		{"/fsm/webhooks/imageTag", `fsm: {webhooks: {imageTag: %s}}`},
+		{"/fsm/sidecar/image/tag", `fsm: {sidecar: {image: {tag: %s}}}`},
+	} {
+		for _, v := range []string{"1.10", "0.000001", "-1", "1e20"} {
+			mustRefuseValues(t, fmt.Sprintf(tc.values, v), tc.key)
+		}
+	}
+	c, err := charttest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appVersion := c.Metadata.AppVersion
+	for _, tc := range []struct{ values, want string }{
+		{`fsm: {webhooks: {imageTag: 0}}`, "/fsm-webhooks:0"},
+		{`fsm: {webhooks: {imageTag: 20240101}}`, "/fsm-webhooks:20240101"},
+		{`fsm: {webhooks: {imageTag: "1.10"}}`, "/fsm-webhooks:1.10"},
+		{`fsm: {webhooks: {imageTag: ""}}`, "/fsm-webhooks:" + appVersion},
+		{`fsm: {sidecar: {image: {tag: 0}}}`, "/pipy:0"},
+		{`fsm: {sidecar: {image: {tag: 20240101}}}`, "/pipy:20240101"},
+		{`fsm: {sidecar: {image: {tag: "1.10"}}}`, "/pipy:1.10"},
+	} {
+		// The tag ends at a quote or a line's end: 1.10 is not 1.1.
+		if r := mustRender(t, tc.values); !regexp.MustCompile(regexp.QuoteMeta(tc.want) + `["'\s]`).MatchString(r.Manifest) {
+			t.Errorf("%s: no image %q", tc.values, tc.want)
+		}
+	}
 }

@@ -86,7 +86,9 @@ exponent form.
 {{- if $digest -}}
 {{- printf "%s/%s@%s" $img.registry $name $digest -}}
 {{- else if eq $key "fsmWebhooks" -}}
-{{- printf "%s/%s:%s" $img.registry $name (include "fsm.tag" (default $root.Chart.AppVersion $root.Values.fsm.webhooks.imageTag)) -}}
+{{- $t := $root.Values.fsm.webhooks.imageTag -}}
+{{- if or (kindIs "invalid" $t) (eq (toString $t) "") -}}{{- $t = $root.Chart.AppVersion -}}{{- end -}}
+{{- printf "%s/%s:%s" $img.registry $name (include "fsm.tag" $t) -}}
 {{- else -}}
 {{- printf "%s/%s:%s" $img.registry $name (include "fsm.fsmImageTag" $root) -}}
 {{- end -}}
