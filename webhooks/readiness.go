@@ -151,7 +151,7 @@ func (h *hook) proveHandshake(ctx context.Context) {
 	if served == nil {
 		return
 	}
-	state := served.ResourceVersion
+	state := served.Fingerprint
 	h.handshakeProof.begin(state)
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
@@ -185,7 +185,7 @@ func (h *hook) probeState() (string, bool) {
 	if served == nil || err != nil || !exists {
 		return "", false
 	}
-	return served.ResourceVersion + "/" + string(caBundleOf(obj)), true
+	return served.Fingerprint + "/" + string(caBundleOf(obj)), true
 }
 
 // serving is the pod-readiness part: the cert is loaded, the listener
@@ -202,7 +202,7 @@ func (h *hook) serving(now time.Time) error {
 		}
 	}
 	// A few missed rounds, not one slow handshake, make a listener stale.
-	if err := h.handshakeProof.check(served.ResourceVersion, 3*h.handshakeInterval()+handshakeTimeout, now); err != nil {
+	if err := h.handshakeProof.check(served.Fingerprint, 3*h.handshakeInterval()+handshakeTimeout, now); err != nil {
 		return fmt.Errorf("listener on port %d: %w", h.w.Port, err)
 	}
 	return nil

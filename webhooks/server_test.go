@@ -36,6 +36,8 @@ func TestServing(t *testing.T) {
 	t.Run("RestartReusesCert", testRestartReuse)
 	t.Run("ReadinessGated", testReadinessGated)
 	t.Run("ReadinessPerWebhook", testReadinessPerWebhook)
+	t.Run("ReadinessSurvivesSecretMetadataEdit", testReadinessSurvivesMetadataEdit)
+	t.Run("WholeStateSurvivesSecretMetadataEdit", testWholeStateSurvivesMetadataEdit)
 	t.Run("ReportOnlyProbe", testReportOnlyProbe)
 	t.Run("CachesGateReadiness", testCachesGateReadiness)
 	t.Run("DriftRepair", testDrift)

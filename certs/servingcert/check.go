@@ -77,9 +77,22 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 	}
 	leaf := chain[0]
 	v := Verdict{Leaf: leaf}
-	if _, err := certs.ParseCertsPEM(data[KeyCA]); err != nil {
+	cas, err := certs.ParseCertsPEM(data[KeyCA])
+	if err != nil {
 		v.Reason, v.Detail = ReasonInvalid, fmt.Sprintf("%s does not parse: %v", KeyCA, err)
 		return v
+	}
+	// ca.crt goes into the caBundle. x509 verification accepts a leaf that
+	// is itself in the roots, so a ca.crt holding tls.crt (a hand edit)
+	// would pass the check below and pin a leaf in the caBundle. A cert
+	// that says it is no CA is refused; one without basic constraints (an
+	// old v1 root) is not, or a v1 mesh root would be renewed forever.
+	for _, ca := range cas {
+		if ca.Equal(leaf) || (ca.BasicConstraintsValid && !ca.IsCA) {
+			v.Reason, v.Detail = ReasonInvalid, fmt.Sprintf("%s of Secret %s/%s holds %q, which is not a CA certificate",
+				KeyCA, spec.Namespace, spec.SecretName, ca.Subject.CommonName)
+			return v
+		}
 	}
 	if leaf.Subject.CommonName != spec.CommonName() || !sameNames(leaf, spec) {
 		v.Reason, v.Detail = ReasonNames, fmt.Sprintf("cert names (CN %q, DNS %v, IP %v) differ from the wanted CN %q, DNS %v, IP %v",

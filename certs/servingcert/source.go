@@ -2,8 +2,11 @@ package servingcert
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -25,6 +28,10 @@ type Loaded struct {
 	CA []byte
 	// ResourceVersion of the Secret it came from.
 	ResourceVersion string
+	// Fingerprint names the served content (tls.crt, tls.key, ca.crt): a
+	// metadata-only edit of the Secret (a label) changes ResourceVersion,
+	// not it, so what was proven of the cert still holds.
+	Fingerprint string
 }
 
 // Source serves a webhook's cert from memory, fed by an informer that
@@ -111,7 +118,11 @@ func (s *Source) load(obj any) {
 		s.notify(s.cur.Load())
 		return
 	}
-	s.cur.Store(l)
+	prev := s.cur.Swap(l)
+	if prev != nil && prev.Fingerprint == l.Fingerprint {
+		s.notify(l)
+		return
+	}
 	s.log.Info("serving cert loaded", "secret", s.namespace+"/"+s.name, "resourceVersion", sec.ResourceVersion,
 		"notAfter", l.Chain[0].NotAfter, "issuer", l.Chain[0].Issuer.CommonName)
 	s.notify(l)
@@ -144,5 +155,19 @@ func Parse(sec *corev1.Secret) (*Loaded, error) {
 	if _, err := certs.ParseCertsPEM(sec.Data[KeyCA]); err != nil {
 		return nil, fmt.Errorf("serving cert Secret %s/%s: %s: %w", sec.Namespace, sec.Name, KeyCA, err)
 	}
-	return &Loaded{Cert: &pair, Chain: chain, CA: sec.Data[KeyCA], ResourceVersion: sec.ResourceVersion}, nil
+	return &Loaded{Cert: &pair, Chain: chain, CA: sec.Data[KeyCA], ResourceVersion: sec.ResourceVersion,
+		Fingerprint: fingerprint(sec.Data[KeyCert], sec.Data[KeyKey], sec.Data[KeyCA])}, nil
+}
+
+// fingerprint hashes the parts, each length-prefixed so that no two lists
+// of parts hash alike.
+func fingerprint(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
