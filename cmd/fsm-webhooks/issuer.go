@@ -75,6 +75,12 @@ func newIssuerWith(ctx context.Context, o *options, cfg *rest.Config, cs kuberne
 	alg, _ := o.keyAlgorithm()
 	switch o.certificateManager {
 	case tresor.ProviderName:
+		if alg == certs.ECDSAP256 || alg == certs.ECDSAP384 {
+			// FSM's controller (v1.5.1) reads private.key of the CA Secret
+			// as RSA only and fails on any other root; said once, at start.
+			log.Info("A CA root this server creates (a new CA Secret, a rotation) is ECDSA, which FSM's controller cannot sign with: do not run FSM's control plane beside it",
+				"flag", "--ca-key-algorithm="+o.caKeyAlgorithm, "secret", o.fsmNamespace+"/"+o.caBundleSecretName)
+		}
 		return tresor.New(ctx, tresor.Options{
 			Store: tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName, RootKeyAlgorithm: alg},
 			Keys:  keys, Logger: log.WithName("tresor"), MustExist: existingCA,

@@ -355,6 +355,12 @@ func (o *options) validate() error {
 		if o.vaultHost == "" {
 			return usageErrorf("--vault-host: VaultHost not specified in Hashi Vault options")
 		}
+		// A host name: scheme and port have flags of their own, and a URL
+		// here fails only at the first issuance, naming no flag. DNS is
+		// case-insensitive, so upper case is fine.
+		if hostFlag("vault-host", strings.ToLower(o.vaultHost)) != nil {
+			return usageErrorf("invalid value %q for --vault-host: must be a host name or IP address without scheme, port or brackets (they are --vault-protocol and --vault-port)", o.vaultHost)
+		}
 		if o.vaultRole == "" {
 			return usageErrorf("--vault-role: VaultRole not specified in Hashi Vault options")
 		}
