@@ -16,9 +16,9 @@ import (
 // rules the apiserver applies to a pod's containers, so that a MeshConfig
 // cannot make every pod create fail after injection: known or extended
 // resource names, no negative quantity, requests within limits, extended
-// resources whole and not overcommitted, hugepages with cpu or memory, and no
-// resource claims (they name a claim of one pod; the MeshConfig applies to
-// all).
+// resources whole and not overcommitted, hugepages whole pages, not
+// overcommitted and with cpu or memory, and no resource claims (they name a
+// claim of one pod; the MeshConfig applies to all).
 func Resources(p *field.Path, r corev1.ResourceRequirements) field.ErrorList {
 	var errs field.ErrorList
 	for i, c := range r.Claims {
@@ -32,7 +32,7 @@ func Resources(p *field.Path, r corev1.ResourceRequirements) field.ErrorList {
 	hugepages, cpuOrMemory := false, false
 	for _, list := range []corev1.ResourceList{r.Limits, r.Requests} {
 		for name := range list {
-			hugepages = hugepages || strings.HasPrefix(string(name), corev1.ResourceHugePagesPrefix)
+			hugepages = hugepages || isHugePages(name)
 			cpuOrMemory = cpuOrMemory || name == corev1.ResourceCPU || name == corev1.ResourceMemory
 		}
 	}
@@ -49,6 +49,14 @@ func Resources(p *field.Path, r corev1.ResourceRequirements) field.ErrorList {
 		case isExtended(name) && req.Cmp(lim) != 0:
 			errs = append(errs, field.Invalid(requestsPath.Key(string(name)), req.String(),
 				fmt.Sprintf("must equal the limit (%s): extended resources cannot be overcommitted", lim.String())))
+		// Hugepages are not overcommittable either (the apiserver's
+		// IsOvercommitAllowed); its wording is kept so users can search it.
+		case isHugePages(name) && !hasLimit:
+			errs = append(errs, field.Required(limitsPath.Key(string(name)),
+				fmt.Sprintf("Limit must be set for non overcommitable resources: set a %s limit equal to the request (%s)", name, req.String())))
+		case isHugePages(name) && req.Cmp(lim) != 0:
+			errs = append(errs, field.Invalid(requestsPath.Key(string(name)), req.String(),
+				fmt.Sprintf("must be equal to %s limit of %s: hugepages cannot be overcommitted", name, lim.String())))
 		case hasLimit && req.Cmp(lim) > 0:
 			errs = append(errs, field.Invalid(requestsPath.Key(string(name)), req.String(),
 				fmt.Sprintf("must be less than or equal to the %s limit (%s)", name, lim.String())))
@@ -70,6 +78,10 @@ func resourceList(p *field.Path, list corev1.ResourceList) field.ErrorList {
 			errs = append(errs, field.Invalid(kp, q.String(), "must be greater than or equal to 0"))
 		} else if isExtended(name) && q.MilliValue()%1000 != 0 {
 			errs = append(errs, field.Invalid(kp, q.String(), "must be a whole number: extended resources cannot be fractional"))
+		} else if size, ok := hugePageSize(name); ok && q.Value()%size != 0 {
+			// Pages are allocated whole; zero is a multiple the apiserver accepts.
+			errs = append(errs, field.Invalid(kp, q.String(),
+				fmt.Sprintf("%s is not positive integer multiple of %s: hugepages are allocated in whole pages", q.String(), name)))
 		}
 	}
 	return errs
@@ -84,8 +96,10 @@ func resourceName(p *field.Path, name corev1.ResourceName) field.ErrorList {
 	switch {
 	case name == corev1.ResourceCPU, name == corev1.ResourceMemory, name == corev1.ResourceEphemeralStorage:
 		return nil
-	case strings.HasPrefix(s, corev1.ResourceHugePagesPrefix):
-		if q, err := resource.ParseQuantity(strings.TrimPrefix(s, corev1.ResourceHugePagesPrefix)); err != nil || q.Sign() <= 0 {
+	case isHugePages(name):
+		// A size that is not a whole number of bytes fails every quantity
+		// at the apiserver, so the name itself is refused.
+		if _, ok := hugePageSize(name); !ok {
 			return field.ErrorList{field.NotSupported(p, s, []string{"hugepages-<size> such as hugepages-2Mi"})}
 		}
 		return nil
@@ -93,6 +107,25 @@ func resourceName(p *field.Path, name corev1.ResourceName) field.ErrorList {
 		return nil
 	}
 	return field.ErrorList{field.Invalid(p, s, allowed)}
+}
+
+func isHugePages(name corev1.ResourceName) bool {
+	return strings.HasPrefix(string(name), corev1.ResourceHugePagesPrefix)
+}
+
+// hugePageSize is the page size in bytes a hugepages-<size> name gives, and
+// whether the apiserver can divide a quantity by it: the size parses, is
+// positive and whole (IsHugePageResourceValueDivisible), and its Value did not
+// overflow to 0 (the apiserver would divide by zero: e.g. hugepages-1e19).
+func hugePageSize(name corev1.ResourceName) (int64, bool) {
+	if !isHugePages(name) {
+		return 0, false
+	}
+	q, err := resource.ParseQuantity(strings.TrimPrefix(string(name), corev1.ResourceHugePagesPrefix))
+	if err != nil || q.Sign() <= 0 || q.MilliValue()%1000 != 0 || q.Value() <= 0 {
+		return 0, false
+	}
+	return q.Value(), true
 }
 
 // isExtended reports whether name is an extended resource: domain-qualified,

@@ -158,6 +158,38 @@ func TestResources(t *testing.T) {
 			`r: Forbidden: hugepages require a cpu or memory request or limit`},
 		{"hugepages bad size", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-big": q("1"), "memory": q("1Gi")}},
 			`r.limits[hugepages-big]: Unsupported value: "hugepages-big": supported values: "hugepages-<size> such as hugepages-2Mi"`},
+		// Hugepages as the apiserver sees them: not overcommittable, whole pages.
+		{"hugepages limit only", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-2Mi": q("8Mi"), "memory": q("128Mi")}}, ""},
+		{"hugepages request equals limit", corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{"hugepages-1Gi": q("2Gi"), "memory": q("128Mi")},
+			Requests: corev1.ResourceList{"hugepages-1Gi": q("2Gi"), "memory": q("64Mi")},
+		}, ""},
+		{"hugepages multiple in bytes", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-2Mi": q("4194304"), "cpu": q("1")}}, ""},
+		{"hugepages zero", corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{"hugepages-2Mi": q("0"), "memory": q("128Mi")}, Requests: corev1.ResourceList{"hugepages-2Mi": q("0")},
+		}, ""},
+		{"hugepages request without limit", corev1.ResourceRequirements{Requests: corev1.ResourceList{"hugepages-2Mi": q("4Mi"), "memory": q("64Mi")}},
+			`r.limits[hugepages-2Mi]: Required value: Limit must be set for non overcommitable resources: set a hugepages-2Mi limit equal to the request (4Mi)`},
+		{"hugepages request below limit", corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{"hugepages-2Mi": q("8Mi"), "memory": q("128Mi")},
+			Requests: corev1.ResourceList{"hugepages-2Mi": q("4Mi"), "memory": q("64Mi")},
+		}, `r.requests[hugepages-2Mi]: Invalid value: "4Mi": must be equal to hugepages-2Mi limit of 8Mi: hugepages cannot be overcommitted`},
+		{"hugepages request above limit", corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{"hugepages-2Mi": q("4Mi"), "memory": q("128Mi")},
+			Requests: corev1.ResourceList{"hugepages-2Mi": q("8Mi")},
+		}, `r.requests[hugepages-2Mi]: Invalid value: "8Mi": must be equal to hugepages-2Mi limit of 4Mi: hugepages cannot be overcommitted`},
+		{"hugepages not a multiple", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-2Mi": q("3Mi"), "memory": q("128Mi")}},
+			`r.limits[hugepages-2Mi]: Invalid value: "3Mi": 3Mi is not positive integer multiple of hugepages-2Mi: hugepages are allocated in whole pages`},
+		{"hugepages 1Gi page, Mi quantity", corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{"hugepages-1Gi": q("512Mi"), "memory": q("1Gi")}, Requests: corev1.ResourceList{"hugepages-1Gi": q("512Mi")},
+		}, `[r.limits[hugepages-1Gi]: Invalid value: "512Mi": 512Mi is not positive integer multiple of hugepages-1Gi: hugepages are allocated in whole pages, ` +
+			`r.requests[hugepages-1Gi]: Invalid value: "512Mi": 512Mi is not positive integer multiple of hugepages-1Gi: hugepages are allocated in whole pages]`},
+		{"hugepages fractional page size", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-1500m": q("3"), "memory": q("1Gi")}},
+			`r.limits[hugepages-1500m]: Unsupported value: "hugepages-1500m": supported values: "hugepages-<size> such as hugepages-2Mi"`},
+		{"hugepages page size overflows", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-1e19": q("0"), "memory": q("1Gi")}},
+			`r.limits[hugepages-1e19]: Unsupported value: "hugepages-1e19": supported values: "hugepages-<size> such as hugepages-2Mi"`},
+		{"hugepages zero page size", corev1.ResourceRequirements{Limits: corev1.ResourceList{"hugepages-0": q("0"), "memory": q("1Gi")}},
+			`r.limits[hugepages-0]: Unsupported value: "hugepages-0": supported values: "hugepages-<size> such as hugepages-2Mi"`},
 		{"claims", corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}},
 			`r.claims[0]: Forbidden: claim "gpu": the injected container would need it in every pod's spec.resourceClaims, and pods without it would be refused`},
 	} {
