@@ -321,18 +321,18 @@ var policyValidators = map[schema.GroupVersionKind]policyValidator{
 		if err != nil {
 			return nil, err
 		}
-		return policy.ValidatePluginKind(on, &p), nil
+		return policy.ValidatePluginKind(on, &p, raw), nil
 	},
 	gvkOf(policy.PluginGroupVersion, policy.KindPluginChain):  pluginFlagOnly,
 	gvkOf(policy.PluginGroupVersion, policy.KindPluginConfig): pluginFlagOnly,
 }
 
-func pluginFlagOnly(ctx context.Context, h *Handler, _ admission.Request, _ []byte) ([]policy.Finding, error) {
+func pluginFlagOnly(ctx context.Context, h *Handler, _ admission.Request, raw []byte) ([]policy.Finding, error) {
 	on, err := h.featureFlag(ctx, "enablePluginPolicy")
 	if err != nil {
 		return nil, err
 	}
-	return policy.ValidatePluginKind(on, nil), nil
+	return policy.ValidatePluginKind(on, nil, raw), nil
 }
 
 // decode reads raw into the lenient type and fills its missing name and

@@ -80,8 +80,15 @@ func TestPolicyModesAndRatchet(t *testing.T) {
 		{name: "cluster-scoped Plugin without pipyscript: FSM's message, empty namespace", kind: "Plugin", pluginsOn: true,
 			obj: plugin(`{"script":"pipy()"}`), wantDenied: "plugin[p.] is missing pipy script"},
 		{name: "Plugin with plugin policy off", kind: "Plugin", obj: plugin(`{"pipyscript":"pipy()"}`), wantDenied: policy.PluginPolicyDisabled},
-		{name: "Plugin update keeping plugin policy off: warning", kind: "Plugin", op: admissionv1.Update,
+		// The gate is the mesh's, not the object's: it ratchets only while the
+		// spec is unchanged (metadata edits, e.g. removing a finalizer); a
+		// changed spec is denied, as FSM denies it.
+		{name: "Plugin spec changed with plugin policy off: denied", kind: "Plugin", op: admissionv1.Update,
 			obj: plugin(`{"pipyscript":"pipy(1)"}`), old: plugin(`{"pipyscript":"pipy()"}`),
+			wantDenied: policy.PluginPolicyDisabled},
+		{name: "Plugin metadata edit with plugin policy off: warning", kind: "Plugin", op: admissionv1.Update,
+			obj:          `{"apiVersion":"` + plug + `","kind":"Plugin","metadata":{"name":"p","labels":{"a":"b"}},"spec":{"pipyscript":"pipy()"}}`,
+			old:          plugin(`{"pipyscript":"pipy()"}`),
 			wantWarnings: []string{policy.PluginPolicyDisabled + stored}},
 	}
 	for _, tc := range cases {

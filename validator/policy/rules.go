@@ -1,7 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -24,10 +28,18 @@ type Finding struct {
 	// FSM accepted can break such a rule, so the handler only warns about it
 	// unless strict policy validation is on.
 	BeyondFSM bool
+	// Key identifies what the finding is about where Message does not
+	// (several of FSM's messages omit the bad value): the offending
+	// element's path and content, e.g.
+	// sources[kind="Pod",name="a",namespace=""]. Used only for ratcheting,
+	// never shown. Elements are named by content, not index, so reordering
+	// a list or adding a valid entry keeps a stored problem stored.
+	Key string
 }
 
 // SameFinding reports whether two findings are the same problem (for
-// ratcheting an UPDATE against the stored object).
+// ratcheting an UPDATE against the stored object): same rule (message),
+// same severity and same offending element (key).
 func SameFinding(a, b Finding) bool { return a == b }
 
 func fsmEnforced(msgs ...string) []Finding {
@@ -115,7 +127,9 @@ func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRu
 
 		proto := strings.ToLower(b.Port.Protocol)
 		if r.checkProtocol && proto != "http" && proto != "https" && proto != "grpc" {
-			fs = append(fs, Finding{Message: fmt.Sprintf("Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: %s", b.Port.Protocol)})
+			// The message names the protocol, not the backend.
+			fs = append(fs, Finding{Message: fmt.Sprintf("Expected 'port.protocol' to be 'http', 'https' or 'grpc', got: %s", b.Port.Protocol),
+				Key: fmt.Sprintf("backends[name=%q,port=%d].port.protocol", b.Name, b.Port.Number)})
 		}
 		// Client certificates are validated unless skipClientCertValidation
 		// says otherwise; then only an AuthenticatedPrincipal can match.
@@ -128,7 +142,7 @@ func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRu
 	if c := conflicts(p, others, seen, r.conflictNoun); c != "" {
 		fs = append(fs, Finding{Message: "duplicate backends detected\n" + c, BeyondFSM: true})
 	}
-	fs = append(fs, fsmEnforced(validateSources(p.Spec.Sources)...)...)
+	fs = append(fs, validateSources(p.Spec.Sources)...)
 	if !r.routedByFSM {
 		return beyondFSM(fs)
 	}
@@ -169,65 +183,76 @@ func conflicts(p *BackendPolicy, others []BackendPolicy, mine map[backendKey]boo
 	return sb.String()
 }
 
-func validateSources(sources []Source) []string {
-	var msgs []string
+// validateSources: FSM's source messages name neither the source nor, for
+// a bad kind, the kind, so each finding is keyed by its source.
+func validateSources(sources []Source) []Finding {
+	var fs []Finding
 	for _, s := range sources {
+		key := fmt.Sprintf("sources[kind=%q,name=%q,namespace=%q]", s.Kind, s.Name, s.Namespace)
+		add := func(msg string) { fs = append(fs, Finding{Message: msg, Key: key}) }
 		switch s.Kind {
 		case SourceKindService:
 			if s.Name == "" {
-				msgs = append(msgs, "'source.name' not specified for source kind Service")
+				add("'source.name' not specified for source kind Service")
 			}
 			if s.Namespace == "" {
-				msgs = append(msgs, "'source.namespace' not specified for source kind Service")
+				add("'source.namespace' not specified for source kind Service")
 			}
 		case SourceKindAuthenticatedPrincipal:
 			if s.Name == "" {
-				msgs = append(msgs, "'source.name' not specified for source kind AuthenticatedPrincipal")
+				add("'source.name' not specified for source kind AuthenticatedPrincipal")
 			}
 		case SourceKindIPRange:
 			// net.ParseCIDR, as FSM: it accepts what netip.ParsePrefix
 			// refuses (a prefix length with leading zeros, "10.0.0.0/08"),
 			// and a source FSM admitted must stay admitted.
 			if _, _, err := net.ParseCIDR(s.Name); err != nil {
-				msgs = append(msgs, fmt.Sprintf("Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '%s'", s.Name))
+				add(fmt.Sprintf("Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '%s'", s.Name))
 			}
 		default:
-			msgs = append(msgs, "Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange")
+			add("Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange")
 		}
 	}
-	return msgs
+	return fs
 }
 
 // ValidateEgress checks the match references of an Egress policy.
+// A match without apiGroup crashes FSM's handler, so FSM as deployed
+// refuses it too (failurePolicy Fail): every finding is enforced.
 func ValidateEgress(e *Egress) []Finding {
-	var msgs []string
-	utsMatches := 0
+	var fs []Finding
+	var utsMatches []string
 	for _, m := range e.Spec.Matches {
 		group := "<unset>"
 		if m.APIGroup != nil {
 			group = *m.APIGroup
 		}
+		// The apiGroup message names neither the match nor its kind.
+		key := fmt.Sprintf("matches[apiGroup=%q,kind=%q,name=%q]", group, m.Kind, m.Name)
+		add := func(msg string) { fs = append(fs, Finding{Message: msg, Key: key}) }
 		switch group {
 		case SpecsGroupVersion:
 			if m.Kind != KindHTTPRouteGroup {
-				msgs = append(msgs, fmt.Sprintf("Expected 'matches.kind' for match '%s' to be 'HTTPRouteGroup', got: %s", m.Name, m.Kind))
+				add(fmt.Sprintf("Expected 'matches.kind' for match '%s' to be 'HTTPRouteGroup', got: %s", m.Name, m.Kind))
 			}
 		case PolicyGroupVersion:
 			if m.Kind != KindUpstreamTrafficSetting {
-				msgs = append(msgs, fmt.Sprintf("Expected 'matches.kind' for match '%s' to be 'UpstreamTrafficSetting', got: %s", m.Name, m.Kind))
+				add(fmt.Sprintf("Expected 'matches.kind' for match '%s' to be 'UpstreamTrafficSetting', got: %s", m.Name, m.Kind))
 			} else {
-				utsMatches++
+				utsMatches = append(utsMatches, m.Name)
 			}
 		default:
-			msgs = append(msgs, fmt.Sprintf("Expected 'matches.apiGroup' to be one of [%s %s], got: %s", SpecsGroupVersion, PolicyGroupVersion, group))
+			add(fmt.Sprintf("Expected 'matches.apiGroup' to be one of [%s %s], got: %s", SpecsGroupVersion, PolicyGroupVersion, group))
 		}
 	}
-	if utsMatches > 1 {
-		msgs = append(msgs, "Cannot have more than 1 UpstreamTrafficSetting match")
+	if len(utsMatches) > 1 {
+		// Keyed by the matches, sorted: adding or swapping one is a new
+		// problem, reordering them is not.
+		slices.Sort(utsMatches)
+		fs = append(fs, Finding{Message: "Cannot have more than 1 UpstreamTrafficSetting match",
+			Key: fmt.Sprintf("matches[kind=%q]=%q", KindUpstreamTrafficSetting, utsMatches)})
 	}
-	// A match without apiGroup crashes FSM's handler, so FSM as deployed
-	// refuses it too (failurePolicy Fail): every finding is enforced.
-	return fsmEnforced(msgs...)
+	return fs
 }
 
 // ValidateUpstreamTrafficSetting checks u. others are the
@@ -252,20 +277,29 @@ func ValidateUpstreamTrafficSetting(u *UpstreamTrafficSetting, others []Upstream
 			break
 		}
 	}
+	fs := fsmEnforced(msgs...)
+	// The status code message names the code, not where it is set.
+	keyed := func(msgs []string, key string) {
+		for _, m := range msgs {
+			fs = append(fs, Finding{Message: m, Key: key})
+		}
+	}
 	if rl := u.Spec.RateLimit; rl != nil && rl.Local != nil && rl.Local.HTTP != nil {
-		msgs = append(msgs, statusCode(rl.Local.HTTP.ResponseStatusCode)...)
+		keyed(statusCode(rl.Local.HTTP.ResponseStatusCode), "rateLimit.local.http.responseStatusCode")
 	}
 	for _, r := range u.Spec.HTTPRoutes {
 		if r.RateLimit != nil && r.RateLimit.Local != nil {
-			msgs = append(msgs, statusCode(r.RateLimit.Local.ResponseStatusCode)...)
+			keyed(statusCode(r.RateLimit.Local.ResponseStatusCode), fmt.Sprintf("httpRoutes[path=%q].rateLimit.local.responseStatusCode", r.Path))
 		}
 	}
-	return beyondFSM(fsmEnforced(msgs...))
+	return beyondFSM(fs)
 }
 
 // statusCode accepts 0 (use the default, 429) and registered HTTP statuses.
+// Go's StatusText knows 418, which IANA lists as unused (RFC 9110 15.5.19)
+// and FSM's handler lacks.
 func statusCode(code int64) []string {
-	if code == 0 || (code >= 100 && code <= 599 && http.StatusText(int(code)) != "") {
+	if code == 0 || (code >= 100 && code <= 599 && code != http.StatusTeapot && http.StatusText(int(code)) != "") {
 		return nil
 	}
 	return []string{fmt.Sprintf("invalid responseStatusCode %d", code)}
@@ -300,11 +334,17 @@ const (
 
 // ValidatePluginKind covers Plugin, PluginChain and PluginConfig: the mesh
 // must enable plugin policy, and a Plugin needs spec.pipyscript. p is nil for
-// PluginChain and PluginConfig. Plugin is cluster-scoped, so its namespace is
-// empty and the message reads plugin[<name>.], as FSM's does.
-func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin) []Finding {
+// PluginChain and PluginConfig; raw is the object as sent. Plugin is
+// cluster-scoped, so its namespace is empty and the message reads
+// plugin[<name>.], as FSM's does.
+//
+// The gate is the mesh's setting, not a problem of the object, so its
+// finding is keyed by the spec: on UPDATE it ratchets only while the spec is
+// unchanged (metadata edits, such as removing a finalizer, stay possible),
+// and a changed spec is denied as FSM denies it.
+func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin, raw []byte) []Finding {
 	if !pluginPolicyEnabled {
-		return fsmEnforced(PluginPolicyDisabled)
+		return []Finding{{Message: PluginPolicyDisabled, Key: specKey(raw)}}
 	}
 	if p == nil {
 		return nil
@@ -319,6 +359,29 @@ func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin) []Finding {
 		return []Finding{missing}
 	}
 	return nil
+}
+
+// specKey identifies the spec of raw by content: decoded and re-encoded (keys
+// sorted, numbers as written), so the same spec serialized another way
+// matches, and hashed to keep the key short (a pipy script can be long). An
+// undecodable object is keyed by its bytes.
+func specKey(raw []byte) string {
+	canonical := raw
+	var obj struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if json.Unmarshal(raw, &obj) == nil {
+		dec := json.NewDecoder(bytes.NewReader(obj.Spec))
+		dec.UseNumber()
+		var spec any
+		if dec.Decode(&spec) == nil || len(obj.Spec) == 0 {
+			if b, err := json.Marshal(spec); err == nil {
+				canonical = b
+			}
+		}
+	}
+	sum := sha256.Sum256(canonical)
+	return "spec sha256=" + hex.EncodeToString(sum[:])
 }
 
 // ValidateAccessCert: the mesh must enable access-cert policy. BeyondFSM:

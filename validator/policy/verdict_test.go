@@ -34,6 +34,11 @@ func TestDecide(t *testing.T) {
 			found: []Finding{{Message: "got '\x07a\tb\r'", BeyondFSM: true}}, wantWarnings: []string{"got ' a b '" + NotEnforcedSuffix}},
 		{name: "update: same text, other severity is a new problem",
 			found: []Finding{{Message: "m"}}, stored: []Finding{{Message: "m", BeyondFSM: true}}, wantDenials: []string{"m"}},
+		{name: "update: same text, other key is a new problem",
+			found: []Finding{{Message: "m", Key: "sources[b]"}}, stored: []Finding{{Message: "m", Key: "sources[a]"}}, wantDenials: []string{"m"}},
+		{name: "update: a second copy of a stored problem is new",
+			found: []Finding{{Message: "m", Key: "k"}, {Message: "m", Key: "k"}}, stored: []Finding{{Message: "m", Key: "k"}},
+			wantDenials: []string{"m"}, wantWarnings: []string{"m (already stored: allowed unchanged, please fix)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,9 @@ func TestSplit(t *testing.T) {
 			wantFresh: []string{"a", "c"}, wantOld: []string{"b"}},
 		{name: "fixed problems are not reported", found: nil, old: []string{"a"}},
 		{name: "a changed problem is new", found: []string{"x: 2"}, old: []string{"x: 1"}, wantFresh: []string{"x: 2"}},
+		{name: "each old problem excuses one found problem", found: []string{"a", "a", "b", "a"}, old: []string{"a", "b", "a"},
+			wantFresh: []string{"a"}, wantOld: []string{"a", "a", "b"}},
+		{name: "fewer copies than stored", found: []string{"a"}, old: []string{"a", "a"}, wantOld: []string{"a"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
