@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"crypto/x509"
 	"fmt"
 	"sync"
 	"time"
@@ -13,7 +14,9 @@ import (
 
 // Vault shortens a certificate whose TTL is above the role's max_ttl (or the
 // mount's max lease TTL) instead of refusing it. These metrics let an
-// operator alert on it; the log line says what to change.
+// operator alert on it; the log line says what to change. A certificate the
+// Issuer itself cut at its CA's expiry is not counted: nothing the role
+// allows would make it longer (see reportCACap).
 var (
 	ttlClamped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_vault_ttl_clamped_total",
@@ -97,6 +100,54 @@ func (i *Issuer) reportClamp(req certs.Request, granted time.Duration, vaultWarn
 		"requested", req.Validity.String(), "granted", shown.String(), "vaultWarning", vaultWarning,
 		"impact", fmt.Sprintf("webhook serving certificates are renewed before they expire, but nothing renews a pod's sidecar bootstrap certificate: "+
 			"every meshed pod holds an expired one %s after it was created", shown),
+		// "vault write" would replace the role, resetting allow_any_name and
+		// the rest to their defaults; "vault patch" (Vault 1.11+) changes
+		// max_ttl only.
 		"action", fmt.Sprintf("raise max_ttl of Vault role %q, and the max lease TTL of mount %q, to at least --bootstrap-cert-validity-duration "+
-			"(vault write %s/roles/%s max_ttl=87600h; vault secrets tune -max-lease-ttl=87600h %s)", i.opts.Role, i.mount, i.mount, i.opts.Role, i.mount))
+			"(vault patch %s/roles/%s max_ttl=87600h; vault secrets tune -max-lease-ttl=87600h %s); "+
+			"certificates that would outlive the mount's CA are cut at its expiry", i.opts.Role, i.mount, i.mount, i.opts.Role, i.mount))
+}
+
+// caCapLog remembers the CAs whose expiry already cut a certificate, so the
+// note costs one line per CA (normally one: FSM's documented root ends
+// before any 87600h leaf would), not one per pod admission.
+type caCapLog struct {
+	mu     sync.Mutex
+	logged []string // oldest first
+}
+
+func (c *caCapLog) first(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range c.logged {
+		if k == key {
+			return false
+		}
+	}
+	if len(c.logged) >= clampLogSize {
+		c.logged = append(c.logged[:0], c.logged[1:]...)
+	}
+	c.logged = append(c.logged, key)
+	return true
+}
+
+// reportCACap notes, once per CA, that a certificate was cut at the expiry
+// of the CA that signed it. Informational: the certificate could not be
+// verified past its CA anyway, so the date to act on is the CA's own.
+func (i *Issuer) reportCACap(req certs.Request, granted time.Duration, signer *certs.Bundle) {
+	var ca *x509.Certificate
+	for _, c := range signer.Certificates() {
+		if ca == nil || c.NotAfter.Before(ca.NotAfter) {
+			ca = c
+		}
+	}
+	if ca == nil || !i.caCaps.first(string(ca.Raw)) {
+		return
+	}
+	end := ca.NotAfter.UTC().Format(time.RFC3339)
+	i.opts.Logger.Info("Vault certificates that would outlive their CA end with it (logged once per CA)",
+		"role", i.opts.Role, "mount", i.mount, "commonName", req.CommonName,
+		"requested", req.Validity.String(), "granted", displayValidity(granted).String(),
+		"ca", ca.Subject.String(), "caNotAfter", end,
+		"impact", fmt.Sprintf("certificates from this CA, pods' sidecar bootstrap certificates included, are valid until at most %s: rotate the mount's root before then (certs/rootrotation)", end))
 }

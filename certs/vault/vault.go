@@ -5,6 +5,7 @@ package vault
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -103,12 +104,15 @@ type Issuer struct {
 	// issuerCerts is each mount issuer's certificate PEM by issuer ID, as
 	// last listed (an issuer's certificate is immutable).
 	issuerCerts map[string][]byte
-	// bundle is the mount's CA bundle as last read, at bundleAt; issuance
-	// reuses it for bundleReuse.
-	bundle   *certs.Bundle
-	bundleAt time.Time
+	// bundle is the mount's CA bundle as last read, at bundleAt, and
+	// defaultCA its default issuer (nil if the mount has none); issuance
+	// reuses them for bundleReuse.
+	bundle    *certs.Bundle
+	defaultCA *x509.Certificate
+	bundleAt  time.Time
 
 	clamps clampLog
+	caCaps caCapLog
 }
 
 var _ certs.Issuer = (*Issuer)(nil)
@@ -162,8 +166,14 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 func (i *Issuer) Provider() string { return ProviderName }
 
 // Issue implements certs.Issuer through pki/issue/<role>. The TTL is sent in
-// whole seconds, exactly as asked (FSM rounded it to hours). The role decides
-// the key type, so req.KeyAlgorithm and req.Organization are not used.
+// whole seconds, as asked (FSM rounded it to hours), unless the certificate
+// would outlive the CA that signs it: Vault refuses such a request (400
+// "beyond the expiration of the CA certificate"), so the TTL is cut to end
+// caSkew before that CA, as Tresor cuts a leaf at its CA's NotAfter. A leaf
+// is useless past its CA anyway, and FSM's documented root (ttl 87600h,
+// generated before any leaf) always ends before a 87600h leaf would. The
+// role decides the key type, so req.KeyAlgorithm and req.Organization are
+// not used.
 //
 // When the TTL is above what the role (or mount) allows, Vault does not fail:
 // it issues a shorter certificate and adds a warning. That certificate is
@@ -182,9 +192,20 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if secs < 1 || time.Duration(secs)*time.Second != req.Validity {
 		return nil, fmt.Errorf("validity %s is not a whole number of seconds (Vault's TTL resolution)", req.Validity)
 	}
+	// The role signs with the mount's default issuer unless it is pinned to
+	// another (issuer_ref), which reading the role would tell but FSM's
+	// policies need not allow: cap at the default, and on Vault's refusal
+	// retry once at the mount issuer that ends first.
+	_, def, err := i.cas(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA of mount %s, which the certificate must not outlive: %w", i.mount, err)
+	}
+	ttl := req.Validity
+	if def != nil {
+		ttl = cappedTTL(req.Validity, time.Now(), def.NotAfter)
+	}
 	data := map[string]any{
 		"common_name": req.CommonName,
-		"ttl":         strconv.FormatInt(secs, 10) + "s",
 		"format":      "pem",
 	}
 	if len(req.DNSNames) > 0 {
@@ -198,8 +219,23 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		data["ip_sans"] = strings.Join(ips, ",")
 	}
 	path := i.mount + "/issue/" + i.opts.Role
-	start := time.Now()
-	resp, err := i.client.Logical().WriteWithContext(ctx, path, data)
+	write := func(ttl time.Duration) (*vaultapi.Secret, time.Time, error) {
+		data["ttl"] = strconv.FormatInt(int64(ttl/time.Second), 10) + "s"
+		start := time.Now()
+		resp, err := i.client.Logical().WriteWithContext(ctx, path, data)
+		return resp, start, err
+	}
+	resp, start, err := write(ttl)
+	if caExpiryRefusal(err) {
+		b, _, rerr := i.readCAs(ctx)
+		if rerr != nil {
+			return nil, fmt.Errorf("%w; then, reading the CAs of mount %s to retry within the CA's lifetime: %w", i.explain(path, err), i.mount, rerr)
+		}
+		if shorter := earliestCap(req.Validity, time.Now(), b.Certificates()); shorter < ttl {
+			ttl = shorter
+			resp, start, err = write(ttl)
+		}
+	}
 	if err != nil {
 		return nil, i.explain(path, err)
 	}
@@ -217,13 +253,61 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("%s: certificate: %w", path, err)
 	}
-	if c.CABundle, err = i.bundleFor(ctx, []byte(issuingCA)); err != nil {
+	signer, err := certs.ParseBundle(time.Now(), []byte(issuingCA))
+	if err != nil {
+		return nil, fmt.Errorf("%s: issuing_ca: %w", path, err)
+	}
+	if c.CABundle, err = i.bundleFor(ctx, signer); err != nil {
 		return nil, err
 	}
-	if granted, w := c.NotAfter.Sub(start), ttlWarning(resp.Warnings); w != "" || shortened(req.Validity, granted) {
+	// A role clamp is measured against the TTL sent, so that a cut at the
+	// CA's end is not reported as the role's doing.
+	granted, w := c.NotAfter.Sub(start), ttlWarning(resp.Warnings)
+	switch {
+	case w != "" || shortened(ttl, granted):
 		i.reportClamp(req, granted, w)
+	case ttl < req.Validity:
+		i.reportCACap(req, granted, signer)
 	}
 	return c, nil
+}
+
+// caSkew is how long before its CA's end a cut certificate ends: Vault
+// computes notAfter from its own clock, read a request's latency after ours
+// (and perhaps a little ahead), and refuses a leaf that would outlive its CA
+// by even a nanosecond.
+const caSkew = time.Minute
+
+// cappedTTL is the TTL to ask for at now so that the certificate ends no
+// later than caSkew before caNotAfter: requested when that leaves room for
+// it, else the room in whole seconds (Vault's TTL resolution). When the CA
+// ends within caSkew (+1s) of now no TTL fits and requested is returned
+// unchanged: Vault then refuses and its answer names the CA's end, which
+// beats guessing locally (the role may not even sign with that CA).
+func cappedTTL(requested time.Duration, now, caNotAfter time.Time) time.Duration {
+	room := (caNotAfter.Sub(now) - caSkew).Truncate(time.Second)
+	if room >= requested || room < time.Second {
+		return requested
+	}
+	return room
+}
+
+// earliestCap is the shortest cappedTTL over cas, for a role whose signing
+// CA is unknown but is one of them.
+func earliestCap(requested time.Duration, now time.Time, cas []*x509.Certificate) time.Duration {
+	ttl := requested
+	for _, c := range cas {
+		ttl = min(ttl, cappedTTL(requested, now, c.NotAfter))
+	}
+	return ttl
+}
+
+// caExpiryRefusal reports whether Vault refused a certificate for outliving
+// its CA (the issuer's leaf_not_after_behavior "err", Vault's default).
+func caExpiryRefusal(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 400 &&
+		strings.Contains(strings.Join(re.Errors, "; "), "beyond the expiration of the CA certificate")
 }
 
 func ttlWarning(ws []string) string {
@@ -248,6 +332,9 @@ func (i *Issuer) explain(path string, err error) error {
 			return fmt.Errorf("role %q does not exist on Vault mount %s (%d %s)", i.opts.Role, i.mount, re.StatusCode, joined)
 		case re.StatusCode == 404:
 			return fmt.Errorf("the Vault server at %s has no PKI engine at %s (404 %s)", i.opts.Address(), path, joined)
+		case caExpiryRefusal(err):
+			return fmt.Errorf("the Vault server at %s refused %s: the CA that signs for role %q expires too soon even for a certificate cut at its end (%d %s): "+
+				"rotate the mount's root (certs/rootrotation), or check that Vault's clock is not ahead of this host's", i.opts.Address(), path, i.opts.Role, re.StatusCode, joined)
 		default:
 			return fmt.Errorf("the Vault server at %s refused %s (%d %s)", i.opts.Address(), path, re.StatusCode, joined)
 		}
@@ -291,34 +378,49 @@ func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
 // one call (pki/issue) instead of three.
 const bundleReuse = 10 * time.Second
 
-// bundleFor is the bundle handed out with a certificate that issuingCA
+// bundleFor is the bundle handed out with a certificate that signer
 // signed: the mount's, reread if older than bundleReuse or missing that CA,
-// and always holding issuingCA (the certificate's own anchor).
-func (i *Issuer) bundleFor(ctx context.Context, issuingCA []byte) ([]byte, error) {
-	signer, err := certs.ParseBundle(time.Now(), issuingCA)
+// and always holding signer (the certificate's own anchor).
+func (i *Issuer) bundleFor(ctx context.Context, signer *certs.Bundle) ([]byte, error) {
+	b, _, err := i.cas(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("issuing_ca: %w", err)
+		return nil, err
 	}
-	i.mu.Lock()
-	b, at := i.bundle, i.bundleAt
-	i.mu.Unlock()
-	fresh := b != nil && time.Since(at) < bundleReuse
 	for _, c := range signer.Certificates() {
-		fresh = fresh && b.Contains(c)
-	}
-	if !fresh {
-		if b, err = i.caBundle(ctx); err != nil {
-			return nil, err
+		if !b.Contains(c) {
+			if b, _, err = i.readCAs(ctx); err != nil {
+				return nil, err
+			}
+			break
 		}
 	}
 	return b.Merge(time.Now(), signer).PEM(), nil
 }
 
 func (i *Issuer) caBundle(ctx context.Context) (*certs.Bundle, error) {
+	b, _, err := i.readCAs(ctx)
+	return b, err
+}
+
+// cas is the mount's bundle and default issuer, reread if older than
+// bundleReuse.
+func (i *Issuer) cas(ctx context.Context) (*certs.Bundle, *x509.Certificate, error) {
+	i.mu.Lock()
+	b, def, at := i.bundle, i.defaultCA, i.bundleAt
+	i.mu.Unlock()
+	if b != nil && time.Since(at) < bundleReuse {
+		return b, def, nil
+	}
+	return i.readCAs(ctx)
+}
+
+// readCAs reads the mount's bundle and its default issuer (nil when the
+// mount has none but other issuers).
+func (i *Issuer) readCAs(ctx context.Context) (*certs.Bundle, *x509.Certificate, error) {
 	path := i.mount + "/cert/ca"
 	resp, err := i.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
-		return nil, i.explain(path, err)
+		return nil, nil, i.explain(path, err)
 	}
 	var def []byte
 	if resp != nil && resp.Data != nil {
@@ -327,19 +429,27 @@ func (i *Issuer) caBundle(ctx context.Context) (*certs.Bundle, error) {
 	}
 	others, err := i.mountIssuers(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := certs.ParseBundle(time.Now(), append([][]byte{def}, others...)...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if b.Len() == 0 {
-		return nil, fmt.Errorf("the Vault server at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
+		return nil, nil, fmt.Errorf("the Vault server at %s has no CA at %s: generate or import a root on the PKI mount", i.opts.Address(), path)
+	}
+	var defCA *x509.Certificate
+	if len(strings.TrimSpace(string(def))) > 0 {
+		cs, err := certs.ParseCertsPEM(def)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		defCA = cs[0]
 	}
 	i.mu.Lock()
-	i.bundle, i.bundleAt = b, time.Now()
+	i.bundle, i.defaultCA, i.bundleAt = b, defCA, time.Now()
 	i.mu.Unlock()
-	return b, nil
+	return b, defCA, nil
 }
 
 // mountIssuers returns the certificate of every issuer of the mount, in

@@ -127,7 +127,7 @@ func TestVault(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = i.Issue(ctx, certs.Request{CommonName: "x", Validity: time.Hour, Usage: certs.UsageServer})
-		want := fmt.Sprintf("vault: issue x: the Vault server at http://127.0.0.1:%d is unreachable: ", o.Port)
+		want := fmt.Sprintf("vault: issue x: reading the CA of mount pki, which the certificate must not outlive: the Vault server at http://127.0.0.1:%d is unreachable: ", o.Port)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Fatalf("err = %v, want prefix %q", err, want)
 		}
@@ -216,7 +216,7 @@ func TestVault(t *testing.T) {
 				for _, want := range []string{
 					`"role"="` + tc.role + `"`, `"requested"="87600h0m0s"`, `"granted"="` + tc.granted.String() + `"`,
 					`"vaultWarning"="TTL`, "nothing renews a pod's sidecar bootstrap certificate",
-					"raise max_ttl of Vault role", "vault write pki/roles/" + tc.role + " max_ttl=87600h",
+					"raise max_ttl of Vault role", "vault patch pki/roles/" + tc.role + " max_ttl=87600h",
 				} {
 					if !strings.Contains(lines[0], want) {
 						t.Errorf("log line lacks %s:\n%s", want, lines[0])

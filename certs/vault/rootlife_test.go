@@ -1,0 +1,201 @@
+package vault
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
+)
+
+func TestCappedTTL(t *testing.T) {
+	const day, decade = 24 * time.Hour, 87600 * time.Hour
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		requested time.Duration
+		caLeft    time.Duration // caNotAfter - now
+		want      time.Duration
+	}{
+		{"CA outlives the request", day, decade, day},
+		{"CA ends exactly caSkew after the request", day, day + caSkew, day},
+		// FSM's documented root (ttl 87600h) was generated before the leaf.
+		{"decade asked of a decade root made 2s earlier", decade, decade - 2*time.Second, decade - 2*time.Second - caSkew},
+		{"24h asked, root has 10h left", day, 10 * time.Hour, 10*time.Hour - caSkew},
+		{"sub-second room is truncated to whole seconds", day, time.Hour + 1500*time.Millisecond, time.Hour + time.Second - caSkew},
+		{"one second of room", day, caSkew + time.Second, time.Second},
+		// No TTL fits: Vault's refusal is left to say so.
+		{"CA ends within caSkew", day, caSkew + 999*time.Millisecond, day},
+		{"CA expired", day, -time.Hour, day},
+	} {
+		if got := cappedTTL(tc.requested, now, now.Add(tc.caLeft)); got != tc.want {
+			t.Errorf("%s: cappedTTL(%s, CA ends in %s) = %s, want %s", tc.name, tc.requested, tc.caLeft, got, tc.want)
+		}
+	}
+	// Unknown CA (zero time): the request is sent as asked.
+	if got := cappedTTL(day, now, time.Time{}); got != day {
+		t.Errorf("cappedTTL with no CA = %s, want %s", got, day)
+	}
+}
+
+func TestEarliestCap(t *testing.T) {
+	const day = 24 * time.Hour
+	now := time.Now()
+	ca := func(left time.Duration) *x509.Certificate { return &x509.Certificate{NotAfter: now.Add(left)} }
+	for _, tc := range []struct {
+		name string
+		cas  []*x509.Certificate
+		want time.Duration
+	}{
+		{"none", nil, day},
+		{"all outlive it", []*x509.Certificate{ca(2 * day), ca(3 * day)}, day},
+		{"the earliest wins", []*x509.Certificate{ca(2 * day), ca(5 * time.Hour), ca(10 * time.Hour)}, 5*time.Hour - caSkew},
+		// One about to expire cannot be the signer of a certificate Vault
+		// would issue: it is skipped, not turned into a zero TTL.
+		{"one ends within caSkew", []*x509.Certificate{ca(30 * time.Second), ca(5 * time.Hour)}, 5*time.Hour - caSkew},
+	} {
+		got := earliestCap(day, now, tc.cas)
+		if got != tc.want && got != tc.want-time.Second { // now's sub-second part is truncated
+			t.Errorf("%s: earliestCap = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCAExpiryRefusal(t *testing.T) {
+	refusal := &vaultapi.ResponseError{StatusCode: 400, Errors: []string{
+		"cannot satisfy request, as TTL would result in notAfter of 2036-12-01T03:49:14.962850569Z that is beyond the expiration of the CA certificate at 2036-12-01T03:49:12Z"}}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{refusal, true},
+		{fmt.Errorf("wrapped: %w", refusal), true},
+		{&vaultapi.ResponseError{StatusCode: 400, Errors: []string{"common name x not allowed by this role"}}, false},
+		{&vaultapi.ResponseError{StatusCode: 500, Errors: refusal.Errors}, false},
+		{nil, false},
+	} {
+		if got := caExpiryRefusal(tc.err); got != tc.want {
+			t.Errorf("caExpiryRefusal(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestIssueCappedAtCALifetime: FSM's documented Vault set-up (root generated
+// with ttl=87600h, mount max lease TTL 87600h, role max_ttl 24h) remediated
+// as the clamp log line says (role max_ttl patched to 87600h). The 87600h
+// serving and bootstrap certificates fsm-webhooks asks for would end after
+// the root, which Vault refuses: they must be issued, cut at the CA's end as
+// Tresor cuts them, and not be reported as a role clamp. The same holds for
+// a root with less left than the role's 24h, and for a role pinned to an
+// issuer other than the mount's default.
+func TestIssueCappedAtCALifetime(t *testing.T) {
+	ctx := context.Background()
+	srv := vaultdev.New(t)
+	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(path string, data map[string]any) {
+		t.Helper()
+		if _, err := admin.Logical().WriteWithContext(ctx, path, data); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	if _, err := admin.Logical().JSONMergePatch(ctx, "pki/roles/"+DefaultRole, map[string]any{"max_ttl": "87600h"}); err != nil {
+		t.Fatal(err)
+	}
+	// A mount whose root has 2h left, with FSM's documented 24h role.
+	if err := admin.Sys().MountWithContext(ctx, "pki-late", &vaultapi.MountInput{Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"}}); err != nil {
+		t.Fatal(err)
+	}
+	write("pki-late/root/generate/internal", map[string]any{"common_name": "fsm.root.late", "ttl": "2h"})
+	write("pki-late/roles/"+DefaultRole, map[string]any{"allow_any_name": true, "max_ttl": "24h"})
+	// A role pinned to a second issuer of the mount that ends in 3h, while
+	// the default issuer lasts a decade.
+	write("pki/root/generate/internal", map[string]any{"common_name": "fsm.root.pinned", "ttl": "3h", "issuer_name": "pinned"})
+	write("pki/roles/pinned", map[string]any{"allow_any_name": true, "max_ttl": "87600h", "issuer_ref": "pinned"})
+
+	time.Sleep(2 * time.Second) // the roots were generated a moment before, as they always are
+	zero := 0
+	for _, tc := range []struct {
+		mount, role, ca string
+		validity        time.Duration
+	}{
+		{"pki", DefaultRole, vaultdev.RootCommonName, 87600 * time.Hour},
+		{"pki-late", DefaultRole, "fsm.root.late", 24 * time.Hour},
+		{"pki", "pinned", "fsm.root.pinned", 24 * time.Hour},
+	} {
+		t.Run(tc.mount+"/"+tc.role, func(t *testing.T) {
+			logs := &vaultdev.LogLines{}
+			i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Mount: tc.mount, Role: tc.role, Token: srv.Token, MaxRetries: &zero, Logger: logs.Logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clamped := testutil.ToFloat64(ttlClamped.WithLabelValues(tc.role))
+			for _, req := range []certs.Request{
+				{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc"}, Validity: tc.validity, Usage: certs.UsageServer},
+				{CommonName: "p1.sidecar.sa.bookstore.cluster.local", DNSNames: []string{"p1.sidecar.sa.bookstore.cluster.local"}, Validity: tc.validity, Usage: certs.UsageBoth},
+			} {
+				c, err := i.Issue(ctx, req)
+				if err != nil {
+					t.Fatalf("%s: %v", req.CommonName, err)
+				}
+				chain, err := certs.ParseCertsPEM(c.CertPEM)
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaf := chain[0]
+				bundle, err := certs.ParseBundle(time.Now(), c.CABundle)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ca *x509.Certificate
+				for _, r := range bundle.Certificates() {
+					if r.Subject.CommonName == leaf.Issuer.CommonName {
+						ca = r
+					}
+				}
+				if ca == nil || ca.Subject.CommonName != tc.ca {
+					t.Fatalf("%s: signed by %q, want %q in the bundle", req.CommonName, leaf.Issuer.CommonName, tc.ca)
+				}
+				if leaf.NotAfter.After(ca.NotAfter) {
+					t.Errorf("%s: NotAfter %s is after its CA's %s", req.CommonName, leaf.NotAfter, ca.NotAfter)
+				}
+				// Cut just before the CA's end, not shortened further.
+				if short := ca.NotAfter.Sub(leaf.NotAfter); short > caSkew+5*time.Second {
+					t.Errorf("%s: NotAfter %s ends %s before its CA's %s, want at most %s", req.CommonName, leaf.NotAfter, short, ca.NotAfter, caSkew)
+				}
+				if !c.NotAfter.Equal(leaf.NotAfter) {
+					t.Errorf("%s: Certificate.NotAfter = %s, the certificate says %s", req.CommonName, c.NotAfter, leaf.NotAfter)
+				}
+				if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, req.CommonName, req.Usage, time.Now()); err != nil {
+					t.Errorf("%s: %v", req.CommonName, err)
+				}
+			}
+			if got := testutil.ToFloat64(ttlClamped.WithLabelValues(tc.role)) - clamped; got != 0 {
+				t.Errorf("fsm_webhooks_vault_ttl_clamped_total{role=%q} grew by %v: a cut at the CA's end is not the role's clamp", tc.role, got)
+			}
+			lines := logs.Lines()
+			if len(lines) != 1 {
+				t.Fatalf("logged %d lines, want 1 note for one CA: %q", len(lines), lines)
+			}
+			for _, want := range []string{`"level"=0`, "end with it", `"ca"="CN=` + tc.ca + `"`, "rotate the mount's root before"} {
+				if !strings.Contains(lines[0], want) {
+					t.Errorf("log line lacks %s:\n%s", want, lines[0])
+				}
+			}
+			t.Logf("CA cap note: %s", lines[0])
+		})
+	}
+}
