@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -87,24 +88,11 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 	if log.GetSink() == nil {
 		log = logr.Discard()
 	}
-	ignoreNotFound := func(err error) error {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return err
-	}
 	mutating, validating := fsmnames.MutatingConfigurationName(o.MeshName), fsmnames.ValidatingConfigurationName(o.MeshName)
 	if o.KeepConfigurations {
 		log.Info("Kept the webhook configurations: handed back to FSM", "mutating", mutating, "validating", validating)
-	} else {
-		adm := cs.AdmissionregistrationV1()
-		if err := ignoreNotFound(adm.MutatingWebhookConfigurations().Delete(ctx, mutating, metav1.DeleteOptions{})); err != nil {
-			return fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", mutating, err)
-		}
-		if err := ignoreNotFound(adm.ValidatingWebhookConfigurations().Delete(ctx, validating, metav1.DeleteOptions{})); err != nil {
-			return fmt.Errorf("deleting ValidatingWebhookConfiguration %s: %w", validating, err)
-		}
-		log.Info("Deleted the webhook configurations", "mutating", mutating, "validating", validating)
+	} else if err := deleteConfigurations(ctx, cs, mutating, validating, log); err != nil {
+		return err
 	}
 
 	// The conversion stanza goes to None while the converters still serve,
@@ -177,6 +165,90 @@ const (
 	CreatedByAnnotation = "fsm-webhooks.flomesh.io/created-by"
 	CreatedByValue      = "fsm-webhooks"
 )
+
+// fsmApps are the pods FSM v1.5.1's chart has its webhook Services select:
+// its injector (fsm-injector) and its controller (fsm-validator).
+var fsmApps = map[string]bool{"fsm-injector": true, "fsm-controller": true}
+
+// deleteConfigurations deletes the mesh's webhook configurations, but for
+// one whose Service still selects FSM's pods: after step 1 of a takeover
+// (createServices=false) FSM's injector and controller answer through them,
+// and FSM's injector writes its configuration only when it starts, so
+// deleting it would admit pods without a sidecar until FSM is restarted.
+func deleteConfigurations(ctx context.Context, cs kubernetes.Interface, mutating, validating string, log logr.Logger) error {
+	adm := cs.AdmissionregistrationV1()
+	type configuration struct {
+		kind, name string
+		refs       []*admissionregistrationv1.ServiceReference
+		del        func(metav1.DeleteOptions) error
+		uid        types.UID
+	}
+	var configs []configuration
+	m, err := adm.MutatingWebhookConfigurations().Get(ctx, mutating, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", mutating, err)
+	}
+	if err == nil {
+		c := configuration{kind: "MutatingWebhookConfiguration", name: mutating, uid: m.UID,
+			del: func(o metav1.DeleteOptions) error {
+				return adm.MutatingWebhookConfigurations().Delete(ctx, mutating, o)
+			}}
+		for _, w := range m.Webhooks {
+			c.refs = append(c.refs, w.ClientConfig.Service)
+		}
+		configs = append(configs, c)
+	}
+	v, err := adm.ValidatingWebhookConfigurations().Get(ctx, validating, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", validating, err)
+	}
+	if err == nil {
+		c := configuration{kind: "ValidatingWebhookConfiguration", name: validating, uid: v.UID,
+			del: func(o metav1.DeleteOptions) error {
+				return adm.ValidatingWebhookConfigurations().Delete(ctx, validating, o)
+			}}
+		for _, w := range v.Webhooks {
+			c.refs = append(c.refs, w.ClientConfig.Service)
+		}
+		configs = append(configs, c)
+	}
+	for _, c := range configs {
+		svc, err := fsmServes(ctx, cs, c.refs)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", c.kind, c.name, err)
+		}
+		if svc != "" {
+			log.Info("Kept the webhook configuration: its Service selects FSM's pods", "kind", c.kind, "name", c.name, "service", svc)
+			continue
+		}
+		// The UID precondition: never delete one FSM re-created meanwhile.
+		if err := c.del(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &c.uid}}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting %s %s: %w", c.kind, c.name, err)
+		}
+		log.Info("Deleted the webhook configuration", "kind", c.kind, "name", c.name)
+	}
+	return nil
+}
+
+// fsmServes returns the first of refs that exists and selects FSM's pods.
+func fsmServes(ctx context.Context, cs kubernetes.Interface, refs []*admissionregistrationv1.ServiceReference) (string, error) {
+	for _, ref := range refs {
+		if ref == nil {
+			continue
+		}
+		svc, err := cs.CoreV1().Services(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading Service %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+		if fsmApps[svc.Spec.Selector["app"]] {
+			return ref.Namespace + "/" + ref.Name, nil
+		}
+	}
+	return "", nil
+}
 
 // deleteOwnMeshConfig deletes the MeshConfig only when the chart created it,
 // guarded by the UID read so that a MeshConfig replaced in between is kept.
