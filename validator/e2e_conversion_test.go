@@ -2,6 +2,7 @@ package validator_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -25,8 +26,8 @@ import (
 // TestE2EConversionAnnotations: with the converter serving (as in
 // production), a write through v1alpha1/v1alpha2 is judged as the v1alpha3
 // object it is stored as, whose data the conversion annotation carries, and
-// a v1alpha3 write cannot store an annotation that breaks reads in the old
-// versions. The denial names the value's place in the annotation.
+// a v1alpha3 write cannot store an annotation, or data too large for the
+// converted object's annotations, that breaks reads in the old versions. The denial names the value's place in the annotation.
 func TestE2EConversionAnnotations(t *testing.T) {
 	// The client logs the apiserver's deprecation warnings through
 	// controller-runtime's global logger, which outlives a test.
@@ -103,6 +104,32 @@ func TestE2EConversionAnnotations(t *testing.T) {
 		}
 		if got.Spec.Image.PullPolicy != "Always" {
 			t.Errorf("stored spec.image.pullPolicy %q, want Always", got.Spec.Image.PullPolicy)
+		}
+	})
+
+	// The apiserver checks the annotations of what the converter returns
+	// against its 256 KiB total: stored, this object would fail every GET
+	// and LIST of MeshConfigs in v1alpha1/v1alpha2 ("corrupt object").
+	t.Run("v1alpha3 write too large to read in the old versions is refused", func(t *testing.T) {
+		obj := hub("big3", nil)
+		for i := range 3500 {
+			obj.Spec.Sidecar.LocalDNSProxy.DB = append(obj.Spec.Sidecar.LocalDNSProxy.DB, v1alpha3.ResolveDN{
+				DN:  fmt.Sprintf("svc-%05d.payments.example.internal", i),
+				IPs: []v1alpha3.ResolveAddr{{IPv4: fmt.Sprintf("10.%d.%d.%d", i/65536, (i/256)%256, i%256)}},
+			})
+		}
+		wantDenied(t, c.Create(ctx, obj),
+			`spec.sidecar.localDNSProxy.db: Forbidden: read as config.flomesh.io/v1alpha1 this MeshConfig would carry`,
+			`over the apiserver's limit of 262144 bytes in total`)
+		var list v1alpha1.MeshConfigList
+		if err := c.List(ctx, &list, client.InNamespace("apps")); err != nil {
+			t.Errorf("listing MeshConfigs as v1alpha1: %v", err)
+		}
+		obj = hub("big3", nil)
+		obj.Spec.Sidecar.LocalDNSProxy.DB = []v1alpha3.ResolveDN{{DN: "a.example.internal", IPs: []v1alpha3.ResolveAddr{{IPv4: "10.0.0.1"}}}}
+		mustCreate(ctx, t, c, obj)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &v1alpha1.MeshConfig{}); err != nil {
+			t.Errorf("reading a v1alpha3 object with a small table as v1alpha1: %v", err)
 		}
 	})
 

@@ -184,6 +184,18 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 	} else {
 		res = meshconfig.Validate(version, req.Object.Raw)
 	}
+	if sizeErrs := downConversionSizeErrors(version, req.Object.Raw); len(sizeErrs) > 0 {
+		if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 && len(downConversionSizeErrors(version, req.OldObject.Raw)) > 0 {
+			// The stored object already breaks those reads: an edit (a
+			// finalizer removed, the data shrunk but not enough yet) must
+			// not be stuck behind it.
+			for _, e := range sizeErrs {
+				res.Warnings = append(res.Warnings, ratchet.Warning(e.Error()))
+			}
+		} else {
+			res.Errors = append(res.Errors, sizeErrs...)
+		}
+	}
 	// The object carries the name (a generated one is only there).
 	name, namespace := cmp.Or(res.Name, req.Name), cmp.Or(res.Namespace, req.Namespace)
 	idErrs := meshconfig.ValidateIdentity(name, namespace, h.opts.FSMNamespace, h.opts.MeshConfigName)

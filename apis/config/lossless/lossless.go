@@ -34,6 +34,14 @@ const (
 // Stash writes v as JSON into annotation key of obj. When keep is false it
 // removes the annotation instead, so stale data never outlives a conversion.
 func Stash(obj metav1.Object, key string, v any, keep bool) error {
+	return StashDefaulted(obj, key, v, keep, nil)
+}
+
+// StashDefaulted is Stash for an annotation that UnstashDefaulted reads with
+// the same d: every field d defaults that omitempty would leave out is
+// written anyway (a nil pointer as null), so defaulting on the way back
+// changes nothing Stash wrote.
+func StashDefaulted(obj metav1.Object, key string, v any, keep bool, d *Defaults) error {
 	annotations := obj.GetAnnotations()
 	if !keep {
 		if _, ok := annotations[key]; ok {
@@ -46,6 +54,14 @@ func Stash(obj metav1.Object, key string, v any, keep bool) error {
 		return nil
 	}
 	raw, err := json.Marshal(v)
+	if err == nil && d != nil {
+		var tree any
+		if tree, err = decodeJSON(raw); err == nil {
+			if err = d.explicit(reflect.ValueOf(v), tree); err == nil {
+				raw, err = json.Marshal(tree)
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("encoding annotation %s: %w", key, err)
 	}
@@ -62,12 +78,26 @@ func Stash(obj metav1.Object, key string, v any, keep bool) error {
 // Unknown JSON fields are ignored so a newer converter's annotation stays
 // readable after a rollback.
 func Unstash(obj metav1.Object, key string, v any) (found bool, err error) {
+	return UnstashDefaulted(obj, key, v, nil)
+}
+
+// UnstashDefaulted is Unstash that first gives the fields the annotation
+// lacks inside the objects it has their defaults from d (Defaults.Apply),
+// as the apiserver would had the data been written to the version d
+// describes. v must point to a zero value.
+func UnstashDefaulted(obj metav1.Object, key string, v any, d *Defaults) (found bool, err error) {
 	annotations := obj.GetAnnotations()
 	raw, ok := annotations[key]
 	if !ok {
 		return false, nil
 	}
-	if err := json.Unmarshal([]byte(raw), v); err != nil {
+	if err := unmarshalDefaulted([]byte(raw), v, d); err != nil {
+		// Reported as decoding the annotation as written reports it, so
+		// the message is encoding/json's own whether or not d is set.
+		reflect.ValueOf(v).Elem().SetZero()
+		if err := json.Unmarshal([]byte(raw), v); err != nil {
+			return true, fmt.Errorf("annotation %s is not valid: %w", key, err)
+		}
 		return true, fmt.Errorf("annotation %s is not valid: %w", key, err)
 	}
 	delete(annotations, key)
@@ -125,4 +155,20 @@ func eachSection(v, d reflect.Value, fn func(f, d reflect.Value)) {
 			eachSection(f, d.Field(i), fn)
 		}
 	}
+}
+
+// unmarshalDefaulted decodes raw into v after d.Apply (d nil: as written).
+func unmarshalDefaulted(raw []byte, v any, d *Defaults) error {
+	if d == nil {
+		return json.Unmarshal(raw, v)
+	}
+	tree, err := decodeJSON(raw)
+	if err != nil {
+		return err
+	}
+	d.Apply(tree)
+	if raw, err = json.Marshal(tree); err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
 }

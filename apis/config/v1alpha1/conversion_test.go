@@ -116,7 +116,7 @@ func TestDeltas(t *testing.T) {
 		}
 		ann := down.Annotations[lossless.AnnotationV1Alpha3Fields]
 		for _, want := range []string{`"tlsMinProtocolVersion":"TLSv1_2"`, `"localProxyMode":"PodIP"`, `"primaryUpstreamDNSServerIPAddr":"10.0.0.10"`,
-			`"outboundIPRangeInclusionList":["10.0.0.0/8"]`, `"warmup":{"minWeight":0}`, `"registry":"example.com"`} {
+			`"outboundIPRangeInclusionList":["10.0.0.0/8"]`, `"minWeight":0`, `"registry":"example.com"`} {
 			if !strings.Contains(ann, want) {
 				t.Errorf("annotation %s lacks %s", ann, want)
 			}

@@ -35,7 +35,7 @@ func TestDeltas(t *testing.T) {
 		{"new feature flag", func(s *v1alpha3.MeshConfigSpec) { s.FeatureFlags.EnableSidecarPrettyConfig = true }, `"enableSidecarPrettyConfig":true`, nil},
 		{"clusterSet identity", func(s *v1alpha3.MeshConfigSpec) { s.ClusterSet.UID = "u-1" }, `"uid":"u-1"`, nil},
 		{"connector", func(s *v1alpha3.MeshConfigSpec) { s.Connector.ViaGateway.ClusterIP = "10.0.0.2" }, `"clusterIP":"10.0.0.2"`, nil},
-		{"egress gateway", func(s *v1alpha3.MeshConfigSpec) { s.EgressGateway = &v1alpha3.EgressGatewaySpec{Enabled: true} }, `"egressGateway":{"enabled":true`, nil},
+		{"egress gateway", func(s *v1alpha3.MeshConfigSpec) { s.EgressGateway = &v1alpha3.EgressGatewaySpec{Enabled: true} }, `"egressGateway":{"adminPort":null,"enabled":true`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := &v1alpha3.MeshConfig{}

@@ -166,9 +166,12 @@ func (sc *Sidecar) ApplyTo(s *v1alpha3.SidecarSpec) {
 
 // RestoreHub reads the hub data an earlier conversion down kept in meta's
 // lossless.AnnotationV1Alpha3Fields into kept (removing the annotation) and
-// fills what it lacks from defaults.
+// fills what it lacks: a section it lacks from defaults, a field a section it
+// has lacks from the v1alpha3 schema's defaults (hubSpecDefaults), so a
+// hand-written partial section ({"ingress":{"type":"NodePort"}}) becomes
+// what a v1alpha3 write of it stores.
 func RestoreHub[K any](meta *metav1.ObjectMeta, kept, defaults *K) error {
-	if _, err := lossless.Unstash(meta, lossless.AnnotationV1Alpha3Fields, kept); err != nil {
+	if _, err := lossless.UnstashDefaulted(meta, lossless.AnnotationV1Alpha3Fields, kept, hubSpecDefaults); err != nil {
 		return err
 	}
 	lossless.FillDefaults(kept, defaults)
@@ -177,10 +180,12 @@ func RestoreHub[K any](meta *metav1.ObjectMeta, kept, defaults *K) error {
 
 // KeepHub stores in meta's lossless.AnnotationV1Alpha3Fields the sections of
 // kept that differ from defaults (RestoreHub fills those back); with none,
-// the annotation is removed.
+// the annotation is removed. A field the schema defaults is written even
+// when omitempty would drop it, so RestoreHub's defaulting keeps it as it
+// was (a nil warmup.enable stays nil, a "" duration stays "").
 func KeepHub[K any](meta *metav1.ObjectMeta, kept, defaults *K) error {
 	lossless.PruneDefaults(kept, defaults)
-	return lossless.Stash(meta, lossless.AnnotationV1Alpha3Fields, kept, !lossless.IsEmpty(kept))
+	return lossless.StashDefaulted(meta, lossless.AnnotationV1Alpha3Fields, kept, !lossless.IsEmpty(kept), hubSpecDefaults)
 }
 
 // Legacy is the JSON of lossless.AnnotationV1Alpha2Fields: the sidecar

@@ -1,0 +1,150 @@
+package validator
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/conversion"
+	kjson "sigs.k8s.io/json"
+
+	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
+)
+
+// annotationSizeLimit is the apiserver's limit on an object's annotations in
+// total (keys and values). It also checks the object a conversion webhook
+// returns, so a stored MeshConfig whose conversion exceeds it fails every
+// GET, LIST and WATCH in that version ("corrupt object").
+const annotationSizeLimit = apivalidation.TotalAnnotationSizeLimitB
+
+// A converted object's annotations are its own plus the re-encoding of part
+// of its spec, all decoded from the request's object: encoding/json writes a
+// string at most 6 times as long as it reads it (`<` becomes `\u003c`), an
+// array item such as `{}` at most 4 times, and the fields a section leaves
+// out (explicit nulls and zeros included) add at most a few KiB. Objects
+// below the bound these give are admitted without converting them.
+const (
+	maxExpansion     = 8
+	maxFixedOverhead = 32 << 10
+)
+
+// downConversionSizeErrors refuses a MeshConfig write whose stored v1alpha3
+// object, converted to v1alpha1 or v1alpha2 by the converter's own code,
+// carries more annotations than the apiserver accepts: the v1alpha3 data
+// those versions cannot hold goes into lossless.AnnotationV1Alpha3Fields, so
+// a large v1alpha3-only field (sidecar.localDNSProxy.db, say) would break
+// every read of MeshConfigs in the old versions (docs/design.md: no
+// v1alpha3 write may). One error per version that would fail.
+func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
+	if len(obj)*maxExpansion+maxFixedOverhead <= annotationSizeLimit {
+		return nil // cannot reach the limit: spares every usual write two conversions
+	}
+	hub, ok := storedHub(version, obj)
+	if !ok {
+		return nil // undecodable: the other rules say why
+	}
+	var errs field.ErrorList
+	for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
+		down := newSpoke(v)
+		if down.ConvertFrom(hub.DeepCopy()) != nil {
+			continue // the annotation rules report a failing conversion
+		}
+		total := annotationsSize(down.GetAnnotations())
+		if total <= annotationSizeLimit {
+			continue
+		}
+		kept := down.GetAnnotations()[lossless.AnnotationV1Alpha3Fields]
+		path, size := largestPart(kept)
+		fldPath := field.NewPath("metadata", "annotations")
+		if path != "" {
+			fldPath = field.NewPath("spec", strings.Split(path, ".")...)
+		}
+		largest := ""
+		if path != "" {
+			largest = fmt.Sprintf("; its largest part is spec.%s, %d bytes", path, size)
+		}
+		errs = append(errs, field.Forbidden(fldPath, fmt.Sprintf(
+			"read as %s/%s this MeshConfig would carry %d bytes of annotations, over the apiserver's limit of %d bytes in total, "+
+				"so every GET and LIST of MeshConfigs in %s/%s would fail (annotation %s holds the %d bytes of v1alpha3 data %s cannot hold%s); "+
+				"shrink the v1alpha3-only data (or the object's own annotations) by at least %d bytes",
+			meshconfig.Group, v, total, annotationSizeLimit, meshconfig.Group, v,
+			lossless.AnnotationV1Alpha3Fields, len(kept), v, largest, total-annotationSizeLimit)))
+	}
+	return errs
+}
+
+// storedHub decodes obj (of the served version) as the converter does and
+// returns the v1alpha3 object it is stored as.
+func storedHub(version string, obj []byte) (*v1alpha3.MeshConfig, bool) {
+	hub := &v1alpha3.MeshConfig{}
+	if version == meshconfig.V1alpha3 {
+		return hub, kjson.UnmarshalCaseSensitivePreserveInts(obj, hub) == nil
+	}
+	src := newSpoke(version)
+	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil || src.ConvertTo(hub) != nil {
+		return nil, false
+	}
+	return hub, true
+}
+
+type spokeObject interface {
+	conversion.Convertible
+	metav1.Object
+}
+
+func newSpoke(version string) spokeObject {
+	switch version {
+	case meshconfig.V1alpha1:
+		return &v1alpha1.MeshConfig{}
+	case meshconfig.V1alpha2:
+		return &v1alpha2.MeshConfig{}
+	}
+	return nil
+}
+
+// annotationsSize is the size the apiserver limits (apivalidation).
+func annotationsSize(a map[string]string) int {
+	n := 0
+	for k, v := range a {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// largestPart follows the annotation's JSON from its top into the largest
+// member while that member is most of its parent, and returns its path
+// (such as sidecar.localDNSProxy.db) and encoded size: what to shrink.
+func largestPart(annotation string) (string, int) {
+	var v any
+	if json.Unmarshal([]byte(annotation), &v) != nil {
+		return "", 0
+	}
+	path, size := "", len(annotation)
+	for {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return path, size
+		}
+		best, bestSize := "", 0
+		for k, e := range m {
+			b, _ := json.Marshal(e)
+			if len(b) > bestSize || (len(b) == bestSize && k < best) {
+				best, bestSize = k, len(b)
+			}
+		}
+		if best == "" || (path != "" && bestSize*2 < size) {
+			return path, size
+		}
+		if path != "" {
+			path += "."
+		}
+		path, size, v = path+best, bestSize, m[best]
+	}
+}
