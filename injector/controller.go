@@ -527,7 +527,7 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 			}
 			if live {
 				r.opts.Logger.V(1).Info("kept bootstrap Secret: its pod lost its uuid label but runs on", "secret", key, "pod", gone.name, "proxyUUID", id)
-				return reconcile.Result{}, true, nil
+				return r.recheckRelabelled(), true, nil
 			}
 		}
 	}
@@ -561,7 +561,7 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		}
 		if mounting != "" {
 			r.opts.Logger.V(1).Info("kept bootstrap Secret: a pod whose uuid label was removed or changed mounts it", "secret", key, "pod", mounting, "proxyUUID", id)
-			return reconcile.Result{}, true, nil
+			return r.recheckRelabelled(), true, nil
 		}
 	}
 	uid, rv := secret.UID, secret.ResourceVersion
@@ -584,6 +584,15 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	// encodes values when they are attached, and most reconciles log nothing.
 	r.opts.Logger.Info("deleted bootstrap Secret", "secret", key, "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, true, nil
+}
+
+// recheckRelabelled brings back a Secret kept for a pod that no longer
+// carries its uuid label: that pod has left the label-selected watch, so
+// its deletion sends no event, and without a recheck the Secret would
+// outlive it until the next resync (hours). Rechecked every grace period,
+// it goes within one of its pod.
+func (r *secretReconciler) recheckRelabelled() reconcile.Result {
+	return reconcile.Result{RequeueAfter: r.opts.GracePeriod}
 }
 
 // podStillRunning asks the API server whether the pod reported deleted

@@ -208,11 +208,11 @@ func TestSecretReconciler(t *testing.T) {
 		{name: "pod seen deleted, Secret changed since cached (Conflict): retried on its update", secret: bootstrapSecret(), sawDeleted: true,
 			deleteErr: apierrors.NewConflict(corev1.Resource("secrets"), BootstrapSecretName("u1"), nil), age: time.Second, wantMemory: true},
 		{name: "grace over, owned by a pod gone while we were down: deleted", secret: bootstrapSecret(ownedByPod), age: time.Hour, wantGone: true, wantReason: ReasonNoPod},
-		{name: "uuid label removed, the pod runs on: kept", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, livePod: true, age: 2 * time.Second},
+		{name: "uuid label removed, the pod runs on: kept, rechecked", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, livePod: true, age: 2 * time.Second, wantRequeu: time.Minute},
 		{name: "reported without deletionTimestamp, the pod gone: deleted", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
 		{name: "reported without deletionTimestamp, its name reused by another pod: deleted", secret: bootstrapSecret(), sawDeleted: true, leftSelection: true, liveReborn: true, age: 2 * time.Second, wantGone: true, wantReason: ReasonPodDeleted},
-		{name: "grace over, a pod without the uuid label mounts it: kept", secret: bootstrapSecret(), liveNoLabel: true, age: time.Hour},
-		{name: "grace over, a pod relabelled to another uuid mounts it: kept", secret: bootstrapSecret(), relabelled: true, age: time.Hour},
+		{name: "grace over, a pod without the uuid label mounts it: kept, rechecked", secret: bootstrapSecret(), liveNoLabel: true, age: time.Hour, wantRequeu: time.Minute},
+		{name: "grace over, a pod relabelled to another uuid mounts it: kept, rechecked", secret: bootstrapSecret(), relabelled: true, age: time.Hour, wantRequeu: time.Minute},
 		{name: "another mesh's Secret, its pod seen deleted: left", secret: bootstrapSecret(func(s *corev1.Secret) { s.Labels[appInstanceLabel] = "other" }), sawDeleted: true, age: time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -364,13 +364,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	dec := Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
-		return h.refuse(log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, dec.Err)
+		return h.refuse(req, log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, dec.Err)
 	}
 	if !dec.Inject {
 		log.V(1).Info("not injecting", "reason", string(dec.Skip))
 		return admission.Allowed("")
 	}
-	dryRun := req.DryRun != nil && *req.DryRun
+	dryRun := isDryRun(req)
 	if dec.Reinject && dec.ExistingUUID != "" {
 		again, err := h.injectedInThisAdmission(ctx, nsName, dec.ExistingUUID, dryRun)
 		if err != nil {
@@ -399,7 +399,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID,
 		ControllerService: controllerSvc, Reinject: dec.Reinject})
 	if err != nil {
-		return h.refuse(log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, err)
+		return h.refuse(req, log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, err)
 	}
 	ops, err := CreatePatch(pod, mut.Pod)
 	if err != nil {
@@ -447,7 +447,7 @@ func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Reques
 	}
 	dec := DecideVirtualMachine(DecideVirtualMachineInput{VM: vm, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
-		return h.refuse(log.logger(), VirtualMachineKind, vm.Name(), vm.ownerReferences(), ns, dec.Err)
+		return h.refuse(req, log.logger(), VirtualMachineKind, vm.Name(), vm.ownerReferences(), ns, dec.Err)
 	}
 	if !dec.Inject {
 		log.V(1).Info("not injecting", "reason", string(dec.Skip))
@@ -455,7 +455,7 @@ func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Reques
 	}
 	proxyUUID := h.opts.NewUUID()
 	ops := VirtualMachinePatch(vm, proxyUUID)
-	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "dryRun", req.DryRun != nil && *req.DryRun, "ops", len(ops))
+	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "dryRun", isDryRun(req), "ops", len(ops))
 	return patched(ops)
 }
 
@@ -683,14 +683,18 @@ func (h *Handler) createBuilt(ctx context.Context, secret *corev1.Secret, write 
 // user must fix, and tells them on its owner (or the namespace) too: a
 // Deployment's pods are created by its ReplicaSet, so the denial is
 // otherwise only visible in its events.
-func (h *Handler) refuse(log logr.Logger, kind, name string, owners []metav1.OwnerReference, ns *corev1.Namespace, err error) admission.Response {
+func (h *Handler) refuse(req admission.Request, log logr.Logger, kind, name string, owners []metav1.OwnerReference, ns *corev1.Namespace, err error) admission.Response {
 	log.V(1).Info("refusing "+kind, "reason", err.Error())
-	if h.opts.Recorder != nil {
+	// A dry run writes nothing (sideEffects NoneOnDryRun), an Event included:
+	// the object was never going to be stored.
+	if h.opts.Recorder != nil && !isDryRun(req) {
 		h.opts.Recorder.Eventf(eventTarget(owners, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
 			"%s %s refused by the sidecar injector: %s", kind, name, err.Error())
 	}
 	return admission.Denied(err.Error())
 }
+
+func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }
 
 func eventTarget(owners []metav1.OwnerReference, ns *corev1.Namespace) runtime.Object {
 	for _, ref := range owners {
