@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
@@ -71,15 +72,7 @@ func testReadinessSurvivesMetadataEdit(t *testing.T) {
 	mu.Lock()
 	armed = true
 	mu.Unlock()
-	sec := tc.secret(t)
-	if sec.Labels == nil {
-		sec.Labels = map[string]string{}
-	}
-	sec.Labels["example.com/touched"] = "yes"
-	updated, err := tc.cs.CoreV1().Secrets(tc.ns).Update(context.Background(), sec, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	updated := labelServingSecret(t, tc)
 	waitFor(t, 10*time.Second, "the labelled Secret loaded", func() error {
 		if cur := h.src.Current(); cur == nil || cur.ResourceVersion != updated.ResourceVersion {
 			return errTest("not loaded yet")
@@ -120,15 +113,7 @@ func testWholeStateSurvivesMetadataEdit(t *testing.T) {
 	r.waitReady(t)
 	h := r.hooks[0]
 	before := h.src.Current()
-	sec := tc.secret(t)
-	if sec.Labels == nil {
-		sec.Labels = map[string]string{}
-	}
-	sec.Labels["example.com/touched"] = "yes"
-	updated, err := tc.cs.CoreV1().Secrets(tc.ns).Update(context.Background(), sec, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	updated := labelServingSecret(t, tc)
 	var firstErr error
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
@@ -143,4 +128,20 @@ func testWholeStateSurvivesMetadataEdit(t *testing.T) {
 	if firstErr != nil {
 		t.Errorf("Ready (/readyz/<name>, fsm_webhooks_ready) failed after a label-only edit of the serving Secret, same cert and caBundle: %v", firstErr)
 	}
+}
+
+// labelServingSecret edits only the serving Secret's metadata, as kubectl
+// label, Helm or a GitOps tool does, and returns it as stored.
+func labelServingSecret(t *testing.T, tc *testCase) *corev1.Secret {
+	t.Helper()
+	sec := tc.secret(t)
+	if sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	sec.Labels["example.com/touched"] = "yes"
+	updated, err := tc.cs.CoreV1().Secrets(tc.ns).Update(context.Background(), sec, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return updated
 }
