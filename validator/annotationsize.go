@@ -6,14 +6,10 @@ import (
 	"strings"
 
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	kjson "sigs.k8s.io/json"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
-	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
-	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 )
@@ -52,7 +48,7 @@ func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 	}
 	var errs field.ErrorList
 	for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
-		down := newSpoke(v)
+		down := meshconfig.NewSpoke(v)
 		if down.ConvertFrom(hub.DeepCopy()) != nil {
 			continue // the annotation rules report a failing conversion
 		}
@@ -87,26 +83,11 @@ func storedHub(version string, obj []byte) (*v1alpha3.MeshConfig, bool) {
 	if version == meshconfig.V1alpha3 {
 		return hub, kjson.UnmarshalCaseSensitivePreserveInts(obj, hub) == nil
 	}
-	src := newSpoke(version)
+	src := meshconfig.NewSpoke(version)
 	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil || src.ConvertTo(hub) != nil {
 		return nil, false
 	}
 	return hub, true
-}
-
-type spokeObject interface {
-	conversion.Convertible
-	metav1.Object
-}
-
-func newSpoke(version string) spokeObject {
-	switch version {
-	case meshconfig.V1alpha1:
-		return &v1alpha1.MeshConfig{}
-	case meshconfig.V1alpha2:
-		return &v1alpha2.MeshConfig{}
-	}
-	return nil
 }
 
 // annotationsSize is the size the apiserver limits (apivalidation).

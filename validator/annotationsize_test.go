@@ -68,7 +68,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 		t.Fatal("setup: the object does not decode")
 	}
 	for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
-		down := newSpoke(v)
+		down := meshconfig.NewSpoke(v)
 		if err := down.ConvertFrom(hub.DeepCopy()); err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 		}
 		hub, _ := storedHub(meshconfig.V1alpha3, small)
 		for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
-			down := newSpoke(v)
+			down := meshconfig.NewSpoke(v)
 			if err := down.ConvertFrom(hub.DeepCopy()); err != nil {
 				t.Fatal(err)
 			}

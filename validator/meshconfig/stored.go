@@ -28,13 +28,14 @@ var (
 	legacyFieldsPath = field.NewPath("metadata", "annotations").Key(lossless.AnnotationV1Alpha2Fields)
 )
 
-// spokeObject is a v1alpha1 or v1alpha2 MeshConfig.
-type spokeObject interface {
+// SpokeObject is a v1alpha1 or v1alpha2 MeshConfig.
+type SpokeObject interface {
 	conversion.Convertible
 	metav1.Object
 }
 
-func newSpoke(version string) spokeObject {
+// NewSpoke is an empty MeshConfig of version V1alpha1 or V1alpha2, else nil.
+func NewSpoke(version string) SpokeObject {
 	switch version {
 	case V1alpha1:
 		return &v1alpha1.MeshConfig{}
@@ -52,7 +53,7 @@ func newSpoke(version string) spokeObject {
 // (the rest of the object is the view's, already checked); one whose value
 // the annotation holds names it at its place in the annotation.
 func hubFieldProblems(version string, obj []byte, annotation string) (field.ErrorList, []string) {
-	src := newSpoke(version)
+	src := NewSpoke(version)
 	// Decoded as the converter decodes it. An object that does not decode
 	// never reaches an admission webhook (the apiserver converts it to the
 	// storage version first); the view's rules report why.
@@ -64,7 +65,7 @@ func hubFieldProblems(version string, obj []byte, annotation string) (field.Erro
 		return field.ErrorList{field.Invalid(hubFieldsPath, annotation,
 			"must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {\"ingress\":{\"type\":\"NodePort\"}}): "+err.Error())}, nil
 	}
-	bare := src.DeepCopyObject().(spokeObject)
+	bare := src.DeepCopyObject().(SpokeObject)
 	ann := bare.GetAnnotations()
 	delete(ann, lossless.AnnotationV1Alpha3Fields)
 	bare.SetAnnotations(ann)
@@ -118,7 +119,7 @@ func hubFieldProblems(version string, obj []byte, annotation string) (field.Erro
 }
 
 // hubJSON converts a spoke to the v1alpha3 object the converter stores.
-func hubJSON(src spokeObject) ([]byte, error) {
+func hubJSON(src SpokeObject) ([]byte, error) {
 	var hub v1alpha3.MeshConfig
 	if err := src.ConvertTo(&hub); err != nil {
 		return nil, err
@@ -138,7 +139,7 @@ func legacyFieldErrors(obj []byte, annotation string) field.ErrorList {
 		return nil // as in hubFieldProblems
 	}
 	for _, version := range []string{V1alpha1, V1alpha2} {
-		if err := newSpoke(version).ConvertFrom(hub.DeepCopy()); err != nil {
+		if err := NewSpoke(version).ConvertFrom(hub.DeepCopy()); err != nil {
 			return field.ErrorList{field.Invalid(legacyFieldsPath, annotation,
 				fmt.Sprintf("must be the JSON the converter writes, such as {\"sidecar\":{\"sidecarClass\":\"pipy\"}}, or reads in %s/%s fail: %v", Group, version, err))}
 		}

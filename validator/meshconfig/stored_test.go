@@ -42,7 +42,7 @@ func objectJSON(t testing.TB, version string, edit func(*v1alpha3.MeshConfig), a
 		GetAnnotations() map[string]string
 	} = hub
 	if version != V1alpha3 {
-		s := newSpoke(version)
+		s := NewSpoke(version)
 		if err := s.ConvertFrom(conversion.Hub(hub)); err != nil {
 			t.Fatal(err)
 		}
