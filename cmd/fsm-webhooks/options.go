@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
@@ -291,6 +292,12 @@ func (o *options) validate() error {
 	}
 	if o.rootAutoRotateBefore < 0 {
 		return usageErrorf("invalid value %s for --root-auto-rotate-before: must be 0 (off) or a positive duration", o.rootAutoRotateBefore)
+	}
+	// A root serve creates lives certs.RootCAValidity: at or above it, each
+	// new root would already be due, and serve would rotate once an hour for
+	// ever (every sidecar's bundle churning with it).
+	if o.rootAutoRotateBefore >= certs.RootCAValidity {
+		return usageErrorf("invalid value %s for --root-auto-rotate-before: must be less than the lifetime of the roots serve creates (%s), or every new root would be rotated at once", o.rootAutoRotateBefore, certs.RootCAValidity)
 	}
 	for _, l := range []struct {
 		qpsFlag, burstFlag string

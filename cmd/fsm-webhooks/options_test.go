@@ -69,6 +69,8 @@ func TestFlagErrors(t *testing.T) {
 			"invalid value 0 for --injector-secret-handoff-in-flight: must be 1 or more"},
 		{"handoff budget zero from env", []string{"serve"}, map[string]string{"FSM_INJECTOR_SECRET_HANDOFF_BUDGET": "0s"},
 			"invalid value 0s for --injector-secret-handoff-budget: must be positive"},
+		{"root rotation due at once", []string{"serve", "--root-auto-rotate-before=87600h"}, nil,
+			"invalid value 87600h0m0s for --root-auto-rotate-before: must be less than the lifetime of the roots serve creates (87600h0m0s)"},
 		{"negative shutdown drain", []string{"serve", "--shutdown-drain=-1s"}, nil, "invalid value -1s for --shutdown-drain: must not be negative"},
 		{"pod IP not an IP", []string{"serve", "--pod-ips=10.244.0.7,fsm-webhooks-0"}, nil, `invalid value "fsm-webhooks-0" for --pod-ips: not an IP address`},
 		{"pod IPs from env, as the chart passes status.podIPs", []string{"serve"}, map[string]string{"FSM_POD_IPS": "10.244.0.7,fd00:10:244::7,nope"}, `invalid value "nope" for --pod-ips: not an IP address`},
