@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -371,4 +375,67 @@ func FuzzCheck(f *testing.F) {
 		}
 		_, _ = servingcert.MergeBundles(time.Now(), caPEM, certPEM)
 	})
+}
+
+// TestRenewSurvivesMetadataConflict: a forced renewal whose first write
+// loses to a label edit (same cert, new resourceVersion) still replaces the
+// cert; one whose first write loses to another writer's new cert keeps it.
+func TestRenewSurvivesMetadataConflict(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		racer    func(sec *corev1.Secret, ca *certstest.CA)
+		wantKeep bool
+	}{
+		{"label edit", func(sec *corev1.Secret, _ *certstest.CA) { sec.Labels = map[string]string{"team": "mesh"} }, false},
+		{"another writer renewed", func(sec *corev1.Secret, ca *certstest.CA) {
+			for k, v := range issue(t, ca, spec) {
+				sec.Data[k] = v
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+			trusted := mustBundle(t, ca)
+			sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName, Namespace: spec.Namespace, ResourceVersion: "1"}, Data: issue(t, ca, spec)}
+			orig := bytes.Clone(sec.Data[servingcert.KeyCert])
+			cs := fake.NewClientset(sec)
+			raced := false
+			var racedCert []byte
+			cs.PrependReactor("update", "secrets", func(action k8stesting.Action) (bool, runtime.Object, error) {
+				if raced {
+					return false, nil, nil
+				}
+				raced = true
+				// Another writer's change lands first: store it and refuse
+				// ours as the apiserver would.
+				cur, err := cs.Tracker().Get(corev1.SchemeGroupVersion.WithResource("secrets"), spec.Namespace, spec.SecretName)
+				if err != nil {
+					return true, nil, err
+				}
+				next := cur.(*corev1.Secret).DeepCopy()
+				tc.racer(next, ca)
+				next.ResourceVersion = "2"
+				racedCert = bytes.Clone(next.Data[servingcert.KeyCert])
+				if err := cs.Tracker().Update(corev1.SchemeGroupVersion.WithResource("secrets"), next, spec.Namespace); err != nil {
+					return true, nil, err
+				}
+				return true, nil, apierrors.NewConflict(corev1.Resource("secrets"), spec.SecretName, errors.New("the object has been modified"))
+			})
+			store := &servingcert.Store{Client: cs, Issuer: ca, Log: logr.Discard()}
+			out, err := store.Renew(context.Background(), spec, trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !raced {
+				t.Fatal("Renew wrote nothing: the race never ran")
+			}
+			got := out.Secret.Data[servingcert.KeyCert]
+			switch {
+			case tc.wantKeep && (out.Written || !bytes.Equal(got, racedCert)):
+				t.Errorf("written %v: want the other writer's new cert kept", out.Written)
+			case !tc.wantKeep && (!out.Written || bytes.Equal(got, orig)):
+				t.Errorf("written %v, cert replaced %v: a label edit dropped the requested renewal", out.Written, !bytes.Equal(got, orig))
+			}
+		})
+	}
 }

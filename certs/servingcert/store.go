@@ -1,6 +1,7 @@
 package servingcert
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -82,6 +83,10 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 	}
 	secrets := s.Client.CoreV1().Secrets(spec.Namespace)
 	var lastErr error
+	// A forced renewal stands until the cert it was asked to replace is
+	// gone: a conflict from a metadata edit (a label, an annotation) leaves
+	// that cert in place, and only another writer's new cert ends it.
+	var forcedFrom []byte
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		cur, err := secrets.Get(ctx, spec.SecretName, metav1.GetOptions{})
 		switch {
@@ -95,7 +100,10 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 			v = Verdict{Reason: ReasonMissing, Detail: "Secret does not exist"}
 		} else {
 			v = Check(spec, cur.Data, trusted, s.now(), s.RenewFraction)
-			if v.OK() && force && attempt == 0 {
+			if force && attempt == 0 {
+				forcedFrom = cur.Data[KeyCert]
+			}
+			if v.OK() && force && bytes.Equal(cur.Data[KeyCert], forcedFrom) {
 				v.Reason, v.Detail = ReasonForced, "renewal requested"
 			}
 			if v.OK() && root != nil {
