@@ -132,7 +132,9 @@ func strictMeshConfig(t *testing.T, mc *unstructured.Unstructured) *v1alpha3.Mes
 // fsm.* values into the MeshConfig it creates
 // (charts/fsm/templates/preset-mesh-config.yaml), and the injector applies
 // them to every meshed pod (injector.SettingsFromMeshConfig); an FSM values
-// file setting them must inject as FSM would, not get FSM's defaults.
+// file setting them must inject as FSM would, not get FSM's defaults. The
+// clusterSet, ingress, gatewayAPI, serviceLB, flb, egressGateway and misc
+// sections configure FSM's controller and gateways as FSM's install would.
 func TestFSMMeshConfigKeysReachMeshConfig(t *testing.T) {
 	r := mustRender(t, `
 fsm:
@@ -144,6 +146,20 @@ fsm:
   sidecar: {holdApplicationUntilProxyStarts: false, gracefulExitUntilDownstreamEnds: false}
   tracing: {enable: true, address: jaeger.fsm-system.svc.cluster.local, port: 9412, endpoint: /api/v2/spans, sampledFraction: "0.2"}
   controllerLogLevel: warn
+  meshConfig: {clusterUID: 3f1c2a9e-8b7d-4c6e-9f00-1234567890ab}
+  fsmIngress:
+    enabled: true
+    namespaced: true
+    logLevel: debug
+    service: {type: NodePort}
+    http: {enabled: false, port: 8080, containerPort: 9000, nodePort: 31080}
+    tls: {enabled: true, port: 8444, containerPort: 9443, nodePort: 31443, mTLS: true, sslPassthrough: {enabled: true, upstreamPort: 8443}}
+  fsmGateway: {logLevel: warn}
+  serviceLB: {enabled: true, image: {registry: reg.example.com, name: klipper-lb, tag: v0.5.0}}
+  flb: {enabled: true, strictMode: true, upstreamMode: NodePort, secretName: my-flb-secret}
+  egressGateway: {enabled: true, logLevel: debug, mode: sock5, port: 1081, adminPort: 6061, replicaCount: 3}
+  repoServer: {image: {registry: reg.example.com, name: pipy-repo, tag: 1.5.12}}
+clusterSet: {isManaged: true, region: eu, zone: eu-west-1, group: edge, name: cluster-1, controlPlaneUID: cp-1}
 `)
 	mc := mustFind(t, r, "MeshConfig", "fsm-mesh-config")
 	strictMeshConfig(t, mc)
@@ -171,6 +187,25 @@ fsm:
 		}},
 		// fsm.meshConfig.fsmLogLevel is not set: FSM's key decides.
 		{"fsm.controllerLogLevel", "spec.observability.fsmLogLevel", "warn"},
+		// Top level, as in FSM's chart; the uid stays fsm.meshConfig.clusterUID.
+		{"clusterSet", "spec.clusterSet", map[string]any{
+			"isManaged": true, "uid": "3f1c2a9e-8b7d-4c6e-9f00-1234567890ab", "region": "eu", "zone": "eu-west-1",
+			"group": "edge", "name": "cluster-1", "controlPlaneUID": "cp-1", "properties": []any{},
+		}},
+		// port and containerPort are bind and listen; fsmGateway is not enabled.
+		{"fsm.fsmIngress", "spec.ingress", map[string]any{
+			"enabled": true, "namespaced": true, "type": "NodePort", "logLevel": "debug",
+			"http": map[string]any{"enabled": false, "bind": int64(8080), "listen": int64(9000), "nodePort": int64(31080)},
+			"tls": map[string]any{"enabled": true, "bind": int64(8444), "listen": int64(9443), "nodePort": int64(31443), "mTLS": true,
+				"sslPassthrough": map[string]any{"enabled": true, "upstreamPort": int64(8443)}},
+		}},
+		{"fsm.fsmGateway.logLevel", "spec.gatewayAPI", map[string]any{"enabled": false, "logLevel": "warn"}},
+		{"fsm.serviceLB", "spec.serviceLB", map[string]any{"enabled": true, "image": "reg.example.com/klipper-lb:v0.5.0"}},
+		{"fsm.flb", "spec.flb", map[string]any{"enabled": true, "strictMode": true, "upstreamMode": "NodePort", "secretName": "my-flb-secret"}},
+		{"fsm.egressGateway", "spec.egressGateway", map[string]any{
+			"enabled": true, "logLevel": "debug", "mode": "sock5", "port": int64(1081), "adminPort": int64(6061), "replicas": int64(3),
+		}},
+		{"fsm.repoServer.image", "spec.misc.repoServerImage", "reg.example.com/pipy-repo:1.5.12"},
 	} {
 		got, _, _ := unstructured.NestedFieldNoCopy(mc.Object, splitPath(tc.path)...)
 		if !reflect.DeepEqual(got, tc.want) {
@@ -217,6 +252,29 @@ func TestFSMMeshConfigKeysPrecedence(t *testing.T) {
 			"enable": true, "duration": "2m", "minWeight": int64(10), "maxWeight": int64(100), "aggression": int64(1),
 		}},
 		{"fsm: {maxDataPlaneConnections: 1000000, configResyncInterval: 90s}", "spec.sidecar.maxDataPlaneConnections", int64(1000000)},
+		// FSM's rule: an ingress and a gateway both enabled, neither is.
+		{"fsm: {fsmGateway: {enabled: true}}", "spec.gatewayAPI", map[string]any{"enabled": true, "logLevel": "info"}},
+		{"fsm: {fsmGateway: {enabled: true}}", "spec.ingress.enabled", false},
+		{"fsm: {fsmIngress: {enabled: true}}", "spec.ingress.enabled", true},
+		{"fsm: {fsmIngress: {enabled: true}, fsmGateway: {enabled: true}}", "spec.ingress.enabled", false},
+		{"fsm: {fsmIngress: {enabled: true}, fsmGateway: {enabled: true}}", "spec.gatewayAPI.enabled", false},
+		// The keys not given keep FSM's defaults, as Helm merges FSM's values.yaml.
+		{"fsm: {fsmIngress: {tls: {enabled: true}}}", "spec.ingress.tls", map[string]any{
+			"enabled": true, "bind": int64(443), "listen": int64(8443), "nodePort": int64(30607), "mTLS": false,
+			"sslPassthrough": map[string]any{"enabled": false, "upstreamPort": int64(443)},
+		}},
+		// FSM writes 0 for a null nodePort, which the CRD refuses (1-65535).
+		{"fsm: {fsmIngress: {http: {nodePort: null}}}", "spec.ingress.http.nodePort", int64(30508)},
+		{"fsm: {egressGateway: {replicaCount: 0}}", "spec.egressGateway.replicas", int64(0)},
+		{"clusterSet: {name: cluster-2}", "spec.clusterSet.region", "default"},
+		// Component images: an empty registry is fsm.image.registry (FSM's
+		// helpers); an unset one is FSM's default flomesh, as Helm merges it.
+		{"fsm: {image: {registry: mirror.example.com}, serviceLB: {image: {registry: ''}}}", "spec.serviceLB.image", "mirror.example.com/mirrored-klipper-lb:v0.4.7"},
+		{"fsm: {image: {registry: mirror.example.com}, serviceLB: {image: {name: klipper-lb, tag: v0.5.0}}}", "spec.serviceLB.image", "flomesh/klipper-lb:v0.5.0"},
+		{"fsm: {image: {registry: mirror.example.com}, repoServer: {image: {registry: '', name: pipy-repo, tag: 1.5.12}}}", "spec.misc.repoServerImage", "mirror.example.com/pipy-repo:1.5.12"},
+		{"fsm: {image: {registry: mirror.example.com}}", "spec.misc.repoServerImage", "flomesh/pipy-repo:1.5.14"},
+		{"fsm: {serviceLB: {image: {tag: 20240101}}}", "spec.serviceLB.image", "flomesh/mirrored-klipper-lb:20240101"},
+		{"fsm: {serviceLB: {image: {registry: null, name: null, tag: null}}}", "spec.serviceLB.image", "flomesh/mirrored-klipper-lb:v0.4.7"},
 		{"fsm: {image: {tag: 20240101}}", "spec.image.tag", "20240101"},
 		{"fsm: {image: {registry: reg.example.com, tag: v9, name: {fsmGateway: my-gateway}}}", "spec.image", map[string]any{
 			"registry": "reg.example.com", "tag": "v9", "pullPolicy": "IfNotPresent",
@@ -286,13 +344,20 @@ func TestMeshConfigIsFSMs(t *testing.T) {
 	// every later upgrade.
 	unstructured.RemoveNestedField(want, "sidecar", "sidecarImage")
 
+	// The reference's repo server image is FSM's chart 1.6.0's, this chart's
+	// default; FSM v1.5.1's values file names pipy-repo 1.5.12, which FSM's
+	// chart writes (asserted below).
+	wantRepoImage, _, _ := unstructured.NestedString(want, "misc", "repoServerImage")
+	unstructured.RemoveNestedField(want, "misc", "repoServerImage")
+
 	fsmValues := readValuesFile(t, fsmValuesFile)
 	for _, tc := range []struct {
-		name   string
-		render func() (*charttest.Rendered, error)
+		name      string
+		render    func() (*charttest.Rendered, error)
+		repoImage string
 	}{
-		{"default values", func() (*charttest.Rendered, error) { return charttest.Render(ns, mustValues(t, "")) }},
-		{"FSM's values file", func() (*charttest.Rendered, error) { return charttest.Render(ns, fsmValues) }},
+		{"default values", func() (*charttest.Rendered, error) { return charttest.Render(ns, mustValues(t, "")) }, wantRepoImage},
+		{"FSM's values file", func() (*charttest.Rendered, error) { return charttest.Render(ns, fsmValues) }, "flomesh/pipy-repo:1.5.12"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := tc.render()
@@ -305,8 +370,12 @@ func TestMeshConfigIsFSMs(t *testing.T) {
 			if tag, _, _ := unstructured.NestedString(got, "image", "tag"); tag != "1.5.1" {
 				t.Errorf("spec.image.tag = %q, want FSM v1.5.1's 1.5.1", tag)
 			}
+			if img, _, _ := unstructured.NestedString(got, "misc", "repoServerImage"); img != tc.repoImage {
+				t.Errorf("spec.misc.repoServerImage = %q, want %q", img, tc.repoImage)
+			}
 			unstructured.RemoveNestedField(got, "clusterSet", "uid")
 			unstructured.RemoveNestedField(got, "image", "tag")
+			unstructured.RemoveNestedField(got, "misc", "repoServerImage")
 			// FSM's bootstrap stores the duration as Go prints it.
 			if d, _, _ := unstructured.NestedString(got, "warmup", "duration"); d != "" {
 				pd, err := time.ParseDuration(d)

@@ -504,3 +504,91 @@ func TestOtherImageTagsAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// FSM's sections the chart writes from FSM's keys (ingress, gatewayAPI,
+// serviceLB, flb, egressGateway, misc.repoServerImage, clusterSet): every
+// value the schema accepts makes a MeshConfig valid every way; a value it
+// refuses is one the CRD or validator/meshconfig would refuse where FSM's
+// chart writes it.
+func TestMeshConfigFSMSectionsValidOrRefused(t *testing.T) {
+	levels := func(extra ...any) []any {
+		var out []any
+		for _, l := range meshconfig.ControlPlaneLogLevels {
+			out = append(out, l)
+		}
+		return append(out, extra...)
+	}
+	strs := func(ss []string) []any {
+		var out []any
+		for _, s := range ss {
+			out = append(out, s)
+		}
+		return out
+	}
+	ports := []any{1, 65535}
+	badPorts := []any{0, 65536}
+	for _, tc := range []struct {
+		value    string // the key, as a values path
+		spec     string // where the MeshConfig has it
+		accepted []any
+		refused  []any
+	}{
+		{"fsm.fsmIngress.logLevel", "ingress.logLevel", levels(nil), []any{"verbose", "warning", ""}},
+		{"fsm.fsmGateway.logLevel", "gatewayAPI.logLevel", levels(nil), []any{"off", ""}},
+		{"fsm.egressGateway.logLevel", "egressGateway.logLevel", levels(nil), []any{"critical", ""}},
+		{"fsm.fsmIngress.service.type", "ingress.type", append(strs(meshconfig.IngressTypes), nil), []any{"ClusterIP", ""}},
+		{"fsm.flb.upstreamMode", "flb.upstreamMode", append(strs(meshconfig.FLBUpstreamModes), nil), []any{"ClusterIP", ""}},
+		{"fsm.egressGateway.mode", "egressGateway.mode", append(strs(meshconfig.EgressGatewayModes), nil), []any{"socks5", ""}},
+		{"fsm.fsmIngress.http.port", "ingress.http.bind", ports, badPorts},
+		{"fsm.fsmIngress.http.containerPort", "ingress.http.listen", ports, badPorts},
+		{"fsm.fsmIngress.http.nodePort", "ingress.http.nodePort", ports, badPorts},
+		{"fsm.fsmIngress.tls.port", "ingress.tls.bind", ports, badPorts},
+		{"fsm.fsmIngress.tls.containerPort", "ingress.tls.listen", ports, badPorts},
+		{"fsm.fsmIngress.tls.nodePort", "ingress.tls.nodePort", ports, badPorts},
+		{"fsm.fsmIngress.tls.sslPassthrough.upstreamPort", "ingress.tls.sslPassthrough.upstreamPort", ports, badPorts},
+		{"fsm.egressGateway.port", "egressGateway.port", ports, badPorts},
+		{"fsm.egressGateway.adminPort", "egressGateway.adminPort", ports, badPorts},
+		{"fsm.egressGateway.replicaCount", "egressGateway.replicas", []any{0, 2147483647}, []any{-1}},
+		{"fsm.serviceLB.image.registry", "serviceLB.image", []any{"", "localhost:5000", "[::1]:5000/flomesh", "reg.example.com/org"}, nil},
+		{"fsm.repoServer.image.name", "misc.repoServerImage", []any{"", "org/pipy-repo", "pipy__repo"}, nil},
+		{"fsm.repoServer.image.tag", "misc.repoServerImage", []any{"", 0, 20240101, "v1.5.12-rc.1"}, nil},
+		{"clusterSet.controlPlaneUID", "clusterSet.controlPlaneUID", []any{"", "cp-1"}, nil},
+		{"clusterSet.name", "clusterSet.name", []any{""}, nil},
+	} {
+		doc := func(v any) string {
+			path := strings.Split(tc.value, ".")
+			var m any = v
+			for i := len(path) - 1; i >= 0; i-- {
+				m = map[string]any{path[i]: m}
+			}
+			js, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(js)
+		}
+		for _, v := range tc.accepted {
+			t.Run(doc(v), func(t *testing.T) {
+				t.Parallel()
+				mustRenderValidHook(t, doc(v))
+			})
+		}
+		for _, v := range tc.refused {
+			t.Run(doc(v), func(t *testing.T) {
+				t.Parallel()
+				mustRefuseValues(t, doc(v), "/"+strings.ReplaceAll(tc.value, ".", "/"))
+				defaultHookOnce.Do(func() { defaultHook = hookMeshConfig(t, "{}") })
+				mc := defaultHook.DeepCopy()
+				if i, ok := v.(int); ok {
+					v = int64(i)
+				}
+				if err := unstructured.SetNestedField(mc.Object, v, append([]string{"spec"}, strings.Split(tc.spec, ".")...)...); err != nil {
+					t.Fatal(err)
+				}
+				if len(hookInvalid(t, mc)) == 0 {
+					t.Errorf("schema refuses %s %#v, but spec.%s = %#v is valid", tc.value, v, tc.spec, v)
+				}
+			})
+		}
+	}
+}

@@ -441,6 +441,27 @@ schema accepts other keys, and FSM's install drops them.
 {{- end -}}
 
 {{- /*
+fsm.meshConfig.componentImage (list FSM COMPONENT NAME TAG): the image
+FSM's chart writes for fsm.serviceLB or fsm.repoServer (its serviceLB.image
+and repoServer.image helpers): registry/name:tag from COMPONENT.image, each
+key unset, null or empty taking FSM v1.5.1's default (registry flomesh, NAME,
+TAG), but an empty registry, which FSM's helpers replace by fsm.image.registry.
+*/ -}}
+{{- define "fsm.meshConfig.componentImage" -}}
+{{- $f := index . 0 -}}
+{{- $img := (index . 1 | default dict).image | default dict -}}
+{{- $registry := $img.registry -}}
+{{- if kindIs "invalid" $registry -}}
+{{- $registry = "flomesh" -}}
+{{- else if not $registry -}}
+{{- $registry = $f.image.registry -}}
+{{- end -}}
+{{- $tag := $img.tag -}}
+{{- if or (kindIs "invalid" $tag) (eq (toString $tag) "") -}}{{- $tag = index . 3 -}}{{- end -}}
+{{- printf "%s/%s:%s" $registry ($img.name | default (index . 2)) (include "fsm.tag" $tag) -}}
+{{- end -}}
+
+{{- /*
 fsm.meshConfig.imageMaps: MeshConfig spec.image.name and .digest for FSM's
 components, each from fsm.image.name/digest when given, else FSM v1.5.1's
 default (the component's image name; no digest).
