@@ -112,8 +112,8 @@ func onlyLabels(l map[string]string, keys []string) map[string]string {
 
 // ControllerServiceCacheByObject restricts the manager's Service cache to
 // FSM's controller Service in the fsm namespace, which the handler reads while
-// MeshConfig spec.sidecar.localDNSProxy.enable is on (the informer starts with
-// the first such read). Merge it into cache.Options.ByObject beside
+// MeshConfig spec.sidecar.localDNSProxy.enable is on (HandlerCaches starts
+// its informer with the others, and readiness waits for it). Merge it into cache.Options.ByObject beside
 // CacheByObject.
 func ControllerServiceCacheByObject(fsmNamespace string) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{

@@ -74,7 +74,7 @@ type TrustControllerOptions struct {
 // root rotation, new only after), and certificates signed by a retiring root
 // are re-issued from the new one while the old one is still trusted
 // (PlanTrust decides). A manager Runnable; every replica runs it: writes are
-// Updates carrying the read resourceVersion, so replicas and FSM's
+// merge patches carrying the read resourceVersion, so replicas and FSM's
 // controller (which appends an owner reference the same way) never overwrite
 // each other, they re-read and re-decide.
 type TrustController struct {

@@ -354,8 +354,9 @@ type secretWriter struct {
 }
 
 // flushTimeout bounds the writes of the records left when the writer stops:
-// within the manager's 30 s graceful shutdown, and the chart's 35 s grace
-// period less its 5 s preStop, which SIGTERM follows.
+// within the manager's 30 s graceful shutdown, and within the chart's 65 s
+// grace period after its 5 s preStop, 8 s drain and 30 s for answers in
+// flight.
 const flushTimeout = 20 * time.Second
 
 // runPending drops expired records every 10 s (or every TTL, if shorter)

@@ -18,7 +18,7 @@ import (
 // the registration object) and the last results of the costly end-to-end
 // proofs (a TLS handshake with the listener, the webhook's Probe through the
 // apiserver), which run in the background on a clock. A kubelet probe
-// (3 s timeout) therefore never waits on the network, and a slow apiserver
+// (the chart's: 2 s timeout) therefore never waits on the network, and a slow apiserver
 // or a deleted configuration cannot time it out.
 //
 // A pod has one readiness for every Service that selects it, so the pod's

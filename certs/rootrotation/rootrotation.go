@@ -152,8 +152,9 @@ func Rotate(ctx context.Context, opts Options) error {
 	return run(ctx, opts, true)
 }
 
-// Resume completes a rotation in progress and does nothing when idle. Every
-// server calls it on start, so a rotation interrupted by a crash finishes.
+// Resume completes a rotation in progress and does nothing when idle. Auto
+// calls it on start and every interval, so a rotation interrupted by a crash
+// finishes.
 func Resume(ctx context.Context, opts Options) error {
 	return run(ctx, opts, false)
 }

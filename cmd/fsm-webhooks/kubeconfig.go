@@ -11,7 +11,8 @@ import (
 // loadRESTConfig is --kubeconfig and --context as kubectl reads them: the
 // named file (else $KUBECONFIG, else ~/.kube/config) with the named context
 // (else its current one). With neither flag, controller-runtime's order
-// applies, which tries the in-cluster config first: what serve needs in a pod.
+// applies ($KUBECONFIG, else the in-cluster config, else ~/.kube/config):
+// in a pod without $KUBECONFIG, the in-cluster config serve needs.
 func loadRESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 	if kubeconfig == "" && kubeContext == "" {
 		cfg, err := ctrl.GetConfig()

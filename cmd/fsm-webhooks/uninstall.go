@@ -22,7 +22,8 @@ func newUninstallHookCommand(o *options) *cobra.Command {
 		Long: `uninstall-hook is what the Helm chart's pre-delete Job runs, in this order:
 delete the MutatingWebhookConfiguration and ValidatingWebhookConfiguration of the
 mesh (so no failurePolicy=Fail webhook outlives its server; kept with
---keep-webhook-configurations, a hand-back to FSM), scale the servers'
+--keep-webhook-configurations, a hand-back to FSM, and each one whose Service
+selects FSM's pods, which FSM's servers answer after takeover step 1), scale the servers'
 Deployment to zero and wait for its pods (the MeshConfig CRD's conversion
 strategy set back to None before they stop, holding the converters'
 conversion-owner Lease so none re-points it), and delete the mesh's MeshConfig. Every step is

@@ -43,6 +43,20 @@ func Loopback() (int, error) {
 	return 0, fmt.Errorf("finding a free port: 100 ports in a row were ones this process was given before")
 }
 
+// LoopbackN is n ports from Loopback: all different, for a server that
+// listens on several (the bench tools' serve).
+func LoopbackN(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		p, err := Loopback()
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
 // Must is Loopback failing t: for a server the test starts, or an address
 // that must not answer.
 func Must(t testing.TB) int {

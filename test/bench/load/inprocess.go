@@ -25,6 +25,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -200,7 +201,7 @@ func servingCert(issuer *certstest.CA) (string, int, error) {
 	if err := os.WriteFile(filepath.Join(dir, "tls.key"), c.KeyPEM, 0o600); err != nil {
 		return "", 0, err
 	}
-	ports, err := freePorts(1)
+	ports, err := freeport.LoopbackN(1)
 	if err != nil {
 		return "", 0, err
 	}

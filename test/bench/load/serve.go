@@ -7,7 +7,6 @@ import (
 	"debug/buildinfo"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 )
 
 // serveProcess is `fsm-webhooks serve` running against the test apiserver,
@@ -69,7 +69,7 @@ func binaryVersion(bin string) string {
 // startServe runs serve against the apiserver kubeconfig points at and
 // waits until it is ready.
 func startServe(ctx context.Context, bin, kubeconfig, dir string, c config) (*serveProcess, error) {
-	free, err := freePorts(5)
+	free, err := freeport.LoopbackN(5)
 	if err != nil {
 		return nil, err
 	}
@@ -145,25 +145,6 @@ func get(ctx context.Context, url string) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // label says what runs, naming every setting that differs from what ships.

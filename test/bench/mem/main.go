@@ -60,6 +60,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/bench/benchenv"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 )
@@ -448,7 +449,7 @@ type serveProcess struct {
 }
 
 func startServe(ctx context.Context, bin, kubeconfig, dir string, c config) (*serveProcess, error) {
-	free, err := freePorts(6)
+	free, err := freeport.LoopbackN(6)
 	if err != nil {
 		return nil, err
 	}
@@ -542,19 +543,6 @@ func get(ctx context.Context, url string) ([]byte, error) {
 		err = fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return b, err
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = l.Close() }()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // print writes one line: the kernel's view of serve's memory and the Go
