@@ -167,7 +167,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, err
 	}
-	key, err := i.keys.Get(req.KeyAlgorithm)
+	key, err := i.keys.Get(ctx, req.KeyAlgorithm)
 	if err != nil {
 		return nil, err
 	}

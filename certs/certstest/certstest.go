@@ -157,14 +157,14 @@ func (*CA) Provider() string { return ProviderName }
 
 // Issue implements certs.Issuer: the active root signs req, with a key of
 // req.KeyAlgorithm (Options.Algorithm when empty), for at most MaxTTL.
-func (ca *CA) Issue(_ context.Context, req certs.Request) (*certs.Certificate, error) {
+func (ca *CA) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
 	if ca.failing.Load() {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue " + req.CommonName, Err: errors.New("issuance disabled by the test")}
 	}
 	if ca.opts.MaxTTL > 0 {
 		req.Validity = min(req.Validity, ca.opts.MaxTTL)
 	}
-	key, err := ca.keys.Get(req.KeyAlgorithm)
+	key, err := ca.keys.Get(ctx, req.KeyAlgorithm)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "key for " + req.CommonName, Err: err}
 	}

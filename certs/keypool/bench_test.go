@@ -79,7 +79,7 @@ func BenchmarkIssuePodCert(b *testing.B) {
 func issuePodCerts(b *testing.B, p *Pool, ca *certs.Authority, caPEM []byte, req certs.Request) {
 	b.ReportAllocs()
 	for b.Loop() {
-		key, err := p.Get()
+		key, err := p.Get(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func BenchmarkGetSustained(b *testing.B) {
 				var mine []time.Duration
 				for pb.Next() {
 					start := time.Now()
-					if _, err := p.Get(); err != nil {
+					if _, err := p.Get(context.Background()); err != nil {
 						b.Error(err)
 						return
 					}

@@ -4,9 +4,10 @@
 // core). Refill runs in the background on up to GOMAXPROCS workers, each
 // starting a key only while no goroutine of the process waits for a CPU
 // (admissions first); the stock grows to the bursts it sees, within a memory
-// cap, and shrinks back when idle. An empty pool generates inline but hands
-// out a refilled key if one lands first, so a burst only slows down, never
-// fails, and no admission waits longer than one key generation.
+// cap, and shrinks back when idle (keys above the decayed target are
+// dropped). An empty pool generates inline but hands out a refilled key if
+// one lands first, so a burst only slows down, never fails, and no admission
+// waits longer than one key generation or its own deadline.
 package keypool
 
 import (
@@ -29,10 +30,10 @@ import (
 // Defaults for Options.
 const (
 	// DefaultSize is the floor of the stock: keys kept ready when idle,
-	// enough for a Deployment scaled by 30 (~140 KB for RSA-2048).
+	// enough for a Deployment scaled by 30 (~210 KB for RSA-2048).
 	DefaultSize = 32
 	// DefaultMaxBytes caps the stock a pool may grow to after bursts:
-	// about 900 RSA-2048 or 4,000 ECDSA P-256 keys (see KeyBytes).
+	// about 630 RSA-2048 or 4,000 ECDSA P-256 keys (see KeyBytes).
 	DefaultMaxBytes = 4 << 20
 	// DefaultWindow is how often the target is re-decided from the keys
 	// taken since.
@@ -108,8 +109,10 @@ type Options struct {
 	Logger   logr.Logger
 }
 
-// KeyBytes estimates the heap one key of alg holds (measured on Go 1.26:
-// RSA-2048 4.4 KB, 3072 5.5 KB, 4096 6.6 KB, ECDSA P-384 2.9 KB; rounded up).
+// KeyBytes estimates the heap one pooled key of alg holds, with the PKCS#8
+// PEM the pool stores beside it (certs.WithEncodedPEM; measured on Go 1.26:
+// RSA-2048 6.5 KB, 3072 9.7 KB, ECDSA P-256 1.0 KB, P-384 1.3 KB; rounded
+// up).
 func KeyBytes(alg certs.KeyAlgorithm) int {
 	switch alg = alg.OrDefault(); {
 	case alg == certs.ECDSAP256:
@@ -117,7 +120,7 @@ func KeyBytes(alg certs.KeyAlgorithm) int {
 	case alg == certs.ECDSAP384:
 		return 3 << 10
 	case alg.RSABits() != 0:
-		return alg.RSABits()*2 + 512
+		return alg.RSABits()*3 + 512
 	}
 	return 8 << 10
 }
@@ -245,9 +248,10 @@ type generated struct {
 
 // Get returns a pooled key. When the pool is empty it generates one inline,
 // but takes a refilled key if one lands first and puts its own into the
-// pool when done: the wait is at most one generation, no CPU is wasted. A
-// key is handed out once.
-func (p *Pool) Get() (crypto.Signer, error) {
+// pool when done: the wait is at most one generation, no CPU is wasted. When
+// ctx ends first it returns ctx's error, and the key still being generated
+// goes into the pool. A key is handed out once.
+func (p *Pool) Get(ctx context.Context) (crypto.Signer, error) {
 	p.taken.Add(1)
 	select {
 	case k := <-p.keys:
@@ -256,28 +260,39 @@ func (p *Pool) Get() (crypto.Signer, error) {
 		return k, nil
 	default:
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("keypool: %s key: %w", p.alg, err)
+	}
 	p.misses.Inc()
 	p.signal()
-	if cap(p.keys) == 0 {
-		return p.inline()
-	}
 	res := make(chan generated, 1)
 	go func() {
 		k, err := p.inline()
 		res <- generated{k, err}
 	}()
+	keys := p.keys // nil (never ready) when pooling is off
+	if cap(keys) == 0 {
+		keys = nil
+	}
 	select {
 	case r := <-res:
 		p.inlineUsed.Inc()
 		return r.key, r.err
-	case k := <-p.keys:
+	case k := <-keys:
 		p.took()
-		go func() {
-			if r := <-res; r.err == nil {
-				p.put(r.key)
-			}
-		}()
+		go p.keep(res)
 		return k, nil
+	case <-ctx.Done():
+		go p.keep(res)
+		return nil, fmt.Errorf("keypool: waiting for a %s key: %w", p.alg, ctx.Err())
+	}
+}
+
+// keep puts the key of an inline generation nobody waits for any more into
+// the pool (dropped when pooling is off or the pool is full).
+func (p *Pool) keep(res <-chan generated) {
+	if r := <-res; r.err == nil {
+		p.put(r.key)
 	}
 }
 
@@ -356,7 +371,22 @@ func (p *Pool) resize(ctx context.Context) {
 		next := NextTarget(Sizing{Floor: p.floor, Max: cap(p.keys), Target: p.Target(), Taken: int(p.taken.Swap(0))})
 		p.target.Store(int64(next))
 		p.targetG.Set(float64(next))
+		p.trim(next)
 		p.signal()
+	}
+}
+
+// trim drops keys above n: the stock follows the target as it decays after a
+// burst, so the memory of the largest burst is not held for the life of the
+// process. A Get racing it only finds the pool a key shorter.
+func (p *Pool) trim(n int) {
+	for len(p.keys) > n {
+		select {
+		case <-p.keys:
+			p.size.Dec()
+		default:
+			return
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ func TestPoolFillsAndCountsHitsAndMisses(t *testing.T) {
 	misses0 := testutil.ToFloat64(misses.WithLabelValues(string(alg)))
 
 	// Not started: every Get is a miss but still returns a usable key.
-	k, err := p.Get()
+	k, err := p.Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestPoolFillsAndCountsHitsAndMisses(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for range 4 {
-		k, err := p.Get()
+		k, err := p.Get(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func TestRefillWakesBelowHalf(t *testing.T) {
 	}
 	take := func(n int) {
 		for range n {
-			if _, err := p.Get(); err != nil {
+			if _, err := p.Get(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -174,7 +174,7 @@ func TestMissSurfacesGenerationError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Get(); err == nil || err.Error() != "keypool: generating ECDSAP256 key: boom" {
+	if _, err := p.Get(context.Background()); err == nil || err.Error() != "keypool: generating ECDSAP256 key: boom" {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -199,14 +199,14 @@ func TestSetCreatesPoolsOnDemand(t *testing.T) {
 	if err := late.WaitFull(wctx); err != nil {
 		t.Fatalf("a pool created after Start is not refilled: %v", err)
 	}
-	k, err := s.Get("")
+	k, err := s.Get(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a, _ := certs.AlgorithmOf(k.Public()); a != certs.ECDSAP256 {
 		t.Fatalf("default key = %s", a)
 	}
-	if _, err := s.Get("RSA1024"); err == nil {
+	if _, err := s.Get(context.Background(), "RSA1024"); err == nil {
 		t.Fatal("Get accepted an unknown algorithm")
 	}
 	cancel()
@@ -266,7 +266,7 @@ func TestSetPoolsOnlyNamedSizesAndOnlyOnceAsked(t *testing.T) {
 	}
 
 	// A common size gets a pool on first use, filled in the background.
-	if _, err := s.Get(certs.RSA3072); err != nil {
+	if _, err := s.Get(context.Background(), certs.RSA3072); err != nil {
 		t.Fatal(err)
 	}
 	p3072, err := s.Pool(certs.RSA3072)
@@ -280,7 +280,7 @@ func TestSetPoolsOnlyNamedSizesAndOnlyOnceAsked(t *testing.T) {
 	// Any other size the CRD allows is generated per request, never stocked.
 	unpooled0 := testutil.ToFloat64(unpooled.WithLabelValues("RSA2560"))
 	for range 3 {
-		if _, err := s.Get("RSA2560"); err != nil {
+		if _, err := s.Get(context.Background(), "RSA2560"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -293,7 +293,7 @@ func TestSetPoolsOnlyNamedSizesAndOnlyOnceAsked(t *testing.T) {
 	if _, err := s.Pool("RSA2560"); err == nil {
 		t.Error("Pool(RSA2560) created a pool")
 	}
-	if _, err := s.Get("RSA8192"); err == nil {
+	if _, err := s.Get(context.Background(), "RSA8192"); err == nil {
 		t.Error("Get accepted RSA8192")
 	}
 	cancel()
@@ -307,7 +307,7 @@ func TestUnpooledSizeIsRealKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := s.Get("RSA2560")
+	k, err := s.Get(context.Background(), "RSA2560")
 	if err != nil {
 		t.Fatal(err)
 	}

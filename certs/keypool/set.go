@@ -78,28 +78,43 @@ func (s *Set) Pool(alg certs.KeyAlgorithm) (*Pool, error) {
 }
 
 // Get returns a key of alg (empty means the default): from its pool, or
-// generated inline when alg is not pooled.
-func (s *Set) Get(alg certs.KeyAlgorithm) (crypto.Signer, error) {
+// generated inline when alg is not pooled. It returns ctx's error when ctx
+// ends before a key is ready.
+func (s *Set) Get(ctx context.Context, alg certs.KeyAlgorithm) (crypto.Signer, error) {
 	if alg != "" && alg != s.opts.Algorithm && !Pooled(alg) {
 		if err := alg.Validate(); err != nil {
 			return nil, fmt.Errorf("keypool: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("keypool: %s key: %w", alg, err)
 		}
 		generate := s.opts.Generate
 		if generate == nil {
 			generate = certs.GenerateKey
 		}
 		unpooled.WithLabelValues(string(alg)).Inc()
-		k, err := generate(alg)
-		if err != nil {
-			return nil, fmt.Errorf("keypool: generating %s key: %w", alg, err)
+		res := make(chan generated, 1)
+		go func() {
+			k, err := generate(alg)
+			res <- generated{k, err}
+		}()
+		select {
+		case r := <-res:
+			if r.err != nil {
+				return nil, fmt.Errorf("keypool: generating %s key: %w", alg, r.err)
+			}
+			return r.key, nil
+		case <-ctx.Done():
+			// The generation runs to its end and its key is dropped:
+			// there is no pool to keep it in.
+			return nil, fmt.Errorf("keypool: waiting for a %s key: %w", alg, ctx.Err())
 		}
-		return k, nil
 	}
 	p, err := s.Pool(alg)
 	if err != nil {
 		return nil, err
 	}
-	return p.Get()
+	return p.Get(ctx)
 }
 
 // Start refills every pool, present and future, until ctx is done.

@@ -60,9 +60,9 @@ func TestCapFollowsMemoryBudget(t *testing.T) {
 		maxBytes int
 		want     int
 	}{
-		{certs.RSA2048, 32, 0, DefaultMaxBytes / 4608},
+		{certs.RSA2048, 32, 0, DefaultMaxBytes / 6656},
 		{certs.ECDSAP256, 32, 0, DefaultMaxBytes / 1024},
-		{certs.RSA4096, 32, 1 << 20, (1 << 20) / 8704},
+		{certs.RSA4096, 32, 1 << 20, (1 << 20) / 12800},
 		{certs.RSA2048, 32, 1024, 32}, // never below Size
 		{certs.RSA2048, 0, 0, 0},      // pooling off
 	} {
@@ -146,7 +146,7 @@ func TestPoolGrowsToABurstAndBack(t *testing.T) {
 	defer cancel()
 	go func() { _ = p.Start(ctx) }()
 	for range 30 { // a burst of 30 in one window
-		if _, err := p.Get(); err != nil {
+		if _, err := p.Get(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,7 +181,7 @@ func TestMissTakesARefilledKeyFirst(t *testing.T) {
 	var wg sync.WaitGroup
 	got := make(chan crypto.Signer, 1)
 	wg.Go(func() {
-		k, err := p.Get() // empty, not started: generates inline, blocked on gate
+		k, err := p.Get(context.Background()) // empty, not started: generates inline, blocked on gate
 		if err != nil {
 			t.Error(err)
 		}

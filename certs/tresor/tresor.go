@@ -397,11 +397,11 @@ func (i *Issuer) CABundle(context.Context) ([]byte, error) {
 
 // Issue implements certs.Issuer: a pooled key and one signature by the
 // active root.
-func (i *Issuer) Issue(_ context.Context, req certs.Request) (*certs.Certificate, error) {
+func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
 	if err := req.Validate(); err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue", Err: err}
 	}
-	key, err := i.keys.Get(req.KeyAlgorithm)
+	key, err := i.keys.Get(ctx, req.KeyAlgorithm)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "issue " + req.CommonName, Err: err}
 	}

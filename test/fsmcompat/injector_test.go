@@ -211,11 +211,11 @@ type tresorRoot struct {
 	keys  *keypool.Set
 }
 
-func (r *tresorRoot) Issue(_ context.Context, req certs.Request) (*certs.Certificate, error) {
+func (r *tresorRoot) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	key, err := r.keys.Get(req.KeyAlgorithm)
+	key, err := r.keys.Get(ctx, req.KeyAlgorithm)
 	if err != nil {
 		return nil, err
 	}
