@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -587,6 +588,57 @@ func TestMeshConfigFSMSectionsValidOrRefused(t *testing.T) {
 				}
 				if len(hookInvalid(t, mc)) == 0 {
 					t.Errorf("schema refuses %s %#v, but spec.%s = %#v is valid", tc.value, v, tc.spec, v)
+				}
+			})
+		}
+	}
+}
+
+// TestGoDurationOverflowRefused: a duration the schema's pattern takes but
+// Go's time.ParseDuration does not (over 2562047h47m16.854775807s) is
+// refused at render time naming the key; durations near that limit Go takes
+// render. Before, the servers crash-looped on the flag, or the MeshConfig
+// carried a value FSM's controller cannot parse.
+func TestGoDurationOverflowRefused(t *testing.T) {
+	keys := map[string]string{ // key: a values document with %s for the value
+		"fsm.bootstrapCertValidityDuration":                   `fsm: {bootstrapCertValidityDuration: %s}`,
+		"fsm.certificateProvider.serviceCertValidityDuration": `fsm: {certificateProvider: {serviceCertValidityDuration: %s}}`,
+		"fsm.webhooks.injectorSecretHandoffBudget":            `fsm: {webhooks: {injectorSecretHandoffBudget: %s}}`,
+		"fsm.warmup.duration":                                 `fsm: {warmup: {duration: %s}}`,
+		"fsm.configResyncInterval":                            `fsm: {configResyncInterval: %s}`,
+	}
+	for _, tc := range []struct {
+		v  string
+		ok bool // Go's time.ParseDuration takes it
+	}{
+		{"2562047h", true},
+		{"2562047h47m16s", true},
+		{"153722867m", true},
+		{"1000000h1000000h.5s", true},
+		{"2562048h", false},
+		{"2562047h48m", false},
+		{"1500000h1500000h", false},
+		{"99999999999999999999s", false},
+		{"9999999999h", false},
+	} {
+		if _, err := time.ParseDuration(tc.v); (err == nil) != tc.ok {
+			t.Fatalf("test value %q: time.ParseDuration error %v, want ok=%v", tc.v, err, tc.ok)
+		}
+		for key, doc := range keys {
+			values := fmt.Sprintf(doc, tc.v)
+			t.Run(values, func(t *testing.T) {
+				t.Parallel()
+				if key == "fsm.webhooks.injectorSecretHandoffBudget" && len(regexp.MustCompile(`[a-zµ]+`).FindAllString(tc.v, -1)) > 1 {
+					// Its schema takes one unit only.
+					mustRefuseValues(t, values, "/fsm/webhooks/injectorSecretHandoffBudget", "does not match pattern")
+					return
+				}
+				if !tc.ok {
+					mustRefuseValues(t, values, key, fmt.Sprintf("%q", tc.v), "largest Go duration")
+					return
+				}
+				if _, err := charttest.Render(ns, mustValues(t, values)); err != nil {
+					t.Errorf("values refused: %v", err)
 				}
 			})
 		}

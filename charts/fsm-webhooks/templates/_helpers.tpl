@@ -118,6 +118,9 @@ schema cannot word well. Messages match what the binary says for the same
 flags (FSM's wording) so users search one text.
 */}}
 {{- define "fsm.validate" -}}
+{{- include "fsm.checkGoDuration" (list "fsm.certificateProvider.serviceCertValidityDuration" .Values.fsm.certificateProvider.serviceCertValidityDuration) -}}
+{{- include "fsm.checkGoDuration" (list "fsm.bootstrapCertValidityDuration" .Values.fsm.bootstrapCertValidityDuration) -}}
+{{- include "fsm.checkGoDuration" (list "fsm.webhooks.injectorSecretHandoffBudget" .Values.fsm.webhooks.injectorSecretHandoffBudget) -}}
 {{- $cp := .Values.fsm.certificateProvider.kind -}}
 {{- if eq $cp "vault" -}}
 {{- if not .Values.fsm.vault.host -}}
@@ -154,12 +157,35 @@ as the pre-install hook, and denied by the validator on its next update.
 */}}
 {{- define "fsm.validateMeshConfig" -}}
 {{- $w := .Values.fsm.warmup | default dict -}}
+{{- include "fsm.checkGoDuration" (list "fsm.warmup.duration" $w.duration) -}}
+{{- include "fsm.checkGoDuration" (list "fsm.configResyncInterval" .Values.fsm.configResyncInterval) -}}
 {{- $min := 10 -}}
 {{- if not (kindIs "invalid" $w.minWeight) -}}{{- $min = int64 $w.minWeight -}}{{- end -}}
 {{- $max := 100 -}}
 {{- if not (kindIs "invalid" $w.maxWeight) -}}{{- $max = int64 $w.maxWeight -}}{{- end -}}
 {{- if gt (int64 $min) (int64 $max) -}}
 {{- fail (printf "fsm.warmup.minWeight: %d must be less than or equal to fsm.warmup.maxWeight (%d) (defaults: minWeight 10, maxWeight 100)" (int64 $min) (int64 $max)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+fsm.checkGoDuration (list KEY VALUE): fails when VALUE, a duration the schema
+let through, is beyond what Go's time.ParseDuration takes (2562047h47m16.8s,
+the largest int64 of nanoseconds): the binary would refuse its flag and crash
+loop, FSM's controller its MeshConfig. The schema's patterns cannot bound a
+sum; this adds up the parts (in float64: near the limit, within a
+microsecond).
+*/ -}}
+{{- define "fsm.checkGoDuration" -}}
+{{- $v := index . 1 | default "" | toString -}}
+{{- $unit := dict "ns" 1.0 "us" 1e3 "µs" 1e3 "μs" 1e3 "ms" 1e6 "s" 1e9 "m" 6e10 "h" 3.6e12 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]*\\.?[0-9]*(ns|us|µs|μs|ms|s|m|h)" $v -1 -}}
+{{- $n := regexFind "^[0-9]*\\.?[0-9]*" . -}}
+{{- $total = addf $total (mulf (float64 (trimSuffix "." (printf "0%s" $n))) (get $unit (trimPrefix $n .))) -}}
+{{- end -}}
+{{- if gt $total 9.223372036854775807e18 -}}
+{{- fail (printf "%s: %q is longer than the largest Go duration, 2562047h47m16.854775807s" (index . 0) $v) -}}
 {{- end -}}
 {{- end -}}
 
