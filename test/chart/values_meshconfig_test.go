@@ -558,7 +558,7 @@ func TestMeshConfigFSMSectionsValidOrRefused(t *testing.T) {
 	} {
 		doc := func(v any) string {
 			path := strings.Split(tc.value, ".")
-			var m any = v
+			m := v
 			for i := len(path) - 1; i >= 0; i-- {
 				m = map[string]any{path[i]: m}
 			}
