@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -220,7 +219,7 @@ func Image(p *field.Path, s string) field.ErrorList {
 	if s == "" {
 		return nil
 	}
-	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+	if err := ParseNormalizedNamed(s); err != nil {
 		return field.ErrorList{field.Invalid(p, s, "must be a container image reference such as flomesh/pipy:1.5.14: "+err.Error())}
 	}
 	return nil

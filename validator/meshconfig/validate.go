@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/distribution/reference"
 	jsonv2 "github.com/go-json-experiment/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -524,14 +523,14 @@ func validateImage(im *image, p *field.Path) field.ErrorList {
 	errs = append(errs, rules.Enum(p.Child("pullPolicy"), im.PullPolicy, PullPolicies...)...)
 	registryOK := true
 	if im.Registry != "" {
-		if _, err := reference.ParseNormalizedNamed(im.Registry + "/image"); err != nil {
+		if err := rules.ParseNormalizedNamed(im.Registry + "/image"); err != nil {
 			registryOK = false
 			errs = append(errs, field.Invalid(p.Child("registry"), im.Registry, "must be a registry and optional path such as flomesh or ghcr.io/flomesh-io"))
 		}
 	}
 	tagOK := true
 	if im.Tag != "" {
-		if _, err := reference.Parse("image:" + im.Tag); err != nil {
+		if err := rules.ParseReference("image:" + im.Tag); err != nil {
 			tagOK = false
 			errs = append(errs, field.Invalid(p.Child("tag"), im.Tag, "must be an image tag such as v1.5.0 (letters, digits, '_', '.', '-'; at most 128 characters)"))
 		}
@@ -548,7 +547,7 @@ func validateImage(im *image, p *field.Path) field.ErrorList {
 		d := im.Digest[k]
 		switch {
 		case d != "":
-			if _, err := reference.Parse("image@" + d); err != nil {
+			if err := rules.ParseReference("image@" + d); err != nil {
 				errs = append(errs, field.Invalid(p.Child("digest").Key(k), d, "must be a digest such as sha256:<64 hex digits>"))
 				continue
 			}
@@ -556,7 +555,7 @@ func validateImage(im *image, p *field.Path) field.ErrorList {
 		case im.Tag != "" && tagOK:
 			ref += ":" + im.Tag
 		}
-		if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		if err := rules.ParseNormalizedNamed(ref); err != nil {
 			errs = append(errs, field.Invalid(p.Child("name").Key(k), im.Name[k],
 				fmt.Sprintf("must make a container image reference with spec.image.registry, got %q: %v", ref, err)))
 		}

