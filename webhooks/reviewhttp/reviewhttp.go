@@ -132,11 +132,11 @@ func quoteOrNone(s string) string {
 
 var errTooLarge = fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
 
-// readBody reads at most MaxBodyBytes. http.MaxBytesReader also makes the
-// server close the connection after the answer instead of draining the rest.
 // presizeMax bounds the body readBody allocates from Content-Length alone.
 const presizeMax = 1 << 20
 
+// readBody reads at most MaxBodyBytes. http.MaxBytesReader also makes the
+// server close the connection after the answer instead of draining the rest.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 	defer func() { _ = r.Body.Close() }()
 	if r.ContentLength > MaxBodyBytes {
