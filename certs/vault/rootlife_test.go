@@ -4,7 +4,14 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,5 +204,95 @@ func TestIssueCappedAtCALifetime(t *testing.T) {
 			}
 			t.Logf("CA cap note: %s", lines[0])
 		})
+	}
+}
+
+// TestPinnedRoleRefusedOnce: a role pinned to an issuer that ends before the
+// mount's default makes Vault refuse the first certificate capped at the
+// default; the issuer then caps at the CA that signed, so later
+// certificates cost one call each, not a refusal, two CA reads and a retry.
+func TestPinnedRoleRefusedOnce(t *testing.T) {
+	ctx := context.Background()
+	srv := vaultdev.New(t)
+	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, data := range map[string]map[string]any{
+		"pki/root/generate/internal": {"common_name": "fsm.root.pinned", "ttl": "3h", "issuer_name": "pinned"},
+	} {
+		if _, err := admin.Logical().WriteWithContext(ctx, path, data); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	if _, err := admin.Logical().WriteWithContext(ctx, "pki/roles/pinned", map[string]any{"allow_any_name": true, "max_ttl": "87600h", "issuer_ref": "pinned"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Count what the issuer sends, through a proxy in front of the server.
+	var mu sync.Mutex
+	calls := map[string]int{}
+	target, err := url.Parse(fmt.Sprintf("http://%s:%d", srv.Host, srv.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[fmt.Sprintf("%s %s %d", r.Request.Method, r.Request.URL.Path, r.StatusCode)]++
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	u, err := url.Parse(front.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	i, err := New(ctx, Options{Host: u.Hostname(), Port: port, Protocol: "http", Role: "pinned", Token: srv.Token, MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(n int) {
+		t.Helper()
+		req := certs.Request{CommonName: fmt.Sprintf("p%d.sidecar.sa.bookstore.cluster.local", n), Validity: 87600 * time.Hour, Usage: certs.UsageBoth}
+		c, err := i.Issue(ctx, req)
+		if err != nil {
+			t.Fatalf("certificate %d: %v", n, err)
+		}
+		if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, req.CommonName, req.Usage, time.Now()); err != nil {
+			t.Fatalf("certificate %d: %v", n, err)
+		}
+	}
+	snapshot := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(calls)
+	}
+	issue(0)
+	if got := snapshot()["PUT /v1/pki/issue/pinned 400"]; got != 1 {
+		t.Fatalf("first certificate: %d refusals of pki/issue/pinned, want 1 (capped at the default, which the pinned issuer ends before): %v", got, snapshot())
+	}
+	before := snapshot()
+	const more = 5
+	for n := 1; n <= more; n++ {
+		issue(n)
+	}
+	after := snapshot()
+	for call, n := range after {
+		if d := n - before[call]; d != 0 && call != "PUT /v1/pki/issue/pinned 200" {
+			t.Errorf("%d more %q for %d certificates, want none: %v", d, call, more, after)
+		}
+	}
+	if d := after["PUT /v1/pki/issue/pinned 200"] - before["PUT /v1/pki/issue/pinned 200"]; d != more {
+		t.Errorf("%d issue calls for %d certificates, want one each: %v", d, more, after)
 	}
 }

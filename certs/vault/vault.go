@@ -110,6 +110,10 @@ type Issuer struct {
 	bundle    *certs.Bundle
 	defaultCA *x509.Certificate
 	bundleAt  time.Time
+	// roleCA is the CA that signed the role's last certificate: issuance
+	// caps at it rather than at the default, so that a role pinned to a
+	// shorter-lived issuer costs one refused call once, not per certificate.
+	roleCA *x509.Certificate
 
 	clamps clampLog
 	caCaps caCapLog
@@ -194,12 +198,18 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	// The role signs with the mount's default issuer unless it is pinned to
 	// another (issuer_ref), which reading the role would tell but FSM's
-	// policies need not allow: cap at the default, and on Vault's refusal
-	// retry once at the mount issuer that ends first.
+	// policies need not allow: cap at the CA that signed the role's last
+	// certificate, else at the default, and on Vault's refusal retry once at
+	// the mount issuer that ends first.
 	_, def, err := i.cas(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the CA of mount %s, which the certificate must not outlive: %w", i.mount, err)
 	}
+	i.mu.Lock()
+	if i.roleCA != nil {
+		def = i.roleCA
+	}
+	i.mu.Unlock()
 	ttl := req.Validity
 	if def != nil {
 		ttl = cappedTTL(req.Validity, time.Now(), def.NotAfter)
@@ -259,6 +269,11 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	if c.CABundle, err = i.bundleFor(ctx, signer); err != nil {
 		return nil, err
+	}
+	if cas := signer.Certificates(); len(cas) > 0 {
+		i.mu.Lock()
+		i.roleCA = cas[0]
+		i.mu.Unlock()
 	}
 	// A role clamp is measured against the TTL sent, so that a cut at the
 	// CA's end is not reported as the role's doing.
