@@ -305,3 +305,83 @@ func reissued(t *testing.T) float64 {
 	n, _ := counterSum(t, "fsm_webhooks_injector_bootstrap_certs_reissued_total", nil)
 	return n
 }
+
+// TestTrustLateAdmissionAfterBundleChange: an admission reads the bundle
+// just before it changes (here the drop of the previous root, the rotation's
+// last step, after which nothing retires) and writes its bootstrap Secret
+// only after the trust controller's pass for the new bundle listed the
+// Secrets. The controller still brings that Secret's cacert.pem onto the new
+// bundle, with a provider that records its rotation (tresor) or one that
+// only changes its bundle (Vault, cert-manager: no RotationReader).
+func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		rotation bool
+	}{{"rotation", true}, {"bundle only", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := startCoreEnv(t, fsmNamespace, "app")
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			issuer := newTresor(ctx, t, env.Clientset, 4)
+			oldRoot := issuer.State().Authority.Cert
+			if _, err := issuer.AddNextRoot(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := issuer.ActivateNextRoot(ctx); err != nil {
+				t.Fatal(err)
+			}
+			newRoot := issuer.State().Authority.Cert
+			// One Secret written before the drop, and one an admission
+			// builds now from the bundle it read (both roots).
+			early := bootstrapSecret(ctx, t, issuer, "00000000-0000-0000-0000-000000000001")
+			late := bootstrapSecret(ctx, t, issuer, "00000000-0000-0000-0000-000000000002")
+			if err := holdsRoots(late, oldRoot, newRoot); err != nil {
+				t.Fatal(err)
+			}
+			if err := env.Client.Create(ctx, early); err != nil {
+				t.Fatal(err)
+			}
+
+			opts := injector.TrustControllerOptions{
+				Client: env.Clientset, Issuer: issuer, MeshName: meshName,
+				Resync: 100 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: testr.New(t).WithName("trust"),
+			}
+			if tc.rotation {
+				opts.Rotation = tresor.RotationCA(issuer)
+			}
+			trust, err := injector.NewTrustController(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- trust.Start(ctx) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("trust controller: %v", err)
+				}
+			})
+
+			if _, err := issuer.DropPreviousRoot(ctx); err != nil {
+				t.Fatal(err)
+			}
+			one := func(name string) func() error {
+				return func() error {
+					s := &corev1.Secret{}
+					if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: name}, s); err != nil {
+						return err
+					}
+					return holdsRoots(s, newRoot)
+				}
+			}
+			waitFor(t, 20*time.Second, one(early.Name))
+			// The pass that wrote it has ended, and several re-reads since
+			// found the trust unchanged, before the late Secret lands.
+			time.Sleep(time.Second)
+			if err := env.Client.Create(ctx, late); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 20*time.Second, one(late.Name))
+		})
+	}
+}

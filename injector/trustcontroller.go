@@ -58,10 +58,18 @@ type TrustControllerOptions struct {
 	// (default 20; burst = Workers).
 	WritesPerSecond float64
 	// Resync: how often the trust state is re-read, and while a root is
-	// retiring every Secret re-checked (a lagging replica may still write a
-	// certificate of the old root) (default 30s). A bundle change the issuer
-	// announces (certs.BundleNotifier) starts a pass at once.
+	// retiring (a lagging replica may still write a certificate of the old
+	// root) or the trust settles (SettleWindow) every Secret re-checked
+	// (default 30s). A bundle change the issuer announces
+	// (certs.BundleNotifier) starts a pass at once.
 	Resync time.Duration
+	// SettleWindow: after the trust changes, every Secret is re-checked
+	// every Resync for this long even when nothing retires: an admission
+	// that read the old bundle may write its Secret after the pass for the
+	// new one listed the Secrets. The default, 2m, covers the longest
+	// admission (the webhook timeout, 30s) plus the controller writer's
+	// deferred flush.
+	SettleWindow time.Duration
 	// RetryInterval after a pass that left a Secret undone (default 10s).
 	RetryInterval time.Duration
 	// PageSize of each Secret list (default 200).
@@ -106,9 +114,9 @@ func NewTrustController(opts TrustControllerOptions) (*TrustController, error) {
 	if opts.Client == nil || opts.Issuer == nil || opts.MeshName == "" {
 		return nil, errors.New("injector: TrustControllerOptions needs Client, Issuer and MeshName")
 	}
-	if opts.Workers < 0 || opts.WritesPerSecond < 0 || opts.Resync < 0 || opts.RetryInterval < 0 || opts.PageSize < 0 || opts.BootstrapCertValidity < 0 {
-		return nil, fmt.Errorf("injector: TrustControllerOptions: negative value (Workers %d, WritesPerSecond %g, Resync %s, RetryInterval %s, PageSize %d, BootstrapCertValidity %s)",
-			opts.Workers, opts.WritesPerSecond, opts.Resync, opts.RetryInterval, opts.PageSize, opts.BootstrapCertValidity)
+	if opts.Workers < 0 || opts.WritesPerSecond < 0 || opts.Resync < 0 || opts.RetryInterval < 0 || opts.PageSize < 0 || opts.BootstrapCertValidity < 0 || opts.SettleWindow < 0 {
+		return nil, fmt.Errorf("injector: TrustControllerOptions: negative value (Workers %d, WritesPerSecond %g, Resync %s, RetryInterval %s, PageSize %d, BootstrapCertValidity %s, SettleWindow %s)",
+			opts.Workers, opts.WritesPerSecond, opts.Resync, opts.RetryInterval, opts.PageSize, opts.BootstrapCertValidity, opts.SettleWindow)
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 4
@@ -118,6 +126,9 @@ func NewTrustController(opts TrustControllerOptions) (*TrustController, error) {
 	}
 	if opts.Resync == 0 {
 		opts.Resync = 30 * time.Second
+	}
+	if opts.SettleWindow == 0 {
+		opts.SettleWindow = 2 * time.Minute
 	}
 	if opts.RetryInterval == 0 {
 		opts.RetryInterval = 10 * time.Second
@@ -147,12 +158,17 @@ func (*TrustController) NeedLeaderElection() bool { return false }
 
 // Start runs a pass at once, then whenever the issuer announces a bundle
 // change, the trust state read every Resync differs from the last clean
-// pass's, a root is retiring, or the last pass left work, until ctx ends.
+// pass's, a root is retiring, the trust changed less than SettleWindow ago,
+// or the last pass left work, until ctx ends.
 func (c *TrustController) Start(ctx context.Context) error {
 	if n, ok := c.opts.Issuer.(certs.BundleNotifier); ok {
 		defer n.OnBundleChange(c.Kick)()
 	}
-	var clean string // fingerprint of the trust state of the last clean pass
+	var (
+		clean       string    // fingerprint of the trust state of the last clean pass
+		seen        string    // fingerprint of the trust state read last
+		settleUntil time.Time // passes run every Resync until then
+	)
 	wait := time.Duration(0)
 	for {
 		select {
@@ -170,7 +186,16 @@ func (c *TrustController) Start(ctx context.Context) error {
 			continue
 		}
 		fp := fingerprint(ts)
-		if fp == clean && ts.Retiring == nil {
+		if fp != seen {
+			if seen != "" {
+				// Secrets built from the previous state may still be
+				// written. Not at start: this replica's admissions read
+				// the state it reads, and other replicas settle their own.
+				settleUntil = c.now().Add(c.opts.SettleWindow)
+			}
+			seen = fp
+		}
+		if fp == clean && ts.Retiring == nil && !c.now().Before(settleUntil) {
 			continue
 		}
 		res, err := c.Sync(ctx, ts)

@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,4 +129,83 @@ func TestTrustControllerConflict(t *testing.T) {
 	if err := RetiringRootCheck(cs)(ctx, old); err != nil {
 		t.Errorf("retiring root check once nothing it signed is left: %v", err)
 	}
+}
+
+// TestTrustControllerSettles: with nothing retiring, one pass runs at Start,
+// a pass every Resync for SettleWindow after each change of the trust, then
+// none while the trust stays as it is. A negative SettleWindow is
+// refused.
+func TestTrustControllerSettles(t *testing.T) {
+	ca := certstest.MustNew(t, certstest.Options{Algorithm: certs.ECDSAP256})
+	if _, err := NewTrustController(TrustControllerOptions{Client: fake.NewClientset(), Issuer: ca, MeshName: "fsm", SettleWindow: -time.Second}); err == nil || !strings.Contains(err.Error(), "SettleWindow -1s") {
+		t.Errorf("negative SettleWindow: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := CommonName("u1", "web", "app", "cluster.local")
+	cert, err := ca.Issue(ctx, certRequest(cn, "", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := BootstrapSecret("app", "fsm", "u1", cert, BootstrapConfig{NodeID: cn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ResourceVersion = "1" // the fake sets none; writes are guarded by it
+	cs := fake.NewClientset(s)
+	var lists atomic.Int64 // one per pass: a single page
+	cs.PrependReactor("list", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
+		return false, nil, nil
+	})
+	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: ca, MeshName: "fsm", Resync: 10 * time.Millisecond, SettleWindow: time.Hour, Logger: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skew atomic.Int64 // moves the controller's clock past a window
+	c.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	done := make(chan error, 1)
+	go func() { done <- c.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	passes := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for lists.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d pass(es), want at least %d", lists.Load(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	quiet := func() int64 {
+		t.Helper()
+		time.Sleep(500 * time.Millisecond) // a pass begun before the window ended lists by then
+		n := lists.Load()
+		time.Sleep(500 * time.Millisecond)
+		if m := lists.Load(); m != n {
+			t.Fatalf("%d pass(es) after the window ended", m-n)
+		}
+		return n
+	}
+
+	passes(1) // the pass at start; nothing changed before it, nothing retires
+	n := quiet()
+	// A root added (no RotationReader: nothing retires) opens a new window.
+	if err := ca.AddNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	passes(n + 5)
+	got, err := cs.CoreV1().Secrets("app").Get(ctx, s.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := certs.ParseBundle(time.Now(), got.Data[CACertKey]); err != nil || b.Len() != 2 {
+		t.Errorf("%s after the change: %v, %v", CACertKey, b, err)
+	}
+	skew.Add(int64(2 * time.Hour))
+	quiet()
 }
