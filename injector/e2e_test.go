@@ -145,6 +145,7 @@ func TestE2E(t *testing.T) {
 
 	t.Run("monitored pod is injected and its Secret verifies", e.testInjected)
 	t.Run("a copy of an injected pod gets its own identity and Secret", e.testCopy)
+	t.Run("a copy of a deleted pod as another ServiceAccount does not get the Secret left behind", e.testCopyOfDeletedPod)
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("a pod the injector cannot inject is denied before any Secret, with an event", e.testDenied)
@@ -443,6 +444,69 @@ func (e *e2e) testCopy(t *testing.T) {
 	}
 	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(srcID)}, &corev1.Secret{}); err != nil {
 		t.Errorf("source's bootstrap Secret: %v", err)
+	}
+}
+
+// testCopyOfDeletedPod: the source pod is gone but its bootstrap Secret is
+// still there, owned by no pod (cleanup has not run yet), when a copy of the
+// source is created running as another ServiceAccount. Nothing stored
+// carries the uuid, so only the Secret's identity tells the copy from the
+// injector's own reinvocation: the copy must get a uuid and certificate of
+// its own, not the source's identity.
+func (e *e2e) testCopyOfDeletedPod(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "copydel", true)
+	if err := e.cl.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	src := pod("source", ns)
+	if err := e.cl.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	srcID := src.Labels[injector.ProxyUUIDLabel]
+	left := &corev1.Secret{}
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(srcID)}, left); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cl.Delete(ctx, src, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the source pod and its Secret gone", func() (bool, error) {
+		pods := &metav1.PartialObjectMetadataList{}
+		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		if err := e.cache.List(ctx, pods, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 0 && len(bootstrapSecrets(t, ctx, e.cl, ns)) == 0, nil
+	})
+	// The Secret as the source left it, before its cleanup.
+	left.ObjectMeta = metav1.ObjectMeta{Name: left.Name, Namespace: ns, Labels: left.Labels}
+	if err := e.cl.Create(ctx, left); err != nil {
+		t.Fatal(err)
+	}
+	cp := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "copy", Namespace: ns, Labels: maps.Clone(src.Labels), Annotations: maps.Clone(src.Annotations)},
+		Spec:       *src.Spec.DeepCopy(),
+	}
+	cp.Spec.ServiceAccountName = "other"
+	cp.Spec.DeprecatedServiceAccount = ""
+	if err := e.cl.Create(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	id := cp.Labels[injector.ProxyUUIDLabel]
+	if id == "" || id == srcID {
+		t.Fatalf("copy's %s = %q, the deleted source's %q: want a new uuid", injector.ProxyUUIDLabel, id, srcID)
+	}
+	s := &corev1.Secret{}
+	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(id)}, s); err != nil {
+		t.Fatalf("copy's bootstrap Secret: %v", err)
+	}
+	leaf, err := certs.ParseCertsPEM(s.Data[injector.RepoCertKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := injector.CommonName(id, "other", ns, "cluster.local"); leaf[0].Subject.CommonName != want {
+		t.Errorf("copy's certificate names %q, want %q", leaf[0].Subject.CommonName, want)
 	}
 }
 

@@ -372,7 +372,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	dryRun := isDryRun(req)
 	if dec.Reinject && dec.ExistingUUID != "" {
-		again, err := h.injectedInThisAdmission(ctx, nsName, dec.ExistingUUID, dryRun)
+		again, err := h.injectedInThisAdmission(ctx, nsName, dec.ExistingUUID, pod.Spec.ServiceAccountName, dryRun)
 		if err != nil {
 			log.Error(err, "reading existing bootstrap Secret")
 			return admission.Errored(http.StatusInternalServerError, err)
@@ -531,12 +531,12 @@ func (h *Handler) controllerService(ctx context.Context) (*corev1.Service, error
 }
 
 // injectedInThisAdmission tells our own reinvocation (the pod is not stored
-// yet, and the Secret we just created exists, owned by no pod) from a copy of
-// an injected pod (a stored pod carries the uuid, or the Secret is owned by
-// the source pod, or gone): a copy must not share the source's identity. A
-// dry run of a copy of a stored pod previews the new identity a real create
-// gives it.
-func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyUUID string, dryRun bool) (bool, error) {
+// yet, and the Secret we just created exists, owned by no pod, naming the
+// pod's ServiceAccount) from a copy of an injected pod (a stored pod carries
+// the uuid, or the Secret is owned by the source pod, gone, or names another
+// identity): a copy must not share the source's identity. A dry run of a
+// copy of a stored pod previews the new identity a real create gives it.
+func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyUUID, serviceAccount string, dryRun bool) (bool, error) {
 	if h.opts.Pods != nil {
 		// The pod being admitted is not stored before its admission ends,
 		// so a stored pod with its uuid is another pod: the source.
@@ -568,7 +568,17 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 	if err != nil {
 		return false, fmt.Errorf("reading bootstrap Secret %s/%s: %w", namespace, BootstrapSecretName(proxyUUID), err)
 	}
-	return len(s.OwnerReferences) == 0, nil
+	if len(s.OwnerReferences) > 0 {
+		return false, nil
+	}
+	// The Secret of a pod just deleted has no owner either until it is
+	// cleaned up; a copy of that pod running as another ServiceAccount must
+	// not get its certificate.
+	var boot BootstrapConfig
+	if json.Unmarshal(s.Data[BootstrapConfigKey], &boot) != nil {
+		return false, nil
+	}
+	return boot.NodeID == CommonName(proxyUUID, serviceAccount, namespace, h.mesh.TrustDomain), nil
 }
 
 // placeSecret sees to the pod's bootstrap Secret as Options say: written

@@ -392,8 +392,9 @@ func TestCreatePatchFallback(t *testing.T) {
 }
 
 // TestHandlerAlreadyInjected tells our own reinvocation (pod not stored, its
-// Secret owned by no pod) from a copy of an injected pod (the source stored,
-// or its Secret owned by the source pod, or gone).
+// Secret owned by no pod and naming the pod's identity) from a copy of an
+// injected pod (the source stored, or its Secret owned by the source pod,
+// gone, or naming another identity).
 func TestHandlerAlreadyInjected(t *testing.T) {
 	const oldID = "0a0a0a0a-0000-4000-8000-000000000000"
 	injectedPod := func() *corev1.Pod {
@@ -403,13 +404,19 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 		}
 		return mut.Pod
 	}
-	secret := func(owned bool) *corev1.Secret {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app"}}
+	// The Secret's bootstrap config names the identity it was made for.
+	secretFor := func(owned bool, serviceAccount string) *corev1.Secret {
+		boot, err := json.Marshal(BootstrapConfig{NodeID: CommonName(oldID, serviceAccount, "app", testMesh.TrustDomain)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app"}, Data: map[string][]byte{BootstrapConfigKey: boot}}
 		if owned {
 			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "source", UID: "source-uid"}}
 		}
 		return s
 	}
+	secret := func(owned bool) *corev1.Secret { return secretFor(owned, injectedPod().Spec.ServiceAccountName) }
 	source := func(ns string) *corev1.Pod {
 		p := injectedPod()
 		p.Name, p.Namespace = "source", ns
@@ -427,6 +434,9 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 		{name: "dry run of a copy of a pod stored elsewhere", objs: []client.Object{source("other")}, dryRun: true},
 		{name: "copy of a running pod: Secret owned", objs: []client.Object{secret(true)}, reinject: true},
 		{name: "copy whose Secret is gone", reinject: true},
+		// The Secret of a pod just deleted, not cleaned up yet.
+		{name: "copy as another ServiceAccount: Secret owned by no pod names another identity", objs: []client.Object{secretFor(false, "other")}, reinject: true},
+		{name: "Secret owned by no pod without a bootstrap config", objs: []client.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app"}}}, reinject: true},
 		// This injector writes no owner reference: only the stored source
 		// tells the copy apart.
 		{name: "copy of a stored pod: Secret owned by no pod", objs: []client.Object{secret(false), source("app")}, reinject: true},
