@@ -1,9 +1,12 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
+	"time"
 )
 
 // IssueRemote is the Issue of a provider that asks another system for the
@@ -43,4 +46,56 @@ func IssuedCertificate(certPEM []byte, key crypto.Signer) (*Certificate, error) 
 		return nil, err
 	}
 	return &Certificate{CertPEM: certPEM, KeyPEM: keyPEM, NotAfter: chain[0].NotAfter}, nil
+}
+
+// RemoteCASkew is how long before its CA's end a certificate cut by
+// CappedValidity ends: a remote CA computes notAfter from its own clock,
+// read a request's latency after ours (and perhaps a little ahead), and may
+// refuse a leaf that would outlive it by even a nanosecond (Vault does).
+const RemoteCASkew = time.Minute
+
+// CappedValidity is the validity to ask a remote CA for at now so that the
+// certificate ends no later than RemoteCASkew before caNotAfter: requested
+// when that leaves room for it, else the room in whole seconds (Vault's TTL
+// resolution). When the CA ends within RemoteCASkew (+1s) of now nothing
+// fits and requested is returned unchanged: the CA's own answer (a refusal,
+// a signature by another CA) then beats guessing locally.
+func CappedValidity(requested time.Duration, now, caNotAfter time.Time) time.Duration {
+	room := (caNotAfter.Sub(now) - RemoteCASkew).Truncate(time.Second)
+	if room >= requested || room < time.Second {
+		return requested
+	}
+	return room
+}
+
+// EarliestCap is the shortest CappedValidity over cas, for a certificate
+// whose signing CA is unknown but is one of them.
+func EarliestCap(requested time.Duration, now time.Time, cas []*x509.Certificate) time.Duration {
+	v := requested
+	for _, c := range cas {
+		v = min(v, CappedValidity(requested, now, c.NotAfter))
+	}
+	return v
+}
+
+// SignerOf is the certificate among candidates that signed leaf, or nil:
+// its subject is the leaf's issuer and, when several share that subject (a
+// next root is often named like the one it replaces), its key verifies the
+// leaf's signature.
+func SignerOf(leaf *x509.Certificate, candidates ...*x509.Certificate) *x509.Certificate {
+	var named []*x509.Certificate
+	for _, c := range candidates {
+		if bytes.Equal(c.RawSubject, leaf.RawIssuer) {
+			named = append(named, c)
+		}
+	}
+	if len(named) == 1 {
+		return named[0]
+	}
+	for _, c := range named {
+		if leaf.CheckSignatureFrom(c) == nil {
+			return c
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"strings"
 	"testing"
@@ -102,5 +103,92 @@ func TestIssueRemote(t *testing.T) {
 				t.Fatalf("%v does not wrap %v", err, tc.issueErr)
 			}
 		})
+	}
+}
+
+func TestCappedValidity(t *testing.T) {
+	const day, decade = 24 * time.Hour, 87600 * time.Hour
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		requested time.Duration
+		caLeft    time.Duration // caNotAfter - now
+		want      time.Duration
+	}{
+		{"CA outlives the request", day, decade, day},
+		{"CA ends exactly RemoteCASkew after the request", day, day + RemoteCASkew, day},
+		// FSM's documented root (ttl 87600h) was generated before the leaf.
+		{"decade asked of a decade root made 2s earlier", decade, decade - 2*time.Second, decade - 2*time.Second - RemoteCASkew},
+		{"24h asked, root has 10h left", day, 10 * time.Hour, 10*time.Hour - RemoteCASkew},
+		{"sub-second room is truncated to whole seconds", day, time.Hour + 1500*time.Millisecond, time.Hour + time.Second - RemoteCASkew},
+		{"one second of room", day, RemoteCASkew + time.Second, time.Second},
+		// No TTL fits: the CA's answer is left to say so.
+		{"CA ends within RemoteCASkew", day, RemoteCASkew + 999*time.Millisecond, day},
+		{"CA expired", day, -time.Hour, day},
+	} {
+		if got := CappedValidity(tc.requested, now, now.Add(tc.caLeft)); got != tc.want {
+			t.Errorf("%s: CappedValidity(%s, CA ends in %s) = %s, want %s", tc.name, tc.requested, tc.caLeft, got, tc.want)
+		}
+	}
+	// Unknown CA (zero time): the request is sent as asked.
+	if got := CappedValidity(day, now, time.Time{}); got != day {
+		t.Errorf("CappedValidity with no CA = %s, want %s", got, day)
+	}
+}
+
+func TestEarliestCap(t *testing.T) {
+	const day = 24 * time.Hour
+	now := time.Now()
+	ca := func(left time.Duration) *x509.Certificate { return &x509.Certificate{NotAfter: now.Add(left)} }
+	for _, tc := range []struct {
+		name string
+		cas  []*x509.Certificate
+		want time.Duration
+	}{
+		{"none", nil, day},
+		{"all outlive it", []*x509.Certificate{ca(2 * day), ca(3 * day)}, day},
+		{"the earliest wins", []*x509.Certificate{ca(2 * day), ca(5 * time.Hour), ca(10 * time.Hour)}, 5*time.Hour - RemoteCASkew},
+		// One about to expire cannot be the signer of a certificate Vault
+		// would sign with: it is skipped, not turned into a zero TTL.
+		{"one ends within RemoteCASkew", []*x509.Certificate{ca(30 * time.Second), ca(5 * time.Hour)}, 5*time.Hour - RemoteCASkew},
+	} {
+		got := EarliestCap(day, now, tc.cas)
+		if got != tc.want && got != tc.want-time.Second { // now's sub-second part is truncated
+			t.Errorf("%s: EarliestCap = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestSignerOf: the signer is found by subject, and by signature when roots
+// share a subject (tresor names every root alike).
+func TestSignerOf(t *testing.T) {
+	a := mustRoot(t, ECDSAP256, 24*time.Hour, t0)
+	b := mustRoot(t, ECDSAP256, 24*time.Hour, t0) // same subject as a, another key
+	key, err := GenerateKey(ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := b.Sign(Request{CommonName: "leaf", Validity: time.Hour, Usage: UsageServer}, key.Public(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a.Cert.RawSubject) != string(b.Cert.RawSubject) {
+		t.Fatal("the two roots were meant to share a subject")
+	}
+	stranger := &x509.Certificate{RawSubject: []byte("not the issuer")}
+	for _, tc := range []struct {
+		name       string
+		candidates []*x509.Certificate
+		want       *x509.Certificate
+	}{
+		{"none", nil, nil},
+		{"only another subject", []*x509.Certificate{stranger}, nil},
+		{"one by subject", []*x509.Certificate{stranger, b.Cert}, b.Cert},
+		{"two by subject: the one whose key signed", []*x509.Certificate{a.Cert, b.Cert}, b.Cert},
+		{"two by subject, neither signed", []*x509.Certificate{a.Cert, a.Cert}, nil},
+	} {
+		if got := SignerOf(leaf, tc.candidates...); got != tc.want {
+			t.Errorf("%s: SignerOf = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

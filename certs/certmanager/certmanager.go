@@ -27,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -47,8 +48,11 @@ const (
 )
 
 const (
-	// generateName prefixes every CertificateRequest, as FSM's do.
-	generateName = "fsm-"
+	// generateName prefixes every CertificateRequest, as FSM's do, and
+	// requestNameSuffix random characters follow (chosen here, not by the
+	// apiserver, so a create whose answer is lost can be deleted by name).
+	generateName      = "fsm-"
+	requestNameSuffix = 10
 	// DefaultTimeout bounds one issuance when the caller's ctx has no
 	// deadline: an Issuer that never answers must not hang an admission.
 	DefaultTimeout = 30 * time.Second
@@ -121,6 +125,9 @@ type Issuer struct {
 	mu     sync.Mutex
 	lastCA []byte
 	lastAt time.Time
+	// signer is the CA that signed the newest certificate: requests are
+	// cut to end before it.
+	signer *x509.Certificate
 }
 
 var _ certs.Issuer = (*Issuer)(nil)
@@ -175,50 +182,99 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, err
 	}
-	crs := i.opts.Client.CertmanagerV1().CertificateRequests(i.opts.Namespace)
-	created, err := crs.Create(ctx, &cmapi.CertificateRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: generateName, Namespace: i.opts.Namespace},
+	// cert-manager's CA issuer signs for as long as asked, also past its
+	// own end: the request is cut to end before the CA that signed the last
+	// certificate, and once more, cut at the CA that signed, when the first
+	// certificate of a signer outlives it (Tresor and Vault cut theirs too:
+	// a leaf verifies no longer than its CA, and its renewal is scheduled
+	// from its NotAfter).
+	validity := req.Validity
+	i.mu.Lock()
+	if i.signer != nil {
+		validity = certs.CappedValidity(req.Validity, time.Now(), i.signer.NotAfter)
+	}
+	i.mu.Unlock()
+	c, leaf, signer, err := i.issueOnce(ctx, req, key, csrPEM, secretCA, validity)
+	if err != nil || signer == nil || !leaf.NotAfter.After(signer.NotAfter) {
+		return c, err
+	}
+	capped := certs.CappedValidity(req.Validity, time.Now(), signer.NotAfter)
+	if capped >= validity {
+		return c, nil // nothing shorter fits: the CA is about to end
+	}
+	c, _, _, err = i.issueOnce(ctx, req, key, csrPEM, secretCA, capped)
+	return c, err
+}
+
+// issueOnce asks for one certificate valid for validity and returns it with
+// its leaf and the CA that signed it (nil when none of the chain,
+// status.ca and the CA Secret's bundle is).
+func (i *Issuer) issueOnce(ctx context.Context, req certs.Request, key crypto.Signer, csrPEM []byte, secretCA *certs.Bundle, validity time.Duration) (*certs.Certificate, *x509.Certificate, *x509.Certificate, error) {
+	cr, err := i.request(ctx, &cmapi.CertificateRequest{
 		Spec: cmapi.CertificateRequestSpec{
-			Duration:  &metav1.Duration{Duration: req.Validity},
+			Duration:  &metav1.Duration{Duration: validity},
 			IsCA:      false,
 			Usages:    usagesFor(req.Usage, key.Public()),
 			Request:   csrPEM,
 			IssuerRef: i.issuerRef(),
 		},
-	}, metav1.CreateOptions{})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating CertificateRequest in %s: %w", i.opts.Namespace, err)
+		return nil, nil, nil, err
 	}
-	ref := created.Namespace + "/" + created.Name
-	defer i.delete(ctx, created)
-
-	cr, err := i.waitReady(ctx, created)
-	if err != nil {
-		return nil, err
-	}
+	ref := cr.Namespace + "/" + cr.Name
 	c, err := certs.IssuedCertificate(cr.Status.Certificate, key)
 	if err != nil {
-		return nil, fmt.Errorf("CertificateRequest %s: status.certificate: %w", ref, err)
+		return nil, nil, nil, fmt.Errorf("CertificateRequest %s: status.certificate: %w", ref, err)
 	}
 	reported, err := i.parseReported(cr.Status.CA)
 	if err != nil {
-		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+		return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
 	chain, _ := certs.ParseCertsPEM(c.CertPEM) // parsed by IssuedCertificate
+	signer := certs.SignerOf(chain[0], slices.Concat(chain[1:], reported.Certificates(), secretCA.Certificates())...)
 	if i.opts.CABundleSecret != "" {
 		if secretCA, err = i.trustedBySecret(ctx, secretCA, chain, reported); err != nil {
-			return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+			return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+		}
+		if signer == nil {
+			signer = certs.SignerOf(chain[0], secretCA.Certificates()...) // a root added while in flight
 		}
 	} else if reported.Len() > 0 {
 		i.remember(cr.Status.CA, chain[0].NotBefore)
 	} else if reported, err = i.lastBundle(); err != nil { // no status.ca: the last one known
-		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+		return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
 	// The certificate's own bundle also holds the status.ca it came with.
 	if c.CABundle, err = i.nonEmpty(secretCA.Merge(time.Now(), reported)); err != nil {
-		return nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+		return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 	}
-	return c, nil
+	if signer != nil {
+		i.mu.Lock()
+		i.signer = signer
+		i.mu.Unlock()
+	}
+	return c, chain[0], signer, nil
+}
+
+// request creates cr under a name of our own, so that a create whose
+// answer is lost (the caller's deadline, a broken connection) can still be
+// deleted, waits until it is done and deletes it whatever happened.
+func (i *Issuer) request(ctx context.Context, cr *cmapi.CertificateRequest) (*cmapi.CertificateRequest, error) {
+	cr.Namespace, cr.Name = i.opts.Namespace, generateName+utilrand.String(requestNameSuffix)
+	created, err := i.opts.Client.CertmanagerV1().CertificateRequests(cr.Namespace).Create(ctx, cr, metav1.CreateOptions{})
+	if err != nil {
+		if !apierrors.IsAlreadyExists(err) { // that one is not ours
+			i.delete(ctx, cr.Namespace, cr.Name)
+		}
+		return nil, fmt.Errorf("creating CertificateRequest %s/%s: %w", cr.Namespace, cr.Name, err)
+	}
+	defer i.delete(ctx, created.Namespace, created.Name)
+	done, err := i.waitReady(ctx, created)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", i.describeIssuer(), err)
+	}
+	return done, nil
 }
 
 // remember keeps ca as the trusted bundle (no CABundleSecret) unless a
@@ -259,15 +315,21 @@ func (i *Issuer) trustedBySecret(ctx context.Context, secretCA *certs.Bundle, ch
 	return reread, nil
 }
 
-// delete removes the CertificateRequest whatever happened, also after the
+// delete removes a CertificateRequest whatever happened, also after the
 // caller's ctx expired, so no request is left behind.
-func (i *Issuer) delete(ctx context.Context, cr *cmapi.CertificateRequest) {
+func (i *Issuer) delete(ctx context.Context, namespace, name string) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
 	defer cancel()
-	err := i.opts.Client.CertmanagerV1().CertificateRequests(cr.Namespace).Delete(dctx, cr.Name, metav1.DeleteOptions{})
+	err := i.opts.Client.CertmanagerV1().CertificateRequests(namespace).Delete(dctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		i.log.Error(err, "Deleting CertificateRequest failed", "certificateRequest", cr.Namespace+"/"+cr.Name)
+		i.log.Error(err, "Deleting CertificateRequest failed", "certificateRequest", namespace+"/"+name)
 	}
+}
+
+// describeIssuer names the issuer reference for errors: cert-manager's own
+// messages (an issuer not Ready, a denial) do not say which one.
+func (i *Issuer) describeIssuer() string {
+	return fmt.Sprintf("%s %q (%s)", i.opts.IssuerKind, i.opts.IssuerName, i.opts.IssuerGroup)
 }
 
 // waitReady watches the one CertificateRequest from the version we created
@@ -286,7 +348,14 @@ func (i *Issuer) waitReady(ctx context.Context, created *cmapi.CertificateReques
 	_, err := watchtools.Until(ctx, created.ResourceVersion, lw, func(ev watch.Event) (bool, error) {
 		switch ev.Type {
 		case watch.Deleted:
-			return false, fmt.Errorf("CertificateRequest %s/%s was deleted before it was Ready", created.Namespace, created.Name)
+			verdict = fmt.Errorf("CertificateRequest %s/%s was deleted before it was Ready", created.Namespace, created.Name)
+			return false, verdict
+		case watch.Error:
+			// A watch refused (Forbidden, Unauthorized) or expired for
+			// good: the status says why, where a timeout would blame
+			// cert-manager for a request it may have signed.
+			verdict = fmt.Errorf("watching CertificateRequest %s/%s: %w", created.Namespace, created.Name, apierrors.FromObject(ev.Object))
+			return false, verdict
 		case watch.Added, watch.Modified:
 		default:
 			return false, nil
@@ -305,6 +374,9 @@ func (i *Issuer) waitReady(ctx context.Context, created *cmapi.CertificateReques
 		return last, nil
 	case verdict != nil:
 		return nil, verdict
+	case errors.Is(ctx.Err(), context.Canceled):
+		return nil, fmt.Errorf("gave up waiting for CertificateRequest %s/%s to be Ready (%s): %w",
+			created.Namespace, created.Name, describe(last), ctx.Err())
 	case ctx.Err() != nil || errors.Is(err, watchtools.ErrWatchClosed):
 		return nil, fmt.Errorf("timed out waiting for CertificateRequest %s/%s to be Ready (%s): %w",
 			created.Namespace, created.Name, describe(last), context.DeadlineExceeded)

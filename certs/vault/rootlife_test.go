@@ -23,59 +23,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
 )
 
-func TestCappedTTL(t *testing.T) {
-	const day, decade = 24 * time.Hour, 87600 * time.Hour
-	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		name      string
-		requested time.Duration
-		caLeft    time.Duration // caNotAfter - now
-		want      time.Duration
-	}{
-		{"CA outlives the request", day, decade, day},
-		{"CA ends exactly caSkew after the request", day, day + caSkew, day},
-		// FSM's documented root (ttl 87600h) was generated before the leaf.
-		{"decade asked of a decade root made 2s earlier", decade, decade - 2*time.Second, decade - 2*time.Second - caSkew},
-		{"24h asked, root has 10h left", day, 10 * time.Hour, 10*time.Hour - caSkew},
-		{"sub-second room is truncated to whole seconds", day, time.Hour + 1500*time.Millisecond, time.Hour + time.Second - caSkew},
-		{"one second of room", day, caSkew + time.Second, time.Second},
-		// No TTL fits: Vault's refusal is left to say so.
-		{"CA ends within caSkew", day, caSkew + 999*time.Millisecond, day},
-		{"CA expired", day, -time.Hour, day},
-	} {
-		if got := cappedTTL(tc.requested, now, now.Add(tc.caLeft)); got != tc.want {
-			t.Errorf("%s: cappedTTL(%s, CA ends in %s) = %s, want %s", tc.name, tc.requested, tc.caLeft, got, tc.want)
-		}
-	}
-	// Unknown CA (zero time): the request is sent as asked.
-	if got := cappedTTL(day, now, time.Time{}); got != day {
-		t.Errorf("cappedTTL with no CA = %s, want %s", got, day)
-	}
-}
-
-func TestEarliestCap(t *testing.T) {
-	const day = 24 * time.Hour
-	now := time.Now()
-	ca := func(left time.Duration) *x509.Certificate { return &x509.Certificate{NotAfter: now.Add(left)} }
-	for _, tc := range []struct {
-		name string
-		cas  []*x509.Certificate
-		want time.Duration
-	}{
-		{"none", nil, day},
-		{"all outlive it", []*x509.Certificate{ca(2 * day), ca(3 * day)}, day},
-		{"the earliest wins", []*x509.Certificate{ca(2 * day), ca(5 * time.Hour), ca(10 * time.Hour)}, 5*time.Hour - caSkew},
-		// One about to expire cannot be the signer of a certificate Vault
-		// would issue: it is skipped, not turned into a zero TTL.
-		{"one ends within caSkew", []*x509.Certificate{ca(30 * time.Second), ca(5 * time.Hour)}, 5*time.Hour - caSkew},
-	} {
-		got := earliestCap(day, now, tc.cas)
-		if got != tc.want && got != tc.want-time.Second { // now's sub-second part is truncated
-			t.Errorf("%s: earliestCap = %s, want %s", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestCAExpiryRefusal(t *testing.T) {
 	refusal := &vaultapi.ResponseError{StatusCode: 400, Errors: []string{
 		"cannot satisfy request, as TTL would result in notAfter of 2036-12-01T03:49:14.962850569Z that is beyond the expiration of the CA certificate at 2036-12-01T03:49:12Z"}}
@@ -180,8 +127,8 @@ func TestIssueCappedAtCALifetime(t *testing.T) {
 					t.Errorf("%s: NotAfter %s is after its CA's %s", req.CommonName, leaf.NotAfter, ca.NotAfter)
 				}
 				// Cut just before the CA's end, not shortened further.
-				if short := ca.NotAfter.Sub(leaf.NotAfter); short > caSkew+5*time.Second {
-					t.Errorf("%s: NotAfter %s ends %s before its CA's %s, want at most %s", req.CommonName, leaf.NotAfter, short, ca.NotAfter, caSkew)
+				if short := ca.NotAfter.Sub(leaf.NotAfter); short > certs.RemoteCASkew+5*time.Second {
+					t.Errorf("%s: NotAfter %s ends %s before its CA's %s, want at most %s", req.CommonName, leaf.NotAfter, short, ca.NotAfter, certs.RemoteCASkew)
 				}
 				if !c.NotAfter.Equal(leaf.NotAfter) {
 					t.Errorf("%s: Certificate.NotAfter = %s, the certificate says %s", req.CommonName, c.NotAfter, leaf.NotAfter)

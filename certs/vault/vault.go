@@ -173,7 +173,7 @@ func (i *Issuer) Provider() string { return ProviderName }
 // whole seconds, as asked (FSM rounded it to hours), unless the certificate
 // would outlive the CA that signs it: Vault refuses such a request (400
 // "beyond the expiration of the CA certificate"), so the TTL is cut to end
-// caSkew before that CA, as Tresor cuts a leaf at its CA's NotAfter. A leaf
+// certs.RemoteCASkew before that CA, as Tresor cuts a leaf at its CA's NotAfter. A leaf
 // is useless past its CA anyway, and FSM's documented root (ttl 87600h,
 // generated before any leaf) always ends before a 87600h leaf would. The
 // role decides the key type, so req.KeyAlgorithm and req.Organization are
@@ -212,7 +212,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	i.mu.Unlock()
 	ttl := req.Validity
 	if def != nil {
-		ttl = cappedTTL(req.Validity, time.Now(), def.NotAfter)
+		ttl = certs.CappedValidity(req.Validity, time.Now(), def.NotAfter)
 	}
 	data := map[string]any{
 		"common_name": req.CommonName,
@@ -241,7 +241,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		if rerr != nil {
 			return nil, fmt.Errorf("%w; then, reading the CAs of mount %s to retry within the CA's lifetime: %w", i.explain(path, err), i.mount, rerr)
 		}
-		if shorter := earliestCap(req.Validity, time.Now(), b.Certificates()); shorter < ttl {
+		if shorter := certs.EarliestCap(req.Validity, time.Now(), b.Certificates()); shorter < ttl {
 			ttl = shorter
 			resp, start, err = write(ttl)
 		}
@@ -285,36 +285,6 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		i.reportCACap(req, granted, signer)
 	}
 	return c, nil
-}
-
-// caSkew is how long before its CA's end a cut certificate ends: Vault
-// computes notAfter from its own clock, read a request's latency after ours
-// (and perhaps a little ahead), and refuses a leaf that would outlive its CA
-// by even a nanosecond.
-const caSkew = time.Minute
-
-// cappedTTL is the TTL to ask for at now so that the certificate ends no
-// later than caSkew before caNotAfter: requested when that leaves room for
-// it, else the room in whole seconds (Vault's TTL resolution). When the CA
-// ends within caSkew (+1s) of now no TTL fits and requested is returned
-// unchanged: Vault then refuses and its answer names the CA's end, which
-// beats guessing locally (the role may not even sign with that CA).
-func cappedTTL(requested time.Duration, now, caNotAfter time.Time) time.Duration {
-	room := (caNotAfter.Sub(now) - caSkew).Truncate(time.Second)
-	if room >= requested || room < time.Second {
-		return requested
-	}
-	return room
-}
-
-// earliestCap is the shortest cappedTTL over cas, for a role whose signing
-// CA is unknown but is one of them.
-func earliestCap(requested time.Duration, now time.Time, cas []*x509.Certificate) time.Duration {
-	ttl := requested
-	for _, c := range cas {
-		ttl = min(ttl, cappedTTL(requested, now, c.NotAfter))
-	}
-	return ttl
 }
 
 // caExpiryRefusal reports whether Vault refused a certificate for outliving
