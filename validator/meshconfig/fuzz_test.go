@@ -49,8 +49,6 @@ func FuzzDecodeViewParity(f *testing.F) {
 	f.Add([]byte(`{"spec":{"sidecar":{"logLevel":"error","SidecarImage":"a"}}}`))
 	f.Add([]byte(`{"spec":{"traffic":{"inboundPortExclusionList":[80,"x"]}}}`))
 	f.Add([]byte(`{"spec":{"sidecar":{"logLevel":"a","logLevel":"b"}}}`))
-	f.Add([]byte(`{"spec":{"traffic":{"outboundPortExclusionList":[1,2],"enableEgress":true},"Traffic":{"outboundPortExclusionList":[3]}}}`))
-	f.Add([]byte(`{"metadata":{"annotations":{"a":"1"},"annotations":{"b":"2"}},"spec":{"sidecar":{"resources":{"limits":{"cpu":"1"}},"resources":{"requests":{"cpu":"1"}}}}}`))
 	f.Add([]byte(`{"spec":{"observability":{"tracing":{"sampledFraction":1e-1}}}}`))
 	f.Add([]byte(`{"metadata":{"name":"\xff"},"spec":null}`))
 	f.Fuzz(func(t *testing.T, obj []byte) {
