@@ -142,7 +142,7 @@ func TestAdmission(t *testing.T) {
 			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: `got apiVersion "" kind ""`},
 		{name: "duplicate names", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `,` + request + `}`,
 			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: "duplicate object member name"},
-		// The validator's own decode of the object relies on this refusal.
+		// Anywhere in the review, the objects included, not only at the top.
 		{name: "duplicate names inside the object", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","object":{"spec":{"a":1,"a":2}}}}`,
 			wantVersion: "admission.k8s.io/v1", wantCode: 400, wantMsg: `duplicate object member name "a" within "/request/object/spec"`},
 		{name: "wrong field type", body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7}}`,
