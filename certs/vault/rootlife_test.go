@@ -52,14 +52,7 @@ func TestCAExpiryRefusal(t *testing.T) {
 // issuer other than the mount's default.
 func TestIssueCappedAtCALifetime(t *testing.T) {
 	ctx := context.Background()
-	srv := vaultdev.New(t)
-	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, admin := devPKI(ctx, t)
 	write := func(path string, data map[string]any) {
 		t.Helper()
 		if _, err := admin.Logical().WriteWithContext(ctx, path, data); err != nil {
@@ -160,14 +153,7 @@ func TestIssueCappedAtCALifetime(t *testing.T) {
 // certificates cost one call each, not a refusal, two CA reads and a retry.
 func TestPinnedRoleRefusedOnce(t *testing.T) {
 	ctx := context.Background()
-	srv := vaultdev.New(t)
-	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, admin := devPKI(ctx, t)
 	for path, data := range map[string]map[string]any{
 		"pki/root/generate/internal": {"common_name": "fsm.root.pinned", "ttl": "3h", "issuer_name": "pinned"},
 	} {
@@ -242,4 +228,19 @@ func TestPinnedRoleRefusedOnce(t *testing.T) {
 	if d := after["PUT /v1/pki/issue/pinned 200"] - before["PUT /v1/pki/issue/pinned 200"]; d != more {
 		t.Errorf("%d issue calls for %d certificates, want one each: %v", d, more, after)
 	}
+}
+
+// devPKI is a Vault dev server with FSM's documented PKI set-up (mount pki,
+// role flomesh, max_ttl 24h) and an admin client.
+func devPKI(ctx context.Context, t *testing.T) (*vaultdev.Server, *vaultapi.Client) {
+	t.Helper()
+	srv := vaultdev.New(t)
+	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, admin
 }

@@ -17,14 +17,7 @@ import (
 // after the switch, and drop it once it is deleted from the mount.
 func TestBundleFollowsTheMountsIssuers(t *testing.T) {
 	ctx := context.Background()
-	srv := vaultdev.New(t)
-	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, admin := devPKI(ctx, t)
 	zero := 0
 	newIssuer := func() *Issuer {
 		i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Token: srv.Token, MaxRetries: &zero})
