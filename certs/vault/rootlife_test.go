@@ -228,6 +228,25 @@ func TestPinnedRoleRefusedOnce(t *testing.T) {
 	if d := after["PUT /v1/pki/issue/pinned 200"] - before["PUT /v1/pki/issue/pinned 200"]; d != more {
 		t.Errorf("%d issue calls for %d certificates, want one each: %v", d, more, after)
 	}
+
+	// Pinned back to the mount's decade-long default: the first certificate
+	// is cut at the pinned root it no longer signs with, and asked once
+	// more at the length the default allows.
+	if _, err := admin.Logical().JSONMergePatch(ctx, "pki/roles/pinned", map[string]any{"issuer_ref": "default"}); err != nil {
+		t.Fatal(err)
+	}
+	before = snapshot()
+	req := certs.Request{CommonName: "repinned.sidecar.sa.bookstore.cluster.local", Validity: 87600 * time.Hour, Usage: certs.UsageBoth}
+	c, err := i.Issue(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(c.NotAfter); left < 24*time.Hour {
+		t.Errorf("first certificate after the role left the 3h root: %s left, want the default root's decade", left.Round(time.Second))
+	}
+	if d := snapshot()["PUT /v1/pki/issue/pinned 200"] - before["PUT /v1/pki/issue/pinned 200"]; d != 2 {
+		t.Errorf("%d issue calls, want 2 (cut at the old signer, then at the one that signed)", d)
+	}
 }
 
 // devPKI is a Vault dev server with FSM's documented PKI set-up (mount pki,

@@ -4,6 +4,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -198,21 +199,24 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	// The role signs with the mount's default issuer unless it is pinned to
 	// another (issuer_ref), which reading the role would tell but FSM's
-	// policies need not allow: cap at the CA that signed the role's last
-	// certificate, else at the default, and on Vault's refusal retry once at
-	// the mount issuer that ends first.
+	// policies need not allow: cap at the pinned CA once one has signed,
+	// else at the default; on Vault's refusal retry once at the mount
+	// issuer that ends first; and when the CA that signed is not the one
+	// the certificate was cut at (the default moved on in a root rotation,
+	// the role was pinned elsewhere) and lets it live longer, ask once more.
 	_, def, err := i.cas(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the CA of mount %s, which the certificate must not outlive: %w", i.mount, err)
 	}
+	capCA := def
 	i.mu.Lock()
 	if i.roleCA != nil {
-		def = i.roleCA
+		capCA = i.roleCA
 	}
 	i.mu.Unlock()
 	ttl := req.Validity
-	if def != nil {
-		ttl = certs.CappedValidity(req.Validity, time.Now(), def.NotAfter)
+	if capCA != nil {
+		ttl = certs.CappedValidity(req.Validity, time.Now(), capCA.NotAfter)
 	}
 	data := map[string]any{
 		"common_name": req.CommonName,
@@ -249,32 +253,31 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if err != nil {
 		return nil, i.explain(path, err)
 	}
-	if resp == nil || resp.Data == nil {
-		return nil, fmt.Errorf("%s returned no data", path)
-	}
-	certPEM, _ := resp.Data["certificate"].(string)
-	keyPEM, _ := resp.Data["private_key"].(string)
-	issuingCA, _ := resp.Data["issuing_ca"].(string)
-	key, err := certs.ParseKeyPEM([]byte(keyPEM))
+	c, signers, signer, err := i.parseIssued(path, resp)
 	if err != nil {
-		return nil, fmt.Errorf("%s: private_key: %w", path, err)
-	}
-	c, err := certs.IssuedCertificate([]byte(certPEM), key)
-	if err != nil {
-		return nil, fmt.Errorf("%s: certificate: %w", path, err)
-	}
-	signer, err := certs.ParseBundle(time.Now(), []byte(issuingCA))
-	if err != nil {
-		return nil, fmt.Errorf("%s: issuing_ca: %w", path, err)
-	}
-	if c.CABundle, err = i.bundleFor(ctx, signer); err != nil {
 		return nil, err
 	}
-	if cas := signer.Certificates(); len(cas) > 0 {
-		i.mu.Lock()
-		i.roleCA = cas[0]
-		i.mu.Unlock()
+	if ttl < req.Validity && capCA != nil && !bytes.Equal(signer.Raw, capCA.Raw) {
+		if longer := certs.CappedValidity(req.Validity, time.Now(), signer.NotAfter); longer > ttl {
+			ttl = longer
+			if resp, start, err = write(ttl); err != nil {
+				return nil, i.explain(path, err)
+			}
+			if c, signers, signer, err = i.parseIssued(path, resp); err != nil {
+				return nil, err
+			}
+		}
 	}
+	if c.CABundle, err = i.bundleFor(ctx, signers); err != nil {
+		return nil, err
+	}
+	i.mu.Lock()
+	if def != nil && bytes.Equal(signer.Raw, def.Raw) {
+		i.roleCA = nil // the default signs: follow it as it moves on
+	} else {
+		i.roleCA = signer
+	}
+	i.mu.Unlock()
 	// A role clamp is measured against the TTL sent, so that a cut at the
 	// CA's end is not reported as the role's doing.
 	granted, w := c.NotAfter.Sub(start), ttlWarning(resp.Warnings)
@@ -282,9 +285,33 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	case w != "" || shortened(ttl, granted):
 		i.reportClamp(req, granted, w)
 	case ttl < req.Validity:
-		i.reportCACap(req, granted, signer)
+		i.reportCACap(req, granted, signers)
 	}
 	return c, nil
+}
+
+// parseIssued reads pki/issue's answer: the certificate with its key, and
+// issuing_ca as a bundle and its first certificate, the CA that signed.
+func (i *Issuer) parseIssued(path string, resp *vaultapi.Secret) (*certs.Certificate, *certs.Bundle, *x509.Certificate, error) {
+	if resp == nil || resp.Data == nil {
+		return nil, nil, nil, fmt.Errorf("%s returned no data", path)
+	}
+	certPEM, _ := resp.Data["certificate"].(string)
+	keyPEM, _ := resp.Data["private_key"].(string)
+	issuingCA, _ := resp.Data["issuing_ca"].(string)
+	key, err := certs.ParseKeyPEM([]byte(keyPEM))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: private_key: %w", path, err)
+	}
+	c, err := certs.IssuedCertificate([]byte(certPEM), key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: certificate: %w", path, err)
+	}
+	cas, err := certs.ParseCertsPEM([]byte(issuingCA))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: issuing_ca: %w", path, err)
+	}
+	return c, certs.NewBundle(time.Now(), cas...), cas[0], nil
 }
 
 // caExpiryRefusal reports whether Vault refused a certificate for outliving
