@@ -184,25 +184,30 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	// cert-manager's CA issuer signs for as long as asked, also past its
 	// own end: the request is cut to end before the CA that signed the last
-	// certificate, and once more, cut at the CA that signed, when the first
-	// certificate of a signer outlives it (Tresor and Vault cut theirs too:
-	// a leaf verifies no longer than its CA, and its renewal is scheduled
-	// from its NotAfter).
+	// certificate (Tresor and Vault cut theirs too: a leaf verifies no
+	// longer than its CA, and its renewal is scheduled from its NotAfter).
+	// The certificate is asked for once more, cut at the CA that signed it,
+	// when that CA is another (the first certificate of the process, a
+	// root rotation's switch) and the first one outlives it or was cut
+	// shorter than it allows.
 	validity := req.Validity
 	i.mu.Lock()
-	if i.signer != nil {
-		validity = certs.CappedValidity(req.Validity, time.Now(), i.signer.NotAfter)
-	}
+	capCA := i.signer
 	i.mu.Unlock()
+	if capCA != nil {
+		validity = certs.CappedValidity(req.Validity, time.Now(), capCA.NotAfter)
+	}
 	c, leaf, signer, err := i.issueOnce(ctx, req, key, csrPEM, secretCA, validity)
-	if err != nil || signer == nil || !leaf.NotAfter.After(signer.NotAfter) {
+	if err != nil || signer == nil {
 		return c, err
 	}
-	capped := certs.CappedValidity(req.Validity, time.Now(), signer.NotAfter)
-	if capped >= validity {
-		return c, nil // nothing shorter fits: the CA is about to end
+	again := certs.CappedValidity(req.Validity, time.Now(), signer.NotAfter)
+	outlives := leaf.NotAfter.After(signer.NotAfter) && again < validity
+	cutShort := capCA != nil && validity < req.Validity && !bytes.Equal(signer.Raw, capCA.Raw) && again > validity
+	if !outlives && !cutShort {
+		return c, nil
 	}
-	c, _, _, err = i.issueOnce(ctx, req, key, csrPEM, secretCA, capped)
+	c, _, _, err = i.issueOnce(ctx, req, key, csrPEM, secretCA, again)
 	return c, err
 }
 
