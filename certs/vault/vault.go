@@ -314,6 +314,14 @@ func (i *Issuer) parseIssued(path string, resp *vaultapi.Secret) (*certs.Certifi
 	return c, certs.NewBundle(time.Now(), cas...), cas[0], nil
 }
 
+// noDefaultIssuer reports whether Vault answered that the mount has no
+// default issuer (deleted while other issuers remain).
+func noDefaultIssuer(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 400 &&
+		strings.Contains(strings.Join(re.Errors, "; "), "no default issuer currently configured")
+}
+
 // caExpiryRefusal reports whether Vault refused a certificate for outliving
 // its CA (the issuer's leaf_not_after_behavior "err", Vault's default).
 func caExpiryRefusal(err error) bool {
@@ -350,6 +358,13 @@ func (i *Issuer) explain(path string, err error) error {
 		default:
 			return fmt.Errorf("the Vault server at %s refused %s (%d %s)", i.opts.Address(), path, re.StatusCode, joined)
 		}
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		// A sealed or slow Vault too: not necessarily unreachable.
+		return fmt.Errorf("the Vault server at %s gave no usable answer to %s before the deadline (sealed, overloaded or slow answers are retried): %w", i.opts.Address(), path, err)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("calling the Vault server at %s (%s): %w", i.opts.Address(), path, err)
 	}
 	var ue *url.Error
 	var ne net.Error
@@ -431,7 +446,11 @@ func (i *Issuer) cas(ctx context.Context) (*certs.Bundle, *x509.Certificate, err
 func (i *Issuer) readCAs(ctx context.Context) (*certs.Bundle, *x509.Certificate, error) {
 	path := i.mount + "/cert/ca"
 	resp, err := i.client.Logical().ReadWithContext(ctx, path)
-	if err != nil {
+	switch {
+	case noDefaultIssuer(err):
+		// Its default was deleted; roles pinned to the others still sign.
+		resp = nil
+	case err != nil:
 		return nil, nil, i.explain(path, err)
 	}
 	var def []byte
