@@ -118,6 +118,64 @@ type Issuer struct {
 
 	clamps clampLog
 	caCaps caCapLog
+
+	// tokenReadAt is when the token Secret was last re-read after Vault
+	// denied the token (at most every tokenReread).
+	tokenMu     sync.Mutex
+	tokenReadAt time.Time
+}
+
+// tokenReread bounds how often a denied token sends us to its Secret.
+const tokenReread = 10 * time.Second
+
+// denied reports whether Vault refused the token (403).
+func denied(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 403
+}
+
+// reloadToken re-reads the token Secret (a token from --vault-token is
+// fixed) unless that was done a moment ago, and reports whether the client
+// now has another token than used, the one Vault denied: a token rotated in
+// the Secret is picked up at the first call it would have failed, with no
+// restart.
+func (i *Issuer) reloadToken(ctx context.Context, used string) bool {
+	if i.opts.Token != "" {
+		return false
+	}
+	i.tokenMu.Lock()
+	defer i.tokenMu.Unlock()
+	if i.client.Token() != used {
+		return true // another call has just reloaded it
+	}
+	if time.Since(i.tokenReadAt) < tokenReread {
+		return false
+	}
+	i.tokenReadAt = time.Now()
+	token, err := readToken(ctx, i.opts)
+	if err != nil {
+		i.opts.Logger.Error(err, "Re-reading the Vault token after Vault denied it")
+		return false
+	}
+	if token == i.client.Token() {
+		return false
+	}
+	i.client.SetToken(token)
+	i.opts.Logger.Info("Vault denied the token; using the new one in its Secret", "secret", i.opts.TokenSecretNamespace+"/"+i.opts.TokenSecretName)
+	return true
+}
+
+// readToken reads the token from its Secret.
+func readToken(ctx context.Context, opts Options) (string, error) {
+	s, err := opts.Secrets.CoreV1().Secrets(opts.TokenSecretNamespace).Get(ctx, opts.TokenSecretName, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading Secret %s/%s: %w", opts.TokenSecretNamespace, opts.TokenSecretName, err)
+	}
+	token := strings.TrimSpace(string(s.Data[opts.TokenSecretKey]))
+	if token == "" {
+		return "", fmt.Errorf("token Secret %s/%s has no key %q (or it is empty)", opts.TokenSecretNamespace, opts.TokenSecretName, opts.TokenSecretKey)
+	}
+	return token, nil
 }
 
 var _ certs.Issuer = (*Issuer)(nil)
@@ -131,13 +189,9 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	}
 	token := opts.Token
 	if token == "" {
-		s, err := opts.Secrets.CoreV1().Secrets(opts.TokenSecretNamespace).Get(ctx, opts.TokenSecretName, metav1.GetOptions{})
-		if err != nil {
-			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: fmt.Errorf("reading Secret %s/%s: %w", opts.TokenSecretNamespace, opts.TokenSecretName, err)}
-		}
-		token = strings.TrimSpace(string(s.Data[opts.TokenSecretKey]))
-		if token == "" {
-			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: fmt.Errorf("token Secret %s/%s has no key %q (or it is empty)", opts.TokenSecretNamespace, opts.TokenSecretName, opts.TokenSecretKey)}
+		var err error
+		if token, err = readToken(ctx, opts); err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: err}
 		}
 	}
 	cfg := vaultapi.DefaultConfig()
@@ -236,7 +290,12 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	write := func(ttl time.Duration) (*vaultapi.Secret, time.Time, error) {
 		data["ttl"] = strconv.FormatInt(int64(ttl/time.Second), 10) + "s"
 		start := time.Now()
+		used := i.client.Token()
 		resp, err := i.client.Logical().WriteWithContext(ctx, path, data)
+		if denied(err) && i.reloadToken(ctx, used) {
+			start = time.Now()
+			resp, err = i.client.Logical().WriteWithContext(ctx, path, data)
+		}
 		return resp, start, err
 	}
 	resp, start, err := write(ttl)
@@ -344,7 +403,8 @@ func ttlWarning(ws []string) string {
 func (i *Issuer) explain(path string, err error) error {
 	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
-		joined := strings.Join(re.Errors, "; ")
+		// One line: Vault's multierror text spans several.
+		joined := strings.Join(strings.Fields(strings.Join(re.Errors, "; ")), " ")
 		switch {
 		case re.StatusCode == 403:
 			return fmt.Errorf("the Vault server at %s denied the token for %s (403 %s): check the token and its policy", i.opts.Address(), path, joined)
