@@ -153,20 +153,44 @@ func (p *PendingSecrets) add(namespace, proxyUUID string, mut *Mutation, built *
 	return true
 }
 
-// get returns key's entry unless it has expired.
-func (p *PendingSecrets) get(key types.NamespacedName) (pendingSecret, bool) {
+// get returns key's entry unless it has expired. The TTL is for the pods
+// never stored (refused by a later webhook): a stored pod's entry is
+// returned at any age (stored), as the writer may reach it late under the
+// very overload that hands Secrets off.
+func (p *PendingSecrets) get(key types.NamespacedName, stored bool) (pendingSecret, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[key]
-	if ok && p.now().Sub(e.admitted) > p.ttl {
+	if ok && !stored && p.now().Sub(e.admitted) > p.ttl {
 		return pendingSecret{}, false
 	}
 	return e, ok
 }
 
 func (p *PendingSecrets) has(key types.NamespacedName) bool {
-	_, ok := p.get(key)
+	_, ok := p.get(key, false)
 	return ok
+}
+
+// take removes key's entry and returns it: a worker claims the entry it
+// writes, so that close does not hand it to the shutdown flush as well
+// (two certificates for one pod, one Secret counted twice).
+func (p *PendingSecrets) take(key types.NamespacedName) (pendingSecret, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[key]
+	delete(p.entries, key)
+	return e, ok
+}
+
+// putBack returns an entry whose write failed, for the retry; once closed,
+// the flush has run and the pod is left to the repair of a replica.
+func (p *PendingSecrets) putBack(key types.NamespacedName, e pendingSecret) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.entries[key] = e
+	}
 }
 
 func (p *PendingSecrets) remove(key types.NamespacedName) {
@@ -443,7 +467,7 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 	var entry pendingSecret
 	pending := false
 	if w.pending != nil {
-		entry, pending = w.pending.get(key)
+		entry, pending = w.pending.get(key, pod == podExists)
 	}
 	switch decideWrite(secretExists, pod, deleting, pending) {
 	case writeNothing:
@@ -455,12 +479,18 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 		}
 		return reconcile.Result{}, nil
 	case writePending:
+		if entry, pending = w.pending.take(key); !pending {
+			return reconcile.Result{}, nil // the shutdown flush has it
+		}
 		if err := w.write(ctx, key.Namespace, entry, writtenByController); err != nil {
+			w.pending.putBack(key, entry)
 			return reconcile.Result{}, err
 		}
 		secretDelay.Observe(w.now().Sub(entry.admitted).Seconds())
-		w.pending.remove(key)
 		return reconcile.Result{}, nil
+	}
+	if w.pending != nil {
+		w.pending.remove(key) // an expired record: repair rebuilds from the pod
 	}
 	return reconcile.Result{}, w.repair(ctx, podMeta, id)
 }

@@ -64,12 +64,15 @@ func TestPendingSecretsExpire(t *testing.T) {
 	keyA := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("a")}
 	keyB := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("b")}
 
-	if e, ok := p.get(keyA); !ok || e.commonName != "cn-a" || e.proxyUUID != "a" {
+	if e, ok := p.get(keyA, false); !ok || e.commonName != "cn-a" || e.proxyUUID != "a" {
 		t.Fatalf("get(a) = %+v, %v", e, ok)
 	}
 	now = now.Add(31 * time.Second) // a is 61 s old, b 31 s
 	if p.has(keyA) {
 		t.Error("an entry past its TTL is still served")
+	}
+	if _, ok := p.get(keyA, true); !ok {
+		t.Error("an entry past its TTL is not served for a stored pod")
 	}
 	if !p.has(keyB) {
 		t.Error("an entry within its TTL is not served")
