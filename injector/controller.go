@@ -163,12 +163,14 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		// Metadata only: everything the controller reads is in metadata, and
 		// the webhook's memory never holds every meshed pod's private key.
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(ours)).
-		// Only a pod's removal matters: a live pod's Secret is kept whether
-		// or not the pod is cached yet (the grace period and the API server
-		// cover the cache's lag). The informer reports the removal once the
-		// object is gone from storage, after the kubelet has stopped the
-		// containers, not when deletionTimestamp is set.
-		WatchesMetadata(&corev1.Pod{}, handler.Funcs{DeleteFunc: r.podDeleted}).
+		// Only a pod's removal matters, or its uuid label changed (the old
+		// Secret is then rechecked as if its pod were gone): a live pod's
+		// Secret is kept whether or not the pod is cached yet (the grace
+		// period and the API server cover the cache's lag). The informer
+		// reports the removal once the object is gone from storage, after
+		// the kubelet has stopped the containers, not when
+		// deletionTimestamp is set.
+		WatchesMetadata(&corev1.Pod{}, handler.Funcs{DeleteFunc: r.podDeleted, UpdateFunc: r.podRelabelled}).
 		// Pods are deleted as fast as they are created, and each worker
 		// waits on a Delete's round trip: keeping up takes workers ≥ churn
 		// rate × the apiserver's write latency (Little's law). Four kept up
@@ -474,6 +476,18 @@ func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEven
 	q.Add(reconcile.Request{NamespacedName: key})
 }
 
+// podRelabelled treats a pod whose uuid label changed value (it stays in
+// the informer's selection, so no DELETE comes) as gone from its old uuid:
+// that Secret is queued and, the pod being alive, confirmed with the API
+// server like any unconfirmed removal, so it goes once no pod mounts it.
+func (r *secretReconciler) podRelabelled(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	old := e.ObjectOld.GetLabels()[ProxyUUIDLabel]
+	if old == "" || old == e.ObjectNew.GetLabels()[ProxyUUIDLabel] {
+		return
+	}
+	r.podDeleted(ctx, event.TypedDeleteEvent[client.Object]{Object: e.ObjectOld}, q)
+}
+
 // sawPodDeleted returns the pod of Secret key that this process saw
 // reported deleted.
 func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) (pod deletedPod, ok bool) {
@@ -620,7 +634,8 @@ func (r *secretReconciler) podStillRunning(ctx context.Context, namespace string
 // Secret would be deleted: the pods without the label (a page at a time; few
 // in a meshed namespace), and each cached pod whose own uuid has no cached
 // bootstrap Secret (a changed label; normally none, else a pod whose Secret
-// is being written).
+// is being written) or is carried by another pod too (a label changed to
+// another pod's uuid).
 func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretName string) (string, error) {
 	mounts := func(p *corev1.Pod) bool {
 		for _, v := range p.Spec.Volumes {
@@ -653,18 +668,27 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 	if err := r.client.List(ctx, cached, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return "", fmt.Errorf("listing cached pods in %s: %w", namespace, err)
 	}
+	// A uuid two pods carry means one of them was relabelled to the
+	// other's: its own Secret existing says nothing of what it mounts.
+	carriers := make(map[string]int, len(cached.Items))
+	for i := range cached.Items {
+		carriers[cached.Items[i].Labels[ProxyUUIDLabel]]++
+	}
 	for i := range cached.Items {
 		m := &cached.Items[i]
-		own := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(m.Labels[ProxyUUIDLabel])}
+		id := m.Labels[ProxyUUIDLabel]
+		own := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(id)}
 		if own.Name == secretName {
 			continue
 		}
-		err := r.client.Get(ctx, own, metadataOf(secretKind))
-		if err == nil {
-			continue
-		}
-		if !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("reading bootstrap Secret %s: %w", own, err)
+		if carriers[id] == 1 {
+			err := r.client.Get(ctx, own, metadataOf(secretKind))
+			if err == nil {
+				continue
+			}
+			if !apierrors.IsNotFound(err) {
+				return "", fmt.Errorf("reading bootstrap Secret %s: %w", own, err)
+			}
 		}
 		p := &corev1.Pod{}
 		if err := r.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: m.Name}, p); err != nil {

@@ -1,0 +1,111 @@
+package injector_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/injector"
+)
+
+func relabelSecret(ns, id string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Namespace: ns, Name: injector.BootstrapSecretName(id),
+		Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": meshName, injector.ProxyUUIDLabel: id},
+	}}
+}
+
+func relabelMountingPod(name, ns, id string) *corev1.Pod {
+	p := pod(name, ns)
+	p.Labels = map[string]string{injector.ProxyUUIDLabel: id}
+	p.Spec.Volumes = []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: injector.BootstrapSecretName(id)}}}}
+	return p
+}
+
+// TestChangedLabelPodSecretSweptAfterPodDeleted: a running pod whose
+// fsm-proxy-uuid label is changed (kubectl label --overwrite) stays in the
+// label-selected watch (an update, not a DELETE) and keeps its Secret while
+// it runs; once the pod is deleted, its DELETE carries the new value, and
+// the old Secret must still go within the grace period, not at a resync
+// hours later.
+func TestChangedLabelPodSecretSweptAfterPodDeleted(t *testing.T) {
+	const ns, grace, id = "relabel-changed", 2 * time.Second, "changed-uuid"
+	env := startCoreEnv(t, ns)
+	ctx := context.Background()
+	secret := relabelSecret(ns, id)
+	if err := env.Client.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	p := relabelMountingPod("changed", ns, id)
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 1})})
+	mctx, cancel := context.WithCancel(ctx)
+	startManager(mctx, t, mgr, cancel)
+	time.Sleep(time.Second)
+
+	if err := env.Client.Patch(ctx, p, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+injector.ProxyUUIDLabel+`":"edited-value"}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(grace + 2*time.Second)
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(secret), &corev1.Secret{}); err != nil {
+		t.Fatalf("Secret of the running relabelled pod swept: %v", err)
+	}
+	if err := env.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	const wait = 5*grace + 5*time.Second
+	for time.Since(deleted) < wait {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(secret), &corev1.Secret{})
+		if apierrors.IsNotFound(err) {
+			t.Logf("Secret swept %s after its pod was deleted", time.Since(deleted).Round(100*time.Millisecond))
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("bootstrap Secret %s still exists %s after its pod (uuid label changed) was deleted, grace period %s", secret.Name, wait, grace)
+}
+
+// TestLabelEditedToAnotherUUIDKeepsSecret: a running pod whose uuid
+// label was edited to the value of another pod's uuid (whose Secret exists)
+// still mounts its own Secret; the sweep at start must not delete it.
+func TestLabelEditedToAnotherUUIDKeepsSecret(t *testing.T) {
+	const ns, grace = "relabel-other", 2 * time.Second
+	env := startCoreEnv(t, ns)
+	ctx := context.Background()
+	for _, id := range []string{"uuid-a", "uuid-b"} {
+		if err := env.Client.Create(ctx, relabelSecret(ns, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := relabelMountingPod("a", ns, "uuid-a"), relabelMountingPod("b", ns, "uuid-b")
+	for _, p := range []*corev1.Pod{a, b} {
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Pod a's label is overwritten with b's uuid; a still mounts uuid-a's Secret.
+	if err := env.Client.Patch(ctx, a, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+injector.ProxyUUIDLabel+`":"uuid-b"}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(grace + time.Second) // the Secrets are past their grace period
+	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 1})})
+	mctx, cancel := context.WithCancel(ctx)
+	startManager(mctx, t, mgr, cancel)
+	time.Sleep(2*grace + 2*time.Second)
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName("uuid-a")}, &corev1.Secret{}); err != nil {
+		t.Fatalf("bootstrap Secret %s of running pod %s (which mounts it; its uuid label edited to another pod's uuid) deleted: %v", injector.BootstrapSecretName("uuid-a"), a.Name, err)
+	}
+}
