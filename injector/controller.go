@@ -459,8 +459,9 @@ func newSecretReconciler(c client.Client, live client.Reader, opts SecretControl
 
 // podDeleted records that the pod of a bootstrap Secret is reported gone and
 // queues that Secret. The informer selects pods by their uuid label, so a
-// live pod whose label is removed or changed is reported DELETED too, with
-// its old labels; such a report (no deletionTimestamp: tombstones of a delete
+// live pod whose label is removed is reported DELETED too, with its old
+// labels (one whose label changes value comes through podRelabelled); such
+// a report (no deletionTimestamp: tombstones of a delete
 // missed during a relist included) is confirmed by the reconcile with the
 // API server before the Secret goes. No API call here: this runs on the
 // informer's delivery goroutine.
