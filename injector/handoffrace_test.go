@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -42,14 +43,7 @@ func TestStoredPodRecordPastTTL(t *testing.T) {
 	const id = "u-late"
 	ctx := context.Background()
 	mut, cl := storedInjectedPod(t, id)
-	cert, err := stubIssuer{}.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	built, err := BootstrapSecret("app", "fsm", id, cert, mut.Bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	built := builtSecret(t, mut, id)
 	now := time.Now()
 	pending := NewPendingSecrets(0)
 	pending.now = func() time.Time { return now }
@@ -136,14 +130,7 @@ func TestShutdownFlushRacesReconcile(t *testing.T) {
 		const id = "u-race-built"
 		ctx := context.Background()
 		mut, base := storedInjectedPod(t, id)
-		cert, err := stubIssuer{}.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, 0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		built, err := BootstrapSecret("app", "fsm", id, cert, mut.Bootstrap)
-		if err != nil {
-			t.Fatal(err)
-		}
+		built := builtSecret(t, mut, id)
 		entered, release := make(chan struct{}), make(chan struct{})
 		var creates atomic.Int32
 		cl := &slowFirstCreate{Client: base, creates: &creates, entered: entered, release: release}
@@ -195,4 +182,19 @@ func (s *slowFirstCreate) Create(ctx context.Context, o client.Object, opts ...c
 		<-s.release
 	}
 	return s.Client.Create(ctx, o, opts...)
+}
+
+// builtSecret is the bootstrap Secret an admission builds for mut before it
+// hands the write off: certificate included.
+func builtSecret(t *testing.T, mut *Mutation, id string) *corev1.Secret {
+	t.Helper()
+	cert, err := stubIssuer{}.Issue(context.Background(), certRequest(mut.CommonName, mut.KeyAlgorithm, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := BootstrapSecret("app", "fsm", id, cert, mut.Bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return built
 }

@@ -362,14 +362,7 @@ func TestWriterCountsLandedCreates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cert, err := stubIssuer{}.Issue(ctx, certRequest(mut.CommonName, mut.KeyAlgorithm, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			built, err := BootstrapSecret("app", "fsm", id, cert, mut.Bootstrap)
-			if err != nil {
-				t.Fatal(err)
-			}
+			built := builtSecret(t, mut, id)
 			pod := mut.Pod.DeepCopy()
 			pod.Namespace, pod.Name = "app", "p"
 			objs := []client.Object{monitoredNamespace("app", nil), pod}
