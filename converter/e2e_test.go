@@ -3,6 +3,7 @@ package converter_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -18,8 +19,10 @@ import (
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/diff"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -251,6 +254,85 @@ func TestConversionThroughAPIServer(t *testing.T) {
 		want.Sidecar.LogLevel = "info"
 		if !apiequality.Semantic.DeepEqual(*want, got.Spec) {
 			t.Errorf("v1alpha3 spec after a v1alpha1 update:\nwant %+v\ngot  %+v", *want, got.Spec)
+		}
+	})
+
+	t.Run("an unchanged write through an old version stores the v1alpha3 JSON it read", func(t *testing.T) {
+		// FSM's preset without clusterSet (absent: the v1alpha1 types show
+		// zero values), its explicit zeros (maxDataPlaneConnections: 0,
+		// los: []), and quantities as a user writes them.
+		p := preset(t, "exact-json")
+		raw, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(raw); err != nil {
+			t.Fatal(err)
+		}
+		unstructured.RemoveNestedField(obj.Object, "spec", "clusterSet")
+		for path, v := range map[string]any{
+			"sidecar.maxDataPlaneConnections":    int64(0),
+			"sidecar.localDNSProxy.wildcard.los": []any{},
+			"sidecar.resources": map[string]any{
+				"limits":   map[string]any{"cpu": "1000m", "memory": "1.5Gi"},
+				"requests": map[string]any{"cpu": int64(2)},
+			},
+		} {
+			if err := unstructured.SetNestedField(obj.Object, v, append([]string{"spec"}, strings.Split(path, ".")...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		obj.SetGroupVersionKind(v1alpha3.GroupVersion.WithKind("MeshConfig"))
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		key := client.ObjectKeyFromObject(obj)
+		get := func(version string) *unstructured.Unstructured {
+			t.Helper()
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion(v1alpha3.GroupVersion.Group + "/" + version)
+			u.SetKind("MeshConfig")
+			if err := c.Get(ctx, key, u); err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+		stored := get("v1alpha3")
+		if _, found, _ := unstructured.NestedFieldNoCopy(stored.Object, "spec", "clusterSet"); found {
+			t.Fatal("setup: the apiserver stored a clusterSet")
+		}
+		if v, _, _ := unstructured.NestedFieldNoCopy(stored.Object, "spec", "sidecar", "resources", "limits", "cpu"); v != "1000m" {
+			t.Fatalf("setup: the apiserver stored the cpu limit as %v", v)
+		}
+		for _, version := range []string{"v1alpha1", "v1alpha2"} {
+			old := get(version)
+			if err := c.Update(ctx, old); err != nil {
+				t.Fatalf("unchanged %s write: %v", version, err)
+			}
+			after := get("v1alpha3")
+			if !apiequality.Semantic.DeepEqual(stored.Object["spec"], after.Object["spec"]) {
+				t.Errorf("an unchanged %s write changed the stored spec (-before +after):\n%s", version, diff.Diff(stored.Object["spec"], after.Object["spec"]))
+			}
+			if a := after.GetAnnotations(); len(a) != 0 {
+				t.Errorf("after an unchanged %s write the stored object carries annotations %v", version, a)
+			}
+		}
+
+		// An edit through v1alpha1 is stored as written, the rest as read.
+		old := get("v1alpha1")
+		if err := unstructured.SetNestedField(old.Object, "3", "spec", "sidecar", "resources", "limits", "cpu"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Update(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		after := get("v1alpha3")
+		if err := unstructured.SetNestedField(stored.Object, "3", "spec", "sidecar", "resources", "limits", "cpu"); err != nil {
+			t.Fatal(err)
+		}
+		if !apiequality.Semantic.DeepEqual(stored.Object["spec"], after.Object["spec"]) {
+			t.Errorf("a v1alpha1 edit of one quantity (-want +got):\n%s", diff.Diff(stored.Object["spec"], after.Object["spec"]))
 		}
 	})
 

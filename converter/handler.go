@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	kjson "sigs.k8s.io/json"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -105,78 +106,104 @@ func (h *Handler) convertObject(raw []byte, desired schema.GroupVersion) ([]byte
 	if srcGVK.GroupVersion() == desired {
 		return raw, nil
 	}
-	src, err := h.scheme.New(srcGVK)
-	if err != nil {
+	if _, err := h.scheme.New(srcGVK); err != nil {
 		return nil, fmt.Errorf("apiVersion %q kind %q is not served by this converter (serves %s)", tm.APIVersion, tm.Kind, strings.Join(h.servedVersions(), ", "))
 	}
 	dstGVK := desired.WithKind(tm.Kind)
-	dst, err := h.scheme.New(dstGVK)
-	if err != nil {
+	if _, err := h.scheme.New(dstGVK); err != nil {
 		return nil, fmt.Errorf("kind %q has no version %s", tm.Kind, desired)
 	}
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, src); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", srcGVK.GroupVersion(), err)
-	}
-	if err := h.convert(src, dst); err != nil {
+	hub, err := h.hubFor(tm.Kind)
+	if err != nil {
 		return nil, err
 	}
-	dst.GetObjectKind().SetGroupVersionKind(dstGVK)
-	out, err := json.Marshal(dst)
+	// Every conversion goes through the hub's JSON: the exact JSON an old
+	// version's object came from is restored there (lossless.Changes),
+	// and recorded again on the way down.
+	if srcGVK.GroupVersion() != hub.GroupVersion() {
+		if raw, err = h.toHub(raw, srcGVK, hub); err != nil {
+			return nil, err
+		}
+	}
+	if desired == hub.GroupVersion() {
+		return raw, nil
+	}
+	return h.fromHub(raw, hub, dstGVK)
+}
+
+// toHub converts raw, an object of the spoke version src, to the hub
+// version hub.
+func (h *Handler) toHub(raw []byte, src, hub schema.GroupVersionKind) ([]byte, error) {
+	obj, err := h.scheme.New(src)
 	if err != nil {
-		return nil, fmt.Errorf("encoding %s: %w", desired, err)
+		return nil, err
+	}
+	spoke, ok := obj.(convert.Spoke)
+	if !ok {
+		return nil, fmt.Errorf("%T cannot convert to the hub", obj)
+	}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, spoke); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", src.GroupVersion(), err)
+	}
+	hubObj, err := h.newHub(hub)
+	if err != nil {
+		return nil, err
+	}
+	return convert.ToHub(spoke, hubObj)
+}
+
+// fromHub converts raw, a hub object, to the spoke version dst.
+func (h *Handler) fromHub(raw []byte, hub, dst schema.GroupVersionKind) ([]byte, error) {
+	obj, err := h.scheme.New(dst)
+	if err != nil {
+		return nil, err
+	}
+	spoke, ok := obj.(convert.Spoke)
+	if !ok {
+		return nil, fmt.Errorf("%T cannot convert from the hub", obj)
+	}
+	if _, err := h.newHub(hub); err != nil {
+		return nil, err
+	}
+	newHub := func() conversion.Hub { o, _ := h.newHub(hub); return o } // checked above
+	if err := convert.FromHub(raw, newHub, spoke); err != nil {
+		return nil, err
+	}
+	spoke.GetObjectKind().SetGroupVersionKind(dst)
+	out, err := json.Marshal(spoke)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", dst.GroupVersion(), err)
 	}
 	return out, nil
 }
 
-// convert goes through the hub: spoke → hub, hub → spoke, spoke → hub → spoke.
-func (h *Handler) convert(src, dst runtime.Object) error {
-	if hub, ok := dst.(conversion.Hub); ok {
-		spoke, ok := src.(conversion.Convertible)
-		if !ok {
-			return fmt.Errorf("%T cannot convert to the hub", src)
-		}
-		return spoke.ConvertTo(hub)
-	}
-	to, ok := dst.(conversion.Convertible)
-	if !ok {
-		return fmt.Errorf("%T cannot convert from the hub", dst)
-	}
-	if hub, ok := src.(conversion.Hub); ok {
-		return to.ConvertFrom(hub)
-	}
-	from, ok := src.(conversion.Convertible)
-	if !ok {
-		return fmt.Errorf("%T cannot convert to the hub", src)
-	}
-	hub, err := h.hubFor(src)
+// newHub is an empty object of the hub version gvk, with its apiVersion and
+// kind set.
+func (h *Handler) newHub(gvk schema.GroupVersionKind) (conversion.Hub, error) {
+	obj, err := h.scheme.New(gvk)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := from.ConvertTo(hub); err != nil {
-		return err
+	hub, ok := obj.(conversion.Hub)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a hub", obj)
 	}
-	return to.ConvertFrom(hub)
+	hub.GetObjectKind().SetGroupVersionKind(gvk)
+	return hub, nil
 }
 
-func (h *Handler) hubFor(obj runtime.Object) (conversion.Hub, error) {
-	kind := obj.GetObjectKind().GroupVersionKind().Kind
-	if kind == "" {
-		gvks, _, err := h.scheme.ObjectKinds(obj)
-		if err != nil || len(gvks) == 0 {
-			return nil, fmt.Errorf("%T is not registered", obj)
-		}
-		kind = gvks[0].Kind
-	}
+// hubFor is the hub version of kind, the one the others convert through.
+func (h *Handler) hubFor(kind string) (schema.GroupVersionKind, error) {
 	for _, gv := range h.scheme.PrioritizedVersionsForGroup(h.group) {
 		o, err := h.scheme.New(gv.WithKind(kind))
 		if err != nil {
 			continue
 		}
-		if hub, ok := o.(conversion.Hub); ok {
-			return hub, nil
+		if _, ok := o.(conversion.Hub); ok {
+			return gv.WithKind(kind), nil
 		}
 	}
-	return nil, fmt.Errorf("kind %s of group %s has no hub version", kind, h.group)
+	return schema.GroupVersionKind{}, fmt.Errorf("kind %s of group %s has no hub version", kind, h.group)
 }
 
 // describe names an object in error messages, from whatever parses.

@@ -1,11 +1,15 @@
 package converter_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand"
+	"reflect"
 	"strconv"
 	"testing"
 
+	"github.com/go-logr/logr"
+	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/apitesting/fuzzer"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -21,6 +25,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/converter"
 )
 
 // roundTripIterations per spoke and direction, as the issue asks for CI.
@@ -215,4 +220,71 @@ func TestRoundTripDetectsLoss(t *testing.T) {
 	if apiequality.Semantic.DeepEqual(hub, back) {
 		t.Fatalf("losing the annotation went unnoticed: %+v", back.Spec.Misc)
 	}
+}
+
+// jsonRoundTripIterations per spoke: each goes through the handler twice.
+const jsonRoundTripIterations = 2000
+
+// TestJSONRoundTripHubSpokeHub: through the handler, as the apiserver
+// converts, a v1alpha3 object's JSON comes back from either old version as
+// it was (numbers by their spelling, absent fields absent), up to what the
+// v1alpha3 schema defaults anyway: the typed round trips above compare Go
+// values, in which an absent section, an empty one and its zero values are
+// alike.
+func TestJSONRoundTripHubSpokeHub(t *testing.T) {
+	h := converter.NewHandler(e2eScheme(t), v1alpha3.GroupVersion.Group, logr.Discard())
+	for si, s := range spokes {
+		t.Run(s.name, func(t *testing.T) {
+			f := filler(t, int64(600+si))
+			r := rand.New(rand.NewSource(int64(700 + si)))
+			for i := range jsonRoundTripIterations {
+				hub := randomHub(t, f, r)
+				hub.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha3.GroupVersion.String(), Kind: "MeshConfig"}
+				orig, err := json.Marshal(hub)
+				if err != nil {
+					t.Fatal(err)
+				}
+				down := convertJSON(t, h, v1alpha3.GroupVersion.Group+"/"+s.name, orig)
+				back := convertJSON(t, h, v1alpha3.GroupVersion.String(), down)
+				want, got := servedJSON(t, orig), servedJSON(t, back)
+				if !reflect.DeepEqual(want, got) {
+					t.Fatalf("iteration %d: v1alpha3 → %s → v1alpha3 is not the identity (-want +got):\n%s", i, s.name, diff.Diff(want, got))
+				}
+			}
+		})
+	}
+}
+
+func convertJSON(t testing.TB, h *converter.Handler, desired string, obj []byte) []byte {
+	t.Helper()
+	resp := h.Convert(&apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: obj}}})
+	if resp.Result.Status != metav1.StatusSuccess {
+		t.Fatalf("converting to %s: %s\n%s", desired, resp.Result.Message, obj)
+	}
+	return resp.ConvertedObjects[0].Raw
+}
+
+// servedJSON is a v1alpha3 object's JSON as the apiserver serves it: its
+// spec with the schema's defaults; numbers keep their spelling.
+func servedJSON(t testing.TB, obj []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	v1alpha3.SpecDefaults.Apply(v["spec"])
+	// Re-read, so that a default is the number it would be as JSON.
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec = json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var out any
+	if err := dec.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

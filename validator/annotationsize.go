@@ -7,8 +7,10 @@ import (
 
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	kjson "sigs.k8s.io/json"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
@@ -23,21 +25,25 @@ const annotationSizeLimit = apivalidation.TotalAnnotationSizeLimitB
 // A converted object's annotations are its own plus the re-encoding of part
 // of its spec, all decoded from the request's object: encoding/json writes a
 // string at most 6 times as long as it reads it (`<` becomes `\u003c`), an
-// array item such as `{}` at most 4 times, and the fields a section leaves
-// out (explicit nulls and zeros included) add at most a few KiB. Objects
-// below the bound these give are admitted without converting them.
+// array item such as `{}` at most 4 times. AnnotationV1Alpha3Fields holds a
+// value once, AnnotationV1Alpha3JSON at most twice (as stored and as
+// converted back), and the fields a section leaves out (explicit nulls and
+// zeros included) add at most a few KiB. Objects below the bound these give
+// are admitted without converting them.
 const (
-	maxExpansion     = 8
+	maxExpansion     = 18
 	maxFixedOverhead = 32 << 10
 )
 
 // downConversionSizeErrors refuses a MeshConfig write whose stored v1alpha3
 // object, converted to v1alpha1 or v1alpha2 by the converter's own code,
 // carries more annotations than the apiserver accepts: the v1alpha3 data
-// those versions cannot hold goes into lossless.AnnotationV1Alpha3Fields, so
-// a large v1alpha3-only field (sidecar.localDNSProxy.db, say) would break
-// every read of MeshConfigs in the old versions (docs/design.md: no
-// v1alpha3 write may). One error per version that would fail.
+// those versions cannot hold goes into lossless.AnnotationV1Alpha3Fields
+// (and its exact JSON, where the old version would change it, into
+// AnnotationV1Alpha3JSON), so a large v1alpha3-only field
+// (sidecar.localDNSProxy.db, say) would break every read of MeshConfigs in
+// the old versions (docs/design.md: no v1alpha3 write may). One error per
+// version that would fail.
 func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 	if len(obj)*maxExpansion+maxFixedOverhead <= annotationSizeLimit {
 		return nil // cannot reach the limit: spares every usual write two conversions
@@ -49,7 +55,7 @@ func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 	var errs field.ErrorList
 	for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
 		down := meshconfig.NewSpoke(v)
-		if down.ConvertFrom(hub.DeepCopy()) != nil {
+		if convert.FromHub(hub, newHub, down) != nil {
 			continue // the annotation rules report a failing conversion
 		}
 		total := annotationsSize(down.GetAnnotations())
@@ -57,6 +63,7 @@ func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 			continue
 		}
 		kept := down.GetAnnotations()[lossless.AnnotationV1Alpha3Fields]
+		exact := down.GetAnnotations()[lossless.AnnotationV1Alpha3JSON]
 		path, size := largestPart(kept)
 		fldPath := field.NewPath("metadata", "annotations")
 		if path != "" {
@@ -66,28 +73,34 @@ func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 		if path != "" {
 			largest = fmt.Sprintf("; its largest part is spec.%s, %d bytes", path, size)
 		}
+		exactNote := ""
+		if exact != "" {
+			exactNote = fmt.Sprintf(", and annotation %s the %d bytes of v1alpha3 JSON that converting back would not reproduce", lossless.AnnotationV1Alpha3JSON, len(exact))
+		}
 		errs = append(errs, field.Forbidden(fldPath, fmt.Sprintf(
 			"read as %s/%s this MeshConfig would carry %d bytes of annotations, over the apiserver's limit of %d bytes in total, "+
-				"so every GET and LIST of MeshConfigs in %s/%s would fail (annotation %s holds the %d bytes of v1alpha3 data %s cannot hold%s); "+
+				"so every GET and LIST of MeshConfigs in %s/%s would fail (annotation %s holds the %d bytes of v1alpha3 data %s cannot hold%s%s); "+
 				"shrink the v1alpha3-only data (or the object's own annotations) by at least %d bytes",
 			meshconfig.Group, v, total, annotationSizeLimit, meshconfig.Group, v,
-			lossless.AnnotationV1Alpha3Fields, len(kept), v, largest, total-annotationSizeLimit)))
+			lossless.AnnotationV1Alpha3Fields, len(kept), v, largest, exactNote, total-annotationSizeLimit)))
 	}
 	return errs
 }
 
+func newHub() conversion.Hub { return &v1alpha3.MeshConfig{} }
+
 // storedHub decodes obj (of the served version) as the converter does and
-// returns the v1alpha3 object it is stored as.
-func storedHub(version string, obj []byte) (*v1alpha3.MeshConfig, bool) {
-	hub := &v1alpha3.MeshConfig{}
+// returns the JSON of the v1alpha3 object it is stored as.
+func storedHub(version string, obj []byte) ([]byte, bool) {
 	if version == meshconfig.V1alpha3 {
-		return hub, kjson.UnmarshalCaseSensitivePreserveInts(obj, hub) == nil
+		return obj, kjson.UnmarshalCaseSensitivePreserveInts(obj, &v1alpha3.MeshConfig{}) == nil
 	}
 	src := meshconfig.NewSpoke(version)
-	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil || src.ConvertTo(hub) != nil {
+	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil {
 		return nil, false
 	}
-	return hub, true
+	hub, err := convert.ToHub(src, newHub())
+	return hub, err == nil
 }
 
 // annotationsSize is the size the apiserver limits (apivalidation).

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 )
@@ -69,7 +70,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 	}
 	for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
 		down := meshconfig.NewSpoke(v)
-		if err := down.ConvertFrom(hub.DeepCopy()); err != nil {
+		if err := convert.FromHub(hub, newHub, down); err != nil {
 			t.Fatal(err)
 		}
 		// What the apiserver runs on the converter's answer.
@@ -108,7 +109,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 		hub, _ := storedHub(meshconfig.V1alpha3, small)
 		for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
 			down := meshconfig.NewSpoke(v)
-			if err := down.ConvertFrom(hub.DeepCopy()); err != nil {
+			if err := convert.FromHub(hub, newHub, down); err != nil {
 				t.Fatal(err)
 			}
 			if errs := apivalidation.ValidateAnnotations(down.GetAnnotations(), field.NewPath("metadata", "annotations")); len(errs) != 0 {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	kjson "sigs.k8s.io/json"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
@@ -26,6 +27,7 @@ import (
 var (
 	hubFieldsPath    = field.NewPath("metadata", "annotations").Key(lossless.AnnotationV1Alpha3Fields)
 	legacyFieldsPath = field.NewPath("metadata", "annotations").Key(lossless.AnnotationV1Alpha2Fields)
+	hubJSONPath      = field.NewPath("metadata", "annotations").Key(lossless.AnnotationV1Alpha3JSON)
 )
 
 // SpokeObject is a v1alpha1 or v1alpha2 MeshConfig.
@@ -52,13 +54,22 @@ func NewSpoke(version string) SpokeObject {
 // warning. Only the errors and warnings the annotation brings are returned
 // (the rest of the object is the view's, already checked); one whose value
 // the annotation holds names it at its place in the annotation.
-func hubFieldProblems(version string, obj []byte, annotation string) (field.ErrorList, []string) {
+//
+// The same holds for AnnotationV1Alpha3JSON, which puts exact v1alpha3 JSON
+// back where the object still holds what it was read as.
+func hubFieldProblems(version string, obj []byte, annotations map[string]string) (field.ErrorList, []string) {
 	src := NewSpoke(version)
 	// Decoded as the converter decodes it. An object that does not decode
 	// never reaches an admission webhook (the apiserver converts it to the
 	// storage version first); the view's rules report why.
 	if src == nil || kjson.UnmarshalCaseSensitivePreserveInts(obj, src) != nil {
 		return nil, nil
+	}
+	annotation := annotations[lossless.AnnotationV1Alpha3Fields]
+	changes, err := lossless.TakeChanges(src.DeepCopyObject().(SpokeObject))
+	if err != nil {
+		return field.ErrorList{field.Invalid(hubJSONPath, annotations[lossless.AnnotationV1Alpha3JSON],
+			"must be the JSON the converter writes (a list of {\"path\":[...],\"was\":...,\"got\":...}), or remove it: "+err.Error())}, nil
 	}
 	with, err := hubJSON(src)
 	if err != nil {
@@ -68,6 +79,7 @@ func hubFieldProblems(version string, obj []byte, annotation string) (field.Erro
 	bare := src.DeepCopyObject().(SpokeObject)
 	ann := bare.GetAnnotations()
 	delete(ann, lossless.AnnotationV1Alpha3Fields)
+	delete(ann, lossless.AnnotationV1Alpha3JSON)
 	bare.SetAnnotations(ann)
 	without, err := hubJSON(bare)
 	if err != nil {
@@ -81,10 +93,13 @@ func hubFieldProblems(version string, obj []byte, annotation string) (field.Erro
 	// annotation when the annotation holds the value, else at f in the
 	// stored object. It returns the path and the note to append.
 	rename := func(f string) (string, string) {
+		if putsBack(changes, f) {
+			return hubJSONPath.String(), fmt.Sprintf(" (stored as %s in v1alpha3, put back by this annotation)", f)
+		}
 		if rest, _ := strings.CutPrefix(f, "spec."); holds(kept, rest) {
 			return hubFieldsPath.String() + "." + rest, fmt.Sprintf(" (stored as %s in v1alpha3)", f)
 		}
-		return f, fmt.Sprintf(" (in the v1alpha3 object this is stored as, with annotation %s applied)", lossless.AnnotationV1Alpha3Fields)
+		return f, fmt.Sprintf(" (in the v1alpha3 object this is stored as, with %s applied)", appliedAnnotations(annotations))
 	}
 	var errs field.ErrorList
 	for _, e := range stored.Errors {
@@ -120,12 +135,23 @@ func hubFieldProblems(version string, obj []byte, annotation string) (field.Erro
 
 // hubJSON converts a spoke to the v1alpha3 object the converter stores.
 func hubJSON(src SpokeObject) ([]byte, error) {
-	var hub v1alpha3.MeshConfig
-	if err := src.ConvertTo(&hub); err != nil {
-		return nil, err
+	hub := &v1alpha3.MeshConfig{TypeMeta: metav1.TypeMeta{APIVersion: Group + "/" + V1alpha3, Kind: Kind}}
+	return convert.ToHub(src, hub)
+}
+
+// appliedAnnotations names the conversion annotations of an old version's
+// object that the converter applies, for messages.
+func appliedAnnotations(annotations map[string]string) string {
+	var names []string
+	for _, k := range []string{lossless.AnnotationV1Alpha3Fields, lossless.AnnotationV1Alpha3JSON} {
+		if _, ok := annotations[k]; ok {
+			names = append(names, k)
+		}
 	}
-	hub.APIVersion, hub.Kind = Group+"/"+V1alpha3, Kind
-	return json.Marshal(&hub)
+	if len(names) == 1 {
+		return "annotation " + names[0]
+	}
+	return "annotations " + strings.Join(names, " and ")
 }
 
 // legacyFieldErrors checks AnnotationV1Alpha2Fields on a v1alpha3 write:
@@ -210,6 +236,21 @@ func holds(v any, p string) bool {
 }
 
 // splitPath splits "a.b[0].c[key.with.dots]" into a, b, 0, c, key.with.dots.
+// putsBack reports whether changes (AnnotationV1Alpha3JSON) set a value at
+// field path f (as field.Path prints it) or around it.
+func putsBack(changes lossless.Changes, f string) bool {
+	segs, ok := splitPath(f)
+	if !ok {
+		return false
+	}
+	for _, c := range changes {
+		if c.Was != nil && len(c.Path) <= len(segs) && slices.Equal(c.Path, segs[:len(c.Path)]) {
+			return true
+		}
+	}
+	return false
+}
+
 func splitPath(p string) ([]string, bool) {
 	var segs []string
 	for p != "" {

@@ -14,6 +14,7 @@ import (
 const (
 	hubAnn    = "metadata.annotations[" + lossless.AnnotationV1Alpha3Fields + "]"
 	legacyAnn = "metadata.annotations[" + lossless.AnnotationV1Alpha2Fields + "]"
+	exactAnn  = "metadata.annotations[" + lossless.AnnotationV1Alpha3JSON + "]"
 
 	badLegacyImage = legacyAnn + `.sidecar.initContainerImage: Invalid value: "Bad Image": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format: repository name (library/Bad Image) must be lowercase`
 )
@@ -81,6 +82,7 @@ func objectJSON(t testing.TB, version string, edit func(*v1alpha3.MeshConfig), a
 func TestConversionAnnotations(t *testing.T) {
 	v3 := func(s string) map[string]string { return map[string]string{lossless.AnnotationV1Alpha3Fields: s} }
 	v2 := func(s string) map[string]string { return map[string]string{lossless.AnnotationV1Alpha2Fields: s} }
+	exact := func(s string) map[string]string { return map[string]string{lossless.AnnotationV1Alpha3JSON: s} }
 	cases := []struct {
 		name        string
 		version     string
@@ -126,6 +128,14 @@ func TestConversionAnnotations(t *testing.T) {
 			hubAnn + `: Invalid value: "{\"ingress\":": must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {"ingress":{"type":"NodePort"}}): converting fsm-system/fsm-mesh-config to v1alpha3: annotation conversion.flomesh.io/v1alpha3-fields is not valid: unexpected end of JSON input`}},
 		{name: "v1alpha2: the other annotation is the converter's to overwrite", version: V1alpha2,
 			annotations: v2(`{"sidecar":{"initContainerImage":"Bad Image"}}`)},
+		{name: "v1alpha1: exact JSON putting back a value the v1alpha3 rules refuse", version: V1alpha1,
+			annotations: exact(`[{"path":["spec","sidecar","logLevel"],"was":"loud","got":"error"}]`), want: []string{
+				exactAnn + `: Unsupported value: "loud": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off" (stored as spec.sidecar.logLevel in v1alpha3, put back by this annotation)`}},
+		{name: "v1alpha1: exact JSON for a value edited since is not applied", version: V1alpha1,
+			annotations: exact(`[{"path":["spec","sidecar","logLevel"],"was":"loud","got":"debug"}]`)},
+		{name: "v1alpha2: exact JSON that is not the converter's", version: V1alpha2,
+			annotations: exact(`[{"path":"spec"}]`), want: []string{
+				exactAnn + `: Invalid value: "[{\"path\":\"spec\"}]": must be the JSON the converter writes (a list of {"path":[...],"was":...,"got":...}), or remove it: annotation conversion.flomesh.io/v1alpha3-json is not valid: json: cannot unmarshal string into Go struct field changeJSON.path of type []string`}},
 
 		{name: "v1alpha3: legacy fields valid", version: V1alpha3,
 			annotations: v2(`{"sidecar":{"sidecarClass":"pipy","initContainerImage":"flomesh/init:1","sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":6060}]}}`)},

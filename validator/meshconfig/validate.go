@@ -99,8 +99,10 @@ func Validate(version string, obj []byte) Result {
 	if annotations == nil {
 		return r
 	}
-	if a, ok := annotations[lossless.AnnotationV1Alpha3Fields]; ok && IsDeprecatedVersion(version) {
-		errs, warnings := hubFieldProblems(version, obj, a)
+	_, fields := annotations[lossless.AnnotationV1Alpha3Fields]
+	_, exact := annotations[lossless.AnnotationV1Alpha3JSON]
+	if (fields || exact) && IsDeprecatedVersion(version) {
+		errs, warnings := hubFieldProblems(version, obj, annotations)
 		r.Errors = append(r.Errors, errs...)
 		r.Warnings = append(r.Warnings, warnings...)
 	}

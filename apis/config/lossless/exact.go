@@ -1,0 +1,242 @@
+package lossless
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AnnotationV1Alpha3JSON is set on v1alpha1 and v1alpha2 objects. It holds
+// the places where the v1alpha3 JSON they were converted from differs from
+// what converting them back writes: what the Go types cannot tell apart
+// (an absent section and an empty one, an explicit zero and none) and
+// values they rewrite (quantities in canonical form, a number's spelling).
+// AnnotationV1Alpha3Fields keeps the data; this keeps its exact JSON, so an
+// unchanged write through an old version stores the v1alpha3 object it read.
+const AnnotationV1Alpha3JSON = "conversion.flomesh.io/v1alpha3-json"
+
+// Change is one place where two JSON objects differ. Path is the chain of
+// object keys from the top (arrays are compared whole); Was is the value in
+// the source object and Got the one conversion produced, each nil where the
+// key is absent.
+type Change struct {
+	Path []string
+	Was  json.RawMessage
+	Got  json.RawMessage
+}
+
+// changeJSON is Change as written in the annotation: "was"/"got" are left
+// out where the key is absent, so an explicit null stays distinct.
+type changeJSON struct {
+	Path []string        `json:"path"`
+	Was  json.RawMessage `json:"was,omitempty"`
+	Got  json.RawMessage `json:"got,omitempty"`
+}
+
+// Changes lists where converted JSON must be put back to its source's.
+type Changes []Change
+
+// Diff returns where roundTripped (source converted to another version and
+// back) differs from source, both JSON objects, each read as the apiserver
+// serves it: its spec defaulted by spec (nil: none), so a field the schema
+// gives anyway is no difference. apiVersion, kind and metadata are left out:
+// the typed conversion carries the metadata, and the two versions differ
+// there by design.
+func Diff(source, roundTripped []byte, spec *Defaults) (Changes, error) {
+	a, err := decodeObject(source)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the source object: %w", err)
+	}
+	b, err := decodeObject(roundTripped)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the converted object: %w", err)
+	}
+	for _, k := range []string{"apiVersion", "kind", "metadata"} {
+		delete(a, k)
+		delete(b, k)
+	}
+	if a, err = defaulted(a, spec); err != nil {
+		return nil, err
+	}
+	if b, err = defaulted(b, spec); err != nil {
+		return nil, err
+	}
+	var out Changes
+	if err := diff(nil, a, b, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func diff(path []string, a, b any, out *Changes) error {
+	am, aIsObj := a.(map[string]any)
+	bm, bIsObj := b.(map[string]any)
+	if !aIsObj || !bIsObj {
+		if reflect.DeepEqual(a, b) {
+			return nil
+		}
+		return out.add(path, a, true, b, true)
+	}
+	keys := slices.Collect(maps.Keys(am))
+	for k := range bm {
+		if _, ok := am[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := append(slices.Clip(path), k)
+		va, inA := am[k]
+		vb, inB := bm[k]
+		var err error
+		if inA && inB {
+			err = diff(p, va, vb, out)
+		} else {
+			err = out.add(p, va, inA, vb, inB)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Changes) add(path []string, was any, hasWas bool, got any, hasGot bool) error {
+	ch := Change{Path: path}
+	var err error
+	if hasWas {
+		if ch.Was, err = json.Marshal(was); err != nil {
+			return err
+		}
+	}
+	if hasGot {
+		if ch.Got, err = json.Marshal(got); err != nil {
+			return err
+		}
+	}
+	*c = append(*c, ch)
+	return nil
+}
+
+// Apply puts obj (a JSON object converted from an object c was recorded
+// against) back to the source's JSON wherever obj, read as Diff read it (its
+// spec defaulted by spec), still holds what conversion produced then. A
+// value that differs was edited since, and the edit wins. With changes to
+// apply, the result is that defaulted object (the apiserver defaults it
+// anyway); without, obj as it is.
+func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
+	if len(c) == 0 {
+		return obj, nil
+	}
+	o, err := decodeObject(obj)
+	if err != nil {
+		return nil, err
+	}
+	if o, err = defaulted(o, spec); err != nil {
+		return nil, err
+	}
+	for _, ch := range c {
+		if len(ch.Path) == 0 {
+			continue
+		}
+		parent, ok := lookupObject(o, ch.Path[:len(ch.Path)-1])
+		if !ok {
+			continue // the place is gone: edited since
+		}
+		key := ch.Path[len(ch.Path)-1]
+		cur, present := parent[key]
+		if present != (ch.Got != nil) {
+			continue
+		}
+		if present {
+			got, err := decodeJSON(ch.Got)
+			if err != nil {
+				return nil, err
+			}
+			if !reflect.DeepEqual(cur, got) {
+				// Edited since: the section as written, the fields the
+				// old version showed included.
+				continue
+			}
+		}
+		if ch.Was == nil {
+			delete(parent, key)
+			continue
+		}
+		was, err := decodeJSON(ch.Was)
+		if err != nil {
+			return nil, err
+		}
+		parent[key] = was
+	}
+	return json.Marshal(o)
+}
+
+func lookupObject(o map[string]any, path []string) (map[string]any, bool) {
+	for _, k := range path {
+		next, ok := o[k].(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		o = next
+	}
+	return o, true
+}
+
+// KeepChanges records c in AnnotationV1Alpha3JSON of obj, or removes the
+// annotation when there is nothing to record.
+func KeepChanges(obj metav1.Object, c Changes) error {
+	list := make([]changeJSON, len(c))
+	for i, ch := range c {
+		list[i] = changeJSON(ch)
+	}
+	return Stash(obj, AnnotationV1Alpha3JSON, list, len(c) > 0)
+}
+
+// TakeChanges removes AnnotationV1Alpha3JSON from obj and returns what it
+// records (nothing when obj has none).
+func TakeChanges(obj metav1.Object) (Changes, error) {
+	var list []changeJSON
+	found, err := Unstash(obj, AnnotationV1Alpha3JSON, &list)
+	if err != nil || !found {
+		return nil, err
+	}
+	out := make(Changes, 0, len(list))
+	for i, ch := range list {
+		if len(ch.Path) == 0 {
+			return nil, fmt.Errorf("annotation %s is not valid: item %d has no path", AnnotationV1Alpha3JSON, i)
+		}
+		out = append(out, Change(ch))
+	}
+	return out, nil
+}
+
+// defaulted is o with its spec defaulted by spec, re-read as JSON so that a
+// default compares equal to the same value written (int64(53) is 53).
+func defaulted(o map[string]any, spec *Defaults) (map[string]any, error) {
+	if spec == nil {
+		return o, nil
+	}
+	spec.Apply(o["spec"])
+	raw, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	return decodeObject(raw)
+}
+
+func decodeObject(raw []byte) (map[string]any, error) {
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	return o, nil
+}

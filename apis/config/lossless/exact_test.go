@@ -1,0 +1,132 @@
+package lossless
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestChangesRestoreSource: Diff records where a converted object differs
+// from its source, Apply puts back the source's JSON there (to the spelling
+// of a number), and an object edited since keeps the edit. Where Apply
+// changes anything, its result has the schema's defaults, as the apiserver
+// gives them anyway.
+func TestChangesRestoreSource(t *testing.T) {
+	defaults := &Defaults{Properties: map[string]*Defaults{
+		"spec": {Properties: map[string]*Defaults{"mode": {Default: "mixed"}}},
+	}}
+	for _, tc := range []struct {
+		name          string
+		source, back  string // back: source converted and converted back
+		converted     string // what Apply gets (back, or back edited)
+		want          string
+		wantNoChanges bool
+	}{{
+		name:   "absent section comes back as zero values",
+		source: `{"spec":{"a":1}}`, back: `{"spec":{"a":1,"traffic":{"mode":""}}}`,
+		converted: `{"spec":{"a":1,"traffic":{"mode":""}}}`,
+		want:      `{"spec":{"a":1,"mode":"mixed"}}`,
+	}, {
+		name:   "explicit zero and empty list dropped",
+		source: `{"spec":{"n":0,"los":[]}}`, back: `{"spec":{}}`,
+		converted: `{"spec":{}}`,
+		want:      `{"spec":{"n":0,"los":[],"mode":"mixed"}}`,
+	}, {
+		name:   "quantity and number spelling",
+		source: `{"spec":{"cpu":"1000m","ratio":1.50}}`, back: `{"spec":{"cpu":"1","ratio":1.5}}`,
+		converted: `{"spec":{"cpu":"1","ratio":1.5}}`,
+		want:      `{"spec":{"cpu":"1000m","ratio":1.50,"mode":"mixed"}}`,
+	}, {
+		name:   "explicit null kept apart from absent",
+		source: `{"spec":{"p":null}}`, back: `{"spec":{}}`,
+		converted: `{"spec":{}}`,
+		want:      `{"spec":{"p":null,"mode":"mixed"}}`,
+	}, {
+		name:   "an edited value wins",
+		source: `{"spec":{"cpu":"1000m","n":0}}`, back: `{"spec":{"cpu":"1"}}`,
+		converted: `{"spec":{"cpu":"2","n":5}}`,
+		want:      `{"spec":{"cpu":"2","n":5,"mode":"mixed"}}`,
+	}, {
+		name:   "an edited section is kept as written",
+		source: `{"spec":{}}`, back: `{"spec":{"traffic":{"mode":"","egress":false}}}`,
+		converted: `{"spec":{"traffic":{"mode":"","egress":true}}}`,
+		want:      `{"spec":{"traffic":{"mode":"","egress":true},"mode":"mixed"}}`,
+	}, {
+		name:   "a place gone since is left alone",
+		source: `{"spec":{"s":{"n":0}}}`, back: `{"spec":{"s":{}}}`,
+		converted: `{"spec":{"s":"replaced"}}`,
+		want:      `{"spec":{"s":"replaced","mode":"mixed"}}`,
+	}, {
+		name:   "a field the schema defaults is no difference",
+		source: `{"spec":{"mode":"mixed"}}`, back: `{"spec":{}}`,
+		converted:     `{"spec":{}}`,
+		want:          `{"spec":{}}`,
+		wantNoChanges: true,
+	}, {
+		name:   "metadata, apiVersion and kind are the typed conversion's",
+		source: `{"apiVersion":"v3","kind":"K","metadata":{"annotations":{"a":"b"}},"spec":{}}`, back: `{"apiVersion":"v1","kind":"K","metadata":{},"spec":{}}`,
+		converted:     `{"apiVersion":"v3","kind":"K","metadata":{},"spec":{}}`,
+		want:          `{"apiVersion":"v3","kind":"K","metadata":{},"spec":{}}`,
+		wantNoChanges: true,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Diff([]byte(tc.source), []byte(tc.back), defaults.Properties["spec"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(c) == 0; got != tc.wantNoChanges {
+				t.Errorf("changes %+v, want none: %v", c, tc.wantNoChanges)
+			}
+			// Through the annotation, as the converted object carries them.
+			obj := &metav1.ObjectMeta{}
+			if err := KeepChanges(obj, c); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := obj.Annotations[AnnotationV1Alpha3JSON]; ok == tc.wantNoChanges {
+				t.Errorf("annotation present %v with changes %+v", ok, c)
+			}
+			c, err = TakeChanges(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(obj.Annotations) != 0 {
+				t.Errorf("TakeChanges left %v", obj.Annotations)
+			}
+			out, err := c.Apply([]byte(tc.converted), defaults.Properties["spec"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !jsonEqual(t, out, []byte(tc.want)) {
+				t.Errorf("Apply = %s, want %s", out, tc.want)
+			}
+		})
+	}
+}
+
+// jsonEqual compares two JSON texts as values, numbers by their spelling.
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	va, err := decodeJSON(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := decodeJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return string(ja) == string(jb)
+}
+
+func TestTakeChangesRefusesMalformed(t *testing.T) {
+	for _, ann := range []string{`{"path":["spec"]}`, `[{"was":1}]`, `[{"path":"spec"}]`} {
+		obj := &metav1.ObjectMeta{Annotations: map[string]string{AnnotationV1Alpha3JSON: ann}}
+		_, err := TakeChanges(obj)
+		if err == nil || !strings.Contains(err.Error(), AnnotationV1Alpha3JSON) {
+			t.Errorf("%s: err = %v, want one naming the annotation", ann, err)
+		}
+	}
+}
