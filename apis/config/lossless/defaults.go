@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 
@@ -176,12 +177,15 @@ func jsonField(rv reflect.Value, name string) (reflect.Value, bool) {
 // decodeJSON decodes raw keeping numbers as written (json.Number), so
 // re-encoding changes none.
 func decodeJSON(raw []byte) (any, error) {
-	if !json.Valid(raw) { // also refuses trailing data, which a Decoder leaves unread
-		return nil, errors.New("not a single JSON value")
-	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
-	err := dec.Decode(&v)
-	return v, err
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	// A Decoder leaves trailing data unread.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("not a single JSON value")
+	}
+	return v, nil
 }

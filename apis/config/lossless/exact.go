@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,12 +58,10 @@ func Diff(source, roundTripped []byte, spec *Defaults) (Changes, error) {
 		delete(a, k)
 		delete(b, k)
 	}
-	if a, err = defaulted(a, spec); err != nil {
-		return nil, err
-	}
-	if b, err = defaulted(b, spec); err != nil {
-		return nil, err
-	}
+	// Defaults are Go values (int64(53)); sameJSON compares them with the
+	// numbers read.
+	spec.Apply(a["spec"])
+	spec.Apply(b["spec"])
 	var out Changes
 	if err := diff(nil, a, b, &out); err != nil {
 		return nil, err
@@ -76,7 +73,7 @@ func diff(path []string, a, b any, out *Changes) error {
 	am, aIsObj := a.(map[string]any)
 	bm, bIsObj := b.(map[string]any)
 	if !aIsObj || !bIsObj {
-		if reflect.DeepEqual(a, b) {
+		if sameJSON(a, b) {
 			return nil
 		}
 		return out.add(path, a, true, b, true)
@@ -136,9 +133,7 @@ func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o, err = defaulted(o, spec); err != nil {
-		return nil, err
-	}
+	spec.Apply(o["spec"])
 	for _, ch := range c {
 		if len(ch.Path) == 0 {
 			continue
@@ -157,7 +152,7 @@ func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !reflect.DeepEqual(cur, got) {
+			if !sameJSON(cur, got) {
 				// Edited since: the section as written, the fields the
 				// old version showed included.
 				continue
@@ -215,18 +210,51 @@ func TakeChanges(obj metav1.Object) (Changes, error) {
 	return out, nil
 }
 
-// defaulted is o with its spec defaulted by spec, re-read as JSON so that a
-// default compares equal to the same value written (int64(53) is 53).
-func defaulted(o map[string]any, spec *Defaults) (map[string]any, error) {
-	if spec == nil {
-		return o, nil
+// sameJSON reports whether two decoded JSON values are the same JSON: a
+// number is compared by its spelling, so 1.50 is not 1.5.
+func sameJSON(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, xv := range x {
+			yv, ok := y[k]
+			if !ok || !sameJSON(xv, yv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
 	}
-	spec.Apply(o["spec"])
-	raw, err := json.Marshal(o)
-	if err != nil {
-		return nil, err
+	if na, ok := numberText(a); ok {
+		nb, ok := numberText(b)
+		return ok && na == nb
 	}
-	return decodeObject(raw)
+	return a == b
+}
+
+// numberText is how encoding/json writes the number v.
+func numberText(v any) (string, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		return n.String(), true
+	case int64, float64:
+		b, err := json.Marshal(n)
+		return string(b), err == nil
+	}
+	return "", false
 }
 
 func decodeObject(raw []byte) (map[string]any, error) {

@@ -15,7 +15,7 @@ import (
 // gives them anyway.
 func TestChangesRestoreSource(t *testing.T) {
 	defaults := &Defaults{Properties: map[string]*Defaults{
-		"spec": {Properties: map[string]*Defaults{"mode": {Default: "mixed"}}},
+		"spec": {Properties: map[string]*Defaults{"mode": {Default: "mixed"}, "port": {Default: int64(53)}}},
 	}}
 	for _, tc := range []struct {
 		name          string
@@ -27,43 +27,54 @@ func TestChangesRestoreSource(t *testing.T) {
 		name:   "absent section comes back as zero values",
 		source: `{"spec":{"a":1}}`, back: `{"spec":{"a":1,"traffic":{"mode":""}}}`,
 		converted: `{"spec":{"a":1,"traffic":{"mode":""}}}`,
-		want:      `{"spec":{"a":1,"mode":"mixed"}}`,
+		want:      `{"spec":{"a":1,"mode":"mixed","port":53}}`,
 	}, {
 		name:   "explicit zero and empty list dropped",
 		source: `{"spec":{"n":0,"los":[]}}`, back: `{"spec":{}}`,
 		converted: `{"spec":{}}`,
-		want:      `{"spec":{"n":0,"los":[],"mode":"mixed"}}`,
+		want:      `{"spec":{"n":0,"los":[],"mode":"mixed","port":53}}`,
 	}, {
 		name:   "quantity and number spelling",
 		source: `{"spec":{"cpu":"1000m","ratio":1.50}}`, back: `{"spec":{"cpu":"1","ratio":1.5}}`,
 		converted: `{"spec":{"cpu":"1","ratio":1.5}}`,
-		want:      `{"spec":{"cpu":"1000m","ratio":1.50,"mode":"mixed"}}`,
+		want:      `{"spec":{"cpu":"1000m","ratio":1.50,"mode":"mixed","port":53}}`,
 	}, {
 		name:   "explicit null kept apart from absent",
 		source: `{"spec":{"p":null}}`, back: `{"spec":{}}`,
 		converted: `{"spec":{}}`,
-		want:      `{"spec":{"p":null,"mode":"mixed"}}`,
+		want:      `{"spec":{"p":null,"mode":"mixed","port":53}}`,
 	}, {
 		name:   "an edited value wins",
 		source: `{"spec":{"cpu":"1000m","n":0}}`, back: `{"spec":{"cpu":"1"}}`,
 		converted: `{"spec":{"cpu":"2","n":5}}`,
-		want:      `{"spec":{"cpu":"2","n":5,"mode":"mixed"}}`,
+		want:      `{"spec":{"cpu":"2","n":5,"mode":"mixed","port":53}}`,
 	}, {
 		name:   "an edited section is kept as written",
 		source: `{"spec":{}}`, back: `{"spec":{"traffic":{"mode":"","egress":false}}}`,
 		converted: `{"spec":{"traffic":{"mode":"","egress":true}}}`,
-		want:      `{"spec":{"traffic":{"mode":"","egress":true},"mode":"mixed"}}`,
+		want:      `{"spec":{"traffic":{"mode":"","egress":true},"mode":"mixed","port":53}}`,
 	}, {
 		name:   "a place gone since is left alone",
 		source: `{"spec":{"s":{"n":0}}}`, back: `{"spec":{"s":{}}}`,
 		converted: `{"spec":{"s":"replaced"}}`,
-		want:      `{"spec":{"s":"replaced","mode":"mixed"}}`,
+		want:      `{"spec":{"s":"replaced","mode":"mixed","port":53}}`,
 	}, {
 		name:   "a field the schema defaults is no difference",
-		source: `{"spec":{"mode":"mixed"}}`, back: `{"spec":{}}`,
+		source: `{"spec":{"mode":"mixed","port":53}}`, back: `{"spec":{}}`,
 		converted:     `{"spec":{}}`,
 		want:          `{"spec":{}}`,
 		wantNoChanges: true,
+	}, {
+		name:   "a default is the number written",
+		source: `{"spec":{"port":53,"mode":"mixed"}}`, back: `{"spec":{}}`,
+		converted:     `{"spec":{}}`,
+		want:          `{"spec":{}}`,
+		wantNoChanges: true,
+	}, {
+		name:   "a default is not a number spelled otherwise",
+		source: `{"spec":{"port":53.0}}`, back: `{"spec":{}}`,
+		converted: `{"spec":{}}`,
+		want:      `{"spec":{"port":53.0,"mode":"mixed"}}`,
 	}, {
 		name:   "metadata, apiVersion and kind are the typed conversion's",
 		source: `{"apiVersion":"v3","kind":"K","metadata":{"annotations":{"a":"b"}},"spec":{}}`, back: `{"apiVersion":"v1","kind":"K","metadata":{},"spec":{}}`,
