@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
@@ -66,15 +67,28 @@ func hubFieldProblems(version string, obj []byte, annotations map[string]string)
 		return nil, nil
 	}
 	annotation := annotations[lossless.AnnotationV1Alpha3Fields]
-	changes, err := lossless.TakeChanges(src.DeepCopyObject().(SpokeObject))
+	fieldsOnly := src.DeepCopyObject().(SpokeObject)
+	changes, err := lossless.TakeChanges(fieldsOnly)
 	if err != nil {
 		return field.ErrorList{field.Invalid(hubJSONPath, annotations[lossless.AnnotationV1Alpha3JSON],
-			"must be the JSON the converter writes (a list of {\"path\":[...],\"was\":...,\"got\":...}), or remove it: "+err.Error())}, nil
+			"must be the JSON the converter writes (a list of {\"path\":[\"spec\",...],\"was\":...,\"got\":...}), or remove it: "+err.Error())}, nil
 	}
-	with, err := hubJSON(src)
+	typed, err := hubJSON(fieldsOnly)
 	if err != nil {
 		return field.ErrorList{field.Invalid(hubFieldsPath, annotation,
 			"must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {\"ingress\":{\"type\":\"NodePort\"}}): "+err.Error())}, nil
+	}
+	with := typed
+	if len(changes) > 0 {
+		with, err = hubJSON(src)
+		if err == nil {
+			err = showsTheSame(version, typed, with)
+		}
+		if err != nil {
+			return field.ErrorList{field.Invalid(hubJSONPath, annotations[lossless.AnnotationV1Alpha3JSON],
+				"must be what the converter wrote when this object was read, which only keeps how the stored v1alpha3 object spells what "+
+					Group+"/"+version+" shows (an absent section, an explicit zero, a quantity's form), or remove it: "+err.Error())}, nil
+		}
 	}
 	bare := src.DeepCopyObject().(SpokeObject)
 	ann := bare.GetAnnotations()
@@ -93,9 +107,6 @@ func hubFieldProblems(version string, obj []byte, annotations map[string]string)
 	// annotation when the annotation holds the value, else at f in the
 	// stored object. It returns the path and the note to append.
 	rename := func(f string) (string, string) {
-		if putsBack(changes, f) {
-			return hubJSONPath.String(), fmt.Sprintf(" (stored as %s in v1alpha3, put back by this annotation)", f)
-		}
 		if rest, _ := strings.CutPrefix(f, "spec."); holds(kept, rest) {
 			return hubFieldsPath.String() + "." + rest, fmt.Sprintf(" (stored as %s in v1alpha3)", f)
 		}
@@ -131,6 +142,37 @@ func hubFieldProblems(version string, obj []byte, annotations map[string]string)
 		}
 	}
 	return errs, warnings
+}
+
+// showsTheSame reports, as an error, where the v1alpha3 object exact reads
+// differently in version than typed does. AnnotationV1Alpha3JSON written by
+// the converter changes only what the old version cannot show, so
+// converting typed (the object without it) and exact (with it) back to
+// version must give the same object.
+func showsTheSame(version string, typed, exact []byte) error {
+	a, b := NewSpoke(version), NewSpoke(version)
+	for _, c := range []struct {
+		hub  []byte
+		down SpokeObject
+	}{{typed, a}, {exact, b}} {
+		var hub v1alpha3.MeshConfig
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(c.hub, &hub); err != nil {
+			return err
+		}
+		if err := c.down.ConvertFrom(&hub); err != nil {
+			return err
+		}
+	}
+	if apiequality.Semantic.DeepEqual(a, b) {
+		return nil
+	}
+	aj, _ := json.Marshal(a)
+	bj, _ := json.Marshal(b)
+	where := "its annotations"
+	if d, err := lossless.Diff(aj, bj, nil); err == nil && len(d) > 0 {
+		where = strings.Join(d[0].Path, ".")
+	}
+	return fmt.Errorf("it changes what %s shows, at %s", version, where)
 }
 
 // hubJSON converts a spoke to the v1alpha3 object the converter stores.
@@ -236,21 +278,6 @@ func holds(v any, p string) bool {
 }
 
 // splitPath splits "a.b[0].c[key.with.dots]" into a, b, 0, c, key.with.dots.
-// putsBack reports whether changes (AnnotationV1Alpha3JSON) set a value at
-// field path f (as field.Path prints it) or around it.
-func putsBack(changes lossless.Changes, f string) bool {
-	segs, ok := splitPath(f)
-	if !ok {
-		return false
-	}
-	for _, c := range changes {
-		if c.Was != nil && len(c.Path) <= len(segs) && slices.Equal(c.Path, segs[:len(c.Path)]) {
-			return true
-		}
-	}
-	return false
-}
-
 func splitPath(p string) ([]string, bool) {
 	var segs []string
 	for p != "" {

@@ -2,11 +2,13 @@ package meshconfig
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 )
@@ -128,14 +130,11 @@ func TestConversionAnnotations(t *testing.T) {
 			hubAnn + `: Invalid value: "{\"ingress\":": must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {"ingress":{"type":"NodePort"}}): converting fsm-system/fsm-mesh-config to v1alpha3: annotation conversion.flomesh.io/v1alpha3-fields is not valid: unexpected end of JSON input`}},
 		{name: "v1alpha2: the other annotation is the converter's to overwrite", version: V1alpha2,
 			annotations: v2(`{"sidecar":{"initContainerImage":"Bad Image"}}`)},
-		{name: "v1alpha1: exact JSON putting back a value the v1alpha3 rules refuse", version: V1alpha1,
-			annotations: exact(`[{"path":["spec","sidecar","logLevel"],"was":"loud","got":"error"}]`), want: []string{
-				exactAnn + `: Unsupported value: "loud": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off" (stored as spec.sidecar.logLevel in v1alpha3, put back by this annotation)`}},
 		{name: "v1alpha1: exact JSON for a value edited since is not applied", version: V1alpha1,
 			annotations: exact(`[{"path":["spec","sidecar","logLevel"],"was":"loud","got":"debug"}]`)},
 		{name: "v1alpha2: exact JSON that is not the converter's", version: V1alpha2,
 			annotations: exact(`[{"path":"spec"}]`), want: []string{
-				exactAnn + `: Invalid value: "[{\"path\":\"spec\"}]": must be the JSON the converter writes (a list of {"path":[...],"was":...,"got":...}), or remove it: annotation conversion.flomesh.io/v1alpha3-json is not valid: json: cannot unmarshal string into Go struct field changeJSON.path of type []string`}},
+				exactAnn + `: Invalid value: "[{\"path\":\"spec\"}]": must be the JSON the converter writes (a list of {"path":["spec",...],"was":...,"got":...}), or remove it: annotation conversion.flomesh.io/v1alpha3-json is not valid: json: cannot unmarshal string into Go struct field changeJSON.path of type []string`}},
 
 		{name: "v1alpha3: legacy fields valid", version: V1alpha3,
 			annotations: v2(`{"sidecar":{"sidecarClass":"pipy","initContainerImage":"flomesh/init:1","sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":6060}]}}`)},
@@ -245,4 +244,110 @@ func TestConversionAnnotationsRatchet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExactJSONAnnotation: conversion.flomesh.io/v1alpha3-json on a
+// v1alpha1/v1alpha2 write is admitted as the converter writes it, and
+// refused when it would put back more than how the stored v1alpha3 object
+// spells what that version shows: the apiserver stores a converted object
+// without validating it, so a crafted one could otherwise store a value of
+// the wrong type (every read in the old versions fails), set metadata, or
+// drop a section v1alpha3 requires.
+func TestExactJSONAnnotation(t *testing.T) {
+	// What the converter writes for FSM's preset without clusterSet and
+	// with a quantity spelled as users do.
+	hub := presetHub(t)
+	raw, err := json.Marshal(hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	spec := m["spec"].(map[string]any)
+	delete(spec, "clusterSet")
+	spec["sidecar"].(map[string]any)["resources"] = map[string]any{"limits": map[string]any{"cpu": "1000m"}}
+	m["apiVersion"], m["kind"] = Group+"/"+V1alpha3, Kind
+	source, _ := json.Marshal(m)
+	for _, version := range []string{V1alpha1, V1alpha2} {
+		down := NewSpoke(version)
+		if err := convert.FromHub(source, func() conversion.Hub { return &v1alpha3.MeshConfig{} }, down); err != nil {
+			t.Fatal(err)
+		}
+		if down.GetAnnotations()[lossless.AnnotationV1Alpha3JSON] == "" {
+			t.Fatalf("setup: %s object without %s", version, lossless.AnnotationV1Alpha3JSON)
+		}
+		obj := asVersion(t, version, down)
+		if r := Validate(version, obj); len(r.Errors) != 0 {
+			t.Errorf("%s: the converter's own annotation is refused: %v", version, messages(r.Errors))
+		}
+	}
+
+	// The value at path in the v1alpha3 object a v1alpha1 write of the
+	// preset is stored as, as JSON.
+	clean := objectJSON(t, V1alpha1, nil, nil)
+	storedAt := func(path ...string) string {
+		src := NewSpoke(V1alpha1)
+		if err := json.Unmarshal(clean, src); err != nil {
+			t.Fatal(err)
+		}
+		hub, err := convert.ToHub(src, &v1alpha3.MeshConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(hub, &v); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range path {
+			v = v.(map[string]any)[k]
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	const refused = exactAnn + `: Invalid value: `
+	for _, tc := range []struct {
+		name, annotation, want string
+	}{{
+		name:       "a value of the wrong type",
+		annotation: `[{"path":["spec","featureFlags","enableEgressPolicy"],"was":"yes","got":` + storedAt("spec", "featureFlags", "enableEgressPolicy") + `}]`,
+		want:       `annotation conversion.flomesh.io/v1alpha3-json puts back a value the hub version cannot hold: json: cannot unmarshal string into Go struct field FeatureFlags.spec.featureFlags.enableEgressPolicy of type bool`,
+	}, {
+		name:       "metadata",
+		annotation: `[{"path":["metadata","annotations"],"was":{"conversion.flomesh.io/v1alpha2-fields":"{\"sidecar\":{\"initContainerImage\":\"Bad Image\"}}"}}]`,
+		want:       `item 0: path ["metadata" "annotations"] is not a field under spec`,
+	}, {
+		name:       "a required section dropped",
+		annotation: `[{"path":["spec","connector"],"got":` + storedAt("spec", "connector") + `}]`,
+		want:       `it changes what v1alpha1 shows, at `,
+	}, {
+		name:       "a value v1alpha1 shows",
+		annotation: `[{"path":["spec","sidecar","logLevel"],"was":"debug","got":` + storedAt("spec", "sidecar", "logLevel") + `}]`,
+		want:       `it changes what v1alpha1 shows, at spec.sidecar.logLevel`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Validate(V1alpha1, objectJSON(t, V1alpha1, nil, map[string]string{lossless.AnnotationV1Alpha3JSON: tc.annotation}))
+			got := messages(r.Errors)
+			if len(got) != 1 || !strings.HasPrefix(got[0], refused) || !strings.Contains(got[0], tc.want) {
+				t.Errorf("errors %q, want one at %s containing %q", got, exactAnn, tc.want)
+			}
+		})
+	}
+}
+
+// asVersion is obj as the apiserver sends it in version.
+func asVersion(t *testing.T, version string, obj SpokeObject) []byte {
+	t.Helper()
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["apiVersion"], m["kind"] = Group+"/"+version, Kind
+	out, _ := json.Marshal(m)
+	return out
 }

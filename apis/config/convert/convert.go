@@ -9,6 +9,7 @@ package convert
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
@@ -42,10 +43,24 @@ func ToHub(spoke Spoke, hub conversion.Hub) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the hub object: %w", err)
 	}
+	if len(changes) == 0 {
+		return out, nil
+	}
 	if out, err = changes.Apply(out, v1alpha3.SpecDefaults); err != nil {
 		return nil, fmt.Errorf("annotation %s: %w", lossless.AnnotationV1Alpha3JSON, err)
 	}
+	// What the annotation put back must still be a v1alpha3 object: the
+	// apiserver does not validate a converted object before storing it,
+	// and one that does not decode fails every read in the other versions.
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(out, newEmpty(hub)); err != nil {
+		return nil, fmt.Errorf("annotation %s puts back a value the hub version cannot hold: %w", lossless.AnnotationV1Alpha3JSON, err)
+	}
 	return out, nil
+}
+
+// newEmpty is an empty object of hub's type.
+func newEmpty(hub conversion.Hub) any {
+	return reflect.New(reflect.TypeOf(hub).Elem()).Interface()
 }
 
 // FromHub sets spoke (an empty object of its version) to hubJSON, a hub

@@ -202,8 +202,9 @@ func TakeChanges(obj metav1.Object) (Changes, error) {
 	}
 	out := make(Changes, 0, len(list))
 	for i, ch := range list {
-		if len(ch.Path) == 0 {
-			return nil, fmt.Errorf("annotation %s is not valid: item %d has no path", AnnotationV1Alpha3JSON, i)
+		// Diff records nothing else: metadata is the typed conversion's.
+		if len(ch.Path) < 2 || ch.Path[0] != "spec" {
+			return nil, fmt.Errorf("annotation %s is not valid: item %d: path %q is not a field under spec", AnnotationV1Alpha3JSON, i, ch.Path)
 		}
 		out = append(out, Change(ch))
 	}

@@ -133,7 +133,8 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 }
 
 func TestTakeChangesRefusesMalformed(t *testing.T) {
-	for _, ann := range []string{`{"path":["spec"]}`, `[{"was":1}]`, `[{"path":"spec"}]`} {
+	for _, ann := range []string{`{"path":["spec"]}`, `[{"was":1}]`, `[{"path":"spec"}]`, `[{"path":["spec"],"was":{}}]`,
+		`[{"path":["metadata","annotations"],"was":{"a":"b"}}]`, `[{"path":["apiVersion"],"was":"v1"}]`} {
 		obj := &metav1.ObjectMeta{Annotations: map[string]string{AnnotationV1Alpha3JSON: ann}}
 		_, err := TakeChanges(obj)
 		if err == nil || !strings.Contains(err.Error(), AnnotationV1Alpha3JSON) {
