@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"testing"
 	"time"
 
@@ -187,6 +188,25 @@ func (r *running) waitReady(t *testing.T) {
 // apiserver reached the webhook over TLS and got its answer.
 func (tc *testCase) admitOnce(ctx context.Context) error {
 	return probehook.Admit(ctx, tc.cs, tc.workNS)
+}
+
+// waitAdmitting waits until admissions go through the webhook and keep
+// doing so for about a second. The apiserver admits through its own cached
+// copy of the webhook configurations, which can lag what the server's
+// readiness saw, or a deletion and recreation of the configuration.
+func (tc *testCase) waitAdmitting(t *testing.T) {
+	t.Helper()
+	ok := 0
+	waitFor(t, 20*time.Second, "admitting through the webhook for a second", func() error {
+		if err := tc.admitOnce(context.Background()); err != nil {
+			ok = 0
+			return err
+		}
+		if ok++; ok < 20 {
+			return errTest("admitted " + strconv.Itoa(ok) + " time(s) in a row")
+		}
+		return nil
+	})
 }
 
 // startLoop admits through the webhook every 50 ms until Finish, which fails

@@ -36,7 +36,7 @@ func TestIssuanceErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		i := h.issuer(t, h.auto, "not-ready", nil)
-		ictx, cancel := context.WithTimeout(ctx, 4*time.Second)
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := i.Issue(ictx, req)
 		t.Logf("Issue: %v", err)

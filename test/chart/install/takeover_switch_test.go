@@ -124,6 +124,10 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", p.health),
 		"--key-pool-size=4",
 		"--webhook-bind-host=127.0.0.1",
+		// The tests send admissions without creating the pods, so a
+		// Secret handed off to the controller (a create slower than the
+		// 1 s budget on a loaded machine) would never be written.
+		"--injector-secret-handoff-budget=30s",
 	)
 	logs := &syncBuffer{}
 	srv := exec.Command(bin, args...)
