@@ -134,13 +134,9 @@ func (h *Handler) convertObject(raw []byte, desired schema.GroupVersion) ([]byte
 // toHub converts raw, an object of the spoke version src, to the hub
 // version hub.
 func (h *Handler) toHub(raw []byte, src, hub schema.GroupVersionKind) ([]byte, error) {
-	obj, err := h.scheme.New(src)
+	spoke, err := h.newSpoke(src)
 	if err != nil {
 		return nil, err
-	}
-	spoke, ok := obj.(convert.Spoke)
-	if !ok {
-		return nil, fmt.Errorf("%T cannot convert to the hub", obj)
 	}
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, spoke); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", src.GroupVersion(), err)
@@ -154,13 +150,9 @@ func (h *Handler) toHub(raw []byte, src, hub schema.GroupVersionKind) ([]byte, e
 
 // fromHub converts raw, a hub object, to the spoke version dst.
 func (h *Handler) fromHub(raw []byte, hub, dst schema.GroupVersionKind) ([]byte, error) {
-	obj, err := h.scheme.New(dst)
+	spoke, err := h.newSpoke(dst)
 	if err != nil {
 		return nil, err
-	}
-	spoke, ok := obj.(convert.Spoke)
-	if !ok {
-		return nil, fmt.Errorf("%T cannot convert from the hub", obj)
 	}
 	if _, err := h.newHub(hub); err != nil {
 		return nil, err
@@ -175,6 +167,19 @@ func (h *Handler) fromHub(raw []byte, hub, dst schema.GroupVersionKind) ([]byte,
 		return nil, fmt.Errorf("encoding %s: %w", dst.GroupVersion(), err)
 	}
 	return out, nil
+}
+
+// newSpoke is an empty object of the spoke version gvk.
+func (h *Handler) newSpoke(gvk schema.GroupVersionKind) (convert.Spoke, error) {
+	obj, err := h.scheme.New(gvk)
+	if err != nil {
+		return nil, err
+	}
+	spoke, ok := obj.(convert.Spoke)
+	if !ok {
+		return nil, fmt.Errorf("%T does not convert through the hub", obj)
+	}
+	return spoke, nil
 }
 
 // newHub is an empty object of the hub version gvk, with its apiVersion and

@@ -59,20 +59,7 @@ func objectJSON(t testing.TB, version string, edit func(*v1alpha3.MeshConfig), a
 		a[k] = v
 	}
 	obj.SetAnnotations(a)
-	b, err := json.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	m["apiVersion"], m["kind"] = Group+"/"+version, Kind
-	out, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return asVersion(t, version, obj)
 }
 
 // TestConversionAnnotations: a write through v1alpha1/v1alpha2 is checked as
@@ -336,8 +323,9 @@ func TestExactJSONAnnotation(t *testing.T) {
 	}
 }
 
-// asVersion is obj as the apiserver sends it in version.
-func asVersion(t *testing.T, version string, obj SpokeObject) []byte {
+// asVersion is obj (a MeshConfig of any version) as the apiserver sends it
+// in version.
+func asVersion(t testing.TB, version string, obj any) []byte {
 	t.Helper()
 	b, err := json.Marshal(obj)
 	if err != nil {
@@ -348,6 +336,9 @@ func asVersion(t *testing.T, version string, obj SpokeObject) []byte {
 		t.Fatal(err)
 	}
 	m["apiVersion"], m["kind"] = Group+"/"+version, Kind
-	out, _ := json.Marshal(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
