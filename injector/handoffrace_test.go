@@ -9,9 +9,12 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -197,4 +200,44 @@ func builtSecret(t *testing.T, mut *Mutation, id string) *corev1.Secret {
 		t.Fatal(err)
 	}
 	return built
+}
+
+// TestRecordOfStoredPodNotExpired: once the writer has seen a pod stored,
+// its record is the pod's until written, however late the writer gets to
+// it (a backlog longer than the TTL): the sweep does not drop it (which
+// counted it as a pod that never appeared and left repair to sign a second
+// certificate), and the shutdown flush still writes it. A record whose pod
+// was never seen still expires.
+func TestRecordOfStoredPodNotExpired(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	pending := NewPendingSecrets(0)
+	pending.now = func() time.Time { return now }
+	w := &secretWriter{pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	defer q.ShutDown()
+	for _, id := range []string{"u-stored", "u-never"} {
+		mut, _ := storedInjectedPod(t, id)
+		if !pending.add("app", id, mut, nil) {
+			t.Fatal("store closed")
+		}
+	}
+	stored := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "p", Labels: map[string]string{ProxyUUIDLabel: "u-stored"}}}
+	w.podCreated(ctx, event.TypedCreateEvent[client.Object]{Object: stored}, q)
+	if q.Len() != 1 {
+		t.Fatalf("queued %d, want the stored pod's Secret at once", q.Len())
+	}
+
+	now = now.Add(DefaultOrphanGracePeriod + time.Second) // the writer is behind
+	if n := pending.expire(); n != 1 {
+		t.Errorf("expire() = %d, want 1 (the record whose pod never appeared)", n)
+	}
+	key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName("u-stored")}
+	if _, ok := pending.get(key, false); !ok {
+		t.Error("the stored pod's record is gone")
+	}
+	left := pending.close()
+	if _, ok := left[key]; !ok || len(left) != 1 {
+		t.Errorf("the shutdown flush gets %v, want only the stored pod's record", left)
+	}
 }

@@ -107,6 +107,10 @@ type pendingSecret struct {
 	keyAlg     certs.KeyAlgorithm
 	boot       BootstrapConfig
 	admitted   time.Time
+	// stored: the writer saw the pod stored. The TTL no longer applies: the
+	// entry is the pod's until it is written, however late the writer gets
+	// to it.
+	stored bool
 	// built is the Secret an admission already issued a certificate for
 	// and could not create in time (SecretHandoff): the controller creates
 	// it as it is rather than sign a second certificate, and the admission's
@@ -161,7 +165,7 @@ func (p *PendingSecrets) get(key types.NamespacedName, stored bool) (pendingSecr
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[key]
-	if ok && !stored && p.now().Sub(e.admitted) > p.ttl {
+	if ok && p.expired(e) && !stored {
 		return pendingSecret{}, false
 	}
 	return e, ok
@@ -170,6 +174,25 @@ func (p *PendingSecrets) get(key types.NamespacedName, stored bool) (pendingSecr
 func (p *PendingSecrets) has(key types.NamespacedName) bool {
 	_, ok := p.get(key, false)
 	return ok
+}
+
+// markStored records that key's pod is stored, if its entry has not
+// expired, and reports whether it had.
+func (p *PendingSecrets) markStored(key types.NamespacedName) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[key]
+	if !ok || p.expired(e) {
+		return false
+	}
+	e.stored = true
+	p.entries[key] = e
+	return true
+}
+
+// expired: e's pod was never seen stored within the TTL (p.mu held).
+func (p *PendingSecrets) expired(e pendingSecret) bool {
+	return !e.stored && p.now().Sub(e.admitted) > p.ttl
 }
 
 // take removes key's entry and returns it: a worker claims the entry it
@@ -199,14 +222,14 @@ func (p *PendingSecrets) remove(key types.NamespacedName) {
 	p.mu.Unlock()
 }
 
-// expire drops the entries older than the TTL and returns how many.
+// expire drops the entries older than the TTL whose pod was never seen
+// stored, and returns how many.
 func (p *PendingSecrets) expire() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
-	now := p.now()
 	for k, e := range p.entries {
-		if now.Sub(e.admitted) > p.ttl {
+		if p.expired(e) {
 			delete(p.entries, k)
 			n++
 		}
@@ -222,9 +245,8 @@ func (p *PendingSecrets) close() map[types.NamespacedName]pendingSecret {
 	p.closed = true
 	out := p.entries
 	p.entries = map[types.NamespacedName]pendingSecret{}
-	now := p.now()
 	for k, e := range out {
-		if now.Sub(e.admitted) > p.ttl {
+		if p.expired(e) {
 			delete(out, k)
 		}
 	}
@@ -437,7 +459,7 @@ func (w *secretWriter) podCreated(_ context.Context, e event.TypedCreateEvent[cl
 		return
 	}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}}
-	if w.pending != nil && w.pending.has(req.NamespacedName) {
+	if w.pending != nil && w.pending.markStored(req.NamespacedName) {
 		q.Add(req)
 		return
 	}
