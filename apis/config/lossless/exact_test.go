@@ -2,6 +2,7 @@ package lossless
 
 import (
 	"encoding/json"
+	"math/rand"
 	"strings"
 	"testing"
 
@@ -139,6 +140,84 @@ func TestTakeChangesRefusesMalformed(t *testing.T) {
 		_, err := TakeChanges(obj)
 		if err == nil || !strings.Contains(err.Error(), AnnotationV1Alpha3JSON) {
 			t.Errorf("%s: err = %v, want one naming the annotation", ann, err)
+		}
+	}
+}
+
+// TestChangesRestoreAnySource: for random JSON objects, putting back what
+// Diff records turns the converted object into the source, whatever the
+// conversion changed, added or dropped, and through the annotation.
+func TestChangesRestoreAnySource(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch n := r.Intn(7); {
+		case n == 0 && depth < 4:
+			m := map[string]any{}
+			for range r.Intn(4) {
+				m[string(rune('a'+r.Intn(5)))] = value(depth + 1)
+			}
+			return m
+		case n == 1:
+			return []any{value(depth + 1)}
+		case n == 2:
+			return json.Number([]string{"0", "1", "1.50", "1e3", "-2"}[r.Intn(5)])
+		case n == 3:
+			return []string{"", "1000m", "x"}[r.Intn(3)]
+		case n == 4:
+			return r.Intn(2) == 0
+		case n == 5:
+			return nil
+		default:
+			return map[string]any{}
+		}
+	}
+	// mutate changes, drops or adds fields anywhere in v, as a lossy
+	// conversion might.
+	var mutate func(v any) any
+	mutate = func(v any) any {
+		m, ok := v.(map[string]any)
+		if !ok {
+			if r.Intn(3) == 0 {
+				return value(3)
+			}
+			return v
+		}
+		out := map[string]any{}
+		for k, e := range m {
+			if r.Intn(5) != 0 {
+				out[k] = mutate(e)
+			}
+		}
+		if r.Intn(3) == 0 {
+			out[string(rune('a'+r.Intn(5)))] = value(2)
+		}
+		return out
+	}
+	for i := range 5000 {
+		spec := value(0)
+		if _, ok := spec.(map[string]any); !ok {
+			spec = map[string]any{"a": spec}
+		}
+		source, _ := json.Marshal(map[string]any{"spec": spec})
+		converted, _ := json.Marshal(map[string]any{"spec": mutate(spec)})
+		c, err := Diff(source, converted, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := &metav1.ObjectMeta{}
+		if err := KeepChanges(obj, c); err != nil {
+			t.Fatal(err)
+		}
+		if c, err = TakeChanges(obj); err != nil {
+			t.Fatal(err)
+		}
+		back, err := c.Apply(converted, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !jsonEqual(t, back, source) {
+			t.Fatalf("iteration %d: %s\nconverted %s\nchanges %+v\nback %s", i, source, converted, c, back)
 		}
 	}
 }
