@@ -211,3 +211,22 @@ func TestEditThroughOldVersionWins(t *testing.T) {
 		t.Errorf("the stored spec (-want +got):\n%s", diff.Diff(want, after["spec"]))
 	}
 }
+
+// TestObjectWithoutSpecRoundTrips: a MeshConfig stored without a spec (the
+// v1alpha3 schema does not require one) converts to the old versions and
+// back: the differences recorded on the way down are all under spec, where
+// the way up accepts them.
+func TestObjectWithoutSpecRoundTrips(t *testing.T) {
+	h := NewHandler(meshScheme(t), group, logr.Discard())
+	obj := []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","namespace":"fsm-system"}}`)
+	for _, v := range []string{"v1alpha1", "v1alpha2"} {
+		down, msg := convertOne(t, h, group+"/"+v, obj)
+		if down == nil {
+			t.Fatalf("to %s: %s", v, msg)
+		}
+		back, msg := convertOne(t, h, group+"/v1alpha3", down)
+		if back == nil {
+			t.Fatalf("%s back to v1alpha3: %s", v, msg)
+		}
+	}
+}

@@ -39,12 +39,12 @@ type changeJSON struct {
 // Changes lists where converted JSON must be put back to its source's.
 type Changes []Change
 
-// Diff returns where roundTripped (source converted to another version and
-// back) differs from source, both JSON objects, each read as the apiserver
-// serves it: its spec defaulted by spec (nil: none), so a field the schema
-// gives anyway is no difference. apiVersion, kind and metadata are left out:
-// the typed conversion carries the metadata, and the two versions differ
-// there by design.
+// Diff returns where the spec of roundTripped (source converted to another
+// version and back) differs from source's, both JSON objects, each read as
+// the apiserver serves it: defaulted by spec (nil: none), so a field the
+// schema gives anyway is no difference. Only the spec is compared: the
+// typed conversion carries the metadata, and the two versions' apiVersion
+// differs by design. An absent spec counts as an empty one.
 func Diff(source, roundTripped []byte, spec *Defaults) (Changes, error) {
 	a, err := decodeObject(source)
 	if err != nil {
@@ -54,19 +54,24 @@ func Diff(source, roundTripped []byte, spec *Defaults) (Changes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoding the converted object: %w", err)
 	}
-	for _, k := range []string{"apiVersion", "kind", "metadata"} {
-		delete(a, k)
-		delete(b, k)
-	}
+	as, bs := specOf(a), specOf(b)
 	// Defaults are Go values (int64(53)); sameJSON compares them with the
 	// numbers read.
-	spec.Apply(a["spec"])
-	spec.Apply(b["spec"])
+	spec.Apply(as)
+	spec.Apply(bs)
 	var out Changes
-	if err := diff(nil, a, b, &out); err != nil {
+	if err := diff([]string{"spec"}, as, bs, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// specOf is o's spec, an empty object when o has none.
+func specOf(o map[string]any) map[string]any {
+	if s, ok := o["spec"].(map[string]any); ok {
+		return s
+	}
+	return map[string]any{}
 }
 
 func diff(path []string, a, b any, out *Changes) error {

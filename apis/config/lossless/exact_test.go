@@ -66,6 +66,11 @@ func TestChangesRestoreSource(t *testing.T) {
 		want:          `{"spec":{}}`,
 		wantNoChanges: true,
 	}, {
+		name:   "no spec: compared as an empty one",
+		source: `{"metadata":{}}`, back: `{"spec":{"traffic":{"mode":""}}}`,
+		converted: `{"spec":{"traffic":{"mode":""}}}`,
+		want:      `{"spec":{"mode":"mixed","port":53}}`,
+	}, {
 		name:   "a default is the number written",
 		source: `{"spec":{"port":53,"mode":"mixed"}}`, back: `{"spec":{}}`,
 		converted:     `{"spec":{}}`,
