@@ -123,6 +123,8 @@ type Issuer struct {
 	// denied the token (at most every tokenReread).
 	tokenMu     sync.Mutex
 	tokenReadAt time.Time
+	// tokenChanged tells KeepTokenAlive that reloadToken switched tokens.
+	tokenChanged chan struct{}
 }
 
 // tokenReread bounds how often a denied token sends us to its Secret.
@@ -161,6 +163,10 @@ func (i *Issuer) reloadToken(ctx context.Context, used string) bool {
 		return false
 	}
 	i.client.SetToken(token)
+	select {
+	case i.tokenChanged <- struct{}{}:
+	default: // one pending signal is enough: the keeper reads the client's token
+	}
 	i.opts.Logger.Info("Vault denied the token; using the new one in its Secret", "secret", i.opts.TokenSecretNamespace+"/"+i.opts.TokenSecretName)
 	return true
 }
@@ -218,7 +224,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
-	return &Issuer{opts: opts, client: c, mount: strings.Trim(mount, "/")}, nil
+	return &Issuer{opts: opts, client: c, mount: strings.Trim(mount, "/"), tokenChanged: make(chan struct{}, 1)}, nil
 }
 
 // Provider implements certs.Issuer.

@@ -35,6 +35,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/certmetrics"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
+	"github.com/flomesh-io/fsm-webhooks/certs/vault"
 	"github.com/flomesh-io/fsm-webhooks/converter"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
@@ -266,6 +267,11 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		}
 		ropts.Log = log.WithName("root-rotation")
 		g.Go(func() error { return rootrotation.Auto(gctx, ropts, o.rootAutoRotateBefore, time.Hour) })
+	}
+	if v, ok := issuer.(*vault.Issuer); ok {
+		// A token with a TTL would otherwise stop every issuance when it
+		// expires.
+		g.Go(func() error { v.KeepTokenAlive(gctx); return nil })
 	}
 	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
 	return g.Wait()

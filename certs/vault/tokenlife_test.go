@@ -1,0 +1,194 @@
+package vault
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
+)
+
+// issueToken creates a token allowed to issue (and, through Vault's default
+// policy, to look itself up and renew itself).
+func issueToken(ctx context.Context, t *testing.T, admin *vaultapi.Client, req vaultapi.TokenCreateRequest) string {
+	t.Helper()
+	if err := admin.Sys().PutPolicyWithContext(ctx, "pki-issue", `path "pki/issue/*" { capabilities = ["update"] }`); err != nil {
+		t.Fatal(err)
+	}
+	req.Policies = []string{"pki-issue"}
+	req.NoParent = true
+	tok, err := admin.Auth().Token().CreateWithContext(ctx, &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Auth.ClientToken
+}
+
+// keep runs i.KeepTokenAlive until the test ends.
+func keep(t *testing.T, i *Issuer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		i.KeepTokenAlive(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+var podCert = certs.Request{CommonName: "p.sidecar.sa.bookstore.cluster.local", Validity: time.Hour, Usage: certs.UsageBoth}
+
+// TestTokenRenewedBeforeItExpires: a renewable token with a short TTL keeps
+// working past it while KeepTokenAlive runs, and the expiry gauge follows
+// the renewals; the same token without it expires (the test's control).
+func TestTokenRenewedBeforeItExpires(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	const ttl = 6 * time.Second
+	zero := 0
+	issuer := func(token string) *Issuer {
+		i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Token: token, MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	kept := issuer(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"}))
+	left := issuer(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"}))
+	renewals := testutil.ToFloat64(tokenRenewals)
+	keep(t, kept)
+	deadline := time.Now().Add(2 * ttl)
+	time.Sleep(time.Until(deadline))
+	if _, err := kept.Issue(ctx, podCert); err != nil {
+		t.Fatalf("%s after its token was created with a TTL of %s, renewed: %v", 2*ttl, ttl, err)
+	}
+	if _, err := left.Issue(ctx, podCert); err == nil || !strings.Contains(err.Error(), "denied the token") {
+		t.Fatalf("the same token, not renewed, %s later: %v, want Vault's denial", 2*ttl, err)
+	}
+	if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 1 {
+		t.Errorf("fsm_webhooks_vault_token_renewing %v, want 1", v)
+	}
+	if n := testutil.ToFloat64(tokenRenewals) - renewals; n < 2 {
+		t.Errorf("%v renewals in %s of a %s token, want at least 2", n, 2*ttl, ttl)
+	}
+	if at := time.Unix(int64(testutil.ToFloat64(tokenExpiry.WithLabelValues())), 0); at.Before(time.Now()) || at.After(time.Now().Add(ttl+time.Second)) {
+		t.Errorf("fsm_webhooks_vault_token_expiry_timestamp_seconds %s, want within the next %s", at.UTC(), ttl)
+	}
+}
+
+// TestTokenThatCannotBeRenewedIsReported: KeepTokenAlive says, once, when
+// and why the token will stop working, and leaves a token that does not
+// expire alone.
+func TestTokenThatCannotBeRenewedIsReported(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	no := false
+	for _, c := range []struct {
+		name string
+		req  vaultapi.TokenCreateRequest
+		want string
+		// within: how long until it is said
+		within time.Duration
+	}{
+		{"not renewable", vaultapi.TokenCreateRequest{TTL: "1h", Renewable: &no}, "The Vault token is not renewable", 5 * time.Second},
+		{"at its max TTL", vaultapi.TokenCreateRequest{TTL: "3s", ExplicitMaxTTL: "4s"}, "The Vault token can no longer be renewed", 8 * time.Second},
+		{"no expiry", vaultapi.TokenCreateRequest{}, "The Vault token does not expire", 5 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var token string
+			if c.name == "no expiry" {
+				token = srv.Token // a dev server's root token has no TTL
+			} else {
+				token = issueToken(ctx, t, admin, c.req)
+			}
+			var logs vaultdev.LogLines
+			i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Token: token, Logger: logs.Logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep(t, i)
+			deadline := time.Now().Add(c.within)
+			for !said(logs.Lines(), c.want) {
+				if time.Now().After(deadline) {
+					t.Fatalf("not said within %s: %q; logged %q", c.within, c.want, logs.Lines())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			renewing := testutil.CollectAndCount(tokenRenewing)
+			if c.name == "no expiry" {
+				if renewing != 0 {
+					t.Errorf("fsm_webhooks_vault_token_renewing present for a token that does not expire")
+				}
+			} else if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 0 {
+				t.Errorf("fsm_webhooks_vault_token_renewing %v, want 0", v)
+			}
+			if c.name != "no expiry" && !said(logs.Lines(), `"secret"="--vault-token"`) {
+				t.Errorf("the line does not say where the token comes from: %q", logs.Lines())
+			}
+		})
+	}
+}
+
+func said(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTokenRotatedInItsSecretIsRenewed: after a rotation through the Secret
+// (TestTokenRotatedInItsSecret), the new token is the one renewed.
+func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	const ttl = 6 * time.Second
+	tokA := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"})
+	tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"})
+	env := testenv.Start(t, testenv.Options{})
+	ns := "fsm-system"
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-token", Namespace: ns}, Data: map[string][]byte{"token": []byte(tokA)}}
+	if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, MaxRetries: &zero,
+		TokenSecretName: "vault-token", TokenSecretKey: "token", TokenSecretNamespace: ns, Secrets: env.Clientset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep(t, i)
+	if _, err := i.Issue(ctx, podCert); err != nil {
+		t.Fatal(err)
+	}
+	secret.Data["token"] = []byte(tokB)
+	if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Auth().Token().RevokeTreeWithContext(ctx, tokA); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Issue(ctx, podCert); err != nil { // Vault denies A: B is read from the Secret
+		t.Fatal(err)
+	}
+	time.Sleep(2 * ttl)
+	if _, err := i.Issue(ctx, podCert); err != nil {
+		t.Fatalf("%s after the rotation to a token with a TTL of %s: %v", 2*ttl, ttl, err)
+	}
+}

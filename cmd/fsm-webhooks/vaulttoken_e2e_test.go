@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
+)
+
+// TestServeRenewsVaultToken: `serve --certificate-manager=vault` keeps a
+// renewable token with a TTL alive. The token here lives 6 s unless renewed;
+// twice that later it is still valid, and serve still answers on its
+// Vault-issued serving certificate.
+func TestServeRenewsVaultToken(t *testing.T) {
+	const ns = "fsm-system"
+	const ttl = 6 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := vaultdev.New(t)
+	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: "flomesh", MaxTTL: 87600 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Sys().PutPolicyWithContext(ctx, "pki-issue", `path "pki/issue/*" { capabilities = ["update"] }`); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.Auth().Token().CreateWithContext(ctx, &vaultapi.TokenCreateRequest{
+		Policies: []string{"pki-issue"}, NoParent: true, TTL: "6s", ExplicitMaxTTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := tok.Auth.ClientToken
+
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{testenv.MeshConfigCRDs()}})
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o := &options{}
+	o.addFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
+	o.fsmNamespace = ns
+	o.webhookURLHost = "127.0.0.1"
+	o.injectorPort, o.validatorPort, o.converterPort = freePort(t), freePort(t), freePort(t)
+	o.metricsAddr, o.healthProbeAddr = "0", "0"
+	o.certificateManager = "vault"
+	o.vaultHost, o.vaultPort, o.vaultProtocol, o.vaultToken = srv.Host, srv.Port, "http", token
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	sf := &serveFlags{webhooks: []string{hookValidator}, bindHost: "127.0.0.1", validateTrafficTgt: true}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, o, sf, env.Config, nil) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Log("serve did not stop within 60 s")
+		}
+	}()
+	start := time.Now()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", o.validatorPort, fsmnames.ValidatorPath)
+	answers := func() error {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	for deadline := time.Now().Add(90 * time.Second); answers() != nil; time.Sleep(200 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the validator never answered: %v", answers())
+		}
+	}
+	time.Sleep(time.Until(start.Add(2 * ttl)))
+	look, err := admin.Auth().Token().LookupWithContext(ctx, token)
+	if err != nil {
+		t.Fatalf("%s after serve started with a %s token: %v (not renewed)", 2*ttl, ttl, err)
+	}
+	if left, err := look.TokenTTL(); err != nil || left <= 0 {
+		t.Fatalf("token TTL %s (%v) %s after start, want it renewed", left, err, 2*ttl)
+	}
+	if err := answers(); err != nil {
+		t.Fatal(err)
+	}
+}
