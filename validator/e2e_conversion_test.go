@@ -3,6 +3,7 @@ package validator_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -10,6 +11,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -130,6 +132,75 @@ func TestE2EConversionAnnotations(t *testing.T) {
 		mustCreate(ctx, t, c, obj)
 		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &v1alpha1.MeshConfig{}); err != nil {
 			t.Errorf("reading a v1alpha3 object with a small table as v1alpha1: %v", err)
+		}
+	})
+
+	// A section the v1alpha3 object lacks reads as zero values in v1alpha1;
+	// edited there, it is stored with them, which the v1alpha3 schema
+	// refuses and the apiserver does not check. The write goes through
+	// (FSM admitted it) with a warning naming the fields; an unchanged
+	// write gets none.
+	t.Run("v1alpha1 edit of a section v1alpha3 lacked is warned of", func(t *testing.T) {
+		const stored = "the config.flomesh.io/v1alpha3 object this write is stored as fails the v1alpha3 schema"
+		obj := presetMeshConfig(t)
+		unstructured.RemoveNestedField(obj.Object, "spec", "traffic")
+		obj.SetNamespace("apps")
+		obj.SetName("notraffic")
+		mustCreate(ctx, t, c, obj)
+		wc, rec := warningClient(t, env.Config)
+		old := &unstructured.Unstructured{}
+		old.SetAPIVersion("config.flomesh.io/v1alpha1")
+		old.SetKind("MeshConfig")
+		if err := wc.Get(ctx, client.ObjectKeyFromObject(obj), old); err != nil {
+			t.Fatal(err)
+		}
+		if err := wc.Update(ctx, old); err != nil {
+			t.Fatalf("unchanged v1alpha1 write: %v", err)
+		}
+		for _, w := range rec.all() {
+			if strings.HasPrefix(w, stored) {
+				t.Errorf("unchanged v1alpha1 write warned: %q", w)
+			}
+		}
+		// The v1alpha1 schema makes the client send the lists it requires
+		// (and would have refused the edit without them); v1alpha3 also
+		// wants its interceptionMode and serviceAccessMode enums, which
+		// v1alpha1 does not check.
+		for _, set := range []struct {
+			v    any
+			path []string
+		}{
+			{true, []string{"spec", "traffic", "enableEgress"}},
+			{[]any{}, []string{"spec", "traffic", "inboundPortExclusionList"}},
+			{[]any{}, []string{"spec", "traffic", "outboundIPRangeExclusionList"}},
+			{[]any{}, []string{"spec", "traffic", "outboundPortExclusionList"}},
+		} {
+			if err := unstructured.SetNestedField(old.Object, set.v, set.path...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := wc.Update(ctx, old); err != nil {
+			t.Fatalf("v1alpha1 edit of spec.traffic: %v", err)
+		}
+		var warned string
+		for _, w := range rec.all() {
+			if strings.HasPrefix(w, stored) {
+				warned = w
+			}
+		}
+		for _, want := range []string{`spec.traffic.interceptionMode: Unsupported value: "": supported values: "NodeLevel", "PodLevel"`,
+			`spec.traffic.serviceAccessMode: Unsupported value: "": supported values: "ip", "domain", "mixed"`} {
+			if !strings.Contains(warned, want) {
+				t.Errorf("warnings %q: none starts %q and contains %q", rec.all(), stored, want)
+			}
+		}
+		// What the warning says of the stored object is so.
+		var got v1alpha3.MeshConfig
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.Traffic.InterceptionMode != "" || !got.Spec.Traffic.EnableEgress {
+			t.Errorf("stored traffic %+v, want enableEgress and no interceptionMode", got.Spec.Traffic)
 		}
 	})
 

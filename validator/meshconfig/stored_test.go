@@ -307,7 +307,7 @@ func TestExactJSONAnnotation(t *testing.T) {
 	}, {
 		name:       "a required section dropped",
 		annotation: `[{"path":["spec","connector"],"got":` + storedAt("spec", "connector") + `}]`,
-		want:       `it changes what v1alpha1 shows, at `,
+		want:       `applied, the v1alpha3 object this write is stored as fails the v1alpha3 schema: spec.connector: Required value`,
 	}, {
 		name:       "a value v1alpha1 shows",
 		annotation: `[{"path":["spec","sidecar","logLevel"],"was":"debug","got":` + storedAt("spec", "sidecar", "logLevel") + `}]`,

@@ -95,21 +95,38 @@ type Result struct {
 // object it is stored as, and the data its conversion annotations carry
 // into other versions is checked by those versions' rules (stored.go).
 func Validate(version string, obj []byte) Result {
+	r, own := validate(version, obj)
+	if w := storedSchemaWarning(own); w != "" {
+		r.Warnings = append(r.Warnings, w)
+	}
+	return r
+}
+
+// validate is Validate without the warning for the v1alpha3 schema errors
+// of the object an old version's write is stored as (own), which
+// ValidateUpdate first ratchets.
+func validate(version string, obj []byte) (r Result, own field.ErrorList) {
 	r, annotations := validateView(version, obj)
-	if annotations == nil {
-		return r
+	if !IsDeprecatedVersion(version) {
+		if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok {
+			r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
+		}
+		return r, nil
 	}
 	_, fields := annotations[lossless.AnnotationV1Alpha3Fields]
 	_, exact := annotations[lossless.AnnotationV1Alpha3JSON]
-	if (fields || exact) && IsDeprecatedVersion(version) {
+	var brought field.ErrorList
+	if fields || exact {
 		errs, warnings := hubFieldProblems(version, obj, annotations)
+		brought = errs
 		r.Errors = append(r.Errors, errs...)
 		r.Warnings = append(r.Warnings, warnings...)
 	}
-	if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok && version == V1alpha3 {
-		r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
+	schemaErrs, own := storedSchemaProblems(version, obj)
+	if len(brought) == 0 { // else already denied, by the annotation's own rules
+		r.Errors = append(r.Errors, schemaErrs...)
 	}
-	return r
+	return r, own
 }
 
 // validateView is Validate for the object's own fields, read through the
@@ -161,7 +178,16 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 // webhook existed can still be edited and repaired. A new or changed problem
 // still denies.
 func ValidateUpdate(version string, obj, old []byte) Result {
-	r := Validate(version, obj)
+	r, own := validate(version, obj)
+	if len(own) > 0 && len(old) > 0 {
+		// Only what this write breaks: the stored object's own are
+		// warned of at the write that made them.
+		_, before := storedSchemaProblems(version, old)
+		own = slices.DeleteFunc(own, func(e *field.Error) bool { return containsError(before, e) })
+	}
+	if w := storedSchemaWarning(own); w != "" {
+		r.Warnings = append(r.Warnings, w)
+	}
 	if len(r.Errors) == 0 || len(old) == 0 {
 		return r
 	}
