@@ -185,6 +185,21 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	if err != nil {
 		return err
 	}
+	if v, ok := issuer.(*vault.Issuer); ok {
+		// A token with a TTL would otherwise stop every issuance when it
+		// expires. Started first: the serving certificates are issued
+		// with it during start-up.
+		keepCtx, stopKeeping := context.WithCancel(ctx)
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			v.KeepTokenAlive(keepCtx)
+		}()
+		defer func() {
+			stopKeeping()
+			<-kept
+		}()
+	}
 	defer watchCAMetrics(issuer)()
 
 	mgr, err := manager.New(controllerCfg, manager.Options{
@@ -267,11 +282,6 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		}
 		ropts.Log = log.WithName("root-rotation")
 		g.Go(func() error { return rootrotation.Auto(gctx, ropts, o.rootAutoRotateBefore, time.Hour) })
-	}
-	if v, ok := issuer.(*vault.Issuer); ok {
-		// A token with a TTL would otherwise stop every issuance when it
-		// expires.
-		g.Go(func() error { v.KeepTokenAlive(gctx); return nil })
 	}
 	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
 	return g.Wait()

@@ -63,6 +63,39 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// serveValidator runs `serve` with the validator only, on free local ports,
+// in the fsm namespace ns, with set applied to its defaults, until the test
+// ends. done receives what serve returned.
+func serveValidator(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, set func(*options)) (o *options, done <-chan error) {
+	t.Helper()
+	o = &options{}
+	o.addFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
+	o.fsmNamespace = ns
+	o.webhookURLHost = "127.0.0.1"
+	o.injectorPort, o.validatorPort, o.converterPort = freePort(t), freePort(t), freePort(t)
+	o.metricsAddr, o.healthProbeAddr = "0", "0"
+	set(o)
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	sf := &serveFlags{webhooks: []string{hookValidator}, bindHost: "127.0.0.1", validateTrafficTgt: true}
+	ctx, cancel := context.WithCancel(ctx)
+	errc, stopped := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		errc <- serve(ctx, o, sf, cfg, nil)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(60 * time.Second):
+			t.Log("serve did not stop within 60 s")
+		}
+	})
+	return o, errc
+}
+
 // TestValidatorReadsFromCache: serve's validator reads the mesh's
 // MeshConfig (the feature flags of the Plugin/AccessCert kinds) and FSM's
 // policy kinds as unstructured objects through mgr.GetClient(). Without
@@ -83,29 +116,11 @@ func TestValidatorReadsFromCache(t *testing.T) {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.rt = rt; return counter })
 
-	o := &options{}
-	o.addFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
-	o.fsmNamespace = ns
-	o.webhookURLHost = "127.0.0.1"
-	o.injectorPort, o.validatorPort, o.converterPort = freePort(t), freePort(t), freePort(t)
-	o.metricsAddr, o.healthProbeAddr = "0", "0"
-	o.keyPoolSize = 0
-	o.caKeyAlgorithm = "ecdsa-p256"
-	o.rootAutoRotateBefore = 0
-	if err := o.validate(); err != nil {
-		t.Fatal(err)
-	}
-	sf := &serveFlags{webhooks: []string{hookValidator}, bindHost: "127.0.0.1", validateTrafficTgt: true}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, o, sf, cfg, nil) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			t.Log("serve did not stop within 60 s")
-		}
-	}()
+	o, done := serveValidator(ctx, t, cfg, ns, func(o *options) {
+		o.keyPoolSize = 0
+		o.caKeyAlgorithm = "ecdsa-p256"
+		o.rootAutoRotateBefore = 0
+	})
 
 	body := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",` +
 		`"kind":{"group":"plugin.flomesh.io","version":"v1alpha1","kind":"Plugin"},` +
