@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,7 +23,7 @@ var (
 	}, nil)
 	tokenRenewing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fsm_webhooks_vault_token_renewing",
-		Help: "1 while the Vault token in use is being renewed, 0 once it cannot be (not renewable, at its max TTL, renewals failing); absent for a token that does not expire.",
+		Help: "1 while the Vault token in use is renewed (its last renewal succeeded and extended it), 0 when it cannot be (not renewable, at its max TTL, a lookup or renewal failing); absent for a token that does not expire.",
 	}, nil)
 	tokenRenewals = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fsm_webhooks_vault_token_renewals_total",
@@ -34,16 +35,25 @@ func init() {
 	metrics.Registry.MustRegister(tokenExpiry, tokenRenewing, tokenRenewals)
 }
 
-// How long a failed token lookup waits before the next, doubling between the
-// two bounds.
+// How long a failed lookup or renewal waits before the next, doubling
+// between the two bounds (and never past a quarter of the token's
+// remaining life); how often a token Secret is re-read for a rotated token.
 const (
-	tokenRetryMin = 10 * time.Second
-	tokenRetryMax = 5 * time.Minute
+	tokenRetryMin   = 10 * time.Second
+	tokenRetryMax   = 5 * time.Minute
+	tokenSecretPoll = time.Minute
+	// tokenIdle is how long a token with nothing to renew is left before
+	// it is looked up again (its Secret is still re-read every
+	// tokenSecretPoll).
+	tokenIdle = time.Hour
 )
 
 // tokenLife is what lookup-self says of a token.
 type tokenLife struct {
-	ttl       time.Duration // 0: it does not expire
+	// expires is when it expires; zero for a token that does not (a
+	// token's ttl reads 0 in its last second too).
+	expires   time.Time
+	ttl       time.Duration
 	renewable bool
 	// increment is asked for at each renewal: the TTL the token was
 	// created with, so that renewing does not lengthen it beyond what its
@@ -52,111 +62,180 @@ type tokenLife struct {
 }
 
 // KeepTokenAlive renews the Vault token for as long as Vault lets it, as
-// Vault Agent would: a renewable token with a TTL is renewed at about two
-// thirds of it (vaultapi.LifetimeWatcher) up to its max TTL, and a token
-// rotated in its Secret (reloadToken) is picked up and renewed in turn. A
-// token that does not expire is left alone; one that cannot be renewed (not
-// renewable, at its max TTL, no permission) is logged once with its expiry,
-// which fsm_webhooks_vault_token_expiry_timestamp_seconds also shows: write
-// a new token into the Secret before then. It returns when ctx is done.
+// Vault Agent would: a renewable token with a TTL is renewed
+// (auth/token/renew-self) at once, then at about two thirds of each lease,
+// up to its max TTL. A failed lookup or renewal (Vault down or sealed, a
+// 403) is logged once and retried with a backoff from 10 s to 5 min,
+// sooner as the token nears its end, and sets
+// fsm_webhooks_vault_token_renewing to 0 until a renewal succeeds again. A
+// token Secret is re-read every minute: a rotated token is switched to
+// (once Vault accepts it), so it is renewed from then on, with no issuance
+// needed. A token that does not expire is left alone; one that cannot be
+// extended (not renewable, at its max TTL) is logged once with its expiry.
+// It returns when ctx is done.
+//
+// The API client's LifetimeWatcher is not used: it treats a 403 on
+// renew-self as "not renewable" without a word, retries without pause
+// against an unavailable Vault (its backoff's Stop is never set), and gives
+// up for good after an outage near the end of a lease.
 func (i *Issuer) KeepTokenAlive(ctx context.Context) {
-	delay := tokenRetryMin
-	var said string // the last message logged, so that a retry loop logs it once
-	say := func(msg string, kv ...any) {
-		if line := fmt.Sprint(msg, kv); line != said {
-			said = line
-			i.opts.Logger.Info(msg, kv...)
+	k := &keeper{i: i, backoff: tokenRetryMin}
+	var poll <-chan time.Time
+	if i.opts.Token == "" {
+		every := i.opts.TokenSecretPoll
+		if every <= 0 {
+			every = tokenSecretPoll
 		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		poll = t.C
 	}
 	for {
-		token := i.client.Token()
-		changed, err := i.keepAlive(ctx, token, say)
-		if ctx.Err() != nil {
-			return
-		}
-		if changed {
-			delay = tokenRetryMin
-			continue
-		}
-		var retry <-chan time.Time
-		if err != nil {
-			if line := err.Error(); line != said {
-				said = line
-				i.opts.Logger.Error(err, "The Vault token's lifetime is not watched until this succeeds", "retryIn", delay)
-			}
-			retry = time.After(delay)
-			delay = min(2*delay, tokenRetryMax)
-		} else {
-			delay = tokenRetryMin
-		}
+		wait := k.step(ctx, i.client.Token())
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
 		case <-i.tokenChanged:
-		case <-retry:
+		case <-poll:
+			i.switchToSecretToken(ctx)
+		case <-timer.C:
 		}
+		timer.Stop()
 	}
 }
 
-// keepAlive watches token until it can no longer be renewed (nil), an error
-// stops it, ctx is done, or the Issuer switches to another token (changed).
-func (i *Issuer) keepAlive(ctx context.Context, token string, say func(string, ...any)) (changed bool, err error) {
+// keeper is KeepTokenAlive's state between steps.
+type keeper struct {
+	i       *Issuer
+	backoff time.Duration
+	said    string // the last message logged, so that each is logged once
+	// expires is the token's expiry as last known (zero: unknown), which
+	// bounds the wait after a failure.
+	expires time.Time
+}
+
+func (k *keeper) log(err error, msg string, kv ...any) {
+	line := fmt.Sprint(err, msg, kv)
+	if line == k.said {
+		return
+	}
+	k.said = line
+	if err != nil {
+		k.i.opts.Logger.Error(err, msg, kv...)
+		return
+	}
+	k.i.opts.Logger.Info(msg, kv...)
+}
+
+// retry is how long to wait after a failure, and doubles the next; a token
+// known to expire soon is tried again sooner.
+func (k *keeper) retry() time.Duration {
+	d := k.backoff
+	k.backoff = min(2*k.backoff, tokenRetryMax)
+	if left := time.Until(k.expires); !k.expires.IsZero() && left > 0 {
+		d = min(d, max(left/4, time.Second))
+	}
+	return d
+}
+
+// step looks token up and renews it if it can, and returns how long to wait
+// before the next step.
+func (k *keeper) step(ctx context.Context, token string) time.Duration {
+	i := k.i
 	c, err := i.client.Clone()
 	if err != nil {
-		return false, fmt.Errorf("a Vault client for the token's renewal: %w", err)
+		k.log(err, "The Vault token is not renewed: no client")
+		return k.retry()
 	}
 	c.SetToken(token)
 	life, err := lookupSelf(ctx, c)
 	if err != nil {
-		return false, i.explain("auth/token/lookup-self", err)
+		tokenRenewing.WithLabelValues().Set(0)
+		k.log(i.explain("auth/token/lookup-self", err), "Looking up the Vault token failed: it is not renewed until this succeeds",
+			"secret", i.tokenSource())
+		return k.retry()
 	}
-	if life.ttl == 0 {
+	if life.expires.IsZero() {
+		k.expires = time.Time{}
 		tokenExpiry.Reset()
 		tokenRenewing.Reset()
-		say("The Vault token does not expire: it is not renewed")
-		return false, nil
+		k.backoff = tokenRetryMin
+		k.log(nil, "The Vault token does not expire: it is not renewed")
+		return tokenIdle
 	}
-	expires := time.Now().Add(life.ttl)
+	expires := life.expires
+	k.expires = expires
 	tokenExpiry.WithLabelValues().Set(float64(expires.Unix()))
 	if !life.renewable {
 		tokenRenewing.WithLabelValues().Set(0)
-		say("The Vault token is not renewable: write a new token into its Secret before it expires",
+		k.backoff = tokenRetryMin
+		k.log(nil, "The Vault token is not renewable: write a new token into its Secret before it expires",
 			"expires", expires.UTC().Format(time.RFC3339), "secret", i.tokenSource())
-		return false, nil
+		return min(tokenIdle, max(life.ttl, time.Second))
 	}
-	w, err := c.NewLifetimeWatcher(&vaultapi.LifetimeWatcherInput{
-		Secret:    &vaultapi.Secret{Auth: &vaultapi.SecretAuth{ClientToken: token, Renewable: true, LeaseDuration: int(life.ttl / time.Second)}},
-		Increment: int(life.increment / time.Second),
-	})
+	s, err := c.Auth().Token().RenewSelfWithContext(ctx, int(life.increment/time.Second))
+	if err == nil && (s == nil || s.Auth == nil) {
+		err = errors.New("auth/token/renew-self answered without auth data")
+	}
 	if err != nil {
-		return false, fmt.Errorf("watching the Vault token: %w", err)
+		tokenRenewing.WithLabelValues().Set(0)
+		wait := k.retry()
+		k.log(i.explain("auth/token/renew-self", err), "Renewing the Vault token failed: retrying",
+			"in", wait, "expires", expires.UTC().Format(time.RFC3339), "secret", i.tokenSource())
+		return wait
 	}
-	go w.Start()
-	defer w.Stop()
+	k.backoff = tokenRetryMin
+	tokenRenewals.Inc()
+	lease := time.Duration(s.Auth.LeaseDuration) * time.Second
+	before := expires
+	expires = time.Now().Add(lease)
+	k.expires = expires
+	tokenExpiry.WithLabelValues().Set(float64(expires.Unix()))
+	// Granted less than asked and not moved later: the token's max TTL
+	// (or the mount's) is reached, and no renewal takes it past expires.
+	// (A fresh token's first renewal does not move it either, but is
+	// granted all it asks.)
+	if lease < life.increment && !expires.After(before.Add(time.Second)) {
+		tokenRenewing.WithLabelValues().Set(0)
+		k.log(nil, "The Vault token can no longer be extended (its max TTL): write a new token into its Secret before it expires",
+			"expires", expires.UTC().Format(time.RFC3339), "secret", i.tokenSource())
+		return min(tokenIdle, max(lease, time.Second))
+	}
 	tokenRenewing.WithLabelValues().Set(1)
-	for {
-		select {
-		case <-ctx.Done():
-			return false, nil
-		case <-i.tokenChanged:
-			return true, nil
-		case r := <-w.RenewCh():
-			expires = r.RenewedAt.Add(time.Duration(r.Secret.Auth.LeaseDuration) * time.Second)
-			tokenExpiry.WithLabelValues().Set(float64(expires.Unix()))
-			tokenRenewals.Inc()
-			i.opts.Logger.V(1).Info("Renewed the Vault token", "expires", expires.UTC().Format(time.RFC3339))
-		case err := <-w.DoneCh():
-			tokenRenewing.WithLabelValues().Set(0)
-			if err != nil {
-				return false, fmt.Errorf("renewing the Vault token: %w", err)
-			}
-			// The watcher gives up near the end of a lease it can no longer
-			// extend: the token's max TTL, or a policy without renew-self.
-			say("The Vault token can no longer be renewed (its max TTL, or no permission to renew itself): write a new token into its Secret before it expires",
-				"expires", expires.UTC().Format(time.RFC3339), "secret", i.tokenSource())
-			return false, nil
-		}
+	k.log(nil, "Renewing the Vault token at two thirds of each lease", "lease", lease)
+	i.opts.Logger.V(1).Info("Renewed the Vault token", "expires", expires.UTC().Format(time.RFC3339))
+	return max(lease*2/3, time.Second)
+}
+
+// switchToSecretToken re-reads the token Secret and, when it holds another
+// token that Vault accepts (lookup-self), uses it from now on: a token
+// rotated there is picked up, and renewed, before the old one is revoked or
+// expires, with no issuance needed to notice.
+func (i *Issuer) switchToSecretToken(ctx context.Context) {
+	token, err := readToken(ctx, i.opts)
+	if err != nil {
+		i.opts.Logger.Error(err, "Re-reading the Vault token Secret")
+		return
 	}
+	if token == i.client.Token() {
+		return
+	}
+	c, err := i.client.Clone()
+	if err != nil {
+		return
+	}
+	c.SetToken(token)
+	if _, err := lookupSelf(ctx, c); err != nil {
+		i.opts.Logger.Error(i.explain("auth/token/lookup-self", err), "The token in the Vault token Secret is not used: Vault does not accept it",
+			"secret", i.tokenSource())
+		return
+	}
+	i.tokenMu.Lock()
+	i.client.SetToken(token)
+	i.tokenMu.Unlock()
+	i.opts.Logger.Info("Using the new Vault token in its Secret", "secret", i.tokenSource())
 }
 
 // lookupSelf reads the lifetime of c's token.
@@ -171,6 +250,11 @@ func lookupSelf(ctx context.Context, c *vaultapi.Client) (tokenLife, error) {
 	}
 	if life.renewable, err = s.TokenIsRenewable(); err != nil {
 		return tokenLife{}, fmt.Errorf("auth/token/lookup-self: renewable: %w", err)
+	}
+	if at, ok := s.Data["expire_time"].(string); ok && at != "" {
+		if life.expires, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			return tokenLife{}, fmt.Errorf("auth/token/lookup-self: expire_time: %w", err)
+		}
 	}
 	if s.Data != nil {
 		if n, ok := s.Data["creation_ttl"].(json.Number); ok {

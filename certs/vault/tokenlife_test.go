@@ -24,7 +24,7 @@ func issueToken(ctx context.Context, t *testing.T, admin *vaultapi.Client, req v
 	if err := admin.Sys().PutPolicyWithContext(ctx, "pki-issue", `path "pki/issue/*" { capabilities = ["update"] }`); err != nil {
 		t.Fatal(err)
 	}
-	req.Policies = []string{"pki-issue"}
+	req.Policies = append([]string{"pki-issue"}, req.Policies...)
 	req.NoParent = true
 	tok, err := admin.Auth().Token().CreateWithContext(ctx, &req)
 	if err != nil {
@@ -103,7 +103,7 @@ func TestTokenThatCannotBeRenewedIsReported(t *testing.T) {
 		within time.Duration
 	}{
 		{"not renewable", vaultapi.TokenCreateRequest{TTL: "1h", Renewable: &no}, "The Vault token is not renewable", 5 * time.Second},
-		{"at its max TTL", vaultapi.TokenCreateRequest{TTL: "3s", ExplicitMaxTTL: "4s"}, "The Vault token can no longer be renewed", 8 * time.Second},
+		{"at its max TTL", vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "10s"}, "The Vault token can no longer be extended", 14 * time.Second},
 		{"no expiry", vaultapi.TokenCreateRequest{}, "The Vault token does not expire", 5 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,6 +53,9 @@ type Options struct {
 	TokenSecretNamespace string
 	// Secrets reads the token Secret.
 	Secrets kubernetes.Interface
+	// TokenSecretPoll is how often KeepTokenAlive re-reads the token
+	// Secret for a rotated token; zero means a minute.
+	TokenSecretPoll time.Duration
 	// Mount of the PKI engine; empty means DefaultMount.
 	Mount string
 	// Timeout of one Vault call; zero means DefaultTimeout.

@@ -1,0 +1,160 @@
+package vault
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
+)
+
+// TestRenewalSurvivesOutage: Vault answers 503 (sealed) from just after the
+// first renewal of a 20 s token until well past the renewal it was due for.
+// The keeper retries with a backoff bounded by the token's remaining life
+// (a handful of calls, not a busy loop: the API client's LifetimeWatcher
+// made thousands), says so, and renews the token once Vault is back: it is
+// still valid long after its first lease would have ended.
+func TestRenewalSurvivesOutage(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	p := newVaultProxy(t, srv.Addr)
+	host, port := p.hostPort(t)
+	token := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "20s", ExplicitMaxTTL: "1h"})
+	var logs vaultdev.LogLines
+	zero := 0 // no client retries: every attempt is the keeper's
+	i, err := New(ctx, Options{Host: host, Port: port, Protocol: "http", Role: DefaultRole, Token: token, MaxRetries: &zero, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep(t, i)
+	waitFor := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(within); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within %s: %s; logged %q", within, what, logs.Lines())
+			}
+		}
+	}
+	waitFor("the first renewal", 5*time.Second, func() bool { n, _ := p.count("renew-self", time.Time{}); return n > 0 })
+	p.down.Store(true)
+	outage := time.Now()
+	time.Sleep(16 * time.Second) // past the renewal due at about 13 s
+	p.down.Store(false)
+	back := time.Now()
+	all, _ := p.count("/v1/auth/token/", outage)
+	if all > 8 {
+		t.Errorf("%d token calls during a %s outage: no backoff", all, back.Sub(outage).Round(time.Second))
+	}
+	if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 0 {
+		t.Errorf("fsm_webhooks_vault_token_renewing %v during the outage, want 0", v)
+	}
+	if !said(logs.Lines(), "failed") {
+		t.Errorf("the outage was not logged: %q", logs.Lines())
+	}
+	waitFor("a renewal after the outage", 10*time.Second, func() bool {
+		n, down := p.count("renew-self", back)
+		return n-down > 0 && testutil.ToFloat64(tokenRenewing.WithLabelValues()) == 1
+	})
+	time.Sleep(time.Until(outage.Add(25 * time.Second)))
+	if _, err := admin.Auth().Token().LookupWithContext(ctx, token); err != nil {
+		t.Errorf("the token, renewed after the outage, is gone %s after its last lease began before it: %v", time.Since(outage).Round(time.Second), err)
+	}
+}
+
+// TestTokenWithoutRenewSelf: a token whose policy lets it look itself up but
+// not renew itself (no `default` policy) is reported at once: an error
+// naming renew-self and the 403, and the renewing gauge at 0, so the alert
+// can fire.
+func TestTokenWithoutRenewSelf(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	if err := admin.Sys().PutPolicyWithContext(ctx, "lookup-only", `path "auth/token/lookup-self" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	token := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{Policies: []string{"lookup-only"}, NoDefaultPolicy: true, TTL: "1h"})
+	var logs vaultdev.LogLines
+	i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Token: token, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep(t, i)
+	const want = "denied the token for auth/token/renew-self (403"
+	for deadline := time.Now().Add(5 * time.Second); !said(logs.Lines(), want); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not logged within 5 s: %q; logged %q", want, logs.Lines())
+		}
+	}
+	if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 0 {
+		t.Errorf("fsm_webhooks_vault_token_renewing %v, want 0", v)
+	}
+}
+
+// TestRotatedTokenPickedUpWithoutIssuance: the documented rotation (write the
+// new token into the Secret, then revoke the old) and the alert's remedy (a
+// new token for one that cannot be renewed) need no issuance to take
+// effect: the keeper re-reads the Secret, switches, and renews the new
+// token, a short-lived one here, past its first lease.
+func TestRotatedTokenPickedUpWithoutIssuance(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	env := testenv.Start(t, testenv.Options{})
+	no := false
+	for n, c := range []struct {
+		name string
+		old  vaultapi.TokenCreateRequest
+	}{
+		{"renewable, revoked after the rotation", vaultapi.TokenCreateRequest{TTL: "1h"}},
+		{"not renewable", vaultapi.TokenCreateRequest{TTL: "1h", Renewable: &no}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := []string{"rotate-a", "rotate-b"}[n]
+			if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			tokA := issueToken(ctx, t, admin, c.old)
+			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-token", Namespace: ns}, Data: map[string][]byte{"token": []byte(tokA)}}
+			if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var logs vaultdev.LogLines
+			i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Logger: logs.Logger(),
+				TokenSecretName: "vault-token", TokenSecretKey: "token", TokenSecretNamespace: ns, Secrets: env.Clientset,
+				TokenSecretPoll: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep(t, i)
+			time.Sleep(time.Second)
+			const ttl = 8 * time.Second
+			tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "8s", ExplicitMaxTTL: "1h"})
+			secret.Data["token"] = []byte(tokB)
+			if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if c.old.Renewable == nil {
+				if err := admin.Auth().Token().RevokeTreeWithContext(ctx, tokA); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(2 * ttl)
+			if !said(logs.Lines(), "Using the new Vault token in its Secret") {
+				t.Errorf("the switch was not logged: %q", logs.Lines())
+			}
+			if _, err := admin.Auth().Token().LookupWithContext(ctx, tokB); err != nil {
+				t.Fatalf("the token written into the Secret, %s later (its TTL %s): %v", 2*ttl, ttl, err)
+			}
+			if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 1 {
+				t.Errorf("fsm_webhooks_vault_token_renewing %v, want 1 (the new token)", v)
+			}
+			if _, err := i.Issue(ctx, podCert); err != nil {
+				t.Errorf("issuance after the rotation: %v", err)
+			}
+		})
+	}
+}
