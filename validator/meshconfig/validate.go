@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
@@ -212,9 +213,11 @@ func servedAPIVersions() []string {
 }
 
 // fastDecode reads JSON as encoding/json would (names matched
-// case-insensitively) in one pass; go-json-experiment/json decodes a full
-// MeshConfig in about a third of encoding/json's time.
-var fastDecode = jsonv2.MatchCaseInsensitiveNames(true)
+// case-insensitively, with strings.EqualFold: v2 alone also ignores '-' and
+// '_', so "observability-" would fill observability, which FuzzDecodeViewParity
+// found) in one pass; go-json-experiment/json decodes a full MeshConfig in
+// about a third of encoding/json's time.
+var fastDecode = jsonv2.JoinOptions(jsonv2.MatchCaseInsensitiveNames(true), jsonv1.MatchCaseSensitiveDelimiter(true))
 
 // decodeView decodes obj into v. Anything the fast decoder refuses (a type
 // mismatch, duplicate names, invalid UTF-8, bad syntax) is decoded again by
