@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +157,49 @@ func TestRotatedTokenPickedUpWithoutIssuance(t *testing.T) {
 				t.Errorf("issuance after the rotation: %v", err)
 			}
 		})
+	}
+}
+
+// TestRefusedTokenInSecretKeepsTheCurrentOne: a token written into the
+// Secret that Vault does not accept is not switched to: issuance goes on
+// with the current token, and the refusal is logged once, not at every
+// re-read of the Secret.
+func TestRefusedTokenInSecretKeepsTheCurrentOne(t *testing.T) {
+	ctx := context.Background()
+	srv, admin := devPKI(ctx, t)
+	env := testenv.Start(t, testenv.Options{})
+	const ns = "fsm-system"
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-token", Namespace: ns},
+		Data: map[string][]byte{"token": []byte(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"}))}}
+	if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var logs vaultdev.LogLines
+	i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Logger: logs.Logger(),
+		TokenSecretName: "vault-token", TokenSecretKey: "token", TokenSecretNamespace: ns, Secrets: env.Clientset,
+		TokenSecretPoll: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep(t, i)
+	secret.Data["token"] = []byte("hvs.not-a-token")
+	if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // about 15 re-reads
+	refused := 0
+	for _, l := range logs.Lines() {
+		if strings.Contains(l, "The token in the Vault token Secret is not used: Vault does not accept it") {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Errorf("the refused token was logged %d times, want once: %q", refused, logs.Lines())
+	}
+	if _, err := i.Issue(ctx, podCert); err != nil {
+		t.Errorf("issuance with the current token: %v", err)
 	}
 }

@@ -99,7 +99,7 @@ func (i *Issuer) KeepTokenAlive(ctx context.Context) {
 			return
 		case <-i.tokenChanged:
 		case <-poll:
-			i.switchToSecretToken(ctx)
+			k.pollSecret(ctx)
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -111,6 +111,9 @@ type keeper struct {
 	i       *Issuer
 	backoff time.Duration
 	said    string // the last message logged, so that each is logged once
+	// polled is the last problem with the token Secret logged (its own
+	// memory: the Secret is re-read every minute, between steps).
+	polled string
 	// expires is the token's expiry as last known (zero: unknown), which
 	// bounds the wait after a failure.
 	expires time.Time
@@ -209,29 +212,39 @@ func (k *keeper) step(ctx context.Context, token string) time.Duration {
 	return max(lease*2/3, time.Second)
 }
 
-// switchToSecretToken re-reads the token Secret and, when it holds another
-// token that Vault accepts (lookup-self), uses it from now on: a token
-// rotated there is picked up, and renewed, before the old one is revoked or
-// expires, with no issuance needed to notice.
-func (i *Issuer) switchToSecretToken(ctx context.Context) {
+// pollSecret re-reads the token Secret and, when it holds another token
+// that Vault accepts (lookup-self), uses it from now on: a token rotated
+// there is picked up, and renewed, before the old one is revoked or
+// expires, with no issuance needed to notice. A problem (the Secret
+// unreadable, its token refused) is logged once, until it changes.
+func (k *keeper) pollSecret(ctx context.Context) {
+	i := k.i
+	report := func(err error, msg string) {
+		if line := msg + err.Error(); line != k.polled {
+			k.polled = line
+			i.opts.Logger.Error(err, msg, "secret", i.tokenSource())
+		}
+	}
 	token, err := readToken(ctx, i.opts)
 	if err != nil {
-		i.opts.Logger.Error(err, "Re-reading the Vault token Secret")
+		report(err, "Re-reading the Vault token Secret failed")
 		return
 	}
 	if token == i.client.Token() {
+		k.polled = ""
 		return
 	}
 	c, err := i.client.Clone()
 	if err != nil {
+		report(err, "The token in the Vault token Secret is not used: no client")
 		return
 	}
 	c.SetToken(token)
 	if _, err := lookupSelf(ctx, c); err != nil {
-		i.opts.Logger.Error(i.explain("auth/token/lookup-self", err), "The token in the Vault token Secret is not used: Vault does not accept it",
-			"secret", i.tokenSource())
+		report(i.explain("auth/token/lookup-self", err), "The token in the Vault token Secret is not used: Vault does not accept it")
 		return
 	}
+	k.polled = ""
 	i.tokenMu.Lock()
 	i.client.SetToken(token)
 	i.tokenMu.Unlock()
