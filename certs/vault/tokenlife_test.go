@@ -157,7 +157,6 @@ func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
 	srv, admin := devPKI(ctx, t)
 	const ttl = 6 * time.Second
 	tokA := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"})
-	tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"})
 	env := testenv.Start(t, testenv.Options{})
 	ns := "fsm-system"
 	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -177,6 +176,8 @@ func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
 	if _, err := i.Issue(ctx, podCert); err != nil {
 		t.Fatal(err)
 	}
+	// Created now, so that its TTL counts from the rotation.
+	tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"})
 	secret.Data["token"] = []byte(tokB)
 	if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
