@@ -2,7 +2,6 @@ package meshconfig
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"sort"
@@ -71,8 +70,10 @@ func storedSchemaErrors(hub []byte) (field.ErrorList, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Integers as int64, as the apiserver decodes them: kube-openapi
+	// takes a float64 above 2^53 for a non-integer.
 	var obj map[string]any
-	if err := json.Unmarshal(hub, &obj); err != nil {
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(hub, &obj); err != nil {
 		return nil, err
 	}
 	specObj, _ := obj["spec"].(map[string]any)
@@ -84,21 +85,41 @@ func storedSchemaErrors(hub []byte) (field.ErrorList, error) {
 	dropNulls(specObj)
 	v1alpha3.SpecDefaults.Apply(specObj)
 	obj = map[string]any{"spec": specObj} // metadata is the apiserver's to check
-	var errs field.ErrorList
-	for _, e := range sv.Validate(obj).Errors {
-		errs = append(errs, schemaError(e))
-	}
+	errs := schemaErrors(obj, sv.Validate(obj).Errors)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
 	return errs, nil
 }
 
-// schemaError turns kube-openapi's error into the field error the
-// apiserver would have written for it.
-func schemaError(err error) *field.Error {
-	var v *openapierrors.Validation
-	if !errors.As(err, &v) {
-		return field.InternalError(field.NewPath("spec"), err)
+// schemaErrors turns kube-openapi's errors on obj into the field errors the
+// apiserver writes for them, each with the value found at its path. An
+// anyOf failure comes as a message without a field beside one error per
+// branch; only the field errors are kept when there are any.
+func schemaErrors(obj any, errs []error) field.ErrorList {
+	var specific, generic field.ErrorList
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case *openapierrors.CompositeError:
+			for _, c := range e.Errors {
+				walk(c)
+			}
+		case *openapierrors.Validation:
+			specific = append(specific, validationError(obj, e))
+		default:
+			generic = append(generic, genericError(err))
+		}
 	}
+	for _, err := range errs {
+		walk(err)
+	}
+	if len(specific) > 0 {
+		return dedupe(specific)
+	}
+	return dedupe(generic)
+}
+
+// validationError is the field error for one failed schema rule.
+func validationError(obj any, v *openapierrors.Validation) *field.Error {
 	p := schemaPath(v.Name)
 	switch v.Code() {
 	case openapierrors.RequiredFailCode:
@@ -109,17 +130,79 @@ func schemaError(err error) *field.Error {
 			values = append(values, fmt.Sprint(x))
 		}
 		return field.NotSupported(p, v.Value, values)
-	default:
-		// kube-openapi's message starts with the path it names, in
-		// its own form.
-		msg := v.Error()
-		if rest, ok := strings.CutPrefix(msg, v.Name+" "); ok {
-			msg = rest
-		} else if rest, ok := strings.CutPrefix(msg, v.Name+"."); ok {
-			msg = rest
-		}
-		return field.Invalid(p, v.Value, msg)
 	}
+	// kube-openapi's value is a type name for a type error; the value
+	// itself says more.
+	value, _ := valueAt(obj, v.Name)
+	// Its message starts with the path it names, in its own form.
+	msg, _ := strings.CutPrefix(v.Error(), v.Name+" ")
+	if v.Code() == openapierrors.InvalidTypeCode {
+		return field.TypeInvalid(p, value, msg)
+	}
+	return field.Invalid(p, value, msg)
+}
+
+// genericError places a kube-openapi error that names no field (an anyOf
+// or format failure) at the path its message starts with, quoted, if any.
+func genericError(err error) *field.Error {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, `"`); ok {
+		if name, detail, ok := strings.Cut(rest, `"`); ok && strings.HasPrefix(name, "spec") {
+			return field.Invalid(schemaPath(name), "", strings.TrimSpace(detail))
+		}
+	}
+	return field.Invalid(field.NewPath("spec"), "", msg)
+}
+
+func dedupe(errs field.ErrorList) field.ErrorList {
+	var out field.ErrorList
+	for _, e := range errs {
+		if !containsError(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// valueAt is the value at kube-openapi's path name ("spec.xs[2].name") in
+// obj, if there is one. The path joins map keys with dots, so a key holding
+// dots ("example.com/gpu") is matched as the longest key present.
+func valueAt(obj any, name string) (any, bool) {
+	cur, parts := obj, strings.Split(name, ".")
+	for len(parts) > 0 {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		found := false
+		for j := len(parts); j > 0 && !found; j-- {
+			if strings.Contains(strings.Join(parts[:j-1], "."), "[") {
+				continue // an index ends a key: only the last part may hold one
+			}
+			key, indexes, _ := strings.Cut(strings.Join(parts[:j], "."), "[")
+			v, ok := m[key]
+			if !ok {
+				continue
+			}
+			found, cur, parts = true, v, parts[j:]
+			for indexes != "" {
+				var n int
+				if _, err := fmt.Sscanf(indexes, "%d]", &n); err != nil {
+					return nil, false
+				}
+				l, ok := cur.([]any)
+				if !ok || n < 0 || n >= len(l) {
+					return nil, false
+				}
+				cur = l[n]
+				_, indexes, _ = strings.Cut(indexes, "[")
+			}
+		}
+		if !found {
+			return nil, false
+		}
+	}
+	return cur, true
 }
 
 // schemaPath reads kube-openapi's "spec.traffic.interceptionMode" or

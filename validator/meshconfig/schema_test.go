@@ -211,3 +211,25 @@ func TestSchemaPath(t *testing.T) {
 		}
 	}
 }
+
+func TestValueAt(t *testing.T) {
+	obj := map[string]any{"spec": map[string]any{
+		"limits": map[string]any{"example.com/gpu": 1.5, "cpu": "1"},
+		"xs":     []any{map[string]any{"name": "a"}, []any{int64(7)}},
+	}}
+	for name, want := range map[string]any{
+		"spec.limits.example.com/gpu": 1.5,
+		"spec.limits.cpu":             "1",
+		"spec.xs[0].name":             "a",
+		"spec.xs[1][0]":               int64(7),
+	} {
+		if got, ok := valueAt(obj, name); !ok || got != want {
+			t.Errorf("valueAt(%q) = %v, %v; want %v", name, got, ok, want)
+		}
+	}
+	for _, name := range []string{"spec.nope", "spec.xs[2].name", "spec.limits.cpu.x"} {
+		if got, ok := valueAt(obj, name); ok {
+			t.Errorf("valueAt(%q) = %v, want none", name, got)
+		}
+	}
+}

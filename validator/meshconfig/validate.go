@@ -96,7 +96,7 @@ type Result struct {
 // object it is stored as, and the data its conversion annotations carry
 // into other versions is checked by those versions' rules (stored.go).
 func Validate(version string, obj []byte) Result {
-	r, own := validate(version, obj)
+	r, own, _ := validate(version, obj)
 	if w := storedSchemaWarning(own); w != "" {
 		r.Warnings = append(r.Warnings, w)
 	}
@@ -105,14 +105,16 @@ func Validate(version string, obj []byte) Result {
 
 // validate is Validate without the warning for the v1alpha3 schema errors
 // of the object an old version's write is stored as (own), which
-// ValidateUpdate first ratchets.
-func validate(version string, obj []byte) (r Result, own field.ErrorList) {
+// ValidateUpdate first ratchets. schemaAnn are the schema errors a
+// conversion annotation brings, left out of r while the annotation's own
+// rules deny it.
+func validate(version string, obj []byte) (r Result, own, schemaAnn field.ErrorList) {
 	r, annotations := validateView(version, obj)
 	if !IsDeprecatedVersion(version) {
 		if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok {
 			r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
 		}
-		return r, nil
+		return r, nil, nil
 	}
 	_, fields := annotations[lossless.AnnotationV1Alpha3Fields]
 	_, exact := annotations[lossless.AnnotationV1Alpha3JSON]
@@ -123,11 +125,11 @@ func validate(version string, obj []byte) (r Result, own field.ErrorList) {
 		r.Errors = append(r.Errors, errs...)
 		r.Warnings = append(r.Warnings, warnings...)
 	}
-	schemaErrs, own := storedSchemaProblems(version, obj)
-	if len(brought) == 0 { // else already denied, by the annotation's own rules
-		r.Errors = append(r.Errors, schemaErrs...)
+	schemaAnn, own = storedSchemaProblems(version, obj)
+	if len(brought) == 0 { // else denied already, by the annotation's own rules
+		r.Errors = append(r.Errors, schemaAnn...)
 	}
-	return r, own
+	return r, own, schemaAnn
 }
 
 // validateView is Validate for the object's own fields, read through the
@@ -179,7 +181,7 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 // webhook existed can still be edited and repaired. A new or changed problem
 // still denies.
 func ValidateUpdate(version string, obj, old []byte) Result {
-	r, own := validate(version, obj)
+	r, own, schemaAnn := validate(version, obj)
 	if len(own) > 0 && len(old) > 0 {
 		// Only what this write breaks: the stored object's own are
 		// warned of at the write that made them.
@@ -193,11 +195,24 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 		return r
 	}
 	fresh, stored := ratchet.Split(r.Errors, Validate(version, old).Errors, sameError)
+	if len(schemaAnn) > 0 && !slices.ContainsFunc(fresh, isAnnotationError) && !slices.ContainsFunc(r.Errors, func(e *field.Error) bool { return containsError(schemaAnn, e) }) {
+		// The annotation's own errors were all stored already, so they
+		// ratchet; the schema errors it brings, left out while those
+		// denied, now stand on their own, ratcheted the same way.
+		_, _, before := validate(version, old)
+		f, s := ratchet.Split(schemaAnn, before, sameError)
+		fresh, stored = append(fresh, f...), append(stored, s...)
+	}
 	for _, e := range stored {
 		r.Warnings = append(r.Warnings, ratchet.Warning(e.Error()))
 	}
 	r.Errors = fresh
 	return r
+}
+
+// isAnnotationError reports whether e is at a conversion annotation.
+func isAnnotationError(e *field.Error) bool {
+	return strings.HasPrefix(e.Field, hubFieldsPath.String()) || strings.HasPrefix(e.Field, hubJSONPath.String())
 }
 
 func sameError(o, e *field.Error) bool {
