@@ -204,6 +204,64 @@ func TestE2EConversionAnnotations(t *testing.T) {
 		}
 	})
 
+	// The stored object is read with integers as int64, as the apiserver
+	// reads it: 2^60 in maxDataPlaneConnections (type integer, no format,
+	// no maximum) draws no "cannot be created again" warning, and a
+	// v1alpha3 copy of the stored object is indeed created.
+	t.Run("v1alpha1 write of an integer above 2^53: no false schema warning", func(t *testing.T) {
+		const big = int64(1) << 60
+		var h v1alpha3.MeshConfig
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(presetMeshConfig(t).Object, &h); err != nil {
+			t.Fatal(err)
+		}
+		h.Namespace, h.Name = "apps", "big1"
+		var s v1alpha1.MeshConfig
+		if err := s.ConvertFrom(&h); err != nil {
+			t.Fatal(err)
+		}
+		s.Spec.Sidecar.MaxDataPlaneConnections = int(big)
+		wc, rec := warningClient(t, env.Config)
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := &unstructured.Unstructured{Object: u}
+		obj.SetAPIVersion("config.flomesh.io/v1alpha1")
+		obj.SetKind("MeshConfig")
+		if err := wc.Create(ctx, obj); err != nil {
+			t.Fatalf("v1alpha1 create: %v", err)
+		}
+		const stored = "the config.flomesh.io/v1alpha3 object this write is stored as fails the v1alpha3 schema"
+		var warned string
+		for _, w := range rec.all() {
+			if strings.HasPrefix(w, stored) {
+				warned = w
+			}
+		}
+
+		// The stored object, copied and created again as v1alpha3.
+		got := &unstructured.Unstructured{}
+		got.SetAPIVersion("config.flomesh.io/v1alpha3")
+		got.SetKind("MeshConfig")
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "big1"}, got); err != nil {
+			t.Fatal(err)
+		}
+		if v, _, _ := unstructured.NestedInt64(got.Object, "spec", "sidecar", "maxDataPlaneConnections"); v != big {
+			t.Fatalf("stored maxDataPlaneConnections %d, want %d", v, big)
+		}
+		cp := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "config.flomesh.io/v1alpha3", "kind": "MeshConfig",
+			"metadata": map[string]any{"namespace": "apps", "name": "big1-copy"},
+			"spec":     got.Object["spec"],
+		}}
+		if err := c.Create(ctx, cp); err != nil {
+			t.Fatalf("v1alpha3 copy of the stored object refused: %v", err)
+		}
+		if warned != "" {
+			t.Errorf("the v1alpha1 write was warned its stored object cannot be created again, but a v1alpha3 copy was created: %q", warned)
+		}
+	})
+
 	t.Run("v1alpha3 write: legacy fields that would break old-version reads are refused", func(t *testing.T) {
 		obj := hub("new3", map[string]string{lossless.AnnotationV1Alpha2Fields: `{"sidecar":{"sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":2147483648}]}}`})
 		wantDenied(t, c.Create(ctx, obj),

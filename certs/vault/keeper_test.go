@@ -8,7 +8,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
@@ -115,21 +114,10 @@ func TestRotatedTokenPickedUpWithoutIssuance(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := []string{"rotate-a", "rotate-b"}[n]
-			if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
 			tokA := issueToken(ctx, t, admin, c.old)
-			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-token", Namespace: ns}, Data: map[string][]byte{"token": []byte(tokA)}}
-			if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			secret := tokenSecret(ctx, t, env, ns, tokA)
 			var logs vaultdev.LogLines
-			i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Logger: logs.Logger(),
-				TokenSecretName: "vault-token", TokenSecretKey: "token", TokenSecretNamespace: ns, Secrets: env.Clientset,
-				TokenSecretPoll: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
+			i := secretTokenIssuer(ctx, t, srv, env, ns, func(o *Options) { o.Logger, o.TokenSecretPoll = logs.Logger(), time.Second })
 			keep(t, i)
 			time.Sleep(time.Second)
 			const ttl = 8 * time.Second
@@ -169,21 +157,9 @@ func TestRefusedTokenInSecretKeepsTheCurrentOne(t *testing.T) {
 	srv, admin := devPKI(ctx, t)
 	env := testenv.Start(t, testenv.Options{})
 	const ns = "fsm-system"
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-token", Namespace: ns},
-		Data: map[string][]byte{"token": []byte(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"}))}}
-	if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	secret := tokenSecret(ctx, t, env, ns, issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"}))
 	var logs vaultdev.LogLines
-	i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Logger: logs.Logger(),
-		TokenSecretName: "vault-token", TokenSecretKey: "token", TokenSecretNamespace: ns, Secrets: env.Clientset,
-		TokenSecretPoll: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	i := secretTokenIssuer(ctx, t, srv, env, ns, func(o *Options) { o.Logger, o.TokenSecretPoll = logs.Logger(), 200*time.Millisecond })
 	keep(t, i)
 	secret.Data["token"] = []byte("hvs.not-a-token")
 	if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {

@@ -9,7 +9,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -159,19 +158,8 @@ func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
 	tokA := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"})
 	env := testenv.Start(t, testenv.Options{})
 	ns := "fsm-system"
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-token", Namespace: ns}, Data: map[string][]byte{"token": []byte(tokA)}}
-	if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	zero := 0
-	i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, MaxRetries: &zero,
-		TokenSecretName: "vault-token", TokenSecretKey: "token", TokenSecretNamespace: ns, Secrets: env.Clientset})
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret := tokenSecret(ctx, t, env, ns, tokA)
+	i := secretTokenIssuer(ctx, t, srv, env, ns, nil)
 	keep(t, i)
 	if _, err := i.Issue(ctx, podCert); err != nil {
 		t.Fatal(err)
