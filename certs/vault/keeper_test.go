@@ -150,8 +150,8 @@ func TestRotatedTokenPickedUpWithoutIssuance(t *testing.T) {
 
 // TestRefusedTokenInSecretKeepsTheCurrentOne: a token written into the
 // Secret that Vault does not accept is not switched to: issuance goes on
-// with the current token, and the refusal is logged once, not at every
-// re-read of the Secret.
+// with the current token, the refusal is logged once, not at every
+// re-read of the Secret, and the re-reads do not renew the token.
 func TestRefusedTokenInSecretKeepsTheCurrentOne(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
@@ -159,7 +159,11 @@ func TestRefusedTokenInSecretKeepsTheCurrentOne(t *testing.T) {
 	const ns = "fsm-system"
 	secret := tokenSecret(ctx, t, env, ns, issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"}))
 	var logs vaultdev.LogLines
-	i := secretTokenIssuer(ctx, t, srv, env, ns, func(o *Options) { o.Logger, o.TokenSecretPoll = logs.Logger(), 200*time.Millisecond })
+	p := newVaultProxy(t, srv.Addr)
+	i := secretTokenIssuer(ctx, t, srv, env, ns, func(o *Options) {
+		o.Host, o.Port = p.hostPort(t)
+		o.Logger, o.TokenSecretPoll = logs.Logger(), 200*time.Millisecond
+	})
 	keep(t, i)
 	secret.Data["token"] = []byte("hvs.not-a-token")
 	if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
@@ -177,5 +181,10 @@ func TestRefusedTokenInSecretKeepsTheCurrentOne(t *testing.T) {
 	}
 	if _, err := i.Issue(ctx, podCert); err != nil {
 		t.Errorf("issuance with the current token: %v", err)
+	}
+	// A re-read that keeps the token neither renews it early nor cuts a
+	// wait short: one renewal, at the start, for a 1h lease.
+	if n, _ := p.count("renew-self", time.Time{}); n != 1 {
+		t.Errorf("%d renew-self calls in 3 s of a 1h token, with the Secret re-read every 200 ms; want 1", n)
 	}
 }

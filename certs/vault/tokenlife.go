@@ -91,16 +91,22 @@ func (i *Issuer) KeepTokenAlive(ctx context.Context) {
 		poll = t.C
 	}
 	for {
-		wait := k.step(ctx, i.client.Token())
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-i.tokenChanged:
-		case <-poll:
-			k.pollSecret(ctx)
-		case <-timer.C:
+		timer := time.NewTimer(k.step(ctx, i.client.Token()))
+		// Until the step is due, or the token changes: a Secret re-read
+		// that finds the same token neither renews early nor cuts a
+		// backoff short.
+		for due := false; !due; {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-i.tokenChanged:
+				due = true
+			case <-poll:
+				due = k.pollSecret(ctx)
+			case <-timer.C:
+				due = true
+			}
 		}
 		timer.Stop()
 	}
@@ -216,8 +222,9 @@ func (k *keeper) step(ctx context.Context, token string) time.Duration {
 // that Vault accepts (lookup-self), uses it from now on: a token rotated
 // there is picked up, and renewed, before the old one is revoked or
 // expires, with no issuance needed to notice. A problem (the Secret
-// unreadable, its token refused) is logged once, until it changes.
-func (k *keeper) pollSecret(ctx context.Context) {
+// unreadable, its token refused) is logged once, until it changes. It
+// reports whether it switched.
+func (k *keeper) pollSecret(ctx context.Context) bool {
 	i := k.i
 	report := func(err error, msg string) {
 		if line := msg + err.Error(); line != k.polled {
@@ -228,27 +235,28 @@ func (k *keeper) pollSecret(ctx context.Context) {
 	token, err := readToken(ctx, i.opts)
 	if err != nil {
 		report(err, "Re-reading the Vault token Secret failed")
-		return
+		return false
 	}
 	if token == i.client.Token() {
 		k.polled = ""
-		return
+		return false
 	}
 	c, err := i.client.Clone()
 	if err != nil {
 		report(err, "The token in the Vault token Secret is not used: no client")
-		return
+		return false
 	}
 	c.SetToken(token)
 	if _, err := lookupSelf(ctx, c); err != nil {
 		report(i.explain("auth/token/lookup-self", err), "The token in the Vault token Secret is not used: Vault does not accept it")
-		return
+		return false
 	}
 	k.polled = ""
 	i.tokenMu.Lock()
 	i.client.SetToken(token)
 	i.tokenMu.Unlock()
 	i.opts.Logger.Info("Using the new Vault token in its Secret", "secret", i.tokenSource())
+	return true
 }
 
 // lookupSelf reads the lifetime of c's token.
