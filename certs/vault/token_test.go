@@ -21,9 +21,7 @@ import (
 func TestTokenRotatedInItsSecret(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
-	if err := admin.Sys().PutPolicyWithContext(ctx, "pki-issue", `path "pki/issue/*" { capabilities = ["update"] }`); err != nil {
-		t.Fatal(err)
-	}
+	putIssuePolicy(ctx, t, admin)
 	token := func() string {
 		t.Helper()
 		tok, err := admin.Auth().Token().CreateWithContext(ctx, &vaultapi.TokenCreateRequest{Policies: []string{"pki-issue"}, NoParent: true, TTL: "1h"})

@@ -22,9 +22,7 @@ import (
 func TestTokensOfEveryKindAreRenewed(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
-	if err := admin.Sys().PutPolicyWithContext(ctx, "pki-issue", `path "pki/issue/*" { capabilities = ["update"] }`); err != nil {
-		t.Fatal(err)
-	}
+	putIssuePolicy(ctx, t, admin)
 	if err := admin.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}

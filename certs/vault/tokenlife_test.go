@@ -16,13 +16,20 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
 )
 
-// issueToken creates a token allowed to issue (and, through Vault's default
-// policy, to look itself up and renew itself).
-func issueToken(ctx context.Context, t *testing.T, admin *vaultapi.Client, req vaultapi.TokenCreateRequest) string {
+// putIssuePolicy writes the policy "pki-issue", which lets a token issue
+// from the pki mount's roles.
+func putIssuePolicy(ctx context.Context, t *testing.T, admin *vaultapi.Client) {
 	t.Helper()
 	if err := admin.Sys().PutPolicyWithContext(ctx, "pki-issue", `path "pki/issue/*" { capabilities = ["update"] }`); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// issueToken creates a token allowed to issue (and, through Vault's default
+// policy, to look itself up and renew itself).
+func issueToken(ctx context.Context, t *testing.T, admin *vaultapi.Client, req vaultapi.TokenCreateRequest) string {
+	t.Helper()
+	putIssuePolicy(ctx, t, admin)
 	req.Policies = append([]string{"pki-issue"}, req.Policies...)
 	req.NoParent = true
 	tok, err := admin.Auth().Token().CreateWithContext(ctx, &req)
