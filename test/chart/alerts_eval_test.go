@@ -222,7 +222,7 @@ func evalOver(t *testing.T, engine *promql.Engine, q storage.Queryable, expr str
 func load(series []metricSeries, span time.Duration) storage.Queryable {
 	var all []storage.Series
 	for _, s := range series {
-		m := map[string]string{labels.MetricName: s.name, "namespace": ns, "job": "fsm-webhooks-metrics"}
+		m := map[string]string{model.MetricNameLabel: s.name, "namespace": ns, "job": "fsm-webhooks-metrics"}
 		for k, v := range s.labels {
 			m[k] = v
 		}
