@@ -58,10 +58,15 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 		s.RepoServerIPAddr = rs.IPAddr
 	}
 	s.RepoServerCodebase = rs.Codebase
-	// 0 is "unset"; a negative port is kept for Validate to refuse, as the
-	// validator does, rather than silently replaced by the default.
-	if rs.Port != 0 {
+	// 0 is "unset". A negative port is read as FSM v1.5.1 reads it
+	// (GetProxyServerPort: any port not above 0 is 6060), so a MeshConfig
+	// FSM ran with keeps its other settings here; the validator denies
+	// writing one.
+	switch {
+	case rs.Port > 0:
 		s.RepoServerPort = int(rs.Port)
+	case rs.Port < 0:
+		s.fellBack = append(s.fellBack, fmt.Sprintf("spec.repoServer.port %d is not a port: %d is used, as FSM does", rs.Port, DefaultRepoServerPort))
 	}
 
 	tr := &mc.Spec.Traffic
@@ -77,7 +82,15 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 	for _, p := range tr.InboundPortExclusionList {
 		s.InboundPortExclusionList = append(s.InboundPortExclusionList, int(p))
 	}
+	// Out of range, FSM v1.5.1 logs it and uses 2048 bits
+	// (GetCertKeyBitSize); rejecting the whole MeshConfig instead would drop
+	// every other setting of a mesh FSM ran with.
 	s.CertKeyBitSize = mc.Spec.Certificate.CertKeyBitSize
+	if b := s.CertKeyBitSize; b != 0 && (b < rules.MinCertKeyBitSize || b > rules.MaxCertKeyBitSize) {
+		s.fellBack = append(s.fellBack, fmt.Sprintf("spec.certificate.certKeyBitSize %d is outside %d-%d: %d is used, as FSM does",
+			b, rules.MinCertKeyBitSize, rules.MaxCertKeyBitSize, rules.MinCertKeyBitSize))
+		s.CertKeyBitSize = rules.MinCertKeyBitSize
+	}
 	return s
 }
 
@@ -182,6 +195,10 @@ var _ manager.Runnable = (*CachedMeshConfig)(nil)
 // Reasons and actions of the Events on a MeshConfig.
 const (
 	EventMeshConfigRejected = "MeshConfigRejected"
+	// EventMeshConfigFellBack: a value FSM reads with a fallback (an out-of-
+	// range certKeyBitSize, a negative repoServer.port) is read the same way;
+	// the rest of the MeshConfig applies.
+	EventMeshConfigFellBack = "MeshConfigValueReplaced"
 	eventActionApply        = "ApplyMeshConfig"
 )
 
@@ -226,6 +243,17 @@ func (c *CachedMeshConfig) apply(mc *configv1alpha3.MeshConfig) {
 	}
 	c.version = mc.ResourceVersion
 	s := SettingsFromMeshConfig(mc)
+	if len(s.fellBack) > 0 {
+		msg := strings.Join(s.fellBack, "; ")
+		if c.Logger.GetSink() != nil {
+			c.Logger.Info("MeshConfig values read as FSM reads them: "+msg,
+				"namespace", mc.Namespace, "name", mc.Name, "resourceVersion", mc.ResourceVersion)
+		}
+		if c.Recorder != nil {
+			c.Recorder.Eventf(mc, nil, corev1.EventTypeWarning, EventMeshConfigFellBack, eventActionApply, "%s",
+				truncateNote("the sidecar injector reads resourceVersion "+mc.ResourceVersion+" as FSM does: "+msg))
+		}
+	}
 	errs := s.fieldErrors()
 	if len(errs) == 0 {
 		s.validated = true

@@ -156,8 +156,8 @@ func TestSettingsValidateFieldsInEveryPod(t *testing.T) {
 		{"repoServer.port 65535", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = 65535 }, ""},
 		{"repoServer.port out of range", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = 70000 },
 			"MeshConfig spec.repoServer.port: Invalid value: 70000: should be less than or equal to 65535"},
-		{"repoServer.port negative, not replaced by the default", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = -1 },
-			"MeshConfig spec.repoServer.port: Invalid value: -1: should be greater than or equal to 1"},
+		// FSM reads it as 6060 (TestMeshConfigValuesReadAsFSMReadsThem).
+		{"repoServer.port negative: the default, as FSM reads it", func(mc *configv1alpha3.MeshConfig) { mc.Spec.RepoServer.Port = -1 }, ""},
 		{"sidecarImage unset", func(mc *configv1alpha3.MeshConfig) { mc.Spec.Sidecar.SidecarImage = "" }, ""},
 		{"sidecarImage with a registry port and digest", func(mc *configv1alpha3.MeshConfig) {
 			mc.Spec.Sidecar.SidecarImage = "registry:5000/flomesh/pipy@sha256:" + strings.Repeat("a", 64)

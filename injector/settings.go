@@ -122,6 +122,9 @@ type Settings struct {
 	// validated is set by Checked: these settings passed Validate, and
 	// Mutate need not check them again on every admission.
 	validated bool
+	// fellBack names the MeshConfig values replaced, as FSM replaces them,
+	// by SettingsFromMeshConfig (reported by CachedMeshConfig).
+	fellBack []string
 }
 
 // DefaultSettings are the values used when the mesh has no MeshConfig; they
