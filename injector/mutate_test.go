@@ -119,8 +119,6 @@ func TestMutateAnnotationErrors(t *testing.T) {
 		}, want: `MeshConfig spec.sidecar.resources.requests[cpu]: Invalid value: "2": must be less than or equal to the cpu limit (1)`},
 		{name: "meshconfig bad key size", set: func(s *Settings) { s.CertKeyBitSize = 1024 },
 			want: "MeshConfig spec.certificate.certKeyBitSize: Invalid value: 1024: should be greater than or equal to 2048"},
-		{name: "named probe port missing", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intOrStr("web")}}},
-			want: `container "app" liveness probe: named port "web" not found in the container's ports`},
 		{name: "tcp probe without healthcheck image", mesh: func(m *Mesh) { m.HealthcheckImage = "" },
 			probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intOrStr("8080")}}},
 			want:  "the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"},

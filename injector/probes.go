@@ -1,6 +1,8 @@
 package injector
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -106,18 +108,18 @@ func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort 
 	switch {
 	case p.HTTPGet != nil:
 		port, err := resolvePort(c, p.HTTPGet.Port)
-		if err != nil {
+		if err != nil && !errors.Is(err, errNoNamedPort) {
 			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
 		}
 		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
 			path := p.HTTPGet.Path
-			p.HTTPGet = tcpHealthcheck(port)
+			p.HTTPGet = tcpHealthcheck(cmp.Or(port, 443))
 			return HealthProbe{Path: path, Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
 		}
 		orig := HealthProbe{Path: p.HTTPGet.Path, Port: port, IsHTTP: true, Timeout: timeout}
 		headers := append([]corev1.HTTPHeader(nil), p.HTTPGet.HTTPHeaders...)
 		headers = append(headers,
-			corev1.HTTPHeader{Name: originalHTTPPortHeader, Value: strconv.Itoa(int(port))},
+			corev1.HTTPHeader{Name: originalHTTPPortHeader, Value: strconv.Itoa(int(cmp.Or(port, 80)))},
 			corev1.HTTPHeader{Name: originalHTTPPathHeader, Value: p.HTTPGet.Path},
 		)
 		p.HTTPGet = &corev1.HTTPGetAction{
@@ -130,7 +132,7 @@ func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort 
 		return orig, true, nil
 	case p.TCPSocket != nil:
 		port, err := resolvePort(c, p.TCPSocket.Port)
-		if err != nil {
+		if err != nil && !errors.Is(err, errNoNamedPort) {
 			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
 		}
 		p.TCPSocket = nil
@@ -152,8 +154,16 @@ func tcpHealthcheck(port int32) *corev1.HTTPGetAction {
 	}
 }
 
+// errNoNamedPort: a probe names a port its container does not declare. The
+// apiserver stores such a pod (it checks only the name's form), and FSM
+// v1.5.1 injects it, logging the error (pkg/injector/health_probes.go):
+// the original port is 0, and the headers the proxy reads say 80 for an
+// HTTP probe, 443 for HTTPS and 0 for TCP. So do we, rather than refuse
+// the pods of a workload FSM ran.
+var errNoNamedPort = errors.New("named port not found in the container's ports")
+
 // resolvePort turns a probe port (number or container port name) into a
-// number.
+// number; 0 and errNoNamedPort for a name the container does not declare.
 func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
 	if port.Type == intstr.Int {
 		if port.IntVal < 1 || port.IntVal > 65535 {
@@ -169,7 +179,7 @@ func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
 			return cp.ContainerPort, nil
 		}
 	}
-	return 0, fmt.Errorf("named port %q not found in the container's ports", port.StrVal)
+	return 0, fmt.Errorf("%q: %w", port.StrVal, errNoNamedPort)
 }
 
 // recoverOriginalProbes reads back what rewriteProbes recorded in headers, for
