@@ -82,7 +82,9 @@ func metricsEnabled(nsAnn map[string]string) (bool, error) {
 	if !ok || v == "" {
 		return false, nil
 	}
-	switch strings.ToLower(v) {
+	// Lower-cased in the message too, as FSM v1.5.1 writes it.
+	v = strings.ToLower(v)
+	switch v {
 	case "enabled", "yes", "true":
 		return true, nil
 	case "disabled", "no", "false":

@@ -227,26 +227,27 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		// fsm-init must set up redirection before the proxy starts; the
 		// app's init containers then already run behind the proxy.
 		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, init, sidecar)
-	} else {
-		pod.Spec.InitContainers = append(pod.Spec.InitContainers, init)
-		if opts.hold {
-			pod.Spec.Containers = slices.Insert(pod.Spec.Containers, 0, sidecar)
-		} else {
-			pod.Spec.Containers = append(pod.Spec.Containers, sidecar)
-		}
-	}
-	if probes.needHealthcheck {
-		hc := healthcheckContainer(in)
-		if opts.native {
+		if probes.needHealthcheck {
 			// A native sidecar too: as an app container it would keep a
 			// Job's pod from ever completing, which is what native mode is
 			// for. It starts before the app containers, whose probes it
 			// answers.
+			hc := healthcheckContainer(in)
 			hc.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
-			at := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == SidecarContainerName }) + 1
-			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, at, hc)
+			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 2, hc)
+		}
+	} else {
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, init)
+		// FSM's order: fsm-healthcheck appended first, then the sidecar
+		// put first (hold) or last: [sidecar, app..., fsm-healthcheck] or
+		// [app..., fsm-healthcheck, sidecar].
+		if probes.needHealthcheck {
+			pod.Spec.Containers = append(pod.Spec.Containers, healthcheckContainer(in))
+		}
+		if opts.hold {
+			pod.Spec.Containers = slices.Insert(pod.Spec.Containers, 0, sidecar)
 		} else {
-			pod.Spec.Containers = append(pod.Spec.Containers, hc)
+			pod.Spec.Containers = append(pod.Spec.Containers, sidecar)
 		}
 	}
 	setMetricsAnnotations(pod, opts.metrics)
