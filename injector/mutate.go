@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -747,10 +748,16 @@ func healthcheckContainer(in MutateInput) corev1.Container {
 func setLocalDNS(pod *corev1.Pod, server string, m Mesh, namespace string) {
 	pod.Spec.HostAliases = append(pod.Spec.HostAliases, corev1.HostAlias{IP: server, Hostnames: []string{ControllerServiceName + "." + m.FSMNamespace}})
 	pod.Spec.DNSPolicy = corev1.DNSNone
-	domain := m.ClusterDomain
+	// FSM v1.5.1 searches its trust domain, not the cluster's DNS domain,
+	// with ndots its label count + 3 (pipy_container.go; FSM's values call
+	// it searchesWithTrustDomain): the nameserver is FSM's controller, which
+	// stays after a switch, so its pods resolve as they did. The same as
+	// the cluster domain's unless the two differ.
+	domain := m.TrustDomain
+	ndots := strconv.Itoa(len(strings.Split(domain, ".")) + 3)
 	pod.Spec.DNSConfig = &corev1.PodDNSConfig{
 		Nameservers: []string{server},
 		Searches:    []string{namespace + ".svc." + domain, "svc." + domain, domain},
-		Options:     []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("5")}},
+		Options:     []corev1.PodDNSConfigOption{{Name: "ndots", Value: &ndots}},
 	}
 }
