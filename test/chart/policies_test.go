@@ -250,6 +250,13 @@ func TestNetworkPolicyValuesRejected(t *testing.T) {
 		{"enabled without any source", "fsm: {webhooks: {networkPolicy: {enabled: true}}}", []string{"fsm.webhooks.networkPolicy", "apiServerCIDRs or apiServerPeers"}},
 		{"not a CIDR", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.1]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerCIDRs/0", "10.0.0.1"}},
 		{"prefix too long", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.0/33]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerCIDRs/0", "10.0.0.0/33"}},
+		// The apiserver refuses these mid-install (TestNetworkPolicyOnAPIServer).
+		{"host bits set", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.0/28, 10.0.0.10/24]}}}",
+			[]string{"fsm.webhooks.networkPolicy.apiServerCIDRs[1]", `"10.0.0.10/24"`, "bits set past its prefix length", "write 10.0.0.0/24", "10.0.0.10/32"}},
+		{"host bits set, /31", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [192.168.7.255/31]}}}",
+			[]string{"apiServerCIDRs[0]", "write 192.168.7.254/31"}},
+		{"octet above 255", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerCIDRs: [10.0.300.0/24]}}}",
+			[]string{"apiServerCIDRs[0]", `"10.0.300.0/24"`, "300 is not an IPv4 octet"}},
 		{"empty peer (would admit everyone)", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerPeers: [{}]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerPeers/0"}},
 		{"unknown peer key", "fsm: {webhooks: {networkPolicy: {enabled: true, apiServerPeers: [{cidr: 10.0.0.0/8}]}}}", []string{"/fsm/webhooks/networkPolicy/apiServerPeers/0", "cidr"}},
 		{"unknown key", "fsm: {webhooks: {networkPolicy: {enable: true}}}", []string{"/fsm/webhooks/networkPolicy", "enable"}},
