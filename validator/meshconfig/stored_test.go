@@ -98,8 +98,12 @@ func TestConversionAnnotations(t *testing.T) {
 				hubAnn + `.ingress.http.listen: Invalid value: 70000: should be less than or equal to 65535 (stored as spec.ingress.http.listen in v1alpha3)`,
 				hubAnn + `.image.pullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never" (stored as spec.image.pullPolicy in v1alpha3)`}},
 		{name: "v1alpha1: a required field the annotation leaves out", version: V1alpha1,
-			annotations: v3(`{"sidecar":{"localDNSProxy":{"enable":true,"wildcard":{"enable":true,"los":[],"ips":[{"ipv6":"fd00::1"}]}}}}`), want: []string{
-				hubAnn + `.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Required value: an IPv4 address such as 127.0.0.2 (stored as spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4 in v1alpha3)`}},
+			annotations: v3(`{"sidecar":{"localDNSProxy":{"enable":true,"wildcard":{"enable":true,"los":[],"ips":[{}]}}}}`), want: []string{
+				hubAnn + `.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Required value: an IPv4 address such as 127.0.0.2, or an ipv6 for an entry that answers AAAA only (stored as spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4 in v1alpha3)`}},
+		// Stored with ipv4 "", which FSM's CRD admits and FSM serves as
+		// AAAA only.
+		{name: "v1alpha1: an IPv6-only entry the annotation holds", version: V1alpha1,
+			annotations: v3(`{"sidecar":{"localDNSProxy":{"enable":true,"wildcard":{"enable":true,"los":[],"ips":[{"ipv6":"fd00::1"}]}}}}`)},
 		{name: "v1alpha1: inclusion in the annotation inside the object's exclusion", version: V1alpha1,
 			edit:        func(h *v1alpha3.MeshConfig) { h.Spec.Traffic.OutboundIPRangeExclusionList = []string{"10.0.0.0/8"} },
 			annotations: v3(`{"traffic":{"outboundIPRangeInclusionList":["10.1.0.0/16"]}}`), want: []string{

@@ -401,17 +401,26 @@ func validateLegacySidecar(s *sidecar, p *field.Path) field.ErrorList {
 	return errs
 }
 
+// resolveAddrs checks the answers of the DNS proxy's wildcard and db
+// entries. As FSM v1.5.1 serves them (pkg/dns HandleWildcard, the repo's
+// generatePipyWildcardIPRanges): an entry with an ipv6 and an empty ipv4
+// answers AAAA only, and an IPv4-mapped ipv6 (::ffff:127.0.0.2) is what
+// FSM itself writes for generateIPv6BasedOnIPv4, so both are admitted.
 func resolveAddrs(p *field.Path, addrs []resolveAddr) field.ErrorList {
 	var errs field.ErrorList
 	for i, a := range addrs {
 		ap := p.Index(i)
-		if a.IPv4 == "" {
-			errs = append(errs, field.Required(ap.Child("ipv4"), "an IPv4 address such as 127.0.0.2"))
-		} else if ip, err := netip.ParseAddr(a.IPv4); err != nil || !ip.Is4() {
-			errs = append(errs, field.Invalid(ap.Child("ipv4"), a.IPv4, "must be an IPv4 address such as 127.0.0.2"))
+		switch {
+		case a.IPv4 == "" && a.IPv6 == "":
+			errs = append(errs, field.Required(ap.Child("ipv4"), "an IPv4 address such as 127.0.0.2, or an ipv6 for an entry that answers AAAA only"))
+		case a.IPv4 == "":
+		default:
+			if ip, err := netip.ParseAddr(a.IPv4); err != nil || !ip.Is4() {
+				errs = append(errs, field.Invalid(ap.Child("ipv4"), a.IPv4, "must be an IPv4 address such as 127.0.0.2"))
+			}
 		}
 		if a.IPv6 != "" {
-			if ip, err := netip.ParseAddr(a.IPv6); err != nil || !ip.Is6() || ip.Is4In6() {
+			if ip, err := netip.ParseAddr(a.IPv6); err != nil || !ip.Is6() {
 				errs = append(errs, field.Invalid(ap.Child("ipv6"), a.IPv6, "must be an IPv6 address such as fd00::2"))
 			}
 		}
