@@ -75,7 +75,7 @@ e2e-node:
 	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/images/... ./test/node/...
 	# The init image applying its rules: `unit` skips it on a host without
 	# iptables, which the node suite has installed by now.
-	FSM_REQUIRE_HOST_IPTABLES=1 $(GO) test -count=1 -v -run '^TestInitImageAppliesRules$$' ./test/meshimages/
+	FSM_REQUIRE_HOST_IPTABLES=1 $(GO) test -count=1 -v -run '^(TestInitImageAppliesRules|TestIPTablesReadsRanges)$$' ./test/meshimages/
 
 # Needs a container engine (none on the development machines): see Dockerfile.
 image:

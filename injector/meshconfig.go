@@ -73,8 +73,9 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 	if tr.InterceptionMode != "" {
 		s.InterceptionMode = tr.InterceptionMode
 	}
-	s.OutboundIPRangeExclusionList = append([]string(nil), tr.OutboundIPRangeExclusionList...)
-	s.OutboundIPRangeInclusionList = append([]string(nil), tr.OutboundIPRangeInclusionList...)
+	trp := field.NewPath("spec", "traffic")
+	s.OutboundIPRangeExclusionList = s.iptablesRanges(trp.Child("outboundIPRangeExclusionList"), tr.OutboundIPRangeExclusionList)
+	s.OutboundIPRangeInclusionList = s.iptablesRanges(trp.Child("outboundIPRangeInclusionList"), tr.OutboundIPRangeInclusionList)
 	s.NetworkInterfaceExclusionList = append([]string(nil), tr.NetworkInterfaceExclusionList...)
 	for _, p := range tr.OutboundPortExclusionList {
 		s.OutboundPortExclusionList = append(s.OutboundPortExclusionList, int(p))
@@ -92,6 +93,34 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 		s.CertKeyBitSize = rules.MinCertKeyBitSize
 	}
 	return s
+}
+
+// iptablesRanges copies a MeshConfig range list, reading an entry that is
+// not a CIDR but that iptables reads as CIDRs (rules.IPTablesRanges: a bare
+// address, a dotted netmask, a comma-joined list) as those CIDRs. FSM v1.5.1 puts the lists into
+// its iptables rules unparsed, so such an entry worked there; refusing it
+// would make the injector ignore the whole MeshConfig of a mesh FSM ran.
+// The rule iptables keeps is the same either way.
+func (s *Settings) iptablesRanges(p *field.Path, list []string) []string {
+	out := make([]string, 0, len(list))
+	for i, v := range list {
+		if _, errs := rules.IPRange(nil, v); len(errs) > 0 {
+			if pfxs, ok := rules.IPTablesRanges(v); ok {
+				read := make([]string, len(pfxs))
+				for j, pfx := range pfxs {
+					read[j] = pfx.String()
+				}
+				s.fellBack = append(s.fellBack, fmt.Sprintf("%s %q is read as %s, as FSM's iptables reads it", p.Index(i), v, strings.Join(read, ", ")))
+				out = append(out, read...)
+				continue
+			}
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // Validate applies the MeshConfig rules the injection depends on (package

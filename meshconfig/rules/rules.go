@@ -12,6 +12,7 @@ package rules
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 
@@ -96,7 +97,11 @@ const IPv6NotIntercepted = "the sidecar listens on IPv4 only (Pipy binds 0.0.0.0
 func IPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
 	pfx, err := netip.ParsePrefix(s)
 	if err != nil || strings.TrimSpace(s) != s {
-		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be a CIDR such as 10.0.0.0/8 or fd00::/8")}
+		why := "must be a CIDR such as 10.0.0.0/8 or fd00::/8"
+		if r, ok := IPTablesRanges(s); ok {
+			why += ", write it as " + prefixList(r)
+		}
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, why)}
 	}
 	if pfx.Addr().Is4In6() && pfx.Bits() >= 96 {
 		v4 := netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96).Masked()
@@ -104,6 +109,68 @@ func IPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
 			fmt.Sprintf("is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as %s", v4))}
 	}
 	return pfx.Masked(), nil
+}
+
+// IPTablesRanges reads an IPv4 range list entry written in a form iptables'
+// -d takes but IPRange refuses: a bare address (a /32), an address with a
+// contiguous dotted netmask (10.0.0.0/255.0.0.0 is 10.0.0.0/8), several of
+// these or of CIDRs joined by commas (iptables adds a rule for each), any of
+// them with spaces around it (iptables-restore splits its lines on
+// whitespace). FSM v1.5.1 writes the MeshConfig's range lists into its
+// iptables rules unparsed, so a mesh FSM ran may have such a value stored
+// and working; the injector reads it as iptables does. Forms iptables
+// refuses, or reads other than they look (its numbers are strtoul base 0: a
+// zero-padded prefix length or octet is octal, /010 is /8), non-contiguous
+// masks, which no CIDR states, and names iptables would resolve are not read.
+func IPTablesRanges(s string) ([]netip.Prefix, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.ContainsAny(s, " \t\n\v\f\r") {
+		return nil, false
+	}
+	var out []netip.Prefix
+	for part := range strings.SplitSeq(s, ",") {
+		pfx, ok := iptablesRange(part)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, pfx)
+	}
+	return out, true
+}
+
+// iptablesRange reads one address[/mask] of IPTablesRanges.
+func iptablesRange(s string) (netip.Prefix, bool) {
+	addr, mask, hasMask := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is4() {
+		return netip.Prefix{}, false
+	}
+	if !hasMask {
+		return netip.PrefixFrom(a, 32), true
+	}
+	if pfx, err := netip.ParsePrefix(s); err == nil {
+		return pfx.Masked(), true
+	}
+	m, err := netip.ParseAddr(mask)
+	if err != nil || !m.Is4() {
+		return netip.Prefix{}, false
+	}
+	b := m.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	ones := bits.LeadingZeros32(^v)
+	if v<<ones != 0 { // a one after a zero: not contiguous
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, ones).Masked(), true
+}
+
+// prefixList is a list of prefixes as a list entry would write them.
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // IPRanges checks every element of an exclusion CIDR list with IPRange and

@@ -36,11 +36,14 @@ func TestRules(t *testing.T) {
 		{"ipv6", iprange("fd00::/8"), ""},
 		{"ipv6 host", iprange("2001:db8::1/128"), ""},
 		{"unmasked", iprange("10.1.2.3/8"), ""},
-		{"bare ip", iprange("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"bare ip", iprange("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.1/32`},
+		{"dotted mask", iprange("10.1.0.0/255.255.0.0"), `f: Invalid value: "10.1.0.0/255.255.0.0": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.1.0.0/16`},
+		{"joined", iprange("10.0.0.0/8,10.0.0.1"), `f: Invalid value: "10.0.0.0/8,10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.0/8, 10.0.0.1/32`},
+		{"zero-padded bits", iprange("10.0.0.0/08"), `f: Invalid value: "10.0.0.0/08": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{"v4 bits", iprange("10.0.0.0/33"), `f: Invalid value: "10.0.0.0/33": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{"v6 bits", iprange("fd00::/129"), `f: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{"zone", iprange("fe80::1%eth0/64"), `f: Invalid value: "fe80::1%eth0/64": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
-		{"space", iprange(" 10.0.0.0/8"), `f: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"space", iprange(" 10.0.0.0/8"), `f: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.0/8`},
 		{"empty", iprange(""), `f: Invalid value: "": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
 		{"ipv4-mapped", iprange("::ffff:10.0.0.0/104"), `f: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`},
 		{"ipv4-mapped host", iprange("::ffff:10.1.2.3/128"), `f: Invalid value: "::ffff:10.1.2.3/128": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.1.2.3/32`},
@@ -54,7 +57,7 @@ func TestRules(t *testing.T) {
 		{"intercepted ipv4 all", intercepted("0.0.0.0/0"), ""},
 		{"intercepted ipv6", intercepted("fd00::/8"), `f: Invalid value: "fd00::/8": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
 		{"intercepted ipv6 all", intercepted("::/0"), `f: Invalid value: "::/0": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
-		{"intercepted unparsable", intercepted("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8`},
+		{"intercepted unparsable", intercepted("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.1/32`},
 		{"intercepted ipv4-mapped", intercepted("::ffff:10.0.0.0/104"), `f: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`},
 		{"inclusion list", func() field.ErrorList {
 			_, e := InterceptedIPRanges(p, []string{"10.0.0.0/8", "2001:db8::/32", "192.168.0.0/16"})
@@ -105,6 +108,47 @@ func TestRules(t *testing.T) {
 	} {
 		if got := errText(tc.errs); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestIPTablesRanges: the forms iptables' -d reads as ranges that a CIDR
+// parser refuses, and those it does not read (or reads otherwise: its
+// numbers are strtoul base 0, so a leading zero means octal). The real
+// iptables is run over these in test/meshimages (TestIPTablesReadsRanges).
+func TestIPTablesRanges(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.0.0.1", "10.0.0.1/32"},
+		{"10.1.2.3/255.0.0.0", "10.0.0.0/8"},
+		{"192.168.7.0/255.255.255.128", "192.168.7.0/25"},
+		{"10.0.0.0/0.0.0.0", "0.0.0.0/0"},
+		{"10.0.0.0/255.255.255.255", "10.0.0.0/32"},
+		{" 10.0.0.0/8 ", "10.0.0.0/8"},
+		{"\t169.254.169.254", "169.254.169.254/32"},
+		{"10.0.0.0/8", "10.0.0.0/8"},
+		{"10.0.0.0/8,192.168.0.1,172.16.0.0/255.240.0.0", "10.0.0.0/8, 192.168.0.1/32, 172.16.0.0/12"},
+		{"10.0.0.0/8,", ""},
+		{"10.0.0.0/8, 10.1.0.0/16", ""}, // two tokens to iptables-restore
+		{"10.0.0.0/08", ""},             // iptables: invalid mask `08'
+		{"10.0.0.0/010", ""},            // iptables reads /8, ParseCIDR /10
+		{"010.0.0.1", ""},               // octal octet to iptables
+		{"10.0.0.0/255.0.255.0", ""},    // non-contiguous: no CIDR states it
+		{"10.0.0.0/255.0.0.00", ""},
+		{"10.0.0.0/ff.0.0.0", ""},
+		{"10.0.0.0 /8", ""},
+		{"10.0.0.0/8 -j ACCEPT", ""}, // more than one token
+		{"fd00::1", ""},              // iptables (IPv4) refuses IPv6
+		{"::ffff:10.0.0.1", ""},
+		{"example.com", ""},
+		{"", ""},
+		{"10.0.0.0/33", ""},
+	} {
+		got := ""
+		if pfxs, ok := IPTablesRanges(tc.in); ok {
+			got = prefixList(pfxs)
+		}
+		if got != tc.want {
+			t.Errorf("IPTablesRanges(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

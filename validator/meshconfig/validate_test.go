@@ -186,10 +186,10 @@ func TestValidateRules(t *testing.T) {
 			`spec.traffic.outboundIPRangeExclusionList[0]: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`,
 			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "::ffff:192.168.1.1/128": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 192.168.1.1/32`}},
 		{name: "cidr without prefix", sets: []kv{{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "10.0.0.0"}}}, want: []string{
-			`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8 or fd00::/8`}},
+			`spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.0/32`}},
 		{name: "cidr garbage v6 and spaces", sets: []kv{{"spec.traffic.outboundIPRangeInclusionList", []any{"fd00::/129", " 10.0.0.0/8", "x"}}}, want: []string{
 			`spec.traffic.outboundIPRangeInclusionList[0]: Invalid value: "fd00::/129": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
-			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8`,
+			`spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: " 10.0.0.0/8": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.0/8`,
 			`spec.traffic.outboundIPRangeInclusionList[2]: Invalid value: "x": must be a CIDR such as 10.0.0.0/8 or fd00::/8`}},
 		{name: "included range inside excluded range", sets: []kv{
 			{"spec.traffic.outboundIPRangeExclusionList", []any{"192.168.0.0/16", "10.0.0.0/8"}},
