@@ -211,7 +211,9 @@ func TestCABundleSecretIsTheTrust(t *testing.T) {
 
 // TestCABundleWithoutSecret: without a CA bundle Secret the status.ca of the
 // newest certificate is the trust; the CA of one signed earlier, even if its
-// issuance completes later, does not replace it.
+// issuance completes later, does not replace it. Before anything is issued,
+// CABundle learns it from an "init-cert" certificate, as FSM's controller
+// does at start: a webhook's caBundle is needed before its serving cert.
 func TestCABundleWithoutSecret(t *testing.T) {
 	ctx := context.Background()
 	oldRoot, nextRoot := newRoot(t), newRoot(t)
@@ -220,8 +222,17 @@ func TestCABundleWithoutSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := i.CABundle(ctx); err == nil || !strings.Contains(err.Error(), "no CA known yet") {
-		t.Errorf("CABundle before any issuance: err = %v", err)
+	if b, err := i.CABundle(ctx); err != nil || !bytes.Equal(b, pemOf(oldRoot.Cert)) {
+		t.Errorf("CABundle before any issuance = %s, %v; want the root, learnt from an init-cert", b, err)
+	}
+	if got := requestedNames(t, cm); len(got) != 1 || got[0] != initCertName {
+		t.Errorf("CertificateRequests %q, want one for %s", got, initCertName)
+	}
+	if _, err := i.CABundle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := requestedNames(t, cm); len(got) != 1 {
+		t.Errorf("CertificateRequests %q: CABundle asked again although it knows the CA", got)
 	}
 	if _, err := issueServing(ctx, i); err != nil {
 		t.Fatal(err)
@@ -245,4 +256,24 @@ func TestCABundleWithoutSecret(t *testing.T) {
 	if b, _ := i.CABundle(ctx); !bytes.Equal(b, pemOf(nextRoot.Cert)) {
 		t.Errorf("a CA from an earlier signature replaced the newest: CABundle = %s", b)
 	}
+}
+
+// requestedNames is the common name of every CertificateRequest created
+// through cm, in order.
+func requestedNames(t *testing.T, cm *cmfake.Clientset) []string {
+	t.Helper()
+	var out []string
+	for _, a := range cm.Actions() {
+		c, ok := a.(k8stesting.CreateAction)
+		if !ok || a.GetVerb() != "create" || a.GetResource().Resource != "certificaterequests" {
+			continue
+		}
+		b, _ := pem.Decode(c.GetObject().(*cmapi.CertificateRequest).Spec.Request)
+		csr, err := x509.ParseCertificateRequest(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, csr.Subject.CommonName)
+	}
+	return out
 }

@@ -59,6 +59,9 @@ const (
 	// deleteTimeout bounds the clean-up of a CertificateRequest, which runs
 	// even when the caller's ctx has expired.
 	deleteTimeout = 10 * time.Second
+	// initCertName is the common name of the certificate learnCA asks
+	// for, FSM's.
+	initCertName = "init-cert"
 )
 
 // Options configure the cert-manager provider (FSM's --cert-manager-issuer-*
@@ -74,11 +77,13 @@ type Options struct {
 	// Keys supplies leaf keys; nil means keys generated per request.
 	Keys *keypool.Set
 	// CABundleSecret, when set, is read (key ca.crt) with Secrets at every
-	// call and is then all CABundle returns: FSM requires the issuer's root
-	// there, it is known before the first certificate is issued, and every
-	// replica reads the same one (certs/rootrotation). A certificate that
-	// does not chain to it is refused. Unset, CABundle is the status.ca of
-	// the newest certificate this process issued.
+	// call and, while it exists, is all CABundle returns: it is known
+	// before the first certificate is issued, and every replica reads the
+	// same one (certs/rootrotation). A certificate that does not chain to
+	// it is refused. Unset or absent, CABundle is the status.ca of the
+	// newest certificate this process issued, which is all FSM v1.5.1
+	// reads with cert-manager (its docs ask for the Secret, its code never
+	// reads it: a ClusterIssuer's CA Secret, for one, lives elsewhere).
 	CABundleSecret string
 	Secrets        kubernetes.Interface
 	Logger         logr.Logger
@@ -116,15 +121,19 @@ type Issuer struct {
 	keys *keypool.Set
 	log  logr.Logger
 
-	// Without CABundleSecret, the status.ca of the newest certificate
-	// issued (by NotBefore, so an issuance that completes late with the
-	// previous signer does not bring its CA back) and that NotBefore. Never
-	// read when a CABundleSecret is set: a replica that has not issued
-	// since the signer changed would keep publishing the old root after
-	// it left the Secret.
+	// The status.ca of the newest certificate issued (by NotBefore, so an
+	// issuance that completes late with the previous signer does not bring
+	// its CA back) and that NotBefore. Never read while the CABundleSecret
+	// exists: a replica that has not issued since the signer changed would
+	// keep publishing the old root after it left the Secret.
 	mu     sync.Mutex
 	lastCA []byte
 	lastAt time.Time
+	// secretAbsent is whether the CABundleSecret was last found missing,
+	// so the change is logged once each way.
+	secretAbsent bool
+	// learning serialises learnCA.
+	learning sync.Mutex
 	// signer is the CA that signed the newest certificate: requests are
 	// cut to end before it.
 	signer *x509.Certificate
@@ -170,7 +179,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	}
 	// The CA Secret is read before anything is asked of cert-manager, so
 	// a broken one costs no CertificateRequest.
-	secretCA, err := i.secretBundle(ctx)
+	secretCA, fromSecret, err := i.secretBundle(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +206,7 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if capCA != nil {
 		validity = certs.CappedValidity(req.Validity, time.Now(), capCA.NotAfter)
 	}
-	c, leaf, signer, err := i.issueOnce(ctx, req, key, csrPEM, secretCA, validity)
+	c, leaf, signer, err := i.issueOnce(ctx, req, key, csrPEM, secretCA, fromSecret, validity)
 	if err != nil || signer == nil {
 		return c, err
 	}
@@ -207,14 +216,15 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if !outlives && !cutShort {
 		return c, nil
 	}
-	c, _, _, err = i.issueOnce(ctx, req, key, csrPEM, secretCA, again)
+	c, _, _, err = i.issueOnce(ctx, req, key, csrPEM, secretCA, fromSecret, again)
 	return c, err
 }
 
 // issueOnce asks for one certificate valid for validity and returns it with
 // its leaf and the CA that signed it (nil when none of the chain,
-// status.ca and the CA Secret's bundle is).
-func (i *Issuer) issueOnce(ctx context.Context, req certs.Request, key crypto.Signer, csrPEM []byte, secretCA *certs.Bundle, validity time.Duration) (*certs.Certificate, *x509.Certificate, *x509.Certificate, error) {
+// status.ca and the CA Secret's bundle is). fromSecret says secretCA is
+// the CA Secret's (else it is empty: no Secret configured, or none there).
+func (i *Issuer) issueOnce(ctx context.Context, req certs.Request, key crypto.Signer, csrPEM []byte, secretCA *certs.Bundle, fromSecret bool, validity time.Duration) (*certs.Certificate, *x509.Certificate, *x509.Certificate, error) {
 	cr, err := i.request(ctx, &cmapi.CertificateRequest{
 		Spec: cmapi.CertificateRequestSpec{
 			Duration:  &metav1.Duration{Duration: validity},
@@ -238,17 +248,21 @@ func (i *Issuer) issueOnce(ctx context.Context, req certs.Request, key crypto.Si
 	}
 	chain, _ := certs.ParseCertsPEM(c.CertPEM) // parsed by IssuedCertificate
 	signer := certs.SignerOf(chain[0], slices.Concat(chain[1:], reported.Certificates(), secretCA.Certificates())...)
-	if i.opts.CABundleSecret != "" {
+	if reported.Len() > 0 {
+		// Kept also while the Secret exists, for when it is deleted.
+		i.remember(cr.Status.CA, chain[0].NotBefore)
+	}
+	if fromSecret {
 		if secretCA, err = i.trustedBySecret(ctx, secretCA, chain, reported); err != nil {
 			return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
 		}
 		if signer == nil {
 			signer = certs.SignerOf(chain[0], secretCA.Certificates()...) // a root added while in flight
 		}
-	} else if reported.Len() > 0 {
-		i.remember(cr.Status.CA, chain[0].NotBefore)
-	} else if reported, err = i.lastBundle(); err != nil { // no status.ca: the last one known
-		return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+	} else if reported.Len() == 0 {
+		if reported, err = i.lastBundle(); err != nil { // no status.ca: the last one known
+			return nil, nil, nil, fmt.Errorf("CertificateRequest %s: %w", ref, err)
+		}
 	}
 	// The certificate's own bundle also holds the status.ca it came with.
 	if c.CABundle, err = i.nonEmpty(secretCA.Merge(time.Now(), reported)); err != nil {
@@ -282,8 +296,8 @@ func (i *Issuer) request(ctx context.Context, cr *cmapi.CertificateRequest) (*cm
 	return done, nil
 }
 
-// remember keeps ca as the trusted bundle (no CABundleSecret) unless a
-// certificate signed later already brought one.
+// remember keeps ca as the trusted bundle (without the CABundleSecret)
+// unless a certificate signed later already brought one.
 func (i *Issuer) remember(ca []byte, signedAt time.Time) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -309,9 +323,12 @@ func (i *Issuer) trustedBySecret(ctx context.Context, secretCA *certs.Bundle, ch
 	if verify(secretCA) == nil {
 		return secretCA, nil
 	}
-	reread, err := i.secretBundle(ctx)
+	reread, found, err := i.secretBundle(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("CA Secret %s/%s was deleted while the certificate was issued", i.opts.Namespace, i.opts.CABundleSecret)
 	}
 	if err := verify(reread); err != nil {
 		return nil, fmt.Errorf("the issuer %s %q signed under CA %q, which no root in ca.crt of CA Secret %s/%s verifies: add its root to ca.crt before the issuer signs with it (certs/rootrotation): %w",
@@ -470,9 +487,9 @@ func csrFor(req certs.Request, key crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// CABundle implements certs.Issuer: the ca.crt of CABundleSecret when one
-// is configured (the same on every replica), else the status.ca of the
-// newest certificate this process issued.
+// CABundle implements certs.Issuer: the ca.crt of CABundleSecret while it
+// exists (the same on every replica), else the status.ca of the newest
+// certificate this process issued.
 func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
 	b, err := i.bundle(ctx)
 	if err != nil {
@@ -482,18 +499,40 @@ func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
 }
 
 func (i *Issuer) bundle(ctx context.Context) ([]byte, error) {
-	if i.opts.CABundleSecret != "" {
-		b, err := i.secretBundle(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return b.PEM(), nil
-	}
-	b, err := i.lastBundle()
+	b, fromSecret, err := i.secretBundle(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if fromSecret {
+		return b.PEM(), nil
+	}
+	if b, err = i.lastBundle(); err != nil {
+		return nil, err
+	}
+	if b.Len() > 0 {
+		return b.PEM(), nil
+	}
+	if b, err = i.learnCA(ctx); err != nil {
+		return nil, err
+	}
 	return i.nonEmpty(b)
+}
+
+// learnCA asks for a throwaway certificate to learn the issuer's CA from
+// its status.ca, when no Secret holds it and nothing has been issued yet:
+// the caBundle of a webhook is needed before its first serving cert. FSM's
+// controller does the same at start ("init-cert", 1 s). One caller asks at
+// a time; the others then read what it learnt.
+func (i *Issuer) learnCA(ctx context.Context) (*certs.Bundle, error) {
+	i.learning.Lock()
+	defer i.learning.Unlock()
+	if b, err := i.lastBundle(); err != nil || b.Len() > 0 {
+		return b, err
+	}
+	if _, err := i.Issue(ctx, certs.Request{CommonName: initCertName, Validity: time.Second, Usage: certs.UsageServer}); err != nil {
+		return nil, fmt.Errorf("learning the CA from an %s certificate: %w", initCertName, err)
+	}
+	return i.lastBundle()
 }
 
 func (i *Issuer) lastBundle() (*certs.Bundle, error) {
@@ -503,31 +542,53 @@ func (i *Issuer) lastBundle() (*certs.Bundle, error) {
 	return i.parseReported(last)
 }
 
-// secretBundle is the ca.crt of CABundleSecret, parsed (empty when none is
-// configured). The Secret is the user's (FSM's docs have it created by
-// hand), so what is wrong with it names the Secret and the key.
-func (i *Issuer) secretBundle(ctx context.Context) (*certs.Bundle, error) {
+// secretBundle is the ca.crt of CABundleSecret, parsed, and true; empty and
+// false when none is configured or none exists. The Secret is the user's
+// (FSM's docs have it created by hand), so what is wrong with one that
+// exists names the Secret and the key.
+func (i *Issuer) secretBundle(ctx context.Context) (*certs.Bundle, bool, error) {
 	if i.opts.CABundleSecret == "" {
-		return certs.NewBundle(time.Now()), nil
+		return certs.NewBundle(time.Now()), false, nil
 	}
 	name := i.opts.Namespace + "/" + i.opts.CABundleSecret
 	s, err := i.opts.Secrets.CoreV1().Secrets(i.opts.Namespace).Get(ctx, i.opts.CABundleSecret, metav1.GetOptions{})
+	i.noteSecretAbsent(name, apierrors.IsNotFound(err))
+	if apierrors.IsNotFound(err) {
+		return certs.NewBundle(time.Now()), false, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("reading CA Secret %s: %w", name, err)
+		return nil, false, fmt.Errorf("reading CA Secret %s: %w", name, err)
 	}
 	pem := s.Data["ca.crt"]
 	if len(bytes.TrimSpace(pem)) == 0 {
-		return nil, fmt.Errorf("CA Secret %s has no ca.crt", name)
+		return nil, false, fmt.Errorf("CA Secret %s has no ca.crt", name)
 	}
 	cas, err := certs.ParseCertsPEM(pem)
 	if err != nil {
-		return nil, fmt.Errorf("CA Secret %s, key ca.crt: %w", name, err)
+		return nil, false, fmt.Errorf("CA Secret %s, key ca.crt: %w", name, err)
 	}
 	b := certs.NewBundle(time.Now(), cas...)
 	if b.Len() == 0 {
-		return nil, fmt.Errorf("CA Secret %s, key ca.crt: every certificate has expired", name)
+		return nil, false, fmt.Errorf("CA Secret %s, key ca.crt: every certificate has expired", name)
 	}
-	return b, nil
+	return b, true, nil
+}
+
+// noteSecretAbsent logs when the CA Secret goes missing or comes back.
+func (i *Issuer) noteSecretAbsent(name string, absent bool) {
+	i.mu.Lock()
+	changed := absent != i.secretAbsent
+	i.secretAbsent = absent
+	i.mu.Unlock()
+	if !changed || i.log.GetSink() == nil {
+		return
+	}
+	if absent {
+		i.log.Info("No CA Secret: trusting the status.ca the issuer reports with each certificate, as FSM does; create it (key ca.crt) to give every replica the same trust and to rotate the issuer's root (certs/rootrotation)",
+			"secret", name)
+		return
+	}
+	i.log.Info("CA Secret found: its ca.crt is the trusted CA bundle", "secret", name)
 }
 
 // parseReported parses a status.ca (empty gives an empty bundle).

@@ -13,9 +13,11 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
-// Keys of the CA Secret. The first three are FSM's; the rotation.* keys are
-// ours and record a root rotation in progress so any replica or a re-run of
-// `certs rotate-root` can resume it.
+// Keys of the CA Secret. ca.crt and private.key are FSM's (v1.5.1 writes
+// only those, pkg/certificate/castorage/k8s); expiration is the key OSM's
+// documentation shows for this Secret, which FSM neither writes nor reads;
+// the rotation.* keys are ours and record a root rotation in progress so
+// any replica or a re-run of `certs rotate-root` can resume it.
 const (
 	// KeyCABundle holds every root currently trusted (old and new during a
 	// rotation).

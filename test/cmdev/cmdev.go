@@ -22,6 +22,7 @@ import (
 	"github.com/cert-manager/cert-manager/pkg/controller"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/clusterissuers"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
 	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca" // registers the CA issuer; without it Issuers never get a condition
 	"github.com/cert-manager/cert-manager/pkg/logs"
@@ -49,10 +50,25 @@ func CRDs(t testing.TB) string {
 }
 
 // Start runs cert-manager's issuers, approver and CA issuer controllers for
-// namespace ns until the test ends. Order matters: the factory, then the
+// namespace ns until the test ends.
+func Start(t testing.TB, kubeconfig []byte, ns string) {
+	t.Helper()
+	start(t, kubeconfig, ns, ns, controllers)
+}
+
+// StartCluster runs them for every namespace, with the clusterissuers
+// controller, as cert-manager is installed: a ClusterIssuer's CA Secret
+// lives in clusterResourceNamespace (cert-manager's own namespace), not in
+// the namespace of the CertificateRequests.
+func StartCluster(t testing.TB, kubeconfig []byte, clusterResourceNamespace string) {
+	t.Helper()
+	start(t, kubeconfig, "", clusterResourceNamespace, append([]string{"clusterissuers"}, controllers...))
+}
+
+// start runs the named controllers. Order matters: the factory, then the
 // constructors (they request the informers), then the informers, then Run,
 // then the cache sync.
-func Start(t testing.TB, kubeconfig []byte, ns string) {
+func start(t testing.TB, kubeconfig []byte, ns, clusterResourceNamespace string, controllers []string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
@@ -62,7 +78,7 @@ func Start(t testing.TB, kubeconfig []byte, ns string) {
 	ctx, cancel := context.WithCancel(logs.NewContext(context.Background(), logr.Discard()))
 	factory, err := controller.NewContextFactory(ctx, controller.ContextOptions{
 		Kubeconfig: path, KubernetesAPIQPS: 100, KubernetesAPIBurst: 200, Namespace: ns,
-		IssuerOptions: controller.IssuerOptions{ClusterResourceNamespace: ns},
+		IssuerOptions: controller.IssuerOptions{ClusterResourceNamespace: clusterResourceNamespace},
 	})
 	if err != nil {
 		cancel()
@@ -147,4 +163,28 @@ func WaitIssuerReady(t testing.TB, cm cmclient.Interface, ns, name string, timeo
 			t.Fatalf("Issuer %s/%s not Ready within %s; conditions %+v", ns, name, timeout, last)
 		}
 	}
+}
+
+// WaitClusterIssuerReady waits (up to timeout) until ClusterIssuer name is
+// Ready, as the clusterissuers controller sets it once the CA Secret in the
+// cluster resource namespace verifies, and fails t with its last condition
+// otherwise.
+func WaitClusterIssuerReady(t testing.TB, cm cmclient.Interface, name string, timeout time.Duration) {
+	t.Helper()
+	var last []cmapi.IssuerCondition
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		iss, err := cm.CertmanagerV1().ClusterIssuers().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = iss.Status.Conditions
+		for _, c := range last {
+			if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionTrue {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("ClusterIssuer %s not Ready within %s; conditions %+v", name, timeout, last)
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// TestServeOnClusterIssuerWithoutCABundleSecret: FSM v1.5.1 with
+// cert-manager never reads fsm-ca-bundle (its provider takes the CA from
+// each CertificateRequest's status.ca; its controller learns it at start
+// from an "init-cert"), so an FSM user on a ClusterIssuer, whose CA Secret
+// lives in cert-manager's namespace, may have none. `serve` with FSM's
+// cert-manager flags and the default --ca-bundle-secret-name must still
+// become ready there: its serving cert and its registration's caBundle come
+// from the ClusterIssuer, signed by cert-manager's own controllers.
+func TestServeOnClusterIssuerWithoutCABundleSecret(t *testing.T) {
+	const ns = "fsm-system"
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{testenv.MeshConfigCRDs(), cmdev.CRDs(t)}})
+	for _, n := range []string{ns, "cert-manager"} {
+		if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmdev.StartCluster(t, env.KubeConfig, "cert-manager")
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	root, err := certs.NewRootAuthority(certs.RSA2048, 87600*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM := certs.EncodeCertsPEM(root.Cert)
+	rootKey, _ := certs.EncodeKeyPEM(root.Key)
+	if _, err := env.Clientset.CoreV1().Secrets("cert-manager").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-root"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"tls.crt": rootPEM, "tls.key": rootKey},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cm.CertmanagerV1().ClusterIssuers().Create(ctx, &cmapi.ClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-ca"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "mesh-root"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cmdev.WaitClusterIssuerReady(t, cm, "mesh-ca", 30*time.Second)
+
+	o, done := serveValidator(ctx, t, env.Config, ns, func(o *options) {
+		o.certificateManager = "cert-manager"
+		o.certManagerIssuerName, o.certManagerIssuerKind = "mesh-ca", "ClusterIssuer"
+		o.keyPoolSize = 0
+	})
+	if o.caBundleSecretName != fsmnames.CABundleSecretName {
+		t.Fatalf("--ca-bundle-secret-name %q, want the default %q", o.caBundleSecretName, fsmnames.CABundleSecretName)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root.Cert)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, ServerName: fmt.Sprintf("%s.%s.svc", fsmnames.ValidatorService, ns)}}}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", o.validatorPort, fsmnames.ValidatorPath)
+	answers := func() error {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	for deadline := time.Now().Add(90 * time.Second); answers() != nil; time.Sleep(200 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the validator never answered on a cert from the ClusterIssuer's root: %v", answers())
+		}
+	}
+	var bundle []byte
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		list, err := env.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list.Items {
+			for _, w := range c.Webhooks {
+				if w.ClientConfig.URL != nil && strings.Contains(*w.ClientConfig.URL, fmt.Sprintf(":%d/", o.validatorPort)) {
+					bundle = w.ClientConfig.CABundle
+				}
+			}
+		}
+		if bytes.Equal(bundle, rootPEM) {
+			break
+		}
+	}
+	if !bytes.Equal(bundle, rootPEM) {
+		t.Errorf("the validator registration's caBundle:\n%s\nis not the ClusterIssuer's root", bundle)
+	}
+	if _, err := env.Clientset.CoreV1().Secrets(ns).Get(ctx, fsmnames.CABundleSecretName, metav1.GetOptions{}); err == nil {
+		t.Errorf("%s/%s exists: serve must not write it with cert-manager", ns, fsmnames.CABundleSecretName)
+	}
+}
