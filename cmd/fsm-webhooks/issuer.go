@@ -27,10 +27,21 @@ func (o *options) keyAlgorithm() (certs.KeyAlgorithm, error) {
 }
 
 // bootstrapKeyAlgorithm maps --bootstrap-key-algorithm (checked by validate)
-// to the injector's choice.
+// to the injector's choice. auto is ECDSA P-256 where our own CA signs
+// (nothing reads the key, docs/design.md) and FSM's choice with
+// cert-manager: there the issuer is the user's, and its policy may refuse
+// anything but the RSA CSR FSM always sent (cert-manager's Vault issuer on
+// a role of Vault's default key_type rsa, an approver-policy on
+// privateKey.algorithm), which would fail every meshed pod create.
 func (o *options) bootstrapKeyAlgorithm() certs.KeyAlgorithm {
-	if o.bootstrapKeyAlg == "meshconfig" {
+	switch o.bootstrapKeyAlg {
+	case "meshconfig":
 		return injector.BootstrapKeyFromMeshConfig
+	case "auto":
+		if o.certificateManager == certmanager.ProviderName {
+			return injector.BootstrapKeyFromMeshConfig
+		}
+		return certs.ECDSAP256
 	}
 	alg, _ := certs.ParseKeyAlgorithm(o.bootstrapKeyAlg)
 	return alg

@@ -164,7 +164,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	}
 	fs.StringVar(&o.containerPullPolicy, "fsm-container-pull-policy", "", "imagePullPolicy of the injected fsm-init and fsm-healthcheck containers: Always, IfNotPresent or Never; empty leaves it to the apiserver (FSM's flag; the sidecar's is always IfNotPresent, as FSM's)")
 	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
-	fs.StringVar(&o.bootstrapKeyAlg, "bootstrap-key-algorithm", "ecdsa-p256", "key algorithm of per-pod bootstrap certificates (tresor, cert-manager; Vault's role decides): ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096, or meshconfig for FSM's choice (RSA of MeshConfig certKeyBitSize, else --ca-key-algorithm)")
+	fs.StringVar(&o.bootstrapKeyAlg, "bootstrap-key-algorithm", "auto", "key algorithm of per-pod bootstrap certificates (tresor, cert-manager; Vault's role decides): ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096, meshconfig for FSM's choice (RSA of MeshConfig certKeyBitSize, else --ca-key-algorithm), or auto: ecdsa-p256 with tresor, meshconfig with cert-manager (an issuer's policy may require the RSA FSM sends)")
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
 	fs.Float32Var(&o.admissionQPS, "kube-api-qps", defaultAdmissionQPS, "serve: sustained requests/s of the admission path's Kubernetes client (bootstrap Secrets, certificate issuance); a request held past the admission's deadline refuses the pod")
 	fs.IntVar(&o.admissionBurst, "kube-api-burst", defaultAdmissionBurst, "serve: burst of the admission path's Kubernetes client")
@@ -263,7 +263,7 @@ func (o *options) validate() error {
 		dns1123("mesh-name", o.meshName),
 		oneOf("certificate-manager", o.certificateManager, "tresor", "vault", "cert-manager"),
 		oneOf("ca-key-algorithm", o.caKeyAlgorithm, "rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"),
-		oneOf("bootstrap-key-algorithm", o.bootstrapKeyAlg, "ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096", "meshconfig"),
+		oneOf("bootstrap-key-algorithm", o.bootstrapKeyAlg, "auto", "ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "rsa4096", "meshconfig"),
 		oneOf("fsm-container-pull-policy", o.containerPullPolicy, "", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)),
 		oneOf("bootstrap-secret-writer", o.bootstrapSecretWriter, string(injector.SecretWriterAdmission), string(injector.SecretWriterController)),
 		oneOf("vault-protocol", o.vaultProtocol, "http", "https"),

@@ -7,6 +7,9 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
 // TestFlagErrors runs the real command tree: every bad value is a usage
@@ -182,5 +185,33 @@ func TestClientConfigs(t *testing.T) {
 				t.Errorf("loaded config changed to %g/%d", base.QPS, base.Burst)
 			}
 		})
+	}
+}
+
+// TestBootstrapKeyAlgorithm: auto (the default) is ECDSA P-256 where our own
+// CA signs and FSM's RSA of certKeyBitSize with cert-manager, whose issuer
+// policy (a Vault issuer on a role of key_type rsa, an approver-policy) may
+// refuse any other CSR than the one FSM sends.
+func TestBootstrapKeyAlgorithm(t *testing.T) {
+	for _, tc := range []struct {
+		flag, provider string
+		want           certs.KeyAlgorithm
+	}{
+		{"auto", "tresor", certs.ECDSAP256},
+		{"auto", "cert-manager", injector.BootstrapKeyFromMeshConfig},
+		{"auto", "vault", certs.ECDSAP256}, // unused: Vault's role makes the key
+		{"ecdsa-p256", "cert-manager", certs.ECDSAP256},
+		{"meshconfig", "tresor", injector.BootstrapKeyFromMeshConfig},
+		{"rsa3072", "tresor", certs.RSA3072},
+	} {
+		o := &options{}
+		o.addFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
+		if o.bootstrapKeyAlg != "auto" {
+			t.Fatalf("--bootstrap-key-algorithm defaults to %q, want auto", o.bootstrapKeyAlg)
+		}
+		o.bootstrapKeyAlg, o.certificateManager = tc.flag, tc.provider
+		if got := o.bootstrapKeyAlgorithm(); got != tc.want {
+			t.Errorf("--bootstrap-key-algorithm=%s --certificate-manager=%s: %v, want %v", tc.flag, tc.provider, got, tc.want)
+		}
 	}
 }

@@ -174,7 +174,7 @@ func TestFSMValuesHonoured(t *testing.T) {
 			replicas: 2, logLevel: "info", injectorTO: 20, validatorTO: 20, pdb: true,
 			resources:    map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux"},
-			extraArgs: []string{"--bootstrap-key-algorithm=ecdsa-p256", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
+			extraArgs: []string{"--bootstrap-key-algorithm=auto", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
 				"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s"},
 		}},
 		{"FSM's values file", readValuesFile(t, fsmValuesFile), honoured{

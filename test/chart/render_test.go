@@ -151,7 +151,7 @@ func TestRenderDefaults(t *testing.T) {
 			"--converter-port=9443", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 			"--log-level=info", "--key-pool-size=32", "--kube-api-qps=500", "--kube-api-burst=1000",
 			"--controller-kube-api-qps=200", "--controller-kube-api-burst=400",
-			"--bootstrap-key-algorithm=ecdsa-p256", "--bootstrap-secret-writer=admission", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
+			"--bootstrap-key-algorithm=auto", "--bootstrap-secret-writer=admission", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
 			"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s",
 			"--sidecar-image=flomesh/pipy:1.5.12",
 			"--init-container-image=flomesh/fsm-sidecar-init:1.5.1",
