@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -74,8 +75,8 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 		s.InterceptionMode = tr.InterceptionMode
 	}
 	trp := field.NewPath("spec", "traffic")
-	s.OutboundIPRangeExclusionList = s.iptablesRanges(trp.Child("outboundIPRangeExclusionList"), tr.OutboundIPRangeExclusionList)
-	s.OutboundIPRangeInclusionList = s.iptablesRanges(trp.Child("outboundIPRangeInclusionList"), tr.OutboundIPRangeInclusionList)
+	s.OutboundIPRangeExclusionList, s.exclFrom = s.iptablesRanges(trp.Child("outboundIPRangeExclusionList"), tr.OutboundIPRangeExclusionList)
+	s.OutboundIPRangeInclusionList, s.inclFrom = s.iptablesRanges(trp.Child("outboundIPRangeInclusionList"), tr.OutboundIPRangeInclusionList)
 	s.NetworkInterfaceExclusionList = append([]string(nil), tr.NetworkInterfaceExclusionList...)
 	for _, p := range tr.OutboundPortExclusionList {
 		s.OutboundPortExclusionList = append(s.OutboundPortExclusionList, int(p))
@@ -100,9 +101,10 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 // address, a dotted netmask, a comma-joined list) as those CIDRs. FSM v1.5.1 puts the lists into
 // its iptables rules unparsed, so such an entry worked there; refusing it
 // would make the injector ignore the whole MeshConfig of a mesh FSM ran.
-// The rule iptables keeps is the same either way.
-func (s *Settings) iptablesRanges(p *field.Path, list []string) []string {
-	out := make([]string, 0, len(list))
+// The rule iptables keeps is the same either way. from maps each entry
+// returned to the index of the entry it was read from.
+func (s *Settings) iptablesRanges(p *field.Path, list []string) (out []string, from []int) {
+	out, from = make([]string, 0, len(list)), make([]int, 0, len(list))
 	for i, v := range list {
 		if _, errs := rules.IPRange(nil, v); len(errs) > 0 {
 			if pfxs, ok := rules.IPTablesRanges(v); ok {
@@ -112,15 +114,33 @@ func (s *Settings) iptablesRanges(p *field.Path, list []string) []string {
 				}
 				s.fellBack = append(s.fellBack, fmt.Sprintf("%s %q is read as %s, as FSM's iptables reads it", p.Index(i), v, strings.Join(read, ", ")))
 				out = append(out, read...)
+				for range read {
+					from = append(from, i)
+				}
 				continue
 			}
 		}
-		out = append(out, v)
+		out, from = append(out, v), append(from, i)
 	}
 	if len(out) == 0 {
-		return nil
+		return nil, nil
 	}
-	return out
+	return out, from
+}
+
+// rangeErrors applies rule to each entry of list under p, indexed as the
+// MeshConfig's list is (from: see Settings.exclFrom).
+func rangeErrors(p *field.Path, list []string, from []int, rule func(*field.Path, string) (netip.Prefix, field.ErrorList)) field.ErrorList {
+	var errs field.ErrorList
+	for i, v := range list {
+		at := i
+		if i < len(from) {
+			at = from[i]
+		}
+		_, e := rule(p.Index(at), v)
+		errs = append(errs, e...)
+	}
+	return errs
 }
 
 // Validate applies the MeshConfig rules the injection depends on (package
@@ -169,10 +189,8 @@ func (s Settings) fieldErrors() field.ErrorList {
 
 	tr := field.NewPath("spec", "traffic")
 	errs = append(errs, rules.Enum(tr.Child("interceptionMode"), s.InterceptionMode, rules.InterceptionModes...)...)
-	_, e := rules.IPRanges(tr.Child("outboundIPRangeExclusionList"), s.OutboundIPRangeExclusionList)
-	errs = append(errs, e...)
-	_, e = rules.InterceptedIPRanges(tr.Child("outboundIPRangeInclusionList"), s.OutboundIPRangeInclusionList)
-	errs = append(errs, e...)
+	errs = append(errs, rangeErrors(tr.Child("outboundIPRangeExclusionList"), s.OutboundIPRangeExclusionList, s.exclFrom, rules.IPRange)...)
+	errs = append(errs, rangeErrors(tr.Child("outboundIPRangeInclusionList"), s.OutboundIPRangeInclusionList, s.inclFrom, rules.InterceptedIPRange)...)
 	errs = append(errs, rules.Ports(tr.Child("outboundPortExclusionList"), int64s(s.OutboundPortExclusionList))...)
 	errs = append(errs, rules.Ports(tr.Child("inboundPortExclusionList"), int64s(s.InboundPortExclusionList))...)
 	errs = append(errs, rules.InterfaceNames(tr.Child("networkInterfaceExclusionList"), s.NetworkInterfaceExclusionList)...)
@@ -272,19 +290,21 @@ func (c *CachedMeshConfig) apply(mc *configv1alpha3.MeshConfig) {
 	}
 	c.version = mc.ResourceVersion
 	s := SettingsFromMeshConfig(mc)
-	if len(s.fellBack) > 0 {
-		msg := strings.Join(s.fellBack, "; ")
-		if c.Logger.GetSink() != nil {
-			c.Logger.Info("MeshConfig values read as FSM reads them: "+msg,
-				"namespace", mc.Namespace, "name", mc.Name, "resourceVersion", mc.ResourceVersion)
-		}
-		if c.Recorder != nil {
-			c.Recorder.Eventf(mc, nil, corev1.EventTypeWarning, EventMeshConfigFellBack, eventActionApply, "%s",
-				truncateNote("the sidecar injector reads resourceVersion "+mc.ResourceVersion+" as FSM does: "+msg))
-		}
-	}
 	errs := s.fieldErrors()
 	if len(errs) == 0 {
+		// Said only of a MeshConfig that applies: a rejected one is
+		// reported field by field below.
+		if len(s.fellBack) > 0 {
+			msg := strings.Join(s.fellBack, "; ")
+			if c.Logger.GetSink() != nil {
+				c.Logger.Info("MeshConfig values read as FSM reads them: "+msg,
+					"namespace", mc.Namespace, "name", mc.Name, "resourceVersion", mc.ResourceVersion)
+			}
+			if c.Recorder != nil {
+				c.Recorder.Eventf(mc, nil, corev1.EventTypeWarning, EventMeshConfigFellBack, eventActionApply, "%s",
+					truncateNote("the sidecar injector reads resourceVersion "+mc.ResourceVersion+" as FSM does: "+msg))
+			}
+		}
 		s.validated = true
 		c.settings, c.validFrom = s, mc.ResourceVersion
 		meshConfigRejected.Reset()

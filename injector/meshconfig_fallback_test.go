@@ -114,6 +114,7 @@ func TestMeshConfigRangesReadAsIPTablesReadsThem(t *testing.T) {
 		wantRules        []string
 		wantEvent        []string
 		wantRejectedFrom string // "" = applied
+		wantRejectText   string
 	}{
 		{
 			name:      "bare address and dotted masks",
@@ -144,6 +145,11 @@ func TestMeshConfigRangesReadAsIPTablesReadsThem(t *testing.T) {
 		},
 		{name: "CIDRs as they are: no Event", excl: []string{"10.1.2.3/8"}, wantExcl: []string{"10.1.2.3/8"}, wantRules: []string{"-d 10.1.2.3/8 -j RETURN"}},
 		{name: "a zero-padded prefix iptables refuses", excl: []string{"10.0.0.0/08"}, wantRejectedFrom: "spec.traffic.outboundIPRangeExclusionList"},
+		{
+			name: "refused after a comma-joined entry: named at its own index", excl: []string{"10.0.0.0/8,10.1.0.0/16", "10.0.0.0/08"},
+			wantRejectedFrom: "spec.traffic.outboundIPRangeExclusionList",
+			wantRejectText:   `spec.traffic.outboundIPRangeExclusionList[1]: Invalid value: "10.0.0.0/08"`,
+		},
 		{name: "an IPv6 inclusion", incl: []string{"fd00::/8"}, wantRejectedFrom: "spec.traffic.outboundIPRangeInclusionList"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,8 +171,10 @@ func TestMeshConfigRangesReadAsIPTablesReadsThem(t *testing.T) {
 				if set.SidecarImage == mc.Spec.Sidecar.SidecarImage {
 					t.Errorf("the rejected MeshConfig's sidecar image is used")
 				}
-				if len(events) != 1 || !strings.HasPrefix(events[0], "Warning "+EventMeshConfigRejected+" ") {
-					t.Errorf("Events %q, want one Warning %s", events, EventMeshConfigRejected)
+				// One Event: a value read as FSM reads it is not reported for
+				// a MeshConfig that does not apply.
+				if len(events) != 1 || !strings.HasPrefix(events[0], "Warning "+EventMeshConfigRejected+" ") || !strings.Contains(events[0], tc.wantRejectText) {
+					t.Errorf("Events %q, want one Warning %s saying %q", events, EventMeshConfigRejected, tc.wantRejectText)
 				}
 				return
 			}

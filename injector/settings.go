@@ -125,6 +125,11 @@ type Settings struct {
 	// fellBack names the MeshConfig values replaced, as FSM replaces them,
 	// by SettingsFromMeshConfig (reported by CachedMeshConfig).
 	fellBack []string
+	// exclFrom and inclFrom map each entry of the outbound range lists to
+	// its index in the MeshConfig's list (nil: the same index), which
+	// differs after a comma-joined entry was read as several CIDRs, so a
+	// field error names the entry the MeshConfig holds.
+	exclFrom, inclFrom []int
 }
 
 // DefaultSettings are the values used when the mesh has no MeshConfig; they
