@@ -31,7 +31,7 @@ func fullMeshConfig(b testing.TB) []byte {
 	sc["tlsMinProtocolVersion"], sc["tlsMaxProtocolVersion"] = "TLSv1_2", "TLSv1_3"
 	sc["cipherSuites"] = []any{"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"}
 	sc["ecdhCurves"] = []any{"X25519", "P-256", "P-384"}
-	sc["localDNSProxy"] = map[string]any{"enable": true, "primaryUpstreamDNSServerIPAddr": "10.96.0.10", "secondaryUpstreamDNSServerIPAddr": "fd00::a",
+	sc["localDNSProxy"] = map[string]any{"enable": true, "primaryUpstreamDNSServerIPAddr": "10.96.0.10", "secondaryUpstreamDNSServerIPAddr": "10.96.0.11",
 		"wildcard": map[string]any{"enable": true, "los": []any{map[string]any{"ipv4": "127.0.0.2", "ipv6": "::1"}}}}
 	tr := spec["traffic"].(map[string]any)
 	tr["outboundIPRangeExclusionList"] = []any{"10.96.0.0/12", "169.254.169.254/32", "fd00:10:96::/112"}

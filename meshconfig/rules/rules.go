@@ -274,7 +274,9 @@ func RepoServerAddr(p *field.Path, v string) field.ErrorList {
 	if _, err := netip.ParseAddr(v); err == nil {
 		return nil
 	}
-	if len(validation.IsDNS1123Subdomain(strings.ToLower(v))) > 0 {
+	// A trailing dot makes the name absolute, valid in the URL FSM and we
+	// write it into.
+	if name := strings.TrimSuffix(v, "."); name == "" || len(validation.IsDNS1123Subdomain(strings.ToLower(name))) > 0 {
 		return field.ErrorList{field.Invalid(p, v, "must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system")}
 	}
 	return nil

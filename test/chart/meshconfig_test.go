@@ -142,7 +142,7 @@ fsm:
   trafficInterceptionMode: NodeLevel
   outboundIPRangeInclusionList: [10.0.0.0/8]
   networkInterfaceExclusionList: [eth1, "veth+"]
-  localDNSProxy: {enable: true, primaryUpstreamDNSServerIPAddr: 10.96.0.10, secondaryUpstreamDNSServerIPAddr: "fd00::a", searchesWithNamespace: false}
+  localDNSProxy: {enable: true, primaryUpstreamDNSServerIPAddr: 10.96.0.10, secondaryUpstreamDNSServerIPAddr: kube-dns.kube-system.svc.cluster.local, searchesWithNamespace: false}
   sidecar: {holdApplicationUntilProxyStarts: false, gracefulExitUntilDownstreamEnds: false}
   tracing: {enable: true, address: jaeger.fsm-system.svc.cluster.local, port: 9412, endpoint: /api/v2/spans, sampledFraction: "0.2"}
   controllerLogLevel: warn
@@ -178,7 +178,7 @@ clusterSet: {isManaged: true, region: eu, zone: eu-west-1, group: edge, name: cl
 		// values.yaml; searchesWith* are not MeshConfig fields.
 		{"fsm.localDNSProxy", "spec.sidecar.localDNSProxy", map[string]any{
 			"enable": true, "generateIPv6BasedOnIPv4": false,
-			"primaryUpstreamDNSServerIPAddr": "10.96.0.10", "secondaryUpstreamDNSServerIPAddr": "fd00::a",
+			"primaryUpstreamDNSServerIPAddr": "10.96.0.10", "secondaryUpstreamDNSServerIPAddr": "kube-dns.kube-system.svc.cluster.local",
 			"wildcard": map[string]any{"enable": false, "los": []any{}, "ips": []any{map[string]any{"ipv4": "127.0.0.2"}}},
 		}},
 		{"fsm.tracing", "spec.observability.tracing", map[string]any{

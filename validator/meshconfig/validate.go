@@ -369,8 +369,8 @@ func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	errs = append(errs, s.HealthcheckResources.validate(p.Child("healthcheckResources"))...)
 
 	dns := p.Child("localDNSProxy")
-	errs = append(errs, check.IP(dns.Child("primaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Primary)...)
-	errs = append(errs, check.IP(dns.Child("secondaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Secondary)...)
+	errs = append(errs, check.DNSUpstream(dns.Child("primaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Primary)...)
+	errs = append(errs, check.DNSUpstream(dns.Child("secondaryUpstreamDNSServerIPAddr"), s.LocalDNSProxy.Secondary)...)
 	errs = append(errs, resolveAddrs(dns.Child("wildcard", "los"), s.LocalDNSProxy.Wildcard.LOs)...)
 	errs = append(errs, resolveAddrs(dns.Child("wildcard", "ips"), s.LocalDNSProxy.Wildcard.IPs)...)
 	for i, db := range s.LocalDNSProxy.DB {

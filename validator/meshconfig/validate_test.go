@@ -293,7 +293,7 @@ func TestValidateRules(t *testing.T) {
 			`spec.warmup.maxWeight: Invalid value: 101: should be less than or equal to 100`}},
 		// DNS
 		{name: "dns addresses ok", sets: []kv{
-			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "10.96.0.10"}, {"spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr", "fd00::a"},
+			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "10.96.0.10"}, {"spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr", "kube-dns.kube-system.svc.cluster.local."},
 			{"spec.sidecar.localDNSProxy.wildcard.los", []any{map[string]any{"ipv4": "127.0.0.2", "ipv6": "::1"}}},
 			// As FSM serves them: AAAA only, and the IPv4-mapped form FSM
 			// writes for generateIPv6BasedOnIPv4.
@@ -301,10 +301,12 @@ func TestValidateRules(t *testing.T) {
 			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "10.0.0.10", "port": 53}}}}},
 		{name: "dns addresses bad", sets: []kv{
 			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "8.8.8"},
+			{"spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr", "fd00::a"},
 			{"spec.sidecar.localDNSProxy.wildcard.ips", []any{map[string]any{"ipv4": "::1", "ipv6": "127.0.0.1"}, map[string]any{"ipv4": ""}}},
 			{"spec.sidecar.localDNSProxy.db", []any{map[string]any{"dn": "a.b", "ips": []any{map[string]any{"ipv4": "1.2.3.4.5"}}}}},
 			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "dns.local", "port": 65536}}}}, want: []string{
-			`spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr: Invalid value: "8.8.8": must be an IP address such as 10.96.0.10 or fd00::a`,
+			`spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr: Invalid value: "8.8.8": must be an IPv4 address or a host name, such as 10.96.0.10 or kube-dns.kube-system.svc.cluster.local`,
+			`spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr: Invalid value: "fd00::a": FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: use an IPv4 address or a host name`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Invalid value: "::1": must be an IPv4 address such as 127.0.0.2`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv6: Invalid value: "127.0.0.1": must be an IPv6 address such as fd00::2`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[1].ipv4: Required value: an IPv4 address such as 127.0.0.2, or an ipv6 for an entry that answers AAAA only`,

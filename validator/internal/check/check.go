@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
@@ -31,6 +32,32 @@ func IP(p *field.Path, s string) field.ErrorList {
 	}
 	if _, err := netip.ParseAddr(s); err != nil {
 		return field.ErrorList{field.Invalid(p, s, "must be an IP address such as 10.96.0.10 or fd00::a")}
+	}
+	return nil
+}
+
+// DNSUpstream checks an upstream of FSM's local DNS proxy
+// (localDNSProxy.primary/secondaryUpstreamDNSServerIPAddr); empty is "not
+// set". FSM v1.5.1's controller, the only reader, forwards queries to
+// fmt.Sprintf("%s:53", value) (pkg/dns/config.go GetNameservers) and dials
+// that: an IPv4 address works, and so does a host name, which its resolver
+// looks up; an IPv6 address does not, as "fd00::a:53" is no host:port.
+func DNSUpstream(p *field.Path, s string) field.ErrorList {
+	if s == "" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Is4() {
+			return nil
+		}
+		return field.ErrorList{field.Invalid(p, s, `FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: use an IPv4 address or a host name`)}
+	}
+	// A name whose last label is all digits ("8.8.8") is no host name
+	// (RFC 3696 2): it is an address with a part missing.
+	name := strings.TrimSuffix(s, ".")
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	if name == "" || strings.Trim(last, "0123456789") == "" || len(validation.IsDNS1123Subdomain(strings.ToLower(name))) > 0 {
+		return field.ErrorList{field.Invalid(p, s, "must be an IPv4 address or a host name, such as 10.96.0.10 or kube-dns.kube-system.svc.cluster.local")}
 	}
 	return nil
 }

@@ -41,3 +41,18 @@ func TestChecks(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestDNSUpstream(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"", true}, {"10.96.0.10", true}, {"kube-dns.kube-system.svc.cluster.local", true}, {"coredns.kube-system.", true},
+		{"CoreDNS", true}, {"fd00::a", false}, {"::ffff:10.0.0.1", false}, {"8.8.8", false}, {"8.8.8:53", false},
+		{"10.96.0.10:53", false}, {".", false}, {"a..b", false}, {"-dns", false}, {"dns_1", false},
+	} {
+		if errs := DNSUpstream(field.NewPath("u"), tc.in); (len(errs) == 0) != tc.ok {
+			t.Errorf("DNSUpstream(%q) = %v, want ok=%v", tc.in, errs, tc.ok)
+		}
+	}
+}
