@@ -24,21 +24,32 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
-// getCounter counts GET requests whose path ends with a suffix.
+// getCounter counts GET requests whose path ends with a suffix, over every
+// transport a rest.Config makes (wrap).
 type getCounter struct {
-	rt     http.RoundTripper
 	suffix string
 	mu     sync.Mutex
 	n      int
 }
 
-func (c *getCounter) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, c.suffix) {
-		c.mu.Lock()
-		c.n++
-		c.mu.Unlock()
+// wrap is a rest.Config WrapTransport: each transport built from the
+// config (one per client) gets its own counting round tripper.
+func (c *getCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return countingTransport{c: c, rt: rt}
+}
+
+type countingTransport struct {
+	c  *getCounter
+	rt http.RoundTripper
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, t.c.suffix) {
+		t.c.mu.Lock()
+		t.c.n++
+		t.c.mu.Unlock()
 	}
-	return c.rt.RoundTrip(r)
+	return t.rt.RoundTrip(r)
 }
 
 func (c *getCounter) get() int {
@@ -114,7 +125,7 @@ func TestValidatorReadsFromCache(t *testing.T) {
 
 	counter := &getCounter{suffix: "/namespaces/" + ns + "/meshconfigs/" + fsmnames.MeshConfigName}
 	cfg := rest.CopyConfig(env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.rt = rt; return counter })
+	cfg.Wrap(counter.wrap)
 
 	o, done := serveValidator(ctx, t, cfg, ns, func(o *options) {
 		o.keyPoolSize = 0
