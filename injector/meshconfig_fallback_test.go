@@ -40,21 +40,12 @@ func TestMeshConfigValuesReadAsFSMReadsThem(t *testing.T) {
 		{"in range: no Event", 3072, 7070, 3072, 7070, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := runtime.NewScheme()
-			if err := configv1alpha3.AddToScheme(s); err != nil {
-				t.Fatal(err)
-			}
 			mc := &configv1alpha3.MeshConfig{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.MeshConfigName}}
 			mc.Spec.Sidecar.SidecarImage = "registry.example.com/flomesh/pipy:1.5.12-custom"
 			mc.Spec.Traffic.OutboundPortExclusionList = []int32{6379}
 			mc.Spec.Certificate.CertKeyBitSize = tc.bits
 			mc.Spec.RepoServer.Port = tc.port
-			rec := &noteRecorder{}
-			src := &CachedMeshConfig{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(mc).Build(), Namespace: "fsm-system", Logger: testr.New(t), Recorder: rec}
-			set, err := src.Settings(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			set, rec := cachedSettings(t, mc)
 			if set.CertKeyBitSize != tc.wantBits || set.RepoServerPort != tc.wantPort {
 				t.Errorf("certKeyBitSize %d, repo port %d; want %d and %d", set.CertKeyBitSize, set.RepoServerPort, tc.wantBits, tc.wantPort)
 			}
@@ -75,20 +66,7 @@ func TestMeshConfigValuesReadAsFSMReadsThem(t *testing.T) {
 				t.Errorf("fsm_webhooks_injector_meshconfig_rejected set for %v: nothing was rejected", got)
 			}
 			events := rec.take()
-			if len(tc.wantEvent) == 0 {
-				if len(events) != 0 {
-					t.Errorf("Events %q, want none", events)
-				}
-				return
-			}
-			if len(events) != 1 || !strings.HasPrefix(events[0], "Warning "+EventMeshConfigFellBack+" ") {
-				t.Fatalf("Events %q, want one Warning %s", events, EventMeshConfigFellBack)
-			}
-			for _, w := range tc.wantEvent {
-				if !strings.Contains(events[0], w) {
-					t.Errorf("Event %q does not say %q", events[0], w)
-				}
-			}
+			checkFellBackEvent(t, events, tc.wantEvent)
 		})
 	}
 }
@@ -102,10 +80,6 @@ func TestMeshConfigValuesReadAsFSMReadsThem(t *testing.T) {
 // form iptables refuses still rejects the MeshConfig: under FSM no pod of
 // the mesh got past its init container with it.
 func TestMeshConfigRangesReadAsIPTablesReadsThem(t *testing.T) {
-	s := runtime.NewScheme()
-	if err := configv1alpha3.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name             string
 		excl, incl       []string
@@ -157,12 +131,7 @@ func TestMeshConfigRangesReadAsIPTablesReadsThem(t *testing.T) {
 			mc.Spec.Sidecar.SidecarImage = "registry.example.com/flomesh/pipy:1.5.12-custom"
 			mc.Spec.Traffic.OutboundIPRangeExclusionList = tc.excl
 			mc.Spec.Traffic.OutboundIPRangeInclusionList = tc.incl
-			rec := &noteRecorder{}
-			src := &CachedMeshConfig{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(mc).Build(), Namespace: "fsm-system", Logger: testr.New(t), Recorder: rec}
-			set, err := src.Settings(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			set, rec := cachedSettings(t, mc)
 			events := rec.take()
 			if tc.wantRejectedFrom != "" {
 				if got := rejectedGauge(t); !slices.Equal(got, []string{tc.wantRejectedFrom}) {
@@ -199,20 +168,44 @@ func TestMeshConfigRangesReadAsIPTablesReadsThem(t *testing.T) {
 					t.Errorf("fsm-init's rules lack %q:\n%s", r, script)
 				}
 			}
-			if len(tc.wantEvent) == 0 {
-				if len(events) != 0 {
-					t.Errorf("Events %q, want none", events)
-				}
-				return
-			}
-			if len(events) != 1 || !strings.HasPrefix(events[0], "Warning "+EventMeshConfigFellBack+" ") {
-				t.Fatalf("Events %q, want one Warning %s", events, EventMeshConfigFellBack)
-			}
-			for _, w := range tc.wantEvent {
-				if !strings.Contains(events[0], w) {
-					t.Errorf("Event %q does not say %q", events[0], w)
-				}
-			}
+			checkFellBackEvent(t, events, tc.wantEvent)
 		})
+	}
+}
+
+// cachedSettings reads mc through a CachedMeshConfig, as the injector does,
+// recording its Events.
+func cachedSettings(t *testing.T, mc *configv1alpha3.MeshConfig) (Settings, *noteRecorder) {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := configv1alpha3.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	rec := &noteRecorder{}
+	src := &CachedMeshConfig{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(mc).Build(), Namespace: "fsm-system", Logger: testr.New(t), Recorder: rec}
+	set, err := src.Settings(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set, rec
+}
+
+// checkFellBackEvent: no Event when want is empty, else one Warning
+// MeshConfigValueReplaced saying each of want.
+func checkFellBackEvent(t *testing.T, events, want []string) {
+	t.Helper()
+	if len(want) == 0 {
+		if len(events) != 0 {
+			t.Errorf("Events %q, want none", events)
+		}
+		return
+	}
+	if len(events) != 1 || !strings.HasPrefix(events[0], "Warning "+EventMeshConfigFellBack+" ") {
+		t.Fatalf("Events %q, want one Warning %s", events, EventMeshConfigFellBack)
+	}
+	for _, w := range want {
+		if !strings.Contains(events[0], w) {
+			t.Errorf("Event %q does not say %q", events[0], w)
+		}
 	}
 }

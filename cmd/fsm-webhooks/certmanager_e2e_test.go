@@ -77,23 +77,7 @@ func TestServeOnClusterIssuerWithoutCABundleSecret(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		RootCAs: pool, ServerName: fmt.Sprintf("%s.%s.svc", fsmnames.ValidatorService, ns)}}}
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", o.validatorPort, fsmnames.ValidatorPath)
-	answers := func() error {
-		resp, err := hc.Get(url)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
-	for deadline := time.Now().Add(90 * time.Second); answers() != nil; time.Sleep(200 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the validator never answered on a cert from the ClusterIssuer's root: %v", answers())
-		}
-	}
+	waitAnswers(t, hc, url, done, "the validator, on a cert from the ClusterIssuer's root,")
 	var bundle []byte
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		list, err := env.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})

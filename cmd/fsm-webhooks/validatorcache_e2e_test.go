@@ -24,6 +24,31 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
+// waitAnswers waits up to 90 s until url answers hc over TLS, failing t if
+// serve stops (done) or what never answers; it returns the check, for
+// later use.
+func waitAnswers(t *testing.T, hc *http.Client, url string, done <-chan error, what string) func() error {
+	t.Helper()
+	answers := func() error {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	for deadline := time.Now().Add(90 * time.Second); answers() != nil; time.Sleep(200 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered: %v", what, answers())
+		}
+	}
+	return answers
+}
+
 // getCounter counts GET requests whose path ends with a suffix, over every
 // transport a rest.Config makes (wrap).
 type getCounter struct {

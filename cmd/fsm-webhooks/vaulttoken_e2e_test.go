@@ -55,24 +55,7 @@ func TestServeRenewsVaultToken(t *testing.T) {
 	})
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", o.validatorPort, fsmnames.ValidatorPath)
-	answers := func() error {
-		resp, err := hc.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	}
-	for deadline := time.Now().Add(90 * time.Second); answers() != nil; time.Sleep(200 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the validator never answered: %v", answers())
-		}
-	}
+	answers := waitAnswers(t, hc, url, done, "the validator")
 	time.Sleep(time.Until(start.Add(2 * ttl)))
 	look, err := admin.Auth().Token().LookupWithContext(ctx, token)
 	if err != nil {
