@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
@@ -39,25 +38,7 @@ func TestClusterIssuerWithoutCABundleSecret(t *testing.T) {
 	fsmNS := namespace(t, env.Clientset, "fsm-")
 	cmdev.StartCluster(t, env.KubeConfig, cmNS)
 
-	root, err := certs.NewRootAuthority(certs.RSA2048, 48*time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootKey, _ := certs.EncodeKeyPEM(root.Key)
-	if _, err := env.Clientset.CoreV1().Secrets(cmNS).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "mesh-root"},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"tls.crt": pemOf(root.Cert), "tls.key": rootKey},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cm.CertmanagerV1().ClusterIssuers().Create(ctx, &cmapi.ClusterIssuer{
-		ObjectMeta: metav1.ObjectMeta{Name: "mesh-ca-" + fsmNS},
-		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "mesh-root"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cmdev.WaitClusterIssuerReady(t, cm, "mesh-ca-"+fsmNS, 30*time.Second)
+	root := cmdev.ClusterCA(t, env.Clientset, cm, cmNS, "mesh-ca-"+fsmNS)
 
 	var logged []string
 	i, err := New(Options{IssuerName: "mesh-ca-" + fsmNS, IssuerKind: "ClusterIssuer", IssuerGroup: DefaultIssuerGroup,

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,26 +42,8 @@ func TestServeOnClusterIssuerWithoutCABundleSecret(t *testing.T) {
 	}
 	cmdev.StartCluster(t, env.KubeConfig, "cert-manager")
 	cm := cmclient.NewForConfigOrDie(env.Config)
-	root, err := certs.NewRootAuthority(certs.RSA2048, 87600*time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := cmdev.ClusterCA(t, env.Clientset, cm, "cert-manager", "mesh-ca")
 	rootPEM := certs.EncodeCertsPEM(root.Cert)
-	rootKey, _ := certs.EncodeKeyPEM(root.Key)
-	if _, err := env.Clientset.CoreV1().Secrets("cert-manager").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "mesh-root"},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"tls.crt": rootPEM, "tls.key": rootKey},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cm.CertmanagerV1().ClusterIssuers().Create(ctx, &cmapi.ClusterIssuer{
-		ObjectMeta: metav1.ObjectMeta{Name: "mesh-ca"},
-		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "mesh-root"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cmdev.WaitClusterIssuerReady(t, cm, "mesh-ca", 30*time.Second)
 
 	o, done := serveValidator(ctx, t, env.Config, ns, func(o *options) {
 		o.certificateManager = "cert-manager"

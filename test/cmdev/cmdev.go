@@ -27,7 +27,11 @@ import (
 	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca" // registers the CA issuer; without it Issuers never get a condition
 	"github.com/cert-manager/cert-manager/pkg/logs"
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
 // Workers per controller: cert-manager's own default (--concurrent-workers).
@@ -187,4 +191,36 @@ func WaitClusterIssuerReady(t testing.TB, cm cmclient.Interface, name string, ti
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("ClusterIssuer %s not Ready within %s; conditions %+v", name, timeout, last)
+}
+
+// ClusterCA creates a CA ClusterIssuer name whose RSA-2048 root (returned)
+// lives in Secret "<name>-root" of cert-manager's cluster resource
+// namespace, as cert-manager's CA issuer reads it, and waits until the
+// clusterissuers controller (StartCluster) has it Ready.
+func ClusterCA(t testing.TB, kube kubernetes.Interface, cm cmclient.Interface, clusterResourceNamespace, name string) *certs.Authority {
+	t.Helper()
+	ctx := context.Background()
+	root, err := certs.NewRootAuthority(certs.RSA2048, 87600*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := certs.EncodeKeyPEM(root.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Secrets(clusterResourceNamespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-root"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"tls.crt": certs.EncodeCertsPEM(root.Cert), "tls.key": key},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cm.CertmanagerV1().ClusterIssuers().Create(ctx, &cmapi.ClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: name + "-root"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	WaitClusterIssuerReady(t, cm, name, 30*time.Second)
+	return root
 }
