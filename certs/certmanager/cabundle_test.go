@@ -277,3 +277,31 @@ func requestedNames(t *testing.T, cm *cmfake.Clientset) []string {
 	}
 	return out
 }
+
+// TestLearnCAFailureNotRepeated: an issuer that answers without status.ca
+// (no CA to learn) is not asked for an init-cert again on every CABundle
+// call, which the caBundle resync makes every few seconds.
+func TestLearnCAFailureNotRepeated(t *testing.T) {
+	ctx := context.Background()
+	root := newRoot(t)
+	cm, _ := fakeCertManager(t, root)
+	// The fake signs with status.ca; this reactor blanks it, as an issuer
+	// that reports no CA does.
+	cm.PrependReactor("update", "certificaterequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		cr := a.(k8stesting.UpdateAction).GetObject().(*cmapi.CertificateRequest)
+		cr.Status.CA = nil
+		return false, nil, nil
+	})
+	i, err := New(Options{IssuerName: DefaultIssuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup, Namespace: fakeNS, Client: cm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := i.CABundle(ctx); err == nil || !strings.Contains(err.Error(), "no CA known yet") {
+			t.Fatalf("CABundle from an issuer without status.ca: err = %v, want no CA known", err)
+		}
+	}
+	if got := requestedNames(t, cm); len(got) != 1 {
+		t.Errorf("CertificateRequests %q: one init-cert, then the failure until %s has passed", got, learnRetry)
+	}
+}

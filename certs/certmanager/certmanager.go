@@ -62,6 +62,8 @@ const (
 	// initCertName is the common name of the certificate learnCA asks
 	// for, FSM's.
 	initCertName = "init-cert"
+	// learnRetry spaces learnCA's requests after one failed.
+	learnRetry = 30 * time.Second
 )
 
 // Options configure the cert-manager provider (FSM's --cert-manager-issuer-*
@@ -132,8 +134,12 @@ type Issuer struct {
 	// secretAbsent is whether the CABundleSecret was last found missing,
 	// so the change is logged once each way.
 	secretAbsent bool
-	// learning serialises learnCA.
+	// learning serialises learnCA; learnErr and learnAt are its last
+	// failure and when, so an issuer that never answers with a status.ca
+	// is not asked again on every call (every caBundle resync).
 	learning sync.Mutex
+	learnErr error
+	learnAt  time.Time
 	// signer is the CA that signed the newest certificate: requests are
 	// cut to end before it.
 	signer *x509.Certificate
@@ -529,9 +535,15 @@ func (i *Issuer) learnCA(ctx context.Context) (*certs.Bundle, error) {
 	if b, err := i.lastBundle(); err != nil || b.Len() > 0 {
 		return b, err
 	}
-	if _, err := i.Issue(ctx, certs.Request{CommonName: initCertName, Validity: time.Second, Usage: certs.UsageServer}); err != nil {
-		return nil, fmt.Errorf("learning the CA from an %s certificate: %w", initCertName, err)
+	if i.learnErr != nil && time.Since(i.learnAt) < learnRetry {
+		return nil, i.learnErr
 	}
+	_, err := i.Issue(ctx, certs.Request{CommonName: initCertName, Validity: time.Second, Usage: certs.UsageServer})
+	if err != nil {
+		i.learnErr, i.learnAt = fmt.Errorf("learning the CA from an %s certificate (again in %s at the earliest): %w", initCertName, learnRetry, err), time.Now()
+		return nil, i.learnErr
+	}
+	i.learnErr = nil
 	return i.lastBundle()
 }
 
