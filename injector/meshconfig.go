@@ -98,11 +98,11 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 
 // iptablesRanges copies a MeshConfig range list, reading an entry that is
 // not a CIDR but that iptables reads as CIDRs (rules.IPTablesRanges: a bare
-// address, a dotted netmask, a comma-joined list) as those CIDRs. FSM v1.5.1 puts the lists into
-// its iptables rules unparsed, so such an entry worked there; refusing it
-// would make the injector ignore the whole MeshConfig of a mesh FSM ran.
-// The rule iptables keeps is the same either way. from maps each entry
-// returned to the index of the entry it was read from.
+// address, a dotted netmask, a comma-joined list) as those CIDRs. FSM
+// v1.5.1 puts the lists into its iptables rules unparsed, so such an entry
+// worked there; refusing it would make the injector ignore the whole
+// MeshConfig of a mesh FSM ran. The rule iptables keeps is the same either
+// way. from maps each entry returned to the index it was read from.
 func (s *Settings) iptablesRanges(p *field.Path, list []string) (out []string, from []int) {
 	out, from = make([]string, 0, len(list)), make([]int, 0, len(list))
 	for i, v := range list {

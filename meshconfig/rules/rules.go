@@ -190,12 +190,6 @@ func InterceptedIPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList)
 	return pfx, errs
 }
 
-// InterceptedIPRanges checks every element of an inclusion CIDR list with
-// InterceptedIPRange, returning the prefixes as IPRanges does.
-func InterceptedIPRanges(p *field.Path, list []string) ([]netip.Prefix, field.ErrorList) {
-	return each(p, list, InterceptedIPRange)
-}
-
 func each(p *field.Path, list []string, rule func(*field.Path, string) (netip.Prefix, field.ErrorList)) ([]netip.Prefix, field.ErrorList) {
 	var errs field.ErrorList
 	out := make([]netip.Prefix, len(list))

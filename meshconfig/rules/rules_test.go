@@ -60,7 +60,7 @@ func TestRules(t *testing.T) {
 		{"intercepted unparsable", intercepted("10.0.0.1"), `f: Invalid value: "10.0.0.1": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 10.0.0.1/32`},
 		{"intercepted ipv4-mapped", intercepted("::ffff:10.0.0.0/104"), `f: Invalid value: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8`},
 		{"inclusion list", func() field.ErrorList {
-			_, e := InterceptedIPRanges(p, []string{"10.0.0.0/8", "2001:db8::/32", "192.168.0.0/16"})
+			_, e := each(p, []string{"10.0.0.0/8", "2001:db8::/32", "192.168.0.0/16"}, InterceptedIPRange)
 			return e
 		}(), `f[1]: Invalid value: "2001:db8::/32": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
 
@@ -161,7 +161,7 @@ func TestIPRangeMasks(t *testing.T) {
 	if len(errs) != 0 || pfx.String() != "fd12::/16" {
 		t.Errorf("got %v %v, want fd12::/16", pfx, errs)
 	}
-	pfxs, errs := InterceptedIPRanges(field.NewPath("f"), []string{"10.1.2.3/8", "fd00::/8"})
+	pfxs, errs := each(field.NewPath("f"), []string{"10.1.2.3/8", "fd00::/8"}, InterceptedIPRange)
 	if len(errs) != 1 || pfxs[0].String() != "10.0.0.0/8" || pfxs[1].IsValid() {
 		t.Errorf("got %v %v, want [10.0.0.0/8 invalid] and one error", pfxs, errs)
 	}
