@@ -33,6 +33,13 @@ const fakeNS = "fsm-system"
 // root as status.ca.
 func fakeCertManager(t *testing.T, root *certs.Authority) (*cmfake.Clientset, *atomic.Pointer[certs.Authority]) {
 	t.Helper()
+	return fakeCertManagerCA(t, root, true)
+}
+
+// fakeCertManagerCA is fakeCertManager whose answers carry status.ca only
+// when reportCA (some issuers leave it empty).
+func fakeCertManagerCA(t *testing.T, root *certs.Authority, reportCA bool) (*cmfake.Clientset, *atomic.Pointer[certs.Authority]) {
+	t.Helper()
 	ctx := context.Background()
 	cm := cmfake.NewSimpleClientset()
 	var n atomic.Int64
@@ -80,7 +87,9 @@ func fakeCertManager(t *testing.T, root *certs.Authority) (*cmfake.Clientset, *a
 				cr.Annotations = map[string]string{"tick": fmt.Sprint(tick)} // a Modified event each tick
 				cr.ResourceVersion = fmt.Sprint(tick + 2)                    // RetryWatcher needs one per event
 				cr.Status.Certificate = certs.EncodeCertsPEM(leaf)
-				cr.Status.CA = certs.EncodeCertsPEM(ca.Cert)
+				if reportCA {
+					cr.Status.CA = certs.EncodeCertsPEM(ca.Cert)
+				}
 				cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: "Issued"}}
 				_, _ = cm.CertmanagerV1().CertificateRequests(fakeNS).Update(ctx, &cr, metav1.UpdateOptions{})
 			}
@@ -284,14 +293,7 @@ func requestedNames(t *testing.T, cm *cmfake.Clientset) []string {
 func TestLearnCAFailureNotRepeated(t *testing.T) {
 	ctx := context.Background()
 	root := newRoot(t)
-	cm, _ := fakeCertManager(t, root)
-	// The fake signs with status.ca; this reactor blanks it, as an issuer
-	// that reports no CA does.
-	cm.PrependReactor("update", "certificaterequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		cr := a.(k8stesting.UpdateAction).GetObject().(*cmapi.CertificateRequest)
-		cr.Status.CA = nil
-		return false, nil, nil
-	})
+	cm, _ := fakeCertManagerCA(t, root, false)
 	i, err := New(Options{IssuerName: DefaultIssuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup, Namespace: fakeNS, Client: cm})
 	if err != nil {
 		t.Fatal(err)
