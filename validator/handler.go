@@ -317,12 +317,12 @@ var policyValidators = map[schema.GroupVersionKind]policyValidator{
 		}
 		return policy.ValidateEgressGateway(&g, others), nil
 	},
-	gvkOf(policy.PolicyGroupVersion, policy.KindAccessCert): func(ctx context.Context, h *Handler, _ admission.Request, _ []byte) ([]policy.Finding, error) {
+	gvkOf(policy.PolicyGroupVersion, policy.KindAccessCert): func(ctx context.Context, h *Handler, _ admission.Request, raw []byte) ([]policy.Finding, error) {
 		on, err := h.featureFlag(ctx, "enableAccessCertPolicy")
 		if err != nil {
 			return nil, err
 		}
-		return policy.ValidateAccessCert(on), nil
+		return policy.ValidateAccessCert(on, raw), nil
 	},
 	gvkOf(policy.PluginGroupVersion, policy.KindPlugin): func(ctx context.Context, h *Handler, req admission.Request, raw []byte) ([]policy.Finding, error) {
 		var p policy.Plugin

@@ -15,6 +15,10 @@ func TestRatchetIdentity(t *testing.T) {
 		return `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":` + backends + `,"sources":` + sources + `}}`
 	}
 	const web = `[{"name":"web","port":{"number":80,"protocol":"http"}}]`
+	const (
+		mtlsA = `{"name":"a","port":{"number":443,"protocol":"https"},"tls":{"skipClientCertValidation":false}}`
+		mtlsB = `{"name":"b","port":{"number":8443,"protocol":"https"},"tls":{"skipClientCertValidation":false}}`
+	)
 	egress := func(matches string) string {
 		return `{"metadata":{"name":"e","namespace":"ns"},"spec":{"matches":` + matches + `}}`
 	}
@@ -64,6 +68,16 @@ func TestRatchetIdentity(t *testing.T) {
 			old:        ib(`[{"name":"a","port":{"number":80,"protocol":"tcp"}}]`, `[]`),
 			obj:        ib(`[{"name":"b","port":{"number":81,"protocol":"http"}},{"name":"a","port":{"number":80,"protocol":"tcp"}}]`, `[]`),
 			wantStored: 1},
+		// The https client-certificate rule is reported once for every
+		// backend it concerns and names none of them.
+		{name: "https backend without a principal unchanged", kind: KindIngressBackend,
+			old: ib(`[`+mtlsA+`]`, `[]`), obj: ib(`[`+mtlsA+`]`, `[]`), wantStored: 1},
+		{name: "second https backend without a principal added", kind: KindIngressBackend,
+			old: ib(`[`+mtlsA+`]`, `[]`), obj: ib(`[`+mtlsA+`,`+mtlsB+`]`, `[]`), wantDenied: true},
+		{name: "https backend without a principal replaced by another", kind: KindIngressBackend,
+			old: ib(`[`+mtlsA+`]`, `[]`), obj: ib(`[`+mtlsB+`]`, `[]`), wantDenied: true},
+		{name: "one of two https backends without a principal removed", kind: KindIngressBackend,
+			old: ib(`[`+mtlsA+`,`+mtlsB+`]`, `[]`), obj: ib(`[`+mtlsB+`]`, `[]`), wantStored: 1},
 
 		// Egress: the apiGroup message names neither match nor kind; the
 		// UpstreamTrafficSetting count names no match.
@@ -103,6 +117,14 @@ func TestRatchetIdentity(t *testing.T) {
 			old: `{"metadata":{"name":"c","finalizers":["f"]}}`, obj: `{"metadata":{"name":"c"}}`, wantStored: 1},
 		{name: "PluginConfig: spec added", kind: KindPluginConfig,
 			old: `{"metadata":{"name":"c"}}`, obj: `{"metadata":{"name":"c"},"spec":{"config":{}}}`, wantDenied: true},
+
+		// The AccessCert gate (policy off, strict) likewise.
+		{name: "AccessCert: label added, spec unchanged", kind: KindAccessCert,
+			old: `{"metadata":{"name":"a"},"spec":{"subjectAltNames":["x.example"]}}`,
+			obj: `{"metadata":{"name":"a","labels":{"a":"b"}},"spec":{"subjectAltNames":["x.example"]}}`, wantStored: 1},
+		{name: "AccessCert: another certificate asked for", kind: KindAccessCert,
+			old: `{"metadata":{"name":"a"},"spec":{"subjectAltNames":["x.example"]}}`,
+			obj: `{"metadata":{"name":"a"},"spec":{"subjectAltNames":["evil.example"]}}`, wantDenied: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,7 +143,51 @@ func TestRatchetIdentity(t *testing.T) {
 	}
 }
 
-// findingsOf validates js as kind, with plugin policy off and no other
+// TestRatchetConflicts: FSM's conflict report names each conflicting policy
+// and service but no port, and grows or shrinks with the conflicts. A
+// conflict the stored object had, alone or among fewer, only warns; a new
+// one, or one moved to another port, denies.
+func TestRatchetConflicts(t *testing.T) {
+	others := []BackendPolicy{
+		*decodeT[BackendPolicy](t, `{"metadata":{"name":"first","namespace":"ns"},"spec":{"backends":[`+
+			`{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"web","port":{"number":81,"protocol":"http"}}]}}`),
+		*decodeT[BackendPolicy](t, `{"metadata":{"name":"third","namespace":"ns"},"spec":{"backends":[`+
+			`{"name":"api","port":{"number":90,"protocol":"http"}}]}}`),
+	}
+	second := func(backends ...string) []Finding {
+		var bs []string
+		for _, b := range backends {
+			name, port, _ := strings.Cut(b, ":")
+			bs = append(bs, `{"name":"`+name+`","port":{"number":`+port+`,"protocol":"http"}}`)
+		}
+		return ValidateIngressBackend(decodeT[BackendPolicy](t, `{"metadata":{"name":"second","namespace":"ns"},"spec":{"backends":[`+
+			strings.Join(bs, ",")+`]}}`), others)
+	}
+	cases := []struct {
+		name       string
+		old, obj   []Finding
+		wantDenied bool
+	}{
+		{name: "unchanged", old: second("web:80"), obj: second("web:80")},
+		{name: "moved to another port of the same service", old: second("web:80"), obj: second("web:81"), wantDenied: true},
+		{name: "a conflict with another policy added", old: second("web:80"), obj: second("web:80", "api:90"), wantDenied: true},
+		{name: "one of two conflicts resolved", old: second("web:80", "api:90"), obj: second("api:90")},
+		{name: "a valid backend added", old: second("web:80"), obj: second("web:80", "db:5432")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.old) == 0 || len(tc.obj) == 0 {
+				t.Fatalf("both versions must conflict: old %v, new %v", tc.old, tc.obj)
+			}
+			v := Decide(tc.obj, tc.old, true)
+			if (len(v.Denials) > 0) != tc.wantDenied || len(v.Warnings) != 1-len(v.Denials) {
+				t.Errorf("denials %q, warnings %q; want denied %v", v.Denials, v.Warnings, tc.wantDenied)
+			}
+		})
+	}
+}
+
+// findingsOf validates js as kind, with plugin and access-cert policy off and no other
 // objects in the namespace.
 func findingsOf(t *testing.T, kind, js string) []Finding {
 	t.Helper()
@@ -136,6 +202,8 @@ func findingsOf(t *testing.T, kind, js string) []Finding {
 		return ValidatePluginKind(false, decodeT[Plugin](t, js), []byte(js))
 	case KindPluginChain, KindPluginConfig:
 		return ValidatePluginKind(false, nil, []byte(js))
+	case KindAccessCert:
+		return ValidateAccessCert(false, []byte(js))
 	}
 	t.Fatalf("no validator for %s", kind)
 	return nil

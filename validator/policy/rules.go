@@ -35,12 +35,32 @@ type Finding struct {
 	// never shown. Elements are named by content, not index, so reordering
 	// a list or adding a valid entry keeps a stored problem stored.
 	Key string
+	// Parts, set for a rule reported once for several offending elements
+	// (the conflict report, the https client-certificate rule), are those
+	// elements by content; Key then names the rule. Its message changes as
+	// elements come and go, so ratcheting compares Parts instead: fixing
+	// some keeps the finding stored, adding or changing one makes it new.
+	Parts []string
 }
 
-// SameFinding reports whether two findings are the same problem (for
-// ratcheting an UPDATE against the stored object): same rule (message),
-// same severity and same offending element (key).
-func SameFinding(a, b Finding) bool { return a == b }
+// SameFinding reports whether found is a problem the stored object already
+// had (stored, one of its findings), for ratcheting an UPDATE: same
+// severity and offending element (key), and the same message or, for a
+// finding with Parts, no part the stored one lacks.
+func SameFinding(stored, found Finding) bool {
+	if stored.BeyondFSM != found.BeyondFSM || stored.Key != found.Key {
+		return false
+	}
+	if found.Parts == nil && stored.Parts == nil {
+		return stored.Message == found.Message
+	}
+	for _, p := range found.Parts {
+		if !slices.Contains(stored.Parts, p) {
+			return false
+		}
+	}
+	return len(found.Parts) > 0
+}
 
 func fsmEnforced(msgs ...string) []Finding {
 	out := make([]Finding, 0, len(msgs))
@@ -117,7 +137,7 @@ func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRu
 	hasPrincipal := slices.ContainsFunc(p.Spec.Sources, func(s Source) bool { return s.Kind == SourceKindAuthenticatedPrincipal })
 
 	seen := make(map[backendKey]bool, len(p.Spec.Backends))
-	mTLSReported := false
+	mTLS := -1 // index in fs of the client-certificate finding
 	for _, b := range p.Spec.Backends {
 		k := backendKey{b.Name, b.Port.Number}
 		if seen[k] {
@@ -133,14 +153,20 @@ func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRu
 		}
 		// Client certificates are validated unless skipClientCertValidation
 		// says otherwise; then only an AuthenticatedPrincipal can match.
-		if proto == "https" && b.TLS != nil && !b.TLS.SkipClientCertValidation && !hasPrincipal && !mTLSReported {
-			fs = append(fs, Finding{Message: r.mTLSMessage, BeyondFSM: true})
-			mTLSReported = true
+		// One message, FSM's grpc rule's (users search for it), however many
+		// backends it concerns; they are its parts.
+		if proto == "https" && b.TLS != nil && !b.TLS.SkipClientCertValidation && !hasPrincipal {
+			part := fmt.Sprintf("%s:%d", b.Name, b.Port.Number)
+			if mTLS < 0 {
+				mTLS = len(fs)
+				fs = append(fs, Finding{Message: r.mTLSMessage, BeyondFSM: true, Key: "https client certificates"})
+			}
+			fs[mTLS].Parts = append(fs[mTLS].Parts, part)
 		}
 	}
 
-	if c := conflicts(p, others, seen, r.conflictNoun); c != "" {
-		fs = append(fs, Finding{Message: "duplicate backends detected\n" + c, BeyondFSM: true})
+	if c, parts := conflicts(p, others, seen, r.conflictNoun); c != "" {
+		fs = append(fs, Finding{Message: "duplicate backends detected\n" + c, BeyondFSM: true, Key: "conflicts", Parts: parts})
 	}
 	fs = append(fs, validateSources(p.Spec.Sources)...)
 	if !r.routedByFSM {
@@ -150,8 +176,9 @@ func validateBackendPolicy(p *BackendPolicy, others []BackendPolicy, r backendRu
 }
 
 // conflicts lists, in FSM's format, every other policy in the namespace that
-// claims one of p's backends (same service name and port).
-func conflicts(p *BackendPolicy, others []BackendPolicy, mine map[backendKey]bool, noun string) string {
+// claims one of p's backends (same service name and port). FSM's lines name
+// the service but not the port, so parts names each conflict in full.
+func conflicts(p *BackendPolicy, others []BackendPolicy, mine map[backendKey]bool, noun string) (report string, parts []string) {
 	sorted := slices.Clone(others)
 	slices.SortFunc(sorted, func(a, b BackendPolicy) int { return cmp.Compare(a.Metadata.Name, b.Metadata.Name) })
 	ns := p.Metadata.Namespace
@@ -177,10 +204,11 @@ func conflicts(p *BackendPolicy, others []BackendPolicy, mine map[backendKey]boo
 		fmt.Fprintf(&sb, "[+] %s %s/%s conflicts with %s/%s:\n", noun, ns, p.Metadata.Name, ns, o.Metadata.Name)
 		for _, k := range shared {
 			fmt.Fprintf(&sb, "Backend %s specified in %s and %s conflicts\n", k.name, p.Metadata.Name, o.Metadata.Name)
+			parts = append(parts, fmt.Sprintf("%s %s:%d", o.Metadata.Name, k.name, k.port))
 		}
 		sb.WriteString("\n")
 	}
-	return sb.String()
+	return sb.String(), parts
 }
 
 // validateSources: FSM's source messages name neither the source nor, for
@@ -385,10 +413,13 @@ func specKey(raw []byte) string {
 }
 
 // ValidateAccessCert: the mesh must enable access-cert policy. BeyondFSM:
-// FSM never routes AccessCert to its webhook.
-func ValidateAccessCert(accessCertPolicyEnabled bool) []Finding {
+// FSM never routes AccessCert to its webhook. raw is the object as sent: the
+// gate is keyed by its spec, as the plugin gate is, so a stored AccessCert's
+// metadata stays editable while a changed spec (another certificate asked
+// for) is judged anew.
+func ValidateAccessCert(accessCertPolicyEnabled bool, raw []byte) []Finding {
 	if !accessCertPolicyEnabled {
-		return beyondFSM(fsmEnforced(AccessCertPolicyDisabled))
+		return []Finding{{Message: AccessCertPolicyDisabled, BeyondFSM: true, Key: specKey(raw)}}
 	}
 	return nil
 }

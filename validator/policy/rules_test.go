@@ -27,8 +27,8 @@ func beyond(msgs ...string) []Finding   { return beyondFSM(fsmEnforced(msgs...))
 // ratcheting reads, are covered by TestRatchetIdentity.
 func eq(t *testing.T, got, want []Finding) {
 	t.Helper()
-	seen := func(f Finding) Finding { return Finding{Message: f.Message, BeyondFSM: f.BeyondFSM} }
-	if !slices.EqualFunc(got, want, func(a, b Finding) bool { return seen(a) == seen(b) }) && (len(got) != 0 || len(want) != 0) {
+	seen := func(a, b Finding) bool { return a.Message == b.Message && a.BeyondFSM == b.BeyondFSM }
+	if !slices.EqualFunc(got, want, seen) && (len(got) != 0 || len(want) != 0) {
 		t.Errorf("\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -250,8 +250,8 @@ func TestFeatureGatedKinds(t *testing.T) {
 			eq(t, ValidatePluginKind(tc.enabled, p, []byte(tc.plugin)), tc.want)
 		})
 	}
-	eq(t, ValidateAccessCert(false), beyond(AccessCertPolicyDisabled))
-	eq(t, ValidateAccessCert(true), nil)
+	eq(t, ValidateAccessCert(false, []byte(`{"spec":{}}`)), beyond(AccessCertPolicyDisabled))
+	eq(t, ValidateAccessCert(true, []byte(`{"spec":{}}`)), nil)
 }
 
 func TestDecodeErrors(t *testing.T) {
