@@ -28,6 +28,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/internal/transient"
 )
 
 // ProviderName is Provider()'s value and the --certificate-manager flag value.
@@ -289,7 +290,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	if opts.MustExist {
 		ensure = opts.Check
 	}
-	st, err := ensure(ctx)
+	st, err := load(ctx, opts.Logger, ensure)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "load root CA", Err: err}
 	}
@@ -308,6 +309,20 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "watch root CA", Err: err}
 	}
 	return i, nil
+}
+
+// load reads (or creates) the CA Secret through ensure, retrying for up to
+// transient.Window while the apiserver answers with a transient error: an
+// etcd leader change or an overloaded apiserver while replicas start must
+// not end the process, as an error here does. A retried create that had
+// landed is found by the next attempt (create-only, AlreadyExists, Get).
+func load(ctx context.Context, log logr.Logger, ensure func(context.Context) (*State, error)) (*State, error) {
+	var st *State
+	err := transient.Retry(ctx, log, 0, "load the root CA", func(ctx context.Context) (err error) {
+		st, err = ensure(ctx)
+		return err
+	})
+	return st, err
 }
 
 // follow watches the one CA Secret and applies every valid version of it.

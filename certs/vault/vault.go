@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/internal/transient"
 )
 
 // ProviderName is Provider()'s value and the --certificate-manager flag value.
@@ -196,10 +197,18 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: err}
 	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.Discard()
+	}
 	token := opts.Token
 	if token == "" {
-		var err error
-		if token, err = readToken(ctx, opts); err != nil {
+		// Retried while the apiserver answers with a transient error, so a
+		// replica starting during an etcd leader change comes up.
+		err := transient.Retry(ctx, opts.Logger, 0, "read the Vault token Secret", func(ctx context.Context) (err error) {
+			token, err = readToken(ctx, opts)
+			return err
+		})
+		if err != nil {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: err}
 		}
 	}
@@ -223,9 +232,6 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	mount := opts.Mount
 	if mount == "" {
 		mount = DefaultMount
-	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = logr.Discard()
 	}
 	return &Issuer{opts: opts, client: c, mount: strings.Trim(mount, "/"), tokenChanged: make(chan struct{}, 1)}, nil
 }

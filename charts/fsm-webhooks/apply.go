@@ -6,12 +6,12 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/transient"
 )
 
 // CRDFieldManager is the server-side apply manager of `fsm-webhooks install-crds`.
@@ -75,7 +75,7 @@ func retryTransient(ctx context.Context, step func(context.Context) (bool, error
 	var last error
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		done, err := step(ctx)
-		if err != nil && transient(err) {
+		if err != nil && transient.Is(err) {
 			last = err
 			return false, nil
 		}
@@ -85,13 +85,6 @@ func retryTransient(ctx context.Context, step func(context.Context) (bool, error
 		return fmt.Errorf("%w (last: %v)", err, last)
 	}
 	return err
-}
-
-// transient: the apiserver may answer differently in a moment.
-func transient(err error) bool {
-	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
-		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
 }
 
 var metaCRD = apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition")

@@ -1,0 +1,113 @@
+package transient
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+func TestIs(t *testing.T) {
+	gr := schema.GroupResource{Resource: "secrets"}
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"500 etcd leader changed", apierrors.NewInternalError(errors.New("etcdserver: leader changed")), true},
+		{"503", apierrors.NewServiceUnavailable("try later"), true},
+		{"429", apierrors.NewTooManyRequests("slow down", 1), true},
+		{"server timeout", apierrors.NewServerTimeout(gr, "create", 1), true},
+		{"gateway timeout", apierrors.NewTimeoutError("timed out", 1), true},
+		{"connection refused", &wrapped{syscall.ECONNREFUSED}, true},
+		{"wrapped with context", errorsJoin("reading CA Secret fsm-system/fsm-ca-bundle", apierrors.NewInternalError(errors.New("x"))), true},
+		{"not found", apierrors.NewNotFound(gr, "x"), false},
+		{"forbidden", apierrors.NewForbidden(gr, "x", errors.New("no")), false},
+		{"conflict", apierrors.NewConflict(gr, "x", errors.New("changed")), false},
+		{"invalid data", errors.New("ca.crt: no PEM certificate"), false},
+	}
+	for _, tc := range cases {
+		if got := Is(tc.err); got != tc.want {
+			t.Errorf("%s: Is(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+type wrapped struct{ err error }
+
+func (w *wrapped) Error() string { return "dial tcp 10.0.0.1:443: " + w.err.Error() }
+func (w *wrapped) Unwrap() error { return w.err }
+
+func errorsJoin(ctx string, err error) error { return &ctxErr{ctx, err} }
+
+type ctxErr struct {
+	ctx string
+	err error
+}
+
+func (e *ctxErr) Error() string { return e.ctx + ": " + e.err.Error() }
+func (e *ctxErr) Unwrap() error { return e.err }
+
+func TestRetry(t *testing.T) {
+	unavailable := apierrors.NewServiceUnavailable("try later")
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "x", errors.New("no"))
+	cases := []struct {
+		name        string
+		errs        []error // f's answers, then nil
+		window      time.Duration
+		wantCalls   int
+		wantErr     error
+		wantAttempt string // in the error, when several attempts failed
+	}{
+		{name: "success at once", wantCalls: 1},
+		{name: "success after two transient errors", errs: []error{unavailable, unavailable}, window: time.Minute, wantCalls: 3},
+		{name: "a permanent error ends at once", errs: []error{forbidden, nil}, window: time.Minute, wantCalls: 1, wantErr: forbidden},
+		{name: "a permanent error after a transient one", errs: []error{unavailable, forbidden}, window: time.Minute, wantCalls: 2, wantErr: forbidden},
+		{name: "the window ends the retries", errs: []error{unavailable, unavailable, unavailable, unavailable, unavailable},
+			window: 600 * time.Millisecond, wantCalls: 2, wantErr: unavailable, wantAttempt: "after 2 attempts"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := Retry(context.Background(), logr.Discard(), tc.window, "test", func(context.Context) error {
+				calls++
+				if calls <= len(tc.errs) {
+					return tc.errs[calls-1]
+				}
+				return nil
+			})
+			if calls != tc.wantCalls {
+				t.Errorf("f called %d times, want %d", calls, tc.wantCalls)
+			}
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantAttempt != "" && (err == nil || !strings.Contains(err.Error(), tc.wantAttempt)) {
+				t.Errorf("err = %v, want it to say %q", err, tc.wantAttempt)
+			}
+		})
+	}
+}
+
+// TestRetryStopsWithContext: a caller giving up is not kept waiting out
+// the window.
+func TestRetryStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := Retry(ctx, logr.Discard(), time.Hour, "test", func(context.Context) error {
+		return apierrors.NewServiceUnavailable("try later")
+	})
+	if !apierrors.IsServiceUnavailable(err) {
+		t.Errorf("err = %v, want the last 503", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Retry returned %s after its context ended", d)
+	}
+}
