@@ -34,6 +34,9 @@ func SettingsFromMeshConfig(mc *configv1alpha3.MeshConfig) Settings {
 	s.SidecarImage = sc.SidecarImage
 	if sc.LogLevel != "" {
 		s.LogLevel = sc.LogLevel
+		if pipy, replaced, _ := rules.SidecarLogLevel(nil, sc.LogLevel); replaced {
+			s.fellBack = append(s.fellBack, fmt.Sprintf("spec.sidecar.logLevel %q is not a level Pipy knows: sidecars start with --log-level=%s (FSM passed it on and Pipy exited at start)", sc.LogLevel, pipy))
+		}
 	}
 	s.Resources = *sc.Resources.DeepCopy()
 	s.InitResources = *sc.InitResources.DeepCopy()
@@ -175,7 +178,8 @@ func (s Settings) fieldErrors() field.ErrorList {
 	}
 	var errs field.ErrorList
 	sc := field.NewPath("spec", "sidecar")
-	errs = append(errs, rules.Enum(sc.Child("logLevel"), s.LogLevel, rules.SidecarLogLevels...)...)
+	_, _, logLevelErrs := rules.SidecarLogLevel(sc.Child("logLevel"), s.LogLevel)
+	errs = append(errs, logLevelErrs...)
 	// The sidecar's image, --admin-port and repo URL go into every pod: a
 	// value the validator denies would make the apiserver refuse them all.
 	errs = append(errs, rules.Image(sc.Child("sidecarImage"), s.SidecarImage)...)
@@ -243,7 +247,9 @@ var _ manager.Runnable = (*CachedMeshConfig)(nil)
 const (
 	EventMeshConfigRejected = "MeshConfigRejected"
 	// EventMeshConfigFellBack: a value FSM reads with a fallback (an out-of-
-	// range certKeyBitSize, a negative repoServer.port) is read the same way;
+	// range certKeyBitSize, a negative repoServer.port) is read the same way,
+	// and one FSM passed on to a reader that refused it (a log level Pipy
+	// does not know) is replaced by what that reader takes;
 	// the rest of the MeshConfig applies.
 	EventMeshConfigFellBack = "MeshConfigValueReplaced"
 	eventActionApply        = "ApplyMeshConfig"

@@ -114,7 +114,7 @@ func TestSettingsValidate(t *testing.T) {
 			`MeshConfig spec.traffic.outboundIPRangeInclusionList[1]: Invalid value: "fd00:10:96::/112": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted`},
 		{"any RSA size from 2048 to 4096", func(s *Settings) { s.CertKeyBitSize = 2560 }, ""},
 		{"log level", func(s *Settings) { s.LogLevel = "verbose" },
-			`MeshConfig spec.sidecar.logLevel: Unsupported value: "verbose": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`},
+			`MeshConfig spec.sidecar.logLevel: Unsupported value: "verbose": supported values: "debug", "info", "warn", "error", "debug:<topic>[+<topic>...]"`},
 		{"local proxy mode", func(s *Settings) { s.LocalProxyMode = "podip" },
 			`MeshConfig spec.sidecar.localProxyMode: Unsupported value: "podip": supported values: "Localhost", "PodIP"`},
 		{"interception mode", func(s *Settings) { s.InterceptionMode = "Pod" },

@@ -614,7 +614,9 @@ func reidentifySidecar(pod *corev1.Pod, url string) bool {
 
 func sidecarContainer(in MutateInput, pod *corev1.Pod, o podOptions, httpKinds map[string]bool) corev1.Container {
 	s := in.Settings
-	logLevel := s.LogLevel
+	// The level Pipy starts with: FSM's chart levels Pipy does not know
+	// (trace, warning, critical, off) become the nearest one it does.
+	logLevel, _, _ := rules.SidecarLogLevel(nil, s.LogLevel)
 	if logLevel == "" {
 		logLevel = DefaultSidecarLogLevel
 	}

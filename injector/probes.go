@@ -65,10 +65,18 @@ func probedContainers(pod *corev1.Pod) []*corev1.Container {
 
 // rewriteProbes points the HTTP, HTTPS and TCP probes of containers at the
 // sidecar's health ports (or the healthcheck container), in place. Every
-// container's probe keeps its own original port and path in headers, so
-// several containers' probes each reach their own target.
+// container's probe keeps its own original port and path in headers.
+//
+// The sidecar listens on a kind's health port only when the first probe of
+// that kind in the pod (FSM's controller copies them in container order;
+// Pipy's main.js reads [0]) is an HTTP probe sent there, and answers from
+// that probe's target. So an HTTP probe whose kind's first probe is not
+// (exec, gRPC, HTTPS or TCP) would find nothing listening and fail for
+// ever, as under FSM: it is sent to the healthcheck container instead, a
+// TCP check of its own port.
 func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 	res := probeResult{original: map[string]map[string]HealthProbe{}, httpKinds: map[string]bool{}}
+	served := proxyServedKinds(containers)
 	for _, c := range containers {
 		for _, p := range []struct {
 			kind  string
@@ -82,18 +90,18 @@ func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 			if p.probe == nil {
 				continue
 			}
-			orig, rewritten, err := rewriteProbe(c, p.kind, p.probe, p.port)
+			orig, to, err := rewriteProbe(c, p.kind, p.probe, p.port, served[p.kind])
 			if err != nil {
 				return probeResult{}, err
 			}
-			if !rewritten {
+			if to == toNothing {
 				continue
 			}
 			if res.original[c.Name] == nil {
 				res.original[c.Name] = map[string]HealthProbe{}
 			}
 			res.original[c.Name][p.kind] = orig
-			if orig.IsHTTP {
+			if to == toProxy {
 				res.httpKinds[p.kind] = true
 			} else {
 				res.needHealthcheck = true
@@ -103,18 +111,51 @@ func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 	return res, nil
 }
 
-func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort int32) (HealthProbe, bool, error) {
+// proxyServedKinds are the probe kinds whose first probe in containers is
+// a plain HTTP one: the kinds the sidecar will listen for.
+func proxyServedKinds(containers []*corev1.Container) map[string]bool {
+	served := map[string]bool{}
+	seen := map[string]bool{}
+	for _, c := range containers {
+		for kind, p := range map[string]*corev1.Probe{probeLiveness: c.LivenessProbe, probeReadiness: c.ReadinessProbe, probeStartup: c.StartupProbe} {
+			if p == nil || seen[kind] {
+				continue
+			}
+			seen[kind] = true
+			served[kind] = p.HTTPGet != nil && p.HTTPGet.Scheme != corev1.URISchemeHTTPS
+		}
+	}
+	return served
+}
+
+// Where rewriteProbe sent a probe.
+type probeTarget int
+
+const (
+	toNothing     probeTarget = iota // left as written (exec, gRPC)
+	toProxy                          // the sidecar's health port of its kind
+	toHealthcheck                    // the healthcheck container, a TCP check
+)
+
+// rewriteProbe rewrites p in place; viaProxy says whether the sidecar
+// serves its kind's health port (see rewriteProbes).
+func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort int32, viaProxy bool) (HealthProbe, probeTarget, error) {
 	timeout := time.Duration(p.TimeoutSeconds) * time.Second
 	switch {
 	case p.HTTPGet != nil:
 		port, err := resolvePort(c, p.HTTPGet.Port)
 		if err != nil && !errors.Is(err, errNoNamedPort) {
-			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
+			return HealthProbe{}, toNothing, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
 		}
 		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
 			path := p.HTTPGet.Path
 			p.HTTPGet = tcpHealthcheck(cmp.Or(port, 443))
-			return HealthProbe{Path: path, Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
+			return HealthProbe{Path: path, Port: port, IsTCPSocket: true, Timeout: timeout}, toHealthcheck, nil
+		}
+		if !viaProxy {
+			path := p.HTTPGet.Path
+			p.HTTPGet = tcpHealthcheck(cmp.Or(port, 80))
+			return HealthProbe{Path: path, Port: port, IsTCPSocket: true, Timeout: timeout}, toHealthcheck, nil
 		}
 		orig := HealthProbe{Path: p.HTTPGet.Path, Port: port, IsHTTP: true, Timeout: timeout}
 		headers := append([]corev1.HTTPHeader(nil), p.HTTPGet.HTTPHeaders...)
@@ -129,18 +170,18 @@ func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort 
 			Scheme:      corev1.URISchemeHTTP,
 			HTTPHeaders: headers,
 		}
-		return orig, true, nil
+		return orig, toProxy, nil
 	case p.TCPSocket != nil:
 		port, err := resolvePort(c, p.TCPSocket.Port)
 		if err != nil && !errors.Is(err, errNoNamedPort) {
-			return HealthProbe{}, false, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
+			return HealthProbe{}, toNothing, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
 		}
 		p.TCPSocket = nil
 		p.HTTPGet = tcpHealthcheck(port)
-		return HealthProbe{Port: port, IsTCPSocket: true, Timeout: timeout}, true, nil
+		return HealthProbe{Port: port, IsTCPSocket: true, Timeout: timeout}, toHealthcheck, nil
 	}
 	// gRPC and exec probes do not go through the proxy's redirection.
-	return HealthProbe{}, false, nil
+	return HealthProbe{}, toNothing, nil
 }
 
 func tcpHealthcheck(port int32) *corev1.HTTPGetAction {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -24,8 +25,19 @@ import (
 
 // Allowed values of the enum fields the injector reads.
 var (
-	// SidecarLogLevels is Pipy's level set (FSM Helm values.schema, OSM CRD).
-	SidecarLogLevels = []string{"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}
+	// PipyLogLevels are the levels Pipy (1.5.12, FSM v1.5.1's sidecar)
+	// takes for --log-level; debug also as debug:<topic>[+<topic>...].
+	// Anything else and Pipy exits at start ("unknown log level").
+	PipyLogLevels = []string{"debug", "info", "warn", "error"}
+	// PipyLogTopics are the topics of debug:<topic>; an unknown one ends
+	// Pipy at start too ("unknown log topic").
+	PipyLogTopics = []string{"alloc", "thread", "pipeline", "dump", "listener", "inbound", "outbound", "socket",
+		"files", "subproc", "tcp", "udp", "http2", "elf", "bpf", "user", "codebase"}
+	// SidecarLogLevelAliases are the levels FSM's chart schema (and OSM's
+	// CRD) offers that Pipy does not know, each with the Pipy level nearest
+	// it (Pipy has no "off": error is its quietest). FSM passed them through
+	// and every sidecar exited at start.
+	SidecarLogLevelAliases = map[string]string{"trace": "debug", "warning": "warn", "critical": "error", "off": "error"}
 	// InterceptionModes of spec.traffic.interceptionMode.
 	InterceptionModes = []string{"NodeLevel", "PodLevel"}
 	// LocalProxyModes of spec.sidecar.localProxyMode.
@@ -57,6 +69,29 @@ func Enum(p *field.Path, v string, allowed ...string) field.ErrorList {
 		}
 	}
 	return field.ErrorList{field.NotSupported(p, v, allowed)}
+}
+
+// SidecarLogLevel checks spec.sidecar.logLevel v and returns the
+// --log-level the sidecar is started with: v itself when Pipy takes it, the
+// nearest Pipy level for an alias (replaced true), or errors naming what
+// Pipy takes. Empty v is unset (the caller's default).
+func SidecarLogLevel(p *field.Path, v string) (pipy string, replaced bool, errs field.ErrorList) {
+	if v == "" || slices.Contains(PipyLogLevels, v) {
+		return v, false, nil
+	}
+	if a, ok := SidecarLogLevelAliases[v]; ok {
+		return a, true, nil
+	}
+	if topics, ok := strings.CutPrefix(v, "debug:"); ok {
+		for _, t := range strings.Split(topics, "+") {
+			if !slices.Contains(PipyLogTopics, t) {
+				return "", false, field.ErrorList{field.Invalid(p, v, fmt.Sprintf("unknown Pipy log topic %q: debug:<topic>[+<topic>...] takes %s", t, strings.Join(PipyLogTopics, ", ")))}
+			}
+		}
+		return v, false, nil
+	}
+	// The aliases are taken but not offered: each is replaced.
+	return "", false, field.ErrorList{field.NotSupported(p, v, append(slices.Clone(PipyLogLevels), "debug:<topic>[+<topic>...]"))}
 }
 
 // Range checks lo <= v <= hi, in the apiserver's schema wording.

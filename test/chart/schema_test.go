@@ -28,6 +28,7 @@ func TestValuesRejected(t *testing.T) {
 		{"unknown key (typo)", "fsm: {certificateprovider: {kind: vault}}", []string{"/fsm", "certificateprovider"}},
 		{"ca bundle secret name", "fsm: {caBundleSecretName: Bad_Name}", []string{"/fsm/caBundleSecretName", "Bad_Name"}},
 		{"sidecar log level", "fsm: {sidecar: {sidecarLogLevel: verbose}}", []string{"/fsm/sidecar/sidecarLogLevel", "error"}},
+		{"sidecar log level with a topic Pipy does not know", "fsm: {sidecar: {sidecarLogLevel: 'debug:http'}}", []string{"/fsm/sidecar/sidecarLogLevel", "debug:http"}},
 		{"port exclusion out of range", "fsm: {outboundPortExclusionList: [0]}", []string{"/fsm/outboundPortExclusionList/0"}},
 		{"pull policy", "fsm: {image: {pullPolicy: Sometimes}}", []string{"/fsm/image/pullPolicy", "IfNotPresent"}},
 		{"resources quantity", "fsm: {webhooks: {resources: {limits: {memory: lots}}}}", []string{"/fsm/webhooks/resources/limits/memory", "lots"}},

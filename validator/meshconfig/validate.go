@@ -46,8 +46,6 @@ var Versions = []string{V1alpha1, V1alpha2, V1alpha3}
 // Allowed values. Exported so tests and docs share one list. The ones the
 // injector depends on come from package meshconfig/rules.
 var (
-	// SidecarLogLevels is Pipy's level set (FSM Helm values.schema, OSM CRD).
-	SidecarLogLevels = rules.SidecarLogLevels
 	// ControlPlaneLogLevels is zerolog's set used by FSM components.
 	ControlPlaneLogLevels = []string{"trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"}
 	// TLSVersions in increasing order; TLS_AUTO lets the proxy choose.
@@ -172,6 +170,10 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 	// the path of one an annotation brings).
 	r.Warnings = append(r.Warnings, ipv6ExclusionWarnings(&v.Spec.Traffic, field.NewPath("spec", "traffic", "outboundIPRangeExclusionList"))...)
 	r.Warnings = append(r.Warnings, fsmInt16Warnings(&v.Spec, field.NewPath("spec"))...)
+	if pipy, replaced, _ := rules.SidecarLogLevel(nil, v.Spec.Sidecar.LogLevel); replaced {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("spec.sidecar.logLevel: %q is not a level Pipy knows: sidecars start with --log-level=%s (FSM passed it on and Pipy exited at start); write one of %s",
+			v.Spec.Sidecar.LogLevel, pipy, strings.Join(rules.PipyLogLevels, ", ")))
+	}
 	return r, v.Metadata.Annotations
 }
 
@@ -342,7 +344,8 @@ func validateSpec(s *spec, p *field.Path) field.ErrorList {
 
 func validateSidecar(s *sidecar, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, rules.Enum(p.Child("logLevel"), s.LogLevel, SidecarLogLevels...)...)
+	_, _, logLevelErrs := rules.SidecarLogLevel(p.Child("logLevel"), s.LogLevel)
+	errs = append(errs, logLevelErrs...)
 	errs = append(errs, rules.Image(p.Child("sidecarImage"), s.SidecarImage)...)
 	errs = append(errs, validateLegacySidecar(s, p)...)
 	errs = append(errs, check.Duration(p.Child("configResyncInterval"), s.ConfigResyncInterval)...)

@@ -129,7 +129,7 @@ func TestValidateRules(t *testing.T) {
 		{name: "sidecar log level warning ok", sets: []kv{{"spec.sidecar.logLevel", "warning"}}},
 		{name: "sidecar log level off ok", sets: []kv{{"spec.sidecar.logLevel", "off"}}},
 		{name: "sidecar log level unknown", sets: []kv{{"spec.sidecar.logLevel", "verbose"}}, want: []string{
-			`spec.sidecar.logLevel: Unsupported value: "verbose": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
+			`spec.sidecar.logLevel: Unsupported value: "verbose": supported values: "debug", "info", "warn", "error", "debug:<topic>[+<topic>...]"`}},
 		// control-plane log levels
 		{name: "fsm log level warning is not zerolog", sets: []kv{{"spec.observability.fsmLogLevel", "warning"}}, want: []string{
 			`spec.observability.fsmLogLevel: Unsupported value: "warning": supported values: "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"`}},
@@ -335,7 +335,7 @@ func TestValidateRules(t *testing.T) {
 		// wrong JSON types are reported with the rest
 		{name: "type mismatch plus other errors", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", "many"}, {"spec.sidecar.logLevel", "loud"}}, want: []string{
 			`spec.sidecar.maxDataPlaneConnections: Invalid value: "string": must be an integer`,
-			`spec.sidecar.logLevel: Unsupported value: "loud": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
+			`spec.sidecar.logLevel: Unsupported value: "loud": supported values: "debug", "info", "warn", "error", "debug:<topic>[+<topic>...]"`}},
 		{name: "fractional port", sets: []kv{{"spec.traffic.outboundPortExclusionList", []any{80.5}}}, want: []string{
 			`spec.traffic.outboundPortExclusionList: Invalid value: "number 80.5": must be an integer`}},
 	}
@@ -376,6 +376,33 @@ func TestIPv6ExclusionWarnings(t *testing.T) {
 	r := Validate(V1alpha3, build(t, preset(t), kv{"spec.traffic.outboundIPRangeExclusionList", []any{"10.0.0.0/8", "fd00::/129"}}))
 	if len(r.Warnings) != 0 || len(r.Errors) != 1 {
 		t.Errorf("IPv4 and invalid ranges: errors %v, warnings %q; want 1 error, no warning", r.Errors, r.Warnings)
+	}
+}
+
+// TestSidecarLogLevelWarnings: the levels FSM's chart offers that Pipy does
+// not know are admitted (a MeshConfig FSM's chart wrote stays writable) with
+// a warning naming the level sidecars start with instead; Pipy's own
+// levels, debug:<topic> included, get none, in every served version.
+func TestSidecarLogLevelWarnings(t *testing.T) {
+	for _, v := range Versions {
+		for level, want := range map[string]string{
+			"trace":          `spec.sidecar.logLevel: "trace" is not a level Pipy knows: sidecars start with --log-level=debug (FSM passed it on and Pipy exited at start); write one of debug, info, warn, error`,
+			"critical":       `spec.sidecar.logLevel: "critical" is not a level Pipy knows: sidecars start with --log-level=error (FSM passed it on and Pipy exited at start); write one of debug, info, warn, error`,
+			"warn":           "",
+			"debug:codebase": "",
+		} {
+			r := Validate(v, build(t, preset(t), kv{"spec.sidecar.logLevel", level}))
+			var wantW []string
+			if IsDeprecatedVersion(v) {
+				wantW = append(wantW, DeprecationWarning(v))
+			}
+			if want != "" {
+				wantW = append(wantW, want)
+			}
+			if len(r.Errors) != 0 || !equal(r.Warnings, wantW) {
+				t.Errorf("%s %q: errors %v, warnings\n got %q\nwant %q", v, level, r.Errors, r.Warnings, wantW)
+			}
+		}
 	}
 }
 
@@ -471,7 +498,7 @@ func TestValidateUpdateRatchets(t *testing.T) {
 			obj: build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"}, kv{"spec.observability.fsmLogLevel", "debug"}), wantWarns: 1},
 		{name: "bad value changed to another bad value: denied",
 			obj:      build(t, preset(t), kv{"spec.sidecar.logLevel", "louder"}),
-			wantErrs: []string{`spec.sidecar.logLevel: Unsupported value: "louder": supported values: "trace", "debug", "info", "warning", "warn", "error", "critical", "off"`}},
+			wantErrs: []string{`spec.sidecar.logLevel: Unsupported value: "louder": supported values: "debug", "info", "warn", "error", "debug:<topic>[+<topic>...]"`}},
 		{name: "new problem elsewhere: denied, old one a warning",
 			obj:       build(t, preset(t), kv{"spec.sidecar.logLevel", "verbose"}, kv{"spec.certificate.certKeyBitSize", 512}),
 			wantErrs:  []string{`spec.certificate.certKeyBitSize: Invalid value: 512: should be greater than or equal to 2048`},
