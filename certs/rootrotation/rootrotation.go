@@ -325,31 +325,46 @@ func RenewServingCerts(ctx context.Context, issuer certs.Issuer, client kubernet
 	return nil
 }
 
+// autoRetryAfter is Auto's first wait after a failed check or step; it
+// doubles with each failure in a row, up to Auto's interval.
+var autoRetryAfter = 10 * time.Second
+
 // Auto rotates the root whenever it has less than before left, and resumes
-// an interrupted rotation, checking every interval until ctx ends.
+// an interrupted rotation, checking every interval until ctx ends. After a
+// failure (an apiserver error, a step that could not finish) it tries again
+// sooner, from autoRetryAfter doubling up to interval: a rotation
+// interrupted by one bad request would otherwise stay in its phase for the
+// whole interval.
 func Auto(ctx context.Context, opts Options, before, interval time.Duration) error {
 	if before <= 0 || interval <= 0 {
 		return fmt.Errorf("root rotation: auto rotation needs positive before (%s) and interval (%s)", before, interval)
 	}
+	retry := min(autoRetryAfter, interval)
 	for {
 		st, err := opts.CA.RotationStatus(ctx)
 		switch {
 		case err != nil:
 			opts.Log.Error(err, "root rotation: reading status")
 		case st.Phase.InProgress():
-			if err := Resume(ctx, opts); err != nil && ctx.Err() == nil {
+			if err = Resume(ctx, opts); err != nil && ctx.Err() == nil {
 				opts.Log.Error(err, "root rotation: resuming")
 			}
 		case st.Current != nil && time.Until(st.Current.NotAfter) < before:
 			opts.Log.Info("root rotation: root nears expiry; rotating", "root", describe(st.Current))
-			if err := Rotate(ctx, opts); err != nil && ctx.Err() == nil {
+			if err = Rotate(ctx, opts); err != nil && ctx.Err() == nil {
 				opts.Log.Error(err, "root rotation")
 			}
+		}
+		wait := interval
+		if err != nil {
+			wait, retry = retry, min(2*retry, interval)
+		} else {
+			retry = min(autoRetryAfter, interval)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(interval):
+		case <-time.After(wait):
 		}
 	}
 }

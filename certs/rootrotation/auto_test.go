@@ -1,0 +1,65 @@
+package rootrotation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// flakyStatus answers RotationStatus with an error failures times, then
+// with a root far from expiry; it records when it was asked.
+type flakyStatus struct {
+	recorder
+	mu       sync.Mutex
+	failures int
+	asked    []time.Time
+}
+
+func (f *flakyStatus) RotationStatus(context.Context) (Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, time.Now())
+	if len(f.asked) <= f.failures {
+		return Status{}, errors.New("etcdserver: leader changed")
+	}
+	return Status{Phase: PhaseComplete, Current: &x509.Certificate{NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour)}}, nil
+}
+
+func (f *flakyStatus) times() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.asked...)
+}
+
+// TestAutoRetriesSoonerAfterAFailure: a failed check is tried again after
+// autoRetryAfter, doubling with each failure in a row, not after the whole
+// interval (an hour in serve), and a success goes back to the interval.
+func TestAutoRetriesSoonerAfterAFailure(t *testing.T) {
+	defer func(d time.Duration) { autoRetryAfter = d }(autoRetryAfter)
+	autoRetryAfter = 50 * time.Millisecond
+	ca := &flakyStatus{failures: 3}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Auto(ctx, Options{CA: ca}, time.Hour, time.Hour) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ca.times()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a fifth check would come now if the success did not reset the wait
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	asked := ca.times()
+	if len(asked) != 4 {
+		t.Fatalf("RotationStatus asked %d times, want 4 (3 failures retried, then the interval)", len(asked))
+	}
+	for i, want := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+		if got := asked[i+1].Sub(asked[i]); got < want || got > want+2*time.Second {
+			t.Errorf("wait after failure %d: %s, want about %s", i+1, got, want)
+		}
+	}
+}
