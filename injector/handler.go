@@ -24,6 +24,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // DefaultTimeout bounds one admission; it stays below the webhook
@@ -332,7 +333,7 @@ var podGVK = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
 func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite *time.Duration) admission.Response {
 	isPod := req.Kind == podGVK
 	if !isPod && req.Kind != VirtualMachineGVK {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("expected a v1 Pod or a %s/%s %s, got %q",
+		return reviewhttp.BadRequest(fmt.Errorf("expected a v1 Pod or a %s/%s %s, got %q",
 			VirtualMachineGroup, VirtualMachineVersion, VirtualMachineKind, req.Kind.String()))
 	}
 	if req.Operation != admissionv1.Create {
@@ -342,18 +343,18 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 		return h.handleVirtualMachine(ctx, req)
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no pod object"))
+		return reviewhttp.BadRequest(errors.New("admission request has no pod object"))
 	}
 	pod := &corev1.Pod{}
 	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+		return reviewhttp.BadRequest(fmt.Errorf("decoding pod: %w", err))
 	}
 	nsName := req.Namespace
 	if nsName == "" {
 		nsName = pod.Namespace
 	}
 	if nsName == "" {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace"))
+		return reviewhttp.BadRequest(errors.New("admission request names no namespace"))
 	}
 	log := reqLog{base: h.log, namespace: nsName, kind: "pod", name: podName(pod), uid: req.UID}
 
@@ -425,18 +426,18 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 // so a dry run needs no special case and no namespace limit applies).
 func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Request) admission.Response {
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no VirtualMachine object"))
+		return reviewhttp.BadRequest(errors.New("admission request has no VirtualMachine object"))
 	}
 	vm, err := DecodeVirtualMachine(req.Object.Raw)
 	if err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding VirtualMachine: %w", err))
+		return reviewhttp.BadRequest(fmt.Errorf("decoding VirtualMachine: %w", err))
 	}
 	nsName := req.Namespace
 	if nsName == "" {
 		nsName = vm.namespace()
 	}
 	if nsName == "" {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request names no namespace"))
+		return reviewhttp.BadRequest(errors.New("admission request names no namespace"))
 	}
 	log := reqLog{base: h.log, namespace: nsName, kind: "virtualMachine", name: vm.Name(), uid: req.UID}
 
@@ -701,7 +702,7 @@ func (h *Handler) refuse(req admission.Request, log logr.Logger, kind, name stri
 		h.opts.Recorder.Eventf(eventTarget(owners, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
 			"%s %s refused by the sidecar injector: %s", kind, name, err.Error())
 	}
-	return admission.Denied(err.Error())
+	return reviewhttp.Denied(err.Error())
 }
 
 func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }

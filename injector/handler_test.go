@@ -208,7 +208,7 @@ func TestHandlerHTTP(t *testing.T) {
 		{name: "bad annotation denied with uid and event", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
 			p := simplePod(map[string]string{SidecarInjectionAnnotation: "on"})
 			r.Object.Raw = podJSON(p)
-		}), code: http.StatusForbidden, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`, uid: "uid-1", events: 1},
+		}), code: http.StatusBadRequest, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`, uid: "uid-1", events: 1},
 		{name: "wrong kind", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Service" }),
 			code: http.StatusBadRequest, message: `expected a v1 Pod or a machine.flomesh.io/v1alpha1 VirtualMachine, got "/v1, Kind=Service"`, uid: "uid-1"},
 		{name: "missing object", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }),
@@ -531,8 +531,8 @@ func TestHandlerLocalDNS(t *testing.T) {
 			}
 			got := string(resp.Patch)
 			if !tc.allowed {
-				if resp.Result.Code != http.StatusForbidden || len(f.secrets) != 0 {
-					t.Errorf("code %d, %d Secrets; want 403 and none", resp.Result.Code, len(f.secrets))
+				if resp.Result.Code != http.StatusBadRequest || resp.Result.Reason != "" || len(f.secrets) != 0 {
+					t.Errorf("code %d reason %q, %d Secrets; want FSM's 400 without a reason and none", resp.Result.Code, resp.Result.Reason, len(f.secrets))
 				}
 				got = resp.Result.Message
 			}

@@ -225,7 +225,7 @@ func TestHandlerVirtualMachine(t *testing.T) {
 		{name: "namespace from the object", body: vmReview(t, func(r *admissionv1.AdmissionRequest) { r.Namespace = "" }), allowed: true, labels: withUUID(nil)},
 		{name: "bad annotation denied with an event on the namespace", body: vmReview(t, func(r *admissionv1.AdmissionRequest) {
 			r.Object.Raw = vmJSON(map[string]any{"annotations": map[string]any{SidecarInjectionAnnotation: "on"}})
-		}), code: http.StatusForbidden, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`,
+		}), code: http.StatusBadRequest, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`,
 			events: []string{`VirtualMachine vm-1 refused by the sidecar injector: invalid annotation value for key "flomesh.io/sidecar-injection": on`}},
 		{name: "a pod sent as a VirtualMachine", body: vmReview(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw, _ = json.Marshal(simplePod(nil)) }),
 			code: http.StatusBadRequest, message: `decoding VirtualMachine: object has apiVersion "" and kind ""`},

@@ -8,9 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -500,6 +502,20 @@ func wantDenied(t *testing.T, err error, fragments ...string) {
 	wantDeniedBy(t, testWebhookName, err, fragments...)
 }
 
+// wantFSMDenialStatus checks the client got a policy denial as FSM v1.5.1's
+// users get one: 400 with no reason (kubectl: "Error from server: ..."),
+// not 403 Forbidden.
+func wantFSMDenialStatus(t *testing.T, err error) {
+	t.Helper()
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		t.Fatalf("%v: not an API status", err)
+	}
+	if s := st.Status(); s.Code != http.StatusBadRequest || s.Reason != "" {
+		t.Errorf("denial reached the client as %d %q, want FSM's 400 without a reason: %v", s.Code, s.Reason, err)
+	}
+}
+
 // wantDeniedBy checks err is an admission denial by webhook containing
 // every fragment.
 func wantDeniedBy(t *testing.T, webhook string, err error, fragments ...string) {
@@ -656,16 +672,19 @@ func registrationCases(ctx context.Context, t *testing.T, c client.Client, valid
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	wantDeniedBy(t, validator.PolicyWebhookName, c.Create(ctx, badTarget("monitored"), client.DryRunAll),
+	err = c.Create(ctx, badTarget("monitored"), client.DryRunAll)
+	wantDeniedBy(t, validator.PolicyWebhookName, err,
 		"The traffic target namespace (monitored) must match spec.Destination.Namespace (other)")
+	wantFSMDenialStatus(t, err)
 	for _, ns := range []string{"unmonitored", "ignored", "control-plane", fsmNS} {
 		if err := c.Create(ctx, badTarget(ns), client.DryRunAll); err != nil {
 			t.Errorf("TrafficTarget in namespace %s, which FSM never validated: %v", ns, err)
 		}
 	}
 	// A namespaceSelector never skips a cluster-scoped object.
-	wantDeniedBy(t, validator.PolicyWebhookName, c.Create(ctx, obj(plug, "Plugin", "", "p2", map[string]any{}), client.DryRunAll),
-		"plugin[p2.] is missing pipy script")
+	err = c.Create(ctx, obj(plug, "Plugin", "", "p2", map[string]any{}), client.DryRunAll)
+	wantDeniedBy(t, validator.PolicyWebhookName, err, "plugin[p2.] is missing pipy script")
+	wantFSMDenialStatus(t, err)
 
 	bad, err := validator.DemoInvalidMeshConfig(fsmNS, meshConfig)
 	if err != nil {

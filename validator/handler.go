@@ -29,6 +29,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // Defaults for Options.
@@ -127,7 +128,7 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 	}
 	v, ok := policyValidators[gvk]
 	if !ok {
-		return admission.Denied("unknown gvk: " + gvk.String())
+		return reviewhttp.BadRequest(errors.New("unknown gvk: " + gvk.String()))
 	}
 	switch req.Operation {
 	case admissionv1.Create, admissionv1.Update:
@@ -136,13 +137,13 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 		return admission.Allowed("")
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("%s %s: no object in the request", req.Operation, gvk.Kind))
+		return reviewhttp.BadRequest(fmt.Errorf("%s %s: no object in the request", req.Operation, gvk.Kind))
 	}
 	found, err := v(ctx, h, req, req.Object.Raw)
 	if err != nil {
 		var bad badObjectError
 		if errors.As(err, &bad) {
-			return admission.Errored(http.StatusBadRequest, err)
+			return reviewhttp.BadRequest(err)
 		}
 		log.Error(err, "validating")
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -162,7 +163,7 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 	}
 	verdict := policy.Decide(found, stored, h.opts.StrictPolicyValidation)
 	if len(verdict.Denials) > 0 {
-		return admission.Denied(strings.Join(verdict.Denials, "\n")).WithWarnings(verdict.Warnings...)
+		return reviewhttp.Denied(strings.Join(verdict.Denials, "\n")).WithWarnings(verdict.Warnings...)
 	}
 	return admission.Allowed("").WithWarnings(verdict.Warnings...)
 }
@@ -176,7 +177,7 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 		return admission.Allowed("")
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("%s MeshConfig: no object in the request", req.Operation))
+		return reviewhttp.BadRequest(fmt.Errorf("%s MeshConfig: no object in the request", req.Operation))
 	}
 	var res meshconfig.Result
 	if req.Operation == admissionv1.Update {

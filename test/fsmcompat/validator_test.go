@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	webhookerrors "k8s.io/apiserver/pkg/admission/plugin/webhook/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -195,9 +196,17 @@ func vAsk(t *testing.T, r *vRow, strict bool) vAnswer {
 	a := vAnswer{allowed: out.Response.Allowed, warnings: out.Response.Warnings}
 	if out.Response.Result != nil {
 		a.message = out.Response.Result.Message
-		if !a.allowed && out.Response.Result.Code != http.StatusForbidden {
-			// FSM denies with 403 like admission.Denied; anything else is an error, not a verdict.
-			t.Errorf("%s: denied with code %d (%s)", r.ID, out.Response.Result.Code, a.message)
+		if !a.allowed {
+			// FSM v1.5.1 denies with the message alone (webhook.AdmissionError);
+			// the client gets what the apiserver makes of it: 400, no reason
+			// ("Error from server: ..."). Ours must reach it the same way,
+			// not as 403 Forbidden (an RBAC-looking error) nor as the
+			// BadRequest a handler failure is.
+			ours := webhookerrors.ToStatusErr(validator.PolicyWebhookName, out.Response.Result.DeepCopy()).ErrStatus
+			fsm := webhookerrors.ToStatusErr(validator.PolicyWebhookName, &metav1.Status{Message: a.message}).ErrStatus
+			if ours.Code != fsm.Code || ours.Reason != fsm.Reason {
+				t.Errorf("%s: the client gets %d %q from our denial, %d %q from FSM's (%s)", r.ID, ours.Code, ours.Reason, fsm.Code, fsm.Reason, a.message)
+			}
 		}
 	}
 	return a

@@ -83,9 +83,9 @@ func (a *Admission) write(w http.ResponseWriter, tm metav1.TypeMeta, resp admiss
 	writeJSON(w, http.StatusOK, admissionv1.AdmissionReview{TypeMeta: tm, Response: &resp.AdmissionResponse}, a.ep.log)
 }
 
-// admissionResult classifies a completed response: a 400 or 5xx result is
-// the handler's failure, any other refusal a denial (403 Forbidden, 422
-// Invalid, 429 Too Many Requests).
+// admissionResult classifies a completed response: a 5xx result or a
+// BadRequest is the handler's failure, any other refusal a denial (Denied's
+// 400 without a reason, 403 Forbidden, 422 Invalid, 429 Too Many Requests).
 func admissionResult(resp admission.Response) string {
 	switch {
 	case resp.Allowed && (len(resp.Patches) > 0 || len(resp.Patch) > 0):
@@ -94,7 +94,7 @@ func admissionResult(resp admission.Response) string {
 		return ResultWarned
 	case resp.Allowed:
 		return ResultAllowed
-	case resp.Result != nil && (resp.Result.Code == http.StatusBadRequest || resp.Result.Code >= http.StatusInternalServerError):
+	case resp.Result != nil && (resp.Result.Reason == metav1.StatusReasonBadRequest || resp.Result.Code >= http.StatusInternalServerError):
 		return ResultError
 	default:
 		return ResultDenied

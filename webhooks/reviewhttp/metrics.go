@@ -15,12 +15,12 @@ const (
 	// ResultWarned: admitted with warnings (what strict policy validation
 	// would deny).
 	ResultWarned = "warned"
-	// ResultDenied: refused with any other code: a rule's denial (403
-	// Forbidden, 422 Invalid), the injector's rate limit (429).
+	// ResultDenied: refused for any other reason: a rule's denial (Denied's
+	// 400, 403 Forbidden, 422 Invalid), the injector's rate limit (429).
 	ResultDenied = "denied"
 	// ResultConverted: a ConversionReview answered with Success.
 	ResultConverted = "converted"
-	// ResultError: the handler failed: an admission errored with 400 or 5xx
+	// ResultError: the handler failed: an admission answered BadRequest or 5xx
 	// (a recovered panic is a 500), a conversion Failure or panic.
 	ResultError = "error"
 	// ResultBadRequest: refused before the handler: method, content type,

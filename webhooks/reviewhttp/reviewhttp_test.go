@@ -214,7 +214,10 @@ func TestAdmissionResults(t *testing.T) {
 		{admission.Denied("no"), ResultDenied},
 		{admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid}}}, ResultDenied},
 		{admission.Errored(http.StatusTooManyRequests, errTooLarge), ResultDenied},
-		{admission.Errored(http.StatusBadRequest, errTooLarge), ResultError},
+		// FSM's denial shape (400, no reason) is a verdict; a 400 the handler
+		// marks BadRequest is its failure.
+		{Denied("no"), ResultDenied},
+		{BadRequest(errTooLarge), ResultError},
 		{admission.Errored(http.StatusInternalServerError, errTooLarge), ResultError},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
