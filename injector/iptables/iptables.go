@@ -174,16 +174,13 @@ func ParseInclusionCIDRs(key, value string) ([]string, error) {
 	return parseCIDRs(key, value, rules.InterceptedIPRange)
 }
 
-// parseCIDRs reports an unparsable entry as FSM does, and a CIDR the rule
-// refuses with FSM's words followed by the rule's reason.
+// parseCIDRs reports an entry the rule refuses with FSM's words followed by
+// the rule's reason (the CIDR to write, where one is meant).
 func parseCIDRs(key, value string, rule func(*field.Path, string) (netip.Prefix, field.ErrorList)) ([]string, error) {
 	var out []string
 	for _, raw := range strings.Split(value, ",") {
 		v := strings.TrimSpace(raw)
 		if _, errs := rule(nil, v); len(errs) > 0 {
-			if _, err := netip.ParsePrefix(v); err != nil {
-				return nil, fmt.Errorf("Invalid IP range '%s' specified for annotation '%s'", v, key) //nolint:staticcheck // FSM's message
-			}
 			return nil, fmt.Errorf("Invalid IP range '%s' specified for annotation '%s': %s", v, key, errs[0].Detail) //nolint:staticcheck // FSM's message
 		}
 		out = append(out, v)

@@ -39,9 +39,10 @@ func TestParsePorts(t *testing.T) {
 
 func TestParseCIDRs(t *testing.T) {
 	const (
-		ex     = "flomesh.io/outbound-ip-range-exclusion-list"
-		in     = "flomesh.io/outbound-ip-range-inclusion-list"
-		noIPv6 = ": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted"
+		ex      = "flomesh.io/outbound-ip-range-exclusion-list"
+		in      = "flomesh.io/outbound-ip-range-inclusion-list"
+		noIPv6  = ": the sidecar listens on IPv4 only (Pipy binds 0.0.0.0), so IPv6 traffic cannot be intercepted"
+		notCIDR = ": must be a CIDR such as 10.0.0.0/8 or fd00::/8"
 	)
 	invalid := func(v, key string) string {
 		return "Invalid IP range '" + v + "' specified for annotation '" + key + "'"
@@ -56,18 +57,20 @@ func TestParseCIDRs(t *testing.T) {
 		// IPv6 exclusions are accepted (and are no-ops, see TestRulesIPv4Only).
 		{ex, "fd00::/8", []string{"fd00::/8"}, ""},
 		{ex, "10.0.0.0/8,fd00::/8", []string{"10.0.0.0/8", "fd00::/8"}, ""},
-		{ex, "10.0.0.1", nil, invalid("10.0.0.1", ex)},
-		{ex, "10.0.0.0/33", nil, invalid("10.0.0.0/33", ex)},
-		{ex, "fd00::/129", nil, invalid("fd00::/129", ex)},
-		{ex, "fe80::1%eth0/64", nil, invalid("fe80::1%eth0/64", ex)},
-		{ex, "", nil, invalid("", ex)},
+		// FSM's message, then why and, where one is meant, the CIDR to write.
+		{ex, "10.0.0.1", nil, invalid("10.0.0.1", ex) + notCIDR + ", write it as 10.0.0.1/32"},
+		{ex, "10.0.0.0/33", nil, invalid("10.0.0.0/33", ex) + notCIDR},
+		{ex, "10.0.0.0/010", nil, invalid("10.0.0.0/010", ex) + notCIDR + ", each number without a leading zero (iptables reads 010 as octal 8, other readers as 10)"},
+		{ex, "fd00::/129", nil, invalid("fd00::/129", ex) + notCIDR},
+		{ex, "fe80::1%eth0/64", nil, invalid("fe80::1%eth0/64", ex) + notCIDR},
+		{ex, "", nil, invalid("", ex) + notCIDR},
 		{ex, "::ffff:10.0.0.0/104", nil, invalid("::ffff:10.0.0.0/104", ex) + ": is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as 10.0.0.0/8"},
 
 		{in, "10.96.0.0/12, 10.0.0.0/8", []string{"10.96.0.0/12", "10.0.0.0/8"}, ""},
 		{in, "10.96.0.0/12,fd00::/8", nil, invalid("fd00::/8", in) + noIPv6},
 		{in, "::/0", nil, invalid("::/0", in) + noIPv6},
-		{in, "10.0.0.0/8,foo", nil, invalid("foo", in)},
-		{in, "fd00::/129", nil, invalid("fd00::/129", in)},
+		{in, "10.0.0.0/8,foo", nil, invalid("foo", in) + notCIDR},
+		{in, "fd00::/129", nil, invalid("fd00::/129", in) + notCIDR},
 	} {
 		parse := ParseExclusionCIDRs
 		if tc.key == in {

@@ -135,6 +135,8 @@ func IPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
 		why := "must be a CIDR such as 10.0.0.0/8 or fd00::/8"
 		if r, ok := IPTablesRanges(s); ok {
 			why += ", write it as " + prefixList(r)
+		} else if zeroPadded(s) {
+			why += ", each number without a leading zero (iptables reads 010 as octal 8, other readers as 10)"
 		}
 		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, why)}
 	}
@@ -144,6 +146,22 @@ func IPRange(p *field.Path, s string) (netip.Prefix, field.ErrorList) {
 			fmt.Sprintf("is an IPv4-mapped IPv6 range: that traffic leaves the pod as IPv4, write it as %s", v4))}
 	}
 	return pfx.Masked(), nil
+}
+
+// zeroPadded tells whether a prefix length or an IPv4 octet of s is written
+// with a leading zero (IPv6 groups may have them).
+func zeroPadded(s string) bool {
+	addr, bits, _ := strings.Cut(strings.TrimSpace(s), "/")
+	nums := []string{bits}
+	if !strings.Contains(addr, ":") {
+		nums = append(nums, strings.Split(addr, ".")...)
+	}
+	for _, n := range nums {
+		if len(n) > 1 && n[0] == '0' && strings.Trim(n, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // IPTablesRanges reads an IPv4 range list entry written in a form iptables'
