@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -227,6 +228,146 @@ func TestObjectWithoutSpecRoundTrips(t *testing.T) {
 		back, msg := convertOne(t, h, group+"/v1alpha3", down)
 		if back == nil {
 			t.Fatalf("%s back to v1alpha3: %s", v, msg)
+		}
+	}
+}
+
+// These tests cover objects the round-trip fuzzers never generate: what the
+// apiserver stores while the CRD's conversion strategy is None (FSM as
+// shipped, or this project's documented rollback, converter/README.md step
+// 5), where a write through v1alpha1/v1alpha2 is relabelled v1alpha3
+// unconverted, and the old-version view as the old version's own schema
+// validates it.
+
+// relabelledV1alpha1 is what the apiserver stores, under strategy None, for
+// an unchanged PUT through v1alpha1 of the object the converter served: the
+// v1alpha1 view (its annotations included), relabelled v1alpha3, read
+// through the v1alpha3 schema (pruned and defaulted, not validated).
+func relabelledV1alpha1(t *testing.T, h *Handler, edit func(spec map[string]any)) []byte {
+	t.Helper()
+	s3, s1 := loadSchema(t, "v1alpha3"), loadSchema(t, "v1alpha1")
+	stored, errs := s3.apiserverView(t, presetWith(t, edit))
+	if len(errs) != 0 {
+		t.Fatalf("setup: %v", errs)
+	}
+	raw, _ := json.Marshal(stored)
+	down, msg := convertOne(t, h, group+"/v1alpha1", raw)
+	if down == nil {
+		t.Fatalf("setup: to v1alpha1: %s", msg)
+	}
+	view, _ := s1.apiserverView(t, down)
+	view["apiVersion"] = group + "/v1alpha3" // strategy None
+	rel, _ := json.Marshal(view)
+	relabelled, _ := s3.apiserverView(t, rel)
+	out, err := json.Marshal(relabelled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRelabelledSampledFractionNumberConverts: under strategy None a
+// v1alpha1 write keeps its sampledFraction number in the stored v1alpha3
+// object (FSM's v1alpha3 schema is not checked on storage). With the
+// converter (re)installed, that one object must not fail every conversion
+// to v1alpha1/v1alpha2 ("decoding the hub object: cannot unmarshal
+// number"), and with it every GET and LIST of MeshConfigs in those
+// versions, which FSM itself serves (relabelled): the number is a valid
+// v1alpha1 value and converts as the v1alpha1 number it is.
+func TestRelabelledSampledFractionNumberConverts(t *testing.T) {
+	h := NewHandler(meshScheme(t), group, logr.Discard())
+	obj := relabelledV1alpha1(t, h, func(spec map[string]any) {
+		spec["observability"].(map[string]any)["tracing"] = map[string]any{"enable": true, "address": "jaeger", "sampledFraction": "0.25"}
+	})
+	if !strings.Contains(string(obj), `"sampledFraction":0.25`) {
+		t.Fatalf("setup: the relabelled object should hold the v1alpha1 number: %s", obj)
+	}
+	for _, v := range []string{"v1alpha1", "v1alpha2"} {
+		out, msg := convertOne(t, h, group+"/"+v, obj)
+		if out == nil {
+			t.Errorf("a stored object relabelled from a v1alpha1 write (sampledFraction 0.25) does not convert to %s: %s", v, msg)
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatal(err)
+		}
+		got := m["spec"].(map[string]any)["observability"].(map[string]any)["tracing"].(map[string]any)["sampledFraction"]
+		if got != 0.25 && got != "0.25" {
+			t.Errorf("to %s: sampledFraction = %#v, want 0.25", v, got)
+		}
+	}
+}
+
+// TestRelabelledWriteKeepsAnnotationData: converter/README.md (rollback,
+// step 5) promises that objects written through an old version while the
+// strategy is None "keep the annotations, which a later converter restores
+// from". The stored object is labelled v1alpha3, so the converter only
+// ever converts it down: were the annotations taken as stray (ConvertFrom
+// copies the metadata, KeepHub overwrites
+// conversion.flomesh.io/v1alpha3-fields with what the stripped spec holds,
+// FromHub drops v1alpha3-json), the custom image registry, warmup, ... the
+// annotation carried would be gone after the first old-version read, and a
+// write back would store the object without them.
+func TestRelabelledWriteKeepsAnnotationData(t *testing.T) {
+	h := NewHandler(meshScheme(t), group, logr.Discard())
+	const registry = "registry.example.com/flomesh"
+	obj := relabelledV1alpha1(t, h, func(spec map[string]any) {
+		spec["image"].(map[string]any)["registry"] = registry
+		spec["warmup"] = map[string]any{"enable": false, "duration": "30s"}
+	})
+	if !strings.Contains(string(obj), registry) {
+		t.Fatalf("setup: the relabelled object's annotation should carry the registry: %s", obj)
+	}
+	for _, v := range []string{"v1alpha1", "v1alpha2"} {
+		down, msg := convertOne(t, h, group+"/"+v, obj)
+		if down == nil {
+			t.Fatalf("to %s: %s", v, msg)
+		}
+		if !strings.Contains(string(down), registry) {
+			t.Errorf("read as %s, the image registry %q the annotation carried is gone (annotation overwritten)", v, registry)
+		}
+		up, msg := convertOne(t, h, group+"/v1alpha3", down)
+		if up == nil {
+			t.Fatalf("%s back to v1alpha3: %s", v, msg)
+		}
+		if !strings.Contains(string(up), registry) {
+			t.Errorf("written back through %s, the stored object lost the image registry %q", v, registry)
+		}
+	}
+}
+
+// TestOldVersionViewPassesOldSchema: a valid v1alpha3 object without
+// clusterSet, traffic or pluginChains (none is required in v1alpha3) is
+// served in v1alpha1/v1alpha2 with those sections present (non-omitempty Go
+// structs), so their required lists must be [] rather than null, which the
+// apiserver drops: the view would fail the old version's own schema
+// ("Required value"). An unchanged PUT would still pass thanks to CRD
+// validation ratcheting, but creating the object from what was read
+// (backup/restore, kubectl create -f of a `get -o yaml`) or editing inside
+// such a section would be refused.
+func TestOldVersionViewPassesOldSchema(t *testing.T) {
+	h := NewHandler(meshScheme(t), group, logr.Discard())
+	s3 := loadSchema(t, "v1alpha3")
+	for name, obj := range map[string][]byte{
+		"minimal":              minimalMeshConfig,
+		"without clusterSet":   presetWith(t, func(s map[string]any) { delete(s, "clusterSet") }),
+		"without traffic":      presetWith(t, func(s map[string]any) { delete(s, "traffic") }),
+		"without pluginChains": presetWith(t, func(s map[string]any) { delete(s, "pluginChains") }),
+	} {
+		stored, errs := s3.apiserverView(t, obj)
+		if len(errs) != 0 {
+			t.Fatalf("%s: setup: the v1alpha3 schema refuses it: %v", name, errs)
+		}
+		raw, _ := json.Marshal(stored)
+		for _, v := range []string{"v1alpha1", "v1alpha2"} {
+			down, msg := convertOne(t, h, group+"/"+v, raw)
+			if down == nil {
+				t.Fatalf("%s: to %s: %s", name, v, msg)
+			}
+			if _, errs := loadSchema(t, v).apiserverView(t, down); len(errs) != 0 {
+				t.Errorf("%s: the %s view of a valid v1alpha3 object fails the %s schema: %v", name, v, v, errs)
+			}
 		}
 	}
 }

@@ -66,10 +66,22 @@ func newEmpty(hub conversion.Hub) any {
 // FromHub sets spoke (an empty object of its version) to hubJSON, a hub
 // object, converted, and records in its AnnotationV1Alpha3JSON where
 // converting it back would not give hubJSON's JSON. newHub returns an empty
-// hub object.
+// hub object. A hub object that is an old version's write stored relabelled
+// (conversion strategy None) is first read as the hub object it stands for
+// (restoreRelabelled), and that is what the annotations record. If that
+// fails (an annotation edited by hand) the object is read as it is, as it
+// was before: one object's broken annotation must not fail every read of
+// the old versions, a whole list included.
 func FromHub(hubJSON []byte, newHub func() conversion.Hub, spoke Spoke) error {
+	restored, restoreErr := restoreRelabelled(hubJSON, newHub)
+	if restoreErr == nil {
+		hubJSON = restored
+	}
 	hub := newHub()
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(hubJSON, hub); err != nil {
+		if restoreErr != nil {
+			return fmt.Errorf("reading an old version's write stored relabelled as the hub version: %w", restoreErr)
+		}
 		return fmt.Errorf("decoding the hub object: %w", err)
 	}
 	if err := spoke.ConvertFrom(hub); err != nil {

@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -59,5 +60,61 @@ func TestFromHubToHub(t *testing.T) {
 	}
 	if strings.Contains(string(back), `"traffic"`) {
 		t.Errorf("back has a traffic section the source did not:\n%s", back)
+	}
+}
+
+// TestFromHubRelabelledV1alpha1Write: under conversion strategy None a
+// write through v1alpha1 is stored relabelled v1alpha3, unconverted. Read
+// down, it is the hub object it stands for: the annotation's data is back at
+// its v1alpha3 path and the sampledFraction number converts as v1alpha1's
+// does, the string the annotation kept winning only while it is still that
+// number (an edit through v1alpha1 wins).
+func TestFromHubRelabelledV1alpha1Write(t *testing.T) {
+	for _, tc := range []struct {
+		name, number, want string
+	}{
+		{"unchanged", "0.5", `"sampledFraction":"0.50"`},
+		{"edited through v1alpha1", "0.7", `"sampledFraction":"0.7"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stored := []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","annotations":{` +
+				`"` + lossless.AnnotationV1Alpha3Fields + `":"{\"image\":{\"registry\":\"r.example.com\"},\"observability\":{\"tracing\":{\"sampledFraction\":\"0.50\"}}}"}},` +
+				`"spec":{"image":{"registry":"flomesh"},"misc":{},"connector":{},"observability":{"tracing":{"sampledFraction":` + tc.number + `}}}}`)
+			down := &v1alpha1.MeshConfig{}
+			if err := convert.FromHub(stored, newHub, down); err != nil {
+				t.Fatal(err)
+			}
+			if f := down.Spec.Observability.Tracing.SampledFraction; f == nil || fmt.Sprint(*f) != tc.number {
+				t.Errorf("v1alpha1 sampledFraction = %v, want %s", f, tc.number)
+			}
+			up, err := convert.ToHub(down, newHub())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{tc.want, `"registry":"r.example.com"`} {
+				if !strings.Contains(string(up), want) {
+					t.Errorf("stored back without %s:\n%s", want, up)
+				}
+			}
+			if strings.Contains(string(up), "conversion.flomesh.io/v1alpha3-") {
+				t.Errorf("stored back with an old version's annotation:\n%s", up)
+			}
+		})
+	}
+}
+
+// TestFromHubBrokenAnnotationStillReads: a hub object whose old-version
+// annotation does not parse (edited by hand) is read as it is, as before the
+// relabelled-write restore: it must not fail every read of the old versions.
+func TestFromHubBrokenAnnotationStillReads(t *testing.T) {
+	stored := []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","annotations":{` +
+		`"` + lossless.AnnotationV1Alpha3Fields + `":"{not json"}},` +
+		`"spec":{"image":{"registry":"flomesh"},"misc":{},"connector":{},"observability":{"tracing":{"sampledFraction":"0.5"}}}}`)
+	down := &v1alpha1.MeshConfig{}
+	if err := convert.FromHub(stored, newHub, down); err != nil {
+		t.Fatalf("a broken annotation failed the read: %v", err)
+	}
+	if f := down.Spec.Observability.Tracing.SampledFraction; f == nil || *f != 0.5 {
+		t.Errorf("v1alpha1 sampledFraction = %v, want 0.5", f)
 	}
 }

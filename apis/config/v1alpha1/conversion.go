@@ -2,8 +2,6 @@ package v1alpha1
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
 
@@ -167,8 +165,9 @@ func (h *hubFields) applyTo(s *v1alpha3.MeshConfigSpec) {
 	s.Sidecar.CipherSuites, s.Sidecar.ECDHCurves, s.Sidecar.LocalProxyMode = sc.CipherSuites, sc.ECDHCurves, sc.LocalProxyMode
 	s.Sidecar.LocalDNSProxy = sc.LocalDNSProxy
 
-	s.Traffic.OutboundIPRangeInclusionList = nonNil(h.Traffic.OutboundIPRangeInclusionList)
-	s.Traffic.NetworkInterfaceExclusionList = nonNil(h.Traffic.NetworkInterfaceExclusionList)
+	// Required in v1alpha3 too: an empty list, never null.
+	s.Traffic.OutboundIPRangeInclusionList = spoke.NonNil(h.Traffic.OutboundIPRangeInclusionList)
+	s.Traffic.NetworkInterfaceExclusionList = spoke.NonNil(h.Traffic.NetworkInterfaceExclusionList)
 	s.Traffic.ServiceAccessNames = h.Traffic.ServiceAccessNames
 	s.Observability.RemoteLogging.SecretName = h.Observability.RemoteLogging.SecretName
 }
@@ -177,9 +176,9 @@ func (h *hubFields) applyTo(s *v1alpha3.MeshConfigSpec) {
 func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 	sc, tr, ob, ff := in.Sidecar, in.Traffic, in.Observability, in.FeatureFlags
 	return v1alpha3.MeshConfigSpec{
-		ClusterSet: v1alpha3.ClusterSetSpec{Properties: spoke.ConvertSlice(in.ClusterSet.Properties, func(p ClusterPropertySpec) v1alpha3.ClusterPropertySpec {
+		ClusterSet: v1alpha3.ClusterSetSpec{Properties: spoke.NonNil(spoke.ConvertSlice(in.ClusterSet.Properties, func(p ClusterPropertySpec) v1alpha3.ClusterPropertySpec {
 			return v1alpha3.ClusterPropertySpec(p)
-		})},
+		}))},
 		Sidecar: v1alpha3.SidecarSpec{
 			EnablePrivilegedInitContainer: sc.EnablePrivilegedInitContainer,
 			LogLevel:                      sc.LogLevel,
@@ -194,9 +193,9 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 		Traffic: v1alpha3.TrafficSpec{
 			InterceptionMode:                  tr.InterceptionMode,
 			EnableEgress:                      tr.EnableEgress,
-			OutboundIPRangeExclusionList:      tr.OutboundIPRangeExclusionList,
-			OutboundPortExclusionList:         tr.OutboundPortExclusionList,
-			InboundPortExclusionList:          tr.InboundPortExclusionList,
+			OutboundIPRangeExclusionList:      spoke.NonNil(tr.OutboundIPRangeExclusionList),
+			OutboundPortExclusionList:         spoke.NonNil(tr.OutboundPortExclusionList),
+			InboundPortExclusionList:          spoke.NonNil(tr.InboundPortExclusionList),
 			EnablePermissiveTrafficPolicyMode: tr.EnablePermissiveTrafficPolicyMode,
 			InboundExternalAuthorization:      v1alpha3.ExternalAuthzSpec(tr.InboundExternalAuthorization),
 			HTTP1PerRequestLoadBalancing:      tr.HTTP1PerRequestLoadBalancing,
@@ -232,10 +231,10 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 			EnableAutoDefaultRoute:          ff.EnableAutoDefaultRoute,
 		},
 		PluginChains: v1alpha3.PluginChainsSpec{
-			InboundTCPChains:   spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginToHub),
-			InboundHTTPChains:  spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginToHub),
-			OutboundTCPChains:  spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginToHub),
-			OutboundHTTPChains: spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginToHub),
+			InboundTCPChains:   spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginToHub)),
+			InboundHTTPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginToHub)),
+			OutboundTCPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginToHub)),
+			OutboundHTTPChains: spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginToHub)),
 		},
 	}
 }
@@ -244,9 +243,9 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 	sc, tr, ob, ff := in.Sidecar, in.Traffic, in.Observability, in.FeatureFlags
 	return MeshConfigSpec{
-		ClusterSet: ClusterSetSpec{Properties: spoke.ConvertSlice(in.ClusterSet.Properties, func(p v1alpha3.ClusterPropertySpec) ClusterPropertySpec {
+		ClusterSet: ClusterSetSpec{Properties: spoke.NonNil(spoke.ConvertSlice(in.ClusterSet.Properties, func(p v1alpha3.ClusterPropertySpec) ClusterPropertySpec {
 			return ClusterPropertySpec(p)
-		})},
+		}))},
 		Sidecar: SidecarSpec{
 			EnablePrivilegedInitContainer: sc.EnablePrivilegedInitContainer,
 			LogLevel:                      sc.LogLevel,
@@ -261,9 +260,9 @@ func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 		Traffic: TrafficSpec{
 			InterceptionMode:                  tr.InterceptionMode,
 			EnableEgress:                      tr.EnableEgress,
-			OutboundIPRangeExclusionList:      tr.OutboundIPRangeExclusionList,
-			OutboundPortExclusionList:         tr.OutboundPortExclusionList,
-			InboundPortExclusionList:          tr.InboundPortExclusionList,
+			OutboundIPRangeExclusionList:      spoke.NonNil(tr.OutboundIPRangeExclusionList),
+			OutboundPortExclusionList:         spoke.NonNil(tr.OutboundPortExclusionList),
+			InboundPortExclusionList:          spoke.NonNil(tr.InboundPortExclusionList),
 			EnablePermissiveTrafficPolicyMode: tr.EnablePermissiveTrafficPolicyMode,
 			InboundExternalAuthorization:      ExternalAuthzSpec(tr.InboundExternalAuthorization),
 			HTTP1PerRequestLoadBalancing:      tr.HTTP1PerRequestLoadBalancing,
@@ -299,10 +298,10 @@ func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 			EnableAutoDefaultRoute:          ff.EnableAutoDefaultRoute,
 		},
 		PluginChains: PluginChainsSpec{
-			InboundTCPChains:   spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginFromHub),
-			InboundHTTPChains:  spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginFromHub),
-			OutboundTCPChains:  spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginFromHub),
-			OutboundHTTPChains: spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginFromHub),
+			InboundTCPChains:   spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginFromHub)),
+			InboundHTTPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginFromHub)),
+			OutboundTCPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginFromHub)),
+			OutboundHTTPChains: spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginFromHub)),
 		},
 	}
 }
@@ -317,55 +316,18 @@ func fractionFromHub(s *string) (num *float64, raw *string) {
 	if s == nil {
 		return nil, nil
 	}
-	f, ok := parseFraction(*s)
+	f, ok := spoke.ParseFraction(*s)
 	if !ok {
 		return nil, s
 	}
-	if formatFraction(f) != *s {
+	if spoke.FormatFraction(f) != *s {
 		return &f, s
 	}
 	return &f, nil
 }
 
-// fractionToHub is the inverse of fractionFromHub. The kept string wins only
-// while it still matches the v1alpha1 value: a number changed through
-// v1alpha1 (or removed there) overrides what the annotation remembers.
+// fractionToHub is the inverse of fractionFromHub (spoke.FractionToHub, which
+// convert also applies to a relabelled v1alpha1 write).
 func fractionToHub(num *float64, raw *string) *string {
-	if num == nil {
-		if raw != nil {
-			if _, isNumber := parseFraction(*raw); !isNumber {
-				return raw
-			}
-		}
-		return nil
-	}
-	if raw != nil {
-		if f, ok := parseFraction(*raw); ok && f == *num {
-			return raw
-		}
-	}
-	s := formatFraction(*num)
-	return &s
-}
-
-// parseFraction accepts what v1alpha1 can hold as a JSON number.
-func parseFraction(s string) (float64, bool) {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, false
-	}
-	return f, true
-}
-
-// formatFraction is the shortest text that parses back to exactly f.
-func formatFraction(f float64) string {
-	return strconv.FormatFloat(f, 'g', -1, 64)
-}
-
-// nonNil keeps required v1alpha3 lists from being written as null.
-func nonNil(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
+	return spoke.FractionToHub(num, raw)
 }

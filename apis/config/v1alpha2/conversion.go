@@ -147,9 +147,9 @@ func (h *hubFields) applyTo(s *v1alpha3.MeshConfigSpec) {
 func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 	sc, tr, ob, ff := in.Sidecar, in.Traffic, in.Observability, in.FeatureFlags
 	return v1alpha3.MeshConfigSpec{
-		ClusterSet: v1alpha3.ClusterSetSpec{Properties: spoke.ConvertSlice(in.ClusterSet.Properties, func(p ClusterPropertySpec) v1alpha3.ClusterPropertySpec {
+		ClusterSet: v1alpha3.ClusterSetSpec{Properties: spoke.NonNil(spoke.ConvertSlice(in.ClusterSet.Properties, func(p ClusterPropertySpec) v1alpha3.ClusterPropertySpec {
 			return v1alpha3.ClusterPropertySpec(p)
-		})},
+		}))},
 		Sidecar: v1alpha3.SidecarSpec{
 			EnablePrivilegedInitContainer: sc.EnablePrivilegedInitContainer,
 			LogLevel:                      sc.LogLevel,
@@ -174,13 +174,13 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 		Traffic: v1alpha3.TrafficSpec{
 			InterceptionMode:                  tr.InterceptionMode,
 			EnableEgress:                      tr.EnableEgress,
-			OutboundIPRangeExclusionList:      tr.OutboundIPRangeExclusionList,
-			OutboundIPRangeInclusionList:      tr.OutboundIPRangeInclusionList,
-			OutboundPortExclusionList:         tr.OutboundPortExclusionList,
-			InboundPortExclusionList:          tr.InboundPortExclusionList,
+			OutboundIPRangeExclusionList:      spoke.NonNil(tr.OutboundIPRangeExclusionList),
+			OutboundIPRangeInclusionList:      spoke.NonNil(tr.OutboundIPRangeInclusionList),
+			OutboundPortExclusionList:         spoke.NonNil(tr.OutboundPortExclusionList),
+			InboundPortExclusionList:          spoke.NonNil(tr.InboundPortExclusionList),
 			EnablePermissiveTrafficPolicyMode: tr.EnablePermissiveTrafficPolicyMode,
 			InboundExternalAuthorization:      v1alpha3.ExternalAuthzSpec(tr.InboundExternalAuthorization),
-			NetworkInterfaceExclusionList:     tr.NetworkInterfaceExclusionList,
+			NetworkInterfaceExclusionList:     spoke.NonNil(tr.NetworkInterfaceExclusionList),
 			HTTP1PerRequestLoadBalancing:      tr.HTTP1PerRequestLoadBalancing,
 			HTTP2PerRequestLoadBalancing:      tr.HTTP2PerRequestLoadBalancing,
 			ServiceAccessMode:                 v1alpha3.ServiceAccessMode(tr.ServiceAccessMode),
@@ -212,10 +212,10 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 			EnableAutoDefaultRoute:          ff.EnableAutoDefaultRoute,
 		},
 		PluginChains: v1alpha3.PluginChainsSpec{
-			InboundTCPChains:   spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginToHub),
-			InboundHTTPChains:  spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginToHub),
-			OutboundTCPChains:  spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginToHub),
-			OutboundHTTPChains: spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginToHub),
+			InboundTCPChains:   spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginToHub)),
+			InboundHTTPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginToHub)),
+			OutboundTCPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginToHub)),
+			OutboundHTTPChains: spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginToHub)),
 		},
 	}
 }
@@ -224,9 +224,9 @@ func specToHub(in *MeshConfigSpec) v1alpha3.MeshConfigSpec {
 func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 	sc, tr, ob, ff := in.Sidecar, in.Traffic, in.Observability, in.FeatureFlags
 	return MeshConfigSpec{
-		ClusterSet: ClusterSetSpec{Properties: spoke.ConvertSlice(in.ClusterSet.Properties, func(p v1alpha3.ClusterPropertySpec) ClusterPropertySpec {
+		ClusterSet: ClusterSetSpec{Properties: spoke.NonNil(spoke.ConvertSlice(in.ClusterSet.Properties, func(p v1alpha3.ClusterPropertySpec) ClusterPropertySpec {
 			return ClusterPropertySpec(p)
-		})},
+		}))},
 		Sidecar: SidecarSpec{
 			EnablePrivilegedInitContainer: sc.EnablePrivilegedInitContainer,
 			LogLevel:                      sc.LogLevel,
@@ -251,13 +251,13 @@ func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 		Traffic: TrafficSpec{
 			InterceptionMode:                  tr.InterceptionMode,
 			EnableEgress:                      tr.EnableEgress,
-			OutboundIPRangeExclusionList:      tr.OutboundIPRangeExclusionList,
-			OutboundIPRangeInclusionList:      tr.OutboundIPRangeInclusionList,
-			OutboundPortExclusionList:         tr.OutboundPortExclusionList,
-			InboundPortExclusionList:          tr.InboundPortExclusionList,
+			OutboundIPRangeExclusionList:      spoke.NonNil(tr.OutboundIPRangeExclusionList),
+			OutboundIPRangeInclusionList:      spoke.NonNil(tr.OutboundIPRangeInclusionList),
+			OutboundPortExclusionList:         spoke.NonNil(tr.OutboundPortExclusionList),
+			InboundPortExclusionList:          spoke.NonNil(tr.InboundPortExclusionList),
 			EnablePermissiveTrafficPolicyMode: tr.EnablePermissiveTrafficPolicyMode,
 			InboundExternalAuthorization:      ExternalAuthzSpec(tr.InboundExternalAuthorization),
-			NetworkInterfaceExclusionList:     tr.NetworkInterfaceExclusionList,
+			NetworkInterfaceExclusionList:     spoke.NonNil(tr.NetworkInterfaceExclusionList),
 			HTTP1PerRequestLoadBalancing:      tr.HTTP1PerRequestLoadBalancing,
 			HTTP2PerRequestLoadBalancing:      tr.HTTP2PerRequestLoadBalancing,
 			ServiceAccessMode:                 string(tr.ServiceAccessMode),
@@ -289,10 +289,10 @@ func specFromHub(in *v1alpha3.MeshConfigSpec) MeshConfigSpec {
 			EnableAutoDefaultRoute:          ff.EnableAutoDefaultRoute,
 		},
 		PluginChains: PluginChainsSpec{
-			InboundTCPChains:   spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginFromHub),
-			InboundHTTPChains:  spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginFromHub),
-			OutboundTCPChains:  spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginFromHub),
-			OutboundHTTPChains: spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginFromHub),
+			InboundTCPChains:   spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundTCPChains, pluginFromHub)),
+			InboundHTTPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.InboundHTTPChains, pluginFromHub)),
+			OutboundTCPChains:  spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundTCPChains, pluginFromHub)),
+			OutboundHTTPChains: spoke.NonNil(spoke.ConvertSlice(in.PluginChains.OutboundHTTPChains, pluginFromHub)),
 		},
 	}
 }

@@ -217,6 +217,21 @@ func RestoreLegacy[D any](meta *metav1.ObjectMeta) (Legacy[D], error) {
 	return l, err
 }
 
+// NonNil is l, or an empty list for nil. Conversion gives it the lists the
+// schema of the version it converts to requires (clusterSet.properties, the
+// traffic port/IP lists, the plugin chains; the same in every version): a
+// nil slice is written as null, which the apiserver drops, and the object
+// served would then fail its own version's schema ("Required value") when
+// written back as read (kubectl create -f of a get -o yaml) or edited inside
+// that section. v1alpha3 requires none of these sections, so a v1alpha3
+// object may well lack them.
+func NonNil[T any](l []T) []T {
+	if l == nil {
+		return []T{}
+	}
+	return l
+}
+
 // ConvertSlice maps in with f, keeping nil as nil.
 func ConvertSlice[A, B any](in []A, f func(A) B) []B {
 	if in == nil {
