@@ -107,9 +107,10 @@ included), FSM v1.5.1's tag when it is unset, null or empty.
 {{- end -}}
 {{- end -}}
 
+{{/* The sidecar's registry falls back to fsm.image.registry when empty, as FSM's chart does. */}}
 {{- define "fsm.sidecarImage" -}}
 {{- $s := .Values.fsm.sidecar.image -}}
-{{- printf "%s/%s:%s" $s.registry $s.name (include "fsm.tag" $s.tag) -}}
+{{- printf "%s/%s:%s" ($s.registry | default .Values.fsm.image.registry) $s.name (include "fsm.tag" $s.tag) -}}
 {{- end -}}
 
 {{/*
@@ -190,11 +191,19 @@ microsecond).
 {{- end -}}
 
 {{/* Pod and container security settings shared by the servers and the hook (restricted Pod Security Standard). */}}
+{{/*
+On OpenShift the namespace's SecurityContextConstraints assign the user,
+group and fsGroup from the namespace's range (restricted-v2 refuses a pod
+asking for 65532), as FSM's chart leaves them out there; the image runs as
+any non-root user (static binary, read-only root, nothing written).
+*/}}
 {{- define "fsm.podSecurityContext" -}}
 runAsNonRoot: true
+{{- if not (.Capabilities.APIVersions.Has "security.openshift.io/v1") }}
 runAsUser: 65532
 runAsGroup: 65532
 fsGroup: 65532
+{{- end }}
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}

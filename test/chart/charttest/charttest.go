@@ -98,6 +98,12 @@ func Render(namespace string, values map[string]any) (*Rendered, error) {
 // RenderFor is Render for a cluster of kubeVersion (`helm template
 // --kube-version`).
 func RenderFor(kubeVersion, namespace string, values map[string]any) (*Rendered, error) {
+	return RenderWithAPIs(kubeVersion, namespace, values)
+}
+
+// RenderWithAPIs is RenderFor for a cluster that also serves apiVersions
+// (`helm template --api-versions`, e.g. security.openshift.io/v1).
+func RenderWithAPIs(kubeVersion, namespace string, values map[string]any, apiVersions ...string) (*Rendered, error) {
 	ch, err := Load()
 	if err != nil {
 		return nil, err
@@ -114,6 +120,7 @@ func RenderFor(kubeVersion, namespace string, values map[string]any) (*Rendered,
 		return nil, fmt.Errorf("kube version %q: %w", kubeVersion, err)
 	}
 	install.KubeVersion = kv
+	install.APIVersions = apiVersions
 	rel, err := install.Run(ch, values)
 	if err != nil {
 		return nil, err
