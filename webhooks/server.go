@@ -63,8 +63,6 @@ type Options struct {
 	Namespace string
 	// MeshName is the mesh (for labels and logs).
 	MeshName string
-	// ClusterDomain for the serving cert SANs (default cluster.local).
-	ClusterDomain string
 	// WebhookURLHost, when set, registers webhooks by URL
 	// (https://host:port/path) and lets the server create its own
 	// configurations; otherwise they are Service references.
@@ -137,12 +135,11 @@ type Webhook struct {
 // ServingSpec is the serving cert this webhook uses under opts.
 func (w Webhook) ServingSpec(opts Options) servingcert.Spec {
 	return servingcert.Spec{
-		SecretName:    w.SecretName,
-		Namespace:     opts.Namespace,
-		ServiceName:   w.ServiceName,
-		ClusterDomain: opts.ClusterDomain,
-		URLHost:       opts.WebhookURLHost,
-		Validity:      opts.CertValidity,
+		SecretName:  w.SecretName,
+		Namespace:   opts.Namespace,
+		ServiceName: w.ServiceName,
+		URLHost:     opts.WebhookURLHost,
+		Validity:    opts.CertValidity,
 	}
 }
 

@@ -54,8 +54,11 @@ const (
 	generateName      = "fsm-"
 	requestNameSuffix = 10
 	// DefaultTimeout bounds one issuance when the caller's ctx has no
-	// deadline: an Issuer that never answers must not hang an admission.
-	DefaultTimeout = 30 * time.Second
+	// deadline (serving certs; an admission brings its own): an Issuer that
+	// never answers must not hang it. FSM v1.5.1 waited 60 s: an issuer
+	// that signs within that (manual approval, a slow external CA) served
+	// FSM and must serve us, as each retry is a new request.
+	DefaultTimeout = 60 * time.Second
 	// deleteTimeout bounds the clean-up of a CertificateRequest, which runs
 	// even when the caller's ctx has expired.
 	deleteTimeout = 10 * time.Second
@@ -235,7 +238,7 @@ func (i *Issuer) issueOnce(ctx context.Context, req certs.Request, key crypto.Si
 		Spec: cmapi.CertificateRequestSpec{
 			Duration:  &metav1.Duration{Duration: validity},
 			IsCA:      false,
-			Usages:    usagesFor(req.Usage, key.Public()),
+			Usages:    usagesFor(key.Public()),
 			Request:   csrPEM,
 			IssuerRef: i.issuerRef(),
 		},
@@ -460,28 +463,25 @@ func describe(cr *cmapi.CertificateRequest) string {
 	return "conditions " + strings.Join(parts, ", ")
 }
 
-// usagesFor follows FSM (digital signature, key encipherment) and adds the
-// extended usages the request asks for, so the leaf is usable for mTLS.
-// Key encipherment only applies to RSA keys.
-func usagesFor(u certs.Usage, pub crypto.PublicKey) []cmapi.KeyUsage {
+// usagesFor asks for what FSM v1.5.1 asked for (digital signature, key
+// encipherment; the latter only for an RSA key, where it applies) and no
+// extended usage: an approver-policy or issuer written for FSM's requests
+// (allowed.usages) refuses any other. A leaf without extended key usages is
+// valid for server and client authentication alike (x509.Verify, OpenSSL).
+func usagesFor(pub crypto.PublicKey) []cmapi.KeyUsage {
 	out := []cmapi.KeyUsage{cmapi.UsageDigitalSignature}
 	if _, ok := pub.(*rsa.PublicKey); ok {
 		out = append(out, cmapi.UsageKeyEncipherment)
 	}
-	if u&certs.UsageServer != 0 {
-		out = append(out, cmapi.UsageServerAuth)
-	}
-	if u&certs.UsageClient != 0 {
-		out = append(out, cmapi.UsageClientAuth)
-	}
 	return out
 }
 
+// csrFor asks for the common name and the request's SANs. Its subject is the
+// common name alone, as FSM's CSRs were: a policy without
+// allowed.subject.organizations refuses a subject O, and nothing reads the
+// O of a leaf (FSM's controller identifies a sidecar by its pod).
 func csrFor(req certs.Request, key crypto.Signer) ([]byte, error) {
 	subject := pkix.Name{CommonName: req.CommonName}
-	if req.Organization != "" {
-		subject.Organization = []string{req.Organization}
-	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject:     subject,
 		DNSNames:    req.DNSNames,

@@ -27,8 +27,6 @@ const (
 const (
 	// DefaultValidity is FSM's webhook serving cert lifetime (87600h).
 	DefaultValidity = 87600 * time.Hour
-	// DefaultClusterDomain is the Kubernetes default DNS domain.
-	DefaultClusterDomain = "cluster.local"
 	// organization is the subject O of every serving cert.
 	organization = "Flomesh Service Mesh"
 )
@@ -41,8 +39,6 @@ type Spec struct {
 	Namespace string
 	// ServiceName is the Service the apiserver calls (e.g. "fsm-injector").
 	ServiceName string
-	// ClusterDomain is the cluster DNS domain (default cluster.local).
-	ClusterDomain string
 	// URLHost is the --webhook-url-host value (DNS name or IP), added as a SAN.
 	URLHost string
 	// Validity of issued certs (default 87600h).
@@ -56,11 +52,6 @@ func (s Spec) Validate() error {
 	} {
 		if errs := validation.IsDNS1123Subdomain(f.value); len(errs) > 0 {
 			return fmt.Errorf("serving cert: %s %q is invalid: %s", f.name, f.value, strings.Join(errs, "; "))
-		}
-	}
-	if s.ClusterDomain != "" {
-		if errs := validation.IsDNS1123Subdomain(s.ClusterDomain); len(errs) > 0 {
-			return fmt.Errorf("serving cert: ClusterDomain %q is invalid: %s", s.ClusterDomain, strings.Join(errs, "; "))
 		}
 	}
 	if s.URLHost != "" && net.ParseIP(s.URLHost) == nil {
@@ -89,13 +80,6 @@ func (s Spec) ServerName() string {
 	return s.CommonName()
 }
 
-func (s Spec) clusterDomain() string {
-	if s.ClusterDomain == "" {
-		return DefaultClusterDomain
-	}
-	return s.ClusterDomain
-}
-
 func (s Spec) validity() time.Duration {
 	if s.Validity == 0 {
 		return DefaultValidity
@@ -103,11 +87,14 @@ func (s Spec) validity() time.Duration {
 	return s.Validity
 }
 
-// DNSNames are every name the Service is reachable by, plus URLHost when it
-// is a DNS name.
+// DNSNames are the name the apiserver calls the Service by (the common
+// name), plus URLHost when it is a DNS name. Only that one, as FSM v1.5.1
+// asked: a Vault role or a cert-manager approver-policy written for FSM's
+// requests (allowed_domains svc, cluster.local with subdomains) refuses the
+// short names (fsm-injector, fsm-injector.fsm-system), and nothing calls a
+// webhook by them.
 func (s Spec) DNSNames() []string {
-	svc, ns := s.ServiceName, s.Namespace
-	names := []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc." + s.clusterDomain()}
+	names := []string{s.CommonName()}
 	if s.URLHost != "" && net.ParseIP(s.URLHost) == nil && !contains(names, s.URLHost) {
 		names = append(names, s.URLHost)
 	}

@@ -464,9 +464,9 @@ func (i *Issuer) explain(path string, err error) error {
 // pinned to a non-default issuer; both unauthenticated, so no policy
 // change; an older Vault answers 404 and its mount's one issuer is the
 // default). An issuer's certificate never changes, so each is read once.
-// FSM instead issued a throwaway "localhost" certificate and kept its
-// issuing_ca, which needs the role to allow localhost and stores a
-// certificate per start.
+// FSM instead issued a throwaway certificate for "init-cert" (1 s, sent as
+// ttl "0h") and kept its issuing_ca, which needs the role to allow that bare
+// name and stores a certificate per start.
 func (i *Issuer) CABundle(ctx context.Context) ([]byte, error) {
 	b, err := i.caBundle(ctx)
 	if err != nil {

@@ -69,7 +69,7 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 				return err
 			}
 			report, err := status.Check(cmd.Context(), webhooks.Options{
-				Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName, ClusterDomain: o.clusterDomain,
+				Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName,
 				WebhookURLHost: o.webhookURLHost, Issuer: ca,
 			}, hookIdentities(o))
 			if err != nil {
@@ -199,7 +199,7 @@ func (b bundleOnly) Provider() string                         { return b.provide
 // webhook configuration's caBundle.
 func rotationOptions(o *options, cfg *rest.Config, cs kubernetes.Interface, ca *tresor.Issuer) (rootrotation.Options, error) {
 	hooks := hookIdentities(o)
-	wopts := webhooks.Options{Namespace: o.fsmNamespace, MeshName: o.meshName, ClusterDomain: o.clusterDomain, WebhookURLHost: o.webhookURLHost}
+	wopts := webhooks.Options{Namespace: o.fsmNamespace, MeshName: o.meshName, WebhookURLHost: o.webhookURLHost}
 	regs := make([]webhooks.Registration, 0, len(hooks))
 	specs := make([]servingcert.Spec, 0, len(hooks))
 	for _, h := range hooks {

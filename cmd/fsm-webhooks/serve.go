@@ -237,7 +237,6 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		Config:                 controllerCfg,
 		Namespace:              o.fsmNamespace,
 		MeshName:               o.meshName,
-		ClusterDomain:          o.clusterDomain,
 		WebhookURLHost:         o.webhookURLHost,
 		BindHost:               sf.bindHost,
 		Issuer:                 certmetrics.Instrument(issuer),
