@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
@@ -69,7 +68,7 @@ func restoreRelabelled(hubJSON []byte, newHub func() conversion.Hub) ([]byte, er
 		return hubJSON, nil
 	}
 
-	tree, err := decodeJSON(hubJSON)
+	tree, err := lossless.DecodeJSON(hubJSON)
 	if err != nil {
 		return nil, fmt.Errorf("decoding the hub object: %w", err)
 	}
@@ -84,7 +83,7 @@ func restoreRelabelled(hubJSON []byte, newHub func() conversion.Hub) ([]byte, er
 	}
 	kept := map[string]any{}
 	if hasFields {
-		v, err := decodeJSON([]byte(fields))
+		v, err := lossless.DecodeJSON([]byte(fields))
 		if err != nil {
 			return nil, fmt.Errorf("annotation %s is not valid: %w", lossless.AnnotationV1Alpha3Fields, err)
 		}
@@ -125,13 +124,13 @@ func restoreRelabelled(hubJSON []byte, newHub func() conversion.Hub) ([]byte, er
 // kept. A string in spec stays: it was not written through v1alpha1.
 func restoreFraction(spec, kept map[string]any, path []string) error {
 	var raw *string
-	if parent, ok := lookup(kept, path[:len(path)-1]); ok {
+	if parent, ok := lossless.LookupObject(kept, path[:len(path)-1]); ok {
 		if s, ok := parent[path[len(path)-1]].(string); ok {
 			raw = &s
 		}
 		delete(parent, path[len(path)-1])
 	}
-	parent, _ := lookup(spec, path[:len(path)-1])
+	parent, _ := lossless.LookupObject(spec, path[:len(path)-1])
 	var num *float64
 	switch v := parent[path[len(path)-1]].(type) {
 	case json.Number:
@@ -179,17 +178,6 @@ func merge(dst, kept map[string]any) {
 	}
 }
 
-func lookup(o map[string]any, path []string) (map[string]any, bool) {
-	for _, k := range path {
-		next, ok := o[k].(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		o = next
-	}
-	return o, true
-}
-
 func ensure(o map[string]any, path []string) map[string]any {
 	for _, k := range path {
 		next, ok := o[k].(map[string]any)
@@ -206,18 +194,4 @@ func ensure(o map[string]any, path []string) map[string]any {
 func isNumber(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
-}
-
-// decodeJSON decodes raw keeping numbers as written (json.Number).
-func decodeJSON(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("not a single JSON value")
-	}
-	return v, nil
 }

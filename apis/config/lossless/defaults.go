@@ -116,7 +116,7 @@ func (d *Defaults) explicit(rv reflect.Value, v any) error {
 				if bytes.Equal(zero, def) {
 					continue // defaulting restores it as it was
 				}
-				if e, err = decodeJSON(zero); err != nil {
+				if e, err = DecodeJSON(zero); err != nil {
 					return err
 				}
 				x[name] = e
@@ -174,9 +174,9 @@ func jsonField(rv reflect.Value, name string) (reflect.Value, bool) {
 	return reflect.Value{}, false
 }
 
-// decodeJSON decodes raw keeping numbers as written (json.Number), so
+// DecodeJSON decodes raw keeping numbers as written (json.Number), so
 // re-encoding changes none.
-func decodeJSON(raw []byte) (any, error) {
+func DecodeJSON(raw []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

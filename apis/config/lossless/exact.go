@@ -143,7 +143,7 @@ func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
 		if len(ch.Path) == 0 {
 			continue
 		}
-		parent, ok := lookupObject(o, ch.Path[:len(ch.Path)-1])
+		parent, ok := LookupObject(o, ch.Path[:len(ch.Path)-1])
 		if !ok {
 			continue // the place is gone: edited since
 		}
@@ -153,7 +153,7 @@ func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
 			continue
 		}
 		if present {
-			got, err := decodeJSON(ch.Got)
+			got, err := DecodeJSON(ch.Got)
 			if err != nil {
 				return nil, err
 			}
@@ -167,7 +167,7 @@ func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
 			delete(parent, key)
 			continue
 		}
-		was, err := decodeJSON(ch.Was)
+		was, err := DecodeJSON(ch.Was)
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +176,8 @@ func (c Changes) Apply(obj []byte, spec *Defaults) ([]byte, error) {
 	return json.Marshal(o)
 }
 
-func lookupObject(o map[string]any, path []string) (map[string]any, bool) {
+// LookupObject is the object at path under o, if every step is an object.
+func LookupObject(o map[string]any, path []string) (map[string]any, bool) {
 	for _, k := range path {
 		next, ok := o[k].(map[string]any)
 		if !ok {
@@ -264,7 +265,7 @@ func numberText(v any) (string, bool) {
 }
 
 func decodeObject(raw []byte) (map[string]any, error) {
-	v, err := decodeJSON(raw)
+	v, err := DecodeJSON(raw)
 	if err != nil {
 		return nil, err
 	}

@@ -125,11 +125,11 @@ func TestChangesRestoreSource(t *testing.T) {
 // jsonEqual compares two JSON texts as values, numbers by their spelling.
 func jsonEqual(t *testing.T, a, b []byte) bool {
 	t.Helper()
-	va, err := decodeJSON(a)
+	va, err := DecodeJSON(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vb, err := decodeJSON(b)
+	vb, err := DecodeJSON(b)
 	if err != nil {
 		t.Fatal(err)
 	}

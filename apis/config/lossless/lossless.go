@@ -56,7 +56,7 @@ func StashDefaulted(obj metav1.Object, key string, v any, keep bool, d *Defaults
 	raw, err := json.Marshal(v)
 	if err == nil && d != nil {
 		var tree any
-		if tree, err = decodeJSON(raw); err == nil {
+		if tree, err = DecodeJSON(raw); err == nil {
 			if err = d.explicit(reflect.ValueOf(v), tree); err == nil {
 				raw, err = json.Marshal(tree)
 			}
@@ -162,7 +162,7 @@ func unmarshalDefaulted(raw []byte, v any, d *Defaults) error {
 	if d == nil {
 		return json.Unmarshal(raw, v)
 	}
-	tree, err := decodeJSON(raw)
+	tree, err := DecodeJSON(raw)
 	if err != nil {
 		return err
 	}
