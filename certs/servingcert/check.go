@@ -130,12 +130,12 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 	return v
 }
 
+// sameNames: the cert holds every wanted DNS name and exactly the wanted
+// IPs. More DNS names are kept: earlier releases asked for the Service's
+// short names too, and reissuing every serving cert on an upgrade would make
+// old and new replicas rewrite the Secret in turn until the rollout ends.
 func sameNames(leaf *x509.Certificate, spec Spec) bool {
-	want := spec.DNSNames()
-	if len(leaf.DNSNames) != len(want) {
-		return false
-	}
-	for _, n := range want {
+	for _, n := range spec.DNSNames() {
 		if !contains(leaf.DNSNames, n) {
 			return false
 		}

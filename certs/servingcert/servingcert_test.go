@@ -100,6 +100,23 @@ func TestCheck(t *testing.T) {
 	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted, _ := ca.CABundle(context.Background())
 	good := issue(t, ca, spec)
+	with := func(m map[string][]byte, k string, v []byte) map[string][]byte {
+		out := map[string][]byte{}
+		for kk, vv := range m {
+			out[kk] = vv
+		}
+		out[k] = v
+		return out
+	}
+	// What earlier releases issued: the Service's short names as well.
+	earlierReq := spec.Request()
+	earlierReq.DNSNames = append(earlierReq.DNSNames, fsmnames.ValidatorService, fsmnames.ValidatorService+".fsm-system")
+	earlierCert, err := ca.Issue(context.Background(), earlierReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := with(good, servingcert.KeyCert, earlierCert.CertPEM)
+	earlier[servingcert.KeyKey] = earlierCert.KeyPEM
 	otherSvc := spec
 	otherSvc.ServiceName = fsmnames.InjectorService
 	short := spec
@@ -112,14 +129,6 @@ func TestCheck(t *testing.T) {
 	}
 	notBefore := goodLeaf[0].NotBefore
 
-	with := func(m map[string][]byte, k string, v []byte) map[string][]byte {
-		out := map[string][]byte{}
-		for kk, vv := range m {
-			out[kk] = vv
-		}
-		out[k] = v
-		return out
-	}
 	cases := []struct {
 		name    string
 		spec    servingcert.Spec
@@ -138,6 +147,7 @@ func TestCheck(t *testing.T) {
 		{"ca.crt of another CA", spec, with(good, servingcert.KeyCA, mustBundle(t, other)), trusted, now, servingcert.ReasonInvalid},
 		{"ca.crt of another CA beside", spec, with(good, servingcert.KeyCA, append(mustBundle(t, other), good[servingcert.KeyCA]...)), trusted, now, servingcert.ReasonNone},
 		{"key of another cert", spec, with(good, servingcert.KeyKey, shortCert[servingcert.KeyKey]), trusted, now, servingcert.ReasonKeyPair},
+		{"earlier release's names (a superset)", spec, earlier, trusted, now, servingcert.ReasonNone},
 		{"other service", otherSvc, good, trusted, now, servingcert.ReasonNames},
 		{"url host added", func() servingcert.Spec { s := spec; s.URLHost = "127.0.0.1"; return s }(), good, trusted, now, servingcert.ReasonNames},
 		{"CA replaced", spec, good, mustBundle(t, other), now, servingcert.ReasonUntrusted},
