@@ -41,19 +41,7 @@ func fakeCertManager(t *testing.T, root *certs.Authority) (*cmfake.Clientset, *a
 func fakeCertManagerCA(t *testing.T, root *certs.Authority, reportCA bool) (*cmfake.Clientset, *atomic.Pointer[certs.Authority]) {
 	t.Helper()
 	ctx := context.Background()
-	cm := cmfake.NewSimpleClientset()
-	var n atomic.Int64
-	cm.PrependReactor("create", "certificaterequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		cr := a.(k8stesting.CreateAction).GetObject().(*cmapi.CertificateRequest)
-		if cr.Name == "" {
-			cr.Name = fmt.Sprintf("%s%d", cr.GenerateName, n.Add(1))
-		}
-		cr.ResourceVersion = "1" // the fake tracker sets none; watchtools.Until needs one on every event
-		if err := cm.Tracker().Create(cmapi.SchemeGroupVersion.WithResource("certificaterequests"), cr, cr.Namespace); err != nil {
-			return true, nil, err
-		}
-		return true, cr.DeepCopy(), nil
-	})
+	cm := newFakeClientset()
 	var signer atomic.Pointer[certs.Authority]
 	signer.Store(root)
 	stop := make(chan struct{})
@@ -96,6 +84,28 @@ func fakeCertManagerCA(t *testing.T, root *certs.Authority, reportCA bool) (*cmf
 		}
 	}()
 	return cm, &signer
+}
+
+// newFakeClientset is a cert-manager fake clientset whose CertificateRequest
+// creates behave as the apiserver's: a generateName is filled in, and the
+// object gets a resourceVersion (the fake tracker sets none; watchtools.Until
+// needs one on every event) and a creationTimestamp.
+func newFakeClientset() *cmfake.Clientset {
+	cm := cmfake.NewSimpleClientset()
+	var n atomic.Int64
+	cm.PrependReactor("create", "certificaterequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		cr := a.(k8stesting.CreateAction).GetObject().(*cmapi.CertificateRequest)
+		if cr.Name == "" {
+			cr.Name = fmt.Sprintf("%s%d", cr.GenerateName, n.Add(1))
+		}
+		cr.ResourceVersion = "1"
+		cr.CreationTimestamp = metav1.Now()
+		if err := cm.Tracker().Create(cmapi.SchemeGroupVersion.WithResource("certificaterequests"), cr, cr.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, cr.DeepCopy(), nil
+	})
+	return cm
 }
 
 func newRoot(t *testing.T) *certs.Authority {

@@ -17,8 +17,6 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	cmfake "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
@@ -108,20 +106,7 @@ func approvingCertManager(t *testing.T, policy approverPolicy) (*cmfake.Clientse
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm := cmfake.NewSimpleClientset()
-	var n atomic.Int64
-	cm.PrependReactor("create", "certificaterequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		cr := a.(k8stesting.CreateAction).GetObject().(*cmapi.CertificateRequest)
-		if cr.Name == "" {
-			cr.Name = fmt.Sprintf("%s%d", cr.GenerateName, n.Add(1))
-		}
-		cr.ResourceVersion = "1"
-		cr.CreationTimestamp = metav1.Now()
-		if err := cm.Tracker().Create(cmapi.SchemeGroupVersion.WithResource("certificaterequests"), cr, cr.Namespace); err != nil {
-			return true, nil, err
-		}
-		return true, cr.DeepCopy(), nil
-	})
+	cm := newFakeClientset()
 	var denied atomic.Int64
 	stop, done := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { close(stop); <-done })
