@@ -147,7 +147,7 @@ func scopeDefaulted(rules []admv1.RuleWithOperations) []admv1.RuleWithOperations
 }
 
 // rollbackUnderLoad hands the mesh back to FSM as docs/migrate-from-fsm.md
-// says while a pod is created every 100 ms: (1) FSM's injector and bootstrap
+// says while a pod is created every loadInterval: (1) FSM's injector and bootstrap
 // start again -- the injector registers its webhooks over the configuration
 // our Services still route to ours, the bootstrap sets the CRD's conversion
 // to None; (2) `helm upgrade --set fsm.webhooks.handBack=true` points the
@@ -167,7 +167,8 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 		t.Fatal(err)
 	}
 
-	load := startPodLoad(c, "app", "rollback", 100*time.Millisecond)
+	every := loadInterval(to.root)
+	load := startPodLoad(c, "app", "rollback", every)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -229,8 +230,8 @@ func rollbackUnderLoad(ctx context.Context, t *testing.T, to takenOver) {
 	load.stop()
 	stopped = true
 	fsmN, oursN, failures := load.counts()
-	t.Logf("pod creates every 100 ms across the rollback: %d admitted by ours, %d by FSM, %d without a sidecar, %d failed",
-		oursN, fsmN, load.uninjected(), len(failures))
+	t.Logf("pod creates every %s across the rollback: %d admitted by ours, %d by FSM, %d without a sidecar, %d failed, slowest %s",
+		every, oursN, fsmN, load.uninjected(), len(failures), load.slowestCreate().Round(time.Millisecond))
 	for i, f := range failures {
 		if i == 5 {
 			t.Logf("... %d more", len(failures)-i)
