@@ -80,6 +80,10 @@ type Options struct {
 	// CertValidity overrides the serving cert validity (default 87600h);
 	// tests use seconds.
 	CertValidity time.Duration
+	// ServingKeyAlgorithm of the serving keys; empty: the issuer's default.
+	// serve sets it with cert-manager, whose issuer's policy may hold the
+	// key to what FSM asked for (docs/design.md).
+	ServingKeyAlgorithm certs.KeyAlgorithm
 	// ResyncInterval (default DefaultResyncInterval).
 	ResyncInterval time.Duration
 	// SettleDelay (default DefaultSettleDelay).
@@ -135,11 +139,12 @@ type Webhook struct {
 // ServingSpec is the serving cert this webhook uses under opts.
 func (w Webhook) ServingSpec(opts Options) servingcert.Spec {
 	return servingcert.Spec{
-		SecretName:  w.SecretName,
-		Namespace:   opts.Namespace,
-		ServiceName: w.ServiceName,
-		URLHost:     opts.WebhookURLHost,
-		Validity:    opts.CertValidity,
+		SecretName:   w.SecretName,
+		Namespace:    opts.Namespace,
+		ServiceName:  w.ServiceName,
+		URLHost:      opts.WebhookURLHost,
+		Validity:     opts.CertValidity,
+		KeyAlgorithm: opts.ServingKeyAlgorithm,
 	}
 }
 
@@ -223,6 +228,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("webhooks: RenewFraction %v must be in (0, 1)", o.RenewFraction)
 	case o.CertValidity < 0:
 		return fmt.Errorf("webhooks: CertValidity %s must not be negative", o.CertValidity)
+	case o.ServingKeyAlgorithm.Validate() != nil:
+		return fmt.Errorf("webhooks: ServingKeyAlgorithm: %w", o.ServingKeyAlgorithm.Validate())
 	case o.ResyncInterval < 0:
 		return fmt.Errorf("webhooks: ResyncInterval %s must not be negative", o.ResyncInterval)
 	case o.SettleDelay < 0:

@@ -43,6 +43,9 @@ type Spec struct {
 	URLHost string
 	// Validity of issued certs (default 87600h).
 	Validity time.Duration
+	// KeyAlgorithm of the serving key; empty: the provider's default.
+	// Vault ignores it (its role decides).
+	KeyAlgorithm certs.KeyAlgorithm
 }
 
 // Validate reports the first bad field, naming it and its value.
@@ -61,6 +64,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Validity < 0 {
 		return fmt.Errorf("serving cert: Validity %s must not be negative", s.Validity)
+	}
+	if err := s.KeyAlgorithm.Validate(); err != nil {
+		return fmt.Errorf("serving cert: KeyAlgorithm: %w", err)
 	}
 	return nil
 }
@@ -118,6 +124,7 @@ func (s Spec) Request() certs.Request {
 		Organization: organization,
 		Validity:     s.validity(),
 		Usage:        certs.UsageServer,
+		KeyAlgorithm: s.KeyAlgorithm,
 	}
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -14,11 +16,14 @@ import (
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/validator"
 )
 
 // TestServeOnClusterIssuerWithoutCABundleSecret: FSM v1.5.1 with
@@ -29,14 +34,44 @@ import (
 // cert-manager flags and the default --ca-bundle-secret-name must still
 // become ready there: its serving cert and its registration's caBundle come
 // from the ClusterIssuer, signed by cert-manager's own controllers.
+//
+// Its serving keys are what FSM's provider asked cert-manager for, so an
+// issuer's policy written for FSM's requests signs them: RSA of the
+// MeshConfig's certKeyBitSize, read at start (FSM's default 2048 with no
+// MeshConfig yet).
 func TestServeOnClusterIssuerWithoutCABundleSecret(t *testing.T) {
-	const ns = "fsm-system"
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	for _, tc := range []struct {
+		name           string
+		certKeyBitSize int64 // the MeshConfig's; 0: no MeshConfig
+		wantBits       int
+	}{
+		{"no MeshConfig", 0, 2048},
+		{"MeshConfig certKeyBitSize 3072", 3072, 3072},
+	} {
+		t.Run(tc.name, func(t *testing.T) { serveOnClusterIssuer(t, tc.certKeyBitSize, tc.wantBits) })
+	}
+}
+
+func serveOnClusterIssuer(t *testing.T, certKeyBitSize int64, wantBits int) {
+	const ns = "fsm-system"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{testenv.MeshConfigCRDs(), cmdev.CRDs(t)}})
 	for _, n := range []string{ns, "cert-manager"} {
 		if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if certKeyBitSize != 0 {
+		mc, err := validator.BaseMeshConfig(ns, fsmnames.MeshConfigName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(mc.Object, certKeyBitSize, "spec", "certificate", "certKeyBitSize"); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, mc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,4 +117,22 @@ func TestServeOnClusterIssuerWithoutCABundleSecret(t *testing.T) {
 	if _, err := env.Clientset.CoreV1().Secrets(ns).Get(ctx, fsmnames.CABundleSecretName, metav1.GetOptions{}); err == nil {
 		t.Errorf("%s/%s exists: serve must not write it with cert-manager", ns, fsmnames.CABundleSecretName)
 	}
+	sec, err := env.Clientset.CoreV1().Secrets(ns).Get(ctx, fsmnames.ValidatorCertSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := certs.ParseKeyPEM(sec.Data[servingcert.KeyKey])
+	if err != nil {
+		t.Fatalf("%s %s: %v", fsmnames.ValidatorCertSecret, servingcert.KeyKey, err)
+	}
+	if k, ok := key.(*rsa.PrivateKey); !ok || k.N.BitLen() != wantBits {
+		t.Errorf("serving key of %s is %T (%d bits), want RSA %d as FSM asked cert-manager", fsmnames.ValidatorCertSecret, key, bitLen(key), wantBits)
+	}
+}
+
+func bitLen(key crypto.Signer) int {
+	if k, ok := key.(*rsa.PrivateKey); ok {
+		return k.N.BitLen()
+	}
+	return 0
 }

@@ -6,15 +6,21 @@ import (
 
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/certs/vault"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/internal/transient"
 )
 
 // keyAlgorithm maps --ca-key-algorithm to the certs package's names.
@@ -45,6 +51,53 @@ func (o *options) bootstrapKeyAlgorithm() certs.KeyAlgorithm {
 	}
 	alg, _ := certs.ParseKeyAlgorithm(o.bootstrapKeyAlg)
 	return alg
+}
+
+// fsmCertKeyBitSize is the RSA size FSM v1.5.1 takes from MeshConfig
+// certificate.certKeyBitSize (configurator GetCertKeyBitSize): the value
+// when it is within 2048-4096, else 2048; replaced says the value was not
+// taken (0: unset or no MeshConfig).
+func fsmCertKeyBitSize(bits int) (size int, replaced bool) {
+	if bits < certs.MinRSAKeyBits || bits > certs.MaxRSAKeyBits {
+		return certs.MinRSAKeyBits, true
+	}
+	return bits, false
+}
+
+// servingKeyAlgorithm is the key algorithm of the webhooks' serving keys:
+// the issuer's default, except with cert-manager, where it is what FSM
+// v1.5.1 asked for: an RSA key of the MeshConfig's certKeyBitSize, read
+// once at start as FSM's injector read it. The issuer is the user's, and a
+// policy written for FSM's requests (an approver-policy on the key's size,
+// cert-manager's Vault issuer on a role's key_bits) may refuse any other
+// key: the webhooks would never get a serving cert. With no MeshConfig (a
+// fresh install creates it after the servers start) it is FSM's default,
+// 2048 bits. Tresor's serving keys stay the CA's algorithm (our CA: nobody
+// else judges them); Vault's role decides its own.
+func servingKeyAlgorithm(ctx context.Context, o *options, c client.Reader, log logr.Logger) (certs.KeyAlgorithm, error) {
+	if o.certificateManager != certmanager.ProviderName {
+		return "", nil
+	}
+	key := client.ObjectKey{Namespace: o.fsmNamespace, Name: fsmnames.MeshConfigName}
+	var mc configv1alpha3.MeshConfig
+	err := transient.Retry(ctx, log, 0, "reading MeshConfig "+key.String(), func(ctx context.Context) error {
+		return c.Get(ctx, key, &mc)
+	})
+	bits := 0
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		log.Info("No MeshConfig yet: webhook serving keys are RSA of FSM's default size", "meshConfig", key.String(), "bits", certs.MinRSAKeyBits)
+	case err != nil:
+		return "", fmt.Errorf("reading MeshConfig %s for the size of the webhooks' serving keys (spec.certificate.certKeyBitSize): %w", key, err)
+	default:
+		bits = mc.Spec.Certificate.CertKeyBitSize
+	}
+	size, replaced := fsmCertKeyBitSize(bits)
+	if replaced && bits != 0 {
+		log.Info("MeshConfig spec.certificate.certKeyBitSize is outside 2048-4096: webhook serving keys are RSA 2048, as FSM does",
+			"meshConfig", key.String(), "certKeyBitSize", bits)
+	}
+	return certs.RSAKeyAlgorithm(size)
 }
 
 // newKeyPool starts the background key pool leaf keys come from, so issuing

@@ -215,3 +215,28 @@ func TestBootstrapKeyAlgorithm(t *testing.T) {
 		}
 	}
 }
+
+// TestFSMCertKeyBitSize: the serving keys' size under cert-manager is the
+// MeshConfig's certKeyBitSize as FSM v1.5.1's GetCertKeyBitSize reads it.
+func TestFSMCertKeyBitSize(t *testing.T) {
+	for _, tc := range []struct {
+		bits         int
+		want         int
+		wantReplaced bool
+	}{
+		{0, 2048, true}, // unset, or no MeshConfig
+		{2048, 2048, false},
+		{2560, 2560, false},
+		{3072, 3072, false},
+		{4096, 4096, false},
+		{1024, 2048, true},
+		{2047, 2048, true},
+		{4097, 2048, true},
+		{-1, 2048, true},
+	} {
+		got, replaced := fsmCertKeyBitSize(tc.bits)
+		if got != tc.want || replaced != tc.wantReplaced {
+			t.Errorf("fsmCertKeyBitSize(%d) = %d, %v; want %d, %v", tc.bits, got, replaced, tc.want, tc.wantReplaced)
+		}
+	}
+}

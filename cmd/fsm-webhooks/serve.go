@@ -224,6 +224,10 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 
+	servingKey, err := servingKeyAlgorithm(ctx, o, direct, log.WithName("certs"))
+	if err != nil {
+		return err
+	}
 	var hooks []webhooks.Webhook
 	for _, name := range sf.webhooks {
 		h, err := buildWebhook(ctx, name, o, sf, mgr, direct, issuer, scheme, log)
@@ -240,6 +244,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		WebhookURLHost:         o.webhookURLHost,
 		BindHost:               sf.bindHost,
 		Issuer:                 certmetrics.Instrument(issuer),
+		ServingKeyAlgorithm:    servingKey,
 		MetricsBindAddress:     o.metricsAddr,
 		HealthProbeBindAddress: o.healthProbeAddr,
 		ShutdownDrain:          sf.shutdownDrain,
