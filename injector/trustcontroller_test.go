@@ -183,7 +183,7 @@ func TestTrustControllerSettles(t *testing.T) {
 	}
 	quiet := func() int64 {
 		t.Helper()
-		time.Sleep(500 * time.Millisecond) // a pass begun before the window ended lists by then
+		time.Sleep(2 * time.Second) // a pass begun before the window ended lists by then, starved or not
 		n := lists.Load()
 		time.Sleep(500 * time.Millisecond)
 		if m := lists.Load(); m != n {

@@ -140,7 +140,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pending := injector.NewPendingSecrets(3 * time.Second)
+	pending := injector.NewPendingSecrets(10 * time.Second)
 	h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterController})
 	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
 	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
@@ -164,11 +164,11 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	}
 	checkSecret(p, waitSecret(p))
 	// Counted right after the create returns.
-	eventually(t, 5*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
+	eventually(t, 20*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "controller")-byController == 1, nil
 	})
 	// The record goes right after the write returns.
-	eventually(t, 5*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
+	eventually(t, 20*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
 
 	// Dry run: nothing recorded, issued or written.
 	if err := e.cl.Create(ctx, pod("dry", ns.Name), client.DryRunAll); err != nil {
@@ -188,7 +188,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	// The expiry counts once it has let go of the record, so the count is
 	// waited for too.
 	var nExpired float64
-	eventually(t, 15*time.Second, "the refused pod's record to expire", func() (bool, error) {
+	eventually(t, 30*time.Second, "the refused pod's record to expire", func() (bool, error) {
 		nExpired, _ = counterSum(t, "fsm_webhooks_injector_pending_secrets_expired_total", nil)
 		return pending.Len() == 0 && nExpired-expired >= 1, nil
 	})
@@ -240,7 +240,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal("the deleted Secret came back with its old uid")
 	}
 	checkSecret(p, s)
-	eventually(t, 5*time.Second, "written{writer=repair} to go up by 1", func() (bool, error) {
+	eventually(t, 20*time.Second, "written{writer=repair} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "repair")-repaired == 1, nil
 	})
 
@@ -292,7 +292,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		})
 	}
 
-	pending := injector.NewPendingSecrets(3 * time.Second)
+	pending := injector.NewPendingSecrets(10 * time.Second)
 	replica("handoff-slow", pending, injector.SecretHandoff{InFlight: 16, Budget: time.Nanosecond})
 	slow, byController, byAdmission, issued := handoffs("slow"), writtenTotal(t, "controller"), writtenTotal(t, "admission"), ca.Issued()
 	p := pod("slow", "handoff-slow")
@@ -300,7 +300,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal(err)
 	}
 	checkBootstrapSecret(ctx, t, ca, "handoff-slow", p, e.waitBootstrapSecret(ctx, t, p))
-	eventually(t, 5*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
+	eventually(t, 20*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "controller")-byController == 1, nil
 	})
 	if d := handoffs("slow") - slow; d != 1 {
@@ -312,7 +312,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 	if d := ca.Issued() - issued; d != 1 {
 		t.Errorf("%d certificates issued for one pod, want 1: the controller must create the Secret the admission built", d)
 	}
-	eventually(t, 5*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
+	eventually(t, 20*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
 
 	// One slot and a budget any create meets here: the pods over the slot
 	// go to the controller as busy.
@@ -331,7 +331,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		checkBootstrapSecret(ctx, t, ca, "handoff-busy", q, e.waitBootstrapSecret(ctx, t, q))
 	}
 	handed := handoffs("busy") - busy
-	eventually(t, 5*time.Second, "written{admission} + written{controller} to reach the burst", func() (bool, error) {
+	eventually(t, 20*time.Second, "written{admission} + written{controller} to reach the burst", func() (bool, error) {
 		return writtenTotal(t, "admission")-byAdmission+writtenTotal(t, "controller")-byController == n, nil
 	})
 	if d := writtenTotal(t, "controller") - byController; d != handed {

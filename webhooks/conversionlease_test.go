@@ -31,7 +31,9 @@ func TestConversionOwnerMesh(t *testing.T) {
 func testTwoMeshesOneConverter(t *testing.T) {
 	ctx := context.Background()
 	apiext, crd := createTwoVersionCRD(ctx, t, "gadget", "Gadget")
-	lease := leaseTiming{duration: 4 * time.Second, renew: 3 * time.Second, retry: 500 * time.Millisecond}
+	// client-go gives up a lease it cannot renew within renew: 6 s, so a
+	// starved CI core does not hand the stanza over mid-test.
+	lease := leaseTiming{duration: 8 * time.Second, renew: 6 * time.Second, retry: time.Second}
 
 	type mesh struct {
 		tc  *testCase

@@ -132,13 +132,29 @@ func testConversionWaitsForRoute(t *testing.T) {
 	}
 	held := func(step, reason string) {
 		t.Helper()
-		// Three resyncs after the change: nothing is published meanwhile.
-		time.Sleep(3 * opts.ResyncInterval)
-		if got := stanza(); conversionComplete(got) {
-			t.Fatalf("%s: the conversion stanza was published (strategy %s)", step, got.Spec.Conversion.Strategy)
+		notPublished := func() {
+			t.Helper()
+			if got := stanza(); conversionComplete(got) {
+				t.Fatalf("%s: the conversion stanza was published (strategy %s)", step, got.Spec.Conversion.Strategy)
+			}
 		}
+		// Readiness names the change once the gate has seen it (polled: a
+		// starved machine delivers the watch event late), and nothing is
+		// published meanwhile, nor in three resyncs after.
+		var err error
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			notPublished()
+			if err = h.ready(time.Now()); err != nil && strings.Contains(err.Error(), reason) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: /readyz/%s = %v, want it to say %q", step, w.Name, err, reason)
+			}
+		}
+		time.Sleep(3 * opts.ResyncInterval)
+		notPublished()
 		if err := h.ready(time.Now()); err == nil || !strings.Contains(err.Error(), reason) {
-			t.Fatalf("%s: /readyz/%s = %v, want it to say %q", step, w.Name, err, reason)
+			t.Fatalf("%s: /readyz/%s = %v three resyncs later, want it to say %q", step, w.Name, err, reason)
 		}
 	}
 	held("no EndpointSlice", "has no ready endpoint; this pod (10.244.0.17) is not one yet")
@@ -257,7 +273,7 @@ func testConversionRouteFallback(t *testing.T) {
 	tc := newCase(t, "convfallback", false)
 	apiext, crd := createTwoVersionCRD(ctx, t, "doohickey", "Doohickey")
 	const podIP = "10.244.0.21"
-	const wait = 3 * time.Second
+	const wait = 5 * time.Second
 	srv, h, w, _ := gatedConverter(t, tc, "converter-fallback", crd.Name, podIP, wait)
 	nobody := localAddr("127.0.0.1", freePort(t)) // nothing listens: refused
 	h.serviceAddr = func(context.Context) (string, error) { return nobody, nil }
@@ -279,12 +295,21 @@ func testConversionRouteFallback(t *testing.T) {
 		}
 		return conversionComplete(got)
 	}
-	time.Sleep(wait / 3)
-	if published() {
-		t.Fatalf("published %s after the Service listed the pod, before the %s wait for a handshake through it", time.Since(listed).Round(time.Millisecond), wait)
-	}
-	if err := h.ready(time.Now()); err == nil || !strings.Contains(err.Error(), "does not answer as this converter yet") {
-		t.Fatalf("/readyz/%s = %v, want it to name the failed handshake", w.Name, err)
+	// Until the wait is up nothing is published, and readiness names the
+	// failed handshake once the gate has seen the slice (polled: a starved
+	// machine delivers the watch event late).
+	for {
+		if published() {
+			t.Fatalf("published %s after the Service listed the pod, before the %s wait for a handshake through it", time.Since(listed).Round(time.Millisecond), wait)
+		}
+		err := h.ready(time.Now())
+		if err != nil && strings.Contains(err.Error(), "does not answer as this converter yet") {
+			break
+		}
+		if time.Since(listed) > wait {
+			t.Fatalf("/readyz/%s = %v %s after the slice, want it to name the failed handshake", w.Name, err, time.Since(listed).Round(time.Millisecond))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	waitFor(t, 10*time.Second, "the stanza published after the wait without a handshake through the Service", func() error {
 		if !published() {

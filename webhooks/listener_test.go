@@ -32,7 +32,12 @@ import (
 // timeouts but within the idle one (a connection an HTTP client dialed and
 // keeps in its pool). Short timeouts; production uses defaultTimeouts.
 func TestListenersCutSlowClients(t *testing.T) {
-	tm := timeouts{handshake: 1200 * time.Millisecond, readHeader: 400 * time.Millisecond, read: time.Second, write: 5 * time.Second, idle: 2 * time.Second}
+	// Each sleep below lands at least a second from the timeout it must
+	// miss, so a starved CI core cannot carry it across.
+	tm := timeouts{handshake: 3 * time.Second, readHeader: 600 * time.Millisecond, read: 1200 * time.Millisecond, write: 5 * time.Second, idle: 3500 * time.Millisecond}
+	// clientWait is how long the test's client waits for an answer: its
+	// patience is not under test (a cut connection reads EOF at once).
+	const clientWait = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() {
@@ -79,7 +84,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 			if _, err := io.WriteString(c, request); err != nil {
 				t.Fatal(err)
 			}
-			_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
+			_ = c.SetReadDeadline(time.Now().Add(clientWait))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -171,7 +176,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 		if _, err := io.WriteString(c, request); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(tm.readHeader))
+		_ = c.SetReadDeadline(time.Now().Add(clientWait))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatalf("no answer: %v", err)
@@ -197,7 +202,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 		if _, err := io.WriteString(c, request); err != nil {
 			t.Fatal(err)
 		}
-		answeredOK(t, c, tm.readHeader)
+		answeredOK(t, c, clientWait)
 	})
 	// The server may read the client's last handshake record and the
 	// request in one read: the request must still be seen at once.
@@ -209,7 +214,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 		if n, err := hc.flush(); err != nil || n <= len(request) {
 			t.Fatalf("flushed %d bytes (%v), want the client's Finished and the request in one write", n, err)
 		}
-		answeredOK(t, c, tm.readHeader)
+		answeredOK(t, c, clientWait)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,22 +121,29 @@ func testReadinessPerWebhook(t *testing.T) {
 	}
 
 	// While the gate's probe hangs (10 s) and the others are broken: every
-	// /readyz answers fast and the pod stays ready.
-	var slowest time.Duration
+	// /readyz answers from memory and the pod stays ready. The median says
+	// how fast; the slowest only that none waited on the probe (1 s, half
+	// the chart's probe timeout: a GC pause or a starved CI core may take
+	// one answer past 100 ms, never to the probe's 10 s).
+	var took []time.Duration
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		code, body, took := get("/readyz")
-		slowest = max(slowest, took)
+		code, body, d := get("/readyz")
+		took = append(took, d)
 		if code != http.StatusOK {
 			t.Fatalf("/readyz = %d %s, want 200: a report-only webhook or a hanging probe made the pod unready", code, body)
 		}
-		code, body, took = get("/readyz/" + gate.Name)
-		slowest = max(slowest, took)
+		code, body, d = get("/readyz/" + gate.Name)
+		took = append(took, d)
 		if code != http.StatusInternalServerError || !strings.Contains(body, "running for") {
 			t.Fatalf("/readyz/%s = %d %s, want 500 naming the probe still running", gate.Name, code, body)
 		}
 	}
-	if slowest >= 100*time.Millisecond {
-		t.Errorf("slowest /readyz answer took %s, want < 100ms", slowest)
+	slices.Sort(took)
+	if median := took[len(took)/2]; median >= 100*time.Millisecond {
+		t.Errorf("median /readyz answer took %s, want < 100ms", median)
+	}
+	if slowest := took[len(took)-1]; slowest >= time.Second {
+		t.Errorf("slowest /readyz answer took %s, want < 1s (the gate's probe hangs 10 s)", slowest)
 	}
 	if err := tc.admitOnce(ctx); err != nil {
 		t.Fatalf("admission through the gate after the validator's configuration was deleted: %v", err)

@@ -28,15 +28,16 @@ func TestStockShrinksBackWhenIdle(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Start(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	for range 30 { // a burst of 30 in one window: target 60
+	// A burst of 30 in one window (target 60), taken before the pool
+	// starts so that its first window holds all of them.
+	for range 30 {
 		if _, err := p.Get(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Start(ctx) }()
+	defer func() { cancel(); <-done }()
 	for p.Target() < 60 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}

@@ -58,7 +58,7 @@ func TestIssueHonoursContext(t *testing.T) {
 	c, err := i.Issue(ctx, certs.Request{CommonName: "x.sidecar.sa.ns.cluster.local", DNSNames: []string{"x.sidecar.sa.ns.cluster.local"},
 		Validity: time.Hour, Usage: certs.UsageBoth, KeyAlgorithm: certs.ECDSAP256})
 	took := time.Since(start)
-	if took > time.Second {
+	if took > 2500*time.Millisecond { // short of the 3 s key generation: a starved machine may add a second
 		t.Errorf("Issue with a 200ms deadline returned after %s (err %v, certificate issued: %v): the context is not honoured", took.Round(time.Millisecond), err, c != nil)
 	}
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {

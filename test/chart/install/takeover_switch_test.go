@@ -91,7 +91,9 @@ func (p *serveProc) ready() bool { return p.readyz("") }
 
 // readyz is whether /readyz/<check> (/readyz when check is empty) answers 200.
 func (p *serveProc) readyz(check string) bool {
-	c := http.Client{Timeout: time.Second}
+	// The chart's readinessProbe timeoutSeconds: a starved serve answering
+	// in over a second is still Ready to the kubelet.
+	c := http.Client{Timeout: 2 * time.Second}
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", p.health)
 	if check != "" {
 		url += "/" + check
