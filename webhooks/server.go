@@ -228,8 +228,6 @@ func (o Options) validate() error {
 		return fmt.Errorf("webhooks: RenewFraction %v must be in (0, 1)", o.RenewFraction)
 	case o.CertValidity < 0:
 		return fmt.Errorf("webhooks: CertValidity %s must not be negative", o.CertValidity)
-	case o.ServingKeyAlgorithm.Validate() != nil:
-		return fmt.Errorf("webhooks: ServingKeyAlgorithm: %w", o.ServingKeyAlgorithm.Validate())
 	case o.ResyncInterval < 0:
 		return fmt.Errorf("webhooks: ResyncInterval %s must not be negative", o.ResyncInterval)
 	case o.SettleDelay < 0:
