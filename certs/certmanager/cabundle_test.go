@@ -40,12 +40,34 @@ func fakeCertManager(t *testing.T, root *certs.Authority) (*cmfake.Clientset, *a
 // when reportCA (some issuers leave it empty).
 func fakeCertManagerCA(t *testing.T, root *certs.Authority, reportCA bool) (*cmfake.Clientset, *atomic.Pointer[certs.Authority]) {
 	t.Helper()
-	ctx := context.Background()
 	cm := newFakeClientset()
 	var signer atomic.Pointer[certs.Authority]
 	signer.Store(root)
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	runIssuer(t, cm, fakeNS, func(tick int, cr *cmapi.CertificateRequest, csr *x509.CertificateRequest) (bool, error) {
+		ca := signer.Load()
+		leaf, err := ca.Sign(certs.Request{CommonName: csr.Subject.CommonName, DNSNames: csr.DNSNames, Validity: time.Hour, Usage: certs.UsageServer}, csr.PublicKey, time.Now())
+		if err != nil {
+			return false, err
+		}
+		cr.Annotations = map[string]string{"tick": fmt.Sprint(tick)} // a Modified event each tick
+		cr.Status.Certificate = certs.EncodeCertsPEM(leaf)
+		if reportCA {
+			cr.Status.CA = certs.EncodeCertsPEM(ca.Cert)
+		}
+		cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: "Issued"}}
+		return true, nil
+	})
+	return cm, &signer
+}
+
+// runIssuer stands in for an issuer until the test ends: every 5 ms it hands
+// each CertificateRequest of ns, with its parsed CSR, to answer, and writes
+// back those answer changed (with a new resourceVersion: RetryWatcher needs
+// one per event). An error from answer fails the test and stops the issuer.
+func runIssuer(t *testing.T, cm *cmfake.Clientset, ns string, answer func(tick int, cr *cmapi.CertificateRequest, csr *x509.CertificateRequest) (bool, error)) {
+	t.Helper()
+	ctx := context.Background()
+	stop, done := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { close(stop); <-done })
 	go func() {
 		defer close(done)
@@ -55,35 +77,33 @@ func fakeCertManagerCA(t *testing.T, root *certs.Authority, reportCA bool) (*cmf
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
-			list, err := cm.CertmanagerV1().CertificateRequests(fakeNS).List(ctx, metav1.ListOptions{})
+			list, err := cm.CertmanagerV1().CertificateRequests(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				continue
 			}
 			for _, cr := range list.Items {
 				b, _ := pem.Decode(cr.Spec.Request)
+				if b == nil {
+					t.Errorf("CertificateRequest %s: spec.request is not PEM", cr.Name)
+					return
+				}
 				csr, err := x509.ParseCertificateRequest(b.Bytes)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				ca := signer.Load()
-				leaf, err := ca.Sign(certs.Request{CommonName: csr.Subject.CommonName, DNSNames: csr.DNSNames, Validity: time.Hour, Usage: certs.UsageServer}, csr.PublicKey, time.Now())
+				changed, err := answer(tick, &cr, csr)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				cr.Annotations = map[string]string{"tick": fmt.Sprint(tick)} // a Modified event each tick
-				cr.ResourceVersion = fmt.Sprint(tick + 2)                    // RetryWatcher needs one per event
-				cr.Status.Certificate = certs.EncodeCertsPEM(leaf)
-				if reportCA {
-					cr.Status.CA = certs.EncodeCertsPEM(ca.Cert)
+				if changed {
+					cr.ResourceVersion = fmt.Sprint(tick + 2)
+					_, _ = cm.CertmanagerV1().CertificateRequests(ns).UpdateStatus(ctx, &cr, metav1.UpdateOptions{})
 				}
-				cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: "Issued"}}
-				_, _ = cm.CertmanagerV1().CertificateRequests(fakeNS).Update(ctx, &cr, metav1.UpdateOptions{})
 			}
 		}
 	}()
-	return cm, &signer
 }
 
 // newFakeClientset is a cert-manager fake clientset whose CertificateRequest

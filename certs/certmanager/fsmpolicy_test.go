@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
@@ -101,61 +100,36 @@ func policyWildcard(pattern, s string) bool {
 // it, else signed with status.ca. It counts denials.
 func approvingCertManager(t *testing.T, policy approverPolicy) (*cmfake.Clientset, *atomic.Int64) {
 	t.Helper()
-	ctx := context.Background()
 	root, err := certs.NewRootAuthority(certs.RSA2048, 24*time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cm := newFakeClientset()
 	var denied atomic.Int64
-	stop, done := make(chan struct{}), make(chan struct{})
-	t.Cleanup(func() { close(stop); <-done })
-	go func() {
-		defer close(done)
-		for tick := 0; ; tick++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			list, err := cm.CertmanagerV1().CertificateRequests(policyNS).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				continue
-			}
-			for _, cr := range list.Items {
-				if len(cr.Status.Conditions) > 0 || time.Since(cr.CreationTimestamp.Time) < policy.signAfter {
-					continue
-				}
-				b, _ := pem.Decode(cr.Spec.Request)
-				csr, err := x509.ParseCertificateRequest(b.Bytes)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				cr.ResourceVersion = fmt.Sprint(tick + 2)
-				if why := policy.deny(&cr, csr); why != "" {
-					denied.Add(1)
-					cr.Status.Conditions = []cmapi.CertificateRequestCondition{
-						{Type: cmapi.CertificateRequestConditionDenied, Status: cmmeta.ConditionTrue, Reason: "policy.cert-manager.io", Message: "No policy approved this request: [fsm: " + why + "]"},
-						{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: cmapi.CertificateRequestReasonDenied, Message: "The CertificateRequest was denied by an approval controller"},
-					}
-				} else {
-					leaf, err := root.Sign(certs.Request{CommonName: csr.Subject.CommonName, DNSNames: csr.DNSNames, Validity: cr.Spec.Duration.Duration, Usage: certs.UsageBoth}, csr.PublicKey, time.Now())
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					cr.Status.Certificate = certs.EncodeCertsPEM(leaf)
-					cr.Status.CA = certs.EncodeCertsPEM(root.Cert)
-					cr.Status.Conditions = []cmapi.CertificateRequestCondition{
-						{Type: cmapi.CertificateRequestConditionApproved, Status: cmmeta.ConditionTrue, Reason: "policy.cert-manager.io"},
-						{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: "Issued"},
-					}
-				}
-				_, _ = cm.CertmanagerV1().CertificateRequests(policyNS).UpdateStatus(ctx, &cr, metav1.UpdateOptions{})
-			}
+	runIssuer(t, cm, policyNS, func(_ int, cr *cmapi.CertificateRequest, csr *x509.CertificateRequest) (bool, error) {
+		if len(cr.Status.Conditions) > 0 || time.Since(cr.CreationTimestamp.Time) < policy.signAfter {
+			return false, nil
 		}
-	}()
+		if why := policy.deny(cr, csr); why != "" {
+			denied.Add(1)
+			cr.Status.Conditions = []cmapi.CertificateRequestCondition{
+				{Type: cmapi.CertificateRequestConditionDenied, Status: cmmeta.ConditionTrue, Reason: "policy.cert-manager.io", Message: "No policy approved this request: [fsm: " + why + "]"},
+				{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: cmapi.CertificateRequestReasonDenied, Message: "The CertificateRequest was denied by an approval controller"},
+			}
+			return true, nil
+		}
+		leaf, err := root.Sign(certs.Request{CommonName: csr.Subject.CommonName, DNSNames: csr.DNSNames, Validity: cr.Spec.Duration.Duration, Usage: certs.UsageBoth}, csr.PublicKey, time.Now())
+		if err != nil {
+			return false, err
+		}
+		cr.Status.Certificate = certs.EncodeCertsPEM(leaf)
+		cr.Status.CA = certs.EncodeCertsPEM(root.Cert)
+		cr.Status.Conditions = []cmapi.CertificateRequestCondition{
+			{Type: cmapi.CertificateRequestConditionApproved, Status: cmmeta.ConditionTrue, Reason: "policy.cert-manager.io"},
+			{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: "Issued"},
+		}
+		return true, nil
+	})
 	return cm, &denied
 }
 
