@@ -221,7 +221,11 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 	if _, err := certs.ParseCertsPEM(trusted); err != nil {
 		return 0, fmt.Errorf("the %s CA bundle: %w", opts.Issuer.Provider(), err)
 	}
-	served := h.src.Current()
+	// Sync, not Current: "nothing is served" below must not be read off a
+	// Source whose handler has not yet loaded the Secret other replicas
+	// serve, or a cert from a root the apiserver does not trust yet would be
+	// written without waiting for the caBundle to settle.
+	served := h.src.Sync()
 	sec := h.src.Secret()
 	desired, err := h.desiredBundle(now, trusted, served, sec)
 	if err != nil {

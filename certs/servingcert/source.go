@@ -118,14 +118,39 @@ func (s *Source) load(obj any) {
 		s.notify(s.cur.Load())
 		return
 	}
-	prev := s.cur.Swap(l)
+	s.loaded(s.cur.Swap(l), l)
+	s.notify(l)
+}
+
+// Sync brings Current up to the Secret in the informer's store and returns
+// it. The store is written before the event handlers run, so Secret can
+// hold a version Current does not reflect yet: at start, a Secret other
+// replicas may be serving while this one serves nothing. A Secret that does
+// not parse leaves Current as it is (the handler logs it).
+func (s *Source) Sync() *Loaded {
+	cur := s.cur.Load()
+	sec := s.Secret()
+	if sec == nil || (cur != nil && cur.ResourceVersion == sec.ResourceVersion) {
+		return cur
+	}
+	l, err := Parse(sec)
+	if err != nil {
+		return cur
+	}
+	// The handler's ordered loads win a race: it will load this version too.
+	if !s.cur.CompareAndSwap(cur, l) {
+		return s.cur.Load()
+	}
+	s.loaded(cur, l)
+	return l
+}
+
+func (s *Source) loaded(prev, l *Loaded) {
 	if prev != nil && prev.Fingerprint == l.Fingerprint {
-		s.notify(l)
 		return
 	}
-	s.log.Info("serving cert loaded", "secret", s.namespace+"/"+s.name, "resourceVersion", sec.ResourceVersion,
+	s.log.Info("serving cert loaded", "secret", s.namespace+"/"+s.name, "resourceVersion", l.ResourceVersion,
 		"notAfter", l.Chain[0].NotAfter, "issuer", l.Chain[0].Issuer.CommonName)
-	s.notify(l)
 }
 
 func (s *Source) notify(l *Loaded) {
