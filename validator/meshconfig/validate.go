@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -196,13 +197,13 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 	if len(r.Errors) == 0 || len(old) == 0 {
 		return r
 	}
-	fresh, stored := ratchet.Split(r.Errors, Validate(version, old).Errors, sameError)
+	fresh, stored := ratchet.Split(r.Errors, Validate(version, old).Errors, sameStoredError)
 	if len(schemaAnn) > 0 && !slices.ContainsFunc(fresh, isAnnotationError) && !slices.ContainsFunc(r.Errors, func(e *field.Error) bool { return containsError(schemaAnn, e) }) {
 		// The annotation's own errors were all stored already, so they
 		// ratchet; the schema errors it brings, left out while those
 		// denied, now stand on their own, ratcheted the same way.
 		_, _, before := validate(version, old)
-		f, s := ratchet.Split(schemaAnn, before, sameError)
+		f, s := ratchet.Split(schemaAnn, before, sameStoredError)
 		fresh, stored = append(fresh, f...), append(stored, s...)
 	}
 	for _, e := range stored {
@@ -219,6 +220,26 @@ func isAnnotationError(e *field.Error) bool {
 
 func sameError(o, e *field.Error) bool {
 	return o.Type == e.Type && o.Field == e.Field && o.Detail == e.Detail && reflect.DeepEqual(o.BadValue, e.BadValue)
+}
+
+// sameStoredError is sameError for ratcheting: list indices are ignored (in
+// the path and in a detail naming another entry), so a stored bad entry is
+// the same problem wherever in its list it now is: adding, removing or
+// reordering valid entries moves it but does not change it. Problems still
+// count as a multiset (ratchet.Split), so a second copy of it is new.
+func sameStoredError(o, e *field.Error) bool {
+	return o.Type == e.Type && withoutIndices(o.Field) == withoutIndices(e.Field) &&
+		withoutIndices(o.Detail) == withoutIndices(e.Detail) && reflect.DeepEqual(o.BadValue, e.BadValue)
+}
+
+// listIndex is a list index in a field path, as field.Path prints it.
+var listIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
+func withoutIndices(s string) string {
+	if !strings.Contains(s, "[") {
+		return s
+	}
+	return listIndex.ReplaceAllString(s, "[*]")
 }
 
 func servedAPIVersions() []string {

@@ -541,3 +541,44 @@ func TestValidateIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateUpdateRatchetsByContentNotIndex: a stored bad list entry (a
+// bare address FSM wrote into its iptables rules unparsed, and which worked)
+// stays a stored problem when a valid entry is added before it or removed
+// from before it; only the entry's position changed. A second copy of it, or
+// another bad value, is still new.
+func TestValidateUpdateRatchetsByContentNotIndex(t *testing.T) {
+	const ex = "spec.traffic.outboundIPRangeExclusionList"
+	stored := build(t, preset(t), kv{ex, []any{"10.96.0.0/12", "169.254.169.254"}})
+	cases := []struct {
+		name      string
+		list      []any
+		wantErrs  []string
+		wantWarns int
+	}{
+		{name: "valid entry added before it: allowed with warning",
+			list: []any{"192.168.0.0/16", "10.96.0.0/12", "169.254.169.254"}, wantWarns: 1},
+		{name: "valid entry before it removed: allowed with warning",
+			list: []any{"169.254.169.254"}, wantWarns: 1},
+		{name: "list reordered: allowed with warning",
+			list: []any{"169.254.169.254", "10.96.0.0/12"}, wantWarns: 1},
+		{name: "a second copy: denied",
+			list:      []any{"169.254.169.254", "10.96.0.0/12", "169.254.169.254"},
+			wantErrs:  []string{ex + `[2]: Invalid value: "169.254.169.254": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 169.254.169.254/32`},
+			wantWarns: 1},
+		{name: "another bad value: denied",
+			list:     []any{"10.96.0.0/12", "169.254.169.253"},
+			wantErrs: []string{ex + `[1]: Invalid value: "169.254.169.253": must be a CIDR such as 10.0.0.0/8 or fd00::/8, write it as 169.254.169.253/32`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ValidateUpdate(V1alpha3, build(t, preset(t), kv{ex, tc.list}), stored)
+			if got := messages(r.Errors); !equal(got, tc.wantErrs) {
+				t.Errorf("errors %q, want %q", got, tc.wantErrs)
+			}
+			if len(r.Warnings) != tc.wantWarns {
+				t.Errorf("warnings %q, want %d", r.Warnings, tc.wantWarns)
+			}
+		})
+	}
+}
