@@ -504,7 +504,13 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 		if entry, pending = w.pending.take(key); !pending {
 			return reconcile.Result{}, nil // the shutdown flush has it
 		}
-		if err := w.write(ctx, key.Namespace, entry, writtenByController); err != nil {
+		// The record is this worker's alone now: the manager cancels ctx
+		// when it stops, at the moment runPending closes the store, and a
+		// write cut short then could no longer be put back for the flush.
+		// Bounded as the flush's writes are.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		defer cancel()
+		if err := w.write(wctx, key.Namespace, entry, writtenByController); err != nil {
 			w.pending.putBack(key, entry)
 			return reconcile.Result{}, err
 		}
