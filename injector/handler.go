@@ -572,6 +572,14 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 	if len(s.OwnerReferences) > 0 {
 		return false, nil
 	}
+	if time.Since(s.CreationTimestamp.Time) > DefaultOrphanGracePeriod {
+		// Older than any admission lives (34 s, and slack for clock skew):
+		// the Secret of a pod deleted since and not cleaned up yet, whose
+		// copy (kubectl replace --force) is admitted now. Keeping the uuid
+		// would leave the copy that Secret, which the cleanup of the deleted
+		// pod then removes.
+		return false, nil
+	}
 	// The Secret of a pod just deleted has no owner either until it is
 	// cleaned up; a copy of that pod running as another ServiceAccount must
 	// not get its certificate.

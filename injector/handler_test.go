@@ -410,13 +410,17 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app"}, Data: map[string][]byte{BootstrapConfigKey: boot}}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app", CreationTimestamp: metav1.Now()}, Data: map[string][]byte{BootstrapConfigKey: boot}}
 		if owned {
 			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "source", UID: "source-uid"}}
 		}
 		return s
 	}
 	secret := func(owned bool) *corev1.Secret { return secretFor(owned, injectedPod().Spec.ServiceAccountName) }
+	stale := func(s *corev1.Secret) *corev1.Secret {
+		s.CreationTimestamp = metav1.NewTime(time.Now().Add(-DefaultOrphanGracePeriod - time.Second))
+		return s
+	}
 	source := func(ns string) *corev1.Pod {
 		p := injectedPod()
 		p.Name, p.Namespace = "source", ns
@@ -436,6 +440,9 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 		{name: "copy whose Secret is gone", reinject: true},
 		// The Secret of a pod just deleted, not cleaned up yet.
 		{name: "copy as another ServiceAccount: Secret owned by no pod names another identity", objs: []client.Object{secretFor(false, "other")}, reinject: true},
+		// kubectl replace --force: the source deleted and gone from the
+		// cache, its Secret not cleaned up yet.
+		{name: "copy of a pod deleted since: Secret owned by no pod, older than any admission", objs: []client.Object{stale(secret(false))}, reinject: true},
 		{name: "Secret owned by no pod without a bootstrap config", objs: []client.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(oldID), Namespace: "app"}}}, reinject: true},
 		// This injector writes no owner reference: only the stored source
 		// tells the copy apart.
