@@ -16,6 +16,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
+	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
@@ -163,7 +164,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 		fs.StringVar(img.value, img.flag, envOr(img.env, img.builtIn), img.usage)
 	}
 	fs.StringVar(&o.containerPullPolicy, "fsm-container-pull-policy", "", "imagePullPolicy of the injected fsm-init and fsm-healthcheck containers: Always, IfNotPresent or Never; empty leaves it to the apiserver (FSM's flag; the sidecar's is always IfNotPresent, as FSM's)")
-	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates (0 disables)")
+	fs.IntVar(&o.keyPoolSize, "key-pool-size", 32, "pre-generated private keys kept ready for per-pod certificates: 0 (disables) to 4096")
 	fs.StringVar(&o.bootstrapKeyAlg, "bootstrap-key-algorithm", "auto", "key algorithm of per-pod bootstrap certificates (tresor, cert-manager; Vault's role decides): ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096, meshconfig for FSM's choice (RSA of MeshConfig certKeyBitSize, else --ca-key-algorithm), or auto: ecdsa-p256 with tresor, meshconfig with cert-manager (an issuer's policy may require the RSA FSM sends)")
 	fs.DurationVar(&o.rootAutoRotateBefore, "root-auto-rotate-before", 8760*time.Hour, "serve rotates the built-in (tresor) root automatically when it has less than this left, and resumes an interrupted rotation; 0 disables")
 	fs.Float32Var(&o.admissionQPS, "kube-api-qps", defaultAdmissionQPS, "serve: sustained requests/s of the admission path's Kubernetes client (bootstrap Secrets, certificate issuance); a request held past the admission's deadline refuses the pod")
@@ -316,8 +317,12 @@ func (o *options) validate() error {
 			return usageErrorf("invalid value %d for --%s: must be 1 or more", l.burst, l.burstFlag)
 		}
 	}
-	if o.keyPoolSize < 0 {
-		return usageErrorf("invalid value %d for --key-pool-size: must be 0 or more", o.keyPoolSize)
+	// The floor is allocated (and generated) up front, above the pool's
+	// memory cap when larger: an extra zero or two meant gigabytes at start,
+	// and a huge value a makechan panic.
+	if o.keyPoolSize < 0 || o.keyPoolSize > maxKeyPoolSize {
+		return usageErrorf("invalid value %d for --key-pool-size: must be between 0 and %d (the keys the pool's %d MiB cap holds of its smallest, ECDSA P-256, keys)",
+			o.keyPoolSize, maxKeyPoolSize, keypool.DefaultMaxBytes>>20)
 	}
 	if !(o.injectorNamespaceRate >= 0) || math.IsInf(o.injectorNamespaceRate, 1) {
 		return usageErrorf("invalid value %g for --injector-namespace-rate: must be 0 (no limit) or a positive number per second", o.injectorNamespaceRate)
@@ -342,21 +347,25 @@ func (o *options) validate() error {
 	if err := hostFlag("webhook-url-host", o.webhookURLHost); err != nil {
 		return err
 	}
+	// Names of objects serve reads or writes: a name Kubernetes can never
+	// store failed only at the first write, naming no flag, or was looked
+	// up for ever (an optional CA Secret, an issuer). Empty keeps each
+	// flag's own meaning (--ca-bundle-secret-name: the default, or none
+	// with cert-manager).
+	for _, n := range []struct{ flag, v string }{
+		{"ca-bundle-secret-name", o.caBundleSecretName},
+		{"vault-token-secret-name", o.vaultTokenSecretName},
+		{"cert-manager-issuer-name", o.certManagerIssuerName},
+	} {
+		if err := objectNameFlag(n.flag, n.v); err != nil {
+			return err
+		}
+	}
 	if o.injectorPort == o.validatorPort || o.injectorPort == o.converterPort || o.validatorPort == o.converterPort {
 		return usageErrorf("--injector-port, --validator-port and --converter-port must differ, got %d, %d, %d", o.injectorPort, o.validatorPort, o.converterPort)
 	}
-	taken := map[int]string{o.injectorPort: "--injector-port", o.validatorPort: "--validator-port", o.converterPort: "--converter-port"}
-	for _, a := range []struct{ flag, addr string }{{"metrics-bind-address", o.metricsAddr}, {"health-probe-bind-address", o.healthProbeAddr}} {
-		port, err := bindAddressFlag(a.flag, a.addr, true)
-		if err != nil {
-			return err
-		}
-		if other, ok := taken[port]; ok && port != 0 {
-			return usageErrorf("invalid value %q for --%s: port %d is %s's", a.addr, a.flag, port, other)
-		}
-		if port > 0 {
-			taken[port] = "--" + a.flag
-		}
+	if _, err := o.portOwners(); err != nil {
+		return err
 	}
 	if o.certificateManager == "vault" {
 		if o.vaultHost == "" {
@@ -390,6 +399,38 @@ func (o *options) validate() error {
 				return usageErrorf("--%s: must be set for --certificate-manager=cert-manager", flag)
 			}
 		}
+	}
+	return nil
+}
+
+// portOwners are the ports serve listens on (every webhook's, metrics',
+// health probes') by the flag that sets each; an error when two share one.
+func (o *options) portOwners() (map[int]string, error) {
+	taken := map[int]string{o.injectorPort: "--injector-port", o.validatorPort: "--validator-port", o.converterPort: "--converter-port"}
+	for _, a := range []struct{ flag, addr string }{{"metrics-bind-address", o.metricsAddr}, {"health-probe-bind-address", o.healthProbeAddr}} {
+		port, err := bindAddressFlag(a.flag, a.addr, true)
+		if err != nil {
+			return nil, err
+		}
+		if other, ok := taken[port]; ok && port != 0 {
+			return nil, usageErrorf("invalid value %q for --%s: port %d is %s's", a.addr, a.flag, port, other)
+		}
+		if port > 0 {
+			taken[port] = "--" + a.flag
+		}
+	}
+	return taken, nil
+}
+
+// maxKeyPoolSize bounds --key-pool-size: the ECDSA P-256 keys (the smallest
+// pooled) the pool's memory cap holds.
+var maxKeyPoolSize = keypool.DefaultMaxBytes / keypool.KeyBytes(certs.ECDSAP256)
+
+// objectNameFlag checks a flag naming a Kubernetes object (a DNS subdomain);
+// empty passes.
+func objectNameFlag(flag, v string) error {
+	if errs := validation.IsDNS1123Subdomain(v); v != "" && len(errs) > 0 {
+		return usageErrorf("invalid value %q for --%s: must be a Kubernetes object name (lower-case letters, digits, '-', '.'): %s", v, flag, strings.Join(errs, "; "))
 	}
 	return nil
 }

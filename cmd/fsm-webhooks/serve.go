@@ -19,6 +19,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -75,7 +76,7 @@ webhook configuration (or of the MeshConfig CRD's conversion stanza) equal to th
 mesh CA bundle and repairs it when anyone changes it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := sf.validate(); err != nil {
+			if err := sf.validate(o); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -98,7 +99,9 @@ mesh CA bundle and repairs it when anyone changes it.`,
 	return cmd
 }
 
-func (sf *serveFlags) validate() error {
+// validate checks serve's own flags, and those that must not clash with
+// o's (validated before).
+func (sf *serveFlags) validate(o *options) error {
 	if len(sf.webhooks) == 0 {
 		return usageErrorf("invalid value \"\" for --webhooks: must name at least one of %s", strings.Join(allHooks, ", "))
 	}
@@ -113,9 +116,22 @@ func (sf *serveFlags) validate() error {
 	if err := hostFlag("webhook-bind-host", sf.bindHost); err != nil {
 		return err
 	}
+	if errs := validation.IsDNS1123Label(sf.injectorProbeNS); sf.injectorProbeNS != "" && len(errs) > 0 {
+		return usageErrorf("invalid value %q for --injector-probe-namespace: must be a namespace name (lower-case letters, digits, '-'): %s", sf.injectorProbeNS, strings.Join(errs, "; "))
+	}
 	if sf.pprofAddr != "" {
-		if _, err := bindAddressFlag("pprof-bind-address", sf.pprofAddr, false); err != nil {
+		port, err := bindAddressFlag("pprof-bind-address", sf.pprofAddr, false)
+		if err != nil {
 			return err
+		}
+		// Bound by the manager before the other listeners, which then
+		// failed to bind after serve had reached the cluster.
+		taken, err := o.portOwners()
+		if err != nil {
+			return err
+		}
+		if other, ok := taken[port]; ok && port != 0 {
+			return usageErrorf("invalid value %q for --pprof-bind-address: port %d is %s's", sf.pprofAddr, port, other)
 		}
 	}
 	if sf.shutdownDrain < 0 {
