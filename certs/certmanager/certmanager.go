@@ -137,10 +137,12 @@ type Issuer struct {
 	// secretAbsent is whether the CABundleSecret was last found missing,
 	// so the change is logged once each way.
 	secretAbsent bool
-	// learning serialises learnCA; learnErr and learnAt are its last
-	// failure and when, so an issuer that never answers with a status.ca
-	// is not asked again on every call (every caBundle resync).
-	learning sync.Mutex
+	// learning serialises learnCA (a one-slot semaphore, so that a caller
+	// waiting for another's init-cert still gives up at its own deadline);
+	// learnErr and learnAt are its last failure and when, so an issuer that
+	// never answers with a status.ca is not asked again on every call (every
+	// caBundle resync).
+	learning chan struct{}
 	learnErr error
 	learnAt  time.Time
 	// signer is the CA that signed the newest certificate: requests are
@@ -164,7 +166,7 @@ func New(opts Options) (*Issuer, error) {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: err}
 		}
 	}
-	return &Issuer{opts: opts, keys: keys, log: opts.Logger}, nil
+	return &Issuer{opts: opts, keys: keys, log: opts.Logger, learning: make(chan struct{}, 1)}, nil
 }
 
 // Provider implements certs.Issuer.
@@ -530,8 +532,12 @@ func (i *Issuer) bundle(ctx context.Context) ([]byte, error) {
 // controller does the same at start ("init-cert", 1 s). One caller asks at
 // a time; the others then read what it learnt.
 func (i *Issuer) learnCA(ctx context.Context) (*certs.Bundle, error) {
-	i.learning.Lock()
-	defer i.learning.Unlock()
+	select {
+	case i.learning <- struct{}{}:
+		defer func() { <-i.learning }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for another caller learning the CA from an %s certificate: %w", initCertName, ctx.Err())
+	}
 	if b, err := i.lastBundle(); err != nil || b.Len() > 0 {
 		return b, err
 	}

@@ -265,6 +265,11 @@ func lookupSelf(ctx context.Context, c *vaultapi.Client) (tokenLife, error) {
 	if err != nil {
 		return tokenLife{}, err
 	}
+	if s == nil {
+		// A 2xx without a body (the client's ParseSecret gives nil, nil):
+		// not Vault's answer, perhaps a proxy's.
+		return tokenLife{}, errors.New("auth/token/lookup-self answered without data")
+	}
 	var life tokenLife
 	if life.ttl, err = s.TokenTTL(); err != nil {
 		return tokenLife{}, fmt.Errorf("auth/token/lookup-self: ttl: %w", err)
