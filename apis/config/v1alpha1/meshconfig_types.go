@@ -10,6 +10,7 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=meshconfig,scope=Namespaced
 // +kubebuilder:metadata:labels=app.kubernetes.io/name=flomesh.io
+// +kubebuilder:metadata:labels=flomesh.io/reconcile=false
 // +kubebuilder:deprecatedversion:warning="config.flomesh.io/v1alpha1 MeshConfig is deprecated; use config.flomesh.io/v1alpha3"
 type MeshConfig struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -12,6 +12,7 @@ import (
 // +kubebuilder:storageversion
 // +kubebuilder:resource:shortName=meshconfig,scope=Namespaced
 // +kubebuilder:metadata:labels=app.kubernetes.io/name=flomesh.io
+// +kubebuilder:metadata:labels=flomesh.io/reconcile=false
 type MeshConfig struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

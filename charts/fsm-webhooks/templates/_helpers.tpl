@@ -529,3 +529,18 @@ units h, m, s; ms rounds down) in whole seconds.
 {{- end -}}
 {{- $total -}}
 {{- end -}}
+
+{{/* flomesh.io/reconcile on the webhook configurations: "false" while they
+are ours, so the write that adopts one from FSM also takes it out of the
+selection of FSM's reconciler (fsm.enableReconciler; FSM's controller keeps
+running after a takeover): FSM's informer sees it deleted, not changed, and
+its create of it again fails, where a change it saw would be put back (and
+flipped back and forth: its revert is a change it reverts). Handed back:
+FSM's value, so its reconciler guards the configuration again. */}}
+{{- define "fsm.reconcileLabel" -}}
+{{- if not .Values.fsm.webhooks.handBack -}}
+flomesh.io/reconcile: "false"
+{{- else if .Values.fsm.enableReconciler -}}
+flomesh.io/reconcile: "true"
+{{- end -}}
+{{- end -}}

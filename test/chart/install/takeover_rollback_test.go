@@ -376,10 +376,15 @@ func TestHandBackRender(t *testing.T) {
 		values         string
 		handBack       bool
 		trafficTargets bool // FSM's validator is sent TrafficTargets
+		// reconcile is the configurations' flomesh.io/reconcile label ("":
+		// none): out of FSM's reconciler while ours, FSM's value handed back.
+		reconcile string
 	}{
-		{"default", "fsm: {meshConfig: {create: false}}", false, false},
-		{"hand back", "fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}", true, true},
-		{"hand back, smi.validateTrafficTarget false", "{fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}, smi: {validateTrafficTarget: false}}", true, false},
+		{"default", "fsm: {meshConfig: {create: false}}", false, false, "false"},
+		{"default, fsm.enableReconciler", "fsm: {meshConfig: {create: false}, enableReconciler: true}", false, false, "false"},
+		{"hand back", "fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}", true, true, ""},
+		{"hand back, fsm.enableReconciler", "fsm: {meshConfig: {create: false}, enableReconciler: true, webhooks: {handBack: true}}", true, true, "true"},
+		{"hand back, smi.validateTrafficTarget false", "{fsm: {meshConfig: {create: false}, webhooks: {handBack: true}}, smi: {validateTrafficTarget: false}}", true, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -397,6 +402,11 @@ func TestHandBackRender(t *testing.T) {
 				}
 				if u.GetAnnotations()["helm.sh/hook"] == "pre-upgrade" && tc.handBack {
 					t.Errorf("%s: a pre-upgrade hook in a hand-back (FSM's bootstrap owns the CRD again)", id)
+				}
+				if u.GetKind() == "MutatingWebhookConfiguration" || u.GetKind() == "ValidatingWebhookConfiguration" {
+					if got, ok := u.GetLabels()["flomesh.io/reconcile"]; got != tc.reconcile || ok != (tc.reconcile != "") {
+						t.Errorf("%s label flomesh.io/reconcile %q (set: %v), want %q", id, got, ok, tc.reconcile)
+					}
 				}
 				switch id {
 				case "Service/fsm-injector", "Service/fsm-validator", "Service/fsm-bootstrap":
