@@ -159,7 +159,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.serviceCertValidity, "service-cert-validity-duration", 24*time.Hour, "validated but unused, for FSM compatibility (fsm.certificateProvider.serviceCertValidityDuration): it sets the service certificates FSM's controller issues; the webhooks issue none (bootstrap certificates last --bootstrap-cert-validity-duration)")
 	fs.DurationVar(&o.bootstrapValidity, "bootstrap-cert-validity-duration", 87600*time.Hour, "validity of the per-pod sidecar bootstrap certificate")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables")
-	fs.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables")
 	for _, img := range imageFlags(o) {
 		fs.StringVar(img.value, img.flag, envOr(img.env, img.builtIn), img.usage)
 	}
