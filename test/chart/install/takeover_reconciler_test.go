@@ -230,13 +230,28 @@ func takeoverWithFSMReconciler(t *testing.T, h takeoverHelm) {
 			}
 		}
 	}
+	kinds := []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "CustomResourceDefinition"}
+	// Until FSM's informers have seen each adoption (milliseconds; a
+	// starved CI machine may take longer), then a while for what they do.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		reverted, recreate := rec.counts()
+		seen := 0
+		for _, kind := range kinds {
+			if reverted[kind]+recreate[kind] > 0 {
+				seen++
+			}
+		}
+		if seen == len(kinds) {
+			break
+		}
+	}
 	written := adoptedState(ctx, t, c)
-	time.Sleep(3 * time.Second) // FSM's informers see the last write within milliseconds
+	time.Sleep(2 * time.Second)
 	reverted, recreate := rec.counts()
 	if len(reverted) != 0 {
 		t.Errorf("FSM's reconciler reverted the takeover: %v", reverted)
 	}
-	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "CustomResourceDefinition"} {
+	for _, kind := range kinds {
 		if recreate[kind] != 1 {
 			t.Errorf("FSM's reconciler saw %s leave its selection %d times, want once (its create of it then fails: it exists)", kind, recreate[kind])
 		}
