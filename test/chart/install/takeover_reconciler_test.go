@@ -59,6 +59,35 @@ func (r *fsmReconciler) counts() (reverted, recreate map[string]int) {
 	return maps.Clone(r.reverted), maps.Clone(r.recreate)
 }
 
+// reconcileKind adds FSM's handlers for one kind to its informer: on an
+// update, revert (which puts the old object's watched fields into a copy of
+// the new one and says whether they differed) and, if so, update; on a
+// delete, create the old object again.
+func reconcileKind[T client.Object](t *testing.T, r *fsmReconciler, kind string, inf cache.SharedIndexInformer,
+	revert func(old, cur T) bool, update func(T) error, create func(T)) {
+	t.Helper()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(o, n any) {
+			cur := n.(T).DeepCopyObject().(T)
+			if revert(o.(T), cur) && update(cur) == nil {
+				r.count(r.reverted, kind)
+			}
+		},
+		DeleteFunc: func(o any) {
+			old, ok := o.(T)
+			if !ok {
+				return
+			}
+			old = old.DeepCopyObject().(T)
+			old.SetResourceVersion("")
+			r.count(r.recreate, kind)
+			create(old)
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startFSMReconciler(ctx context.Context, t *testing.T, cs kubernetes.Interface, ax apiextclient.Interface) *fsmReconciler {
 	t.Helper()
 	r := &fsmReconciler{reverted: map[string]int{}, recreate: map[string]int{}}
@@ -70,81 +99,52 @@ func startFSMReconciler(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 		return l["app"] != app || l["app.kubernetes.io/version"] != "v1.5.1"
 	}
 	admr := cs.AdmissionregistrationV1()
-	_, err := cf.Admissionregistration().V1().MutatingWebhookConfigurations().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(o, n any) {
-			old, cur := o.(*admv1.MutatingWebhookConfiguration), n.(*admv1.MutatingWebhookConfiguration).DeepCopy()
+	reconcileKind(t, r, "MutatingWebhookConfiguration", cf.Admissionregistration().V1().MutatingWebhookConfigurations().Informer(),
+		func(old, cur *admv1.MutatingWebhookConfiguration) bool {
 			if reflect.DeepEqual(old.Webhooks, cur.Webhooks) && !labelsChanged("fsm-injector", cur.Labels) {
-				return
+				return false
 			}
 			cur.Webhooks, cur.Labels = old.Webhooks, old.Labels
-			if _, err := admr.MutatingWebhookConfigurations().Update(ctx, cur, metav1.UpdateOptions{}); err == nil {
-				r.count(r.reverted, "MutatingWebhookConfiguration")
-			}
+			return true
 		},
-		DeleteFunc: func(o any) {
-			old, ok := o.(*admv1.MutatingWebhookConfiguration)
-			if !ok {
-				return
-			}
-			old = old.DeepCopy()
-			old.ResourceVersion = ""
-			r.count(r.recreate, "MutatingWebhookConfiguration")
-			_, _ = admr.MutatingWebhookConfigurations().Create(ctx, old, metav1.CreateOptions{})
+		func(o *admv1.MutatingWebhookConfiguration) error {
+			_, err := admr.MutatingWebhookConfigurations().Update(ctx, o, metav1.UpdateOptions{})
+			return err
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = cf.Admissionregistration().V1().ValidatingWebhookConfigurations().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(o, n any) {
-			old, cur := o.(*admv1.ValidatingWebhookConfiguration), n.(*admv1.ValidatingWebhookConfiguration).DeepCopy()
+		func(o *admv1.MutatingWebhookConfiguration) {
+			_, _ = admr.MutatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{})
+		})
+	reconcileKind(t, r, "ValidatingWebhookConfiguration", cf.Admissionregistration().V1().ValidatingWebhookConfigurations().Informer(),
+		func(old, cur *admv1.ValidatingWebhookConfiguration) bool {
 			if reflect.DeepEqual(old.Webhooks, cur.Webhooks) && !labelsChanged("fsm-controller", cur.Labels) {
-				return
+				return false
 			}
 			cur.Webhooks, cur.Labels = old.Webhooks, old.Labels
-			if _, err := admr.ValidatingWebhookConfigurations().Update(ctx, cur, metav1.UpdateOptions{}); err == nil {
-				r.count(r.reverted, "ValidatingWebhookConfiguration")
-			}
+			return true
 		},
-		DeleteFunc: func(o any) {
-			old, ok := o.(*admv1.ValidatingWebhookConfiguration)
-			if !ok {
-				return
-			}
-			old = old.DeepCopy()
-			old.ResourceVersion = ""
-			r.count(r.recreate, "ValidatingWebhookConfiguration")
-			_, _ = admr.ValidatingWebhookConfigurations().Create(ctx, old, metav1.CreateOptions{})
+		func(o *admv1.ValidatingWebhookConfiguration) error {
+			_, err := admr.ValidatingWebhookConfigurations().Update(ctx, o, metav1.UpdateOptions{})
+			return err
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = xf.Apiextensions().V1().CustomResourceDefinitions().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(o, n any) {
-			old, cur := o.(*apiextv1.CustomResourceDefinition), n.(*apiextv1.CustomResourceDefinition).DeepCopy()
+		func(o *admv1.ValidatingWebhookConfiguration) {
+			_, _ = admr.ValidatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{})
+		})
+	crds := ax.ApiextensionsV1().CustomResourceDefinitions()
+	reconcileKind(t, r, "CustomResourceDefinition", xf.Apiextensions().V1().CustomResourceDefinitions().Informer(),
+		func(old, cur *apiextv1.CustomResourceDefinition) bool {
 			if reflect.DeepEqual(old.Spec, cur.Spec) {
-				return
+				return false
 			}
 			cur.Spec, cur.Labels = old.Spec, old.Labels
-			if _, err := ax.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, cur, metav1.UpdateOptions{}); err == nil {
-				r.count(r.reverted, "CustomResourceDefinition")
-			}
+			return true
 		},
-		DeleteFunc: func(o any) {
-			old, ok := o.(*apiextv1.CustomResourceDefinition)
-			if !ok {
-				return
-			}
-			old = old.DeepCopy()
-			old.ResourceVersion = ""
-			r.count(r.recreate, "CustomResourceDefinition")
-			_, _ = ax.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, old, metav1.CreateOptions{})
+		func(o *apiextv1.CustomResourceDefinition) error {
+			_, err := crds.Update(ctx, o, metav1.UpdateOptions{})
+			return err
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+		func(o *apiextv1.CustomResourceDefinition) {
+			_, _ = crds.Create(ctx, o, metav1.CreateOptions{})
+		})
 	cf.Start(ctx.Done())
 	xf.Start(ctx.Done())
 	for typ, ok := range cf.WaitForCacheSync(ctx.Done()) {
