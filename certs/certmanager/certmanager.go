@@ -545,6 +545,11 @@ func (i *Issuer) learnCA(ctx context.Context) (*certs.Bundle, error) {
 		return nil, i.learnErr
 	}
 	_, err := i.Issue(ctx, certs.Request{CommonName: initCertName, Validity: time.Second, Usage: certs.UsageServer})
+	if err != nil && ctx.Err() != nil {
+		// The caller's own deadline (a metrics scrape's few seconds) says
+		// nothing of the issuer: the next caller asks again.
+		return nil, fmt.Errorf("learning the CA from an %s certificate: %w", initCertName, err)
+	}
 	if err != nil {
 		i.learnErr, i.learnAt = fmt.Errorf("learning the CA from an %s certificate (again in %s at the earliest): %w", initCertName, learnRetry, err), time.Now()
 		return nil, i.learnErr

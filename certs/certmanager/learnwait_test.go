@@ -1,10 +1,17 @@
 package certmanager
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"testing"
 	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
 // TestCABundleWaitingForLearnCAHonoursContext: while one caller learns the
@@ -46,4 +53,43 @@ func TestCABundleWaitingForLearnCAHonoursContext(t *testing.T) {
 	}
 	cancelFirst()
 	<-firstDone
+}
+
+// TestLearnCACallerDeadlineNotCached: an init-cert given up at its caller's
+// own short deadline (a metrics scrape) proves nothing about the issuer, so
+// the next caller asks again rather than getting that failure for
+// learnRetry; an issuer that answers then gives the CA at once.
+func TestLearnCACallerDeadlineNotCached(t *testing.T) {
+	cm := newFakeClientset() // nobody signs yet
+	i, err := New(Options{IssuerName: DefaultIssuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup, Namespace: fakeNS, Client: cm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := i.CABundle(short); err == nil {
+		t.Fatal("CABundle with nobody signing succeeded")
+	}
+	root := newRoot(t)
+	runIssuer(t, cm, fakeNS, func(_ int, cr *cmapi.CertificateRequest, csr *x509.CertificateRequest) (bool, error) {
+		if len(cr.Status.Certificate) > 0 {
+			return false, nil
+		}
+		leaf, err := root.Sign(certs.Request{CommonName: csr.Subject.CommonName, Validity: time.Hour, Usage: certs.UsageServer}, csr.PublicKey, time.Now())
+		if err != nil {
+			return false, err
+		}
+		cr.Status.Certificate, cr.Status.CA = certs.EncodeCertsPEM(leaf), certs.EncodeCertsPEM(root.Cert)
+		cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: "Issued"}}
+		return true, nil
+	})
+	ctx, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	b, err := i.CABundle(ctx)
+	if err != nil {
+		t.Fatalf("CABundle once the issuer answers: %v (the first caller's deadline was cached as the issuer's failure)", err)
+	}
+	if !bytes.Contains(b, certs.EncodeCertsPEM(root.Cert)) {
+		t.Errorf("CABundle = %q, want the issuer's root", b)
+	}
 }
