@@ -417,7 +417,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 		}
 	}
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
-	return patched(ops)
+	resp := patched(ops)
+	resp.Warnings = mut.Warnings
+	return resp
 }
 
 // handleVirtualMachine admits a VirtualMachine create as FSM's injector

@@ -102,6 +102,9 @@ type Mutation struct {
 	Bootstrap   BootstrapConfig
 	// KeyAlgorithm of the bootstrap key; empty means the provider's default.
 	KeyAlgorithm certs.KeyAlgorithm
+	// Warnings are for the user, sent with the admission: what was
+	// injected as FSM injected it but is doubtful.
+	Warnings []string
 }
 
 // BootstrapConfig is the Pipy bootstrap document (bootstrap.yaml, JSON as FSM
@@ -255,7 +258,7 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if opts.dnsServer != "" {
 		setLocalDNS(pod, opts.dnsServer, in.Mesh, in.Namespace.Name)
 	}
-	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg}, nil
+	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg, Warnings: probes.warnings}, nil
 }
 
 // readOptions validates every annotation and setting the mutation needs, so

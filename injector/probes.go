@@ -46,6 +46,9 @@ type probeResult struct {
 	// needHealthcheck is true when a TCP or HTTPS probe needs the
 	// fsm-healthcheck container.
 	needHealthcheck bool
+	// warnings are for the user: probes admitted as FSM admitted them
+	// whose target is doubtful (errNoPort).
+	warnings []string
 }
 
 // probedContainers are the containers whose probes are rewritten: the
@@ -89,6 +92,10 @@ func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 		} {
 			if p.probe == nil {
 				continue
+			}
+			if hg := p.probe.HTTPGet; hg != nil && hg.Port.Type == intstr.Int && hg.Port.IntVal == 0 {
+				res.warnings = append(res.warnings, fmt.Sprintf("container %q %s probe has no port: it is sent to port %d, as FSM v1.5.1 sent it; set httpGet.port",
+					c.Name, p.kind, defaultProbePort(hg.Scheme)))
 			}
 			orig, to, err := rewriteProbe(c, p.kind, p.probe, p.port, served[p.kind])
 			if err != nil {
@@ -144,7 +151,7 @@ func rewriteProbe(c *corev1.Container, kind string, p *corev1.Probe, healthPort 
 	switch {
 	case p.HTTPGet != nil:
 		port, err := resolvePort(c, p.HTTPGet.Port)
-		if err != nil && !errors.Is(err, errNoNamedPort) {
+		if err != nil && !errors.Is(err, errNoNamedPort) && !errors.Is(err, errNoPort) {
 			return HealthProbe{}, toNothing, fmt.Errorf("container %q %s probe: %w", c.Name, kind, err)
 		}
 		if p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
@@ -203,10 +210,32 @@ func tcpHealthcheck(port int32) *corev1.HTTPGetAction {
 // the pods of a workload FSM ran.
 var errNoNamedPort = errors.New("named port not found in the container's ports")
 
+// errNoPort: a probe without a port (port 0: `httpGet: {path: /healthz}`).
+// The apiserver refuses such a pod unmeshed, but stores it once its probe
+// points at a health port: FSM v1.5.1 injects an HTTP or HTTPS one as it
+// does an undeclared named port (original port 0; 80 or 443 in the
+// headers), and an app on that port passes it. So do we, with a warning.
+// A TCP probe without a port is still refused: FSM's healthcheck dialled
+// port 0 and the probe never passed.
+var errNoPort = errors.New("port 0 out of range 1-65535")
+
+// defaultProbePort is where an HTTP(S) probe without a resolved port is
+// sent, as FSM sends it.
+func defaultProbePort(scheme corev1.URIScheme) int32 {
+	if scheme == corev1.URISchemeHTTPS {
+		return 443
+	}
+	return 80
+}
+
 // resolvePort turns a probe port (number or container port name) into a
-// number; 0 and errNoNamedPort for a name the container does not declare.
+// number; 0 and errNoNamedPort for a name the container does not declare,
+// 0 and errNoPort for port 0.
 func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
 	if port.Type == intstr.Int {
+		if port.IntVal == 0 {
+			return 0, errNoPort
+		}
 		if port.IntVal < 1 || port.IntVal > 65535 {
 			return 0, fmt.Errorf("port %d out of range 1-65535", port.IntVal)
 		}

@@ -1,0 +1,93 @@
+package injector
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// TestProbeWithoutPort: an HTTP probe that gives no port (port 0, what
+// `httpGet: {path: /healthz}` decodes to). The apiserver refuses such a pod
+// unmeshed, but FSM v1.5.1 injects it in a meshed namespace
+// (pkg/injector/health_probes.go: getPort finds no port "0", the original
+// port is 0, and the rewritten probe's port is a health port, which the
+// apiserver then stores); the headers say 80 for HTTP and 443 for HTTPS, and
+// the probe works against an app on that port. So such a workload ran under
+// FSM, and must still be admitted, with a warning. A TCP probe without a
+// port stays refused: FSM's healthcheck container dialled port 0 and the
+// probe never passed. (From a review against FSM's source.)
+func TestProbeWithoutPort(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler corev1.ProbeHandler
+		refused string // the denial's message, else admitted
+		port    int32  // the probe's port after the rewrite
+		header  string // the header carrying the original port
+		value   string
+	}{
+		{name: "HTTP", handler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz"}},
+			port: LivenessProbePort, header: originalHTTPPortHeader, value: "80"},
+		{name: "HTTPS", handler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Scheme: corev1.URISchemeHTTPS}},
+			port: HealthcheckPort, header: originalTCPPortHeader, value: "443"},
+		{name: "TCP", handler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{}},
+			refused: `container "app" liveness probe: port 0 out of range 1-65535`},
+		{name: "HTTP port out of range", handler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(70000)}},
+			refused: `container "app" liveness probe: port 70000 out of range 1-65535`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := simplePod(nil)
+			pod.Spec.Containers[0].LivenessProbe = &corev1.Probe{ProbeHandler: tc.handler}
+			f := newHandlerFixture(t, stubIssuer{}, nil)
+			_, resp := f.post(t, reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+				r.Object.Raw, _ = json.Marshal(pod)
+			}), "application/json")
+			if tc.refused != "" {
+				if resp.Allowed || resp.Result == nil || resp.Result.Message != tc.refused {
+					t.Fatalf("allowed %v, result %+v; want refused with %q", resp.Allowed, resp.Result, tc.refused)
+				}
+				return
+			}
+			if !resp.Allowed {
+				t.Fatalf("refused: %+v; FSM v1.5.1 injects this pod", resp.Result)
+			}
+			if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `container "app" liveness probe`) {
+				t.Errorf("warnings %q, want one naming the probe", resp.Warnings)
+			}
+			raw, _ := json.Marshal(pod)
+			patch, err := jsonpatch.DecodePatch(resp.Patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := patch.Apply(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got corev1.Pod
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			var app *corev1.Container
+			for i := range got.Spec.Containers {
+				if got.Spec.Containers[i].Name == "app" {
+					app = &got.Spec.Containers[i]
+				}
+			}
+			hg := app.LivenessProbe.HTTPGet
+			if hg == nil {
+				t.Fatalf("probe %+v, want an HTTP probe", app.LivenessProbe)
+			}
+			headers := map[string]string{}
+			for _, h := range hg.HTTPHeaders {
+				headers[h.Name] = h.Value
+			}
+			if hg.Port.IntValue() != int(tc.port) || headers[tc.header] != tc.value {
+				t.Errorf("probe port %s, headers %v; want port %d and %s: %s, as FSM writes", hg.Port.String(), headers, tc.port, tc.header, tc.value)
+			}
+		})
+	}
+}
