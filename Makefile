@@ -72,7 +72,11 @@ e2e-node:
 	$(GO) vet -tags e2enode ./test/node/
 	$(GO) run ./internal/kubeassets/build --node
 	$(GO) run ./test/meshassets/build
-	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/images/... ./test/node/...
+	# One package per verbose `go test`: given several, go test holds each
+	# package's output until that package ends (unless -p 1), so the node
+	# suite's progress would appear only after its tens of minutes.
+	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/images/
+	$(GO) test -tags e2enode -count=1 -v -timeout $(E2E_NODE_TIMEOUT) ./test/node/
 	# The init image applying its rules: `unit` skips it on a host without
 	# iptables, which the node suite has installed by now.
 	FSM_REQUIRE_HOST_IPTABLES=1 $(GO) test -count=1 -v -run '^(TestInitImageAppliesRules|TestIPTablesReadsRanges)$$' ./test/meshimages/

@@ -99,18 +99,42 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 	serveCtx, cancelServe := context.WithCancel(ctx)
 	defer cancelServe()
 	srvCh := make(chan *webhooks.Server, 1)
-	serveErr := make(chan error, 1)
+	// serve's result, read by whoever sees serveDone closed (more than one
+	// wait may need it).
+	var serveResult error
+	serveDone := make(chan struct{})
 	go func() {
-		serveErr <- serve(serveCtx, o, sf, env.Config, func(s *webhooks.Server) { srvCh <- s })
+		serveResult = serve(serveCtx, o, sf, env.Config, func(s *webhooks.Server) { srvCh <- s })
+		close(serveDone)
 	}()
+	// Ctrl-C at any point stops the webhooks and ends cleanly, not with
+	// the context's error.
+	interrupted := func() error {
+		fmt.Fprintln(out, "\ninterrupted: stopping the webhooks")
+		cancelServe()
+		<-serveDone
+		if serveResult != nil && !errors.Is(serveResult, context.Canceled) {
+			return fmt.Errorf("serving: %w", serveResult)
+		}
+		return nil
+	}
 	fmt.Fprintln(out, "starting the injector, validator and converter (registered by URL on 127.0.0.1)")
 	var srv *webhooks.Server
 	select {
 	case srv = <-srvCh:
-	case err := <-serveErr:
-		return fmt.Errorf("serving: %w", err)
+	case <-serveDone:
+		if ctx.Err() != nil {
+			return interrupted()
+		}
+		return fmt.Errorf("serving: %w", serveResult)
 	}
-	if err := waitReady(ctx, srv, serveErr); err != nil {
+	if err := waitReady(ctx, srv, serveDone); err != nil {
+		if ctx.Err() != nil {
+			return interrupted()
+		}
+		if errors.Is(err, errServeEnded) {
+			return fmt.Errorf("serving: %w", serveResult)
+		}
 		return err
 	}
 	fmt.Fprintln(out, "webhooks ready: serving certs issued by the mesh CA, caBundles verified, every path proven by a dry run")
@@ -121,26 +145,27 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 			return err
 		}
 		if err := d.Run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return interrupted()
+			}
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
 	fmt.Fprintf(out, "\nready. In another shell:\n    export KUBECONFIG=%s\n    kubectl get ns\n    go run ./cmd/fsm-webhooks certs status --fsm-namespace=%s --webhook-url-host=%s\nPress Ctrl-C to stop.\n", env.KubeconfigPath, o.fsmNamespace, o.webhookURLHost)
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(out, "\ninterrupted: stopping the webhooks")
-		cancelServe()
-		if err := <-serveErr; err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("serving: %w", err)
-		}
-		return nil
-	case err := <-serveErr:
-		return fmt.Errorf("serving stopped: %w", err)
+		return interrupted()
+	case <-serveDone:
+		return fmt.Errorf("serving stopped: %w", serveResult)
 	}
 }
 
+// errServeEnded is waitReady's answer when serve returned first.
+var errServeEnded = errors.New("serve ended")
+
 // waitReady polls the server's readiness (cert loaded, caBundle verified,
 // probes passed), printing what it is still waiting for.
-func waitReady(ctx context.Context, srv *webhooks.Server, serveErr <-chan error) error {
+func waitReady(ctx context.Context, srv *webhooks.Server, serveDone <-chan struct{}) error {
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
 	var last string
@@ -160,8 +185,8 @@ func waitReady(ctx context.Context, srv *webhooks.Server, serveErr <-chan error)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-serveErr:
-			return fmt.Errorf("serving: %w", err)
+		case <-serveDone:
+			return errServeEnded
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+)
+
+// TestLocalStopsCleanly runs the README's first command as a user does (the
+// built binary, `local`, on free ports): it reaches each announced stage,
+// and Ctrl-C (SIGINT) then ends it with exit status 0, stopping
+// kube-apiserver and etcd, whether it came once the demo was done or while
+// the webhooks were still starting (which used to end with "context
+// canceled" and status 1).
+func TestLocalStopsCleanly(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fsm-webhooks")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/fsm-webhooks")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		after string // SIGINT once a line contains this
+	}{
+		{"after the demo", nil, "Press Ctrl-C to stop."},
+		{"while the webhooks start", []string{"--no-demo"}, "starting the injector, validator and converter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ports, err := freeport.LoopbackN(3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"local", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+				"--injector-port=" + strconv.Itoa(ports[0]), "--validator-port=" + strconv.Itoa(ports[1]), "--converter-port=" + strconv.Itoa(ports[2])}, tc.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Stderr = os.Stderr
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var lines []string
+			reached := make(chan struct{})
+			scanned := make(chan struct{})
+			go func() {
+				defer close(scanned)
+				sc := bufio.NewScanner(stdout)
+				once := sync.OnceFunc(func() { close(reached) })
+				for sc.Scan() {
+					mu.Lock()
+					lines = append(lines, sc.Text())
+					mu.Unlock()
+					if strings.Contains(sc.Text(), tc.after) {
+						once()
+					}
+				}
+			}()
+			select {
+			case <-reached:
+			case <-scanned:
+				t.Fatalf("local ended before %q:\n%s", tc.after, strings.Join(lines, "\n"))
+			case <-ctx.Done():
+				t.Fatalf("no %q within 5 minutes:\n%s", tc.after, strings.Join(lines, "\n"))
+			}
+			children := childrenOf(cmd.Process.Pid)
+			if len(children) == 0 {
+				t.Fatal("local runs no child process (etcd, kube-apiserver)")
+			}
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			<-scanned
+			err = cmd.Wait()
+			mu.Lock()
+			out := strings.Join(lines, "\n")
+			mu.Unlock()
+			if err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					t.Fatalf("after SIGINT local exited with status %d, want 0:\n%s", ee.ExitCode(), out)
+				}
+				t.Fatal(err)
+			}
+			for _, want := range []string{"interrupted: stopping the webhooks", "stopping kube-apiserver and etcd"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			for _, pid := range children {
+				if alive(pid) {
+					t.Errorf("process %d (%s) started by local outlived it", pid, cmdline(pid))
+				}
+			}
+		})
+	}
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// alive reports a process that exists and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+}
