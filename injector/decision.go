@@ -1,6 +1,8 @@
 package injector
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -132,10 +134,14 @@ func hasBootstrapVolume(pod *corev1.Pod) bool {
 
 // existingUUID returns the pod's proxy uuid when its bootstrap volume mounts
 // that uuid's Secret, else "". A volume of that name that is not a Secret is
-// tolerated (it is replaced on reinjection).
+// tolerated (it is replaced on reinjection). The label is the pod author's
+// to write and may hold dots, the CN's delimiter: a uuid with one is none an
+// injector generated, and kept it would make the CN
+// <uuid>.sidecar.<sa>.<ns>.<trust domain> (which the writer's repair signs)
+// name another identity in its leading labels. Such a pod is a copy.
 func existingUUID(pod *corev1.Pod) string {
 	id := pod.Labels[ProxyUUIDLabel]
-	if id == "" {
+	if id == "" || strings.Contains(id, ".") {
 		return ""
 	}
 	for i := range pod.Spec.Volumes {
