@@ -36,6 +36,11 @@ until interrupted. Ctrl-C stops everything and removes every temporary file.
 Logs default to --log-level=warn here so the demonstration stays readable.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// local names the injector's probe namespace after the mesh.
+			if probe := o.meshName + localProbeSuffix; len(probe) > 63 {
+				return usageErrorf("invalid value %q for --mesh-name: local creates namespace %s, longer than a namespace name's 63 characters; use at most %d",
+					o.meshName, probe, 63-len(localProbeSuffix))
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return runLocal(ctx, o, cmd.Flags().Changed, !noDemo)
@@ -44,6 +49,9 @@ Logs default to --log-level=warn here so the demonstration stays readable.`,
 	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "skip the demonstration; just serve")
 	return cmd
 }
+
+// localProbeSuffix makes the injector's probe namespace from the mesh name.
+const localProbeSuffix = "-injector-probe"
 
 func runLocal(ctx context.Context, o *options, changed func(string) bool, demo bool) (err error) {
 	out := os.Stdout
@@ -91,7 +99,7 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 	if err := c.Create(ctx, mc.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating MeshConfig %s/%s: %w", o.fsmNamespace, fsmnames.MeshConfigName, err)
 	}
-	sf := &serveFlags{webhooks: allHooks, injectorProbeNS: o.meshName + "-injector-probe", validateTrafficTgt: true, bindHost: "127.0.0.1"}
+	sf := &serveFlags{webhooks: allHooks, injectorProbeNS: o.meshName + localProbeSuffix, validateTrafficTgt: true, bindHost: "127.0.0.1"}
 	if err := local.PrepareNamespace(ctx, c, sf.injectorProbeNS, o.meshName); err != nil {
 		return err
 	}

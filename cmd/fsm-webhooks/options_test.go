@@ -56,6 +56,8 @@ func TestFlagErrors(t *testing.T) {
 		{"unknown context", []string{"certs", "status", "--kubeconfig=testdata/kubeconfig", "--context=nope"}, nil, `invalid value "nope" for --context (kubeconfig "testdata/kubeconfig")`},
 		{"serve flag on status", []string{"certs", "status", "--key-pool-size=3"}, nil, `unknown flag: --key-pool-size`},
 		{"cluster flag on local", []string{"local", "--context=x"}, nil, `unknown flag: --context`},
+		{"local mesh name too long for its probe namespace", []string{"local", "--mesh-name=" + strings.Repeat("m", 49)}, nil,
+			`invalid value "` + strings.Repeat("m", 49) + `" for --mesh-name: local creates namespace ` + strings.Repeat("m", 49) + `-injector-probe, longer than a namespace name's 63 characters; use at most 48`},
 		{"qps not a number", []string{"serve", "--kube-api-qps=fast"}, nil, `invalid argument "fast" for "--kube-api-qps"`},
 		{"qps zero", []string{"serve", "--kube-api-qps=0"}, nil, "invalid value 0 for --kube-api-qps: must be a positive number of requests per second"},
 		{"burst zero", []string{"serve", "--kube-api-burst=0"}, nil, "invalid value 0 for --kube-api-burst: must be 1 or more"},
