@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,7 +52,8 @@ func TestLocalStopsCleanly(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Stderr = os.Stderr
+			var stderr syncBuffer
+			cmd.Stderr = &stderr
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -106,6 +109,11 @@ func TestLocalStopsCleanly(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}
 			}
+			// client-go's klog lines (leader election) go through serve's
+			// logger at its level, not klog's own text to stderr.
+			if m := klogLine.FindString(stderr.String()); m != "" {
+				t.Errorf("a klog line bypassed --log-level: %q\nstderr:\n%s", m, stderr.String())
+			}
 			for _, pid := range children {
 				if alive(pid) {
 					t.Errorf("process %d (%s) started by local outlived it", pid, cmdline(pid))
@@ -113,6 +121,28 @@ func TestLocalStopsCleanly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// klogLine is klog's own text format: "I1205 15:04:05.000000 ...".
+var klogLine = regexp.MustCompile(`(?m)^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ .*$`)
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // childrenOf lists the processes whose parent is pid.

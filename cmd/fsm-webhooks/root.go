@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -93,7 +94,11 @@ Version: ` + version.Get().String(),
 					return err
 				}
 			}
-			ctrl.SetLogger(newLogger(o.logLevel))
+			logger := newLogger(o.logLevel)
+			ctrl.SetLogger(logger)
+			// client-go logs through klog (leader election, reflectors):
+			// the same logger, so its lines are JSON and honour --log-level.
+			klog.SetLogger(logger)
 			return nil
 		},
 	}
