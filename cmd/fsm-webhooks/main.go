@@ -9,9 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 func main() {
+	// client-go logs through klog (leader election, reflectors): through
+	// controller-runtime's logger, which each command sets from --log-level,
+	// so its lines are JSON and honour the level. Here, before any goroutine
+	// logs: klog.SetLogger is not safe to call later, and a command run
+	// in-process (the tests) must not call it.
+	klog.SetLogger(ctrl.Log)
 	if err := newRootCommand().Execute(); err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {

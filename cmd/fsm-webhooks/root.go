@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -94,11 +93,7 @@ Version: ` + version.Get().String(),
 					return err
 				}
 			}
-			logger := newLogger(o.logLevel)
-			ctrl.SetLogger(logger)
-			// client-go logs through klog (leader election, reflectors):
-			// the same logger, so its lines are JSON and honour --log-level.
-			klog.SetLogger(logger)
+			ctrl.SetLogger(newLogger(o.logLevel))
 			return nil
 		},
 	}
