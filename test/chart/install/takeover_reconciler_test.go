@@ -167,9 +167,10 @@ func startFSMReconciler(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 // keeps running after a takeover; its bootstrap, the CRD's, until step 3.
 // A takeover must take each object out of FSM's selection in the write
 // that adopts it, so FSM's informer sees it deleted, not changed, and its
-// attempt to create it again fails (it exists): the adoption of the
-// configurations replaces FSM's labels, and the CRD the chart ships is
-// labelled flomesh.io/reconcile "false". Through both Helm steps of the
+// attempt to create it again fails (it exists): the chart labels both
+// configurations, and the CRD it ships, flomesh.io/reconcile "false" (Helm
+// 4's adoption alone drops FSM's label from the configurations but not from
+// the CRD; Helm 3's keeps it on all three). Through both Helm steps of the
 // takeover (with Helm 3, and `fsm-webhooks install-crds` after its first
 // step, since Helm 3 skips an existing CRD) nothing is reverted, and the
 // objects stay as the takeover wrote them.
