@@ -564,6 +564,12 @@ func (e *e2e) testDenied(t *testing.T) {
 		{"an app container named sidecar", "denied-names", func(p *corev1.Pod) {
 			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: injector.SidecarContainerName, Image: "busybox"})
 		}, `spec.containers[1].name: "sidecar" is the injector's; rename it or opt the pod out with annotation flomesh.io/sidecar-injection: disabled`},
+		// A valid ServiceAccount name (a DNS subdomain) FSM's control plane
+		// would read as ServiceAccount bookstore of namespace bookbuyer.
+		{"a ServiceAccount name with a dot", "denied-sa", func(p *corev1.Pod) {
+			p.Spec.ServiceAccountName = "bookstore.bookbuyer"
+		}, `spec.serviceAccountName "bookstore.bookbuyer": a ServiceAccount name with a dot cannot be meshed: FSM's control plane splits the sidecar identity ` +
+			`<serviceaccount>.<namespace> (certificate CN <uuid>.sidecar.<serviceaccount>.<namespace>.<trust domain>) on "." and would read ServiceAccount "bookstore" in namespace "bookbuyer"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := e.namespace(t, ctx, tc.ns, true)

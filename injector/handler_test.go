@@ -209,6 +209,28 @@ func TestHandlerHTTP(t *testing.T) {
 			p := simplePod(map[string]string{SidecarInjectionAnnotation: "on"})
 			r.Object.Raw = podJSON(p)
 		}), code: http.StatusBadRequest, message: `invalid annotation value for key "flomesh.io/sidecar-injection": on`, uid: "uid-1", events: 1},
+		// FSM's control plane splits <serviceaccount>.<namespace> on "." and
+		// would take the pod for ServiceAccount bookstore of namespace
+		// bookbuyer: no certificate is signed for that CN, no Secret written.
+		{name: "ServiceAccount name with a dot denied before any certificate", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			p := simplePod(nil)
+			p.Spec.ServiceAccountName = "bookstore.bookbuyer"
+			r.Object.Raw = podJSON(p)
+		}), code: http.StatusBadRequest, message: `spec.serviceAccountName "bookstore.bookbuyer": a ServiceAccount name with a dot cannot be meshed: ` +
+			`FSM's control plane splits the sidecar identity <serviceaccount>.<namespace> (certificate CN <uuid>.sidecar.<serviceaccount>.<namespace>.<trust domain>) ` +
+			`on "." and would read ServiceAccount "bookstore" in namespace "bookbuyer"; use a ServiceAccount whose name has no dot, ` +
+			`or opt the pod out with annotation flomesh.io/sidecar-injection: disabled`, uid: "uid-1", events: 1},
+		{name: "ServiceAccount name with a dot, dry run: denied too", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			p := simplePod(nil)
+			p.Spec.ServiceAccountName = "a.b"
+			r.Object.Raw = podJSON(p)
+			r.DryRun = ptrBool(true)
+		}), code: http.StatusBadRequest, message: `would read ServiceAccount "a" in namespace "b"`, uid: "uid-1"},
+		{name: "ServiceAccount name with a dot, injection disabled: allowed untouched", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			p := simplePod(map[string]string{SidecarInjectionAnnotation: "disabled"})
+			p.Spec.ServiceAccountName = "bookstore.bookbuyer"
+			r.Object.Raw = podJSON(p)
+		}), allowed: true, uid: "uid-1"},
 		{name: "wrong kind", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Service" }),
 			code: http.StatusBadRequest, message: `expected a v1 Pod or a machine.flomesh.io/v1alpha1 VirtualMachine, got "/v1, Kind=Service"`, uid: "uid-1"},
 		{name: "missing object", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }),

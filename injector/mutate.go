@@ -135,8 +135,32 @@ func CNPrefix(proxyUUID, serviceAccount, namespace string) string {
 }
 
 // CommonName is the sidecar certificate's subject CN.
+//
+// Callers that sign it check the ServiceAccount with checkServiceAccountForCN
+// first: a dotted one makes a CN FSM's control plane reads as another identity.
 func CommonName(proxyUUID, serviceAccount, namespace, trustDomain string) string {
 	return CNPrefix(proxyUUID, serviceAccount, namespace) + "." + trustDomain
+}
+
+// checkServiceAccountForCN refuses a ServiceAccount name with a dot (a DNS
+// subdomain may hold one; a namespace, a DNS label, never does). FSM v1.5.1's
+// control plane derives a sidecar's identity <serviceaccount>.<namespace> from
+// the pod, the middle of the CN <uuid>.sidecar.<serviceaccount>.<namespace>.<trust
+// domain> and of the repo path, and splits it on "." taking the first two labels
+// as ServiceAccount and namespace (identity.ToK8sServiceAccount): with
+// "bookstore.bookbuyer" in namespace x it reads ServiceAccount bookstore of
+// namespace bookbuyer, computes that identity's outbound and egress policy, and
+// finds it differs from the pod's ("not allowed to join the mesh"). FSM's
+// injector signs such a CN; we never do (docs/design.md).
+func checkServiceAccountForCN(serviceAccount, namespace string) error {
+	if !strings.Contains(serviceAccount, ".") {
+		return nil
+	}
+	read := strings.SplitN(serviceAccount+"."+namespace, ".", 3)
+	return fmt.Errorf("spec.serviceAccountName %q: a ServiceAccount name with a dot cannot be meshed: FSM's control plane splits the sidecar identity <serviceaccount>.<namespace> "+
+		"(certificate CN <uuid>.sidecar.<serviceaccount>.<namespace>.<trust domain>) on \".\" and would read ServiceAccount %q in namespace %q; "+
+		"use a ServiceAccount whose name has no dot, or opt the pod out with annotation %s: disabled",
+		serviceAccount, read[0], read[1], SidecarInjectionAnnotation)
 }
 
 // BootstrapSecretName is the name of the pod's bootstrap Secret.
@@ -174,6 +198,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	}
 
 	sa := pod.Spec.ServiceAccountName
+	if err := checkServiceAccountForCN(sa, in.Namespace.Name); err != nil {
+		return nil, err
+	}
 	cn := CommonName(in.ProxyUUID, sa, in.Namespace.Name, in.Mesh.TrustDomain)
 	opts, err := readOptions(in, CNPrefix(in.ProxyUUID, sa, in.Namespace.Name))
 	if err != nil {

@@ -148,7 +148,10 @@ func TrustPatch(s *corev1.Secret, plan TrustPlan, cert *certs.Certificate) ([]by
 
 // checkBootstrapCN: cn is <uuid>.sidecar.<serviceaccount>.<namespace>.<trust
 // domain> for this Secret's uuid and namespace, so a Secret copied or forged
-// into another namespace never gets a certificate for someone else.
+// into another namespace never gets a certificate for someone else, and its
+// ServiceAccount holds no dot (checkServiceAccountForCN): FSM's injector
+// signed such CNs, and a pod it meshed so keeps its certificate until it is
+// re-created, when the admission denies it.
 func checkBootstrapCN(cn, uuid, namespace, trustDomain string) error {
 	if trustDomain == "" {
 		trustDomain = defaultTrustDomain
@@ -156,6 +159,9 @@ func checkBootstrapCN(cn, uuid, namespace, trustDomain string) error {
 	prefix, suffix := uuid+".sidecar.", "."+namespace+"."+trustDomain
 	if uuid == "" || !strings.HasPrefix(cn, prefix) || !strings.HasSuffix(cn, suffix) || len(cn) <= len(prefix)+len(suffix) {
 		return fmt.Errorf("CN %q is not %s<serviceaccount>%s", cn, prefix, suffix)
+	}
+	if err := checkServiceAccountForCN(cn[len(prefix):len(cn)-len(suffix)], namespace); err != nil {
+		return fmt.Errorf("CN %q: %w", cn, err)
 	}
 	return nil
 }

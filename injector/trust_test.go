@@ -91,6 +91,10 @@ func TestPlanTrust(t *testing.T) {
 		{name: "CA replaced abruptly (old root unknown): refused", secret: app(pem(oldRoot), byOld), state: done, wantCA: bundle(newRoot), wantErr: "signed by none"},
 		{name: "Secret copied into another namespace: never re-issued there", secret: secret("other", "u1", pem(oldRoot, newRoot), byOld), state: active,
 			wantErr: `CN "u1.sidecar.web.app.cluster.local" is not u1.sidecar.<serviceaccount>.other.cluster.local`},
+		// FSM's injector signed it for a pod with ServiceAccount bookstore.bookbuyer
+		// in namespace app; FSM's control plane reads bookstore of bookbuyer.
+		{name: "ServiceAccount with a dot: never re-issued, cacert.pem still fixed", secret: app(pem(oldRoot), issue(oldRoot, "u1.sidecar.bookstore.bookbuyer.app.cluster.local")), state: active,
+			wantCA: bundle(oldRoot, newRoot), wantErr: `CN "u1.sidecar.bookstore.bookbuyer.app.cluster.local": spec.serviceAccountName "bookstore.bookbuyer": a ServiceAccount name with a dot cannot be meshed`},
 		{name: "uuid label does not match the name", secret: secret("app", "u2", pem(oldRoot, newRoot), byOld), state: active, wantCA: nil,
 			wantErr: `label fsm-proxy-uuid="u2" does not match the name (want sidecar-bootstrap-config-u2)`},
 		{name: "repo_cert.pem broken", secret: app(pem(oldRoot), []byte("junk")), state: idle, wantErr: "app/sidecar-bootstrap-config-u1: repo_cert.pem"},

@@ -448,7 +448,7 @@ func RetiringRootCheck(cs kubernetes.Interface) func(ctx context.Context, root *
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("%d of %d bootstrap Secret(s) still hold a certificate signed by the retiring root %s (%s): the injector's trust controller re-issues them (is `serve` running with the injector?)",
+			return fmt.Errorf("%d of %d bootstrap Secret(s) still hold a certificate signed by the retiring root %s (%s): the injector's trust controller re-issues them (is `serve` running with the injector?), except those it logs as left as they are (a CN it will not sign, such as a ServiceAccount name with a dot FSM's injector admitted), which wait for their pod to be deleted or re-created",
 				n, total, describeRoot(root), strings.Join(examples, ", "))
 		}
 		return nil

@@ -570,8 +570,10 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 	}
 	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: w.h.mesh, ProxyUUID: id, Reinject: true})
 	if err != nil {
-		// The pod's annotations no longer pass (edited since); nothing a
-		// retry changes. The kubelet keeps reporting the missing Secret.
+		// The pod's annotations no longer pass (edited since), or it was
+		// meshed by FSM's injector with what ours denies (a ServiceAccount
+		// name with a dot); nothing a retry changes. The kubelet keeps
+		// reporting the missing Secret.
 		log.Error(err, "cannot rebuild the bootstrap Secret of an injected pod")
 		return nil
 	}
