@@ -162,6 +162,7 @@ func TestE2E(t *testing.T) {
 	t.Run("controller writer: the Secret follows the stored pod; dry runs, refused and deleted pods leave none; a missing one is rebuilt", func(t *testing.T) { e.testControllerWriter(t, servingCA) })
 	t.Run("admission writer: a Secret over budget or over the in-flight bound is written by the controller, with the admission's certificate", func(t *testing.T) { e.testAdmissionHandoff(t, servingCA) })
 	t.Run("admission writer: a Secret create refused by client-side throttling is handed off, the pod admitted", e.testHandoffWhenClientThrottled)
+	t.Run("a repair beats the admitting replica's late write: one Secret, for the pod's uuid, counted once", func(t *testing.T) { e.testRepairBeatsLateOwnerWrite(t, servingCA) })
 }
 
 // servingCert writes a serving cert for 127.0.0.1 signed by the test CA and

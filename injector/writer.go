@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -273,6 +274,10 @@ const (
 )
 
 var (
+	secretsFound = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fsm_webhooks_injector_bootstrap_secrets_found_written_total",
+		Help: "Bootstrap Secrets a writer had a certificate for and found already written by another writer (a repair and the admitting replica's late write racing for one pod), by the writer whose certificate was discarded: controller, repair. Not writes: the Secret is counted once, in fsm_webhooks_injector_bootstrap_secrets_written_total, by whoever created it.",
+	}, []string{"writer"})
 	secretsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_injector_bootstrap_secrets_written_total",
 		Help: "Bootstrap Secrets the injector created, by writer: admission (inside the pod's admission; also a create the admission stopped waiting for that landed after all, counted when it is found), controller (after the pod was stored: --bootstrap-secret-writer=controller, or handed off by the admission), repair (a stored injected pod found without its Secret).",
@@ -303,10 +308,13 @@ func init() {
 	for _, w := range []string{writtenByAdmission, writtenByController, writtenByRepair} {
 		secretsWritten.WithLabelValues(w)
 	}
+	for _, w := range []string{writtenByController, writtenByRepair} {
+		secretsFound.WithLabelValues(w)
+	}
 	for _, r := range []string{handoffBusy, handoffSlow} {
 		handoffs.WithLabelValues(r)
 	}
-	metrics.Registry.MustRegister(secretsWritten, secretDelay, handoffs, pendingExpired)
+	metrics.Registry.MustRegister(secretsWritten, secretsFound, secretDelay, handoffs, pendingExpired)
 }
 
 // DefaultRepairDelay is how long after seeing an injected pod stored a
@@ -494,7 +502,11 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 	switch decideWrite(secretExists, pod, deleting, pending) {
 	case writeNothing:
 		if pending && secretExists && entry.built != nil {
-			countAbandonedCreateLanded()
+			// Its certificate is signed: either the admission's abandoned
+			// create landed, or another writer was first.
+			if err := w.countFound(ctx, key, entry, writtenByController); err != nil {
+				return reconcile.Result{}, err
+			}
 		}
 		if w.pending != nil {
 			w.pending.remove(key)
@@ -586,9 +598,23 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 
 // write issues the certificate and creates the Secret (or creates the one
 // an admission built); one that exists already (another replica, the
-// admission, a create the admission gave up waiting for) is success.
+// admission, a create the admission gave up waiting for) is success, and no
+// write of this one (countFound).
 func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSecret, by string) error {
+	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(e.proxyUUID)}
 	secret := e.built
+	if secret == nil && w.late(e) {
+		// Another replica's repair may have written it by now (the cache
+		// may not show it yet): ask before signing a certificate its create
+		// would discard. Only a record this late pays the read.
+		err := w.h.opts.Client.Get(ctx, key, metadataOf(secretKind))
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
+		}
+	}
 	if secret == nil {
 		cert, err := w.h.opts.Issuer.Issue(ctx, certRequest(e.commonName, e.keyAlg, w.h.opts.BootstrapCertValidity))
 		if err != nil {
@@ -605,15 +631,54 @@ func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSec
 	err := w.h.opts.Client.Create(ctx, secret)
 	handlerSecretWrite.Observe(time.Since(start).Seconds())
 	if apierrors.IsAlreadyExists(err) {
-		if e.built != nil {
-			// Its uuid is the admission's own: the create it abandoned landed.
-			countAbandonedCreateLanded()
-		}
-		return nil
+		return w.countFound(ctx, key, e, by)
 	}
 	if err != nil {
 		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
 	}
 	secretsWritten.WithLabelValues(by).Inc()
+	return nil
+}
+
+// late says whether e's record is old enough for another replica's repair to
+// have written its Secret: a repair runs at the earliest RepairDelay after
+// that replica's informer saw the pod stored, which is after the admission
+// recorded e (every replica runs the same delay: serve's is
+// DefaultRepairDelay, not a flag). A record of a repair (no admission) is
+// never late: it has just asked the API server.
+func (w *secretWriter) late(e pendingSecret) bool {
+	return !e.admitted.IsZero() && w.now().Sub(e.admitted) >= w.repairDelay
+}
+
+// countFound counts the Secret at key, found written when by was to write
+// e's with a certificate already signed (the create answered
+// AlreadyExists, or the cache shows it): as the admission's when it is the
+// one the admission built and abandoned the create of (that create landed),
+// else as found written by another writer, by's certificate discarded. The
+// Secret itself was counted by whoever created it. A record younger than a
+// repair can be (late) needs no read: nobody else writes a Secret of the
+// admission's fresh uuid. Otherwise the certificate tells: each is signed
+// once, with its own key.
+func (w *secretWriter) countFound(ctx context.Context, key types.NamespacedName, e pendingSecret, by string) error {
+	if e.built == nil {
+		secretsFound.WithLabelValues(by).Inc()
+		return nil
+	}
+	if !w.late(e) {
+		countAbandonedCreateLanded()
+		return nil
+	}
+	s := &corev1.Secret{}
+	if err := w.h.opts.Client.Get(ctx, key, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // gone again (deleted by hand): nobody's write to count
+		}
+		return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
+	}
+	if bytes.Equal(s.Data[RepoCertKey], e.built.Data[RepoCertKey]) {
+		countAbandonedCreateLanded()
+		return nil
+	}
+	secretsFound.WithLabelValues(by).Inc()
 	return nil
 }

@@ -40,6 +40,9 @@ type replicaWriter struct {
 	writer      injector.SecretWriter
 	handoff     injector.SecretHandoff
 	repairDelay time.Duration
+	// client, when set, is the handler's and the writer's client to the
+	// API server (default: e.cl).
+	client client.Client
 }
 
 // writerReplica starts, until the test ends, what serve runs for the
@@ -57,8 +60,12 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, rw r
 	if err != nil {
 		t.Fatal(err)
 	}
+	live := client.Client(e.cl)
+	if rw.client != nil {
+		live = rw.client
+	}
 	h, err := injector.NewHandler(injector.Options{
-		Client: e.cl, Pods: mgr.GetCache(), Namespaces: mgr.GetClient(), Issuer: issuer, MeshName: mesh, FSMNamespace: fsmNamespace,
+		Client: live, Pods: mgr.GetCache(), Namespaces: mgr.GetClient(), Issuer: issuer, MeshName: mesh, FSMNamespace: fsmNamespace,
 		Pending: rw.pending, SecretWriter: rw.writer, Handoff: rw.handoff, Logger: log,
 	})
 	if err != nil {

@@ -32,7 +32,9 @@ func NewCABundleReader(client kubernetes.Interface, apiext apiextclient.Interfac
 
 // Read returns the caBundle of reg's object and whether the object exists
 // and calls a webhook: a CRD whose conversion is not a webhook conversion
-// (strategy None) calls none, so it has no caBundle and counts as not found.
+// (strategy None) calls none, nor does a configuration with no webhook
+// entries (`webhooks: []`), so neither has a caBundle and both count as not
+// found.
 // When the webhook entries of a configuration disagree, bundle is nil and
 // split names two of them (every entry calls the same server, so each must
 // trust the same roots).
@@ -59,14 +61,18 @@ func (r *CABundleReader) Read(ctx context.Context, reg Registration) (bundle []b
 	if err != nil {
 		return nil, false, "", fmt.Errorf("reading %s %s: %w", reg.Kind, reg.Name, err)
 	}
+	if noWebhooks(obj) {
+		return nil, false, "", nil
+	}
 	bundle, split = sharedCABundle(obj)
 	return bundle, true, split, nil
 }
 
 // TrustCheck returns a rootrotation.Options.Trusted func: nil once the
 // caBundle of every registration object that exists and calls a webhook
-// holds root (a CRD without a conversion webhook has nothing to trust, e.g.
-// with no converter served: waiting for it would stall the rotation). A CRD's
+// holds root (a CRD without a conversion webhook, e.g. with no converter
+// served, or a configuration with no webhooks has nothing to trust: waiting
+// for it would stall the rotation). A CRD's
 // conversion stanza held by another mesh's converter (its Lease,
 // conversionlease.go) is that mesh's to write, never this one's: waiting for
 // it to hold this mesh's root would stall the rotation for good, so it is

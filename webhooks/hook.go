@@ -64,8 +64,11 @@ type hook struct {
 	// repairBackoff grows while someone keeps reverting our caBundle.
 	repairBackoff time.Duration
 	lastRepair    time.Time
-	// missingLogged keeps a missing registration object to one log line.
+	// missingLogged keeps a missing registration object to one log line;
+	// emptyNoted keeps a configuration with no webhooks to one log line and
+	// one Event each time it is emptied.
 	missingLogged bool
+	emptyNoted    bool
 	// routeWait is why the conversion stanza is held back (nil: it is not);
 	// listedSince is since when the Service lists this pod as ready.
 	routeWait   error
@@ -313,16 +316,36 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		// a failurePolicy=Fail webhook behind with nobody serving it.
 		h.mu.Lock()
 		first := !h.missingLogged
-		h.missingLogged = true
+		h.missingLogged, h.emptyNoted = true, false
 		h.mu.Unlock()
 		if first {
 			h.log.Info("registration object not found; waiting for it to be installed", "kind", reg.Kind.String(), "name", reg.Name)
 		}
 		return nil, false, nil
 	}
+	empty := noWebhooks(obj)
 	h.mu.Lock()
 	h.missingLogged = false
+	firstEmpty := empty && !h.emptyNoted
+	h.emptyNoted = empty
 	h.mu.Unlock()
+	if empty {
+		// Emptied by hand or by a tool, or applied in part: no client
+		// config to write a caBundle into, and nobody calls this webhook
+		// through it, so its certs need not wait for a caBundle. Writing
+		// would change nothing (and counting that as a repair, with its
+		// back-off, would delay the webhooks an upgrade adds, which the
+		// informer's update brings here at once). Entries are never added:
+		// an existing configuration only ever has its caBundle written.
+		if firstEmpty {
+			msg := fmt.Sprintf("%s %s has no webhooks: no caBundle to write, and the apiserver calls nothing through it; the caBundle is written as soon as webhooks are added", reg.Kind, reg.Name)
+			h.log.Info(msg, "kind", reg.Kind.String(), "name", reg.Name)
+			if ro, ok := obj.(runtime.Object); ok {
+				h.s.recorder.Event(ro, corev1.EventTypeWarning, "NoWebhooks", msg)
+			}
+		}
+		return nil, false, nil
+	}
 	if reg.Kind == CRDConversion && !h.ownsConversion() {
 		if h.otherMeshConverts() {
 			// Nobody calls this mesh's converter: it writes nothing and its
@@ -442,6 +465,18 @@ func (h *hook) noteRepair() {
 		h.repairBackoff = min(h.repairBackoff*4, quiet)
 	}
 	h.lastRepair = now
+}
+
+// noWebhooks says whether obj is a webhook configuration holding no webhook
+// entries (`webhooks: []`): one with no client config to trust anything.
+func noWebhooks(obj any) bool {
+	switch o := obj.(type) {
+	case *admv1.MutatingWebhookConfiguration:
+		return len(o.Webhooks) == 0
+	case *admv1.ValidatingWebhookConfiguration:
+		return len(o.Webhooks) == 0
+	}
+	return false
 }
 
 // caBundleOf returns the caBundle of obj's client configs: nil when its

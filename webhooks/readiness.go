@@ -227,6 +227,9 @@ func (h *hook) ready(now time.Time) error {
 	if err != nil || !exists {
 		return fmt.Errorf("%s %s not found", reg.Kind, reg.Name)
 	}
+	if noWebhooks(obj) {
+		return fmt.Errorf("%s %s has no webhooks: the apiserver calls nothing through it", reg.Kind, reg.Name)
+	}
 	apiBundle, split := sharedCABundle(obj)
 	if split != "" {
 		return fmt.Errorf("%s %s: %s", reg.Kind, reg.Name, split)

@@ -48,6 +48,7 @@ func TestServing(t *testing.T) {
 	t.Run("RootRotation", testRotation)
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("TwoEntries", testTwoEntries)
+	t.Run("EmptyConfiguration", testEmptyConfiguration)
 	t.Run("CRDConversion", testConversion)
 	t.Run("ConversionWaitsForRoute", testConversionWaitsForRoute)
 	t.Run("ConversionRouteFallback", testConversionRouteFallback)

@@ -187,7 +187,8 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 			// nothing calls the converter this report checks.
 			ws.CABundleProblem = "not found or without a conversion webhook"
 		case !found:
-			ws.CABundleProblem = "not found"
+			// Likewise a configuration with no webhook entries.
+			ws.CABundleProblem = "not found or without webhooks"
 		case split != "":
 			ws.CABundleProblem = split
 		case chain == nil:

@@ -145,6 +145,14 @@ func TestCheck(t *testing.T) {
 		hooks:        []webhooks.Webhook{validatorHook, converterHook},
 		wantCABundle: []string{"not found", "not found"}, wantCert: []string{"", ""},
 	}, {
+		// The configuration exists with `webhooks: []`: nothing calls the
+		// validator through it.
+		name:         "configuration without webhooks",
+		secrets:      []webhooks.Webhook{validatorHook},
+		objects:      []runtime.Object{validatingConfig()},
+		hooks:        []webhooks.Webhook{validatorHook},
+		wantCABundle: []string{"without webhooks"}, wantCert: []string{""},
+	}, {
 		// The CRD exists but calls no converter (strategy None).
 		name:         "CRD without a conversion webhook",
 		secrets:      []webhooks.Webhook{converterHook},
