@@ -12,10 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	kfake "k8s.io/client-go/kubernetes/fake"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -72,29 +69,14 @@ func TestRepairRefusesDottedServiceAccount(t *testing.T) {
 		{name: "ServiceAccount with a dot: nothing signed or written", sa: dottedSA},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
 			const id = "00000000-0000-4000-8000-000000000001"
-			pod := fsmInjectedPod(t, "evil", tc.sa, id)
-			cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("evil", nil), pod).
-				WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
-				Build()
-			issuer := &recordingIssuer{}
-			h, err := NewHandler(Options{Client: cl, Namespaces: cl, Issuer: issuer, MeshName: "fsm", FSMNamespace: "fsm-system"})
-			if err != nil {
-				t.Fatal(err)
+			cns, secrets, res := repairOnce(t, fsmInjectedPod(t, "evil", tc.sa, id), id)
+			if res != (reconcile.Result{}) {
+				t.Fatalf("reconcile: %+v; want done (a retry changes nothing)", res)
 			}
-			w := &secretWriter{cache: cl, h: h, repairDelay: DefaultRepairDelay, log: testr.New(t), now: func() time.Time { return time.Now() }}
-			res, err := w.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "evil", Name: BootstrapSecretName(id)}})
-			if err != nil || res != (reconcile.Result{}) {
-				t.Fatalf("reconcile: %+v, %v; want done, no error", res, err)
-			}
-			var secrets corev1.SecretList
-			if err := cl.List(ctx, &secrets, client.InNamespace("evil")); err != nil {
-				t.Fatal(err)
-			}
-			if len(issuer.cns) != tc.want || len(secrets.Items) != tc.want {
+			if len(cns) != tc.want || len(secrets) != tc.want {
 				t.Fatalf("signed %d certificate(s) %q and wrote %d Secret(s) for ServiceAccount %q; want %d",
-					len(issuer.cns), strings.Join(issuer.cns, ", "), len(secrets.Items), tc.sa, tc.want)
+					len(cns), strings.Join(cns, ", "), len(secrets), tc.sa, tc.want)
 			}
 		})
 	}

@@ -9,16 +9,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
-	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // testNamespaceLimit runs a second injector, for mesh "limited", whose
@@ -41,18 +37,8 @@ func (e *e2e) testNamespaceLimit(t *testing.T, servingCA *certstest.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
-	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "limited",
-		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
-		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
-	if err := e.cl.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	// Dry runs issue nothing and take no token.
-	eventually(t, 30*time.Second, "the limited mesh's injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
-	})
+	// serveMesh waits with dry-run probes: they issue nothing and take no token.
+	ns := e.serveMesh(ctx, t, servingCA, mesh, "limited", h)
 
 	for i := range limit.Burst {
 		if err := e.cl.Create(ctx, pod(fmt.Sprintf("burst-%d", i), ns.Name)); err != nil {

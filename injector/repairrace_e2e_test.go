@@ -6,14 +6,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
-	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // heldSecretCreates holds every Secret create whose context has not already
@@ -71,17 +68,7 @@ func (e *e2e) testRepairBeatsLateOwnerWrite(t *testing.T, servingCA *certstest.C
 	pending := injector.NewPendingSecrets(0)
 	owner := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterAdmission,
 		handoff: injector.SecretHandoff{InFlight: 16, Budget: time.Nanosecond}, repairDelay: repairDelay, client: held})
-	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(owner))
-	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mesh,
-		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
-		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
-	if err := e.cl.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
-	})
+	ns := e.serveMesh(ctx, t, servingCA, mesh, mesh, owner)
 	// The other replica: it admits nothing here, and repairs.
 	e.writerReplica(t, ca, mesh, replicaWriter{repairDelay: repairDelay})
 

@@ -47,34 +47,44 @@ func TestRepairRefusesUUIDLabelWithCNDelimiter(t *testing.T) {
 		{name: "any dotted uuid", id: "u1.x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
 			mut, err := Mutate(MutateInput{Pod: simplePod(nil), Namespace: monitoredNamespace("evil", nil), Settings: DefaultSettings(), Mesh: testMesh, ProxyUUID: tc.id})
 			if err != nil {
 				t.Fatal(err)
 			}
 			pod := mut.Pod.DeepCopy()
 			pod.Namespace, pod.Name, pod.UID = "evil", "p", "pod-uid"
-			cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace("evil", nil), pod).
-				WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
-				Build()
-			issuer := &recordingIssuer{}
-			h, err := NewHandler(Options{Client: cl, Namespaces: cl, Issuer: issuer, MeshName: "fsm", FSMNamespace: "fsm-system"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := &secretWriter{cache: cl, h: h, repairDelay: DefaultRepairDelay, log: testr.New(t), now: func() time.Time { return time.Now() }}
-			key := types.NamespacedName{Namespace: "evil", Name: BootstrapSecretName(tc.id)}
-			if _, err := w.Reconcile(ctx, reconcile.Request{NamespacedName: key}); err != nil {
-				t.Fatal(err)
-			}
-			var secrets corev1.SecretList
-			if err := cl.List(ctx, &secrets, client.InNamespace("evil")); err != nil {
-				t.Fatal(err)
-			}
-			if len(issuer.cns) != tc.wantCerts || len(secrets.Items) != tc.wantCerts {
+			cns, secrets, _ := repairOnce(t, pod, tc.id)
+			if len(cns) != tc.wantCerts || len(secrets) != tc.wantCerts {
 				t.Fatalf("signed %d certificate(s) %q and wrote %d Secret(s) for uuid label %q; want %d",
-					len(issuer.cns), strings.Join(issuer.cns, ", "), len(secrets.Items), tc.id, tc.wantCerts)
+					len(cns), strings.Join(cns, ", "), len(secrets), tc.id, tc.wantCerts)
 			}
 		})
 	}
+}
+
+// repairOnce runs the writer's repair once for the bootstrap Secret of uuid
+// id of the stored injected pod (in a fake cache holding it and its monitored
+// namespace), and returns the CNs signed, the Secrets in the pod's namespace
+// after it, and the reconcile's result.
+func repairOnce(t *testing.T, pod *corev1.Pod, id string) ([]string, []corev1.Secret, reconcile.Result) {
+	t.Helper()
+	ctx := context.Background()
+	cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(monitoredNamespace(pod.Namespace, nil), pod).
+		WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
+		Build()
+	issuer := &recordingIssuer{}
+	h, err := NewHandler(Options{Client: cl, Namespaces: cl, Issuer: issuer, MeshName: "fsm", FSMNamespace: "fsm-system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &secretWriter{cache: cl, h: h, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
+	res, err := w.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pod.Namespace, Name: BootstrapSecretName(id)}})
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	var secrets corev1.SecretList
+	if err := cl.List(ctx, &secrets, client.InNamespace(pod.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	return issuer.cns, secrets.Items, res
 }

@@ -45,6 +45,25 @@ type replicaWriter struct {
 	client client.Client
 }
 
+// serveMesh serves h as mesh's injector (its own MutatingWebhookConfiguration,
+// as the chart registers it), creates namespace ns monitored by mesh with
+// injection enabled, and waits until the apiserver calls h for it.
+func (e *e2e) serveMesh(ctx context.Context, t *testing.T, servingCA *certstest.CA, mesh, ns string, h *injector.Handler) *corev1.Namespace {
+	t.Helper()
+	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
+	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
+	if err := e.cl.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
+		return injector.Probe(ctx, e.cl, n.Name) == nil, nil
+	})
+	return n
+}
+
 // writerReplica starts, until the test ends, what serve runs for the
 // injector of mesh: a manager with the bootstrap Secret cleanup and writer
 // over the injector's restricted cache, and the handler. It returns the
@@ -149,17 +168,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	}
 	pending := injector.NewPendingSecrets(10 * time.Second)
 	h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterController})
-	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
-	createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "writer",
-		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
-		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
-	if err := e.cl.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the writer mesh's injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
-	})
+	ns := e.serveMesh(ctx, t, servingCA, mesh, "writer", h)
 	waitSecret := func(p *corev1.Pod) *corev1.Secret { t.Helper(); return e.waitBootstrapSecret(ctx, t, p) }
 	checkSecret := func(p *corev1.Pod, s *corev1.Secret) { t.Helper(); checkBootstrapSecret(ctx, t, ca, mesh, p, s) }
 
@@ -286,17 +295,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 	// name, and waits until the apiserver calls it.
 	replica := func(mesh string, pending *injector.PendingSecrets, handoff injector.SecretHandoff) {
 		h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterAdmission, handoff: handoff})
-		url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
-		createForTest(ctx, t, e.cl, meshInjectorConfig(mesh, url, bundle))
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mesh,
-			Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
-			Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}
-		if err := e.cl.Create(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
-			return injector.Probe(ctx, e.cl, ns.Name) == nil, nil
-		})
+		e.serveMesh(ctx, t, servingCA, mesh, mesh, h)
 	}
 
 	pending := injector.NewPendingSecrets(10 * time.Second)
