@@ -135,31 +135,36 @@ func TestChartOnAPIServer(t *testing.T) {
 		}{
 			{"create bootstrap Secret in an app namespace", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "secrets"}, true},
 			{"get a bootstrap Secret (reinvocation or a copy of the pod)", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
-			{"update a bootstrap Secret after a root rotation", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
+			{"patch a bootstrap Secret after a root rotation (the trust controller)", authzv1.ResourceAttributes{Namespace: "app", Verb: "patch", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
+			{"update a bootstrap Secret (the servers patch them)", authzv1.ResourceAttributes{Namespace: "app", Verb: "update", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, false},
 			{"delete an orphaned bootstrap Secret", authzv1.ResourceAttributes{Namespace: "app", Verb: "delete", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
 			{"list Secrets for orphan cleanup", authzv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, true},
-			{"make a bootstrap Secret owned by its pod", authzv1.ResourceAttributes{Namespace: "app", Verb: "patch", Resource: "secrets", Name: fsmnames.BootstrapSecretName("x")}, true},
 			{"deletecollection of Secrets", authzv1.ResourceAttributes{Namespace: "app", Verb: "deletecollection", Resource: "secrets"}, false},
-			{"patch the CA Secret in the fsm namespace", authzv1.ResourceAttributes{Namespace: ns, Verb: "patch", Resource: "secrets", Name: fsmnames.CABundleSecretName}, true},
+			{"update the CA Secret in the fsm namespace (root rotation)", authzv1.ResourceAttributes{Namespace: ns, Verb: "update", Resource: "secrets", Name: fsmnames.CABundleSecretName}, true},
+			{"update a serving-cert Secret in the fsm namespace", authzv1.ResourceAttributes{Namespace: ns, Verb: "update", Resource: "secrets", Name: fsmnames.InjectorCertSecret}, true},
 			{"watch pods", authzv1.ResourceAttributes{Verb: "watch", Resource: "pods"}, true},
 			{"create pods", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "pods"}, false},
 			{"get namespaces", authzv1.ResourceAttributes{Verb: "get", Resource: "namespaces", Name: "app"}, true},
 			{"create events", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Resource: "events"}, true},
-			{"patch own mutating configuration", authzv1.ResourceAttributes{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: mwcName}, true},
+			{"update own mutating configuration", authzv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: mwcName}, true},
+			{"patch own mutating configuration (the servers update it)", authzv1.ResourceAttributes{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: mwcName}, false},
 			{"watch own mutating configuration by name", authzv1.ResourceAttributes{Verb: "watch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: mwcName}, true},
 			{"list every mutating configuration", authzv1.ResourceAttributes{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"}, false},
 			{"patch another mutating configuration", authzv1.ResourceAttributes{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "istio-sidecar-injector"}, false},
 			{"create a mutating configuration", authzv1.ResourceAttributes{Verb: "create", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"}, false},
 			{"delete own mutating configuration", authzv1.ResourceAttributes{Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: mwcName}, false},
 			{"update own validating configuration", authzv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: vwcName}, true},
-			{"patch the MeshConfig CRD", authzv1.ResourceAttributes{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: crdName}, true},
-			{"patch another CRD", authzv1.ResourceAttributes{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "certificates.cert-manager.io"}, false},
+			{"patch own validating configuration (the servers update it)", authzv1.ResourceAttributes{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: vwcName}, false},
+			{"update the MeshConfig CRD", authzv1.ResourceAttributes{Verb: "update", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: crdName}, true},
+			{"patch the MeshConfig CRD (the converter updates it)", authzv1.ResourceAttributes{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: crdName}, false},
+			{"update another CRD", authzv1.ResourceAttributes{Verb: "update", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "certificates.cert-manager.io"}, false},
 			{"delete the MeshConfig CRD", authzv1.ResourceAttributes{Verb: "delete", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: crdName}, false},
 			{"get the MeshConfig", authzv1.ResourceAttributes{Namespace: ns, Verb: "get", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource, Name: fsmnames.MeshConfigName}, true},
 			{"update the MeshConfig", authzv1.ResourceAttributes{Namespace: ns, Verb: "update", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource, Name: fsmnames.MeshConfigName}, false},
 			{"dry-run create a MeshConfig in the fsm namespace (validator probe)", authzv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource}, true},
 			{"create a MeshConfig elsewhere", authzv1.ResourceAttributes{Namespace: "app", Verb: "create", Group: fsmnames.ConfigGroup, Resource: fsmnames.MeshConfigResource}, false},
 			{"list IngressBackends", authzv1.ResourceAttributes{Verb: "list", Group: "policy.flomesh.io", Resource: "ingressbackends"}, true},
+			{"get an IngressBackend (the validator lists from its cache)", authzv1.ResourceAttributes{Namespace: "app", Verb: "get", Group: "policy.flomesh.io", Resource: "ingressbackends", Name: "x"}, false},
 			{"list EgressGateways", authzv1.ResourceAttributes{Verb: "list", Group: "policy.flomesh.io", Resource: "egressgateways"}, true},
 			{"cert-manager requests with tresor", authzv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "cert-manager.io", Resource: "certificaterequests"}, false},
 			{"scale its own Deployment", authzv1.ResourceAttributes{Namespace: ns, Verb: "patch", Group: "apps", Resource: "deployments", Name: "fsm-webhooks"}, false},
@@ -185,8 +190,9 @@ func TestChartOnAPIServer(t *testing.T) {
 	})
 
 	t.Run("upgrade keeps the servers' caBundle and the live MeshConfig", func(t *testing.T) {
-		// What the injector does once it serves: patch only the caBundle,
-		// under its own field manager.
+		// What the injector does once it serves: change only the caBundle,
+		// under its own field manager (it updates the object; a non-apply
+		// patch records the same Update entry in managedFields).
 		bundle := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
 		patch := []byte(`{"webhooks":[{"name":"` + injector.WebhookName + `","clientConfig":{"caBundle":"` + b64(bundle) + `"}}]}`)
 		if err := c.Patch(ctx, &admv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mwcName}},

@@ -137,6 +137,25 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 			return err
 		}
 	}
+	// The trust controller's write after a root rotation
+	// (injector/trustcontroller.go): read the Secret, then a merge patch
+	// of injector.TrustPatch guarded by the resourceVersion read. The
+	// servers never update a bootstrap Secret (the chart grants no update
+	// outside the fsm namespace).
+	trustPatch := func(namespace, name string, plan injector.TrustPlan, cert *certs.Certificate) func() error {
+		return func() error {
+			s, err := sa.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			doc, err := injector.TrustPatch(s, plan, cert)
+			if err != nil {
+				return err
+			}
+			_, err = sa.CoreV1().Secrets(namespace).Patch(ctx, name, types.MergePatchType, doc, metav1.PatchOptions{})
+			return err
+		}
+	}
 	del := func(namespace, name string) func() error {
 		return func() error { return sa.CoreV1().Secrets(namespace).Delete(ctx, name, metav1.DeleteOptions{}) }
 	}
@@ -192,28 +211,22 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		{"make it owned by its pod (the controller's merge patch)", patch("vap-app", fsmnames.BootstrapSecretName("now"),
 			`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"web","uid":"0b3c7d2a-1111-4a5e-9c11-000000000001"}]}}`), ""},
 		{"replace its cacert.pem (root rotation)", patch("vap-app", fsmnames.BootstrapSecretName("now"), `{"data":{"cacert.pem":"bmV3"}}`), ""},
-		{"re-issue its certificate with an update (root rotation)", func() error {
-			s, err := sa.CoreV1().Secrets("vap-app").Get(ctx, fsmnames.BootstrapSecretName("now"), metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			s.Data[injector.RepoCertKey], s.Data[injector.RepoKeyKey] = []byte("new cert"), []byte("new key")
-			_, err = sa.CoreV1().Secrets("vap-app").Update(ctx, s, metav1.UpdateOptions{})
-			return err
-		}, ""},
+		{"re-issue its certificate (root rotation, the trust controller's patch)", trustPatch("vap-app", fsmnames.BootstrapSecretName("now"),
+			injector.TrustPlan{Reissue: true}, &certs.Certificate{CertPEM: []byte("new cert"), KeyPEM: []byte("new key")}), ""},
 		{"delete it (orphan sweep)", del("vap-app", fsmnames.BootstrapSecretName("now")), ""},
-		{"update a bootstrap Secret in a namespace that left the mesh (its pod still runs a sidecar)", func() error {
-			s, err := sa.CoreV1().Secrets("vap-left").Get(ctx, fsmnames.BootstrapSecretName("left"), metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			s.Data[injector.CACertKey] = []byte("new root")
-			_, err = sa.CoreV1().Secrets("vap-left").Update(ctx, s, metav1.UpdateOptions{})
-			return err
-		}, ""},
+		{"change a bootstrap Secret in a namespace that left the mesh (its pod still runs a sidecar)", trustPatch("vap-left", fsmnames.BootstrapSecretName("left"),
+			injector.TrustPlan{CACert: []byte("new root")}, nil), ""},
 		{"delete a bootstrap Secret in a namespace that left the mesh", del("vap-left", fsmnames.BootstrapSecretName("left")), ""},
 		{"create an Opaque Secret in the fsm namespace (serving certificate, CA)", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-serving-cert", Namespace: ns}}), ""},
-		{"update it", patch(ns, "vap-serving-cert", `{"data":{"tls.crt":"bmV3"}}`), ""},
+		{"update it (the serving-cert and CA stores update, never patch)", func() error {
+			s, err := sa.CoreV1().Secrets(ns).Get(ctx, "vap-serving-cert", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Data = map[string][]byte{"tls.crt": []byte("new")}
+			_, err = sa.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}, ""},
 	}
 	checkWrites(t, tests)
 

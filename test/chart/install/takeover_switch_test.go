@@ -621,6 +621,17 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		t.Errorf("%d pods admitted without a sidecar during the takeover, want 0", n)
 	}
 	checkServesFSMRoot(ctx, t, c, root, proc)
+	// Every call serve made with this provider passed the chart's RBAC
+	// (test/chart TestServerRBACIsWhatServeUses keeps it to what serve
+	// uses): client-go words a refusal `User "..." cannot <verb> resource`.
+	for _, line := range strings.Split(proc.logs.String(), "\n") {
+		if strings.Contains(line, saUser) && strings.Contains(line, " cannot ") && strings.Contains(line, " resource ") {
+			if len(line) > 400 {
+				line = line[:400] + "..."
+			}
+			t.Errorf("the chart's RBAC refused the server: %s", line)
+		}
+	}
 
 	t.Run("FSM's bootstrap Secret owner updates beside serve", func(t *testing.T) {
 		// FSM's controller handles pod adds from its informer, behind the
