@@ -7,12 +7,15 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -239,6 +242,10 @@ type CachedMeshConfig struct {
 	settings   Settings
 	validFrom  string // resourceVersion settings came from; "" = built-in defaults
 	loggedGone bool
+	// crdMissing is set while Start finds the MeshConfig kind not served
+	// (its CRD not installed): Settings then skips the read, each of which
+	// would be a discovery request.
+	crdMissing atomic.Bool
 }
 
 var _ manager.Runnable = (*CachedMeshConfig)(nil)
@@ -260,13 +267,23 @@ const (
 func (c *CachedMeshConfig) Settings(ctx context.Context) (Settings, error) {
 	name := c.name()
 	mc := &configv1alpha3.MeshConfig{}
-	err := c.Reader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, mc)
+	noCRD := c.crdMissing.Load()
+	var err error
+	if !noCRD {
+		err = c.Reader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, mc)
+		// No CRD, no MeshConfig: pods are not refused over it.
+		noCRD = meta.IsNoMatchError(err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if apierrors.IsNotFound(err) {
+	if noCRD || apierrors.IsNotFound(err) {
 		if !c.loggedGone {
 			if c.Logger.GetSink() != nil {
-				c.Logger.Info("no MeshConfig, injecting with built-in defaults", "namespace", c.Namespace, "name", name)
+				msg := "no MeshConfig, injecting with built-in defaults"
+				if noCRD {
+					msg = "no MeshConfig CRD " + fsmnames.MeshConfigCRDName + ", injecting with built-in defaults"
+				}
+				c.Logger.Info(msg, "namespace", c.Namespace, "name", name)
 			}
 			// Deleting the MeshConfig asks for the defaults: they become
 			// the settings a later invalid MeshConfig falls back to.
@@ -353,9 +370,9 @@ func (c *CachedMeshConfig) Start(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("injector: CachedMeshConfig.Reader %T is not a cache: cannot watch MeshConfig %s/%s", c.Reader, c.Namespace, c.name())
 	}
-	inf, err := informers.GetInformer(ctx, &configv1alpha3.MeshConfig{})
-	if err != nil {
-		return fmt.Errorf("injector: watching MeshConfig %s/%s: %w", c.Namespace, c.name(), err)
+	inf, err := c.informer(ctx, informers)
+	if err != nil || inf == nil {
+		return err
 	}
 	check := func(obj any) {
 		if o, ok := obj.(client.Object); ok && (o.GetNamespace() != c.Namespace || o.GetName() != c.name()) {
@@ -375,6 +392,39 @@ func (c *CachedMeshConfig) Start(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return inf.RemoveEventHandler(reg)
+}
+
+// crdRetry is how often Start looks for the MeshConfig CRD while it is not
+// installed.
+const crdRetry = 10 * time.Second
+
+// informer is the MeshConfig informer, once the apiserver serves the kind:
+// while its CRD is not installed (deleted by hand, an install whose CRD
+// apply lags) it is looked up every crdRetry, pods being injected with the
+// built-in defaults meanwhile, rather than ending the manager and with it
+// every webhook. nil, nil when ctx ends first.
+func (c *CachedMeshConfig) informer(ctx context.Context, informers cache.Informers) (cache.Informer, error) {
+	for {
+		inf, err := informers.GetInformer(ctx, &configv1alpha3.MeshConfig{})
+		if err == nil {
+			if c.crdMissing.Swap(false) && c.Logger.GetSink() != nil {
+				c.Logger.Info("MeshConfig CRD installed: watching MeshConfig", "crd", fsmnames.MeshConfigCRDName, "namespace", c.Namespace, "name", c.name())
+			}
+			return inf, nil
+		}
+		if !meta.IsNoMatchError(err) {
+			return nil, fmt.Errorf("injector: watching MeshConfig %s/%s: %w", c.Namespace, c.name(), err)
+		}
+		if !c.crdMissing.Swap(true) && c.Logger.GetSink() != nil {
+			c.Logger.Info("MeshConfig CRD "+fsmnames.MeshConfigCRDName+" is not installed: pods are injected with the built-in defaults until it is "+
+				"(install it with the chart, or `fsm-webhooks install-crds`)", "namespace", c.Namespace, "name", c.name(), "retryIn", crdRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(crdRetry):
+		}
+	}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every

@@ -18,6 +18,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -400,7 +401,8 @@ func list[T any](ctx context.Context, h *Handler, kind, namespace string) ([]T, 
 }
 
 // featureFlag reads spec.featureFlags.<name> of the mesh's MeshConfig. A
-// missing MeshConfig means every flag is off (FSM's defaults).
+// missing MeshConfig (or MeshConfig CRD) means every flag is off (FSM's
+// defaults).
 func (h *Handler) featureFlag(ctx context.Context, name string) (bool, error) {
 	if h.opts.Reader == nil {
 		return false, errors.New("validator: no Reader configured")
@@ -408,7 +410,7 @@ func (h *Handler) featureFlag(ctx context.Context, name string) (bool, error) {
 	var mc unstructured.Unstructured
 	mc.SetGroupVersionKind(schema.GroupVersionKind{Group: meshconfig.Group, Version: meshconfig.StorageVersion, Kind: meshconfig.Kind})
 	err := h.opts.Reader.Get(ctx, client.ObjectKey{Namespace: h.opts.FSMNamespace, Name: h.opts.MeshConfigName}, &mc)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 		return false, nil
 	}
 	if err != nil {

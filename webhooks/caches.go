@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,23 +25,54 @@ import (
 // failed waiting for *v1.Namespace Informer to sync", seen in the node
 // suite's rollout). Registered here, the informers list from the process's
 // start, and the replica is not Ready until they have.
+//
+// A kind the apiserver does not serve (the MeshConfig CRD not installed) has
+// nothing to wait for; its informer is registered once it is served.
 func CachesSynced(ctx context.Context, c cache.Informers, objs ...client.Object) (func() error, error) {
 	type synced struct {
-		kind      string
+		kind string
+		// hasSynced is nil while the apiserver does not serve the kind.
 		hasSynced func() bool
 	}
-	var all []synced
+	var mu sync.Mutex
+	var all []*synced
 	for _, obj := range objs {
+		s := &synced{kind: kindOf(obj)}
 		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
-		if err != nil {
+		switch {
+		case meta.IsNoMatchError(err):
+			// A custom resource whose CRD is not installed (yet, or any
+			// more): no object of it exists, so nothing is waited for, and
+			// failing here made serve exit and crash-loop. Registered once
+			// the kind is served.
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(absentKindRetry):
+					}
+					if inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err == nil {
+						mu.Lock()
+						s.hasSynced = inf.HasSynced
+						mu.Unlock()
+						return
+					}
+				}
+			}()
+		case err != nil:
 			return nil, fmt.Errorf("informer for %s: %w", kindOf(obj), err)
+		default:
+			s.hasSynced = inf.HasSynced
 		}
-		all = append(all, synced{kind: kindOf(obj), hasSynced: inf.HasSynced})
+		all = append(all, s)
 	}
 	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
 		var waiting []string
 		for _, s := range all {
-			if !s.hasSynced() {
+			if s.hasSynced != nil && !s.hasSynced() {
 				waiting = append(waiting, s.kind)
 			}
 		}
@@ -48,6 +82,10 @@ func CachesSynced(ctx context.Context, c cache.Informers, objs ...client.Object)
 		return nil
 	}, nil
 }
+
+// absentKindRetry is how often CachesSynced looks up a kind the apiserver
+// did not serve (each look-up is a discovery request).
+const absentKindRetry = 10 * time.Second
 
 // kindOf names obj's kind for a message: its GVK when set (unstructured and
 // metadata-only objects carry one), else its Go type.

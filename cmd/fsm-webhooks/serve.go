@@ -17,12 +17,15 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -319,7 +322,21 @@ func cacheOptions(served []string, fsmNamespace string) cache.Options {
 		byObject = injector.CacheByObject()
 		maps.Copy(byObject, injector.ControllerServiceCacheByObject(fsmNamespace))
 	}
-	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
+	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields(), DefaultWatchErrorHandler: quietNotServed}
+}
+
+// quietNotServed is the cache's watch error handler. A list or watch the
+// apiserver answers 404 (the kind's CRD deleted: the MeshConfig CRD by hand
+// or by another release's uninstall) is retried with client-go's back-off
+// as before, but logged at V(1) instead of as an error at every retry (two
+// informers, about seven lines a minute): the converter and the injector
+// say once that the CRD is missing.
+func quietNotServed(ctx context.Context, r *toolscache.Reflector, err error) {
+	if apierrors.IsNotFound(err) {
+		klog.FromContext(ctx).V(1).Info("kind not served (its CRD deleted?); retrying", "type", r.TypeDescription(), "err", err.Error())
+		return
+	}
+	toolscache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
 // addTrustController keeps the bootstrap Secrets on the mesh's roots

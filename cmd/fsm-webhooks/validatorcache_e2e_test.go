@@ -104,6 +104,12 @@ func freePort(t *testing.T) int {
 // ends. done receives what serve returned.
 func serveValidator(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, set func(*options)) (o *options, done <-chan error) {
 	t.Helper()
+	return serveHooks(ctx, t, cfg, ns, []string{hookValidator}, set)
+}
+
+// serveHooks is serveValidator for the webhooks named by hooks.
+func serveHooks(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, hooks []string, set func(*options)) (o *options, done <-chan error) {
+	t.Helper()
 	o = &options{}
 	o.addFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
 	o.fsmNamespace = ns
@@ -114,7 +120,7 @@ func serveValidator(ctx context.Context, t *testing.T, cfg *rest.Config, ns stri
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	sf := &serveFlags{webhooks: []string{hookValidator}, bindHost: "127.0.0.1", validateTrafficTgt: true}
+	sf := &serveFlags{webhooks: hooks, bindHost: "127.0.0.1", validateTrafficTgt: true}
 	ctx, cancel := context.WithCancel(ctx)
 	errc, stopped := make(chan error, 1), make(chan struct{})
 	go func() {
