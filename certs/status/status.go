@@ -264,7 +264,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(tw, "signing root\t%s, expires %s (%d days)\n", rr.Root.Subject, rr.Root.NotAfter.Format(time.RFC3339), rr.Root.DaysLeft)
 		}
 		if !rr.Managed {
-			fmt.Fprintln(tw, "managed\tno: a root brought by the operator is never rotated automatically")
+			fmt.Fprintln(tw, "managed\tno: a root fsm-webhooks did not create (FSM's, or one brought by the operator) is never rotated by it")
 		}
 		fmt.Fprintln(tw)
 	}

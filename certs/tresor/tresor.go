@@ -225,7 +225,7 @@ func (s *Store) mutate(ctx context.Context, op string, plan func(*corev1.Secret,
 			return err
 		}
 		if !st.Rotation.Managed {
-			return fmt.Errorf("CA Secret %s is not managed by fsm-webhooks (no label %s=%s): a bring-your-own root is rotated by its owner, never by us",
+			return fmt.Errorf("CA Secret %s is not managed by fsm-webhooks (no label %s=%s): a root fsm-webhooks did not create (FSM's, or one brought by the operator) is rotated by its owner, never by us",
 				s.ref(), LabelManagedBy, ManagedByValue)
 		}
 		data, changed, err := plan(sec, st)
