@@ -246,6 +246,9 @@ type CachedMeshConfig struct {
 	// (its CRD not installed): Settings then skips the read, each of which
 	// would be a discovery request.
 	crdMissing atomic.Bool
+	// retryEvery is how often Start looks up the MeshConfig kind until it
+	// is served; 0 is crdRetry (tests shorten it).
+	retryEvery time.Duration
 }
 
 var _ manager.Runnable = (*CachedMeshConfig)(nil)
@@ -370,9 +373,9 @@ func (c *CachedMeshConfig) Start(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("injector: CachedMeshConfig.Reader %T is not a cache: cannot watch MeshConfig %s/%s", c.Reader, c.Namespace, c.name())
 	}
-	inf, err := c.informer(ctx, informers)
-	if err != nil || inf == nil {
-		return err
+	inf := c.informer(ctx, informers)
+	if inf == nil {
+		return nil
 	}
 	check := func(obj any) {
 		if o, ok := obj.(client.Object); ok && (o.GetNamespace() != c.Namespace || o.GetName() != c.name()) {
@@ -402,29 +405,43 @@ const crdRetry = 10 * time.Second
 // while its CRD is not installed (deleted by hand, an install whose CRD
 // apply lags) it is looked up every crdRetry, pods being injected with the
 // built-in defaults meanwhile, rather than ending the manager and with it
-// every webhook. nil, nil when ctx ends first.
-func (c *CachedMeshConfig) informer(ctx context.Context, informers cache.Informers) (cache.Informer, error) {
+// every webhook. A look-up that fails otherwise (the apiserver restarting
+// or overloaded) is retried the same way, for the same reason. nil when
+// ctx ends first.
+func (c *CachedMeshConfig) informer(ctx context.Context, informers cache.Informers) cache.Informer {
 	for {
 		inf, err := informers.GetInformer(ctx, &configv1alpha3.MeshConfig{})
-		if err == nil {
+		switch {
+		case err == nil:
 			if c.crdMissing.Swap(false) && c.Logger.GetSink() != nil {
 				c.Logger.Info("MeshConfig CRD installed: watching MeshConfig", "crd", fsmnames.MeshConfigCRDName, "namespace", c.Namespace, "name", c.name())
 			}
-			return inf, nil
-		}
-		if !meta.IsNoMatchError(err) {
-			return nil, fmt.Errorf("injector: watching MeshConfig %s/%s: %w", c.Namespace, c.name(), err)
-		}
-		if !c.crdMissing.Swap(true) && c.Logger.GetSink() != nil {
-			c.Logger.Info("MeshConfig CRD "+fsmnames.MeshConfigCRDName+" is not installed: pods are injected with the built-in defaults until it is "+
-				"(install it with the chart, or `fsm-webhooks install-crds`)", "namespace", c.Namespace, "name", c.name(), "retryIn", crdRetry)
+			return inf
+		case ctx.Err() != nil:
+			return nil
+		case meta.IsNoMatchError(err):
+			if !c.crdMissing.Swap(true) && c.Logger.GetSink() != nil {
+				c.Logger.Info("MeshConfig CRD "+fsmnames.MeshConfigCRDName+" is not installed: pods are injected with the built-in defaults until it is "+
+					"(install it with the chart, or `fsm-webhooks install-crds`)", "namespace", c.Namespace, "name", c.name(), "retryIn", c.retryInterval())
+			}
+		default:
+			if c.Logger.GetSink() != nil {
+				c.Logger.Error(err, "watching MeshConfig: looking up its kind failed; retrying", "namespace", c.Namespace, "name", c.name(), "retryIn", c.retryInterval())
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil
-		case <-time.After(crdRetry):
+			return nil
+		case <-time.After(c.retryInterval()):
 		}
 	}
+}
+
+func (c *CachedMeshConfig) retryInterval() time.Duration {
+	if c.retryEvery > 0 {
+		return c.retryEvery
+	}
+	return crdRetry
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every
