@@ -7,10 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/transient"
 )
 
 // CachesSynced registers now, before the cache starts, an informer for each
@@ -27,8 +30,12 @@ import (
 // start, and the replica is not Ready until they have.
 //
 // A kind the apiserver does not serve (the MeshConfig CRD not installed) has
-// nothing to wait for; its informer is registered once it is served.
-func CachesSynced(ctx context.Context, c cache.Informers, objs ...client.Object) (func() error, error) {
+// nothing to wait for; its informer is registered once it is served. A
+// look-up failing with a transient error (the first of a kind is a
+// discovery request, the apiserver restarting or overloaded) is retried
+// like serve's other start-up reads (internal/transient), logged to log:
+// returned at once, it ended serve.
+func CachesSynced(ctx context.Context, c cache.Informers, log logr.Logger, objs ...client.Object) (func() error, error) {
 	type synced struct {
 		kind string
 		// hasSynced is nil while the apiserver does not serve the kind.
@@ -38,7 +45,11 @@ func CachesSynced(ctx context.Context, c cache.Informers, objs ...client.Object)
 	var all []*synced
 	for _, obj := range objs {
 		s := &synced{kind: kindOf(obj)}
-		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		var inf cache.Informer
+		err := transient.Retry(ctx, log, 0, "registering the informer for "+s.kind, func(ctx context.Context) (err error) {
+			inf, err = c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+			return err
+		})
 		switch {
 		case meta.IsNoMatchError(err):
 			// A custom resource whose CRD is not installed (yet, or any

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -28,7 +29,7 @@ func TestCachesSyncedKindNotServed(t *testing.T) {
 	defer cancel()
 	mc := &unstructured.Unstructured{}
 	mc.SetGroupVersionKind(schema.GroupVersionKind{Group: "config.flomesh.io", Version: "v1alpha3", Kind: "MeshConfig"})
-	synced, err := CachesSynced(ctx, notServed{}, mc)
+	synced, err := CachesSynced(ctx, notServed{}, logr.Discard(), mc)
 	if err != nil {
 		t.Fatalf("CachesSynced with the CRD not installed: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -49,7 +50,7 @@ func testCachesGateReadiness(t *testing.T) {
 	}
 	cm := &metav1.PartialObjectMetadata{}
 	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	synced, err := CachesSynced(ctx, c, &corev1.Namespace{}, cm)
+	synced, err := CachesSynced(ctx, c, logr.Discard(), &corev1.Namespace{}, cm)
 	if err != nil {
 		t.Fatal(err)
 	}

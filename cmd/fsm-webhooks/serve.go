@@ -43,6 +43,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/converter"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/internal/transient"
 	"github.com/flomesh-io/fsm-webhooks/validator"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
@@ -221,22 +222,9 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	}
 	defer watchCAMetrics(issuer)()
 
-	mgr, err := manager.New(controllerCfg, manager.Options{
-		Scheme:                 scheme,
-		Logger:                 log.WithName("manager"),
-		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the webhooks layer
-		HealthProbeBindAddress: "0",
-		PprofBindAddress:       sf.pprofAddr,
-		Cache:                  cacheOptions(sf.webhooks, o.fsmNamespace),
-		// The validator reads the MeshConfig and FSM's policy kinds as
-		// unstructured objects; controller-runtime's client reads those
-		// live unless told otherwise, so every policy admission would GET
-		// or LIST the apiserver (through the controllers' rate limit)
-		// while the MeshConfig informer it waits for went unread.
-		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-	})
+	mgr, err := newManager(ctx, sf, o, controllerCfg, scheme, log)
 	if err != nil {
-		return fmt.Errorf("creating the controller manager: %w", err)
+		return err
 	}
 	direct, err := client.New(admissionCfg, client.Options{Scheme: scheme})
 	if err != nil {
@@ -308,6 +296,38 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	}
 	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
 	return g.Wait()
+}
+
+// newManager creates the controller manager that runs the caches and
+// controllers of the webhooks sf selects. With the injector served its
+// cache options make manager.New look kinds up (a discovery request);
+// failing with a transient error (the apiserver restarting or overloaded)
+// it is retried like the other start-up reads (internal/transient):
+// returned at once, it ended serve. Safe to retry: manager.New looks the
+// kinds up before it binds its one listener (--pprof-bind-address).
+func newManager(ctx context.Context, sf *serveFlags, o *options, cfg *rest.Config, scheme *runtime.Scheme, log logr.Logger) (manager.Manager, error) {
+	var mgr manager.Manager
+	err := transient.Retry(ctx, log, 0, "creating the controller manager", func(context.Context) (err error) {
+		mgr, err = manager.New(cfg, manager.Options{
+			Scheme:                 scheme,
+			Logger:                 log.WithName("manager"),
+			Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the webhooks layer
+			HealthProbeBindAddress: "0",
+			PprofBindAddress:       sf.pprofAddr,
+			Cache:                  cacheOptions(sf.webhooks, o.fsmNamespace),
+			// The validator reads the MeshConfig and FSM's policy kinds as
+			// unstructured objects; controller-runtime's client reads those
+			// live unless told otherwise, so every policy admission would GET
+			// or LIST the apiserver (through the controllers' rate limit)
+			// while the MeshConfig informer it waits for went unread.
+			Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the controller manager: %w", err)
+	}
+	return mgr, nil
 }
 
 // cacheOptions restrict the manager's informers: the injector's pods and
@@ -453,7 +473,7 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 			return w, fmt.Errorf("injector: %w", err)
 		}
 		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
-		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), injector.HandlerCaches()...); err != nil {
+		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), log.WithName("injector"), injector.HandlerCaches()...); err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
 		if ns := sf.injectorProbeNS; ns != "" {
@@ -471,7 +491,7 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 		})
 		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
 		var err error
-		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), validator.HandlerCaches()...); err != nil {
+		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), log.WithName("validator"), validator.HandlerCaches()...); err != nil {
 			return w, fmt.Errorf("validator: %w", err)
 		}
 		w.Probe = func(ctx context.Context) error {
