@@ -66,11 +66,13 @@ func stringOverride(key string, podAnn, nsAnn map[string]string) string {
 	return strings.TrimSpace(nsAnn[key])
 }
 
-// parseQuantityAnnotation parses a resource annotation, naming it on error.
-func parseQuantityAnnotation(key, value string) (resource.Quantity, error) {
+// parseQuantityAnnotation parses a resource annotation, naming it (and, with
+// where, the namespace it is on) on error, with the wording of the
+// MeshConfig's quantity rule.
+func parseQuantityAnnotation(key, value, where string) (resource.Quantity, error) {
 	q, err := resource.ParseQuantity(strings.TrimSpace(value))
 	if err != nil {
-		return resource.Quantity{}, fmt.Errorf("invalid quantity %q specified for annotation %q: %w", value, key, err)
+		return resource.Quantity{}, fmt.Errorf("invalid quantity %q specified for annotation %q%s: must be a quantity such as 500m, 2 or 64Mi", value, key, where)
 	}
 	return q, nil
 }

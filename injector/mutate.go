@@ -374,7 +374,7 @@ func sidecarResources(base corev1.ResourceRequirements, podAnn, nsAnn map[string
 			if !ok {
 				continue
 			}
-			q, err := parseQuantityAnnotation(key, a.value)
+			q, err := parseQuantityAnnotation(key, a.value, a.where())
 			if err != nil {
 				return res, err
 			}

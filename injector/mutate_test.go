@@ -74,9 +74,9 @@ func TestMutateAnnotationErrors(t *testing.T) {
 		{name: "metrics invalid", ns: map[string]string{MetricsAnnotation: "on"},
 			want: `Invalid value specified for annotation "flomesh.io/metrics": on`},
 		{name: "resource limit unparsable", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "lots"},
-			want: `invalid quantity "lots" specified for annotation "flomesh.io/sidecar-resource-limits-cpu"`},
+			want: `invalid quantity "lots" specified for annotation "flomesh.io/sidecar-resource-limits-cpu": must be a quantity such as 500m, 2 or 64Mi`},
 		{name: "resource request unparsable on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "ephemeral-storage": "1Q"},
-			want: `invalid quantity "1Q" specified for annotation "flomesh.io/sidecar-resource-requests-ephemeral-storage"`},
+			want: `invalid quantity "1Q" specified for annotation "flomesh.io/sidecar-resource-requests-ephemeral-storage" (on the namespace): must be a quantity such as 500m, 2 or 64Mi`},
 		// Parsable but refused by the apiserver for the sidecar container:
 		// denied before any Secret, with the rules MeshConfig's are held to.
 		{name: "resource limit negative", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "-1"},

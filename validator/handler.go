@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -221,8 +222,37 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 // invalidMeshConfig is the denial for field errors: a 422 Invalid status listing every
 // error with its path, as the apiserver's own validation reports them.
 func invalidMeshConfig(name string, errs field.ErrorList) admission.Response {
-	st := apierrors.NewInvalid(schema.GroupKind{Group: meshconfig.Group, Kind: meshconfig.Kind}, name, errs).ErrStatus
+	st := apierrors.NewInvalid(schema.GroupKind{Group: meshconfig.Group, Kind: meshconfig.Kind}, name, shortValues(errs)).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
+}
+
+// maxShownValue bounds a string value quoted in a MeshConfig denial. A
+// conversion annotation's JSON (up to the apiserver's 256 KiB of
+// annotations), or any huge string, would otherwise be repeated whole in the
+// message and again in its cause.
+const maxShownValue = 256
+
+// shortValues returns errs with each string value longer than maxShownValue
+// cut to its first maxShownValue bytes (on a character boundary), marked
+// with its full size. Only for display: ratcheting compares the full values
+// before this.
+func shortValues(errs field.ErrorList) field.ErrorList {
+	out := make(field.ErrorList, len(errs))
+	for i, e := range errs {
+		s, ok := e.BadValue.(string)
+		if !ok || len(s) <= maxShownValue {
+			out[i] = e
+			continue
+		}
+		cut := maxShownValue
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		short := *e
+		short.BadValue = fmt.Sprintf("%s...[%d bytes in all]", s[:cut], len(s))
+		out[i] = &short
+	}
+	return out
 }
 
 // meshConfigDelete refuses to delete the mesh's own MeshConfig while its

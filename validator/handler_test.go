@@ -190,6 +190,38 @@ func TestDeniedCarriesCauses(t *testing.T) {
 	}
 }
 
+// A huge string value is quoted shortened in the denial (message and cause),
+// cut on a character boundary and marked with its size; others whole.
+func TestDeniedShortensHugeValues(t *testing.T) {
+	h := server(t)
+	preset := presetJSON(t)
+	const supported = `: supported values: "debug", "info", "warn", "error", "debug:<topic>[+<topic>...]"`
+	x255 := strings.Repeat("x", 255)
+	cases := []struct {
+		name, value, wantValue string
+	}{
+		{"at the bound", x255 + "y", `"` + x255 + `y"`},
+		{"above it", x255 + "yz", `"` + x255 + `y...[257 bytes in all]"`},
+		{"a character across the bound", x255 + "é" + strings.Repeat("z", 1000), `"` + x255 + `...[1257 bytes in all]"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := withSidecarLogLevel(t, preset, tc.value)
+			out := post(t, h, "application/json", review(t, "u", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, obj)).Response
+			if out.Allowed || out.Result == nil || out.Result.Details == nil || len(out.Result.Details.Causes) != 1 {
+				t.Fatalf("want one cause, got %+v", out.Result)
+			}
+			body := "Unsupported value: " + tc.wantValue + supported
+			if want := `MeshConfig.config.flomesh.io "fsm-mesh-config" is invalid: spec.sidecar.logLevel: ` + body; out.Result.Message != want {
+				t.Errorf("message\n got %q\nwant %q", out.Result.Message, want)
+			}
+			if c := out.Result.Details.Causes[0]; c.Field != "spec.sidecar.logLevel" || c.Message != body {
+				t.Errorf("cause %q %q, want %q", c.Field, c.Message, body)
+			}
+		})
+	}
+}
+
 func TestRulesMatchHandledKinds(t *testing.T) {
 	// Every resource in Rules must reach a validator, never "unknown gvk";
 	// plural -> kind as the CRDs define them.

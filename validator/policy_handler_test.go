@@ -79,6 +79,11 @@ func TestPolicyModesAndRatchet(t *testing.T) {
 		{name: "cluster-scoped Plugin with pipyscript", kind: "Plugin", pluginsOn: true, obj: plugin(`{"pipyscript":"pipy()"}`)},
 		{name: "cluster-scoped Plugin without pipyscript: FSM's message, empty namespace", kind: "Plugin", pluginsOn: true,
 			obj: plugin(`{"script":"pipy()"}`), wantDenied: "plugin[p.] is missing pipy script"},
+		{name: "cluster-scoped Plugin with a blank pipyscript: FSM's words and why, a warning", kind: "Plugin", pluginsOn: true,
+			obj:          plugin(`{"pipyscript":" \n\t"}`),
+			wantWarnings: []string{"plugin[p.] is missing pipy script: spec.pipyscript holds only whitespace" + policy.NotEnforcedSuffix}},
+		{name: "cluster-scoped Plugin with a blank pipyscript, strict: denied", kind: "Plugin", pluginsOn: true, strict: true,
+			obj: plugin(`{"pipyscript":"  "}`), wantDenied: "plugin[p.] is missing pipy script: spec.pipyscript holds only whitespace"},
 		{name: "Plugin with plugin policy off", kind: "Plugin", obj: plugin(`{"pipyscript":"pipy()"}`), wantDenied: policy.PluginPolicyDisabled},
 		// The gate is the mesh's, not the object's: it ratchets only while the
 		// spec is unchanged (metadata edits, e.g. removing a finalizer); a

@@ -5,6 +5,7 @@
 package meshconfig
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -144,12 +145,13 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 	if err := decodeView(obj, &v); err != nil {
 		var te *json.UnmarshalTypeError
 		if !errors.As(err, &te) {
-			r.Errors = field.ErrorList{field.Invalid(field.NewPath("spec"), nil, "the object is not valid JSON: "+err.Error())}
+			// No value to show: the object itself does not parse.
+			r.Errors = field.ErrorList{field.Invalid(field.NewPath("spec"), field.OmitValueType{}, "the object is not valid JSON: "+err.Error())}
 			return r, nil
 		}
 		// encoding/json decodes the rest after a type mismatch, so the
 		// remaining rules still run and everything is reported at once.
-		r.Errors = append(r.Errors, typeError(te))
+		r.Errors = append(r.Errors, typeError(obj, te))
 	}
 	specErrs := validateSpec(&v.Spec, field.NewPath("spec"))
 	if len(r.Errors) > 0 {
@@ -270,7 +272,8 @@ func decodeView(obj []byte, v *view) error {
 	return json.Unmarshal(obj, v)
 }
 
-func typeError(te *json.UnmarshalTypeError) *field.Error {
+// typeError is the field error for a value of the wrong JSON type in obj.
+func typeError(obj []byte, te *json.UnmarshalTypeError) *field.Error {
 	p := field.NewPath("spec")
 	if te.Field != "" {
 		parts := strings.Split(te.Field, ".")
@@ -280,12 +283,62 @@ func typeError(te *json.UnmarshalTypeError) *field.Error {
 	switch te.Type.Kind() {
 	case reflect.Int64, reflect.Int, reflect.Int32:
 		want = "an integer"
+	case reflect.Float64, reflect.Float32:
+		want = "a number"
+	case reflect.Bool:
+		want = "true or false"
 	case reflect.Slice:
 		want = "a list"
 	case reflect.Struct, reflect.Map:
 		want = "an object"
 	}
-	return field.TypeInvalid(p, te.Value, "must be "+want)
+	return field.TypeInvalid(p, mistypedValue(obj, te), "must be "+want)
+}
+
+// mistypedValue is the value a type error is about, as written: the string,
+// number or boolean that ends at te.Offset in obj (encoding/json's Value
+// names only its JSON type: "string", "number 80.5"). An object or array,
+// which may be large, is named by its JSON type, as the apiserver names it.
+func mistypedValue(obj []byte, te *json.UnmarshalTypeError) any {
+	end := int(te.Offset)
+	if end < 1 || end > len(obj) {
+		return te.Value
+	}
+	start := end - 1
+	if obj[start] == '"' {
+		// Back to the opening quote: the first one not escaped (preceded
+		// by an even number of backslashes).
+		for start--; start >= 0; start-- {
+			if obj[start] != '"' {
+				continue
+			}
+			n := 0
+			for i := start - 1; i >= 0 && obj[i] == '\\'; i-- {
+				n++
+			}
+			if n%2 == 0 {
+				break
+			}
+		}
+	} else {
+		for start > 0 && strings.IndexByte("+-.0123456789eEaflrstu", obj[start-1]) >= 0 {
+			start--
+		}
+	}
+	if start < 0 {
+		return te.Value
+	}
+	dec := json.NewDecoder(bytes.NewReader(obj[start:end]))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil || dec.More() {
+		return te.Value
+	}
+	switch v.(type) {
+	case string, bool, json.Number:
+		return v
+	}
+	return te.Value
 }
 
 // ipv6ExclusionWarnings tells the user an IPv6 exclusion range changes

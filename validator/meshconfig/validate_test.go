@@ -333,11 +333,29 @@ func TestValidateRules(t *testing.T) {
 			`spec.sidecar.initContainerImage: Invalid value: "flomesh/fsm-sidecar-init:Latest!": must be a container image reference such as flomesh/pipy:1.5.14: invalid reference format`,
 			`spec.sidecar.sidecarDrivers[0].proxyServerPort: Invalid value: 0: should be greater than or equal to 1`}},
 		// wrong JSON types are reported with the rest
+		// The value as written, not only its JSON type ("string").
 		{name: "type mismatch plus other errors", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", "many"}, {"spec.sidecar.logLevel", "loud"}}, want: []string{
-			`spec.sidecar.maxDataPlaneConnections: Invalid value: "string": must be an integer`,
+			`spec.sidecar.maxDataPlaneConnections: Invalid value: "many": must be an integer`,
 			`spec.sidecar.logLevel: Unsupported value: "loud": supported values: "debug", "info", "warn", "error", "debug:<topic>[+<topic>...]"`}},
 		{name: "fractional port", sets: []kv{{"spec.traffic.outboundPortExclusionList", []any{80.5}}}, want: []string{
-			`spec.traffic.outboundPortExclusionList: Invalid value: "number 80.5": must be an integer`}},
+			`spec.traffic.outboundPortExclusionList: Invalid value: 80.5: must be an integer`}},
+		{name: "string with escaped quotes for a number", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", `say "many" \`}}, want: []string{
+			`spec.sidecar.maxDataPlaneConnections: Invalid value: "say \"many\" \\": must be an integer`}},
+		{name: "number for a string", sets: []kv{{"spec.sidecar.logLevel", 5}}, want: []string{
+			`spec.sidecar.logLevel: Invalid value: 5: must be a string`}},
+		{name: "boolean for a number", sets: []kv{{"spec.warmup.aggression", true}}, want: []string{
+			`spec.warmup.aggression: Invalid value: true: must be a number`}},
+		{name: "string for a boolean", sets: []kv{{"spec.traffic.inboundExternalAuthorization.enable", "yes"}}, want: []string{
+			`spec.traffic.inboundExternalAuthorization.enable: Invalid value: "yes": must be true or false`}},
+		// An object or list, which may be large, is named by its JSON type.
+		{name: "object for a number", sets: []kv{{"spec.sidecar.maxDataPlaneConnections", map[string]any{"max": 5}}}, want: []string{
+			`spec.sidecar.maxDataPlaneConnections: Invalid value: "object": must be an integer`}},
+		// Fields that take a number or a string report another JSON type at
+		// their own path, not as an undecodable object.
+		{name: "boolean sampledFraction", sets: []kv{{"spec.observability.tracing.sampledFraction", true}}, want: []string{
+			`spec.observability.tracing.sampledFraction: Invalid value: "true": must be a number between 0 and 1, such as 0.5`}},
+		{name: "object quantity", sets: []kv{{"spec.sidecar.resources.limits", map[string]any{"cpu": map[string]any{"cores": 1}}}}, want: []string{
+			`spec.sidecar.resources.limits[cpu]: Invalid value: "{\"cores\":1}": must be a quantity such as 500m, 2 or 64Mi`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -465,7 +483,7 @@ func TestVersionsAndWarnings(t *testing.T) {
 		t.Errorf("unknown version: %q", got)
 	}
 	r = Validate(V1alpha3, []byte(`{"spec":`))
-	if len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0].Error(), "spec: Invalid value: null: the object is not valid JSON") {
+	if got := messages(r.Errors); !equal(got, []string{"spec: Invalid value: the object is not valid JSON: unexpected end of JSON input"}) {
 		t.Errorf("truncated JSON: %v", r.Errors)
 	}
 	r = Validate(V1alpha2, []byte(`{"spec":{"sidecar":{"sidecarClass":"pipy","initContainerImage":"flomesh/init:1","sidecarDrivers":[{"sidecarName":"pipy","proxyServerPort":6060}]}}}`))

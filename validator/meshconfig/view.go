@@ -3,8 +3,6 @@ package meshconfig
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"strconv"
 )
 
 // view is a version-neutral reading of a MeshConfig: the fields the rules read,
@@ -205,7 +203,9 @@ type connector struct {
 }
 
 // fraction holds sampledFraction, a JSON number in v1alpha1 and a string in
-// v1alpha2/v1alpha3, as its text.
+// v1alpha2/v1alpha3, as its text. Any other JSON value (true, an object) is
+// kept as written, which check.Fraction then refuses at its path with the
+// value: failing the decode instead would report it as the whole object's.
 type fraction struct {
 	Set  bool
 	Text string
@@ -223,13 +223,23 @@ func (f *fraction) UnmarshalJSON(b []byte) error {
 		}
 		*f = fraction{Set: true, Text: s}
 	default:
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("sampledFraction: want a number or a string, got %s", strconv.Quote(string(b)))
-		}
-		*f = fraction{Set: true, Text: n.String()}
+		*f = fraction{Set: true, Text: numberOrJSON(b)}
 	}
 	return nil
+}
+
+// numberOrJSON is the text of a JSON number, or b compacted when it is
+// another JSON value (rules that parse the text refuse it).
+func numberOrJSON(b []byte) string {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		return n.String()
+	}
+	var c bytes.Buffer
+	if json.Compact(&c, b) != nil {
+		return string(b)
+	}
+	return c.String()
 }
 
 // resources is a container's corev1.ResourceRequirements with quantities kept
@@ -243,7 +253,9 @@ type resources struct {
 	} `json:"claims"`
 }
 
-// quantity holds a resource quantity, a JSON string or number, as its text.
+// quantity holds a resource quantity, a JSON string or number, as its text;
+// any other JSON value as written, refused with its path by the quantity
+// rule (see fraction).
 type quantity string
 
 func (q *quantity) UnmarshalJSON(b []byte) error {
@@ -256,10 +268,6 @@ func (q *quantity) UnmarshalJSON(b []byte) error {
 		*q = quantity(s)
 		return nil
 	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("quantity: want a string or a number, got %s", strconv.Quote(string(b)))
-	}
-	*q = quantity(n.String())
+	*q = quantity(numberOrJSON(b))
 	return nil
 }

@@ -382,8 +382,10 @@ func ValidatePluginKind(pluginPolicyEnabled bool, p *Plugin, raw []byte) []Findi
 	case p.Spec.PipyScript == "":
 		return []Finding{missing}
 	case strings.TrimSpace(p.Spec.PipyScript) == "":
-		// FSM only refuses an empty script; blank is as useless.
+		// FSM only refuses an empty script; blank is as useless. FSM's
+		// words, then why: the field is there, holding only whitespace.
 		missing.BeyondFSM = true
+		missing.Message += ": spec.pipyscript holds only whitespace"
 		return []Finding{missing}
 	}
 	return nil

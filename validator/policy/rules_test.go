@@ -237,7 +237,7 @@ func TestFeatureGatedKinds(t *testing.T) {
 		{name: "only the field name our earlier version read", enabled: true,
 			plugin: `{"metadata":{"name":"p"},"spec":{"script":"pipy()"}}`, want: enforced(missing)},
 		{name: "blank pipyscript: FSM accepted it", enabled: true,
-			plugin: `{"metadata":{"name":"p"},"spec":{"pipyscript":" \n"}}`, want: beyond(missing)},
+			plugin: `{"metadata":{"name":"p"},"spec":{"pipyscript":" \n"}}`, want: beyond(missing + ": spec.pipyscript holds only whitespace")},
 		{name: "namespace printed when there is one", enabled: true,
 			plugin: `{"metadata":{"name":"p","namespace":"ns"},"spec":{}}`, want: enforced("plugin[p.ns] is missing pipy script")},
 	}
