@@ -5,7 +5,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"maps"
+	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -191,7 +194,7 @@ func inspectRotation(s *corev1.Secret, st *State, bundle *certs.Bundle) error {
 		}
 		t, err := time.Parse(time.RFC3339, string(v))
 		if err != nil {
-			return fmt.Errorf("%s: %q is not an RFC 3339 time", key, v)
+			return fmt.Errorf("%s: %s is not an RFC 3339 time", key, shownValue(v))
 		}
 		*dst = t
 	}
@@ -225,9 +228,25 @@ func inspectRotation(s *corev1.Secret, st *State, bundle *certs.Bundle) error {
 		r.Previous = prev
 		return nil
 	default:
-		return fmt.Errorf("%s: unknown phase %q (want one of %s, %s, %s)", KeyRotationPhase, r.Phase,
+		return fmt.Errorf("%s: %s is not a phase (want one of %s, %s, %s)", KeyRotationPhase, shownValue(s.Data[KeyRotationPhase]),
 			PhaseNextRootAdded, PhaseNextRootActive, PhaseComplete)
 	}
+}
+
+// maxShownValue is the longest value of the CA Secret a message quotes: a
+// phase or an RFC 3339 time (35 bytes at most) fits, a key does not.
+const maxShownValue = 40
+
+// shownValue is how a message names v, a value of the CA Secret read where
+// a short text (the phase, a time) belongs: quoted when it is such a text,
+// else by its size only. This Secret holds the root's key, and its
+// messages reach logs, serve's exit and the CLI's output: a key written
+// under the wrong name must not be printed with them.
+func shownValue(v []byte) string {
+	if len(v) <= maxShownValue && utf8.Valid(v) && !bytes.ContainsFunc(v, unicode.IsControl) {
+		return strconv.Quote(string(v))
+	}
+	return fmt.Sprintf("a value of %d bytes (not shown: this Secret holds the root key)", len(v))
 }
 
 func onlyCert(s *corev1.Secret, key string) (*x509.Certificate, error) {

@@ -51,7 +51,7 @@ func badSecrets(t *testing.T) []struct {
 		{"key of another root", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, other)}, "private.key does not match any of the 1 certificate(s) in ca.crt"},
 		{"expired root", map[string][]byte{KeyCABundle: certPEM(expired), KeyPrivateKey: keyPEM(t, expired)}, `the signing root "fsm-ca.flomesh.io" (serial`},
 		{"not a CA", map[string][]byte{KeyCABundle: certs.EncodeCertsPEM(leaf), KeyPrivateKey: mustKeyPEM(t, leafKey)}, `certificate "leaf" is not a CA`},
-		{"unknown phase", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, good), KeyRotationPhase: []byte("Halfway")}, `rotation.phase: unknown phase "Halfway"`},
+		{"unknown phase", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, good), KeyRotationPhase: []byte("Halfway")}, `rotation.phase: "Halfway" is not a phase`},
 		{"phase without next root", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: keyPEM(t, good), KeyRotationPhase: []byte(PhaseNextRootAdded)}, "rotation.next.crt: no PEM certificate found"},
 	}
 }
@@ -65,6 +65,41 @@ func TestInspectRejectsMalformedSecrets(t *testing.T) {
 				t.Fatalf("err = %v, want it to name the Secret and contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestInspectShowsNoKeyMaterial: the CA Secret holds the root's key, and
+// Inspect's error reaches serve's log and exit, `certs status` and
+// `certs rotate-root`. A value under a key that holds a short text (the
+// phase, a time) is quoted so a typo can be seen; anything else there,
+// such as a key written under the wrong name, is described, never shown.
+func TestInspectShowsNoKeyMaterial(t *testing.T) {
+	now := time.Now()
+	good := mustRoot(t, certs.ECDSAP256, time.Hour, now)
+	secretKey := keyPEM(t, good)
+	body := strings.Split(string(secretKey), "\n")[1] // a line of the key's base64
+	for _, key := range []string{KeyRotationPhase, KeyRotationStarted, KeyRotationActivated, KeyRotationCompleted} {
+		t.Run(key, func(t *testing.T) {
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.CABundleSecretName},
+				Data: map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: secretKey, key: secretKey}}
+			_, err := Inspect(s, now)
+			if err == nil {
+				t.Fatal("Inspect accepted a key PEM as " + key)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, body) || strings.Contains(msg, body[:16]) || strings.Contains(msg, "PRIVATE KEY") {
+				t.Fatalf("the error shows the key written under %s: %s", key, msg)
+			}
+			if want := fmt.Sprintf("%s: a value of %d bytes", key, len(secretKey)); !strings.Contains(msg, want) {
+				t.Fatalf("err = %s, want it to contain %q", msg, want)
+			}
+		})
+	}
+	// A short value is still shown as written.
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.CABundleSecretName},
+		Data: map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: secretKey, KeyRotationStarted: []byte("2026-13-01")}}
+	if _, err := Inspect(s, now); err == nil || !strings.Contains(err.Error(), `rotation.started: "2026-13-01" is not an RFC 3339 time`) {
+		t.Fatalf("err = %v, want the short value shown", err)
 	}
 }
 
