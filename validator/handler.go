@@ -9,6 +9,7 @@ package validator
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -234,13 +235,20 @@ const maxShownValue = 256
 
 // shortValues returns errs with each string value longer than maxShownValue
 // cut to its first maxShownValue bytes (on a character boundary), marked
-// with its full size. Only for display: ratcheting compares the full values
-// before this.
+// with its full size; a number as written (a mistyped value, any length)
+// too, still shown unquoted. Only for display: ratcheting compares the full
+// values before this.
 func shortValues(errs field.ErrorList) field.ErrorList {
 	out := make(field.ErrorList, len(errs))
 	for i, e := range errs {
-		s, ok := e.BadValue.(string)
-		if !ok || len(s) <= maxShownValue {
+		var s string
+		switch v := e.BadValue.(type) {
+		case string:
+			s = v
+		case json.Number:
+			s = string(v)
+		}
+		if len(s) <= maxShownValue {
 			out[i] = e
 			continue
 		}
@@ -248,8 +256,12 @@ func shortValues(errs field.ErrorList) field.ErrorList {
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
+		shown := fmt.Sprintf("%s...[%d bytes in all]", s[:cut], len(s))
 		short := *e
-		short.BadValue = fmt.Sprintf("%s...[%d bytes in all]", s[:cut], len(s))
+		short.BadValue = shown
+		if _, ok := e.BadValue.(json.Number); ok {
+			short.BadValue = json.Number(shown)
+		}
 		out[i] = &short
 	}
 	return out

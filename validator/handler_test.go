@@ -222,6 +222,24 @@ func TestDeniedShortensHugeValues(t *testing.T) {
 	}
 }
 
+// A huge number where a string belongs is shown as written (a json.Number),
+// so it is shortened as a string is, not quoted whole.
+func TestDeniedShortensHugeNumbers(t *testing.T) {
+	digits := strings.Repeat("1", 1000)
+	obj := bytes.Replace(withSidecarLogLevel(t, presetJSON(t), "LEVEL"), []byte(`"LEVEL"`), []byte(digits), 1)
+	out := post(t, server(t), "application/json", review(t, "u", meshconfig.Group, "v1alpha3", "MeshConfig", admissionv1.Create, obj)).Response
+	if out.Allowed || out.Result == nil || out.Result.Details == nil || len(out.Result.Details.Causes) != 1 {
+		t.Fatalf("want one cause, got %+v", out.Result)
+	}
+	body := "Invalid value: " + digits[:256] + "...[1000 bytes in all]: must be a string"
+	if want := `MeshConfig.config.flomesh.io "fsm-mesh-config" is invalid: spec.sidecar.logLevel: ` + body; out.Result.Message != want {
+		t.Errorf("message\n got %q\nwant %q", out.Result.Message, want)
+	}
+	if c := out.Result.Details.Causes[0]; c.Field != "spec.sidecar.logLevel" || c.Message != body {
+		t.Errorf("cause %q %q, want %q", c.Field, c.Message, body)
+	}
+}
+
 func TestRulesMatchHandledKinds(t *testing.T) {
 	// Every resource in Rules must reach a validator, never "unknown gvk";
 	// plural -> kind as the CRDs define them.
