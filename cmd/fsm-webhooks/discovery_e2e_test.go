@@ -34,28 +34,21 @@ type discoveryOutage struct {
 
 // wrap is a rest.Config WrapTransport.
 func (d *discoveryOutage) wrap(rt http.RoundTripper) http.RoundTripper {
-	return outageTransport{d: d, rt: rt}
-}
-
-type outageTransport struct {
-	d  *discoveryOutage
-	rt http.RoundTripper
-}
-
-func (t outageTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodGet && (r.URL.Path == "/api" || r.URL.Path == "/apis") && t.d.take() {
-		body := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
-			`"message":"the server is currently unable to handle the request","reason":"ServiceUnavailable","code":503}`
-		return &http.Response{
-			Status: "503 Service Unavailable", StatusCode: http.StatusServiceUnavailable,
-			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header:        http.Header{"Content-Type": {"application/json"}},
-			Body:          io.NopCloser(strings.NewReader(body)),
-			ContentLength: int64(len(body)),
-			Request:       r,
-		}, nil
-	}
-	return t.rt.RoundTrip(r)
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/api" || r.URL.Path == "/apis") && d.take() {
+			body := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
+				`"message":"the server is currently unable to handle the request","reason":"ServiceUnavailable","code":503}`
+			return &http.Response{
+				Status: "503 Service Unavailable", StatusCode: http.StatusServiceUnavailable,
+				Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header:        http.Header{"Content-Type": {"application/json"}},
+				Body:          io.NopCloser(strings.NewReader(body)),
+				ContentLength: int64(len(body)),
+				Request:       r,
+			}, nil
+		}
+		return rt.RoundTrip(r)
+	})
 }
 
 func (d *discoveryOutage) take() bool {

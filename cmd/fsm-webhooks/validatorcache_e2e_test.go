@@ -60,22 +60,21 @@ type getCounter struct {
 // wrap is a rest.Config WrapTransport: each transport built from the
 // config (one per client) gets its own counting round tripper.
 func (c *getCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return countingTransport{c: c, rt: rt}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, c.suffix) {
+			c.mu.Lock()
+			c.n++
+			c.mu.Unlock()
+		}
+		return rt.RoundTrip(r)
+	})
 }
 
-type countingTransport struct {
-	c  *getCounter
-	rt http.RoundTripper
-}
+// roundTripFunc is an http.RoundTripper made of a function: the test
+// transports wrapping a rest.Config's.
+type roundTripFunc func(*http.Request) (*http.Response, error)
 
-func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, t.c.suffix) {
-		t.c.mu.Lock()
-		t.c.n++
-		t.c.mu.Unlock()
-	}
-	return t.rt.RoundTrip(r)
-}
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func (c *getCounter) get() int {
 	c.mu.Lock()
