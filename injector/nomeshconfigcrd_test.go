@@ -16,25 +16,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
-
-// noCRDReader answers as a controller-runtime cache does while the
-// MeshConfig CRD is not installed.
-type noCRDReader struct{}
-
-func (noCRDReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
-	return &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "config.flomesh.io", Kind: "MeshConfig"}, SearchedVersions: []string{"v1alpha3"}}
-}
-
-func (noCRDReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
-	return &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "config.flomesh.io", Kind: "MeshConfig"}}
-}
 
 // TestCachedMeshConfigWithoutCRD: without the MeshConfig CRD pods are
 // injected with the built-in defaults, as without a MeshConfig, rather than
 // refused with the cache's "no matches for kind".
 func TestCachedMeshConfigWithoutCRD(t *testing.T) {
-	c := &CachedMeshConfig{Reader: noCRDReader{}, Namespace: "fsm-system", Logger: testr.New(t)}
+	c := &CachedMeshConfig{Reader: testenv.NoMeshConfigCRD{}, Namespace: "fsm-system", Logger: testr.New(t)}
 	s, err := c.Settings(context.Background())
 	if err != nil {
 		t.Fatalf("Settings without the MeshConfig CRD: %v", err)
@@ -48,7 +38,7 @@ func TestCachedMeshConfigWithoutCRD(t *testing.T) {
 // errs in turn, then hand out inf.
 type lookups struct {
 	cache.Informers
-	noCRDReader
+	testenv.NoMeshConfigCRD
 	mu   sync.Mutex
 	errs []error
 	inf  cache.Informer
