@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,11 +36,37 @@ var env *testenv.Env
 
 const denyMessage = probehook.Message
 
-func testLog(name string) logr.Logger {
-	if os.Getenv("WEBHOOKS_TEST_LOG") == "" {
+func testLog(t testing.TB, name string) logr.Logger {
+	if os.Getenv("WEBHOOKS_TEST_LOG") != "" {
+		return funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, name, prefix, args) }, funcr.Options{})
+	}
+	if t == nil {
 		return logr.Discard()
 	}
-	return funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, name, prefix, args) }, funcr.Options{})
+	// Otherwise the last lines are kept and shown if t fails: a timing
+	// failure seen once on a loaded CI machine is not explained by anything
+	// else the test prints.
+	var (
+		mu    sync.Mutex
+		lines []string
+	)
+	const keep = 300
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("the last %d lines of %s's log (V(1)):\n%s", len(lines), name, strings.Join(lines, "\n"))
+	})
+	return funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(lines) == keep {
+			lines = append(lines[:0], lines[keep/2:]...)
+		}
+		lines = append(lines, prefix+" "+args)
+	}, funcr.Options{Verbosity: 1, LogTimestamp: true})
 }
 
 func freePort(t *testing.T) int { return freeport.Must(t) }
@@ -47,6 +75,7 @@ func freePort(t *testing.T) int { return freeport.Must(t) }
 // namespace, configuration name and CA.
 type testCase struct {
 	t        *testing.T
+	logger   logr.Logger
 	name     string
 	ns       string // fsm namespace (Secrets)
 	workNS   string // where test ConfigMaps are admitted
@@ -73,6 +102,14 @@ func newCase(t *testing.T, name string, urlMode bool) *testCase {
 		}
 	}
 	return tc
+}
+
+// log is the servers' logger of this case: one buffer, shown if it fails.
+func (tc *testCase) log() logr.Logger {
+	if tc.logger.GetSink() == nil {
+		tc.logger = testLog(tc.t, tc.name)
+	}
+	return tc.logger
 }
 
 func (tc *testCase) configName() string { return "deny-" + tc.name }
@@ -111,7 +148,7 @@ func (tc *testCase) options() Options {
 		ResyncInterval: time.Second,
 		SettleDelay:    time.Second,
 		CertValidity:   tc.validity,
-		Log:            testLog(tc.name),
+		Log:            tc.log(),
 	}
 	if tc.urlMode {
 		o.WebhookURLHost = "127.0.0.1"

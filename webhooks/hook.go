@@ -264,6 +264,8 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 			if out.Written {
 				renewals.WithLabelValues(h.w.Name, string(out.Reason)).Inc()
 			}
+			// Served now, not when this replica's watch delivers it.
+			h.src.Offer(out.Secret)
 			return opts.ResyncInterval, regErr
 		}
 		return max(opts.SettleDelay-settledFor, 50*time.Millisecond), regErr

@@ -31,7 +31,7 @@ import (
 // TestServing runs every envtest scenario against one apiserver; each
 // subtest isolates itself with its own namespaces, configuration and CA.
 func TestServing(t *testing.T) {
-	ctrllog.SetLogger(testLog("controller-runtime"))
+	ctrllog.SetLogger(testLog(nil, "controller-runtime"))
 	env = testenv.Start(t, testenv.Options{})
 	t.Run("RestartReusesCert", testRestartReuse)
 	t.Run("ReadinessGated", testReadinessGated)
@@ -569,7 +569,7 @@ func testRotation(t *testing.T) {
 		Grace:        3 * time.Second,
 		PollInterval: 200 * time.Millisecond,
 		Settle:       time.Second,
-		Log:          testLog("rotation"),
+		Log:          testLog(t, "rotation"),
 	}
 	l := tc.startLoop()
 	time.Sleep(300 * time.Millisecond)
@@ -715,7 +715,7 @@ func testAutoRotation(t *testing.T) {
 		done <- rootrotation.Auto(ctx, rootrotation.Options{
 			CA: tc.ca, Issuer: tc.ca, Client: tc.cs, Specs: []servingcert.Spec{w.ServingSpec(tc.options())},
 			Trusted: trusted, Grace: time.Second, PollInterval: 100 * time.Millisecond, Settle: time.Second,
-			Log: testLog("auto"),
+			Log: testLog(t, "auto"),
 		}, 25*time.Hour, 200*time.Millisecond)
 	}()
 	waitFor(t, 30*time.Second, "automatic rotation completed", func() error {
@@ -748,7 +748,7 @@ func testRenewServingCerts(t *testing.T) {
 	before := tc.secret(t)
 	l := tc.startLoop()
 	time.Sleep(300 * time.Millisecond)
-	if err := rootrotation.RenewServingCerts(context.Background(), tc.ca, tc.cs, []servingcert.Spec{w.ServingSpec(tc.options())}, testLog("renew")); err != nil {
+	if err := rootrotation.RenewServingCerts(context.Background(), tc.ca, tc.cs, []servingcert.Spec{w.ServingSpec(tc.options())}, testLog(t, "renew")); err != nil {
 		t.Fatal(err)
 	}
 	after := tc.secret(t)
@@ -840,7 +840,7 @@ func testRotationBesideAnotherMeshsConverter(t *testing.T) {
 		CA: other.tc.ca, Issuer: other.tc.ca, Client: other.tc.cs,
 		Specs:   []servingcert.Spec{other.w.ServingSpec(other.run.opts)},
 		Trusted: trusted, Grace: time.Second, PollInterval: 200 * time.Millisecond, Settle: 500 * time.Millisecond,
-		Log: testLog("rotation"),
+		Log: testLog(t, "rotation"),
 	})
 	st, _ := other.tc.ca.RotationStatus(ctx)
 	if err != nil {

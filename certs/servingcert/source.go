@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -122,15 +123,57 @@ func (s *Source) load(obj any) {
 	s.notify(l)
 }
 
+// Offer serves sec, a version of the Secret read or written by this process
+// (the Store's outcome), when it is newer than what is served. A renewal
+// this replica wrote is then served at once, not when the watch delivers it:
+// a watch that lags under load must not leave a cert served past the
+// renewal that replaced it. The informer's events still load every later
+// version, from any writer. A Secret that does not parse is not served.
+func (s *Source) Offer(sec *corev1.Secret) {
+	if sec == nil {
+		return
+	}
+	cur := s.cur.Load()
+	if !newer(sec.ResourceVersion, cur) {
+		return
+	}
+	l, err := Parse(sec)
+	if err != nil {
+		s.log.Error(err, "not serving the Secret just written", "secret", s.namespace+"/"+s.name)
+		return
+	}
+	if !s.cur.CompareAndSwap(cur, l) {
+		return // an event loaded a version meanwhile: it is at least as new
+	}
+	s.loaded(cur, l)
+	s.notify(l)
+}
+
+// newer reports whether resource version rv of the Secret is later than
+// cur's. Versions of one object compare as integers (what
+// resourceversion.CompareResourceVersion implements); a version that does
+// not parse as one is taken as newer, as the informer's order would have it.
+func newer(rv string, cur *Loaded) bool {
+	if cur == nil {
+		return true
+	}
+	if rv == cur.ResourceVersion {
+		return false
+	}
+	c, err := resourceversion.CompareResourceVersion(rv, cur.ResourceVersion)
+	return err != nil || c > 0
+}
+
 // Sync brings Current up to the Secret in the informer's store and returns
 // it. The store is written before the event handlers run, so Secret can
 // hold a version Current does not reflect yet: at start, a Secret other
-// replicas may be serving while this one serves nothing. A Secret that does
-// not parse leaves Current as it is (the handler logs it).
+// replicas may be serving while this one serves nothing. A store older than
+// what Offer loaded is left behind. A Secret that does not parse leaves
+// Current as it is (the handler logs it).
 func (s *Source) Sync() *Loaded {
 	cur := s.cur.Load()
 	sec := s.Secret()
-	if sec == nil || (cur != nil && cur.ResourceVersion == sec.ResourceVersion) {
+	if sec == nil || !newer(sec.ResourceVersion, cur) {
 		return cur
 	}
 	l, err := Parse(sec)

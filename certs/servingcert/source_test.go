@@ -95,3 +95,59 @@ func sameLeaf(l *servingcert.Loaded, data map[string][]byte) bool {
 	served, err := servingcert.Parse(&corev1.Secret{Data: data})
 	return err == nil && string(served.Chain[0].Raw) == string(l.Chain[0].Raw)
 }
+
+// TestSourceOfferOutrunsAStalledWatch: the Secret is renewed while this
+// Source's watch delivers nothing (here the informer is stopped, its store
+// left at the old version). Offer serves the renewal at once, and Sync does
+// not put the older version in the store back in its place.
+func TestSourceOfferOutrunsAStalledWatch(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	cs := env.Clientset
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	secrets := cs.CoreV1().Secrets(metav1.NamespaceDefault)
+
+	v1, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName}, Data: issue(t, ca, spec)}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := servingcert.NewSource(cs, metav1.NamespaceDefault, spec.SecretName, logr.Discard())
+	var notified atomic.Int32
+	src.OnChange(func(*servingcert.Loaded) { notified.Add(1) })
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { src.Run(runCtx); close(done) }()
+	storeHolds(t, src, v1.ResourceVersion)
+	stop()
+	<-done
+	if got := src.Current(); got == nil || got.ResourceVersion != v1.ResourceVersion {
+		t.Fatalf("Current() = %+v, want resourceVersion %s", got, v1.ResourceVersion)
+	}
+
+	v1.Data = issue(t, ca, spec)
+	v2, err := secrets.Update(ctx, v1, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := notified.Load()
+	src.Offer(v2)
+	if got := src.Current(); got.ResourceVersion != v2.ResourceVersion || !sameLeaf(got, v2.Data) {
+		t.Fatalf("after Offer, Current() serves resourceVersion %s, want %s's cert", got.ResourceVersion, v2.ResourceVersion)
+	}
+	if notified.Load() == before {
+		t.Error("Offer of a new cert notified nobody: the hook would not re-check it")
+	}
+	if got := src.Sync(); got.ResourceVersion != v2.ResourceVersion {
+		t.Fatalf("Sync() went back to the stalled store's resourceVersion %s, want %s kept", got.ResourceVersion, v2.ResourceVersion)
+	}
+
+	// An older version offered late, or one that does not parse, is not served.
+	src.Offer(v1)
+	bad := v2.DeepCopy()
+	bad.ResourceVersion = "999999999"
+	bad.Data = map[string][]byte{servingcert.KeyCert: []byte("not PEM")}
+	src.Offer(bad)
+	if got := src.Current(); got.ResourceVersion != v2.ResourceVersion {
+		t.Fatalf("Current() serves resourceVersion %s, want %s kept", got.ResourceVersion, v2.ResourceVersion)
+	}
+}
