@@ -156,6 +156,14 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	if err := indexPodsByUUID(context.Background(), mgr.GetCache()); err != nil {
 		return fmt.Errorf("injector: indexing pods by %s: %w", ProxyUUIDLabel, err)
 	}
+	// Registered now, the Secret informer is one of the caches the manager
+	// waits for, for as long as that takes, before it starts controllers.
+	// Left to the builder, it was created when the controller started and
+	// given CacheSyncTimeout (2 minutes): an apiserver outage that long as a
+	// replica started ended serve.
+	if _, err := mgr.GetCache().GetInformer(context.Background(), metadataOf(secretKind), cache.BlockUntilSynced(false)); err != nil {
+		return fmt.Errorf("injector: registering the bootstrap Secret informer: %w", err)
+	}
 	r := newSecretReconciler(mgr.GetClient(), mgr.GetAPIReader(), opts)
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return isBootstrapSecret(o, opts.MeshName) })
 	err := builder.ControllerManagedBy(mgr).
