@@ -335,6 +335,7 @@ func (c *Cluster) startAPIServer(kubeDir string, scheme *runtime.Scheme) error {
 		Scheme:                   scheme,
 	}
 	env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
+	testenv.TuneEtcd(env.ControlPlane.Etcd)
 	api := env.ControlPlane.GetAPIServer()
 	api.Out, api.Err = apiLog, apiLog
 	api.CertDir = certDir

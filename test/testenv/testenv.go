@@ -50,6 +50,16 @@ func MeshConfigCRDs() string {
 	return filepath.Join(RepoRoot(), "charts", "fsm-webhooks", "crds")
 }
 
+// TuneEtcd configures a test etcd not to fsync. Its data lives in a temp
+// directory on disk that nothing needs after the test, yet each write
+// waited on a sync, and on a CI machine busy with builds a sync can take
+// seconds (etcd warns of it as "slow fdatasync"): longer than some tests'
+// windows, such as a 20 s certificate renewed 8 s before it expires. It is
+// still etcd, serving kube-apiserver as in a cluster.
+func TuneEtcd(e *envtest.Etcd) {
+	e.Configure().Set("unsafe-no-fsync", "true")
+}
+
 // Start launches etcd and kube-apiserver and stops them when the test ends.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
@@ -68,6 +78,8 @@ func Start(t testing.TB, opts Options) *Env {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
+	env.ControlPlane.Etcd = &envtest.Etcd{}
+	TuneEtcd(env.ControlPlane.Etcd)
 	for k, v := range opts.APIServerFlags {
 		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
