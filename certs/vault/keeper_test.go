@@ -15,17 +15,23 @@ import (
 )
 
 // TestRenewalSurvivesOutage: Vault answers 503 (sealed) from just after the
-// first renewal of a 20 s token until well past the renewal it was due for.
+// first renewal of a 36 s token until well past the renewal it was due for.
 // The keeper retries with a backoff bounded by the token's remaining life
 // (a handful of calls, not a busy loop: the API client's LifetimeWatcher
 // made thousands), says so, and renews the token once Vault is back: it is
-// still valid long after its first lease would have ended.
+// still valid after the lease it had before the outage has ended.
 func TestRenewalSurvivesOutage(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
 	p := newVaultProxy(t, srv.Addr)
 	host, port := p.hostPort(t)
-	token := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "20s", ExplicitMaxTTL: "1h"})
+	// The outage ends half way from the renewal due to the lease's end:
+	// the due renewal fails with half the lease's slack (6 s) to spare,
+	// and the first call after the outage renews with the other half,
+	// less a retry's wait (a quarter of what is left).
+	const lease = 36 * time.Second
+	outageFor := renewAfter(lease) + leaseSlack(lease)/2
+	token := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: vaultTTL(lease), ExplicitMaxTTL: "1h"})
 	var logs vaultdev.LogLines
 	zero := 0 // no client retries: every attempt is the keeper's
 	i, err := New(ctx, Options{Host: host, Port: port, Protocol: "http", Role: DefaultRole, Token: token, MaxRetries: &zero, Logger: logs.Logger()})
@@ -41,10 +47,10 @@ func TestRenewalSurvivesOutage(t *testing.T) {
 			}
 		}
 	}
-	waitFor("the first renewal", 5*time.Second, func() bool { n, _ := p.count("renew-self", time.Time{}); return n > 0 })
+	waitFor("the first renewal", 10*time.Second, func() bool { n, _ := p.count("renew-self", time.Time{}); return n > 0 })
 	p.down.Store(true)
 	outage := time.Now()
-	time.Sleep(16 * time.Second) // past the renewal due at about 13 s
+	time.Sleep(outageFor)
 	p.down.Store(false)
 	back := time.Now()
 	all, _ := p.count("/v1/auth/token/", outage)
@@ -61,7 +67,7 @@ func TestRenewalSurvivesOutage(t *testing.T) {
 		n, down := p.count("renew-self", back)
 		return n-down > 0 && testutil.ToFloat64(tokenRenewing.WithLabelValues()) == 1
 	})
-	time.Sleep(time.Until(outage.Add(25 * time.Second)))
+	time.Sleep(time.Until(outage.Add(lease + 2*time.Second))) // the lease before the outage is over
 	if _, err := admin.Auth().Token().LookupWithContext(ctx, token); err != nil {
 		t.Errorf("the token, renewed after the outage, is gone %s after its last lease began before it: %v", time.Since(outage).Round(time.Second), err)
 	}
@@ -120,8 +126,9 @@ func TestRotatedTokenPickedUpWithoutIssuance(t *testing.T) {
 			i := secretTokenIssuer(ctx, t, srv, env, ns, func(o *Options) { o.Logger, o.TokenSecretPoll = logs.Logger(), time.Second })
 			keep(t, i)
 			time.Sleep(time.Second)
-			const ttl = 8 * time.Second
-			tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "8s", ExplicitMaxTTL: "1h"})
+			const ttl = shortLease
+			tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: vaultTTL(ttl), ExplicitMaxTTL: "1h"})
+			judged := time.Now().Add(pastFirstLease(ttl))
 			secret.Data["token"] = []byte(tokB)
 			if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
@@ -131,12 +138,12 @@ func TestRotatedTokenPickedUpWithoutIssuance(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			time.Sleep(2 * ttl)
+			time.Sleep(time.Until(judged))
 			if !said(logs.Lines(), "Using the new Vault token in its Secret") {
 				t.Errorf("the switch was not logged: %q", logs.Lines())
 			}
 			if _, err := admin.Auth().Token().LookupWithContext(ctx, tokB); err != nil {
-				t.Fatalf("the token written into the Secret, %s later (its TTL %s): %v", 2*ttl, ttl, err)
+				t.Fatalf("the token written into the Secret, %s later (its TTL %s): %v", pastFirstLease(ttl), ttl, err)
 			}
 			if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 1 {
 				t.Errorf("fsm_webhooks_vault_token_renewing %v, want 1 (the new token)", v)

@@ -49,19 +49,19 @@ func TestTokensOfEveryKindAreRenewed(t *testing.T) {
 			return login.Auth.ClientToken
 		}
 	}
-	const life = 6 * time.Second
+	const life = shortLease
 	for _, c := range []struct {
 		name  string
 		token func() string
 	}{
 		{"periodic token", func() string {
-			return issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{Period: "6s"})
+			return issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{Period: vaultTTL(life)})
 		}},
 		{"periodic token created with a longer ttl", func() string {
-			return issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{Period: "6s", TTL: "1h"})
+			return issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{Period: vaultTTL(life), TTL: "1h"})
 		}},
-		{"AppRole login, token_ttl", appRoleLogin(t, map[string]any{"token_ttl": "6s", "token_max_ttl": "1h"})},
-		{"AppRole login, token_period", appRoleLogin(t, map[string]any{"token_period": "6s"})},
+		{"AppRole login, token_ttl", appRoleLogin(t, map[string]any{"token_ttl": vaultTTL(life), "token_max_ttl": "1h"})},
+		{"AppRole login, token_period", appRoleLogin(t, map[string]any{"token_period": vaultTTL(life)})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var logs vaultdev.LogLines
@@ -78,18 +78,19 @@ func TestTokensOfEveryKindAreRenewed(t *testing.T) {
 			i, left := issuer(c.token()), issuer(c.token())
 			renewals := testutil.ToFloat64(tokenRenewals)
 			keep(t, i)
-			time.Sleep(2 * life)
+			after := pastFirstLease(life)
+			time.Sleep(after)
 			if _, err := i.Issue(ctx, podCert); err != nil {
-				t.Fatalf("%s after the token was made with a lease of %s, renewed: %v; logged %q", 2*life, life, err, logs.Lines())
+				t.Fatalf("%s after the token was made with a lease of %s, renewed: %v; logged %q", after, life, err, logs.Lines())
 			}
 			if _, err := left.Issue(ctx, podCert); err == nil || !strings.Contains(err.Error(), "denied the token") {
-				t.Fatalf("the same kind of token, not renewed, %s later: %v, want Vault's denial", 2*life, err)
+				t.Fatalf("the same kind of token, not renewed, %s later: %v, want Vault's denial", after, err)
 			}
 			if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 1 {
 				t.Errorf("fsm_webhooks_vault_token_renewing %v, want 1; logged %q", v, logs.Lines())
 			}
 			if n := testutil.ToFloat64(tokenRenewals) - renewals; n < 2 {
-				t.Errorf("%v renewals in %s of a %s lease, want at least 2", n, 2*life, life)
+				t.Errorf("%v renewals in %s of a %s lease, want at least 2", n, after, life)
 			}
 			for _, wrong := range []string{"can no longer be extended", "is not renewable", "does not expire", "failed"} {
 				if said(logs.Lines(), wrong) {

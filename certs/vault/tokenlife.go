@@ -215,6 +215,13 @@ func (k *keeper) step(ctx context.Context, token string) time.Duration {
 	tokenRenewing.WithLabelValues().Set(1)
 	k.log(nil, "Renewing the Vault token at two thirds of each lease", "lease", lease)
 	i.opts.Logger.V(1).Info("Renewed the Vault token", "expires", expires.UTC().Format(time.RFC3339))
+	return renewAfter(lease)
+}
+
+// renewAfter is how long after a renewal granted lease the next is due: at
+// two thirds of it, which leaves a third for a slow Vault, a failed call's
+// retries or a starved process.
+func renewAfter(lease time.Duration) time.Duration {
 	return max(lease*2/3, time.Second)
 }
 

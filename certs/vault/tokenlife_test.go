@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -56,13 +57,31 @@ func keep(t *testing.T, i *Issuer) {
 
 var podCert = certs.Request{CommonName: "p.sidecar.sa.bookstore.cluster.local", Validity: time.Hour, Usage: certs.UsageBoth}
 
+// shortLease is the lease of the tokens these tests see renewed. Each
+// renewal has leaseSlack to land before the lease ends: with 6 s leases
+// that was 2 s, less than a loaded CI machine (2 cores, an apiserver per
+// package) can delay a timer and two Vault calls.
+const shortLease = 15 * time.Second
+
+// leaseSlack is how late a renewal of a lease may come before the token
+// expires: the third of it that KeepTokenAlive leaves.
+func leaseSlack(lease time.Duration) time.Duration { return lease - renewAfter(lease) }
+
+// pastFirstLease is how long after a token with lease was created it is
+// judged: its first lease is over by leaseSlack, so the same token not
+// renewed is refused by then with as much margin as each renewal has.
+func pastFirstLease(lease time.Duration) time.Duration { return lease + leaseSlack(lease) }
+
+// vaultTTL is d as Vault's ttl fields take it.
+func vaultTTL(d time.Duration) string { return fmt.Sprintf("%ds", int(d/time.Second)) }
+
 // TestTokenRenewedBeforeItExpires: a renewable token with a short TTL keeps
 // working past it while KeepTokenAlive runs, and the expiry gauge follows
 // the renewals; the same token without it expires (the test's control).
 func TestTokenRenewedBeforeItExpires(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
-	const ttl = 6 * time.Second
+	const ttl = shortLease
 	zero := 0
 	issuer := func(token string) *Issuer {
 		i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "http", Role: DefaultRole, Token: token, MaxRetries: &zero})
@@ -71,23 +90,23 @@ func TestTokenRenewedBeforeItExpires(t *testing.T) {
 		}
 		return i
 	}
-	kept := issuer(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"}))
-	left := issuer(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"}))
+	kept := issuer(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: vaultTTL(ttl), ExplicitMaxTTL: "1h"}))
+	left := issuer(issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: vaultTTL(ttl), ExplicitMaxTTL: "1h"}))
 	renewals := testutil.ToFloat64(tokenRenewals)
 	keep(t, kept)
-	deadline := time.Now().Add(2 * ttl)
-	time.Sleep(time.Until(deadline))
+	after := pastFirstLease(ttl)
+	time.Sleep(after)
 	if _, err := kept.Issue(ctx, podCert); err != nil {
-		t.Fatalf("%s after its token was created with a TTL of %s, renewed: %v", 2*ttl, ttl, err)
+		t.Fatalf("%s after its token was created with a TTL of %s, renewed: %v", after, ttl, err)
 	}
 	if _, err := left.Issue(ctx, podCert); err == nil || !strings.Contains(err.Error(), "denied the token") {
-		t.Fatalf("the same token, not renewed, %s later: %v, want Vault's denial", 2*ttl, err)
+		t.Fatalf("the same token, not renewed, %s later: %v, want Vault's denial", after, err)
 	}
 	if v := testutil.ToFloat64(tokenRenewing.WithLabelValues()); v != 1 {
 		t.Errorf("fsm_webhooks_vault_token_renewing %v, want 1", v)
 	}
-	if n := testutil.ToFloat64(tokenRenewals) - renewals; n < 2 {
-		t.Errorf("%v renewals in %s of a %s token, want at least 2", n, 2*ttl, ttl)
+	if n := testutil.ToFloat64(tokenRenewals) - renewals; n < 2 { // at once, and before the first lease ended
+		t.Errorf("%v renewals in %s of a %s token, want at least 2", n, after, ttl)
 	}
 	if at := time.Unix(int64(testutil.ToFloat64(tokenExpiry.WithLabelValues())), 0); at.Before(time.Now()) || at.After(time.Now().Add(ttl+time.Second)) {
 		t.Errorf("fsm_webhooks_vault_token_expiry_timestamp_seconds %s, want within the next %s", at.UTC(), ttl)
@@ -101,6 +120,10 @@ func TestTokenThatCannotBeRenewedIsReported(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
 	no := false
+	// Renewed at once, at two thirds of its lease (granted up to its max
+	// TTL), and two thirds of that later, granted only what is left: said
+	// then, before it expires, each renewal with leaseSlack to spare.
+	maxTTL := shortLease + 2*shortLease/3
 	for _, c := range []struct {
 		name string
 		req  vaultapi.TokenCreateRequest
@@ -109,7 +132,7 @@ func TestTokenThatCannotBeRenewedIsReported(t *testing.T) {
 		within time.Duration
 	}{
 		{"not renewable", vaultapi.TokenCreateRequest{TTL: "1h", Renewable: &no}, "The Vault token is not renewable", 5 * time.Second},
-		{"at its max TTL", vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "10s"}, "The Vault token can no longer be extended", 14 * time.Second},
+		{"at its max TTL", vaultapi.TokenCreateRequest{TTL: vaultTTL(shortLease), ExplicitMaxTTL: vaultTTL(maxTTL)}, "The Vault token can no longer be extended", maxTTL},
 		{"no expiry", vaultapi.TokenCreateRequest{}, "The Vault token does not expire", 5 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -161,7 +184,7 @@ func said(lines []string, s string) bool {
 func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
 	ctx := context.Background()
 	srv, admin := devPKI(ctx, t)
-	const ttl = 6 * time.Second
+	const ttl = shortLease
 	tokA := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "1h"})
 	env := testenv.Start(t, testenv.Options{})
 	ns := "fsm-system"
@@ -172,7 +195,8 @@ func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Created now, so that its TTL counts from the rotation.
-	tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: "6s", ExplicitMaxTTL: "1h"})
+	tokB := issueToken(ctx, t, admin, vaultapi.TokenCreateRequest{TTL: vaultTTL(ttl), ExplicitMaxTTL: "1h"})
+	judged := time.Now().Add(pastFirstLease(ttl))
 	secret.Data["token"] = []byte(tokB)
 	if _, err := env.Clientset.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -183,8 +207,8 @@ func TestTokenRotatedInItsSecretIsRenewed(t *testing.T) {
 	if _, err := i.Issue(ctx, podCert); err != nil { // Vault denies A: B is read from the Secret
 		t.Fatal(err)
 	}
-	time.Sleep(2 * ttl)
+	time.Sleep(time.Until(judged))
 	if _, err := i.Issue(ctx, podCert); err != nil {
-		t.Fatalf("%s after the rotation to a token with a TTL of %s: %v", 2*ttl, ttl, err)
+		t.Fatalf("%s after the rotation to a token with a TTL of %s: %v", pastFirstLease(ttl), ttl, err)
 	}
 }
