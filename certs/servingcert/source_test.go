@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
@@ -23,18 +24,9 @@ import (
 // Sync loads what the store holds; a version that does not parse leaves the
 // cert being served as it is.
 func TestSourceSyncCatchesUpWithTheStore(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cs := env.Clientset
-	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
-	secrets := cs.CoreV1().Secrets(metav1.NamespaceDefault)
-
-	v1, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName}, Data: issue(t, ca, spec)}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := servingcert.NewSource(cs, metav1.NamespaceDefault, spec.SecretName, logr.Discard())
+	ca, secrets, v1, src := storedServingCert(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	src.OnChange(func(*servingcert.Loaded) {
@@ -81,6 +73,21 @@ func TestSourceSyncCatchesUpWithTheStore(t *testing.T) {
 	}
 }
 
+// storedServingCert starts an apiserver holding a serving-cert Secret from
+// a new CA and returns the CA, the Secrets client, that Secret and a
+// Source of it, not yet running.
+func storedServingCert(t *testing.T) (*certstest.CA, typedcorev1.SecretInterface, *corev1.Secret, *servingcert.Source) {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{})
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	secrets := env.Clientset.CoreV1().Secrets(metav1.NamespaceDefault)
+	v1, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName}, Data: issue(t, ca, spec)}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, secrets, v1, servingcert.NewSource(env.Clientset, metav1.NamespaceDefault, spec.SecretName, logr.Discard())
+}
+
 func storeHolds(t *testing.T, src *servingcert.Source, rv string) {
 	t.Helper()
 	poll.Until(t, 30*time.Second, 10*time.Millisecond, "the informer's store to hold resourceVersion "+rv, func() error {
@@ -101,17 +108,8 @@ func sameLeaf(l *servingcert.Loaded, data map[string][]byte) bool {
 // left at the old version). Offer serves the renewal at once, and Sync does
 // not put the older version in the store back in its place.
 func TestSourceOfferOutrunsAStalledWatch(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
 	ctx := context.Background()
-	cs := env.Clientset
-	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
-	secrets := cs.CoreV1().Secrets(metav1.NamespaceDefault)
-
-	v1, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName}, Data: issue(t, ca, spec)}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := servingcert.NewSource(cs, metav1.NamespaceDefault, spec.SecretName, logr.Discard())
+	ca, secrets, v1, src := storedServingCert(t)
 	var notified atomic.Int32
 	src.OnChange(func(*servingcert.Loaded) { notified.Add(1) })
 	runCtx, stop := context.WithCancel(ctx)
