@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,10 @@ type Options struct {
 	Port     int
 	Protocol string // http or https
 	Role     string
+	// CAFile is a PEM file of the CAs that sign Vault's https certificate
+	// (--vault-ca-file), for a Vault behind a private CA; empty means the
+	// system's roots (or VAULT_CACERT). Read once, in New.
+	CAFile string
 	// Token authenticates to Vault. When empty it is read from the Secret
 	// TokenSecretName (key TokenSecretKey) in TokenSecretNamespace.
 	Token                string
@@ -83,6 +88,10 @@ func (o Options) Validate() error {
 	if o.Port < 1 || o.Port > 65535 {
 		return fmt.Errorf("VaultPort in Hashi Vault options must be between 1 and 65535, got %d", o.Port)
 	}
+	// Over http the CA would be silently unused, and the token sent in clear.
+	if o.CAFile != "" && o.Protocol != "https" {
+		return fmt.Errorf("VaultCAFile %q in Hashi Vault options verifies Vault's https certificate, but VaultProtocol is %s", o.CAFile, o.Protocol)
+	}
 	if o.Token == "" {
 		if o.TokenSecretName == "" || o.TokenSecretKey == "" {
 			return errors.New("VaultToken not specified in Hashi Vault options: set the token, or the name and key of the Secret holding it")
@@ -92,6 +101,20 @@ func (o Options) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ReadCAFile reads a PEM file of CA certificates for Vault's TLS, failing
+// when it cannot be read or holds no parseable certificate (which the API
+// client would report only as "Couldn't parse PEM").
+func ReadCAFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err // names the path
+	}
+	if _, err := certs.ParseCertsPEM(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return data, nil
 }
 
 // Address is the Vault URL the options point at.
@@ -223,6 +246,17 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	}
 	if cfg.Error != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: cfg.Error}
+	}
+	if opts.CAFile != "" {
+		ca, err := ReadCAFile(opts.CAFile)
+		if err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: fmt.Errorf("VaultCAFile %q in Hashi Vault options: %w", opts.CAFile, err)}
+		}
+		// Replaces the roots (VAULT_CACERT's included): the flag names
+		// exactly the CAs that sign Vault's certificate.
+		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: ca}); err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: fmt.Errorf("VaultCAFile %q: %w", opts.CAFile, err)}
+		}
 	}
 	c, err := vaultapi.NewClient(cfg)
 	if err != nil {
@@ -440,6 +474,12 @@ func (i *Issuer) explain(path string, err error) error {
 		return fmt.Errorf("the Vault server at %s gave no usable answer to %s before the deadline (sealed, overloaded or slow answers are retried): %w", i.opts.Address(), path, err)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("calling the Vault server at %s (%s): %w", i.opts.Address(), path, err)
+	}
+	// Vault's certificate is signed by a CA not among the roots: the
+	// operator needs to name it, which the TLS error alone does not say.
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return fmt.Errorf("the Vault server at %s presented a certificate signed by a CA this server does not trust: give that CA with --vault-ca-file (chart: fsm.vault.caSecret): %w", i.opts.Address(), err)
 	}
 	var ue *url.Error
 	var ne net.Error

@@ -36,6 +36,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"protocol", func(o *Options) { o.Protocol = "ftp" }, "VaultProtocol in Hashi Vault options must be one of [http, https], got ftp"},
 		{"port", func(o *Options) { o.Port = 70000 }, "VaultPort in Hashi Vault options must be between 1 and 65535, got 70000"},
 		{"no token", func(o *Options) { o.Token = "" }, "VaultToken not specified in Hashi Vault options"},
+		{"CA file over http", func(o *Options) { o.Protocol, o.CAFile = "http", "/etc/vault-ca/ca.crt" },
+			`VaultCAFile "/etc/vault-ca/ca.crt" in Hashi Vault options verifies Vault's https certificate, but VaultProtocol is http`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ok

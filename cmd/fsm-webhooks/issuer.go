@@ -151,7 +151,7 @@ func newIssuerWith(ctx context.Context, o *options, cfg *rest.Config, cs kuberne
 		})
 	case vault.ProviderName:
 		return vault.New(ctx, vault.Options{
-			Host: o.vaultHost, Port: o.vaultPort, Protocol: o.vaultProtocol, Role: o.vaultRole,
+			Host: o.vaultHost, Port: o.vaultPort, Protocol: o.vaultProtocol, Role: o.vaultRole, CAFile: o.vaultCAFile,
 			Token: o.vaultToken, TokenSecretName: o.vaultTokenSecretName, TokenSecretKey: o.vaultTokenSecretKey,
 			TokenSecretNamespace: o.fsmNamespace, Secrets: cs, Logger: log.WithName("vault"),
 		})

@@ -17,6 +17,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/certs/vault"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
@@ -41,6 +42,7 @@ type options struct {
 	vaultTokenSecretName string
 	vaultTokenSecretKey  string
 	vaultRole            string
+	vaultCAFile          string
 
 	certManagerIssuerName  string
 	certManagerIssuerKind  string
@@ -131,6 +133,7 @@ func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.vaultTokenSecretName, "vault-token-secret-name", "", "Secret in the fsm namespace holding the Vault token (FSM fsm.vault.secret.name)")
 	fs.StringVar(&o.vaultTokenSecretKey, "vault-token-secret-key", "", "key of the Vault token in that Secret (FSM fsm.vault.secret.key)")
 	fs.StringVar(&o.vaultRole, "vault-role", "flomesh", "Vault PKI role (FSM fsm.vault.role)")
+	fs.StringVar(&o.vaultCAFile, "vault-ca-file", "", "PEM file of the CA certificates that sign Vault's https certificate (chart fsm.vault.caSecret), read at start; empty: the system's roots, or VAULT_CACERT")
 
 	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
 	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")
@@ -382,6 +385,17 @@ func (o *options) validate() error {
 		}
 		if o.vaultToken == "" && (o.vaultTokenSecretName == "" || o.vaultTokenSecretKey == "") {
 			return usageErrorf("--vault-token or --vault-token-secret-name with --vault-token-secret-key must be set for --certificate-manager=vault")
+		}
+		if o.vaultCAFile != "" {
+			// Over http the CA would go unused, and the token in clear.
+			if o.vaultProtocol != "https" {
+				return usageErrorf("invalid value %q for --vault-ca-file: it verifies Vault's https certificate, but --vault-protocol is %s", o.vaultCAFile, o.vaultProtocol)
+			}
+			// Else a missing mount or a wrong Secret key would surface
+			// only at the first issuance, as a TLS error.
+			if _, err := vault.ReadCAFile(o.vaultCAFile); err != nil {
+				return usageErrorf("invalid value %q for --vault-ca-file: must be a PEM file of CA certificates: %v", o.vaultCAFile, err)
+			}
 		}
 	}
 	// External issuers (another group) have kinds of their own;

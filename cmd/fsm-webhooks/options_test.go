@@ -100,6 +100,14 @@ func TestFlagErrors(t *testing.T) {
 			`invalid value "fsm_ca_bundle" for --ca-bundle-secret-name`},
 		{"Vault token Secret name", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token-secret-name=Vault-Token", "--vault-token-secret-key=token"}, nil,
 			`invalid value "Vault-Token" for --vault-token-secret-name`},
+		// A Vault CA file that cannot serve failed only at the first
+		// issuance, as a TLS error naming no flag.
+		{"Vault CA file missing", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-protocol=https", "--vault-ca-file=testdata/none.pem"}, nil,
+			`invalid value "testdata/none.pem" for --vault-ca-file: must be a PEM file of CA certificates: open testdata/none.pem: no such file or directory`},
+		{"Vault CA file without a certificate", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-protocol=https", "--vault-ca-file=testdata/kubeconfig"}, nil,
+			`invalid value "testdata/kubeconfig" for --vault-ca-file: must be a PEM file of CA certificates: testdata/kubeconfig: no PEM certificate found`},
+		{"Vault CA file over http", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-ca-file=testdata/kubeconfig"}, nil,
+			`invalid value "testdata/kubeconfig" for --vault-ca-file: it verifies Vault's https certificate, but --vault-protocol is http`},
 		{"cert-manager issuer name", []string{"serve", "--certificate-manager=cert-manager", "--cert-manager-issuer-name=FSM-CA"}, nil,
 			`invalid value "FSM-CA" for --cert-manager-issuer-name`},
 		{"injector probe namespace", []string{"serve", "--injector-probe-namespace=Mesh_Probe"}, nil,

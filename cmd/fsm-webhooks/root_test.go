@@ -40,7 +40,7 @@ func TestFlagScopes(t *testing.T) {
 	cluster := []string{"kubeconfig", "context"}
 	mesh := []string{"fsm-namespace", "mesh-name"}
 	ca := []string{"ca-bundle-secret-name", "certificate-manager", "vault-host", "vault-port", "vault-protocol", "vault-token",
-		"vault-token-secret-name", "vault-token-secret-key", "vault-role", "cert-manager-issuer-name", "cert-manager-issuer-kind", "cert-manager-issuer-group"}
+		"vault-token-secret-name", "vault-token-secret-key", "vault-role", "vault-ca-file", "cert-manager-issuer-name", "cert-manager-issuer-kind", "cert-manager-issuer-group"}
 	hooks := []string{"cluster-domain", "webhook-url-host", "injector-port", "validator-port", "converter-port"}
 	rotation := []string{"ca-key-algorithm", "root-rotation-grace-period"}
 	serveOnly := []string{"trust-domain", "service-cert-validity-duration", "bootstrap-cert-validity-duration", "metrics-bind-address",
@@ -276,6 +276,9 @@ func TestApplyDeploymentFlags(t *testing.T) {
 		{"command line wins", []string{"--mesh-name=red"}, map[string]string{"mesh-name": "blue"}, map[string]string{"mesh-name": "red"}, ""},
 		{"never cluster or output", nil, map[string]string{"kubeconfig": "/etc/k", "context": "c", "output": "json"},
 			map[string]string{"kubeconfig": "", "context": "", "output": "table"}, ""},
+		// A path in the servers' pods, not on the operator's machine.
+		{"never a file of the pods", nil, map[string]string{"vault-protocol": "https", "vault-ca-file": "/etc/fsm-webhooks/vault-ca/ca.crt"},
+			map[string]string{"vault-protocol": "https", "vault-ca-file": ""}, ""},
 		{"serve-only ignored", nil, map[string]string{"key-pool-size": "7"}, map[string]string{}, ""},
 		{"bad value", nil, map[string]string{"vault-port": "x"}, nil, `invalid value "x" for --vault-port in Deployment fsm-system/fsm-webhooks`},
 	} {

@@ -97,6 +97,12 @@ fsm:
   certificateProvider: {kind: vault}
   vault: {host: vault.example, token: s.inline-token, secret: {name: vault-token, key: token}}
 `,
+	// A Vault behind a private CA: the chart mounts its CA Secret.
+	"vault-private-ca": `
+fsm:
+  certificateProvider: {kind: vault}
+  vault: {host: vault.vault.svc, protocol: https, secret: {name: vault-token, key: token}, caSecret: {name: vault-ca, key: ca.pem}}
+`,
 	"cert-manager": `
 fsm:
   certificateProvider: {kind: cert-manager}
@@ -407,7 +413,15 @@ func TestRenderProviders(t *testing.T) {
 				"--certificate-manager=vault", "--vault-host=vault.vault.svc", "--vault-port=8201", "--vault-protocol=https",
 				"--vault-role=mesh", "--vault-token-secret-name=vault-token", "--vault-token-secret-key=token",
 			},
-			absentArgs: []string{"--vault-token=", "--cert-manager-issuer-name"},
+			absentArgs: []string{"--vault-token=", "--cert-manager-issuer-name", "--vault-ca-file"},
+		},
+		{
+			name:   "vault behind a private CA",
+			values: providerValues["vault-private-ca"],
+			wantArgs: []string{
+				"--certificate-manager=vault", "--vault-protocol=https", "--vault-token-secret-name=vault-token",
+				"--vault-ca-file=/etc/fsm-webhooks/vault-ca/ca.crt",
+			},
 		},
 		{
 			name:            "vault with inline token",

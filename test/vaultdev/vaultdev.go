@@ -1,12 +1,15 @@
 // Package vaultdev runs a real Vault dev server (`vault server -dev`) as a
 // child process for tests: in-memory storage, unsealed, with a random root
-// token, listening on a free loopback port. The binary comes from
-// internal/kubeassets (built once into the per-user cache, or VAULT_BINARY).
+// token, listening on a free loopback port, over http or (Config.TLS) https.
+// The binary comes from internal/kubeassets (built once into the per-user
+// cache, or VAULT_BINARY).
 package vaultdev
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,16 +45,29 @@ const (
 	logLimit      = 16 << 10
 )
 
+// Config is how StartWith runs the server.
+type Config struct {
+	// TLS serves https (-dev-tls): Vault generates a CA, written to
+	// Server.CAFile, and a server certificate for 127.0.0.1 it signs, so
+	// a client must be given that CA, as with a Vault behind a private CA.
+	TLS bool
+}
+
 // Server is a running Vault dev server.
 type Server struct {
-	// Addr is the API address, e.g. http://127.0.0.1:41234.
+	// Addr is the API address, e.g. http://127.0.0.1:41234 (https with
+	// Config.TLS).
 	Addr string
 	// Host and Port of Addr, as certs/vault.Options take them.
 	Host string
 	Port int
 	// Token is the root token.
 	Token string
+	// CAFile is the PEM file of the CA that signs the server's certificate
+	// with Config.TLS, else empty.
+	CAFile string
 
+	certDir  string // holds CAFile; removed by Stop
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has been reaped
 	waitErr  error         // valid once exited is closed
@@ -63,6 +80,11 @@ type Server struct {
 // serves requests. Call Stop when done. ctx bounds the build and the start-up,
 // not the server's lifetime. Build progress goes to progress (may be nil).
 func Start(ctx context.Context, progress io.Writer) (*Server, error) {
+	return StartWith(ctx, progress, Config{})
+}
+
+// StartWith is Start with cfg.
+func StartWith(ctx context.Context, progress io.Writer, cfg Config) (*Server, error) {
 	bin, err := kubeassets.Vault(ctx, progress)
 	if err != nil {
 		return nil, fmt.Errorf("vault dev server: %w", err)
@@ -73,7 +95,7 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 	}
 	var lastErr error
 	for range startAttempts {
-		s, err := start(ctx, bin, token)
+		s, err := start(ctx, bin, token, cfg)
 		if err == nil {
 			return s, nil
 		}
@@ -89,10 +111,16 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 // The test fails (never skips) if Vault cannot be built or started.
 func New(t testing.TB) *Server {
 	t.Helper()
+	return NewWith(t, Config{})
+}
+
+// NewWith is New with cfg.
+func NewWith(t testing.TB, cfg Config) *Server {
+	t.Helper()
 	// A cold build of vault takes about 8 minutes on 2 cores.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	s, err := Start(ctx, os.Stderr)
+	s, err := StartWith(ctx, os.Stderr, cfg)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -106,7 +134,7 @@ func New(t testing.TB) *Server {
 
 var errAddrInUse = errors.New("listen address already in use")
 
-func start(ctx context.Context, bin, token string) (*Server, error) {
+func start(ctx context.Context, bin, token string, cfg Config) (*Server, error) {
 	port, err := freeport.Loopback()
 	if err != nil {
 		return nil, err
@@ -120,20 +148,31 @@ func start(ctx context.Context, bin, token string) (*Server, error) {
 		exited: make(chan struct{}),
 		log:    tailbuf.New(logLimit),
 	}
-	// Not CommandContext: the server outlives ctx, which bounds only Start.
-	s.cmd = exec.Command(bin, "server", "-dev",
-		"-dev-root-token-id="+token,
-		"-dev-listen-address="+hostPort,
+	args := []string{"server", "-dev",
+		"-dev-root-token-id=" + token,
+		"-dev-listen-address=" + hostPort,
 		// Keep the token out of the user's ~/.vault-token.
 		"-dev-no-store-token",
-	)
+	}
+	if cfg.TLS {
+		// Our own directory, so the CA's path is known before Vault runs
+		// and Stop removes it.
+		if s.certDir, err = os.MkdirTemp("", "vaultdev-tls-"); err != nil {
+			return nil, fmt.Errorf("directory for the dev TLS CA: %w", err)
+		}
+		s.Addr = "https://" + hostPort
+		s.CAFile = filepath.Join(s.certDir, "vault-ca.pem")
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+s.certDir)
+	}
+	// Not CommandContext: the server outlives ctx, which bounds only Start.
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = serverEnv(os.Environ())
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
 	// Own process group, so Stop can take down anything Vault spawned.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
+		return nil, errors.Join(fmt.Errorf("starting %s: %w", bin, err), s.removeCertDir())
 	}
 	go func() {
 		s.waitErr = s.cmd.Wait()
@@ -151,18 +190,28 @@ func start(ctx context.Context, bin, token string) (*Server, error) {
 func (s *Server) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
+	var client *http.Client
+	defer func() {
+		if client != nil {
+			client.CloseIdleConnections()
+		}
+	}()
 	url := s.Addr + "/v1/sys/health"
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return fmt.Errorf("health request: %w", err)
 		}
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if client == nil {
+			client = s.healthClient()
+		}
+		if client != nil {
+			if resp, err := client.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
 			}
 		}
 		select {
@@ -180,14 +229,36 @@ func (s *Server) waitReady(ctx context.Context) error {
 	}
 }
 
+// healthClient is a plain HTTP client trusting the server's CA, or nil
+// while Vault, which writes that CA once it runs, has not written it.
+func (s *Server) healthClient() *http.Client {
+	if s.CAFile == "" {
+		return &http.Client{Timeout: 2 * time.Second}
+	}
+	pem, err := os.ReadFile(s.CAFile)
+	pool := x509.NewCertPool()
+	if err != nil || !pool.AppendCertsFromPEM(pem) {
+		return nil
+	}
+	return &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	}
+}
+
 // Client returns a Vault API client for the server, authenticated with the
-// root token.
+// root token (trusting CAFile with TLS).
 func (s *Server) Client() (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, fmt.Errorf("vault client config: %w", cfg.Error)
 	}
 	cfg.Address = s.Addr
+	if s.CAFile != "" {
+		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACert: s.CAFile}); err != nil {
+			return nil, fmt.Errorf("vault client TLS (CA %s): %w", s.CAFile, err)
+		}
+	}
 	c, err := vaultapi.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -283,7 +354,18 @@ func (s *Server) stop() error {
 	}
 	var exitErr *exec.ExitError
 	if s.waitErr != nil && !errors.As(s.waitErr, &exitErr) {
-		return fmt.Errorf("waiting for vault: %w", s.waitErr)
+		return errors.Join(fmt.Errorf("waiting for vault: %w", s.waitErr), s.removeCertDir())
+	}
+	return s.removeCertDir()
+}
+
+// removeCertDir removes the TLS CA's directory, if any.
+func (s *Server) removeCertDir() error {
+	if s.certDir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(s.certDir); err != nil {
+		return fmt.Errorf("removing the dev TLS directory %s: %w", s.certDir, err)
 	}
 	return nil
 }

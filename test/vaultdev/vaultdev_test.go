@@ -2,8 +2,11 @@ package vaultdev
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -78,6 +81,44 @@ func TestServer(t *testing.T) {
 	}
 	if _, err := c.Sys().HealthWithContext(ctx); err == nil {
 		t.Errorf("%s still answers after Stop", s.Addr)
+	}
+}
+
+// TestServerTLS: with Config.TLS the server answers https with a
+// certificate only its CAFile verifies (as a Vault behind a private CA),
+// Client trusts that CA, and Stop removes the CA's directory.
+func TestServerTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	s, err := StartWith(ctx, os.Stderr, Config{TLS: true})
+	if err != nil {
+		t.Fatalf("StartWith TLS: %v", err)
+	}
+	defer func() { _ = s.Stop() }() // on failure; Stop is idempotent
+	if !strings.HasPrefix(s.Addr, "https://127.0.0.1:") || s.CAFile == "" {
+		t.Fatalf("Addr %q, CAFile %q: want https and the CA's file", s.Addr, s.CAFile)
+	}
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Sys().HealthWithContext(ctx); err != nil {
+		t.Fatalf("health over https with CAFile: %v", err)
+	}
+	// The system's roots do not verify it.
+	resp, err := http.Get(s.Addr + "/v1/sys/health")
+	if err == nil {
+		_ = resp.Body.Close()
+	}
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &ua) {
+		t.Errorf("GET without the CA: err = %v, want x509.UnknownAuthorityError", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(s.CAFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("CA directory after Stop: stat = %v, want it removed", err)
 	}
 }
 

@@ -136,6 +136,16 @@ flags (FSM's wording) so users search one text.
 {{- if and .Values.fsm.vault.secret.name (not .Values.fsm.vault.secret.key) -}}
 {{- fail (printf "fsm.vault.secret.key: required when fsm.vault.secret.name is set (%q)" .Values.fsm.vault.secret.name) -}}
 {{- end -}}
+{{- $ca := .Values.fsm.vault.caSecret | default dict -}}
+{{- if $ca.name -}}
+{{- if not $ca.key -}}
+{{- fail (printf "fsm.vault.caSecret.key: required when fsm.vault.caSecret.name is set (%q)" $ca.name) -}}
+{{- end -}}
+{{- /* Over http the CA would go unused, and the token in clear. */ -}}
+{{- if ne .Values.fsm.vault.protocol "https" -}}
+{{- fail (printf "fsm.vault.caSecret.name %q: the CA verifies Vault's https certificate, but fsm.vault.protocol is %s" $ca.name .Values.fsm.vault.protocol) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if eq $cp "cert-manager" -}}
 {{- $cm := .Values.fsm.certmanager -}}

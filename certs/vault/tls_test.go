@@ -1,0 +1,106 @@
+package vault
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/test/vaultdev"
+)
+
+// TestIssueOverHTTPSWithCAFile: a Vault served over https by a private CA
+// (the dev server's -dev-tls CA, which no system root trusts) issues once
+// that CA is given as CAFile (--vault-ca-file); without it, or with another
+// CA, issuance fails saying the authority is unknown and naming the flag.
+func TestIssueOverHTTPSWithCAFile(t *testing.T) {
+	// The API client also reads these; the test's outcome must not depend
+	// on the caller's shell.
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"} {
+		t.Setenv(env, "")
+	}
+	ctx := context.Background()
+	srv := vaultdev.NewWith(t, vaultdev.Config{TLS: true})
+	if !strings.HasPrefix(srv.Addr, "https://") || srv.CAFile == "" {
+		t.Fatalf("dev server Addr %q, CAFile %q: want https and the CA's file", srv.Addr, srv.CAFile)
+	}
+	if err := srv.SetupPKI(ctx, "pki", vaultdev.Role{Name: DefaultRole, MaxTTL: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	opts := func(caFile string) Options {
+		return Options{Host: srv.Host, Port: srv.Port, Protocol: "https", Role: DefaultRole, Token: srv.Token, CAFile: caFile, MaxRetries: &zero}
+	}
+	req := certs.Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc"}, Validity: time.Hour, Usage: certs.UsageServer}
+
+	t.Run("with the CA file", func(t *testing.T) {
+		i, err := New(ctx, opts(srv.CAFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c, err := i.Issue(ctx, req)
+		if err != nil {
+			t.Fatalf("Issue over https with CAFile %s: %v\nvault output:\n%s", srv.CAFile, err, srv.Output())
+		}
+		if err := certstest.ValidCert(c.CABundle, c.CertPEM, c.KeyPEM, req.CommonName, req.Usage, start.Add(req.Validity-2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	otherCA, err := certstest.MustNew(t, certstest.Options{}).CABundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(other, otherCA, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, caFile := range map[string]string{"without a CA file": "", "with another CA": other} {
+		t.Run(name, func(t *testing.T) {
+			i, err := New(ctx, opts(caFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = i.Issue(ctx, req)
+			if err == nil {
+				t.Fatal("Issue succeeded against a Vault whose CA is not trusted")
+			}
+			t.Logf("Issue: %v", err)
+			for _, want := range []string{"x509: certificate signed by unknown authority", "--vault-ca-file", srv.Addr} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v\nwant it to contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestCAFileRefused: a CA file that cannot be read or holds no certificate
+// fails New (and ReadCAFile, which --vault-ca-file's validation uses) naming
+// the option and the file, before any call to Vault.
+func TestCAFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	notPEM := filepath.Join(dir, "token")
+	if err := os.WriteFile(notPEM, []byte("s.not-a-certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{missing, "no such file or directory"},
+		{notPEM, "no PEM certificate found"},
+	} {
+		if _, err := ReadCAFile(tc.file); err == nil || !strings.Contains(err.Error(), tc.file) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ReadCAFile(%s) = %v, want an error naming the file and %q", tc.file, err, tc.want)
+		}
+		_, err := New(context.Background(), Options{Host: "127.0.0.1", Port: DefaultPort, Protocol: "https", Role: DefaultRole, Token: "t", CAFile: tc.file})
+		want := `vault: options: VaultCAFile "` + tc.file + `" in Hashi Vault options: `
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New with CAFile %s: err = %v, want prefix %q and %q", tc.file, err, want, tc.want)
+		}
+	}
+}
