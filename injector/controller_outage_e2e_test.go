@@ -45,7 +45,7 @@ func TestSecretControllerOutlivesASecretListOutage(t *testing.T) {
 	})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: env.Client.Scheme(), Logger: testr.New(t), Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: injector.CacheByObject()},
+		Cache:      cache.Options{ByObject: injector.CacheByObject()},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true), CacheSyncTimeout: time.Second},
 	})
 	if err != nil {
