@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -156,14 +157,6 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	if err := indexPodsByUUID(context.Background(), mgr.GetCache()); err != nil {
 		return fmt.Errorf("injector: indexing pods by %s: %w", ProxyUUIDLabel, err)
 	}
-	// Registered now, the Secret informer is one of the caches the manager
-	// waits for, for as long as that takes, before it starts controllers.
-	// Left to the builder, it was created when the controller started and
-	// given CacheSyncTimeout (2 minutes): an apiserver outage that long as a
-	// replica started ended serve.
-	if _, err := mgr.GetCache().GetInformer(context.Background(), metadataOf(secretKind), cache.BlockUntilSynced(false)); err != nil {
-		return fmt.Errorf("injector: registering the bootstrap Secret informer: %w", err)
-	}
 	r := newSecretReconciler(mgr.GetClient(), mgr.GetAPIReader(), opts)
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return isBootstrapSecret(o, opts.MeshName) })
 	err := builder.ControllerManagedBy(mgr).
@@ -186,13 +179,24 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		// 5,000 pods at the end, write latency 0.1-0.9 s on a loaded
 		// apiserver); the controllers' client limit (200/s) still bounds the
 		// rate.
-		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers, LogConstructor: plainReconcileLog(opts.Logger, "injector-bootstrap-secrets")}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers, CacheSyncTimeout: secretCacheSyncTimeout,
+			LogConstructor: plainReconcileLog(opts.Logger, "injector-bootstrap-secrets")}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("injector: setting up bootstrap Secret controller: %w", err)
 	}
 	return nil
 }
+
+// secretCacheSyncTimeout is how long the bootstrap Secret controller waits,
+// as it starts, for its Secret informer to list: for as long as the replica
+// runs. The default CacheSyncTimeout (2 minutes) made an apiserver outage
+// that long as a replica started end serve. Registering the informer with
+// the manager's caches instead made every controller wait for it, and the
+// manager, which does not watch its context while it waits for its caches,
+// then did not stop until Secrets listed again (a shutdown left to SIGKILL).
+// The controller's wait ends with the manager's context.
+const secretCacheSyncTimeout = time.Duration(math.MaxInt64)
 
 // plainReconcileLog replaces controller-runtime's per-reconcile logger,
 // which attaches the request's kind, namespace and name with WithValues on

@@ -2,9 +2,14 @@ package vault
 
 import (
 	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,5 +107,47 @@ func TestCAFileRefused(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New with CAFile %s: err = %v, want prefix %q and %q", tc.file, err, want, tc.want)
 		}
+	}
+}
+
+// TestCAFileVerifiedDespiteSkipVerify: VAULT_SKIP_VERIFY=true in the
+// environment (read by the API client) does not turn off the verification
+// CAFile asks for: a Vault whose certificate that CA did not sign is refused
+// as unknown, not called.
+func TestCAFileVerifiedDespiteSkipVerify(t *testing.T) {
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH"} {
+		t.Setenv(env, "")
+	}
+	t.Setenv("VAULT_SKIP_VERIFY", "true")
+	var called atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		called.Add(1)
+		http.NotFound(w, nil)
+	}))
+	defer srv.Close()
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := certstest.MustNew(t, certstest.Options{}).CABundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, otherCA, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	i, err := New(context.Background(), Options{Host: host, Port: p, Protocol: "https", Role: DefaultRole, Token: "t", CAFile: caFile, MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = i.Issue(context.Background(), certs.Request{CommonName: "a.b.svc", DNSNames: []string{"a.b.svc"}, Validity: time.Hour, Usage: certs.UsageServer})
+	if err == nil || !strings.Contains(err.Error(), "x509: certificate signed by unknown authority") || called.Load() != 0 {
+		t.Fatalf("Issue against a Vault the CA file does not verify, with VAULT_SKIP_VERIFY=true: err = %v, %d requests served; want x509's unknown authority and none", err, called.Load())
 	}
 }

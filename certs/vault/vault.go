@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -256,6 +257,13 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 		// exactly the CAs that sign Vault's certificate.
 		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: ca}); err != nil {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: fmt.Errorf("VaultCAFile %q: %w", opts.CAFile, err)}
+		}
+		// ConfigureTLS leaves VAULT_SKIP_VERIFY's setting (read by
+		// DefaultConfig) on: the CA would go unused and the token be sent
+		// to whoever answers.
+		if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok && t.TLSClientConfig != nil && t.TLSClientConfig.InsecureSkipVerify {
+			opts.Logger.Info("VAULT_SKIP_VERIFY is ignored: Vault's certificate is verified with --vault-ca-file", "file", opts.CAFile)
+			t.TLSClientConfig.InsecureSkipVerify = false
 		}
 	}
 	c, err := vaultapi.NewClient(cfg)
