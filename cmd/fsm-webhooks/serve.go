@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -276,12 +278,11 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		defer stopMgr()
 		return srv.Start(gctx)
 	})
-	g.Go(func() error {
-		if err := mgr.Start(mgrCtx); err != nil {
-			return fmt.Errorf("controller manager: %w", err)
-		}
-		return nil
-	})
+	mgrRunning := &pastCaches{}
+	if err := mgr.Add(mgrRunning); err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
+	g.Go(func() error { return runManager(mgrCtx, mgr, mgrRunning, log) })
 	if ca, ok := issuer.(*tresor.Issuer); ok && o.rootAutoRotateBefore > 0 && ca.State().Rotation.Managed {
 		// Only roots we created (never a bring-your-own root). Every replica
 		// runs it: each rotation step is idempotent and
@@ -376,6 +377,62 @@ func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, lo
 		return err
 	}
 	return mgr.Add(tc)
+}
+
+// managerStopWait is how long a stopping serve waits for a controller
+// manager still waiting for its caches' first sync: it returns within it
+// once they sync (a list that was merely slow).
+const managerStopWait = 5 * time.Second
+
+// pastCaches is a runnable that records that the manager started it, which
+// it does, on every replica, once its caches' first sync is over.
+type pastCaches struct{ atomic.Bool }
+
+func (p *pastCaches) Start(context.Context) error { p.Store(true); return nil }
+
+// NeedLeaderElection: every replica (a runnable that needs it would start
+// only on the leader).
+func (*pastCaches) NeedLeaderElection() bool { return false }
+
+// managers counts the controller managers still running, one serve left
+// waiting included (its tests wait for it before stopping the apiserver).
+var managers sync.WaitGroup
+
+// runManager runs mgr until ctx ends. controller-runtime's manager waits
+// for its caches' first sync before starting anything else without watching
+// its context (v0.25: runnableGroup.Start loops on the closed Done channel),
+// so while the apiserver refuses a list (an outage as the replica starts,
+// RBAC that forbids it) a serve asked to stop waited for it until SIGKILL
+// came, a core spinning meanwhile. Nothing has started then that needs a
+// graceful stop (no controller, no reconcile), so serve stops without it.
+func runManager(ctx context.Context, mgr manager.Manager, running *pastCaches, log logr.Logger) error {
+	errc := make(chan error, 1)
+	managers.Add(1)
+	go func() {
+		defer managers.Done()
+		errc <- mgr.Start(ctx)
+	}()
+	wrap := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("controller manager: %w", err)
+		}
+		return nil
+	}
+	select {
+	case err := <-errc:
+		return wrap(err)
+	case <-ctx.Done():
+	}
+	if running.Load() {
+		return wrap(<-errc)
+	}
+	select {
+	case err := <-errc:
+		return wrap(err)
+	case <-time.After(managerStopWait):
+		log.Info("Stopping without the controller manager: it is still waiting for its caches' first sync, which it does not stop doing when asked", "waited", managerStopWait)
+		return nil
+	}
 }
 
 // hookIdentity is everything about a webhook but its handlers: ports,
