@@ -151,3 +151,64 @@ func TestCAFileVerifiedDespiteSkipVerify(t *testing.T) {
 		t.Fatalf("Issue against a Vault the CA file does not verify, with VAULT_SKIP_VERIFY=true: err = %v, %d requests served; want x509's unknown authority and none", err, called.Load())
 	}
 }
+
+// TestVaultCertificateErrorsNameTheFix: a Vault reached over https whose
+// certificate this server refuses is not reported as unreachable: the
+// error says what is wrong with the certificate and which setting fixes it.
+func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"} {
+		t.Setenv(env, "")
+	}
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// httptest's certificate is its own root, valid for 127.0.0.1 and
+	// example.com, not localhost.
+	serverCA := filepath.Join(dir, "server-ca.pem")
+	if err := os.WriteFile(serverCA, certs.EncodeCertsPEM(srv.Certificate()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherPEM, err := certstest.MustNew(t, certstest.Options{}).CABundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA := filepath.Join(dir, "other-ca.pem")
+	if err := os.WriteFile(otherCA, otherPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, host, caFile string
+		want               []string
+	}{
+		{"another CA", "127.0.0.1", otherCA, []string{"signed by a CA this server does not trust", "--vault-ca-file", "x509: certificate signed by unknown authority"}},
+		{"another host name", "localhost", serverCA, []string{"not valid for localhost", "--vault-host", "fsm.vault.host", "x509: certificate is valid for"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			zero := 0
+			i, err := New(context.Background(), Options{Host: c.host, Port: p, Protocol: "https", Role: DefaultRole, Token: "t", CAFile: c.caFile, MaxRetries: &zero})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = i.Issue(context.Background(), certs.Request{CommonName: "a.b.svc", DNSNames: []string{"a.b.svc"}, Validity: time.Hour, Usage: certs.UsageServer})
+			if err == nil {
+				t.Fatal("Issue succeeded against a Vault whose certificate this server refuses")
+			}
+			for _, w := range append(c.want, "https://"+net.JoinHostPort(c.host, port)) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "unreachable") {
+				t.Errorf("err = %v: the server was reached", err)
+			}
+		})
+	}
+}

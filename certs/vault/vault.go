@@ -489,6 +489,16 @@ func (i *Issuer) explain(path string, err error) error {
 	if errors.As(err, &ua) {
 		return fmt.Errorf("the Vault server at %s presented a certificate signed by a CA this server does not trust: give that CA with --vault-ca-file (chart: fsm.vault.caSecret): %w", i.opts.Address(), err)
 	}
+	// Reached, but its certificate does not name the host asked for:
+	// "unreachable" would send the operator after the network.
+	var he x509.HostnameError
+	if errors.As(err, &he) {
+		return fmt.Errorf("the Vault server at %s presented a certificate that is not valid for %s: set --vault-host (chart: fsm.vault.host) to a name or IP address the certificate holds: %w", i.opts.Address(), he.Host, err)
+	}
+	var ie x509.CertificateInvalidError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("the Vault server at %s presented a certificate this server cannot accept: %w", i.opts.Address(), err)
+	}
 	var ue *url.Error
 	var ne net.Error
 	if errors.As(err, &ue) || errors.As(err, &ne) {
