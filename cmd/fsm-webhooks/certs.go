@@ -137,7 +137,7 @@ FSM_<FLAG>) are read from it (--deployment, else the one the chart labels, in
 			// The mesh's CA must exist: a wrong --fsm-namespace or
 			// --ca-bundle-secret-name would otherwise mint a new root and
 			// rotate that.
-			issuer, err := newIssuerWith(ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"), true)
+			issuer, err := newIssuerWith(ctx, ctx, o, cfg, cs, newLogger(o.logLevel).WithName("certs"), true)
 			if err != nil {
 				return err
 			}

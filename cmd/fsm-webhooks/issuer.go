@@ -119,20 +119,22 @@ func newKeyPool(ctx context.Context, o *options, log logr.Logger) (*keypool.Set,
 	return keys, nil
 }
 
-// newIssuer builds the mesh CA provider selected by --certificate-manager.
+// newIssuer builds the mesh CA provider selected by --certificate-manager;
+// its key pool runs until ctx ends.
 func newIssuer(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger) (certs.Issuer, error) {
-	return newIssuerWith(ctx, o, cfg, cs, log, false)
+	return newIssuerWith(ctx, ctx, o, cfg, cs, log, false)
 }
 
-// newIssuerWith is newIssuer; with existingCA, a missing tresor CA Secret
-// is an error rather than created.
-func newIssuerWith(ctx context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger, existingCA bool) (certs.Issuer, error) {
+// newIssuerWith is newIssuer with the key pool running until pool ends
+// (serve keeps it through the listeners' shutdown drain); with existingCA,
+// a missing tresor CA Secret is an error rather than created.
+func newIssuerWith(ctx, pool context.Context, o *options, cfg *rest.Config, cs kubernetes.Interface, log logr.Logger, existingCA bool) (certs.Issuer, error) {
 	// Vault generates keys itself; the other providers sign keys we make,
 	// which come from the pool.
 	var keys *keypool.Set
 	if o.certificateManager != vault.ProviderName {
 		var err error
-		if keys, err = newKeyPool(ctx, o, log); err != nil {
+		if keys, err = newKeyPool(pool, o, log); err != nil {
 			return nil, err
 		}
 	}

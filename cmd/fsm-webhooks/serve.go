@@ -203,7 +203,14 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	issuer, err := newIssuer(ctx, o, admissionCfg, cs, log.WithName("certs"))
+	// The key pool serves the listeners through their shutdown drain and the
+	// bootstrap Secret flush after it: it stops when serve returns. Stopped
+	// at SIGTERM it dropped its keys, and every certificate issued meanwhile
+	// (admissions still answered, the flushed Secrets) generated its key
+	// inline, RSA by default, on a replica still answering.
+	pool, stopPool := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPool()
+	issuer, err := newIssuerWith(ctx, pool, o, admissionCfg, cs, log.WithName("certs"), false)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ package transient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,13 +18,18 @@ import (
 )
 
 // Is reports whether the apiserver may answer err's request differently in
-// a moment: timeouts, 429, 500, 503, and a connection refused, reset or cut
-// short. client-go itself retries only a 429 or 5xx that carries
-// Retry-After.
+// a moment: timeouts, 429, 500, 503, a connection refused, reset or cut
+// short, and an apiserver not reachable (a dial or TLS handshake that timed
+// out, no route to it: a node whose Service routes are not programmed yet,
+// a control-plane node restarting), which ended serve at once and so
+// restarted the pod. client-go itself retries only a 429 or 5xx that
+// carries Retry-After.
 func Is(err error) bool {
 	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
 		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
-		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
+		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) ||
+		utilnet.IsTimeout(err) || utilnet.IsHTTP2ConnectionLost(err) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // Window is how long Retry keeps trying by default: long enough for an

@@ -3,6 +3,8 @@ package transient
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +28,12 @@ func TestIs(t *testing.T) {
 		{"server timeout", apierrors.NewServerTimeout(gr, "create", 1), true},
 		{"gateway timeout", apierrors.NewTimeoutError("timed out", 1), true},
 		{"connection refused", &wrapped{syscall.ECONNREFUSED}, true},
+		// The apiserver unreachable for a moment: a node whose Service
+		// routes are not programmed yet, a control-plane node rebooting.
+		{"dial i/o timeout", &url.Error{Op: "Get", URL: "https://10.96.0.1:443/api", Err: &net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}}, true},
+		{"no route to host", &wrapped{syscall.EHOSTUNREACH}, true},
+		{"network unreachable", &wrapped{syscall.ENETUNREACH}, true},
+		{"http2 connection lost", errors.New("Get \"https://10.96.0.1:443/api\": http2: client connection lost"), true},
 		{"wrapped with context", errorsJoin("reading CA Secret fsm-system/fsm-ca-bundle", apierrors.NewInternalError(errors.New("x"))), true},
 		{"not found", apierrors.NewNotFound(gr, "x"), false},
 		{"forbidden", apierrors.NewForbidden(gr, "x", errors.New("no")), false},
@@ -40,6 +48,14 @@ func TestIs(t *testing.T) {
 }
 
 type wrapped struct{ err error }
+
+// timeoutErr is what net and crypto/tls return for a dial or handshake
+// that timed out.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
 
 func (w *wrapped) Error() string { return "dial tcp 10.0.0.1:443: " + w.err.Error() }
 func (w *wrapped) Unwrap() error { return w.err }
