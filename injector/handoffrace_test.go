@@ -169,6 +169,91 @@ func TestShutdownFlushRacesReconcile(t *testing.T) {
 			t.Errorf("fsm_webhooks_injector_bootstrap_secrets_written_total rose by %v for one Secret, want 1", after-before)
 		}
 	})
+	t.Run("found", func(t *testing.T) {
+		// The abandoned create landed and the cache shows it: the worker
+		// decides writeNothing and, the record late, reads the Secret to
+		// attribute it; meanwhile the flush, which must not get that record,
+		// creates the built Secret, is answered AlreadyExists and counts it.
+		for _, tc := range []struct {
+			name string
+			// stopCtx: the worker runs on the manager's context, which
+			// ends as the flush starts; else its read is answered anyway
+			// (as a count with no read, of a record not late, races).
+			stopCtx bool
+		}{
+			{name: "read answered"},
+			{name: "read under the manager's ended context", stopCtx: true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				const id = "u-race-found"
+				ctx := context.Background()
+				mut, base := storedInjectedPod(t, id)
+				built := builtSecret(t, mut, id)
+				if err := base.Create(ctx, built.DeepCopy()); err != nil {
+					t.Fatal(err)
+				}
+				entered, release := make(chan struct{}), make(chan struct{})
+				var reads atomic.Int32
+				cl := &slowFirstSecretRead{Client: base, reads: &reads, entered: entered, release: release}
+				pending := NewPendingSecrets(0)
+				h, err := NewHandler(Options{Client: cl, Namespaces: base, Issuer: stubIssuer{}, MeshName: "fsm", FSMNamespace: "fsm-system", Pending: pending})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pending.add("app", id, mut, built)
+				late := func() time.Time { return time.Now().Add(DefaultRepairDelay) }
+				w := &secretWriter{cache: base, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: late}
+				counted := func() float64 {
+					return testutil.ToFloat64(secretsWritten.WithLabelValues(writtenByAdmission)) + testutil.ToFloat64(secretsWritten.WithLabelValues(writtenByController)) +
+						testutil.ToFloat64(secretsFound.WithLabelValues(writtenByController))
+				}
+				before := counted()
+				key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName(id)}
+				sctx, cancel := context.WithCancel(ctx) // the manager's
+				rctx := ctx
+				if tc.stopCtx {
+					rctx = sctx
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := w.Reconcile(rctx, reconcile.Request{NamespacedName: key})
+					done <- err
+				}()
+				<-entered // the worker decided writeNothing and reads the Secret
+				cancel()
+				if err := w.runPending(sctx); err != nil {
+					t.Fatal(err)
+				}
+				close(release)
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if got := counted() - before; got != 1 {
+					t.Errorf("written_total{admission,controller} + found_written_total{controller} rose by %v for one Secret, want 1", got)
+				}
+			})
+		}
+	})
+}
+
+// slowFirstSecretRead answers the first read of a whole Secret only once
+// release is closed (a worker attributing a found Secret when the manager
+// stops), failing it as a real client does if its ctx ended meanwhile.
+type slowFirstSecretRead struct {
+	client.Client
+	reads            *atomic.Int32
+	entered, release chan struct{}
+}
+
+func (s *slowFirstSecretRead) Get(ctx context.Context, key client.ObjectKey, o client.Object, opts ...client.GetOption) error {
+	if _, ok := o.(*corev1.Secret); ok && s.reads.Add(1) == 1 {
+		close(s.entered)
+		<-s.release
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return s.Client.Get(ctx, key, o, opts...)
 }
 
 // slowFirstCreate stores every create, the first one only once release is
@@ -239,5 +324,81 @@ func TestRecordOfStoredPodNotExpired(t *testing.T) {
 	left := pending.close()
 	if _, ok := left[key]; !ok || len(left) != 1 {
 		t.Errorf("the shutdown flush gets %v, want only the stored pod's record", left)
+	}
+}
+
+// TestCountFoundAfterReissue: a late record's built Secret found written is
+// the admission's abandoned create if it holds the built certificate, and
+// also if a root rotation re-issued that certificate since (the trust
+// controller rewrites repo_cert.pem, repo_key.pem and ca_cert.pem): the
+// Secret was then created before any replica's repair can create one, at the
+// earliest DefaultRepairDelay after the pod was stored. Only another
+// writer's Secret, or one whose pod this writer never saw (the shutdown
+// flush) with another certificate, counts as found.
+func TestCountFoundAfterReissue(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		reissued   bool          // the stored certificate is not the built one
+		createdIn  time.Duration // the Secret's creation after the pod's
+		flush      bool          // the shutdown flush finds it; the pod never seen
+		wantLanded float64       // written_total{admission}
+		wantFound  float64       // found_written_total{controller}
+	}{
+		{name: "the built certificate", createdIn: time.Second, wantLanded: 1},
+		{name: "re-issued since, created before a repair could be", reissued: true, createdIn: time.Second, wantLanded: 1},
+		{name: "re-issued since, created in the same second as the pod", reissued: true, wantLanded: 1},
+		{name: "another certificate, created by a repair", reissued: true, createdIn: DefaultRepairDelay, wantFound: 1},
+		{name: "the built certificate, found by the flush", flush: true, createdIn: time.Second, wantLanded: 1},
+		{name: "another certificate, found by the flush: the pod never seen", reissued: true, flush: true, createdIn: time.Second, wantFound: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const id = "u-reissued"
+			ctx := context.Background()
+			mut, cl := storedInjectedPod(t, id)
+			built := builtSecret(t, mut, id)
+			podCreated := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
+			stored := built.DeepCopy()
+			stored.CreationTimestamp = metav1.NewTime(podCreated.Add(tc.createdIn))
+			if tc.reissued {
+				stored.Data[RepoCertKey], stored.Data[RepoKeyKey] = []byte("re-issued cert"), []byte("re-issued key")
+			}
+			if err := cl.Create(ctx, stored); err != nil {
+				t.Fatal(err)
+			}
+			pending := NewPendingSecrets(0)
+			h, err := NewHandler(Options{Client: cl, Namespaces: cl, Issuer: stubIssuer{}, MeshName: "fsm", FSMNamespace: "fsm-system", Pending: pending})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !pending.add("app", id, mut, built) {
+				t.Fatal("store closed")
+			}
+			late := func() time.Time { return time.Now().Add(DefaultRepairDelay) }
+			w := &secretWriter{cache: cl, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: late}
+			landed0 := testutil.ToFloat64(secretsWritten.WithLabelValues(writtenByAdmission))
+			found0 := testutil.ToFloat64(secretsFound.WithLabelValues(writtenByController))
+			key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName(id)}
+			if tc.flush {
+				sctx, cancel := context.WithCancel(ctx)
+				cancel()
+				if err := w.runPending(sctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+				defer q.ShutDown()
+				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "p", CreationTimestamp: podCreated, Labels: map[string]string{ProxyUUIDLabel: id}}}
+				w.podCreated(ctx, event.TypedCreateEvent[client.Object]{Object: pod}, q)
+				if _, err := w.Reconcile(ctx, reconcile.Request{NamespacedName: key}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := testutil.ToFloat64(secretsWritten.WithLabelValues(writtenByAdmission)) - landed0; got != tc.wantLanded {
+				t.Errorf("written_total{writer=\"admission\"} rose by %v, want %v", got, tc.wantLanded)
+			}
+			if got := testutil.ToFloat64(secretsFound.WithLabelValues(writtenByController)) - found0; got != tc.wantFound {
+				t.Errorf("found_written_total{writer=\"controller\"} rose by %v, want %v", got, tc.wantFound)
+			}
+		})
 	}
 }

@@ -104,7 +104,7 @@ func TestRepairBeatsLateOwnerWrite(t *testing.T) {
 				t.Fatal("store closed")
 			}
 			key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName(id)}
-			if !pending.markStored(key) {
+			if !pending.markStored(key, pod.CreationTimestamp) {
 				t.Fatal("record expired")
 			}
 			w := &secretWriter{cache: cache, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}

@@ -112,6 +112,9 @@ type pendingSecret struct {
 	// entry is the pod's until it is written, however late the writer gets
 	// to it.
 	stored bool
+	// podCreated is the stored pod's creationTimestamp (zero: not seen),
+	// which tells a Secret created before any repair could be (countFound).
+	podCreated metav1.Time
 	// built is the Secret an admission already issued a certificate for
 	// and could not create in time (SecretHandoff): the controller creates
 	// it as it is rather than sign a second certificate, and the admission's
@@ -177,9 +180,9 @@ func (p *PendingSecrets) has(key types.NamespacedName) bool {
 	return ok
 }
 
-// markStored records that key's pod is stored, if its entry has not
-// expired, and reports whether it had.
-func (p *PendingSecrets) markStored(key types.NamespacedName) bool {
+// markStored records that key's pod is stored, created at created, if its
+// entry has not expired, and reports whether it had.
+func (p *PendingSecrets) markStored(key types.NamespacedName, created metav1.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[key]
@@ -187,6 +190,9 @@ func (p *PendingSecrets) markStored(key types.NamespacedName) bool {
 		return false
 	}
 	e.stored = true
+	if !created.IsZero() && (e.podCreated.IsZero() || created.Before(&e.podCreated)) {
+		e.podCreated = created // the first pod of the uuid: a repair follows it
+	}
 	p.entries[key] = e
 	return true
 }
@@ -284,7 +290,7 @@ var (
 	}, []string{"writer"})
 	secretDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "fsm_webhooks_injector_secret_delay_seconds",
-		Help:    "With --bootstrap-secret-writer=controller, and for Secrets the admission writer handed off: time from a pod's admission to its bootstrap Secret stored, what the kubelet may wait for before it mounts the volume.",
+		Help:    "With --bootstrap-secret-writer=controller, and for Secrets the admission writer handed off: time from a pod's admission to the writer controller's create of its bootstrap Secret, once the pod was stored (what the kubelet may wait for before it mounts the volume). Only Secrets the controller created: one it found already written (an abandoned admission create that landed, another replica's repair) was stored at a moment it does not know, and the shutdown flush's writes are not observed.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	})
 	handoffs = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -446,7 +452,7 @@ func (w *secretWriter) runPending(ctx context.Context) error {
 	var failed atomic.Int32
 	for key, e := range left {
 		g.Go(func() error {
-			if err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
+			if _, err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
 				failed.Add(1)
 				w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key)
 			}
@@ -467,7 +473,7 @@ func (w *secretWriter) podCreated(_ context.Context, e event.TypedCreateEvent[cl
 		return
 	}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}}
-	if w.pending != nil && w.pending.markStored(req.NamespacedName) {
+	if w.pending != nil && w.pending.markStored(req.NamespacedName, e.Object.GetCreationTimestamp()) {
 		q.Add(req)
 		return
 	}
@@ -494,26 +500,34 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 	if podMeta != nil {
 		pod, deleting = podExists, podMeta.DeletionTimestamp != nil
 	}
-	var entry pendingSecret
 	pending := false
 	if w.pending != nil {
-		entry, pending = w.pending.get(key, pod == podExists)
+		_, pending = w.pending.get(key, pod == podExists)
 	}
 	switch decideWrite(secretExists, pod, deleting, pending) {
 	case writeNothing:
-		if pending && secretExists && entry.built != nil {
+		if w.pending == nil {
+			return reconcile.Result{}, nil
+		}
+		// Claimed, not read and removed: the shutdown flush, closing the
+		// store meanwhile, would get the record too, create its Secret, be
+		// answered AlreadyExists and count it a second time.
+		entry, claimed := w.pending.take(key)
+		if claimed && pending && secretExists && entry.built != nil {
 			// Its certificate is signed: either the admission's abandoned
-			// create landed, or another writer was first.
-			if err := w.countFound(ctx, key, entry, writtenByController); err != nil {
+			// create landed, or another writer was first. Not cut short by
+			// the manager stopping, as a write is not (writePending).
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			defer cancel()
+			if err := w.countFound(cctx, key, entry, writtenByController); err != nil {
+				w.pending.putBack(key, entry)
 				return reconcile.Result{}, err
 			}
 		}
-		if w.pending != nil {
-			w.pending.remove(key)
-		}
 		return reconcile.Result{}, nil
 	case writePending:
-		if entry, pending = w.pending.take(key); !pending {
+		entry, claimed := w.pending.take(key)
+		if !claimed {
 			return reconcile.Result{}, nil // the shutdown flush has it
 		}
 		// The record is this worker's alone now: the manager cancels ctx
@@ -522,11 +536,17 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 		// Bounded as the flush's writes are.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 		defer cancel()
-		if err := w.write(wctx, key.Namespace, entry, writtenByController); err != nil {
+		created, err := w.write(wctx, key.Namespace, entry, writtenByController)
+		if err != nil {
 			w.pending.putBack(key, entry)
 			return reconcile.Result{}, err
 		}
-		secretDelay.Observe(w.now().Sub(entry.admitted).Seconds())
+		if created {
+			// Only a create's answer says when the Secret was stored: one
+			// found written was stored earlier, at a moment not known here
+			// (its creationTimestamp has 1 s resolution).
+			secretDelay.Observe(w.now().Sub(entry.admitted).Seconds())
+		}
 		return reconcile.Result{}, nil
 	}
 	if w.pending != nil {
@@ -593,14 +613,15 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 		return nil
 	}
 	log.Info("writing a missing bootstrap Secret")
-	return w.write(ctx, pod.Namespace, pendingSecret{proxyUUID: id, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap}, writtenByRepair)
+	_, err = w.write(ctx, pod.Namespace, pendingSecret{proxyUUID: id, commonName: mut.CommonName, keyAlg: mut.KeyAlgorithm, boot: mut.Bootstrap}, writtenByRepair)
+	return err
 }
 
 // write issues the certificate and creates the Secret (or creates the one
 // an admission built); one that exists already (another replica, the
 // admission, a create the admission gave up waiting for) is success, and no
-// write of this one (countFound).
-func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSecret, by string) error {
+// write of this one (countFound): created says which.
+func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSecret, by string) (created bool, err error) {
 	key := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(e.proxyUUID)}
 	secret := e.built
 	if secret == nil && w.late(e) {
@@ -609,35 +630,35 @@ func (w *secretWriter) write(ctx context.Context, namespace string, e pendingSec
 		// would discard. Only a record this late pays the read.
 		err := w.h.opts.Client.Get(ctx, key, metadataOf(secretKind))
 		if err == nil {
-			return nil
+			return false, nil
 		}
 		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
+			return false, fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
 		}
 	}
 	if secret == nil {
 		cert, err := w.h.opts.Issuer.Issue(ctx, certRequest(e.commonName, e.keyAlg, w.h.opts.BootstrapCertValidity))
 		if err != nil {
-			return fmt.Errorf("issuing bootstrap certificate for %s: %w", e.commonName, err)
+			return false, fmt.Errorf("issuing bootstrap certificate for %s: %w", e.commonName, err)
 		}
 		if secret, err = BootstrapSecret(namespace, w.h.mesh.Name, e.proxyUUID, cert, e.boot); err != nil {
-			return err
+			return false, err
 		}
 	} else {
 		// The store's copy stays as recorded if this create fails.
 		secret = secret.DeepCopy()
 	}
 	start := time.Now()
-	err := w.h.opts.Client.Create(ctx, secret)
+	err = w.h.opts.Client.Create(ctx, secret)
 	handlerSecretWrite.Observe(time.Since(start).Seconds())
 	if apierrors.IsAlreadyExists(err) {
-		return w.countFound(ctx, key, e, by)
+		return false, w.countFound(ctx, key, e, by)
 	}
 	if err != nil {
-		return fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
+		return false, fmt.Errorf("creating bootstrap Secret %s/%s: %w", namespace, secret.Name, err)
 	}
 	secretsWritten.WithLabelValues(by).Inc()
-	return nil
+	return true, nil
 }
 
 // late says whether e's record is old enough for another replica's repair to
@@ -658,7 +679,16 @@ func (w *secretWriter) late(e pendingSecret) bool {
 // Secret itself was counted by whoever created it. A record younger than a
 // repair can be (late) needs no read: nobody else writes a Secret of the
 // admission's fresh uuid. Otherwise the certificate tells: each is signed
-// once, with its own key.
+// once, with its own key. A root rotation re-issuing it meanwhile (the trust
+// controller rewrites the certificate, key and CA; nothing else in the
+// Secret tells the admission's create from another replica's repair, which
+// rebuilds the same labels and bootstrap document) is told by the
+// apiserver's own clock instead: a repair creates the Secret at the earliest
+// repairDelay (every replica's) after the pod was stored, so one created
+// earlier is the admission's. Both timestamps are whole seconds, hence the
+// delay truncated; a pod this writer never saw (the shutdown flush) leaves
+// only the certificate, as does an abandoned create the apiserver held
+// longer than that.
 func (w *secretWriter) countFound(ctx context.Context, key types.NamespacedName, e pendingSecret, by string) error {
 	if e.built == nil {
 		secretsFound.WithLabelValues(by).Inc()
@@ -675,10 +705,19 @@ func (w *secretWriter) countFound(ctx context.Context, key types.NamespacedName,
 		}
 		return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
 	}
-	if bytes.Equal(s.Data[RepoCertKey], e.built.Data[RepoCertKey]) {
+	if bytes.Equal(s.Data[RepoCertKey], e.built.Data[RepoCertKey]) || w.beforeAnyRepair(s, e) {
 		countAbandonedCreateLanded()
 		return nil
 	}
 	secretsFound.WithLabelValues(by).Inc()
 	return nil
+}
+
+// beforeAnyRepair: s was created before a repair of e's pod could create it
+// (countFound).
+func (w *secretWriter) beforeAnyRepair(s *corev1.Secret, e pendingSecret) bool {
+	if e.podCreated.IsZero() || s.CreationTimestamp.IsZero() {
+		return false
+	}
+	return s.CreationTimestamp.Time.Before(e.podCreated.Add(w.repairDelay.Truncate(time.Second)))
 }

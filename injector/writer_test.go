@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -342,18 +344,28 @@ func TestAdmissionWriterHandoff(t *testing.T) {
 // create landed is counted once, as the admission's, whether the writer
 // controller sees it in its cache or learns of it from its own create; one
 // the controller writes itself is the controller's. The certificate is never
-// signed again.
+// signed again. Only a Secret the controller created is observed in
+// fsm_webhooks_injector_secret_delay_seconds: for one it found, the moment it
+// was stored is not known, and the time the writer found it is not it.
 func TestWriterCountsLandedCreates(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		landed, cached bool // the Secret exists; the controller's cache shows it
-		wantAdmission  float64
-		wantController float64
-		wantCreates    int
+		// busy: handed off without a certificate; other: another replica's
+		// repair wrote the Secret, not in the controller's cache yet; late:
+		// the writer reaches the record after DefaultRepairDelay.
+		busy, other, late bool
+		wantAdmission     float64
+		wantController    float64
+		wantCreates       int
+		wantIssued        int32
+		wantDelays        uint64
 	}{
 		{name: "landed, in the cache: nothing written", landed: true, cached: true, wantAdmission: 1},
 		{name: "landed, not in the cache yet: the create finds it", landed: true, wantAdmission: 1, wantCreates: 1},
-		{name: "never landed: the controller writes it", wantController: 1, wantCreates: 1},
+		{name: "never landed: the controller writes it", wantController: 1, wantCreates: 1, wantDelays: 1},
+		{name: "busy, late, a repair wrote it: the read finds it", busy: true, other: true, late: true},
+		{name: "busy: the controller signs and writes it", busy: true, wantController: 1, wantCreates: 1, wantIssued: 1, wantDelays: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const id = "u-landed"
@@ -368,6 +380,15 @@ func TestWriterCountsLandedCreates(t *testing.T) {
 			objs := []client.Object{monitoredNamespace("app", nil), pod}
 			if tc.cached {
 				objs = append(objs, built.DeepCopy())
+			}
+			cache := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
+				WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
+				Build()
+			if tc.other {
+				objs = append(objs, built.DeepCopy())
+			}
+			if tc.busy {
+				built = nil
 			}
 			creates := 0
 			cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
@@ -393,11 +414,15 @@ func TestWriterCountsLandedCreates(t *testing.T) {
 			if !pending.add("app", id, mut, built) {
 				t.Fatal("store closed")
 			}
-			w := &secretWriter{cache: cl, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
+			w := &secretWriter{cache: cache, h: h, pending: pending, repairDelay: DefaultRepairDelay, log: testr.New(t), now: time.Now}
+			if tc.late {
+				w.now = func() time.Time { return time.Now().Add(DefaultRepairDelay) }
+			}
 			before := map[string]float64{}
 			for _, by := range []string{writtenByAdmission, writtenByController, writtenByRepair} {
 				before[by] = testutil.ToFloat64(secretsWritten.WithLabelValues(by))
 			}
+			delaysBefore := histogramCount(t, secretDelay)
 
 			key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName(id)}
 			for range 2 { // a second reconcile of the same key counts nothing more
@@ -412,11 +437,24 @@ func TestWriterCountsLandedCreates(t *testing.T) {
 					t.Errorf("written_total{writer=%q} rose by %v, want %v", by, got, want[by])
 				}
 			}
-			if creates != tc.wantCreates || issuer.issued.Load() != 0 || pending.Len() != 0 {
-				t.Errorf("%d creates, %d certificates issued, %d records left; want %d, 0, 0", creates, issuer.issued.Load(), pending.Len(), tc.wantCreates)
+			if creates != tc.wantCreates || issuer.issued.Load() != tc.wantIssued || pending.Len() != 0 {
+				t.Errorf("%d creates, %d certificates issued, %d records left; want %d, %d, 0", creates, issuer.issued.Load(), pending.Len(), tc.wantCreates, tc.wantIssued)
+			}
+			if got := histogramCount(t, secretDelay) - delaysBefore; got != tc.wantDelays {
+				t.Errorf("fsm_webhooks_injector_secret_delay_seconds observed %d time(s), want %d", got, tc.wantDelays)
 			}
 		})
 	}
+}
+
+// histogramCount is how many observations h holds.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // TestWriterFlushesRecordsAtShutdown: the records left when the writer stops
