@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -285,7 +284,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		defer stopMgr()
 		return srv.Start(gctx)
 	})
-	mgrRunning := &pastCaches{}
+	mgrRunning := newPastCaches()
 	if err := mgr.Add(mgrRunning); err != nil {
 		return fmt.Errorf("controller manager: %w", err)
 	}
@@ -387,15 +386,22 @@ func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, lo
 }
 
 // managerStopWait is how long a stopping serve waits for a controller
-// manager still waiting for its caches' first sync: it returns within it
-// once they sync (a list that was merely slow).
+// manager still waiting for its caches' first sync. Caches that sync within
+// it (a list that was merely slow) start the rest, and serve then waits for
+// the manager's whole stop.
 const managerStopWait = 5 * time.Second
 
 // pastCaches is a runnable that records that the manager started it, which
-// it does, on every replica, once its caches' first sync is over.
-type pastCaches struct{ atomic.Bool }
+// it does, on every replica, once its caches' first sync is over: started
+// is closed then.
+type pastCaches struct {
+	once    sync.Once
+	started chan struct{}
+}
 
-func (p *pastCaches) Start(context.Context) error { p.Store(true); return nil }
+func newPastCaches() *pastCaches { return &pastCaches{started: make(chan struct{})} }
+
+func (p *pastCaches) Start(context.Context) error { p.once.Do(func() { close(p.started) }); return nil }
 
 // NeedLeaderElection: every replica (a runnable that needs it would start
 // only on the leader).
@@ -430,12 +436,14 @@ func runManager(ctx context.Context, mgr manager.Manager, running *pastCaches, l
 		return wrap(err)
 	case <-ctx.Done():
 	}
-	if running.Load() {
-		return wrap(<-errc)
-	}
+	// Caches that sync during the wait start everything after them, the
+	// bootstrap Secret writer's shutdown flush (up to 20 s) among them: that
+	// stop is waited for whenever they get there, not cut at managerStopWait.
 	select {
 	case err := <-errc:
 		return wrap(err)
+	case <-running.started:
+		return wrap(<-errc)
 	case <-time.After(managerStopWait):
 		log.Info("Stopping without the controller manager: it is still waiting for its caches' first sync, which it does not stop doing when asked", "waited", managerStopWait)
 		return nil
