@@ -110,56 +110,20 @@ func TestCAFileRefused(t *testing.T) {
 	}
 }
 
-// TestCAFileVerifiedDespiteSkipVerify: VAULT_SKIP_VERIFY=true in the
-// environment (read by the API client) does not turn off the verification
-// CAFile asks for: a Vault whose certificate that CA did not sign is refused
-// as unknown, not called.
-func TestCAFileVerifiedDespiteSkipVerify(t *testing.T) {
-	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH"} {
+// TestVaultCertificateErrorsNameTheFix: a Vault reached over https whose
+// certificate this server refuses is never called, and not reported as
+// unreachable: the error says what is wrong with the certificate and which
+// setting fixes it. VAULT_SKIP_VERIFY=true in the environment (read by the
+// API client) does not turn off the verification CAFile asks for.
+func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"} {
 		t.Setenv(env, "")
 	}
-	t.Setenv("VAULT_SKIP_VERIFY", "true")
 	var called atomic.Int32
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		called.Add(1)
 		http.NotFound(w, nil)
 	}))
-	defer srv.Close()
-	host, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherCA, err := certstest.MustNew(t, certstest.Options{}).CABundle(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, otherCA, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	zero := 0
-	i, err := New(context.Background(), Options{Host: host, Port: p, Protocol: "https", Role: DefaultRole, Token: "t", CAFile: caFile, MaxRetries: &zero})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = i.Issue(context.Background(), certs.Request{CommonName: "a.b.svc", DNSNames: []string{"a.b.svc"}, Validity: time.Hour, Usage: certs.UsageServer})
-	if err == nil || !strings.Contains(err.Error(), "x509: certificate signed by unknown authority") || called.Load() != 0 {
-		t.Fatalf("Issue against a Vault the CA file does not verify, with VAULT_SKIP_VERIFY=true: err = %v, %d requests served; want x509's unknown authority and none", err, called.Load())
-	}
-}
-
-// TestVaultCertificateErrorsNameTheFix: a Vault reached over https whose
-// certificate this server refuses is not reported as unreachable: the
-// error says what is wrong with the certificate and which setting fixes it.
-func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
-	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"} {
-		t.Setenv(env, "")
-	}
-	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	defer srv.Close()
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
 	if err != nil {
@@ -184,14 +148,21 @@ func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
 	if err := os.WriteFile(otherCA, otherPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	unknownCA := []string{"signed by a CA this server does not trust", "--vault-ca-file", "x509: certificate signed by unknown authority"}
 	for _, c := range []struct {
 		name, host, caFile string
+		skipVerify         bool
 		want               []string
 	}{
-		{"another CA", "127.0.0.1", otherCA, []string{"signed by a CA this server does not trust", "--vault-ca-file", "x509: certificate signed by unknown authority"}},
-		{"another host name", "localhost", serverCA, []string{"not valid for localhost", "--vault-host", "fsm.vault.host", "x509: certificate is valid for"}},
+		{"another CA", "127.0.0.1", otherCA, false, unknownCA},
+		{"another CA, VAULT_SKIP_VERIFY=true", "127.0.0.1", otherCA, true, unknownCA},
+		{"another host name", "localhost", serverCA, false, []string{"not valid for localhost", "--vault-host", "fsm.vault.host", "x509: certificate is valid for"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.skipVerify {
+				t.Setenv("VAULT_SKIP_VERIFY", "true")
+			}
+			before := called.Load()
 			zero := 0
 			i, err := New(context.Background(), Options{Host: c.host, Port: p, Protocol: "https", Role: DefaultRole, Token: "t", CAFile: c.caFile, MaxRetries: &zero})
 			if err != nil {
@@ -200,6 +171,9 @@ func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
 			_, err = i.Issue(context.Background(), certs.Request{CommonName: "a.b.svc", DNSNames: []string{"a.b.svc"}, Validity: time.Hour, Usage: certs.UsageServer})
 			if err == nil {
 				t.Fatal("Issue succeeded against a Vault whose certificate this server refuses")
+			}
+			if n := called.Load() - before; n != 0 {
+				t.Errorf("the Vault was called %d times: its certificate was not verified", n)
 			}
 			for _, w := range append(c.want, "https://"+net.JoinHostPort(c.host, port)) {
 				if !strings.Contains(err.Error(), w) {
