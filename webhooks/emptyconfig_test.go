@@ -53,6 +53,13 @@ func (l *lineLog) count(s string) int {
 	return n
 }
 
+// String is every line kept, one per line.
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
 // testEmptyConfiguration: a configuration that exists with `webhooks: []`
 // (emptied by hand or by a tool, a partial apply) has nothing to patch. The
 // server says so once, writes nothing, counts no repair, lets its serving

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flomesh-io/fsm-webhooks/certs"
-
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	admv1 "k8s.io/api/admissionregistration/v1"
@@ -25,8 +23,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 )
 
@@ -79,6 +79,12 @@ type hook struct {
 	// serviceAddr is where the apiserver reaches the Service
 	// (serviceClusterAddr; tests point it elsewhere).
 	serviceAddr func(context.Context) (string, error)
+	// written is the registration object as this hook last wrote it. The
+	// informer delivers that write later: a pass in between must not read
+	// the older cached version, or it writes again from it (a conflict
+	// with its own write) and takes the caBundle it just replaced as the
+	// one still in the API.
+	written metav1.Object
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -199,6 +205,11 @@ func (h *hook) loop(ctx context.Context) {
 				}
 				backoff = min(backoff, h.s.opts.ResyncInterval)
 				h.log.V(1).Info("the conversion stanza waits for the Service", "reason", err.Error(), "retryIn", backoff)
+			} else if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+				// Optimistic concurrency doing its job: another replica
+				// or a user wrote first, and the next pass works from
+				// their version. Not a failure anyone has to act on.
+				h.log.Info("the registration changed under this write; retrying from the newer version", "reason", err.Error(), "retryIn", backoff)
 			} else {
 				h.log.Error(err, "reconciling webhook serving cert and registration", "retryIn", backoff)
 			}
@@ -303,12 +314,40 @@ func (h *hook) desiredBundle(now time.Time, trusted []byte, served *servingcert.
 	return b, nil
 }
 
+// registration is the registration object from the informer's cache, or the
+// version this hook last wrote when the cache has not caught up with it.
+func (h *hook) registration() (any, bool, error) {
+	obj, exists, err := h.obj.GetStore().GetByKey(h.w.Registration.Name)
+	if err != nil || !exists {
+		return obj, exists, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fresher(obj, h.written), true, nil
+}
+
+// fresher returns written when it is a later version of the cached object
+// (same UID, higher resource version), else cached. A deleted and recreated
+// object has another UID: what this hook wrote to the old one says nothing
+// of it. Versions that do not compare leave the informer's word.
+func fresher(cached any, written metav1.Object) any {
+	c, ok := cached.(metav1.Object)
+	if !ok || written == nil || written.GetUID() != c.GetUID() {
+		return cached
+	}
+	n, err := resourceversion.CompareResourceVersion(written.GetResourceVersion(), c.GetResourceVersion())
+	if err != nil || n <= 0 {
+		return cached
+	}
+	return written
+}
+
 // syncRegistration writes desired into the registration object when it
 // differs and returns the caBundle now in the API and whether the object
 // exists.
 func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bool, error) {
 	reg := h.w.Registration
-	obj, exists, err := h.obj.GetStore().GetByKey(reg.Name)
+	obj, exists, err := h.registration()
 	if err != nil {
 		return nil, false, fmt.Errorf("reading %s %s from the cache: %w", reg.Kind, reg.Name, err)
 	}
@@ -429,6 +468,11 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 	}
 	if reg.Kind == CRDConversion {
 		h.takeover.Store(false)
+	}
+	if w, ok := written.(metav1.Object); ok {
+		h.mu.Lock()
+		h.written = w
+		h.mu.Unlock()
 	}
 	msg := fmt.Sprintf("%s: %s %s (was %s, now %s)", what, reg.Kind, reg.Name, describeBundle(current), describeBundle(desired))
 	if exists {

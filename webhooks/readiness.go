@@ -181,7 +181,7 @@ func (h *hook) proveEndToEnd(ctx context.Context) {
 // caBundle in the API; false while either is missing.
 func (h *hook) probeState() (string, bool) {
 	served := h.src.Current()
-	obj, exists, err := h.obj.GetStore().GetByKey(h.w.Registration.Name)
+	obj, exists, err := h.registration()
 	if served == nil || err != nil || !exists {
 		return "", false
 	}
@@ -223,7 +223,7 @@ func (h *hook) ready(now time.Time) error {
 		// stanza.
 		return nil
 	}
-	obj, exists, err := h.obj.GetStore().GetByKey(reg.Name)
+	obj, exists, err := h.registration()
 	if err != nil || !exists {
 		return fmt.Errorf("%s %s not found", reg.Kind, reg.Name)
 	}

@@ -44,6 +44,7 @@ func TestServing(t *testing.T) {
 	t.Run("Deletion", testDeletion)
 	t.Run("HA", testHA)
 	t.Run("Expiry", testExpiry)
+	t.Run("OwnWriteOutrunsStalledWatch", testOwnWriteOutrunsStalledWatch)
 	t.Run("EditedCACrtRepaired", testEditedCACrtRepaired)
 	t.Run("RootRotation", testRotation)
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
