@@ -79,12 +79,13 @@ type hook struct {
 	// serviceAddr is where the apiserver reaches the Service
 	// (serviceClusterAddr; tests point it elsewhere).
 	serviceAddr func(context.Context) (string, error)
-	// written is the registration object as this hook last wrote it. The
-	// informer delivers that write later: a pass in between must not read
-	// the older cached version, or it writes again from it (a conflict
-	// with its own write) and takes the caBundle it just replaced as the
-	// one still in the API.
-	written metav1.Object
+	// written is the registration object as this hook last wrote it, at
+	// writtenAt. The informer delivers that write later: a pass in between
+	// must not read the older cached version, or it writes again from it
+	// (a conflict with its own write) and takes the caBundle it just
+	// replaced as the one still in the API.
+	written   metav1.Object
+	writtenAt time.Time
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -323,8 +324,17 @@ func (h *hook) registration() (any, bool, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if time.Since(h.writtenAt) > ownWriteTrust {
+		return obj, true, nil
+	}
 	return fresher(obj, h.written), true, nil
 }
+
+// ownWriteTrust bounds how long the hook's own write outranks the informer:
+// far longer than a watch lags, and short enough that after an etcd restore
+// (resource versions go back, so the restored object looks older than the
+// write) the restored object is what the hook repairs.
+const ownWriteTrust = 30 * time.Second
 
 // fresher returns written when it is a later version of the cached object
 // (same UID, higher resource version), else cached. A deleted and recreated
@@ -471,7 +481,7 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 	}
 	if w, ok := written.(metav1.Object); ok {
 		h.mu.Lock()
-		h.written = w
+		h.written, h.writtenAt = w, time.Now()
 		h.mu.Unlock()
 	}
 	msg := fmt.Sprintf("%s: %s %s (was %s, now %s)", what, reg.Kind, reg.Name, describeBundle(current), describeBundle(desired))

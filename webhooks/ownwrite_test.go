@@ -46,6 +46,36 @@ func TestFresher(t *testing.T) {
 	}
 }
 
+// TestOwnWriteTrustExpires: the hook's own write outranks the cache for
+// ownWriteTrust only; an older-looking cached object after that (an etcd
+// restore puts resource versions back) is the one the hook works from.
+func TestOwnWriteTrustExpires(t *testing.T) {
+	cached := &admv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "cfg", UID: "a", ResourceVersion: "10"}}
+	written := cached.DeepCopy()
+	written.ResourceVersion = "11"
+	h := &hook{
+		w:   Webhook{Registration: Registration{Name: "cfg"}},
+		obj: cache.NewSharedIndexInformer(&cache.ListWatch{}, &admv1.ValidatingWebhookConfiguration{}, 0, cache.Indexers{}),
+	}
+	if err := h.obj.GetStore().Add(cached); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		age  time.Duration
+		want any
+	}{
+		{time.Second, written},
+		{ownWriteTrust - time.Second, written},
+		{ownWriteTrust + time.Second, cached},
+	} {
+		h.written, h.writtenAt = written, time.Now().Add(-c.age)
+		got, exists, err := h.registration()
+		if err != nil || !exists || got != c.want {
+			t.Errorf("written %s ago: registration() = %v, %v, %v; want resourceVersion %s", c.age, got, exists, err, c.want.(metav1.Object).GetResourceVersion())
+		}
+	}
+}
+
 // testOwnWriteOutrunsStalledWatch: the registration informer delivers the
 // hook's own caBundle write late (here: never). The passes in between work
 // from the version the hook wrote: they neither write again from the older
