@@ -53,7 +53,7 @@ func TestServeWithoutMeshConfigCRD(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	o, done := serveHooks(ctx, t, env.Config, ns, allHooks, func(o *options) {
+	o, done := serveHooks(ctx, t, env.Config, ns, allHooks, func(o *options, _ *serveFlags) {
 		o.keyPoolSize = 0
 		o.caKeyAlgorithm = "ecdsa-p256"
 		o.rootAutoRotateBefore = 0

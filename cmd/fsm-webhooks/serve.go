@@ -216,8 +216,9 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	if v, ok := issuer.(*vault.Issuer); ok {
 		// A token with a TTL would otherwise stop every issuance when it
 		// expires. Started first: the serving certificates are issued
-		// with it during start-up.
-		keepCtx, stopKeeping := context.WithCancel(ctx)
+		// with it during start-up. It lives as long as the key pool: the
+		// drain and the Secret flush after SIGTERM still issue.
+		keepCtx, stopKeeping := context.WithCancel(pool)
 		kept := make(chan struct{})
 		go func() {
 			defer close(kept)

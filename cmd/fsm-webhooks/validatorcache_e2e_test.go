@@ -103,11 +103,12 @@ func freePort(t *testing.T) int {
 // ends. done receives what serve returned.
 func serveValidator(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, set func(*options)) (o *options, done <-chan error) {
 	t.Helper()
-	return serveHooks(ctx, t, cfg, ns, []string{hookValidator}, set)
+	return serveHooks(ctx, t, cfg, ns, []string{hookValidator}, func(o *options, _ *serveFlags) { set(o) })
 }
 
-// serveHooks is serveValidator for the webhooks named by hooks.
-func serveHooks(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, hooks []string, set func(*options)) (o *options, done <-chan error) {
+// serveHooks is serveValidator for the webhooks named by hooks; set may
+// change serve's flags too.
+func serveHooks(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, hooks []string, set func(*options, *serveFlags)) (o *options, done <-chan error) {
 	t.Helper()
 	o = &options{}
 	o.addFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
@@ -115,11 +116,11 @@ func serveHooks(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, 
 	o.webhookURLHost = "127.0.0.1"
 	o.injectorPort, o.validatorPort, o.converterPort = freePort(t), freePort(t), freePort(t)
 	o.metricsAddr, o.healthProbeAddr = "0", "0"
-	set(o)
+	sf := &serveFlags{webhooks: hooks, bindHost: "127.0.0.1", validateTrafficTgt: true}
+	set(o, sf)
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	sf := &serveFlags{webhooks: hooks, bindHost: "127.0.0.1", validateTrafficTgt: true}
 	ctx, cancel := context.WithCancel(ctx)
 	errc, stopped := make(chan error, 1), make(chan struct{})
 	go func() {

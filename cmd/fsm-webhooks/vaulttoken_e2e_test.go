@@ -20,7 +20,9 @@ import (
 // TestServeRenewsVaultToken: `serve --certificate-manager=vault` keeps a
 // renewable token with a TTL alive. The token here lives 15 s unless
 // renewed; a third of that past its end it is still valid, and serve still
-// answers on its Vault-issued serving certificate.
+// answers on its Vault-issued serving certificate. It stays alive through
+// the shutdown drain too: admissions are answered (and certificates issued)
+// until serve returns, not only until SIGTERM.
 func TestServeRenewsVaultToken(t *testing.T) {
 	const ns = "fsm-system"
 	// The keeper renews at two thirds of each lease: a third (5 s) is how
@@ -54,22 +56,41 @@ func TestServeRenewsVaultToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	token, start := tok.Auth.ClientToken, time.Now()
-	o, done := serveValidator(ctx, t, env.Config, ns, func(o *options) {
+	// Longer than a lease and the lateness judged: a keeper stopped at
+	// SIGTERM lets the token lapse while serve still drains.
+	const drain = judged + 5*time.Second
+	serveCtx, sigterm := context.WithCancel(ctx)
+	o, done := serveHooks(serveCtx, t, env.Config, ns, []string{hookValidator}, func(o *options, sf *serveFlags) {
 		o.certificateManager = "vault"
 		o.vaultHost, o.vaultPort, o.vaultProtocol, o.vaultToken = srv.Host, srv.Port, "http", token
+		sf.shutdownDrain = drain
 	})
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", o.validatorPort, fsmnames.ValidatorPath)
 	answers := waitAnswers(t, hc, url, done, "the validator")
+	alive := func(when string) {
+		t.Helper()
+		look, err := admin.Auth().Token().LookupWithContext(ctx, token)
+		if err != nil {
+			t.Fatalf("%s: %v (not renewed)", when, err)
+		}
+		if left, err := look.TokenTTL(); err != nil || left <= 0 {
+			t.Fatalf("%s: token TTL %s (%v), want it renewed", when, left, err)
+		}
+	}
 	time.Sleep(time.Until(start.Add(judged)))
-	look, err := admin.Auth().Token().LookupWithContext(ctx, token)
-	if err != nil {
-		t.Fatalf("%s after serve started with a %s token: %v (not renewed)", judged, ttl, err)
-	}
-	if left, err := look.TokenTTL(); err != nil || left <= 0 {
-		t.Fatalf("token TTL %s (%v) %s after start, want it renewed", left, err, judged)
-	}
+	alive(fmt.Sprintf("%s after serve started with a %s token", judged, ttl))
 	if err := answers(); err != nil {
 		t.Fatal(err)
 	}
+
+	sigterm()
+	stopped := time.Now()
+	time.Sleep(judged)
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned %s into a %s drain: %v", time.Since(stopped), drain, err)
+	default:
+	}
+	alive(fmt.Sprintf("%s into serve's shutdown drain", judged))
 }
