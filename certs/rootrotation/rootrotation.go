@@ -238,10 +238,16 @@ func run(ctx context.Context, opts Options, start bool) error {
 // Settle so the apiserver has seen it.
 func waitTrusted(ctx context.Context, opts Options, root *x509.Certificate) error {
 	var last error
-	for {
+	for logged := false; ; {
 		last = opts.Trusted(ctx, root)
 		if last == nil {
 			break
+		}
+		if !logged {
+			// Usually a second; a stalled webhook (no replica serving it,
+			// a caBundle someone keeps reverting) holds the rotation here.
+			opts.Log.Info("root rotation: waiting for every caBundle to trust the next root", "reason", last.Error())
+			logged = true
 		}
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -150,5 +151,29 @@ func TestDropWaitsForDependents(t *testing.T) {
 	}
 	if len(ca.steps) != 0 {
 		t.Errorf("steps %v taken by an interrupted wait", ca.steps)
+	}
+}
+
+// TestWaitTrustedSaysWhatItWaitsFor: a rotation held because a caBundle does
+// not trust the next root says so once, with the reason, not once per poll.
+func TestWaitTrustedSaysWhatItWaitsFor(t *testing.T) {
+	var lines []string
+	failures := 3
+	opts := Options{
+		Log: funcr.New(func(_, args string) { lines = append(lines, args) }, funcr.Options{}),
+		Trusted: func(context.Context, *x509Cert) error {
+			if failures--; failures >= 0 {
+				return errors.New("MutatingWebhookConfiguration fsm-webhook-fsm: caBundle lacks the next root")
+			}
+			return nil
+		},
+		PollInterval: time.Millisecond,
+	}
+	if err := waitTrusted(context.Background(), opts, &x509.Certificate{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "waiting for every caBundle to trust the next root") ||
+		!strings.Contains(lines[0], "fsm-webhook-fsm: caBundle lacks the next root") {
+		t.Errorf("log lines %q, want one naming the wait and its reason", lines)
 	}
 }
