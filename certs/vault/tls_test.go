@@ -25,7 +25,7 @@ import (
 func TestIssueOverHTTPSWithCAFile(t *testing.T) {
 	// The API client also reads these; the test's outcome must not depend
 	// on the caller's shell.
-	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"} {
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY", "VAULT_TLS_SERVER_NAME"} {
 		t.Setenv(env, "")
 	}
 	ctx := context.Background()
@@ -116,7 +116,7 @@ func TestCAFileRefused(t *testing.T) {
 // setting fixes it. VAULT_SKIP_VERIFY=true in the environment (read by the
 // API client) does not turn off the verification CAFile asks for.
 func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
-	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY"} {
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY", "VAULT_TLS_SERVER_NAME"} {
 		t.Setenv(env, "")
 	}
 	var called atomic.Int32
@@ -152,15 +152,20 @@ func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
 	for _, c := range []struct {
 		name, host, caFile string
 		skipVerify         bool
+		serverName         string
 		want               []string
 	}{
-		{"another CA", "127.0.0.1", otherCA, false, unknownCA},
-		{"another CA, VAULT_SKIP_VERIFY=true", "127.0.0.1", otherCA, true, unknownCA},
-		{"another host name", "localhost", serverCA, false, []string{"not valid for localhost", "--vault-host", "fsm.vault.host", "x509: certificate is valid for"}},
+		{"another CA", "127.0.0.1", otherCA, false, "", unknownCA},
+		{"another CA, VAULT_SKIP_VERIFY=true", "127.0.0.1", otherCA, true, "", unknownCA},
+		{"another host name", "localhost", serverCA, false, "", []string{"not valid for localhost", "--vault-host", "fsm.vault.host", "x509: certificate is valid for"}},
+		{"another name in VAULT_TLS_SERVER_NAME", "127.0.0.1", serverCA, false, "localhost", []string{"not valid for localhost", "VAULT_TLS_SERVER_NAME", "x509: certificate is valid for"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.skipVerify {
 				t.Setenv("VAULT_SKIP_VERIFY", "true")
+			}
+			if c.serverName != "" {
+				t.Setenv("VAULT_TLS_SERVER_NAME", c.serverName)
 			}
 			before := called.Load()
 			zero := 0
@@ -182,6 +187,9 @@ func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "unreachable") {
 				t.Errorf("err = %v: the server was reached", err)
+			}
+			if c.serverName != "" && strings.Contains(err.Error(), "--vault-host") {
+				t.Errorf("err = %v: --vault-host is not what names the certificate's expected host here", err)
 			}
 		})
 	}

@@ -493,6 +493,11 @@ func (i *Issuer) explain(path string, err error) error {
 	// "unreachable" would send the operator after the network.
 	var he x509.HostnameError
 	if errors.As(err, &he) {
+		// The vault client verifies VAULT_TLS_SERVER_NAME instead of the
+		// host when that is set: --vault-host is not what to change then.
+		if sn := os.Getenv("VAULT_TLS_SERVER_NAME"); sn != "" && sn == he.Host {
+			return fmt.Errorf("the Vault server at %s presented a certificate that is not valid for %s, the name VAULT_TLS_SERVER_NAME in this server's environment asks for: unset it, or set it to a name the certificate holds: %w", i.opts.Address(), he.Host, err)
+		}
 		return fmt.Errorf("the Vault server at %s presented a certificate that is not valid for %s: set --vault-host (chart: fsm.vault.host) to a name or IP address the certificate holds: %w", i.opts.Address(), he.Host, err)
 	}
 	var ie x509.CertificateInvalidError
