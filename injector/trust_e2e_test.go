@@ -13,12 +13,14 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestTrustFollowsRootRotation runs a whole tresor root rotation
@@ -383,5 +385,64 @@ func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 			}
 			waitFor(t, 20*time.Second, one(late.Name))
 		})
+	}
+}
+
+// TestTrustOnLaggingReplica: a replica whose CA Secret watch has not
+// delivered the activation of the next root (another replica's step, or
+// `certs rotate-root` run elsewhere) reads phase NextRootActive from the API
+// and re-issues each certificate of the retiring root: from the new root,
+// once. Signed by the retiring root, the write would be redone by the next
+// pass and counted twice as a re-issue.
+func TestTrustOnLaggingReplica(t *testing.T) {
+	env := startCoreEnv(t, fsmNamespace, "app")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rotating := newTresor(ctx, t, env.Clientset, 4)
+	laggingClient, err := kubernetes.NewForConfig(testenv.StalledWatches(env.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lagging := newTresor(ctx, t, laggingClient, 4)
+	oldRoot := rotating.State().Authority.Cert
+	s := bootstrapSecret(ctx, t, rotating, "00000000-0000-0000-0000-000000000001")
+	if err := env.Client.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rotating.AddNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rotating.ActivateNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newRoot := rotating.State().Authority.Cert
+
+	trust, err := injector.NewTrustController(injector.TrustControllerOptions{
+		Client: env.Clientset, Issuer: lagging, Rotation: tresor.RotationCA(lagging), MeshName: meshName,
+		Logger: testr.New(t).WithName("trust"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := trust.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trust.Sync(ctx, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reissued != 1 {
+		t.Errorf("re-issued %d certificate(s), want 1", res.Reissued)
+	}
+	got := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(s), got); err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.ChainsTo(got.Data[injector.RepoCertKey], newRoot, time.Now()); err != nil {
+		t.Errorf("re-issued certificate: %v", err)
+	}
+	if err := holdsRoots(got, oldRoot, newRoot); err != nil {
+		t.Error(err)
 	}
 }

@@ -92,14 +92,21 @@ func (s *Store) ref() string { return s.Namespace + "/" + s.name() }
 
 // Check reads the Secret and inspects it; it never writes.
 func (s *Store) Check(ctx context.Context) (*State, error) {
+	_, st, err := s.read(ctx)
+	return st, err
+}
+
+// read is Check that also returns the Secret it inspected.
+func (s *Store) read(ctx context.Context) (*corev1.Secret, *State, error) {
 	if err := s.validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sec, err := s.Client.CoreV1().Secrets(s.Namespace).Get(ctx, s.name(), metav1.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("reading CA Secret %s: %w", s.ref(), err)
+		return nil, nil, fmt.Errorf("reading CA Secret %s: %w", s.ref(), err)
 	}
-	return Inspect(sec, s.now())
+	st, err := Inspect(sec, s.now())
+	return sec, st, err
 }
 
 // Ensure returns the CA, creating the Secret if it does not exist. Creation
@@ -443,9 +450,18 @@ func (i *Issuer) DropPreviousRoot(ctx context.Context) (RotationStatus, error) {
 	return i.rotate(ctx, i.store.DropPreviousRoot)
 }
 
-// RotationStatus reads the Secret's rotation state from the API.
+// RotationStatus reads the Secret's rotation state from the API and applies
+// that version at once, as rotate does. Callers act on the phase read (the
+// trust controller re-issues what the retiring root signed, a resumed
+// rotation re-issues the serving certs): before the watch delivered another
+// replica's step, this Issuer still signed with the root that phase retires.
 func (i *Issuer) RotationStatus(ctx context.Context) (RotationStatus, error) {
-	return i.store.RotationStatus(ctx)
+	sec, st, err := i.store.read(ctx)
+	if err != nil {
+		return RotationStatus{}, err
+	}
+	i.apply(sec)
+	return st.Rotation, nil
 }
 
 func (i *Issuer) rotate(ctx context.Context, step func(context.Context) (RotationStatus, error)) (RotationStatus, error) {

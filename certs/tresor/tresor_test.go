@@ -342,6 +342,46 @@ func TestTresor(t *testing.T) {
 		}
 	})
 
+	// A replica whose watch has not delivered another replica's rotation
+	// steps (or those of `certs rotate-root`, another process) reads the
+	// phase from the API: what it then signs and trusts must be that
+	// phase's, or the trust controller re-issues a bootstrap certificate
+	// from the retiring root and the rotation re-issues a serving cert that
+	// fails its own check.
+	t.Run("a replica whose watch lags signs as the phase it reads", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		a, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, RootKeyAlgorithm: certs.ECDSAP256}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lagging, err := kubernetes.NewForConfig(testenv.StalledWatches(env.Config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(ctx, Options{Store: Store{Client: lagging, Namespace: ns}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.AddNextRoot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.ActivateNextRoot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, err := b.RotationStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Phase != PhaseNextRootActive {
+			t.Fatalf("replica b reads phase %q, want %q", st.Phase, PhaseNextRootActive)
+		}
+		if n := b.State().Bundle.Len(); n != 2 {
+			t.Errorf("replica b trusts %d root(s) after reading phase %s, want both", n, st.Phase)
+		}
+		issueAndVerify(t, b, "lagging.bookstore.svc", certs.UsageServer, certs.ECDSAP256, st.Active)
+	})
+
 	t.Run("an invalid update is ignored and the last good root kept", func(t *testing.T) {
 		ns := namespace(t, cs)
 		ctx := testCtx(t)
