@@ -210,7 +210,7 @@ func (h *hook) loop(ctx context.Context) {
 				// Optimistic concurrency doing its job: another replica
 				// or a user wrote first, and the next pass works from
 				// their version. Not a failure anyone has to act on.
-				h.log.Info("the registration changed under this write; retrying from the newer version", "reason", err.Error(), "retryIn", backoff)
+				h.log.Info("another writer changed the object under this write; retrying from the newer version", "reason", err.Error(), "retryIn", backoff)
 			} else {
 				h.log.Error(err, "reconciling webhook serving cert and registration", "retryIn", backoff)
 			}
