@@ -34,13 +34,24 @@ func TestSecretControllerOutlivesASecretListOutage(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 
+	// The outage lasts 4 s (four CacheSyncTimeouts) from the first refused
+	// list, however long the manager takes to start its informer on a
+	// loaded machine: a fixed 4 s from Start could end before the first
+	// list, and the test then proved nothing.
+	for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the manager stopped before its first Secret list: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no Secret list was refused within 30 s: the test proves nothing")
+		}
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("the manager stopped during a 4 s Secret list outage: %v", err)
 	case <-time.After(4 * time.Second):
-	}
-	if refused.Load() == 0 {
-		t.Fatal("no Secret list was refused: the test proves nothing")
 	}
 	outage.Store(false)
 	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
@@ -69,9 +80,9 @@ func TestSecretControllerStopsDuringASecretListOutage(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	for deadline := time.Now().Add(10 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); refused.Load() == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("no Secret list was refused: the test proves nothing")
+			t.Fatal("no Secret list was refused within 30 s: the test proves nothing")
 		}
 	}
 	time.Sleep(2 * time.Second) // past CacheSyncTimeout

@@ -118,11 +118,14 @@ func bootstrapSecretKey(p *corev1.Pod) client.ObjectKey {
 	return client.ObjectKey{Namespace: p.Namespace, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
 }
 
-// waitBootstrapSecret waits up to 10 s for p's bootstrap Secret.
+// waitBootstrapSecret waits up to 30 s for p's bootstrap Secret: a
+// liveness bound on the writer's pass (the pod informer's event, a repair
+// delay, an issuance and a create), which a loaded CI machine can hold up
+// for seconds.
 func (e *e2e) waitBootstrapSecret(ctx context.Context, t *testing.T, p *corev1.Pod) *corev1.Secret {
 	t.Helper()
 	s := &corev1.Secret{}
-	eventually(t, 10*time.Second, "the bootstrap Secret of pod "+p.Name, func() (bool, error) {
+	eventually(t, 30*time.Second, "the bootstrap Secret of pod "+p.Name, func() (bool, error) {
 		err := e.cl.Get(ctx, bootstrapSecretKey(p), s)
 		if apierrors.IsNotFound(err) {
 			return false, nil

@@ -129,7 +129,7 @@ func testConversion(t *testing.T) {
 	if _, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, got, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "conversion stanza repaired", func() error {
+	waitFor(t, settleWithin, "conversion stanza repaired", func() error {
 		c, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -128,7 +128,7 @@ func testTwoMeshesOneConverter(t *testing.T) {
 		}
 	}
 	t.Logf("took over %s after the owner stopped", time.Since(stopped).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, "the new owner ready", func() error { return other.run.Ready(ctx) })
+	waitFor(t, settleWithin, "the new owner ready", func() error { return other.run.Ready(ctx) })
 }
 
 // meshConverter is mesh name's converter of crd, not started, with lease

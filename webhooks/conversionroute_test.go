@@ -224,7 +224,7 @@ func testConversionWaitsForRoute(t *testing.T) {
 
 	ours := localAddr(opts.BindHost, w.Port)
 	behind.Store(&ours)
-	waitFor(t, 10*time.Second, "the conversion stanza published once the Service routes here", func() error {
+	waitFor(t, settleWithin, "the conversion stanza published once the Service routes here", func() error {
 		got := stanza()
 		if !conversionComplete(got) {
 			return errTest("not published")
@@ -257,7 +257,7 @@ func testConversionWaitsForRoute(t *testing.T) {
 	if _, err := apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, got, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the caBundle of a published stanza repaired without a route", func() error {
+	waitFor(t, settleWithin, "the caBundle of a published stanza repaired without a route", func() error {
 		if !bytes.Equal(ConversionCABundle(stanza()), mustBundle(t, tc)) {
 			return errTest("not repaired")
 		}
@@ -311,7 +311,7 @@ func testConversionRouteFallback(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor(t, 10*time.Second, "the stanza published after the wait without a handshake through the Service", func() error {
+	waitFor(t, settleWithin, "the stanza published after the wait without a handshake through the Service", func() error {
 		if !published() {
 			return errTest("not published")
 		}

@@ -211,6 +211,15 @@ func run(t *testing.T, s *Server) *running {
 	return r
 }
 
+// settleWithin bounds a wait for what a server does on its own after an
+// event: an informer delivers it, a pass of the loop acts on it (a write, a
+// cert issued and loaded, a probe run), the apiserver's admission chain
+// catches up. A liveness bound, not a latency the tests require (those that
+// require one say so and derive it from the configured timing): on CI's
+// loaded 2-core machine such a pass in this package once came over 8 s late
+// (TestServing/Expiry), so a 10 s bound was a coin toss there.
+const settleWithin = 30 * time.Second
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	poll.Until(t, timeout, 50*time.Millisecond, what, cond)

@@ -25,7 +25,7 @@ func testReadinessSurvivesMetadataEdit(t *testing.T) {
 	r := start(t, tc.options(), tc.webhook(freePort(t)))
 	r.waitReady(t)
 	h := r.hooks[0]
-	waitFor(t, 10*time.Second, "/readyz passing", func() error { return h.serving(time.Now()) })
+	waitFor(t, settleWithin, "/readyz passing", func() error { return h.serving(time.Now()) })
 	before := h.src.Current()
 
 	var (
@@ -73,7 +73,7 @@ func testReadinessSurvivesMetadataEdit(t *testing.T) {
 	armed = true
 	mu.Unlock()
 	updated := labelServingSecret(t, tc)
-	waitFor(t, 10*time.Second, "the labelled Secret loaded", func() error {
+	waitFor(t, settleWithin, "the labelled Secret loaded", func() error {
 		if cur := h.src.Current(); cur == nil || cur.ResourceVersion != updated.ResourceVersion {
 			return errTest("not loaded yet")
 		}

@@ -107,13 +107,13 @@ func testReadinessPerWebhook(t *testing.T) {
 		}
 		return tc.admitOnce(ctx)
 	})
-	waitFor(t, 10*time.Second, "the validator's configuration registered", func() error {
+	waitFor(t, settleWithin, "the validator's configuration registered", func() error {
 		_, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, validator.Registration.Name, metav1.GetOptions{})
 		return err
 	})
 	select {
 	case <-probing:
-	case <-time.After(10 * time.Second):
+	case <-time.After(settleWithin):
 		t.Fatal("the gate's probe never started")
 	}
 	if err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, validator.Registration.Name, metav1.DeleteOptions{}); err != nil {
@@ -153,7 +153,7 @@ func testReadinessPerWebhook(t *testing.T) {
 	}
 	// In URL mode the validator recreates its configuration; once it has,
 	// its whole state is ready again, and the pod never noticed.
-	waitFor(t, 10*time.Second, "/readyz/validator 200", func() error {
+	waitFor(t, settleWithin, "/readyz/validator 200", func() error {
 		if code, body, _ := get("/readyz/validator"); code != http.StatusOK {
 			return errTest(body)
 		}

@@ -139,7 +139,7 @@ func testReadinessGated(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, "/readyz (the pod serves) without a configuration", func() error {
+	waitFor(t, settleWithin, "/readyz (the pod serves) without a configuration", func() error {
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz")
 		if err != nil {
 			return err
@@ -167,14 +167,14 @@ func testReadinessGated(t *testing.T) {
 	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "caBundle patched", func() error {
+	waitFor(t, settleWithin, "caBundle patched", func() error {
 		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
 			return errTest("caBundle not patched")
 		}
 		return nil
 	})
 	// caBundle matches, the probe (run in the background) still fails.
-	waitFor(t, 10*time.Second, "the failing probe reported", func() error {
+	waitFor(t, settleWithin, "the failing probe reported", func() error {
 		if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "probe not passing yet") {
 			return fmt.Errorf("Ready = %v", err)
 		}
@@ -188,7 +188,7 @@ func testReadinessGated(t *testing.T) {
 		t.Errorf("client config changed: %+v", tc.config(t).Webhooks[0].ClientConfig)
 	}
 	close(probeOK)
-	waitFor(t, 10*time.Second, "/readyz/<name> ok", func() error {
+	waitFor(t, settleWithin, "/readyz/<name> ok", func() error {
 		if code, body := readyz(); code != http.StatusOK {
 			return errTest(body)
 		}
@@ -266,10 +266,10 @@ func testDrift(t *testing.T) {
 		}
 		w.Stop()
 		t.Logf("caBundle %.10q repaired in %s", bad, time.Since(broken))
-		waitFor(t, 10*time.Second, "admission after repair", func() error { return tc.admitOnce(context.Background()) })
+		waitFor(t, settleWithin, "admission after repair", func() error { return tc.admitOnce(context.Background()) })
 	}
 	// An Event says what was fixed.
-	waitFor(t, 10*time.Second, "repair event", func() error {
+	waitFor(t, settleWithin, "repair event", func() error {
 		evs, err := tc.cs.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", tc.configName()).String(),
 		})
@@ -340,7 +340,7 @@ func testDeletion(t *testing.T) {
 	if err := tc.cs.CoreV1().Secrets(tc.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "Secret recreated", func() error {
+	waitFor(t, settleWithin, "Secret recreated", func() error {
 		s, err := tc.cs.CoreV1().Secrets(tc.ns).Get(ctx, old.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -361,7 +361,7 @@ func testDeletion(t *testing.T) {
 	// The apiserver admits through its cached copy of the deleted
 	// configuration for a while, so admitting alone proves nothing: the
 	// configuration must exist again, as a new object, and admit.
-	waitFor(t, 10*time.Second, "configuration recreated and admitting", func() error {
+	waitFor(t, settleWithin, "configuration recreated and admitting", func() error {
 		c, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, cfg.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -511,7 +511,7 @@ func testEditedCACrtRepaired(t *testing.T) {
 		return h.serving(time.Now())
 	})
 	// The edited CA may have been published meanwhile; it must not stay.
-	waitFor(t, 10*time.Second, "the caBundle without the edited CA", func() error {
+	waitFor(t, settleWithin, "the caBundle without the edited CA", func() error {
 		cas, err := certs.ParseCertsPEM(tc.config(t).Webhooks[0].ClientConfig.CABundle)
 		if err != nil {
 			return err
@@ -539,7 +539,7 @@ func testBundleChangeNotified(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, next := tc.ca.Roots()
-	waitFor(t, 10*time.Second, "the next root in the caBundle", func() error {
+	waitFor(t, settleWithin, "the next root in the caBundle", func() error {
 		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
 			return errTest("caBundle does not match the CA's bundle yet")
 		}
@@ -601,7 +601,7 @@ func testRotation(t *testing.T) {
 	if newRoot.Equal(oldRoot) {
 		t.Fatal("root did not change")
 	}
-	waitFor(t, 10*time.Second, "caBundle = new root only", func() error {
+	waitFor(t, settleWithin, "caBundle = new root only", func() error {
 		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
 			return errTest("old root still in the caBundle")
 		}
@@ -660,8 +660,8 @@ func testTwoEntries(t *testing.T) {
 	if err := bothGood(good); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "admission through the first entry", func() error { return tc.admitOnce(context.Background()) })
-	waitFor(t, 10*time.Second, "admission through the second entry", admitSecret)
+	waitFor(t, settleWithin, "admission through the first entry", func() error { return tc.admitOnce(context.Background()) })
+	waitFor(t, settleWithin, "admission through the second entry", admitSecret)
 
 	// Someone reverts the second entry only: it is repaired.
 	cfg := tc.config(t)
@@ -669,8 +669,8 @@ func testTwoEntries(t *testing.T) {
 	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "second entry repaired", func() error { return bothGood(good) })
-	waitFor(t, 10*time.Second, "admission through the second entry after repair", admitSecret)
+	waitFor(t, settleWithin, "second entry repaired", func() error { return bothGood(good) })
+	waitFor(t, settleWithin, "admission through the second entry after repair", admitSecret)
 
 	// With the server stopped and the entries split, readers outside the
 	// server (certs status, root rotation) are told which two differ.
@@ -756,7 +756,7 @@ func testRenewServingCerts(t *testing.T) {
 	if after.ResourceVersion == before.ResourceVersion || bytes.Equal(after.Data[servingcert.KeyCert], before.Data[servingcert.KeyCert]) {
 		t.Fatal("cert not renewed")
 	}
-	waitFor(t, 10*time.Second, "renewed cert served", func() error {
+	waitFor(t, settleWithin, "renewed cert served", func() error {
 		if s.hooks[0].src.Current().ResourceVersion != after.ResourceVersion {
 			return errTest("old cert still served")
 		}
@@ -827,7 +827,7 @@ func testRotationBesideAnotherMeshsConverter(t *testing.T) {
 		}
 		return errTest("no owner yet")
 	})
-	waitFor(t, 10*time.Second, "the non-owner ready (it only serves)", func() error { return other.run.Ready(ctx) })
+	waitFor(t, settleWithin, "the non-owner ready (it only serves)", func() error { return other.run.Ready(ctx) })
 
 	// The non-owning mesh rotates its root, as serve's rootrotation.Auto
 	// (or `certs rotate-root`) does.

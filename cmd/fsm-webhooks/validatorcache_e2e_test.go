@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/test/freeport"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -88,15 +88,12 @@ func (c *getCounter) reset() {
 	c.mu.Unlock()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a loopback port for a listener serve opens. Not a port of a
+// listener just closed: the kernel hands one out again at once, and serve
+// refuses an --injector-port, --validator-port and --converter-port that
+// do not differ (1 in 2000 triples on Linux 6); freeport never repeats one
+// in this process.
+func freePort(t *testing.T) int { return freeport.Must(t) }
 
 // serveValidator runs `serve` with the validator only, on free local ports,
 // in the fsm namespace ns, with set applied to its defaults, until the test

@@ -646,7 +646,23 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 			}
 			return n >= oursN
 		})
-		time.Sleep(time.Second) // the watch's last events
+		// Each Update's MODIFIED event reaches the test's watch after the
+		// Update returned, by as long as a loaded machine takes to deliver
+		// it: wait for the watch to have seen every one of them (a fixed
+		// second was a race with that delivery), then a second more for a
+		// write of ours, if any, to show too.
+		waitFor(t, "the Secret watch to deliver FSM's controller's Updates", time.Minute, func() bool {
+			owner.mu.Lock()
+			defer owner.mu.Unlock()
+			got := writes()
+			for name, n := range owner.updates {
+				if got[name] < n {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(time.Second)
 		var secrets corev1.SecretList
 		if err := c.List(ctx, &secrets, client.InNamespace("app"), client.HasLabels{"fsm-proxy-uuid"}); err != nil {
 			t.Fatal(err)
