@@ -107,7 +107,9 @@ func gatedConverter(t *testing.T, tc *testCase, name, crd, podIP string, proofWa
 func testConversionWaitsForRoute(t *testing.T) {
 	ctx := context.Background()
 	tc := newCase(t, "convroute", false)
-	apiext, crd := createTwoVersionCRD(ctx, t, "gadget", "Gadget")
+	// A CRD name no other test uses: cleanups do not wait for the deletion,
+	// and a test creating the same name next finds it still being deleted.
+	apiext, crd := createTwoVersionCRD(ctx, t, "whatsit", "Whatsit")
 	const podIP = "10.244.0.17"
 	srv, h, w, opts := gatedConverter(t, tc, "converter-route", crd.Name, podIP, time.Hour) // the fallback has its own test
 	// envtest routes no Service: the handshake "through the Service" goes

@@ -401,9 +401,11 @@ func newerVersion(candidate, current string) bool {
 	return c > k
 }
 
-// OnBundleChange registers f to run (on the watch goroutine; it must not
-// block) whenever the trusted bundle or the signing root changes. The
-// returned func unregisters it.
+// OnBundleChange registers f to run whenever the trusted bundle or the
+// signing root changes. It runs on the goroutine that applied the change:
+// the watch's, or that of a caller of a rotation step or RotationStatus
+// (the trust controller's pass, the rotation loop), so f must not block and
+// may run concurrently with itself. The returned func unregisters it.
 func (i *Issuer) OnBundleChange(f func()) (cancel func()) { return i.subs.OnBundleChange(f) }
 
 // State is the CA currently in use.
