@@ -2,6 +2,7 @@ package injector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -524,7 +525,21 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	if done {
 		r.forget(req.NamespacedName)
 	}
+	if stopping(ctx, err) {
+		// Not an error: controller-runtime would log one, with a stack
+		// trace, for every reconcile in flight as serve stops. Another
+		// replica's sweep, or the next start's (its first list queues
+		// every Secret), takes the Secret up again.
+		r.opts.Logger.V(1).Info("bootstrap Secret left as it is: the controller is stopping", "secret", req.NamespacedName, "reason", err.Error())
+		return reconcile.Result{}, nil
+	}
 	return res, err
+}
+
+// stopping reports whether err is the cancellation of ctx, which the manager
+// cancels as it stops: a reconcile cut short then has nothing to retry.
+func stopping(ctx context.Context, err error) bool {
+	return errors.Is(err, context.Canceled) && errors.Is(ctx.Err(), context.Canceled)
 }
 
 // reconcile acts on one Secret; done says the Secret needs no memory of its

@@ -180,6 +180,9 @@ func (c *TrustController) Start(ctx context.Context) error {
 		wait = c.opts.Resync
 		ts, err := c.State(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopping: the read was cut short, nothing failed
+			}
 			trustFailures.WithLabelValues("list").Inc()
 			c.opts.Logger.Error(err, "bootstrap Secrets: reading the mesh trust")
 			wait = c.opts.RetryInterval
@@ -267,8 +270,15 @@ func (c *TrustController) Sync(ctx context.Context, ts TrustState) (SyncResult, 
 		scanned  atomic.Int64
 	)
 	fail := func(step string, s *corev1.Secret, err error) {
-		trustFailures.WithLabelValues(step).Inc()
-		c.opts.Logger.Error(err, "bootstrap Secret does not follow the mesh trust", "secret", s.Namespace+"/"+s.Name, "step", step)
+		if ctx.Err() != nil && step != "invalid" {
+			// The process is stopping mid-pass: every Secret in flight
+			// fails with the cancellation, which is no failure to count
+			// or act on. The next start's pass takes the Secret up again.
+			c.opts.Logger.V(1).Info("bootstrap Secret left for the next pass: stopping", "secret", s.Namespace+"/"+s.Name, "step", step, "reason", err.Error())
+		} else {
+			trustFailures.WithLabelValues(step).Inc()
+			c.opts.Logger.Error(err, "bootstrap Secret does not follow the mesh trust", "secret", s.Namespace+"/"+s.Name, "step", step)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if step == "invalid" {
@@ -306,7 +316,9 @@ func (c *TrustController) Sync(ctx context.Context, ts TrustState) (SyncResult, 
 	})
 	res.Scanned = int(scanned.Load())
 	if err != nil {
-		trustFailures.WithLabelValues("list").Inc()
+		if ctx.Err() == nil {
+			trustFailures.WithLabelValues("list").Inc()
+		}
 		return res, err
 	}
 	if res.Failed > 0 {

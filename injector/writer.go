@@ -481,7 +481,28 @@ func (w *secretWriter) podCreated(_ context.Context, e event.TypedCreateEvent[cl
 }
 
 func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	key := req.NamespacedName
+	res, err := w.reconcile(ctx, req.NamespacedName)
+	switch {
+	case stopping(ctx, err):
+		// The manager is stopping: the shutdown flush writes what this
+		// process recorded, and another replica (or the next start)
+		// repairs the rest. controller-runtime would log this as an error.
+		w.log.V(1).Info("bootstrap Secret not written: the writer is stopping", "secret", req.NamespacedName, "reason", err.Error())
+		return reconcile.Result{}, nil
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// The namespace controller deletes the pod too; every retry would
+		// be refused the same way, and logged as an error. The record goes
+		// too, or the shutdown flush would try it again.
+		if w.pending != nil {
+			w.pending.remove(req.NamespacedName)
+		}
+		w.log.Info("bootstrap Secret not written: its namespace is being deleted, and its pod with it", "secret", req.NamespacedName, "reason", err.Error())
+		return reconcile.Result{}, nil
+	}
+	return res, err
+}
+
+func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) (reconcile.Result, error) {
 	id, ok := uuidOfSecret(key.Name)
 	if !ok {
 		return reconcile.Result{}, nil

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -183,7 +185,8 @@ func (h *hook) runConversionLease(ctx context.Context, onChange func()) error {
 		// held the repoint back as a repeated repair.
 		h.takeover.Store(true)
 		h.owner.use(le)
-		le.Run(ctx)
+		// client-go's elector logs through the context's logger.
+		le.Run(logr.NewContext(ctx, electionLog(h.log)))
 		// Lost (or never renewed): not the owner until a new elector
 		// acquires the Lease.
 		h.owner.use(nil)
@@ -191,3 +194,44 @@ func (h *hook) runConversionLease(ctx context.Context, onChange func()) error {
 	}
 	return nil
 }
+
+// electionLog is log for client-go's leader election, which logs a lost race
+// for the Lease at error level: a Create answered AlreadyExists (replicas
+// starting together) or an Update answered Conflict (replicas taking over a
+// released or expired Lease). That is the election working: the loser
+// follows the winner and campaigns every retry period. Those lines are
+// logged at info, with the reason; any other error stays an error.
+func electionLog(log logr.Logger) logr.Logger {
+	sink := log.GetSink()
+	if sink == nil {
+		return log
+	}
+	// One frame more between the caller and sink: raceAsInfo's own method.
+	if cd, ok := sink.(logr.CallDepthLogSink); ok {
+		sink = cd.WithCallDepth(1)
+	}
+	return logr.New(raceAsInfo{sink})
+}
+
+// raceAsInfo is electionLog's LogSink.
+type raceAsInfo struct{ logr.LogSink }
+
+// Init does nothing: the sink was initialised by the logger it came from
+// (zapr's Init would add to the caller skip of a sink others share).
+func (raceAsInfo) Init(logr.RuntimeInfo) {}
+
+func (s raceAsInfo) Error(err error, msg string, kv ...any) {
+	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+		if s.Enabled(0) {
+			s.Info(0, msg, append(slices.Clip(kv), "reason", err.Error())...)
+		}
+		return
+	}
+	s.LogSink.Error(err, msg, kv...)
+}
+
+func (s raceAsInfo) WithValues(kv ...any) logr.LogSink {
+	return raceAsInfo{s.LogSink.WithValues(kv...)}
+}
+
+func (s raceAsInfo) WithName(name string) logr.LogSink { return raceAsInfo{s.LogSink.WithName(name)} }

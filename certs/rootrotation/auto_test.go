@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr/funcr"
 )
 
 // flakyStatus answers RotationStatus with an error failures times, then
@@ -61,5 +65,36 @@ func TestAutoRetriesSoonerAfterAFailure(t *testing.T) {
 		if got := asked[i+1].Sub(asked[i]); got < want || got > want+2*time.Second {
 			t.Errorf("wait after failure %d: %s, want about %s", i+1, got, want)
 		}
+	}
+}
+
+// stoppedStatus is a RotationStatus read cut short by the process stopping:
+// it cancels Auto's context and fails with it, as client-go does.
+type stoppedStatus struct {
+	recorder
+	stop context.CancelFunc
+}
+
+func (s *stoppedStatus) RotationStatus(ctx context.Context) (Status, error) {
+	s.stop()
+	return Status{}, fmt.Errorf("reading CA Secret: %w", ctx.Err())
+}
+
+// TestAutoStopsQuietly: serve stopping while Auto reads the rotation status
+// is no error line (the other steps' errors are not logged then either).
+func TestAutoStopsQuietly(t *testing.T) {
+	var errLines []string
+	log := funcr.New(func(_, args string) {
+		if !strings.HasPrefix(args, `"level"=`) {
+			errLines = append(errLines, args)
+		}
+	}, funcr.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := Auto(ctx, Options{CA: &stoppedStatus{stop: cancel}, Log: log}, time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if len(errLines) > 0 {
+		t.Errorf("error lines: %q", errLines)
 	}
 }

@@ -350,7 +350,9 @@ func Auto(ctx context.Context, opts Options, before, interval time.Duration) err
 		st, err := opts.CA.RotationStatus(ctx)
 		switch {
 		case err != nil:
-			opts.Log.Error(err, "root rotation: reading status")
+			if ctx.Err() == nil { // cut short by the process stopping: nothing failed
+				opts.Log.Error(err, "root rotation: reading status")
+			}
 		case st.Phase.InProgress():
 			if err = Resume(ctx, opts); err != nil && ctx.Err() == nil {
 				opts.Log.Error(err, "root rotation: resuming")

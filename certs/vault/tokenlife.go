@@ -160,6 +160,9 @@ func (k *keeper) step(ctx context.Context, token string) time.Duration {
 	}
 	c.SetToken(token)
 	life, err := lookupSelf(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		return k.retry() // cut short by the process stopping: nothing failed
+	}
 	if err != nil {
 		tokenRenewing.WithLabelValues().Set(0)
 		k.log(i.explain("auth/token/lookup-self", err), "Looking up the Vault token failed: it is not renewed until this succeeds",
@@ -187,6 +190,9 @@ func (k *keeper) step(ctx context.Context, token string) time.Duration {
 	s, err := c.Auth().Token().RenewSelfWithContext(ctx, int(life.increment/time.Second))
 	if err == nil && (s == nil || s.Auth == nil) {
 		err = errors.New("auth/token/renew-self answered without auth data")
+	}
+	if err != nil && ctx.Err() != nil {
+		return k.retry() // cut short by the process stopping: nothing failed
 	}
 	if err != nil {
 		tokenRenewing.WithLabelValues().Set(0)
@@ -234,6 +240,9 @@ func renewAfter(lease time.Duration) time.Duration {
 func (k *keeper) pollSecret(ctx context.Context) bool {
 	i := k.i
 	report := func(err error, msg string) {
+		if ctx.Err() != nil {
+			return // cut short by the process stopping: nothing failed
+		}
 		if line := msg + err.Error(); line != k.polled {
 			k.polled = line
 			i.opts.Logger.Error(err, msg, "secret", i.tokenSource())
