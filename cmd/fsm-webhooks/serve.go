@@ -270,6 +270,25 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	if err != nil {
 		return fmt.Errorf("webhook server: %w", err)
 	}
+	// Built before anything starts: an error here must not leave the
+	// listeners' goroutines running.
+	var rotation *rootrotation.Options
+	if ca, ok := issuer.(*tresor.Issuer); ok && o.rootAutoRotateBefore > 0 && ca.State().Rotation.Managed {
+		// Only roots we created (never a bring-your-own root). Every replica
+		// runs it: each rotation step is idempotent and
+		// guarded by the CA Secret's resourceVersion, and an interrupted
+		// rotation (crash, restart) is resumed here.
+		ropts, err := rotationOptions(o, controllerCfg, cs, ca)
+		if err != nil {
+			return err
+		}
+		ropts.Log = log.WithName("root-rotation")
+		rotation = &ropts
+	}
+	mgrRunning := newPastCaches()
+	if err := mgr.Add(mgrRunning); err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
 	if started != nil {
 		started(srv)
 	}
@@ -285,22 +304,9 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		defer stopMgr()
 		return srv.Start(gctx)
 	})
-	mgrRunning := newPastCaches()
-	if err := mgr.Add(mgrRunning); err != nil {
-		return fmt.Errorf("controller manager: %w", err)
-	}
 	g.Go(func() error { return runManager(mgrCtx, mgr, mgrRunning, log) })
-	if ca, ok := issuer.(*tresor.Issuer); ok && o.rootAutoRotateBefore > 0 && ca.State().Rotation.Managed {
-		// Only roots we created (never a bring-your-own root). Every replica
-		// runs it: each rotation step is idempotent and
-		// guarded by the CA Secret's resourceVersion, and an interrupted
-		// rotation (crash, restart) is resumed here.
-		ropts, err := rotationOptions(o, controllerCfg, cs, ca)
-		if err != nil {
-			return err
-		}
-		ropts.Log = log.WithName("root-rotation")
-		g.Go(func() error { return rootrotation.Auto(gctx, ropts, o.rootAutoRotateBefore, time.Hour) })
+	if rotation != nil {
+		g.Go(func() error { return rootrotation.Auto(gctx, *rotation, o.rootAutoRotateBefore, time.Hour) })
 	}
 	log.Info("Serving", "webhooks", sf.webhooks, "mesh", o.meshName, "namespace", o.fsmNamespace, "provider", issuer.Provider())
 	return g.Wait()
