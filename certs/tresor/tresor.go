@@ -332,7 +332,9 @@ func load(ctx context.Context, log logr.Logger, ensure func(context.Context) (*S
 	return st, err
 }
 
-// follow watches the one CA Secret and applies every valid version of it.
+// follow watches the one CA Secret and applies every valid version of it
+// newer than the one applied (resourceVersion order: after an etcd restore
+// the restored, older version is applied only by a restart).
 func (i *Issuer) follow(ctx context.Context) error {
 	lw := cache.NewListWatchFromClient(i.store.Client.CoreV1().RESTClient(), "secrets", i.store.Namespace,
 		fields.OneTermEqualSelector("metadata.name", i.store.name()))

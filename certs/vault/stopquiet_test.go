@@ -63,7 +63,7 @@ func TestTokenKeeperStopsQuietly(t *testing.T) {
 				k.step(ctx, "t")
 			}()
 			<-entered
-			stop() // SIGTERM
+			stop() // serve returning
 			<-done
 			mu.Lock()
 			defer mu.Unlock()

@@ -152,7 +152,7 @@ func (o *options) addWebhookFlags(fs *pflag.FlagSet) {
 
 // addRotationFlags: the built-in CA's keys and root rotation.
 func (o *options) addRotationFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.caKeyAlgorithm, "ca-key-algorithm", "rsa2048", "key algorithm of the built-in (tresor) CA and issued keys: rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384")
+	fs.StringVar(&o.caKeyAlgorithm, "ca-key-algorithm", "rsa2048", "key algorithm of the built-in (tresor) CA and of the webhooks' serving keys it issues (bootstrap keys: --bootstrap-key-algorithm): rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384")
 	fs.DurationVar(&o.rootRotationGrace, "root-rotation-grace-period", 24*time.Hour, "how long an old root stays trusted after certificates are re-issued from the new one")
 }
 
