@@ -159,7 +159,8 @@ type Pool struct {
 	taken      atomic.Int64 // in the current window
 	refilling  atomic.Int64 // keys workers are generating now
 	wake       chan struct{}
-	idle       time.Duration // idlePoll; tests lengthen it
+	idle       time.Duration    // idlePoll; tests lengthen it
+	resized    func(target int) // tests, set before Start: each window's target, after the trim to it
 	workers    int
 	window     time.Duration
 	busy       func() bool
@@ -372,6 +373,9 @@ func (p *Pool) resize(ctx context.Context) {
 		p.target.Store(int64(next))
 		p.targetG.Set(float64(next))
 		p.trim(next)
+		if p.resized != nil {
+			p.resized(next)
+		}
 		p.signal()
 	}
 }

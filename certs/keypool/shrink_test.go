@@ -26,8 +26,10 @@ func TestStockShrinksBackWhenIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	targets := recordTargets(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	// A burst of 30 in one window (target 60), taken before the pool
 	// starts so that its first window holds all of them.
 	for range 30 {
@@ -38,8 +40,10 @@ func TestStockShrinksBackWhenIdle(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Start(ctx) }()
 	defer func() { cancel(); <-done }()
-	for p.Target() < 60 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	// That window's target lasts 20 ms: taken from the pool's own record,
+	// not polled for.
+	if got := nextTarget(t, targets, deadline); got != 60 {
+		t.Fatalf("target after a burst of 30 = %d, want 60", got)
 	}
 	if err := p.WaitFull(ctx); err != nil {
 		t.Fatal(err)
@@ -47,9 +51,10 @@ func TestStockShrinksBackWhenIdle(t *testing.T) {
 	peak := p.Len()
 	t.Logf("after the burst: target %d, stock %d", p.Target(), peak)
 
-	// Idle: the target decays back to the floor within a few dozen windows.
-	for p.Target() > floor && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
+	// Idle: the target decays back to the floor within a few dozen
+	// windows, the stock trimmed to it as it is decided.
+	for got := 60; got > floor; {
+		got = nextTarget(t, targets, deadline)
 	}
 	time.Sleep(20 * 20 * time.Millisecond) // twenty more idle windows
 	if got := p.Len(); got > 2*floor {

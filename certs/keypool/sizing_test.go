@@ -150,6 +150,7 @@ func TestPoolGrowsToABurstAndBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	targets := recordTargets(p)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// A burst of 30 in one window: taken before the pool starts, so its
@@ -162,20 +163,46 @@ func TestPoolGrowsToABurstAndBack(t *testing.T) {
 	}
 	go func() { _ = p.Start(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for p.Target() < 60 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := p.Target(); got != 60 {
+	if got := nextTarget(t, targets, deadline); got != 60 {
 		t.Fatalf("target after a burst of 30 = %d, want 60", got)
 	}
 	if got := testutil.ToFloat64(target.WithLabelValues(string(certs.RSA4096))); got < 4 {
 		t.Fatalf("target gauge = %v", got)
 	}
-	for p.Target() > 4 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	// Then idle windows: the target decays back to the floor.
+	for got := 60; got != 4; {
+		if got = nextTarget(t, targets, deadline); got < 4 {
+			t.Fatalf("target decayed to %d, below the floor 4", got)
+		}
 	}
-	if got := p.Target(); got != 4 {
-		t.Fatalf("target after idle windows = %d, want the floor 4", got)
+}
+
+// recordTargets hands out the target p decides in each sizing window, in
+// order, once the stock has been trimmed to it. A target that lasts one
+// window (a burst's, 20 ms here) is seen however late the test goroutine
+// runs: polling Target() every 5 ms on a starved machine could miss the 60
+// and then wait in vain for a target that had come and gone.
+func recordTargets(p *Pool) <-chan int {
+	ch := make(chan int, 10000) // minutes of 20 ms windows
+	p.resized = func(n int) {
+		select {
+		case ch <- n:
+		default: // nobody reads any more: the test is over
+		}
+	}
+	return ch
+}
+
+// nextTarget is the next window's target from recordTargets, failing t if
+// none is decided by deadline.
+func nextTarget(t *testing.T, targets <-chan int, deadline time.Time) int {
+	t.Helper()
+	select {
+	case n := <-targets:
+		return n
+	case <-time.After(time.Until(deadline)):
+		t.Fatalf("no sizing window decided a target by %s", deadline.Format(time.TimeOnly))
+		return 0
 	}
 }
 

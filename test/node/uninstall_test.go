@@ -5,18 +5,23 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // TestUninstallOnNode runs `helm uninstall` with its pre-delete hook: the
@@ -47,29 +52,29 @@ func TestUninstallOnNode(t *testing.T) {
 	})
 	crdGVR := crdResource
 	// Watch the hook's pod through its life: hook-succeeded deletes the Job
-	// once it is done, so its pod is seen only while helm waits.
+	// once it is done, so its pod exists only while helm waits, and it is
+	// Succeeded from the kubelet's last status write until the garbage
+	// collector removes it, which a poll every 200 ms could fall between
+	// on a loaded node. A watch sees every write. Not through
+	// c.Clientset: its one-minute client timeout also ends a watch (see
+	// TestSecretLife), and the uninstall waits out the servers' drain.
 	var mu sync.Mutex
 	hookPhases := map[string]string{}
 	wctx, wcancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for wctx.Err() == nil {
-			pods, err := c.Clientset.CoreV1().Pods(chartNS).List(wctx, metav1.ListOptions{LabelSelector: "app=fsm-webhooks-uninstall"})
-			if err == nil {
-				mu.Lock()
-				for _, p := range pods.Items {
-					hookPhases[p.Name] = string(p.Status.Phase)
-				}
-				mu.Unlock()
-			}
-			select {
-			case <-wctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
+	wcfg := rest.CopyConfig(c.Config)
+	wcfg.Timeout = 0
+	wcs, err := kubernetes.NewForConfig(wcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookPods := watchLabelled(wctx, t, "uninstall hook pods", wcs.CoreV1().Pods(chartNS), "app=fsm-webhooks-uninstall", func(ev watch.Event) {
+		if p, ok := ev.Object.(*corev1.Pod); ok {
+			mu.Lock()
+			hookPhases[p.Name] = string(p.Status.Phase)
+			mu.Unlock()
 		}
-	}()
+	})
+	var wg sync.WaitGroup
 	// Before the uninstall, the install has settled: an old version reads
 	// through the converter (right after the servers are Ready, the
 	// apiserver may not have the CRD's new caBundle yet).
@@ -147,6 +152,7 @@ func TestUninstallOnNode(t *testing.T) {
 	}()
 	start := time.Now()
 	err = helm.Uninstall(true)
+	hookWatchEnd := hookPods.ended() // before wcancel ends it
 	wcancel()
 	wg.Wait()
 	t.Logf("v1alpha1 reads of fsm-mesh-config during the uninstall: %d, failed %d", reads, readFailures)
@@ -156,13 +162,16 @@ func TestUninstallOnNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (logs in %s)", err, c.LogDir)
 	}
-	t.Logf("helm uninstall with its hook took %s; hook pods seen: %v", time.Since(start).Round(100*time.Millisecond), hookPhases)
+	mu.Lock()
+	phases := maps.Clone(hookPhases)
+	mu.Unlock()
+	t.Logf("helm uninstall with its hook took %s; hook pods seen: %v", time.Since(start).Round(100*time.Millisecond), phases)
 	succeeded := false
-	for _, phase := range hookPhases {
-		succeeded = succeeded || phase == "Succeeded"
+	for _, phase := range phases {
+		succeeded = succeeded || phase == string(corev1.PodSucceeded)
 	}
 	if !succeeded {
-		t.Errorf("no uninstall hook pod seen Succeeded: %v", hookPhases)
+		t.Errorf("no uninstall hook pod seen Succeeded: %v (watch: %v)", phases, hookWatchEnd)
 	}
 
 	t.Run("the hook's own work is done", func(t *testing.T) {

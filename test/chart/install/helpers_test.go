@@ -12,6 +12,7 @@ import (
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,6 +29,18 @@ func startAPIServer(t *testing.T, timeout time.Duration) (context.Context, *test
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	return ctx, env
+}
+
+// watchConfig is cfg for a watch the test holds open as long as it runs.
+// testenv's clients have a 60 s timeout (rest.Config.Timeout), which
+// net/http applies to reading a response's body too: a watch made through
+// env.Config or env.Clientset ends silently a minute after it began, and
+// whatever it was counting misses every later event (a takeover under
+// load on a starved 2-core machine outlasts a minute).
+func watchConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = 0
+	return c
 }
 
 // buildServer builds the fsm-webhooks binary of this checkout into dir: the

@@ -20,6 +20,7 @@ import (
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
@@ -95,7 +96,7 @@ func (c *certManagerCA) start(ctx context.Context, t *testing.T, env *testenv.En
 	}
 	cmdev.Start(t, env.KubeConfig, ns)
 	c.cm = cmclient.NewForConfigOrDie(env.Config)
-	c.countRequests(ctx, t)
+	c.countRequests(ctx, t, env.Config)
 	if _, err := c.cm.CertmanagerV1().Issuers(ns).Create(ctx, &cmapi.Issuer{
 		ObjectMeta: metav1.ObjectMeta{Name: cmIssuerName},
 		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: cmCABundleName}}},
@@ -112,12 +113,18 @@ func (c *certManagerCA) start(ctx context.Context, t *testing.T, env *testenv.En
 // countRequests counts every CertificateRequest created from now on and,
 // when the test ends, fails it if serve created none: its certificates
 // must come from the Issuer, not from a provider of its own.
-func (c *certManagerCA) countRequests(ctx context.Context, t *testing.T) {
+func (c *certManagerCA) countRequests(ctx context.Context, t *testing.T, cfg *rest.Config) {
 	t.Helper()
-	w, err := c.cm.CertmanagerV1().CertificateRequests(ns).Watch(ctx, metav1.ListOptions{})
+	cm, err := cmclient.NewForConfig(watchConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
+	w, err := cm.CertmanagerV1().CertificateRequests(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopping atomic.Bool
+	var endedAt atomic.Pointer[time.Time] // the watch ended before the test
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -126,14 +133,23 @@ func (c *certManagerCA) countRequests(ctx context.Context, t *testing.T) {
 				c.requests.Add(1)
 			}
 		}
+		if !stopping.Load() {
+			now := time.Now()
+			endedAt.Store(&now)
+		}
 	}()
 	t.Cleanup(func() {
+		stopping.Store(true)
 		w.Stop()
 		<-done
 		own := c.own.Load()
 		serves := c.requests.Load() - own
 		t.Logf("cert-manager's CA issuer signed %d CertificateRequests: %d of FSM's stand-in, %d of serve's (its serving certs, the pods' bootstrap certs)", serves+own, own, serves)
-		if serves <= 0 {
+		switch at := endedAt.Load(); {
+		case serves > 0:
+		case at != nil:
+			t.Errorf("the watch counting CertificateRequests ended at %s, before the test: serve's requests after it were not counted", at.Format("15:04:05.000"))
+		default:
 			t.Errorf("serve created no CertificateRequest: its certificates did not come from Issuer %s/%s", ns, cmIssuerName)
 		}
 	})

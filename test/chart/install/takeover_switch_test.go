@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -393,33 +396,53 @@ func (o *fsmBootstrapOwner) fail(msg string) {
 }
 
 // secretWrites counts the writes (watch MODIFIED events) to each bootstrap
-// Secret in namespace after its creation.
-func secretWrites(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace string) func() map[string]int {
+// Secret in namespace after its creation. The count is an error once the
+// watch has ended before the test: what it holds is then incomplete.
+func secretWrites(ctx context.Context, t *testing.T, cfg *rest.Config, namespace string) func() (map[string]int, error) {
 	t.Helper()
+	cs, err := kubernetes.NewForConfig(watchConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := cs.CoreV1().Secrets(namespace).Watch(ctx, metav1.ListOptions{LabelSelector: "fsm-proxy-uuid"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	writes := map[string]int{}
+	var ended error
+	var stopping atomic.Bool
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				mu.Lock()
+				ended = fmt.Errorf("the watch of bootstrap Secrets in %s failed at %s: %w", namespace, time.Now().Format("15:04:05.000"), apierrors.FromObject(ev.Object))
+				mu.Unlock()
+				return
+			}
 			if s, ok := ev.Object.(*corev1.Secret); ok && ev.Type == watch.Modified {
 				mu.Lock()
 				writes[s.Name]++
 				mu.Unlock()
 			}
 		}
+		if !stopping.Load() {
+			mu.Lock()
+			ended = fmt.Errorf("the watch of bootstrap Secrets in %s ended at %s (%v): its count of writes is incomplete", namespace, time.Now().Format("15:04:05.000"), ctx.Err())
+			mu.Unlock()
+		}
 	}()
-	t.Cleanup(w.Stop)
-	return func() map[string]int {
+	t.Cleanup(func() {
+		stopping.Store(true)
+		w.Stop()
+		<-done
+	})
+	return func() (map[string]int, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		out := make(map[string]int, len(writes))
-		for k, v := range writes {
-			out[k] = v
-		}
-		return out
+		return maps.Clone(writes), ended
 	}
 }
 
@@ -526,7 +549,7 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		t.Fatal(err)
 	}
 	owner := startFSMBootstrapOwner(t, env.Clientset)
-	writes := secretWrites(ctx, t, env.Clientset, "app")
+	writes := secretWrites(ctx, t, env.Config, "app")
 
 	every := loadInterval(root)
 	load := startPodLoad(c, "app", "takeover", every)
@@ -654,7 +677,10 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		waitFor(t, "the Secret watch to deliver FSM's controller's Updates", time.Minute, func() bool {
 			owner.mu.Lock()
 			defer owner.mu.Unlock()
-			got := writes()
+			got, err := writes()
+			if err != nil {
+				t.Fatal(err)
+			}
 			for name, n := range owner.updates {
 				if got[name] < n {
 					return false
@@ -673,7 +699,10 @@ func takeoverUnderLoad(ctx context.Context, t *testing.T, bin string, h takeover
 		owner.mu.Lock()
 		updates, conflicts, errs := owner.updates, owner.conflicts, owner.errs
 		owner.mu.Unlock()
-		got := writes()
+		got, err := writes()
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, s := range secrets.Items {
 			if n := len(s.OwnerReferences); n != 1 || s.OwnerReferences[0].Kind != "Pod" {
 				t.Errorf("Secret %s ownerReferences %+v, want exactly its pod once", s.Name, s.OwnerReferences)

@@ -167,15 +167,20 @@ func fsmInjectorWebhooks(caCrt []byte) []admv1.MutatingWebhook {
 	}}
 }
 
-// createEventually retries while the CRD just created is not served yet.
+// createEventually retries while the CRD just created is not served yet:
+// the apiserver serves it once Established and the client's REST mapper
+// finds it in discovery, both asynchronous, which a loaded apiserver may
+// take seconds to do (50 tries 200 ms apart were 10 s).
 func createEventually(ctx context.Context, t *testing.T, c client.Client, o client.Object) {
 	t.Helper()
 	var err error
-	for range 50 {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if err = c.Create(ctx, o); err == nil {
 			return
 		}
-		time.Sleep(200 * time.Millisecond)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
 	}
 	t.Fatalf("%s: %v", o.GetName(), err)
 }
