@@ -89,17 +89,20 @@ func TestReconcilersStopQuietly(t *testing.T) {
 	stopped, stop := context.WithCancel(context.Background())
 	stop()
 	unavailable := apierrors.NewServiceUnavailable("etcd leader changed")
+	// Each reconciler: once stopping, once against an apiserver that
+	// fails (the control: still an error).
+	cases := []struct {
+		name    string
+		ctx     context.Context
+		answer  error
+		wantErr bool
+	}{
+		{"stopping", stopped, nil, false},
+		{"apiserver unavailable", context.Background(), unavailable, true},
+	}
 
 	t.Run("cleanup", func(t *testing.T) {
-		for _, tc := range []struct {
-			name    string
-			ctx     context.Context
-			answer  error
-			wantErr bool
-		}{
-			{"stopping", stopped, nil, false},
-			{"apiserver unavailable", context.Background(), unavailable, true},
-		} {
+		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				// An orphan past its grace: the API server is asked for its pod.
 				cl := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(bootstrapSecret()).
@@ -127,15 +130,7 @@ func TestReconcilersStopQuietly(t *testing.T) {
 	})
 
 	t.Run("writer repair", func(t *testing.T) {
-		for _, tc := range []struct {
-			name    string
-			ctx     context.Context
-			answer  error
-			wantErr bool
-		}{
-			{"stopping", stopped, nil, false},
-			{"apiserver unavailable", context.Background(), unavailable, true},
-		} {
+		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				const id = "u-repair"
 				_, base := storedInjectedPod(t, id)
