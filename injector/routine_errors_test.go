@@ -112,16 +112,7 @@ func TestReconcilersStopQuietly(t *testing.T) {
 				r := newSecretReconciler(cl, liveCtxClient(cl, tc.answer), SecretControllerOptions{MeshName: "fsm", GracePeriod: DefaultOrphanGracePeriod, Logger: log.logger()})
 				r.now = func() time.Time { return secretCreated.Add(time.Hour) }
 				_, err := r.Reconcile(tc.ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(bootstrapSecret())})
-				if (err != nil) != tc.wantErr {
-					t.Fatalf("Reconcile: %v, want an error: %v", err, tc.wantErr)
-				}
-				errs, info := log.lines()
-				if len(errs) > 0 {
-					t.Errorf("error lines: %q", errs)
-				}
-				if !tc.wantErr && (len(info) != 1 || !strings.Contains(info[0], "stopping") || !strings.Contains(info[0], "context canceled")) {
-					t.Errorf("info lines %q, want one saying the controller is stopping, with the reason", info)
-				}
+				quietStop(t, &log, err, tc.wantErr, "controller")
 				if err := cl.Get(context.Background(), client.ObjectKeyFromObject(bootstrapSecret()), &corev1.Secret{}); err != nil {
 					t.Errorf("the Secret went without the API server's word: %v", err)
 				}
@@ -142,19 +133,27 @@ func TestReconcilersStopQuietly(t *testing.T) {
 				w := &secretWriter{cache: base, h: h, repairDelay: DefaultRepairDelay, log: log.logger(), now: time.Now}
 				key := types.NamespacedName{Namespace: "app", Name: BootstrapSecretName(id)}
 				_, err = w.Reconcile(tc.ctx, reconcile.Request{NamespacedName: key})
-				if (err != nil) != tc.wantErr {
-					t.Fatalf("Reconcile: %v, want an error: %v", err, tc.wantErr)
-				}
-				errs, info := log.lines()
-				if len(errs) > 0 {
-					t.Errorf("error lines: %q", errs)
-				}
-				if !tc.wantErr && (len(info) != 1 || !strings.Contains(info[0], "stopping") || !strings.Contains(info[0], "context canceled")) {
-					t.Errorf("info lines %q, want one saying the writer is stopping, with the reason", info)
-				}
+				quietStop(t, &log, err, tc.wantErr, "writer")
 			})
 		}
 	})
+}
+
+// quietStop checks a Reconcile's answer: an error only when one is wanted,
+// no error line either way, and, when stopping, one info line saying who
+// stops and why.
+func quietStop(t *testing.T, log *leveledLog, err error, wantErr bool, who string) {
+	t.Helper()
+	if (err != nil) != wantErr {
+		t.Fatalf("Reconcile: %v, want an error: %v", err, wantErr)
+	}
+	errs, info := log.lines()
+	if len(errs) > 0 {
+		t.Errorf("error lines: %q", errs)
+	}
+	if !wantErr && (len(info) != 1 || !strings.Contains(info[0], "stopping") || !strings.Contains(info[0], "context canceled")) {
+		t.Errorf("info lines %q, want one saying the %s is stopping, with the reason", info, who)
+	}
 }
 
 // TestWriterNamespaceTerminating: a pod stored a moment before its namespace
