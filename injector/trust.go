@@ -24,6 +24,9 @@ type TrustState struct {
 	// previous root while the new one signs); nil when none is. Certificates
 	// it signed are re-issued while it is still trusted.
 	Retiring *x509.Certificate
+	// Changed is when the trust last changed, when the provider records it
+	// (tresor: the rotation phase's start); zero otherwise.
+	Changed time.Time
 }
 
 // TrustPlan is what one bootstrap Secret needs; the zero value means

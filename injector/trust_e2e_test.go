@@ -314,12 +314,21 @@ func reissued(t *testing.T) float64 {
 // only after the trust controller's pass for the new bundle listed the
 // Secrets. The controller still brings that Secret's cacert.pem onto the new
 // bundle, with a provider that records its rotation (tresor) or one that
-// only changes its bundle (Vault, cert-manager: no RotationReader).
+// only changes its bundle (Vault, cert-manager: no RotationReader). A
+// replica that starts just after the change (a rollout: the stopping one may
+// still write such a Secret) settles too when the provider records when the
+// trust changed.
 func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		rotation bool
-	}{{"rotation", true}, {"bundle only", false}} {
+		// startAfter: the controller's first read is of the new bundle.
+		startAfter bool
+	}{
+		{"rotation", true, false},
+		{"bundle only", false, false},
+		{"rotation, started after the change", true, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := startCoreEnv(t, fsmNamespace, "app")
 			ctx, cancel := context.WithCancel(context.Background())
@@ -343,9 +352,19 @@ func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 			if err := env.Client.Create(ctx, early); err != nil {
 				t.Fatal(err)
 			}
+			drop := func() {
+				t.Helper()
+				if _, err := issuer.DropPreviousRoot(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.startAfter {
+				drop()
+			}
 
+			read := &bundleReads{Issuer: issuer, first: make(chan struct{})}
 			opts := injector.TrustControllerOptions{
-				Client: env.Clientset, Issuer: issuer, MeshName: meshName,
+				Client: env.Clientset, Issuer: read, MeshName: meshName,
 				Resync: 100 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: testr.New(t).WithName("trust"),
 			}
 			if tc.rotation {
@@ -364,8 +383,15 @@ func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 				}
 			})
 
-			if _, err := issuer.DropPreviousRoot(ctx); err != nil {
-				t.Fatal(err)
+			if !tc.startAfter {
+				// The controller has read the trust before the change,
+				// as a running replica has.
+				select {
+				case <-read.first:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the trust controller did not read the CA bundle within 20s")
+				}
+				drop()
 			}
 			one := func(name string) func() error {
 				return func() error {
@@ -386,6 +412,21 @@ func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 			waitFor(t, 20*time.Second, one(late.Name))
 		})
 	}
+}
+
+// bundleReads closes first when a CABundle read has returned.
+type bundleReads struct {
+	*tresor.Issuer
+	first chan struct{}
+	once  sync.Once
+}
+
+func (b *bundleReads) CABundle(ctx context.Context) ([]byte, error) {
+	pem, err := b.Issuer.CABundle(ctx)
+	if err == nil {
+		b.once.Do(func() { close(b.first) })
+	}
+	return pem, err
 }
 
 // TestTrustOnLaggingReplica: a replica whose CA Secret watch has not

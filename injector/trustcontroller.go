@@ -68,7 +68,9 @@ type TrustControllerOptions struct {
 	// that read the old bundle may write its Secret after the pass for the
 	// new one listed the Secrets. The default, 2m, covers the longest
 	// admission (the webhook timeout, 30s) plus the controller writer's
-	// deferred flush.
+	// deferred flush. At start it applies only when the provider records
+	// when the trust changed (TrustState.Changed) and that was less than
+	// SettleWindow ago.
 	SettleWindow time.Duration
 	// RetryInterval after a pass that left a Secret undone (default 10s).
 	RetryInterval time.Duration
@@ -190,11 +192,19 @@ func (c *TrustController) Start(ctx context.Context) error {
 		}
 		fp := fingerprint(ts)
 		if fp != seen {
-			if seen != "" {
+			switch {
+			case seen != "":
 				// Secrets built from the previous state may still be
-				// written. Not at start: this replica's admissions read
-				// the state it reads, and other replicas settle their own.
+				// written.
 				settleUntil = c.now().Add(c.opts.SettleWindow)
+			case !ts.Changed.IsZero():
+				// At start, only when the provider says the trust changed
+				// less than SettleWindow ago: a replica stopping in a
+				// rollout may still write what it built from the previous
+				// state, and its own pass has ended. Otherwise the other
+				// replicas that saw the change settle it, and a restart
+				// costs no extra passes.
+				settleUntil = ts.Changed.Add(c.opts.SettleWindow)
 			}
 			seen = fp
 		}
@@ -231,6 +241,7 @@ func (c *TrustController) Kick() {
 func (c *TrustController) State(ctx context.Context) (TrustState, error) {
 	var ts TrustState
 	var retiring *x509.Certificate
+	var changed time.Time
 	if c.opts.Rotation != nil {
 		st, err := c.opts.Rotation.RotationStatus(ctx)
 		if err != nil {
@@ -239,6 +250,7 @@ func (c *TrustController) State(ctx context.Context) (TrustState, error) {
 		if st.Phase == rootrotation.PhaseNextRootActive {
 			retiring = st.Previous
 		}
+		changed = st.Since
 	}
 	pem, err := c.opts.Issuer.CABundle(ctx)
 	if err != nil {
@@ -248,7 +260,7 @@ func (c *TrustController) State(ctx context.Context) (TrustState, error) {
 	if err != nil {
 		return ts, fmt.Errorf("parsing the %s CA bundle: %w", c.opts.Issuer.Provider(), err)
 	}
-	return TrustState{Bundle: b, Retiring: retiring}, nil
+	return TrustState{Bundle: b, Retiring: retiring, Changed: changed}, nil
 }
 
 // SyncResult counts one pass. Invalid Secrets (PlanTrust's errors: a
