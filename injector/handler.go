@@ -138,6 +138,8 @@ type Handler struct {
 	limiter *namespaceLimiter
 	// inFlight holds a token per admission being handled (MaxInFlight).
 	inFlight chan struct{}
+	// queueWait is maxQueueWait; a test lengthens it past its own stalls.
+	queueWait time.Duration
 	// inline holds a token per Secret create an admission waits for
 	// (Handoff.InFlight); nil: no hand-off.
 	inline chan struct{}
@@ -238,11 +240,12 @@ func NewHandler(opts Options) (*Handler, error) {
 		inline = make(chan struct{}, opts.Handoff.InFlight)
 	}
 	return &Handler{
-		opts:     opts,
-		limiter:  limiter,
-		inFlight: inFlight,
-		inline:   inline,
-		log:      opts.Logger.WithName("injector"),
+		opts:      opts,
+		limiter:   limiter,
+		inFlight:  inFlight,
+		queueWait: maxQueueWait,
+		inline:    inline,
+		log:       opts.Logger.WithName("injector"),
 		mesh: Mesh{
 			Name:             opts.MeshName,
 			FSMNamespace:     opts.FSMNamespace,
@@ -289,14 +292,14 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 // pods/s; a short wait absorbs bursts, and the bound still caps memory.
 const maxQueueWait = time.Second
 
-// acquire takes an in-flight slot, waiting at most maxQueueWait.
+// acquire takes an in-flight slot, waiting at most queueWait.
 func (h *Handler) acquire(ctx context.Context) (release func(), ok bool) {
 	select {
 	case h.inFlight <- struct{}{}:
 		return func() { <-h.inFlight }, true
 	default:
 	}
-	t := time.NewTimer(maxQueueWait)
+	t := time.NewTimer(h.queueWait)
 	defer t.Stop()
 	select {
 	case h.inFlight <- struct{}{}:

@@ -677,9 +677,13 @@ func TestHandlerMaxInFlight(t *testing.T) {
 	if got := testutil.ToFloat64(overloaded) - before; got != 1 {
 		t.Errorf("fsm_webhooks_injector_overloaded_total went up by %v, want 1", got)
 	}
-	// One that waits gets the slot an admission in flight frees.
+	// One that waits gets the slot an admission in flight frees. It waits
+	// longer than this goroutine may be held up before the release: with
+	// the 1 s wait, a release later than that found it refused, and the
+	// test waited for ever for it to enter.
+	h.queueWait = time.Hour
 	go func() { results <- admit() }()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // it waits by then, unless starved: it then takes the freed slot at once
 	release <- struct{}{}
 	<-entered
 	if r := <-results; !r.Allowed {

@@ -157,7 +157,8 @@ func TestTrustControllerSettles(t *testing.T) {
 		lists.Add(1)
 		return false, nil, nil
 	})
-	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: ca, MeshName: "fsm", Resync: 10 * time.Millisecond, SettleWindow: time.Hour, Logger: testr.New(t)})
+	issuer := &trustReads{CA: ca}
+	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: issuer, MeshName: "fsm", Resync: 10 * time.Millisecond, SettleWindow: time.Hour, Logger: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,13 +182,28 @@ func TestTrustControllerSettles(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// rereads waits until the controller has begun n more reads of the
+	// trust: a read begins only once the pass before it has listed.
+	rereads := func(n int64) {
+		t.Helper()
+		want := issuer.reads.Load() + n
+		deadline := time.Now().Add(30 * time.Second)
+		for issuer.reads.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the trust read %d of %d more time(s) in 30 s", n-(want-issuer.reads.Load()), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	quiet := func() int64 {
 		t.Helper()
-		time.Sleep(2 * time.Second) // a pass begun before the window ended lists by then, starved or not
+		// The next read decides on the clock as it is now; by the one after
+		// it, a pass decided before (however starved) has listed.
+		rereads(2)
 		n := lists.Load()
-		time.Sleep(500 * time.Millisecond)
+		rereads(50)
 		if m := lists.Load(); m != n {
-			t.Fatalf("%d pass(es) after the window ended", m-n)
+			t.Fatalf("%d pass(es) in 50 re-reads of the trust after the window ended", m-n)
 		}
 		return n
 	}
@@ -208,4 +224,16 @@ func TestTrustControllerSettles(t *testing.T) {
 	}
 	skew.Add(int64(2 * time.Hour))
 	quiet()
+}
+
+// trustReads counts the TrustController's reads of the trust (its CABundle
+// calls, one per State).
+type trustReads struct {
+	*certstest.CA
+	reads atomic.Int64
+}
+
+func (r *trustReads) CABundle(ctx context.Context) ([]byte, error) {
+	r.reads.Add(1)
+	return r.CA.CABundle(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/poll"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -119,10 +121,11 @@ func counterSum(t *testing.T, name string, match map[string]string) (sum float64
 }
 
 // serveWebhook serves h at path on 127.0.0.1 with a fresh serving cert from
-// servingCA and returns the URL for the webhook configuration and the CA
-// bundle that trusts it. The server stops, and the test waits for it, when
-// the test ends; a configuration created afterwards with createForTest is
-// deleted before that, so the apiserver never calls a stopped server.
+// servingCA and, once it listens, returns the URL for the webhook
+// configuration and the CA bundle that trusts it. The server stops, and the
+// test waits for it, when the test ends; a configuration created afterwards
+// with createForTest is deleted before that, so the apiserver never calls a
+// stopped server.
 func serveWebhook(ctx context.Context, t *testing.T, servingCA *certstest.CA, path string, h http.Handler) (url string, caBundle []byte) {
 	t.Helper()
 	certDir, port := servingCert(t, servingCA)
@@ -136,6 +139,19 @@ func serveWebhook(ctx context.Context, t *testing.T, servingCA *certstest.CA, pa
 		if err := <-done; err != nil {
 			t.Errorf("webhook server for %s: %v", path, err)
 		}
+	})
+	// Listening before it is registered: the apiserver may call it as soon
+	// as the configuration is created, and a refused connection fails the
+	// call (failurePolicy Fail), which a probe then takes for the answer.
+	started := srv.StartedChecker()
+	poll.Until(t, 30*time.Second, 10*time.Millisecond, "the webhook server for "+path+" to listen", func() error {
+		select {
+		case err := <-done:
+			done <- err // for the clean-up
+			t.Fatalf("webhook server for %s stopped before it listened: %v", path, err)
+		default:
+		}
+		return started(nil)
 	})
 	bundle, err := servingCA.CABundle(ctx)
 	if err != nil {

@@ -116,6 +116,17 @@ func TestSourceOfferOutrunsAStalledWatch(t *testing.T) {
 	done := make(chan struct{})
 	go func() { src.Run(runCtx); close(done) }()
 	storeHolds(t, src, v1.ResourceVersion)
+	// The store is written before the handler is told: stopped in between,
+	// the informer drops the event and the Source serves nothing.
+	poll.Until(t, 30*time.Second, 10*time.Millisecond, "the Source to serve resourceVersion "+v1.ResourceVersion, func() error {
+		switch got := src.Current(); {
+		case got == nil:
+			return fmt.Errorf("it serves nothing")
+		case got.ResourceVersion != v1.ResourceVersion:
+			return fmt.Errorf("it serves resourceVersion %s", got.ResourceVersion)
+		}
+		return nil
+	})
 	stop()
 	<-done
 	if got := src.Current(); got == nil || got.ResourceVersion != v1.ResourceVersion {
