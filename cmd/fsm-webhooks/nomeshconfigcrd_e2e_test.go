@@ -53,20 +53,21 @@ func TestServeWithoutMeshConfigCRD(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Before serve starts: its first request creates the CA Secret there,
+	// and a namespace not found ends it.
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 	o, done := serveHooks(ctx, t, env.Config, ns, allHooks, func(o *options, _ *serveFlags) {
 		o.keyPoolSize = 0
 		o.caKeyAlgorithm = "ecdsa-p256"
 		o.rootAutoRotateBefore = 0
 		o.healthProbeAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	})
-	for _, n := range []*corev1.Namespace{
-		{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		{ObjectMeta: metav1.ObjectMeta{Name: appNS, Labels: map[string]string{fsmnames.MonitoredByLabel: o.meshName},
-			Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}},
-	} {
-		if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS,
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: o.meshName},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
 
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}

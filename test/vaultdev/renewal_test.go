@@ -121,6 +121,9 @@ func TestServingCertRenewalThroughVault(t *testing.T) {
 	if life := cur.NotAfter.Sub(cur.NotBefore); life > maxTTL+2*time.Second {
 		t.Fatalf("served cert lives %s, want what Vault granted (max_ttl %s + 1s backdate)", life, maxTTL)
 	}
+	// Ready is the server's view; the apiserver admits through its own
+	// cached copy of the configuration, which can lag it.
+	waitFor(t, time.Minute, "the apiserver admitting through the webhook", func() error { return probehook.Admit(ctx, env.Clientset, workNS) })
 	// A ConfigMap the webhook must deny every 250 ms, all through the renewals.
 	admissions := testenv.StartLoop(250*time.Millisecond, func(ctx context.Context) error { return probehook.Admit(ctx, env.Clientset, workNS) })
 	for n := 1; n <= renewals; n++ {

@@ -62,17 +62,9 @@ func TestUserDataSurvivesTheRelease(t *testing.T) {
 	mc.Spec.Traffic.EnableEgress = false
 	mc.Spec.ClusterSet.UID = "8c8ef0a4-4a65-4a34-9a7e-2f3c2f0f1b55"
 	mc.Spec.Certificate.ServiceCertValidityDuration = "7h"
-	// The CRD's kind is served a moment after it is created.
-	for attempt := 0; ; attempt++ {
-		err := c.Create(ctx, mc)
-		if err == nil {
-			break
-		}
-		if attempt == 50 {
-			t.Fatalf("creating MeshConfig %s/%s: %v", ns, mc.Name, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// The CRD's kind is served a moment after it is created, seconds after
+	// on a loaded apiserver.
+	createEventually(ctx, t, c, mc)
 	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fsmnames.CABundleSecretName, Namespace: ns},
 		Data: map[string][]byte{"ca.crt": []byte("FSM's root"), "private.key": []byte("FSM's key"), "expiration": []byte("2036-01-01 00:00:00.000000000 +0000 UTC")}}
 	if err := c.Create(ctx, ca); err != nil {
