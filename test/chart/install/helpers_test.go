@@ -2,6 +2,7 @@ package install_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	authzv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -29,6 +33,102 @@ func startAPIServer(t *testing.T, timeout time.Duration) (context.Context, *test
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	return ctx, env
+}
+
+// awaitRBAC waits until the apiserver grants the servers' ServiceAccount
+// every rule its bindings name. The RBAC authorizer reads roles and bindings
+// from informers, which a loaded apiserver brings up to date late: a server
+// started, or an access review made, the moment `helm install` returns can
+// be refused what the chart grants (serve exits on a refused read of its CA
+// Secret). In a cluster the pod starts seconds later, and restarts if not.
+// Waiting for what the chart grants hides no rule it lacks.
+func awaitRBAC(ctx context.Context, t *testing.T, env *testenv.Env) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // liveness only
+	for {
+		err := rbacGranted(ctx, env)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("the chart's RBAC not in force for %s within a minute: %v", saUser, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// rbacGranted says which rule bound to the servers' ServiceAccount the
+// apiserver does not grant it yet (an access review per rule).
+func rbacGranted(ctx context.Context, env *testenv.Env) error {
+	var crbs rbacv1.ClusterRoleBindingList
+	var rbs rbacv1.RoleBindingList
+	if err := env.Client.List(ctx, &crbs); err != nil {
+		return err
+	}
+	if err := env.Client.List(ctx, &rbs); err != nil {
+		return err
+	}
+	ours := func(subjects []rbacv1.Subject) bool {
+		for _, s := range subjects {
+			if s.Kind == rbacv1.ServiceAccountKind && "system:serviceaccount:"+s.Namespace+":"+s.Name == saUser {
+				return true
+			}
+		}
+		return false
+	}
+	type binding struct {
+		namespace string
+		ref       rbacv1.RoleRef
+	}
+	var bound []binding
+	for _, b := range crbs.Items {
+		if ours(b.Subjects) {
+			bound = append(bound, binding{"", b.RoleRef})
+		}
+	}
+	for _, b := range rbs.Items {
+		if ours(b.Subjects) {
+			bound = append(bound, binding{b.Namespace, b.RoleRef})
+		}
+	}
+	if len(bound) == 0 {
+		return fmt.Errorf("no binding names %s", saUser)
+	}
+	for _, b := range bound {
+		var rules []rbacv1.PolicyRule
+		if b.ref.Kind == "ClusterRole" {
+			var r rbacv1.ClusterRole
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: b.ref.Name}, &r); err != nil {
+				return err
+			}
+			rules = r.Rules
+		} else {
+			var r rbacv1.Role
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: b.namespace, Name: b.ref.Name}, &r); err != nil {
+				return err
+			}
+			rules = r.Rules
+		}
+		for _, r := range rules {
+			if len(r.Verbs) == 0 || len(r.APIGroups) == 0 || len(r.Resources) == 0 {
+				continue
+			}
+			a := authzv1.ResourceAttributes{Namespace: b.namespace, Verb: r.Verbs[0], Group: r.APIGroups[0]}
+			a.Resource, a.Subresource, _ = strings.Cut(r.Resources[0], "/")
+			if len(r.ResourceNames) > 0 {
+				a.Name = r.ResourceNames[0]
+			}
+			sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{User: saUser, Groups: saGroups, ResourceAttributes: &a}}
+			got, err := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			if !got.Status.Allowed {
+				return fmt.Errorf("%+v not granted (%s)", a, got.Status.Reason)
+			}
+		}
+	}
+	return nil
 }
 
 // watchConfig is cfg for a watch the test holds open as long as it runs.

@@ -61,6 +61,9 @@ func TestChartOnAPIServer(t *testing.T) {
 	if _, err := helm.Install(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The access reviews and the writes as the ServiceAccount below need
+	// the authorizer to have caught up with the chart's bindings.
+	awaitRBAC(ctx, t, env)
 	c := env.Client
 
 	t.Run("objects exist", func(t *testing.T) {

@@ -112,6 +112,7 @@ func (p *serveProc) readyz(check string) bool {
 
 func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string) *serveProc {
 	t.Helper()
+	awaitRBAC(ctx, t, env)
 	var dep appsv1.Deployment
 	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fsm-webhooks"}, &dep); err != nil {
 		t.Fatal(err)
