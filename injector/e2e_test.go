@@ -46,6 +46,11 @@ const (
 	fsmNamespace = "fsm-system"
 	orphanGrace  = 3 * time.Second
 	denyLabel    = "e2e.flomesh.io/deny"
+	// settleWithin bounds a wait for what the injector's controllers, its
+	// informers and the apiserver do on their own after a change: a hang
+	// guard, not a latency under test. On CI's loaded 2-core machine a
+	// watch event or a controller's pass can come seconds late.
+	settleWithin = 30 * time.Second
 )
 
 type e2e struct {
@@ -583,7 +588,7 @@ func (e *e2e) testDenied(t *testing.T) {
 			if s := bootstrapSecrets(t, ctx, e.cl, ns); len(s) != 0 {
 				t.Fatalf("denied pod left %d Secrets", len(s))
 			}
-			eventually(t, 20*time.Second, "a warning event on the namespace", func() (bool, error) {
+			eventually(t, settleWithin, "a warning event on the namespace", func() (bool, error) {
 				l := &eventsv1.EventList{}
 				if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {
 					return false, err
@@ -608,7 +613,7 @@ func (e *e2e) testMeshConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := 0
-	eventually(t, 20*time.Second, "the MeshConfig image on the next pod", func() (bool, error) {
+	eventually(t, settleWithin, "the MeshConfig image on the next pod", func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("web-%d", i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
@@ -619,7 +624,7 @@ func (e *e2e) testMeshConfig(t *testing.T) {
 	if err := e.cl.Delete(ctx, mc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the default image after the MeshConfig is gone", func() (bool, error) {
+	eventually(t, settleWithin, "the default image after the MeshConfig is gone", func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("web-%d", i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
@@ -648,7 +653,7 @@ func (e *e2e) testLocalDNS(t *testing.T) {
 		}
 		// The next test must not meet this MeshConfig in the injector's
 		// cache: wait until a pod is injected without the local DNS proxy.
-		eventually(t, 20*time.Second, "the injector back on the default MeshConfig", func() (bool, error) {
+		eventually(t, settleWithin, "the injector back on the default MeshConfig", func() (bool, error) {
 			i++
 			p := pod(fmt.Sprintf("dns-%d", i), ns)
 			if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
@@ -657,7 +662,7 @@ func (e *e2e) testLocalDNS(t *testing.T) {
 			return p.Spec.DNSConfig == nil && len(p.Spec.HostAliases) == 0, nil
 		})
 	}()
-	eventually(t, 20*time.Second, "a denial naming the missing Service", func() (bool, error) {
+	eventually(t, settleWithin, "a denial naming the missing Service", func() (bool, error) {
 		i++
 		err := e.cl.Create(ctx, pod(fmt.Sprintf("dns-%d", i), ns), client.DryRunAll)
 		if err == nil {
@@ -677,7 +682,7 @@ func (e *e2e) testLocalDNS(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	eventually(t, 20*time.Second, "the controller Service's ClusterIP as the pod's DNS server", func() (bool, error) {
+	eventually(t, settleWithin, "the controller Service's ClusterIP as the pod's DNS server", func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("dns-%d", i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
@@ -715,7 +720,7 @@ func (e *e2e) testOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 	liveSecret := injector.BootstrapSecretName(live.Labels[injector.ProxyUUIDLabel])
-	eventually(t, orphanGrace+20*time.Second, "the orphaned Secret to be deleted", func() (bool, error) {
+	eventually(t, orphanGrace+settleWithin, "the orphaned Secret to be deleted", func() (bool, error) {
 		s := bootstrapSecrets(t, ctx, e.cl, ns)
 		return len(s) == 1 && s[0].Name == liveSecret, nil
 	})

@@ -75,7 +75,7 @@ func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *certstest.
 	}
 	i := 0
 	var script string
-	eventually(t, 20*time.Second, "a pod injected with the patched exclusions", func() (bool, error) {
+	eventually(t, settleWithin, "a pod injected with the patched exclusions", func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("v6-%d", i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
@@ -174,12 +174,12 @@ func (e *e2e) serveValidator(t *testing.T, ctx context.Context, servingCA *certs
 // injected without it again, so later subtests see the defaults.
 func (e *e2e) deleteMeshConfig(t *testing.T, mc *configv1alpha3.MeshConfig) {
 	ctx := context.Background()
-	eventually(t, 20*time.Second, "the MeshConfig to be deleted", func() (bool, error) {
+	eventually(t, settleWithin, "the MeshConfig to be deleted", func() (bool, error) {
 		return client.IgnoreNotFound(e.cl.Delete(ctx, mc)) == nil, nil
 	})
 	ns := e.namespace(t, ctx, "validated-after", true)
 	i := 0
-	eventually(t, 20*time.Second, "pods injected without the MeshConfig", func() (bool, error) {
+	eventually(t, settleWithin, "pods injected without the MeshConfig", func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("after-%d", i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {

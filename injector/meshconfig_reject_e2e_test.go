@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -49,7 +48,7 @@ func (e *e2e) testRejectedMeshConfig(t *testing.T) {
 	if err := e.cl.Patch(ctx, mc, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatalf("storing the MeshConfig the injector cannot apply: %v", err)
 	}
-	eventually(t, 20*time.Second, "a Warning Event on the MeshConfig", func() (bool, error) {
+	eventually(t, settleWithin, "a Warning Event on the MeshConfig", func() (bool, error) {
 		l := &eventsv1.EventList{}
 		if err := e.cl.List(ctx, l, client.InNamespace(fsmNamespace)); err != nil {
 			return false, err
@@ -115,7 +114,7 @@ func (e *e2e) waitExclusion(t *testing.T, ns, want, gone string) {
 	t.Helper()
 	ctx := context.Background()
 	i := 0
-	eventually(t, 20*time.Second, "pods injected with exclusion "+want, func() (bool, error) {
+	eventually(t, settleWithin, "pods injected with exclusion "+want, func() (bool, error) {
 		i++
 		p := pod(fmt.Sprintf("wait-%s-%d", strings.NewReplacer(".", "-", "/", "-").Replace(want+gone), i), ns)
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {

@@ -89,13 +89,13 @@ func (e *e2e) testRepairBeatsLateOwnerWrite(t *testing.T, servingCA *certstest.C
 	}
 	repaired := e.waitBootstrapSecret(ctx, t, p)
 	checkBootstrapSecret(ctx, t, ca, mesh, p, repaired)
-	eventually(t, 20*time.Second, "written{writer=repair} to go up by 1", func() (bool, error) {
+	eventually(t, settleWithin, "written{writer=repair} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "repair")-byRepair == 1, nil
 	})
 	releaseOnce()
 	// The owner's create answers; its outcome is counted, as a write
 	// (wrong) or as found written.
-	eventually(t, 20*time.Second, "the owner's create to be counted", func() (bool, error) {
+	eventually(t, settleWithin, "the owner's create to be counted", func() (bool, error) {
 		return writtenTotal(t, "admission")-byAdmission+writtenTotal(t, "controller")-byController+found()-foundBefore >= 1, nil
 	})
 	if d := writtenTotal(t, "admission") - byAdmission; d != 0 {

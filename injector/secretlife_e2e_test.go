@@ -64,7 +64,7 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 	// owner FSM's controller appended is stored, not cached, nor are the
 	// pods' annotations and other labels.
 	var cachedSecret *metav1.PartialObjectMetadata
-	eventually(t, 20*time.Second, "the cache to have the Secret FSM's controller updated", func() (bool, error) {
+	eventually(t, settleWithin, "the cache to have the Secret FSM's controller updated", func() (bool, error) {
 		cachedSecret = &metav1.PartialObjectMetadata{}
 		cachedSecret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 		if err := e.cache.Get(ctx, secretOf(fsmOwned), cachedSecret); err != nil {
@@ -116,7 +116,7 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 		if err := e.cl.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: ptr.To(p.UID)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "the Secret of deleted pod "+p.Name+" to go", func() (bool, error) {
+		eventually(t, settleWithin, "the Secret of deleted pod "+p.Name+" to go", func() (bool, error) {
 			err := e.cl.Get(ctx, secretOf(p), &corev1.Secret{})
 			if apierrors.IsNotFound(err) {
 				return true, nil
@@ -128,7 +128,7 @@ func (e *e2e) testSecretFollowsPod(t *testing.T) {
 	// The reconciler counts a delete once its call returns, which may be
 	// after the test saw the Secret gone.
 	var d float64
-	eventually(t, 20*time.Second, "both deletes to be counted", func() (bool, error) {
+	eventually(t, settleWithin, "both deletes to be counted", func() (bool, error) {
 		d = deletedTotal(t, injector.ReasonPodDeleted) - before
 		return d >= 2, nil
 	})
@@ -201,7 +201,7 @@ func (e *e2e) testSecretOfRelabelledPod(t *testing.T) {
 	}
 	touch(2)
 	for p, key := range keys {
-		eventually(t, 20*time.Second, "the Secret of deleted pod "+p.Name+" to go at the next sweep", func() (bool, error) {
+		eventually(t, settleWithin, "the Secret of deleted pod "+p.Name+" to go at the next sweep", func() (bool, error) {
 			err := e.cl.Get(ctx, key, &corev1.Secret{})
 			if apierrors.IsNotFound(err) {
 				return true, nil
@@ -209,7 +209,7 @@ func (e *e2e) testSecretOfRelabelledPod(t *testing.T) {
 			return false, err
 		})
 	}
-	eventually(t, 20*time.Second, "both deletes to be counted", func() (bool, error) {
+	eventually(t, settleWithin, "both deletes to be counted", func() (bool, error) {
 		return deletedTotal(t, injector.ReasonNoPod)-before >= 2, nil
 	})
 }

@@ -105,7 +105,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 		case rootrotation.PhaseNextRootAdded:
 			// Every pod's trust holds both roots; certificates stay on the
 			// old root, which still signs.
-			waitFor(t, 20*time.Second, func() error {
+			waitFor(t, settleWithin, func() error {
 				return eachSecret(ctx, env.Client, func(s *corev1.Secret) error {
 					if err := holdsRoots(s, oldRoot.Cert, st.Next); err != nil {
 						return err
@@ -148,7 +148,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	}
 	// After the drop: the new root only, every certificate from it, same
 	// CN, a new key.
-	waitFor(t, 20*time.Second, func() error {
+	waitFor(t, settleWithin, func() error {
 		return eachSecret(ctx, env.Client, func(s *corev1.Secret) error {
 			if err := holdsRoots(s, newRoot); err != nil {
 				return err
@@ -388,8 +388,8 @@ func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 				// as a running replica has.
 				select {
 				case <-read.first:
-				case <-time.After(20 * time.Second):
-					t.Fatal("the trust controller did not read the CA bundle within 20s")
+				case <-time.After(settleWithin):
+					t.Fatalf("the trust controller did not read the CA bundle within %s", settleWithin)
 				}
 				drop()
 			}
@@ -402,14 +402,14 @@ func TestTrustLateAdmissionAfterBundleChange(t *testing.T) {
 					return holdsRoots(s, newRoot)
 				}
 			}
-			waitFor(t, 20*time.Second, one(early.Name))
+			waitFor(t, settleWithin, one(early.Name))
 			// The pass that wrote it has ended, and several re-reads since
 			// found the trust unchanged, before the late Secret lands.
 			time.Sleep(time.Second)
 			if err := env.Client.Create(ctx, late); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, one(late.Name))
+			waitFor(t, settleWithin, one(late.Name))
 		})
 	}
 }

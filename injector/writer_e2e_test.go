@@ -183,11 +183,11 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 	}
 	checkSecret(p, waitSecret(p))
 	// Counted right after the create returns.
-	eventually(t, 20*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
+	eventually(t, settleWithin, "written{writer=controller} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "controller")-byController == 1, nil
 	})
 	// The record goes right after the write returns.
-	eventually(t, 20*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
+	eventually(t, settleWithin, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
 
 	// Dry run: nothing recorded, issued or written.
 	if err := e.cl.Create(ctx, pod("dry", ns.Name), client.DryRunAll); err != nil {
@@ -232,7 +232,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 		}
 		gone = append(gone, q)
 	}
-	eventually(t, orphanGrace+20*time.Second, "the deleted pods' Secrets to be gone", func() (bool, error) {
+	eventually(t, orphanGrace+settleWithin, "the deleted pods' Secrets to be gone", func() (bool, error) {
 		for _, q := range gone {
 			err := e.cl.Get(ctx, bootstrapSecretKey(q), &corev1.Secret{})
 			if err == nil {
@@ -259,7 +259,7 @@ func (e *e2e) testControllerWriter(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal("the deleted Secret came back with its old uid")
 	}
 	checkSecret(p, s)
-	eventually(t, 20*time.Second, "written{writer=repair} to go up by 1", func() (bool, error) {
+	eventually(t, settleWithin, "written{writer=repair} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "repair")-repaired == 1, nil
 	})
 
@@ -309,7 +309,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		t.Fatal(err)
 	}
 	checkBootstrapSecret(ctx, t, ca, "handoff-slow", p, e.waitBootstrapSecret(ctx, t, p))
-	eventually(t, 20*time.Second, "written{writer=controller} to go up by 1", func() (bool, error) {
+	eventually(t, settleWithin, "written{writer=controller} to go up by 1", func() (bool, error) {
 		return writtenTotal(t, "controller")-byController == 1, nil
 	})
 	if d := handoffs("slow") - slow; d != 1 {
@@ -321,7 +321,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 	if d := ca.Issued() - issued; d != 1 {
 		t.Errorf("%d certificates issued for one pod, want 1: the controller must create the Secret the admission built", d)
 	}
-	eventually(t, 20*time.Second, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
+	eventually(t, settleWithin, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
 
 	// One slot and a budget any create meets here: the pods over the slot
 	// go to the controller as busy.
@@ -340,7 +340,7 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		checkBootstrapSecret(ctx, t, ca, "handoff-busy", q, e.waitBootstrapSecret(ctx, t, q))
 	}
 	handed := handoffs("busy") - busy
-	eventually(t, 20*time.Second, "written{admission} + written{controller} to reach the burst", func() (bool, error) {
+	eventually(t, settleWithin, "written{admission} + written{controller} to reach the burst", func() (bool, error) {
 		return writtenTotal(t, "admission")-byAdmission+writtenTotal(t, "controller")-byController == n, nil
 	})
 	if d := writtenTotal(t, "controller") - byController; d != handed {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
-	"time"
 
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -106,7 +105,7 @@ func testConversion(t *testing.T) {
 	v2 := v1
 	v2.Version = "v2"
 	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "test.flomesh.io/v1", "kind": "Widget", "metadata": map[string]any{"name": "w1"}}}
-	waitFor(t, 20*time.Second, "create and read back in v2", func() error {
+	waitFor(t, settleWithin, "create and read back in v2", func() error {
 		if _, err := dyn.Resource(v1).Namespace(tc.workNS).Create(ctx, obj, metav1.CreateOptions{}); err != nil && !isAlreadyExists(err) {
 			return err
 		}

@@ -144,7 +144,7 @@ func testConversionWaitsForRoute(t *testing.T) {
 		// starved machine delivers the watch event late), and nothing is
 		// published meanwhile, nor in three resyncs after.
 		var err error
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(settleWithin); ; time.Sleep(50 * time.Millisecond) {
 			notPublished()
 			if err = h.ready(time.Now()); err != nil && strings.Contains(err.Error(), reason) {
 				break

@@ -186,7 +186,7 @@ func testEmptyConfiguration(t *testing.T) {
 	}
 	added := time.Now()
 	good := mustBundle(t, tc)
-	timeout := time.After(20 * time.Second) // bounds a hang only
+	timeout := time.After(settleWithin) // bounds a hang only
 	for patched := false; !patched; {
 		select {
 		case ev := <-wt.ResultChan():
@@ -195,7 +195,7 @@ func testEmptyConfiguration(t *testing.T) {
 				patched = true
 			}
 		case <-timeout:
-			t.Fatal("the caBundle of the webhook added by the upgrade not patched within 20s")
+			t.Fatalf("the caBundle of the webhook added by the upgrade not patched within %s", settleWithin)
 		}
 	}
 	t.Logf("caBundle of the added webhook patched in %s", time.Since(added))

@@ -182,7 +182,7 @@ func testReportOnlyProbe(t *testing.T) {
 		}
 	}
 	s := start(t, tc.options(), w)
-	waitFor(t, 20*time.Second, "probe failure reported", func() error {
+	waitFor(t, settleWithin, "probe failure reported", func() error {
 		err := s.Ready(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "validator dry run failed") {
 			return errTest("Ready = " + errString(err))

@@ -133,7 +133,7 @@ func testReadinessGated(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	// The cert gets written and loaded, but there is no configuration.
-	waitFor(t, 20*time.Second, "serving cert loaded", func() error {
+	waitFor(t, settleWithin, "serving cert loaded", func() error {
 		if s.hooks[0].src.Current() == nil {
 			return errTest("not loaded")
 		}
@@ -253,7 +253,7 @@ func testDrift(t *testing.T) {
 		}
 		broken := time.Now()
 		repaired := false
-		timeout := time.After(20 * time.Second) // bounds a hang only: the repair is watch-driven
+		timeout := time.After(settleWithin) // bounds a hang only: the repair is watch-driven
 		for !repaired {
 			select {
 			case ev := <-w.ResultChan():
@@ -261,7 +261,7 @@ func testDrift(t *testing.T) {
 					repaired = true
 				}
 			case <-timeout:
-				t.Fatalf("caBundle %q not repaired within 20s", bad)
+				t.Fatalf("caBundle %q not repaired within %s", bad, settleWithin)
 			}
 		}
 		w.Stop()
@@ -386,7 +386,7 @@ func testDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	newRoot := tc.ca.Active()
-	waitFor(t, 20*time.Second, "serving cert on the new root and caBundle = new root only", func() error {
+	waitFor(t, settleWithin, "serving cert on the new root and caBundle = new root only", func() error {
 		if err := certs.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
 			return err
 		}
@@ -500,7 +500,7 @@ func testEditedCACrtRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := r.hooks[0]
-	waitFor(t, 18*time.Second, "the edited Secret repaired and /readyz passing again", func() error {
+	waitFor(t, settleWithin, "the edited Secret repaired and /readyz passing again", func() error {
 		cur := tc.secret(t)
 		if cur.ResourceVersion == edited.ResourceVersion {
 			return fmt.Errorf("Secret %s/%s still holds the edited %s", tc.ns, cur.Name, servingcert.KeyCA)
@@ -835,7 +835,10 @@ func testRotationBesideAnotherMeshsConverter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	// A hang guard (the rotation used to wait forever): each phase waits
+	// for a server's pass through the apiserver, seconds each when starved.
+	const rotateWithin = 2 * settleWithin
+	rctx, cancel := context.WithTimeout(ctx, rotateWithin)
 	defer cancel()
 	err = rootrotation.Rotate(rctx, rootrotation.Options{
 		CA: other.tc.ca, Issuer: other.tc.ca, Client: other.tc.cs,
@@ -845,8 +848,8 @@ func testRotationBesideAnotherMeshsConverter(t *testing.T) {
 	})
 	st, _ := other.tc.ca.RotationStatus(ctx)
 	if err != nil {
-		t.Errorf("mesh %s (stanza owned by mesh %s) could not rotate its root in 20s; stuck in phase %q: %v",
-			other.run.opts.MeshName, owner.run.opts.MeshName, st.Phase, err)
+		t.Errorf("mesh %s (stanza owned by mesh %s) could not rotate its root in %s; stuck in phase %q: %v",
+			other.run.opts.MeshName, owner.run.opts.MeshName, rotateWithin, st.Phase, err)
 	}
 
 	// The owner's own check still reads the stanza: it does not hold the

@@ -142,7 +142,7 @@ func pemOf(c *x509.Certificate) []byte {
 }
 
 func issueServing(ctx context.Context, i *Issuer) (*certs.Certificate, error) {
-	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second) // a hang guard
 	defer cancel()
 	return i.Issue(ictx, certs.Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc"}, Validity: time.Hour, Usage: certs.UsageServer})
 }

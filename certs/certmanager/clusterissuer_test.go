@@ -49,7 +49,9 @@ func TestClusterIssuerWithoutCABundleSecret(t *testing.T) {
 	}
 	cn := "0b6a7c1e-2f4d-4a59-9d3e-6f8a1b2c3d4e.sidecar.app.default.cluster.local"
 	issueBootstrap := func() (*certs.Certificate, error) {
-		ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		// A hang guard: cert-manager's approver and CA issuer each act on
+		// an informer event, seconds late on a starved machine.
+		ictx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		return i.Issue(ictx, certs.Request{CommonName: cn, DNSNames: []string{cn}, Validity: time.Hour, Usage: certs.UsageBoth})
 	}

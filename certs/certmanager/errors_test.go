@@ -76,7 +76,9 @@ func TestIssuanceErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		i := h.issuer(t, h.auto, DefaultIssuerName, cmclient.NewForConfigOrDie(u.Config()))
-		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// A hang guard: the refused watch ends Issue at once, and a
+		// deadline reached first would hide it behind a timeout.
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		_, err = i.Issue(ictx, req)
 		t.Logf("Issue: %v", err)

@@ -64,6 +64,18 @@ func (p *vaultProxy) hostPort(t *testing.T) (string, int) {
 	return u.Hostname(), port
 }
 
+// first returns when the first request whose path contains sub arrived.
+func (p *vaultProxy) first(sub string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.seen {
+		if strings.Contains(r.path, sub) {
+			return r.at
+		}
+	}
+	return time.Time{}
+}
+
 // count returns how many requests whose path contains sub arrived at or
 // after since, and how many of those arrived while down.
 func (p *vaultProxy) count(sub string, since time.Time) (all, whileDown int) {

@@ -65,7 +65,7 @@ func TestServeRenewsVaultToken(t *testing.T) {
 		o.vaultHost, o.vaultPort, o.vaultProtocol, o.vaultToken = srv.Host, srv.Port, "http", token
 		sf.shutdownDrain = drain
 	})
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", o.validatorPort, fsmnames.ValidatorPath)
 	answers := waitAnswers(t, hc, url, done, "the validator")
 	alive := func(when string) {

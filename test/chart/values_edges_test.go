@@ -6,6 +6,8 @@ package chart_test
 // binary once and runs its flag validation on the rendered arguments.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -239,6 +241,33 @@ func servedBinary(t *testing.T) string {
 	return servedBin
 }
 
+// runUntil runs cmd, stops it (stop) once its output holds want, and
+// returns that output and cmd's exit.
+func runUntil(cmd *exec.Cmd, want string, stop func()) ([]byte, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		out.Write(sc.Bytes())
+		out.WriteByte('\n')
+		if strings.Contains(sc.Text(), want) {
+			stop()
+		}
+	}
+	return out.Bytes(), cmd.Wait()
+}
+
 // The servers' arguments the chart renders for accepted values must pass
 // the binary's flag validation, or the pods crash-loop.
 func TestRenderedArgsPassBinaryValidation(t *testing.T) {
@@ -294,11 +323,15 @@ current-context: x
 			d := mustFind(t, r, "Deployment", "fsm-webhooks")
 			a := append(args(t, d), "--kubeconfig="+kubeconfig)
 			bin := servedBinary(t) // built before the clock starts
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			// serve is stopped once it names the cluster's address: its
+			// flags passed. It does within a second; the minute bounds a
+			// hang only (a fixed 20 s run made every case last 20 s, and a
+			// start starved past it failed).
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, a...)
 			cmd.Env = []string{"HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()}
-			out, err := cmd.CombinedOutput()
+			out, err := runUntil(cmd, "127.0.0.1:1", cancel)
 			var exit *exec.ExitError
 			if errors.As(err, &exit) && exit.ExitCode() == 2 {
 				t.Errorf("the binary refuses the arguments the chart renders (pods crash-loop):\n%s", out)
