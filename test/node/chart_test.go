@@ -204,7 +204,7 @@ func TestChartOnNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		c.WaitFor(t, "every bootstrap Secret to be garbage-collected", 30*time.Second, func(ctx context.Context) error {
+		c.WaitFor(t, "every bootstrap Secret to be garbage-collected", 2*time.Minute, func(ctx context.Context) error {
 			if left := bootstrapSecretNames(ctx, t, cs, ns); len(left) > 0 {
 				return fmt.Errorf("%d bootstrap Secrets left: %v", len(left), left)
 			}

@@ -164,7 +164,7 @@ func TestNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		c.WaitFor(t, "the owned Secret to be garbage-collected", 60*time.Second, func(ctx context.Context) error {
+		c.WaitFor(t, "the owned Secret to be garbage-collected", 2*time.Minute, func(ctx context.Context) error {
 			_, err := cs.CoreV1().Secrets(ns).Get(ctx, owned.Name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return nil

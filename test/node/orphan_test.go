@@ -45,10 +45,20 @@ func TestOrphanSweepOnNode(t *testing.T) {
 		if err := images.GoBinary(ctx, testenv.RepoRoot(), "./cmd/fsm-webhooks", bin); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.CommandContext(ctx, bin, "certs", "status", "--kubeconfig", c.Kubeconfig, "--fsm-namespace", chartNS).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "healthy: yes") {
-			t.Errorf("fsm-webhooks certs status: %v\n%s", err, out)
-		}
+		// A replica is Ready once it serves (webhooks/readiness.go); the
+		// registrations' caBundles and the CRD's conversion stanza follow,
+		// the stanza only once the converter's Service routes to a Ready
+		// pod (webhooks/conversionroute.go), which the report checks too.
+		// Asked until it reports healthy, not once right after Ready.
+		start := time.Now()
+		c.WaitFor(t, "fsm-webhooks certs status to report the installed chart healthy", 2*time.Minute, func(ctx context.Context) error {
+			out, err := exec.CommandContext(ctx, bin, "certs", "status", "--kubeconfig", c.Kubeconfig, "--fsm-namespace", chartNS).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "healthy: yes") {
+				return fmt.Errorf("fsm-webhooks certs status: %v\n%s", err, out)
+			}
+			return nil
+		})
+		t.Logf("certs status healthy %s after the replicas were Ready and its binary built", time.Since(start).Round(100*time.Millisecond))
 	})
 
 	t.Run("a pod refused by a later webhook leaves no Secret", func(t *testing.T) {
@@ -82,7 +92,7 @@ func TestOrphanSweepOnNode(t *testing.T) {
 		// The webhook configuration takes effect once the apiserver's
 		// informer has it: retry until the create is refused by it.
 		var refusal error
-		c.WaitFor(t, "the test webhook to refuse a labelled pod", 30*time.Second, func(ctx context.Context) error {
+		c.WaitFor(t, "the test webhook to refuse a labelled pod", 2*time.Minute, func(ctx context.Context) error {
 			p, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 			if err == nil {
 				_ = cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})

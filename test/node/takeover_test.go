@@ -182,7 +182,7 @@ func TestTakeoverOnNode(t *testing.T) {
 		t.Fatalf("takeover step 2 (helm upgrade --reuse-values --take-ownership --force-conflicts): %v (logs in %s)", err, c.LogDir)
 	}
 	mark("step 2 upgraded")
-	c.WaitFor(t, "our converter to publish the MeshConfig CRD's conversion stanza once fsm-bootstrap routes to it", time.Minute, func(ctx context.Context) error {
+	c.WaitFor(t, "our converter to publish the MeshConfig CRD's conversion stanza once fsm-bootstrap routes to it", 3*time.Minute, func(ctx context.Context) error {
 		if s, err := conversionStrategy(ctx, dyn); err != nil || s != string(apiextv1.WebhookConverter) {
 			return fmt.Errorf("conversion %q (%v)", s, err)
 		}

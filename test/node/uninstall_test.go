@@ -44,7 +44,7 @@ func TestUninstallOnNode(t *testing.T) {
 	installReader := startOldVersionReader(t, c.Config, chartNS, "fsm-mesh-config")
 	defer installReader.stop()
 	waitWebhooksReady(t, c, chartImage)
-	c.WaitFor(t, "the converter to publish the MeshConfig CRD's conversion stanza", time.Minute, func(ctx context.Context) error {
+	c.WaitFor(t, "the converter to publish the MeshConfig CRD's conversion stanza", 3*time.Minute, func(ctx context.Context) error {
 		if s, err := conversionStrategy(ctx, dyn); err != nil || s != string(apiextv1.WebhookConverter) {
 			return fmt.Errorf("conversion %q (%v)", s, err)
 		}
@@ -79,7 +79,7 @@ func TestUninstallOnNode(t *testing.T) {
 	// through the converter (right after the servers are Ready, the
 	// apiserver may not have the CRD's new caBundle yet).
 	v1alpha1 := schema.GroupVersionResource{Group: "config.flomesh.io", Version: "v1alpha1", Resource: "meshconfigs"}
-	c.WaitFor(t, "fsm-mesh-config to read at v1alpha1 through the converter", time.Minute, func(ctx context.Context) error {
+	c.WaitFor(t, "fsm-mesh-config to read at v1alpha1 through the converter", 3*time.Minute, func(ctx context.Context) error {
 		_, err := dyn.Resource(v1alpha1).Namespace(chartNS).Get(ctx, "fsm-mesh-config", metav1.GetOptions{})
 		return err
 	})
