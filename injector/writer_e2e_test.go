@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,14 +296,15 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 		return n
 	}
 	// replica serves a mesh of that name injecting the namespace of that
-	// name, and waits until the apiserver calls it.
-	replica := func(mesh string, pending *injector.PendingSecrets, handoff injector.SecretHandoff) {
-		h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterAdmission, handoff: handoff})
+	// name, and waits until the apiserver calls it; cl, when set, is its
+	// client.
+	replica := func(mesh string, pending *injector.PendingSecrets, handoff injector.SecretHandoff, cl client.Client) {
+		h := e.writerReplica(t, ca, mesh, replicaWriter{pending: pending, writer: injector.SecretWriterAdmission, handoff: handoff, client: cl})
 		e.serveMesh(ctx, t, servingCA, mesh, mesh, h)
 	}
 
 	pending := injector.NewPendingSecrets(10 * time.Second)
-	replica("handoff-slow", pending, injector.SecretHandoff{InFlight: 16, Budget: time.Nanosecond})
+	replica("handoff-slow", pending, injector.SecretHandoff{InFlight: 16, Budget: time.Nanosecond}, nil)
 	slow, byController, byAdmission, issued := handoffs("slow"), writtenTotal(t, "controller"), writtenTotal(t, "admission"), ca.Issued()
 	p := pod("slow", "handoff-slow")
 	if err := e.cl.Create(ctx, p); err != nil {
@@ -323,9 +325,13 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 	}
 	eventually(t, settleWithin, "the written Secret's record to go", func() (bool, error) { return pending.Len() == 0, nil })
 
-	// One slot and a budget any create meets here: the pods over the slot
-	// go to the controller as busy.
-	replica("handoff-busy", injector.NewPendingSecrets(0), injector.SecretHandoff{InFlight: 1, Budget: 10 * time.Second})
+	// One slot and a budget a healthy create meets: the pods over the slot
+	// go to the controller as busy. A loaded apiserver can still hold a
+	// create past 10 s, and the admission then rightly hands it off as
+	// slow: hand-offs as slow are checked against the creates that did
+	// outlast the budget, not assumed to be none.
+	watch := &budgetWatch{Client: e.cl}
+	replica("handoff-busy", injector.NewPendingSecrets(0), injector.SecretHandoff{InFlight: 1, Budget: 10 * time.Second}, watch)
 	busy, slow, byController, byAdmission := handoffs("busy"), handoffs("slow"), writtenTotal(t, "controller"), writtenTotal(t, "admission")
 	const n = 40
 	pods := make([]*corev1.Pod, n)
@@ -339,17 +345,37 @@ func (e *e2e) testAdmissionHandoff(t *testing.T, servingCA *certstest.CA) {
 	for _, q := range pods {
 		checkBootstrapSecret(ctx, t, ca, "handoff-busy", q, e.waitBootstrapSecret(ctx, t, q))
 	}
-	handed := handoffs("busy") - busy
+	// Every create has returned: the hand-offs are all counted.
+	handed, slowed := handoffs("busy")-busy, handoffs("slow")-slow
+	if outlasted := watch.outlasted.Load(); slowed > float64(outlasted) {
+		t.Errorf("handoffs{reason=slow} rose by %v, yet %d Secret creates outlasted the 10 s budget: a create answered in time was handed off", slowed, outlasted)
+	}
 	eventually(t, settleWithin, "written{admission} + written{controller} to reach the burst", func() (bool, error) {
 		return writtenTotal(t, "admission")-byAdmission+writtenTotal(t, "controller")-byController == n, nil
 	})
-	if d := writtenTotal(t, "controller") - byController; d != handed {
-		t.Errorf("written{writer=controller} rose by %v, handoffs{reason=busy} by %v: the controller writes the Secrets handed off, and only those", d, handed)
+	// A slow hand-off's abandoned create may land first, and is then
+	// counted as the admission's.
+	if d := writtenTotal(t, "controller") - byController; d < handed || d > handed+slowed {
+		t.Errorf("written{writer=controller} rose by %v, handoffs by %v busy and %v slow: the controller writes the Secrets handed off (less abandoned creates that landed), and only those", d, handed, slowed)
 	}
-	if d := handoffs("slow") - slow; d != 0 {
-		t.Errorf("handoffs{reason=slow} rose by %v with a 10 s budget", d)
+	t.Logf("burst of %d, 20 at once, one inline slot: %v handed to the controller as busy, %v as slow", n, handed, slowed)
+}
+
+// budgetWatch counts the Secret creates that ran out of their context, or
+// that client-go's rate limiter refused as sure to (what the admission
+// writer hands off as slow). The writer controller's own creates share the
+// client; one of those running out only loosens the count.
+type budgetWatch struct {
+	client.Client
+	outlasted atomic.Int64
+}
+
+func (c *budgetWatch) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	err := c.Client.Create(ctx, obj, opts...)
+	if _, ok := obj.(*corev1.Secret); ok && err != nil && (ctx.Err() != nil || strings.Contains(err.Error(), "client rate limiter Wait returned an error")) {
+		c.outlasted.Add(1)
 	}
-	t.Logf("burst of %d, 20 at once, one inline slot: %v handed to the controller", n, handed)
+	return err
 }
 
 // testHandoffWhenClientThrottled: the admission writer hands a Secret whose
