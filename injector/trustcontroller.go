@@ -70,7 +70,7 @@ type TrustControllerOptions struct {
 	// admission (the webhook timeout, 30s) plus the controller writer's
 	// deferred flush. At start it applies only when the provider records
 	// when the trust changed (TrustState.Changed) and that was less than
-	// SettleWindow ago.
+	// SettleWindow ago, and then for SettleWindow from start at most.
 	SettleWindow time.Duration
 	// RetryInterval after a pass that left a Secret undone (default 10s).
 	RetryInterval time.Duration
@@ -203,8 +203,15 @@ func (c *TrustController) Start(ctx context.Context) error {
 				// rollout may still write what it built from the previous
 				// state, and its own pass has ended. Otherwise the other
 				// replicas that saw the change settle it, and a restart
-				// costs no extra passes.
+				// costs no extra passes. Changed is another clock's (the
+				// replica or `certs rotate-root` that made the step): one
+				// ahead of this one does not stretch the window past
+				// SettleWindow from now, the change having been made by
+				// now.
 				settleUntil = ts.Changed.Add(c.opts.SettleWindow)
+				if latest := c.now().Add(c.opts.SettleWindow); settleUntil.After(latest) {
+					settleUntil = latest
+				}
 			}
 			seen = fp
 		}

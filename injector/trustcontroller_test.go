@@ -19,6 +19,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 )
 
 // TestTrustControllerConflict: a write that loses to a concurrent one (FSM's
@@ -236,4 +237,89 @@ type trustReads struct {
 func (r *trustReads) CABundle(ctx context.Context) ([]byte, error) {
 	r.reads.Add(1)
 	return r.CA.CABundle(ctx)
+}
+
+// TestTrustControllerSettlesAtStart: a controller starting after a change
+// the provider recorded (TrustState.Changed: tresor's phase start, written
+// with the clock of whoever made the step, `certs rotate-root` included)
+// re-checks every Secret every Resync until SettleWindow after that change:
+// not at all for a change older than that, and never past SettleWindow from
+// now for a change recorded ahead of this clock.
+func TestTrustControllerSettlesAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		changed time.Duration // from now
+		settles bool
+	}{
+		{"changed a minute ago", -time.Minute, true},
+		{"changed two windows ago", -2 * time.Hour, false},
+		{"changed 1000 h ahead of this clock", 1000 * time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cs := fake.NewClientset()
+			var lists atomic.Int64 // one per pass: no Secret, one page
+			cs.PrependReactor("list", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+				lists.Add(1)
+				return false, nil, nil
+			})
+			issuer := &trustReads{CA: certstest.MustNew(t, certstest.Options{Algorithm: certs.ECDSAP256})}
+			rotation := recordedChange{rootrotation.Status{Phase: rootrotation.PhaseComplete, Since: time.Now().Add(tc.changed)}}
+			c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: issuer, Rotation: rotation, MeshName: "fsm",
+				Resync: 10 * time.Millisecond, SettleWindow: time.Hour, Logger: testr.New(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var skew atomic.Int64
+			c.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+			done := make(chan error, 1)
+			go func() { done <- c.Start(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Start: %v", err)
+				}
+			}()
+			// reads waits until the controller has begun n more reads of
+			// the trust; a read begins once the pass before it has listed.
+			reads := func(n int64) {
+				t.Helper()
+				want := issuer.reads.Load() + n
+				for deadline := time.Now().Add(30 * time.Second); issuer.reads.Load() < want; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the trust read %d of %d more time(s) in 30 s", n-(want-issuer.reads.Load()), n)
+					}
+				}
+			}
+			// quiet: no pass over 20 reads decided on the clock as it is.
+			quiet := func(what string) {
+				t.Helper()
+				reads(2)
+				n := lists.Load()
+				reads(20)
+				if m := lists.Load(); m != n {
+					t.Fatalf("%d pass(es) in 20 re-reads of the trust %s", m-n, what)
+				}
+			}
+			reads(3) // the pass at start has listed
+			if !tc.settles {
+				quiet("after a change older than SettleWindow")
+				return
+			}
+			n := lists.Load()
+			reads(20)
+			if m := lists.Load(); m-n < 15 {
+				t.Fatalf("%d pass(es) in 20 re-reads of the trust within SettleWindow of the change, want one each", m-n)
+			}
+			skew.Add(int64(2 * time.Hour))
+			quiet("SettleWindow past the change, or past the start")
+		})
+	}
+}
+
+// recordedChange is a RotationReader that reads st.
+type recordedChange struct{ st rootrotation.Status }
+
+func (r recordedChange) RotationStatus(context.Context) (rootrotation.Status, error) {
+	return r.st, nil
 }
