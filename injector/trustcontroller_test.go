@@ -163,16 +163,8 @@ func TestTrustControllerSettles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var skew atomic.Int64 // moves the controller's clock past a window
-	c.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	done := make(chan error, 1)
-	go func() { done <- c.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	defer cancel()
+	skew := startSkewed(t, c)
 	passes := func(n int64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -183,26 +175,13 @@ func TestTrustControllerSettles(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	// rereads waits until the controller has begun n more reads of the
-	// trust: a read begins only once the pass before it has listed.
-	rereads := func(n int64) {
-		t.Helper()
-		want := issuer.reads.Load() + n
-		deadline := time.Now().Add(30 * time.Second)
-		for issuer.reads.Load() < want {
-			if time.Now().After(deadline) {
-				t.Fatalf("the trust read %d of %d more time(s) in 30 s", n-(want-issuer.reads.Load()), n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	quiet := func() int64 {
 		t.Helper()
 		// The next read decides on the clock as it is now; by the one after
 		// it, a pass decided before (however starved) has listed.
-		rereads(2)
+		issuer.await(t, 2)
 		n := lists.Load()
-		rereads(50)
+		issuer.await(t, 50)
 		if m := lists.Load(); m != n {
 			t.Fatalf("%d pass(es) in 50 re-reads of the trust after the window ended", m-n)
 		}
@@ -234,6 +213,18 @@ type trustReads struct {
 	reads atomic.Int64
 }
 
+// await waits until the controller has begun n more reads of the trust: a
+// read begins only once the pass before it has listed.
+func (r *trustReads) await(t *testing.T, n int64) {
+	t.Helper()
+	want := r.reads.Load() + n
+	for deadline := time.Now().Add(30 * time.Second); r.reads.Load() < want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the trust read %d of %d more time(s) in 30 s", n-(want-r.reads.Load()), n)
+		}
+	}
+}
+
 func (r *trustReads) CABundle(ctx context.Context) ([]byte, error) {
 	r.reads.Add(1)
 	return r.CA.CABundle(ctx)
@@ -256,7 +247,6 @@ func TestTrustControllerSettlesAtStart(t *testing.T) {
 		{"changed 1000 h ahead of this clock", 1000 * time.Hour, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
 			cs := fake.NewClientset()
 			var lists atomic.Int64 // one per pass: no Secret, one page
 			cs.PrependReactor("list", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -270,27 +260,8 @@ func TestTrustControllerSettlesAtStart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var skew atomic.Int64
-			c.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-			done := make(chan error, 1)
-			go func() { done <- c.Start(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Start: %v", err)
-				}
-			}()
-			// reads waits until the controller has begun n more reads of
-			// the trust; a read begins once the pass before it has listed.
-			reads := func(n int64) {
-				t.Helper()
-				want := issuer.reads.Load() + n
-				for deadline := time.Now().Add(30 * time.Second); issuer.reads.Load() < want; time.Sleep(10 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatalf("the trust read %d of %d more time(s) in 30 s", n-(want-issuer.reads.Load()), n)
-					}
-				}
-			}
+			skew := startSkewed(t, c)
+			reads := func(n int64) { t.Helper(); issuer.await(t, n) }
 			// quiet: no pass over 20 reads decided on the clock as it is.
 			quiet := func(what string) {
 				t.Helper()
@@ -315,6 +286,24 @@ func TestTrustControllerSettlesAtStart(t *testing.T) {
 			quiet("SettleWindow past the change, or past the start")
 		})
 	}
+}
+
+// startSkewed runs c until the test ends, its clock moved by what the
+// returned value holds (to move it past a window).
+func startSkewed(t *testing.T, c *TrustController) *atomic.Int64 {
+	t.Helper()
+	skew := new(atomic.Int64)
+	c.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	})
+	return skew
 }
 
 // recordedChange is a RotationReader that reads st.
