@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
@@ -107,7 +106,7 @@ func admissionResult(resp admission.Response) string {
 // that describes the problem.
 func Unmarshal(body []byte) (*admissionv1.AdmissionReview, int32, error) {
 	ar := &admissionv1.AdmissionReview{}
-	if err := jsonv2.Unmarshal(body, ar); err != nil {
+	if err := unmarshalReview(body, ar); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("the body is not an AdmissionReview: %w", err)
 	}
 	if ar.TypeMeta != v1TypeMeta && ar.TypeMeta != v1beta1TypeMeta {

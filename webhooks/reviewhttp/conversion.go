@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -110,7 +109,7 @@ func failure(err error) *apixv1.ConversionResponse {
 // accepted: the CRD registers conversionReviewVersions [v1].
 func UnmarshalConversion(body []byte) (*apixv1.ConversionReview, error) {
 	review := &apixv1.ConversionReview{}
-	if err := jsonv2.Unmarshal(body, review); err != nil {
+	if err := unmarshalReview(body, review); err != nil {
 		return nil, fmt.Errorf("the body is not a ConversionReview: %w", err)
 	}
 	if review.TypeMeta != conversionTypeMeta {

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -342,8 +344,15 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":null,"oldObject":[1,{}]}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object": {"a":"\u00e9\"}"} ,"oldObject":"x","options":7}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ar, code, err := Unmarshal(body)
+		// The objects are slices of the body: what they hold must be what
+		// go-json-experiment's own RawExtension decoding copies.
+		plain := &admissionv1.AdmissionReview{}
+		if plainErr := jsonv2.Unmarshal(body, plain); plainErr != nil && err == nil {
+			t.Fatalf("accepted what plain decoding refuses (%v)", plainErr)
+		}
 		if err != nil {
 			if code < 400 || code > 499 || ar != nil {
 				t.Fatalf("error %v with status %d and review %v", err, code, ar)
@@ -353,7 +362,53 @@ func FuzzUnmarshal(f *testing.F) {
 		if ar.Request == nil || code != 0 {
 			t.Fatalf("accepted a review without a request (status %d)", code)
 		}
+		if !reflect.DeepEqual(ar, plain) {
+			t.Fatalf("decoded\n%+v\nplain decoding gives\n%+v", ar.Request, plain.Request)
+		}
 	})
+}
+
+// TestUnmarshalObjectsInTheBody: the objects are the body's own bytes, each
+// value exactly (no surrounding space, escapes as sent), and growing one
+// cannot overwrite what follows it in the body.
+func TestUnmarshalObjectsInTheBody(t *testing.T) {
+	body := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u",` +
+		`"object" : {"a":"\u00e9\"}"} ,"oldObject":{"b":[1, 2]},"options":null}}`)
+	ar, _, err := Unmarshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := ar.Request
+	if got, want := string(req.Object.Raw), `{"a":"\u00e9\"}"}`; got != want {
+		t.Errorf("object %s, want %s", got, want)
+	}
+	if got, want := string(req.OldObject.Raw), `{"b":[1, 2]}`; got != want {
+		t.Errorf("oldObject %s, want %s", got, want)
+	}
+	if req.Options.Raw != nil {
+		t.Errorf("options %q, want none for null (as RawExtension.UnmarshalJSON)", req.Options.Raw)
+	}
+	if cap(req.Object.Raw) != len(req.Object.Raw) {
+		t.Errorf("object capacity %d past its %d bytes: an append would write into the body", cap(req.Object.Raw), len(req.Object.Raw))
+	}
+	before := string(body)
+	_ = append(req.Object.Raw, "garbage"...)
+	if string(body) != before || string(req.OldObject.Raw) != `{"b":[1, 2]}` {
+		t.Errorf("appending to the object changed the body: %s", body)
+	}
+
+	conv, err := UnmarshalConversion([]byte(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview",` +
+		`"request":{"uid":"u","desiredAPIVersion":"v","objects":[{"x":1}, {"y":"\n"} ,null]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range conv.Request.Objects {
+		got = append(got, string(o.Raw))
+	}
+	if want := []string{`{"x":1}`, `{"y":"\n"}`, ""}; !reflect.DeepEqual(got, want) {
+		t.Errorf("conversion objects %q, want %q", got, want)
+	}
 }
 
 // TestFailureSeriesStartAtZero: a named webhook exports its error and
