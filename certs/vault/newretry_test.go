@@ -38,7 +38,7 @@ func TestNewRetriesTransientTokenRead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("one transient error reading the token Secret ends New: %v", err)
 	}
-	if got := i.client.Token(); got != "s.token" {
+	if got := i.client().Token(); got != "s.token" {
 		t.Errorf("token %q, want s.token", got)
 	}
 	if gets.Load() != 2 {

@@ -91,7 +91,7 @@ func (i *Issuer) KeepTokenAlive(ctx context.Context) {
 		poll = t.C
 	}
 	for {
-		timer := time.NewTimer(k.step(ctx, i.client.Token()))
+		timer := time.NewTimer(k.step(ctx, i.client().Token()))
 		// Until the step is due, or the token changes: a Secret re-read
 		// that finds the same token neither renews early nor cuts a
 		// backoff short.
@@ -153,7 +153,7 @@ func (k *keeper) retry() time.Duration {
 // before the next step.
 func (k *keeper) step(ctx context.Context, token string) time.Duration {
 	i := k.i
-	c, err := i.client.Clone()
+	c, err := i.client().Clone()
 	if err != nil {
 		k.log(err, "The Vault token is not renewed: no client")
 		return k.retry()
@@ -253,11 +253,11 @@ func (k *keeper) pollSecret(ctx context.Context) bool {
 		report(err, "Re-reading the Vault token Secret failed")
 		return false
 	}
-	if token == i.client.Token() {
+	if token == i.client().Token() {
 		k.polled = ""
 		return false
 	}
-	c, err := i.client.Clone()
+	c, err := i.client().Clone()
 	if err != nil {
 		report(err, "The token in the Vault token Secret is not used: no client")
 		return false
@@ -269,7 +269,7 @@ func (k *keeper) pollSecret(ctx context.Context) bool {
 	}
 	k.polled = ""
 	i.tokenMu.Lock()
-	i.client.SetToken(token)
+	i.client().SetToken(token)
 	i.tokenMu.Unlock()
 	i.opts.Logger.Info("Using the new Vault token in its Secret", "secret", i.tokenSource())
 	return true

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -50,8 +51,12 @@ type Options struct {
 	Role     string
 	// CAFile is a PEM file of the CAs that sign Vault's https certificate
 	// (--vault-ca-file), for a Vault behind a private CA; empty means the
-	// system's roots (or VAULT_CACERT). Read once, in New.
+	// system's roots (or VAULT_CACERT). Read in New, then every CAFilePoll
+	// by WatchCAFile.
 	CAFile string
+	// CAFilePoll is how often WatchCAFile re-reads CAFile; zero means
+	// DefaultCAFilePoll.
+	CAFilePoll time.Duration
 	// Token authenticates to Vault. When empty it is read from the Secret
 	// TokenSecretName (key TokenSecretKey) in TokenSecretNamespace.
 	Token                string
@@ -125,9 +130,15 @@ func (o Options) Address() string {
 
 // Issuer is the Vault certs.Issuer. It is safe for concurrent use.
 type Issuer struct {
-	opts   Options
-	client *vaultapi.Client
-	mount  string
+	opts Options
+	// cur is the API client in use, replaced whole when CAFile changes
+	// (useCA): each call takes it once, so a call under way ends on the
+	// client it started with. Read it with client().
+	cur atomic.Pointer[vaultapi.Client]
+	// caPEM is CAFile's content as New read it, which WatchCAFile starts
+	// from.
+	caPEM []byte
+	mount string
 
 	mu sync.Mutex
 	// issuerCerts is each mount issuer's certificate PEM by issuer ID, as
@@ -148,7 +159,8 @@ type Issuer struct {
 	caCaps caCapLog
 
 	// tokenReadAt is when the token Secret was last re-read after Vault
-	// denied the token (at most every tokenReread).
+	// denied the token (at most every tokenReread). tokenMu also orders
+	// token changes with client swaps (useCA), so that neither is lost.
 	tokenMu     sync.Mutex
 	tokenReadAt time.Time
 	// tokenChanged tells KeepTokenAlive that reloadToken switched tokens.
@@ -175,7 +187,7 @@ func (i *Issuer) reloadToken(ctx context.Context, used string) bool {
 	}
 	i.tokenMu.Lock()
 	defer i.tokenMu.Unlock()
-	if i.client.Token() != used {
+	if i.client().Token() != used {
 		return true // another call has just reloaded it
 	}
 	if time.Since(i.tokenReadAt) < tokenReread {
@@ -187,10 +199,10 @@ func (i *Issuer) reloadToken(ctx context.Context, used string) bool {
 		i.opts.Logger.Error(err, "Re-reading the Vault token after Vault denied it")
 		return false
 	}
-	if token == i.client.Token() {
+	if token == i.client().Token() {
 		return false
 	}
-	i.client.SetToken(token)
+	i.client().SetToken(token)
 	select {
 	case i.tokenChanged <- struct{}{}:
 	default: // one pending signal is enough: the keeper reads the client's token
@@ -236,6 +248,31 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: err}
 		}
 	}
+	var ca []byte
+	if opts.CAFile != "" {
+		var err error
+		if ca, err = ReadCAFile(opts.CAFile); err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: fmt.Errorf("VaultCAFile %q in Hashi Vault options: %w", opts.CAFile, err)}
+		}
+	}
+	c, err := newClient(opts, ca)
+	if err != nil {
+		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: err}
+	}
+	c.SetToken(token)
+	mount := opts.Mount
+	if mount == "" {
+		mount = DefaultMount
+	}
+	i := &Issuer{opts: opts, caPEM: ca, mount: strings.Trim(mount, "/"), tokenChanged: make(chan struct{}, 1)}
+	i.cur.Store(c)
+	return i, nil
+}
+
+// newClient builds an API client of opts, without a token, that verifies
+// Vault's certificate with ca (PEM; nil: the system's roots, or
+// VAULT_CACERT). Every client New and useCA build is configured alike.
+func newClient(opts Options, ca []byte) (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
 	cfg.Address = opts.Address()
 	cfg.Timeout = opts.Timeout
@@ -246,17 +283,13 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 		cfg.MaxRetries = *opts.MaxRetries
 	}
 	if cfg.Error != nil {
-		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: cfg.Error}
+		return nil, cfg.Error
 	}
-	if opts.CAFile != "" {
-		ca, err := ReadCAFile(opts.CAFile)
-		if err != nil {
-			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: fmt.Errorf("VaultCAFile %q in Hashi Vault options: %w", opts.CAFile, err)}
-		}
+	if ca != nil {
 		// Replaces the roots (VAULT_CACERT's included): the flag names
 		// exactly the CAs that sign Vault's certificate.
 		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: ca}); err != nil {
-			return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: fmt.Errorf("VaultCAFile %q: %w", opts.CAFile, err)}
+			return nil, fmt.Errorf("VaultCAFile %q: %w", opts.CAFile, err)
 		}
 		// ConfigureTLS leaves VAULT_SKIP_VERIFY's setting (read by
 		// DefaultConfig) on: the CA would go unused and the token be sent
@@ -266,17 +299,12 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 			t.TLSClientConfig.InsecureSkipVerify = false
 		}
 	}
-	c, err := vaultapi.NewClient(cfg)
-	if err != nil {
-		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: err}
-	}
-	c.SetToken(token)
-	mount := opts.Mount
-	if mount == "" {
-		mount = DefaultMount
-	}
-	return &Issuer{opts: opts, client: c, mount: strings.Trim(mount, "/"), tokenChanged: make(chan struct{}, 1)}, nil
+	return vaultapi.NewClient(cfg)
 }
+
+// client is the API client in use; a caller making several calls that
+// belong together (a token and the request sent with it) takes it once.
+func (i *Issuer) client() *vaultapi.Client { return i.cur.Load() }
 
 // Provider implements certs.Issuer.
 func (i *Issuer) Provider() string { return ProviderName }
@@ -347,11 +375,12 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	write := func(ttl time.Duration) (*vaultapi.Secret, time.Time, error) {
 		data["ttl"] = strconv.FormatInt(int64(ttl/time.Second), 10) + "s"
 		start := time.Now()
-		used := i.client.Token()
-		resp, err := i.client.Logical().WriteWithContext(ctx, path, data)
+		c := i.client()
+		used := c.Token()
+		resp, err := c.Logical().WriteWithContext(ctx, path, data)
 		if denied(err) && i.reloadToken(ctx, used) {
 			start = time.Now()
-			resp, err = i.client.Logical().WriteWithContext(ctx, path, data)
+			resp, err = i.client().Logical().WriteWithContext(ctx, path, data)
 		}
 		return resp, start, err
 	}
@@ -583,7 +612,7 @@ func (i *Issuer) cas(ctx context.Context) (*certs.Bundle, *x509.Certificate, err
 // mount has none but other issuers).
 func (i *Issuer) readCAs(ctx context.Context) (*certs.Bundle, *x509.Certificate, error) {
 	path := i.mount + "/cert/ca"
-	resp, err := i.client.Logical().ReadWithContext(ctx, path)
+	resp, err := i.client().Logical().ReadWithContext(ctx, path)
 	switch {
 	case noDefaultIssuer(err):
 		// Its default was deleted; roles pinned to the others still sign.
@@ -626,7 +655,7 @@ func (i *Issuer) readCAs(ctx context.Context) (*certs.Bundle, *x509.Certificate,
 // this Vault has no multi-issuer API.
 func (i *Issuer) mountIssuers(ctx context.Context) ([][]byte, error) {
 	path := i.mount + "/issuers"
-	resp, err := i.client.Logical().ListWithContext(ctx, path)
+	resp, err := i.client().Logical().ListWithContext(ctx, path)
 	if err != nil {
 		return nil, i.explain(path, err)
 	}
@@ -646,7 +675,7 @@ func (i *Issuer) mountIssuers(ctx context.Context) ([][]byte, error) {
 		i.mu.Unlock()
 		if !ok {
 			ipath := i.mount + "/issuer/" + url.PathEscape(id) + "/json"
-			r, err := i.client.Logical().ReadWithContext(ctx, ipath)
+			r, err := i.client().Logical().ReadWithContext(ctx, ipath)
 			if err != nil {
 				return nil, i.explain(ipath, err)
 			}

@@ -133,7 +133,7 @@ func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.vaultTokenSecretName, "vault-token-secret-name", "", "Secret in the fsm namespace holding the Vault token (FSM fsm.vault.secret.name)")
 	fs.StringVar(&o.vaultTokenSecretKey, "vault-token-secret-key", "", "key of the Vault token in that Secret (FSM fsm.vault.secret.key)")
 	fs.StringVar(&o.vaultRole, "vault-role", "flomesh", "Vault PKI role (FSM fsm.vault.role)")
-	fs.StringVar(&o.vaultCAFile, "vault-ca-file", "", "PEM file of the CA certificates that sign Vault's https certificate (chart fsm.vault.caSecret), read at start; empty: the system's roots, or VAULT_CACERT")
+	fs.StringVar(&o.vaultCAFile, "vault-ca-file", "", "PEM file of the CA certificates that sign Vault's https certificate (chart fsm.vault.caSecret); checked at start, then serve re-reads it every 10s and uses a changed file that holds a certificate (a bad one keeps the CAs in use, logged); empty: the system's roots, or VAULT_CACERT")
 
 	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
 	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")

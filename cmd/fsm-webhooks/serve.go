@@ -215,18 +215,18 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	}
 	if v, ok := issuer.(*vault.Issuer); ok {
 		// A token with a TTL would otherwise stop every issuance when it
-		// expires. Started first: the serving certificates are issued
-		// with it during start-up. It lives as long as the key pool: the
-		// drain and the Secret flush after SIGTERM still issue.
+		// expires, and a Vault CA rotated in --vault-ca-file's Secret would
+		// be trusted only after a restart. Started first: the serving
+		// certificates are issued during start-up. They live as long as
+		// the key pool: the drain and the Secret flush after SIGTERM still
+		// issue.
 		keepCtx, stopKeeping := context.WithCancel(pool)
-		kept := make(chan struct{})
-		go func() {
-			defer close(kept)
-			v.KeepTokenAlive(keepCtx)
-		}()
+		var kept sync.WaitGroup
+		kept.Go(func() { v.KeepTokenAlive(keepCtx) })
+		kept.Go(func() { v.WatchCAFile(keepCtx) })
 		defer func() {
 			stopKeeping()
-			<-kept
+			kept.Wait()
 		}()
 	}
 	defer watchCAMetrics(issuer)()
