@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
@@ -101,18 +100,5 @@ func TestServeKeyPoolOutlivesTheDrain(t *testing.T) {
 // pooledKeys is fsm_webhooks_keypool_size summed over algorithms.
 func pooledKeys(t *testing.T) int {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0.0
-	for _, f := range families {
-		if f.GetName() != "fsm_webhooks_keypool_size" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			n += m.GetGauge().GetValue()
-		}
-	}
-	return int(n)
+	return int(gathered(t, "fsm_webhooks_keypool_size"))
 }

@@ -109,7 +109,7 @@ func replaceFile(t *testing.T, path string, content []byte) {
 	}
 }
 
-// gathered is the value of the unlabelled gauge or counter name in the
+// gathered is the gauge or counter name summed over its series, in the
 // registry serve exports (0 when absent).
 func gathered(t *testing.T, name string) float64 {
 	t.Helper()
@@ -117,16 +117,14 @@ func gathered(t *testing.T, name string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := 0.0
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	return 0
+	return sum
 }
