@@ -103,7 +103,9 @@ func admissionResult(resp admission.Response) string {
 // Unmarshal decodes an AdmissionReview request body. admission.k8s.io/v1beta1
 // has the same shape as v1 and is accepted for old apiservers; the response
 // echoes whichever version came in. On error it also returns the status
-// that describes the problem.
+// that describes the problem. The request's object, old object and options
+// are slices of body, not copies: body must not be modified while they are
+// used.
 func Unmarshal(body []byte) (*admissionv1.AdmissionReview, int32, error) {
 	ar := &admissionv1.AdmissionReview{}
 	if err := unmarshalReview(body, ar); err != nil {

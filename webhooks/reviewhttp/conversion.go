@@ -106,7 +106,8 @@ func failure(err error) *apixv1.ConversionResponse {
 
 // UnmarshalConversion decodes a ConversionReview request body, as strictly
 // as Unmarshal decodes an AdmissionReview. Only apiextensions.k8s.io/v1 is
-// accepted: the CRD registers conversionReviewVersions [v1].
+// accepted: the CRD registers conversionReviewVersions [v1]. The request's
+// objects are slices of body, as Unmarshal's are.
 func UnmarshalConversion(body []byte) (*apixv1.ConversionReview, error) {
 	review := &apixv1.ConversionReview{}
 	if err := unmarshalReview(body, review); err != nil {
