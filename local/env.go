@@ -10,12 +10,25 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
+)
+
+// How long etcd and kube-apiserver each have to start (answer their health
+// check) and to stop. envtest's 20 s defaults are what a quiet machine
+// needs; on a busy 2-core one (a laptop building, CI running suites beside
+// it) kube-apiserver alone can take longer, and envtest then kills it and
+// starts it again, each time with the same 20 s, so the demo never starts;
+// a stop that outlasts it makes Ctrl-C end in an error. test/testenv waits
+// as long.
+const (
+	startTimeout = 2 * time.Minute
+	stopTimeout  = time.Minute
 )
 
 // Env is a running local control plane.
@@ -43,6 +56,14 @@ func Start(ctx context.Context, out io.Writer, crds []*apiextensionsv1.CustomRes
 		BinaryAssetsDirectory: bin,
 		CRDs:                  crds,
 	}}
+	// KUBEBUILDER_CONTROLPLANE_START_TIMEOUT/_STOP_TIMEOUT, when set, are
+	// envtest's to read.
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		e.env.ControlPlaneStartTimeout = startTimeout
+	}
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_STOP_TIMEOUT") == "" {
+		e.env.ControlPlaneStopTimeout = stopTimeout
+	}
 	fmt.Fprintf(out, "starting etcd and kube-apiserver (%s)\n", bin)
 	cfg, err := e.env.Start()
 	if err != nil {

@@ -2,6 +2,7 @@ package uninstall
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ import (
 // promptly instead of polling silently until --timeout and reporting only
 // "context deadline exceeded".
 func TestScaleToZeroReportsListFailure(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A hang guard: the hook must return on its own, long before it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := newCluster()
 	c.cs.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -35,6 +37,12 @@ func TestScaleToZeroReportsListFailure(t *testing.T) {
 	}
 	if !strings.Contains(strings.ToLower(err.Error()), "forbidden") {
 		t.Errorf("after %s: error %q does not name the cause (pods list Forbidden)", took.Round(time.Millisecond), err)
+	}
+	// Polling until the deadline would also name the Forbidden list (as
+	// the last one), so what tells "promptly" is that the hook returned
+	// before its context ended.
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		t.Errorf("the hook polled a Forbidden pod list until its context ended (%s): %v", took.Round(time.Millisecond), err)
 	}
 }
 
@@ -51,7 +59,8 @@ func (forbiddenErr) Error() string { return "RBAC: not allowed to list pods" }
 // (the ReplicaSet controller only deletes active pods). No container of it
 // runs, so nothing is left to wait for; the hook must not time out on it.
 func TestScaleToZeroIgnoresEvictedPods(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A hang guard: a hook waiting for the evicted pod polls until it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := newCluster()
 	evicted := &corev1.Pod{

@@ -307,14 +307,18 @@ func TestCertManager(t *testing.T) {
 
 	t.Run("timeout without approval", func(t *testing.T) {
 		i := newIssuer(t, manual, DefaultIssuerName)
-		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// The deadline must fall once the request exists (a CA Secret read
+		// and a create, seconds on a loaded apiserver): before, there is
+		// no request nobody approved, only a create cut short.
+		const deadline = 10 * time.Second
+		ictx, cancel := context.WithTimeout(ctx, deadline)
 		defer cancel()
 		start := time.Now()
 		_, err := i.Issue(ictx, certs.Request{CommonName: "y.svc", Validity: time.Hour, Usage: certs.UsageClient, KeyAlgorithm: certs.ECDSAP256})
 		if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "nobody approved it") {
 			t.Fatalf("err = %v", err)
 		}
-		if time.Since(start) > 15*time.Second {
+		if time.Since(start) > deadline+15*time.Second {
 			t.Errorf("Issue ignored its ctx deadline: returned after %s", time.Since(start))
 		}
 		assertNoRequests(t, cm, manual)

@@ -227,7 +227,9 @@ func issueUnderPolicy(t *testing.T, policy approverPolicy) {
 	cm, denied := approvingCertManager(t, policy)
 	i := newPolicyIssuer(t, cm)
 	for name, req := range ourRequests() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// A hang guard: the fake issuer answers within milliseconds, but
+		// the RSA key is generated inline, seconds on a starved machine.
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
 		_, err := i.Issue(ctx, req)
 		cancel()
 		if err != nil {

@@ -52,7 +52,12 @@ func TestAutoRetriesSoonerAfterAFailure(t *testing.T) {
 	for len(ca.times()) < 4 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // a fifth check would come now if the success did not reset the wait
+	// A success that did not go back to the interval would check again
+	// after the next retry wait (400 ms): give it five times that, counted
+	// from the success itself, not from when this loop noticed it.
+	if asked := ca.times(); len(asked) >= 4 {
+		time.Sleep(time.Until(asked[3].Add(2 * time.Second)))
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
