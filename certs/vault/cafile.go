@@ -67,7 +67,7 @@ func (i *Issuer) WatchCAFile(ctx context.Context) {
 // client built as New builds it, carrying the token in use. Calls under
 // way end on the client they started with.
 func (i *Issuer) useCA(ca []byte) error {
-	c, err := newClient(i.opts, ca)
+	c, err := newClient(i.opts, ca, logr.Discard())
 	if err != nil {
 		return fmt.Errorf("building a Vault client with them: %w", err)
 	}

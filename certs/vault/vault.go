@@ -255,7 +255,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: fmt.Errorf("VaultCAFile %q in Hashi Vault options: %w", opts.CAFile, err)}
 		}
 	}
-	c, err := newClient(opts, ca)
+	c, err := newClient(opts, ca, opts.Logger)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: err}
 	}
@@ -271,8 +271,10 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 
 // newClient builds an API client of opts, without a token, that verifies
 // Vault's certificate with ca (PEM; nil: the system's roots, or
-// VAULT_CACERT). Every client New and useCA build is configured alike.
-func newClient(opts Options, ca []byte) (*vaultapi.Client, error) {
+// VAULT_CACERT). Every client New and useCA build is configured alike; log
+// is told that VAULT_SKIP_VERIFY is ignored (New's: the environment does not
+// change while serve runs, so once is enough).
+func newClient(opts Options, ca []byte, log logr.Logger) (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
 	cfg.Address = opts.Address()
 	cfg.Timeout = opts.Timeout
@@ -295,7 +297,7 @@ func newClient(opts Options, ca []byte) (*vaultapi.Client, error) {
 		// DefaultConfig) on: the CA would go unused and the token be sent
 		// to whoever answers.
 		if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok && t.TLSClientConfig != nil && t.TLSClientConfig.InsecureSkipVerify {
-			opts.Logger.Info("VAULT_SKIP_VERIFY is ignored: Vault's certificate is verified with --vault-ca-file", "file", opts.CAFile)
+			log.Info("VAULT_SKIP_VERIFY is ignored: Vault's certificate is verified with --vault-ca-file", "file", opts.CAFile)
 			t.TLSClientConfig.InsecureSkipVerify = false
 		}
 	}
