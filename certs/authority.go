@@ -145,7 +145,7 @@ func (a *Authority) signDER(req Request, pub crypto.PublicKey, now time.Time) ([
 	if req.Organization != "" {
 		tmpl.Subject.Organization = []string{req.Organization}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Key)
+	der, err := createCertificate(tmpl, a.Cert, pub, a.Key)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("signing certificate for %q: %w", req.CommonName, err)
 	}
@@ -180,8 +180,8 @@ func randomSerial() (*big.Int, error) {
 // Issue signs req for key (which the caller took from a key pool or
 // generated) and packages the result with caBundle, the PEM of every trusted
 // root. This is the whole hot path of a locally signed certificate: one
-// signature and two PEM encodings; the certificate just made is not parsed
-// back (x509.CreateCertificate already verified its signature).
+// signature and two PEM encodings; the certificate just made is neither
+// parsed back nor, with the CA's own Go key, verified (createCertificate).
 func (a *Authority) Issue(req Request, key crypto.Signer, caBundle []byte, now time.Time) (*Certificate, error) {
 	der, notAfter, err := a.signDER(req, key.Public(), now)
 	if err != nil {
