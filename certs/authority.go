@@ -38,7 +38,8 @@ type Authority struct {
 }
 
 // NewAuthority checks that cert is a CA allowed to sign certificates and that
-// key is its private key.
+// key is its private key (for an in-memory ECDSA key, its private scalar too:
+// createCertificate does not verify what that key signs).
 func NewAuthority(cert *x509.Certificate, key crypto.Signer) (*Authority, error) {
 	if cert == nil || key == nil {
 		return nil, errors.New("CA certificate and key are both required")
@@ -49,7 +50,7 @@ func NewAuthority(cert *x509.Certificate, key crypto.Signer) (*Authority, error)
 	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("CA certificate %q lacks the keyCertSign key usage", cert.Subject.CommonName)
 	}
-	if !KeyMatches(key, cert.PublicKey) {
+	if !KeyMatches(key, cert.PublicKey) || !ecdsaScalarMatches(key) {
 		return nil, fmt.Errorf("private key does not match CA certificate %q", cert.Subject.CommonName)
 	}
 	return &Authority{Cert: cert, Key: key}, nil

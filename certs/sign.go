@@ -23,11 +23,13 @@ import (
 // verify per leaf, the costliest step of a meshed pod's admission with an
 // ECDSA CA (more than the signature: 28% of the handler's CPU). Go's RSA
 // signing already checks its result against faults itself; its ECDSA signing
-// has no plugin in between to misbehave. So x509 still builds the
-// to-be-signed certificate (every field and extension, encoded by x509), the
-// signer stops it there through crypto.MessageSigner, and the TBS is signed
-// here and wrapped in RFC 5280's Certificate: SEQUENCE { tbsCertificate,
-// signatureAlgorithm (the TBS's own, as RFC 5280 requires), signature }.
+// has no plugin in between to misbehave, but it does not check that the key's
+// private scalar is the one of its public key: NewAuthority does, once
+// (ecdsaScalarMatches). So x509 still builds the to-be-signed certificate
+// (every field and extension, encoded by x509), the signer stops it there
+// through crypto.MessageSigner, and the TBS is signed here and wrapped in
+// RFC 5280's Certificate: SEQUENCE { tbsCertificate, signatureAlgorithm (the
+// TBS's own, as RFC 5280 requires), signature }.
 // Any other signer keeps x509's check.
 func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) ([]byte, error) {
 	switch key.(type) {
@@ -94,4 +96,24 @@ func tbsSignatureAlgorithm(tbs []byte) ([]byte, error) {
 		return nil, errors.New("x509 produced a to-be-signed certificate without a signature algorithm")
 	}
 	return alg, nil
+}
+
+// ecdsaScalarMatches reports whether key, if an in-memory ECDSA key, has the
+// private scalar of its own public key (true for any other key). KeyMatches
+// compares public keys only, and Go's ECDSA signing uses D without checking
+// it against X, Y: a key assembled with another scalar would sign leaves its
+// certificate does not verify, which x509's check used to refuse and
+// createCertificate no longer makes. Keys parsed from PEM or generated always
+// match (their public key is computed from D).
+func ecdsaScalarMatches(key crypto.Signer) bool {
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		return true
+	}
+	d, err := k.Bytes()
+	if err != nil {
+		return false
+	}
+	derived, err := ecdsa.ParseRawPrivateKey(k.Curve, d)
+	return err == nil && derived.PublicKey.Equal(&k.PublicKey)
 }

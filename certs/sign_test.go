@@ -3,6 +3,7 @@ package certs
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -107,6 +108,38 @@ func TestCreateCertificateKeepsCheckForOtherSigners(t *testing.T) {
 			_, err := signer.Sign(Request{CommonName: "x", Validity: time.Minute, Usage: UsageServer}, ca.Key.Public(), t0)
 			if err == nil || !strings.Contains(err.Error(), "signature returned by signer is invalid") {
 				t.Fatalf("err = %v, want x509's check to refuse the faulty signer", err)
+			}
+		})
+	}
+}
+
+// TestNewAuthorityRefusesECDSAKeyNotItsCertificates: an ECDSA key whose
+// public half is the CA's but whose private scalar is another makes
+// signatures the CA's certificate does not verify. x509's check of its own
+// signature refused it at every leaf; createCertificate skips that check for
+// Go's keys, so NewAuthority must refuse it: never a nil error with a leaf
+// the CA does not verify.
+func TestNewAuthorityRefusesECDSAKeyNotItsCertificates(t *testing.T) {
+	for _, alg := range []KeyAlgorithm{ECDSAP256, ECDSAP384} {
+		t.Run(string(alg), func(t *testing.T) {
+			ca := mustRoot(t, alg, time.Hour, t0)
+			other := mustRoot(t, alg, time.Hour, t0).Key.(*ecdsa.PrivateKey)
+			// Only the deprecated big.Int field can assemble such a key:
+			// parsed and generated keys derive their public half from D.
+			bad := &ecdsa.PrivateKey{PublicKey: ca.Key.(*ecdsa.PrivateKey).PublicKey, D: other.D} //nolint:staticcheck // the mismatched key under test
+			a, err := NewAuthority(ca.Cert, bad)
+			if err == nil {
+				leaf, err := a.Sign(Request{CommonName: "x", Validity: time.Minute, Usage: UsageServer}, other.Public(), t0)
+				if err == nil {
+					t.Fatalf("NewAuthority accepted a key whose private scalar is not the certificate's (leaf verifies: %v)", leaf.CheckSignatureFrom(ca.Cert))
+				}
+				t.Fatalf("NewAuthority accepted a key whose private scalar is not the certificate's; Sign: %v", err)
+			}
+			if !strings.Contains(err.Error(), "does not match") {
+				t.Errorf("err = %v", err)
+			}
+			if _, err := NewAuthority(ca.Cert, ca.Key); err != nil {
+				t.Errorf("NewAuthority refused the CA's own key: %v", err)
 			}
 		})
 	}
