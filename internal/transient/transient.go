@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 )
 
 // Is reports whether the apiserver may answer err's request differently in
@@ -43,10 +44,21 @@ const Window = 60 * time.Second
 // with what. The error returned is f's last, naming the attempts when more
 // than one was made.
 func Retry(ctx context.Context, log logr.Logger, window time.Duration, what string, f func(context.Context) error) error {
+	return retry(ctx, clock.RealClock{}, log, window, what, f)
+}
+
+// timeSource is the part of a clock retry reads: its tests run on a
+// virtual one, so a stalled test goroutine cannot change a decision.
+type timeSource interface {
+	Now() time.Time
+	After(time.Duration) <-chan time.Time
+}
+
+func retry(ctx context.Context, clk timeSource, log logr.Logger, window time.Duration, what string, f func(context.Context) error) error {
 	if window == 0 {
 		window = Window
 	}
-	deadline := time.Now().Add(window)
+	deadline := clk.Now().Add(window)
 	backoff := wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: 8 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := f(ctx)
@@ -54,7 +66,7 @@ func Retry(ctx context.Context, log logr.Logger, window time.Duration, what stri
 			return err
 		}
 		d := backoff.Step()
-		if ctx.Err() != nil || time.Now().Add(d).After(deadline) {
+		if ctx.Err() != nil || clk.Now().Add(d).After(deadline) {
 			if attempt == 1 {
 				return err
 			}
@@ -64,7 +76,7 @@ func Retry(ctx context.Context, log logr.Logger, window time.Duration, what stri
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(d):
+		case <-clk.After(d):
 		}
 	}
 }

@@ -3,6 +3,7 @@ package transient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -91,7 +92,8 @@ func TestRetry(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
-			err := Retry(context.Background(), logr.Discard(), tc.window, "test", func(context.Context) error {
+			clk := &virtualClock{now: time.Unix(0, 0)}
+			err := retry(context.Background(), clk, logr.Discard(), tc.window, "test", func(context.Context) error {
 				calls++
 				if calls <= len(tc.errs) {
 					return tc.errs[calls-1]
@@ -109,6 +111,55 @@ func TestRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetryWindow: with the default window the waits grow from 250 ms to
+// the 8 s cap, each within its 10% jitter, and the retries stop at the
+// last wait that still ends inside the window: 11 or 12 attempts in 60 s,
+// whatever the jitter drew.
+func TestRetryWindow(t *testing.T) {
+	for range 20 {
+		clk := &virtualClock{now: time.Unix(0, 0)}
+		start := clk.now
+		calls := 0
+		err := retry(context.Background(), clk, logr.Discard(), 0, "test", func(context.Context) error {
+			calls++
+			return apierrors.NewServiceUnavailable("try later")
+		})
+		if calls < 11 || calls > 12 {
+			t.Fatalf("f called %d times in the default window, want 11 or 12 (waits %v)", calls, clk.waits)
+		}
+		if want := fmt.Sprintf("after %d attempts in 1m0s", calls); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want it to say %q", err, want)
+		}
+		base := 250 * time.Millisecond
+		for i, d := range clk.waits {
+			if d < base || d > base+base/10 {
+				t.Fatalf("wait %d = %s, want %s to %s (waits %v)", i+1, d, base, base+base/10, clk.waits)
+			}
+			base = min(2*base, 8*time.Second)
+		}
+		if elapsed := clk.now.Sub(start); elapsed > Window || elapsed+base+base/10 <= Window {
+			t.Fatalf("retried for %s, want at most the window (%s) and within one wait of its end (waits %v)", elapsed, Window, clk.waits)
+		}
+	}
+}
+
+// virtualClock's time moves only when retry waits, by exactly the wait, so
+// the decisions under test do not depend on how fast the machine runs.
+type virtualClock struct {
+	now   time.Time
+	waits []time.Duration
+}
+
+func (c *virtualClock) Now() time.Time { return c.now }
+
+func (c *virtualClock) After(d time.Duration) <-chan time.Time {
+	c.waits = append(c.waits, d)
+	c.now = c.now.Add(d)
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
 }
 
 // TestRetryStopsWithContext: a caller giving up is not kept waiting out
