@@ -96,6 +96,9 @@ type Options struct {
 	// (of every mesh in the cluster) that writes a CRD's conversion stanza
 	// (default DefaultConversionLeaseNamespace; conversionlease.go).
 	ConversionLeaseNamespace string
+	// TLS is what the webhook listeners accept of a client's TLS (the zero
+	// value: TLS 1.2 or later, DefaultCipherSuites for TLS 1.2).
+	TLS TLSPolicy
 	// PodIPs are this server's pod IPs (one per family). In Service mode
 	// the converter then publishes the CRD's conversion stanza only once
 	// its Service lists one of them as a ready endpoint
@@ -234,6 +237,9 @@ func (o Options) validate() error {
 		return fmt.Errorf("webhooks: SettleDelay %s must not be negative", o.SettleDelay)
 	case o.ShutdownDrain < 0:
 		return fmt.Errorf("webhooks: ShutdownDrain %s must not be negative", o.ShutdownDrain)
+	}
+	if err := o.TLS.validate(); err != nil {
+		return err
 	}
 	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
 		return fmt.Errorf("webhooks: fsm namespace %q is invalid: %v", o.Namespace, errs)
@@ -455,25 +461,8 @@ func (s *Server) serveWebhook(ctx context.Context, g *errgroup.Group, w Webhook,
 		mux.Handle(path, handler)
 	}
 	conf := &tls.Config{NextProtos: []string{"http/1.1"}}
-	tlsOptions(getCert)(conf)
+	s.opts.TLS.apply(conf, getCert)
 	serveHTTP(ctx, g, "webhook "+w.Name, net.JoinHostPort(s.opts.BindHost, strconv.Itoa(w.Port)), mux, conf, s.timeouts, log)
-}
-
-// tlsOptions are the listener's TLS settings: the cert from memory, TLS 1.2
-// or later, and for TLS 1.2 only forward-secret AEAD suites.
-func tlsOptions(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.Config) {
-	return func(c *tls.Config) {
-		c.GetCertificate = getCert
-		c.MinVersion = tls.VersionTLS12
-		c.CipherSuites = []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		}
-	}
 }
 
 func localAddr(bindHost string, port int) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
@@ -68,6 +69,9 @@ type serveFlags struct {
 	shutdownDrain      time.Duration
 	pprofAddr          string
 	podIPs             []string
+	tlsMinVersion      string
+	tlsCipherSuites    []string
+	tls                webhooks.TLSPolicy // parsed from the two above by validate
 }
 
 func newServeCommand(o *options) *cobra.Command {
@@ -100,6 +104,8 @@ mesh CA bundle and repairs it when anyone changes it.`,
 	cmd.Flags().StringVar(&sf.bindHost, "webhook-bind-host", "", "host the webhook listeners bind (default all interfaces)")
 	cmd.Flags().StringVar(&sf.pprofAddr, "pprof-bind-address", "", "address of net/http/pprof's /debug/pprof/ (heap, goroutine, CPU profiles); empty disables. Unauthenticated: bind it to loopback")
 	cmd.Flags().StringSliceVar(&sf.podIPs, "pod-ips", nil, "this server's pod IPs, comma-separated (the chart passes status.podIPs through FSM_POD_IPS): in Service mode the converter first publishes the MeshConfig CRD's conversion stanza only once its Service lists one of them as a ready endpoint and a TLS handshake through the Service reaches a converter of ours (at most 30 s more); empty (outside a pod): as soon as the converter serves")
+	cmd.Flags().StringVar(&sf.tlsMinVersion, "tls-min-version", "VersionTLS12", "lowest TLS version the webhook listeners accept: VersionTLS12 or VersionTLS13")
+	cmd.Flags().StringSliceVar(&sf.tlsCipherSuites, "tls-cipher-suites", nil, "TLS 1.2 cipher suites the webhook listeners accept, comma-separated, as crypto/tls names them (insecure ones refused; not with VersionTLS13, whose suites are fixed); empty: "+strings.Join(cipherSuiteNames(webhooks.DefaultCipherSuites()), ","))
 	cmd.Flags().DurationVar(&sf.shutdownDrain, "shutdown-drain", webhooks.DefaultShutdownDrain, "after SIGTERM, how long every listener keeps serving (failing /readyz, closing each connection after its answer) before its graceful shutdown")
 	return cmd
 }
@@ -147,7 +153,37 @@ func (sf *serveFlags) validate(o *options) error {
 			return usageErrorf("invalid value %q for --pod-ips: not an IP address", ip)
 		}
 	}
+	return sf.parseTLS()
+}
+
+// parseTLS sets sf.tls from --tls-min-version and --tls-cipher-suites.
+func (sf *serveFlags) parseTLS() error {
+	sf.tls = webhooks.TLSPolicy{}
+	if sf.tlsMinVersion != "" {
+		v, err := webhooks.ParseTLSVersion(sf.tlsMinVersion)
+		if err != nil {
+			return usageErrorf("invalid value %q for --tls-min-version: %v", sf.tlsMinVersion, err)
+		}
+		sf.tls.MinVersion = v
+	}
+	suites, err := webhooks.ParseCipherSuites(sf.tlsCipherSuites)
+	if err != nil {
+		return usageErrorf("invalid value %q for --tls-cipher-suites: %v", strings.Join(sf.tlsCipherSuites, ","), err)
+	}
+	if len(suites) > 0 && sf.tls.MinVersion == tls.VersionTLS13 {
+		return usageErrorf("invalid value %q for --tls-cipher-suites: it chooses TLS 1.2 suites, and --tls-min-version is VersionTLS13 (TLS 1.3's suites are fixed)", strings.Join(sf.tlsCipherSuites, ","))
+	}
+	sf.tls.CipherSuites = suites
 	return nil
+}
+
+// cipherSuiteNames names suites as crypto/tls does.
+func cipherSuiteNames(ids []uint16) []string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = tls.CipherSuiteName(id)
+	}
+	return names
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {
@@ -265,6 +301,7 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		HealthProbeBindAddress: o.healthProbeAddr,
 		ShutdownDrain:          sf.shutdownDrain,
 		PodIPs:                 sf.podIPs,
+		TLS:                    sf.tls,
 		Log:                    log.WithName("webhooks"),
 	}, hooks)
 	if err != nil {

@@ -118,6 +118,9 @@ func serveHooks(ctx context.Context, t *testing.T, cfg *rest.Config, ns string, 
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := sf.validate(o); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	errc, stopped := make(chan error, 1), make(chan struct{})
 	go func() {

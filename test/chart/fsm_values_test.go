@@ -120,6 +120,11 @@ func TestFSMValuesTypos(t *testing.T) {
 		{"fsm: {webhooks: {injectorSecretHandoffBudget: 0s}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
 		{"fsm: {webhooks: {injectorSecretHandoffBudget: 1}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
 		{"fsm: {webhooks: {injectorSecretHandoffBudget: 1 second}}", "/fsm/webhooks/injectorSecretHandoffBudget"},
+		{"fsm: {webhooks: {tlsMinVersion: VersionTLS11}}", "/fsm/webhooks/tlsMinVersion"},
+		{"fsm: {webhooks: {tlsCipherSuites: [TLS_RSA_WITH_AES_128_CBC_SHA]}}", "/fsm/webhooks/tlsCipherSuites"},
+		{"fsm: {webhooks: {tlsCipherSuites: [TLS_AES_128_GCM_SHA256]}}", "/fsm/webhooks/tlsCipherSuites"},
+		{"fsm: {webhooks: {tlsMinVersion: VersionTLS13, tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]}}",
+			"fsm.webhooks.tlsCipherSuites [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]: they choose TLS 1.2 suites, and fsm.webhooks.tlsMinVersion is VersionTLS13"},
 		// No fallback: the servers would inject flomesh/pipy: into every pod.
 		{`fsm: {sidecar: {image: {tag: ""}}}`, "/fsm/sidecar/image/tag"},
 		{"fsm: {bootstrapCertValidityDuration: 0h}", "/fsm/bootstrapCertValidityDuration"},
@@ -175,7 +180,8 @@ func TestFSMValuesHonoured(t *testing.T) {
 			resources:    map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux"},
 			extraArgs: []string{"--bootstrap-key-algorithm=auto", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
-				"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s"},
+				"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s",
+				"--tls-min-version=VersionTLS12"},
 		}},
 		{"FSM's values file", readValuesFile(t, fsmValuesFile), honoured{
 			replicas: 1, logLevel: "info", injectorTO: 20, validatorTO: 20, pdb: false,
@@ -205,6 +211,7 @@ fsm:
     injectorMaxInFlight: 0
     injectorSecretHandoffInFlight: 4
     injectorSecretHandoffBudget: 250ms
+    tlsCipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]
   injector: {enablePodDisruptionBudget: false}
 `), honoured{
 			replicas: 4, logLevel: "warn", injectorTO: 25, validatorTO: 20, pdb: false,
@@ -213,12 +220,19 @@ fsm:
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux", "node-role.example.com/mesh": "true"},
 			tolerations:  2,
 			extraArgs: []string{"--bootstrap-key-algorithm=rsa2048", "--bootstrap-secret-writer=controller", "--injector-namespace-rate=0", "--injector-namespace-burst=7",
-				"--injector-max-in-flight=0", "--injector-secret-handoff-in-flight=4", "--injector-secret-handoff-budget=250ms"},
+				"--injector-max-in-flight=0", "--injector-secret-handoff-in-flight=4", "--injector-secret-handoff-budget=250ms",
+				"--tls-min-version=VersionTLS12", "--tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
 		}},
 		{"FSM log level mapped", mustValues(t, "fsm: {controllerLogLevel: trace}"), honoured{
 			replicas: 2, logLevel: "debug", injectorTO: 20, validatorTO: 20, pdb: true,
 			resources:    map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
 			nodeSelector: map[string]any{"kubernetes.io/os": "linux"},
+		}},
+		{"TLS 1.3 only", mustValues(t, "fsm: {webhooks: {tlsMinVersion: VersionTLS13}}"), honoured{
+			replicas: 2, logLevel: "info", injectorTO: 20, validatorTO: 20, pdb: true,
+			resources:    map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
+			nodeSelector: map[string]any{"kubernetes.io/os": "linux"},
+			extraArgs:    []string{"--tls-min-version=VersionTLS13"},
 		}},
 	}
 	for _, tc := range tests {

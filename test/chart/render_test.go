@@ -158,7 +158,7 @@ func TestRenderDefaults(t *testing.T) {
 			"--log-level=info", "--key-pool-size=32", "--kube-api-qps=500", "--kube-api-burst=1000",
 			"--controller-kube-api-qps=200", "--controller-kube-api-burst=400",
 			"--bootstrap-key-algorithm=auto", "--bootstrap-secret-writer=admission", "--injector-namespace-rate=200", "--injector-namespace-burst=400",
-			"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s",
+			"--injector-max-in-flight=128", "--injector-secret-handoff-in-flight=16", "--injector-secret-handoff-budget=1s", "--tls-min-version=VersionTLS12",
 			"--sidecar-image=flomesh/pipy:1.5.12",
 			"--init-container-image=flomesh/fsm-sidecar-init:1.5.1",
 			"--healthcheck-container-image=flomesh/fsm-healthcheck:1.5.1",
@@ -605,5 +605,9 @@ func TestDefaultsAreTheBinarys(t *testing.T) {
 		if got[flag] != want {
 			t.Errorf("chart renders %s=%q, serve's default is %q", flag, got[flag], want)
 		}
+	}
+	// Left to the binary, whose default the README's table pins.
+	if v, ok := got["--tls-cipher-suites"]; ok {
+		t.Errorf("chart renders --tls-cipher-suites=%s by default; want the binary's default suites", v)
 	}
 }

@@ -122,6 +122,9 @@ flags (FSM's wording) so users search one text.
 {{- include "fsm.checkGoDuration" (list "fsm.certificateProvider.serviceCertValidityDuration" .Values.fsm.certificateProvider.serviceCertValidityDuration) -}}
 {{- include "fsm.checkGoDuration" (list "fsm.bootstrapCertValidityDuration" .Values.fsm.bootstrapCertValidityDuration) -}}
 {{- include "fsm.checkGoDuration" (list "fsm.webhooks.injectorSecretHandoffBudget" .Values.fsm.webhooks.injectorSecretHandoffBudget) -}}
+{{- if and .Values.fsm.webhooks.tlsCipherSuites (eq .Values.fsm.webhooks.tlsMinVersion "VersionTLS13") -}}
+{{- fail (printf "fsm.webhooks.tlsCipherSuites %v: they choose TLS 1.2 suites, and fsm.webhooks.tlsMinVersion is VersionTLS13 (TLS 1.3's suites are fixed)" .Values.fsm.webhooks.tlsCipherSuites) -}}
+{{- end -}}
 {{- $cp := .Values.fsm.certificateProvider.kind -}}
 {{- if eq $cp "vault" -}}
 {{- if not .Values.fsm.vault.host -}}
