@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -132,13 +134,20 @@ func commandKey(c *cobra.Command) string {
 	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
-// newLogger builds the structured logger (zap behind logr).
-func newLogger(level string) logr.Logger {
+// newLogger builds the structured logger (zap behind logr) on stderr.
+func newLogger(level string) logr.Logger { return newLoggerTo(os.Stderr, level) }
+
+// newLoggerTo is newLogger writing to w. Stack traces only for panics:
+// controller-runtime's production default adds one to every error line,
+// and an error logged for a failed reconcile (each retry while the
+// apiserver is out) then carried the stack of the controller's own retry
+// loop, tens of lines that say nothing the wrapped error does not.
+func newLoggerTo(w io.Writer, level string) logr.Logger {
 	lvl := map[string]zapcore.Level{
 		"debug": zapcore.DebugLevel,
 		"info":  zapcore.InfoLevel,
 		"warn":  zapcore.WarnLevel,
 		"error": zapcore.ErrorLevel,
 	}[level]
-	return zap.New(zap.Level(lvl), zap.UseDevMode(false))
+	return zap.New(zap.Level(lvl), zap.UseDevMode(false), zap.WriteTo(w), zap.StacktraceLevel(zapcore.DPanicLevel))
 }

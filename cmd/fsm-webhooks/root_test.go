@@ -305,3 +305,34 @@ func TestApplyDeploymentFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestLoggerLines: one JSON object per line at the chosen level and above,
+// an error line with its error and logger name but no stack trace (only panics
+// carry one).
+func TestLoggerLines(t *testing.T) {
+	for _, tc := range []struct {
+		level     string
+		wantLines int // of the info, error lines below
+	}{
+		{"debug", 2}, {"info", 2}, {"warn", 1}, {"error", 1},
+	} {
+		var buf bytes.Buffer
+		log := newLoggerTo(&buf, tc.level).WithName("test")
+		log.Info("started", "webhook", "injector")
+		log.Error(errors.New("reading Secret fsm-system/x: connection refused"), "Reconciler error", "controller", "bootstrap-secrets")
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != tc.wantLines {
+			t.Fatalf("level %s: %d lines, want %d:\n%s", tc.level, len(lines), tc.wantLines, buf.String())
+		}
+		var e map[string]any
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &e); err != nil {
+			t.Fatalf("level %s: error line is not one JSON object: %v\n%s", tc.level, err, buf.String())
+		}
+		if e["level"] != "error" || e["error"] != "reading Secret fsm-system/x: connection refused" || e["logger"] != "test" {
+			t.Errorf("level %s: error line %v, want its level, error and logger", tc.level, e)
+		}
+		if st, ok := e["stacktrace"]; ok {
+			t.Errorf("level %s: error line carries a stack trace:\n%v", tc.level, st)
+		}
+	}
+}
