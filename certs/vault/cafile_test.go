@@ -1,18 +1,22 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,18 +74,20 @@ func TestCAFileReloadedWithoutRestart(t *testing.T) {
 	var logs vaultdev.LogLines
 	zero := 0
 	i, err := New(ctx, Options{Host: srv.Host, Port: srv.Port, Protocol: "https", Role: DefaultRole, Token: srv.Token,
-		CAFile: file, CAFilePoll: every, MaxRetries: &zero, Logger: logs.Logger()})
+		CAFile: file, TLSFilesPoll: every, MaxRetries: &zero, Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	watchCA(t, i)
-	reloads := testutil.ToFloat64(caFileReloads)
+	watchTLS(t, i)
 	req := certs.Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc"}, Validity: time.Hour, Usage: certs.UsageServer}
 	issue := func() error {
 		_, err := i.Issue(ctx, req)
 		return err
 	}
 
+	c := reloadCheck{i: i, logs: &logs, every: every, within: within, issue: issue, reloads: caFileReloads, valid: caFileValid,
+		reloadedLog: reloadedLog, rejectedLog: rejectedLog, validLog: validLog}
+	reloads := c.reloadsSoFar()
 	if err := issue(); err == nil || !strings.Contains(err.Error(), unknownCA) {
 		t.Fatalf("Issue trusting another CA: %v, want %q", err, unknownCA)
 	}
@@ -90,39 +96,12 @@ func TestCAFileReloadedWithoutRestart(t *testing.T) {
 	kubeletWrite(t, dir, rightCA)
 	poll.Until(t, within, every/4, "issuance once the right CA is written to --vault-ca-file", issue)
 	t.Logf("issued %s after the right CA was written (polled every %s)", time.Since(written).Round(time.Millisecond), every)
-	assertLogged(t, &logs, reloadedLog, 1)
-	if got := testutil.ToFloat64(caFileReloads) - reloads; got != 1 {
-		t.Errorf("fsm_webhooks_vault_ca_file_reloads_total grew by %v, want 1", got)
-	}
-	assertCAFileValid(t, 1)
-	inUse := i.client()
+	c.assertReloads(t, reloads, 1)
 
 	for _, bad := range [][]byte{[]byte("not a certificate\n"), nil} {
-		kubeletWrite(t, dir, bad)
-		poll.Until(t, within, every/4, "the unusable --vault-ca-file logged", func() error {
-			return loggedTimes(&logs, rejectedLog, 1)
-		})
+		c.assertKept(t, []string{file, "no PEM certificate found"}, func() { kubeletWrite(t, dir, bad) })
 	}
-	time.Sleep(5 * every) // several more polls of the same problem
-	assertLogged(t, &logs, rejectedLog, 1)
-	assertCAFileValid(t, 0)
-	if err := issue(); err != nil {
-		t.Fatalf("Issue with an unusable --vault-ca-file after the right CA: %v", err)
-	}
-	for _, l := range logs.Lines() {
-		if strings.Contains(l, rejectedLog) && (!strings.Contains(l, file) || !strings.Contains(l, "no PEM certificate found")) {
-			t.Errorf("log %s\nwant it to name %s and why", l, file)
-		}
-	}
-
-	kubeletWrite(t, dir, rightCA)
-	poll.Until(t, within, every/4, "--vault-ca-file logged valid again", func() error {
-		return loggedTimes(&logs, validLog, 1)
-	})
-	assertCAFileValid(t, 1)
-	if i.client() != inUse {
-		t.Error("the client was replaced for the CA it already trusted")
-	}
+	c.assertValidAgain(t, func() { kubeletWrite(t, dir, rightCA) })
 
 	kubeletWrite(t, dir, otherCA)
 	poll.Until(t, within, every/4, "issuance failing once another CA is written", func() error {
@@ -131,7 +110,84 @@ func TestCAFileReloadedWithoutRestart(t *testing.T) {
 		}
 		return nil
 	})
-	assertLogged(t, &logs, reloadedLog, 2)
+	c.assertReloads(t, reloads, 2)
+}
+
+// reloadCheck checks what a running Issuer does as the files of one of its
+// TLS inputs change (TestCAFileReloadedWithoutRestart,
+// TestClientCertReloadedWithoutRestart): the input's metrics, its log
+// messages, and issuance through it.
+type reloadCheck struct {
+	i                                  *Issuer
+	logs                               *vaultdev.LogLines
+	every, within                      time.Duration
+	issue                              func() error
+	reloads                            prometheus.Counter
+	valid                              *prometheus.GaugeVec
+	reloadedLog, rejectedLog, validLog string
+}
+
+func (c reloadCheck) reloadsSoFar() float64 { return testutil.ToFloat64(c.reloads) }
+
+// assertReloads: want reloads since the counter read before, each logged,
+// and the input valid.
+func (c reloadCheck) assertReloads(t *testing.T, before, want float64) {
+	t.Helper()
+	assertLogged(t, c.logs, c.reloadedLog, int(want))
+	if got := c.reloadsSoFar() - before; got != want {
+		t.Errorf("reloads grew by %v, want %v", got, want)
+	}
+	c.assertValid(t, 1)
+}
+
+func (c reloadCheck) assertValid(t *testing.T, want float64) {
+	t.Helper()
+	if got := testutil.ToFloat64(c.valid.WithLabelValues()); got != want {
+		t.Errorf("valid gauge = %v, want %v", got, want)
+	}
+}
+
+// assertKept: the unusable content write writes is logged once however
+// often it is read (naming every one of want), shows in the gauge, and
+// keeps the client in use, through which issuance goes on.
+func (c reloadCheck) assertKept(t *testing.T, want []string, write func()) {
+	t.Helper()
+	inUse := c.i.client()
+	write()
+	poll.Until(t, c.within, c.every/4, "the unusable content logged", func() error {
+		return loggedTimes(c.logs, c.rejectedLog, 1)
+	})
+	time.Sleep(5 * c.every) // several more polls of the same problem
+	assertLogged(t, c.logs, c.rejectedLog, 1)
+	c.assertValid(t, 0)
+	if err := c.issue(); err != nil {
+		t.Fatalf("Issue with unusable content after usable: %v", err)
+	}
+	if c.i.client() != inUse {
+		t.Error("the client was replaced for content that cannot be used")
+	}
+	for _, l := range c.logs.Lines() {
+		for _, w := range want {
+			if strings.Contains(l, c.rejectedLog) && !strings.Contains(l, w) {
+				t.Errorf("log %s\nwant it to name %s", l, w)
+			}
+		}
+	}
+}
+
+// assertValidAgain: the content in use, written again by write after a
+// problem, is said to be valid again, with no new client.
+func (c reloadCheck) assertValidAgain(t *testing.T, write func()) {
+	t.Helper()
+	inUse := c.i.client()
+	write()
+	poll.Until(t, c.within, c.every/4, "logged valid again", func() error {
+		return loggedTimes(c.logs, c.validLog, 1)
+	})
+	c.assertValid(t, 1)
+	if c.i.client() != inUse {
+		t.Error("the client was replaced for the content in use")
+	}
 }
 
 // TestCAFileSwapKeepsTokenChanges: clients swapped for a new CA while
@@ -180,7 +236,7 @@ func TestCAFileSwapKeepsTokenChanges(t *testing.T) {
 	}()
 	wg.Go(func() {
 		for !stop.Load() {
-			if err := i.useCA(ca); err != nil {
+			if _, err := i.swapClient(tlsFiles{ca: ca}); err != nil {
 				t.Error(err)
 				return
 			}
@@ -234,103 +290,141 @@ func TestCAFileSwapKeepsTokenChanges(t *testing.T) {
 	}
 }
 
-// TestCAFilePoll: what one poll does with the file, by what was read
-// before. A problem is logged once until it changes and never replaces the
-// CAs in use; new valid content is swapped in; the content in use is left.
+// TestCAFilePoll: what one poll does with --vault-ca-file, by what was
+// read before (runPolls).
 func TestCAFilePoll(t *testing.T) {
 	a, b := otherCAPEM(t), otherCAPEM(t)
-	type step struct {
-		content []byte // nil: the file is missing
-		useErr  error  // what building the client fails with
-		want    caOutcome
-	}
+	one := func(content []byte) [][]byte { return [][]byte{content} }
 	garbage, empty := []byte("s.not-a-certificate\n"), []byte{}
 	built := errors.New("no client")
-	for _, tc := range []struct {
-		name          string
-		steps         []step
-		errors, infos int
-		inUse         []byte
-		valid         float64
-	}{
-		{"same content", []step{{a, nil, caUnchanged}, {a, nil, caUnchanged}}, 0, 0, a, 1},
-		{"new valid content", []step{{b, nil, caReloaded}, {b, nil, caUnchanged}}, 0, 1, b, 1},
-		{"garbage: kept, logged once", []step{{garbage, nil, caRejected}, {garbage, nil, caStillRejected}, {garbage, nil, caStillRejected}}, 1, 0, a, 0},
-		{"empty: kept, logged once", []step{{empty, nil, caRejected}, {empty, nil, caStillRejected}}, 1, 0, a, 0},
-		{"missing, then garbage: two problems", []step{{nil, nil, caRejected}, {nil, nil, caStillRejected}, {garbage, nil, caRejected}}, 2, 0, a, 0},
-		{"valid again, as in use", []step{{garbage, nil, caRejected}, {a, nil, caRecovered}, {a, nil, caUnchanged}}, 1, 1, a, 1},
-		{"valid again, new", []step{{garbage, nil, caRejected}, {b, nil, caReloaded}}, 1, 1, b, 1},
-		{"the same problem again after a valid file", []step{{garbage, nil, caRejected}, {a, nil, caRecovered}, {garbage, nil, caRejected}}, 2, 1, a, 0},
-		{"no client: kept, logged once, retried", []step{{b, built, caRejected}, {b, built, caStillRejected}, {b, nil, caReloaded}}, 1, 1, b, 1},
-	} {
+	runPolls(t, []string{"ca.crt"}, one(a), func(paths []string, log logr.Logger, use func([][]byte) error) *tlsInput {
+		return caInput(paths[0], a, log, func(ca []byte) error { return use(one(ca)) })
+	}, []pollCase{
+		{"same content", []pollStep{{one(a), nil, tlsUnchanged}, {one(a), nil, tlsUnchanged}}, 0, 0, one(a), 1},
+		{"new valid content", []pollStep{{one(b), nil, tlsReloaded}, {one(b), nil, tlsUnchanged}}, 0, 1, one(b), 1},
+		{"garbage: kept, logged once", []pollStep{{one(garbage), nil, tlsRejected}, {one(garbage), nil, tlsStillRejected}, {one(garbage), nil, tlsStillRejected}}, 1, 0, one(a), 0},
+		{"empty: kept, logged once", []pollStep{{one(empty), nil, tlsRejected}, {one(empty), nil, tlsStillRejected}}, 1, 0, one(a), 0},
+		{"missing, then garbage: two problems", []pollStep{{one(nil), nil, tlsRejected}, {one(nil), nil, tlsStillRejected}, {one(garbage), nil, tlsRejected}}, 2, 0, one(a), 0},
+		{"valid again, as in use", []pollStep{{one(garbage), nil, tlsRejected}, {one(a), nil, tlsRecovered}, {one(a), nil, tlsUnchanged}}, 1, 1, one(a), 1},
+		{"valid again, new", []pollStep{{one(garbage), nil, tlsRejected}, {one(b), nil, tlsReloaded}}, 1, 1, one(b), 1},
+		{"the same problem again after a valid file", []pollStep{{one(garbage), nil, tlsRejected}, {one(a), nil, tlsRecovered}, {one(garbage), nil, tlsRejected}}, 2, 1, one(a), 0},
+		{"no client: kept, logged once, retried", []pollStep{{one(b), built, tlsRejected}, {one(b), built, tlsStillRejected}, {one(b), nil, tlsReloaded}}, 1, 1, one(b), 1},
+	})
+}
+
+// pollStep is one poll of an input: the content of each of its files
+// (nil: the file is missing), what building the client fails with, and
+// the outcome wanted.
+type pollStep struct {
+	content [][]byte
+	useErr  error
+	want    tlsOutcome
+}
+
+// pollCase is polls of an input, with the errors and infos they must log,
+// the content then in use and the input's gauge.
+type pollCase struct {
+	name          string
+	steps         []pollStep
+	errors, infos int
+	inUse         [][]byte
+	valid         float64
+}
+
+// runPolls runs each case on an input newInput makes of files named names
+// in a new directory, starting from the content inUse: a problem is logged
+// once until it changes, naming the flag and every file, and never
+// replaces the content in use; new valid content is swapped in; the
+// content in use is left.
+func runPolls(t *testing.T, names []string, inUse [][]byte, newInput func(paths []string, log logr.Logger, use func([][]byte) error) *tlsInput, cases []pollCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			caFileValid.WithLabelValues().Set(1) // as WatchCAFile starts
-			path := filepath.Join(t.TempDir(), "ca.crt")
+			dir := t.TempDir()
+			paths := make([]string, len(names))
+			for n, name := range names {
+				paths[n] = filepath.Join(dir, name)
+			}
 			var logs vaultdev.LogLines
 			var useErr error
-			var used [][]byte
-			f := &caFile{path: path, inUse: a, log: logs.Logger(), use: func(ca []byte) error {
+			var used [][][]byte
+			in := newInput(paths, logs.Logger(), func(content [][]byte) error {
 				if useErr != nil {
 					return useErr
 				}
-				used = append(used, ca)
+				used = append(used, content)
 				return nil
-			}}
+			})
+			in.valid.WithLabelValues().Set(1) // as WatchTLSFiles starts
 			for n, s := range tc.steps {
-				if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-					t.Fatal(err)
-				}
-				if s.content != nil {
-					if err := os.WriteFile(path, s.content, 0o600); err != nil {
+				for f, path := range paths {
+					if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 						t.Fatal(err)
+					}
+					if s.content[f] != nil {
+						if err := os.WriteFile(path, s.content[f], 0o600); err != nil {
+							t.Fatal(err)
+						}
 					}
 				}
 				useErr = s.useErr
-				if got := f.poll(); got != s.want {
+				if got := in.poll(); got != s.want {
 					t.Errorf("poll %d = %d, want %d; logged %q", n+1, got, s.want, logs.Lines())
 				}
 			}
 			var errs, infos int
 			for _, l := range logs.Lines() {
-				if strings.Contains(l, `"error"=`) {
-					errs++
-					if !strings.Contains(l, path) || !strings.Contains(l, "--vault-ca-file") {
-						t.Errorf("log %s: want it to name the flag and %s", l, path)
-					}
-				} else {
+				if !strings.Contains(l, `"error"=`) {
 					infos++
+					continue
+				}
+				errs++
+				for _, want := range append([]string{in.kv[1].(string)}, paths...) {
+					if !strings.Contains(l, want) {
+						t.Errorf("log %s: want it to name %s", l, want)
+					}
 				}
 			}
 			if errs != tc.errors || infos != tc.infos {
 				t.Errorf("logged %d errors and %d infos, want %d and %d: %q", errs, infos, tc.errors, tc.infos, logs.Lines())
 			}
-			if string(f.inUse) != string(tc.inUse) {
+			if !slices.EqualFunc(in.inUse, tc.inUse, bytes.Equal) {
 				t.Errorf("content in use is not the one expected")
 			}
 			for _, u := range used {
-				if string(u) == string(a) {
+				if slices.EqualFunc(u, inUse, bytes.Equal) {
 					t.Error("the client was rebuilt for the content in use")
 				}
 			}
-			if got := testutil.ToFloat64(caFileValid.WithLabelValues()); got != tc.valid {
-				t.Errorf("fsm_webhooks_vault_ca_file_valid = %v, want %v", got, tc.valid)
+			if got := testutil.ToFloat64(in.valid.WithLabelValues()); got != tc.valid {
+				t.Errorf("%s's gauge = %v, want %v", in.what, got, tc.valid)
 			}
 		})
 	}
 }
 
 // kubeletWrite writes content to dir/ca.crt as the kubelet updates a
-// Secret volume (its AtomicWriter): into a new directory, then ..data, the
-// symlink ca.crt resolves through, is replaced by a rename and the old
-// directory removed. It returns dir/ca.crt.
+// Secret volume, and returns dir/ca.crt.
 func kubeletWrite(t *testing.T, dir string, content []byte) string {
+	t.Helper()
+	kubeletWriteFiles(t, dir, map[string][]byte{"ca.crt": content})
+	return filepath.Join(dir, "ca.crt")
+}
+
+// kubeletWriteFiles writes files (name: content) to dir as the kubelet
+// updates a Secret volume (its AtomicWriter): into a new directory, then
+// ..data, the symlink each file resolves through, is replaced by a rename
+// and the old directory removed. Every write names the same files.
+func kubeletWriteFiles(t *testing.T, dir string, files map[string][]byte) {
 	t.Helper()
 	ts, err := os.MkdirTemp(dir, "..ts-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ts, "ca.crt"), content, 0o600); err != nil {
-		t.Fatal(err)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(ts, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	data, tmp := filepath.Join(dir, "..data"), filepath.Join(dir, "..data_tmp")
 	old, _ := os.Readlink(data)
@@ -340,25 +434,25 @@ func kubeletWrite(t *testing.T, dir string, content []byte) string {
 	if err := os.Rename(tmp, data); err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(dir, "ca.crt")
 	if old == "" {
-		if err := os.Symlink(filepath.Join("..data", "ca.crt"), file); err != nil {
-			t.Fatal(err)
+		for name := range files {
+			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		return file
+		return
 	}
 	if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
 		t.Fatal(err)
 	}
-	return file
 }
 
-// watchCA runs i.WatchCAFile until the test ends, and waits for it to
+// watchTLS runs i.WatchTLSFiles until the test ends, and waits for it to
 // return.
-func watchCA(t *testing.T, i *Issuer) {
+func watchTLS(t *testing.T, i *Issuer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { i.WatchCAFile(ctx) })
+	wg.Go(func() { i.WatchTLSFiles(ctx) })
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
@@ -378,7 +472,7 @@ func otherCAPEM(t *testing.T) []byte {
 // clearVaultTLSEnv unsets what the API client reads of TLS from the
 // environment: a test's outcome must not depend on the caller's shell.
 func clearVaultTLSEnv(t *testing.T) {
-	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY", "VAULT_TLS_SERVER_NAME"} {
+	for _, env := range []string{"VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH", "VAULT_SKIP_VERIFY", "VAULT_TLS_SERVER_NAME", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"} {
 		t.Setenv(env, "")
 	}
 }
@@ -400,12 +494,5 @@ func assertLogged(t *testing.T, logs *vaultdev.LogLines, msg string, want int) {
 	t.Helper()
 	if err := loggedTimes(logs, msg, want); err != nil {
 		t.Error(err)
-	}
-}
-
-func assertCAFileValid(t *testing.T, want float64) {
-	t.Helper()
-	if got := testutil.ToFloat64(caFileValid.WithLabelValues()); got != want {
-		t.Errorf("fsm_webhooks_vault_ca_file_valid = %v, want %v", got, want)
 	}
 }

@@ -6,6 +6,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -51,12 +52,19 @@ type Options struct {
 	Role     string
 	// CAFile is a PEM file of the CAs that sign Vault's https certificate
 	// (--vault-ca-file), for a Vault behind a private CA; empty means the
-	// system's roots (or VAULT_CACERT). Read in New, then every CAFilePoll
-	// by WatchCAFile.
+	// system's roots (or VAULT_CACERT). Read in New, then every TLSFilesPoll
+	// by WatchTLSFiles.
 	CAFile string
-	// CAFilePoll is how often WatchCAFile re-reads CAFile; zero means
-	// DefaultCAFilePoll.
-	CAFilePoll time.Duration
+	// ClientCertFile and ClientKeyFile are the PEM certificate this server
+	// presents to Vault's https listener and its private key
+	// (--vault-client-cert-file, --vault-client-key-file), for a Vault that
+	// requires client certificates (tls_require_and_verify_client_cert):
+	// both or neither. Read in New, then every TLSFilesPoll by
+	// WatchTLSFiles.
+	ClientCertFile, ClientKeyFile string
+	// TLSFilesPoll is how often WatchTLSFiles re-reads CAFile and the
+	// client certificate; zero means DefaultTLSFilesPoll.
+	TLSFilesPoll time.Duration
 	// Token authenticates to Vault. When empty it is read from the Secret
 	// TokenSecretName (key TokenSecretKey) in TokenSecretNamespace.
 	Token                string
@@ -98,6 +106,13 @@ func (o Options) Validate() error {
 	if o.CAFile != "" && o.Protocol != "https" {
 		return fmt.Errorf("VaultCAFile %q in Hashi Vault options verifies Vault's https certificate, but VaultProtocol is %s", o.CAFile, o.Protocol)
 	}
+	if (o.ClientCertFile == "") != (o.ClientKeyFile == "") {
+		return fmt.Errorf("VaultClientCertFile %q and VaultClientKeyFile %q in Hashi Vault options: set both or neither", o.ClientCertFile, o.ClientKeyFile)
+	}
+	// Over http there is no TLS handshake to present it in.
+	if o.ClientCertFile != "" && o.Protocol != "https" {
+		return fmt.Errorf("VaultClientCertFile %q in Hashi Vault options is presented to Vault's https listener, but VaultProtocol is %s", o.ClientCertFile, o.Protocol)
+	}
 	if o.Token == "" {
 		if o.TokenSecretName == "" || o.TokenSecretKey == "" {
 			return errors.New("VaultToken not specified in Hashi Vault options: set the token, or the name and key of the Secret holding it")
@@ -123,6 +138,23 @@ func ReadCAFile(path string) ([]byte, error) {
 	return data, nil
 }
 
+// ReadClientKeyPair reads the PEM certificate presented to Vault and its
+// private key, failing when either cannot be read or the key is not the
+// certificate's: a pair read between the updates of its two files, or a
+// key the API client would report only at the first handshake, if at all.
+func ReadClientKeyPair(certFile, keyFile string) (cert, key []byte, err error) {
+	if cert, err = os.ReadFile(certFile); err != nil {
+		return nil, nil, err // names the path
+	}
+	if key, err = os.ReadFile(keyFile); err != nil {
+		return nil, nil, err
+	}
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return nil, nil, fmt.Errorf("%s with key %s: %w", certFile, keyFile, err)
+	}
+	return cert, key, nil
+}
+
 // Address is the Vault URL the options point at.
 func (o Options) Address() string {
 	return (&url.URL{Scheme: o.Protocol, Host: net.JoinHostPort(o.Host, strconv.Itoa(o.Port))}).String()
@@ -131,14 +163,18 @@ func (o Options) Address() string {
 // Issuer is the Vault certs.Issuer. It is safe for concurrent use.
 type Issuer struct {
 	opts Options
-	// cur is the API client in use, replaced whole when CAFile changes
-	// (useCA): each call takes it once, so a call under way ends on the
-	// client it started with. Read it with client().
+	// cur is the API client in use, replaced whole when CAFile or the
+	// client certificate changes (swapClient): each call takes it once, so
+	// a call under way ends on the client it started with. Read it with
+	// client().
 	cur atomic.Pointer[vaultapi.Client]
-	// caPEM is CAFile's content as New read it, which WatchCAFile starts
-	// from.
-	caPEM []byte
+	// files is the TLS files' content as New read it, which WatchTLSFiles
+	// starts from.
+	files tlsFiles
 	mount string
+	// probe is what explain last learnt of Vault's verdict on this server's
+	// client certificate (clientCertRefused).
+	probe certProbe
 
 	mu sync.Mutex
 	// issuerCerts is each mount issuer's certificate PEM by issuer ID, as
@@ -160,7 +196,7 @@ type Issuer struct {
 
 	// tokenReadAt is when the token Secret was last re-read after Vault
 	// denied the token (at most every tokenReread). tokenMu also orders
-	// token changes with client swaps (useCA), so that neither is lost.
+	// token changes with client swaps (swapClient), so that neither is lost.
 	tokenMu     sync.Mutex
 	tokenReadAt time.Time
 	// tokenChanged tells KeepTokenAlive that reloadToken switched tokens.
@@ -248,14 +284,20 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "token", Err: err}
 		}
 	}
-	var ca []byte
+	var files tlsFiles
 	if opts.CAFile != "" {
 		var err error
-		if ca, err = ReadCAFile(opts.CAFile); err != nil {
+		if files.ca, err = ReadCAFile(opts.CAFile); err != nil {
 			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: fmt.Errorf("VaultCAFile %q in Hashi Vault options: %w", opts.CAFile, err)}
 		}
 	}
-	c, err := newClient(opts, ca, opts.Logger)
+	if opts.ClientCertFile != "" {
+		var err error
+		if files.cert, files.key, err = ReadClientKeyPair(opts.ClientCertFile, opts.ClientKeyFile); err != nil {
+			return nil, &certs.ProviderError{Provider: ProviderName, Op: "options", Err: fmt.Errorf("VaultClientCertFile %q in Hashi Vault options: %w", opts.ClientCertFile, err)}
+		}
+	}
+	c, err := newClient(opts, files, opts.Logger)
 	if err != nil {
 		return nil, &certs.ProviderError{Provider: ProviderName, Op: "client", Err: err}
 	}
@@ -264,33 +306,37 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 	if mount == "" {
 		mount = DefaultMount
 	}
-	i := &Issuer{opts: opts, caPEM: ca, mount: strings.Trim(mount, "/"), tokenChanged: make(chan struct{}, 1)}
+	i := &Issuer{opts: opts, files: files, mount: strings.Trim(mount, "/"), tokenChanged: make(chan struct{}, 1)}
 	i.cur.Store(c)
 	return i, nil
 }
 
+// tlsFiles is the content of the files Vault's TLS is configured with:
+// CAFile's (nil: the system's roots, or VAULT_CACERT) and the client
+// certificate's and its key's (nil: none is presented).
+type tlsFiles struct {
+	ca, cert, key []byte
+}
+
 // newClient builds an API client of opts, without a token, that verifies
-// Vault's certificate with ca (PEM; nil: the system's roots, or
-// VAULT_CACERT). Every client New and useCA build is configured alike; log
-// is told that VAULT_SKIP_VERIFY is ignored (New's: the environment does not
-// change while serve runs, so once is enough).
-func newClient(opts Options, ca []byte, log logr.Logger) (*vaultapi.Client, error) {
+// Vault's certificate with f.ca and presents f.cert. Every client New and
+// swapClient build is configured alike; log is told that VAULT_SKIP_VERIFY
+// is ignored (New's: the environment does not change while serve runs, so
+// once is enough).
+func newClient(opts Options, f tlsFiles, log logr.Logger) (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
 	cfg.Address = opts.Address()
-	cfg.Timeout = opts.Timeout
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
+	cfg.Timeout = opts.timeout()
 	if opts.MaxRetries != nil {
 		cfg.MaxRetries = *opts.MaxRetries
 	}
 	if cfg.Error != nil {
 		return nil, cfg.Error
 	}
-	if ca != nil {
+	if f.ca != nil {
 		// Replaces the roots (VAULT_CACERT's included): the flag names
 		// exactly the CAs that sign Vault's certificate.
-		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: ca}); err != nil {
+		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: f.ca}); err != nil {
 			return nil, fmt.Errorf("VaultCAFile %q: %w", opts.CAFile, err)
 		}
 		// ConfigureTLS leaves VAULT_SKIP_VERIFY's setting (read by
@@ -301,7 +347,29 @@ func newClient(opts Options, ca []byte, log logr.Logger) (*vaultapi.Client, erro
 			t.TLSClientConfig.InsecureSkipVerify = false
 		}
 	}
+	if f.cert != nil {
+		pair, err := tls.X509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, fmt.Errorf("VaultClientCertFile %q with VaultClientKeyFile %q: %w", opts.ClientCertFile, opts.ClientKeyFile, err)
+		}
+		t, ok := cfg.HttpClient.Transport.(*http.Transport)
+		if !ok || t.TLSClientConfig == nil {
+			return nil, fmt.Errorf("VaultClientCertFile %q: the Vault API client's transport %T has no TLS configuration to present it with", opts.ClientCertFile, cfg.HttpClient.Transport)
+		}
+		// Presented whatever CAs the listener names as acceptable, as the
+		// API client presents VAULT_CLIENT_CERT (which this replaces): from
+		// Certificates, Go sends none whose issuer is not named.
+		t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	}
 	return vaultapi.NewClient(cfg)
+}
+
+// timeout bounds one Vault call, retries included.
+func (o Options) timeout() time.Duration {
+	if o.Timeout == 0 {
+		return DefaultTimeout
+	}
+	return o.Timeout
 }
 
 // client is the API client in use; a caller making several calls that
@@ -534,6 +602,15 @@ func (i *Issuer) explain(path string, err error) error {
 	var ie x509.CertificateInvalidError
 	if errors.As(err, &ie) {
 		return fmt.Errorf("the Vault server at %s presented a certificate this server cannot accept: %w", i.opts.Address(), err)
+	}
+	// Vault's listener refused this server's certificate (it requires one:
+	// tls_require_and_verify_client_cert), which "unreachable" would not
+	// say.
+	if alert, ok := i.clientCertRefused(err); ok {
+		if i.opts.ClientCertFile == "" {
+			return fmt.Errorf("the Vault server at %s requires a TLS client certificate, and this server presents none (%s): give one Vault trusts with --vault-client-cert-file and --vault-client-key-file (chart: fsm.vault.clientCertSecret): %w", i.opts.Address(), alert, err)
+		}
+		return fmt.Errorf("the Vault server at %s refused the TLS client certificate of --vault-client-cert-file %q (%s): it must be valid and signed by a CA of the tls_client_ca_file of Vault's listener: %w", i.opts.Address(), i.opts.ClientCertFile, alert, err)
 	}
 	var ue *url.Error
 	var ne net.Error

@@ -43,6 +43,8 @@ type options struct {
 	vaultTokenSecretKey  string
 	vaultRole            string
 	vaultCAFile          string
+	vaultClientCertFile  string
+	vaultClientKeyFile   string
 
 	certManagerIssuerName  string
 	certManagerIssuerKind  string
@@ -134,6 +136,8 @@ func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.vaultTokenSecretKey, "vault-token-secret-key", "", "key of the Vault token in that Secret (FSM fsm.vault.secret.key)")
 	fs.StringVar(&o.vaultRole, "vault-role", "flomesh", "Vault PKI role (FSM fsm.vault.role)")
 	fs.StringVar(&o.vaultCAFile, "vault-ca-file", "", "PEM file of the CA certificates that sign Vault's https certificate (chart fsm.vault.caSecret); checked at start, then serve re-reads it every 10s and uses a changed file that holds a certificate (a bad one keeps the CAs in use, logged); empty: the system's roots, or VAULT_CACERT")
+	fs.StringVar(&o.vaultClientCertFile, "vault-client-cert-file", "", "PEM TLS client certificate presented to Vault's https listener, for a Vault that requires one (tls_require_and_verify_client_cert), with --vault-client-key-file (chart fsm.vault.clientCertSecret); checked at start, then serve re-reads both every 10s and presents a changed pair whose key matches (a bad one keeps the pair in use, logged)")
+	fs.StringVar(&o.vaultClientKeyFile, "vault-client-key-file", "", "PEM private key of --vault-client-cert-file")
 
 	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
 	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")
@@ -397,6 +401,9 @@ func (o *options) validate() error {
 				return usageErrorf("invalid value %q for --vault-ca-file: must be a PEM file of CA certificates: %v", o.vaultCAFile, err)
 			}
 		}
+		if err := o.validateVaultClientCert(); err != nil {
+			return err
+		}
 	}
 	// External issuers (another group) have kinds of their own;
 	// cert-manager's own group has two.
@@ -413,6 +420,29 @@ func (o *options) validate() error {
 				return usageErrorf("--%s: must be set for --certificate-manager=cert-manager", flag)
 			}
 		}
+	}
+	return nil
+}
+
+// validateVaultClientCert checks --vault-client-cert-file and
+// --vault-client-key-file: else a missing mount, a wrong Secret key or a
+// key of another certificate would surface only at the first issuance, as
+// Vault refusing the handshake.
+func (o *options) validateVaultClientCert() error {
+	cert, key := o.vaultClientCertFile, o.vaultClientKeyFile
+	switch {
+	case cert == "" && key == "":
+		return nil
+	case cert == "":
+		return usageErrorf("invalid value \"\" for --vault-client-cert-file: must be set with --vault-client-key-file (%q)", key)
+	case key == "":
+		return usageErrorf("invalid value \"\" for --vault-client-key-file: must be set with --vault-client-cert-file (%q)", cert)
+	case o.vaultProtocol != "https":
+		// No TLS handshake to present it in.
+		return usageErrorf("invalid value %q for --vault-client-cert-file: it is presented to Vault's https listener, but --vault-protocol is %s", cert, o.vaultProtocol)
+	}
+	if _, _, err := vault.ReadClientKeyPair(cert, key); err != nil {
+		return usageErrorf("invalid value %q for --vault-client-cert-file (with --vault-client-key-file %q): must be a PEM certificate and its private key: %v", cert, key, err)
 	}
 	return nil
 }

@@ -2,13 +2,18 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
@@ -124,24 +129,29 @@ func TestFlagErrors(t *testing.T) {
 		{"injector probe namespace", []string{"serve", "--injector-probe-namespace=Mesh_Probe"}, nil,
 			`invalid value "Mesh_Probe" for --injector-probe-namespace`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			// A value let through fails fast on the missing config, never
-			// reaching (or waiting for) a cluster.
-			t.Setenv("KUBECONFIG", t.TempDir()+"/none")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			cmd := newRootCommand()
-			cmd.SetArgs(tc.args)
-			err := cmd.Execute()
-			var ue *usageError
-			if !errors.As(err, &ue) {
-				t.Fatalf("error %v (%T) is not a usage error (exit 2)", err, err)
-			}
-			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("error %q: want one line containing %q", err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { assertUsageError(t, tc.args, tc.env, tc.want) })
+	}
+}
+
+// assertUsageError runs the command tree with args and env: it must fail
+// with a usage error (exit 2) of one line containing want.
+func assertUsageError(t *testing.T, args []string, env map[string]string, want string) {
+	t.Helper()
+	// A value let through fails fast on the missing config, never reaching
+	// (or waiting for) a cluster.
+	t.Setenv("KUBECONFIG", t.TempDir()+"/none")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cmd := newRootCommand()
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	var ue *usageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("error %v (%T) is not a usage error (exit 2)", err, err)
+	}
+	if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error %q: want one line containing %q", err, want)
 	}
 }
 
@@ -286,6 +296,66 @@ func TestFSMCertKeyBitSize(t *testing.T) {
 		got, replaced := fsmCertKeyBitSize(tc.bits)
 		if got != tc.want || replaced != tc.wantReplaced {
 			t.Errorf("fsmCertKeyBitSize(%d) = %d, %v; want %d, %v", tc.bits, got, replaced, tc.want, tc.wantReplaced)
+		}
+	}
+}
+
+// TestVaultClientCertFlags: --vault-client-cert-file and
+// --vault-client-key-file are checked at start through the real command
+// tree, as the other flags (TestFlagErrors): a pair that could not be
+// presented to Vault is a usage error (exit 2) whose one line names the
+// flag, the value and why; a certificate with its own key passes.
+func TestVaultClientCertFlags(t *testing.T) {
+	ca := certstest.MustNew(t, certstest.Options{})
+	issue := func() *certs.Certificate {
+		c, err := ca.Issue(t.Context(), certs.Request{CommonName: "fsm-webhooks", Validity: time.Hour, Usage: certs.UsageClient})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := issue(), issue()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cert, key, otherKey := write("tls.crt", a.CertPEM), write("tls.key", a.KeyPEM), write("other.key", b.KeyPEM)
+	missing := filepath.Join(dir, "none.pem")
+	vaultArgs := []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-protocol=https"}
+	pair := func(cert, key string) []string {
+		return append(slices.Clone(vaultArgs), "--vault-client-cert-file="+cert, "--vault-client-key-file="+key)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"certificate without key", append(slices.Clone(vaultArgs), "--vault-client-cert-file="+cert), nil,
+			`invalid value "" for --vault-client-key-file: must be set with --vault-client-cert-file ("` + cert + `")`},
+		{"key without certificate", append(slices.Clone(vaultArgs), "--vault-client-key-file="+key), nil,
+			`invalid value "" for --vault-client-cert-file: must be set with --vault-client-key-file ("` + key + `")`},
+		{"over http", append(pair(cert, key), "--vault-protocol=http"), nil,
+			`invalid value "` + cert + `" for --vault-client-cert-file: it is presented to Vault's https listener, but --vault-protocol is http`},
+		{"certificate missing", pair(missing, key), nil,
+			`invalid value "` + missing + `" for --vault-client-cert-file (with --vault-client-key-file "` + key + `"): must be a PEM certificate and its private key: open ` + missing + `: no such file or directory`},
+		{"key missing", pair(cert, missing), nil, `: must be a PEM certificate and its private key: open ` + missing + `: no such file or directory`},
+		{"certificate not PEM", pair("testdata/kubeconfig", key), nil,
+			`invalid value "testdata/kubeconfig" for --vault-client-cert-file (with --vault-client-key-file "` + key + `"): must be a PEM certificate and its private key: testdata/kubeconfig with key ` + key + `: tls: failed to find any PEM data in certificate input`},
+		{"key of another certificate", pair(cert, otherKey), nil, `: tls: private key does not match public key`},
+		{"certificate and key switched", pair(key, cert), nil, `PEM inputs may have been switched`},
+		{"from env", vaultArgs, map[string]string{"FSM_VAULT_CLIENT_CERT_FILE": cert, "FSM_VAULT_CLIENT_KEY_FILE": otherKey},
+			`invalid value "` + cert + `" for --vault-client-cert-file (with --vault-client-key-file "` + otherKey + `")`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { assertUsageError(t, tc.args, tc.env, tc.want) })
+	}
+	for _, args := range [][]string{pair(cert, key), vaultArgs} {
+		if err := parseOptions(t, args[1:], nil).validate(); err != nil {
+			t.Errorf("%q: %v", args, err)
 		}
 	}
 }

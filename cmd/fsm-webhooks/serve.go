@@ -251,15 +251,16 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 	}
 	if v, ok := issuer.(*vault.Issuer); ok {
 		// A token with a TTL would otherwise stop every issuance when it
-		// expires, and a Vault CA rotated in --vault-ca-file's Secret would
-		// be trusted only after a restart. Started first: the serving
+		// expires, and a Vault CA rotated in --vault-ca-file's Secret (or a
+		// client certificate renewed in --vault-client-cert-file's) would be
+		// used only after a restart. Started first: the serving
 		// certificates are issued during start-up. They live as long as
 		// the key pool: the drain and the Secret flush after SIGTERM still
 		// issue.
 		keepCtx, stopKeeping := context.WithCancel(pool)
 		var kept sync.WaitGroup
 		kept.Go(func() { v.KeepTokenAlive(keepCtx) })
-		kept.Go(func() { v.WatchCAFile(keepCtx) })
+		kept.Go(func() { v.WatchTLSFiles(keepCtx) })
 		defer func() {
 			stopKeeping()
 			kept.Wait()

@@ -125,6 +125,15 @@ func TestAlertsFireOnTheirConditions(t *testing.T) {
 				func(t time.Duration) float64 { return map[bool]float64{true: 0, false: 1}[t > 3*day-5*time.Minute] }}}, false},
 			{"in use", []metricSeries{{"fsm_webhooks_vault_ca_file_valid", nil, constant(1)}}, false},
 		},
+		"FSMWebhooksVaultClientCertInvalid": {
+			{"unusable for the last hour", []metricSeries{{"fsm_webhooks_vault_client_cert_valid", nil,
+				func(t time.Duration) float64 { return map[bool]float64{true: 0, false: 1}[t > 3*day-time.Hour] }}}, true},
+			// Far longer than a pair read between the updates of its two
+			// files stays refused (until the next poll, 10 s).
+			{"unusable for 5 minutes", []metricSeries{{"fsm_webhooks_vault_client_cert_valid", nil,
+				func(t time.Duration) float64 { return map[bool]float64{true: 0, false: 1}[t > 3*day-5*time.Minute] }}}, false},
+			{"in use", []metricSeries{{"fsm_webhooks_vault_client_cert_valid", nil, constant(1)}}, false},
+		},
 		"FSMWebhooksAdmissionErrors": {
 			{"9% of the injector's requests fail", requests(1), true},
 			{"2% fail", requests(0.2), false},

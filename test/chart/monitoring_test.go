@@ -183,7 +183,7 @@ func TestAlertsUseExportedMetrics(t *testing.T) {
 			alerts[m["alert"].(string)] = m["expr"].(string)
 		}
 	}
-	for _, want := range []string{"FSMWebhooksServingCertExpiring", "FSMWebhooksRootCAExpiring", "FSMWebhooksVaultTokenExpiring", "FSMWebhooksVaultCAFileInvalid", "FSMWebhooksAdmissionErrors", "FSMWebhooksCABundleRepairs"} {
+	for _, want := range []string{"FSMWebhooksServingCertExpiring", "FSMWebhooksRootCAExpiring", "FSMWebhooksVaultTokenExpiring", "FSMWebhooksVaultCAFileInvalid", "FSMWebhooksVaultClientCertInvalid", "FSMWebhooksAdmissionErrors", "FSMWebhooksCABundleRepairs"} {
 		if _, ok := alerts[want]; !ok {
 			t.Errorf("alert %s missing", want)
 		}

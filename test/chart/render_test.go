@@ -103,6 +103,13 @@ fsm:
   certificateProvider: {kind: vault}
   vault: {host: vault.vault.svc, protocol: https, secret: {name: vault-token, key: token}, caSecret: {name: vault-ca, key: ca.pem}}
 `,
+	// A Vault that requires client certificates: the chart mounts the
+	// kubernetes.io/tls Secret cert-manager keeps renewed.
+	"vault-client-cert": `
+fsm:
+  certificateProvider: {kind: vault}
+  vault: {host: vault.vault.svc, protocol: https, secret: {name: vault-token, key: token}, caSecret: {name: vault-ca}, clientCertSecret: {name: fsm-webhooks-vault-client}}
+`,
 	"cert-manager": `
 fsm:
   certificateProvider: {kind: cert-manager}
@@ -421,6 +428,16 @@ func TestRenderProviders(t *testing.T) {
 			wantArgs: []string{
 				"--certificate-manager=vault", "--vault-protocol=https", "--vault-token-secret-name=vault-token",
 				"--vault-ca-file=/etc/fsm-webhooks/vault-ca/ca.crt",
+			},
+			absentArgs: []string{"--vault-client-cert-file", "--vault-client-key-file"},
+		},
+		{
+			name:   "vault requiring a client certificate",
+			values: providerValues["vault-client-cert"],
+			wantArgs: []string{
+				"--vault-protocol=https", "--vault-ca-file=/etc/fsm-webhooks/vault-ca/ca.crt",
+				"--vault-client-cert-file=/etc/fsm-webhooks/vault-client-cert/tls.crt",
+				"--vault-client-key-file=/etc/fsm-webhooks/vault-client-cert/tls.key",
 			},
 		},
 		{

@@ -1,8 +1,9 @@
 // Package vaultdev runs a real Vault dev server (`vault server -dev`) as a
 // child process for tests: in-memory storage, unsealed, with a random root
-// token, listening on a free loopback port, over http or (Config.TLS) https.
-// The binary comes from internal/kubeassets (built once into the per-user
-// cache, or VAULT_BINARY).
+// token, listening on a free loopback port, over http or (Config.TLS) https,
+// and (Config.MutualTLS) on a second port whose https listener requires
+// client certificates. The binary comes from internal/kubeassets (built
+// once into the per-user cache, or VAULT_BINARY).
 package vaultdev
 
 import (
@@ -28,6 +29,8 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/internal/kubeassets"
 	"github.com/flomesh-io/fsm-webhooks/internal/tailbuf"
 	"github.com/flomesh-io/fsm-webhooks/test/freeport"
@@ -51,6 +54,23 @@ type Config struct {
 	// Server.CAFile, and a server certificate for 127.0.0.1 it signs, so
 	// a client must be given that CA, as with a Vault behind a private CA.
 	TLS bool
+	// MutualTLS adds a second listener (Server.MutualTLS) that answers only
+	// clients presenting a certificate of its client CA, as a production
+	// Vault with tls_require_and_verify_client_cert does. Addr still serves
+	// as TLS says, for setting Vault up.
+	MutualTLS bool
+}
+
+// MutualTLS is the listener Config.MutualTLS adds, on Server.Host.
+type MutualTLS struct {
+	// Addr is its API address, https://127.0.0.1:<Port>.
+	Addr string
+	Port int
+	// CAFile is the PEM file of the CA that signs its certificate.
+	CAFile string
+	// ClientCA signs the client certificates it accepts (its
+	// tls_client_ca_file): issue them with certs.UsageClient.
+	ClientCA *certstest.CA
 }
 
 // Server is a running Vault dev server.
@@ -66,6 +86,8 @@ type Server struct {
 	// CAFile is the PEM file of the CA that signs the server's certificate
 	// with Config.TLS, else empty.
 	CAFile string
+	// MutualTLS is the listener Config.MutualTLS adds, else nil.
+	MutualTLS *MutualTLS
 
 	certDir  string // holds CAFile; removed by Stop
 	cmd      *exec.Cmd
@@ -154,12 +176,21 @@ func start(ctx context.Context, bin, token string, cfg Config) (*Server, error) 
 		// Keep the token out of the user's ~/.vault-token.
 		"-dev-no-store-token",
 	}
-	if cfg.TLS {
+	if cfg.TLS || cfg.MutualTLS {
 		// Our own directory, so the CA's path is known before Vault runs
 		// and Stop removes it.
 		if s.certDir, err = os.MkdirTemp("", "vaultdev-tls-"); err != nil {
 			return nil, fmt.Errorf("directory for the dev TLS CA: %w", err)
 		}
+	}
+	if cfg.MutualTLS {
+		config, err := s.addMutualTLS(ctx)
+		if err != nil {
+			return nil, errors.Join(err, s.removeCertDir())
+		}
+		args = append(args, "-config="+config)
+	}
+	if cfg.TLS {
 		s.Addr = "https://" + hostPort
 		s.CAFile = filepath.Join(s.certDir, "vault-ca.pem")
 		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+s.certDir)
@@ -183,6 +214,58 @@ func start(ctx context.Context, bin, token string, cfg Config) (*Server, error) 
 		return nil, errors.Join(err, stopErr)
 	}
 	return s, nil
+}
+
+// addMutualTLS sets s.MutualTLS up: a free port, a server certificate for
+// 127.0.0.1 and a client CA, written to s.certDir with the configuration of
+// its listener, whose path it returns (vault server -dev takes -config
+// listeners beside its own).
+func (s *Server) addMutualTLS(ctx context.Context) (string, error) {
+	port, err := freeport.Loopback()
+	if err != nil {
+		return "", err
+	}
+	serverCA, err := certstest.New(ctx, certstest.Options{})
+	if err != nil {
+		return "", fmt.Errorf("mutual TLS listener: server CA: %w", err)
+	}
+	clientCA, err := certstest.New(ctx, certstest.Options{})
+	if err != nil {
+		return "", fmt.Errorf("mutual TLS listener: client CA: %w", err)
+	}
+	// Outlives any test: the listener's certificate is not reloaded.
+	serving, err := serverCA.Issue(ctx, certs.Request{CommonName: "127.0.0.1", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, Validity: 24 * time.Hour, Usage: certs.UsageServer})
+	if err != nil {
+		return "", fmt.Errorf("mutual TLS listener: server certificate: %w", err)
+	}
+	caPEM, err := serverCA.CABundle(ctx)
+	if err != nil {
+		return "", err
+	}
+	clientCAPEM, err := clientCA.CABundle(ctx)
+	if err != nil {
+		return "", err
+	}
+	path := func(name string) string { return filepath.Join(s.certDir, name) }
+	hostPort := net.JoinHostPort(s.Host, strconv.Itoa(port))
+	config := fmt.Sprintf(`listener "tcp" {
+  address = %q
+  tls_cert_file = %q
+  tls_key_file = %q
+  tls_client_ca_file = %q
+  tls_require_and_verify_client_cert = true
+}
+`, hostPort, path("mtls-cert.pem"), path("mtls-key.pem"), path("mtls-client-ca.pem"))
+	for name, data := range map[string][]byte{
+		"mtls-ca.pem": caPEM, "mtls-cert.pem": serving.CertPEM, "mtls-key.pem": serving.KeyPEM,
+		"mtls-client-ca.pem": clientCAPEM, "mtls.hcl": []byte(config),
+	} {
+		if err := os.WriteFile(path(name), data, 0o600); err != nil {
+			return "", fmt.Errorf("mutual TLS listener: %w", err)
+		}
+	}
+	s.MutualTLS = &MutualTLS{Addr: "https://" + hostPort, Port: port, CAFile: path("mtls-ca.pem"), ClientCA: clientCA}
+	return path("mtls.hcl"), nil
 }
 
 // waitReady polls the health endpoint, which answers 200 once the dev server

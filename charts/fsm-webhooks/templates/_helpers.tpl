@@ -149,6 +149,16 @@ flags (FSM's wording) so users search one text.
 {{- fail (printf "fsm.vault.caSecret.name %q: the CA verifies Vault's https certificate, but fsm.vault.protocol is %s" $ca.name .Values.fsm.vault.protocol) -}}
 {{- end -}}
 {{- end -}}
+{{- $cc := .Values.fsm.vault.clientCertSecret | default dict -}}
+{{- if $cc.name -}}
+{{- if or (not $cc.certKey) (not $cc.key) -}}
+{{- fail (printf "fsm.vault.clientCertSecret.certKey and .key: both required when fsm.vault.clientCertSecret.name is set (%q)" $cc.name) -}}
+{{- end -}}
+{{- /* Over http there is no TLS handshake to present it in. */ -}}
+{{- if ne .Values.fsm.vault.protocol "https" -}}
+{{- fail (printf "fsm.vault.clientCertSecret.name %q: the client certificate is presented to Vault's https listener, but fsm.vault.protocol is %s" $cc.name .Values.fsm.vault.protocol) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if eq $cp "cert-manager" -}}
 {{- $cm := .Values.fsm.certmanager -}}
