@@ -73,7 +73,11 @@ func (i *Issuer) clientCertRefused(err error) (string, bool) {
 func (i *Issuer) probeShared() (string, bool) {
 	i.probe.mu.Lock()
 	defer i.probe.mu.Unlock()
-	if i.probe.at.IsZero() || time.Since(i.probe.at) >= probeTimeout {
+	every := i.probe.every
+	if every == 0 {
+		every = probeTimeout
+	}
+	if i.probe.at.IsZero() || time.Since(i.probe.at) >= every {
 		i.probe.alert, i.probe.refused = i.probeClientCert()
 		i.probe.at = time.Now()
 	}
@@ -82,6 +86,8 @@ func (i *Issuer) probeShared() (string, bool) {
 
 // certProbe is the last probeClientCert's result.
 type certProbe struct {
+	// every is how long a result is used; zero means probeTimeout.
+	every   time.Duration
 	mu      sync.Mutex
 	at      time.Time
 	alert   string
