@@ -46,10 +46,11 @@ func ParseTLSVersion(name string) (uint16, error) {
 }
 
 // ParseCipherSuites returns the suites named as crypto/tls and IANA name
-// them (kube-apiserver's --tls-cipher-suites spelling). Only TLS 1.2 suites
-// crypto/tls counts as secure are accepted: an insecure one (RC4, 3DES, RSA
-// key exchange, CBC with SHA-256) is refused rather than silently
-// weakening every webhook, and a TLS 1.3 suite cannot be chosen.
+// them, or by the legacy ChaCha20 names kube-apiserver's
+// --tls-cipher-suites also takes. Only TLS 1.2 suites crypto/tls counts as
+// secure are accepted: an insecure one (RC4, 3DES, RSA key exchange, CBC
+// with SHA-256) is refused rather than silently weakening every webhook,
+// and a TLS 1.3 suite cannot be chosen.
 func ParseCipherSuites(names []string) ([]uint16, error) {
 	var ids []uint16
 	for _, name := range names {
@@ -65,7 +66,18 @@ func ParseCipherSuites(names []string) ([]uint16, error) {
 	return ids, nil
 }
 
+// legacySuiteNames are the names kube-apiserver's --tls-cipher-suites also
+// takes for the ChaCha20 suites (crypto/tls's constants of those names
+// too): the CIS Kubernetes Benchmark's list spells them so.
+var legacySuiteNames = map[string]uint16{
+	"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305":   tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305": tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 func cipherSuite(name string) (uint16, error) {
+	if id, ok := legacySuiteNames[name]; ok {
+		return id, nil
+	}
 	for _, s := range tls.CipherSuites() {
 		if s.Name != name {
 			continue

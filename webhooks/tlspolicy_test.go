@@ -29,6 +29,15 @@ func TestParseCipherSuites(t *testing.T) {
 		{names: []string{"TLS_CHACHA20_POLY1305_SHA256"}, wantErr: "TLS_CHACHA20_POLY1305_SHA256 is a TLS 1.3 suite"},
 		{names: []string{"tls_ecdhe_rsa_with_aes_128_gcm_sha256"}, wantErr: "is not a TLS cipher suite; use any of TLS_ECDHE_"},
 		{names: []string{"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, wantErr: "listed twice"},
+		// kube-apiserver's --tls-cipher-suites value of the CIS Kubernetes
+		// Benchmark, as hardened clusters carry it: the ChaCha20 suites by
+		// the names kube-apiserver keeps for them (crypto/tls's constants
+		// of those names too), without _SHA256.
+		{names: []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+			"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"},
+			want: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+				tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}},
+		{names: []string{"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"}, wantErr: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305 is listed twice"},
 	} {
 		got, err := ParseCipherSuites(tc.names)
 		if tc.wantErr != "" {
