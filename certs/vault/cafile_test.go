@@ -236,7 +236,7 @@ func TestCAFileSwapKeepsTokenChanges(t *testing.T) {
 	}()
 	wg.Go(func() {
 		for !stop.Load() {
-			if _, err := i.swapClient(tlsFiles{ca: ca}); err != nil {
+			if err := i.swapClient(tlsFiles{ca: ca}); err != nil {
 				t.Error(err)
 				return
 			}

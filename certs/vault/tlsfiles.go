@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -74,19 +73,19 @@ func (i *Issuer) WatchTLSFiles(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			w.poll(now)
+		case <-t.C:
+			w.poll()
 		}
 	}
 }
 
 // swapClient makes the calls from now on use a client built with f as New
-// builds it, carrying the token in use, and returns the client it
-// replaced. Calls under way end on the client they started with.
-func (i *Issuer) swapClient(f tlsFiles) (*vaultapi.Client, error) {
+// builds it, carrying the token in use. Calls under way end on the client
+// they started with.
+func (i *Issuer) swapClient(f tlsFiles) error {
 	c, err := newClient(i.opts, f, logr.Discard())
 	if err != nil {
-		return nil, fmt.Errorf("building a Vault client with them: %w", err)
+		return fmt.Errorf("building a Vault client with them: %w", err)
 	}
 	// Under tokenMu, as every token change: a token set on the old client
 	// after the new one copied its token would otherwise be lost.
@@ -95,42 +94,23 @@ func (i *Issuer) swapClient(f tlsFiles) (*vaultapi.Client, error) {
 	c.SetToken(old.Token())
 	i.cur.Store(c)
 	i.tokenMu.Unlock()
-	// Vault's verdict on the old files says nothing of the new ones.
-	i.probe.mu.Lock()
-	i.probe.at = time.Time{}
-	i.probe.mu.Unlock()
-	// Its pooled connections were set up with the old files: the idle ones
-	// go now, those in use once idle (tlsWatcher.retired).
-	closeIdle(old)
-	return old, nil
+	// Its pooled connections were set up with the old files. A connection
+	// in use now is left to finish its call; an HTTP/2 one then idles out
+	// with the transport (90 s): swaps come with renewals, weeks apart.
+	old.CloneConfig().HttpClient.CloseIdleConnections()
+	return nil
 }
-
-// closeIdle closes the idle connections of c's transport.
-func closeIdle(c *vaultapi.Client) { c.CloneConfig().HttpClient.CloseIdleConnections() }
 
 // tlsWatcher is WatchTLSFiles's state between polls.
 type tlsWatcher struct {
 	inputs []*tlsInput
 	// inUse is what the client in use was built with.
 	inUse tlsFiles
-	swap  func(tlsFiles) (*vaultapi.Client, error)
-	// retired are the clients swapped out. Their HTTP/2 connections in use
-	// at the swap would otherwise idle until the transport's timeout (90
-	// s; an HTTP/1.1 one closes as it goes idle): closed once the calls
-	// under way then have ended (linger, the calls' timeout, retries
-	// included).
-	retired []retiredClient
-	linger  time.Duration
-}
-
-// retiredClient is a client swapped out, to close at closeAt.
-type retiredClient struct {
-	client  *vaultapi.Client
-	closeAt time.Time
+	swap  func(tlsFiles) error
 }
 
 func (i *Issuer) tlsWatcher() *tlsWatcher {
-	w := &tlsWatcher{inUse: i.files, swap: i.swapClient, linger: i.opts.timeout()}
+	w := &tlsWatcher{inUse: i.files, swap: i.swapClient}
 	if path := i.opts.CAFile; path != "" {
 		w.inputs = append(w.inputs, caInput(path, i.files.ca, i.opts.Logger, func(ca []byte) error {
 			f := w.inUse
@@ -148,41 +128,20 @@ func (i *Issuer) tlsWatcher() *tlsWatcher {
 	return w
 }
 
-// use swaps in a client built with f, retiring the one it replaces.
+// use swaps in a client built with f.
 func (w *tlsWatcher) use(f tlsFiles) error {
-	old, err := w.swap(f)
-	if err != nil {
+	if err := w.swap(f); err != nil {
 		return err
 	}
 	w.inUse = f
-	w.retired = append(w.retired, retiredClient{client: old, closeAt: time.Now().Add(w.linger)})
 	return nil
 }
 
-// poll reads every input once, then closes the idle connections of the
-// clients retired long enough ago.
-func (w *tlsWatcher) poll(now time.Time) {
+// poll reads every input once.
+func (w *tlsWatcher) poll() {
 	for _, in := range w.inputs {
 		in.poll()
 	}
-	var due []retiredClient
-	due, w.retired = dueRetired(w.retired, now)
-	for _, r := range due {
-		closeIdle(r.client)
-	}
-}
-
-// dueRetired splits retired into the clients due to be closed at now and
-// those to keep.
-func dueRetired(retired []retiredClient, now time.Time) (due, keep []retiredClient) {
-	for _, r := range retired {
-		if now.Before(r.closeAt) {
-			keep = append(keep, r)
-		} else {
-			due = append(due, r)
-		}
-	}
-	return due, keep
 }
 
 // tlsInput is one input of Vault's TLS that WatchTLSFiles re-reads: the CA

@@ -172,9 +172,6 @@ type Issuer struct {
 	// starts from.
 	files tlsFiles
 	mount string
-	// probe is what explain last learnt of Vault's verdict on this server's
-	// client certificate (clientCertRefused).
-	probe certProbe
 
 	mu sync.Mutex
 	// issuerCerts is each mount issuer's certificate PEM by issuer ID, as
@@ -362,6 +359,15 @@ func newClient(opts Options, f tlsFiles, log logr.Logger) (*vaultapi.Client, err
 		t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 	}
 	return vaultapi.NewClient(cfg)
+}
+
+// clientCertAdvice is what to do about a client certificate Vault refused,
+// or its lack.
+func (i *Issuer) clientCertAdvice() string {
+	if i.opts.ClientCertFile == "" {
+		return "give one Vault trusts with --vault-client-cert-file and --vault-client-key-file (chart: fsm.vault.clientCertSecret)"
+	}
+	return fmt.Sprintf("--vault-client-cert-file %q must be valid and signed by a CA of the tls_client_ca_file of Vault's listener", i.opts.ClientCertFile)
 }
 
 // timeout bounds one Vault call, retries included.
@@ -606,11 +612,16 @@ func (i *Issuer) explain(path string, err error) error {
 	// Vault's listener refused this server's certificate (it requires one:
 	// tls_require_and_verify_client_cert), which "unreachable" would not
 	// say.
-	if alert, ok := i.clientCertRefused(err); ok {
+	if alert, ok := clientCertRefusal(err); ok {
 		if i.opts.ClientCertFile == "" {
-			return fmt.Errorf("the Vault server at %s requires a TLS client certificate, and this server presents none (%s): give one Vault trusts with --vault-client-cert-file and --vault-client-key-file (chart: fsm.vault.clientCertSecret): %w", i.opts.Address(), alert, err)
+			return fmt.Errorf("the Vault server at %s requires a TLS client certificate, and this server presents none (%s): %s: %w", i.opts.Address(), alert, i.clientCertAdvice(), err)
 		}
-		return fmt.Errorf("the Vault server at %s refused the TLS client certificate of --vault-client-cert-file %q (%s): it must be valid and signed by a CA of the tls_client_ca_file of Vault's listener: %w", i.opts.Address(), i.opts.ClientCertFile, alert, err)
+		return fmt.Errorf("the Vault server at %s refused the TLS client certificate (%s): %s: %w", i.opts.Address(), alert, i.clientCertAdvice(), err)
+	}
+	// The same refusal as the API client's HTTP/2 transport often reports
+	// it (connLost), or a Vault going away: say both.
+	if i.opts.Protocol == "https" && connLost(err) {
+		return fmt.Errorf("the Vault server at %s closed the connection (%s): if its listener requires TLS client certificates (tls_require_and_verify_client_cert), %s: %w", i.opts.Address(), path, i.clientCertAdvice(), err)
 	}
 	var ue *url.Error
 	var ne net.Error
