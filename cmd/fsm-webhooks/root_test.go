@@ -40,7 +40,7 @@ func TestFlagScopes(t *testing.T) {
 	cluster := []string{"kubeconfig", "context"}
 	mesh := []string{"fsm-namespace", "mesh-name"}
 	ca := []string{"ca-bundle-secret-name", "certificate-manager", "vault-host", "vault-port", "vault-protocol", "vault-token",
-		"vault-token-secret-name", "vault-token-secret-key", "vault-role", "vault-ca-file", "cert-manager-issuer-name", "cert-manager-issuer-kind", "cert-manager-issuer-group"}
+		"vault-token-secret-name", "vault-token-secret-key", "vault-role", "vault-ca-file", "vault-client-cert-file", "vault-client-key-file", "cert-manager-issuer-name", "cert-manager-issuer-kind", "cert-manager-issuer-group"}
 	hooks := []string{"cluster-domain", "webhook-url-host", "injector-port", "validator-port", "converter-port"}
 	rotation := []string{"ca-key-algorithm", "root-rotation-grace-period"}
 	serveOnly := []string{"trust-domain", "service-cert-validity-duration", "bootstrap-cert-validity-duration", "metrics-bind-address",
@@ -277,8 +277,9 @@ func TestApplyDeploymentFlags(t *testing.T) {
 		{"never cluster or output", nil, map[string]string{"kubeconfig": "/etc/k", "context": "c", "output": "json"},
 			map[string]string{"kubeconfig": "", "context": "", "output": "table"}, ""},
 		// A path in the servers' pods, not on the operator's machine.
-		{"never a file of the pods", nil, map[string]string{"vault-protocol": "https", "vault-ca-file": "/etc/fsm-webhooks/vault-ca/ca.crt"},
-			map[string]string{"vault-protocol": "https", "vault-ca-file": ""}, ""},
+		{"never a file of the pods", nil, map[string]string{"vault-protocol": "https", "vault-ca-file": "/etc/fsm-webhooks/vault-ca/ca.crt",
+			"vault-client-cert-file": "/etc/fsm-webhooks/vault-client-cert/tls.crt", "vault-client-key-file": "/etc/fsm-webhooks/vault-client-cert/tls.key"},
+			map[string]string{"vault-protocol": "https", "vault-ca-file": "", "vault-client-cert-file": "", "vault-client-key-file": ""}, ""},
 		{"serve-only ignored", nil, map[string]string{"key-pool-size": "7"}, map[string]string{}, ""},
 		{"bad value", nil, map[string]string{"vault-port": "x"}, nil, `invalid value "x" for --vault-port in Deployment fsm-system/fsm-webhooks`},
 	} {

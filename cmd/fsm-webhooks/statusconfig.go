@@ -18,8 +18,10 @@ import (
 
 // notFromDeployment are flags a command reads from the operator only: how to
 // reach the cluster, how to print, what to read, and files (--vault-ca-file
-// is a path in the servers' pods, not on the operator's machine).
-var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output", "deployment", "help", "vault-ca-file"}
+// and the Vault client certificate's are paths in the servers' pods, not on
+// the operator's machine).
+var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output", "deployment", "help",
+	"vault-ca-file", "vault-client-cert-file", "vault-client-key-file"}
 
 // runningConfig fills the flags the operator did not give from the servers'
 // Deployment, validates the result and says where the configuration came
