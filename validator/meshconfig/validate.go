@@ -114,6 +114,7 @@ func validate(version string, obj []byte) (r Result, own, schemaAnn field.ErrorL
 		if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok {
 			r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
 		}
+		r.Errors = append(r.Errors, oldVersionAnnotationErrors(annotations)...)
 		return r, nil, nil
 	}
 	_, fields := annotations[lossless.AnnotationV1Alpha3Fields]
@@ -208,11 +209,77 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 		f, s := ratchet.Split(schemaAnn, before, sameStoredError)
 		fresh, stored = append(fresh, f...), append(stored, s...)
 	}
+	if len(stored) > 0 && !sameSpec(obj, old) {
+		// An old version's annotation on a v1alpha3 object hides this
+		// write's spec from every old-version read: stored, it may stay
+		// while the spec it stood for does (metadata edits, a finalizer
+		// removed), not while the spec changes under it.
+		stored = slices.DeleteFunc(stored, func(e *field.Error) bool {
+			if isOldVersionAnnotationError(e) {
+				fresh = append(fresh, e)
+				return true
+			}
+			return false
+		})
+	}
 	for _, e := range stored {
 		r.Warnings = append(r.Warnings, ratchet.Warning(e.Error()))
 	}
 	r.Errors = fresh
 	return r
+}
+
+// oldVersionAnnotationErrors refuses, on a v1alpha3 object, the annotations
+// only a v1alpha1/v1alpha2 object carries (the converter takes them off on
+// the way up). The converter reads a v1alpha3 object carrying either as an
+// old version's write stored relabelled while conversion was off
+// (convert.FromHub): it decodes the spec as v1alpha2 and takes every
+// v1alpha3-only field from the annotation, or the defaults. On a v1alpha3
+// write, whose schema requires spec.image, misc and connector, that throws
+// the spec's own v1alpha3-only data away in every old-version read, and an
+// unchanged write through those versions stores what they showed.
+func oldVersionAnnotationErrors(annotations map[string]string) field.ErrorList {
+	var errs field.ErrorList
+	for _, p := range []struct {
+		key  string
+		path *field.Path
+	}{{lossless.AnnotationV1Alpha3Fields, hubFieldsPath}, {lossless.AnnotationV1Alpha3JSON, hubJSONPath}} {
+		if a, ok := annotations[p.key]; ok {
+			errs = append(errs, field.Invalid(p.path, a, fmt.Sprintf(
+				"only a %s/%s or %s object carries this annotation (the converter takes it off on the way up): on a %s object "+
+					"every read through %s or %s takes the object for an old version's write stored while conversion was off and "+
+					"shows the v1alpha3 data the annotation holds, or the defaults, instead of this object's spec.image, spec.misc, "+
+					"spec.connector, spec.ingress and other v1alpha3-only fields, and an unchanged write through those versions "+
+					"stores what they showed; remove the annotation (first moving into the spec what this object should keep of the data it holds), "+
+					"or, for an object stored that way, write it back once through %s (kubectl get meshconfigs.%s.%s <name> -o json | kubectl replace -f -), "+
+					"which stores the %s object it stands for",
+				Group, V1alpha1, V1alpha2, V1alpha3, V1alpha1, V1alpha2, V1alpha2, V1alpha2, Group, V1alpha3)))
+		}
+	}
+	return errs
+}
+
+// isOldVersionAnnotationError reports whether e is one of
+// oldVersionAnnotationErrors.
+func isOldVersionAnnotationError(e *field.Error) bool {
+	return e.Type == field.ErrorTypeInvalid && (e.Field == hubFieldsPath.String() || e.Field == hubJSONPath.String()) &&
+		strings.HasPrefix(e.Detail, "only a ")
+}
+
+// sameSpec reports whether two objects' specs are the same JSON value,
+// numbers compared as written (either undecodable: not the same).
+func sameSpec(a, b []byte) bool {
+	spec := func(obj []byte) (any, bool) {
+		v, err := lossless.DecodeJSON(obj)
+		if err != nil {
+			return nil, false
+		}
+		m, ok := v.(map[string]any)
+		return m["spec"], ok
+	}
+	x, okX := spec(a)
+	y, okY := spec(b)
+	return okX && okY && reflect.DeepEqual(x, y)
 }
 
 // isAnnotationError reports whether e is at a conversion annotation.

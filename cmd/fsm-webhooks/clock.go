@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// localClock is the clock this process signs with: the tresor CA's, which
+// stamps the roots it creates and the certificates it signs. Tests set it
+// ahead to stand for a machine whose clock runs ahead.
+var localClock = time.Now
+
+// maxClockAhead is how far the clock of the machine running `certs
+// rotate-root` may run ahead of the apiserver's. The root it creates and the
+// serving certificates it re-issues from that root are valid from a minute
+// before its own now (certs.NewRootAuthority, certs.Authority.Sign): with a
+// clock further ahead they are not valid yet in the cluster, the apiserver
+// refuses the webhooks' certificates until the cluster's clock catches up,
+// and pod creates fail meanwhile. The margin under that minute covers the
+// Date header's whole seconds and the round trip.
+const maxClockAhead = 30 * time.Second
+
+// clockAhead is how far a clock that sent a request at sent and had its
+// answer at received runs ahead of the server whose Date header said date.
+// Date is whole seconds, truncated: the server's instant lies within the
+// second after it, taken at its middle; ours at the middle of the round trip.
+func clockAhead(sent, received, date time.Time) time.Duration {
+	local := sent.Add(received.Sub(sent) / 2)
+	return local.Sub(date.Add(500 * time.Millisecond))
+}
+
+// clockAheadProblem is nil when a clock ahead of the apiserver's by ahead
+// signs certificates the cluster accepts at once; else it says by how much,
+// what it would break and what to do.
+func clockAheadProblem(ahead time.Duration, local, server time.Time) error {
+	if ahead <= maxClockAhead {
+		return nil
+	}
+	return fmt.Errorf("this machine's clock is %s ahead of the apiserver's (here %s, apiserver %s): "+
+		"the new root and the serving certificates rotate-root signs would not be valid in the cluster for that long, "+
+		"and the apiserver would refuse the webhooks meanwhile; sync this machine's clock (NTP) and run it again",
+		ahead.Round(time.Second), local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339))
+}
+
+// checkClockAgainstAPIServer reads the apiserver's clock from the Date
+// header of one GET /version (any status carries it) and refuses a local
+// clock too far ahead. An answer without a Date header (a proxy that drops
+// it) cannot tell: it is let through with a warning on warn.
+func checkClockAgainstAPIServer(ctx context.Context, cfg *rest.Config, warn io.Writer) error {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return fmt.Errorf("reading the apiserver's clock: %w", err)
+	}
+	base, _, err := rest.DefaultServerUrlFor(cfg)
+	if err != nil {
+		return fmt.Errorf("reading the apiserver's clock: %w", err)
+	}
+	u := *base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/version"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("reading the apiserver's clock: %w", err)
+	}
+	sent := localClock()
+	resp, err := hc.Do(req)
+	received := localClock()
+	if err != nil {
+		return fmt.Errorf("reading the apiserver's clock (GET %s): %w", u.String(), err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		fmt.Fprintf(warn, "warning: the apiserver's answer to GET %s has no usable Date header (%q): cannot check that this machine's clock is not ahead of the cluster's\n",
+			u.String(), resp.Header.Get("Date"))
+		return nil
+	}
+	return clockAheadProblem(clockAhead(sent, received, date), received, date)
+}
