@@ -110,7 +110,10 @@ the bundle they publish.
 The running servers publish each phase (caBundles, the pods' certificates), so
 their Deployment must exist: settings not given on the command line (or as
 FSM_<FLAG>) are read from it (--deployment, else the one the chart labels, in
---fsm-namespace when given, of --mesh-name when given), as certs status does.`,
+--fsm-namespace when given, of --mesh-name when given), as certs status does.
+
+The new root and the serving certificates are signed with this machine's clock:
+rotate-root refuses to start when it runs more than 30 s ahead of the apiserver's.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -133,6 +136,12 @@ FSM_<FLAG>) are read from it (--deployment, else the one the chart labels, in
 			}
 			if o.certificateManager != tresor.ProviderName {
 				return usageErrorf("--certificate-manager=%s (%s): rotate-root only rotates the built-in tresor CA; rotate the root in %s and the servers follow its bundle", o.certificateManager, source, o.certificateManager)
+			}
+			// The new root and the serving certificates are signed with
+			// this machine's clock: one ahead of the cluster's would make
+			// them not yet valid there, and the webhooks unreachable.
+			if err := checkClockAgainstAPIServer(ctx, cfg, cmd.ErrOrStderr()); err != nil {
+				return err
 			}
 			// The mesh's CA must exist: a wrong --fsm-namespace or
 			// --ca-bundle-secret-name would otherwise mint a new root and

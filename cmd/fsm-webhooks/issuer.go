@@ -148,7 +148,7 @@ func newIssuerWith(ctx, pool context.Context, o *options, cfg *rest.Config, cs k
 				"flag", "--ca-key-algorithm="+o.caKeyAlgorithm, "secret", o.fsmNamespace+"/"+o.caBundleSecretName)
 		}
 		return tresor.New(ctx, tresor.Options{
-			Store: tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName, RootKeyAlgorithm: alg},
+			Store: tresor.Store{Client: cs, Namespace: o.fsmNamespace, Name: o.caBundleSecretName, RootKeyAlgorithm: alg, Now: localClock},
 			Keys:  keys, Logger: log.WithName("tresor"), MustExist: existingCA,
 		})
 	case vault.ProviderName:

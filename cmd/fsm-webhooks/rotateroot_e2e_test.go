@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 )
 
@@ -131,5 +134,95 @@ func TestRotateRootRunsWithTheServersConfiguration(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v; want the cancel while waiting out the grace period", err)
+	}
+}
+
+// TestRotateRootRefusesAClockAhead: rotate-root signs the new root and the
+// serving certificates it re-issues with the clock of the machine it runs
+// on, valid from a minute before that clock's now. Run from a machine whose
+// clock was 3 minutes ahead, it activated a root valid only 2 minutes later
+// in the cluster and wrote serving certificates from it that nothing could
+// verify until then: the apiserver refused every webhook call (pod creates
+// in meshed namespaces failed) in a "zero-downtime" rotation. Now it
+// compares its clock with the apiserver's first and refuses, writing
+// nothing.
+func TestRotateRootRefusesAClockAhead(t *testing.T) {
+	const ns = "skew-system"
+	env, kubeconfig := adminEnv(t, ns)
+	ctx := context.Background()
+	store := &tresor.Store{Client: env.Clientset, Namespace: ns}
+	if _, err := store.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	serversDeployment(t, env, ns, "skew", "--fsm-namespace="+ns, "--mesh-name=skew")
+	localClock = func() time.Time { return time.Now().Add(3 * time.Minute) }
+	defer func() { localClock = time.Now }()
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		root := newRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs([]string{"certs", "rotate-root", "--kubeconfig=" + kubeconfig})
+		done <- root.ExecuteContext(rctx)
+	}()
+	servingSecrets := func() []corev1.Secret {
+		l, err := env.Clientset.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook-serving-cert"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+	// Refused at once, or (before the fix) waiting out the grace period
+	// once the serving certificates were re-issued from the new root.
+	var runErr error
+	deadline := time.Now().Add(90 * time.Second)
+wait:
+	for {
+		select {
+		case runErr = <-done:
+			break wait
+		case <-time.After(200 * time.Millisecond):
+		}
+		st, err := store.Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Rotation.Phase == tresor.PhaseNextRootActive && len(servingSecrets()) == 3 {
+			cancel()
+			runErr = <-done
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rotate-root neither refused nor re-issued the serving certs in 90 s (phase %q)", st.Rotation.Phase)
+		}
+	}
+	t.Logf("rotate-root returned: %v", runErr)
+	now := time.Now()
+	for _, s := range servingSecrets() {
+		chain, err := certs.ParseCertsPEM(s.Data["tls.crt"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(s.Data["ca.crt"])
+		// As the apiserver verifies it: at its own now, no tolerance.
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("serving cert in %s/%s (not before %s) does not verify at the cluster's now %s: %v",
+				ns, s.Name, chain[0].NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), err)
+		}
+	}
+	if runErr == nil || !strings.Contains(runErr.Error(), "ahead of the apiserver's") {
+		t.Errorf("rotate-root error %v; want a refusal saying this machine's clock is ahead of the apiserver's", runErr)
+	}
+	st, err := store.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rotation.Phase != tresor.PhaseNone {
+		t.Errorf("after rotate-root: phase %q; want no rotation started", st.Rotation.Phase)
 	}
 }
