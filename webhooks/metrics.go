@@ -24,6 +24,8 @@ var (
 		"Seconds until the served certificate expires.", []string{"webhook", "secret"}, nil)
 	notAfterDesc = prometheus.NewDesc("fsm_webhooks_serving_cert_not_after_timestamp_seconds",
 		"Expiry of the served certificate as a Unix timestamp.", []string{"webhook", "secret"}, nil)
+	lifetimeDesc = prometheus.NewDesc("fsm_webhooks_serving_cert_lifetime_seconds",
+		"The served certificate's lifetime, NotBefore to NotAfter: what its CA granted. It is renewed by 2/3 of it.", []string{"webhook", "secret"}, nil)
 	readyDesc = prometheus.NewDesc("fsm_webhooks_ready",
 		"1 when the webhook is ready in full (/readyz/<webhook>: serving, registered with a caBundle that verifies its cert, end-to-end probe passed), else 0.", []string{"webhook"}, nil)
 )
@@ -56,6 +58,7 @@ func unregisterCollector(s *Server) {
 func (c *certCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- expiryDesc
 	ch <- notAfterDesc
+	ch <- lifetimeDesc
 	ch <- readyDesc
 }
 
@@ -84,6 +87,7 @@ func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 			na := l.Chain[0].NotAfter
 			ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, na.Sub(now).Seconds(), h.w.Name, h.w.SecretName)
 			ch <- prometheus.MustNewConstMetric(notAfterDesc, prometheus.GaugeValue, float64(na.Unix()), h.w.Name, h.w.SecretName)
+			ch <- prometheus.MustNewConstMetric(lifetimeDesc, prometheus.GaugeValue, na.Sub(l.Chain[0].NotBefore).Seconds(), h.w.Name, h.w.SecretName)
 		}
 	}
 }

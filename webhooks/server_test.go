@@ -296,6 +296,14 @@ func testDrift(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The lifetime, NotBefore to NotAfter, exceeds the time left by how
+	// long ago the cert became valid: minutes, as it was just issued
+	// (backdated a minute).
+	series := `{secret="validating-webhook-cert-secret",webhook="deny-drift"}`
+	lifetime, left := seriesValue(body, "fsm_webhooks_serving_cert_lifetime_seconds"+series), seriesValue(body, "fsm_webhooks_serving_cert_expiry_seconds"+series)
+	if age := time.Duration((lifetime - left) * float64(time.Second)); age <= 0 || age > 15*time.Minute {
+		t.Errorf("fsm_webhooks_serving_cert_lifetime_seconds %v, expiry_seconds %v: the cert's age by them %s, want a few minutes", lifetime, left, age)
+	}
 }
 
 // scrape is the text /metrics serves on port.

@@ -61,6 +61,16 @@ func perSecond(rate float64) func(time.Duration) float64 {
 // a clock.
 var start = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 
+// servingCert is a serving certificate's series: left at the data's end
+// (3 days), of the given lifetime.
+func servingCert(left, lifetime time.Duration) []metricSeries {
+	l := map[string]string{"webhook": "injector", "secret": "fsm-webhooks-injector-cert"}
+	return []metricSeries{
+		{"fsm_webhooks_serving_cert_expiry_seconds", l, func(t time.Duration) float64 { return (left + 3*day - t).Seconds() }},
+		{"fsm_webhooks_serving_cert_lifetime_seconds", l, constant(lifetime.Seconds())},
+	}
+}
+
 func TestAlertsFireOnTheirConditions(t *testing.T) {
 	tokenExpiry := func(left time.Duration) func(time.Duration) float64 {
 		// The gauge holds a fixed expiry; its distance from time() shrinks.
@@ -76,10 +86,17 @@ func TestAlertsFireOnTheirConditions(t *testing.T) {
 	// Every alert's cases end at span = 3 days of data.
 	cases := map[string][]alertCase{
 		"FSMWebhooksServingCertExpiring": {
-			{"29 days left", []metricSeries{{"fsm_webhooks_serving_cert_expiry_seconds", map[string]string{"webhook": "injector", "secret": "fsm-webhooks-injector-cert"},
-				func(t time.Duration) float64 { return (32*day - t).Seconds() }}}, true},
-			{"31 days left", []metricSeries{{"fsm_webhooks_serving_cert_expiry_seconds", map[string]string{"webhook": "injector", "secret": "fsm-webhooks-injector-cert"},
-				func(t time.Duration) float64 { return (34*day - t).Seconds() }}}, false},
+			{"decade-long, 29 days left", servingCert(29*day, 3650*day), true},
+			{"decade-long, 31 days left", servingCert(31*day, 3650*day), false},
+			// Vault's 24h certificates, renewed by 16h: never 30 days
+			// left, alerting only once one is past its renewal.
+			{"24h lifetime, 4h left", servingCert(4*time.Hour, day), true},
+			{"24h lifetime, 7h left", servingCert(7*time.Hour, day), false},
+			{"24h lifetime, renewed every 16h", []metricSeries{
+				{"fsm_webhooks_serving_cert_expiry_seconds", map[string]string{"webhook": "injector", "secret": "fsm-webhooks-injector-cert"},
+					func(t time.Duration) float64 { return (day - t%(16*time.Hour)).Seconds() }},
+				{"fsm_webhooks_serving_cert_lifetime_seconds", map[string]string{"webhook": "injector", "secret": "fsm-webhooks-injector-cert"}, constant(day.Seconds())},
+			}, false},
 		},
 		"FSMWebhooksRootCAExpiring": {
 			{"89 days left", []metricSeries{{"fsm_webhooks_root_ca_expiry_seconds", map[string]string{"provider": "tresor", "subject": "CN=fsm-ca", "serial": "1"},
