@@ -48,8 +48,9 @@ var flagScopes = map[string][]flagGroup{
 	"install-crds":      {clusterFlags},
 }
 
-// noOptions are commands that read no options: no env, no validation.
-var noOptions = []string{"version", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd}
+// noOptions are commands that read no options: no env, no validation (the
+// groups, which only show their help, among them).
+var noOptions = []string{"fsm-webhooks", "certs", "version", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd}
 
 // fromDeployment are commands that complete their flags from the servers'
 // Deployment (runningConfig): they validate once that is done, since a flag
@@ -104,7 +105,41 @@ Version: ` + version.Get().String(),
 	logFlags.add(o, root.PersistentFlags())
 	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o), newInstallCRDsCommand(o), newVersionCommand())
 	scopeFlags(root, o)
+	for _, c := range root.Commands() {
+		if !c.Runnable() {
+			asGroup(c)
+		}
+	}
+	asGroup(root)
 	return root
+}
+
+// asGroup makes c, a command that only groups others (cobra's completion
+// is added later, by Execute, and keeps cobra's behaviour), refuse an unknown
+// subcommand with a usage error naming it (exit 2) and show its help when
+// given alone. cobra shows a group's help and returns no error for
+// `certs rotate-roots`, so a mistyped command in a runbook exited 0 as if it
+// had run, and an unknown top-level command exited 1.
+func asGroup(c *cobra.Command) {
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		if cmd.SuggestionsMinimumDistance <= 0 {
+			cmd.SuggestionsMinimumDistance = 2 // cobra's own default, set only for the root
+		}
+		return usageErrorf("%s", unknownCommand(cmd.CommandPath(), args[0], cmd.SuggestionsFor(args[0])))
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+}
+
+// unknownCommand is the one-line refusal of name under the group path.
+func unknownCommand(path, name string, suggestions []string) string {
+	msg := fmt.Sprintf("unknown command %q for %q", name, path)
+	if len(suggestions) > 0 {
+		msg += "; did you mean " + strings.Join(suggestions, " or ") + "?"
+	}
+	return msg
 }
 
 // scopeFlags gives every runnable command its flagScopes groups. A runnable

@@ -337,3 +337,45 @@ func TestLoggerLines(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownSubcommandIsUsageError: a mistyped subcommand is a usage error
+// naming it (exit 2), not the group's help with exit 0, which a runbook's
+// `fsm-webhooks certs rotate-roots && echo rotated` took for done. A group
+// given alone still shows its help.
+func TestUnknownSubcommandIsUsageError(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"certs", "rotate-roots"}, `unknown command "rotate-roots" for "fsm-webhooks certs"; did you mean rotate-root?`},
+		{[]string{"certs", "stauts"}, `unknown command "stauts" for "fsm-webhooks certs"; did you mean status?`},
+		{[]string{"bogus"}, `unknown command "bogus" for "fsm-webhooks"`},
+		{[]string{"serv"}, `unknown command "serv" for "fsm-webhooks"; did you mean serve?`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			root := newRootCommand()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(tc.args)
+			err := root.Execute()
+			var ue *usageError
+			if !errors.As(err, &ue) || err.Error() != tc.want {
+				t.Fatalf("error %v (usage error: %v), output %q; want the usage error %q", err, errors.As(err, &ue), out.String(), tc.want)
+			}
+		})
+	}
+	for _, args := range [][]string{{}, {"certs"}} {
+		t.Run("help of "+strings.Join(args, " "), func(t *testing.T) {
+			// A bad env value is no reason to refuse a group's help.
+			t.Setenv("FSM_MESH_NAME", "Not_A_Label")
+			root := newRootCommand()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetArgs(args)
+			if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands:") {
+				t.Fatalf("error %v, output %q; want the help", err, out.String())
+			}
+		})
+	}
+}

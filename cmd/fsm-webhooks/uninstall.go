@@ -26,8 +26,12 @@ mesh (so no failurePolicy=Fail webhook outlives its server; kept with
 selects FSM's pods, which FSM's servers answer after takeover step 1), scale the servers'
 Deployment to zero and wait for its pods (the MeshConfig CRD's conversion
 strategy set back to None before they stop, holding the converters'
-conversion-owner Lease so none re-points it), and delete the mesh's MeshConfig. Every step is
-idempotent; NotFound counts as done. On SIGTERM or --timeout it stops between
+conversion-owner Lease so none re-points it), hand the mesh's bootstrap Secrets to
+the garbage collector (each running meshed pod becomes its Secret's owner; a
+Secret whose pod is gone is deleted), and delete --mesh-config-name if the chart
+created it. Every step is idempotent; NotFound counts as done. Run it by hand
+before a "helm uninstall --no-hooks": without it, nothing deletes a bootstrap
+Secret with its pod any more. On SIGTERM or --timeout it stops between
 requests and frees the Lease it holds; run it again to finish.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

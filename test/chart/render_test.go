@@ -205,10 +205,17 @@ func TestRenderDefaults(t *testing.T) {
 			if len(ports) != 1 || ports[0].(map[string]any)["port"] != port {
 				t.Errorf("Service %s ports %v, want %d", name, ports, port)
 			}
-			// Only the validator publishes unready pods (its readiness probe
-			// routes through its own Service).
-			if got, _, _ := unstructured.NestedBool(s.Object, "spec", "publishNotReadyAddresses"); got != (name == fsmnames.ValidatorService) {
-				t.Errorf("Service %s publishNotReadyAddresses = %v", name, got)
+			// Every webhook's Service routes to Ready pods only: each is called
+			// with failurePolicy Fail, and a Service publishing unready pods
+			// sends the apiserver to a pod that has an IP but no listener yet
+			// (image pull, start; `connection refused`, which the apiserver
+			// does not retry: the write is denied) and to one that stopped
+			// listening but is not yet deleted. The pod's readiness is the
+			// injector's alone (the validator is ReportOnly), so the
+			// validator's end-to-end probe, which goes through its Service,
+			// no longer needs unready pods published.
+			if got, _, _ := unstructured.NestedBool(s.Object, "spec", "publishNotReadyAddresses"); got {
+				t.Errorf("Service %s publishNotReadyAddresses = true: its failurePolicy Fail webhook is sent to pods not serving", name)
 			}
 			sel := nested(t, s, "spec", "selector").(map[string]any)
 			d := mustFind(t, r, "Deployment", "fsm-webhooks")

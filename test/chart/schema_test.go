@@ -80,6 +80,9 @@ func TestValuesRejected(t *testing.T) {
 		// Integer flags: within what the binary and the client take.
 		{"namespace burst above the maximum", "fsm: {webhooks: {injectorNamespaceBurst: 1000000}}", []string{"/fsm/webhooks/injectorNamespaceBurst", "100,000"}},
 		{"cert-manager without issuer", "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerName: ''}}", []string{"fsm.certmanager", "IssuerName/IssuerKind/IssuerGroup not specified in cert-manager.io options"}},
+		// serve refuses a --cert-manager-issuer-name no object can have
+		// (exit 2, crash loop): refused at render instead.
+		{"cert-manager issuer name not an object name", "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerName: Mesh_Root}}", []string{"fsm.certmanager.issuerName", `"Mesh_Root"`}},
 		// The binary takes only these two kinds with cert-manager's own group.
 		{"cert-manager issuer kind in lower case", "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerKind: clusterissuer, issuerGroup: cert-manager.io}}", []string{"fsm.certmanager.issuerKind", `"clusterissuer"`, "Issuer, ClusterIssuer"}},
 	}

@@ -165,6 +165,12 @@ flags (FSM's wording) so users search one text.
 {{- if or (not $cm.issuerName) (not $cm.issuerKind) (not $cm.issuerGroup) -}}
 {{- fail "fsm.certmanager: IssuerName/IssuerKind/IssuerGroup not specified in cert-manager.io options (all three are required with fsm.certificateProvider.kind=cert-manager)" -}}
 {{- end -}}
+{{- /* The binary refuses a --cert-manager-issuer-name no object can have
+(its pods would crash-loop); FSM's schema takes any string here, so the
+check is the render's, with cert-manager only. */ -}}
+{{- if or (gt (len (toString $cm.issuerName)) 253) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" (toString $cm.issuerName))) -}}
+{{- fail (printf "fsm.certmanager.issuerName: invalid value %q: must be a Kubernetes object name (lower-case letters, digits, '-', '.')" (toString $cm.issuerName)) -}}
+{{- end -}}
 {{- /* cert-manager's own group has two kinds (the binary refuses any other,
 and its pods would crash-loop); an external issuer's group has its own. */ -}}
 {{- if and (eq $cm.issuerGroup "cert-manager.io") (not (has $cm.issuerKind (list "Issuer" "ClusterIssuer"))) -}}
