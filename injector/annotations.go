@@ -34,25 +34,33 @@ const (
 // sidecarResourceNames are the resources the resource annotations may name.
 var sidecarResourceNames = []string{"cpu", "memory", "storage", "ephemeral-storage"}
 
-// parseBoolAnnotation accepts FSM's spellings, case-insensitively.
-func parseBoolAnnotation(key, value string) (bool, error) {
+// parseBoolAnnotation accepts FSM's spellings, case-insensitively. The
+// error is FSM's message; where is appended to it (" (on the namespace)"
+// for the namespace's annotation, else ""): a namespace's bad value refuses
+// pods whose own annotations hold no such value, and the message must say
+// where to look.
+func parseBoolAnnotation(key, value, where string) (bool, error) {
 	switch strings.ToLower(value) {
 	case "enabled", "yes", "true":
 		return true, nil
 	case "disabled", "no", "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("invalid annotation value for key %q: %s", key, value)
+	return false, fmt.Errorf("invalid annotation value for key %q: %s%s", key, value, where)
 }
+
+// onNamespace is parseBoolAnnotation's where for a namespace's annotation,
+// in the words of the other annotations' errors.
+const onNamespace = " (on the namespace)"
 
 // boolOverride returns the pod's, else the namespace's, value of the annotation
 // key, else def.
 func boolOverride(key string, podAnn, nsAnn map[string]string, def bool) (bool, error) {
 	if v, ok := podAnn[key]; ok {
-		return parseBoolAnnotation(key, v)
+		return parseBoolAnnotation(key, v, "")
 	}
 	if v, ok := nsAnn[key]; ok {
-		return parseBoolAnnotation(key, v)
+		return parseBoolAnnotation(key, v, onNamespace)
 	}
 	return def, nil
 }

@@ -101,12 +101,16 @@ func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshNa
 	// namespace value refuses the pod even when the pod's decides.
 	enabled := false
 	var found bool
-	for _, ann := range []map[string]string{annotations, ns.Annotations} {
+	for i, ann := range []map[string]string{annotations, ns.Annotations} {
 		v, ok := ann[SidecarInjectionAnnotation]
 		if !ok {
 			continue
 		}
-		b, err := parseBoolAnnotation(SidecarInjectionAnnotation, v)
+		where := ""
+		if i == 1 {
+			where = onNamespace
+		}
+		b, err := parseBoolAnnotation(SidecarInjectionAnnotation, v, where)
 		if err != nil {
 			return Decision{Err: err}
 		}

@@ -59,11 +59,11 @@ func TestDecide(t *testing.T) {
 		{name: "pod value empty", pod: pod(map[string]string{SidecarInjectionAnnotation: ""}), ns: ns("app", monitored, enabled),
 			err: `invalid annotation value for key "flomesh.io/sidecar-injection": `},
 		{name: "namespace value bad", pod: pod(nil), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "maybe"}),
-			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe`},
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe (on the namespace)`},
 		// FSM parses both before the pod's decides (pkg/injector/webhook.go
 		// mustInject): a bad namespace value refuses every pod there.
 		{name: "bad namespace value refuses even with a valid pod value", pod: pod(map[string]string{SidecarInjectionAnnotation: "true"}), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "maybe"}),
-			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe`},
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe (on the namespace)`},
 		{name: "hostNetwork checked first", pod: pod(map[string]string{SidecarInjectionAnnotation: "bogus"}, hostNet), ns: ns("app", monitored, enabled), skip: SkipHostNetwork},
 		{name: "kube-system", pod: pod(nil), ns: ns("kube-system", monitored, enabled), skip: SkipSystemNamespace},
 		{name: "kube-public", pod: pod(nil), ns: ns("kube-public", monitored, enabled), skip: SkipSystemNamespace},

@@ -576,6 +576,12 @@ func (e *e2e) testDenied(t *testing.T) {
 			p.Spec.ServiceAccountName = "bookstore.bookbuyer"
 		}, `spec.serviceAccountName "bookstore.bookbuyer": a ServiceAccount name with a dot cannot be meshed: FSM's control plane splits the sidecar identity ` +
 			`<serviceaccount>.<namespace> (certificate CN <uuid>.sidecar.<serviceaccount>.<namespace>.<trust domain>) on "." and would read ServiceAccount "bookstore" in namespace "bookbuyer"`},
+		// Injected, the apiserver refused it for fsm-init's runAsUser and
+		// capabilities ("cannot be set for a windows pod"), after its Secret
+		// was written.
+		{"a Windows pod", "denied-windows", func(p *corev1.Pod) {
+			p.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+		}, `spec.os.name "windows": a Windows pod cannot be meshed`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := e.namespace(t, ctx, tc.ns, true)

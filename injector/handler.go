@@ -361,12 +361,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	}
 	log := reqLog{base: h.log, namespace: nsName, kind: "pod", name: podName(pod), uid: req.UID}
 
-	ns, err := h.namespace(ctx, log, nsName)
+	ns, dec, err := h.decideIn(ctx, log, nsName, func(ns *corev1.Namespace) Decision {
+		return Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
+	})
 	if err != nil {
 		log.Error(err, "reading namespace")
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err))
 	}
-	dec := Decide(DecideInput{Pod: pod, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
 		return h.refuse(req, log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, dec.Err)
 	}
@@ -446,12 +447,13 @@ func (h *Handler) handleVirtualMachine(ctx context.Context, req admission.Reques
 	}
 	log := reqLog{base: h.log, namespace: nsName, kind: "virtualMachine", name: vm.Name(), uid: req.UID}
 
-	ns, err := h.namespace(ctx, log, nsName)
+	ns, dec, err := h.decideIn(ctx, log, nsName, func(ns *corev1.Namespace) Decision {
+		return DecideVirtualMachine(DecideVirtualMachineInput{VM: vm, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
+	})
 	if err != nil {
 		log.Error(err, "reading namespace")
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", nsName, err))
 	}
-	dec := DecideVirtualMachine(DecideVirtualMachineInput{VM: vm, Namespace: ns, MeshName: h.mesh.Name, FSMNamespace: h.mesh.FSMNamespace})
 	if dec.Err != nil {
 		return h.refuse(req, log.logger(), VirtualMachineKind, vm.Name(), vm.ownerReferences(), ns, dec.Err)
 	}
@@ -490,33 +492,72 @@ func (l reqLog) V(level int) logr.Logger {
 	return l.logger().V(level)
 }
 
-// namespace reads the admitted object's namespace from the informer cache.
-// The cache may not have a namespace created a moment before its first pod
-// (kubectl apply of both) while the apiserver does (for its namespaceSelector
-// it reads the namespace live when its lister misses): a cache NotFound is
-// confirmed with one live read, so the common path stays cache-only.
-func (h *Handler) namespace(ctx context.Context, log reqLog, name string) (*corev1.Namespace, error) {
-	ns := &corev1.Namespace{}
+// decideIn reads the admitted object's namespace (namespace) and decides
+// with decide. The apiserver calls the webhook only for a namespace its
+// namespaceSelector matched (monitored by the mesh, not ignored), so a cached
+// namespace deciding otherwise (contradictsSelector) lags a change the
+// apiserver has already seen: `fsm namespace add`, which labels and annotates
+// the namespace in one patch, and a pod created at once. It is read once from
+// the API server and decided again: taken at the cache's word, the pod would
+// be admitted without a sidecar and run unmeshed for its lifetime. Only a
+// caller that is not the apiserver pays that read for a namespace that is
+// really not the mesh's.
+func (h *Handler) decideIn(ctx context.Context, log reqLog, name string, decide func(*corev1.Namespace) Decision) (*corev1.Namespace, Decision, error) {
+	ns, cached, err := h.namespace(ctx, log, name)
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	dec := decide(ns)
+	if !cached || !contradictsSelector(dec.Skip) {
+		return ns, dec, nil
+	}
+	namespacesReadLive.Inc()
+	live := &corev1.Namespace{}
+	if err := h.opts.Client.Get(ctx, types.NamespacedName{Name: name}, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ns, dec, nil // deleted since: nothing to inject
+		}
+		return nil, Decision{}, fmt.Errorf("the informer cache has it outside the webhook's namespaceSelector (%s); from the API server: %w", dec.Skip, err)
+	}
+	log.V(1).Info("namespace in the informer cache outside the webhook's namespaceSelector, read from the API server", "cached", string(dec.Skip))
+	return live, decide(live), nil
+}
+
+// contradictsSelector: skip is a reason the webhook configuration's
+// namespaceSelector (Registration) already rules out.
+func contradictsSelector(skip SkipReason) bool {
+	return skip == SkipNotMonitored || skip == SkipIgnored
+}
+
+// namespace reads the admitted object's namespace from the informer cache
+// (cached true). The cache may not have a namespace created a moment before
+// its first pod (kubectl apply of both) while the apiserver does (for its
+// namespaceSelector it reads the namespace live when its lister misses): a
+// cache NotFound is confirmed with one live read, so the common path stays
+// cache-only.
+func (h *Handler) namespace(ctx context.Context, log reqLog, name string) (ns *corev1.Namespace, cached bool, err error) {
+	ns = &corev1.Namespace{}
 	key := types.NamespacedName{Name: name}
-	err := h.opts.Namespaces.Get(ctx, key, ns)
+	err = h.opts.Namespaces.Get(ctx, key, ns)
 	if err == nil {
-		return ns, nil
+		return ns, true, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return nil, err
+		return nil, false, err
 	}
 	namespacesReadLive.Inc()
 	if err := h.opts.Client.Get(ctx, key, ns); err != nil {
-		return nil, fmt.Errorf("not in the informer cache; from the API server: %w", err)
+		return nil, false, fmt.Errorf("not in the informer cache; from the API server: %w", err)
 	}
 	log.V(1).Info("namespace not in the informer cache yet, read from the API server")
-	return ns, nil
+	return ns, false, nil
 }
 
-// namespacesReadLive counts Handler.namespace's reads from the API server.
+// namespacesReadLive counts the namespace reads from the API server of
+// Handler.namespace and Handler.decideIn.
 var namespacesReadLive = prometheus.NewCounter(prometheus.CounterOpts{
 	Name: "fsm_webhooks_injector_namespace_live_reads_total",
-	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), read from the API server instead.",
+	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), or had outside the webhook's namespaceSelector (labelled a moment before), read from the API server instead.",
 })
 
 func init() { metrics.Registry.MustRegister(namespacesReadLive) }

@@ -231,6 +231,19 @@ func TestHandlerHTTP(t *testing.T) {
 			p.Spec.ServiceAccountName = "bookstore.bookbuyer"
 			r.Object.Raw = podJSON(p)
 		}), allowed: true, uid: "uid-1"},
+		// The apiserver refuses fsm-init's and the sidecar's Linux security
+		// settings in a Windows pod (runAsUser, capabilities): refused here,
+		// naming the field, before a Secret is written for a pod never stored.
+		{name: "Windows pod denied before any Secret", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			p := simplePod(nil)
+			p.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+			r.Object.Raw = podJSON(p)
+		}), code: http.StatusBadRequest, message: `spec.os.name "windows": a Windows pod cannot be meshed`, uid: "uid-1", events: 1},
+		{name: "Windows pod, injection disabled: allowed untouched", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+			p := simplePod(map[string]string{SidecarInjectionAnnotation: "disabled"})
+			p.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+			r.Object.Raw = podJSON(p)
+		}), allowed: true, uid: "uid-1"},
 		{name: "wrong kind", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Service" }),
 			code: http.StatusBadRequest, message: `expected a v1 Pod or a machine.flomesh.io/v1alpha1 VirtualMachine, got "/v1, Kind=Service"`, uid: "uid-1"},
 		{name: "missing object", body: reviewBody(t, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }),
@@ -753,31 +766,47 @@ func TestHandlerHandoffOnClientThrottling(t *testing.T) {
 // namespace its namespaceSelector matched, reading the namespace live when its
 // own lister misses (k8s.io/apiserver .../webhook/predicates/namespace:
 // GetNamespaceLabels); the injector's informer cache may lag it (`kubectl
-// apply` of a Namespace and a Pod). A cache NotFound is confirmed with one
-// live read through Options.Client before the object is refused; a cached
-// namespace is never read live.
+// apply` of a Namespace and a Pod; `fsm namespace add`, which labels and
+// annotates the namespace in one patch, then a pod at once). A cache
+// NotFound is confirmed with one live read through Options.Client before the
+// object is refused, and so is a cached namespace whose labels contradict the
+// namespaceSelector the apiserver called under (not monitored by the mesh,
+// or ignored): admitted on the cache's word, the pod would run unmeshed for
+// its lifetime. Otherwise a cached namespace is never read live.
 func TestHandlerNamespaceNotYetCached(t *testing.T) {
 	pod := func(t *testing.T) []byte { return reviewBody(t, nil) }
 	vm := func(t *testing.T) []byte { return vmReview(t, nil) }
+	unlabelled := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}
+	ignored := monitoredNamespace("app", nil)
+	ignored.Labels[fsmnames.IgnoreLabel] = "true"
+	notEnabled := monitoredNamespace("app", nil)
+	delete(notEnabled.Annotations, SidecarInjectionAnnotation)
 	for _, tc := range []struct {
 		name         string
-		cached, live bool // namespace app in the cache, in the API server
+		cached, live *corev1.Namespace // namespace app in the cache, in the API server (nil: none)
 		body         func(*testing.T) []byte
-		secrets      int // 0 and no message: patched without a Secret
+		secrets      int  // 0 and no message: patched without a Secret
+		skipped      bool // allowed unchanged
 		liveReads    int
 		message      string // a 500 with this message
 	}{
-		{name: "pod, cached: no live read", cached: true, live: true, body: pod, secrets: 1},
-		{name: "pod, not cached yet: read live", live: true, body: pod, secrets: 1, liveReads: 1},
-		{name: "VirtualMachine, not cached yet: read live", live: true, body: vm, liveReads: 1},
+		{name: "pod, cached: no live read", cached: monitoredNamespace("app", nil), live: monitoredNamespace("app", nil), body: pod, secrets: 1},
+		{name: "pod, not cached yet: read live", live: monitoredNamespace("app", nil), body: pod, secrets: 1, liveReads: 1},
+		{name: "VirtualMachine, not cached yet: read live", live: monitoredNamespace("app", nil), body: vm, liveReads: 1},
 		{name: "pod, namespace nowhere", body: pod, liveReads: 1,
 			message: `reading namespace app: not in the informer cache; from the API server: namespaces "app" not found`},
+		{name: "pod, cached before fsm namespace add: read live", cached: unlabelled, live: monitoredNamespace("app", nil), body: pod, secrets: 1, liveReads: 1},
+		{name: "VirtualMachine, cached before fsm namespace add: read live", cached: unlabelled, live: monitoredNamespace("app", nil), body: vm, liveReads: 1},
+		{name: "pod, cached with the ignore label since removed: read live", cached: ignored, live: monitoredNamespace("app", nil), body: pod, secrets: 1, liveReads: 1},
+		{name: "pod, not monitored in the API server either (not the apiserver's call)", cached: unlabelled, live: unlabelled, body: pod, skipped: true, liveReads: 1},
+		{name: "pod, monitored but not enabled: the cache decides", cached: notEnabled, live: monitoredNamespace("app", nil), body: pod, skipped: true},
+		{name: "pod, cached unlabelled, deleted since: skipped", cached: unlabelled, body: pod, skipped: true, liveReads: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			builder := func(has bool) client.WithWatch {
+			builder := func(ns *corev1.Namespace) client.WithWatch {
 				b := fake.NewClientBuilder().WithScheme(testScheme(t))
-				if has {
-					b = b.WithObjects(monitoredNamespace("app", nil))
+				if ns != nil {
+					b = b.WithObjects(ns.DeepCopy())
 				}
 				return b.Build()
 			}
@@ -805,11 +834,16 @@ func TestHandlerNamespaceNotYetCached(t *testing.T) {
 			f := &handlerFixture{h: h, server: reviewhttp.NewAdmission(h), recorder: &fakeRecorder{}}
 			counted := testutil.ToFloat64(namespacesReadLive)
 			_, resp := f.post(t, tc.body(t), "application/json")
-			if tc.message != "" {
+			switch {
+			case tc.message != "":
 				if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusInternalServerError || resp.Result.Message != tc.message {
 					t.Fatalf("allowed=%v result %+v, want a 500 %q", resp.Allowed, resp.Result, tc.message)
 				}
-			} else if !resp.Allowed || len(resp.Patch) == 0 {
+			case tc.skipped:
+				if !resp.Allowed || len(resp.Patch) != 0 {
+					t.Fatalf("allowed=%v patch=%d bytes, result %+v; want it allowed unchanged", resp.Allowed, len(resp.Patch), resp.Result)
+				}
+			case !resp.Allowed || len(resp.Patch) == 0:
 				t.Fatalf("allowed=%v patch=%d bytes, result %+v; want it injected", resp.Allowed, len(resp.Patch), resp.Result)
 			}
 			if len(created) != tc.secrets {

@@ -163,6 +163,21 @@ func checkServiceAccountForCN(serviceAccount, namespace string) error {
 		serviceAccount, read[0], read[1], SidecarInjectionAnnotation)
 }
 
+// checkPodOS refuses a Windows pod (spec.os.name windows). fsm-init and the
+// sidecar are Linux containers (iptables, Pipy) with Linux security settings
+// (runAsUser, capabilities, allowPrivilegeEscalation) that the apiserver's
+// validation, which runs after this webhook, forbids in a Windows pod: the
+// create failed naming fsm-init, a container the user never wrote, after the
+// pod's Secret was written (FSM v1.5.1 injects it the same way).
+func checkPodOS(pod *corev1.Pod) error {
+	if pod.Spec.OS == nil || pod.Spec.OS.Name != corev1.Windows {
+		return nil
+	}
+	return fmt.Errorf("spec.os.name %q: a Windows pod cannot be meshed: the sidecar (Pipy) and %s (iptables) are Linux containers, whose security settings "+
+		"(runAsUser, capabilities) the apiserver refuses in a Windows pod; opt the pod out with annotation %s: disabled",
+		pod.Spec.OS.Name, InitContainerName, SidecarInjectionAnnotation)
+}
+
 // BootstrapSecretName is the name of the pod's bootstrap Secret.
 func BootstrapSecretName(proxyUUID string) string { return fsmnames.BootstrapSecretName(proxyUUID) }
 
@@ -197,6 +212,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		}
 	}
 
+	if err := checkPodOS(pod); err != nil {
+		return nil, err
+	}
 	sa := pod.Spec.ServiceAccountName
 	if err := checkServiceAccountForCN(sa, in.Namespace.Name); err != nil {
 		return nil, err

@@ -66,7 +66,7 @@ func TestMutateAnnotationErrors(t *testing.T) {
 		{name: "hold invalid", pod: map[string]string{HoldApplicationAnnotation: "sometimes"},
 			want: `invalid annotation value for key "flomesh.io/hold-application-until-proxy-starts": sometimes`},
 		{name: "hold invalid on namespace", ns: map[string]string{HoldApplicationAnnotation: "2"},
-			want: `invalid annotation value for key "flomesh.io/hold-application-until-proxy-starts": 2`},
+			want: `invalid annotation value for key "flomesh.io/hold-application-until-proxy-starts": 2 (on the namespace)`},
 		{name: "graceful invalid", pod: map[string]string{GracefulExitAnnotation: "x"},
 			want: `invalid annotation value for key "flomesh.io/graceful-exit-until-downstream-ends": x`},
 		{name: "native invalid", pod: map[string]string{SidecarNativeAnnotation: "maybe"},

@@ -58,7 +58,7 @@ func TestDecideVirtualMachine(t *testing.T) {
 		{name: "VM value on", vm: vm(ann("on")), ns: ns("app", monitored, ann("enabled")),
 			err: `invalid annotation value for key "flomesh.io/sidecar-injection": on`},
 		{name: "namespace value bad, VM silent", vm: vm(nil), ns: ns("app", monitored, ann("maybe")),
-			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe`},
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe (on the namespace)`},
 		{name: "namespace not monitored", vm: vm(ann("enabled")), ns: ns("app", nil, ann("enabled")), skip: SkipNotMonitored},
 		{name: "namespace of another mesh", vm: vm(ann("enabled")), ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "other"}, ann("enabled")), skip: SkipNotMonitored},
 		{name: "namespace ignored", vm: vm(ann("enabled")), ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm", fsmnames.IgnoreLabel: ""}, nil), skip: SkipIgnored},
