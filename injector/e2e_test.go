@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -154,6 +155,7 @@ func TestE2E(t *testing.T) {
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("a pod the injector cannot inject is denied before any Secret, with an event", e.testDenied)
+	t.Run("pod-level resources the injected containers fit: injected and stored", e.testPodLevelResourcesFit)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
 	t.Run("MeshConfig the injector cannot apply: last valid settings, Event, metric", e.testRejectedMeshConfig)
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
@@ -582,6 +584,21 @@ func (e *e2e) testDenied(t *testing.T) {
 		{"a Windows pod", "denied-windows", func(p *corev1.Pod) {
 			p.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
 		}, `spec.os.name "windows": a Windows pod cannot be meshed`},
+		// Injected, the apiserver refused it: "spec.resources.containers[1]
+		// [cpu].limits: Invalid value: "2": must be less than or equal to
+		// pod limits of 1", naming a container the user never wrote.
+		{"a sidecar limit above the pod-level limit", "denied-podlevel", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarResourceLimitsPrefix + "cpu": "2"}
+			p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}
+		}, `container sidecar's cpu limit 2 (annotation flomesh.io/sidecar-resource-limits-cpu) is above the pod's limit spec.resources.limits[cpu] 1`},
+		// Injected, the apiserver refused it: "spec.resources.requests:
+		// Invalid value: "2100m": must be less than or equal to cpu limit
+		// of 2", the pod-level request it defaulted from the injected pod.
+		{"no room under the pod-level limit for the sidecar's request", "denied-podlevel-request", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarResourceRequestsPrefix + "cpu": "100m"}
+			p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
+			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
+		}, `spec.resources.limits[cpu] 2 is below the containers' aggregate request of 2100m with sidecar's 100m (annotation flomesh.io/sidecar-resource-requests-cpu)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := e.namespace(t, ctx, tc.ns, true)
@@ -606,6 +623,50 @@ func (e *e2e) testDenied(t *testing.T) {
 				}
 				return false, nil
 			})
+		})
+	}
+}
+
+// testPodLevelResourcesFit: pods with pod-level resources that the
+// injected containers fit are injected and pass the apiserver's own checks
+// (a dry run is validated as a create): a pod-level request not set is
+// defaulted after the webhooks from the whole pod, a native sidecar's limit
+// is not held to the pod's, and fsm-init counts at its peak only.
+func (e *e2e) testPodLevelResourcesFit(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "podlevel-fit", true)
+	q := resource.MustParse
+	for _, tc := range []struct {
+		name string
+		edit func(*corev1.Pod)
+	}{
+		{"pod-level limits only", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarResourceRequestsPrefix + "cpu": "100m"}
+			p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: q("2")}}
+			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: q("1")}
+		}},
+		{"room for the sidecar", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarResourceLimitsPrefix + "cpu": "1"}
+			// The sidecar's request defaults to its limit: 500m + 1 = 1500m.
+			p.Spec.Resources = &corev1.ResourceRequirements{
+				Limits: corev1.ResourceList{corev1.ResourceCPU: q("2")}, Requests: corev1.ResourceList{corev1.ResourceCPU: q("1500m")}}
+			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: q("500m")}
+		}},
+		{"native sidecar with a limit above the pod's", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarNativeAnnotation: "true", injector.SidecarResourceLimitsPrefix + "cpu": "2",
+				injector.SidecarResourceRequestsPrefix + "cpu": "100m"}
+			p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: q("1")}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pod("web", ns)
+			tc.edit(p)
+			if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if p.Labels[injector.ProxyUUIDLabel] == "" {
+				t.Fatalf("not injected: %v", p.Spec.Containers)
+			}
 		})
 	}
 }

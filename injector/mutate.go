@@ -299,6 +299,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 			pod.Spec.Containers = append(pod.Spec.Containers, sidecar)
 		}
 	}
+	if err := checkPodLevelResources(in.Pod, pod, in.Pod.Annotations, in.Namespace.Annotations); err != nil {
+		return nil, err
+	}
 	setMetricsAnnotations(pod, opts.metrics)
 	if opts.dnsServer != "" {
 		setLocalDNS(pod, opts.dnsServer, in.Mesh, in.Namespace.Name)
