@@ -99,11 +99,16 @@ func testOwnWriteOutrunsStalledWatch(t *testing.T) {
 	t.Cleanup(func() { _ = cfgs.Delete(context.Background(), tc.configName(), metav1.DeleteOptions{}) })
 
 	// The list is real; the watch stays open and delivers nothing (a
-	// watch-list request is refused, so the reflector lists).
+	// watch-list request is refused, so the reflector lists). The list is a
+	// consistent read: the reflector's first asks resourceVersion "0", which
+	// the apiserver may answer from a watch cache that has not yet seen the
+	// Create above (on a loaded machine it had not), and no watch event
+	// would ever bring it.
 	byName := fields.OneTermEqualSelector("metadata.name", tc.configName()).String()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = byName
+			o.ResourceVersion, o.ResourceVersionMatch = "", ""
 			return cfgs.List(ctx, o)
 		},
 		WatchFuncWithContext: func(_ context.Context, o metav1.ListOptions) (watch.Interface, error) {
