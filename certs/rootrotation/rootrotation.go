@@ -116,6 +116,14 @@ type Options struct {
 	// OnPhase, when set, is called after each completed step (CLI
 	// progress; tests use it to interrupt between phases).
 	OnPhase func(Status)
+	// ClockCheck, when set, is called before a run takes any step, and
+	// its error ends the run: the roots and certificates a run signs are
+	// valid from shortly before this process's now, so with a clock ahead
+	// of the cluster's the apiserver would refuse the webhooks' serving
+	// certificates until its own clock caught up. serve sets it (its
+	// node's clock; Auto retries); certs rotate-root checks before it
+	// starts.
+	ClockCheck func(ctx context.Context) error
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -163,6 +171,11 @@ func run(ctx context.Context, opts Options, start bool) error {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return err
+	}
+	if opts.ClockCheck != nil {
+		if err := opts.ClockCheck(ctx); err != nil {
+			return fmt.Errorf("root rotation: %w", err)
+		}
 	}
 	for {
 		st, err := opts.CA.RotationStatus(ctx)

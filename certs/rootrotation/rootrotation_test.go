@@ -84,6 +84,41 @@ func TestDriverDecisions(t *testing.T) {
 	}
 }
 
+// TestClockCheckStopsEveryStep: a run whose ClockCheck fails (serve on a
+// node whose clock runs ahead of the apiserver's) takes no step in any
+// phase, and says why; one that passes goes on as without it.
+func TestClockCheckStopsEveryStep(t *testing.T) {
+	var client kubernetes.Interface = &kubernetesStub{}
+	trusted := func(context.Context, *x509Cert) error { return nil }
+	ahead := errors.New("this node's clock is 3m0s ahead of the apiserver's")
+	cases := []struct {
+		name    string
+		phase   Phase
+		start   bool
+		check   error
+		want    string
+		wantErr string
+	}{
+		{"rotate from idle, clock ahead", PhaseIdle, true, ahead, "", "3m0s ahead"},
+		{"resume added, clock ahead", PhaseNextRootAdded, false, ahead, "", "3m0s ahead"},
+		{"resume active, clock ahead", PhaseNextRootActive, false, ahead, "", "3m0s ahead"},
+		{"rotate from idle, clock in step", PhaseIdle, true, nil, "add", "adding the next root"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ca := &recorder{status: Status{Phase: c.phase}}
+			check := func(context.Context) error { return c.check }
+			err := run(context.Background(), Options{CA: ca, Issuer: nopIssuer{}, Client: client, Trusted: trusted, Specs: []servingcert.Spec{}, ClockCheck: check}, c.start)
+			if got := strings.Join(ca.steps, ","); got != c.want {
+				t.Errorf("steps %q, want %q", got, c.want)
+			}
+			if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+				t.Errorf("error %v, want %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
 func TestOptionsValidation(t *testing.T) {
 	if _, err := (Options{}).withDefaults(); err == nil {
 		t.Error("empty options accepted")

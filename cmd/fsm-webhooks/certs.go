@@ -140,7 +140,7 @@ rotate-root refuses to start when it runs more than 30 s ahead of the apiserver'
 			// The new root and the serving certificates are signed with
 			// this machine's clock: one ahead of the cluster's would make
 			// them not yet valid there, and the webhooks unreachable.
-			if err := checkClockAgainstAPIServer(ctx, cfg, cmd.ErrOrStderr()); err != nil {
+			if err := checkClockAgainstAPIServer(ctx, cfg, cmd.ErrOrStderr(), rotateRootClock); err != nil {
 				return err
 			}
 			// The mesh's CA must exist: a wrong --fsm-namespace or

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 )
 
@@ -35,24 +36,39 @@ func clockAhead(sent, received, date time.Time) time.Duration {
 	return local.Sub(date.Add(500 * time.Millisecond))
 }
 
+// clockUse is who signs with the checked clock, for clockAheadProblem's
+// words: whose clock, what it signs, what to do.
+type clockUse struct{ whose, signs, fix string }
+
+var (
+	// rotateRootClock: `certs rotate-root`, run from a machine.
+	rotateRootClock = clockUse{whose: "this machine's", signs: "the new root and the serving certificates rotate-root signs",
+		fix: "sync this machine's clock (NTP) and run it again"}
+	// serveClock: serve's automatic root rotation, on its node (the
+	// maxClockAhead reasoning holds alike: the same signer, the same
+	// minute of backdating).
+	serveClock = clockUse{whose: "this node's", signs: "the new root and the serving certificates the automatic root rotation signs",
+		fix: "sync the node's clock (NTP); the rotation is retried, and a replica on another node may take it"}
+)
+
 // clockAheadProblem is nil when a clock ahead of the apiserver's by ahead
 // signs certificates the cluster accepts at once; else it says by how much,
 // what it would break and what to do.
-func clockAheadProblem(ahead time.Duration, local, server time.Time) error {
+func clockAheadProblem(ahead time.Duration, local, server time.Time, use clockUse) error {
 	if ahead <= maxClockAhead {
 		return nil
 	}
-	return fmt.Errorf("this machine's clock is %s ahead of the apiserver's (here %s, apiserver %s): "+
-		"the new root and the serving certificates rotate-root signs would not be valid in the cluster for that long, "+
-		"and the apiserver would refuse the webhooks meanwhile; sync this machine's clock (NTP) and run it again",
-		ahead.Round(time.Second), local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339))
+	return fmt.Errorf("%s clock is %s ahead of the apiserver's (here %s, apiserver %s): "+
+		"%s would not be valid in the cluster for that long, "+
+		"and the apiserver would refuse the webhooks meanwhile; %s",
+		use.whose, ahead.Round(time.Second), local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339), use.signs, use.fix)
 }
 
 // checkClockAgainstAPIServer reads the apiserver's clock from the Date
 // header of one GET /version (any status carries it) and refuses a local
 // clock too far ahead. An answer without a Date header (a proxy that drops
 // it) cannot tell: it is let through with a warning on warn.
-func checkClockAgainstAPIServer(ctx context.Context, cfg *rest.Config, warn io.Writer) error {
+func checkClockAgainstAPIServer(ctx context.Context, cfg *rest.Config, warn io.Writer, use clockUse) error {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return fmt.Errorf("reading the apiserver's clock: %w", err)
@@ -77,9 +93,18 @@ func checkClockAgainstAPIServer(ctx context.Context, cfg *rest.Config, warn io.W
 	_ = resp.Body.Close()
 	date, err := http.ParseTime(resp.Header.Get("Date"))
 	if err != nil {
-		fmt.Fprintf(warn, "warning: the apiserver's answer to GET %s has no usable Date header (%q): cannot check that this machine's clock is not ahead of the cluster's\n",
-			u.String(), resp.Header.Get("Date"))
+		fmt.Fprintf(warn, "warning: the apiserver's answer to GET %s has no usable Date header (%q): cannot check that %s clock is not ahead of the cluster's\n",
+			u.String(), resp.Header.Get("Date"), use.whose)
 		return nil
 	}
-	return clockAheadProblem(clockAhead(sent, received, date), received, date)
+	return clockAheadProblem(clockAhead(sent, received, date), received, date, use)
+}
+
+// logLines is an io.Writer logging each write as one info line (serve's
+// clock check warns through it).
+type logLines struct{ log logr.Logger }
+
+func (l logLines) Write(p []byte) (int, error) {
+	l.log.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

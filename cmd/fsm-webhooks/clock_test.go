@@ -30,7 +30,7 @@ func TestClockAhead(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("clockAhead = %s, want %s", got, tc.want)
 			}
-			err := clockAheadProblem(got, tc.received, tc.date)
+			err := clockAheadProblem(got, tc.received, tc.date, rotateRootClock)
 			if (err != nil) != tc.refused {
 				t.Fatalf("clockAheadProblem(%s) = %v, want refused %v", got, err, tc.refused)
 			}

@@ -321,6 +321,13 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 			return err
 		}
 		ropts.Log = log.WithName("root-rotation")
+		// The new root and the serving certificates re-issued from it are
+		// signed with this node's clock: ahead of the cluster's, they were
+		// not valid there yet and the apiserver refused every webhook call
+		// until its clock caught up (TestServeAutoRotationRefusesAClockAhead).
+		ropts.ClockCheck = func(ctx context.Context) error {
+			return checkClockAgainstAPIServer(ctx, controllerCfg, logLines{ropts.Log}, serveClock)
+		}
 		rotation = &ropts
 	}
 	mgrRunning := newPastCaches()
