@@ -30,11 +30,12 @@ func TestRenderAdmissionPolicies(t *testing.T) {
 		}},
 		{"fsm-webhooks-blue-registration", "restrictRegistrationWrites", []string{
 			"'system:serviceaccount:mesh-blue:fsm-webhooks'", "'fsm-webhook-blue'", "'fsm-validator-mesh-blue'",
-			"'meshconfigs.config.flomesh.io'", "== 'mesh-blue'", "'fsm-bootstrap'",
+			"'meshconfigs.config.flomesh.io'", "== 'mesh-blue'", "'fsm-bootstrap'", "fsm-webhooks-conversion-meshconfigs-config-flomesh-io",
 		}},
 	}
-	r := mustRender(t, "fsm: {meshName: blue, fsmNamespace: mesh-blue}")
-	old, err := charttest.RenderFor("v1.29.9", ns, mustValues(t, "fsm: {meshName: blue, fsmNamespace: mesh-blue}"))
+	const values = "fsm: {meshName: blue, fsmNamespace: mesh-blue, caBundleSecretName: blue-ca}"
+	r := mustRender(t, values)
+	old, err := charttest.RenderFor("v1.29.9", ns, mustValues(t, values))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +66,20 @@ func TestRenderAdmissionPolicies(t *testing.T) {
 			}
 			if strings.Contains(r.Notes, "WARNING") || r.Notes == "" {
 				t.Errorf("NOTES for Kubernetes %s:\n%s", charttest.KubeVersion, r.Notes)
+			}
+			if tc.policy == "fsm-webhooks-blue-secret-writes" {
+				// The fsm namespace's Secrets the servers write, and no
+				// other: fsm.caBundleSecretName's and the serving certificates'.
+				const want = "['blue-ca', 'mutating-webhook-cert-secret', 'validating-webhook-cert-secret', 'crd-converter-cert-secret']"
+				var got any
+				for _, v := range nested(t, p, "spec", "variables").([]any) {
+					if v.(map[string]any)["name"] == "fsmSecretNames" {
+						got = v.(map[string]any)["expression"]
+					}
+				}
+				if got != want {
+					t.Errorf("variable fsmSecretNames %q, want %q", got, want)
+				}
 			}
 			off := mustRender(t, "fsm: {meshName: blue, webhooks: {"+tc.off+": false}}")
 			if off.Find("ValidatingAdmissionPolicy", tc.policy) != nil || off.Find("ValidatingAdmissionPolicyBinding", tc.policy) != nil {

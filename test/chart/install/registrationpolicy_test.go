@@ -14,6 +14,7 @@ import (
 	"time"
 
 	admv1 "k8s.io/api/admissionregistration/v1"
+	coordv1 "k8s.io/api/coordination/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
 
 // Refusal texts of the registration policy (fsm-webhooks-fsm-registration).
@@ -34,13 +36,16 @@ const (
 	denyWebhookField = "may only change the clientConfig.caBundle of the webhooks"
 	denyCRDSpec      = "may only change spec.conversion of CustomResourceDefinition"
 	denyConversion   = "may only point the conversion webhook of"
+	denyLease        = "only creates and updates Lease kube-system/fsm-webhooks-conversion-meshconfigs-config-flomesh-io, not "
 )
 
 // registrationWritesConfined: the servers' ServiceAccount (impersonated, with
 // the chart's RBAC) may change the caBundle of its own webhook configurations
 // and the MeshConfig CRD's conversion stanza, as the servers do, and nothing
 // else of them; with RBAC widened by mistake, the policy still refuses
-// creating, deleting and touching other configurations and CRDs.
+// creating, deleting and touching other configurations and CRDs. Of Leases,
+// which RBAC lets it create by any name in kube-system, it may write only
+// the conversion-owner Lease.
 func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -57,6 +62,9 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leases := sa.CoordinationV1().Leases("kube-system")
+	conversionLease := webhooks.ConversionLeaseName(crdName)
+	createdLease := false
 	mwcs := sa.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	// Each write reads the object as the ServiceAccount, changes it and
 	// writes it back, as the servers do.
@@ -189,8 +197,41 @@ func registrationWritesConfined(t *testing.T, env *testenv.Env) {
 		{"delete its own validating configuration", func() error {
 			return sa.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, vwcName, metav1.DeleteOptions{})
 		}, "cannot delete resource"},
+
+		// Leases: RBAC grants create in kube-system by no name. Another
+		// Lease there is a leader-election lock (a controller's, the
+		// cluster-autoscaler's) that a stolen token would hold for a
+		// stranger before its controller starts.
+		{"create another Lease in kube-system (a controller's leader-election lock)", func() error {
+			_, err := leases.Create(ctx, &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "vap-cluster-autoscaler", Namespace: "kube-system"},
+				Spec: coordv1.LeaseSpec{HolderIdentity: ptr.To("stranger"), LeaseDurationSeconds: ptr.To[int32](1 << 30)}}, metav1.CreateOptions{})
+			return err
+		}, denyLease + "CREATE kube-system/vap-cluster-autoscaler"},
+		// Allowed: the converters' conversion-owner Lease, created where
+		// missing and renewed (client-go's leader election updates it).
+		{"create or update the conversion-owner Lease", func() error {
+			l, err := leases.Get(ctx, conversionLease, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				createdLease = true
+				l, err = leases.Create(ctx, &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: conversionLease, Namespace: "kube-system"}}, metav1.CreateOptions{})
+			}
+			if err != nil {
+				return err
+			}
+			l.Spec.LeaseDurationSeconds = ptr.To[int32](15)
+			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+			return err
+		}, ""},
 	}
 	checkWrites(t, tests)
+	if createdLease {
+		// Left for the servers of the later steps to create.
+		_ = admin.CoordinationV1().Leases("kube-system").Delete(ctx, conversionLease, metav1.DeleteOptions{})
+	}
+	if _, err := admin.CoordinationV1().Leases("kube-system").Get(ctx, "vap-cluster-autoscaler", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the ServiceAccount created Lease kube-system/vap-cluster-autoscaler (err %v)", err)
+		_ = admin.CoordinationV1().Leases("kube-system").Delete(ctx, "vap-cluster-autoscaler", metav1.DeleteOptions{})
+	}
 
 	t.Run("with RBAC widened by mistake", func(t *testing.T) {
 		widened := &rbacv1.ClusterRole{

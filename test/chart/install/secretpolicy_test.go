@@ -16,6 +16,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/chart/charttest"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -63,6 +64,7 @@ const (
 	denyNotOurs       = "may only change or delete its own bootstrap Secrets outside fsm-system"
 	denyShape         = "may only write bootstrap Secrets outside fsm-system: an Opaque sidecar-bootstrap-config-<uuid>"
 	denyNotInjected   = "creates bootstrap Secrets only in namespaces it injects"
+	denyFSMNamespace  = "in fsm-system it only creates and updates the Secrets fsm-ca-bundle, mutating-webhook-cert-secret, validating-webhook-cert-secret, crd-converter-cert-secret"
 )
 
 // bootstrapSecret is the Secret the injector writes for proxy uuid id
@@ -85,7 +87,9 @@ func bootstrapSecret(t *testing.T, namespace, meshName, id string) *corev1.Secre
 // back), nothing in kube-system/kube-public, nothing in a namespace the
 // injector does not inject, nothing but the injector's labelled Opaque
 // bootstrap Secret outside the fsm namespace, and no change to or deletion of
-// a Secret that is not one.
+// a Secret that is not one; in the fsm namespace only the CA and serving-cert
+// Secrets, created and updated, never deleted (Helm's release records there
+// stay closed: helm rollback applies their manifests as the operator).
 func secretWritesConfined(t *testing.T, env *testenv.Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -180,6 +184,19 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		return s
 	}
 
+	// Helm's record of the release's first revision, in the release's
+	// namespace (the fsm namespace), and another Secret kept there.
+	helmRelease := "sh.helm.release.v1." + charttest.ReleaseName + ".v1"
+	if _, err := admin.CoreV1().Secrets(ns).Get(ctx, helmRelease, metav1.GetOptions{}); err != nil {
+		t.Fatalf("Helm's release record: %v", err)
+	}
+	if _, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-fsm-other", Namespace: ns},
+		StringData: map[string]string{"token": "x"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fsmSecrets := []string{fsmnames.CABundleSecretName, fsmnames.InjectorCertSecret, fsmnames.ValidatorCertSecret, fsmnames.ConverterCertSecret}
+	var created []string
+
 	token := withType(bootstrapSecret(t, "vap-app", mesh, "token"), corev1.SecretTypeServiceAccountToken)
 	awaitPolicy(ctx, t, create(token), func() { _ = admin.CoreV1().Secrets("vap-app").Delete(ctx, token.Name, metav1.DeleteOptions{}) }, denyTokenType)
 
@@ -205,6 +222,23 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		{"delete an unlabelled Secret named like a bootstrap Secret", del("vap-app", fsmnames.BootstrapSecretName("impostor")), denyNotOurs},
 		{"strip a bootstrap Secret's labels", patch("vap-app", fsmnames.BootstrapSecretName("earlier"), `{"metadata":{"labels":{"app.kubernetes.io/instance":null}}}`), denyShape},
 		{"hand a bootstrap Secret to another mesh", patch("vap-app", fsmnames.BootstrapSecretName("earlier"), `{"metadata":{"labels":{"app.kubernetes.io/instance":"blue"}}}`), denyShape},
+		// The fsm namespace holds more than the servers' Secrets: Helm's
+		// release records (this chart's, and FSM's own when it is installed
+		// there), whose manifests helm rollback applies and helm uninstall
+		// deletes with the operator's rights; FSM's other Secrets; the Vault
+		// token. A stolen token must not rewrite or delete them.
+		{"rewrite the chart's Helm release record (helm rollback applies its manifest as the operator)", func() error {
+			s, err := sa.CoreV1().Secrets(ns).Get(ctx, helmRelease, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Labels["status"] = "superseded"
+			_, err = sa.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}, denyFSMNamespace},
+		{"delete the chart's Helm release record", del(ns, helmRelease), denyFSMNamespace},
+		{"create a Secret of another name in the fsm namespace", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-other", Namespace: ns}}), denyFSMNamespace},
+		{"overwrite another Secret of the fsm namespace", patch(ns, "vap-fsm-other", `{"stringData":{"token":"stolen"}}`), denyFSMNamespace},
 
 		// Allowed: every write the injector and the certificate store make.
 		{"create the injector's bootstrap Secret in an injected namespace", create(bootstrapSecret(t, "vap-app", mesh, "now")), ""},
@@ -217,16 +251,32 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 		{"change a bootstrap Secret in a namespace that left the mesh (its pod still runs a sidecar)", trustPatch("vap-left", fsmnames.BootstrapSecretName("left"),
 			injector.TrustPlan{CACert: []byte("new root")}, nil), ""},
 		{"delete a bootstrap Secret in a namespace that left the mesh", del("vap-left", fsmnames.BootstrapSecretName("left")), ""},
-		{"create an Opaque Secret in the fsm namespace (serving certificate, CA)", create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vap-serving-cert", Namespace: ns}}), ""},
-		{"update it (the serving-cert and CA stores update, never patch)", func() error {
-			s, err := sa.CoreV1().Secrets(ns).Get(ctx, "vap-serving-cert", metav1.GetOptions{})
+	}
+	// The serving-cert store's and tresor's writes: each of their Secrets
+	// created where missing, and updated (they update, never patch).
+	for _, name := range fsmSecrets {
+		tests = append(tests, policyWrite{"create or update " + name + " in the fsm namespace", func() error {
+			s, err := sa.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				created = append(created, name)
+				s, err = sa.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}, metav1.CreateOptions{})
+			}
 			if err != nil {
 				return err
 			}
-			s.Data = map[string][]byte{"tls.crt": []byte("new")}
-			_, err = sa.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+			s.Labels = map[string]string{"vap-test": "updated"}
+			if _, err = sa.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			// Back as it was, as an administrator: later steps run the servers.
+			s, err = admin.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			delete(s.Labels, "vap-test")
+			_, err = admin.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 			return err
-		}, ""},
+		}, ""})
 	}
 	checkWrites(t, tests)
 
@@ -242,5 +292,12 @@ func secretWritesConfined(t *testing.T, env *testenv.Env) {
 	if _, err := admin.CoreV1().Secrets("vap-app").Patch(ctx, "app-credentials", types.MergePatchType, []byte(`{"stringData":{"password":"y"}}`), metav1.PatchOptions{}); err != nil {
 		t.Errorf("the policy refused an administrator: %v", err)
 	}
-	_ = admin.CoreV1().Secrets(ns).Delete(ctx, "vap-serving-cert", metav1.DeleteOptions{})
+	got, err = admin.CoreV1().Secrets(ns).Get(ctx, "vap-fsm-other", metav1.GetOptions{})
+	if err != nil || string(got.Data["token"]) != "x" {
+		t.Errorf("the fsm namespace's other Secret changed: %v %q", err, got.Data["token"])
+	}
+	_ = admin.CoreV1().Secrets(ns).Delete(ctx, "vap-fsm-other", metav1.DeleteOptions{})
+	for _, name := range created {
+		_ = admin.CoreV1().Secrets(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	}
 }
