@@ -584,6 +584,11 @@ func (e *e2e) testDenied(t *testing.T) {
 		{"a Windows pod", "denied-windows", func(p *corev1.Pod) {
 			p.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
 		}, `spec.os.name "windows": a Windows pod cannot be meshed`},
+		// Sent to Windows nodes by its nodeSelector alone (no spec.os), it
+		// was injected and stored, then failed on the node.
+		{"a pod for Windows nodes by nodeSelector", "denied-windows-selector", func(p *corev1.Pod) {
+			p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"}
+		}, `spec.nodeSelector["kubernetes.io/os"] "windows": a pod for Windows nodes only cannot be meshed`},
 		// Injected, the apiserver refused it: "spec.resources.containers[1]
 		// [cpu].limits: Invalid value: "2": must be less than or equal to
 		// pod limits of 1", naming a container the user never wrote.

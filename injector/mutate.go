@@ -163,19 +163,67 @@ func checkServiceAccountForCN(serviceAccount, namespace string) error {
 		serviceAccount, read[0], read[1], SidecarInjectionAnnotation)
 }
 
-// checkPodOS refuses a Windows pod (spec.os.name windows). fsm-init and the
-// sidecar are Linux containers (iptables, Pipy) with Linux security settings
-// (runAsUser, capabilities, allowPrivilegeEscalation) that the apiserver's
-// validation, which runs after this webhook, forbids in a Windows pod: the
-// create failed naming fsm-init, a container the user never wrote, after the
-// pod's Secret was written (FSM v1.5.1 injects it the same way).
+// checkPodOS refuses a pod that can only run on Windows nodes (windowsOnly).
+// fsm-init and the sidecar are Linux containers (iptables, Pipy). With
+// spec.os.name windows they carry Linux security settings (runAsUser,
+// capabilities, allowPrivilegeEscalation) that the apiserver's validation,
+// which runs after this webhook, forbids in a Windows pod: the create failed
+// naming fsm-init, a container the user never wrote, after the pod's Secret
+// was written (FSM v1.5.1 injects it the same way). Sent to Windows nodes
+// by its nodeSelector or node affinity alone, the pod was stored and then
+// failed on the node, whose runtime cannot run a Linux image.
 func checkPodOS(pod *corev1.Pod) error {
-	if pod.Spec.OS == nil || pod.Spec.OS.Name != corev1.Windows {
+	field, value := windowsOnly(pod)
+	switch {
+	case field == "":
 		return nil
+	case field == "spec.os.name":
+		return fmt.Errorf("spec.os.name %q: a Windows pod cannot be meshed: the sidecar (Pipy) and %s (iptables) are Linux containers, whose security settings "+
+			"(runAsUser, capabilities) the apiserver refuses in a Windows pod; opt the pod out with annotation %s: disabled",
+			value, InitContainerName, SidecarInjectionAnnotation)
 	}
-	return fmt.Errorf("spec.os.name %q: a Windows pod cannot be meshed: the sidecar (Pipy) and %s (iptables) are Linux containers, whose security settings "+
-		"(runAsUser, capabilities) the apiserver refuses in a Windows pod; opt the pod out with annotation %s: disabled",
-		pod.Spec.OS.Name, InitContainerName, SidecarInjectionAnnotation)
+	return fmt.Errorf("%s %q: a pod for Windows nodes only cannot be meshed: the sidecar (Pipy) and %s (iptables) are Linux containers, "+
+		"which a Windows node cannot run; opt the pod out with annotation %s: disabled",
+		field, value, InitContainerName, SidecarInjectionAnnotation)
+}
+
+// windowsOnly names the field, and its value, by which the pod can only run
+// on Windows nodes: spec.os.name windows; spec.nodeSelector
+// kubernetes.io/os windows; or required node affinity each of whose terms
+// (they are ORed) requires kubernetes.io/os In [windows] (the first term's
+// expression is named). "" when a Linux node may run it. Only these
+// unambiguous forms: NotIn [linux] also admits nodes without the label.
+func windowsOnly(pod *corev1.Pod) (field, value string) {
+	if pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows {
+		return "spec.os.name", string(pod.Spec.OS.Name)
+	}
+	if v, ok := pod.Spec.NodeSelector[corev1.LabelOSStable]; ok && v == string(corev1.Windows) {
+		return fmt.Sprintf("spec.nodeSelector[%q]", corev1.LabelOSStable), v
+	}
+	a := pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return "", ""
+	}
+	terms := a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	first := -1
+	for i, term := range terms {
+		j := slices.IndexFunc(term.MatchExpressions, func(r corev1.NodeSelectorRequirement) bool {
+			return r.Key == corev1.LabelOSStable && r.Operator == corev1.NodeSelectorOpIn && len(r.Values) > 0 &&
+				!slices.ContainsFunc(r.Values, func(v string) bool { return v != string(corev1.Windows) })
+		})
+		if j < 0 {
+			return "", ""
+		}
+		if i == 0 {
+			first = j
+		}
+	}
+	if first < 0 {
+		return "", ""
+	}
+	r := terms[0].MatchExpressions[first]
+	return fmt.Sprintf("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[%d]", first),
+		fmt.Sprintf("%s %s %v", r.Key, r.Operator, r.Values)
 }
 
 // BootstrapSecretName is the name of the pod's bootstrap Secret.

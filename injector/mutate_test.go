@@ -597,3 +597,73 @@ func TestReinjectedCopyScraped(t *testing.T) {
 		}
 	}
 }
+
+// TestMutateWindowsOnlyPods: a pod that only a Windows node may run is
+// refused before any Secret, naming the field and value that send it there;
+// one a Linux node may run is injected. By nodeSelector or node affinity
+// alone (no spec.os) it was injected, stored and then failed on the node.
+func TestMutateWindowsOnlyPods(t *testing.T) {
+	const affinity = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+	os := func(op corev1.NodeSelectorOperator, values ...string) corev1.NodeSelectorRequirement {
+		return corev1.NodeSelectorRequirement{Key: corev1.LabelOSStable, Operator: op, Values: values}
+	}
+	zone := corev1.NodeSelectorRequirement{Key: corev1.LabelTopologyZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}
+	required := func(terms ...[]corev1.NodeSelectorRequirement) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			req := &corev1.NodeSelector{}
+			for _, exprs := range terms {
+				req.NodeSelectorTerms = append(req.NodeSelectorTerms, corev1.NodeSelectorTerm{MatchExpressions: exprs})
+			}
+			p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: req}}
+		}
+	}
+	nodeSelector := func(v string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: v, "pool": "x"} }
+	}
+	const linuxContainers = ": a pod for Windows nodes only cannot be meshed: the sidecar (Pipy) and fsm-init (iptables) are Linux containers, " +
+		"which a Windows node cannot run; opt the pod out with annotation flomesh.io/sidecar-injection: disabled"
+	for _, tc := range []struct {
+		name string
+		edit func(*corev1.Pod)
+		want string // "" when injected
+	}{
+		{"spec.os windows", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
+			`spec.os.name "windows": a Windows pod cannot be meshed: the sidecar (Pipy) and fsm-init (iptables) are Linux containers, whose security settings ` +
+				`(runAsUser, capabilities) the apiserver refuses in a Windows pod; opt the pod out with annotation flomesh.io/sidecar-injection: disabled`},
+		{"nodeSelector windows", nodeSelector("windows"), `spec.nodeSelector["kubernetes.io/os"] "windows"` + linuxContainers},
+		{"required affinity In [windows]", required([]corev1.NodeSelectorRequirement{zone, os(corev1.NodeSelectorOpIn, "windows")}),
+			affinity + `.matchExpressions[1] "kubernetes.io/os In [windows]"` + linuxContainers},
+		{"every affinity term windows", required([]corev1.NodeSelectorRequirement{os(corev1.NodeSelectorOpIn, "windows")},
+			[]corev1.NodeSelectorRequirement{zone, os(corev1.NodeSelectorOpIn, "windows", "windows")}),
+			affinity + `.matchExpressions[0] "kubernetes.io/os In [windows]"` + linuxContainers},
+
+		{"no placement", func(*corev1.Pod) {}, ""},
+		{"spec.os linux", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Linux} }, ""},
+		{"nodeSelector linux", nodeSelector("linux"), ""},
+		{"nodeSelector Windows (no node has it)", nodeSelector("Windows"), ""},
+		{"beta label only", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"beta.kubernetes.io/os": "windows"} }, ""},
+		{"affinity In [linux, windows]", required([]corev1.NodeSelectorRequirement{os(corev1.NodeSelectorOpIn, "linux", "windows")}), ""},
+		{"affinity NotIn [linux] (also nodes without the label)", required([]corev1.NodeSelectorRequirement{os(corev1.NodeSelectorOpNotIn, "linux")}), ""},
+		{"one affinity term may be linux", required([]corev1.NodeSelectorRequirement{os(corev1.NodeSelectorOpIn, "windows")},
+			[]corev1.NodeSelectorRequirement{zone}), ""},
+		{"affinity without terms", required(), ""},
+		{"preferred affinity only", func(p *corev1.Pod) {
+			p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{
+				{Weight: 1, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{os(corev1.NodeSelectorOpIn, "windows")}}}}}}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := simplePod(nil)
+			tc.edit(pod)
+			m, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == "" && len(m.Pod.Spec.InitContainers) == 0:
+				t.Fatal("not injected")
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Fatalf("err = %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,8 @@
 package validator
 
 import (
+	"strings"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +20,33 @@ const (
 	// MeshConfig validation).
 	MeshConfigWebhookName = "meshconfig-validator.flomesh.io"
 )
+
+// NamespaceDeleters are the identities the namespace controller deletes a
+// namespace's objects with: its ServiceAccount (kube-controller-manager
+// with --use-service-account-credentials, as kubeadm runs it) or the
+// controller-manager's own user (without).
+var NamespaceDeleters = []string{
+	"system:serviceaccount:kube-system:namespace-controller",
+	"system:kube-controller-manager",
+}
+
+// NotNamespaceDeletion is the MeshConfig webhook's matchCondition: a DELETE
+// by a NamespaceDeleters identity is not sent to the validator. The
+// namespace controller deletes a MeshConfig only while its namespace is
+// terminating, which the handler allows anyway (meshConfigDelete); but by
+// then the controller may already have deleted the validator's pods, and a
+// call nobody answers is refused (failurePolicy Fail), which leaves the fsm
+// namespace Terminating forever. A CEL expression, identical in the chart.
+func NotNamespaceDeletion() admissionregistrationv1.MatchCondition {
+	quoted := make([]string, len(NamespaceDeleters))
+	for i, u := range NamespaceDeleters {
+		quoted[i] = "'" + u + "'"
+	}
+	return admissionregistrationv1.MatchCondition{
+		Name:       "not-namespace-deletion",
+		Expression: "request.operation != 'DELETE' || !(request.userInfo.username in [" + strings.Join(quoted, ", ") + "])",
+	}
+}
 
 // Webhooks are the validator's entries in its ValidatingWebhookConfiguration,
 // both served at /validate: name, rules and namespaceSelector, which decide
@@ -37,6 +66,7 @@ const (
 //     fsm namespace is never monitored, so the policy webhook's selector
 //     cannot serve here). A MeshConfig elsewhere is read by no component of
 //     this mesh; another mesh's is validated by that mesh's validator.
+//     DELETE by the namespace controller is not sent (NotNamespaceDeletion).
 func Webhooks(mesh, fsmNamespace string) []admissionregistrationv1.ValidatingWebhook {
 	return []admissionregistrationv1.ValidatingWebhook{{
 		Name:  PolicyWebhookName,
@@ -57,6 +87,7 @@ func Webhooks(mesh, fsmNamespace string) []admissionregistrationv1.ValidatingWeb
 				{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{fsmNamespace}},
 			},
 		},
+		MatchConditions: []admissionregistrationv1.MatchCondition{NotNamespaceDeletion()},
 	}}
 }
 

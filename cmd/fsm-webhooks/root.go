@@ -105,17 +105,59 @@ Version: ` + version.Get().String(),
 	logFlags.add(o, root.PersistentFlags())
 	root.AddCommand(newServeCommand(o), newLocalCommand(o), newCertsCommand(o), newUninstallHookCommand(o), newInstallCRDsCommand(o), newVersionCommand())
 	scopeFlags(root, o)
+	// cobra's completion command, added now rather than by Execute, so it
+	// is a group like certs: cobra's own showed its help and exited 0 for
+	// `completion bsh`, and a script redirecting that output installed help
+	// text as the completion script. cobra's shell commands keep the writer
+	// the root has when they are made: one that writes to the root's
+	// writer of the moment, so a later SetOut (tests) still applies.
+	root.SetOut(outOf{root})
+	root.InitDefaultCompletionCmd()
+	root.SetOut(nil)
 	for _, c := range root.Commands() {
 		if !c.Runnable() {
 			asGroup(c)
+		}
+		if c.Name() == "completion" {
+			c.Args = shellArgs
+			for _, shell := range c.Commands() {
+				shell.Args = noArgs
+			}
 		}
 	}
 	asGroup(root)
 	return root
 }
 
-// asGroup makes c, a command that only groups others (cobra's completion
-// is added later, by Execute, and keeps cobra's behaviour), refuse an unknown
+// outOf writes to c's output writer at the time of the write.
+type outOf struct{ c *cobra.Command }
+
+func (o outOf) Write(p []byte) (int, error) { return o.c.OutOrStdout().Write(p) }
+
+// shellArgs refuses an unknown shell given to completion (exit 2), naming it
+// and the shells there are.
+func shellArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var shells []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			shells = append(shells, c.Name())
+		}
+	}
+	return usageErrorf("unknown shell %q for %q: want %s", args[0], cmd.CommandPath(), orList(shells))
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// asGroup makes c, a command that only groups others, refuse an unknown
 // subcommand with a usage error naming it (exit 2) and show its help when
 // given alone. cobra shows a group's help and returns no error for
 // `certs rotate-roots`, so a mistyped command in a runbook exited 0 as if it

@@ -261,6 +261,39 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
+// TestCompletionUnknownShell: an unknown shell is a usage error (exit 2)
+// naming it and the shells there are. cobra's completion command showed its
+// help and returned no error, so `fsm-webhooks completion bsh > script`
+// exited 0 having written help text, not a script.
+func TestCompletionUnknownShell(t *testing.T) {
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"completion", "bsh"})
+	err := root.Execute()
+	var ue *usageError
+	const want = `unknown shell "bsh" for "fsm-webhooks completion": want bash, fish, powershell or zsh`
+	if !errors.As(err, &ue) || err.Error() != want || out.Len() != 0 {
+		t.Fatalf("error %v (usage error: %v), output %q; want only the usage error %q", err, errors.As(err, &ue), out.String(), want)
+	}
+	// As every command taking no arguments (noArgs).
+	root = newRootCommand()
+	root.SetOut(&out)
+	root.SetArgs([]string{"completion", "bash", "extra"})
+	if err := root.Execute(); !errors.As(err, &ue) || err.Error() != `fsm-webhooks completion bash takes no arguments, got ["extra"]` {
+		t.Fatalf("completion bash extra: error %v (usage error: %v)", err, errors.As(err, &ue))
+	}
+	// Alone, it still shows its help.
+	root = newRootCommand()
+	out.Reset()
+	root.SetOut(&out)
+	root.SetArgs([]string{"completion"})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands:") {
+		t.Fatalf("completion alone: error %v, output %q; want the help", err, out.String())
+	}
+}
+
 // TestApplyDeploymentFlags: the Deployment fills only what the operator did
 // not give, never how to reach the cluster, and names itself on a bad value.
 func TestApplyDeploymentFlags(t *testing.T) {

@@ -47,7 +47,7 @@ func TestConfigurationsMatchServers(t *testing.T) {
 		got := m.Webhooks[0]
 		compare(t, mesh+" injector", got.Name, want.Name, got.Rules, want.Rules, got.FailurePolicy, want.FailurePolicy,
 			got.MatchPolicy, want.MatchPolicy, got.SideEffects, want.SideEffects, got.TimeoutSeconds, want.TimeoutSeconds,
-			got.AdmissionReviewVersions, want.AdmissionReviewVersions)
+			got.AdmissionReviewVersions, want.AdmissionReviewVersions, got.MatchConditions, want.MatchConditions)
 		checkService(t, got.ClientConfig, "mesh-system", fsmnames.InjectorService, inj.Path, 9090)
 		checkSelector(t, mesh, got.NamespaceSelector, want.NamespaceSelector)
 		checkLabels(t, m.Labels, inj.Mutating.Labels)
@@ -71,7 +71,7 @@ func TestConfigurationsMatchServers(t *testing.T) {
 			compare(t, mesh+" validator "+wantV.Name, gotV.Rules, wantV.Rules, gotV.NamespaceSelector, wantV.NamespaceSelector,
 				gotV.ObjectSelector, wantV.ObjectSelector, gotV.FailurePolicy, wantV.FailurePolicy,
 				gotV.MatchPolicy, wantV.MatchPolicy, gotV.SideEffects, wantV.SideEffects, gotV.TimeoutSeconds, wantV.TimeoutSeconds,
-				gotV.AdmissionReviewVersions, wantV.AdmissionReviewVersions)
+				gotV.AdmissionReviewVersions, wantV.AdmissionReviewVersions, gotV.MatchConditions, wantV.MatchConditions)
 			checkService(t, gotV.ClientConfig, "mesh-system", fsmnames.ValidatorService, val.Path, 9093)
 		}
 

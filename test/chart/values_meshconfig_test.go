@@ -644,3 +644,45 @@ func TestGoDurationOverflowRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestSubNanosecondDurationsRefused: a duration the schema's syntax takes
+// whose every part is below a nanosecond (0.5ns, 0.0009us, 0.5ns0.5ns) is 0
+// to Go's time.ParseDuration, which truncates each part, and serve refuses
+// a zero validity or hand-off budget at start (exit 2, a crash loop). The
+// schema refuses it at render, naming the key; a value Go reads as 1ns or
+// more renders. m and h parts are at their exact thresholds (1/6e10 and
+// 1/3.6e12), so Go decides each row here.
+func TestSubNanosecondDurationsRefused(t *testing.T) {
+	keys := map[string]string{ // schema path: a values document with %s for the value
+		"/fsm/bootstrapCertValidityDuration":                   `fsm: {bootstrapCertValidityDuration: %q}`,
+		"/fsm/certificateProvider/serviceCertValidityDuration": `fsm: {certificateProvider: {serviceCertValidityDuration: %q}}`,
+		"/fsm/webhooks/injectorSecretHandoffBudget":            `fsm: {webhooks: {injectorSecretHandoffBudget: %q}}`,
+	}
+	for _, v := range []string{
+		"0.5ns", ".9ns", "0.999999ns", "1ns", "1.5ns",
+		"0.0009us", "0.001us", "0.0009µs", ".000999999ms", ".000001ms", "0.0000000009s", "0.000000001s",
+		"0.0000000000166m", "0.0000000000167m", "0.00000000000027h", "0.00000000000028h",
+		"0.5ns0.5ns", "0h0.5ns", "0.5ns1ns", "0.5ns1h",
+	} {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("test value %q: %v", v, err)
+		}
+		for key, doc := range keys {
+			values := fmt.Sprintf(doc, v)
+			t.Run(values, func(t *testing.T) {
+				t.Parallel()
+				if key == "/fsm/webhooks/injectorSecretHandoffBudget" && len(regexp.MustCompile(`[a-zµ]+`).FindAllString(v, -1)) > 1 {
+					return // one unit only (TestGoDurationOverflowRefused)
+				}
+				if d == 0 {
+					mustRefuseValues(t, values, key)
+					return
+				}
+				if _, err := charttest.Render(ns, mustValues(t, values)); err != nil {
+					t.Errorf("%s (%v to Go) refused: %v", v, d, err)
+				}
+			})
+		}
+	}
+}
