@@ -84,7 +84,7 @@ func TestTrustFollowsRootRotation(t *testing.T) {
 	opts := rootrotation.Options{
 		CA: tresor.RotationCA(issuer), Issuer: issuer, Client: env.Clientset,
 		Trusted: func(context.Context, *x509.Certificate) error { return nil }, // no webhook configurations here
-		Grace:   500 * time.Millisecond, PollInterval: 100 * time.Millisecond, Settle: time.Millisecond,
+		Grace:   500 * time.Millisecond, PollInterval: 100 * time.Millisecond, DependentsPollInterval: 100 * time.Millisecond, Settle: time.Millisecond,
 		Log: log.WithName("rotation"),
 		Dependents: func(ctx context.Context, root *x509.Certificate) error {
 			err := check(ctx, root)

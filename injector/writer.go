@@ -591,6 +591,15 @@ func uuidOfSecret(name string) (string, bool) {
 // keeping its uuid.
 func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMetadata, id string) error {
 	log := w.log.WithValues("namespace", meta.Namespace, "pod", meta.Name, "proxyUUID", id)
+	// Under NodeLevel interception no pod needs a Secret (Mutate below asks
+	// for none), and every meshed pod lacks one: its repair, queued on every
+	// replica for each pod created and for every pod at each start, would
+	// read the pod from the API server only to write nothing (50,000 GETs
+	// per replica start with 50,000 meshed pods). The settings are cached;
+	// one that cannot be read is read again, and reported, below.
+	if s, err := w.h.opts.MeshConfig.Settings(ctx); err == nil && s.InterceptionMode == InterceptionNodeLevel {
+		return nil
+	}
 	pod := &corev1.Pod{}
 	if err := w.h.opts.Client.Get(ctx, types.NamespacedName{Namespace: meta.Namespace, Name: meta.Name}, pod); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("reading pod %s/%s: %w", meta.Namespace, meta.Name, err))

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,20 +95,40 @@ func handOverBootstrapSecrets(ctx context.Context, meta metadata.Interface, mesh
 	}); err != nil {
 		return err
 	}
-	counts := map[handOver]int{}
-	var errs []error
+	var (
+		mu     sync.Mutex
+		counts = map[handOver]int{}
+		errs   []error
+		g      errgroup.Group
+	)
+	// handOverWorkers Secrets at once: each takes a write round trip (and
+	// an orphan a list first), and the hook has --timeout (the chart's
+	// default 120 s, its Job 60 s more, retries included) for all of them.
+	// One at a time, 50,000 meshed pods needed 2.4 ms a write to fit; at an
+	// apiserver's usual 5-20 ms the hook failed with most Secrets left
+	// without an owner, and a Secret left so outlives its pod forever.
+	g.SetLimit(handOverWorkers)
 	for _, s := range secrets {
 		pod := pods[types.NamespacedName{Namespace: s.Namespace, Name: s.Labels[injector.ProxyUUIDLabel]}]
-		done, err := settleSecret(ctx, meta, mesh, s, pod)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		counts[done]++
+		g.Go(func() error {
+			done, err := settleSecret(ctx, meta, mesh, s, pod)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return nil
+			}
+			counts[done]++
+			return nil
+		})
 	}
+	_ = g.Wait()
 	log.Info("Bootstrap Secrets handed over", "ownedByTheirPod", counts[ownByPod], "deleted", counts[deleteOrphan], "leftAlone", counts[leaveSecret], "failed", len(errs))
 	return errors.Join(errs...)
 }
+
+// handOverWorkers is how many Secrets the hand-over settles at once.
+const handOverWorkers = 16
 
 // settleSecret applies decideHandOver to one Secret, re-reading it after a
 // conflict, and returns what it did.

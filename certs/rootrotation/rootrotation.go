@@ -81,6 +81,14 @@ type CA interface {
 const (
 	DefaultGrace        = 24 * time.Hour
 	DefaultPollInterval = 2 * time.Second
+	// DefaultDependentsPollInterval is how often Dependents is asked again:
+	// injector.RetiringRootCheck reads every bootstrap Secret of the cluster
+	// with its keys (50,000 meshed pods: 100 lists of 500, some 250 MB), and
+	// what it waits for changes no faster than the trust controller's
+	// passes, every 30 s while a root retires. Asked every PollInterval,
+	// a Secret left on the old root (one the controller logs as left as it
+	// is) made every replica read them all every 2 s until its pod went.
+	DefaultDependentsPollInterval = 30 * time.Second
 	// DefaultSettle is how long a published caBundle must have been in the
 	// API before certs from a newly trusted root are served.
 	DefaultSettle = 3 * time.Second
@@ -98,16 +106,19 @@ type Options struct {
 	Trusted func(ctx context.Context, root *x509.Certificate) error
 	// Dependents, when set, returns nil once nothing outside the serving
 	// certs still holds a certificate signed by root (the retiring one):
-	// the previous root is dropped only then, polled every PollInterval
-	// after the grace period. It must read the truth each time (a resumed
-	// rotation calls it again); injector.RetiringRootCheck checks the
-	// bootstrap Secrets.
+	// the previous root is dropped only then, polled every
+	// DependentsPollInterval after the grace period. It must read the
+	// truth each time (a resumed rotation calls it again);
+	// injector.RetiringRootCheck checks the bootstrap Secrets.
 	Dependents func(ctx context.Context, root *x509.Certificate) error
 	// Grace between activating the new root and dropping the old one
 	// (default 24h): long enough for every peer to pick up the new bundle.
 	Grace time.Duration
 	// PollInterval for waiting on trust bundles (default 2s).
 	PollInterval time.Duration
+	// DependentsPollInterval for waiting on Dependents (default
+	// DefaultDependentsPollInterval).
+	DependentsPollInterval time.Duration
 	// Settle (default 3s).
 	Settle time.Duration
 	// RenewFraction for the serving-cert Store (default 2/3).
@@ -130,14 +141,18 @@ func (o Options) withDefaults() (Options, error) {
 	if o.CA == nil || o.Issuer == nil || o.Client == nil || o.Trusted == nil {
 		return o, errors.New("root rotation: CA, Issuer, Client and Trusted are required")
 	}
-	if o.Grace < 0 || o.PollInterval < 0 || o.Settle < 0 {
-		return o, fmt.Errorf("root rotation: negative duration (Grace %s, PollInterval %s, Settle %s)", o.Grace, o.PollInterval, o.Settle)
+	if o.Grace < 0 || o.PollInterval < 0 || o.DependentsPollInterval < 0 || o.Settle < 0 {
+		return o, fmt.Errorf("root rotation: negative duration (Grace %s, PollInterval %s, DependentsPollInterval %s, Settle %s)",
+			o.Grace, o.PollInterval, o.DependentsPollInterval, o.Settle)
 	}
 	if o.Grace == 0 {
 		o.Grace = DefaultGrace
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = DefaultPollInterval
+	}
+	if o.DependentsPollInterval == 0 {
+		o.DependentsPollInterval = DefaultDependentsPollInterval
 	}
 	if o.Settle == 0 {
 		o.Settle = DefaultSettle
@@ -295,7 +310,7 @@ func waitDependents(ctx context.Context, opts Options, root *x509.Certificate) e
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("root rotation: waiting for certificates of the previous root to be re-issued (resumes on next start): %w (last: %v)", ctx.Err(), err)
-		case <-time.After(opts.PollInterval):
+		case <-time.After(opts.DependentsPollInterval):
 		}
 	}
 }

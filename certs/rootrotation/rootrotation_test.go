@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +145,33 @@ type x509Cert = x509.Certificate
 // fail the test.
 type kubernetesStub struct{ kubernetes.Interface }
 
+// TestDependentsNotPolledAtPollInterval: Dependents may read every
+// bootstrap Secret of the cluster with its keys (injector.RetiringRootCheck;
+// 50,000 meshed pods are 100 lists of 500), and a Secret left on the old
+// root (one the trust controller leaves as it is) keeps the drop waiting
+// until its pod goes. Asked every PollInterval (2 s, for the caBundles'
+// cheap check), every replica read them all every 2 s meanwhile; it is asked
+// every DependentsPollInterval (default 30 s, the trust controller's pass).
+func TestDependentsNotPolledAtPollInterval(t *testing.T) {
+	active := Status{Phase: PhaseNextRootActive, Since: time.Now().Add(-time.Hour),
+		Current: &x509.Certificate{Raw: []byte("current")}, Previous: &x509.Certificate{Raw: []byte("previous")}}
+	var asked atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := Resume(ctx, Options{CA: &recorder{status: active}, Issuer: nopIssuer{}, Client: &kubernetesStub{}, Specs: []servingcert.Spec{},
+		Trusted: func(context.Context, *x509Cert) error { return nil }, Grace: time.Millisecond, PollInterval: time.Millisecond,
+		Dependents: func(context.Context, *x509.Certificate) error {
+			asked.Add(1)
+			return errors.New("1 bootstrap Secret left")
+		}})
+	if err == nil {
+		t.Fatal("Resume dropped the root while Dependents reported one left")
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("Dependents asked %d times in 300 ms with PollInterval 1ms; want once (every %s)", n, DefaultDependentsPollInterval)
+	}
+}
+
 // TestDropWaitsForDependents: the previous root is dropped only once
 // Dependents finds nothing it signed; interrupted while waiting, nothing is
 // dropped and the error says what it waited for.
@@ -154,7 +182,7 @@ func TestDropWaitsForDependents(t *testing.T) {
 	opts := func(ca CA, dependents func(context.Context, *x509.Certificate) error) Options {
 		return Options{CA: ca, Issuer: nopIssuer{}, Client: &kubernetesStub{}, Specs: []servingcert.Spec{},
 			Trusted: func(context.Context, *x509Cert) error { return nil }, Grace: time.Millisecond, PollInterval: time.Millisecond,
-			Dependents: dependents}
+			DependentsPollInterval: time.Millisecond, Dependents: dependents}
 	}
 
 	ca := &recorder{status: active}
