@@ -57,12 +57,20 @@ type TrustControllerOptions struct {
 	// WritesPerSecond bounds Secret updates (and so issuance) per replica
 	// (default 20; burst = Workers).
 	WritesPerSecond float64
-	// Resync: how often the trust state is re-read, and while a root is
-	// retiring (a lagging replica may still write a certificate of the old
-	// root) or the trust settles (SettleWindow) every Secret re-checked
-	// (default 30s). A bundle change the issuer announces
-	// (certs.BundleNotifier) starts a pass at once.
+	// Resync: how often the trust state is re-read, and while the trust
+	// settles (SettleWindow) every Secret re-checked (default 30s). A
+	// bundle change the issuer announces (certs.BundleNotifier) starts a
+	// pass at once.
 	Resync time.Duration
+	// RetiringResync: how often every Secret is re-checked, after a clean
+	// pass, while a root is retiring and the trust has settled (default
+	// 5m): only a replica whose view of the CA lags for longer than
+	// SettleWindow still writes a certificate of the old root then, and the
+	// drop of the root waits for it (rootrotation.Options.Dependents). A
+	// pass reads every bootstrap Secret with its keys (50,000 meshed pods:
+	// 250 lists, some 250 MB); every Resync, through the rotation's grace
+	// period (24h), that was 2,880 passes a replica.
+	RetiringResync time.Duration
 	// SettleWindow: after the trust changes, every Secret is re-checked
 	// every Resync for this long even when nothing retires: an admission
 	// that read the old bundle may write its Secret after the pass for the
@@ -116,9 +124,9 @@ func NewTrustController(opts TrustControllerOptions) (*TrustController, error) {
 	if opts.Client == nil || opts.Issuer == nil || opts.MeshName == "" {
 		return nil, errors.New("injector: TrustControllerOptions needs Client, Issuer and MeshName")
 	}
-	if opts.Workers < 0 || opts.WritesPerSecond < 0 || opts.Resync < 0 || opts.RetryInterval < 0 || opts.PageSize < 0 || opts.BootstrapCertValidity < 0 || opts.SettleWindow < 0 {
-		return nil, fmt.Errorf("injector: TrustControllerOptions: negative value (Workers %d, WritesPerSecond %g, Resync %s, RetryInterval %s, PageSize %d, BootstrapCertValidity %s, SettleWindow %s)",
-			opts.Workers, opts.WritesPerSecond, opts.Resync, opts.RetryInterval, opts.PageSize, opts.BootstrapCertValidity, opts.SettleWindow)
+	if opts.Workers < 0 || opts.WritesPerSecond < 0 || opts.Resync < 0 || opts.RetiringResync < 0 || opts.RetryInterval < 0 || opts.PageSize < 0 || opts.BootstrapCertValidity < 0 || opts.SettleWindow < 0 {
+		return nil, fmt.Errorf("injector: TrustControllerOptions: negative value (Workers %d, WritesPerSecond %g, Resync %s, RetiringResync %s, RetryInterval %s, PageSize %d, BootstrapCertValidity %s, SettleWindow %s)",
+			opts.Workers, opts.WritesPerSecond, opts.Resync, opts.RetiringResync, opts.RetryInterval, opts.PageSize, opts.BootstrapCertValidity, opts.SettleWindow)
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 4
@@ -131,6 +139,9 @@ func NewTrustController(opts TrustControllerOptions) (*TrustController, error) {
 	}
 	if opts.SettleWindow == 0 {
 		opts.SettleWindow = 2 * time.Minute
+	}
+	if opts.RetiringResync == 0 {
+		opts.RetiringResync = 5 * time.Minute
 	}
 	if opts.RetryInterval == 0 {
 		opts.RetryInterval = 10 * time.Second
@@ -160,14 +171,16 @@ func (*TrustController) NeedLeaderElection() bool { return false }
 
 // Start runs a pass at once, then whenever the issuer announces a bundle
 // change, the trust state read every Resync differs from the last clean
-// pass's, a root is retiring, the trust changed less than SettleWindow ago,
-// or the last pass left work, until ctx ends.
+// pass's, the trust changed less than SettleWindow ago, a root is retiring
+// and the last clean pass is RetiringResync old, or the last pass left
+// work, until ctx ends.
 func (c *TrustController) Start(ctx context.Context) error {
 	if n, ok := c.opts.Issuer.(certs.BundleNotifier); ok {
 		defer n.OnBundleChange(c.Kick)()
 	}
 	var (
 		clean       string    // fingerprint of the trust state of the last clean pass
+		cleanAt     time.Time // when that pass started
 		seen        string    // fingerprint of the trust state read last
 		settleUntil time.Time // passes run every Resync until then
 	)
@@ -215,7 +228,8 @@ func (c *TrustController) Start(ctx context.Context) error {
 			}
 			seen = fp
 		}
-		if fp == clean && ts.Retiring == nil && !c.now().Before(settleUntil) {
+		now := c.now()
+		if fp == clean && !now.Before(settleUntil) && (ts.Retiring == nil || now.Before(cleanAt.Add(c.opts.RetiringResync))) {
 			continue
 		}
 		res, err := c.Sync(ctx, ts)
@@ -227,7 +241,7 @@ func (c *TrustController) Start(ctx context.Context) error {
 			wait = c.opts.RetryInterval
 			clean = ""
 		default:
-			clean = fp
+			clean, cleanAt = fp, now
 		}
 		if res.Updated > 0 || res.Invalid > 0 || err != nil {
 			c.opts.Logger.Info("bootstrap Secrets follow the mesh trust", "roots", ts.Bundle.Len(), "retiring", describeRoot(ts.Retiring),

@@ -312,3 +312,54 @@ type recordedChange struct{ st rootrotation.Status }
 func (r recordedChange) RotationStatus(context.Context) (rootrotation.Status, error) {
 	return r.st, nil
 }
+
+// TestTrustRetiringResync: while a root retires (the rotation's grace
+// period, 24h by default) and the trust has settled, every Secret is
+// re-checked every RetiringResync, not at each Resync re-read of the trust:
+// a pass reads every bootstrap Secret with its keys, and at Resync that was
+// 2,880 passes a replica through the grace period. A pass still runs at
+// start, and again once the last clean one is RetiringResync old.
+func TestTrustRetiringResync(t *testing.T) {
+	cs := fake.NewClientset()
+	var lists atomic.Int64 // one per pass: no Secret, one page
+	cs.PrependReactor("list", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
+		return false, nil, nil
+	})
+	ctx := context.Background()
+	ca := certstest.MustNew(t, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err := ca.AddNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.ActivateNextRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	previous, _, _ := ca.Roots()
+	issuer := &trustReads{CA: ca}
+	// Activated three hours ago: past SettleWindow, inside the grace.
+	rotation := recordedChange{rootrotation.Status{Phase: rootrotation.PhaseNextRootActive, Previous: previous, Since: time.Now().Add(-3 * time.Hour)}}
+	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: issuer, Rotation: rotation, MeshName: "fsm",
+		Resync: 10 * time.Millisecond, SettleWindow: time.Minute, RetiringResync: time.Hour, Logger: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skew := startSkewed(t, c)
+	quiet := func(what string) int64 {
+		t.Helper()
+		issuer.await(t, 2) // a pass decided before has listed
+		n := lists.Load()
+		issuer.await(t, 30)
+		if m := lists.Load(); m != n {
+			t.Fatalf("%d pass(es) in 30 re-reads of the trust %s, want none", m-n, what)
+		}
+		return n
+	}
+	n := quiet("after the pass at start, the root retiring")
+	if n != 1 {
+		t.Fatalf("%d pass(es) at start, want 1", n)
+	}
+	skew.Add(int64(61 * time.Minute))
+	if m := quiet("after the pass RetiringResync brought"); m != n+1 {
+		t.Fatalf("%d pass(es) once the last clean pass was RetiringResync old, want 1", m-n)
+	}
+}
