@@ -174,10 +174,10 @@ func checkServiceAccountForCN(serviceAccount, namespace string) error {
 // failed on the node, whose runtime cannot run a Linux image.
 func checkPodOS(pod *corev1.Pod) error {
 	field, value := windowsOnly(pod)
-	switch {
-	case field == "":
+	switch field {
+	case "":
 		return nil
-	case field == "spec.os.name":
+	case "spec.os.name":
 		return fmt.Errorf("spec.os.name %q: a Windows pod cannot be meshed: the sidecar (Pipy) and %s (iptables) are Linux containers, whose security settings "+
 			"(runAsUser, capabilities) the apiserver refuses in a Windows pod; opt the pod out with annotation %s: disabled",
 			value, InitContainerName, SidecarInjectionAnnotation)

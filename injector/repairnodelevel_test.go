@@ -60,7 +60,7 @@ func TestRepairUnderNodeLevelReadsNothingLive(t *testing.T) {
 				WithIndex(metadataOf(podKind), podUUIDIndex, func(o client.Object) []string { return []string{o.GetLabels()[ProxyUUIDLabel]} }).
 				Build()
 			var reads atomic.Int32
-			direct := interceptor.NewClient(cached.(client.WithWatch), interceptor.Funcs{
+			direct := interceptor.NewClient(cached, interceptor.Funcs{
 				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 					reads.Add(1)
 					return c.Get(ctx, key, obj, opts...)
