@@ -130,6 +130,21 @@ func TestDashboardPerMesh(t *testing.T) {
 	if a.UID == b.UID {
 		t.Errorf("dashboards of meshes mesha and meshb share uid %q", a.UID)
 	}
+	// Grafana takes uids of at most 40 characters; two meshes whose long
+	// names share their first 27 characters must still get two dashboards.
+	long := "production-cluster-east-mesh-"
+	l1, l2 := renderDashboard(t, long+"1"), renderDashboard(t, long+"2")
+	if l1.UID == l2.UID {
+		t.Errorf("dashboards of meshes %s1 and %s2 share uid %q", long, long, l1.UID)
+	}
+	for _, u := range []string{a.UID, l1.UID, l2.UID} {
+		if len(u) > 40 {
+			t.Errorf("dashboard uid %q is longer than Grafana's 40 characters", u)
+		}
+	}
+	if a.UID != "fsm-webhooks-mesha" {
+		t.Errorf("dashboard uid %q, want fsm-webhooks-mesha: a uid that fits is kept as it was", a.UID)
+	}
 	found := false
 	for _, v := range a.Templating.List {
 		if v.Name != "namespace" {
