@@ -175,7 +175,7 @@ func TestCRDUpgradeHook(t *testing.T) {
 			}
 
 			var role rbacv1.ClusterRole
-			fromUnstructured(t, r.Find("ClusterRole", name+"-blue"), &role)
+			fromUnstructured(t, r.Find("ClusterRole", name+".blue"), &role)
 			want := []rbacv1.PolicyRule{{
 				APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"},
 				ResourceNames: crdNames, Verbs: []string{"get", "patch"},
@@ -184,8 +184,8 @@ func TestCRDUpgradeHook(t *testing.T) {
 				t.Errorf("ClusterRole rules %+v, want %+v (the CRDs install-crds applies)", role.Rules, want)
 			}
 			var binding rbacv1.ClusterRoleBinding
-			fromUnstructured(t, r.Find("ClusterRoleBinding", name+"-blue"), &binding)
-			if binding.RoleRef.Name != name+"-blue" || len(binding.Subjects) != 1 ||
+			fromUnstructured(t, r.Find("ClusterRoleBinding", name+".blue"), &binding)
+			if binding.RoleRef.Name != name+".blue" || len(binding.Subjects) != 1 ||
 				binding.Subjects[0].Name != name || binding.Subjects[0].Namespace != ns {
 				t.Errorf("ClusterRoleBinding %+v %+v", binding.RoleRef, binding.Subjects)
 			}

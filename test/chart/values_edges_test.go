@@ -354,7 +354,7 @@ current-context: x
 func TestHookRBACRemovedOnFailure(t *testing.T) {
 	r := mustRender(t, "")
 	for _, kind := range []string{"ClusterRole", "ClusterRoleBinding"} {
-		o := mustFind(t, r, kind, "fsm-webhooks-uninstall-fsm")
+		o := mustFind(t, r, kind, "fsm-webhooks-uninstall.fsm")
 		policy := o.GetAnnotations()["helm.sh/hook-delete-policy"]
 		if !strings.Contains(policy, "hook-failed") {
 			t.Errorf("%s %s: hook-delete-policy %q: left behind when the pre-delete hook fails", kind, o.GetName(), policy)

@@ -98,8 +98,8 @@ func releaseLifecycle(t *testing.T, h charttest.Helm) {
 	for _, o := range []client.Object{
 		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: charttest.CRDUpgradeJob, Namespace: ns}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: charttest.CRDUpgradeJob, Namespace: ns}},
-		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: charttest.CRDUpgradeJob + "-" + mesh}},
-		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: charttest.CRDUpgradeJob + "-" + mesh}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: charttest.CRDUpgradeJob + "." + mesh}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: charttest.CRDUpgradeJob + "." + mesh}},
 	} {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); !apierrors.IsNotFound(err) {
 			t.Errorf("%T %s left after a successful hook (err %v)", o, o.GetName(), err)
