@@ -453,6 +453,17 @@ type secretReconciler struct {
 	// queue.
 	mu      sync.Mutex
 	deleted map[types.NamespacedName]deletedPod
+
+	// mounted maps, by namespace, the cached meshed pods (by uid) whose
+	// bootstrap volume podMounting had to learn from the API server to the
+	// Secret that volume names ("" for none). A pod's volumes cannot change
+	// and its uid is never reused, so what was learnt once holds for as long
+	// as the pod lives: FSM's pods during a migration (their Secrets lack
+	// our labels, so the Secret cache never has them) are read once per
+	// replica, not once per orphan. podMounting drops the entries of pods
+	// no longer cached.
+	mountedMu sync.Mutex
+	mounted   map[string]map[types.UID]string
 }
 
 // deletedPod is a pod the pod informer reported DELETED.
@@ -467,7 +478,7 @@ type deletedPod struct {
 }
 
 func newSecretReconciler(c client.Client, live client.Reader, opts SecretControllerOptions) *secretReconciler {
-	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]deletedPod{}}
+	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]deletedPod{}, mounted: map[string]map[types.UID]string{}}
 }
 
 // podDeleted records that the pod of a bootstrap Secret is reported gone and
@@ -660,19 +671,14 @@ func (r *secretReconciler) podStillRunning(ctx context.Context, namespace string
 // Secret to its pod, so a pod whose label was removed or changed would
 // otherwise lose its Secret while it runs. Only reads, and only before a
 // Secret would be deleted: the pods without the label (a page at a time; few
-// in a meshed namespace), and each cached pod whose own uuid has no cached
-// bootstrap Secret (a changed label; normally none, else a pod whose Secret
-// is being written) or is carried by another pod too (a label changed to
-// another pod's uuid).
+// in a meshed namespace), and each cached pod whose own uuid is carried by
+// another pod too (a label changed to another pod's uuid) or has no
+// bootstrap Secret, in the cache or else (a metadata read) in the API server
+// (a changed label, a pod whose Secret is being written). A Secret that
+// exists outside the cache is normally FSM's, for a pod FSM injected; what
+// is learnt of a pod's volume from the API server is kept (mounted), so each
+// such pod costs one small read per replica, not one per orphan.
 func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretName string) (string, error) {
-	mounts := func(p *corev1.Pod) bool {
-		for _, v := range p.Spec.Volumes {
-			if v.Name == BootstrapVolumeName && v.Secret != nil && v.Secret.SecretName == secretName {
-				return true
-			}
-		}
-		return false
-	}
 	noUUID := labels.NewSelector().Add(mustRequirement(ProxyUUIDLabel, selection.DoesNotExist))
 	pods := &corev1.PodList{}
 	opts := []client.ListOption{client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: noUUID}, client.Limit(100)}
@@ -681,7 +687,7 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 			return "", fmt.Errorf("listing pods without %s in %s: %w", ProxyUUIDLabel, namespace, err)
 		}
 		for i := range pods.Items {
-			if mounts(&pods.Items[i]) {
+			if bootstrapVolumeSecret(&pods.Items[i]) == secretName {
 				return pods.Items[i].Name, nil
 			}
 		}
@@ -704,14 +710,34 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 	}
 	for i := range cached.Items {
 		m := &cached.Items[i]
+		if mounted, ok := r.learntMount(namespace, m.UID); ok {
+			if mounted == secretName {
+				return m.Name, nil
+			}
+			continue
+		}
 		id := m.Labels[ProxyUUIDLabel]
 		own := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(id)}
 		if own.Name == secretName {
 			continue
 		}
 		if carriers[id] == 1 {
+			// The pod's own Secret exists, so the pod mounts it: the
+			// injector (ours or FSM's) labels a pod with the uuid of the
+			// Secret it mounts, and a label changed to another uuid
+			// whose Secret exists is another pod's (counted above). The
+			// cache holds only our Secrets; FSM's are asked for, their
+			// metadata only.
 			err := r.client.Get(ctx, own, metadataOf(secretKind))
 			if err == nil {
+				continue
+			}
+			if !apierrors.IsNotFound(err) {
+				return "", fmt.Errorf("reading bootstrap Secret %s: %w", own, err)
+			}
+			err = r.live.Get(ctx, own, metadataOf(secretKind))
+			if err == nil {
+				r.learnMount(namespace, m.UID, own.Name)
 				continue
 			}
 			if !apierrors.IsNotFound(err) {
@@ -725,11 +751,74 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 			}
 			return "", fmt.Errorf("reading pod %s/%s: %w", namespace, m.Name, err)
 		}
-		if mounts(p) {
+		if p.UID != m.UID {
+			// Another pod of that name since the cache listed: it is
+			// not the one whose mount would be learnt here.
+			if bootstrapVolumeSecret(p) == secretName {
+				return p.Name, nil
+			}
+			continue
+		}
+		mounted := bootstrapVolumeSecret(p)
+		r.learnMount(namespace, m.UID, mounted)
+		if mounted == secretName {
 			return p.Name, nil
 		}
 	}
+	r.forgetMounts(namespace, cached.Items)
 	return "", nil
+}
+
+// bootstrapVolumeSecret is the Secret p's bootstrap volume names, "" if it
+// has none.
+func bootstrapVolumeSecret(p *corev1.Pod) string {
+	for _, v := range p.Spec.Volumes {
+		if v.Name == BootstrapVolumeName && v.Secret != nil {
+			return v.Secret.SecretName
+		}
+	}
+	return ""
+}
+
+// learntMount is the Secret that pod uid of namespace mounts, if
+// podMounting learnt it from the API server.
+func (r *secretReconciler) learntMount(namespace string, uid types.UID) (string, bool) {
+	r.mountedMu.Lock()
+	defer r.mountedMu.Unlock()
+	name, ok := r.mounted[namespace][uid]
+	return name, ok
+}
+
+func (r *secretReconciler) learnMount(namespace string, uid types.UID, secretName string) {
+	r.mountedMu.Lock()
+	defer r.mountedMu.Unlock()
+	if r.mounted[namespace] == nil {
+		r.mounted[namespace] = map[types.UID]string{}
+	}
+	r.mounted[namespace][uid] = secretName
+}
+
+// forgetMounts drops what was learnt of the pods of namespace that are not
+// in cached (its cached pods, all of them): gone, or no longer meshed.
+func (r *secretReconciler) forgetMounts(namespace string, cached []metav1.PartialObjectMetadata) {
+	r.mountedMu.Lock()
+	defer r.mountedMu.Unlock()
+	learnt := r.mounted[namespace]
+	if len(learnt) == 0 {
+		delete(r.mounted, namespace)
+		return
+	}
+	present := make(map[types.UID]struct{}, len(cached))
+	for i := range cached {
+		present[cached[i].UID] = struct{}{}
+	}
+	maps.DeleteFunc(learnt, func(uid types.UID, _ string) bool {
+		_, ok := present[uid]
+		return !ok
+	})
+	if len(learnt) == 0 {
+		delete(r.mounted, namespace)
+	}
 }
 
 // podWithUUID is a pod of proxy uuid id in namespace as rd has it, nil if

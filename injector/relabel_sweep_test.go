@@ -122,3 +122,43 @@ func TestLabelEditedToAnotherUUIDKeepsSecret(t *testing.T) {
 		t.Fatalf("bootstrap Secret %s of running pod %s (which mounts it; its uuid label edited to another pod's uuid) deleted: %v", injector.BootstrapSecretName("uuid-a"), a.Name, err)
 	}
 }
+
+// TestLabelEditedToAnotherUUIDThenOtherPodDeleted: pod a's uuid label is
+// edited to pod b's, then b is deleted. b's Secret stays (a carries its
+// uuid), so a then looks like b's only pod, and "its own Secret exists, so
+// it mounts that one" was wrong for it: a's Secret, which a mounts, was
+// deleted at the next recheck. What a replica learnt of a's volume while two
+// pods carried uuid-b (volumes never change) keeps it.
+func TestLabelEditedToAnotherUUIDThenOtherPodDeleted(t *testing.T) {
+	const ns, grace = "relabel-then-delete", 2 * time.Second
+	env := startCoreEnv(t, ns)
+	ctx := context.Background()
+	for _, id := range []string{"uuid-a", "uuid-b"} {
+		if err := env.Client.Create(ctx, relabelSecret(ns, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := relabelMountingPod("a", ns, "uuid-a"), relabelMountingPod("b", ns, "uuid-b")
+	for _, p := range []*corev1.Pod{a, b} {
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 1})})
+	mctx, cancel := context.WithCancel(ctx)
+	startManager(mctx, t, mgr, cancel)
+	time.Sleep(time.Second)
+	if err := env.Client.Patch(ctx, a, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+injector.ProxyUUIDLabel+`":"uuid-b"}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	// uuid-a's Secret is rechecked a grace period after the edit, while b
+	// still runs.
+	time.Sleep(2*grace + time.Second)
+	if err := env.Client.Delete(ctx, b, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3*grace + time.Second)
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName("uuid-a")}, &corev1.Secret{}); err != nil {
+		t.Fatalf("bootstrap Secret %s of running pod %s (which mounts it; its uuid label edited to pod b's, b deleted since) deleted: %v", injector.BootstrapSecretName("uuid-a"), a.Name, err)
+	}
+}

@@ -600,6 +600,21 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 	if s, err := w.h.opts.MeshConfig.Settings(ctx); err == nil && s.InterceptionMode == InterceptionNodeLevel {
 		return nil
 	}
+	// The cache may lag a Secret written a moment ago (by the admission,
+	// another replica), and never holds FSM's (they lack our labels): ask
+	// before reading the pod. A Secret of that name that exists leaves
+	// nothing to write whatever the pod, so this one metadata read is the
+	// whole repair of an FSM-injected pod (two full reads per FSM pod per
+	// replica start before); the pod's checks below stand whenever a
+	// Secret would be written.
+	key := types.NamespacedName{Namespace: meta.Namespace, Name: BootstrapSecretName(id)}
+	err := w.h.opts.Client.Get(ctx, key, metadataOf(secretKind))
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
+	}
 	pod := &corev1.Pod{}
 	if err := w.h.opts.Client.Get(ctx, types.NamespacedName{Namespace: meta.Namespace, Name: meta.Name}, pod); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("reading pod %s/%s: %w", meta.Namespace, meta.Name, err))
@@ -608,16 +623,6 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 		// Another pod of that name, going, or not mounting this Secret
 		// (FSM's node-level interception labels pods without one).
 		return nil
-	}
-	// The cache may lag a Secret written a moment ago (by the admission,
-	// another replica, FSM's injector): ask before signing a certificate.
-	key := types.NamespacedName{Namespace: pod.Namespace, Name: BootstrapSecretName(id)}
-	err := w.h.opts.Client.Get(ctx, key, metadataOf(secretKind))
-	if err == nil {
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading bootstrap Secret %s: %w", key, err)
 	}
 	ns := &corev1.Namespace{}
 	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: pod.Namespace}, ns); err != nil {
