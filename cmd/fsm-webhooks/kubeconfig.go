@@ -13,6 +13,13 @@ import (
 // (else its current one). With neither flag, controller-runtime's order
 // applies ($KUBECONFIG, else the in-cluster config, else ~/.kube/config):
 // in a pod without $KUBECONFIG, the in-cluster config serve needs.
+//
+// Either way the client is not rate limited on this side unless the file
+// says so: controller-runtime's config has no limit (the apiserver's
+// priority and fairness applies), and one from a kubeconfig gets the same,
+// not client-go's 5 requests/s, which held an uninstall-hook or a
+// rotate-root run from an operator's machine to minutes per thousand
+// Secrets. serve sets its own limits (--kube-api-qps and friends).
 func loadRESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 	if kubeconfig == "" && kubeContext == "" {
 		cfg, err := ctrl.GetConfig()
@@ -32,6 +39,9 @@ func loadRESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 		default:
 			return nil, usageErrorf("invalid value %q for --kubeconfig: %v", kubeconfig, err)
 		}
+	}
+	if cfg.QPS == 0 {
+		cfg.QPS = -1
 	}
 	return cfg, nil
 }

@@ -158,7 +158,9 @@ func TestParseScopedFlags(t *testing.T) {
 }
 
 // TestLoadRESTConfig: --kubeconfig and --context choose the cluster as
-// kubectl does, and a wrong one is a usage error naming the flag.
+// kubectl does, and a wrong one is a usage error naming the flag. The
+// client is unlimited on this side, as in a pod (controller-runtime's
+// config), not held to client-go's 5 requests/s.
 func TestLoadRESTConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, kubeconfig, context, host, err string
@@ -184,6 +186,9 @@ func TestLoadRESTConfig(t *testing.T) {
 			}
 			if cfg.Host != tc.host {
 				t.Fatalf("host %q, want %q", cfg.Host, tc.host)
+			}
+			if cfg.QPS >= 0 || cfg.RateLimiter != nil {
+				t.Fatalf("client rate limited at %g requests/s (burst %d); want no client-side limit", cfg.QPS, cfg.Burst)
 			}
 		})
 	}
