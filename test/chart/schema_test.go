@@ -26,6 +26,10 @@ func TestValuesRejected(t *testing.T) {
 		{"vault protocol", "fsm: {vault: {protocol: ftp}}", []string{"/fsm/vault/protocol", "http", "https"}},
 		{"vault port", "fsm: {vault: {port: 70000}}", []string{"/fsm/vault/port", "got 70,000, want 65,535"}},
 		{"unknown key (typo)", "fsm: {certificateprovider: {kind: vault}}", []string{"/fsm", "certificateprovider"}},
+		// FSM's docs' example key, which FSM's chart ignores: refused when it
+		// means another validity than the one in force, naming the key that
+		// sets it (accepted when equal: TestValuesAccepted).
+		{"FSM docs' top-level validity", "fsm: {serviceCertValidityDuration: 12h}", []string{"fsm.serviceCertValidityDuration", `"12h"`, "fsm.certificateProvider.serviceCertValidityDuration", `"24h"`}},
 		{"ca bundle secret name", "fsm: {caBundleSecretName: Bad_Name}", []string{"/fsm/caBundleSecretName", "Bad_Name"}},
 		{"sidecar log level", "fsm: {sidecar: {sidecarLogLevel: verbose}}", []string{"/fsm/sidecar/sidecarLogLevel", "error"}},
 		{"sidecar log level with a topic Pipy does not know", "fsm: {sidecar: {sidecarLogLevel: 'debug:http'}}", []string{"/fsm/sidecar/sidecarLogLevel", "debug:http"}},

@@ -415,3 +415,20 @@ func TestNotesNameHookTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// FSM's certificate docs show `--set fsm.serviceCertValidityDuration=24h`,
+// a key FSM's chart ignores. An FSM values file carrying it with the value
+// in force installs unchanged (refused when it means another: see
+// TestValuesRejected).
+func TestFSMDocsTopLevelServiceCertValidity(t *testing.T) {
+	for _, values := range []string{
+		"fsm: {serviceCertValidityDuration: 24h}",
+		"fsm: {serviceCertValidityDuration: 1h30m, certificateProvider: {serviceCertValidityDuration: 1h30m}}",
+	} {
+		t.Run(values, func(t *testing.T) {
+			if _, err := charttest.Render(ns, mustValues(t, values)); err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+}

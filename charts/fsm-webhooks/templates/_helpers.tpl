@@ -122,6 +122,16 @@ flags (FSM's wording) so users search one text.
 {{- include "fsm.checkGoDuration" (list "fsm.certificateProvider.serviceCertValidityDuration" .Values.fsm.certificateProvider.serviceCertValidityDuration) -}}
 {{- include "fsm.checkGoDuration" (list "fsm.bootstrapCertValidityDuration" .Values.fsm.bootstrapCertValidityDuration) -}}
 {{- include "fsm.checkGoDuration" (list "fsm.webhooks.injectorSecretHandoffBudget" .Values.fsm.webhooks.injectorSecretHandoffBudget) -}}
+{{- /* FSM's certificate docs show --set fsm.serviceCertValidityDuration=24h;
+FSM's chart reads only fsm.certificateProvider's key and ignores this one. An
+FSM values file carrying it with the value in force installs; one that meant
+another validity is told which key sets it, rather than silently ignored. */ -}}
+{{- if hasKey .Values.fsm "serviceCertValidityDuration" -}}
+{{- $v := .Values.fsm.serviceCertValidityDuration -}}
+{{- if ne (toString $v) (toString .Values.fsm.certificateProvider.serviceCertValidityDuration) -}}
+{{- fail (printf "fsm.serviceCertValidityDuration: %q is not read (FSM's docs show this key; FSM's chart ignores it): set fsm.certificateProvider.serviceCertValidityDuration (now %q)" (toString $v) (toString .Values.fsm.certificateProvider.serviceCertValidityDuration)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.fsm.webhooks.tlsCipherSuites (eq .Values.fsm.webhooks.tlsMinVersion "VersionTLS13") -}}
 {{- fail (printf "fsm.webhooks.tlsCipherSuites %v: they choose TLS 1.2 suites, and fsm.webhooks.tlsMinVersion is VersionTLS13 (TLS 1.3's suites are fixed)" .Values.fsm.webhooks.tlsCipherSuites) -}}
 {{- end -}}
