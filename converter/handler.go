@@ -52,7 +52,9 @@ func (h *Handler) Convert(req *apixv1.ConversionRequest) *apixv1.ConversionRespo
 	log := h.log.WithValues("uid", req.UID, "desiredAPIVersion", req.DesiredAPIVersion)
 	desired, err := h.desiredVersion(req.DesiredAPIVersion)
 	if err != nil {
-		log.Info("conversion failed", "reason", err.Error())
+		// An error, not a decision: the apiserver's read fails with it and
+		// the request metrics count it as result "error".
+		log.Error(err, "conversion failed")
 		return failure(err)
 	}
 	out := make([]runtime.RawExtension, len(req.Objects))
@@ -67,7 +69,7 @@ func (h *Handler) Convert(req *apixv1.ConversionRequest) *apixv1.ConversionRespo
 	}
 	if len(errs) > 0 {
 		err := utilerrors.NewAggregate(errs)
-		log.Info("conversion failed", "reason", err.Error())
+		log.Error(err, "conversion failed")
 		return failure(err)
 	}
 	log.V(1).Info("converted", "objects", len(out))

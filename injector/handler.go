@@ -278,6 +278,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	start := time.Now()
 	var secretWrite time.Duration
 	resp := h.handle(ctx, req, &secretWrite)
+	if resp.Result != nil && resp.Result.Reason == metav1.StatusReasonBadRequest {
+		// Counted as result "error" (the admission error alert), and logged
+		// nowhere else: the 5xx answers are logged where they fail.
+		h.log.Error(errors.New(resp.Result.Message), "admission request the injector cannot act on",
+			"kind", req.Kind.String(), "namespace", req.Namespace, "name", req.Name, "uid", req.UID)
+	}
 	handlerWork.Observe((time.Since(start) - secretWrite).Seconds())
 	if secretWrite > 0 {
 		handlerSecretWrite.Observe(secretWrite.Seconds())

@@ -117,7 +117,17 @@ var (
 	}, []string{"step"})
 )
 
-func init() { metrics.Registry.MustRegister(trustUpdated, trustReissued, trustFailures) }
+// trustFailureSteps is every value of trustFailures' step label.
+var trustFailureSteps = []string{"list", "invalid", "issue", "update"}
+
+func init() {
+	metrics.Registry.MustRegister(trustUpdated, trustReissued, trustFailures)
+	// Exported at 0 from the start: increase() over a series that appears
+	// with its first failure misses that failure.
+	for _, step := range trustFailureSteps {
+		trustFailures.WithLabelValues(step)
+	}
+}
 
 // NewTrustController checks opts and fills the defaults.
 func NewTrustController(opts TrustControllerOptions) (*TrustController, error) {

@@ -67,7 +67,8 @@ type Options struct {
 	// accepted keep applying after the switch (flag
 	// --strict-policy-validation).
 	StrictPolicyValidation bool
-	// Logger for decisions; requests are logged at V(1), denials at V(0).
+	// Logger for decisions; requests are logged at V(1), denials at V(0),
+	// failures (result "error": a 5xx or BadRequest) once as errors.
 	Logger logr.Logger
 }
 
@@ -116,16 +117,22 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	log := h.opts.Logger.WithValues("gvk", gvk.String(), "operation", req.Operation,
 		"namespace", req.Namespace, "name", req.Name, "uid", req.UID)
-	resp := h.handle(ctx, log, gvk, req)
-	if !resp.Allowed && resp.Result != nil {
+	resp := h.handle(ctx, gvk, req)
+	switch {
+	case reviewhttp.Failed(resp):
+		// Once, as an error: result "error" in the request metrics, which
+		// the admission error alert sends the reader to the logs for; not
+		// an object the user must fix.
+		log.Error(errors.New(resp.Result.Message), "request failed", "code", resp.Result.Code)
+	case !resp.Allowed && resp.Result != nil:
 		log.Info("denied", "code", resp.Result.Code, "message", resp.Result.Message)
-	} else {
+	default:
 		log.V(1).Info("allowed", "warnings", len(resp.Warnings))
 	}
 	return resp
 }
 
-func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupVersionKind, req admission.Request) admission.Response {
+func (h *Handler) handle(ctx context.Context, gvk schema.GroupVersionKind, req admission.Request) admission.Response {
 	if gvk.Group == meshconfig.Group && gvk.Kind == meshconfig.Kind && meshconfig.IsServedVersion(gvk.Version) {
 		return h.meshConfig(ctx, gvk.Version, req)
 	}
@@ -148,7 +155,6 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 		if errors.As(err, &bad) {
 			return reviewhttp.BadRequest(err)
 		}
-		log.Error(err, "validating")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	var stored []policy.Finding
@@ -160,8 +166,7 @@ func (h *Handler) handle(ctx context.Context, log logr.Logger, gvk schema.GroupV
 		case errors.As(err, &bad):
 			stored = nil // an unreadable stored object excuses nothing
 		case err != nil:
-			log.Error(err, "validating the stored object")
-			return admission.Errored(http.StatusInternalServerError, err)
+			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("validating the stored object: %w", err))
 		}
 	}
 	verdict := policy.Decide(found, stored, h.opts.StrictPolicyValidation)

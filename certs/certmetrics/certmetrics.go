@@ -73,6 +73,11 @@ func ObserveIssuance(provider string, start time.Time, err error) {
 // Instrument returns an Issuer that times every Issue of next. It keeps
 // next's certs.BundleNotifier, which consumers look for.
 func Instrument(next certs.Issuer) certs.Issuer {
+	// Both results exported from the start, the error one at 0: increase()
+	// over a series that appears with its first failure misses it.
+	for _, r := range []string{ResultOK, ResultError} {
+		issuance.WithLabelValues(next.Provider(), r)
+	}
 	in := instrumented{next}
 	if n, ok := next.(certs.BundleNotifier); ok {
 		return notifying{in, n}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -126,3 +127,41 @@ fsm_webhooks_root_ca_read_errors_total{provider="vault"} ` + strconv.FormatFloat
 		t.Fatal(err)
 	}
 }
+
+// TestInstrumentExportsErrorsAtZero: the issuance histogram's error series
+// of an instrumented provider is exported, at count 0, before any issuance
+// fails, as the chart README promises of failure counters: one that appears
+// with its first failure is a failure increase() and rate() never see.
+func TestInstrumentExportsErrorsAtZero(t *testing.T) {
+	Instrument(namedFailing{"zero-start"})
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "fsm_webhooks_cert_issuance_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["provider"] == "zero-start" && l["result"] == ResultError {
+				if c := m.GetHistogram().GetSampleCount(); c != 0 {
+					t.Errorf("count %d before any issuance, want 0", c)
+				}
+				return
+			}
+		}
+	}
+	t.Error(`fsm_webhooks_cert_issuance_duration_seconds{provider="zero-start",result="error"} not exported before a failure`)
+}
+
+type namedFailing struct{ name string }
+
+func (namedFailing) Issue(context.Context, certs.Request) (*certs.Certificate, error) {
+	return nil, errors.New("boom")
+}
+func (namedFailing) CABundle(context.Context) ([]byte, error) { return nil, errors.New("unreachable") }
+func (n namedFailing) Provider() string                       { return n.name }

@@ -92,6 +92,12 @@ func TestAlertsFireOnTheirConditions(t *testing.T) {
 			// left, alerting only once one is past its renewal.
 			{"24h lifetime, 4h left", servingCert(4*time.Hour, day), true},
 			{"24h lifetime, 7h left", servingCert(7*time.Hour, day), false},
+			// A role capping certificates at 2h (renewed by 80 min): not
+			// renewed, it must alert before it expires, not only after
+			// (the apiserver's TLS handshakes fail then, so no request
+			// reaches the servers and no request metric shows it).
+			{"2h lifetime, 10m left", servingCert(10*time.Minute, 2*time.Hour), true},
+			{"2h lifetime, 35m left", servingCert(35*time.Minute, 2*time.Hour), false},
 			{"24h lifetime, renewed every 16h", []metricSeries{
 				{"fsm_webhooks_serving_cert_expiry_seconds", map[string]string{"webhook": "injector", "secret": "fsm-webhooks-injector-cert"},
 					func(t time.Duration) float64 { return (day - t%(16*time.Hour)).Seconds() }},

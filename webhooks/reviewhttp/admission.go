@@ -93,11 +93,20 @@ func admissionResult(resp admission.Response) string {
 		return ResultWarned
 	case resp.Allowed:
 		return ResultAllowed
-	case resp.Result != nil && (resp.Result.Reason == metav1.StatusReasonBadRequest || resp.Result.Code >= http.StatusInternalServerError):
+	case Failed(resp):
 		return ResultError
 	default:
 		return ResultDenied
 	}
+}
+
+// Failed reports whether resp is the handler's failure rather than its
+// decision: a refusal with a 5xx result or reason BadRequest, counted as
+// result "error" (the chart's FSMWebhooksAdmissionErrors) and so logged by
+// handlers as an error, where a denial is not.
+func Failed(resp admission.Response) bool {
+	return !resp.Allowed && resp.Result != nil &&
+		(resp.Result.Reason == metav1.StatusReasonBadRequest || resp.Result.Code >= http.StatusInternalServerError)
 }
 
 // Unmarshal decodes an AdmissionReview request body. admission.k8s.io/v1beta1
