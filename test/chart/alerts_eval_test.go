@@ -161,6 +161,25 @@ func TestAlertsFireOnTheirConditions(t *testing.T) {
 			{"9% of the injector's requests fail", requests(1), true},
 			{"2% fail", requests(0.2), false},
 		},
+		// A 429 counts as result denied; only the overloaded counter says
+		// which ones the injector refused for want of capacity.
+		"FSMWebhooksInjectorOverloaded": {
+			{"5% of pod admissions refused as overloaded", []metricSeries{
+				{"fsm_webhooks_requests_total", map[string]string{"webhook": "injector", "result": "patched"}, perSecond(19)},
+				{"fsm_webhooks_requests_total", map[string]string{"webhook": "injector", "result": "denied"}, perSecond(1)},
+				{"fsm_webhooks_requests_total", map[string]string{"webhook": "validator", "result": "allowed"}, perSecond(100)},
+				{"fsm_webhooks_injector_overloaded_total", nil, perSecond(1)},
+			}, true},
+			{"0.5% refused", []metricSeries{
+				{"fsm_webhooks_requests_total", map[string]string{"webhook": "injector", "result": "patched"}, perSecond(19.9)},
+				{"fsm_webhooks_requests_total", map[string]string{"webhook": "injector", "result": "denied"}, perSecond(0.1)},
+				{"fsm_webhooks_injector_overloaded_total", nil, perSecond(0.1)},
+			}, false},
+			{"none refused", []metricSeries{
+				{"fsm_webhooks_requests_total", map[string]string{"webhook": "injector", "result": "patched"}, perSecond(20)},
+				{"fsm_webhooks_injector_overloaded_total", nil, constant(0)},
+			}, false},
+		},
 		"FSMWebhooksCABundleRepairs": {
 			{"5 repairs in the last hour", []metricSeries{{"fsm_webhooks_cabundle_repairs_total", map[string]string{"webhook": "injector", "kind": "MutatingWebhookConfiguration"},
 				func(t time.Duration) float64 { return float64(max(0, int((t-(3*day-time.Hour))/(10*time.Minute)))) }}}, true},

@@ -183,7 +183,7 @@ func TestAlertsUseExportedMetrics(t *testing.T) {
 			alerts[m["alert"].(string)] = m["expr"].(string)
 		}
 	}
-	for _, want := range []string{"FSMWebhooksServingCertExpiring", "FSMWebhooksRootCAExpiring", "FSMWebhooksVaultTokenExpiring", "FSMWebhooksVaultCAFileInvalid", "FSMWebhooksVaultClientCertInvalid", "FSMWebhooksAdmissionErrors", "FSMWebhooksCABundleRepairs"} {
+	for _, want := range []string{"FSMWebhooksServingCertExpiring", "FSMWebhooksRootCAExpiring", "FSMWebhooksVaultTokenExpiring", "FSMWebhooksVaultCAFileInvalid", "FSMWebhooksVaultClientCertInvalid", "FSMWebhooksAdmissionErrors", "FSMWebhooksInjectorOverloaded", "FSMWebhooksCABundleRepairs"} {
 		if _, ok := alerts[want]; !ok {
 			t.Errorf("alert %s missing", want)
 		}
