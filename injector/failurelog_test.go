@@ -38,7 +38,7 @@ func (s errorSink) Error(err error, msg string, kv ...any) {
 	b.WriteString(msg + ": " + err.Error())
 	for _, v := range append(append([]any(nil), s.kv...), kv...) {
 		b.WriteString(" ")
-		b.WriteString(fmt.Sprint(v))
+		fmt.Fprint(&b, v)
 	}
 	s.rec.errors = append(s.rec.errors, b.String())
 }
