@@ -6,6 +6,9 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,10 +22,42 @@ func IssueRemote(ctx context.Context, provider string, req Request, issue func(c
 	if err == nil {
 		c, err = issue(ctx, req)
 	}
+	if err == nil {
+		err = namesAsked(c.CertPEM, req)
+	}
 	if err != nil {
 		return nil, &ProviderError{Provider: provider, Op: "issue " + req.CommonName, Err: err}
 	}
 	return c, nil
+}
+
+// namesAsked checks that the leaf of certPEM carries the names req asked
+// for: its common name and every DNS name and IP address (more are
+// allowed: Vault adds the common name to the DNS names). A remote CA
+// signs what it is asked or refuses; one that rewrites the subject (an
+// external cert-manager issuer's template or policy) would otherwise give a
+// sidecar another identity than its pod's, or a webhook a certificate the
+// apiserver refuses, and the refusal here names what came back.
+func namesAsked(certPEM []byte, req Request) error {
+	chain, err := ParseCertsPEM(certPEM)
+	if err != nil {
+		return err
+	}
+	leaf := chain[0]
+	if req.CommonName != "" && !strings.EqualFold(leaf.Subject.CommonName, req.CommonName) {
+		return fmt.Errorf("the CA returned a certificate for common name %q, not the %q asked for", leaf.Subject.CommonName, req.CommonName)
+	}
+	for _, n := range req.DNSNames {
+		if !slices.ContainsFunc(leaf.DNSNames, func(d string) bool { return strings.EqualFold(d, n) }) {
+			return fmt.Errorf("the CA returned a certificate for %q without the DNS name %q asked for (it has %v)", leaf.Subject.CommonName, n, leaf.DNSNames)
+		}
+	}
+	for _, ip := range req.IPAddresses {
+		if !slices.ContainsFunc(leaf.IPAddresses, ip.Equal) {
+			return fmt.Errorf("the CA returned a certificate for %q without the IP address %s asked for (it has %v)", leaf.Subject.CommonName, ip, leaf.IPAddresses)
+		}
+	}
+	return nil
 }
 
 // errKeyMismatch is IssuedCertificate's error for a leaf of another key.

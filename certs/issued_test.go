@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -61,17 +62,42 @@ func TestIssuedCertificate(t *testing.T) {
 }
 
 func TestIssueRemote(t *testing.T) {
-	valid := Request{CommonName: "leaf", Validity: time.Hour, Usage: UsageServer}
-	issued := &Certificate{CertPEM: []byte("cert")}
+	ca := mustRoot(t, ECDSAP256, 24*time.Hour, t0)
+	key, err := GenerateKey(ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a CA returned for req (Vault adds the common name to the DNS names).
+	signed := func(req Request) *Certificate {
+		leaf, err := ca.Sign(req, key.Public(), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Certificate{CertPEM: EncodeCertsPEM(leaf)}
+	}
+	valid := Request{CommonName: "leaf", DNSNames: []string{"leaf.svc"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Validity: time.Hour, Usage: UsageServer}
+	issued := signed(Request{CommonName: "leaf", DNSNames: []string{"LEAF.svc", "leaf"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Validity: time.Hour, Usage: UsageServer})
 	down := errors.New("CA unreachable")
 	for _, tc := range []struct {
 		name       string
 		req        Request
+		returned   *Certificate // nil: issued
 		issueErr   error
 		wantCalled bool
 		wantErr    string
 	}{
 		{name: "issued", req: valid, wantCalled: true},
+		// A remote CA that rewrote the subject (an issuer's template): the
+		// pod would get another identity.
+		{name: "another common name", req: valid, wantCalled: true,
+			returned: signed(Request{CommonName: "other", DNSNames: []string{"leaf.svc"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Validity: time.Hour, Usage: UsageServer}),
+			wantErr:  `remote: issue leaf: the CA returned a certificate for common name "other", not the "leaf" asked for`},
+		{name: "a DNS name dropped", req: valid, wantCalled: true,
+			returned: signed(Request{CommonName: "leaf", IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Validity: time.Hour, Usage: UsageServer}),
+			wantErr:  `remote: issue leaf: the CA returned a certificate for "leaf" without the DNS name "leaf.svc" asked for (it has [])`},
+		{name: "an IP address dropped", req: valid, wantCalled: true,
+			returned: signed(Request{CommonName: "leaf", DNSNames: []string{"leaf.svc"}, Validity: time.Hour, Usage: UsageServer}),
+			wantErr:  `remote: issue leaf: the CA returned a certificate for "leaf" without the IP address 10.0.0.1 asked for (it has [])`},
 		{name: "invalid request never leaves the process", req: Request{CommonName: "leaf", Usage: UsageServer},
 			wantErr: `remote: issue leaf: request for "leaf": Validity must be positive, got 0s`},
 		{name: "provider failure names provider and certificate", req: valid, issueErr: down, wantCalled: true,
@@ -83,6 +109,9 @@ func TestIssueRemote(t *testing.T) {
 				called = true
 				if tc.issueErr != nil {
 					return nil, tc.issueErr
+				}
+				if tc.returned != nil {
+					return tc.returned, nil
 				}
 				return issued, nil
 			})

@@ -29,7 +29,8 @@ import (
 
 // DefaultTimeout bounds one admission; it stays below the webhook
 // configuration's timeoutSeconds (20 s) so the user sees our error, not the
-// apiserver's timeout.
+// apiserver's timeout. A shorter timeoutSeconds shortens it too
+// (reviewhttp.AnswerBudget, from the apiserver's ?timeout=).
 const DefaultTimeout = 15 * time.Second
 
 // MeshConfigSource yields the current injector settings. Implementations read

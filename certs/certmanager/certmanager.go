@@ -85,7 +85,8 @@ type Options struct {
 	// call and, while it exists, is all CABundle returns: it is known
 	// before the first certificate is issued, and every replica reads the
 	// same one (certs/rootrotation). A certificate that does not chain to
-	// it is refused. Unset or absent, CABundle is the status.ca of the
+	// it is refused. Unset, absent or without ca.crt (a CA issuer's
+	// Secret of tls.crt and tls.key alone), CABundle is the status.ca of the
 	// newest certificate this process issued, which is all FSM v1.5.1
 	// reads with cert-manager (its docs ask for the Secret, its code never
 	// reads it: a ClusterIssuer's CA Secret, for one, lives elsewhere).
@@ -339,7 +340,7 @@ func (i *Issuer) trustedBySecret(ctx context.Context, secretCA *certs.Bundle, ch
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("CA Secret %s/%s was deleted while the certificate was issued", i.opts.Namespace, i.opts.CABundleSecret)
+		return nil, fmt.Errorf("CA Secret %s/%s was deleted, or its ca.crt emptied, while the certificate was issued", i.opts.Namespace, i.opts.CABundleSecret)
 	}
 	if err := verify(reread); err != nil {
 		return nil, fmt.Errorf("the issuer %s %q signed under CA %q, which no root in ca.crt of CA Secret %s/%s verifies: add its root to ca.crt before the issuer signs with it (certs/rootrotation): %w",
@@ -566,7 +567,7 @@ func (i *Issuer) lastBundle() (*certs.Bundle, error) {
 }
 
 // secretBundle is the ca.crt of CABundleSecret, parsed, and true; empty and
-// false when none is configured or none exists. The Secret is the user's
+// false when none is configured, none exists or it has no ca.crt. The Secret is the user's
 // (FSM's docs have it created by hand), so what is wrong with one that
 // exists names the Secret and the key.
 func (i *Issuer) secretBundle(ctx context.Context) (*certs.Bundle, bool, error) {
@@ -575,16 +576,21 @@ func (i *Issuer) secretBundle(ctx context.Context) (*certs.Bundle, bool, error) 
 	}
 	name := i.opts.Namespace + "/" + i.opts.CABundleSecret
 	s, err := i.opts.Secrets.CoreV1().Secrets(i.opts.Namespace).Get(ctx, i.opts.CABundleSecret, metav1.GetOptions{})
-	i.noteSecretAbsent(name, apierrors.IsNotFound(err))
-	if apierrors.IsNotFound(err) {
-		return certs.NewBundle(time.Now()), false, nil
-	}
-	if err != nil {
+	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, false, fmt.Errorf("reading CA Secret %s: %w", name, err)
 	}
-	pem := s.Data["ca.crt"]
-	if len(bytes.TrimSpace(pem)) == 0 {
-		return nil, false, fmt.Errorf("CA Secret %s has no ca.crt", name)
+	// A Secret without ca.crt is as none: FSM v1.5.1 never reads it with
+	// cert-manager, and cert-manager documents its CA issuer on a Secret of
+	// tls.crt and tls.key alone (kubectl create secret tls), which may bear
+	// this name: refusing it refused every certificate FSM got.
+	var pem []byte
+	if err == nil {
+		pem = s.Data["ca.crt"]
+	}
+	absent := len(bytes.TrimSpace(pem)) == 0
+	i.noteSecretAbsent(name, absent)
+	if absent {
+		return certs.NewBundle(time.Now()), false, nil
 	}
 	cas, err := certs.ParseCertsPEM(pem)
 	if err != nil {
@@ -607,7 +613,7 @@ func (i *Issuer) noteSecretAbsent(name string, absent bool) {
 		return
 	}
 	if absent {
-		i.log.Info("No CA Secret: trusting the status.ca the issuer reports with each certificate, as FSM does; create it (key ca.crt) to give every replica the same trust and to rotate the issuer's root (certs/rootrotation)",
+		i.log.Info("No CA Secret: trusting the status.ca the issuer reports with each certificate, as FSM does; create it (key ca.crt) to give every replica the same trust and to rotate the issuer's root (certs/rootrotation); one without ca.crt counts as none",
 			"secret", name)
 		return
 	}

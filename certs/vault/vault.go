@@ -572,6 +572,8 @@ func (i *Issuer) explain(path string, err error) error {
 			return fmt.Errorf("the Vault server at %s denied the token for %s (403 %s): check the token and its policy", i.opts.Address(), path, joined)
 		case strings.Contains(joined, "unknown role"):
 			return fmt.Errorf("role %q does not exist on Vault mount %s (%d %s)", i.opts.Role, i.mount, re.StatusCode, joined)
+		case noRoute(err):
+			return fmt.Errorf("the Vault server at %s has no PKI engine at %s (404 %s): enable one at mount %s (vault secrets enable -path=%s pki)", i.opts.Address(), path, joined, i.mount, i.mount)
 		case re.StatusCode == 404:
 			return fmt.Errorf("the Vault server at %s has no PKI engine at %s (404 %s)", i.opts.Address(), path, joined)
 		case caExpiryRefusal(err):
@@ -702,7 +704,7 @@ func (i *Issuer) cas(ctx context.Context) (*certs.Bundle, *x509.Certificate, err
 // mount has none but other issuers).
 func (i *Issuer) readCAs(ctx context.Context) (*certs.Bundle, *x509.Certificate, error) {
 	path := i.mount + "/cert/ca"
-	resp, err := i.client().Logical().ReadWithContext(ctx, path)
+	resp, err := i.readRouted(ctx, path)
 	switch {
 	case noDefaultIssuer(err):
 		// Its default was deleted; roles pinned to the others still sign.
@@ -738,6 +740,32 @@ func (i *Issuer) readCAs(ctx context.Context) (*certs.Bundle, *x509.Certificate,
 	i.bundle, i.defaultCA, i.bundleAt = b, defCA, time.Now()
 	i.mu.Unlock()
 	return b, defCA, nil
+}
+
+// readRouted reads path as Logical().Read does, except that Vault's 404
+// for a path no engine serves ("no handler for route": no PKI engine at
+// the mount) stays an error. Read answers it with nothing, as it answers a
+// PKI mount without a root, and the operator must then be told to enable
+// the engine at the mount, not to generate a root on it.
+func (i *Issuer) readRouted(ctx context.Context, path string) (*vaultapi.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, i.opts.timeout()) // Read's own bound; ReadRaw has none
+	defer cancel()
+	l := i.client().Logical()
+	raw, err := l.ReadRawWithContext(ctx, path)
+	if noRoute(err) {
+		if raw != nil {
+			_ = raw.Body.Close()
+		}
+		return nil, err
+	}
+	return l.ParseRawResponseAndCloseBody(raw, err)
+}
+
+// noRoute reports whether Vault answered that no engine serves the path.
+func noRoute(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 404 &&
+		strings.Contains(strings.Join(re.Errors, "; "), "no handler for route")
 }
 
 // mountIssuers returns the certificate of every issuer of the mount, in

@@ -1,9 +1,11 @@
 package reviewhttp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -69,9 +71,36 @@ func (a *Admission) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.refuse(w, int(status), err)
 		return
 	}
-	resp := a.wh.Handle(r.Context(), admission.Request{AdmissionRequest: *ar.Request})
+	ctx := r.Context()
+	if budget, ok := AnswerBudget(r.URL.Query().Get("timeout")); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	}
+	resp := a.wh.Handle(ctx, admission.Request{AdmissionRequest: *ar.Request})
 	result = admissionResult(resp)
 	a.write(w, ar.TypeMeta, resp)
+}
+
+// maxAnswerMargin is the most of the apiserver's timeout AnswerBudget
+// keeps for the answer to travel back.
+const maxAnswerMargin = 2 * time.Second
+
+// AnswerBudget is how long a handler may take for a review the apiserver
+// sent with ?timeout= (its time left for the call: the webhook's
+// timeoutSeconds, rounded up to whole seconds; k8s.io/apiserver's webhook
+// dispatchers): that timeout less a quarter of it, at most
+// maxAnswerMargin, so the handler's own error (a CA that does not answer,
+// naming it) reaches the user instead of the apiserver's "context deadline
+// exceeded". The handler's own bound (the injector's 15 s) still applies
+// when shorter; false when the parameter is absent or not a positive
+// duration.
+func AnswerBudget(timeout string) (time.Duration, bool) {
+	t, err := time.ParseDuration(timeout)
+	if err != nil || t <= 0 {
+		return 0, false
+	}
+	return t - min(t/4, maxAnswerMargin), true
 }
 
 func (a *Admission) refuse(w http.ResponseWriter, status int, err error) {

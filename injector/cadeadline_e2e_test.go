@@ -1,0 +1,102 @@
+package injector_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
+)
+
+// TestCAHangShorterWebhookTimeout: the chart lets the injector's
+// timeoutSeconds be 1-30 (fsm.injector.webhookTimeoutSeconds). With a
+// mesh CA that never answers (cert-manager without its approver: nobody
+// approves the CertificateRequest), a pod create under a 5 s timeout must
+// be refused with our error naming the issuer and what it waits for, not
+// with the apiserver's "context deadline exceeded" (the injector waited its
+// own 15 s, past the apiserver's deadline), and leave no bootstrap Secret
+// and no CertificateRequest behind.
+func TestCAHangShorterWebhookTimeout(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, ns := range []string{fsmNamespace} {
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	// No cert-manager controller runs: the Issuer's requests are never
+	// approved nor signed, as with cert-manager's approver missing.
+	issuer, err := certmanager.New(certmanager.Options{
+		IssuerName: certmanager.DefaultIssuerName, IssuerKind: certmanager.DefaultIssuerKind, IssuerGroup: certmanager.DefaultIssuerGroup,
+		Namespace: fsmNamespace, Client: cm, Keys: nil,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &e2e{cl: env.Client, cfg: env.Config}
+	const mesh, ns = "slowca", "slowca-app"
+	h := e.writerReplica(t, issuer, mesh, replicaWriter{})
+	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
+	const timeout = 5
+	reg := meshInjectorConfig(mesh, url, bundle)
+	reg.Webhooks[0].TimeoutSeconds = ptr.To(int32(timeout))
+	createForTest(ctx, t, e.cl, reg)
+	if err := e.cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
+		return injector.Probe(ctx, e.cl, ns) == nil, nil // a dry run: no certificate
+	})
+
+	start := time.Now()
+	err = e.cl.Create(ctx, pod("hangs", ns))
+	took := time.Since(start)
+	t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+	if err == nil {
+		t.Fatal("pod admitted without a certificate")
+	}
+	for _, want := range []string{`Issuer "fsm-ca" (cert-manager.io)`, "nobody approved it"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not say %q: the user cannot tell which CA hangs", want)
+		}
+	}
+	if took > timeout*time.Second+2*time.Second {
+		t.Errorf("the create took %s under a %ds webhook timeout", took, timeout)
+	}
+	secrets := &corev1.SecretList{}
+	if err := e.cl.List(ctx, secrets, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if strings.HasPrefix(s.Name, injector.BootstrapSecretPrefix) {
+			t.Errorf("bootstrap Secret %s written for a refused pod", s.Name)
+		}
+	}
+	eventually(t, 30*time.Second, "no CertificateRequest left behind", func() (bool, error) {
+		l, err := cm.CertmanagerV1().CertificateRequests(fsmNamespace).List(ctx, metav1.ListOptions{})
+		return err == nil && len(l.Items) == 0, err
+	})
+}
