@@ -351,6 +351,14 @@ func (o *options) validate() error {
 	if errs := validation.IsDNS1123Subdomain(o.clusterDomain); o.clusterDomain != "" && len(errs) > 0 {
 		return usageErrorf("invalid value %q for --cluster-domain: must be a DNS name such as cluster.local: %s", o.clusterDomain, strings.Join(errs, "; "))
 	}
+	// The trust domain ends every bootstrap certificate's CN and, with
+	// MeshConfig localDNSProxy, each injected pod's DNS search list, which
+	// the apiserver refuses unless it is a DNS name: the pod create failed
+	// after its certificate and Secret were issued. The chart's schema
+	// refuses the same; empty is the injector's default, cluster.local.
+	if errs := validation.IsDNS1123Subdomain(o.trustDomain); o.trustDomain != "" && len(errs) > 0 {
+		return usageErrorf("invalid value %q for --trust-domain: must be a DNS name such as cluster.local: %s", o.trustDomain, strings.Join(errs, "; "))
+	}
 	if err := hostFlag("webhook-url-host", o.webhookURLHost); err != nil {
 		return err
 	}

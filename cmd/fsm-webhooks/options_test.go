@@ -40,6 +40,14 @@ func TestFlagErrors(t *testing.T) {
 		// no flag (a serving-cert, listen or port-clash error).
 		{"url host upper case", []string{"serve", "--webhook-url-host=Webhooks.Example.COM"}, nil, `invalid value "Webhooks.Example.COM" for --webhook-url-host`},
 		{"cluster domain with a trailing dot", []string{"serve", "--cluster-domain=cluster.local."}, nil, `invalid value "cluster.local." for --cluster-domain`},
+		// The trust domain ends every bootstrap CN and, with MeshConfig
+		// localDNSProxy, the pods' DNS search list, which the apiserver
+		// refuses unless each is a DNS name: every such pod create failed
+		// after its certificate and Secret were issued (the chart's schema
+		// already refused these; FSM_TRUST_DOMAIN and the CLI did not).
+		{"trust domain upper case", []string{"serve", "--trust-domain=Mesh.Local"}, nil, `invalid value "Mesh.Local" for --trust-domain`},
+		{"trust domain with an underscore from env", []string{"serve"}, map[string]string{"FSM_TRUST_DOMAIN": "mesh_local"}, `invalid value "mesh_local" for --trust-domain`},
+		{"trust domain with a trailing dot", []string{"serve", "--trust-domain=cluster.local."}, nil, `invalid value "cluster.local." for --trust-domain`},
 		{"metrics address without a colon", []string{"serve", "--metrics-bind-address=8080"}, nil, `invalid value "8080" for --metrics-bind-address: must be host:port`},
 		{"metrics port not a number", []string{"serve", "--metrics-bind-address=:http"}, nil, `invalid value ":http" for --metrics-bind-address: port "http"`},
 		{"health probe on the injector's port", []string{"serve", "--health-probe-bind-address=:9090"}, nil, `invalid value ":9090" for --health-probe-bind-address: port 9090 is --injector-port's`},
