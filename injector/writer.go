@@ -560,6 +560,7 @@ func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) 
 		created, err := w.write(wctx, key.Namespace, entry, writtenByController)
 		if err != nil {
 			w.pending.putBack(key, entry)
+			w.warnNotWritten(ctx, podMeta, key, err)
 			return reconcile.Result{}, err
 		}
 		if created {
@@ -573,8 +574,32 @@ func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) 
 	if w.pending != nil {
 		w.pending.remove(key) // an expired record: repair rebuilds from the pod
 	}
-	return reconcile.Result{}, w.repair(ctx, podMeta, id)
+	err = w.repair(ctx, podMeta, id)
+	if err != nil {
+		w.warnNotWritten(ctx, podMeta, key, err)
+	}
+	return reconcile.Result{}, err
 }
+
+// warnNotWritten tells the pod's user, on the pod, why its bootstrap Secret
+// is not written yet. The pod was admitted without it (handed to this
+// controller: the CA or the apiserver was busy) and waits in
+// ContainerCreating ("secret not found") while the writer retries; the
+// cause (a CA that refuses or does not answer, named by the error) was
+// otherwise only in this server's log. Not when the manager stops: another
+// replica, or the shutdown flush, takes the Secret over.
+func (w *secretWriter) warnNotWritten(ctx context.Context, pod *metav1.PartialObjectMetadata, key types.NamespacedName, err error) {
+	if w.h.opts.Recorder == nil || pod == nil || stopping(ctx, err) {
+		return
+	}
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	w.h.opts.Recorder.Eventf(ref, nil, corev1.EventTypeWarning, EventBootstrapSecretNotWritten, "WriteBootstrapSecret", "%s",
+		truncateNote(fmt.Sprintf("bootstrap Secret %s not written yet, retried (the pod's containers wait for it): %v", key.Name, err)))
+}
+
+// EventBootstrapSecretNotWritten is the reason of the Warning Event on a pod
+// whose bootstrap Secret the writer controller failed to write.
+const EventBootstrapSecretNotWritten = "BootstrapSecretNotWritten"
 
 // uuidOfSecret is the proxy uuid a bootstrap Secret's name carries.
 func uuidOfSecret(name string) (string, bool) {

@@ -44,6 +44,8 @@ type replicaWriter struct {
 	// client, when set, is the handler's and the writer's client to the
 	// API server (default: e.cl).
 	client client.Client
+	// events: the handler records Events (manager's recorder), as serve's.
+	events bool
 }
 
 // serveMesh serves h as mesh's injector (its own MutatingWebhookConfiguration,
@@ -87,6 +89,7 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, rw r
 	h, err := injector.NewHandler(injector.Options{
 		Client: live, Pods: mgr.GetCache(), Namespaces: mgr.GetClient(), Issuer: issuer, MeshName: mesh, FSMNamespace: fsmNamespace,
 		Pending: rw.pending, SecretWriter: rw.writer, Handoff: rw.handoff, Logger: log,
+		Recorder: recorderIf(rw.events, mgr),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +106,14 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, rw r
 		t.Fatal("cache did not sync")
 	}
 	return h
+}
+
+// recorderIf is mgr's Event recorder when on, else none.
+func recorderIf(on bool, mgr ctrl.Manager) injector.EventRecorder {
+	if !on {
+		return nil
+	}
+	return mgr.GetEventRecorder("fsm-injector")
 }
 
 func writtenTotal(t *testing.T, writer string) float64 {
