@@ -31,30 +31,7 @@ import (
 // own 15 s, past the apiserver's deadline), and leave no bootstrap Secret
 // and no CertificateRequest behind.
 func TestCAHangShorterWebhookTimeout(t *testing.T) {
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	for _, ns := range []string{fsmNamespace} {
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cm := cmclient.NewForConfigOrDie(env.Config)
-	// No cert-manager controller runs: the Issuer's requests are never
-	// approved nor signed, as with cert-manager's approver missing.
-	issuer, err := certmanager.New(certmanager.Options{
-		IssuerName: certmanager.DefaultIssuerName, IssuerKind: certmanager.DefaultIssuerKind, IssuerGroup: certmanager.DefaultIssuerGroup,
-		Namespace: fsmNamespace, Client: cm, Keys: nil,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &e2e{cl: env.Client, cfg: env.Config}
+	ctx, e, issuer, servingCA, cm := unapprovedCertManager(t)
 	const mesh, ns = "slowca", "slowca-app"
 	h := e.writerReplica(t, issuer, mesh, replicaWriter{})
 	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
@@ -72,7 +49,7 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 	})
 
 	start := time.Now()
-	err = e.cl.Create(ctx, pod("hangs", ns))
+	err := e.cl.Create(ctx, pod("hangs", ns))
 	took := time.Since(start)
 	t.Logf("after %s: %v", took.Round(time.Millisecond), err)
 	if err == nil {
@@ -99,4 +76,32 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 		l, err := cm.CertmanagerV1().CertificateRequests(fsmNamespace).List(ctx, metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, err
 	})
+}
+
+// unapprovedCertManager starts an apiserver with cert-manager's CRDs and the
+// fsm namespace, and returns a cert-manager mesh CA on it that never
+// answers: no cert-manager controller runs, so its CertificateRequests are
+// never approved nor signed, as with cert-manager's approver missing.
+func unapprovedCertManager(t *testing.T) (context.Context, *e2e, certs.Issuer, *certstest.CA, cmclient.Interface) {
+	t.Helper()
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	issuer, err := certmanager.New(certmanager.Options{
+		IssuerName: certmanager.DefaultIssuerName, IssuerKind: certmanager.DefaultIssuerKind, IssuerGroup: certmanager.DefaultIssuerGroup,
+		Namespace: fsmNamespace, Client: cm,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, &e2e{cl: env.Client, cfg: env.Config}, issuer, servingCA, cm
 }

@@ -1,24 +1,16 @@
 package injector_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
-	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/injector"
-	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestHandedOffPodToldWhyItsSecretIsMissing: with the admission writer, a
@@ -30,26 +22,7 @@ import (
 // on the pod as a Warning Event (kubectl describe pod), not only in the
 // server's log.
 func TestHandedOffPodToldWhyItsSecretIsMissing(t *testing.T) {
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil {
-		t.Fatal(err)
-	}
-	// No cert-manager controller runs: requests are never approved.
-	issuer, err := certmanager.New(certmanager.Options{
-		IssuerName: certmanager.DefaultIssuerName, IssuerKind: certmanager.DefaultIssuerKind, IssuerGroup: certmanager.DefaultIssuerGroup,
-		Namespace: fsmNamespace, Client: cmclient.NewForConfigOrDie(env.Config),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &e2e{cl: env.Client, cfg: env.Config}
+	ctx, e, issuer, servingCA, _ := unapprovedCertManager(t)
 	const mesh = "handoff-hang"
 	// One slot: while one admission waits on the CA, the others hand off.
 	h := e.writerReplica(t, issuer, mesh, replicaWriter{
