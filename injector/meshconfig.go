@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -238,7 +239,8 @@ type CachedMeshConfig struct {
 	Recorder EventRecorder
 
 	mu         sync.Mutex
-	version    string // resourceVersion last looked at, valid or not
+	version    string    // resourceVersion last looked at, valid or not
+	versionAt  time.Time // when version was looked at
 	settings   Settings
 	validFrom  string // resourceVersion settings came from; "" = built-in defaults
 	loggedGone bool
@@ -303,9 +305,33 @@ func (c *CachedMeshConfig) Settings(ctx context.Context) (Settings, error) {
 	// The cache hands out the same object until it changes; convert and
 	// validate once per resourceVersion.
 	if mc.ResourceVersion == "" || mc.ResourceVersion != c.version {
+		if c.staleRead(mc.ResourceVersion) {
+			// Read before the informer stored the version another caller
+			// has applied since: applied again, it would report a replaced
+			// version's rejection (log, gauge, Event) as the stored one's
+			// until the next read.
+			return c.settings, nil
+		}
 		c.apply(mc)
 	}
 	return c.settings, nil
+}
+
+// staleReadWindow bounds how long after a version was looked at an older one
+// read counts as a stale read (made before the informer stored it, the lock
+// taken after): far longer than a caller is held between its read and the
+// lock, and short enough that after an etcd restore (resource versions go
+// back) the restored MeshConfig is applied.
+const staleReadWindow = 30 * time.Second
+
+// staleRead says whether rv is older than c.version, looked at a moment ago
+// (c.mu held). Versions that do not compare are not.
+func (c *CachedMeshConfig) staleRead(rv string) bool {
+	if c.version == "" || rv == "" || time.Since(c.versionAt) > staleReadWindow {
+		return false
+	}
+	n, err := resourceversion.CompareResourceVersion(rv, c.version)
+	return err == nil && n < 0
 }
 
 // apply converts and validates a new resourceVersion of the MeshConfig;
@@ -314,7 +340,7 @@ func (c *CachedMeshConfig) apply(mc *configv1alpha3.MeshConfig) {
 	if !c.settings.validated {
 		c.settings = checkedDefaults() // nothing valid seen yet
 	}
-	c.version = mc.ResourceVersion
+	c.version, c.versionAt = mc.ResourceVersion, time.Now()
 	s := SettingsFromMeshConfig(mc)
 	errs := s.fieldErrors()
 	if len(errs) == 0 {
