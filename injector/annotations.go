@@ -3,6 +3,7 @@ package injector
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -46,7 +47,17 @@ func parseBoolAnnotation(key, value, where string) (bool, error) {
 	case "disabled", "no", "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("invalid annotation value for key %q: %s%s", key, value, where)
+	return false, fmt.Errorf("invalid annotation value for key %q: %s%s%s", key, value, where, unseen(value))
+}
+
+// unseen quotes a refused value whose whitespace or control characters the
+// unquoted message (FSM's words) hides: "true\n" (a YAML block scalar, a
+// template's line end) would otherwise read as the valid "true".
+func unseen(value string) string {
+	if strings.TrimSpace(value) == value && strings.IndexFunc(value, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (the value is %q: remove the whitespace or control characters)", value)
 }
 
 // onNamespace is parseBoolAnnotation's where for a namespace's annotation,
@@ -93,12 +104,12 @@ func metricsEnabled(nsAnn map[string]string) (bool, error) {
 		return false, nil
 	}
 	// Lower-cased in the message too, as FSM v1.5.1 writes it.
-	v = strings.ToLower(v)
-	switch v {
+	lower := strings.ToLower(v)
+	switch lower {
 	case "enabled", "yes", "true":
 		return true, nil
 	case "disabled", "no", "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("Invalid value specified for annotation %q: %s", MetricsAnnotation, v) //nolint:staticcheck // FSM's message, capitalised as users know it
+	return false, fmt.Errorf("Invalid value specified for annotation %q: %s%s", MetricsAnnotation, lower, unseen(v)) //nolint:staticcheck // FSM's message, capitalised as users know it
 }

@@ -155,6 +155,7 @@ func TestE2E(t *testing.T) {
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("a pod the injector cannot inject is denied before any Secret, with an event", e.testDenied)
+	t.Run("a probe scheme the apiserver refuses unmeshed is injected with a warning", e.testProbeScheme)
 	t.Run("pod-level resources the injected containers fit: injected and stored", e.testPodLevelResourcesFit)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
 	t.Run("MeshConfig the injector cannot apply: last valid settings, Event, metric", e.testRejectedMeshConfig)

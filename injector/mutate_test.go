@@ -73,6 +73,16 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: `invalid annotation value for key "flomesh.io/sidecar-native": maybe`},
 		{name: "metrics invalid", ns: map[string]string{MetricsAnnotation: "on"},
 			want: `Invalid value specified for annotation "flomesh.io/metrics": on`},
+		// FSM's messages print the value unquoted: whitespace around it is
+		// quoted after them, or "true\n" reads as the valid "true".
+		{name: "hold with a line end", pod: map[string]string{HoldApplicationAnnotation: "true\n"},
+			want: "invalid annotation value for key \"flomesh.io/hold-application-until-proxy-starts\": true\n (the value is \"true\\n\": remove the whitespace or control characters)"},
+		{name: "graceful with a space on namespace", ns: map[string]string{GracefulExitAnnotation: "yes "},
+			want: `invalid annotation value for key "flomesh.io/graceful-exit-until-downstream-ends": yes  (on the namespace) (the value is "yes ": remove the whitespace or control characters)`},
+		{name: "native with a no-break space", pod: map[string]string{SidecarNativeAnnotation: "\u00a0true"},
+			want: "invalid annotation value for key \"flomesh.io/sidecar-native\": \u00a0true (the value is \"\\u00a0true\": remove the whitespace or control characters)"},
+		{name: "metrics with a line end", ns: map[string]string{MetricsAnnotation: "Enabled\n"},
+			want: "Invalid value specified for annotation \"flomesh.io/metrics\": enabled\n (the value is \"Enabled\\n\": remove the whitespace or control characters)"},
 		{name: "resource limit unparsable", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "lots"},
 			want: `invalid quantity "lots" specified for annotation "flomesh.io/sidecar-resource-limits-cpu": must be a quantity such as 500m, 2 or 64Mi`},
 		{name: "resource request unparsable on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "ephemeral-storage": "1Q"},

@@ -97,6 +97,15 @@ func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 				res.warnings = append(res.warnings, fmt.Sprintf("container %q %s probe has no port: it is sent to port %d, as FSM v1.5.1 sent it; set httpGet.port",
 					c.Name, p.kind, defaultProbePort(hg.Scheme)))
 			}
+			if hg := p.probe.HTTPGet; hg != nil && hg.Scheme != "" && hg.Scheme != corev1.URISchemeHTTP && hg.Scheme != corev1.URISchemeHTTPS {
+				// The apiserver refuses such a pod unmeshed (its scheme is
+				// HTTP or HTTPS, case-sensitive), but stores the rewritten
+				// probe, whose scheme is HTTP: "https" reaches an HTTPS app
+				// as plain HTTP and fails for ever. FSM v1.5.1 rewrites it
+				// so, and an HTTP app passes it: admitted, with a warning.
+				res.warnings = append(res.warnings, fmt.Sprintf("container %q %s probe has httpGet.scheme %q, which the apiserver refuses without the sidecar (supported values: HTTP, HTTPS): it is sent as HTTP, as FSM v1.5.1 sent it; set httpGet.scheme",
+					c.Name, p.kind, string(hg.Scheme)))
+			}
 			orig, to, err := rewriteProbe(c, p.kind, p.probe, p.port, served[p.kind])
 			if err != nil {
 				return probeResult{}, err

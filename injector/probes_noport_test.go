@@ -2,6 +2,7 @@ package injector
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,6 +88,47 @@ func TestProbeWithoutPort(t *testing.T) {
 			}
 			if hg.Port.IntValue() != int(tc.port) || headers[tc.header] != tc.value {
 				t.Errorf("probe port %s, headers %v; want port %d and %s: %s, as FSM writes", hg.Port.String(), headers, tc.port, tc.header, tc.value)
+			}
+		})
+	}
+}
+
+// TestProbeSchemeNotSupported: an HTTP probe whose scheme is neither HTTP
+// nor HTTPS ("https", as often written). The apiserver refuses such a pod
+// unmeshed (httpGet.scheme: Unsupported value), but stores it injected: the
+// rewritten probe's scheme is HTTP. FSM v1.5.1 rewrites it as HTTP too, so
+// it is admitted as FSM admitted it, but with a warning naming the field
+// and the value: otherwise an HTTPS app's probe fails for ever with nothing
+// telling why.
+func TestProbeSchemeNotSupported(t *testing.T) {
+	s, err := DefaultSettings().Checked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		scheme corev1.URIScheme
+		warn   string // the warning's text, else none
+	}{
+		{scheme: "https", warn: `container "app" liveness probe has httpGet.scheme "https", which the apiserver refuses without the sidecar (supported values: HTTP, HTTPS): it is sent as HTTP, as FSM v1.5.1 sent it; set httpGet.scheme`},
+		{scheme: "Http", warn: `container "app" liveness probe has httpGet.scheme "Http", which the apiserver refuses without the sidecar (supported values: HTTP, HTTPS): it is sent as HTTP, as FSM v1.5.1 sent it; set httpGet.scheme`},
+		{scheme: corev1.URISchemeHTTP},
+		{scheme: corev1.URISchemeHTTPS},
+		{scheme: ""}, // not defaulted yet (the apiserver defaults it to HTTP before the webhooks)
+	} {
+		t.Run(string(tc.scheme), func(t *testing.T) {
+			pod := simplePod(nil)
+			pod.Spec.Containers[0].LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+				HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8443), Scheme: tc.scheme}}}
+			mut, err := mutateWith(t, pod, nil, s, testMesh)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			var want []string
+			if tc.warn != "" {
+				want = []string{tc.warn}
+			}
+			if !slices.Equal(mut.Warnings, want) {
+				t.Errorf("warnings %q, want %q", mut.Warnings, want)
 			}
 		})
 	}

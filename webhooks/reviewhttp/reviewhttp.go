@@ -3,7 +3,8 @@
 // Conversion serves a Converter. Handlers keep only their decision; here,
 // for every request and in this order:
 //
-//   - POST only (405), Content-Type application/json (415), a body (400):
+//   - POST only (405), Content-Type application/json and no
+//     Content-Encoding (415), a body (400):
 //     answered with a plain HTTP status, since no apiserver sends these and
 //     curl users and load balancers should see the mistake;
 //   - at most MaxBodyBytes (413), decoded once and strictly (400), answered
@@ -32,6 +33,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -109,13 +111,19 @@ func (e *endpoint) refused(r *http.Request, status int, err error) {
 }
 
 // checkTransport refuses what no apiserver sends: another method, another
-// content type, no body.
+// content type, a compressed body, no body.
 func checkTransport(r *http.Request) (int, error) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, fmt.Errorf("webhook requests must be POST, got %s", r.Method)
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type must be application/json, got %s", quoteOrNone(r.Header.Get("Content-Type")))
+	}
+	// Not decoded here (no apiserver compresses a request): refused by name
+	// rather than reported as the compressed bytes' first invalid JSON
+	// character ("invalid character '\x1f'" for gzip).
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported: send the review uncompressed", ce)
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return http.StatusBadRequest, errors.New("empty request body: expected an AdmissionReview or ConversionReview")

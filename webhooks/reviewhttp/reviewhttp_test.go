@@ -2,6 +2,7 @@ package reviewhttp
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -441,5 +442,62 @@ func TestFailureSeriesStartAtZero(t *testing.T) {
 		if !found[r] {
 			t.Errorf("fsm_webhooks_requests_total{webhook=\"zero-start\",result=%q} not exported at 0", r)
 		}
+	}
+}
+
+// TestCompressedBody: a compressed body (curl --compressed, a proxy) is
+// refused as what it is, a 415 naming the Content-Encoding, by both review
+// types before any handler runs; without the check it was decoded as JSON
+// and refused for "invalid character '\x1f'", the gzip magic byte.
+func TestCompressedBody(t *testing.T) {
+	reached := false
+	handlers := map[string]http.Handler{
+		"admission": NewAdmission(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+			reached = true
+			return admission.Allowed("")
+		})),
+		"conversion": NewConversion(converterFunc(func(*apixv1.ConversionRequest) *apixv1.ConversionResponse {
+			reached = true
+			return &apixv1.ConversionResponse{Result: metav1.Status{Status: metav1.StatusSuccess}}
+		})),
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for kind, h := range handlers {
+		for _, tc := range []struct {
+			encoding string
+			want     int
+			message  string
+		}{
+			{"gzip", http.StatusUnsupportedMediaType, `Content-Encoding "gzip" is not supported: send the review uncompressed`},
+			{"br", http.StatusUnsupportedMediaType, `Content-Encoding "br" is not supported`},
+		} {
+			t.Run(kind+"/"+tc.encoding, func(t *testing.T) {
+				reached = false
+				req := httptest.NewRequest(http.MethodPost, "/x", bytes.NewReader(gz.Bytes()))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Encoding", tc.encoding)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != tc.want || reached || !strings.Contains(rec.Body.String(), tc.message) {
+					t.Fatalf("status %d body %q reached %v; want %d containing %q", rec.Code, rec.Body.String(), reached, tc.want, tc.message)
+				}
+			})
+		}
+	}
+	// identity is no encoding: the review is served.
+	req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",`+request+`}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "identity")
+	rec := httptest.NewRecorder()
+	handlers["admission"].ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !reached {
+		t.Fatalf("identity: status %d body %q reached %v", rec.Code, rec.Body.String(), reached)
 	}
 }
