@@ -25,7 +25,7 @@ import (
 // TestCAHangShorterWebhookTimeout: the chart lets the injector's
 // timeoutSeconds be 1-30 (fsm.injector.webhookTimeoutSeconds). With a
 // mesh CA that never answers (cert-manager without its approver: nobody
-// approves the CertificateRequest), a pod create under a 5 s timeout must
+// approves the CertificateRequest), a pod create under a 10 s timeout must
 // be refused with our error naming the issuer and what it waits for, not
 // with the apiserver's "context deadline exceeded" (the injector waited its
 // own 15 s, past the apiserver's deadline), and leave no bootstrap Secret
@@ -35,7 +35,9 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 	const mesh, ns = "slowca", "slowca-app"
 	h := e.writerReplica(t, issuer, mesh, replicaWriter{})
 	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
-	const timeout = 5
+	// Under the injector's own 15 s, with a margin of 2 s (a quarter of it, at most
+	// 2 s) for the answer: a loaded machine running -race needs it.
+	const timeout = 10
 	reg := meshInjectorConfig(mesh, url, bundle)
 	reg.Webhooks[0].TimeoutSeconds = ptr.To(int32(timeout))
 	createForTest(ctx, t, e.cl, reg)
