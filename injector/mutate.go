@@ -120,7 +120,10 @@ type BootstrapConfig struct {
 	OriginalHealthProbes  map[string]HealthProbe `json:",omitempty"`
 	// ContainerHealthProbes holds every container's original probes;
 	// OriginalHealthProbes (FSM's single-container view) keeps the first
-	// container's probe of each kind.
+	// container's probe of each kind, the one FSM's controller configures
+	// the proxy's health port from. FSM v1.5.1 keeps the last container's
+	// (RewriteHealthProbes overwrites per container); nothing in FSM reads
+	// it but its kubectl-debug copy, which copies it as it is.
 	ContainerHealthProbes map[string]map[string]HealthProbe `json:",omitempty"`
 }
 
@@ -637,10 +640,19 @@ func repoURL(s Settings, m Mesh, cnPrefix string) (string, error) {
 		host = ControllerServiceName + "." + m.FSMNamespace
 	}
 	path := "/repo/fsm-sidecar/"
-	if cb := strings.Trim(s.RepoServerCodebase, "/"); cb != "" {
+	if cb := repoCodebase(s.RepoServerCodebase); cb != "" {
 		path = "/repo/" + cb + "/fsm-sidecar/"
 	}
 	return fmt.Sprintf("http://%s:%d%s%s/", host, s.RepoServerPort, path, cnPrefix), nil
+}
+
+// repoCodebase is spec.repoServer.codebase as FSM v1.5.1's controller names
+// the codebases it publishes (configurator GetRepoServerCodebase): one
+// trailing and one leading "/" removed, nothing else. Pipy's repo looks
+// codebases up by their exact name, so trimming more ("mesh-a//" read as
+// "mesh-a") points the sidecar at a codebase the controller never creates.
+func repoCodebase(v string) string {
+	return strings.TrimPrefix(strings.TrimSuffix(v, "/"), "/")
 }
 
 // repoHost is the URL host for spec.repoServer.ipaddr (an IP address or a

@@ -405,6 +405,12 @@ func TestRepoURL(t *testing.T) {
 		{"fsm-controller.other-ns", "", 6060, "http://fsm-controller.other-ns:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"127.0.0.1", "mesh-a", 6060, "http://fsm-controller.fsm-system:6060/repo/mesh-a/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"127.0.0.1", "/cb/", 6060, "http://fsm-controller.fsm-system:6060/repo/cb/fsm-sidecar/u.sidecar.sa.ns/"},
+		// FSM's controller publishes under the codebase with one "/"
+		// trimmed from each end (GetRepoServerCodebase), and Pipy's repo
+		// matches names exactly: the sidecar must ask for that name.
+		{"127.0.0.1", "cb//", 6060, "http://fsm-controller.fsm-system:6060/repo/cb//fsm-sidecar/u.sidecar.sa.ns/"},
+		{"127.0.0.1", "//cb", 6060, "http://fsm-controller.fsm-system:6060/repo//cb/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"127.0.0.1", "/", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"fd00::1", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 	}
 	for _, tc := range tests {
@@ -675,5 +681,30 @@ func TestMutateWindowsOnlyPods(t *testing.T) {
 				t.Fatalf("err = %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestOriginalHealthProbesFirstContainer: with several containers probed
+// the same way, bootstrap.yaml's OriginalHealthProbes records the first
+// container's probe of the kind, the one FSM's controller configures the
+// proxy's health port from (its first probe of each kind); FSM v1.5.1 keeps
+// the last container's. Every container's probe is in ContainerHealthProbes.
+func TestOriginalHealthProbesFirstContainer(t *testing.T) {
+	probe := func(port int) *corev1.Probe {
+		return &corev1.Probe{TimeoutSeconds: 1, ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt(port)}}}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "app"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
+		{Name: "web", Image: "web", LivenessProbe: probe(8080)},
+		{Name: "api", Image: "api", LivenessProbe: probe(9000)},
+	}}}
+	m, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Bootstrap.OriginalHealthProbes[probeLiveness].Port; got != 8080 {
+		t.Errorf("OriginalHealthProbes liveness port %d, want 8080 (the first container's)", got)
+	}
+	if got := m.Bootstrap.ContainerHealthProbes["api"][probeLiveness].Port; got != 9000 {
+		t.Errorf("ContainerHealthProbes[api] liveness port %d, want 9000", got)
 	}
 }

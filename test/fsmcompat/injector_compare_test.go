@@ -400,6 +400,23 @@ func natChains(script string) (map[string][]string, error) {
 	return chains, nil
 }
 
+// scriptFrame is the shell around the rules of an fsm-init script: the
+// lines natChains skips (the iptables-restore command with its heredoc
+// opener, the heredoc's end). They are compared as text: `--noflush` keeps
+// the nat table's other rules, and an unquoted `<<EOF` lets the shell expand
+// $POD_IP in the localProxyMode PodIP rule (`<<'EOF'` hands iptables-restore
+// the literal "$POD_IP", which it refuses, and the pod never starts).
+func scriptFrame(script string) []string {
+	var out []string
+	for _, raw := range strings.Split(script, "\n") {
+		line := strings.TrimSpace(raw)
+		if strings.HasPrefix(line, "iptables-restore") || strings.HasPrefix(line, "EOF") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 func normaliseRule(f []string) string {
 	out := slices.Clone(f)
 	for i := range out {
@@ -522,6 +539,25 @@ func TestNatChainComparison(t *testing.T) {
 	} {
 		if got := sameChain(tc.fsm["X"], tc.ours["X"]); got != tc.same {
 			t.Errorf("%s: sameChain(%q, %q) = %v, want %v", tc.name, tc.fsm["X"], tc.ours["X"], got, tc.same)
+		}
+	}
+}
+
+// TestScriptFrame: the shell around fsm-init's rules is compared as text,
+// so a quoted heredoc or a missing --noflush is a difference.
+func TestScriptFrame(t *testing.T) {
+	const fsm = "iptables-restore --noflush <<EOF\n# FSM sidecar interception rules\n*nat\nCOMMIT\nEOF\n"
+	for _, tc := range []struct {
+		name, ours string
+		same       bool
+	}{
+		{"FSM's frame, no comment", "iptables-restore --noflush <<EOF\n*nat\nCOMMIT\nEOF\n", true},
+		{"quoted heredoc: $POD_IP not expanded", "iptables-restore --noflush <<'EOF'\n*nat\nCOMMIT\nEOF\n", false},
+		{"no --noflush", "iptables-restore <<EOF\n*nat\nCOMMIT\nEOF\n", false},
+		{"another end marker", "iptables-restore --noflush <<EOF\n*nat\nCOMMIT\nEOF2\n", false},
+	} {
+		if got := slices.Equal(scriptFrame(fsm), scriptFrame(tc.ours)); got != tc.same {
+			t.Errorf("%s: frames %q and %q equal = %v, want %v", tc.name, scriptFrame(fsm), scriptFrame(tc.ours), got, tc.same)
 		}
 	}
 }

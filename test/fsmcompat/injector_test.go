@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -152,8 +153,9 @@ type fsmResponse struct {
 		Code    int32  `json:"code"`
 		Message string `json:"message"`
 	} `json:"status"`
-	PatchOps               int  `json:"patchOps"`
-	BootstrapSecretCreated bool `json:"bootstrapSecretCreated"`
+	PatchType              string `json:"patchType"`
+	PatchOps               int    `json:"patchOps"`
+	BootstrapSecretCreated bool   `json:"bootstrapSecretCreated"`
 }
 
 // TestInjectorMatchesFSM sends every recorded case to our injector, served as
@@ -323,6 +325,10 @@ func runInjectorCase(t *testing.T, env injectorEnvironment, caseDir string, issu
 	if (len(resp.Patch) > 0) != (want.PatchOps > 0) {
 		t.Fatalf("patch %s; FSM's has %d ops", resp.Patch, want.PatchOps)
 	}
+	// The apiserver refuses a patch without its type.
+	if len(resp.Patch) > 0 && (resp.PatchType == nil || string(*resp.PatchType) != want.PatchType) {
+		t.Fatalf("patchType %v; FSM: %q", resp.PatchType, want.PatchType)
+	}
 
 	// The pod: ours is our patch applied to the request's pod; both get the
 	// apiserver's defaulting before the comparison.
@@ -478,6 +484,9 @@ func iptablesDiffs(t *testing.T, fsmPod, ourPod any) []difference {
 		t.Fatalf("our fsm-init script: %v", err)
 	}
 	var out []difference
+	if ff, of := scriptFrame(fs), scriptFrame(ourScript); !slices.Equal(ff, of) {
+		out = append(out, difference{path + " (frame)", ff, of})
+	}
 	names := map[string]bool{}
 	for n := range fch {
 		names[n] = true
