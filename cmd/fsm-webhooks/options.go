@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net"
@@ -246,7 +247,11 @@ func (o *options) validate() error {
 				return nil
 			}
 		}
-		return usageErrorf("invalid value %q for --%s: must be one of %s", v, flag, strings.Join(allowed, ", "))
+		shown := make([]string, len(allowed))
+		for i, a := range allowed {
+			shown[i] = cmp.Or(a, `"" (unset)`) // not a blank between commas
+		}
+		return usageErrorf("invalid value %q for --%s: must be one of %s", v, flag, strings.Join(shown, ", "))
 	}
 	port := func(flag string, v int) error {
 		if v < 1 || v > 65535 {

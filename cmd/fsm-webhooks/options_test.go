@@ -45,6 +45,8 @@ func TestFlagErrors(t *testing.T) {
 		// refuses unless each is a DNS name: every such pod create failed
 		// after its certificate and Secret were issued (the chart's schema
 		// already refused these; FSM_TRUST_DOMAIN and the CLI did not).
+		// The allowed empty value is shown, not a blank between commas.
+		{"pull policy", []string{"serve", "--fsm-container-pull-policy=always"}, nil, `invalid value "always" for --fsm-container-pull-policy: must be one of "" (unset), Always, IfNotPresent, Never`},
 		{"trust domain upper case", []string{"serve", "--trust-domain=Mesh.Local"}, nil, `invalid value "Mesh.Local" for --trust-domain`},
 		{"trust domain with an underscore from env", []string{"serve"}, map[string]string{"FSM_TRUST_DOMAIN": "mesh_local"}, `invalid value "mesh_local" for --trust-domain`},
 		{"trust domain with a trailing dot", []string{"serve", "--trust-domain=cluster.local."}, nil, `invalid value "cluster.local." for --trust-domain`},
