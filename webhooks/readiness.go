@@ -50,6 +50,10 @@ type proof struct {
 	err   error
 	// running is when the check in progress started (zero when idle).
 	running time.Time
+	// passed is when the last result, for whatever state, was a pass (zero
+	// once one failed; begin does not clear it): what checkAcross bridges a
+	// state change with.
+	passed time.Time
 }
 
 func (p *proof) begin(state string) {
@@ -67,6 +71,10 @@ func (p *proof) end(state string, err error) {
 	defer p.mu.Unlock()
 	p.running = time.Time{}
 	p.state, p.at, p.err = state, time.Now(), err
+	p.passed = time.Time{}
+	if err == nil {
+		p.passed = p.at
+	}
 }
 
 // ranFor says whether the last (or running) check was for state.
@@ -80,6 +88,27 @@ func (p *proof) ranFor(state string) bool {
 func (p *proof) check(state string, ttl time.Duration, now time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.checkLocked(state, ttl, now)
+}
+
+// checkAcross is check, except that while state has no result yet (its
+// first check pending or running) a pass for the state before it within ttl
+// still counts. A served cert changes under a running listener (a renewal
+// reaches every replica's watch at about the same moment) before its first
+// handshake can be proven: failing the pod's readiness there, with the
+// chart's failureThreshold 1, would take every replica out of the Services
+// at once. A result for state, failed or stale, is never bridged.
+func (p *proof) checkAcross(state string, ttl time.Duration, now time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.checkLocked(state, ttl, now)
+	if err != nil && (p.state != state || p.at.IsZero()) && !p.passed.IsZero() && now.Sub(p.passed) <= ttl {
+		return nil
+	}
+	return err
+}
+
+func (p *proof) checkLocked(state string, ttl time.Duration, now time.Time) error {
 	switch {
 	case p.state == state && !p.at.IsZero() && p.err != nil:
 		return p.err
@@ -201,8 +230,10 @@ func (h *hook) serving(now time.Time) error {
 			return err
 		}
 	}
-	// A few missed rounds, not one slow handshake, make a listener stale.
-	if err := h.handshakeProof.check(served.Fingerprint, 3*h.handshakeInterval()+handshakeTimeout, now); err != nil {
+	// A few missed rounds, not one slow handshake, make a listener stale;
+	// a cert just swapped in keeps the listener's last pass until its own
+	// handshake answers.
+	if err := h.handshakeProof.checkAcross(served.Fingerprint, 3*h.handshakeInterval()+handshakeTimeout, now); err != nil {
 		return fmt.Errorf("listener on port %d: %w", h.w.Port, err)
 	}
 	return nil
