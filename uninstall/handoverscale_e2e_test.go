@@ -47,6 +47,8 @@ func (s *slowWrites) RoundTrip(r *http.Request) (*http.Response, error) {
 // apiserver whose writes take 50 ms here, the hand-over keeps several in
 // flight and every Secret is settled.
 func TestHandOverWritesConcurrently(t *testing.T) {
+	defer func(d time.Duration) { orphanGrace = d }(orphanGrace)
+	orphanGrace = 0 // the orphans stand for Secrets older than the grace
 	env := testenv.Start(t, testenv.Options{})
 	ctx := context.Background()
 	cs := env.Clientset

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
@@ -130,6 +131,18 @@ func handOverBootstrapSecrets(ctx context.Context, meta metadata.Interface, mesh
 // handOverWorkers is how many Secrets the hand-over settles at once.
 const handOverWorkers = 16
 
+// orphanGrace is how long after its creation a bootstrap Secret may still
+// get its pod (injector.DefaultOrphanGracePeriod; a variable for tests).
+var orphanGrace = injector.DefaultOrphanGracePeriod
+
+// orphanWait is how long a Secret whose pod is not in the API must still
+// wait before it is known to be an orphan: none once orphanGrace has passed
+// since its creation (by the apiserver's clock, as the injector's
+// controller measures it).
+func orphanWait(secret metav1.Object, now time.Time) time.Duration {
+	return secret.GetCreationTimestamp().Add(orphanGrace).Sub(now)
+}
+
 // settleSecret applies decideHandOver to one Secret, re-reading it after a
 // conflict, and returns what it did.
 func settleSecret(ctx context.Context, meta metadata.Interface, mesh string, s, pod *metav1.PartialObjectMetadata) (handOver, error) {
@@ -147,6 +160,19 @@ func settleSecret(ctx context.Context, meta metadata.Interface, mesh string, s, 
 		first = false
 		done = decideHandOver(s, mesh, pod)
 		if done == deleteOrphan {
+			// Its pod may not be stored yet: the Secret is written inside
+			// the pod's create request, which later webhooks can hold for
+			// up to 34 s after ours answered, up to the moment our last
+			// server stopped. Deleted now, such a pod waits forever for its
+			// Secret volume, and no injector is left to rebuild it: wait as
+			// the injector's controller does before it deletes an orphan.
+			if d := orphanWait(s, time.Now()); d > 0 {
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("waiting %s for the pod of a bootstrap Secret created at %s: %w", d.Round(time.Second), s.CreationTimestamp.UTC().Format(time.RFC3339), ctx.Err())
+				case <-time.After(d):
+				}
+			}
 			// The list of pods is older than this Secret's read: ask again.
 			live, err := podWithUUID(ctx, meta, s.Namespace, id)
 			if err != nil {

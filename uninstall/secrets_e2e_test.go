@@ -3,6 +3,7 @@ package uninstall
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,8 @@ import (
 // untouched (same resourceVersion), deletes the Secret whose pod is gone,
 // and leaves another mesh's Secret alone. A second run writes nothing.
 func TestHandOverBootstrapSecretsEnvtest(t *testing.T) {
+	defer func(d time.Duration) { orphanGrace = d }(orphanGrace)
+	orphanGrace = 0 // "gone" stands for a Secret older than the grace
 	env := testenv.Start(t, testenv.Options{})
 	ctx := context.Background()
 	cs := env.Clientset
@@ -135,4 +138,51 @@ func metadataFor(t *testing.T, cfg *rest.Config) metadata.Interface {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestHandOverWaitsForAPodStillBeingCreated: the Secret is written inside
+// the pod's create request, and a later webhook can hold that request after
+// ours answered, up to the moment our last server stopped: the hook lists
+// no pod for the Secret. Deleted then, the pod, stored a moment later,
+// waits forever for its Secret volume (nothing of ours is left to rebuild
+// it). Like the injector's controller, the hook deletes a Secret without a
+// pod only once orphanGrace has passed since its creation; its pod, stored
+// meanwhile, becomes its owner. Through a real apiserver.
+func TestHandOverWaitsForAPodStillBeingCreated(t *testing.T) {
+	defer func(d time.Duration) { orphanGrace = d }(orphanGrace)
+	orphanGrace = 3 * time.Second
+	env := testenv.Start(t, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := env.Clientset
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const id = "in-flight"
+	if _, err := cs.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Name:   fsmnames.BootstrapSecretName(id),
+		Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": "fsm", injector.ProxyUUIDLabel: id},
+	}, Data: map[string][]byte{"key.pem": []byte("private")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- handOverBootstrapSecrets(ctx, metadataFor(t, env.Config), "fsm", testr.New(t)) }()
+	time.Sleep(time.Second) // the pod's create request, held by a later webhook
+	pod, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{injector.ProxyUUIDLabel: id}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s, err := cs.CoreV1().Secrets("app").Get(ctx, fsmnames.BootstrapSecretName(id), metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the Secret of pod %s, stored 1 s after it: %v; want it kept, owned by its pod", pod.Name, err)
+	}
+	if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != pod.UID {
+		t.Errorf("Secret owners %+v, want pod %s (%s)", s.OwnerReferences, pod.Name, pod.UID)
+	}
 }

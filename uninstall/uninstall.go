@@ -314,16 +314,55 @@ func releaseConversion(ctx context.Context, apiext apiextclient.Interface, ns st
 	if err != nil {
 		return fmt.Errorf("reading CRD %s: %w", fsmnames.MeshConfigCRDName, err)
 	}
-	if conversionReleased(crd.Spec.Conversion, ns) {
+	patch := releasePatch(crd, ns)
+	if patch == nil {
 		return nil
 	}
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}})
 	_, err = crds.Patch(ctx, fsmnames.MeshConfigCRDName, types.MergePatchType, patch, metav1.PatchOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("setting conversion strategy None on CRD %s: %w", fsmnames.MeshConfigCRDName, err)
 	}
-	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName)
+	log.Info("Conversion strategy set to None", "crd", fsmnames.MeshConfigCRDName, "takenOutOfFSMsReconciler", fsmReconciles(crd.Labels))
 	return nil
+}
+
+// fsmReconcileLabel is FSM's constants.ReconcileLabel.
+const fsmReconcileLabel = "flomesh.io/reconcile"
+
+// fsmReconciles says whether FSM's CRD reconciler watches a CRD with these
+// labels: FSM's bootstrap run with --enable-reconciler labels the CRD
+// "true" on start (as in step 1 of a hand-back) and selects
+// app.kubernetes.io/name=flomesh.io,flomesh.io/reconcile=true.
+func fsmReconciles(l map[string]string) bool {
+	return l["app.kubernetes.io/name"] == "flomesh.io" && l[fsmReconcileLabel] == "true"
+}
+
+// releasePatch is the merge patch that releases the CRD's conversion
+// stanza, nil when there is nothing to do. FSM's reconciler reverts every
+// change of a watched CRD's spec, and then its own revert, so once our
+// converter has put its stanza back over FSM's None the CRD flips between
+// the two for good, a conversion webhook with no converter behind it half
+// the time once ours are gone; a None alone is one more flip. The same
+// write therefore takes the CRD out of FSM's selection: FSM's informer sees
+// it deleted, its pending revert conflicts, its create of it again fails
+// (it exists). Also when the stanza reads None (read mid-flip). FSM's
+// bootstrap labels it again when it next starts, before its reconciler runs.
+func releasePatch(crd *apiextv1.CustomResourceDefinition, ns string) []byte {
+	c := crd.Spec.Conversion
+	noneAlready := c == nil || c.Strategy != apiextv1.WebhookConverter
+	if conversionReleased(c, ns) && !noneAlready {
+		return nil // another mesh's converter's stanza
+	}
+	reconciled := fsmReconciles(crd.Labels)
+	if noneAlready && !reconciled {
+		return nil
+	}
+	p := map[string]any{"spec": map[string]any{"conversion": map[string]any{"strategy": "None", "webhook": nil}}}
+	if reconciled {
+		p["metadata"] = map[string]any{"labels": map[string]any{fsmReconcileLabel: "false"}}
+	}
+	b, _ := json.Marshal(p)
+	return b
 }
 
 // scaleToZero scales the servers' Deployment to zero and waits until none of

@@ -351,6 +351,47 @@ func TestConversionReleased(t *testing.T) {
 	}
 }
 
+// TestReleasePatch: the stanza goes to None unless another mesh's converter
+// owns it, and a CRD FSM's reconciler watches leaves its selection in the
+// same write, also when it reads None (FSM's reconciler flips it).
+func TestReleasePatch(t *testing.T) {
+	ours := &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+		ClientConfig: &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: ns, Name: "fsm-bootstrap"}}}}
+	other := ours.DeepCopy()
+	other.Webhook.ClientConfig.Service.Namespace = "other-mesh"
+	none := &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter}
+	fsm := map[string]string{"app.kubernetes.io/name": "flomesh.io", "flomesh.io/reconcile": "true"}
+	chart := map[string]string{"app.kubernetes.io/name": "flomesh.io", "flomesh.io/reconcile": "false"}
+	const (
+		release = `{"spec":{"conversion":{"strategy":"None","webhook":null}}}`
+		leave   = `{"metadata":{"labels":{"flomesh.io/reconcile":"false"}},"spec":{"conversion":{"strategy":"None","webhook":null}}}`
+	)
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		c      *apiextv1.CustomResourceConversion
+		want   string // "": no patch
+	}{
+		{"ours, chart's labels", chart, ours, release},
+		{"ours, no labels", nil, ours, release},
+		{"ours, FSM's reconciler watches", fsm, ours, leave},
+		{"None, FSM's reconciler watches: read mid-flip", fsm, none, leave},
+		{"no stanza, FSM's reconciler watches", fsm, nil, leave},
+		{"None, chart's labels", chart, none, ""},
+		{"no stanza", nil, nil, ""},
+		{"another mesh's, FSM's reconciler watches", fsm, other, ""},
+		{"another mesh's", chart, other, ""},
+		{"reconcile true without FSM's name label: not selected", map[string]string{"flomesh.io/reconcile": "true"}, ours, release},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			crd := &apiextv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels}, Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: tc.c}}
+			if got := string(releasePatch(crd, ns)); got != tc.want {
+				t.Errorf("releasePatch = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestRunReleasesConversionWhileDraining: the hook takes the
 // conversion-owner Lease from the converter, sets the stanza to None while
 // the servers still run, then stops them; a converter that re-points the
