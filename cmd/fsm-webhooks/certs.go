@@ -54,6 +54,10 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 			if !slices.Contains([]string{"table", "json", "yaml"}, output) {
 				return usageErrorf("invalid value %q for --output: must be table, json or yaml", output)
 			}
+			// Else "no Deployment found", as if the name were right.
+			if err := objectNameFlag("deployment", deployment); err != nil {
+				return err
+			}
 			cfg, cs, err := o.clients()
 			if err != nil {
 				return err
@@ -116,6 +120,9 @@ The new root and the serving certificates are signed with this machine's clock:
 rotate-root refuses to start when it runs more than 30 s ahead of the apiserver's.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := objectNameFlag("deployment", deployment); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg, cs, err := o.clients()

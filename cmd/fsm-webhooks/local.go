@@ -41,7 +41,11 @@ Logs default to --log-level=warn here so the demonstration stays readable.`,
 				return usageErrorf("invalid value %q for --mesh-name: local creates namespace %s, longer than a namespace name's 63 characters; use at most %d",
 					o.meshName, probe, 63-len(localProbeSuffix))
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			// SIGPIPE too: `local | head` otherwise dies at its next write
+			// once head has gone, leaving etcd and kube-apiserver running
+			// and its temporary directory behind; notified, the write fails
+			// instead and local stops everything as on Ctrl-C.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
 			defer stop()
 			return runLocal(ctx, o, cmd.Flags().Changed, !noDemo)
 		},

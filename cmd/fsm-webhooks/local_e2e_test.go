@@ -38,9 +38,13 @@ func TestLocalStopsCleanly(t *testing.T) {
 		name  string
 		args  []string
 		after string // SIGINT once a line contains this
+		// hangUp closes local's stdout instead of sending SIGINT, as
+		// `local | head` does when head has read its lines.
+		hangUp bool
 	}{
-		{"after the demo", nil, "Press Ctrl-C to stop."},
-		{"while the webhooks start", []string{"--no-demo"}, "starting the injector, validator and converter"},
+		{"after the demo", nil, "Press Ctrl-C to stop.", false},
+		{"while the webhooks start", []string{"--no-demo"}, "starting the injector, validator and converter", false},
+		{"when its reader goes away", []string{"--no-demo"}, "starting the injector, validator and converter", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ports, err := freeport.LoopbackN(3)
@@ -88,6 +92,29 @@ func TestLocalStopsCleanly(t *testing.T) {
 			children := childrenOf(cmd.Process.Pid)
 			if len(children) == 0 {
 				t.Fatal("local runs no child process (etcd, kube-apiserver)")
+			}
+			// A failure here must not leave them running on the machine.
+			t.Cleanup(func() {
+				for _, pid := range children {
+					if alive(pid) {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
+			if tc.hangUp {
+				// local's next line goes to a closed pipe.
+				_ = stdout.Close()
+				<-scanned
+				err := cmd.Wait()
+				if err != nil {
+					t.Errorf("local with its stdout closed: %v\nstderr:\n%s", err, stderr.String())
+				}
+				for _, pid := range children {
+					if alive(pid) {
+						t.Errorf("process %d (%s) started by local outlived it once its stdout closed", pid, cmdline(pid))
+					}
+				}
+				return
 			}
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)

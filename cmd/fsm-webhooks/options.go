@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -400,6 +401,12 @@ func (o *options) validate() error {
 		if o.vaultRole == "" {
 			return usageErrorf("--vault-role: VaultRole not specified in Hashi Vault options")
 		}
+		// Vault routes pki/issue/<role> only for a name its PKI engine can
+		// create; another ("a/b", "pki role") failed the first issuance as
+		// an unsupported path, naming no flag.
+		if !vaultRoleName.MatchString(o.vaultRole) {
+			return usageErrorf("invalid value %q for --vault-role: must be a Vault role name (letters, digits, '_', '-', '.', starting and ending with a letter, digit or '_')", o.vaultRole)
+		}
 		if o.vaultToken == "" && (o.vaultTokenSecretName == "" || o.vaultTokenSecretKey == "") {
 			return usageErrorf("--vault-token or --vault-token-secret-name with --vault-token-secret-key must be set for --certificate-manager=vault")
 		}
@@ -482,6 +489,10 @@ func (o *options) portOwners() (map[int]string, error) {
 // maxKeyPoolSize bounds --key-pool-size: the ECDSA P-256 keys (the smallest
 // pooled) the pool's memory cap holds.
 var maxKeyPoolSize = keypool.DefaultMaxBytes / keypool.KeyBytes(certs.ECDSAP256)
+
+// vaultRoleName is the name Vault's PKI engine routes in roles/<name> and
+// issue/<role> (its framework.GenericNameRegex).
+var vaultRoleName = regexp.MustCompile(`^\w([\w.-]*\w)?$`)
 
 // objectNameFlag checks a flag naming a Kubernetes object (a DNS subdomain);
 // empty passes.

@@ -124,6 +124,15 @@ func TestFlagErrors(t *testing.T) {
 			`invalid value "localhost:9100" for --pprof-bind-address: port 9100 is --metrics-bind-address's`},
 		{"CA Secret name", []string{"serve", "--ca-bundle-secret-name=fsm_ca_bundle"}, nil,
 			`invalid value "fsm_ca_bundle" for --ca-bundle-secret-name`},
+		{"Vault role with a slash", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-role=fsm/issuer"}, nil,
+			`invalid value "fsm/issuer" for --vault-role: must be a Vault role name`},
+		// Looked up as NotFound: the hook skipped its step as done, status
+		// and rotate-root said no Deployment was found.
+		{"uninstall-hook Deployment name", []string{"uninstall-hook", "--deployment=FSM_Webhooks"}, nil, `invalid value "FSM_Webhooks" for --deployment`},
+		{"uninstall-hook MeshConfig name from env", []string{"uninstall-hook"}, map[string]string{"FSM_MESH_CONFIG_NAME": "Mesh Config"}, `invalid value "Mesh Config" for --mesh-config-name`},
+		{"uninstall-hook Lease namespace", []string{"uninstall-hook", "--conversion-lease-namespace=kube.system"}, nil, `invalid value "kube.system" for --conversion-lease-namespace`},
+		{"status Deployment name", []string{"certs", "status", "--deployment=BAD_"}, nil, `invalid value "BAD_" for --deployment`},
+		{"rotate-root Deployment name", []string{"certs", "rotate-root", "--deployment=fsm webhooks"}, nil, `invalid value "fsm webhooks" for --deployment`},
 		{"Vault token Secret name", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token-secret-name=Vault-Token", "--vault-token-secret-key=token"}, nil,
 			`invalid value "Vault-Token" for --vault-token-secret-name`},
 		// A Vault CA file that cannot serve failed only at the first

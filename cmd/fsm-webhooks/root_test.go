@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -200,24 +201,29 @@ func TestVersionCommand(t *testing.T) {
 	want := version.Get()
 	for _, tc := range []struct {
 		args   []string
+		env    map[string]string
 		decode func([]byte) (version.Info, error)
 	}{
-		{[]string{"version"}, func(b []byte) (version.Info, error) {
+		{[]string{"version"}, nil, func(b []byte) (version.Info, error) {
 			if got := strings.TrimSpace(string(b)); got != "fsm-webhooks "+want.String() {
 				return version.Info{}, errors.New("text: " + got)
 			}
 			return want, nil
 		}},
-		{[]string{"--version"}, func(b []byte) (version.Info, error) {
+		{[]string{"--version"}, nil, func(b []byte) (version.Info, error) {
 			if got := strings.TrimSpace(string(b)); got != "fsm-webhooks "+want.String() {
 				return version.Info{}, errors.New("text: " + got)
 			}
 			return want, nil
 		}},
-		{[]string{"version", "-o", "json"}, func(b []byte) (i version.Info, err error) { return i, json.Unmarshal(b, &i) }},
-		{[]string{"version", "-o", "yaml"}, func(b []byte) (i version.Info, err error) { return i, yaml.UnmarshalStrict(b, &i) }},
+		{[]string{"version", "-o", "json"}, nil, func(b []byte) (i version.Info, err error) { return i, json.Unmarshal(b, &i) }},
+		{[]string{"version", "-o", "yaml"}, nil, func(b []byte) (i version.Info, err error) { return i, yaml.UnmarshalStrict(b, &i) }},
+		{[]string{"version"}, map[string]string{"FSM_OUTPUT": "json"}, func(b []byte) (i version.Info, err error) { return i, json.Unmarshal(b, &i) }},
 	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+		t.Run(strings.Join(slices.Concat(tc.args, slices.Sorted(maps.Keys(tc.env))), " "), func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
 			root := newRootCommand()
 			var out bytes.Buffer
 			root.SetOut(&out)

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/flomesh-io/fsm-webhooks/uninstall"
@@ -37,6 +39,16 @@ requests and frees the Lease it holds; run it again to finish.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if timeout <= 0 {
 				return usageErrorf("invalid value %s for --timeout: must be positive", timeout)
+			}
+			// A name no object can have was looked up as NotFound, which
+			// the hook counts as done: a typo skipped its step silently.
+			for _, n := range []struct{ flag, v string }{{"deployment", u.Deployment}, {"mesh-config-name", u.MeshConfigName}} {
+				if err := objectNameFlag(n.flag, n.v); err != nil {
+					return err
+				}
+			}
+			if errs := validation.IsDNS1123Label(u.ConversionLeaseNamespace); u.ConversionLeaseNamespace != "" && len(errs) > 0 {
+				return usageErrorf("invalid value %q for --conversion-lease-namespace: must be a namespace name (a DNS label): %s", u.ConversionLeaseNamespace, strings.Join(errs, "; "))
 			}
 			cfg, err := o.restConfig()
 			if err != nil {

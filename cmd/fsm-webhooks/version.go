@@ -18,6 +18,12 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print the version, commit and build date of this binary",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// version reads no shared options (it must answer whatever
+			// they hold), but its own -o comes from FSM_OUTPUT like every
+			// flag's value.
+			if err := applyEnv(cmd.LocalNonPersistentFlags()); err != nil {
+				return err
+			}
 			return writeVersion(cmd.OutOrStdout(), output, version.Get())
 		},
 	}

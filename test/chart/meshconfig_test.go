@@ -430,7 +430,7 @@ fsm:
   fsmNamespace: "off"
   sidecar: {sidecarLogLevel: "off"}
   certificateProvider: {kind: vault}
-  vault: {host: "yes", role: "mesh: role #1", token: "no"}
+  vault: {host: "yes", role: "1.10", token: "no"}
   webhooks:
     priorityClassName: "yes"
     networkPolicy: {enabled: true, apiServerCIDRs: [10.0.0.0/28]}
@@ -467,7 +467,7 @@ fsm:
 	if got := nested(t, d, "spec", "template", "spec", "priorityClassName"); got != "yes" {
 		t.Errorf("priorityClassName = %#v, want \"yes\"", got)
 	}
-	for flag, want := range map[string]string{"vault-host": "yes", "vault-role": "mesh: role #1", "mesh-name": "1", "fsm-namespace": "off"} {
+	for flag, want := range map[string]string{"vault-host": "yes", "vault-role": "1.10", "mesh-name": "1", "fsm-namespace": "off"} {
 		if got, _ := argValue(t, d, flag); got != want {
 			t.Errorf("--%s=%q, want %q", flag, got, want)
 		}

@@ -25,6 +25,9 @@ func TestValuesRejected(t *testing.T) {
 		{"replicas as string", `fsm: {webhooks: {replicaCount: "two"}}`, []string{"/fsm/webhooks/replicaCount", "string"}},
 		{"vault protocol", "fsm: {vault: {protocol: ftp}}", []string{"/fsm/vault/protocol", "http", "https"}},
 		{"vault port", "fsm: {vault: {port: 70000}}", []string{"/fsm/vault/port", "got 70,000, want 65,535"}},
+		// Vault routes pki/issue/<role> only for a name its PKI engine can
+		// create: another failed the first pod create as "unsupported path".
+		{"vault role with a slash", "fsm: {vault: {role: 'mesh/role'}}", []string{"/fsm/vault/role", "mesh/role"}},
 		{"unknown key (typo)", "fsm: {certificateprovider: {kind: vault}}", []string{"/fsm", "certificateprovider"}},
 		// FSM's docs' example key, which FSM's chart ignores: refused when it
 		// means another validity than the one in force, naming the key that
