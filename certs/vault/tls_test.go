@@ -148,7 +148,7 @@ func TestVaultCertificateErrorsNameTheFix(t *testing.T) {
 	if err := os.WriteFile(otherCA, otherPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	unknownCA := []string{"signed by a CA this server does not trust", "--vault-ca-file", "x509: certificate signed by unknown authority"}
+	unknownCA := []string{`issued by "O=Acme Co", which no CA in --vault-ca-file "` + otherCA + `"`, "x509: certificate signed by unknown authority"}
 	for _, c := range []struct {
 		name, host, caFile string
 		skipVerify         bool

@@ -594,7 +594,7 @@ func (i *Issuer) explain(path string, err error) error {
 	// operator needs to name it, which the TLS error alone does not say.
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		return fmt.Errorf("the Vault server at %s presented a certificate signed by a CA this server does not trust: give that CA with --vault-ca-file (chart: fsm.vault.caSecret): %w", i.opts.Address(), err)
+		return untrustedVaultCert(i.opts.Address(), i.opts.CAFile, ua, err)
 	}
 	// Reached, but its certificate does not name the host asked for:
 	// "unreachable" would send the operator after the network.
@@ -631,6 +631,25 @@ func (i *Issuer) explain(path string, err error) error {
 		return fmt.Errorf("the Vault server at %s is unreachable: %w", i.opts.Address(), err)
 	}
 	return fmt.Errorf("calling the Vault server at %s (%s): %w", i.opts.Address(), path, err)
+}
+
+// untrustedVaultCert is explain's error for a Vault certificate that no CA
+// in use verifies (ua, within err). Without --vault-ca-file the CA is to be
+// given; with it, the file is named, and so is the issuer of Vault's
+// certificate: the usual cause is then not a wrong root but a Vault whose
+// certificate comes from an intermediate CA its listener does not send
+// (tls_cert_file holding only the certificate), which "give that CA with
+// --vault-ca-file" would not lead an operator who did to.
+func untrustedVaultCert(addr, caFile string, ua x509.UnknownAuthorityError, err error) error {
+	issuer := "an unknown CA"
+	if ua.Cert != nil {
+		issuer = strconv.Quote(ua.Cert.Issuer.String())
+	}
+	if caFile == "" {
+		return fmt.Errorf("the Vault server at %s presented a certificate issued by %s, signed by a CA this server does not trust: give that CA with --vault-ca-file (chart: fsm.vault.caSecret): %w", addr, issuer, err)
+	}
+	return fmt.Errorf("the Vault server at %s presented a certificate issued by %s, which no CA in --vault-ca-file %q (chart: fsm.vault.caSecret) verifies: "+
+		"that file must hold the CA that issued it; if that is an intermediate under a root the file holds, Vault's listener must send the intermediate after its certificate (its tls_cert_file), or the file must hold it too: %w", addr, issuer, caFile, err)
 }
 
 // CABundle implements certs.Issuer.
