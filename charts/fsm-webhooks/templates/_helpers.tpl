@@ -114,6 +114,35 @@ included), FSM v1.5.1's tag when it is unset, null or empty.
 {{- end -}}
 
 {{/*
+fsm.validateMeshName refuses, on upgrade, a fsm.meshName other than the one
+the release's servers run with (the live Deployment's --mesh-name; nothing to
+compare on install, under `helm template` or when the Deployment is gone).
+Rendered, Helm created the new name's webhook configurations (no caBundle;
+the validating one also selects the fsm namespace's MeshConfigs, failurePolicy
+Fail) and then failed on the Deployment, whose selector holds the mesh name
+and is immutable: a failed release with a configuration nobody serves. And the
+old mesh's bootstrap Secrets (app.kubernetes.io/instance=<old>) would have no
+controller: the servers, the Secret write policy and the uninstall hook select
+their own mesh's, so none is deleted with its pod, while a tresor root
+rotation waits on every mesh's Secrets before it drops the old root.
+*/}}
+{{- define "fsm.validateMeshName" -}}
+{{- if .Release.IsUpgrade -}}
+{{- $live := lookup "apps/v1" "Deployment" (include "fsm.namespace" .) (include "fsm.webhooks.name" .) -}}
+{{- range (dig "spec" "template" "spec" "containers" (list) $live) -}}
+{{- range (.args | default list) -}}
+{{- if hasPrefix "--mesh-name=" (toString .) -}}
+{{- $old := trimPrefix "--mesh-name=" (toString .) -}}
+{{- if ne $old (toString $.Values.fsm.meshName) -}}
+{{- fail (printf "fsm.meshName: %q, but this release runs mesh %q: helm upgrade cannot rename a mesh (the Deployment's selector holds the name, and the bootstrap Secrets labelled app.kubernetes.io/instance=%s would be left to no controller). Keep fsm.meshName %q, or helm uninstall (its hook hands those Secrets to their pods) and helm install with the new name, then label the meshed namespaces flomesh.io/monitored-by=%s" $.Values.fsm.meshName $old $old $old (toString $.Values.fsm.meshName)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 validate fails the render with one clear message per cross-field rule the
 schema cannot word well. Messages match what the binary says for the same
 flags (FSM's wording) so users search one text.
