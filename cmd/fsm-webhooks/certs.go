@@ -107,7 +107,11 @@ func newRotateRootCommand(o *options) *cobra.Command {
 2. once every caBundle holds it, the serving certificates are re-issued from it;
 3. after --root-rotation-grace-period the old root is dropped.
 Each phase is recorded in the CA Secret, so running it again after a crash resumes
-where it stopped. Only for the built-in tresor CA that fsm-webhooks created: with
+where it stopped. It runs until the old root is dropped: through the grace period
+(24h by default) and until every bootstrap certificate of the old root is
+re-issued. Stopping it earlier is safe: the running servers resume the recorded
+rotation within the hour (unless they run with --root-auto-rotate-before=0), and
+so does running it again. Only for the built-in tresor CA that fsm-webhooks created: with
 Vault or cert-manager the operator rotates the root there and the servers follow
 the bundle they publish.
 
