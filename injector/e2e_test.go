@@ -157,6 +157,7 @@ func TestE2E(t *testing.T) {
 	t.Run("a pod the injector cannot inject is denied before any Secret, with an event", e.testDenied)
 	t.Run("a probe scheme the apiserver refuses unmeshed is injected with a warning", e.testProbeScheme)
 	t.Run("pod-level resources the injected containers fit: injected and stored", e.testPodLevelResourcesFit)
+	t.Run("an app native sidecar before fsm-init: injected as FSM, with a warning", e.testAppNativeSidecar)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
 	t.Run("MeshConfig the injector cannot apply: last valid settings, Event, metric", e.testRejectedMeshConfig)
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })
@@ -266,12 +267,18 @@ func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *certst
 	}
 }
 
-func (e *e2e) namespace(t *testing.T, ctx context.Context, name string, monitored bool) string {
+func (e *e2e) namespace(t *testing.T, ctx context.Context, name string, monitored bool, labels ...map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if monitored {
 		ns.Labels = map[string]string{fsmnames.MonitoredByLabel: meshName}
 		ns.Annotations = map[string]string{injector.SidecarInjectionAnnotation: "enabled"}
+	}
+	for _, l := range labels {
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		maps.Copy(ns.Labels, l)
 	}
 	if err := e.cl.Create(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -559,6 +566,7 @@ func (e *e2e) testDenied(t *testing.T) {
 	ctx := context.Background()
 	// A namespace each: the recorder folds Warnings of one reason on one
 	// namespace into the first Event's series, keeping its note.
+	nsLabels := map[string]map[string]string{"denied-psa": {"pod-security.kubernetes.io/enforce": "baseline"}}
 	for _, tc := range []struct {
 		name, ns string
 		edit     func(*corev1.Pod)
@@ -605,9 +613,17 @@ func (e *e2e) testDenied(t *testing.T) {
 			p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
 			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
 		}, `spec.resources.limits[cpu] 2 is below the containers' aggregate request of 2100m with sidecar's 100m (annotation flomesh.io/sidecar-resource-requests-cpu)`},
+		// Injected, Pod Security Admission (after the webhooks) refused it:
+		// `violates PodSecurity "baseline:latest": non-default capabilities
+		// (container "fsm-init" must not include "NET_ADMIN" in
+		// securityContext.capabilities.add)`, after its Secret was written
+		// and its certificate issued, again at every retry of its
+		// ReplicaSet.
+		{"a namespace enforcing Pod Security baseline", "denied-psa", func(*corev1.Pod) {},
+			`namespace label pod-security.kubernetes.io/enforce "baseline": Pod Security Admission refuses the injected pod: fsm-init adds capability NET_ADMIN`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := e.namespace(t, ctx, tc.ns, true)
+			ns := e.namespace(t, ctx, tc.ns, true, nsLabels[tc.ns])
 			p := pod("web", ns)
 			tc.edit(p)
 			err := e.cl.Create(ctx, p)

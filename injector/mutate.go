@@ -190,6 +190,37 @@ func checkPodOS(pod *corev1.Pod) error {
 		field, value, InitContainerName, SidecarInjectionAnnotation)
 }
 
+// podSecurityEnforceLabel is Pod Security Admission's enforce level label.
+const podSecurityEnforceLabel = "pod-security.kubernetes.io/enforce"
+
+// checkPodSecurity refuses a pod whose namespace has Pod Security Admission
+// enforce any level but privileged: baseline and restricted (every version)
+// forbid fsm-init's added NET_ADMIN, restricted also its root user, and a
+// value that is no level is enforced as restricted. The PodSecurity admission
+// plugin runs after the mutating webhooks, so the create failed naming
+// fsm-init, a container the user never wrote, after the pod's Secret was
+// written and its certificate issued, again at each retry of its ReplicaSet
+// (FSM v1.5.1 injects it the same way). Without the label the cluster's
+// default level applies, which the webhook cannot read; nor can it read the
+// configuration's exemptions: a pod naming a RuntimeClass, which may be
+// exempt, is left to the apiserver. A namespace exempt by name ignores its
+// labels (the apiserver warns when they are set): the message says so.
+func checkPodSecurity(ns *corev1.Namespace, pod *corev1.Pod) error {
+	level, ok := ns.Labels[podSecurityEnforceLabel]
+	if !ok || level == "privileged" || ptr.Deref(pod.Spec.RuntimeClassName, "") != "" {
+		return nil
+	}
+	value := strconv.Quote(level)
+	if level != "baseline" && level != "restricted" {
+		value += " (not a level, enforced as restricted)"
+	}
+	return fmt.Errorf("namespace label %s %s: Pod Security Admission refuses the injected pod: %s adds capability NET_ADMIN and runs as root to install the pod's iptables rules, "+
+		"which only the privileged level allows; label the namespace %s=privileged "+
+		"(or, if the apiserver's PodSecurity configuration exempts it, remove the label, which has no effect there), "+
+		"or opt the pod out with annotation %s: disabled",
+		podSecurityEnforceLabel, value, InitContainerName, podSecurityEnforceLabel, SidecarInjectionAnnotation)
+}
+
 // windowsOnly names the field, and its value, by which the pod can only run
 // on Windows nodes: spec.os.name windows; spec.nodeSelector
 // kubernetes.io/os windows; or required node affinity each of whose terms
@@ -266,6 +297,13 @@ func Mutate(in MutateInput) (*Mutation, error) {
 	if err := checkPodOS(pod); err != nil {
 		return nil, err
 	}
+	// Not on reinjection: the writer's repair of a stored pod, which Pod
+	// Security Admission has admitted, must still rebuild its Secret.
+	if !in.Reinject {
+		if err := checkPodSecurity(in.Namespace, pod); err != nil {
+			return nil, err
+		}
+	}
 	sa := pod.Spec.ServiceAccountName
 	if err := checkServiceAccountForCN(sa, in.Namespace.Name); err != nil {
 		return nil, err
@@ -337,6 +375,7 @@ func Mutate(in MutateInput) (*Mutation, error) {
 			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 2, hc)
 		}
 	} else {
+		probes.warnings = append(probes.warnings, appNativeSidecarWarnings(pod.Spec.InitContainers)...)
 		pod.Spec.InitContainers = append(pod.Spec.InitContainers, init)
 		// FSM's order: fsm-healthcheck appended first, then the sidecar
 		// put first (hold) or last: [sidecar, app..., fsm-healthcheck] or
@@ -358,6 +397,31 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		setLocalDNS(pod, opts.dnsServer, in.Mesh, in.Namespace.Name)
 	}
 	return &Mutation{Pod: pod, NeedsSecret: true, CommonName: cn, Bootstrap: boot, KeyAlgorithm: keyAlg, Warnings: probes.warnings}, nil
+}
+
+// appNativeSidecarWarnings warns of each of the app's native sidecars (init
+// containers with restartPolicy Always) when fsm-init is appended after
+// them, as FSM v1.5.1 appends it so that the app's init containers reach the
+// network before any rule exists. A native sidecar, unlike those, keeps
+// running: the kubelet starts it before fsm-init and stops it after the app
+// containers, the proxy among them, so its traffic escapes the mesh at
+// first and is redirected to a port nobody listens on until the proxy starts
+// and after it stops (a log shipper's last flush is lost). Native mode puts
+// the proxy before it; not forced here, as it also puts the app's other init
+// containers behind the proxy.
+func appNativeSidecarWarnings(inits []corev1.Container) []string {
+	var out []string
+	for i := range inits {
+		c := &inits[i]
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			continue
+		}
+		out = append(out, fmt.Sprintf("init container %q is a native sidecar (restartPolicy: Always) and starts before %s: its outbound connections opened before %s "+
+			"bypass the proxy, and those opened after fail until the %s container starts, and again once it has stopped at shutdown, while %q still runs; "+
+			"set annotation %s: \"true\" to run the proxy as a native sidecar that starts before it and stops after it",
+			c.Name, InitContainerName, InitContainerName, SidecarContainerName, c.Name, SidecarNativeAnnotation))
+	}
+	return out
 }
 
 // readOptions validates every annotation and setting the mutation needs, so

@@ -1,0 +1,48 @@
+package injector
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+// TestAppNativeSidecarBeforeInit: fsm-init goes after the app's init
+// containers (FSM's order: they reach the network before the rules exist),
+// so an app's native sidecar (an init container with restartPolicy Always)
+// runs before fsm-init and on until the pod ends, outliving a proxy that
+// is a regular container. The pod is injected as FSM injects it, with a
+// warning naming the container and the annotation that starts the proxy
+// before it; in native mode the proxy is already first.
+func TestAppNativeSidecarBeforeInit(t *testing.T) {
+	const want = `init container "shipper" is a native sidecar (restartPolicy: Always) and starts before fsm-init: its outbound connections opened before fsm-init ` +
+		`bypass the proxy, and those opened after fail until the sidecar container starts, and again once it has stopped at shutdown, while "shipper" still runs; ` +
+		`set annotation flomesh.io/sidecar-native: "true" to run the proxy as a native sidecar that starts before it and stops after it`
+	native := func(name string) corev1.Container {
+		return corev1.Container{Name: name, Image: name, RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}
+	}
+	for _, tc := range []struct {
+		name  string
+		inits []corev1.Container
+		ann   map[string]string
+		want  []string
+	}{
+		{name: "an app native sidecar", inits: []corev1.Container{{Name: "migrate", Image: "m"}, native("shipper")}, want: []string{want}},
+		{name: "only regular init containers", inits: []corev1.Container{{Name: "migrate", Image: "m"}}},
+		{name: "native mode: the proxy starts first", inits: []corev1.Container{native("shipper")}, ann: map[string]string{SidecarNativeAnnotation: "true"}},
+		{name: "restartPolicy Never is no sidecar", inits: []corev1.Container{{Name: "shipper", Image: "s", RestartPolicy: ptr.To(corev1.ContainerRestartPolicy("Never"))}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := simplePod(tc.ann)
+			pod.Spec.InitContainers = tc.inits
+			m, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(m.Warnings, tc.want) {
+				t.Fatalf("warnings %q\nwant %q", m.Warnings, tc.want)
+			}
+		})
+	}
+}
