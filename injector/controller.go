@@ -460,8 +460,9 @@ type secretReconciler struct {
 	// and its uid is never reused, so what was learnt once holds for as long
 	// as the pod lives: FSM's pods during a migration (their Secrets lack
 	// our labels, so the Secret cache never has them) are read once per
-	// replica, not once per orphan. podMounting drops the entries of pods
-	// no longer cached.
+	// replica, not once per orphan. An entry goes when the pod informer
+	// reports the pod gone (podDeleted), and podMounting drops those of
+	// pods no longer cached.
 	mountedMu sync.Mutex
 	mounted   map[string]map[types.UID]string
 }
@@ -490,13 +491,23 @@ func newSecretReconciler(c client.Client, live client.Reader, opts SecretControl
 // API server before the Secret goes. No API call here: this runs on the
 // informer's delivery goroutine.
 func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	id := e.Object.GetLabels()[ProxyUUIDLabel]
+	// The pod left the cache: what podMounting learnt of it goes too. Its
+	// namespace's next sweep would drop it, but a deleted namespace has
+	// none, and its entries stayed until the process restarted.
+	r.forgetMount(e.Object.GetNamespace(), e.Object.GetUID())
+	r.secretLost(e.Object, q)
+}
+
+// secretLost remembers that the pod o no longer carries its uuid (deleted,
+// or relabelled) and queues that uuid's Secret.
+func (r *secretReconciler) secretLost(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	id := o.GetLabels()[ProxyUUIDLabel]
 	if id == "" {
 		return
 	}
-	key := types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}
+	key := types.NamespacedName{Namespace: o.GetNamespace(), Name: BootstrapSecretName(id)}
 	r.mu.Lock()
-	r.deleted[key] = deletedPod{name: e.Object.GetName(), uid: e.Object.GetUID(), confirmed: e.Object.GetDeletionTimestamp() != nil}
+	r.deleted[key] = deletedPod{name: o.GetName(), uid: o.GetUID(), confirmed: o.GetDeletionTimestamp() != nil}
 	r.mu.Unlock()
 	q.Add(reconcile.Request{NamespacedName: key})
 }
@@ -505,12 +516,14 @@ func (r *secretReconciler) podDeleted(_ context.Context, e event.TypedDeleteEven
 // the informer's selection, so no DELETE comes) as gone from its old uuid:
 // that Secret is queued and, the pod being alive, confirmed with the API
 // server like any unconfirmed removal, so it goes once no pod mounts it.
-func (r *secretReconciler) podRelabelled(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (r *secretReconciler) podRelabelled(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	old := e.ObjectOld.GetLabels()[ProxyUUIDLabel]
 	if old == "" || old == e.ObjectNew.GetLabels()[ProxyUUIDLabel] {
 		return
 	}
-	r.podDeleted(ctx, event.TypedDeleteEvent[client.Object]{Object: e.ObjectOld}, q)
+	// Still cached, with the same volumes: what was learnt of its mount
+	// holds.
+	r.secretLost(e.ObjectOld, q)
 }
 
 // sawPodDeleted returns the pod of Secret key that this process saw
@@ -796,6 +809,20 @@ func (r *secretReconciler) learnMount(namespace string, uid types.UID, secretNam
 		r.mounted[namespace] = map[types.UID]string{}
 	}
 	r.mounted[namespace][uid] = secretName
+}
+
+// forgetMount drops what was learnt of pod uid of namespace.
+func (r *secretReconciler) forgetMount(namespace string, uid types.UID) {
+	r.mountedMu.Lock()
+	defer r.mountedMu.Unlock()
+	learnt, ok := r.mounted[namespace]
+	if !ok {
+		return
+	}
+	delete(learnt, uid)
+	if len(learnt) == 0 {
+		delete(r.mounted, namespace)
+	}
 }
 
 // forgetMounts drops what was learnt of the pods of namespace that are not

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -10,7 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -110,6 +114,16 @@ func (l *namespaceLimiter) prune(now time.Time) {
 	}
 }
 
+// forget drops namespace's bucket (a deleted namespace's).
+func (l *namespaceLimiter) forget(namespace string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.buckets, namespace)
+}
+
 // rateLimitedResponse refuses an admission over namespace's limit with 429
 // and Retry-After: client-go (the ReplicaSet and Job controllers, kubectl)
 // retries it by itself after the delay.
@@ -175,4 +189,38 @@ func (h *Handler) overLimit(log reqLog, namespace string) (admission.Response, b
 	rateLimited.WithLabelValues(namespace).Inc()
 	log.V(1).Info("refusing pod: namespace over its bootstrap Secret rate limit", "retryAfter", wait)
 	return rateLimitedResponse(namespace, h.opts.NamespaceLimit, wait), true
+}
+
+// ForgetDeletedNamespaces makes the Namespace informer of informers drop
+// what the handler keeps per namespace once it reports one deleted: its
+// fsm_webhooks_injector_rate_limited_total series and its bucket. A series
+// per namespace ever refused otherwise stayed exported until the process
+// restarted: with namespaces created and deleted by CI, one more series on
+// every scrape for each, for months. The increments since the last scrape
+// go with the series; none come after, as the apiserver admits no pod in a
+// namespace being deleted. Call it before the cache starts, as the
+// informer's other users (HandlerCaches) are registered.
+func (h *Handler) ForgetDeletedNamespaces(ctx context.Context, informers cache.Informers) error {
+	inf, err := informers.GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false))
+	if err == nil {
+		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: h.namespaceDeleted})
+	}
+	if err != nil {
+		return fmt.Errorf("injector: watching namespaces for their deletion: %w", err)
+	}
+	return nil
+}
+
+// namespaceDeleted is the Namespace informer's DELETE: obj is the namespace,
+// or a tombstone (a deletion missed during a relist) keyed by its name.
+func (h *Handler) namespaceDeleted(obj any) {
+	if name, err := toolscache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		h.forgetNamespace(name)
+	}
+}
+
+// forgetNamespace drops what the handler keeps of a deleted namespace.
+func (h *Handler) forgetNamespace(name string) {
+	h.limiter.forget(name)
+	rateLimited.DeleteLabelValues(name)
 }

@@ -585,6 +585,10 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 		if err != nil {
 			return w, fmt.Errorf("injector: %w", err)
 		}
+		// A deleted namespace's rate-limited series and bucket go with it.
+		if err := h.ForgetDeletedNamespaces(ctx, mgr.GetCache()); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
 		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{
 			MeshName: o.meshName, Logger: log.WithName("bootstrap-secrets"),
 		}); err != nil {
