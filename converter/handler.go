@@ -17,6 +17,7 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
@@ -118,6 +119,10 @@ func (h *Handler) convertObject(raw []byte, desired schema.GroupVersion) ([]byte
 	hub, err := h.hubFor(tm.Kind)
 	if err != nil {
 		return nil, err
+	}
+	// Refused before the typed decoding parses it, which can take minutes.
+	if e := rules.CostlyQuantity(raw); e != nil {
+		return nil, e
 	}
 	// Every conversion goes through the hub's JSON: the exact JSON an old
 	// version's object came from is restored there (lossless.Changes),

@@ -1,11 +1,14 @@
 package injector
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
 
 // Annotations read by the injector (FSM names unless noted).
@@ -89,7 +92,10 @@ func stringOverride(key string, podAnn, nsAnn map[string]string) string {
 // where, the namespace it is on) on error, with the wording of the
 // MeshConfig's quantity rule.
 func parseQuantityAnnotation(key, value, where string) (resource.Quantity, error) {
-	q, err := resource.ParseQuantity(strings.TrimSpace(value))
+	q, err := rules.ParseQuantity(strings.TrimSpace(value))
+	if errors.Is(err, rules.ErrCostlyQuantity) {
+		return resource.Quantity{}, fmt.Errorf("invalid quantity %q specified for annotation %q%s: %s", value, key, where, rules.QuantityDetail)
+	}
 	if err != nil {
 		return resource.Quantity{}, fmt.Errorf("invalid quantity %q specified for annotation %q%s: must be a quantity such as 500m, 2 or 64Mi", value, key, where)
 	}

@@ -578,6 +578,11 @@ func (e *e2e) testDenied(t *testing.T) {
 		{"negative sidecar cpu limit", "denied-resources", func(p *corev1.Pod) {
 			p.Annotations = map[string]string{injector.SidecarResourceLimitsPrefix + "cpu": "-1"}
 		}, `invalid value "-1" specified for annotation "flomesh.io/sidecar-resource-limits-cpu"`},
+		// Parsing it takes about a minute of the CPU every pod create
+		// shares (the apiserver never parses an annotation).
+		{"sidecar cpu limit with a huge exponent", "denied-costly", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{injector.SidecarResourceLimitsPrefix + "cpu": "1e-99999999"}
+		}, `invalid quantity "1e-99999999" specified for annotation "flomesh.io/sidecar-resource-limits-cpu": must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`},
 		{"an app container named sidecar", "denied-names", func(p *corev1.Pod) {
 			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: injector.SidecarContainerName, Image: "busybox"})
 		}, `spec.containers[1].name: "sidecar" is the injector's; rename it or opt the pod out with annotation flomesh.io/sidecar-injection: disabled`},

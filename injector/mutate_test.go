@@ -87,6 +87,13 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want: `invalid quantity "lots" specified for annotation "flomesh.io/sidecar-resource-limits-cpu": must be a quantity such as 500m, 2 or 64Mi`},
 		{name: "resource request unparsable on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "ephemeral-storage": "1Q"},
 			want: `invalid quantity "1Q" specified for annotation "flomesh.io/sidecar-resource-requests-ephemeral-storage" (on the namespace): must be a quantity such as 500m, 2 or 64Mi`},
+		// Parsable, at a cost that grows with the exponent's magnitude
+		// (this one about 1.5 s, one more digit a minute): refused unparsed,
+		// since every pod create shares the injector's CPU.
+		{name: "resource limit with a huge exponent", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "1e-9999999"},
+			want: `invalid quantity "1e-9999999" specified for annotation "flomesh.io/sidecar-resource-limits-cpu": must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`},
+		{name: "resource request with too many digits on namespace", ns: map[string]string{SidecarResourceRequestsPrefix + "memory": "1" + strings.Repeat("0", 64)},
+			want: `invalid quantity "1` + strings.Repeat("0", 64) + `" specified for annotation "flomesh.io/sidecar-resource-requests-memory" (on the namespace): must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`},
 		// Parsable but refused by the apiserver for the sidecar container:
 		// denied before any Secret, with the rules MeshConfig's are held to.
 		{name: "resource limit negative", pod: map[string]string{SidecarResourceLimitsPrefix + "cpu": "-1"},

@@ -13,6 +13,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 )
 
@@ -47,6 +48,9 @@ const (
 func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 	if len(obj)*maxExpansion+maxFixedOverhead <= annotationSizeLimit {
 		return nil // cannot reach the limit: spares every usual write two conversions
+	}
+	if rules.CostlyQuantity(obj) != nil {
+		return nil // refused by meshconfig.Validate, unparsed: the conversions would parse it, at length
 	}
 	hub, ok := storedHub(version, obj)
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,5 +158,46 @@ func TestDownConversionAnnotationSizeHandler(t *testing.T) {
 	}
 	if resp = send(admissionv1.Update, preset, big); !resp.Allowed || len(resp.Warnings) != 0 {
 		t.Errorf("UPDATE shrinking it: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
+	}
+}
+
+// TestCostlyQuantityHandler: a quantity whose parsing costs seconds
+// (1e-9999999: about 1.5 s each time, one more exponent digit about a
+// minute) is denied through the served handler, naming the field and the
+// value, without being parsed; in an object large enough for the
+// down-conversion size check, which converts it twice more, too.
+func TestCostlyQuantityHandler(t *testing.T) {
+	h := NewHandler(Options{FSMNamespace: "fsm-system"})
+	for _, tc := range []struct {
+		name string
+		obj  []byte
+	}{{"preset", presetJSON(t)}, {"large", withDNSTable(t, 1000)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m map[string]any
+			if err := json.Unmarshal(tc.obj, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["spec"].(map[string]any)["sidecar"].(map[string]any)["resources"] = map[string]any{"limits": map[string]any{"cpu": "1e-9999999"}}
+			obj, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var before, after goruntime.MemStats
+			goruntime.ReadMemStats(&before)
+			resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+				UID: "u", Kind: metav1.GroupVersionKind{Group: meshconfig.Group, Version: meshconfig.V1alpha3, Kind: meshconfig.Kind},
+				Operation: admissionv1.Create, Namespace: "fsm-system", Name: "fsm-mesh-config", Object: runtime.RawExtension{Raw: obj},
+			}})
+			goruntime.ReadMemStats(&after)
+			// The work done, in bytes allocated: each parse of the value
+			// allocates about 35 MB (its time grows with them).
+			if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+				t.Errorf("the request allocated %d MB, want at most 8 MB: the quantity was parsed", n>>20)
+			}
+			const want = `spec.sidecar.resources.limits[cpu]: Invalid value: "1e-9999999": must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`
+			if resp.Allowed || resp.Result == nil || resp.Result.Code != 422 || !strings.Contains(resp.Result.Message, want) {
+				t.Errorf("CREATE: allowed %v %+v, want a 422 denial with %q", resp.Allowed, resp.Result, want)
+			}
+		})
 	}
 }

@@ -109,6 +109,21 @@ func TestE2E(t *testing.T) {
 		}
 	})
 
+	// A quantity the CRD's pattern admits whose parsing takes about a
+	// minute (each further exponent digit 20-40 times longer): refused
+	// unparsed, naming it, instead of the apiserver giving up on the
+	// webhook while its goroutine keeps the CPU pod admission shares.
+	t.Run("costly quantity refused in every version", func(t *testing.T) {
+		for _, v := range []string{"v1alpha1", "v1alpha2", "v1alpha3"} {
+			obj := presetMeshConfig(t)
+			obj.SetAPIVersion("config.flomesh.io/" + v)
+			obj.SetNamespace(v)
+			setField(t, obj, map[string]any{"cpu": "1e-99999999"}, "spec", "sidecar", "resources", "limits")
+			err := c.Create(ctx, obj, client.DryRunAll)
+			wantDenied(t, err, `spec.sidecar.resources.limits[cpu]: Invalid value: "1e-99999999": must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`)
+		}
+	})
+
 	t.Run("deprecated versions warn", func(t *testing.T) {
 		wc, rec := warningClient(t, env.Config)
 		obj := presetMeshConfig(t)

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -121,7 +120,8 @@ func hugePageSize(name corev1.ResourceName) (int64, bool) {
 	if !isHugePages(name) {
 		return 0, false
 	}
-	q, err := resource.ParseQuantity(strings.TrimPrefix(string(name), corev1.ResourceHugePagesPrefix))
+	// ParseQuantity's bounds: the name is the user's too (hugepages-1e-9999999).
+	q, err := ParseQuantity(strings.TrimPrefix(string(name), corev1.ResourceHugePagesPrefix))
 	if err != nil || q.Sign() <= 0 || q.MilliValue()%1000 != 0 || q.Value() <= 0 {
 		return 0, false
 	}

@@ -1,10 +1,10 @@
 package meshconfig
 
 import (
+	"errors"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
@@ -26,9 +26,9 @@ func (r *resources) validate(p *field.Path) field.ErrorList {
 		}
 		slices.Sort(names)
 		for _, n := range names {
-			q, err := resource.ParseQuantity(string(in[n]))
+			q, err := rules.ParseQuantity(string(in[n]))
 			if err != nil {
-				errs = append(errs, field.Invalid(lp.Key(n), string(in[n]), "must be a quantity such as 500m, 2 or 64Mi"))
+				errs = append(errs, field.Invalid(lp.Key(n), string(in[n]), quantityDetail(err)))
 				continue
 			}
 			out[corev1.ResourceName(n)] = q
@@ -45,4 +45,13 @@ func (r *resources) validate(p *field.Path) field.ErrorList {
 		return errs
 	}
 	return rules.Resources(p, req)
+}
+
+// quantityDetail is the detail for a quantity rules.ParseQuantity refused:
+// the bounds only when they are what it is over, so the usual message stays.
+func quantityDetail(err error) string {
+	if errors.Is(err, rules.ErrCostlyQuantity) {
+		return rules.QuantityDetail
+	}
+	return "must be a quantity such as 500m, 2 or 64Mi"
 }

@@ -110,6 +110,16 @@ func Validate(version string, obj []byte) Result {
 // rules deny it.
 func validate(version string, obj []byte) (r Result, own, schemaAnn field.ErrorList) {
 	r, annotations := validateView(version, obj)
+	if e := rules.CostlyQuantity(obj); e != nil {
+		// The checks below decode the object, or an annotation's data,
+		// as a typed MeshConfig, which parses the quantity: seconds to
+		// minutes of the CPU pod admission shares. The view refused it
+		// already when it is one of the object's own.
+		if !slices.ContainsFunc(r.Errors, func(o *field.Error) bool { return o.Field == e.Field && o.Detail == e.Detail }) {
+			r.Errors = append(r.Errors, e)
+		}
+		return r, nil, nil
+	}
 	if !IsDeprecatedVersion(version) {
 		if a, ok := annotations[lossless.AnnotationV1Alpha2Fields]; ok {
 			r.Errors = append(r.Errors, legacyFieldErrors(obj, a)...)
@@ -188,7 +198,7 @@ func validateView(version string, obj []byte) (Result, map[string]string) {
 // still denies.
 func ValidateUpdate(version string, obj, old []byte) Result {
 	r, own, schemaAnn := validate(version, obj)
-	if len(own) > 0 && len(old) > 0 {
+	if len(own) > 0 && len(old) > 0 && rules.CostlyQuantity(old) == nil {
 		// Only what this write breaks: the stored object's own are
 		// warned of at the write that made them.
 		_, before := storedSchemaProblems(version, old)
@@ -200,13 +210,22 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 	if len(r.Errors) == 0 || len(old) == 0 {
 		return r
 	}
-	fresh, stored := ratchet.Split(r.Errors, Validate(version, old).Errors, sameStoredError)
+	fresh, stored := ratchet.Split(r.Errors, Validate(version, old).Errors, storedErrorKey, sameStoredError)
+	// A costly quantity never ratchets: with it the rest of the object
+	// went unchecked (validate).
+	stored = slices.DeleteFunc(stored, func(e *field.Error) bool {
+		if strings.HasSuffix(e.Detail, rules.QuantityDetail) {
+			fresh = append(fresh, e)
+			return true
+		}
+		return false
+	})
 	if len(schemaAnn) > 0 && !slices.ContainsFunc(fresh, isAnnotationError) && !slices.ContainsFunc(r.Errors, func(e *field.Error) bool { return containsError(schemaAnn, e) }) {
 		// The annotation's own errors were all stored already, so they
 		// ratchet; the schema errors it brings, left out while those
 		// denied, now stand on their own, ratcheted the same way.
 		_, _, before := validate(version, old)
-		f, s := ratchet.Split(schemaAnn, before, sameStoredError)
+		f, s := ratchet.Split(schemaAnn, before, storedErrorKey, sameStoredError)
 		fresh, stored = append(fresh, f...), append(stored, s...)
 	}
 	if len(stored) > 0 && !sameSpec(obj, old) {
@@ -299,6 +318,17 @@ func sameError(o, e *field.Error) bool {
 func sameStoredError(o, e *field.Error) bool {
 	return o.Type == e.Type && withoutIndices(o.Field) == withoutIndices(e.Field) &&
 		withoutIndices(o.Detail) == withoutIndices(e.Detail) && reflect.DeepEqual(o.BadValue, e.BadValue)
+}
+
+// storedErrorKey is equal for two errors sameStoredError finds the same
+// (ratchet.Split's key): the value itself only when it is a scalar.
+func storedErrorKey(e *field.Error) string {
+	k := string(e.Type) + "\x00" + withoutIndices(e.Field) + "\x00" + withoutIndices(e.Detail) + "\x00" + fmt.Sprintf("%T", e.BadValue)
+	switch v := e.BadValue.(type) {
+	case string, bool, int, int32, int64, uint, uint32, uint64, float32, float64, json.Number:
+		k += "\x00" + fmt.Sprint(v)
+	}
+	return k
 }
 
 // listIndex is a list index in a field path, as field.Path prints it.

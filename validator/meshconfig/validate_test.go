@@ -243,6 +243,13 @@ func TestValidateRules(t *testing.T) {
 			`spec.sidecar.initResources.limits[memory]: Invalid value: "lots": must be a quantity such as 500m, 2 or 64Mi`,
 			`spec.sidecar.healthcheckResources.claims[0]: Forbidden: claim "c": the injected container would need it in every pod's spec.resourceClaims, and pods without it would be refused`,
 			`spec.sidecar.healthcheckResources.limits[gpu]: Invalid value: "gpu": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`}},
+		// quantities whose parsing costs more than any real value's (the
+		// first about 1.5 s, each further exponent digit 20-40 times more)
+		{name: "resources costly", sets: []kv{
+			{"spec.sidecar.resources", map[string]any{"limits": map[string]any{"cpu": "1e-9999999"}}},
+			{"spec.sidecar.initResources", map[string]any{"requests": map[string]any{"memory": "1" + strings.Repeat("0", 64)}}}}, want: []string{
+			`spec.sidecar.resources.limits[cpu]: Invalid value: "1e-9999999": must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`,
+			`spec.sidecar.initResources.requests[memory]: Invalid value: "1` + strings.Repeat("0", 64) + `": must be a quantity such as 500m, 2 or 64Mi (at most 64 characters, an exponent between -999 and 999)`}},
 		// sampledFraction
 		{name: "fractions ok", sets: []kv{{"spec.observability.tracing.sampledFraction", "0"}, {"spec.observability.remoteLogging.sampledFraction", "1"}}},
 		{name: "fractions bad", sets: []kv{{"spec.observability.tracing.sampledFraction", "1.5"}, {"spec.observability.remoteLogging.sampledFraction", "NaN"}}, want: []string{

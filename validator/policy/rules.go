@@ -54,12 +54,28 @@ func SameFinding(stored, found Finding) bool {
 	if found.Parts == nil && stored.Parts == nil {
 		return stored.Message == found.Message
 	}
+	// A set: a conflicts finding has a part per shared backend of every
+	// other policy, tens of thousands in a large namespace.
+	had := make(map[string]bool, len(stored.Parts))
+	for _, p := range stored.Parts {
+		had[p] = true
+	}
 	for _, p := range found.Parts {
-		if !slices.Contains(stored.Parts, p) {
+		if !had[p] {
 			return false
 		}
 	}
 	return len(found.Parts) > 0
+}
+
+// findingKey is equal for two findings SameFinding finds the same
+// (ratchet.Split's key).
+func findingKey(f Finding) string {
+	k := fmt.Sprintf("%t\x00%s\x00%t", f.BeyondFSM, f.Key, f.Parts == nil)
+	if f.Parts == nil {
+		k += "\x00" + f.Message
+	}
+	return k
 }
 
 func fsmEnforced(msgs ...string) []Finding {
@@ -189,9 +205,11 @@ func conflicts(p *BackendPolicy, others []BackendPolicy, mine map[backendKey]boo
 			continue
 		}
 		var shared []backendKey
+		added := map[backendKey]bool{} // not slices.Contains: O(n²) in backends
 		for _, b := range o.Spec.Backends {
 			k := backendKey{b.Name, b.Port.Number}
-			if mine[k] && !slices.Contains(shared, k) {
+			if mine[k] && !added[k] {
+				added[k] = true
 				shared = append(shared, k)
 			}
 		}

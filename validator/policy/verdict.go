@@ -26,7 +26,7 @@ type Verdict struct {
 // finding denies only when strict; otherwise it warns, so manifests FSM
 // v1.5.1 accepted keep applying after the switch. Everything else denies.
 func Decide(found, old []Finding, strict bool) Verdict {
-	fresh, stored := ratchet.Split(found, old, SameFinding)
+	fresh, stored := ratchet.Split(found, old, findingKey, SameFinding)
 	var v Verdict
 	for _, f := range fresh {
 		if f.BeyondFSM && !strict {
