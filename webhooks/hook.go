@@ -86,6 +86,9 @@ type hook struct {
 	// replaced as the one still in the API.
 	written   metav1.Object
 	writtenAt time.Time
+	// held decides how long a serving cert another writer stored is kept
+	// (foreigncert.go). The loop's alone.
+	held certHold
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -265,6 +268,14 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 		v = servingcert.Check(h.spec, sec.Data, trusted, now, opts.RenewFraction)
 	}
 	if !v.OK() {
+		if sec != nil {
+			apiVerifies := present && apiVerifiesStored(apiBundle, sec.Data, h.spec, now)
+			if hold := h.held.wait(v, sec.Data[servingcert.KeyCert], apiVerifies, foreignCertHold*opts.SettleDelay, now); hold > 0 {
+				h.log.V(1).Info("keeping a serving cert another writer stored that this replica's CA does not verify but the caBundle does",
+					"reason", string(v.Reason), "detail", v.Detail, "replaceIn", hold)
+				return max(min(hold, next), 50*time.Millisecond), regErr
+			}
+		}
 		// Nobody can be hurt by a cert from a root the apiserver does not
 		// trust yet if nothing is served or nothing calls us.
 		settled := bytes.Equal(apiBundle, desired) && settledFor >= opts.SettleDelay
@@ -275,6 +286,7 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 			}
 			if out.Written {
 				renewals.WithLabelValues(h.w.Name, string(out.Reason)).Inc()
+				h.held.wrote(out.Secret.Data[servingcert.KeyCert])
 			}
 			// Served now, not when this replica's watch delivers it.
 			h.src.Offer(out.Secret)

@@ -58,6 +58,7 @@ func TestServing(t *testing.T) {
 	t.Run("TrustCheckCRDWithoutConversionWebhook", testTrustCheckCRDWithoutConversionWebhook)
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)
+	t.Run("MixedTrustRollout", testMixedTrustRollout)
 }
 
 func testRestartReuse(t *testing.T) {
