@@ -152,6 +152,7 @@ func TestE2E(t *testing.T) {
 	t.Run("monitored pod is injected and its Secret verifies", e.testInjected)
 	t.Run("a copy of an injected pod gets its own identity and Secret", e.testCopy)
 	t.Run("a copy of a deleted pod as another ServiceAccount does not get the Secret left behind", e.testCopyOfDeletedPod)
+	t.Run("a restored pod keeps its restored Secret only if the mesh's root signed it", e.testRestored)
 	t.Run("unmonitored pod is untouched", e.testUnmonitored)
 	t.Run("dry run creates no Secret", e.testDryRun)
 	t.Run("a pod the injector cannot inject is denied before any Secret, with an event", e.testDenied)
@@ -523,6 +524,95 @@ func (e *e2e) testCopyOfDeletedPod(t *testing.T) {
 	}
 	if want := injector.CommonName(id, "other", ns, "cluster.local"); leaf[0].Subject.CommonName != want {
 		t.Errorf("copy's certificate names %q, want %q", leaf[0].Subject.CommonName, want)
+	}
+}
+
+// testRestored: Velero restores a namespace, its Secrets before its pods,
+// keeping of each object only name, namespace, labels (adding its own) and
+// annotations. A pod arrives already injected with its restored Secret in
+// place, owned by no pod and a second old: our reinvocation's marks. Its
+// identity is kept when the mesh's root signed the Secret's certificate; a
+// Secret from a backup taken before a completed root rotation, or in another
+// cluster, gets the pod a new identity, not a certificate the mesh does not
+// trust and the trust controller never re-issues.
+func (e *e2e) testRestored(t *testing.T) {
+	ctx := context.Background()
+	otherCluster := certstest.MustNew(t, certstest.Options{})
+	for _, tc := range []struct {
+		name   string
+		signer certs.Issuer // of the restored Secret's certificate; nil: as it was
+	}{
+		{"same root", nil},
+		{"another root", otherCluster},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := e.namespace(t, ctx, "restore-"+strings.ReplaceAll(tc.name, " ", "-"), true)
+			src := pod("web", ns)
+			if err := e.cl.Create(ctx, src); err != nil {
+				t.Fatal(err)
+			}
+			srcID := src.Labels[injector.ProxyUUIDLabel]
+			backup := &corev1.Secret{}
+			if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(srcID)}, backup); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.cl.Delete(ctx, src, client.GracePeriodSeconds(0)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 30*time.Second, "the namespace's pod and Secret gone", func() (bool, error) {
+				p := &corev1.PodList{}
+				if err := e.cl.List(ctx, p, client.InNamespace(ns)); err != nil {
+					return false, err
+				}
+				return len(p.Items) == 0 && len(bootstrapSecrets(t, ctx, e.cl, ns)) == 0, nil
+			})
+			if tc.signer != nil {
+				leaf, err := certs.ParseCertsPEM(backup.Data[injector.RepoCertKey])
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := tc.signer.Issue(ctx, certs.Request{CommonName: leaf[0].Subject.CommonName, DNSNames: leaf[0].DNSNames, Validity: time.Hour,
+					Usage: certs.UsageBoth, KeyAlgorithm: certs.ECDSAP256})
+				if err != nil {
+					t.Fatal(err)
+				}
+				backup.Data[injector.RepoCertKey], backup.Data[injector.RepoKeyKey], backup.Data[injector.CACertKey] = c.CertPEM, c.KeyPEM, c.CABundle
+			}
+			labels := maps.Clone(backup.Labels)
+			labels["velero.io/restore-name"] = "r1"
+			restored := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: backup.Name, Namespace: ns, Labels: labels}, Type: backup.Type, Data: backup.Data}
+			if err := e.cl.Create(ctx, restored); err != nil {
+				t.Fatal(err)
+			}
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: src.Name, Namespace: ns, Labels: maps.Clone(src.Labels), Annotations: maps.Clone(src.Annotations)},
+				Spec: *src.Spec.DeepCopy()}
+			p.Labels["velero.io/restore-name"] = "r1"
+			p.Spec.NodeName = ""
+			if err := e.cl.Create(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			id := p.Labels[injector.ProxyUUIDLabel]
+			if tc.signer == nil {
+				if id != srcID {
+					t.Fatalf("restored pod's uuid %q, want its own %q: its restored Secret is valid", id, srcID)
+				}
+				return
+			}
+			if id == srcID {
+				t.Fatalf("restored pod kept uuid %s and the restored Secret, whose certificate a root the mesh does not trust signed", id)
+			}
+			s := &corev1.Secret{}
+			if err := e.cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(id)}, s); err != nil {
+				t.Fatalf("restored pod's new bootstrap Secret: %v", err)
+			}
+			leaf, err := certs.ParseCertsPEM(s.Data[injector.RepoCertKey])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := leaf[0].CheckSignatureFrom(otherCluster.Active()); err == nil {
+				t.Error("the new Secret holds the other root's certificate")
+			}
+		})
 	}
 }
 

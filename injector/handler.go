@@ -640,7 +640,39 @@ func (h *Handler) injectedInThisAdmission(ctx context.Context, namespace, proxyU
 	if json.Unmarshal(s.Data[BootstrapConfigKey], &boot) != nil {
 		return false, nil
 	}
-	return boot.NodeID == CommonName(proxyUUID, serviceAccount, namespace, h.mesh.TrustDomain), nil
+	if boot.NodeID != CommonName(proxyUUID, serviceAccount, namespace, h.mesh.TrustDomain) {
+		return false, nil
+	}
+	return h.signedByMesh(ctx, s), nil
+}
+
+// signedByMesh says whether a root the issuer trusts now signed s's
+// certificate, as one this admission issued moments ago is. A Secret
+// restored from a backup (Velero resets its metadata: no owner, a new
+// creationTimestamp) before a completed root rotation or from another
+// cluster is not, and its pod, kept on it, would run on a certificate the
+// trust controller never re-issues (PlanTrust). A bundle that cannot be read
+// tells nothing, and the pod is left as it is, as before: this path issues
+// nothing, and a CA outage must not refuse it.
+func (h *Handler) signedByMesh(ctx context.Context, s *corev1.Secret) bool {
+	pem, err := h.opts.Issuer.CABundle(ctx)
+	if err != nil {
+		return true
+	}
+	bundle, err := certs.ParseBundle(time.Now(), pem)
+	if err != nil || bundle.Len() == 0 {
+		return true
+	}
+	chain, err := certs.ParseCertsPEM(s.Data[RepoCertKey])
+	if err != nil {
+		return false
+	}
+	for _, root := range bundle.Certificates() {
+		if signedBy(chain, root) {
+			return true
+		}
+	}
+	return false
 }
 
 // placeSecret sees to the pod's bootstrap Secret as Options say: written

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp/reviewhttptest"
@@ -522,6 +523,69 @@ func TestHandlerAlreadyInjected(t *testing.T) {
 			}
 			if strings.Contains(string(resp.Patch), `"op":"add","path":"/spec/containers/`) {
 				t.Errorf("copy got a second sidecar: %s", resp.Patch)
+			}
+		})
+	}
+}
+
+// TestHandlerRestoredSecretNotReinvocation: Velero restores a namespace's
+// bootstrap Secrets (metadata reset: no owner, a new creationTimestamp),
+// then its pods, which arrive already injected. A Secret whose certificate
+// the mesh's roots did not sign (a backup from before a completed root
+// rotation, or from another cluster) is not one this admission wrote: the pod
+// gets a new identity and Secret, as a copy does. Taken for our reinvocation,
+// the pod ran on a certificate of a root the mesh no longer trusts, which the
+// trust controller never re-issues. A restored Secret the mesh's root signed
+// keeps its pod's identity.
+func TestHandlerRestoredSecretNotReinvocation(t *testing.T) {
+	const oldID = "0a0a0a0a-0000-4000-8000-000000000000"
+	ca := certstest.MustNew(t, certstest.Options{})
+	otherRoot := certstest.MustNew(t, certstest.Options{})
+	pod, err := Mutate(MutateInput{Pod: simplePod(nil), Namespace: monitoredNamespace("app", nil), Settings: DefaultSettings(), Mesh: testMesh, ProxyUUID: oldID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := func(issuer certs.Issuer) *corev1.Secret {
+		cert, err := issuer.Issue(t.Context(), certRequest(pod.CommonName, certs.ECDSAP256, time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := BootstrapSecret("app", "fsm", oldID, cert, pod.Bootstrap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.CreationTimestamp = metav1.Now()
+		s.Labels["velero.io/restore-name"] = "r1"
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		signer   certs.Issuer
+		reinject bool
+	}{
+		{"signed by the mesh's root: the pod keeps its identity", ca, false},
+		{"signed by a root the mesh does not trust: a new identity", otherRoot, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newHandlerFixture(t, ca, nil, restored(tc.signer))
+			_, resp := f.post(t, reviewBody(t, func(r *admissionv1.AdmissionRequest) {
+				r.Object.Raw, _ = json.Marshal(pod.Pod)
+			}), "application/json")
+			if !resp.Allowed {
+				t.Fatalf("denied: %+v", resp.Result)
+			}
+			if !tc.reinject {
+				if len(resp.Patch) != 0 || len(f.secrets) != 0 {
+					t.Fatalf("pod changed (%s) or %d Secrets created", resp.Patch, len(f.secrets))
+				}
+				return
+			}
+			if len(f.secrets) != 1 || f.secrets[0].Labels[ProxyUUIDLabel] == oldID {
+				t.Fatalf("restored pod kept uuid %s and its Secret's certificate of a root the mesh does not trust (patch %q, %d Secrets created)",
+					oldID, resp.Patch, len(f.secrets))
+			}
+			if chain, err := certs.ParseCertsPEM(f.secrets[0].Data[RepoCertKey]); err != nil || chain[0].CheckSignatureFrom(ca.Active()) != nil {
+				t.Errorf("the new Secret's certificate is not the mesh root's: %v", err)
 			}
 		})
 	}

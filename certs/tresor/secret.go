@@ -105,6 +105,11 @@ type State struct {
 	Rotation  RotationStatus
 
 	nextKeyPEM []byte
+	// applied is when the Issuer took this version up (zero outside it).
+	applied time.Time
+	// data and labels are the Secret's, for re-creating it (Issuer.recreate).
+	data   map[string][]byte
+	labels map[string]string
 }
 
 // InvalidSecretError says why a CA Secret cannot be used. Such a Secret is
@@ -115,7 +120,7 @@ type InvalidSecretError struct {
 }
 
 func (e *InvalidSecretError) Error() string {
-	return fmt.Sprintf("CA Secret %s/%s is invalid: %s; it is left untouched: fix it, or delete it to have a new root created",
+	return fmt.Sprintf("CA Secret %s/%s is invalid: %s; it is left untouched: fix it, or delete it (a running server creates it again with the root it signs with, else the next to start creates a new root)",
 		e.Namespace, e.Name, e.Problem)
 }
 
@@ -164,6 +169,8 @@ func Inspect(s *corev1.Secret, now time.Time) (*State, error) {
 	}
 	bundle := certs.NewBundle(now, roots...)
 	st := &State{
+		data:            maps.Clone(s.Data),
+		labels:          maps.Clone(s.Labels),
 		Namespace:       s.Namespace,
 		Name:            s.Name,
 		ResourceVersion: s.ResourceVersion,

@@ -309,6 +309,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 		}
 		go func() { _ = i.keys.Start(ctx) }()
 	}
+	st.applied = opts.Store.now()
 	i.state.Store(st)
 	i.log.Info("Using root CA", "secret", st.Namespace+"/"+st.Name, "managed", st.Rotation.Managed,
 		"subject", st.Authority.Cert.Subject.String(), "notAfter", st.Authority.Cert.NotAfter, "phase", st.Rotation.Phase)
@@ -333,8 +334,8 @@ func load(ctx context.Context, log logr.Logger, ensure func(context.Context) (*S
 }
 
 // follow watches the one CA Secret and applies every valid version of it
-// newer than the one applied (resourceVersion order: after an etcd restore
-// the restored, older version is applied only by a restart).
+// newer than the one applied, and an older one once staleVersionWindow has
+// passed (apply).
 func (i *Issuer) follow(ctx context.Context) error {
 	lw := cache.NewListWatchFromClient(i.store.Client.CoreV1().RESTClient(), "secrets", i.store.Namespace,
 		fields.OneTermEqualSelector("metadata.name", i.store.name()))
@@ -349,10 +350,7 @@ func (i *Issuer) follow(ctx context.Context) error {
 		Handler: cache.ResourceEventHandlerFuncs{
 			AddFunc:    onChange,
 			UpdateFunc: func(_, obj any) { onChange(obj) },
-			DeleteFunc: func(any) {
-				i.log.Error(nil, "CA Secret deleted; still signing with the last root seen, a restart creates a new one",
-					"secret", i.store.ref())
-			},
+			DeleteFunc: func(any) { go i.recreate(ctx) },
 		},
 	})
 	go ctrl.RunWithContext(ctx)
@@ -362,22 +360,65 @@ func (i *Issuer) follow(ctx context.Context) error {
 	return nil
 }
 
-// apply switches to sec if it is a newer, valid version of the CA Secret.
-// An invalid version is logged and ignored: we keep signing with the last
-// good root rather than stop issuing.
+// recreate creates the CA Secret again, create-only, from the version this
+// Issuer signs with, after the watch saw it deleted (a `kubectl delete`, FSM
+// v1.5.1's post-delete hook `fsm-cleanup` run while these servers mesh the
+// pods). Left deleted, the next replica to start created a new root that the
+// running ones followed: every certificate of the mesh (bootstrap, serving,
+// FSM's controller's) on the lost root, whose key only these processes
+// still held. A Secret someone created meanwhile (AlreadyExists: another
+// replica, a restore from a backup) is followed as any other version.
+func (i *Issuer) recreate(ctx context.Context) {
+	st := i.state.Load()
+	_, err := i.store.Client.CoreV1().Secrets(i.store.Namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: i.store.name(), Namespace: i.store.Namespace, Labels: st.labels},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       st.data,
+	}, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		i.log.Info("CA Secret deleted; created it again with the root in use", "secret", i.store.ref(),
+			"subject", st.Authority.Cert.Subject.String(), "phase", st.Rotation.Phase)
+	case apierrors.IsAlreadyExists(err) || ctx.Err() != nil:
+	default:
+		i.log.Error(err, "CA Secret deleted and not created again; still signing with the last root seen, a restart creates a new one",
+			"secret", i.store.ref())
+	}
+}
+
+// staleVersionWindow bounds how long after a version was applied an older
+// one counts as a late delivery (a watch event queued behind this process's
+// own rotation write, a read that raced a newer one) and is refused: far
+// longer than a watch lags, and short enough that after an etcd restore
+// (resource versions go back) the restored Secret is what a running replica
+// signs with, as one that restarts does. Refused for good, the replicas
+// signed from different roots and re-issued each other's serving certs.
+const staleVersionWindow = 30 * time.Second
+
+// apply switches to sec if it is a newer, valid version of the CA Secret,
+// or an older one (an etcd restore) read staleVersionWindow after the
+// current one was applied. An invalid version is logged and ignored: we keep
+// signing with the last good root rather than stop issuing.
 func (i *Issuer) apply(sec *corev1.Secret) {
 	cur := i.state.Load()
-	if !newerVersion(sec.ResourceVersion, cur.ResourceVersion) {
+	now := i.store.now()
+	back := !newerVersion(sec.ResourceVersion, cur.ResourceVersion)
+	if back && (sec.ResourceVersion == cur.ResourceVersion || now.Sub(cur.applied) < staleVersionWindow) {
 		return
 	}
-	st, err := Inspect(sec, i.store.now())
+	st, err := Inspect(sec, now)
 	if err != nil {
 		i.log.Error(err, "Ignoring an invalid update of the CA Secret; still using the previous root")
 		return
 	}
+	st.applied = now
 	if !i.state.CompareAndSwap(cur, st) {
 		i.apply(sec) // raced with another apply; re-check against the winner
 		return
+	}
+	if back {
+		i.log.Info("CA Secret went back to an older version (an etcd restore?); following it", "secret", i.store.ref(),
+			"resourceVersion", st.ResourceVersion, "previousResourceVersion", cur.ResourceVersion, "phase", st.Rotation.Phase)
 	}
 	if string(st.BundlePEM) == string(cur.BundlePEM) && st.Authority.Cert.Equal(cur.Authority.Cert) {
 		return

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -382,6 +383,44 @@ func TestTresor(t *testing.T) {
 		issueAndVerify(t, b, "lagging.bookstore.svc", certs.UsageServer, certs.ECDSAP256, st.Active)
 	})
 
+	t.Run("a deleted CA Secret is created again with the root in use", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		i, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, RootKeyAlgorithm: certs.ECDSAP256}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.CoreV1().Secrets(ns).Delete(ctx, DefaultSecretName, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			after, err := cs.CoreV1().Secrets(ns).Get(ctx, DefaultSecretName, metav1.GetOptions{})
+			if err == nil {
+				if after.UID == before.UID || !reflect.DeepEqual(after.Data, before.Data) || !reflect.DeepEqual(after.Labels, before.Labels) {
+					t.Fatalf("re-created Secret differs: data equal %v, labels %v (were %v)", reflect.DeepEqual(after.Data, before.Data), after.Labels, before.Labels)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("CA Secret still missing 10 s after its deletion (%v): the next replica to start creates a new root, and the running ones follow it", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// A replica starting now uses the same root.
+		j, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !j.State().Authority.Cert.Equal(i.State().Authority.Cert) {
+			t.Fatal("a replica starting after the deletion signs with another root")
+		}
+	})
+
 	t.Run("an invalid update is ignored and the last good root kept", func(t *testing.T) {
 		ns := namespace(t, cs)
 		ctx := testCtx(t)
@@ -412,6 +451,89 @@ func TestTresor(t *testing.T) {
 		}
 		issueAndVerify(t, i, "still.bookstore.svc", certs.UsageClient, certs.ECDSAP256, root)
 	})
+}
+
+// TestIssuerFollowsRestoredSecret: an etcd snapshot restore takes
+// fsm-ca-bundle back to an older version (a lower resourceVersion), here to
+// the root before a rotation this process had followed. A replica that
+// restarts signs with the restored root; one that runs on must too, or the
+// replicas sign pod and serving certificates from different roots and keep
+// re-issuing each other's serving certificates. An older version read right
+// after a newer one was applied is still a late delivery and refused.
+func TestIssuerFollowsRestoredSecret(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	cs := env.Clientset
+	ns := namespace(t, cs)
+	ctx := testCtx(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	i, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, RootKeyAlgorithm: certs.ECDSAP256, Now: clock}, Keys: ecdsaKeys(t, ctx)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := i.State()
+	rv, err := strconv.ParseUint(restored.ResourceVersion, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What this process followed before the restore: a later version of
+	// the Secret holding another root.
+	later := mustRoot(t, certs.ECDSAP256, 24*time.Hour, now)
+	data, err := newSecretData(later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i.apply(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: DefaultSecretName, Namespace: ns, ResourceVersion: strconv.FormatUint(rv+1000, 10),
+			Labels: map[string]string{LabelManagedBy: ManagedByValue}},
+		Data: data,
+	})
+	if !i.State().Authority.Cert.Equal(later.Cert) {
+		t.Fatal("the later version was not applied")
+	}
+	changes := 0
+	defer i.OnBundleChange(func() { mu.Lock(); changes++; mu.Unlock() })()
+
+	// A moment later the API's older version is a late read: refused.
+	if _, err := i.RotationStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !i.State().Authority.Cert.Equal(later.Cert) {
+		t.Fatal("an older version read right after a newer one was applied")
+	}
+
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	if _, err := i.RotationStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := i.State(); !got.Authority.Cert.Equal(restored.Authority.Cert) || got.ResourceVersion != restored.ResourceVersion {
+		t.Fatalf("a minute on, the issuer still signs with the root of resourceVersion %s, not the restored Secret's (resourceVersion %s) that a restarted replica uses",
+			got.ResourceVersion, restored.ResourceVersion)
+	}
+	bundle, _ := i.CABundle(ctx)
+	if string(bundle) != string(restored.BundlePEM) {
+		t.Error("CABundle is not the restored Secret's")
+	}
+	mu.Lock()
+	n := changes
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("bundle change announced %d times, want 1 (the webhooks and the trust controller follow it)", n)
+	}
+	c, err := i.Issue(ctx, certs.Request{CommonName: "restored.bookstore.svc", Validity: time.Hour, Usage: certs.UsageServer, KeyAlgorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := certs.ParseCertsPEM(c.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chain[0].CheckSignatureFrom(restored.Authority.Cert); err != nil {
+		t.Errorf("a certificate issued now is not signed by the restored root: %v", err)
+	}
 }
 
 func checkRoot(t *testing.T, root *x509.Certificate, sec corev1.Secret) {
