@@ -309,7 +309,7 @@ func New(ctx context.Context, opts Options) (*Issuer, error) {
 		}
 		go func() { _ = i.keys.Start(ctx) }()
 	}
-	st.applied = opts.Store.now()
+	st.applied = i.store.now()
 	i.state.Store(st)
 	i.log.Info("Using root CA", "secret", st.Namespace+"/"+st.Name, "managed", st.Rotation.Managed,
 		"subject", st.Authority.Cert.Subject.String(), "notAfter", st.Authority.Cert.NotAfter, "phase", st.Rotation.Phase)
