@@ -7,9 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
@@ -21,13 +19,7 @@ import (
 // proxy is not running, and told which annotation starts the proxy first.
 func (e *e2e) testAppNativeSidecar(t *testing.T) {
 	ctx := context.Background()
-	rec := &warnings{}
-	cfg := rest.CopyConfig(e.cfg)
-	cfg.WarningHandler = rec
-	cl, err := client.New(cfg, client.Options{Scheme: e.cl.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, rec := e.warningClient(t)
 	ns := e.namespace(t, ctx, "app-native-sidecar", true)
 	p := pod("web", ns)
 	p.Spec.InitContainers = []corev1.Container{{Name: "shipper", Image: "shipper", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}}

@@ -20,13 +20,7 @@ import (
 // with nothing saying why.
 func (e *e2e) testProbeScheme(t *testing.T) {
 	ctx := context.Background()
-	rec := &warnings{}
-	cfg := rest.CopyConfig(e.cfg)
-	cfg.WarningHandler = rec
-	cl, err := client.New(cfg, client.Options{Scheme: e.cl.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, rec := e.warningClient(t)
 	withScheme := func(ns string) *corev1.Pod {
 		p := pod("web", ns)
 		p.Spec.Containers[0].LivenessProbe.HTTPGet.Scheme = "https"
@@ -45,6 +39,20 @@ func (e *e2e) testProbeScheme(t *testing.T) {
 	if !slices.ContainsFunc(rec.all(), func(w string) bool { return strings.Contains(w, want) }) {
 		t.Fatalf("warnings %q, want one containing %q", rec.all(), want)
 	}
+}
+
+// warningClient is a client of the test apiserver that records the
+// warnings the admission webhooks send back.
+func (e *e2e) warningClient(t *testing.T) (client.Client, *warnings) {
+	t.Helper()
+	rec := &warnings{}
+	cfg := rest.CopyConfig(e.cfg)
+	cfg.WarningHandler = rec
+	cl, err := client.New(cfg, client.Options{Scheme: e.cl.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, rec
 }
 
 type warnings struct {

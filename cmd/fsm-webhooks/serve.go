@@ -423,7 +423,7 @@ func quietNotServed(ctx context.Context, r *toolscache.Reflector, err error) {
 func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, log logr.Logger) error {
 	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+		return fmt.Errorf("injector: kubernetes client: %w", err)
 	}
 	topts := injector.TrustControllerOptions{Client: cs, Issuer: issuer, MeshName: o.meshName, TrustDomain: o.trustDomain,
 		BootstrapCertValidity: o.bootstrapValidity, Logger: log.WithName("bootstrap-trust")}
@@ -434,7 +434,10 @@ func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, lo
 	if err != nil {
 		return err
 	}
-	return mgr.Add(tc)
+	if err := mgr.Add(tc); err != nil {
+		return fmt.Errorf("injector: %w", err)
+	}
+	return nil
 }
 
 // managerStopWait is how long a stopping serve waits for a controller
@@ -582,23 +585,24 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 			Logger:                log.WithName("injector"),
 			Recorder:              mgr.GetEventRecorder("fsm-injector"),
 		})
+		// The injector package's errors already begin "injector:".
 		if err != nil {
-			return w, fmt.Errorf("injector: %w", err)
+			return w, err
 		}
 		// A deleted namespace's rate-limited series and bucket go with it.
 		if err := h.ForgetDeletedNamespaces(ctx, mgr.GetCache()); err != nil {
-			return w, fmt.Errorf("injector: %w", err)
+			return w, err
 		}
 		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{
 			MeshName: o.meshName, Logger: log.WithName("bootstrap-secrets"),
 		}); err != nil {
-			return w, fmt.Errorf("injector: %w", err)
+			return w, err
 		}
 		if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, Logger: log.WithName("bootstrap-writer")}); err != nil {
-			return w, fmt.Errorf("injector: %w", err)
+			return w, err
 		}
 		if err := addTrustController(o, mgr, issuer, log); err != nil {
-			return w, fmt.Errorf("injector: %w", err)
+			return w, err
 		}
 		w.Handlers = map[string]http.Handler{w.Registration.Path: reviewhttp.NewAdmission(h).Named(w.Name)}
 		if w.Synced, err = webhooks.CachesSynced(ctx, mgr.GetCache(), log.WithName("injector"), injector.HandlerCaches()...); err != nil {
