@@ -6,8 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
@@ -38,5 +42,41 @@ func (e *e2e) testAppNativeSidecar(t *testing.T) {
 		return strings.Contains(w, want) && strings.Contains(w, injector.SidecarNativeAnnotation)
 	}) {
 		t.Fatalf("warnings %q, want one containing %q and naming %s", rec.all(), want, injector.SidecarNativeAnnotation)
+	}
+	// A Deployment's pod: its ReplicaSet created it and alone saw the
+	// admission's warnings, so they go to the ReplicaSet as an Event.
+	owned := pod("web", ns)
+	owned.Spec.InitContainers = p.Spec.InitContainers[:1]
+	rs := replicaSetOf(owned)
+	if err := e.cl.Create(ctx, rs); err != nil {
+		t.Fatalf("creating ReplicaSet: %v", err)
+	}
+	owned.Name, owned.GenerateName = "", rs.Name+"-"
+	owned.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}
+	if err := cl.Create(ctx, owned); err != nil {
+		t.Fatalf("ReplicaSet's pod create: %v", err)
+	}
+	eventually(t, settleWithin, "a warning event on the ReplicaSet", func() (bool, error) {
+		l := &eventsv1.EventList{}
+		if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		return slices.ContainsFunc(l.Items, func(ev eventsv1.Event) bool {
+			return ev.Regarding.Kind == "ReplicaSet" && ev.Regarding.Name == rs.Name && ev.Reason == injector.EventSidecarInjectedWithWarnings &&
+				ev.Type == corev1.EventTypeWarning && strings.Contains(ev.Note, want)
+		}), nil
+	})
+}
+
+// replicaSetOf is a ReplicaSet of p's spec (no controller runs here: it is
+// only the owner its pods name).
+func replicaSetOf(p *corev1.Pod) *appsv1.ReplicaSet {
+	labels := map[string]string{"app": "web"}
+	return &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-rs", Namespace: p.Namespace},
+		Spec: appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: *p.Spec.DeepCopy()},
+		},
 	}
 }

@@ -430,8 +430,32 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 	log.V(1).Info("injecting", "proxyUUID", proxyUUID, "reinject", dec.Reinject, "dryRun", dryRun, "ops", len(ops))
 	resp := patched(ops)
 	resp.Warnings = mut.Warnings
+	h.warnOwner(pod, ns, mut.Warnings, dryRun)
 	return resp
 }
+
+// warnOwner tells a pod's controller (a ReplicaSet, a Job, a StatefulSet)
+// of the admission's warnings as a Warning Event: the warnings reach only
+// the pod's creator, and for most pods that is the controller, so the probe
+// that fails for ever or the sidecar that escapes the mesh went unseen.
+// One Event per pod; the recorder folds a ReplicaSet's identical ones into a
+// series, as the pod's generated name is the same for all of them. A pod
+// created directly has no controller: its creator saw the warnings.
+func (h *Handler) warnOwner(pod *corev1.Pod, ns *corev1.Namespace, warnings []string, dryRun bool) {
+	if len(warnings) == 0 || h.opts.Recorder == nil || dryRun || metav1.GetControllerOfNoCopy(pod) == nil {
+		return
+	}
+	h.opts.Recorder.Eventf(eventTarget(pod.OwnerReferences, ns), nil, corev1.EventTypeWarning, EventSidecarInjectedWithWarnings, "InjectSidecar", "%s",
+		truncateNote(fmt.Sprintf("pod %s injected with warnings: %s", podName(pod), strings.Join(warnings, "; "))))
+}
+
+// Reasons of the injector's Warning Events on a pod's owner (or namespace).
+const (
+	// EventSidecarInjectionRefused: a pod refused for a reason the user must fix.
+	EventSidecarInjectionRefused = "SidecarInjectionRefused"
+	// EventSidecarInjectedWithWarnings: a pod injected with admission warnings.
+	EventSidecarInjectedWithWarnings = "SidecarInjectedWithWarnings"
+)
 
 // handleVirtualMachine admits a VirtualMachine create as FSM's injector
 // does: in a namespace and with annotations that inject a pod, it gets a
@@ -792,8 +816,8 @@ func (h *Handler) refuse(req admission.Request, log logr.Logger, kind, name stri
 	// A dry run writes nothing (sideEffects NoneOnDryRun), an Event included:
 	// the object was never going to be stored.
 	if h.opts.Recorder != nil && !isDryRun(req) {
-		h.opts.Recorder.Eventf(eventTarget(owners, ns), nil, corev1.EventTypeWarning, "SidecarInjectionRefused", "InjectSidecar",
-			"%s %s refused by the sidecar injector: %s", kind, name, err.Error())
+		h.opts.Recorder.Eventf(eventTarget(owners, ns), nil, corev1.EventTypeWarning, EventSidecarInjectionRefused, "InjectSidecar", "%s",
+			truncateNote(fmt.Sprintf("%s %s refused by the sidecar injector: %s", kind, name, err.Error())))
 	}
 	return reviewhttp.Denied(err.Error())
 }
