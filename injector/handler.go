@@ -96,6 +96,10 @@ type Options struct {
 	// BootstrapKeyAlgorithm: empty means DefaultBootstrapKeyAlgorithm,
 	// BootstrapKeyFromMeshConfig means FSM's choice (certKeyBitSize).
 	BootstrapKeyAlgorithm certs.KeyAlgorithm
+	// KubeVersion is the apiserver's /version gitVersion (serve reads it at
+	// start); "" is unknown. Native mode (SidecarNativeAnnotation) is
+	// refused on one older than 1.29, which would drop restartPolicy.
+	KubeVersion string
 
 	// NamespaceLimit bounds certificate issuance and bootstrap Secret
 	// writes per namespace; the zero value is no limit.
@@ -258,6 +262,7 @@ func NewHandler(opts Options) (*Handler, error) {
 
 			ContainerPullPolicy:   opts.ContainerPullPolicy,
 			BootstrapKeyAlgorithm: opts.BootstrapKeyAlgorithm,
+			KubeVersion:           opts.KubeVersion,
 		},
 	}, nil
 }

@@ -35,6 +35,9 @@ type Mesh struct {
 	// BootstrapKeyAlgorithm chooses bootstrap keys (BootstrapKeyAlgorithm
 	// the function); empty means DefaultBootstrapKeyAlgorithm.
 	BootstrapKeyAlgorithm certs.KeyAlgorithm
+	// KubeVersion is the apiserver's version (gitVersion), "" when
+	// unknown: native mode is refused before 1.29 (nativeSidecarsProblem).
+	KubeVersion string
 }
 
 // DefaultBootstrapKeyAlgorithm is the bootstrap key unless the operator asks
@@ -472,6 +475,16 @@ func readOptions(in MutateInput, cnPrefix string) (podOptions, error) {
 	}
 	if o.native, err = boolOverride(SidecarNativeAnnotation, podAnn, nsAnn, false); err != nil {
 		return o, err
+	}
+	// Not on reinjection: a stored pod's containers are kept as they are.
+	if o.native && !in.Reinject {
+		where := onNamespace
+		if _, onPod := podAnn[SidecarNativeAnnotation]; onPod {
+			where = ""
+		}
+		if err := nativeSidecarsProblem(in.Mesh.KubeVersion, where); err != nil {
+			return o, err
+		}
 	}
 	if o.metrics, err = metricsEnabled(nsAnn); err != nil {
 		return o, err

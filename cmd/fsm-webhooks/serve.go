@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -544,6 +546,23 @@ func hookIdentities(o *options) []webhooks.Webhook {
 	return out
 }
 
+// apiserverVersion is the apiserver's gitVersion (GET /version, which every
+// client may read), or "" when it cannot be read within 10 s: the injector
+// then lets native mode through as before, and the log says why.
+func apiserverVersion(cfg *rest.Config, log logr.Logger) string {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = 10 * time.Second
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err == nil {
+		var v *version.Info
+		if v, err = dc.ServerVersion(); err == nil {
+			return v.GitVersion
+		}
+	}
+	log.Error(err, "reading the apiserver's version (GET /version): pods asking for native sidecars are injected whatever it is")
+	return ""
+}
+
 // buildWebhook adds the handlers and readiness probe to a webhook.
 func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, mgr manager.Manager, direct client.Client,
 	issuer certs.Issuer, scheme *runtime.Scheme, log logr.Logger) (webhooks.Webhook, error) {
@@ -582,6 +601,7 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 			ContainerPullPolicy:   corev1.PullPolicy(o.containerPullPolicy),
 			BootstrapCertValidity: o.bootstrapValidity,
 			BootstrapKeyAlgorithm: o.bootstrapKeyAlgorithm(),
+			KubeVersion:           apiserverVersion(mgr.GetConfig(), log.WithName("injector")),
 			Logger:                log.WithName("injector"),
 			Recorder:              mgr.GetEventRecorder("fsm-injector"),
 		})
