@@ -336,6 +336,41 @@ func TestConversionThroughAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a stale old-version annotation on a v1alpha3 object is ignored", func(t *testing.T) {
+		// What a converter from before conversion.flomesh.io/v1alpha3-json
+		// existed stores for a v1alpha1 write carrying one (read before a
+		// rollback): a v1alpha3 object with the annotation passed through.
+		const registry = "registry.example.com/mirror"
+		orig := preset(t, "stale-exact-json")
+		orig.Spec.Image.Registry = registry
+		orig.Annotations = map[string]string{lossless.AnnotationV1Alpha3JSON: `[{"path":["spec","sidecar","maxDataPlaneConnections"],"was":0}]`}
+		if err := c.Create(ctx, orig.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
+		key := client.ObjectKeyFromObject(orig)
+		for _, old := range []client.Object{&v1alpha2.MeshConfig{}, &v1alpha1.MeshConfig{}} {
+			if err := c.Get(ctx, key, old); err != nil {
+				t.Fatal(err)
+			}
+			if a := old.GetAnnotations()[lossless.AnnotationV1Alpha3Fields]; !strings.Contains(a, registry) {
+				t.Errorf("read as %T, the image registry is gone: %s is %q", old, lossless.AnnotationV1Alpha3Fields, a)
+			}
+			if err := c.Update(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			got := &v1alpha3.MeshConfig{}
+			if err := c.Get(ctx, key, got); err != nil {
+				t.Fatal(err)
+			}
+			if !apiequality.Semantic.DeepEqual(orig.Spec, got.Spec) {
+				t.Errorf("an unchanged write through %T changed the stored spec:\nwant %+v\ngot  %+v", old, orig.Spec, got.Spec)
+			}
+			if len(got.Annotations) != 0 {
+				t.Errorf("after a write through %T the stored object carries %v", old, got.Annotations)
+			}
+		}
+	})
+
 	t.Run("list 500 objects in an old version", func(t *testing.T) {
 		const n = 500
 		createMany(t, c, "listed", n)

@@ -1,6 +1,7 @@
 package converter
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -51,7 +52,7 @@ func TestConversionFailureLoggedAsError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var lines []string
 			h := NewHandler(meshScheme(t), group, logr.New(levelSink{mu: &sync.Mutex{}, lines: &lines}))
-			resp := h.Convert(&apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: tc.desired, Objects: []runtime.RawExtension{{Raw: []byte(tc.object)}}})
+			resp := h.Convert(context.Background(), &apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: tc.desired, Objects: []runtime.RawExtension{{Raw: []byte(tc.object)}}})
 			if resp.Result.Status == "Success" {
 				t.Fatal("converted")
 			}

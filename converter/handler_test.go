@@ -2,6 +2,7 @@ package converter
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -167,7 +168,7 @@ func TestServeHTTP(t *testing.T) {
 func TestConvertLeavesTheUIDToTheWrapper(t *testing.T) {
 	h := NewHandler(meshScheme(t), group, logr.Discard())
 	for _, desired := range []string{"config.flomesh.io/v1alpha3", "config.flomesh.io/v9"} {
-		resp := h.Convert(&apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: []byte(v1alpha1Obj)}}})
+		resp := h.Convert(context.Background(), &apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: []byte(v1alpha1Obj)}}})
 		if resp == nil || resp.UID != "" {
 			t.Errorf("%s: response %+v, want one without a uid", desired, resp)
 		}

@@ -1,6 +1,7 @@
 package converter
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -36,7 +37,7 @@ func presetMap(t *testing.T) map[string]any {
 // convertOne converts one object to desired; nil and the message on failure.
 func convertOne(t *testing.T, h *Handler, desired string, obj []byte) ([]byte, string) {
 	t.Helper()
-	resp := h.Convert(&apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: obj}}})
+	resp := h.Convert(context.Background(), &apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: obj}}})
 	if resp.Result.Status != "Success" || len(resp.ConvertedObjects) != 1 {
 		return nil, resp.Result.Message
 	}

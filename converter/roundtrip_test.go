@@ -2,6 +2,7 @@ package converter_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math/rand"
 	"reflect"
@@ -257,7 +258,7 @@ func TestJSONRoundTripHubSpokeHub(t *testing.T) {
 
 func convertJSON(t testing.TB, h *converter.Handler, desired string, obj []byte) []byte {
 	t.Helper()
-	resp := h.Convert(&apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: obj}}})
+	resp := h.Convert(context.Background(), &apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: desired, Objects: []runtime.RawExtension{{Raw: obj}}})
 	if resp.Result.Status != metav1.StatusSuccess {
 		t.Fatalf("converting to %s: %s\n%s", desired, resp.Result.Message, obj)
 	}

@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -44,20 +45,26 @@ const (
 // AnnotationV1Alpha3JSON), so a large v1alpha3-only field
 // (sidecar.localDNSProxy.db, say) would break every read of MeshConfigs in
 // the old versions (docs/design.md: no v1alpha3 write may). One error per
-// version that would fail.
-func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
+// version that would fail. For a large object these conversions are most
+// of a write's cost (about a second per MB); it stops before each once ctx
+// is done (the request's: the apiserver timed out or went away), with
+// ctx's error.
+func downConversionSizeErrors(ctx context.Context, version string, obj []byte) (field.ErrorList, error) {
 	if len(obj)*maxExpansion+maxFixedOverhead <= annotationSizeLimit {
-		return nil // cannot reach the limit: spares every usual write two conversions
+		return nil, nil // cannot reach the limit: spares every usual write two conversions
 	}
 	if rules.CostlyQuantity(obj) != nil {
-		return nil // refused by meshconfig.Validate, unparsed: the conversions would parse it, at length
+		return nil, nil // refused by meshconfig.Validate, unparsed: the conversions would parse it, at length
 	}
 	hub, ok := storedHub(version, obj)
 	if !ok {
-		return nil // undecodable: the other rules say why
+		return nil, nil // undecodable: the other rules say why
 	}
 	var errs field.ErrorList
 	for _, v := range []string{meshconfig.V1alpha1, meshconfig.V1alpha2} {
+		if err := ctx.Err(); err != nil {
+			return nil, context.Cause(ctx)
+		}
 		down := meshconfig.NewSpoke(v)
 		if convert.FromHub(hub, newHub, down) != nil {
 			continue // the annotation rules report a failing conversion
@@ -88,7 +95,7 @@ func downConversionSizeErrors(version string, obj []byte) field.ErrorList {
 			meshconfig.Group, v, total, annotationSizeLimit, meshconfig.Group, v,
 			lossless.AnnotationV1Alpha3Fields, len(kept), v, largest, exactNote, total-annotationSizeLimit)))
 	}
-	return errs
+	return errs, nil
 }
 
 func newHub() conversion.Hub { return &v1alpha3.MeshConfig{} }

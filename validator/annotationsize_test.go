@@ -80,7 +80,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 		}
 	}
 
-	errs := downConversionSizeErrors(meshconfig.V1alpha3, big)
+	errs := mustSizeErrors(t, meshconfig.V1alpha3, big)
 	if len(errs) != 2 {
 		t.Fatalf("errors %v, want one for each of v1alpha1 and v1alpha2", errs)
 	}
@@ -104,7 +104,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 	// The limit is the apiserver's, not a guess: just below it passes.
 	for n := 3500; n > 0; n -= 100 {
 		small := withDNSTable(t, n)
-		if len(downConversionSizeErrors(meshconfig.V1alpha3, small)) > 0 {
+		if len(mustSizeErrors(t, meshconfig.V1alpha3, small)) > 0 {
 			continue
 		}
 		hub, _ := storedHub(meshconfig.V1alpha3, small)
@@ -122,7 +122,7 @@ func TestDownConversionAnnotationSize(t *testing.T) {
 		}
 		break
 	}
-	if len(downConversionSizeErrors(meshconfig.V1alpha3, presetJSON(t))) != 0 {
+	if len(mustSizeErrors(t, meshconfig.V1alpha3, presetJSON(t))) != 0 {
 		t.Error("the preset is refused")
 	}
 }
@@ -200,4 +200,13 @@ func TestCostlyQuantityHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustSizeErrors(t *testing.T, version string, obj []byte) field.ErrorList {
+	t.Helper()
+	errs, err := downConversionSizeErrors(context.Background(), version, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return errs
 }

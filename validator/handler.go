@@ -193,8 +193,29 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 	} else {
 		res = meshconfig.Validate(version, req.Object.Raw)
 	}
-	if sizeErrs := downConversionSizeErrors(version, req.Object.Raw); len(sizeErrs) > 0 {
-		if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 && len(downConversionSizeErrors(version, req.OldObject.Raw)) > 0 {
+	// The checks below convert the object, for a large one most of the
+	// cost; once the request is over (the apiserver timed out or went
+	// away; reviewhttp.AnswerBudget ends it first, so this message reaches
+	// the user) nobody reads the answer.
+	stopped := func(err error) admission.Response {
+		if len(res.Errors) > 0 {
+			// Denied already: those errors still tell the user why.
+			return invalidMeshConfig(cmp.Or(res.Name, req.Name), res.Errors).WithWarnings(res.Warnings...)
+		}
+		return admission.Errored(http.StatusGatewayTimeout, fmt.Errorf("%s MeshConfig %s: stopped before checking the size of its old-version views: %w", req.Operation, cmp.Or(res.Name, req.Name), err))
+	}
+	sizeErrs, err := downConversionSizeErrors(ctx, version, req.Object.Raw)
+	if err != nil {
+		return stopped(err)
+	}
+	if len(sizeErrs) > 0 {
+		var storedErrs field.ErrorList
+		if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+			if storedErrs, err = downConversionSizeErrors(ctx, version, req.OldObject.Raw); err != nil {
+				return stopped(err)
+			}
+		}
+		if len(storedErrs) > 0 {
 			// The stored object already breaks those reads: an edit (a
 			// finalizer removed, the data shrunk but not enough yet) must
 			// not be stuck behind it.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -31,7 +32,48 @@ func CostlyQuantity(raw []byte) *field.Error {
 	if json.Unmarshal(raw, &obj) != nil {
 		return nil
 	}
-	if e := costlyIn(obj, nil, false); e != nil {
+	return quantityIn(obj, costlyCheck, true)
+}
+
+// costlyCheck is the detail for a quantity CheckQuantityCost refuses.
+func costlyCheck(s string) string {
+	if CheckQuantityCost(s) != nil {
+		return QuantityDetail
+	}
+	return ""
+}
+
+// UnparsableQuantity finds a quantity in raw (a MeshConfig of any version)
+// that resource.ParseQuantity refuses although the CRD's pattern admits it
+// (1e1.5: the pattern allows a fractional exponent, the parser does not):
+// a value of a limits or requests map anywhere in the object, or in the
+// JSON of a conversion annotation. The typed decoding of such an object
+// fails with the parser's message alone; this names the field and the value.
+// Only for an object whose decoding failed: it decodes the whole object.
+// nil when there is none, a costly one is found first (CostlyQuantity), or
+// raw is not JSON.
+func UnparsableQuantity(raw []byte) *field.Error {
+	if CostlyQuantity(raw) != nil {
+		return nil // never parsed
+	}
+	var obj map[string]any
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil
+	}
+	return quantityIn(obj, func(s string) string {
+		if _, err := resource.ParseQuantity(s); err != nil {
+			return "must be a quantity such as 500m, 2 or 64Mi: " + err.Error()
+		}
+		return ""
+	}, false)
+}
+
+// quantityIn is the first quantity of obj, a MeshConfig decoded as JSON,
+// for which check returns a detail (in key order): in a limits or requests
+// map, then in a conversion annotation's data (there any number-like string
+// too when anyNumber).
+func quantityIn(obj map[string]any, check func(string) string, anyNumber bool) *field.Error {
+	if e := costlyIn(obj, nil, false, check); e != nil {
 		return e
 	}
 	meta, _ := obj["metadata"].(map[string]any)
@@ -49,7 +91,7 @@ func CostlyQuantity(raw []byte) *field.Error {
 		if json.Unmarshal([]byte(s), &data) != nil {
 			continue // the annotation rules say why
 		}
-		if e := costlyIn(data, nil, true); e != nil {
+		if e := costlyIn(data, nil, anyNumber, check); e != nil {
 			// Named as the annotation's data, by its path inside it.
 			return field.Invalid(p.Key(k), e.BadValue, e.Field+": "+e.Detail)
 		}
@@ -98,9 +140,9 @@ func mayHoldCostlyQuantity(raw []byte) bool {
 // converter writes and decodes (apis/config/lossless).
 const conversionAnnotationPrefix = "conversion.flomesh.io/"
 
-// costlyIn is CostlyQuantity for the JSON value v at p. anyNumber checks
+// costlyIn is quantityIn for the JSON value v at p. anyNumber checks
 // every number-like string, not only those of limits and requests.
-func costlyIn(v any, p *field.Path, anyNumber bool) *field.Error {
+func costlyIn(v any, p *field.Path, anyNumber bool, check func(string) string) *field.Error {
 	switch v := v.(type) {
 	case map[string]any:
 		for _, k := range sortedKeys(v) {
@@ -110,24 +152,28 @@ func costlyIn(v any, p *field.Path, anyNumber bool) *field.Error {
 			}
 			if list, ok := v[k].(map[string]any); ok && (k == "limits" || k == "requests") {
 				for _, name := range sortedKeys(list) {
-					if s, ok := list[name].(string); ok && CheckQuantityCost(s) != nil {
-						return field.Invalid(kp.Key(name), s, QuantityDetail)
+					if s, ok := list[name].(string); ok {
+						if d := check(s); d != "" {
+							return field.Invalid(kp.Key(name), s, d)
+						}
 					}
 				}
 			}
-			if e := costlyIn(v[k], kp, anyNumber); e != nil {
+			if e := costlyIn(v[k], kp, anyNumber, check); e != nil {
 				return e
 			}
 		}
 	case []any:
 		for i, e := range v {
-			if e := costlyIn(e, p.Index(i), anyNumber); e != nil {
+			if e := costlyIn(e, p.Index(i), anyNumber, check); e != nil {
 				return e
 			}
 		}
 	case string:
-		if anyNumber && looksLikeQuantity(v) && CheckQuantityCost(v) != nil {
-			return field.Invalid(p, v, QuantityDetail)
+		if anyNumber && looksLikeQuantity(v) {
+			if d := check(v); d != "" {
+				return field.Invalid(p, v, d)
+			}
 		}
 	}
 	return nil

@@ -14,22 +14,21 @@ import (
 )
 
 const oldVersionAnnotationDetail = `only a config.flomesh.io/v1alpha1 or v1alpha2 object carries this annotation (the converter takes it off on the way up): ` +
-	`on a v1alpha3 object every read through v1alpha1 or v1alpha2 takes the object for an old version's write stored while conversion was off ` +
-	`and shows the v1alpha3 data the annotation holds, or the defaults, instead of this object's spec.image, spec.misc, spec.connector, ` +
-	`spec.ingress and other v1alpha3-only fields, and an unchanged write through those versions stores what they showed; remove the annotation (first moving into the spec what this object should keep of the data it holds), ` +
+	`on a v1alpha3 object, which holds spec.image, spec.misc and spec.connector, the converter ignores it, so what it holds (the v1alpha3 ` +
+	`spec.image, spec.ingress and other fields an old version's write stored while conversion was off kept in it) is in no version's view; ` +
+	`remove the annotation (first moving into the spec what this object should keep of the data it holds), ` +
 	`or, for an object stored that way, write it back once through v1alpha2 (kubectl get meshconfigs.v1alpha2.config.flomesh.io <name> -o json | kubectl replace -f -), ` +
 	`which stores the v1alpha3 object it stands for`
 
 // TestV1alpha3WriteWithOldVersionAnnotation: conversion.flomesh.io/v1alpha3-fields
 // and v1alpha3-json belong on v1alpha1/v1alpha2 objects. On a v1alpha3 object
-// the converter does not ignore them: it reads the object as an old
-// version's write stored relabelled while conversion was off, so every
-// v1alpha1/v1alpha2 read shows the annotation's v1alpha3 data (or the
-// defaults) instead of the spec's, and an unchanged GET + PUT through those
-// versions stores that: here the image registry, the ingress section and
-// localProxyMode go back. Such a write is refused at the annotation; an
-// UPDATE that keeps both the annotation and the spec (a label, a finalizer
-// removed) only warns.
+// the converter ignores them (convert.ReadAsRelabelled: it holds spec.image,
+// misc, connector), so every v1alpha1/v1alpha2 read shows the spec's image
+// registry, ingress and localProxyMode, and the data the annotation holds is
+// in no version's view. Such a write is refused at the annotation; an UPDATE
+// that keeps it only warns, unless the stored object is an old version's
+// write stored relabelled (whose annotation the converter reads) and the
+// spec changes under it.
 func TestV1alpha3WriteWithOldVersionAnnotation(t *testing.T) {
 	edit := func(h *v1alpha3.MeshConfig) {
 		h.Spec.Image.Registry = "registry.example.com/mirror"
@@ -55,11 +54,10 @@ func TestV1alpha3WriteWithOldVersionAnnotation(t *testing.T) {
 			if err := json.Unmarshal(back, &stored); err != nil {
 				t.Fatal(err)
 			}
-			if stored.Spec.Image.Registry == "registry.example.com/mirror" && stored.Spec.Ingress != nil {
-				t.Fatalf("setup: the converter no longer reads this object as relabelled; revisit the rule")
+			if stored.Spec.Image.Registry != "registry.example.com/mirror" || stored.Spec.Ingress == nil || stored.Spec.Sidecar.LocalProxyMode != v1alpha3.LocalProxyModePodIP {
+				t.Fatalf("an unchanged write through v1alpha2 stores image.registry %q, ingress %v, localProxyMode %q: the converter read the annotation",
+					stored.Spec.Image.Registry, stored.Spec.Ingress, stored.Spec.Sidecar.LocalProxyMode)
 			}
-			t.Logf("an unchanged write through v1alpha2 stores image.registry %q, ingress %v, localProxyMode %q",
-				stored.Spec.Image.Registry, stored.Spec.Ingress, stored.Spec.Sidecar.LocalProxyMode)
 
 			key := lossless.AnnotationV1Alpha3Fields
 			if _, ok := ann[key]; !ok {
@@ -71,8 +69,23 @@ func TestV1alpha3WriteWithOldVersionAnnotation(t *testing.T) {
 				t.Fatalf("CREATE: errors %q, want one %q...%q", messages(r.Errors), want, oldVersionAnnotationDetail)
 			}
 
-			// UPDATE: a metadata edit of an object already carrying it
-			// warns; a spec edit under it denies, as does adding it.
+			// UPDATE: keeping it on a stored v1alpha3 object warns, spec
+			// edited or not (the converter ignored it already); adding it
+			// denies, as does a v1alpha3 spec written under it on an old
+			// version's write stored relabelled, whose annotation the
+			// converter read until then.
+			relabelled := func(b []byte) []byte {
+				var m map[string]any
+				if err := json.Unmarshal(b, &m); err != nil {
+					t.Fatal(err)
+				}
+				m["apiVersion"] = Group + "/" + V1alpha3
+				out, _ := json.Marshal(m)
+				return out
+			}(objectJSON(t, V1alpha2, edit, ann))
+			if !convert.ReadAsRelabelled(relabelled) {
+				t.Fatal("setup: the converter does not read the relabelled v1alpha2 write as one")
+			}
 			relabel := func(b []byte) []byte {
 				var m map[string]any
 				if err := json.Unmarshal(b, &m); err != nil {
@@ -89,7 +102,8 @@ func TestV1alpha3WriteWithOldVersionAnnotation(t *testing.T) {
 				wantErrs int
 			}{
 				{"metadata edited", relabel(obj), obj, 0},
-				{"spec edited", specEdited, obj, 1},
+				{"spec edited", specEdited, obj, 0},
+				{"v1alpha3 spec written over a relabelled write", obj, relabelled, 1},
 				{"annotation added", obj, objectJSON(t, V1alpha3, edit, nil), 1},
 			} {
 				r := ValidateUpdate(V1alpha3, tc.obj, tc.old)

@@ -18,6 +18,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
+	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
 
 // The conversion annotations carry data of another version that the
@@ -75,6 +76,12 @@ func hubFieldProblems(version string, obj []byte, annotations map[string]string)
 	}
 	typed, err := hubJSON(fieldsOnly)
 	if err != nil {
+		// A quantity the CRD's pattern admits and the parser refuses
+		// (1e1.5): named by its place in the annotation and its value,
+		// which the parser's message leaves out.
+		if e := rules.UnparsableQuantity(obj); e != nil && e.Field == hubFieldsPath.String() {
+			return field.ErrorList{e}, nil
+		}
 		return field.ErrorList{field.Invalid(hubFieldsPath, annotation,
 			"must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {\"ingress\":{\"type\":\"NodePort\"}}): "+err.Error())}, nil
 	}

@@ -117,6 +117,9 @@ func TestConversionAnnotations(t *testing.T) {
 		{name: "v1alpha2: a value the Go types cannot hold", version: V1alpha2,
 			annotations: v3(`{"repoServer":{"port":2147483648}}`), want: []string{
 				hubAnn + `: Invalid value: "{\"repoServer\":{\"port\":2147483648}}": must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {"ingress":{"type":"NodePort"}}): converting fsm-system/fsm-mesh-config to v1alpha3: annotation conversion.flomesh.io/v1alpha3-fields is not valid: json: cannot unmarshal number 2147483648 into Go struct field RepoServer.HubOnly.repoServer.port of type int32`}},
+		{name: "v1alpha2: a quantity the pattern admits and the parser refuses", version: V1alpha2,
+			annotations: v3(`{"sidecar":{"healthcheckResources":{"limits":{"cpu":"1e1.5"}}}}`), want: []string{
+				hubAnn + `: Invalid value: "1e1.5": sidecar.healthcheckResources.limits[cpu]: must be a quantity such as 500m, 2 or 64Mi: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'`}},
 		{name: "v1alpha1: not JSON", version: V1alpha1, annotations: v3(`{"ingress":`), want: []string{
 			hubAnn + `: Invalid value: "{\"ingress\":": must be the JSON the converter writes (v1alpha3 fields at their spec paths, such as {"ingress":{"type":"NodePort"}}): converting fsm-system/fsm-mesh-config to v1alpha3: annotation conversion.flomesh.io/v1alpha3-fields is not valid: unexpected end of JSON input`}},
 		{name: "v1alpha2: the other annotation is the converter's to overwrite", version: V1alpha2,

@@ -20,6 +20,7 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
@@ -228,11 +229,15 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 		f, s := ratchet.Split(schemaAnn, before, storedErrorKey, sameStoredError)
 		fresh, stored = append(fresh, f...), append(stored, s...)
 	}
-	if len(stored) > 0 && !sameSpec(obj, old) {
-		// An old version's annotation on a v1alpha3 object hides this
-		// write's spec from every old-version read: stored, it may stay
-		// while the spec it stood for does (metadata edits, a finalizer
-		// removed), not while the spec changes under it.
+	if len(stored) > 0 && !sameSpec(obj, old) && convert.ReadAsRelabelled(old) {
+		// The stored object is an old version's write stored relabelled,
+		// whose annotation the converter reads: it may stay while the spec
+		// it stood for does (metadata edits, a finalizer removed), not
+		// while a v1alpha3 spec (image, misc, connector) is written under
+		// it, after which the converter ignores the data it holds. On a
+		// stored v1alpha3 object it is ignored already (a converter from
+		// before AnnotationV1Alpha3JSON existed stored that one as any
+		// annotation it did not know), and a spec edit changes nothing.
 		stored = slices.DeleteFunc(stored, func(e *field.Error) bool {
 			if isOldVersionAnnotationError(e) {
 				fresh = append(fresh, e)
@@ -250,13 +255,13 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 
 // oldVersionAnnotationErrors refuses, on a v1alpha3 object, the annotations
 // only a v1alpha1/v1alpha2 object carries (the converter takes them off on
-// the way up). The converter reads a v1alpha3 object carrying either as an
-// old version's write stored relabelled while conversion was off
-// (convert.FromHub): it decodes the spec as v1alpha2 and takes every
-// v1alpha3-only field from the annotation, or the defaults. On a v1alpha3
-// write, whose schema requires spec.image, misc and connector, that throws
-// the spec's own v1alpha3-only data away in every old-version read, and an
-// unchanged write through those versions stores what they showed.
+// the way up). The converter reads them on a stored object only while it is
+// an old version's write stored relabelled while conversion was off
+// (convert.ReadAsRelabelled: no v1alpha3-only section). A v1alpha3 write,
+// whose schema requires spec.image, misc and connector, is none: the
+// converter ignores them there, so the v1alpha3 data such an annotation
+// holds (a relabelled object edited in v1alpha3, old metadata copied) would
+// silently be in no version's view.
 func oldVersionAnnotationErrors(annotations map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	for _, p := range []struct {
@@ -265,14 +270,13 @@ func oldVersionAnnotationErrors(annotations map[string]string) field.ErrorList {
 	}{{lossless.AnnotationV1Alpha3Fields, hubFieldsPath}, {lossless.AnnotationV1Alpha3JSON, hubJSONPath}} {
 		if a, ok := annotations[p.key]; ok {
 			errs = append(errs, field.Invalid(p.path, a, fmt.Sprintf(
-				"only a %s/%s or %s object carries this annotation (the converter takes it off on the way up): on a %s object "+
-					"every read through %s or %s takes the object for an old version's write stored while conversion was off and "+
-					"shows the v1alpha3 data the annotation holds, or the defaults, instead of this object's spec.image, spec.misc, "+
-					"spec.connector, spec.ingress and other v1alpha3-only fields, and an unchanged write through those versions "+
-					"stores what they showed; remove the annotation (first moving into the spec what this object should keep of the data it holds), "+
+				"only a %s/%s or %s object carries this annotation (the converter takes it off on the way up): on a %s object, "+
+					"which holds spec.image, spec.misc and spec.connector, the converter ignores it, so what it holds (the %s "+
+					"spec.image, spec.ingress and other fields an old version's write stored while conversion was off kept in it) "+
+					"is in no version's view; remove the annotation (first moving into the spec what this object should keep of the data it holds), "+
 					"or, for an object stored that way, write it back once through %s (kubectl get meshconfigs.%s.%s <name> -o json | kubectl replace -f -), "+
 					"which stores the %s object it stands for",
-				Group, V1alpha1, V1alpha2, V1alpha3, V1alpha1, V1alpha2, V1alpha2, V1alpha2, Group, V1alpha3)))
+				Group, V1alpha1, V1alpha2, V1alpha3, V1alpha3, V1alpha2, V1alpha2, Group, V1alpha3)))
 		}
 	}
 	return errs

@@ -15,7 +15,10 @@ import (
 // Converter decides one ConversionRequest. Conversion sets the response's
 // uid and recovers a panic.
 type Converter interface {
-	Convert(*apixv1.ConversionRequest) *apixv1.ConversionResponse
+	// Convert answers req. ctx is the request's: done when the apiserver
+	// closed the connection (its timeout, or it went away), when nobody
+	// reads the answer any more, so a long review may stop between objects.
+	Convert(ctx context.Context, req *apixv1.ConversionRequest) *apixv1.ConversionResponse
 }
 
 // Conversion is an http.Handler for ConversionReview (apiextensions.k8s.io/v1)
@@ -90,7 +93,7 @@ func (c *Conversion) convert(ctx context.Context, req *apixv1.ConversionRequest)
 			resp = failure(fmt.Errorf("internal error converting to %s", req.DesiredAPIVersion))
 		}
 	}()
-	if resp = c.c.Convert(req); resp == nil {
+	if resp = c.c.Convert(ctx, req); resp == nil {
 		return failure(fmt.Errorf("internal error converting to %s: no response", req.DesiredAPIVersion))
 	}
 	return resp

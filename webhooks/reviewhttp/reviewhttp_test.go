@@ -5,11 +5,13 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -241,7 +243,9 @@ func TestAdmissionResults(t *testing.T) {
 
 type converterFunc func(*apixv1.ConversionRequest) *apixv1.ConversionResponse
 
-func (f converterFunc) Convert(r *apixv1.ConversionRequest) *apixv1.ConversionResponse { return f(r) }
+func (f converterFunc) Convert(_ context.Context, r *apixv1.ConversionRequest) *apixv1.ConversionResponse {
+	return f(r)
+}
 
 func TestConversion(t *testing.T) {
 	const obj = `{"apiVersion":"x/v1","kind":"K","metadata":{"name":"o"}}`
@@ -499,5 +503,44 @@ func TestCompressedBody(t *testing.T) {
 	handlers["admission"].ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK || !reached {
 		t.Fatalf("identity: status %d body %q reached %v", rec.Code, rec.Body.String(), reached)
+	}
+}
+
+type ctxConverterFunc func(context.Context, *apixv1.ConversionRequest) *apixv1.ConversionResponse
+
+func (f ctxConverterFunc) Convert(ctx context.Context, r *apixv1.ConversionRequest) *apixv1.ConversionResponse {
+	return f(ctx, r)
+}
+
+// TestConversionContextEndsWithRequest: the Converter gets the request's
+// context, done once the client (the apiserver, at its timeout) closes the
+// connection, so a long review can stop instead of converting for nobody.
+func TestConversionContextEndsWithRequest(t *testing.T) {
+	done := make(chan error, 1)
+	h := NewConversion(ctxConverterFunc(func(ctx context.Context, _ *apixv1.ConversionRequest) *apixv1.ConversionResponse {
+		select {
+		case <-ctx.Done():
+			done <- nil
+		case <-time.After(10 * time.Second):
+			done <- errors.New("the converter's context was not done 10 s after the client went away")
+		}
+		return &apixv1.ConversionResponse{Result: metav1.Status{Status: metav1.StatusFailure, Message: "stopped"}}
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	body := `{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview","request":{"uid":"u","desiredAPIVersion":"x/v2","objects":[{"apiVersion":"x/v1","kind":"K"}]}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("setup: the request was answered before the client gave up")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -118,3 +118,36 @@ func TestFromHubBrokenAnnotationStillReads(t *testing.T) {
 		t.Errorf("v1alpha1 sampledFraction = %v, want 0.5", f)
 	}
 }
+
+// TestReadAsRelabelled: only an object an old version's write can have
+// stored (no hub-only section: the apiserver prunes the write by that
+// version's schema) is read through its old-version annotations. A v1alpha3
+// object (spec.image, misc and connector are required) carrying a stale one,
+// as a converter from before AnnotationV1Alpha3JSON existed stored it, is
+// read as the v1alpha3 object it is.
+func TestReadAsRelabelled(t *testing.T) {
+	fields := `"` + lossless.AnnotationV1Alpha3Fields + `":"{}"`
+	exact := `"` + lossless.AnnotationV1Alpha3JSON + `":"[]"`
+	obj := func(annotations, spec string) []byte {
+		return []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","annotations":{` + annotations + `}},"spec":{` + spec + `}}`)
+	}
+	for _, tc := range []struct {
+		name string
+		obj  []byte
+		want bool
+	}{
+		{"v1alpha3 object", obj("", `"image":{},"misc":{},"connector":{}`), false},
+		{"relabelled write with v1alpha3-fields", obj(fields, `"sidecar":{}`), true},
+		{"relabelled write with v1alpha3-json", obj(exact, `"sidecar":{}`), true},
+		{"relabelled write without spec", obj(exact, ``), true},
+		{"relabelled write, sampledFraction number", obj("", `"observability":{"tracing":{"sampledFraction":0.5}}`), true},
+		{"v1alpha3 object with a stale v1alpha3-json", obj(exact, `"image":{},"misc":{},"connector":{}`), false},
+		{"v1alpha3 object with a stale v1alpha3-fields", obj(fields, `"image":{},"misc":{},"connector":{}`), false},
+		{"stale annotation, one hub-only section", obj(exact, `"warmup":{}`), false},
+		{"not JSON", []byte(`{`), false},
+	} {
+		if got := convert.ReadAsRelabelled(tc.obj); got != tc.want {
+			t.Errorf("%s: ReadAsRelabelled = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

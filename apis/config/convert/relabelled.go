@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/conversion"
@@ -13,6 +15,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/internal/spoke"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 )
 
 // fractionPaths are where v1alpha1 holds sampledFraction as a number and
@@ -41,32 +44,16 @@ var fractionPaths = [][]string{
 // traffic lists) is put at its path in the spec (a value replaces, an
 // object is merged into, null removes). The v1alpha2 conversion then
 // restores the rest of the annotation with the hub defaults, and applies
-// AnnotationV1Alpha3JSON. Any other object is returned as it is.
+// AnnotationV1Alpha3JSON. Any other object is returned as it is, an
+// annotation it carries included (ReadAsRelabelled: a spec holding a
+// hub-only section is a v1alpha3 object; FromHub then drops the stale
+// annotations from the old version's view).
 func restoreRelabelled(hubJSON []byte, newHub func() conversion.Hub) ([]byte, error) {
-	var probe struct {
-		Metadata struct {
-			Annotations map[string]string `json:"annotations"`
-		} `json:"metadata"`
-		Spec struct {
-			Observability struct {
-				Tracing struct {
-					SampledFraction json.RawMessage `json:"sampledFraction"`
-				} `json:"tracing"`
-				RemoteLogging struct {
-					SampledFraction json.RawMessage `json:"sampledFraction"`
-				} `json:"remoteLogging"`
-			} `json:"observability"`
-		} `json:"spec"`
+	p, err := probeStored(hubJSON)
+	if err != nil || !p.relabelled(hubJSON) {
+		return hubJSON, nil // on err, decoding it as the hub says what is wrong
 	}
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(hubJSON, &probe); err != nil {
-		return hubJSON, nil // decoding it as the hub says what is wrong
-	}
-	fields, hasFields := probe.Metadata.Annotations[lossless.AnnotationV1Alpha3Fields]
-	_, hasExact := probe.Metadata.Annotations[lossless.AnnotationV1Alpha3JSON]
-	obs := probe.Spec.Observability
-	if !hasFields && !hasExact && !isNumber(obs.Tracing.SampledFraction) && !isNumber(obs.RemoteLogging.SampledFraction) {
-		return hubJSON, nil
-	}
+	fields, hasFields := p.Metadata.Annotations[lossless.AnnotationV1Alpha3Fields]
 
 	tree, err := lossless.DecodeJSON(hubJSON)
 	if err != nil {
@@ -116,6 +103,107 @@ func restoreRelabelled(hubJSON []byte, newHub func() conversion.Hub) ([]byte, er
 		return nil, fmt.Errorf("decoding it as %s: %w", v1alpha2.GroupVersion, err)
 	}
 	return ToHub(old, newHub())
+}
+
+// storedProbe is what decides whether a stored hub object is an old
+// version's write stored relabelled.
+type storedProbe struct {
+	Metadata struct {
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Observability struct {
+			Tracing struct {
+				SampledFraction json.RawMessage `json:"sampledFraction"`
+			} `json:"tracing"`
+			RemoteLogging struct {
+				SampledFraction json.RawMessage `json:"sampledFraction"`
+			} `json:"remoteLogging"`
+		} `json:"observability"`
+	} `json:"spec"`
+}
+
+func probeStored(hubJSON []byte) (storedProbe, error) {
+	var p storedProbe
+	err := kjson.UnmarshalCaseSensitivePreserveInts(hubJSON, &p)
+	return p, err
+}
+
+// relabelled reports whether the stored object p was probed from
+// (hubJSON) is an old version's write stored relabelled: a sampledFraction
+// number (v1alpha1's; the hub's is a string), or an old version's
+// annotation on a spec without any hub-only section.
+func (p storedProbe) relabelled(hubJSON []byte) bool {
+	obs := p.Spec.Observability
+	if isNumber(obs.Tracing.SampledFraction) || isNumber(obs.RemoteLogging.SampledFraction) {
+		return true
+	}
+	_, hasFields := p.Metadata.Annotations[lossless.AnnotationV1Alpha3Fields]
+	_, hasExact := p.Metadata.Annotations[lossless.AnnotationV1Alpha3JSON]
+	return (hasFields || hasExact) && !holdsHubOnlySection(hubJSON)
+}
+
+// ReadAsRelabelled reports whether FromHub reads hubJSON, a hub object as
+// stored, as an old version's write stored relabelled while conversion was
+// off, restoring the old-version annotations it carries. On any other
+// object (one that holds spec.image, misc, connector or another hub-only
+// section) those annotations are stale and ignored.
+func ReadAsRelabelled(hubJSON []byte) bool {
+	p, err := probeStored(hubJSON)
+	return err == nil && p.relabelled(hubJSON)
+}
+
+// hubOnlySections are the spec keys only the hub version has (image, misc,
+// connector, warmup, ingress, ...).
+var hubOnlySections = func() map[string]bool {
+	old := map[string]bool{}
+	for _, k := range jsonKeys(reflect.TypeFor[v1alpha2.MeshConfigSpec]()) {
+		old[k] = true
+	}
+	out := map[string]bool{}
+	for _, k := range jsonKeys(reflect.TypeFor[v1alpha3.MeshConfigSpec]()) {
+		if !old[k] {
+			out[k] = true
+		}
+	}
+	return out
+}()
+
+// jsonKeys are the JSON names of the fields of the struct type t.
+func jsonKeys(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// holdsHubOnlySection reports whether hubJSON's spec holds a section only
+// the hub version has. Such an object is not an old version's write stored
+// relabelled, whatever annotations it carries: the apiserver prunes a write
+// by its own version's schema, which has none of them, while a v1alpha3
+// write must hold spec.image, misc and connector (required) and the
+// converter writes them on every way up. A stale old-version annotation on
+// it (a converter from before AnnotationV1Alpha3JSON existed stored that
+// one as it stores any annotation it does not know) is ignored: taken for
+// a relabelled write, the object would be decoded as v1alpha2 and every
+// old-version read would show the defaults instead of its image registry,
+// warmup, ingress, ..., and a write back would store them.
+func holdsHubOnlySection(hubJSON []byte) bool {
+	var probe struct {
+		Spec map[string]json.RawMessage `json:"spec"`
+	}
+	if json.Unmarshal(hubJSON, &probe) != nil {
+		return false
+	}
+	for k := range probe.Spec {
+		if hubOnlySections[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // restoreFraction sets the sampledFraction at path of spec to the v1alpha3
