@@ -129,6 +129,35 @@ func (e *e2e) testValidatedMeshConfigInjects(t *testing.T, servingCA *certstest.
 		got, err := certs.AlgorithmOf(leaf[0].PublicKey)
 		return err == nil && got == want, err
 	})
+
+	// localProxyMode PodIP: fsm-init reads status.podIPs too, which the
+	// apiserver takes, to DNAT to the pod's IPv4 address when status.podIP
+	// is IPv6 (iptables.TestScriptPodIPDNATIsIPv4).
+	if err := patch(`{"spec":{"sidecar":{"localProxyMode":"PodIP"}}}`); err != nil {
+		t.Fatalf("kubectl patch localProxyMode PodIP: %v", err)
+	}
+	eventually(t, settleWithin, "a pod injected with localProxyMode PodIP", func() (bool, error) {
+		i++
+		p := pod(fmt.Sprintf("podip-%d", i), ns)
+		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, fmt.Errorf("pod create with localProxyMode PodIP: %w", err)
+		}
+		if !strings.Contains(initScript(p), "-j DNAT --to-destination $POD_IP") {
+			return false, nil
+		}
+		for _, c := range p.Spec.InitContainers {
+			if c.Name != injector.InitContainerName {
+				continue
+			}
+			for _, env := range c.Env {
+				if env.Name == "POD_IPS" && env.ValueFrom != nil && env.ValueFrom.FieldRef != nil && env.ValueFrom.FieldRef.FieldPath == "status.podIPs" {
+					return true, nil
+				}
+			}
+			return false, fmt.Errorf("fsm-init env %+v lacks POD_IPS from status.podIPs", c.Env)
+		}
+		return false, fmt.Errorf("no %s", injector.InitContainerName)
+	})
 }
 
 func initScript(p *corev1.Pod) string {

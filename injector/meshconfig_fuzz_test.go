@@ -56,6 +56,7 @@ var (
 		{exclusions: "fd00::/8", keyBits: 3333, interception: "NodeLevel"},
 		{repoAddr: "Repo.Example.com"},
 		{repoAddr: "fd00::10"},
+		{repoAddr: "[fd00::10]"}, // as FSM's own URLs need it
 	}
 	// refusedSpecs must be refused by the validator.
 	refusedSpecs = []specInput{
@@ -63,6 +64,7 @@ var (
 		{ifaces: "sixteen-bytes-xx,..,e$x", outPorts: "0,70000", logLevel: "verbose", proxyMode: "podip", extName: "gpu"},
 		{keyBits: 4097, cpuLimit: "-1", extName: "kubernetes.io/x"},
 		{repoAddr: "repo server"},
+		{repoAddr: "fe80::1%eth0"}, // no URL carries a zone unescaped
 		// The sidecar listens on IPv4 only: IPv6 cannot be intercepted.
 		{inclusions: "10.96.0.0/12,fd00:10:96::/112"},
 		{inclusions: "::/0", interception: "NodeLevel"},
@@ -163,6 +165,13 @@ func acceptedInjects(t *testing.T, preset []byte, in specInput) bool {
 	for _, c := range mut.Pod.Spec.InitContainers {
 		if c.Name == InitContainerName {
 			script = c.Args[len(c.Args)-1]
+		}
+	}
+	// localProxyMode PodIP: one shell line first picks the pod's IPv4
+	// address for the DNAT (iptables.Script).
+	if s.LocalProxyMode == LocalProxyModePodIP {
+		if first, rest, ok := strings.Cut(script, "\n"); ok && strings.HasPrefix(first, "ips=${POD_IPS:-$POD_IP}; ") {
+			script = rest
 		}
 	}
 	// FSM's script: one IPv4 rule set, holding every IPv4 range and no IPv6

@@ -732,14 +732,14 @@ func repoCodebase(v string) string {
 	return strings.TrimPrefix(strings.TrimSuffix(v, "/"), "/")
 }
 
-// repoHost is the URL host for spec.repoServer.ipaddr (an IP address or a
-// host name), or "" for the controller Service (empty, 127.*, ::1,
-// localhost).
+// repoHost is the URL host for spec.repoServer.ipaddr (an IP address, an
+// IPv6 one possibly in brackets, or a host name), or "" for the controller
+// Service (empty, 127.*, ::1, localhost).
 func repoHost(v string) (string, error) {
 	if v == "" || strings.EqualFold(v, "localhost") {
 		return "", nil
 	}
-	if ip, err := netip.ParseAddr(v); err == nil {
+	if ip, ok := rules.RepoServerIP(v); ok && ip.Zone() == "" {
 		switch {
 		case ip.IsLoopback():
 			return "", nil
@@ -904,13 +904,19 @@ func setMetricsAnnotations(pod *corev1.Pod, enabled bool) {
 }
 
 func initContainer(in MutateInput, o podOptions) corev1.Container {
+	env := []corev1.EnvVar{fieldEnv("POD_IP", "status.podIP")}
+	if o.traffic.LocalProxyPodIP {
+		// The PodIP DNAT needs the pod's IPv4 address, which status.podIP
+		// is not when the pod's first address is IPv6.
+		env = append(env, fieldEnv(iptables.PodIPsEnv, "status.podIPs"))
+	}
 	return corev1.Container{
 		Name:            InitContainerName,
 		Image:           in.Mesh.InitImage,
 		ImagePullPolicy: in.Mesh.ContainerPullPolicy,
 		Command:         []string{"/bin/sh"},
 		Args:            []string{"-c", iptables.Script(o.traffic)},
-		Env:             []corev1.EnvVar{fieldEnv("POD_IP", "status.podIP")},
+		Env:             env,
 		Resources:       *in.Settings.InitResources.DeepCopy(),
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},

@@ -141,6 +141,8 @@ func TestMutateAnnotationErrors(t *testing.T) {
 			want:  "the pod has TCP or HTTPS probes, which need the fsm-healthcheck container, and its image is not set: set flag --healthcheck-container-image or env FSM_DEFAULT_HEALTHCHECK_CONTAINER_IMAGE"},
 		{name: "repo server host name invalid", set: func(s *Settings) { s.RepoServerIPAddr = "repo server" },
 			want: `MeshConfig spec.repoServer.ipaddr: Invalid value: "repo server": must be an IP address or a host name`},
+		{name: "repo server address with a zone", set: func(s *Settings) { s.RepoServerIPAddr = "fe80::1%eth0" },
+			want: `MeshConfig spec.repoServer.ipaddr: Invalid value: "fe80::1%eth0": must be an IP address without a zone (%eth0)`},
 		{name: "local DNS proxy without the controller Service", set: func(s *Settings) { s.LocalDNSProxy = true },
 			want: "MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller does not exist: its ClusterIP is the DNS server of meshed pods; install FSM's controller or disable the local DNS proxy"},
 	}
@@ -419,6 +421,10 @@ func TestRepoURL(t *testing.T) {
 		{"127.0.0.1", "//cb", 6060, "http://fsm-controller.fsm-system:6060/repo//cb/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"127.0.0.1", "/", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"fd00::1", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		// The form FSM's controller and sidecar both reach, as FSM writes it.
+		{"[fd00::1]", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"[FD00:0::1]", "", 6060, "http://[fd00::1]:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		{"[::1]", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 	}
 	for _, tc := range tests {
 		s := DefaultSettings()

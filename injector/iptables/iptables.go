@@ -97,7 +97,9 @@ func Rules(c Config) string {
 	w("-A %s -p tcp -j REDIRECT --to-port %d", OutboundRedirectChain, OutboundProxyPort)
 	w("-A OUTPUT -p tcp -j %s", OutboundChain)
 	if c.LocalProxyPodIP {
-		w("-A OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner %d -j DNAT --to-destination $POD_IP", ProxyUID)
+		// FSM's rule, written only when podIPv4Script found an IPv4
+		// address (an empty line is skipped by iptables-restore).
+		w("${POD_IP:+-A OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner %d -j DNAT --to-destination $POD_IP}", ProxyUID)
 	}
 	// The proxy talking to the app on the pod's own address goes inbound.
 	w("-A %s -o lo ! -d 127.0.0.1/32 -m owner --uid-owner %d -j %s", OutboundChain, ProxyUID, InboundRedirectChain)
@@ -129,8 +131,27 @@ func Rules(c Config) string {
 // Script is the fsm-init shell argument that applies the rules, as FSM
 // applies them.
 func Script(c Config) string {
-	return "iptables-restore --noflush <<EOF\n" + Rules(c) + "EOF\n"
+	s := "iptables-restore --noflush <<EOF\n" + Rules(c) + "EOF\n"
+	if c.LocalProxyPodIP {
+		s = podIPv4Script + s
+	}
+	return s
 }
+
+// PodIPsEnv is the fsm-init variable holding status.podIPs (every family's
+// address, comma-separated) in localProxyMode PodIP; POD_IP is
+// status.podIP, the first of them.
+const PodIPsEnv = "POD_IPS"
+
+// podIPv4Script sets POD_IP to the pod's IPv4 address, or empty when it has
+// none, for the PodIP DNAT: an iptables (IPv4) rule, which iptables-restore
+// refuses with an IPv6 address, failing the whole rule set, so a pod whose
+// status.podIP is IPv6 (IPv6-only, or dual-stack listing IPv6 first) would
+// never start. The proxy's loopback traffic is IPv4, so its pod address is
+// the IPv4 one; without one there is no IPv4 traffic to forward and no
+// DNAT. POD_IPS unset: status.podIP, as FSM. Shell builtins only.
+const podIPv4Script = `ips=${` + PodIPsEnv + `:-$POD_IP}; POD_IP=; IFS=,; for ip in $ips; do case $ip in *:*) ;; *) POD_IP=${POD_IP:-$ip} ;; esac; done; unset IFS
+`
 
 // multiport splits ports into comma lists of at most maxMultiport.
 func multiport(ports []int) []string {

@@ -1,6 +1,9 @@
 package iptables
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +107,7 @@ func TestRules(t *testing.T) {
 		"-A FSM_PROXY_OUTBOUND -d 10.96.0.0/12 -j FSM_PROXY_OUT_REDIRECT\n",
 		"-A FSM_PROXY_INBOUND -i net1 -j RETURN\n",
 		"-A FSM_PROXY_OUTBOUND -o net1 -j RETURN\n",
-		"-j DNAT --to-destination $POD_IP\n",
+		"-j DNAT --to-destination $POD_IP}\n",
 	} {
 		if !strings.Contains(r, want) {
 			t.Errorf("rules lack %q:\n%s", want, r)
@@ -288,5 +291,64 @@ func TestInterfaceExclusionKeepsLoopbackRules(t *testing.T) {
 		if got := outboundFate(t, r, tc.p); got != tc.want {
 			t.Errorf("%s: %+v goes to %s, want %s\n%s", tc.name, tc.p, got, tc.want, r)
 		}
+	}
+}
+
+// localProxyMode PodIP DNATs the proxy's IPv4 loopback traffic to the pod's
+// address, which fsm-init reads from the downward API. On a pod whose first
+// address (status.podIP) is IPv6 (IPv6-only, or dual-stack listing IPv6
+// first) FSM's rule "--to-destination $POD_IP" makes iptables-restore fail
+// the whole rule set (`Bad IP address "fd00::5"`): fsm-init exits 2 and the
+// pod never starts. The script runs here under sh with an iptables-restore
+// that records what it would be fed.
+func TestScriptPodIPDNATIsIPv4(t *testing.T) {
+	dir := t.TempDir()
+	fed := filepath.Join(dir, "fed")
+	// Builtins only: PATH holds the stub alone.
+	stub := "#!/bin/sh\nwhile IFS= read -r l; do printf '%s\\n' \"$l\"; done > " + fed + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "iptables-restore"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := Script(Config{LocalProxyPodIP: true})
+	const dnat = "-A OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner 1500 -j DNAT --to-destination "
+	for _, tc := range []struct {
+		name, podIP, podIPs string
+		want                string // the DNAT's address, "" for no DNAT
+	}{
+		{"IPv4", "10.244.0.7", "10.244.0.7", "10.244.0.7"},
+		{"dual-stack, IPv4 first", "10.244.0.7", "10.244.0.7,fd00::7", "10.244.0.7"},
+		// The proxy's loopback traffic is IPv4: its pod address is the IPv4 one.
+		{"dual-stack, IPv6 first", "fd00::7", "fd00::7,10.244.0.7", "10.244.0.7"},
+		// No IPv4 address to DNAT to, and no IPv4 traffic for the proxy to
+		// forward: no DNAT, and the pod starts.
+		{"IPv6 only", "fd00::7", "fd00::7", ""},
+		// A kubelet that does not fill POD_IPS: status.podIP, as FSM.
+		{"POD_IPS empty", "10.244.0.7", "", "10.244.0.7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(fed)
+			cmd := exec.Command("/bin/sh", "-c", script)
+			cmd.Env = []string{"PATH=" + dir, "POD_IP=" + tc.podIP, "POD_IPS=" + tc.podIPs}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("script: %v: %s", err, out)
+			}
+			b, err := os.ReadFile(fed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "DNAT") {
+					got = append(got, line)
+				}
+			}
+			want := []string{dnat + tc.want}
+			if tc.want == "" {
+				want = nil
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("DNAT rules fed to iptables-restore = %q, want %q\n%s", got, want, b)
+			}
+		})
 	}
 }

@@ -313,12 +313,19 @@ func CertKeyBitSize(p *field.Path, bits int64) field.ErrorList {
 // RepoServerAddr checks spec.repoServer.ipaddr, the host in every sidecar's
 // repo URL: empty, "localhost" (any case) or a 127.* value mean FSM's
 // controller Service (as FSM reads them); otherwise an IP address or a host
-// name (a DNS-1123 subdomain, any case).
+// name (a DNS-1123 subdomain, any case). An IPv6 address may be in brackets
+// ("[fd00::1]"): FSM writes the value unchanged into the sidecar's and its
+// controller's "http://<ipaddr>:<port>/..." URLs, where that is the form
+// both reach. A zone is refused: a URL must escape it (%25), and FSM's
+// controller cannot parse the URL it writes with one.
 func RepoServerAddr(p *field.Path, v string) field.ErrorList {
 	if v == "" || strings.EqualFold(v, "localhost") || strings.HasPrefix(v, "127.") {
 		return nil
 	}
-	if _, err := netip.ParseAddr(v); err == nil {
+	if ip, ok := RepoServerIP(v); ok {
+		if ip.Zone() != "" {
+			return field.ErrorList{field.Invalid(p, v, "must be an IP address without a zone (%"+ip.Zone()+"): the repo URL cannot carry it")}
+		}
 		return nil
 	}
 	// A trailing dot makes the name absolute, valid in the URL FSM and we
@@ -327,6 +334,18 @@ func RepoServerAddr(p *field.Path, v string) field.ErrorList {
 		return field.ErrorList{field.Invalid(p, v, "must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system")}
 	}
 	return nil
+}
+
+// RepoServerIP reads spec.repoServer.ipaddr as an IP address: bare, or an
+// IPv6 address in brackets.
+func RepoServerIP(v string) (netip.Addr, bool) {
+	if inner, ok := strings.CutPrefix(v, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		ip, err := netip.ParseAddr(inner)
+		return ip, ok && err == nil && ip.Is6()
+	}
+	ip, err := netip.ParseAddr(v)
+	return ip, err == nil
 }
 
 // Image checks a container image reference ("flomesh/pipy:1.5.14",

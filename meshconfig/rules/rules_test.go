@@ -104,6 +104,14 @@ func TestRules(t *testing.T) {
 		{"repo localhost", RepoServerAddr(p, "LocalHost"), ""},
 		{"repo loopback typo", RepoServerAddr(p, "127.0.0"), ""},
 		{"repo ipv6", RepoServerAddr(p, "fd00::1"), ""},
+		// FSM writes "http://<ipaddr>:<port>/...": "[fd00::1]" is the form
+		// FSM's sidecar and controller both reach.
+		{"repo ipv6 in brackets", RepoServerAddr(p, "[fd00::1]"), ""},
+		{"repo ipv6 bracket unclosed", RepoServerAddr(p, "[fd00::1"), `f: Invalid value: "[fd00::1": must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system`},
+		{"repo ipv4 in brackets", RepoServerAddr(p, "[10.0.0.1]"), `f: Invalid value: "[10.0.0.1]": must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system`},
+		// The URL would need "%25eth0": FSM's controller cannot parse it.
+		{"repo ipv6 zone", RepoServerAddr(p, "fe80::1%eth0"), `f: Invalid value: "fe80::1%eth0": must be an IP address without a zone (%eth0): the repo URL cannot carry it`},
+		{"repo ipv6 zone in brackets", RepoServerAddr(p, "[fe80::1%eth0]"), `f: Invalid value: "[fe80::1%eth0]": must be an IP address without a zone (%eth0): the repo URL cannot carry it`},
 		{"repo host", RepoServerAddr(p, "Repo.Example.com"), ""},
 		{"repo absolute host", RepoServerAddr(p, "fsm-repo.fsm-system.svc.cluster.local."), ""},
 		{"repo dot only", RepoServerAddr(p, "."), `f: Invalid value: ".": must be an IP address or a host name (letters, digits, '-' and '.'), such as 10.96.200.10 or fsm-controller.fsm-system`},

@@ -230,6 +230,9 @@ func TestFSMMeshConfigKeysPrecedence(t *testing.T) {
 		{"fsm: {tracing: {enable: false, address: jaeger, sampledFraction: '0.5'}}", "spec.observability.tracing", map[string]any{"enable": false}},
 		{"fsm: {tracing: {enable: true}}", "spec.observability.tracing", map[string]any{"enable": true, "port": int64(9411), "address": "", "endpoint": "/api/v2/spans"}},
 		{"fsm: {localDNSProxy: {enable: true, wildcard: {enable: true, ips: []}}}", "spec.sidecar.localDNSProxy.wildcard", map[string]any{"enable": true, "los": []any{}, "ips": []any{}}},
+		// An IPv6 cluster's kube-dns by address: FSM's DNS proxy dials
+		// "<value>:53", an address and port with the brackets.
+		{"fsm: {localDNSProxy: {primaryUpstreamDNSServerIPAddr: '[fd00:10:96::a]'}}", "spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "[fd00:10:96::a]"},
 		{"fsm: {sidecar: {holdApplicationUntilProxyStarts: null}}", "spec.sidecar.holdApplicationUntilProxyStarts", true},
 		// A chain given replaces FSM's whole (Helm's list merge); disable
 		// defaults to false, as FSM's bootstrap decodes it.

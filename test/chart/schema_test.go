@@ -52,8 +52,10 @@ func TestValuesRejected(t *testing.T) {
 		{"interface name too long", "fsm: {networkInterfaceExclusionList: [abcdefghijklmnop]}", []string{"/fsm/networkInterfaceExclusionList/0"}},
 		{"interface name ..", "fsm: {networkInterfaceExclusionList: ['..']}", []string{"/fsm/networkInterfaceExclusionList/0"}},
 		{"DNS upstream neither an IPv4 address nor a host name", "fsm: {localDNSProxy: {primaryUpstreamDNSServerIPAddr: 'dns.example.com:53'}}", []string{"/fsm/localDNSProxy/primaryUpstreamDNSServerIPAddr"}},
-		// FSM's DNS proxy dials "<value>:53": no address for IPv6.
+		// FSM's DNS proxy dials "<value>:53": no address for a bare IPv6
+		// address (one in brackets is, TestFSMMeshConfigKeysPrecedence).
 		{"DNS upstream IPv6", "fsm: {localDNSProxy: {secondaryUpstreamDNSServerIPAddr: 'fd00::a'}}", []string{"/fsm/localDNSProxy/secondaryUpstreamDNSServerIPAddr"}},
+		{"DNS upstream IPv6 with a port", "fsm: {localDNSProxy: {secondaryUpstreamDNSServerIPAddr: '[fd00::a]:53'}}", []string{"/fsm/localDNSProxy/secondaryUpstreamDNSServerIPAddr"}},
 		{"wildcard answer not IPv4", "fsm: {localDNSProxy: {wildcard: {ips: [{ipv4: 'fd00::2'}]}}}", []string{"/fsm/localDNSProxy/wildcard/ips/0/ipv4"}},
 		{"sampled fraction above 1", `fsm: {tracing: {enable: true, sampledFraction: "1.5"}}`, []string{"/fsm/tracing/sampledFraction", "1.5"}},
 		{"sampled fraction as a number (FSM's schema: a string)", "fsm: {tracing: {enable: true, sampledFraction: 0.5}}", []string{"/fsm/tracing/sampledFraction"}},

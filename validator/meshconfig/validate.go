@@ -598,8 +598,12 @@ func resolveAddrs(p *field.Path, addrs []resolveAddr) field.ErrorList {
 			}
 		}
 		if a.IPv6 != "" {
+			// A zone is no part of an AAAA answer: FSM's net.ParseIP
+			// refuses it and answers with an empty record.
 			if ip, err := netip.ParseAddr(a.IPv6); err != nil || !ip.Is6() {
 				errs = append(errs, field.Invalid(ap.Child("ipv6"), a.IPv6, "must be an IPv6 address such as fd00::2"))
+			} else if ip.Zone() != "" {
+				errs = append(errs, field.Invalid(ap.Child("ipv6"), a.IPv6, "must be an IPv6 address such as fd00::2, without a zone (%"+ip.Zone()+")"))
 			}
 		}
 	}

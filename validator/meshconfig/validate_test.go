@@ -306,14 +306,22 @@ func TestValidateRules(t *testing.T) {
 			// writes for generateIPv6BasedOnIPv4.
 			{"spec.sidecar.localDNSProxy.wildcard.ips", []any{map[string]any{"ipv4": "", "ipv6": "fd00::1"}, map[string]any{"ipv4": "127.0.0.2", "ipv6": "::ffff:127.0.0.2"}}},
 			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "10.0.0.10", "port": 53}}}}},
+		// An IPv6 cluster's kube-dns: FSM dials "[fd00:10:96::a]:53".
+		{name: "dns upstream ipv6 in brackets", sets: []kv{
+			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "[fd00:10:96::a]"}}},
+		{name: "dns addresses zoned", sets: []kv{
+			{"spec.sidecar.localDNSProxy.wildcard.ips", []any{map[string]any{"ipv4": "", "ipv6": "fd00::1%eth0"}}},
+			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "fd00::a%eth0"}}}}, want: []string{
+			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv6: Invalid value: "fd00::1%eth0": must be an IPv6 address such as fd00::2, without a zone (%eth0)`,
+			`spec.sidecar.xnetDNSProxy.upstreams[0].ip: Invalid value: "fd00::a%eth0": must be an IP address such as 10.96.0.10 or fd00::a, without a zone (%eth0)`}},
 		{name: "dns addresses bad", sets: []kv{
 			{"spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr", "8.8.8"},
 			{"spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr", "fd00::a"},
 			{"spec.sidecar.localDNSProxy.wildcard.ips", []any{map[string]any{"ipv4": "::1", "ipv6": "127.0.0.1"}, map[string]any{"ipv4": ""}}},
 			{"spec.sidecar.localDNSProxy.db", []any{map[string]any{"dn": "a.b", "ips": []any{map[string]any{"ipv4": "1.2.3.4.5"}}}}},
 			{"spec.sidecar.xnetDNSProxy.upstreams", []any{map[string]any{"name": "dns", "ip": "dns.local", "port": 65536}}}}, want: []string{
-			`spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr: Invalid value: "8.8.8": must be an IPv4 address or a host name, such as 10.96.0.10 or kube-dns.kube-system.svc.cluster.local`,
-			`spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr: Invalid value: "fd00::a": FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: use an IPv4 address or a host name`,
+			`spec.sidecar.localDNSProxy.primaryUpstreamDNSServerIPAddr: Invalid value: "8.8.8": must be an IPv4 address, an IPv6 address in brackets or a host name, such as 10.96.0.10, [fd00::a] or kube-dns.kube-system.svc.cluster.local`,
+			`spec.sidecar.localDNSProxy.secondaryUpstreamDNSServerIPAddr: Invalid value: "fd00::a": FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: write it in brackets, [fd00::a]`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv4: Invalid value: "::1": must be an IPv4 address such as 127.0.0.2`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[0].ipv6: Invalid value: "127.0.0.1": must be an IPv6 address such as fd00::2`,
 			`spec.sidecar.localDNSProxy.wildcard.ips[1].ipv4: Required value: an IPv4 address such as 127.0.0.2, or an ipv6 for an entry that answers AAAA only`,

@@ -25,39 +25,59 @@ func OptionalPort(p *field.Path, v *int64) field.ErrorList {
 	return rules.Port(p, *v)
 }
 
-// IP checks an IPv4 or IPv6 address; empty is "not set".
+// IP checks an IPv4 or IPv6 address; empty is "not set". An IPv6 zone
+// (fe80::1%eth0) is refused: FSM reads these with net.ParseIP, which
+// refuses it, and drops the value without a word.
 func IP(p *field.Path, s string) field.ErrorList {
 	if s == "" {
 		return nil
 	}
-	if _, err := netip.ParseAddr(s); err != nil {
-		return field.ErrorList{field.Invalid(p, s, "must be an IP address such as 10.96.0.10 or fd00::a")}
+	const want = "must be an IP address such as 10.96.0.10 or fd00::a"
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return field.ErrorList{field.Invalid(p, s, want)}
+	}
+	if a.Zone() != "" {
+		return field.ErrorList{field.Invalid(p, s, want+", without a zone (%"+a.Zone()+")")}
 	}
 	return nil
 }
+
+// dnsUpstreamForms is what DNSUpstream takes.
+const dnsUpstreamForms = "must be an IPv4 address, an IPv6 address in brackets or a host name, such as 10.96.0.10, [fd00::a] or kube-dns.kube-system.svc.cluster.local"
 
 // DNSUpstream checks an upstream of FSM's local DNS proxy
 // (localDNSProxy.primary/secondaryUpstreamDNSServerIPAddr); empty is "not
 // set". FSM v1.5.1's controller, the only reader, forwards queries to
 // fmt.Sprintf("%s:53", value) (pkg/dns/config.go GetNameservers) and dials
 // that: an IPv4 address works, and so does a host name, which its resolver
-// looks up; an IPv6 address does not, as "fd00::a:53" is no host:port.
+// looks up; a bare IPv6 address does not, as "fd00::a:53" is no host:port,
+// but one in brackets does ("[fd00::a]:53"): the only way to give an IPv6
+// cluster's DNS Service by address, so any address in brackets is taken.
 func DNSUpstream(p *field.Path, s string) field.ErrorList {
 	if s == "" {
 		return nil
+	}
+	if inner, ok := strings.CutPrefix(s, "["); ok {
+		if inner, ok = strings.CutSuffix(inner, "]"); ok {
+			if _, err := netip.ParseAddr(inner); err == nil {
+				return nil
+			}
+		}
+		return field.ErrorList{field.Invalid(p, s, dnsUpstreamForms)}
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Is4() {
 			return nil
 		}
-		return field.ErrorList{field.Invalid(p, s, `FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: use an IPv4 address or a host name`)}
+		return field.ErrorList{field.Invalid(p, s, `FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: write it in brackets, [`+s+`]`)}
 	}
 	// A name whose last label is all digits ("8.8.8") is no host name
 	// (RFC 3696 2): it is an address with a part missing.
 	name := strings.TrimSuffix(s, ".")
 	last := name[strings.LastIndexByte(name, '.')+1:]
 	if name == "" || strings.Trim(last, "0123456789") == "" || len(validation.IsDNS1123Subdomain(strings.ToLower(name))) > 0 {
-		return field.ErrorList{field.Invalid(p, s, "must be an IPv4 address or a host name, such as 10.96.0.10 or kube-dns.kube-system.svc.cluster.local")}
+		return field.ErrorList{field.Invalid(p, s, dnsUpstreamForms)}
 	}
 	return nil
 }

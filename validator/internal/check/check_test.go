@@ -19,6 +19,14 @@ func TestChecks(t *testing.T) {
 		{"optional port ok", OptionalPort(p, ptr(int64(65535))), ""},
 		{"ip ok", IP(p, "fd00::a"), ""},
 		{"ip bad", IP(p, "10.0.0.256"), `f: Invalid value: "10.0.0.256": must be an IP address such as 10.96.0.10 or fd00::a`},
+		// FSM reads it with net.ParseIP, which refuses a zone: the upstream
+		// would be dropped without a word.
+		{"ip zone", IP(p, "fd00::a%eth0"), `f: Invalid value: "fd00::a%eth0": must be an IP address such as 10.96.0.10 or fd00::a, without a zone (%eth0)`},
+		// FSM dials "<value>:53": brackets make an IPv6 address a host.
+		{"dns upstream ipv6 bare", DNSUpstream(p, "fd00::a"), `f: Invalid value: "fd00::a": FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: write it in brackets, [fd00::a]`},
+		{"dns upstream ipv4-mapped bare", DNSUpstream(p, "::ffff:10.96.0.10"), `f: Invalid value: "::ffff:10.96.0.10": FSM's DNS proxy forwards to "<value>:53", which for an IPv6 address is not an address and port: write it in brackets, [::ffff:10.96.0.10]`},
+		{"dns upstream bracket unclosed", DNSUpstream(p, "[fd00::a"), `f: Invalid value: "[fd00::a": must be an IPv4 address, an IPv6 address in brackets or a host name, such as 10.96.0.10, [fd00::a] or kube-dns.kube-system.svc.cluster.local`},
+		{"dns upstream bracketed port", DNSUpstream(p, "[fd00::a]:53"), `f: Invalid value: "[fd00::a]:53": must be an IPv4 address, an IPv6 address in brackets or a host name, such as 10.96.0.10, [fd00::a] or kube-dns.kube-system.svc.cluster.local`},
 		{"duration ok", Duration(p, "1h2m3s"), ""},
 		{"duration unitless", Duration(p, "10"), `f: Invalid value: "10": must be a duration such as 90s, 1m30s or 24h`},
 		{"duration zero allowed", Duration(p, "0s"), ""},
@@ -50,6 +58,11 @@ func TestDNSUpstream(t *testing.T) {
 		{"", true}, {"10.96.0.10", true}, {"kube-dns.kube-system.svc.cluster.local", true}, {"coredns.kube-system.", true},
 		{"CoreDNS", true}, {"fd00::a", false}, {"::ffff:10.0.0.1", false}, {"8.8.8", false}, {"8.8.8:53", false},
 		{"10.96.0.10:53", false}, {".", false}, {"a..b", false}, {"-dns", false}, {"dns_1", false},
+		// FSM dials "[fd00::a]:53": the one way to write an IPv6 upstream,
+		// what an IPv6-only cluster's kube-dns needs.
+		// Any address Go's dialer takes in brackets is taken.
+		{"[fd00::a]", true}, {"[fd00:10:96::a]", true}, {"[::ffff:10.0.0.1]", true}, {"[10.96.0.10]", true}, {"[fe80::1%eth0]", true},
+		{"[fd00::a]:53", false}, {"[fd00::a", false}, {"fd00::a]", false}, {"[kube-dns]", false}, {"[]", false}, {"[ fd00::a]", false},
 	} {
 		if errs := DNSUpstream(field.NewPath("u"), tc.in); (len(errs) == 0) != tc.ok {
 			t.Errorf("DNSUpstream(%q) = %v, want ok=%v", tc.in, errs, tc.ok)
