@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,6 +65,43 @@ func (e *e2e) testAppNativeSidecar(t *testing.T) {
 		return slices.ContainsFunc(l.Items, func(ev eventsv1.Event) bool {
 			return ev.Regarding.Kind == "ReplicaSet" && ev.Regarding.Name == rs.Name && ev.Reason == injector.EventSidecarInjectedWithWarnings &&
 				ev.Type == corev1.EventTypeWarning && strings.Contains(ev.Note, want)
+		}), nil
+	})
+}
+
+// testJobNeverCompletes: a Job's pod injected with the proxy as a regular
+// container never completes; the Job, which created the pod and alone saw
+// the admission's warning, is told so in a Warning Event.
+func (e *e2e) testJobNeverCompletes(t *testing.T) {
+	ctx := context.Background()
+	ns := e.namespace(t, ctx, "job-never-completes", true)
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "once", Namespace: ns},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "app", Image: "app"}},
+		}}},
+	}
+	if err := e.cl.Create(ctx, job); err != nil {
+		t.Fatalf("creating Job: %v", err)
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "once-", Namespace: ns, Labels: job.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))}},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	if err := e.cl.Create(ctx, p); err != nil {
+		t.Fatalf("the Job's pod create: %v", err)
+	}
+	const want = "restartPolicy Never: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes"
+	eventually(t, settleWithin, "a warning event on the Job", func() (bool, error) {
+		l := &eventsv1.EventList{}
+		if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		return slices.ContainsFunc(l.Items, func(ev eventsv1.Event) bool {
+			return ev.Regarding.Kind == "Job" && ev.Regarding.Name == job.Name && ev.Reason == injector.EventSidecarInjectedWithWarnings &&
+				strings.Contains(ev.Note, want)
 		}), nil
 	})
 }

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -36,6 +37,38 @@ func TestAppNativeSidecarBeforeInit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := simplePod(tc.ann)
 			pod.Spec.InitContainers = tc.inits
+			m, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(m.Warnings, tc.want) {
+				t.Fatalf("warnings %q\nwant %q", m.Warnings, tc.want)
+			}
+		})
+	}
+}
+
+// TestNeverCompletesWarning: a pod meant to end (a Job's: restartPolicy
+// Never or OnFailure) injected with the proxy as a regular container never
+// completes, as under FSM: injected as FSM injects it, with a warning naming
+// native mode; none for a pod that restarts, or in native mode.
+func TestNeverCompletesWarning(t *testing.T) {
+	const want = `restartPolicy %s: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes ` +
+		`(a Job never succeeds); set annotation flomesh.io/sidecar-native: "true" (Kubernetes 1.29 or later) to run the proxy as a native sidecar, which stops once they have exited`
+	for _, tc := range []struct {
+		policy corev1.RestartPolicy
+		ann    map[string]string
+		want   []string
+	}{
+		{policy: corev1.RestartPolicyNever, want: []string{fmt.Sprintf(want, "Never")}},
+		{policy: corev1.RestartPolicyOnFailure, want: []string{fmt.Sprintf(want, "OnFailure")}},
+		{policy: corev1.RestartPolicyAlways},
+		{policy: ""}, // defaulted to Always after the webhooks
+		{policy: corev1.RestartPolicyNever, ann: map[string]string{SidecarNativeAnnotation: "true"}},
+	} {
+		t.Run(fmt.Sprintf("%q %v", tc.policy, tc.ann), func(t *testing.T) {
+			pod := simplePod(tc.ann)
+			pod.Spec.RestartPolicy = tc.policy
 			m, err := mutateWith(t, pod, nil, DefaultSettings(), testMesh)
 			if err != nil {
 				t.Fatal(err)

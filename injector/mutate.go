@@ -379,6 +379,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		}
 	} else {
 		probes.warnings = append(probes.warnings, appNativeSidecarWarnings(pod.Spec.InitContainers)...)
+		if w := neverCompletesWarning(pod.Spec.RestartPolicy); w != "" {
+			probes.warnings = append(probes.warnings, w)
+		}
 		pod.Spec.InitContainers = append(pod.Spec.InitContainers, init)
 		// FSM's order: fsm-healthcheck appended first, then the sidecar
 		// put first (hold) or last: [sidecar, app..., fsm-healthcheck] or
@@ -425,6 +428,20 @@ func appNativeSidecarWarnings(inits []corev1.Container) []string {
 			c.Name, InitContainerName, InitContainerName, SidecarContainerName, c.Name, SidecarNativeAnnotation))
 	}
 	return out
+}
+
+// neverCompletesWarning warns of a pod meant to end (restartPolicy Never
+// or OnFailure: a Job's, a CronJob's, a one-off) injected with the proxy as
+// a regular container: the proxy does not exit when the app's containers
+// do, so the pod never completes and its Job never succeeds, as under FSM.
+// Native mode is the way out; the warning reaches the Job too (warnOwner).
+func neverCompletesWarning(policy corev1.RestartPolicy) string {
+	if policy != corev1.RestartPolicyNever && policy != corev1.RestartPolicyOnFailure {
+		return ""
+	}
+	return fmt.Sprintf("restartPolicy %s: the pod is meant to end, but the %s container keeps running after the others exit, so the pod never completes "+
+		"(a Job never succeeds); set annotation %s: \"true\" (Kubernetes 1.29 or later) to run the proxy as a native sidecar, which stops once they have exited",
+		policy, SidecarContainerName, SidecarNativeAnnotation)
 }
 
 // readOptions validates every annotation and setting the mutation needs, so
