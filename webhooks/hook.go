@@ -89,6 +89,9 @@ type hook struct {
 	// held decides how long a serving cert another writer stored is kept
 	// (foreigncert.go). The loop's alone.
 	held certHold
+	// kept are the roots of the serving certs this hook replaced, kept in
+	// its caBundle for replacedRootKeep (foreigncert.go). The loop's alone.
+	kept keptRoots
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -245,7 +248,8 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 	// written without waiting for the caBundle to settle.
 	served := h.src.Sync()
 	sec := h.src.Secret()
-	desired, err := h.desiredBundle(now, trusted, served, sec)
+	kept, keptFor := h.kept.at(now)
+	desired, err := h.desiredBundle(now, trusted, served, sec, kept)
 	if err != nil {
 		return 0, err
 	}
@@ -261,6 +265,10 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 	h.mu.Unlock()
 
 	next := opts.ResyncInterval
+	if keptFor > 0 {
+		// A kept root leaves the caBundle on time, not a resync later.
+		next = min(next, keptFor)
+	}
 	var v servingcert.Verdict
 	if sec == nil {
 		v = servingcert.Verdict{Reason: servingcert.ReasonMissing}
@@ -287,6 +295,9 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 			if out.Written {
 				renewals.WithLabelValues(h.w.Name, string(out.Reason)).Inc()
 				h.held.wrote(out.Secret.Data[servingcert.KeyCert])
+				// Another writer may still store certs of the root this one
+				// replaced: it stays verifiable for a while.
+				h.kept.keep(replacedRoots(out.Replaced, served, now), time.Now().Add(replacedRootKeep*opts.SettleDelay))
 			}
 			// Served now, not when this replica's watch delivers it.
 			h.src.Offer(out.Secret)
@@ -307,9 +318,14 @@ func (h *hook) reconcile(ctx context.Context) (time.Duration, error) {
 
 // desiredBundle is the caBundle to publish: every root the mesh trusts plus
 // the root(s) of the cert being served and of the cert stored (which may be
-// about to be served), so that a CA swap never strands a served cert.
-func (h *hook) desiredBundle(now time.Time, trusted []byte, served *servingcert.Loaded, sec *corev1.Secret) ([]byte, error) {
+// about to be served), so that a CA swap never strands a served cert, and
+// kept: the roots of certs this hook replaced lately, which another writer
+// may still store (replacedRootKeep).
+func (h *hook) desiredBundle(now time.Time, trusted []byte, served *servingcert.Loaded, sec *corev1.Secret, kept []byte) ([]byte, error) {
 	inputs := [][]byte{trusted}
+	if len(kept) > 0 {
+		inputs = append(inputs, kept)
+	}
 	if served != nil {
 		inputs = append(inputs, served.CA)
 	}

@@ -59,6 +59,7 @@ func TestServing(t *testing.T) {
 	t.Run("AutoRotation", testAutoRotation)
 	t.Run("RenewServingCerts", testRenewServingCerts)
 	t.Run("MixedTrustRollout", testMixedTrustRollout)
+	t.Run("MixedTrustReplacedRootKept", testMixedTrustReplacedRootKept)
 }
 
 func testRestartReuse(t *testing.T) {
@@ -395,7 +396,9 @@ func testDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	newRoot := tc.ca.Active()
-	waitFor(t, settleWithin, "serving cert on the new root and caBundle = new root only", func() error {
+	// The old root stays for replacedRootKeep after the server replaced
+	// its cert of it.
+	waitFor(t, settleWithin+replacedRootKeep*tc.options().SettleDelay, "serving cert on the new root and caBundle = new root only", func() error {
 		if err := certs.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
 			return err
 		}

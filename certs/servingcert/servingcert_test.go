@@ -202,6 +202,11 @@ func TestEnsureRepairsCACrt(t *testing.T) {
 	if v := servingcert.Check(spec, out.Secret.Data, trusted, time.Now(), 0); !v.OK() {
 		t.Errorf("rewritten Secret still rejected: %s", v.Detail)
 	}
+	// What was replaced is reported: the server keeps its root in the
+	// caBundle for a while (webhooks.replacedRootKeep).
+	if !bytes.Equal(out.Replaced[servingcert.KeyCert], data[servingcert.KeyCert]) || !bytes.Equal(out.Replaced[servingcert.KeyCA], data[servingcert.KeyCA]) {
+		t.Error("Outcome.Replaced is not the data the write replaced")
+	}
 }
 
 // TestCheckOverdue: an observer outside the servers (certs status) calls a

@@ -45,6 +45,10 @@ type Outcome struct {
 	// Reason the previous content was replaced (ReasonMissing on create).
 	Reason Reason
 	Detail string
+	// Replaced is the data this write replaced (nil when it created the
+	// Secret): the cert read right before the write, which may be another
+	// writer's newer one than the caller had seen.
+	Replaced map[string][]byte
 }
 
 func (s *Store) now() time.Time {
@@ -120,6 +124,7 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 			return Outcome{}, err
 		}
 		var written *corev1.Secret
+		var replaced map[string][]byte
 		if cur == nil {
 			written, err = secrets.Create(ctx, &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{
@@ -131,6 +136,7 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 				Data: data,
 			}, metav1.CreateOptions{})
 		} else {
+			replaced = cur.Data
 			next := cur.DeepCopy()
 			if next.Data == nil {
 				next.Data = map[string][]byte{}
@@ -146,7 +152,7 @@ func (s *Store) ensure(ctx context.Context, spec Spec, trusted []byte, root *x50
 		case err == nil:
 			s.Log.Info("wrote webhook serving cert", "secret", spec.Namespace+"/"+spec.SecretName,
 				"reason", string(v.Reason), "detail", v.Detail, "provider", s.Issuer.Provider())
-			return Outcome{Secret: written, Written: true, Reason: v.Reason, Detail: v.Detail}, nil
+			return Outcome{Secret: written, Written: true, Reason: v.Reason, Detail: v.Detail, Replaced: replaced}, nil
 		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
 			lastErr = err
 			// Lost the race; the winner's cert is usually good: loop
