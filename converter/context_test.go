@@ -8,22 +8,9 @@ import (
 	"github.com/go-logr/logr"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/flomesh-io/fsm-webhooks/test/ctxtest"
 )
-
-// countdownCtx is a context whose Err turns Canceled after left checks, as
-// the request's does when the apiserver closes the connection mid-review.
-type countdownCtx struct {
-	context.Context
-	left int
-}
-
-func (c *countdownCtx) Err() error {
-	if c.left <= 0 {
-		return context.Canceled
-	}
-	c.left--
-	return nil
-}
 
 // TestConvertStopsWhenRequestEnds: a review of many objects (a LIST of 1000
 // MeshConfigs in an old version costs about a second of CPU) stops at the
@@ -36,7 +23,7 @@ func TestConvertStopsWhenRequestEnds(t *testing.T) {
 	for i := range objects {
 		objects[i] = runtime.RawExtension{Raw: obj}
 	}
-	ctx := &countdownCtx{Context: context.Background(), left: 3}
+	ctx := &ctxtest.Countdown{Context: context.Background(), Left: 3}
 	resp := h.Convert(ctx, &apixv1.ConversionRequest{UID: "u", DesiredAPIVersion: group + "/v1alpha1", Objects: objects})
 	if resp.Result.Status != "Failure" || !strings.Contains(resp.Result.Message, "stopped after 3 of 50 objects: the request ended (context canceled)") {
 		t.Fatalf("result %s %q, want a failure after 3 of 50 objects", resp.Result.Status, resp.Result.Message)

@@ -10,23 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/flomesh-io/fsm-webhooks/test/ctxtest"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 )
-
-// countdownCtx is a context whose Err turns Canceled after left checks, as
-// the request's does when the apiserver gives up mid-review.
-type countdownCtx struct {
-	context.Context
-	left int
-}
-
-func (c *countdownCtx) Err() error {
-	if c.left <= 0 {
-		return context.Canceled
-	}
-	c.left--
-	return nil
-}
 
 // TestMeshConfigStopsWhenRequestEnds: for a large MeshConfig the
 // down-conversion size check (two conversions of the object, and on UPDATE
@@ -56,7 +42,7 @@ func TestMeshConfigStopsWhenRequestEnds(t *testing.T) {
 		{"CREATE, done after the v1alpha1 conversion", 1, admissionv1.Create, big, nil},
 		{"UPDATE, done before the stored object's conversions", 2, admissionv1.Update, big, big},
 	} {
-		resp := send(&countdownCtx{Context: context.Background(), left: tc.checks}, tc.op, tc.obj, tc.old)
+		resp := send(&ctxtest.Countdown{Context: context.Background(), Left: tc.checks}, tc.op, tc.obj, tc.old)
 		if resp.Allowed || resp.Result == nil || resp.Result.Code != 504 || !strings.HasSuffix(resp.Result.Message, stopped) {
 			t.Errorf("%s: %+v, want a 504 ending %q", tc.name, resp.Result, stopped)
 		}
