@@ -184,9 +184,14 @@ func deleteConfigurations(ctx context.Context, cs kubernetes.Interface, mutating
 		uid        types.UID
 	}
 	var configs []configuration
+	// NotFound is done (a retried hook), but said: run by hand with the
+	// wrong --mesh-name, the hook deleted nothing and still succeeded.
 	m, err := adm.MutatingWebhookConfigurations().Get(ctx, mutating, metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", mutating, err)
+	}
+	if err != nil {
+		log.Info("No webhook configuration to delete", "kind", "MutatingWebhookConfiguration", "name", mutating)
 	}
 	if err == nil {
 		c := configuration{kind: "MutatingWebhookConfiguration", name: mutating, uid: m.UID,
@@ -201,6 +206,9 @@ func deleteConfigurations(ctx context.Context, cs kubernetes.Interface, mutating
 	v, err := adm.ValidatingWebhookConfigurations().Get(ctx, validating, metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", validating, err)
+	}
+	if err != nil {
+		log.Info("No webhook configuration to delete", "kind", "ValidatingWebhookConfiguration", "name", validating)
 	}
 	if err == nil {
 		c := configuration{kind: "ValidatingWebhookConfiguration", name: validating, uid: v.UID,
@@ -256,6 +264,7 @@ func deleteOwnMeshConfig(ctx context.Context, dyn dynamic.Interface, ns, name st
 	mcs := dyn.Resource(meshConfigGVR).Namespace(ns)
 	mc, err := mcs.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		log.Info("No MeshConfig to delete", "meshConfig", ns+"/"+name)
 		return nil
 	}
 	if err != nil {
@@ -372,6 +381,9 @@ func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 	deployments := cs.AppsV1().Deployments(ns)
 	d, err := deployments.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		// Done for a retried hook; run by hand with the wrong namespace,
+		// the servers the hook was to stop are still running elsewhere.
+		log.Info("No Deployment of the servers: none stopped (if they run, name their namespace and Deployment)", "deployment", ns+"/"+name)
 		return nil
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	admv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -584,4 +585,32 @@ func addServerAndLease(t *testing.T, c *cluster) (*corev1.Pod, string) {
 		}
 	}
 	return server, leaseName
+}
+
+// TestRunSaysWhatItDidNotFind: every step counts NotFound as done, so a
+// retried hook converges; run by hand (the chart README's fallback) with
+// the wrong --fsm-namespace or --mesh-name, the hook found nothing, stopped
+// no server, and exited 0 having logged only "Bootstrap Secrets handed
+// over" with zero counts, while the servers it was meant to stop kept
+// running (and re-registering their webhooks). Each target it does not find
+// is now named in the log, so the operator sees what was skipped.
+func TestRunSaysWhatItDidNotFind(t *testing.T) {
+	c := newCluster()
+	var logged []string
+	log := funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{})
+	o := Options{Namespace: "blue-system", MeshName: "green", Deployment: "fsm-webhooks", MeshConfigName: fsmnames.MeshConfigName, Log: log}
+	if err := run(context.Background(), c.cs, c.apiext, c.dyn, c.meta, o); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(logged, "\n")
+	for _, want := range []string{
+		`"blue-system/fsm-webhooks"`,
+		`"` + fsmnames.MutatingConfigurationName("green") + `"`,
+		`"` + fsmnames.ValidatingConfigurationName("green") + `"`,
+		`"blue-system/` + fsmnames.MeshConfigName + `"`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("nothing logged names %s, which the hook did not find:\n%s", want, all)
+		}
+	}
 }

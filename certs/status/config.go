@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -47,6 +48,11 @@ func FindDeployment(ctx context.Context, cs kubernetes.Interface, namespace, nam
 	}
 	list, err := cs.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
+		// An operator whose rights are in the mesh's namespace only is
+		// refused the cluster-wide search, and needs only to narrow it.
+		if namespace == "" && apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("listing Deployments labelled %s in %s: %w; give the servers' namespace with --fsm-namespace to search there only", sel, orAll(namespace), err)
+		}
 		return nil, fmt.Errorf("listing Deployments labelled %s in %s: %w", sel, orAll(namespace), err)
 	}
 	switch len(list.Items) {

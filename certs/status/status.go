@@ -97,8 +97,10 @@ type Configuration struct {
 type RootRotation struct {
 	// Phase is None (never rotated), NextRootAdded, NextRootActive or
 	// Complete.
-	Phase string    `json:"phase"`
-	Since time.Time `json:"since,omitempty"`
+	Phase string `json:"phase"`
+	// Since is when Phase was entered; omitted with None (omitempty never
+	// omits a struct: it read 0001-01-01T00:00:00Z).
+	Since time.Time `json:"since,omitzero"`
 	// Managed is false for a bring-your-own root, which is never rotated
 	// automatically.
 	Managed bool `json:"managed"`

@@ -19,6 +19,7 @@ import (
 
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
+	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
@@ -263,5 +264,30 @@ func TestWrite(t *testing.T) {
 	}
 	if back.Healthy || back.Webhooks[1].CABundleProblem != "not found" || back.Webhooks[0].Cert.Subject != rep.Webhooks[0].Cert.Subject {
 		t.Errorf("JSON round trip: %+v", back)
+	}
+}
+
+// TestWriteOmitsUnsetSince: a root never rotated has no phase start; its
+// "since" (meant to be omitted when empty, as the table omits it) read
+// "0001-01-01T00:00:00Z" in JSON and YAML, a date a script takes for a
+// rotation stuck since year 1.
+func TestWriteOmitsUnsetSince(t *testing.T) {
+	rep := &Report{Healthy: true, Provider: "tresor", RootRotation: TresorRotation(tresor.RotationStatus{Managed: true}, time.Now())}
+	for _, format := range []string{"json", "yaml"} {
+		var out bytes.Buffer
+		if err := rep.Write(&out, format); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String(), "since") || strings.Contains(out.String(), "0001-01-01") {
+			t.Errorf("-o %s of phase %s has a since:\n%s", format, rep.RootRotation.Phase, out.String())
+		}
+	}
+	rep.RootRotation.Since = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	if err := rep.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"since": "2026-12-01T00:00:00Z"`) {
+		t.Errorf("JSON lacks the phase's since:\n%s", out.String())
 	}
 }

@@ -48,7 +48,8 @@ verified).
 Settings not given on the command line (or as FSM_<FLAG>) are read from the
 running servers' Deployment (--deployment, else the one the chart labels, in
 --fsm-namespace when given, of --mesh-name when given): certificate provider,
-Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
+Vault address and role, cert-manager issuer, mesh name, fsm namespace. Only the
+webhooks the servers run are checked (all three unless serve is told otherwise).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !slices.Contains([]string{"table", "json", "yaml"}, output) {
@@ -62,7 +63,7 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 			if err != nil {
 				return err
 			}
-			source, _, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
+			running, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
 			if err != nil {
 				return err
 			}
@@ -75,11 +76,11 @@ Vault address and role, cert-manager issuer, mesh name, fsm namespace.`,
 			report, err := status.Check(cmd.Context(), webhooks.Options{
 				Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName,
 				WebhookURLHost: o.webhookURLHost, Issuer: ca,
-			}, hookIdentities(o))
+			}, servedIdentities(o, running.webhooks))
 			if err != nil {
 				return err
 			}
-			report.Configuration = o.statusConfiguration(source)
+			report.Configuration = o.statusConfiguration(running.source)
 			if tresorState != nil {
 				report.RootRotation = status.TresorRotation(tresorState.Rotation, time.Now())
 			}
@@ -137,11 +138,12 @@ rotate-root refuses to start when it runs more than 30 s ahead of the apiserver'
 			// mistyped --mesh-name would find none of the mesh's webhook
 			// configurations to wait for and re-issue the serving certs
 			// before their caBundles trust the new root.
-			source, found, err := runningConfig(ctx, cmd.Flags(), o, cs, deployment)
+			running, err := runningConfig(ctx, cmd.Flags(), o, cs, deployment)
 			if err != nil {
 				return err
 			}
-			if !found {
+			source := running.source
+			if !running.found {
 				return fmt.Errorf("no fsm-webhooks Deployment found (%s): rotate-root needs the running servers, which publish the new root in every caBundle and re-issue the pods' certificates; name theirs with --deployment and --fsm-namespace",
 					deploymentSearch(cmd.Flags(), o, deployment))
 			}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +49,7 @@ Logs default to --log-level=warn here so the demonstration stays readable.`,
 			// instead and local stops everything as on Ctrl-C.
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
 			defer stop()
-			return runLocal(ctx, o, cmd.Flags().Changed, !noDemo)
+			return runLocal(ctx, o, cmd.Flags(), !noDemo)
 		},
 	}
 	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "skip the demonstration; just serve")
@@ -57,7 +59,8 @@ Logs default to --log-level=warn here so the demonstration stays readable.`,
 // localProbeSuffix makes the injector's probe namespace from the mesh name.
 const localProbeSuffix = "-injector-probe"
 
-func runLocal(ctx context.Context, o *options, changed func(string) bool, demo bool) (err error) {
+func runLocal(ctx context.Context, o *options, fs *pflag.FlagSet, demo bool) (err error) {
+	changed := fs.Changed
 	out := os.Stdout
 	if o.webhookURLHost == "" {
 		o.webhookURLHost = "127.0.0.1"
@@ -163,13 +166,46 @@ func runLocal(ctx context.Context, o *options, changed func(string) bool, demo b
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "\nready. In another shell:\n    export KUBECONFIG=%s\n    kubectl get ns\n    go run ./cmd/fsm-webhooks certs status --fsm-namespace=%s --webhook-url-host=%s\nPress Ctrl-C to stop.\n", env.KubeconfigPath, o.fsmNamespace, o.webhookURLHost)
+	fmt.Fprintf(out, "\nready. In another shell:\n    export KUBECONFIG=%s\n    kubectl get ns\n    go run ./cmd/fsm-webhooks certs status %s\nPress Ctrl-C to stop.\n", env.KubeconfigPath, strings.Join(localStatusArgs(o, fs), " "))
 	select {
 	case <-ctx.Done():
 		return interrupted()
 	case <-serveDone:
 		return fmt.Errorf("serving stopped: %w", serveResult)
 	}
+}
+
+// localStatusArgs are the flags of the `certs status` command local
+// suggests: every setting of local's that certs status also reads and that
+// is not its default (--webhook-url-host, which local sets, among them),
+// and --fsm-namespace. It suggested only the last two, so after
+// `local --mesh-name=demo` (or another CA Secret) the suggested command
+// checked mesh fsm and reported every webhook of the running mesh missing.
+// --vault-token is left out: a secret printed to the terminal (certs
+// status reads FSM_VAULT_TOKEN too).
+func localStatusArgs(o *options, fs *pflag.FlagSet) []string {
+	status := pflag.NewFlagSet("certs status", pflag.ContinueOnError)
+	for _, g := range flagScopes["certs status"] {
+		g.add(&options{}, status)
+	}
+	args := []string{"--fsm-namespace=" + shellQuote(o.fsmNamespace)}
+	status.VisitAll(func(sf *pflag.Flag) {
+		f := fs.Lookup(sf.Name)
+		if f == nil || sf.Name == "fsm-namespace" || sf.Name == "vault-token" || f.Value.String() == sf.DefValue {
+			return
+		}
+		args = append(args, "--"+sf.Name+"="+shellQuote(f.Value.String()))
+	})
+	return args
+}
+
+// shellQuote quotes s for a POSIX shell when it holds more than letters,
+// digits and -_./:=,@.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // errServeEnded is waitReady's answer when serve returned first.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,10 +42,14 @@ func TestLocalStopsCleanly(t *testing.T) {
 		// hangUp closes local's stdout instead of sending SIGINT, as
 		// `local | head` does when head has read its lines.
 		hangUp bool
+		// status runs the `certs status` local suggests before SIGINT:
+		// it must find the mesh local serves healthy (exit 0). With
+		// another mesh name it checked mesh fsm and failed.
+		status bool
 	}{
-		{"after the demo", nil, "Press Ctrl-C to stop.", false},
-		{"while the webhooks start", []string{"--no-demo"}, "starting the injector, validator and converter", false},
-		{"when its reader goes away", []string{"--no-demo"}, "starting the injector, validator and converter", true},
+		{"after the demo", []string{"--mesh-name=demo", "--ca-bundle-secret-name=demo-ca"}, "Press Ctrl-C to stop.", false, true},
+		{"while the webhooks start", []string{"--no-demo"}, "starting the injector, validator and converter", false, false},
+		{"when its reader goes away", []string{"--no-demo"}, "starting the injector, validator and converter", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ports, err := freeport.LoopbackN(3)
@@ -116,6 +121,12 @@ func TestLocalStopsCleanly(t *testing.T) {
 				}
 				return
 			}
+			if tc.status {
+				mu.Lock()
+				suggested := slices.Clone(lines)
+				mu.Unlock()
+				runSuggestedStatus(ctx, t, bin, suggested)
+			}
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
@@ -147,6 +158,33 @@ func TestLocalStopsCleanly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// runSuggestedStatus runs the `certs status` command of local's output
+// (lines) with the kubeconfig it prints, as the user does in another shell,
+// and requires the mesh local serves to be healthy.
+func runSuggestedStatus(ctx context.Context, t *testing.T, bin string, lines []string) {
+	t.Helper()
+	var kubeconfig string
+	var args []string
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(l, "export KUBECONFIG="); ok {
+			kubeconfig = v
+		}
+		if v, ok := strings.CutPrefix(l, "go run ./cmd/fsm-webhooks "); ok {
+			args = strings.Fields(v)
+		}
+	}
+	if kubeconfig == "" || len(args) < 2 || args[0] != "certs" || args[1] != "status" {
+		t.Fatalf("no kubeconfig (%q) or certs status command (%q) in local's output:\n%s", kubeconfig, args, strings.Join(lines, "\n"))
+	}
+	status := exec.CommandContext(ctx, bin, args...)
+	status.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	out, err := status.CombinedOutput()
+	if err != nil {
+		t.Errorf("the suggested `fsm-webhooks %s`: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 

@@ -537,10 +537,14 @@ func gatePodReadiness(hooks []webhooks.Webhook) {
 	}
 }
 
-// hookIdentities are all three webhooks (for certs status and rotate-root).
-func hookIdentities(o *options) []webhooks.Webhook {
-	out := make([]webhooks.Webhook, 0, len(allHooks))
-	for _, name := range allHooks {
+// hookIdentities are all three webhooks (for rotate-root).
+func hookIdentities(o *options) []webhooks.Webhook { return servedIdentities(o, allHooks) }
+
+// servedIdentities are the named webhooks (for certs status: those the
+// servers serve).
+func servedIdentities(o *options, names []string) []webhooks.Webhook {
+	out := make([]webhooks.Webhook, 0, len(names))
+	for _, name := range names {
 		out = append(out, hookIdentity(o, name))
 	}
 	return out

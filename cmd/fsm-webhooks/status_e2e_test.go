@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -149,5 +150,106 @@ func TestCertsStatusVaultSettingsFromDeployment(t *testing.T) {
 	err = status()
 	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("with the Deployment: %v; want the Deployment's Vault (127.0.0.1:1) called", err)
+	}
+}
+
+// TestCertsStatusChecksTheWebhooksServed: servers running `serve
+// --webhooks=injector,validator` register no converter and issue it no
+// serving certificate, so `certs status` reading their Deployment checks
+// those two only. It checked all three, and reported the converter they
+// never serve (no Secret, a CRD without their stanza) as needing attention:
+// exit status 1 on every run, a monitoring check that could never pass.
+func TestCertsStatusChecksTheWebhooksServed(t *testing.T) {
+	const ns = "fsm-system"
+	env, kubeconfig := adminEnv(t, ns)
+	if _, err := (&tresor.Store{Client: env.Clientset, Namespace: ns, Name: "fsm-ca-bundle"}).Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	serversDeployment(t, env, ns, "fsm", "--fsm-namespace="+ns, "--webhooks=injector,validator")
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"certs", "status", "--kubeconfig=" + kubeconfig, "-o", "json"})
+	runErr := root.Execute()
+	r := &status.Report{}
+	if err := json.Unmarshal(out.Bytes(), r); err != nil {
+		t.Fatalf("certs status: %v; output %q", runErr, out.String())
+	}
+	var names []string
+	for _, w := range r.Webhooks {
+		names = append(names, w.Name)
+	}
+	if strings.Join(names, ",") != "injector,validator" {
+		t.Errorf("webhooks checked %v; want the Deployment's injector,validator", names)
+	}
+	for _, p := range r.Problems {
+		if strings.HasPrefix(p, "converter:") {
+			t.Errorf("problem %q reported for a webhook the servers do not serve", p)
+		}
+	}
+
+	// A --webhooks the servers could not run with is named, with where it
+	// was read.
+	d, err := env.Clientset.AppsV1().Deployments(ns).Get(context.Background(), "fsm-webhooks", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Spec.Template.Spec.Containers[0].Args = []string{"serve", "--fsm-namespace=" + ns, "--webhooks=injector,mutator"}
+	if _, err := env.Clientset.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	root = newRootCommand()
+	root.SetOut(&bytes.Buffer{})
+	root.SetArgs([]string{"certs", "status", "--kubeconfig=" + kubeconfig})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), `"mutator"`) || !strings.Contains(err.Error(), "Deployment "+ns+"/fsm-webhooks") {
+		t.Errorf("with --webhooks=injector,mutator: %v; want an error naming mutator and the Deployment", err)
+	}
+}
+
+// TestCertsStatusForbiddenClusterWideSaysNarrow: an operator whose rights
+// on Deployments are in the mesh's namespace only (a RoleBinding there)
+// ran `certs status` as documented, and it stopped at the cluster-wide
+// search for the servers' Deployment with the apiserver's Forbidden alone;
+// the error now says that --fsm-namespace searches one namespace, and with
+// it the command gets past the Deployment.
+func TestCertsStatusForbiddenClusterWideSaysNarrow(t *testing.T) {
+	const ns = "fsm-system"
+	env, _ := adminEnv(t, ns)
+	ctx := context.Background()
+	serversDeployment(t, env, ns, "fsm", "--fsm-namespace="+ns)
+	if _, err := env.Clientset.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "mesh-reader"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "mesh-reader"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "mesh-reader"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "oncall"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: "oncall"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) error {
+		root := newRootCommand()
+		root.SetOut(&bytes.Buffer{})
+		root.SetArgs(append([]string{"certs", "status", "--kubeconfig=" + kubeconfig}, args...))
+		return root.Execute()
+	}
+	err = run()
+	if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), "--fsm-namespace") {
+		t.Errorf("without --fsm-namespace: %v; want the Forbidden and --fsm-namespace named", err)
+	}
+	// Past the Deployment: the next read (the CA Secret) is the one refused.
+	if err := run("--fsm-namespace=" + ns); err == nil || strings.Contains(err.Error(), "Deployments") || !strings.Contains(err.Error(), "secrets") {
+		t.Errorf("with --fsm-namespace=%s: %v; want the Deployment read and the CA Secret refused", ns, err)
 	}
 }

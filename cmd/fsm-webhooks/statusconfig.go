@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
@@ -23,11 +24,22 @@ import (
 var notFromDeployment = []string{"kubeconfig", "context", "log-level", "output", "deployment", "help",
 	"vault-ca-file", "vault-client-cert-file", "vault-client-key-file"}
 
+// runningServers is what runningConfig found of the servers.
+type runningServers struct {
+	// source says where the configuration came from.
+	source string
+	// found is false when there is no Deployment (the flags stand alone).
+	found bool
+	// webhooks are those the servers serve (their --webhooks; all without
+	// a Deployment).
+	webhooks []string
+}
+
 // runningConfig fills the flags the operator did not give from the servers'
 // Deployment, validates the result and says where the configuration came
-// from; found is false when there is no such Deployment (the flags stand
-// alone). --fsm-namespace and --mesh-name, when given, narrow the search.
-func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (source string, found bool, err error) {
+// from and which webhooks the servers serve. --fsm-namespace and
+// --mesh-name, when given, narrow the search.
+func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubernetes.Interface, deployment string) (running runningServers, err error) {
 	namespace, mesh := "", ""
 	if fs.Changed("fsm-namespace") || deployment != "" {
 		namespace = o.fsmNamespace
@@ -37,31 +49,60 @@ func runningConfig(ctx context.Context, fs *pflag.FlagSet, o *options, cs kubern
 	}
 	d, err := status.FindDeployment(ctx, cs, namespace, deployment, mesh)
 	if err != nil {
-		return "", false, err
+		return runningServers{}, err
 	}
 	if d == nil {
 		if err := o.validate(); err != nil {
-			return "", false, fmt.Errorf("no fsm-webhooks Deployment found (%s) to read settings from: %w", deploymentSearch(fs, o, deployment), err)
+			return runningServers{}, fmt.Errorf("no fsm-webhooks Deployment found (%s) to read settings from: %w", deploymentSearch(fs, o, deployment), err)
 		}
-		return "flags (no fsm-webhooks Deployment found)", false, nil
+		return runningServers{source: "flags (no fsm-webhooks Deployment found)", webhooks: allHooks}, nil
 	}
 	flags, err := status.DeploymentFlags(d)
 	if err != nil {
-		return "", false, err
+		return runningServers{}, err
 	}
 	// The chart always names it; a hand-written Deployment may rely on the
 	// namespace it runs in.
 	if _, ok := flags["fsm-namespace"]; !ok {
 		flags["fsm-namespace"] = d.Namespace
 	}
-	source = "Deployment " + d.Namespace + "/" + d.Name
+	source := "Deployment " + d.Namespace + "/" + d.Name
 	if err := applyDeploymentFlags(fs, flags, source); err != nil {
-		return "", false, err
+		return runningServers{}, err
 	}
 	if err := o.validate(); err != nil {
-		return "", false, fmt.Errorf("configuration read from %s: %w", source, err)
+		return runningServers{}, fmt.Errorf("configuration read from %s: %w", source, err)
 	}
-	return source, true, nil
+	served, err := servedWebhooks(flags, source)
+	if err != nil {
+		return runningServers{}, err
+	}
+	return runningServers{source: source, found: true, webhooks: served}, nil
+}
+
+// servedWebhooks are the webhooks servers running with flags serve: their
+// --webhooks, else serve's default (all). --webhooks is serve's own flag,
+// which no other command has, so applyDeploymentFlags does not carry it:
+// `certs status` checked all three and reported the ones a
+// `serve --webhooks=injector,validator` never serves as needing attention,
+// failing every run.
+func servedWebhooks(flags map[string]string, source string) ([]string, error) {
+	v, ok := flags["webhooks"]
+	if !ok {
+		return allHooks, nil
+	}
+	var served []string
+	for _, h := range strings.Split(v, ",") {
+		h = strings.TrimSpace(h)
+		switch {
+		case !slices.Contains(allHooks, h):
+			return nil, fmt.Errorf("invalid value %q for --webhooks in %s: %q is not one of %s", v, source, h, strings.Join(allHooks, ", "))
+		case slices.Contains(served, h):
+			return nil, fmt.Errorf("invalid value %q for --webhooks in %s: %s is listed twice", v, source, h)
+		}
+		served = append(served, h)
+	}
+	return served, nil
 }
 
 // deploymentSearch says where runningConfig looked for the Deployment.

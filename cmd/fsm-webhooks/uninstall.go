@@ -31,7 +31,9 @@ strategy set back to None before they stop, holding the converters'
 conversion-owner Lease so none re-points it), hand the mesh's bootstrap Secrets to
 the garbage collector (each running meshed pod becomes its Secret's owner; a
 Secret whose pod is gone is deleted), and delete --mesh-config-name if the chart
-created it. Every step is idempotent; NotFound counts as done. Run it by hand
+created it. Every step is idempotent; NotFound counts as done, and is logged
+naming what was not found (by hand, check --fsm-namespace, --mesh-name and
+--deployment against such lines: the run still succeeds). Run it by hand
 before a "helm uninstall --no-hooks": without it, nothing deletes a bootstrap
 Secret with its pod any more. On SIGTERM or --timeout it stops between
 requests and frees the Lease it holds; run it again to finish.`,
@@ -62,7 +64,7 @@ requests and frees the Lease it holds; run it again to finish.`,
 			ctx, cancel := context.WithTimeout(sctx, timeout)
 			defer cancel()
 			u.Namespace, u.MeshName, u.Log = o.fsmNamespace, o.meshName, ctrl.Log.WithName("uninstall")
-			return uninstall.Run(ctx, cfg, u)
+			return timedOut(ctx, uninstall.Run(ctx, cfg, u), timeout)
 		},
 	}
 	cmd.Flags().StringVar(&u.Deployment, "deployment", "fsm-webhooks", "Deployment of the servers to scale to zero; empty skips")

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,4 +79,70 @@ current-context: c
 	case <-time.After(20 * time.Second):
 		t.Fatal("uninstall-hook still running 20 s after SIGTERM")
 	}
+}
+
+// TestTimeoutIsNamed: uninstall-hook and install-crds stop at --timeout
+// (the chart's hook Jobs pass it from their timeoutSeconds). They ended
+// with the client's "context deadline exceeded" alone, which names neither
+// the flag nor its value, so the on-call engineer reading the hook Job's
+// log could not tell a timeout the command set from a network one, nor
+// which knob to turn. The error now names --timeout and that a run again
+// resumes (every step of both is idempotent).
+func TestTimeoutIsNamed(t *testing.T) {
+	kubeconfig := hungAPIServer(t)
+	for _, command := range []string{"uninstall-hook", "install-crds"} {
+		t.Run(command, func(t *testing.T) {
+			root := newRootCommand()
+			root.SetOut(&bytes.Buffer{})
+			root.SetErr(&bytes.Buffer{})
+			root.SetArgs([]string{command, "--kubeconfig=" + kubeconfig, "--timeout=1s"})
+			err := root.Execute()
+			if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "--timeout=1s") {
+				t.Errorf("%s with an apiserver that never answers: %v; want the deadline, naming --timeout=1s", command, err)
+			}
+		})
+	}
+}
+
+// hungAPIServer is the path of a kubeconfig whose apiserver accepts
+// connections and never answers.
+func hungAPIServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://%s"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, ln.Addr())
+	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
 }
