@@ -104,11 +104,22 @@ func serversDeployment(t *testing.T, env *testenv.Env, ns, mesh string, args ...
 func adminEnv(t *testing.T, ns string) (*testenv.Env, string) {
 	t.Helper()
 	env := testenv.Start(t, testenv.Options{})
-	user, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	kubeconfig := userKubeconfig(t, env, envtest.User{Name: "admin", Groups: []string{"system:masters"}})
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return env, kubeconfig
+}
+
+// userKubeconfig is the path of a kubeconfig for user on env's apiserver,
+// as a command line would be given.
+func userKubeconfig(t *testing.T, env *testenv.Env, user envtest.User) string {
+	t.Helper()
+	u, err := env.AddUser(user, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc, err := user.KubeConfig()
+	kc, err := u.KubeConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +127,7 @@ func adminEnv(t *testing.T, ns string) (*testenv.Env, string) {
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return env, kubeconfig
+	return kubeconfig
 }
 
 // TestCertsStatusVaultSettingsFromDeployment: `certs status
@@ -226,25 +234,14 @@ func TestCertsStatusForbiddenClusterWideSaysNarrow(t *testing.T) {
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "oncall"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	user, err := env.AddUser(envtest.User{Name: "oncall"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := userKubeconfig(t, env, envtest.User{Name: "oncall"})
 	run := func(args ...string) error {
 		root := newRootCommand()
 		root.SetOut(&bytes.Buffer{})
 		root.SetArgs(append([]string{"certs", "status", "--kubeconfig=" + kubeconfig}, args...))
 		return root.Execute()
 	}
-	err = run()
+	err := run()
 	if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), "--fsm-namespace") {
 		t.Errorf("without --fsm-namespace: %v; want the Forbidden and --fsm-namespace named", err)
 	}

@@ -22,36 +22,7 @@ import (
 // apiserver here accepts connections and never answers, so the only way
 // out before the 1 m --timeout is the signal.
 func TestUninstallHookStopsOnSIGTERM(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	accepted := make(chan struct{}, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer func() { _ = c.Close() }()
-			select {
-			case accepted <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "http://%s"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`, ln.Addr())
-	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, accepted := hungAPIServer(t)
 	root := newRootCommand()
 	var out bytes.Buffer
 	root.SetOut(&out)
@@ -89,7 +60,7 @@ current-context: c
 // which knob to turn. The error now names --timeout and that a run again
 // resumes (every step of both is idempotent).
 func TestTimeoutIsNamed(t *testing.T) {
-	kubeconfig := hungAPIServer(t)
+	kubeconfig, _ := hungAPIServer(t)
 	for _, command := range []string{"uninstall-hook", "install-crds"} {
 		t.Run(command, func(t *testing.T) {
 			root := newRootCommand()
@@ -105,8 +76,9 @@ func TestTimeoutIsNamed(t *testing.T) {
 }
 
 // hungAPIServer is the path of a kubeconfig whose apiserver accepts
-// connections and never answers.
-func hungAPIServer(t *testing.T) string {
+// connections and never answers, and a channel that is ready once it has
+// accepted one (a command reached it).
+func hungAPIServer(t *testing.T) (string, <-chan struct{}) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -122,6 +94,7 @@ func hungAPIServer(t *testing.T) string {
 			_ = c.Close()
 		}
 	})
+	accepted := make(chan struct{}, 1)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -131,6 +104,10 @@ func hungAPIServer(t *testing.T) string {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
@@ -144,5 +121,5 @@ current-context: c
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return kubeconfig
+	return kubeconfig, accepted
 }
