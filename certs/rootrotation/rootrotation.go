@@ -266,16 +266,16 @@ func run(ctx context.Context, opts Options, start bool) error {
 // Settle so the apiserver has seen it.
 func waitTrusted(ctx context.Context, opts Options, root *x509.Certificate) error {
 	var last error
-	for logged := false; ; {
+	var report waitReport
+	for {
 		last = opts.Trusted(ctx, root)
 		if last == nil {
 			break
 		}
-		if !logged {
-			// Usually a second; a stalled webhook (no replica serving it,
-			// a caBundle someone keeps reverting) holds the rotation here.
-			opts.Log.Info("root rotation: waiting for every caBundle to trust the next root", "reason", last.Error())
-			logged = true
+		// Usually a second; a stalled webhook (no replica serving it, a
+		// caBundle someone keeps reverting) holds the rotation here.
+		if waited, ok := report.due(last.Error(), time.Now()); ok {
+			opts.Log.Info("root rotation: waiting for every caBundle to trust the next root", "reason", last.Error(), "waited", waited.String())
 		}
 		select {
 		case <-ctx.Done():
@@ -291,21 +291,48 @@ func waitTrusted(ctx context.Context, opts Options, root *x509.Certificate) erro
 	return nil
 }
 
+// waitReportEvery is how often a wait whose reason has not changed is
+// logged again.
+const waitReportEvery = time.Minute
+
+// waitReport decides when a wait is logged: at its start, when its reason
+// changes, and every waitReportEvery while the reason stays the same. Logged
+// once only, a rotation held for hours (no ready replica to publish the next
+// root, a Secret whose pod never goes) looked, to an operator tailing the
+// log, like one that had hung; logged per poll, it would flood it.
+type waitReport struct {
+	started, last time.Time
+	reason        string
+}
+
+// due reports whether the wait, failing now for reason, is to be logged, and
+// how long it has lasted.
+func (w *waitReport) due(reason string, now time.Time) (time.Duration, bool) {
+	switch {
+	case w.started.IsZero():
+		w.started = now
+	case reason != w.reason:
+	case now.Sub(w.last) < waitReportEvery:
+		return 0, false
+	}
+	w.reason, w.last = reason, now
+	return now.Sub(w.started).Round(time.Second), true
+}
+
 // waitDependents waits until opts.Dependents finds nothing signed by the
 // retiring root; a nil check or root passes at once.
 func waitDependents(ctx context.Context, opts Options, root *x509.Certificate) error {
 	if opts.Dependents == nil || root == nil {
 		return nil
 	}
-	logged := false
+	var report waitReport
 	for {
 		err := opts.Dependents(ctx, root)
 		if err == nil {
 			return nil
 		}
-		if !logged {
-			opts.Log.Info("root rotation: waiting before dropping the previous root", "reason", err.Error())
-			logged = true
+		if waited, ok := report.due(err.Error(), time.Now()); ok {
+			opts.Log.Info("root rotation: waiting before dropping the previous root", "reason", err.Error(), "waited", waited.String())
 		}
 		select {
 		case <-ctx.Done():

@@ -240,3 +240,31 @@ func TestWaitTrustedSaysWhatItWaitsFor(t *testing.T) {
 		t.Errorf("log lines %q, want one naming the wait and its reason", lines)
 	}
 }
+
+// TestWaitReport: a wait is logged when it starts, when its reason changes,
+// and once a minute while the reason stays the same (a rotation held for
+// hours was logged once and looked hung), never once per poll.
+func TestWaitReport(t *testing.T) {
+	start := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	var w waitReport
+	for _, step := range []struct {
+		at     time.Duration
+		reason string
+		logged bool
+		waited time.Duration
+	}{
+		{0, "no replica serves the injector", true, 0},
+		{2 * time.Second, "no replica serves the injector", false, 0},
+		{59 * time.Second, "no replica serves the injector", false, 0},
+		{61 * time.Second, "no replica serves the injector", true, 61 * time.Second},
+		{63 * time.Second, "the validator's caBundle lacks the next root", true, 63 * time.Second},
+		{65 * time.Second, "the validator's caBundle lacks the next root", false, 0},
+		{67 * time.Second, "no replica serves the injector", true, 67 * time.Second},
+		{3 * time.Hour, "no replica serves the injector", true, 3 * time.Hour},
+	} {
+		waited, logged := w.due(step.reason, start.Add(step.at))
+		if logged != step.logged || waited != step.waited {
+			t.Errorf("at %s, %q: logged %v after %s; want %v after %s", step.at, step.reason, logged, waited, step.logged, step.waited)
+		}
+	}
+}
