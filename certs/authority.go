@@ -22,9 +22,17 @@ const (
 	RootCountry      = "US"
 )
 
-// clockSkew backdates NotBefore so a peer whose clock runs slightly behind
-// does not reject a certificate issued a moment ago.
-const clockSkew = time.Minute
+// clockSkew backdates the NotBefore of the roots created and the leaves
+// signed here, so a peer whose clock runs behind the signer's (the
+// apiserver calling a webhook, a sidecar checking a peer, another replica)
+// does not reject a certificate issued a moment ago as "not yet valid". It is
+// ClockSkew, the tolerance this code grants a remote CA's clock: backdated a
+// minute only, a serving cert signed by a replica whose node clock ran 3
+// minutes ahead (a first install, a renewal, a re-issue; rotations check the
+// clock first) was refused by the apiserver for 2 minutes, and every webhook
+// call failed meanwhile (TestServeOnAClockAheadIsCalledAtOnce). Kubernetes'
+// CSR signer backdates as much.
+const clockSkew = ClockSkew
 
 // Authority is a CA certificate with its private key, able to sign leaves.
 // It is immutable once shared and safe for concurrent use.
@@ -32,7 +40,7 @@ type Authority struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
 	// Backdate moves the NotBefore of signed leaves earlier; zero (or less)
-	// means a minute. Tests of certificates living seconds set less, as a Vault
+	// means ClockSkew. Tests of certificates living seconds set less, as a Vault
 	// role's not_before_duration does.
 	Backdate time.Duration
 }
@@ -57,7 +65,8 @@ func NewAuthority(cert *x509.Certificate, key crypto.Signer) (*Authority, error)
 }
 
 // NewRootAuthority creates a self-signed root with FSM's subject: IsCA,
-// keyCertSign+cRLSign, 128-bit random serial, valid from now for validity.
+// keyCertSign+cRLSign, 128-bit random serial, valid for validity from now
+// (NotBefore backdated by clockSkew).
 func NewRootAuthority(alg KeyAlgorithm, validity time.Duration, now time.Time) (*Authority, error) {
 	if validity <= 0 {
 		return nil, fmt.Errorf("root CA validity must be positive, got %s", validity)

@@ -351,3 +351,39 @@ func TestBundle(t *testing.T) {
 
 // PEMOnly is a test helper: the authority's certificate as PEM.
 func (a *Authority) PEMOnly() []byte { return EncodeCertsPEM(a.Cert) }
+
+// TestSignedOnAClockAheadIsValidAtOnce: a root created and a leaf signed on
+// a machine whose clock runs ahead of the cluster's by up to ClockSkew (the
+// tolerance VerifyTime grants a remote CA) are valid at once where the
+// clock is right, checked as the apiserver and sidecars check them: plain
+// x509 at their own now, with no allowance. Backdated a minute only, a
+// serving cert that a replica 3 minutes ahead signed outside a rotation was
+// refused by the apiserver for 2 minutes.
+func TestSignedOnAClockAheadIsValidAtOnce(t *testing.T) {
+	req := Request{CommonName: "fsm-validator.fsm-system.svc", DNSNames: []string{"fsm-validator.fsm-system.svc"}, Validity: RootCAValidity, Usage: UsageServer}
+	for _, tc := range []struct {
+		name  string
+		ahead time.Duration
+	}{
+		{"in step", 0},
+		{"30 s ahead", 30 * time.Second},
+		{"3 min ahead", 3 * time.Minute},
+		{"just under ClockSkew ahead", ClockSkew - time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			signer := t0.Add(tc.ahead)
+			ca := mustRoot(t, ECDSAP256, RootCAValidity, signer)
+			c := mustIssue(t, ca, req, ECDSAP256, signer)
+			chain, err := ParseCertsPEM(c.CertPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(ca.Cert)
+			if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: req.CommonName, CurrentTime: t0}); err != nil {
+				t.Fatalf("signed on a clock %s ahead, refused at the cluster's now: %v (root from %s, leaf from %s, now %s)",
+					tc.ahead, err, ca.Cert.NotBefore.Format(time.RFC3339), chain[0].NotBefore.Format(time.RFC3339), t0.Format(time.RFC3339))
+			}
+		})
+	}
+}

@@ -116,8 +116,10 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 		return v
 	}
 	// A lifetime far longer than wanted (e.g. the validity option was
-	// shortened) would otherwise be kept for years.
-	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > spec.validity()+spec.validity()/10+time.Minute {
+	// shortened) would otherwise be kept for years. NotBefore is backdated
+	// (tresor by certs.ClockSkew, Vault by its role's not_before_duration):
+	// that much is not "longer", or a short validity is re-issued forever.
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > spec.validity()+spec.validity()/10+certs.ClockSkew {
 		v.Reason, v.Detail = ReasonValidity, fmt.Sprintf("cert lifetime %s exceeds the configured validity %s", life, spec.validity())
 		return v
 	}

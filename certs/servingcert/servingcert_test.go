@@ -245,6 +245,35 @@ func TestCheckOverdue(t *testing.T) {
 	}
 }
 
+// TestCheckBackdatedLifetime: tresor backdates NotBefore by certs.ClockSkew
+// (a peer's clock may run that far behind the signer's); that much lifetime
+// more than the validity asked for is not "validity-changed", or a short
+// serving-cert validity would be re-issued on every pass. A cert longer
+// than asked by more is.
+func TestCheckBackdatedLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		backdate time.Duration
+		validity time.Duration
+		want     servingcert.Reason
+	}{
+		{"10 min backdated ClockSkew", certs.ClockSkew, 10 * time.Minute, servingcert.ReasonNone},
+		{"1 h backdated ClockSkew", certs.ClockSkew, time.Hour, servingcert.ReasonNone},
+		{"10 min backdated 10 min", 10 * time.Minute, 10 * time.Minute, servingcert.ReasonValidity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour, Backdate: tc.backdate})
+			s := spec
+			s.Validity = tc.validity
+			data := issue(t, ca, s)
+			v := servingcert.Check(s, data, mustBundle(t, ca), time.Now(), 0)
+			if v.Reason != tc.want {
+				t.Fatalf("Check = %q (%s), want %q", v.Reason, v.Detail, tc.want)
+			}
+		})
+	}
+}
+
 // TestCheckGrantedLifetime: the renewal schedule follows the lifetime the CA
 // granted (NotBefore to NotAfter), not the validity asked for, and the
 // jitter moves it at most a tenth of that lifetime earlier. FSM's documented

@@ -544,8 +544,9 @@ func checkRoot(t *testing.T, root *x509.Certificate, sec corev1.Secret) {
 	if alg, _ := certs.AlgorithmOf(root.PublicKey); alg != certs.RSA2048 {
 		t.Errorf("root key = %s, want RSA2048 by default", alg)
 	}
-	if got := root.NotAfter.Sub(root.NotBefore); got < certs.RootCAValidity || got > certs.RootCAValidity+2*time.Minute {
-		t.Errorf("root lifetime = %s, want %s", got, certs.RootCAValidity)
+	// Backdated by certs.ClockSkew (and a little for the second precision).
+	if got := root.NotAfter.Sub(root.NotBefore); got < certs.RootCAValidity || got > certs.RootCAValidity+certs.ClockSkew+time.Minute {
+		t.Errorf("root lifetime = %s, want %s backdated by %s", got, certs.RootCAValidity, certs.ClockSkew)
 	}
 	if !root.IsCA || root.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || root.SerialNumber.BitLen() > 128 {
 		t.Errorf("root IsCA=%v KeyUsage=%v serial bits=%d", root.IsCA, root.KeyUsage, root.SerialNumber.BitLen())

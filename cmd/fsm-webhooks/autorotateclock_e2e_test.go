@@ -26,7 +26,8 @@ import (
 // machine before it checked (TestRotateRootRefusesAClockAhead). serve now
 // checks its clock against the apiserver's before a rotation step and
 // leaves the rotation alone (retrying) while it is ahead; once the clock is
-// in step the rotation starts.
+// in step the rotation starts. Certificates are now backdated by
+// certs.ClockSkew, so the node here runs 8 minutes ahead, past it.
 func TestServeAutoRotationRefusesAClockAhead(t *testing.T) {
 	const ns = "autoskew-system"
 	env := testenv.Start(t, testenv.Options{})
@@ -43,11 +44,11 @@ func TestServeAutoRotationRefusesAClockAhead(t *testing.T) {
 	}
 	store := &tresor.Store{Client: env.Clientset, Namespace: ns, Name: "fsm-ca-bundle"}
 
-	// The node's clock, 3 minutes ahead; read atomically, so the test can
+	// The node's clock, 8 minutes ahead; read atomically, so the test can
 	// put it in step while serve runs. Restored after serve has stopped
 	// (cleanups run last registered first).
 	var ahead atomic.Int64
-	ahead.Store(int64(3 * time.Minute))
+	ahead.Store(int64(8 * time.Minute))
 	localClock = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	t.Cleanup(func() { localClock = time.Now })
 
@@ -83,10 +84,10 @@ func TestServeAutoRotationRefusesAClockAhead(t *testing.T) {
 		}
 		now := time.Now()
 		if next := newRoot(st.Rotation); next != nil && next.NotBefore.After(now) {
-			t.Fatalf("serve on a node 3 min ahead started a rotation (phase %s) with a root not valid in the cluster before %s (now %s)",
+			t.Fatalf("serve on a node 8 min ahead started a rotation (phase %s) with a root not valid in the cluster before %s (now %s)",
 				st.Rotation.Phase, next.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
-		t.Fatalf("serve on a node 3 min ahead started a rotation (phase %s); want it refused while the clock is ahead", st.Rotation.Phase)
+		t.Fatalf("serve on a node 8 min ahead started a rotation (phase %s); want it refused while the clock is ahead", st.Rotation.Phase)
 	}
 
 	// In step again: the next attempt (10 s after the refused one) rotates.

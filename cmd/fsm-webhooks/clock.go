@@ -10,6 +10,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
+
+	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
 // localClock is the clock this process signs with: the tresor CA's, which
@@ -19,13 +21,13 @@ var localClock = time.Now
 
 // maxClockAhead is how far the clock of the machine running `certs
 // rotate-root` may run ahead of the apiserver's. The root it creates and the
-// serving certificates it re-issues from that root are valid from a minute
-// before its own now (certs.NewRootAuthority, certs.Authority.Sign): with a
-// clock further ahead they are not valid yet in the cluster, the apiserver
-// refuses the webhooks' certificates until the cluster's clock catches up,
-// and pod creates fail meanwhile. The margin under that minute covers the
-// Date header's whole seconds and the round trip.
-const maxClockAhead = 30 * time.Second
+// serving certificates it re-issues from that root are valid from
+// certs.ClockSkew before its own now (certs.NewRootAuthority,
+// certs.Authority.Sign): with a clock further ahead they are not valid yet
+// in the cluster, the apiserver refuses the webhooks' certificates until the
+// cluster's clock catches up, and pod creates fail meanwhile. The margin
+// under it covers the Date header's whole seconds and the round trip.
+const maxClockAhead = certs.ClockSkew - 30*time.Second
 
 // clockAhead is how far a clock that sent a request at sent and had its
 // answer at received runs ahead of the server whose Date header said date.
@@ -46,7 +48,7 @@ var (
 		fix: "sync this machine's clock (NTP) and run it again"}
 	// serveClock: serve's automatic root rotation, on its node (the
 	// maxClockAhead reasoning holds alike: the same signer, the same
-	// minute of backdating).
+	// backdating).
 	serveClock = clockUse{whose: "this node's", signs: "the new root and the serving certificates the automatic root rotation signs",
 		fix: "sync the node's clock (NTP); the rotation is retried, and a replica on another node may take it"}
 )
@@ -58,10 +60,11 @@ func clockAheadProblem(ahead time.Duration, local, server time.Time, use clockUs
 	if ahead <= maxClockAhead {
 		return nil
 	}
-	return fmt.Errorf("%s clock is %s ahead of the apiserver's (here %s, apiserver %s): "+
-		"%s would not be valid in the cluster for that long, "+
-		"and the apiserver would refuse the webhooks meanwhile; %s",
-		use.whose, ahead.Round(time.Second), local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339), use.signs, use.fix)
+	return fmt.Errorf("%s clock is %s ahead of the apiserver's (here %s, apiserver %s), more than the %s allowed (certificates are backdated %s): "+
+		"%s would not be valid in the cluster yet, "+
+		"and the apiserver would refuse the webhooks until its clock caught up; %s",
+		use.whose, ahead.Round(time.Second), local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339), maxClockAhead, certs.ClockSkew,
+		use.signs, use.fix)
 }
 
 // checkClockAgainstAPIServer reads the apiserver's clock from the Date
