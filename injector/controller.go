@@ -554,7 +554,7 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		// trace, for every reconcile in flight as serve stops. Another
 		// replica's sweep, or the next start's (its first list queues
 		// every Secret), takes the Secret up again.
-		r.opts.Logger.V(1).Info("bootstrap Secret left as it is: the controller is stopping", "secret", req.NamespacedName, "reason", err.Error())
+		r.opts.Logger.V(1).Info("bootstrap Secret left as it is: the controller is stopping", "secret", req.String(), "reason", err.Error())
 		return reconcile.Result{}, nil
 	}
 	return res, err
@@ -592,7 +592,7 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 				return reconcile.Result{}, false, err
 			}
 			if live {
-				r.opts.Logger.V(1).Info("kept bootstrap Secret: its pod lost its uuid label but runs on", "secret", key, "pod", gone.name, "proxyUUID", id)
+				r.opts.Logger.V(1).Info("kept bootstrap Secret: its pod lost its uuid label but runs on", "secret", key.String(), "pod", gone.name, "proxyUUID", id)
 				return r.recheckRelabelled(), true, nil
 			}
 		}
@@ -618,7 +618,7 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 			return reconcile.Result{}, false, err
 		}
 		if livePod != nil {
-			r.opts.Logger.V(1).Info("kept bootstrap Secret: the API server has its pod", "secret", key, "proxyUUID", id)
+			r.opts.Logger.V(1).Info("kept bootstrap Secret: the API server has its pod", "secret", key.String(), "proxyUUID", id)
 			return reconcile.Result{}, true, nil
 		}
 		mounting, err := r.podMounting(ctx, secret.Namespace, secret.Name)
@@ -626,7 +626,7 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 			return reconcile.Result{}, false, err
 		}
 		if mounting != "" {
-			r.opts.Logger.V(1).Info("kept bootstrap Secret: a pod whose uuid label was removed or changed mounts it", "secret", key, "pod", mounting, "proxyUUID", id)
+			r.opts.Logger.V(1).Info("kept bootstrap Secret: a pod whose uuid label was removed or changed mounts it", "secret", key.String(), "pod", mounting, "proxyUUID", id)
 			return r.recheckRelabelled(), true, nil
 		}
 	}
@@ -648,7 +648,15 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	orphansDeleted.WithLabelValues(act.Reason).Inc()
 	// The logger takes the Secret's key here, not per reconcile: zap
 	// encodes values when they are attached, and most reconciles log nothing.
-	r.opts.Logger.Info("deleted bootstrap Secret", "secret", key, "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
+	// A deleted pod's Secret is every meshed pod's end, as routine as its
+	// admission (which logs nothing by default): at V(1), or pod churn
+	// floods the default log with a line per pod. An orphan swept after the
+	// grace period is not routine and stays at info.
+	log := r.opts.Logger
+	if act.Reason == ReasonPodDeleted {
+		log = log.V(1)
+	}
+	log.Info("deleted bootstrap Secret", "secret", key.String(), "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, true, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -118,7 +117,8 @@ func TestTrustControllerLeavesDottedServiceAccount(t *testing.T) {
 	}
 	cs := kfake.NewClientset(dotted, plain)
 	issuer := &caCountingIssuer{Issuer: ca}
-	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: issuer, Rotation: ca, MeshName: "fsm", Logger: testr.New(t)})
+	var log leveledLog
+	c, err := NewTrustController(TrustControllerOptions{Client: cs, Issuer: issuer, Rotation: ca, MeshName: "fsm", Logger: log.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +136,11 @@ func TestTrustControllerLeavesDottedServiceAccount(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(trustFailures.WithLabelValues("invalid")) - invalid; d != 1 {
 		t.Errorf("invalid counter went up by %v, want 1", d)
+	}
+	// One error line for the one Secret left, saying what was done: it was
+	// logged twice (once as its cacert.pem was updated, once by the pass).
+	if errs, _ := log.lines(); len(errs) != 1 || !strings.Contains(errs[0], "certificate left as it is") || !strings.Contains(errs[0], dotted.Name) {
+		t.Errorf("error lines %q, want one naming the Secret and saying its certificate was left as it is", errs)
 	}
 	got, err := cs.CoreV1().Secrets("evil").Get(ctx, dotted.Name, metav1.GetOptions{})
 	if err != nil {

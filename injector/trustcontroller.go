@@ -389,8 +389,10 @@ func (c *TrustController) follow(ctx context.Context, s *corev1.Secret, ts Trust
 			if !plan.Changes() {
 				return planErr
 			}
-			// cacert.pem is only trust: pods still get the bundle.
-			log.Error(planErr, "certificate left as it is; updating cacert.pem only")
+			// cacert.pem is only trust: pods still get the bundle. The
+			// pass logs the Secret once (fail), saying what was done; a
+			// line here as well made two error lines of one problem.
+			planErr = fmt.Errorf("certificate left as it is, cacert.pem updated: %w", planErr)
 		}
 		if !plan.Changes() {
 			return nil

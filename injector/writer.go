@@ -454,7 +454,7 @@ func (w *secretWriter) runPending(ctx context.Context) error {
 		g.Go(func() error {
 			if _, err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
 				failed.Add(1)
-				w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key)
+				w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key.String())
 			}
 			return nil
 		})
@@ -487,7 +487,7 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 		// The manager is stopping: the shutdown flush writes what this
 		// process recorded, and another replica (or the next start)
 		// repairs the rest. controller-runtime would log this as an error.
-		w.log.V(1).Info("bootstrap Secret not written: the writer is stopping", "secret", req.NamespacedName, "reason", err.Error())
+		w.log.V(1).Info("bootstrap Secret not written: the writer is stopping", "secret", req.String(), "reason", err.Error())
 		return reconcile.Result{}, nil
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		// The namespace controller deletes the pod too; every retry would
@@ -496,7 +496,7 @@ func (w *secretWriter) Reconcile(ctx context.Context, req reconcile.Request) (re
 		if w.pending != nil {
 			w.pending.remove(req.NamespacedName)
 		}
-		w.log.Info("bootstrap Secret not written: its namespace is being deleted, and its pod with it", "secret", req.NamespacedName, "reason", err.Error())
+		w.log.Info("bootstrap Secret not written: its namespace is being deleted, and its pod with it", "secret", req.String(), "reason", err.Error())
 		return reconcile.Result{}, nil
 	}
 	return res, err

@@ -125,6 +125,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		// an object the user must fix.
 		log.Error(errors.New(resp.Result.Message), "request failed", "code", resp.Result.Code)
 	case !resp.Allowed && resp.Result != nil:
+		// A denied dry run changed nothing and its sender reads the whole
+		// answer: at V(1). Every replica's readiness Probe is one (every
+		// 20 s, named as the mesh's own MeshConfig), and at info it read as
+		// someone writing a bad fsm-mesh-config over and over.
+		if req.DryRun != nil && *req.DryRun {
+			log = log.V(1)
+		}
 		log.Info("denied", "code", resp.Result.Code, "message", resp.Result.Message)
 	default:
 		log.V(1).Info("allowed", "warnings", len(resp.Warnings))
