@@ -300,7 +300,7 @@ func testDrift(t *testing.T) {
 	}
 	// The lifetime, NotBefore to NotAfter, exceeds the time left by how
 	// long ago the cert became valid: minutes, as it was just issued
-	// (backdated a minute).
+	// (backdated).
 	series := `{secret="validating-webhook-cert-secret",webhook="deny-drift"}`
 	lifetime, left := seriesValue(body, "fsm_webhooks_serving_cert_lifetime_seconds"+series), seriesValue(body, "fsm_webhooks_serving_cert_expiry_seconds"+series)
 	if age := time.Duration((lifetime - left) * float64(time.Second)); age <= 0 || age > 15*time.Minute {

@@ -36,7 +36,7 @@ type Options struct {
 	Algorithm certs.KeyAlgorithm
 	// Backdate of issued certificates' NotBefore (zero: a second, so a
 	// certificate of a few seconds lives about what was asked; tresor
-	// backdates a minute).
+	// backdates certs.ClockSkew).
 	Backdate time.Duration
 	// MaxTTL caps what Issue grants as a Vault role's max_ttl does: a longer
 	// request gets a shorter certificate, not an error (zero: no cap).

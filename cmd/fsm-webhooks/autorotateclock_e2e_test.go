@@ -17,17 +17,16 @@ import (
 )
 
 // TestServeAutoRotationRefusesAClockAhead: serve's automatic root rotation
-// signs the new root with its node's clock, valid from a minute before that
-// clock's now. On a node whose clock ran 3 minutes ahead it added a root
-// valid only 2 minutes later in the cluster, activated it once the
+// signs the new root with its node's clock, valid from certs.ClockSkew (5
+// min) before that clock's now. On a node whose clock ran 8 minutes ahead it
+// added a root valid only 3 minutes later in the cluster, activated it once the
 // caBundles held it and re-issued the serving certificates from it: the
 // apiserver refused every webhook call (pod creates in meshed namespaces)
 // until its own clock caught up, as `certs rotate-root` did from such a
 // machine before it checked (TestRotateRootRefusesAClockAhead). serve now
 // checks its clock against the apiserver's before a rotation step and
 // leaves the rotation alone (retrying) while it is ahead; once the clock is
-// in step the rotation starts. Certificates are now backdated by
-// certs.ClockSkew, so the node here runs 8 minutes ahead, past it.
+// in step the rotation starts.
 func TestServeAutoRotationRefusesAClockAhead(t *testing.T) {
 	const ns = "autoskew-system"
 	env := testenv.Start(t, testenv.Options{})

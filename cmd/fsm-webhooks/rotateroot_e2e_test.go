@@ -139,10 +139,10 @@ func TestRotateRootRunsWithTheServersConfiguration(t *testing.T) {
 
 // TestRotateRootRefusesAClockAhead: rotate-root signs the new root and the
 // serving certificates it re-issues with the clock of the machine it runs
-// on, valid from a minute before that clock's now. Run from a machine whose
-// clock was 3 minutes ahead, it activated a root valid only 2 minutes later
-// in the cluster and wrote serving certificates from it that nothing could
-// verify until then: the apiserver refused every webhook call (pod creates
+// on, valid from certs.ClockSkew (5 min) before that clock's now. Run from a
+// machine whose clock was 8 minutes ahead, it activated a root valid only 3
+// minutes later in the cluster and wrote serving certificates from it that
+// nothing could verify until then: the apiserver refused every webhook call (pod creates
 // in meshed namespaces failed) in a "zero-downtime" rotation. Now it
 // compares its clock with the apiserver's first and refuses, writing
 // nothing.

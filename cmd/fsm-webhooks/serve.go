@@ -427,7 +427,9 @@ func addTrustController(o *options, mgr manager.Manager, issuer certs.Issuer, lo
 	if err != nil {
 		return fmt.Errorf("injector: kubernetes client: %w", err)
 	}
-	topts := injector.TrustControllerOptions{Client: cs, Issuer: issuer, MeshName: o.meshName, TrustDomain: o.trustDomain,
+	// Instrumented as the handler's issuer is: a root rotation's re-issues
+	// are certificates the CA issued too (the metric's help says so).
+	topts := injector.TrustControllerOptions{Client: cs, Issuer: certmetrics.Instrument(issuer), MeshName: o.meshName, TrustDomain: o.trustDomain,
 		BootstrapCertValidity: o.bootstrapValidity, Logger: log.WithName("bootstrap-trust")}
 	if ca, ok := issuer.(*tresor.Issuer); ok {
 		topts.Rotation = tresor.RotationCA(ca)
