@@ -428,6 +428,10 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 			return resp
 		}
 		if err := h.placeSecret(ctx, nsName, proxyUUID, mut, secretWrite); err != nil {
+			if quotaExceeded(err) {
+				return h.refuse(req, log.logger(), "pod", podName(pod), pod.OwnerReferences, ns,
+					fmt.Errorf("%w: each meshed pod needs a bootstrap Secret in its namespace; raise the ResourceQuota's Secret count or delete Secrets no longer used", err))
+			}
 			log.Error(err, "creating bootstrap Secret", "proxyUUID", proxyUUID)
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
@@ -767,6 +771,23 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	}
 	return nil
 }
+
+// quotaExceeded tells the namespace's ResourceQuota refusing the bootstrap
+// Secret (its Secret count used up) from the injector failing: the tenant's
+// to fix, like any denial, so the pod is refused as a decision (result
+// denied, an Event on its owner) instead of a 500 that the
+// FSMWebhooksAdmissionErrors alert pages the mesh's operators for and an
+// error logged at every retry of the owner. The quota admission plugin says
+// so only in its message (k8s.io/apiserver, plugin/resourcequota; a 403 like
+// RBAC's, which stays the injector's error);
+// TestQuotaLimitRangeAndLaterWebhooks fails if that changes.
+func quotaExceeded(err error) bool {
+	var status apierrors.APIStatus
+	return errors.As(err, &status) && status.Status().Reason == metav1.StatusReasonForbidden &&
+		strings.Contains(status.Status().Message, quotaExceededMessage)
+}
+
+const quotaExceededMessage = "is forbidden: exceeded quota: "
 
 // clientThrottled tells client-go's client-side rate limiter refusing a
 // request before sending it (its wait would outlast the context's deadline)

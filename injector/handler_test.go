@@ -292,22 +292,43 @@ func TestHandlerHTTP(t *testing.T) {
 
 func ptrBool(b bool) *bool { return &b }
 
+// A Secret create the namespace's ResourceQuota refuses is the tenant's to
+// fix: a denial (400, result denied) with an Event on the pod's owner, not
+// the injector's 500 that pages its operators; any other failure, an RBAC
+// 403 included, stays a 500. TestQuotaLimitRangeAndLaterWebhooks shows the
+// apiserver's real refusal.
 func TestHandlerSecretFailuresDeny(t *testing.T) {
+	const secret = "app/sidecar-bootstrap-config-00000000-0000-4000-8000-000000000001"
+	quota := apierrors.NewForbidden(corev1.Resource("secrets"), "sidecar-bootstrap-config-00000000-0000-4000-8000-000000000001",
+		errors.New("exceeded quota: q, requested: count/secrets=1, used: count/secrets=4, limited: count/secrets=4"))
+	rbac := &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+		Message: `secrets is forbidden: User "system:serviceaccount:fsm-system:fsm-webhooks" cannot create resource "secrets" in API group "" in the namespace "app"`}}
 	for _, tc := range []struct {
 		name      string
 		issuerErr error
 		createErr error
+		code      int32
+		events    int
 		want      string
 	}{
-		{"issuer fails", &certs.ProviderError{Provider: "vault", Op: "issue", Err: errors.New("permission denied")}, nil,
+		{"issuer fails", &certs.ProviderError{Provider: "vault", Op: "issue", Err: errors.New("permission denied")}, nil, http.StatusInternalServerError, 0,
 			"issuing bootstrap certificate for 00000000-0000-4000-8000-000000000001.sidecar.default.app.cluster.local: vault: issue: permission denied"},
-		{"create fails", nil, errors.New("quota exceeded"), "creating bootstrap Secret app/sidecar-bootstrap-config-00000000-0000-4000-8000-000000000001: quota exceeded"},
+		{"create fails", nil, errors.New("quota exceeded"), http.StatusInternalServerError, 0, "creating bootstrap Secret " + secret + ": quota exceeded"},
+		{"RBAC refuses the create", nil, rbac, http.StatusInternalServerError, 0, "creating bootstrap Secret " + secret + ": " + rbac.Error()},
+		{"the namespace's ResourceQuota refuses the create", nil, quota, http.StatusBadRequest, 1,
+			"creating bootstrap Secret " + secret + `: secrets "sidecar-bootstrap-config-00000000-0000-4000-8000-000000000001" is forbidden: ` +
+				"exceeded quota: q, requested: count/secrets=1, used: count/secrets=4, limited: count/secrets=4: " +
+				"each meshed pod needs a bootstrap Secret in its namespace; raise the ResourceQuota's Secret count or delete Secrets no longer used"},
+		{"a quota refusal wrapped", nil, fmt.Errorf("creating: %w", quota), http.StatusBadRequest, 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newHandlerFixture(t, stubIssuer{err: tc.issuerErr}, tc.createErr)
 			_, resp := f.post(t, reviewBody(t, nil), "application/json")
-			if resp.Allowed || len(resp.Patch) > 0 || resp.Result.Message != tc.want || resp.UID != "uid-1" {
+			if resp.Allowed || len(resp.Patch) > 0 || (tc.want != "" && resp.Result.Message != tc.want) || resp.UID != "uid-1" {
 				t.Fatalf("got allowed=%v uid=%q message %q, want denial %q", resp.Allowed, resp.UID, resp.Result.Message, tc.want)
+			}
+			if resp.Result.Code != tc.code || len(f.recorder.events) != tc.events {
+				t.Fatalf("code %d, %d events; want %d, %d", resp.Result.Code, len(f.recorder.events), tc.code, tc.events)
 			}
 		})
 	}
@@ -793,7 +814,7 @@ func TestHandlerHandoffOnClientThrottling(t *testing.T) {
 	}{
 		{"client-go rate limiter refuses", throttled, true},
 		{"client-go rate limiter refuses, wrapped", fmt.Errorf("creating: %w", throttled), true},
-		{"API server refuses (quota)", apierrors.NewForbidden(corev1.Resource("secrets"), "s", errors.New("exceeded quota")), false},
+		{"API server refuses (RBAC)", apierrors.NewForbidden(corev1.Resource("secrets"), "", errors.New(`User "x" cannot create resource "secrets"`)), false},
 		{"API server error quoting the text", apierrors.NewInternalError(throttled), false},
 		{"API server throttles (429)", apierrors.NewTooManyRequests("slow down", 1), false},
 		{"connection refused", errors.New("dial tcp 10.96.0.1:443: connect: connection refused"), false},
