@@ -87,6 +87,33 @@ func (Renewal) point(cert *x509.Certificate, fraction float64) time.Time {
 	return cert.NotBefore.Add(min(time.Duration(math.Round(float64(life)*fraction)), life))
 }
 
+// OutliveMargin is how much longer than a certificate a CA must live for
+// renewing the certificate to be worth it: RemoteCASkew, which Vault and
+// cert-manager certificates end before their CA, and ClockSkew, which a
+// remote CA's clock may run behind ours.
+const OutliveMargin = RemoteCASkew + ClockSkew
+
+// RenewalOutlives reports whether a renewal of leaf could still verify more
+// than OutliveMargin after leaf expires: whether a CA of trusted (the
+// anchors any renewed certificate must chain to, signer or not) ends later
+// than that. When none does, a renewal gets no more than leaf has: leaves
+// are cut at their CA's end (Tresor at its NotAfter, Vault and cert-manager
+// RemoteCASkew before), and a backdated leaf issued in the CA's last
+// minutes is due at once (Renewal measures from NotBefore), so renewing it
+// would rewrite it back to back until the CA expires. Every CA of trusted
+// counts, the signer's own root too: a provider may sign with a new
+// intermediate under it (cert-manager renews a CA Certificate in place)
+// that no trusted bundle shows.
+func RenewalOutlives(leaf *x509.Certificate, trusted []*x509.Certificate) bool {
+	until := leaf.NotAfter.Add(OutliveMargin)
+	for _, ca := range trusted {
+		if ca.NotAfter.After(until) {
+			return true
+		}
+	}
+	return false
+}
+
 // spreadSeed is drawn once per process (maphash seeds are random).
 var spreadSeed = maphash.MakeSeed()
 

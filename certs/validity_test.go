@@ -131,3 +131,56 @@ func leafNotBefore(t *testing.T, certPEM []byte) time.Time {
 	}
 	return cs[0].NotBefore
 }
+
+// TestRenewalOutlives: a leaf is worth renewing only while a CA of the
+// trusted bundle ends more than OutliveMargin after it; its own signer,
+// which cut it at (Tresor) or a minute before (Vault, cert-manager) its
+// end, does not count, and any other CA that outlives it does, the
+// signer's own root included.
+func TestRenewalOutlives(t *testing.T) {
+	end := t0.Add(3 * time.Minute) // the CA's last minutes
+	ca := func(notAfter time.Time) *x509.Certificate {
+		return &x509.Certificate{NotBefore: t0.Add(-time.Hour), NotAfter: notAfter, IsCA: true}
+	}
+	leaf := func(notAfter time.Time) *x509.Certificate {
+		return &x509.Certificate{NotBefore: t0.Add(-ClockSkew), NotAfter: notAfter}
+	}
+	signer := ca(end)
+	for _, tc := range []struct {
+		name    string
+		leaf    *x509.Certificate
+		trusted []*x509.Certificate
+		want    bool
+	}{
+		{"cut at its signer's end (Tresor)", leaf(end), []*x509.Certificate{signer}, false},
+		{"a minute before its signer (Vault, cert-manager)", leaf(end.Add(-RemoteCASkew)), []*x509.Certificate{signer}, false},
+		{"a remote CA's clock ClockSkew behind", leaf(end.Add(-OutliveMargin)), []*x509.Certificate{signer}, false},
+		{"nothing trusted", leaf(end), nil, false},
+		{"another CA ending with it", leaf(end), []*x509.Certificate{signer, ca(end.Add(OutliveMargin))}, false},
+		{"an expired CA beside", leaf(end), []*x509.Certificate{ca(t0.Add(-time.Minute)), signer}, false},
+		{"the next root of a rotation", leaf(end), []*x509.Certificate{signer, ca(end.Add(RootCAValidity))}, true},
+		{"a CA an admin added, listed first", leaf(end), []*x509.Certificate{ca(end.Add(24 * time.Hour)), signer}, true},
+		{"just past the margin", leaf(end), []*x509.Certificate{signer, ca(end.Add(OutliveMargin + time.Second))}, true},
+		// An intermediate's root outlives it: the provider may sign with
+		// a new intermediate under it that the bundle does not show.
+		{"the root of an intermediate signer", leaf(end), []*x509.Certificate{ca(end.Add(365 * 24 * time.Hour))}, true},
+		// Vault cuts to the earliest CA when it cannot tell the signer:
+		// a signer that outlives the leaf gives a longer one.
+		{"cut at another CA than its signer", leaf(end.Add(-RemoteCASkew)), []*x509.Certificate{signer, ca(end.Add(30 * 24 * time.Hour))}, true},
+		{"not cut: a day of a decade-long root", leaf(t0.Add(24 * time.Hour)), []*x509.Certificate{ca(t0.Add(RootCAValidity))}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := RenewalOutlives(tc.leaf, tc.trusted); got != tc.want {
+				t.Errorf("RenewalOutlives(leaf ending %s, CAs %v) = %v, want %v", tc.leaf.NotAfter.Sub(end), notAfters(tc.trusted, end), got, tc.want)
+			}
+		})
+	}
+}
+
+func notAfters(cas []*x509.Certificate, from time.Time) []time.Duration {
+	var out []time.Duration
+	for _, c := range cas {
+		out = append(out, c.NotAfter.Sub(from))
+	}
+	return out
+}

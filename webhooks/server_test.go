@@ -44,6 +44,7 @@ func TestServing(t *testing.T) {
 	t.Run("Deletion", testDeletion)
 	t.Run("HA", testHA)
 	t.Run("Expiry", testExpiry)
+	t.Run("NearCAExpiry", testNearCAExpiry)
 	t.Run("OwnWriteOutrunsStalledWatch", testOwnWriteOutrunsStalledWatch)
 	t.Run("EditedCACrtRepaired", testEditedCACrtRepaired)
 	t.Run("RootRotation", testRotation)
@@ -492,6 +493,45 @@ func testExpiry(t *testing.T) {
 	}
 	if tc.secret(t).ResourceVersion == first.ResourceVersion {
 		t.Error("Secret never renewed")
+	}
+}
+
+// testNearCAExpiry: in its CA's last minutes (a CA let expire: BYO, Vault,
+// cert-manager, or auto-rotation off) every serving cert the CA signs is cut
+// at its end and, backdated certs.ClockSkew, past its renewal point from the
+// start. Renewing cannot give a longer one, so the Secret is written once,
+// not rewritten back to back (each write kicked the next pass) until the CA
+// expired; the webhook keeps admitting meanwhile.
+func testNearCAExpiry(t *testing.T) {
+	tc := newCase(t, "nearcaexpiry", true)
+	tc.ca = certstest.MustNew(t, certstest.Options{RootValidity: 2 * time.Minute, Backdate: certs.ClockSkew})
+	s := start(t, tc.options(), tc.webhook(freePort(t)))
+	s.waitReady(t)
+	tc.waitAdmitting(t)
+	sec := tc.secret(t)
+	w, err := tc.cs.CoreV1().Secrets(tc.ns).Watch(context.Background(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", sec.Name).String(), ResourceVersion: sec.ResourceVersion,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	l := tc.startLoop()
+	const watchFor = 5 * time.Second // five resyncs
+	writes, end := 0, time.After(watchFor)
+	for done := false; !done; {
+		select {
+		case ev := <-w.ResultChan():
+			if ev.Type == watch.Modified {
+				writes++
+			}
+		case <-end:
+			done = true
+		}
+	}
+	l.Finish(t)
+	if writes > 0 {
+		t.Errorf("serving-cert Secret rewritten %d times in %s with a CA 2 min from its end (issued %d certs); want none: renewing cannot outlive the CA", writes, watchFor, tc.ca.Issued())
 	}
 }
 

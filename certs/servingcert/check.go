@@ -36,6 +36,10 @@ type Verdict struct {
 	Leaf *x509.Certificate
 	// RenewAt is when the cert becomes due (zero when it is due already).
 	RenewAt time.Time
+	// Final: the cert is past its renewal point but kept, because no CA of
+	// the trusted bundle outlives it (certs.RenewalOutlives): it expires
+	// with them, at RenewAt, unless a later CA is added. Detail says so.
+	Final bool
 }
 
 // OK reports whether the cert can be kept.
@@ -125,8 +129,20 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 	}
 	v.RenewAt = renewal.At(leaf)
 	if !now.Before(v.RenewAt) {
-		v.Reason, v.Detail = ReasonExpiring, fmt.Sprintf("cert is due for renewal since %s (expires %s)",
+		due := fmt.Sprintf("cert is due for renewal since %s (expires %s)",
 			v.RenewAt.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+		// A cert cut at the end of the last CA it can chain to cannot be
+		// renewed into a longer one, and in that CA's last minutes every
+		// new cert (backdated certs.ClockSkew) is due at once: renewing
+		// would rewrite the Secret back to back until the CA expires, on
+		// every replica. It is kept until it expires; a CA added to the
+		// bundle that outlives it makes it due again.
+		if cas, err := certs.ParseCertsPEM(trusted); err == nil && !certs.RenewalOutlives(leaf, cas) {
+			v.Final, v.RenewAt = true, leaf.NotAfter
+			v.Detail = due + ", but no CA of the mesh CA bundle outlives it: it is kept and expires with them unless a later CA is added"
+			return v
+		}
+		v.Reason, v.Detail = ReasonExpiring, due
 		v.RenewAt = time.Time{}
 	}
 	return v

@@ -163,7 +163,9 @@ func check(ctx context.Context, opts webhooks.Options, hooks []webhooks.Webhook,
 		case err != nil:
 			return nil, fmt.Errorf("certs status: reading Secret %s: %w", ws.Secret, err)
 		default:
-			if v := servingcert.CheckOverdue(spec, sec.Data, trusted, now, opts.RenewFraction); !v.OK() {
+			// A cert kept past its renewal point because no CA outlives it
+			// (Verdict.Final) still needs attention: it expires with its CA.
+			if v := servingcert.CheckOverdue(spec, sec.Data, trusted, now, opts.RenewFraction); !v.OK() || v.Final {
 				ws.CertProblem = v.Detail
 			}
 			if chain, err = certs.ParseCertsPEM(sec.Data[servingcert.KeyCert]); err == nil {

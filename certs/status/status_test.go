@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
@@ -289,5 +290,27 @@ func TestWriteOmitsUnsetSince(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"since": "2026-12-01T00:00:00Z"`) {
 		t.Errorf("JSON lacks the phase's since:\n%s", out.String())
+	}
+}
+
+// TestCheckCertExpiringWithItsCA: a serving cert past its renewal point that
+// the servers keep because no CA outlives it (servingcert.Verdict.Final) is
+// still reported: it expires with its CA unless a later one is added.
+func TestCheckCertExpiringWithItsCA(t *testing.T) {
+	ctx := context.Background()
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 2 * time.Minute, Backdate: certs.ClockSkew})
+	opts := webhooks.Options{Namespace: ns, MeshName: "fsm", Issuer: ca}
+	trusted := bundleOf(t, ca)
+	client := fake.NewClientset(validatingConfig(trusted))
+	if _, err := (&servingcert.Store{Client: client, Issuer: ca}).Ensure(ctx, validatorHook.ServingSpec(opts), trusted); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := check(ctx, opts, []webhooks.Webhook{validatorHook}, client, webhooks.NewCABundleReader(client, apiextfake.NewClientset()), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "no CA of the mesh CA bundle outlives it"
+	if rep.Healthy || len(rep.Webhooks) != 1 || !strings.Contains(rep.Webhooks[0].CertProblem, want) {
+		t.Fatalf("healthy %v, problems %q; want the serving cert reported with %q", rep.Healthy, rep.Problems, want)
 	}
 }
