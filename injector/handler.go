@@ -745,7 +745,11 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, h.opts.Handoff.Budget)
+	budget := h.opts.Handoff.Budget
+	if deadline, ok := ctx.Deadline(); ok {
+		budget = handoffBudget(budget, time.Until(deadline))
+	}
+	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	// A copy: the client fills in what it creates, and secret may yet go
 	// to the controller as it was built.
@@ -770,6 +774,20 @@ func (h *Handler) placeSecret(ctx context.Context, namespace, proxyUUID string, 
 		countAbandonedCreateLanded()
 	}
 	return nil
+}
+
+// handoffBudget is how long an admission with left of its time waits for
+// its Secret create: the configured budget, but at most half of what is
+// left, so that a create over it is handed off while the admission can
+// still answer. A budget past the admission's deadline (a short
+// timeoutSeconds: 1 s leaves the handler 0.75 s; a long
+// --injector-secret-handoff-budget; the time a slow CA took) otherwise
+// refused the very pod the hand-off is there to admit: a Secret create APF
+// held back (workload-low saturated by the creates waiting on the
+// injector) failed it with 429 or "context deadline exceeded"
+// (TestAPFSaturatedLevelHandsOff).
+func handoffBudget(budget, left time.Duration) time.Duration {
+	return min(budget, left/2)
 }
 
 // quotaExceeded tells the namespace's ResourceQuota refusing the bootstrap

@@ -943,3 +943,28 @@ func TestHandlerNamespaceNotYetCached(t *testing.T) {
 		})
 	}
 }
+
+// TestHandoffBudget: an admission waits for its Secret create the
+// configured budget, but never past half of the time it has left, so a
+// create over it is still handed off before the admission's deadline
+// (timeoutSeconds 1 leaves the handler 0.75 s; a budget set long; a slow CA).
+func TestHandoffBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		budget, left time.Duration
+		want         time.Duration
+	}{
+		{"default budget, default deadline", time.Second, 15 * time.Second, time.Second},
+		{"budget just under half the time left", 7 * time.Second, 15 * time.Second, 7 * time.Second},
+		{"budget past the deadline: half the time left", 30 * time.Second, 15 * time.Second, 7500 * time.Millisecond},
+		{"timeoutSeconds 1: 0.75 s left", time.Second, 750 * time.Millisecond, 375 * time.Millisecond},
+		{"a slow CA used up most of the time", time.Second, 600 * time.Millisecond, 300 * time.Millisecond},
+		{"no time left", time.Second, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := handoffBudget(tc.budget, tc.left); got != tc.want {
+				t.Errorf("handoffBudget(%s, %s) = %s, want %s", tc.budget, tc.left, got, tc.want)
+			}
+		})
+	}
+}

@@ -70,7 +70,8 @@ type SecretHandoff struct {
 	// once; 0 means DefaultHandoffInFlight.
 	InFlight int
 	// Budget is how long an admission waits for its Secret create; 0 means
-	// DefaultHandoffBudget.
+	// DefaultHandoffBudget. Never more than half of the time the admission
+	// has left (handoffBudget).
 	Budget time.Duration
 }
 

@@ -184,7 +184,7 @@ func (o *options) addServeFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.injectorNamespaceBurst, "injector-namespace-burst", injector.DefaultNamespaceBurst, "serve: burst of --injector-namespace-rate")
 	fs.StringVar(&o.bootstrapSecretWriter, "bootstrap-secret-writer", string(injector.SecretWriterAdmission), "serve: who writes a meshed pod's bootstrap Secret: admission (inside the pod's admission, before the pod is stored, as FSM does) or controller (right after the pod is stored; the pod create does not wait for it, the kubelet does)")
 	fs.IntVar(&o.handoffInFlight, "injector-secret-handoff-in-flight", injector.DefaultHandoffInFlight, "serve, admission writer: bootstrap Secret creates the injector's admissions wait for at once (per replica); the Secret of one more admission is written by the controller once its pod is stored")
-	fs.DurationVar(&o.handoffBudget, "injector-secret-handoff-budget", injector.DefaultHandoffBudget, "serve, admission writer: how long an admission waits for its bootstrap Secret create before the controller writes the Secret once the pod is stored")
+	fs.DurationVar(&o.handoffBudget, "injector-secret-handoff-budget", injector.DefaultHandoffBudget, "serve, admission writer: how long an admission waits for its bootstrap Secret create (at most half of the time it has left) before the controller writes the Secret once the pod is stored")
 	fs.IntVar(&o.injectorMaxInFlight, "injector-max-in-flight", injector.DefaultMaxInFlight, "serve: pod admissions the injector handles at once (per replica); one more waits up to 1 s for a slot, then is refused with 429 and retried by its client; 0 disables")
 }
 

@@ -138,7 +138,9 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 		// hand-off: cert-manager's issuance is slow on a loaded machine)
 		// is not there yet and gets no owner from it (docs/design.md,
 		// bootstrap Secret writer). Both are overload behaviour, not what
-		// these tests are about.
+		// these tests are about. The budget is capped at half the time the
+		// admission has left (7.5 s of 15 s): a create slower than that
+		// would fail the admission soon after anyway.
 		"--injector-secret-handoff-budget=30s",
 		"--injector-secret-handoff-in-flight=1000",
 	)
