@@ -15,6 +15,7 @@ type SkipReason string
 // Reasons a pod is not injected.
 const (
 	SkipNone            SkipReason = ""
+	SkipMirrorPod       SkipReason = "mirror-pod"
 	SkipHostNetwork     SkipReason = "host-network"
 	SkipSystemNamespace SkipReason = "system-namespace"
 	SkipFSMNamespace    SkipReason = "fsm-namespace"
@@ -51,11 +52,24 @@ type DecideInput struct {
 	FSMNamespace string
 }
 
-// Decide says whether pod gets a sidecar. hostNetwork is checked first, then
-// the namespace and the annotations (decideAnnotated), then whether the pod
-// is a copy or reinvocation of an injected one.
+// Decide says whether pod gets a sidecar. A mirror pod is checked first, then
+// hostNetwork, then the namespace and the annotations (decideAnnotated), then
+// whether the pod is a copy or reinvocation of an injected one.
 func Decide(in DecideInput) Decision {
 	pod := in.Pod
+	// A static pod's mirror, which the kubelet creates as its node: the
+	// kubelet runs the manifest, never the API object, so a sidecar there
+	// would never run; and the NodeRestriction admission plugin, which the
+	// apiserver runs again after a webhook changed the pod, refuses a
+	// node's pod that mounts a Secret, leaving the static pod invisible in
+	// the API and a bootstrap Secret (and a certificate) behind on each of
+	// the kubelet's retries. The annotation alone decides, as for the
+	// apiserver's ServiceAccount plugin: a pod that carries it is treated as
+	// a mirror by the kubelet, and setting it only opts a pod out. FSM
+	// (which skips only hostNetwork) injects mirror pods.
+	if _, ok := pod.Annotations[corev1.MirrorPodAnnotationKey]; ok {
+		return Decision{Skip: SkipMirrorPod}
+	}
 	if pod.Spec.HostNetwork {
 		return Decision{Skip: SkipHostNetwork}
 	}

@@ -64,6 +64,11 @@ func TestDecide(t *testing.T) {
 		// mustInject): a bad namespace value refuses every pod there.
 		{name: "bad namespace value refuses even with a valid pod value", pod: pod(map[string]string{SidecarInjectionAnnotation: "true"}), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "maybe"}),
 			err: `invalid annotation value for key "flomesh.io/sidecar-injection": maybe (on the namespace)`},
+		// A static pod's mirror, created by the kubelet: before hostNetwork
+		// (a static pod often has both) and the annotations, whatever they say.
+		{name: "mirror pod checked first", pod: pod(map[string]string{corev1.MirrorPodAnnotationKey: "5d0c0f4e", SidecarInjectionAnnotation: "bogus"}, hostNet), ns: ns("app", monitored, enabled), skip: SkipMirrorPod},
+		{name: "mirror pod with an empty hash", pod: pod(map[string]string{corev1.MirrorPodAnnotationKey: ""}), ns: ns("app", monitored, enabled), skip: SkipMirrorPod},
+		{name: "mirror pod explicitly enabled", pod: pod(map[string]string{corev1.MirrorPodAnnotationKey: "5d0c0f4e", SidecarInjectionAnnotation: "enabled"}), ns: ns("app", monitored, nil), skip: SkipMirrorPod},
 		{name: "hostNetwork checked first", pod: pod(map[string]string{SidecarInjectionAnnotation: "bogus"}, hostNet), ns: ns("app", monitored, enabled), skip: SkipHostNetwork},
 		{name: "kube-system", pod: pod(nil), ns: ns("kube-system", monitored, enabled), skip: SkipSystemNamespace},
 		{name: "kube-public", pod: pod(nil), ns: ns("kube-public", monitored, enabled), skip: SkipSystemNamespace},
