@@ -72,6 +72,10 @@ type Options struct {
 	// to that Service (ControllerServiceCacheByObject). Defaults to
 	// Namespaces.
 	Services client.Reader
+	// Limits yields the namespace's LimitRanges and ResourceQuotas, which
+	// the containers the injector adds are checked against before anything
+	// is written (checkNamespaceLimits): use CachedLimits. Nil: no check.
+	Limits LimitsSource
 	// MeshConfig yields the settings; nil means DefaultSettings.
 	MeshConfig MeshConfigSource
 	// Issuer issues bootstrap certificates from the mesh CA.
@@ -412,9 +416,16 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, secretWrite
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
 	}
+	var limits NamespaceLimits
+	if h.opts.Limits != nil && !dec.Reinject {
+		// Not known (not synced, not allowed): injected unchecked.
+		if l, ok := h.opts.Limits.NamespaceLimits(ctx, nsName); ok {
+			limits = l
+		}
+	}
 	proxyUUID := h.opts.NewUUID()
 	mut, err := Mutate(MutateInput{Pod: pod, Namespace: ns, Settings: settings, Mesh: h.mesh, ProxyUUID: proxyUUID,
-		ControllerService: controllerSvc, Reinject: dec.Reinject})
+		ControllerService: controllerSvc, Reinject: dec.Reinject, Limits: limits})
 	if err != nil {
 		return h.refuse(req, log.logger(), "pod", podName(pod), pod.OwnerReferences, ns, err)
 	}

@@ -93,6 +93,10 @@ type MutateInput struct {
 	// Reinject handles a copy of an injected pod: containers stay, identity
 	// (uuid, Secret, repo URL) is replaced.
 	Reinject bool
+	// Limits are the namespace's LimitRanges and ResourceQuotas, which the
+	// added containers must satisfy (checkNamespaceLimits); empty when it
+	// has none or they are not known.
+	Limits NamespaceLimits
 }
 
 // Mutation is the mutated pod and what its bootstrap Secret must hold.
@@ -396,6 +400,9 @@ func Mutate(in MutateInput) (*Mutation, error) {
 		}
 	}
 	if err := checkPodLevelResources(in.Pod, pod, in.Pod.Annotations, in.Namespace.Annotations); err != nil {
+		return nil, err
+	}
+	if err := checkNamespaceLimits(in.Limits, in.Namespace.Name, pod, added); err != nil {
 		return nil, err
 	}
 	setMetricsAnnotations(pod, opts.metrics)

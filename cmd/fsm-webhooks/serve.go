@@ -585,6 +585,14 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 		// Both writers hand Secrets to the writer controller: every one
 		// (controller), or those the apiserver is too busy for (admission).
 		pending := injector.NewPendingSecrets(0)
+		// Its informers are registered once the manager runs, and neither
+		// the manager nor readiness waits for them: without them (not
+		// synced yet, or RBAC that does not grant them) pods are injected
+		// unchecked.
+		limits := injector.NewCachedLimits(mgr.GetCache())
+		if err := mgr.Add(limits); err != nil {
+			return w, fmt.Errorf("injector: %w", err)
+		}
 		h, err := injector.NewHandler(injector.Options{
 			Client:                direct,
 			Pods:                  mgr.GetCache(),
@@ -593,6 +601,7 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 			Handoff:               injector.SecretHandoff{InFlight: o.handoffInFlight, Budget: o.handoffBudget},
 			Namespaces:            mgr.GetClient(),
 			Services:              mgr.GetClient(),
+			Limits:                limits,
 			MeshConfig:            meshConfig,
 			NamespaceLimit:        injector.NamespaceLimit{PerSecond: o.injectorNamespaceRate, Burst: o.injectorNamespaceBurst},
 			MaxInFlight:           o.injectorMaxInFlight,

@@ -56,6 +56,9 @@ func serverRules(mesh string, certManager bool) []serverRule {
 		// does not know it yet; list, watch: the namespace informers of the
 		// injector and the validator.
 		{cluster, "", []string{"namespaces"}, nil, []string{"get", "list", "watch"}},
+		// list, watch: injector.CachedLimits's informers (the added
+		// containers checked against LimitRanges and ResourceQuotas).
+		{cluster, "", []string{"limitranges", "resourcequotas"}, nil, []string{"list", "watch"}},
 		// client-go's record broadcaster (webhooks/server.go: caBundle
 		// repairs) creates and patches (aggregates) core Events.
 		{cluster, "", []string{"events"}, nil, []string{"create", "patch"}},

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -33,6 +34,7 @@ import (
 	v1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/freeport"
+	"github.com/flomesh-io/fsm-webhooks/test/poll"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 	"github.com/flomesh-io/fsm-webhooks/webhooks"
 )
@@ -163,6 +165,15 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	// the Services): the handlers read namespaces and the MeshConfig through
 	// informers and write a bootstrap Secret, all as the chart's ServiceAccount.
 	createInjectedNamespace(ctx, t, c, "app")
+	// A namespace whose LimitRange the injected containers break (checked
+	// below, once the server's LimitRange informer, which readiness does
+	// not wait for, has had time to list under the chart's RBAC).
+	createInjectedNamespace(ctx, t, c, "policed")
+	if err := c.Create(ctx, &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "ratio", Namespace: "policed"},
+		Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{Type: corev1.LimitTypeContainer,
+			MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2")}}}}}); err != nil {
+		t.Fatal(err)
+	}
 	resp := admitPod(t, proc, mwc.Webhooks[0].ClientConfig.CABundle, "app", "web")
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Errorf("injector response: allowed=%v patch=%d bytes result=%+v", resp.Allowed, len(resp.Patch), resp.Result)
@@ -198,6 +209,31 @@ func serverAdoptsChart(t *testing.T, env *testenv.Env) {
 	if t.Failed() {
 		return
 	}
+	// The server reads LimitRanges from its informers: the pod is refused
+	// before any Secret, naming the LimitRange and the injected container.
+	// Readiness does not wait for that informer, and until it has listed
+	// pods are injected unchecked (each with its Secret): polled, with a
+	// new pod each time, the denied one writing none.
+	policedSecrets := func() int {
+		var l corev1.SecretList
+		if err := c.List(ctx, &l, client.InNamespace("policed")); err != nil {
+			t.Fatal(err)
+		}
+		return len(l.Items)
+	}
+	attempt := 0
+	poll.Until(t, 30*time.Second, 250*time.Millisecond, "a pod the sidecar's LimitRange refuses denied", func() error {
+		attempt++
+		before := policedSecrets()
+		resp := admitPod(t, proc, mwc.Webhooks[0].ClientConfig.CABundle, "policed", fmt.Sprintf("web-%d", attempt))
+		if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, `LimitRange "ratio" (spec.limits[0]) refuses the injected container "sidecar"`) {
+			return fmt.Errorf("injector response: allowed=%v result=%+v, want a denial naming the LimitRange and the sidecar", resp.Allowed, resp.Result)
+		}
+		if after := policedSecrets(); after != before {
+			t.Errorf("%d Secrets written for the refused pod", after-before)
+		}
+		return nil
+	})
 	// The configurations stay adopted: nothing was created beside them.
 	var all admv1.MutatingWebhookConfigurationList
 	if err := c.List(ctx, &all, client.MatchingLabels{"app.kubernetes.io/instance": mesh}); err != nil {
