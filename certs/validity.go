@@ -114,6 +114,18 @@ func RenewalOutlives(leaf *x509.Certificate, trusted []*x509.Certificate) bool {
 	return false
 }
 
+// RenewedDueAtOnce reports whether a renewal of leaf issued at now could be
+// due at once under r: one backdated ClockSkew (the most a provider here
+// backdates) and ending where leaf ends (cut at the same CA's end). That is
+// a CA's last minutes (about ClockSkew·(1-f)/f left, f the earliest
+// fraction): renewing there rewrites the certificate back to back. Before
+// them a renewal that ends no later is pointless but harmless (each comes
+// later than the last), and the certificate is renewed as usual.
+func (r Renewal) RenewedDueAtOnce(leaf *x509.Certificate, now time.Time) bool {
+	earliest, _ := r.Window(&x509.Certificate{NotBefore: now.Add(-ClockSkew), NotAfter: leaf.NotAfter})
+	return !now.Before(earliest)
+}
+
 // spreadSeed is drawn once per process (maphash seeds are random).
 var spreadSeed = maphash.MakeSeed()
 

@@ -37,8 +37,10 @@ type Verdict struct {
 	// RenewAt is when the cert becomes due (zero when it is due already).
 	RenewAt time.Time
 	// Final: the cert is past its renewal point but kept, because no CA of
-	// the trusted bundle outlives it (certs.RenewalOutlives): it expires
-	// with them, at RenewAt, unless a later CA is added. Detail says so.
+	// the trusted bundle outlives it (certs.RenewalOutlives) and a renewal
+	// would be due at once (certs.Renewal.RenewedDueAtOnce: the CA's last
+	// minutes): it expires with them, at RenewAt, unless a later CA is
+	// added. Detail says so.
 	Final bool
 }
 
@@ -135,9 +137,10 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 		// renewed into a longer one, and in that CA's last minutes every
 		// new cert (backdated certs.ClockSkew) is due at once: renewing
 		// would rewrite the Secret back to back until the CA expires, on
-		// every replica. It is kept until it expires; a CA added to the
-		// bundle that outlives it makes it due again.
-		if cas, err := certs.ParseCertsPEM(trusted); err == nil && !certs.RenewalOutlives(leaf, cas) {
+		// every replica. There it is kept until it expires; a CA added to
+		// the bundle that outlives it makes it due again. Earlier, it is
+		// renewed as before (pointless, harmless, and never reported).
+		if cas, err := certs.ParseCertsPEM(trusted); err == nil && !certs.RenewalOutlives(leaf, cas) && renewal.RenewedDueAtOnce(leaf, now) {
 			v.Final, v.RenewAt = true, leaf.NotAfter
 			v.Detail = due + ", but no CA of the mesh CA bundle outlives it: it is kept and expires with them unless a later CA is added"
 			return v

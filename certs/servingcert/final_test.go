@@ -63,6 +63,27 @@ func TestCheckFinal(t *testing.T) {
 	}
 }
 
+// TestCheckRenewsFarFromCAExpiry: a cert cut at its CA's end that is past
+// its renewal point while the CA has hours left is renewed as before, not
+// kept: only in the CA's last minutes would a renewal be due at once. Kept
+// from its renewal point, certs status would report it for the last third
+// of every default install's decade, until the root's rotation.
+func TestCheckRenewsFarFromCAExpiry(t *testing.T) {
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour, Backdate: certs.ClockSkew})
+	trusted := mustBundle(t, ca)
+	data := issue(t, ca, spec)
+	leaf, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := leaf[0].NotBefore.Add(leaf[0].NotAfter.Sub(leaf[0].NotBefore) * 8 / 10) // ~4.8 h left
+	for _, check := range []func(servingcert.Spec, map[string][]byte, []byte, time.Time, float64) servingcert.Verdict{servingcert.Check, servingcert.CheckOverdue} {
+		if v := check(spec, data, trusted, at, 0); v.Reason != servingcert.ReasonExpiring || v.Final {
+			t.Errorf("verdict %q final %v (%s), want %q: renewed as before", v.Reason, v.Final, v.Detail, servingcert.ReasonExpiring)
+		}
+	}
+}
+
 // TestEnsureNearCAExpiry: in its CA's last minutes, Ensure writes the
 // serving cert once, not on every call (each pass of a webhook's loop, which
 // every write kicks again: back to back until the CA expired). A CA added
