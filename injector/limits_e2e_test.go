@@ -15,9 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
-	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp/reviewhttptest"
@@ -39,10 +36,6 @@ func TestNamespaceLimitsRefuseBeforeTheSecret(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	env := startCoreEnv(t, fsmNamespace)
-	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := cache.New(env.Config, cache.Options{Scheme: env.Client.Scheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -58,21 +51,13 @@ func TestNamespaceLimitsRefuseBeforeTheSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	const webhookName = "injector-limits-test"
-	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h).Named(webhookName))
-	createForTest(ctx, t, env.Client, meshInjectorConfig(meshName, url, bundle))
+	registerInjector(ctx, t, env.Client, h, webhookName)
 	q := resource.MustParse
 
 	namespace := func(t *testing.T, name string, objs ...client.Object) string {
 		t.Helper()
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
-			Labels:      map[string]string{fsmnames.MonitoredByLabel: meshName},
-			Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}); err != nil {
-			t.Fatal(err)
-		}
 		// Before the policies, which refuse the probe's pod too.
-		eventually(t, 30*time.Second, "the injector to be called", func() (bool, error) {
-			return injector.Probe(ctx, env.Client, name) == nil, nil // a dry run: no Secret
-		})
+		injectedNamespace(ctx, t, env.Client, name)
 		for _, o := range objs {
 			o.SetNamespace(name)
 			if err := env.Client.Create(ctx, o); err != nil {

@@ -3,9 +3,7 @@ package injector_test
 import (
 	"context"
 	"testing"
-	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,12 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
-	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
-	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // TestMirrorPodNotInjected: a static pod's mirror pod, which the kubelet
@@ -47,10 +41,6 @@ func TestMirrorPodNotInjected(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h, err := injector.NewHandler(injector.Options{
 		Client: env.Client, Namespaces: env.Client, Issuer: newTresor(ctx, t, env.Clientset, 2),
 		MeshName: meshName, FSMNamespace: fsmNamespace,
@@ -58,21 +48,9 @@ func TestMirrorPodNotInjected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const webhookName = "injector-mirror-pod-test"
-	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h).Named(webhookName))
-	reg := meshInjectorConfig(meshName, url, bundle)
-	reg.Webhooks[0].ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy) // as the chart
-	createForTest(ctx, t, env.Client, reg)
-
+	registerInjector(ctx, t, env.Client, h, "injector-mirror-pod-test")
 	const ns = "static-pods"
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-		Labels:      map[string]string{fsmnames.MonitoredByLabel: meshName},
-		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, env.Client, ns) == nil, nil // a dry run: no Secret
-	})
+	injectedNamespace(ctx, t, env.Client, ns)
 
 	const nodeName = "worker-1"
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}

@@ -20,9 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
-	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp/reviewhttptest"
@@ -46,10 +43,6 @@ import (
 func TestQuotaLimitRangeAndLaterWebhooks(t *testing.T) {
 	ctx := context.Background()
 	env := startCoreEnv(t, fsmNamespace)
-	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h, err := injector.NewHandler(injector.Options{
 		Client: env.Client, Namespaces: env.Client, Issuer: newTresor(ctx, t, env.Clientset, 4),
 		MeshName: meshName, FSMNamespace: fsmNamespace,
@@ -58,20 +51,10 @@ func TestQuotaLimitRangeAndLaterWebhooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	const webhookName = "injector-quota-test"
-	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h).Named(webhookName))
-	reg := meshInjectorConfig(meshName, url, bundle)
-	reg.Webhooks[0].ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy) // as the chart
-	createForTest(ctx, t, env.Client, reg)
+	reg, servingCA := registerInjector(ctx, t, env.Client, h, webhookName)
 	namespace := func(t *testing.T, name string) string {
 		t.Helper()
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
-			Labels:      map[string]string{fsmnames.MonitoredByLabel: meshName},
-			Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 30*time.Second, "the injector to be called", func() (bool, error) {
-			return injector.Probe(ctx, env.Client, name) == nil, nil // a dry run: no Secret
-		})
+		injectedNamespace(ctx, t, env.Client, name)
 		return name
 	}
 	// envtest runs no kube-controller-manager: the quota's status, which the

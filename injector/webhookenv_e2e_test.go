@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
@@ -31,6 +32,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/injector"
 	"github.com/flomesh-io/fsm-webhooks/test/poll"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
+	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
 
 // The envtest suites' shared set-up: an apiserver for the controllers'
@@ -180,6 +182,38 @@ func meshInjectorConfig(mesh, url string, caBundle []byte) *admissionregistratio
 			ReinvocationPolicy:      ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
 		}},
 	}
+}
+
+// registerInjector serves h, named name in the request metrics, as mesh
+// meshName's injector and registers it as the chart does (reinvocationPolicy
+// Never) until the test ends. It returns the registration and the CA of
+// the server's cert, for other webhooks of the test.
+func registerInjector(ctx context.Context, t *testing.T, cl client.Client, h admission.Handler, name string) (*admissionregistrationv1.MutatingWebhookConfiguration, *certstest.CA) {
+	t.Helper()
+	servingCA, err := certstest.New(ctx, certstest.Options{Algorithm: certs.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h).Named(name))
+	reg := meshInjectorConfig(meshName, url, bundle)
+	reg.Webhooks[0].ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy)
+	createForTest(ctx, t, cl, reg)
+	return reg, servingCA
+}
+
+// injectedNamespace creates namespace name, monitored by meshName with
+// injection enabled, and waits until the injector is called for its pods
+// (a dry-run probe: no Secret).
+func injectedNamespace(ctx context.Context, t *testing.T, cl client.Client, name string) {
+	t.Helper()
+	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: meshName},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the injector to be called", func() (bool, error) {
+		return injector.Probe(ctx, cl, name) == nil, nil
+	})
 }
 
 // createForTest creates obj and deletes it when the test ends.
