@@ -64,6 +64,9 @@ func Start(ctx context.Context, out io.Writer, crds []*apiextensionsv1.CustomRes
 	if os.Getenv("KUBEBUILDER_CONTROLPLANE_STOP_TIMEOUT") == "" {
 		e.env.ControlPlaneStopTimeout = stopTimeout
 	}
+	// On Ctrl-C the apiserver ends the watches still open (a user's
+	// `kubectl get -w`) instead of waiting a minute for them.
+	e.env.ControlPlane.GetAPIServer().Configure().Set("shutdown-watch-termination-grace-period", "2s")
 	fmt.Fprintf(out, "starting etcd and kube-apiserver (%s)\n", bin)
 	cfg, err := e.env.Start()
 	if err != nil {

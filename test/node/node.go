@@ -337,6 +337,7 @@ func (c *Cluster) startAPIServer(kubeDir string, scheme *runtime.Scheme) error {
 	env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
 	testenv.TuneEtcd(env.ControlPlane.Etcd)
 	api := env.ControlPlane.GetAPIServer()
+	testenv.TuneAPIServer(api)
 	api.Out, api.Err = apiLog, apiLog
 	api.CertDir = certDir
 	api.Address = NodeIP
