@@ -22,18 +22,6 @@ const (
 	RootCountry      = "US"
 )
 
-// clockSkew backdates the NotBefore of the roots created and the leaves
-// signed here, so a peer whose clock runs behind the signer's (the
-// apiserver calling a webhook, a sidecar checking a peer, another replica)
-// does not reject a certificate issued a moment ago as "not yet valid". It is
-// ClockSkew, the tolerance this code grants a remote CA's clock: backdated a
-// minute only, a serving cert signed by a replica whose node clock ran 3
-// minutes ahead (a first install, a renewal, a re-issue; rotations check the
-// clock first) was refused by the apiserver for 2 minutes, and every webhook
-// call failed meanwhile (TestServeOnAClockAheadIsCalledAtOnce). Kubernetes'
-// CSR signer backdates as much.
-const clockSkew = ClockSkew
-
 // Authority is a CA certificate with its private key, able to sign leaves.
 // It is immutable once shared and safe for concurrent use.
 type Authority struct {
@@ -66,7 +54,7 @@ func NewAuthority(cert *x509.Certificate, key crypto.Signer) (*Authority, error)
 
 // NewRootAuthority creates a self-signed root with FSM's subject: IsCA,
 // keyCertSign+cRLSign, 128-bit random serial, valid for validity from now
-// (NotBefore backdated by clockSkew).
+// (NotBefore backdated by ClockSkew).
 func NewRootAuthority(alg KeyAlgorithm, validity time.Duration, now time.Time) (*Authority, error) {
 	if validity <= 0 {
 		return nil, fmt.Errorf("root CA validity must be positive, got %s", validity)
@@ -87,7 +75,7 @@ func NewRootAuthority(alg KeyAlgorithm, validity time.Duration, now time.Time) (
 			Locality:     []string{RootLocality},
 			Country:      []string{RootCountry},
 		},
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-ClockSkew),
 		NotAfter:              now.Add(validity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -166,7 +154,7 @@ func (a *Authority) signDER(req Request, pub crypto.PublicKey, now time.Time) ([
 
 func (a *Authority) backdate() time.Duration {
 	if a.Backdate <= 0 {
-		return clockSkew
+		return ClockSkew
 	}
 	return a.Backdate
 }

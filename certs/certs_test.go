@@ -252,9 +252,9 @@ func TestAuthoritySign(t *testing.T) {
 		wantLifetime time.Duration
 		wantKeyEnc   bool
 	}{
-		{"server rsa", Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc", "fsm-injector"}, Validity: time.Hour, Usage: UsageServer}, RSA2048, 0, time.Hour + clockSkew, true},
-		{"both ecdsa with IP", Request{CommonName: "p.sidecar.sa.ns.cluster.local", DNSNames: []string{"p.sidecar.sa.ns.cluster.local"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Organization: RootOrganization, Validity: 90 * time.Second, Usage: UsageBoth}, ECDSAP256, 0, 90*time.Second + clockSkew, false},
-		{"clamped to CA", Request{CommonName: "long", Validity: RootCAValidity, Usage: UsageClient}, ECDSAP256, 0, 48*time.Hour + clockSkew, false},
+		{"server rsa", Request{CommonName: "fsm-injector.fsm-system.svc", DNSNames: []string{"fsm-injector.fsm-system.svc", "fsm-injector"}, Validity: time.Hour, Usage: UsageServer}, RSA2048, 0, time.Hour + ClockSkew, true},
+		{"both ecdsa with IP", Request{CommonName: "p.sidecar.sa.ns.cluster.local", DNSNames: []string{"p.sidecar.sa.ns.cluster.local"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}, Organization: RootOrganization, Validity: 90 * time.Second, Usage: UsageBoth}, ECDSAP256, 0, 90*time.Second + ClockSkew, false},
+		{"clamped to CA", Request{CommonName: "long", Validity: RootCAValidity, Usage: UsageClient}, ECDSAP256, 0, 48*time.Hour + ClockSkew, false},
 		{"backdated a second", Request{CommonName: "short", Validity: 20 * time.Second, Usage: UsageServer}, ECDSAP256, time.Second, 21 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

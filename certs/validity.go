@@ -144,6 +144,16 @@ func processSpread(cert *x509.Certificate) float64 {
 // clock a second ahead every serving cert it had just issued was "not yet
 // valid" here, refused, and asked for again with the same result: the
 // webhook never got one. (tresor and Vault backdate their leaves.)
+//
+// It is also how far the roots created and the leaves signed here are
+// backdated, so a peer whose clock runs behind the signer's (the apiserver
+// calling a webhook, a sidecar checking a peer, another replica) does not
+// reject a certificate issued a moment ago as "not yet valid": backdated a
+// minute only, a serving cert signed by a replica whose node clock ran 3
+// minutes ahead (a first install, a renewal, a re-issue; rotations check the
+// clock first) was refused by the apiserver for 2 minutes, and every
+// webhook call failed meanwhile (TestServeOnAClockAheadIsCalledAtOnce).
+// Kubernetes' CSR signer backdates as much.
 const ClockSkew = 5 * time.Minute
 
 // VerifyTime is the instant at which to check leaf's chain: now, or leaf's

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +18,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/flomesh-io/fsm-webhooks/injector"
+	"github.com/flomesh-io/fsm-webhooks/test/syncbuf"
 )
 
-// syncBuffer is a bytes.Buffer the manager's goroutines write log lines to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines are the JSON log lines written so far, decoded.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+// jsonLines are the JSON log lines written to b so far, decoded.
+func jsonLines(t *testing.T, b *syncbuf.Buffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(b.Bytes()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var m map[string]any
@@ -91,7 +77,7 @@ func TestSecretControllerLogLines(t *testing.T) {
 
 	// serve's logger (root.go's newLoggerTo) with V(1) enabled, so that the
 	// level of each line can be told.
-	var out syncBuffer
+	var out syncbuf.Buffer
 	log := zap.New(zap.Level(zapcore.DebugLevel), zap.UseDevMode(false), zap.WriteTo(&out), zap.StacktraceLevel(zapcore.DPanicLevel))
 	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: log})
 	mctx, cancel := context.WithCancel(ctx)
@@ -114,7 +100,7 @@ func TestSecretControllerLogLines(t *testing.T) {
 	}
 	deleted := func() (byReason map[string][]map[string]any) {
 		byReason = map[string][]map[string]any{}
-		for _, l := range out.lines(t) {
+		for _, l := range jsonLines(t, &out) {
 			if l["msg"] == "deleted bootstrap Secret" {
 				r, _ := l["reason"].(string)
 				byReason[r] = append(byReason[r], l)
@@ -140,7 +126,7 @@ func TestSecretControllerLogLines(t *testing.T) {
 			}
 		}
 	}
-	for _, l := range out.lines(t) {
+	for _, l := range jsonLines(t, &out) {
 		v, ok := l["secret"]
 		if !ok {
 			continue

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flomesh-io/fsm-webhooks/test/freeport"
+	"github.com/flomesh-io/fsm-webhooks/test/syncbuf"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -61,7 +61,7 @@ func TestLocalStopsCleanly(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, args...)
-			var stderr syncBuffer
+			var stderr syncbuf.Buffer
 			cmd.Stderr = &stderr
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
@@ -190,25 +190,6 @@ func runSuggestedStatus(ctx context.Context, t *testing.T, bin string, lines []s
 
 // klogLine is klog's own text format: "I1205 15:04:05.000000 ...".
 var klogLine = regexp.MustCompile(`(?m)^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ .*$`)
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // childrenOf lists the processes whose parent is pid.
 func childrenOf(pid int) []int {

@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/flomesh-io/fsm-webhooks/test/syncbuf"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
@@ -86,7 +87,7 @@ type serveProc struct {
 	// gone is closed once the process has ended, however; err is then how.
 	gone <-chan struct{}
 	err  error
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 // ready is the pod's readiness: /readyz answers 200.
@@ -144,7 +145,7 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 		"--injector-secret-handoff-budget=30s",
 		"--injector-secret-handoff-in-flight=1000",
 	)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv := exec.Command(bin, args...)
 	srv.Stdout, srv.Stderr = logs, logs
 	srv.Env = os.Environ()
