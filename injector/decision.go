@@ -54,7 +54,9 @@ type DecideInput struct {
 
 // Decide says whether pod gets a sidecar. A mirror pod is checked first, then
 // hostNetwork, then the namespace and the annotations (decideAnnotated), then
-// whether the pod is a copy or reinvocation of an injected one.
+// whether the pod is a copy or reinvocation of an injected one; a copy that
+// already runs the sidecar is re-identified in a namespace the mesh injects
+// even when its annotations no longer enable injection (copyOfMeshed).
 func Decide(in DecideInput) Decision {
 	pod := in.Pod
 	// A static pod's mirror, which the kubelet creates as its node: the
@@ -74,6 +76,14 @@ func Decide(in DecideInput) Decision {
 		return Decision{Skip: SkipHostNetwork}
 	}
 	dec := decideAnnotated(in.Namespace, pod.Annotations, in.MeshName, in.FSMNamespace)
+	if copyOfMeshed(dec, pod) {
+		// A copy whose annotations no longer enable injection: kubectl
+		// debug --copy-to (its default profile drops the annotations) of
+		// a pod meshed by its own annotation. Its sidecar runs whatever
+		// they say; admitted as it is, it ran the source's identity and
+		// lost the Secret it mounts with the source.
+		return Decision{Inject: true, Reinject: true, ExistingUUID: existingUUID(pod)}
+	}
 	if !dec.Inject {
 		return dec
 	}
@@ -139,6 +149,29 @@ func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshNa
 		return Decision{Skip: SkipDisabled}
 	}
 	return Decision{Inject: true}
+}
+
+// copyOfMeshed tells a pod that already runs a sidecar on a bootstrap
+// Secret (a copy of an injected pod) in a namespace the mesh injects, which
+// the namespace's annotation (absent, or disabling injection) would leave
+// untouched. The sidecar container is required too: a pod that merely has a
+// volume of that name, injection off, is the user's; and so is a pod whose
+// own annotation disables injection (said on the pod, it is meant).
+func copyOfMeshed(dec Decision, pod *corev1.Pod) bool {
+	if dec.Inject || (dec.Skip != SkipNotEnabled && dec.Skip != SkipDisabled) || !hasBootstrapVolume(pod) {
+		return false
+	}
+	if _, own := pod.Annotations[SidecarInjectionAnnotation]; own {
+		return false
+	}
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name == SidecarContainerName {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasBootstrapVolume(pod *corev1.Pod) bool {

@@ -31,6 +31,9 @@ func TestDecide(t *testing.T) {
 			}
 		}
 	}
+	withSidecar := func(p *corev1.Pod) {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: SidecarContainerName})
+	}
 	secretVol := corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: BootstrapSecretPrefix + "u1"}}
 
 	tests := []struct {
@@ -80,6 +83,20 @@ func TestDecide(t *testing.T) {
 		{name: "already injected (uuid matches Secret)", pod: pod(nil, withVolume(secretVol, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true, existID: "u1"},
 		{name: "copy without uuid label", pod: pod(nil, withVolume(secretVol, "")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
 		{name: "copy with other uuid", pod: pod(nil, withVolume(secretVol, "u2")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
+		// kubectl debug --copy-to drops the annotations of a pod meshed by
+		// its own: the copy runs the sidecar anyway and gets its own identity.
+		{name: "copy, annotations dropped, namespace silent", pod: pod(nil, withVolume(secretVol, ""), withSidecar), ns: ns("app", monitored, nil), inject: true, reinj: true},
+		{name: "copy, annotations dropped, namespace disabled", pod: pod(nil, withVolume(secretVol, ""), withSidecar), ns: ns("app", monitored, map[string]string{SidecarInjectionAnnotation: "disabled"}), inject: true, reinj: true},
+		{name: "copy keeping its labels, namespace silent", pod: pod(nil, withVolume(secretVol, "u1"), withSidecar), ns: ns("app", monitored, nil), inject: true, reinj: true, existID: "u1"},
+		{name: "copy with a bad annotation is still refused", pod: pod(map[string]string{SidecarInjectionAnnotation: "on"}, withVolume(secretVol, ""), withSidecar), ns: ns("app", monitored, nil),
+			err: `invalid annotation value for key "flomesh.io/sidecar-injection": on`},
+		{name: "copy in a namespace not monitored", pod: pod(nil, withVolume(secretVol, ""), withSidecar), ns: ns("app", nil, nil), skip: SkipNotMonitored},
+		{name: "copy in an ignored namespace", pod: pod(nil, withVolume(secretVol, ""), withSidecar), ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm", fsmnames.IgnoreLabel: ""}, nil), skip: SkipIgnored},
+		{name: "copy of a hostNetwork pod", pod: pod(nil, withVolume(secretVol, ""), withSidecar, hostNet), ns: ns("app", monitored, nil), skip: SkipHostNetwork},
+		// A copy whose own annotation disables injection: meant, left as it is.
+		{name: "copy disabled by its own annotation", pod: pod(map[string]string{SidecarInjectionAnnotation: "disabled"}, withVolume(secretVol, ""), withSidecar), ns: ns("app", monitored, nil), skip: SkipDisabled},
+		// A volume of that name without the sidecar, injection off: the user's.
+		{name: "bootstrap volume, no sidecar, injection off", pod: pod(nil, withVolume(secretVol, "")), ns: ns("app", monitored, nil), skip: SkipNotEnabled},
 		{name: "bootstrap volume not a Secret", pod: pod(nil, withVolume(corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
 	}
 	for _, tc := range tests {

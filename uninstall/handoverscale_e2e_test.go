@@ -78,7 +78,7 @@ func TestHandOverWritesConcurrently(t *testing.T) {
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { slow.next = rt; return slow })
 	cfg.QPS, cfg.Burst = -1, 0 // as in the hook's pod (controller-runtime's in-cluster config)
 	start := time.Now()
-	if err := handOverBootstrapSecrets(ctx, metadataFor(t, cfg), "fsm", testr.New(t)); err != nil {
+	if err := handOverBootstrapSecrets(ctx, cs, metadataFor(t, cfg), "fsm", testr.New(t)); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(start)

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/util/retry"
 
@@ -75,17 +77,26 @@ func decideHandOver(secret metav1.Object, mesh string, pod *metav1.PartialObject
 }
 
 // handOverBootstrapSecrets gives every bootstrap Secret of mesh left in the
-// cluster to the garbage collector (its pod as owner: one write per running
-// meshed pod, at uninstall only) or deletes it when its pod is gone. It runs
+// cluster to the garbage collector (its pod as owner, the one carrying its
+// uuid, else the one mounting it: one write per running meshed pod, at
+// uninstall only) or deletes it when its pod is gone. It runs
 // once the servers are stopped, so no controller deletes and no admission
 // creates Secrets meanwhile. Every write carries the resourceVersion (patch)
 // or UID and resourceVersion (delete) it was decided on; a conflict re-reads
-// and re-decides. Reads are metadata only: the hook never holds a private
+// and re-decides. Secrets are read as metadata only: the hook never holds a private
 // key. It goes through every Secret and reports all failures.
-func handOverBootstrapSecrets(ctx context.Context, meta metadata.Interface, mesh string, log logr.Logger) error {
+func handOverBootstrapSecrets(ctx context.Context, cs kubernetes.Interface, meta metadata.Interface, mesh string, log logr.Logger) error {
 	pods := map[types.NamespacedName]*metav1.PartialObjectMetadata{} // by namespace and uuid
+	// A uuid two pods carry: one of them was relabelled with the other's,
+	// and only the volumes tell which one mounts its Secret. Owned by the
+	// other, the Secret would go with that pod while its own still runs.
+	shared := map[types.NamespacedName]bool{}
 	err := listAll(ctx, meta, podsGVR, injector.ProxyUUIDLabel, func(p *metav1.PartialObjectMetadata) {
-		pods[types.NamespacedName{Namespace: p.Namespace, Name: p.Labels[injector.ProxyUUIDLabel]}] = p
+		key := types.NamespacedName{Namespace: p.Namespace, Name: p.Labels[injector.ProxyUUIDLabel]}
+		if _, ok := pods[key]; ok {
+			shared[key] = true
+		}
+		pods[key] = p
 	})
 	if err != nil {
 		return err
@@ -96,6 +107,7 @@ func handOverBootstrapSecrets(ctx context.Context, meta metadata.Interface, mesh
 	}); err != nil {
 		return err
 	}
+	mounts := &mountIndex{pods: cs.CoreV1(), byNamespace: map[string]map[string]*metav1.PartialObjectMetadata{}}
 	var (
 		mu     sync.Mutex
 		counts = map[handOver]int{}
@@ -110,9 +122,20 @@ func handOverBootstrapSecrets(ctx context.Context, meta metadata.Interface, mesh
 	// without an owner, and a Secret left so outlives its pod forever.
 	g.SetLimit(handOverWorkers)
 	for _, s := range secrets {
-		pod := pods[types.NamespacedName{Namespace: s.Namespace, Name: s.Labels[injector.ProxyUUIDLabel]}]
+		key := types.NamespacedName{Namespace: s.Namespace, Name: s.Labels[injector.ProxyUUIDLabel]}
+		pod := pods[key]
 		g.Go(func() error {
-			done, err := settleSecret(ctx, meta, mesh, s, pod)
+			var done handOver
+			var err error
+			if shared[key] {
+				var m *metav1.PartialObjectMetadata
+				if m, err = mounts.pod(ctx, s.Namespace, s.Name); m != nil {
+					pod = m
+				}
+			}
+			if err == nil {
+				done, err = settleSecret(ctx, meta, mounts, mesh, s, pod)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -145,7 +168,7 @@ func orphanWait(secret metav1.Object, now time.Time) time.Duration {
 
 // settleSecret applies decideHandOver to one Secret, re-reading it after a
 // conflict, and returns what it did.
-func settleSecret(ctx context.Context, meta metadata.Interface, mesh string, s, pod *metav1.PartialObjectMetadata) (handOver, error) {
+func settleSecret(ctx context.Context, meta metadata.Interface, mounts *mountIndex, mesh string, s, pod *metav1.PartialObjectMetadata) (handOver, error) {
 	secrets := meta.Resource(secretsGVR).Namespace(s.Namespace)
 	id := s.Labels[injector.ProxyUUIDLabel]
 	var done handOver
@@ -178,6 +201,16 @@ func settleSecret(ctx context.Context, meta metadata.Interface, mesh string, s, 
 			if err != nil {
 				return err
 			}
+			if live == nil {
+				// A pod whose uuid label was removed or changed (kubectl
+				// label, a GitOps tool) still mounts it, as the injector's
+				// controller, which never sweeps such a Secret, knows:
+				// deleted, the pod could not start again (a node reboot)
+				// and nothing is left to rebuild it.
+				if live, err = mounts.pod(ctx, s.Namespace, s.Name); err != nil {
+					return err
+				}
+			}
 			if live != nil {
 				pod = live
 				done = decideHandOver(s, mesh, pod)
@@ -208,6 +241,49 @@ func settleSecret(ctx context.Context, meta metadata.Interface, mesh string, s, 
 		return done, fmt.Errorf("bootstrap Secret %s/%s (%s): %w", s.Namespace, s.Name, done, err)
 	}
 	return done, nil
+}
+
+// mountIndex finds the pod that mounts a bootstrap Secret as its bootstrap
+// volume, whatever its labels: listed once per namespace, and only for a
+// namespace with a Secret no pod carries the uuid of (the controller sweeps
+// the others while it runs, so few are left at uninstall). Full pods: the
+// volumes are not in the metadata.
+type mountIndex struct {
+	pods        corev1client.PodsGetter
+	mu          sync.Mutex
+	byNamespace map[string]map[string]*metav1.PartialObjectMetadata // namespace → Secret name → pod
+}
+
+// pod is the pod of namespace whose bootstrap volume is Secret secret, nil
+// if none.
+func (m *mountIndex) pod(ctx context.Context, namespace, secret string) (*metav1.PartialObjectMetadata, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	bySecret, ok := m.byNamespace[namespace]
+	if !ok {
+		bySecret = map[string]*metav1.PartialObjectMetadata{}
+		opts := metav1.ListOptions{Limit: 500}
+		for {
+			l, err := m.pods.Pods(namespace).List(ctx, opts)
+			if err != nil {
+				return nil, fmt.Errorf("listing pods in %s for the one mounting bootstrap Secret %s: %w", namespace, secret, err)
+			}
+			for i := range l.Items {
+				p := &l.Items[i]
+				for _, v := range p.Spec.Volumes {
+					if v.Name == injector.BootstrapVolumeName && v.Secret != nil {
+						bySecret[v.Secret.SecretName] = &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID}}
+					}
+				}
+			}
+			if l.Continue == "" {
+				break
+			}
+			opts.Continue = l.Continue
+		}
+		m.byNamespace[namespace] = bySecret
+	}
+	return bySecret[secret], nil
 }
 
 // podWithUUID is the pod of namespace labelled with proxy uuid id, or nil.

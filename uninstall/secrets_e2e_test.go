@@ -66,7 +66,7 @@ func TestHandOverBootstrapSecretsEnvtest(t *testing.T) {
 	otherRV := newSecret("blue", "other").ResourceVersion
 
 	meta := metadataFor(t, env.Config)
-	if err := handOverBootstrapSecrets(ctx, meta, "fsm", testr.New(t)); err != nil {
+	if err := handOverBootstrapSecrets(ctx, cs, meta, "fsm", testr.New(t)); err != nil {
 		t.Fatal(err)
 	}
 	get := func(id string) (*corev1.Secret, error) {
@@ -110,7 +110,7 @@ func TestHandOverBootstrapSecretsEnvtest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := handOverBootstrapSecrets(ctx, meta, "fsm", testr.New(t)); err != nil {
+	if err := handOverBootstrapSecrets(ctx, cs, meta, "fsm", testr.New(t)); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 	after, err := cs.CoreV1().Secrets("app").List(ctx, metav1.ListOptions{})
@@ -166,7 +166,7 @@ func TestHandOverWaitsForAPodStillBeingCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- handOverBootstrapSecrets(ctx, metadataFor(t, env.Config), "fsm", testr.New(t)) }()
+	go func() { done <- handOverBootstrapSecrets(ctx, cs, metadataFor(t, env.Config), "fsm", testr.New(t)) }()
 	time.Sleep(time.Second) // the pod's create request, held by a later webhook
 	pod, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{injector.ProxyUUIDLabel: id}},
@@ -184,5 +184,65 @@ func TestHandOverWaitsForAPodStillBeingCreated(t *testing.T) {
 	}
 	if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != pod.UID {
 		t.Errorf("Secret owners %+v, want pod %s (%s)", s.OwnerReferences, pod.Name, pod.UID)
+	}
+}
+
+// TestHandOverKeepsTheSecretOfARelabelledPod: a running pod whose
+// fsm-proxy-uuid label was removed or changed (kubectl label, a GitOps tool
+// reconciling a pod's labels) still mounts its bootstrap Secret, and the
+// injector's controller never sweeps such a Secret. The uninstall found the
+// pod by the label alone and deleted the Secret as an orphan: the pod could
+// not start again (a node reboot) and nothing was left to rebuild it. Its
+// Secret must go to the garbage collector with that pod as owner, as any
+// running pod's does; and a Secret whose uuid a relabelled pod carries too
+// must be owned by the pod that mounts it, not go with the other. Through a
+// real apiserver.
+func TestHandOverKeepsTheSecretOfARelabelledPod(t *testing.T) {
+	defer func(d time.Duration) { orphanGrace = d }(orphanGrace)
+	orphanGrace = 0
+	env := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	cs := env.Clientset
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mounting := func(name, id string, labels map[string]string) *corev1.Pod {
+		p, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: "app"}},
+				Volumes: []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{
+					Secret: &corev1.SecretVolumeSource{SecretName: fsmnames.BootstrapSecretName(id)}}}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Name:   fsmnames.BootstrapSecretName(id),
+			Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": "fsm", injector.ProxyUUIDLabel: id},
+		}, Data: map[string][]byte{"key.pem": []byte("private")}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unlabelled := mounting("unlabelled", "u1", map[string]string{"app": "web"})
+	relabelled := mounting("relabelled", "u2", map[string]string{injector.ProxyUUIDLabel: "not-its-secret"})
+	// Relabelled with another running pod's uuid, and listed after it.
+	owner := mounting("owner", "u3", map[string]string{injector.ProxyUUIDLabel: "u3"})
+	copycat := mounting("zz-copycat", "u4", map[string]string{injector.ProxyUUIDLabel: "u3"})
+
+	if err := handOverBootstrapSecrets(ctx, cs, metadataFor(t, env.Config), "fsm", testr.New(t)); err != nil {
+		t.Fatal(err)
+	}
+	for id, p := range map[string]*corev1.Pod{"u1": unlabelled, "u2": relabelled, "u3": owner, "u4": copycat} {
+		s, err := cs.CoreV1().Secrets("app").Get(ctx, fsmnames.BootstrapSecretName(id), metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("the Secret pod %s mounts: %v; want it kept, owned by the pod", p.Name, err)
+			continue
+		}
+		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != p.UID {
+			t.Errorf("the Secret pod %s mounts: owners %+v, want the pod (%s)", p.Name, s.OwnerReferences, p.UID)
+		}
 	}
 }

@@ -148,7 +148,7 @@ func run(ctx context.Context, cs kubernetes.Interface, apiext apiextclient.Inter
 		return err
 	}
 
-	if err := handOverBootstrapSecrets(ctx, meta, o.MeshName, log); err != nil {
+	if err := handOverBootstrapSecrets(ctx, cs, meta, o.MeshName, log); err != nil {
 		return fmt.Errorf("handing the bootstrap Secrets of mesh %s to the garbage collector: %w", o.MeshName, err)
 	}
 
