@@ -92,6 +92,12 @@ type hook struct {
 	// kept are the roots of the serving certs this hook replaced, kept in
 	// its caBundle for replacedRootKeep (foreigncert.go). The loop's alone.
 	kept keptRoots
+	// published is the desired caBundle last found in the registration
+	// object or written to it (nil: none yet, or the object is not ours to
+	// write). Writing that same bundle again repairs someone else's change;
+	// writing another one follows a change of ours (a root rotation, a
+	// replaced root kept or dropped), which is no repair. The loop's alone.
+	published []byte
 }
 
 func newHook(s *Server, w Webhook) *hook {
@@ -400,6 +406,7 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		if first {
 			h.log.Info("registration object not found; waiting for it to be installed", "kind", reg.Kind.String(), "name", reg.Name)
 		}
+		h.published = nil
 		return nil, false, nil
 	}
 	empty := noWebhooks(obj)
@@ -423,9 +430,14 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 				h.s.recorder.Event(ro, corev1.EventTypeWarning, "NoWebhooks", msg)
 			}
 		}
+		// The entries an upgrade adds get their first caBundle: no repair.
+		h.published = nil
 		return nil, false, nil
 	}
 	if reg.Kind == CRDConversion && !h.ownsConversion() {
+		// A later takeover writes a stanza another converter owned until
+		// then: no repair.
+		h.published = nil
 		if h.otherMeshConverts() {
 			// Nobody calls this mesh's converter: it writes nothing and its
 			// certs need not wait for a caBundle it does not publish.
@@ -439,6 +451,7 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		current = caBundleOf(obj)
 		if bytes.Equal(current, desired) && (reg.Kind != CRDConversion ||
 			conversionComplete(obj.(*apiextv1.CustomResourceDefinition)) && !h.mustRepoint(obj.(*apiextv1.CustomResourceDefinition))) {
+			h.published = desired
 			return current, true, nil
 		}
 	}
@@ -513,13 +526,26 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		h.mu.Unlock()
 	}
 	msg := fmt.Sprintf("%s: %s %s (was %s, now %s)", what, reg.Kind, reg.Name, describeBundle(current), describeBundle(desired))
-	if exists {
+	if isRepair(exists, h.published, desired) {
 		caBundleRepairs.WithLabelValues(h.w.Name, reg.Kind.String()).Inc()
 		h.s.recorder.Event(written, corev1.EventTypeNormal, "CABundleRepaired", msg)
 		h.noteRepair()
 	}
+	h.published = desired
 	h.log.Info(msg, "kind", reg.Kind.String(), "name", reg.Name)
 	return desired, true, nil
+}
+
+// isRepair says whether writing desired into a registration object repairs
+// it: the object exists and had held desired, which this hook had
+// published, until someone else changed it. A desired bundle that changed
+// since (a root rotation adding or dropping a root, a replaced root kept
+// or let go) is an update, and so is the first write after start or after
+// the object was missing or emptied: neither is anyone overwriting us, which
+// is what fsm_webhooks_cabundle_repairs_total, the CABundleRepaired Event
+// and the repair back-off are for.
+func isRepair(exists bool, published, desired []byte) bool {
+	return exists && published != nil && bytes.Equal(published, desired)
 }
 
 // repairWait is how long to hold off the next repair: nothing for the first

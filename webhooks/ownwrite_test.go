@@ -135,3 +135,26 @@ func testOwnWriteOutrunsStalledWatch(t *testing.T) {
 		t.Errorf("caBundle written %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// TestIsRepair: only a write restoring the bundle this hook had published
+// counts as a repair; one following a change of the desired bundle (a root
+// rotation) or a first write does not.
+func TestIsRepair(t *testing.T) {
+	a, b := []byte("root A"), []byte("roots A and B")
+	for _, tc := range []struct {
+		name               string
+		exists             bool
+		published, desired []byte
+		want               bool
+	}{
+		{"someone overwrote the published bundle", true, a, a, true},
+		{"desired bundle changed: rotation adds a root", true, a, b, false},
+		{"desired bundle changed: rotation drops a root", true, b, a, false},
+		{"first write since start", true, nil, a, false},
+		{"object created", false, a, a, false},
+	} {
+		if got := isRepair(tc.exists, tc.published, tc.desired); got != tc.want {
+			t.Errorf("%s: isRepair = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -603,12 +604,21 @@ func testBundleChangeNotified(t *testing.T) {
 	s.stop(t)
 }
 
+// testRotation: a root rotation, interrupted after each phase and resumed,
+// moves the caBundle and the serving cert to the new root with no failed
+// admission. Its caBundle writes are updates to a new desired bundle, not
+// repairs: fsm_webhooks_cabundle_repairs_total and the CABundleRepaired
+// Event (and the FSMWebhooksCABundleRepairs alert on them) mean someone
+// else changed the caBundle, and every planned rotation counted two per
+// webhook.
 func testRotation(t *testing.T) {
 	tc := newCase(t, "rotation", true)
 	w := tc.webhook(freePort(t))
 	s := start(t, tc.options(), w)
 	s.waitReady(t)
 	tc.waitAdmitting(t)
+	repairs := caBundleRepairs.WithLabelValues(w.Name, ValidatingConfiguration.String())
+	repairs0 := testutil.ToFloat64(repairs)
 	oldRoot := tc.ca.Active()
 	trusted, err := TrustCheck(env.Config, Options{}, []Registration{w.Registration})
 	if err != nil {
@@ -677,6 +687,32 @@ func testRotation(t *testing.T) {
 	if err := rootrotation.Resume(ctx, opts); err != nil || !tc.ca.Active().Equal(newRoot) {
 		t.Fatalf("idle resume: %v", err)
 	}
+	if got := testutil.ToFloat64(repairs) - repairs0; got != 0 {
+		t.Errorf("a root rotation counted %v caBundle repair(s), want 0", got)
+	}
+	evs, err := tc.cs.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.name", tc.configName()).String(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		if e.Reason == "CABundleRepaired" {
+			t.Errorf("a root rotation recorded Event CABundleRepaired: %s", e.Message)
+		}
+	}
+	// Someone else's write is still a repair.
+	cfg := tc.config(t)
+	cfg.Webhooks[0].ClientConfig.CABundle = []byte("garbage")
+	if _, err := tc.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(context.Background(), cfg, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settleWithin, "the overwritten caBundle repaired and counted", func() error {
+		if got := testutil.ToFloat64(repairs) - repairs0; got != 1 {
+			return fmt.Errorf("%v repair(s) counted", got)
+		}
+		return nil
+	})
 }
 
 // testTwoEntries: a configuration with two webhooks calling one server (the

@@ -67,6 +67,21 @@ const (
 	initCertName = "init-cert"
 	// learnRetry spaces learnCA's requests after one failed.
 	learnRetry = 30 * time.Second
+
+	// labelManagedBy=managedByValue marks every CertificateRequest we
+	// create, so that one left behind by a process that died while waiting
+	// for it is told from FSM's and the user's (Sweep).
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	managedByValue = "fsm-webhooks"
+	// SweepAge is the age from which a CertificateRequest of ours is left
+	// over: every wait for one ends long before (DefaultTimeout, or the
+	// admission's deadline of at most 30 s).
+	SweepAge = time.Hour
+	// SweepInterval spaces RunSweeper's passes.
+	SweepInterval = 30 * time.Minute
+	// sweepPage and sweepPages bound one pass: at most 10 lists of 100.
+	sweepPage  = 100
+	sweepPages = 10
 )
 
 // Options configure the cert-manager provider (FSM's --cert-manager-issuer-*
@@ -293,6 +308,7 @@ func (i *Issuer) issueOnce(ctx context.Context, req certs.Request, key crypto.Si
 // deleted, waits until it is done and deletes it whatever happened.
 func (i *Issuer) request(ctx context.Context, cr *cmapi.CertificateRequest) (*cmapi.CertificateRequest, error) {
 	cr.Namespace, cr.Name = i.opts.Namespace, generateName+utilrand.String(requestNameSuffix)
+	cr.Labels = map[string]string{labelManagedBy: managedByValue}
 	created, err := i.opts.Client.CertmanagerV1().CertificateRequests(cr.Namespace).Create(ctx, cr, metav1.CreateOptions{})
 	if err != nil {
 		if !apierrors.IsAlreadyExists(err) { // that one is not ours
@@ -357,6 +373,69 @@ func (i *Issuer) delete(ctx context.Context, namespace, name string) {
 	err := i.opts.Client.CertmanagerV1().CertificateRequests(namespace).Delete(dctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		i.log.Error(err, "Deleting CertificateRequest failed", "certificateRequest", namespace+"/"+name)
+	}
+}
+
+// leftover says whether cr is a CertificateRequest of ours that nobody
+// waits for any more: labelled by us and older than SweepAge. Its creator
+// died before deleting it (SIGKILL, OOM kill), whatever state it is in
+// (signed, denied, or never approved); FSM's and the user's carry no such
+// label and are never touched.
+func leftover(cr *cmapi.CertificateRequest, now time.Time) bool {
+	return cr.Labels[labelManagedBy] == managedByValue && now.Sub(cr.CreationTimestamp.Time) >= SweepAge
+}
+
+// Sweep deletes the CertificateRequests of ours in the namespace that are
+// leftover at now and returns how many it deleted. A standalone request has
+// no owner for the garbage collector, and its creator deletes it only if it
+// lives to: each replica killed mid-wait left one behind for ever. A pass
+// lists by label, at most sweepPages pages of sweepPage requests; what is
+// beyond is deleted by the next pass.
+func (i *Issuer) Sweep(ctx context.Context, now time.Time) (int, error) {
+	crs := i.opts.Client.CertmanagerV1().CertificateRequests(i.opts.Namespace)
+	opts := metav1.ListOptions{LabelSelector: labelManagedBy + "=" + managedByValue, Limit: sweepPage}
+	deleted := 0
+	for range sweepPages {
+		list, err := crs.List(ctx, opts)
+		if err != nil {
+			return deleted, fmt.Errorf("listing CertificateRequests %s in namespace %s: %w", opts.LabelSelector, i.opts.Namespace, err)
+		}
+		for _, cr := range list.Items {
+			if !leftover(&cr, now) {
+				continue
+			}
+			// The UID: never a request created since under the same name.
+			err := crs.Delete(ctx, cr.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cr.UID}})
+			switch {
+			case err == nil:
+				deleted++
+			case !apierrors.IsNotFound(err) && !apierrors.IsConflict(err):
+				return deleted, fmt.Errorf("deleting CertificateRequest %s/%s left behind: %w", i.opts.Namespace, cr.Name, err)
+			}
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	return deleted, nil
+}
+
+// RunSweeper sweeps (Sweep) at start and every SweepInterval until ctx
+// ends. Every replica runs it: deleting what another deleted is NotFound.
+func (i *Issuer) RunSweeper(ctx context.Context) {
+	for {
+		n, err := i.Sweep(ctx, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			i.log.Error(err, "Sweeping CertificateRequests left behind by a process that stopped while waiting for them (it needs list and delete on certificaterequests)", "namespace", i.opts.Namespace)
+		case n > 0:
+			i.log.Info("Deleted CertificateRequests left behind by a process that stopped while waiting for them", "namespace", i.opts.Namespace, "deleted", n, "olderThan", SweepAge)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(SweepInterval):
+		}
 	}
 }
 

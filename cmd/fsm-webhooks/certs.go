@@ -35,6 +35,7 @@ func newCertsCommand(o *options) *cobra.Command {
 
 func newCertsStatusCommand(o *options) *cobra.Command {
 	var output, deployment string
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the CA(s), the root rotation and serving certificates and whether every caBundle verifies its webhook's certificate",
@@ -49,7 +50,8 @@ Settings not given on the command line (or as FSM_<FLAG>) are read from the
 running servers' Deployment (--deployment, else the one the chart labels, in
 --fsm-namespace when given, of --mesh-name when given): certificate provider,
 Vault address and role, cert-manager issuer, mesh name, fsm namespace. Only the
-webhooks the servers run are checked (all three unless serve is told otherwise).`,
+webhooks the servers run are checked (all three unless serve is told otherwise).
+It gives up after --timeout.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !slices.Contains([]string{"table", "json", "yaml"}, output) {
@@ -59,30 +61,22 @@ webhooks the servers run are checked (all three unless serve is told otherwise).
 			if err := objectNameFlag("deployment", deployment); err != nil {
 				return err
 			}
+			if timeout <= 0 {
+				return usageErrorf("invalid value %s for --timeout: must be positive", timeout)
+			}
 			cfg, cs, err := o.clients()
 			if err != nil {
 				return err
 			}
-			running, err := runningConfig(cmd.Context(), cmd.Flags(), o, cs, deployment)
+			// Every read has a deadline: an apiserver that accepts the
+			// connection and never answers (a wedged control plane, a
+			// half-open load balancer) held the command for ever, when
+			// the operator runs it precisely to find out what is wrong.
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			report, err := certsStatus(ctx, cmd, o, cfg, cs, deployment)
 			if err != nil {
-				return err
-			}
-			// Reading the CA needs no key pool: nothing is issued.
-			o.keyPoolSize = 0
-			ca, tresorState, err := readOnlyCA(cmd.Context(), o, cfg, cs)
-			if err != nil {
-				return err
-			}
-			report, err := status.Check(cmd.Context(), webhooks.Options{
-				Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName,
-				WebhookURLHost: o.webhookURLHost, Issuer: ca,
-			}, servedIdentities(o, running.webhooks))
-			if err != nil {
-				return err
-			}
-			report.Configuration = o.statusConfiguration(running.source)
-			if tresorState != nil {
-				report.RootRotation = status.TresorRotation(tresorState.Rotation, time.Now())
+				return timedOut(ctx, err, timeout)
 			}
 			if err := report.Write(cmd.OutOrStdout(), output); err != nil {
 				return err
@@ -95,7 +89,34 @@ webhooks the servers run are checked (all three unless serve is told otherwise).
 	}
 	addOutputFlag(cmd, &output, "table")
 	cmd.Flags().StringVar(&deployment, "deployment", "", "the servers' Deployment to read the configuration from (in --fsm-namespace); empty: the one labelled app=fsm-webhooks")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	return cmd
+}
+
+// certsStatus reads what `certs status` reports, within ctx.
+func certsStatus(ctx context.Context, cmd *cobra.Command, o *options, cfg *rest.Config, cs kubernetes.Interface, deployment string) (*status.Report, error) {
+	running, err := runningConfig(ctx, cmd.Flags(), o, cs, deployment)
+	if err != nil {
+		return nil, err
+	}
+	// Reading the CA needs no key pool: nothing is issued.
+	o.keyPoolSize = 0
+	ca, tresorState, err := readOnlyCA(ctx, o, cfg, cs)
+	if err != nil {
+		return nil, err
+	}
+	report, err := status.Check(ctx, webhooks.Options{
+		Config: cfg, Namespace: o.fsmNamespace, MeshName: o.meshName,
+		WebhookURLHost: o.webhookURLHost, Issuer: ca,
+	}, servedIdentities(o, running.webhooks))
+	if err != nil {
+		return nil, err
+	}
+	report.Configuration = o.statusConfiguration(running.source)
+	if tresorState != nil {
+		report.RootRotation = status.TresorRotation(tresorState.Rotation, time.Now())
+	}
+	return report, nil
 }
 
 func newRotateRootCommand(o *options) *cobra.Command {

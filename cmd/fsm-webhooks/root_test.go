@@ -63,7 +63,7 @@ func TestFlagScopes(t *testing.T) {
 		{"serve", join(cluster, mesh, ca, hooks, rotation, serveOnly,
 			[]string{"webhooks", "injector-probe-namespace", "validate-traffic-target", "strict-policy-validation", "webhook-bind-host"}), true},
 		{"local", join(mesh, ca, hooks, rotation, serveOnly, []string{"no-demo"}), true},
-		{"certs status", join(cluster, mesh, ca, hooks, []string{"output", "deployment"}), false},
+		{"certs status", join(cluster, mesh, ca, hooks, []string{"output", "deployment", "timeout"}), false},
 		{"certs rotate-root", join(cluster, mesh, ca, hooks, rotation, []string{"deployment"}), false},
 		{"uninstall-hook", join(cluster, mesh, []string{"deployment", "mesh-config-name", "keep-webhook-configurations", "conversion-lease-namespace", "timeout"}), false},
 		{"version", []string{"output"}, false},

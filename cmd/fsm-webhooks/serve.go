@@ -40,6 +40,7 @@ import (
 	configv1alpha2 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/certs/certmanager"
 	"github.com/flomesh-io/fsm-webhooks/certs/certmetrics"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/certs/tresor"
@@ -266,6 +267,17 @@ func serve(ctx context.Context, o *options, sf *serveFlags, cfg *rest.Config, st
 		defer func() {
 			stopKeeping()
 			kept.Wait()
+		}()
+	}
+	if cm, ok := issuer.(*certmanager.Issuer); ok {
+		// CertificateRequests of a replica killed while waiting for them
+		// (SIGKILL, OOM) are deleted by nobody else.
+		var swept sync.WaitGroup
+		sweepCtx, stopSweeping := context.WithCancel(ctx)
+		swept.Go(func() { cm.RunSweeper(sweepCtx) })
+		defer func() {
+			stopSweeping()
+			swept.Wait()
 		}()
 	}
 	defer watchCAMetrics(issuer)()

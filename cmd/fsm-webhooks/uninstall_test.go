@@ -58,15 +58,18 @@ func TestUninstallHookStopsOnSIGTERM(t *testing.T) {
 // the flag nor its value, so the on-call engineer reading the hook Job's
 // log could not tell a timeout the command set from a network one, nor
 // which knob to turn. The error now names --timeout and that a run again
-// resumes (every step of both is idempotent).
+// resumes (every step of both is idempotent). certs status had no
+// deadline at all: against an apiserver that accepted the connection and
+// never answered (a wedged control plane, a half-open load balancer) it
+// hung for ever, which is when an operator runs it.
 func TestTimeoutIsNamed(t *testing.T) {
 	kubeconfig, _ := hungAPIServer(t)
-	for _, command := range []string{"uninstall-hook", "install-crds"} {
+	for _, command := range []string{"uninstall-hook", "install-crds", "certs status"} {
 		t.Run(command, func(t *testing.T) {
 			root := newRootCommand()
 			root.SetOut(&bytes.Buffer{})
 			root.SetErr(&bytes.Buffer{})
-			root.SetArgs([]string{command, "--kubeconfig=" + kubeconfig, "--timeout=1s"})
+			root.SetArgs(append(strings.Fields(command), "--kubeconfig="+kubeconfig, "--timeout=1s"))
 			err := root.Execute()
 			if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "--timeout=1s") {
 				t.Errorf("%s with an apiserver that never answers: %v; want the deadline, naming --timeout=1s", command, err)

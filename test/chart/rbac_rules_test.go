@@ -108,9 +108,10 @@ func serverRules(mesh string, certManager bool) []serverRule {
 	}
 	if certManager {
 		// certs/certmanager: create a CertificateRequest, wait for it
-		// with a RetryWatcher from the created resourceVersion (watch only:
-		// no list, no get), delete it.
-		rules = append(rules, serverRule{role, "cert-manager.io", []string{"certificaterequests"}, nil, []string{"create", "delete", "watch"}})
+		// with a RetryWatcher from the created resourceVersion (watch, no
+		// get), delete it; list: Issuer.Sweep's label-selected list of
+		// those a killed replica left behind.
+		rules = append(rules, serverRule{role, "cert-manager.io", []string{"certificaterequests"}, nil, []string{"create", "delete", "list", "watch"}})
 	}
 	return rules
 }
