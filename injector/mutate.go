@@ -399,6 +399,16 @@ func Mutate(in MutateInput) (*Mutation, error) {
 			pod.Spec.Containers = append(pod.Spec.Containers, sidecar)
 		}
 	}
+	// What the app's containers share with the injected ones (collisions.go):
+	// injected as FSM injects it, with a warning.
+	apps := appContainersBesideProxy(in.Pod, opts.native)
+	probes.warnings = append(probes.warnings, proxyUIDWarnings(in.Pod, apps)...)
+	probes.warnings = append(probes.warnings, portWarnings(apps, injectedPorts(in.Settings.RepoServerPort, probes.httpKinds, probes.needHealthcheck, opts.dnsServer != ""))...)
+	for _, w := range []string{metricsAnnotationsWarning(in.Pod.Annotations, opts.metrics), localDNSWarning(in.Pod, opts.dnsServer != "")} {
+		if w != "" {
+			probes.warnings = append(probes.warnings, w)
+		}
+	}
 	if err := checkPodLevelResources(in.Pod, pod, in.Pod.Annotations, in.Namespace.Annotations); err != nil {
 		return nil, err
 	}
