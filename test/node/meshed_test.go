@@ -306,6 +306,14 @@ func TestMeshed(t *testing.T) {
 		if ast.State.Terminated.StartedAt.Before(&sst.State.Terminated.StartedAt) {
 			t.Errorf("app started %s, before the proxy (%s)", ast.State.Terminated.StartedAt, sst.State.Terminated.StartedAt)
 		}
+		// The Job controller matches a podFailurePolicy onExitCodes rule
+		// without containerName against every container's non-zero exit
+		// code, native sidecars' too: a proxy stopped with a non-zero code
+		// after the app would fail or count a Job on the proxy's code
+		// instead of the app's.
+		if code := sst.State.Terminated.ExitCode; code != 0 {
+			t.Errorf("the native sidecar, stopped after the app, exited %d (%s): podFailurePolicy rules without containerName match it", code, sst.State.Terminated.Reason)
+		}
 	})
 
 	t.Run("deleting a meshed pod: every container stops on its signal, pod and Secret gone in seconds", func(t *testing.T) {
