@@ -93,7 +93,7 @@ func (e *e2e) testJobNeverCompletes(t *testing.T) {
 	if err := e.cl.Create(ctx, p); err != nil {
 		t.Fatalf("the Job's pod create: %v", err)
 	}
-	const want = "restartPolicy Never: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes"
+	const want = "spec.restartPolicy Never: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes"
 	eventually(t, settleWithin, "a warning event on the Job", func() (bool, error) {
 		l := &eventsv1.EventList{}
 		if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {

@@ -53,7 +53,7 @@ func TestAppNativeSidecarBeforeInit(t *testing.T) {
 // completes, as under FSM: injected as FSM injects it, with a warning naming
 // native mode; none for a pod that restarts, or in native mode.
 func TestNeverCompletesWarning(t *testing.T) {
-	const want = `restartPolicy %s: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes ` +
+	const want = `spec.restartPolicy %s: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes ` +
 		`(a Job never succeeds); set annotation flomesh.io/sidecar-native: "true" (Kubernetes 1.29 or later) to run the proxy as a native sidecar, which stops once they have exited`
 	for _, tc := range []struct {
 		policy corev1.RestartPolicy

@@ -160,7 +160,8 @@ func portWarnings(apps []appBesideProxy, injected []injectedPort) []string {
 // metricsAnnotationsWarning warns when the namespace's flomesh.io/metrics
 // replaces scrape annotations the pod set to other values (as FSM v1.5.1
 // replaces them): the app's own metrics, which they pointed at, are no
-// longer scraped, or a pod that opted out now is.
+// longer scraped, or a pod that opted out now is (its port and path
+// pointed at nothing scraped, so that is all it is told).
 func metricsAnnotationsWarning(podAnn map[string]string, enabled bool) string {
 	if !enabled {
 		return ""
@@ -180,9 +181,13 @@ func metricsAnnotationsWarning(podAnn map[string]string, enabled bool) string {
 		return ""
 	}
 	sort.Strings(replaced)
-	return fmt.Sprintf("annotation %s replaced: the namespace's annotation %s enables scraping the sidecar's metrics through the pod's scrape annotations, "+
-		"so the app's own metrics they pointed at are no longer scraped; expose them through another scrape configuration",
-		strings.Join(replaced, ", annotation "), MetricsAnnotation)
+	so := "the app's own metrics they pointed at are no longer scraped; expose them through another scrape configuration"
+	if old, ok := podAnn[prometheusScrapeAnnotation]; ok && old != "true" {
+		so = fmt.Sprintf("the pod, which opted out of scraping, is scraped; to keep it unscraped, opt it out with annotation %s: disabled or remove %s from the namespace",
+			SidecarInjectionAnnotation, MetricsAnnotation)
+	}
+	return fmt.Sprintf("annotation %s replaced: the namespace's annotation %s enables scraping the sidecar's metrics through the pod's scrape annotations, so %s",
+		strings.Join(replaced, ", annotation "), MetricsAnnotation, so)
 }
 
 // localDNSWarning warns when MeshConfig spec.sidecar.localDNSProxy.enable

@@ -3,6 +3,7 @@ package injector
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,6 +138,11 @@ func TestInjectedSettingsReplaceTheApps(t *testing.T) {
 	const metrics = `annotation prometheus.io/path "/metrics" by "/stats/prometheus", annotation prometheus.io/port "8080" by "15010" replaced: ` +
 		`the namespace's annotation flomesh.io/metrics enables scraping the sidecar's metrics through the pod's scrape annotations, so the app's own metrics they pointed at are no longer scraped; ` +
 		`expose them through another scrape configuration`
+	// A pod that opted out of scraping is scraped from now on: it had no
+	// metrics of its own pointed at, and nothing to expose elsewhere.
+	const optedOut = `annotation prometheus.io/scrape "false" by "true" replaced: ` +
+		`the namespace's annotation flomesh.io/metrics enables scraping the sidecar's metrics through the pod's scrape annotations, so the pod, which opted out of scraping, is scraped; ` +
+		`to keep it unscraped, opt it out with annotation flomesh.io/sidecar-injection: disabled or remove flomesh.io/metrics from the namespace`
 	const dns = `spec.dnsPolicy "Default" and spec.dnsConfig replaced: MeshConfig spec.sidecar.localDNSProxy.enable makes Service fsm-controller's ClusterIP the pod's only nameserver ` +
 		`(dnsPolicy None and the mesh's searches and ndots); opt the pod out with annotation flomesh.io/sidecar-injection: disabled to keep its own DNS settings`
 	scrape := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
@@ -150,6 +156,10 @@ func TestInjectedSettingsReplaceTheApps(t *testing.T) {
 	}{
 		{name: "app's scrape annotations, metrics enabled", ann: scrape, nsAnn: map[string]string{MetricsAnnotation: "enabled"}, want: []string{metrics}},
 		{name: "app's scrape annotations, metrics not enabled", ann: scrape},
+		{name: "pod opted out of scraping, metrics enabled", ann: map[string]string{"prometheus.io/scrape": "false"}, nsAnn: map[string]string{MetricsAnnotation: "enabled"}, want: []string{optedOut}},
+		{name: "pod opted out of scraping with its own port, metrics enabled", ann: map[string]string{"prometheus.io/scrape": "false", "prometheus.io/port": "8080"},
+			nsAnn: map[string]string{MetricsAnnotation: "enabled"},
+			want:  []string{strings.Replace(optedOut, `annotation prometheus.io/scrape`, `annotation prometheus.io/port "8080" by "15010", annotation prometheus.io/scrape`, 1)}},
 		{name: "already the sidecar's", ann: map[string]string{"prometheus.io/port": "15010"}, nsAnn: map[string]string{MetricsAnnotation: "enabled"}},
 		{name: "own DNS settings, local DNS proxy", localDNS: true, edit: func(p *corev1.Pod) {
 			p.Spec.DNSPolicy = corev1.DNSDefault

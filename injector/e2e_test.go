@@ -856,6 +856,27 @@ func (e *e2e) testLocalDNS(t *testing.T) {
 		}
 		return true, expectContains(err, "Service "+fsmNamespace+"/fsm-controller does not exist")
 	})
+	// A headless one is no DNS server either: the denial, through the
+	// apiserver, says what to do about it.
+	headless := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: fsmNamespace, Name: injector.ControllerServiceName},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "pipy-admin-port", Port: 6060}}},
+	}
+	if err := e.cl.Create(ctx, headless); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, settleWithin, "a denial saying what to do about the headless Service", func() (bool, error) {
+		i++
+		err := e.cl.Create(ctx, pod(fmt.Sprintf("dns-%d", i), ns), client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), "has no ClusterIP") {
+			return false, nil
+		}
+		return true, expectContains(err, `Service `+fsmNamespace+`/fsm-controller has no ClusterIP (clusterIP "None"): its ClusterIP is the DNS server of meshed pods; `+
+			`recreate the Service with a ClusterIP (FSM's controller installs it so) or disable the local DNS proxy`)
+	})
+	if err := e.cl.Delete(ctx, headless); err != nil {
+		t.Fatal(err)
+	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: fsmNamespace, Name: injector.ControllerServiceName},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "pipy-admin-port", Port: 6060}}},

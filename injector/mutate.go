@@ -456,7 +456,7 @@ func neverCompletesWarning(policy corev1.RestartPolicy) string {
 	if policy != corev1.RestartPolicyNever && policy != corev1.RestartPolicyOnFailure {
 		return ""
 	}
-	return fmt.Sprintf("restartPolicy %s: the pod is meant to end, but the %s container keeps running after the others exit, so the pod never completes "+
+	return fmt.Sprintf("spec.restartPolicy %s: the pod is meant to end, but the %s container keeps running after the others exit, so the pod never completes "+
 		"(a Job never succeeds); set annotation %s: \"true\" (Kubernetes 1.29 or later) to run the proxy as a native sidecar, which stops once they have exited",
 		policy, SidecarContainerName, SidecarNativeAnnotation)
 }
@@ -805,7 +805,9 @@ func LocalDNSServer(svc *corev1.Service, fsmNamespace string) (string, error) {
 	}
 	ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
 	if err != nil {
-		return "", fmt.Errorf("%s, but Service %s/%s has no ClusterIP (clusterIP %q): its ClusterIP is the DNS server of meshed pods", field, svc.Namespace, svc.Name, svc.Spec.ClusterIP)
+		// clusterIP is immutable: a headless Service must be recreated.
+		return "", fmt.Errorf("%s, but Service %s/%s has no ClusterIP (clusterIP %q): its ClusterIP is the DNS server of meshed pods; "+
+			"recreate the Service with a ClusterIP (FSM's controller installs it so) or disable the local DNS proxy", field, svc.Namespace, svc.Name, svc.Spec.ClusterIP)
 	}
 	return ip.String(), nil
 }

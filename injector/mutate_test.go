@@ -449,8 +449,10 @@ func TestLocalDNS(t *testing.T) {
 		{"cluster IP", svc("10.96.200.10"), "10.96.200.10", ""},
 		{"IPv6 cluster IP", svc("fd00:10:96::a"), "fd00:10:96::a", ""},
 		{"missing", nil, "", "MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller does not exist"},
-		{"headless", svc("None"), "", `MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller has no ClusterIP (clusterIP "None")`},
-		{"no IP yet", svc(""), "", `MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller has no ClusterIP (clusterIP "")`},
+		{"headless", svc("None"), "", `MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller has no ClusterIP (clusterIP "None"): its ClusterIP is the DNS server of meshed pods; ` +
+			`recreate the Service with a ClusterIP (FSM's controller installs it so) or disable the local DNS proxy`},
+		{"no IP yet", svc(""), "", `MeshConfig spec.sidecar.localDNSProxy.enable is true, but Service fsm-system/fsm-controller has no ClusterIP (clusterIP ""): its ClusterIP is the DNS server of meshed pods; ` +
+			`recreate the Service with a ClusterIP (FSM's controller installs it so) or disable the local DNS proxy`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -233,10 +234,21 @@ func applyEnv(fs *pflag.FlagSet) error {
 		name := "FSM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
 			if setErr := fs.Set(f.Name, v); setErr != nil {
-				err = usageErrorf("invalid value %q for --%s (from env %s): %v", v, f.Name, name, setErr)
+				err = usageErrorf("invalid value %q for --%s (from env %s): %v", v, f.Name, name, setCause(setErr))
 			}
 		}
 	})
+	return err
+}
+
+// setCause is why fs.Set refused a value, without pflag's prefix (`invalid
+// argument "x" for "--flag" flag: `): its callers name the value, the flag
+// and where the value came from already, which said both ways twice.
+func setCause(err error) error {
+	var invalid *pflag.InvalidValueError
+	if errors.As(err, &invalid) && invalid.Unwrap() != nil {
+		return invalid.Unwrap()
+	}
 	return err
 }
 

@@ -60,7 +60,7 @@ func TestFlagErrors(t *testing.T) {
 			`invalid value "clusterissuer" for --cert-manager-issuer-kind: must be one of Issuer, ClusterIssuer (for --cert-manager-issuer-group=cert-manager.io`},
 		{"webhook listed twice", []string{"serve", "--webhooks=injector,validator,injector"}, nil, `invalid value "injector,validator,injector" for --webhooks: injector is listed twice`},
 		{"extra argument", []string{"serve", "now"}, nil, "takes no arguments"},
-		{"bad env", []string{"serve"}, map[string]string{"FSM_INJECTOR_PORT": "x"}, `invalid value "x" for --injector-port (from env FSM_INJECTOR_PORT)`},
+		{"bad env", []string{"serve"}, map[string]string{"FSM_INJECTOR_PORT": "x"}, `invalid value "x" for --injector-port (from env FSM_INJECTOR_PORT): must be an integer`},
 		{"env validated too", []string{"serve"}, map[string]string{"FSM_MESH_NAME": "Bad"}, `invalid value "Bad" for --mesh-name`},
 		{"empty sidecar image", []string{"serve", "--sidecar-image="}, nil,
 			`invalid value "" for --sidecar-image: an image must be set; leave flag --sidecar-image or env FSM_DEFAULT_SIDECAR_IMAGE (MeshConfig spec.sidecar.sidecarImage overrides it per mesh) unset for flomesh/pipy:1.5.12`},

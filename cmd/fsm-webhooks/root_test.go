@@ -325,7 +325,7 @@ func TestApplyDeploymentFlags(t *testing.T) {
 			"vault-client-cert-file": "/etc/fsm-webhooks/vault-client-cert/tls.crt", "vault-client-key-file": "/etc/fsm-webhooks/vault-client-cert/tls.key"},
 			map[string]string{"vault-protocol": "https", "vault-ca-file": "", "vault-client-cert-file": "", "vault-client-key-file": ""}, ""},
 		{"serve-only ignored", nil, map[string]string{"key-pool-size": "7"}, map[string]string{}, ""},
-		{"bad value", nil, map[string]string{"vault-port": "x"}, nil, `invalid value "x" for --vault-port in Deployment fsm-system/fsm-webhooks`},
+		{"bad value", nil, map[string]string{"vault-port": "x"}, nil, `invalid value "x" for --vault-port in Deployment fsm-system/fsm-webhooks: must be an integer`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := find(t, newRootCommand(), "certs status")
