@@ -14,7 +14,6 @@ type SkipReason string
 
 // Reasons a pod is not injected.
 const (
-	SkipNone            SkipReason = ""
 	SkipMirrorPod       SkipReason = "mirror-pod"
 	SkipHostNetwork     SkipReason = "host-network"
 	SkipSystemNamespace SkipReason = "system-namespace"
@@ -24,7 +23,6 @@ const (
 	SkipNotEnabled      SkipReason = "injection-not-enabled"
 	SkipDisabled        SkipReason = "injection-disabled"
 	SkipAlreadyInjected SkipReason = "already-injected"
-	SkipNotCreate       SkipReason = "not-create"
 )
 
 // Decision is the outcome of Decide.

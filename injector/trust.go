@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -103,25 +102,6 @@ func PlanTrust(s *corev1.Secret, ts TrustState, trustDomain string, validity tim
 	plan.Request = certRequest(leaf.Subject.CommonName, alg, validity)
 	plan.Reason = fmt.Sprintf("certificate signed by the retiring root %q (serial %s)", ts.Retiring.Subject.CommonName, ts.Retiring.SerialNumber.Text(16))
 	return plan, nil
-}
-
-// ApplyTrust returns a copy of s with plan applied (what TrustPatch makes
-// of s on the apiserver); cert is the re-issued certificate when
-// plan.Reissue. Metadata (resourceVersion, owners) is kept.
-func ApplyTrust(s *corev1.Secret, plan TrustPlan, cert *certs.Certificate) *corev1.Secret {
-	out := s.DeepCopy()
-	out.Data = maps.Clone(s.Data)
-	if out.Data == nil {
-		out.Data = map[string][]byte{}
-	}
-	if plan.CACert != nil {
-		out.Data[CACertKey] = plan.CACert
-	}
-	if plan.Reissue && cert != nil {
-		out.Data[RepoCertKey] = cert.CertPEM
-		out.Data[RepoKeyKey] = cert.KeyPEM
-	}
-	return out
 }
 
 // TrustPatch is the JSON merge patch that applies plan to s: only the keys

@@ -132,31 +132,6 @@ func lenOf(b *certs.Bundle) int {
 	return b.Len()
 }
 
-// TestApplyTrust: the plan's keys are replaced, everything else (other keys,
-// resourceVersion, owners) kept, the input untouched.
-func TestApplyTrust(t *testing.T) {
-	in := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "s", ResourceVersion: "7", OwnerReferences: []metav1.OwnerReference{{Name: "pod"}}},
-		Data:       map[string][]byte{BootstrapConfigKey: []byte("boot"), CACertKey: []byte("old-ca"), RepoCertKey: []byte("old-cert"), RepoKeyKey: []byte("old-key")},
-	}
-	out := ApplyTrust(in, TrustPlan{CACert: []byte("ca"), Reissue: true}, &certs.Certificate{CertPEM: []byte("cert"), KeyPEM: []byte("key")})
-	want := map[string]string{BootstrapConfigKey: "boot", CACertKey: "ca", RepoCertKey: "cert", RepoKeyKey: "key"}
-	for k, v := range want {
-		if string(out.Data[k]) != v {
-			t.Errorf("%s = %q, want %q", k, out.Data[k], v)
-		}
-	}
-	if out.ResourceVersion != "7" || len(out.OwnerReferences) != 1 {
-		t.Errorf("metadata changed: %+v", out.ObjectMeta)
-	}
-	if string(in.Data[CACertKey]) != "old-ca" || string(in.Data[RepoKeyKey]) != "old-key" {
-		t.Error("input modified")
-	}
-	if got := ApplyTrust(in, TrustPlan{CACert: []byte("ca")}, nil); string(got.Data[RepoCertKey]) != "old-cert" {
-		t.Error("a cacert.pem-only plan replaced the certificate")
-	}
-}
-
 // TestSignedBy: through an intermediate, and telling apart two roots with
 // the same subject.
 func TestSignedBy(t *testing.T) {

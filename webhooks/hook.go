@@ -549,8 +549,9 @@ func isRepair(exists bool, published, desired []byte) bool {
 }
 
 // repairWait is how long to hold off the next repair: nothing for the first
-// few, then doubling while someone keeps reverting us (a GitOps tool that
-// owns the caBundle must not turn into a write storm).
+// two, then from 1 ms growing fourfold, up to 30 s, while someone keeps
+// reverting us (a GitOps tool that owns the caBundle must not turn into a
+// write storm); 30 s without a repair starts it over (noteRepair).
 func (h *hook) repairWait() time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()

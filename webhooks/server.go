@@ -212,15 +212,6 @@ func New(opts Options, hooks []Webhook) (*Server, error) {
 	return s, nil
 }
 
-// Run serves hooks until ctx ends.
-func Run(ctx context.Context, opts Options, hooks []Webhook) error {
-	s, err := New(opts, hooks)
-	if err != nil {
-		return err
-	}
-	return s.Start(ctx)
-}
-
 func (o Options) validate() error {
 	switch {
 	case o.Config == nil:

@@ -32,8 +32,6 @@ type Verdict struct {
 	Reason Reason
 	// Detail is a human sentence for logs and events.
 	Detail string
-	// Leaf is the parsed cert when it could be parsed.
-	Leaf *x509.Certificate
 	// RenewAt is when the cert becomes due (zero when it is due already).
 	RenewAt time.Time
 	// Final: the cert is past its renewal point but kept, because no CA of
@@ -82,7 +80,7 @@ func check(spec Spec, data map[string][]byte, trusted []byte, now time.Time, ren
 		return Verdict{Reason: ReasonInvalid, Detail: fmt.Sprintf("%s does not parse: %v", KeyCert, err)}
 	}
 	leaf := chain[0]
-	v := Verdict{Leaf: leaf}
+	var v Verdict
 	cas, err := certs.ParseCertsPEM(data[KeyCA])
 	if err != nil {
 		v.Reason, v.Detail = ReasonInvalid, fmt.Sprintf("%s does not parse: %v", KeyCA, err)

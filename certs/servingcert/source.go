@@ -41,7 +41,6 @@ type Loaded struct {
 // without a restart and without a handshake served from a half-written
 // state: the pair is swapped atomically and only once it parses.
 type Source struct {
-	client    kubernetes.Interface
 	namespace string
 	name      string
 	log       logr.Logger
@@ -54,7 +53,7 @@ type Source struct {
 
 // NewSource watches Secret namespace/name.
 func NewSource(client kubernetes.Interface, namespace, name string, log logr.Logger) *Source {
-	s := &Source{client: client, namespace: namespace, name: name, log: log}
+	s := &Source{namespace: namespace, name: name, log: log}
 	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "secrets", namespace,
 		fields.OneTermEqualSelector("metadata.name", name))
 	s.informer = cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})

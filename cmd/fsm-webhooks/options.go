@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"math"
 	"net"
 	"os"
@@ -132,19 +131,19 @@ func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.certificateManager, "certificate-manager", "tresor", "mesh CA provider: tresor, vault or cert-manager (FSM fsm.certificateProvider.kind)")
 
 	fs.StringVar(&o.vaultHost, "vault-host", "", "Vault host (FSM fsm.vault.host)")
-	fs.IntVar(&o.vaultPort, "vault-port", 8200, "Vault port (FSM fsm.vault.port)")
-	fs.StringVar(&o.vaultProtocol, "vault-protocol", "http", "Vault protocol: http or https (FSM fsm.vault.protocol)")
+	fs.IntVar(&o.vaultPort, "vault-port", vault.DefaultPort, "Vault port (FSM fsm.vault.port)")
+	fs.StringVar(&o.vaultProtocol, "vault-protocol", vault.DefaultProtocol, "Vault protocol: http or https (FSM fsm.vault.protocol)")
 	fs.StringVar(&o.vaultToken, "vault-token", "", "Vault token (FSM fsm.vault.token); prefer --vault-token-secret-name")
 	fs.StringVar(&o.vaultTokenSecretName, "vault-token-secret-name", "", "Secret in the fsm namespace holding the Vault token (FSM fsm.vault.secret.name)")
 	fs.StringVar(&o.vaultTokenSecretKey, "vault-token-secret-key", "", "key of the Vault token in that Secret (FSM fsm.vault.secret.key)")
-	fs.StringVar(&o.vaultRole, "vault-role", "flomesh", "Vault PKI role (FSM fsm.vault.role)")
+	fs.StringVar(&o.vaultRole, "vault-role", vault.DefaultRole, "Vault PKI role (FSM fsm.vault.role)")
 	fs.StringVar(&o.vaultCAFile, "vault-ca-file", "", "PEM file of the CA certificates that sign Vault's https certificate (chart fsm.vault.caSecret); checked at start, then serve re-reads it every 10s and uses a changed file that holds a certificate (a bad one keeps the CAs in use, logged); empty: the system's roots, or VAULT_CACERT")
 	fs.StringVar(&o.vaultClientCertFile, "vault-client-cert-file", "", "PEM TLS client certificate presented to Vault's https listener, for a Vault that requires one (tls_require_and_verify_client_cert), with --vault-client-key-file (chart fsm.vault.clientCertSecret); checked at start, then serve re-reads both every 10s and presents a changed pair whose key matches (a bad one keeps the pair in use, logged)")
 	fs.StringVar(&o.vaultClientKeyFile, "vault-client-key-file", "", "PEM private key of --vault-client-cert-file")
 
-	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", "fsm-ca", "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
-	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", "Issuer", "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")
-	fs.StringVar(&o.certManagerIssuerGroup, "cert-manager-issuer-group", "cert-manager.io", "cert-manager issuer group (FSM fsm.certmanager.issuerGroup)")
+	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", certmanager.DefaultIssuerName, "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
+	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", certmanager.DefaultIssuerKind, "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")
+	fs.StringVar(&o.certManagerIssuerGroup, "cert-manager-issuer-group", certmanager.DefaultIssuerGroup, "cert-manager issuer group (FSM fsm.certmanager.issuerGroup)")
 }
 
 // addWebhookFlags: how each webhook is registered and named, which the
@@ -524,10 +523,6 @@ func (o *options) clientConfigs(cfg *rest.Config) (admission, controllers *rest.
 	admission.QPS, admission.Burst = o.admissionQPS, o.admissionBurst
 	controllers.QPS, controllers.Burst = o.controllerQPS, o.controllerBurst
 	return admission, controllers
-}
-
-func (o *options) String() string {
-	return fmt.Sprintf("mesh=%s namespace=%s provider=%s", o.meshName, o.fsmNamespace, o.certificateManager)
 }
 
 // hostFlag checks a flag holding a host: empty, an IP address or a DNS

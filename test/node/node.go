@@ -764,16 +764,6 @@ func (p *proc) stop(timeout time.Duration) error {
 	}
 }
 
-// StopComponent stops one component (e.g. "kube-controller-manager") the
-// way teardown does.
-func (c *Cluster) StopComponent(name string) error {
-	p := c.proc(name)
-	if p == nil {
-		return fmt.Errorf("node: no component %q", name)
-	}
-	return p.stop(stopTimeout)
-}
-
 // RestartContainerd stops containerd with SIGTERM, as `systemctl restart
 // containerd` does, starts it again with the same configuration and waits
 // until it serves; it returns how long containerd was away. The containers

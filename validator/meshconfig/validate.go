@@ -63,13 +63,6 @@ var (
 	PullPolicies       = []string{"Always", "IfNotPresent", "Never"}
 )
 
-// Certificate key sizes the mesh CA providers issue (every size in between
-// too, not only 2048, 3072 and 4096).
-const (
-	MinCertKeyBitSize = rules.MinCertKeyBitSize
-	MaxCertKeyBitSize = rules.MaxCertKeyBitSize
-)
-
 // IsServedVersion reports whether v is a served MeshConfig version.
 func IsServedVersion(v string) bool { return slices.Contains(Versions, v) }
 
