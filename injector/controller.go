@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	configv1alpha3 "github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 )
@@ -57,7 +58,11 @@ type SecretControllerOptions struct {
 	MeshName string
 	// GracePeriod defaults to DefaultOrphanGracePeriod.
 	GracePeriod time.Duration
-	Logger      logr.Logger
+	// Finished is the cache of finished meshed pods, whose Secrets are
+	// deleted too (ReasonPodFinished); nil: SetupSecretController makes one
+	// (NewFinishedPods). serve shares one with SetupSecretWriter.
+	Finished *FinishedPods
+	Logger   logr.Logger
 }
 
 // CacheByObject restricts the manager's Pod and Secret caches to the objects
@@ -137,10 +142,12 @@ func HandlerCaches() []client.Object {
 
 // SetupSecretController registers the controller that deletes bootstrap
 // Secrets nobody needs any more: a Secret whose pod this process saw deleted
-// is deleted at once; a Secret whose pod is not there once the grace period
-// has passed (the pod never appeared, or it was deleted while no replica
-// watched) is deleted then. Both only after the API server confirms that no
-// pod carries the Secret's uuid. The controller never writes to a Secret
+// is deleted at once, and so is one whose pods all finished (phase
+// Succeeded or Failed: no container of it starts again, though the pod
+// object may stay for long; opts.Finished); a Secret whose pod is not there
+// once the grace period has passed (the pod never appeared, or it was
+// deleted while no replica watched) is deleted then, only after the API
+// server confirms that no pod carries the Secret's uuid. The controller never writes to a Secret
 // (no owner reference: design (a) in docs/design.md), so each meshed pod
 // costs the pod and Secret creates and their deletes, nothing more.
 func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) error {
@@ -158,6 +165,13 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	if err := indexPodsByUUID(context.Background(), mgr.GetCache()); err != nil {
 		return fmt.Errorf("injector: indexing pods by %s: %w", ProxyUUIDLabel, err)
 	}
+	if opts.Finished == nil {
+		f, err := NewFinishedPods(mgr)
+		if err != nil {
+			return err
+		}
+		opts.Finished = f
+	}
 	r := newSecretReconciler(mgr.GetClient(), mgr.GetAPIReader(), opts)
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return isBootstrapSecret(o, opts.MeshName) })
 	err := builder.ControllerManagedBy(mgr).
@@ -165,14 +179,20 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		// Metadata only: everything the controller reads is in metadata, and
 		// the webhook's memory never holds every meshed pod's private key.
 		For(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(ours)).
-		// Only a pod's removal matters, or its uuid label changed (the old
-		// Secret is then rechecked as if its pod were gone): a live pod's
+		// Here only a pod's removal matters, or its uuid label changed (the
+		// old Secret is then rechecked as if its pod were gone); a pod
+		// finishing comes through the finished pods' cache, below (this
+		// cache has no phase). A live pod's
 		// Secret is kept whether or not the pod is cached yet (the grace
 		// period and the API server cover the cache's lag). The informer
 		// reports the removal once the object is gone from storage, after
 		// the kubelet has stopped the containers, not when
 		// deletionTimestamp is set.
 		WatchesMetadata(&corev1.Pod{}, handler.Funcs{DeleteFunc: r.podDeleted, UpdateFunc: r.podRelabelled}).
+		// A pod that finishes enters the finished pods' selection: the API
+		// server sends it as added, once (its first list sends those that
+		// finished before).
+		WatchesRawSource(source.Kind[client.Object](opts.Finished.cache, metadataOf(podKind), handler.Funcs{CreateFunc: r.podFinished})).
 		// Pods are deleted as fast as they are created, and each worker
 		// waits on a Delete's round trip: keeping up takes workers ≥ churn
 		// rate × the apiserver's write latency (Little's law). Four kept up
@@ -318,19 +338,24 @@ const (
 	// had passed: the pod never appeared (refused after our webhook), or
 	// it was deleted while no replica of the controller watched.
 	ReasonNoPod = "no-pod-after-grace"
+	// ReasonPodFinished: its pod finished (phase Succeeded or Failed) and
+	// will never start a container again, though it is not deleted.
+	ReasonPodFinished = "pod-finished"
 )
 
 var orphansDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "fsm_webhooks_injector_orphan_secrets_deleted_total",
 	Help: "Bootstrap Secrets the injector deleted, by reason: " + ReasonPodDeleted + " (the controller saw the pod deleted), " +
-		ReasonNoPod + " (no pod with the Secret's uuid once the grace period had passed: the pod never appeared, or was deleted while no replica ran). " +
+		ReasonNoPod + " (no pod with the Secret's uuid once the grace period had passed: the pod never appeared, or was deleted while no replica ran), " +
+		ReasonPodFinished + " (the pod finished, phase Succeeded or Failed, and is kept: its containers never start again). " +
 		"Secrets the garbage collector deleted (owned by their pod, e.g. by FSM's controller) are not counted.",
 }, []string{"reason"})
 
 func init() {
-	// Both series exist from the start, so a rate over them is defined.
+	// Every series exists from the start, so a rate over them is defined.
 	orphansDeleted.WithLabelValues(ReasonPodDeleted)
 	orphansDeleted.WithLabelValues(ReasonNoPod)
+	orphansDeleted.WithLabelValues(ReasonPodFinished)
 	metrics.Registry.MustRegister(orphansDeleted)
 }
 
@@ -384,6 +409,9 @@ const (
 	// podDeleted: this process saw the pod with the Secret's uuid deleted.
 	// A uuid is made per admission, so no pod carries it again.
 	podDeleted
+	// podFinished: every pod carrying the uuid has finished (phase
+	// Succeeded or Failed): no container of it starts again.
+	podFinished
 )
 
 func (s podState) String() string {
@@ -394,6 +422,8 @@ func (s podState) String() string {
 		return "exists"
 	case podDeleted:
 		return "deleted"
+	case podFinished:
+		return "finished"
 	}
 	return fmt.Sprintf("podState(%d)", int(s))
 }
@@ -408,7 +438,8 @@ const (
 	keepSecret
 	// waitForPod: its pod may still be stored; look again after Wait.
 	waitForPod
-	// deleteSecret: its pod is gone or never came (Reason says which).
+	// deleteSecret: its pod is gone, finished or never came (Reason says
+	// which).
 	deleteSecret
 )
 
@@ -416,7 +447,7 @@ const (
 type secretAction struct {
 	Verdict secretVerdict
 	Wait    time.Duration // waitForPod: until the grace period ends
-	Reason  string        // deleteSecret: ReasonPodDeleted or ReasonNoPod
+	Reason  string        // deleteSecret: ReasonPodDeleted, ReasonPodFinished or ReasonNoPod
 }
 
 // decideSecret decides, from the Secret's metadata and what is known of its
@@ -433,6 +464,8 @@ func decideSecret(secret metav1.Object, mesh string, pod podState, grace time.Du
 		return secretAction{Verdict: keepSecret}
 	case podDeleted:
 		return secretAction{Verdict: deleteSecret, Reason: ReasonPodDeleted}
+	case podFinished:
+		return secretAction{Verdict: deleteSecret, Reason: ReasonPodFinished}
 	}
 	if wait := secret.GetCreationTimestamp().Add(grace).Sub(now); wait > 0 {
 		return secretAction{Verdict: waitForPod, Wait: wait}
@@ -445,6 +478,8 @@ type secretReconciler struct {
 	live   client.Reader
 	opts   SecretControllerOptions
 	now    func() time.Time
+	// finished: nil in unit tests that give none (no pod is finished).
+	finished *FinishedPods
 
 	// deleted maps the Secrets (namespace/name) whose pod this process saw
 	// deleted, and that have not been reconciled since, to that pod.
@@ -479,7 +514,7 @@ type deletedPod struct {
 }
 
 func newSecretReconciler(c client.Client, live client.Reader, opts SecretControllerOptions) *secretReconciler {
-	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, deleted: map[types.NamespacedName]deletedPod{}, mounted: map[string]map[types.UID]string{}}
+	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, finished: opts.Finished, deleted: map[types.NamespacedName]deletedPod{}, mounted: map[string]map[types.UID]string{}}
 }
 
 // podDeleted records that the pod of a bootstrap Secret is reported gone and
@@ -524,6 +559,41 @@ func (r *secretReconciler) podRelabelled(_ context.Context, e event.TypedUpdateE
 	// Still cached, with the same volumes: what was learnt of its mount
 	// holds.
 	r.secretLost(e.ObjectOld, q)
+}
+
+// podFinished queues the Secret of a pod that finished (it entered the
+// finished pods' selection); the reconcile finds it in that cache.
+func (r *secretReconciler) podFinished(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	id := e.Object.GetLabels()[ProxyUUIDLabel]
+	if id == "" {
+		return
+	}
+	q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}})
+}
+
+// uuidFinished reports whether the pods of namespace carrying proxy uuid id
+// have all finished (uuidFinished), from the caches only: a pod's phase
+// never leaves Succeeded or Failed, so what the finished pods' cache holds
+// stays true. Only when a finished pod carries it are the pod cache's
+// carriers listed.
+func (r *secretReconciler) uuidFinished(ctx context.Context, namespace, id string) (bool, error) {
+	if r.finished == nil {
+		return false, nil
+	}
+	finished, err := r.finished.withUUID(ctx, namespace, id)
+	if err != nil || len(finished) == 0 {
+		return false, err
+	}
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.client.List(ctx, pods, client.InNamespace(namespace), client.MatchingFields{podUUIDIndex: id}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("listing pods with %s=%s in %s: %w", ProxyUUIDLabel, id, namespace, err)
+	}
+	carriers := make([]types.UID, len(pods.Items))
+	for i := range pods.Items {
+		carriers[i] = pods.Items[i].UID
+	}
+	return uuidFinished(finished, carriers), nil
 }
 
 // sawPodDeleted returns the pod of Secret key that this process saw
@@ -597,6 +667,17 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 			}
 		}
 	}
+	if pod != podDeleted {
+		// Cached or not yet: a pod the finished pods' cache has may be
+		// one the pod cache has not caught up with.
+		fin, err := r.uuidFinished(ctx, secret.Namespace, id)
+		if err != nil {
+			return reconcile.Result{}, false, err
+		}
+		if fin {
+			pod = podFinished
+		}
+	}
 	act := decideSecret(secret, r.opts.MeshName, pod, r.opts.GracePeriod, r.now())
 	switch act.Verdict {
 	case ignoreSecret, keepSecret:
@@ -611,8 +692,9 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	// (45,617 of 60,000 Secrets left after 10 min at 100 pods/s). A Secret
 	// whose pod was never seen is deleted only if the API server, asked
 	// then, has no pod with its uuid: the cache may lag a pod created a
-	// moment ago. It has no custom index: select by label.
-	if pod != podDeleted {
+	// moment ago. It has no custom index: select by label. A finished pod,
+	// like a deleted one, needs no read: its phase never changes back.
+	if pod != podDeleted && pod != podFinished {
 		livePod, err := podWithUUID(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
 		if err != nil {
 			return reconcile.Result{}, false, err
@@ -648,12 +730,13 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	orphansDeleted.WithLabelValues(act.Reason).Inc()
 	// The logger takes the Secret's key here, not per reconcile: zap
 	// encodes values when they are attached, and most reconciles log nothing.
-	// A deleted pod's Secret is every meshed pod's end, as routine as its
-	// admission (which logs nothing by default): at V(1), or pod churn
-	// floods the default log with a line per pod. An orphan swept after the
-	// grace period is not routine and stays at info.
+	// A deleted (or finished: every Job's pod) pod's Secret is every meshed
+	// pod's end, as routine as its admission (which logs nothing by
+	// default): at V(1), or pod churn floods the default log with a line
+	// per pod. An orphan swept after the grace period is not routine and
+	// stays at info.
 	log := r.opts.Logger
-	if act.Reason == ReasonPodDeleted {
+	if act.Reason == ReasonPodDeleted || act.Reason == ReasonPodFinished {
 		log = log.V(1)
 	}
 	log.Info("deleted bootstrap Secret", "secret", key.String(), "reason", act.Reason, "proxyUUID", id, "age", r.now().Sub(secret.CreationTimestamp.Time).Round(time.Second))

@@ -168,6 +168,7 @@ func TestE2E(t *testing.T) {
 	t.Run("pod refused by a later webhook leaves no Secret", e.testOrphan)
 	t.Run("a deleted pod's Secret goes at once; the controller writes no owner reference", e.testSecretFollowsPod)
 	t.Run("a pod whose uuid label is removed or changed keeps its Secret while it runs", e.testSecretOfRelabelledPod)
+	t.Run("a finished pod's Secret goes while the pod stays; a pending or running pod keeps its own", e.testFinishedPodSecret)
 	t.Run("namespace over its issuance limit: 429, nothing issued, retried by client-go", func(t *testing.T) { e.testNamespaceLimit(t, servingCA) })
 	t.Run("VirtualMachines get fsm-proxy-uuid in monitored namespaces only", func(t *testing.T) { e.testVirtualMachines(t, servingCA) })
 	t.Run("500 concurrent creates", e.testConcurrent)

@@ -336,7 +336,8 @@ const DefaultRepairDelay = 10 * time.Second
 type writeAction int
 
 const (
-	// writeNothing: the Secret exists, or the pod is gone or going.
+	// writeNothing: the Secret exists, or the pod is gone, going or
+	// finished.
 	writeNothing writeAction = iota
 	// writePending: write it from this process's admission record.
 	writePending
@@ -365,7 +366,12 @@ type SecretWriterOptions struct {
 	Handler *Handler
 	// RepairDelay defaults to DefaultRepairDelay.
 	RepairDelay time.Duration
-	Logger      logr.Logger
+	// Finished, when set (SetupSecretController's), spares the repair of a
+	// finished pod, whose Secret the cleanup deleted, its two API reads at
+	// every start of every replica; without it the pod's phase, read from
+	// the API server, stops the repair.
+	Finished *FinishedPods
+	Logger   logr.Logger
 }
 
 // SetupSecretWriter registers the controller that writes bootstrap Secrets
@@ -386,7 +392,7 @@ func SetupSecretWriter(mgr manager.Manager, opts SecretWriterOptions) error {
 		opts.Logger = mgr.GetLogger()
 	}
 	h := opts.Handler
-	w := &secretWriter{cache: mgr.GetClient(), h: h, pending: h.opts.Pending, repairDelay: opts.RepairDelay, log: opts.Logger, now: time.Now}
+	w := &secretWriter{cache: mgr.GetClient(), h: h, pending: h.opts.Pending, repairDelay: opts.RepairDelay, finished: opts.Finished, log: opts.Logger, now: time.Now}
 	if w.pending != nil {
 		if err := mgr.Add(manager.RunnableFunc(w.runPending)); err != nil {
 			return fmt.Errorf("injector: running the pending Secret store: %w", err)
@@ -410,6 +416,7 @@ type secretWriter struct {
 	h           *Handler
 	pending     *PendingSecrets // nil: the admission writes
 	repairDelay time.Duration
+	finished    *FinishedPods // nil: none
 	log         logr.Logger
 	now         func() time.Time
 }
@@ -521,6 +528,11 @@ func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) 
 	pod, deleting := podNotSeen, false
 	if podMeta != nil {
 		pod, deleting = podExists, podMeta.DeletionTimestamp != nil
+	}
+	if !secretExists && pod == podExists && w.finished.has(ctx, key.Namespace, id, podMeta.UID) {
+		// Its containers never start again: a Secret would only be
+		// deleted again by the cleanup.
+		pod = podFinished
 	}
 	pending := false
 	if w.pending != nil {
@@ -645,9 +657,11 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 	if err := w.h.opts.Client.Get(ctx, types.NamespacedName{Namespace: meta.Namespace, Name: meta.Name}, pod); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("reading pod %s/%s: %w", meta.Namespace, meta.Name, err))
 	}
-	if pod.UID != meta.UID || pod.DeletionTimestamp != nil || existingUUID(pod) != id {
-		// Another pod of that name, going, or not mounting this Secret
-		// (FSM's node-level interception labels pods without one).
+	if pod.UID != meta.UID || pod.DeletionTimestamp != nil || isFinished(pod.Status.Phase) || existingUUID(pod) != id {
+		// Another pod of that name, going, finished (the cleanup deleted
+		// its Secret: its containers never start again), or not mounting
+		// this Secret (FSM's node-level interception labels pods without
+		// one).
 		return nil
 	}
 	ns := &corev1.Namespace{}

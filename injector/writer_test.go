@@ -46,6 +46,8 @@ func TestDecideWrite(t *testing.T) {
 		{name: "pod seen deleted", pod: podDeleted, pending: true, want: writeNothing},
 		{name: "pod being deleted", pod: podExists, deleting: true, pending: true, want: writeNothing},
 		{name: "pod being deleted, nothing pending", pod: podExists, deleting: true, want: writeNothing},
+		{name: "pod finished (its Secret deleted by the cleanup): no repair", pod: podFinished, want: writeNothing},
+		{name: "pod finished before its recorded Secret was written", pod: podFinished, pending: true, want: writeNothing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := decideWrite(tc.secretExists, tc.pod, tc.deleting, tc.pending); got != tc.want {

@@ -640,12 +640,18 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 		if err := h.ForgetDeletedNamespaces(ctx, mgr.GetCache()); err != nil {
 			return w, err
 		}
+		// One cache of finished pods: the cleanup deletes their Secrets,
+		// and the writer's repair leaves them without one.
+		finished, err := injector.NewFinishedPods(mgr)
+		if err != nil {
+			return w, err
+		}
 		if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{
-			MeshName: o.meshName, Logger: log.WithName("bootstrap-secrets"),
+			MeshName: o.meshName, Finished: finished, Logger: log.WithName("bootstrap-secrets"),
 		}); err != nil {
 			return w, err
 		}
-		if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, Logger: log.WithName("bootstrap-writer")}); err != nil {
+		if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, Finished: finished, Logger: log.WithName("bootstrap-writer")}); err != nil {
 			return w, err
 		}
 		if err := addTrustController(o, mgr, issuer, log); err != nil {
