@@ -191,8 +191,10 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 		WatchesMetadata(&corev1.Pod{}, handler.Funcs{DeleteFunc: r.podDeleted, UpdateFunc: r.podRelabelled}).
 		// A pod that finishes enters the finished pods' selection: the API
 		// server sends it as added, once (its first list sends those that
-		// finished before).
-		WatchesRawSource(source.Kind[client.Object](opts.Finished.cache, metadataOf(podKind), handler.Funcs{CreateFunc: r.podFinished})).
+		// finished before). Not waited for: a list of it that never
+		// succeeds must hold up only the finished pods' Secrets, not every
+		// deletion this controller makes.
+		WatchesRawSource(notWaitedFor{source.Kind[client.Object](opts.Finished.cache, metadataOf(podKind), handler.Funcs{CreateFunc: r.podFinished})}).
 		// Pods are deleted as fast as they are created, and each worker
 		// waits on a Delete's round trip: keeping up takes workers ≥ churn
 		// rate × the apiserver's write latency (Little's law). Four kept up
@@ -208,6 +210,14 @@ func SetupSecretController(mgr manager.Manager, opts SecretControllerOptions) er
 	}
 	return nil
 }
+
+// finishedSyncRecheck spaces the reconciles of a finished pod's Secret
+// queued before the finished pods' cache had synced.
+const finishedSyncRecheck = time.Second
+
+// notWaitedFor is a source the controller starts without waiting for its
+// informer to sync (it has no WaitForSync): its events come once it has.
+type notWaitedFor struct{ source.Source }
 
 // secretCacheSyncTimeout is how long the bootstrap Secret controller waits,
 // as it starts, for its Secret informer to list: for as long as the replica
@@ -488,6 +498,11 @@ type secretReconciler struct {
 	// queue.
 	mu      sync.Mutex
 	deleted map[types.NamespacedName]deletedPod
+	// finishing holds the Secrets podFinished queued before the finished
+	// pods' cache had synced (its first list delivers each pod before the
+	// cache says it has synced, and the reconcile reads no unsynced cache):
+	// they are looked at again until it has. Guarded by mu.
+	finishing map[types.NamespacedName]struct{}
 
 	// mounted maps, by namespace, the cached meshed pods (by uid) whose
 	// bootstrap volume podMounting had to learn from the API server to the
@@ -514,7 +529,7 @@ type deletedPod struct {
 }
 
 func newSecretReconciler(c client.Client, live client.Reader, opts SecretControllerOptions) *secretReconciler {
-	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, finished: opts.Finished, deleted: map[types.NamespacedName]deletedPod{}, mounted: map[string]map[types.UID]string{}}
+	return &secretReconciler{client: c, live: live, opts: opts, now: time.Now, finished: opts.Finished, deleted: map[types.NamespacedName]deletedPod{}, finishing: map[types.NamespacedName]struct{}{}, mounted: map[string]map[types.UID]string{}}
 }
 
 // podDeleted records that the pod of a bootstrap Secret is reported gone and
@@ -563,21 +578,44 @@ func (r *secretReconciler) podRelabelled(_ context.Context, e event.TypedUpdateE
 
 // podFinished queues the Secret of a pod that finished (it entered the
 // finished pods' selection); the reconcile finds it in that cache.
-func (r *secretReconciler) podFinished(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (r *secretReconciler) podFinished(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	id := e.Object.GetLabels()[ProxyUUIDLabel]
 	if id == "" {
 		return
 	}
-	q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}})
+	key := types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: BootstrapSecretName(id)}
+	if !r.finished.synced(ctx) {
+		r.mu.Lock()
+		r.finishing[key] = struct{}{}
+		r.mu.Unlock()
+	}
+	q.Add(reconcile.Request{NamespacedName: key})
+}
+
+// finishedUnsynced reports whether Secret key waits for the finished pods'
+// cache to sync (finishing), and forgets it once the cache has.
+func (r *secretReconciler) finishedUnsynced(ctx context.Context, key types.NamespacedName) bool {
+	synced := r.finished.synced(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.finishing[key]; !ok {
+		return false
+	}
+	if synced {
+		delete(r.finishing, key)
+	}
+	return !synced
 }
 
 // uuidFinished reports whether the pods of namespace carrying proxy uuid id
 // have all finished (uuidFinished), from the caches only: a pod's phase
 // never leaves Succeeded or Failed, so what the finished pods' cache holds
 // stays true. Only when a finished pod carries it are the pod cache's
-// carriers listed.
+// carriers listed. Until that cache has synced no pod counts as finished:
+// the reconcile must not wait on it (notWaitedFor), and a pod that
+// finished before is queued again by the cache's first list.
 func (r *secretReconciler) uuidFinished(ctx context.Context, namespace, id string) (bool, error) {
-	if r.finished == nil {
+	if !r.finished.synced(ctx) {
 		return false, nil
 	}
 	finished, err := r.finished.withUUID(ctx, namespace, id)
@@ -608,6 +646,7 @@ func (r *secretReconciler) sawPodDeleted(key types.NamespacedName) (pod deletedP
 func (r *secretReconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	delete(r.deleted, key)
+	delete(r.finishing, key)
 	r.mu.Unlock()
 }
 
@@ -668,6 +707,9 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 		}
 	}
 	if pod != podDeleted {
+		if r.finishedUnsynced(ctx, key) {
+			return reconcile.Result{RequeueAfter: finishedSyncRecheck}, false, nil
+		}
 		// Cached or not yet: a pod the finished pods' cache has may be
 		// one the pod cache has not caught up with.
 		fin, err := r.uuidFinished(ctx, secret.Namespace, id)

@@ -45,9 +45,10 @@ var finishedSelector = fields.AndSelectors(
 )
 
 // NewFinishedPods makes mgr's FinishedPods cache and runs it with mgr on
-// every replica. Its informer starts when the bootstrap Secret controller
-// waits for it (a list that fails keeps that controller waiting, not the
-// manager's start or stop: secretCacheSyncTimeout).
+// every replica. Nothing waits for it to sync: a list that keeps failing
+// leaves the finished pods' Secrets in place (until their pods are
+// deleted), not the manager's start or stop nor the Secret controller's
+// other deletions.
 func NewFinishedPods(mgr manager.Manager) (*FinishedPods, error) {
 	hasUUID := labels.NewSelector().Add(mustRequirement(ProxyUUIDLabel, selection.Exists))
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
@@ -124,13 +125,19 @@ func uuidFinished(finished, carriers []types.UID) bool {
 // must not wait on it (a pod's phase read from the API server decides the
 // rest), so a nil cache, one still listing or a failed read say no.
 func (f *FinishedPods) has(ctx context.Context, namespace, id string, uid types.UID) bool {
-	if f == nil {
-		return false
-	}
-	inf, err := f.cache.GetInformer(ctx, metadataOf(podKind), cache.BlockUntilSynced(false))
-	if err != nil || !inf.HasSynced() {
+	if !f.synced(ctx) {
 		return false
 	}
 	uids, err := f.withUUID(ctx, namespace, id)
 	return err == nil && slices.Contains(uids, uid)
+}
+
+// synced reports whether the cache has listed, without waiting for it (a
+// read of an unsynced cache blocks until it syncs); false for a nil cache.
+func (f *FinishedPods) synced(ctx context.Context) bool {
+	if f == nil {
+		return false
+	}
+	inf, err := f.cache.GetInformer(ctx, metadataOf(podKind), cache.BlockUntilSynced(false))
+	return err == nil && inf.HasSynced()
 }
