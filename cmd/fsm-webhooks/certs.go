@@ -42,8 +42,9 @@ func newCertsStatusCommand(o *options) *cobra.Command {
 		Long: `status lists the configuration it checks, the mesh CA roots (with the built-in
 CA: the root rotation phase and the signing root's expiry) and each webhook's
 serving certificate (subject, issuer, not-after, days left, Secret) and whether
-the caBundle of its webhook configuration or CRD verifies it. It only reads.
-Exit status 1 when anything is wrong (missing, expired, due for renewal, not
+the caBundle of its webhook configuration or CRD verifies it. It only reads
+(with cert-manager and no CA Secret, it learns the CA from one throwaway
+CertificateRequest, deleted after, as serve does). Exit status 1 when anything is wrong (missing, expired, due for renewal, not
 verified).
 
 Settings not given on the command line (or as FSM_<FLAG>) are read from the
