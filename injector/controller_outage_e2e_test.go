@@ -2,6 +2,7 @@ package injector_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -107,16 +108,8 @@ func secretListOutageManager(t *testing.T) (manager.Manager, *atomic.Bool, *atom
 	env := startCoreEnv(t)
 	outage, refused := new(atomic.Bool), new(atomic.Int32)
 	outage.Store(true)
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return promhttp.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
-			if outage.Load() && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/secrets") {
-				refused.Add(1)
-				return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
-					Header: http.Header{"Content-Type": {"text/plain"}}, Body: http.NoBody, Request: r}, nil
-			}
-			return rt.RoundTrip(r)
-		})
+	cfg := refusing(env.Config, http.StatusServiceUnavailable, refused, func(r *http.Request) bool {
+		return outage.Load() && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/secrets")
 	})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: env.Client.Scheme(), Logger: testr.New(t), Metrics: metricsserver.Options{BindAddress: "0"},
@@ -142,37 +135,12 @@ func secretListOutageManager(t *testing.T) (manager.Manager, *atomic.Bool, *atom
 func TestDeletionsWhileFinishedPodsCannotList(t *testing.T) {
 	env := startCoreEnv(t, "app")
 	refused := new(atomic.Int32)
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return promhttp.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/pods") && strings.Contains(r.URL.Query().Get("fieldSelector"), "status.phase") {
-				refused.Add(1)
-				return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden",
-					Header: http.Header{"Content-Type": {"text/plain"}}, Body: http.NoBody, Request: r}, nil
-			}
-			return rt.RoundTrip(r)
-		})
+	cfg := refusing(env.Config, http.StatusForbidden, refused, func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/pods") && strings.Contains(r.URL.Query().Get("fieldSelector"), "status.phase")
 	})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Client.Scheme(), Logger: testr.New(t), Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{ByObject: injector.CacheByObject()},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, Logger: testr.New(t)}); err != nil {
-		t.Fatal(err)
-	}
+	mgr := secretControllerManagerFor(t, cfg, env.Client.Scheme(), injector.SecretControllerOptions{MeshName: meshName, Logger: testr.New(t)})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
+	startManager(ctx, t, mgr, cancel)
 
 	const id = "00000000-0000-4000-8000-0000000000f1"
 	pod := &corev1.Pod{
@@ -250,4 +218,21 @@ func TestSecretsOfPodsFinishedBeforeStart(t *testing.T) {
 func testBootstrapSecret(namespace, id string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: injector.BootstrapSecretName(id), Namespace: namespace,
 		Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": meshName, injector.ProxyUUIDLabel: id}}}
+}
+
+// refusing is cfg with the requests match selects answered with status
+// (an empty body), counted in refused.
+func refusing(cfg *rest.Config, status int, refused *atomic.Int32, match func(*http.Request) bool) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return promhttp.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			if match(r) {
+				refused.Add(1)
+				return &http.Response{StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
+					Header: http.Header{"Content-Type": {"text/plain"}}, Body: http.NoBody, Request: r}, nil
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	return cfg
 }

@@ -30,13 +30,7 @@ import (
 func TestDebugCopyOfPodAnnotatedPod(t *testing.T) {
 	ctx := context.Background()
 	env := startCoreEnv(t, fsmNamespace)
-	h, err := injector.NewHandler(injector.Options{
-		Client: env.Client, Namespaces: env.Client, Issuer: newTresor(ctx, t, env.Clientset, 2),
-		MeshName: meshName, FSMNamespace: fsmNamespace,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := tresorInjector(ctx, t, env, 2)
 	registerInjector(ctx, t, env.Client, h, "injector-debug-copy-test")
 	// Waits for the configuration to take effect.
 	injectedNamespace(ctx, t, env.Client, "debug-copy-ready")

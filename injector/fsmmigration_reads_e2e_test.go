@@ -101,17 +101,8 @@ func TestOrphanSweepReadsFSMPodsOnce(t *testing.T) {
 	podNames, fsmSecrets := fsmInjected(ctx, t, env.Client, ns, n)
 
 	cfg, counted := countGETs(env.Config)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Client.Scheme(), Logger: testr.New(t), Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{ByObject: injector.CacheByObject()},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := injector.SetupSecretController(mgr, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 1})}); err != nil {
-		t.Fatal(err)
-	}
+	mgr := secretControllerManagerFor(t, cfg, env.Client.Scheme(),
+		injector.SecretControllerOptions{MeshName: meshName, GracePeriod: grace, Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 1})})
 	mctx, cancel := context.WithCancel(ctx)
 	startManager(mctx, t, mgr, cancel)
 

@@ -41,13 +41,7 @@ func TestMirrorPodNotInjected(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fsmNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := injector.NewHandler(injector.Options{
-		Client: env.Client, Namespaces: env.Client, Issuer: newTresor(ctx, t, env.Clientset, 2),
-		MeshName: meshName, FSMNamespace: fsmNamespace,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := tresorInjector(ctx, t, env, 2)
 	registerInjector(ctx, t, env.Client, h, "injector-mirror-pod-test")
 	const ns = "static-pods"
 	injectedNamespace(ctx, t, env.Client, ns)

@@ -43,13 +43,7 @@ import (
 func TestQuotaLimitRangeAndLaterWebhooks(t *testing.T) {
 	ctx := context.Background()
 	env := startCoreEnv(t, fsmNamespace)
-	h, err := injector.NewHandler(injector.Options{
-		Client: env.Client, Namespaces: env.Client, Issuer: newTresor(ctx, t, env.Clientset, 4),
-		MeshName: meshName, FSMNamespace: fsmNamespace,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := tresorInjector(ctx, t, env, 4)
 	const webhookName = "injector-quota-test"
 	reg, servingCA := registerInjector(ctx, t, env.Client, h, webhookName)
 	namespace := func(t *testing.T, name string) string {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -62,8 +63,15 @@ func startCoreEnv(t *testing.T, namespaces ...string) *testenv.Env {
 // cache as serve does, logging to opts.Logger.
 func secretControllerManager(t *testing.T, env *testenv.Env, opts injector.SecretControllerOptions) manager.Manager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Client.Scheme(), Logger: opts.Logger, Metrics: metricsserver.Options{BindAddress: "0"},
+	return secretControllerManagerFor(t, env.Config, env.Client.Scheme(), opts)
+}
+
+// secretControllerManagerFor is secretControllerManager talking to the
+// apiserver through cfg (one a test wraps to count or refuse requests).
+func secretControllerManagerFor(t *testing.T, cfg *rest.Config, scheme *runtime.Scheme, opts injector.SecretControllerOptions) manager.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Logger: opts.Logger, Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: injector.CacheByObject()},
 		// Other tests in this process register the same controller name.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
@@ -214,6 +222,20 @@ func injectedNamespace(ctx context.Context, t *testing.T, cl client.Client, name
 	eventually(t, 30*time.Second, "the injector to be called", func() (bool, error) {
 		return injector.Probe(ctx, cl, name) == nil, nil
 	})
+}
+
+// tresorInjector is the injector of mesh meshName for env, its
+// certificates from newTresor (a pool of keys keys).
+func tresorInjector(ctx context.Context, t *testing.T, env *testenv.Env, keys int) *injector.Handler {
+	t.Helper()
+	h, err := injector.NewHandler(injector.Options{
+		Client: env.Client, Namespaces: env.Client, Issuer: newTresor(ctx, t, env.Clientset, keys),
+		MeshName: meshName, FSMNamespace: fsmNamespace,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // createForTest creates obj and deletes it when the test ends.
