@@ -506,8 +506,9 @@ type secretReconciler struct {
 
 	// mounted maps, by namespace, the cached meshed pods (by uid) whose
 	// bootstrap volume podMounting had to learn from the API server to the
-	// Secret that volume names ("" for none). A pod's volumes cannot change
-	// and its uid is never reused, so what was learnt once holds for as long
+	// Secret that volume names ("" for none, or once the pod has finished:
+	// it needs none). A pod's volumes cannot change and its uid is never
+	// reused, so what was learnt once holds for as long
 	// as the pod lives: FSM's pods during a migration (their Secrets lack
 	// our labels, so the Secret cache never has them) are read once per
 	// replica, not once per orphan. An entry goes when the pod informer
@@ -735,8 +736,8 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 	// whose pod was never seen is deleted only if the API server, asked
 	// then, has no pod with its uuid: the cache may lag a pod created a
 	// moment ago. It has no custom index: select by label. A finished pod,
-	// like a deleted one, needs no read: its phase never changes back.
-	if pod != podDeleted && pod != podFinished {
+	// like a deleted one, needs no such read: its phase never changes back.
+	if pod == podNotSeen {
 		livePod, err := podWithUUID(ctx, r.live, secret.Namespace, id, client.MatchingLabels{ProxyUUIDLabel: id})
 		if err != nil {
 			return reconcile.Result{}, false, err
@@ -745,12 +746,19 @@ func (r *secretReconciler) reconcile(ctx context.Context, key types.NamespacedNa
 			r.opts.Logger.V(1).Info("kept bootstrap Secret: the API server has its pod", "secret", key.String(), "proxyUUID", id)
 			return reconcile.Result{}, true, nil
 		}
+	}
+	// Another pod may mount the Secret without carrying its uuid: one
+	// whose label was removed or changed, or a copy of the pod made while
+	// it ran (kubectl debug --copy-to drops the labels; a copy not
+	// re-injected keeps the bootstrap volume). The finished pod's uuid says
+	// nothing of it: deleted, that pod could not start again.
+	if pod != podDeleted {
 		mounting, err := r.podMounting(ctx, secret.Namespace, secret.Name)
 		if err != nil {
 			return reconcile.Result{}, false, err
 		}
 		if mounting != "" {
-			r.opts.Logger.V(1).Info("kept bootstrap Secret: a pod whose uuid label was removed or changed mounts it", "secret", key.String(), "pod", mounting, "proxyUUID", id)
+			r.opts.Logger.V(1).Info("kept bootstrap Secret: a pod not carrying its uuid mounts it", "secret", key.String(), "pod", mounting, "proxyUUID", id)
 			return r.recheckRelabelled(), true, nil
 		}
 	}
@@ -812,9 +820,10 @@ func (r *secretReconciler) podStillRunning(ctx context.Context, namespace string
 
 // podMounting names a pod of namespace, as the API server has it, that
 // mounts Secret secretName as its bootstrap volume without carrying the
-// Secret's uuid label; "" if none. The sweep finds a Secret's pod by that
-// label, and nothing else (no owner reference is written) leads from the
-// Secret to its pod, so a pod whose label was removed or changed would
+// Secret's uuid label and has not finished; "" if none (a finished pod
+// never starts a container again, so it needs no Secret). The sweep finds
+// a Secret's pod by that label, and nothing else (no owner reference is
+// written) leads from the Secret to its pod, so a pod whose label was removed or changed would
 // otherwise lose its Secret while it runs. Only reads, and only before a
 // Secret would be deleted: the pods without the label (a page at a time; few
 // in a meshed namespace), and each cached pod whose own uuid is carried by
@@ -833,8 +842,9 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 			return "", fmt.Errorf("listing pods without %s in %s: %w", ProxyUUIDLabel, namespace, err)
 		}
 		for i := range pods.Items {
-			if bootstrapVolumeSecret(&pods.Items[i]) == secretName {
-				return pods.Items[i].Name, nil
+			p := &pods.Items[i]
+			if bootstrapVolumeSecret(p) == secretName && !isFinished(p.Status.Phase) {
+				return p.Name, nil
 			}
 		}
 		if pods.Continue == "" {
@@ -856,13 +866,13 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 	}
 	for i := range cached.Items {
 		m := &cached.Items[i]
+		id := m.Labels[ProxyUUIDLabel]
 		if mounted, ok := r.learntMount(namespace, m.UID); ok {
-			if mounted == secretName {
+			if mounted == secretName && !r.finished.has(ctx, namespace, id, m.UID) {
 				return m.Name, nil
 			}
 			continue
 		}
-		id := m.Labels[ProxyUUIDLabel]
 		own := types.NamespacedName{Namespace: namespace, Name: BootstrapSecretName(id)}
 		if own.Name == secretName {
 			continue
@@ -890,6 +900,11 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 				return "", fmt.Errorf("reading bootstrap Secret %s: %w", own, err)
 			}
 		}
+		if r.finished.has(ctx, namespace, id, m.UID) {
+			// Its Secret is gone (the cleanup deleted it), and it needs
+			// none: no read of a finished pod's volumes.
+			continue
+		}
 		p := &corev1.Pod{}
 		if err := r.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: m.Name}, p); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -900,12 +915,15 @@ func (r *secretReconciler) podMounting(ctx context.Context, namespace, secretNam
 		if p.UID != m.UID {
 			// Another pod of that name since the cache listed: it is
 			// not the one whose mount would be learnt here.
-			if bootstrapVolumeSecret(p) == secretName {
+			if bootstrapVolumeSecret(p) == secretName && !isFinished(p.Status.Phase) {
 				return p.Name, nil
 			}
 			continue
 		}
 		mounted := bootstrapVolumeSecret(p)
+		if isFinished(p.Status.Phase) {
+			mounted = "" // it needs none, now and for good
+		}
 		r.learnMount(namespace, m.UID, mounted)
 		if mounted == secretName {
 			return p.Name, nil

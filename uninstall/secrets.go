@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,28 +60,45 @@ func (h handOver) String() string {
 
 // decideHandOver decides what becomes of mesh's bootstrap Secret now that
 // the injector's controller (which deletes it when its pod goes) is gone;
-// pod is the pod carrying its uuid, nil when there is none.
-func decideHandOver(secret metav1.Object, mesh string, pod *metav1.PartialObjectMetadata) handOver {
+// pods are the pods that need it (the one carrying its uuid, those mounting
+// it), none when there is none.
+func decideHandOver(secret metav1.Object, mesh string, pods []*metav1.PartialObjectMetadata) handOver {
 	l := secret.GetLabels()
 	id := l[injector.ProxyUUIDLabel]
 	if !injector.BootstrapSecretSelector(mesh).Matches(labels.Set(l)) || secret.GetName() != fsmnames.BootstrapSecretName(id) || secret.GetDeletionTimestamp() != nil {
 		return leaveSecret
 	}
-	if pod == nil {
+	if len(pods) == 0 {
 		return deleteOrphan
 	}
-	for _, o := range secret.GetOwnerReferences() {
-		if o.UID == pod.UID {
-			return leaveSecret
-		}
+	if len(missingOwners(secret, pods)) == 0 {
+		return leaveSecret
 	}
 	return ownByPod
 }
 
+// missingOwners are the owner references of the pods that secret does not
+// name as owners yet. Each pod that needs the Secret owns it: the garbage
+// collector deletes a dependent only once all its owners are gone, so a
+// Secret owned by one of two pods mounting it went with that one while the
+// other still mounted it.
+func missingOwners(secret metav1.Object, pods []*metav1.PartialObjectMetadata) []metav1.OwnerReference {
+	var missing []metav1.OwnerReference
+	for _, p := range pods {
+		owned := slices.ContainsFunc(secret.GetOwnerReferences(), func(o metav1.OwnerReference) bool { return o.UID == p.UID })
+		listed := slices.ContainsFunc(missing, func(o metav1.OwnerReference) bool { return o.UID == p.UID })
+		if !owned && !listed {
+			missing = append(missing, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: p.Name, UID: p.UID})
+		}
+	}
+	return missing
+}
+
 // handOverBootstrapSecrets gives every bootstrap Secret of mesh left in the
-// cluster to the garbage collector (its pod as owner, the one carrying its
-// uuid, else the one mounting it: one write per running meshed pod, at
-// uninstall only) or deletes it when its pod is gone. It runs
+// cluster to the garbage collector (its pods as owners: the one carrying its
+// uuid, else the one mounting it, and any pod without a uuid label mounting
+// it too; one write per running meshed pod, at uninstall only) or deletes
+// it when its pod is gone. It runs
 // once the servers are stopped, so no controller deletes and no admission
 // creates Secrets meanwhile. Every write carries the resourceVersion (patch)
 // or UID and resourceVersion (delete) it was decided on; a conflict re-reads
@@ -107,7 +126,12 @@ func handOverBootstrapSecrets(ctx context.Context, cs kubernetes.Interface, meta
 	}); err != nil {
 		return err
 	}
-	mounts := &mountIndex{pods: cs.CoreV1(), byNamespace: map[string]map[string]*metav1.PartialObjectMetadata{}}
+	mounts := newMountIndex(cs.CoreV1(), "")
+	// A copy made of a meshed pod (kubectl debug --copy-to drops the
+	// labels) or a pod whose uuid label was removed may mount a Secret
+	// whose own pod runs too: it must own the Secret as well. One list of
+	// such pods per namespace (in a meshed namespace, few).
+	unlabelled := newMountIndex(cs.CoreV1(), "!"+injector.ProxyUUIDLabel)
 	var (
 		mu     sync.Mutex
 		counts = map[handOver]int{}
@@ -123,18 +147,12 @@ func handOverBootstrapSecrets(ctx context.Context, cs kubernetes.Interface, meta
 	g.SetLimit(handOverWorkers)
 	for _, s := range secrets {
 		key := types.NamespacedName{Namespace: s.Namespace, Name: s.Labels[injector.ProxyUUIDLabel]}
-		pod := pods[key]
+		carrier := pods[key]
 		g.Go(func() error {
 			var done handOver
-			var err error
-			if shared[key] {
-				var m *metav1.PartialObjectMetadata
-				if m, err = mounts.pod(ctx, s.Namespace, s.Name); m != nil {
-					pod = m
-				}
-			}
+			needing, err := podsNeeding(ctx, mounts, unlabelled, s, carrier, shared[key])
 			if err == nil {
-				done, err = settleSecret(ctx, meta, mounts, mesh, s, pod)
+				done, err = settleSecret(ctx, meta, mounts, mesh, s, needing)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -149,6 +167,32 @@ func handOverBootstrapSecrets(ctx context.Context, cs kubernetes.Interface, meta
 	_ = g.Wait()
 	log.Info("Bootstrap Secrets handed over", "ownedByTheirPod", counts[ownByPod], "deleted", counts[deleteOrphan], "leftAlone", counts[leaveSecret], "failed", len(errs))
 	return errors.Join(errs...)
+}
+
+// podsNeeding are the pods that need bootstrap Secret s, as far as the list
+// of meshed pods shows: carrier (nil: none), the pod carrying its uuid, or,
+// when two pods carry it (shared: one relabelled with the other's), those
+// mounting it; and the pods without a uuid label mounting it. None when no
+// pod carries its uuid: settleSecret looks again before deleting it.
+func podsNeeding(ctx context.Context, mounts, unlabelled *mountIndex, s, carrier *metav1.PartialObjectMetadata, shared bool) ([]*metav1.PartialObjectMetadata, error) {
+	if carrier == nil {
+		return nil, nil
+	}
+	needing := []*metav1.PartialObjectMetadata{carrier}
+	if shared {
+		m, err := mounts.pods(ctx, s.Namespace, s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if len(m) > 0 {
+			needing = m
+		}
+	}
+	m, err := unlabelled.pods(ctx, s.Namespace, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	return append(needing, m...), nil
 }
 
 // handOverWorkers is how many Secrets the hand-over settles at once.
@@ -166,9 +210,9 @@ func orphanWait(secret metav1.Object, now time.Time) time.Duration {
 	return secret.GetCreationTimestamp().Add(orphanGrace).Sub(now)
 }
 
-// settleSecret applies decideHandOver to one Secret, re-reading it after a
-// conflict, and returns what it did.
-func settleSecret(ctx context.Context, meta metadata.Interface, mounts *mountIndex, mesh string, s, pod *metav1.PartialObjectMetadata) (handOver, error) {
+// settleSecret applies decideHandOver to one Secret and the pods needing it,
+// re-reading it after a conflict, and returns what it did.
+func settleSecret(ctx context.Context, meta metadata.Interface, mounts *mountIndex, mesh string, s *metav1.PartialObjectMetadata, pods []*metav1.PartialObjectMetadata) (handOver, error) {
 	secrets := meta.Resource(secretsGVR).Namespace(s.Namespace)
 	id := s.Labels[injector.ProxyUUIDLabel]
 	var done handOver
@@ -181,7 +225,7 @@ func settleSecret(ctx context.Context, meta metadata.Interface, mounts *mountInd
 			}
 		}
 		first = false
-		done = decideHandOver(s, mesh, pod)
+		done = decideHandOver(s, mesh, pods)
 		if done == deleteOrphan {
 			// Its pod may not be stored yet: the Secret is written inside
 			// the pod's create request, which later webhooks can hold for
@@ -201,25 +245,24 @@ func settleSecret(ctx context.Context, meta metadata.Interface, mounts *mountInd
 			if err != nil {
 				return err
 			}
-			if live == nil {
-				// A pod whose uuid label was removed or changed (kubectl
-				// label, a GitOps tool) still mounts it, as the injector's
-				// controller, which never sweeps such a Secret, knows:
-				// deleted, the pod could not start again (a node reboot)
-				// and nothing is left to rebuild it.
-				if live, err = mounts.pod(ctx, s.Namespace, s.Name); err != nil {
-					return err
-				}
+			// A pod whose uuid label was removed or changed (kubectl
+			// label, a GitOps tool) still mounts it, as the injector's
+			// controller, which never sweeps such a Secret, knows:
+			// deleted, the pod could not start again (a node reboot) and
+			// nothing is left to rebuild it.
+			mounting, err := mounts.pods(ctx, s.Namespace, s.Name)
+			if err != nil {
+				return err
 			}
 			if live != nil {
-				pod = live
-				done = decideHandOver(s, mesh, pod)
+				mounting = append(mounting, live)
 			}
+			pods = mounting
+			done = decideHandOver(s, mesh, pods)
 		}
 		switch done {
 		case ownByPod:
-			owners := append(append([]metav1.OwnerReference(nil), s.OwnerReferences...),
-				metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID})
+			owners := append(append([]metav1.OwnerReference(nil), s.OwnerReferences...), missingOwners(s, pods)...)
 			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": s.ResourceVersion, "ownerReferences": owners}})
 			if err != nil {
 				return err
@@ -236,54 +279,91 @@ func settleSecret(ctx context.Context, meta metadata.Interface, mounts *mountInd
 	case apierrors.IsNotFound(err):
 		return leaveSecret, nil // gone meanwhile (the garbage collector, an earlier try of this hook)
 	case err != nil && done == ownByPod:
-		return done, fmt.Errorf("setting pod %s/%s as owner of bootstrap Secret %s: %w", s.Namespace, pod.Name, s.Name, err)
+		return done, fmt.Errorf("setting pods %s of namespace %s as owners of bootstrap Secret %s: %w", podNames(pods), s.Namespace, s.Name, err)
 	case err != nil:
 		return done, fmt.Errorf("bootstrap Secret %s/%s (%s): %w", s.Namespace, s.Name, done, err)
 	}
 	return done, nil
 }
 
-// mountIndex finds the pod that mounts a bootstrap Secret as its bootstrap
-// volume, whatever its labels: listed once per namespace, and only for a
-// namespace with a Secret no pod carries the uuid of (the controller sweeps
-// the others while it runs, so few are left at uninstall). Full pods: the
-// volumes are not in the metadata.
-type mountIndex struct {
-	pods        corev1client.PodsGetter
-	mu          sync.Mutex
-	byNamespace map[string]map[string]*metav1.PartialObjectMetadata // namespace → Secret name → pod
+// podNames lists the names of pods, for messages.
+func podNames(pods []*metav1.PartialObjectMetadata) string {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
 }
 
-// pod is the pod of namespace whose bootstrap volume is Secret secret, nil
-// if none.
-func (m *mountIndex) pod(ctx context.Context, namespace, secret string) (*metav1.PartialObjectMetadata, error) {
+// mountIndex finds the pods that mount a bootstrap Secret as their
+// bootstrap volume, whatever their uuid label, among the pods its selector
+// selects (all with ""): listed once per namespace, and only for a
+// namespace it is asked about. Full pods: the volumes are not in the
+// metadata. Each namespace has its own lock, so the hand-over's workers
+// list different namespaces at once (one lock for all made every other
+// lookup wait for each namespace's list in turn).
+type mountIndex struct {
+	client      corev1client.PodsGetter
+	selector    string
+	mu          sync.Mutex // guards byNamespace, not the lists
+	byNamespace map[string]*namespaceMounts
+}
+
+// namespaceMounts is one namespace's part of a mountIndex.
+type namespaceMounts struct {
+	mu       sync.Mutex // held while the namespace is listed
+	listed   bool
+	bySecret map[string][]*metav1.PartialObjectMetadata // Secret name → pods mounting it
+}
+
+func newMountIndex(pods corev1client.PodsGetter, selector string) *mountIndex {
+	return &mountIndex{client: pods, selector: selector, byNamespace: map[string]*namespaceMounts{}}
+}
+
+// pods are the pods of namespace whose bootstrap volume is Secret secret.
+func (m *mountIndex) pods(ctx context.Context, namespace, secret string) ([]*metav1.PartialObjectMetadata, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	bySecret, ok := m.byNamespace[namespace]
+	n, ok := m.byNamespace[namespace]
 	if !ok {
-		bySecret = map[string]*metav1.PartialObjectMetadata{}
-		opts := metav1.ListOptions{Limit: 500}
-		for {
-			l, err := m.pods.Pods(namespace).List(ctx, opts)
-			if err != nil {
-				return nil, fmt.Errorf("listing pods in %s for the one mounting bootstrap Secret %s: %w", namespace, secret, err)
-			}
-			for i := range l.Items {
-				p := &l.Items[i]
-				for _, v := range p.Spec.Volumes {
-					if v.Name == injector.BootstrapVolumeName && v.Secret != nil {
-						bySecret[v.Secret.SecretName] = &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID}}
-					}
+		n = &namespaceMounts{}
+		m.byNamespace[namespace] = n
+	}
+	m.mu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.listed {
+		bySecret, err := m.list(ctx, namespace)
+		if err != nil {
+			return nil, fmt.Errorf("listing pods in %s for those mounting bootstrap Secret %s: %w", namespace, secret, err)
+		}
+		n.bySecret, n.listed = bySecret, true
+	}
+	return n.bySecret[secret], nil
+}
+
+// list indexes the selected pods of namespace by the Secret their
+// bootstrap volume names.
+func (m *mountIndex) list(ctx context.Context, namespace string) (map[string][]*metav1.PartialObjectMetadata, error) {
+	bySecret := map[string][]*metav1.PartialObjectMetadata{}
+	opts := metav1.ListOptions{LabelSelector: m.selector, Limit: 500}
+	for {
+		l, err := m.client.Pods(namespace).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			for _, v := range p.Spec.Volumes {
+				if v.Name == injector.BootstrapVolumeName && v.Secret != nil {
+					bySecret[v.Secret.SecretName] = append(bySecret[v.Secret.SecretName], &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID}})
 				}
 			}
-			if l.Continue == "" {
-				break
-			}
-			opts.Continue = l.Continue
 		}
-		m.byNamespace[namespace] = bySecret
+		if l.Continue == "" {
+			return bySecret, nil
+		}
+		opts.Continue = l.Continue
 	}
-	return bySecret[secret], nil
 }
 
 // podWithUUID is the pod of namespace labelled with proxy uuid id, or nil.

@@ -2,6 +2,10 @@ package uninstall
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
@@ -243,6 +249,158 @@ func TestHandOverKeepsTheSecretOfARelabelledPod(t *testing.T) {
 		}
 		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != p.UID {
 			t.Errorf("the Secret pod %s mounts: owners %+v, want the pod (%s)", p.Name, s.OwnerReferences, p.UID)
+		}
+	}
+}
+
+// TestHandOverOwnsTheSecretByEveryPodMountingIt: a Secret two running pods
+// mount (a copy of a meshed pod made by `kubectl debug --copy-to`, which
+// drops the labels; a copy that kept them, so two pods carry the uuid) must
+// be owned by both: the garbage collector deletes a dependent only once all
+// its owners are gone. Owned by one, it went with that pod while the other
+// still mounted it (the hand-over gave it one owner). Through a real
+// apiserver.
+func TestHandOverOwnsTheSecretByEveryPodMountingIt(t *testing.T) {
+	defer func(d time.Duration) { orphanGrace = d }(orphanGrace)
+	orphanGrace = 0
+	env := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	cs := env.Clientset
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"source", "kept-labels"} {
+		if _, err := cs.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Name:   fsmnames.BootstrapSecretName(id),
+			Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": "fsm", injector.ProxyUUIDLabel: id},
+		}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mounting := func(name, id string, labels map[string]string) *corev1.Pod {
+		p, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: "app"}},
+				Volumes: []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{
+					Secret: &corev1.SecretVolumeSource{SecretName: fsmnames.BootstrapSecretName(id)}}}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	want := map[string][]*corev1.Pod{
+		"source": {
+			mounting("source", "source", map[string]string{injector.ProxyUUIDLabel: "source"}),
+			mounting("source-debug", "source", map[string]string{"app": "web"}),
+		},
+		"kept-labels": {
+			mounting("kept", "kept-labels", map[string]string{injector.ProxyUUIDLabel: "kept-labels"}),
+			mounting("kept-copy", "kept-labels", map[string]string{injector.ProxyUUIDLabel: "kept-labels"}),
+		},
+	}
+	if err := handOverBootstrapSecrets(ctx, cs, metadataFor(t, env.Config), "fsm", testr.New(t)); err != nil {
+		t.Fatal(err)
+	}
+	for id, pods := range want {
+		s, err := cs.CoreV1().Secrets("app").Get(ctx, fsmnames.BootstrapSecretName(id), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("Secret %s: %v", id, err)
+		}
+		owners := map[types.UID]bool{}
+		for _, o := range s.OwnerReferences {
+			owners[o.UID] = true
+		}
+		for _, p := range pods {
+			if !owners[p.UID] {
+				t.Errorf("Secret %s: owners %+v, want every pod mounting it, pod %s (%s) missing", s.Name, s.OwnerReferences, p.Name, p.UID)
+			}
+		}
+		if len(s.OwnerReferences) != len(pods) {
+			t.Errorf("Secret %s: %d owners, want %d", s.Name, len(s.OwnerReferences), len(pods))
+		}
+	}
+}
+
+// slowPodLists delays every pod list by delay and records the most in
+// flight at once.
+type slowPodLists struct {
+	next           http.RoundTripper
+	delay          time.Duration
+	inFlight, peak atomic.Int32
+}
+
+func (s *slowPodLists) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/pods") {
+		return s.next.RoundTrip(r)
+	}
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+	}
+	time.Sleep(s.delay)
+	return s.next.RoundTrip(r)
+}
+
+// TestHandOverListsNamespacesAtOnce: finding the pods that mount a Secret
+// lists a namespace's pods (full objects, pages of 500: seconds in a large
+// namespace). One lock held through every namespace's list made the
+// hand-over's workers wait for each namespace in turn; the namespaces of a
+// large cluster must be listed several at once. Through a real apiserver
+// whose pod lists take 300 ms here.
+func TestHandOverListsNamespacesAtOnce(t *testing.T) {
+	defer func(d time.Duration) { orphanGrace = d }(orphanGrace)
+	orphanGrace = 0
+	env := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	cs := env.Clientset
+	const namespaces = 4
+	for i := range namespaces {
+		ns := fmt.Sprintf("app-%d", i)
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// A pod whose uuid label was removed: found by its volume.
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "relabelled"},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: "app"}},
+				Volumes: []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{
+					Secret: &corev1.SecretVolumeSource{SecretName: fsmnames.BootstrapSecretName("u")}}}},
+			},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Name:   fsmnames.BootstrapSecretName("u"),
+			Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": "fsm", injector.ProxyUUIDLabel: "u"},
+		}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := rest.CopyConfig(env.Config)
+	slow := &slowPodLists{delay: 300 * time.Millisecond}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { slow.next = rt; return slow })
+	slowCS, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handOverBootstrapSecrets(ctx, slowCS, metadataFor(t, env.Config), "fsm", testr.New(t)); err != nil {
+		t.Fatal(err)
+	}
+	if p := slow.peak.Load(); p < 2 {
+		t.Errorf("at most %d namespace(s) listed at once for %d namespaces; want several", p, namespaces)
+	}
+	for i := range namespaces {
+		s, err := cs.CoreV1().Secrets(fmt.Sprintf("app-%d", i)).Get(ctx, fsmnames.BootstrapSecretName("u"), metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("Secret of the relabelled pod of app-%d: %v, want it owned by the pod", i, err)
+			continue
+		}
+		if len(s.OwnerReferences) != 1 {
+			t.Errorf("Secret of app-%d: owners %+v, want the relabelled pod", i, s.OwnerReferences)
 		}
 	}
 }

@@ -289,6 +289,9 @@ func TestRunStopsAtFirstFailure(t *testing.T) {
 // TestDecideHandOver: what the uninstall does with each bootstrap Secret.
 func TestDecideHandOver(t *testing.T) {
 	pod := partial("Pod", "web", map[string]string{injector.ProxyUUIDLabel: "u1"})
+	cp := partial("Pod", "web-copy", nil) // mounts it too, no uuid label
+	both := []*metav1.PartialObjectMetadata{pod, cp}
+	one := []*metav1.PartialObjectMetadata{pod}
 	secret := func(mutate ...func(*metav1.PartialObjectMetadata)) *metav1.PartialObjectMetadata {
 		s := bootstrapSecretOf("fsm", "u1")
 		for _, m := range mutate {
@@ -304,12 +307,14 @@ func TestDecideHandOver(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		secret *metav1.PartialObjectMetadata
-		pod    *metav1.PartialObjectMetadata
+		pods   []*metav1.PartialObjectMetadata
 		want   handOver
 	}{
-		{"pod runs: owned by it", secret(), pod, ownByPod},
-		{"pod runs, owned by another (stale) pod: the running pod added", secret(owner("old-uid")), pod, ownByPod},
-		{"already owned by its pod (FSM's controller)", secret(owner(pod.UID)), pod, leaveSecret},
+		{"pod runs: owned by it", secret(), one, ownByPod},
+		{"pod runs, owned by another (stale) pod: the running pod added", secret(owner("old-uid")), one, ownByPod},
+		{"already owned by its pod (FSM's controller)", secret(owner(pod.UID)), one, leaveSecret},
+		{"owned by its pod, another pod mounts it too: that one added", secret(owner(pod.UID)), both, ownByPod},
+		{"owned by both pods that need it", secret(owner(pod.UID), owner(cp.UID)), both, leaveSecret},
 		{"no pod: deleted", secret(), nil, deleteOrphan},
 		{"no pod, owned by a pod that is gone: deleted", secret(owner("old-uid")), nil, deleteOrphan},
 		{"another mesh's", secret(func(s *metav1.PartialObjectMetadata) { s.Labels["app.kubernetes.io/instance"] = "blue" }), nil, leaveSecret},
@@ -317,7 +322,7 @@ func TestDecideHandOver(t *testing.T) {
 		{"being deleted", secret(func(s *metav1.PartialObjectMetadata) { s.DeletionTimestamp = &metav1.Time{} }), nil, leaveSecret},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := decideHandOver(tc.secret, "fsm", tc.pod); got != tc.want {
+			if got := decideHandOver(tc.secret, "fsm", tc.pods); got != tc.want {
 				t.Errorf("decideHandOver = %s, want %s", got, tc.want)
 			}
 		})
