@@ -38,7 +38,7 @@ func (e *e2e) testAppNativeSidecar(t *testing.T) {
 	if !slices.Equal(inits, []string{"shipper", injector.InitContainerName}) {
 		t.Fatalf("init containers %q, want [shipper fsm-init]", inits)
 	}
-	want := `init container "shipper" is a native sidecar (restartPolicy: Always) and starts before fsm-init: its outbound connections opened before fsm-init bypass the proxy`
+	want := `native sidecar "shipper" (spec.initContainers, restartPolicy Always) started before fsm-init, outside the mesh`
 	if !slices.ContainsFunc(rec.all(), func(w string) bool {
 		return strings.Contains(w, want) && strings.Contains(w, injector.SidecarNativeAnnotation)
 	}) {
@@ -93,7 +93,7 @@ func (e *e2e) testJobNeverCompletes(t *testing.T) {
 	if err := e.cl.Create(ctx, p); err != nil {
 		t.Fatalf("the Job's pod create: %v", err)
 	}
-	const want = "spec.restartPolicy Never: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes"
+	const want = "spec.restartPolicy Never: the sidecar container keeps running, so the pod never completes"
 	eventually(t, settleWithin, "a warning event on the Job", func() (bool, error) {
 		l := &eventsv1.EventList{}
 		if err := e.cl.List(ctx, l, client.InNamespace(ns)); err != nil {

@@ -17,9 +17,8 @@ import (
 // warning naming the container and the annotation that starts the proxy
 // before it; in native mode the proxy is already first.
 func TestAppNativeSidecarBeforeInit(t *testing.T) {
-	const want = `init container "shipper" is a native sidecar (restartPolicy: Always) and starts before fsm-init: its outbound connections opened before fsm-init ` +
-		`bypass the proxy, and those opened after fail until the sidecar container starts, and again once it has stopped at shutdown, while "shipper" still runs; ` +
-		`set annotation flomesh.io/sidecar-native: "true" to run the proxy as a native sidecar that starts before it and stops after it`
+	const want = `native sidecar "shipper" (spec.initContainers, restartPolicy Always) started before fsm-init, outside the mesh; ` +
+		`annotate flomesh.io/sidecar-native: "true" [docs: native-sidecars]`
 	native := func(name string) corev1.Container {
 		return corev1.Container{Name: name, Image: name, RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}
 	}
@@ -53,8 +52,7 @@ func TestAppNativeSidecarBeforeInit(t *testing.T) {
 // completes, as under FSM: injected as FSM injects it, with a warning naming
 // native mode; none for a pod that restarts, or in native mode.
 func TestNeverCompletesWarning(t *testing.T) {
-	const want = `spec.restartPolicy %s: the pod is meant to end, but the sidecar container keeps running after the others exit, so the pod never completes ` +
-		`(a Job never succeeds); set annotation flomesh.io/sidecar-native: "true" (Kubernetes 1.29 or later) to run the proxy as a native sidecar, which stops once they have exited`
+	const want = `spec.restartPolicy %s: the sidecar container keeps running, so the pod never completes; annotate flomesh.io/sidecar-native: "true" [docs: never-completes]`
 	for _, tc := range []struct {
 		policy corev1.RestartPolicy
 		ann    map[string]string

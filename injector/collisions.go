@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
 )
 
 // What the app's own containers may share with what the injector adds: the
@@ -45,25 +47,42 @@ func appContainersBesideProxy(pod *corev1.Pod, native bool) []appBesideProxy {
 	return out
 }
 
-// proxyUIDWarnings warns of each app container that runs as the proxy's
-// user (its own securityContext.runAsUser, else the pod's): fsm-init's rules
-// RETURN every outbound connection of that uid (`-m owner --uid-owner 1500
-// -j RETURN`, the proxy's own upstream traffic), so the container's
-// connections leave the pod past the proxy: no mTLS, no egress or access
-// policy, and a meshed peer expecting mTLS refuses them. The rules match
-// the uid only, never a group, so runAsGroup and fsGroup do not matter.
+// proxyUIDWarnings warns of the app containers that run as the proxy's
+// user (their own securityContext.runAsUser, else the pod's), one warning
+// per field that sets it: fsm-init's rules RETURN every outbound connection
+// of that uid (`-m owner --uid-owner 1500 -j RETURN`, the proxy's own
+// upstream traffic), so their connections leave the pod past the proxy: no
+// mTLS, no egress or access policy, and a meshed peer expecting mTLS
+// refuses them. The rules match the uid only, never a group, so runAsGroup
+// and fsGroup do not matter. Why, at length: README "Admission warnings".
 func proxyUIDWarnings(pod *corev1.Pod, apps []appBesideProxy) []string {
-	var out []string
+	var fields []string
+	names := map[string][]string{}
 	for _, a := range apps {
 		uid, from := runAsUser(pod, a)
 		if uid == nil || *uid != ProxyUID {
 			continue
 		}
-		out = append(out, fmt.Sprintf("container %q runs as uid %d (%s), the user the %s container runs as: %s's iptables rules exempt that uid's outbound connections from the proxy, "+
-			"so %q's connections bypass the mesh (no mTLS, no egress or access policy; a meshed peer refuses them); run it as another user",
-			a.c.Name, ProxyUID, from, SidecarContainerName, InitContainerName, a.c.Name))
+		if names[from] == nil {
+			fields = append(fields, from)
+		}
+		names[from] = append(names[from], fmt.Sprintf("%q", a.c.Name))
+	}
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		out = append(out, fitWarning(fmt.Sprintf("%s %d is the proxy's uid: traffic of %s bypasses the mesh; use another uid",
+			f, ProxyUID, containersNamed(names[f])), warnProxyUID))
 	}
 	return out
+}
+
+// containersNamed is `container "a"` or `containers "a", "b"`, within a
+// budget that keeps the warning short.
+func containersNamed(quoted []string) string {
+	if len(quoted) == 1 {
+		return "container " + quoted[0]
+	}
+	return "containers " + warning.List(quoted, 80)
 }
 
 // runAsUser is the uid a container runs as, and the field that sets it; nil
@@ -79,13 +98,13 @@ func runAsUser(pod *corev1.Pod, a appBesideProxy) (*int64, string) {
 	return nil, ""
 }
 
-// injectedPort is a port the injected containers listen on (what: whose),
+// injectedPort is a port the injected containers listen on (whose: README
+// "Admission warnings", port-collision),
 // or, with bypass, one fsm-init leaves out of inbound interception that
 // none of them listens on in this pod.
 type injectedPort struct {
 	port     int32
 	protocol corev1.Protocol
-	what     string
 	bypass   bool
 }
 
@@ -98,21 +117,21 @@ type injectedPort struct {
 // (iptables inboundReturnPorts) that nothing listens on here.
 func injectedPorts(repoServerPort int, httpKinds map[string]bool, healthcheck, localDNS bool) []injectedPort {
 	ports := []injectedPort{
-		{port: ProxyAdminPort, what: "the sidecar's stats listener"},
-		{port: ProxyOutboundPort, what: "the sidecar's outbound listener"},
-		{port: ProxyInboundPort, what: "the sidecar's inbound listener"},
-		{port: ProxyMetricsPort, what: "the sidecar's metrics listener"},
-		{port: int32(repoServerPort), what: "the sidecar's Pipy admin port (--admin-port, MeshConfig spec.repoServer.port)"},
+		{port: ProxyAdminPort},        // stats
+		{port: ProxyOutboundPort},     // outbound
+		{port: ProxyInboundPort},      // inbound
+		{port: ProxyMetricsPort},      // metrics
+		{port: int32(repoServerPort)}, // Pipy's --admin-port
 	}
 	for _, p := range []struct {
 		kind string
 		port int32
 	}{{probeLiveness, LivenessProbePort}, {probeReadiness, ReadinessProbePort}, {probeStartup, StartupProbePort}} {
-		ports = append(ports, injectedPort{port: p.port, what: "the sidecar's " + p.kind + " probe listener", bypass: !httpKinds[p.kind]})
+		ports = append(ports, injectedPort{port: p.port, bypass: !httpKinds[p.kind]})
 	}
-	ports = append(ports, injectedPort{port: HealthcheckPort, what: "the " + HealthcheckContainerName + " container's listener", bypass: !healthcheck})
+	ports = append(ports, injectedPort{port: HealthcheckPort, bypass: !healthcheck})
 	if localDNS {
-		ports = append(ports, injectedPort{port: 5300, protocol: corev1.ProtocolUDP, what: "the sidecar's DNS listener (127.0.0.153:5300)"})
+		ports = append(ports, injectedPort{port: 5300, protocol: corev1.ProtocolUDP}) // 127.0.0.153:5300
 	}
 	return ports
 }
@@ -121,13 +140,15 @@ func injectedPorts(repoServerPort int, httpKinds map[string]bool, healthcheck, l
 // injected container listens on (the containers share the pod's network:
 // whichever starts second cannot listen, and the app or the proxy fails, at
 // each restart), or that fsm-init leaves out of inbound interception
-// (connections to it reach the app past the proxy). Only declared ports:
-// the app may listen on others, which admission cannot see. A hostPort maps
-// the node's port onto the containerPort, which is what collides.
+// (connections to it reach the app past the proxy: no mTLS, no access
+// policy). Only declared ports: the app may listen on others, which
+// admission cannot see. A hostPort maps the node's port onto the
+// containerPort, which is what collides.
 func portWarnings(apps []appBesideProxy, injected []injectedPort) []string {
 	var out []string
 	for _, a := range apps {
-		for j, p := range a.c.Ports {
+		var listened, bypassed []string
+		for _, p := range a.c.Ports {
 			proto := p.Protocol
 			if proto == "" {
 				proto = corev1.ProtocolTCP
@@ -139,19 +160,22 @@ func portWarnings(apps []appBesideProxy, injected []injectedPort) []string {
 				}
 				return ip.port == p.ContainerPort && want == proto
 			})
-			if i < 0 {
-				continue
+			switch {
+			case i < 0:
+			case injected[i].bypass:
+				bypassed = append(bypassed, fmt.Sprintf("%d/%s", p.ContainerPort, proto))
+			default:
+				listened = append(listened, fmt.Sprintf("%d/%s", p.ContainerPort, proto))
 			}
-			ip, at := injected[i], a.path.Child("ports").Index(j).Child("containerPort")
-			if ip.bypass {
-				out = append(out, fmt.Sprintf("container %q declares port %d/%s (%s), a health probe port that %s leaves out of inbound interception: connections to it reach %q past the proxy "+
-					"(no mTLS, no access policy); use another port",
-					a.c.Name, p.ContainerPort, proto, at, InitContainerName, a.c.Name))
-				continue
-			}
-			out = append(out, fmt.Sprintf("container %q declares port %d/%s (%s), %s: the containers share the pod's network, so whichever starts second cannot listen on it "+
-				"and the app or the proxy fails; use another port",
-				a.c.Name, p.ContainerPort, proto, at, ip.what))
+		}
+		at := a.path.Child("ports")
+		if len(listened) > 0 {
+			out = append(out, fitWarning(fmt.Sprintf("container %q %s: the injected containers listen on %s; use other ports",
+				a.c.Name, at, warning.List(listened, 60)), warnPortCollision))
+		}
+		if len(bypassed) > 0 {
+			out = append(out, fitWarning(fmt.Sprintf("container %q %s: %s does not intercept health port %s; use other ports",
+				a.c.Name, at, InitContainerName, warning.List(bypassed, 60)), warnHealthPort))
 		}
 	}
 	return out
@@ -174,20 +198,19 @@ func metricsAnnotationsWarning(podAnn map[string]string, enabled bool) string {
 	var replaced []string
 	for k, v := range set {
 		if old, ok := podAnn[k]; ok && old != v {
-			replaced = append(replaced, fmt.Sprintf("%s %q by %q", k, old, v))
+			replaced = append(replaced, fmt.Sprintf("%s %s", k, warning.Quote(old, 24)))
 		}
 	}
 	if len(replaced) == 0 {
 		return ""
 	}
 	sort.Strings(replaced)
-	so := "the app's own metrics they pointed at are no longer scraped; expose them through another scrape configuration"
+	so := "the app's own metrics are no longer scraped"
 	if old, ok := podAnn[prometheusScrapeAnnotation]; ok && old != "true" {
-		so = fmt.Sprintf("the pod, which opted out of scraping, is scraped; to keep it unscraped, opt it out with annotation %s: disabled or remove %s from the namespace",
-			SidecarInjectionAnnotation, MetricsAnnotation)
+		so = fmt.Sprintf("the pod is scraped; to keep it unscraped annotate %s: disabled", SidecarInjectionAnnotation)
 	}
-	return fmt.Sprintf("annotation %s replaced: the namespace's annotation %s enables scraping the sidecar's metrics through the pod's scrape annotations, so %s",
-		strings.Join(replaced, ", annotation "), MetricsAnnotation, so)
+	return fitWarning(fmt.Sprintf("namespace annotation %s replaced %s: %s",
+		MetricsAnnotation, strings.Join(replaced, ", "), so), warnScrapeAnnotations)
 }
 
 // localDNSWarning warns when MeshConfig spec.sidecar.localDNSProxy.enable
@@ -209,7 +232,6 @@ func localDNSWarning(pod *corev1.Pod, localDNS bool) string {
 	if len(own) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s replaced: MeshConfig spec.sidecar.localDNSProxy.enable makes Service %s's ClusterIP the pod's only nameserver (dnsPolicy None and the mesh's searches and ndots); "+
-		"opt the pod out with annotation %s: disabled to keep its own DNS settings",
-		strings.Join(own, " and "), ControllerServiceName, SidecarInjectionAnnotation)
+	return fitWarning(fmt.Sprintf("%s replaced by MeshConfig localDNSProxy (%s only); to keep them, annotate %s: disabled",
+		strings.Join(own, ", "), ControllerServiceName, SidecarInjectionAnnotation), warnLocalDNS)
 }

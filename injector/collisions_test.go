@@ -17,8 +17,7 @@ import (
 // container and the field. Only containers that run under the rules: not an
 // app init container that runs before fsm-init (FSM's mode).
 func TestAppRunsAsProxyUID(t *testing.T) {
-	const warn = `container %q runs as uid 1500 (%s), the user the sidecar container runs as: fsm-init's iptables rules exempt that uid's outbound connections from the proxy, ` +
-		`so %q's connections bypass the mesh (no mTLS, no egress or access policy; a meshed peer refuses them); run it as another user`
+	const warn = `%[2]s 1500 is the proxy's uid: traffic of container %[1]q bypasses the mesh; use another uid [docs: proxy-uid]`
 	as := func(uid int64) *corev1.SecurityContext { return &corev1.SecurityContext{RunAsUser: ptr.To(uid)} }
 	shipper := corev1.Container{Name: "shipper", Image: "s", SecurityContext: as(1500), RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}
 	for _, tc := range []struct {
@@ -32,8 +31,7 @@ func TestAppRunsAsProxyUID(t *testing.T) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr.To(int64(1500))}
 			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "own", Image: "own", SecurityContext: as(1000)}, corev1.Container{Name: "db", Image: "db"})
 		}, want: []string{
-			fmt.Sprintf(warn, "app", "spec.securityContext.runAsUser", "app"),
-			fmt.Sprintf(warn, "db", "spec.securityContext.runAsUser", "db"),
+			`spec.securityContext.runAsUser 1500 is the proxy's uid: traffic of containers "app", "db" bypasses the mesh; use another uid [docs: proxy-uid]`,
 		}},
 		{name: "an app native sidecar runs under the rules", edit: func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{shipper}
@@ -73,10 +71,8 @@ func TestAppRunsAsProxyUID(t *testing.T) {
 // as FSM injects it, with a warning naming the container, the field, the
 // port and what it collides with.
 func TestAppPortCollidesWithInjected(t *testing.T) {
-	const collide = `container "app" declares port %d/%s (spec.containers[0].ports[%d].containerPort), %s: the containers share the pod's network, ` +
-		`so whichever starts second cannot listen on it and the app or the proxy fails; use another port`
-	const bypass = `container "app" declares port %d/TCP (spec.containers[0].ports[0].containerPort), a health probe port that fsm-init leaves out of inbound interception: ` +
-		`connections to it reach "app" past the proxy (no mTLS, no access policy); use another port`
+	const collide = `container "app" spec.containers[0].ports: the injected containers listen on %s; use other ports [docs: port-collision]`
+	const bypass = `container "app" spec.containers[0].ports: fsm-init does not intercept health port %d/TCP; use other ports [docs: health-port]`
 	httpProbe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intOrStr("8080")}}}
 	tcpProbe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intOrStr("8080")}}}
 	for _, tc := range []struct {
@@ -87,24 +83,22 @@ func TestAppPortCollidesWithInjected(t *testing.T) {
 		want     []string
 	}{
 		{name: "outbound listener", ports: []corev1.ContainerPort{{ContainerPort: 8080}, {ContainerPort: 15001}},
-			want: []string{fmt.Sprintf(collide, 15001, "TCP", 1, "the sidecar's outbound listener")}},
+			want: []string{fmt.Sprintf(collide, "15001/TCP")}},
 		{name: "inbound, stats and metrics listeners", ports: []corev1.ContainerPort{{ContainerPort: 15003}, {ContainerPort: 15000}, {ContainerPort: 15010}},
-			want: []string{
-				fmt.Sprintf(collide, 15003, "TCP", 0, "the sidecar's inbound listener"),
-				fmt.Sprintf(collide, 15000, "TCP", 1, "the sidecar's stats listener"),
-				fmt.Sprintf(collide, 15010, "TCP", 2, "the sidecar's metrics listener"),
-			}},
+			want: []string{fmt.Sprintf(collide, "15003/TCP, 15000/TCP, 15010/TCP")}},
 		{name: "Pipy's admin port is the repo server port (pprof's 6060)", ports: []corev1.ContainerPort{{ContainerPort: 6060}},
-			want: []string{fmt.Sprintf(collide, 6060, "TCP", 0, "the sidecar's Pipy admin port (--admin-port, MeshConfig spec.repoServer.port)")}},
+			want: []string{fmt.Sprintf(collide, "6060/TCP")}},
 		{name: "Pipy's admin port follows the MeshConfig", ports: []corev1.ContainerPort{{ContainerPort: 6060}, {ContainerPort: 7070}},
 			set:  func(s *Settings) { s.RepoServerPort = 7070 },
-			want: []string{fmt.Sprintf(collide, 7070, "TCP", 1, "the sidecar's Pipy admin port (--admin-port, MeshConfig spec.repoServer.port)")}},
+			want: []string{fmt.Sprintf(collide, "7070/TCP")}},
 		{name: "liveness listener when an HTTP liveness probe is rewritten", ports: []corev1.ContainerPort{{ContainerPort: 15901}}, liveness: httpProbe,
-			want: []string{fmt.Sprintf(collide, 15901, "TCP", 0, "the sidecar's liveness probe listener")}},
+			want: []string{fmt.Sprintf(collide, "15901/TCP")}},
 		{name: "a health port nothing listens on bypasses inbound interception", ports: []corev1.ContainerPort{{ContainerPort: 15902}}, liveness: httpProbe,
 			want: []string{fmt.Sprintf(bypass, 15902)}},
 		{name: "fsm-healthcheck's port when it is added", ports: []corev1.ContainerPort{{ContainerPort: 15904}}, liveness: tcpProbe,
-			want: []string{fmt.Sprintf(collide, 15904, "TCP", 0, "the fsm-healthcheck container's listener")}},
+			want: []string{fmt.Sprintf(collide, "15904/TCP")}},
+		{name: "a listener's port and a bypassed health port: one warning each", ports: []corev1.ContainerPort{{ContainerPort: 15001}, {ContainerPort: 15902}, {ContainerPort: 15000}}, liveness: httpProbe,
+			want: []string{fmt.Sprintf(collide, "15001/TCP, 15000/TCP"), fmt.Sprintf(bypass, 15902)}},
 		{name: "fsm-healthcheck's port when it is not added", ports: []corev1.ContainerPort{{ContainerPort: 15904}},
 			want: []string{fmt.Sprintf(bypass, 15904)}},
 		{name: "UDP on a TCP listener's port", ports: []corev1.ContainerPort{{ContainerPort: 15001, Protocol: corev1.ProtocolUDP}}},
@@ -135,16 +129,14 @@ func TestAppPortCollidesWithInjected(t *testing.T) {
 // pod's own DNS settings, as FSM v1.5.1 replaces them: injected the same
 // way, with a warning naming what was replaced.
 func TestInjectedSettingsReplaceTheApps(t *testing.T) {
-	const metrics = `annotation prometheus.io/path "/metrics" by "/stats/prometheus", annotation prometheus.io/port "8080" by "15010" replaced: ` +
-		`the namespace's annotation flomesh.io/metrics enables scraping the sidecar's metrics through the pod's scrape annotations, so the app's own metrics they pointed at are no longer scraped; ` +
-		`expose them through another scrape configuration`
+	const metrics = `namespace annotation flomesh.io/metrics replaced prometheus.io/path "/metrics", prometheus.io/port "8080": ` +
+		`the app's own metrics are no longer scraped [docs: scrape-annotations]`
 	// A pod that opted out of scraping is scraped from now on: it had no
 	// metrics of its own pointed at, and nothing to expose elsewhere.
-	const optedOut = `annotation prometheus.io/scrape "false" by "true" replaced: ` +
-		`the namespace's annotation flomesh.io/metrics enables scraping the sidecar's metrics through the pod's scrape annotations, so the pod, which opted out of scraping, is scraped; ` +
-		`to keep it unscraped, opt it out with annotation flomesh.io/sidecar-injection: disabled or remove flomesh.io/metrics from the namespace`
-	const dns = `spec.dnsPolicy "Default" and spec.dnsConfig replaced: MeshConfig spec.sidecar.localDNSProxy.enable makes Service fsm-controller's ClusterIP the pod's only nameserver ` +
-		`(dnsPolicy None and the mesh's searches and ndots); opt the pod out with annotation flomesh.io/sidecar-injection: disabled to keep its own DNS settings`
+	const optedOut = `namespace annotation flomesh.io/metrics replaced prometheus.io/scrape "false": ` +
+		`the pod is scraped; to keep it unscraped annotate flomesh.io/sidecar-injection: disabled [docs: scrape-annotations]`
+	const dns = `spec.dnsPolicy "Default", spec.dnsConfig replaced by MeshConfig localDNSProxy (fsm-controller only); ` +
+		`to keep them, annotate flomesh.io/sidecar-injection: disabled [docs: local-dns]`
 	scrape := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
 	for _, tc := range []struct {
 		name     string
@@ -159,7 +151,7 @@ func TestInjectedSettingsReplaceTheApps(t *testing.T) {
 		{name: "pod opted out of scraping, metrics enabled", ann: map[string]string{"prometheus.io/scrape": "false"}, nsAnn: map[string]string{MetricsAnnotation: "enabled"}, want: []string{optedOut}},
 		{name: "pod opted out of scraping with its own port, metrics enabled", ann: map[string]string{"prometheus.io/scrape": "false", "prometheus.io/port": "8080"},
 			nsAnn: map[string]string{MetricsAnnotation: "enabled"},
-			want:  []string{strings.Replace(optedOut, `annotation prometheus.io/scrape`, `annotation prometheus.io/port "8080" by "15010", annotation prometheus.io/scrape`, 1)}},
+			want:  []string{strings.Replace(optedOut, `prometheus.io/scrape`, `prometheus.io/port "8080", prometheus.io/scrape`, 1)}},
 		{name: "already the sidecar's", ann: map[string]string{"prometheus.io/port": "15010"}, nsAnn: map[string]string{MetricsAnnotation: "enabled"}},
 		{name: "own DNS settings, local DNS proxy", localDNS: true, edit: func(p *corev1.Pod) {
 			p.Spec.DNSPolicy = corev1.DNSDefault

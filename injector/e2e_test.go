@@ -161,6 +161,7 @@ func TestE2E(t *testing.T) {
 	t.Run("an app native sidecar before fsm-init: injected as FSM, with a warning", e.testAppNativeSidecar)
 	t.Run("a Job's pod outside native mode: the Job is told it never completes", e.testJobNeverCompletes)
 	t.Run("an app container on the proxy's uid and port: injected as FSM, the ReplicaSet warned", e.testAppCollidesWithInjected)
+	t.Run("a pod tripping nearly every warning: the client receives each whole", e.testWarningsReachClientWhole)
 	t.Run("MeshConfig change applies to the next pod", e.testMeshConfig)
 	t.Run("MeshConfig the injector cannot apply: last valid settings, Event, metric", e.testRejectedMeshConfig)
 	t.Run("MeshConfig the validator admits still injects (IPv6 exclusion a no-op, 2560-bit key)", func(t *testing.T) { e.testValidatedMeshConfigInjects(t, servingCA) })

@@ -16,6 +16,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector/iptables"
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
 	"github.com/flomesh-io/fsm-webhooks/meshconfig/rules"
 )
 
@@ -433,32 +434,39 @@ func Mutate(in MutateInput) (*Mutation, error) {
 // the proxy before it; not forced here, as it also puts the app's other init
 // containers behind the proxy.
 func appNativeSidecarWarnings(inits []corev1.Container) []string {
-	var out []string
+	var names []string
 	for i := range inits {
 		c := &inits[i]
-		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
-			continue
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			names = append(names, fmt.Sprintf("%q", c.Name))
 		}
-		out = append(out, fmt.Sprintf("init container %q is a native sidecar (restartPolicy: Always) and starts before %s: its outbound connections opened before %s "+
-			"bypass the proxy, and those opened after fail until the %s container starts, and again once it has stopped at shutdown, while %q still runs; "+
-			"set annotation %s: \"true\" to run the proxy as a native sidecar that starts before it and stops after it",
-			c.Name, InitContainerName, InitContainerName, SidecarContainerName, c.Name, SidecarNativeAnnotation))
 	}
-	return out
+	if len(names) == 0 {
+		return nil
+	}
+	return []string{fitWarning(fmt.Sprintf("%s (spec.initContainers, restartPolicy Always) started before %s, outside the mesh; annotate %s: \"true\"",
+		nativeSidecarsNamed(names), InitContainerName, SidecarNativeAnnotation), warnNativeSidecars)}
+}
+
+func nativeSidecarsNamed(quoted []string) string {
+	if len(quoted) == 1 {
+		return "native sidecar " + quoted[0]
+	}
+	return "native sidecars " + warning.List(quoted, 80)
 }
 
 // neverCompletesWarning warns of a pod meant to end (restartPolicy Never
 // or OnFailure: a Job's, a CronJob's, a one-off) injected with the proxy as
 // a regular container: the proxy does not exit when the app's containers
 // do, so the pod never completes and its Job never succeeds, as under FSM.
-// Native mode is the way out; the warning reaches the Job too (warnOwner).
+// Native mode (Kubernetes 1.29 or later) is the way out: the proxy then
+// stops once they have exited. The warning reaches the Job too (warnOwner).
 func neverCompletesWarning(policy corev1.RestartPolicy) string {
 	if policy != corev1.RestartPolicyNever && policy != corev1.RestartPolicyOnFailure {
 		return ""
 	}
-	return fmt.Sprintf("spec.restartPolicy %s: the pod is meant to end, but the %s container keeps running after the others exit, so the pod never completes "+
-		"(a Job never succeeds); set annotation %s: \"true\" (Kubernetes 1.29 or later) to run the proxy as a native sidecar, which stops once they have exited",
-		policy, SidecarContainerName, SidecarNativeAnnotation)
+	return fitWarning(fmt.Sprintf("spec.restartPolicy %s: the %s container keeps running, so the pod never completes; annotate %s: \"true\"",
+		policy, SidecarContainerName, SidecarNativeAnnotation), warnNeverCompletes)
 }
 
 // readOptions validates every annotation and setting the mutation needs, so

@@ -9,6 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
 )
 
 // Probe kinds, as keys of the bootstrap config's OriginalHealthProbes.
@@ -80,7 +83,8 @@ func probedContainers(pod *corev1.Pod) []*corev1.Container {
 func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 	res := probeResult{original: map[string]map[string]HealthProbe{}, httpKinds: map[string]bool{}}
 	served := proxyServedKinds(containers)
-	for _, c := range containers {
+	for i, c := range containers {
+		at := field.NewPath("spec", "containers").Index(i)
 		for _, p := range []struct {
 			kind  string
 			probe *corev1.Probe
@@ -94,8 +98,8 @@ func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 				continue
 			}
 			if hg := p.probe.HTTPGet; hg != nil && hg.Port.Type == intstr.Int && hg.Port.IntVal == 0 {
-				res.warnings = append(res.warnings, fmt.Sprintf("container %q %s probe has no port: it is sent to port %d, as FSM v1.5.1 sent it; set httpGet.port",
-					c.Name, p.kind, defaultProbePort(hg.Scheme)))
+				res.warnings = append(res.warnings, fitWarning(fmt.Sprintf("container %q %s: unset, so probed on port %d; set it",
+					c.Name, at.Child(p.kind+"Probe", "httpGet", "port"), defaultProbePort(hg.Scheme)), warnProbePort))
 			}
 			if hg := p.probe.HTTPGet; hg != nil && hg.Scheme != "" && hg.Scheme != corev1.URISchemeHTTP && hg.Scheme != corev1.URISchemeHTTPS {
 				// The apiserver refuses such a pod unmeshed (its scheme is
@@ -103,8 +107,8 @@ func rewriteProbes(containers []*corev1.Container) (probeResult, error) {
 				// probe, whose scheme is HTTP: "https" reaches an HTTPS app
 				// as plain HTTP and fails for ever. FSM v1.5.1 rewrites it
 				// so, and an HTTP app passes it: admitted, with a warning.
-				res.warnings = append(res.warnings, fmt.Sprintf("container %q %s probe has httpGet.scheme %q, which the apiserver refuses without the sidecar (supported values: HTTP, HTTPS): it is sent as HTTP, as FSM v1.5.1 sent it; set httpGet.scheme",
-					c.Name, p.kind, string(hg.Scheme)))
+				res.warnings = append(res.warnings, fitWarning(fmt.Sprintf("container %q %s: %s is not HTTP or HTTPS, so probed as HTTP; fix it",
+					c.Name, at.Child(p.kind+"Probe", "httpGet", "scheme"), warning.Quote(string(hg.Scheme), 24)), warnProbeScheme))
 			}
 			orig, to, err := rewriteProbe(c, p.kind, p.probe, p.port, served[p.kind])
 			if err != nil {
@@ -250,8 +254,8 @@ func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
 		}
 		return port.IntVal, nil
 	}
-	if n, err := strconv.Atoi(port.StrVal); err == nil && n >= 1 && n <= 65535 {
-		return int32(n), nil
+	if n := portNumber(port.StrVal); n != 0 {
+		return n, nil
 	}
 	for _, cp := range c.Ports {
 		if cp.Name == port.StrVal {
@@ -259,6 +263,18 @@ func resolvePort(c *corev1.Container, port intstr.IntOrString) (int32, error) {
 		}
 	}
 	return 0, fmt.Errorf("%q: %w", port.StrVal, errNoNamedPort)
+}
+
+// portNumber is the TCP port a decimal string names (an original-port
+// header, a probe port given as a string), 0 when it names
+// none. Whoever wrote the pod wrote the header: a number past int32 must not
+// wrap onto a real port (2^32+80 is not 80).
+func portNumber(v string) int32 {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || n < 1 || n > 65535 {
+		return 0
+	}
+	return int32(n)
 }
 
 // recoverOriginalProbes reads back what rewriteProbes recorded in headers, for
@@ -274,13 +290,11 @@ func recoverOriginalProbes(containers []*corev1.Container) map[string]map[string
 			for _, h := range p.HTTPGet.HTTPHeaders {
 				switch h.Name {
 				case originalHTTPPortHeader:
-					n, _ := strconv.Atoi(h.Value)
-					hp.Port, hp.IsHTTP = int32(n), true
+					hp.Port, hp.IsHTTP = portNumber(h.Value), true
 				case originalHTTPPathHeader:
 					hp.Path = h.Value
 				case originalTCPPortHeader:
-					n, _ := strconv.Atoi(h.Value)
-					hp.Port, hp.IsTCPSocket = int32(n), true
+					hp.Port, hp.IsTCPSocket = portNumber(h.Value), true
 				}
 			}
 			if hp.Port == 0 {

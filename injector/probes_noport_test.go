@@ -56,7 +56,7 @@ func TestProbeWithoutPort(t *testing.T) {
 			if !resp.Allowed {
 				t.Fatalf("refused: %+v; FSM v1.5.1 injects this pod", resp.Result)
 			}
-			if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `container "app" liveness probe`) {
+			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], `container "app" spec.containers[0].livenessProbe.httpGet.port: unset, so probed on port `) {
 				t.Errorf("warnings %q, want one naming the probe", resp.Warnings)
 			}
 			raw, _ := json.Marshal(pod)
@@ -109,8 +109,8 @@ func TestProbeSchemeNotSupported(t *testing.T) {
 		scheme corev1.URIScheme
 		warn   string // the warning's text, else none
 	}{
-		{scheme: "https", warn: `container "app" liveness probe has httpGet.scheme "https", which the apiserver refuses without the sidecar (supported values: HTTP, HTTPS): it is sent as HTTP, as FSM v1.5.1 sent it; set httpGet.scheme`},
-		{scheme: "Http", warn: `container "app" liveness probe has httpGet.scheme "Http", which the apiserver refuses without the sidecar (supported values: HTTP, HTTPS): it is sent as HTTP, as FSM v1.5.1 sent it; set httpGet.scheme`},
+		{scheme: "https", warn: `container "app" spec.containers[0].livenessProbe.httpGet.scheme: "https" is not HTTP or HTTPS, so probed as HTTP; fix it [docs: probe-scheme]`},
+		{scheme: "Http", warn: `container "app" spec.containers[0].livenessProbe.httpGet.scheme: "Http" is not HTTP or HTTPS, so probed as HTTP; fix it [docs: probe-scheme]`},
 		{scheme: corev1.URISchemeHTTP},
 		{scheme: corev1.URISchemeHTTPS},
 		{scheme: ""}, // not defaulted yet (the apiserver defaults it to HTTP before the webhooks)

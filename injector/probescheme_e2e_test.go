@@ -35,7 +35,7 @@ func (e *e2e) testProbeScheme(t *testing.T) {
 	if err := cl.Create(ctx, p); err != nil {
 		t.Fatalf("meshed create: %v", err)
 	}
-	want := `container "app" liveness probe has httpGet.scheme "https", which the apiserver refuses without the sidecar`
+	want := `container "app" spec.containers[0].livenessProbe.httpGet.scheme: "https" is not HTTP or HTTPS`
 	if !slices.ContainsFunc(rec.all(), func(w string) bool { return strings.Contains(w, want) }) {
 		t.Fatalf("warnings %q, want one containing %q", rec.all(), want)
 	}

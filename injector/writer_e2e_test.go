@@ -82,7 +82,7 @@ func (e *e2e) writerReplica(t *testing.T, issuer certs.Issuer, mesh string, rw r
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := client.Client(e.cl)
+	live := e.cl
 	if rw.client != nil {
 		live = rw.client
 	}

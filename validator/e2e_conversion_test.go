@@ -182,10 +182,10 @@ func TestE2EConversionAnnotations(t *testing.T) {
 		if err := wc.Update(ctx, old); err != nil {
 			t.Fatalf("v1alpha1 edit of spec.traffic: %v", err)
 		}
-		var warned string
+		var warned string // one warning per schema error
 		for _, w := range rec.all() {
 			if strings.HasPrefix(w, stored) {
-				warned = w
+				warned += w + "\n"
 			}
 		}
 		for _, want := range []string{`spec.traffic.interceptionMode: Unsupported value: "": supported values: "NodeLevel", "PodLevel"`,
@@ -232,10 +232,10 @@ func TestE2EConversionAnnotations(t *testing.T) {
 			t.Fatalf("v1alpha1 create: %v", err)
 		}
 		const stored = "the config.flomesh.io/v1alpha3 object this write is stored as fails the v1alpha3 schema"
-		var warned string
+		var warned string // one warning per schema error
 		for _, w := range rec.all() {
 			if strings.HasPrefix(w, stored) {
-				warned = w
+				warned += w + "\n"
 			}
 		}
 

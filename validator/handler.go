@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
@@ -178,9 +179,9 @@ func (h *Handler) handle(ctx context.Context, gvk schema.GroupVersionKind, req a
 	}
 	verdict := policy.Decide(found, stored, h.opts.StrictPolicyValidation)
 	if len(verdict.Denials) > 0 {
-		return reviewhttp.Denied(strings.Join(verdict.Denials, "\n")).WithWarnings(verdict.Warnings...)
+		return reviewhttp.Denied(strings.Join(verdict.Denials, "\n")).WithWarnings(whole(verdict.Warnings)...)
 	}
-	return admission.Allowed("").WithWarnings(verdict.Warnings...)
+	return admission.Allowed("").WithWarnings(whole(verdict.Warnings)...)
 }
 
 // meshConfig validates MeshConfig CREATE, UPDATE and DELETE.
@@ -207,7 +208,7 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 	stopped := func(err error) admission.Response {
 		if len(res.Errors) > 0 {
 			// Denied already: those errors still tell the user why.
-			return invalidMeshConfig(cmp.Or(res.Name, req.Name), res.Errors).WithWarnings(res.Warnings...)
+			return invalidMeshConfig(cmp.Or(res.Name, req.Name), res.Errors).WithWarnings(whole(res.Warnings)...)
 		}
 		return admission.Errored(http.StatusGatewayTimeout, fmt.Errorf("%s MeshConfig %s: stopped before checking the size of its old-version views: %w", req.Operation, cmp.Or(res.Name, req.Name), err))
 	}
@@ -248,9 +249,9 @@ func (h *Handler) meshConfig(ctx context.Context, version string, req admission.
 		res.Errors = append(res.Errors, idErrs...)
 	}
 	if len(res.Errors) > 0 {
-		return invalidMeshConfig(name, res.Errors).WithWarnings(res.Warnings...)
+		return invalidMeshConfig(name, res.Errors).WithWarnings(whole(res.Warnings)...)
 	}
-	return admission.Allowed("").WithWarnings(res.Warnings...)
+	return admission.Allowed("").WithWarnings(whole(res.Warnings)...)
 }
 
 // invalidMeshConfig is the denial for field errors: a 422 Invalid status listing every
@@ -496,4 +497,16 @@ func (h *Handler) featureFlag(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("MeshConfig %s/%s: spec.featureFlags.%s: %w", h.opts.FSMNamespace, h.opts.MeshConfigName, name, err)
 	}
 	return on, nil
+}
+
+// whole cuts each warning to what the apiserver passes on whole
+// (internal/warning): past 4096 runes in a response it cuts every warning to
+// 256, a short one's end included. The rules' own warnings fit already; a
+// denial message ratcheted into one, quoting user values, may not.
+func whole(ws []string) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = warning.Fit(w, "")
+	}
+	return out
 }

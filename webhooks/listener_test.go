@@ -89,6 +89,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusOK || (strings.HasPrefix(l.name, "webhook") && !strings.Contains(string(body), `"allowed":true`)) {
 				t.Fatalf("HTTP %d %s", resp.StatusCode, body)
@@ -181,6 +182,7 @@ func TestListenersCutSlowClients(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no answer: %v", err)
 		}
+		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "HTTP request to an HTTPS server") {
 			t.Fatalf("HTTP %d %q, want 400 naming the mistake", resp.StatusCode, body)

@@ -266,7 +266,7 @@ func TestCAFileSwapKeepsTokenChanges(t *testing.T) {
 		inSecret.Store(token)
 		// Most through reloadToken, whose Secret read (a fake) is quick,
 		// so that changes and swaps interleave often.
-		changed := false
+		var changed bool
 		if n%20 == 0 {
 			changed = k.pollSecret(ctx)
 		} else {

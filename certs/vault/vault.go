@@ -206,7 +206,7 @@ const tokenReread = 10 * time.Second
 // denied reports whether Vault refused the token (403).
 func denied(err error) bool {
 	var re *vaultapi.ResponseError
-	return errors.As(err, &re) && re.StatusCode == 403
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }
 
 // reloadToken re-reads the token Secret (a token from --vault-token is
@@ -539,7 +539,7 @@ func (i *Issuer) parseIssued(path string, resp *vaultapi.Secret) (*certs.Certifi
 // default issuer (deleted while other issuers remain).
 func noDefaultIssuer(err error) bool {
 	var re *vaultapi.ResponseError
-	return errors.As(err, &re) && re.StatusCode == 400 &&
+	return errors.As(err, &re) && re.StatusCode == http.StatusBadRequest &&
 		strings.Contains(strings.Join(re.Errors, "; "), "no default issuer currently configured")
 }
 
@@ -547,7 +547,7 @@ func noDefaultIssuer(err error) bool {
 // its CA (the issuer's leaf_not_after_behavior "err", Vault's default).
 func caExpiryRefusal(err error) bool {
 	var re *vaultapi.ResponseError
-	return errors.As(err, &re) && re.StatusCode == 400 &&
+	return errors.As(err, &re) && re.StatusCode == http.StatusBadRequest &&
 		strings.Contains(strings.Join(re.Errors, "; "), "beyond the expiration of the CA certificate")
 }
 
@@ -568,13 +568,13 @@ func (i *Issuer) explain(path string, err error) error {
 		// One line: Vault's multierror text spans several.
 		joined := strings.Join(strings.Fields(strings.Join(re.Errors, "; ")), " ")
 		switch {
-		case re.StatusCode == 403:
+		case re.StatusCode == http.StatusForbidden:
 			return fmt.Errorf("the Vault server at %s denied the token for %s (403 %s): check the token and its policy", i.opts.Address(), path, joined)
 		case strings.Contains(joined, "unknown role"):
 			return fmt.Errorf("role %q does not exist on Vault mount %s (%d %s)", i.opts.Role, i.mount, re.StatusCode, joined)
 		case noRoute(err):
 			return fmt.Errorf("the Vault server at %s has no PKI engine at %s (404 %s): enable one at mount %s (vault secrets enable -path=%s pki)", i.opts.Address(), path, joined, i.mount, i.mount)
-		case re.StatusCode == 404:
+		case re.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("the Vault server at %s has no PKI engine at %s (404 %s)", i.opts.Address(), path, joined)
 		case caExpiryRefusal(err):
 			return fmt.Errorf("the Vault server at %s refused %s: the CA that signs for role %q expires too soon even for a certificate cut at its end (%d %s): "+
@@ -783,7 +783,7 @@ func (i *Issuer) readRouted(ctx context.Context, path string) (*vaultapi.Secret,
 // noRoute reports whether Vault answered that no engine serves the path.
 func noRoute(err error) bool {
 	var re *vaultapi.ResponseError
-	return errors.As(err, &re) && re.StatusCode == 404 &&
+	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound &&
 		strings.Contains(strings.Join(re.Errors, "; "), "no handler for route")
 }
 

@@ -543,7 +543,7 @@ func scrapeMetrics(ctx context.Context, podIP string) (map[string]*dto.MetricFam
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return nil, fmt.Errorf("%s: %s", resp.Status, b)
 	}

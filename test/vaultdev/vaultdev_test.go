@@ -61,7 +61,7 @@ func TestServer(t *testing.T) {
 	}
 	anon.ClearToken()
 	var respErr *vaultapi.ResponseError
-	if _, err := anon.Sys().ListMountsWithContext(ctx); !errors.As(err, &respErr) || respErr.StatusCode != 403 {
+	if _, err := anon.Sys().ListMountsWithContext(ctx); !errors.As(err, &respErr) || respErr.StatusCode != http.StatusForbidden {
 		t.Errorf("listing mounts without a token: err = %v, want 403", err)
 	}
 

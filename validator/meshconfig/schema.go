@@ -18,6 +18,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 	chart "github.com/flomesh-io/fsm-webhooks/charts/fsm-webhooks"
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
 )
 
 // The apiserver validates a write against the schema of the version it was
@@ -98,7 +99,9 @@ func schemaErrors(obj any, errs []error) field.ErrorList {
 	var specific, generic field.ErrorList
 	var walk func(error)
 	walk = func(err error) {
-		switch e := err.(type) {
+		// kube-openapi's own tree, walked node by node: errors.As would
+		// skip a CompositeError's siblings.
+		switch e := err.(type) { //nolint:errorlint // see above
 		case *openapierrors.CompositeError:
 			for _, c := range e.Errors {
 				walk(c)
@@ -293,19 +296,18 @@ func storedSchemaProblems(version string, obj []byte) (annotationErrs, own field
 	return annotationErrs, own
 }
 
-// storedSchemaWarning is the warning for the write's own schema errors of
-// the v1alpha3 object it is stored as ("" when none).
-func storedSchemaWarning(errs field.ErrorList) string {
-	if len(errs) == 0 {
-		return ""
+// storedSchemaWarnings are the warnings for the write's own schema errors
+// of the v1alpha3 object it is stored as, one per error so that each stays
+// whole (internal/warning). Why (the apiserver does not check a converted
+// object; a v1alpha3 copy of it, a backup or a GitOps source, cannot be
+// created again): validator README, which a warning has no room for.
+func storedSchemaWarnings(errs field.ErrorList) []string {
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, warning.Fit(fmt.Sprintf("the %s/%s object this write is stored as fails the %s schema: %s", Group, V1alpha3, V1alpha3, e.Error()),
+			fmt.Sprintf("; set it, or write it as %s", V1alpha3)))
 	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return fmt.Sprintf("the %s/%s object this write is stored as fails the %s schema, which the apiserver does not check on a converted object: "+
-		"it is stored, but a %s copy of it (a backup, a GitOps source) cannot be created again; set these fields in this write, or write the object as %s: %s",
-		Group, V1alpha3, V1alpha3, V1alpha3, V1alpha3, strings.Join(msgs, "; "))
+	return out
 }
 
 // dropNulls removes null-valued keys from every object in v.

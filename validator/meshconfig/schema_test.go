@@ -73,13 +73,15 @@ func edit(t *testing.T, obj []byte, sets map[string]any) []byte {
 	return out
 }
 
+// schemaWarning is the stored-schema warnings (one per error), joined.
 func schemaWarning(warnings []string) string {
+	var ws []string
 	for _, w := range warnings {
 		if strings.HasPrefix(w, storedWarning) {
-			return w
+			ws = append(ws, w)
 		}
 	}
-	return ""
+	return strings.Join(ws, "\n")
 }
 
 // TestStoredSchema: an old version's write is checked as the v1alpha3
@@ -118,7 +120,7 @@ func TestStoredSchema(t *testing.T) {
 		warn: []string{
 			`spec.traffic.interceptionMode: Unsupported value: "": supported values: "NodeLevel", "PodLevel"`,
 			`spec.traffic.serviceAccessMode: Unsupported value: "": supported values: "ip", "domain", "mixed"`,
-			"set these fields in this write, or write the object as v1alpha3",
+			"; set it, or write it as v1alpha3",
 		},
 	}, {
 		name: "the same edit, complete", version: V1alpha1,

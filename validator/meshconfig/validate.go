@@ -91,9 +91,7 @@ type Result struct {
 // into other versions is checked by those versions' rules (stored.go).
 func Validate(version string, obj []byte) Result {
 	r, own, _ := validate(version, obj)
-	if w := storedSchemaWarning(own); w != "" {
-		r.Warnings = append(r.Warnings, w)
-	}
+	r.Warnings = append(r.Warnings, storedSchemaWarnings(own)...)
 	return r
 }
 
@@ -198,9 +196,7 @@ func ValidateUpdate(version string, obj, old []byte) Result {
 		_, before := storedSchemaProblems(version, old)
 		own = slices.DeleteFunc(own, func(e *field.Error) bool { return containsError(before, e) })
 	}
-	if w := storedSchemaWarning(own); w != "" {
-		r.Warnings = append(r.Warnings, w)
-	}
+	r.Warnings = append(r.Warnings, storedSchemaWarnings(own)...)
 	if len(r.Errors) == 0 || len(old) == 0 {
 		return r
 	}

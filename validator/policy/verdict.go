@@ -4,6 +4,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 )
 
@@ -30,7 +31,7 @@ func Decide(found, old []Finding, strict bool) Verdict {
 	var v Verdict
 	for _, f := range fresh {
 		if f.BeyondFSM && !strict {
-			v.Warnings = append(v.Warnings, oneLine(f.Message)+NotEnforcedSuffix)
+			v.Warnings = append(v.Warnings, warning.Fit(oneLine(f.Message), NotEnforcedSuffix))
 			continue
 		}
 		v.Denials = append(v.Denials, f.Message)

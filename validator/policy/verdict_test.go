@@ -2,7 +2,12 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
+	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
 )
 
 func TestDecide(t *testing.T) {
@@ -47,5 +52,23 @@ func TestDecide(t *testing.T) {
 				t.Errorf("Decide:\n denials  %q\n warnings %q\nwant\n denials  %q\n warnings %q", v.Denials, v.Warnings, tc.wantDenials, tc.wantWarnings)
 			}
 		})
+	}
+}
+
+// TestDecideWarningsFit: a warning made of a long message (FSM's conflict
+// report lists every backend) keeps its suffix and is at most
+// warning.MaxRunes runes, so the apiserver never cuts it.
+func TestDecideWarningsFit(t *testing.T) {
+	long := Finding{Message: "duplicate backends detected: " + strings.Repeat("[+] IngressBackend ns/a conflicts with ns/b\n", 40), BeyondFSM: true}
+	v := Decide([]Finding{long}, nil, false)
+	v2 := Decide([]Finding{long}, []Finding{long}, false)
+	for _, tc := range []struct {
+		ws     []string
+		suffix string
+	}{{v.Warnings, NotEnforcedSuffix}, {v2.Warnings, ratchet.Suffix}} {
+		if len(tc.ws) != 1 || utf8.RuneCountInString(tc.ws[0]) > warning.MaxRunes || !strings.HasSuffix(tc.ws[0], tc.suffix) ||
+			!strings.HasPrefix(tc.ws[0], "duplicate backends detected: [+] IngressBackend ns/a conflicts with ns/b") {
+			t.Errorf("warnings %q: want one of at most %d runes ending %q", tc.ws, warning.MaxRunes, tc.suffix)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package reviewhttp
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestHandlerDeadlineFromTimeout(t *testing.T) {
 		return admission.Allowed("")
 	}))
 	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",` + request + `}`
-	req := httptest.NewRequest("POST", "/x?timeout=10s", strings.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, "/x?timeout=10s", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	a.ServeHTTP(rec, req)

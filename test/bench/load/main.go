@@ -606,7 +606,8 @@ func warmUp(ctx context.Context, cl client.Client) (map[string][]byte, error) {
 // 5 s: a design without owner-reference writes leaves all of them unowned.
 func adoption(ctx context.Context, cl client.Client, lastCreate time.Time) string {
 	const limit, quiet = time.Minute, 5 * time.Second
-	owned, total := -1, 0
+	owned := -1 // no count yet: the first list is a change
+	var total int
 	lastChange := time.Now()
 	for {
 		var list metav1.PartialObjectMetadataList

@@ -5,13 +5,18 @@
 // MeshConfig and the policy kinds ratchet the same way.
 package ratchet
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/flomesh-io/fsm-webhooks/internal/warning"
+)
 
 // Suffix ends the warning for a problem the stored object already had.
 const Suffix = " (already stored: allowed unchanged, please fix)"
 
-// Warning is the warning text for a stored problem.
-func Warning(problem string) string { return problem + Suffix }
+// Warning is the warning text for a stored problem, the problem cut so the
+// whole stays within what the apiserver passes on whole (internal/warning).
+func Warning(problem string) string { return warning.Fit(problem, Suffix) }
 
 // Split separates the problems found in the new object into fresh ones,
 // which deny, and stored ones, which old (the problems of the stored
