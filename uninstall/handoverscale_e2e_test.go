@@ -18,16 +18,17 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
-// slowWrites delays every write (PATCH, DELETE) by delay, as a loaded
+// slowRequests delays every request match selects by delay, as a loaded
 // apiserver answers, and records the most in flight at once.
-type slowWrites struct {
+type slowRequests struct {
 	next           http.RoundTripper
+	match          func(*http.Request) bool
 	delay          time.Duration
 	inFlight, peak atomic.Int32
 }
 
-func (s *slowWrites) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method != http.MethodPatch && r.Method != http.MethodDelete {
+func (s *slowRequests) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !s.match(r) {
 		return s.next.RoundTrip(r)
 	}
 	n := s.inFlight.Add(1)
@@ -74,7 +75,9 @@ func TestHandOverWritesConcurrently(t *testing.T) {
 		}
 	}
 	cfg := rest.CopyConfig(env.Config)
-	slow := &slowWrites{delay: 50 * time.Millisecond}
+	slow := &slowRequests{delay: 50 * time.Millisecond, match: func(r *http.Request) bool {
+		return r.Method == http.MethodPatch || r.Method == http.MethodDelete
+	}}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { slow.next = rt; return slow })
 	cfg.QPS, cfg.Burst = -1, 0 // as in the hook's pod (controller-runtime's in-cluster config)
 	start := time.Now()

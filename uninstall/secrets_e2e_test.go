@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,17 +212,7 @@ func TestHandOverKeepsTheSecretOfARelabelledPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	mounting := func(name, id string, labels map[string]string) *corev1.Pod {
-		p, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-			Spec: corev1.PodSpec{
-				Containers: []corev1.Container{{Name: "app", Image: "app"}},
-				Volumes: []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{
-					Secret: &corev1.SecretVolumeSource{SecretName: fsmnames.BootstrapSecretName(id)}}}},
-			},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := createMountingPod(ctx, t, cs, name, id, labels)
 		if _, err := cs.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 			Name:   fsmnames.BootstrapSecretName(id),
 			Labels: map[string]string{"app.kubernetes.io/name": "flomesh.io", "app.kubernetes.io/instance": "fsm", injector.ProxyUUIDLabel: id},
@@ -278,18 +267,7 @@ func TestHandOverOwnsTheSecretByEveryPodMountingIt(t *testing.T) {
 		}
 	}
 	mounting := func(name, id string, labels map[string]string) *corev1.Pod {
-		p, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-			Spec: corev1.PodSpec{
-				Containers: []corev1.Container{{Name: "app", Image: "app"}},
-				Volumes: []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{
-					Secret: &corev1.SecretVolumeSource{SecretName: fsmnames.BootstrapSecretName(id)}}}},
-			},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return createMountingPod(ctx, t, cs, name, id, labels)
 	}
 	want := map[string][]*corev1.Pod{
 		"source": {
@@ -324,24 +302,22 @@ func TestHandOverOwnsTheSecretByEveryPodMountingIt(t *testing.T) {
 	}
 }
 
-// slowPodLists delays every pod list by delay and records the most in
-// flight at once.
-type slowPodLists struct {
-	next           http.RoundTripper
-	delay          time.Duration
-	inFlight, peak atomic.Int32
-}
-
-func (s *slowPodLists) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/pods") {
-		return s.next.RoundTrip(r)
+// createMountingPod creates pod name in namespace app, labelled labels,
+// whose bootstrap volume mounts the bootstrap Secret of uuid id.
+func createMountingPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, name, id string, labels map[string]string) *corev1.Pod {
+	t.Helper()
+	p, err := cs.CoreV1().Pods("app").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: "app"}},
+			Volumes: []corev1.Volume{{Name: injector.BootstrapVolumeName, VolumeSource: corev1.VolumeSource{
+				Secret: &corev1.SecretVolumeSource{SecretName: fsmnames.BootstrapSecretName(id)}}}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
-	}
-	time.Sleep(s.delay)
-	return s.next.RoundTrip(r)
+	return p
 }
 
 // TestHandOverListsNamespacesAtOnce: finding the pods that mount a Secret
@@ -381,7 +357,9 @@ func TestHandOverListsNamespacesAtOnce(t *testing.T) {
 		}
 	}
 	cfg := rest.CopyConfig(env.Config)
-	slow := &slowPodLists{delay: 300 * time.Millisecond}
+	slow := &slowRequests{delay: 300 * time.Millisecond, match: func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/pods")
+	}}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { slow.next = rt; return slow })
 	slowCS, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
