@@ -57,11 +57,14 @@ func appContainersBesideProxy(pod *corev1.Pod, native bool) []appBesideProxy {
 // and fsGroup do not matter. Why, at length: README "Admission warnings".
 func proxyUIDWarnings(pod *corev1.Pod, apps []appBesideProxy) []string {
 	var fields []string
-	names := map[string][]string{}
+	var names map[string][]string
 	for _, a := range apps {
 		uid, from := runAsUser(pod, a)
 		if uid == nil || *uid != ProxyUID {
 			continue
+		}
+		if names == nil {
+			names = map[string][]string{}
 		}
 		if names[from] == nil {
 			fields = append(fields, from)
@@ -167,6 +170,9 @@ func portWarnings(apps []appBesideProxy, injected []injectedPort) []string {
 			default:
 				listened = append(listened, fmt.Sprintf("%d/%s", p.ContainerPort, proto))
 			}
+		}
+		if len(listened)+len(bypassed) == 0 {
+			continue
 		}
 		at := a.path.Child("ports")
 		if len(listened) > 0 {
