@@ -458,6 +458,12 @@ func (i *Issuer) waitReady(ctx context.Context, created *cmapi.CertificateReques
 	}
 	last := created
 	var verdict error
+	// The issuer's own Ready condition, read once in the background when
+	// the request first waits on the issuer (never on the happy path), so a
+	// timeout can say why without a read after the caller's deadline.
+	var issuerNote <-chan string
+	nctx, stopNote := context.WithCancel(ctx)
+	defer stopNote()
 	_, err := watchtools.Until(ctx, created.ResourceVersion, lw, func(ev watch.Event) (bool, error) {
 		switch ev.Type {
 		case watch.Deleted:
@@ -478,6 +484,9 @@ func (i *Issuer) waitReady(ctx context.Context, created *cmapi.CertificateReques
 			return false, nil
 		}
 		last = cr
+		if issuerNote == nil && i.heldByIssuer(cr) {
+			issuerNote = i.readIssuerCondition(nctx)
+		}
 		done, err := decide(cr)
 		verdict = err
 		return done, err
@@ -489,10 +498,10 @@ func (i *Issuer) waitReady(ctx context.Context, created *cmapi.CertificateReques
 		return nil, verdict
 	case errors.Is(ctx.Err(), context.Canceled):
 		return nil, fmt.Errorf("gave up waiting for CertificateRequest %s/%s to be Ready (%s): %w",
-			created.Namespace, created.Name, describe(last), ctx.Err())
+			created.Namespace, created.Name, i.describeWait(last, issuerNote), ctx.Err())
 	case ctx.Err() != nil || errors.Is(err, watchtools.ErrWatchClosed):
 		return nil, fmt.Errorf("timed out waiting for CertificateRequest %s/%s to be Ready (%s): %w",
-			created.Namespace, created.Name, describe(last), context.DeadlineExceeded)
+			created.Namespace, created.Name, i.describeWait(last, issuerNote), context.DeadlineExceeded)
 	default:
 		return nil, fmt.Errorf("watching CertificateRequest %s/%s: %w", created.Namespace, created.Name, err)
 	}
@@ -543,6 +552,85 @@ func describe(cr *cmapi.CertificateRequest) string {
 		return "no conditions yet: nobody approved it (is cert-manager's approver running?)"
 	}
 	return "conditions " + strings.Join(parts, ", ")
+}
+
+// issuerNotReadyMessage is the Ready=False (reason Pending) message
+// cert-manager's CertificateRequest controllers set while the referenced
+// Issuer or ClusterIssuer is not Ready (pkg/controller/certificaterequests
+// sync.go, v1.21.2); it does not say why.
+const issuerNotReadyMessage = "Referenced issuer does not have a Ready status condition"
+
+// heldByIssuer says whether cr waits on a cert-manager.io Issuer or
+// ClusterIssuer that is not Ready, i.e. whether that issuer's own condition
+// is what an operator needs. An external issuer's kinds are not ours to read.
+func (i *Issuer) heldByIssuer(cr *cmapi.CertificateRequest) bool {
+	if i.opts.IssuerGroup != DefaultIssuerGroup {
+		return false
+	}
+	for _, c := range cr.Status.Conditions {
+		if c.Type == cmapi.CertificateRequestConditionReady {
+			return c.Status == cmmeta.ConditionFalse && c.Reason == cmapi.CertificateRequestReasonPending &&
+				strings.HasPrefix(c.Message, issuerNotReadyMessage)
+		}
+	}
+	return false
+}
+
+// readIssuerCondition reads the issuer's Ready condition in the background
+// and sends issuerCondition's one line on the channel it returns.
+func (i *Issuer) readIssuerCondition(ctx context.Context) <-chan string {
+	out := make(chan string, 1)
+	go func() { out <- i.issuerCondition(ctx) }()
+	return out
+}
+
+// issuerCondition is the configured Issuer's (in the request namespace) or
+// ClusterIssuer's Ready condition in one line; a failed read is said briefly
+// (its reason: Forbidden without the chart's get grant), never in place of
+// the request's own condition.
+func (i *Issuer) issuerCondition(ctx context.Context) string {
+	v1 := i.opts.Client.CertmanagerV1()
+	var (
+		ref    = fmt.Sprintf("%s %s/%s", i.opts.IssuerKind, i.opts.Namespace, i.opts.IssuerName)
+		status *cmapi.IssuerStatus
+		err    error
+	)
+	if i.opts.IssuerKind == cmapi.ClusterIssuerKind {
+		ref = cmapi.ClusterIssuerKind + " " + i.opts.IssuerName
+		var ci *cmapi.ClusterIssuer
+		if ci, err = v1.ClusterIssuers().Get(ctx, i.opts.IssuerName, metav1.GetOptions{}); err == nil {
+			status = &ci.Status
+		}
+	} else {
+		var is *cmapi.Issuer
+		if is, err = v1.Issuers(i.opts.Namespace).Get(ctx, i.opts.IssuerName, metav1.GetOptions{}); err == nil {
+			status = &is.Status
+		}
+	}
+	if err != nil {
+		why := err.Error()
+		if r := apierrors.ReasonForError(err); r != metav1.StatusReasonUnknown {
+			why = string(r)
+		}
+		return fmt.Sprintf("%s not read: %s", ref, why)
+	}
+	for _, c := range status.Conditions {
+		if c.Type == cmapi.IssuerConditionReady {
+			return fmt.Sprintf("%s Ready=%s reason %s: %s", ref, c.Status, c.Reason, c.Message)
+		}
+	}
+	return ref + " has no Ready condition (is cert-manager's issuers controller running?)"
+}
+
+// describeWait is describe(cr), followed by the issuer's condition when cr
+// waits on it and it was read.
+func (i *Issuer) describeWait(cr *cmapi.CertificateRequest, issuerNote <-chan string) string {
+	d := describe(cr)
+	if issuerNote == nil || !i.heldByIssuer(cr) {
+		return d
+	}
+	// The read ends with the wait's ctx at the latest, done by now.
+	return d + "; " + <-issuerNote
 }
 
 // usagesFor asks for what FSM v1.5.1 asked for (digital signature, key

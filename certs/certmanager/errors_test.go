@@ -3,17 +3,21 @@ package certmanager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestIssuanceErrors: what an operator reads when issuance fails must name
@@ -27,26 +31,57 @@ func TestIssuanceErrors(t *testing.T) {
 
 	// An Issuer that exists but is not Ready (its CA Secret is missing):
 	// cert-manager says only "Referenced issuer does not have a Ready
-	// status condition", so our error is all that tells which one.
-	t.Run("issuer not Ready names the issuer", func(t *testing.T) {
-		if _, err := h.cm.CertmanagerV1().Issuers(h.auto).Create(ctx, &cmapi.Issuer{
-			ObjectMeta: metav1.ObjectMeta{Name: "not-ready"},
-			Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "no-such-secret"}}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		i := h.issuer(t, h.auto, "not-ready", nil)
+	// status condition", so our error is all that tells which one, and
+	// the Issuer's own Ready condition (set by cert-manager's CA issuer
+	// Setup) is what says why: the Secret to create.
+	if _, err := h.cm.CertmanagerV1().Issuers(h.auto).Create(ctx, &cmapi.Issuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "not-ready"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "no-such-secret"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	notReady := waitIssuerNotReady(t, h.cm, h.auto, "not-ready")
+	issueNotReady := func(t *testing.T, cm cmclient.Interface) error {
+		t.Helper()
+		i := h.issuer(t, h.auto, "not-ready", cm)
 		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := i.Issue(ictx, req)
 		t.Logf("Issue: %v", err)
-		if err == nil || !strings.Contains(err.Error(), "IssuerNotReady") && !strings.Contains(err.Error(), "does not have a Ready status condition") {
-			t.Fatalf("err = %v, want the Pending reason", err)
+		if err == nil || !strings.Contains(err.Error(), "reason Pending: "+issuerNotReadyMessage) {
+			t.Fatalf("err = %v, want the request's own Pending condition", err)
 		}
 		if !strings.Contains(err.Error(), `Issuer "not-ready"`) {
 			t.Errorf("the error does not name the issuer (Issuer \"not-ready\") the request waited on")
 		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the error is no longer a timeout: %v", err)
+		}
 		assertNoRequests(t, h.cm, h.auto)
+		return err
+	}
+	t.Run("issuer not Ready names the issuer and why", func(t *testing.T) {
+		err := issueNotReady(t, nil)
+		want := fmt.Sprintf("; Issuer %s/not-ready Ready=False reason %s: %s): ", h.auto, notReady.Reason, notReady.Message)
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks the Issuer's Ready condition %q", want)
+		}
+		if !strings.Contains(err.Error(), `"no-such-secret"`) {
+			t.Errorf("the error does not name the missing CA Secret no-such-secret")
+		}
+	})
+
+	// Without get on issuers (a hand-written Role): the read is said to
+	// have failed, and the request's own condition is kept.
+	t.Run("issuer get forbidden keeps the request's condition", func(t *testing.T) {
+		cm := userClient(t, h, "fsm-webhooks-noissuer", []rbacv1.PolicyRule{
+			{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificaterequests"}, Verbs: []string{"create", "watch", "list", "delete"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+		})
+		err := issueNotReady(t, cm)
+		if want := fmt.Sprintf("; Issuer %s/not-ready not read: Forbidden): ", h.auto); !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say the Issuer could not be read (%q)", want)
+		}
 	})
 
 	// A client that may create CertificateRequests but not watch them (a
@@ -55,32 +90,16 @@ func TestIssuanceErrors(t *testing.T) {
 	// event and closes: that status is the error, not a timeout blaming
 	// the approver for a request cert-manager signed.
 	t.Run("watch forbidden is reported as forbidden", func(t *testing.T) {
-		if _, err := h.env.Clientset.RbacV1().Roles(h.auto).Create(ctx, &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: "no-watch"},
-			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificaterequests"}, Verbs: []string{"create", "get", "list", "delete"}},
-				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
-			},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.env.Clientset.RbacV1().RoleBindings(h.auto).Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "no-watch"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "no-watch"},
-			Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "fsm-webhooks-nowatch"}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		u, err := h.env.AddUser(envtest.User{Name: "fsm-webhooks-nowatch"}, h.env.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := h.issuer(t, h.auto, DefaultIssuerName, cmclient.NewForConfigOrDie(u.Config()))
+		cm := userClient(t, h, "fsm-webhooks-nowatch", []rbacv1.PolicyRule{
+			{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificaterequests"}, Verbs: []string{"create", "get", "list", "delete"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+		})
+		i := h.issuer(t, h.auto, DefaultIssuerName, cm)
 		// A hang guard: the refused watch ends Issue at once, and a
 		// deadline reached first would hide it behind a timeout.
 		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, err = i.Issue(ictx, req)
+		_, err := i.Issue(ictx, req)
 		t.Logf("Issue: %v", err)
 		if err == nil {
 			t.Fatal("Issue succeeded without watch permission")
@@ -111,4 +130,134 @@ func TestIssuanceErrors(t *testing.T) {
 		}
 		assertNoRequests(t, h.cm, h.manual)
 	})
+}
+
+// userClient is a cert-manager client of a new user granted rules in
+// namespace auto alone.
+func userClient(t *testing.T, h *cmEnv, user string, rules []rbacv1.PolicyRule) cmclient.Interface {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := h.env.Clientset.RbacV1().Roles(h.auto).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		Rules:      rules,
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.env.Clientset.RbacV1().RoleBindings(h.auto).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: user},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := h.env.AddUser(envtest.User{Name: user}, h.env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmclient.NewForConfigOrDie(u.Config())
+}
+
+// waitIssuerNotReady waits until cert-manager's issuers controller has set
+// the Issuer's Ready condition to False and returns that condition.
+func waitIssuerNotReady(t *testing.T, cm cmclient.Interface, ns, name string) cmapi.IssuerCondition {
+	t.Helper()
+	var last []cmapi.IssuerCondition
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		iss, err := cm.CertmanagerV1().Issuers(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = iss.Status.Conditions
+		for _, c := range last {
+			if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionFalse {
+				return c
+			}
+		}
+	}
+	t.Fatalf("Issuer %s/%s not Ready=False within 30s; conditions %+v", ns, name, last)
+	return cmapi.IssuerCondition{}
+}
+
+// TestClusterIssuerNotReadySaysWhy: a ClusterIssuer whose CA Secret is
+// missing from cert-manager's namespace is read cluster-wide, and its
+// Ready condition says which Secret, in the timeout's error. cert-manager's
+// own clusterissuers, approver and CA issuer controllers.
+func TestClusterIssuerNotReadySaysWhy(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	ctx := context.Background()
+	cmNS := namespace(t, env.Clientset, "cert-manager-")
+	fsmNS := namespace(t, env.Clientset, "fsm-")
+	cmdev.StartCluster(t, env.KubeConfig, cmNS)
+	if _, err := cm.CertmanagerV1().ClusterIssuers().Create(ctx, &cmapi.ClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-root"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "mesh-root-ca"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var cond *cmapi.IssuerCondition
+	for deadline := time.Now().Add(30 * time.Second); cond == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ci, err := cm.CertmanagerV1().ClusterIssuers().Get(ctx, "mesh-root", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range ci.Status.Conditions {
+			if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionFalse {
+				cond = &c
+			}
+		}
+	}
+	if cond == nil {
+		t.Fatal("ClusterIssuer mesh-root not Ready=False within 30s")
+	}
+	i, err := New(Options{IssuerName: "mesh-root", IssuerKind: "ClusterIssuer", IssuerGroup: DefaultIssuerGroup, Namespace: fsmNS, Client: cm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = i.Issue(ictx, certs.Request{CommonName: "x.svc", DNSNames: []string{"x.svc"}, Validity: time.Hour, Usage: certs.UsageServer, KeyAlgorithm: certs.ECDSAP256})
+	t.Logf("Issue: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "reason Pending: "+issuerNotReadyMessage) {
+		t.Fatalf("err = %v, want the request's own Pending condition", err)
+	}
+	want := fmt.Sprintf("; ClusterIssuer mesh-root Ready=False reason %s: %s): ", cond.Reason, cond.Message)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("the error lacks the ClusterIssuer's Ready condition %q", want)
+	}
+	if !strings.Contains(err.Error(), `"mesh-root-ca"`) {
+		t.Errorf("the error does not name the missing CA Secret mesh-root-ca")
+	}
+}
+
+// TestHeldByIssuer: only a request cert-manager holds for a cert-manager.io
+// issuer that is not Ready leads to reading the issuer; a request signed,
+// not yet approved, or held for another reason costs no API read.
+func TestHeldByIssuer(t *testing.T) {
+	ready := func(status cmmeta.ConditionStatus, reason, msg string) *cmapi.CertificateRequest {
+		return &cmapi.CertificateRequest{Status: cmapi.CertificateRequestStatus{Conditions: []cmapi.CertificateRequestCondition{
+			{Type: cmapi.CertificateRequestConditionApproved, Status: cmmeta.ConditionTrue, Reason: "cert-manager.io"},
+			{Type: cmapi.CertificateRequestConditionReady, Status: status, Reason: reason, Message: msg},
+		}}}
+	}
+	own := &Issuer{opts: Options{IssuerName: "x", IssuerKind: "Issuer", IssuerGroup: DefaultIssuerGroup}}
+	external := &Issuer{opts: Options{IssuerName: "x", IssuerKind: "AWSPCAIssuer", IssuerGroup: "awspca.cert-manager.io"}}
+	for _, tc := range []struct {
+		name string
+		i    *Issuer
+		cr   *cmapi.CertificateRequest
+		want bool
+	}{
+		{"issuer not Ready", own, ready(cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, issuerNotReadyMessage), true},
+		{"issued", own, ready(cmmeta.ConditionTrue, cmapi.CertificateRequestReasonIssued, "Certificate fetched from issuer successfully"), false},
+		{"issuer not found", own, ready(cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, `Referenced "Issuer" not found`), false},
+		{"failed", own, ready(cmmeta.ConditionFalse, cmapi.CertificateRequestReasonFailed, issuerNotReadyMessage), false},
+		{"no conditions", own, &cmapi.CertificateRequest{}, false},
+		{"external issuer", external, ready(cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, issuerNotReadyMessage), false},
+	} {
+		if got := tc.i.heldByIssuer(tc.cr); got != tc.want {
+			t.Errorf("%s: heldByIssuer = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

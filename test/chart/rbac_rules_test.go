@@ -31,7 +31,7 @@ type serverRule struct {
 // direct client or clientset. Patch and update are different verbs: the
 // servers update their registrations and the fsm namespace's Secrets, and
 // patch only bootstrap Secrets.
-func serverRules(mesh string, certManager bool) []serverRule {
+func serverRules(mesh string, cm cmIssuer) []serverRule {
 	cluster := "ClusterRole/fsm-webhooks-" + mesh
 	role := "Role/" + ns + "/fsm-webhooks"
 	lease := "Role/" + webhooks.DefaultConversionLeaseNamespace + "/fsm-webhooks-" + mesh + "-conversion-lease"
@@ -106,14 +106,34 @@ func serverRules(mesh string, certManager bool) []serverRule {
 		{lease, "coordination.k8s.io", []string{"leases"}, nil, []string{"create"}},
 		{lease, "coordination.k8s.io", []string{"leases"}, []string{webhooks.ConversionLeaseName(fsmnames.MeshConfigCRDName)}, []string{"get", "update"}},
 	}
-	if certManager {
+	if cm.kind != "" {
 		// certs/certmanager: create a CertificateRequest, wait for it
 		// with a RetryWatcher from the created resourceVersion (watch, no
 		// get), delete it; list: Issuer.Sweep's label-selected list of
 		// those a killed replica left behind.
 		rules = append(rules, serverRule{role, "cert-manager.io", []string{"certificaterequests"}, nil, []string{"create", "delete", "list", "watch"}})
 	}
+	// get: certs/certmanager issuerCondition reads the configured
+	// cert-manager.io issuer's Ready condition when a request waits on it
+	// (an external issuer's kinds are never read).
+	switch {
+	case cm.group != "cert-manager.io":
+	case cm.kind == "Issuer":
+		rules = append(rules, serverRule{role, "cert-manager.io", []string{"issuers"}, []string{cm.name}, []string{"get"}})
+	case cm.kind == "ClusterIssuer":
+		rules = append(rules, serverRule{cluster, "cert-manager.io", []string{"clusterissuers"}, []string{cm.name}, []string{"get"}})
+	}
 	return rules
+}
+
+// cmIssuer is the cert-manager issuer reference of a render (zero: another
+// provider).
+type cmIssuer struct{ kind, name, group string }
+
+// providerIssuers are the issuer references of providerValues' cert-manager
+// renders.
+var providerIssuers = map[string]cmIssuer{
+	"cert-manager": {"ClusterIssuer", "mesh-root", "cert-manager.io"},
 }
 
 func (r serverRule) String() string {
@@ -180,11 +200,19 @@ func renderedServerRules(t *testing.T, values string) []serverRule {
 func TestServerRBACIsWhatServeUses(t *testing.T) {
 	for name, doc := range providerValues {
 		t.Run(name, func(t *testing.T) {
-			checkServerRules(t, renderedServerRules(t, doc), serverRules("fsm", name == "cert-manager"))
+			checkServerRules(t, renderedServerRules(t, doc), serverRules("fsm", providerIssuers[name]))
 		})
 	}
 	t.Run("another mesh", func(t *testing.T) {
-		checkServerRules(t, renderedServerRules(t, "fsm: {meshName: blue}"), serverRules("blue", false))
+		checkServerRules(t, renderedServerRules(t, "fsm: {meshName: blue}"), serverRules("blue", cmIssuer{}))
+	})
+	t.Run("cert-manager Issuer", func(t *testing.T) {
+		checkServerRules(t, renderedServerRules(t, "fsm: {certificateProvider: {kind: cert-manager}}"),
+			serverRules("fsm", cmIssuer{"Issuer", "fsm-ca", "cert-manager.io"}))
+	})
+	t.Run("cert-manager external issuer", func(t *testing.T) {
+		doc := "fsm: {certificateProvider: {kind: cert-manager}, certmanager: {issuerName: pca, issuerKind: AWSPCAClusterIssuer, issuerGroup: awspca.cert-manager.io}}"
+		checkServerRules(t, renderedServerRules(t, doc), serverRules("fsm", cmIssuer{"AWSPCAClusterIssuer", "pca", "awspca.cert-manager.io"}))
 	})
 }
 
