@@ -552,14 +552,21 @@ func (l reqLog) V(level int) logr.Logger {
 // the API server and decided again: taken at the cache's word, the pod would
 // be admitted without a sidecar and run unmeshed for its lifetime. Only a
 // caller that is not the apiserver pays that read for a namespace that is
-// really not the mesh's.
+// really not the mesh's. So is a cached namespace being deleted
+// (staleCached): the apiserver admits no create there, so the namespace the
+// object is created in is a new one of the same name, with its own labels
+// and annotations.
 func (h *Handler) decideIn(ctx context.Context, log reqLog, name string, decide func(*corev1.Namespace) Decision) (*corev1.Namespace, Decision, error) {
 	ns, cached, err := h.namespace(ctx, log, name)
 	if err != nil {
 		return nil, Decision{}, err
 	}
 	dec := decide(ns)
-	if !cached || !contradictsSelector(dec.Skip) {
+	if !cached {
+		return ns, dec, nil
+	}
+	why := staleCached(ns, dec.Skip)
+	if why == "" {
 		return ns, dec, nil
 	}
 	namespacesReadLive.Inc()
@@ -568,10 +575,28 @@ func (h *Handler) decideIn(ctx context.Context, log reqLog, name string, decide 
 		if apierrors.IsNotFound(err) {
 			return ns, dec, nil // deleted since: nothing to inject
 		}
-		return nil, Decision{}, fmt.Errorf("the informer cache has it outside the webhook's namespaceSelector (%s); from the API server: %w", dec.Skip, err)
+		return nil, Decision{}, fmt.Errorf("the informer cache has it %s; from the API server: %w", why, err)
 	}
-	log.V(1).Info("namespace in the informer cache outside the webhook's namespaceSelector, read from the API server", "cached", string(dec.Skip))
+	log.V(1).Info("namespace in the informer cache stale, read from the API server", "cached", why)
 	return live, decide(live), nil
+}
+
+// staleCached says why the cached namespace ns, on which an object decided
+// skip, cannot be the one the apiserver admits the object into; "" when it
+// can. Either it is outside the webhook's namespaceSelector
+// (contradictsSelector), or it is being deleted: NamespaceLifecycle, which
+// the apiserver runs before the webhooks, refuses every create in a
+// Terminating namespace, so the cache lags the namespace's deletion and
+// re-creation under the same name, and holds the old one's labels and
+// annotations (deciding injection, the sidecar image, resources, metrics).
+func staleCached(ns *corev1.Namespace, skip SkipReason) string {
+	switch {
+	case contradictsSelector(skip):
+		return fmt.Sprintf("outside the webhook's namespaceSelector (%s)", skip)
+	case ns.DeletionTimestamp != nil:
+		return "being deleted"
+	}
+	return ""
 }
 
 // contradictsSelector: skip is a reason the webhook configuration's
@@ -608,7 +633,7 @@ func (h *Handler) namespace(ctx context.Context, log reqLog, name string) (ns *c
 // Handler.namespace and Handler.decideIn.
 var namespacesReadLive = prometheus.NewCounter(prometheus.CounterOpts{
 	Name: "fsm_webhooks_injector_namespace_live_reads_total",
-	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), or had outside the webhook's namespaceSelector (labelled a moment before), read from the API server instead.",
+	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), or had outside the webhook's namespaceSelector (labelled a moment before) or being deleted (created again since), read from the API server instead.",
 })
 
 func init() { metrics.Registry.MustRegister(namespacesReadLive) }
