@@ -29,7 +29,13 @@ import (
 // cancelled when the test ends.
 func startAPIServer(t *testing.T, timeout time.Duration) (context.Context, *testenv.Env) {
 	t.Helper()
-	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}})
+	return startAPIServerWith(t, timeout, nil)
+}
+
+// startAPIServerWith is startAPIServer with extra kube-apiserver flags.
+func startAPIServerWith(t *testing.T, timeout time.Duration, flags map[string]string) (context.Context, *testenv.Env) {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{Client: client.Options{Scheme: scheme(t)}, APIServerFlags: flags})
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	return ctx, env

@@ -25,10 +25,17 @@ import (
 // Deployment passes (FSM_POD_IPS), so the converter's route gate reads
 // fsm-bootstrap's EndpointSlices and Service. The writer controller creates
 // the bootstrap Secret once its pod is stored, the sweep deletes it with the
-// pod, the converter publishes the CRD's conversion stanza, and nothing the
-// server does is refused.
+// pod, the converter publishes the CRD's conversion stanza after its
+// handshake through the Service's cluster IP, and nothing the server does is
+// refused.
+//
+// envtest runs no kube-proxy, so a cluster IP from its default range
+// (10.0.0.0/24) reaches nothing: the handshake never answered and the
+// stanza came only after the gate's 30 s fallback (routeProofWait), half of
+// this test's 60-70 s. Cluster IPs from 127.0.0.0/24 reach a listener bound
+// to every address, as kube-proxy would route them to the pod.
 func TestServerControllerWriterUnderChartRBAC(t *testing.T) {
-	ctx, env := startAPIServer(t, 8*time.Minute)
+	ctx, env := startAPIServerWith(t, 8*time.Minute, map[string]string{"service-cluster-ip-range": "127.0.0.0/24"})
 	helm := newHelm(t, env)
 	vals, err := charttest.Values("fsm: {webhooks: {bootstrapSecretWriter: controller}}")
 	if err != nil {
@@ -40,7 +47,9 @@ func TestServerControllerWriterUnderChartRBAC(t *testing.T) {
 	c := env.Client
 	bin := buildServer(ctx, t, t.TempDir())
 	t.Setenv("FSM_POD_IPS", "10.1.2.3")
-	proc := startServe(ctx, t, env, bin)
+	// Every address, for the cluster IP; no drain at SIGTERM: nothing is
+	// checked after the body, and the 8 s default only delayed the end.
+	proc := startServe(ctx, t, env, bin, "--webhook-bind-host=0.0.0.0", "--shutdown-drain=0s")
 	var mwc admv1.MutatingWebhookConfiguration
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		if err := c.Get(ctx, types.NamespacedName{Name: mwcName}, &mwc); err != nil {
@@ -115,6 +124,9 @@ func TestServerControllerWriterUnderChartRBAC(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no conversion stanza:\n%s", proc.logs.String())
 		}
+	}
+	if strings.Contains(proc.logs.String(), "without a handshake through its Service") {
+		t.Errorf("the conversion stanza was published after the route gate's fallback, not a handshake through the Service's cluster IP:\n%s", proc.logs.String())
 	}
 	time.Sleep(3 * time.Second)
 	// RBAC's refusal says "forbidden: User ... cannot <verb> resource", an

@@ -111,7 +111,10 @@ func (p *serveProc) readyz(check string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string) *serveProc {
+// startServe runs bin's serve with the chart's Deployment args as the
+// chart's ServiceAccount, then the test's ports and extraArgs (which
+// override).
+func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string, extraArgs ...string) *serveProc {
 	t.Helper()
 	awaitRBAC(ctx, t, env)
 	var dep appsv1.Deployment
@@ -145,6 +148,7 @@ func startServe(ctx context.Context, t *testing.T, env *testenv.Env, bin string)
 		"--injector-secret-handoff-budget=30s",
 		"--injector-secret-handoff-in-flight=1000",
 	)
+	args = append(args, extraArgs...) // the last of a flag wins
 	logs := &syncbuf.Buffer{}
 	srv := exec.Command(bin, args...)
 	srv.Stdout, srv.Stderr = logs, logs
