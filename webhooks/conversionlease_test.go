@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -148,6 +149,8 @@ func testTwoMeshesOneConverter(t *testing.T) {
 	}
 	// The owner stops: the other takes over within the lease duration
 	// (a clean stop releases the Lease; a crash waits for it to expire).
+	repairs := caBundleRepairs.WithLabelValues(other.w.Name, CRDConversion.String())
+	repairs0 := testutil.ToFloat64(repairs)
 	stopped := time.Now()
 	owner.run.stop(t)
 	owner.run.cancel = nil
@@ -167,6 +170,11 @@ func testTwoMeshesOneConverter(t *testing.T) {
 	}
 	t.Logf("took over %s after the owner stopped", time.Since(stopped).Round(time.Millisecond))
 	waitFor(t, settleWithin, "the new owner ready", func() error { return other.run.Ready(ctx) })
+	// Replacing the stanza another mesh's converter wrote by its Lease
+	// restores nothing of this one's: no repair.
+	if got := testutil.ToFloat64(repairs) - repairs0; got != 0 {
+		t.Errorf("the takeover counted %v caBundle repair(s), want 0", got)
+	}
 }
 
 // meshConverter is mesh name's converter of crd, not started, with lease

@@ -94,9 +94,9 @@ type hook struct {
 	kept keptRoots
 	// published is the desired caBundle last found in the registration
 	// object or written to it (nil: none yet, or the object is not ours to
-	// write). Writing that same bundle again repairs someone else's change;
-	// writing another one follows a change of ours (a root rotation, a
-	// replaced root kept or dropped), which is no repair. The loop's alone.
+	// write). Writing that same bundle again reverts a change, which backs
+	// off (isRevert); it repairs one only if someone other than our servers
+	// made it (isRepair, by the caBundle's field manager). The loop's alone.
 	published []byte
 }
 
@@ -468,32 +468,40 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		return current, exists, fmt.Errorf("not registering %s %s yet: %w", reg.Kind, reg.Name, err)
 	}
 	if wait := h.repairWait(); wait > 0 {
-		return current, exists, fmt.Errorf("%s %s caBundle keeps being changed by someone else; next repair in %s", reg.Kind, reg.Name, wait)
+		return current, exists, fmt.Errorf("%s %s caBundle keeps being changed (by another replica or someone else); next repair in %s", reg.Kind, reg.Name, wait)
 	}
+	// Who set the caBundle about to be replaced, read before the write.
+	writer, by := writerUnknown, ""
+	if exists {
+		writer, by = caBundleWriter(obj, desired, h.ownManager)
+	}
+	manager := FieldManager(h.s.opts.Namespace)
+	create, update := metav1.CreateOptions{FieldManager: manager}, metav1.UpdateOptions{FieldManager: manager}
+	takeover := false
 	var written runtime.Object
 	what := ""
 	switch reg.Kind {
 	case MutatingConfiguration:
 		if !exists {
 			written, err = h.s.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx,
-				NewMutating(reg.Mutating, h.ep, reg.Path, desired), metav1.CreateOptions{})
+				NewMutating(reg.Mutating, h.ep, reg.Path, desired), create)
 			what = "created the configuration"
 			break
 		}
 		cp := obj.(*admv1.MutatingWebhookConfiguration).DeepCopy()
 		SetMutatingCABundle(cp, desired)
-		written, err = h.s.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, cp, metav1.UpdateOptions{})
+		written, err = h.s.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, cp, update)
 		what = "replaced the caBundle"
 	case ValidatingConfiguration:
 		if !exists {
 			written, err = h.s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx,
-				NewValidating(reg.Validating, h.ep, reg.Path, desired), metav1.CreateOptions{})
+				NewValidating(reg.Validating, h.ep, reg.Path, desired), create)
 			what = "created the configuration"
 			break
 		}
 		cp := obj.(*admv1.ValidatingWebhookConfiguration).DeepCopy()
 		SetValidatingCABundle(cp, desired)
-		written, err = h.s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, cp, metav1.UpdateOptions{})
+		written, err = h.s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, cp, update)
 		what = "replaced the caBundle"
 	case CRDConversion:
 		cp := obj.(*apiextv1.CustomResourceDefinition).DeepCopy()
@@ -506,8 +514,11 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		what = SetConversion(cp, reg.Conversion, h.ep, reg.Path, desired)
 		if repoint {
 			what = "took over spec.conversion (previous owner's Lease expired or released)"
+			// Another mesh's converter wrote the stanza by its Lease: this
+			// one replaces it, restoring nothing of its own.
+			takeover = true
 		}
-		written, err = h.s.apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, cp, metav1.UpdateOptions{})
+		written, err = h.s.apiext.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, cp, update)
 	}
 	if err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
@@ -526,26 +537,26 @@ func (h *hook) syncRegistration(ctx context.Context, desired []byte) ([]byte, bo
 		h.mu.Unlock()
 	}
 	msg := fmt.Sprintf("%s: %s %s (was %s, now %s)", what, reg.Kind, reg.Name, describeBundle(current), describeBundle(desired))
-	if isRepair(exists, h.published, desired) {
+	if by != "" {
+		msg += fmt.Sprintf("; field manager %q had set it", by)
+	}
+	repair := !takeover && isRepair(exists, writer, h.published)
+	if repair {
 		caBundleRepairs.WithLabelValues(h.w.Name, reg.Kind.String()).Inc()
 		h.s.recorder.Event(written, corev1.EventTypeNormal, "CABundleRepaired", msg)
+	}
+	if repair || isRevert(exists, h.published, desired) {
 		h.noteRepair()
 	}
 	h.published = desired
-	h.log.Info(msg, "kind", reg.Kind.String(), "name", reg.Name)
+	h.log.Info(msg, "kind", reg.Kind.String(), "name", reg.Name, "repair", repair)
 	return desired, true, nil
 }
 
-// isRepair says whether writing desired into a registration object repairs
-// it: the object exists and had held desired, which this hook had
-// published, until someone else changed it. A desired bundle that changed
-// since (a root rotation adding or dropping a root, a replaced root kept
-// or let go) is an update, and so is the first write after start or after
-// the object was missing or emptied: neither is anyone overwriting us, which
-// is what fsm_webhooks_cabundle_repairs_total, the CABundleRepaired Event
-// and the repair back-off are for.
-func isRepair(exists bool, published, desired []byte) bool {
-	return exists && published != nil && bytes.Equal(published, desired)
+// ownManager says whether manager names a write of our servers: this
+// installation's, or one of a release that named none (FieldManager).
+func (h *hook) ownManager(manager string) bool {
+	return manager == FieldManager(h.s.opts.Namespace) || manager == legacyFieldManager
 }
 
 // repairWait is how long to hold off the next repair: nothing for the first

@@ -18,7 +18,7 @@ var (
 	}, []string{"webhook", "reason"})
 	caBundleRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_cabundle_repairs_total",
-		Help: "caBundle (or conversion stanza) writes that restored what this process had published after someone else changed it, by webhook and kind; a new caBundle of ours (a root rotation) is not counted.",
+		Help: "caBundle (or conversion stanza) writes that replaced a caBundle something other than the fsm-webhooks servers set (by its field manager), by webhook and kind; no write of any replica (a root rotation, a lagging replica) is counted.",
 	}, []string{"webhook", "kind"})
 	expiryDesc = prometheus.NewDesc("fsm_webhooks_serving_cert_expiry_seconds",
 		"Seconds until the served certificate expires.", []string{"webhook", "secret"}, nil)

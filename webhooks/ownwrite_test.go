@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	admv1 "k8s.io/api/admissionregistration/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -136,10 +138,35 @@ func testOwnWriteOutrunsStalledWatch(t *testing.T) {
 	}
 }
 
-// TestIsRepair: only a write restoring the bundle this hook had published
-// counts as a repair; one following a change of the desired bundle (a root
-// rotation) or a first write does not.
+// TestIsRepair: a write counts as a repair when it replaces a caBundle
+// someone other than our servers set, or one emptied after this hook had
+// published its own; never when our servers set it (a root rotation, a
+// lagging replica), nor on a first write.
 func TestIsRepair(t *testing.T) {
+	a := []byte("root A")
+	for _, tc := range []struct {
+		name      string
+		exists    bool
+		writer    bundleWriter
+		published []byte
+		want      bool
+	}{
+		{"someone else set it", true, writerOther, a, true},
+		{"someone else set it before this process started", true, writerOther, nil, true},
+		{"our servers set it: a rotation's phase, another replica", true, writerOurs, a, false},
+		{"emptied after this hook published", true, writerUnknown, a, true},
+		{"first write since start, nothing there", true, writerUnknown, nil, false},
+		{"object created", false, writerUnknown, a, false},
+	} {
+		if got := isRepair(tc.exists, tc.writer, tc.published); got != tc.want {
+			t.Errorf("%s: isRepair = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestIsRevert: writing back the bundle this hook had published backs off,
+// whoever changed it; writing a new desired bundle or a first one does not.
+func TestIsRevert(t *testing.T) {
 	a, b := []byte("root A"), []byte("roots A and B")
 	for _, tc := range []struct {
 		name               string
@@ -147,14 +174,77 @@ func TestIsRepair(t *testing.T) {
 		published, desired []byte
 		want               bool
 	}{
-		{"someone overwrote the published bundle", true, a, a, true},
+		{"the published bundle written back", true, a, a, true},
 		{"desired bundle changed: rotation adds a root", true, a, b, false},
 		{"desired bundle changed: rotation drops a root", true, b, a, false},
 		{"first write since start", true, nil, a, false},
 		{"object created", false, a, a, false},
 	} {
-		if got := isRepair(tc.exists, tc.published, tc.desired); got != tc.want {
-			t.Errorf("%s: isRepair = %v, want %v", tc.name, got, tc.want)
+		if got := isRevert(tc.exists, tc.published, tc.desired); got != tc.want {
+			t.Errorf("%s: isRevert = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestCABundleWriter: the caBundle's manager in managedFields, as the
+// apiserver records it, says who set it, for every kind of registration.
+func TestCABundleWriter(t *testing.T) {
+	ours, theirs, desired := []byte("ours"), []byte("theirs"), []byte("desired")
+	self := FieldManager("fsm-system")
+	entry := func(manager, fields string) metav1.ManagedFieldsEntry {
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1",
+			FieldsV1: metav1.NewFieldsV1(fields)}
+	}
+	hookFields := func(names ...string) string {
+		var keys []string
+		for _, n := range names {
+			keys = append(keys, `"k:{\"name\":\"`+n+`\"}":{"f:clientConfig":{"f:caBundle":{}}}`)
+		}
+		return `{"f:webhooks":{` + strings.Join(keys, ",") + `}}`
+	}
+	chart := entry("helm", `{"f:webhooks":{"k:{\"name\":\"a\"}":{".":{},"f:name":{},"f:clientConfig":{"f:service":{}}},"k:{\"name\":\"b\"}":{".":{},"f:name":{}}}}`)
+	mutating := func(a, b []byte, managed ...metav1.ManagedFieldsEntry) *admv1.MutatingWebhookConfiguration {
+		return &admv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{ManagedFields: managed},
+			Webhooks: []admv1.MutatingWebhook{
+				{Name: "a", ClientConfig: admv1.WebhookClientConfig{CABundle: a}},
+				{Name: "b", ClientConfig: admv1.WebhookClientConfig{CABundle: b}},
+			},
+		}
+	}
+	crd := func(bundle []byte, managed ...metav1.ManagedFieldsEntry) *apiextv1.CustomResourceDefinition {
+		return &apiextv1.CustomResourceDefinition{
+			ObjectMeta: metav1.ObjectMeta{ManagedFields: managed},
+			Spec: apiextv1.CustomResourceDefinitionSpec{Conversion: &apiextv1.CustomResourceConversion{
+				Strategy: apiextv1.WebhookConverter,
+				Webhook:  &apiextv1.WebhookConversion{ClientConfig: &apiextv1.WebhookClientConfig{CABundle: bundle}},
+			}},
+		}
+	}
+	crdFields := `{"f:spec":{"f:conversion":{"f:webhook":{"f:clientConfig":{"f:caBundle":{}}}}}}`
+	for _, c := range []struct {
+		name   string
+		obj    any
+		want   bundleWriter
+		wantBy string
+	}{
+		{"both entries ours", mutating(ours, ours, chart, entry(self, hookFields("a", "b"))), writerOurs, ""},
+		{"one entry set by kubectl", mutating(ours, theirs, chart, entry(self, hookFields("a")), entry("kubectl-edit", hookFields("b"))), writerOther, "kubectl-edit"},
+		{"an entry someone else set that already holds desired is not replaced", mutating(desired, ours, chart, entry("argocd-controller", hookFields("a")), entry(self, hookFields("b"))), writerOurs, ""},
+		{"an emptied entry", mutating(ours, nil, chart, entry(self, hookFields("a"))), writerUnknown, ""},
+		{"no managedFields", mutating(ours, ours), writerUnknown, ""},
+		{"ours, applied unchanged by helm", mutating(ours, ours, chart, entry(self, hookFields("a", "b")), entry("helm", hookFields("a", "b"))), writerOurs, ""},
+		{"a release that named no manager", mutating(ours, ours, chart, entry(legacyFieldManager, hookFields("a", "b"))), writerOurs, ""},
+		{"another installation of the mesh", mutating(ours, theirs, chart, entry(self, hookFields("a")), entry(FieldManager("fsm-other"), hookFields("b"))), writerOther, "fsm-webhooks/fsm-other"},
+		{"CRD conversion stanza ours", crd(ours, entry(self, crdFields)), writerOurs, ""},
+		{"CRD conversion stanza of a helm rollback", crd(theirs, entry("helm", crdFields)), writerOther, "helm"},
+		{"CRD without a caBundle", crd(nil), writerUnknown, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, by := caBundleWriter(c.obj, desired, func(m string) bool { return m == self || m == legacyFieldManager })
+			if got != c.want || by != c.wantBy {
+				t.Errorf("caBundleWriter = %d (%q), want %d (%q)", got, by, c.want, c.wantBy)
+			}
+		})
 	}
 }

@@ -49,6 +49,7 @@ func TestServing(t *testing.T) {
 	t.Run("OwnWriteOutrunsStalledWatch", testOwnWriteOutrunsStalledWatch)
 	t.Run("EditedCACrtRepaired", testEditedCACrtRepaired)
 	t.Run("RootRotation", testRotation)
+	t.Run("RootRotationTwoReplicas", testRotationTwoReplicas)
 	t.Run("BundleChangeNotified", testBundleChangeNotified)
 	t.Run("TwoEntries", testTwoEntries)
 	t.Run("EmptyConfiguration", testEmptyConfiguration)
