@@ -66,7 +66,9 @@ type Endpoint struct {
 	URLHost string
 	// Otherwise it calls Service Namespace/ServiceName on Port.
 	Namespace, ServiceName string
-	Port                   int
+	// Port is 1-65535: Webhook.validate refuses any other before a Server
+	// exists, so its int32 conversions below cannot wrap.
+	Port int
 }
 
 func (e Endpoint) url(path string) string {

@@ -75,7 +75,7 @@ var (
 	}, []string{"algorithm"})
 	unpooled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fsm_webhooks_keypool_unpooled_total",
-		Help: "Private keys generated inline because their algorithm is not pooled (RSA sizes other than 2048, 3072 and 4096).",
+		Help: "Private keys generated inline because their algorithm is not pooled (RSA sizes other than 2048, 3072 and 4096), by the range between pooled sizes the size falls in (RSA2049-3071, RSA3073-4095).",
 	}, []string{"algorithm"})
 )
 

@@ -278,7 +278,7 @@ func TestSetPoolsOnlyNamedSizesAndOnlyOnceAsked(t *testing.T) {
 	}
 
 	// Any other size the CRD allows is generated per request, never stocked.
-	unpooled0 := testutil.ToFloat64(unpooled.WithLabelValues("RSA2560"))
+	unpooled0 := testutil.ToFloat64(unpooled.WithLabelValues("RSA2049-3071"))
 	for range 3 {
 		if _, err := s.Get(context.Background(), "RSA2560"); err != nil {
 			t.Fatal(err)
@@ -287,7 +287,7 @@ func TestSetPoolsOnlyNamedSizesAndOnlyOnceAsked(t *testing.T) {
 	if n := gen.count("RSA2560"); n != 3 {
 		t.Errorf("RSA2560 generated %d times for 3 requests, want 3 (no pool)", n)
 	}
-	if got := testutil.ToFloat64(unpooled.WithLabelValues("RSA2560")) - unpooled0; got != 3 {
+	if got := testutil.ToFloat64(unpooled.WithLabelValues("RSA2049-3071")) - unpooled0; got != 3 {
 		t.Errorf("unpooled counter rose by %v, want 3", got)
 	}
 	if _, err := s.Pool("RSA2560"); err == nil {
@@ -313,5 +313,67 @@ func TestUnpooledSizeIsRealKey(t *testing.T) {
 	}
 	if a, err := certs.AlgorithmOf(k.Public()); err != nil || a != "RSA2560" {
 		t.Fatalf("got a %s key (%v), want RSA2560", a, err)
+	}
+}
+
+// TestUnpooledSeriesAreBounded: asking for every RSA size MeshConfig allows
+// leaves fsm_webhooks_keypool_unpooled_total with one series per range
+// between pooled sizes, not one per size (2045 before).
+func TestUnpooledSeriesAreBounded(t *testing.T) {
+	key, err := certs.GenerateKey(certs.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := &countingGenerator{key: key, n: map[certs.KeyAlgorithm]int{}}
+	s, err := NewSet(Options{Algorithm: certs.ECDSAP256, Size: 0, Generate: gen.generate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := []string{"RSA2049-3071", "RSA3073-4095"}
+	before := map[string]float64{}
+	for _, r := range ranges {
+		before[r] = testutil.ToFloat64(unpooled.WithLabelValues(r))
+	}
+	asked := 0
+	for bits := certs.MinRSAKeyBits; bits <= certs.MaxRSAKeyBits; bits++ {
+		alg, err := certs.RSAKeyAlgorithm(bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Pooled(alg) {
+			continue
+		}
+		if _, err := s.Get(context.Background(), alg); err != nil {
+			t.Fatal(err)
+		}
+		asked++
+	}
+	if n := testutil.CollectAndCount(unpooled); n > len(ranges)+1 {
+		t.Errorf("fsm_webhooks_keypool_unpooled_total has %d series after %d sizes, want at most %d (%v and other)", n, asked, len(ranges)+1, ranges)
+	}
+	for _, r := range ranges {
+		if got := testutil.ToFloat64(unpooled.WithLabelValues(r)) - before[r]; got != 1023 {
+			t.Errorf("unpooled{algorithm=%q} rose by %v, want 1023 (every size in the range)", r, got)
+		}
+	}
+}
+
+func TestUnpooledLabel(t *testing.T) {
+	for _, tc := range []struct {
+		alg  certs.KeyAlgorithm
+		want string
+	}{
+		{"RSA2049", "RSA2049-3071"},
+		{"RSA2560", "RSA2049-3071"},
+		{"RSA3071", "RSA2049-3071"},
+		{"RSA3073", "RSA3073-4095"},
+		{"RSA4095", "RSA3073-4095"},
+		{certs.RSA3072, "other"}, // pooled: never counted, but bounded all the same
+		{certs.ECDSAP256, "other"},
+		{"RSA8192", "other"},
+	} {
+		if got := UnpooledLabel(tc.alg); got != tc.want {
+			t.Errorf("UnpooledLabel(%s) = %q, want %q", tc.alg, got, tc.want)
+		}
 	}
 }

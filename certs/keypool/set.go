@@ -47,6 +47,30 @@ func Pooled(alg certs.KeyAlgorithm) bool {
 	return slices.Contains(certs.KeyAlgorithms, alg.OrDefault())
 }
 
+// UnpooledLabel is the algorithm label fsm_webhooks_keypool_unpooled_total
+// counts an unpooled alg under: the range between the pooled RSA sizes it
+// falls in ("RSA2049-3071" for RSA2560), or "other". One series per size
+// would be up to 2045 series; the range says the same to an operator (which
+// pooled size is next, below and above, and roughly the cost), and the exact
+// size is MeshConfig's certKeyBitSize.
+func UnpooledLabel(alg certs.KeyAlgorithm) string {
+	bits := alg.RSABits()
+	lo, hi := 0, 0
+	for _, a := range certs.KeyAlgorithms {
+		switch b := a.RSABits(); {
+		case b == 0:
+		case b < bits && b > lo:
+			lo = b
+		case b > bits && (hi == 0 || b < hi):
+			hi = b
+		}
+	}
+	if bits == 0 || lo == 0 || hi == 0 || Pooled(alg) {
+		return "other"
+	}
+	return fmt.Sprintf("RSA%d-%d", lo+1, hi-1)
+}
+
 // Pool returns the pool for alg (empty means the default), creating it. An
 // algorithm that is not Pooled is an error: use Get.
 func (s *Set) Pool(alg certs.KeyAlgorithm) (*Pool, error) {
@@ -92,7 +116,7 @@ func (s *Set) Get(ctx context.Context, alg certs.KeyAlgorithm) (crypto.Signer, e
 		if generate == nil {
 			generate = certs.GenerateKey
 		}
-		unpooled.WithLabelValues(string(alg)).Inc()
+		unpooled.WithLabelValues(UnpooledLabel(alg)).Inc()
 		res := make(chan generated, 1)
 		go func() {
 			k, err := generate(alg)

@@ -3,6 +3,7 @@ package tresor
 import (
 	"bytes"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -117,7 +118,12 @@ type State struct {
 type InvalidSecretError struct {
 	Namespace, Name string
 	Problem         string
+	// Err is the parse or check error behind Problem, if one is (its text
+	// is in Problem): errors.Is and errors.As reach it.
+	Err error
 }
+
+func (e *InvalidSecretError) Unwrap() error { return e.Err }
 
 func (e *InvalidSecretError) Error() string {
 	return fmt.Sprintf("CA Secret %s/%s is invalid: %s; it is left untouched: fix it, or delete it (a running server creates it again with the root it signs with, else the next to start creates a new root)",
@@ -131,7 +137,8 @@ func (e *InvalidSecretError) Error() string {
 // it to show the Secret's health.
 func Inspect(s *corev1.Secret, now time.Time) (*State, error) {
 	bad := func(format string, args ...any) (*State, error) {
-		return nil, &InvalidSecretError{Namespace: s.Namespace, Name: s.Name, Problem: fmt.Sprintf(format, args...)}
+		problem := fmt.Errorf(format, args...)
+		return nil, &InvalidSecretError{Namespace: s.Namespace, Name: s.Name, Problem: problem.Error(), Err: errors.Unwrap(problem)}
 	}
 	caPEM, ok := s.Data[KeyCABundle]
 	if !ok || len(bytes.TrimSpace(caPEM)) == 0 {
@@ -139,7 +146,7 @@ func Inspect(s *corev1.Secret, now time.Time) (*State, error) {
 	}
 	roots, err := certs.ParseCertsPEM(caPEM)
 	if err != nil {
-		return bad("%s: %v", KeyCABundle, err)
+		return bad("%s: %w", KeyCABundle, err)
 	}
 	keyPEM, ok := s.Data[KeyPrivateKey]
 	if !ok || len(bytes.TrimSpace(keyPEM)) == 0 {
@@ -147,7 +154,7 @@ func Inspect(s *corev1.Secret, now time.Time) (*State, error) {
 	}
 	key, err := certs.ParseKeyPEM(keyPEM)
 	if err != nil {
-		return bad("%s: %v", KeyPrivateKey, err)
+		return bad("%s: %w", KeyPrivateKey, err)
 	}
 	var active *x509.Certificate
 	for _, r := range roots {
@@ -161,7 +168,7 @@ func Inspect(s *corev1.Secret, now time.Time) (*State, error) {
 	}
 	authority, err := certs.NewAuthority(active, key)
 	if err != nil {
-		return bad("%v", err)
+		return bad("%w", err)
 	}
 	if now.After(active.NotAfter) {
 		return bad("the signing root %q (serial %x) expired at %s", active.Subject.CommonName, active.SerialNumber,
@@ -184,7 +191,7 @@ func Inspect(s *corev1.Secret, now time.Time) (*State, error) {
 		},
 	}
 	if err := inspectRotation(s, st, bundle); err != nil {
-		return bad("%v", err)
+		return bad("%w", err)
 	}
 	return st, nil
 }
@@ -216,10 +223,10 @@ func inspectRotation(s *corev1.Secret, st *State, bundle *certs.Bundle) error {
 		keyPEM := s.Data[KeyRotationNextKey]
 		key, err := certs.ParseKeyPEM(keyPEM)
 		if err != nil {
-			return fmt.Errorf("%s: %v", KeyRotationNextKey, err)
+			return fmt.Errorf("%s: %w", KeyRotationNextKey, err)
 		}
 		if _, err := certs.NewAuthority(next, key); err != nil {
-			return fmt.Errorf("%s/%s: %v", KeyRotationNextCert, KeyRotationNextKey, err)
+			return fmt.Errorf("%s/%s: %w", KeyRotationNextCert, KeyRotationNextKey, err)
 		}
 		if !bundle.Contains(next) {
 			return fmt.Errorf("phase %s but %s is not in %s", r.Phase, KeyRotationNextCert, KeyCABundle)
@@ -259,7 +266,7 @@ func shownValue(v []byte) string {
 func onlyCert(s *corev1.Secret, key string) (*x509.Certificate, error) {
 	cs, err := certs.ParseCertsPEM(s.Data[key])
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", key, err)
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if len(cs) != 1 {
 		return nil, fmt.Errorf("%s: want one certificate, found %d", key, len(cs))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -703,5 +705,44 @@ func assertFSMSigner(t *testing.T, cs kubernetes.Interface, ns string, signer *x
 	}
 	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(first.PublicKey) {
 		t.Errorf("%s is not the key of the first certificate of %s", KeyPrivateKey, KeyCABundle)
+	}
+}
+
+// TestInspectErrorsWrapTheirCause: a parse error behind an invalid CA
+// Secret is reachable with errors.As (it was only printed into the
+// message), and the message reads as before.
+func TestInspectErrorsWrapTheirCause(t *testing.T) {
+	now := time.Now()
+	good := mustRoot(t, certs.ECDSAP256, time.Hour, now)
+	next := mustRoot(t, certs.ECDSAP256, time.Hour, now)
+	garbageKey := []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+	for _, tc := range []struct {
+		name string
+		data map[string][]byte
+		want string
+	}{
+		{"private.key", map[string][]byte{KeyCABundle: certPEM(good), KeyPrivateKey: garbageKey},
+			"is invalid: private.key: parsing PRIVATE KEY PEM block: asn1: "},
+		{"rotation.next.key", map[string][]byte{
+			KeyCABundle: append(certPEM(good), certPEM(next)...), KeyPrivateKey: keyPEM(t, good),
+			KeyRotationPhase: []byte(PhaseNextRootAdded), KeyRotationNextCert: certPEM(next), KeyRotationNextKey: garbageKey,
+		}, "is invalid: rotation.next.key: parsing PRIVATE KEY PEM block: asn1: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fsm-system", Name: fsmnames.CABundleSecretName}, Data: tc.data}
+			_, err := Inspect(s, now)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			var invalid *InvalidSecretError
+			if !errors.As(err, &invalid) {
+				t.Fatalf("err %T is not an *InvalidSecretError", err)
+			}
+			var structural asn1.StructuralError
+			var syntax asn1.SyntaxError
+			if !errors.As(err, &structural) && !errors.As(err, &syntax) {
+				t.Errorf("errors.As finds no asn1 error behind %q", err)
+			}
+		})
 	}
 }

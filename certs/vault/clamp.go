@@ -24,9 +24,45 @@ var (
 	}, []string{"role"})
 	grantedValidity = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fsm_webhooks_vault_ttl_granted_seconds",
-		Help: "Validity Vault granted to the latest certificate it issued valid for less than requested, by Vault role.",
+		Help: "Validity Vault granted to the latest certificate it issued valid for less than requested, by Vault role; " +
+			"absent once a certificate is issued as asked for longer than that (the role's limit was raised).",
 	}, []string{"role"})
+
+	// grants is what grantedValidity shows, by role: a gauge cannot be
+	// read back.
+	grants = &roleGrants{byRole: map[string]time.Duration{}}
 )
+
+// roleGrants keeps fsm_webhooks_vault_ttl_granted_seconds to the present: a
+// role's series is set by each clamp and dropped once Vault issues a
+// certificate as asked for longer than the last clamp granted, which proves
+// the role's limit was raised. An alert on the gauge then clears instead of
+// showing the old grant forever. A certificate asked for no longer than that
+// grant proves nothing (a role clamped at 24h serves 1h as asked) and leaves
+// the series.
+type roleGrants struct {
+	mu     sync.Mutex
+	byRole map[string]time.Duration
+}
+
+func (g *roleGrants) clamped(role string, d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.byRole[role] = d
+	grantedValidity.WithLabelValues(role).Set(d.Round(time.Second).Seconds())
+}
+
+// issuedAsAsked notes a certificate of role issued valid for the asked ttl.
+func (g *roleGrants) issuedAsAsked(role string, ttl time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	last, ok := g.byRole[role]
+	if !ok || ttl <= last+grantSlack(last) {
+		return
+	}
+	delete(g.byRole, role)
+	grantedValidity.DeleteLabelValues(role)
+}
 
 func init() {
 	metrics.Registry.MustRegister(ttlClamped, grantedValidity)
@@ -90,7 +126,7 @@ func (c *clampLog) first(requested, granted time.Duration) bool {
 // from their own lifetime, but nothing renews a pod's bootstrap certificate.
 func (i *Issuer) reportClamp(req certs.Request, granted time.Duration, vaultWarning string) {
 	ttlClamped.WithLabelValues(i.opts.Role).Inc()
-	grantedValidity.WithLabelValues(i.opts.Role).Set(granted.Round(time.Second).Seconds())
+	grants.clamped(i.opts.Role, granted)
 	if !i.clamps.first(req.Validity, granted) {
 		return
 	}

@@ -507,6 +507,9 @@ func (i *Issuer) issue(ctx context.Context, req certs.Request) (*certs.Certifica
 		i.reportClamp(req, granted, w)
 	case ttl < req.Validity:
 		i.reportCACap(req, granted, signers)
+		grants.issuedAsAsked(i.opts.Role, ttl)
+	default:
+		grants.issuedAsAsked(i.opts.Role, ttl)
 	}
 	return c, nil
 }

@@ -130,7 +130,7 @@ func applyDeploymentFlags(fs *pflag.FlagSet, flags map[string]string, source str
 			return
 		}
 		if setErr := fs.Set(f.Name, v); setErr != nil {
-			err = fmt.Errorf("invalid value %q for --%s in %s: %v", v, f.Name, source, setCause(setErr))
+			err = fmt.Errorf("invalid value %q for --%s in %s: %w", v, f.Name, source, setCause(setErr))
 		}
 	})
 	return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -56,5 +57,29 @@ func TestLocalStatusArgs(t *testing.T) {
 	got := strings.Join(localStatusArgs(o, fs), " ")
 	if want := "--fsm-namespace=fsm-system --mesh-name=demo --vault-role='a b' --webhook-url-host=127.0.0.1"; got != want {
 		t.Errorf("certs status %s; want %s", got, want)
+	}
+}
+
+// refusingValue is a flag value whose Set fails with errRefused.
+type refusingValue struct{}
+
+var errRefused = errors.New("refused")
+
+func (refusingValue) String() string   { return "" }
+func (refusingValue) Set(string) error { return errRefused }
+func (refusingValue) Type() string     { return "refusing" }
+
+// TestApplyDeploymentFlagsWrapsTheCause: the error of a flag the
+// Deployment sets to a bad value names the flag and wraps why, so callers
+// can errors.Is it (it was printed with %v).
+func TestApplyDeploymentFlagsWrapsTheCause(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.Var(refusingValue{}, "thing", "")
+	err := applyDeploymentFlags(fs, map[string]string{"thing": "x"}, "Deployment fsm-system/fsm-webhooks")
+	if want := `invalid value "x" for --thing in Deployment fsm-system/fsm-webhooks: refused`; err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	if !errors.Is(err, errRefused) {
+		t.Errorf("errors.Is(%v, errRefused) = false", err)
 	}
 }
