@@ -99,25 +99,8 @@ func Decide(in DecideInput) Decision {
 // isNamespaceInjectable and isAnnotatedForInjection): the namespace, then
 // the object's annotations, which beat the namespace's.
 func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshName, fsmNamespace string) Decision {
-	switch ns.Name {
-	case "kube-system", "kube-public":
-		return Decision{Skip: SkipSystemNamespace}
-	case fsmNamespace:
-		return Decision{Skip: SkipFSMNamespace}
-	}
-	// The namespace is the one read from the cache, never the request's
-	// claim, and is held to the webhook configuration's namespaceSelector:
-	// a caller that is not the apiserver cannot have a Secret written (and a
-	// certificate issued) for a namespace this mesh does not inject.
-	if ns.Labels[fsmnames.MonitoredByLabel] != meshName {
-		return Decision{Skip: SkipNotMonitored}
-	}
-	// Either label excludes a monitored namespace, whatever its value, as
-	// the configuration's namespaceSelector does (FSM's).
-	for _, l := range []string{fsmnames.IgnoreLabel, fsmnames.ControlPlaneLabel} {
-		if _, ok := ns.Labels[l]; ok {
-			return Decision{Skip: SkipIgnored}
-		}
+	if skip, _ := namespaceExcluded(ns, meshName, fsmNamespace); skip != "" {
+		return Decision{Skip: skip}
 	}
 	// The pod's value wins; as FSM, both are parsed first, so an invalid
 	// namespace value refuses the pod even when the pod's decides.
@@ -147,6 +130,35 @@ func decideAnnotated(ns *corev1.Namespace, annotations map[string]string, meshNa
 		return Decision{Skip: SkipDisabled}
 	}
 	return Decision{Inject: true}
+}
+
+// namespaceExcluded says why the mesh does not inject into ns, and the
+// namespace label that decides it (empty for a namespace never injected):
+// empty reason when it injects it. The admission (decideAnnotated) and the
+// bootstrap Secret writer share it, so the writer never signs a certificate
+// for a Secret the chart's write policy refuses.
+func namespaceExcluded(ns *corev1.Namespace, meshName, fsmNamespace string) (SkipReason, string) {
+	switch ns.Name {
+	case "kube-system", "kube-public":
+		return SkipSystemNamespace, ""
+	case fsmNamespace:
+		return SkipFSMNamespace, ""
+	}
+	// The namespace is the one read from the cache, never the request's
+	// claim, and is held to the webhook configuration's namespaceSelector:
+	// a caller that is not the apiserver cannot have a Secret written (and a
+	// certificate issued) for a namespace this mesh does not inject.
+	if ns.Labels[fsmnames.MonitoredByLabel] != meshName {
+		return SkipNotMonitored, fsmnames.MonitoredByLabel
+	}
+	// Either label excludes a monitored namespace, whatever its value, as
+	// the configuration's namespaceSelector does (FSM's).
+	for _, l := range []string{fsmnames.IgnoreLabel, fsmnames.ControlPlaneLabel} {
+		if _, ok := ns.Labels[l]; ok {
+			return SkipIgnored, l
+		}
+	}
+	return "", ""
 }
 
 // copyOfMeshed tells a pod that already runs a sidecar on a bootstrap

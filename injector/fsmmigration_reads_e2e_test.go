@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/injector"
 )
 
@@ -143,8 +144,14 @@ func TestOrphanSweepReadsFSMPodsOnce(t *testing.T) {
 // its metadata only, and stop there.
 func TestRepairOfFSMPodsReadsSecretOnly(t *testing.T) {
 	const ns, n = "fsm-migration-repair", 5
-	env := startCoreEnv(t, ns)
+	env := startCoreEnv(t)
 	ctx := context.Background()
+	// FSM's pods run in a namespace of the mesh (the writer leaves a pod
+	// in any other alone, reading nothing).
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{fsmnames.MonitoredByLabel: meshName}}}); err != nil {
+		t.Fatal(err)
+	}
 	podNames, fsmSecrets := fsmInjected(ctx, t, env.Client, ns, n)
 
 	cfg, counted := countGETs(env.Config)

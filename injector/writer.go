@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 )
 
 // SecretWriter names who writes a meshed pod's bootstrap Secret
@@ -401,6 +400,9 @@ func SetupSecretWriter(mgr manager.Manager, opts SecretWriterOptions) error {
 	err := builder.ControllerManagedBy(mgr).
 		Named("injector-bootstrap-writer").
 		WatchesMetadata(&corev1.Pod{}, handler.Funcs{CreateFunc: w.podCreated}).
+		// The informer Options.Namespaces reads: a namespace back in the
+		// mesh requeues its pods still waiting for their Secret.
+		Watches(&corev1.Namespace{}, handler.Funcs{UpdateFunc: w.namespaceUpdated}).
 		// Each worker waits on a certificate and a create round trip; as
 		// many as the cleanup's, so writes keep up with the same churn.
 		WithOptions(controller.Options{MaxConcurrentReconciles: secretWorkers, LogConstructor: plainReconcileLog(opts.Logger, "injector-bootstrap-writer")}).
@@ -419,7 +421,18 @@ type secretWriter struct {
 	finished    *FinishedPods // nil: none
 	log         logr.Logger
 	now         func() time.Time
+	// outOfMesh holds the Secrets (namespace/name) already reported as
+	// waiting for their namespace to come back to the mesh: one Event and
+	// one log line each, not one per recheck.
+	outOfMesh sync.Map
 }
+
+// outOfMeshRecheck is how often the writer looks again at a pod waiting for
+// its namespace to come back to the mesh: a cache read, no certificate and
+// no create the chart's policy would refuse. The namespace's own update
+// requeues it at once (namespaceUpdated); the recheck only forgets the pods
+// deleted meanwhile.
+const outOfMeshRecheck = time.Minute
 
 // flushTimeout bounds the writes of the records left when the writer stops:
 // within the manager's 30 s graceful shutdown, and within the chart's 65 s
@@ -460,6 +473,11 @@ func (w *secretWriter) runPending(ctx context.Context) error {
 	var failed atomic.Int32
 	for key, e := range left {
 		g.Go(func() error {
+			if fix := w.flushRefused(fctx, key.Namespace); fix != "" {
+				failed.Add(1)
+				w.log.Info("recorded bootstrap Secret not written at shutdown: its namespace is out of the mesh", "secret", key.String(), "reason", fix)
+				return nil
+			}
 			if _, err := w.write(fctx, key.Namespace, e, writtenByController); err != nil {
 				failed.Add(1)
 				w.log.Error(err, "writing a recorded bootstrap Secret at shutdown", "secret", key.String())
@@ -538,8 +556,24 @@ func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) 
 	if w.pending != nil {
 		_, pending = w.pending.get(key, pod == podExists)
 	}
-	switch decideWrite(secretExists, pod, deleting, pending) {
+	action := decideWrite(secretExists, pod, deleting, pending)
+	if action == writeRepair && w.nodeLevel(ctx) {
+		return reconcile.Result{}, nil
+	}
+	var ns *corev1.Namespace
+	if action != writeNothing {
+		var stop *reconcile.Result
+		ns, stop, err = w.namespaceInMesh(ctx, podMeta, key, pending)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if stop != nil {
+			return *stop, nil
+		}
+	}
+	switch action {
 	case writeNothing:
+		w.outOfMesh.Delete(key)
 		if w.pending == nil {
 			return reconcile.Result{}, nil
 		}
@@ -587,11 +621,136 @@ func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) 
 	if w.pending != nil {
 		w.pending.remove(key) // an expired record: repair rebuilds from the pod
 	}
-	err = w.repair(ctx, podMeta, id)
+	err = w.repair(ctx, podMeta, id, ns)
 	if err != nil {
 		w.warnNotWritten(ctx, podMeta, key, err)
 	}
 	return reconcile.Result{}, err
+}
+
+// namespaceInMesh reads key's namespace from the cache and says whether its
+// Secret is not to be written now (stop, with when to look again) because
+// the mesh does not inject the namespace now, by the admission's own rule
+// (namespaceExcluded): the chart's Secret write policy would refuse the
+// create, after a certificate was signed for it, on every retry. The
+// namespace left the mesh after the pod was admitted; the pod keeps waiting in ContainerCreating, reported once, until
+// the namespace comes back (namespaceUpdated requeues it then). Only a pod
+// this replica recorded is reported: one without a record may be another
+// mesh's, or run on a Secret FSM wrote.
+func (w *secretWriter) namespaceInMesh(ctx context.Context, pod *metav1.PartialObjectMetadata, key types.NamespacedName, pending bool) (ns *corev1.Namespace, stop *reconcile.Result, err error) {
+	ns = &corev1.Namespace{}
+	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns); err != nil {
+		return nil, nil, fmt.Errorf("reading namespace %s: %w", key.Namespace, err)
+	}
+	skip, label := w.excluded(ns)
+	switch {
+	case skip == "":
+		w.outOfMesh.Delete(key)
+		return ns, nil, nil
+	case !pending:
+		// No record: a pod this replica did not admit (another mesh's, or
+		// one FSM injected, whose Secret lacks our labels and so is never
+		// in the cache). Nothing to write or report while the namespace is
+		// out; namespaceUpdated requeues it once the namespace is back.
+		return ns, &reconcile.Result{}, nil
+	}
+	w.reportOutOfMesh(pod, key, outOfMeshFix(ns.Name, w.h.mesh.Name, skip, label))
+	return ns, &reconcile.Result{RequeueAfter: outOfMeshRecheck}, nil
+}
+
+// excluded is why the mesh does not inject ns, and the label deciding it
+// (namespaceExcluded); empty when it injects it.
+func (w *secretWriter) excluded(ns *corev1.Namespace) (SkipReason, string) {
+	return namespaceExcluded(ns, w.h.mesh.Name, w.h.mesh.FSMNamespace)
+}
+
+// flushRefused says why the chart's policy would refuse the shutdown
+// flush's create of a Secret in namespace (empty: write it). Any replica
+// writes it once the namespace is back (namespaceUpdated); a namespace the
+// cache cannot tell is tried.
+func (w *secretWriter) flushRefused(ctx context.Context, namespace string) string {
+	ns := &corev1.Namespace{}
+	if w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: namespace}, ns) != nil {
+		return ""
+	}
+	if skip, label := w.excluded(ns); skip != "" {
+		return outOfMeshFix(namespace, w.h.mesh.Name, skip, label)
+	}
+	return ""
+}
+
+// outOfMeshFix says why the mesh does not inject namespace, and what makes
+// it inject it again.
+func outOfMeshFix(namespace, mesh string, skip SkipReason, label string) string {
+	switch skip {
+	case SkipNotMonitored:
+		return fmt.Sprintf("namespace %s is not in mesh %s: label it %s=%s", namespace, mesh, label, mesh)
+	case SkipIgnored:
+		return fmt.Sprintf("namespace %s is excluded from mesh %s by its label %s: remove the label", namespace, mesh, label)
+	}
+	return fmt.Sprintf("mesh %s never injects namespace %s (%s)", mesh, namespace, skip)
+}
+
+// reportOutOfMesh logs, and tells the pod's user with a Warning Event, once
+// per Secret until it is written or its pod is gone, why it waits.
+func (w *secretWriter) reportOutOfMesh(pod *metav1.PartialObjectMetadata, key types.NamespacedName, fix string) {
+	if _, seen := w.outOfMesh.LoadOrStore(key, struct{}{}); seen {
+		w.log.V(1).Info("bootstrap Secret still waiting for its namespace", "secret", key.String(), "reason", fix)
+		return
+	}
+	w.log.Info("bootstrap Secret not written until its namespace is back in the mesh", "secret", key.String(), "reason", fix)
+	if w.h.opts.Recorder == nil || pod == nil {
+		return
+	}
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	w.h.opts.Recorder.Eventf(ref, nil, corev1.EventTypeWarning, EventBootstrapSecretNotWritten, "WriteBootstrapSecret", "%s",
+		truncateNote(fmt.Sprintf("bootstrap Secret %s not written: %s, and it is written at once (the pod's containers wait for it)", key.Name, fix)))
+}
+
+// namespaceUpdated queues, when a namespace comes back to the mesh, the
+// Secrets of its injected pods the cache shows without one: pods admitted
+// before it left, whose record a restart lost, would otherwise wait for the
+// next restart's repair. Caches only.
+func (w *secretWriter) namespaceUpdated(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	old, okOld := e.ObjectOld.(*corev1.Namespace)
+	cur, okNew := e.ObjectNew.(*corev1.Namespace)
+	if !okOld || !okNew {
+		return
+	}
+	wasOut, _ := w.excluded(old)
+	isOut, _ := w.excluded(cur)
+	if wasOut == "" || isOut != "" {
+		return
+	}
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := w.cache.List(ctx, pods, client.InNamespace(cur.Name)); err != nil {
+		w.log.Error(err, "listing the injected pods of a namespace back in the mesh", "namespace", cur.Name)
+		return
+	}
+	for _, p := range pods.Items {
+		id := p.Labels[ProxyUUIDLabel]
+		if id == "" {
+			continue
+		}
+		key := types.NamespacedName{Namespace: cur.Name, Name: BootstrapSecretName(id)}
+		if w.cache.Get(ctx, key, metadataOf(secretKind)) == nil {
+			continue
+		}
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}
+
+// nodeLevel: under NodeLevel interception no pod needs a Secret (Mutate asks
+// for none), and every meshed pod lacks one: its repair, queued on every
+// replica for each pod created and for every pod at each start, would read
+// the pod from the API server only to write nothing (50,000 GETs per replica
+// start with 50,000 meshed pods), or report its namespace out of the mesh.
+// The settings are cached; one that cannot be read is read again, and
+// reported, by the repair.
+func (w *secretWriter) nodeLevel(ctx context.Context) bool {
+	s, err := w.h.opts.MeshConfig.Settings(ctx)
+	return err == nil && s.InterceptionMode == InterceptionNodeLevel
 }
 
 // warnNotWritten tells the pod's user, on the pod, why its bootstrap Secret
@@ -627,17 +786,8 @@ func uuidOfSecret(name string) (string, bool) {
 // as the API server has it now, its namespace and the current settings, the
 // way a copy of an injected pod is re-identified (Mutate with Reinject),
 // keeping its uuid.
-func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMetadata, id string) error {
+func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMetadata, id string, ns *corev1.Namespace) error {
 	log := w.log.WithValues("namespace", meta.Namespace, "pod", meta.Name, "proxyUUID", id)
-	// Under NodeLevel interception no pod needs a Secret (Mutate below asks
-	// for none), and every meshed pod lacks one: its repair, queued on every
-	// replica for each pod created and for every pod at each start, would
-	// read the pod from the API server only to write nothing (50,000 GETs
-	// per replica start with 50,000 meshed pods). The settings are cached;
-	// one that cannot be read is read again, and reported, below.
-	if s, err := w.h.opts.MeshConfig.Settings(ctx); err == nil && s.InterceptionMode == InterceptionNodeLevel {
-		return nil
-	}
 	// The cache may lag a Secret written a moment ago (by the admission,
 	// another replica), and never holds FSM's (they lack our labels): ask
 	// before reading the pod. A Secret of that name that exists leaves
@@ -663,13 +813,6 @@ func (w *secretWriter) repair(ctx context.Context, meta *metav1.PartialObjectMet
 		// this Secret (FSM's node-level interception labels pods without
 		// one).
 		return nil
-	}
-	ns := &corev1.Namespace{}
-	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: pod.Namespace}, ns); err != nil {
-		return fmt.Errorf("reading namespace %s: %w", pod.Namespace, err)
-	}
-	if ns.Labels[fsmnames.MonitoredByLabel] != w.h.mesh.Name {
-		return nil // another mesh's pod: its injector writes its Secrets
 	}
 	settings, err := w.h.opts.MeshConfig.Settings(ctx)
 	if err != nil {
