@@ -113,16 +113,7 @@ func testRotationTwoReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newRoot := tc.ca.Active()
-	if newRoot.Equal(oldRoot) {
-		t.Fatal("root did not change")
-	}
-	waitFor(t, settleWithin, "caBundle = new root only", func() error {
-		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
-			return errTest("old root still in the caBundle")
-		}
-		return nil
-	})
+	newRoot := awaitNewRootOnly(t, tc, oldRoot)
 	// The lagging replica's last view of the rotation comes lag later.
 	time.Sleep(3 * time.Second)
 	l.Finish(t)

@@ -95,6 +95,24 @@ func testRestartReuse(t *testing.T) {
 	}
 }
 
+// awaitNewRootOnly checks that a finished root rotation moved tc's CA off
+// oldRoot and waits for the configuration's caBundle to hold the new root
+// only; it returns the new root.
+func awaitNewRootOnly(t *testing.T, tc *testCase, oldRoot *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	newRoot := tc.ca.Active()
+	if newRoot.Equal(oldRoot) {
+		t.Fatal("root did not change")
+	}
+	waitFor(t, settleWithin, "caBundle = new root only", func() error {
+		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
+			return errTest("old root still in the caBundle")
+		}
+		return nil
+	})
+	return newRoot
+}
+
 func mustBundle(t *testing.T, tc *testCase) []byte {
 	t.Helper()
 	b, err := tc.ca.CABundle(context.Background())
@@ -660,16 +678,7 @@ func testRotation(t *testing.T) {
 	if err := rootrotation.Resume(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
-	newRoot := tc.ca.Active()
-	if newRoot.Equal(oldRoot) {
-		t.Fatal("root did not change")
-	}
-	waitFor(t, settleWithin, "caBundle = new root only", func() error {
-		if !bytes.Equal(tc.config(t).Webhooks[0].ClientConfig.CABundle, mustBundle(t, tc)) {
-			return errTest("old root still in the caBundle")
-		}
-		return nil
-	})
+	newRoot := awaitNewRootOnly(t, tc, oldRoot)
 	time.Sleep(time.Second)
 	l.Finish(t)
 	if err := certs.ChainsTo(tc.secret(t).Data[servingcert.KeyCert], newRoot, time.Now()); err != nil {
