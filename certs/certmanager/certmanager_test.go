@@ -21,7 +21,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -97,46 +96,10 @@ func TestDecide(t *testing.T) {
 // only serve namespace `auto`; in `manual` nobody approves, so the test
 // decides (denial, timeout).
 func TestCertManager(t *testing.T) {
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false") // informers sync in ms instead of 1 s
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
-	cm := cmclient.NewForConfigOrDie(env.Config)
+	h := startCMEnv(t, 48*time.Hour, true) // the CA outlives every request: none is cut
+	env, cm, auto, manual, ca, caPEM := h.env, h.cm, h.auto, h.manual, h.ca, h.caPEM
 	ctx := context.Background()
-	auto := namespace(t, env.Clientset, "auto-")
-	manual := namespace(t, env.Clientset, "manual-")
-	cmdev.Start(t, env.KubeConfig, auto)
-
-	ca, err := certs.NewRootAuthority(certs.RSA2048, 48*time.Hour, time.Now()) // outlives every request: none is cut
-	if err != nil {
-		t.Fatal(err)
-	}
-	caKey, _ := certs.EncodeKeyPEM(ca.Key)
-	caPEM := certs.EncodeCertsPEM(ca.Cert)
-	for _, ns := range []string{auto, manual} {
-		if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: fsmnames.CABundleSecretName},
-			Type:       corev1.SecretTypeTLS,
-			Data:       map[string][]byte{"tls.crt": caPEM, "tls.key": caKey, "ca.crt": caPEM},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := cm.CertmanagerV1().Issuers(auto).Create(ctx, &cmapi.Issuer{
-		ObjectMeta: metav1.ObjectMeta{Name: DefaultIssuerName},
-		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: fsmnames.CABundleSecretName}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cmdev.WaitIssuerReady(t, cm, auto, DefaultIssuerName, 30*time.Second)
-
-	newIssuer := func(t *testing.T, ns, issuerName string) *Issuer {
-		t.Helper()
-		i, err := New(Options{IssuerName: issuerName, IssuerKind: DefaultIssuerKind, IssuerGroup: DefaultIssuerGroup,
-			Namespace: ns, Client: cm, CABundleSecret: fsmnames.CABundleSecretName, Secrets: env.Clientset})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return i
-	}
+	newIssuer := func(t *testing.T, ns, issuerName string) *Issuer { return h.issuer(t, ns, issuerName, nil) }
 
 	t.Run("issued", func(t *testing.T) {
 		i := newIssuer(t, auto, DefaultIssuerName)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,7 +15,6 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestClusterIssuerWithoutCABundleSecret: FSM v1.5.1 on cert-manager never
@@ -30,13 +28,8 @@ import (
 // a certificate it does not verify is refused. cert-manager's own
 // clusterissuers, approver and CA issuer controllers sign.
 func TestClusterIssuerWithoutCABundleSecret(t *testing.T) {
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
-	cm := cmclient.NewForConfigOrDie(env.Config)
+	env, cm, cmNS, fsmNS := startClusterEnv(t)
 	ctx := context.Background()
-	cmNS := namespace(t, env.Clientset, "cert-manager-")
-	fsmNS := namespace(t, env.Clientset, "fsm-")
-	cmdev.StartCluster(t, env.KubeConfig, cmNS)
 
 	root := cmdev.ClusterCA(t, env.Clientset, cm, cmNS, "mesh-ca-"+fsmNS)
 

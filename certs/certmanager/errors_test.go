@@ -16,8 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
-	"github.com/flomesh-io/fsm-webhooks/test/cmdev"
-	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
 
 // TestIssuanceErrors: what an operator reads when issuance fails must name
@@ -157,24 +155,39 @@ func userClient(t *testing.T, h *cmEnv, user string, rules []rbacv1.PolicyRule) 
 	return cmclient.NewForConfigOrDie(u.Config())
 }
 
-// waitIssuerNotReady waits until cert-manager's issuers controller has set
-// the Issuer's Ready condition to False and returns that condition.
+// waitIssuerNotReady waits until cert-manager's issuers (ns set) or
+// clusterissuers (ns empty) controller has set the issuer's Ready condition
+// to False and returns that condition.
 func waitIssuerNotReady(t *testing.T, cm cmclient.Interface, ns, name string) cmapi.IssuerCondition {
 	t.Helper()
+	get := func() (*cmapi.IssuerStatus, error) {
+		if ns == "" {
+			ci, err := cm.CertmanagerV1().ClusterIssuers().Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return &ci.Status, nil
+		}
+		iss, err := cm.CertmanagerV1().Issuers(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return &iss.Status, nil
+	}
 	var last []cmapi.IssuerCondition
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		iss, err := cm.CertmanagerV1().Issuers(ns).Get(context.Background(), name, metav1.GetOptions{})
+		st, err := get()
 		if err != nil {
 			t.Fatal(err)
 		}
-		last = iss.Status.Conditions
+		last = st.Conditions
 		for _, c := range last {
 			if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionFalse {
 				return c
 			}
 		}
 	}
-	t.Fatalf("Issuer %s/%s not Ready=False within 30s; conditions %+v", ns, name, last)
+	t.Fatalf("issuer %q (namespace %q) not Ready=False within 30s; conditions %+v", name, ns, last)
 	return cmapi.IssuerCondition{}
 }
 
@@ -183,34 +196,15 @@ func waitIssuerNotReady(t *testing.T, cm cmclient.Interface, ns, name string) cm
 // Ready condition says which Secret, in the timeout's error. cert-manager's
 // own clusterissuers, approver and CA issuer controllers.
 func TestClusterIssuerNotReadySaysWhy(t *testing.T) {
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
-	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
-	cm := cmclient.NewForConfigOrDie(env.Config)
+	_, cm, _, fsmNS := startClusterEnv(t)
 	ctx := context.Background()
-	cmNS := namespace(t, env.Clientset, "cert-manager-")
-	fsmNS := namespace(t, env.Clientset, "fsm-")
-	cmdev.StartCluster(t, env.KubeConfig, cmNS)
 	if _, err := cm.CertmanagerV1().ClusterIssuers().Create(ctx, &cmapi.ClusterIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "mesh-root"},
 		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "mesh-root-ca"}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var cond *cmapi.IssuerCondition
-	for deadline := time.Now().Add(30 * time.Second); cond == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		ci, err := cm.CertmanagerV1().ClusterIssuers().Get(ctx, "mesh-root", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range ci.Status.Conditions {
-			if c.Type == cmapi.IssuerConditionReady && c.Status == cmmeta.ConditionFalse {
-				cond = &c
-			}
-		}
-	}
-	if cond == nil {
-		t.Fatal("ClusterIssuer mesh-root not Ready=False within 30s")
-	}
+	cond := waitIssuerNotReady(t, cm, "", "mesh-root")
 	i, err := New(Options{IssuerName: "mesh-root", IssuerKind: "ClusterIssuer", IssuerGroup: DefaultIssuerGroup, Namespace: fsmNS, Client: cm})
 	if err != nil {
 		t.Fatal(err)

@@ -79,3 +79,18 @@ func (h *cmEnv) issuer(t *testing.T, ns, issuerName string, cm cmclient.Interfac
 	}
 	return i
 }
+
+// startClusterEnv starts a real apiserver with cert-manager's ClusterIssuer
+// controllers (clusterissuers, approver, CA issuer) serving cert-manager's
+// namespace cmNS, where a ClusterIssuer's CA Secret lives, and an fsm
+// namespace of its own.
+func startClusterEnv(t *testing.T) (env *testenv.Env, cm cmclient.Interface, cmNS, fsmNS string) {
+	t.Helper()
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	env = testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
+	cm = cmclient.NewForConfigOrDie(env.Config)
+	cmNS = namespace(t, env.Clientset, "cert-manager-")
+	fsmNS = namespace(t, env.Clientset, "fsm-")
+	cmdev.StartCluster(t, env.KubeConfig, cmNS)
+	return env, cm, cmNS, fsmNS
+}
