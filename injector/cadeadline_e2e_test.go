@@ -47,7 +47,7 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, e.cl, ns) == nil, nil // a dry run: no certificate
+		return injector.Probe(ctx, e.cl, injector.Mesh{Name: mesh, FSMNamespace: fsmNamespace}, ns) == nil, nil // a dry run: no certificate
 	})
 
 	start := time.Now()

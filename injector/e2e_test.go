@@ -261,7 +261,7 @@ func (e *e2e) registerWebhooks(t *testing.T, ctx context.Context, issuer *certst
 	ns := e.namespace(t, ctx, "probe", true)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := injector.Probe(ctx, e.cl, ns)
+		err := injector.Probe(ctx, e.cl, injector.Mesh{Name: meshName, FSMNamespace: fsmNamespace}, ns)
 		if err == nil {
 			return
 		}

@@ -569,16 +569,32 @@ func (h *Handler) decideIn(ctx context.Context, log reqLog, name string, decide 
 	if why == "" {
 		return ns, dec, nil
 	}
+	live, err := h.readStale(ctx, name, why)
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	if live == nil {
+		return ns, dec, nil // deleted since: nothing to inject
+	}
+	log.V(1).Info("namespace in the informer cache stale, read from the API server", "cached", why)
+	return live, decide(live), nil
+}
+
+// readStale reads namespace name from the API server, its cached copy being
+// stale (why: staleCached), and counts the read; nil when the API server no
+// longer has it. The admission (decideIn) and the bootstrap Secret writer
+// (secretWriter.meshExclusion) confirm a cache that contradicts the
+// namespaceSelector with it.
+func (h *Handler) readStale(ctx context.Context, name, why string) (*corev1.Namespace, error) {
 	namespacesReadLive.Inc()
 	live := &corev1.Namespace{}
 	if err := h.opts.Client.Get(ctx, types.NamespacedName{Name: name}, live); err != nil {
 		if apierrors.IsNotFound(err) {
-			return ns, dec, nil // deleted since: nothing to inject
+			return nil, nil
 		}
-		return nil, Decision{}, fmt.Errorf("the informer cache has it %s; from the API server: %w", why, err)
+		return nil, fmt.Errorf("the informer cache has it %s; from the API server: %w", why, err)
 	}
-	log.V(1).Info("namespace in the informer cache stale, read from the API server", "cached", why)
-	return live, decide(live), nil
+	return live, nil
 }
 
 // staleCached says why the cached namespace ns, on which an object decided
@@ -630,10 +646,10 @@ func (h *Handler) namespace(ctx context.Context, log reqLog, name string) (ns *c
 }
 
 // namespacesReadLive counts the namespace reads from the API server of
-// Handler.namespace and Handler.decideIn.
+// Handler.namespace and Handler.readStale.
 var namespacesReadLive = prometheus.NewCounter(prometheus.CounterOpts{
 	Name: "fsm_webhooks_injector_namespace_live_reads_total",
-	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), or had outside the webhook's namespaceSelector (labelled a moment before) or being deleted (created again since), read from the API server instead.",
+	Help: "Admissions whose namespace the injector's informer cache did not have (created a moment before), or had outside the webhook's namespaceSelector (labelled a moment before) or being deleted (created again since), read from the API server instead; also bootstrap Secrets of pods this replica admitted whose namespace the cache had outside the mesh, confirmed with the API server before the writer reports them waiting for it.",
 })
 
 func init() { metrics.Registry.MustRegister(namespacesReadLive) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -89,17 +90,7 @@ func TestAdmissionOnALaggingNamespaceCache(t *testing.T) {
 	}
 
 	// The injector's namespace cache lists now and never hears of a change.
-	nsCache, err := cache.New(testenv.StalledWatches(env.Config), cache.Options{Scheme: c.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nsCache.GetInformer(ctx, &corev1.Namespace{}); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = nsCache.Start(ctx) }()
-	if !nsCache.WaitForCacheSync(ctx) {
-		t.Fatal("namespace cache did not sync")
-	}
+	nsCache := laggingNamespaceCache(ctx, t, env)
 	h, err := injector.NewHandler(injector.Options{
 		Client: c, Namespaces: nsCache, Issuer: newTresor(ctx, t, env.Clientset, 4),
 		MeshName: meshName, FSMNamespace: fsmNamespace,
@@ -129,6 +120,100 @@ func TestAdmissionOnALaggingNamespaceCache(t *testing.T) {
 				t.Fatalf("pod carries %s=%q, %d bootstrap Secrets in %s: want it left alone (the namespace as it is now disables injection)", injector.ProxyUUIDLabel, id, len(secrets), ns)
 			}
 		})
+	}
+}
+
+// laggingNamespaceCache is a namespace cache that lists now and never hears
+// of a change (testenv.StalledWatches), running until ctx ends.
+func laggingNamespaceCache(ctx context.Context, t *testing.T, env *testenv.Env) cache.Cache {
+	t.Helper()
+	nsCache, err := cache.New(testenv.StalledWatches(env.Config), cache.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nsCache.GetInformer(ctx, &corev1.Namespace{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = nsCache.Start(ctx) }()
+	if !nsCache.WaitForCacheSync(ctx) {
+		t.Fatal("namespace cache did not sync")
+	}
+	return nsCache
+}
+
+// TestWriterOnALaggingNamespaceCache: `fsm namespace add`, then a pod at
+// once, whose Secret the writer controller writes (the controller writer
+// here; the admission writer's hand-offs under load take the same path).
+// The admission reads the namespace live (its cache contradicts the
+// namespaceSelector: TestAdmissionOnALaggingNamespaceCache), but the
+// writer read the same lagging cache, found the namespace out of the mesh
+// and told the pod so with a BootstrapSecretNotWritten Warning, false: the
+// Secret waited for the cache to catch up (here, stalled, for ever). It
+// must confirm with the API server before reporting, and write the Secret.
+func TestWriterOnALaggingNamespaceCache(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	env := startCoreEnv(t, fsmNamespace)
+	c := env.Client
+	const ns = "writer-lag"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	nsCache := laggingNamespaceCache(ctx, t, env)
+	log := testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+	mgr := secretControllerManager(t, env, injector.SecretControllerOptions{MeshName: meshName, GracePeriod: time.Minute, Logger: log})
+	h, err := injector.NewHandler(injector.Options{
+		Client: c, Pods: mgr.GetCache(), Namespaces: nsCache, Issuer: newTresor(ctx, t, env.Clientset, 4),
+		MeshName: meshName, FSMNamespace: fsmNamespace, Logger: log, Recorder: recorderIf(true, mgr),
+		Pending: injector.NewPendingSecrets(time.Minute), SecretWriter: injector.SecretWriterController,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := injector.SetupSecretWriter(mgr, injector.SecretWriterOptions{Handler: h, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(ctx, t, mgr, cancel)
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+	registerInjector(ctx, t, c, h, "injector-writer-lagging-namespace-test")
+	injectedNamespace(ctx, t, c, "writer-lag-ready")
+
+	if err := c.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, client.RawPatch(types.MergePatchType, fsmNamespaceAdd(meshName))); err != nil {
+		t.Fatal(err)
+	}
+	var p *corev1.Pod
+	eventually(t, 30*time.Second, "a pod injected after fsm namespace add", func() (bool, error) {
+		p = pod("web", ns)
+		if err := c.Create(ctx, p); err != nil {
+			return false, err
+		}
+		if p.Labels[injector.ProxyUUIDLabel] != "" {
+			return true, nil
+		}
+		// The apiserver's namespace lister had not caught up: not called.
+		return false, c.Delete(ctx, p, client.GracePeriodSeconds(0))
+	})
+	key := client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
+	written := false
+	for deadline := time.Now().Add(15 * time.Second); !written && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		err := c.Get(ctx, key, &corev1.Secret{})
+		if client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+		written = err == nil
+	}
+	if !written {
+		t.Errorf("bootstrap Secret %s not written: the writer took its lagging cache's word that namespace %s is out of the mesh", key, ns)
+	}
+	evs := &eventsv1.EventList{}
+	if err := c.List(ctx, evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs.Items {
+		if ev.Reason == injector.EventBootstrapSecretNotWritten {
+			t.Errorf("false Warning on pod %s: %s: %s", ev.Regarding.Name, ev.Reason, ev.Note)
+		}
 	}
 }
 

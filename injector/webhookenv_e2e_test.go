@@ -220,7 +220,7 @@ func injectedNamespace(ctx context.Context, t *testing.T, cl client.Client, name
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, cl, name) == nil, nil
+		return injector.Probe(ctx, cl, injector.Mesh{Name: meshName, FSMNamespace: fsmNamespace}, name) == nil, nil
 	})
 }
 

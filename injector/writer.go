@@ -628,22 +628,23 @@ func (w *secretWriter) reconcile(ctx context.Context, key types.NamespacedName) 
 	return reconcile.Result{}, err
 }
 
-// namespaceInMesh reads key's namespace from the cache and says whether its
+// namespaceInMesh reads key's namespace (meshExclusion) and says whether its
 // Secret is not to be written now (stop, with when to look again) because
 // the mesh does not inject the namespace now, by the admission's own rule
 // (namespaceExcluded): the chart's Secret write policy would refuse the
 // create, after a certificate was signed for it, on every retry. The
-// namespace left the mesh after the pod was admitted; the pod keeps waiting in ContainerCreating, reported once, until
-// the namespace comes back (namespaceUpdated requeues it then). Only a pod
-// this replica recorded is reported: one without a record may be another
+// namespace left the mesh after the pod was admitted; the pod keeps waiting
+// in ContainerCreating, reported once, until the namespace comes back
+// (namespaceUpdated requeues it then). Only a pod this replica recorded is
+// reported, and only once the API server confirms what the cache says
+// (never again for its rechecks): one without a record may be another
 // mesh's, or run on a Secret FSM wrote.
-func (w *secretWriter) namespaceInMesh(ctx context.Context, pod *metav1.PartialObjectMetadata, key types.NamespacedName, pending bool) (ns *corev1.Namespace, stop *reconcile.Result, err error) {
-	ns = &corev1.Namespace{}
-	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns); err != nil {
-		return nil, nil, fmt.Errorf("reading namespace %s: %w", key.Namespace, err)
-	}
-	skip, label := w.excluded(ns)
+func (w *secretWriter) namespaceInMesh(ctx context.Context, pod *metav1.PartialObjectMetadata, key types.NamespacedName, pending bool) (*corev1.Namespace, *reconcile.Result, error) {
+	_, reported := w.outOfMesh.Load(key)
+	ns, skip, label, err := w.meshExclusion(ctx, key.Namespace, pending && !reported)
 	switch {
+	case err != nil:
+		return nil, nil, err
 	case skip == "":
 		w.outOfMesh.Delete(key)
 		return ns, nil, nil
@@ -658,6 +659,37 @@ func (w *secretWriter) namespaceInMesh(ctx context.Context, pod *metav1.PartialO
 	return ns, &reconcile.Result{RequeueAfter: outOfMeshRecheck}, nil
 }
 
+// meshExclusion reads namespace from the cache and says why the mesh does
+// not inject it (namespaceExcluded; empty: it does), with the label
+// deciding it. With confirm, a cache that says it is out of the mesh
+// (contradicting the namespaceSelector: staleCached) is confirmed with the
+// API server, as the admission confirms it (Handler.readStale): the pod was
+// admitted through that selector, so the namespace was in the mesh a moment
+// ago, and a cache that has not yet seen `fsm namespace add` made just
+// before would report, falsely, a pod whose Secret it writes once it has.
+// Only that case pays the read; a namespace in the mesh is the cache's alone.
+func (w *secretWriter) meshExclusion(ctx context.Context, namespace string, confirm bool) (*corev1.Namespace, SkipReason, string, error) {
+	ns := &corev1.Namespace{}
+	if err := w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return nil, "", "", fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	skip, label := w.excluded(ns)
+	why := staleCached(ns, skip)
+	if !confirm || skip == "" || why == "" {
+		return ns, skip, label, nil
+	}
+	live, err := w.h.readStale(ctx, namespace, why)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	if live == nil {
+		return ns, skip, label, nil // deleted: its pods go with it
+	}
+	w.log.V(1).Info("namespace in the informer cache stale, read from the API server", "namespace", namespace, "cached", why)
+	skip, label = w.excluded(live)
+	return live, skip, label, nil
+}
+
 // excluded is why the mesh does not inject ns, and the label deciding it
 // (namespaceExcluded); empty when it injects it.
 func (w *secretWriter) excluded(ns *corev1.Namespace) (SkipReason, string) {
@@ -665,18 +697,16 @@ func (w *secretWriter) excluded(ns *corev1.Namespace) (SkipReason, string) {
 }
 
 // flushRefused says why the chart's policy would refuse the shutdown
-// flush's create of a Secret in namespace (empty: write it). Any replica
-// writes it once the namespace is back (namespaceUpdated); a namespace the
-// cache cannot tell is tried.
+// flush's create of a Secret in namespace (empty: write it). Every record is
+// of a pod this replica admitted, so a cache saying the namespace is out is
+// confirmed first (meshExclusion). Any replica writes it once the namespace
+// is back (namespaceUpdated); a namespace that cannot be read is tried.
 func (w *secretWriter) flushRefused(ctx context.Context, namespace string) string {
-	ns := &corev1.Namespace{}
-	if w.h.opts.Namespaces.Get(ctx, types.NamespacedName{Name: namespace}, ns) != nil {
+	_, skip, label, err := w.meshExclusion(ctx, namespace, true)
+	if err != nil || skip == "" {
 		return ""
 	}
-	if skip, label := w.excluded(ns); skip != "" {
-		return outOfMeshFix(namespace, w.h.mesh.Name, skip, label)
-	}
-	return ""
+	return outOfMeshFix(namespace, w.h.mesh.Name, skip, label)
 }
 
 // outOfMeshFix says why the mesh does not inject namespace, and what makes

@@ -62,7 +62,7 @@ func (e *e2e) serveMesh(ctx context.Context, t *testing.T, servingCA *certstest.
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
-		return injector.Probe(ctx, e.cl, n.Name) == nil, nil
+		return injector.Probe(ctx, e.cl, injector.Mesh{Name: mesh, FSMNamespace: fsmNamespace}, n.Name) == nil, nil
 	})
 	return n
 }

@@ -662,7 +662,8 @@ func buildWebhook(ctx context.Context, name string, o *options, sf *serveFlags, 
 			return w, fmt.Errorf("injector: %w", err)
 		}
 		if ns := sf.injectorProbeNS; ns != "" {
-			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, ns) }
+			mesh := injector.Mesh{Name: o.meshName, FSMNamespace: o.fsmNamespace}
+			w.Probe = func(ctx context.Context) error { return injector.Probe(ctx, direct, mesh, ns) }
 		}
 	case hookValidator:
 		h := validator.NewHandler(validator.Options{

@@ -103,6 +103,10 @@ const (
 	chartCertKeyBits = 2048 // fsm.certificateProvider.certKeyBitSize
 )
 
+// chartMesh is the mesh as the chart installs it, which the readiness probe
+// checks its namespace against.
+var chartMesh = injector.Mesh{Name: "fsm", FSMNamespace: fsmNamespace}
+
 // Modes.
 const (
 	modeThroughput = "throughput"
@@ -570,9 +574,9 @@ func printPhase(label, tag string, c config, res result) {
 // client-created Secrets.
 func warmUp(ctx context.Context, cl client.Client) (map[string][]byte, error) {
 	deadline := time.Now().Add(30 * time.Second)
-	for injector.Probe(ctx, cl, nsMeshed) != nil {
+	for injector.Probe(ctx, cl, chartMesh, nsMeshed) != nil {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("webhook never became active: %w", injector.Probe(ctx, cl, nsMeshed))
+			return nil, fmt.Errorf("webhook never became active: %w", injector.Probe(ctx, cl, chartMesh, nsMeshed))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

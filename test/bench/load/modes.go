@@ -327,7 +327,7 @@ func runStartup(ctx context.Context, c config, cl client.Client, s *serveProcess
 			return fmt.Errorf("restart %d: %w", i+1, err)
 		}
 		restarts = append(restarts, d)
-		if err := injector.Probe(ctx, cl, nsMeshed); err != nil {
+		if err := injector.Probe(ctx, cl, chartMesh, nsMeshed); err != nil {
 			return fmt.Errorf("restart %d: ready but not injecting: %w", i+1, err)
 		}
 		fmt.Printf("  (b) restart %d with existing Secrets (CA, serving certificates): %.3f s, then a dry-run pod injected  %s\n", i+1, d.Seconds(), tag)
