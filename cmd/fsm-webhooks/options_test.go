@@ -147,6 +147,10 @@ func TestFlagErrors(t *testing.T) {
 			`invalid value "FSM-CA" for --cert-manager-issuer-name`},
 		{"injector probe namespace", []string{"serve", "--injector-probe-namespace=Mesh_Probe"}, nil,
 			`invalid value "Mesh_Probe" for --injector-probe-namespace`},
+		{"injector probe namespace the mesh never injects", []string{"serve", "--fsm-namespace=mesh-system", "--injector-probe-namespace=mesh-system"}, nil,
+			`invalid value "mesh-system" for --injector-probe-namespace: the mesh never injects kube-system, kube-public or its own namespace (--fsm-namespace mesh-system): name a namespace labelled flomesh.io/monitored-by=fsm`},
+		{"injector probe namespace kube-system", []string{"serve", "--injector-probe-namespace=kube-system"}, nil,
+			`invalid value "kube-system" for --injector-probe-namespace: the mesh never injects`},
 	} {
 		t.Run(tc.name, func(t *testing.T) { assertUsageError(t, tc.args, tc.env, tc.want) })
 	}

@@ -133,6 +133,11 @@ func (sf *serveFlags) validate(o *options) error {
 	if errs := validation.IsDNS1123Label(sf.injectorProbeNS); sf.injectorProbeNS != "" && len(errs) > 0 {
 		return usageErrorf("invalid value %q for --injector-probe-namespace: must be a namespace name (lower-case letters, digits, '-'): %s", sf.injectorProbeNS, strings.Join(errs, "; "))
 	}
+	if ns := sf.injectorProbeNS; ns == o.fsmNamespace || ns == "kube-system" || ns == "kube-public" {
+		// The injector never injects these by name (namespaceExcluded): the
+		// probe could only ever fail.
+		return usageErrorf("invalid value %q for --injector-probe-namespace: the mesh never injects kube-system, kube-public or its own namespace (--fsm-namespace %s): name a namespace labelled %s=%s", ns, o.fsmNamespace, fsmnames.MonitoredByLabel, o.meshName)
+	}
 	if sf.pprofAddr != "" {
 		port, err := bindAddressFlag("pprof-bind-address", sf.pprofAddr, false)
 		if err != nil {
