@@ -97,6 +97,18 @@ func TestDecide(t *testing.T) {
 		{name: "copy disabled by its own annotation", pod: pod(map[string]string{SidecarInjectionAnnotation: "disabled"}, withVolume(secretVol, ""), withSidecar), ns: ns("app", monitored, nil), skip: SkipDisabled},
 		// A volume of that name without the sidecar, injection off: the user's.
 		{name: "bootstrap volume, no sidecar, injection off", pod: pod(nil, withVolume(secretVol, "")), ns: ns("app", monitored, nil), skip: SkipNotEnabled},
+		// A user's own container named "sidecar", no bootstrap volume,
+		// injection off: not a copy of an injected pod, left alone.
+		{name: "app container named sidecar, injection off", pod: pod(nil, withSidecar), ns: ns("app", monitored, nil), skip: SkipNotEnabled},
+		// Only the bootstrap volume's Secret names the pod's uuid: another
+		// volume mounting that Secret does not make the uuid the pod's.
+		{name: "uuid's Secret mounted by another volume", pod: pod(nil, withVolume(corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}, "u1"), func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "other", VolumeSource: secretVol})
+		}), ns: ns("app", monitored, enabled), inject: true, reinj: true},
+		// A uuid with the CN's delimiter is none an injector generated:
+		// kept, it would name another identity in the certificate's CN.
+		{name: "copy whose uuid label holds a dot", pod: pod(nil, withVolume(corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: BootstrapSecretPrefix + "u.1"}}, "u.1")),
+			ns: ns("app", monitored, enabled), inject: true, reinj: true},
 		{name: "bootstrap volume not a Secret", pod: pod(nil, withVolume(corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}, "u1")), ns: ns("app", monitored, enabled), inject: true, reinj: true},
 	}
 	for _, tc := range tests {
@@ -116,6 +128,43 @@ func TestDecide(t *testing.T) {
 			}
 			if d.Inject != tc.inject || d.Reinject != tc.reinj || d.Skip != tc.skip || d.ExistingUUID != tc.existID {
 				t.Fatalf("got %+v, want inject=%v reinject=%v skip=%q existing=%q", d, tc.inject, tc.reinj, tc.skip, tc.existID)
+			}
+		})
+	}
+}
+
+// TestOutOfMeshFixNamesTheLabel: the writer's BootstrapSecretNotWritten
+// Event tells the user which namespace label to restore or remove; the
+// label comes from the admission's own rule (namespaceExcluded).
+func TestOutOfMeshFixNamesTheLabel(t *testing.T) {
+	ns := func(name string, labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	for _, tc := range []struct {
+		name string
+		ns   *corev1.Namespace
+		want string
+	}{
+		{name: "unlabelled", ns: ns("app", nil),
+			want: "namespace app is not in mesh fsm: label it " + fsmnames.MonitoredByLabel + "=fsm"},
+		{name: "another mesh's", ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "other"}),
+			want: "namespace app is not in mesh fsm: label it " + fsmnames.MonitoredByLabel + "=fsm"},
+		{name: "ignored", ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm", fsmnames.IgnoreLabel: "true"}),
+			want: "namespace app is excluded from mesh fsm by its label " + fsmnames.IgnoreLabel + ": remove the label"},
+		{name: "control plane", ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm", fsmnames.ControlPlaneLabel: ""}),
+			want: "namespace app is excluded from mesh fsm by its label " + fsmnames.ControlPlaneLabel + ": remove the label"},
+		{name: "fsm's own", ns: ns("fsm-system", map[string]string{fsmnames.MonitoredByLabel: "fsm"}),
+			want: "mesh fsm never injects namespace fsm-system (fsm-namespace)"},
+		{name: "in the mesh", ns: ns("app", map[string]string{fsmnames.MonitoredByLabel: "fsm"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			skip, label := namespaceExcluded(tc.ns, "fsm", "fsm-system")
+			got := ""
+			if skip != "" {
+				got = outOfMeshFix(tc.ns.Name, "fsm", skip, label)
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -128,6 +128,27 @@ func TestMutateNamespaceLimits(t *testing.T) {
 		// controller has not seen yet enforces nothing of this.
 		{name: "quota without status", limits: NamespaceLimits{Quotas: []*corev1.ResourceQuota{{ObjectMeta: metav1.ObjectMeta{Name: "new"},
 			Spec: corev1.ResourceQuotaSpec{Hard: rl("requests.cpu", "1")}}}}},
+		// A request of 0 is no request to LimitRanger's ratio check: its
+		// words, not a ratio of +Inf.
+		{name: "ratio with a request of 0", limits: NamespaceLimits{LimitRanges: []*corev1.LimitRange{lr(ratio)}},
+			set: func(s *Settings) {
+				s.Resources = corev1.ResourceRequirements{Limits: rl("memory", "256Mi"), Requests: rl("memory", "0")}
+				s.InitResources = corev1.ResourceRequirements{Limits: rl("memory", "64Mi")}
+			},
+			contains: []string{`refuses the injected container "sidecar": memory max limit to request ratio per Container is 2, but no request is specified or request is 0 (its memory after the namespace's defaults: request 0, limit 256Mi)`}},
+		// A max is the default limit only where no default is given: the
+		// default's 200m against a request of 100m meets the ratio of 4
+		// (the max's 1 would not).
+		{name: "a default limit beats the max",
+			limits: NamespaceLimits{LimitRanges: []*corev1.LimitRange{lr(corev1.LimitRangeItem{Type: corev1.LimitTypeContainer,
+				Max: rl("cpu", "1"), Default: rl("cpu", "200m"), DefaultRequest: rl("cpu", "100m"), MaxLimitRequestRatio: rl("cpu", "4")})}}},
+		// A pod with pod-level resources is left to the apiserver's
+		// LimitRanger, which judges its containers by the pod's
+		// (checkPodLevelResources holds the injected ones to its totals).
+		{name: "pod-level resources: LimitRanges not applied", limits: NamespaceLimits{LimitRanges: []*corev1.LimitRange{lr(ratio)}},
+			edit: func(p *corev1.Pod) {
+				p.Spec.Resources = &corev1.ResourceRequirements{Limits: rl("memory", "4Gi")}
+			}},
 		{name: "a stored pod's Secret rebuilt", limits: NamespaceLimits{LimitRanges: []*corev1.LimitRange{lr(ratio)}}, reinject: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	evanjsonpatch "github.com/evanphx/json-patch/v5"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -64,5 +65,60 @@ func TestPatched(t *testing.T) {
 	}
 	if resp := patched([]jsonpatch.Operation{jsonpatch.NewOperation("add", "/a", func() {})}); resp.Allowed || resp.Result == nil || resp.Result.Code != 500 {
 		t.Fatalf("unencodable value: allowed %v, result %v; want refused with 500", resp.Allowed, resp.Result)
+	}
+}
+
+// TestCreatePatchAppliesToMutated: whatever the container lists became
+// (inserted, as Mutate makes them; or removed, reordered or emptied, which
+// takes the list diff), the patch applied to the original pod gives the
+// mutated one.
+func TestCreatePatchAppliesToMutated(t *testing.T) {
+	cs := func(names ...string) []corev1.Container {
+		var out []corev1.Container
+		for _, n := range names {
+			out = append(out, corev1.Container{Name: n, Image: n + ":1"})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		orig, mut []corev1.Container
+	}{
+		{"inserted", cs("a", "b"), cs("a", "sidecar", "b")},
+		{"removed", cs("a", "b"), cs("a")},
+		{"reordered", cs("a", "b"), cs("b", "a")},
+		{"replaced", cs("a", "b"), cs("a", "c")},
+		{"emptied", cs("a"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig := &corev1.Pod{Spec: corev1.PodSpec{Containers: tc.orig}}
+			mut := &corev1.Pod{Spec: corev1.PodSpec{Containers: tc.mut}}
+			ops, err := CreatePatch(orig, mut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := encodePatch(ops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			patch, err := evanjsonpatch.DecodePatch(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, _ := json.Marshal(orig)
+			out, err := patch.Apply(from)
+			if err != nil {
+				t.Fatalf("applying %s: %v", raw, err)
+			}
+			var got corev1.Pod
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			gotJSON, _ := json.Marshal(&got)
+			want, _ := json.Marshal(mut)
+			if !bytes.Equal(gotJSON, want) {
+				t.Fatalf("patch %s gives\n%s\nwant\n%s", raw, gotJSON, want)
+			}
+		})
 	}
 }

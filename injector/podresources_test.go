@@ -107,6 +107,22 @@ func TestPodLevelResources(t *testing.T) {
 			sidecar:  corev1.ResourceRequirements{Requests: resources("cpu", "100m")},
 		},
 		{
+			// Only hugepages are held to the pod's limit in aggregate; a
+			// cpu limit is held per container, so containers may share
+			// the pod's limit between them.
+			name:     "limits: cpu limits together above the pod's",
+			podLevel: &corev1.ResourceRequirements{Limits: resources("cpu", "2")},
+			app:      corev1.ResourceRequirements{Limits: resources("cpu", "1500m"), Requests: resources("cpu", "100m")},
+			sidecar:  corev1.ResourceRequirements{Limits: resources("cpu", "1"), Requests: resources("cpu", "100m")},
+		},
+		{
+			name:     "requests: the sidecar's from the pod's requests annotation",
+			podLevel: &corev1.ResourceRequirements{Requests: resources("cpu", "500m")},
+			app:      corev1.ResourceRequirements{Requests: resources("cpu", "500m")},
+			podAnn:   map[string]string{SidecarResourceRequestsPrefix + "cpu": "100m"},
+			want:     []string{"spec.resources.requests[cpu] 500m is below the containers' aggregate request of 600m with sidecar's 100m (annotation flomesh.io/sidecar-resource-requests-cpu): raise it to at least 600m"},
+		},
+		{
 			// The pod breaks the rule as written: the apiserver says so,
 			// in its words; the injection adds nothing to blame.
 			name:     "the pod's own excess",

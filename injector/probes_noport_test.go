@@ -37,6 +37,8 @@ func TestProbeWithoutPort(t *testing.T) {
 			port: HealthcheckPort, header: originalTCPPortHeader, value: "443"},
 		{name: "TCP", handler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{}},
 			refused: `container "app" liveness probe: port 0 out of range 1-65535`},
+		{name: "HTTP port negative", handler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(-1)}},
+			refused: `container "app" liveness probe: port -1 out of range 1-65535`},
 		{name: "HTTP port out of range", handler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(70000)}},
 			refused: `container "app" liveness probe: port 70000 out of range 1-65535`},
 	} {
@@ -56,7 +58,7 @@ func TestProbeWithoutPort(t *testing.T) {
 			if !resp.Allowed {
 				t.Fatalf("refused: %+v; FSM v1.5.1 injects this pod", resp.Result)
 			}
-			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], `container "app" spec.containers[0].livenessProbe.httpGet.port: unset, so probed on port `) {
+			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], `container "app" spec.containers[0].livenessProbe.httpGet.port: unset, so probed on port `+tc.value+";") {
 				t.Errorf("warnings %q, want one naming the probe", resp.Warnings)
 			}
 			raw, _ := json.Marshal(pod)
@@ -131,5 +133,22 @@ func TestProbeSchemeNotSupported(t *testing.T) {
 				t.Errorf("warnings %q, want %q", mut.Warnings, want)
 			}
 		})
+	}
+}
+
+// TestProbeWithoutPortToHealthcheck: an HTTP probe without a port whose
+// kind's first probe in the pod is not HTTP is sent to the healthcheck
+// container (nothing listens on the sidecar's health port for it), which
+// dials port 80, where FSM v1.5.1 sends it, not port 0.
+func TestProbeWithoutPortToHealthcheck(t *testing.T) {
+	first := &corev1.Container{Name: "first", LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}}
+	app := &corev1.Container{Name: "app", LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz"}}}}
+	if _, err := rewriteProbes([]*corev1.Container{first, app}); err != nil {
+		t.Fatal(err)
+	}
+	hg := app.LivenessProbe.HTTPGet
+	if hg == nil || hg.Port.IntValue() != int(HealthcheckPort) || len(hg.HTTPHeaders) != 1 ||
+		hg.HTTPHeaders[0] != (corev1.HTTPHeader{Name: originalTCPPortHeader, Value: "80"}) {
+		t.Fatalf("probe %+v, want the healthcheck port with %s: 80", app.LivenessProbe, originalTCPPortHeader)
 	}
 }

@@ -26,9 +26,21 @@ func TestRecoverOriginalProbesRefusesBadPorts(t *testing.T) {
 		c := &corev1.Container{Name: "app", ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
 			HTTPGet: &corev1.HTTPGetAction{Path: HealthcheckPath, HTTPHeaders: []corev1.HTTPHeader{{Name: tc.header, Value: tc.value}}},
 		}}}
-		got := recoverOriginalProbes([]*corev1.Container{c})["app"][probeReadiness]
-		if got.Port != tc.want {
-			t.Errorf("%s: %s: recovered port %d, want %d", tc.header, tc.value, got.Port, tc.want)
+		got, ok := recoverOriginalProbes([]*corev1.Container{c})["app"][probeReadiness]
+		if got.Port != tc.want || ok != (tc.want != 0) {
+			t.Errorf("%s: %s: recovered %v port %d, want port %d (none for 0)", tc.header, tc.value, ok, got.Port, tc.want)
 		}
+	}
+}
+
+// TestRecoverOriginalProbesOnlyFromRewritten: only a probe to the health
+// path is one the injector rewrote; an app probe that happens to carry an
+// original-port header is the app's own.
+func TestRecoverOriginalProbesOnlyFromRewritten(t *testing.T) {
+	c := &corev1.Container{Name: "app", ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+		HTTPGet: &corev1.HTTPGetAction{Path: "/ready", HTTPHeaders: []corev1.HTTPHeader{{Name: originalHTTPPortHeader, Value: "8080"}}},
+	}}}
+	if got := recoverOriginalProbes([]*corev1.Container{c}); len(got) != 0 {
+		t.Fatalf("recovered %v from the app's own probe, want nothing", got)
 	}
 }

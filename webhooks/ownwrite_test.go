@@ -232,6 +232,9 @@ func TestCABundleWriter(t *testing.T) {
 		{"one entry set by kubectl", mutating(ours, theirs, chart, entry(self, hookFields("a")), entry("kubectl-edit", hookFields("b"))), writerOther, "kubectl-edit"},
 		{"an entry someone else set that already holds desired is not replaced", mutating(desired, ours, chart, entry("argocd-controller", hookFields("a")), entry(self, hookFields("b"))), writerOurs, ""},
 		{"an emptied entry", mutating(ours, nil, chart, entry(self, hookFields("a"))), writerUnknown, ""},
+		// Empty says nothing of who emptied it, whatever managedFields
+		// still records: a repair only if this hook had published there.
+		{"an emptied entry still listed as ours", mutating(ours, nil, chart, entry(self, hookFields("a", "b"))), writerUnknown, ""},
 		{"no managedFields", mutating(ours, ours), writerUnknown, ""},
 		{"ours, applied unchanged by helm", mutating(ours, ours, chart, entry(self, hookFields("a", "b")), entry("helm", hookFields("a", "b"))), writerOurs, ""},
 		{"a release that named no manager", mutating(ours, ours, chart, entry(legacyFieldManager, hookFields("a", "b"))), writerOurs, ""},
