@@ -27,6 +27,7 @@ func TestNextTarget(t *testing.T) {
 		{"a bigger burst grows again", Sizing{Floor: 32, Max: 900, Target: 200, Taken: 150}, 300},
 		{"a burst over the cap stops at the cap", Sizing{Floor: 32, Max: 900, Target: 200, Taken: 5000}, 900},
 		{"a quiet window decays by an eighth", Sizing{Floor: 32, Max: 900, Target: 800, Taken: 10}, 700},
+		{"exactly a quarter does not decay", Sizing{Floor: 0, Max: 900, Target: 32, Taken: 8}, 32},
 		{"decay never goes below the floor", Sizing{Floor: 32, Max: 900, Target: 33, Taken: 0}, 32},
 		{"a moderate window holds", Sizing{Floor: 32, Max: 900, Target: 800, Taken: 300}, 800},
 		{"a target above a lowered cap is cut", Sizing{Floor: 4, Max: 10, Target: 50, Taken: 20}, 10},

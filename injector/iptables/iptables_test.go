@@ -352,3 +352,20 @@ func TestScriptPodIPDNATIsIPv4(t *testing.T) {
 		})
 	}
 }
+
+// TestUnparsableExclusionReachesIPTables: an exclusion that is neither an
+// IPv4 nor an IPv6 CIDR (the lists are validated before; this is the
+// fallback Config documents) is kept in the rules for iptables-restore to
+// refuse, not dropped as IPv6 ones are: a silently dropped exclusion would
+// send that range through the sidecar.
+func TestUnparsableExclusionReachesIPTables(t *testing.T) {
+	r := Rules(Config{OutboundIPRangeExclusions: []string{"10.0.0.0/8", "10.1.0.0/33", "fd00::/8"}})
+	for _, want := range []string{"-A FSM_PROXY_OUTBOUND -d 10.0.0.0/8 -j RETURN\n", "-A FSM_PROXY_OUTBOUND -d 10.1.0.0/33 -j RETURN\n"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("rules lack %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r, "fd00::/8") {
+		t.Errorf("an IPv6 exclusion reached the IPv4 rules:\n%s", r)
+	}
+}

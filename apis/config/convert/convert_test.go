@@ -11,6 +11,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/apis/config/convert"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/lossless"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha1"
+	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha2"
 	"github.com/flomesh-io/fsm-webhooks/apis/config/v1alpha3"
 )
 
@@ -141,6 +142,10 @@ func TestReadAsRelabelled(t *testing.T) {
 		{"relabelled write with v1alpha3-json", obj(exact, `"sidecar":{}`), true},
 		{"relabelled write without spec", obj(exact, ``), true},
 		{"relabelled write, sampledFraction number", obj("", `"observability":{"tracing":{"sampledFraction":0.5}}`), true},
+		{"relabelled write, remoteLogging sampledFraction number", obj("", `"observability":{"remoteLogging":{"sampledFraction":0.5}}`), true},
+		{"relabelled write, negative sampledFraction number", obj("", `"observability":{"tracing":{"sampledFraction":-0.5}}`), true},
+		{"relabelled write, sampledFraction number 9", obj("", `"observability":{"tracing":{"sampledFraction":9}}`), true},
+		{"v1alpha3 object, sampledFraction string", obj("", `"observability":{"tracing":{"sampledFraction":"0.5"}}`), false},
 		{"v1alpha3 object with a stale v1alpha3-json", obj(exact, `"image":{},"misc":{},"connector":{}`), false},
 		{"v1alpha3 object with a stale v1alpha3-fields", obj(fields, `"image":{},"misc":{},"connector":{}`), false},
 		{"stale annotation, one hub-only section", obj(exact, `"warmup":{}`), false},
@@ -149,5 +154,80 @@ func TestReadAsRelabelled(t *testing.T) {
 		if got := convert.ReadAsRelabelled(tc.obj); got != tc.want {
 			t.Errorf("%s: ReadAsRelabelled = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestFromHubRelabelledV1alpha2WriteKeepsItsString: a relabelled write
+// through v1alpha2 holds sampledFraction as the string v1alpha3 has; read
+// down it stays that string (only v1alpha1's number is converted), whatever
+// the annotation remembers at that path.
+func TestFromHubRelabelledV1alpha2WriteKeepsItsString(t *testing.T) {
+	stored := []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","annotations":{` +
+		`"` + lossless.AnnotationV1Alpha3Fields + `":"{\"image\":{\"registry\":\"r.example.com\"}}"}},` +
+		`"spec":{"observability":{"tracing":{"sampledFraction":"0.25"},"remoteLogging":{"sampledFraction":"high"}}}}`)
+	down := &v1alpha2.MeshConfig{}
+	if err := convert.FromHub(stored, newHub, down); err != nil {
+		t.Fatal(err)
+	}
+	obs := down.Spec.Observability
+	for name, got := range map[string]*string{"tracing": obs.Tracing.SampledFraction, "remoteLogging": obs.RemoteLogging.SampledFraction} {
+		want := map[string]string{"tracing": "0.25", "remoteLogging": "high"}[name]
+		if got == nil || *got != want {
+			t.Errorf("%s sampledFraction = %v, want %q", name, got, want)
+		}
+	}
+	up, err := convert.ToHub(down, newHub())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"sampledFraction":"0.25"`, `"sampledFraction":"high"`, `"registry":"r.example.com"`} {
+		if !strings.Contains(string(up), want) {
+			t.Errorf("stored back without %s:\n%s", want, up)
+		}
+	}
+}
+
+// TestFromHubRelabelledV1alpha1WriteKeepsV1alpha2Fields: the annotation of a
+// write through v1alpha1 also keeps the v1alpha2 fields v1alpha1 lacks (TLS
+// versions, DNS proxy); stored relabelled and read down, they are back at
+// their path and survive the round trip.
+func TestFromHubRelabelledV1alpha1WriteKeepsV1alpha2Fields(t *testing.T) {
+	stored := []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","annotations":{` +
+		`"` + lossless.AnnotationV1Alpha3Fields + `":"{\"sidecar\":{\"tlsMinProtocolVersion\":\"TLSv1_2\",\"localDNSProxy\":{\"enable\":true}}}"}},` +
+		`"spec":{"observability":{"tracing":{"sampledFraction":0.5}}}}`)
+	down := &v1alpha1.MeshConfig{}
+	if err := convert.FromHub(stored, newHub, down); err != nil {
+		t.Fatal(err)
+	}
+	up, err := convert.ToHub(down, newHub())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"tlsMinProtocolVersion":"TLSv1_2"`, `"localDNSProxy":{"enable":true`, `"sampledFraction":"0.5"`} {
+		if !strings.Contains(string(up), want) {
+			t.Errorf("stored back without %s:\n%s", want, up)
+		}
+	}
+}
+
+// TestFromHubIgnoresAStrayExactAnnotation: a v1alpha3 object carrying an
+// AnnotationV1Alpha3JSON of its own (stored by a converter from before it
+// existed) is read down as the object it is: the annotation the old version
+// gets is worked out from the object alone, so its quantity's spelling
+// still comes back, whatever the stray copy says.
+func TestFromHubIgnoresAStrayExactAnnotation(t *testing.T) {
+	stored := []byte(`{"apiVersion":"config.flomesh.io/v1alpha3","kind":"MeshConfig","metadata":{"name":"m","annotations":{` +
+		`"` + lossless.AnnotationV1Alpha3JSON + `":"[{\"path\":[\"spec\",\"sidecar\",\"resources\",\"limits\",\"cpu\"],\"was\":\"1000m\",\"got\":\"1\"}]"}},` +
+		`"spec":{"image":{},"misc":{},"connector":{},"sidecar":{"resources":{"limits":{"cpu":"1000m"}}}}}`)
+	down := &v1alpha1.MeshConfig{}
+	if err := convert.FromHub(stored, newHub, down); err != nil {
+		t.Fatal(err)
+	}
+	up, err := convert.ToHub(down, newHub())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(up), `"cpu":"1000m"`) {
+		t.Errorf("stored back without the quantity as written:\n%s", up)
 	}
 }

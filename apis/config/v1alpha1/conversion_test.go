@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -28,6 +29,9 @@ func TestSampledFraction(t *testing.T) {
 		{"empty string", ptr.To(""), nil, true},
 		{"NaN cannot be a JSON number", ptr.To("NaN"), nil, true},
 		{"overflow", ptr.To("1e400"), nil, true},
+		// strconv reads these as infinities without an error; no JSON number holds one.
+		{"infinity cannot be a JSON number", ptr.To("Inf"), nil, true},
+		{"negative infinity cannot be a JSON number", ptr.To("-infinity"), nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hub := &v1alpha3.MeshConfig{}
@@ -199,4 +203,28 @@ func derefS(s *string) any {
 		return nil
 	}
 	return *s
+}
+
+// TestListsTheSchemaRequiresAreNeverNull: as v1alpha2's; v1alpha3 requires
+// none of the lists v1alpha1's schema does, and a null is dropped by the
+// apiserver, so the object read back would fail its own schema when
+// written back as read.
+func TestListsTheSchemaRequiresAreNeverNull(t *testing.T) {
+	down := &MeshConfig{}
+	if err := down.ConvertFrom(&v1alpha3.MeshConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	up := &v1alpha3.MeshConfig{}
+	if err := (&MeshConfig{}).ConvertTo(up); err != nil {
+		t.Fatal(err)
+	}
+	for name, spec := range map[string]any{"v1alpha3 → v1alpha1": down.Spec, "v1alpha1 → v1alpha3": up.Spec} {
+		raw, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), "null") {
+			t.Errorf("%s: a null in %s", name, raw)
+		}
+	}
 }

@@ -92,3 +92,25 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestListsTheSchemaRequiresAreNeverNull: a v1alpha3 object without the
+// traffic lists, plugin chains or clusterSet.properties (v1alpha3 requires
+// none of them) converts down with empty lists, and an old object without
+// them converts up the same way: a null is dropped by the apiserver, and the
+// object read back would fail its own schema ("Required value") when
+// written back as read.
+func TestListsTheSchemaRequiresAreNeverNull(t *testing.T) {
+	down := &MeshConfig{}
+	if err := down.ConvertFrom(&v1alpha3.MeshConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	up := &v1alpha3.MeshConfig{}
+	if err := (&MeshConfig{}).ConvertTo(up); err != nil {
+		t.Fatal(err)
+	}
+	for name, spec := range map[string]any{"v1alpha3 → v1alpha2": down.Spec, "v1alpha2 → v1alpha3": up.Spec} {
+		if got := mustJSON(t, spec); strings.Contains(got, "null") {
+			t.Errorf("%s: a null in %s", name, got)
+		}
+	}
+}

@@ -140,3 +140,23 @@ func TestRestoreHubDefaultsPartialSections(t *testing.T) {
 		t.Errorf("image (absent section) = %+v, want the section default", got.Image)
 	}
 }
+
+// TestDefaultSidecarIsTheSchemaDefault: the sidecar fields a spoke object
+// without the annotation gets in v1alpha3 are those the v1alpha3 schema
+// gives a sidecar written without them, so converting up stores what a
+// v1alpha3 write would (holdApplicationUntilProxyStarts true, not false).
+func TestDefaultSidecarIsTheSchemaDefault(t *testing.T) {
+	tree := map[string]any{"sidecar": map[string]any{}}
+	hubSpecDefaults.Apply(tree)
+	raw, err := json.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec v1alpha3.MeshConfigSpec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := SidecarOf(&spec.Sidecar), DefaultSidecar(); !apiequality.Semantic.DeepEqual(got, want) {
+		t.Errorf("schema defaults give %+v, DefaultSidecar %+v", got, want)
+	}
+}

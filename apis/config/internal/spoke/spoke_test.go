@@ -3,7 +3,9 @@ package spoke
 import (
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -16,13 +18,26 @@ func hubOnlySpec() v1alpha3.MeshConfigSpec {
 	var s v1alpha3.MeshConfigSpec
 	s.ClusterSet = v1alpha3.ClusterSetSpec{IsManaged: true, UID: "u", Region: "r", Zone: "z", Group: "g", Name: "n", ControlPlaneUID: "c"}
 	s.RepoServer.Port = 6060
-	s.FeatureFlags.EnableSidecarPrettyConfig = true
-	s.FeatureFlags.DropRouteRuleIfNoAvailableBackends = true
+	s.FeatureFlags = v1alpha3.FeatureFlags{
+		EnableTrafficWarmupPolicy: true, EnableSidecarPrettyConfig: true,
+		EnableValidateGatewayListenerHostname: true, EnableValidateHTTPRouteHostnames: true,
+		EnableValidateGRPCRouteHostnames: true, EnableValidateTLSRouteHostnames: true,
+		UseEndpointSlicesForGateway: true, DropRouteRuleIfNoAvailableBackends: true,
+	}
 	s.Warmup = &v1alpha3.WarmupSpec{MinWeight: ptr.To[int64](1)}
+	s.Ingress = &v1alpha3.IngressSpec{Namespaced: true}
+	s.GatewayAPI = &v1alpha3.GatewayAPISpec{Enabled: true}
+	s.ServiceLB = &v1alpha3.ServiceLBSpec{Image: "lb:1"}
+	s.FLB = &v1alpha3.FLBSpec{StrictMode: true}
+	s.EgressGateway = &v1alpha3.EgressGatewaySpec{Enabled: true}
 	s.Image = v1alpha3.ImageSpec{Registry: "example.com/mesh", Tag: "1"}
 	s.Misc = v1alpha3.MiscSpec{RepoServerImage: "repo:1"}
 	s.Connector = v1alpha3.DefaultConnector()
 	s.Sidecar.CompressConfig = ptr.To(false)
+	s.Sidecar.HoldApplicationUntilProxyStarts = ptr.To(false)
+	s.Sidecar.GracefulExitUntilDownstreamEnds = ptr.To(false)
+	s.Sidecar.InitResources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}
+	s.Sidecar.HealthcheckResources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")}}
 	s.Sidecar.XNetDNSProxy.Enable = true
 	return s
 }
@@ -83,6 +98,7 @@ func TestKeepRestoreLegacy(t *testing.T) {
 	}{
 		{"empty", Legacy[driver]{}, ""},
 		{"class only", Legacy[driver]{Sidecar: LegacySidecar[driver]{SidecarClass: "pipy"}}, `{"sidecar":{"sidecarClass":"pipy"}}`},
+		{"init image only", Legacy[driver]{Sidecar: LegacySidecar[driver]{InitContainerImage: "fsm-init:1"}}, `{"sidecar":{"initContainerImage":"fsm-init:1"}}`},
 		{"drivers", Legacy[driver]{Sidecar: LegacySidecar[driver]{SidecarDrivers: []driver{{Name: "pipy"}}}}, `{"sidecar":{"sidecarDrivers":[{"sidecarName":"pipy"}]}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
