@@ -1,7 +1,9 @@
 package validator
 
 import (
+	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,8 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flomesh-io/fsm-webhooks/validator/internal/ratchet"
+	"github.com/flomesh-io/fsm-webhooks/validator/meshconfig"
 	"github.com/flomesh-io/fsm-webhooks/validator/policy"
 	"github.com/flomesh-io/fsm-webhooks/webhooks/reviewhttp"
 )
@@ -140,5 +144,51 @@ func TestUpdatePluginGateRatchet(t *testing.T) {
 				t.Errorf("warnings %q; want the gate as a stored problem", out.Warnings)
 			}
 		})
+	}
+}
+
+// TestUpdateWithUnreadableStoredObjectJudgedAsNew: a stored object the
+// lenient types cannot read excuses nothing, so the new object's problems
+// deny with FSM's message; the request itself is no bad request.
+func TestUpdateWithUnreadableStoredObjectJudgedAsNew(t *testing.T) {
+	const obj = `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}}],"sources":[{"kind":"Pod","name":"a"}]}}`
+	const old = `{"metadata":{"name":"ib","namespace":"ns"},"spec":{"backends":"not a list"}}`
+	resp := sendUpdate(t, false, "policy.flomesh.io", policy.KindIngressBackend, "ns", obj, old)
+	const want = "Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange"
+	if resp.Allowed || resp.Result == nil || resp.Result.Message != want {
+		t.Fatalf("allowed %v, result %+v; want denied with %q", resp.Allowed, resp.Result, want)
+	}
+	if storedWarnings(resp.Warnings) != 0 {
+		t.Errorf("warnings %q: nothing is stored", resp.Warnings)
+	}
+}
+
+// TestMeshConfigUpdateRatchetsStoredProblem: through the handler, an UPDATE
+// of the mesh's MeshConfig that keeps a problem the stored object has is
+// admitted with the problem as a warning; the same object created is denied.
+func TestMeshConfigUpdateRatchetsStoredProblem(t *testing.T) {
+	bad := withSidecarLogLevel(t, presetJSON(t), "loud")
+	h := NewHandler(Options{FSMNamespace: "fsm-system"})
+	send := func(op admissionv1.Operation, old []byte) admission.Response {
+		return h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			UID:       "u",
+			Kind:      metav1.GroupVersionKind{Group: meshconfig.Group, Version: "v1alpha3", Kind: meshconfig.Kind},
+			Operation: op, Namespace: "fsm-system", Name: "fsm-mesh-config",
+			Object:    runtime.RawExtension{Raw: bad},
+			OldObject: runtime.RawExtension{Raw: old},
+		}})
+	}
+	const problem = `spec.sidecar.logLevel: Unsupported value: "loud"`
+	if resp := send(admissionv1.Create, nil); resp.Allowed || !strings.Contains(resp.Result.Message, problem) {
+		t.Errorf("CREATE: allowed %v, result %+v; want denied for %q", resp.Allowed, resp.Result, problem)
+	}
+	resp := send(admissionv1.Update, bad)
+	if !resp.Allowed {
+		t.Fatalf("UPDATE keeping the stored problem denied: %+v", resp.Result)
+	}
+	if !slices.ContainsFunc(resp.Warnings, func(w string) bool {
+		return strings.HasPrefix(w, problem) && strings.HasSuffix(w, ratchet.Suffix)
+	}) {
+		t.Errorf("warnings %q lack the stored problem %q", resp.Warnings, problem)
 	}
 }

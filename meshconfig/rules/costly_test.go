@@ -59,6 +59,10 @@ func TestMayHoldCostlyQuantity(t *testing.T) {
 		{`{"limits":{"cpu":"` + strings.Repeat("7", 65) + `"}}`, true},
 		{`{"limits":{"cpu":"1\u0065-99999999"}}`, true},
 		{`{"a":"{\"was\":\"2e99999999\"}"}`, true},
+		// Cut short (the request body as sent, not yet decoded): the
+		// scan must not read past the end.
+		{`{"a":"x\`, false},
+		{`{"a":"1e`, false},
 	} {
 		if got := mayHoldCostlyQuantity([]byte(tc.raw)); got != tc.want {
 			t.Errorf("mayHoldCostlyQuantity(%s) = %t, want %t", tc.raw, got, tc.want)

@@ -92,6 +92,10 @@ func TestRules(t *testing.T) {
 		{"if newline", InterfaceName(p, "eth0\n-A"), strings.Replace(ifWant, "%q", `"eth0\n-A"`, 1) + "contains the whitespace or control byte 0xa"},
 		{"if shell", InterfaceName(p, "e$(reboot)"), strings.Replace(ifWant, "%q", `"e$(reboot)"`, 1) + "contains '$'"},
 		{"if backtick", InterfaceName(p, "e`id`"), strings.Replace(ifWant, "%q", "\"e`id`\"", 1) + "contains '`'"},
+		{"if delete", InterfaceName(p, "eth\x7f"), strings.Replace(ifWant, "%q", `"eth\x7f"`, 1) + "contains the whitespace or control byte 0x7f"},
+		{"if single quote", InterfaceName(p, "e'x"), strings.Replace(ifWant, "%q", `"e'x"`, 1) + `contains '\''`},
+		{"if double quote", InterfaceName(p, `e"x`), strings.Replace(ifWant, "%q", `"e\"x"`, 1) + `contains '"'`},
+		{"if backslash", InterfaceName(p, `e\x`), strings.Replace(ifWant, "%q", `"e\\x"`, 1) + `contains '\\'`},
 		{"if list", InterfaceNames(p, []string{"eth1", ""}), strings.Replace(strings.Replace(ifWant, "f:", "f[1]:", 1), "%q", `""`, 1) + "empty"},
 
 		{"key 2048", CertKeyBitSize(p, 2048), ""},
@@ -203,6 +207,8 @@ func TestResources(t *testing.T) {
 			`r.limits[gpu]: Invalid value: "gpu": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`},
 		{"kubernetes.io name", corev1.ResourceRequirements{Limits: corev1.ResourceList{"kubernetes.io/foo": q("1")}},
 			`r.limits[kubernetes.io/foo]: Invalid value: "kubernetes.io/foo": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`},
+		{"extended name not qualified", corev1.ResourceRequirements{Limits: corev1.ResourceList{"example.com/-dev": q("1")}},
+			`r.limits[example.com/-dev]: Invalid value: "example.com/-dev": must be cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device`},
 		{"extended ok", corev1.ResourceRequirements{
 			Limits: corev1.ResourceList{"example.com/dev": q("1")}, Requests: corev1.ResourceList{"example.com/dev": q("1")},
 		}, ""},

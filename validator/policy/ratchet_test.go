@@ -111,6 +111,9 @@ func TestRatchetIdentity(t *testing.T) {
 			old: plugin(``, `{"pipyscript":"pipy()"}`), obj: plugin(``, `{"pipyscript":"pipy().pipeline()"}`), wantDenied: true},
 		{name: "Plugin: other spec field changed", kind: KindPlugin,
 			old: plugin(``, `{"pipyscript":"pipy()","priority":1}`), obj: plugin(``, `{"pipyscript":"pipy()","priority":2}`), wantDenied: true},
+		// Numbers as written: as float64 these two are the same value.
+		{name: "Plugin: large number changed beyond float precision", kind: KindPlugin,
+			old: plugin(``, `{"pipyscript":"pipy()","priority":9007199254740993}`), obj: plugin(``, `{"pipyscript":"pipy()","priority":9007199254740992}`), wantDenied: true},
 		{name: "PluginChain: spec changed", kind: KindPluginChain,
 			old: plugin(``, `{"chains":[]}`), obj: plugin(``, `{"chains":[{"name":"inbound-http"}]}`), wantDenied: true},
 		{name: "PluginConfig without spec: finalizer removed", kind: KindPluginConfig,

@@ -76,12 +76,16 @@ func TestIngressBackend(t *testing.T) {
 				"Invalid 'source.name' value specified for IPRange. Expected CIDR notation 'a.b.c.d/x', got '10.0.0.1'",
 				"Invalid 'source.kind' value specified. Must be one of: Service, AuthenticatedPrincipal, IPRange",
 			)},
+		{name: "no conflict with IngressBackends sharing no backend",
+			obj:    `{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}}],"sources":[{"kind":"IPRange","name":"0.0.0.0/0"}]}}`,
+			others: []string{`{"metadata":{"name":"b","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":81}},{"name":"db","port":{"number":80}}]}}`}},
 		{name: "conflicts with other IngressBackends in the namespace",
 			obj: `{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80,"protocol":"http"}},{"name":"api","port":{"number":8080,"protocol":"http"}}],"sources":[{"kind":"IPRange","name":"0.0.0.0/0"}]}}`,
 			others: []string{
 				`{"metadata":{"name":"a","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80}}]}}`,
-				`{"metadata":{"name":"c","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80}},{"name":"api","port":{"number":8080}}]}}`,
+				`{"metadata":{"name":"c","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":80}},{"name":"api","port":{"number":8080}},{"name":"web","port":{"number":80}}]}}`,
 				`{"metadata":{"name":"b","namespace":"ns"},"spec":{"backends":[{"name":"web","port":{"number":81}},{"name":"api","port":{"number":8080}}]}}`,
+				`{"metadata":{"name":"d","namespace":"ns"},"spec":{"backends":[{"name":"db","port":{"number":5432}}]}}`,
 			},
 			want: beyond("duplicate backends detected\n" +
 				"[+] IngressBackend ns/a conflicts with ns/b:\nBackend api specified in a and b conflicts\n\n" +
@@ -178,6 +182,7 @@ func TestEgress(t *testing.T) {
 func TestUpstreamTrafficSetting(t *testing.T) {
 	others := []UpstreamTrafficSetting{
 		*decodeT[UpstreamTrafficSetting](t, `{"metadata":{"name":"self","namespace":"ns"},"spec":{"host":"web.ns.svc.cluster.local"}}`),
+		*decodeT[UpstreamTrafficSetting](t, `{"metadata":{"name":"other2","namespace":"ns"},"spec":{"host":"api.ns.svc.cluster.local"}}`),
 		*decodeT[UpstreamTrafficSetting](t, `{"metadata":{"name":"other","namespace":"ns"},"spec":{"host":"api.ns.svc.cluster.local"}}`),
 	}
 	cases := []struct {
@@ -188,6 +193,12 @@ func TestUpstreamTrafficSetting(t *testing.T) {
 		{name: "valid, own old version ignored", obj: `{"metadata":{"name":"self","namespace":"ns"},"spec":{"host":"web.ns.svc.cluster.local","rateLimit":{"local":{"http":{"requests":10,"unit":"second","responseStatusCode":429}}},"httpRoutes":[{"path":"/","rateLimit":{"local":{"requests":1,"unit":"minute"}}}]}}`},
 		{name: "not an FQDN", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web"}}`,
 			want: beyond(`spec.host: Invalid value: "web": invalid FQDN specified as host`)},
+		{name: "two labels", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web.ns"}}`},
+		{name: "tab", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web.ns\tsvc"}}`,
+			want: beyond(`spec.host: Invalid value: "web.ns\tsvc": invalid FQDN specified as host`)},
+		{name: "port", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web.ns:80"}}`,
+			want: beyond(`spec.host: Invalid value: "web.ns:80": invalid FQDN specified as host`)},
+		{name: "lowest registered status code", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web.ns","rateLimit":{"local":{"http":{"responseStatusCode":100}}}}}`},
 		{name: "empty label", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"web..svc"}}`,
 			want: beyond(`spec.host: Invalid value: "web..svc": invalid FQDN specified as host`)},
 		{name: "duplicate host and bad codes", obj: `{"metadata":{"name":"x","namespace":"ns"},"spec":{"host":"api.ns.svc.cluster.local","rateLimit":{"local":{"http":{"responseStatusCode":999}}},"httpRoutes":[{"path":"/a","rateLimit":{"local":{"responseStatusCode":430}}},{"path":"/b"}]}}`,
@@ -216,6 +227,8 @@ func TestEgressGateway(t *testing.T) {
 	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "a", true), mk("plain", "b", false)}), nil)
 	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "a", true), mk("other", "b", true)}),
 		enforced("Redefinition of global egress gateway policy and conflict with b.other"))
+	eq(t, ValidateEgressGateway(&self, []EgressGateway{mk("gw", "b", true)}),
+		enforced("Redefinition of global egress gateway policy and conflict with b.gw"))
 	plain := mk("plain", "a", false)
 	eq(t, ValidateEgressGateway(&plain, []EgressGateway{mk("other", "b", true)}), nil)
 }

@@ -22,6 +22,8 @@ func TestSplit(t *testing.T) {
 		{name: "each old problem excuses one found problem", found: []string{"a", "a", "b", "a"}, old: []string{"a", "b", "a"},
 			wantFresh: []string{"a"}, wantOld: []string{"a", "a", "b"}},
 		{name: "fewer copies than stored", found: []string{"a"}, old: []string{"a", "a"}, wantOld: []string{"a"}},
+		{name: "a match past the first of its key is used up", found: []string{"ab", "ab", "aa"}, old: []string{"aa", "ab"},
+			wantFresh: []string{"ab"}, wantOld: []string{"ab", "aa"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
