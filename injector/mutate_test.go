@@ -382,6 +382,7 @@ func TestControllerOf(t *testing.T) {
 		{[]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "standalone", Controller: &tr}}, "ReplicaSet", "standalone"},
 		{[]metav1.OwnerReference{{Kind: "StatefulSet", Name: "db", Controller: &tr}}, "StatefulSet", "db"},
 		{[]metav1.OwnerReference{{Kind: "ConfigMap", Name: "not-controller"}}, "", ""},
+		{[]metav1.OwnerReference{{Kind: "StatefulSet", Name: "adopter", Controller: ptr.To(false)}, {Kind: "Job", Name: "j", Controller: &tr}}, "Job", "j"},
 	}
 	for _, tc := range tests {
 		k, n := controllerOf(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: tc.refs}})
@@ -405,6 +406,8 @@ func TestRepoURL(t *testing.T) {
 	}{
 		{"127.0.0.1", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"127.1.2.3", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
+		// Not an IP address, but FSM reads any 127. prefix as loopback.
+		{"127.1", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"localhost", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
 		{"LocalHost", "", 6060, "http://fsm-controller.fsm-system:6060/repo/fsm-sidecar/u.sidecar.sa.ns/"},
