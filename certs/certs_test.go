@@ -178,6 +178,8 @@ func TestRequestValidate(t *testing.T) {
 	}{
 		{"ok", func(*Request) {}, ""},
 		{"only SANs", func(r *Request) { r.CommonName = ""; r.DNSNames = []string{"x"} }, ""},
+		{"only an IP", func(r *Request) { r.CommonName = ""; r.IPAddresses = []net.IP{net.ParseIP("10.0.0.1")} }, ""},
+		{"server and an unknown bit", func(r *Request) { r.Usage = UsageServer | 4 }, "got Usage(5)"},
 		{"no names", func(r *Request) { r.CommonName = "" }, "all empty"},
 		{"zero validity", func(r *Request) { r.Validity = 0 }, "Validity must be positive, got 0s"},
 		{"no usage", func(r *Request) { r.Usage = 0 }, "Usage must be server, client or both, got Usage(0)"},
@@ -284,8 +286,11 @@ func TestAuthoritySign(t *testing.T) {
 			if got := leaf.KeyUsage&x509.KeyUsageKeyEncipherment != 0; got != tc.wantKeyEnc {
 				t.Errorf("keyEncipherment = %v, want %v", got, tc.wantKeyEnc)
 			}
-			if leaf.IsCA {
-				t.Error("leaf is a CA")
+			if leaf.IsCA || !leaf.BasicConstraintsValid {
+				t.Errorf("leaf basicConstraints: valid %v, CA %v; want CA:FALSE stated", leaf.BasicConstraintsValid, leaf.IsCA)
+			}
+			if got := strings.Join(leaf.Subject.Organization, ","); got != tc.req.Organization {
+				t.Errorf("subject organization = %q, want %q", got, tc.req.Organization)
 			}
 			if alg, _ := AlgorithmOf(leaf.PublicKey); alg != tc.alg {
 				t.Errorf("leaf key = %s, want %s", alg, tc.alg)
@@ -303,6 +308,9 @@ func TestAuthoritySign(t *testing.T) {
 	}
 	if _, err := ca.Sign(Request{CommonName: "x", Validity: time.Hour, Usage: UsageServer}, ca.Key.Public(), t0.Add(49*time.Hour)); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("signing with an expired CA: err = %v", err)
+	}
+	if _, err := ca.Sign(Request{CommonName: "x", Validity: time.Hour, Usage: UsageServer}, ca.Key.Public(), ca.Cert.NotAfter); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("signing at the CA's NotAfter (a zero lifetime): err = %v", err)
 	}
 }
 

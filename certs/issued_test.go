@@ -213,6 +213,8 @@ func TestSignerOf(t *testing.T) {
 		{"none", nil, nil},
 		{"only another subject", []*x509.Certificate{stranger}, nil},
 		{"one by subject", []*x509.Certificate{stranger, b.Cert}, b.Cert},
+		// Documented: the signature is checked only to choose among several.
+		{"one by subject, another key", []*x509.Certificate{stranger, a.Cert}, a.Cert},
 		{"two by subject: the one whose key signed", []*x509.Certificate{a.Cert, b.Cert}, b.Cert},
 		{"two by subject, neither signed", []*x509.Certificate{a.Cert, a.Cert}, nil},
 	} {

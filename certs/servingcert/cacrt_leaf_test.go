@@ -1,7 +1,14 @@
 package servingcert_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"testing"
 	"time"
 
@@ -36,5 +43,52 @@ func TestCheckRefusesCACrtHoldingTheLeaf(t *testing.T) {
 			in = append(in, fmt.Sprintf("%s (IsCA %v)", c.Subject.CommonName, c.IsCA))
 		}
 		t.Errorf("Check keeps a Secret whose ca.crt is its own leaf (no CA); the caBundle built from it holds %v", in)
+	}
+}
+
+// TestCheckRefusesCACrtHoldingALeafWithoutBasicConstraints: a leaf signed
+// without the basicConstraints extension does not say it is no CA; put in
+// ca.crt, it still verifies itself (Go takes a root-pool member as its own
+// chain), so only recognising it as tls.crt's leaf refuses it.
+func TestCheckRefusesCACrtHoldingALeafWithoutBasicConstraints(t *testing.T) {
+	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
+	auth := ca.Authority()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42),
+		Subject:      pkix.Name{CommonName: spec.CommonName()},
+		DNSNames:     spec.DNSNames(),
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, auth.Cert, key.Public(), auth.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM, err := certs.EncodeKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ca   []byte
+		want servingcert.Reason
+	}{
+		{"ca.crt is the issuing CA", certs.EncodeCertsPEM(auth.Cert), servingcert.ReasonNone},
+		{"ca.crt is the leaf", leafPEM, servingcert.ReasonInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := map[string][]byte{servingcert.KeyCA: tc.ca, servingcert.KeyCert: leafPEM, servingcert.KeyKey: keyPEM}
+			if v := servingcert.Check(spec, data, mustBundle(t, ca), now, 0); v.Reason != tc.want {
+				t.Fatalf("Check = %q (%s), want %q", v.Reason, v.Detail, tc.want)
+			}
+		})
 	}
 }

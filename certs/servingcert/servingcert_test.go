@@ -260,6 +260,10 @@ func TestCheckBackdatedLifetime(t *testing.T) {
 		{"10 min backdated ClockSkew", certs.ClockSkew, 10 * time.Minute, servingcert.ReasonNone},
 		{"1 h backdated ClockSkew", certs.ClockSkew, time.Hour, servingcert.ReasonNone},
 		{"10 min backdated 10 min", 10 * time.Minute, 10 * time.Minute, servingcert.ReasonValidity},
+		// A tenth of the validity plus ClockSkew is tolerated, not more:
+		// 66 min of life is kept, 72 min is not (the limit is 71).
+		{"1 h backdated 6 min", 6 * time.Minute, time.Hour, servingcert.ReasonNone},
+		{"1 h backdated 12 min", 12 * time.Minute, time.Hour, servingcert.ReasonValidity},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour, Backdate: tc.backdate})
