@@ -177,6 +177,7 @@ func TestHoldForeign(t *testing.T) {
 	}{
 		{"another replica's cert of a root this one does not trust, which the apiserver does", servingcert.ReasonUntrusted, false, true, seen.Add(10 * time.Second), 20 * time.Second},
 		{"held no longer than the hold", servingcert.ReasonUntrusted, false, true, seen.Add(hold), 0},
+		{"past the hold: replaced now", servingcert.ReasonUntrusted, false, true, seen.Add(hold + 5*time.Second), 0},
 		{"its own cert is replaced at once (its CA changed)", servingcert.ReasonUntrusted, true, true, seen, 0},
 		{"a cert the caBundle does not verify is never held", servingcert.ReasonUntrusted, false, false, seen, 0},
 		{"an expiring cert is renewed at once", servingcert.ReasonExpiring, false, true, seen, 0},

@@ -93,6 +93,14 @@ func TestClientConfigs(t *testing.T) {
 	if c := url.ConversionClientConfig(fsmnames.ConverterPath, nil); c.Service != nil || *c.URL != "https://[::1]:9443/convert" {
 		t.Errorf("url client config %+v", c)
 	}
+	// The CRD's stanza names the converter's own Service, port and path:
+	// the apiserver's conversion calls go nowhere else.
+	conv := Endpoint{Namespace: "fsm-system", ServiceName: fsmnames.ConverterService, Port: 9443}
+	c := conv.ConversionClientConfig(fsmnames.ConverterPath, []byte("ca"))
+	if c.URL != nil || c.Service == nil || c.Service.Namespace != "fsm-system" || c.Service.Name != fsmnames.ConverterService ||
+		*c.Service.Port != 9443 || *c.Service.Path != fsmnames.ConverterPath || string(c.CABundle) != "ca" {
+		t.Errorf("conversion service client config %+v", c)
+	}
 }
 
 func TestSetCABundle(t *testing.T) {
@@ -112,10 +120,29 @@ func TestSetCABundle(t *testing.T) {
 	if _, changed := SetMutatingCABundle(cfg, []byte("new")); changed {
 		t.Error("unchanged caBundle reported as changed")
 	}
+	if b := caBundleOf(cfg); string(b) != "new" {
+		t.Errorf("caBundleOf agreeing entries = %q, want %q", b, "new")
+	}
 	// A configuration whose entries disagree counts as drifted.
 	cfg.Webhooks[1].ClientConfig.CABundle = []byte("x")
 	if caBundleOf(cfg) != nil {
 		t.Error("disagreeing entries not reported as drift")
+	}
+}
+
+// TestSetValidatingCABundle: the previous value reported (for the event and
+// the repair count) is the first entry's that differed, and an unchanged
+// configuration is not written.
+func TestSetValidatingCABundle(t *testing.T) {
+	r := testValidatorRegistration()
+	cfg := NewValidating(r.Validating, Endpoint{URLHost: "127.0.0.1", Port: 1}, r.Path, nil)
+	cfg.Webhooks[0].ClientConfig.CABundle = []byte("first")
+	cfg.Webhooks[1].ClientConfig.CABundle = []byte("second")
+	if old, changed := SetValidatingCABundle(cfg, []byte("new")); !changed || string(old) != "first" {
+		t.Errorf("changed %v old %q, want true %q", changed, old, "first")
+	}
+	if old, changed := SetValidatingCABundle(cfg, []byte("new")); changed || old != nil {
+		t.Errorf("unchanged caBundle: changed %v old %q", changed, old)
 	}
 }
 
@@ -144,6 +171,16 @@ func TestSetConversion(t *testing.T) {
 		{"v1beta1 first", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
 			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1beta1", "v1"}}},
 			"put v1 first in conversionReviewVersions", []string{"v1", "v1beta1"}},
+		// Not accepted by the apiserver's validation; SetConversion still
+		// makes it a webhook stanza rather than patching a None one.
+		{"strategy None with a webhook stanza", &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1"}}},
+			"set spec.conversion", nil},
+		{"webhook without client config", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ConversionReviewVersions: []string{"v1"}}}, "set spec.conversion", nil},
+		{"service target kept", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
+			ClientConfig: &apiextv1.WebhookClientConfig{Service: &apiextv1.ServiceReference{Namespace: "other", Name: "conv"}, CABundle: []byte("old")}, ConversionReviewVersions: []string{"v1"}}},
+			"replaced the conversion caBundle", nil},
 		{"v1 first of two", &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{
 			ClientConfig: &apiextv1.WebhookClientConfig{URL: ptr.To("https://elsewhere:1/convert"), CABundle: []byte("ca")}, ConversionReviewVersions: []string{"v1", "v1beta1"}}},
 			"", []string{"v1", "v1beta1"}},
@@ -158,8 +195,13 @@ func TestSetConversion(t *testing.T) {
 			if !conversionComplete(crd) || !bytes.Equal(ConversionCABundle(crd), []byte("ca")) {
 				t.Errorf("conversion after SetConversion: %+v", crd.Spec.Conversion)
 			}
-			if c.conv != nil && c.conv.Webhook != nil && c.conv.Webhook.ClientConfig.URL != nil && *crd.Spec.Conversion.Webhook.ClientConfig.URL != "https://elsewhere:1/convert" {
-				t.Error("existing conversion target replaced")
+			if c.wantWhat != "set spec.conversion" {
+				got := crd.Spec.Conversion.Webhook.ClientConfig
+				if (got.URL == nil || *got.URL != "https://elsewhere:1/convert") && (got.Service == nil || got.Service.Name != "conv") {
+					t.Errorf("existing conversion target replaced: %+v", got)
+				}
+			} else if s := crd.Spec.Conversion.Webhook.ClientConfig.Service; crd.Spec.Conversion.Strategy != apiextv1.WebhookConverter || s == nil || s.Name != fsmnames.ConverterService {
+				t.Errorf("stanza not set to the converter: %+v", crd.Spec.Conversion)
 			}
 			want := c.wantVersions
 			if want == nil {
@@ -200,6 +242,20 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"bad fraction", func(o *Options) { o.RenewFraction = 1.5 }, nil, "RenewFraction 1.5"},
 		{"bad url host", func(o *Options) { o.WebhookURLHost = "a b" }, nil, `URLHost "a b"`},
 		{"bad port", nil, func(w *Webhook) { w.Port = 70000 }, "Port 70000"},
+		{"port 0", nil, func(w *Webhook) { w.Port = 0 }, "Port 0"},
+		{"port 65535", nil, func(w *Webhook) { w.Port = 65535 }, ""},
+		{"no webhooks in mutating template", nil, func(w *Webhook) {
+			w.Registration = Registration{Kind: MutatingConfiguration, Name: "test-injector", Path: fsmnames.ValidatorPath,
+				Mutating: &admv1.MutatingWebhookConfiguration{}}
+		}, "Registration.Mutating must hold at least one webhook"},
+		{"conversion without review versions", nil, func(w *Webhook) {
+			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: fsmnames.ValidatorPath,
+				Conversion: &apiextv1.CustomResourceConversion{Strategy: apiextv1.WebhookConverter, Webhook: &apiextv1.WebhookConversion{}}}
+		}, "with conversionReviewVersions"},
+		{"conversion strategy None with a webhook", nil, func(w *Webhook) {
+			w.Registration = Registration{Kind: CRDConversion, Name: "things.test.flomesh.io", Path: fsmnames.ValidatorPath,
+				Conversion: &apiextv1.CustomResourceConversion{Strategy: apiextv1.NoneConverter, Webhook: &apiextv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}}}}
+		}, "Registration.Conversion must be a Webhook strategy"},
 		{"path without handler", nil, func(w *Webhook) { w.Registration.Path = "/other" }, `"/other" has no handler`},
 		{"no webhooks in template", nil, func(w *Webhook) { w.Registration.Validating.Webhooks = nil }, "at least one webhook"},
 		{"conversion without template", nil, func(w *Webhook) {

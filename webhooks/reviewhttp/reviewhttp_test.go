@@ -19,6 +19,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	apixv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	conversionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/conversion/metrics"
@@ -97,6 +98,24 @@ func TestTransport(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestEmptyBodyOfUnknownLength: a chunked request that ends without a byte
+// is refused as empty, not as a review that failed to decode.
+func TestEmptyBodyOfUnknownLength(t *testing.T) {
+	reached := false
+	h := NewAdmission(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		reached = true
+		return admission.Allowed("")
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(""))
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if body := rec.Body.String(); reached || !strings.Contains(body, `"code":400`) || !strings.Contains(body, "request body is empty") {
+		t.Fatalf("status %d body %q reached %v; want a 400 saying the body is empty", rec.Code, body, reached)
 	}
 }
 
@@ -215,6 +234,10 @@ func TestAdmissionResults(t *testing.T) {
 	}{
 		{admission.Allowed(""), ResultAllowed},
 		{admission.Patched("", jsonpatch.NewOperation("add", "/metadata/labels", map[string]string{"a": "b"})), ResultPatched},
+		// A handler may hand over its JSON patch already encoded (no
+		// Patches to complete from): still a patch.
+		{admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, Patch: []byte(`[{"op":"add","path":"/metadata/labels","value":{"a":"b"}}]`),
+			PatchType: ptr.To(admissionv1.PatchTypeJSONPatch)}}, ResultPatched},
 		{admission.Allowed("").WithWarnings("careful"), ResultWarned},
 		{admission.Denied("no"), ResultDenied},
 		{admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid}}}, ResultDenied},
@@ -495,14 +518,18 @@ func TestCompressedBody(t *testing.T) {
 			})
 		}
 	}
-	// identity is no encoding: the review is served.
-	req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",`+request+`}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Content-Encoding", "identity")
-	rec := httptest.NewRecorder()
-	handlers["admission"].ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK || !reached {
-		t.Fatalf("identity: status %d body %q reached %v", rec.Code, rec.Body.String(), reached)
+	// identity is no encoding, whatever its case (content codings are
+	// case-insensitive): the review is served.
+	for _, identity := range []string{"identity", "Identity"} {
+		reached = false
+		req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",`+request+`}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Encoding", identity)
+		rec := httptest.NewRecorder()
+		handlers["admission"].ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || !reached {
+			t.Fatalf("%s: status %d body %q reached %v", identity, rec.Code, rec.Body.String(), reached)
+		}
 	}
 }
 
