@@ -79,6 +79,9 @@ func TestDecideSecret(t *testing.T) {
 		{"not labelled flomesh.io", bootstrapSecret(func(s *corev1.Secret) { delete(s.Labels, appNameLabel) }), podNotSeen, time.Hour, secretAction{Verdict: ignoreSecret}},
 		{"no uuid label", bootstrapSecret(func(s *corev1.Secret) { delete(s.Labels, ProxyUUIDLabel) }), podNotSeen, time.Hour, secretAction{Verdict: ignoreSecret}},
 		{"name is not its uuid's", bootstrapSecret(func(s *corev1.Secret) { s.Name = BootstrapSecretName("u2") }), podDeleted, time.Hour, secretAction{Verdict: ignoreSecret}},
+		// No admission makes an empty uuid, and no pod is indexed by one: such a
+		// Secret is someone else's, never an orphan to delete.
+		{"empty uuid label, named after the empty uuid", bootstrapSecret(func(s *corev1.Secret) { s.Labels[ProxyUUIDLabel] = ""; s.Name = BootstrapSecretName("") }), podNotSeen, time.Hour, secretAction{Verdict: ignoreSecret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := decideSecret(tc.secret, "fsm", tc.pod, grace, secretCreated.Add(tc.age))
@@ -89,6 +92,32 @@ func TestDecideSecret(t *testing.T) {
 			cached := cachedAs(t, &corev1.Secret{}, tc.secret.ObjectMeta)
 			if got := decideSecret(cached, "fsm", tc.pod, grace, secretCreated.Add(tc.age)); got != tc.want {
 				t.Errorf("on the cached metadata %+v: decideSecret(pod %s, age %s) = %+v, want %+v", cached.ObjectMeta, tc.pod, tc.age, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestBootstrapVolumeSecret: the Secret a pod mounts is read from the
+// bootstrap volume only, whatever other Secret volumes the pod has.
+func TestBootstrapVolumeSecret(t *testing.T) {
+	secretVolume := func(name, secret string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		volumes []corev1.Volume
+		want    string
+	}{
+		{"bootstrap volume only", []corev1.Volume{secretVolume(BootstrapVolumeName, "sidecar-bootstrap-config-u1")}, "sidecar-bootstrap-config-u1"},
+		{"an app's Secret volume first", []corev1.Volume{secretVolume("tls", "app-tls"), secretVolume(BootstrapVolumeName, "sidecar-bootstrap-config-u1")}, "sidecar-bootstrap-config-u1"},
+		{"only an app's Secret volume", []corev1.Volume{secretVolume("tls", "app-tls")}, ""},
+		{"bootstrap volume name on an emptyDir", []corev1.Volume{{Name: BootstrapVolumeName}}, ""},
+		{"no volumes", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &corev1.Pod{Spec: corev1.PodSpec{Volumes: tc.volumes}}
+			if got := bootstrapVolumeSecret(p); got != tc.want {
+				t.Errorf("bootstrapVolumeSecret = %q, want %q", got, tc.want)
 			}
 		})
 	}

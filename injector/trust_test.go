@@ -42,6 +42,7 @@ func TestPlanTrust(t *testing.T) {
 		return c.CertPEM
 	}
 	byOld, byNew := issue(oldRoot, cn), issue(newRoot, cn)
+	const otherDomainCN = "u1.sidecar.web.app.mesh.example"
 	pem := func(as ...*certs.Authority) []byte {
 		var out []byte
 		for _, a := range as {
@@ -72,6 +73,7 @@ func TestPlanTrust(t *testing.T) {
 		name        string
 		secret      *corev1.Secret
 		state       TrustState
+		domain      string        // the trust domain; "" for the default
 		wantCA      *certs.Bundle // nil: cacert.pem left as is
 		wantReissue bool
 		wantErr     string
@@ -98,10 +100,21 @@ func TestPlanTrust(t *testing.T) {
 		{name: "uuid label does not match the name", secret: secret("app", "u2", pem(oldRoot, newRoot), byOld), state: active, wantCA: nil,
 			wantErr: `label fsm-proxy-uuid="u2" does not match the name (want sidecar-bootstrap-config-u2)`},
 		{name: "repo_cert.pem broken", secret: app(pem(oldRoot), []byte("junk")), state: idle, wantErr: "app/sidecar-bootstrap-config-u1: repo_cert.pem"},
+		{name: "custom trust domain: re-issued with its CN", secret: app(pem(oldRoot, newRoot), issue(oldRoot, otherDomainCN)), state: active, domain: "mesh.example", wantCA: bundle(oldRoot, newRoot), wantReissue: true},
+		{name: "default trust domain's CN under a custom one: never re-issued", secret: app(pem(oldRoot, newRoot), byOld), state: active, domain: "mesh.example",
+			wantErr: `CN "u1.sidecar.web.app.cluster.local" is not u1.sidecar.<serviceaccount>.app.mesh.example`},
+		{name: "CN without a ServiceAccount: never re-issued", secret: app(pem(oldRoot, newRoot), issue(oldRoot, "u1.sidecar..app.cluster.local")), state: active,
+			wantErr: `CN "u1.sidecar..app.cluster.local" is not u1.sidecar.<serviceaccount>.app.cluster.local`},
+		{name: "empty uuid label: never re-issued", secret: &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: BootstrapSecretName(""), Labels: map[string]string{ProxyUUIDLabel: ""}},
+			Data:       map[string][]byte{CACertKey: pem(oldRoot, newRoot), RepoCertKey: issue(oldRoot, ".sidecar.web.app.cluster.local")},
+		}, state: active, wantErr: `CN ".sidecar.web.app.cluster.local" is not .sidecar.<serviceaccount>.app.cluster.local`},
+		{name: "no trust bundle", secret: app(pem(oldRoot), byOld), state: TrustState{Retiring: oldRoot.Cert}, wantErr: "the mesh trust bundle is empty"},
 		{name: "empty trust bundle", secret: app(pem(oldRoot), byOld), state: TrustState{Bundle: certs.NewBundle(now)}, wantErr: "the mesh trust bundle is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := PlanTrust(tc.secret, tc.state, "", time.Hour, now)
+			const validity = 90 * time.Minute
+			plan, err := PlanTrust(tc.secret, tc.state, tc.domain, validity, now)
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
@@ -117,9 +130,13 @@ func TestPlanTrust(t *testing.T) {
 			if !plan.Reissue {
 				return
 			}
-			if plan.Request.CommonName != cn || plan.Request.KeyAlgorithm != certs.ECDSAP384 || plan.Request.Validity != time.Hour ||
-				plan.Request.Organization != sidecarCertOrganization || len(plan.Request.DNSNames) != 1 || plan.Request.DNSNames[0] != cn {
-				t.Errorf("request %+v, want CN %s, ECDSA P-384, 1h, the sidecar organization", plan.Request, cn)
+			wantCN := cn
+			if tc.domain != "" {
+				wantCN = otherDomainCN
+			}
+			if plan.Request.CommonName != wantCN || plan.Request.KeyAlgorithm != certs.ECDSAP384 || plan.Request.Validity != validity ||
+				plan.Request.Organization != sidecarCertOrganization || len(plan.Request.DNSNames) != 1 || plan.Request.DNSNames[0] != wantCN {
+				t.Errorf("request %+v, want CN %s, ECDSA P-384, %s, the sidecar organization", plan.Request, wantCN, validity)
 			}
 		})
 	}
@@ -184,6 +201,9 @@ func TestTrustPatch(t *testing.T) {
 		{"cacert.pem only", s, TrustPlan{CACert: []byte("ca")}, nil, `{"data":{"cacert.pem":"Y2E="},"metadata":{"resourceVersion":"7"}}`},
 		{"re-issued", s, TrustPlan{CACert: []byte("ca"), Reissue: true}, cert,
 			`{"data":{"cacert.pem":"Y2E=","repo_cert.pem":"Y2VydA==","repo_key.pem":"a2V5"},"metadata":{"resourceVersion":"7"}}`},
+		// A merge patch's null would delete cacert.pem: a plan without one
+		// leaves the key out.
+		{"re-issued, cacert.pem unchanged", s, TrustPlan{Reissue: true}, cert, `{"data":{"repo_cert.pem":"Y2VydA==","repo_key.pem":"a2V5"},"metadata":{"resourceVersion":"7"}}`},
 		{"no resourceVersion", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s"}}, TrustPlan{CACert: []byte("ca")}, nil, "error: bootstrap Secret app/s: no resourceVersion"},
 		{"re-issue without a certificate", s, TrustPlan{Reissue: true}, nil, "error: bootstrap Secret app/s: re-issue planned without a certificate"},
 	} {

@@ -363,3 +363,26 @@ func TestTrustRetiringResync(t *testing.T) {
 		t.Fatalf("%d pass(es) once the last clean pass was RetiringResync old, want 1", m-n)
 	}
 }
+
+// TestFingerprintRetiring: activating the next root changes no root in the
+// bundle, only which one retires; the controller must see that as a new
+// trust state (a new settle window and a pass that re-issues), not as the
+// state of its last clean pass.
+func TestFingerprintRetiring(t *testing.T) {
+	now := time.Now()
+	oldRoot, err := certs.NewRootAuthority(certs.ECDSAP256, 24*time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := certs.ParseBundle(now, certs.EncodeCertsPEM(oldRoot.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	added, active := TrustState{Bundle: bundle}, TrustState{Bundle: bundle, Retiring: oldRoot.Cert}
+	if fingerprint(added) == fingerprint(active) {
+		t.Error("the same fingerprint with and without a retiring root")
+	}
+	if fingerprint(active) != fingerprint(TrustState{Bundle: bundle, Retiring: oldRoot.Cert}) {
+		t.Error("the same trust state has two fingerprints")
+	}
+}
