@@ -86,9 +86,11 @@ type Configuration struct {
 	MeshName     string `json:"meshName"`
 	FSMNamespace string `json:"fsmNamespace"`
 	Provider     string `json:"provider"`
-	// VaultAddress and VaultRole are set with the vault provider.
-	VaultAddress string `json:"vaultAddress,omitempty"`
-	VaultRole    string `json:"vaultRole,omitempty"`
+	// VaultAddress and VaultRole are set with the vault provider, and
+	// VaultNamespace when one is configured.
+	VaultAddress   string `json:"vaultAddress,omitempty"`
+	VaultRole      string `json:"vaultRole,omitempty"`
+	VaultNamespace string `json:"vaultNamespace,omitempty"`
 	// CertManagerIssuer is "<kind>/<name> (<group>)" with cert-manager.
 	CertManagerIssuer string `json:"certManagerIssuer,omitempty"`
 }
@@ -251,7 +253,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "mesh\t%s (namespace %s)\n", c.MeshName, c.FSMNamespace)
 		fmt.Fprintf(tw, "provider\t%s\n", c.Provider)
 		if c.VaultAddress != "" {
-			fmt.Fprintf(tw, "vault\t%s role %s\n", c.VaultAddress, c.VaultRole)
+			fmt.Fprintf(tw, "vault\t%s role %s", c.VaultAddress, c.VaultRole)
+			if c.VaultNamespace != "" {
+				fmt.Fprintf(tw, " namespace %s", c.VaultNamespace)
+			}
+			fmt.Fprintln(tw)
 		}
 		if c.CertManagerIssuer != "" {
 			fmt.Fprintf(tw, "issuer\t%s\n", c.CertManagerIssuer)

@@ -314,3 +314,25 @@ func TestCheckCertExpiringWithItsCA(t *testing.T) {
 		t.Fatalf("healthy %v, problems %q; want the serving cert reported with %q", rep.Healthy, rep.Problems, want)
 	}
 }
+
+// TestWriteVaultConfiguration: the table names the Vault the report checked,
+// and its namespace when one is configured (a mount in another namespace is
+// another Vault PKI altogether).
+func TestWriteVaultConfiguration(t *testing.T) {
+	for _, tc := range []struct {
+		namespace, want string
+	}{
+		{"", " https://vault:8200 role flomesh\n"},
+		{"admin/team-a", " https://vault:8200 role flomesh namespace admin/team-a\n"},
+	} {
+		rep := &Report{Provider: "vault", Configuration: &Configuration{Source: "flags", MeshName: "fsm", FSMNamespace: "fsm-system",
+			Provider: "vault", VaultAddress: "https://vault:8200", VaultRole: "flomesh", VaultNamespace: tc.namespace}}
+		var table bytes.Buffer
+		if err := rep.WriteTable(&table); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(table.String(), tc.want) {
+			t.Errorf("namespace %q: table lacks %q:\n%s", tc.namespace, tc.want, table.String())
+		}
+	}
+}

@@ -62,6 +62,11 @@ type Options struct {
 	// both or neither. Read in New, then every TLSFilesPoll by
 	// WatchTLSFiles.
 	ClientCertFile, ClientKeyFile string
+	// Namespace is the Vault Enterprise or HCP Vault namespace the PKI
+	// mount and the token live in (--vault-namespace; HCP Vault's is
+	// "admin"), sent as X-Vault-Namespace on every call. Empty: the API
+	// client's VAULT_NAMESPACE, else the root namespace. Not in FSM.
+	Namespace string
 	// TLSFilesPoll is how often WatchTLSFiles re-reads CAFile and the
 	// client certificate; zero means DefaultTLSFilesPoll.
 	TLSFilesPoll time.Duration
@@ -106,6 +111,9 @@ func (o Options) Validate() error {
 	if o.CAFile != "" && o.Protocol != "https" {
 		return fmt.Errorf("VaultCAFile %q in Hashi Vault options verifies Vault's https certificate, but VaultProtocol is %s", o.CAFile, o.Protocol)
 	}
+	if err := ValidNamespace(o.Namespace); err != nil {
+		return fmt.Errorf("VaultNamespace %q in Hashi Vault options: %w", o.Namespace, err)
+	}
 	if (o.ClientCertFile == "") != (o.ClientKeyFile == "") {
 		return fmt.Errorf("VaultClientCertFile %q and VaultClientKeyFile %q in Hashi Vault options: set both or neither", o.ClientCertFile, o.ClientKeyFile)
 	}
@@ -119,6 +127,27 @@ func (o Options) Validate() error {
 		}
 		if o.Secrets == nil || o.TokenSecretNamespace == "" {
 			return errors.New("VaultToken Secret set in Hashi Vault options but no Kubernetes client or namespace to read it")
+		}
+	}
+	return nil
+}
+
+// ValidNamespace checks a Vault namespace path ("admin", "admin/team-a/"):
+// it travels in a header, where a space or control character would fail
+// every call with an error naming no setting, and Vault names no namespace
+// by an empty segment. Empty is valid: no namespace.
+func ValidNamespace(ns string) error {
+	if ns == "" {
+		return nil
+	}
+	for _, r := range ns {
+		if r <= ' ' || r == 0x7f || r > 0x7e {
+			return fmt.Errorf("must be a Vault namespace path: printable ASCII without spaces, got character %q", r)
+		}
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(ns, "/"), "/"), "/") {
+		if seg == "" {
+			return errors.New("must be a Vault namespace path: segments separated by single '/', none empty")
 		}
 	}
 	return nil
@@ -358,7 +387,16 @@ func newClient(opts Options, f tlsFiles, log logr.Logger) (*vaultapi.Client, err
 		// Certificates, Go sends none whose issuer is not named.
 		t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 	}
-	return vaultapi.NewClient(cfg)
+	// Clones (the token keeper's) keep the namespace header.
+	cfg.CloneHeaders = true
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Namespace != "" {
+		c.SetNamespace(opts.Namespace)
+	}
+	return c, nil
 }
 
 // clientCertAdvice is what to do about a client certificate Vault refused,

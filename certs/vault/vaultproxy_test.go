@@ -28,6 +28,9 @@ type proxiedReq struct {
 	at   time.Time
 	path string
 	down bool
+	// namespace is the request's X-Vault-Namespace (a Vault Enterprise
+	// namespace; the dev server, open source, ignores it).
+	namespace string
 }
 
 func newVaultProxy(t *testing.T, vaultAddr string) *vaultProxy {
@@ -41,7 +44,7 @@ func newVaultProxy(t *testing.T, vaultAddr string) *vaultProxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		down := p.down.Load()
 		p.mu.Lock()
-		p.seen = append(p.seen, proxiedReq{at: time.Now(), path: r.URL.Path, down: down})
+		p.seen = append(p.seen, proxiedReq{at: time.Now(), path: r.URL.Path, down: down, namespace: r.Header.Get("X-Vault-Namespace")})
 		p.mu.Unlock()
 		if down {
 			w.Header().Set("Content-Type", "application/json")
@@ -90,4 +93,11 @@ func (p *vaultProxy) count(sub string, since time.Time) (all, whileDown int) {
 		}
 	}
 	return
+}
+
+// requests returns what the proxy has received so far.
+func (p *vaultProxy) requests() []proxiedReq {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]proxiedReq(nil), p.seen...)
 }

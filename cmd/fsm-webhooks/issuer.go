@@ -154,7 +154,7 @@ func newIssuerWith(ctx, pool context.Context, o *options, cfg *rest.Config, cs k
 	case vault.ProviderName:
 		return vault.New(ctx, vault.Options{
 			Host: o.vaultHost, Port: o.vaultPort, Protocol: o.vaultProtocol, Role: o.vaultRole, CAFile: o.vaultCAFile,
-			ClientCertFile: o.vaultClientCertFile, ClientKeyFile: o.vaultClientKeyFile,
+			ClientCertFile: o.vaultClientCertFile, ClientKeyFile: o.vaultClientKeyFile, Namespace: o.vaultNamespace,
 			Token: o.vaultToken, TokenSecretName: o.vaultTokenSecretName, TokenSecretKey: o.vaultTokenSecretKey,
 			TokenSecretNamespace: o.fsmNamespace, Secrets: cs, Logger: log.WithName("vault"),
 		})

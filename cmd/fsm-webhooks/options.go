@@ -47,6 +47,7 @@ type options struct {
 	vaultCAFile          string
 	vaultClientCertFile  string
 	vaultClientKeyFile   string
+	vaultNamespace       string
 
 	certManagerIssuerName  string
 	certManagerIssuerKind  string
@@ -140,6 +141,7 @@ func (o *options) addCAFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.vaultCAFile, "vault-ca-file", "", "PEM file of the CA certificates that sign Vault's https certificate (chart fsm.vault.caSecret); checked at start, then serve re-reads it every 10s and uses a changed file that holds a certificate (a bad one keeps the CAs in use, logged); empty: the system's roots, or VAULT_CACERT")
 	fs.StringVar(&o.vaultClientCertFile, "vault-client-cert-file", "", "PEM TLS client certificate presented to Vault's https listener, for a Vault that requires one (tls_require_and_verify_client_cert), with --vault-client-key-file (chart fsm.vault.clientCertSecret); checked at start, then serve re-reads both every 10s and presents a changed pair whose key matches (a bad one keeps the pair in use, logged)")
 	fs.StringVar(&o.vaultClientKeyFile, "vault-client-key-file", "", "PEM private key of --vault-client-cert-file")
+	fs.StringVar(&o.vaultNamespace, "vault-namespace", "", "Vault Enterprise / HCP Vault namespace holding the PKI mount and the token, e.g. admin (chart fsm.vault.namespace); empty: VAULT_NAMESPACE, else the root namespace")
 
 	fs.StringVar(&o.certManagerIssuerName, "cert-manager-issuer-name", certmanager.DefaultIssuerName, "cert-manager issuer name (FSM fsm.certmanager.issuerName)")
 	fs.StringVar(&o.certManagerIssuerKind, "cert-manager-issuer-kind", certmanager.DefaultIssuerKind, "cert-manager issuer kind: Issuer or ClusterIssuer, or an external issuer's kind with its --cert-manager-issuer-group (FSM fsm.certmanager.issuerKind)")
@@ -434,6 +436,9 @@ func (o *options) validate() error {
 		}
 		if err := o.validateVaultClientCert(); err != nil {
 			return err
+		}
+		if err := vault.ValidNamespace(o.vaultNamespace); err != nil {
+			return usageErrorf("invalid value %q for --vault-namespace: %v", o.vaultNamespace, err)
 		}
 	}
 	// External issuers (another group) have kinds of their own;

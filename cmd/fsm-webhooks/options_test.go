@@ -126,6 +126,11 @@ func TestFlagErrors(t *testing.T) {
 			`invalid value "fsm_ca_bundle" for --ca-bundle-secret-name`},
 		{"Vault role with a slash", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-role=fsm/issuer"}, nil,
 			`invalid value "fsm/issuer" for --vault-role: must be a Vault role name`},
+		// Sent as a header: a space failed every call, naming no flag.
+		{"Vault namespace with a space", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-namespace=admin team"}, nil,
+			`invalid value "admin team" for --vault-namespace: must be a Vault namespace path: printable ASCII without spaces, got character ' '`},
+		{"Vault namespace with an empty segment", []string{"serve", "--certificate-manager=vault", "--vault-host=vault", "--vault-token=t", "--vault-namespace=admin//a"}, nil,
+			`invalid value "admin//a" for --vault-namespace: must be a Vault namespace path: segments separated by single '/', none empty`},
 		// Looked up as NotFound: the hook skipped its step as done, status
 		// and rotate-root said no Deployment was found.
 		{"uninstall-hook Deployment name", []string{"uninstall-hook", "--deployment=FSM_Webhooks"}, nil, `invalid value "FSM_Webhooks" for --deployment`},

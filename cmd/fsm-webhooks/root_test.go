@@ -41,7 +41,7 @@ func TestFlagScopes(t *testing.T) {
 	cluster := []string{"kubeconfig", "context"}
 	mesh := []string{"fsm-namespace", "mesh-name"}
 	ca := []string{"ca-bundle-secret-name", "certificate-manager", "vault-host", "vault-port", "vault-protocol", "vault-token",
-		"vault-token-secret-name", "vault-token-secret-key", "vault-role", "vault-ca-file", "vault-client-cert-file", "vault-client-key-file", "cert-manager-issuer-name", "cert-manager-issuer-kind", "cert-manager-issuer-group"}
+		"vault-token-secret-name", "vault-token-secret-key", "vault-role", "vault-ca-file", "vault-client-cert-file", "vault-client-key-file", "vault-namespace", "cert-manager-issuer-name", "cert-manager-issuer-kind", "cert-manager-issuer-group"}
 	hooks := []string{"cluster-domain", "webhook-url-host", "injector-port", "validator-port", "converter-port"}
 	rotation := []string{"ca-key-algorithm", "root-rotation-grace-period"}
 	serveOnly := []string{"trust-domain", "service-cert-validity-duration", "bootstrap-cert-validity-duration", "metrics-bind-address",

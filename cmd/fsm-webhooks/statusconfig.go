@@ -143,6 +143,7 @@ func (o *options) statusConfiguration(source string) *status.Configuration {
 	case vault.ProviderName:
 		c.VaultAddress = o.vaultProtocol + "://" + net.JoinHostPort(o.vaultHost, strconv.Itoa(o.vaultPort))
 		c.VaultRole = o.vaultRole
+		c.VaultNamespace = o.vaultNamespace
 	case certmanager.ProviderName:
 		c.CertManagerIssuer = o.certManagerIssuerKind + "/" + o.certManagerIssuerName + " (" + o.certManagerIssuerGroup + ")"
 	}

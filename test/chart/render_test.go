@@ -108,7 +108,7 @@ fsm:
 	"vault-client-cert": `
 fsm:
   certificateProvider: {kind: vault}
-  vault: {host: vault.vault.svc, protocol: https, secret: {name: vault-token, key: token}, caSecret: {name: vault-ca}, clientCertSecret: {name: fsm-webhooks-vault-client}}
+  vault: {host: vault.vault.svc, protocol: https, namespace: admin/team-a, secret: {name: vault-token, key: token}, caSecret: {name: vault-ca}, clientCertSecret: {name: fsm-webhooks-vault-client}}
 `,
 	"cert-manager": `
 fsm:
@@ -427,7 +427,7 @@ func TestRenderProviders(t *testing.T) {
 				"--certificate-manager=vault", "--vault-host=vault.vault.svc", "--vault-port=8201", "--vault-protocol=https",
 				"--vault-role=mesh", "--vault-token-secret-name=vault-token", "--vault-token-secret-key=token",
 			},
-			absentArgs: []string{"--vault-token=", "--cert-manager-issuer-name", "--vault-ca-file"},
+			absentArgs: []string{"--vault-token=", "--cert-manager-issuer-name", "--vault-ca-file", "--vault-namespace"},
 		},
 		{
 			name:   "vault behind a private CA",
@@ -445,6 +445,7 @@ func TestRenderProviders(t *testing.T) {
 				"--vault-protocol=https", "--vault-ca-file=/etc/fsm-webhooks/vault-ca/ca.crt",
 				"--vault-client-cert-file=/etc/fsm-webhooks/vault-client-cert/tls.crt",
 				"--vault-client-key-file=/etc/fsm-webhooks/vault-client-cert/tls.key",
+				"--vault-namespace=admin/team-a",
 			},
 		},
 		{
