@@ -2,6 +2,7 @@ package injector_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -80,11 +82,83 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 	})
 }
 
+// slowRequestDelete holds every CertificateRequest DELETE for hold before
+// sending it on: an overloaded apiserver answering the issuer's clean-up
+// slowly.
+type slowRequestDelete struct {
+	rt   http.RoundTripper
+	hold time.Duration
+}
+
+func (s slowRequestDelete) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodDelete && strings.Contains(req.URL.Path, "/certificaterequests/") {
+		select {
+		case <-time.After(s.hold):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	return s.rt.RoundTrip(req)
+}
+
+// TestCAHangSlowCleanUpAnswersInTime: with a mesh CA that never answers and
+// an apiserver slow to delete the abandoned CertificateRequest, a pod
+// create under a 10 s timeout is still refused with our error naming the
+// issuer. The issuer waited for that delete (up to 10 s) after the
+// admission's deadline, so the apiserver gave up first and the user saw only
+// "context deadline exceeded".
+func TestCAHangSlowCleanUpAnswersInTime(t *testing.T) {
+	const hold = 4 * time.Second
+	ctx, e, issuer, servingCA, cm := unapprovedCertManagerVia(t, func(rt http.RoundTripper) http.RoundTripper {
+		return slowRequestDelete{rt: rt, hold: hold}
+	})
+	const mesh, ns = "slowcleanup", "slowcleanup-app"
+	h := e.writerReplica(t, issuer, mesh, replicaWriter{})
+	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
+	// The handler's budget is 8 s (a margin of 2 s for the answer, as
+	// TestCAHangShorterWebhookTimeout): the held delete would end past 10 s.
+	const timeout = 10
+	reg := meshInjectorConfig(mesh, url, bundle)
+	reg.Webhooks[0].TimeoutSeconds = ptr.To(int32(timeout))
+	createForTest(ctx, t, e.cl, reg)
+	if err := e.cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels:      map[string]string{fsmnames.MonitoredByLabel: mesh},
+		Annotations: map[string]string{injector.SidecarInjectionAnnotation: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the "+mesh+" mesh's injector to be called", func() (bool, error) {
+		return injector.Probe(ctx, e.cl, injector.Mesh{Name: mesh, FSMNamespace: fsmNamespace}, ns) == nil, nil
+	})
+
+	start := time.Now()
+	err := e.cl.Create(ctx, pod("hangs", ns))
+	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if err == nil {
+		t.Fatal("pod admitted without a certificate")
+	}
+	for _, want := range []string{`Issuer "fsm-ca" (cert-manager.io)`, "nobody approved it"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not say %q: the apiserver's timeout answered instead of the injector", want)
+		}
+	}
+	eventually(t, 30*time.Second, "no CertificateRequest left behind", func() (bool, error) {
+		l, err := cm.CertmanagerV1().CertificateRequests(fsmNamespace).List(ctx, metav1.ListOptions{})
+		return err == nil && len(l.Items) == 0, err
+	})
+}
+
 // unapprovedCertManager starts an apiserver with cert-manager's CRDs and the
 // fsm namespace, and returns a cert-manager mesh CA on it that never
 // answers: no cert-manager controller runs, so its CertificateRequests are
 // never approved nor signed, as with cert-manager's approver missing.
 func unapprovedCertManager(t *testing.T) (context.Context, *e2e, certs.Issuer, *certstest.CA, cmclient.Interface) {
+	t.Helper()
+	return unapprovedCertManagerVia(t, nil)
+}
+
+// unapprovedCertManagerVia is unapprovedCertManager with the issuer's
+// requests to the apiserver sent through wrap, when set.
+func unapprovedCertManagerVia(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) (context.Context, *e2e, certs.Issuer, *certstest.CA, cmclient.Interface) {
 	t.Helper()
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
 	env := testenv.Start(t, testenv.Options{CRDDirectoryPaths: []string{cmdev.CRDs(t)}})
@@ -94,9 +168,15 @@ func unapprovedCertManager(t *testing.T) (context.Context, *e2e, certs.Issuer, *
 		t.Fatal(err)
 	}
 	cm := cmclient.NewForConfigOrDie(env.Config)
+	issuerCM := cm
+	if wrap != nil {
+		cfg := rest.CopyConfig(env.Config)
+		cfg.Wrap(wrap)
+		issuerCM = cmclient.NewForConfigOrDie(cfg)
+	}
 	issuer, err := certmanager.New(certmanager.Options{
 		IssuerName: certmanager.DefaultIssuerName, IssuerKind: certmanager.DefaultIssuerKind, IssuerGroup: certmanager.DefaultIssuerGroup,
-		Namespace: fsmNamespace, Client: cm,
+		Namespace: fsmNamespace, Client: issuerCM,
 	})
 	if err != nil {
 		t.Fatal(err)
