@@ -23,6 +23,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"algorithm", Options{Algorithm: "RSA1024"}, `keypool: unknown key algorithm "RSA1024"`},
 		{"size", Options{Size: -1}, "keypool: Size must not be negative, got -1"},
 		{"workers", Options{Workers: -2}, "keypool: Workers must not be negative, got -2"},
+		{"max bytes", Options{Size: 4, MaxBytes: -1}, "keypool: MaxBytes must not be negative, got -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.opts)
