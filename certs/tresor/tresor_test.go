@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
+	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
 	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
@@ -452,6 +454,45 @@ func TestTresor(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		issueAndVerify(t, i, "still.bookstore.svc", certs.UsageClient, certs.ECDSAP256, root)
+	})
+
+	// The rotation loop waits its grace period from the moment the next
+	// root became active: a Since read from another phase's timestamp
+	// dropped the previous root early (or late).
+	t.Run("the rotation loop reads when each phase began", func(t *testing.T) {
+		ns := namespace(t, cs)
+		ctx := testCtx(t)
+		t0 := time.Now().Truncate(time.Second)
+		var clock atomic.Int64
+		clock.Store(t0.Unix())
+		now := func() time.Time { return time.Unix(clock.Load(), 0) }
+		i, err := New(ctx, Options{Store: Store{Client: cs, Namespace: ns, RootKeyAlgorithm: certs.ECDSAP256, Now: now}, Keys: ecdsaKeys(t, ctx)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca := RotationCA(i)
+		for n, step := range []struct {
+			run   func(context.Context) error
+			phase rootrotation.Phase
+		}{
+			{ca.AddNextRoot, rootrotation.PhaseNextRootAdded},
+			{ca.ActivateNextRoot, rootrotation.PhaseNextRootActive},
+			{ca.DropPreviousRoot, rootrotation.PhaseComplete},
+		} {
+			at := t0.Add(time.Duration(n+1) * time.Hour)
+			clock.Store(at.Unix())
+			if err := step.run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clock.Store(at.Add(30 * time.Minute).Unix())
+			st, err := ca.RotationStatus(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Phase != step.phase || !st.Since.Equal(at) {
+				t.Errorf("phase %q since %s, want %q since %s", st.Phase, st.Since, step.phase, at)
+			}
+		}
 	})
 }
 
