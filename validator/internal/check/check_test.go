@@ -33,6 +33,10 @@ func TestChecks(t *testing.T) {
 		{"positive duration zero", PositiveDuration(p, "0h"), `f: Invalid value: "0h": must be longer than 0s`},
 		{"positive duration negative", PositiveDuration(p, "-1m"), `f: Invalid value: "-1m": must not be negative`},
 		{"fraction bounds", Fraction(p, "1"), ""},
+		// 0 is a valid sampledFraction: trace nothing.
+		{"fraction zero", Fraction(p, "0"), ""},
+		{"fraction negative", Fraction(p, "-0.01"), `f: Invalid value: "-0.01": must be a number between 0 and 1, such as 0.5`},
+		{"fraction over one", Fraction(p, "1.0001"), `f: Invalid value: "1.0001": must be a number between 0 and 1, such as 0.5`},
 		{"fraction inf", Fraction(p, "+Inf"), `f: Invalid value: "+Inf": must be a number between 0 and 1, such as 0.5`},
 		{"fraction nan", Fraction(p, "nan"), `f: Invalid value: "nan": must be a number between 0 and 1, such as 0.5`},
 		{"names", NamesUniqueNonEmpty(p, []string{"a", "b"}), ""},
@@ -66,6 +70,37 @@ func TestDNSUpstream(t *testing.T) {
 	} {
 		if errs := DNSUpstream(field.NewPath("u"), tc.in); (len(errs) == 0) != tc.ok {
 			t.Errorf("DNSUpstream(%q) = %v, want ok=%v", tc.in, errs, tc.ok)
+		}
+	}
+}
+
+// TestNamesUniqueNonEmptyReportsEveryEntry: every bad entry of the list is
+// reported, each at its own index, whatever came before it (an empty name
+// or a duplicate earlier in the list does not hide later problems), and a
+// blank name is reported as empty, not also as a duplicate of another blank.
+func TestNamesUniqueNonEmptyReportsEveryEntry(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want string // "" = valid
+	}{
+		{"none", nil, ""},
+		{"distinct", []string{"a", "b", "A"}, ""},
+		{"empty then duplicate", []string{"", "a", "a"},
+			`[f[0]: Invalid value: "": must be a non-empty name, f[2]: Duplicate value: "a"]`},
+		{"duplicate then empty then duplicate", []string{"a", "a", " ", "b", "b"},
+			`[f[1]: Duplicate value: "a", f[2]: Invalid value: " ": must be a non-empty name, f[4]: Duplicate value: "b"]`},
+		{"blanks are empty, not duplicates", []string{" ", " ", "\t"},
+			`[f[0]: Invalid value: " ": must be a non-empty name, f[1]: Invalid value: " ": must be a non-empty name, f[2]: Invalid value: "\t": must be a non-empty name]`},
+		{"third copy is a duplicate too", []string{"x", "x", "x"},
+			`[f[1]: Duplicate value: "x", f[2]: Duplicate value: "x"]`},
+	} {
+		got := ""
+		if errs := NamesUniqueNonEmpty(field.NewPath("f"), tc.in); len(errs) > 0 {
+			got = errs.ToAggregate().Error()
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }
