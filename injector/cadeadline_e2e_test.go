@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,18 +83,20 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 	})
 }
 
-// slowRequestDelete holds every CertificateRequest DELETE for hold before
-// sending it on: an overloaded apiserver answering the issuer's clean-up
-// slowly.
+// slowRequestDelete holds every CertificateRequest DELETE until release is
+// closed (or the request's context ends) before sending it on: an
+// overloaded apiserver answering the issuer's clean-up slowly. Held until
+// the test says so rather than for a fixed time, the delete keeps all of
+// its timeout once released.
 type slowRequestDelete struct {
-	rt   http.RoundTripper
-	hold time.Duration
+	rt      http.RoundTripper
+	release <-chan struct{}
 }
 
 func (s slowRequestDelete) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodDelete && strings.Contains(req.URL.Path, "/certificaterequests/") {
 		select {
-		case <-time.After(s.hold):
+		case <-s.release:
 		case <-req.Context().Done():
 			return nil, req.Context().Err()
 		}
@@ -108,10 +111,15 @@ func (s slowRequestDelete) RoundTrip(req *http.Request) (*http.Response, error) 
 // admission's deadline, so the apiserver gave up first and the user saw only
 // "context deadline exceeded".
 func TestCAHangSlowCleanUpAnswersInTime(t *testing.T) {
-	const hold = 4 * time.Second
+	// The delete is held until the pod create has been answered: waited
+	// for, it holds the admission past the webhook's timeout.
+	release := make(chan struct{})
+	var once sync.Once
+	releaseDeletes := func() { once.Do(func() { close(release) }) }
 	ctx, e, issuer, servingCA, cm := unapprovedCertManagerVia(t, func(rt http.RoundTripper) http.RoundTripper {
-		return slowRequestDelete{rt: rt, hold: hold}
+		return slowRequestDelete{rt: rt, release: release}
 	})
+	t.Cleanup(releaseDeletes)
 	const mesh, ns = "slowcleanup", "slowcleanup-app"
 	h := e.writerReplica(t, issuer, mesh, replicaWriter{})
 	url, bundle := serveWebhook(ctx, t, servingCA, fsmnames.InjectorPath, reviewhttp.NewAdmission(h))
@@ -133,6 +141,7 @@ func TestCAHangSlowCleanUpAnswersInTime(t *testing.T) {
 	start := time.Now()
 	err := e.cl.Create(ctx, pod("hangs", ns))
 	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	releaseDeletes()
 	if err == nil {
 		t.Fatal("pod admitted without a certificate")
 	}

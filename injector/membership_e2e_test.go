@@ -196,7 +196,9 @@ func TestWriterOnALaggingNamespaceCache(t *testing.T) {
 	})
 	key := client.ObjectKey{Namespace: ns, Name: injector.BootstrapSecretName(p.Labels[injector.ProxyUUIDLabel])}
 	written := false
-	for deadline := time.Now().Add(15 * time.Second); !written && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	// A hang guard (the stalled cache never catches up): the controller
+	// writer's hand-off and write take seconds on a loaded machine.
+	for deadline := time.Now().Add(30 * time.Second); !written && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		err := c.Get(ctx, key, &corev1.Secret{})
 		if client.IgnoreNotFound(err) != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,18 +15,20 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 )
 
-// slowDelete holds every CertificateRequest DELETE for hold before sending
-// it on to the apiserver: an overloaded apiserver (APF queueing, the
-// client's rate limiter) answering the clean-up slowly.
+// slowDelete holds every CertificateRequest DELETE until release is closed
+// (or the request's context ends) before sending it on to the apiserver: an
+// overloaded apiserver (APF queueing, the client's rate limiter) answering
+// the clean-up slowly. Held until the test says so rather than for a fixed
+// time, the delete keeps all of deleteTimeout once released.
 type slowDelete struct {
-	rt   http.RoundTripper
-	hold time.Duration
+	rt      http.RoundTripper
+	release <-chan struct{}
 }
 
 func (s slowDelete) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodDelete && strings.Contains(req.URL.Path, "/certificaterequests/") {
 		select {
-		case <-time.After(s.hold):
+		case <-s.release:
 		case <-req.Context().Done():
 			return nil, req.Context().Err()
 		}
@@ -42,10 +45,14 @@ func (s slowDelete) RoundTrip(req *http.Request) (*http.Response, error) {
 // in the background.
 func TestSlowCleanUpKeepsTheCallersDeadline(t *testing.T) {
 	h := startCMEnv(t, 24*time.Hour, false)
-	// Longer than the slack asserted below, so only the old wait fails it.
-	const hold = 8 * time.Second
+	// The delete is held until Issue has returned: waited for, it holds
+	// Issue until its own deleteTimeout ends.
+	release := make(chan struct{})
+	var once sync.Once
+	releaseDeletes := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseDeletes)
 	cfg := rest.CopyConfig(h.env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return slowDelete{rt: rt, hold: hold} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return slowDelete{rt: rt, release: release} })
 	i := h.issuer(t, h.manual, DefaultIssuerName, cmclient.NewForConfigOrDie(cfg))
 
 	const deadline = 3 * time.Second
@@ -54,15 +61,18 @@ func TestSlowCleanUpKeepsTheCallersDeadline(t *testing.T) {
 	start := time.Now()
 	_, err := i.Issue(ctx, certs.Request{CommonName: "p1.sidecar.sa.bookstore.cluster.local", Validity: time.Hour, Usage: certs.UsageBoth, KeyAlgorithm: certs.ECDSAP256})
 	took := time.Since(start)
+	releaseDeletes()
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("Issue: err = %v, want the wait's timeout", err)
 	}
 	t.Logf("Issue returned after %s: %v", took.Round(time.Millisecond), err)
-	if took > deadline+hold/2 {
+	// Slack for a loaded machine; waiting for the held delete takes
+	// deleteTimeout past the deadline.
+	if took > deadline+deleteTimeout/2 {
 		t.Errorf("Issue returned %s after its %s deadline: the clean-up's delete held it", (took - deadline).Round(time.Millisecond), deadline)
 	}
-	// Deleted all the same, once the slow delete gets through.
-	waitNoRequests(t, h.cm, h.manual, hold+deleteTimeout)
+	// Deleted all the same, once the held delete is let through.
+	waitNoRequests(t, h.cm, h.manual, deleteTimeout)
 }
 
 // waitNoRequests waits up to within for ns to hold no CertificateRequest:
