@@ -83,27 +83,6 @@ func TestCAHangShorterWebhookTimeout(t *testing.T) {
 	})
 }
 
-// slowRequestDelete holds every CertificateRequest DELETE until release is
-// closed (or the request's context ends) before sending it on: an
-// overloaded apiserver answering the issuer's clean-up slowly. Held until
-// the test says so rather than for a fixed time, the delete keeps all of
-// its timeout once released.
-type slowRequestDelete struct {
-	rt      http.RoundTripper
-	release <-chan struct{}
-}
-
-func (s slowRequestDelete) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodDelete && strings.Contains(req.URL.Path, "/certificaterequests/") {
-		select {
-		case <-s.release:
-		case <-req.Context().Done():
-			return nil, req.Context().Err()
-		}
-	}
-	return s.rt.RoundTrip(req)
-}
-
 // TestCAHangSlowCleanUpAnswersInTime: with a mesh CA that never answers and
 // an apiserver slow to delete the abandoned CertificateRequest, a pod
 // create under a 10 s timeout is still refused with our error naming the
@@ -117,7 +96,7 @@ func TestCAHangSlowCleanUpAnswersInTime(t *testing.T) {
 	var once sync.Once
 	releaseDeletes := func() { once.Do(func() { close(release) }) }
 	ctx, e, issuer, servingCA, cm := unapprovedCertManagerVia(t, func(rt http.RoundTripper) http.RoundTripper {
-		return slowRequestDelete{rt: rt, release: release}
+		return testenv.HeldRequests{Next: rt, Method: http.MethodDelete, PathPart: "/certificaterequests/", Release: release}
 	})
 	t.Cleanup(releaseDeletes)
 	const mesh, ns = "slowcleanup", "slowcleanup-app"

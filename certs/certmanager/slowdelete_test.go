@@ -13,28 +13,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/flomesh-io/fsm-webhooks/certs"
+	"github.com/flomesh-io/fsm-webhooks/test/testenv"
 )
-
-// slowDelete holds every CertificateRequest DELETE until release is closed
-// (or the request's context ends) before sending it on to the apiserver: an
-// overloaded apiserver (APF queueing, the client's rate limiter) answering
-// the clean-up slowly. Held until the test says so rather than for a fixed
-// time, the delete keeps all of deleteTimeout once released.
-type slowDelete struct {
-	rt      http.RoundTripper
-	release <-chan struct{}
-}
-
-func (s slowDelete) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodDelete && strings.Contains(req.URL.Path, "/certificaterequests/") {
-		select {
-		case <-s.release:
-		case <-req.Context().Done():
-			return nil, req.Context().Err()
-		}
-	}
-	return s.rt.RoundTrip(req)
-}
 
 // TestSlowCleanUpKeepsTheCallersDeadline: the delete of a CertificateRequest
 // whose wait ended at the caller's deadline (an issuer nobody serves, as
@@ -52,7 +32,9 @@ func TestSlowCleanUpKeepsTheCallersDeadline(t *testing.T) {
 	releaseDeletes := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(releaseDeletes)
 	cfg := rest.CopyConfig(h.env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return slowDelete{rt: rt, release: release} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return testenv.HeldRequests{Next: rt, Method: http.MethodDelete, PathPart: "/certificaterequests/", Release: release}
+	})
 	i := h.issuer(t, h.manual, DefaultIssuerName, cmclient.NewForConfigOrDie(cfg))
 
 	const deadline = 3 * time.Second

@@ -21,6 +21,7 @@ import (
 	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/keypool"
 	"github.com/flomesh-io/fsm-webhooks/certs/rootrotation"
+	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 )
 
 // ProviderName is Provider()'s value.
@@ -312,4 +313,23 @@ func (ca *CA) RotationStatus(context.Context) (rootrotation.Status, error) {
 		st.Phase, st.Previous = rootrotation.PhaseNextRootActive, ca.previous.Cert
 	}
 	return st, nil
+}
+
+// ServingSecretData is the data of a serving-cert Secret for s issued by ca,
+// as servingcert.Store writes it: ca.crt holds only the issuing root.
+func ServingSecretData(t testing.TB, ca *CA, s servingcert.Spec) map[string][]byte {
+	t.Helper()
+	c, err := ca.Issue(context.Background(), s.Request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := certs.ParseCertsPEM(c.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := servingcert.IssuingRoots(leaf, c.CABundle, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{servingcert.KeyCA: root, servingcert.KeyCert: c.CertPEM, servingcert.KeyKey: c.KeyPEM}
 }

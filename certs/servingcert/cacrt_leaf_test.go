@@ -27,7 +27,7 @@ import (
 func TestCheckRefusesCACrtHoldingTheLeaf(t *testing.T) {
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted := mustBundle(t, ca)
-	data := issue(t, ca, spec)
+	data := certstest.ServingSecretData(t, ca, spec)
 	data[servingcert.KeyCA] = data[servingcert.KeyCert]
 	if v := servingcert.Check(spec, data, trusted, time.Now(), 0); v.OK() {
 		bundle, err := servingcert.MergeBundles(time.Now(), trusted, data[servingcert.KeyCA])

@@ -22,7 +22,7 @@ func TestCheckReissuesOnNameOrCACrtChange(t *testing.T) {
 	// issueReq issues a cert for the spec's request as changed by edit.
 	issueReq := func(s servingcert.Spec, edit func(*certs.Request)) map[string][]byte {
 		t.Helper()
-		data := issue(t, ca, s)
+		data := certstest.ServingSecretData(t, ca, s)
 		req := s.Request()
 		edit(&req)
 		c, err := ca.Issue(context.Background(), req)
@@ -32,8 +32,8 @@ func TestCheckReissuesOnNameOrCACrtChange(t *testing.T) {
 		data[servingcert.KeyCert], data[servingcert.KeyKey] = c.CertPEM, c.KeyPEM
 		return data
 	}
-	good := issue(t, ca, spec)
-	other := issue(t, ca, withHost("other.example"))
+	good := certstest.ServingSecretData(t, ca, spec)
+	other := certstest.ServingSecretData(t, ca, withHost("other.example"))
 	noCA := map[string][]byte{servingcert.KeyCert: good[servingcert.KeyCert], servingcert.KeyKey: good[servingcert.KeyKey]}
 	leafInCA := map[string][]byte{
 		servingcert.KeyCert: good[servingcert.KeyCert], servingcert.KeyKey: good[servingcert.KeyKey],
@@ -50,10 +50,10 @@ func TestCheckReissuesOnNameOrCACrtChange(t *testing.T) {
 		{"ca.crt also holds a leaf", spec, leafInCA, servingcert.ReasonInvalid},
 		{"another CN, same DNS names", spec, issueReq(spec, func(r *certs.Request) { r.CommonName = "other.fsm-system.svc" }), servingcert.ReasonNames},
 		{"URL host name added", withHost("webhook.example"), good, servingcert.ReasonNames},
-		{"URL host name kept", withHost("webhook.example"), issue(t, ca, withHost("webhook.example")), servingcert.ReasonNone},
-		{"URL host IP removed", spec, issue(t, ca, withHost("10.0.0.1")), servingcert.ReasonNames},
-		{"URL host IP changed", withHost("10.0.0.2"), issue(t, ca, withHost("10.0.0.1")), servingcert.ReasonNames},
-		{"URL host IP kept", withHost("10.0.0.1"), issue(t, ca, withHost("10.0.0.1")), servingcert.ReasonNone},
+		{"URL host name kept", withHost("webhook.example"), certstest.ServingSecretData(t, ca, withHost("webhook.example")), servingcert.ReasonNone},
+		{"URL host IP removed", spec, certstest.ServingSecretData(t, ca, withHost("10.0.0.1")), servingcert.ReasonNames},
+		{"URL host IP changed", withHost("10.0.0.2"), certstest.ServingSecretData(t, ca, withHost("10.0.0.1")), servingcert.ReasonNames},
+		{"URL host IP kept", withHost("10.0.0.1"), certstest.ServingSecretData(t, ca, withHost("10.0.0.1")), servingcert.ReasonNone},
 		{"an extra IP", withHost("10.0.0.1"), issueReq(withHost("10.0.0.1"), func(r *certs.Request) {
 			r.IPAddresses = append(r.IPAddresses, net.ParseIP("10.0.0.9"))
 		}), servingcert.ReasonNames},

@@ -28,7 +28,7 @@ func TestCheckFinal(t *testing.T) {
 	ca := nearExpiry(t)
 	later := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted := mustBundle(t, ca)
-	data := issue(t, ca, spec)
+	data := certstest.ServingSecretData(t, ca, spec)
 	leaf, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestCheckFinal(t *testing.T) {
 func TestCheckRenewsFarFromCAExpiry(t *testing.T) {
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour, Backdate: certs.ClockSkew})
 	trusted := mustBundle(t, ca)
-	data := issue(t, ca, spec)
+	data := certstest.ServingSecretData(t, ca, spec)
 	leaf, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	if err != nil {
 		t.Fatal(err)

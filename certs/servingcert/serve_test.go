@@ -61,7 +61,7 @@ func TestSourceKeepsServingThroughBadUpdateAndDelete(t *testing.T) {
 	assertServes(t, src, v1.Data)
 
 	// The Store writes it again: the new cert is served without a restart.
-	again, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: v1.Name}, Data: issue(t, ca, spec)}, metav1.CreateOptions{})
+	again, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: v1.Name}, Data: certstest.ServingSecretData(t, ca, spec)}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestSourceOfferServesOnlyNewerVersions(t *testing.T) {
 			src.Offer(nil)
 			offered := map[string]map[string][]byte{}
 			for _, rv := range tc.offers {
-				offered[rv] = issue(t, ca, spec)
+				offered[rv] = certstest.ServingSecretData(t, ca, spec)
 				src.Offer(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: spec.Namespace, Name: spec.SecretName, ResourceVersion: rv}, Data: offered[rv]})
 			}
 			if got := src.Current(); got == nil || got.ResourceVersion != tc.want || !sameLeaf(got, offered[tc.want]) {
@@ -138,7 +138,7 @@ func TestSourceOfferServesOnlyNewerVersions(t *testing.T) {
 func TestParseRefusesUnusableSecrets(t *testing.T) {
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
-	good := issue(t, ca, spec)
+	good := certstest.ServingSecretData(t, ca, spec)
 	with := func(k string, v []byte) *corev1.Secret {
 		d := map[string][]byte{}
 		for key, val := range good {
@@ -153,7 +153,7 @@ func TestParseRefusesUnusableSecrets(t *testing.T) {
 	}{
 		{"ca.crt not PEM", with(servingcert.KeyCA, []byte("not PEM"))},
 		{"ca.crt empty", with(servingcert.KeyCA, nil)},
-		{"tls.key of another cert", with(servingcert.KeyKey, issue(t, ca, spec)[servingcert.KeyKey])},
+		{"tls.key of another cert", with(servingcert.KeyKey, certstest.ServingSecretData(t, ca, spec)[servingcert.KeyKey])},
 		{"tls.crt not PEM", with(servingcert.KeyCert, []byte("not PEM"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,23 +25,6 @@ import (
 
 var spec = servingcert.Spec{SecretName: fsmnames.ValidatorCertSecret, Namespace: "fsm-system", ServiceName: fsmnames.ValidatorService}
 
-func issue(t *testing.T, ca *certstest.CA, s servingcert.Spec) map[string][]byte {
-	t.Helper()
-	c, err := ca.Issue(context.Background(), s.Request())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := certs.ParseCertsPEM(c.CertPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := servingcert.IssuingRoots(leaf, c.CABundle, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string][]byte{servingcert.KeyCA: root, servingcert.KeyCert: c.CertPEM, servingcert.KeyKey: c.KeyPEM}
-}
-
 func TestSpecRequest(t *testing.T) {
 	r := spec.Request()
 	svc := fsmnames.ValidatorService
@@ -99,7 +82,7 @@ func TestCheck(t *testing.T) {
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted, _ := ca.CABundle(context.Background())
-	good := issue(t, ca, spec)
+	good := certstest.ServingSecretData(t, ca, spec)
 	with := func(m map[string][]byte, k string, v []byte) map[string][]byte {
 		out := map[string][]byte{}
 		for kk, vv := range m {
@@ -121,7 +104,7 @@ func TestCheck(t *testing.T) {
 	otherSvc.ServiceName = fsmnames.InjectorService
 	short := spec
 	short.Validity = time.Hour
-	shortCert := issue(t, ca, short)
+	shortCert := certstest.ServingSecretData(t, ca, short)
 	now := time.Now()
 	goodLeaf, err := certs.ParseCertsPEM(good[servingcert.KeyCert])
 	if err != nil {
@@ -184,7 +167,7 @@ func TestEnsureRepairsCACrt(t *testing.T) {
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	other := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	trusted := mustBundle(t, ca)
-	data := issue(t, ca, spec)
+	data := certstest.ServingSecretData(t, ca, spec)
 	data[servingcert.KeyCA] = certs.EncodeCertsPEM(other.Active())
 
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName, Namespace: spec.Namespace}, Data: data}
@@ -217,7 +200,7 @@ func TestCheckOverdue(t *testing.T) {
 	trusted, _ := ca.CABundle(context.Background())
 	short := spec
 	short.Validity = time.Hour
-	data := issue(t, ca, short)
+	data := certstest.ServingSecretData(t, ca, short)
 	leaf, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +252,7 @@ func TestCheckBackdatedLifetime(t *testing.T) {
 			ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour, Backdate: tc.backdate})
 			s := spec
 			s.Validity = tc.validity
-			data := issue(t, ca, s)
+			data := certstest.ServingSecretData(t, ca, s)
 			v := servingcert.Check(s, data, mustBundle(t, ca), time.Now(), 0)
 			if v.Reason != tc.want {
 				t.Fatalf("Check = %q (%s), want %q", v.Reason, v.Detail, tc.want)
@@ -286,7 +269,7 @@ func TestCheckBackdatedLifetime(t *testing.T) {
 func TestCheckGrantedLifetime(t *testing.T) {
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 87600 * time.Hour, MaxTTL: 24 * time.Hour, Backdate: 30 * time.Second})
 	trusted := mustBundle(t, ca)
-	data := issue(t, ca, spec)
+	data := certstest.ServingSecretData(t, ca, spec)
 	chain, err := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	if err != nil {
 		t.Fatal(err)
@@ -380,7 +363,7 @@ func TestMergeBundles(t *testing.T) {
 
 func TestIssuingRoots(t *testing.T) {
 	ca, other := certstest.MustNew(t, certstest.Options{}), certstest.MustNew(t, certstest.Options{})
-	data := issue(t, ca, spec)
+	data := certstest.ServingSecretData(t, ca, spec)
 	leaf, _ := certs.ParseCertsPEM(data[servingcert.KeyCert])
 	both := append(mustBundle(t, other), mustBundle(t, ca)...)
 	roots, err := servingcert.IssuingRoots(leaf, both, time.Now())
@@ -436,7 +419,7 @@ func TestRenewSurvivesMetadataConflict(t *testing.T) {
 	}{
 		{"label edit", func(sec *corev1.Secret, _ *certstest.CA) { sec.Labels = map[string]string{"team": "mesh"} }, false},
 		{"another writer renewed", func(sec *corev1.Secret, ca *certstest.CA) {
-			for k, v := range issue(t, ca, spec) {
+			for k, v := range certstest.ServingSecretData(t, ca, spec) {
 				sec.Data[k] = v
 			}
 		}, true},
@@ -444,7 +427,7 @@ func TestRenewSurvivesMetadataConflict(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 			trusted := mustBundle(t, ca)
-			sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName, Namespace: spec.Namespace, ResourceVersion: "1"}, Data: issue(t, ca, spec)}
+			sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName, Namespace: spec.Namespace, ResourceVersion: "1"}, Data: certstest.ServingSecretData(t, ca, spec)}
 			orig := bytes.Clone(sec.Data[servingcert.KeyCert])
 			cs := fake.NewClientset(sec)
 			raced := false

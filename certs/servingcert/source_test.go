@@ -46,7 +46,7 @@ func TestSourceSyncCatchesUpWithTheStore(t *testing.T) {
 		t.Fatalf("Current() = %+v, want resourceVersion %s", got, v1.ResourceVersion)
 	}
 
-	v1.Data = issue(t, ca, spec)
+	v1.Data = certstest.ServingSecretData(t, ca, spec)
 	v2, err := secrets.Update(ctx, v1, metav1.UpdateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func storedServingCert(t *testing.T) (*certstest.CA, typedcorev1.SecretInterface
 	env := testenv.Start(t, testenv.Options{})
 	ca := certstest.MustNew(t, certstest.Options{RootValidity: 24 * time.Hour})
 	secrets := env.Clientset.CoreV1().Secrets(metav1.NamespaceDefault)
-	v1, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName}, Data: issue(t, ca, spec)}, metav1.CreateOptions{})
+	v1, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: spec.SecretName}, Data: certstest.ServingSecretData(t, ca, spec)}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestSourceOfferOutrunsAStalledWatch(t *testing.T) {
 		t.Fatalf("Current() = %+v, want resourceVersion %s", got, v1.ResourceVersion)
 	}
 
-	v1.Data = issue(t, ca, spec)
+	v1.Data = certstest.ServingSecretData(t, ca, spec)
 	v2, err := secrets.Update(ctx, v1, metav1.UpdateOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -84,13 +84,13 @@ func TestStoreWrites(t *testing.T) {
 	}, {
 		name: "a Secret another replica creates while this one issues is adopted",
 		racer: func(t *testing.T, s servingcert.Spec, _ *corev1.Secret) *corev1.Secret {
-			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.SecretName}, Data: issue(t, ca, s)}
+			return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.SecretName}, Data: certstest.ServingSecretData(t, ca, s)}
 		},
 		want: adopts,
 	}, {
 		name: "a cert another replica re-issues while this one issues is adopted", before: fromCA(t, foreign),
 		racer: func(t *testing.T, s servingcert.Spec, sec *corev1.Secret) *corev1.Secret {
-			sec.Data = issue(t, ca, s)
+			sec.Data = certstest.ServingSecretData(t, ca, s)
 			return sec
 		},
 		want: adopts,
@@ -214,7 +214,7 @@ func TestStoreWrites(t *testing.T) {
 
 // fromCA is a Secret's data: a cert from ca for the spec.
 func fromCA(t *testing.T, ca *certstest.CA) func(servingcert.Spec) map[string][]byte {
-	return func(s servingcert.Spec) map[string][]byte { return issue(t, ca, s) }
+	return func(s servingcert.Spec) map[string][]byte { return certstest.ServingSecretData(t, ca, s) }
 }
 
 // withExtraKey adds a key of someone else's to the Secret's data.

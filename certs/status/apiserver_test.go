@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"github.com/flomesh-io/fsm-webhooks/certs"
 	"github.com/flomesh-io/fsm-webhooks/certs/certstest"
 	"github.com/flomesh-io/fsm-webhooks/certs/servingcert"
 	"github.com/flomesh-io/fsm-webhooks/fsmnames"
@@ -42,7 +41,7 @@ func TestCheckReportsWhatTheAPIServerHolds(t *testing.T) {
 	// The validator's Secret holds a cert from another CA; its
 	// configuration trusts the mesh CA.
 	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: validatorHook.SecretName},
-		Data: issue(t, other, validatorHook.ServingSpec(opts))}, metav1.CreateOptions{}); err != nil {
+		Data: certstest.ServingSecretData(t, other, validatorHook.ServingSpec(opts))}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, withSideEffects(validatingConfig(good)), metav1.CreateOptions{}); err != nil {
@@ -114,22 +113,4 @@ func setConversion(t *testing.T, cfg *rest.Config, caBundle []byte) {
 	if _, err := client.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, c, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// issue is a serving-cert Secret's data for s from ca.
-func issue(t *testing.T, ca *certstest.CA, s servingcert.Spec) map[string][]byte {
-	t.Helper()
-	c, err := ca.Issue(context.Background(), s.Request())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := certs.ParseCertsPEM(c.CertPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := servingcert.IssuingRoots(leaf, c.CABundle, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string][]byte{servingcert.KeyCA: root, servingcert.KeyCert: c.CertPEM, servingcert.KeyKey: c.KeyPEM}
 }
